@@ -1,0 +1,51 @@
+# esgflow — the single front door. `make run` and `make test` are the two commands a newcomer needs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+MUSL_TARGET := x86_64-unknown-linux-musl
+RELEASE_DIR := target/$(MUSL_TARGET)/release
+FUNCTIONS   := audit lookup sync
+CARGO       ?= cargo
+ESGFLOW     := target/debug/esgflow
+
+.PHONY: help setup build test lint unit package run bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+setup: ## install what a fresh machine needs (musl target, rustfmt/clippy, curl, musl-tools)
+	@command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup first" >&2; exit 1; }
+	rustup target list --installed | grep -qx $(MUSL_TARGET) || rustup target add $(MUSL_TARGET)
+	rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
+	rustup component list --installed | grep -q '^clippy' || rustup component add clippy
+	@missing=""; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
+	command -v musl-gcc >/dev/null || missing="$$missing musl-tools"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+build: setup ## build the CLI and the function binaries (debug)
+	$(CARGO) build --workspace --bins
+
+lint: setup ## rustfmt check and clippy with warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit: build ## all tests (unit, runtime protocol, end-to-end under the emulator, packaging)
+	$(CARGO) test --workspace
+
+test: lint package unit ## everything CI runs: lint, packages, all tests
+
+package: setup ## one zip per function under dist/: static musl `bootstrap`, mode 0755, at the zip root
+	$(CARGO) build --release --target $(MUSL_TARGET) $(addprefix -p esgflow-,$(FUNCTIONS))
+	$(CARGO) run --quiet --bin esgflow -- package --bin-dir $(RELEASE_DIR) --out-dir dist
+
+run: build ## replay the bundled sample flow logs through the real audit function under the emulator
+	$(ESGFLOW) replay samples/flowlogs.txt
+
+clean: ## remove build output
+	$(CARGO) clean
+	rm -rf dist out

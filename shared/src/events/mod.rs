@@ -1,0 +1,10 @@
+//! Trigger payloads: what SCF hands a function, as serde types. Shapes and caveats are in
+//! `shared/reference/scf-platform.md` §3. This module decodes; it does not judge flows.
+
+pub mod apigw;
+pub mod cls;
+mod timer;
+
+pub use apigw::{ApiGatewayRequest, ApiGatewayResponse, QueryValue};
+pub use cls::{ClsRecord, ClsTriggerEvent, DecodeError, DecodeLimits, DecodedBatch, RecordError};
+pub use timer::TimerEvent;

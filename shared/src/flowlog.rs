@@ -1,0 +1,664 @@
+//! VPC flow-log records: the 14-field ENI record (`flowlog-esg-data.md` §1.1), arriving in a CLS
+//! record's `content` either as a JSON object with the hyphenated keys (values usually strings) or
+//! as the 14 space-separated fields. Both forms parse to one [`FlowRecord`].
+//!
+//! Conventions, all from the reference: `-` and `-1` mean "absent" in every numeric and address
+//! field; `NODATA`/`SKIPDATA` records carry no flow and come back as [`Parsed::NoData`] /
+//! [`Parsed::SkipData`] to be counted; unknown JSON keys are ignored; a malformed record is a
+//! [`ParseError`] with a [`SkipReason`] and a message naming the field. For ICMP (protocol 1 and
+//! 58) the ports are not ports: `dstport` packs the ICMP type in bits 0–7 and the code in bits
+//! 8–15 (as the doc says; UNCONFIRMED against live data) and `srcport` is the ICMP id, so they are
+//! kept apart in [`FlowRecord::icmp`].
+//!
+//! This module knows nothing of rules or CLS envelopes.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize};
+
+/// IANA protocol numbers the rest of the code names.
+pub mod protocol {
+    /// ICMP.
+    pub const ICMP: u8 = 1;
+    /// TCP.
+    pub const TCP: u8 = 6;
+    /// UDP.
+    pub const UDP: u8 = 17;
+    /// ICMPv6.
+    pub const ICMPV6: u8 = 58;
+}
+
+/// One flow as a flow log records it on one ENI, in one capture window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowRecord {
+    /// FL version, opaque (`2`, `V1`, ...).
+    pub version: String,
+    /// The account's AppID, as text.
+    pub account_id: String,
+    /// The ENI that recorded the flow (`eni-…`).
+    pub eni: String,
+    /// Source address (IPv4-mapped IPv6 is normalised to IPv4).
+    pub src: IpAddr,
+    /// Destination address.
+    pub dst: IpAddr,
+    /// Source port (TCP/UDP and other port-carrying protocols; `None` for ICMP or when absent).
+    pub src_port: Option<u16>,
+    /// Destination port (`None` for ICMP or when absent).
+    pub dst_port: Option<u16>,
+    /// ICMP type/code, for ICMP and ICMPv6 records.
+    pub icmp: Option<Icmp>,
+    /// IANA protocol number.
+    pub protocol: u8,
+    /// Packets in the window (`None` when absent).
+    pub packets: Option<u64>,
+    /// Bytes in the window (`None` when absent).
+    pub bytes: Option<u64>,
+    /// Window start, Unix seconds.
+    pub start: u64,
+    /// Window end, Unix seconds.
+    pub end: u64,
+    /// What the security group / network ACL did.
+    pub action: FlowAction,
+}
+
+/// ICMP type and code from the packed `dstport`, and the ICMP id from `srcport`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Icmp {
+    /// ICMP type (bits 0–7 of `dstport`).
+    pub kind: u8,
+    /// ICMP code (bits 8–15 of `dstport`).
+    pub code: u8,
+    /// ICMP id (`srcport`), when present.
+    pub id: Option<u16>,
+}
+
+/// The FL `action` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum FlowAction {
+    /// Allowed by security group and network ACL.
+    Accept,
+    /// Rejected by a security group or the network ACL (the record does not say which).
+    Reject,
+}
+
+impl FlowAction {
+    /// `ACCEPT` or `REJECT`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlowAction::Accept => "ACCEPT",
+            FlowAction::Reject => "REJECT",
+        }
+    }
+}
+
+/// A parsed `content`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    /// A flow to evaluate.
+    Flow(FlowRecord),
+    /// `log-status` NODATA: no traffic on the ENI in the window.
+    NoData,
+    /// `log-status` SKIPDATA: records were skipped by the platform in the window.
+    SkipData,
+}
+
+/// Why a record was skipped; the names are the keys of the batch report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SkipReason {
+    /// The CLS record itself was malformed (no timestamp, content not a string, ...).
+    BadRecord,
+    /// `content` looked like JSON but did not parse.
+    BadJson,
+    /// A text record with fewer than 14 fields.
+    FieldCount,
+    /// A field the record needs is absent.
+    MissingField,
+    /// An address field is not an IP address.
+    BadAddress,
+    /// A numeric field is not a number in range.
+    BadNumber,
+    /// `action` is neither ACCEPT nor REJECT.
+    BadAction,
+    /// `log-status` is not OK, NODATA or SKIPDATA.
+    BadStatus,
+}
+
+impl SkipReason {
+    /// The snake_case name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::BadRecord => "bad_record",
+            SkipReason::BadJson => "bad_json",
+            SkipReason::FieldCount => "field_count",
+            SkipReason::MissingField => "missing_field",
+            SkipReason::BadAddress => "bad_address",
+            SkipReason::BadNumber => "bad_number",
+            SkipReason::BadAction => "bad_action",
+            SkipReason::BadStatus => "bad_status",
+        }
+    }
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A record that could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}: {message}")]
+pub struct ParseError {
+    /// The class of problem.
+    pub reason: SkipReason,
+    /// What exactly, naming the field and value.
+    pub message: String,
+}
+
+impl ParseError {
+    fn new(reason: SkipReason, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// Field names in positional order.
+pub const FIELDS: [&str; 14] = [
+    "version",
+    "account-id",
+    "interface-id",
+    "srcaddr",
+    "dstaddr",
+    "srcport",
+    "dstport",
+    "protocol",
+    "packets",
+    "bytes",
+    "start",
+    "end",
+    "action",
+    "log-status",
+];
+
+/// Parses one CLS record `content`: a JSON object if it starts with `{`, the 14 positional fields
+/// otherwise. A JSON object holding only a raw line under `__CONTENT__` (or `content`) is unwrapped.
+pub fn parse(content: &str) -> Result<Parsed, ParseError> {
+    let trimmed = content.trim_start();
+    if trimmed.starts_with('{') {
+        let fields: JsonFields = serde_json::from_str(trimmed).map_err(|err| {
+            ParseError::new(
+                SkipReason::BadJson,
+                format!("content is not a JSON object: {err}"),
+            )
+        })?;
+        if fields.srcaddr.is_none() && fields.log_status.is_none() {
+            if let Some(Field::Text(raw)) = fields.raw_content.as_ref().or(fields.content.as_ref())
+            {
+                return parse_text(raw);
+            }
+        }
+        fields.into_raw().into_parsed()
+    } else {
+        parse_text(trimmed)
+    }
+}
+
+fn parse_text(line: &str) -> Result<Parsed, ParseError> {
+    let mut parts = line.split_ascii_whitespace();
+    let mut fields: [&str; 14] = [""; 14];
+    for (index, slot) in fields.iter_mut().enumerate() {
+        *slot = parts.next().ok_or_else(|| {
+            ParseError::new(
+                SkipReason::FieldCount,
+                format!(
+                    "text record has {index} fields, expected 14 (missing {})",
+                    FIELDS[index]
+                ),
+            )
+        })?;
+    }
+    // Trailing fields beyond the 14 documented ones are ignored: a later FL version may add some.
+    let text = |i: usize| Some(Field::Text(Cow::Borrowed(fields[i])));
+    RawFields {
+        version: text(0),
+        account_id: text(1),
+        interface_id: text(2),
+        srcaddr: text(3),
+        dstaddr: text(4),
+        srcport: text(5),
+        dstport: text(6),
+        protocol: text(7),
+        packets: text(8),
+        bytes: text(9),
+        start: text(10),
+        end: text(11),
+        action: text(12),
+        log_status: text(13),
+    }
+    .into_parsed()
+}
+
+/// A field value from either form: text (the usual case) or a JSON number.
+#[derive(Debug, Clone, PartialEq)]
+enum Field<'a> {
+    Text(Cow<'a, str>),
+    Int(i128),
+    Float(f64),
+    Null,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldVisitor;
+        impl<'de> Visitor<'de> for FieldVisitor {
+            type Value = Field<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or a number")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Field<'de>, E> {
+                Ok(Field::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Field<'de>, E> {
+                Ok(Field::Text(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Field<'de>, E> {
+                Ok(Field::Text(Cow::Owned(v)))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Field<'de>, E> {
+                Ok(Field::Int(v.into()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Field<'de>, E> {
+                Ok(Field::Int(v.into()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Field<'de>, E> {
+                Ok(Field::Float(v))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Field<'de>, E> {
+                Ok(Field::Text(Cow::Borrowed(if v { "true" } else { "false" })))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Field<'de>, E> {
+                Ok(Field::Null)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Field<'de>, E> {
+                Ok(Field::Null)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Field<'de>, A::Error> {
+                while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+                Err(de::Error::custom(
+                    "an array where a flow-log field was expected",
+                ))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Field<'de>, A::Error> {
+                while map
+                    .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Err(de::Error::custom(
+                    "an object where a flow-log field was expected",
+                ))
+            }
+        }
+        deserializer.deserialize_any(FieldVisitor)
+    }
+}
+
+#[derive(Deserialize)]
+struct JsonFields<'a> {
+    #[serde(borrow, default)]
+    version: Option<Field<'a>>,
+    #[serde(borrow, default, rename = "account-id")]
+    account_id: Option<Field<'a>>,
+    #[serde(borrow, default, rename = "interface-id")]
+    interface_id: Option<Field<'a>>,
+    #[serde(borrow, default)]
+    srcaddr: Option<Field<'a>>,
+    #[serde(borrow, default)]
+    dstaddr: Option<Field<'a>>,
+    #[serde(borrow, default)]
+    srcport: Option<Field<'a>>,
+    #[serde(borrow, default)]
+    dstport: Option<Field<'a>>,
+    #[serde(borrow, default)]
+    protocol: Option<Field<'a>>,
+    #[serde(borrow, default)]
+    packets: Option<Field<'a>>,
+    #[serde(borrow, default)]
+    bytes: Option<Field<'a>>,
+    #[serde(borrow, default)]
+    start: Option<Field<'a>>,
+    #[serde(borrow, default)]
+    end: Option<Field<'a>>,
+    #[serde(borrow, default)]
+    action: Option<Field<'a>>,
+    #[serde(borrow, default, rename = "log-status")]
+    log_status: Option<Field<'a>>,
+    #[serde(borrow, default, rename = "__CONTENT__")]
+    raw_content: Option<Field<'a>>,
+    #[serde(borrow, default)]
+    content: Option<Field<'a>>,
+}
+
+impl<'a> JsonFields<'a> {
+    fn into_raw(self) -> RawFields<'a> {
+        RawFields {
+            version: self.version,
+            account_id: self.account_id,
+            interface_id: self.interface_id,
+            srcaddr: self.srcaddr,
+            dstaddr: self.dstaddr,
+            srcport: self.srcport,
+            dstport: self.dstport,
+            protocol: self.protocol,
+            packets: self.packets,
+            bytes: self.bytes,
+            start: self.start,
+            end: self.end,
+            action: self.action,
+            log_status: self.log_status,
+        }
+    }
+}
+
+/// The 14 fields as found, before validation.
+struct RawFields<'a> {
+    version: Option<Field<'a>>,
+    account_id: Option<Field<'a>>,
+    interface_id: Option<Field<'a>>,
+    srcaddr: Option<Field<'a>>,
+    dstaddr: Option<Field<'a>>,
+    srcport: Option<Field<'a>>,
+    dstport: Option<Field<'a>>,
+    protocol: Option<Field<'a>>,
+    packets: Option<Field<'a>>,
+    bytes: Option<Field<'a>>,
+    start: Option<Field<'a>>,
+    end: Option<Field<'a>>,
+    action: Option<Field<'a>>,
+    log_status: Option<Field<'a>>,
+}
+
+/// The value with "absent" markers (`-`, `-1`, empty, null) folded into `None`.
+fn present<'f, 'a>(field: &'f Option<Field<'a>>) -> Option<&'f Field<'a>> {
+    match field {
+        None | Some(Field::Null) => None,
+        Some(Field::Text(t)) if matches!(t.trim(), "" | "-" | "-1") => None,
+        Some(Field::Int(-1)) => None,
+        Some(field) => Some(field),
+    }
+}
+
+fn text_of(field: &Option<Field<'_>>) -> Option<String> {
+    present(field).map(|f| match f {
+        Field::Text(t) => t.trim().to_string(),
+        Field::Int(i) => i.to_string(),
+        Field::Float(x) => x.to_string(),
+        Field::Null => String::new(),
+    })
+}
+
+fn number<T: TryFrom<i128>>(
+    field: &Option<Field<'_>>,
+    name: &'static str,
+) -> Result<Option<T>, ParseError> {
+    let Some(value) = present(field) else {
+        return Ok(None);
+    };
+    let parsed: Option<i128> = match value {
+        Field::Text(t) => t.trim().parse().ok(),
+        Field::Int(i) => Some(*i),
+        Field::Float(x) if x.fract() == 0.0 && x.abs() < 1e30 => Some(*x as i128),
+        _ => None,
+    };
+    parsed
+        .and_then(|n| T::try_from(n).ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ParseError::new(
+                SkipReason::BadNumber,
+                format!("{name} {} is not a number in range", show(value)),
+            )
+        })
+}
+
+fn required<T>(value: Option<T>, name: &'static str) -> Result<T, ParseError> {
+    value.ok_or_else(|| ParseError::new(SkipReason::MissingField, format!("{name} is absent")))
+}
+
+fn address(field: &Option<Field<'_>>, name: &'static str) -> Result<IpAddr, ParseError> {
+    let value = required(present(field), name)?;
+    let parsed = match value {
+        Field::Text(t) => t.trim().parse::<IpAddr>().ok(),
+        _ => None,
+    };
+    parsed.map(|ip| ip.to_canonical()).ok_or_else(|| {
+        ParseError::new(
+            SkipReason::BadAddress,
+            format!("{name} {} is not an IP address", show(value)),
+        )
+    })
+}
+
+fn show(field: &Field<'_>) -> String {
+    const MAX: usize = 64;
+    match field {
+        Field::Text(t) => {
+            let mut end = t.len().min(MAX);
+            while !t.is_char_boundary(end) {
+                end -= 1;
+            }
+            format!("{:?}", &t[..end])
+        }
+        Field::Int(i) => i.to_string(),
+        Field::Float(x) => x.to_string(),
+        Field::Null => "null".to_string(),
+    }
+}
+
+impl RawFields<'_> {
+    fn into_parsed(self) -> Result<Parsed, ParseError> {
+        let status = text_of(&self.log_status);
+        match status.as_deref().map(str::to_ascii_uppercase).as_deref() {
+            None | Some("OK") => {}
+            Some("NODATA") => return Ok(Parsed::NoData),
+            Some("SKIPDATA") => return Ok(Parsed::SkipData),
+            Some(other) => {
+                return Err(ParseError::new(
+                    SkipReason::BadStatus,
+                    format!("log-status {other:?} is not OK, NODATA or SKIPDATA"),
+                ))
+            }
+        }
+        let eni = required(text_of(&self.interface_id), "interface-id")?;
+        let src = address(&self.srcaddr, "srcaddr")?;
+        let dst = address(&self.dstaddr, "dstaddr")?;
+        let protocol: u8 = required(number(&self.protocol, "protocol")?, "protocol")?;
+        let src_port: Option<u16> = number(&self.srcport, "srcport")?;
+        let dst_port: Option<u16> = number(&self.dstport, "dstport")?;
+        let action = match required(text_of(&self.action), "action")?
+            .to_ascii_uppercase()
+            .as_str()
+        {
+            "ACCEPT" => FlowAction::Accept,
+            "REJECT" => FlowAction::Reject,
+            other => {
+                return Err(ParseError::new(
+                    SkipReason::BadAction,
+                    format!("action {other:?} is neither ACCEPT nor REJECT"),
+                ))
+            }
+        };
+        let start: u64 = required(number(&self.start, "start")?, "start")?;
+        let end: u64 = required(number(&self.end, "end")?, "end")?;
+        let packets = number(&self.packets, "packets")?;
+        let bytes = number(&self.bytes, "bytes")?;
+        let (src_port, dst_port, icmp) = match protocol {
+            protocol::ICMP | protocol::ICMPV6 => {
+                let icmp = dst_port.map(|packed| Icmp {
+                    kind: (packed & 0xff) as u8,
+                    code: (packed >> 8) as u8,
+                    id: src_port,
+                });
+                (None, None, icmp)
+            }
+            protocol::TCP | protocol::UDP => (src_port, Some(required(dst_port, "dstport")?), None),
+            _ => (src_port, dst_port, None),
+        };
+        Ok(Parsed::Flow(FlowRecord {
+            version: text_of(&self.version).unwrap_or_default(),
+            account_id: text_of(&self.account_id).unwrap_or_default(),
+            eni,
+            src,
+            dst,
+            src_port,
+            dst_port,
+            icmp,
+            protocol,
+            packets,
+            bytes,
+            start,
+            end,
+            action,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(content: &str) -> FlowRecord {
+        match parse(content) {
+            Ok(Parsed::Flow(f)) => f,
+            other => panic!("expected a flow from {content:?}, got {other:?}"),
+        }
+    }
+
+    fn reason(content: &str) -> SkipReason {
+        parse(content).unwrap_err().reason
+    }
+
+    #[test]
+    fn text_and_json_forms_parse_to_the_same_record() {
+        let text = flow("2 1251762227 eni-lq6mkcis 172.31.16.139 172.31.16.21 20641 22 6 20 4249 1418530010 1418530070 ACCEPT OK");
+        let json = flow(
+            r#"{"version":"2","account-id":"1251762227","interface-id":"eni-lq6mkcis","srcaddr":"172.31.16.139","dstaddr":"172.31.16.21","srcport":"20641","dstport":"22","protocol":"6","packets":"20","bytes":"4249","start":"1418530010","end":"1418530070","action":"ACCEPT","log-status":"OK"}"#,
+        );
+        assert_eq!(text, json);
+        assert_eq!(text.dst_port, Some(22));
+        assert_eq!(text.packets, Some(20));
+    }
+
+    #[test]
+    fn json_numbers_and_unknown_keys_are_fine() {
+        let f = flow(
+            r#"{"srcaddr":"10.0.0.1","dstaddr":"10.0.0.2","srcport":40000,"dstport":443,"protocol":6,"start":1,"end":2,"action":"reject","log-status":"OK","interface-id":"eni-1","vpc-id":"vpc-x","extra":{"nested":[1,2]}}"#,
+        );
+        assert_eq!(f.action, FlowAction::Reject);
+        assert_eq!(f.dst_port, Some(443));
+        assert_eq!(f.version, "");
+    }
+
+    #[test]
+    fn raw_line_wrapped_in_content_key_is_unwrapped() {
+        let f = flow(r#"{"__CONTENT__":"2 1 eni-a 10.0.0.1 10.0.0.2 1 80 6 1 1 1 2 ACCEPT OK"}"#);
+        assert_eq!(f.dst_port, Some(80));
+    }
+
+    #[test]
+    fn nodata_and_skipdata_are_not_flows() {
+        assert_eq!(
+            parse("V1 1251762227 eni-lq6mkcis - - - - - - - 1431280876 1431280934 - NODATA"),
+            Ok(Parsed::NoData)
+        );
+        assert_eq!(
+            parse("V1 1251762227 eni-lq6mkcis - - - - - - - 1431280876 1431280934 - SKIPDATA"),
+            Ok(Parsed::SkipData)
+        );
+    }
+
+    #[test]
+    fn icmp_ports_become_type_and_code() {
+        let f = flow("V1 1 eni-a 203.0.113.12 172.31.16.139 7 2048 1 4 336 1 2 ACCEPT OK");
+        assert_eq!(f.src_port, None);
+        assert_eq!(f.dst_port, None);
+        assert_eq!(
+            f.icmp,
+            Some(Icmp {
+                kind: 0,
+                code: 8,
+                id: Some(7)
+            })
+        );
+    }
+
+    #[test]
+    fn ipv6_and_mapped_ipv4() {
+        let f = flow("2 1 eni-a 2001:db8::1 2001:db8::2 1000 53 17 1 60 1 2 ACCEPT OK");
+        assert!(f.src.is_ipv6());
+        let f = flow("2 1 eni-a ::ffff:10.0.0.1 10.0.0.2 1000 53 17 1 60 1 2 ACCEPT OK");
+        assert_eq!(f.src, "10.0.0.1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn absent_counters_are_none() {
+        let f = flow("2 1 eni-a 10.0.0.1 10.0.0.2 1000 53 17 - -1 1 2 ACCEPT OK");
+        assert_eq!(f.packets, None);
+        assert_eq!(f.bytes, None);
+    }
+
+    #[test]
+    fn malformed_records_name_the_reason() {
+        assert_eq!(reason("2 1 eni-a 10.0.0.1"), SkipReason::FieldCount);
+        assert_eq!(
+            reason("2 1 eni-a 10.0.0.300 10.0.0.2 1 80 6 1 1 1 2 ACCEPT OK"),
+            SkipReason::BadAddress
+        );
+        assert_eq!(
+            reason("2 1 eni-a 10.0.0.1 10.0.0.2 1 99999 6 1 1 1 2 ACCEPT OK"),
+            SkipReason::BadNumber
+        );
+        assert_eq!(
+            reason("2 1 eni-a 10.0.0.1 10.0.0.2 1 80 6 1 1 1 2 MAYBE OK"),
+            SkipReason::BadAction
+        );
+        assert_eq!(
+            reason("2 1 eni-a 10.0.0.1 10.0.0.2 1 80 6 1 1 1 2 ACCEPT WEIRD"),
+            SkipReason::BadStatus
+        );
+        assert_eq!(
+            reason("2 1 eni-a - 10.0.0.2 1 80 6 1 1 1 2 ACCEPT OK"),
+            SkipReason::MissingField
+        );
+        assert_eq!(
+            reason("2 1 eni-a 10.0.0.1 10.0.0.2 1 - 6 1 1 1 2 ACCEPT OK"),
+            SkipReason::MissingField
+        );
+        assert_eq!(
+            reason("2 1 eni-a 10.0.0.1 10.0.0.2 1 80 999 1 1 1 2 ACCEPT OK"),
+            SkipReason::BadNumber
+        );
+        assert_eq!(
+            reason("2 1 eni-a 10.0.0.1 10.0.0.2 1 80 6 -5 1 1 2 ACCEPT OK"),
+            SkipReason::BadNumber
+        );
+        assert_eq!(reason(r#"{"srcaddr": "#), SkipReason::BadJson);
+        assert_eq!(reason(r#"{"srcaddr": ["10.0.0.1"]}"#), SkipReason::BadJson);
+    }
+
+    #[test]
+    fn error_message_names_field_and_value() {
+        let err = parse("2 1 eni-a 10.0.0.1 not-an-ip 1 80 6 1 1 1 2 ACCEPT OK").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"bad_address: dstaddr "not-an-ip" is not an IP address"#
+        );
+    }
+}

@@ -1,0 +1,15 @@
+//! esgflow: turns VPC flow logs into Enterprise Security Group (ESG) flow logs.
+//!
+//! This crate holds all of esgflow's logic and its SCF Custom Runtime; the function binaries in
+//! `functions/` only wire it together. Domain modules take and return plain data (no SCF or HTTP
+//! types); trigger payloads live in [`events`], the platform conversation in [`runtime`].
+
+#![deny(clippy::all)]
+#![warn(missing_docs)]
+
+pub mod audit;
+pub mod config;
+pub mod events;
+pub mod flowlog;
+pub mod lookup;
+pub mod runtime;

@@ -1,0 +1,10 @@
+//! esgflow's local toolkit: the SCF emulator that runs the real function binaries, and the
+//! helpers the `esgflow` CLI and the end-to-end tests share.
+
+#![deny(clippy::all)]
+#![warn(missing_docs)]
+
+pub mod clsfeed;
+pub mod emulator;
+pub mod functions;
+pub mod package;

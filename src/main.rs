@@ -1,0 +1,249 @@
+//! `esgflow`: the local toolkit. Runs the real function binaries under the SCF emulator.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use esgflow_local::clsfeed::{self, ContentForm, FeedOptions};
+use esgflow_local::emulator::{Emulator, FunctionSpec, InvocationResult, Output};
+use esgflow_local::{functions, package};
+
+#[derive(Parser)]
+#[command(
+    name = "esgflow",
+    version,
+    about = "esgflow local toolkit: run the SCF functions on this machine"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct RunArgs {
+    /// Directory holding the esgflow-<function> binaries [default: next to this executable]
+    #[arg(long, env = "ESGFLOW_BIN_DIR")]
+    bin_dir: Option<PathBuf>,
+    /// Function time limit (ms), sent as time_limit_in_ms and enforced
+    #[arg(long, default_value_t = 3000)]
+    timeout_ms: u64,
+    /// Init timeout (ms): process start to /runtime/init/ready
+    #[arg(long, default_value_t = 10_000)]
+    init_timeout_ms: u64,
+    /// Memory limit (MB), sent as memory_limit_in_mb
+    #[arg(long, default_value_t = 128)]
+    memory_mb: u32,
+    /// Function environment variable KEY=VALUE (repeatable)
+    #[arg(long = "env", value_parser = parse_env)]
+    env: Vec<(String, String)>,
+    /// Show the function's own log lines
+    #[arg(long)]
+    logs: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Invoke a function once with an event file, as SCF's Invoke API would
+    Invoke {
+        /// audit, lookup or sync
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(functions::FUNCTIONS))]
+        function: String,
+        /// The event JSON
+        #[arg(long)]
+        event: PathBuf,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Cut a flow-log file into CLS trigger events (gzip+base64, <=128 KB each)
+    Feed {
+        /// Flow-log file, one 14-field record per line
+        flowlog: PathBuf,
+        /// Directory to write event-0001.json, ... into
+        #[arg(long)]
+        out_dir: PathBuf,
+        #[command(flatten)]
+        feed: FeedArgs,
+    },
+    /// Write one deployment zip per function (bootstrap, mode 0755, at the zip root)
+    Package {
+        /// Directory holding the esgflow-<function> release binaries
+        #[arg(long)]
+        bin_dir: PathBuf,
+        /// Where the zips go
+        #[arg(long, default_value = "dist")]
+        out_dir: PathBuf,
+    },
+    /// Replay a flow-log file through the audit function, cut into CLS events as CLS cuts them
+    Replay {
+        /// Flow-log file, one 14-field record per line
+        flowlog: PathBuf,
+        #[command(flatten)]
+        feed: FeedArgs,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct FeedArgs {
+    /// Form of each record's content
+    #[arg(long, value_enum, default_value_t = ContentForm::Json)]
+    content: ContentForm,
+    /// Largest event in bytes
+    #[arg(long, default_value_t = clsfeed::MAX_ASYNC_EVENT_BYTES)]
+    max_event_bytes: usize,
+    /// topic_id written into each batch
+    #[arg(long, default_value = "00000000-0000-4000-8000-00000000f10w")]
+    topic_id: String,
+}
+
+impl FeedArgs {
+    fn options(&self) -> FeedOptions {
+        FeedOptions {
+            topic_id: self.topic_id.clone(),
+            content: self.content,
+            max_event_bytes: self.max_event_bytes,
+            ..FeedOptions::default()
+        }
+    }
+}
+
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))
+}
+
+impl RunArgs {
+    fn spec(&self, function: &str) -> FunctionSpec {
+        let bin_dir = self
+            .bin_dir
+            .clone()
+            .unwrap_or_else(functions::default_bin_dir);
+        let mut spec = FunctionSpec::new(function, functions::binary_path(&bin_dir, function));
+        spec.env = self.env.clone();
+        spec.timeout = Duration::from_millis(self.timeout_ms);
+        spec.init_timeout = Duration::from_millis(self.init_timeout_ms);
+        spec.memory_mb = self.memory_mb;
+        spec.output = if self.logs {
+            Output::Inherit
+        } else {
+            Output::Discard
+        };
+        spec
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("esgflow: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    match cli.command {
+        Command::Invoke {
+            function,
+            event,
+            run,
+        } => {
+            let body =
+                std::fs::read(&event).map_err(|e| format!("reading {}: {e}", event.display()))?;
+            let mut emulator = Emulator::new(run.spec(&function)).await?;
+            let invocation = emulator.invoke(body).await?;
+            print_result(&invocation.result);
+            Ok(if invocation.result.is_response() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Feed {
+            flowlog,
+            out_dir,
+            feed,
+        } => {
+            let events = cut_file(&flowlog, &feed.options())?;
+            std::fs::create_dir_all(&out_dir)?;
+            for (i, event) in events.iter().enumerate() {
+                std::fs::write(out_dir.join(format!("event-{:04}.json", i + 1)), event)?;
+            }
+            eprintln!("wrote {} CLS events to {}", events.len(), out_dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Package { bin_dir, out_dir } => {
+            for function in functions::FUNCTIONS {
+                let zip = package::package(
+                    &functions::binary_path(&bin_dir, function),
+                    function,
+                    &out_dir,
+                )?;
+                let info = package::inspect(&zip)?;
+                println!(
+                    "{}: {} bytes zipped, bootstrap {} bytes, mode {:o}, {}",
+                    zip.display(),
+                    info.zip_size,
+                    info.bootstrap_size,
+                    info.bootstrap_mode.unwrap_or(0),
+                    if info.is_static_elf {
+                        "static"
+                    } else {
+                        "DYNAMIC (needs a loader)"
+                    }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay { flowlog, feed, run } => {
+            let events = cut_file(&flowlog, &feed.options())?;
+            let mut emulator = Emulator::new(run.spec("audit")).await?;
+            let mut failed = 0;
+            for (i, event) in events.into_iter().enumerate() {
+                let size = event.len();
+                let invocation = emulator.invoke(event).await?;
+                eprintln!(
+                    "event {} ({size} bytes, {:?}{}):",
+                    i + 1,
+                    invocation.duration,
+                    invocation
+                        .init_duration
+                        .map(|d| format!(", cold start {d:?}"))
+                        .unwrap_or_default()
+                );
+                print_result(&invocation.result);
+                failed += usize::from(!invocation.result.is_response());
+            }
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}
+
+fn cut_file(
+    path: &PathBuf,
+    options: &FeedOptions,
+) -> Result<Vec<Vec<u8>>, Box<dyn std::error::Error>> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    Ok(clsfeed::cut_events(text.lines(), options)?)
+}
+
+fn print_result(result: &InvocationResult) {
+    let text = match serde_json::from_slice::<serde_json::Value>(result.body()) {
+        Ok(json) => serde_json::to_string_pretty(&json).unwrap_or_default(),
+        Err(_) => String::from_utf8_lossy(result.body()).into_owned(),
+    };
+    match result {
+        InvocationResult::Response(_) => println!("{text}"),
+        InvocationResult::Error(_) => eprintln!("invocation error: {text}"),
+    }
+}

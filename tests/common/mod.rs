@@ -1,0 +1,63 @@
+//! Shared helpers for the end-to-end tests: the real function binaries, real-shaped events.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use esgflow_local::emulator::{Emulator, FunctionSpec, Output};
+
+/// The directory cargo put this package's binaries in (target/debug).
+pub fn bin_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_esgflow"))
+        .parent()
+        .expect("binaries live in a directory")
+        .to_path_buf()
+}
+
+/// Path to a function binary, built (once per test process) with the same cargo and profile
+/// that built the tests, so the tests never run a stale binary.
+pub fn function_binary(function: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "esgflow-audit",
+                "-p",
+                "esgflow-lookup",
+                "-p",
+                "esgflow-sync",
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the function binaries failed");
+    });
+    esgflow_local::functions::binary_path(&bin_dir(), function)
+}
+
+/// An emulator for `function` with captured output.
+pub async fn emulator(function: &str, env: &[(&str, &str)]) -> Emulator {
+    let mut spec = FunctionSpec::new(function, function_binary(function));
+    spec.output = Output::Capture;
+    spec.env = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Emulator::new(spec).await.expect("the emulator starts")
+}
+
+/// A CLS trigger event holding `records` (content strings), gzip+base64 as CLS ships them.
+pub fn cls_event(topic_id: &str, contents: &[&str]) -> Vec<u8> {
+    let records: Vec<serde_json::Value> = contents
+        .iter()
+        .enumerate()
+        .map(|(i, c)| serde_json::json!({"timestamp": format!("{}", 1_700_000_000_000_000u64 + i as u64), "content": c}))
+        .collect();
+    let batch =
+        serde_json::json!({"topic_id": topic_id, "topic_name": "flowlog", "records": records});
+    esgflow_local::clsfeed::encode_batch_json(batch.to_string().as_bytes())
+}
