@@ -21,11 +21,7 @@ fn release_bin_dir() -> PathBuf {
             Box::leak(format!("esgflow-{function}").into_boxed_str()),
         ]);
     }
-    let status = std::process::Command::new(env!("CARGO"))
-        .args(&args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo runs");
+    let status = common::cargo().args(&args).status().expect("cargo runs");
     assert!(
         status.success(),
         "release build for {MUSL} failed: run `make setup` (rustup target add {MUSL})"

@@ -39,6 +39,22 @@ pub fn function_binary(function: &str) -> PathBuf {
     esgflow_local::functions::binary_path(&bin_dir(), function)
 }
 
+/// A cargo command in the workspace root, without the `CARGO_*` variables cargo sets for a
+/// test process: build scripts watch some of them, and inheriting them would make every nested
+/// build look dirty and recompile from scratch.
+pub fn cargo() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO"));
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        let keep = matches!(key.as_ref(), "CARGO_HOME" | "CARGO_TARGET_DIR");
+        if (key.starts_with("CARGO_") && !keep) || key == "OUT_DIR" || key.starts_with("RUSTC") {
+            command.env_remove(key.as_ref());
+        }
+    }
+    command.current_dir(env!("CARGO_MANIFEST_DIR"));
+    command
+}
+
 /// An emulator for `function` with captured output.
 pub async fn emulator(function: &str, env: &[(&str, &str)]) -> Emulator {
     let mut spec = FunctionSpec::new(function, function_binary(function));
