@@ -9,7 +9,9 @@
 
 pub mod audit;
 pub mod config;
+pub mod engine;
 pub mod events;
 pub mod flowlog;
 pub mod lookup;
 pub mod runtime;
+pub mod snapshot;
