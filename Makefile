@@ -8,7 +8,7 @@ FUNCTIONS   := audit lookup sync
 CARGO       ?= cargo
 ESGFLOW     := target/debug/esgflow
 
-.PHONY: help setup build test lint unit package run bench clean
+.PHONY: help setup build test lint unit package run bench sample clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -45,6 +45,13 @@ package: setup ## one zip per function under dist/: static musl `bootstrap`, mod
 
 run: build ## replay the bundled sample flow logs through the real audit function under the emulator
 	$(ESGFLOW) replay samples/flowlogs.txt
+
+bench: ## benchmarks (criterion): engine evaluation at 100/1k/10k rules vs the naive evaluator, compile time
+	$(CARGO) bench -p esgflow --bench engine
+
+sample: build ## regenerate samples/ (export, flow logs) and rebuild samples/snapshot.json from the export
+	python3 samples/generate.py
+	$(ESGFLOW) snapshot build --from samples/export --out samples/snapshot.json --taken-at 2025-11-24T00:00:00Z
 
 clean: ## remove build output
 	$(CARGO) clean

@@ -6,5 +6,6 @@
 
 pub mod clsfeed;
 pub mod emulator;
+pub mod explain;
 pub mod functions;
 pub mod package;

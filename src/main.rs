@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use esgflow_local::clsfeed::{self, ContentForm, FeedOptions};
 use esgflow_local::emulator::{Emulator, FunctionSpec, InvocationResult, Output};
-use esgflow_local::{functions, package};
+use esgflow_local::{explain, functions, package};
 
 #[derive(Parser)]
 #[command(
@@ -65,6 +65,38 @@ enum Command {
         #[command(flatten)]
         feed: FeedArgs,
     },
+    /// Build or inspect rule snapshots
+    Snapshot {
+        #[command(subcommand)]
+        command: SnapshotCommand,
+    },
+    /// Explain offline which ESG rule decides a flow, and why
+    Explain {
+        /// Snapshot file
+        #[arg(long)]
+        snapshot: PathBuf,
+        /// Source address
+        #[arg(long)]
+        src: std::net::IpAddr,
+        /// Destination address
+        #[arg(long)]
+        dst: std::net::IpAddr,
+        /// Protocol: tcp, udp, icmp, icmpv6 or a number
+        #[arg(long, default_value = "tcp")]
+        protocol: String,
+        /// Destination port (TCP and UDP)
+        #[arg(long)]
+        port: Option<u16>,
+        /// The ENI that recorded the flow (for direction)
+        #[arg(long)]
+        eni: Option<String>,
+        /// Print every rule considered, not only the ones that matched
+        #[arg(long)]
+        verbose: bool,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Write one deployment zip per function (bootstrap, mode 0755, at the zip root)
     Package {
         /// Directory holding the esgflow-<function> release binaries
@@ -82,6 +114,27 @@ enum Command {
         feed: FeedArgs,
         #[command(flatten)]
         run: RunArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum SnapshotCommand {
+    /// Build a snapshot from API responses exported with tccli (one JSON file per call or page)
+    Build {
+        /// Directory of exported JSON files
+        #[arg(long)]
+        from: PathBuf,
+        /// Snapshot file to write
+        #[arg(long)]
+        out: PathBuf,
+        /// taken_at to record [default: now]
+        #[arg(long)]
+        taken_at: Option<String>,
+    },
+    /// Summarise a snapshot: version, counts, unresolvable rules, warnings
+    Show {
+        /// Snapshot file
+        path: PathBuf,
     },
 }
 
@@ -177,6 +230,34 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             eprintln!("wrote {} CLS events to {}", events.len(), out_dir.display());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Snapshot { command } => snapshot_command(command),
+        Command::Explain {
+            snapshot,
+            src,
+            dst,
+            protocol,
+            port,
+            eni,
+            verbose,
+            json,
+        } => {
+            let engine = load_engine(&snapshot)?;
+            let protocol = explain::parse_protocol(&protocol)?;
+            let flow = esgflow::engine::FlowKey {
+                src,
+                dst,
+                protocol,
+                dst_port: port,
+            };
+            if matches!(protocol, 6 | 17) && port.is_none() {
+                return Err("--port is required for TCP and UDP".into());
+            }
+            print!(
+                "{}",
+                explain::render(&engine, &flow, eni.as_deref(), verbose, json)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Package { bin_dir, out_dir } => {
             for function in functions::FUNCTIONS {
                 let zip = package::package(
@@ -224,6 +305,46 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+    }
+}
+
+fn load_engine(path: &std::path::Path) -> Result<esgflow::engine::Engine, Box<dyn std::error::Error>> {
+    let snapshot = esgflow::snapshot::Snapshot::load(path)?;
+    Ok(esgflow::engine::Engine::compile(&snapshot)
+        .map_err(|e| format!("{}: {e}", path.display()))?)
+}
+
+fn snapshot_command(command: SnapshotCommand) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    match command {
+        SnapshotCommand::Build {
+            from,
+            out,
+            taken_at,
+        } => {
+            let taken_at = taken_at
+                .unwrap_or_else(|| chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string());
+            let snapshot = esgflow::snapshot::build_from_dir(&from, &taken_at)?;
+            // Compile before writing, so a snapshot the functions could not load is never written.
+            esgflow::engine::Engine::compile(&snapshot)?;
+            snapshot.save(&out)?;
+            eprintln!(
+                "wrote {} ({} rules, version {}, {} warnings)",
+                out.display(),
+                snapshot.rules.len(),
+                snapshot.version,
+                snapshot.warnings.len()
+            );
+            for warning in &snapshot.warnings {
+                eprintln!("warning: {warning}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SnapshotCommand::Show { path } => {
+            let engine = load_engine(&path)?;
+            let snapshot = esgflow::snapshot::Snapshot::load(&path)?;
+            print!("{}", explain::summary(&snapshot, &engine));
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -1,0 +1,150 @@
+//! The `esgflow` CLI: snapshot build/show and offline explain, including bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn esgflow() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_esgflow"))
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("esgflow-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn sample(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+#[test]
+fn snapshot_build_writes_a_snapshot_and_show_summarises_it() {
+    let dir = temp_dir("build");
+    let out = dir.join("snapshot.json");
+    let status = esgflow()
+        .args(["snapshot", "build", "--from"])
+        .arg(sample("samples/export"))
+        .arg("--out")
+        .arg(&out)
+        .args(["--taken-at", "2025-11-24T00:00:00Z"])
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let show = esgflow()
+        .args(["snapshot", "show"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(text.contains("rules     39"), "{text}");
+    assert!(text.contains("unresolvable enabled rules: 2"), "{text}");
+    assert!(text.contains("rule 7023 (block exfil domain)"), "{text}");
+}
+
+#[test]
+fn snapshot_build_refuses_bad_input_and_writes_nothing() {
+    let dir = temp_dir("bad");
+    std::fs::write(
+        dir.join("rules.json"),
+        r#"{"Response":{"Rules":[{"Id":"42","OrderIndex":"1","RuleAction":"accept","SourceType":"net","SourceContent":"10.0.0.0/8","DestType":"net","DestContent":"10.1.0.0/16","Protocol":"TCP","Port":"99999","Description":"bad port"}]}}"#,
+    )
+    .unwrap();
+    let out = dir.join("snapshot.json");
+    let result = esgflow()
+        .args(["snapshot", "build", "--from"])
+        .arg(&dir)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!result.status.success());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(stderr.contains("rule 42: Port:"), "{stderr}");
+    assert!(!out.exists(), "nothing may be written");
+
+    std::fs::write(dir.join("rules.json"), "{ not json").unwrap();
+    let result = esgflow()
+        .args(["snapshot", "build", "--from"])
+        .arg(&dir)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!result.status.success());
+    assert!(String::from_utf8_lossy(&result.stderr).contains("not valid JSON"));
+    assert!(!out.exists());
+
+    let result = esgflow()
+        .args(["snapshot", "show"])
+        .arg(dir.join("rules.json"))
+        .output()
+        .unwrap();
+    assert!(!result.status.success());
+    assert!(String::from_utf8_lossy(&result.stderr).contains("is not a valid snapshot"));
+}
+
+#[test]
+fn explain_names_the_blocking_rule_and_why_others_did_not_match() {
+    let result = esgflow()
+        .args(["explain", "--verbose", "--snapshot"])
+        .arg(sample("samples/snapshot.json"))
+        .args([
+            "--src",
+            "10.0.1.11",
+            "--dst",
+            "10.0.3.10",
+            "--protocol",
+            "tcp",
+            "--port",
+            "3306",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let text = String::from_utf8_lossy(&result.stdout);
+    assert!(
+        text.contains("BLOCKED by rule 7010 (order 11, drop) \"block other data-tier access\""),
+        "{text}"
+    );
+    assert!(text.contains("observed by rule 7007"), "{text}");
+    assert!(text.contains("scope inter_subnet"), "{text}");
+    assert!(
+        text.contains("source 10.0.1.11 not in net 10.0.2.0/24"),
+        "{text}"
+    );
+
+    let json = esgflow()
+        .args(["explain", "--json", "--snapshot"])
+        .arg(sample("samples/snapshot.json"))
+        .args([
+            "--src",
+            "172.16.1.10",
+            "--dst",
+            "192.168.100.4",
+            "--port",
+            "443",
+        ])
+        .output()
+        .unwrap();
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(value["decision"], "none");
+    assert_eq!(value["placement"]["scope"], "vpc_outbound");
+
+    let missing_port = esgflow()
+        .args(["explain", "--snapshot"])
+        .arg(sample("samples/snapshot.json"))
+        .args(["--src", "10.0.0.1", "--dst", "10.0.0.2"])
+        .output()
+        .unwrap();
+    assert!(!missing_port.status.success());
+    assert!(String::from_utf8_lossy(&missing_port.stderr).contains("--port is required"));
+}
