@@ -309,7 +309,9 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     }
 }
 
-fn load_engine(path: &std::path::Path) -> Result<esgflow::engine::Engine, Box<dyn std::error::Error>> {
+fn load_engine(
+    path: &std::path::Path,
+) -> Result<esgflow::engine::Engine, Box<dyn std::error::Error>> {
     let snapshot = esgflow::snapshot::Snapshot::load(path)?;
     Ok(esgflow::engine::Engine::compile(&snapshot)
         .map_err(|e| format!("{}: {e}", path.display()))?)
