@@ -95,6 +95,7 @@ async fn a_corrupt_event_reaches_the_error_endpoint_and_the_process_keeps_servin
 #[tokio::test]
 async fn the_binary_without_runtime_env_exits_with_a_clear_message() {
     let output = std::process::Command::new(common::function_binary("audit"))
+        .env("ESGFLOW_SNAPSHOT", common::sample_snapshot())
         .env_remove("SCF_RUNTIME_API")
         .env_remove("SCF_RUNTIME_API_PORT")
         .output()
@@ -133,4 +134,51 @@ async fn the_decoded_size_cap_is_enforced() {
         err["errorMessage"].as_str().unwrap().contains("2048"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_missing_snapshot_setting_stops_the_start_with_its_name() {
+    let output = std::process::Command::new(common::function_binary("audit"))
+        .env_remove("ESGFLOW_SNAPSHOT")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("setting ESGFLOW_SNAPSHOT: required, and not set"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn an_unreadable_snapshot_fails_each_invocation_until_it_appears() {
+    let dir = std::env::temp_dir().join(format!("esgflow-late-snapshot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("snapshot.json");
+    let path_text = path.display().to_string();
+    let mut emulator = common::emulator("audit", &[("ESGFLOW_SNAPSHOT", &path_text)]).await;
+    let first = emulator
+        .invoke(common::cls_event("t", &[ACCEPT_LINE]))
+        .await
+        .unwrap();
+    let err = first.result.json();
+    assert_eq!(err["errorType"], "SnapshotUnavailable");
+    assert!(
+        err["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("snapshot.json"),
+        "{err}"
+    );
+    std::fs::copy(common::sample_snapshot(), &path).unwrap();
+    let second = emulator
+        .invoke(common::cls_event("t", &[ACCEPT_LINE]))
+        .await
+        .unwrap();
+    assert!(second.result.is_response(), "{:?}", second.result.json());
+    assert!(
+        second.init_duration.is_none(),
+        "the same warm instance recovered"
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }

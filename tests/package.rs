@@ -69,6 +69,7 @@ async fn each_package_is_a_static_bootstrap_at_the_zip_root_that_runs() {
 
     let mut spec = FunctionSpec::new("audit", &bootstrap);
     spec.output = Output::Discard;
+    spec.env = vec![("ESGFLOW_SNAPSHOT".to_string(), common::sample_snapshot())];
     let mut emulator = Emulator::new(spec).await.unwrap();
     let event = common::cls_event(
         "t",

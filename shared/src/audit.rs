@@ -1,17 +1,30 @@
-//! The batch pipeline of the audit function: a CLS trigger event in, a batch report out.
+//! The batch pipeline of the audit function: a CLS trigger event in, ESG flow-log records and a
+//! batch report out.
 //!
-//! Today it decodes the batch and parses every record, counting what it could not use by reason
-//! (with a few samples of each, so an operator can see what went wrong without fetching the
-//! batch). One bad record never fails the batch; only an event that cannot be decoded at all
-//! does, so that SCF retries it and the failure is visible.
+//! [`parse_batch`] decodes the batch and parses every record, counting what it could not use by
+//! reason (with a few samples of each, so an operator can see what went wrong without fetching
+//! the batch). One bad record never fails the batch; only an event that cannot be decoded at all
+//! does, so that SCF retries it and the failure is visible. [`judge`] then merges the records of
+//! one flow seen on both ENIs, judges every flow against the engine and produces the records.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 use serde::Serialize;
 
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use crate::config::{AuditConfig, SinkConfig};
+use crate::sink::cls::ClsSink;
+use crate::sink::{JsonlSink, RecordSink, SinkError, StdoutSink, Written};
+use crate::snapshot::cache::{SnapshotCache, SnapshotUnavailable};
+
+use crate::engine::{likely_reply, Decision, Engine, FlowKey, Placement};
 use crate::events::{ClsTriggerEvent, DecodeError, DecodeLimits, DecodedBatch};
-use crate::flowlog::{self, FlowRecord, Parsed, SkipReason};
+use crate::flowlog::{self, FlowAction, FlowRecord, Parsed, SkipReason};
+use crate::records::{record_id, HitRecord, Record, RecordType, RuleRef, TrafficRecord};
 use crate::runtime::Diagnostic;
 
 /// How many sample records are kept per skip reason.
@@ -36,8 +49,6 @@ pub struct BatchReport {
     pub skipped: BTreeMap<SkipReason, usize>,
     /// A few skipped records per reason.
     pub samples: Vec<SkipSample>,
-    /// Wall time spent, milliseconds.
-    pub elapsed_ms: u64,
 }
 
 /// One skipped record, for the report.
@@ -53,21 +64,122 @@ pub struct SkipSample {
     pub excerpt: String,
 }
 
-/// Why a batch could not be processed at all.
+/// Why a batch could not be processed; the invocation fails and SCF retries the batch.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AuditError {
     /// The CLS event could not be decoded.
     #[error("the CLS event could not be decoded: {0}")]
     Decode(#[from] DecodeError),
+    /// No rule snapshot is available.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotUnavailable),
+    /// The records could not be written.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
 }
 
 impl From<AuditError> for Diagnostic {
     fn from(err: AuditError) -> Self {
         let kind = match err {
             AuditError::Decode(_) => "InvalidBatch",
+            AuditError::Snapshot(_) => "SnapshotUnavailable",
+            AuditError::Sink(_) => "SinkError",
         };
         Diagnostic::new(kind, err.to_string())
+    }
+}
+
+/// The audit function's answer to one invocation.
+#[derive(Debug, Clone, Serialize)]
+pub struct InvocationSummary {
+    /// Decoding and parsing.
+    #[serde(flatten)]
+    pub batch: BatchReport,
+    /// Judging.
+    #[serde(flatten)]
+    pub judged: JudgeStats,
+    /// Where records went.
+    pub sink: String,
+    /// Records written per destination (topic).
+    pub written: Written,
+    /// Alerts sent.
+    pub alerts_sent: usize,
+    /// The snapshot the batch was judged against.
+    pub snapshot_version: String,
+    /// Wall time, milliseconds.
+    pub elapsed_ms: u64,
+}
+
+/// The audit function: configuration, the cached snapshot and the sink, kept across the
+/// invocations of a warm instance.
+pub struct AuditFunction {
+    config: AuditConfig,
+    snapshots: Mutex<SnapshotCache>,
+    sink: Box<dyn RecordSink>,
+}
+
+impl AuditFunction {
+    /// Builds the function with the sink its configuration names.
+    pub fn new(config: AuditConfig) -> Result<Self, SinkError> {
+        let sink: Box<dyn RecordSink> = match &config.sink {
+            SinkConfig::Cls(cls) => Box::new(ClsSink::new(cls.clone())?),
+            SinkConfig::Jsonl(path) => Box::new(JsonlSink::new(path)),
+            SinkConfig::Stdout => Box::new(StdoutSink),
+        };
+        Ok(Self::with_sink(config, sink))
+    }
+
+    /// Builds the function with a given sink (tests).
+    pub fn with_sink(config: AuditConfig, sink: Box<dyn RecordSink>) -> Self {
+        let snapshots = Mutex::new(SnapshotCache::new(&config.snapshot, config.snapshot_ttl));
+        Self {
+            config,
+            snapshots,
+            sink,
+        }
+    }
+
+    /// Loads the snapshot ahead of the first invocation (cold start). A failure is logged; the
+    /// first invocation tries again and fails with the error if it persists.
+    pub fn warm_up(&self) {
+        if let Err(err) = self.engine() {
+            tracing::error!(error = %err, "rule snapshot not loaded at start-up");
+        }
+    }
+
+    fn engine(&self) -> Result<Arc<Engine>, SnapshotUnavailable> {
+        self.snapshots
+            .lock()
+            .expect("the cache lock is never poisoned: no panics while held")
+            .engine(Instant::now())
+    }
+
+    /// Handles one CLS batch: decode, parse, judge, write; fails (so SCF retries) if the batch
+    /// cannot be decoded, no snapshot is available, or the records cannot be written.
+    pub async fn handle(
+        &self,
+        event: &ClsTriggerEvent,
+        deadline: Instant,
+    ) -> Result<InvocationSummary, AuditError> {
+        let started = Instant::now();
+        let (batch, flows) = parse_batch(event, &self.config.decode_limits)?;
+        let engine = self.engine()?;
+        let (records, judged) = judge(&engine, flows, &self.config.monitored);
+        let written = if records.is_empty() {
+            Written::new()
+        } else {
+            self.sink.write(&records, deadline).await?
+        };
+        Ok(InvocationSummary {
+            batch,
+            judged,
+            sink: self.sink.describe(),
+            written,
+            alerts_sent: 0,
+            snapshot_version: engine.version().to_string(),
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        })
     }
 }
 
@@ -76,7 +188,6 @@ pub fn parse_batch(
     event: &ClsTriggerEvent,
     limits: &DecodeLimits,
 ) -> Result<(BatchReport, Vec<FlowRecord>), AuditError> {
-    let started = Instant::now();
     let decoded = event.decompress(limits)?;
     let batch = DecodedBatch::parse(&decoded, limits)?;
     let mut report = BatchReport {
@@ -108,7 +219,6 @@ pub fn parse_batch(
             Err((err, content)) => report.skip(index, err, content),
         }
     }
-    report.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok((report, flows))
 }
 
@@ -130,6 +240,352 @@ impl BatchReport {
     pub fn skipped_total(&self) -> usize {
         self.skipped.values().sum()
     }
+}
+
+/// What [`judge`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct JudgeStats {
+    /// Distinct flows after merging the records of one flow seen on both ENIs.
+    pub flows: usize,
+    /// Records merged into a flow already seen in the batch.
+    pub duplicates: usize,
+    /// Flows that look like replies (not judged as new connections).
+    pub replies: usize,
+    /// Flows outside the monitored VPCs (skipped).
+    pub unmonitored: usize,
+    /// Records produced, by type.
+    pub records: BTreeMap<RecordType, usize>,
+    /// Distinct flows by scope.
+    pub scopes: BTreeMap<&'static str, usize>,
+}
+
+/// Which VPCs are monitored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Monitored {
+    /// Every VPC (the default).
+    #[default]
+    All,
+    /// Only these VPC ids.
+    Only(BTreeSet<String>),
+}
+
+impl Monitored {
+    fn covers(&self, placement: &Placement<'_>) -> bool {
+        match self {
+            Monitored::All => true,
+            Monitored::Only(vpcs) => [placement.src.vpc, placement.dst.vpc]
+                .into_iter()
+                .flatten()
+                .any(|v| vpcs.contains(v)),
+        }
+    }
+}
+
+type FlowIdentity = (IpAddr, IpAddr, Option<u16>, Option<u16>, u8);
+
+/// Merges the records of one flow seen on more than one ENI: same 5-tuple, overlapping windows.
+/// REJECT wins (the ENI that rejected it is the interesting one), counters take the larger
+/// value, the window the union.
+fn merge_duplicates(flows: Vec<FlowRecord>) -> (Vec<FlowRecord>, usize) {
+    let mut merged: Vec<FlowRecord> = Vec::with_capacity(flows.len());
+    let mut seen: HashMap<FlowIdentity, SmallIndexes> = HashMap::with_capacity(flows.len());
+    let mut duplicates = 0;
+    for flow in flows {
+        let identity = (
+            flow.src,
+            flow.dst,
+            flow.src_port,
+            flow.dst_port,
+            flow.protocol,
+        );
+        let slots = seen.entry(identity).or_default();
+        let existing = slots.iter().copied().find(|&i| {
+            let other = &merged[i];
+            flow.start <= other.end && other.start <= flow.end
+        });
+        match existing {
+            Some(i) => {
+                duplicates += 1;
+                let kept = &mut merged[i];
+                if flow.action == FlowAction::Reject && kept.action == FlowAction::Accept {
+                    kept.action = FlowAction::Reject;
+                    kept.eni = flow.eni;
+                }
+                kept.packets = kept.packets.max(flow.packets);
+                kept.bytes = kept.bytes.max(flow.bytes);
+                kept.start = kept.start.min(flow.start);
+                kept.end = kept.end.max(flow.end);
+            }
+            None => {
+                slots.push(merged.len());
+                merged.push(flow);
+            }
+        }
+    }
+    (merged, duplicates)
+}
+
+type SmallIndexes = smallvec::SmallVec<[usize; 2]>;
+
+#[derive(Default)]
+struct Aggregate {
+    flows: u64,
+    packets: u64,
+    bytes: u64,
+    first_seen: u64,
+    last_seen: u64,
+}
+
+type TrafficKey = (
+    &'static str,
+    Option<String>,
+    IpAddr,
+    IpAddr,
+    Option<u16>,
+    u8,
+    FlowAction,
+);
+
+/// Judges parsed flows against the engine and produces the records.
+pub fn judge(
+    engine: &Engine,
+    flows: Vec<FlowRecord>,
+    monitored: &Monitored,
+) -> (Vec<Record>, JudgeStats) {
+    let (flows, duplicates) = merge_duplicates(flows);
+    let version = engine.version().to_string();
+    let mut stats = JudgeStats {
+        flows: flows.len(),
+        duplicates,
+        ..JudgeStats::default()
+    };
+    let mut records = Vec::new();
+    let mut traffic: HashMap<TrafficKey, Aggregate> = HashMap::new();
+    let rule_ref = |id: u32| {
+        let compiled = engine.rule(id);
+        let rule = &compiled.rule;
+        RuleRef {
+            rule_uuid: rule.uuid.clone(),
+            rule_order: rule.order,
+            rule_generation: match rule.generation {
+                crate::snapshot::Generation::New => "new",
+                crate::snapshot::Generation::Old => "old",
+            },
+            rule_action: rule.action.as_str(),
+            rule_description: rule.description.clone(),
+            rule_source: format!("{} {}", rule.source.kind.as_str(), rule.source.content),
+            rule_destination: format!(
+                "{} {}",
+                rule.destination.kind.as_str(),
+                rule.destination.content
+            ),
+            rule_service: compiled.services_label.clone(),
+        }
+    };
+    for flow in &flows {
+        let placement = engine.topology().place(flow.src, flow.dst, Some(&flow.eni));
+        if !monitored.covers(&placement) {
+            stats.unmonitored += 1;
+            continue;
+        }
+        *stats.scopes.entry(placement.scope.as_str()).or_default() += 1;
+        let reply = likely_reply(flow);
+        stats.replies += usize::from(reply);
+        // Traffic, with replies folded into their connection (initiator → service port).
+        let (src, dst, port) = if reply {
+            (flow.dst, flow.src, flow.src_port)
+        } else {
+            (flow.src, flow.dst, flow.dst_port)
+        };
+        let vpc = placement.src.vpc.or(placement.dst.vpc).map(str::to_string);
+        let aggregate = traffic
+            .entry((
+                placement.scope.as_str(),
+                vpc,
+                src,
+                dst,
+                port,
+                flow.protocol,
+                flow.action,
+            ))
+            .or_insert_with(|| Aggregate {
+                first_seen: u64::MAX,
+                ..Aggregate::default()
+            });
+        aggregate.flows += 1;
+        aggregate.packets += flow.packets.unwrap_or(0);
+        aggregate.bytes += flow.bytes.unwrap_or(0);
+        aggregate.first_seen = aggregate.first_seen.min(flow.start);
+        aggregate.last_seen = aggregate.last_seen.max(flow.end);
+
+        let evaluation = if reply {
+            None
+        } else {
+            Some(engine.evaluate(&FlowKey::of(flow)))
+        };
+        let decision = evaluation.as_ref().map_or(Decision::None, |e| e.decision);
+        let indeterminate = evaluation
+            .as_ref()
+            .filter(|e| !e.indeterminate.is_empty())
+            .map(|e| {
+                e.indeterminate
+                    .iter()
+                    .map(|&r| engine.rule(r).rule.uuid.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            });
+        let hit = |record_type: RecordType,
+                   rule: Option<u32>,
+                   reason: Option<&'static str>,
+                   deciding: Option<String>| {
+            let rule = rule.map(rule_ref);
+            let uuid = rule
+                .as_ref()
+                .map_or("", |r| r.rule_uuid.as_str())
+                .to_string();
+            HitRecord {
+                record_id: record_id(&[
+                    &record_type.as_str(),
+                    &flow.eni,
+                    &flow.src,
+                    &flow.src_port.unwrap_or(0),
+                    &flow.dst,
+                    &flow.dst_port.unwrap_or(0),
+                    &flow.protocol,
+                    &flow.start,
+                    &flow.end,
+                    &uuid,
+                    &version,
+                ]),
+                record_type,
+                time: flow.end,
+                start: flow.start,
+                end: flow.end,
+                account_id: flow.account_id.clone(),
+                eni: flow.eni.clone(),
+                direction: match placement.direction {
+                    crate::engine::Direction::Ingress => "ingress",
+                    crate::engine::Direction::Egress => "egress",
+                    crate::engine::Direction::Unknown => "unknown",
+                },
+                src_ip: flow.src,
+                src_port: flow.src_port,
+                dst_ip: flow.dst,
+                dst_port: flow.dst_port,
+                protocol: flow.protocol,
+                icmp_type: flow.icmp.map(|i| i.kind),
+                icmp_code: flow.icmp.map(|i| i.code),
+                fl_action: flow.action.as_str(),
+                packets: flow.packets,
+                bytes: flow.bytes,
+                scope: placement.scope.as_str(),
+                src_vpc: placement.src.vpc.map(str::to_string),
+                src_subnet: placement.src.subnet.map(str::to_string),
+                src_instance: placement.src.instance.map(str::to_string),
+                dst_vpc: placement.dst.vpc.map(str::to_string),
+                dst_subnet: placement.dst.subnet.map(str::to_string),
+                dst_instance: placement.dst.instance.map(str::to_string),
+                decision: match decision {
+                    Decision::Allow { .. } => "allow",
+                    Decision::Block { .. } => "block",
+                    Decision::None => "none",
+                },
+                rule,
+                deciding_rule_uuid: deciding,
+                reason,
+                indeterminate_rules: indeterminate.clone(),
+                snapshot_version: version.clone(),
+            }
+        };
+        if let Some(evaluation) = &evaluation {
+            let deciding = decision.rule().map(|r| engine.rule(r).rule.uuid.clone());
+            for &observed in &evaluation.observed {
+                records.push(Record::hit(hit(
+                    RecordType::ObserveHit,
+                    Some(observed),
+                    None,
+                    deciding.clone(),
+                )));
+            }
+        }
+        match (flow.action, decision, reply) {
+            (FlowAction::Reject, Decision::Block { rule }, _) => records.push(Record::hit(hit(
+                RecordType::BlockHit,
+                Some(rule),
+                None,
+                None,
+            ))),
+            (FlowAction::Reject, _, true) => records.push(Record::hit(hit(
+                RecordType::UnattributedBlock,
+                None,
+                Some("reply"),
+                None,
+            ))),
+            (FlowAction::Reject, Decision::Allow { rule }, _) => records.push(Record::hit(hit(
+                RecordType::UnattributedBlock,
+                Some(rule),
+                Some("esg_allows"),
+                None,
+            ))),
+            (FlowAction::Reject, Decision::None, _) => records.push(Record::hit(hit(
+                RecordType::UnattributedBlock,
+                None,
+                Some("no_esg_rule"),
+                None,
+            ))),
+            (FlowAction::Accept, Decision::Block { rule }, false) => {
+                records.push(Record::hit(hit(
+                    RecordType::SnapshotDrift,
+                    Some(rule),
+                    Some("esg_blocks"),
+                    None,
+                )))
+            }
+            (FlowAction::Accept, _, _) => {}
+        }
+    }
+    let mut traffic: Vec<(TrafficKey, Aggregate)> = traffic.into_iter().collect();
+    traffic.sort_by(|a, b| {
+        (a.0 .0, &a.0 .1, a.0 .2, a.0 .3, a.0 .4, a.0 .5, a.0 .6)
+            .cmp(&(b.0 .0, &b.0 .1, b.0 .2, b.0 .3, b.0 .4, b.0 .5, b.0 .6))
+    });
+    for ((scope, vpc, src, dst, port, protocol, action), aggregate) in traffic {
+        records.push(Record::Traffic(TrafficRecord {
+            record_type: RecordType::Traffic,
+            record_id: record_id(&[
+                &"traffic",
+                &scope,
+                &vpc.as_deref().unwrap_or(""),
+                &src,
+                &dst,
+                &port.unwrap_or(0),
+                &protocol,
+                &action.as_str(),
+                &aggregate.first_seen,
+                &aggregate.last_seen,
+                &aggregate.flows,
+                &version,
+            ]),
+            time: aggregate.last_seen,
+            scope,
+            vpc,
+            src_ip: src,
+            dst_ip: dst,
+            dst_port: port,
+            protocol,
+            fl_action: action.as_str(),
+            flows: aggregate.flows,
+            packets: aggregate.packets,
+            bytes: aggregate.bytes,
+            first_seen: aggregate.first_seen,
+            last_seen: aggregate.last_seen,
+            snapshot_version: version.clone(),
+        }));
+    }
+    for record in &records {
+        *stats.records.entry(record.record_type()).or_default() += 1;
+    }
+    (records, stats)
 }
 
 #[cfg(test)]

@@ -69,12 +69,88 @@ pub const MAX_DECODED_BYTES: Setting = Setting {
     description: "Largest decompressed CLS batch accepted, in bytes; a larger one (a decompression bomb) fails the invocation with a clear error.",
 };
 
+/// `ESGFLOW_SNAPSHOT`: where the rule snapshot is.
+pub const SNAPSHOT: Setting = Setting {
+    name: "ESGFLOW_SNAPSHOT",
+    default: None,
+    functions: &[Function::Audit],
+    description: "Path of the rule snapshot JSON (built by `esgflow snapshot build`). Required.",
+};
+
+/// `ESGFLOW_SNAPSHOT_TTL_SECONDS`: how long a warm instance trusts its snapshot.
+pub const SNAPSHOT_TTL_SECONDS: Setting = Setting {
+    name: "ESGFLOW_SNAPSHOT_TTL_SECONDS",
+    default: Some("300"),
+    functions: &[Function::Audit],
+    description: "Seconds a warm instance uses its loaded snapshot before re-reading it; a failed re-read keeps the last good one.",
+};
+
+/// `ESGFLOW_MONITORED_VPCS`: which VPCs are monitored.
+pub const MONITORED_VPCS: Setting = Setting {
+    name: "ESGFLOW_MONITORED_VPCS",
+    default: None,
+    functions: &[Function::Audit],
+    description: "Comma-separated VPC ids to monitor; flows touching none of them are skipped. Empty: every VPC.",
+};
+
+/// `ESGFLOW_CLS_TOPIC_ID`: CLS topic for hit records.
+pub const CLS_TOPIC_ID: Setting = Setting {
+    name: "ESGFLOW_CLS_TOPIC_ID",
+    default: None,
+    functions: &[Function::Audit],
+    description: "CLS topic for block_hit, observe_hit, unattributed_block and snapshot_drift records. When set, records go to CLS.",
+};
+
+/// `ESGFLOW_CLS_TRAFFIC_TOPIC_ID`: CLS topic for traffic records.
+pub const CLS_TRAFFIC_TOPIC_ID: Setting = Setting {
+    name: "ESGFLOW_CLS_TRAFFIC_TOPIC_ID",
+    default: None,
+    functions: &[Function::Audit],
+    description: "CLS topic for traffic records. Empty: the ESGFLOW_CLS_TOPIC_ID topic.",
+};
+
+/// `ESGFLOW_CLS_ENDPOINT`: the CLS API endpoint.
+pub const CLS_ENDPOINT: Setting = Setting {
+    name: "ESGFLOW_CLS_ENDPOINT",
+    default: Some("https://cls.tencentcloudapi.com"),
+    functions: &[Function::Audit],
+    description: "CLS API 3.0 endpoint: the public one, `https://cls.internal.tencentcloudapi.com` from inside Tencent Cloud, or a test server.",
+};
+
+/// `ESGFLOW_JSONL_PATH`: JSONL output file when no CLS topic is set.
+pub const JSONL_PATH: Setting = Setting {
+    name: "ESGFLOW_JSONL_PATH",
+    default: None,
+    functions: &[Function::Audit],
+    description: "Append records as JSON lines to this file when no CLS topic is set (on SCF only /tmp is writable). Neither set: records go to stdout.",
+};
+
+/// `TENCENTCLOUD_REGION`: the region (set by SCF).
+pub const REGION: Setting = Setting {
+    name: "TENCENTCLOUD_REGION",
+    default: None,
+    functions: &[Function::Audit],
+    description: "Region for API calls (`X-TC-Region`); SCF sets it.",
+};
+
 /// The registry: every setting the code reads.
-pub const SETTINGS: &[Setting] = &[RUST_LOG, LOG_FORMAT, MAX_DECODED_BYTES];
+pub const SETTINGS: &[Setting] = &[
+    RUST_LOG,
+    LOG_FORMAT,
+    MAX_DECODED_BYTES,
+    SNAPSHOT,
+    SNAPSHOT_TTL_SECONDS,
+    MONITORED_VPCS,
+    CLS_TOPIC_ID,
+    CLS_TRAFFIC_TOPIC_ID,
+    CLS_ENDPOINT,
+    JSONL_PATH,
+    REGION,
+];
 
 /// A setting holds a value that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("setting {setting} = {value:?} is invalid: {problem}")]
+#[error("setting {setting}{}: {problem}", if value.is_empty() { String::new() } else { format!(" = {value:?}") })]
 pub struct ConfigError {
     /// The environment variable.
     pub setting: &'static str,
@@ -121,11 +197,41 @@ impl Setting {
     }
 }
 
+/// Where the audit function writes records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkConfig {
+    /// CLS UploadLog.
+    Cls(crate::sink::cls::ClsConfig),
+    /// A JSONL file.
+    Jsonl(std::path::PathBuf),
+    /// Standard output.
+    Stdout,
+}
+
 /// The audit function's configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditConfig {
     /// Decoding caps for CLS events.
     pub decode_limits: crate::events::DecodeLimits,
+    /// The snapshot file.
+    pub snapshot: std::path::PathBuf,
+    /// How long a loaded snapshot is trusted.
+    pub snapshot_ttl: std::time::Duration,
+    /// Which VPCs are monitored.
+    pub monitored: crate::audit::Monitored,
+    /// Where records go.
+    pub sink: SinkConfig,
+}
+
+fn required(
+    setting: &Setting,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, ConfigError> {
+    setting.raw_from(lookup).ok_or_else(|| ConfigError {
+        setting: setting.name,
+        value: String::new(),
+        problem: "required, and not set".to_string(),
+    })
 }
 
 impl AuditConfig {
@@ -147,7 +253,51 @@ impl AuditConfig {
             }
             decode_limits.max_decoded_bytes = max;
         }
-        Ok(Self { decode_limits })
+        let snapshot = required(&SNAPSHOT, lookup)?.into();
+        let ttl: u64 = SNAPSHOT_TTL_SECONDS.parse_from(lookup)?.unwrap_or(300);
+        let monitored = match MONITORED_VPCS.raw_from(lookup) {
+            Some(list) => crate::audit::Monitored::Only(
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            ),
+            None => crate::audit::Monitored::All,
+        };
+        let sink = match CLS_TOPIC_ID.raw_from(lookup) {
+            Some(topic) => {
+                let topic = topic.trim().to_string();
+                let endpoint = CLS_ENDPOINT.raw_from(lookup).unwrap_or_default();
+                if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
+                    return Err(ConfigError {
+                        setting: CLS_ENDPOINT.name,
+                        value: endpoint,
+                        problem: "must be an http(s) URL".to_string(),
+                    });
+                }
+                SinkConfig::Cls(crate::sink::cls::ClsConfig {
+                    endpoint,
+                    region: required(&REGION, lookup)?,
+                    traffic_topic: CLS_TRAFFIC_TOPIC_ID
+                        .raw_from(lookup)
+                        .map(|t| t.trim().to_string())
+                        .unwrap_or_else(|| topic.clone()),
+                    hits_topic: topic,
+                })
+            }
+            None => match JSONL_PATH.raw_from(lookup) {
+                Some(path) => SinkConfig::Jsonl(path.into()),
+                None => SinkConfig::Stdout,
+            },
+        };
+        Ok(Self {
+            decode_limits,
+            snapshot,
+            snapshot_ttl: std::time::Duration::from_secs(ttl),
+            monitored,
+            sink,
+        })
     }
 }
 
@@ -166,9 +316,53 @@ mod tests {
 
     #[test]
     fn defaults_apply_when_unset_or_empty() {
-        let config =
-            AuditConfig::from_lookup(&lookup(&[("ESGFLOW_MAX_DECODED_BYTES", " ")])).unwrap();
+        let config = AuditConfig::from_lookup(&lookup(&[
+            ("ESGFLOW_MAX_DECODED_BYTES", " "),
+            ("ESGFLOW_SNAPSHOT", "/tmp/s.json"),
+        ]))
+        .unwrap();
         assert_eq!(config.decode_limits.max_decoded_bytes, 16 * 1024 * 1024);
+        assert_eq!(config.snapshot_ttl.as_secs(), 300);
+        assert_eq!(config.monitored, crate::audit::Monitored::All);
+        assert_eq!(config.sink, SinkConfig::Stdout);
+    }
+
+    #[test]
+    fn sink_selection() {
+        let config = AuditConfig::from_lookup(&lookup(&[
+            ("ESGFLOW_SNAPSHOT", "s"),
+            ("ESGFLOW_JSONL_PATH", "/tmp/out.jsonl"),
+        ]))
+        .unwrap();
+        assert_eq!(config.sink, SinkConfig::Jsonl("/tmp/out.jsonl".into()));
+        let config = AuditConfig::from_lookup(&lookup(&[
+            ("ESGFLOW_SNAPSHOT", "s"),
+            ("ESGFLOW_CLS_TOPIC_ID", "t-1"),
+            ("TENCENTCLOUD_REGION", "ap-guangzhou"),
+            ("ESGFLOW_MONITORED_VPCS", "vpc-a, vpc-b"),
+        ]))
+        .unwrap();
+        let SinkConfig::Cls(cls) = config.sink else {
+            panic!("expected CLS")
+        };
+        assert_eq!(
+            (
+                cls.hits_topic.as_str(),
+                cls.traffic_topic.as_str(),
+                cls.endpoint.as_str()
+            ),
+            ("t-1", "t-1", "https://cls.tencentcloudapi.com")
+        );
+        assert_eq!(
+            config.monitored,
+            crate::audit::Monitored::Only(["vpc-a".to_string(), "vpc-b".to_string()].into())
+        );
+        let err = AuditConfig::from_lookup(&lookup(&[
+            ("ESGFLOW_SNAPSHOT", "s"),
+            ("ESGFLOW_CLS_TOPIC_ID", "t-1"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.setting, "TENCENTCLOUD_REGION");
     }
 
     #[test]
@@ -180,6 +374,14 @@ mod tests {
         let err =
             AuditConfig::from_lookup(&lookup(&[("ESGFLOW_MAX_DECODED_BYTES", "10")])).unwrap_err();
         assert!(err.problem.contains("at least"));
+        let err = AuditConfig::from_lookup(&lookup(&[])).unwrap_err();
+        assert_eq!(err.setting, "ESGFLOW_SNAPSHOT");
+        let err = AuditConfig::from_lookup(&lookup(&[
+            ("ESGFLOW_SNAPSHOT", "s"),
+            ("ESGFLOW_SNAPSHOT_TTL_SECONDS", "-3"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.setting, "ESGFLOW_SNAPSHOT_TTL_SECONDS");
     }
 
     #[test]

@@ -8,10 +8,13 @@
 #![warn(missing_docs)]
 
 pub mod audit;
+pub mod cloud;
 pub mod config;
 pub mod engine;
 pub mod events;
 pub mod flowlog;
 pub mod lookup;
+pub mod records;
 pub mod runtime;
+pub mod sink;
 pub mod snapshot;

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod cls_stub;
+
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -55,14 +57,31 @@ pub fn cargo() -> std::process::Command {
     command
 }
 
-/// An emulator for `function` with captured output.
+/// The bundled sample snapshot.
+pub fn sample_snapshot() -> String {
+    format!("{}/samples/snapshot.json", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// An emulator for `function` with captured output; the audit function gets the sample
+/// snapshot unless `env` names another.
 pub async fn emulator(function: &str, env: &[(&str, &str)]) -> Emulator {
+    emulator_with(
+        function,
+        env.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+    .await
+}
+
+/// Like [`emulator`], with owned settings.
+pub async fn emulator_with(function: &str, mut env: Vec<(String, String)>) -> Emulator {
     let mut spec = FunctionSpec::new(function, function_binary(function));
     spec.output = Output::Capture;
-    spec.env = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    if function == "audit" && !env.iter().any(|(k, _)| k == "ESGFLOW_SNAPSHOT") {
+        env.push(("ESGFLOW_SNAPSHOT".to_string(), sample_snapshot()));
+    }
+    spec.env = env;
     Emulator::new(spec).await.expect("the emulator starts")
 }
 

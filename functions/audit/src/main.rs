@@ -1,6 +1,6 @@
-//! The audit function: CLS shipping event in, batch report out.
+//! The audit function: CLS shipping event in, ESG flow-log records out, batch summary back.
 
-use esgflow::audit::{self, BatchReport};
+use esgflow::audit::{AuditFunction, InvocationSummary};
 use esgflow::config::AuditConfig;
 use esgflow::events::ClsTriggerEvent;
 use esgflow::runtime::{self, service_fn, Diagnostic, LambdaEvent};
@@ -8,27 +8,33 @@ use esgflow::runtime::{self, service_fn, Diagnostic, LambdaEvent};
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     runtime::init_tracing();
-    let config = match AuditConfig::from_env() {
-        Ok(config) => config,
-        Err(err) => fail_start(&err),
-    };
-    let config = &config;
+    let function = AuditConfig::from_env()
+        .map_err(|e| e.to_string())
+        .and_then(|config| AuditFunction::new(config).map_err(|e| e.to_string()))
+        .unwrap_or_else(|err| fail_start(&err));
+    function.warm_up();
+    let function = &function;
     let handler = service_fn(move |event: LambdaEvent<ClsTriggerEvent>| async move {
-        let (report, _flows) = audit::parse_batch(&event.payload, &config.decode_limits)?;
+        let summary = function
+            .handle(&event.payload, event.context.deadline())
+            .await?;
         tracing::info!(
-            records_in = report.records_in,
-            parsed = report.parsed,
-            skipped = report.skipped_total(),
+            records_in = summary.batch.records_in,
+            parsed = summary.batch.parsed,
+            skipped = summary.batch.skipped_total(),
+            flows = summary.judged.flows,
+            written = summary.written.values().sum::<usize>(),
+            snapshot = %summary.snapshot_version,
             "batch done"
         );
-        Ok::<BatchReport, Diagnostic>(report)
+        Ok::<InvocationSummary, Diagnostic>(summary)
     });
     if let Err(err) = runtime::run(handler).await {
-        fail_start(err.as_ref());
+        fail_start(&err.to_string());
     }
 }
 
-fn fail_start(err: &dyn std::fmt::Display) -> ! {
+fn fail_start(err: &str) -> ! {
     eprintln!("esgflow-audit: {err}");
     std::process::exit(1);
 }

@@ -8,6 +8,7 @@
 //! protocol and port text). Resolving them to address and port sets is the engine's job
 //! ([`crate::engine`]), which reports what cannot be resolved.
 
+pub mod cache;
 mod import;
 pub mod values;
 

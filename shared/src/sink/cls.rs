@@ -1,0 +1,466 @@
+//! The CLS sink: API 3.0 `UploadLog` (`flowlog-esg-data.md` §5.1, §5.3).
+//!
+//! Records become a protobuf `LogGroupList` (field numbers of CLS's `cls.proto`), compressed as a
+//! raw LZ4 block (`X-CLS-CompressType: lz4`), posted to `https://cls.tencentcloudapi.com/` (or the
+//! configured endpoint) with `X-TC-Action: UploadLog`, `X-CLS-TopicId` and a TC3 signature over
+//! the binary body. A group holds at most 10,000 logs and 5 MB of values; larger writes are
+//! split. 429, 5xx, network errors and throttling/internal error codes are retried with
+//! jittered backoff while the invocation deadline allows; any other refusal fails at once.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use prost::Message;
+
+use super::{BoxFuture, RecordSink, SinkError, Written};
+use crate::cloud::{tc3, Credentials, Retry};
+use crate::records::{Record, RecordType};
+
+/// `cls.proto`'s `Log.Content`.
+#[derive(Clone, PartialEq, Message)]
+pub struct LogContent {
+    /// Key.
+    #[prost(string, required, tag = "1")]
+    pub key: String,
+    /// Value.
+    #[prost(string, required, tag = "2")]
+    pub value: String,
+}
+
+/// `cls.proto`'s `Log`.
+#[derive(Clone, PartialEq, Message)]
+pub struct Log {
+    /// Unix time; esgflow writes milliseconds.
+    #[prost(int64, required, tag = "1")]
+    pub time: i64,
+    /// Key/value contents.
+    #[prost(message, repeated, tag = "2")]
+    pub contents: Vec<LogContent>,
+}
+
+/// `cls.proto`'s `LogTag`.
+#[derive(Clone, PartialEq, Message)]
+pub struct LogTag {
+    /// Key.
+    #[prost(string, required, tag = "1")]
+    pub key: String,
+    /// Value.
+    #[prost(string, required, tag = "2")]
+    pub value: String,
+}
+
+/// `cls.proto`'s `LogGroup`.
+#[derive(Clone, PartialEq, Message)]
+pub struct LogGroup {
+    /// The logs.
+    #[prost(message, repeated, tag = "1")]
+    pub logs: Vec<Log>,
+    /// Context flow (unused).
+    #[prost(string, optional, tag = "2")]
+    pub context_flow: Option<String>,
+    /// File name (unused).
+    #[prost(string, optional, tag = "3")]
+    pub filename: Option<String>,
+    /// Source, usually the sender.
+    #[prost(string, optional, tag = "4")]
+    pub source: Option<String>,
+    /// Tags.
+    #[prost(message, repeated, tag = "5")]
+    pub log_tags: Vec<LogTag>,
+}
+
+/// `cls.proto`'s `LogGroupList`.
+#[derive(Clone, PartialEq, Message)]
+pub struct LogGroupList {
+    /// The groups.
+    #[prost(message, repeated, tag = "1")]
+    pub log_group_list: Vec<LogGroup>,
+}
+
+/// Most logs in one group.
+pub const MAX_LOGS_PER_GROUP: usize = 10_000;
+/// Most value bytes in one group.
+pub const MAX_GROUP_BYTES: usize = 5 * 1024 * 1024;
+/// Longest single attempt.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time kept back from the deadline to report an error to SCF.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(300);
+
+/// Where and how to upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClsConfig {
+    /// `https://cls.tencentcloudapi.com` (public), `https://cls.internal.tencentcloudapi.com`
+    /// (from inside Tencent Cloud), or a local test server.
+    pub endpoint: String,
+    /// `X-TC-Region`.
+    pub region: String,
+    /// Topic for hits (block, observe, unattributed, drift).
+    pub hits_topic: String,
+    /// Topic for traffic records.
+    pub traffic_topic: String,
+}
+
+/// The CLS sink.
+#[derive(Debug, Clone)]
+pub struct ClsSink {
+    config: ClsConfig,
+    url: reqwest::Url,
+    host: String,
+    http: reqwest::Client,
+}
+
+impl ClsSink {
+    /// A sink for `config`; fails on an endpoint that is not an http(s) URL.
+    pub fn new(config: ClsConfig) -> Result<Self, SinkError> {
+        let url = reqwest::Url::parse(&config.endpoint).map_err(|e| {
+            SinkError::Unusable(format!(
+                "CLS endpoint {:?} is not a URL: {e}",
+                config.endpoint
+            ))
+        })?;
+        let host = match (url.host_str(), url.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_string(),
+            (None, _) => {
+                return Err(SinkError::Unusable(format!(
+                    "CLS endpoint {:?} has no host",
+                    config.endpoint
+                )))
+            }
+        };
+        let http = reqwest::Client::builder()
+            .build()
+            .map_err(|e| SinkError::Unusable(format!("HTTP client: {e}")))?;
+        Ok(Self {
+            config,
+            url,
+            host,
+            http,
+        })
+    }
+
+    fn topic_of(&self, record: &Record) -> &str {
+        match record.record_type() {
+            RecordType::Traffic => &self.config.traffic_topic,
+            _ => &self.config.hits_topic,
+        }
+    }
+
+    async fn upload(&self, topic: &str, body: Vec<u8>, deadline: Instant) -> Result<(), SinkError> {
+        let mut retry = Retry::new(
+            deadline.checked_sub(DEADLINE_MARGIN).unwrap_or(deadline),
+            Duration::from_millis(200),
+            Duration::from_secs(2),
+        );
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let attempt_timeout = retry.remaining().min(ATTEMPT_TIMEOUT);
+            let failure = match self.attempt(topic, &body, attempt_timeout).await {
+                Ok(()) => return Ok(()),
+                Err(Failure::Permanent(detail)) => {
+                    return Err(SinkError::Rejected {
+                        topic: topic.to_string(),
+                        detail,
+                    })
+                }
+                Err(Failure::Retryable(detail)) => detail,
+            };
+            tracing::warn!(topic, attempt = attempts, error = %failure, "CLS upload failed, retrying");
+            if !retry.wait(Duration::from_millis(100)).await {
+                return Err(SinkError::DeadlineExhausted {
+                    topic: topic.to_string(),
+                    attempts,
+                    last: failure,
+                });
+            }
+        }
+    }
+
+    async fn attempt(&self, topic: &str, body: &[u8], timeout: Duration) -> Result<(), Failure> {
+        if timeout.is_zero() {
+            return Err(Failure::Retryable("no time left".to_string()));
+        }
+        let credentials = Credentials::from_env().map_err(|e| Failure::Permanent(e.to_string()))?;
+        let timestamp = chrono::Utc::now().timestamp();
+        let content_type = "application/octet-stream";
+        let signed = tc3::SignedRequest {
+            method: "POST",
+            host: &self.host,
+            query: "",
+            content_type,
+            body,
+            service: "cls",
+            timestamp,
+        };
+        let mut request = self
+            .http
+            .post(self.url.clone())
+            .timeout(timeout)
+            .header("Content-Type", content_type)
+            .header("Host", &self.host)
+            .header("X-TC-Action", "UploadLog")
+            .header("X-TC-Version", "2020-10-16")
+            .header("X-TC-Region", &self.config.region)
+            .header("X-TC-Timestamp", timestamp.to_string())
+            .header("X-CLS-TopicId", topic)
+            .header("X-CLS-CompressType", "lz4")
+            .header("Authorization", tc3::authorization(&credentials, &signed));
+        if let Some(token) = &credentials.token {
+            request = request.header("X-TC-Token", token);
+        }
+        let response = request
+            .body(body.to_vec())
+            .send()
+            .await
+            .map_err(|e| Failure::Retryable(format!("network: {e}")))?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        classify(status.as_u16(), &text)
+    }
+}
+
+enum Failure {
+    Retryable(String),
+    Permanent(String),
+}
+
+/// Error codes worth retrying: throttling and transient server trouble.
+fn retryable_code(code: &str) -> bool {
+    code.starts_with("RequestLimitExceeded")
+        || code.starts_with("InternalError")
+        || code.starts_with("ServiceUnavailable")
+        || matches!(
+            code,
+            "FailedOperation.WriteQpsLimit"
+                | "FailedOperation.WriteTrafficLimit"
+                | "ResourceUnavailable"
+        )
+}
+
+/// Reads the error code and message out of an API 3.0 (`Response.Error`) or CLS
+/// (`errorcode`/`errormessage`) error body.
+fn error_of(body: &str) -> Option<(String, String)> {
+    let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    if let Some(error) = value.pointer("/Response/Error") {
+        let code = error
+            .get("Code")
+            .and_then(|c| c.as_str())
+            .unwrap_or("")
+            .to_string();
+        let message = error
+            .get("Message")
+            .and_then(|c| c.as_str())
+            .unwrap_or("")
+            .to_string();
+        return Some((code, message));
+    }
+    let code = value.get("errorcode").and_then(|c| c.as_str())?;
+    let message = value
+        .get("errormessage")
+        .and_then(|c| c.as_str())
+        .unwrap_or("");
+    Some((code.to_string(), message.to_string()))
+}
+
+fn classify(status: u16, body: &str) -> Result<(), Failure> {
+    let error = error_of(body);
+    let detail = |error: &Option<(String, String)>| match error {
+        Some((code, message)) => format!("HTTP {status} {code}: {message}"),
+        None => format!(
+            "HTTP {status}: {}",
+            body.chars().take(200).collect::<String>()
+        ),
+    };
+    match (status, &error) {
+        (200..=299, None) => Ok(()),
+        (200..=299, Some((code, _))) if retryable_code(code) => {
+            Err(Failure::Retryable(detail(&error)))
+        }
+        (429 | 500..=599, _) => Err(Failure::Retryable(detail(&error))),
+        (_, Some((code, _))) if retryable_code(code) => Err(Failure::Retryable(detail(&error))),
+        _ => Err(Failure::Permanent(detail(&error))),
+    }
+}
+
+/// Splits logs into groups of at most [`MAX_LOGS_PER_GROUP`] logs and [`MAX_GROUP_BYTES`] bytes
+/// of keys and values.
+pub fn groups(logs: Vec<Log>) -> Vec<LogGroup> {
+    let mut groups = Vec::new();
+    let mut current = Vec::new();
+    let mut bytes = 0;
+    for log in logs {
+        let size: usize = log
+            .contents
+            .iter()
+            .map(|c| c.key.len() + c.value.len())
+            .sum();
+        if !current.is_empty()
+            && (current.len() == MAX_LOGS_PER_GROUP || bytes + size > MAX_GROUP_BYTES)
+        {
+            groups.push(group(std::mem::take(&mut current)));
+            bytes = 0;
+        }
+        bytes += size;
+        current.push(log);
+    }
+    if !current.is_empty() {
+        groups.push(group(current));
+    }
+    groups
+}
+
+fn group(logs: Vec<Log>) -> LogGroup {
+    LogGroup {
+        logs,
+        context_flow: None,
+        filename: None,
+        source: Some("esgflow".to_string()),
+        log_tags: Vec::new(),
+    }
+}
+
+/// One record as a CLS log (time in milliseconds).
+pub fn log_of(record: &Record) -> Log {
+    Log {
+        time: record.time() as i64 * 1000,
+        contents: record
+            .contents()
+            .into_iter()
+            .map(|(key, value)| LogContent { key, value })
+            .collect(),
+    }
+}
+
+/// The request body for one group: protobuf, then a raw LZ4 block.
+pub fn body_of(group: LogGroup) -> Vec<u8> {
+    let list = LogGroupList {
+        log_group_list: vec![group],
+    };
+    lz4_flex::block::compress(&list.encode_to_vec())
+}
+
+impl RecordSink for ClsSink {
+    fn describe(&self) -> String {
+        format!("cls:{}", self.config.endpoint)
+    }
+
+    fn write<'a>(
+        &'a self,
+        records: &'a [Record],
+        deadline: Instant,
+    ) -> BoxFuture<'a, Result<Written, SinkError>> {
+        Box::pin(async move {
+            let mut by_topic: BTreeMap<&str, Vec<Log>> = BTreeMap::new();
+            for record in records {
+                by_topic
+                    .entry(self.topic_of(record))
+                    .or_default()
+                    .push(log_of(record));
+            }
+            let mut written = Written::new();
+            for (topic, logs) in by_topic {
+                for group in groups(logs) {
+                    let count = group.logs.len();
+                    self.upload(topic, body_of(group), deadline).await?;
+                    *written.entry(topic.to_string()).or_default() += count;
+                }
+            }
+            Ok(written)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The encoding check from the reference (§5.1): one group, source 127.0.0.1, one log.
+    #[test]
+    fn protobuf_matches_the_reference_encoding() {
+        let list = LogGroupList {
+            log_group_list: vec![LogGroup {
+                logs: vec![Log {
+                    time: 1700000000000,
+                    contents: vec![LogContent {
+                        key: "src_ip".into(),
+                        value: "10.0.0.1".into(),
+                    }],
+                }],
+                context_flow: None,
+                filename: None,
+                source: Some("127.0.0.1".into()),
+                log_tags: Vec::new(),
+            }],
+        };
+        assert_eq!(
+            hex::encode(list.encode_to_vec()),
+            "0a280a1b0880d095ffbc3112120a067372635f6970120831302e302e302e3122093132372e302e302e31"
+        );
+    }
+
+    #[test]
+    fn body_is_a_raw_lz4_block_of_the_protobuf() {
+        let group = group(vec![Log {
+            time: 1,
+            contents: vec![LogContent {
+                key: "k".into(),
+                value: "v".repeat(1000),
+            }],
+        }]);
+        let body = body_of(group.clone());
+        let raw = LogGroupList {
+            log_group_list: vec![group],
+        }
+        .encode_to_vec();
+        assert!(body.len() < raw.len());
+        assert_eq!(lz4_flex::block::decompress(&body, raw.len()).unwrap(), raw);
+    }
+
+    #[test]
+    fn groups_respect_count_and_size_limits() {
+        let log = |size: usize| Log {
+            time: 1,
+            contents: vec![LogContent {
+                key: "k".into(),
+                value: "x".repeat(size),
+            }],
+        };
+        let many: Vec<Log> = (0..25_001).map(|_| log(10)).collect();
+        let split = groups(many);
+        assert_eq!(
+            split.iter().map(|g| g.logs.len()).collect::<Vec<_>>(),
+            vec![10_000, 10_000, 5_001]
+        );
+        let big: Vec<Log> = (0..12).map(|_| log(1024 * 1024)).collect();
+        let split = groups(big);
+        assert!(split.iter().all(|g| g
+            .logs
+            .iter()
+            .map(|l| l.contents[0].value.len() + 1)
+            .sum::<usize>()
+            <= MAX_GROUP_BYTES));
+        assert_eq!(split.iter().map(|g| g.logs.len()).sum::<usize>(), 12);
+    }
+
+    #[test]
+    fn error_classification() {
+        assert!(classify(200, "").is_ok());
+        assert!(classify(200, r#"{"Response":{"RequestId":"x"}}"#).is_ok());
+        assert!(matches!(
+            classify(
+                200,
+                r#"{"Response":{"Error":{"Code":"FailedOperation.WriteQpsLimit","Message":"slow down"}}}"#
+            ),
+            Err(Failure::Retryable(_))
+        ));
+        assert!(
+            matches!(classify(200, r#"{"Response":{"Error":{"Code":"ResourceNotFound.TopicNotExist","Message":"no topic"}}}"#), Err(Failure::Permanent(d)) if d.contains("ResourceNotFound.TopicNotExist"))
+        );
+        assert!(matches!(classify(503, "busy"), Err(Failure::Retryable(_))));
+        assert!(matches!(classify(429, ""), Err(Failure::Retryable(_))));
+        assert!(
+            matches!(classify(403, r#"{"errorcode":"Unauthorized","errormessage":"denied"}"#), Err(Failure::Permanent(d)) if d == "HTTP 403 Unauthorized: denied")
+        );
+    }
+}

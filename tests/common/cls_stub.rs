@@ -1,0 +1,195 @@
+//! A local stand-in for CLS's API 3.0 `UploadLog`: it checks the TC3 signature and the headers
+//! the real service needs, LZ4-decompresses and protobuf-decodes the body, keeps the logs, and
+//! answers with scripted statuses so tests can make it throttle or refuse.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use esgflow::cloud::tc3;
+use esgflow::sink::cls::LogGroupList;
+use prost::Message;
+
+/// Credentials the stub accepts.
+pub const SECRET_ID: &str = "AKIDstubSecretId0000";
+pub const SECRET_KEY: &str = "stubSecretKey0000000";
+pub const TOKEN: &str = "stub-session-token";
+
+/// One accepted log: its topic and key/value contents.
+#[derive(Debug, Clone)]
+pub struct ReceivedLog {
+    pub topic: String,
+    pub time: i64,
+    pub fields: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Default)]
+pub struct StubState {
+    /// Scripted answers, consumed one per request; empty → 200.
+    pub script: VecDeque<(u16, String)>,
+    pub accepted: Vec<ReceivedLog>,
+    pub requests: usize,
+    pub problems: Vec<String>,
+}
+
+pub struct ClsStub {
+    pub state: Arc<Mutex<StubState>>,
+    pub url: String,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ClsStub {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl ClsStub {
+    pub async fn start(script: Vec<(u16, &str)>) -> Self {
+        let state = Arc::new(Mutex::new(StubState {
+            script: script
+                .into_iter()
+                .map(|(s, b)| (s, b.to_string()))
+                .collect(),
+            ..StubState::default()
+        }));
+        let app = Router::new()
+            .route("/", post(upload))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self { state, url, server }
+    }
+
+    pub fn accepted(&self) -> Vec<ReceivedLog> {
+        self.state.lock().unwrap().accepted.clone()
+    }
+
+    pub fn problems(&self) -> Vec<String> {
+        self.state.lock().unwrap().problems.clone()
+    }
+
+    pub fn requests(&self) -> usize {
+        self.state.lock().unwrap().requests
+    }
+
+    /// Function settings pointing the audit function at this stub.
+    pub fn env(&self, hits_topic: &str, traffic_topic: &str) -> Vec<(String, String)> {
+        [
+            ("ESGFLOW_CLS_ENDPOINT", self.url.as_str()),
+            ("ESGFLOW_CLS_TOPIC_ID", hits_topic),
+            ("ESGFLOW_CLS_TRAFFIC_TOPIC_ID", traffic_topic),
+            ("TENCENTCLOUD_SECRETID", SECRET_ID),
+            ("TENCENTCLOUD_SECRETKEY", SECRET_KEY),
+            ("TENCENTCLOUD_SESSIONTOKEN", TOKEN),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// Checks everything the real service would; returns the decoded logs or what was wrong.
+fn verify(headers: &HeaderMap, body: &[u8]) -> Result<(String, LogGroupList), String> {
+    for (name, expected) in [
+        ("x-tc-action", "UploadLog"),
+        ("x-tc-version", "2020-10-16"),
+        ("x-cls-compresstype", "lz4"),
+        ("content-type", "application/octet-stream"),
+        ("x-tc-token", TOKEN),
+    ] {
+        if header(headers, name) != expected {
+            return Err(format!(
+                "{name} is {:?}, expected {expected:?}",
+                header(headers, name)
+            ));
+        }
+    }
+    if header(headers, "x-tc-region").is_empty() {
+        return Err("x-tc-region missing".into());
+    }
+    let topic = header(headers, "x-cls-topicid").to_string();
+    if topic.is_empty() {
+        return Err("x-cls-topicid missing".into());
+    }
+    let timestamp: i64 = header(headers, "x-tc-timestamp")
+        .parse()
+        .map_err(|_| "x-tc-timestamp is not a number".to_string())?;
+    if (timestamp - chrono::Utc::now().timestamp()).abs() > 300 {
+        return Err("signature expired: timestamp more than 5 minutes off".into());
+    }
+    let signed = tc3::SignedRequest {
+        method: "POST",
+        host: header(headers, "host"),
+        query: "",
+        content_type: header(headers, "content-type"),
+        body,
+        service: "cls",
+        timestamp,
+    };
+    let expected = format!(
+        "TC3-HMAC-SHA256 Credential={SECRET_ID}/{}/cls/tc3_request, SignedHeaders=content-type;host, Signature={}",
+        tc3::utc_date(timestamp),
+        tc3::signature(SECRET_KEY, &signed)
+    );
+    if header(headers, "authorization") != expected {
+        return Err(format!(
+            "signature mismatch: got {:?}",
+            header(headers, "authorization")
+        ));
+    }
+    let raw = lz4_flex::block::decompress(body, body.len() * 255 + 64)
+        .map_err(|e| format!("not an LZ4 block: {e}"))?;
+    let list =
+        LogGroupList::decode(raw.as_slice()).map_err(|e| format!("not a LogGroupList: {e}"))?;
+    Ok((topic, list))
+}
+
+async fn upload(
+    State(state): State<Arc<Mutex<StubState>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
+    let mut state = state.lock().unwrap();
+    state.requests += 1;
+    let (topic, list) = match verify(&headers, &body) {
+        Ok(decoded) => decoded,
+        Err(problem) => {
+            state.problems.push(problem.clone());
+            return (StatusCode::OK, serde_json::json!({"Response": {"Error": {"Code": "AuthFailure.SignatureFailure", "Message": problem}, "RequestId": "stub"}}).to_string());
+        }
+    };
+    if let Some((status, body)) = state.script.pop_front() {
+        if status != 200 {
+            return (StatusCode::from_u16(status).unwrap(), body);
+        }
+    }
+    for group in list.log_group_list {
+        for log in group.logs {
+            let fields = log.contents.into_iter().map(|c| (c.key, c.value)).collect();
+            state.accepted.push(ReceivedLog {
+                topic: topic.clone(),
+                time: log.time,
+                fields,
+            });
+        }
+    }
+    (
+        StatusCode::OK,
+        serde_json::json!({"Response": {"RequestId": "stub"}}).to_string(),
+    )
+}
