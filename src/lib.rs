@@ -9,3 +9,4 @@ pub mod emulator;
 pub mod explain;
 pub mod functions;
 pub mod package;
+pub mod report;

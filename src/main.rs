@@ -110,6 +110,15 @@ enum Command {
     Replay {
         /// Flow-log file, one 14-field record per line
         flowlog: PathBuf,
+        /// Rule snapshot for the audit function (sets ESGFLOW_SNAPSHOT)
+        #[arg(long)]
+        snapshot: Option<PathBuf>,
+        /// Write records to this JSONL file (replaced; sets ESGFLOW_JSONL_PATH) and print a report of them
+        #[arg(long)]
+        records: Option<PathBuf>,
+        /// Print each invocation's full JSON summary
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         feed: FeedArgs,
         #[command(flatten)]
@@ -281,24 +290,65 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Replay { flowlog, feed, run } => {
+        Command::Replay {
+            flowlog,
+            snapshot,
+            records,
+            json,
+            feed,
+            run,
+        } => {
             let events = cut_file(&flowlog, &feed.options())?;
-            let mut emulator = Emulator::new(run.spec("audit")).await?;
+            let mut spec = run.spec("audit");
+            if let Some(snapshot) = &snapshot {
+                spec.env
+                    .push(("ESGFLOW_SNAPSHOT".into(), absolute(snapshot)?));
+            }
+            if let Some(records) = &records {
+                if records.exists() {
+                    std::fs::remove_file(records)?;
+                }
+                spec.env
+                    .push(("ESGFLOW_JSONL_PATH".into(), absolute(records)?));
+            }
+            let mut emulator = Emulator::new(spec).await?;
             let mut failed = 0;
+            let count = events.len();
+            println!(
+                "replaying {} as {count} CLS events through the audit function",
+                flowlog.display()
+            );
             for (i, event) in events.into_iter().enumerate() {
                 let size = event.len();
                 let invocation = emulator.invoke(event).await?;
-                eprintln!(
-                    "event {} ({size} bytes, {:?}{}):",
-                    i + 1,
+                let timing = format!(
+                    "{:?}{}",
                     invocation.duration,
                     invocation
                         .init_duration
                         .map(|d| format!(", cold start {d:?}"))
                         .unwrap_or_default()
                 );
-                print_result(&invocation.result);
+                if json || !invocation.result.is_response() {
+                    println!("event {}/{count} ({size} bytes, {timing}):", i + 1);
+                    print_result(&invocation.result);
+                } else {
+                    println!(
+                        "event {}/{count} ({size} bytes, {timing}): {}",
+                        i + 1,
+                        one_line(&invocation.result.json())
+                    );
+                }
                 failed += usize::from(!invocation.result.is_response());
+            }
+            if let Some(records) = &records {
+                let text = std::fs::read_to_string(records).unwrap_or_default();
+                let values: Vec<serde_json::Value> = text
+                    .lines()
+                    .filter_map(|l| serde_json::from_str(l).ok())
+                    .collect();
+                println!("\nrecords written to {}\n", records.display());
+                print!("{}", esgflow_local::report::render(&values));
             }
             Ok(if failed == 0 {
                 ExitCode::SUCCESS
@@ -358,6 +408,42 @@ fn cut_file(
     let text =
         std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
     Ok(clsfeed::cut_events(text.lines(), options)?)
+}
+
+fn absolute(path: &std::path::Path) -> Result<String, Box<dyn std::error::Error>> {
+    let path = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(path)
+    };
+    Ok(path.display().to_string())
+}
+
+/// One line out of an audit summary.
+fn one_line(summary: &serde_json::Value) -> String {
+    let n = |key: &str| summary[key].as_u64().unwrap_or(0);
+    let map = |key: &str| {
+        summary[key]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default()
+    };
+    format!(
+        "{} records, {} parsed, {} nodata/skipdata, skipped [{}], {} flows ({} duplicates merged, {} replies) → [{}]",
+        n("records_in"),
+        n("parsed"),
+        n("nodata") + n("skipdata"),
+        map("skipped"),
+        n("flows"),
+        n("duplicates"),
+        n("replies"),
+        map("records")
+    )
 }
 
 fn print_result(result: &InvocationResult) {
