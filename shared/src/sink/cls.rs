@@ -283,6 +283,86 @@ fn classify(status: u16, body: &str) -> Result<(), Failure> {
     }
 }
 
+/// Protobuf wire helpers for the hand-written `Log` encoder.
+mod wire {
+    pub fn varint(out: &mut Vec<u8>, mut value: u64) {
+        while value >= 0x80 {
+            out.push((value as u8) | 0x80);
+            value >>= 7;
+        }
+        out.push(value as u8);
+    }
+
+    pub fn varint_len(value: u64) -> usize {
+        ((64 - (value | 1).leading_zeros() as usize) + 6) / 7
+    }
+
+    /// A length-delimited field.
+    pub fn bytes(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
+        out.push(tag);
+        varint(out, bytes.len() as u64);
+        out.extend_from_slice(bytes);
+    }
+}
+
+/// Encodes records straight into LZ4-compressed `LogGroupList` bodies (one group each), at most
+/// [`MAX_LOGS_PER_GROUP`] logs and [`MAX_GROUP_BYTES`] of keys and values per group, without
+/// building intermediate key/value strings. Returns each body with its log count. The bytes are
+/// what prost produces for the same [`LogGroupList`] (a test checks this).
+pub fn encode_bodies(records: &[&Record]) -> Vec<(usize, Vec<u8>)> {
+    use std::fmt::Write as _;
+    let mut bodies = Vec::new();
+    let mut group: Vec<u8> = Vec::with_capacity(256 * 1024);
+    let (mut count, mut value_bytes) = (0usize, 0usize);
+    let mut log: Vec<u8> = Vec::with_capacity(2048);
+    let mut text = String::with_capacity(64);
+    let finish = |group: &mut Vec<u8>, count: usize, bodies: &mut Vec<(usize, Vec<u8>)>| {
+        wire::bytes(group, 0x22, b"esgflow");
+        let mut list = Vec::with_capacity(group.len() + 8);
+        wire::bytes(&mut list, 0x0a, group);
+        bodies.push((count, lz4_flex::block::compress(&list)));
+        group.clear();
+    };
+    for record in records {
+        log.clear();
+        log.push(0x08);
+        wire::varint(&mut log, (record.time() as i64 * 1000) as u64);
+        let mut size = 0;
+        record.visit(&mut |key, value| {
+            text.clear();
+            let value: &str = match value {
+                crate::records::FieldValue::Text(t) => t,
+                other => {
+                    let _ = write!(text, "{other}");
+                    &text
+                }
+            };
+            let content_len = 2
+                + wire::varint_len(key.len() as u64)
+                + key.len()
+                + wire::varint_len(value.len() as u64)
+                + value.len();
+            log.push(0x12);
+            wire::varint(&mut log, content_len as u64);
+            wire::bytes(&mut log, 0x0a, key.as_bytes());
+            wire::bytes(&mut log, 0x12, value.as_bytes());
+            size += key.len() + value.len();
+        });
+        if count > 0 && (count == MAX_LOGS_PER_GROUP || value_bytes + size > MAX_GROUP_BYTES) {
+            finish(&mut group, count, &mut bodies);
+            count = 0;
+            value_bytes = 0;
+        }
+        wire::bytes(&mut group, 0x0a, &log);
+        count += 1;
+        value_bytes += size;
+    }
+    if count > 0 {
+        finish(&mut group, count, &mut bodies);
+    }
+    bodies
+}
+
 /// Splits logs into groups of at most [`MAX_LOGS_PER_GROUP`] logs and [`MAX_GROUP_BYTES`] bytes
 /// of keys and values.
 pub fn groups(logs: Vec<Log>) -> Vec<LogGroup> {
@@ -441,6 +521,82 @@ mod tests {
             .sum::<usize>()
             <= MAX_GROUP_BYTES));
         assert_eq!(split.iter().map(|g| g.logs.len()).sum::<usize>(), 12);
+    }
+
+    /// The hand-written encoder produces exactly what prost produces from `Record::contents`.
+    #[test]
+    fn fast_encoder_matches_prost() {
+        use crate::records::{HitRecord, RecordType, RuleRef, TrafficRecord};
+        let hit = Record::hit(HitRecord {
+            record_type: RecordType::BlockHit,
+            record_id: "0123456789abcdef".into(),
+            time: 1763942460,
+            start: 1763942400,
+            end: 1763942460,
+            account_id: "1251762227".into(),
+            eni: "eni-web00001".into(),
+            direction: "egress",
+            src_ip: "10.0.1.11".parse().unwrap(),
+            src_port: Some(40001),
+            dst_ip: "10.0.3.10".parse().unwrap(),
+            dst_port: Some(3306),
+            protocol: 6,
+            icmp_type: None,
+            icmp_code: None,
+            fl_action: "REJECT",
+            packets: Some(3),
+            bytes: None,
+            scope: "inter_subnet",
+            src_vpc: Some("vpc-prod0001".into()),
+            src_subnet: Some("subnet-web00001".into()),
+            src_instance: None,
+            dst_vpc: Some("vpc-prod0001".into()),
+            dst_subnet: None,
+            dst_instance: Some("ins-db000000".into()),
+            decision: "block",
+            rule: Some(RuleRef {
+                rule_uuid: "7010".into(),
+                rule_order: 11,
+                rule_generation: "new",
+                rule_action: "drop",
+                rule_description: "数据层 block".into(),
+                rule_source: "net 0.0.0.0/0".into(),
+                rule_destination: "template ipmg-data0001".into(),
+                rule_service: "TCP 3306,6379".into(),
+            }),
+            deciding_rule_uuid: None,
+            reason: None,
+            indeterminate_rules: Some("7017".into()),
+            snapshot_version: "eab24ee18751aa20".into(),
+        });
+        let traffic = Record::Traffic(TrafficRecord {
+            record_type: RecordType::Traffic,
+            record_id: "fedcba9876543210".into(),
+            time: 9,
+            scope: "vpc_inbound",
+            vpc: None,
+            src_ip: "2001:db8::1".parse().unwrap(),
+            dst_ip: "10.0.1.10".parse().unwrap(),
+            dst_port: None,
+            protocol: 1,
+            fl_action: "ACCEPT",
+            flows: 2,
+            packets: 4,
+            bytes: 336,
+            first_seen: 1,
+            last_seen: 9,
+            snapshot_version: "v".into(),
+        });
+        let records = vec![&hit, &traffic];
+        let bodies = encode_bodies(&records);
+        assert_eq!(bodies.len(), 1);
+        let expected = LogGroupList {
+            log_group_list: vec![group(records.iter().map(|r| log_of(r)).collect())],
+        }
+        .encode_to_vec();
+        let decoded = lz4_flex::block::decompress(&bodies[0].1, expected.len()).unwrap();
+        assert_eq!(decoded, expected);
+        assert_eq!(bodies[0].0, 2);
     }
 
     #[test]
