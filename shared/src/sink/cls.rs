@@ -294,7 +294,7 @@ mod wire {
     }
 
     pub fn varint_len(value: u64) -> usize {
-        ((64 - (value | 1).leading_zeros() as usize) + 6) / 7
+        (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
     }
 
     /// A length-delimited field.
