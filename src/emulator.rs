@@ -215,6 +215,13 @@ impl Emulator {
         self.shared.logs.lock().unwrap().clone()
     }
 
+    /// Peak resident memory of the running instance so far (`VmHWM`), in KiB (Linux only).
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
     /// The function process id, when an instance is running.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().and_then(Child::id)

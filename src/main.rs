@@ -97,6 +97,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a synthetic rule snapshot and matching flow-log lines (benchmarks, measurements)
+    Synthetic {
+        /// Number of rules
+        #[arg(long, default_value_t = 1000)]
+        rules: usize,
+        /// Number of flow-log lines
+        #[arg(long, default_value_t = 5000)]
+        flows: usize,
+        /// Snapshot file to write
+        #[arg(long)]
+        snapshot: PathBuf,
+        /// Flow-log file to write
+        #[arg(long)]
+        flowlog: PathBuf,
+    },
     /// Write one deployment zip per function (bootstrap, mode 0755, at the zip root)
     Package {
         /// Directory holding the esgflow-<function> release binaries
@@ -119,6 +134,9 @@ enum Command {
         /// Print each invocation's full JSON summary
         #[arg(long)]
         json: bool,
+        /// Print the function's peak resident memory (VmHWM) after each invocation
+        #[arg(long)]
+        rss: bool,
         #[command(flatten)]
         feed: FeedArgs,
         #[command(flatten)]
@@ -267,6 +285,31 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Synthetic {
+            rules,
+            flows,
+            snapshot,
+            flowlog,
+        } => {
+            esgflow::engine::synthetic::snapshot(rules, 64, 42).save(&snapshot)?;
+            let mut rng = esgflow::engine::synthetic::Rng::new(9);
+            let lines: Vec<String> = esgflow::engine::synthetic::flows(flows, 64, 11)
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    let action = if rng.chance(30) { "REJECT" } else { "ACCEPT" };
+                    let port = f.dst_port.map_or("0".to_string(), |p| p.to_string());
+                    format!("2 1251762227 eni-{:08x} {} {} {} {port} {} {} {} 1763942400 1763942460 {action} OK", i % 500, f.src, f.dst, 32768 + rng.below(28000), f.protocol, 1 + rng.below(50), 60 + rng.below(60000))
+                })
+                .collect();
+            std::fs::write(&flowlog, lines.join("\n") + "\n")?;
+            eprintln!(
+                "wrote {} ({rules} rules) and {} ({flows} lines)",
+                snapshot.display(),
+                flowlog.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Package { bin_dir, out_dir } => {
             for function in functions::FUNCTIONS {
                 let zip = package::package(
@@ -295,6 +338,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             snapshot,
             records,
             json,
+            rss,
             feed,
             run,
         } => {
@@ -337,6 +381,14 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                         "event {}/{count} ({size} bytes, {timing}): {}",
                         i + 1,
                         one_line(&invocation.result.json())
+                    );
+                }
+                if rss {
+                    println!(
+                        "  peak RSS {} KiB",
+                        emulator
+                            .peak_rss_kib()
+                            .map_or("?".to_string(), |k| k.to_string())
                     );
                 }
                 failed += usize::from(!invocation.result.is_response());
