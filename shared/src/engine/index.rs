@@ -271,23 +271,30 @@ pub fn set(mask: &mut [u64], position: u32) {
 /// sparse one O(log gap).
 #[inline]
 pub fn sparse_get(words: &[Word], cursor: &mut usize, word: u32) -> u64 {
-    let mut lo = *cursor;
-    if lo < words.len() && words[lo].0 < word {
-        let mut step = 1;
-        let mut hi = lo + 1;
-        while hi < words.len() && words[hi].0 < word {
-            lo = hi;
-            step *= 2;
-            hi = lo + step;
-        }
-        let hi = hi.min(words.len());
-        lo += words[lo..hi].partition_point(|&(w, _)| w < word);
-    }
-    *cursor = lo;
-    match words.get(lo) {
+    gallop(words, cursor, word);
+    match words.get(*cursor) {
         Some(&(w, bits)) if w == word => bits,
         _ => 0,
     }
+}
+
+/// Advances `cursor` to the first entry whose word is `>= word`, galloping (1, 2, 4, … ahead)
+/// and then bisecting, so the cost is O(log gap).
+#[inline]
+pub fn gallop(words: &[Word], cursor: &mut usize, word: u32) {
+    let mut lo = *cursor;
+    if lo >= words.len() || words[lo].0 >= word {
+        return;
+    }
+    let mut step = 1;
+    let mut hi = lo + 1;
+    while hi < words.len() && words[hi].0 < word {
+        lo = hi;
+        step *= 2;
+        hi = lo + step;
+    }
+    let hi = hi.min(words.len());
+    *cursor = lo + words[lo..hi].partition_point(|&(w, _)| w < word);
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use smallvec::SmallVec;
 use crate::flowlog::{protocol, FlowRecord};
 use crate::snapshot::values::{AddressSet, PortSet, Protocol, Service};
 use crate::snapshot::{Endpoint, EndpointKind, Generation, Rule, RuleAction, Snapshot};
-use index::{sparse_get, Dimension, Word};
+use index::{gallop, sparse_get, Dimension, Word};
 pub use topology::{likely_reply, Direction, Location, Placement, Scope, Topology};
 
 /// The part of a flow the rules look at.
@@ -587,21 +587,6 @@ fn next_common(
     }
 }
 
-/// Advances `cursor` to the first word `>= word`.
-#[inline]
-fn gallop(words: &[Word], cursor: &mut usize, word: u32) {
-    let mut lo = *cursor;
-    let mut step = 1;
-    let mut hi = lo + 1;
-    while hi < words.len() && words[hi].0 < word {
-        lo = hi;
-        step *= 2;
-        hi = lo + step;
-    }
-    let hi = hi.min(words.len());
-    *cursor = lo + words[lo..hi].partition_point(|&(w, _)| w < word);
-}
-
 /// A compiled, indexed rule set with its topology.
 #[derive(Debug, Clone)]
 pub struct Engine {
@@ -629,20 +614,15 @@ impl Engine {
         for rule in ordered {
             let source = resolve_endpoint(snapshot, &rule.source);
             let destination = resolve_endpoint(snapshot, &rule.destination);
-            if rule.source.kind == EndpointKind::Net {
-                if let Err(message) = &source {
+            // A `net` endpoint that does not parse is a broken snapshot, not an unresolvable rule.
+            for (field, endpoint, resolved) in [
+                ("source", &rule.source, &source),
+                ("destination", &rule.destination, &destination),
+            ] {
+                if let (EndpointKind::Net, Err(message)) = (endpoint.kind, resolved) {
                     return Err(CompileError {
                         rule: rule.uuid.clone(),
-                        field: "source",
-                        message: message.clone(),
-                    });
-                }
-            }
-            if rule.destination.kind == EndpointKind::Net {
-                if let Err(message) = &destination {
-                    return Err(CompileError {
-                        rule: rule.uuid.clone(),
-                        field: "destination",
+                        field,
                         message: message.clone(),
                     });
                 }
