@@ -44,7 +44,7 @@ package: setup ## one zip per function under dist/: static musl `bootstrap`, mod
 	$(CARGO) run --quiet --bin esgflow -- package --bin-dir $(RELEASE_DIR) --out-dir dist
 
 run: build ## replay the bundled sample flow logs through the real audit function under the emulator
-	$(ESGFLOW) replay samples/flowlogs.txt --snapshot samples/snapshot.json --records out/records.jsonl
+	$(ESGFLOW) replay samples/flowlogs.txt --snapshot samples/snapshot.json --records out/records.jsonl --alerts
 
 bench: ## benchmarks (criterion): engine evaluation at 100/1k/10k rules vs the naive evaluator, compile time
 	$(CARGO) bench -p esgflow --bench engine

@@ -4,6 +4,7 @@
 #![deny(clippy::all)]
 #![warn(missing_docs)]
 
+pub mod alert_receiver;
 pub mod clsfeed;
 pub mod emulator;
 pub mod explain;

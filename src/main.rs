@@ -137,6 +137,10 @@ enum Command {
         /// Print the function's peak resident memory (VmHWM) after each invocation
         #[arg(long)]
         rss: bool,
+        /// Start a local alert receiver (WeCom, DingTalk, Feishu, webhook; signatures verified),
+        /// point the function's alert channels at it, and print what it received
+        #[arg(long)]
+        alerts: bool,
         #[command(flatten)]
         feed: FeedArgs,
         #[command(flatten)]
@@ -339,6 +343,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             records,
             json,
             rss,
+            alerts,
             feed,
             run,
         } => {
@@ -354,6 +359,13 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 }
                 spec.env
                     .push(("ESGFLOW_JSONL_PATH".into(), absolute(records)?));
+            }
+            let receiver = match alerts {
+                true => Some(esgflow_local::alert_receiver::AlertReceiver::start().await?),
+                false => None,
+            };
+            if let Some(receiver) = &receiver {
+                spec.env.extend(receiver.settings());
             }
             let mut emulator = Emulator::new(spec).await?;
             let mut failed = 0;
@@ -401,6 +413,10 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     .collect();
                 println!("\nrecords written to {}\n", records.display());
                 print!("{}", esgflow_local::report::render(&values));
+            }
+            if let Some(receiver) = &receiver {
+                println!();
+                print!("{}", receiver.render());
             }
             Ok(if failed == 0 {
                 ExitCode::SUCCESS

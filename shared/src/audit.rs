@@ -16,6 +16,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+use std::time::SystemTime;
+
+use crate::alert::channel::{DispatchReport, Dispatcher};
+use crate::alert::MemoryState;
 use crate::config::{AuditConfig, SinkConfig};
 use crate::sink::cls::ClsSink;
 use crate::sink::{JsonlSink, RecordSink, SinkError, StdoutSink, Written};
@@ -103,8 +107,11 @@ pub struct InvocationSummary {
     pub sink: String,
     /// Records written per destination (topic).
     pub written: Written,
-    /// Alerts sent.
+    /// Alert messages sent (all channels).
     pub alerts_sent: usize,
+    /// Alerting in detail: alerts formed, held back by cooldown, sent, rate-limited and failed
+    /// per channel.
+    pub alerts: DispatchReport,
     /// The snapshot the batch was judged against.
     pub snapshot_version: String,
     /// Wall time, milliseconds.
@@ -117,6 +124,7 @@ pub struct AuditFunction {
     config: AuditConfig,
     snapshots: Mutex<SnapshotCache>,
     sink: Box<dyn RecordSink>,
+    alerts: tokio::sync::Mutex<Dispatcher>,
 }
 
 impl AuditFunction {
@@ -133,10 +141,16 @@ impl AuditFunction {
     /// Builds the function with a given sink (tests).
     pub fn with_sink(config: AuditConfig, sink: Box<dyn RecordSink>) -> Self {
         let snapshots = Mutex::new(SnapshotCache::new(&config.snapshot, config.snapshot_ttl));
+        let alerts = Dispatcher::new(
+            config.alerts.policy.clone(),
+            config.alerts.channels.clone(),
+            Box::new(MemoryState::default()),
+        );
         Self {
             config,
             snapshots,
             sink,
+            alerts: tokio::sync::Mutex::new(alerts),
         }
     }
 
@@ -171,12 +185,21 @@ impl AuditFunction {
         } else {
             self.sink.write(&records, deadline).await?
         };
+        // Alerts go out only once the records are safely written; a failing channel is counted,
+        // never fatal.
+        let alerts = self
+            .alerts
+            .lock()
+            .await
+            .dispatch(&records, SystemTime::now(), deadline)
+            .await;
         Ok(InvocationSummary {
             batch,
             judged,
             sink: self.sink.describe(),
             written,
-            alerts_sent: 0,
+            alerts_sent: alerts.sent_total(),
+            alerts,
             snapshot_version: engine.version().to_string(),
             elapsed_ms: started.elapsed().as_millis() as u64,
         })

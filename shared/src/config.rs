@@ -133,6 +133,79 @@ pub const REGION: Setting = Setting {
     description: "Region for API calls (`X-TC-Region`); SCF sets it.",
 };
 
+macro_rules! audit_setting {
+    ($(#[$doc:meta])* $constant:ident, $name:literal, $default:expr, $description:literal) => {
+        $(#[$doc])*
+        pub const $constant: Setting = Setting { name: $name, default: $default, functions: &[Function::Audit], description: $description };
+    };
+}
+
+audit_setting!(
+    /// WeCom robot URL.
+    ALERT_WECOM_URL, "ESGFLOW_ALERT_WECOM_URL", None,
+    "WeCom group robot webhook URL (`https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…`); a secret."
+);
+audit_setting!(
+    /// DingTalk robot URL.
+    ALERT_DINGTALK_URL, "ESGFLOW_ALERT_DINGTALK_URL", None,
+    "DingTalk robot URL (`https://oapi.dingtalk.com/robot/send?access_token=…`); a secret."
+);
+audit_setting!(
+    /// DingTalk signing secret.
+    ALERT_DINGTALK_SECRET, "ESGFLOW_ALERT_DINGTALK_SECRET", None,
+    "DingTalk robot signing secret (`SEC…`), for 加签."
+);
+audit_setting!(
+    /// Feishu bot URL.
+    ALERT_FEISHU_URL, "ESGFLOW_ALERT_FEISHU_URL", None,
+    "Feishu/Lark custom bot URL (`https://open.feishu.cn/open-apis/bot/v2/hook/…`); a secret."
+);
+audit_setting!(
+    /// Feishu signing secret.
+    ALERT_FEISHU_SECRET, "ESGFLOW_ALERT_FEISHU_SECRET", None,
+    "Feishu/Lark signature-verification secret."
+);
+audit_setting!(
+    /// Generic webhook URL.
+    ALERT_WEBHOOK_URL, "ESGFLOW_ALERT_WEBHOOK_URL", None,
+    "Generic webhook URL: receives the alert and its records as JSON."
+);
+audit_setting!(
+    /// Generic webhook secret.
+    ALERT_WEBHOOK_SECRET, "ESGFLOW_ALERT_WEBHOOK_SECRET", None,
+    "Secret for `X-Esgflow-Signature: sha256=<hex HMAC-SHA256 of the body>`."
+);
+audit_setting!(
+    /// Record types that alert.
+    ALERT_KINDS, "ESGFLOW_ALERT_KINDS", Some("block_hit"),
+    "Comma-separated record types that raise alerts: block_hit, observe_hit, unattributed_block, snapshot_drift."
+);
+audit_setting!(
+    /// Minimum flows per rule per batch.
+    ALERT_MIN_FLOWS, "ESGFLOW_ALERT_MIN_FLOWS", Some("1"),
+    "Fewest flows of one rule in one batch before it alerts."
+);
+audit_setting!(
+    /// Cooldown per rule.
+    ALERT_COOLDOWN_SECONDS, "ESGFLOW_ALERT_COOLDOWN_SECONDS", Some("900"),
+    "No repeat alert for the same rule within this many seconds ..."
+);
+audit_setting!(
+    /// Regrowth factor that breaks the cooldown.
+    ALERT_REGROW_FACTOR, "ESGFLOW_ALERT_REGROW_FACTOR", Some("2"),
+    "... unless its flow count reached this many times the last alerted count."
+);
+audit_setting!(
+    /// Muted rule ids.
+    ALERT_MUTE_RULES, "ESGFLOW_ALERT_MUTE_RULES", None,
+    "Comma-separated rule uuids that never alert."
+);
+audit_setting!(
+    /// Muted description patterns.
+    ALERT_MUTE_DESCRIPTIONS, "ESGFLOW_ALERT_MUTE_DESCRIPTIONS", None,
+    "Comma-separated text; rules whose description contains any of it (case-insensitive) never alert."
+);
+
 /// The registry: every setting the code reads.
 pub const SETTINGS: &[Setting] = &[
     RUST_LOG,
@@ -146,7 +219,122 @@ pub const SETTINGS: &[Setting] = &[
     CLS_ENDPOINT,
     JSONL_PATH,
     REGION,
+    ALERT_WECOM_URL,
+    ALERT_DINGTALK_URL,
+    ALERT_DINGTALK_SECRET,
+    ALERT_FEISHU_URL,
+    ALERT_FEISHU_SECRET,
+    ALERT_WEBHOOK_URL,
+    ALERT_WEBHOOK_SECRET,
+    ALERT_KINDS,
+    ALERT_MIN_FLOWS,
+    ALERT_COOLDOWN_SECONDS,
+    ALERT_REGROW_FACTOR,
+    ALERT_MUTE_RULES,
+    ALERT_MUTE_DESCRIPTIONS,
 ];
+
+fn list(setting: &Setting, lookup: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
+    setting
+        .raw_from(lookup)
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|i| !i.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Alerting: the policy and the channels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertConfig {
+    /// What to alert.
+    pub policy: crate::alert::AlertPolicy,
+    /// Where to.
+    pub channels: Vec<crate::alert::channel::Channel>,
+}
+
+impl AlertConfig {
+    /// Reads and validates the alert settings.
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        use crate::alert::channel::{Channel, ChannelKind};
+        use crate::records::RecordType;
+        let mut kinds = std::collections::BTreeSet::new();
+        for kind in list(&ALERT_KINDS, lookup) {
+            let parsed = [
+                RecordType::BlockHit,
+                RecordType::ObserveHit,
+                RecordType::UnattributedBlock,
+                RecordType::SnapshotDrift,
+            ]
+            .into_iter()
+            .find(|k| k.as_str() == kind)
+            .ok_or_else(|| ConfigError {
+                setting: ALERT_KINDS.name,
+                value: kind.clone(),
+                problem: "not one of block_hit, observe_hit, unattributed_block, snapshot_drift"
+                    .to_string(),
+            })?;
+            kinds.insert(parsed);
+        }
+        let regrow_factor: f64 = ALERT_REGROW_FACTOR.parse_from(lookup)?.unwrap_or(2.0);
+        if regrow_factor.is_nan() || regrow_factor < 1.0 {
+            return Err(ConfigError {
+                setting: ALERT_REGROW_FACTOR.name,
+                value: regrow_factor.to_string(),
+                problem: "must be at least 1".to_string(),
+            });
+        }
+        let policy = crate::alert::AlertPolicy {
+            kinds,
+            min_flows: ALERT_MIN_FLOWS.parse_from(lookup)?.unwrap_or(1),
+            cooldown: std::time::Duration::from_secs(
+                ALERT_COOLDOWN_SECONDS.parse_from(lookup)?.unwrap_or(900),
+            ),
+            regrow_factor,
+            muted_rules: list(&ALERT_MUTE_RULES, lookup).into_iter().collect(),
+            muted_descriptions: list(&ALERT_MUTE_DESCRIPTIONS, lookup),
+        };
+        let mut channels = Vec::new();
+        for (kind, url, secret) in [
+            (ChannelKind::WeCom, &ALERT_WECOM_URL, None),
+            (
+                ChannelKind::DingTalk,
+                &ALERT_DINGTALK_URL,
+                Some(&ALERT_DINGTALK_SECRET),
+            ),
+            (
+                ChannelKind::Feishu,
+                &ALERT_FEISHU_URL,
+                Some(&ALERT_FEISHU_SECRET),
+            ),
+            (
+                ChannelKind::Webhook,
+                &ALERT_WEBHOOK_URL,
+                Some(&ALERT_WEBHOOK_SECRET),
+            ),
+        ] {
+            if let Some(address) = url.raw_from(lookup) {
+                if !(address.starts_with("https://") || address.starts_with("http://")) {
+                    // The value is a secret: name the setting, not the value.
+                    return Err(ConfigError {
+                        setting: url.name,
+                        value: String::new(),
+                        problem: "must be an http(s) URL".to_string(),
+                    });
+                }
+                channels.push(Channel {
+                    kind,
+                    url: address.trim().to_string(),
+                    secret: secret.and_then(|s| s.raw_from(lookup)),
+                });
+            }
+        }
+        Ok(Self { policy, channels })
+    }
+}
 
 /// A setting holds a value that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -209,7 +397,7 @@ pub enum SinkConfig {
 }
 
 /// The audit function's configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AuditConfig {
     /// Decoding caps for CLS events.
     pub decode_limits: crate::events::DecodeLimits,
@@ -221,6 +409,8 @@ pub struct AuditConfig {
     pub monitored: crate::audit::Monitored,
     /// Where records go.
     pub sink: SinkConfig,
+    /// Alerting.
+    pub alerts: AlertConfig,
 }
 
 fn required(
@@ -291,12 +481,14 @@ impl AuditConfig {
                 None => SinkConfig::Stdout,
             },
         };
+        let alerts = AlertConfig::from_lookup(lookup)?;
         Ok(Self {
             decode_limits,
             snapshot,
             snapshot_ttl: std::time::Duration::from_secs(ttl),
             monitored,
             sink,
+            alerts,
         })
     }
 }
@@ -382,6 +574,33 @@ mod tests {
         ]))
         .unwrap_err();
         assert_eq!(err.setting, "ESGFLOW_SNAPSHOT_TTL_SECONDS");
+    }
+
+    #[test]
+    fn alert_settings() {
+        let config = AlertConfig::from_lookup(&lookup(&[
+            ("ESGFLOW_ALERT_KINDS", "block_hit, snapshot_drift"),
+            (
+                "ESGFLOW_ALERT_DINGTALK_URL",
+                "https://oapi.dingtalk.com/robot/send?access_token=t",
+            ),
+            ("ESGFLOW_ALERT_DINGTALK_SECRET", "SECx"),
+            ("ESGFLOW_ALERT_MUTE_RULES", "7,8"),
+        ]))
+        .unwrap();
+        assert_eq!(config.policy.kinds.len(), 2);
+        assert_eq!(config.channels.len(), 1);
+        assert_eq!(config.channels[0].secret.as_deref(), Some("SECx"));
+        assert_eq!(config.policy.muted_rules.len(), 2);
+        let err =
+            AlertConfig::from_lookup(&lookup(&[("ESGFLOW_ALERT_KINDS", "traffic")])).unwrap_err();
+        assert_eq!(err.setting, "ESGFLOW_ALERT_KINDS");
+        let err = AlertConfig::from_lookup(&lookup(&[(
+            "ESGFLOW_ALERT_WECOM_URL",
+            "qyapi.weixin.qq.com/?key=SECRETKEY",
+        )]))
+        .unwrap_err();
+        assert!(!err.to_string().contains("SECRETKEY"), "{err}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 #![deny(clippy::all)]
 #![warn(missing_docs)]
 
+pub mod alert;
 pub mod audit;
 pub mod cloud;
 pub mod config;

@@ -1,0 +1,203 @@
+//! Alerts from the real audit binary under the emulator to a local receiver that checks what each
+//! platform checks (robot key/token, DingTalk and Feishu signatures and timestamps, the webhook
+//! HMAC).
+
+mod common;
+
+use esgflow_local::alert_receiver::{self, AlertReceiver};
+
+/// Two rules block: 7010 (web → db MySQL, twice) and 7002 (ssh from app to db).
+const LINES: &[&str] = &[
+    "2 1251762227 eni-web00001 10.0.1.11 10.0.3.10 40001 3306 6 3 180 1763942400 1763942460 REJECT OK",
+    "2 1251762227 eni-web00002 10.0.1.12 10.0.3.11 40002 3306 6 3 180 1763942400 1763942460 REJECT OK",
+    "2 1251762227 eni-app00000 10.0.2.10 10.0.3.10 40003 22 6 2 120 1763942400 1763942460 REJECT OK",
+    "2 1251762227 eni-app00001 10.0.2.11 10.0.3.10 40004 3306 6 9 900 1763942400 1763942460 ACCEPT OK",
+];
+
+async fn audit_with(
+    receiver: &AlertReceiver,
+    extra: &[(&str, &str)],
+) -> esgflow_local::emulator::Emulator {
+    let mut env = receiver.settings();
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    common::emulator_with("audit", env).await
+}
+
+#[tokio::test]
+async fn every_channel_gets_each_rule_once_and_signatures_verify() {
+    let receiver = AlertReceiver::start().await.unwrap();
+    let mut emulator = audit_with(&receiver, &[]).await;
+    let summary = emulator
+        .invoke(common::cls_event("t", LINES))
+        .await
+        .unwrap()
+        .result
+        .json();
+    assert_eq!(summary["alerts"]["alerts"], 2, "{summary}");
+    assert_eq!(summary["alerts_sent"], 8);
+    for channel in ["wecom", "dingtalk", "feishu", "webhook"] {
+        assert_eq!(
+            summary["alerts"]["sent"][channel], 2,
+            "{channel}: {summary}"
+        );
+    }
+    let received = receiver.received();
+    assert_eq!(received.len(), 8);
+    assert!(
+        received.iter().all(|m| m.verified),
+        "{:?}",
+        received
+            .iter()
+            .filter_map(|m| m.problem.clone())
+            .collect::<Vec<_>>()
+    );
+    let wecom: Vec<&str> = received
+        .iter()
+        .filter(|m| m.channel == "wecom")
+        .filter_map(|m| m.body.pointer("/markdown/content").and_then(|c| c.as_str()))
+        .collect();
+    assert!(
+        wecom[0].contains("rule 7010 \"block other data-tier access\" (2 flows)"),
+        "{}",
+        wecom[0]
+    );
+    assert!(
+        wecom[0].contains("10.0.1.11 → 10.0.3.10:3306"),
+        "{}",
+        wecom[0]
+    );
+    let webhook = received.iter().find(|m| m.channel == "webhook").unwrap();
+    assert_eq!(webhook.body["alert"]["rule_uuid"], "7010");
+    assert_eq!(webhook.body["records"].as_array().unwrap().len(), 2);
+    assert_eq!(webhook.body["records"][0]["record_type"], "block_hit");
+    let feishu = received.iter().find(|m| m.channel == "feishu").unwrap();
+    assert_eq!(feishu.body["msg_type"], "text");
+}
+
+#[tokio::test]
+async fn a_failing_channel_is_counted_and_does_not_stop_the_others_or_the_records() {
+    let receiver = AlertReceiver::start().await.unwrap();
+    receiver.fail("wecom", 500);
+    let records = std::env::temp_dir().join(format!("esgflow-alerts-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&records);
+    let mut emulator = audit_with(
+        &receiver,
+        &[("ESGFLOW_JSONL_PATH", records.to_str().unwrap())],
+    )
+    .await;
+    let invocation = emulator
+        .invoke(common::cls_event("t", LINES))
+        .await
+        .unwrap();
+    let summary = invocation.result.json();
+    assert!(invocation.result.is_response(), "{summary}");
+    assert_eq!(summary["alerts"]["failed"]["wecom"], 2, "{summary}");
+    assert_eq!(summary["alerts"]["sent"]["dingtalk"], 2);
+    assert_eq!(summary["alerts"]["sent"]["webhook"], 2);
+    assert_eq!(
+        receiver
+            .received()
+            .iter()
+            .filter(|m| m.channel == "wecom")
+            .count(),
+        6,
+        "three attempts per alert"
+    );
+    let written = std::fs::read_to_string(&records).unwrap();
+    assert!(
+        written.lines().count() > 3,
+        "the records were written regardless"
+    );
+    std::fs::remove_file(&records).ok();
+}
+
+#[tokio::test]
+async fn a_wrong_signing_secret_is_refused_by_the_platform_and_reported() {
+    let receiver = AlertReceiver::start().await.unwrap();
+    let mut emulator = audit_with(
+        &receiver,
+        &[
+            ("ESGFLOW_ALERT_DINGTALK_SECRET", "SECwrong"),
+            ("ESGFLOW_ALERT_FEISHU_SECRET", "wrong"),
+        ],
+    )
+    .await;
+    let summary = emulator
+        .invoke(common::cls_event("t", LINES))
+        .await
+        .unwrap()
+        .result
+        .json();
+    assert_eq!(summary["alerts"]["failed"]["dingtalk"], 2, "{summary}");
+    assert_eq!(summary["alerts"]["failed"]["feishu"], 2, "{summary}");
+    assert_eq!(summary["alerts"]["sent"]["wecom"], 2);
+    let problems: Vec<String> = receiver
+        .received()
+        .iter()
+        .filter_map(|m| m.problem.clone())
+        .collect();
+    assert!(
+        problems.iter().any(|p| p == "sign not match"),
+        "{problems:?}"
+    );
+    assert!(
+        problems.iter().any(|p| p.contains("sign match fail")),
+        "{problems:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_cooldown_holds_back_repeats_in_a_warm_instance() {
+    let receiver = AlertReceiver::start().await.unwrap();
+    let mut emulator = audit_with(&receiver, &[]).await;
+    emulator
+        .invoke(common::cls_event("t", LINES))
+        .await
+        .unwrap();
+    let second = emulator
+        .invoke(common::cls_event("t", LINES))
+        .await
+        .unwrap()
+        .result
+        .json();
+    assert_eq!(second["alerts"]["suppressed"], 2, "{second}");
+    assert_eq!(second["alerts_sent"], 0);
+    assert_eq!(receiver.received().len(), 8, "nothing new was sent");
+}
+
+#[tokio::test]
+async fn secrets_never_reach_logs_or_summaries() {
+    let receiver = AlertReceiver::start().await.unwrap();
+    receiver.fail("feishu", 503);
+    let stub = common::cls_stub::ClsStub::start(vec![]).await;
+    let mut env = receiver.settings();
+    env.extend(stub.env("hits", "traffic"));
+    env.push(("RUST_LOG".into(), "debug".into()));
+    let mut emulator = common::emulator_with("audit", env).await;
+    let summary = emulator
+        .invoke(common::cls_event("t", LINES))
+        .await
+        .unwrap()
+        .result
+        .json()
+        .to_string();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let logs = emulator.logs().join("\n");
+    assert!(
+        logs.contains("alert not delivered"),
+        "the failing channel is logged"
+    );
+    for secret in [
+        alert_receiver::WECOM_KEY,
+        alert_receiver::DINGTALK_TOKEN,
+        alert_receiver::DINGTALK_SECRET,
+        alert_receiver::FEISHU_TOKEN,
+        alert_receiver::FEISHU_SECRET,
+        alert_receiver::WEBHOOK_SECRET,
+        common::cls_stub::SECRET_KEY,
+        common::cls_stub::TOKEN,
+    ] {
+        assert!(!logs.contains(secret), "{secret} appears in the logs");
+        assert!(!summary.contains(secret), "{secret} appears in the summary");
+    }
+}
