@@ -139,7 +139,7 @@ impl AlertReceiver {
                 .pointer("/markdown/content")
                 .and_then(Value::as_str)
             {
-                out.push_str("\n");
+                out.push('\n');
                 out.push_str(content);
             }
         }
