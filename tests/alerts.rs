@@ -201,3 +201,50 @@ async fn secrets_never_reach_logs_or_summaries() {
         assert!(!summary.contains(secret), "{secret} appears in the summary");
     }
 }
+
+#[tokio::test]
+async fn a_redis_cooldown_is_shared_by_two_function_processes() {
+    let redis = common::RedisServer::start();
+    let url = redis.url();
+    let receiver = AlertReceiver::start().await.unwrap();
+    let mut first = audit_with(&receiver, &[("ESGFLOW_ALERT_STATE", &url)]).await;
+    let mut second = audit_with(&receiver, &[("ESGFLOW_ALERT_STATE", &url)]).await;
+    let one = first
+        .invoke(common::cls_event("t", LINES))
+        .await
+        .unwrap()
+        .result
+        .json();
+    assert_eq!(one["alerts_sent"], 8, "{one}");
+    let two = second
+        .invoke(common::cls_event("t", LINES))
+        .await
+        .unwrap()
+        .result
+        .json();
+    assert_ne!(first.pid(), second.pid());
+    assert_eq!(
+        two["alerts"]["suppressed"], 2,
+        "the other process saw the cooldown: {two}"
+    );
+    assert_eq!(two["alerts_sent"], 0);
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_fails_open() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let receiver = AlertReceiver::start().await.unwrap();
+    let url = format!("redis://127.0.0.1:{closed}");
+    let mut emulator = audit_with(&receiver, &[("ESGFLOW_ALERT_STATE", &url)]).await;
+    let summary = emulator
+        .invoke(common::cls_event("t", LINES))
+        .await
+        .unwrap()
+        .result
+        .json();
+    assert_eq!(summary["alerts_sent"], 8, "alerts still go out: {summary}");
+}

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use crate::alert::channel::{DispatchReport, Dispatcher};
-use crate::alert::MemoryState;
+use crate::alert::{AlertState, MemoryState, RedisState};
 use crate::config::{AuditConfig, SinkConfig};
 use crate::sink::cls::ClsSink;
 use crate::sink::{JsonlSink, RecordSink, SinkError, StdoutSink, Written};
@@ -141,10 +141,18 @@ impl AuditFunction {
     /// Builds the function with a given sink (tests).
     pub fn with_sink(config: AuditConfig, sink: Box<dyn RecordSink>) -> Self {
         let snapshots = Mutex::new(SnapshotCache::new(&config.snapshot, config.snapshot_ttl));
+        let state: Box<dyn AlertState> = match config.alerts.redis.as_deref().map(RedisState::new) {
+            Some(Ok(redis)) => Box::new(redis),
+            Some(Err(error)) => {
+                tracing::error!(%error, "ESGFLOW_ALERT_STATE unusable; keeping cooldown state in memory");
+                Box::new(MemoryState::default())
+            }
+            None => Box::new(MemoryState::default()),
+        };
         let alerts = Dispatcher::new(
             config.alerts.policy.clone(),
             config.alerts.channels.clone(),
-            Box::new(MemoryState::default()),
+            state,
         );
         Self {
             config,

@@ -196,6 +196,11 @@ audit_setting!(
     "... unless its flow count reached this many times the last alerted count."
 );
 audit_setting!(
+    /// Where cooldown state lives.
+    ALERT_STATE, "ESGFLOW_ALERT_STATE", Some("memory"),
+    "Cooldown state: `memory` (per warm instance) or a Redis URL `redis://[:password@]host:port[/db]` (shared by all instances, survives cold starts)."
+);
+audit_setting!(
     /// Muted rule ids.
     ALERT_MUTE_RULES, "ESGFLOW_ALERT_MUTE_RULES", None,
     "Comma-separated rule uuids that never alert."
@@ -232,6 +237,7 @@ pub const SETTINGS: &[Setting] = &[
     ALERT_REGROW_FACTOR,
     ALERT_MUTE_RULES,
     ALERT_MUTE_DESCRIPTIONS,
+    ALERT_STATE,
 ];
 
 fn list(setting: &Setting, lookup: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
@@ -254,6 +260,8 @@ pub struct AlertConfig {
     pub policy: crate::alert::AlertPolicy,
     /// Where to.
     pub channels: Vec<crate::alert::channel::Channel>,
+    /// Redis URL for shared cooldown state; `None`: in memory.
+    pub redis: Option<String>,
 }
 
 impl AlertConfig {
@@ -332,7 +340,24 @@ impl AlertConfig {
                 });
             }
         }
-        Ok(Self { policy, channels })
+        let redis = match ALERT_STATE.raw_from(lookup).unwrap_or_default().trim() {
+            "" | "memory" => None,
+            url if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                Some(url.to_string())
+            }
+            _ => {
+                return Err(ConfigError {
+                    setting: ALERT_STATE.name,
+                    value: String::new(),
+                    problem: "must be `memory` or a redis:// URL".to_string(),
+                })
+            }
+        };
+        Ok(Self {
+            policy,
+            channels,
+            redis,
+        })
     }
 }
 

@@ -310,6 +310,7 @@ impl Dispatcher {
             if !self
                 .state
                 .admit(&alert.key(), alert.flows, now, &self.policy)
+                .await
             {
                 report.suppressed += 1;
                 continue;
