@@ -592,16 +592,16 @@ mod tests {
         let policy = AlertPolicy::default();
         let mut state = MemoryState::default();
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        assert!(state.admit("block_hit:7002", 10, t0, &policy));
+        assert!(state.admit_now("block_hit:7002", 10, t0, &policy));
         assert!(
-            !state.admit("block_hit:7002", 15, t0 + Duration::from_secs(60), &policy),
+            !state.admit_now("block_hit:7002", 15, t0 + Duration::from_secs(60), &policy),
             "within the cooldown"
         );
         assert!(
-            state.admit("block_hit:7002", 20, t0 + Duration::from_secs(120), &policy),
+            state.admit_now("block_hit:7002", 20, t0 + Duration::from_secs(120), &policy),
             "grew by the factor"
         );
-        assert!(!state.admit("block_hit:7002", 21, t0 + Duration::from_secs(180), &policy));
+        assert!(!state.admit_now("block_hit:7002", 21, t0 + Duration::from_secs(180), &policy));
         assert!(
             state.admit(
                 "block_hit:7002",
@@ -612,7 +612,7 @@ mod tests {
             "after the cooldown"
         );
         assert!(
-            state.admit("block_hit:7010", 1, t0, &policy),
+            state.admit_now("block_hit:7010", 1, t0, &policy),
             "other rules are independent"
         );
     }
