@@ -603,7 +603,7 @@ mod tests {
         );
         assert!(!state.admit_now("block_hit:7002", 21, t0 + Duration::from_secs(180), &policy));
         assert!(
-            state.admit(
+            state.admit_now(
                 "block_hit:7002",
                 1,
                 t0 + Duration::from_secs(120 + 901),
