@@ -73,7 +73,7 @@ pub const MAX_DECODED_BYTES: Setting = Setting {
 pub const SNAPSHOT: Setting = Setting {
     name: "ESGFLOW_SNAPSHOT",
     default: None,
-    functions: &[Function::Audit],
+    functions: &[Function::Audit, Function::Lookup],
     description: "Path of the rule snapshot JSON (built by `esgflow snapshot build`). Required.",
 };
 
@@ -81,7 +81,7 @@ pub const SNAPSHOT: Setting = Setting {
 pub const SNAPSHOT_TTL_SECONDS: Setting = Setting {
     name: "ESGFLOW_SNAPSHOT_TTL_SECONDS",
     default: Some("300"),
-    functions: &[Function::Audit],
+    functions: &[Function::Audit, Function::Lookup],
     description: "Seconds a warm instance uses its loaded snapshot before re-reading it; a failed re-read keeps the last good one.",
 };
 
@@ -211,6 +211,30 @@ audit_setting!(
     "Comma-separated text; rules whose description contains any of it (case-insensitive) never alert."
 );
 
+/// `ESGFLOW_LOOKUP_TOKEN`: the bearer token of the lookup API.
+pub const LOOKUP_TOKEN: Setting = Setting {
+    name: "ESGFLOW_LOOKUP_TOKEN",
+    default: None,
+    functions: &[Function::Lookup],
+    description: "Bearer token the lookup API requires (`Authorization: Bearer <token>`); a secret. Required unless ESGFLOW_LOOKUP_AUTH=apigw.",
+};
+
+/// `ESGFLOW_LOOKUP_AUTH`: who authenticates lookup requests.
+pub const LOOKUP_AUTH: Setting = Setting {
+    name: "ESGFLOW_LOOKUP_AUTH",
+    default: Some("token"),
+    functions: &[Function::Lookup],
+    description: "`token`: the function checks ESGFLOW_LOOKUP_TOKEN; `apigw`: the deployment declares API Gateway authentication and the function checks nothing itself.",
+};
+
+/// `ESGFLOW_LOOKUP_MAX_BODY_BYTES`: request body cap.
+pub const LOOKUP_MAX_BODY_BYTES: Setting = Setting {
+    name: "ESGFLOW_LOOKUP_MAX_BODY_BYTES",
+    default: Some("1048576"),
+    functions: &[Function::Lookup],
+    description: "Largest request body the lookup API accepts; larger ones get 413.",
+};
+
 /// The registry: every setting the code reads.
 pub const SETTINGS: &[Setting] = &[
     RUST_LOG,
@@ -238,7 +262,51 @@ pub const SETTINGS: &[Setting] = &[
     ALERT_MUTE_RULES,
     ALERT_MUTE_DESCRIPTIONS,
     ALERT_STATE,
+    LOOKUP_TOKEN,
+    LOOKUP_AUTH,
+    LOOKUP_MAX_BODY_BYTES,
 ];
+
+/// The lookup function's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupConfig {
+    /// Authentication.
+    pub auth: crate::lookup::Auth,
+    /// Body cap.
+    pub max_body_bytes: usize,
+    /// The snapshot file.
+    pub snapshot: std::path::PathBuf,
+    /// How long a loaded snapshot is trusted.
+    pub snapshot_ttl: std::time::Duration,
+}
+
+impl LookupConfig {
+    /// Reads and validates the lookup settings from the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(&|name| std::env::var(name).ok())
+    }
+
+    /// Reads and validates through `lookup`.
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let auth = match LOOKUP_AUTH.raw_from(lookup).unwrap_or_default().trim() {
+            "apigw" => crate::lookup::Auth::ApiGateway,
+            "token" => match LOOKUP_TOKEN.raw_from(lookup) {
+                Some(token) if token.trim().len() >= 16 => crate::lookup::Auth::Bearer(token.trim().to_string()),
+                Some(_) => return Err(ConfigError { setting: LOOKUP_TOKEN.name, value: String::new(), problem: "must be at least 16 characters".to_string() }),
+                None => return Err(ConfigError { setting: LOOKUP_TOKEN.name, value: String::new(), problem: "required: the lookup API refuses to serve without authentication (or set ESGFLOW_LOOKUP_AUTH=apigw)".to_string() }),
+            },
+            other => return Err(ConfigError { setting: LOOKUP_AUTH.name, value: other.to_string(), problem: "must be `token` or `apigw`".to_string() }),
+        };
+        Ok(Self {
+            auth,
+            max_body_bytes: LOOKUP_MAX_BODY_BYTES.parse_from(lookup)?.unwrap_or(1 << 20),
+            snapshot: required(&SNAPSHOT, lookup)?.into(),
+            snapshot_ttl: std::time::Duration::from_secs(
+                SNAPSHOT_TTL_SECONDS.parse_from(lookup)?.unwrap_or(300),
+            ),
+        })
+    }
+}
 
 fn list(setting: &Setting, lookup: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
     setting
@@ -626,6 +694,36 @@ mod tests {
         )]))
         .unwrap_err();
         assert!(!err.to_string().contains("SECRETKEY"), "{err}");
+    }
+
+    #[test]
+    fn lookup_refuses_to_start_without_authentication() {
+        let err = LookupConfig::from_lookup(&lookup(&[("ESGFLOW_SNAPSHOT", "s")])).unwrap_err();
+        assert_eq!(err.setting, "ESGFLOW_LOOKUP_TOKEN");
+        let err = LookupConfig::from_lookup(&lookup(&[
+            ("ESGFLOW_SNAPSHOT", "s"),
+            ("ESGFLOW_LOOKUP_TOKEN", "short"),
+        ]))
+        .unwrap_err();
+        assert!(
+            !err.to_string().contains("short"),
+            "the token is not echoed: {err}"
+        );
+        let config = LookupConfig::from_lookup(&lookup(&[
+            ("ESGFLOW_SNAPSHOT", "s"),
+            ("ESGFLOW_LOOKUP_AUTH", "apigw"),
+        ]))
+        .unwrap();
+        assert_eq!(config.auth, crate::lookup::Auth::ApiGateway);
+        let config = LookupConfig::from_lookup(&lookup(&[
+            ("ESGFLOW_SNAPSHOT", "s"),
+            ("ESGFLOW_LOOKUP_TOKEN", "0123456789abcdef"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            config.auth,
+            crate::lookup::Auth::Bearer("0123456789abcdef".into())
+        );
     }
 
     #[test]

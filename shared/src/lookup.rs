@@ -1,59 +1,553 @@
-//! The lookup function's HTTP routing: API Gateway / Function URL request in, integration
-//! response out. Today it serves the health check; unknown paths get 404 and known paths with the
-//! wrong method 405, both as JSON errors.
+//! The lookup function's HTTP API: an API Gateway / Function URL request in, an integration
+//! response out. It answers from the same snapshot the audit function judges with.
+//!
+//! Routes: `GET /v1/healthz` (open), and with `Authorization: Bearer <token>`:
+//! `POST /v1/explain` (one flow, or `{"flows": [...]}` with up to [`MAX_BATCH`]),
+//! `GET /v1/rules/{uuid}`, `GET /v1/snapshot`. Errors are JSON
+//! `{"error": {"code", "message", "request_id"}}` with 400 (naming the bad field), 401, 404, 405,
+//! 413, 503 (no snapshot) or 500 (request id only, no internals).
 
-use serde_json::json;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Instant;
 
+use serde::Deserialize;
+use serde_json::{json, Value};
+use subtle::ConstantTimeEq;
+
+use crate::engine::{Decision, Engine, FlowKey, Location, StepOutcome};
 use crate::events::{ApiGatewayRequest, ApiGatewayResponse};
+use crate::snapshot::cache::SnapshotCache;
 
-/// Routes one request.
-pub fn handle(request: &ApiGatewayRequest, request_id: &str) -> ApiGatewayResponse {
-    let path = request.path.trim_end_matches('/');
-    match (request.http_method.as_str(), path) {
-        ("GET" | "HEAD", "/v1/healthz") => ApiGatewayResponse::json(
-            200,
-            &json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}),
-        ),
-        (_, "/v1/healthz") => error(405, "method_not_allowed", "use GET", request_id),
-        _ => error(
-            404,
-            "not_found",
-            &format!("no route for {}", request.path),
-            request_id,
-        ),
+/// Most flows in one batch explain.
+pub const MAX_BATCH: usize = 1000;
+
+/// How requests are authenticated.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// `Authorization: Bearer <token>`, compared in constant time.
+    Bearer(String),
+    /// The deployment declared API Gateway authentication in front of the function.
+    ApiGateway,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::Bearer(_) => f.write_str("Bearer(<redacted>)"),
+            Auth::ApiGateway => f.write_str("ApiGateway"),
+        }
     }
 }
 
-fn error(status: u16, code: &str, message: &str, request_id: &str) -> ApiGatewayResponse {
-    ApiGatewayResponse::json(
+/// The lookup function's state across a warm instance.
+pub struct Lookup {
+    auth: Auth,
+    max_body_bytes: usize,
+    snapshots: Mutex<SnapshotCache>,
+}
+
+/// An error response.
+struct Failure {
+    status: u16,
+    code: &'static str,
+    message: String,
+}
+
+fn fail(status: u16, code: &'static str, message: impl Into<String>) -> Failure {
+    Failure {
         status,
-        &json!({"error": {"code": code, "message": message, "request_id": request_id}}),
-    )
+        code,
+        message: message.into(),
+    }
+}
+
+impl Lookup {
+    /// A lookup over the snapshot cache, with the given authentication and body cap.
+    pub fn new(auth: Auth, max_body_bytes: usize, snapshots: SnapshotCache) -> Self {
+        Self {
+            auth,
+            max_body_bytes,
+            snapshots: Mutex::new(snapshots),
+        }
+    }
+
+    /// Routes one request.
+    pub fn handle(&self, request: &ApiGatewayRequest, request_id: &str) -> ApiGatewayResponse {
+        match self.route(request) {
+            Ok(body) => ApiGatewayResponse::json(200, &body),
+            Err(failure) => {
+                if failure.status >= 500 {
+                    tracing::error!(code = failure.code, error = %failure.message, "request failed");
+                }
+                let message = if failure.status == 500 {
+                    "internal error".to_string()
+                } else {
+                    failure.message
+                };
+                ApiGatewayResponse::json(
+                    failure.status,
+                    &json!({"error": {"code": failure.code, "message": message, "request_id": request_id}}),
+                )
+            }
+        }
+    }
+
+    fn route(&self, request: &ApiGatewayRequest) -> Result<Value, Failure> {
+        let path = request.path.trim_end_matches('/');
+        let method = request.http_method.as_str();
+        let allowed = |methods: &[&str]| {
+            if methods.contains(&method) {
+                Ok(())
+            } else {
+                Err(fail(
+                    405,
+                    "method_not_allowed",
+                    format!("{path} accepts {}", methods.join(", ")),
+                ))
+            }
+        };
+        if path == "/v1/healthz" {
+            allowed(&["GET", "HEAD"])?;
+            return Ok(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}));
+        }
+        let known =
+            path == "/v1/explain" || path == "/v1/snapshot" || path.starts_with("/v1/rules/");
+        if !known {
+            return Err(fail(
+                404,
+                "not_found",
+                format!("no route for {}", request.path),
+            ));
+        }
+        self.authenticate(request)?;
+        match path {
+            "/v1/explain" => {
+                allowed(&["POST"])?;
+                let body = request
+                    .body_bytes()
+                    .map_err(|e| fail(400, "bad_request", e.to_string()))?;
+                if body.len() > self.max_body_bytes {
+                    return Err(fail(
+                        413,
+                        "payload_too_large",
+                        format!(
+                            "the body is {} bytes, over the {}-byte cap",
+                            body.len(),
+                            self.max_body_bytes
+                        ),
+                    ));
+                }
+                let engine = self.engine()?;
+                explain(&engine, &body)
+            }
+            "/v1/snapshot" => {
+                allowed(&["GET"])?;
+                let engine = self.engine()?;
+                Ok(snapshot_status(&engine))
+            }
+            _ => {
+                allowed(&["GET"])?;
+                let uuid = &path["/v1/rules/".len()..];
+                let engine = self.engine()?;
+                rule(&engine, uuid)
+            }
+        }
+    }
+
+    fn authenticate(&self, request: &ApiGatewayRequest) -> Result<(), Failure> {
+        let Auth::Bearer(token) = &self.auth else {
+            return Ok(());
+        };
+        let presented = request
+            .header("authorization")
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .unwrap_or("");
+        let matches: bool = presented.as_bytes().ct_eq(token.as_bytes()).into();
+        if matches && !token.is_empty() {
+            Ok(())
+        } else {
+            Err(fail(401, "unauthorized", "missing or invalid bearer token"))
+        }
+    }
+
+    fn engine(&self) -> Result<std::sync::Arc<Engine>, Failure> {
+        self.snapshots
+            .lock()
+            .expect("no panics while the cache lock is held")
+            .engine(Instant::now())
+            .map_err(|err| fail(503, "snapshot_unavailable", err.to_string()))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlowQuery {
+    src: String,
+    dst: String,
+    protocol: Value,
+    #[serde(default)]
+    port: Option<Value>,
+    #[serde(default)]
+    eni: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ExplainBody {
+    Batch { flows: Vec<Value> },
+    One(Value),
+}
+
+fn field_error(field: &str, message: impl std::fmt::Display) -> Failure {
+    fail(400, "invalid_field", format!("{field}: {message}"))
+}
+
+fn parse_flow(value: &Value, prefix: &str) -> Result<(FlowKey, Option<String>), Failure> {
+    let query: FlowQuery = serde_json::from_value(value.clone())
+        .map_err(|e| fail(400, "invalid_body", format!("{prefix}{e}")))?;
+    let address = |name: &str, text: &str| {
+        text.trim()
+            .parse::<IpAddr>()
+            .map(|ip| ip.to_canonical())
+            .map_err(|_| {
+                field_error(
+                    &format!("{prefix}{name}"),
+                    format!("{text:?} is not an IP address"),
+                )
+            })
+    };
+    let src = address("src", &query.src)?;
+    let dst = address("dst", &query.dst)?;
+    let protocol = match &query.protocol {
+        Value::String(text) => match text.trim().to_ascii_lowercase().as_str() {
+            "tcp" => 6,
+            "udp" => 17,
+            "icmp" => 1,
+            "icmpv6" => 58,
+            other => other.parse::<u8>().map_err(|_| {
+                field_error(
+                    &format!("{prefix}protocol"),
+                    format!("{text:?} is not tcp, udp, icmp, icmpv6 or 0-255"),
+                )
+            })?,
+        },
+        Value::Number(n) => n
+            .as_u64()
+            .and_then(|n| u8::try_from(n).ok())
+            .ok_or_else(|| {
+                field_error(&format!("{prefix}protocol"), format!("{n} is not 0-255"))
+            })?,
+        other => {
+            return Err(field_error(
+                &format!("{prefix}protocol"),
+                format!("{other} is not a protocol"),
+            ))
+        }
+    };
+    let port =
+        match &query.port {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => Some(
+                n.as_u64()
+                    .and_then(|n| u16::try_from(n).ok())
+                    .ok_or_else(|| {
+                        field_error(&format!("{prefix}port"), format!("{n} is not 0-65535"))
+                    })?,
+            ),
+            Some(Value::String(s)) => Some(s.trim().parse::<u16>().map_err(|_| {
+                field_error(&format!("{prefix}port"), format!("{s:?} is not 0-65535"))
+            })?),
+            Some(other) => {
+                return Err(field_error(
+                    &format!("{prefix}port"),
+                    format!("{other} is not a port"),
+                ))
+            }
+        };
+    if matches!(protocol, 6 | 17) && port.is_none() {
+        return Err(field_error(
+            &format!("{prefix}port"),
+            "required for TCP and UDP",
+        ));
+    }
+    Ok((
+        FlowKey {
+            src,
+            dst,
+            protocol,
+            dst_port: port,
+        },
+        query.eni,
+    ))
+}
+
+fn location(l: &Location<'_>) -> Value {
+    json!({"vpc": l.vpc, "subnet": l.subnet, "instance": l.instance, "eni": l.eni})
+}
+
+fn rule_summary(engine: &Engine, id: u32) -> Value {
+    let compiled = engine.rule(id);
+    let rule = &compiled.rule;
+    json!({"uuid": rule.uuid, "order": rule.order, "generation": rule.generation, "action": rule.action, "description": rule.description,
+        "source": format!("{} {}", rule.source.kind.as_str(), rule.source.content),
+        "destination": format!("{} {}", rule.destination.kind.as_str(), rule.destination.content),
+        "service": compiled.services_label})
+}
+
+fn explain_one(engine: &Engine, flow: &FlowKey, eni: Option<&str>) -> Value {
+    let explanation = engine.explain(flow);
+    let placement = engine.topology().place(flow.src, flow.dst, eni);
+    let evaluation = &explanation.evaluation;
+    json!({
+        "decision": match evaluation.decision { Decision::Allow { .. } => "allow", Decision::Block { .. } => "block", Decision::None => "none" },
+        "rule": evaluation.decision.rule().map(|r| rule_summary(engine, r)),
+        "observed": evaluation.observed.iter().map(|&r| rule_summary(engine, r)).collect::<Vec<_>>(),
+        "indeterminate": evaluation.indeterminate.iter().map(|&r| rule_summary(engine, r)).collect::<Vec<_>>(),
+        "scope": placement.scope.as_str(),
+        "source": location(&placement.src),
+        "destination": location(&placement.dst),
+        "steps": explanation.steps.iter().map(|s| json!({"uuid": s.uuid, "order": s.order, "action": s.action, "outcome": s.outcome, "detail": s.detail}))
+            .collect::<Vec<_>>(),
+        "rules_considered": explanation.steps.len(),
+        "matched": explanation.steps.iter().filter(|s| s.outcome == StepOutcome::Matched).count(),
+    })
+}
+
+fn explain(engine: &Engine, body: &[u8]) -> Result<Value, Failure> {
+    let parsed: ExplainBody = serde_json::from_slice(body)
+        .map_err(|e| fail(400, "invalid_json", format!("the body is not JSON: {e}")))?;
+    match parsed {
+        ExplainBody::Batch { flows } => {
+            if flows.len() > MAX_BATCH {
+                return Err(field_error(
+                    "flows",
+                    format!("{} flows, more than {MAX_BATCH}", flows.len()),
+                ));
+            }
+            let mut results = Vec::with_capacity(flows.len());
+            for (i, value) in flows.iter().enumerate() {
+                let (flow, eni) = parse_flow(value, &format!("flows[{i}]."))?;
+                results.push(explain_one(engine, &flow, eni.as_deref()));
+            }
+            Ok(json!({"snapshot_version": engine.version(), "results": results}))
+        }
+        ExplainBody::One(value) => {
+            let (flow, eni) = parse_flow(&value, "")?;
+            let mut result = explain_one(engine, &flow, eni.as_deref());
+            result["snapshot_version"] = json!(engine.version());
+            Ok(result)
+        }
+    }
+}
+
+fn snapshot_status(engine: &Engine) -> Value {
+    let rules = engine.rules();
+    json!({
+        "version": engine.version(),
+        "rules": rules.len(),
+        "enabled_rules": rules.iter().filter(|r| r.rule.enabled).count(),
+        "unresolvable_rules": engine.indeterminate_rules().iter().map(|&r| engine.rule(r).rule.uuid.clone()).collect::<Vec<_>>(),
+    })
+}
+
+fn rule(engine: &Engine, uuid: &str) -> Result<Value, Failure> {
+    let (id, compiled) = engine
+        .rules()
+        .iter()
+        .enumerate()
+        .find(|(_, r)| r.rule.uuid == uuid)
+        .ok_or_else(|| {
+            fail(
+                404,
+                "rule_not_found",
+                format!("no rule {uuid:?} in snapshot {}", engine.version()),
+            )
+        })?;
+    let set = |r: &Result<crate::snapshot::values::AddressSet, String>| match r {
+        Ok(set) => json!({"resolved": true, "addresses": set.render()}),
+        Err(reason) => json!({"resolved": false, "reason": reason}),
+    };
+    Ok(json!({
+        "snapshot_version": engine.version(),
+        "rule": compiled.rule,
+        "summary": rule_summary(engine, id as u32),
+        "source": set(&compiled.source),
+        "destination": set(&compiled.destination),
+        "service": compiled.services_label,
+    }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::synthetic;
 
-    fn request(method: &str, path: &str) -> ApiGatewayRequest {
-        serde_json::from_value(json!({"httpMethod": method, "path": path})).unwrap()
+    fn lookup() -> (Lookup, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "esgflow-lookup-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("snapshot.json");
+        synthetic::snapshot(50, 2, 3).save(&path).unwrap();
+        (
+            Lookup::new(
+                Auth::Bearer("t0ken".into()),
+                4096,
+                SnapshotCache::new(&path, std::time::Duration::from_secs(60)),
+            ),
+            dir,
+        )
+    }
+
+    fn rand_suffix() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+    }
+
+    fn request(
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> ApiGatewayRequest {
+        let mut headers = serde_json::Map::new();
+        if let Some(token) = token {
+            headers.insert("Authorization".into(), json!(format!("Bearer {token}")));
+        }
+        serde_json::from_value(
+            json!({"httpMethod": method, "path": path, "headers": headers, "body": body}),
+        )
+        .unwrap()
+    }
+
+    fn call(
+        lookup: &Lookup,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, Value) {
+        let response = lookup.handle(&request(method, path, token, body), "req-1");
+        (
+            response.status_code,
+            serde_json::from_str(&response.body).unwrap(),
+        )
     }
 
     #[test]
-    fn healthz_answers_ok() {
-        let response = handle(&request("GET", "/v1/healthz"), "r");
-        assert_eq!(response.status_code, 200);
-        assert!(response.body.contains(r#""status":"ok""#));
-    }
-
-    #[test]
-    fn unknown_path_and_wrong_method() {
-        let response = handle(&request("GET", "/nope"), "r-9");
-        assert_eq!(response.status_code, 404);
-        assert!(response.body.contains("r-9"));
+    fn statuses() {
+        let (lookup, dir) = lookup();
+        assert_eq!(call(&lookup, "GET", "/v1/healthz", None, None).0, 200);
+        assert_eq!(call(&lookup, "GET", "/v1/snapshot", None, None).0, 401);
         assert_eq!(
-            handle(&request("DELETE", "/v1/healthz"), "r").status_code,
+            call(&lookup, "GET", "/v1/snapshot", Some("wrong"), None).0,
+            401
+        );
+        let (status, body) = call(&lookup, "GET", "/v1/snapshot", Some("t0ken"), None);
+        assert_eq!(status, 200);
+        assert_eq!(body["rules"], 50);
+        assert_eq!(
+            call(&lookup, "GET", "/v1/explain", Some("t0ken"), None).0,
             405
         );
+        assert_eq!(call(&lookup, "GET", "/nope", Some("t0ken"), None).0, 404);
+        let (status, body) = call(
+            &lookup,
+            "POST",
+            "/v1/explain",
+            Some("t0ken"),
+            Some("{not json"),
+        );
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some("invalid_json"))
+        );
+        let (status, body) = call(
+            &lookup,
+            "POST",
+            "/v1/explain",
+            Some("t0ken"),
+            Some(r#"{"src":"10.0.0.1","dst":"10.0.0.999","protocol":"tcp","port":22}"#),
+        );
+        assert_eq!(status, 400);
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("dst:"),
+            "{body}"
+        );
+        let (status, body) = call(
+            &lookup,
+            "POST",
+            "/v1/explain",
+            Some("t0ken"),
+            Some(r#"{"src":"10.0.0.1","dst":"10.0.0.2","protocol":"tcp","port":70000}"#),
+        );
+        assert_eq!(status, 400);
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("port:"),
+            "{body}"
+        );
+        let big = format!(r#"{{"src":"{}"}}"#, "1".repeat(5000));
+        assert_eq!(
+            call(&lookup, "POST", "/v1/explain", Some("t0ken"), Some(&big)).0,
+            413
+        );
+        assert_eq!(
+            call(&lookup, "GET", "/v1/rules/nope", Some("t0ken"), None).0,
+            404
+        );
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn explain_one_and_batch() {
+        let (lookup, dir) = lookup();
+        let (status, body) = call(
+            &lookup,
+            "POST",
+            "/v1/explain",
+            Some("t0ken"),
+            Some(r#"{"src":"10.0.1.5","dst":"10.1.2.8","protocol":"tcp","port":3306}"#),
+        );
+        assert_eq!(status, 200, "{body}");
+        assert!(["allow", "block", "none"].contains(&body["decision"].as_str().unwrap()));
+        assert!(body["snapshot_version"].is_string());
+        assert!(body["steps"].is_array());
+        let flows: Vec<Value> = (0..3).map(|i| json!({"src": format!("10.0.1.{i}"), "dst": "10.1.0.1", "protocol": "udp", "port": 53})).collect();
+        let (status, body) = call(
+            &lookup,
+            "POST",
+            "/v1/explain",
+            Some("t0ken"),
+            Some(&json!({"flows": flows}).to_string()),
+        );
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["results"].as_array().unwrap().len(), 3);
+        let (status, body) = call(
+            &lookup,
+            "POST",
+            "/v1/explain",
+            Some("t0ken"),
+            Some(r#"{"flows":[{"src":"10.0.0.1","dst":"x","protocol":"tcp","port":1}]}"#),
+        );
+        assert_eq!(status, 400);
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("flows[0].dst"),
+            "{body}"
+        );
+        std::fs::remove_dir_all(dir).ok();
     }
 }

@@ -1,18 +1,32 @@
 //! The lookup function: API Gateway / Function URL request in, integration response out.
 
+use esgflow::config::LookupConfig;
 use esgflow::events::{ApiGatewayRequest, ApiGatewayResponse};
+use esgflow::lookup::Lookup;
 use esgflow::runtime::{self, service_fn, Diagnostic, LambdaEvent};
+use esgflow::snapshot::cache::SnapshotCache;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     runtime::init_tracing();
-    let handler = service_fn(|event: LambdaEvent<ApiGatewayRequest>| async move {
-        let response = esgflow::lookup::handle(&event.payload, &event.context.request_id);
+    let config = LookupConfig::from_env().unwrap_or_else(|err| fail_start(&err.to_string()));
+    let lookup = Lookup::new(
+        config.auth,
+        config.max_body_bytes,
+        SnapshotCache::new(&config.snapshot, config.snapshot_ttl),
+    );
+    let lookup = &lookup;
+    let handler = service_fn(move |event: LambdaEvent<ApiGatewayRequest>| async move {
+        let response = lookup.handle(&event.payload, &event.context.request_id);
         tracing::info!(method = %event.payload.http_method, path = %event.payload.path, status = response.status_code, "request served");
         Ok::<ApiGatewayResponse, Diagnostic>(response)
     });
     if let Err(err) = runtime::run(handler).await {
-        eprintln!("esgflow-lookup: {err}");
-        std::process::exit(1);
+        fail_start(&err.to_string());
     }
+}
+
+fn fail_start(err: &str) -> ! {
+    eprintln!("esgflow-lookup: {err}");
+    std::process::exit(1);
 }

@@ -1,0 +1,122 @@
+//! The real lookup binary under the emulator, invoked with API Gateway events as SCF delivers
+//! them; answers are integration responses.
+
+mod common;
+
+use serde_json::{json, Value};
+
+const TOKEN: &str = "lookup-test-token-0123";
+
+fn event(method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Vec<u8> {
+    let mut headers = json!({"host": "service-x.apigateway.myqloud.com", "user-agent": "curl/8"});
+    if let Some(token) = token {
+        headers["authorization"] = json!(format!("Bearer {token}"));
+    }
+    json!({"requestContext": {"serviceId": "service-x", "path": path, "httpMethod": method, "requestId": "r", "sourceIp": "10.0.0.9", "stage": "release"},
+           "headers": headers, "body": body.map(|b| b.to_string()), "path": path, "queryString": {}, "httpMethod": method, "isBase64Encoded": false})
+    .to_string()
+    .into_bytes()
+}
+
+async fn lookup() -> esgflow_local::emulator::Emulator {
+    common::emulator(
+        "lookup",
+        &[
+            ("ESGFLOW_SNAPSHOT", &common::sample_snapshot()),
+            ("ESGFLOW_LOOKUP_TOKEN", TOKEN),
+        ],
+    )
+    .await
+}
+
+fn response(result: &esgflow_local::emulator::InvocationResult) -> (u64, Value) {
+    let wire = result.json();
+    assert!(wire["statusCode"].is_u64(), "integration response: {wire}");
+    assert_eq!(wire["isBase64Encoded"], false);
+    assert_eq!(wire["headers"]["Content-Type"], "application/json");
+    (
+        wire["statusCode"].as_u64().unwrap(),
+        serde_json::from_str(wire["body"].as_str().unwrap()).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn explain_answers_which_rule_blocks_and_why() {
+    let mut emulator = lookup().await;
+    let body = json!({"src": "10.0.1.11", "dst": "10.0.3.10", "protocol": "tcp", "port": 3306});
+    let (status, answer) = response(
+        &emulator
+            .invoke(event("POST", "/v1/explain", Some(TOKEN), Some(body)))
+            .await
+            .unwrap()
+            .result,
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["decision"], "block");
+    assert_eq!(answer["rule"]["uuid"], "7010");
+    assert_eq!(answer["observed"][0]["uuid"], "7007");
+    assert_eq!(answer["scope"], "inter_subnet");
+    assert_eq!(answer["destination"]["instance"], "ins-db000000");
+    let steps = answer["steps"].as_array().unwrap();
+    assert!(
+        steps
+            .iter()
+            .any(|s| s["detail"] == "source 10.0.1.11 not in net 10.0.2.0/24 (10.0.2.0/24)"),
+        "{answer}"
+    );
+    let (status, snapshot) = response(
+        &emulator
+            .invoke(event("GET", "/v1/snapshot", Some(TOKEN), None))
+            .await
+            .unwrap()
+            .result,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(snapshot["rules"], 39);
+    let (status, rule) = response(
+        &emulator
+            .invoke(event("GET", "/v1/rules/7016", Some(TOKEN), None))
+            .await
+            .unwrap()
+            .result,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        rule["source"]["resolved"], true,
+        "the tag resolved through the rule-list API: {rule}"
+    );
+}
+
+#[tokio::test]
+async fn requests_without_the_token_are_refused() {
+    let mut emulator = lookup().await;
+    let (status, answer) = response(
+        &emulator
+            .invoke(event("GET", "/v1/snapshot", None, None))
+            .await
+            .unwrap()
+            .result,
+    );
+    assert_eq!(status, 401);
+    assert_eq!(answer["error"]["code"], "unauthorized");
+    assert!(answer["error"]["request_id"].is_string());
+    let (status, _) = response(
+        &emulator
+            .invoke(event("GET", "/v1/healthz", None, None))
+            .await
+            .unwrap()
+            .result,
+    );
+    assert_eq!(status, 200, "the health check is open");
+}
+
+#[tokio::test]
+async fn the_function_refuses_to_start_without_a_token() {
+    let output = std::process::Command::new(common::function_binary("lookup"))
+        .env("ESGFLOW_SNAPSHOT", common::sample_snapshot())
+        .env_remove("ESGFLOW_LOOKUP_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("ESGFLOW_LOOKUP_TOKEN"));
+}
