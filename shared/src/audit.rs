@@ -28,7 +28,7 @@ use crate::snapshot::cache::{SnapshotCache, SnapshotUnavailable};
 use crate::engine::{likely_reply, Decision, Engine, FlowKey, Placement};
 use crate::events::{ClsTriggerEvent, DecodeError, DecodeLimits, DecodedBatch};
 use crate::flowlog::{self, FlowAction, FlowRecord, Parsed, SkipReason};
-use crate::records::{record_id, HitRecord, Record, RecordType, RuleRef, TrafficRecord};
+use crate::records::{HitRecord, Record, RecordId, RecordType, RuleRef, TrafficRecord};
 use crate::runtime::Diagnostic;
 
 /// How many sample records are kept per skip reason.
@@ -475,19 +475,18 @@ pub fn judge(
                 .map_or("", |r| r.rule_uuid.as_str())
                 .to_string();
             HitRecord {
-                record_id: record_id(&[
-                    &record_type.as_str(),
-                    &flow.eni,
-                    &flow.src,
-                    &flow.src_port.unwrap_or(0),
-                    &flow.dst,
-                    &flow.dst_port.unwrap_or(0),
-                    &flow.protocol,
-                    &flow.start,
-                    &flow.end,
-                    &uuid,
-                    &version,
-                ]),
+                record_id: RecordId::new(record_type.as_str())
+                    .text(&flow.eni)
+                    .ip(flow.src)
+                    .number(flow.src_port.map_or(0, u64::from))
+                    .ip(flow.dst)
+                    .number(flow.dst_port.map_or(0, u64::from))
+                    .number(u64::from(flow.protocol))
+                    .number(flow.start)
+                    .number(flow.end)
+                    .text(&uuid)
+                    .text(&version)
+                    .finish(),
                 record_type,
                 time: flow.end,
                 start: flow.start,
@@ -583,20 +582,19 @@ pub fn judge(
     for ((scope, vpc, src, dst, port, protocol, action), aggregate) in traffic {
         records.push(Record::Traffic(TrafficRecord {
             record_type: RecordType::Traffic,
-            record_id: record_id(&[
-                &"traffic",
-                &scope,
-                &vpc.as_deref().unwrap_or(""),
-                &src,
-                &dst,
-                &port.unwrap_or(0),
-                &protocol,
-                &action.as_str(),
-                &aggregate.first_seen,
-                &aggregate.last_seen,
-                &aggregate.flows,
-                &version,
-            ]),
+            record_id: RecordId::new("traffic")
+                .text(scope)
+                .text(vpc.as_deref().unwrap_or(""))
+                .ip(src)
+                .ip(dst)
+                .number(port.map_or(0, u64::from))
+                .number(u64::from(protocol))
+                .text(action.as_str())
+                .number(aggregate.first_seen)
+                .number(aggregate.last_seen)
+                .number(aggregate.flows)
+                .text(&version)
+                .finish(),
             time: aggregate.last_seen,
             scope,
             vpc,

@@ -371,12 +371,66 @@ impl Record {
     }
 }
 
-/// A deterministic id: 16 hex digits of SHA-256 over the parts, separated by `|`.
-pub fn record_id(parts: &[&dyn std::fmt::Display]) -> String {
-    let mut hasher = Sha256::new();
-    for part in parts {
-        hasher.update(part.to_string().as_bytes());
-        hasher.update(b"|");
+/// Builds a deterministic record id: 16 hex digits of SHA-256 over typed, length-prefixed parts
+/// (raw bytes, no text formatting on the hot path).
+#[derive(Clone)]
+pub struct RecordId(Sha256);
+
+impl RecordId {
+    /// Starts an id for a record of kind `kind`.
+    pub fn new(kind: &str) -> Self {
+        RecordId(Sha256::new()).text(kind)
     }
-    hex::encode(&hasher.finalize()[..8])
+
+    /// Adds a text part.
+    pub fn text(mut self, text: &str) -> Self {
+        self.0.update((text.len() as u64).to_le_bytes());
+        self.0.update(text.as_bytes());
+        self
+    }
+
+    /// Adds a number.
+    pub fn number(mut self, number: u64) -> Self {
+        self.0.update(number.to_le_bytes());
+        self
+    }
+
+    /// Adds an address (family tag and octets).
+    pub fn ip(mut self, ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(v4) => {
+                self.0.update([4]);
+                self.0.update(v4.octets());
+            }
+            IpAddr::V6(v6) => {
+                self.0.update([6]);
+                self.0.update(v6.octets());
+            }
+        }
+        self
+    }
+
+    /// The id.
+    pub fn finish(self) -> String {
+        hex::encode(&self.0.finalize()[..8])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_stable_and_parts_do_not_run_together() {
+        let a = RecordId::new("block_hit").text("ab").text("c").finish();
+        let b = RecordId::new("block_hit").text("a").text("bc").finish();
+        assert_ne!(a, b);
+        assert_eq!(a, RecordId::new("block_hit").text("ab").text("c").finish());
+        assert_eq!(a.len(), 16);
+        let v4 = RecordId::new("t").ip("10.0.0.1".parse().unwrap()).finish();
+        let v6 = RecordId::new("t")
+            .ip("::ffff:10.0.0.1".parse().unwrap())
+            .finish();
+        assert_ne!(v4, v6);
+    }
 }
