@@ -174,11 +174,27 @@ fn record(
     shared.failing.get(channel).copied()
 }
 
-fn failed(status: u16) -> (StatusCode, String) {
-    (
-        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        "failing on purpose".to_string(),
-    )
+/// Records the message, then answers as the platform would: failing on purpose if told to,
+/// `accepted` when every check passed, `refused(problem)` otherwise.
+fn answer(
+    shared: &Arc<Mutex<Shared>>,
+    channel: &'static str,
+    problem: Option<String>,
+    body: &[u8],
+    accepted: Value,
+    refused: impl FnOnce(String) -> (StatusCode, Value),
+) -> (StatusCode, String) {
+    if let Some(status) = record(shared, channel, problem.clone(), body) {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return (status, "failing on purpose".to_string());
+    }
+    match problem {
+        None => (StatusCode::OK, accepted.to_string()),
+        Some(problem) => {
+            let (status, body) = refused(problem);
+            (status, body.to_string())
+        }
+    }
 }
 
 async fn wecom(
@@ -200,19 +216,14 @@ async fn wecom(
     } else {
         None
     };
-    if let Some(status) = record(&shared, "wecom", problem.clone(), &body) {
-        return failed(status);
-    }
-    match problem {
-        None => (
-            StatusCode::OK,
-            json!({"errcode": 0, "errmsg": "ok"}).to_string(),
-        ),
-        Some(p) => (
-            StatusCode::OK,
-            json!({"errcode": 93000, "errmsg": p}).to_string(),
-        ),
-    }
+    answer(
+        &shared,
+        "wecom",
+        problem,
+        &body,
+        json!({"errcode": 0, "errmsg": "ok"}),
+        |p| (StatusCode::OK, json!({"errcode": 93000, "errmsg": p})),
+    )
 }
 
 fn percent_decode(text: &str) -> String {
@@ -262,19 +273,14 @@ async fn dingtalk(
     } else {
         None
     };
-    if let Some(status) = record(&shared, "dingtalk", problem.clone(), &body) {
-        return failed(status);
-    }
-    match problem {
-        None => (
-            StatusCode::OK,
-            json!({"errcode": 0, "errmsg": "ok"}).to_string(),
-        ),
-        Some(p) => (
-            StatusCode::OK,
-            json!({"errcode": 310000, "errmsg": p}).to_string(),
-        ),
-    }
+    answer(
+        &shared,
+        "dingtalk",
+        problem,
+        &body,
+        json!({"errcode": 0, "errmsg": "ok"}),
+        |p| (StatusCode::OK, json!({"errcode": 310000, "errmsg": p})),
+    )
 }
 
 async fn feishu(
@@ -296,16 +302,14 @@ async fn feishu(
     } else {
         None
     };
-    if let Some(status) = record(&shared, "feishu", problem.clone(), &body) {
-        return failed(status);
-    }
-    match problem {
-        None => (
-            StatusCode::OK,
-            json!({"code": 0, "msg": "success", "data": {}}).to_string(),
-        ),
-        Some(p) => (StatusCode::OK, json!({"code": 19021, "msg": p}).to_string()),
-    }
+    answer(
+        &shared,
+        "feishu",
+        problem,
+        &body,
+        json!({"code": 0, "msg": "success", "data": {}}),
+        |p| (StatusCode::OK, json!({"code": 19021, "msg": p})),
+    )
 }
 
 async fn webhook(
@@ -329,11 +333,7 @@ async fn webhook(
     } else {
         None
     };
-    if let Some(status) = record(&shared, "webhook", problem.clone(), &body) {
-        return failed(status);
-    }
-    match problem {
-        None => (StatusCode::OK, "{}".to_string()),
-        Some(p) => (StatusCode::UNAUTHORIZED, p),
-    }
+    answer(&shared, "webhook", problem, &body, json!({}), |p| {
+        (StatusCode::UNAUTHORIZED, json!({"error": p}))
+    })
 }
