@@ -9,5 +9,6 @@ pub mod clsfeed;
 pub mod emulator;
 pub mod explain;
 pub mod functions;
+pub mod gateway;
 pub mod package;
 pub mod report;

@@ -65,6 +65,20 @@ enum Command {
         #[command(flatten)]
         feed: FeedArgs,
     },
+    /// Serve the lookup function over HTTP on localhost, as API Gateway would (curl, a browser)
+    Serve {
+        /// Address to listen on
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Rule snapshot (sets ESGFLOW_SNAPSHOT)
+        #[arg(long)]
+        snapshot: PathBuf,
+        /// Bearer token clients must send (sets ESGFLOW_LOOKUP_TOKEN)
+        #[arg(long, env = "ESGFLOW_LOOKUP_TOKEN")]
+        token: String,
+        #[command(flatten)]
+        run: RunArgs,
+    },
     /// Build or inspect rule snapshots
     Snapshot {
         #[command(subcommand)]
@@ -262,6 +276,26 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Snapshot { command } => snapshot_command(command),
+        Command::Serve {
+            listen,
+            snapshot,
+            token,
+            run,
+        } => {
+            let mut spec = run.spec("lookup");
+            spec.env
+                .push(("ESGFLOW_SNAPSHOT".into(), absolute(&snapshot)?));
+            spec.env.push(("ESGFLOW_LOOKUP_TOKEN".into(), token));
+            let mut emulator = Emulator::new(spec).await?;
+            emulator.start_instance().await?;
+            let gateway = esgflow_local::gateway::Gateway::start(emulator, listen).await?;
+            eprintln!(
+                "lookup API on http://{} (Authorization: Bearer <token>); Ctrl-C to stop",
+                gateway.addr
+            );
+            tokio::signal::ctrl_c().await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Explain {
             snapshot,
             src,

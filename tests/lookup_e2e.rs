@@ -120,3 +120,55 @@ async fn the_function_refuses_to_start_without_a_token() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("ESGFLOW_LOOKUP_TOKEN"));
 }
+
+#[tokio::test]
+async fn the_http_gateway_serves_the_lookup_function_to_a_real_client() {
+    let emulator = lookup().await;
+    let gateway = esgflow_local::gateway::Gateway::start(emulator, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let base = format!("http://{}", gateway.addr);
+    let client = reqwest::Client::new();
+    let health = client
+        .get(format!("{base}/v1/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let explain = client
+        .post(format!("{base}/v1/explain"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"flows": [{"src": "203.0.113.66", "dst": "10.0.1.10", "protocol": "tcp", "port": 443}, {"src": "10.10.1.10", "dst": "10.0.2.10", "protocol": "tcp", "port": 22}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(explain.status(), 200);
+    assert_eq!(explain.headers()["content-type"], "application/json");
+    let answer: Value = explain.json().await.unwrap();
+    assert_eq!(answer["results"][0]["rule"]["description"], "known scanner");
+    assert_eq!(answer["results"][1]["decision"], "allow");
+    for (method, path, token, status) in [
+        ("GET", "/v1/snapshot", None, 401),
+        ("GET", "/v1/nope", Some(TOKEN), 404),
+        ("DELETE", "/v1/snapshot", Some(TOKEN), 405),
+        ("GET", "/v1/rules/404404", Some(TOKEN), 404),
+    ] {
+        let mut request = client.request(method.parse().unwrap(), format!("{base}{path}"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        assert_eq!(
+            request.send().await.unwrap().status(),
+            status,
+            "{method} {path}"
+        );
+    }
+    let bad = client
+        .post(format!("{base}/v1/explain"))
+        .bearer_auth(TOKEN)
+        .body("{oops")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+}
