@@ -172,3 +172,73 @@ async fn the_http_gateway_serves_the_lookup_function_to_a_real_client() {
         .unwrap();
     assert_eq!(bad.status(), 400);
 }
+
+#[tokio::test]
+async fn hits_come_from_cls_searchlog_with_a_safe_query() {
+    // Write some hits through the real audit function, then search them through lookup.
+    let stub = common::cls_stub::ClsStub::start(vec![]).await;
+    let mut audit = common::emulator_with("audit", stub.env("topic-hits", "topic-traffic")).await;
+    let line = "2 1251762227 eni-web00001 10.0.1.11 10.0.3.10 40001 3306 6 3 180 1763942400 1763942460 REJECT OK";
+    audit
+        .invoke(common::cls_event("fl", &[line]))
+        .await
+        .unwrap();
+    let mut env = stub.env("topic-hits", "topic-traffic");
+    env.push(("ESGFLOW_LOOKUP_TOKEN".into(), TOKEN.into()));
+    let mut lookup = common::emulator_with(
+        "lookup",
+        env.into_iter()
+            .chain([("ESGFLOW_SNAPSHOT".to_string(), common::sample_snapshot())])
+            .collect(),
+    )
+    .await;
+    let mut request: Value =
+        serde_json::from_slice(&event("GET", "/v1/hits", Some(TOKEN), None)).unwrap();
+    request["queryString"] = json!({"ip": "10.0.1.11", "type": "block_hit", "since": "1763942400", "until": "1763946000", "limit": "50"});
+    let (status, answer) = response(
+        &lookup
+            .invoke(request.to_string().into_bytes())
+            .await
+            .unwrap()
+            .result,
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert!(stub.problems().is_empty(), "{:?}", stub.problems());
+    let hits = answer["hits"].as_array().unwrap();
+    assert!(
+        hits.iter()
+            .any(|h| h["record_type"] == "block_hit" && h["rule_uuid"] == "7010"),
+        "{answer}"
+    );
+    assert_eq!(answer["cursor"], "next-page-ctx");
+    let search = &stub.searches()[0];
+    assert_eq!(search["TopicId"], "topic-hits");
+    assert_eq!(
+        search["QueryString"],
+        r#"(record_type:"block_hit") AND (src_ip:"10.0.1.11" OR dst_ip:"10.0.1.11")"#
+    );
+    assert_eq!(
+        (
+            search["From"].as_i64(),
+            search["To"].as_i64(),
+            search["Limit"].as_i64()
+        ),
+        (Some(1763942400000), Some(1763946000000), Some(50))
+    );
+
+    let mut hostile = request.clone();
+    hostile["queryString"] = json!({"rule": "7010\" OR *"});
+    let (status, answer) = response(
+        &lookup
+            .invoke(hostile.to_string().into_bytes())
+            .await
+            .unwrap()
+            .result,
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(
+        stub.searches().len(),
+        1,
+        "a rejected query never reaches CLS"
+    );
+}

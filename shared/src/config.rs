@@ -97,8 +97,8 @@ pub const MONITORED_VPCS: Setting = Setting {
 pub const CLS_TOPIC_ID: Setting = Setting {
     name: "ESGFLOW_CLS_TOPIC_ID",
     default: None,
-    functions: &[Function::Audit],
-    description: "CLS topic for block_hit, observe_hit, unattributed_block and snapshot_drift records. When set, records go to CLS.",
+    functions: &[Function::Audit, Function::Lookup],
+    description: "CLS topic for block_hit, observe_hit, unattributed_block and snapshot_drift records. When set, the audit function writes them there and lookup's /v1/hits searches it.",
 };
 
 /// `ESGFLOW_CLS_TRAFFIC_TOPIC_ID`: CLS topic for traffic records.
@@ -113,7 +113,7 @@ pub const CLS_TRAFFIC_TOPIC_ID: Setting = Setting {
 pub const CLS_ENDPOINT: Setting = Setting {
     name: "ESGFLOW_CLS_ENDPOINT",
     default: Some("https://cls.tencentcloudapi.com"),
-    functions: &[Function::Audit],
+    functions: &[Function::Audit, Function::Lookup],
     description: "CLS API 3.0 endpoint: the public one, `https://cls.internal.tencentcloudapi.com` from inside Tencent Cloud, or a test server.",
 };
 
@@ -129,7 +129,7 @@ pub const JSONL_PATH: Setting = Setting {
 pub const REGION: Setting = Setting {
     name: "TENCENTCLOUD_REGION",
     default: None,
-    functions: &[Function::Audit],
+    functions: &[Function::Audit, Function::Lookup],
     description: "Region for API calls (`X-TC-Region`); SCF sets it.",
 };
 
@@ -268,7 +268,7 @@ pub const SETTINGS: &[Setting] = &[
 ];
 
 /// The lookup function's configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct LookupConfig {
     /// Authentication.
     pub auth: crate::lookup::Auth,
@@ -278,6 +278,8 @@ pub struct LookupConfig {
     pub snapshot: std::path::PathBuf,
     /// How long a loaded snapshot is trusted.
     pub snapshot_ttl: std::time::Duration,
+    /// Where `/v1/hits` searches, when a hits topic is configured.
+    pub hits: Option<crate::lookup::HitsSource>,
 }
 
 impl LookupConfig {
@@ -297,7 +299,18 @@ impl LookupConfig {
             },
             other => return Err(ConfigError { setting: LOOKUP_AUTH.name, value: other.to_string(), problem: "must be `token` or `apigw`".to_string() }),
         };
+        let hits = match CLS_TOPIC_ID.raw_from(lookup) {
+            Some(topic) => Some(crate::lookup::HitsSource {
+                client: crate::cloud::api::ApiClient::new(
+                    &required(&REGION, lookup)?,
+                    CLS_ENDPOINT.raw_from(lookup),
+                ),
+                topic: topic.trim().to_string(),
+            }),
+            None => None,
+        };
         Ok(Self {
+            hits,
             auth,
             max_body_bytes: LOOKUP_MAX_BODY_BYTES.parse_from(lookup)?.unwrap_or(1 << 20),
             snapshot: required(&SNAPSHOT, lookup)?.into(),

@@ -3,7 +3,8 @@
 //!
 //! Routes: `GET /v1/healthz` (open), and with `Authorization: Bearer <token>`:
 //! `POST /v1/explain` (one flow, or `{"flows": [...]}` with up to [`MAX_BATCH`]),
-//! `GET /v1/rules/{uuid}`, `GET /v1/snapshot`. Errors are JSON
+//! `GET /v1/rules/{uuid}`, `GET /v1/snapshot`, and `GET /v1/hits` (recent records from the hits
+//! topic through CLS `SearchLog`, with a query built only from validated parameters). Errors are JSON
 //! `{"error": {"code", "message", "request_id"}}` with 400 (naming the bad field), 401, 404, 405,
 //! 413, 503 (no snapshot) or 500 (request id only, no internals).
 
@@ -40,14 +41,25 @@ impl std::fmt::Debug for Auth {
     }
 }
 
+/// Where `/v1/hits` searches.
+#[derive(Debug, Clone)]
+pub struct HitsSource {
+    /// The API client (CLS endpoint, region).
+    pub client: crate::cloud::api::ApiClient,
+    /// The hits topic.
+    pub topic: String,
+}
+
 /// The lookup function's state across a warm instance.
 pub struct Lookup {
     auth: Auth,
     max_body_bytes: usize,
     snapshots: Mutex<SnapshotCache>,
+    hits: Option<HitsSource>,
 }
 
 /// An error response.
+#[derive(Debug)]
 struct Failure {
     status: u16,
     code: &'static str,
@@ -69,12 +81,29 @@ impl Lookup {
             auth,
             max_body_bytes,
             snapshots: Mutex::new(snapshots),
+            hits: None,
         }
     }
 
-    /// Routes one request.
-    pub fn handle(&self, request: &ApiGatewayRequest, request_id: &str) -> ApiGatewayResponse {
-        match self.route(request) {
+    /// Serves `/v1/hits` from `source`.
+    pub fn with_hits(mut self, source: HitsSource) -> Self {
+        self.hits = Some(source);
+        self
+    }
+
+    /// Routes one request, finishing before `deadline`.
+    pub async fn handle(
+        &self,
+        request: &ApiGatewayRequest,
+        request_id: &str,
+        deadline: Instant,
+    ) -> ApiGatewayResponse {
+        let result = if request.path.trim_end_matches('/') == "/v1/hits" {
+            self.hits(request, deadline).await
+        } else {
+            self.route(request)
+        };
+        match result {
             Ok(body) => ApiGatewayResponse::json(200, &body),
             Err(failure) => {
                 if failure.status >= 500 {
@@ -155,6 +184,59 @@ impl Lookup {
         }
     }
 
+    async fn hits(&self, request: &ApiGatewayRequest, deadline: Instant) -> Result<Value, Failure> {
+        self.authenticate(request)?;
+        if request.http_method != "GET" {
+            return Err(fail(405, "method_not_allowed", "/v1/hits accepts GET"));
+        }
+        let query = HitsQuery::parse(request, chrono::Utc::now().timestamp())?;
+        let source = self.hits.as_ref().ok_or_else(|| {
+            fail(
+                503,
+                "hits_unavailable",
+                "no hits topic configured (ESGFLOW_CLS_TOPIC_ID)",
+            )
+        })?;
+        let mut body = json!({
+            "TopicId": source.topic, "From": query.since * 1000, "To": query.until * 1000, "QueryString": query.cql(),
+            "QuerySyntax": 1, "Limit": query.limit, "Sort": "desc", "UseNewAnalysis": true,
+        });
+        if let Some(cursor) = &query.cursor {
+            body["Context"] = json!(cursor);
+        }
+        let response = source
+            .client
+            .call("cls", "2020-10-16", "SearchLog", &body, deadline)
+            .await
+            .map_err(|err| {
+                tracing::error!(error = %err, "SearchLog failed");
+                fail(
+                    502,
+                    "search_failed",
+                    format!("CLS SearchLog failed: {}", err.code),
+                )
+            })?;
+        let hits: Vec<Value> = response
+            .get("Results")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.get("LogJson").and_then(Value::as_str))
+            .filter_map(|text| serde_json::from_str(text).ok())
+            .collect();
+        let complete = response
+            .get("ListOver")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
+        let cursor = response
+            .get("Context")
+            .and_then(Value::as_str)
+            .filter(|c| !c.is_empty() && !complete);
+        Ok(
+            json!({"hits": hits, "count": hits.len(), "cursor": cursor, "complete": complete, "query": query.cql(), "since": query.since, "until": query.until}),
+        )
+    }
+
     fn authenticate(&self, request: &ApiGatewayRequest) -> Result<(), Failure> {
         let Auth::Bearer(token) = &self.auth else {
             return Ok(());
@@ -177,6 +259,171 @@ impl Lookup {
             .expect("no panics while the cache lock is held")
             .engine(Instant::now())
             .map_err(|err| fail(503, "snapshot_unavailable", err.to_string()))
+    }
+}
+
+/// Validated `/v1/hits` parameters. Only these values reach the CLS query, each checked
+/// against a strict syntax and quoted, so no user text can change the query's structure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HitsQuery {
+    /// An address to match as source or destination.
+    pub ip: Option<IpAddr>,
+    /// A rule uuid.
+    pub rule: Option<String>,
+    /// Record types.
+    pub types: Vec<&'static str>,
+    /// From, Unix seconds.
+    pub since: i64,
+    /// To, Unix seconds.
+    pub until: i64,
+    /// Page size (1–1000).
+    pub limit: u32,
+    /// CLS paging context from the previous page.
+    pub cursor: Option<String>,
+}
+
+/// The longest span one search may cover.
+pub const MAX_HITS_SPAN_SECONDS: i64 = 30 * 24 * 3600;
+
+const HIT_TYPES: [&str; 4] = [
+    "block_hit",
+    "observe_hit",
+    "unattributed_block",
+    "snapshot_drift",
+];
+
+fn parse_time(field: &str, text: &str) -> Result<i64, Failure> {
+    if let Ok(seconds) = text.trim().parse::<i64>() {
+        return Ok(seconds);
+    }
+    chrono::DateTime::parse_from_rfc3339(text.trim())
+        .map(|t| t.timestamp())
+        .map_err(|_| {
+            field_error(
+                field,
+                format!("{text:?} is neither Unix seconds nor RFC 3339"),
+            )
+        })
+}
+
+impl HitsQuery {
+    /// Validates the query parameters of `request`; `now` is Unix seconds.
+    fn parse(request: &ApiGatewayRequest, now: i64) -> Result<Self, Failure> {
+        let ip = match request.query("ip") {
+            Some(text) => Some(
+                text.trim()
+                    .parse::<IpAddr>()
+                    .map(|ip| ip.to_canonical())
+                    .map_err(|_| field_error("ip", format!("{text:?} is not an IP address")))?,
+            ),
+            None => None,
+        };
+        let rule = match request.query("rule") {
+            Some(text)
+                if !text.is_empty()
+                    && text.len() <= 64
+                    && text
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+            {
+                Some(text.to_string())
+            }
+            Some(text) => {
+                return Err(field_error(
+                    "rule",
+                    format!("{text:?} is not a rule uuid (letters, digits, - and _)"),
+                ))
+            }
+            None => None,
+        };
+        let types = match request.query("type") {
+            Some(text) => text
+                .split(',')
+                .map(|t| {
+                    HIT_TYPES
+                        .iter()
+                        .copied()
+                        .find(|known| *known == t.trim())
+                        .ok_or_else(|| {
+                            field_error(
+                                "type",
+                                format!("{t:?} is not one of {}", HIT_TYPES.join(", ")),
+                            )
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            None => vec!["block_hit", "observe_hit"],
+        };
+        let until = request
+            .query("until")
+            .map(|t| parse_time("until", t))
+            .transpose()?
+            .unwrap_or(now);
+        let since = request
+            .query("since")
+            .map(|t| parse_time("since", t))
+            .transpose()?
+            .unwrap_or(until - 3600);
+        if since >= until {
+            return Err(field_error("since", "must be before until"));
+        }
+        if until - since > MAX_HITS_SPAN_SECONDS {
+            return Err(field_error("since", "the span may be at most 30 days"));
+        }
+        let limit = match request.query("limit") {
+            Some(text) => text
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|l| (1..=1000).contains(l))
+                .ok_or_else(|| field_error("limit", format!("{text:?} is not 1-1000")))?,
+            None => 100,
+        };
+        let cursor = match request.query("cursor") {
+            Some(text)
+                if !text.is_empty()
+                    && text.len() <= 2048
+                    && text
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"+/=_-".contains(&b)) =>
+            {
+                Some(text.to_string())
+            }
+            Some(_) => {
+                return Err(field_error(
+                    "cursor",
+                    "is not a cursor returned by /v1/hits",
+                ))
+            }
+            None => None,
+        };
+        Ok(Self {
+            ip,
+            rule,
+            types,
+            since,
+            until,
+            limit,
+            cursor,
+        })
+    }
+
+    /// The CLS query (CQL), built only from validated values.
+    pub fn cql(&self) -> String {
+        let types = self
+            .types
+            .iter()
+            .map(|t| format!("record_type:\"{t}\""))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let mut parts = vec![format!("({types})")];
+        if let Some(ip) = self.ip {
+            parts.push(format!("(src_ip:\"{ip}\" OR dst_ip:\"{ip}\")"));
+        }
+        if let Some(rule) = &self.rule {
+            parts.push(format!("rule_uuid:\"{rule}\""));
+        }
+        parts.join(" AND ")
     }
 }
 
@@ -432,11 +679,71 @@ mod tests {
         token: Option<&str>,
         body: Option<&str>,
     ) -> (u16, Value) {
-        let response = lookup.handle(&request(method, path, token, body), "req-1");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        let response =
+            runtime.block_on(lookup.handle(&request(method, path, token, body), "req-1", deadline));
         (
             response.status_code,
             serde_json::from_str(&response.body).unwrap(),
         )
+    }
+
+    fn hits_request(query: &[(&str, &str)]) -> ApiGatewayRequest {
+        let query: serde_json::Map<String, Value> = query
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        serde_json::from_value(
+            json!({"httpMethod": "GET", "path": "/v1/hits", "queryString": query}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn hits_queries_are_built_only_from_validated_values() {
+        let q = HitsQuery::parse(
+            &hits_request(&[("ip", "10.0.1.5"), ("rule", "7010"), ("type", "block_hit")]),
+            1_000_000,
+        )
+        .unwrap();
+        assert_eq!(
+            q.cql(),
+            r#"(record_type:"block_hit") AND (src_ip:"10.0.1.5" OR dst_ip:"10.0.1.5") AND rule_uuid:"7010""#
+        );
+        assert_eq!(
+            (q.since, q.until, q.limit),
+            (1_000_000 - 3600, 1_000_000, 100)
+        );
+        let q = HitsQuery::parse(
+            &hits_request(&[("since", "2025-11-24T00:00:00Z"), ("until", "1763946000")]),
+            2_000_000_000,
+        )
+        .unwrap();
+        assert_eq!((q.since, q.until), (1763942400, 1763946000));
+        assert_eq!(
+            q.cql(),
+            r#"(record_type:"block_hit" OR record_type:"observe_hit")"#
+        );
+        for (field, value) in [
+            ("ip", r#"10.0.0.1" OR *"#),
+            ("rule", r#"7010" OR record_type:*"#),
+            ("type", "traffic"),
+            ("limit", "0"),
+            ("limit", "5000"),
+            ("cursor", "a b"),
+            ("since", "yesterday"),
+        ] {
+            let err = HitsQuery::parse(&hits_request(&[(field, value)]), 1_000_000).unwrap_err();
+            assert_eq!(err.status, 400, "{field}={value}");
+            assert!(err.message.starts_with(field), "{field}: {}", err.message);
+        }
+        let err =
+            HitsQuery::parse(&hits_request(&[("since", "10"), ("until", "5")]), 100).unwrap_err();
+        assert!(err.message.contains("before until"));
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct StubState {
     pub accepted: Vec<ReceivedLog>,
     pub requests: usize,
     pub problems: Vec<String>,
+    /// SearchLog request bodies received.
+    pub searches: Vec<serde_json::Value>,
 }
 
 pub struct ClsStub {
@@ -78,6 +80,10 @@ impl ClsStub {
 
     pub fn requests(&self) -> usize {
         self.state.lock().unwrap().requests
+    }
+
+    pub fn searches(&self) -> Vec<serde_json::Value> {
+        self.state.lock().unwrap().searches.clone()
     }
 
     /// Function settings pointing the audit function at this stub.
@@ -159,6 +165,42 @@ fn verify(headers: &HeaderMap, body: &[u8]) -> Result<(String, LogGroupList), St
     Ok((topic, list))
 }
 
+/// `SearchLog`: checks the signature over the JSON body, keeps the request, and answers with
+/// every hit log accepted so far (the stub does not evaluate queries; tests check the query).
+fn search(state: &mut StubState, headers: &HeaderMap, body: &[u8]) -> (StatusCode, String) {
+    let timestamp: i64 = header(headers, "x-tc-timestamp").parse().unwrap_or(0);
+    let signed = tc3::SignedRequest {
+        method: "POST",
+        host: header(headers, "host"),
+        query: "",
+        content_type: header(headers, "content-type"),
+        body,
+        service: "cls",
+        timestamp,
+    };
+    let expected = format!(
+        "TC3-HMAC-SHA256 Credential={SECRET_ID}/{}/cls/tc3_request, SignedHeaders=content-type;host, Signature={}",
+        tc3::utc_date(timestamp),
+        tc3::signature(SECRET_KEY, &signed)
+    );
+    if header(headers, "authorization") != expected || header(headers, "x-tc-token") != TOKEN {
+        state.problems.push(format!(
+            "SearchLog signature mismatch: got {:?}",
+            header(headers, "authorization")
+        ));
+        return (StatusCode::OK, serde_json::json!({"Response": {"Error": {"Code": "AuthFailure.SignatureFailure", "Message": "signature mismatch"}, "RequestId": "stub"}}).to_string());
+    }
+    let request: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    state.searches.push(request);
+    let results: Vec<serde_json::Value> = state
+        .accepted
+        .iter()
+        .filter(|l| l.fields.get("record_type").is_some_and(|t| t != "traffic"))
+        .map(|l| serde_json::json!({"Time": l.time, "TopicId": l.topic, "LogJson": serde_json::to_string(&l.fields).unwrap()}))
+        .collect();
+    (StatusCode::OK, serde_json::json!({"Response": {"Results": results, "Context": "next-page-ctx", "ListOver": false, "RequestId": "stub"}}).to_string())
+}
+
 async fn upload(
     State(state): State<Arc<Mutex<StubState>>>,
     headers: HeaderMap,
@@ -166,6 +208,9 @@ async fn upload(
 ) -> (StatusCode, String) {
     let mut state = state.lock().unwrap();
     state.requests += 1;
+    if header(&headers, "x-tc-action") == "SearchLog" {
+        return search(&mut state, &headers, &body);
+    }
     let (topic, list) = match verify(&headers, &body) {
         Ok(decoded) => decoded,
         Err(problem) => {

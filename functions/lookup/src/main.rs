@@ -10,14 +10,23 @@ use esgflow::snapshot::cache::SnapshotCache;
 async fn main() {
     runtime::init_tracing();
     let config = LookupConfig::from_env().unwrap_or_else(|err| fail_start(&err.to_string()));
-    let lookup = Lookup::new(
+    let mut lookup = Lookup::new(
         config.auth,
         config.max_body_bytes,
         SnapshotCache::new(&config.snapshot, config.snapshot_ttl),
     );
+    if let Some(hits) = config.hits {
+        lookup = lookup.with_hits(hits);
+    }
     let lookup = &lookup;
     let handler = service_fn(move |event: LambdaEvent<ApiGatewayRequest>| async move {
-        let response = lookup.handle(&event.payload, &event.context.request_id);
+        let response = lookup
+            .handle(
+                &event.payload,
+                &event.context.request_id,
+                event.context.deadline(),
+            )
+            .await;
         tracing::info!(method = %event.payload.http_method, path = %event.payload.path, status = response.status_code, "request served");
         Ok::<ApiGatewayResponse, Diagnostic>(response)
     });

@@ -2,6 +2,7 @@
 //! the invocation deadline. Credentials are read from the environment on every call (SCF's role
 //! credentials are temporary) and never logged: [`Credentials`]'s `Debug` hides the secrets.
 
+pub mod api;
 pub mod tc3;
 
 use std::fmt;
