@@ -47,8 +47,8 @@ package: setup ## one zip per function under dist/: static musl `bootstrap`, mod
 run: build ## replay the bundled sample flow logs through the real audit function under the emulator
 	$(ESGFLOW) replay samples/flowlogs.txt --snapshot samples/snapshot.json --records out/records.jsonl --alerts
 
-bench: ## benchmarks (criterion): engine evaluation at 100/1k/10k rules vs the naive evaluator, compile time
-	$(CARGO) bench -p esgflow --bench engine
+bench: ## benchmarks (criterion): engine (100/1k/10k rules vs the naive evaluator, compile), audit pipeline vs floor, /v1/explain
+	$(CARGO) bench -p esgflow
 
 sample: build ## regenerate samples/ (export, flow logs) and rebuild samples/snapshot.json from the export
 	python3 samples/generate.py

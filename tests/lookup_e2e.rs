@@ -57,13 +57,35 @@ async fn explain_answers_which_rule_blocks_and_why() {
     assert_eq!(answer["observed"][0]["uuid"], "7007");
     assert_eq!(answer["scope"], "inter_subnet");
     assert_eq!(answer["destination"]["instance"], "ins-db000000");
+    // By default only the rules that matched are described; the rest are counted.
     let steps = answer["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2, "{answer}");
+    assert_eq!(
+        (
+            answer["rules_considered"].as_u64(),
+            answer["not_matched"].as_u64()
+        ),
+        (Some(11), Some(9))
+    );
+    // `verbose` describes every rule considered, with the first part that failed.
+    let body = json!({"src": "10.0.1.11", "dst": "10.0.3.10", "protocol": "tcp", "port": 3306, "verbose": true});
+    let (status, verbose) = response(
+        &emulator
+            .invoke(event("POST", "/v1/explain", Some(TOKEN), Some(body)))
+            .await
+            .unwrap()
+            .result,
+    );
+    assert_eq!(status, 200);
+    let steps = verbose["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 11, "{verbose}");
     assert!(
         steps
             .iter()
             .any(|s| s["detail"] == "source 10.0.1.11 not in net 10.0.2.0/24 (10.0.2.0/24)"),
-        "{answer}"
+        "{verbose}"
     );
+    assert_eq!(verbose["decision"], answer["decision"]);
     let (status, snapshot) = response(
         &emulator
             .invoke(event("GET", "/v1/snapshot", Some(TOKEN), None))

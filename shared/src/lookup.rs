@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
-use crate::engine::{Decision, Engine, FlowKey, Location, StepOutcome};
+use crate::engine::{Decision, Detail, Engine, FlowKey, Location, StepOutcome};
 use crate::events::{ApiGatewayRequest, ApiGatewayResponse};
 use crate::snapshot::cache::SnapshotCache;
 
@@ -437,6 +437,9 @@ struct FlowQuery {
     port: Option<Value>,
     #[serde(default)]
     eni: Option<String>,
+    /// Describe every rule considered, not only those that matched.
+    #[serde(default)]
+    verbose: bool,
 }
 
 #[derive(Deserialize)]
@@ -450,7 +453,7 @@ fn field_error(field: &str, message: impl std::fmt::Display) -> Failure {
     fail(400, "invalid_field", format!("{field}: {message}"))
 }
 
-fn parse_flow(value: &Value, prefix: &str) -> Result<(FlowKey, Option<String>), Failure> {
+fn parse_flow(value: &Value, prefix: &str) -> Result<(FlowKey, Option<String>, bool), Failure> {
     let query: FlowQuery = serde_json::from_value(value.clone())
         .map_err(|e| fail(400, "invalid_body", format!("{prefix}{e}")))?;
     let address = |name: &str, text: &str| {
@@ -526,6 +529,7 @@ fn parse_flow(value: &Value, prefix: &str) -> Result<(FlowKey, Option<String>), 
             dst_port: port,
         },
         query.eni,
+        query.verbose,
     ))
 }
 
@@ -542,8 +546,13 @@ fn rule_summary(engine: &Engine, id: u32) -> Value {
         "service": compiled.services_label})
 }
 
-fn explain_one(engine: &Engine, flow: &FlowKey, eni: Option<&str>) -> Value {
-    let explanation = engine.explain(flow);
+fn explain_one(engine: &Engine, flow: &FlowKey, eni: Option<&str>, verbose: bool) -> Value {
+    let detail = if verbose {
+        Detail::Full
+    } else {
+        Detail::Summary
+    };
+    let explanation = engine.explain_with(flow, detail);
     let placement = engine.topology().place(flow.src, flow.dst, eni);
     let evaluation = &explanation.evaluation;
     json!({
@@ -556,7 +565,8 @@ fn explain_one(engine: &Engine, flow: &FlowKey, eni: Option<&str>) -> Value {
         "destination": location(&placement.dst),
         "steps": explanation.steps.iter().map(|s| json!({"uuid": s.uuid, "order": s.order, "action": s.action, "outcome": s.outcome, "detail": s.detail}))
             .collect::<Vec<_>>(),
-        "rules_considered": explanation.steps.len(),
+        "rules_considered": explanation.steps.len() - explanation.steps.iter().filter(|s| s.outcome == StepOutcome::NotMatched).count() + explanation.not_matched,
+        "not_matched": explanation.not_matched,
         "matched": explanation.steps.iter().filter(|s| s.outcome == StepOutcome::Matched).count(),
     })
 }
@@ -574,14 +584,14 @@ fn explain(engine: &Engine, body: &[u8]) -> Result<Value, Failure> {
             }
             let mut results = Vec::with_capacity(flows.len());
             for (i, value) in flows.iter().enumerate() {
-                let (flow, eni) = parse_flow(value, &format!("flows[{i}]."))?;
-                results.push(explain_one(engine, &flow, eni.as_deref()));
+                let (flow, eni, verbose) = parse_flow(value, &format!("flows[{i}]."))?;
+                results.push(explain_one(engine, &flow, eni.as_deref(), verbose));
             }
             Ok(json!({"snapshot_version": engine.version(), "results": results}))
         }
         ExplainBody::One(value) => {
-            let (flow, eni) = parse_flow(&value, "")?;
-            let mut result = explain_one(engine, &flow, eni.as_deref());
+            let (flow, eni, verbose) = parse_flow(&value, "")?;
+            let mut result = explain_one(engine, &flow, eni.as_deref(), verbose);
             result["snapshot_version"] = json!(engine.version());
             Ok(result)
         }

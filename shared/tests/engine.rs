@@ -409,3 +409,22 @@ fn synthetic_flows_exercise_every_outcome() {
         assert!(count > 50, "{name}: {count}");
     }
 }
+
+#[test]
+fn summary_explanations_agree_with_full_ones() {
+    let engine = Engine::compile(&synthetic::snapshot(1500, 6, 9)).unwrap();
+    for flow in synthetic::flows(200, 6, 10) {
+        let full = engine.explain_with(&flow, esgflow::engine::Detail::Full);
+        let summary = engine.explain_with(&flow, esgflow::engine::Detail::Summary);
+        assert_eq!(full.evaluation, summary.evaluation);
+        let described: Vec<_> = full
+            .steps
+            .iter()
+            .filter(|s| s.outcome != StepOutcome::NotMatched)
+            .cloned()
+            .collect();
+        assert_eq!(summary.steps, described);
+        assert_eq!(summary.not_matched, full.not_matched);
+        assert_eq!(full.steps.len(), described.len() + full.not_matched);
+    }
+}

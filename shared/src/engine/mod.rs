@@ -782,9 +782,27 @@ impl Engine {
 
     /// Walks the rules in order and says, for each one considered, why it matched or not.
     pub fn explain(&self, flow: &FlowKey) -> Explanation {
+        self.explain_with(flow, Detail::Full)
+    }
+
+    /// Like [`Engine::explain`]; with [`Detail::Summary`] the rules that simply did not match are
+    /// only counted, not described, which keeps a 10,000-rule explanation cheap and small.
+    pub fn explain_with(&self, flow: &FlowKey, detail: Detail) -> Explanation {
         let mut steps = Vec::new();
+        let mut not_matched = 0;
         for (position, compiled) in self.rules.iter().enumerate() {
-            let (outcome, detail) = if !compiled.rule.enabled {
+            if detail == Detail::Summary && compiled.rule.enabled {
+                let relevant = if compiled.is_determinate() {
+                    compiled.matches(flow)
+                } else {
+                    compiled.could_match(flow)
+                };
+                if !relevant {
+                    not_matched += 1;
+                    continue;
+                }
+            }
+            let (outcome, text) = if !compiled.rule.enabled {
                 (StepOutcome::Disabled, "rule is disabled".to_string())
             } else if !compiled.is_determinate() {
                 let reason = [&compiled.source, &compiled.destination]
@@ -809,6 +827,7 @@ impl Engine {
                     ),
                 }
             };
+            not_matched += usize::from(outcome == StepOutcome::NotMatched);
             let terminal = outcome == StepOutcome::Matched && compiled.rule.action.is_terminal();
             steps.push(ExplanationStep {
                 rule: position as RuleId,
@@ -817,17 +836,31 @@ impl Engine {
                 generation: compiled.rule.generation,
                 action: compiled.rule.action,
                 outcome,
-                detail,
+                detail: text,
             });
             if terminal {
                 break;
             }
         }
+        let evaluation = match detail {
+            Detail::Full => self.evaluate_linear(flow),
+            Detail::Summary => self.evaluate(flow),
+        };
         Explanation {
-            evaluation: self.evaluate_linear(flow),
+            evaluation,
             steps,
+            not_matched,
         }
     }
+}
+
+/// How much an explanation says about rules that did not match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// Every rule considered, with the first reason each did not match.
+    Full,
+    /// Matched, indeterminate and disabled rules only; the others are counted.
+    Summary,
 }
 
 impl<K: index::Key> Family<K> {
@@ -965,6 +998,9 @@ pub struct ExplanationStep {
 pub struct Explanation {
     /// The evaluation.
     pub evaluation: Evaluation,
-    /// Every rule considered, up to and including the deciding one.
+    /// Every rule considered, up to and including the deciding one (with [`Detail::Summary`],
+    /// only those that matched, are indeterminate or are disabled).
     pub steps: Vec<ExplanationStep>,
+    /// Rules considered that did not match.
+    pub not_matched: usize,
 }
