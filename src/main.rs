@@ -79,6 +79,23 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// Fire Timer trigger events at a function, as SCF's timer trigger does
+    Tick {
+        /// The function to fire (usually sync)
+        #[arg(default_value = "sync", value_parser = clap::builder::PossibleValuesParser::new(functions::FUNCTIONS))]
+        function: String,
+        /// How many events to fire
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+        /// Milliseconds between events
+        #[arg(long, default_value_t = 0)]
+        every_ms: u64,
+        /// The trigger's user message
+        #[arg(long, default_value = "")]
+        message: String,
+        #[command(flatten)]
+        run: RunArgs,
+    },
     /// Build or inspect rule snapshots
     Snapshot {
         #[command(subcommand)]
@@ -276,6 +293,35 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Snapshot { command } => snapshot_command(command),
+        Command::Tick {
+            function,
+            count,
+            every_ms,
+            message,
+            run,
+        } => {
+            let mut emulator = Emulator::new(run.spec(&function)).await?;
+            let mut failed = 0;
+            for i in 0..count {
+                if i > 0 {
+                    tokio::time::sleep(Duration::from_millis(every_ms)).await;
+                }
+                let event = serde_json::json!({
+                    "Type": "Timer",
+                    "TriggerName": "esgflow-local",
+                    "Time": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                    "Message": message,
+                });
+                let invocation = emulator.invoke(event.to_string().into_bytes()).await?;
+                print_result(&invocation.result);
+                failed += usize::from(!invocation.result.is_response());
+            }
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Serve {
             listen,
             snapshot,

@@ -148,3 +148,37 @@ fn explain_names_the_blocking_rule_and_why_others_did_not_match() {
     assert!(!missing_port.status.success());
     assert!(String::from_utf8_lossy(&missing_port.stderr).contains("--port is required"));
 }
+
+#[test]
+fn tick_fires_timer_events_at_the_sync_function() {
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_esgflow"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    assert!(
+        bin_dir.join("esgflow-sync").exists()
+            || std::process::Command::new(env!("CARGO"))
+                .args(["build", "-q", "-p", "esgflow-sync"])
+                .status()
+                .unwrap()
+                .success()
+    );
+    let result = esgflow()
+        .args(["tick", "sync", "--count", "2", "--message", "hello"])
+        .arg("--bin-dir")
+        .arg(&bin_dir)
+        .output()
+        .unwrap();
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let text = String::from_utf8_lossy(&result.stdout);
+    assert_eq!(
+        text.matches("\"trigger\": \"esgflow-local\"").count(),
+        2,
+        "{text}"
+    );
+    assert!(text.contains("fired_at"), "{text}");
+}
