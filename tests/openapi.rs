@@ -1,0 +1,272 @@
+//! The OpenAPI document (openapi.json) and the lookup API stay in step: every answer the API
+//! gives to a set of real requests validates against the document's schema for its path, method
+//! and status, every status it answers with is declared, and every documented path is exercised.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use esgflow::cloud::api::ApiClient;
+use esgflow::events::ApiGatewayRequest;
+use esgflow::lookup::{Auth, HitsSource, Lookup};
+use esgflow::snapshot::cache::SnapshotCache;
+use serde_json::{json, Value};
+
+const TOKEN: &str = "openapi-test-token-0123";
+
+fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema.get("$ref").and_then(Value::as_str) {
+        Some(reference) => doc
+            .pointer(reference.trim_start_matches('#'))
+            .unwrap_or_else(|| panic!("dangling {reference}")),
+        None => schema,
+    }
+}
+
+/// A validator for the subset of JSON Schema the document uses.
+fn validate(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), String> {
+    let schema = resolve(doc, schema);
+    if value.is_null() && schema.get("nullable") == Some(&Value::Bool(true)) {
+        return Ok(());
+    }
+    if let Some(all) = schema.get("allOf").and_then(Value::as_array) {
+        for part in all {
+            validate(doc, part, value, at)?;
+        }
+    }
+    if let Some(one) = schema.get("oneOf").and_then(Value::as_array) {
+        let passing = one
+            .iter()
+            .filter(|s| validate(doc, s, value, at).is_ok())
+            .count();
+        if passing != 1 {
+            return Err(format!("{at}: matches {passing} of the oneOf schemas"));
+        }
+    }
+    let kind_ok = match schema.get("type").and_then(Value::as_str) {
+        None => true,
+        Some("object") => value.is_object(),
+        Some("array") => value.is_array(),
+        Some("string") => value.is_string(),
+        Some("integer") => value.is_i64() || value.is_u64(),
+        Some("boolean") => value.is_boolean(),
+        Some(other) => return Err(format!("{at}: unsupported type {other}")),
+    };
+    if !kind_ok {
+        return Err(format!("{at}: {value} is not of type {}", schema["type"]));
+    }
+    if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
+        if !allowed.contains(value) {
+            return Err(format!("{at}: {value} is not one of {allowed:?}"));
+        }
+    }
+    if let Some(required) = schema.get("required").and_then(Value::as_array) {
+        for key in required.iter().filter_map(Value::as_str) {
+            if value.get(key).is_none() {
+                return Err(format!("{at}: missing required {key}"));
+            }
+        }
+    }
+    if let (Some(properties), Some(object)) = (
+        schema.get("properties").and_then(Value::as_object),
+        value.as_object(),
+    ) {
+        for (key, property) in properties {
+            if let Some(inner) = object.get(key) {
+                validate(doc, property, inner, &format!("{at}.{key}"))?;
+            }
+        }
+    }
+    if let (Some(items), Some(array)) = (schema.get("items"), value.as_array()) {
+        for (i, item) in array.iter().enumerate() {
+            validate(doc, items, item, &format!("{at}[{i}]"))?;
+        }
+    }
+    Ok(())
+}
+
+fn request(
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+    query: Value,
+) -> ApiGatewayRequest {
+    let mut headers = json!({});
+    if let Some(token) = token {
+        headers["authorization"] = json!(format!("Bearer {token}"));
+    }
+    serde_json::from_value(json!({"httpMethod": method, "path": path, "headers": headers, "body": body.map(|b| b.to_string()), "queryString": query})).unwrap()
+}
+
+#[tokio::test]
+async fn every_answer_validates_against_the_document() {
+    let doc: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{}/openapi.json", env!("CARGO_MANIFEST_DIR"))).unwrap(),
+    )
+    .unwrap();
+    let stub = common::cls_stub::ClsStub::start(vec![]).await;
+    for (key, value) in stub.env("hits", "traffic") {
+        if key.starts_with("TENCENTCLOUD_") {
+            std::env::set_var(key, value);
+        }
+    }
+    let lookup = Lookup::new(
+        Auth::Bearer(TOKEN.into()),
+        4096,
+        SnapshotCache::new(common::sample_snapshot(), Duration::from_secs(60)),
+    )
+    .with_hits(HitsSource {
+        client: ApiClient::new("ap-guangzhou", Some(stub.url.clone())),
+        topic: "hits".into(),
+    });
+    let cases: Vec<(&str, &str, &str, Option<&str>, Option<Value>, Value)> = vec![
+        ("/v1/healthz", "GET", "/v1/healthz", None, None, json!({})),
+        ("/v1/healthz", "post", "/v1/healthz", None, None, json!({})),
+        (
+            "/v1/explain",
+            "post",
+            "/v1/explain",
+            Some(TOKEN),
+            Some(json!({"src": "10.0.1.11", "dst": "10.0.3.10", "protocol": "tcp", "port": 3306})),
+            json!({}),
+        ),
+        (
+            "/v1/explain",
+            "post",
+            "/v1/explain",
+            Some(TOKEN),
+            Some(
+                json!({"src": "172.16.1.10", "dst": "192.168.100.4", "protocol": "tcp", "port": 443, "verbose": true}),
+            ),
+            json!({}),
+        ),
+        (
+            "/v1/explain",
+            "post",
+            "/v1/explain",
+            Some(TOKEN),
+            Some(
+                json!({"flows": [{"src": "10.0.1.11", "dst": "10.0.3.10", "protocol": "udp", "port": 53}]}),
+            ),
+            json!({}),
+        ),
+        (
+            "/v1/explain",
+            "post",
+            "/v1/explain",
+            Some(TOKEN),
+            Some(json!({"src": "x"})),
+            json!({}),
+        ),
+        ("/v1/explain", "post", "/v1/explain", None, None, json!({})),
+        (
+            "/v1/explain",
+            "get",
+            "/v1/explain",
+            Some(TOKEN),
+            None,
+            json!({}),
+        ),
+        (
+            "/v1/explain",
+            "post",
+            "/v1/explain",
+            Some(TOKEN),
+            Some(json!({"src": "1".repeat(5000)})),
+            json!({}),
+        ),
+        (
+            "/v1/rules/{uuid}",
+            "get",
+            "/v1/rules/7010",
+            Some(TOKEN),
+            None,
+            json!({}),
+        ),
+        (
+            "/v1/rules/{uuid}",
+            "get",
+            "/v1/rules/7017",
+            Some(TOKEN),
+            None,
+            json!({}),
+        ),
+        (
+            "/v1/rules/{uuid}",
+            "get",
+            "/v1/rules/nope",
+            Some(TOKEN),
+            None,
+            json!({}),
+        ),
+        (
+            "/v1/snapshot",
+            "get",
+            "/v1/snapshot",
+            Some(TOKEN),
+            None,
+            json!({}),
+        ),
+        ("/v1/snapshot", "get", "/v1/snapshot", None, None, json!({})),
+        (
+            "/v1/hits",
+            "get",
+            "/v1/hits",
+            Some(TOKEN),
+            None,
+            json!({"ip": "10.0.1.11"}),
+        ),
+        (
+            "/v1/hits",
+            "get",
+            "/v1/hits",
+            Some(TOKEN),
+            None,
+            json!({"limit": "0"}),
+        ),
+    ];
+    let mut exercised = BTreeSet::new();
+    for (template, method, path, token, body, query) in cases {
+        let response = lookup
+            .handle(
+                &request(&method.to_uppercase(), path, token, body, query),
+                "req",
+                Instant::now() + Duration::from_secs(5),
+            )
+            .await;
+        let status = response.status_code.to_string();
+        assert!(
+            doc["paths"][template].is_object(),
+            "{template} is not documented"
+        );
+        let body: Value = serde_json::from_str(&response.body).unwrap();
+        let schema = match doc["paths"][template].get(method.to_lowercase()) {
+            Some(operation) => {
+                let declared = &operation["responses"][&status];
+                assert!(
+                    declared.is_object(),
+                    "{method} {path} answered {status}, which the document does not declare"
+                );
+                declared["content"]["application/json"]["schema"].clone()
+            }
+            None => {
+                // An undocumented method must be refused with the documented error shape.
+                assert_eq!(
+                    status, "405",
+                    "{method} {path} is not documented but answered {status}"
+                );
+                json!({"$ref": "#/components/schemas/Error"})
+            }
+        };
+        validate(&doc, &schema, &body, "$")
+            .unwrap_or_else(|e| panic!("{method} {path} → {status}: {e}\n{body}"));
+        exercised.insert(template.to_string());
+    }
+    let documented: BTreeSet<String> = doc["paths"].as_object().unwrap().keys().cloned().collect();
+    assert_eq!(
+        exercised, documented,
+        "every documented path is exercised, and only those"
+    );
+}
