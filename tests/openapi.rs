@@ -15,6 +15,16 @@ use serde_json::{json, Value};
 
 const TOKEN: &str = "openapi-test-token-0123";
 
+/// Documented path, method, request path, token, body, query string.
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    Option<Value>,
+    Value,
+);
+
 fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
     match schema.get("$ref").and_then(Value::as_str) {
         Some(reference) => doc
@@ -121,7 +131,7 @@ async fn every_answer_validates_against_the_document() {
         client: ApiClient::new("ap-guangzhou", Some(stub.url.clone())),
         topic: "hits".into(),
     });
-    let cases: Vec<(&str, &str, &str, Option<&str>, Option<Value>, Value)> = vec![
+    let cases: Vec<Case> = vec![
         ("/v1/healthz", "GET", "/v1/healthz", None, None, json!({})),
         ("/v1/healthz", "post", "/v1/healthz", None, None, json!({})),
         (
