@@ -101,7 +101,8 @@ done
     let mut emulator = emulator(
         "slow",
         body,
-        Duration::from_millis(500),
+        // Long enough for bash and three curls on a loaded machine; short enough to stay quick.
+        Duration::from_secs(2),
         Duration::from_secs(5),
     )
     .await;

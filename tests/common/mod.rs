@@ -78,6 +78,8 @@ pub async fn emulator(function: &str, env: &[(&str, &str)]) -> Emulator {
 pub async fn emulator_with(function: &str, mut env: Vec<(String, String)>) -> Emulator {
     let mut spec = FunctionSpec::new(function, function_binary(function));
     spec.output = Output::Capture;
+    // Generous, so a slow, loaded CI machine never turns retries with backoff into timeouts.
+    spec.timeout = std::time::Duration::from_secs(15);
     if function == "audit" && !env.iter().any(|(k, _)| k == "ESGFLOW_SNAPSHOT") {
         env.push(("ESGFLOW_SNAPSHOT".to_string(), sample_snapshot()));
     }
