@@ -363,33 +363,8 @@ pub fn encode_bodies(records: &[&Record]) -> Vec<(usize, Vec<u8>)> {
     bodies
 }
 
-/// Splits logs into groups of at most [`MAX_LOGS_PER_GROUP`] logs and [`MAX_GROUP_BYTES`] bytes
-/// of keys and values.
-pub fn groups(logs: Vec<Log>) -> Vec<LogGroup> {
-    let mut groups = Vec::new();
-    let mut current = Vec::new();
-    let mut bytes = 0;
-    for log in logs {
-        let size: usize = log
-            .contents
-            .iter()
-            .map(|c| c.key.len() + c.value.len())
-            .sum();
-        if !current.is_empty()
-            && (current.len() == MAX_LOGS_PER_GROUP || bytes + size > MAX_GROUP_BYTES)
-        {
-            groups.push(group(std::mem::take(&mut current)));
-            bytes = 0;
-        }
-        bytes += size;
-        current.push(log);
-    }
-    if !current.is_empty() {
-        groups.push(group(current));
-    }
-    groups
-}
-
+/// A group as prost builds it (the reference [`encode_bodies`] is tested against).
+#[cfg(test)]
 fn group(logs: Vec<Log>) -> LogGroup {
     LogGroup {
         logs,
@@ -400,8 +375,10 @@ fn group(logs: Vec<Log>) -> LogGroup {
     }
 }
 
-/// One record as a CLS log (time in milliseconds).
-pub fn log_of(record: &Record) -> Log {
+/// One record as a CLS log (time in milliseconds), built through `Record::contents`: the
+/// reference [`encode_bodies`] is tested against.
+#[cfg(test)]
+fn log_of(record: &Record) -> Log {
     Log {
         time: record.time() as i64 * 1000,
         contents: record
@@ -410,14 +387,6 @@ pub fn log_of(record: &Record) -> Log {
             .map(|(key, value)| LogContent { key, value })
             .collect(),
     }
-}
-
-/// The request body for one group: protobuf, then a raw LZ4 block.
-pub fn body_of(group: LogGroup) -> Vec<u8> {
-    let list = LogGroupList {
-        log_group_list: vec![group],
-    };
-    lz4_flex::block::compress(&list.encode_to_vec())
 }
 
 impl RecordSink for ClsSink {
@@ -431,18 +400,17 @@ impl RecordSink for ClsSink {
         deadline: Instant,
     ) -> BoxFuture<'a, Result<Written, SinkError>> {
         Box::pin(async move {
-            let mut by_topic: BTreeMap<&str, Vec<Log>> = BTreeMap::new();
+            let mut by_topic: BTreeMap<&str, Vec<&Record>> = BTreeMap::new();
             for record in records {
                 by_topic
                     .entry(self.topic_of(record))
                     .or_default()
-                    .push(log_of(record));
+                    .push(record);
             }
             let mut written = Written::new();
-            for (topic, logs) in by_topic {
-                for group in groups(logs) {
-                    let count = group.logs.len();
-                    self.upload(topic, body_of(group), deadline).await?;
+            for (topic, records) in by_topic {
+                for (count, body) in encode_bodies(&records) {
+                    self.upload(topic, body, deadline).await?;
                     *written.entry(topic.to_string()).or_default() += count;
                 }
             }
@@ -479,48 +447,76 @@ mod tests {
         );
     }
 
+    fn traffic(value_bytes: usize) -> Record {
+        Record::Traffic(crate::records::TrafficRecord {
+            record_type: crate::records::RecordType::Traffic,
+            record_id: "0000000000000000".into(),
+            time: 1,
+            scope: "unknown",
+            vpc: None,
+            src_ip: "10.0.0.1".parse().unwrap(),
+            dst_ip: "10.0.0.2".parse().unwrap(),
+            dst_port: None,
+            protocol: 1,
+            fl_action: "ACCEPT",
+            flows: 1,
+            packets: 1,
+            bytes: 1,
+            first_seen: 1,
+            last_seen: 1,
+            snapshot_version: "v".repeat(value_bytes),
+        })
+    }
+
+    fn decode(body: &[u8]) -> LogGroup {
+        let raw = lz4_flex::block::decompress(body, body.len() * 255 + 64).unwrap();
+        let mut list = LogGroupList::decode(raw.as_slice()).unwrap();
+        assert_eq!(list.log_group_list.len(), 1);
+        list.log_group_list.remove(0)
+    }
+
     #[test]
     fn body_is_a_raw_lz4_block_of_the_protobuf() {
-        let group = group(vec![Log {
-            time: 1,
-            contents: vec![LogContent {
-                key: "k".into(),
-                value: "v".repeat(1000),
-            }],
-        }]);
-        let body = body_of(group.clone());
+        let record = traffic(1000);
+        let bodies = encode_bodies(&[&record]);
         let raw = LogGroupList {
-            log_group_list: vec![group],
+            log_group_list: vec![group(vec![log_of(&record)])],
         }
         .encode_to_vec();
-        assert!(body.len() < raw.len());
-        assert_eq!(lz4_flex::block::decompress(&body, raw.len()).unwrap(), raw);
+        assert!(
+            bodies[0].1.len() < raw.len(),
+            "repetitive content compresses"
+        );
+        assert_eq!(
+            lz4_flex::block::decompress(&bodies[0].1, raw.len()).unwrap(),
+            raw
+        );
     }
 
     #[test]
     fn groups_respect_count_and_size_limits() {
-        let log = |size: usize| Log {
-            time: 1,
-            contents: vec![LogContent {
-                key: "k".into(),
-                value: "x".repeat(size),
-            }],
-        };
-        let many: Vec<Log> = (0..25_001).map(|_| log(10)).collect();
-        let split = groups(many);
+        let many: Vec<Record> = (0..25_001).map(|_| traffic(10)).collect();
+        let bodies = encode_bodies(&many.iter().collect::<Vec<_>>());
         assert_eq!(
-            split.iter().map(|g| g.logs.len()).collect::<Vec<_>>(),
+            bodies.iter().map(|(count, _)| *count).collect::<Vec<_>>(),
             vec![10_000, 10_000, 5_001]
         );
-        let big: Vec<Log> = (0..12).map(|_| log(1024 * 1024)).collect();
-        let split = groups(big);
-        assert!(split.iter().all(|g| g
-            .logs
-            .iter()
-            .map(|l| l.contents[0].value.len() + 1)
-            .sum::<usize>()
-            <= MAX_GROUP_BYTES));
-        assert_eq!(split.iter().map(|g| g.logs.len()).sum::<usize>(), 12);
+        assert_eq!(decode(&bodies[2].1).logs.len(), 5_001);
+        let big: Vec<Record> = (0..12).map(|_| traffic(1024 * 1024)).collect();
+        let bodies = encode_bodies(&big.iter().collect::<Vec<_>>());
+        assert!(bodies.len() > 1, "12 MB of values need several groups");
+        for (count, body) in &bodies {
+            let group = decode(body);
+            assert_eq!(group.logs.len(), *count);
+            let value_bytes: usize = group
+                .logs
+                .iter()
+                .flat_map(|l| &l.contents)
+                .map(|c| c.key.len() + c.value.len())
+                .sum();
+            assert!(value_bytes <= MAX_GROUP_BYTES, "{value_bytes}");
+        }
+        assert_eq!(bodies.iter().map(|(count, _)| count).sum::<usize>(), 12);
     }
 
     /// The hand-written encoder produces exactly what prost produces from `Record::contents`.
