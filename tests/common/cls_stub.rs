@@ -109,29 +109,9 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
         .unwrap_or("")
 }
 
-/// Checks everything the real service would; returns the decoded logs or what was wrong.
-fn verify(headers: &HeaderMap, body: &[u8]) -> Result<(String, LogGroupList), String> {
-    for (name, expected) in [
-        ("x-tc-action", "UploadLog"),
-        ("x-tc-version", "2020-10-16"),
-        ("x-cls-compresstype", "lz4"),
-        ("content-type", "application/octet-stream"),
-        ("x-tc-token", TOKEN),
-    ] {
-        if header(headers, name) != expected {
-            return Err(format!(
-                "{name} is {:?}, expected {expected:?}",
-                header(headers, name)
-            ));
-        }
-    }
-    if header(headers, "x-tc-region").is_empty() {
-        return Err("x-tc-region missing".into());
-    }
-    let topic = header(headers, "x-cls-topicid").to_string();
-    if topic.is_empty() {
-        return Err("x-cls-topicid missing".into());
-    }
+/// Checks the TC3 signature (over `content-type;host` and the exact body) and the ±5 minute
+/// timestamp window, as the API does for every action.
+fn check_signature(headers: &HeaderMap, body: &[u8]) -> Result<(), String> {
     let timestamp: i64 = header(headers, "x-tc-timestamp")
         .parse()
         .map_err(|_| "x-tc-timestamp is not a number".to_string())?;
@@ -158,6 +138,33 @@ fn verify(headers: &HeaderMap, body: &[u8]) -> Result<(String, LogGroupList), St
             header(headers, "authorization")
         ));
     }
+    Ok(())
+}
+
+/// Checks everything the real service would; returns the decoded logs or what was wrong.
+fn verify(headers: &HeaderMap, body: &[u8]) -> Result<(String, LogGroupList), String> {
+    for (name, expected) in [
+        ("x-tc-action", "UploadLog"),
+        ("x-tc-version", "2020-10-16"),
+        ("x-cls-compresstype", "lz4"),
+        ("content-type", "application/octet-stream"),
+        ("x-tc-token", TOKEN),
+    ] {
+        if header(headers, name) != expected {
+            return Err(format!(
+                "{name} is {:?}, expected {expected:?}",
+                header(headers, name)
+            ));
+        }
+    }
+    if header(headers, "x-tc-region").is_empty() {
+        return Err("x-tc-region missing".into());
+    }
+    let topic = header(headers, "x-cls-topicid").to_string();
+    if topic.is_empty() {
+        return Err("x-cls-topicid missing".into());
+    }
+    check_signature(headers, body)?;
     let raw = lz4_flex::block::decompress(body, body.len() * 255 + 64)
         .map_err(|e| format!("not an LZ4 block: {e}"))?;
     let list =
@@ -168,26 +175,13 @@ fn verify(headers: &HeaderMap, body: &[u8]) -> Result<(String, LogGroupList), St
 /// `SearchLog`: checks the signature over the JSON body, keeps the request, and answers with
 /// every hit log accepted so far (the stub does not evaluate queries; tests check the query).
 fn search(state: &mut StubState, headers: &HeaderMap, body: &[u8]) -> (StatusCode, String) {
-    let timestamp: i64 = header(headers, "x-tc-timestamp").parse().unwrap_or(0);
-    let signed = tc3::SignedRequest {
-        method: "POST",
-        host: header(headers, "host"),
-        query: "",
-        content_type: header(headers, "content-type"),
-        body,
-        service: "cls",
-        timestamp,
-    };
-    let expected = format!(
-        "TC3-HMAC-SHA256 Credential={SECRET_ID}/{}/cls/tc3_request, SignedHeaders=content-type;host, Signature={}",
-        tc3::utc_date(timestamp),
-        tc3::signature(SECRET_KEY, &signed)
-    );
-    if header(headers, "authorization") != expected || header(headers, "x-tc-token") != TOKEN {
-        state.problems.push(format!(
-            "SearchLog signature mismatch: got {:?}",
-            header(headers, "authorization")
-        ));
+    let checked =
+        check_signature(headers, body).and_then(|()| match header(headers, "x-tc-token") {
+            TOKEN => Ok(()),
+            other => Err(format!("x-tc-token is {other:?}")),
+        });
+    if let Err(problem) = checked {
+        state.problems.push(format!("SearchLog: {problem}"));
         return (StatusCode::OK, serde_json::json!({"Response": {"Error": {"Code": "AuthFailure.SignatureFailure", "Message": "signature mismatch"}, "RequestId": "stub"}}).to_string());
     }
     let request: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
