@@ -93,6 +93,24 @@ fn pipeline(c: &mut Criterion) {
                 .sum::<usize>()
         })
     });
+    // The stages on their own, so the closing note can say where the time goes.
+    let (_, parsed) = parse_batch(&event, &limits).unwrap();
+    let (judged, _) = judge(&engine, parsed.clone(), &Monitored::All);
+    let judged: Vec<_> = judged.iter().collect();
+    let bodies = encode_bodies(&judged);
+    eprintln!(
+        "{records} flow records -> {} ESG flow-log records; {} lz4 bodies, {} bytes",
+        judged.len(),
+        bodies.len(),
+        bodies.iter().map(|(_, b)| b.len()).sum::<usize>()
+    );
+    group.bench_function("stage_decode_parse", |b| {
+        b.iter(|| parse_batch(&event, &limits).unwrap().1.len())
+    });
+    group.bench_function("stage_judge", |b| {
+        b.iter(|| judge(&engine, parsed.clone(), &Monitored::All).0.len())
+    });
+    group.bench_function("stage_encode", |b| b.iter(|| encode_bodies(&judged).len()));
     group.finish();
 }
 

@@ -319,7 +319,8 @@ type FlowIdentity = (IpAddr, IpAddr, Option<u16>, Option<u16>, u8);
 /// value, the window the union.
 fn merge_duplicates(flows: Vec<FlowRecord>) -> (Vec<FlowRecord>, usize) {
     let mut merged: Vec<FlowRecord> = Vec::with_capacity(flows.len());
-    let mut seen: HashMap<FlowIdentity, SmallIndexes> = HashMap::with_capacity(flows.len());
+    let mut seen: FastMap<FlowIdentity, SmallIndexes> =
+        FastMap::with_capacity_and_hasher(flows.len(), Default::default());
     let mut duplicates = 0;
     for flow in flows {
         let identity = (
@@ -358,6 +359,10 @@ fn merge_duplicates(flows: Vec<FlowRecord>) -> (Vec<FlowRecord>, usize) {
 
 type SmallIndexes = smallvec::SmallVec<[usize; 2]>;
 
+/// The batch's hash maps: keyed by what flow logs carry, hashed with foldhash (randomly seeded
+/// per process, so crafted traffic cannot aim for collisions) rather than SipHash.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 #[derive(Default)]
 struct Aggregate {
     flows: u64,
@@ -367,15 +372,38 @@ struct Aggregate {
     last_seen: u64,
 }
 
-type TrafficKey = (
+type TrafficKey<'e> = (
     &'static str,
-    Option<String>,
+    Option<&'e str>,
     IpAddr,
     IpAddr,
     Option<u16>,
     u8,
     FlowAction,
 );
+
+/// The rule a record names, as the record shows it.
+fn describe_rule(engine: &Engine, id: u32) -> RuleRef {
+    let compiled = engine.rule(id);
+    let rule = &compiled.rule;
+    RuleRef {
+        rule_uuid: rule.uuid.clone(),
+        rule_order: rule.order,
+        rule_generation: match rule.generation {
+            crate::snapshot::Generation::New => "new",
+            crate::snapshot::Generation::Old => "old",
+        },
+        rule_action: rule.action.as_str(),
+        rule_description: rule.description.clone(),
+        rule_source: format!("{} {}", rule.source.kind.as_str(), rule.source.content),
+        rule_destination: format!(
+            "{} {}",
+            rule.destination.kind.as_str(),
+            rule.destination.content
+        ),
+        rule_service: compiled.services_label.clone(),
+    }
+}
 
 /// Judges parsed flows against the engine and produces the records.
 pub fn judge(
@@ -391,27 +419,14 @@ pub fn judge(
         ..JudgeStats::default()
     };
     let mut records = Vec::new();
-    let mut traffic: HashMap<TrafficKey, Aggregate> = HashMap::new();
-    let rule_ref = |id: u32| {
-        let compiled = engine.rule(id);
-        let rule = &compiled.rule;
-        RuleRef {
-            rule_uuid: rule.uuid.clone(),
-            rule_order: rule.order,
-            rule_generation: match rule.generation {
-                crate::snapshot::Generation::New => "new",
-                crate::snapshot::Generation::Old => "old",
-            },
-            rule_action: rule.action.as_str(),
-            rule_description: rule.description.clone(),
-            rule_source: format!("{} {}", rule.source.kind.as_str(), rule.source.content),
-            rule_destination: format!(
-                "{} {}",
-                rule.destination.kind.as_str(),
-                rule.destination.content
-            ),
-            rule_service: compiled.services_label.clone(),
-        }
+    let mut traffic: FastMap<TrafficKey<'_>, Aggregate> = FastMap::default();
+    // Rules named by records are described once per batch, then cloned.
+    let mut rule_refs: FastMap<u32, RuleRef> = FastMap::default();
+    let mut rule_ref = |id: u32| {
+        rule_refs
+            .entry(id)
+            .or_insert_with(|| describe_rule(engine, id))
+            .clone()
     };
     for flow in &flows {
         let placement = engine.topology().place(flow.src, flow.dst, Some(&flow.eni));
@@ -428,7 +443,7 @@ pub fn judge(
         } else {
             (flow.src, flow.dst, flow.dst_port)
         };
-        let vpc = placement.src.vpc.or(placement.dst.vpc).map(str::to_string);
+        let vpc = placement.src.vpc.or(placement.dst.vpc);
         let aggregate = traffic
             .entry((
                 placement.scope.as_str(),
@@ -465,11 +480,11 @@ pub fn judge(
                     .collect::<Vec<_>>()
                     .join(",")
             });
-        let hit = |record_type: RecordType,
-                   rule: Option<u32>,
-                   reason: Option<&'static str>,
-                   deciding: Option<String>| {
-            let rule = rule.map(rule_ref);
+        let mut hit = |record_type: RecordType,
+                       rule: Option<u32>,
+                       reason: Option<&'static str>,
+                       deciding: Option<String>| {
+            let rule = rule.map(&mut rule_ref);
             let uuid = rule
                 .as_ref()
                 .map_or("", |r| r.rule_uuid.as_str())
@@ -575,7 +590,7 @@ pub fn judge(
         }
     }
     let mut traffic: Vec<(TrafficKey, Aggregate)> = traffic.into_iter().collect();
-    traffic.sort_by(|a, b| {
+    traffic.sort_unstable_by(|a, b| {
         (a.0 .0, &a.0 .1, a.0 .2, a.0 .3, a.0 .4, a.0 .5, a.0 .6)
             .cmp(&(b.0 .0, &b.0 .1, b.0 .2, b.0 .3, b.0 .4, b.0 .5, b.0 .6))
     });
@@ -584,7 +599,7 @@ pub fn judge(
             record_type: RecordType::Traffic,
             record_id: RecordId::new("traffic")
                 .text(scope)
-                .text(vpc.as_deref().unwrap_or(""))
+                .text(vpc.unwrap_or(""))
                 .ip(src)
                 .ip(dst)
                 .number(port.map_or(0, u64::from))
@@ -597,7 +612,7 @@ pub fn judge(
                 .finish(),
             time: aggregate.last_seen,
             scope,
-            vpc,
+            vpc: vpc.map(str::to_string),
             src_ip: src,
             dst_ip: dst,
             dst_port: port,

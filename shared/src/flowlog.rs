@@ -412,7 +412,11 @@ fn number<T: TryFrom<i128>>(
         return Ok(None);
     };
     let parsed: Option<i128> = match value {
-        Field::Text(t) => t.trim().parse().ok(),
+        // Counters and ports are almost always plain decimal text: the u64 parser is the fast path.
+        Field::Text(t) => {
+            let t = t.trim();
+            t.parse::<u64>().map(i128::from).or_else(|_| t.parse()).ok()
+        }
         Field::Int(i) => Some(*i),
         Field::Float(x) if x.fract() == 0.0 && x.abs() < 1e30 => Some(*x as i128),
         _ => None,
@@ -464,16 +468,17 @@ fn show(field: &Field<'_>) -> String {
 
 impl RawFields<'_> {
     fn into_parsed(self) -> Result<Parsed, ParseError> {
-        let status = text_of(&self.log_status);
-        match status.as_deref().map(str::to_ascii_uppercase).as_deref() {
-            None | Some("OK") => {}
-            Some("NODATA") => return Ok(Parsed::NoData),
-            Some("SKIPDATA") => return Ok(Parsed::SkipData),
-            Some(other) => {
+        if let Some(status) = present(&self.log_status) {
+            let is = |word: &str| matches!(status, Field::Text(t) if t.trim().eq_ignore_ascii_case(word));
+            if is("NODATA") {
+                return Ok(Parsed::NoData);
+            } else if is("SKIPDATA") {
+                return Ok(Parsed::SkipData);
+            } else if !is("OK") {
                 return Err(ParseError::new(
                     SkipReason::BadStatus,
-                    format!("log-status {other:?} is not OK, NODATA or SKIPDATA"),
-                ))
+                    format!("log-status {} is not OK, NODATA or SKIPDATA", show(status)),
+                ));
             }
         }
         let eni = required(text_of(&self.interface_id), "interface-id")?;
@@ -482,16 +487,14 @@ impl RawFields<'_> {
         let protocol: u8 = required(number(&self.protocol, "protocol")?, "protocol")?;
         let src_port: Option<u16> = number(&self.srcport, "srcport")?;
         let dst_port: Option<u16> = number(&self.dstport, "dstport")?;
-        let action = match required(text_of(&self.action), "action")?
-            .to_ascii_uppercase()
-            .as_str()
-        {
-            "ACCEPT" => FlowAction::Accept,
-            "REJECT" => FlowAction::Reject,
+        let action = required(present(&self.action), "action")?;
+        let action = match action {
+            Field::Text(t) if t.trim().eq_ignore_ascii_case("ACCEPT") => FlowAction::Accept,
+            Field::Text(t) if t.trim().eq_ignore_ascii_case("REJECT") => FlowAction::Reject,
             other => {
                 return Err(ParseError::new(
                     SkipReason::BadAction,
-                    format!("action {other:?} is neither ACCEPT nor REJECT"),
+                    format!("action {} is neither ACCEPT nor REJECT", show(other)),
                 ))
             }
         };

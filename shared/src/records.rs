@@ -260,6 +260,30 @@ pub enum FieldValue<'a> {
     Ip(IpAddr),
 }
 
+impl FieldValue<'_> {
+    /// Appends the value as [`Display`](std::fmt::Display) would write it, without going through
+    /// the formatting machinery for numbers and IPv4 addresses (the encoder's hot path).
+    pub fn write_bytes(&self, out: &mut Vec<u8>) {
+        let mut digits = itoa::Buffer::new();
+        match self {
+            FieldValue::Text(t) => out.extend_from_slice(t.as_bytes()),
+            FieldValue::Number(n) => out.extend_from_slice(digits.format(*n).as_bytes()),
+            FieldValue::Ip(IpAddr::V4(v4)) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b'.');
+                    }
+                    out.extend_from_slice(digits.format(octet).as_bytes());
+                }
+            }
+            FieldValue::Ip(ip) => {
+                use std::io::Write as _;
+                write!(out, "{ip}").expect("writing to a Vec cannot fail");
+            }
+        }
+    }
+}
+
 impl std::fmt::Display for FieldValue<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -272,126 +296,107 @@ impl std::fmt::Display for FieldValue<'_> {
 
 impl Record {
     /// Calls `visit` with every present field, in the order [`Record::contents`] gives them
-    /// (alphabetical), without building intermediate values: the hot path of the CLS encoder.
+    /// (alphabetical), without building intermediate values or sorting: the hot path of the CLS
+    /// encoder. The order is written out by hand; `visit_order_is_contents_order` guards it.
     pub fn visit(&self, visit: &mut dyn FnMut(&'static str, FieldValue<'_>)) {
         use FieldValue::{Ip, Number, Text};
-        let mut fields: smallvec::SmallVec<[(&'static str, FieldValue<'_>); 40]> =
-            smallvec::SmallVec::new();
+        let mut emit = |key: &'static str, value: Option<FieldValue<'_>>| {
+            if let Some(value) = value {
+                visit(key, value)
+            }
+        };
         match self {
             Record::Hit(h) => {
-                fields.extend([
-                    ("record_type", Text(h.record_type.as_str())),
-                    ("record_id", Text(&h.record_id)),
-                    ("time", Number(h.time)),
-                    ("start", Number(h.start)),
-                    ("end", Number(h.end)),
-                    ("account_id", Text(&h.account_id)),
-                    ("eni", Text(&h.eni)),
-                    ("direction", Text(h.direction)),
-                    ("src_ip", Ip(h.src_ip)),
-                    ("dst_ip", Ip(h.dst_ip)),
-                    ("protocol", Number(u64::from(h.protocol))),
-                    ("fl_action", Text(h.fl_action)),
-                    ("scope", Text(h.scope)),
-                    ("decision", Text(h.decision)),
-                    ("snapshot_version", Text(&h.snapshot_version)),
-                ]);
-                let numbers = [
-                    ("src_port", h.src_port.map(u64::from)),
-                    ("dst_port", h.dst_port.map(u64::from)),
-                    ("icmp_type", h.icmp_type.map(u64::from)),
-                    ("icmp_code", h.icmp_code.map(u64::from)),
-                    ("packets", h.packets),
-                    ("bytes", h.bytes),
-                ];
-                fields.extend(
-                    numbers
-                        .into_iter()
-                        .filter_map(|(k, v)| v.map(|v| (k, Number(v)))),
+                let rule = h.rule.as_ref();
+                emit("account_id", Some(Text(&h.account_id)));
+                emit("bytes", h.bytes.map(Number));
+                emit(
+                    "deciding_rule_uuid",
+                    h.deciding_rule_uuid.as_deref().map(Text),
                 );
-                for (key, value) in [
-                    ("src_vpc", &h.src_vpc),
-                    ("src_subnet", &h.src_subnet),
-                    ("src_instance", &h.src_instance),
-                    ("dst_vpc", &h.dst_vpc),
-                    ("dst_subnet", &h.dst_subnet),
-                    ("dst_instance", &h.dst_instance),
-                    ("deciding_rule_uuid", &h.deciding_rule_uuid),
-                    ("indeterminate_rules", &h.indeterminate_rules),
-                ] {
-                    if let Some(value) = value {
-                        fields.push((key, Text(value.as_str())));
-                    }
-                }
-                if let Some(reason) = h.reason {
-                    fields.push(("reason", Text(reason)));
-                }
-                if let Some(rule) = &h.rule {
-                    fields.extend([
-                        ("rule_uuid", Text(&rule.rule_uuid)),
-                        ("rule_order", Number(rule.rule_order)),
-                        ("rule_generation", Text(rule.rule_generation)),
-                        ("rule_action", Text(rule.rule_action)),
-                        ("rule_description", Text(&rule.rule_description)),
-                        ("rule_source", Text(&rule.rule_source)),
-                        ("rule_destination", Text(&rule.rule_destination)),
-                        ("rule_service", Text(&rule.rule_service)),
-                    ]);
-                }
+                emit("decision", Some(Text(h.decision)));
+                emit("direction", Some(Text(h.direction)));
+                emit("dst_instance", h.dst_instance.as_deref().map(Text));
+                emit("dst_ip", Some(Ip(h.dst_ip)));
+                emit("dst_port", h.dst_port.map(|p| Number(p.into())));
+                emit("dst_subnet", h.dst_subnet.as_deref().map(Text));
+                emit("dst_vpc", h.dst_vpc.as_deref().map(Text));
+                emit("end", Some(Number(h.end)));
+                emit("eni", Some(Text(&h.eni)));
+                emit("fl_action", Some(Text(h.fl_action)));
+                emit("icmp_code", h.icmp_code.map(|c| Number(c.into())));
+                emit("icmp_type", h.icmp_type.map(|t| Number(t.into())));
+                emit(
+                    "indeterminate_rules",
+                    h.indeterminate_rules.as_deref().map(Text),
+                );
+                emit("packets", h.packets.map(Number));
+                emit("protocol", Some(Number(h.protocol.into())));
+                emit("reason", h.reason.map(Text));
+                emit("record_id", Some(Text(&h.record_id)));
+                emit("record_type", Some(Text(h.record_type.as_str())));
+                emit("rule_action", rule.map(|r| Text(r.rule_action)));
+                emit("rule_description", rule.map(|r| Text(&r.rule_description)));
+                emit("rule_destination", rule.map(|r| Text(&r.rule_destination)));
+                emit("rule_generation", rule.map(|r| Text(r.rule_generation)));
+                emit("rule_order", rule.map(|r| Number(r.rule_order)));
+                emit("rule_service", rule.map(|r| Text(&r.rule_service)));
+                emit("rule_source", rule.map(|r| Text(&r.rule_source)));
+                emit("rule_uuid", rule.map(|r| Text(&r.rule_uuid)));
+                emit("scope", Some(Text(h.scope)));
+                emit("snapshot_version", Some(Text(&h.snapshot_version)));
+                emit("src_instance", h.src_instance.as_deref().map(Text));
+                emit("src_ip", Some(Ip(h.src_ip)));
+                emit("src_port", h.src_port.map(|p| Number(p.into())));
+                emit("src_subnet", h.src_subnet.as_deref().map(Text));
+                emit("src_vpc", h.src_vpc.as_deref().map(Text));
+                emit("start", Some(Number(h.start)));
+                emit("time", Some(Number(h.time)));
             }
             Record::Traffic(t) => {
-                fields.extend([
-                    ("record_type", Text(t.record_type.as_str())),
-                    ("record_id", Text(&t.record_id)),
-                    ("time", Number(t.time)),
-                    ("scope", Text(t.scope)),
-                    ("src_ip", Ip(t.src_ip)),
-                    ("dst_ip", Ip(t.dst_ip)),
-                    ("protocol", Number(u64::from(t.protocol))),
-                    ("fl_action", Text(t.fl_action)),
-                    ("flows", Number(t.flows)),
-                    ("packets", Number(t.packets)),
-                    ("bytes", Number(t.bytes)),
-                    ("first_seen", Number(t.first_seen)),
-                    ("last_seen", Number(t.last_seen)),
-                    ("snapshot_version", Text(&t.snapshot_version)),
-                ]);
-                if let Some(port) = t.dst_port {
-                    fields.push(("dst_port", Number(u64::from(port))));
-                }
-                if let Some(vpc) = &t.vpc {
-                    fields.push(("vpc", Text(vpc.as_str())));
-                }
+                emit("bytes", Some(Number(t.bytes)));
+                emit("dst_ip", Some(Ip(t.dst_ip)));
+                emit("dst_port", t.dst_port.map(|p| Number(p.into())));
+                emit("first_seen", Some(Number(t.first_seen)));
+                emit("fl_action", Some(Text(t.fl_action)));
+                emit("flows", Some(Number(t.flows)));
+                emit("last_seen", Some(Number(t.last_seen)));
+                emit("packets", Some(Number(t.packets)));
+                emit("protocol", Some(Number(t.protocol.into())));
+                emit("record_id", Some(Text(&t.record_id)));
+                emit("record_type", Some(Text(t.record_type.as_str())));
+                emit("scope", Some(Text(t.scope)));
+                emit("snapshot_version", Some(Text(&t.snapshot_version)));
+                emit("src_ip", Some(Ip(t.src_ip)));
+                emit("time", Some(Number(t.time)));
+                emit("vpc", t.vpc.as_deref().map(Text));
             }
-        }
-        fields.sort_unstable_by_key(|(k, _)| *k);
-        for (key, value) in fields {
-            visit(key, value);
         }
     }
 }
 
 /// Builds a deterministic record id: 16 hex digits of SHA-256 over typed, length-prefixed parts
-/// (raw bytes, no text formatting on the hot path).
+/// (raw bytes, no text formatting on the hot path). The parts are gathered into one buffer and
+/// hashed once, which costs a fraction of feeding the hasher part by part.
 #[derive(Clone)]
-pub struct RecordId(Sha256);
+pub struct RecordId(Vec<u8>);
 
 impl RecordId {
     /// Starts an id for a record of kind `kind`.
     pub fn new(kind: &str) -> Self {
-        RecordId(Sha256::new()).text(kind)
+        RecordId(Vec::with_capacity(192)).text(kind)
     }
 
     /// Adds a text part.
     pub fn text(mut self, text: &str) -> Self {
-        self.0.update((text.len() as u64).to_le_bytes());
-        self.0.update(text.as_bytes());
+        self.0.extend_from_slice(&(text.len() as u64).to_le_bytes());
+        self.0.extend_from_slice(text.as_bytes());
         self
     }
 
     /// Adds a number.
     pub fn number(mut self, number: u64) -> Self {
-        self.0.update(number.to_le_bytes());
+        self.0.extend_from_slice(&number.to_le_bytes());
         self
     }
 
@@ -399,12 +404,12 @@ impl RecordId {
     pub fn ip(mut self, ip: IpAddr) -> Self {
         match ip {
             IpAddr::V4(v4) => {
-                self.0.update([4]);
-                self.0.update(v4.octets());
+                self.0.push(4);
+                self.0.extend_from_slice(&v4.octets());
             }
             IpAddr::V6(v6) => {
-                self.0.update([6]);
-                self.0.update(v6.octets());
+                self.0.push(6);
+                self.0.extend_from_slice(&v6.octets());
             }
         }
         self
@@ -412,13 +417,99 @@ impl RecordId {
 
     /// The id.
     pub fn finish(self) -> String {
-        hex::encode(&self.0.finalize()[..8])
+        hex::encode(&Sha256::digest(&self.0)[..8])
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn hit(full: bool) -> HitRecord {
+        let some = |s: &str| full.then(|| s.to_string());
+        HitRecord {
+            record_type: RecordType::ObserveHit,
+            record_id: "0123456789abcdef".into(),
+            time: 1_763_942_460,
+            start: 1_763_942_400,
+            end: 1_763_942_460,
+            account_id: "1251762227".into(),
+            eni: "eni-1".into(),
+            direction: "egress",
+            src_ip: "10.0.1.5".parse().unwrap(),
+            src_port: full.then_some(40000),
+            dst_ip: "2001:db8::8".parse().unwrap(),
+            dst_port: full.then_some(3306),
+            protocol: 6,
+            icmp_type: full.then_some(8),
+            icmp_code: full.then_some(0),
+            fl_action: "REJECT",
+            packets: full.then_some(3),
+            bytes: full.then_some(180),
+            scope: "inter_subnet",
+            src_vpc: some("vpc-a"),
+            src_subnet: some("subnet-a"),
+            src_instance: some("ins-a"),
+            dst_vpc: some("vpc-b"),
+            dst_subnet: some("subnet-b"),
+            dst_instance: some("ins-b"),
+            decision: "block",
+            rule: full.then(|| RuleRef {
+                rule_uuid: "r-1".into(),
+                rule_order: 7,
+                rule_generation: "new",
+                rule_action: "observe",
+                rule_description: "watch \"db\"".into(),
+                rule_source: "net 10.0.0.0/8".into(),
+                rule_destination: "template ipm-1".into(),
+                rule_service: "TCP 3306".into(),
+            }),
+            deciding_rule_uuid: some("r-2"),
+            reason: full.then_some("esg_allows"),
+            indeterminate_rules: some("r-0"),
+            snapshot_version: "v1".into(),
+        }
+    }
+
+    fn traffic(full: bool) -> TrafficRecord {
+        TrafficRecord {
+            record_type: RecordType::Traffic,
+            record_id: "fedcba9876543210".into(),
+            time: 9,
+            scope: "inbound",
+            vpc: full.then(|| "vpc-a".to_string()),
+            src_ip: "203.0.113.9".parse().unwrap(),
+            dst_ip: "10.0.1.5".parse().unwrap(),
+            dst_port: full.then_some(443),
+            protocol: 6,
+            fl_action: "ACCEPT",
+            flows: 2,
+            packets: 10,
+            bytes: 1000,
+            first_seen: 1,
+            last_seen: 9,
+            snapshot_version: "v1".into(),
+        }
+    }
+
+    #[test]
+    fn visit_order_is_contents_order() {
+        for record in [
+            Record::hit(hit(true)),
+            Record::hit(hit(false)),
+            Record::Traffic(traffic(true)),
+            Record::Traffic(traffic(false)),
+        ] {
+            let mut visited = Vec::new();
+            record.visit(&mut |key, value| {
+                let mut bytes = Vec::new();
+                value.write_bytes(&mut bytes);
+                assert_eq!(String::from_utf8(bytes).unwrap(), value.to_string());
+                visited.push((key.to_string(), value.to_string()))
+            });
+            assert_eq!(visited, record.contents());
+        }
+    }
 
     #[test]
     fn ids_are_stable_and_parts_do_not_run_together() {
@@ -432,5 +523,14 @@ mod tests {
             .ip("::ffff:10.0.0.1".parse().unwrap())
             .finish();
         assert_ne!(v4, v6);
+        // Pinned: ids written by earlier versions must not change (consumers deduplicate on them).
+        assert_eq!(
+            a,
+            hex::encode(
+                &Sha256::digest(
+                    b"\x09\0\0\0\0\0\0\0block_hit\x02\0\0\0\0\0\0\0ab\x01\0\0\0\0\0\0\0c"
+                )[..8]
+            )
+        );
     }
 }

@@ -310,12 +310,11 @@ mod wire {
 /// building intermediate key/value strings. Returns each body with its log count. The bytes are
 /// what prost produces for the same [`LogGroupList`] (a test checks this).
 pub fn encode_bodies(records: &[&Record]) -> Vec<(usize, Vec<u8>)> {
-    use std::fmt::Write as _;
     let mut bodies = Vec::new();
     let mut group: Vec<u8> = Vec::with_capacity(256 * 1024);
     let (mut count, mut value_bytes) = (0usize, 0usize);
     let mut log: Vec<u8> = Vec::with_capacity(2048);
-    let mut text = String::with_capacity(64);
+    let mut text = Vec::with_capacity(64);
     let finish = |group: &mut Vec<u8>, count: usize, bodies: &mut Vec<(usize, Vec<u8>)>| {
         wire::bytes(group, 0x22, b"esgflow");
         let mut list = Vec::with_capacity(group.len() + 8);
@@ -329,11 +328,11 @@ pub fn encode_bodies(records: &[&Record]) -> Vec<(usize, Vec<u8>)> {
         wire::varint(&mut log, (record.time() as i64 * 1000) as u64);
         let mut size = 0;
         record.visit(&mut |key, value| {
-            text.clear();
-            let value: &str = match value {
-                crate::records::FieldValue::Text(t) => t,
+            let value: &[u8] = match value {
+                crate::records::FieldValue::Text(t) => t.as_bytes(),
                 other => {
-                    let _ = write!(text, "{other}");
+                    text.clear();
+                    other.write_bytes(&mut text);
                     &text
                 }
             };
@@ -345,7 +344,7 @@ pub fn encode_bodies(records: &[&Record]) -> Vec<(usize, Vec<u8>)> {
             log.push(0x12);
             wire::varint(&mut log, content_len as u64);
             wire::bytes(&mut log, 0x0a, key.as_bytes());
-            wire::bytes(&mut log, 0x12, value.as_bytes());
+            wire::bytes(&mut log, 0x12, value);
             size += key.len() + value.len();
         });
         if count > 0 && (count == MAX_LOGS_PER_GROUP || value_bytes + size > MAX_GROUP_BYTES) {
