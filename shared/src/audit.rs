@@ -8,13 +8,13 @@
 //! one flow seen on both ENIs, judges every flow against the engine and produces the records.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use std::time::SystemTime;
 
@@ -122,7 +122,7 @@ pub struct InvocationSummary {
 /// invocations of a warm instance.
 pub struct AuditFunction {
     config: AuditConfig,
-    snapshots: Mutex<SnapshotCache>,
+    snapshots: tokio::sync::Mutex<SnapshotCache>,
     sink: Box<dyn RecordSink>,
     alerts: tokio::sync::Mutex<Dispatcher>,
 }
@@ -140,7 +140,7 @@ impl AuditFunction {
 
     /// Builds the function with a given sink (tests).
     pub fn with_sink(config: AuditConfig, sink: Box<dyn RecordSink>) -> Self {
-        let snapshots = Mutex::new(SnapshotCache::new(&config.snapshot, config.snapshot_ttl));
+        let snapshots = tokio::sync::Mutex::new(config.snapshot.cache(config.snapshot_ttl));
         let state: Box<dyn AlertState> = match config.alerts.redis.as_deref().map(RedisState::new) {
             Some(Ok(redis)) => Box::new(redis),
             Some(Err(error)) => {
@@ -164,17 +164,18 @@ impl AuditFunction {
 
     /// Loads the snapshot ahead of the first invocation (cold start). A failure is logged; the
     /// first invocation tries again and fails with the error if it persists.
-    pub fn warm_up(&self) {
-        if let Err(err) = self.engine() {
+    pub async fn warm_up(&self) {
+        if let Err(err) = self.engine(Instant::now() + Duration::from_secs(10)).await {
             tracing::error!(error = %err, "rule snapshot not loaded at start-up");
         }
     }
 
-    fn engine(&self) -> Result<Arc<Engine>, SnapshotUnavailable> {
+    async fn engine(&self, deadline: Instant) -> Result<Arc<Engine>, SnapshotUnavailable> {
         self.snapshots
             .lock()
-            .expect("the cache lock is never poisoned: no panics while held")
-            .engine(Instant::now())
+            .await
+            .engine_by(Instant::now(), deadline)
+            .await
     }
 
     /// Handles one CLS batch: decode, parse, judge, write; fails (so SCF retries) if the batch
@@ -186,7 +187,7 @@ impl AuditFunction {
     ) -> Result<InvocationSummary, AuditError> {
         let started = Instant::now();
         let (batch, flows) = parse_batch(event, &self.config.decode_limits)?;
-        let engine = self.engine()?;
+        let engine = self.engine(deadline).await?;
         let (records, judged) = judge(&engine, flows, &self.config.monitored);
         let written = if records.is_empty() {
             Written::new()

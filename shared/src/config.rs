@@ -74,7 +74,15 @@ pub const SNAPSHOT: Setting = Setting {
     name: "ESGFLOW_SNAPSHOT",
     default: None,
     functions: &[Function::Audit, Function::Lookup],
-    description: "Path of the rule snapshot JSON (built by `esgflow snapshot build`). Required.",
+    description: "Where the rule snapshot is: a path or `file:///path.json` (one file), `dir:///path` (a directory of versions with `latest.json`), or `cos://<bucket>-<appid>/<prefix>?region=<region>` (COS, as the sync function publishes it). Required.",
+};
+
+/// `ESGFLOW_COS_ENDPOINT`: the COS endpoint override.
+pub const COS_ENDPOINT: Setting = Setting {
+    name: "ESGFLOW_COS_ENDPOINT",
+    default: None,
+    functions: Function::ALL,
+    description: "Replaces `https://<bucket>.cos.<region>.myqcloud.com` for a `cos://` snapshot location (a test server, or a private endpoint).",
 };
 
 /// `ESGFLOW_SNAPSHOT_TTL_SECONDS`: how long a warm instance trusts its snapshot.
@@ -129,7 +137,7 @@ pub const JSONL_PATH: Setting = Setting {
 pub const REGION: Setting = Setting {
     name: "TENCENTCLOUD_REGION",
     default: None,
-    functions: &[Function::Audit, Function::Lookup],
+    functions: Function::ALL,
     description: "Region for API calls (`X-TC-Region`); SCF sets it.",
 };
 
@@ -242,6 +250,7 @@ pub const SETTINGS: &[Setting] = &[
     MAX_DECODED_BYTES,
     SNAPSHOT,
     SNAPSHOT_TTL_SECONDS,
+    COS_ENDPOINT,
     MONITORED_VPCS,
     CLS_TOPIC_ID,
     CLS_TRAFFIC_TOPIC_ID,
@@ -274,8 +283,8 @@ pub struct LookupConfig {
     pub auth: crate::lookup::Auth,
     /// Body cap.
     pub max_body_bytes: usize,
-    /// The snapshot file.
-    pub snapshot: std::path::PathBuf,
+    /// Where the snapshot is.
+    pub snapshot: SnapshotSource,
     /// How long a loaded snapshot is trusted.
     pub snapshot_ttl: std::time::Duration,
     /// Where `/v1/hits` searches, when a hits topic is configured.
@@ -313,11 +322,71 @@ impl LookupConfig {
             hits,
             auth,
             max_body_bytes: LOOKUP_MAX_BODY_BYTES.parse_from(lookup)?.unwrap_or(1 << 20),
-            snapshot: required(&SNAPSHOT, lookup)?.into(),
+            snapshot: SnapshotSource::from_lookup(lookup)?,
             snapshot_ttl: std::time::Duration::from_secs(
                 SNAPSHOT_TTL_SECONDS.parse_from(lookup)?.unwrap_or(300),
             ),
         })
+    }
+}
+
+/// Where a function reads (or the sync function publishes) snapshots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotSource {
+    /// `ESGFLOW_SNAPSHOT`.
+    pub location: crate::snapshot::store::SnapshotLocation,
+    /// `TENCENTCLOUD_REGION`, for a `cos://` location without `?region=`.
+    pub region: Option<String>,
+    /// `ESGFLOW_COS_ENDPOINT`.
+    pub cos_endpoint: Option<String>,
+}
+
+impl SnapshotSource {
+    /// Reads and validates `ESGFLOW_SNAPSHOT` (and what a COS location needs).
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let text = required(&SNAPSHOT, lookup)?;
+        let location =
+            crate::snapshot::store::SnapshotLocation::parse(&text).map_err(|problem| {
+                ConfigError {
+                    setting: SNAPSHOT.name,
+                    value: text.clone(),
+                    problem,
+                }
+            })?;
+        let source = Self {
+            location,
+            region: REGION.raw_from(lookup).map(|r| r.trim().to_string()),
+            cos_endpoint: COS_ENDPOINT.raw_from(lookup).map(|e| e.trim().to_string()),
+        };
+        source.store().map_err(|problem| ConfigError {
+            setting: SNAPSHOT.name,
+            value: text,
+            problem,
+        })?;
+        Ok(source)
+    }
+
+    /// A local file (tests, the CLI).
+    pub fn file(path: impl Into<std::path::PathBuf>) -> Self {
+        Self {
+            location: crate::snapshot::store::SnapshotLocation::File(path.into()),
+            region: None,
+            cos_endpoint: None,
+        }
+    }
+
+    /// Opens the store.
+    pub fn store(&self) -> Result<Box<dyn crate::snapshot::store::SnapshotStore>, String> {
+        self.location
+            .open(self.region.as_deref(), self.cos_endpoint.as_deref())
+    }
+
+    /// A snapshot cache over the store.
+    pub fn cache(&self, ttl: std::time::Duration) -> crate::snapshot::cache::SnapshotCache {
+        let store = self
+            .store()
+            .expect("validated when the configuration was read");
+        crate::snapshot::cache::SnapshotCache::with_store(store, ttl)
     }
 }
 
@@ -507,8 +576,8 @@ pub enum SinkConfig {
 pub struct AuditConfig {
     /// Decoding caps for CLS events.
     pub decode_limits: crate::events::DecodeLimits,
-    /// The snapshot file.
-    pub snapshot: std::path::PathBuf,
+    /// Where the snapshot is.
+    pub snapshot: SnapshotSource,
     /// How long a loaded snapshot is trusted.
     pub snapshot_ttl: std::time::Duration,
     /// Which VPCs are monitored.
@@ -549,7 +618,7 @@ impl AuditConfig {
             }
             decode_limits.max_decoded_bytes = max;
         }
-        let snapshot = required(&SNAPSHOT, lookup)?.into();
+        let snapshot = SnapshotSource::from_lookup(lookup)?;
         let ttl: u64 = SNAPSHOT_TTL_SECONDS.parse_from(lookup)?.unwrap_or(300);
         let monitored = match MONITORED_VPCS.raw_from(lookup) {
             Some(list) => crate::audit::Monitored::Only(

@@ -9,8 +9,8 @@
 //! 413, 503 (no snapshot) or 500 (request id only, no internals).
 
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::time::Instant;
+use tokio::sync::Mutex;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -101,7 +101,7 @@ impl Lookup {
         let result = if request.path.trim_end_matches('/') == "/v1/hits" {
             self.hits(request, deadline).await
         } else {
-            self.route(request)
+            self.route(request, deadline).await
         };
         match result {
             Ok(body) => ApiGatewayResponse::json(200, &body),
@@ -122,7 +122,11 @@ impl Lookup {
         }
     }
 
-    fn route(&self, request: &ApiGatewayRequest) -> Result<Value, Failure> {
+    async fn route(
+        &self,
+        request: &ApiGatewayRequest,
+        deadline: Instant,
+    ) -> Result<Value, Failure> {
         let path = request.path.trim_end_matches('/');
         let method = request.http_method.as_str();
         let allowed = |methods: &[&str]| {
@@ -167,18 +171,18 @@ impl Lookup {
                         ),
                     ));
                 }
-                let engine = self.engine()?;
+                let engine = self.engine(deadline).await?;
                 explain(&engine, &body)
             }
             "/v1/snapshot" => {
                 allowed(&["GET"])?;
-                let engine = self.engine()?;
+                let engine = self.engine(deadline).await?;
                 Ok(snapshot_status(&engine))
             }
             _ => {
                 allowed(&["GET"])?;
                 let uuid = &path["/v1/rules/".len()..];
-                let engine = self.engine()?;
+                let engine = self.engine(deadline).await?;
                 rule(&engine, uuid)
             }
         }
@@ -253,11 +257,12 @@ impl Lookup {
         }
     }
 
-    fn engine(&self) -> Result<std::sync::Arc<Engine>, Failure> {
+    async fn engine(&self, deadline: Instant) -> Result<std::sync::Arc<Engine>, Failure> {
         self.snapshots
             .lock()
-            .expect("no panics while the cache lock is held")
-            .engine(Instant::now())
+            .await
+            .engine_by(Instant::now(), deadline)
+            .await
             .map_err(|err| fail(503, "snapshot_unavailable", err.to_string()))
     }
 }

@@ -12,7 +12,7 @@ async fn main() {
         .map_err(|e| e.to_string())
         .and_then(|config| AuditFunction::new(config).map_err(|e| e.to_string()))
         .unwrap_or_else(|err| fail_start(&err));
-    function.warm_up();
+    function.warm_up().await;
     let function = &function;
     let handler = service_fn(move |event: LambdaEvent<ClsTriggerEvent>| async move {
         let summary = function

@@ -4,7 +4,6 @@ use esgflow::config::LookupConfig;
 use esgflow::events::{ApiGatewayRequest, ApiGatewayResponse};
 use esgflow::lookup::Lookup;
 use esgflow::runtime::{self, service_fn, Diagnostic, LambdaEvent};
-use esgflow::snapshot::cache::SnapshotCache;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
@@ -13,7 +12,7 @@ async fn main() {
     let mut lookup = Lookup::new(
         config.auth,
         config.max_body_bytes,
-        SnapshotCache::new(&config.snapshot, config.snapshot_ttl),
+        config.snapshot.cache(config.snapshot_ttl),
     );
     if let Some(hits) = config.hits {
         lookup = lookup.with_hits(hits);

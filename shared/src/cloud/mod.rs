@@ -3,6 +3,7 @@
 //! credentials are temporary) and never logged: [`Credentials`]'s `Debug` hides the secrets.
 
 pub mod api;
+pub mod qsign;
 pub mod tc3;
 
 use std::fmt;

@@ -1,13 +1,14 @@
-//! The snapshot as a warm function instance holds it: loaded at cold start, compiled once, and
-//! re-read after a TTL. A failed refresh keeps the last good engine (and logs a warning); with no
-//! good engine yet, every invocation tries again and fails with a clear error until it loads.
+//! The snapshot as a warm function instance holds it: loaded at cold start from its
+//! [`SnapshotStore`], compiled once, and re-validated after a TTL (a conditional read: an
+//! unchanged snapshot is not transferred or compiled again). A failed refresh keeps the last good
+//! engine (and logs a warning); with no good engine yet, every invocation tries again and fails
+//! with a clear error until it loads.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::store::{FileStore, Latest, SnapshotStore};
 use crate::engine::Engine;
-use crate::snapshot::Snapshot;
 
 /// No usable snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,87 +20,124 @@ pub struct SnapshotUnavailable {
     pub message: String,
 }
 
-/// A cached, compiled snapshot read from a file.
+/// A cached, compiled snapshot read from a store.
 #[derive(Debug)]
 pub struct SnapshotCache {
-    path: PathBuf,
+    store: Box<dyn SnapshotStore>,
     ttl: Duration,
     engine: Option<Arc<Engine>>,
+    tag: Option<String>,
     checked_at: Option<Instant>,
 }
 
+/// How long one load may take when the caller has no deadline of its own (cold start).
+const LOAD_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl SnapshotCache {
     /// A cache of the snapshot file at `path`, re-read every `ttl`.
-    pub fn new(path: impl Into<PathBuf>, ttl: Duration) -> Self {
+    pub fn new(path: impl Into<std::path::PathBuf>, ttl: Duration) -> Self {
+        Self::with_store(Box::new(FileStore::new(path)), ttl)
+    }
+
+    /// A cache over any store.
+    pub fn with_store(store: Box<dyn SnapshotStore>, ttl: Duration) -> Self {
         Self {
-            path: path.into(),
+            store,
             ttl,
             engine: None,
+            tag: None,
             checked_at: None,
         }
     }
 
-    fn load(&self) -> Result<Snapshot, SnapshotUnavailable> {
-        Snapshot::load(&self.path).map_err(|err| SnapshotUnavailable {
-            source_name: self.path.display().to_string(),
-            message: err.to_string(),
-        })
+    /// Where the snapshot comes from.
+    pub fn describe(&self) -> String {
+        self.store.describe()
     }
 
-    fn compile(&self, snapshot: &Snapshot) -> Result<Arc<Engine>, SnapshotUnavailable> {
-        Engine::compile(snapshot)
-            .map(Arc::new)
-            .map_err(|err| SnapshotUnavailable {
-                source_name: self.path.display().to_string(),
-                message: err.to_string(),
-            })
+    fn unavailable(&self, message: impl std::fmt::Display) -> SnapshotUnavailable {
+        SnapshotUnavailable {
+            source_name: self.store.describe(),
+            message: message.to_string(),
+        }
     }
 
-    /// The current engine, loading or refreshing as needed.
-    pub fn engine(&mut self, now: Instant) -> Result<Arc<Engine>, SnapshotUnavailable> {
+    /// Reads the store: `Ok(None)` when the snapshot is the one already held.
+    async fn load(
+        &self,
+        deadline: Instant,
+    ) -> Result<Option<(Arc<Engine>, String)>, SnapshotUnavailable> {
+        let known = self.engine.as_ref().and(self.tag.as_deref());
+        match self.store.latest(known, deadline).await {
+            Ok(Latest::Unchanged) => Ok(None),
+            Ok(Latest::Missing) => Err(self.unavailable("no snapshot has been published there")),
+            Ok(Latest::Found { snapshot, tag }) => {
+                if let Some(current) = &self.engine {
+                    if !snapshot.version.is_empty() && snapshot.version == current.version() {
+                        return Ok(Some((current.clone(), tag)));
+                    }
+                }
+                let engine = Engine::compile(&snapshot).map_err(|e| self.unavailable(e))?;
+                Ok(Some((Arc::new(engine), tag)))
+            }
+            Err(err) => Err(self.unavailable(err.message)),
+        }
+    }
+
+    /// The current engine, loading or refreshing as needed; store reads end by `deadline`.
+    pub async fn engine_by(
+        &mut self,
+        now: Instant,
+        deadline: Instant,
+    ) -> Result<Arc<Engine>, SnapshotUnavailable> {
         let due = self
             .checked_at
             .is_none_or(|at| now.duration_since(at) >= self.ttl);
-        match (&self.engine, due) {
-            (Some(engine), false) => Ok(engine.clone()),
+        match (self.engine.clone(), due) {
+            (Some(engine), false) => Ok(engine),
             (None, _) => {
-                let engine = self.compile(&self.load()?)?;
+                let (engine, tag) = self.load(deadline).await?.ok_or_else(|| {
+                    self.unavailable("the store answered 'unchanged' to a first read")
+                })?;
                 tracing::info!(
                     version = engine.version(),
                     rules = engine.rules().len(),
+                    store = %self.store.describe(),
                     "rule snapshot loaded"
                 );
                 self.engine = Some(engine.clone());
+                self.tag = Some(tag);
                 self.checked_at = Some(now);
                 Ok(engine)
             }
             (Some(current), true) => {
                 self.checked_at = Some(now);
-                let refreshed = self.load().and_then(|snapshot| {
-                    if snapshot.version == current.version() && !snapshot.version.is_empty() {
-                        Ok(None)
-                    } else {
-                        self.compile(&snapshot).map(Some)
-                    }
-                });
-                match refreshed {
-                    Ok(Some(engine)) => {
-                        tracing::info!(
-                            from = current.version(),
-                            to = engine.version(),
-                            "rule snapshot refreshed"
-                        );
+                match self.load(deadline).await {
+                    Ok(Some((engine, tag))) => {
+                        if engine.version() != current.version() {
+                            tracing::info!(
+                                from = current.version(),
+                                to = engine.version(),
+                                "rule snapshot refreshed"
+                            );
+                        }
                         self.engine = Some(engine.clone());
+                        self.tag = Some(tag);
                         Ok(engine)
                     }
-                    Ok(None) => Ok(current.clone()),
+                    Ok(None) => Ok(current),
                     Err(err) => {
                         tracing::warn!(error = %err, version = current.version(), "snapshot refresh failed; keeping the last good snapshot");
-                        Ok(current.clone())
+                        Ok(current)
                     }
                 }
             }
         }
+    }
+
+    /// [`engine_by`](Self::engine_by) with the default load timeout.
+    pub async fn engine(&mut self, now: Instant) -> Result<Arc<Engine>, SnapshotUnavailable> {
+        self.engine_by(now, Instant::now() + LOAD_TIMEOUT).await
     }
 }
 
@@ -108,45 +146,37 @@ mod tests {
     use super::*;
     use crate::engine::synthetic;
 
-    #[test]
-    fn loads_keeps_and_refreshes() {
+    #[tokio::test]
+    async fn loads_keeps_and_refreshes() {
         let dir = std::env::temp_dir().join(format!("esgflow-cache-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("snapshot.json");
         let mut cache = SnapshotCache::new(&path, Duration::from_secs(60));
         let t0 = Instant::now();
-        let err = cache.engine(t0).unwrap_err();
+        let err = cache.engine(t0).await.unwrap_err();
         assert!(err.to_string().contains("snapshot.json"), "{err}");
 
         let first = synthetic::snapshot(20, 2, 1);
         first.save(&path).unwrap();
-        assert_eq!(cache.engine(t0).unwrap().version(), first.version);
+        assert_eq!(cache.engine(t0).await.unwrap().version(), first.version);
 
         let second = synthetic::snapshot(20, 2, 2);
         second.save(&path).unwrap();
+        let at = |s| t0 + Duration::from_secs(s);
         assert_eq!(
-            cache
-                .engine(t0 + Duration::from_secs(30))
-                .unwrap()
-                .version(),
+            cache.engine(at(30)).await.unwrap().version(),
             first.version,
             "within the TTL"
         );
         assert_eq!(
-            cache
-                .engine(t0 + Duration::from_secs(61))
-                .unwrap()
-                .version(),
+            cache.engine(at(61)).await.unwrap().version(),
             second.version,
             "after the TTL"
         );
 
         std::fs::write(&path, "{ broken").unwrap();
         assert_eq!(
-            cache
-                .engine(t0 + Duration::from_secs(200))
-                .unwrap()
-                .version(),
+            cache.engine(at(200)).await.unwrap().version(),
             second.version,
             "a failed refresh keeps the last good one"
         );

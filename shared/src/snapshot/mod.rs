@@ -10,6 +10,7 @@
 
 pub mod cache;
 mod import;
+pub mod store;
 pub mod values;
 
 use std::collections::BTreeMap;
