@@ -133,7 +133,7 @@ pub fn verify(
     if signed_headers.len() != signed.len() {
         return Err(format!("signed headers {signed:?} are not all present"));
     }
-    if !signed.iter().any(|h| *h == "host") {
+    if !signed.contains(&"host") {
         return Err("host is not signed".into());
     }
     let request = Request {
