@@ -91,7 +91,20 @@ async fn records_reach_cls_signed_compressed_and_decodable() {
         "the accepted flow on two ENIs is one flow"
     );
     assert_eq!(summary["duplicates"], 1);
-    assert_eq!(summary["written"]["topic-hits"], 4);
+    // 4 hits and 3 per-rule hit counters.
+    assert_eq!(summary["written"]["topic-hits"], 7);
+    assert_eq!(summary["records"]["rule_hits"], 3);
+    let counter = hits
+        .iter()
+        .find(|l| l.fields["record_type"] == "rule_hits" && l.fields["rule_uuid"] == "7010")
+        .expect("a hit counter for the blocking rule");
+    assert_eq!(
+        (
+            counter.fields["hits"].as_str(),
+            counter.fields["block_hits"].as_str()
+        ),
+        ("1", "1")
+    );
     assert_eq!(summary["written"]["topic-traffic"], 3);
     assert_eq!(summary["records"]["block_hit"], 1);
 }
@@ -136,7 +149,7 @@ async fn throttling_is_retried_and_the_data_lands_once() {
         .iter()
         .map(|l| l.fields["record_id"].clone())
         .collect();
-    assert_eq!(ids.len(), 7);
+    assert_eq!(ids.len(), 10);
     let mut unique = ids.clone();
     unique.sort();
     unique.dedup();

@@ -28,7 +28,9 @@ use crate::snapshot::cache::{SnapshotCache, SnapshotUnavailable};
 use crate::engine::{likely_reply, Decision, Engine, FlowKey, Placement};
 use crate::events::{ClsTriggerEvent, DecodeError, DecodeLimits, DecodedBatch};
 use crate::flowlog::{self, FlowAction, FlowRecord, Parsed, SkipReason};
-use crate::records::{HitRecord, Record, RecordId, RecordType, RuleRef, TrafficRecord};
+use crate::records::{
+    HitRecord, Record, RecordId, RecordType, RuleHitsRecord, RuleRef, TrafficRecord,
+};
 use crate::runtime::Diagnostic;
 
 /// How many sample records are kept per skip reason.
@@ -423,6 +425,7 @@ pub fn judge(
     let mut traffic: FastMap<TrafficKey<'_>, Aggregate> = FastMap::default();
     // Rules named by records are described once per batch, then cloned.
     let mut rule_refs: FastMap<u32, RuleRef> = FastMap::default();
+    let mut counters: FastMap<u32, HitCounter> = FastMap::default();
     let mut rule_ref = |id: u32| {
         rule_refs
             .entry(id)
@@ -471,6 +474,27 @@ pub fn judge(
             Some(engine.evaluate(&FlowKey::of(flow)))
         };
         let decision = evaluation.as_ref().map_or(Decision::None, |e| e.decision);
+        if let Some(evaluation) = &evaluation {
+            let mut count = |rule: u32, block: bool, observe: bool| {
+                let counter = counters.entry(rule).or_insert_with(|| HitCounter {
+                    first: u64::MAX,
+                    ..HitCounter::default()
+                });
+                counter.hits += 1;
+                counter.block_hits += u64::from(block);
+                counter.observe_hits += u64::from(observe);
+                counter.first = counter.first.min(flow.start);
+                counter.last = counter.last.max(flow.end);
+            };
+            if let Some(rule) = decision.rule() {
+                let blocked =
+                    matches!(decision, Decision::Block { .. }) && flow.action == FlowAction::Reject;
+                count(rule, blocked, false);
+            }
+            for &observed in &evaluation.observed {
+                count(observed, false, true);
+            }
+        }
         let indeterminate = evaluation
             .as_ref()
             .filter(|e| !e.indeterminate.is_empty())
@@ -627,10 +651,50 @@ pub fn judge(
             snapshot_version: version.clone(),
         }));
     }
+    // Hit counters per rule. Their ids include a fingerprint of the batch (its traffic record
+    // ids, which cover every judged flow), so equal counts from two batches stay two records while
+    // a retried batch writes the same ids.
+    let fingerprint = records
+        .iter()
+        .filter(|r| r.record_type() == RecordType::Traffic)
+        .fold(RecordId::new("batch"), |id, r| id.text(r.record_id()))
+        .finish();
+    let mut counters: Vec<(u32, HitCounter)> = counters.into_iter().collect();
+    counters.sort_unstable_by_key(|(rule, _)| *rule);
+    for (rule, counter) in counters {
+        let compiled = engine.rule(rule);
+        records.push(Record::RuleHits(Box::new(RuleHitsRecord {
+            record_type: RecordType::RuleHits,
+            record_id: RecordId::new("rule_hits")
+                .text(&compiled.rule.uuid)
+                .text(&fingerprint)
+                .text(&version)
+                .finish(),
+            time: counter.last,
+            rule_uuid: compiled.rule.uuid.clone(),
+            rule_action: compiled.rule.action.as_str(),
+            hits: counter.hits,
+            block_hits: counter.block_hits,
+            observe_hits: counter.observe_hits,
+            first_hit: counter.first,
+            last_hit: counter.last,
+            snapshot_version: version.clone(),
+        })));
+    }
     for record in &records {
         *stats.records.entry(record.record_type()).or_default() += 1;
     }
     (records, stats)
+}
+
+/// Hits of one rule in one batch.
+#[derive(Default)]
+struct HitCounter {
+    hits: u64,
+    block_hits: u64,
+    observe_hits: u64,
+    first: u64,
+    last: u64,
 }
 
 #[cfg(test)]

@@ -141,6 +141,13 @@ pub const REGION: Setting = Setting {
     description: "Region for API calls (`X-TC-Region`); SCF sets it.",
 };
 
+macro_rules! alert_setting {
+    ($(#[$doc:meta])* $constant:ident, $name:literal, $default:expr, $description:literal) => {
+        $(#[$doc])*
+        pub const $constant: Setting = Setting { name: $name, default: $default, functions: &[Function::Audit, Function::Sync], description: $description };
+    };
+}
+
 macro_rules! audit_setting {
     ($(#[$doc:meta])* $constant:ident, $name:literal, $default:expr, $description:literal) => {
         $(#[$doc])*
@@ -148,45 +155,45 @@ macro_rules! audit_setting {
     };
 }
 
-audit_setting!(
+alert_setting!(
     /// WeCom robot URL.
     ALERT_WECOM_URL, "ESGFLOW_ALERT_WECOM_URL", None,
     "WeCom group robot webhook URL (`https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…`); a secret."
 );
-audit_setting!(
+alert_setting!(
     /// DingTalk robot URL.
     ALERT_DINGTALK_URL, "ESGFLOW_ALERT_DINGTALK_URL", None,
     "DingTalk robot URL (`https://oapi.dingtalk.com/robot/send?access_token=…`); a secret."
 );
-audit_setting!(
+alert_setting!(
     /// DingTalk signing secret.
     ALERT_DINGTALK_SECRET, "ESGFLOW_ALERT_DINGTALK_SECRET", None,
     "DingTalk robot signing secret (`SEC…`), for 加签."
 );
-audit_setting!(
+alert_setting!(
     /// Feishu bot URL.
     ALERT_FEISHU_URL, "ESGFLOW_ALERT_FEISHU_URL", None,
     "Feishu/Lark custom bot URL (`https://open.feishu.cn/open-apis/bot/v2/hook/…`); a secret."
 );
-audit_setting!(
+alert_setting!(
     /// Feishu signing secret.
     ALERT_FEISHU_SECRET, "ESGFLOW_ALERT_FEISHU_SECRET", None,
     "Feishu/Lark signature-verification secret."
 );
-audit_setting!(
+alert_setting!(
     /// Generic webhook URL.
     ALERT_WEBHOOK_URL, "ESGFLOW_ALERT_WEBHOOK_URL", None,
     "Generic webhook URL: receives the alert and its records as JSON."
 );
-audit_setting!(
+alert_setting!(
     /// Generic webhook secret.
     ALERT_WEBHOOK_SECRET, "ESGFLOW_ALERT_WEBHOOK_SECRET", None,
     "Secret for `X-Esgflow-Signature: sha256=<hex HMAC-SHA256 of the body>`."
 );
-audit_setting!(
+alert_setting!(
     /// Record types that alert.
     ALERT_KINDS, "ESGFLOW_ALERT_KINDS", Some("block_hit"),
-    "Comma-separated record types that raise alerts: block_hit, observe_hit, unattributed_block, snapshot_drift."
+    "Comma-separated record types that raise alerts: block_hit, observe_hit, unattributed_block, snapshot_drift (audit), rule_change (sync: one message per snapshot change)."
 );
 audit_setting!(
     /// Minimum flows per rule per batch.
@@ -426,13 +433,14 @@ impl AlertConfig {
                 RecordType::ObserveHit,
                 RecordType::UnattributedBlock,
                 RecordType::SnapshotDrift,
+                RecordType::RuleChange,
             ]
             .into_iter()
             .find(|k| k.as_str() == kind)
             .ok_or_else(|| ConfigError {
                 setting: ALERT_KINDS.name,
                 value: kind.clone(),
-                problem: "not one of block_hit, observe_hit, unattributed_block, snapshot_drift"
+                problem: "not one of block_hit, observe_hit, unattributed_block, snapshot_drift, rule_change"
                     .to_string(),
             })?;
             kinds.insert(parsed);

@@ -21,16 +21,25 @@ pub enum RecordType {
     SnapshotDrift,
     /// Aggregated traffic.
     Traffic,
+    /// A rule added, removed, modified or reordered between two snapshots.
+    RuleChange,
+    /// A rule-hygiene finding (shadowed, redundant, unresolvable, unused).
+    RuleHygiene,
+    /// Per-rule hit counters of one batch.
+    RuleHits,
 }
 
 impl RecordType {
     /// Every type.
-    pub const ALL: [RecordType; 5] = [
+    pub const ALL: [RecordType; 8] = [
         RecordType::BlockHit,
         RecordType::ObserveHit,
         RecordType::UnattributedBlock,
         RecordType::SnapshotDrift,
         RecordType::Traffic,
+        RecordType::RuleChange,
+        RecordType::RuleHygiene,
+        RecordType::RuleHits,
     ];
 
     /// The snake_case name.
@@ -41,6 +50,9 @@ impl RecordType {
             RecordType::UnattributedBlock => "unattributed_block",
             RecordType::SnapshotDrift => "snapshot_drift",
             RecordType::Traffic => "traffic",
+            RecordType::RuleChange => "rule_change",
+            RecordType::RuleHygiene => "rule_hygiene",
+            RecordType::RuleHits => "rule_hits",
         }
     }
 }
@@ -190,6 +202,100 @@ pub struct TrafficRecord {
     pub snapshot_version: String,
 }
 
+/// A change to one rule between two snapshots (written by the sync function).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleChangeRecord {
+    /// Always `rule_change`.
+    pub record_type: RecordType,
+    /// Deterministic id (the change, the rule and both versions).
+    pub record_id: String,
+    /// When the new snapshot was taken, Unix seconds.
+    pub time: u64,
+    /// `added`, `removed`, `modified` or `reordered`.
+    pub change: &'static str,
+    /// Rule id.
+    pub rule_uuid: String,
+    /// `new` or `old` ESG.
+    pub rule_generation: &'static str,
+    /// The rule's position now (before, for a removed rule).
+    pub rule_order: u64,
+    /// Its position before, for a reordered or modified rule whose position changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_order: Option<u64>,
+    /// accept, drop or observe (now; before, for a removed rule).
+    pub rule_action: &'static str,
+    /// Description.
+    pub rule_description: String,
+    /// The fields that changed (comma list), for a modified rule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields: Option<String>,
+    /// The changed fields' old values (a JSON object), or the whole removed rule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
+    /// The changed fields' new values (a JSON object), or the whole added rule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// The previous snapshot.
+    pub from_version: String,
+    /// The new snapshot.
+    pub snapshot_version: String,
+}
+
+/// A rule-hygiene finding (written by the sync function).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleHygieneRecord {
+    /// Always `rule_hygiene`.
+    pub record_type: RecordType,
+    /// Deterministic id (finding, rule, snapshot).
+    pub record_id: String,
+    /// When the snapshot was taken, Unix seconds.
+    pub time: u64,
+    /// `shadowed`, `redundant`, `unresolvable`, `undecided` or `unused`.
+    pub finding: &'static str,
+    /// Rule id.
+    pub rule_uuid: String,
+    /// Position.
+    pub rule_order: u64,
+    /// accept, drop or observe.
+    pub rule_action: &'static str,
+    /// Description.
+    pub rule_description: String,
+    /// The rules that cover it (comma list of uuids).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub covering_rules: Option<String>,
+    /// Why.
+    pub detail: String,
+    /// The snapshot analysed.
+    pub snapshot_version: String,
+}
+
+/// Hits of one rule in one batch (written by the audit function, summed from CLS).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleHitsRecord {
+    /// Always `rule_hits`.
+    pub record_type: RecordType,
+    /// Deterministic id.
+    pub record_id: String,
+    /// Last hit, Unix seconds.
+    pub time: u64,
+    /// Rule id.
+    pub rule_uuid: String,
+    /// accept, drop or observe.
+    pub rule_action: &'static str,
+    /// Flows the rule decided or observed in the batch.
+    pub hits: u64,
+    /// Of which block hits.
+    pub block_hits: u64,
+    /// Of which observe hits.
+    pub observe_hits: u64,
+    /// Earliest hit (window start), Unix seconds.
+    pub first_hit: u64,
+    /// Latest hit (window end), Unix seconds.
+    pub last_hit: u64,
+    /// The snapshot the batch was judged against.
+    pub snapshot_version: String,
+}
+
 /// Any record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
@@ -198,6 +304,12 @@ pub enum Record {
     Hit(Box<HitRecord>),
     /// Aggregated traffic.
     Traffic(TrafficRecord),
+    /// A rule change.
+    RuleChange(Box<RuleChangeRecord>),
+    /// A hygiene finding.
+    RuleHygiene(Box<RuleHygieneRecord>),
+    /// Rule hit counters.
+    RuleHits(Box<RuleHitsRecord>),
 }
 
 impl Record {
@@ -211,6 +323,9 @@ impl Record {
         match self {
             Record::Hit(h) => h.record_type,
             Record::Traffic(t) => t.record_type,
+            Record::RuleChange(c) => c.record_type,
+            Record::RuleHygiene(h) => h.record_type,
+            Record::RuleHits(h) => h.record_type,
         }
     }
 
@@ -219,6 +334,9 @@ impl Record {
         match self {
             Record::Hit(h) => &h.record_id,
             Record::Traffic(t) => &t.record_id,
+            Record::RuleChange(c) => &c.record_id,
+            Record::RuleHygiene(h) => &h.record_id,
+            Record::RuleHits(h) => &h.record_id,
         }
     }
 
@@ -227,6 +345,9 @@ impl Record {
         match self {
             Record::Hit(h) => h.time,
             Record::Traffic(t) => t.time,
+            Record::RuleChange(c) => c.time,
+            Record::RuleHygiene(h) => h.time,
+            Record::RuleHits(h) => h.time,
         }
     }
 
@@ -371,6 +492,49 @@ impl Record {
                 emit("time", Some(Number(t.time)));
                 emit("vpc", t.vpc.as_deref().map(Text));
             }
+            Record::RuleChange(c) => {
+                emit("after", c.after.as_deref().map(Text));
+                emit("before", c.before.as_deref().map(Text));
+                emit("change", Some(Text(c.change)));
+                emit("fields", c.fields.as_deref().map(Text));
+                emit("from_version", Some(Text(&c.from_version)));
+                emit("previous_order", c.previous_order.map(Number));
+                emit("record_id", Some(Text(&c.record_id)));
+                emit("record_type", Some(Text(c.record_type.as_str())));
+                emit("rule_action", Some(Text(c.rule_action)));
+                emit("rule_description", Some(Text(&c.rule_description)));
+                emit("rule_generation", Some(Text(c.rule_generation)));
+                emit("rule_order", Some(Number(c.rule_order)));
+                emit("rule_uuid", Some(Text(&c.rule_uuid)));
+                emit("snapshot_version", Some(Text(&c.snapshot_version)));
+                emit("time", Some(Number(c.time)));
+            }
+            Record::RuleHygiene(h) => {
+                emit("covering_rules", h.covering_rules.as_deref().map(Text));
+                emit("detail", Some(Text(&h.detail)));
+                emit("finding", Some(Text(h.finding)));
+                emit("record_id", Some(Text(&h.record_id)));
+                emit("record_type", Some(Text(h.record_type.as_str())));
+                emit("rule_action", Some(Text(h.rule_action)));
+                emit("rule_description", Some(Text(&h.rule_description)));
+                emit("rule_order", Some(Number(h.rule_order)));
+                emit("rule_uuid", Some(Text(&h.rule_uuid)));
+                emit("snapshot_version", Some(Text(&h.snapshot_version)));
+                emit("time", Some(Number(h.time)));
+            }
+            Record::RuleHits(h) => {
+                emit("block_hits", Some(Number(h.block_hits)));
+                emit("first_hit", Some(Number(h.first_hit)));
+                emit("hits", Some(Number(h.hits)));
+                emit("last_hit", Some(Number(h.last_hit)));
+                emit("observe_hits", Some(Number(h.observe_hits)));
+                emit("record_id", Some(Text(&h.record_id)));
+                emit("record_type", Some(Text(h.record_type.as_str())));
+                emit("rule_action", Some(Text(h.rule_action)));
+                emit("rule_uuid", Some(Text(&h.rule_uuid)));
+                emit("snapshot_version", Some(Text(&h.snapshot_version)));
+                emit("time", Some(Number(h.time)));
+            }
         }
     }
 }
@@ -499,6 +663,49 @@ mod tests {
             Record::hit(hit(false)),
             Record::Traffic(traffic(true)),
             Record::Traffic(traffic(false)),
+            Record::RuleChange(Box::new(RuleChangeRecord {
+                record_type: RecordType::RuleChange,
+                record_id: "1".into(),
+                time: 5,
+                change: "modified",
+                rule_uuid: "r-1".into(),
+                rule_generation: "new",
+                rule_order: 2,
+                previous_order: Some(3),
+                rule_action: "drop",
+                rule_description: "d".into(),
+                fields: Some("port".into()),
+                before: Some("{\"port\":\"80\"}".into()),
+                after: Some("{\"port\":\"81\"}".into()),
+                from_version: "v0".into(),
+                snapshot_version: "v1".into(),
+            })),
+            Record::RuleHygiene(Box::new(RuleHygieneRecord {
+                record_type: RecordType::RuleHygiene,
+                record_id: "2".into(),
+                time: 5,
+                finding: "shadowed",
+                rule_uuid: "r-2".into(),
+                rule_order: 9,
+                rule_action: "accept",
+                rule_description: "x".into(),
+                covering_rules: Some("r-1".into()),
+                detail: "why".into(),
+                snapshot_version: "v1".into(),
+            })),
+            Record::RuleHits(Box::new(RuleHitsRecord {
+                record_type: RecordType::RuleHits,
+                record_id: "3".into(),
+                time: 9,
+                rule_uuid: "r-1".into(),
+                rule_action: "drop",
+                hits: 4,
+                block_hits: 3,
+                observe_hits: 1,
+                first_hit: 1,
+                last_hit: 9,
+                snapshot_version: "v1".into(),
+            })),
         ] {
             let mut visited = Vec::new();
             record.visit(&mut |key, value| {

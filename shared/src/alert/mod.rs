@@ -87,6 +87,9 @@ pub struct Alert {
     pub last_seen: u64,
     /// Snapshot version.
     pub snapshot_version: String,
+    /// One line per item, for alerts that list changes rather than flows (rule changes).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<String>,
     /// The group's records (for the generic webhook), at most [`MAX_RECORDS_PER_ALERT`].
     #[serde(skip)]
     pub records: Vec<Record>,
@@ -117,8 +120,13 @@ impl Alert {
             RecordType::UnattributedBlock => "Rejected without an ESG rule",
             RecordType::SnapshotDrift => "Snapshot drift",
             RecordType::Traffic => "Traffic",
+            RecordType::RuleChange => "ESG rules changed",
+            RecordType::RuleHygiene => "Rule hygiene",
+            RecordType::RuleHits => "Rule hits",
         };
-        if self.rule_uuid.is_empty() {
+        if !self.details.is_empty() {
+            format!("{what}: {}", self.rule_description)
+        } else if self.rule_uuid.is_empty() {
             format!("{what}: {} ({} flows)", self.rule_description, self.flows)
         } else {
             format!(
@@ -131,6 +139,13 @@ impl Alert {
     /// The message as Markdown (WeCom, DingTalk).
     pub fn markdown(&self) -> String {
         let mut text = format!("### {}\n", self.title());
+        if !self.details.is_empty() {
+            for line in &self.details {
+                text.push_str(&format!("- {line}\n"));
+            }
+            text.push_str(&format!("\nsnapshot {}\n", self.snapshot_version));
+            return text;
+        }
         if let Some(order) = self.rule_order {
             text.push_str(&format!(
                 "> rule **{}** (order {order}): {}\n",
@@ -195,6 +210,9 @@ pub fn group(records: &[Record], policy: &AlertPolicy) -> Vec<Alert> {
         groups.entry((hit.record_type, key)).or_default().push(hit);
     }
     let mut alerts = Vec::new();
+    if policy.kinds.contains(&RecordType::RuleChange) {
+        alerts.extend(rule_change_alert(records));
+    }
     for ((kind, _), hits) in groups {
         let first = hits[0];
         let (uuid, order, description) = match &first.rule {
@@ -262,6 +280,7 @@ pub fn group(records: &[Record], policy: &AlertPolicy) -> Vec<Alert> {
             first_seen: hits.iter().map(|h| h.start).min().unwrap_or(0),
             last_seen: hits.iter().map(|h| h.end).max().unwrap_or(0),
             snapshot_version: first.snapshot_version.clone(),
+            details: Vec::new(),
             records: hits
                 .iter()
                 .take(MAX_RECORDS_PER_ALERT)
@@ -271,6 +290,70 @@ pub fn group(records: &[Record], policy: &AlertPolicy) -> Vec<Alert> {
     }
     alerts.sort_by(|a, b| b.flows.cmp(&a.flows).then(a.key().cmp(&b.key())));
     alerts
+}
+
+/// Lines shown in one rule-change alert; the rest are counted.
+pub const MAX_CHANGE_LINES: usize = 20;
+
+/// One alert for all the rule changes of a snapshot update.
+fn rule_change_alert(records: &[Record]) -> Option<Alert> {
+    let changes: Vec<&crate::records::RuleChangeRecord> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::RuleChange(c) => Some(c.as_ref()),
+            _ => None,
+        })
+        .collect();
+    let first = changes.first()?;
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for change in &changes {
+        *counts.entry(change.change).or_default() += 1;
+    }
+    let summary = counts
+        .iter()
+        .map(|(change, n)| format!("{n} {change}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut details: Vec<String> = changes
+        .iter()
+        .take(MAX_CHANGE_LINES)
+        .map(|c| {
+            let fields = c
+                .fields
+                .as_deref()
+                .map(|f| format!(" [{f}]"))
+                .unwrap_or_default();
+            format!(
+                "{} rule {} (order {}, {}): {}{fields}",
+                c.change, c.rule_uuid, c.rule_order, c.rule_action, c.rule_description
+            )
+        })
+        .collect();
+    if changes.len() > MAX_CHANGE_LINES {
+        details.push(format!("… and {} more", changes.len() - MAX_CHANGE_LINES));
+    }
+    Some(Alert {
+        kind: RecordType::RuleChange,
+        rule_uuid: String::new(),
+        rule_order: None,
+        rule_description: format!(
+            "{summary} (snapshot {} → {})",
+            first.from_version, first.snapshot_version
+        ),
+        flows: changes.len() as u64,
+        sources: 0,
+        destinations: 0,
+        top_flows: Vec::new(),
+        first_seen: first.time,
+        last_seen: first.time,
+        snapshot_version: first.snapshot_version.clone(),
+        details,
+        records: changes
+            .iter()
+            .take(MAX_RECORDS_PER_ALERT)
+            .map(|c| Record::RuleChange(Box::new((*c).clone())))
+            .collect(),
+    })
 }
 
 /// Cooldown state: when each alert key was last sent and with how many flows.

@@ -38,7 +38,36 @@ pub struct ApiClient {
     http: reqwest::Client,
     region: String,
     endpoint: Option<String>,
+    limits: std::sync::Arc<Vec<RateLimit>>,
 }
+
+/// A client-side rate limit for one action: calls are spaced `interval` apart.
+#[derive(Debug)]
+struct RateLimit {
+    action: &'static str,
+    interval: Duration,
+    next: std::sync::Mutex<Instant>,
+}
+
+/// How a list action pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Paging {
+    /// `PageNo` (from 1) and `PageSize`, sent as strings (cfw `DescribeEnterpriseSecurityGroupRule`).
+    PageNo {
+        /// Items per page.
+        size: u32,
+    },
+    /// `Offset` and `Limit`, as numbers or as strings (some vpc actions take strings).
+    Offset {
+        /// Items per page.
+        limit: u32,
+        /// Send them as JSON strings.
+        strings: bool,
+    },
+}
+
+/// Most pages one listing may take: a guard against an API that never stops paging.
+pub const MAX_PAGES: usize = 2_000;
 
 const CONTENT_TYPE: &str = "application/json; charset=utf-8";
 
@@ -50,7 +79,123 @@ impl ApiClient {
             http: reqwest::Client::new(),
             region: region.to_string(),
             endpoint,
+            limits: std::sync::Arc::new(Vec::new()),
         }
+    }
+
+    /// The same client (and rate limits) calling in another region.
+    pub fn in_region(&self, region: &str) -> Self {
+        Self {
+            region: region.to_string(),
+            ..self.clone()
+        }
+    }
+
+    /// The region calls are made in.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// Spaces calls of `action` so that at most `per_second` start each second (the API's
+    /// documented limit, e.g. 20/s for `DescribeEnterpriseSecurityGroupRule`).
+    pub fn with_rate_limit(mut self, action: &'static str, per_second: u32) -> Self {
+        let mut limits: Vec<RateLimit> = Vec::new();
+        for limit in self.limits.iter() {
+            limits.push(RateLimit {
+                action: limit.action,
+                interval: limit.interval,
+                next: std::sync::Mutex::new(Instant::now()),
+            });
+        }
+        limits.push(RateLimit {
+            action,
+            interval: Duration::from_secs(1) / per_second.max(1),
+            next: std::sync::Mutex::new(Instant::now()),
+        });
+        self.limits = std::sync::Arc::new(limits);
+        self
+    }
+
+    async fn pace(&self, action: &str) {
+        let Some(limit) = self.limits.iter().find(|l| l.action == action) else {
+            return;
+        };
+        let start = {
+            let mut next = limit.next.lock().expect("no panics while held");
+            let start = (*next).max(Instant::now());
+            *next = start + limit.interval;
+            start
+        };
+        tokio::time::sleep_until(start.into()).await;
+    }
+
+    /// Every item of a paged list action: calls page after page until `TotalCount`/`Total` items
+    /// are collected or a page comes back short. Returns each page's `Response` object.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn pages(
+        &self,
+        service: &str,
+        version: &str,
+        action: &str,
+        body: &Value,
+        paging: Paging,
+        list_key: &str,
+        deadline: Instant,
+    ) -> Result<Vec<Value>, ApiError> {
+        let mut pages = Vec::new();
+        let mut collected = 0usize;
+        for page in 0..MAX_PAGES {
+            let mut request = body.clone();
+            let object = request
+                .as_object_mut()
+                .expect("list requests are JSON objects");
+            let size = match paging {
+                Paging::PageNo { size } => {
+                    object.insert("PageNo".into(), (page + 1).to_string().into());
+                    object.insert("PageSize".into(), size.to_string().into());
+                    size
+                }
+                Paging::Offset { limit, strings } => {
+                    let offset = page * limit as usize;
+                    if strings {
+                        object.insert("Offset".into(), offset.to_string().into());
+                        object.insert("Limit".into(), limit.to_string().into());
+                    } else {
+                        object.insert("Offset".into(), offset.into());
+                        object.insert("Limit".into(), limit.into());
+                    }
+                    limit
+                }
+            };
+            let response = self
+                .call(service, version, action, &request, deadline)
+                .await?;
+            let count = response
+                .get(list_key)
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            let total = ["TotalCount", "Total"].iter().find_map(|key| {
+                let value = response.get(*key)?;
+                value
+                    .as_u64()
+                    .or_else(|| value.as_str().and_then(|t| t.trim().parse().ok()))
+            });
+            collected += count;
+            pages.push(response);
+            let done = match total {
+                Some(total) => collected as u64 >= total || count == 0,
+                None => count < size as usize,
+            };
+            if done {
+                return Ok(pages);
+            }
+        }
+        Err(ApiError {
+            action: action.to_string(),
+            code: "BadResponse".into(),
+            message: format!("still paging after {MAX_PAGES} pages"),
+            request_id: String::new(),
+        })
     }
 
     /// Calls `action` of `service` (version `version`) with a JSON body, returning the
@@ -83,6 +228,7 @@ impl ApiClient {
         let payload = serde_json::to_vec(body).expect("JSON values serialize");
         let mut retry = Retry::new(deadline, Duration::from_millis(200), Duration::from_secs(2));
         loop {
+            self.pace(action).await;
             let credentials =
                 Credentials::from_env().map_err(|e| error("NoCredentials", e.to_string()))?;
             let timestamp = chrono::Utc::now().timestamp();

@@ -13,6 +13,7 @@
 //! naive rule-by-rule evaluator the index is checked against, and [`Engine::explain`] walks the
 //! rules the same way, saying why each did or did not match.
 
+pub mod hygiene;
 pub mod index;
 pub mod synthetic;
 mod topology;

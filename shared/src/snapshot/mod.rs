@@ -9,7 +9,9 @@
 //! ([`crate::engine`]), which reports what cannot be resolved.
 
 pub mod cache;
+pub mod diff;
 mod import;
+pub mod live;
 pub mod store;
 pub mod values;
 

@@ -1,0 +1,377 @@
+//! Rule hygiene, computed exactly over address × address × protocol/port space (no sampling):
+//!
+//! - **shadowed**: no flow can ever reach the rule, because earlier enabled terminal (allow or
+//!   block) rules cover its whole match space. Observe rules can be shadowed too.
+//! - **redundant**: the rule is reachable, but removing it would change nothing: every flow that
+//!   reaches it would be decided the same way by later rules of the same action, with no observe
+//!   rule and no rule of another action in between.
+//! - **unresolvable**: enabled rules the snapshot cannot resolve (unknown template, empty tag...).
+//!
+//! A rule's match space is a union of boxes `S × D × K` (source ranges, destination ranges,
+//! service keys `protocol << 16 | port`), one box per address-family pair. Covering is decided by
+//! subtracting boxes: `B \ T` splits into at most three disjoint boxes,
+//! `(S∖S')×D×K ∪ (S∩S')×(D∖D')×K ∪ (S∩S')×(D∩D')×(K∖K')`. Only determinate rules cover; an
+//! unresolvable rule before a rule makes no claim either way. Service keys are first limited to
+//! the keys a flow can have (protocols other than TCP and UDP carry port 0), so a rule is never
+//! reported reachable through keys no flow can carry.
+//!
+//! The work is bounded by [`MAX_BOXES`]; a rule whose analysis would exceed it is reported as
+//! `undecided` rather than guessed.
+
+use serde::Serialize;
+
+use super::{CompiledRule, Engine, RuleId};
+use crate::snapshot::values::AddressSet;
+
+/// Most boxes kept while analysing one rule.
+pub const MAX_BOXES: usize = 20_000;
+
+type Ranges = Vec<(u128, u128)>;
+
+/// One generalized box: a family pair and three range unions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Region {
+    families: (u8, u8),
+    src: Ranges,
+    dst: Ranges,
+    keys: Ranges,
+}
+
+fn intersect(a: &[(u128, u128)], b: &[(u128, u128)]) -> Ranges {
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < a.len() && j < b.len() {
+        let lo = a[i].0.max(b[j].0);
+        let hi = a[i].1.min(b[j].1);
+        if lo <= hi {
+            out.push((lo, hi));
+        }
+        if a[i].1 < b[j].1 {
+            i += 1
+        } else {
+            j += 1
+        }
+    }
+    out
+}
+
+fn subtract(a: &[(u128, u128)], b: &[(u128, u128)]) -> Ranges {
+    let mut out = Vec::new();
+    let mut j = 0;
+    for &(mut lo, hi) in a {
+        while j < b.len() && b[j].1 < lo {
+            j += 1;
+        }
+        let mut k = j;
+        let mut open = true;
+        while k < b.len() && b[k].0 <= hi {
+            if b[k].0 > lo {
+                out.push((lo, b[k].0 - 1));
+            }
+            if b[k].1 >= hi {
+                open = false;
+                break;
+            }
+            lo = b[k].1 + 1;
+            k += 1;
+        }
+        if open {
+            out.push((lo, hi));
+        }
+    }
+    out
+}
+
+impl Region {
+    fn intersects(&self, other: &Region) -> bool {
+        self.families == other.families
+            && !intersect(&self.src, &other.src).is_empty()
+            && !intersect(&self.dst, &other.dst).is_empty()
+            && !intersect(&self.keys, &other.keys).is_empty()
+    }
+
+    /// `self ∖ other` as disjoint boxes.
+    fn minus(&self, other: &Region) -> Vec<Region> {
+        if !self.intersects(other) {
+            return vec![self.clone()];
+        }
+        let mut out = Vec::with_capacity(3);
+        let src_in = intersect(&self.src, &other.src);
+        let src_out = subtract(&self.src, &other.src);
+        if !src_out.is_empty() {
+            out.push(Region {
+                src: src_out,
+                ..self.clone()
+            });
+        }
+        let dst_in = intersect(&self.dst, &other.dst);
+        let dst_out = subtract(&self.dst, &other.dst);
+        if !dst_out.is_empty() {
+            out.push(Region {
+                families: self.families,
+                src: src_in.clone(),
+                dst: dst_out,
+                keys: self.keys.clone(),
+            });
+        }
+        let keys_out = subtract(&self.keys, &other.keys);
+        if !keys_out.is_empty() {
+            out.push(Region {
+                families: self.families,
+                src: src_in,
+                dst: dst_in,
+                keys: keys_out,
+            });
+        }
+        out
+    }
+}
+
+/// The service keys a flow can carry: every port for TCP and UDP, port 0 for the rest.
+fn reachable_keys() -> Ranges {
+    let mut keys = Vec::new();
+    for protocol in 0u128..=255 {
+        let base = protocol << 16;
+        if protocol == 6 || protocol == 17 {
+            keys.push((base, base | 0xffff));
+        } else {
+            keys.push((base, base));
+        }
+    }
+    keys
+}
+
+fn families(set: &AddressSet) -> Vec<(u8, Ranges)> {
+    let mut out = Vec::new();
+    if !set.v4.is_empty() {
+        out.push((
+            4,
+            set.v4
+                .iter()
+                .map(|&(a, b)| (u128::from(a), u128::from(b)))
+                .collect(),
+        ));
+    }
+    if !set.v6.is_empty() {
+        out.push((6, set.v6.clone()));
+    }
+    out
+}
+
+/// A determinate rule's match space; `None` for rules that cannot be resolved.
+fn space(rule: &CompiledRule, reachable: &Ranges) -> Option<Vec<Region>> {
+    let (Ok(src), Ok(dst), Ok(services)) = (&rule.source, &rule.destination, &rule.services) else {
+        return None;
+    };
+    let services: Ranges = services
+        .iter()
+        .map(|&(a, b)| (u128::from(a), u128::from(b)))
+        .collect();
+    let keys = intersect(&services, reachable);
+    let mut regions = Vec::new();
+    if keys.is_empty() {
+        return Some(regions);
+    }
+    for (fs, s) in families(src) {
+        for (fd, d) in families(dst) {
+            regions.push(Region {
+                families: (fs, fd),
+                src: s.clone(),
+                dst: d,
+                keys: keys.clone(),
+            });
+        }
+    }
+    Some(regions)
+}
+
+/// Subtracts `cover` from every region; `None` when the work bound is exceeded.
+fn remove(regions: Vec<Region>, cover: &[Region]) -> Option<Vec<Region>> {
+    let mut current = regions;
+    for c in cover {
+        let mut next = Vec::with_capacity(current.len());
+        for region in &current {
+            next.extend(region.minus(c));
+            if next.len() > MAX_BOXES {
+                return None;
+            }
+        }
+        current = next;
+    }
+    Some(current)
+}
+
+fn touches(regions: &[Region], other: &[Region]) -> bool {
+    regions
+        .iter()
+        .any(|r| other.iter().any(|o| r.intersects(o)))
+}
+
+/// What the analysis found about one rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Finding {
+    /// Never reached: earlier terminal rules cover it.
+    Shadowed,
+    /// Reached, but later rules of the same action decide the same.
+    Redundant,
+    /// Cannot be resolved from the snapshot.
+    Unresolvable,
+    /// The analysis stopped at its work bound.
+    Undecided,
+}
+
+/// One finding, with the rules that explain it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleFinding {
+    /// The finding.
+    pub finding: Finding,
+    /// The rule's position in evaluation order.
+    pub rule: RuleId,
+    /// The rule's uuid.
+    pub uuid: String,
+    /// Covering rules (shadowed: earlier; redundant: later), as uuids, in evaluation order.
+    pub covering: Vec<String>,
+    /// Why (unresolvable: the resolution error).
+    pub detail: String,
+}
+
+/// Analyses every enabled rule of the engine.
+pub fn analyze(engine: &Engine) -> Vec<RuleFinding> {
+    let reachable = reachable_keys();
+    let rules = engine.rules();
+    let spaces: Vec<Option<Vec<Region>>> = rules
+        .iter()
+        .map(|r| {
+            if r.rule.enabled {
+                space(r, &reachable)
+            } else {
+                None
+            }
+        })
+        .collect();
+    let terminal = |i: usize| rules[i].rule.enabled && rules[i].rule.action.is_terminal();
+    let mut findings = Vec::new();
+    for (i, compiled) in rules.iter().enumerate() {
+        if !compiled.rule.enabled {
+            continue;
+        }
+        let finding = |finding, covering: Vec<usize>, detail: String| RuleFinding {
+            finding,
+            rule: i as RuleId,
+            uuid: compiled.rule.uuid.clone(),
+            covering: covering
+                .into_iter()
+                .map(|j| rules[j].rule.uuid.clone())
+                .collect(),
+            detail,
+        };
+        let Some(own) = spaces[i].clone() else {
+            let why = [&compiled.source, &compiled.destination]
+                .iter()
+                .find_map(|r| r.as_ref().err().cloned())
+                .or_else(|| compiled.services.as_ref().err().cloned())
+                .unwrap_or_default();
+            findings.push(finding(Finding::Unresolvable, Vec::new(), why));
+            continue;
+        };
+        if own.is_empty() {
+            findings.push(finding(
+                Finding::Shadowed,
+                Vec::new(),
+                "it matches no flow a flow log can carry".into(),
+            ));
+            continue;
+        }
+        // Shadowing: subtract the earlier terminal rules that touch it.
+        let mut left = Some(own);
+        let mut used = Vec::new();
+        for j in (0..i).filter(|&j| terminal(j)) {
+            let (Some(current), Some(cover)) = (&left, &spaces[j]) else {
+                continue;
+            };
+            if current.is_empty() {
+                break;
+            }
+            if touches(current, cover) {
+                used.push(j);
+                left = remove(current.clone(), cover);
+            }
+        }
+        let Some(effective) = left else {
+            findings.push(finding(
+                Finding::Undecided,
+                Vec::new(),
+                format!("more than {MAX_BOXES} regions"),
+            ));
+            continue;
+        };
+        if effective.is_empty() {
+            findings.push(finding(
+                Finding::Shadowed,
+                used,
+                "earlier rules decide every flow it matches".into(),
+            ));
+            continue;
+        }
+        if !compiled.rule.action.is_terminal() {
+            continue;
+        }
+        // Redundancy: later rules must decide what is left the same way, with nothing in between.
+        let mut left = effective;
+        let mut used = Vec::new();
+        let mut redundant = false;
+        for (j, later) in rules.iter().enumerate().skip(i + 1) {
+            if !later.rule.enabled {
+                continue;
+            }
+            let Some(cover) = &spaces[j] else {
+                // An unresolvable rule might match what is left: no claim.
+                if later.rule.action != compiled.rule.action {
+                    break;
+                }
+                continue;
+            };
+            if !touches(&left, cover) {
+                continue;
+            }
+            if later.rule.action != compiled.rule.action {
+                break;
+            }
+            used.push(j);
+            match remove(left, cover) {
+                Some(rest) => left = rest,
+                None => break,
+            }
+            if left.is_empty() {
+                redundant = true;
+                break;
+            }
+        }
+        if redundant {
+            findings.push(finding(
+                Finding::Redundant,
+                used,
+                "later rules of the same action decide every flow it decides".into(),
+            ));
+        }
+    }
+    findings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_subtraction() {
+        assert_eq!(subtract(&[(0, 10)], &[(3, 4)]), vec![(0, 2), (5, 10)]);
+        assert_eq!(subtract(&[(0, 10)], &[(0, 10)]), vec![]);
+        assert_eq!(subtract(&[(0, 10)], &[(0, 3), (8, 20)]), vec![(4, 7)]);
+        assert_eq!(subtract(&[(0, 3), (5, 9)], &[(2, 6)]), vec![(0, 1), (7, 9)]);
+        assert_eq!(subtract(&[(5, 9)], &[(0, 1)]), vec![(5, 9)]);
+        assert_eq!(
+            intersect(&[(0, 3), (5, 9)], &[(2, 6)]),
+            vec![(2, 3), (5, 6)]
+        );
+    }
+}
