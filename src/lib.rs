@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 pub mod alert_receiver;
+pub mod cloudstub;
 pub mod clsfeed;
 pub mod emulator;
 pub mod explain;

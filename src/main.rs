@@ -96,6 +96,27 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// Run the sync function under the emulator: with --local, against a local stand-in of the
+    /// cfw/vpc APIs that serves an export directory (samples/export by default)
+    Sync {
+        /// Serve the cfw/vpc APIs locally from --exports instead of calling Tencent Cloud
+        #[arg(long)]
+        local: bool,
+        /// Export directory the local stand-in serves
+        #[arg(long, default_value = "samples/export")]
+        exports: PathBuf,
+        /// Where snapshots are published (ESGFLOW_SNAPSHOT)
+        #[arg(long, default_value = "dir://out/snapshots")]
+        store: String,
+        /// JSONL file for rule_change and rule_hygiene records (when no CLS topic is set)
+        #[arg(long, default_value = "out/sync-records.jsonl")]
+        records: PathBuf,
+        /// How many runs (timer ticks)
+        #[arg(long, default_value_t = 1)]
+        runs: u32,
+        #[command(flatten)]
+        run: RunArgs,
+    },
     /// Build or inspect rule snapshots
     Snapshot {
         #[command(subcommand)]
@@ -293,6 +314,62 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Snapshot { command } => snapshot_command(command),
+        Command::Sync {
+            local,
+            exports,
+            store,
+            records,
+            runs,
+            mut run,
+        } => {
+            let stub = if local {
+                let items = esgflow_local::cloudstub::load_exports(&exports)?;
+                let stub = esgflow_local::cloudstub::CloudStub::start(items).await?;
+                eprintln!(
+                    "local cfw/vpc/COS stand-in at {} serving {}",
+                    stub.url,
+                    exports.display()
+                );
+                run.env.extend(stub.env());
+                Some(stub)
+            } else {
+                None
+            };
+            if let Some(parent) = records.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            run.env.push(("ESGFLOW_SNAPSHOT".into(), store));
+            run.env
+                .push(("ESGFLOW_JSONL_PATH".into(), records.display().to_string()));
+            if run.timeout_ms == 3000 {
+                run.timeout_ms = 60_000;
+            }
+            let mut emulator = Emulator::new(run.spec("sync")).await?;
+            let mut failed = 0;
+            for _ in 0..runs {
+                let event = serde_json::json!({
+                    "Type": "Timer",
+                    "TriggerName": "esgflow-sync-local",
+                    "Time": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                    "Message": "",
+                });
+                let invocation = emulator.invoke(event.to_string().into_bytes()).await?;
+                print_result(&invocation.result);
+                failed += usize::from(!invocation.result.is_response());
+            }
+            if let Some(stub) = &stub {
+                for problem in stub.problems() {
+                    eprintln!("stand-in saw a problem: {problem}");
+                    failed += 1;
+                }
+            }
+            eprintln!("records: {}", records.display());
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Tick {
             function,
             count,

@@ -149,8 +149,8 @@ fn explain_names_the_blocking_rule_and_why_others_did_not_match() {
     assert!(String::from_utf8_lossy(&missing_port.stderr).contains("--port is required"));
 }
 
-#[test]
-fn tick_fires_timer_events_at_the_sync_function() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tick_fires_timer_events_at_the_sync_function() {
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_esgflow"))
         .parent()
         .unwrap()
@@ -163,11 +163,25 @@ fn tick_fires_timer_events_at_the_sync_function() {
                 .unwrap()
                 .success()
     );
-    let result = esgflow()
-        .args(["tick", "sync", "--count", "2", "--message", "hello"])
+    let exports = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/export");
+    let stub = esgflow_local::cloudstub::CloudStub::start(
+        esgflow_local::cloudstub::load_exports(&exports).unwrap(),
+    )
+    .await
+    .unwrap();
+    let store = std::env::temp_dir().join(format!("esgflow-tick-{}", std::process::id()));
+    let mut command = esgflow();
+    command
+        .args(["tick", "sync", "--count", "2", "--message", "hello", "--timeout-ms", "30000"])
         .arg("--bin-dir")
         .arg(&bin_dir)
-        .output()
+        .arg("--env")
+        .arg(format!("ESGFLOW_SNAPSHOT=dir://{}", store.display()));
+    for (key, value) in stub.env() {
+        command.arg("--env").arg(format!("{key}={value}"));
+    }
+    let result = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
         .unwrap();
     assert!(
         result.status.success(),
@@ -175,10 +189,7 @@ fn tick_fires_timer_events_at_the_sync_function() {
         String::from_utf8_lossy(&result.stderr)
     );
     let text = String::from_utf8_lossy(&result.stdout);
-    assert_eq!(
-        text.matches("\"trigger\": \"esgflow-local\"").count(),
-        2,
-        "{text}"
-    );
-    assert!(text.contains("fired_at"), "{text}");
+    assert_eq!(text.matches("\"snapshot_version\"").count(), 2, "{text}");
+    assert_eq!(text.matches("\"published\": true").count(), 1, "{text}");
+    std::fs::remove_dir_all(&store).ok();
 }

@@ -20,9 +20,8 @@ use std::time::SystemTime;
 
 use crate::alert::channel::{DispatchReport, Dispatcher};
 use crate::alert::{AlertState, MemoryState, RedisState};
-use crate::config::{AuditConfig, SinkConfig};
-use crate::sink::cls::ClsSink;
-use crate::sink::{JsonlSink, RecordSink, SinkError, StdoutSink, Written};
+use crate::config::AuditConfig;
+use crate::sink::{RecordSink, SinkError, Written};
 use crate::snapshot::cache::{SnapshotCache, SnapshotUnavailable};
 
 use crate::engine::{likely_reply, Decision, Engine, FlowKey, Placement};
@@ -132,11 +131,7 @@ pub struct AuditFunction {
 impl AuditFunction {
     /// Builds the function with the sink its configuration names.
     pub fn new(config: AuditConfig) -> Result<Self, SinkError> {
-        let sink: Box<dyn RecordSink> = match &config.sink {
-            SinkConfig::Cls(cls) => Box::new(ClsSink::new(cls.clone())?),
-            SinkConfig::Jsonl(path) => Box::new(JsonlSink::new(path)),
-            SinkConfig::Stdout => Box::new(StdoutSink),
-        };
+        let sink = config.sink.open()?;
         Ok(Self::with_sink(config, sink))
     }
 

@@ -73,7 +73,7 @@ pub const MAX_DECODED_BYTES: Setting = Setting {
 pub const SNAPSHOT: Setting = Setting {
     name: "ESGFLOW_SNAPSHOT",
     default: None,
-    functions: &[Function::Audit, Function::Lookup],
+    functions: Function::ALL,
     description: "Where the rule snapshot is: a path or `file:///path.json` (one file), `dir:///path` (a directory of versions with `latest.json`), or `cos://<bucket>-<appid>/<prefix>?region=<region>` (COS, as the sync function publishes it). Required.",
 };
 
@@ -97,7 +97,7 @@ pub const SNAPSHOT_TTL_SECONDS: Setting = Setting {
 pub const MONITORED_VPCS: Setting = Setting {
     name: "ESGFLOW_MONITORED_VPCS",
     default: None,
-    functions: &[Function::Audit],
+    functions: &[Function::Audit, Function::Sync],
     description: "Comma-separated VPC ids to monitor; flows touching none of them are skipped. Empty: every VPC.",
 };
 
@@ -105,7 +105,7 @@ pub const MONITORED_VPCS: Setting = Setting {
 pub const CLS_TOPIC_ID: Setting = Setting {
     name: "ESGFLOW_CLS_TOPIC_ID",
     default: None,
-    functions: &[Function::Audit, Function::Lookup],
+    functions: Function::ALL,
     description: "CLS topic for block_hit, observe_hit, unattributed_block and snapshot_drift records. When set, the audit function writes them there and lookup's /v1/hits searches it.",
 };
 
@@ -121,7 +121,7 @@ pub const CLS_TRAFFIC_TOPIC_ID: Setting = Setting {
 pub const CLS_ENDPOINT: Setting = Setting {
     name: "ESGFLOW_CLS_ENDPOINT",
     default: Some("https://cls.tencentcloudapi.com"),
-    functions: &[Function::Audit, Function::Lookup],
+    functions: Function::ALL,
     description: "CLS API 3.0 endpoint: the public one, `https://cls.internal.tencentcloudapi.com` from inside Tencent Cloud, or a test server.",
 };
 
@@ -129,7 +129,7 @@ pub const CLS_ENDPOINT: Setting = Setting {
 pub const JSONL_PATH: Setting = Setting {
     name: "ESGFLOW_JSONL_PATH",
     default: None,
-    functions: &[Function::Audit],
+    functions: &[Function::Audit, Function::Sync],
     description: "Append records as JSON lines to this file when no CLS topic is set (on SCF only /tmp is writable). Neither set: records go to stdout.",
 };
 
@@ -226,6 +226,38 @@ audit_setting!(
     "Comma-separated text; rules whose description contains any of it (case-insensitive) never alert."
 );
 
+/// `ESGFLOW_API_ENDPOINT`: override of the cfw/vpc API endpoints.
+pub const API_ENDPOINT: Setting = Setting {
+    name: "ESGFLOW_API_ENDPOINT",
+    default: None,
+    functions: &[Function::Sync],
+    description: "Replaces `https://<service>.tencentcloudapi.com` for the cfw and vpc API calls (a test server). Empty: the public endpoints.",
+};
+
+/// `ESGFLOW_TEMPLATE_REGION`: where ESG address/service templates live.
+pub const TEMPLATE_REGION: Setting = Setting {
+    name: "ESGFLOW_TEMPLATE_REGION",
+    default: Some("ap-guangzhou"),
+    functions: &[Function::Sync],
+    description: "Region whose VPC address and service templates ESG rules refer to (the ESG documentation says ap-guangzhou templates).",
+};
+
+/// `ESGFLOW_OLD_ESG`: whether to read the old ESG's rules.
+pub const OLD_ESG: Setting = Setting {
+    name: "ESGFLOW_OLD_ESG",
+    default: Some("true"),
+    functions: &[Function::Sync],
+    description: "Also read the old ESG's rules (`DescribeSecurityGroupList`, both directions): `true` or `false`.",
+};
+
+/// `ESGFLOW_UNUSED_DAYS`: the window of the unused-rules report.
+pub const UNUSED_DAYS: Setting = Setting {
+    name: "ESGFLOW_UNUSED_DAYS",
+    default: Some("30"),
+    functions: &[Function::Sync],
+    description: "Rules with no `rule_hits` in the hits topic over this many days are reported unused (needs ESGFLOW_CLS_TOPIC_ID; 0 turns the report off).",
+};
+
 /// `ESGFLOW_LOOKUP_TOKEN`: the bearer token of the lookup API.
 pub const LOOKUP_TOKEN: Setting = Setting {
     name: "ESGFLOW_LOOKUP_TOKEN",
@@ -281,6 +313,10 @@ pub const SETTINGS: &[Setting] = &[
     LOOKUP_TOKEN,
     LOOKUP_AUTH,
     LOOKUP_MAX_BODY_BYTES,
+    API_ENDPOINT,
+    TEMPLATE_REGION,
+    OLD_ESG,
+    UNUSED_DAYS,
 ];
 
 /// The lookup function's configuration.
@@ -579,6 +615,48 @@ pub enum SinkConfig {
     Stdout,
 }
 
+impl SinkConfig {
+    /// Reads `ESGFLOW_CLS_TOPIC_ID` (with the endpoint and region), else `ESGFLOW_JSONL_PATH`,
+    /// else stdout.
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Ok(match CLS_TOPIC_ID.raw_from(lookup) {
+            Some(topic) => {
+                let topic = topic.trim().to_string();
+                let endpoint = CLS_ENDPOINT.raw_from(lookup).unwrap_or_default();
+                if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
+                    return Err(ConfigError {
+                        setting: CLS_ENDPOINT.name,
+                        value: endpoint,
+                        problem: "must be an http(s) URL".to_string(),
+                    });
+                }
+                SinkConfig::Cls(crate::sink::cls::ClsConfig {
+                    endpoint,
+                    region: required(&REGION, lookup)?,
+                    traffic_topic: CLS_TRAFFIC_TOPIC_ID
+                        .raw_from(lookup)
+                        .map(|t| t.trim().to_string())
+                        .unwrap_or_else(|| topic.clone()),
+                    hits_topic: topic,
+                })
+            }
+            None => match JSONL_PATH.raw_from(lookup) {
+                Some(path) => SinkConfig::Jsonl(path.into()),
+                None => SinkConfig::Stdout,
+            },
+        })
+    }
+
+    /// Opens the sink.
+    pub fn open(&self) -> Result<Box<dyn crate::sink::RecordSink>, crate::sink::SinkError> {
+        Ok(match self {
+            SinkConfig::Cls(cls) => Box::new(crate::sink::cls::ClsSink::new(cls.clone())?),
+            SinkConfig::Jsonl(path) => Box::new(crate::sink::JsonlSink::new(path)),
+            SinkConfig::Stdout => Box::new(crate::sink::StdoutSink),
+        })
+    }
+}
+
 /// The audit function's configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditConfig {
@@ -638,32 +716,7 @@ impl AuditConfig {
             ),
             None => crate::audit::Monitored::All,
         };
-        let sink = match CLS_TOPIC_ID.raw_from(lookup) {
-            Some(topic) => {
-                let topic = topic.trim().to_string();
-                let endpoint = CLS_ENDPOINT.raw_from(lookup).unwrap_or_default();
-                if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
-                    return Err(ConfigError {
-                        setting: CLS_ENDPOINT.name,
-                        value: endpoint,
-                        problem: "must be an http(s) URL".to_string(),
-                    });
-                }
-                SinkConfig::Cls(crate::sink::cls::ClsConfig {
-                    endpoint,
-                    region: required(&REGION, lookup)?,
-                    traffic_topic: CLS_TRAFFIC_TOPIC_ID
-                        .raw_from(lookup)
-                        .map(|t| t.trim().to_string())
-                        .unwrap_or_else(|| topic.clone()),
-                    hits_topic: topic,
-                })
-            }
-            None => match JSONL_PATH.raw_from(lookup) {
-                Some(path) => SinkConfig::Jsonl(path.into()),
-                None => SinkConfig::Stdout,
-            },
-        };
+        let sink = SinkConfig::from_lookup(lookup)?;
         let alerts = AlertConfig::from_lookup(lookup)?;
         Ok(Self {
             decode_limits,
@@ -672,6 +725,63 @@ impl AuditConfig {
             monitored,
             sink,
             alerts,
+        })
+    }
+}
+
+/// The sync function's configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncConfig {
+    /// API region (`TENCENTCLOUD_REGION`).
+    pub region: String,
+    /// cfw/vpc endpoint override.
+    pub api_endpoint: Option<String>,
+    /// What to fetch.
+    pub live: crate::snapshot::live::LiveOptions,
+    /// Where snapshots are published.
+    pub snapshot: SnapshotSource,
+    /// Where rule_change and rule_hygiene records go.
+    pub sink: SinkConfig,
+    /// Unused-rule window in days (0: off).
+    pub unused_days: u64,
+    /// Alerting (rule_change alerts are opt-in through ESGFLOW_ALERT_KINDS).
+    pub alerts: AlertConfig,
+}
+
+impl SyncConfig {
+    /// Reads and validates the sync function's settings from the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(&|name| std::env::var(name).ok())
+    }
+
+    /// Reads and validates through `lookup`.
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let old_esg = match OLD_ESG.raw_from(lookup).as_deref().map(str::trim) {
+            None | Some("true") => true,
+            Some("false") => false,
+            Some(other) => {
+                return Err(ConfigError {
+                    setting: OLD_ESG.name,
+                    value: other.to_string(),
+                    problem: "must be `true` or `false`".to_string(),
+                })
+            }
+        };
+        Ok(Self {
+            region: required(&REGION, lookup)?.trim().to_string(),
+            api_endpoint: API_ENDPOINT.raw_from(lookup).map(|e| e.trim().to_string()),
+            live: crate::snapshot::live::LiveOptions {
+                vpcs: list(&MONITORED_VPCS, lookup),
+                template_region: TEMPLATE_REGION
+                    .raw_from(lookup)
+                    .map(|r| r.trim().to_string())
+                    .unwrap_or_else(|| "ap-guangzhou".to_string()),
+                old_esg,
+            },
+            snapshot: SnapshotSource::from_lookup(lookup)?,
+            sink: SinkConfig::from_lookup(lookup)?,
+            unused_days: UNUSED_DAYS.parse_from(lookup)?.unwrap_or(30),
+            alerts: AlertConfig::from_lookup(lookup)?,
         })
     }
 }

@@ -19,3 +19,4 @@ pub mod records;
 pub mod runtime;
 pub mod sink;
 pub mod snapshot;
+pub mod sync;

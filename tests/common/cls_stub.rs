@@ -15,8 +15,8 @@ use esgflow::sink::cls::LogGroupList;
 use prost::Message;
 
 /// Credentials the stub accepts.
-pub const SECRET_ID: &str = "AKIDstubSecretId0000";
-pub const SECRET_KEY: &str = "stubSecretKey0000000";
+pub const SECRET_ID: &str = esgflow_local::cloudstub::SECRET_ID;
+pub const SECRET_KEY: &str = esgflow_local::cloudstub::SECRET_KEY;
 pub const TOKEN: &str = "stub-session-token";
 
 /// One accepted log: its topic and key/value contents.
@@ -185,7 +185,26 @@ fn search(state: &mut StubState, headers: &HeaderMap, body: &[u8]) -> (StatusCod
         return (StatusCode::OK, serde_json::json!({"Response": {"Error": {"Code": "AuthFailure.SignatureFailure", "Message": "signature mismatch"}, "RequestId": "stub"}}).to_string());
     }
     let request: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let query = request["Query"].as_str().unwrap_or("").to_string();
     state.searches.push(request);
+    if query.contains("| select rule_uuid") {
+        // The sync function's hit-counter sum: answer as CLS's new analysis does, one JSON
+        // string per row in AnalysisRecords.
+        let mut sums: std::collections::BTreeMap<String, u64> = Default::default();
+        for log in state
+            .accepted
+            .iter()
+            .filter(|l| l.fields.get("record_type").map(String::as_str) == Some("rule_hits"))
+        {
+            *sums.entry(log.fields["rule_uuid"].clone()).or_default() +=
+                log.fields["hits"].parse::<u64>().unwrap_or(0);
+        }
+        let rows: Vec<String> = sums
+            .iter()
+            .map(|(uuid, hits)| serde_json::json!({"rule_uuid": uuid, "hits": hits}).to_string())
+            .collect();
+        return (StatusCode::OK, serde_json::json!({"Response": {"Analysis": true, "AnalysisRecords": rows, "ColNames": ["rule_uuid", "hits", "last_hit"], "ListOver": true, "RequestId": "stub"}}).to_string());
+    }
     let results: Vec<serde_json::Value> = state
         .accepted
         .iter()

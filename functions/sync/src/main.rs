@@ -1,21 +1,37 @@
-//! The sync function (timer trigger). Building and publishing rule snapshots from the live APIs
-//! is not implemented yet; today it validates the timer event and reports that it fired.
+//! The sync function (timer trigger): builds the rule snapshot from the live Cloud Firewall and
+//! VPC APIs, publishes it when it changed, and writes rule changes and rule hygiene findings.
 
+use esgflow::config::SyncConfig;
 use esgflow::events::TimerEvent;
 use esgflow::runtime::{self, service_fn, Diagnostic, LambdaEvent};
-use serde_json::{json, Value};
+use esgflow::sync::{SyncFunction, SyncSummary};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     runtime::init_tracing();
-    let handler = service_fn(|event: LambdaEvent<TimerEvent>| async move {
+    let function = SyncConfig::from_env()
+        .map_err(|e| e.to_string())
+        .and_then(SyncFunction::new)
+        .unwrap_or_else(|err| fail_start(&err));
+    let function = &function;
+    let handler = service_fn(move |event: LambdaEvent<TimerEvent>| async move {
         tracing::info!(trigger = %event.payload.trigger_name, time = %event.payload.time, "timer fired");
-        Ok::<Value, Diagnostic>(
-            json!({"trigger": event.payload.trigger_name, "fired_at": event.payload.time}),
-        )
+        let summary = function.run(event.context.deadline()).await?;
+        tracing::info!(
+            version = %summary.snapshot_version,
+            previous = %summary.previous_version,
+            published = summary.published,
+            rules = summary.rules,
+            "sync done"
+        );
+        Ok::<SyncSummary, Diagnostic>(summary)
     });
     if let Err(err) = runtime::run(handler).await {
-        eprintln!("esgflow-sync: {err}");
-        std::process::exit(1);
+        fail_start(&err.to_string());
     }
+}
+
+fn fail_start(err: &str) -> ! {
+    eprintln!("esgflow-sync: {err}");
+    std::process::exit(1);
 }

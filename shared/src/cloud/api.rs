@@ -39,6 +39,7 @@ pub struct ApiClient {
     region: String,
     endpoint: Option<String>,
     limits: std::sync::Arc<Vec<RateLimit>>,
+    credentials: Option<Credentials>,
 }
 
 /// A client-side rate limit for one action: calls are spaced `interval` apart.
@@ -80,7 +81,14 @@ impl ApiClient {
             region: region.to_string(),
             endpoint,
             limits: std::sync::Arc::new(Vec::new()),
+            credentials: None,
         }
+    }
+
+    /// Signs with these credentials instead of reading the environment on every call.
+    pub fn with_credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Some(credentials);
+        self
     }
 
     /// The same client (and rate limits) calling in another region.
@@ -229,8 +237,12 @@ impl ApiClient {
         let mut retry = Retry::new(deadline, Duration::from_millis(200), Duration::from_secs(2));
         loop {
             self.pace(action).await;
-            let credentials =
-                Credentials::from_env().map_err(|e| error("NoCredentials", e.to_string()))?;
+            let credentials = match &self.credentials {
+                Some(credentials) => credentials.clone(),
+                None => {
+                    Credentials::from_env().map_err(|e| error("NoCredentials", e.to_string()))?
+                }
+            };
             let timestamp = chrono::Utc::now().timestamp();
             let signed = tc3::SignedRequest {
                 method: "POST",

@@ -102,6 +102,19 @@ pub fn build_from_documents(
     Ok(builder.finish(taken_at))
 }
 
+/// The list keys of the recognised documents.
+const LIST_KEYS: &[&str] = &[
+    "Rules",
+    "Data",
+    "AddressTemplateSet",
+    "AddressTemplateGroupSet",
+    "ServiceTemplateSet",
+    "ServiceTemplateGroupSet",
+    "VpcSet",
+    "SubnetSet",
+    "NetworkInterfaceSet",
+];
+
 /// Addresses the rule-list API resolved for a rule's source and destination.
 type Resolved = (Vec<String>, Vec<String>);
 
@@ -304,6 +317,13 @@ impl Builder {
                     ips,
                 });
             }
+        } else if LIST_KEYS.iter().any(|key| {
+            body.get(*key)
+                .and_then(Value::as_array)
+                .is_some_and(Vec::is_empty)
+        }) {
+            // An empty page (the last page of a listing, or an account without old-ESG rules):
+            // nothing to add.
         } else {
             let keys: Vec<&String> = body
                 .as_object()
@@ -920,6 +940,11 @@ mod tests {
         let err = build_from_documents(&docs(&[("f.json", json!({"Rules": [bad_net]}))]), "t")
             .unwrap_err();
         assert!(err.to_string().contains("rule 5: SourceContent"), "{err}");
+        let empty_page = json!({"Data": [], "Total": 0, "RequestId": "r"});
+        assert!(
+            build_from_documents(&docs(&[("old.json", empty_page)]), "t").is_ok(),
+            "an empty page is not an error"
+        );
         let err =
             build_from_documents(&docs(&[("x.json", json!({"Something": []}))]), "t").unwrap_err();
         assert!(

@@ -1,0 +1,448 @@
+//! The sync function end to end: the real binary under the emulator against a local stand-in of
+//! the cfw/vpc APIs and COS (every request's TC3 or q-sign signature checked), and the CLS stub
+//! for the records and the unused-rule search.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::cls_stub::ClsStub;
+use esgflow::cloud::api::{ApiClient, Paging};
+use esgflow::snapshot::Snapshot;
+use esgflow_local::alert_receiver::AlertReceiver;
+use esgflow_local::cloudstub::{load_exports, CloudStub};
+use serde_json::{json, Value};
+
+fn exports() -> std::path::PathBuf {
+    format!("{}/samples/export", env!("CARGO_MANIFEST_DIR")).into()
+}
+
+fn sample_version() -> String {
+    Snapshot::load(std::path::Path::new(&common::sample_snapshot()))
+        .unwrap()
+        .version
+}
+
+fn timer() -> Vec<u8> {
+    json!({"Type": "Timer", "TriggerName": "every-5-min", "Time": "2026-11-24T05:00:00Z", "Message": ""})
+        .to_string()
+        .into_bytes()
+}
+
+async fn sync_with(
+    stub: &CloudStub,
+    extra: Vec<(String, String)>,
+) -> esgflow_local::emulator::Emulator {
+    let mut env = stub.env();
+    env.push((
+        "ESGFLOW_SNAPSHOT".into(),
+        "cos://esg-1250000000/esgflow/snapshots?region=ap-shanghai".into(),
+    ));
+    env.extend(extra);
+    common::emulator_with("sync", env).await
+}
+
+fn cos_puts(stub: &CloudStub) -> Vec<String> {
+    stub.state
+        .lock()
+        .unwrap()
+        .cos_requests
+        .iter()
+        .filter(|(m, _, s)| m == "PUT" && *s == 200)
+        .map(|(_, k, _)| k.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn publishes_to_cos_once_and_is_idempotent() {
+    let stub = CloudStub::start(load_exports(&exports()).unwrap())
+        .await
+        .unwrap();
+    let records = std::env::temp_dir().join(format!("esgflow-sync-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&records);
+    let mut sync = sync_with(
+        &stub,
+        vec![("ESGFLOW_JSONL_PATH".into(), records.display().to_string())],
+    )
+    .await;
+    let first = sync.invoke(timer()).await.unwrap();
+    let summary = first.result.json();
+    assert!(first.result.is_response(), "{summary}");
+    // The live builder gives the same snapshot the file importer built from the same exports.
+    assert_eq!(summary["snapshot_version"], sample_version());
+    assert_eq!(summary["published"], true);
+    assert_eq!(summary["previous_version"], "");
+    let version = sample_version();
+    assert_eq!(
+        cos_puts(&stub),
+        vec![
+            format!("/esgflow/snapshots/{version}.json"),
+            "/esgflow/snapshots/latest.json".to_string()
+        ]
+    );
+    let published: Snapshot = serde_json::from_slice(
+        &stub.state.lock().unwrap().objects[&format!("/esgflow/snapshots/{version}.json")].0,
+    )
+    .unwrap();
+    assert_eq!(published.version, version);
+    let hygiene: Vec<Value> = std::fs::read_to_string(&records)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(hygiene.iter().all(|r| r["record_type"] == "rule_hygiene"));
+    let shadowed = hygiene
+        .iter()
+        .find(|r| r["finding"] == "shadowed" && r["rule_uuid"] == "7021")
+        .expect("the sample's shadowed rule is reported");
+    assert_eq!(shadowed["covering_rules"], "7003");
+
+    let second = sync.invoke(timer()).await.unwrap();
+    let summary = second.result.json();
+    assert_eq!(summary["published"], false, "{summary}");
+    assert_eq!(summary["previous_version"], version);
+    assert_eq!(
+        cos_puts(&stub).len(),
+        2,
+        "an unchanged account writes nothing"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&records).unwrap().lines().count(),
+        hygiene.len(),
+        "no records either"
+    );
+    assert!(stub.problems().is_empty(), "{:?}", stub.problems());
+    // Paging parameters stayed within the documented maxima, and templates were read in the
+    // template region.
+    for request in &stub.state.lock().unwrap().requests {
+        if request.action == "DescribeEnterpriseSecurityGroupRule" {
+            assert_eq!(request.body["PageSize"], "50");
+        }
+        if request.action.contains("Template") {
+            assert_eq!(request.region, "ap-guangzhou", "{}", request.action);
+        } else {
+            assert_eq!(request.region, "ap-shanghai", "{}", request.action);
+        }
+    }
+    std::fs::remove_file(&records).ok();
+}
+
+#[tokio::test]
+async fn throttling_is_retried_and_a_failed_call_leaves_latest_untouched() {
+    let stub = CloudStub::start(load_exports(&exports()).unwrap())
+        .await
+        .unwrap();
+    stub.fail_next("DescribeVpcs", "RequestLimitExceeded");
+    let mut sync = sync_with(&stub, vec![]).await;
+    let ok = sync.invoke(timer()).await.unwrap();
+    assert!(ok.result.is_response(), "{}", ok.result.json());
+    let vpc_calls = stub
+        .state
+        .lock()
+        .unwrap()
+        .requests
+        .iter()
+        .filter(|r| r.action == "DescribeVpcs")
+        .count();
+    assert_eq!(vpc_calls, 2, "throttled once, retried once");
+
+    // A rule changes, but listing subnets fails for good: the run fails, latest stays.
+    stub.state
+        .lock()
+        .unwrap()
+        .items
+        .get_mut("DescribeEnterpriseSecurityGroupRule")
+        .unwrap()[0]["Port"] = json!("8443");
+    stub.fail_next("DescribeSubnets", "UnauthorizedOperation");
+    let failed = sync.invoke(timer()).await.unwrap();
+    assert!(!failed.result.is_response());
+    let error = failed.result.json();
+    assert_eq!(error["errorType"], "SnapshotBuildFailed");
+    let message = error["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains("DescribeSubnets") && message.contains("UnauthorizedOperation"),
+        "{message}"
+    );
+    assert_eq!(cos_puts(&stub).len(), 2, "latest untouched");
+
+    // COS refusing the write fails the run too, and a later run publishes.
+    stub.fail_next_cos("PUT", 403);
+    let refused = sync.invoke(timer()).await.unwrap();
+    assert_eq!(refused.result.json()["errorType"], "SnapshotStoreFailed");
+    let latest = |stub: &CloudStub| -> Value {
+        serde_json::from_slice(
+            &stub.state.lock().unwrap().objects["/esgflow/snapshots/latest.json"].0,
+        )
+        .unwrap()
+    };
+    assert_eq!(latest(&stub)["version"], sample_version());
+    let retried = sync.invoke(timer()).await.unwrap();
+    assert_eq!(retried.result.json()["published"], true);
+    assert_ne!(latest(&stub)["version"], sample_version());
+    assert!(stub.problems().is_empty(), "{:?}", stub.problems());
+}
+
+#[tokio::test]
+async fn rule_changes_are_recorded_and_alerted_and_unused_rules_reported() {
+    let stub = CloudStub::start(load_exports(&exports()).unwrap())
+        .await
+        .unwrap();
+    let cls = ClsStub::start(vec![]).await;
+    let receiver = AlertReceiver::start().await.unwrap();
+
+    // The audit function judges the sample's first flows and writes hit counters to CLS.
+    let mut audit = common::emulator_with("audit", cls.env("hits", "traffic")).await;
+    let lines: Vec<String> = std::fs::read_to_string(format!(
+        "{}/samples/flowlogs.txt",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+    .lines()
+    .take(400)
+    .map(str::to_string)
+    .collect();
+    let contents: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let invocation = audit
+        .invoke(common::cls_event("flowlog", &contents))
+        .await
+        .unwrap();
+    assert!(invocation.result.is_response());
+    let counted: std::collections::BTreeSet<String> = cls
+        .accepted()
+        .iter()
+        .filter(|l| l.fields["record_type"] == "rule_hits")
+        .map(|l| l.fields["rule_uuid"].clone())
+        .collect();
+    assert!(!counted.is_empty());
+
+    let mut env = cls.env("hits", "traffic");
+    env.extend(receiver.settings());
+    env.push(("ESGFLOW_ALERT_KINDS".into(), "rule_change".into()));
+    let mut sync = sync_with(&stub, env).await;
+    let first = sync.invoke(timer()).await.unwrap();
+    let summary = first.result.json();
+    assert!(first.result.is_response(), "{summary}");
+    let unused: Vec<String> = serde_json::from_value(summary["unused"].clone()).unwrap();
+    let snapshot = Snapshot::load(std::path::Path::new(&common::sample_snapshot())).unwrap();
+    let expected: Vec<String> = snapshot
+        .rules
+        .iter()
+        .filter(|r| r.enabled && !counted.contains(&r.uuid))
+        .map(|r| r.uuid.clone())
+        .collect();
+    assert_eq!(unused, expected);
+    let search = cls.searches().pop().unwrap();
+    assert!(search["Query"]
+        .as_str()
+        .unwrap()
+        .starts_with("record_type:\"rule_hits\""));
+    assert!(
+        receiver.received().is_empty(),
+        "no previous snapshot: no change alert"
+    );
+
+    // Change the account: one rule's port, one rule removed, one added.
+    {
+        let mut state = stub.state.lock().unwrap();
+        let rules = state
+            .items
+            .get_mut("DescribeEnterpriseSecurityGroupRule")
+            .unwrap();
+        let removed = rules.remove(1);
+        let mut added = removed.clone();
+        added["Id"] = json!("7999");
+        added["Description"] = json!("added by the test");
+        added["OrderIndex"] = json!("99");
+        rules.push(added);
+        rules[0]["Port"] = json!("8443");
+        // The rule-list API describes the same rules: the removed one goes from there too.
+        let id = removed["Id"].as_str().unwrap().parse::<u64>().unwrap();
+        state
+            .items
+            .get_mut("DescribeEnterpriseSecurityGroupRuleList")
+            .unwrap()
+            .retain(|r| r["RuleUuid"].as_u64() != Some(id));
+    }
+    let second = sync.invoke(timer()).await.unwrap();
+    let summary = second.result.json();
+    assert_eq!(summary["published"], true, "{summary}");
+    assert_eq!(summary["changes"]["added"], 1, "{summary}");
+    assert_eq!(summary["changes"]["removed"], 1);
+    assert_eq!(summary["changes"]["modified"], 1);
+    let changes: Vec<_> = cls
+        .accepted()
+        .into_iter()
+        .filter(|l| l.fields["record_type"] == "rule_change")
+        .collect();
+    assert!(changes.iter().all(|l| l.topic == "hits"));
+    let modified = changes
+        .iter()
+        .find(|l| l.fields["change"] == "modified")
+        .unwrap();
+    assert_eq!(modified.fields["fields"], "port");
+    assert!(modified.fields["after"].contains("8443"));
+    assert_eq!(modified.fields["from_version"], snapshot.version);
+    // One change alert per channel, through each channel's own signature.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while receiver.received().len() < 4 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let received = receiver.received();
+    assert_eq!(received.len(), 4, "{received:?}");
+    assert!(received.iter().all(|r| r.verified), "{received:?}");
+    let webhook = received.iter().find(|r| r.channel == "webhook").unwrap();
+    assert_eq!(webhook.body["alert"]["kind"], "rule_change");
+    assert_eq!(webhook.body["records"].as_array().unwrap().len(), 3);
+    assert!(stub.problems().is_empty(), "{:?}", stub.problems());
+    assert!(cls.problems().is_empty(), "{:?}", cls.problems());
+}
+
+#[tokio::test]
+async fn audit_reads_the_published_snapshot_from_cos_and_revalidates_with_etags() {
+    let stub = CloudStub::start(load_exports(&exports()).unwrap())
+        .await
+        .unwrap();
+    let mut sync = sync_with(&stub, vec![]).await;
+    assert!(sync.invoke(timer()).await.unwrap().result.is_response());
+    let mut env = stub.env();
+    env.push((
+        "ESGFLOW_SNAPSHOT".into(),
+        "cos://esg-1250000000/esgflow/snapshots?region=ap-shanghai".into(),
+    ));
+    env.push(("ESGFLOW_SNAPSHOT_TTL_SECONDS".into(), "0".into()));
+    let mut audit = common::emulator_with("audit", env).await;
+    let event = common::cls_event(
+        "flowlog",
+        &["2 1251762227 eni-web00001 10.0.1.11 10.0.3.21 40000 3306 6 3 180 1763942400 1763942460 REJECT OK"],
+    );
+    for _ in 0..2 {
+        let invocation = audit.invoke(event.clone()).await.unwrap();
+        assert_eq!(
+            invocation.result.json()["snapshot_version"],
+            sample_version()
+        );
+    }
+    let gets: Vec<(String, u16)> = stub
+        .state
+        .lock()
+        .unwrap()
+        .cos_requests
+        .iter()
+        .filter(|(m, _, _)| m == "GET")
+        .map(|(_, k, s)| (k.clone(), *s))
+        .collect();
+    let latest: Vec<u16> = gets
+        .iter()
+        .filter(|(k, _)| k.ends_with("latest.json"))
+        .map(|(_, s)| *s)
+        .collect();
+    // sync's own read (404), then the audit instance: a full read, then 304s.
+    assert_eq!(latest[0], 404);
+    assert_eq!(latest[1], 200);
+    assert!(latest[2..].iter().all(|&s| s == 304), "{gets:?}");
+    let objects = gets
+        .iter()
+        .filter(|(k, _)| !k.ends_with("latest.json"))
+        .count();
+    assert_eq!(
+        objects, 1,
+        "the snapshot itself is transferred once: {gets:?}"
+    );
+    assert!(stub.problems().is_empty(), "{:?}", stub.problems());
+}
+
+#[tokio::test]
+async fn paging_follows_the_totals() {
+    let stub = CloudStub::start(load_exports(&exports()).unwrap())
+        .await
+        .unwrap();
+    let client = ApiClient::new("ap-shanghai", Some(stub.url.clone())).with_credentials(
+        esgflow::cloud::Credentials {
+            secret_id: esgflow_local::cloudstub::SECRET_ID.into(),
+            secret_key: esgflow_local::cloudstub::SECRET_KEY.into(),
+            token: None,
+        },
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pages = client
+        .pages(
+            "cfw",
+            "2019-09-04",
+            "DescribeEnterpriseSecurityGroupRule",
+            &json!({}),
+            Paging::PageNo { size: 10 },
+            "Rules",
+            deadline,
+        )
+        .await
+        .unwrap();
+    assert_eq!(pages.len(), 4);
+    assert_eq!(
+        pages
+            .iter()
+            .map(|p| p["Rules"].as_array().unwrap().len())
+            .sum::<usize>(),
+        36
+    );
+    let pages = client
+        .pages(
+            "vpc",
+            "2017-03-12",
+            "DescribeNetworkInterfaces",
+            &json!({}),
+            Paging::Offset {
+                limit: 7,
+                strings: false,
+            },
+            "NetworkInterfaceSet",
+            deadline,
+        )
+        .await
+        .unwrap();
+    assert_eq!(pages.len(), 3, "21 interfaces in pages of 7");
+    // A client-side rate limit spaces the calls: 5 calls at 10/s take at least 400 ms.
+    let limited = client.clone().with_rate_limit("DescribeVpcs", 10);
+    let started = Instant::now();
+    for _ in 0..5 {
+        limited
+            .call(
+                "vpc",
+                "2017-03-12",
+                "DescribeVpcs",
+                &json!({"Offset": "0", "Limit": "100"}),
+                deadline,
+            )
+            .await
+            .unwrap();
+    }
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    assert!(stub.problems().is_empty(), "{:?}", stub.problems());
+}
+
+#[test]
+fn sync_local_runs_against_the_stand_in() {
+    let out = std::env::temp_dir().join(format!("esgflow-sync-local-{}", std::process::id()));
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_esgflow"))
+        .args(["sync", "--local", "--runs", "2", "--exports"])
+        .arg(exports())
+        .arg("--store")
+        .arg(format!("dir://{}/snapshots", out.display()))
+        .arg("--records")
+        .arg(out.join("records.jsonl"))
+        .arg("--bin-dir")
+        .arg(common::function_binary("sync").parent().unwrap())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains(&sample_version()), "{stdout}");
+    let latest: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("snapshots/latest.json")).unwrap())
+            .unwrap();
+    assert_eq!(latest["version"], sample_version());
+    std::fs::remove_dir_all(&out).ok();
+}
