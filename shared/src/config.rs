@@ -106,7 +106,7 @@ pub const CLS_TOPIC_ID: Setting = Setting {
     name: "ESGFLOW_CLS_TOPIC_ID",
     default: None,
     functions: Function::ALL,
-    description: "CLS topic for block_hit, observe_hit, unattributed_block and snapshot_drift records. When set, the audit function writes them there and lookup's /v1/hits searches it.",
+    description: "CLS topic for hit records (block_hit, observe_hit, unattributed_block, snapshot_drift, rule_hits from audit; rule_change, rule_hygiene from sync). lookup's /v1/hits searches it, sync's unused-rule report sums its rule_hits.",
 };
 
 /// `ESGFLOW_CLS_TRAFFIC_TOPIC_ID`: CLS topic for traffic records.
