@@ -13,7 +13,7 @@ ESGFLOW     := target/debug/esgflow
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-setup: ## install what a fresh machine needs (musl target, rustfmt/clippy, curl, musl-tools, redis-server)
+setup: ## install what a fresh machine needs (musl target, rustfmt/clippy, curl, musl-tools, redis-server, chromium)
 	@command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup first" >&2; exit 1; }
 	rustup target list --installed | grep -qx $(MUSL_TARGET) || rustup target add $(MUSL_TARGET)
 	rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
@@ -22,6 +22,7 @@ setup: ## install what a fresh machine needs (musl target, rustfmt/clippy, curl,
 	command -v curl >/dev/null || missing="$$missing curl"; \
 	command -v musl-gcc >/dev/null || missing="$$missing musl-tools"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

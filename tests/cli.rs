@@ -172,7 +172,16 @@ async fn tick_fires_timer_events_at_the_sync_function() {
     let store = std::env::temp_dir().join(format!("esgflow-tick-{}", std::process::id()));
     let mut command = esgflow();
     command
-        .args(["tick", "sync", "--count", "2", "--message", "hello", "--timeout-ms", "30000"])
+        .args([
+            "tick",
+            "sync",
+            "--count",
+            "2",
+            "--message",
+            "hello",
+            "--timeout-ms",
+            "30000",
+        ])
         .arg("--bin-dir")
         .arg(&bin_dir)
         .arg("--env")

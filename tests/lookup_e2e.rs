@@ -264,3 +264,94 @@ async fn hits_come_from_cls_searchlog_with_a_safe_query() {
         "a rejected query never reaches CLS"
     );
 }
+
+#[tokio::test]
+async fn rules_show_shadowing_and_hit_counters_and_top_rules_come_from_cls() {
+    let stub = common::cls_stub::ClsStub::start(vec![]).await;
+    let mut audit = common::emulator_with("audit", stub.env("topic-hits", "topic-traffic")).await;
+    let lines = [
+        "2 1251762227 eni-web00001 10.0.1.11 10.0.3.10 40001 3306 6 3 180 1763942400 1763942460 REJECT OK",
+        "2 1251762227 eni-web00001 10.0.1.12 10.0.3.10 40002 3306 6 3 180 1763942400 1763942520 REJECT OK",
+    ];
+    audit.invoke(common::cls_event("fl", &lines)).await.unwrap();
+    let mut env = stub.env("topic-hits", "topic-traffic");
+    env.push(("ESGFLOW_LOOKUP_TOKEN".into(), TOKEN.into()));
+    env.push(("ESGFLOW_SNAPSHOT".into(), common::sample_snapshot()));
+    let mut lookup = common::emulator_with("lookup", env).await;
+    let get = |path: &str| event("GET", path, Some(TOKEN), None);
+
+    let (status, rule) = response(&lookup.invoke(get("/v1/rules/7010")).await.unwrap().result);
+    assert_eq!(status, 200, "{rule}");
+    assert_eq!(rule["hits"]["available"], true, "{rule}");
+    assert_eq!(rule["hits"]["hits"], 2);
+    assert_eq!(rule["hits"]["block_hits"], 2);
+    assert_eq!(rule["hits"]["first_hit"], 1763942400);
+    assert_eq!(rule["hits"]["last_hit"], 1763942520);
+    assert_eq!(rule["hits"]["window_days"], 30);
+    let search = stub.searches().pop().unwrap();
+    assert!(
+        search["QueryString"]
+            .as_str()
+            .unwrap()
+            .starts_with(r#"record_type:"rule_hits" AND rule_uuid:"7010" | select"#),
+        "{search}"
+    );
+
+    // The sample's rule 7021 (on-prem to web, TCP 443) can never be reached: 7003 allows TCP
+    // 80,443 to the web template from anywhere first.
+    let (_, shadowed) = response(&lookup.invoke(get("/v1/rules/7021")).await.unwrap().result);
+    assert_eq!(shadowed["shadowed"], true, "{shadowed}");
+    assert_eq!(shadowed["shadowed_by"], json!(["7003"]));
+    assert_eq!(shadowed["hygiene"]["finding"], "shadowed");
+    let (_, unresolvable) = response(&lookup.invoke(get("/v1/rules/7017")).await.unwrap().result);
+    assert_eq!(unresolvable["shadowed"], false);
+    assert_eq!(unresolvable["hygiene"]["finding"], "unresolvable");
+    assert_eq!(
+        unresolvable["hits"]["hits"], 0,
+        "no hits: zero, not an error"
+    );
+
+    let (status, top) = response(
+        &lookup
+            .invoke(get("/v1/stats/top-rules"))
+            .await
+            .unwrap()
+            .result,
+    );
+    assert_eq!(status, 200, "{top}");
+    assert_eq!(top["rules"][0]["rule_uuid"], "7010");
+    assert_eq!(top["rules"][0]["hits"], 2);
+    assert_eq!(
+        top["rules"][0]["description"],
+        "block other data-tier access"
+    );
+    assert_eq!(top["hours"], 24);
+    let mut bad: Value = serde_json::from_slice(&get("/v1/stats/top-rules")).unwrap();
+    bad["queryString"] = json!({"limit": "500"});
+    let (status, error) = response(
+        &lookup
+            .invoke(bad.to_string().into_bytes())
+            .await
+            .unwrap()
+            .result,
+    );
+    assert_eq!(status, 400);
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("limit"),
+        "{error}"
+    );
+    assert!(stub.problems().is_empty(), "{:?}", stub.problems());
+
+    // Without a hits topic the counters say why they are missing; the rest still answers.
+    let mut plain = lookup().await;
+    let (status, rule) = response(&plain.invoke(get("/v1/rules/7010")).await.unwrap().result);
+    assert_eq!(status, 200);
+    assert_eq!(rule["hits"]["available"], false);
+    assert!(rule["hits"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("ESGFLOW_CLS_TOPIC_ID"));
+}

@@ -18,7 +18,8 @@ fn read_by(functions: &[Function]) -> String {
 
 #[test]
 fn the_configuration_table_matches_the_registry() {
-    let readme = std::fs::read_to_string(format!("{}/README.md", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let readme =
+        std::fs::read_to_string(format!("{}/README.md", env!("CARGO_MANIFEST_DIR"))).unwrap();
     let section = readme
         .split("\n## Configuration\n")
         .nth(1)
@@ -29,7 +30,10 @@ fn the_configuration_table_matches_the_registry() {
     let mut rows = std::collections::BTreeMap::new();
     for line in section.lines().filter(|l| l.starts_with("| `")) {
         let cells: Vec<&str> = line.split(" | ").map(str::trim).collect();
-        let name = cells[0].trim_start_matches("| ").trim_matches('`').to_string();
+        let name = cells[0]
+            .trim_start_matches("| ")
+            .trim_matches('`')
+            .to_string();
         rows.insert(name, (cells[1].to_string(), cells[2].to_string()));
     }
     rows.remove("TENCENTCLOUD_SECRETID`, `TENCENTCLOUD_SECRETKEY`, `TENCENTCLOUD_SESSIONTOKEN");
@@ -50,7 +54,10 @@ fn the_configuration_table_matches_the_registry() {
     let listed: Vec<&str> = rows.keys().map(String::as_str).collect();
     let mut sorted = names.clone();
     sorted.sort();
-    assert_eq!(listed, sorted, "README rows differ from the registry; expected rows:\n{expected}");
+    assert_eq!(
+        listed, sorted,
+        "README rows differ from the registry; expected rows:\n{expected}"
+    );
     for setting in SETTINGS {
         let (_, functions) = &rows[setting.name];
         assert_eq!(

@@ -232,7 +232,7 @@ async fn rule_changes_are_recorded_and_alerted_and_unused_rules_reported() {
         .collect();
     assert_eq!(unused, expected);
     let search = cls.searches().pop().unwrap();
-    assert!(search["Query"]
+    assert!(search["QueryString"]
         .as_str()
         .unwrap()
         .starts_with("record_type:\"rule_hits\""));

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
+use crate::cloud::search::{analysis_rows, number};
 use crate::engine::{Decision, Detail, Engine, FlowKey, Location, StepOutcome};
 use crate::events::{ApiGatewayRequest, ApiGatewayResponse};
 use crate::snapshot::cache::SnapshotCache;
@@ -98,7 +99,19 @@ impl Lookup {
         request_id: &str,
         deadline: Instant,
     ) -> ApiGatewayResponse {
-        let result = if request.path.trim_end_matches('/') == "/v1/hits" {
+        let path = request.path.trim_end_matches('/');
+        if path.is_empty() || path == "/index.html" {
+            // The page holds no data: it is served without a token and asks for one.
+            return if matches!(request.http_method.as_str(), "GET" | "HEAD") {
+                ApiGatewayResponse::with_body(200, "text/html; charset=utf-8", PAGE.to_string())
+            } else {
+                ApiGatewayResponse::json(
+                    405,
+                    &json!({"error": {"code": "method_not_allowed", "message": "/ accepts GET, HEAD", "request_id": request_id}}),
+                )
+            };
+        }
+        let result = if path == "/v1/hits" {
             self.hits(request, deadline).await
         } else {
             self.route(request, deadline).await
@@ -144,8 +157,10 @@ impl Lookup {
             allowed(&["GET", "HEAD"])?;
             return Ok(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}));
         }
-        let known =
-            path == "/v1/explain" || path == "/v1/snapshot" || path.starts_with("/v1/rules/");
+        let known = path == "/v1/explain"
+            || path == "/v1/snapshot"
+            || path == "/v1/stats/top-rules"
+            || path.starts_with("/v1/rules/");
         if !known {
             return Err(fail(
                 404,
@@ -179,11 +194,18 @@ impl Lookup {
                 let engine = self.engine(deadline).await?;
                 Ok(snapshot_status(&engine))
             }
+            "/v1/stats/top-rules" => {
+                allowed(&["GET"])?;
+                let engine = self.engine(deadline).await?;
+                self.top_rules(&engine, request, deadline).await
+            }
             _ => {
                 allowed(&["GET"])?;
                 let uuid = &path["/v1/rules/".len()..];
                 let engine = self.engine(deadline).await?;
-                rule(&engine, uuid)
+                let mut answer = rule(&engine, uuid)?;
+                answer["hits"] = self.rule_hits(uuid, deadline).await;
+                Ok(answer)
             }
         }
     }
@@ -238,6 +260,112 @@ impl Lookup {
             .filter(|c| !c.is_empty() && !complete);
         Ok(
             json!({"hits": hits, "count": hits.len(), "cursor": cursor, "complete": complete, "query": query.cql(), "since": query.since, "until": query.until}),
+        )
+    }
+
+    /// The rule's hit counters over [`HIT_WINDOW_DAYS`], summed from the audit function's
+    /// `rule_hits` records. Never fails the request: an unavailable count says why.
+    async fn rule_hits(&self, uuid: &str, deadline: Instant) -> Value {
+        let Some(source) = &self.hits else {
+            return json!({"available": false, "reason": "no hits topic configured (ESGFLOW_CLS_TOPIC_ID)"});
+        };
+        if !is_rule_id(uuid) {
+            return json!({"available": false, "reason": "this rule id cannot be searched"});
+        }
+        let until = chrono::Utc::now().timestamp_millis();
+        let from = until - HIT_WINDOW_DAYS * 86_400_000;
+        let query = format!(
+            "record_type:\"rule_hits\" AND rule_uuid:\"{uuid}\" | select sum(cast(hits as bigint)) as hits, sum(cast(block_hits as bigint)) as block_hits, sum(cast(observe_hits as bigint)) as observe_hits, min(cast(first_hit as bigint)) as first_hit, max(cast(last_hit as bigint)) as last_hit"
+        );
+        match analysis_rows(&source.client, &source.topic, &query, from, until, deadline).await {
+            Ok(rows) => {
+                let row = rows.first().cloned().unwrap_or_default();
+                json!({
+                    "available": true,
+                    "window_days": HIT_WINDOW_DAYS,
+                    "hits": number(&row, "hits").unwrap_or(0),
+                    "block_hits": number(&row, "block_hits").unwrap_or(0),
+                    "observe_hits": number(&row, "observe_hits").unwrap_or(0),
+                    "first_hit": number(&row, "first_hit"),
+                    "last_hit": number(&row, "last_hit"),
+                })
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "rule hit counters unavailable");
+                json!({"available": false, "reason": format!("CLS SearchLog failed: {}", err.code)})
+            }
+        }
+    }
+
+    /// `GET /v1/stats/top-rules?hours=&limit=`: the rules with the most block hits.
+    async fn top_rules(
+        &self,
+        engine: &Engine,
+        request: &ApiGatewayRequest,
+        deadline: Instant,
+    ) -> Result<Value, Failure> {
+        let bounded = |name: &'static str, default: i64, max: i64| -> Result<i64, Failure> {
+            match request.query(name) {
+                None | Some("") => Ok(default),
+                Some(text) => text
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| (1..=max).contains(n))
+                    .ok_or_else(|| {
+                        field_error(
+                            name,
+                            format!("{text:?} is not a whole number from 1 to {max}"),
+                        )
+                    }),
+            }
+        };
+        let hours = bounded("hours", 24, 720)?;
+        let limit = bounded("limit", 10, 50)?;
+        let source = self.hits.as_ref().ok_or_else(|| {
+            fail(
+                503,
+                "hits_unavailable",
+                "no hits topic configured (ESGFLOW_CLS_TOPIC_ID)",
+            )
+        })?;
+        let until = chrono::Utc::now().timestamp();
+        let since = until - hours * 3600;
+        let query = format!(
+            "record_type:\"block_hit\" | select rule_uuid, count(*) as hits group by rule_uuid order by hits desc limit {limit}"
+        );
+        let rows = analysis_rows(
+            &source.client,
+            &source.topic,
+            &query,
+            since * 1000,
+            until * 1000,
+            deadline,
+        )
+        .await
+        .map_err(|err| {
+            tracing::error!(error = %err, "SearchLog failed");
+            fail(
+                502,
+                "search_failed",
+                format!("CLS SearchLog failed: {}", err.code),
+            )
+        })?;
+        let rules: Vec<Value> = rows
+            .iter()
+            .filter_map(|row| {
+                let uuid = row.get("rule_uuid")?.as_str()?;
+                let known = engine.rules().iter().find(|r| r.rule.uuid == uuid);
+                Some(json!({
+                    "rule_uuid": uuid,
+                    "hits": number(row, "hits").unwrap_or(0),
+                    "description": known.map(|r| r.rule.description.clone()),
+                    "order": known.map(|r| r.rule.order),
+                }))
+            })
+            .take(limit as usize)
+            .collect();
+        Ok(
+            json!({"since": since, "until": until, "hours": hours, "rules": rules, "snapshot_version": engine.version()}),
         )
     }
 
@@ -626,6 +754,12 @@ fn rule(engine: &Engine, uuid: &str) -> Result<Value, Failure> {
                 format!("no rule {uuid:?} in snapshot {}", engine.version()),
             )
         })?;
+    let hygiene = crate::engine::hygiene::analyze_rule(engine, id as u32)
+        .map(|f| json!({"finding": f.finding, "covering_rules": f.covering, "detail": f.detail}));
+    let shadowed_by = match &hygiene {
+        Some(h) if h["finding"] == "shadowed" => h["covering_rules"].clone(),
+        _ => json!([]),
+    };
     let set = |r: &Result<crate::snapshot::values::AddressSet, String>| match r {
         Ok(set) => json!({"resolved": true, "addresses": set.render()}),
         Err(reason) => json!({"resolved": false, "reason": reason}),
@@ -637,8 +771,26 @@ fn rule(engine: &Engine, uuid: &str) -> Result<Value, Failure> {
         "source": set(&compiled.source),
         "destination": set(&compiled.destination),
         "service": compiled.services_label,
+        "shadowed": hygiene.as_ref().is_some_and(|h| h["finding"] == "shadowed"),
+        "shadowed_by": shadowed_by,
+        "hygiene": hygiene,
     }))
 }
+
+/// Rule ids as the APIs give them: digits, letters, `-` and `_` (safe inside a quoted CQL value).
+fn is_rule_id(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 64
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Days of hit counters shown by `/v1/rules/{uuid}`.
+pub const HIT_WINDOW_DAYS: i64 = 30;
+
+/// The page served at `/`: a form for `/v1/explain` and the day's top blocking rules.
+pub const PAGE: &str = include_str!("lookup_page.html");
 
 #[cfg(test)]
 mod tests {

@@ -20,11 +20,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
-use serde_json::{json, Value};
 
 use crate::alert::channel::{DispatchReport, Dispatcher};
 use crate::alert::MemoryState;
 use crate::cloud::api::{ApiClient, ApiError};
+use crate::cloud::search::{analysis_rows, number};
 use crate::config::{SinkConfig, SyncConfig};
 use crate::engine::hygiene::{analyze, Finding};
 use crate::engine::Engine;
@@ -225,25 +225,10 @@ impl SyncFunction {
         };
         let until = chrono::Utc::now().timestamp_millis();
         let from = until - self.config.unused_days as i64 * 86_400_000;
-        let body = json!({
-            "TopicId": topic,
-            "From": from,
-            "To": until,
-            "Query": UNUSED_QUERY,
-            "SyntaxRule": 1,
-            "UseNewAnalysis": true,
-            "Limit": 1000,
-        });
-        let response = client
-            .call("cls", "2020-10-16", "SearchLog", &body, deadline)
-            .await?;
-        let used: BTreeSet<String> = response
-            .get("AnalysisRecords")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .filter_map(|row| serde_json::from_str::<Value>(row).ok())
+        let rows = analysis_rows(client, topic, UNUSED_QUERY, from, until, deadline).await?;
+        let used: BTreeSet<String> = rows
+            .iter()
+            .filter(|row| number(row, "hits").unwrap_or(0) > 0)
             .filter_map(|row| row.get("rule_uuid")?.as_str().map(str::to_string))
             .collect();
         Ok(Some(

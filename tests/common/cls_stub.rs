@@ -185,25 +185,11 @@ fn search(state: &mut StubState, headers: &HeaderMap, body: &[u8]) -> (StatusCod
         return (StatusCode::OK, serde_json::json!({"Response": {"Error": {"Code": "AuthFailure.SignatureFailure", "Message": "signature mismatch"}, "RequestId": "stub"}}).to_string());
     }
     let request: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-    let query = request["Query"].as_str().unwrap_or("").to_string();
+    let query = request["QueryString"].as_str().unwrap_or("").to_string();
     state.searches.push(request);
-    if query.contains("| select rule_uuid") {
-        // The sync function's hit-counter sum: answer as CLS's new analysis does, one JSON
-        // string per row in AnalysisRecords.
-        let mut sums: std::collections::BTreeMap<String, u64> = Default::default();
-        for log in state
-            .accepted
-            .iter()
-            .filter(|l| l.fields.get("record_type").map(String::as_str) == Some("rule_hits"))
-        {
-            *sums.entry(log.fields["rule_uuid"].clone()).or_default() +=
-                log.fields["hits"].parse::<u64>().unwrap_or(0);
-        }
-        let rows: Vec<String> = sums
-            .iter()
-            .map(|(uuid, hits)| serde_json::json!({"rule_uuid": uuid, "hits": hits}).to_string())
-            .collect();
-        return (StatusCode::OK, serde_json::json!({"Response": {"Analysis": true, "AnalysisRecords": rows, "ColNames": ["rule_uuid", "hits", "last_hit"], "ListOver": true, "RequestId": "stub"}}).to_string());
+    if let Some((search, sql)) = query.split_once(" | ") {
+        let rows = analysis(&state.accepted, search, sql);
+        return (StatusCode::OK, serde_json::json!({"Response": {"Analysis": true, "AnalysisRecords": rows, "ListOver": true, "RequestId": "stub"}}).to_string());
     }
     let results: Vec<serde_json::Value> = state
         .accepted
@@ -212,6 +198,67 @@ fn search(state: &mut StubState, headers: &HeaderMap, body: &[u8]) -> (StatusCod
         .map(|l| serde_json::json!({"Time": l.time, "TopicId": l.topic, "LogJson": serde_json::to_string(&l.fields).unwrap()}))
         .collect();
     (StatusCode::OK, serde_json::json!({"Response": {"Results": results, "Context": "next-page-ctx", "ListOver": false, "RequestId": "stub"}}).to_string())
+}
+
+/// A small evaluator for the SQL queries esgflow sends: the search part's `record_type:"…"` and
+/// optional `rule_uuid:"…"` filter the accepted logs; a `group by rule_uuid` query answers one
+/// row per rule (`hits`: the sum of `hits` for `rule_hits` logs, else the count), most first; a
+/// query without grouping answers one row of sums (`hits`, `block_hits`, `observe_hits`) and
+/// `min(first_hit)`, `max(last_hit)`.
+fn analysis(logs: &[ReceivedLog], search: &str, sql: &str) -> Vec<String> {
+    let quoted = |key: &str| {
+        search
+            .split(&format!("{key}:\""))
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .map(str::to_string)
+    };
+    let record_type = quoted("record_type");
+    let rule = quoted("rule_uuid");
+    let selected: Vec<&ReceivedLog> = logs
+        .iter()
+        .filter(|l| {
+            record_type
+                .as_ref()
+                .is_none_or(|t| l.fields.get("record_type") == Some(t))
+        })
+        .filter(|l| {
+            rule.as_ref()
+                .is_none_or(|r| l.fields.get("rule_uuid") == Some(r))
+        })
+        .collect();
+    let value = |log: &ReceivedLog, key: &str| -> u64 {
+        log.fields
+            .get(key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let counters = record_type.as_deref() == Some("rule_hits");
+    if sql.contains("group by rule_uuid") {
+        let mut sums: std::collections::BTreeMap<String, u64> = Default::default();
+        for log in &selected {
+            *sums.entry(log.fields["rule_uuid"].clone()).or_default() +=
+                if counters { value(log, "hits") } else { 1 };
+        }
+        let mut rows: Vec<(String, u64)> = sums.into_iter().collect();
+        rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        return rows
+            .into_iter()
+            .map(|(uuid, hits)| serde_json::json!({"rule_uuid": uuid, "hits": hits}).to_string())
+            .collect();
+    }
+    if selected.is_empty() {
+        return vec![serde_json::json!({"hits": null, "block_hits": null, "observe_hits": null, "first_hit": null, "last_hit": null}).to_string()];
+    }
+    let sum = |key: &str| selected.iter().map(|l| value(l, key)).sum::<u64>();
+    vec![serde_json::json!({
+        "hits": sum("hits"),
+        "block_hits": sum("block_hits"),
+        "observe_hits": sum("observe_hits"),
+        "first_hit": selected.iter().map(|l| value(l, "first_hit")).min(),
+        "last_hit": selected.iter().map(|l| value(l, "last_hit")).max(),
+    })
+    .to_string()]
 }
 
 async fn upload(

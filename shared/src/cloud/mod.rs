@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod qsign;
+pub mod search;
 pub mod tc3;
 
 use std::fmt;

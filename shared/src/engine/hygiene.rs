@@ -237,56 +237,85 @@ pub struct RuleFinding {
 
 /// Analyses every enabled rule of the engine.
 pub fn analyze(engine: &Engine) -> Vec<RuleFinding> {
-    let reachable = reachable_keys();
-    let rules = engine.rules();
-    let spaces: Vec<Option<Vec<Region>>> = rules
-        .iter()
-        .map(|r| {
-            if r.rule.enabled {
-                space(r, &reachable)
+    let analyzer = Analyzer::new(engine);
+    (0..engine.rules().len())
+        .filter_map(|i| analyzer.rule(i))
+        .collect()
+}
+
+/// The finding about one rule (`None`: nothing to report), computing only the match spaces of the
+/// rules it depends on: what the lookup API needs for one rule of a large snapshot.
+pub fn analyze_rule(engine: &Engine, rule: RuleId) -> Option<RuleFinding> {
+    Analyzer::new(engine).rule(rule as usize)
+}
+
+struct Analyzer<'e> {
+    engine: &'e Engine,
+    reachable: Ranges,
+    spaces: Vec<std::sync::OnceLock<Option<Vec<Region>>>>,
+}
+
+impl<'e> Analyzer<'e> {
+    fn new(engine: &'e Engine) -> Self {
+        Self {
+            engine,
+            reachable: reachable_keys(),
+            spaces: (0..engine.rules().len())
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
+        }
+    }
+
+    fn space(&self, i: usize) -> &Option<Vec<Region>> {
+        self.spaces[i].get_or_init(|| {
+            let rule = &self.engine.rules()[i];
+            if rule.rule.enabled {
+                space(rule, &self.reachable)
             } else {
                 None
             }
         })
-        .collect();
-    let terminal = |i: usize| rules[i].rule.enabled && rules[i].rule.action.is_terminal();
-    let mut findings = Vec::new();
-    for (i, compiled) in rules.iter().enumerate() {
+    }
+
+    fn rule(&self, i: usize) -> Option<RuleFinding> {
+        let rules = self.engine.rules();
+        let compiled = rules.get(i)?;
         if !compiled.rule.enabled {
-            continue;
+            return None;
         }
-        let finding = |finding, covering: Vec<usize>, detail: String| RuleFinding {
-            finding,
-            rule: i as RuleId,
-            uuid: compiled.rule.uuid.clone(),
-            covering: covering
-                .into_iter()
-                .map(|j| rules[j].rule.uuid.clone())
-                .collect(),
-            detail,
+        let terminal = |j: usize| rules[j].rule.enabled && rules[j].rule.action.is_terminal();
+        let finding = |finding, covering: Vec<usize>, detail: String| {
+            Some(RuleFinding {
+                finding,
+                rule: i as RuleId,
+                uuid: compiled.rule.uuid.clone(),
+                covering: covering
+                    .into_iter()
+                    .map(|j| rules[j].rule.uuid.clone())
+                    .collect(),
+                detail,
+            })
         };
-        let Some(own) = spaces[i].clone() else {
+        let Some(own) = self.space(i).clone() else {
             let why = [&compiled.source, &compiled.destination]
                 .iter()
                 .find_map(|r| r.as_ref().err().cloned())
                 .or_else(|| compiled.services.as_ref().err().cloned())
                 .unwrap_or_default();
-            findings.push(finding(Finding::Unresolvable, Vec::new(), why));
-            continue;
+            return finding(Finding::Unresolvable, Vec::new(), why);
         };
         if own.is_empty() {
-            findings.push(finding(
+            return finding(
                 Finding::Shadowed,
                 Vec::new(),
                 "it matches no flow a flow log can carry".into(),
-            ));
-            continue;
+            );
         }
         // Shadowing: subtract the earlier terminal rules that touch it.
         let mut left = Some(own);
         let mut used = Vec::new();
         for j in (0..i).filter(|&j| terminal(j)) {
-            let (Some(current), Some(cover)) = (&left, &spaces[j]) else {
+            let (Some(current), Some(cover)) = (&left, self.space(j)) else {
                 continue;
             };
             if current.is_empty() {
@@ -298,36 +327,33 @@ pub fn analyze(engine: &Engine) -> Vec<RuleFinding> {
             }
         }
         let Some(effective) = left else {
-            findings.push(finding(
+            return finding(
                 Finding::Undecided,
                 Vec::new(),
                 format!("more than {MAX_BOXES} regions"),
-            ));
-            continue;
+            );
         };
         if effective.is_empty() {
-            findings.push(finding(
+            return finding(
                 Finding::Shadowed,
                 used,
                 "earlier rules decide every flow it matches".into(),
-            ));
-            continue;
+            );
         }
         if !compiled.rule.action.is_terminal() {
-            continue;
+            return None;
         }
         // Redundancy: later rules must decide what is left the same way, with nothing in between.
         let mut left = effective;
         let mut used = Vec::new();
-        let mut redundant = false;
         for (j, later) in rules.iter().enumerate().skip(i + 1) {
             if !later.rule.enabled {
                 continue;
             }
-            let Some(cover) = &spaces[j] else {
+            let Some(cover) = self.space(j) else {
                 // An unresolvable rule might match what is left: no claim.
                 if later.rule.action != compiled.rule.action {
-                    break;
+                    return None;
                 }
                 continue;
             };
@@ -335,27 +361,20 @@ pub fn analyze(engine: &Engine) -> Vec<RuleFinding> {
                 continue;
             }
             if later.rule.action != compiled.rule.action {
-                break;
+                return None;
             }
             used.push(j);
-            match remove(left, cover) {
-                Some(rest) => left = rest,
-                None => break,
-            }
+            left = remove(left, cover)?;
             if left.is_empty() {
-                redundant = true;
-                break;
+                return finding(
+                    Finding::Redundant,
+                    used,
+                    "later rules of the same action decide every flow it decides".into(),
+                );
             }
         }
-        if redundant {
-            findings.push(finding(
-                Finding::Redundant,
-                used,
-                "later rules of the same action decide every flow it decides".into(),
-            ));
-        }
+        None
     }
-    findings
 }
 
 #[cfg(test)]
