@@ -277,10 +277,10 @@ async fn rules_show_shadowing_and_hit_counters_and_top_rules_come_from_cls() {
     let mut env = stub.env("topic-hits", "topic-traffic");
     env.push(("ESGFLOW_LOOKUP_TOKEN".into(), TOKEN.into()));
     env.push(("ESGFLOW_SNAPSHOT".into(), common::sample_snapshot()));
-    let mut lookup = common::emulator_with("lookup", env).await;
+    let mut with_cls = common::emulator_with("lookup", env).await;
     let get = |path: &str| event("GET", path, Some(TOKEN), None);
 
-    let (status, rule) = response(&lookup.invoke(get("/v1/rules/7010")).await.unwrap().result);
+    let (status, rule) = response(&with_cls.invoke(get("/v1/rules/7010")).await.unwrap().result);
     assert_eq!(status, 200, "{rule}");
     assert_eq!(rule["hits"]["available"], true, "{rule}");
     assert_eq!(rule["hits"]["hits"], 2);
@@ -299,11 +299,11 @@ async fn rules_show_shadowing_and_hit_counters_and_top_rules_come_from_cls() {
 
     // The sample's rule 7021 (on-prem to web, TCP 443) can never be reached: 7003 allows TCP
     // 80,443 to the web template from anywhere first.
-    let (_, shadowed) = response(&lookup.invoke(get("/v1/rules/7021")).await.unwrap().result);
+    let (_, shadowed) = response(&with_cls.invoke(get("/v1/rules/7021")).await.unwrap().result);
     assert_eq!(shadowed["shadowed"], true, "{shadowed}");
     assert_eq!(shadowed["shadowed_by"], json!(["7003"]));
     assert_eq!(shadowed["hygiene"]["finding"], "shadowed");
-    let (_, unresolvable) = response(&lookup.invoke(get("/v1/rules/7017")).await.unwrap().result);
+    let (_, unresolvable) = response(&with_cls.invoke(get("/v1/rules/7017")).await.unwrap().result);
     assert_eq!(unresolvable["shadowed"], false);
     assert_eq!(unresolvable["hygiene"]["finding"], "unresolvable");
     assert_eq!(
@@ -312,7 +312,7 @@ async fn rules_show_shadowing_and_hit_counters_and_top_rules_come_from_cls() {
     );
 
     let (status, top) = response(
-        &lookup
+        &with_cls
             .invoke(get("/v1/stats/top-rules"))
             .await
             .unwrap()
@@ -329,7 +329,7 @@ async fn rules_show_shadowing_and_hit_counters_and_top_rules_come_from_cls() {
     let mut bad: Value = serde_json::from_slice(&get("/v1/stats/top-rules")).unwrap();
     bad["queryString"] = json!({"limit": "500"});
     let (status, error) = response(
-        &lookup
+        &with_cls
             .invoke(bad.to_string().into_bytes())
             .await
             .unwrap()
