@@ -47,5 +47,18 @@ fn compile(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, evaluate, compile);
+/// The sync function's rule-hygiene pass (exact shadowing and redundancy of every rule).
+fn hygiene(c: &mut Criterion) {
+    let mut group = c.benchmark_group("hygiene");
+    group.sample_size(10);
+    for rules in [1_000usize, 10_000] {
+        let engine = Engine::compile(&synthetic::snapshot(rules, 64, 42)).unwrap();
+        group.bench_with_input(BenchmarkId::from_parameter(rules), &engine, |b, engine| {
+            b.iter(|| esgflow::engine::hygiene::analyze(engine).len())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, evaluate, compile, hygiene);
 criterion_main!(benches);

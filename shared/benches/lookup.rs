@@ -1,5 +1,6 @@
 //! `/v1/explain` handler time in a warm instance: one flow against a 10,000-rule snapshot,
-//! through `Lookup::handle` (routing, auth, JSON in and out, the explanation).
+//! through `Lookup::handle` (routing, auth, JSON in and out, the explanation); and
+//! `/v1/rules/{uuid}` with its exact shadowing analysis.
 
 use std::time::{Duration, Instant};
 
@@ -56,6 +57,31 @@ fn explain(c: &mut Criterion) {
                     ))
                     .body
                     .len()
+            })
+        });
+    }
+    group.finish();
+    // `/v1/rules/{uuid}` computes the rule's shadowing exactly; the last rule of the snapshot is
+    // the costliest (every earlier rule may cover it). No hits topic: CLS is not timed here.
+    let snapshot = esgflow::snapshot::Snapshot::load(&path).unwrap();
+    let mut group = c.benchmark_group("rule_detail_10000_rules");
+    for (name, uuid) in [
+        ("first_rule", &snapshot.rules[0].uuid),
+        ("last_rule", &snapshot.rules[snapshot.rules.len() - 1].uuid),
+    ] {
+        let request: ApiGatewayRequest = serde_json::from_value(serde_json::json!({
+            "httpMethod": "GET", "path": format!("/v1/rules/{uuid}"), "headers": {"authorization": format!("Bearer {token}")}
+        }))
+        .unwrap();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let answer = runtime.block_on(lookup.handle(
+                    &request,
+                    "bench",
+                    Instant::now() + Duration::from_secs(5),
+                ));
+                assert_eq!(answer.status_code, 200);
+                answer.body.len()
             })
         });
     }
