@@ -8,12 +8,12 @@ FUNCTIONS   := audit lookup sync
 CARGO       ?= cargo
 ESGFLOW     := target/debug/esgflow
 
-.PHONY: help setup build test lint unit package run bench sample clean
+.PHONY: help setup build test lint unit package run bench sample clean deploy measure
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-setup: ## install what a fresh machine needs (musl target, rustfmt/clippy, curl, musl-tools, redis-server, chromium)
+setup: ## install what a fresh machine needs (musl target, rustfmt/clippy, curl, musl-tools, redis-server, chromium, the pinned serverless CLI)
 	@command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup first" >&2; exit 1; }
 	rustup target list --installed | grep -qx $(MUSL_TARGET) || rustup target add $(MUSL_TARGET)
 	rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
@@ -23,11 +23,14 @@ setup: ## install what a fresh machine needs (musl target, rustfmt/clippy, curl,
 	command -v musl-gcc >/dev/null || missing="$$missing musl-tools"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing; \
 	fi
+	@# The serverless CLI for `make deploy`, at the version pinned in deploy/package-lock.json.
+	@[ -x deploy/node_modules/.bin/components ] || npm ci --prefix deploy --no-audit --no-fund --loglevel=error
 
 build: setup ## build the CLI and the function binaries (debug)
 	$(CARGO) build --workspace --bins
@@ -47,6 +50,13 @@ package: setup ## one zip per function under dist/: static musl `bootstrap`, mod
 
 run: build ## replay the bundled sample flow logs through the real audit function under the emulator
 	$(ESGFLOW) replay samples/flowlogs.txt --snapshot samples/snapshot.json --records out/records.jsonl --alerts
+
+deploy: package ## deploy the stack in template.yaml with the serverless CLI (DRY_RUN=1: print what would be deployed)
+	$(CARGO) run --quiet --bin esgflow -- deploy --template template.yaml --out dist/deploy $(if $(DRY_RUN),--dry-run)
+
+measure: package ## release health check: zip and binary sizes, init time (median of 20, with and without a 10,000-rule snapshot), audit peak RSS
+	$(CARGO) build --quiet --bin esgflow
+	$(ESGFLOW) measure --bin-dir $(RELEASE_DIR) --dist dist
 
 bench: ## benchmarks (criterion): engine (100/1k/10k rules vs the naive evaluator, compile), audit pipeline vs floor, /v1/explain
 	$(CARGO) bench -p esgflow

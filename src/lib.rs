@@ -7,9 +7,11 @@
 pub mod alert_receiver;
 pub mod cloudstub;
 pub mod clsfeed;
+pub mod deploy;
 pub mod emulator;
 pub mod explain;
 pub mod functions;
 pub mod gateway;
+pub mod measure;
 pub mod package;
 pub mod report;

@@ -1,6 +1,6 @@
 //! `esgflow`: the local toolkit. Runs the real function binaries under the SCF emulator.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -116,6 +116,35 @@ enum Command {
         runs: u32,
         #[command(flatten)]
         run: RunArgs,
+    },
+    /// Generate one serverless.yml and CAM policy per function from template.yaml and deploy
+    /// them with the serverless CLI (--dry-run: print what would be deployed)
+    Deploy {
+        /// The stack description
+        #[arg(long, default_value = "template.yaml")]
+        template: PathBuf,
+        /// Where the generated files go
+        #[arg(long, default_value = "dist/deploy")]
+        out: PathBuf,
+        /// Print exactly what would be deployed and stop
+        #[arg(long)]
+        dry_run: bool,
+        /// The serverless CLI (Tencent `components`, installed by `make setup`)
+        #[arg(long, default_value = "deploy/node_modules/.bin/components")]
+        cli: PathBuf,
+    },
+    /// Release health check: zip/binary sizes, init time (median of --runs cold starts, without
+    /// and with a 10,000-rule snapshot), audit peak RSS on max-size events
+    Measure {
+        /// Directory holding the release esgflow-<function> binaries
+        #[arg(long)]
+        bin_dir: PathBuf,
+        /// Directory holding <function>.zip
+        #[arg(long, default_value = "dist")]
+        dist: PathBuf,
+        /// Cold starts per median
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
     },
     /// Build or inspect rule snapshots
     Snapshot {
@@ -314,6 +343,28 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Snapshot { command } => snapshot_command(command),
+        Command::Measure {
+            bin_dir,
+            dist,
+            runs,
+        } => {
+            let rows =
+                esgflow_local::measure::measure(&bin_dir, &dist, Path::new("out/measure"), runs)
+                    .await?;
+            let (table, ok) = esgflow_local::measure::report(&rows);
+            print!("{table}");
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Deploy {
+            template,
+            out,
+            dry_run,
+            cli,
+        } => deploy_command(&template, &out, dry_run, &cli),
         Command::Sync {
             local,
             exports,
@@ -453,16 +504,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             flowlog,
         } => {
             esgflow::engine::synthetic::snapshot(rules, 64, 42).save(&snapshot)?;
-            let mut rng = esgflow::engine::synthetic::Rng::new(9);
-            let lines: Vec<String> = esgflow::engine::synthetic::flows(flows, 64, 11)
-                .iter()
-                .enumerate()
-                .map(|(i, f)| {
-                    let action = if rng.chance(30) { "REJECT" } else { "ACCEPT" };
-                    let port = f.dst_port.map_or("0".to_string(), |p| p.to_string());
-                    format!("2 1251762227 eni-{:08x} {} {} {} {port} {} {} {} 1763942400 1763942460 {action} OK", i % 500, f.src, f.dst, 32768 + rng.below(28000), f.protocol, 1 + rng.below(50), 60 + rng.below(60000))
-                })
-                .collect();
+            let lines = esgflow_local::measure::synthetic_lines(flows);
             std::fs::write(&flowlog, lines.join("\n") + "\n")?;
             eprintln!(
                 "wrote {} ({rules} rules) and {} ({flows} lines)",
@@ -669,6 +711,105 @@ fn one_line(summary: &serde_json::Value) -> String {
         n("replies"),
         map("records")
     )
+}
+
+fn deploy_command(
+    template: &Path,
+    out: &Path,
+    dry_run: bool,
+    cli: &Path,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    use esgflow_local::deploy::{generate, write_all, Stack, Values};
+    let stack = Stack::load(template)?;
+    let values = Values::resolve(&stack, &|name| std::env::var(name).ok())?;
+    let root = template
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if dry_run {
+        println!(
+            "# esgflow deploy --dry-run: stack {} from {}",
+            stack.stack,
+            template.display()
+        );
+        for function in stack.functions.keys() {
+            let generated = generate(&stack, function, &values, true)?;
+            let package = root.join(&stack.functions[function].package);
+            println!("\n## {function} → {}", generated.name);
+            println!(
+                "# package: {} ({})",
+                package.display(),
+                if package.exists() {
+                    "built"
+                } else {
+                    "not built yet: make package"
+                }
+            );
+            println!("# {}/serverless.yml", out.join(function).display());
+            print!("{}", generated.serverless_yml);
+            println!(
+                "# {}/policy.json (attach to role {})",
+                out.join(function).display(),
+                stack.functions[function].role
+            );
+            println!("{}", generated.policy_json);
+            let cli = std::env::current_dir()?.join(cli);
+            println!(
+                "# would run: (cd {} && SERVERLESS_PLATFORM_VENDOR=tencent {} deploy)",
+                out.join(function).display(),
+                cli.display()
+            );
+        }
+        if !values.missing.is_empty() {
+            println!("\n# unset parameters (set them in the environment before deploying):");
+            for name in &values.missing {
+                println!("#   {name}: {}", stack.parameters[name].description);
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !values.missing.is_empty() {
+        eprintln!(
+            "esgflow deploy: these parameters of {} are not set:",
+            template.display()
+        );
+        for name in &values.missing {
+            eprintln!("  {name}: {}", stack.parameters[name].description);
+        }
+        return Ok(ExitCode::from(2));
+    }
+    let credentials = ["TENCENT_SECRET_ID", "TENCENT_SECRET_KEY"]
+        .iter()
+        .all(|name| std::env::var(name).is_ok_and(|v| !v.trim().is_empty()));
+    if !credentials {
+        eprintln!("esgflow deploy: no Tencent Cloud credentials. Set TENCENT_SECRET_ID and TENCENT_SECRET_KEY (an API key allowed to manage SCF, API Gateway and triggers), or run `make deploy DRY_RUN=1` to see what would be deployed.");
+        return Ok(ExitCode::from(2));
+    }
+    if !cli.exists() {
+        eprintln!(
+            "esgflow deploy: the serverless CLI is not installed at {} (run `make setup`)",
+            cli.display()
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let cli = std::fs::canonicalize(cli)?;
+    for dir in write_all(&stack, &values, root, out)? {
+        eprintln!("deploying {}", dir.display());
+        let status = std::process::Command::new(&cli)
+            .arg("deploy")
+            .current_dir(&dir)
+            .env("SERVERLESS_PLATFORM_VENDOR", "tencent")
+            .status()?;
+        if !status.success() {
+            eprintln!("esgflow deploy: {} failed ({status})", dir.display());
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    eprintln!(
+        "deployed. The CAM policies for the roles are in {}/<function>/policy.json.",
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_result(result: &InvocationResult) {

@@ -86,6 +86,16 @@ impl Lookup {
         }
     }
 
+    /// Loads the snapshot ahead of the first request (cold start), so that the first request
+    /// is as fast as the rest. A failure is logged; requests try again and answer 503 until it
+    /// loads.
+    pub async fn warm_up(&self) {
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        if let Err(failure) = self.engine(deadline).await {
+            tracing::error!(error = %failure.message, "rule snapshot not loaded at start-up");
+        }
+    }
+
     /// Serves `/v1/hits` from `source`.
     pub fn with_hits(mut self, source: HitsSource) -> Self {
         self.hits = Some(source);

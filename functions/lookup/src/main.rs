@@ -17,6 +17,7 @@ async fn main() {
     if let Some(hits) = config.hits {
         lookup = lookup.with_hits(hits);
     }
+    lookup.warm_up().await;
     let lookup = &lookup;
     let handler = service_fn(move |event: LambdaEvent<ApiGatewayRequest>| async move {
         let response = lookup

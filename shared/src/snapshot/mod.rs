@@ -428,9 +428,13 @@ impl Snapshot {
 
     /// Parses snapshot JSON, naming the path of the first field that does not fit.
     pub fn from_json(bytes: &[u8]) -> Result<Self, String> {
-        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-        serde_path_to_error::deserialize(&mut deserializer)
-            .map_err(|err| format!("at `{}`: {}", err.path(), err.inner()))
+        // The fast path parses without tracking paths (this is on every cold start); only a
+        // document that fails is parsed again to say where.
+        serde_json::from_slice(bytes).or_else(|_| {
+            let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+            serde_path_to_error::deserialize(&mut deserializer)
+                .map_err(|err| format!("at `{}`: {}", err.path(), err.inner()))
+        })
     }
 
     /// Writes the snapshot as pretty JSON, atomically (temporary file, then rename).

@@ -1,0 +1,315 @@
+//! `template.yaml` never drifts from the code: every setting a function reads is declared for it
+//! (and nothing else), packages are where `make package` puts them, each trigger matches the
+//! event type the function's handler deserializes, and each memory size is above the peak the
+//! function reaches here. Plus the `make deploy DRY_RUN=1` output.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use esgflow::config::{Function, SETTINGS};
+use esgflow_local::deploy::{generate, Stack, Values};
+use serde_json::{json, Value};
+
+/// Variables SCF itself sets; the template must not declare them.
+const PLATFORM: &[&str] = &["TENCENTCLOUD_REGION"];
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn stack() -> Stack {
+    Stack::load(&root().join("template.yaml")).unwrap()
+}
+
+#[test]
+fn every_setting_is_declared_for_the_functions_that_read_it() {
+    let stack = stack();
+    let names: BTreeSet<&str> = Function::ALL.iter().map(|f| f.name()).collect();
+    assert_eq!(
+        stack
+            .functions
+            .keys()
+            .map(String::as_str)
+            .collect::<BTreeSet<_>>(),
+        names
+    );
+    for function in Function::ALL {
+        let declared: BTreeSet<&str> = stack.functions[function.name()]
+            .environment
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let read: BTreeSet<&str> = SETTINGS
+            .iter()
+            .filter(|s| s.functions.contains(function) && !PLATFORM.contains(&s.name))
+            .map(|s| s.name)
+            .collect();
+        let undeclared: Vec<_> = read.difference(&declared).collect();
+        let unread: Vec<_> = declared.difference(&read).collect();
+        assert!(
+            undeclared.is_empty() && unread.is_empty(),
+            "{}: read but not declared {undeclared:?}; declared but read by nothing {unread:?}",
+            function.name()
+        );
+    }
+}
+
+#[test]
+fn packages_are_where_make_package_puts_them() {
+    let makefile = std::fs::read_to_string(root().join("Makefile")).unwrap();
+    assert!(makefile.contains("package --bin-dir $(RELEASE_DIR) --out-dir dist"));
+    for (name, function) in &stack().functions {
+        assert_eq!(function.package, format!("dist/{name}.zip"));
+        assert_eq!(function.runtime, "CustomRuntime");
+        assert_eq!(function.handler, "bootstrap");
+        assert!(
+            (3..=300).contains(&function.init_timeout),
+            "{name}: initTimeout"
+        );
+    }
+}
+
+#[test]
+fn triggers_match_the_event_each_handler_deserializes() {
+    let allowed: BTreeMap<&str, &[&str]> = BTreeMap::from([
+        ("ClsTriggerEvent", &["cls"][..]),
+        ("ApiGatewayRequest", &["apigw", "http"][..]),
+        ("TimerEvent", &["timer"][..]),
+    ]);
+    for (name, function) in &stack().functions {
+        let main =
+            std::fs::read_to_string(root().join(format!("functions/{name}/src/main.rs"))).unwrap();
+        let event = main
+            .split("LambdaEvent<")
+            .nth(1)
+            .and_then(|rest| rest.split('>').next())
+            .unwrap_or_else(|| panic!("{name}: no LambdaEvent<…> in its handler"));
+        let kinds = allowed
+            .get(event)
+            .unwrap_or_else(|| panic!("{name}: unknown event type {event}"));
+        assert!(!function.events.is_empty(), "{name} has no trigger");
+        for trigger in &function.events {
+            for kind in trigger.keys() {
+                assert!(
+                    kinds.contains(&kind.as_str()),
+                    "{name}: a {kind} trigger, but its handler takes {event}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_sizes_are_above_the_measured_peaks() {
+    let stack = stack();
+    let mut peaks = BTreeMap::new();
+    // audit: the largest events CLS sends, against the sample snapshot.
+    let mut audit = common::emulator("audit", &[]).await;
+    let lines = esgflow_local::measure::synthetic_lines(12_000);
+    let events =
+        esgflow_local::clsfeed::cut_events(lines.iter().map(String::as_str), &Default::default())
+            .unwrap();
+    for event in events.iter().take(3) {
+        assert!(audit
+            .invoke(event.clone())
+            .await
+            .unwrap()
+            .result
+            .is_response());
+    }
+    peaks.insert("audit", audit.peak_rss_kib().unwrap());
+    // lookup: a batch explain of 1,000 flows.
+    let mut lookup = common::emulator(
+        "lookup",
+        &[
+            ("ESGFLOW_SNAPSHOT", &common::sample_snapshot()),
+            ("ESGFLOW_LOOKUP_TOKEN", "template-test-token-0123"),
+        ],
+    )
+    .await;
+    let flows: Vec<Value> = (0..1000)
+        .map(|i| json!({"src": format!("10.0.1.{}", i % 250), "dst": "10.0.3.10", "protocol": "tcp", "port": 3306}))
+        .collect();
+    let request = json!({"httpMethod": "POST", "path": "/v1/explain", "headers": {"authorization": "Bearer template-test-token-0123"}, "body": json!({"flows": flows}).to_string()});
+    let answer = lookup
+        .invoke(request.to_string().into_bytes())
+        .await
+        .unwrap();
+    assert_eq!(answer.result.json()["statusCode"], 200);
+    peaks.insert("lookup", lookup.peak_rss_kib().unwrap());
+    // sync: a full run against the local stand-in.
+    let stub = esgflow_local::cloudstub::CloudStub::start(
+        esgflow_local::cloudstub::load_exports(&root().join("samples/export")).unwrap(),
+    )
+    .await
+    .unwrap();
+    let mut env = stub.env();
+    let store = std::env::temp_dir().join(format!("esgflow-template-{}", std::process::id()));
+    env.push((
+        "ESGFLOW_SNAPSHOT".into(),
+        format!("dir://{}", store.display()),
+    ));
+    let mut sync = common::emulator_with("sync", env).await;
+    let timer = json!({"Type": "Timer", "TriggerName": "t", "Time": "2026-11-24T00:00:00Z"});
+    assert!(sync
+        .invoke(timer.to_string().into_bytes())
+        .await
+        .unwrap()
+        .result
+        .is_response());
+    peaks.insert("sync", sync.peak_rss_kib().unwrap());
+    std::fs::remove_dir_all(&store).ok();
+
+    for (name, peak_kib) in peaks {
+        let memory_mb = stack.functions[name].memory_size;
+        assert!(
+            u64::from(memory_mb) * 1024 > peak_kib,
+            "{name}: memorySize {memory_mb} MB is below the measured peak of {} MB",
+            peak_kib / 1024
+        );
+        eprintln!(
+            "{name}: peak {:.1} MB of {memory_mb} MB",
+            peak_kib as f64 / 1024.0
+        );
+    }
+}
+
+#[test]
+fn generated_serverless_yml_carries_the_template() {
+    let stack = stack();
+    let values = Values::resolve(&stack, &|name| match name {
+        "ESG_HITS_TOPIC_ID" => Some("topic-hits-1".into()),
+        "LOOKUP_TOKEN" => Some("very-secret-token-0123".into()),
+        _ => None,
+    })
+    .unwrap();
+    for (name, function) in &stack.functions {
+        let generated = generate(&stack, name, &values, false).unwrap();
+        let document: Value = serde_yaml_ng::from_str(&generated.serverless_yml).unwrap();
+        assert_eq!(document["component"], "scf");
+        let inputs = &document["inputs"];
+        assert_eq!(inputs["name"], format!("esgflow-{name}"));
+        assert_eq!(inputs["memorySize"], function.memory_size);
+        assert_eq!(inputs["initTimeout"], function.init_timeout);
+        let variables = inputs["environment"]["variables"].as_object().unwrap();
+        assert_eq!(
+            variables.keys().collect::<BTreeSet<_>>(),
+            function.environment.keys().collect::<BTreeSet<_>>()
+        );
+        if let Some(topic) = variables.get("ESGFLOW_CLS_TOPIC_ID") {
+            assert_eq!(topic, "topic-hits-1");
+        }
+        let kinds: Vec<String> = inputs["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|e| e.as_object().unwrap().keys().cloned())
+            .collect();
+        let declared: Vec<String> = function
+            .events
+            .iter()
+            .flat_map(|e| e.keys().cloned())
+            .collect();
+        assert_eq!(kinds, declared);
+        let policy: Value = serde_json::from_str(&generated.policy_json).unwrap();
+        assert!(!policy["statement"].as_array().unwrap().is_empty());
+    }
+    let audit: Value = serde_yaml_ng::from_str(
+        &generate(&stack, "audit", &values, false)
+            .unwrap()
+            .serverless_yml,
+    )
+    .unwrap();
+    assert_eq!(audit["inputs"]["retryNum"], 2);
+    assert_eq!(
+        audit["inputs"]["events"][0]["cls"]["parameters"]["enable"],
+        true
+    );
+    let sync: Value = serde_yaml_ng::from_str(
+        &generate(&stack, "sync", &values, false)
+            .unwrap()
+            .serverless_yml,
+    )
+    .unwrap();
+    let cron = sync["inputs"]["events"][0]["timer"]["parameters"]["cronExpression"]
+        .as_str()
+        .unwrap();
+    assert_eq!(cron.split_whitespace().count(), 7, "SCF cron has 7 fields");
+}
+
+fn esgflow(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_esgflow"));
+    command.args(args).current_dir(root());
+    for name in ["TENCENT_SECRET_ID", "TENCENT_SECRET_KEY"] {
+        command.env_remove(name);
+    }
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn dry_run_prints_what_would_be_deployed_and_no_secret() {
+    let out = std::env::temp_dir().join(format!("esgflow-deploy-{}", std::process::id()));
+    let output = esgflow(
+        &["deploy", "--dry-run", "--out", out.to_str().unwrap()],
+        &[
+            ("ESG_HITS_TOPIC_ID", "topic-hits-1"),
+            ("LOOKUP_TOKEN", "very-secret-token-0123"),
+            ("SNAPSHOT_BUCKET", "esg-1250000000"),
+        ],
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for name in ["audit", "lookup", "sync"] {
+        assert!(
+            text.contains(&format!("## {name} → esgflow-{name}")),
+            "{text}"
+        );
+    }
+    assert!(text.contains("component: scf"));
+    assert!(text.contains("ESGFLOW_SNAPSHOT: cos://esg-1250000000/esgflow/snapshots"));
+    assert!(text.contains("ESGFLOW_LOOKUP_TOKEN: <secret LOOKUP_TOKEN>"));
+    assert!(
+        !text.contains("very-secret-token-0123"),
+        "a secret was printed"
+    );
+    assert!(text.contains("cronExpression: 0 */5 * * * * *"));
+    assert!(text.contains("FLOWLOG_TOPIC_ID: CLS topic the VPC flow logs are shipped to"));
+    assert!(text.contains("SERVERLESS_PLATFORM_VENDOR=tencent"));
+    assert!(!out.exists(), "a dry run writes nothing");
+}
+
+#[test]
+fn deploying_without_credentials_stops_with_a_clear_message() {
+    let params: Vec<(&str, &str)> = [
+        "APPID",
+        "UIN",
+        "FLOWLOG_TOPIC_ID",
+        "ESG_HITS_TOPIC_ID",
+        "ESG_TRAFFIC_TOPIC_ID",
+        "SNAPSHOT_BUCKET",
+        "LOOKUP_TOKEN",
+    ]
+    .iter()
+    .map(|n| (*n, "x"))
+    .collect();
+    let out = std::env::temp_dir().join(format!("esgflow-deploy-nocred-{}", std::process::id()));
+    let output = esgflow(&["deploy", "--out", out.to_str().unwrap()], &params);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no Tencent Cloud credentials"), "{stderr}");
+    assert!(stderr.contains("TENCENT_SECRET_ID"), "{stderr}");
+    assert!(!out.exists());
+    // Missing parameters are named before anything else happens.
+    let output = esgflow(&["deploy", "--out", out.to_str().unwrap()], &[]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("FLOWLOG_TOPIC_ID"));
+}
