@@ -8,7 +8,7 @@ FUNCTIONS   := audit lookup sync
 CARGO       ?= cargo
 ESGFLOW     := target/debug/esgflow
 
-.PHONY: help setup build test lint unit package run bench sample clean deploy measure
+.PHONY: help setup build test lint unit package run bench sample clean deploy measure fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -57,6 +57,16 @@ deploy: package ## deploy the stack in template.yaml with the serverless CLI (DR
 measure: package ## release health check: zip and binary sizes, init time (median of 20, with and without a 10,000-rule snapshot), audit peak RSS
 	$(CARGO) build --quiet --bin esgflow
 	$(ESGFLOW) measure --bin-dir $(RELEASE_DIR) --dist dist
+
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := cls_event flow_record snapshot_values apigw_request explain_body
+
+fuzz: ## run every cargo-fuzz target for FUZZ_SECONDS (default 60) each, on nightly; new inputs join fuzz/corpus/
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	@for t in $(FUZZ_TARGETS); do \
+	  echo "== fuzzing $$t for $(FUZZ_SECONDS) s"; \
+	  $(CARGO) +nightly fuzz run $$t fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=1024 -max_len=262144 -timeout=10 || exit 1; \
+	done
 
 bench: ## benchmarks (criterion): engine (100/1k/10k rules vs the naive evaluator, compile), audit pipeline vs floor, /v1/explain
 	$(CARGO) bench -p esgflow

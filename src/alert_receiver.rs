@@ -46,6 +46,28 @@ struct Shared {
     received: Vec<Received>,
     /// Channels told to fail: answer with this status.
     failing: HashMap<&'static str, u16>,
+    /// Channels told to hang: never answer.
+    hanging: std::collections::HashSet<&'static str>,
+}
+
+/// Holds requests to a hanging channel forever (the client's timeout must end them).
+async fn hang_if_told(
+    State(shared): State<Arc<Mutex<Shared>>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let channel = request
+        .uri()
+        .path()
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or("");
+    let hanging = shared.lock().unwrap().hanging.iter().any(|c| *c == channel);
+    if hanging {
+        tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+    }
+    next.run(request).await
 }
 
 /// The running receiver.
@@ -70,6 +92,10 @@ impl AlertReceiver {
             .route("/dingtalk/robot/send", post(dingtalk))
             .route("/feishu/open-apis/bot/v2/hook/{token}", post(feishu))
             .route("/webhook", post(webhook))
+            .layer(axum::middleware::from_fn_with_state(
+                shared.clone(),
+                hang_if_told,
+            ))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let base = format!("http://{}", listener.local_addr()?);
@@ -107,6 +133,11 @@ impl AlertReceiver {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect()
+    }
+
+    /// Makes `channel` accept connections and never answer (a hanging robot).
+    pub fn hang(&self, channel: &'static str) {
+        self.shared.lock().unwrap().hanging.insert(channel);
     }
 
     /// Makes `channel` answer every message with `status`.

@@ -162,7 +162,7 @@ impl AuditFunction {
     /// Loads the snapshot ahead of the first invocation (cold start). A failure is logged; the
     /// first invocation tries again and fails with the error if it persists.
     pub async fn warm_up(&self) {
-        if let Err(err) = self.engine(Instant::now() + Duration::from_secs(10)).await {
+        if let Err(err) = self.engine(Instant::now() + Duration::from_secs(5)).await {
             tracing::error!(error = %err, "rule snapshot not loaded at start-up");
         }
     }
@@ -218,7 +218,17 @@ pub fn parse_batch(
     limits: &DecodeLimits,
 ) -> Result<(BatchReport, Vec<FlowRecord>), AuditError> {
     let decoded = event.decompress(limits)?;
-    let batch = DecodedBatch::parse(&decoded, limits)?;
+    let repaired: String;
+    let batch = match DecodedBatch::parse(&decoded, limits) {
+        Ok(batch) => batch,
+        // Invalid UTF-8 in one record must not cost the whole batch: replace the bad bytes
+        // (U+FFFD) and parse again; the damaged record then fails its own parse and is counted.
+        Err(DecodeError::Json { .. }) if std::str::from_utf8(&decoded).is_err() => {
+            repaired = String::from_utf8_lossy(&decoded).into_owned();
+            DecodedBatch::parse(repaired.as_bytes(), limits)?
+        }
+        Err(err) => return Err(err.into()),
+    };
     let mut report = BatchReport {
         topic_id: batch.topic_id.to_string(),
         records_in: batch.records.len(),

@@ -432,6 +432,19 @@ fn number<T: TryFrom<i128>>(
         })
 }
 
+/// Window bounds are Unix seconds; some exporters write milliseconds or microseconds. A value
+/// of 10^14 or more is read as microseconds, 10^11 or more as milliseconds (10^11 seconds is
+/// the year 5138, so no real second count is mistaken).
+fn seconds(value: u64) -> u64 {
+    if value >= 100_000_000_000_000 {
+        value / 1_000_000
+    } else if value >= 100_000_000_000 {
+        value / 1_000
+    } else {
+        value
+    }
+}
+
 fn required<T>(value: Option<T>, name: &'static str) -> Result<T, ParseError> {
     value.ok_or_else(|| ParseError::new(SkipReason::MissingField, format!("{name} is absent")))
 }
@@ -498,8 +511,14 @@ impl RawFields<'_> {
                 ))
             }
         };
-        let start: u64 = required(number(&self.start, "start")?, "start")?;
-        let end: u64 = required(number(&self.end, "end")?, "end")?;
+        let start = seconds(required(number(&self.start, "start")?, "start")?);
+        let end = seconds(required(number(&self.end, "end")?, "end")?);
+        if end < start {
+            return Err(ParseError::new(
+                SkipReason::BadNumber,
+                format!("end {end} is before start {start}"),
+            ));
+        }
         let packets = number(&self.packets, "packets")?;
         let bytes = number(&self.bytes, "bytes")?;
         let (src_port, dst_port, icmp) = match protocol {

@@ -14,6 +14,7 @@ pub mod config;
 pub mod engine;
 pub mod events;
 pub mod flowlog;
+pub mod fuzzing;
 pub mod lookup;
 pub mod records;
 pub mod runtime;

@@ -90,7 +90,7 @@ impl Lookup {
     /// is as fast as the rest. A failure is logged; requests try again and answer 503 until it
     /// loads.
     pub async fn warm_up(&self) {
-        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
         if let Err(failure) = self.engine(deadline).await {
             tracing::error!(error = %failure.message, "rule snapshot not loaded at start-up");
         }

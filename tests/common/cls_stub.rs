@@ -261,16 +261,38 @@ fn analysis(logs: &[ReceivedLog], search: &str, sql: &str) -> Vec<String> {
     .to_string()]
 }
 
+/// Pseudo-statuses a script can hold besides real HTTP statuses: hang (never answer), close the
+/// connection without answering, or wait `body` milliseconds and then accept.
+pub const HANG: u16 = 0;
+pub const CLOSE: u16 = 1;
+pub const DELAY: u16 = 2;
+
 async fn upload(
-    State(state): State<Arc<Mutex<StubState>>>,
+    State(shared): State<Arc<Mutex<StubState>>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, String) {
-    let mut state = state.lock().unwrap();
-    state.requests += 1;
-    if header(&headers, "x-tc-action") == "SearchLog" {
-        return search(&mut state, &headers, &body);
+    let scripted = {
+        let mut state = shared.lock().unwrap();
+        state.requests += 1;
+        if header(&headers, "x-tc-action") == "SearchLog" {
+            return search(&mut state, &headers, &body);
+        }
+        state.script.pop_front()
+    };
+    match &scripted {
+        Some((HANG, _)) => {
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+        }
+        // Dropping the connection without an answer: the connection task ends with this panic
+        // (the lock is not held).
+        Some((CLOSE, _)) => panic!("cls stub: closing the connection as scripted"),
+        Some((DELAY, ms)) => {
+            tokio::time::sleep(std::time::Duration::from_millis(ms.parse().unwrap())).await;
+        }
+        _ => {}
     }
+    let mut state = shared.lock().unwrap();
     let (topic, list) = match verify(&headers, &body) {
         Ok(decoded) => decoded,
         Err(problem) => {
@@ -278,9 +300,9 @@ async fn upload(
             return (StatusCode::OK, serde_json::json!({"Response": {"Error": {"Code": "AuthFailure.SignatureFailure", "Message": problem}, "RequestId": "stub"}}).to_string());
         }
     };
-    if let Some((status, body)) = state.script.pop_front() {
-        if status != 200 {
-            return (StatusCode::from_u16(status).unwrap(), body);
+    if let Some((status, body)) = &scripted {
+        if *status > DELAY && *status != 200 {
+            return (StatusCode::from_u16(*status).unwrap(), body.clone());
         }
     }
     for group in list.log_group_list {
@@ -293,8 +315,12 @@ async fn upload(
             });
         }
     }
-    (
-        StatusCode::OK,
-        serde_json::json!({"Response": {"RequestId": "stub"}}).to_string(),
-    )
+    match scripted {
+        // A 200 with a scripted body: the data landed, but the answer is what the script says.
+        Some((200, body)) if !body.is_empty() => (StatusCode::OK, body),
+        _ => (
+            StatusCode::OK,
+            serde_json::json!({"Response": {"RequestId": "stub"}}).to_string(),
+        ),
+    }
 }

@@ -87,6 +87,19 @@ pub async fn emulator_with(function: &str, mut env: Vec<(String, String)>) -> Em
     Emulator::new(spec).await.expect("the emulator starts")
 }
 
+/// Like [`emulator_with`], with the function time limit `timeout`.
+pub async fn emulator_timed(
+    function: &str,
+    env: Vec<(String, String)>,
+    timeout: std::time::Duration,
+) -> Emulator {
+    let mut spec = FunctionSpec::new(function, function_binary(function));
+    spec.output = Output::Capture;
+    spec.timeout = timeout;
+    spec.env = env;
+    Emulator::new(spec).await.expect("the emulator starts")
+}
+
 /// A CLS trigger event holding `records` (content strings), gzip+base64 as CLS ships them.
 pub fn cls_event(topic_id: &str, contents: &[&str]) -> Vec<u8> {
     let records: Vec<serde_json::Value> = contents

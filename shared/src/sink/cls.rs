@@ -263,6 +263,14 @@ fn error_of(body: &str) -> Option<(String, String)> {
     Some((code.to_string(), message.to_string()))
 }
 
+/// Whether `body` is an answer: API 3.0's `{"Response": {...}}`, or the empty body of CLS's
+/// legacy upload endpoint.
+fn is_answer(body: &str) -> bool {
+    body.trim().is_empty()
+        || serde_json::from_str::<serde_json::Value>(body)
+            .is_ok_and(|v| v.get("Response").is_some_and(serde_json::Value::is_object))
+}
+
 fn classify(status: u16, body: &str) -> Result<(), Failure> {
     let error = error_of(body);
     let detail = |error: &Option<(String, String)>| match error {
@@ -273,7 +281,13 @@ fn classify(status: u16, body: &str) -> Result<(), Failure> {
         ),
     };
     match (status, &error) {
-        (200..=299, None) => Ok(()),
+        (200..=299, None) if is_answer(body) => Ok(()),
+        // A 2xx that is not the API's answer (a proxy, a truncated body): whether the data
+        // landed is unknown, so it is sent again; record ids make a duplicate harmless.
+        (200..=299, None) => Err(Failure::Retryable(format!(
+            "HTTP {status} with an unreadable answer: {}",
+            body.chars().take(200).collect::<String>()
+        ))),
         (200..=299, Some((code, _))) if retryable_code(code) => {
             Err(Failure::Retryable(detail(&error)))
         }
@@ -598,6 +612,10 @@ mod tests {
     fn error_classification() {
         assert!(classify(200, "").is_ok());
         assert!(classify(200, r#"{"Response":{"RequestId":"x"}}"#).is_ok());
+        assert!(matches!(
+            classify(200, "<html>gateway</html>"),
+            Err(Failure::Retryable(d)) if d.contains("unreadable answer")
+        ));
         assert!(matches!(
             classify(
                 200,

@@ -31,7 +31,10 @@ pub struct SnapshotCache {
 }
 
 /// How long one load may take when the caller has no deadline of its own (cold start).
-const LOAD_TIMEOUT: Duration = Duration::from_secs(10);
+const LOAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a refresh may take before the last good snapshot is used.
+pub const REFRESH_BUDGET: Duration = Duration::from_secs(2);
 
 impl SnapshotCache {
     /// A cache of the snapshot file at `path`, re-read every `ttl`.
@@ -112,7 +115,10 @@ impl SnapshotCache {
             }
             (Some(current), true) => {
                 self.checked_at = Some(now);
-                match self.load(deadline).await {
+                // A refresh has a good snapshot to fall back on: it gets a short budget, so a
+                // store that hangs or keeps failing never eats the invocation.
+                let budget = deadline.min(Instant::now() + REFRESH_BUDGET);
+                match self.load(budget).await {
                     Ok(Some((engine, tag))) => {
                         if engine.version() != current.version() {
                             tracing::info!(

@@ -1,0 +1,206 @@
+//! Fault injection, end to end under the emulator: a CLS endpoint that is slow, hangs, throttles,
+//! errors, answers garbage or drops the connection; a webhook that hangs; a snapshot store that
+//! refuses at cold start or fails on refresh. For each, the documented behaviour holds, the
+//! function answers before the platform's hard timeout, and across retries every record lands
+//! exactly once by `record_id`.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::cls_stub::{ClsStub, CLOSE, DELAY, HANG};
+
+fn lines() -> Vec<String> {
+    (0..5)
+        .map(|i| {
+            format!(
+                "2 1251762227 eni-web00001 10.0.1.{} 10.0.3.10 4000{i} 3306 6 3 180 1763942400 1763942460 REJECT OK",
+                11 + i
+            )
+        })
+        .collect()
+}
+
+fn event() -> Vec<u8> {
+    let lines = lines();
+    let contents: Vec<&str> = lines.iter().map(String::as_str).collect();
+    common::cls_event("fl", &contents)
+}
+
+fn env(stub: &ClsStub) -> Vec<(String, String)> {
+    let mut env = stub.env("hits", "hits");
+    env.push(("ESGFLOW_SNAPSHOT".into(), common::sample_snapshot()));
+    env
+}
+
+fn ids(stub: &ClsStub) -> (usize, BTreeSet<String>) {
+    let accepted = stub.accepted();
+    let ids = accepted
+        .iter()
+        .map(|l| l.fields["record_id"].clone())
+        .collect();
+    (accepted.len(), ids)
+}
+
+/// The ids one clean run writes.
+async fn expected_ids() -> BTreeSet<String> {
+    let stub = ClsStub::start(vec![]).await;
+    let mut audit = common::emulator_timed("audit", env(&stub), Duration::from_secs(10)).await;
+    assert!(audit.invoke(event()).await.unwrap().result.is_response());
+    ids(&stub).1
+}
+
+#[tokio::test]
+async fn a_slow_cls_within_the_deadline_is_waited_for() {
+    let expected = expected_ids().await;
+    let stub = ClsStub::start(vec![(DELAY, "1500")]).await;
+    let mut audit = common::emulator_timed("audit", env(&stub), Duration::from_secs(5)).await;
+    let invocation = audit.invoke(event()).await.unwrap();
+    assert!(
+        invocation.result.is_response(),
+        "{}",
+        invocation.result.json()
+    );
+    assert_eq!(ids(&stub), (expected.len(), expected));
+}
+
+#[tokio::test]
+async fn a_hanging_cls_fails_the_invocation_before_the_hard_timeout_and_the_retry_lands_once() {
+    let expected = expected_ids().await;
+    let stub = ClsStub::start(vec![(HANG, "")]).await;
+    let mut audit = common::emulator_timed("audit", env(&stub), Duration::from_secs(3)).await;
+    let started = Instant::now();
+    let invocation = audit
+        .invoke(event())
+        .await
+        .expect("the function answers itself, before SCF's timeout");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(!invocation.result.is_response());
+    let error = invocation.result.json();
+    assert_eq!(error["errorType"], "SinkError", "{error}");
+    let message = error["errorMessage"].as_str().unwrap();
+    assert!(message.contains("hits"), "the topic is named: {message}");
+    // SCF retries the batch: this time CLS answers, and each record is there once.
+    let retry = audit.invoke(event()).await.unwrap();
+    assert!(retry.result.is_response(), "{}", retry.result.json());
+    assert_eq!(ids(&stub), (expected.len(), expected));
+}
+
+#[tokio::test]
+async fn throttling_errors_garbage_and_dropped_connections_are_retried() {
+    let expected = expected_ids().await;
+    let stub = ClsStub::start(vec![
+        (429, "slow down"),
+        (500, "oops"),
+        (CLOSE, ""),
+        (200, "<html>a proxy said yes</html>"),
+    ])
+    .await;
+    let mut audit = common::emulator_timed("audit", env(&stub), Duration::from_secs(15)).await;
+    let invocation = audit.invoke(event()).await.unwrap();
+    assert!(
+        invocation.result.is_response(),
+        "{}",
+        invocation.result.json()
+    );
+    assert_eq!(
+        stub.requests(),
+        5,
+        "four failures, then the write that was answered properly"
+    );
+    let (count, got) = ids(&stub);
+    assert_eq!(got, expected, "every record landed");
+    // The garbage answer came after the data landed: that upload was repeated, so each record
+    // is there twice, with the same id (consumers deduplicate on record_id).
+    assert_eq!(count, 2 * expected.len());
+    assert!(stub.problems().is_empty(), "{:?}", stub.problems());
+}
+
+#[tokio::test]
+async fn a_hanging_webhook_costs_an_alert_not_the_batch() {
+    let stub = ClsStub::start(vec![]).await;
+    let receiver = esgflow_local::alert_receiver::AlertReceiver::start()
+        .await
+        .unwrap();
+    receiver.hang("webhook");
+    let mut env = env(&stub);
+    env.extend(receiver.settings());
+    let mut audit = common::emulator_timed("audit", env, Duration::from_secs(6)).await;
+    let started = Instant::now();
+    let invocation = audit.invoke(event()).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(6));
+    let summary = invocation.result.json();
+    assert!(invocation.result.is_response(), "{summary}");
+    assert_eq!(summary["alerts"]["failed"]["webhook"], 1, "{summary}");
+    assert_eq!(summary["alerts"]["sent"]["wecom"], 1, "{summary}");
+    assert!(
+        !stub.accepted().is_empty(),
+        "the records were written first"
+    );
+}
+
+#[tokio::test]
+async fn the_snapshot_store_failing_at_cold_start_and_on_refresh() {
+    use esgflow_local::cloudstub::{load_exports, CloudStub};
+    let store = CloudStub::start(
+        load_exports(std::path::Path::new(&format!(
+            "{}/samples/export",
+            env!("CARGO_MANIFEST_DIR")
+        )))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    // Publish the sample snapshot into the stand-in's bucket with the sync function.
+    let mut env = store.env();
+    env.push((
+        "ESGFLOW_SNAPSHOT".into(),
+        "cos://esg-1250000000/snapshots".into(),
+    ));
+    let mut sync = common::emulator_with("sync", env.clone()).await;
+    let timer = serde_json::json!({"Type": "Timer", "Time": "2026-11-24T00:00:00Z"});
+    assert!(sync
+        .invoke(timer.to_string().into_bytes())
+        .await
+        .unwrap()
+        .result
+        .is_response());
+
+    let cls = ClsStub::start(vec![]).await;
+    let mut audit_env = cls.env("hits", "hits");
+    audit_env.retain(|(k, _)| !k.starts_with("TENCENTCLOUD_SECRET"));
+    audit_env.extend(env);
+    audit_env.push(("ESGFLOW_SNAPSHOT_TTL_SECONDS".into(), "0".into()));
+    // Cold start: COS refuses (403) the start-up read and the first invocation's read.
+    store.fail_next_cos("GET", 403);
+    store.fail_next_cos("GET", 403);
+    let mut audit = common::emulator_timed("audit", audit_env, Duration::from_secs(8)).await;
+    let first = audit.invoke(event()).await.unwrap();
+    let error = first.result.json();
+    assert_eq!(error["errorType"], "SnapshotUnavailable", "{error}");
+    let message = error["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains("cos://esg-1250000000/snapshots") && message.contains("403"),
+        "{message}"
+    );
+    // The store is back: the retried batch is judged.
+    let second = audit.invoke(event()).await.unwrap();
+    assert!(second.result.is_response(), "{}", second.result.json());
+    let version = second.result.json()["snapshot_version"].clone();
+    // On refresh the store fails for good (every read answers 503): the last good snapshot is
+    // kept, and the refresh gives up within its short budget.
+    for _ in 0..100 {
+        store.fail_next_cos("GET", 503);
+    }
+    let started = Instant::now();
+    let third = audit.invoke(event()).await.unwrap();
+    assert!(third.result.is_response(), "{}", third.result.json());
+    assert_eq!(third.result.json()["snapshot_version"], version);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(store.problems().is_empty(), "{:?}", store.problems());
+}
