@@ -244,14 +244,7 @@ impl Lookup {
             .client
             .call("cls", "2020-10-16", "SearchLog", &body, deadline)
             .await
-            .map_err(|err| {
-                tracing::error!(error = %err, "SearchLog failed");
-                fail(
-                    502,
-                    "search_failed",
-                    format!("CLS SearchLog failed: {}", err.code),
-                )
-            })?;
+            .map_err(search_failed)?;
         let hits: Vec<Value> = response
             .get("Results")
             .and_then(Value::as_array)
@@ -352,14 +345,7 @@ impl Lookup {
             deadline,
         )
         .await
-        .map_err(|err| {
-            tracing::error!(error = %err, "SearchLog failed");
-            fail(
-                502,
-                "search_failed",
-                format!("CLS SearchLog failed: {}", err.code),
-            )
-        })?;
+        .map_err(search_failed)?;
         let rules: Vec<Value> = rows
             .iter()
             .filter_map(|row| {
@@ -785,6 +771,16 @@ fn rule(engine: &Engine, uuid: &str) -> Result<Value, Failure> {
         "shadowed_by": shadowed_by,
         "hygiene": hygiene,
     }))
+}
+
+/// A failed CLS search: logged with its details, answered 502 with the CLS error code only.
+fn search_failed(err: crate::cloud::api::ApiError) -> Failure {
+    tracing::error!(error = %err, "SearchLog failed");
+    fail(
+        502,
+        "search_failed",
+        format!("CLS SearchLog failed: {}", err.code),
+    )
 }
 
 /// Rule ids as the APIs give them: digits, letters, `-` and `_` (safe inside a quoted CQL value).
