@@ -65,7 +65,7 @@ fuzz: ## run every cargo-fuzz target for FUZZ_SECONDS (default 60) each, on nigh
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	@for t in $(FUZZ_TARGETS); do \
 	  echo "== fuzzing $$t for $(FUZZ_SECONDS) s"; \
-	  $(CARGO) +nightly fuzz run $$t fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=1024 -max_len=262144 -timeout=10 || exit 1; \
+	  $(CARGO) +nightly fuzz run $$t fuzz/corpus/$$t fuzz/seeds/$$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=1024 -max_len=262144 -timeout=10 || exit 1; \
 	done
 
 bench: ## benchmarks (criterion): engine (100/1k/10k rules vs the naive evaluator, compile), audit pipeline vs floor, /v1/explain

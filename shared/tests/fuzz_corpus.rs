@@ -1,4 +1,5 @@
-//! Every file of every fuzzing corpus (`fuzz/corpus/<target>/`) and every input a fuzzer once
+//! Every file of every fuzzing corpus (`fuzz/corpus/<target>/`, grown and minimised by the
+//! fuzzer), every hand-written seed (`fuzz/seeds/<target>/`) and every input a fuzzer once
 //! crashed on (`fuzz/regressions/<target>/`), replayed through the same entry points the
 //! `cargo fuzz` targets call, on stable Rust: what fuzzing found stays fixed.
 
@@ -34,6 +35,14 @@ fn every_corpus_file_passes_its_entry_point() {
     assert!(
         count >= 5 * 3,
         "the corpora are in the repository ({count} files found)"
+    );
+}
+
+#[test]
+fn every_seed_passes_its_entry_point() {
+    assert!(
+        replay("seeds") >= 5 * 3,
+        "the hand-written seeds are in the repository"
     );
 }
 
