@@ -88,6 +88,28 @@ async fn a_hanging_cls_fails_the_invocation_before_the_hard_timeout_and_the_retr
 }
 
 #[tokio::test]
+async fn the_error_says_what_was_written_before_time_ran_out() {
+    let stub = ClsStub::start(vec![(200, ""), (HANG, "")]).await;
+    let mut env = stub.env("hits", "traffic");
+    env.push(("ESGFLOW_SNAPSHOT".into(), common::sample_snapshot()));
+    let mut audit = common::emulator_timed("audit", env, Duration::from_secs(3)).await;
+    let invocation = audit
+        .invoke(event())
+        .await
+        .expect("answered before SCF's timeout");
+    let error = invocation.result.json();
+    let message = error["errorMessage"].as_str().unwrap();
+    let hits = stub.accepted().len();
+    assert!(hits > 0);
+    assert!(
+        message.contains(
+            "writing to CLS topic traffic did not succeed before the invocation deadline"
+        ) && message.contains(&format!("before that, {hits} to hits")),
+        "{message}"
+    );
+}
+
+#[tokio::test]
 async fn throttling_errors_garbage_and_dropped_connections_are_retried() {
     let expected = expected_ids().await;
     let stub = ClsStub::start(vec![

@@ -33,25 +33,40 @@ struct ServerState {
 struct FakeScf {
     state: Arc<Mutex<ServerState>>,
     url: String,
+    tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 impl FakeScf {
     async fn start(events: Vec<Event>, drop_next_polls: usize) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_at("127.0.0.1:0", events, drop_next_polls).await
+    }
+
+    async fn start_at(addr: &str, events: Vec<Event>, drop_next_polls: usize) -> Self {
+        let listener = TcpListener::bind(addr).await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let state = Arc::new(Mutex::new(ServerState {
             events,
             drop_next_polls,
             ..ServerState::default()
         }));
-        let accept_state = state.clone();
-        tokio::spawn(async move {
+        let tasks = Arc::new(Mutex::new(Vec::new()));
+        let (accept_state, accept_tasks) = (state.clone(), tasks.clone());
+        let accept = tokio::spawn(async move {
             loop {
                 let (stream, _) = listener.accept().await.unwrap();
-                tokio::spawn(serve(stream, accept_state.clone()));
+                let task = tokio::spawn(serve(stream, accept_state.clone()));
+                accept_tasks.lock().unwrap().push(task);
             }
         });
-        Self { state, url }
+        tasks.lock().unwrap().push(accept);
+        Self { state, url, tasks }
+    }
+
+    /// Stops listening and drops every open connection, as a restarting runtime API would.
+    fn stop(&self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
     }
 
     fn results(&self) -> Vec<Request> {
@@ -357,4 +372,31 @@ async fn each_event_gets_exactly_one_result() {
     for (i, result) in results.iter().enumerate() {
         assert_eq!(json(&result.body)["request_id"], format!("r{i}"));
     }
+}
+
+#[tokio::test]
+async fn a_restarting_runtime_api_is_waited_for() {
+    let first = FakeScf::start(vec![event("before", r#"{"name":"one"}"#)], 0).await;
+    let client = RuntimeApiClient::with_endpoint(&first.url);
+    tokio::spawn(Runtime::new(client, service_fn(greet)).run());
+    assert_eq!(
+        json(&first.wait_for_results(1).await[0].body)["message"],
+        "hello one"
+    );
+    // The runtime API goes away (its held /next connection is dropped) and comes back on the
+    // same address a moment later; the process keeps polling with backoff and serves the next
+    // event without a restart of its own.
+    first.stop();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let address = first.url.trim_start_matches("http://").to_string();
+    let second = FakeScf::start_at(&address, vec![event("after", r#"{"name":"two"}"#)], 0).await;
+    let results = second.wait_for_results(1).await;
+    assert_eq!(json(&results[0].body)["message"], "hello two");
+    assert!(
+        second
+            .requests()
+            .iter()
+            .all(|r| r.path != "/runtime/init/ready"),
+        "the process did not start over"
+    );
 }

@@ -420,10 +420,13 @@ impl RecordSink for ClsSink {
                     .or_default()
                     .push(record);
             }
+            let records_total = records.len();
             let mut written = Written::new();
             for (topic, records) in by_topic {
                 for (count, body) in encode_bodies(&records) {
-                    self.upload(topic, body, deadline).await?;
+                    if let Err(err) = self.upload(topic, body, deadline).await {
+                        return Err(err.after(&written, records_total));
+                    }
                     *written.entry(topic.to_string()).or_default() += count;
                 }
             }

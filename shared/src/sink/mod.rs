@@ -53,6 +53,36 @@ pub enum SinkError {
     /// The sink cannot work at all (no credentials, bad endpoint).
     #[error("{0}")]
     Unusable(String),
+    /// Part of the batch was written before a write failed. A retry writes everything again,
+    /// with the same record ids.
+    #[error("{source}; before that, {completed} of {total} records were written")]
+    Partial {
+        /// What failed.
+        source: Box<SinkError>,
+        /// What was written, per topic (`12 to topic-a, 3 to topic-b`).
+        completed: String,
+        /// Records in the batch.
+        total: usize,
+    },
+}
+
+impl SinkError {
+    /// This error, noting what `written` already holds (when it holds anything).
+    pub fn after(self, written: &Written, total: usize) -> Self {
+        if written.values().all(|&n| n == 0) {
+            return self;
+        }
+        let completed = written
+            .iter()
+            .map(|(topic, n)| format!("{n} to {topic}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        SinkError::Partial {
+            source: Box::new(self),
+            completed,
+            total,
+        }
+    }
 }
 
 /// A destination for records.
