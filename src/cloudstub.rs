@@ -179,12 +179,20 @@ pub fn load_exports(dir: &Path) -> std::io::Result<BTreeMap<String, Vec<Value>>>
 impl CloudStub {
     /// Starts the stub on an ephemeral 127.0.0.1 port serving `items`.
     pub async fn start(items: BTreeMap<String, Vec<Value>>) -> std::io::Result<Self> {
+        Self::start_at("127.0.0.1:0", items).await
+    }
+
+    /// Starts the stub on `addr` (a store that comes back where it was).
+    pub async fn start_at(
+        addr: &str,
+        items: BTreeMap<String, Vec<Value>>,
+    ) -> std::io::Result<Self> {
         let state = Arc::new(Mutex::new(CloudState {
             items,
             ..CloudState::default()
         }));
         let app = Router::new().fallback(handle).with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = tokio::net::TcpListener::bind(addr).await?;
         let url = format!("http://{}", listener.local_addr()?);
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.ok();

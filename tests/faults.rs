@@ -226,3 +226,68 @@ async fn the_snapshot_store_failing_at_cold_start_and_on_refresh() {
     );
     assert!(store.problems().is_empty(), "{:?}", store.problems());
 }
+
+#[tokio::test]
+async fn an_unreachable_snapshot_store_at_cold_start_then_back() {
+    use esgflow_local::cloudstub::{load_exports, CloudStub};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let cls = ClsStub::start(vec![]).await;
+    let mut env = cls.env("hits", "hits");
+    env.extend([
+        ("TENCENTCLOUD_REGION".to_string(), "ap-shanghai".to_string()),
+        (
+            "ESGFLOW_COS_ENDPOINT".to_string(),
+            format!("http://{address}"),
+        ),
+        (
+            "ESGFLOW_SNAPSHOT".to_string(),
+            "cos://esg-1250000000/snapshots".to_string(),
+        ),
+    ]);
+    // Nothing listens: the start-up load gives up within its budget, the invocation's own load
+    // stops a second before the deadline, and the function reports it (SCF retries the batch).
+    let mut audit = common::emulator_timed("audit", env.clone(), Duration::from_secs(4)).await;
+    let started = Instant::now();
+    let first = audit
+        .invoke(event())
+        .await
+        .expect("the function answers itself");
+    let error = first.result.json();
+    assert_eq!(error["errorType"], "SnapshotUnavailable", "{error}");
+    assert!(error["errorMessage"]
+        .as_str()
+        .unwrap()
+        .contains("cos://esg-1250000000/snapshots"));
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        started.elapsed()
+    );
+    // The store comes back where it was, and the sync function publishes into it.
+    let exports =
+        std::path::PathBuf::from(format!("{}/samples/export", env!("CARGO_MANIFEST_DIR")));
+    let store = CloudStub::start_at(&address, load_exports(&exports).unwrap())
+        .await
+        .unwrap();
+    let mut sync_env = store.env();
+    sync_env.push((
+        "ESGFLOW_SNAPSHOT".into(),
+        "cos://esg-1250000000/snapshots".into(),
+    ));
+    let mut sync = common::emulator_with("sync", sync_env).await;
+    let timer = serde_json::json!({"Type": "Timer", "Time": "2026-11-24T00:00:00Z"});
+    assert!(sync
+        .invoke(timer.to_string().into_bytes())
+        .await
+        .unwrap()
+        .result
+        .is_response());
+    let retried = audit.invoke(event()).await.unwrap();
+    assert!(retried.result.is_response(), "{}", retried.result.json());
+    assert!(!cls.accepted().is_empty());
+}

@@ -32,6 +32,9 @@ use crate::records::{
 };
 use crate::runtime::Diagnostic;
 
+/// Time kept back from the deadline while loading the snapshot.
+pub const SNAPSHOT_LOAD_MARGIN: Duration = Duration::from_millis(1000);
+
 /// How many sample records are kept per skip reason.
 pub const SAMPLES_PER_REASON: usize = 3;
 /// Longest excerpt of a bad record kept in a sample.
@@ -184,7 +187,12 @@ impl AuditFunction {
     ) -> Result<InvocationSummary, AuditError> {
         let started = Instant::now();
         let (batch, flows) = parse_batch(event, &self.config.decode_limits)?;
-        let engine = self.engine(deadline).await?;
+        // Loading the snapshot leaves time to write and to report: it never runs to the deadline.
+        let load_by = deadline
+            .checked_sub(SNAPSHOT_LOAD_MARGIN)
+            .unwrap_or(deadline)
+            .max(Instant::now());
+        let engine = self.engine(load_by).await?;
         let (records, judged) = judge(&engine, flows, &self.config.monitored);
         let written = if records.is_empty() {
             Written::new()
