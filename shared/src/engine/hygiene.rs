@@ -54,6 +54,30 @@ fn intersect(a: &[(u128, u128)], b: &[(u128, u128)]) -> Ranges {
     out
 }
 
+/// Whether two sorted range lists share a value, without allocating (the hot test of the
+/// analysis: most pairs of rules do not overlap, and their spans rule that out at once).
+fn overlaps(a: &[(u128, u128)], b: &[(u128, u128)]) -> bool {
+    let (Some(first_a), Some(first_b)) = (a.first(), b.first()) else {
+        return false;
+    };
+    let (last_a, last_b) = (a[a.len() - 1], b[b.len() - 1]);
+    if last_a.1 < first_b.0 || last_b.1 < first_a.0 {
+        return false;
+    }
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if a[i].0.max(b[j].0) <= a[i].1.min(b[j].1) {
+            return true;
+        }
+        if a[i].1 < b[j].1 {
+            i += 1
+        } else {
+            j += 1
+        }
+    }
+    false
+}
+
 fn subtract(a: &[(u128, u128)], b: &[(u128, u128)]) -> Ranges {
     let mut out = Vec::new();
     let mut j = 0;
@@ -84,9 +108,9 @@ fn subtract(a: &[(u128, u128)], b: &[(u128, u128)]) -> Ranges {
 impl Region {
     fn intersects(&self, other: &Region) -> bool {
         self.families == other.families
-            && !intersect(&self.src, &other.src).is_empty()
-            && !intersect(&self.dst, &other.dst).is_empty()
-            && !intersect(&self.keys, &other.keys).is_empty()
+            && overlaps(&self.src, &other.src)
+            && overlaps(&self.dst, &other.dst)
+            && overlaps(&self.keys, &other.keys)
     }
 
     /// `self ∖ other` as disjoint boxes.
@@ -392,5 +416,8 @@ mod tests {
             intersect(&[(0, 3), (5, 9)], &[(2, 6)]),
             vec![(2, 3), (5, 6)]
         );
+        assert!(overlaps(&[(0, 3), (5, 9)], &[(4, 5)]));
+        assert!(!overlaps(&[(0, 3), (5, 9)], &[(4, 4), (10, 12)]));
+        assert!(!overlaps(&[], &[(0, 1)]));
     }
 }
