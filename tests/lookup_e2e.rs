@@ -171,9 +171,16 @@ async fn the_http_gateway_serves_the_lookup_function_to_a_real_client() {
     assert_eq!(answer["results"][1]["decision"], "allow");
     for (method, path, token, status) in [
         ("GET", "/v1/snapshot", None, 401),
+        ("GET", "/v1/snapshot", Some("wrong-token-0123456789"), 401),
+        ("GET", "/v1/snapshot", Some(TOKEN), 200),
         ("GET", "/v1/nope", Some(TOKEN), 404),
         ("DELETE", "/v1/snapshot", Some(TOKEN), 405),
         ("GET", "/v1/rules/404404", Some(TOKEN), 404),
+        ("GET", "/v1/rules/7021", Some(TOKEN), 200),
+        ("GET", "/v1/stats/top-rules", Some(TOKEN), 503),
+        ("GET", "/v1/hits", Some(TOKEN), 503),
+        ("GET", "/", None, 200),
+        ("PUT", "/", None, 405),
     ] {
         let mut request = client.request(method.parse().unwrap(), format!("{base}{path}"));
         if let Some(token) = token {
@@ -193,6 +200,19 @@ async fn the_http_gateway_serves_the_lookup_function_to_a_real_client() {
         .await
         .unwrap();
     assert_eq!(bad.status(), 400);
+    let huge = client
+        .post(format!("{base}/v1/explain"))
+        .bearer_auth(TOKEN)
+        .body(vec![b' '; 2 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(huge.status(), 413);
+    let error: Value = huge.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "payload_too_large");
+    let page = client.get(format!("{base}/")).send().await.unwrap();
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    assert!(page.text().await.unwrap().contains("Explain a flow"));
 }
 
 #[tokio::test]
