@@ -325,16 +325,23 @@ mod wire {
 /// what prost produces for the same [`LogGroupList`] (a test checks this).
 pub fn encode_bodies(records: &[&Record]) -> Vec<(usize, Vec<u8>)> {
     let mut bodies = Vec::new();
+    // The group is built after HEADER bytes kept free for the LogGroupList field header (tag and
+    // length varint), written in place when the group is done: no copy of the whole group.
+    const HEADER: usize = 11;
     let mut group: Vec<u8> = Vec::with_capacity(256 * 1024);
+    group.resize(HEADER, 0);
     let (mut count, mut value_bytes) = (0usize, 0usize);
     let mut log: Vec<u8> = Vec::with_capacity(2048);
     let mut text = Vec::with_capacity(64);
     let finish = |group: &mut Vec<u8>, count: usize, bodies: &mut Vec<(usize, Vec<u8>)>| {
         wire::bytes(group, 0x22, b"esgflow");
-        let mut list = Vec::with_capacity(group.len() + 8);
-        wire::bytes(&mut list, 0x0a, group);
-        bodies.push((count, lz4_flex::block::compress(&list)));
-        group.clear();
+        let mut header = Vec::with_capacity(HEADER);
+        header.push(0x0a);
+        wire::varint(&mut header, (group.len() - HEADER) as u64);
+        let start = HEADER - header.len();
+        group[start..HEADER].copy_from_slice(&header);
+        bodies.push((count, lz4_flex::block::compress(&group[start..])));
+        group.truncate(HEADER);
     };
     for record in records {
         log.clear();
