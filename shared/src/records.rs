@@ -581,7 +581,14 @@ impl RecordId {
 
     /// The id.
     pub fn finish(self) -> String {
-        hex::encode(&Sha256::digest(&self.0)[..8])
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let digest = Sha256::digest(&self.0);
+        let mut text = String::with_capacity(16);
+        for byte in &digest[..8] {
+            text.push(DIGITS[usize::from(byte >> 4)] as char);
+            text.push(DIGITS[usize::from(byte & 0x0f)] as char);
+        }
+        text
     }
 }
 
