@@ -180,6 +180,35 @@ pub fn summary(snapshot: &Snapshot, engine: &Engine) -> String {
             engine.rule(id).rule.description
         );
     }
+    // Shadowed and redundant rules (the sync function's rule hygiene, computed the same way).
+    let findings: Vec<_> = esgflow::engine::hygiene::analyze(engine)
+        .into_iter()
+        .filter(|f| {
+            matches!(
+                f.finding,
+                esgflow::engine::hygiene::Finding::Shadowed
+                    | esgflow::engine::hygiene::Finding::Redundant
+            )
+        })
+        .collect();
+    let _ = writeln!(out, "shadowed or redundant rules: {}", findings.len());
+    for finding in findings {
+        let rule = &engine.rule(finding.rule).rule;
+        let how = match finding.finding {
+            esgflow::engine::hygiene::Finding::Shadowed => "shadowed by",
+            _ => "redundant with",
+        };
+        let covering = if finding.covering.is_empty() {
+            finding.detail.clone()
+        } else {
+            finding.covering.join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "  rule {} ({}): {how} {covering}",
+            rule.uuid, rule.description
+        );
+    }
     let _ = writeln!(out, "warnings  {}", snapshot.warnings.len());
     for warning in &snapshot.warnings {
         let _ = writeln!(out, "  {warning}");

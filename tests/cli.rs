@@ -44,6 +44,15 @@ fn snapshot_build_writes_a_snapshot_and_show_summarises_it() {
     assert!(text.contains("rules     39"), "{text}");
     assert!(text.contains("unresolvable enabled rules: 2"), "{text}");
     assert!(text.contains("rule 7023 (block exfil domain)"), "{text}");
+    assert!(text.contains("shadowed or redundant rules: 3"), "{text}");
+    assert!(
+        text.contains("rule 7021 (on-prem to web): shadowed by 7003"),
+        "{text}"
+    );
+    assert!(
+        text.contains("rule 7010 (block other data-tier access): redundant with 7015, 9000"),
+        "{text}"
+    );
 }
 
 #[test]
