@@ -396,18 +396,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 run.timeout_ms = 60_000;
             }
             let mut emulator = Emulator::new(run.spec("sync")).await?;
-            let mut failed = 0;
-            for _ in 0..runs {
-                let event = serde_json::json!({
-                    "Type": "Timer",
-                    "TriggerName": "esgflow-sync-local",
-                    "Time": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-                    "Message": "",
-                });
-                let invocation = emulator.invoke(event.to_string().into_bytes()).await?;
-                print_result(&invocation.result);
-                failed += usize::from(!invocation.result.is_response());
-            }
+            let mut failed = fire_timers(&mut emulator, "esgflow-sync-local", "", runs, 0).await?;
             if let Some(stub) = &stub {
                 for problem in stub.problems() {
                     eprintln!("stand-in saw a problem: {problem}");
@@ -429,21 +418,8 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             run,
         } => {
             let mut emulator = Emulator::new(run.spec(&function)).await?;
-            let mut failed = 0;
-            for i in 0..count {
-                if i > 0 {
-                    tokio::time::sleep(Duration::from_millis(every_ms)).await;
-                }
-                let event = serde_json::json!({
-                    "Type": "Timer",
-                    "TriggerName": "esgflow-local",
-                    "Time": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-                    "Message": message,
-                });
-                let invocation = emulator.invoke(event.to_string().into_bytes()).await?;
-                print_result(&invocation.result);
-                failed += usize::from(!invocation.result.is_response());
-            }
+            let failed =
+                fire_timers(&mut emulator, "esgflow-local", &message, count, every_ms).await?;
             Ok(if failed == 0 {
                 ExitCode::SUCCESS
             } else {
@@ -711,6 +687,32 @@ fn one_line(summary: &serde_json::Value) -> String {
         n("replies"),
         map("records")
     )
+}
+
+/// Fires `count` Timer events, `every_ms` apart, printing each result; returns how many failed.
+async fn fire_timers(
+    emulator: &mut Emulator,
+    trigger: &str,
+    message: &str,
+    count: u32,
+    every_ms: u64,
+) -> Result<usize, Box<dyn std::error::Error>> {
+    let mut failed = 0;
+    for i in 0..count {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(every_ms)).await;
+        }
+        let event = serde_json::json!({
+            "Type": "Timer",
+            "TriggerName": trigger,
+            "Time": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            "Message": message,
+        });
+        let invocation = emulator.invoke(event.to_string().into_bytes()).await?;
+        print_result(&invocation.result);
+        failed += usize::from(!invocation.result.is_response());
+    }
+    Ok(failed)
 }
 
 fn deploy_command(
