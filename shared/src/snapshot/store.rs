@@ -185,6 +185,14 @@ fn non_empty(path: &str) -> Result<&str, String> {
     }
 }
 
+/// An error of `store`, named as the store describes itself.
+fn fail(store: &dyn SnapshotStore, message: impl std::fmt::Display) -> StoreError {
+    StoreError {
+        store: store.describe(),
+        message: message.to_string(),
+    }
+}
+
 fn parse_snapshot(bytes: &[u8], name: &str, store: &str) -> Result<Snapshot, StoreError> {
     Snapshot::from_json(bytes).map_err(|message| StoreError {
         store: store.to_string(),
@@ -216,13 +224,6 @@ impl FileStore {
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self { path: path.into() }
     }
-
-    fn error(&self, message: impl std::fmt::Display) -> StoreError {
-        StoreError {
-            store: self.describe(),
-            message: message.to_string(),
-        }
-    }
 }
 
 impl SnapshotStore for FileStore {
@@ -235,7 +236,7 @@ impl SnapshotStore for FileStore {
             let metadata = match std::fs::metadata(&self.path) {
                 Ok(m) => m,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Latest::Missing),
-                Err(e) => return Err(self.error(e)),
+                Err(e) => return Err(fail(self, e)),
             };
             let modified = metadata
                 .modified()
@@ -246,7 +247,7 @@ impl SnapshotStore for FileStore {
             if known == Some(tag.as_str()) {
                 return Ok(Latest::Unchanged);
             }
-            let bytes = std::fs::read(&self.path).map_err(|e| self.error(e))?;
+            let bytes = std::fs::read(&self.path).map_err(|e| fail(self, e))?;
             let snapshot = parse_snapshot(&bytes, "", &self.describe())?;
             Ok(Latest::Found {
                 snapshot: Box::new(snapshot),
@@ -257,7 +258,7 @@ impl SnapshotStore for FileStore {
 
     fn publish<'a>(&'a self, snapshot: &'a Snapshot, _: Instant) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            write_atomically(&self.path, &to_json(snapshot)).map_err(|e| self.error(e))
+            write_atomically(&self.path, &to_json(snapshot)).map_err(|e| fail(self, e))
         })
     }
 }
@@ -273,13 +274,6 @@ impl DirStore {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self { dir: dir.into() }
     }
-
-    fn error(&self, message: impl std::fmt::Display) -> StoreError {
-        StoreError {
-            store: self.describe(),
-            message: message.to_string(),
-        }
-    }
 }
 
 impl SnapshotStore for DirStore {
@@ -292,16 +286,16 @@ impl SnapshotStore for DirStore {
             let bytes = match std::fs::read(self.dir.join("latest.json")) {
                 Ok(b) => b,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Latest::Missing),
-                Err(e) => return Err(self.error(format!("latest.json: {e}"))),
+                Err(e) => return Err(fail(self, format!("latest.json: {e}"))),
             };
             let pointer: Pointer = serde_json::from_slice(&bytes)
-                .map_err(|e| self.error(format!("latest.json: {e}")))?;
+                .map_err(|e| fail(self, format!("latest.json: {e}")))?;
             if known == Some(pointer.version.as_str()) {
                 return Ok(Latest::Unchanged);
             }
-            let object = object_name(&pointer.object).map_err(|e| self.error(e))?;
+            let object = object_name(&pointer.object).map_err(|e| fail(self, e))?;
             let bytes = std::fs::read(self.dir.join(object))
-                .map_err(|e| self.error(format!("{object}: {e}")))?;
+                .map_err(|e| fail(self, format!("{object}: {e}")))?;
             let snapshot = parse_snapshot(&bytes, object, &self.describe())?;
             Ok(Latest::Found {
                 tag: pointer.version,
@@ -314,9 +308,9 @@ impl SnapshotStore for DirStore {
         Box::pin(async move {
             let pointer = Pointer::of(snapshot);
             write_atomically(&self.dir.join(&pointer.object), &to_json(snapshot))
-                .map_err(|e| self.error(e))?;
+                .map_err(|e| fail(self, e))?;
             let bytes = serde_json::to_vec_pretty(&pointer).expect("pointers serialize");
-            write_atomically(&self.dir.join("latest.json"), &bytes).map_err(|e| self.error(e))
+            write_atomically(&self.dir.join("latest.json"), &bytes).map_err(|e| fail(self, e))
         })
     }
 }
@@ -370,13 +364,6 @@ impl CosStore {
         }
     }
 
-    fn error(&self, message: impl std::fmt::Display) -> StoreError {
-        StoreError {
-            store: self.describe(),
-            message: message.to_string(),
-        }
-    }
-
     /// One signed request, retried on network errors, 429 and 5xx while the deadline allows.
     /// Returns the status, the `ETag` and the body.
     async fn send(
@@ -392,7 +379,7 @@ impl CosStore {
         url.set_path(&path);
         let mut retry = Retry::new(deadline, Duration::from_millis(200), Duration::from_secs(2));
         loop {
-            let credentials = Credentials::from_env().map_err(|e| self.error(e))?;
+            let credentials = Credentials::from_env().map_err(|e| fail(self, e))?;
             let now = chrono::Utc::now().timestamp();
             let mut headers: Vec<(&str, &str)> = vec![("host", &self.host)];
             if let Some(tag) = if_none_match {
@@ -408,7 +395,10 @@ impl CosStore {
             };
             let timeout = retry.remaining().min(Duration::from_secs(10));
             if timeout.is_zero() {
-                return Err(self.error(format!("{path}: no time left before the deadline")));
+                return Err(fail(
+                    self,
+                    format!("{path}: no time left before the deadline"),
+                ));
             }
             let mut builder = self
                 .http
@@ -450,7 +440,7 @@ impl CosStore {
                 Err(_) => true,
             };
             if !retryable {
-                return outcome.map_err(|e| self.error(e));
+                return outcome.map_err(|e| fail(self, e));
             }
             let message = match outcome {
                 Ok((status, _, body)) => format!("{path}: HTTP {status} {}", cos_code(&body)),
@@ -458,7 +448,7 @@ impl CosStore {
             };
             tracing::warn!(store = %self.describe(), %message, "COS request failed, retrying");
             if !retry.wait(Duration::from_millis(100)).await {
-                return Err(self.error(message));
+                return Err(fail(self, message));
             }
         }
     }
@@ -492,19 +482,23 @@ impl SnapshotStore for CosStore {
                 404 => return Ok(Latest::Missing),
                 200..=299 => {}
                 _ => {
-                    return Err(
-                        self.error(format!("latest.json: HTTP {status} {}", cos_code(&body)))
-                    )
+                    return Err(fail(
+                        self,
+                        format!("latest.json: HTTP {status} {}", cos_code(&body)),
+                    ))
                 }
             }
             let pointer: Pointer = serde_json::from_slice(&body)
-                .map_err(|e| self.error(format!("latest.json: {e}")))?;
-            let object = object_name(&pointer.object).map_err(|e| self.error(e))?;
+                .map_err(|e| fail(self, format!("latest.json: {e}")))?;
+            let object = object_name(&pointer.object).map_err(|e| fail(self, e))?;
             let (status, _, body) = self
                 .send(reqwest::Method::GET, object, None, None, deadline)
                 .await?;
             if !(200..300).contains(&status) {
-                return Err(self.error(format!("{object}: HTTP {status} {}", cos_code(&body))));
+                return Err(fail(
+                    self,
+                    format!("{object}: HTTP {status} {}", cos_code(&body)),
+                ));
             }
             let snapshot = parse_snapshot(&body, object, &self.describe())?;
             Ok(Latest::Found {
@@ -524,7 +518,10 @@ impl SnapshotStore for CosStore {
                 if (200..300).contains(&status) {
                     Ok(())
                 } else {
-                    Err(self.error(format!("PUT {name}: HTTP {status} {}", cos_code(&answer))))
+                    Err(fail(
+                        self,
+                        format!("PUT {name}: HTTP {status} {}", cos_code(&answer)),
+                    ))
                 }
             };
             put(pointer.object.clone(), to_json(snapshot)).await?;
