@@ -276,13 +276,14 @@ fn api_error(code: &str, message: &str) -> (StatusCode, String) {
     )
 }
 
-/// Checks the TC3 signature (over `content-type;host` and the exact body) and the ±5 minute
-/// timestamp window, as the API does for every action.
+/// Checks the TC3 signature (over `content-type;host` and the exact body), that it was made for
+/// one of `services`, and the ±5 minute timestamp window, as the API does for every action.
 pub fn check_tc3(
     headers: &HeaderMap,
     body: &[u8],
     secret_id: &str,
     secret_key: &str,
+    services: &[&str],
 ) -> Result<(), String> {
     let timestamp: i64 = header(headers, "x-tc-timestamp")
         .parse()
@@ -296,6 +297,11 @@ pub fn check_tc3(
         .nth(1)
         .and_then(|c| c.split('/').nth(2))
         .unwrap_or("");
+    if !services.contains(&service) {
+        return Err(format!(
+            "signed for service {service:?}, expected one of {services:?}"
+        ));
+    }
     let signed = tc3::SignedRequest {
         method: "POST",
         host: header(headers, "host"),
@@ -318,7 +324,7 @@ pub fn check_tc3(
 
 fn api(state: &mut CloudState, headers: &HeaderMap, body: &[u8]) -> (StatusCode, String) {
     let action = header(headers, "x-tc-action").to_string();
-    if let Err(problem) = check_tc3(headers, body, SECRET_ID, SECRET_KEY) {
+    if let Err(problem) = check_tc3(headers, body, SECRET_ID, SECRET_KEY, &["cfw", "vpc"]) {
         state.problems.push(format!("{action}: {problem}"));
         return api_error("AuthFailure.SignatureFailure", &problem);
     }
