@@ -164,30 +164,14 @@ async fn a_hanging_webhook_costs_an_alert_not_the_batch() {
 
 #[tokio::test]
 async fn the_snapshot_store_failing_at_cold_start_and_on_refresh() {
-    use esgflow_local::cloudstub::{load_exports, CloudStub};
-    let store = CloudStub::start(
-        load_exports(std::path::Path::new(&format!(
-            "{}/samples/export",
-            env!("CARGO_MANIFEST_DIR")
-        )))
-        .unwrap(),
-    )
-    .await
-    .unwrap();
+    let store = common::cloud_stub().await;
     // Publish the sample snapshot into the stand-in's bucket with the sync function.
+    common::publish_with_sync(&store, "cos://esg-1250000000/snapshots").await;
     let mut env = store.env();
     env.push((
         "ESGFLOW_SNAPSHOT".into(),
         "cos://esg-1250000000/snapshots".into(),
     ));
-    let mut sync = common::emulator_with("sync", env.clone()).await;
-    let timer = serde_json::json!({"Type": "Timer", "Time": "2026-11-24T00:00:00Z"});
-    assert!(sync
-        .invoke(timer.to_string().into_bytes())
-        .await
-        .unwrap()
-        .result
-        .is_response());
 
     let cls = ClsStub::start(vec![]).await;
     let mut audit_env = cls.env("hits", "hits");
@@ -269,24 +253,10 @@ async fn an_unreachable_snapshot_store_at_cold_start_then_back() {
         started.elapsed()
     );
     // The store comes back where it was, and the sync function publishes into it.
-    let exports =
-        std::path::PathBuf::from(format!("{}/samples/export", env!("CARGO_MANIFEST_DIR")));
-    let store = CloudStub::start_at(&address, load_exports(&exports).unwrap())
+    let store = CloudStub::start_at(&address, load_exports(&common::sample_exports()).unwrap())
         .await
         .unwrap();
-    let mut sync_env = store.env();
-    sync_env.push((
-        "ESGFLOW_SNAPSHOT".into(),
-        "cos://esg-1250000000/snapshots".into(),
-    ));
-    let mut sync = common::emulator_with("sync", sync_env).await;
-    let timer = serde_json::json!({"Type": "Timer", "Time": "2026-11-24T00:00:00Z"});
-    assert!(sync
-        .invoke(timer.to_string().into_bytes())
-        .await
-        .unwrap()
-        .result
-        .is_response());
+    common::publish_with_sync(&store, "cos://esg-1250000000/snapshots").await;
     let retried = audit.invoke(event()).await.unwrap();
     assert!(retried.result.is_response(), "{}", retried.result.json());
     assert!(!cls.accepted().is_empty());

@@ -219,12 +219,8 @@ async fn the_http_gateway_serves_the_lookup_function_to_a_real_client() {
 async fn hits_come_from_cls_searchlog_with_a_safe_query() {
     // Write some hits through the real audit function, then search them through lookup.
     let stub = common::cls_stub::ClsStub::start(vec![]).await;
-    let mut audit = common::emulator_with("audit", stub.env("topic-hits", "topic-traffic")).await;
     let line = "2 1251762227 eni-web00001 10.0.1.11 10.0.3.10 40001 3306 6 3 180 1763942400 1763942460 REJECT OK";
-    audit
-        .invoke(common::cls_event("fl", &[line]))
-        .await
-        .unwrap();
+    common::audit_into(&stub, &[line]).await;
     let mut env = stub.env("topic-hits", "topic-traffic");
     env.push(("ESGFLOW_LOOKUP_TOKEN".into(), TOKEN.into()));
     let mut lookup = common::emulator_with(
@@ -288,12 +284,11 @@ async fn hits_come_from_cls_searchlog_with_a_safe_query() {
 #[tokio::test]
 async fn rules_show_shadowing_and_hit_counters_and_top_rules_come_from_cls() {
     let stub = common::cls_stub::ClsStub::start(vec![]).await;
-    let mut audit = common::emulator_with("audit", stub.env("topic-hits", "topic-traffic")).await;
     let lines = [
         "2 1251762227 eni-web00001 10.0.1.11 10.0.3.10 40001 3306 6 3 180 1763942400 1763942460 REJECT OK",
         "2 1251762227 eni-web00001 10.0.1.12 10.0.3.10 40002 3306 6 3 180 1763942400 1763942520 REJECT OK",
     ];
-    audit.invoke(common::cls_event("fl", &lines)).await.unwrap();
+    common::audit_into(&stub, &lines).await;
     let mut env = stub.env("topic-hits", "topic-traffic");
     env.push(("ESGFLOW_LOOKUP_TOKEN".into(), TOKEN.into()));
     env.push(("ESGFLOW_SNAPSHOT".into(), common::sample_snapshot()));

@@ -10,23 +10,13 @@ use common::cls_stub::ClsStub;
 use esgflow::cloud::api::{ApiClient, Paging};
 use esgflow::snapshot::Snapshot;
 use esgflow_local::alert_receiver::AlertReceiver;
-use esgflow_local::cloudstub::{load_exports, CloudStub};
+use esgflow_local::cloudstub::CloudStub;
 use serde_json::{json, Value};
-
-fn exports() -> std::path::PathBuf {
-    format!("{}/samples/export", env!("CARGO_MANIFEST_DIR")).into()
-}
 
 fn sample_version() -> String {
     Snapshot::load(std::path::Path::new(&common::sample_snapshot()))
         .unwrap()
         .version
-}
-
-fn timer() -> Vec<u8> {
-    json!({"Type": "Timer", "TriggerName": "every-5-min", "Time": "2026-11-24T05:00:00Z", "Message": ""})
-        .to_string()
-        .into_bytes()
 }
 
 async fn sync_with(
@@ -55,9 +45,7 @@ fn cos_puts(stub: &CloudStub) -> Vec<String> {
 
 #[tokio::test]
 async fn publishes_to_cos_once_and_is_idempotent() {
-    let stub = CloudStub::start(load_exports(&exports()).unwrap())
-        .await
-        .unwrap();
+    let stub = common::cloud_stub().await;
     let records = std::env::temp_dir().join(format!("esgflow-sync-{}.jsonl", std::process::id()));
     let _ = std::fs::remove_file(&records);
     let mut sync = sync_with(
@@ -65,7 +53,7 @@ async fn publishes_to_cos_once_and_is_idempotent() {
         vec![("ESGFLOW_JSONL_PATH".into(), records.display().to_string())],
     )
     .await;
-    let first = sync.invoke(timer()).await.unwrap();
+    let first = sync.invoke(common::timer_event()).await.unwrap();
     let summary = first.result.json();
     assert!(first.result.is_response(), "{summary}");
     // The live builder gives the same snapshot the file importer built from the same exports.
@@ -97,7 +85,7 @@ async fn publishes_to_cos_once_and_is_idempotent() {
         .expect("the sample's shadowed rule is reported");
     assert_eq!(shadowed["covering_rules"], "7003");
 
-    let second = sync.invoke(timer()).await.unwrap();
+    let second = sync.invoke(common::timer_event()).await.unwrap();
     let summary = second.result.json();
     assert_eq!(summary["published"], false, "{summary}");
     assert_eq!(summary["previous_version"], version);
@@ -129,12 +117,10 @@ async fn publishes_to_cos_once_and_is_idempotent() {
 
 #[tokio::test]
 async fn throttling_is_retried_and_a_failed_call_leaves_latest_untouched() {
-    let stub = CloudStub::start(load_exports(&exports()).unwrap())
-        .await
-        .unwrap();
+    let stub = common::cloud_stub().await;
     stub.fail_next("DescribeVpcs", "RequestLimitExceeded");
     let mut sync = sync_with(&stub, vec![]).await;
-    let ok = sync.invoke(timer()).await.unwrap();
+    let ok = sync.invoke(common::timer_event()).await.unwrap();
     assert!(ok.result.is_response(), "{}", ok.result.json());
     let vpc_calls = stub
         .state
@@ -154,7 +140,7 @@ async fn throttling_is_retried_and_a_failed_call_leaves_latest_untouched() {
         .get_mut("DescribeEnterpriseSecurityGroupRule")
         .unwrap()[0]["Port"] = json!("8443");
     stub.fail_next("DescribeSubnets", "UnauthorizedOperation");
-    let failed = sync.invoke(timer()).await.unwrap();
+    let failed = sync.invoke(common::timer_event()).await.unwrap();
     assert!(!failed.result.is_response());
     let error = failed.result.json();
     assert_eq!(error["errorType"], "SnapshotBuildFailed");
@@ -167,7 +153,7 @@ async fn throttling_is_retried_and_a_failed_call_leaves_latest_untouched() {
 
     // COS refusing the write fails the run too, and a later run publishes.
     stub.fail_next_cos("PUT", 403);
-    let refused = sync.invoke(timer()).await.unwrap();
+    let refused = sync.invoke(common::timer_event()).await.unwrap();
     assert_eq!(refused.result.json()["errorType"], "SnapshotStoreFailed");
     let latest = |stub: &CloudStub| -> Value {
         serde_json::from_slice(
@@ -176,7 +162,7 @@ async fn throttling_is_retried_and_a_failed_call_leaves_latest_untouched() {
         .unwrap()
     };
     assert_eq!(latest(&stub)["version"], sample_version());
-    let retried = sync.invoke(timer()).await.unwrap();
+    let retried = sync.invoke(common::timer_event()).await.unwrap();
     assert_eq!(retried.result.json()["published"], true);
     assert_ne!(latest(&stub)["version"], sample_version());
     assert!(stub.problems().is_empty(), "{:?}", stub.problems());
@@ -184,9 +170,7 @@ async fn throttling_is_retried_and_a_failed_call_leaves_latest_untouched() {
 
 #[tokio::test]
 async fn rule_changes_are_recorded_and_alerted_and_unused_rules_reported() {
-    let stub = CloudStub::start(load_exports(&exports()).unwrap())
-        .await
-        .unwrap();
+    let stub = common::cloud_stub().await;
     let cls = ClsStub::start(vec![]).await;
     let receiver = AlertReceiver::start().await.unwrap();
 
@@ -219,7 +203,7 @@ async fn rule_changes_are_recorded_and_alerted_and_unused_rules_reported() {
     env.extend(receiver.settings());
     env.push(("ESGFLOW_ALERT_KINDS".into(), "rule_change".into()));
     let mut sync = sync_with(&stub, env).await;
-    let first = sync.invoke(timer()).await.unwrap();
+    let first = sync.invoke(common::timer_event()).await.unwrap();
     let summary = first.result.json();
     assert!(first.result.is_response(), "{summary}");
     let unused: Vec<String> = serde_json::from_value(summary["unused"].clone()).unwrap();
@@ -263,7 +247,7 @@ async fn rule_changes_are_recorded_and_alerted_and_unused_rules_reported() {
             .unwrap()
             .retain(|r| r["RuleUuid"].as_u64() != Some(id));
     }
-    let second = sync.invoke(timer()).await.unwrap();
+    let second = sync.invoke(common::timer_event()).await.unwrap();
     let summary = second.result.json();
     assert_eq!(summary["published"], true, "{summary}");
     assert_eq!(summary["changes"]["added"], 1, "{summary}");
@@ -299,11 +283,14 @@ async fn rule_changes_are_recorded_and_alerted_and_unused_rules_reported() {
 
 #[tokio::test]
 async fn audit_reads_the_published_snapshot_from_cos_and_revalidates_with_etags() {
-    let stub = CloudStub::start(load_exports(&exports()).unwrap())
-        .await
-        .unwrap();
+    let stub = common::cloud_stub().await;
     let mut sync = sync_with(&stub, vec![]).await;
-    assert!(sync.invoke(timer()).await.unwrap().result.is_response());
+    assert!(sync
+        .invoke(common::timer_event())
+        .await
+        .unwrap()
+        .result
+        .is_response());
     let mut env = stub.env();
     env.push((
         "ESGFLOW_SNAPSHOT".into(),
@@ -353,9 +340,7 @@ async fn audit_reads_the_published_snapshot_from_cos_and_revalidates_with_etags(
 
 #[tokio::test]
 async fn paging_follows_the_totals() {
-    let stub = CloudStub::start(load_exports(&exports()).unwrap())
-        .await
-        .unwrap();
+    let stub = common::cloud_stub().await;
     let client = ApiClient::new("ap-shanghai", Some(stub.url.clone())).with_credentials(
         esgflow::cloud::Credentials {
             secret_id: esgflow_local::cloudstub::SECRET_ID.into(),
@@ -424,7 +409,7 @@ fn sync_local_runs_against_the_stand_in() {
     let out = std::env::temp_dir().join(format!("esgflow-sync-local-{}", std::process::id()));
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_esgflow"))
         .args(["sync", "--local", "--runs", "2", "--exports"])
-        .arg(exports())
+        .arg(common::sample_exports())
         .arg("--store")
         .arg(format!("dir://{}/snapshots", out.display()))
         .arg("--records")

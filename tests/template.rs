@@ -140,11 +140,7 @@ async fn memory_sizes_are_above_the_measured_peaks() {
     assert_eq!(answer.result.json()["statusCode"], 200);
     peaks.insert("lookup", lookup.peak_rss_kib().unwrap());
     // sync: a full run against the local stand-in.
-    let stub = esgflow_local::cloudstub::CloudStub::start(
-        esgflow_local::cloudstub::load_exports(&root().join("samples/export")).unwrap(),
-    )
-    .await
-    .unwrap();
+    let stub = common::cloud_stub().await;
     let mut env = stub.env();
     let store = std::env::temp_dir().join(format!("esgflow-template-{}", std::process::id()));
     env.push((
@@ -152,9 +148,8 @@ async fn memory_sizes_are_above_the_measured_peaks() {
         format!("dir://{}", store.display()),
     ));
     let mut sync = common::emulator_with("sync", env).await;
-    let timer = json!({"Type": "Timer", "TriggerName": "t", "Time": "2026-11-24T00:00:00Z"});
     assert!(sync
-        .invoke(timer.to_string().into_bytes())
+        .invoke(common::timer_event())
         .await
         .unwrap()
         .result

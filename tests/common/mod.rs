@@ -62,6 +62,49 @@ pub fn sample_snapshot() -> String {
     format!("{}/samples/snapshot.json", env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The bundled exports of the cfw/vpc APIs (what the cloud stand-in serves).
+pub fn sample_exports() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples/export")
+}
+
+/// The local cfw/vpc/COS stand-in serving the bundled exports.
+pub async fn cloud_stub() -> esgflow_local::cloudstub::CloudStub {
+    esgflow_local::cloudstub::CloudStub::start(
+        esgflow_local::cloudstub::load_exports(&sample_exports()).unwrap(),
+    )
+    .await
+    .unwrap()
+}
+
+/// A Timer trigger event, as SCF sends it.
+pub fn timer_event() -> Vec<u8> {
+    serde_json::json!({"Type": "Timer", "TriggerName": "every-5-min", "Time": "2026-11-24T05:00:00Z", "Message": ""})
+        .to_string()
+        .into_bytes()
+}
+
+/// Runs the sync function once against `store` (the stand-in), publishing the sample snapshot
+/// at `location`.
+pub async fn publish_with_sync(store: &esgflow_local::cloudstub::CloudStub, location: &str) {
+    let mut env = store.env();
+    env.push(("ESGFLOW_SNAPSHOT".into(), location.into()));
+    let mut sync = emulator_with("sync", env).await;
+    let run = sync.invoke(timer_event()).await.unwrap();
+    assert!(run.result.is_response(), "{}", run.result.json());
+}
+
+/// Judges flow-log `lines` with the real audit function, writing its records to `stub`'s
+/// `topic-hits` and `topic-traffic`.
+pub async fn audit_into(stub: &cls_stub::ClsStub, lines: &[&str]) {
+    let mut audit = emulator_with("audit", stub.env("topic-hits", "topic-traffic")).await;
+    let invocation = audit.invoke(cls_event("fl", lines)).await.unwrap();
+    assert!(
+        invocation.result.is_response(),
+        "{}",
+        invocation.result.json()
+    );
+}
+
 /// An emulator for `function` with captured output; the audit function gets the sample
 /// snapshot unless `env` names another.
 pub async fn emulator(function: &str, env: &[(&str, &str)]) -> Emulator {
