@@ -142,7 +142,6 @@ impl SyncFunction {
         let now = chrono::Utc::now();
         let taken_at = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let snapshot = build_live(&self.client, &self.config.live, &taken_at, deadline).await?;
-        let engine = Engine::compile(&snapshot).map_err(|e| SyncError::Compile(e.to_string()))?;
         let previous = match self.store.latest(None, deadline).await? {
             Latest::Found { snapshot, .. } => Some(*snapshot),
             Latest::Missing | Latest::Unchanged => None,
@@ -178,6 +177,9 @@ impl SyncFunction {
             summary.elapsed_ms = started.elapsed().as_millis() as u64;
             return Ok(summary);
         }
+        // Only a snapshot about to be published needs compiling: to prove the functions can
+        // load it, and for the hygiene analysis.
+        let engine = Engine::compile(&snapshot).map_err(|e| SyncError::Compile(e.to_string()))?;
         let time = now.timestamp().max(0) as u64;
         let mut records: Vec<Record> = match &previous {
             Some(previous) => change_records(previous, &snapshot, time)
