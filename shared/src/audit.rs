@@ -25,7 +25,7 @@ use crate::sink::{RecordSink, SinkError, Written};
 use crate::snapshot::cache::{SnapshotCache, SnapshotUnavailable};
 
 use crate::engine::{likely_reply, Decision, Engine, FlowKey, Placement};
-use crate::events::{ClsTriggerEvent, DecodeError, DecodeLimits, DecodedBatch};
+use crate::events::{scan, ClsTriggerEvent, DecodeError, DecodeLimits, DecodedBatch};
 use crate::flowlog::{self, FlowAction, FlowRecord, Parsed, SkipReason};
 use crate::records::{
     HitRecord, Record, RecordId, RecordType, RuleHitsRecord, RuleRef, TrafficRecord,
@@ -221,52 +221,114 @@ impl AuditFunction {
 }
 
 /// Decodes the event and parses every record; returns the report and the parsed flows.
+///
+/// A batch in the plain shape CLS ships goes through [`events::scan`](crate::events::scan) and
+/// [`flowlog::parse_embedded`], which read each record's content where it lies; any other batch
+/// (and one that is not valid UTF-8) through serde_json, record by record. Both give the same
+/// answer for a batch the fast path takes.
 pub fn parse_batch(
     event: &ClsTriggerEvent,
     limits: &DecodeLimits,
 ) -> Result<(BatchReport, Vec<FlowRecord>), AuditError> {
     let decoded = event.decompress(limits)?;
+    match parse_scanned(&decoded, limits) {
+        Some(parsed) => Ok(parsed),
+        None => parse_general(&decoded, limits),
+    }
+}
+
+/// The fast path of [`parse_batch`], or `None` when the batch is not in the plain shape.
+pub(crate) fn parse_scanned(
+    decoded: &[u8],
+    limits: &DecodeLimits,
+) -> Option<(BatchReport, Vec<FlowRecord>)> {
+    let text = std::str::from_utf8(decoded).ok()?;
+    let batch = scan(text, limits.max_records, flowlog::read_embedded)?;
+    let mut tally = Tally::new(batch.topic_id, batch.records.len());
+    for (index, record) in batch.records.into_iter().enumerate() {
+        let parsed = match record.read {
+            Some(fields) => fields.parse(),
+            None => flowlog::parse_embedded(record.content),
+        };
+        match parsed {
+            Ok(parsed) => tally.parsed(parsed),
+            Err(err) => tally.skip(index, err, &record.content.unescape()),
+        }
+    }
+    Some(tally.finish())
+}
+
+/// The general path of [`parse_batch`]: serde_json, record by record.
+pub(crate) fn parse_general(
+    decoded: &[u8],
+    limits: &DecodeLimits,
+) -> Result<(BatchReport, Vec<FlowRecord>), AuditError> {
     let repaired: String;
-    let batch = match DecodedBatch::parse(&decoded, limits) {
+    let batch = match DecodedBatch::parse(decoded, limits) {
         Ok(batch) => batch,
         // Invalid UTF-8 in one record must not cost the whole batch: replace the bad bytes
         // (U+FFFD) and parse again; the damaged record then fails its own parse and is counted.
-        Err(DecodeError::Json { .. }) if std::str::from_utf8(&decoded).is_err() => {
-            repaired = String::from_utf8_lossy(&decoded).into_owned();
+        Err(DecodeError::Json { .. }) if std::str::from_utf8(decoded).is_err() => {
+            repaired = String::from_utf8_lossy(decoded).into_owned();
             DecodedBatch::parse(repaired.as_bytes(), limits)?
         }
         Err(err) => return Err(err.into()),
     };
-    let mut report = BatchReport {
-        topic_id: batch.topic_id.to_string(),
-        records_in: batch.records.len(),
-        ..BatchReport::default()
-    };
-    let mut flows = Vec::with_capacity(batch.records.len());
+    let mut tally = Tally::new(&batch.topic_id, batch.records.len());
     for (index, record) in batch.records.iter().enumerate() {
-        let outcome = match record {
-            Ok(record) => {
-                flowlog::parse(&record.content).map_err(|err| (err, record.content.as_ref()))
-            }
-            Err(err) => Err((
-                flowlog::ParseError {
+        match record {
+            Ok(record) => match flowlog::parse(&record.content) {
+                Ok(parsed) => tally.parsed(parsed),
+                Err(err) => tally.skip(index, err, &record.content),
+            },
+            Err(err) => {
+                let err = flowlog::ParseError {
                     reason: SkipReason::BadRecord,
                     message: err.message.clone(),
-                },
-                "",
-            )),
-        };
-        match outcome {
-            Ok(Parsed::Flow(flow)) => {
-                report.parsed += 1;
-                flows.push(flow);
+                };
+                tally.skip(index, err, "")
             }
-            Ok(Parsed::NoData) => report.nodata += 1,
-            Ok(Parsed::SkipData) => report.skipdata += 1,
-            Err((err, content)) => report.skip(index, err, content),
         }
     }
-    Ok((report, flows))
+    Ok(tally.finish())
+}
+
+/// The report and the flows of a batch, as its records are parsed.
+struct Tally {
+    report: BatchReport,
+    flows: Vec<FlowRecord>,
+}
+
+impl Tally {
+    fn new(topic_id: &str, records_in: usize) -> Self {
+        Tally {
+            report: BatchReport {
+                topic_id: topic_id.to_string(),
+                records_in,
+                ..BatchReport::default()
+            },
+            flows: Vec::with_capacity(records_in),
+        }
+    }
+
+    fn parsed(&mut self, parsed: Parsed) {
+        match parsed {
+            Parsed::Flow(flow) => {
+                self.report.parsed += 1;
+                self.flows.push(flow);
+            }
+            Parsed::NoData => self.report.nodata += 1,
+            Parsed::SkipData => self.report.skipdata += 1,
+        }
+    }
+
+    fn skip(&mut self, index: usize, err: flowlog::ParseError, content: &str) {
+        self.report.skip(index, err, content)
+    }
+
+    fn finish(self) -> (BatchReport, Vec<FlowRecord>) {
+        (self.report, self.flows)
+    }
 }
 
 impl BatchReport {
@@ -428,21 +490,25 @@ pub fn judge(
     monitored: &Monitored,
 ) -> (Vec<Record>, JudgeStats) {
     let (flows, duplicates) = merge_duplicates(flows);
-    let version = engine.version().to_string();
+    let version: Arc<str> = engine.version().into();
     let mut stats = JudgeStats {
         flows: flows.len(),
         duplicates,
         ..JudgeStats::default()
     };
-    let mut records = Vec::new();
-    let mut traffic: FastMap<TrafficKey<'_>, Aggregate> = FastMap::default();
+    let mut records = Vec::with_capacity(flows.len() / 2);
+    // Traffic aggregates in the order their first flow came in the batch (deterministic for a
+    // given batch, so a retry writes the same records in the same order), found by key.
+    let mut traffic: Vec<(TrafficKey<'_>, Aggregate)> = Vec::with_capacity(flows.len());
+    let mut traffic_slots: FastMap<TrafficKey<'_>, usize> =
+        FastMap::with_capacity_and_hasher(flows.len(), Default::default());
     // Rules named by records are described once per batch, then cloned.
-    let mut rule_refs: FastMap<u32, RuleRef> = FastMap::default();
+    let mut rule_refs: FastMap<u32, Arc<RuleRef>> = FastMap::default();
     let mut counters: FastMap<u32, HitCounter> = FastMap::default();
     let mut rule_ref = |id: u32| {
         rule_refs
             .entry(id)
-            .or_insert_with(|| describe_rule(engine, id))
+            .or_insert_with(|| Arc::new(describe_rule(engine, id)))
             .clone()
     };
     for flow in &flows {
@@ -461,20 +527,24 @@ pub fn judge(
             (flow.src, flow.dst, flow.dst_port)
         };
         let vpc = placement.src.vpc.or(placement.dst.vpc);
-        let aggregate = traffic
-            .entry((
-                placement.scope.as_str(),
-                vpc,
-                src,
-                dst,
-                port,
-                flow.protocol,
-                flow.action,
-            ))
-            .or_insert_with(|| Aggregate {
+        let key = (
+            placement.scope.as_str(),
+            vpc,
+            src,
+            dst,
+            port,
+            flow.protocol,
+            flow.action,
+        );
+        let slot = *traffic_slots.entry(key).or_insert_with(|| {
+            let aggregate = Aggregate {
                 first_seen: u64::MAX,
                 ..Aggregate::default()
-            });
+            };
+            traffic.push((key, aggregate));
+            traffic.len() - 1
+        });
+        let aggregate = &mut traffic[slot].1;
         aggregate.flows += 1;
         aggregate.packets += flow.packets.unwrap_or(0);
         aggregate.bytes += flow.bytes.unwrap_or(0);
@@ -523,10 +593,7 @@ pub fn judge(
                        reason: Option<&'static str>,
                        deciding: Option<String>| {
             let rule = rule.map(&mut rule_ref);
-            let uuid = rule
-                .as_ref()
-                .map_or("", |r| r.rule_uuid.as_str())
-                .to_string();
+            let uuid = rule.as_ref().map_or("", |r| r.rule_uuid.as_str());
             HitRecord {
                 record_id: RecordId::new(record_type.as_str())
                     .text(&flow.eni)
@@ -537,7 +604,7 @@ pub fn judge(
                     .number(u64::from(flow.protocol))
                     .number(flow.start)
                     .number(flow.end)
-                    .text(&uuid)
+                    .text(uuid)
                     .text(&version)
                     .finish(),
                 record_type,
@@ -627,11 +694,7 @@ pub fn judge(
             (FlowAction::Accept, _, _) => {}
         }
     }
-    let mut traffic: Vec<(TrafficKey, Aggregate)> = traffic.into_iter().collect();
-    traffic.sort_unstable_by(|a, b| {
-        (a.0 .0, &a.0 .1, a.0 .2, a.0 .3, a.0 .4, a.0 .5, a.0 .6)
-            .cmp(&(b.0 .0, &b.0 .1, b.0 .2, b.0 .3, b.0 .4, b.0 .5, b.0 .6))
-    });
+    records.reserve_exact(traffic.len() + counters.len());
     for ((scope, vpc, src, dst, port, protocol, action), aggregate) in traffic {
         records.push(Record::Traffic(TrafficRecord {
             record_type: RecordType::Traffic,
@@ -691,7 +754,7 @@ pub fn judge(
             observe_hits: counter.observe_hits,
             first_hit: counter.first,
             last_hit: counter.last,
-            snapshot_version: version.clone(),
+            snapshot_version: version.to_string(),
         })));
     }
     for record in &records {
@@ -714,6 +777,7 @@ struct HitCounter {
 mod tests {
     use super::*;
     use base64::Engine as _;
+    use proptest::prelude::*;
     use std::io::Write;
 
     fn event(json: &serde_json::Value) -> ClsTriggerEvent {
@@ -757,6 +821,95 @@ mod tests {
         assert_eq!(
             report.records_in,
             report.parsed + report.nodata + report.skipdata + report.skipped_total()
+        );
+    }
+
+    /// One field of a generated content: a key and a value token, both drawn mostly from what
+    /// flow logs hold and partly from what the fast path must leave to serde.
+    fn field() -> impl Strategy<Value = String> {
+        let key = prop_oneof![
+            8 => proptest::sample::select(flowlog::FIELDS.to_vec()).prop_map(str::to_string),
+            1 => proptest::sample::select(vec!["extra", "__CONTENT__", "content", "src\\u0061ddr", "Srcaddr"])
+                .prop_map(str::to_string),
+        ];
+        let value = prop_oneof![
+            6 => proptest::sample::select(vec![
+                "\"10.0.0.1\"", "\"10.0.2.8\"", "\"::ffff:10.0.0.9\"", "\"6\"", "\"17\"", "\"1\"",
+                "\"3306\"", "\"-\"", "\"-1\"", "\"\"", "\"ACCEPT\"", "\"REJECT\"", "\"OK\"",
+                "\"NODATA\"", "\"1763942400\"", "\"1763942460000\"", "\"eni-1\"", "\" 80 \"",
+            ]).prop_map(str::to_string),
+            3 => proptest::sample::select(vec![
+                "6", "-1", "0", "-0", "007", "80", "1763942400", "1.5", "1e3", "99999999999999999999",
+                "123456789012345678", "null", "true", "[1]", "{\"a\":1}", "\"a\\\"b\"", "\"x\\ny\"",
+                "\"\\u0041\"", "\"10.0.0.1\t\"",
+            ]).prop_map(str::to_string),
+        ];
+        (key, value, proptest::sample::select(vec!["", " "]))
+            .prop_map(|(k, v, pad)| format!("{pad}\"{k}\"{pad}:{pad}{v}"))
+    }
+
+    fn content() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => proptest::collection::vec(field(), 0..18).prop_map(|fields| format!("{{{}}}", fields.join(","))),
+            1 => proptest::sample::select(vec![
+                "2 1 eni-a 10.0.0.1 10.0.0.2 1 80 6 1 1 1 2 ACCEPT OK",
+                " {\"srcaddr\":\"10.0.0.1\"} ",
+                "{\"srcaddr\":\"10.0.0.1\"} x",
+                "{\"srcaddr\":\"10.0.0.1\",}",
+                "{}",
+                "{\"__CONTENT__\":\"2 1 eni-a 10.0.0.1 10.0.0.2 1 80 6 1 1 1 2 REJECT OK\"}",
+                "",
+            ]).prop_map(str::to_string),
+        ]
+    }
+
+    /// A canonical record: every field, strings only, as flow logs ship it.
+    fn canonical(i: usize) -> String {
+        format!(
+            r#"{{"version":"2","account-id":"1251762227","interface-id":"eni-{i}","srcaddr":"10.0.0.{}","dstaddr":"10.0.1.8","srcport":"40000","dstport":"3306","protocol":"6","packets":"3","bytes":"180","start":"1763942400","end":"1763942460","action":"REJECT","log-status":"OK"}}"#,
+            i % 250
+        )
+    }
+
+    fn batch(contents: &[String]) -> Vec<u8> {
+        let records: Vec<_> = contents
+            .iter()
+            .enumerate()
+            .map(|(i, c)| serde_json::json!({"timestamp": (1_763_942_460_000_000u64 + i as u64).to_string(), "content": c}))
+            .collect();
+        serde_json::json!({"topic_id": "t-1", "records": records})
+            .to_string()
+            .into_bytes()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        /// Whatever the fast path takes, it reads as the general path does: same report, same
+        /// flows. (It is also made to take the canonical records, so the check is not vacuous.)
+        #[test]
+        fn fast_path_agrees(contents in proptest::collection::vec(content(), 1..6)) {
+            let mut all: Vec<String> = (0..3).map(canonical).collect();
+            all.extend(contents);
+            let decoded = batch(&all);
+            let limits = DecodeLimits::default();
+            prop_assert!(parse_scanned(&decoded, &limits).is_some());
+            crate::fuzzing::fast_path_agrees(&decoded, &limits);
+        }
+    }
+
+    #[test]
+    fn the_fast_path_takes_canonical_batches_and_reads_them_as_the_general_path() {
+        let decoded = batch(&(0..500).map(canonical).collect::<Vec<_>>());
+        let (report, flows) = parse_scanned(&decoded, &DecodeLimits::default()).unwrap();
+        assert_eq!(
+            (report.records_in, report.parsed, flows.len()),
+            (500, 500, 500)
+        );
+        assert_eq!(flows[7].eni, "eni-7");
+        assert_eq!(flows[7].dst_port, Some(3306));
+        assert_eq!(
+            (report, flows),
+            parse_general(&decoded, &DecodeLimits::default()).unwrap()
         );
     }
 

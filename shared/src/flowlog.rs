@@ -19,6 +19,8 @@ use std::net::IpAddr;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
+use crate::events::Escaped;
+
 /// IANA protocol numbers the rest of the code names.
 pub mod protocol {
     /// ICMP.
@@ -211,6 +213,123 @@ pub fn parse(content: &str) -> Result<Parsed, ParseError> {
     }
 }
 
+/// Parses a `content` as it stands inside the batch JSON, still escaped: what [`parse`] would
+/// answer for the unescaped text, without unescaping it first when it is the flat object of
+/// strings and integers flow logs ship. Anything else is unescaped and handed to [`parse`].
+pub fn parse_embedded(content: Escaped<'_>) -> Result<Parsed, ParseError> {
+    let raw = content.raw();
+    match read_embedded(raw) {
+        Some((fields, len)) if len == raw.len() => fields.parse(),
+        _ => parse(&content.unescape()),
+    }
+}
+
+/// A content object read in place by [`read_embedded`], not yet validated.
+pub struct Embedded<'a>(RawFields<'a>);
+
+impl Embedded<'_> {
+    /// What [`parse`] answers for the object.
+    pub fn parse(self) -> Result<Parsed, ParseError> {
+        self.0.into_parsed()
+    }
+}
+
+/// Reads a flat JSON object in its escaped form, from the start of `text` (which runs on past
+/// the string the object is in: the batch's hot path reads each content where it lies, before
+/// its end is known). Answers the fields and the length of the object with the spaces after it,
+/// having looked at nothing beyond. `None` means the text is not such an object and is for
+/// [`parse`] to handle: an escape other than the `\"` around keys and values, a value other than
+/// a string or an integer, a repeated field (which serde refuses), the raw-line wrappers
+/// `__CONTENT__` and `content`. Whatever it reads holds no raw `"` and no control character, so
+/// the string's end, if it is the next byte, is where the object ends.
+pub fn read_embedded(text: &str) -> Option<(Embedded<'_>, usize)> {
+    let bytes = text.as_bytes();
+    let spaces = |mut at: usize| {
+        while bytes.get(at) == Some(&b' ') {
+            at += 1;
+        }
+        at
+    };
+    // `\"text\"` at `at`: the text and the position after the closing quote.
+    let quoted = |at: usize| -> Option<(&str, usize)> {
+        if bytes.get(at..at + 2)? != b"\\\"" {
+            return None;
+        }
+        let mut end = at + 2;
+        while !matches!(*bytes.get(end)?, b'\\' | b'"' | 0..=0x1f) {
+            end += 1;
+        }
+        (bytes.get(end..end + 2)? == b"\\\"").then(|| (&text[at + 2..end], end + 2))
+    };
+    let mut at = spaces(0);
+    if bytes.get(at) != Some(&b'{') {
+        return None;
+    }
+    let mut fields = RawFields::default();
+    // Flow logs write the fields in the documented order: try the expected name first.
+    let mut expected = 0;
+    loop {
+        let (key, next) = quoted(spaces(at + 1))?;
+        at = spaces(next);
+        if bytes.get(at) != Some(&b':') {
+            return None;
+        }
+        at = spaces(at + 1);
+        let value = if bytes.get(at) == Some(&b'\\') {
+            let (text, next) = quoted(at)?;
+            at = next;
+            Field::Text(Cow::Borrowed(text))
+        } else {
+            let (number, next) = embedded_integer(bytes, at)?;
+            at = next;
+            Field::Int(number)
+        };
+        let position = match FIELDS.get(expected) {
+            Some(&name) if name == key => Some(expected),
+            _ => FIELDS.iter().position(|&name| name == key),
+        };
+        let slot = match position {
+            Some(index) => {
+                expected = index + 1;
+                fields.slot(index)
+            }
+            None if matches!(key, "__CONTENT__" | "content") => return None,
+            None => &mut None,
+        };
+        if slot.replace(value).is_some() {
+            return None;
+        }
+        at = spaces(at);
+        match bytes.get(at)? {
+            b',' => {}
+            b'}' => return Some((Embedded(fields), spaces(at + 1))),
+            _ => return None,
+        }
+    }
+}
+
+/// An integer as serde_json reads one into an `i64`/`u64` (`-?[0-9]+`, no leading zero, no
+/// fraction or exponent, at most 18 digits so it cannot overflow), and the position after it.
+fn embedded_integer(bytes: &[u8], at: usize) -> Option<(i128, usize)> {
+    let negative = bytes.get(at) == Some(&b'-');
+    let digits = at + usize::from(negative);
+    let len = bytes[digits..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    let end = digits + len;
+    if len == 0 || len > 18 || (bytes[digits] == b'0' && (len > 1 || negative)) {
+        return None;
+    }
+    if matches!(bytes.get(end), Some(b'.' | b'e' | b'E')) {
+        return None;
+    }
+    let value = bytes[digits..end]
+        .iter()
+        .fold(0i128, |n, b| n * 10 + i128::from(b - b'0'));
+    Some((if negative { -value } else { value }, end))
+}
+
 fn parse_text(line: &str) -> Result<Parsed, ParseError> {
     let mut parts = line.split_ascii_whitespace();
     let mut fields: [&str; 14] = [""; 14];
@@ -368,6 +487,7 @@ impl<'a> JsonFields<'a> {
 }
 
 /// The 14 fields as found, before validation.
+#[derive(Default)]
 struct RawFields<'a> {
     version: Option<Field<'a>>,
     account_id: Option<Field<'a>>,
@@ -383,6 +503,28 @@ struct RawFields<'a> {
     end: Option<Field<'a>>,
     action: Option<Field<'a>>,
     log_status: Option<Field<'a>>,
+}
+
+impl<'a> RawFields<'a> {
+    /// The field named `FIELDS[index]`.
+    fn slot(&mut self, index: usize) -> &mut Option<Field<'a>> {
+        match index {
+            0 => &mut self.version,
+            1 => &mut self.account_id,
+            2 => &mut self.interface_id,
+            3 => &mut self.srcaddr,
+            4 => &mut self.dstaddr,
+            5 => &mut self.srcport,
+            6 => &mut self.dstport,
+            7 => &mut self.protocol,
+            8 => &mut self.packets,
+            9 => &mut self.bytes,
+            10 => &mut self.start,
+            11 => &mut self.end,
+            12 => &mut self.action,
+            _ => &mut self.log_status,
+        }
+    }
 }
 
 /// The value with "absent" markers (`-`, `-1`, empty, null) folded into `None`.

@@ -40,15 +40,32 @@ pub fn cls_event(data: &[u8]) {
             assert!(batch.records.len() <= limits.max_records);
         }
     }
-    // The decompressed JSON itself.
+    // The decompressed JSON itself, and the fast path agreeing with the general one on it.
     if let Ok(batch) = DecodedBatch::parse(data, &limits) {
         assert!(batch.records.len() <= limits.max_records);
     }
+    fast_path_agrees(data, &limits);
 }
 
-/// The flow-record parser, both forms (a JSON object, or the 14 fields).
+/// When the fast path of the batch parser takes a batch, it answers exactly what the general
+/// path answers: the same report (counts, reasons, samples) and the same flows.
+pub fn fast_path_agrees(decoded: &[u8], limits: &DecodeLimits) {
+    if let Some(fast) = crate::audit::parse_scanned(decoded, limits) {
+        let general = crate::audit::parse_general(decoded, limits)
+            .expect("the general path decodes what the fast path takes");
+        assert_eq!(fast, general);
+    }
+}
+
+/// The flow-record parser, both forms (a JSON object, or the 14 fields), and its reading of a
+/// content still escaped inside the batch, which must agree with it.
 pub fn flow_record(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
+        let embedded = format!(
+            r#"{{"records":[{{"timestamp":"1","content":{}}}]}}"#,
+            serde_json::to_string(text).expect("a string serializes")
+        );
+        fast_path_agrees(embedded.as_bytes(), &limits());
         if let Ok(crate::flowlog::Parsed::Flow(flow)) = crate::flowlog::parse(text) {
             if matches!(flow.protocol, 6 | 17) {
                 assert!(flow.dst_port.is_some());

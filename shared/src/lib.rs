@@ -5,6 +5,7 @@
 //! types); trigger payloads live in [`events`], the platform conversation in [`runtime`].
 
 #![deny(clippy::all)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod alert;

@@ -3,6 +3,7 @@
 //! ids and downstream consumers can deduplicate.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -148,7 +149,7 @@ pub struct HitRecord {
     /// The rule the record is about: the deciding drop rule (block hit, drift), the observe rule
     /// (observe hit), the allowing rule (unattributed block of an allowed flow).
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    pub rule: Option<RuleRef>,
+    pub rule: Option<Arc<RuleRef>>,
     /// For observe hits: the rule that decided the flow, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deciding_rule_uuid: Option<String>,
@@ -160,7 +161,7 @@ pub struct HitRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub indeterminate_rules: Option<String>,
     /// The snapshot the flow was judged against.
-    pub snapshot_version: String,
+    pub snapshot_version: Arc<str>,
 }
 
 /// Traffic aggregated per batch per (scope, vpc, src, dst, dst_port, protocol, action).
@@ -199,7 +200,7 @@ pub struct TrafficRecord {
     /// Latest window end.
     pub last_seen: u64,
     /// The snapshot the batch was judged against.
-    pub snapshot_version: String,
+    pub snapshot_version: Arc<str>,
 }
 
 /// A change to one rule between two snapshots (written by the sync function).
@@ -385,22 +386,26 @@ impl FieldValue<'_> {
     /// Appends the value as [`Display`](std::fmt::Display) would write it, without going through
     /// the formatting machinery for numbers and IPv4 addresses (the encoder's hot path).
     pub fn write_bytes(&self, out: &mut Vec<u8>) {
+        self.write_to(out).expect("writing to a Vec cannot fail");
+    }
+
+    /// Writes the value as [`write_bytes`](Self::write_bytes) does, to any byte sink (a stack
+    /// buffer in the CLS encoder, where it fails only if the buffer is too small).
+    pub fn write_to(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
         let mut digits = itoa::Buffer::new();
         match self {
-            FieldValue::Text(t) => out.extend_from_slice(t.as_bytes()),
-            FieldValue::Number(n) => out.extend_from_slice(digits.format(*n).as_bytes()),
+            FieldValue::Text(t) => out.write_all(t.as_bytes()),
+            FieldValue::Number(n) => out.write_all(digits.format(*n).as_bytes()),
             FieldValue::Ip(IpAddr::V4(v4)) => {
-                for (i, octet) in v4.octets().into_iter().enumerate() {
-                    if i > 0 {
-                        out.push(b'.');
-                    }
-                    out.extend_from_slice(digits.format(octet).as_bytes());
+                let [a, b, c, d] = v4.octets();
+                out.write_all(digits.format(a).as_bytes())?;
+                for octet in [b, c, d] {
+                    out.write_all(b".")?;
+                    out.write_all(digits.format(octet).as_bytes())?;
                 }
+                Ok(())
             }
-            FieldValue::Ip(ip) => {
-                use std::io::Write as _;
-                write!(out, "{ip}").expect("writing to a Vec cannot fail");
-            }
+            FieldValue::Ip(ip) => write!(out, "{ip}"),
         }
     }
 }
@@ -419,7 +424,7 @@ impl Record {
     /// Calls `visit` with every present field, in the order [`Record::contents`] gives them
     /// (alphabetical), without building intermediate values or sorting: the hot path of the CLS
     /// encoder. The order is written out by hand; `visit_order_is_contents_order` guards it.
-    pub fn visit(&self, visit: &mut dyn FnMut(&'static str, FieldValue<'_>)) {
+    pub fn visit(&self, mut visit: impl FnMut(&'static str, FieldValue<'_>)) {
         use FieldValue::{Ip, Number, Text};
         let mut emit = |key: &'static str, value: Option<FieldValue<'_>>| {
             if let Some(value) = value {
@@ -625,15 +630,17 @@ mod tests {
             dst_subnet: some("subnet-b"),
             dst_instance: some("ins-b"),
             decision: "block",
-            rule: full.then(|| RuleRef {
-                rule_uuid: "r-1".into(),
-                rule_order: 7,
-                rule_generation: "new",
-                rule_action: "observe",
-                rule_description: "watch \"db\"".into(),
-                rule_source: "net 10.0.0.0/8".into(),
-                rule_destination: "template ipm-1".into(),
-                rule_service: "TCP 3306".into(),
+            rule: full.then(|| {
+                Arc::new(RuleRef {
+                    rule_uuid: "r-1".into(),
+                    rule_order: 7,
+                    rule_generation: "new",
+                    rule_action: "observe",
+                    rule_description: "watch \"db\"".into(),
+                    rule_source: "net 10.0.0.0/8".into(),
+                    rule_destination: "template ipm-1".into(),
+                    rule_service: "TCP 3306".into(),
+                })
             }),
             deciding_rule_uuid: some("r-2"),
             reason: full.then_some("esg_allows"),
@@ -715,7 +722,7 @@ mod tests {
             })),
         ] {
             let mut visited = Vec::new();
-            record.visit(&mut |key, value| {
+            record.visit(|key, value| {
                 let mut bytes = Vec::new();
                 value.write_bytes(&mut bytes);
                 assert_eq!(String::from_utf8(bytes).unwrap(), value.to_string());

@@ -279,7 +279,7 @@ pub fn group(records: &[Record], policy: &AlertPolicy) -> Vec<Alert> {
             top_flows: top,
             first_seen: hits.iter().map(|h| h.start).min().unwrap_or(0),
             last_seen: hits.iter().map(|h| h.end).max().unwrap_or(0),
-            snapshot_version: first.snapshot_version.clone(),
+            snapshot_version: first.snapshot_version.to_string(),
             details: Vec::new(),
             records: hits
                 .iter()
@@ -573,15 +573,17 @@ mod tests {
             dst_subnet: None,
             dst_instance: None,
             decision: "block",
-            rule: (!rule.is_empty()).then(|| RuleRef {
-                rule_uuid: rule.into(),
-                rule_order: 3,
-                rule_generation: "new",
-                rule_action: "drop",
-                rule_description: description.into(),
-                rule_source: "net 0.0.0.0/0".into(),
-                rule_destination: "net 10.0.0.0/16".into(),
-                rule_service: "TCP 22".into(),
+            rule: (!rule.is_empty()).then(|| {
+                std::sync::Arc::new(RuleRef {
+                    rule_uuid: rule.into(),
+                    rule_order: 3,
+                    rule_generation: "new",
+                    rule_action: "drop",
+                    rule_description: description.into(),
+                    rule_source: "net 0.0.0.0/0".into(),
+                    rule_destination: "net 10.0.0.0/16".into(),
+                    rule_service: "TCP 22".into(),
+                })
             }),
             deciding_rule_uuid: None,
             reason: rule.is_empty().then_some("no_esg_rule"),

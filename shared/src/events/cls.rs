@@ -103,6 +103,8 @@ impl ClsTriggerEvent {
 }
 
 /// base64 → gunzip with the caps in `limits`. Whitespace inside the base64 text is tolerated.
+/// A single gzip member (what CLS sends) is inflated in one shot by libdeflate; anything else by
+/// flate2's bounded streaming decoder, which also gives the errors.
 pub fn decompress_data(data: &[u8], limits: &DecodeLimits) -> Result<Vec<u8>, DecodeError> {
     if data.len() > limits.max_encoded_bytes {
         return Err(DecodeError::EncodedTooLarge {
@@ -120,6 +122,9 @@ pub fn decompress_data(data: &[u8], limits: &DecodeLimits) -> Result<Vec<u8>, De
     } else {
         base64::engine::general_purpose::STANDARD.decode(data)?
     };
+    if let Some(decoded) = super::inflate::gunzip_member(&compressed, limits.max_decoded_bytes) {
+        return Ok(decoded);
+    }
     let mut decoder = flate2::read::MultiGzDecoder::new(compressed.as_slice())
         .take(limits.max_decoded_bytes as u64 + 1);
     let mut decoded = Vec::with_capacity((compressed.len() * 8).min(limits.max_decoded_bytes));

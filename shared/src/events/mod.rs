@@ -3,8 +3,11 @@
 
 pub mod apigw;
 pub mod cls;
+mod inflate;
+pub mod scan;
 mod timer;
 
 pub use apigw::{ApiGatewayRequest, ApiGatewayResponse, QueryValue};
 pub use cls::{ClsRecord, ClsTriggerEvent, DecodeError, DecodeLimits, DecodedBatch, RecordError};
+pub use scan::{scan, Escaped, ScannedBatch, ScannedRecord};
 pub use timer::TimerEvent;

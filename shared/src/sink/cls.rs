@@ -317,6 +317,63 @@ mod wire {
         varint(out, bytes.len() as u64);
         out.extend_from_slice(bytes);
     }
+
+    /// A `Log.contents` entry (field 2): a `LogContent` of `key` (field 1) and `value` (field 2).
+    /// Nearly every entry is under 128 bytes, so its three lengths are one byte each and the
+    /// header goes out in one write.
+    #[inline]
+    pub fn content(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+        let len = 4 + key.len() + value.len();
+        if len < 0x80 {
+            out.reserve(len + 2);
+            out.extend_from_slice(&[0x12, len as u8, 0x0a, key.len() as u8]);
+            out.extend_from_slice(key);
+            out.extend_from_slice(&[0x12, value.len() as u8]);
+            out.extend_from_slice(value);
+        } else {
+            let len = 2
+                + varint_len(key.len() as u64)
+                + key.len()
+                + varint_len(value.len() as u64)
+                + value.len();
+            out.push(0x12);
+            varint(out, len as u64);
+            bytes(out, 0x0a, key);
+            bytes(out, 0x12, value);
+        }
+    }
+}
+
+/// A field value as the text CLS stores, formatted on the stack for numbers and addresses.
+struct FieldText {
+    digits: itoa::Buffer,
+    address: [u8; 64],
+}
+
+impl FieldText {
+    fn new() -> Self {
+        FieldText {
+            digits: itoa::Buffer::new(),
+            address: [0; 64],
+        }
+    }
+
+    fn of<'v>(&'v mut self, value: crate::records::FieldValue<'v>) -> &'v [u8] {
+        use crate::records::FieldValue;
+        match value {
+            FieldValue::Text(text) => text.as_bytes(),
+            FieldValue::Number(n) => self.digits.format(n).as_bytes(),
+            FieldValue::Ip(ip) => {
+                let mut out = &mut self.address[..];
+                let room = out.len();
+                FieldValue::Ip(ip)
+                    .write_to(&mut out)
+                    .expect("an address fits in 64 bytes");
+                let len = room - out.len();
+                &self.address[..len]
+            }
+        }
+    }
 }
 
 /// Encodes records straight into LZ4-compressed `LogGroupList` bodies (one group each), at most
@@ -332,7 +389,6 @@ pub fn encode_bodies(records: &[&Record]) -> Vec<(usize, Vec<u8>)> {
     group.resize(HEADER, 0);
     let (mut count, mut value_bytes) = (0usize, 0usize);
     let mut log: Vec<u8> = Vec::with_capacity(2048);
-    let mut text = Vec::with_capacity(64);
     let finish = |group: &mut Vec<u8>, count: usize, bodies: &mut Vec<(usize, Vec<u8>)>| {
         wire::bytes(group, 0x22, b"esgflow");
         let mut header = Vec::with_capacity(HEADER);
@@ -348,24 +404,10 @@ pub fn encode_bodies(records: &[&Record]) -> Vec<(usize, Vec<u8>)> {
         log.push(0x08);
         wire::varint(&mut log, (record.time() as i64 * 1000) as u64);
         let mut size = 0;
-        record.visit(&mut |key, value| {
-            let value: &[u8] = match value {
-                crate::records::FieldValue::Text(t) => t.as_bytes(),
-                other => {
-                    text.clear();
-                    other.write_bytes(&mut text);
-                    &text
-                }
-            };
-            let content_len = 2
-                + wire::varint_len(key.len() as u64)
-                + key.len()
-                + wire::varint_len(value.len() as u64)
-                + value.len();
-            log.push(0x12);
-            wire::varint(&mut log, content_len as u64);
-            wire::bytes(&mut log, 0x0a, key.as_bytes());
-            wire::bytes(&mut log, 0x12, value);
+        record.visit(|key, value| {
+            let mut scratch = FieldText::new();
+            let value = scratch.of(value);
+            wire::content(&mut log, key.as_bytes(), value);
             size += key.len() + value.len();
         });
         if count > 0 && (count == MAX_LOGS_PER_GROUP || value_bytes + size > MAX_GROUP_BYTES) {
@@ -487,7 +529,7 @@ mod tests {
             bytes: 1,
             first_seen: 1,
             last_seen: 1,
-            snapshot_version: "v".repeat(value_bytes),
+            snapshot_version: "v".repeat(value_bytes).into(),
         })
     }
 
@@ -573,7 +615,7 @@ mod tests {
             dst_subnet: None,
             dst_instance: Some("ins-db000000".into()),
             decision: "block",
-            rule: Some(RuleRef {
+            rule: Some(std::sync::Arc::new(RuleRef {
                 rule_uuid: "7010".into(),
                 rule_order: 11,
                 rule_generation: "new",
@@ -582,7 +624,7 @@ mod tests {
                 rule_source: "net 0.0.0.0/0".into(),
                 rule_destination: "template ipmg-data0001".into(),
                 rule_service: "TCP 3306,6379".into(),
-            }),
+            })),
             deciding_rule_uuid: None,
             reason: None,
             indeterminate_rules: Some("7017".into()),
