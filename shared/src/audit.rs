@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use compact_str::CompactString;
 use serde::Serialize;
 
 use std::collections::{BTreeSet, HashMap};
@@ -591,7 +592,7 @@ pub fn judge(
         let mut hit = |record_type: RecordType,
                        rule: Option<u32>,
                        reason: Option<&'static str>,
-                       deciding: Option<String>| {
+                       deciding: Option<CompactString>| {
             let rule = rule.map(&mut rule_ref);
             let uuid = rule.as_ref().map_or("", |r| r.rule_uuid.as_str());
             HitRecord {
@@ -629,12 +630,12 @@ pub fn judge(
                 packets: flow.packets,
                 bytes: flow.bytes,
                 scope: placement.scope.as_str(),
-                src_vpc: placement.src.vpc.map(str::to_string),
-                src_subnet: placement.src.subnet.map(str::to_string),
-                src_instance: placement.src.instance.map(str::to_string),
-                dst_vpc: placement.dst.vpc.map(str::to_string),
-                dst_subnet: placement.dst.subnet.map(str::to_string),
-                dst_instance: placement.dst.instance.map(str::to_string),
+                src_vpc: placement.src.vpc.map(CompactString::from),
+                src_subnet: placement.src.subnet.map(CompactString::from),
+                src_instance: placement.src.instance.map(CompactString::from),
+                dst_vpc: placement.dst.vpc.map(CompactString::from),
+                dst_subnet: placement.dst.subnet.map(CompactString::from),
+                dst_instance: placement.dst.instance.map(CompactString::from),
                 decision: match decision {
                     Decision::Allow { .. } => "allow",
                     Decision::Block { .. } => "block",
@@ -648,7 +649,9 @@ pub fn judge(
             }
         };
         if let Some(evaluation) = &evaluation {
-            let deciding = decision.rule().map(|r| engine.rule(r).rule.uuid.clone());
+            let deciding = decision
+                .rule()
+                .map(|r| CompactString::from(engine.rule(r).rule.uuid.as_str()));
             for &observed in &evaluation.observed {
                 records.push(Record::hit(hit(
                     RecordType::ObserveHit,
@@ -713,7 +716,7 @@ pub fn judge(
                 .finish(),
             time: aggregate.last_seen,
             scope,
-            vpc: vpc.map(str::to_string),
+            vpc: vpc.map(CompactString::from),
             src_ip: src,
             dst_ip: dst,
             dst_port: port,

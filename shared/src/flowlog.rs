@@ -16,6 +16,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 
+use compact_str::CompactString;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
@@ -37,11 +38,11 @@ pub mod protocol {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowRecord {
     /// FL version, opaque (`2`, `V1`, ...).
-    pub version: String,
+    pub version: CompactString,
     /// The account's AppID, as text.
-    pub account_id: String,
+    pub account_id: CompactString,
     /// The ENI that recorded the flow (`eni-…`).
-    pub eni: String,
+    pub eni: CompactString,
     /// Source address (IPv4-mapped IPv6 is normalised to IPv4).
     pub src: IpAddr,
     /// Destination address.
@@ -537,12 +538,12 @@ fn present<'f, 'a>(field: &'f Option<Field<'a>>) -> Option<&'f Field<'a>> {
     }
 }
 
-fn text_of(field: &Option<Field<'_>>) -> Option<String> {
+fn text_of(field: &Option<Field<'_>>) -> Option<CompactString> {
     present(field).map(|f| match f {
-        Field::Text(t) => t.trim().to_string(),
-        Field::Int(i) => i.to_string(),
-        Field::Float(x) => x.to_string(),
-        Field::Null => String::new(),
+        Field::Text(t) => t.trim().into(),
+        Field::Int(i) => compact_str::format_compact!("{i}"),
+        Field::Float(x) => compact_str::format_compact!("{x}"),
+        Field::Null => CompactString::default(),
     })
 }
 

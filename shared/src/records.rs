@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use compact_str::CompactString;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -85,7 +86,7 @@ pub struct HitRecord {
     /// The record's kind.
     pub record_type: RecordType,
     /// Deterministic id.
-    pub record_id: String,
+    pub record_id: CompactString,
     /// Window end, Unix seconds (the record's time).
     pub time: u64,
     /// Window start.
@@ -93,9 +94,9 @@ pub struct HitRecord {
     /// Window end.
     pub end: u64,
     /// AppID.
-    pub account_id: String,
+    pub account_id: CompactString,
     /// The ENI that recorded the flow (the one that rejected it, when both ends did).
-    pub eni: String,
+    pub eni: CompactString,
     /// `ingress`, `egress` or `unknown`, relative to `eni`.
     pub direction: &'static str,
     /// Source address.
@@ -128,22 +129,22 @@ pub struct HitRecord {
     pub scope: &'static str,
     /// Source VPC.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub src_vpc: Option<String>,
+    pub src_vpc: Option<CompactString>,
     /// Source subnet.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub src_subnet: Option<String>,
+    pub src_subnet: Option<CompactString>,
     /// Source instance.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub src_instance: Option<String>,
+    pub src_instance: Option<CompactString>,
     /// Destination VPC.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub dst_vpc: Option<String>,
+    pub dst_vpc: Option<CompactString>,
     /// Destination subnet.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub dst_subnet: Option<String>,
+    pub dst_subnet: Option<CompactString>,
     /// Destination instance.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub dst_instance: Option<String>,
+    pub dst_instance: Option<CompactString>,
     /// The snapshot's decision: `allow`, `block` or `none`.
     pub decision: &'static str,
     /// The rule the record is about: the deciding drop rule (block hit, drift), the observe rule
@@ -152,7 +153,7 @@ pub struct HitRecord {
     pub rule: Option<Arc<RuleRef>>,
     /// For observe hits: the rule that decided the flow, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub deciding_rule_uuid: Option<String>,
+    pub deciding_rule_uuid: Option<CompactString>,
     /// Why an unattributed block or drift happened: `no_esg_rule`, `esg_allows`, `reply`,
     /// `esg_blocks`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -170,14 +171,14 @@ pub struct TrafficRecord {
     /// Always `traffic`.
     pub record_type: RecordType,
     /// Deterministic id.
-    pub record_id: String,
+    pub record_id: CompactString,
     /// Last seen, Unix seconds (the record's time).
     pub time: u64,
     /// Traffic scope.
     pub scope: &'static str,
     /// The monitored VPC the traffic belongs to (the source's, else the destination's).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub vpc: Option<String>,
+    pub vpc: Option<CompactString>,
     /// Source (the initiator: replies are folded into their connection).
     pub src_ip: IpAddr,
     /// Destination.
@@ -209,7 +210,7 @@ pub struct RuleChangeRecord {
     /// Always `rule_change`.
     pub record_type: RecordType,
     /// Deterministic id (the change, the rule and both versions).
-    pub record_id: String,
+    pub record_id: CompactString,
     /// When the new snapshot was taken, Unix seconds.
     pub time: u64,
     /// `added`, `removed`, `modified` or `reordered`.
@@ -248,7 +249,7 @@ pub struct RuleHygieneRecord {
     /// Always `rule_hygiene`.
     pub record_type: RecordType,
     /// Deterministic id (finding, rule, snapshot).
-    pub record_id: String,
+    pub record_id: CompactString,
     /// When the snapshot was taken, Unix seconds.
     pub time: u64,
     /// `shadowed`, `redundant`, `unresolvable`, `undecided` or `unused`.
@@ -276,7 +277,7 @@ pub struct RuleHitsRecord {
     /// Always `rule_hits`.
     pub record_type: RecordType,
     /// Deterministic id.
-    pub record_id: String,
+    pub record_id: CompactString,
     /// Last hit, Unix seconds.
     pub time: u64,
     /// Rule id.
@@ -584,16 +585,16 @@ impl RecordId {
         self
     }
 
-    /// The id.
-    pub fn finish(self) -> String {
+    /// The id (16 characters, held inline: no allocation).
+    pub fn finish(self) -> CompactString {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let digest = Sha256::digest(&self.0);
-        let mut text = String::with_capacity(16);
-        for byte in &digest[..8] {
-            text.push(DIGITS[usize::from(byte >> 4)] as char);
-            text.push(DIGITS[usize::from(byte & 0x0f)] as char);
+        let mut text = [0u8; 16];
+        for (i, byte) in digest[..8].iter().enumerate() {
+            text[2 * i] = DIGITS[usize::from(byte >> 4)];
+            text[2 * i + 1] = DIGITS[usize::from(byte & 0x0f)];
         }
-        text
+        CompactString::from_utf8(text).expect("hex digits are ASCII")
     }
 }
 
@@ -602,7 +603,7 @@ mod tests {
     use super::*;
 
     fn hit(full: bool) -> HitRecord {
-        let some = |s: &str| full.then(|| s.to_string());
+        let some = |s: &str| full.then(|| CompactString::from(s));
         HitRecord {
             record_type: RecordType::ObserveHit,
             record_id: "0123456789abcdef".into(),
@@ -644,7 +645,7 @@ mod tests {
             }),
             deciding_rule_uuid: some("r-2"),
             reason: full.then_some("esg_allows"),
-            indeterminate_rules: some("r-0"),
+            indeterminate_rules: full.then(|| "r-0".to_string()),
             snapshot_version: "v1".into(),
         }
     }
@@ -655,7 +656,7 @@ mod tests {
             record_id: "fedcba9876543210".into(),
             time: 9,
             scope: "inbound",
-            vpc: full.then(|| "vpc-a".to_string()),
+            vpc: full.then(|| "vpc-a".into()),
             src_ip: "203.0.113.9".parse().unwrap(),
             dst_ip: "10.0.1.5".parse().unwrap(),
             dst_port: full.then_some(443),

@@ -548,7 +548,7 @@ mod tests {
     ) -> Record {
         Record::hit(HitRecord {
             record_type: kind,
-            record_id: format!("{rule}{src}{dst}{port}"),
+            record_id: compact_str::format_compact!("{rule}{src}{dst}{port}"),
             time: 1763942460,
             start: 1763942400,
             end: 1763942460,
