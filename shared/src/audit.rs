@@ -25,11 +25,11 @@ use crate::config::AuditConfig;
 use crate::sink::{RecordSink, SinkError, Written};
 use crate::snapshot::cache::{SnapshotCache, SnapshotUnavailable};
 
-use crate::engine::{likely_reply, Decision, Engine, FlowKey, Placement};
+use crate::engine::{likely_reply, Decision, Engine, FlowKey, Placement, Scope};
 use crate::events::{scan, ClsTriggerEvent, DecodeError, DecodeLimits, DecodedBatch};
 use crate::flowlog::{self, FlowAction, FlowRecord, Parsed, SkipReason};
 use crate::records::{
-    HitRecord, Record, RecordId, RecordType, RuleHitsRecord, RuleRef, TrafficRecord,
+    HitRecord, IdPrefix, Record, RecordId, RecordType, RuleHitsRecord, RuleRef, TrafficRecord,
 };
 use crate::runtime::Diagnostic;
 
@@ -244,18 +244,23 @@ pub(crate) fn parse_scanned(
     limits: &DecodeLimits,
 ) -> Option<(BatchReport, Vec<FlowRecord>)> {
     let text = std::str::from_utf8(decoded).ok()?;
-    let batch = scan(text, limits.max_records, flowlog::read_embedded)?;
-    let mut tally = Tally::new(batch.topic_id, batch.records.len());
-    for (index, record) in batch.records.into_iter().enumerate() {
+    // Each content is parsed as soon as it is read and tallied at once: no list of records.
+    // Flow-log contents run to some 300-400 bytes each: room for every record without regrowing.
+    let mut tally = Tally::new("", text.len() / 256);
+    let mut index = 0;
+    let batch = scan(text, limits.max_records, flowlog::read_embedded, |record| {
         let parsed = match record.read {
-            Some(fields) => fields.parse(),
+            Some(parsed) => parsed,
             None => flowlog::parse_embedded(record.content),
         };
         match parsed {
             Ok(parsed) => tally.parsed(parsed),
             Err(err) => tally.skip(index, err, &record.content.unescape()),
         }
-    }
+        index += 1;
+    })?;
+    tally.report.topic_id = batch.topic_id.to_string();
+    tally.report.records_in = batch.records;
     Some(tally.finish())
 }
 
@@ -301,6 +306,7 @@ struct Tally {
 }
 
 impl Tally {
+    /// A tally for a batch of `records_in` records (or about that many: the flows' capacity).
     fn new(topic_id: &str, records_in: usize) -> Self {
         Tally {
             report: BatchReport {
@@ -452,7 +458,7 @@ struct Aggregate {
 }
 
 type TrafficKey<'e> = (
-    &'static str,
+    Scope,
     Option<&'e str>,
     IpAddr,
     IpAddr,
@@ -500,6 +506,9 @@ pub fn judge(
     let mut records = Vec::with_capacity(flows.len() / 2);
     // Traffic aggregates in the order their first flow came in the batch (deterministic for a
     // given batch, so a retry writes the same records in the same order), found by key.
+    // Record ids start from the record kind and the snapshot version, hashed once per batch.
+    let id_prefixes = RecordType::ALL.map(|kind| IdPrefix::new(kind.as_str(), &version));
+    let mut scope_counts = [0usize; Scope::ALL.len()];
     let mut traffic: Vec<(TrafficKey<'_>, Aggregate)> = Vec::with_capacity(flows.len());
     let mut traffic_slots: FastMap<TrafficKey<'_>, usize> =
         FastMap::with_capacity_and_hasher(flows.len(), Default::default());
@@ -518,7 +527,7 @@ pub fn judge(
             stats.unmonitored += 1;
             continue;
         }
-        *stats.scopes.entry(placement.scope.as_str()).or_default() += 1;
+        scope_counts[placement.scope as usize] += 1;
         let reply = likely_reply(flow);
         stats.replies += usize::from(reply);
         // Traffic, with replies folded into their connection (initiator → service port).
@@ -529,7 +538,7 @@ pub fn judge(
         };
         let vpc = placement.src.vpc.or(placement.dst.vpc);
         let key = (
-            placement.scope.as_str(),
+            placement.scope,
             vpc,
             src,
             dst,
@@ -596,7 +605,7 @@ pub fn judge(
             let rule = rule.map(&mut rule_ref);
             let uuid = rule.as_ref().map_or("", |r| r.rule_uuid.as_str());
             HitRecord {
-                record_id: RecordId::new(record_type.as_str())
+                record_id: RecordId::parts()
                     .text(&flow.eni)
                     .ip(flow.src)
                     .number(flow.src_port.map_or(0, u64::from))
@@ -606,8 +615,7 @@ pub fn judge(
                     .number(flow.start)
                     .number(flow.end)
                     .text(uuid)
-                    .text(&version)
-                    .finish(),
+                    .finish_after(&id_prefixes[record_type as usize]),
                 record_type,
                 time: flow.end,
                 start: flow.start,
@@ -699,21 +707,21 @@ pub fn judge(
     }
     records.reserve_exact(traffic.len() + counters.len());
     for ((scope, vpc, src, dst, port, protocol, action), aggregate) in traffic {
+        let scope = scope.as_str();
         records.push(Record::Traffic(TrafficRecord {
             record_type: RecordType::Traffic,
-            record_id: RecordId::new("traffic")
+            record_id: RecordId::parts()
                 .text(scope)
                 .text(vpc.unwrap_or(""))
                 .ip(src)
                 .ip(dst)
                 .number(port.map_or(0, u64::from))
                 .number(u64::from(protocol))
-                .text(action.as_str())
+                .number(action_code(action))
                 .number(aggregate.first_seen)
                 .number(aggregate.last_seen)
                 .number(aggregate.flows)
-                .text(&version)
-                .finish(),
+                .finish_after(&id_prefixes[RecordType::Traffic as usize]),
             time: aggregate.last_seen,
             scope,
             vpc: vpc.map(CompactString::from),
@@ -733,22 +741,24 @@ pub fn judge(
     // Hit counters per rule. Their ids include a fingerprint of the batch (its traffic record
     // ids, which cover every judged flow), so equal counts from two batches stay two records while
     // a retried batch writes the same ids.
-    let fingerprint = records
+    let mut fingerprint = RecordId::new("batch");
+    for record in records
         .iter()
         .filter(|r| r.record_type() == RecordType::Traffic)
-        .fold(RecordId::new("batch"), |id, r| id.text(r.record_id()))
-        .finish();
+    {
+        fingerprint.text(record.record_id());
+    }
+    let fingerprint = fingerprint.finish();
     let mut counters: Vec<(u32, HitCounter)> = counters.into_iter().collect();
     counters.sort_unstable_by_key(|(rule, _)| *rule);
     for (rule, counter) in counters {
         let compiled = engine.rule(rule);
         records.push(Record::RuleHits(Box::new(RuleHitsRecord {
             record_type: RecordType::RuleHits,
-            record_id: RecordId::new("rule_hits")
+            record_id: RecordId::parts()
                 .text(&compiled.rule.uuid)
                 .text(&fingerprint)
-                .text(&version)
-                .finish(),
+                .finish_after(&id_prefixes[RecordType::RuleHits as usize]),
             time: counter.last,
             rule_uuid: compiled.rule.uuid.clone(),
             rule_action: compiled.rule.action.as_str(),
@@ -760,10 +770,31 @@ pub fn judge(
             snapshot_version: version.to_string(),
         })));
     }
+    // Counted in arrays in the loops, kept as named maps in the report.
+    let mut type_counts = [0usize; RecordType::ALL.len()];
     for record in &records {
-        *stats.records.entry(record.record_type()).or_default() += 1;
+        type_counts[record.record_type() as usize] += 1;
     }
+    stats.records = RecordType::ALL
+        .into_iter()
+        .zip(type_counts)
+        .filter(|&(_, n)| n > 0)
+        .collect();
+    stats.scopes = Scope::ALL
+        .into_iter()
+        .zip(scope_counts)
+        .filter(|&(_, n)| n > 0)
+        .map(|(scope, n)| (scope.as_str(), n))
+        .collect();
     (records, stats)
+}
+
+/// The flow-log action in a record id: one byte instead of the word.
+fn action_code(action: FlowAction) -> u64 {
+    match action {
+        FlowAction::Accept => 0,
+        FlowAction::Reject => 1,
+    }
 }
 
 /// Hits of one rule in one batch.

@@ -5,6 +5,9 @@
 //! secondary). Different VPCs may reuse a CIDR; then the VPC of the recording ENI wins.
 
 use std::collections::HashMap;
+
+/// Maps looked up for every flow: foldhash (randomly seeded per process) instead of SipHash.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::net::IpAddr;
 
 use serde::Serialize;
@@ -32,6 +35,16 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// Every scope, in declaration order (`scope as usize` indexes it).
+    pub const ALL: [Scope; 6] = [
+        Scope::IntraSubnet,
+        Scope::InterSubnet,
+        Scope::VpcInbound,
+        Scope::VpcOutbound,
+        Scope::CrossVpc,
+        Scope::Unknown,
+    ];
+
     /// The snake_case name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -103,8 +116,8 @@ struct Area {
 #[derive(Debug, Clone, Default)]
 pub struct Topology {
     enis: Vec<EniInfo>,
-    eni_by_id: HashMap<String, usize>,
-    eni_by_ip: HashMap<IpAddr, Vec<usize>>,
+    eni_by_id: FastMap<String, usize>,
+    eni_by_ip: FastMap<IpAddr, Vec<usize>>,
     subnets: Vec<Area>,
     vpcs: Vec<Area>,
 }

@@ -15,17 +15,18 @@
 
 use std::borrow::Cow;
 
-/// A batch read by [`scan`]; `T` is what the content reader made of each content.
-pub struct ScannedBatch<'a, T> {
+/// A batch read by [`scan`] (its records went to the caller one by one).
+#[derive(Debug, PartialEq, Eq)]
+pub struct ScannedBatch<'a> {
     /// `topic_id` (empty when absent).
     pub topic_id: &'a str,
     /// `topic_name` (empty when absent).
     pub topic_name: &'a str,
-    /// The records, in order.
-    pub records: Vec<ScannedRecord<'a, T>>,
+    /// How many records it holds.
+    pub records: usize,
 }
 
-/// One record read by [`scan`].
+/// One record read by [`scan`]; `T` is what the content reader made of its content.
 pub struct ScannedRecord<'a, T> {
     /// Production time, microseconds since the Unix epoch.
     pub timestamp_us: u64,
@@ -68,17 +69,21 @@ impl<'a> Escaped<'a> {
 /// looked at no raw `"`, no control character and no escape but `\"`; when the next byte is then
 /// the closing quote, the content is what it read. Otherwise (or when it answers `None`) the
 /// content is scanned as any string and `read` is `None` in the record.
+///
+/// `each` receives the records in order as they are read, so that no list of them is built;
+/// when the answer is `None`, what it received must be thrown away.
 pub fn scan<'a, T>(
     text: &'a str,
     max_records: usize,
     read: impl Fn(&'a str) -> Option<(T, usize)>,
-) -> Option<ScannedBatch<'a, T>> {
+    mut each: impl FnMut(ScannedRecord<'a, T>),
+) -> Option<ScannedBatch<'a>> {
     let mut cursor = Cursor { text, at: 0 };
     let (mut topic_id, mut topic_name, mut records) = (None, None, None);
     cursor.object(|cursor, key| match key {
         "topic_id" => set_once(&mut topic_id, cursor.plain_string()?),
         "topic_name" => set_once(&mut topic_name, cursor.plain_string()?),
-        "records" => set_once(&mut records, cursor.records(max_records, &read)?),
+        "records" => set_once(&mut records, cursor.records(max_records, &read, &mut each)?),
         _ => cursor.skip_simple(),
     })?;
     cursor.end()?;
@@ -195,26 +200,29 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// The records array, each record handed to `each`; answers how many there were.
     fn records<T>(
         &mut self,
         max_records: usize,
         read: &impl Fn(&'a str) -> Option<(T, usize)>,
-    ) -> Option<Vec<ScannedRecord<'a, T>>> {
+        each: &mut impl FnMut(ScannedRecord<'a, T>),
+    ) -> Option<usize> {
         self.eat(b'[')?;
-        let mut records = Vec::with_capacity(self.text.len() / 512);
         if self.eat(b']').is_some() {
-            return Some(records);
+            return Some(0);
         }
+        let mut count = 0;
         loop {
-            if records.len() == max_records {
+            if count == max_records {
                 return None;
             }
-            records.push(self.record(read)?);
+            each(self.record(read)?);
+            count += 1;
             match self.peek()? {
                 b',' => self.at += 1,
                 b']' => {
                     self.at += 1;
-                    return Some(records);
+                    return Some(count);
                 }
                 _ => return None,
             }
@@ -279,6 +287,18 @@ mod tests {
         None
     }
 
+    /// `scan` with the records collected.
+    fn scan_all<'a, T>(
+        text: &'a str,
+        max_records: usize,
+        read: impl Fn(&'a str) -> Option<(T, usize)>,
+    ) -> Option<(ScannedBatch<'a>, Vec<ScannedRecord<'a, T>>)> {
+        let mut records = Vec::new();
+        let batch = scan(text, max_records, read, |r| records.push(r))?;
+        assert_eq!(batch.records, records.len());
+        Some((batch, records))
+    }
+
     /// Reads a content that is all `a`s, as a reader that stops short of the quote or runs past
     /// it would.
     #[test]
@@ -286,11 +306,11 @@ mod tests {
         let text =
             r#"{"records":[{"timestamp":"1","content":"aaa"},{"timestamp":"2","content":"aab"}]}"#;
         let count_a = |rest: &str| Some(((), rest.bytes().take_while(|&b| b == b'a').count()));
-        let batch = scan(text, 10, count_a).unwrap();
-        assert!(batch.records[0].read.is_some());
-        assert_eq!(batch.records[0].content.raw(), "aaa");
-        assert!(batch.records[1].read.is_none());
-        assert_eq!(batch.records[1].content.raw(), "aab");
+        let (_, records) = scan_all(text, 10, count_a).unwrap();
+        assert!(records[0].read.is_some());
+        assert_eq!(records[0].content.raw(), "aaa");
+        assert!(records[1].read.is_none());
+        assert_eq!(records[1].content.raw(), "aab");
     }
 
     #[test]
@@ -298,24 +318,15 @@ mod tests {
         let text = r#"{"topic_id":"t-1","topic_name":"flowlog","records":[
             {"timestamp":"1605578090000000","content":"{\"srcaddr\":\"10.0.0.1\"}"},
             {"content":"2 1 eni-a 10.0.0.1","timestamp":1605578090000001,"source":"x","n":-3,"b":true}]}"#;
-        let batch = scan(text, 10, no_reader).unwrap();
+        let (batch, records) = scan_all(text, 10, no_reader).unwrap();
         assert_eq!((batch.topic_id, batch.topic_name), ("t-1", "flowlog"));
-        assert_eq!(batch.records.len(), 2);
-        assert_eq!(batch.records[0].timestamp_us, 1605578090000000);
-        assert_eq!(
-            batch.records[0].content.raw(),
-            r#"{\"srcaddr\":\"10.0.0.1\"}"#
-        );
-        assert_eq!(
-            batch.records[0].content.unescape(),
-            r#"{"srcaddr":"10.0.0.1"}"#
-        );
-        assert_eq!(batch.records[1].timestamp_us, 1605578090000001);
-        assert_eq!(batch.records[1].content.unescape(), "2 1 eni-a 10.0.0.1");
-        assert!(matches!(
-            batch.records[1].content.unescape(),
-            Cow::Borrowed(_)
-        ));
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0].timestamp_us, 1605578090000000);
+        assert_eq!(records[0].content.raw(), r#"{\"srcaddr\":\"10.0.0.1\"}"#);
+        assert_eq!(records[0].content.unescape(), r#"{"srcaddr":"10.0.0.1"}"#);
+        assert_eq!(records[1].timestamp_us, 1605578090000001);
+        assert_eq!(records[1].content.unescape(), "2 1 eni-a 10.0.0.1");
+        assert!(matches!(records[1].content.unescape(), Cow::Borrowed(_)));
     }
 
     #[test]
@@ -339,7 +350,7 @@ mod tests {
             r#"{"records":[{"timestamp":"99999999999999999999999","content":"a"}]}"#,
             r#"{"records":[{"timestamp":"1","content":"a"}"#,
         ] {
-            assert!(scan(text, 10, no_reader).is_none(), "{text}");
+            assert!(scan_all(text, 10, no_reader).is_none(), "{text}");
         }
     }
 
@@ -347,7 +358,7 @@ mod tests {
     fn more_records_than_the_cap_is_left_to_the_general_path() {
         let text =
             r#"{"records":[{"timestamp":"1","content":"a"},{"timestamp":"2","content":"b"}]}"#;
-        assert!(scan(text, 1, no_reader).is_none());
-        assert_eq!(scan(text, 2, no_reader).unwrap().records.len(), 2);
+        assert!(scan_all(text, 1, no_reader).is_none());
+        assert_eq!(scan_all(text, 2, no_reader).unwrap().1.len(), 2);
     }
 }

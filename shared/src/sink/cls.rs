@@ -388,7 +388,6 @@ pub fn encode_bodies(records: &[&Record]) -> Vec<(usize, Vec<u8>)> {
     let mut group: Vec<u8> = Vec::with_capacity(256 * 1024);
     group.resize(HEADER, 0);
     let (mut count, mut value_bytes) = (0usize, 0usize);
-    let mut log: Vec<u8> = Vec::with_capacity(2048);
     let finish = |group: &mut Vec<u8>, count: usize, bodies: &mut Vec<(usize, Vec<u8>)>| {
         wire::bytes(group, 0x22, b"esgflow");
         let mut header = Vec::with_capacity(HEADER);
@@ -400,22 +399,39 @@ pub fn encode_bodies(records: &[&Record]) -> Vec<(usize, Vec<u8>)> {
         group.truncate(HEADER);
     };
     for record in records {
-        log.clear();
-        log.push(0x08);
-        wire::varint(&mut log, (record.time() as i64 * 1000) as u64);
+        // Each log is written straight into the group behind a two-byte length, the size of
+        // nearly every log (128 B to 16 KB), patched when the log is done.
+        let mut start = group.len();
+        group.extend_from_slice(&[0x0a, 0, 0]);
+        group.push(0x08);
+        wire::varint(&mut group, (record.time() as i64 * 1000) as u64);
         let mut size = 0;
+        let mut scratch = FieldText::new();
         record.visit(|key, value| {
-            let mut scratch = FieldText::new();
             let value = scratch.of(value);
-            wire::content(&mut log, key.as_bytes(), value);
+            wire::content(&mut group, key.as_bytes(), value);
             size += key.len() + value.len();
         });
         if count > 0 && (count == MAX_LOGS_PER_GROUP || value_bytes + size > MAX_GROUP_BYTES) {
+            // The log goes to the next group.
+            let log = group.split_off(start);
             finish(&mut group, count, &mut bodies);
             count = 0;
             value_bytes = 0;
+            start = group.len();
+            group.extend_from_slice(&log);
         }
-        wire::bytes(&mut group, 0x0a, &log);
+        let len = group.len() - start - 3;
+        match u16::try_from(len) {
+            Ok(len @ 0x80..0x4000) => {
+                group[start + 1..start + 3].copy_from_slice(&[len as u8 | 0x80, (len >> 7) as u8])
+            }
+            _ => {
+                let mut prefix = Vec::with_capacity(10);
+                wire::varint(&mut prefix, len as u64);
+                group.splice(start + 1..start + 3, prefix);
+            }
+        }
         count += 1;
         value_bytes += size;
     }
@@ -648,7 +664,13 @@ mod tests {
             last_seen: 9,
             snapshot_version: "v".into(),
         });
-        let records = vec![&hit, &traffic];
+        // A log over 16 KB takes a three-byte length, not the two kept for it.
+        let Record::Traffic(mut long) = traffic.clone() else {
+            unreachable!()
+        };
+        long.snapshot_version = "v".repeat(20_000).into();
+        let long = Record::Traffic(long);
+        let records = vec![&hit, &long, &traffic];
         let bodies = encode_bodies(&records);
         assert_eq!(bodies.len(), 1);
         let expected = LogGroupList {
@@ -657,7 +679,7 @@ mod tests {
         .encode_to_vec();
         let decoded = lz4_flex::block::decompress(&bodies[0].1, expected.len()).unwrap();
         assert_eq!(decoded, expected);
-        assert_eq!(bodies[0].0, 2);
+        assert_eq!(bodies[0].0, 3);
     }
 
     #[test]
