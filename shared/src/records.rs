@@ -353,7 +353,7 @@ impl Record {
         }
     }
 
-    /// The record as flat key/value strings (CLS log contents), in a stable order.
+    /// The record as flat key/value strings (CLS log contents), alphabetical, as serde writes it.
     pub fn contents(&self) -> Vec<(String, String)> {
         let value = serde_json::to_value(self).expect("records are plain data");
         let serde_json::Value::Object(map) = value else {
@@ -422,9 +422,12 @@ impl std::fmt::Display for FieldValue<'_> {
 }
 
 impl Record {
-    /// Calls `visit` with every present field, in the order [`Record::contents`] gives them
-    /// (alphabetical), without building intermediate values or sorting: the hot path of the CLS
-    /// encoder. The order is written out by hand; `visit_order_is_contents_order` guards it.
+    /// Calls `visit` with every present field, without building intermediate values: the hot
+    /// path of the CLS encoder. The fields are the ones [`Record::contents`] gives
+    /// (`visit_gives_the_contents` guards that). For hits and traffic the fields that repeat
+    /// from record to record (type, snapshot, scope, rule) come first and the ones that vary
+    /// last, which makes the CLS body smaller and quicker to compress (LZ4 finds longer
+    /// matches); key order carries no meaning in CLS.
     pub fn visit(&self, mut visit: impl FnMut(&'static str, FieldValue<'_>)) {
         use FieldValue::{Ip, Number, Text};
         let mut emit = |key: &'static str, value: Option<FieldValue<'_>>| {
@@ -435,68 +438,68 @@ impl Record {
         match self {
             Record::Hit(h) => {
                 let rule = h.rule.as_ref();
+                emit("record_type", Some(Text(h.record_type.as_str())));
+                emit("snapshot_version", Some(Text(&h.snapshot_version)));
                 emit("account_id", Some(Text(&h.account_id)));
-                emit("bytes", h.bytes.map(Number));
+                emit("scope", Some(Text(h.scope)));
+                emit("direction", Some(Text(h.direction)));
+                emit("decision", Some(Text(h.decision)));
+                emit("fl_action", Some(Text(h.fl_action)));
+                emit("reason", h.reason.map(Text));
+                emit("rule_uuid", rule.map(|r| Text(&r.rule_uuid)));
+                emit("rule_order", rule.map(|r| Number(r.rule_order)));
+                emit("rule_action", rule.map(|r| Text(r.rule_action)));
+                emit("rule_generation", rule.map(|r| Text(r.rule_generation)));
+                emit("rule_description", rule.map(|r| Text(&r.rule_description)));
+                emit("rule_source", rule.map(|r| Text(&r.rule_source)));
+                emit("rule_destination", rule.map(|r| Text(&r.rule_destination)));
+                emit("rule_service", rule.map(|r| Text(&r.rule_service)));
                 emit(
                     "deciding_rule_uuid",
                     h.deciding_rule_uuid.as_deref().map(Text),
                 );
-                emit("decision", Some(Text(h.decision)));
-                emit("direction", Some(Text(h.direction)));
-                emit("dst_instance", h.dst_instance.as_deref().map(Text));
-                emit("dst_ip", Some(Ip(h.dst_ip)));
-                emit("dst_port", h.dst_port.map(|p| Number(p.into())));
-                emit("dst_subnet", h.dst_subnet.as_deref().map(Text));
-                emit("dst_vpc", h.dst_vpc.as_deref().map(Text));
-                emit("end", Some(Number(h.end)));
-                emit("eni", Some(Text(&h.eni)));
-                emit("fl_action", Some(Text(h.fl_action)));
-                emit("icmp_code", h.icmp_code.map(|c| Number(c.into())));
-                emit("icmp_type", h.icmp_type.map(|t| Number(t.into())));
                 emit(
                     "indeterminate_rules",
                     h.indeterminate_rules.as_deref().map(Text),
                 );
-                emit("packets", h.packets.map(Number));
                 emit("protocol", Some(Number(h.protocol.into())));
-                emit("reason", h.reason.map(Text));
-                emit("record_id", Some(Text(&h.record_id)));
-                emit("record_type", Some(Text(h.record_type.as_str())));
-                emit("rule_action", rule.map(|r| Text(r.rule_action)));
-                emit("rule_description", rule.map(|r| Text(&r.rule_description)));
-                emit("rule_destination", rule.map(|r| Text(&r.rule_destination)));
-                emit("rule_generation", rule.map(|r| Text(r.rule_generation)));
-                emit("rule_order", rule.map(|r| Number(r.rule_order)));
-                emit("rule_service", rule.map(|r| Text(&r.rule_service)));
-                emit("rule_source", rule.map(|r| Text(&r.rule_source)));
-                emit("rule_uuid", rule.map(|r| Text(&r.rule_uuid)));
-                emit("scope", Some(Text(h.scope)));
-                emit("snapshot_version", Some(Text(&h.snapshot_version)));
+                emit("src_vpc", h.src_vpc.as_deref().map(Text));
+                emit("dst_vpc", h.dst_vpc.as_deref().map(Text));
+                emit("src_subnet", h.src_subnet.as_deref().map(Text));
+                emit("dst_subnet", h.dst_subnet.as_deref().map(Text));
                 emit("src_instance", h.src_instance.as_deref().map(Text));
+                emit("dst_instance", h.dst_instance.as_deref().map(Text));
+                emit("eni", Some(Text(&h.eni)));
+                emit("dst_ip", Some(Ip(h.dst_ip)));
+                emit("dst_port", h.dst_port.map(|p| Number(p.into())));
                 emit("src_ip", Some(Ip(h.src_ip)));
                 emit("src_port", h.src_port.map(|p| Number(p.into())));
-                emit("src_subnet", h.src_subnet.as_deref().map(Text));
-                emit("src_vpc", h.src_vpc.as_deref().map(Text));
+                emit("icmp_type", h.icmp_type.map(|t| Number(t.into())));
+                emit("icmp_code", h.icmp_code.map(|c| Number(c.into())));
                 emit("start", Some(Number(h.start)));
+                emit("end", Some(Number(h.end)));
                 emit("time", Some(Number(h.time)));
+                emit("packets", h.packets.map(Number));
+                emit("bytes", h.bytes.map(Number));
+                emit("record_id", Some(Text(&h.record_id)));
             }
             Record::Traffic(t) => {
-                emit("bytes", Some(Number(t.bytes)));
-                emit("dst_ip", Some(Ip(t.dst_ip)));
-                emit("dst_port", t.dst_port.map(|p| Number(p.into())));
-                emit("first_seen", Some(Number(t.first_seen)));
-                emit("fl_action", Some(Text(t.fl_action)));
-                emit("flows", Some(Number(t.flows)));
-                emit("last_seen", Some(Number(t.last_seen)));
-                emit("packets", Some(Number(t.packets)));
-                emit("protocol", Some(Number(t.protocol.into())));
-                emit("record_id", Some(Text(&t.record_id)));
                 emit("record_type", Some(Text(t.record_type.as_str())));
-                emit("scope", Some(Text(t.scope)));
                 emit("snapshot_version", Some(Text(&t.snapshot_version)));
-                emit("src_ip", Some(Ip(t.src_ip)));
-                emit("time", Some(Number(t.time)));
+                emit("scope", Some(Text(t.scope)));
                 emit("vpc", t.vpc.as_deref().map(Text));
+                emit("fl_action", Some(Text(t.fl_action)));
+                emit("protocol", Some(Number(t.protocol.into())));
+                emit("dst_port", t.dst_port.map(|p| Number(p.into())));
+                emit("dst_ip", Some(Ip(t.dst_ip)));
+                emit("src_ip", Some(Ip(t.src_ip)));
+                emit("first_seen", Some(Number(t.first_seen)));
+                emit("last_seen", Some(Number(t.last_seen)));
+                emit("time", Some(Number(t.time)));
+                emit("flows", Some(Number(t.flows)));
+                emit("packets", Some(Number(t.packets)));
+                emit("bytes", Some(Number(t.bytes)));
+                emit("record_id", Some(Text(&t.record_id)));
             }
             Record::RuleChange(c) => {
                 emit("after", c.after.as_deref().map(Text));
@@ -718,7 +721,7 @@ mod tests {
     }
 
     #[test]
-    fn visit_order_is_contents_order() {
+    fn visit_gives_the_contents() {
         for record in [
             Record::hit(hit(true)),
             Record::hit(hit(false)),
@@ -775,6 +778,7 @@ mod tests {
                 assert_eq!(String::from_utf8(bytes).unwrap(), value.to_string());
                 visited.push((key.to_string(), value.to_string()))
             });
+            visited.sort();
             assert_eq!(visited, record.contents());
         }
     }

@@ -267,15 +267,25 @@ impl<'a> Cursor<'a> {
 
     /// Digits, quoted or not: the timestamp in microseconds.
     fn timestamp(&mut self) -> Option<u64> {
-        let digits = if self.peek()? == b'"' {
-            self.plain_string()?
-        } else {
-            self.integer()?
-        };
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        let quoted = self.peek()? == b'"';
+        let bytes = self.text.as_bytes();
+        let start = self.at + usize::from(quoted);
+        let len = bytes[start..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        let end = start + len;
+        if quoted {
+            (bytes.get(end) == Some(&b'"')).then_some(())?;
+        } else if len == 0
+            || (bytes[start] == b'0' && len > 1)
+            || matches!(bytes.get(end), Some(b'.' | b'e' | b'E'))
+        {
             return None;
         }
-        digits.parse().ok()
+        let value = self.text[start..end].parse().ok()?;
+        self.at = end + usize::from(quoted);
+        Some(value)
     }
 }
 
