@@ -352,24 +352,11 @@ fn parse_text(line: &str) -> Result<Parsed, ParseError> {
         })?;
     }
     // Trailing fields beyond the 14 documented ones are ignored: a later FL version may add some.
-    let text = |i: usize| Some(Field::Text(Cow::Borrowed(fields[i])));
-    RawFields {
-        version: text(0),
-        account_id: text(1),
-        interface_id: text(2),
-        srcaddr: text(3),
-        dstaddr: text(4),
-        srcport: text(5),
-        dstport: text(6),
-        protocol: text(7),
-        packets: text(8),
-        bytes: text(9),
-        start: text(10),
-        end: text(11),
-        action: text(12),
-        log_status: text(13),
+    let mut raw = RawFields::default();
+    for (index, field) in fields.into_iter().enumerate() {
+        *raw.slot(index) = Some(Field::Text(Cow::Borrowed(field)));
     }
-    .to_parsed()
+    raw.to_parsed()
 }
 
 /// A field value from either form: text (the usual case) or a JSON number.
