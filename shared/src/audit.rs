@@ -224,7 +224,7 @@ impl AuditFunction {
 /// Decodes the event and parses every record; returns the report and the parsed flows.
 ///
 /// A batch in the plain shape CLS ships goes through [`events::scan`](crate::events::scan) and
-/// [`flowlog::parse_embedded`], which read each record's content where it lies; any other batch
+/// [`flowlog::read_embedded`], which read each record's content where it lies; any other batch
 /// (and one that is not valid UTF-8) through serde_json, record by record. Both give the same
 /// answer for a batch the fast path takes.
 pub fn parse_batch(
@@ -249,9 +249,10 @@ pub(crate) fn parse_scanned(
     let mut tally = Tally::new("", text.len() / 256);
     let mut index = 0;
     let batch = scan(text, limits.max_records, flowlog::read_embedded, |record| {
+        // A content the reader did not take is read as `parse` reads any content.
         let parsed = match record.read {
             Some(parsed) => parsed,
-            None => flowlog::parse_embedded(record.content),
+            None => flowlog::parse(&record.content.unescape()),
         };
         match parsed {
             Ok(parsed) => tally.parsed(parsed),
@@ -504,11 +505,11 @@ pub fn judge(
         ..JudgeStats::default()
     };
     let mut records = Vec::with_capacity(flows.len() / 2);
-    // Traffic aggregates in the order their first flow came in the batch (deterministic for a
-    // given batch, so a retry writes the same records in the same order), found by key.
     // Record ids start from the record kind and the snapshot version, hashed once per batch.
     let id_prefixes = RecordType::ALL.map(|kind| IdPrefix::new(kind.as_str(), &version));
     let mut scope_counts = [0usize; Scope::ALL.len()];
+    // Traffic aggregates in the order their first flow came in the batch (deterministic for a
+    // given batch, so a retry writes the same records in the same order), found by key.
     let mut traffic: Vec<(TrafficKey<'_>, Aggregate)> = Vec::with_capacity(flows.len());
     let mut traffic_slots: FastMap<TrafficKey<'_>, usize> =
         FastMap::with_capacity_and_hasher(flows.len(), Default::default());

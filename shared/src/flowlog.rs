@@ -20,8 +20,6 @@ use compact_str::CompactString;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
-use crate::events::Escaped;
-
 /// IANA protocol numbers the rest of the code names.
 pub mod protocol {
     /// ICMP.
@@ -211,17 +209,6 @@ pub fn parse(content: &str) -> Result<Parsed, ParseError> {
         fields.into_raw().to_parsed()
     } else {
         parse_text(trimmed)
-    }
-}
-
-/// Parses a `content` as it stands inside the batch JSON, still escaped: what [`parse`] would
-/// answer for the unescaped text, without unescaping it first when it is the flat object of
-/// strings and integers flow logs ship. Anything else is unescaped and handed to [`parse`].
-pub fn parse_embedded(content: Escaped<'_>) -> Result<Parsed, ParseError> {
-    let raw = content.raw();
-    match read_embedded(raw) {
-        Some((parsed, len)) if len == raw.len() => parsed,
-        _ => parse(&content.unescape()),
     }
 }
 
