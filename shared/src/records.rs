@@ -384,14 +384,9 @@ pub enum FieldValue<'a> {
 }
 
 impl FieldValue<'_> {
-    /// Appends the value as [`Display`](std::fmt::Display) would write it, without going through
-    /// the formatting machinery for numbers and IPv4 addresses (the encoder's hot path).
-    pub fn write_bytes(&self, out: &mut Vec<u8>) {
-        self.write_to(out).expect("writing to a Vec cannot fail");
-    }
-
-    /// Writes the value as [`write_bytes`](Self::write_bytes) does, to any byte sink (a stack
-    /// buffer in the CLS encoder, where it fails only if the buffer is too small).
+    /// Writes the value as [`Display`](std::fmt::Display) would, without going through the
+    /// formatting machinery for numbers and IPv4 addresses (the encoder's hot path), to any byte
+    /// sink: a stack buffer in the CLS encoder, where it fails only if the buffer is too small.
     pub fn write_to(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
         let mut digits = itoa::Buffer::new();
         match self {
@@ -774,7 +769,7 @@ mod tests {
             let mut visited = Vec::new();
             record.visit(|key, value| {
                 let mut bytes = Vec::new();
-                value.write_bytes(&mut bytes);
+                value.write_to(&mut bytes).unwrap();
                 assert_eq!(String::from_utf8(bytes).unwrap(), value.to_string());
                 visited.push((key.to_string(), value.to_string()))
             });

