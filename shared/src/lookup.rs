@@ -226,13 +226,7 @@ impl Lookup {
             return Err(fail(405, "method_not_allowed", "/v1/hits accepts GET"));
         }
         let query = HitsQuery::parse(request, chrono::Utc::now().timestamp())?;
-        let source = self.hits.as_ref().ok_or_else(|| {
-            fail(
-                503,
-                "hits_unavailable",
-                "no hits topic configured (ESGFLOW_CLS_TOPIC_ID)",
-            )
-        })?;
+        let source = self.hits_source()?;
         let mut body = json!({
             "TopicId": source.topic, "From": query.since * 1000, "To": query.until * 1000, "QueryString": query.cql(),
             "QuerySyntax": 1, "Limit": query.limit, "Sort": "desc", "UseNewAnalysis": true,
@@ -324,13 +318,7 @@ impl Lookup {
         };
         let hours = bounded("hours", 24, 720)?;
         let limit = bounded("limit", 10, 50)?;
-        let source = self.hits.as_ref().ok_or_else(|| {
-            fail(
-                503,
-                "hits_unavailable",
-                "no hits topic configured (ESGFLOW_CLS_TOPIC_ID)",
-            )
-        })?;
+        let source = self.hits_source()?;
         let until = chrono::Utc::now().timestamp();
         let since = until - hours * 3600;
         let query = format!(
@@ -363,6 +351,17 @@ impl Lookup {
         Ok(
             json!({"since": since, "until": until, "hours": hours, "rules": rules, "snapshot_version": engine.version()}),
         )
+    }
+
+    /// Where hits are searched, or 503 when no hits topic is configured.
+    fn hits_source(&self) -> Result<&HitsSource, Failure> {
+        self.hits.as_ref().ok_or_else(|| {
+            fail(
+                503,
+                "hits_unavailable",
+                "no hits topic configured (ESGFLOW_CLS_TOPIC_ID)",
+            )
+        })
     }
 
     fn authenticate(&self, request: &ApiGatewayRequest) -> Result<(), Failure> {
