@@ -5,9 +5,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use esgflow_local::clsfeed::{self, ContentForm, FeedOptions};
+use esgflow_local::cli::explain;
+use esgflow_local::emulator::clsfeed::{self, ContentForm, FeedOptions};
+use esgflow_local::emulator::functions;
 use esgflow_local::emulator::{Emulator, FunctionSpec, InvocationResult, Output};
-use esgflow_local::{explain, functions, package};
+use esgflow_local::release::package;
 
 #[derive(Parser)]
 #[command(
@@ -348,10 +350,14 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             dist,
             runs,
         } => {
-            let rows =
-                esgflow_local::measure::measure(&bin_dir, &dist, Path::new("out/measure"), runs)
-                    .await?;
-            let (table, ok) = esgflow_local::measure::report(&rows);
+            let rows = esgflow_local::release::measure::measure(
+                &bin_dir,
+                &dist,
+                Path::new("out/measure"),
+                runs,
+            )
+            .await?;
+            let (table, ok) = esgflow_local::release::measure::report(&rows);
             print!("{table}");
             Ok(if ok {
                 ExitCode::SUCCESS
@@ -374,8 +380,8 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             mut run,
         } => {
             let stub = if local {
-                let items = esgflow_local::cloudstub::load_exports(&exports)?;
-                let stub = esgflow_local::cloudstub::CloudStub::start(items).await?;
+                let items = esgflow_local::standins::cloud::load_exports(&exports)?;
+                let stub = esgflow_local::standins::cloud::CloudStub::start(items).await?;
                 eprintln!(
                     "local cfw/vpc/COS stand-in at {} serving {}",
                     stub.url,
@@ -438,7 +444,8 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             spec.env.push(("ESGFLOW_LOOKUP_TOKEN".into(), token));
             let mut emulator = Emulator::new(spec).await?;
             emulator.start_instance().await?;
-            let gateway = esgflow_local::gateway::Gateway::start(emulator, listen).await?;
+            let gateway =
+                esgflow_local::emulator::gateway::Gateway::start(emulator, listen).await?;
             eprintln!(
                 "lookup API on http://{} (Authorization: Bearer <token>); Ctrl-C to stop",
                 gateway.addr
@@ -458,7 +465,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         } => {
             let engine = load_engine(&snapshot)?;
             let protocol = explain::parse_protocol(&protocol)?;
-            let flow = esgflow::engine::FlowKey {
+            let flow = esgflow::core::engine::FlowKey {
                 src,
                 dst,
                 protocol,
@@ -479,8 +486,8 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             snapshot,
             flowlog,
         } => {
-            esgflow::engine::synthetic::snapshot(rules, 64, 42).save(&snapshot)?;
-            let lines = esgflow_local::measure::synthetic_lines(flows);
+            esgflow_local::testdata::synthetic::snapshot(rules, 64, 42).save(&snapshot)?;
+            let lines = esgflow_local::release::measure::synthetic_lines(flows);
             std::fs::write(&flowlog, lines.join("\n") + "\n")?;
             eprintln!(
                 "wrote {} ({rules} rules) and {} ({flows} lines)",
@@ -536,7 +543,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     .push(("ESGFLOW_JSONL_PATH".into(), absolute(records)?));
             }
             let receiver = match alerts {
-                true => Some(esgflow_local::alert_receiver::AlertReceiver::start().await?),
+                true => Some(esgflow_local::standins::alerts::AlertReceiver::start().await?),
                 false => None,
             };
             if let Some(receiver) = &receiver {
@@ -587,7 +594,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     .filter_map(|l| serde_json::from_str(l).ok())
                     .collect();
                 println!("\nrecords written to {}\n", records.display());
-                print!("{}", esgflow_local::report::render(&values));
+                print!("{}", esgflow_local::cli::report::render(&values));
             }
             if let Some(receiver) = &receiver {
                 println!();
@@ -604,9 +611,9 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
 
 fn load_engine(
     path: &std::path::Path,
-) -> Result<esgflow::engine::Engine, Box<dyn std::error::Error>> {
-    let snapshot = esgflow::snapshot::Snapshot::load(path)?;
-    Ok(esgflow::engine::Engine::compile(&snapshot)
+) -> Result<esgflow::core::engine::Engine, Box<dyn std::error::Error>> {
+    let snapshot = esgflow::core::snapshot::Snapshot::load(path)?;
+    Ok(esgflow::core::engine::Engine::compile(&snapshot)
         .map_err(|e| format!("{}: {e}", path.display()))?)
 }
 
@@ -619,9 +626,9 @@ fn snapshot_command(command: SnapshotCommand) -> Result<ExitCode, Box<dyn std::e
         } => {
             let taken_at = taken_at
                 .unwrap_or_else(|| chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string());
-            let snapshot = esgflow::snapshot::build_from_dir(&from, &taken_at)?;
+            let snapshot = esgflow::core::snapshot::build_from_dir(&from, &taken_at)?;
             // Compile before writing, so a snapshot the functions could not load is never written.
-            esgflow::engine::Engine::compile(&snapshot)?;
+            esgflow::core::engine::Engine::compile(&snapshot)?;
             snapshot.save(&out)?;
             eprintln!(
                 "wrote {} ({} rules, version {}, {} warnings)",
@@ -637,7 +644,7 @@ fn snapshot_command(command: SnapshotCommand) -> Result<ExitCode, Box<dyn std::e
         }
         SnapshotCommand::Show { path } => {
             let engine = load_engine(&path)?;
-            let snapshot = esgflow::snapshot::Snapshot::load(&path)?;
+            let snapshot = esgflow::core::snapshot::Snapshot::load(&path)?;
             print!("{}", explain::summary(&snapshot, &engine));
             Ok(ExitCode::SUCCESS)
         }
@@ -721,7 +728,7 @@ fn deploy_command(
     dry_run: bool,
     cli: &Path,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    use esgflow_local::deploy::{generate, write_all, Stack, Values};
+    use esgflow_local::release::deploy::{generate, write_all, Stack, Values};
     let stack = Stack::load(template)?;
     let values = Values::resolve(&stack, &|name| std::env::var(name).ok())?;
     let root = template

@@ -4,7 +4,7 @@
 
 mod common;
 
-use esgflow_local::alert_receiver::{self, AlertReceiver};
+use esgflow_local::standins::alerts::{self, AlertReceiver};
 
 /// Two rules block: 7010 (web → db MySQL, twice) and 7002 (ssh from app to db).
 const LINES: &[&str] = &[
@@ -188,12 +188,12 @@ async fn secrets_never_reach_logs_or_summaries() {
         "the failing channel is logged"
     );
     for secret in [
-        alert_receiver::WECOM_KEY,
-        alert_receiver::DINGTALK_TOKEN,
-        alert_receiver::DINGTALK_SECRET,
-        alert_receiver::FEISHU_TOKEN,
-        alert_receiver::FEISHU_SECRET,
-        alert_receiver::WEBHOOK_SECRET,
+        alerts::WECOM_KEY,
+        alerts::DINGTALK_TOKEN,
+        alerts::DINGTALK_SECRET,
+        alerts::FEISHU_TOKEN,
+        alerts::FEISHU_SECRET,
+        alerts::WEBHOOK_SECRET,
         common::cls_stub::SECRET_KEY,
         common::cls_stub::TOKEN,
     ] {

@@ -41,9 +41,10 @@ async fn the_page_explains_a_flow_and_charts_the_top_blocking_rules() {
     env.push(("ESGFLOW_LOOKUP_TOKEN".into(), TOKEN.into()));
     env.push(("ESGFLOW_SNAPSHOT".into(), common::sample_snapshot()));
     let lookup = common::emulator_with("lookup", env).await;
-    let gateway = esgflow_local::gateway::Gateway::start(lookup, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let gateway =
+        esgflow_local::emulator::gateway::Gateway::start(lookup, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
     let url = format!(
         "http://{}/#src=10.0.1.11&dst=10.0.3.10&protocol=tcp&port=3306&token={TOKEN}",
         gateway.addr

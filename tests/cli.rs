@@ -173,8 +173,8 @@ async fn tick_fires_timer_events_at_the_sync_function() {
                 .success()
     );
     let exports = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/export");
-    let stub = esgflow_local::cloudstub::CloudStub::start(
-        esgflow_local::cloudstub::load_exports(&exports).unwrap(),
+    let stub = esgflow_local::standins::cloud::CloudStub::start(
+        esgflow_local::standins::cloud::load_exports(&exports).unwrap(),
     )
     .await
     .unwrap();

@@ -142,7 +142,7 @@ async fn throttling_errors_garbage_and_dropped_connections_are_retried() {
 #[tokio::test]
 async fn a_hanging_webhook_costs_an_alert_not_the_batch() {
     let stub = ClsStub::start(vec![]).await;
-    let receiver = esgflow_local::alert_receiver::AlertReceiver::start()
+    let receiver = esgflow_local::standins::alerts::AlertReceiver::start()
         .await
         .unwrap();
     receiver.hang("webhook");
@@ -213,7 +213,7 @@ async fn the_snapshot_store_failing_at_cold_start_and_on_refresh() {
 
 #[tokio::test]
 async fn an_unreachable_snapshot_store_at_cold_start_then_back() {
-    use esgflow_local::cloudstub::{load_exports, CloudStub};
+    use esgflow_local::standins::cloud::{load_exports, CloudStub};
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

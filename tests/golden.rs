@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use esgflow_local::clsfeed::{cut_events, FeedOptions};
+use esgflow_local::emulator::clsfeed::{cut_events, FeedOptions};
 use serde_json::{json, Value};
 
 fn add(total: &mut BTreeMap<String, u64>, map: &Value) {

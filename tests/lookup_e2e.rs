@@ -146,9 +146,10 @@ async fn the_function_refuses_to_start_without_a_token() {
 #[tokio::test]
 async fn the_http_gateway_serves_the_lookup_function_to_a_real_client() {
     let emulator = lookup().await;
-    let gateway = esgflow_local::gateway::Gateway::start(emulator, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let gateway =
+        esgflow_local::emulator::gateway::Gateway::start(emulator, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
     let base = format!("http://{}", gateway.addr);
     let client = reqwest::Client::new();
     let health = client

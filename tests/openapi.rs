@@ -7,10 +7,10 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use esgflow::cloud::api::ApiClient;
+use esgflow::adapters::tencent::api::ApiClient;
+use esgflow::app::lookup::{Auth, HitsSource, Lookup};
+use esgflow::app::snapshot_cache::SnapshotCache;
 use esgflow::events::ApiGatewayRequest;
-use esgflow::lookup::{Auth, HitsSource, Lookup};
-use esgflow::snapshot::cache::SnapshotCache;
 use serde_json::{json, Value};
 
 const TOKEN: &str = "openapi-test-token-0123";

@@ -6,8 +6,9 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
+use esgflow_local::emulator::functions;
 use esgflow_local::emulator::{Emulator, FunctionSpec, Output};
-use esgflow_local::{functions, package};
+use esgflow_local::release::package;
 
 const MUSL: &str = "x86_64-unknown-linux-musl";
 /// Packages above this size must go through COS; far below SCF's limits, and our budget.

@@ -2,7 +2,7 @@
 //! setting the code reads is listed with the functions that read it and its default, and nothing
 //! else is.
 
-use esgflow::config::{Function, SETTINGS};
+use esgflow::app::config::{Function, SETTINGS};
 
 fn read_by(functions: &[Function]) -> String {
     if functions.len() == Function::ALL.len() {

@@ -5,9 +5,9 @@
 use std::net::IpAddr;
 use std::path::Path;
 
-use esgflow::engine::{likely_reply, Decision, Engine, FlowKey};
-use esgflow::flowlog::{parse, FlowAction, Parsed};
-use esgflow::snapshot::{build_from_dir, Snapshot};
+use esgflow::core::engine::{likely_reply, Decision, Engine, FlowKey};
+use esgflow::core::flowlog::{parse, FlowAction, Parsed};
+use esgflow::core::snapshot::{build_from_dir, Snapshot};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

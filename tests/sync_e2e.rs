@@ -7,10 +7,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::cls_stub::ClsStub;
-use esgflow::cloud::api::{ApiClient, Paging};
-use esgflow::snapshot::Snapshot;
-use esgflow_local::alert_receiver::AlertReceiver;
-use esgflow_local::cloudstub::CloudStub;
+use esgflow::adapters::tencent::api::{ApiClient, Paging};
+use esgflow::core::snapshot::Snapshot;
+use esgflow_local::standins::alerts::AlertReceiver;
+use esgflow_local::standins::cloud::CloudStub;
 use serde_json::{json, Value};
 
 fn sample_version() -> String {
@@ -342,9 +342,9 @@ async fn audit_reads_the_published_snapshot_from_cos_and_revalidates_with_etags(
 async fn paging_follows_the_totals() {
     let stub = common::cloud_stub().await;
     let client = ApiClient::new("ap-shanghai", Some(stub.url.clone())).with_credentials(
-        esgflow::cloud::Credentials {
-            secret_id: esgflow_local::cloudstub::SECRET_ID.into(),
-            secret_key: esgflow_local::cloudstub::SECRET_KEY.into(),
+        esgflow::adapters::tencent::Credentials {
+            secret_id: esgflow_local::standins::cloud::SECRET_ID.into(),
+            secret_key: esgflow_local::standins::cloud::SECRET_KEY.into(),
             token: None,
         },
     );

@@ -8,8 +8,8 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use esgflow::config::{Function, SETTINGS};
-use esgflow_local::deploy::{generate, Stack, Values};
+use esgflow::app::config::{Function, SETTINGS};
+use esgflow_local::release::deploy::{generate, Stack, Values};
 use serde_json::{json, Value};
 
 /// Variables SCF itself sets; the template must not declare them.
@@ -107,10 +107,12 @@ async fn memory_sizes_are_above_the_measured_peaks() {
     let mut peaks = BTreeMap::new();
     // audit: the largest events CLS sends, against the sample snapshot.
     let mut audit = common::emulator("audit", &[]).await;
-    let lines = esgflow_local::measure::synthetic_lines(12_000);
-    let events =
-        esgflow_local::clsfeed::cut_events(lines.iter().map(String::as_str), &Default::default())
-            .unwrap();
+    let lines = esgflow_local::release::measure::synthetic_lines(12_000);
+    let events = esgflow_local::emulator::clsfeed::cut_events(
+        lines.iter().map(String::as_str),
+        &Default::default(),
+    )
+    .unwrap();
     for event in events.iter().take(3) {
         assert!(audit
             .invoke(event.clone())

@@ -1,5 +1,5 @@
 #![no_main]
-//! Fuzz target: `esgflow::fuzzing::explain_body` (the same entry point `make test` replays the corpus through).
+//! Fuzz target: `esgflow_local::testdata::fuzzing::explain_body` (the same entry point `make test` replays the corpus through).
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| esgflow::fuzzing::explain_body(data));
+fuzz_target!(|data: &[u8]| esgflow_local::testdata::fuzzing::explain_body(data));

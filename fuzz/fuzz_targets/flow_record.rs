@@ -1,5 +1,5 @@
 #![no_main]
-//! Fuzz target: `esgflow::fuzzing::flow_record` (the same entry point `make test` replays the corpus through).
+//! Fuzz target: `esgflow_local::testdata::fuzzing::flow_record` (the same entry point `make test` replays the corpus through).
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| esgflow::fuzzing::flow_record(data));
+fuzz_target!(|data: &[u8]| esgflow_local::testdata::fuzzing::flow_record(data));

@@ -1,6 +1,6 @@
 //! Golden fixtures: every case in fixtures/flowlog/cases.jsonl parses to its expected outcome.
 
-use esgflow::flowlog::{parse, Parsed};
+use esgflow::core::flowlog::{parse, Parsed};
 
 #[test]
 fn every_fixture_parses_as_expected() {

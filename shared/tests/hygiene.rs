@@ -5,9 +5,9 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use esgflow::engine::hygiene::{analyze, Finding};
-use esgflow::engine::{Engine, FlowKey};
-use esgflow::snapshot::{Endpoint, EndpointKind, Generation, Rule, RuleAction, Snapshot};
+use esgflow::core::engine::hygiene::{analyze, Finding};
+use esgflow::core::engine::{Engine, FlowKey};
+use esgflow::core::snapshot::{Endpoint, EndpointKind, Generation, Rule, RuleAction, Snapshot};
 use proptest::prelude::*;
 
 const CIDRS: &[&str] = &[

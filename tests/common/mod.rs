@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-pub mod cls_stub;
+pub use esgflow_local::standins::cls as cls_stub;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -38,7 +38,7 @@ pub fn function_binary(function: &str) -> PathBuf {
             .expect("cargo runs");
         assert!(status.success(), "building the function binaries failed");
     });
-    esgflow_local::functions::binary_path(&bin_dir(), function)
+    esgflow_local::emulator::functions::binary_path(&bin_dir(), function)
 }
 
 /// A cargo command in the workspace root, without the `CARGO_*` variables cargo sets for a
@@ -68,9 +68,9 @@ pub fn sample_exports() -> PathBuf {
 }
 
 /// The local cfw/vpc/COS stand-in serving the bundled exports.
-pub async fn cloud_stub() -> esgflow_local::cloudstub::CloudStub {
-    esgflow_local::cloudstub::CloudStub::start(
-        esgflow_local::cloudstub::load_exports(&sample_exports()).unwrap(),
+pub async fn cloud_stub() -> esgflow_local::standins::cloud::CloudStub {
+    esgflow_local::standins::cloud::CloudStub::start(
+        esgflow_local::standins::cloud::load_exports(&sample_exports()).unwrap(),
     )
     .await
     .unwrap()
@@ -85,7 +85,7 @@ pub fn timer_event() -> Vec<u8> {
 
 /// Runs the sync function once against `store` (the stand-in), publishing the sample snapshot
 /// at `location`.
-pub async fn publish_with_sync(store: &esgflow_local::cloudstub::CloudStub, location: &str) {
+pub async fn publish_with_sync(store: &esgflow_local::standins::cloud::CloudStub, location: &str) {
     let mut env = store.env();
     env.push(("ESGFLOW_SNAPSHOT".into(), location.into()));
     let mut sync = emulator_with("sync", env).await;
@@ -152,7 +152,7 @@ pub fn cls_event(topic_id: &str, contents: &[&str]) -> Vec<u8> {
         .collect();
     let batch =
         serde_json::json!({"topic_id": topic_id, "topic_name": "flowlog", "records": records});
-    esgflow_local::clsfeed::encode_batch_json(batch.to_string().as_bytes())
+    esgflow_local::emulator::clsfeed::encode_batch_json(batch.to_string().as_bytes())
 }
 
 /// A real `redis-server` on a free 127.0.0.1 port, stopped on drop.

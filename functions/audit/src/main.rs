@@ -1,7 +1,7 @@
 //! The audit function: CLS shipping event in, ESG flow-log records out, batch summary back.
 
-use esgflow::audit::{AuditFunction, InvocationSummary};
-use esgflow::config::AuditConfig;
+use esgflow::app::audit::{AuditFunction, InvocationSummary};
+use esgflow::app::config::AuditConfig;
 use esgflow::events::ClsTriggerEvent;
 use esgflow::runtime::{self, service_fn, Diagnostic, LambdaEvent};
 

@@ -1,8 +1,8 @@
 //! The lookup function: API Gateway / Function URL request in, integration response out.
 
-use esgflow::config::LookupConfig;
+use esgflow::app::config::LookupConfig;
+use esgflow::app::lookup::Lookup;
 use esgflow::events::{ApiGatewayRequest, ApiGatewayResponse};
-use esgflow::lookup::Lookup;
 use esgflow::runtime::{self, service_fn, Diagnostic, LambdaEvent};
 
 #[tokio::main(flavor = "current_thread")]

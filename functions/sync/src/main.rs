@@ -1,10 +1,10 @@
 //! The sync function (timer trigger): builds the rule snapshot from the live Cloud Firewall and
 //! VPC APIs, publishes it when it changed, and writes rule changes and rule hygiene findings.
 
-use esgflow::config::SyncConfig;
+use esgflow::app::config::SyncConfig;
+use esgflow::app::sync::{SyncFunction, SyncSummary};
 use esgflow::events::TimerEvent;
 use esgflow::runtime::{self, service_fn, Diagnostic, LambdaEvent};
-use esgflow::sync::{SyncFunction, SyncSummary};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {

@@ -1,6 +1,6 @@
 //! The fast path for a decoded CLS batch: one pass over the batch JSON that borrows everything,
 //! each record's `content` included, which it leaves in its escaped form. A reader the caller
-//! passes (the audit pipeline passes [`crate::flowlog::read_embedded`]) reads each content where
+//! passes (the audit pipeline passes [`crate::core::flowlog::read_embedded`]) reads each content where
 //! it lies, in the same pass, instead of the content being unescaped into a new string and
 //! parsed a second time.
 //!

@@ -1,0 +1,65 @@
+//! Engine speed: indexed evaluation at 100, 1,000 and 10,000 rules against the naive linear
+//! evaluator in the same run, and compile time. Prints evaluations per second.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use esgflow::core::engine::Engine;
+use esgflow_local::testdata::synthetic;
+
+const VPCS: u64 = 64;
+const FLOWS: usize = 4096;
+
+fn evaluate(c: &mut Criterion) {
+    let flows = synthetic::flows(FLOWS, VPCS, 7);
+    let mut group = c.benchmark_group("evaluate");
+    group.throughput(Throughput::Elements(FLOWS as u64));
+    for rules in [100usize, 1_000, 10_000] {
+        let engine = Engine::compile(&synthetic::snapshot(rules, VPCS, 42)).unwrap();
+        group.bench_with_input(BenchmarkId::new("indexed", rules), &engine, |b, engine| {
+            b.iter(|| {
+                flows
+                    .iter()
+                    .map(|f| engine.evaluate(f).observed.len())
+                    .sum::<usize>()
+            })
+        });
+        if rules <= 1_000 || std::env::var_os("ESGFLOW_BENCH_LINEAR_10K").is_some() {
+            group.bench_with_input(BenchmarkId::new("linear", rules), &engine, |b, engine| {
+                b.iter(|| {
+                    flows
+                        .iter()
+                        .map(|f| engine.evaluate_linear(f).observed.len())
+                        .sum::<usize>()
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+fn compile(c: &mut Criterion) {
+    let mut group = c.benchmark_group("compile");
+    group.sample_size(10);
+    for rules in [1_000usize, 10_000] {
+        let snapshot = synthetic::snapshot(rules, VPCS, 42);
+        group.bench_with_input(BenchmarkId::from_parameter(rules), &snapshot, |b, s| {
+            b.iter(|| Engine::compile(s).unwrap())
+        });
+    }
+    group.finish();
+}
+
+/// The sync function's rule-hygiene pass (exact shadowing and redundancy of every rule).
+fn hygiene(c: &mut Criterion) {
+    let mut group = c.benchmark_group("hygiene");
+    group.sample_size(10);
+    for rules in [1_000usize, 10_000] {
+        let engine = Engine::compile(&synthetic::snapshot(rules, 64, 42)).unwrap();
+        group.bench_with_input(BenchmarkId::from_parameter(rules), &engine, |b, engine| {
+            b.iter(|| esgflow::core::engine::hygiene::analyze(engine).len())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, evaluate, compile, hygiene);
+criterion_main!(benches);

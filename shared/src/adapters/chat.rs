@@ -1,0 +1,464 @@
+//! Alert channels: WeCom group robot, DingTalk robot (signed), Feishu/Lark bot (signed), and a
+//! generic HMAC-signed webhook (`flowlog-esg-data.md` §7). Channel URLs carry credentials (keys,
+//! tokens), so a channel is only ever named by its kind in logs and summaries.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use serde_json::json;
+use sha2::Sha256;
+
+use crate::adapters::retry::Retry;
+use crate::core::alert::{group, Alert, AlertPolicy, AlertState, RateCap};
+use crate::core::records::Record;
+
+/// Largest WeCom markdown message, bytes of UTF-8.
+pub const WECOM_MAX_BYTES: usize = 4096;
+
+/// Kinds of channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ChannelKind {
+    /// WeCom (企业微信) group robot: key in the URL, no signature, 20 messages a minute.
+    WeCom,
+    /// DingTalk custom robot with signing: 20 messages a minute.
+    DingTalk,
+    /// Feishu/Lark custom bot with signature verification: 100 a minute.
+    Feishu,
+    /// Generic webhook: JSON body, `X-Esgflow-Signature: sha256=<hex HMAC of the body>`.
+    Webhook,
+}
+
+impl ChannelKind {
+    /// The name used in logs and summaries.
+    pub fn name(self) -> &'static str {
+        match self {
+            ChannelKind::WeCom => "wecom",
+            ChannelKind::DingTalk => "dingtalk",
+            ChannelKind::Feishu => "feishu",
+            ChannelKind::Webhook => "webhook",
+        }
+    }
+
+    /// The platform's published per-robot rate limit (messages a minute).
+    pub fn per_minute(self) -> usize {
+        match self {
+            ChannelKind::WeCom | ChannelKind::DingTalk => 20,
+            ChannelKind::Feishu => 100,
+            ChannelKind::Webhook => 60,
+        }
+    }
+}
+
+/// A configured channel.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Channel {
+    /// Its kind.
+    pub kind: ChannelKind,
+    /// The robot or webhook URL (a secret: it carries the key or token).
+    pub url: String,
+    /// The signing secret, for DingTalk, Feishu and the webhook.
+    pub secret: Option<String>,
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel")
+            .field("kind", &self.kind)
+            .field("url", &"<redacted>")
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts keys of any length");
+    mac.update(message);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// DingTalk: `base64(HMAC-SHA256(key = secret, message = "{timestamp_ms}\n{secret}"))`, before
+/// URL encoding.
+pub fn dingtalk_sign(secret: &str, timestamp_ms: u64) -> String {
+    base64::engine::general_purpose::STANDARD.encode(hmac_sha256(
+        secret.as_bytes(),
+        format!("{timestamp_ms}\n{secret}").as_bytes(),
+    ))
+}
+
+/// Feishu: `base64(HMAC-SHA256(key = "{timestamp_s}\n{secret}", message = ""))`.
+pub fn feishu_sign(secret: &str, timestamp_s: u64) -> String {
+    base64::engine::general_purpose::STANDARD.encode(hmac_sha256(
+        format!("{timestamp_s}\n{secret}").as_bytes(),
+        b"",
+    ))
+}
+
+/// Generic webhook: `sha256=<hex HMAC-SHA256(key = secret, message = body)>`.
+pub fn webhook_signature(secret: &str, body: &[u8]) -> String {
+    format!(
+        "sha256={}",
+        hex::encode(hmac_sha256(secret.as_bytes(), body))
+    )
+}
+
+/// Percent-encodes a query value (unreserved characters kept, everything else `%XX`).
+pub fn url_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 3);
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(byte as char)
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
+pub fn truncate_utf8(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// One HTTP request a channel sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// Full URL (secret).
+    pub url: String,
+    /// Extra headers.
+    pub headers: Vec<(&'static str, String)>,
+    /// JSON body.
+    pub body: Vec<u8>,
+}
+
+impl Channel {
+    /// The request for `alert` at `now`.
+    pub fn request(&self, alert: &Alert, now: SystemTime) -> Request {
+        let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+        match self.kind {
+            ChannelKind::WeCom => {
+                let content = truncate_utf8(&alert.markdown(), WECOM_MAX_BYTES).to_string();
+                Request {
+                    url: self.url.clone(),
+                    headers: Vec::new(),
+                    body: json!({"msgtype": "markdown", "markdown": {"content": content}})
+                        .to_string()
+                        .into_bytes(),
+                }
+            }
+            ChannelKind::DingTalk => {
+                let mut url = self.url.clone();
+                if let Some(secret) = &self.secret {
+                    let timestamp = since_epoch.as_millis() as u64;
+                    let separator = if url.contains('?') { '&' } else { '?' };
+                    url = format!(
+                        "{url}{separator}timestamp={timestamp}&sign={}",
+                        url_encode(&dingtalk_sign(secret, timestamp))
+                    );
+                }
+                Request { url, headers: Vec::new(), body: json!({"msgtype": "markdown", "markdown": {"title": alert.title(), "text": alert.markdown()}}).to_string().into_bytes() }
+            }
+            ChannelKind::Feishu => {
+                let mut body = json!({"msg_type": "text", "content": {"text": alert.text()}});
+                if let Some(secret) = &self.secret {
+                    let timestamp = since_epoch.as_secs();
+                    body["timestamp"] = json!(timestamp.to_string());
+                    body["sign"] = json!(feishu_sign(secret, timestamp));
+                }
+                Request {
+                    url: self.url.clone(),
+                    headers: Vec::new(),
+                    body: body.to_string().into_bytes(),
+                }
+            }
+            ChannelKind::Webhook => {
+                let timestamp = since_epoch.as_secs();
+                let records: Vec<&Record> = alert.records.iter().collect();
+                let body = json!({"sent_at": timestamp, "alert": alert, "records": records})
+                    .to_string()
+                    .into_bytes();
+                let mut headers = vec![("X-Esgflow-Timestamp", timestamp.to_string())];
+                if let Some(secret) = &self.secret {
+                    headers.push(("X-Esgflow-Signature", webhook_signature(secret, &body)));
+                }
+                Request {
+                    url: self.url.clone(),
+                    headers,
+                    body,
+                }
+            }
+        }
+    }
+
+    /// Whether the platform accepted the message: a 2xx status, and for the robots `errcode`
+    /// (WeCom, DingTalk) or `code` (Feishu) equal to 0.
+    pub fn accepted(&self, status: u16, body: &str) -> Result<(), String> {
+        if !(200..300).contains(&status) {
+            return Err(format!("HTTP {status}"));
+        }
+        let code_key = match self.kind {
+            ChannelKind::WeCom | ChannelKind::DingTalk => "errcode",
+            ChannelKind::Feishu => "code",
+            ChannelKind::Webhook => return Ok(()),
+        };
+        let value: serde_json::Value =
+            serde_json::from_str(body).map_err(|_| "the answer is not JSON".to_string())?;
+        match value.get(code_key).and_then(|c| c.as_i64()) {
+            Some(0) => Ok(()),
+            Some(code) => Err(format!(
+                "{code_key} {code}: {}",
+                value
+                    .get("errmsg")
+                    .or(value.get("msg"))
+                    .and_then(|m| m.as_str())
+                    .unwrap_or("")
+            )),
+            None if self.kind == ChannelKind::Feishu
+                && value.get("StatusCode").and_then(|c| c.as_i64()) == Some(0) =>
+            {
+                Ok(())
+            }
+            None => Err(format!("no {code_key} in the answer")),
+        }
+    }
+}
+
+/// What dispatching did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DispatchReport {
+    /// Alerts formed from the batch (after kinds, mutes and the minimum count).
+    pub alerts: usize,
+    /// Alerts held back by the cooldown.
+    pub suppressed: usize,
+    /// Messages sent, per channel.
+    pub sent: BTreeMap<&'static str, usize>,
+    /// Messages not sent because the channel's rate cap was reached, per channel.
+    pub rate_limited: BTreeMap<&'static str, usize>,
+    /// Messages that failed after retries, per channel.
+    pub failed: BTreeMap<&'static str, usize>,
+}
+
+impl DispatchReport {
+    /// Messages sent on all channels.
+    pub fn sent_total(&self) -> usize {
+        self.sent.values().sum()
+    }
+}
+
+/// Sends alerts: policy, cooldown state, rate caps and channels, kept across a warm instance's
+/// invocations.
+pub struct Dispatcher {
+    /// What to alert.
+    pub policy: AlertPolicy,
+    channels: Vec<Channel>,
+    state: Box<dyn AlertState>,
+    caps: RateCap,
+    http: reqwest::Client,
+}
+
+/// Time kept back from the deadline for the rest of the invocation.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(300);
+/// Longest single send.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most attempts per message.
+const MAX_ATTEMPTS: u32 = 3;
+
+impl Dispatcher {
+    /// A dispatcher for `channels` with cooldown state in `state`.
+    pub fn new(policy: AlertPolicy, channels: Vec<Channel>, state: Box<dyn AlertState>) -> Self {
+        Self {
+            policy,
+            channels,
+            state,
+            caps: RateCap::default(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Whether any channel is configured.
+    pub fn is_enabled(&self) -> bool {
+        !self.channels.is_empty()
+    }
+
+    /// Groups the batch's records into alerts and sends those the cooldown admits to every
+    /// channel under its rate cap, finishing before `deadline`. A failing channel is logged and
+    /// counted; it never stops the others.
+    pub async fn dispatch(
+        &mut self,
+        records: &[Record],
+        now: SystemTime,
+        deadline: Instant,
+    ) -> DispatchReport {
+        let alerts = group(records, &self.policy);
+        let mut report = DispatchReport {
+            alerts: alerts.len(),
+            ..DispatchReport::default()
+        };
+        if self.channels.is_empty() {
+            return report;
+        }
+        for alert in &alerts {
+            if !self
+                .state
+                .admit(&alert.key(), alert.flows, now, &self.policy)
+                .await
+            {
+                report.suppressed += 1;
+                continue;
+            }
+            for channel in &self.channels {
+                let name = channel.kind.name();
+                if !self.caps.take(name, channel.kind.per_minute(), now) {
+                    *report.rate_limited.entry(name).or_default() += 1;
+                    continue;
+                }
+                match send(&self.http, channel, &channel.request(alert, now), deadline).await {
+                    Ok(()) => *report.sent.entry(name).or_default() += 1,
+                    Err(error) => {
+                        tracing::warn!(channel = name, rule = %alert.rule_uuid, %error, "alert not delivered");
+                        *report.failed.entry(name).or_default() += 1;
+                    }
+                }
+            }
+        }
+        report
+    }
+}
+
+async fn send(
+    http: &reqwest::Client,
+    channel: &Channel,
+    request: &Request,
+    deadline: Instant,
+) -> Result<(), String> {
+    let mut retry = Retry::new(
+        deadline.checked_sub(DEADLINE_MARGIN).unwrap_or(deadline),
+        Duration::from_millis(200),
+        Duration::from_secs(1),
+    );
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let timeout = retry.remaining().min(SEND_TIMEOUT);
+        if timeout.is_zero() {
+            return Err("no time left before the invocation deadline".to_string());
+        }
+        let mut builder = http
+            .post(&request.url)
+            .timeout(timeout)
+            .header("Content-Type", "application/json");
+        for (name, value) in &request.headers {
+            builder = builder.header(*name, value);
+        }
+        // Errors are reported without the URL: it carries the robot's key or token.
+        let outcome = match builder.body(request.body.clone()).send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let body = response.text().await.unwrap_or_default();
+                channel.accepted(status, &body)
+            }
+            Err(err) if err.is_timeout() => Err("timed out".to_string()),
+            Err(err) if err.is_connect() => Err("connection failed".to_string()),
+            Err(_) => Err("request failed".to_string()),
+        };
+        match outcome {
+            Ok(()) => return Ok(()),
+            Err(error) if attempt >= MAX_ATTEMPTS => {
+                return Err(format!("{error} (after {attempt} attempts)"))
+            }
+            Err(error) => {
+                if !retry.wait(Duration::from_millis(100)).await {
+                    return Err(format!("{error} (after {attempt} attempts; deadline)"));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reference's self-computed DingTalk vector.
+    #[test]
+    fn dingtalk_vector() {
+        let sign = dingtalk_sign("SEC0123456789abcdef", 1700000000000);
+        assert_eq!(sign, "TSZbRFUuvaSQaRKUpF970OPCb2/LcQAP3wOvwZIzBZk=");
+        assert_eq!(
+            url_encode(&sign),
+            "TSZbRFUuvaSQaRKUpF970OPCb2%2FLcQAP3wOvwZIzBZk%3D"
+        );
+    }
+
+    /// The reference's Feishu vector, and the known-wrong variant (key = secret) is not produced.
+    #[test]
+    fn feishu_vector_and_the_wrong_variant() {
+        let sign = feishu_sign("demo-secret", 1700000000);
+        assert_eq!(sign, "mYHw2R2SOm8Rw/sne3lQdmz4sOfntKR+1P/8RKKTwmA=");
+        let wrong = base64::engine::general_purpose::STANDARD
+            .encode(hmac_sha256(b"demo-secret", b"1700000000\ndemo-secret"));
+        assert_eq!(wrong, "QpuQa+geSeGNFIceuqIn2wMB7bl/MUclyiNJmHCj0uU=");
+        assert_ne!(sign, wrong);
+    }
+
+    #[test]
+    fn utf8_truncation_never_splits_a_character() {
+        let text = "阻断".repeat(1000);
+        let cut = truncate_utf8(&text, 4096);
+        assert!(cut.len() <= 4096 && cut.len() > 4090);
+        assert!(std::str::from_utf8(cut.as_bytes()).is_ok());
+        assert_eq!(truncate_utf8("short", 4096), "short");
+    }
+
+    #[test]
+    fn channel_debug_hides_url_and_secret() {
+        let channel = Channel {
+            kind: ChannelKind::DingTalk,
+            url: "https://oapi.dingtalk.com/robot/send?access_token=SECRETTOKEN".into(),
+            secret: Some("SECabc".into()),
+        };
+        let shown = format!("{channel:?}");
+        assert!(
+            !shown.contains("SECRETTOKEN") && !shown.contains("SECabc"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn platform_answers() {
+        let wecom = Channel {
+            kind: ChannelKind::WeCom,
+            url: String::new(),
+            secret: None,
+        };
+        assert!(wecom
+            .accepted(200, r#"{"errcode":0,"errmsg":"ok"}"#)
+            .is_ok());
+        assert_eq!(
+            wecom
+                .accepted(200, r#"{"errcode":45009,"errmsg":"api freq out of limit"}"#)
+                .unwrap_err(),
+            "errcode 45009: api freq out of limit"
+        );
+        let feishu = Channel {
+            kind: ChannelKind::Feishu,
+            url: String::new(),
+            secret: None,
+        };
+        assert!(feishu
+            .accepted(200, r#"{"code":19021,"msg":"sign match fail"}"#)
+            .unwrap_err()
+            .contains("19021"));
+        assert!(feishu.accepted(200, r#"{"StatusCode":0}"#).is_ok());
+        assert!(feishu.accepted(502, "").is_err());
+    }
+}

@@ -1,0 +1,256 @@
+//! Adapters over the local file system and the process: a snapshot in one file ([`FileStore`]) or
+//! a directory of versions ([`DirStore`]), and records as JSON lines in a file ([`JsonlSink`]) or
+//! on stdout ([`StdoutSink`]).
+//!
+//! Re-validation compares a tag: the file's length and modification time, or the pointer's
+//! version.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::core::ports::{
+    fail, object_name, parse_snapshot, to_json, BoxFuture, Latest, Pointer, RecordSink, SinkError,
+    SnapshotStore, StoreFuture, Written,
+};
+use crate::core::records::Record;
+use crate::core::snapshot::Snapshot;
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::write(&temporary, bytes)?;
+    std::fs::rename(&temporary, path)
+}
+
+/// One snapshot file.
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    path: PathBuf,
+}
+
+impl FileStore {
+    /// The file at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+}
+
+impl SnapshotStore for FileStore {
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn latest<'a>(&'a self, known: Option<&'a str>, _: Instant) -> StoreFuture<'a, Latest> {
+        Box::pin(async move {
+            let metadata = match std::fs::metadata(&self.path) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Latest::Missing),
+                Err(e) => return Err(fail(self, e)),
+            };
+            let modified = metadata
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            let tag = format!("{}-{modified}", metadata.len());
+            if known == Some(tag.as_str()) {
+                return Ok(Latest::Unchanged);
+            }
+            let bytes = std::fs::read(&self.path).map_err(|e| fail(self, e))?;
+            let snapshot = parse_snapshot(&bytes, "", &self.describe())?;
+            Ok(Latest::Found {
+                snapshot: Box::new(snapshot),
+                tag,
+            })
+        })
+    }
+
+    fn publish<'a>(&'a self, snapshot: &'a Snapshot, _: Instant) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            write_atomically(&self.path, &to_json(snapshot)).map_err(|e| fail(self, e))
+        })
+    }
+}
+
+/// A directory of versions and a `latest.json` pointer.
+#[derive(Debug, Clone)]
+pub struct DirStore {
+    dir: PathBuf,
+}
+
+impl DirStore {
+    /// The directory `dir` (created on the first publish).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+}
+
+impl SnapshotStore for DirStore {
+    fn describe(&self) -> String {
+        format!("dir://{}", self.dir.display())
+    }
+
+    fn latest<'a>(&'a self, known: Option<&'a str>, _: Instant) -> StoreFuture<'a, Latest> {
+        Box::pin(async move {
+            let bytes = match std::fs::read(self.dir.join("latest.json")) {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Latest::Missing),
+                Err(e) => return Err(fail(self, format!("latest.json: {e}"))),
+            };
+            let pointer: Pointer = serde_json::from_slice(&bytes)
+                .map_err(|e| fail(self, format!("latest.json: {e}")))?;
+            if known == Some(pointer.version.as_str()) {
+                return Ok(Latest::Unchanged);
+            }
+            let object = object_name(&pointer.object).map_err(|e| fail(self, e))?;
+            let bytes = std::fs::read(self.dir.join(object))
+                .map_err(|e| fail(self, format!("{object}: {e}")))?;
+            let snapshot = parse_snapshot(&bytes, object, &self.describe())?;
+            Ok(Latest::Found {
+                tag: pointer.version,
+                snapshot: Box::new(snapshot),
+            })
+        })
+    }
+
+    fn publish<'a>(&'a self, snapshot: &'a Snapshot, _: Instant) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let pointer = Pointer::of(snapshot);
+            write_atomically(&self.dir.join(&pointer.object), &to_json(snapshot))
+                .map_err(|e| fail(self, e))?;
+            let bytes = serde_json::to_vec_pretty(&pointer).expect("pointers serialize");
+            write_atomically(&self.dir.join("latest.json"), &bytes).map_err(|e| fail(self, e))
+        })
+    }
+}
+
+/// Appends records as JSON lines to a file.
+#[derive(Debug)]
+pub struct JsonlSink {
+    path: PathBuf,
+    lock: Mutex<()>,
+}
+
+impl JsonlSink {
+    /// A sink appending to `path` (its directory is created if needed).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            lock: Mutex::new(()),
+        }
+    }
+}
+
+fn json_lines(records: &[Record]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(records.len() * 512);
+    for record in records {
+        serde_json::to_writer(&mut out, record).expect("records are plain data");
+        out.push(b'\n');
+    }
+    out
+}
+
+impl RecordSink for JsonlSink {
+    fn describe(&self) -> String {
+        format!("jsonl:{}", self.path.display())
+    }
+
+    fn write<'a>(
+        &'a self,
+        records: &'a [Record],
+        _deadline: Instant,
+    ) -> BoxFuture<'a, Result<Written, SinkError>> {
+        Box::pin(async move {
+            let io = |source| SinkError::Io {
+                path: self.path.display().to_string(),
+                source,
+            };
+            let _guard = self.lock.lock().expect("no panics while holding the lock");
+            if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(io)?;
+            }
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .map_err(io)?;
+            file.write_all(&json_lines(records)).map_err(io)?;
+            Ok(Written::from([(self.describe(), records.len())]))
+        })
+    }
+}
+
+/// Prints records as JSON lines on stdout.
+#[derive(Debug, Default)]
+pub struct StdoutSink;
+
+impl RecordSink for StdoutSink {
+    fn describe(&self) -> String {
+        "stdout".to_string()
+    }
+
+    fn write<'a>(
+        &'a self,
+        records: &'a [Record],
+        _deadline: Instant,
+    ) -> BoxFuture<'a, Result<Written, SinkError>> {
+        Box::pin(async move {
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(&json_lines(records))
+                .and_then(|()| stdout.flush())
+                .map_err(|source| SinkError::Io {
+                    path: "stdout".to_string(),
+                    source,
+                })?;
+            Ok(Written::from([("stdout".to_string(), records.len())]))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::snapshot::fixtures;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn dir_store_publishes_versions_and_revalidates_by_version() {
+        let dir = std::env::temp_dir().join(format!("esgflow-dirstore-{}", std::process::id()));
+        let store = DirStore::new(&dir);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        assert!(matches!(
+            store.latest(None, deadline).await.unwrap(),
+            Latest::Missing
+        ));
+        let first = fixtures::sample(1);
+        store.publish(&first, deadline).await.unwrap();
+        let Latest::Found { snapshot, tag } = store.latest(None, deadline).await.unwrap() else {
+            panic!("published")
+        };
+        assert_eq!(
+            (snapshot.version.as_str(), tag.as_str()),
+            (first.version.as_str(), first.version.as_str())
+        );
+        assert!(matches!(
+            store.latest(Some(&tag), deadline).await.unwrap(),
+            Latest::Unchanged
+        ));
+        let second = fixtures::sample(2);
+        store.publish(&second, deadline).await.unwrap();
+        assert!(
+            dir.join(format!("{}.json", first.version)).exists(),
+            "old versions are kept"
+        );
+        let Latest::Found { snapshot, .. } = store.latest(Some(&tag), deadline).await.unwrap()
+        else {
+            panic!("moved")
+        };
+        assert_eq!(snapshot.version, second.version);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

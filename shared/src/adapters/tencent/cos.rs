@@ -1,0 +1,221 @@
+//! The snapshot store on COS (object storage): one object per version and a `latest.json`
+//! pointer under a key prefix, through the COS XML API with `q-sign` signatures. Re-validation is
+//! a conditional `If-None-Match` GET on the pointer's `ETag` (a `304` costs no transfer).
+
+use std::time::{Duration, Instant};
+
+use crate::adapters::retry::Retry;
+use crate::adapters::tencent::sign::qsign;
+use crate::adapters::tencent::Credentials;
+use crate::core::ports::{
+    fail, object_name, parse_snapshot, to_json, Latest, Pointer, SnapshotStore, StoreError,
+    StoreFuture,
+};
+use crate::core::snapshot::Snapshot;
+
+/// A COS bucket and key prefix, through the COS XML API with `q-sign` signatures.
+#[derive(Debug, Clone)]
+pub struct CosStore {
+    http: reqwest::Client,
+    endpoint: reqwest::Url,
+    host: String,
+    bucket: String,
+    prefix: String,
+}
+
+impl CosStore {
+    /// The bucket served at `endpoint`, objects under `prefix`.
+    pub fn new(endpoint: &str, bucket: &str, prefix: &str) -> Result<Self, String> {
+        let url =
+            reqwest::Url::parse(endpoint).map_err(|e| format!("COS endpoint {endpoint:?}: {e}"))?;
+        let host = match (url.host_str(), url.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            (None, _) => return Err(format!("COS endpoint {endpoint:?} has no host")),
+        };
+        Ok(Self {
+            http: reqwest::Client::new(),
+            endpoint: url,
+            host,
+            bucket: bucket.to_string(),
+            prefix: prefix.trim_matches('/').to_string(),
+        })
+    }
+
+    fn key(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            format!("/{name}")
+        } else {
+            format!("/{}/{name}", self.prefix)
+        }
+    }
+
+    /// One signed request, retried on network errors, 429 and 5xx while the deadline allows.
+    /// Returns the status, the `ETag` and the body.
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        name: &str,
+        if_none_match: Option<&str>,
+        body: Option<Vec<u8>>,
+        deadline: Instant,
+    ) -> Result<(u16, Option<String>, Vec<u8>), StoreError> {
+        let path = self.key(name);
+        let mut url = self.endpoint.clone();
+        url.set_path(&path);
+        let mut retry = Retry::new(deadline, Duration::from_millis(200), Duration::from_secs(2));
+        loop {
+            let credentials = Credentials::from_env().map_err(|e| fail(self, e))?;
+            let now = chrono::Utc::now().timestamp();
+            let mut headers: Vec<(&str, &str)> = vec![("host", &self.host)];
+            if let Some(tag) = if_none_match {
+                headers.push(("if-none-match", tag));
+            }
+            let request = qsign::Request {
+                method: method.as_str(),
+                path: &path,
+                params: &[],
+                headers: &headers,
+                start: now - 60,
+                end: now + 600,
+            };
+            let timeout = retry.remaining().min(Duration::from_secs(10));
+            if timeout.is_zero() {
+                return Err(fail(
+                    self,
+                    format!("{path}: no time left before the deadline"),
+                ));
+            }
+            let mut builder = self
+                .http
+                .request(method.clone(), url.clone())
+                .timeout(timeout)
+                .header("Host", &self.host)
+                .header(
+                    "Authorization",
+                    qsign::authorization(&credentials, &request),
+                );
+            if let Some(tag) = if_none_match {
+                builder = builder.header("If-None-Match", tag);
+            }
+            if let Some(token) = &credentials.token {
+                builder = builder.header("x-cos-security-token", token);
+            }
+            if let Some(body) = &body {
+                builder = builder
+                    .header("Content-Type", "application/json")
+                    .body(body.clone());
+            }
+            let outcome = match builder.send().await {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let etag = response
+                        .headers()
+                        .get("etag")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string);
+                    match response.bytes().await {
+                        Ok(bytes) => Ok((status, etag, bytes.to_vec())),
+                        Err(e) => Err(format!("{path}: reading the answer: {e}")),
+                    }
+                }
+                Err(e) => Err(format!("{path}: {e}")),
+            };
+            let retryable = match &outcome {
+                Ok((status, _, _)) => *status == 429 || *status >= 500,
+                Err(_) => true,
+            };
+            if !retryable {
+                return outcome.map_err(|e| fail(self, e));
+            }
+            let message = match outcome {
+                Ok((status, _, body)) => format!("{path}: HTTP {status} {}", cos_code(&body)),
+                Err(e) => e,
+            };
+            tracing::warn!(store = %self.describe(), %message, "COS request failed, retrying");
+            if !retry.wait(Duration::from_millis(100)).await {
+                return Err(fail(self, message));
+            }
+        }
+    }
+}
+
+/// The `<Code>` of a COS XML error body, for messages.
+fn cos_code(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    text.split_once("<Code>")
+        .and_then(|(_, rest)| rest.split_once("</Code>"))
+        .map(|(code, _)| code.to_string())
+        .unwrap_or_default()
+}
+
+impl SnapshotStore for CosStore {
+    fn describe(&self) -> String {
+        if self.prefix.is_empty() {
+            format!("cos://{}", self.bucket)
+        } else {
+            format!("cos://{}/{}", self.bucket, self.prefix)
+        }
+    }
+
+    fn latest<'a>(&'a self, known: Option<&'a str>, deadline: Instant) -> StoreFuture<'a, Latest> {
+        Box::pin(async move {
+            let (status, etag, body) = self
+                .send(reqwest::Method::GET, "latest.json", known, None, deadline)
+                .await?;
+            match status {
+                304 => return Ok(Latest::Unchanged),
+                404 => return Ok(Latest::Missing),
+                200..=299 => {}
+                _ => {
+                    return Err(fail(
+                        self,
+                        format!("latest.json: HTTP {status} {}", cos_code(&body)),
+                    ))
+                }
+            }
+            let pointer: Pointer = serde_json::from_slice(&body)
+                .map_err(|e| fail(self, format!("latest.json: {e}")))?;
+            let object = object_name(&pointer.object).map_err(|e| fail(self, e))?;
+            let (status, _, body) = self
+                .send(reqwest::Method::GET, object, None, None, deadline)
+                .await?;
+            if !(200..300).contains(&status) {
+                return Err(fail(
+                    self,
+                    format!("{object}: HTTP {status} {}", cos_code(&body)),
+                ));
+            }
+            let snapshot = parse_snapshot(&body, object, &self.describe())?;
+            Ok(Latest::Found {
+                snapshot: Box::new(snapshot),
+                tag: etag.unwrap_or(pointer.version),
+            })
+        })
+    }
+
+    fn publish<'a>(&'a self, snapshot: &'a Snapshot, deadline: Instant) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let pointer = Pointer::of(snapshot);
+            let put = |name: String, body: Vec<u8>| async move {
+                let (status, _, answer) = self
+                    .send(reqwest::Method::PUT, &name, None, Some(body), deadline)
+                    .await?;
+                if (200..300).contains(&status) {
+                    Ok(())
+                } else {
+                    Err(fail(
+                        self,
+                        format!("PUT {name}: HTTP {status} {}", cos_code(&answer)),
+                    ))
+                }
+            };
+            put(pointer.object.clone(), to_json(snapshot)).await?;
+            put(
+                "latest.json".to_string(),
+                serde_json::to_vec_pretty(&pointer).expect("pointers serialize"),
+            )
+            .await
+        })
+    }
+}

@@ -1,0 +1,83 @@
+//! Adapters to Tencent Cloud: credentials, the two signers ([`sign`]: TC3-HMAC-SHA256 for API
+//! 3.0, `q-sign` for COS), the API 3.0 client with typed errors ([`api`]), the CLS sink and its
+//! encoder ([`cls`]), the COS snapshot store ([`cos`]), the cfw/vpc rule source that builds the
+//! snapshot ([`rules`]) and CLS `SearchLog` ([`search`]).
+//!
+//! Credentials are read from the environment on every call (SCF's role credentials are
+//! temporary) and never logged: [`Credentials`]'s `Debug` hides the secrets.
+
+pub mod api;
+pub mod cls;
+pub mod cos;
+pub mod rules;
+pub mod search;
+pub mod sign;
+
+use std::fmt;
+
+/// API credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// `TENCENTCLOUD_SECRETID`.
+    pub secret_id: String,
+    /// `TENCENTCLOUD_SECRETKEY`.
+    pub secret_key: String,
+    /// `TENCENTCLOUD_SESSIONTOKEN` (temporary role credentials), sent as `X-TC-Token`.
+    pub token: Option<String>,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("secret_id", &redact(&self.secret_id))
+            .field("secret_key", &"<redacted>")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// The first 4 characters of an id, the rest masked.
+pub fn redact(id: &str) -> String {
+    let shown: String = id.chars().take(4).collect();
+    format!("{shown}…")
+}
+
+/// No credentials in the environment.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no Tencent Cloud credentials: TENCENTCLOUD_SECRETID and TENCENTCLOUD_SECRETKEY are not set (attach an execution role to the function)")]
+pub struct NoCredentials;
+
+impl Credentials {
+    /// Reads `TENCENTCLOUD_SECRETID`, `TENCENTCLOUD_SECRETKEY` and `TENCENTCLOUD_SESSIONTOKEN`.
+    pub fn from_env() -> Result<Self, NoCredentials> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        match (var("TENCENTCLOUD_SECRETID"), var("TENCENTCLOUD_SECRETKEY")) {
+            (Some(secret_id), Some(secret_key)) => Ok(Self {
+                secret_id,
+                secret_key,
+                token: var("TENCENTCLOUD_SESSIONTOKEN"),
+            }),
+            _ => Err(NoCredentials),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let c = Credentials {
+            secret_id: "AKIDsecretid".into(),
+            secret_key: "topsecret".into(),
+            token: Some("tok".into()),
+        };
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("topsecret") && !shown.contains("tok\"") && !shown.contains("secretid"),
+            "{shown}"
+        );
+        assert!(shown.contains("AKID…"));
+    }
+}

@@ -1,0 +1,212 @@
+//! Building a snapshot from the live Cloud Firewall and VPC APIs. The builder only fetches: every
+//! page of every action is handed, as the API returned it, to the same importer that builds
+//! snapshots from `tccli` exports ([`build_from_documents`]), so both paths give
+//! the same snapshot from the same data.
+//!
+//! Calls (`flowlog-esg-data.md` §2.3, §4): cfw `DescribeEnterpriseSecurityGroupRule` (PageNo/
+//! PageSize ≤ 50, 20 req/s), `DescribeEnterpriseSecurityGroupRuleList` (resolved addresses),
+//! `DescribeSecurityGroupList` (old ESG, both directions); vpc `DescribeAddressTemplates`,
+//! `DescribeAddressTemplateGroups`, `DescribeServiceTemplates`, `DescribeServiceTemplateGroups`
+//! (in the template region), `DescribeVpcs`, `DescribeSubnets`, `DescribeNetworkInterfaces`
+//! (only the monitored VPCs when a list is given).
+
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use crate::adapters::tencent::api::{ApiClient, ApiError, Paging};
+use crate::core::snapshot::Snapshot;
+use crate::core::snapshot::{build_from_documents, ImportError};
+
+/// cfw API version.
+pub const CFW_VERSION: &str = "2019-09-04";
+/// vpc API version.
+pub const VPC_VERSION: &str = "2017-03-12";
+/// `DescribeEnterpriseSecurityGroupRule`'s documented rate limit.
+pub const RULES_PER_SECOND: u32 = 20;
+
+/// What to fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveOptions {
+    /// VPCs to describe (empty: all).
+    pub vpcs: Vec<String>,
+    /// Region of the address and service templates ESG rules refer to.
+    pub template_region: String,
+    /// Also read the old ESG's rules.
+    pub old_esg: bool,
+}
+
+/// Building failed; nothing is published.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// An API call failed.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// The answers could not be made into a snapshot.
+    #[error(transparent)]
+    Import(#[from] ImportError),
+}
+
+struct Listing {
+    service: &'static str,
+    version: &'static str,
+    action: &'static str,
+    body: Value,
+    paging: Paging,
+    list_key: &'static str,
+    templates: bool,
+}
+
+fn listings(options: &LiveOptions) -> Vec<Listing> {
+    let cfw = |action, body, paging, list_key| Listing {
+        service: "cfw",
+        version: CFW_VERSION,
+        action,
+        body,
+        paging,
+        list_key,
+        templates: false,
+    };
+    let vpc = |action, body, paging, list_key, templates| Listing {
+        service: "vpc",
+        version: VPC_VERSION,
+        action,
+        body,
+        paging,
+        list_key,
+        templates,
+    };
+    let filters = if options.vpcs.is_empty() {
+        json!({})
+    } else {
+        json!({"Filters": [{"Name": "vpc-id", "Values": options.vpcs}]})
+    };
+    let strings = Paging::Offset {
+        limit: 100,
+        strings: true,
+    };
+    let numbers = Paging::Offset {
+        limit: 100,
+        strings: false,
+    };
+    let mut all = vec![
+        cfw(
+            "DescribeEnterpriseSecurityGroupRule",
+            json!({}),
+            Paging::PageNo { size: 50 },
+            "Rules",
+        ),
+        cfw(
+            "DescribeEnterpriseSecurityGroupRuleList",
+            json!({}),
+            numbers,
+            "Data",
+        ),
+    ];
+    if options.old_esg {
+        for direction in [1, 0] {
+            all.push(cfw(
+                "DescribeSecurityGroupList",
+                json!({"Direction": direction.to_string()}),
+                numbers,
+                "Data",
+            ));
+        }
+    }
+    all.extend([
+        vpc(
+            "DescribeAddressTemplates",
+            json!({}),
+            strings,
+            "AddressTemplateSet",
+            true,
+        ),
+        vpc(
+            "DescribeAddressTemplateGroups",
+            json!({}),
+            strings,
+            "AddressTemplateGroupSet",
+            true,
+        ),
+        vpc(
+            "DescribeServiceTemplates",
+            json!({}),
+            strings,
+            "ServiceTemplateSet",
+            true,
+        ),
+        vpc(
+            "DescribeServiceTemplateGroups",
+            json!({}),
+            strings,
+            "ServiceTemplateGroupSet",
+            true,
+        ),
+        vpc("DescribeVpcs", filters.clone(), strings, "VpcSet", false),
+        vpc(
+            "DescribeSubnets",
+            filters.clone(),
+            strings,
+            "SubnetSet",
+            false,
+        ),
+        vpc(
+            "DescribeNetworkInterfaces",
+            filters,
+            numbers,
+            "NetworkInterfaceSet",
+            false,
+        ),
+    ]);
+    all
+}
+
+/// Fetches every page of every listing, named `<Action>[<body>]#<page>`.
+pub async fn fetch_documents(
+    client: &ApiClient,
+    options: &LiveOptions,
+    deadline: Instant,
+) -> Result<Vec<(String, Value)>, ApiError> {
+    let client = client
+        .clone()
+        .with_rate_limit("DescribeEnterpriseSecurityGroupRule", RULES_PER_SECOND);
+    let templates = client.in_region(&options.template_region);
+    let mut documents = Vec::new();
+    for listing in listings(options) {
+        let client = if listing.templates {
+            &templates
+        } else {
+            &client
+        };
+        let pages = client
+            .pages(
+                listing.service,
+                listing.version,
+                listing.action,
+                &listing.body,
+                listing.paging,
+                listing.list_key,
+                deadline,
+            )
+            .await?;
+        for (i, page) in pages.into_iter().enumerate() {
+            documents.push((
+                format!("{}{}#{}", listing.action, listing.body, i + 1),
+                page,
+            ));
+        }
+    }
+    Ok(documents)
+}
+
+/// Builds the snapshot from the live APIs.
+pub async fn build_live(
+    client: &ApiClient,
+    options: &LiveOptions,
+    taken_at: &str,
+    deadline: Instant,
+) -> Result<Snapshot, LiveError> {
+    let documents = fetch_documents(client, options, deadline).await?;
+    let snapshot = build_from_documents(&documents, taken_at)?;
+    Ok(snapshot)
+}

@@ -1,0 +1,1032 @@
+//! The lookup function's HTTP API: an API Gateway / Function URL request in, an integration
+//! response out. It answers from the same snapshot the audit function judges with.
+//!
+//! Routes: `GET /v1/healthz` (open), and with `Authorization: Bearer <token>`:
+//! `POST /v1/explain` (one flow, or `{"flows": [...]}` with up to [`MAX_BATCH`]),
+//! `GET /v1/rules/{uuid}`, `GET /v1/snapshot`, and `GET /v1/hits` (recent records from the hits
+//! topic through CLS `SearchLog`, with a query built only from validated parameters). Errors are JSON
+//! `{"error": {"code", "message", "request_id"}}` with 400 (naming the bad field), 401, 404, 405,
+//! 413, 503 (no snapshot) or 500 (request id only, no internals).
+
+use std::net::IpAddr;
+use std::time::Instant;
+use tokio::sync::Mutex;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use subtle::ConstantTimeEq;
+
+use crate::adapters::tencent::search::{analysis_rows, number};
+use crate::app::snapshot_cache::SnapshotCache;
+use crate::core::engine::{Decision, Detail, Engine, FlowKey, Location, StepOutcome};
+use crate::events::{ApiGatewayRequest, ApiGatewayResponse};
+
+/// Most flows in one batch explain.
+pub const MAX_BATCH: usize = 1000;
+
+/// How requests are authenticated.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// `Authorization: Bearer <token>`, compared in constant time.
+    Bearer(String),
+    /// The deployment declared API Gateway authentication in front of the function.
+    ApiGateway,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::Bearer(_) => f.write_str("Bearer(<redacted>)"),
+            Auth::ApiGateway => f.write_str("ApiGateway"),
+        }
+    }
+}
+
+/// Where `/v1/hits` searches.
+#[derive(Debug, Clone)]
+pub struct HitsSource {
+    /// The API client (CLS endpoint, region).
+    pub client: crate::adapters::tencent::api::ApiClient,
+    /// The hits topic.
+    pub topic: String,
+}
+
+/// The lookup function's state across a warm instance.
+pub struct Lookup {
+    auth: Auth,
+    max_body_bytes: usize,
+    snapshots: Mutex<SnapshotCache>,
+    hits: Option<HitsSource>,
+}
+
+/// An error response.
+#[derive(Debug)]
+struct Failure {
+    status: u16,
+    code: &'static str,
+    message: String,
+}
+
+fn fail(status: u16, code: &'static str, message: impl Into<String>) -> Failure {
+    Failure {
+        status,
+        code,
+        message: message.into(),
+    }
+}
+
+impl Lookup {
+    /// A lookup over the snapshot cache, with the given authentication and body cap.
+    pub fn new(auth: Auth, max_body_bytes: usize, snapshots: SnapshotCache) -> Self {
+        Self {
+            auth,
+            max_body_bytes,
+            snapshots: Mutex::new(snapshots),
+            hits: None,
+        }
+    }
+
+    /// Loads the snapshot ahead of the first request (cold start), so that the first request
+    /// is as fast as the rest. A failure is logged; requests try again and answer 503 until it
+    /// loads.
+    pub async fn warm_up(&self) {
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        if let Err(failure) = self.engine(deadline).await {
+            tracing::error!(error = %failure.message, "rule snapshot not loaded at start-up");
+        }
+    }
+
+    /// Serves `/v1/hits` from `source`.
+    pub fn with_hits(mut self, source: HitsSource) -> Self {
+        self.hits = Some(source);
+        self
+    }
+
+    /// Routes one request, finishing before `deadline`.
+    pub async fn handle(
+        &self,
+        request: &ApiGatewayRequest,
+        request_id: &str,
+        deadline: Instant,
+    ) -> ApiGatewayResponse {
+        let path = request.path.trim_end_matches('/');
+        if path.is_empty() || path == "/index.html" {
+            // The page holds no data: it is served without a token and asks for one.
+            return if matches!(request.http_method.as_str(), "GET" | "HEAD") {
+                ApiGatewayResponse::with_body(200, "text/html; charset=utf-8", PAGE.to_string())
+            } else {
+                ApiGatewayResponse::json(
+                    405,
+                    &json!({"error": {"code": "method_not_allowed", "message": "/ accepts GET, HEAD", "request_id": request_id}}),
+                )
+            };
+        }
+        let result = if path == "/v1/hits" {
+            self.hits(request, deadline).await
+        } else {
+            self.route(request, deadline).await
+        };
+        match result {
+            Ok(body) => ApiGatewayResponse::json(200, &body),
+            Err(failure) => {
+                if failure.status >= 500 {
+                    tracing::error!(code = failure.code, error = %failure.message, "request failed");
+                }
+                let message = if failure.status == 500 {
+                    "internal error".to_string()
+                } else {
+                    failure.message
+                };
+                ApiGatewayResponse::json(
+                    failure.status,
+                    &json!({"error": {"code": failure.code, "message": message, "request_id": request_id}}),
+                )
+            }
+        }
+    }
+
+    async fn route(
+        &self,
+        request: &ApiGatewayRequest,
+        deadline: Instant,
+    ) -> Result<Value, Failure> {
+        let path = request.path.trim_end_matches('/');
+        let method = request.http_method.as_str();
+        let allowed = |methods: &[&str]| {
+            if methods.contains(&method) {
+                Ok(())
+            } else {
+                Err(fail(
+                    405,
+                    "method_not_allowed",
+                    format!("{path} accepts {}", methods.join(", ")),
+                ))
+            }
+        };
+        if path == "/v1/healthz" {
+            allowed(&["GET", "HEAD"])?;
+            return Ok(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}));
+        }
+        let known = path == "/v1/explain"
+            || path == "/v1/snapshot"
+            || path == "/v1/stats/top-rules"
+            || path.starts_with("/v1/rules/");
+        if !known {
+            return Err(fail(
+                404,
+                "not_found",
+                format!("no route for {}", request.path),
+            ));
+        }
+        self.authenticate(request)?;
+        match path {
+            "/v1/explain" => {
+                allowed(&["POST"])?;
+                let body = request
+                    .body_bytes()
+                    .map_err(|e| fail(400, "bad_request", e.to_string()))?;
+                if body.len() > self.max_body_bytes {
+                    return Err(fail(
+                        413,
+                        "payload_too_large",
+                        format!(
+                            "the body is {} bytes, over the {}-byte cap",
+                            body.len(),
+                            self.max_body_bytes
+                        ),
+                    ));
+                }
+                let engine = self.engine(deadline).await?;
+                explain(&engine, &body)
+            }
+            "/v1/snapshot" => {
+                allowed(&["GET"])?;
+                let engine = self.engine(deadline).await?;
+                Ok(snapshot_status(&engine))
+            }
+            "/v1/stats/top-rules" => {
+                allowed(&["GET"])?;
+                let engine = self.engine(deadline).await?;
+                self.top_rules(&engine, request, deadline).await
+            }
+            _ => {
+                allowed(&["GET"])?;
+                let uuid = &path["/v1/rules/".len()..];
+                let engine = self.engine(deadline).await?;
+                let mut answer = rule(&engine, uuid)?;
+                answer["hits"] = self.rule_hits(uuid, deadline).await;
+                Ok(answer)
+            }
+        }
+    }
+
+    async fn hits(&self, request: &ApiGatewayRequest, deadline: Instant) -> Result<Value, Failure> {
+        self.authenticate(request)?;
+        if request.http_method != "GET" {
+            return Err(fail(405, "method_not_allowed", "/v1/hits accepts GET"));
+        }
+        let query = HitsQuery::parse(request, chrono::Utc::now().timestamp())?;
+        let source = self.hits_source()?;
+        let mut body = json!({
+            "TopicId": source.topic, "From": query.since * 1000, "To": query.until * 1000, "QueryString": query.cql(),
+            "QuerySyntax": 1, "Limit": query.limit, "Sort": "desc", "UseNewAnalysis": true,
+        });
+        if let Some(cursor) = &query.cursor {
+            body["Context"] = json!(cursor);
+        }
+        let response = source
+            .client
+            .call("cls", "2020-10-16", "SearchLog", &body, deadline)
+            .await
+            .map_err(search_failed)?;
+        let hits: Vec<Value> = response
+            .get("Results")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.get("LogJson").and_then(Value::as_str))
+            .filter_map(|text| serde_json::from_str(text).ok())
+            .collect();
+        let complete = response
+            .get("ListOver")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
+        let cursor = response
+            .get("Context")
+            .and_then(Value::as_str)
+            .filter(|c| !c.is_empty() && !complete);
+        Ok(
+            json!({"hits": hits, "count": hits.len(), "cursor": cursor, "complete": complete, "query": query.cql(), "since": query.since, "until": query.until}),
+        )
+    }
+
+    /// The rule's hit counters over [`HIT_WINDOW_DAYS`], summed from the audit function's
+    /// `rule_hits` records. Never fails the request: an unavailable count says why.
+    async fn rule_hits(&self, uuid: &str, deadline: Instant) -> Value {
+        let Some(source) = &self.hits else {
+            return json!({"available": false, "reason": "no hits topic configured (ESGFLOW_CLS_TOPIC_ID)"});
+        };
+        if !is_rule_id(uuid) {
+            return json!({"available": false, "reason": "this rule id cannot be searched"});
+        }
+        let until = chrono::Utc::now().timestamp_millis();
+        let from = until - HIT_WINDOW_DAYS * 86_400_000;
+        let query = format!(
+            "record_type:\"rule_hits\" AND rule_uuid:\"{uuid}\" | select sum(cast(hits as bigint)) as hits, sum(cast(block_hits as bigint)) as block_hits, sum(cast(observe_hits as bigint)) as observe_hits, min(cast(first_hit as bigint)) as first_hit, max(cast(last_hit as bigint)) as last_hit"
+        );
+        match analysis_rows(&source.client, &source.topic, &query, from, until, deadline).await {
+            Ok(rows) => {
+                let row = rows.first().cloned().unwrap_or_default();
+                json!({
+                    "available": true,
+                    "window_days": HIT_WINDOW_DAYS,
+                    "hits": number(&row, "hits").unwrap_or(0),
+                    "block_hits": number(&row, "block_hits").unwrap_or(0),
+                    "observe_hits": number(&row, "observe_hits").unwrap_or(0),
+                    "first_hit": number(&row, "first_hit"),
+                    "last_hit": number(&row, "last_hit"),
+                })
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "rule hit counters unavailable");
+                json!({"available": false, "reason": format!("CLS SearchLog failed: {}", err.code)})
+            }
+        }
+    }
+
+    /// `GET /v1/stats/top-rules?hours=&limit=`: the rules with the most block hits.
+    async fn top_rules(
+        &self,
+        engine: &Engine,
+        request: &ApiGatewayRequest,
+        deadline: Instant,
+    ) -> Result<Value, Failure> {
+        let bounded = |name: &'static str, default: i64, max: i64| -> Result<i64, Failure> {
+            match request.query(name) {
+                None | Some("") => Ok(default),
+                Some(text) => text
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| (1..=max).contains(n))
+                    .ok_or_else(|| {
+                        field_error(
+                            name,
+                            format!("{text:?} is not a whole number from 1 to {max}"),
+                        )
+                    }),
+            }
+        };
+        let hours = bounded("hours", 24, 720)?;
+        let limit = bounded("limit", 10, 50)?;
+        let source = self.hits_source()?;
+        let until = chrono::Utc::now().timestamp();
+        let since = until - hours * 3600;
+        let query = format!(
+            "record_type:\"block_hit\" | select rule_uuid, count(*) as hits group by rule_uuid order by hits desc limit {limit}"
+        );
+        let rows = analysis_rows(
+            &source.client,
+            &source.topic,
+            &query,
+            since * 1000,
+            until * 1000,
+            deadline,
+        )
+        .await
+        .map_err(search_failed)?;
+        let rules: Vec<Value> = rows
+            .iter()
+            .filter_map(|row| {
+                let uuid = row.get("rule_uuid")?.as_str()?;
+                let known = engine.rules().iter().find(|r| r.rule.uuid == uuid);
+                Some(json!({
+                    "rule_uuid": uuid,
+                    "hits": number(row, "hits").unwrap_or(0),
+                    "description": known.map(|r| r.rule.description.clone()),
+                    "order": known.map(|r| r.rule.order),
+                }))
+            })
+            .take(limit as usize)
+            .collect();
+        Ok(
+            json!({"since": since, "until": until, "hours": hours, "rules": rules, "snapshot_version": engine.version()}),
+        )
+    }
+
+    /// Where hits are searched, or 503 when no hits topic is configured.
+    fn hits_source(&self) -> Result<&HitsSource, Failure> {
+        self.hits.as_ref().ok_or_else(|| {
+            fail(
+                503,
+                "hits_unavailable",
+                "no hits topic configured (ESGFLOW_CLS_TOPIC_ID)",
+            )
+        })
+    }
+
+    fn authenticate(&self, request: &ApiGatewayRequest) -> Result<(), Failure> {
+        let Auth::Bearer(token) = &self.auth else {
+            return Ok(());
+        };
+        let presented = request
+            .header("authorization")
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .unwrap_or("");
+        let matches: bool = presented.as_bytes().ct_eq(token.as_bytes()).into();
+        if matches && !token.is_empty() {
+            Ok(())
+        } else {
+            Err(fail(401, "unauthorized", "missing or invalid bearer token"))
+        }
+    }
+
+    async fn engine(&self, deadline: Instant) -> Result<std::sync::Arc<Engine>, Failure> {
+        self.snapshots
+            .lock()
+            .await
+            .engine_by(Instant::now(), deadline)
+            .await
+            .map_err(|err| fail(503, "snapshot_unavailable", err.to_string()))
+    }
+}
+
+/// Validated `/v1/hits` parameters. Only these values reach the CLS query, each checked
+/// against a strict syntax and quoted, so no user text can change the query's structure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HitsQuery {
+    /// An address to match as source or destination.
+    pub ip: Option<IpAddr>,
+    /// A rule uuid.
+    pub rule: Option<String>,
+    /// Record types.
+    pub types: Vec<&'static str>,
+    /// From, Unix seconds.
+    pub since: i64,
+    /// To, Unix seconds.
+    pub until: i64,
+    /// Page size (1–1000).
+    pub limit: u32,
+    /// CLS paging context from the previous page.
+    pub cursor: Option<String>,
+}
+
+/// The longest span one search may cover.
+pub const MAX_HITS_SPAN_SECONDS: i64 = 30 * 24 * 3600;
+
+const HIT_TYPES: [&str; 4] = [
+    "block_hit",
+    "observe_hit",
+    "unattributed_block",
+    "snapshot_drift",
+];
+
+fn parse_time(field: &str, text: &str) -> Result<i64, Failure> {
+    if let Ok(seconds) = text.trim().parse::<i64>() {
+        return Ok(seconds);
+    }
+    chrono::DateTime::parse_from_rfc3339(text.trim())
+        .map(|t| t.timestamp())
+        .map_err(|_| {
+            field_error(
+                field,
+                format!("{text:?} is neither Unix seconds nor RFC 3339"),
+            )
+        })
+}
+
+impl HitsQuery {
+    /// Validates the query parameters of `request`; `now` is Unix seconds.
+    fn parse(request: &ApiGatewayRequest, now: i64) -> Result<Self, Failure> {
+        let ip = match request.query("ip") {
+            Some(text) => Some(
+                text.trim()
+                    .parse::<IpAddr>()
+                    .map(|ip| ip.to_canonical())
+                    .map_err(|_| field_error("ip", format!("{text:?} is not an IP address")))?,
+            ),
+            None => None,
+        };
+        let rule = match request.query("rule") {
+            Some(text)
+                if !text.is_empty()
+                    && text.len() <= 64
+                    && text
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+            {
+                Some(text.to_string())
+            }
+            Some(text) => {
+                return Err(field_error(
+                    "rule",
+                    format!("{text:?} is not a rule uuid (letters, digits, - and _)"),
+                ))
+            }
+            None => None,
+        };
+        let types = match request.query("type") {
+            Some(text) => text
+                .split(',')
+                .map(|t| {
+                    HIT_TYPES
+                        .iter()
+                        .copied()
+                        .find(|known| *known == t.trim())
+                        .ok_or_else(|| {
+                            field_error(
+                                "type",
+                                format!("{t:?} is not one of {}", HIT_TYPES.join(", ")),
+                            )
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            None => vec!["block_hit", "observe_hit"],
+        };
+        let until = request
+            .query("until")
+            .map(|t| parse_time("until", t))
+            .transpose()?
+            .unwrap_or(now);
+        let since = request
+            .query("since")
+            .map(|t| parse_time("since", t))
+            .transpose()?
+            .unwrap_or(until - 3600);
+        if since >= until {
+            return Err(field_error("since", "must be before until"));
+        }
+        if until - since > MAX_HITS_SPAN_SECONDS {
+            return Err(field_error("since", "the span may be at most 30 days"));
+        }
+        let limit = match request.query("limit") {
+            Some(text) => text
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|l| (1..=1000).contains(l))
+                .ok_or_else(|| field_error("limit", format!("{text:?} is not 1-1000")))?,
+            None => 100,
+        };
+        let cursor = match request.query("cursor") {
+            Some(text)
+                if !text.is_empty()
+                    && text.len() <= 2048
+                    && text
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"+/=_-".contains(&b)) =>
+            {
+                Some(text.to_string())
+            }
+            Some(_) => {
+                return Err(field_error(
+                    "cursor",
+                    "is not a cursor returned by /v1/hits",
+                ))
+            }
+            None => None,
+        };
+        Ok(Self {
+            ip,
+            rule,
+            types,
+            since,
+            until,
+            limit,
+            cursor,
+        })
+    }
+
+    /// The CLS query (CQL), built only from validated values.
+    pub fn cql(&self) -> String {
+        let types = self
+            .types
+            .iter()
+            .map(|t| format!("record_type:\"{t}\""))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let mut parts = vec![format!("({types})")];
+        if let Some(ip) = self.ip {
+            parts.push(format!("(src_ip:\"{ip}\" OR dst_ip:\"{ip}\")"));
+        }
+        if let Some(rule) = &self.rule {
+            parts.push(format!("rule_uuid:\"{rule}\""));
+        }
+        parts.join(" AND ")
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlowQuery {
+    src: String,
+    dst: String,
+    protocol: Value,
+    #[serde(default)]
+    port: Option<Value>,
+    #[serde(default)]
+    eni: Option<String>,
+    /// Describe every rule considered, not only those that matched.
+    #[serde(default)]
+    verbose: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ExplainBody {
+    Batch { flows: Vec<Value> },
+    One(Value),
+}
+
+fn field_error(field: &str, message: impl std::fmt::Display) -> Failure {
+    fail(400, "invalid_field", format!("{field}: {message}"))
+}
+
+fn parse_flow(value: &Value, prefix: &str) -> Result<(FlowKey, Option<String>, bool), Failure> {
+    let query: FlowQuery = serde_json::from_value(value.clone())
+        .map_err(|e| fail(400, "invalid_body", format!("{prefix}{e}")))?;
+    let address = |name: &str, text: &str| {
+        text.trim()
+            .parse::<IpAddr>()
+            .map(|ip| ip.to_canonical())
+            .map_err(|_| {
+                field_error(
+                    &format!("{prefix}{name}"),
+                    format!("{text:?} is not an IP address"),
+                )
+            })
+    };
+    let src = address("src", &query.src)?;
+    let dst = address("dst", &query.dst)?;
+    let protocol = match &query.protocol {
+        Value::String(text) => match text.trim().to_ascii_lowercase().as_str() {
+            "tcp" => 6,
+            "udp" => 17,
+            "icmp" => 1,
+            "icmpv6" => 58,
+            other => other.parse::<u8>().map_err(|_| {
+                field_error(
+                    &format!("{prefix}protocol"),
+                    format!("{text:?} is not tcp, udp, icmp, icmpv6 or 0-255"),
+                )
+            })?,
+        },
+        Value::Number(n) => n
+            .as_u64()
+            .and_then(|n| u8::try_from(n).ok())
+            .ok_or_else(|| {
+                field_error(&format!("{prefix}protocol"), format!("{n} is not 0-255"))
+            })?,
+        other => {
+            return Err(field_error(
+                &format!("{prefix}protocol"),
+                format!("{other} is not a protocol"),
+            ))
+        }
+    };
+    let port =
+        match &query.port {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => Some(
+                n.as_u64()
+                    .and_then(|n| u16::try_from(n).ok())
+                    .ok_or_else(|| {
+                        field_error(&format!("{prefix}port"), format!("{n} is not 0-65535"))
+                    })?,
+            ),
+            Some(Value::String(s)) => Some(s.trim().parse::<u16>().map_err(|_| {
+                field_error(&format!("{prefix}port"), format!("{s:?} is not 0-65535"))
+            })?),
+            Some(other) => {
+                return Err(field_error(
+                    &format!("{prefix}port"),
+                    format!("{other} is not a port"),
+                ))
+            }
+        };
+    if matches!(protocol, 6 | 17) && port.is_none() {
+        return Err(field_error(
+            &format!("{prefix}port"),
+            "required for TCP and UDP",
+        ));
+    }
+    Ok((
+        FlowKey {
+            src,
+            dst,
+            protocol,
+            dst_port: port,
+        },
+        query.eni,
+        query.verbose,
+    ))
+}
+
+fn location(l: &Location<'_>) -> Value {
+    json!({"vpc": l.vpc, "subnet": l.subnet, "instance": l.instance, "eni": l.eni})
+}
+
+fn rule_summary(engine: &Engine, id: u32) -> Value {
+    let compiled = engine.rule(id);
+    let rule = &compiled.rule;
+    json!({"uuid": rule.uuid, "order": rule.order, "generation": rule.generation, "action": rule.action, "description": rule.description,
+        "source": format!("{} {}", rule.source.kind.as_str(), rule.source.content),
+        "destination": format!("{} {}", rule.destination.kind.as_str(), rule.destination.content),
+        "service": compiled.services_label})
+}
+
+fn explain_one(engine: &Engine, flow: &FlowKey, eni: Option<&str>, verbose: bool) -> Value {
+    let detail = if verbose {
+        Detail::Full
+    } else {
+        Detail::Summary
+    };
+    let explanation = engine.explain_with(flow, detail);
+    let placement = engine.topology().place(flow.src, flow.dst, eni);
+    let evaluation = &explanation.evaluation;
+    json!({
+        "decision": match evaluation.decision { Decision::Allow { .. } => "allow", Decision::Block { .. } => "block", Decision::None => "none" },
+        "rule": evaluation.decision.rule().map(|r| rule_summary(engine, r)),
+        "observed": evaluation.observed.iter().map(|&r| rule_summary(engine, r)).collect::<Vec<_>>(),
+        "indeterminate": evaluation.indeterminate.iter().map(|&r| rule_summary(engine, r)).collect::<Vec<_>>(),
+        "scope": placement.scope.as_str(),
+        "source": location(&placement.src),
+        "destination": location(&placement.dst),
+        "steps": explanation.steps.iter().map(|s| json!({"uuid": s.uuid, "order": s.order, "action": s.action, "outcome": s.outcome, "detail": s.detail}))
+            .collect::<Vec<_>>(),
+        "rules_considered": explanation.steps.len() - explanation.steps.iter().filter(|s| s.outcome == StepOutcome::NotMatched).count() + explanation.not_matched,
+        "not_matched": explanation.not_matched,
+        "matched": explanation.steps.iter().filter(|s| s.outcome == StepOutcome::Matched).count(),
+    })
+}
+
+fn explain(engine: &Engine, body: &[u8]) -> Result<Value, Failure> {
+    let parsed: ExplainBody = serde_json::from_slice(body)
+        .map_err(|e| fail(400, "invalid_json", format!("the body is not JSON: {e}")))?;
+    match parsed {
+        ExplainBody::Batch { flows } => {
+            if flows.len() > MAX_BATCH {
+                return Err(field_error(
+                    "flows",
+                    format!("{} flows, more than {MAX_BATCH}", flows.len()),
+                ));
+            }
+            let mut results = Vec::with_capacity(flows.len());
+            for (i, value) in flows.iter().enumerate() {
+                let (flow, eni, verbose) = parse_flow(value, &format!("flows[{i}]."))?;
+                results.push(explain_one(engine, &flow, eni.as_deref(), verbose));
+            }
+            Ok(json!({"snapshot_version": engine.version(), "results": results}))
+        }
+        ExplainBody::One(value) => {
+            let (flow, eni, verbose) = parse_flow(&value, "")?;
+            let mut result = explain_one(engine, &flow, eni.as_deref(), verbose);
+            result["snapshot_version"] = json!(engine.version());
+            Ok(result)
+        }
+    }
+}
+
+fn snapshot_status(engine: &Engine) -> Value {
+    let rules = engine.rules();
+    json!({
+        "version": engine.version(),
+        "rules": rules.len(),
+        "enabled_rules": rules.iter().filter(|r| r.rule.enabled).count(),
+        "unresolvable_rules": engine.indeterminate_rules().iter().map(|&r| engine.rule(r).rule.uuid.clone()).collect::<Vec<_>>(),
+    })
+}
+
+fn rule(engine: &Engine, uuid: &str) -> Result<Value, Failure> {
+    let (id, compiled) = engine
+        .rules()
+        .iter()
+        .enumerate()
+        .find(|(_, r)| r.rule.uuid == uuid)
+        .ok_or_else(|| {
+            fail(
+                404,
+                "rule_not_found",
+                format!("no rule {uuid:?} in snapshot {}", engine.version()),
+            )
+        })?;
+    let hygiene = crate::core::engine::hygiene::analyze_rule(engine, id as u32)
+        .map(|f| json!({"finding": f.finding, "covering_rules": f.covering, "detail": f.detail}));
+    let shadowed_by = match &hygiene {
+        Some(h) if h["finding"] == "shadowed" => h["covering_rules"].clone(),
+        _ => json!([]),
+    };
+    let set = |r: &Result<crate::core::snapshot::values::AddressSet, String>| match r {
+        Ok(set) => json!({"resolved": true, "addresses": set.render()}),
+        Err(reason) => json!({"resolved": false, "reason": reason}),
+    };
+    Ok(json!({
+        "snapshot_version": engine.version(),
+        "rule": compiled.rule,
+        "summary": rule_summary(engine, id as u32),
+        "source": set(&compiled.source),
+        "destination": set(&compiled.destination),
+        "service": compiled.services_label,
+        "shadowed": hygiene.as_ref().is_some_and(|h| h["finding"] == "shadowed"),
+        "shadowed_by": shadowed_by,
+        "hygiene": hygiene,
+    }))
+}
+
+/// A failed CLS search: logged with its details, answered 502 with the CLS error code only.
+fn search_failed(err: crate::adapters::tencent::api::ApiError) -> Failure {
+    tracing::error!(error = %err, "SearchLog failed");
+    fail(
+        502,
+        "search_failed",
+        format!("CLS SearchLog failed: {}", err.code),
+    )
+}
+
+/// Rule ids as the APIs give them: digits, letters, `-` and `_` (safe inside a quoted CQL value).
+fn is_rule_id(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 64
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Days of hit counters shown by `/v1/rules/{uuid}`.
+pub const HIT_WINDOW_DAYS: i64 = 30;
+
+/// The page served at `/`: a form for `/v1/explain` and the day's top blocking rules.
+pub const PAGE: &str = include_str!("lookup_page.html");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::snapshot::fixtures;
+
+    fn lookup() -> (Lookup, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "esgflow-lookup-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("snapshot.json");
+        fixtures::sample(0).save(&path).unwrap();
+        (
+            Lookup::new(
+                Auth::Bearer("t0ken".into()),
+                4096,
+                SnapshotCache::new(&path, std::time::Duration::from_secs(60)),
+            ),
+            dir,
+        )
+    }
+
+    fn rand_suffix() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+    }
+
+    fn request(
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> ApiGatewayRequest {
+        let mut headers = serde_json::Map::new();
+        if let Some(token) = token {
+            headers.insert("Authorization".into(), json!(format!("Bearer {token}")));
+        }
+        serde_json::from_value(
+            json!({"httpMethod": method, "path": path, "headers": headers, "body": body}),
+        )
+        .unwrap()
+    }
+
+    fn call(
+        lookup: &Lookup,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, Value) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        let response =
+            runtime.block_on(lookup.handle(&request(method, path, token, body), "req-1", deadline));
+        (
+            response.status_code,
+            serde_json::from_str(&response.body).unwrap(),
+        )
+    }
+
+    fn hits_request(query: &[(&str, &str)]) -> ApiGatewayRequest {
+        let query: serde_json::Map<String, Value> = query
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        serde_json::from_value(
+            json!({"httpMethod": "GET", "path": "/v1/hits", "queryString": query}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn hits_queries_are_built_only_from_validated_values() {
+        let q = HitsQuery::parse(
+            &hits_request(&[("ip", "10.0.1.5"), ("rule", "7010"), ("type", "block_hit")]),
+            1_000_000,
+        )
+        .unwrap();
+        assert_eq!(
+            q.cql(),
+            r#"(record_type:"block_hit") AND (src_ip:"10.0.1.5" OR dst_ip:"10.0.1.5") AND rule_uuid:"7010""#
+        );
+        assert_eq!(
+            (q.since, q.until, q.limit),
+            (1_000_000 - 3600, 1_000_000, 100)
+        );
+        let q = HitsQuery::parse(
+            &hits_request(&[("since", "2025-11-24T00:00:00Z"), ("until", "1763946000")]),
+            2_000_000_000,
+        )
+        .unwrap();
+        assert_eq!((q.since, q.until), (1763942400, 1763946000));
+        assert_eq!(
+            q.cql(),
+            r#"(record_type:"block_hit" OR record_type:"observe_hit")"#
+        );
+        for (field, value) in [
+            ("ip", r#"10.0.0.1" OR *"#),
+            ("rule", r#"7010" OR record_type:*"#),
+            ("type", "traffic"),
+            ("limit", "0"),
+            ("limit", "5000"),
+            ("cursor", "a b"),
+            ("since", "yesterday"),
+        ] {
+            let err = HitsQuery::parse(&hits_request(&[(field, value)]), 1_000_000).unwrap_err();
+            assert_eq!(err.status, 400, "{field}={value}");
+            assert!(err.message.starts_with(field), "{field}: {}", err.message);
+        }
+        let err =
+            HitsQuery::parse(&hits_request(&[("since", "10"), ("until", "5")]), 100).unwrap_err();
+        assert!(err.message.contains("before until"));
+    }
+
+    #[test]
+    fn statuses() {
+        let (lookup, dir) = lookup();
+        assert_eq!(call(&lookup, "GET", "/v1/healthz", None, None).0, 200);
+        assert_eq!(call(&lookup, "GET", "/v1/snapshot", None, None).0, 401);
+        assert_eq!(
+            call(&lookup, "GET", "/v1/snapshot", Some("wrong"), None).0,
+            401
+        );
+        let (status, body) = call(&lookup, "GET", "/v1/snapshot", Some("t0ken"), None);
+        assert_eq!(status, 200);
+        assert_eq!(body["rules"], fixtures::sample(0).rules.len());
+        assert_eq!(
+            call(&lookup, "GET", "/v1/explain", Some("t0ken"), None).0,
+            405
+        );
+        assert_eq!(call(&lookup, "GET", "/nope", Some("t0ken"), None).0, 404);
+        let (status, body) = call(
+            &lookup,
+            "POST",
+            "/v1/explain",
+            Some("t0ken"),
+            Some("{not json"),
+        );
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some("invalid_json"))
+        );
+        let (status, body) = call(
+            &lookup,
+            "POST",
+            "/v1/explain",
+            Some("t0ken"),
+            Some(r#"{"src":"10.0.0.1","dst":"10.0.0.999","protocol":"tcp","port":22}"#),
+        );
+        assert_eq!(status, 400);
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("dst:"),
+            "{body}"
+        );
+        let (status, body) = call(
+            &lookup,
+            "POST",
+            "/v1/explain",
+            Some("t0ken"),
+            Some(r#"{"src":"10.0.0.1","dst":"10.0.0.2","protocol":"tcp","port":70000}"#),
+        );
+        assert_eq!(status, 400);
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("port:"),
+            "{body}"
+        );
+        let big = format!(r#"{{"src":"{}"}}"#, "1".repeat(5000));
+        assert_eq!(
+            call(&lookup, "POST", "/v1/explain", Some("t0ken"), Some(&big)).0,
+            413
+        );
+        assert_eq!(
+            call(&lookup, "GET", "/v1/rules/nope", Some("t0ken"), None).0,
+            404
+        );
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn explain_one_and_batch() {
+        let (lookup, dir) = lookup();
+        let (status, body) = call(
+            &lookup,
+            "POST",
+            "/v1/explain",
+            Some("t0ken"),
+            Some(r#"{"src":"10.0.1.5","dst":"10.1.2.8","protocol":"tcp","port":3306}"#),
+        );
+        assert_eq!(status, 200, "{body}");
+        assert!(["allow", "block", "none"].contains(&body["decision"].as_str().unwrap()));
+        assert!(body["snapshot_version"].is_string());
+        assert!(body["steps"].is_array());
+        let flows: Vec<Value> = (0..3).map(|i| json!({"src": format!("10.0.1.{i}"), "dst": "10.1.0.1", "protocol": "udp", "port": 53})).collect();
+        let (status, body) = call(
+            &lookup,
+            "POST",
+            "/v1/explain",
+            Some("t0ken"),
+            Some(&json!({"flows": flows}).to_string()),
+        );
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["results"].as_array().unwrap().len(), 3);
+        let (status, body) = call(
+            &lookup,
+            "POST",
+            "/v1/explain",
+            Some("t0ken"),
+            Some(r#"{"flows":[{"src":"10.0.0.1","dst":"x","protocol":"tcp","port":1}]}"#),
+        );
+        assert_eq!(status, 400);
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("flows[0].dst"),
+            "{body}"
+        );
+        std::fs::remove_dir_all(dir).ok();
+    }
+}

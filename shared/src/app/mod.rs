@@ -1,0 +1,11 @@
+//! The three use cases and their wiring: [`audit`] (a CLS batch in, ESG flow-log records and
+//! alerts out), [`lookup`] (the HTTP API and the console page), [`sync`] (the rule snapshot kept
+//! fresh, rule changes reported); the [`snapshot_cache`] audit and lookup read through; the
+//! [`config`] every function reads once at start-up, and the snapshot [`stores`] it names.
+
+pub mod audit;
+pub mod config;
+pub mod lookup;
+pub mod snapshot_cache;
+pub mod stores;
+pub mod sync;

@@ -1,0 +1,192 @@
+//! The snapshot as a warm function instance holds it: loaded at cold start from its
+//! [`SnapshotStore`], compiled once, and re-validated after a TTL (a conditional read: an
+//! unchanged snapshot is not transferred or compiled again). A failed refresh keeps the last good
+//! engine (and logs a warning); with no good engine yet, every invocation tries again and fails
+//! with a clear error until it loads.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::adapters::files::FileStore;
+use crate::core::engine::Engine;
+use crate::core::ports::{Latest, SnapshotStore};
+
+/// No usable snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no rule snapshot could be loaded from {source_name}: {message}")]
+pub struct SnapshotUnavailable {
+    /// Where it was looked for.
+    pub source_name: String,
+    /// Why it could not be used.
+    pub message: String,
+}
+
+/// A cached, compiled snapshot read from a store.
+#[derive(Debug)]
+pub struct SnapshotCache {
+    store: Box<dyn SnapshotStore>,
+    ttl: Duration,
+    engine: Option<Arc<Engine>>,
+    tag: Option<String>,
+    checked_at: Option<Instant>,
+}
+
+/// How long one load may take when the caller has no deadline of its own (cold start).
+const LOAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a refresh may take before the last good snapshot is used.
+pub const REFRESH_BUDGET: Duration = Duration::from_secs(2);
+
+impl SnapshotCache {
+    /// A cache of the snapshot file at `path`, re-read every `ttl`.
+    pub fn new(path: impl Into<std::path::PathBuf>, ttl: Duration) -> Self {
+        Self::with_store(Box::new(FileStore::new(path)), ttl)
+    }
+
+    /// A cache over any store.
+    pub fn with_store(store: Box<dyn SnapshotStore>, ttl: Duration) -> Self {
+        Self {
+            store,
+            ttl,
+            engine: None,
+            tag: None,
+            checked_at: None,
+        }
+    }
+
+    /// Where the snapshot comes from.
+    pub fn describe(&self) -> String {
+        self.store.describe()
+    }
+
+    fn unavailable(&self, message: impl std::fmt::Display) -> SnapshotUnavailable {
+        SnapshotUnavailable {
+            source_name: self.store.describe(),
+            message: message.to_string(),
+        }
+    }
+
+    /// Reads the store: `Ok(None)` when the snapshot is the one already held.
+    async fn load(
+        &self,
+        deadline: Instant,
+    ) -> Result<Option<(Arc<Engine>, String)>, SnapshotUnavailable> {
+        let known = self.engine.as_ref().and(self.tag.as_deref());
+        match self.store.latest(known, deadline).await {
+            Ok(Latest::Unchanged) => Ok(None),
+            Ok(Latest::Missing) => Err(self.unavailable("no snapshot has been published there")),
+            Ok(Latest::Found { snapshot, tag }) => {
+                if let Some(current) = &self.engine {
+                    if !snapshot.version.is_empty() && snapshot.version == current.version() {
+                        return Ok(Some((current.clone(), tag)));
+                    }
+                }
+                let engine = Engine::compile(&snapshot).map_err(|e| self.unavailable(e))?;
+                Ok(Some((Arc::new(engine), tag)))
+            }
+            Err(err) => Err(self.unavailable(err.message)),
+        }
+    }
+
+    /// The current engine, loading or refreshing as needed; store reads end by `deadline`.
+    pub async fn engine_by(
+        &mut self,
+        now: Instant,
+        deadline: Instant,
+    ) -> Result<Arc<Engine>, SnapshotUnavailable> {
+        let due = self
+            .checked_at
+            .is_none_or(|at| now.duration_since(at) >= self.ttl);
+        match (self.engine.clone(), due) {
+            (Some(engine), false) => Ok(engine),
+            (None, _) => {
+                let (engine, tag) = self.load(deadline).await?.ok_or_else(|| {
+                    self.unavailable("the store answered 'unchanged' to a first read")
+                })?;
+                tracing::info!(
+                    version = engine.version(),
+                    rules = engine.rules().len(),
+                    store = %self.store.describe(),
+                    "rule snapshot loaded"
+                );
+                self.engine = Some(engine.clone());
+                self.tag = Some(tag);
+                self.checked_at = Some(now);
+                Ok(engine)
+            }
+            (Some(current), true) => {
+                self.checked_at = Some(now);
+                // A refresh has a good snapshot to fall back on: it gets a short budget, so a
+                // store that hangs or keeps failing never eats the invocation.
+                let budget = deadline.min(Instant::now() + REFRESH_BUDGET);
+                match self.load(budget).await {
+                    Ok(Some((engine, tag))) => {
+                        if engine.version() != current.version() {
+                            tracing::info!(
+                                from = current.version(),
+                                to = engine.version(),
+                                "rule snapshot refreshed"
+                            );
+                        }
+                        self.engine = Some(engine.clone());
+                        self.tag = Some(tag);
+                        Ok(engine)
+                    }
+                    Ok(None) => Ok(current),
+                    Err(err) => {
+                        tracing::warn!(error = %err, version = current.version(), "snapshot refresh failed; keeping the last good snapshot");
+                        Ok(current)
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`engine_by`](Self::engine_by) with the default load timeout.
+    pub async fn engine(&mut self, now: Instant) -> Result<Arc<Engine>, SnapshotUnavailable> {
+        self.engine_by(now, Instant::now() + LOAD_TIMEOUT).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::snapshot::fixtures;
+
+    #[tokio::test]
+    async fn loads_keeps_and_refreshes() {
+        let dir = std::env::temp_dir().join(format!("esgflow-cache-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("snapshot.json");
+        let mut cache = SnapshotCache::new(&path, Duration::from_secs(60));
+        let t0 = Instant::now();
+        let err = cache.engine(t0).await.unwrap_err();
+        assert!(err.to_string().contains("snapshot.json"), "{err}");
+
+        let first = fixtures::sample(1);
+        first.save(&path).unwrap();
+        assert_eq!(cache.engine(t0).await.unwrap().version(), first.version);
+
+        let second = fixtures::sample(2);
+        second.save(&path).unwrap();
+        let at = |s| t0 + Duration::from_secs(s);
+        assert_eq!(
+            cache.engine(at(30)).await.unwrap().version(),
+            first.version,
+            "within the TTL"
+        );
+        assert_eq!(
+            cache.engine(at(61)).await.unwrap().version(),
+            second.version,
+            "after the TTL"
+        );
+
+        std::fs::write(&path, "{ broken").unwrap();
+        assert_eq!(
+            cache.engine(at(200)).await.unwrap().version(),
+            second.version,
+            "a failed refresh keeps the last good one"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

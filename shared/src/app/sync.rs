@@ -1,0 +1,302 @@
+//! The sync function: on each timer tick, build the rule snapshot from the live APIs, and when it
+//! differs from the published `latest`, write what changed and publish it.
+//!
+//! One run:
+//! 1. build the snapshot (every page of every cfw/vpc listing); a failed call fails the run and
+//!    nothing is written;
+//! 2. read the store's `latest`; the same version → the run ends: nothing is written
+//!    (idempotent);
+//! 3. otherwise write the `rule_change` records (diff against `latest`) and the `rule_hygiene`
+//!    records (shadowed, redundant, unresolvable, and unused rules when a hits topic is
+//!    configured) to the sink, **then** publish the snapshot and move `latest`. Records go first so
+//!    a failed publish is retried by the next run with the same deterministic record ids, while a
+//!    failed write leaves `latest` untouched;
+//! 4. send one `rule_change` alert (opt-in: `rule_change` in `ESGFLOW_ALERT_KINDS`).
+//!
+//! The unused-rule report sums the audit function's `rule_hits` records over the window with a
+//! CLS `SearchLog` SQL query; the rules that never appear are unused.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Instant, SystemTime};
+
+use serde::Serialize;
+
+use crate::adapters::chat::{DispatchReport, Dispatcher};
+use crate::adapters::tencent::api::{ApiClient, ApiError};
+use crate::adapters::tencent::rules::{build_live, LiveError};
+use crate::adapters::tencent::search::{analysis_rows, number};
+use crate::app::config::{SinkConfig, SyncConfig};
+use crate::core::alert::MemoryState;
+use crate::core::engine::hygiene::{analyze, Finding};
+use crate::core::engine::Engine;
+use crate::core::ports::{Latest, SnapshotStore, StoreError};
+use crate::core::ports::{RecordSink, SinkError, Written};
+use crate::core::records::{Record, RecordId, RecordType, RuleHygieneRecord};
+use crate::core::snapshot::diff::change_records;
+use crate::core::snapshot::Snapshot;
+use crate::runtime::Diagnostic;
+
+/// Why a run failed; `latest` is untouched unless the error says the records were written.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// Building the snapshot failed.
+    #[error("building the snapshot failed: {0}")]
+    Build(#[from] LiveError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The records could not be written (`latest` not moved).
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// The snapshot does not compile.
+    #[error("the new snapshot does not compile: {0}")]
+    Compile(String),
+}
+
+impl From<SyncError> for Diagnostic {
+    fn from(err: SyncError) -> Self {
+        let kind = match err {
+            SyncError::Build(_) => "SnapshotBuildFailed",
+            SyncError::Store(_) => "SnapshotStoreFailed",
+            SyncError::Sink(_) => "SinkError",
+            SyncError::Compile(_) => "SnapshotInvalid",
+        };
+        Diagnostic::new(kind, err.to_string())
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncSummary {
+    /// The snapshot built.
+    pub snapshot_version: String,
+    /// The `latest` before the run (empty when none).
+    pub previous_version: String,
+    /// Whether the snapshot differed from `latest` (and was published).
+    pub published: bool,
+    /// Rules in the snapshot.
+    pub rules: usize,
+    /// Rule changes by kind.
+    pub changes: BTreeMap<&'static str, usize>,
+    /// Hygiene findings by kind.
+    pub hygiene: BTreeMap<&'static str, usize>,
+    /// Unused rules (uuids), when the report ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unused: Option<Vec<String>>,
+    /// Why the unused report did not run, if it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unused_error: Option<String>,
+    /// Records written per destination.
+    pub written: Written,
+    /// Alerting.
+    pub alerts: DispatchReport,
+    /// Snapshot warnings.
+    pub warnings: Vec<String>,
+    /// Where snapshots are published.
+    pub store: String,
+    /// Wall time, milliseconds.
+    pub elapsed_ms: u64,
+}
+
+/// The sync function.
+pub struct SyncFunction {
+    config: SyncConfig,
+    client: ApiClient,
+    store: Box<dyn SnapshotStore>,
+    sink: Box<dyn RecordSink>,
+    hits: Option<(ApiClient, String)>,
+    alerts: tokio::sync::Mutex<Dispatcher>,
+}
+
+impl SyncFunction {
+    /// Builds the function from its configuration.
+    pub fn new(config: SyncConfig) -> Result<Self, String> {
+        let client = ApiClient::new(&config.region, config.api_endpoint.clone());
+        let store = config.snapshot.store()?;
+        let sink = config.sink.open().map_err(|e| e.to_string())?;
+        let hits = match &config.sink {
+            SinkConfig::Cls(cls) if config.unused_days > 0 => Some((
+                ApiClient::new(&cls.region, Some(cls.endpoint.clone())),
+                cls.hits_topic.clone(),
+            )),
+            _ => None,
+        };
+        let alerts = Dispatcher::new(
+            config.alerts.policy.clone(),
+            config.alerts.channels.clone(),
+            Box::new(MemoryState::default()),
+        );
+        Ok(Self {
+            config,
+            client,
+            store,
+            sink,
+            hits,
+            alerts: tokio::sync::Mutex::new(alerts),
+        })
+    }
+
+    /// One run, finishing before `deadline`.
+    pub async fn run(&self, deadline: Instant) -> Result<SyncSummary, SyncError> {
+        let started = Instant::now();
+        let now = chrono::Utc::now();
+        let taken_at = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let snapshot = build_live(&self.client, &self.config.live, &taken_at, deadline).await?;
+        let previous = match self.store.latest(None, deadline).await? {
+            Latest::Found { snapshot, .. } => Some(*snapshot),
+            Latest::Missing | Latest::Unchanged => None,
+        };
+        let previous_version = previous
+            .as_ref()
+            .map(|p| p.version.clone())
+            .unwrap_or_default();
+        let (unused, unused_error) = match self.unused_rules(&snapshot, deadline).await {
+            Ok(unused) => (unused, None),
+            Err(err) => {
+                tracing::warn!(error = %err, "unused-rule report failed");
+                (None, Some(err.to_string()))
+            }
+        };
+        let mut summary = SyncSummary {
+            snapshot_version: snapshot.version.clone(),
+            previous_version: previous_version.clone(),
+            published: false,
+            rules: snapshot.rules.len(),
+            changes: BTreeMap::new(),
+            hygiene: BTreeMap::new(),
+            unused: unused.clone(),
+            unused_error,
+            written: Written::new(),
+            alerts: DispatchReport::default(),
+            warnings: snapshot.warnings.clone(),
+            store: self.store.describe(),
+            elapsed_ms: 0,
+        };
+        if previous_version == snapshot.version {
+            tracing::info!(version = %snapshot.version, "rules unchanged; nothing written");
+            summary.elapsed_ms = started.elapsed().as_millis() as u64;
+            return Ok(summary);
+        }
+        // Only a snapshot about to be published needs compiling: to prove the functions can
+        // load it, and for the hygiene analysis.
+        let engine = Engine::compile(&snapshot).map_err(|e| SyncError::Compile(e.to_string()))?;
+        let time = now.timestamp().max(0) as u64;
+        let mut records: Vec<Record> = match &previous {
+            Some(previous) => change_records(previous, &snapshot, time)
+                .into_iter()
+                .map(|c| Record::RuleChange(Box::new(c)))
+                .collect(),
+            None => Vec::new(),
+        };
+        for record in &records {
+            if let Record::RuleChange(c) = record {
+                *summary.changes.entry(c.change).or_default() += 1;
+            }
+        }
+        let hygiene = hygiene_records(&engine, &snapshot, unused.as_deref(), time);
+        for record in &hygiene {
+            if let Record::RuleHygiene(h) = record {
+                *summary.hygiene.entry(h.finding).or_default() += 1;
+            }
+        }
+        records.extend(hygiene);
+        if !records.is_empty() {
+            summary.written = self.sink.write(&records, deadline).await?;
+        }
+        self.store.publish(&snapshot, deadline).await?;
+        summary.published = true;
+        tracing::info!(from = %previous_version, to = %snapshot.version, rules = snapshot.rules.len(), "snapshot published");
+        summary.alerts = self
+            .alerts
+            .lock()
+            .await
+            .dispatch(&records, SystemTime::now(), deadline)
+            .await;
+        summary.elapsed_ms = started.elapsed().as_millis() as u64;
+        Ok(summary)
+    }
+
+    /// Rules with no `rule_hits` in the window; `None` when no hits topic is configured.
+    async fn unused_rules(
+        &self,
+        snapshot: &Snapshot,
+        deadline: Instant,
+    ) -> Result<Option<Vec<String>>, ApiError> {
+        let Some((client, topic)) = &self.hits else {
+            return Ok(None);
+        };
+        let until = chrono::Utc::now().timestamp_millis();
+        let from = until - self.config.unused_days as i64 * 86_400_000;
+        let rows = analysis_rows(client, topic, UNUSED_QUERY, from, until, deadline).await?;
+        let used: BTreeSet<String> = rows
+            .iter()
+            .filter(|row| number(row, "hits").unwrap_or(0) > 0)
+            .filter_map(|row| row.get("rule_uuid")?.as_str().map(str::to_string))
+            .collect();
+        Ok(Some(
+            snapshot
+                .rules
+                .iter()
+                .filter(|r| r.enabled && !used.contains(&r.uuid))
+                .map(|r| r.uuid.clone())
+                .collect(),
+        ))
+    }
+}
+
+/// The SQL that sums hit counters per rule (CLS search syntax: `condition | SQL`).
+pub const UNUSED_QUERY: &str = "record_type:\"rule_hits\" | select rule_uuid, sum(cast(hits as bigint)) as hits, max(cast(last_hit as bigint)) as last_hit group by rule_uuid limit 10000";
+
+/// Hygiene findings as records.
+pub fn hygiene_records(
+    engine: &Engine,
+    snapshot: &Snapshot,
+    unused: Option<&[String]>,
+    time: u64,
+) -> Vec<Record> {
+    let record = |finding: &'static str, uuid: &str, covering: Vec<String>, detail: String| {
+        let rule = engine
+            .rules()
+            .iter()
+            .find(|r| r.rule.uuid == uuid)
+            .map(|r| &r.rule);
+        Record::RuleHygiene(Box::new(RuleHygieneRecord {
+            record_type: RecordType::RuleHygiene,
+            record_id: RecordId::new("rule_hygiene")
+                .text(finding)
+                .text(uuid)
+                .text(&snapshot.version)
+                .finish(),
+            time,
+            finding,
+            rule_uuid: uuid.to_string(),
+            rule_order: rule.map_or(0, |r| r.order),
+            rule_action: rule.map_or("", |r| r.action.as_str()),
+            rule_description: rule.map(|r| r.description.clone()).unwrap_or_default(),
+            covering_rules: (!covering.is_empty()).then(|| covering.join(",")),
+            detail,
+            snapshot_version: snapshot.version.clone(),
+        }))
+    };
+    let mut records: Vec<Record> = analyze(engine)
+        .into_iter()
+        .map(|f| {
+            let name = match f.finding {
+                Finding::Shadowed => "shadowed",
+                Finding::Redundant => "redundant",
+                Finding::Unresolvable => "unresolvable",
+                Finding::Undecided => "undecided",
+            };
+            record(name, &f.uuid, f.covering, f.detail)
+        })
+        .collect();
+    for uuid in unused.unwrap_or_default() {
+        records.push(record(
+            "unused",
+            uuid,
+            Vec::new(),
+            "no hits recorded in the report window".to_string(),
+        ));
+    }
+    records
+}

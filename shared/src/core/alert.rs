@@ -1,0 +1,625 @@
+//! Alerts: records grouped per rule per batch, filtered by kind, mute lists, a minimum flow count
+//! and a per-rule cooldown, then sent to chat robots and webhooks under each platform's rate cap.
+//!
+//! The policy (what to send) is plain data and a clock; the channels (how to send) are adapters
+//! (`crate::adapters::chat`). Cooldown state lives behind the small [`AlertState`] port;
+//! [`MemoryState`] keeps it in the warm instance, the Redis adapter (`crate::adapters::redis`)
+//! across instances.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::core::records::{Record, RecordType};
+
+/// What is alerted and how often.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertPolicy {
+    /// Record types that raise alerts (default: `block_hit`).
+    pub kinds: BTreeSet<RecordType>,
+    /// Fewest flows for one rule in one batch before it alerts.
+    pub min_flows: u64,
+    /// No repeat for the same rule within this window ...
+    pub cooldown: Duration,
+    /// ... unless its flow count reached this many times the last alerted count.
+    pub regrow_factor: f64,
+    /// Rule uuids never alerted.
+    pub muted_rules: BTreeSet<String>,
+    /// Rules whose description contains one of these (case-insensitive) are never alerted.
+    pub muted_descriptions: Vec<String>,
+}
+
+impl Default for AlertPolicy {
+    fn default() -> Self {
+        Self {
+            kinds: BTreeSet::from([RecordType::BlockHit]),
+            min_flows: 1,
+            cooldown: Duration::from_secs(900),
+            regrow_factor: 2.0,
+            muted_rules: BTreeSet::new(),
+            muted_descriptions: Vec::new(),
+        }
+    }
+}
+
+/// One flow line of an alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TopFlow {
+    /// Source.
+    pub src: IpAddr,
+    /// Destination.
+    pub dst: IpAddr,
+    /// Destination port.
+    pub dst_port: Option<u16>,
+    /// Protocol number.
+    pub protocol: u8,
+    /// Scope.
+    pub scope: String,
+    /// Records of this flow in the batch.
+    pub count: u64,
+}
+
+/// One alert: one rule (or, for unattributed blocks, one reason) in one batch.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Alert {
+    /// The record type alerted.
+    pub kind: RecordType,
+    /// Rule id (empty for unattributed blocks without a rule).
+    pub rule_uuid: String,
+    /// `OrderIndex`.
+    pub rule_order: Option<u64>,
+    /// Rule description, or the reason for unattributed blocks.
+    pub rule_description: String,
+    /// Records in the group.
+    pub flows: u64,
+    /// Distinct sources.
+    pub sources: usize,
+    /// Distinct destinations.
+    pub destinations: usize,
+    /// The five flows seen most, most first.
+    pub top_flows: Vec<TopFlow>,
+    /// Earliest window start.
+    pub first_seen: u64,
+    /// Latest window end.
+    pub last_seen: u64,
+    /// Snapshot version.
+    pub snapshot_version: String,
+    /// One line per item, for alerts that list changes rather than flows (rule changes).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<String>,
+    /// The group's records (for the generic webhook), at most [`MAX_RECORDS_PER_ALERT`].
+    #[serde(skip)]
+    pub records: Vec<Record>,
+}
+
+/// Records carried by one webhook alert.
+pub const MAX_RECORDS_PER_ALERT: usize = 50;
+
+impl Alert {
+    /// The cooldown key: kind and rule.
+    pub fn key(&self) -> String {
+        format!(
+            "{}:{}",
+            self.kind.as_str(),
+            if self.rule_uuid.is_empty() {
+                &self.rule_description
+            } else {
+                &self.rule_uuid
+            }
+        )
+    }
+
+    /// A short title.
+    pub fn title(&self) -> String {
+        let what = match self.kind {
+            RecordType::BlockHit => "ESG block",
+            RecordType::ObserveHit => "ESG observe rule matched",
+            RecordType::UnattributedBlock => "Rejected without an ESG rule",
+            RecordType::SnapshotDrift => "Snapshot drift",
+            RecordType::Traffic => "Traffic",
+            RecordType::RuleChange => "ESG rules changed",
+            RecordType::RuleHygiene => "Rule hygiene",
+            RecordType::RuleHits => "Rule hits",
+        };
+        if !self.details.is_empty() {
+            format!("{what}: {}", self.rule_description)
+        } else if self.rule_uuid.is_empty() {
+            format!("{what}: {} ({} flows)", self.rule_description, self.flows)
+        } else {
+            format!(
+                "{what}: rule {} \"{}\" ({} flows)",
+                self.rule_uuid, self.rule_description, self.flows
+            )
+        }
+    }
+
+    /// The message as Markdown (WeCom, DingTalk).
+    pub fn markdown(&self) -> String {
+        let mut text = format!("### {}\n", self.title());
+        if !self.details.is_empty() {
+            for line in &self.details {
+                text.push_str(&format!("- {line}\n"));
+            }
+            text.push_str(&format!("\nsnapshot {}\n", self.snapshot_version));
+            return text;
+        }
+        if let Some(order) = self.rule_order {
+            text.push_str(&format!(
+                "> rule **{}** (order {order}): {}\n",
+                self.rule_uuid, self.rule_description
+            ));
+        }
+        text.push_str(&format!(
+            "> {} flows from {} sources to {} destinations\n",
+            self.flows, self.sources, self.destinations
+        ));
+        text.push_str(&format!(
+            "> window {} – {} (UTC)\n",
+            utc(self.first_seen),
+            utc(self.last_seen)
+        ));
+        text.push_str("\ntop flows:\n");
+        for flow in &self.top_flows {
+            let port = flow.dst_port.map(|p| format!(":{p}")).unwrap_or_default();
+            text.push_str(&format!(
+                "- {} → {}{port} proto {} ({}) ×{}\n",
+                flow.src, flow.dst, flow.protocol, flow.scope, flow.count
+            ));
+        }
+        text.push_str(&format!("\nsnapshot {}\n", self.snapshot_version));
+        text
+    }
+
+    /// The message as plain text (Feishu).
+    pub fn text(&self) -> String {
+        self.markdown()
+            .replace("### ", "")
+            .replace("> ", "")
+            .replace("**", "")
+    }
+}
+
+fn utc(seconds: u64) -> String {
+    chrono::DateTime::from_timestamp(seconds as i64, 0)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|| seconds.to_string())
+}
+
+/// Groups a batch's records into alerts (one per kind and rule), most flows first, applying the
+/// kinds, the mute lists and the minimum flow count.
+pub fn group(records: &[Record], policy: &AlertPolicy) -> Vec<Alert> {
+    let mut groups: BTreeMap<(RecordType, String), Vec<&crate::core::records::HitRecord>> =
+        BTreeMap::new();
+    for record in records {
+        let Record::Hit(hit) = record else { continue };
+        if !policy.kinds.contains(&hit.record_type) {
+            continue;
+        }
+        let key = match &hit.rule {
+            Some(rule) => rule.rule_uuid.clone(),
+            None => String::new(),
+        };
+        let key = if key.is_empty() {
+            format!("reason:{}", hit.reason.unwrap_or(""))
+        } else {
+            key
+        };
+        groups.entry((hit.record_type, key)).or_default().push(hit);
+    }
+    let mut alerts = Vec::new();
+    if policy.kinds.contains(&RecordType::RuleChange) {
+        alerts.extend(rule_change_alert(records));
+    }
+    for ((kind, _), hits) in groups {
+        let first = hits[0];
+        let (uuid, order, description) = match &first.rule {
+            Some(rule) => (
+                rule.rule_uuid.clone(),
+                Some(rule.rule_order),
+                rule.rule_description.clone(),
+            ),
+            None => (
+                String::new(),
+                None,
+                first.reason.unwrap_or("no rule").to_string(),
+            ),
+        };
+        let description_lower = description.to_lowercase();
+        if policy.muted_rules.contains(&uuid)
+            || policy
+                .muted_descriptions
+                .iter()
+                .any(|p| !p.is_empty() && description_lower.contains(&p.to_lowercase()))
+        {
+            continue;
+        }
+        if (hits.len() as u64) < policy.min_flows {
+            continue;
+        }
+        let mut flows: HashMap<(IpAddr, IpAddr, Option<u16>, u8, &str), u64> = HashMap::new();
+        for hit in &hits {
+            *flows
+                .entry((
+                    hit.src_ip,
+                    hit.dst_ip,
+                    hit.dst_port,
+                    hit.protocol,
+                    hit.scope,
+                ))
+                .or_default() += 1;
+        }
+        let mut top: Vec<TopFlow> = flows
+            .into_iter()
+            .map(|((src, dst, dst_port, protocol, scope), count)| TopFlow {
+                src,
+                dst,
+                dst_port,
+                protocol,
+                scope: scope.to_string(),
+                count,
+            })
+            .collect();
+        top.sort_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then((a.src, a.dst, a.dst_port).cmp(&(b.src, b.dst, b.dst_port)))
+        });
+        top.truncate(5);
+        alerts.push(Alert {
+            kind,
+            rule_uuid: uuid,
+            rule_order: order,
+            rule_description: description,
+            flows: hits.len() as u64,
+            sources: hits.iter().map(|h| h.src_ip).collect::<BTreeSet<_>>().len(),
+            destinations: hits.iter().map(|h| h.dst_ip).collect::<BTreeSet<_>>().len(),
+            top_flows: top,
+            first_seen: hits.iter().map(|h| h.start).min().unwrap_or(0),
+            last_seen: hits.iter().map(|h| h.end).max().unwrap_or(0),
+            snapshot_version: first.snapshot_version.to_string(),
+            details: Vec::new(),
+            records: hits
+                .iter()
+                .take(MAX_RECORDS_PER_ALERT)
+                .map(|h| Record::Hit(Box::new((*h).clone())))
+                .collect(),
+        });
+    }
+    alerts.sort_by(|a, b| b.flows.cmp(&a.flows).then(a.key().cmp(&b.key())));
+    alerts
+}
+
+/// Lines shown in one rule-change alert; the rest are counted.
+pub const MAX_CHANGE_LINES: usize = 20;
+
+/// One alert for all the rule changes of a snapshot update.
+fn rule_change_alert(records: &[Record]) -> Option<Alert> {
+    let changes: Vec<&crate::core::records::RuleChangeRecord> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::RuleChange(c) => Some(c.as_ref()),
+            _ => None,
+        })
+        .collect();
+    let first = changes.first()?;
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for change in &changes {
+        *counts.entry(change.change).or_default() += 1;
+    }
+    let summary = counts
+        .iter()
+        .map(|(change, n)| format!("{n} {change}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut details: Vec<String> = changes
+        .iter()
+        .take(MAX_CHANGE_LINES)
+        .map(|c| {
+            let fields = c
+                .fields
+                .as_deref()
+                .map(|f| format!(" [{f}]"))
+                .unwrap_or_default();
+            format!(
+                "{} rule {} (order {}, {}): {}{fields}",
+                c.change, c.rule_uuid, c.rule_order, c.rule_action, c.rule_description
+            )
+        })
+        .collect();
+    if changes.len() > MAX_CHANGE_LINES {
+        details.push(format!("… and {} more", changes.len() - MAX_CHANGE_LINES));
+    }
+    Some(Alert {
+        kind: RecordType::RuleChange,
+        rule_uuid: String::new(),
+        rule_order: None,
+        rule_description: format!(
+            "{summary} (snapshot {} → {})",
+            first.from_version, first.snapshot_version
+        ),
+        flows: changes.len() as u64,
+        sources: 0,
+        destinations: 0,
+        top_flows: Vec::new(),
+        first_seen: first.time,
+        last_seen: first.time,
+        snapshot_version: first.snapshot_version.clone(),
+        details,
+        records: changes
+            .iter()
+            .take(MAX_RECORDS_PER_ALERT)
+            .map(|c| Record::RuleChange(Box::new((*c).clone())))
+            .collect(),
+    })
+}
+
+/// Cooldown state: when each alert key was last sent and with how many flows.
+pub trait AlertState: Send {
+    /// Decides whether an alert with `flows` flows for `key` may go out at `now`, and if so
+    /// records it. Repeats within `cooldown` go out only when `flows` reached `regrow_factor`
+    /// times the last count.
+    fn admit<'a>(
+        &'a mut self,
+        key: &'a str,
+        flows: u64,
+        now: SystemTime,
+        policy: &'a AlertPolicy,
+    ) -> crate::core::ports::BoxFuture<'a, bool>;
+}
+
+/// Cooldown state kept in the warm instance (lost at a cold start, not shared between concurrent
+/// instances).
+#[derive(Debug, Default)]
+pub struct MemoryState {
+    last: HashMap<String, (SystemTime, u64)>,
+}
+
+impl AlertState for MemoryState {
+    fn admit<'a>(
+        &'a mut self,
+        key: &'a str,
+        flows: u64,
+        now: SystemTime,
+        policy: &'a AlertPolicy,
+    ) -> crate::core::ports::BoxFuture<'a, bool> {
+        let admitted = self.admit_now(key, flows, now, policy);
+        Box::pin(async move { admitted })
+    }
+}
+
+impl MemoryState {
+    /// The decision of [`AlertState::admit`], synchronously.
+    pub fn admit_now(
+        &mut self,
+        key: &str,
+        flows: u64,
+        now: SystemTime,
+        policy: &AlertPolicy,
+    ) -> bool {
+        if let Some(&(sent, count)) = self.last.get(key) {
+            let within = now
+                .duration_since(sent)
+                .map(|d| d < policy.cooldown)
+                .unwrap_or(true);
+            if within && (flows as f64) < count as f64 * policy.regrow_factor {
+                return false;
+            }
+        }
+        self.last.insert(key.to_string(), (now, flows));
+        true
+    }
+}
+
+/// A sliding one-minute window per channel, so no platform's published rate limit is exceeded.
+#[derive(Debug, Default)]
+pub struct RateCap {
+    sent: HashMap<String, Vec<SystemTime>>,
+}
+
+impl RateCap {
+    /// Whether `channel` may send one more message at `now` with at most `per_minute` a minute;
+    /// if so, counts it.
+    pub fn take(&mut self, channel: &str, per_minute: usize, now: SystemTime) -> bool {
+        let sent = self.sent.entry(channel.to_string()).or_default();
+        sent.retain(|t| {
+            now.duration_since(*t)
+                .map(|d| d < Duration::from_secs(60))
+                .unwrap_or(true)
+        });
+        if sent.len() >= per_minute {
+            return false;
+        }
+        sent.push(now);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::records::{HitRecord, RuleRef};
+
+    pub(crate) fn hit(
+        kind: RecordType,
+        rule: &str,
+        description: &str,
+        src: &str,
+        dst: &str,
+        port: u16,
+    ) -> Record {
+        Record::hit(HitRecord {
+            record_type: kind,
+            record_id: compact_str::format_compact!("{rule}{src}{dst}{port}"),
+            time: 1763942460,
+            start: 1763942400,
+            end: 1763942460,
+            account_id: "1".into(),
+            eni: "eni-1".into(),
+            direction: "egress",
+            src_ip: src.parse().unwrap(),
+            src_port: Some(40000),
+            dst_ip: dst.parse().unwrap(),
+            dst_port: Some(port),
+            protocol: 6,
+            icmp_type: None,
+            icmp_code: None,
+            fl_action: "REJECT",
+            packets: Some(1),
+            bytes: Some(60),
+            scope: "inter_subnet",
+            src_vpc: None,
+            src_subnet: None,
+            src_instance: None,
+            dst_vpc: None,
+            dst_subnet: None,
+            dst_instance: None,
+            decision: "block",
+            rule: (!rule.is_empty()).then(|| {
+                std::sync::Arc::new(RuleRef {
+                    rule_uuid: rule.into(),
+                    rule_order: 3,
+                    rule_generation: "new",
+                    rule_action: "drop",
+                    rule_description: description.into(),
+                    rule_source: "net 0.0.0.0/0".into(),
+                    rule_destination: "net 10.0.0.0/16".into(),
+                    rule_service: "TCP 22".into(),
+                })
+            }),
+            deciding_rule_uuid: None,
+            reason: rule.is_empty().then_some("no_esg_rule"),
+            indeterminate_rules: None,
+            snapshot_version: "v1".into(),
+        })
+    }
+
+    #[test]
+    fn groups_per_rule_with_counts_and_top_flows() {
+        let mut records = Vec::new();
+        for i in 0..7 {
+            records.push(hit(
+                RecordType::BlockHit,
+                "7002",
+                "block ssh",
+                &format!("10.0.1.{}", i % 3),
+                "10.0.3.10",
+                22,
+            ));
+        }
+        records.push(hit(
+            RecordType::BlockHit,
+            "7010",
+            "block mysql",
+            "10.0.1.1",
+            "10.0.3.11",
+            3306,
+        ));
+        records.push(hit(
+            RecordType::ObserveHit,
+            "7007",
+            "observe",
+            "10.0.1.1",
+            "10.0.3.11",
+            3306,
+        ));
+        let alerts = group(&records, &AlertPolicy::default());
+        assert_eq!(alerts.len(), 2, "observe hits are opt-in");
+        assert_eq!(alerts[0].rule_uuid, "7002");
+        assert_eq!(alerts[0].flows, 7);
+        assert_eq!(alerts[0].sources, 3);
+        assert_eq!(alerts[0].destinations, 1);
+        assert_eq!(alerts[0].top_flows[0].count, 3);
+        assert!(alerts[0]
+            .markdown()
+            .contains("rule **7002** (order 3): block ssh"));
+        let policy = AlertPolicy {
+            kinds: BTreeSet::from([RecordType::BlockHit, RecordType::ObserveHit]),
+            min_flows: 2,
+            ..AlertPolicy::default()
+        };
+        let alerts = group(&records, &policy);
+        assert_eq!(alerts.len(), 1, "min_flows drops the single-flow groups");
+    }
+
+    #[test]
+    fn muting_by_uuid_or_description() {
+        let records = vec![
+            hit(
+                RecordType::BlockHit,
+                "7002",
+                "Block SSH",
+                "10.0.1.1",
+                "10.0.3.10",
+                22,
+            ),
+            hit(
+                RecordType::BlockHit,
+                "7010",
+                "noisy scanner",
+                "10.0.1.1",
+                "10.0.3.10",
+                23,
+            ),
+        ];
+        let policy = AlertPolicy {
+            muted_rules: BTreeSet::from(["7002".to_string()]),
+            ..AlertPolicy::default()
+        };
+        assert_eq!(group(&records, &policy).len(), 1);
+        let policy = AlertPolicy {
+            muted_descriptions: vec!["SCANNER".into(), "ssh".into()],
+            ..AlertPolicy::default()
+        };
+        assert!(group(&records, &policy).is_empty());
+    }
+
+    #[test]
+    fn cooldown_with_a_fake_clock() {
+        let policy = AlertPolicy::default();
+        let mut state = MemoryState::default();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        assert!(state.admit_now("block_hit:7002", 10, t0, &policy));
+        assert!(
+            !state.admit_now("block_hit:7002", 15, t0 + Duration::from_secs(60), &policy),
+            "within the cooldown"
+        );
+        assert!(
+            state.admit_now("block_hit:7002", 20, t0 + Duration::from_secs(120), &policy),
+            "grew by the factor"
+        );
+        assert!(!state.admit_now("block_hit:7002", 21, t0 + Duration::from_secs(180), &policy));
+        assert!(
+            state.admit_now(
+                "block_hit:7002",
+                1,
+                t0 + Duration::from_secs(120 + 901),
+                &policy
+            ),
+            "after the cooldown"
+        );
+        assert!(
+            state.admit_now("block_hit:7010", 1, t0, &policy),
+            "other rules are independent"
+        );
+    }
+
+    #[test]
+    fn rate_cap_is_a_sliding_minute() {
+        let mut cap = RateCap::default();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        for i in 0..20 {
+            assert!(cap.take("wecom", 20, t0 + Duration::from_secs(i)));
+        }
+        assert!(!cap.take("wecom", 20, t0 + Duration::from_secs(30)));
+        assert!(
+            cap.take("dingtalk", 20, t0 + Duration::from_secs(30)),
+            "per channel"
+        );
+        assert!(
+            cap.take("wecom", 20, t0 + Duration::from_secs(61)),
+            "the first message left the window"
+        );
+    }
+}

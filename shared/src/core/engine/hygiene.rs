@@ -1,0 +1,423 @@
+//! Rule hygiene, computed exactly over address × address × protocol/port space (no sampling):
+//!
+//! - **shadowed**: no flow can ever reach the rule, because earlier enabled terminal (allow or
+//!   block) rules cover its whole match space. Observe rules can be shadowed too.
+//! - **redundant**: the rule is reachable, but removing it would change nothing: every flow that
+//!   reaches it would be decided the same way by later rules of the same action, with no observe
+//!   rule and no rule of another action in between.
+//! - **unresolvable**: enabled rules the snapshot cannot resolve (unknown template, empty tag...).
+//!
+//! A rule's match space is a union of boxes `S × D × K` (source ranges, destination ranges,
+//! service keys `protocol << 16 | port`), one box per address-family pair. Covering is decided by
+//! subtracting boxes: `B \ T` splits into at most three disjoint boxes,
+//! `(S∖S')×D×K ∪ (S∩S')×(D∖D')×K ∪ (S∩S')×(D∩D')×(K∖K')`. Only determinate rules cover; an
+//! unresolvable rule before a rule makes no claim either way. Service keys are first limited to
+//! the keys a flow can have (protocols other than TCP and UDP carry port 0), so a rule is never
+//! reported reachable through keys no flow can carry.
+//!
+//! The work is bounded by [`MAX_BOXES`]; a rule whose analysis would exceed it is reported as
+//! `undecided` rather than guessed.
+
+use serde::Serialize;
+
+use super::{CompiledRule, Engine, RuleId};
+use crate::core::snapshot::values::AddressSet;
+
+/// Most boxes kept while analysing one rule.
+pub const MAX_BOXES: usize = 20_000;
+
+type Ranges = Vec<(u128, u128)>;
+
+/// One generalized box: a family pair and three range unions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Region {
+    families: (u8, u8),
+    src: Ranges,
+    dst: Ranges,
+    keys: Ranges,
+}
+
+fn intersect(a: &[(u128, u128)], b: &[(u128, u128)]) -> Ranges {
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < a.len() && j < b.len() {
+        let lo = a[i].0.max(b[j].0);
+        let hi = a[i].1.min(b[j].1);
+        if lo <= hi {
+            out.push((lo, hi));
+        }
+        if a[i].1 < b[j].1 {
+            i += 1
+        } else {
+            j += 1
+        }
+    }
+    out
+}
+
+/// Whether two sorted range lists share a value, without allocating (the hot test of the
+/// analysis: most pairs of rules do not overlap, and their spans rule that out at once).
+fn overlaps(a: &[(u128, u128)], b: &[(u128, u128)]) -> bool {
+    let (Some(first_a), Some(first_b)) = (a.first(), b.first()) else {
+        return false;
+    };
+    let (last_a, last_b) = (a[a.len() - 1], b[b.len() - 1]);
+    if last_a.1 < first_b.0 || last_b.1 < first_a.0 {
+        return false;
+    }
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if a[i].0.max(b[j].0) <= a[i].1.min(b[j].1) {
+            return true;
+        }
+        if a[i].1 < b[j].1 {
+            i += 1
+        } else {
+            j += 1
+        }
+    }
+    false
+}
+
+fn subtract(a: &[(u128, u128)], b: &[(u128, u128)]) -> Ranges {
+    let mut out = Vec::new();
+    let mut j = 0;
+    for &(mut lo, hi) in a {
+        while j < b.len() && b[j].1 < lo {
+            j += 1;
+        }
+        let mut k = j;
+        let mut open = true;
+        while k < b.len() && b[k].0 <= hi {
+            if b[k].0 > lo {
+                out.push((lo, b[k].0 - 1));
+            }
+            if b[k].1 >= hi {
+                open = false;
+                break;
+            }
+            lo = b[k].1 + 1;
+            k += 1;
+        }
+        if open {
+            out.push((lo, hi));
+        }
+    }
+    out
+}
+
+impl Region {
+    fn intersects(&self, other: &Region) -> bool {
+        self.families == other.families
+            && overlaps(&self.src, &other.src)
+            && overlaps(&self.dst, &other.dst)
+            && overlaps(&self.keys, &other.keys)
+    }
+
+    /// `self ∖ other` as disjoint boxes.
+    fn minus(&self, other: &Region) -> Vec<Region> {
+        if !self.intersects(other) {
+            return vec![self.clone()];
+        }
+        let mut out = Vec::with_capacity(3);
+        let src_in = intersect(&self.src, &other.src);
+        let src_out = subtract(&self.src, &other.src);
+        if !src_out.is_empty() {
+            out.push(Region {
+                src: src_out,
+                ..self.clone()
+            });
+        }
+        let dst_in = intersect(&self.dst, &other.dst);
+        let dst_out = subtract(&self.dst, &other.dst);
+        if !dst_out.is_empty() {
+            out.push(Region {
+                families: self.families,
+                src: src_in.clone(),
+                dst: dst_out,
+                keys: self.keys.clone(),
+            });
+        }
+        let keys_out = subtract(&self.keys, &other.keys);
+        if !keys_out.is_empty() {
+            out.push(Region {
+                families: self.families,
+                src: src_in,
+                dst: dst_in,
+                keys: keys_out,
+            });
+        }
+        out
+    }
+}
+
+/// The service keys a flow can carry: every port for TCP and UDP, port 0 for the rest.
+fn reachable_keys() -> Ranges {
+    let mut keys = Vec::new();
+    for protocol in 0u128..=255 {
+        let base = protocol << 16;
+        if protocol == 6 || protocol == 17 {
+            keys.push((base, base | 0xffff));
+        } else {
+            keys.push((base, base));
+        }
+    }
+    keys
+}
+
+fn families(set: &AddressSet) -> Vec<(u8, Ranges)> {
+    let mut out = Vec::new();
+    if !set.v4.is_empty() {
+        out.push((
+            4,
+            set.v4
+                .iter()
+                .map(|&(a, b)| (u128::from(a), u128::from(b)))
+                .collect(),
+        ));
+    }
+    if !set.v6.is_empty() {
+        out.push((6, set.v6.clone()));
+    }
+    out
+}
+
+/// A determinate rule's match space; `None` for rules that cannot be resolved.
+fn space(rule: &CompiledRule, reachable: &Ranges) -> Option<Vec<Region>> {
+    let (Ok(src), Ok(dst), Ok(services)) = (&rule.source, &rule.destination, &rule.services) else {
+        return None;
+    };
+    let services: Ranges = services
+        .iter()
+        .map(|&(a, b)| (u128::from(a), u128::from(b)))
+        .collect();
+    let keys = intersect(&services, reachable);
+    let mut regions = Vec::new();
+    if keys.is_empty() {
+        return Some(regions);
+    }
+    for (fs, s) in families(src) {
+        for (fd, d) in families(dst) {
+            regions.push(Region {
+                families: (fs, fd),
+                src: s.clone(),
+                dst: d,
+                keys: keys.clone(),
+            });
+        }
+    }
+    Some(regions)
+}
+
+/// Subtracts `cover` from every region; `None` when the work bound is exceeded.
+fn remove(regions: Vec<Region>, cover: &[Region]) -> Option<Vec<Region>> {
+    let mut current = regions;
+    for c in cover {
+        let mut next = Vec::with_capacity(current.len());
+        for region in &current {
+            next.extend(region.minus(c));
+            if next.len() > MAX_BOXES {
+                return None;
+            }
+        }
+        current = next;
+    }
+    Some(current)
+}
+
+fn touches(regions: &[Region], other: &[Region]) -> bool {
+    regions
+        .iter()
+        .any(|r| other.iter().any(|o| r.intersects(o)))
+}
+
+/// What the analysis found about one rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Finding {
+    /// Never reached: earlier terminal rules cover it.
+    Shadowed,
+    /// Reached, but later rules of the same action decide the same.
+    Redundant,
+    /// Cannot be resolved from the snapshot.
+    Unresolvable,
+    /// The analysis stopped at its work bound.
+    Undecided,
+}
+
+/// One finding, with the rules that explain it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleFinding {
+    /// The finding.
+    pub finding: Finding,
+    /// The rule's position in evaluation order.
+    pub rule: RuleId,
+    /// The rule's uuid.
+    pub uuid: String,
+    /// Covering rules (shadowed: earlier; redundant: later), as uuids, in evaluation order.
+    pub covering: Vec<String>,
+    /// Why (unresolvable: the resolution error).
+    pub detail: String,
+}
+
+/// Analyses every enabled rule of the engine.
+pub fn analyze(engine: &Engine) -> Vec<RuleFinding> {
+    let analyzer = Analyzer::new(engine);
+    (0..engine.rules().len())
+        .filter_map(|i| analyzer.rule(i))
+        .collect()
+}
+
+/// The finding about one rule (`None`: nothing to report), computing only the match spaces of the
+/// rules it depends on: what the lookup API needs for one rule of a large snapshot.
+pub fn analyze_rule(engine: &Engine, rule: RuleId) -> Option<RuleFinding> {
+    Analyzer::new(engine).rule(rule as usize)
+}
+
+struct Analyzer<'e> {
+    engine: &'e Engine,
+    reachable: Ranges,
+    spaces: Vec<std::sync::OnceLock<Option<Vec<Region>>>>,
+}
+
+impl<'e> Analyzer<'e> {
+    fn new(engine: &'e Engine) -> Self {
+        Self {
+            engine,
+            reachable: reachable_keys(),
+            spaces: (0..engine.rules().len())
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
+        }
+    }
+
+    fn space(&self, i: usize) -> &Option<Vec<Region>> {
+        self.spaces[i].get_or_init(|| {
+            let rule = &self.engine.rules()[i];
+            if rule.rule.enabled {
+                space(rule, &self.reachable)
+            } else {
+                None
+            }
+        })
+    }
+
+    fn rule(&self, i: usize) -> Option<RuleFinding> {
+        let rules = self.engine.rules();
+        let compiled = rules.get(i)?;
+        if !compiled.rule.enabled {
+            return None;
+        }
+        let terminal = |j: usize| rules[j].rule.enabled && rules[j].rule.action.is_terminal();
+        let finding = |finding, covering: Vec<usize>, detail: String| {
+            Some(RuleFinding {
+                finding,
+                rule: i as RuleId,
+                uuid: compiled.rule.uuid.clone(),
+                covering: covering
+                    .into_iter()
+                    .map(|j| rules[j].rule.uuid.clone())
+                    .collect(),
+                detail,
+            })
+        };
+        let Some(own) = self.space(i).clone() else {
+            let why = [&compiled.source, &compiled.destination]
+                .iter()
+                .find_map(|r| r.as_ref().err().cloned())
+                .or_else(|| compiled.services.as_ref().err().cloned())
+                .unwrap_or_default();
+            return finding(Finding::Unresolvable, Vec::new(), why);
+        };
+        if own.is_empty() {
+            return finding(
+                Finding::Shadowed,
+                Vec::new(),
+                "it matches no flow a flow log can carry".into(),
+            );
+        }
+        // Shadowing: subtract the earlier terminal rules that touch it.
+        let mut left = Some(own);
+        let mut used = Vec::new();
+        for j in (0..i).filter(|&j| terminal(j)) {
+            let (Some(current), Some(cover)) = (&left, self.space(j)) else {
+                continue;
+            };
+            if current.is_empty() {
+                break;
+            }
+            if touches(current, cover) {
+                used.push(j);
+                left = remove(current.clone(), cover);
+            }
+        }
+        let Some(effective) = left else {
+            return finding(
+                Finding::Undecided,
+                Vec::new(),
+                format!("more than {MAX_BOXES} regions"),
+            );
+        };
+        if effective.is_empty() {
+            return finding(
+                Finding::Shadowed,
+                used,
+                "earlier rules decide every flow it matches".into(),
+            );
+        }
+        if !compiled.rule.action.is_terminal() {
+            return None;
+        }
+        // Redundancy: later rules must decide what is left the same way, with nothing in between.
+        let mut left = effective;
+        let mut used = Vec::new();
+        for (j, later) in rules.iter().enumerate().skip(i + 1) {
+            if !later.rule.enabled {
+                continue;
+            }
+            let Some(cover) = self.space(j) else {
+                // An unresolvable rule might match what is left: no claim.
+                if later.rule.action != compiled.rule.action {
+                    return None;
+                }
+                continue;
+            };
+            if !touches(&left, cover) {
+                continue;
+            }
+            if later.rule.action != compiled.rule.action {
+                return None;
+            }
+            used.push(j);
+            left = remove(left, cover)?;
+            if left.is_empty() {
+                return finding(
+                    Finding::Redundant,
+                    used,
+                    "later rules of the same action decide every flow it decides".into(),
+                );
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_subtraction() {
+        assert_eq!(subtract(&[(0, 10)], &[(3, 4)]), vec![(0, 2), (5, 10)]);
+        assert_eq!(subtract(&[(0, 10)], &[(0, 10)]), vec![]);
+        assert_eq!(subtract(&[(0, 10)], &[(0, 3), (8, 20)]), vec![(4, 7)]);
+        assert_eq!(subtract(&[(0, 3), (5, 9)], &[(2, 6)]), vec![(0, 1), (7, 9)]);
+        assert_eq!(subtract(&[(5, 9)], &[(0, 1)]), vec![(5, 9)]);
+        assert_eq!(
+            intersect(&[(0, 3), (5, 9)], &[(2, 6)]),
+            vec![(2, 3), (5, 6)]
+        );
+        assert!(overlaps(&[(0, 3), (5, 9)], &[(4, 5)]));
+        assert!(!overlaps(&[(0, 3), (5, 9)], &[(4, 4), (10, 12)]));
+        assert!(!overlaps(&[], &[(0, 1)]));
+    }
+}

@@ -1,0 +1,932 @@
+//! The evaluation engine: a snapshot compiled once into an index, then asked for every flow which
+//! ESG rule decides it.
+//!
+//! Semantics (ARCHITECTURE.md, "Evaluation semantics"): rules in ascending priority (new ESG
+//! before old, then `OrderIndex`); disabled rules skipped; a rule matches when the source is in
+//! its source set, the destination in its destination set and the protocol/port in its service
+//! set; the first matching accept or drop decides; observe rules record a hit and evaluation goes
+//! on; no terminal match is decision `None`. A rule whose addresses or services cannot be
+//! resolved from the snapshot is *indeterminate*: it never matches, and when the parts that can
+//! be judged do match, it is listed in the evaluation so nobody mistakes the answer for certain.
+//!
+//! [`Engine::evaluate`] uses the index ([`index`]); [`Engine::evaluate_linear`] is the deliberately
+//! naive rule-by-rule evaluator the index is checked against, and [`Engine::explain`] walks the
+//! rules the same way, saying why each did or did not match.
+
+pub mod hygiene;
+pub mod index;
+mod topology;
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+use smallvec::SmallVec;
+
+use crate::core::flowlog::{protocol, FlowRecord};
+use crate::core::snapshot::resolve::{describe_endpoint, resolve_endpoint};
+use crate::core::snapshot::values::{AddressSet, PortSet, Protocol, Service};
+use crate::core::snapshot::{Endpoint, EndpointKind, Generation, Rule, RuleAction, Snapshot};
+use index::{gallop, sparse_get, Dimension, Word};
+pub use topology::{likely_reply, Direction, Location, Placement, Scope, Topology};
+
+/// The part of a flow the rules look at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// Source address.
+    pub src: IpAddr,
+    /// Destination address.
+    pub dst: IpAddr,
+    /// IANA protocol number.
+    pub protocol: u8,
+    /// Destination port (TCP/UDP).
+    pub dst_port: Option<u16>,
+}
+
+impl FlowKey {
+    /// The key of a parsed flow record.
+    pub fn of(flow: &FlowRecord) -> Self {
+        Self {
+            src: flow.src,
+            dst: flow.dst,
+            protocol: flow.protocol,
+            dst_port: flow.dst_port,
+        }
+    }
+
+    /// The protocol+port key: `protocol << 16 | port` (port 0 when the protocol has none).
+    #[inline]
+    pub fn service_key(&self) -> u32 {
+        let port = match self.protocol {
+            protocol::TCP | protocol::UDP => self.dst_port.unwrap_or(0),
+            _ => 0,
+        };
+        (u32::from(self.protocol) << 16) | u32::from(port)
+    }
+}
+
+/// Index of a rule in the engine: its priority position (0 is evaluated first).
+pub type RuleId = u32;
+
+/// What decided a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Decision {
+    /// An accept rule matched first.
+    Allow {
+        /// The deciding rule.
+        rule: RuleId,
+    },
+    /// A drop rule matched first.
+    Block {
+        /// The deciding rule.
+        rule: RuleId,
+    },
+    /// No ESG rule decided: the flow fell through to other security groups or the network ACL.
+    None,
+}
+
+impl Decision {
+    /// The deciding rule, if any.
+    pub fn rule(self) -> Option<RuleId> {
+        match self {
+            Decision::Allow { rule } | Decision::Block { rule } => Some(rule),
+            Decision::None => None,
+        }
+    }
+}
+
+/// The result of evaluating one flow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Evaluation {
+    /// The terminal decision.
+    pub decision: Decision,
+    /// Observe rules that matched before the decision, in priority order.
+    pub observed: SmallVec<[RuleId; 4]>,
+    /// Rules before the decision that could not be judged (unresolvable addresses or services)
+    /// and whose judgeable parts match.
+    pub indeterminate: SmallVec<[RuleId; 2]>,
+}
+
+/// A rule compiled for evaluation.
+#[derive(Debug, Clone)]
+pub struct CompiledRule {
+    /// The rule as the snapshot holds it.
+    pub rule: Rule,
+    /// The resolved source set, or why it cannot be resolved.
+    pub source: Result<AddressSet, String>,
+    /// The resolved destination set, or why it cannot be resolved.
+    pub destination: Result<AddressSet, String>,
+    /// Protocol+port key ranges, or why they cannot be resolved.
+    pub services: Result<Vec<(u32, u32)>, String>,
+    /// A human-readable form of the services (`TCP 80,443`, `service template ppm-1 (...)`).
+    pub services_label: String,
+}
+
+impl CompiledRule {
+    /// Whether the rule is indexed: enabled and fully resolved.
+    pub fn is_determinate(&self) -> bool {
+        self.source.is_ok() && self.destination.is_ok() && self.services.is_ok()
+    }
+
+    /// Whether the flow matches (an indeterminate rule never matches).
+    pub fn matches(&self, flow: &FlowKey) -> bool {
+        matches!((&self.source, &self.destination, &self.services), (Ok(s), Ok(d), Ok(k))
+            if s.contains(flow.src) && d.contains(flow.dst) && index_contains(k, flow.service_key()))
+    }
+
+    /// For an indeterminate rule: whether every part that can be judged matches.
+    fn could_match(&self, flow: &FlowKey) -> bool {
+        self.source.as_ref().map_or(true, |s| s.contains(flow.src))
+            && self
+                .destination
+                .as_ref()
+                .map_or(true, |d| d.contains(flow.dst))
+            && self
+                .services
+                .as_ref()
+                .map_or(true, |k| index_contains(k, flow.service_key()))
+    }
+
+    /// The first reason the rule does not match, `None` when it matches.
+    fn mismatch(&self, flow: &FlowKey) -> Option<String> {
+        let side = |name: &str, ip: IpAddr, endpoint: &Endpoint, set: &AddressSet| {
+            (!set.contains(ip)).then(|| {
+                format!(
+                    "{name} {ip} not in {} ({})",
+                    describe_endpoint(endpoint),
+                    abbreviate(&set.render())
+                )
+            })
+        };
+        if let Ok(set) = &self.source {
+            if let Some(reason) = side("source", flow.src, &self.rule.source, set) {
+                return Some(reason);
+            }
+        }
+        if let Ok(set) = &self.destination {
+            if let Some(reason) = side("destination", flow.dst, &self.rule.destination, set) {
+                return Some(reason);
+            }
+        }
+        if let Ok(keys) = &self.services {
+            if !index_contains(keys, flow.service_key()) {
+                return Some(format!(
+                    "{} not in {}",
+                    describe_service(flow),
+                    self.services_label
+                ));
+            }
+        }
+        None
+    }
+}
+
+fn index_contains(ranges: &[(u32, u32)], key: u32) -> bool {
+    crate::core::snapshot::values::contains(ranges, key)
+}
+
+fn describe_service(flow: &FlowKey) -> String {
+    let name = match flow.protocol {
+        protocol::TCP => "TCP".to_string(),
+        protocol::UDP => "UDP".to_string(),
+        protocol::ICMP => "ICMP".to_string(),
+        protocol::ICMPV6 => "ICMPv6".to_string(),
+        other => format!("protocol {other}"),
+    };
+    match (flow.protocol, flow.dst_port) {
+        (protocol::TCP | protocol::UDP, Some(port)) => format!("{name} port {port}"),
+        _ => name,
+    }
+}
+
+fn abbreviate(text: &str) -> String {
+    const MAX: usize = 160;
+    if text.len() <= MAX {
+        return text.to_string();
+    }
+    let mut end = MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}, …", &text[..end])
+}
+
+/// Resolves a rule's services to protocol+port key ranges.
+fn resolve_services(snapshot: &Snapshot, rule: &Rule) -> Result<(Vec<(u32, u32)>, String), String> {
+    let mut services = Vec::new();
+    let label;
+    match &rule.service_template {
+        Some(id)
+            if matches!(
+                rule.protocol.trim().to_ascii_uppercase().as_str(),
+                "" | "ANY"
+            ) =>
+        {
+            let ids: Vec<&str> = match snapshot.service_template_groups.get(id) {
+                Some(group) => group.members.iter().map(String::as_str).collect(),
+                None => vec![id.as_str()],
+            };
+            let mut entries = Vec::new();
+            for member in ids {
+                let template = snapshot
+                    .service_templates
+                    .get(member)
+                    .ok_or_else(|| format!("service template {member} is not in the snapshot"))?;
+                for entry in &template.services {
+                    services.push(
+                        Service::parse(entry)
+                            .map_err(|e| format!("service template {member}: {e}"))?,
+                    );
+                    entries.push(entry.as_str());
+                }
+            }
+            label = format!("service template {id} ({})", entries.join(", "));
+        }
+        _ => {
+            let protocol = Protocol::parse(&rule.protocol)?;
+            let ports = if protocol.has_ports() {
+                PortSet::parse(&rule.port)?
+            } else {
+                PortSet::all()
+            };
+            label = if protocol.has_ports() && !ports.is_all() {
+                format!("{} {}", protocol.name(), ports.render())
+            } else if protocol.has_ports() {
+                format!("{} all ports", protocol.name())
+            } else {
+                protocol.name().to_string()
+            };
+            services.push(Service { protocol, ports });
+        }
+    }
+    let mut keys = Vec::new();
+    for service in services {
+        match service.protocol.number() {
+            None => keys.push((0, SERVICE_KEY_MAX)),
+            Some(number) => {
+                let base = u32::from(number) << 16;
+                if service.protocol.has_ports() {
+                    keys.extend(
+                        service
+                            .ports
+                            .0
+                            .iter()
+                            .map(|&(lo, hi)| (base | u32::from(lo), base | u32::from(hi))),
+                    );
+                } else {
+                    keys.push((base, base | 0xffff));
+                }
+            }
+        }
+    }
+    Ok((crate::core::snapshot::values::merge_ranges(keys), label))
+}
+
+const SERVICE_KEY_MAX: u32 = 0x00ff_ffff;
+
+/// A rule that is enabled but cannot be resolved or a snapshot field the engine cannot read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("rule {rule}: {field}: {message}")]
+pub struct CompileError {
+    /// The rule id.
+    pub rule: String,
+    /// The field.
+    pub field: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default)]
+struct AddressWild {
+    first_terminal: u32,
+    observed: Vec<u32>,
+}
+
+/// Everything the scan loop reads for one word of rule positions, side by side.
+#[derive(Debug, Clone, Copy, Default)]
+struct WordMasks {
+    /// Rules matching every protocol and port.
+    service_wild: u64,
+    /// Accept and drop rules.
+    terminal: u64,
+    /// Observe rules.
+    observe: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Family<K> {
+    source: Dimension<K>,
+    destination: Dimension<K>,
+    /// Per word, the masks the scan needs.
+    masks: Vec<WordMasks>,
+    /// Per service interval: the first terminal address-wild rule and observe rules before it.
+    by_service: Vec<AddressWild>,
+}
+
+/// What one rule contributes to an index.
+struct IndexEntry<'a> {
+    position: u32,
+    terminal: bool,
+    source: &'a AddressSet,
+    destination: &'a AddressSet,
+    services: &'a [(u32, u32)],
+}
+
+/// The index over a set of rules: for a flow, the first matching terminal rule and every
+/// matching non-terminal rule before it.
+#[derive(Debug, Clone)]
+struct RuleIndex {
+    services: Dimension<u32>,
+    v4: Family<u32>,
+    v6: Family<u128>,
+}
+
+impl RuleIndex {
+    fn build(words: usize, entries: &[IndexEntry<'_>]) -> Self {
+        let mut terminal = vec![0u64; words];
+        let mut observe = vec![0u64; words];
+        for entry in entries {
+            index::set(
+                if entry.terminal {
+                    &mut terminal
+                } else {
+                    &mut observe
+                },
+                entry.position,
+            );
+        }
+        let services = Dimension::build(
+            words,
+            (0, SERVICE_KEY_MAX),
+            24,
+            entries.iter().map(|e| (e.position, e.services, true)),
+        );
+        let v4 = Family::build(
+            words,
+            &services,
+            &terminal,
+            &observe,
+            entries.iter().map(|e| {
+                (
+                    e.position,
+                    e.source.v4.as_slice(),
+                    e.destination.v4.as_slice(),
+                )
+            }),
+        );
+        let v6 = Family::build(
+            words,
+            &services,
+            &terminal,
+            &observe,
+            entries.iter().map(|e| {
+                (
+                    e.position,
+                    e.source.v6.as_slice(),
+                    e.destination.v6.as_slice(),
+                )
+            }),
+        );
+        Self { services, v4, v6 }
+    }
+
+    /// The position of the first matching terminal rule below `limit` (`u32::MAX` if none) and
+    /// the matching non-terminal rules before it.
+    fn scan(&self, flow: &FlowKey, limit: u32) -> (u32, SmallVec<[RuleId; 4]>) {
+        let service = self.services.interval(flow.service_key());
+        match (flow.src, flow.dst) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => {
+                self.scan_family(&self.v4, u32::from(src), u32::from(dst), service, limit)
+            }
+            (IpAddr::V6(src), IpAddr::V6(dst)) => {
+                self.scan_family(&self.v6, u128::from(src), u128::from(dst), service, limit)
+            }
+            _ => (u32::MAX, SmallVec::new()),
+        }
+    }
+
+    fn scan_family<K: index::Key>(
+        &self,
+        family: &Family<K>,
+        src: K,
+        dst: K,
+        service: usize,
+        limit: u32,
+    ) -> (u32, SmallVec<[RuleId; 4]>) {
+        let service_words = self.services.solo(service);
+        let wild = &family.by_service[service];
+        let bound = wild.first_terminal.min(limit);
+        let bound_word = bound / 64;
+        let (src_interval, dst_interval) = (
+            family.source.interval(src),
+            family.destination.interval(dst),
+        );
+        let (src_solo, src_pair) = (
+            family.source.solo(src_interval),
+            family.source.pair(src_interval),
+        );
+        let (dst_solo, dst_pair) = (
+            family.destination.solo(dst_interval),
+            family.destination.pair(dst_interval),
+        );
+        let (mut a, mut b, mut pa, mut pb, mut cursor) = (0usize, 0usize, 0usize, 0usize, 0usize);
+        let mut pair = next_common(src_pair, dst_pair, &mut pa, &mut pb, bound_word);
+        let mut observed: SmallVec<[RuleId; 4]> = SmallVec::new();
+        let mut decision = bound;
+        loop {
+            let wa = src_solo.get(a).map_or(u32::MAX, |w| w.0);
+            let wb = dst_solo.get(b).map_or(u32::MAX, |w| w.0);
+            let word = wa.min(wb).min(pair.0);
+            if word == u32::MAX || word > bound_word {
+                break;
+            }
+            let mut matched = 0;
+            if wa == word {
+                matched |= src_solo[a].1;
+                a += 1;
+            }
+            if wb == word {
+                matched |= dst_solo[b].1;
+                b += 1;
+            }
+            if pair.0 == word {
+                matched |= pair.1;
+                pair = next_common(src_pair, dst_pair, &mut pa, &mut pb, bound_word);
+            }
+            let masks = &family.masks[word as usize];
+            matched &= masks.service_wild | sparse_get(service_words, &mut cursor, word);
+            if word == bound_word {
+                matched &= (1u64 << (bound % 64)).wrapping_sub(1);
+            }
+            if matched == 0 {
+                continue;
+            }
+            let terminal = matched & masks.terminal;
+            let below = if terminal != 0 {
+                (1u64 << terminal.trailing_zeros()) - 1
+            } else {
+                u64::MAX
+            };
+            push_bits(&mut observed, word, matched & masks.observe & below);
+            if terminal != 0 {
+                decision = word * 64 + terminal.trailing_zeros();
+                break;
+            }
+        }
+        if !wild.observed.is_empty() {
+            observed.extend(wild.observed.iter().copied().filter(|&p| p < decision));
+            observed.sort_unstable();
+        }
+        (decision, observed)
+    }
+}
+
+/// The next word up to `last` present in both sorted lists (from the cursors on) whose bits
+/// intersect, with the AND of its bits; `(u32::MAX, 0)` when there is none. The list that is
+/// behind gallops to catch up, so long lists cost O(log gap) per step.
+#[inline]
+fn next_common(
+    left: &[Word],
+    right: &[Word],
+    l: &mut usize,
+    r: &mut usize,
+    last: u32,
+) -> (u32, u64) {
+    loop {
+        let (Some(&(lw, lb)), Some(&(rw, rb))) = (left.get(*l), right.get(*r)) else {
+            return (u32::MAX, 0);
+        };
+        if lw > last || rw > last {
+            return (u32::MAX, 0);
+        }
+        if lw == rw {
+            *l += 1;
+            *r += 1;
+            if lb & rb != 0 {
+                return (lw, lb & rb);
+            }
+        } else if lw < rw {
+            gallop(left, l, rw);
+        } else {
+            gallop(right, r, lw);
+        }
+    }
+}
+
+/// A compiled, indexed rule set with its topology.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    rules: Vec<CompiledRule>,
+    version: String,
+    /// Enabled, resolved rules.
+    index: RuleIndex,
+    /// Enabled rules that cannot be resolved, indexed by their judgeable parts (the rest counts
+    /// as "any"), all as non-terminal, so a scan lists those that could match.
+    unresolved: Option<RuleIndex>,
+    indeterminate: Vec<RuleId>,
+    topology: Topology,
+}
+
+impl Engine {
+    /// Compiles a snapshot. Fails on a field the engine cannot read (a bad protocol or port, an
+    /// unknown action has already been refused by the snapshot's parser); unresolvable references
+    /// make a rule indeterminate instead.
+    pub fn compile(snapshot: &Snapshot) -> Result<Self, CompileError> {
+        let mut ordered: Vec<&Rule> = snapshot.rules.iter().collect();
+        ordered.sort_by(|a, b| {
+            (a.generation, a.order, &a.uuid).cmp(&(b.generation, b.order, &b.uuid))
+        });
+        let mut rules = Vec::with_capacity(ordered.len());
+        for rule in ordered {
+            let source = resolve_endpoint(snapshot, &rule.source);
+            let destination = resolve_endpoint(snapshot, &rule.destination);
+            // A `net` endpoint that does not parse is a broken snapshot, not an unresolvable rule.
+            for (field, endpoint, resolved) in [
+                ("source", &rule.source, &source),
+                ("destination", &rule.destination, &destination),
+            ] {
+                if let (EndpointKind::Net, Err(message)) = (endpoint.kind, resolved) {
+                    return Err(CompileError {
+                        rule: rule.uuid.clone(),
+                        field,
+                        message: message.clone(),
+                    });
+                }
+            }
+            let (services, services_label) = match resolve_services(snapshot, rule) {
+                Ok((keys, label)) => (Ok(keys), label),
+                Err(message) if rule.service_template.is_some() => (
+                    Err(message.clone()),
+                    format!(
+                        "service template {} (unresolved)",
+                        rule.service_template.as_deref().unwrap_or_default()
+                    ),
+                ),
+                Err(message) => {
+                    let field = if Protocol::parse(&rule.protocol).is_err() {
+                        "protocol"
+                    } else {
+                        "port"
+                    };
+                    return Err(CompileError {
+                        rule: rule.uuid.clone(),
+                        field,
+                        message,
+                    });
+                }
+            };
+            rules.push(CompiledRule {
+                rule: rule.clone(),
+                source,
+                destination,
+                services,
+                services_label,
+            });
+        }
+        let words = rules.len().div_ceil(64).max(1);
+        let everywhere = AddressSet {
+            v4: vec![(0, u32::MAX)],
+            v6: vec![(0, u128::MAX)],
+        };
+        let every_service = [(0, SERVICE_KEY_MAX)];
+        let (mut resolved, mut unresolved, mut indeterminate) =
+            (Vec::new(), Vec::new(), Vec::new());
+        for (position, compiled) in rules.iter().enumerate().filter(|(_, c)| c.rule.enabled) {
+            let position = position as u32;
+            match (&compiled.source, &compiled.destination, &compiled.services) {
+                (Ok(source), Ok(destination), Ok(services)) => resolved.push(IndexEntry {
+                    position,
+                    terminal: compiled.rule.action.is_terminal(),
+                    source,
+                    destination,
+                    services,
+                }),
+                (source, destination, services) => {
+                    indeterminate.push(position);
+                    unresolved.push(IndexEntry {
+                        position,
+                        terminal: false,
+                        source: source.as_ref().unwrap_or(&everywhere),
+                        destination: destination.as_ref().unwrap_or(&everywhere),
+                        services: services.as_deref().unwrap_or(&every_service),
+                    });
+                }
+            }
+        }
+        let index = RuleIndex::build(words, &resolved);
+        let unresolved = (!unresolved.is_empty()).then(|| RuleIndex::build(words, &unresolved));
+        Ok(Self {
+            rules,
+            version: snapshot.version.clone(),
+            index,
+            unresolved,
+            indeterminate,
+            topology: Topology::build(snapshot),
+        })
+    }
+
+    /// The snapshot version the engine was compiled from.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Every rule, in priority order (`RuleId` is the index).
+    pub fn rules(&self) -> &[CompiledRule] {
+        &self.rules
+    }
+
+    /// One rule.
+    pub fn rule(&self, id: RuleId) -> &CompiledRule {
+        &self.rules[id as usize]
+    }
+
+    /// The topology.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// Enabled rules that cannot be resolved.
+    pub fn indeterminate_rules(&self) -> &[RuleId] {
+        &self.indeterminate
+    }
+
+    /// Evaluates a flow with the index.
+    pub fn evaluate(&self, flow: &FlowKey) -> Evaluation {
+        let (position, observed) = self.index.scan(flow, u32::MAX);
+        let indeterminate = match &self.unresolved {
+            Some(unresolved) => unresolved.scan(flow, position).1.into_iter().collect(),
+            None => SmallVec::new(),
+        };
+        Evaluation {
+            decision: self.decision_at(position),
+            observed,
+            indeterminate,
+        }
+    }
+
+    fn decision_at(&self, position: u32) -> Decision {
+        match self.rules.get(position as usize).map(|r| r.rule.action) {
+            Some(RuleAction::Accept) => Decision::Allow { rule: position },
+            Some(RuleAction::Drop) => Decision::Block { rule: position },
+            _ => Decision::None,
+        }
+    }
+
+    /// Evaluates a flow rule by rule, without the index (the reference the index is tested
+    /// against).
+    pub fn evaluate_linear(&self, flow: &FlowKey) -> Evaluation {
+        let mut observed = SmallVec::new();
+        let mut indeterminate = SmallVec::new();
+        for (position, compiled) in self.rules.iter().enumerate() {
+            let position = position as RuleId;
+            if !compiled.rule.enabled {
+                continue;
+            }
+            if !compiled.is_determinate() {
+                if compiled.could_match(flow) {
+                    indeterminate.push(position);
+                }
+                continue;
+            }
+            if compiled.matches(flow) {
+                if compiled.rule.action.is_terminal() {
+                    return Evaluation {
+                        decision: self.decision_at(position),
+                        observed,
+                        indeterminate,
+                    };
+                }
+                observed.push(position);
+            }
+        }
+        Evaluation {
+            decision: Decision::None,
+            observed,
+            indeterminate,
+        }
+    }
+
+    /// Walks the rules in order and says, for each one considered, why it matched or not.
+    pub fn explain(&self, flow: &FlowKey) -> Explanation {
+        self.explain_with(flow, Detail::Full)
+    }
+
+    /// Like [`Engine::explain`]; with [`Detail::Summary`] the rules that simply did not match are
+    /// only counted, not described, which keeps a 10,000-rule explanation cheap and small.
+    pub fn explain_with(&self, flow: &FlowKey, detail: Detail) -> Explanation {
+        let mut steps = Vec::new();
+        let mut not_matched = 0;
+        for (position, compiled) in self.rules.iter().enumerate() {
+            if detail == Detail::Summary && compiled.rule.enabled {
+                let relevant = if compiled.is_determinate() {
+                    compiled.matches(flow)
+                } else {
+                    compiled.could_match(flow)
+                };
+                if !relevant {
+                    not_matched += 1;
+                    continue;
+                }
+            }
+            let (outcome, text) = if !compiled.rule.enabled {
+                (StepOutcome::Disabled, "rule is disabled".to_string())
+            } else if !compiled.is_determinate() {
+                let reason = [&compiled.source, &compiled.destination]
+                    .iter()
+                    .filter_map(|r| r.as_ref().err().cloned())
+                    .chain(compiled.services.as_ref().err().cloned())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                match compiled.mismatch(flow) {
+                    Some(mismatch) => (
+                        StepOutcome::NotMatched,
+                        format!("{mismatch} (also unresolvable: {reason})"),
+                    ),
+                    None => (StepOutcome::Indeterminate, reason),
+                }
+            } else {
+                match compiled.mismatch(flow) {
+                    Some(reason) => (StepOutcome::NotMatched, reason),
+                    None => (
+                        StepOutcome::Matched,
+                        "source, destination and service match".to_string(),
+                    ),
+                }
+            };
+            not_matched += usize::from(outcome == StepOutcome::NotMatched);
+            let terminal = outcome == StepOutcome::Matched && compiled.rule.action.is_terminal();
+            steps.push(ExplanationStep {
+                rule: position as RuleId,
+                uuid: compiled.rule.uuid.clone(),
+                order: compiled.rule.order,
+                generation: compiled.rule.generation,
+                action: compiled.rule.action,
+                outcome,
+                detail: text,
+            });
+            if terminal {
+                break;
+            }
+        }
+        let evaluation = match detail {
+            Detail::Full => self.evaluate_linear(flow),
+            Detail::Summary => self.evaluate(flow),
+        };
+        Explanation {
+            evaluation,
+            steps,
+            not_matched,
+        }
+    }
+}
+
+/// How much an explanation says about rules that did not match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// Every rule considered, with the first reason each did not match.
+    Full,
+    /// Matched, indeterminate and disabled rules only; the others are counted.
+    Summary,
+}
+
+impl<K: index::Key> Family<K> {
+    /// Builds the address dimensions of one family from `(position, source ranges, destination
+    /// ranges)`; a rule with no range in this family never matches it.
+    fn build<'a>(
+        words: usize,
+        services: &Dimension<u32>,
+        terminal: &[u64],
+        observe: &[u64],
+        rules: impl Iterator<Item = (u32, &'a [(K, K)], &'a [(K, K)])>,
+    ) -> Self
+    where
+        K: 'a,
+    {
+        let full = |ranges: &[(K, K)]| {
+            ranges
+                .first()
+                .is_some_and(|&(lo, hi)| lo == K::MIN && hi == K::MAX)
+        };
+        let rules: Vec<_> = rules
+            .filter(|(_, s, d)| !s.is_empty() && !d.is_empty())
+            .collect();
+        let bits = 8 * std::mem::size_of::<K>() as u32;
+        let source = Dimension::build(
+            words,
+            (K::MIN, K::MAX),
+            bits,
+            rules.iter().map(|&(p, s, d)| (p, s, full(d))),
+        );
+        let destination = Dimension::build(
+            words,
+            (K::MIN, K::MAX),
+            bits,
+            rules.iter().map(|&(p, s, d)| (p, d, full(s))),
+        );
+        // Rules "any" in both source and destination are matched per service interval.
+        let both_wild: Vec<u64> = source
+            .wild
+            .iter()
+            .zip(&destination.wild)
+            .map(|(s, d)| s & d)
+            .collect();
+        let masks = (0..words)
+            .map(|w| WordMasks {
+                service_wild: services.wild[w],
+                terminal: terminal[w],
+                observe: observe[w],
+            })
+            .collect();
+        let by_service = (0..services.intervals())
+            .map(|interval| {
+                let mut cursor = 0;
+                let specific = services.solo(interval);
+                let mut observed = Vec::new();
+                for w in 0..words {
+                    let matched = both_wild[w]
+                        & (services.wild[w] | sparse_get(specific, &mut cursor, w as u32));
+                    let first = matched & terminal[w];
+                    let below = if first != 0 {
+                        (1u64 << first.trailing_zeros()) - 1
+                    } else {
+                        u64::MAX
+                    };
+                    let mut bits = matched & observe[w] & below;
+                    while bits != 0 {
+                        observed.push(w as u32 * 64 + bits.trailing_zeros());
+                        bits &= bits - 1;
+                    }
+                    if first != 0 {
+                        return AddressWild {
+                            first_terminal: w as u32 * 64 + first.trailing_zeros(),
+                            observed,
+                        };
+                    }
+                }
+                AddressWild {
+                    first_terminal: u32::MAX,
+                    observed,
+                }
+            })
+            .collect();
+        Self {
+            source,
+            destination,
+            masks,
+            by_service,
+        }
+    }
+}
+
+#[inline]
+fn push_bits(out: &mut SmallVec<[RuleId; 4]>, word: u32, mut bits: u64) {
+    while bits != 0 {
+        out.push(word * 64 + bits.trailing_zeros());
+        bits &= bits - 1;
+    }
+}
+
+/// How one rule fared in an explanation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepOutcome {
+    /// It matched.
+    Matched,
+    /// It did not match (the detail says which part first failed).
+    NotMatched,
+    /// It is disabled and was skipped.
+    Disabled,
+    /// It cannot be judged from the snapshot, and its judgeable parts match.
+    Indeterminate,
+}
+
+/// One rule considered by [`Engine::explain`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExplanationStep {
+    /// Position in the engine.
+    pub rule: RuleId,
+    /// Rule id.
+    pub uuid: String,
+    /// `OrderIndex`.
+    pub order: u64,
+    /// New or old ESG.
+    pub generation: Generation,
+    /// What the rule does.
+    pub action: RuleAction,
+    /// How it fared.
+    pub outcome: StepOutcome,
+    /// Why.
+    pub detail: String,
+}
+
+/// The rule-by-rule account of one evaluation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Explanation {
+    /// The evaluation.
+    pub evaluation: Evaluation,
+    /// Every rule considered, up to and including the deciding one (with [`Detail::Summary`],
+    /// only those that matched, are indeterminate or are disabled).
+    pub steps: Vec<ExplanationStep>,
+    /// Rules considered that did not match.
+    pub not_matched: usize,
+}

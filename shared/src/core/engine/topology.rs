@@ -1,0 +1,294 @@
+//! Where a flow's ends are (VPC, subnet, instance, ENI), what kind of traffic it is (scope), which
+//! way it crosses the recording ENI, and whether it looks like the reply half of a connection.
+//!
+//! Lookups go by exact ENI address first, then by subnet CIDR, then by VPC CIDR (primary and
+//! secondary). Different VPCs may reuse a CIDR; then the VPC of the recording ENI wins.
+
+use std::collections::HashMap;
+
+/// Maps looked up for every flow: foldhash (randomly seeded per process) instead of SipHash.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::core::flowlog::{protocol, FlowRecord};
+use crate::core::snapshot::values::AddressSet;
+use crate::core::snapshot::Snapshot;
+
+/// Traffic scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Both ends in one subnet.
+    IntraSubnet,
+    /// Both ends in one VPC, different subnets.
+    InterSubnet,
+    /// Into a VPC from outside every known VPC.
+    VpcInbound,
+    /// Out of a VPC to outside every known VPC.
+    VpcOutbound,
+    /// Between two known VPCs.
+    CrossVpc,
+    /// Neither end is in a known VPC.
+    Unknown,
+}
+
+impl Scope {
+    /// Every scope, in declaration order (`scope as usize` indexes it).
+    pub const ALL: [Scope; 6] = [
+        Scope::IntraSubnet,
+        Scope::InterSubnet,
+        Scope::VpcInbound,
+        Scope::VpcOutbound,
+        Scope::CrossVpc,
+        Scope::Unknown,
+    ];
+
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::IntraSubnet => "intra_subnet",
+            Scope::InterSubnet => "inter_subnet",
+            Scope::VpcInbound => "vpc_inbound",
+            Scope::VpcOutbound => "vpc_outbound",
+            Scope::CrossVpc => "cross_vpc",
+            Scope::Unknown => "unknown",
+        }
+    }
+}
+
+/// Direction of a flow relative to the ENI that recorded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Into the ENI (the destination is one of its addresses).
+    Ingress,
+    /// Out of the ENI (the source is one of its addresses).
+    Egress,
+    /// The ENI is unknown or neither address is its own.
+    Unknown,
+}
+
+/// Where one address is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Location<'a> {
+    /// VPC id.
+    pub vpc: Option<&'a str>,
+    /// Subnet id.
+    pub subnet: Option<&'a str>,
+    /// Instance id (when the address is an ENI's).
+    pub instance: Option<&'a str>,
+    /// ENI id (when the address is an ENI's).
+    pub eni: Option<&'a str>,
+}
+
+/// Where both ends of a flow are, and what that makes the flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Placement<'a> {
+    /// The source's location.
+    pub src: Location<'a>,
+    /// The destination's location.
+    pub dst: Location<'a>,
+    /// The traffic scope.
+    pub scope: Scope,
+    /// Direction relative to the recording ENI.
+    pub direction: Direction,
+}
+
+#[derive(Debug, Clone)]
+struct EniInfo {
+    id: String,
+    vpc: String,
+    subnet: String,
+    instance: Option<String>,
+    ips: Vec<IpAddr>,
+}
+
+#[derive(Debug, Clone)]
+struct Area {
+    id: String,
+    vpc: String,
+    set: AddressSet,
+}
+
+/// The topology of a snapshot, indexed for lookups.
+#[derive(Debug, Clone, Default)]
+pub struct Topology {
+    enis: Vec<EniInfo>,
+    eni_by_id: FastMap<String, usize>,
+    eni_by_ip: FastMap<IpAddr, Vec<usize>>,
+    subnets: Vec<Area>,
+    vpcs: Vec<Area>,
+}
+
+impl Topology {
+    /// Indexes the snapshot's VPCs, subnets and ENIs (entries with unreadable addresses are skipped).
+    pub fn build(snapshot: &Snapshot) -> Self {
+        let mut topology = Topology::default();
+        for eni in &snapshot.enis {
+            let ips: Vec<IpAddr> = eni
+                .ips
+                .iter()
+                .filter_map(|ip| ip.parse::<IpAddr>().ok())
+                .map(|ip| ip.to_canonical())
+                .collect();
+            let index = topology.enis.len();
+            for ip in &ips {
+                topology.eni_by_ip.entry(*ip).or_default().push(index);
+            }
+            topology.eni_by_id.insert(eni.id.clone(), index);
+            topology.enis.push(EniInfo {
+                id: eni.id.clone(),
+                vpc: eni.vpc_id.clone(),
+                subnet: eni.subnet_id.clone(),
+                instance: eni.instance_id.clone(),
+                ips,
+            });
+        }
+        let area = |id: &str, vpc: &str, cidrs: &[String]| {
+            let mut set = AddressSet::default();
+            for cidr in cidrs {
+                let _ = set.add(cidr);
+            }
+            set.normalize();
+            Area {
+                id: id.to_string(),
+                vpc: vpc.to_string(),
+                set,
+            }
+        };
+        topology.subnets = snapshot
+            .subnets
+            .iter()
+            .map(|s| area(&s.id, &s.vpc_id, &s.cidrs))
+            .collect();
+        topology.vpcs = snapshot
+            .vpcs
+            .iter()
+            .map(|v| area(&v.id, &v.id, &v.cidrs))
+            .collect();
+        // Most specific first, so the first hit is the longest match.
+        let size = |a: &Area| {
+            a.set
+                .v4
+                .iter()
+                .map(|(l, h)| u128::from(h - l))
+                .sum::<u128>()
+                + a.set.v6.iter().map(|(l, h)| h - l).sum::<u128>()
+        };
+        topology.subnets.sort_by_key(size);
+        topology
+    }
+
+    /// The VPC an ENI belongs to.
+    pub fn eni_vpc(&self, eni: &str) -> Option<&str> {
+        self.eni_by_id.get(eni).map(|&i| self.enis[i].vpc.as_str())
+    }
+
+    /// Where `ip` is, preferring `vpc` when several VPCs hold it.
+    pub fn locate(&self, ip: IpAddr, vpc: Option<&str>) -> Location<'_> {
+        if let Some(indices) = self.eni_by_ip.get(&ip) {
+            let eni = indices
+                .iter()
+                .map(|&i| &self.enis[i])
+                .find(|e| vpc.is_none_or(|v| e.vpc == v))
+                .unwrap_or(&self.enis[indices[0]]);
+            return Location {
+                vpc: Some(&eni.vpc),
+                subnet: Some(&eni.subnet),
+                instance: eni.instance.as_deref(),
+                eni: Some(&eni.id),
+            };
+        }
+        let pick = |areas: &'_ [Area]| -> Option<usize> {
+            let mut first = None;
+            for (i, area) in areas.iter().enumerate() {
+                if area.set.contains(ip) {
+                    if vpc.is_none_or(|v| area.vpc == v) {
+                        return Some(i);
+                    }
+                    first.get_or_insert(i);
+                }
+            }
+            first
+        };
+        if let Some(i) = pick(&self.subnets) {
+            let subnet = &self.subnets[i];
+            return Location {
+                vpc: Some(&subnet.vpc),
+                subnet: Some(&subnet.id),
+                ..Location::default()
+            };
+        }
+        match pick(&self.vpcs) {
+            Some(i) => Location {
+                vpc: Some(&self.vpcs[i].id),
+                ..Location::default()
+            },
+            None => Location::default(),
+        }
+    }
+
+    /// Places a flow seen on `eni` (if known).
+    pub fn place(&self, src: IpAddr, dst: IpAddr, eni: Option<&str>) -> Placement<'_> {
+        let recording = eni
+            .and_then(|id| self.eni_by_id.get(id))
+            .map(|&i| &self.enis[i]);
+        let vpc = recording.map(|e| e.vpc.as_str());
+        let src_location = self.locate(src, vpc);
+        let dst_location = self.locate(dst, vpc);
+        let direction = match recording {
+            Some(e) if e.ips.contains(&src) => Direction::Egress,
+            Some(e) if e.ips.contains(&dst) => Direction::Ingress,
+            _ => Direction::Unknown,
+        };
+        let scope = match (src_location.vpc, dst_location.vpc) {
+            (Some(a), Some(b)) if a == b => {
+                if src_location.subnet.is_some() && src_location.subnet == dst_location.subnet {
+                    Scope::IntraSubnet
+                } else {
+                    Scope::InterSubnet
+                }
+            }
+            (Some(_), Some(_)) => Scope::CrossVpc,
+            (Some(_), None) => Scope::VpcOutbound,
+            (None, Some(_)) => Scope::VpcInbound,
+            (None, None) => Scope::Unknown,
+        };
+        Placement {
+            src: src_location,
+            dst: dst_location,
+            scope,
+            direction,
+        }
+    }
+}
+
+/// Service ports above 1023 that are still server ports (databases, caches, brokers, web
+/// alternates), for reply detection.
+pub const WELL_KNOWN_SERVICE_PORTS: &[u16] = &[
+    1433, 1521, 2049, 2181, 2379, 3000, 3306, 3389, 5000, 5432, 5601, 5672, 6379, 6443, 8000, 8080,
+    8443, 8888, 9000, 9090, 9092, 9100, 9200, 9300, 11211, 15672, 27017,
+];
+
+fn is_service_port(port: u16) -> bool {
+    port < 1024 || WELL_KNOWN_SERVICE_PORTS.contains(&port)
+}
+
+/// Whether a record looks like the reply half of a connection (server → client), which a
+/// stateful security group lets through without a new decision. TCP/UDP: the source port is a
+/// service port (below 1024 or in [`WELL_KNOWN_SERVICE_PORTS`]) and the destination port is not
+/// (an ephemeral client port, 1024 and up). ICMP: echo, timestamp and information replies
+/// (types 0, 14, 16); ICMPv6: echo reply (129).
+pub fn likely_reply(flow: &FlowRecord) -> bool {
+    match flow.protocol {
+        protocol::TCP | protocol::UDP => match (flow.src_port, flow.dst_port) {
+            (Some(sport), Some(dport)) => is_service_port(sport) && !is_service_port(dport),
+            _ => false,
+        },
+        protocol::ICMP => flow.icmp.is_some_and(|i| matches!(i.kind, 0 | 14 | 16)),
+        protocol::ICMPV6 => flow.icmp.is_some_and(|i| i.kind == 129),
+        _ => false,
+    }
+}

@@ -1,0 +1,255 @@
+//! The ports: the small traits the use cases talk to, which the adapters (`crate::adapters`)
+//! implement, with the in-memory implementations tests and local tools use.
+//!
+//! - [`RecordSink`]: where records go. A sink either writes every record it is given or returns
+//!   an error, so the invocation fails and SCF retries the batch; since record ids are
+//!   deterministic, a retry writes the same ids. Adapters: CLS, a JSONL file, stdout;
+//!   [`MemorySink`] here.
+//! - [`SnapshotStore`]: where snapshots live. The sync function publishes the snapshots it builds;
+//!   the audit and lookup functions read the latest one, cheaply re-validated after their TTL.
+//!   `latest.json` is a small [`Pointer`], `{"version", "object", "taken_at", "rules"}`, written
+//!   after the version object, so a reader never sees a pointer to an object that is not there
+//!   yet. Adapters: one file, a directory, COS.
+//!
+//! The alert cooldown port, `AlertState`, sits with the alert policy in [`crate::core::alert`].
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::records::Record;
+use crate::core::snapshot::Snapshot;
+
+/// Records written, per destination (CLS topic id, file path, `stdout`).
+pub type Written = BTreeMap<String, usize>;
+
+/// A boxed future, so sinks can sit behind `dyn RecordSink`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Writing failed; the records were not (all) written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SinkError {
+    /// CLS refused the upload for good (4xx or a non-retryable error code).
+    #[error("CLS rejected the upload to topic {topic}: {detail}")]
+    Rejected {
+        /// The topic.
+        topic: String,
+        /// Status, CLS error code and message.
+        detail: String,
+    },
+    /// Retries ran out of time before the invocation deadline.
+    #[error("writing to CLS topic {topic} did not succeed before the invocation deadline ({attempts} attempts; last: {last})")]
+    DeadlineExhausted {
+        /// The topic.
+        topic: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        last: String,
+    },
+    /// A local file could not be written.
+    #[error("writing {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The sink cannot work at all (no credentials, bad endpoint).
+    #[error("{0}")]
+    Unusable(String),
+    /// Part of the batch was written before a write failed. A retry writes everything again,
+    /// with the same record ids.
+    #[error("{source}; before that, {completed} of {total} records were written")]
+    Partial {
+        /// What failed.
+        source: Box<SinkError>,
+        /// What was written, per topic (`12 to topic-a, 3 to topic-b`).
+        completed: String,
+        /// Records in the batch.
+        total: usize,
+    },
+}
+
+impl SinkError {
+    /// This error, noting what `written` already holds (when it holds anything).
+    pub fn after(self, written: &Written, total: usize) -> Self {
+        if written.values().all(|&n| n == 0) {
+            return self;
+        }
+        let completed = written
+            .iter()
+            .map(|(topic, n)| format!("{n} to {topic}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        SinkError::Partial {
+            source: Box::new(self),
+            completed,
+            total,
+        }
+    }
+}
+
+/// A destination for records.
+pub trait RecordSink: Send + Sync {
+    /// What the sink is, for logs and the summary (`cls`, `jsonl:<path>`, `stdout`, `memory`).
+    fn describe(&self) -> String;
+
+    /// Writes every record, finishing before `deadline` or failing.
+    fn write<'a>(
+        &'a self,
+        records: &'a [Record],
+        deadline: Instant,
+    ) -> BoxFuture<'a, Result<Written, SinkError>>;
+}
+
+/// Keeps records in memory (tests, local tools).
+#[derive(Debug, Clone, Default)]
+pub struct MemorySink {
+    /// Everything written so far.
+    pub records: Arc<Mutex<Vec<Record>>>,
+}
+
+impl RecordSink for MemorySink {
+    fn describe(&self) -> String {
+        "memory".to_string()
+    }
+
+    fn write<'a>(
+        &'a self,
+        records: &'a [Record],
+        _deadline: Instant,
+    ) -> BoxFuture<'a, Result<Written, SinkError>> {
+        Box::pin(async move {
+            self.records
+                .lock()
+                .expect("no panics while holding the lock")
+                .extend_from_slice(records);
+            Ok(Written::from([("memory".to_string(), records.len())]))
+        })
+    }
+}
+
+/// A boxed future, so stores can be used as trait objects.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// The latest snapshot, as a reader sees it.
+#[derive(Debug)]
+pub enum Latest {
+    /// Nothing has been published yet.
+    Missing,
+    /// Same as the tag the reader already has.
+    Unchanged,
+    /// A snapshot, and the tag to re-validate it with.
+    Found {
+        /// The snapshot.
+        snapshot: Box<Snapshot>,
+        /// Its tag.
+        tag: String,
+    },
+}
+
+/// A store of snapshots.
+pub trait SnapshotStore: Send + Sync + std::fmt::Debug {
+    /// Where it is, for messages (never holds secrets).
+    fn describe(&self) -> String;
+
+    /// The latest snapshot, or [`Latest::Unchanged`] when its tag is `known`.
+    fn latest<'a>(&'a self, known: Option<&'a str>, deadline: Instant) -> StoreFuture<'a, Latest>;
+
+    /// Writes `snapshot` under its version and makes it the latest.
+    fn publish<'a>(&'a self, snapshot: &'a Snapshot, deadline: Instant) -> StoreFuture<'a, ()>;
+}
+
+/// A store operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("snapshot store {store}: {message}")]
+pub struct StoreError {
+    /// The store.
+    pub store: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// The pointer object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pointer {
+    /// The latest snapshot's version.
+    pub version: String,
+    /// Its object name, relative to the store.
+    pub object: String,
+    /// When it was taken.
+    pub taken_at: String,
+    /// How many rules it has.
+    pub rules: usize,
+}
+
+impl Pointer {
+    pub(crate) fn of(snapshot: &Snapshot) -> Self {
+        Self {
+            version: snapshot.version.clone(),
+            object: format!("{}.json", snapshot.version),
+            taken_at: snapshot.taken_at.clone(),
+            rules: snapshot.rules.len(),
+        }
+    }
+}
+
+/// A pointer's object must be a plain name in the store, never a path out of it.
+pub(crate) fn object_name(object: &str) -> Result<&str, String> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if object.ends_with(".json") && object.chars().all(plain) && !object.starts_with('.') {
+        Ok(object)
+    } else {
+        Err(format!(
+            "latest.json names {object:?}, not a snapshot object"
+        ))
+    }
+}
+
+/// An error of `store`, named as the store describes itself.
+pub(crate) fn fail(store: &dyn SnapshotStore, message: impl std::fmt::Display) -> StoreError {
+    StoreError {
+        store: store.describe(),
+        message: message.to_string(),
+    }
+}
+
+pub(crate) fn parse_snapshot(
+    bytes: &[u8],
+    name: &str,
+    store: &str,
+) -> Result<Snapshot, StoreError> {
+    Snapshot::from_json(bytes).map_err(|message| StoreError {
+        store: store.to_string(),
+        message: format!("{name}: {message}"),
+    })
+}
+
+pub(crate) fn to_json(snapshot: &Snapshot) -> Vec<u8> {
+    serde_json::to_vec_pretty(snapshot).expect("snapshots serialize")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pointers_cannot_leave_the_store() {
+        assert!(object_name("abc123.json").is_ok());
+        for bad in [
+            "../etc/passwd.json",
+            "/abs.json",
+            "a/b.json",
+            ".json",
+            "x.txt",
+        ] {
+            assert!(object_name(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,502 @@
+//! The rule snapshot: one normalised, versioned document holding the ESG rules, everything the rules
+//! refer to (address and service templates and groups, members of instances, resource groups
+//! and tags), and the topology (VPCs, subnets, ENIs). `version` is a content hash, so a record can
+//! name exactly the rule set it was judged against. Field order, the order of the input files and
+//! the order of list items do not change the hash.
+//!
+//! The snapshot keeps rules as the API described them (source/destination kind and content,
+//! protocol and port text). Resolving them to address and port sets is the engine's job
+//! ([`crate::core::engine`]), which reports what cannot be resolved.
+
+pub mod diff;
+mod import;
+pub mod resolve;
+pub mod values;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use import::{build_from_dir, build_from_documents, ImportError};
+
+/// The normalised rule snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Content hash (16 hex digits of SHA-256 over the normalised content).
+    #[serde(default)]
+    pub version: String,
+    /// When the snapshot was taken (RFC 3339, UTC).
+    #[serde(default)]
+    pub taken_at: String,
+    /// ESG rules, in priority order (new before old, then `order`).
+    pub rules: Vec<Rule>,
+    /// Address templates (`ipm-…`) by id.
+    #[serde(default)]
+    pub address_templates: BTreeMap<String, AddressTemplate>,
+    /// Address template groups (`ipmg-…`) by id.
+    #[serde(default)]
+    pub address_template_groups: BTreeMap<String, TemplateGroup>,
+    /// Service templates (`ppm-…`) by id.
+    #[serde(default)]
+    pub service_templates: BTreeMap<String, ServiceTemplate>,
+    /// Service template groups (`ppmg-…`) by id.
+    #[serde(default)]
+    pub service_template_groups: BTreeMap<String, TemplateGroup>,
+    /// Members of instances, resource groups and tags that the topology cannot give, keyed
+    /// `<kind>:<content>` (e.g. `tag:{"Key":"env","Value":"prod"}`), as addresses.
+    #[serde(default)]
+    pub members: BTreeMap<String, Vec<String>>,
+    /// VPCs.
+    #[serde(default)]
+    pub vpcs: Vec<Vpc>,
+    /// Subnets.
+    #[serde(default)]
+    pub subnets: Vec<Subnet>,
+    /// Elastic network interfaces.
+    #[serde(default)]
+    pub enis: Vec<Eni>,
+    /// Problems noticed while building (not part of the version).
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// One ESG rule as the API gave it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rule {
+    /// Rule id (`RuleUuid` / `Id`).
+    pub uuid: String,
+    /// Priority position (`OrderIndex`; 1 is the top).
+    pub order: u64,
+    /// New or old ESG.
+    #[serde(default)]
+    pub generation: Generation,
+    /// accept, drop or observe.
+    pub action: RuleAction,
+    /// Whether the rule is enabled.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Where traffic comes from.
+    pub source: Endpoint,
+    /// Where traffic goes.
+    pub destination: Endpoint,
+    /// Protocol text (`ANY`, `TCP`, ...; empty with a service template).
+    #[serde(default)]
+    pub protocol: String,
+    /// Port text (`80`, `80/90`, `-1/-1`, ...).
+    #[serde(default)]
+    pub port: String,
+    /// Service template or group id, when the rule uses one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_template: Option<String>,
+    /// The rule's description.
+    #[serde(default)]
+    pub description: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Which ESG a rule belongs to; new-ESG rules are evaluated first.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Generation {
+    /// The new ESG (source → destination rules without direction).
+    #[default]
+    New,
+    /// The old ESG (per-direction lists).
+    Old,
+}
+
+/// What a rule does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleAction {
+    /// Allow (`accept`, Strategy 2): terminal.
+    Accept,
+    /// Block (`drop`, Strategy 1): terminal.
+    Drop,
+    /// Observe (`log`, code 0): records a hit, evaluation continues.
+    Observe,
+}
+
+impl RuleAction {
+    /// Parses the API's `RuleAction` text (`accept`, `drop`, `log`, and the isolation variants).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "accept" | "isolateinaccept" | "isolateoutaccept" => Ok(RuleAction::Accept),
+            "drop" | "isolateindrop" | "isolateoutdrop" => Ok(RuleAction::Drop),
+            "log" | "observe" => Ok(RuleAction::Observe),
+            other => Err(format!("action {other:?} is not accept, drop or log")),
+        }
+    }
+
+    /// Parses a `Strategy` code: 1 block, 2 allow, 0 observe (DescribeCfwRules' coding; the
+    /// rule-list API documents no observe code).
+    pub fn from_strategy(code: i64) -> Result<Self, String> {
+        match code {
+            0 => Ok(RuleAction::Observe),
+            1 => Ok(RuleAction::Drop),
+            2 => Ok(RuleAction::Accept),
+            other => Err(format!(
+                "strategy {other} is not 0 (observe), 1 (block) or 2 (allow)"
+            )),
+        }
+    }
+
+    /// Whether the first match of such a rule ends evaluation.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, RuleAction::Observe)
+    }
+
+    /// `accept`, `drop` or `observe`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleAction::Accept => "accept",
+            RuleAction::Drop => "drop",
+            RuleAction::Observe => "observe",
+        }
+    }
+}
+
+/// A rule's source or destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// What `content` is.
+    pub kind: EndpointKind,
+    /// The API's content: a CIDR, a template id, an instance id, a tag JSON, ...
+    pub content: String,
+    /// Addresses the API resolved for it (rule-list API), if any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resolved: Vec<String>,
+}
+
+/// Kinds of rule endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointKind {
+    /// IP or CIDR.
+    Net,
+    /// Address template or group (`ipm-…`, `ipmg-…`).
+    Template,
+    /// An asset: instance, ENI, subnet, VPC, CLB, database.
+    Instance,
+    /// An asset group.
+    ResourceGroup,
+    /// A tag (`{"Key":…,"Value":…}`).
+    Tag,
+    /// A region.
+    Region,
+    /// A domain name (destination only).
+    Domain,
+}
+
+impl EndpointKind {
+    /// Parses the new-ESG `SourceType`/`DestType` text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "net" => Ok(EndpointKind::Net),
+            "template" => Ok(EndpointKind::Template),
+            "instance" => Ok(EndpointKind::Instance),
+            "resourcegroup" => Ok(EndpointKind::ResourceGroup),
+            "tag" => Ok(EndpointKind::Tag),
+            "region" => Ok(EndpointKind::Region),
+            "dnsparse" | "domain" => Ok(EndpointKind::Domain),
+            other => Err(format!("type {other:?} is not net, template, instance, resourcegroup, tag, region or dnsparse")),
+        }
+    }
+
+    /// Maps the rule-list API's integer type codes.
+    pub fn from_code(code: i64) -> Result<Self, String> {
+        match code {
+            0 => Ok(EndpointKind::Net),
+            1..=6 | 16 | 24 | 25 => Ok(EndpointKind::Instance),
+            7 => Ok(EndpointKind::Template),
+            8 => Ok(EndpointKind::Tag),
+            9 | 10 => Ok(EndpointKind::Region),
+            20 => Ok(EndpointKind::Domain),
+            100 => Ok(EndpointKind::ResourceGroup),
+            other => Err(format!("type code {other} is unknown")),
+        }
+    }
+
+    /// The lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndpointKind::Net => "net",
+            EndpointKind::Template => "template",
+            EndpointKind::Instance => "instance",
+            EndpointKind::ResourceGroup => "resourcegroup",
+            EndpointKind::Tag => "tag",
+            EndpointKind::Region => "region",
+            EndpointKind::Domain => "domain",
+        }
+    }
+}
+
+/// An address template.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressTemplate {
+    /// Its name.
+    #[serde(default)]
+    pub name: String,
+    /// IPs, CIDRs and ranges.
+    pub addresses: Vec<String>,
+}
+
+/// A service template.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceTemplate {
+    /// Its name.
+    #[serde(default)]
+    pub name: String,
+    /// Entries such as `tcp:80`, `udp:53-60`, `icmp`.
+    pub services: Vec<String>,
+}
+
+/// A template group: a name and member template ids.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateGroup {
+    /// Its name.
+    #[serde(default)]
+    pub name: String,
+    /// Member template ids.
+    pub members: Vec<String>,
+}
+
+/// A VPC.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vpc {
+    /// `vpc-…`.
+    pub id: String,
+    /// Its name.
+    #[serde(default)]
+    pub name: String,
+    /// Primary and secondary CIDR blocks (IPv4 and IPv6).
+    pub cidrs: Vec<String>,
+}
+
+/// A subnet.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subnet {
+    /// `subnet-…`.
+    pub id: String,
+    /// Its VPC.
+    pub vpc_id: String,
+    /// Its name.
+    #[serde(default)]
+    pub name: String,
+    /// CIDR blocks (IPv4, and IPv6 if any).
+    pub cidrs: Vec<String>,
+}
+
+/// An elastic network interface.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Eni {
+    /// `eni-…`.
+    pub id: String,
+    /// Its VPC.
+    pub vpc_id: String,
+    /// Its subnet.
+    pub subnet_id: String,
+    /// The instance it is attached to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    /// Private addresses (IPv4 and IPv6).
+    pub ips: Vec<String>,
+}
+
+/// Loading or saving a snapshot file failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    /// The file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not a snapshot.
+    #[error("{path} is not a valid snapshot: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong, with its location.
+        message: String,
+    },
+}
+
+impl Snapshot {
+    /// Sorts everything into canonical order and recomputes `version`.
+    pub fn seal(&mut self) {
+        self.rules.sort_by(|a, b| {
+            (a.generation, a.order, &a.uuid).cmp(&(b.generation, b.order, &b.uuid))
+        });
+        for template in self.address_templates.values_mut() {
+            template.addresses.sort();
+            template.addresses.dedup();
+        }
+        for template in self.service_templates.values_mut() {
+            template.services.sort();
+            template.services.dedup();
+        }
+        for group in self
+            .address_template_groups
+            .values_mut()
+            .chain(self.service_template_groups.values_mut())
+        {
+            group.members.sort();
+            group.members.dedup();
+        }
+        for members in self.members.values_mut() {
+            members.sort();
+            members.dedup();
+        }
+        for rule in &mut self.rules {
+            rule.source.resolved.sort();
+            rule.source.resolved.dedup();
+            rule.destination.resolved.sort();
+            rule.destination.resolved.dedup();
+        }
+        self.vpcs.sort_by(|a, b| a.id.cmp(&b.id));
+        self.subnets.sort_by(|a, b| a.id.cmp(&b.id));
+        self.enis.sort_by(|a, b| a.id.cmp(&b.id));
+        for vpc in &mut self.vpcs {
+            vpc.cidrs.sort();
+            vpc.cidrs.dedup();
+        }
+        for subnet in &mut self.subnets {
+            subnet.cidrs.sort();
+        }
+        for eni in &mut self.enis {
+            eni.ips.sort();
+            eni.ips.dedup();
+        }
+        self.warnings.sort();
+        self.warnings.dedup();
+        self.version = self.content_hash();
+    }
+
+    /// The content hash: everything but `version`, `taken_at` and `warnings`, in canonical order.
+    pub fn content_hash(&self) -> String {
+        #[derive(Serialize)]
+        struct Content<'a> {
+            rules: &'a [Rule],
+            address_templates: &'a BTreeMap<String, AddressTemplate>,
+            address_template_groups: &'a BTreeMap<String, TemplateGroup>,
+            service_templates: &'a BTreeMap<String, ServiceTemplate>,
+            service_template_groups: &'a BTreeMap<String, TemplateGroup>,
+            members: &'a BTreeMap<String, Vec<String>>,
+            vpcs: &'a [Vpc],
+            subnets: &'a [Subnet],
+            enis: &'a [Eni],
+        }
+        let content = Content {
+            rules: &self.rules,
+            address_templates: &self.address_templates,
+            address_template_groups: &self.address_template_groups,
+            service_templates: &self.service_templates,
+            service_template_groups: &self.service_template_groups,
+            members: &self.members,
+            vpcs: &self.vpcs,
+            subnets: &self.subnets,
+            enis: &self.enis,
+        };
+        let bytes = serde_json::to_vec(&content).expect("plain data serializes");
+        hex::encode(&Sha256::digest(&bytes)[..8])
+    }
+
+    /// Reads a snapshot file.
+    pub fn load(path: &Path) -> Result<Self, SnapshotError> {
+        let bytes = std::fs::read(path).map_err(|source| SnapshotError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_json(&bytes).map_err(|message| SnapshotError::Invalid {
+            path: path.display().to_string(),
+            message,
+        })
+    }
+
+    /// Parses snapshot JSON, naming the path of the first field that does not fit.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, String> {
+        // The fast path parses without tracking paths (this is on every cold start); only a
+        // document that fails is parsed again to say where.
+        serde_json::from_slice(bytes).or_else(|_| {
+            let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+            serde_path_to_error::deserialize(&mut deserializer)
+                .map_err(|err| format!("at `{}`: {}", err.path(), err.inner()))
+        })
+    }
+
+    /// Writes the snapshot as pretty JSON, atomically (temporary file, then rename).
+    pub fn save(&self, path: &Path) -> Result<(), SnapshotError> {
+        let io = |source| SnapshotError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let json = serde_json::to_vec_pretty(self).expect("plain data serializes");
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, json).map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)
+    }
+}
+
+/// Snapshots for the crate's unit tests: the bundled sample (`samples/snapshot.json`) and variants
+/// of it, each with a version of its own. Generated rule sets live in the local toolkit.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::Snapshot;
+
+    /// The sample snapshot (`variant` 0), or a variant whose first rule's description differs.
+    pub(crate) fn sample(variant: u32) -> Snapshot {
+        let mut snapshot = Snapshot::from_json(include_bytes!("../../../../samples/snapshot.json"))
+            .expect("the sample snapshot parses");
+        if variant > 0 {
+            snapshot.rules[0].description = format!("variant {variant}");
+            snapshot.seal();
+        }
+        snapshot
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_and_codes() {
+        assert_eq!(RuleAction::parse("LOG").unwrap(), RuleAction::Observe);
+        assert_eq!(
+            RuleAction::parse("isolateindrop").unwrap(),
+            RuleAction::Drop
+        );
+        assert!(RuleAction::parse("reject").unwrap_err().contains("reject"));
+        assert_eq!(RuleAction::from_strategy(1).unwrap(), RuleAction::Drop);
+        assert_eq!(RuleAction::from_strategy(2).unwrap(), RuleAction::Accept);
+        assert!(RuleAction::from_strategy(7).is_err());
+        assert_eq!(EndpointKind::from_code(3).unwrap(), EndpointKind::Instance);
+        assert_eq!(
+            EndpointKind::from_code(100).unwrap(),
+            EndpointKind::ResourceGroup
+        );
+        assert_eq!(
+            EndpointKind::parse("dnsparse").unwrap(),
+            EndpointKind::Domain
+        );
+    }
+
+    #[test]
+    fn a_snapshot_that_is_not_json_names_the_problem() {
+        assert!(Snapshot::from_json(b"{").is_err());
+        let err = Snapshot::from_json(br#"{"rules":[{"uuid":"1","order":1,"action":"maybe"}]}"#)
+            .unwrap_err();
+        assert!(err.contains("rules[0].action"), "{err}");
+    }
+}

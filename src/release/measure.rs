@@ -1,0 +1,202 @@
+//! The release health check behind `make measure`: for each function, the zip and binary sizes,
+//! process start → `/runtime/init/ready` (median of 20 cold starts under the emulator, without
+//! and with a 10,000-rule snapshot), and the audit function's peak RSS on maximum-size events.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::emulator::clsfeed::{cut_events, FeedOptions};
+use crate::emulator::functions::binary_path;
+use crate::emulator::{Emulator, FunctionSpec, Output};
+
+/// Targets from the deployment issue.
+pub const MAX_ZIP_BYTES: u64 = 6 * 1024 * 1024;
+/// Init without a snapshot.
+pub const MAX_INIT_MS: f64 = 20.0;
+/// Init with the 10,000-rule snapshot.
+pub const MAX_INIT_10K_MS: f64 = 60.0;
+/// Audit peak RSS.
+pub const MAX_AUDIT_RSS_KIB: u64 = 32 * 1024;
+
+/// One function's figures.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// Function name.
+    pub function: String,
+    /// Zip size.
+    pub zip_bytes: u64,
+    /// Binary size.
+    pub binary_bytes: u64,
+    /// Median init, ms, without a snapshot.
+    pub init_ms: f64,
+    /// Median init, ms, with the 10,000-rule snapshot (`None`: the function loads none at init).
+    pub init_10k_ms: Option<f64>,
+    /// Peak RSS on max-size events, KiB (audit only).
+    pub peak_rss_kib: Option<u64>,
+}
+
+/// `count` synthetic flow-log lines over the synthetic address pool (30 % rejected).
+pub fn synthetic_lines(count: usize) -> Vec<String> {
+    let mut rng = crate::testdata::synthetic::Rng::new(9);
+    crate::testdata::synthetic::flows(count, 64, 11)
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let action = if rng.chance(30) { "REJECT" } else { "ACCEPT" };
+            let port = f.dst_port.map_or("0".to_string(), |p| p.to_string());
+            format!(
+                "2 1251762227 eni-{:08x} {} {} {} {port} {} {} {} 1763942400 1763942460 {action} OK",
+                i % 500,
+                f.src,
+                f.dst,
+                32768 + rng.below(28000),
+                f.protocol,
+                1 + rng.below(50),
+                60 + rng.below(60000)
+            )
+        })
+        .collect()
+}
+
+fn spec(bin_dir: &Path, function: &str, env: &[(&str, String)]) -> FunctionSpec {
+    let mut spec = FunctionSpec::new(function, binary_path(bin_dir, function));
+    spec.output = Output::Discard;
+    spec.timeout = Duration::from_secs(30);
+    spec.env = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    spec
+}
+
+fn env_for(function: &str, snapshot: &str) -> Vec<(&'static str, String)> {
+    let mut env = vec![("ESGFLOW_SNAPSHOT", snapshot.to_string())];
+    match function {
+        "lookup" => env.push(("ESGFLOW_LOOKUP_TOKEN", "measure-token-0123456789".into())),
+        "sync" => env.push(("TENCENTCLOUD_REGION", "ap-guangzhou".into())),
+        _ => {}
+    }
+    env
+}
+
+/// Median of `runs` cold starts, ms.
+async fn init_median(spec: FunctionSpec, runs: usize) -> std::io::Result<f64> {
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let mut emulator = Emulator::new(spec.clone()).await?;
+        let started = emulator
+            .start_instance()
+            .await
+            .map_err(std::io::Error::other)?
+            .ok_or_else(|| std::io::Error::other("no cold start"))?;
+        times.push(started.as_secs_f64() * 1000.0);
+        emulator.stop_instance().await;
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+/// Measures every function. `work` holds the generated snapshot and events.
+pub async fn measure(
+    bin_dir: &Path,
+    dist: &Path,
+    work: &Path,
+    runs: usize,
+) -> std::io::Result<Vec<Row>> {
+    std::fs::create_dir_all(work)?;
+    let snapshot_10k = work.join("snapshot-10000.json");
+    if !snapshot_10k.exists() {
+        crate::testdata::synthetic::snapshot(10_000, 64, 42)
+            .save(&snapshot_10k)
+            .map_err(std::io::Error::other)?;
+    }
+    let missing = format!("file://{}", work.join("no-snapshot.json").display());
+    let with = snapshot_10k.display().to_string();
+    let lines = synthetic_lines(20_000);
+    let events = cut_events(lines.iter().map(String::as_str), &FeedOptions::default())
+        .map_err(std::io::Error::other)?;
+    let mut rows = Vec::new();
+    for function in crate::emulator::functions::FUNCTIONS {
+        let binary: PathBuf = binary_path(bin_dir, function);
+        let zip_bytes = std::fs::metadata(dist.join(format!("{function}.zip")))?.len();
+        let binary_bytes = std::fs::metadata(&binary)?.len();
+        let init_ms =
+            init_median(spec(bin_dir, function, &env_for(function, &missing)), runs).await?;
+        let init_10k_ms = if *function == "sync" {
+            None
+        } else {
+            Some(init_median(spec(bin_dir, function, &env_for(function, &with)), runs).await?)
+        };
+        let peak_rss_kib = if *function == "audit" {
+            let mut emulator =
+                Emulator::new(spec(bin_dir, function, &env_for(function, &with))).await?;
+            for event in events.iter().take(6) {
+                let invocation = emulator
+                    .invoke(event.clone())
+                    .await
+                    .map_err(std::io::Error::other)?;
+                if !invocation.result.is_response() {
+                    return Err(std::io::Error::other(format!(
+                        "audit failed on a max-size event: {}",
+                        invocation.result.json()
+                    )));
+                }
+            }
+            emulator.peak_rss_kib()
+        } else {
+            None
+        };
+        rows.push(Row {
+            function: function.to_string(),
+            zip_bytes,
+            binary_bytes,
+            init_ms,
+            init_10k_ms,
+            peak_rss_kib,
+        });
+    }
+    Ok(rows)
+}
+
+/// The table, and whether every target is met.
+pub fn report(rows: &[Row]) -> (String, bool) {
+    let mut ok = true;
+    let mut check = |pass: bool| {
+        ok &= pass;
+        if pass {
+            "ok"
+        } else {
+            "OVER TARGET"
+        }
+    };
+    let mut text = String::from(
+        "| function | zip | binary | init, no snapshot | init, 10,000 rules | peak RSS, max-size events |\n|---|---|---|---|---|---|\n",
+    );
+    for row in rows {
+        let zip = check(row.zip_bytes <= MAX_ZIP_BYTES);
+        let init = check(row.init_ms <= MAX_INIT_MS);
+        let init_10k = match row.init_10k_ms {
+            Some(ms) => format!("{ms:.1} ms ({})", check(ms <= MAX_INIT_10K_MS)),
+            None => "— (loads no snapshot at init)".to_string(),
+        };
+        let rss = match row.peak_rss_kib {
+            Some(kib) => format!(
+                "{:.1} MB ({})",
+                kib as f64 / 1024.0,
+                check(kib <= MAX_AUDIT_RSS_KIB)
+            ),
+            None => "—".to_string(),
+        };
+        text.push_str(&format!(
+            "| {} | {:.2} MB ({zip}) | {:.2} MB | {:.1} ms ({init}) | {init_10k} | {rss} |\n",
+            row.function,
+            row.zip_bytes as f64 / 1_048_576.0,
+            row.binary_bytes as f64 / 1_048_576.0,
+            row.init_ms,
+        ));
+    }
+    text.push_str(&format!(
+        "\nTargets: zip ≤ 6 MB; init ≤ {MAX_INIT_MS} ms without a snapshot and ≤ {MAX_INIT_10K_MS} ms with 10,000 rules; audit peak RSS ≤ 32 MB.\n"
+    ));
+    (text, ok)
+}

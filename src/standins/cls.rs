@@ -1,0 +1,314 @@
+//! A local stand-in for CLS's API 3.0 `UploadLog`: it checks the TC3 signature and the headers
+//! the real service needs, LZ4-decompresses and protobuf-decodes the body, keeps the logs, and
+//! answers with scripted statuses so tests can make it throttle or refuse.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use esgflow::adapters::tencent::cls::LogGroupList;
+use prost::Message;
+
+/// The secret id the stub accepts (the cloud stand-in's).
+pub const SECRET_ID: &str = super::cloud::SECRET_ID;
+/// The secret key the stub checks signatures with.
+pub const SECRET_KEY: &str = super::cloud::SECRET_KEY;
+/// The session token the stub requires in `X-TC-Token`.
+pub const TOKEN: &str = "stub-session-token";
+
+/// One accepted log: its topic and key/value contents.
+#[derive(Debug, Clone)]
+pub struct ReceivedLog {
+    /// The topic it was uploaded to.
+    pub topic: String,
+    /// Its log time, seconds.
+    pub time: i64,
+    /// Its contents.
+    pub fields: std::collections::BTreeMap<String, String>,
+}
+
+/// What the stub was asked and what it kept.
+#[derive(Default)]
+pub struct StubState {
+    /// Scripted answers, consumed one per request; empty → 200.
+    pub script: VecDeque<(u16, String)>,
+    /// Logs of the uploads it accepted.
+    pub accepted: Vec<ReceivedLog>,
+    /// Requests received, accepted or not.
+    pub requests: usize,
+    /// What it found wrong with requests (signature, headers, body), one line each.
+    pub problems: Vec<String>,
+    /// SearchLog request bodies received.
+    pub searches: Vec<serde_json::Value>,
+}
+
+/// The running stand-in.
+pub struct ClsStub {
+    /// What it was asked and what it kept.
+    pub state: Arc<Mutex<StubState>>,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    _server: super::Server,
+}
+
+impl ClsStub {
+    /// Starts on an ephemeral port, answering the first requests with the `script`ed statuses and
+    /// bodies, then 200.
+    pub async fn start(script: Vec<(u16, &str)>) -> Self {
+        let state = Arc::new(Mutex::new(StubState {
+            script: script
+                .into_iter()
+                .map(|(s, b)| (s, b.to_string()))
+                .collect(),
+            ..StubState::default()
+        }));
+        let app = Router::new()
+            .route("/", post(upload))
+            .with_state(state.clone());
+        let server = super::Server::start("127.0.0.1:0", app)
+            .await
+            .expect("the CLS stand-in binds an ephemeral port");
+        Self {
+            state,
+            url: server.url(),
+            _server: server,
+        }
+    }
+
+    /// The logs accepted so far.
+    pub fn accepted(&self) -> Vec<ReceivedLog> {
+        self.state.lock().unwrap().accepted.clone()
+    }
+
+    /// The problems found so far.
+    pub fn problems(&self) -> Vec<String> {
+        self.state.lock().unwrap().problems.clone()
+    }
+
+    /// Requests received so far.
+    pub fn requests(&self) -> usize {
+        self.state.lock().unwrap().requests
+    }
+
+    /// SearchLog request bodies received so far.
+    pub fn searches(&self) -> Vec<serde_json::Value> {
+        self.state.lock().unwrap().searches.clone()
+    }
+
+    /// Function settings pointing the audit function at this stub.
+    pub fn env(&self, hits_topic: &str, traffic_topic: &str) -> Vec<(String, String)> {
+        [
+            ("ESGFLOW_CLS_ENDPOINT", self.url.as_str()),
+            ("ESGFLOW_CLS_TOPIC_ID", hits_topic),
+            ("ESGFLOW_CLS_TRAFFIC_TOPIC_ID", traffic_topic),
+            ("TENCENTCLOUD_SECRETID", SECRET_ID),
+            ("TENCENTCLOUD_SECRETKEY", SECRET_KEY),
+            ("TENCENTCLOUD_SESSIONTOKEN", TOKEN),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// Checks the TC3 signature for the `cls` service, as the API does for every action.
+fn check_signature(headers: &HeaderMap, body: &[u8]) -> Result<(), String> {
+    super::cloud::check_tc3(headers, body, SECRET_ID, SECRET_KEY, &["cls"])
+}
+
+/// Checks everything the real service would; returns the decoded logs or what was wrong.
+fn verify(headers: &HeaderMap, body: &[u8]) -> Result<(String, LogGroupList), String> {
+    for (name, expected) in [
+        ("x-tc-action", "UploadLog"),
+        ("x-tc-version", "2020-10-16"),
+        ("x-cls-compresstype", "lz4"),
+        ("content-type", "application/octet-stream"),
+        ("x-tc-token", TOKEN),
+    ] {
+        if header(headers, name) != expected {
+            return Err(format!(
+                "{name} is {:?}, expected {expected:?}",
+                header(headers, name)
+            ));
+        }
+    }
+    if header(headers, "x-tc-region").is_empty() {
+        return Err("x-tc-region missing".into());
+    }
+    let topic = header(headers, "x-cls-topicid").to_string();
+    if topic.is_empty() {
+        return Err("x-cls-topicid missing".into());
+    }
+    check_signature(headers, body)?;
+    let raw = lz4_flex::block::decompress(body, body.len() * 255 + 64)
+        .map_err(|e| format!("not an LZ4 block: {e}"))?;
+    let list =
+        LogGroupList::decode(raw.as_slice()).map_err(|e| format!("not a LogGroupList: {e}"))?;
+    Ok((topic, list))
+}
+
+/// `SearchLog`: checks the signature over the JSON body, keeps the request, and answers with
+/// every hit log accepted so far (the stub does not evaluate queries; tests check the query).
+fn search(state: &mut StubState, headers: &HeaderMap, body: &[u8]) -> (StatusCode, String) {
+    let checked =
+        check_signature(headers, body).and_then(|()| match header(headers, "x-tc-token") {
+            TOKEN => Ok(()),
+            other => Err(format!("x-tc-token is {other:?}")),
+        });
+    if let Err(problem) = checked {
+        state.problems.push(format!("SearchLog: {problem}"));
+        return (StatusCode::OK, serde_json::json!({"Response": {"Error": {"Code": "AuthFailure.SignatureFailure", "Message": "signature mismatch"}, "RequestId": "stub"}}).to_string());
+    }
+    let request: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let query = request["QueryString"].as_str().unwrap_or("").to_string();
+    state.searches.push(request);
+    if let Some((search, sql)) = query.split_once(" | ") {
+        let rows = analysis(&state.accepted, search, sql);
+        return (StatusCode::OK, serde_json::json!({"Response": {"Analysis": true, "AnalysisRecords": rows, "ListOver": true, "RequestId": "stub"}}).to_string());
+    }
+    let results: Vec<serde_json::Value> = state
+        .accepted
+        .iter()
+        .filter(|l| l.fields.get("record_type").is_some_and(|t| t != "traffic"))
+        .map(|l| serde_json::json!({"Time": l.time, "TopicId": l.topic, "LogJson": serde_json::to_string(&l.fields).unwrap()}))
+        .collect();
+    (StatusCode::OK, serde_json::json!({"Response": {"Results": results, "Context": "next-page-ctx", "ListOver": false, "RequestId": "stub"}}).to_string())
+}
+
+/// A small evaluator for the SQL queries esgflow sends: the search part's `record_type:"…"` and
+/// optional `rule_uuid:"…"` filter the accepted logs; a `group by rule_uuid` query answers one
+/// row per rule (`hits`: the sum of `hits` for `rule_hits` logs, else the count), most first; a
+/// query without grouping answers one row of sums (`hits`, `block_hits`, `observe_hits`) and
+/// `min(first_hit)`, `max(last_hit)`.
+fn analysis(logs: &[ReceivedLog], search: &str, sql: &str) -> Vec<String> {
+    let quoted = |key: &str| {
+        search
+            .split(&format!("{key}:\""))
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .map(str::to_string)
+    };
+    let record_type = quoted("record_type");
+    let rule = quoted("rule_uuid");
+    let selected: Vec<&ReceivedLog> = logs
+        .iter()
+        .filter(|l| {
+            record_type
+                .as_ref()
+                .is_none_or(|t| l.fields.get("record_type") == Some(t))
+        })
+        .filter(|l| {
+            rule.as_ref()
+                .is_none_or(|r| l.fields.get("rule_uuid") == Some(r))
+        })
+        .collect();
+    let value = |log: &ReceivedLog, key: &str| -> u64 {
+        log.fields
+            .get(key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let counters = record_type.as_deref() == Some("rule_hits");
+    if sql.contains("group by rule_uuid") {
+        let mut sums: std::collections::BTreeMap<String, u64> = Default::default();
+        for log in &selected {
+            *sums.entry(log.fields["rule_uuid"].clone()).or_default() +=
+                if counters { value(log, "hits") } else { 1 };
+        }
+        let mut rows: Vec<(String, u64)> = sums.into_iter().collect();
+        rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        return rows
+            .into_iter()
+            .map(|(uuid, hits)| serde_json::json!({"rule_uuid": uuid, "hits": hits}).to_string())
+            .collect();
+    }
+    if selected.is_empty() {
+        return vec![serde_json::json!({"hits": null, "block_hits": null, "observe_hits": null, "first_hit": null, "last_hit": null}).to_string()];
+    }
+    let sum = |key: &str| selected.iter().map(|l| value(l, key)).sum::<u64>();
+    vec![serde_json::json!({
+        "hits": sum("hits"),
+        "block_hits": sum("block_hits"),
+        "observe_hits": sum("observe_hits"),
+        "first_hit": selected.iter().map(|l| value(l, "first_hit")).min(),
+        "last_hit": selected.iter().map(|l| value(l, "last_hit")).max(),
+    })
+    .to_string()]
+}
+
+// Pseudo-statuses a script can hold besides real HTTP statuses.
+/// Scripted: never answer.
+pub const HANG: u16 = 0;
+/// Scripted: close the connection without answering.
+pub const CLOSE: u16 = 1;
+/// Scripted: wait `body` milliseconds, then accept.
+pub const DELAY: u16 = 2;
+
+async fn upload(
+    State(shared): State<Arc<Mutex<StubState>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
+    let scripted = {
+        let mut state = shared.lock().unwrap();
+        state.requests += 1;
+        if header(&headers, "x-tc-action") == "SearchLog" {
+            return search(&mut state, &headers, &body);
+        }
+        state.script.pop_front()
+    };
+    match &scripted {
+        Some((HANG, _)) => {
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+        }
+        // Dropping the connection without an answer: the connection task ends with this panic
+        // (the lock is not held).
+        Some((CLOSE, _)) => panic!("cls stub: closing the connection as scripted"),
+        Some((DELAY, ms)) => {
+            tokio::time::sleep(std::time::Duration::from_millis(ms.parse().unwrap())).await;
+        }
+        _ => {}
+    }
+    let mut state = shared.lock().unwrap();
+    let (topic, list) = match verify(&headers, &body) {
+        Ok(decoded) => decoded,
+        Err(problem) => {
+            state.problems.push(problem.clone());
+            return (StatusCode::OK, serde_json::json!({"Response": {"Error": {"Code": "AuthFailure.SignatureFailure", "Message": problem}, "RequestId": "stub"}}).to_string());
+        }
+    };
+    if let Some((status, body)) = &scripted {
+        if *status > DELAY && *status != 200 {
+            return (StatusCode::from_u16(*status).unwrap(), body.clone());
+        }
+    }
+    for group in list.log_group_list {
+        for log in group.logs {
+            let fields = log.contents.into_iter().map(|c| (c.key, c.value)).collect();
+            state.accepted.push(ReceivedLog {
+                topic: topic.clone(),
+                time: log.time,
+                fields,
+            });
+        }
+    }
+    match scripted {
+        // A 200 with a scripted body: the data landed, but the answer is what the script says.
+        Some((200, body)) if !body.is_empty() => (StatusCode::OK, body),
+        _ => (
+            StatusCode::OK,
+            serde_json::json!({"Response": {"RequestId": "stub"}}).to_string(),
+        ),
+    }
+}

@@ -1,0 +1,50 @@
+//! Local servers that stand in for the cloud services esgflow talks to, for the end-to-end tests
+//! and local runs: cfw/vpc API 3.0 and COS ([`cloud`]), CLS `UploadLog` and `SearchLog` ([`cls`]),
+//! and the chat robots and webhooks alerts go to ([`alerts`]). Each speaks the real wire format
+//! and runs on a [`Server`].
+
+pub mod alerts;
+pub mod cloud;
+pub mod cls;
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use tokio::task::JoinHandle;
+
+/// An HTTP server serving a router on a local address until it is dropped. Stand-ins start one
+/// on `127.0.0.1:0` (an ephemeral port) so tests never collide.
+#[derive(Debug)]
+pub struct Server {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Server {
+    /// Binds `addr` (`127.0.0.1:0` for an ephemeral port) and serves `app` on it.
+    pub async fn start(addr: &str, app: Router) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            // A server that fails stops answering; the test that uses it then fails on its calls.
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self { addr, task })
+    }
+
+    /// `http://<address>`, without a trailing slash.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,6 @@
+//! Test data that must never ship: deterministic synthetic rule sets and flows ([`synthetic`]) for
+//! benchmarks, property tests and measurements, and the fuzzing entry points ([`fuzzing`]) that the
+//! `cargo fuzz` targets and `make test` share.
+
+pub mod fuzzing;
+pub mod synthetic;

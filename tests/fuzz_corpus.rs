@@ -1,0 +1,69 @@
+//! Every file of every fuzzing corpus (`fuzz/corpus/<target>/`, grown and minimised by the
+//! fuzzer), every hand-written seed (`fuzz/seeds/<target>/`) and every input a fuzzer once
+//! crashed on (`fuzz/regressions/<target>/`), replayed through the same entry points the
+//! `cargo fuzz` targets call, on stable Rust: what fuzzing found stays fixed.
+
+use std::path::Path;
+
+use esgflow_local::testdata::fuzzing::TARGETS;
+
+fn replay(kind: &str) -> usize {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz")
+        .join(kind);
+    let mut count = 0;
+    for (target, entry) in TARGETS {
+        let dir = root.join(target);
+        let Ok(files) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut files: Vec<_> = files.filter_map(|f| f.ok().map(|f| f.path())).collect();
+        files.sort();
+        for file in files.into_iter().filter(|f| f.is_file()) {
+            let data = std::fs::read(&file).unwrap();
+            let outcome = std::panic::catch_unwind(|| entry(&data));
+            assert!(outcome.is_ok(), "{target} panicked on {}", file.display());
+            count += 1;
+        }
+    }
+    count
+}
+
+#[test]
+fn every_corpus_file_passes_its_entry_point() {
+    let count = replay("corpus");
+    assert!(
+        count >= 5 * 3,
+        "the corpora are in the repository ({count} files found)"
+    );
+}
+
+#[test]
+fn every_seed_passes_its_entry_point() {
+    assert!(
+        replay("seeds") >= 5 * 3,
+        "the hand-written seeds are in the repository"
+    );
+}
+
+#[test]
+fn every_regression_input_passes_its_entry_point() {
+    replay("regressions");
+}
+
+#[test]
+fn every_target_has_a_corpus() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    for (target, _) in TARGETS {
+        assert!(
+            root.join("corpus").join(target).is_dir(),
+            "no corpus for {target}"
+        );
+        assert!(
+            root.join("fuzz_targets")
+                .join(format!("{target}.rs"))
+                .is_file(),
+            "no fuzz target for {target}"
+        );
+    }
+}
