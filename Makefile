@@ -69,7 +69,7 @@ fuzz: ## run every cargo-fuzz target for FUZZ_SECONDS (default 60) each, on nigh
 	done
 
 bench: ## benchmarks (criterion): engine (100/1k/10k rules vs the naive evaluator, compile), audit pipeline vs floor, /v1/explain
-	$(CARGO) bench -p esgflow
+	$(CARGO) bench -p esgflow-local --benches
 
 sample: build ## regenerate samples/ (export, flow logs) and rebuild samples/snapshot.json from the export
 	python3 samples/generate.py

@@ -1,6 +1,6 @@
 //! A local stand-in for API Gateway in front of a function under the emulator, as
 //! `sam local start-api` does: every HTTP request on 127.0.0.1 becomes an API Gateway trigger
-//! event (`scf-platform.md` §3.2: lower-case headers, `queryString` values as string or array,
+//! event (<https://intl.cloud.tencent.com/document/product/583/12513>: lower-case headers, `queryString` values as string or array,
 //! body as text or base64), the function is invoked, and its integration response
 //! (`statusCode`, `headers`, `body`, `isBase64Encoded`) becomes the HTTP response. A function
 //! error or a malformed integration response becomes a 502, as API Gateway answers.

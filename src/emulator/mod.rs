@@ -1,7 +1,7 @@
 //! A local SCF emulator: it plays the platform side of the Custom Runtime protocol for one
 //! function instance, so the real function binaries run here exactly as on SCF.
 //!
-//! What it implements (`shared/reference/scf-platform.md` §1): `POST /runtime/init/ready`,
+//! What it implements (<https://cloud.tencent.com/document/product/583/47274>): `POST /runtime/init/ready`,
 //! `GET /runtime/invocation/next` (long poll; headers `request_id`, `memory_limit_in_mb`,
 //! `time_limit_in_ms`; polled again mid-invocation it hands back the same event),
 //! `POST /runtime/invocation/response|error` (the first result is final). It spawns the binary

@@ -1,6 +1,6 @@
 //! The deployment description (`template.yaml`) and what is generated from it: one
 //! `serverless.yml` per function for the serverless CLI's `scf` component
-//! (`scf-platform.md` §4.1), and one CAM policy document per function role. Nothing generated is
+//! (<https://cloud.tencent.com/document/product/1154/43228>), and one CAM policy document per function role. Nothing generated is
 //! kept in the repository: `dist/deploy/` is rebuilt on every `make deploy`.
 
 use std::collections::BTreeMap;

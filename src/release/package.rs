@@ -1,5 +1,5 @@
 //! Deployment packages: one zip per function holding the binary as `bootstrap` (mode 0755) at
-//! the zip root, which is what SCF's Custom Runtime looks for (`scf-platform.md` §1.6), and the
+//! the zip root, which is what SCF's Custom Runtime looks for (<https://cloud.tencent.com/document/product/583/47274>), and the
 //! checks that a package is what SCF needs (layout, mode, a static binary with no ELF
 //! interpreter, since SCF runs CentOS 7 with glibc 2.17).
 

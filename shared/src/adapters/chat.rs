@@ -1,5 +1,7 @@
 //! Alert channels: WeCom group robot, DingTalk robot (signed), Feishu/Lark bot (signed), and a
-//! generic HMAC-signed webhook (`flowlog-esg-data.md` §7). Channel URLs carry credentials (keys,
+//! generic HMAC-signed webhook (<https://developer.work.weixin.qq.com/document/path/91770>,
+//! <https://open.dingtalk.com/document/robots/customize-robot-security-settings>,
+//! <https://open.feishu.cn/document/client-docs/bot-v3/add-custom-bot>). Channel URLs carry credentials (keys,
 //! tokens), so a channel is only ever named by its kind in logs and summaries.
 
 use std::collections::BTreeMap;
@@ -15,7 +17,7 @@ use crate::core::alert::{group, Alert, AlertPolicy, AlertState, RateCap};
 use crate::core::records::Record;
 
 /// Largest WeCom markdown message, bytes of UTF-8.
-pub const WECOM_MAX_BYTES: usize = 4096;
+pub(crate) const WECOM_MAX_BYTES: usize = 4096;
 
 /// Kinds of channels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -42,7 +44,7 @@ impl ChannelKind {
     }
 
     /// The platform's published per-robot rate limit (messages a minute).
-    pub fn per_minute(self) -> usize {
+    pub(crate) fn per_minute(self) -> usize {
         match self {
             ChannelKind::WeCom | ChannelKind::DingTalk => 20,
             ChannelKind::Feishu => 100,
@@ -104,7 +106,7 @@ pub fn webhook_signature(secret: &str, body: &[u8]) -> String {
 }
 
 /// Percent-encodes a query value (unreserved characters kept, everything else `%XX`).
-pub fn url_encode(text: &str) -> String {
+pub(crate) fn url_encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len() * 3);
     for byte in text.bytes() {
         match byte {
@@ -118,7 +120,7 @@ pub fn url_encode(text: &str) -> String {
 }
 
 /// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
-pub fn truncate_utf8(text: &str, max: usize) -> &str {
+pub(crate) fn truncate_utf8(text: &str, max: usize) -> &str {
     if text.len() <= max {
         return text;
     }
@@ -249,14 +251,14 @@ pub struct DispatchReport {
 
 impl DispatchReport {
     /// Messages sent on all channels.
-    pub fn sent_total(&self) -> usize {
+    pub(crate) fn sent_total(&self) -> usize {
         self.sent.values().sum()
     }
 }
 
 /// Sends alerts: policy, cooldown state, rate caps and channels, kept across a warm instance's
 /// invocations.
-pub struct Dispatcher {
+pub(crate) struct Dispatcher {
     /// What to alert.
     pub policy: AlertPolicy,
     channels: Vec<Channel>,
@@ -284,15 +286,10 @@ impl Dispatcher {
         }
     }
 
-    /// Whether any channel is configured.
-    pub fn is_enabled(&self) -> bool {
-        !self.channels.is_empty()
-    }
-
     /// Groups the batch's records into alerts and sends those the cooldown admits to every
     /// channel under its rate cap, finishing before `deadline`. A failing channel is logged and
     /// counted; it never stops the others.
-    pub async fn dispatch(
+    pub(crate) async fn dispatch(
         &mut self,
         records: &[Record],
         now: SystemTime,

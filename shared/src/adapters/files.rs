@@ -28,7 +28,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// One snapshot file.
 #[derive(Debug, Clone)]
-pub struct FileStore {
+pub(crate) struct FileStore {
     path: PathBuf,
 }
 
@@ -78,7 +78,7 @@ impl SnapshotStore for FileStore {
 
 /// A directory of versions and a `latest.json` pointer.
 #[derive(Debug, Clone)]
-pub struct DirStore {
+pub(crate) struct DirStore {
     dir: PathBuf,
 }
 
@@ -130,7 +130,7 @@ impl SnapshotStore for DirStore {
 
 /// Appends records as JSON lines to a file.
 #[derive(Debug)]
-pub struct JsonlSink {
+pub(crate) struct JsonlSink {
     path: PathBuf,
     lock: Mutex<()>,
 }
@@ -186,7 +186,7 @@ impl RecordSink for JsonlSink {
 
 /// Prints records as JSON lines on stdout.
 #[derive(Debug, Default)]
-pub struct StdoutSink;
+pub(crate) struct StdoutSink;
 
 impl RecordSink for StdoutSink {
     fn describe(&self) -> String {

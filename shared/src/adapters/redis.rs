@@ -10,7 +10,7 @@ use crate::core::ports::BoxFuture;
 /// surviving cold starts. The check-and-set is one Lua script, so concurrent instances cannot
 /// both send the same alert. If Redis cannot be reached within a second, the alert is admitted
 /// and a warning logged: a repeated alert is better than a missed one.
-pub struct RedisState {
+pub(crate) struct RedisState {
     client: redis::Client,
     connection: Option<redis::aio::MultiplexedConnection>,
     script: redis::Script,

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 /// Retry timing: jittered exponential backoff that never sleeps past the deadline.
 #[derive(Debug, Clone)]
-pub struct Retry {
+pub(crate) struct Retry {
     deadline: Instant,
     delay: Duration,
     max_delay: Duration,
@@ -24,7 +24,7 @@ impl Retry {
     }
 
     /// Time left before the deadline.
-    pub fn remaining(&self) -> Duration {
+    pub(crate) fn remaining(&self) -> Duration {
         self.deadline.saturating_duration_since(Instant::now())
     }
 

@@ -30,12 +30,12 @@ use crate::events::{scan, ClsTriggerEvent, DecodeError, DecodeLimits, DecodedBat
 use crate::runtime::Diagnostic;
 
 /// Time kept back from the deadline while loading the snapshot.
-pub const SNAPSHOT_LOAD_MARGIN: Duration = Duration::from_millis(1000);
+pub(crate) const SNAPSHOT_LOAD_MARGIN: Duration = Duration::from_millis(1000);
 
 /// How many sample records are kept per skip reason.
-pub const SAMPLES_PER_REASON: usize = 3;
+pub(crate) const SAMPLES_PER_REASON: usize = 3;
 /// Longest excerpt of a bad record kept in a sample.
-pub const SAMPLE_EXCERPT_CHARS: usize = 200;
+pub(crate) const SAMPLE_EXCERPT_CHARS: usize = 200;
 
 /// What one invocation did with its batch.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -136,7 +136,7 @@ impl AuditFunction {
     }
 
     /// Builds the function with a given sink (tests).
-    pub fn with_sink(config: AuditConfig, sink: Box<dyn RecordSink>) -> Self {
+    pub(crate) fn with_sink(config: AuditConfig, sink: Box<dyn RecordSink>) -> Self {
         let snapshots = tokio::sync::Mutex::new(config.snapshot.cache(config.snapshot_ttl));
         let state: Box<dyn AlertState> = match config.alerts.redis.as_deref().map(RedisState::new) {
             Some(Ok(redis)) => Box::new(redis),

@@ -54,7 +54,7 @@ pub const RUST_LOG: Setting = Setting {
 };
 
 /// `ESGFLOW_LOG_FORMAT`: `text` or `json` log lines.
-pub const LOG_FORMAT: Setting = Setting {
+pub(crate) const LOG_FORMAT: Setting = Setting {
     name: "ESGFLOW_LOG_FORMAT",
     default: Some("text"),
     functions: Function::ALL,
@@ -62,7 +62,7 @@ pub const LOG_FORMAT: Setting = Setting {
 };
 
 /// `ESGFLOW_MAX_DECODED_BYTES`: cap on a decompressed CLS batch.
-pub const MAX_DECODED_BYTES: Setting = Setting {
+pub(crate) const MAX_DECODED_BYTES: Setting = Setting {
     name: "ESGFLOW_MAX_DECODED_BYTES",
     default: Some("16777216"),
     functions: &[Function::Audit],
@@ -70,7 +70,7 @@ pub const MAX_DECODED_BYTES: Setting = Setting {
 };
 
 /// `ESGFLOW_SNAPSHOT`: where the rule snapshot is.
-pub const SNAPSHOT: Setting = Setting {
+pub(crate) const SNAPSHOT: Setting = Setting {
     name: "ESGFLOW_SNAPSHOT",
     default: None,
     functions: Function::ALL,
@@ -78,7 +78,7 @@ pub const SNAPSHOT: Setting = Setting {
 };
 
 /// `ESGFLOW_COS_ENDPOINT`: the COS endpoint override.
-pub const COS_ENDPOINT: Setting = Setting {
+pub(crate) const COS_ENDPOINT: Setting = Setting {
     name: "ESGFLOW_COS_ENDPOINT",
     default: None,
     functions: Function::ALL,
@@ -86,7 +86,7 @@ pub const COS_ENDPOINT: Setting = Setting {
 };
 
 /// `ESGFLOW_SNAPSHOT_TTL_SECONDS`: how long a warm instance trusts its snapshot.
-pub const SNAPSHOT_TTL_SECONDS: Setting = Setting {
+pub(crate) const SNAPSHOT_TTL_SECONDS: Setting = Setting {
     name: "ESGFLOW_SNAPSHOT_TTL_SECONDS",
     default: Some("300"),
     functions: &[Function::Audit, Function::Lookup],
@@ -94,7 +94,7 @@ pub const SNAPSHOT_TTL_SECONDS: Setting = Setting {
 };
 
 /// `ESGFLOW_MONITORED_VPCS`: which VPCs are monitored.
-pub const MONITORED_VPCS: Setting = Setting {
+pub(crate) const MONITORED_VPCS: Setting = Setting {
     name: "ESGFLOW_MONITORED_VPCS",
     default: None,
     functions: &[Function::Audit, Function::Sync],
@@ -102,7 +102,7 @@ pub const MONITORED_VPCS: Setting = Setting {
 };
 
 /// `ESGFLOW_CLS_TOPIC_ID`: CLS topic for hit records.
-pub const CLS_TOPIC_ID: Setting = Setting {
+pub(crate) const CLS_TOPIC_ID: Setting = Setting {
     name: "ESGFLOW_CLS_TOPIC_ID",
     default: None,
     functions: Function::ALL,
@@ -110,7 +110,7 @@ pub const CLS_TOPIC_ID: Setting = Setting {
 };
 
 /// `ESGFLOW_CLS_TRAFFIC_TOPIC_ID`: CLS topic for traffic records.
-pub const CLS_TRAFFIC_TOPIC_ID: Setting = Setting {
+pub(crate) const CLS_TRAFFIC_TOPIC_ID: Setting = Setting {
     name: "ESGFLOW_CLS_TRAFFIC_TOPIC_ID",
     default: None,
     functions: &[Function::Audit],
@@ -118,7 +118,7 @@ pub const CLS_TRAFFIC_TOPIC_ID: Setting = Setting {
 };
 
 /// `ESGFLOW_CLS_ENDPOINT`: the CLS API endpoint.
-pub const CLS_ENDPOINT: Setting = Setting {
+pub(crate) const CLS_ENDPOINT: Setting = Setting {
     name: "ESGFLOW_CLS_ENDPOINT",
     default: Some("https://cls.tencentcloudapi.com"),
     functions: Function::ALL,
@@ -126,7 +126,7 @@ pub const CLS_ENDPOINT: Setting = Setting {
 };
 
 /// `ESGFLOW_JSONL_PATH`: JSONL output file when no CLS topic is set.
-pub const JSONL_PATH: Setting = Setting {
+pub(crate) const JSONL_PATH: Setting = Setting {
     name: "ESGFLOW_JSONL_PATH",
     default: None,
     functions: &[Function::Audit, Function::Sync],
@@ -134,7 +134,7 @@ pub const JSONL_PATH: Setting = Setting {
 };
 
 /// `TENCENTCLOUD_REGION`: the region (set by SCF).
-pub const REGION: Setting = Setting {
+pub(crate) const REGION: Setting = Setting {
     name: "TENCENTCLOUD_REGION",
     default: None,
     functions: Function::ALL,
@@ -227,7 +227,7 @@ audit_setting!(
 );
 
 /// `ESGFLOW_API_ENDPOINT`: override of the cfw/vpc API endpoints.
-pub const API_ENDPOINT: Setting = Setting {
+pub(crate) const API_ENDPOINT: Setting = Setting {
     name: "ESGFLOW_API_ENDPOINT",
     default: None,
     functions: &[Function::Sync],
@@ -235,7 +235,7 @@ pub const API_ENDPOINT: Setting = Setting {
 };
 
 /// `ESGFLOW_TEMPLATE_REGION`: where ESG address/service templates live.
-pub const TEMPLATE_REGION: Setting = Setting {
+pub(crate) const TEMPLATE_REGION: Setting = Setting {
     name: "ESGFLOW_TEMPLATE_REGION",
     default: Some("ap-guangzhou"),
     functions: &[Function::Sync],
@@ -243,7 +243,7 @@ pub const TEMPLATE_REGION: Setting = Setting {
 };
 
 /// `ESGFLOW_OLD_ESG`: whether to read the old ESG's rules.
-pub const OLD_ESG: Setting = Setting {
+pub(crate) const OLD_ESG: Setting = Setting {
     name: "ESGFLOW_OLD_ESG",
     default: Some("true"),
     functions: &[Function::Sync],
@@ -251,7 +251,7 @@ pub const OLD_ESG: Setting = Setting {
 };
 
 /// `ESGFLOW_UNUSED_DAYS`: the window of the unused-rules report.
-pub const UNUSED_DAYS: Setting = Setting {
+pub(crate) const UNUSED_DAYS: Setting = Setting {
     name: "ESGFLOW_UNUSED_DAYS",
     default: Some("30"),
     functions: &[Function::Sync],
@@ -267,7 +267,7 @@ pub const LOOKUP_TOKEN: Setting = Setting {
 };
 
 /// `ESGFLOW_LOOKUP_AUTH`: who authenticates lookup requests.
-pub const LOOKUP_AUTH: Setting = Setting {
+pub(crate) const LOOKUP_AUTH: Setting = Setting {
     name: "ESGFLOW_LOOKUP_AUTH",
     default: Some("token"),
     functions: &[Function::Lookup],
@@ -275,7 +275,7 @@ pub const LOOKUP_AUTH: Setting = Setting {
 };
 
 /// `ESGFLOW_LOOKUP_MAX_BODY_BYTES`: request body cap.
-pub const LOOKUP_MAX_BODY_BYTES: Setting = Setting {
+pub(crate) const LOOKUP_MAX_BODY_BYTES: Setting = Setting {
     name: "ESGFLOW_LOOKUP_MAX_BODY_BYTES",
     default: Some("1048576"),
     functions: &[Function::Lookup],
@@ -341,7 +341,9 @@ impl LookupConfig {
     }
 
     /// Reads and validates through `lookup`.
-    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub(crate) fn from_lookup(
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let auth = match LOOKUP_AUTH.raw_from(lookup).unwrap_or_default().trim() {
             "apigw" => crate::app::lookup::Auth::ApiGateway,
             "token" => match LOOKUP_TOKEN.raw_from(lookup) {
@@ -386,7 +388,9 @@ pub struct SnapshotSource {
 
 impl SnapshotSource {
     /// Reads and validates `ESGFLOW_SNAPSHOT` (and what a COS location needs).
-    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub(crate) fn from_lookup(
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let text = required(&SNAPSHOT, lookup)?;
         let location =
             crate::app::stores::SnapshotLocation::parse(&text).map_err(|problem| ConfigError {
@@ -457,7 +461,9 @@ pub struct AlertConfig {
 
 impl AlertConfig {
     /// Reads and validates the alert settings.
-    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub(crate) fn from_lookup(
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         use crate::adapters::chat::{Channel, ChannelKind};
         use crate::core::records::RecordType;
         let mut kinds = std::collections::BTreeSet::new();
@@ -572,14 +578,14 @@ impl Setting {
     }
 
     /// Like [`Setting::raw`], reading variables through `lookup` (tests, config files).
-    pub fn raw_from(&self, lookup: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    pub(crate) fn raw_from(&self, lookup: &dyn Fn(&str) -> Option<String>) -> Option<String> {
         lookup(self.name)
             .filter(|v| !v.trim().is_empty())
             .or_else(|| self.default.map(str::to_string))
     }
 
     /// Parses the value with `FromStr`, naming the setting in the error.
-    pub fn parse_from<T>(
+    pub(crate) fn parse_from<T>(
         &self,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Option<T>, ConfigError>
@@ -616,7 +622,9 @@ pub enum SinkConfig {
 impl SinkConfig {
     /// Reads `ESGFLOW_CLS_TOPIC_ID` (with the endpoint and region), else `ESGFLOW_JSONL_PATH`,
     /// else stdout.
-    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub(crate) fn from_lookup(
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         Ok(match CLS_TOPIC_ID.raw_from(lookup) {
             Some(topic) => {
                 let topic = topic.trim().to_string();
@@ -694,7 +702,9 @@ impl AuditConfig {
     }
 
     /// Reads and validates through `lookup`.
-    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub(crate) fn from_lookup(
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let mut decode_limits = crate::events::DecodeLimits::default();
         if let Some(max) = MAX_DECODED_BYTES.parse_from::<usize>(lookup)? {
             if max < 1024 {
@@ -757,7 +767,9 @@ impl SyncConfig {
     }
 
     /// Reads and validates through `lookup`.
-    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub(crate) fn from_lookup(
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let old_esg = match OLD_ESG.raw_from(lookup).as_deref().map(str::trim) {
             None | Some("true") => true,
             Some("false") => false,

@@ -22,7 +22,7 @@ use crate::core::engine::{Decision, Detail, Engine, FlowKey, Location, StepOutco
 use crate::events::{ApiGatewayRequest, ApiGatewayResponse};
 
 /// Most flows in one batch explain.
-pub const MAX_BATCH: usize = 1000;
+pub(crate) const MAX_BATCH: usize = 1000;
 
 /// How requests are authenticated.
 #[derive(Clone, PartialEq, Eq)]
@@ -393,7 +393,7 @@ impl Lookup {
 /// Validated `/v1/hits` parameters. Only these values reach the CLS query, each checked
 /// against a strict syntax and quoted, so no user text can change the query's structure.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HitsQuery {
+pub(crate) struct HitsQuery {
     /// An address to match as source or destination.
     pub ip: Option<IpAddr>,
     /// A rule uuid.
@@ -411,7 +411,7 @@ pub struct HitsQuery {
 }
 
 /// The longest span one search may cover.
-pub const MAX_HITS_SPAN_SECONDS: i64 = 30 * 24 * 3600;
+pub(crate) const MAX_HITS_SPAN_SECONDS: i64 = 30 * 24 * 3600;
 
 const HIT_TYPES: [&str; 4] = [
     "block_hit",
@@ -537,7 +537,7 @@ impl HitsQuery {
     }
 
     /// The CLS query (CQL), built only from validated values.
-    pub fn cql(&self) -> String {
+    pub(crate) fn cql(&self) -> String {
         let types = self
             .types
             .iter()
@@ -792,10 +792,10 @@ fn is_rule_id(text: &str) -> bool {
 }
 
 /// Days of hit counters shown by `/v1/rules/{uuid}`.
-pub const HIT_WINDOW_DAYS: i64 = 30;
+pub(crate) const HIT_WINDOW_DAYS: i64 = 30;
 
 /// The page served at `/`: a form for `/v1/explain` and the day's top blocking rules.
-pub const PAGE: &str = include_str!("lookup_page.html");
+pub(crate) const PAGE: &str = include_str!("lookup_page.html");
 
 #[cfg(test)]
 mod tests {

@@ -35,7 +35,7 @@ pub struct SnapshotCache {
 const LOAD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a refresh may take before the last good snapshot is used.
-pub const REFRESH_BUDGET: Duration = Duration::from_secs(2);
+pub(crate) const REFRESH_BUDGET: Duration = Duration::from_secs(2);
 
 impl SnapshotCache {
     /// A cache of the snapshot file at `path`, re-read every `ttl`.
@@ -44,7 +44,7 @@ impl SnapshotCache {
     }
 
     /// A cache over any store.
-    pub fn with_store(store: Box<dyn SnapshotStore>, ttl: Duration) -> Self {
+    pub(crate) fn with_store(store: Box<dyn SnapshotStore>, ttl: Duration) -> Self {
         Self {
             store,
             ttl,
@@ -89,7 +89,7 @@ impl SnapshotCache {
     }
 
     /// The current engine, loading or refreshing as needed; store reads end by `deadline`.
-    pub async fn engine_by(
+    pub(crate) async fn engine_by(
         &mut self,
         now: Instant,
         deadline: Instant,

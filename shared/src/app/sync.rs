@@ -245,10 +245,10 @@ impl SyncFunction {
 }
 
 /// The SQL that sums hit counters per rule (CLS search syntax: `condition | SQL`).
-pub const UNUSED_QUERY: &str = "record_type:\"rule_hits\" | select rule_uuid, sum(cast(hits as bigint)) as hits, max(cast(last_hit as bigint)) as last_hit group by rule_uuid limit 10000";
+pub(crate) const UNUSED_QUERY: &str = "record_type:\"rule_hits\" | select rule_uuid, sum(cast(hits as bigint)) as hits, max(cast(last_hit as bigint)) as last_hit group by rule_uuid limit 10000";
 
 /// Hygiene findings as records.
-pub fn hygiene_records(
+pub(crate) fn hygiene_records(
     engine: &Engine,
     snapshot: &Snapshot,
     unused: Option<&[String]>,

@@ -95,7 +95,7 @@ pub struct Alert {
 }
 
 /// Records carried by one webhook alert.
-pub const MAX_RECORDS_PER_ALERT: usize = 50;
+pub(crate) const MAX_RECORDS_PER_ALERT: usize = 50;
 
 impl Alert {
     /// The cooldown key: kind and rule.
@@ -112,7 +112,7 @@ impl Alert {
     }
 
     /// A short title.
-    pub fn title(&self) -> String {
+    pub(crate) fn title(&self) -> String {
         let what = match self.kind {
             RecordType::BlockHit => "ESG block",
             RecordType::ObserveHit => "ESG observe rule matched",
@@ -292,7 +292,7 @@ pub fn group(records: &[Record], policy: &AlertPolicy) -> Vec<Alert> {
 }
 
 /// Lines shown in one rule-change alert; the rest are counted.
-pub const MAX_CHANGE_LINES: usize = 20;
+pub(crate) const MAX_CHANGE_LINES: usize = 20;
 
 /// One alert for all the rule changes of a snapshot update.
 fn rule_change_alert(records: &[Record]) -> Option<Alert> {
@@ -356,7 +356,7 @@ fn rule_change_alert(records: &[Record]) -> Option<Alert> {
 }
 
 /// Cooldown state: when each alert key was last sent and with how many flows.
-pub trait AlertState: Send {
+pub(crate) trait AlertState: Send {
     /// Decides whether an alert with `flows` flows for `key` may go out at `now`, and if so
     /// records it. Repeats within `cooldown` go out only when `flows` reached `regrow_factor`
     /// times the last count.
@@ -372,7 +372,7 @@ pub trait AlertState: Send {
 /// Cooldown state kept in the warm instance (lost at a cold start, not shared between concurrent
 /// instances).
 #[derive(Debug, Default)]
-pub struct MemoryState {
+pub(crate) struct MemoryState {
     last: HashMap<String, (SystemTime, u64)>,
 }
 
@@ -391,7 +391,7 @@ impl AlertState for MemoryState {
 
 impl MemoryState {
     /// The decision of [`AlertState::admit`], synchronously.
-    pub fn admit_now(
+    pub(crate) fn admit_now(
         &mut self,
         key: &str,
         flows: u64,
@@ -414,7 +414,7 @@ impl MemoryState {
 
 /// A sliding one-minute window per channel, so no platform's published rate limit is exceeded.
 #[derive(Debug, Default)]
-pub struct RateCap {
+pub(crate) struct RateCap {
     sent: HashMap<String, Vec<SystemTime>>,
 }
 

@@ -1,4 +1,4 @@
-//! VPC flow-log records: the 14-field ENI record (`flowlog-esg-data.md` §1.1), arriving in a CLS
+//! VPC flow-log records: the 14-field ENI record (<https://intl.cloud.tencent.com/document/product/682/18933>), arriving in a CLS
 //! record's `content` either as a JSON object with the hyphenated keys (values usually strings) or
 //! as the 14 space-separated fields. Both forms parse to one [`FlowRecord`].
 //!
@@ -29,7 +29,7 @@ pub mod protocol {
     /// UDP.
     pub const UDP: u8 = 17;
     /// ICMPv6.
-    pub const ICMPV6: u8 = 58;
+    pub(crate) const ICMPV6: u8 = 58;
 }
 
 /// One flow as a flow log records it on one ENI, in one capture window.
@@ -220,7 +220,7 @@ pub fn parse(content: &str) -> Result<Parsed, ParseError> {
 /// a string or an integer, a repeated field (which serde refuses), the raw-line wrappers
 /// `__CONTENT__` and `content`. Whatever it reads holds no raw `"` and no control character, so
 /// the string's end, if it is the next byte, is where the object ends.
-pub fn read_embedded(text: &str) -> Option<(Result<Parsed, ParseError>, usize)> {
+pub(crate) fn read_embedded(text: &str) -> Option<(Result<Parsed, ParseError>, usize)> {
     let bytes = text.as_bytes();
     let spaces = |mut at: usize| {
         while bytes.get(at) == Some(&b' ') {

@@ -3,8 +3,7 @@
 //!
 //! - [`RecordSink`]: where records go. A sink either writes every record it is given or returns
 //!   an error, so the invocation fails and SCF retries the batch; since record ids are
-//!   deterministic, a retry writes the same ids. Adapters: CLS, a JSONL file, stdout;
-//!   [`MemorySink`] here.
+//!   deterministic, a retry writes the same ids. Adapters: CLS, a JSONL file, stdout.
 //! - [`SnapshotStore`]: where snapshots live. The sync function publishes the snapshots it builds;
 //!   the audit and lookup functions read the latest one, cheaply re-validated after their TTL.
 //!   `latest.json` is a small [`Pointer`], `{"version", "object", "taken_at", "rules"}`, written
@@ -16,7 +15,6 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -25,10 +23,10 @@ use crate::core::records::Record;
 use crate::core::snapshot::Snapshot;
 
 /// Records written, per destination (CLS topic id, file path, `stdout`).
-pub type Written = BTreeMap<String, usize>;
+pub(crate) type Written = BTreeMap<String, usize>;
 
 /// A boxed future, so sinks can sit behind `dyn RecordSink`.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Writing failed; the records were not (all) written.
 #[derive(Debug, thiserror::Error)]
@@ -108,33 +106,6 @@ pub trait RecordSink: Send + Sync {
     ) -> BoxFuture<'a, Result<Written, SinkError>>;
 }
 
-/// Keeps records in memory (tests, local tools).
-#[derive(Debug, Clone, Default)]
-pub struct MemorySink {
-    /// Everything written so far.
-    pub records: Arc<Mutex<Vec<Record>>>,
-}
-
-impl RecordSink for MemorySink {
-    fn describe(&self) -> String {
-        "memory".to_string()
-    }
-
-    fn write<'a>(
-        &'a self,
-        records: &'a [Record],
-        _deadline: Instant,
-    ) -> BoxFuture<'a, Result<Written, SinkError>> {
-        Box::pin(async move {
-            self.records
-                .lock()
-                .expect("no panics while holding the lock")
-                .extend_from_slice(records);
-            Ok(Written::from([("memory".to_string(), records.len())]))
-        })
-    }
-}
-
 /// A boxed future, so stores can be used as trait objects.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
@@ -178,7 +149,7 @@ pub struct StoreError {
 
 /// The pointer object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Pointer {
+pub(crate) struct Pointer {
     /// The latest snapshot's version.
     pub version: String,
     /// Its object name, relative to the store.

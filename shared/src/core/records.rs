@@ -387,7 +387,7 @@ impl FieldValue<'_> {
     /// Writes the value as [`Display`](std::fmt::Display) would, without going through the
     /// formatting machinery for numbers and IPv4 addresses (the encoder's hot path), to any byte
     /// sink: a stack buffer in the CLS encoder, where it fails only if the buffer is too small.
-    pub fn write_to(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+    pub(crate) fn write_to(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
         let mut digits = itoa::Buffer::new();
         match self {
             FieldValue::Text(t) => out.write_all(t.as_bytes()),
@@ -551,7 +551,7 @@ impl Record {
 /// the record kind and the snapshot version fill the first 64-byte block, which is hashed once
 /// per batch; the record's own parts then fit one more block for nearly every record.
 #[derive(Clone)]
-pub struct RecordId(Vec<u8>);
+pub(crate) struct RecordId(Vec<u8>);
 
 impl RecordId {
     /// Starts an id for a record of kind `kind`.
@@ -608,7 +608,7 @@ impl RecordId {
     }
 
     /// The id of these parts after `prefix`.
-    pub fn finish_after(&self, prefix: &IdPrefix) -> CompactString {
+    pub(crate) fn finish_after(&self, prefix: &IdPrefix) -> CompactString {
         let mut hasher = prefix.0.clone();
         hasher.update(&self.0);
         hex_id(hasher.finalize().as_slice())
@@ -618,7 +618,7 @@ impl RecordId {
 /// The first block of the ids of one kind of record in one batch: the kind and the snapshot
 /// version, zero-padded to 64 bytes, hashed once.
 #[derive(Clone)]
-pub struct IdPrefix(Sha256);
+pub(crate) struct IdPrefix(Sha256);
 
 impl IdPrefix {
     /// The prefix for records of kind `kind` judged against snapshot `version`.

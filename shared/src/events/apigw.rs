@@ -1,5 +1,6 @@
 //! API Gateway trigger (integration request/response) and the Function URL subset
-//! (`scf-platform.md` §2, §3.2).
+//! (<https://intl.cloud.tencent.com/document/product/583/12513>; Function URL:
+//! <https://cloud.tencent.com/document/product/583/96099>).
 //!
 //! One request type serves both: Function URL events carry only `body`, `headers`, `httpMethod`,
 //! `path` and `queryString`, so every other field is optional. Header names are lower-cased on
@@ -86,7 +87,7 @@ impl QueryValue {
 /// The body could not be decoded.
 #[derive(Debug, thiserror::Error)]
 #[error("request body is marked base64 but is not valid base64: {0}")]
-pub struct BodyError(#[from] base64::DecodeError);
+pub(crate) struct BodyError(#[from] base64::DecodeError);
 
 impl ApiGatewayRequest {
     /// A header by (any-case) name.
@@ -102,7 +103,7 @@ impl ApiGatewayRequest {
     }
 
     /// The body bytes, base64-decoded when flagged.
-    pub fn body_bytes(&self) -> Result<Vec<u8>, BodyError> {
+    pub(crate) fn body_bytes(&self) -> Result<Vec<u8>, BodyError> {
         let Some(body) = &self.body else {
             return Ok(Vec::new());
         };
@@ -139,7 +140,7 @@ impl ApiGatewayResponse {
     }
 
     /// A response with the given content type and text body.
-    pub fn with_body(status_code: u16, content_type: &str, body: String) -> Self {
+    pub(crate) fn with_body(status_code: u16, content_type: &str, body: String) -> Self {
         let mut headers = BTreeMap::new();
         headers.insert("Content-Type".to_string(), content_type.to_string());
         Self {

@@ -1,5 +1,5 @@
 //! The CLS trigger event: `{"clslogs":{"data":"<base64(gzip(JSON))>"}}` whose decoded JSON is
-//! `{"topic_id","topic_name","records":[{"timestamp","content"}]}` (`scf-platform.md` §3.1).
+//! `{"topic_id","topic_name","records":[{"timestamp","content"}]}` (<https://www.tencentcloud.com/document/product/583/38845>).
 //!
 //! Decoding is bounded: the encoded text, the decompressed bytes and the record count all have
 //! caps, so a decompression bomb or a huge array is refused with a clear error instead of
@@ -51,7 +51,7 @@ impl Default for DecodeLimits {
 
 /// Default cap on the decompressed batch: 16 MiB. A 128 KB CLS event of flow logs decompresses to
 /// about 1–3 MB, so this leaves a wide margin while keeping a bomb far below the memory tier.
-pub const DEFAULT_MAX_DECODED_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_DECODED_BYTES: usize = 16 * 1024 * 1024;
 
 /// Why a CLS event could not be decoded at all.
 #[derive(Debug, thiserror::Error)]

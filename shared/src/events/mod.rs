@@ -1,5 +1,5 @@
 //! Trigger payloads: what SCF hands a function, as serde types. Shapes and caveats are in
-//! `shared/reference/scf-platform.md` §3. This module decodes; it does not judge flows.
+//! <https://intl.cloud.tencent.com/document/product/583/31439>. This module decodes; it does not judge flows.
 
 pub mod apigw;
 pub mod cls;

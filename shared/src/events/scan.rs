@@ -49,7 +49,7 @@ impl<'a> Escaped<'a> {
     }
 
     /// The string's value.
-    pub fn unescape(&self) -> Cow<'a, str> {
+    pub(crate) fn unescape(&self) -> Cow<'a, str> {
         let raw = self.raw();
         if raw.contains('\\') {
             Cow::Owned(

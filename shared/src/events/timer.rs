@@ -1,4 +1,4 @@
-//! The Timer trigger event (`scf-platform.md` §3.3).
+//! The Timer trigger event (<https://intl.cloud.tencent.com/document/product/583/9708>).
 
 use serde::{Deserialize, Serialize};
 

@@ -1,5 +1,5 @@
 //! HTTP client for SCF's runtime API. Paths have no version prefix and no request id
-//! (`shared/reference/scf-platform.md` §1.2, §5.6).
+//! (<https://cloud.tencent.com/document/product/583/47274>).
 
 use bytes::Bytes;
 use http::HeaderMap;

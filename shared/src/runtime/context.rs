@@ -7,7 +7,7 @@ use http::HeaderMap;
 use serde::Serialize;
 
 /// Time limit assumed when SCF sends no `time_limit_in_ms` header: SCF's default timeout.
-pub const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(3);
+pub(crate) const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(3);
 
 /// What one invocation knows about itself.
 #[derive(Debug, Clone, Serialize)]
@@ -46,7 +46,7 @@ impl Default for Context {
 
 impl Context {
     /// A context that starts now with the given request id and time limit (tests, local tools).
-    pub fn with_time_limit(request_id: &str, time_limit: Duration) -> Self {
+    pub(crate) fn with_time_limit(request_id: &str, time_limit: Duration) -> Self {
         let now = Instant::now();
         Self {
             request_id: request_id.to_string(),

@@ -2,7 +2,7 @@
 //!
 //! A function binary calls `run(service_fn(handler)).await`. This module owns the conversation
 //! with SCF's runtime API (`/runtime/init/ready`, `/runtime/invocation/next`,
-//! `/runtime/invocation/response|error`, see `shared/reference/scf-platform.md` §1) and nothing
+//! `/runtime/invocation/response|error`, see <https://cloud.tencent.com/document/product/583/47274>) and nothing
 //! else: it knows no trigger payloads and no domain types. Its contract with the platform:
 //!
 //! * ready is posted exactly once, after the handler has been built;
@@ -38,7 +38,7 @@ pub use tower::{service_fn, Service, ServiceExt};
 pub type Error = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// How long the runtime keeps retrying an unreachable runtime API before it gives up.
-pub const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
+pub(crate) const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
 
 /// One invocation: the deserialized trigger payload and its context.
 #[derive(Debug, Clone)]
@@ -203,7 +203,7 @@ fn handler_failure<E: Into<Diagnostic> + Debug>(err: E) -> Diagnostic {
 }
 
 /// Deserializes an event, naming the path of the first field that does not fit.
-pub fn deserialize_event<A: DeserializeOwned>(body: &[u8]) -> Result<A, Diagnostic> {
+pub(crate) fn deserialize_event<A: DeserializeOwned>(body: &[u8]) -> Result<A, Diagnostic> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let path = err.path().to_string();

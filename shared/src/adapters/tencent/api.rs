@@ -27,7 +27,7 @@ pub struct ApiError {
 }
 
 /// Error codes worth retrying.
-pub fn retryable(code: &str) -> bool {
+pub(crate) fn retryable(code: &str) -> bool {
     code.starts_with("RequestLimitExceeded")
         || code.starts_with("InternalError")
         || code == "Network"
@@ -70,7 +70,7 @@ pub enum Paging {
 }
 
 /// Most pages one listing may take: a guard against an API that never stops paging.
-pub const MAX_PAGES: usize = 2_000;
+pub(crate) const MAX_PAGES: usize = 2_000;
 
 const CONTENT_TYPE: &str = "application/json; charset=utf-8";
 
@@ -94,7 +94,7 @@ impl ApiClient {
     }
 
     /// The same client (and rate limits) calling in another region.
-    pub fn in_region(&self, region: &str) -> Self {
+    pub(crate) fn in_region(&self, region: &str) -> Self {
         Self {
             region: region.to_string(),
             ..self.clone()

@@ -1,4 +1,4 @@
-//! The CLS sink: API 3.0 `UploadLog` (`flowlog-esg-data.md` §5.1, §5.3).
+//! The CLS sink: API 3.0 `UploadLog` (<https://cloud.tencent.com/document/product/614/16873>).
 //!
 //! Records become a protobuf `LogGroupList` (field numbers of CLS's `cls.proto`), compressed as a
 //! raw LZ4 block (`X-CLS-CompressType: lz4`), posted to `https://cls.tencentcloudapi.com/` (or the
@@ -80,9 +80,9 @@ pub struct LogGroupList {
 }
 
 /// Most logs in one group.
-pub const MAX_LOGS_PER_GROUP: usize = 10_000;
+pub(crate) const MAX_LOGS_PER_GROUP: usize = 10_000;
 /// Most value bytes in one group.
-pub const MAX_GROUP_BYTES: usize = 5 * 1024 * 1024;
+pub(crate) const MAX_GROUP_BYTES: usize = 5 * 1024 * 1024;
 /// Longest single attempt.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time kept back from the deadline to report an error to SCF.
@@ -104,7 +104,7 @@ pub struct ClsConfig {
 
 /// The CLS sink.
 #[derive(Debug, Clone)]
-pub struct ClsSink {
+pub(crate) struct ClsSink {
     config: ClsConfig,
     url: reqwest::Url,
     host: String,
@@ -301,7 +301,7 @@ fn classify(status: u16, body: &str) -> Result<(), Failure> {
 
 /// Protobuf wire helpers for the hand-written `Log` encoder.
 mod wire {
-    pub fn varint(out: &mut Vec<u8>, mut value: u64) {
+    pub(crate) fn varint(out: &mut Vec<u8>, mut value: u64) {
         while value >= 0x80 {
             out.push((value as u8) | 0x80);
             value >>= 7;
@@ -309,7 +309,7 @@ mod wire {
         out.push(value as u8);
     }
 
-    pub fn varint_len(value: u64) -> usize {
+    pub(crate) fn varint_len(value: u64) -> usize {
         (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
     }
 

@@ -15,7 +15,7 @@ use crate::core::snapshot::Snapshot;
 
 /// A COS bucket and key prefix, through the COS XML API with `q-sign` signatures.
 #[derive(Debug, Clone)]
-pub struct CosStore {
+pub(crate) struct CosStore {
     http: reqwest::Client,
     endpoint: reqwest::Url,
     host: String,

@@ -3,7 +3,7 @@
 //! snapshots from `tccli` exports ([`build_from_documents`]), so both paths give
 //! the same snapshot from the same data.
 //!
-//! Calls (`flowlog-esg-data.md` §2.3, §4): cfw `DescribeEnterpriseSecurityGroupRule` (PageNo/
+//! Calls (<https://www.tencentcloud.com/document/api/1160/51369>, tccli `vpc/v20170312/api.json`): cfw `DescribeEnterpriseSecurityGroupRule` (PageNo/
 //! PageSize ≤ 50, 20 req/s), `DescribeEnterpriseSecurityGroupRuleList` (resolved addresses),
 //! `DescribeSecurityGroupList` (old ESG, both directions); vpc `DescribeAddressTemplates`,
 //! `DescribeAddressTemplateGroups`, `DescribeServiceTemplates`, `DescribeServiceTemplateGroups`
@@ -19,11 +19,11 @@ use crate::core::snapshot::Snapshot;
 use crate::core::snapshot::{build_from_documents, ImportError};
 
 /// cfw API version.
-pub const CFW_VERSION: &str = "2019-09-04";
+pub(crate) const CFW_VERSION: &str = "2019-09-04";
 /// vpc API version.
-pub const VPC_VERSION: &str = "2017-03-12";
+pub(crate) const VPC_VERSION: &str = "2017-03-12";
 /// `DescribeEnterpriseSecurityGroupRule`'s documented rate limit.
-pub const RULES_PER_SECOND: u32 = 20;
+pub(crate) const RULES_PER_SECOND: u32 = 20;
 
 /// What to fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,7 +162,7 @@ fn listings(options: &LiveOptions) -> Vec<Listing> {
 }
 
 /// Fetches every page of every listing, named `<Action>[<body>]#<page>`.
-pub async fn fetch_documents(
+pub(crate) async fn fetch_documents(
     client: &ApiClient,
     options: &LiveOptions,
     deadline: Instant,
@@ -200,7 +200,7 @@ pub async fn fetch_documents(
 }
 
 /// Builds the snapshot from the live APIs.
-pub async fn build_live(
+pub(crate) async fn build_live(
     client: &ApiClient,
     options: &LiveOptions,
     taken_at: &str,

@@ -1,4 +1,4 @@
-//! CLS `SearchLog` with SQL analysis (`flowlog-esg-data.md` §5.5): the rows of a
+//! CLS `SearchLog` with SQL analysis (tccli `cls/v20201016/api.json`): the rows of a
 //! `<search> | <SQL>` query, read from `AnalysisRecords` (one JSON object string per row, with
 //! `UseNewAnalysis`).
 
@@ -9,11 +9,11 @@ use serde_json::{json, Value};
 use super::api::{ApiClient, ApiError};
 
 /// CLS API version.
-pub const CLS_VERSION: &str = "2020-10-16";
+pub(crate) const CLS_VERSION: &str = "2020-10-16";
 
 /// Runs `query` (CQL search, then SQL) over `topic` between `from_ms` and `to_ms` and returns
 /// the result rows as JSON objects.
-pub async fn analysis_rows(
+pub(crate) async fn analysis_rows(
     client: &ApiClient,
     topic: &str,
     query: &str,

@@ -24,7 +24,7 @@ use super::{CompiledRule, Engine, RuleId};
 use crate::core::snapshot::values::AddressSet;
 
 /// Most boxes kept while analysing one rule.
-pub const MAX_BOXES: usize = 20_000;
+pub(crate) const MAX_BOXES: usize = 20_000;
 
 type Ranges = Vec<(u128, u128)>;
 
@@ -269,7 +269,7 @@ pub fn analyze(engine: &Engine) -> Vec<RuleFinding> {
 
 /// The finding about one rule (`None`: nothing to report), computing only the match spaces of the
 /// rules it depends on: what the lookup API needs for one rule of a large snapshot.
-pub fn analyze_rule(engine: &Engine, rule: RuleId) -> Option<RuleFinding> {
+pub(crate) fn analyze_rule(engine: &Engine, rule: RuleId) -> Option<RuleFinding> {
     Analyzer::new(engine).rule(rule as usize)
 }
 

@@ -64,7 +64,7 @@ const BUCKETS: usize = 1 << 16;
 const BUCKET_TABLE_MIN_INTERVALS: usize = 64;
 
 /// A sparse bitset word: rule positions `64 * word .. 64 * word + 63`.
-pub type Word = (u32, u64);
+pub(crate) type Word = (u32, u64);
 
 /// Per-interval sparse lists, stored back to back.
 #[derive(Debug, Clone)]
@@ -103,7 +103,7 @@ impl Pool {
 
 /// One dimension of the index.
 #[derive(Debug, Clone)]
-pub struct Dimension<K> {
+pub(crate) struct Dimension<K> {
     /// Rules that match every key, dense, one bit per position.
     pub wild: Vec<u64>,
     starts: Vec<K>,
@@ -201,7 +201,7 @@ impl<K: Key> Dimension<K> {
 
     /// The interval holding `key`.
     #[inline]
-    pub fn interval(&self, key: K) -> usize {
+    pub(crate) fn interval(&self, key: K) -> usize {
         if self.buckets.is_empty() {
             return self.starts.partition_point(|&start| start <= key) - 1;
         }
@@ -215,7 +215,7 @@ impl<K: Key> Dimension<K> {
 
     /// The specific solo rules of interval `index`.
     #[inline]
-    pub fn solo(&self, index: usize) -> &[Word] {
+    pub(crate) fn solo(&self, index: usize) -> &[Word] {
         self.solo.list(index)
     }
 
@@ -226,7 +226,8 @@ impl<K: Key> Dimension<K> {
     }
 
     /// All specific rules of interval `index`, solo and pair, merged.
-    pub fn words(&self, index: usize) -> Vec<Word> {
+    #[cfg(test)]
+    pub(crate) fn words(&self, index: usize) -> Vec<Word> {
         let mut all: Vec<Word> = self
             .solo(index)
             .iter()
@@ -245,18 +246,8 @@ impl<K: Key> Dimension<K> {
     }
 
     /// Number of elementary intervals.
-    pub fn intervals(&self) -> usize {
+    pub(crate) fn intervals(&self) -> usize {
         self.starts.len()
-    }
-
-    /// Bytes held, roughly.
-    pub fn heap_bytes(&self) -> usize {
-        let pools = (self.solo.offsets.len() + self.pair.offsets.len()) * 4
-            + (self.solo.words.len() + self.pair.words.len()) * 16;
-        self.wild.len() * 8
-            + self.starts.len() * std::mem::size_of::<K>()
-            + pools
-            + self.buckets.len() * 4
     }
 }
 
@@ -270,7 +261,7 @@ pub fn set(mask: &mut [u64], position: u32) {
 /// ascending word order). Gallops from the cursor, so a dense list costs O(1) per step and a
 /// sparse one O(log gap).
 #[inline]
-pub fn sparse_get(words: &[Word], cursor: &mut usize, word: u32) -> u64 {
+pub(crate) fn sparse_get(words: &[Word], cursor: &mut usize, word: u32) -> u64 {
     gallop(words, cursor, word);
     match words.get(*cursor) {
         Some(&(w, bits)) if w == word => bits,
@@ -281,7 +272,7 @@ pub fn sparse_get(words: &[Word], cursor: &mut usize, word: u32) -> u64 {
 /// Advances `cursor` to the first entry whose word is `>= word`, galloping (1, 2, 4, … ahead)
 /// and then bisecting, so the cost is O(log gap).
 #[inline]
-pub fn gallop(words: &[Word], cursor: &mut usize, word: u32) {
+pub(crate) fn gallop(words: &[Word], cursor: &mut usize, word: u32) {
     let mut lo = *cursor;
     if lo >= words.len() || words[lo].0 >= word {
         return;

@@ -1,7 +1,7 @@
 //! The evaluation engine: a snapshot compiled once into an index, then asked for every flow which
 //! ESG rule decides it.
 //!
-//! Semantics (ARCHITECTURE.md, "Evaluation semantics"): rules in ascending priority (new ESG
+//! Semantics (README.md, "Evaluation semantics"): rules in ascending priority (new ESG
 //! before old, then `OrderIndex`); disabled rules skipped; a rule matches when the source is in
 //! its source set, the destination in its destination set and the protocol/port in its service
 //! set; the first matching accept or drop decides; observe rules record a hit and evaluation goes
@@ -55,7 +55,7 @@ impl FlowKey {
 
     /// The protocol+port key: `protocol << 16 | port` (port 0 when the protocol has none).
     #[inline]
-    pub fn service_key(&self) -> u32 {
+    pub(crate) fn service_key(&self) -> u32 {
         let port = match self.protocol {
             protocol::TCP | protocol::UDP => self.dst_port.unwrap_or(0),
             _ => 0,
@@ -65,7 +65,7 @@ impl FlowKey {
 }
 
 /// Index of a rule in the engine: its priority position (0 is evaluated first).
-pub type RuleId = u32;
+pub(crate) type RuleId = u32;
 
 /// What decided a flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -124,7 +124,7 @@ pub struct CompiledRule {
 
 impl CompiledRule {
     /// Whether the rule is indexed: enabled and fully resolved.
-    pub fn is_determinate(&self) -> bool {
+    pub(crate) fn is_determinate(&self) -> bool {
         self.source.is_ok() && self.destination.is_ok() && self.services.is_ok()
     }
 

@@ -181,13 +181,8 @@ impl Topology {
         topology
     }
 
-    /// The VPC an ENI belongs to.
-    pub fn eni_vpc(&self, eni: &str) -> Option<&str> {
-        self.eni_by_id.get(eni).map(|&i| self.enis[i].vpc.as_str())
-    }
-
     /// Where `ip` is, preferring `vpc` when several VPCs hold it.
-    pub fn locate(&self, ip: IpAddr, vpc: Option<&str>) -> Location<'_> {
+    pub(crate) fn locate(&self, ip: IpAddr, vpc: Option<&str>) -> Location<'_> {
         if let Some(indices) = self.eni_by_ip.get(&ip) {
             let eni = indices
                 .iter()
@@ -267,7 +262,7 @@ impl Topology {
 
 /// Service ports above 1023 that are still server ports (databases, caches, brokers, web
 /// alternates), for reply detection.
-pub const WELL_KNOWN_SERVICE_PORTS: &[u16] = &[
+pub(crate) const WELL_KNOWN_SERVICE_PORTS: &[u16] = &[
     1433, 1521, 2049, 2181, 2379, 3000, 3306, 3389, 5000, 5432, 5601, 5672, 6379, 6443, 8000, 8080,
     8443, 8888, 9000, 9090, 9092, 9100, 9200, 9300, 11211, 15672, 27017,
 ];

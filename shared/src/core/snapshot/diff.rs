@@ -41,7 +41,7 @@ impl Change {
 
 /// One rule's change.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RuleChange {
+pub(crate) struct RuleChange {
     /// How.
     pub change: Change,
     /// The rule as it is now (as it was, for a removed rule).
@@ -116,7 +116,7 @@ fn longest_increasing(items: &[usize]) -> Vec<bool> {
 }
 
 /// The changes from `before` to `after`, in the new evaluation order (removed rules last).
-pub fn diff(before: &Snapshot, after: &Snapshot) -> Vec<RuleChange> {
+pub(crate) fn diff(before: &Snapshot, after: &Snapshot) -> Vec<RuleChange> {
     type Key<'a> = (Generation, &'a str);
     let old: BTreeMap<Key<'_>, (usize, &Rule)> = before
         .rules
@@ -200,7 +200,11 @@ pub fn diff(before: &Snapshot, after: &Snapshot) -> Vec<RuleChange> {
 }
 
 /// The changes as `rule_change` records, stamped with the new snapshot's time.
-pub fn change_records(before: &Snapshot, after: &Snapshot, time: u64) -> Vec<RuleChangeRecord> {
+pub(crate) fn change_records(
+    before: &Snapshot,
+    after: &Snapshot,
+    time: u64,
+) -> Vec<RuleChangeRecord> {
     diff(before, after)
         .into_iter()
         .map(|c| {

@@ -3,7 +3,7 @@
 //! directory of exports can hold any mix of files and pages; pages of one kind are merged, and an
 //! item seen twice (overlapping pages) is kept once. Unknown fields are ignored.
 //!
-//! Recognised documents (`flowlog-esg-data.md` §2, §4):
+//! Recognised documents (cfw: <https://www.tencentcloud.com/document/api/1160/51369>; vpc: tccli `vpc/v20170312/api.json`):
 //! `DescribeEnterpriseSecurityGroupRule` (`Rules[]`, string fields), `DescribeEnterpriseSecurityGroupRuleList`
 //! (`Data[]` with `RuleUuid`, integer type codes, `Strategy`, resolved IP lists), the old ESG's
 //! `DescribeSecurityGroupList` (`Data[]` with `Direction`), `DescribeAddressTemplates`,

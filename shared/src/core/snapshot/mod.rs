@@ -137,7 +137,7 @@ impl RuleAction {
 
     /// Parses a `Strategy` code: 1 block, 2 allow, 0 observe (DescribeCfwRules' coding; the
     /// rule-list API documents no observe code).
-    pub fn from_strategy(code: i64) -> Result<Self, String> {
+    pub(crate) fn from_strategy(code: i64) -> Result<Self, String> {
         match code {
             0 => Ok(RuleAction::Observe),
             1 => Ok(RuleAction::Drop),
@@ -211,7 +211,7 @@ impl EndpointKind {
     }
 
     /// Maps the rule-list API's integer type codes.
-    pub fn from_code(code: i64) -> Result<Self, String> {
+    pub(crate) fn from_code(code: i64) -> Result<Self, String> {
         match code {
             0 => Ok(EndpointKind::Net),
             1..=6 | 16 | 24 | 25 => Ok(EndpointKind::Instance),
@@ -384,7 +384,7 @@ impl Snapshot {
     }
 
     /// The content hash: everything but `version`, `taken_at` and `warnings`, in canonical order.
-    pub fn content_hash(&self) -> String {
+    pub(crate) fn content_hash(&self) -> String {
         #[derive(Serialize)]
         struct Content<'a> {
             rules: &'a [Rule],

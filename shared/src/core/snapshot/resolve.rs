@@ -6,7 +6,7 @@ use super::values::AddressSet;
 use super::{Endpoint, EndpointKind, Snapshot};
 
 /// An endpoint as messages name it: `net 10.0.0.0/8`, `template ipm-1`.
-pub fn describe_endpoint(endpoint: &Endpoint) -> String {
+pub(crate) fn describe_endpoint(endpoint: &Endpoint) -> String {
     match endpoint.kind {
         EndpointKind::Net => format!("net {}", endpoint.content),
         kind => format!("{} {}", kind.as_str(), endpoint.content),
@@ -14,7 +14,10 @@ pub fn describe_endpoint(endpoint: &Endpoint) -> String {
 }
 
 /// Resolves a rule endpoint to addresses from the snapshot. `Err` says why it cannot be.
-pub fn resolve_endpoint(snapshot: &Snapshot, endpoint: &Endpoint) -> Result<AddressSet, String> {
+pub(crate) fn resolve_endpoint(
+    snapshot: &Snapshot,
+    endpoint: &Endpoint,
+) -> Result<AddressSet, String> {
     let content = endpoint.content.as_str();
     let mut set = AddressSet::default();
     let add_all = |set: &mut AddressSet, items: &[String], what: &str| -> Result<(), String> {

@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 /// Most items a comma-separated port list may hold (the ESG API's limit).
-pub const MAX_PORT_ITEMS: usize = 15;
+pub(crate) const MAX_PORT_ITEMS: usize = 15;
 
 /// A rule's protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -54,7 +54,7 @@ impl Protocol {
     }
 
     /// Whether the protocol has ports a rule can name.
-    pub fn has_ports(self) -> bool {
+    pub(crate) fn has_ports(self) -> bool {
         matches!(self, Protocol::Tcp | Protocol::Udp)
     }
 
@@ -81,7 +81,7 @@ impl PortSet {
     }
 
     /// Whether every port is in the set.
-    pub fn is_all(&self) -> bool {
+    pub(crate) fn is_all(&self) -> bool {
         self.0 == [(0, u16::MAX)]
     }
 
@@ -146,7 +146,7 @@ fn port_number(text: &str, whole: &str) -> Result<u16, String> {
 }
 
 /// Sorts and merges overlapping or adjacent inclusive ranges.
-pub fn merge_ranges<T: Copy + Ord + Successor>(mut ranges: Vec<(T, T)>) -> Vec<(T, T)> {
+pub(crate) fn merge_ranges<T: Copy + Ord + Successor>(mut ranges: Vec<(T, T)>) -> Vec<(T, T)> {
     ranges.sort_unstable();
     let mut merged: Vec<(T, T)> = Vec::with_capacity(ranges.len());
     for (lo, hi) in ranges {
@@ -163,7 +163,7 @@ pub fn merge_ranges<T: Copy + Ord + Successor>(mut ranges: Vec<(T, T)>) -> Vec<(
 }
 
 /// The next value, if any.
-pub trait Successor: Sized {
+pub(crate) trait Successor: Sized {
     /// `self + 1`, or `None` at the maximum.
     fn successor(self) -> Option<Self>;
 }
@@ -253,7 +253,7 @@ impl AddressSet {
     }
 
     /// Sorts and merges the ranges.
-    pub fn normalize(&mut self) {
+    pub(crate) fn normalize(&mut self) {
         self.v4 = merge_ranges(std::mem::take(&mut self.v4));
         self.v6 = merge_ranges(std::mem::take(&mut self.v6));
     }

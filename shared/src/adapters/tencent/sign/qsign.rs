@@ -1,5 +1,5 @@
 //! The `q-sign-algorithm=sha1` request signature used by COS (object storage) and CLS's legacy
-//! endpoints (`flowlog-esg-data.md` §5.4; COS: <https://www.tencentcloud.com/document/product/436/7778>).
+//! endpoints (<https://cloud.tencent.com/document/product/614/12445>; COS: <https://www.tencentcloud.com/document/product/436/7778>).
 //!
 //! ```text
 //! HttpString   = lower(method) \n path \n params \n headers \n   (params/headers: lowerkey=urlencode(value), sorted, &-joined)
@@ -69,7 +69,7 @@ fn hmac_sha1_hex(key: &[u8], message: &[u8]) -> String {
 }
 
 /// The `HttpString` of a request (exposed for tests and stubs).
-pub fn http_string(request: &Request<'_>) -> String {
+pub(crate) fn http_string(request: &Request<'_>) -> String {
     let (params, _) = canonical(request.params);
     let (headers, _) = canonical(request.headers);
     format!(
@@ -161,7 +161,7 @@ pub fn verify(
 mod tests {
     use super::*;
 
-    /// The published vector of `flowlog-esg-data.md` §5.4, byte for byte.
+    /// The vector published on <https://cloud.tencent.com/document/product/614/12445>, byte for byte.
     #[test]
     fn published_vector() {
         let request = Request {

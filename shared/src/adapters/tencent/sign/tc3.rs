@@ -1,5 +1,5 @@
 //! TC3-HMAC-SHA256, Tencent Cloud's API 3.0 request signature
-//! (https://www.tencentcloud.com/document/api/213/33224; `flowlog-esg-data.md` §6).
+//! (https://www.tencentcloud.com/document/api/213/33224).
 //!
 //! The canonical request covers the method, `/`, the query string (GET), the `content-type` and
 //! `host` headers (byte for byte as sent) and the SHA-256 of the exact body bytes, so binary
@@ -48,7 +48,7 @@ pub fn utc_date(timestamp: i64) -> String {
 }
 
 /// The canonical request.
-pub fn canonical_request(request: &SignedRequest<'_>) -> String {
+pub(crate) fn canonical_request(request: &SignedRequest<'_>) -> String {
     format!(
         "{}\n/\n{}\ncontent-type:{}\nhost:{}\n\ncontent-type;host\n{}",
         request.method,
@@ -60,7 +60,7 @@ pub fn canonical_request(request: &SignedRequest<'_>) -> String {
 }
 
 /// The string to sign.
-pub fn string_to_sign(request: &SignedRequest<'_>) -> String {
+pub(crate) fn string_to_sign(request: &SignedRequest<'_>) -> String {
     format!(
         "TC3-HMAC-SHA256\n{}\n{}/{}/tc3_request\n{}",
         request.timestamp,
