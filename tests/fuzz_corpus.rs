@@ -9,7 +9,7 @@ use esgflow_local::testdata::fuzzing::TARGETS;
 
 fn replay(kind: &str) -> usize {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz")
+        .join("fuzz")
         .join(kind);
     let mut count = 0;
     for (target, entry) in TARGETS {
@@ -53,7 +53,7 @@ fn every_regression_input_passes_its_entry_point() {
 
 #[test]
 fn every_target_has_a_corpus() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     for (target, _) in TARGETS {
         assert!(
             root.join("corpus").join(target).is_dir(),
