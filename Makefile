@@ -3,6 +3,9 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 MUSL_TARGET := x86_64-unknown-linux-musl
+# The official API definitions the stand-ins check every request against (tests/contracts.rs).
+TCCLI_VERSION := 3.1.189.1
+TCCLI_WHEEL := .tools/tccli-$(TCCLI_VERSION)-py2.py3-none-any.whl
 RELEASE_DIR := target/$(MUSL_TARGET)/release
 FUNCTIONS   := audit lookup sync
 CARGO       ?= cargo
@@ -13,7 +16,7 @@ ESGFLOW     := target/debug/esgflow
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-setup: ## install what a fresh machine needs (musl target, rustfmt/clippy, curl, musl-tools, redis-server, chromium, the pinned serverless CLI)
+setup: ## install what a fresh machine needs (musl target, rustfmt/clippy, curl, musl-tools, redis-server, chromium, the pinned serverless CLI, the pinned tccli API definitions)
 	@command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup first" >&2; exit 1; }
 	rustup target list --installed | grep -qx $(MUSL_TARGET) || rustup target add $(MUSL_TARGET)
 	rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
@@ -24,11 +27,14 @@ setup: ## install what a fresh machine needs (musl target, rustfmt/clippy, curl,
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v npm >/dev/null || missing="$$missing npm"; \
+	python3 -m pip --version >/dev/null 2>&1 || missing="$$missing python3-pip"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing; \
 	fi
+	@# The official API definitions (tccli's api.json/examples.json), read from the wheel itself.
+	@[ -f $(TCCLI_WHEEL) ] || python3 -m pip download --quiet --no-deps --only-binary=:all: --dest .tools tccli==$(TCCLI_VERSION)
 	@# The serverless CLI for `make deploy`, at the version pinned in deploy/package-lock.json.
 	@[ -x deploy/node_modules/.bin/components ] || npm ci --prefix deploy --no-audit --no-fund --loglevel=error
 

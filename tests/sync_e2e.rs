@@ -101,10 +101,15 @@ async fn publishes_to_cos_once_and_is_idempotent() {
     );
     assert!(stub.problems().is_empty(), "{:?}", stub.problems());
     // Paging parameters stayed within the documented maxima, and templates were read in the
-    // template region.
+    // template region; the old ESG was listed in both directions, in the function's region.
+    let mut old_esg_directions = Vec::new();
     for request in &stub.state.lock().unwrap().requests {
         if request.action == "DescribeEnterpriseSecurityGroupRule" {
             assert_eq!(request.body["PageSize"], "50");
+        }
+        if request.action == "DescribeSecurityGroupList" {
+            assert_eq!(request.body["Area"], "ap-shanghai");
+            old_esg_directions.push(request.body["Direction"].as_u64().expect("a number"));
         }
         if request.action.contains("Template") {
             assert_eq!(request.region, "ap-guangzhou", "{}", request.action);
@@ -112,6 +117,9 @@ async fn publishes_to_cos_once_and_is_idempotent() {
             assert_eq!(request.region, "ap-shanghai", "{}", request.action);
         }
     }
+    old_esg_directions.sort_unstable();
+    old_esg_directions.dedup();
+    assert_eq!(old_esg_directions, [0, 1]);
     std::fs::remove_file(&records).ok();
 }
 

@@ -1,7 +1,8 @@
 //! A local stand-in for the Tencent Cloud endpoints the sync function calls, for tests and
 //! `esgflow sync --local`: API 3.0 actions of cfw and vpc (TC3-HMAC-SHA256 checked on every
 //! request) answered page by page from recorded-shape responses, and a COS bucket (`q-sign`
-//! checked) with ETags and conditional GETs.
+//! checked) with ETags and conditional GETs. Every API request is checked against the action's
+//! official definition first ([`super::contract`]) and refused as the real service refuses it.
 //!
 //! The answers come from a directory of exports (the files `esgflow snapshot build` reads,
 //! e.g. `samples/export`): every document's list is merged per action and served with the
@@ -19,6 +20,8 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use esgflow::adapters::tencent::sign::{qsign, tc3};
+
+use super::contract;
 use serde_json::{json, Value};
 
 /// Credentials the stub accepts (the same as the tests' CLS stub, so one function can talk to
@@ -181,6 +184,9 @@ impl CloudStub {
         addr: &str,
         items: BTreeMap<String, Vec<Value>>,
     ) -> std::io::Result<Self> {
+        for (service, version) in [("cfw", "2019-09-04"), ("vpc", "2017-03-12")] {
+            contract::definitions(service, version).map_err(std::io::Error::other)?;
+        }
         let state = Arc::new(Mutex::new(CloudState {
             items,
             ..CloudState::default()
@@ -328,6 +334,13 @@ fn api(state: &mut CloudState, headers: &HeaderMap, body: &[u8]) -> (StatusCode,
         region: header(headers, "x-tc-region").to_string(),
         body: request.clone(),
     });
+    // The official definition of the action is checked first, as the real API does.
+    if let Err(refusal) = contract::check(headers, &action, &request) {
+        state
+            .problems
+            .push(format!("{action}: {}: {}", refusal.code, refusal.message));
+        return api_error(refusal.code, &refusal.message);
+    }
     if let Some((code, message)) = state.faults.get_mut(&action).and_then(VecDeque::pop_front) {
         return api_error(&code, &message);
     }

@@ -59,6 +59,9 @@ impl ClsStub {
     /// Starts on an ephemeral port, answering the first requests with the `script`ed statuses and
     /// bodies, then 200.
     pub async fn start(script: Vec<(u16, &str)>) -> Self {
+        if let Err(problem) = super::contract::definitions("cls", "2020-10-16") {
+            panic!("the CLS stand-in checks SearchLog against its definition: {problem}");
+        }
         let state = Arc::new(Mutex::new(StubState {
             script: script
                 .into_iter()
@@ -158,7 +161,8 @@ fn verify(headers: &HeaderMap, body: &[u8]) -> Result<(String, LogGroupList), St
     Ok((topic, list))
 }
 
-/// `SearchLog`: checks the signature over the JSON body, keeps the request, and answers with
+/// `SearchLog`: checks the signature over the JSON body and the body against the action's
+/// official definition, keeps the request, and answers with
 /// every hit log accepted so far (the stub does not evaluate queries; tests check the query).
 fn search(state: &mut StubState, headers: &HeaderMap, body: &[u8]) -> (StatusCode, String) {
     let checked =
@@ -171,6 +175,12 @@ fn search(state: &mut StubState, headers: &HeaderMap, body: &[u8]) -> (StatusCod
         return (StatusCode::OK, serde_json::json!({"Response": {"Error": {"Code": "AuthFailure.SignatureFailure", "Message": "signature mismatch"}, "RequestId": "stub"}}).to_string());
     }
     let request: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    if let Err(refusal) = super::contract::check(headers, "SearchLog", &request) {
+        state
+            .problems
+            .push(format!("SearchLog: {}: {}", refusal.code, refusal.message));
+        return (StatusCode::OK, serde_json::json!({"Response": {"Error": {"Code": refusal.code, "Message": refusal.message}, "RequestId": "stub"}}).to_string());
+    }
     let query = request["QueryString"].as_str().unwrap_or("").to_string();
     state.searches.push(request);
     if let Some((search, sql)) = query.split_once(" | ") {

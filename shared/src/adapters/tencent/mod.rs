@@ -15,6 +15,28 @@ pub mod sign;
 
 use std::fmt;
 
+/// Every API 3.0 action esgflow calls: `(service, X-TC-Version, action)`. The contract tests
+/// check each against the official definitions (`tests/contracts.rs`), and that no other action
+/// is called from this module.
+pub const ACTIONS: &[(&str, &str, &str)] = &[
+    ("cfw", "2019-09-04", "DescribeEnterpriseSecurityGroupRule"),
+    (
+        "cfw",
+        "2019-09-04",
+        "DescribeEnterpriseSecurityGroupRuleList",
+    ),
+    ("cfw", "2019-09-04", "DescribeSecurityGroupList"),
+    ("vpc", "2017-03-12", "DescribeAddressTemplates"),
+    ("vpc", "2017-03-12", "DescribeAddressTemplateGroups"),
+    ("vpc", "2017-03-12", "DescribeServiceTemplates"),
+    ("vpc", "2017-03-12", "DescribeServiceTemplateGroups"),
+    ("vpc", "2017-03-12", "DescribeVpcs"),
+    ("vpc", "2017-03-12", "DescribeSubnets"),
+    ("vpc", "2017-03-12", "DescribeNetworkInterfaces"),
+    ("cls", "2020-10-16", "SearchLog"),
+    ("cls", "2020-10-16", "UploadLog"),
+];
+
 /// API credentials.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {

@@ -5,7 +5,7 @@
 //!
 //! Calls (<https://www.tencentcloud.com/document/api/1160/51369>, tccli `vpc/v20170312/api.json`): cfw `DescribeEnterpriseSecurityGroupRule` (PageNo/
 //! PageSize ≤ 50, 20 req/s), `DescribeEnterpriseSecurityGroupRuleList` (resolved addresses),
-//! `DescribeSecurityGroupList` (old ESG, both directions); vpc `DescribeAddressTemplates`,
+//! `DescribeSecurityGroupList` (old ESG, both directions, in the function's region); vpc `DescribeAddressTemplates`,
 //! `DescribeAddressTemplateGroups`, `DescribeServiceTemplates`, `DescribeServiceTemplateGroups`
 //! (in the template region), `DescribeVpcs`, `DescribeSubnets`, `DescribeNetworkInterfaces`
 //! (only the monitored VPCs when a list is given).
@@ -57,7 +57,7 @@ struct Listing {
     templates: bool,
 }
 
-fn listings(options: &LiveOptions) -> Vec<Listing> {
+fn listings(options: &LiveOptions, region: &str) -> Vec<Listing> {
     let cfw = |action, body, paging, list_key| Listing {
         service: "cfw",
         version: CFW_VERSION,
@@ -107,7 +107,10 @@ fn listings(options: &LiveOptions) -> Vec<Listing> {
         for direction in [1, 0] {
             all.push(cfw(
                 "DescribeSecurityGroupList",
-                json!({"Direction": direction.to_string()}),
+                // Both members are required, `Direction` a number (0 outbound, 1 inbound) and
+                // `Area` the region whose old-ESG rules are listed (tccli `cfw/v20190904/api.json`,
+                // `DescribeSecurityGroupListRequest`).
+                json!({"Direction": direction, "Area": region}),
                 numbers,
                 "Data",
             ));
@@ -172,7 +175,7 @@ pub(crate) async fn fetch_documents(
         .with_rate_limit("DescribeEnterpriseSecurityGroupRule", RULES_PER_SECOND);
     let templates = client.in_region(&options.template_region);
     let mut documents = Vec::new();
-    for listing in listings(options) {
+    for listing in listings(options, client.region()) {
         let client = if listing.templates {
             &templates
         } else {
