@@ -412,26 +412,66 @@ impl MemoryState {
     }
 }
 
-/// A sliding one-minute window per channel, so no platform's published rate limit is exceeded.
+/// A platform's published rate limit: at most `max` messages in any `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RateLimit {
+    /// Messages allowed in the window.
+    pub max: usize,
+    /// The sliding window.
+    pub window: Duration,
+}
+
+impl RateLimit {
+    /// `max` messages a second.
+    pub(crate) const fn per_second(max: usize) -> Self {
+        Self {
+            max,
+            window: Duration::from_secs(1),
+        }
+    }
+
+    /// `max` messages a minute.
+    pub(crate) const fn per_minute(max: usize) -> Self {
+        Self {
+            max,
+            window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Sliding windows per channel, so no platform's published rate limits are exceeded.
 #[derive(Debug, Default)]
 pub(crate) struct RateCap {
     sent: HashMap<String, Vec<SystemTime>>,
 }
 
 impl RateCap {
-    /// Whether `channel` may send one more message at `now` with at most `per_minute` a minute;
-    /// if so, counts it.
-    pub fn take(&mut self, channel: &str, per_minute: usize, now: SystemTime) -> bool {
+    /// How long `channel` must wait from `now` before one more message keeps within every one of
+    /// `limits` (zero: it may send at once).
+    pub fn wait(&mut self, channel: &str, limits: &[RateLimit], now: SystemTime) -> Duration {
+        let longest = limits.iter().map(|l| l.window).max().unwrap_or_default();
         let sent = self.sent.entry(channel.to_string()).or_default();
-        sent.retain(|t| {
-            now.duration_since(*t)
-                .map(|d| d < Duration::from_secs(60))
-                .unwrap_or(true)
-        });
-        if sent.len() >= per_minute {
+        let age = |t: &SystemTime| now.duration_since(*t).unwrap_or_default();
+        sent.retain(|t| age(t) < longest);
+        limits
+            .iter()
+            .filter_map(|limit| {
+                let within: Vec<&SystemTime> =
+                    sent.iter().filter(|t| age(t) < limit.window).collect();
+                // Full: wait until the oldest message that makes it full leaves the window.
+                let oldest = within.len().checked_sub(limit.max)?;
+                Some(limit.window.saturating_sub(age(within[oldest])))
+            })
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// Whether `channel` may send one more message at `now` under `limits`; if so, counts it.
+    pub fn take(&mut self, channel: &str, limits: &[RateLimit], now: SystemTime) -> bool {
+        if !self.wait(channel, limits, now).is_zero() {
             return false;
         }
-        sent.push(now);
+        self.sent.entry(channel.to_string()).or_default().push(now);
         true
     }
 }
@@ -607,19 +647,56 @@ mod tests {
 
     #[test]
     fn rate_cap_is_a_sliding_minute() {
+        let per_minute = [RateLimit::per_minute(20)];
         let mut cap = RateCap::default();
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         for i in 0..20 {
-            assert!(cap.take("wecom", 20, t0 + Duration::from_secs(i)));
+            assert!(cap.take("wecom", &per_minute, t0 + Duration::from_secs(i)));
         }
-        assert!(!cap.take("wecom", 20, t0 + Duration::from_secs(30)));
+        assert!(!cap.take("wecom", &per_minute, t0 + Duration::from_secs(30)));
+        assert_eq!(
+            cap.wait("wecom", &per_minute, t0 + Duration::from_secs(30)),
+            Duration::from_secs(30),
+            "until the first message leaves the window"
+        );
         assert!(
-            cap.take("dingtalk", 20, t0 + Duration::from_secs(30)),
+            cap.take("dingtalk", &per_minute, t0 + Duration::from_secs(30)),
             "per channel"
         );
         assert!(
-            cap.take("wecom", 20, t0 + Duration::from_secs(61)),
+            cap.take("wecom", &per_minute, t0 + Duration::from_secs(61)),
             "the first message left the window"
+        );
+    }
+
+    /// Feishu's two published limits: 5 a second and 100 a minute.
+    #[test]
+    fn rate_cap_keeps_every_window() {
+        let feishu = [RateLimit::per_second(5), RateLimit::per_minute(100)];
+        let mut cap = RateCap::default();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut at = t0;
+        let mut sent = 0;
+        while at < t0 + Duration::from_secs(60) {
+            let wait = cap.wait("feishu", &feishu, at);
+            if wait.is_zero() {
+                assert!(cap.take("feishu", &feishu, at));
+                sent += 1;
+            } else {
+                assert!(!cap.take("feishu", &feishu, at));
+            }
+            at += Duration::from_millis(10);
+            // Never more than 5 in any second.
+            let last_second = cap.sent["feishu"]
+                .iter()
+                .filter(|t| at.duration_since(**t).unwrap() < Duration::from_secs(1))
+                .count();
+            assert!(last_second <= 5, "{last_second} in one second");
+        }
+        assert_eq!(sent, 100, "and at most 100 a minute");
+        assert!(
+            cap.wait("feishu", &feishu, t0 + Duration::from_secs(30)) > Duration::from_secs(1),
+            "within the minute it is used up: a long wait"
         );
     }
 }
