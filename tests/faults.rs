@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::cls_stub::{ClsStub, CLOSE, DELAY, HANG};
+use common::cls_stub::{ClsStub, CLOSE, DELAY, EMPTY_200, HANG, REDIRECT};
 
 fn lines() -> Vec<String> {
     (0..5)
@@ -260,4 +260,42 @@ async fn an_unreachable_snapshot_store_at_cold_start_then_back() {
     let retried = audit.invoke(event()).await.unwrap();
     assert!(retried.result.is_response(), "{}", retried.result.json());
     assert!(!cls.accepted().is_empty());
+}
+
+/// A 204, an empty 200 and a cut-off 200 are not CLS's answer: nothing is counted as written on
+/// them; the upload is sent again until CLS answers properly, and every record lands.
+#[tokio::test]
+async fn only_the_apis_answer_counts_as_written() {
+    let expected = expected_ids().await;
+    let stub = ClsStub::start(vec![(204, ""), (EMPTY_200, ""), (200, r#"{"Response":"#)]).await;
+    let mut audit = common::emulator_timed("audit", env(&stub), Duration::from_secs(15)).await;
+    let invocation = audit.invoke(event()).await.unwrap();
+    assert!(
+        invocation.result.is_response(),
+        "{}",
+        invocation.result.json()
+    );
+    assert_eq!(
+        stub.requests(),
+        4,
+        "three answers that are not answers, then a proper one"
+    );
+    let (_, got) = ids(&stub);
+    assert_eq!(got, expected, "every record landed");
+    assert!(stub.problems().is_empty(), "{:?}", stub.problems());
+}
+
+/// A redirect is not followed: the invocation fails naming it (so SCF retries the batch), and
+/// nothing is counted as written on the word of whatever the redirect points to.
+#[tokio::test]
+async fn a_redirect_is_not_followed() {
+    let stub = ClsStub::start(vec![(REDIRECT, "")]).await;
+    let mut audit = common::emulator_timed("audit", env(&stub), Duration::from_secs(10)).await;
+    let invocation = audit.invoke(event()).await.unwrap();
+    let error = invocation.result.json();
+    let message = error["errorMessage"].as_str().unwrap_or_default();
+    assert!(message.contains("redirect"), "{error}");
+    let state = stub.state.lock().unwrap();
+    assert_eq!((state.redirected, state.followed), (1, 0));
+    assert!(state.accepted.is_empty());
 }

@@ -44,6 +44,10 @@ pub struct StubState {
     pub problems: Vec<String>,
     /// SearchLog request bodies received.
     pub searches: Vec<serde_json::Value>,
+    /// Uploads answered with a redirect.
+    pub redirected: usize,
+    /// Requests that followed a redirect to `/redirected`.
+    pub followed: usize,
 }
 
 /// The running stand-in.
@@ -70,7 +74,8 @@ impl ClsStub {
             ..StubState::default()
         }));
         let app = Router::new()
-            .route("/", post(upload))
+            .route("/", post(answer))
+            .route("/redirected", axum::routing::any(redirected))
             .with_state(state.clone());
         let server = super::Server::start("127.0.0.1:0", app)
             .await
@@ -264,6 +269,38 @@ pub const HANG: u16 = 0;
 pub const CLOSE: u16 = 1;
 /// Scripted: wait `body` milliseconds, then accept.
 pub const DELAY: u16 = 2;
+/// Scripted: keep nothing and answer 200 with an empty body.
+pub const EMPTY_200: u16 = 3;
+/// Scripted: keep nothing and answer `307 Temporary Redirect` to `/redirected`, which answers
+/// every request (POST or GET) with a proper UploadLog answer and keeps nothing.
+pub const REDIRECT: u16 = 4;
+
+/// The answer to an upload, with the `Location` of a scripted redirect.
+async fn answer(
+    state: State<Arc<Mutex<StubState>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (status, text) = upload(state, headers, body).await;
+    let mut response = (status, text).into_response();
+    if status == StatusCode::TEMPORARY_REDIRECT {
+        response.headers_mut().insert(
+            "location",
+            axum::http::HeaderValue::from_static("/redirected"),
+        );
+    }
+    response
+}
+
+/// Where a scripted redirect points: a proper-looking answer that keeps nothing.
+async fn redirected(State(shared): State<Arc<Mutex<StubState>>>) -> (StatusCode, String) {
+    shared.lock().unwrap().followed += 1;
+    (
+        StatusCode::OK,
+        serde_json::json!({"Response": {"RequestId": "redirected"}}).to_string(),
+    )
+}
 
 async fn upload(
     State(shared): State<Arc<Mutex<StubState>>>,
@@ -298,10 +335,16 @@ async fn upload(
             return (StatusCode::OK, serde_json::json!({"Response": {"Error": {"Code": "AuthFailure.SignatureFailure", "Message": problem}, "RequestId": "stub"}}).to_string());
         }
     };
-    if let Some((status, body)) = &scripted {
-        if *status > DELAY && *status != 200 {
+    match &scripted {
+        Some((EMPTY_200, _)) => return (StatusCode::OK, String::new()),
+        Some((REDIRECT, _)) => {
+            state.redirected += 1;
+            return (StatusCode::TEMPORARY_REDIRECT, String::new());
+        }
+        Some((status, body)) if *status > REDIRECT && *status != 200 => {
             return (StatusCode::from_u16(*status).unwrap(), body.clone());
         }
+        _ => {}
     }
     for group in list.log_group_list {
         for log in group.logs {

@@ -130,7 +130,10 @@ impl ClsSink {
                 )))
             }
         };
+        // A redirect is never followed: reqwest would repeat a POST as a bodiless GET (or re-send
+        // the records somewhere else), and whatever answered that would be taken for CLS's answer.
         let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| SinkError::Unusable(format!("HTTP client: {e}")))?;
         Ok(Self {
@@ -216,9 +219,48 @@ impl ClsSink {
             .send()
             .await
             .map_err(|e| Failure::Retryable(format!("network: {e}")))?;
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        classify(status.as_u16(), &text)
+        let status = response.status().as_u16();
+        if (300..400).contains(&status) {
+            let location = response
+                .headers()
+                .get("location")
+                .and_then(|l| l.to_str().ok())
+                .unwrap_or("nowhere")
+                .to_string();
+            return Err(Failure::Permanent(format!(
+                "HTTP {status}: CLS answered with a redirect to {location:?}, which is not followed; check ESGFLOW_CLS_ENDPOINT"
+            )));
+        }
+        let text = read_answer(response).await?;
+        classify(status, &text)
+    }
+}
+
+/// The longest answer read from CLS: an UploadLog answer is a few hundred bytes.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// Reads an answer of at most [`MAX_ANSWER_BYTES`]. An answer cut off or too long is a failure to
+/// retry: whether the records landed is unknown, and record ids make a second copy harmless.
+async fn read_answer(mut response: reqwest::Response) -> Result<String, Failure> {
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                    return Err(Failure::Retryable(format!(
+                        "the answer is over {MAX_ANSWER_BYTES} bytes"
+                    )));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(String::from_utf8_lossy(&body).into_owned()),
+            Err(e) => {
+                return Err(Failure::Retryable(format!(
+                    "reading the answer failed after {} bytes: {e}",
+                    body.len()
+                )))
+            }
+        }
     }
 }
 
@@ -265,12 +307,13 @@ fn error_of(body: &str) -> Option<(String, String)> {
     Some((code.to_string(), message.to_string()))
 }
 
-/// Whether `body` is an answer: API 3.0's `{"Response": {...}}`, or the empty body of CLS's
-/// legacy upload endpoint.
+/// Whether `body` is API 3.0's answer, `{"Response": {"RequestId": …}}`. Nothing else (an empty
+/// body, a 204, a proxy's page, a cut-off answer) says the records were accepted.
 fn is_answer(body: &str) -> bool {
-    body.trim().is_empty()
-        || serde_json::from_str::<serde_json::Value>(body)
-            .is_ok_and(|v| v.get("Response").is_some_and(serde_json::Value::is_object))
+    serde_json::from_str::<serde_json::Value>(body).is_ok_and(|v| {
+        v.pointer("/Response/RequestId")
+            .is_some_and(serde_json::Value::is_string)
+    })
 }
 
 fn classify(status: u16, body: &str) -> Result<(), Failure> {
@@ -692,8 +735,20 @@ mod tests {
 
     #[test]
     fn error_classification() {
-        assert!(classify(200, "").is_ok());
         assert!(classify(200, r#"{"Response":{"RequestId":"x"}}"#).is_ok());
+        // Nothing but the API's answer counts as accepted: an empty 200, a 204, a cut-off answer,
+        // an answer without a request id.
+        for (status, body) in [
+            (200, ""),
+            (204, ""),
+            (200, r#"{"Response":"#),
+            (200, r#"{"Response":{}}"#),
+        ] {
+            assert!(
+                matches!(classify(status, body), Err(Failure::Retryable(_))),
+                "{status} {body:?}"
+            );
+        }
         assert!(matches!(
             classify(200, "<html>gateway</html>"),
             Err(Failure::Retryable(d)) if d.contains("unreadable answer")
