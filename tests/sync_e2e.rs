@@ -123,6 +123,23 @@ async fn publishes_to_cos_once_and_is_idempotent() {
     std::fs::remove_file(&records).ok();
 }
 
+/// An answer far larger than any page (here 20 MB of rule description) is refused at the
+/// documented limit, not read into memory: the run fails naming the limit and nothing is published.
+#[tokio::test]
+async fn an_oversized_answer_is_refused_at_the_limit() {
+    let stub = common::cloud_stub().await;
+    stub.oversize_next("DescribeEnterpriseSecurityGroupRule", 20 * 1024 * 1024);
+    let mut sync = sync_with(&stub, vec![]).await;
+    let run = sync.invoke(common::timer_event()).await.unwrap();
+    let answer = run.result.json();
+    let message = answer["errorMessage"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("ResponseTooLarge") && message.contains("over 16777216 bytes"),
+        "{answer}"
+    );
+    assert!(cos_puts(&stub).is_empty(), "nothing published");
+}
+
 #[tokio::test]
 async fn throttling_is_retried_and_a_failed_call_leaves_latest_untouched() {
     let stub = common::cloud_stub().await;

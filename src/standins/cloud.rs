@@ -121,6 +121,9 @@ pub struct CloudState {
     pub items: BTreeMap<String, Vec<Value>>,
     /// Scripted API errors per action, consumed one per request: `(code, message)`.
     pub faults: HashMap<String, VecDeque<(String, String)>>,
+    /// Actions whose next answer is scripted to be `bytes` long (a well-formed page whose first
+    /// item carries a huge description), consumed one per request.
+    pub oversized: HashMap<String, usize>,
     /// Scripted COS statuses per method (`GET`/`PUT`), consumed one per request.
     pub cos_faults: HashMap<String, VecDeque<u16>>,
     /// API requests received.
@@ -209,6 +212,15 @@ impl CloudStub {
             .entry(action.to_string())
             .or_default()
             .push_back((code.to_string(), format!("scripted {code}")));
+    }
+
+    /// Scripts the next answer to `action` to be about `bytes` long.
+    pub fn oversize_next(&self, action: &str, bytes: usize) {
+        self.state
+            .lock()
+            .expect("stub lock")
+            .oversized
+            .insert(action.to_string(), bytes);
     }
 
     /// Scripts a COS status for the next request with `method`.
@@ -403,6 +415,15 @@ fn api(state: &mut CloudState, headers: &HeaderMap, body: &[u8]) -> (StatusCode,
         } => json!(total.to_string()),
         _ => json!(total),
     };
+    if let Some(bytes) = state.oversized.remove(&action) {
+        if let Some(first) = page.first().cloned() {
+            let mut huge = first;
+            huge["Description"] = json!("x".repeat(bytes));
+            let mut response = json!({"RequestId": "stub-oversized", total_key: total});
+            response[list_key] = json!([huge]);
+            return (StatusCode::OK, json!({ "Response": response }).to_string());
+        }
+    }
     let mut response = json!({"RequestId": format!("stub-{}", state.requests.len())});
     response[list_key] = json!(page);
     response[total_key] = total;

@@ -12,6 +12,7 @@ use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
 
+use crate::adapters::bounded;
 use crate::adapters::retry::Retry;
 use crate::core::alert::{group, Alert, AlertPolicy, AlertState, RateCap, RateLimit};
 use crate::core::records::Record;
@@ -277,6 +278,8 @@ pub(crate) struct Dispatcher {
 const DEADLINE_MARGIN: Duration = Duration::from_millis(300);
 /// Longest single send.
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest answer read from a robot or webhook (they answer a few dozen bytes).
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// The longest wait for a rate limit's window to open before a message is dropped instead.
 const MAX_RATE_WAIT: Duration = Duration::from_secs(1);
 /// Most attempts per message.
@@ -378,8 +381,10 @@ async fn send(
         let outcome = match builder.body(request.body.clone()).send().await {
             Ok(response) => {
                 let status = response.status().as_u16();
-                let body = response.text().await.unwrap_or_default();
-                channel.accepted(status, &body)
+                match bounded::read_text(response, MAX_ANSWER_BYTES).await {
+                    Ok(body) => channel.accepted(status, &body),
+                    Err(error) => Err(error.to_string()),
+                }
             }
             Err(err) if err.is_timeout() => Err("timed out".to_string()),
             Err(err) if err.is_connect() => Err("connection failed".to_string()),

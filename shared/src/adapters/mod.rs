@@ -6,10 +6,11 @@
 //! - [`chat`]: WeCom, DingTalk and Feishu robots and signed webhooks;
 //! - [`redis`]: alert cooldown state shared between instances;
 //! - [`files`]: the local file system and stdout (snapshot files and directories, JSON lines);
-//! - [`retry`]: the one retry driver they all use.
+//! - [`retry`]: the one retry driver they all use; `bounded`: every answer read within a limit.
 //!
 //! Adapters use the domain (`crate::core`) and never the use cases (`crate::app`).
 
+pub(crate) mod bounded;
 pub mod chat;
 pub mod files;
 pub mod redis;

@@ -7,9 +7,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::adapters::bounded;
 use crate::adapters::retry::Retry;
 use crate::adapters::tencent::sign::tc3;
 use crate::adapters::tencent::Credentials;
+
+/// The longest API 3.0 answer read: a page of 100 rules or a `SearchLog` page is well under
+/// 1 MB; anything past this is refused as `ResponseTooLarge`.
+pub(crate) const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 
 /// A failed call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -279,8 +284,14 @@ impl ApiClient {
             let outcome = match request.body(payload.clone()).send().await {
                 Ok(response) => {
                     let status = response.status().as_u16();
-                    let text = response.text().await.unwrap_or_default();
-                    interpret(action, status, &text)
+                    match bounded::read_text(response, MAX_ANSWER_BYTES).await {
+                        Ok(text) => interpret(action, status, &text),
+                        // Far more than any page of any listing: not worth asking again.
+                        Err(too_large @ bounded::ReadError::TooLarge { .. }) => {
+                            Err(error("ResponseTooLarge", too_large.to_string()))
+                        }
+                        Err(cut) => Err(error("Network", cut.to_string())),
+                    }
                 }
                 Err(err) => Err(error("Network", err.to_string())),
             };

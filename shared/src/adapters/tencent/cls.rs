@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use prost::Message;
 
+use crate::adapters::bounded;
 use crate::adapters::retry::Retry;
 use crate::adapters::tencent::sign::tc3;
 use crate::adapters::tencent::Credentials;
@@ -237,31 +238,14 @@ impl ClsSink {
 }
 
 /// The longest answer read from CLS: an UploadLog answer is a few hundred bytes.
-const MAX_ANSWER_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
-/// Reads an answer of at most [`MAX_ANSWER_BYTES`]. An answer cut off or too long is a failure to
+/// Reads an answer within [`MAX_ANSWER_BYTES`]. An answer cut off or too long is a failure to
 /// retry: whether the records landed is unknown, and record ids make a second copy harmless.
-async fn read_answer(mut response: reqwest::Response) -> Result<String, Failure> {
-    let mut body = Vec::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-                    return Err(Failure::Retryable(format!(
-                        "the answer is over {MAX_ANSWER_BYTES} bytes"
-                    )));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(String::from_utf8_lossy(&body).into_owned()),
-            Err(e) => {
-                return Err(Failure::Retryable(format!(
-                    "reading the answer failed after {} bytes: {e}",
-                    body.len()
-                )))
-            }
-        }
-    }
+async fn read_answer(response: reqwest::Response) -> Result<String, Failure> {
+    bounded::read_text(response, MAX_ANSWER_BYTES)
+        .await
+        .map_err(|e| Failure::Retryable(e.to_string()))
 }
 
 enum Failure {

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::adapters::bounded;
 use crate::adapters::retry::Retry;
 use crate::adapters::tencent::sign::qsign;
 use crate::adapters::tencent::Credentials;
@@ -12,6 +13,10 @@ use crate::core::ports::{
     StoreFuture,
 };
 use crate::core::snapshot::Snapshot;
+
+/// The largest object read from the bucket: a snapshot of 20,000 rules with their topology is
+/// some tens of MB.
+pub(crate) const MAX_OBJECT_BYTES: usize = 128 * 1024 * 1024;
 
 /// A COS bucket and key prefix, through the COS XML API with `q-sign` signatures.
 #[derive(Debug, Clone)]
@@ -114,9 +119,13 @@ impl CosStore {
                         .get("etag")
                         .and_then(|v| v.to_str().ok())
                         .map(str::to_string);
-                    match response.bytes().await {
-                        Ok(bytes) => Ok((status, etag, bytes.to_vec())),
-                        Err(e) => Err(format!("{path}: reading the answer: {e}")),
+                    match bounded::read(response, MAX_OBJECT_BYTES).await {
+                        Ok(bytes) => Ok((status, etag, bytes)),
+                        // Larger than any snapshot esgflow writes: asking again will not help.
+                        Err(too_large @ bounded::ReadError::TooLarge { .. }) => {
+                            return Err(fail(self, format!("{path}: {too_large}")))
+                        }
+                        Err(cut) => Err(format!("{path}: {cut}")),
                     }
                 }
                 Err(e) => Err(format!("{path}: {e}")),
