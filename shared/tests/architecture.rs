@@ -38,12 +38,17 @@ fn repository_root() -> PathBuf {
         .to_path_buf()
 }
 
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+/// Every file below `dir` whose name ends in one of `extensions`.
+fn files(dir: &Path, extensions: &[&str], out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.unwrap().path();
         if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
+            files(&path, extensions, out);
+        } else if path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| extensions.contains(&e))
+        {
             out.push(path);
         }
     }
@@ -212,9 +217,9 @@ struct Crate {
 
 fn read_crate() -> Crate {
     let root = source_root();
-    let mut files = Vec::new();
-    rust_files(&root, &mut files);
-    let code: BTreeMap<String, String> = files
+    let mut sources = Vec::new();
+    files(&root, &["rs"], &mut sources);
+    let code: BTreeMap<String, String> = sources
         .iter()
         .map(|f| {
             let text = std::fs::read_to_string(f).unwrap();
@@ -471,7 +476,7 @@ fn the_functions_link_nothing_of_the_local_toolkit() {
 #[test]
 fn cited_documents_are_in_the_repository() {
     let root = repository_root();
-    let mut files = Vec::new();
+    let mut cited = Vec::new();
     for dir in [
         "shared",
         "functions",
@@ -483,11 +488,11 @@ fn cited_documents_are_in_the_repository() {
     ] {
         let dir = root.join(dir);
         if dir.exists() {
-            collect(&dir, &mut files);
+            files(&dir, &["rs", "md", "toml", "html", "yaml"], &mut cited);
         }
     }
     for file in ["README.md", "Makefile", "template.yaml", "Cargo.toml"] {
-        files.push(root.join(file));
+        cited.push(root.join(file));
     }
     let outside = [
         "scf-platform.md",
@@ -496,7 +501,7 @@ fn cited_documents_are_in_the_repository() {
         "STYLE.md",
     ];
     let mut found = Vec::new();
-    for file in &files {
+    for file in &cited {
         let Ok(text) = std::fs::read_to_string(file) else {
             continue;
         };
@@ -527,18 +532,4 @@ fn cited_documents_are_in_the_repository() {
         found.join("\n")
     );
     assert!(root.join("docs/ARCHITECTURE.md").exists());
-}
-
-fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            collect(&path, out);
-        } else if path
-            .extension()
-            .is_some_and(|e| ["rs", "md", "toml", "html", "yaml"].contains(&e.to_str().unwrap()))
-        {
-            out.push(path);
-        }
-    }
 }

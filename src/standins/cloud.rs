@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use esgflow::adapters::tencent::sign::{qsign, tc3};
 
-use super::contract;
+use super::{contract, header, signed_service};
 use serde_json::{json, Value};
 
 /// Credentials the stub accepts (the same as the tests' CLS stub, so one function can talk to
@@ -254,13 +254,6 @@ impl CloudStub {
     }
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-}
-
 async fn handle(State(state): State<Arc<Mutex<CloudState>>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, 64 * 1024 * 1024)
@@ -304,11 +297,7 @@ pub fn check_tc3(
         return Err("signature expired: timestamp more than 5 minutes off".into());
     }
     let authorization = header(headers, "authorization");
-    let service = authorization
-        .split("Credential=")
-        .nth(1)
-        .and_then(|c| c.split('/').nth(2))
-        .unwrap_or("");
+    let service = signed_service(headers);
     if !services.contains(&service) {
         return Err(format!(
             "signed for service {service:?}, expected one of {services:?}"

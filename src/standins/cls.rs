@@ -13,6 +13,8 @@ use axum::Router;
 use esgflow::adapters::tencent::cls::LogGroupList;
 use prost::Message;
 
+use super::header;
+
 /// The secret id the stub accepts (the cloud stand-in's).
 pub const SECRET_ID: &str = super::cloud::SECRET_ID;
 /// The secret key the stub checks signatures with.
@@ -121,13 +123,6 @@ impl ClsStub {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
     }
-}
-
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
 }
 
 /// Checks the TC3 signature for the `cls` service, as the API does for every action.

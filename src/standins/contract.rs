@@ -39,18 +39,8 @@ pub fn definitions(service: &str, version: &str) -> Result<&'static Definitions,
 /// Checks an API 3.0 request against its definition: the service it was signed for, the
 /// `X-TC-Version` it names, its `X-TC-Action` and its body.
 pub fn check(headers: &axum::http::HeaderMap, action: &str, body: &Value) -> Result<(), Refusal> {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-    };
-    let service = header("authorization")
-        .split("Credential=")
-        .nth(1)
-        .and_then(|c| c.split('/').nth(2))
-        .unwrap_or_default();
-    let version = header("x-tc-version");
+    let service = super::signed_service(headers);
+    let version = super::header(headers, "x-tc-version");
     let definitions = definitions(service, version).map_err(|problem| Refusal {
         code: "InvalidAction",
         message: format!("no definition of {service} version {version:?}: {problem}"),

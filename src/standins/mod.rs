@@ -11,8 +11,27 @@ pub mod contract;
 
 use std::net::SocketAddr;
 
+use axum::http::HeaderMap;
 use axum::Router;
 use tokio::task::JoinHandle;
+
+/// A request header as text, empty when absent or not text.
+pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// The service an API 3.0 request was signed for: the third part of the `Authorization`
+/// header's credential scope (`Credential=<id>/<date>/<service>/tc3_request`); empty if none.
+pub(crate) fn signed_service(headers: &HeaderMap) -> &str {
+    header(headers, "authorization")
+        .split("Credential=")
+        .nth(1)
+        .and_then(|c| c.split('/').nth(2))
+        .unwrap_or("")
+}
 
 /// An HTTP server serving a router on a local address until it is dropped. Stand-ins start one
 /// on `127.0.0.1:0` (an ephemeral port) so tests never collide.

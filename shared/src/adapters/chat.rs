@@ -334,7 +334,9 @@ impl Dispatcher {
                     *report.rate_limited.entry(name).or_default() += 1;
                     continue;
                 }
-                tokio::time::sleep(wait).await;
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
                 if !self.caps.take(name, limits, now + started.elapsed()) {
                     *report.rate_limited.entry(name).or_default() += 1;
                     continue;
