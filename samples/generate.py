@@ -217,7 +217,9 @@ def export():
             "TargetId": d[1], "TargetType": TYPE_CODES[d[0]], "Protocol": protocol, "Port": port, "Strategy": str(strategy[action]),
             "Detail": desc, "Direction": 1, "BothWay": 0, "Status": 1, "IsNew": 0}
            for i, (action, s, d, protocol, port, desc) in enumerate(OLD_RULES)]
-    write("DescribeSecurityGroupList.json", {"Data": old, "Total": len(old), "AllTotal": len(old), "Enable": 1, "RequestId": "sample-0004"})
+    # "Area" is the region the request named: the answer does not carry it, so esgflow's live
+    # builder (and this export) adds it.
+    write("DescribeSecurityGroupList.json", {"Data": old, "Total": len(old), "AllTotal": len(old), "Enable": 1, "Area": "ap-shanghai", "RequestId": "sample-0004"})
     write("DescribeAddressTemplates.json", {"TotalCount": len(ADDRESS_TEMPLATES), "AddressTemplateSet": [
         {"AddressTemplateId": k, "AddressTemplateName": v[0], "AddressSet": v[1], "AddressExtraSet": [{"Address": a, "Description": ""} for a in v[1]],
          "CreatedTime": "2025-11-01 10:00:00", "TagSet": []} for k, v in ADDRESS_TEMPLATES.items()], "RequestId": "sample-0005"})

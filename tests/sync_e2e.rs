@@ -429,6 +429,153 @@ async fn paging_follows_the_totals() {
     assert!(stub.problems().is_empty(), "{:?}", stub.problems());
 }
 
+/// Old-ESG rules are per region: every region of `ESGFLOW_OLD_ESG_REGIONS` is listed (one
+/// `Area` per call), and each rule carries the region it came from.
+#[tokio::test]
+async fn old_esg_rules_are_read_in_every_configured_region() {
+    let stub = common::cloud_stub().await;
+    {
+        let mut state = stub.state.lock().unwrap();
+        let shanghai = state.items["DescribeSecurityGroupList"].clone();
+        let mut beijing = shanghai[0].clone();
+        beijing["Id"] = json!(9900);
+        beijing["Uuid"] = json!("old-9900");
+        beijing["Detail"] = json!("beijing: old rule");
+        state.areas.insert("ap-shanghai".into(), shanghai);
+        state.areas.insert("ap-beijing".into(), vec![beijing]);
+    }
+    let mut sync = sync_with(
+        &stub,
+        vec![(
+            "ESGFLOW_OLD_ESG_REGIONS".into(),
+            "ap-shanghai, ap-beijing".into(),
+        )],
+    )
+    .await;
+    let outcome = sync.invoke(common::timer_event()).await.unwrap();
+    let summary = outcome.result.json();
+    assert_eq!(summary["published"], true, "{summary}");
+    let version = summary["snapshot_version"].as_str().unwrap().to_string();
+    let published: Snapshot = serde_json::from_slice(
+        &stub.state.lock().unwrap().objects[&format!("/esgflow/snapshots/{version}.json")].0,
+    )
+    .unwrap();
+    let old: Vec<(&str, Option<&str>)> = published
+        .rules
+        .iter()
+        .filter(|r| r.generation == esgflow::core::snapshot::Generation::Old)
+        .map(|r| (r.uuid.as_str(), r.attributes.region.as_deref()))
+        .collect();
+    assert!(old.contains(&("9900", Some("ap-beijing"))), "{old:?}");
+    assert!(old.len() > 1);
+    assert!(
+        old.iter()
+            .filter(|(id, _)| *id != "9900")
+            .all(|(_, region)| *region == Some("ap-shanghai")),
+        "{old:?}"
+    );
+    let mut asked: Vec<(String, u64)> = stub
+        .state
+        .lock()
+        .unwrap()
+        .requests
+        .iter()
+        .filter(|r| r.action == "DescribeSecurityGroupList")
+        .map(|r| {
+            (
+                r.body["Area"].as_str().unwrap().to_string(),
+                r.body["Direction"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    asked.sort();
+    asked.dedup();
+    assert_eq!(
+        asked,
+        [
+            ("ap-beijing".to_string(), 0),
+            ("ap-beijing".to_string(), 1),
+            ("ap-shanghai".to_string(), 0),
+            ("ap-shanghai".to_string(), 1)
+        ]
+    );
+    assert!(stub.problems().is_empty(), "{:?}", stub.problems());
+}
+
+/// `DescribeEnterpriseSecurityGroupRuleList` documents `Offset` as "current page": whether the
+/// API reads it as a row offset or a page number (from 1 or from 0) is unconfirmed. Against a
+/// stand-in with each reading, every rule is collected, none twice beyond the detection probe.
+#[tokio::test]
+async fn the_rule_list_is_read_whole_under_every_reading_of_offset() {
+    use esgflow_local::standins::cloud::OffsetMeaning;
+    for meaning in [
+        OffsetMeaning::Rows,
+        OffsetMeaning::PageFromOne,
+        OffsetMeaning::PageFromZero,
+    ] {
+        let stub = common::cloud_stub().await;
+        let expected: std::collections::BTreeSet<String> = {
+            let mut state = stub.state.lock().unwrap();
+            state.rule_list_offset = meaning;
+            state.items["DescribeEnterpriseSecurityGroupRuleList"]
+                .iter()
+                .map(|r| r["RuleUuid"].to_string())
+                .collect()
+        };
+        assert!(expected.len() > 25, "the sample spans several pages of 10");
+        let client = ApiClient::new("ap-shanghai", Some(stub.url.clone())).with_credentials(
+            esgflow::adapters::tencent::Credentials {
+                secret_id: esgflow_local::standins::cloud::SECRET_ID.into(),
+                secret_key: esgflow_local::standins::cloud::SECRET_KEY.into(),
+                token: None,
+            },
+        );
+        let pages = client
+            .pages(
+                "cfw",
+                "2019-09-04",
+                "DescribeEnterpriseSecurityGroupRuleList",
+                &json!({}),
+                Paging::OffsetOrPage {
+                    limit: 10,
+                    key: "RuleUuid",
+                },
+                "Data",
+                Instant::now() + Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+        let ids: Vec<String> = pages
+            .iter()
+            .flat_map(|p| p["Data"].as_array().unwrap().iter())
+            .map(|r| r["RuleUuid"].to_string())
+            .collect();
+        let distinct: std::collections::BTreeSet<String> = ids.iter().cloned().collect();
+        assert_eq!(distinct, expected, "{meaning:?}: every rule, once");
+        // At most the detection probe overlaps (one page), and no page is asked twice after it.
+        assert!(
+            ids.len() <= expected.len() + 10,
+            "{meaning:?}: {} ids",
+            ids.len()
+        );
+        let offsets: Vec<u64> = stub
+            .state
+            .lock()
+            .unwrap()
+            .requests
+            .iter()
+            .map(|r| r.body["Offset"].as_u64().unwrap())
+            .collect();
+        match meaning {
+            OffsetMeaning::Rows => assert_eq!(offsets[..4], [0, 1, 11, 21]),
+            OffsetMeaning::PageFromOne | OffsetMeaning::PageFromZero => {
+                assert_eq!(offsets[..4], [0, 1, 2, 3])
+            }
+        }
+        assert!(stub.problems().is_empty(), "{:?}", stub.problems());
+    }
+}
+
 #[test]
 fn sync_local_runs_against_the_stand_in() {
     let out = std::env::temp_dir().join(format!("esgflow-sync-local-{}", std::process::id()));

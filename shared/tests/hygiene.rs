@@ -58,6 +58,7 @@ fn snapshot(specs: &[Spec]) -> Snapshot {
             port: port.to_string(),
             service_template: None,
             description: String::new(),
+            attributes: Default::default(),
         });
     }
     snapshot.seal();

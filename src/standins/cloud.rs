@@ -103,6 +103,20 @@ enum Paging {
     Offset { max: usize },
 }
 
+/// How the stand-in reads `DescribeEnterpriseSecurityGroupRuleList`'s `Offset`, documented as
+/// "current page" (tccli `cfw/v20190904/api.json`): which reading the real API has is
+/// unconfirmed, so tests run against each.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OffsetMeaning {
+    /// A row offset.
+    #[default]
+    Rows,
+    /// A page number from 1 (0 is read as 1).
+    PageFromOne,
+    /// A page number from 0.
+    PageFromZero,
+}
+
 /// One API request as the stub saw it.
 #[derive(Debug, Clone)]
 pub struct ApiRequest {
@@ -119,6 +133,10 @@ pub struct ApiRequest {
 pub struct CloudState {
     /// Items per action.
     pub items: BTreeMap<String, Vec<Value>>,
+    /// How the rule-list action reads `Offset`.
+    pub rule_list_offset: OffsetMeaning,
+    /// Old-ESG rules per region (`Area`); when empty, every `Area` is served `items`.
+    pub areas: BTreeMap<String, Vec<Value>>,
     /// Scripted API errors per action, consumed one per request: `(code, message)`.
     pub faults: HashMap<String, VecDeque<(String, String)>>,
     /// Actions whose next answer is scripted to be `bytes` long (a well-formed page whose first
@@ -358,7 +376,13 @@ fn api(state: &mut CloudState, headers: &HeaderMap, body: &[u8]) -> (StatusCode,
                 .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
         })
     };
-    let mut items: Vec<Value> = state.items.get(&action).cloned().unwrap_or_default();
+    let area = request.get("Area").and_then(Value::as_str).unwrap_or("");
+    let mut items: Vec<Value> = if action == "DescribeSecurityGroupList" && !state.areas.is_empty()
+    {
+        state.areas.get(area).cloned().unwrap_or_default()
+    } else {
+        state.items.get(&action).cloned().unwrap_or_default()
+    };
     if action == "DescribeSecurityGroupList" {
         let direction = number("Direction");
         items.retain(|i| i.get("Direction").and_then(Value::as_u64) == direction);
@@ -393,7 +417,14 @@ fn api(state: &mut CloudState, headers: &HeaderMap, body: &[u8]) -> (StatusCode,
                     &format!("Limit {limit} is over {max}"),
                 );
             }
-            (number("Offset").unwrap_or(0) as usize, limit)
+            let offset = number("Offset").unwrap_or(0) as usize;
+            let start = match state.rule_list_offset {
+                _ if action != "DescribeEnterpriseSecurityGroupRuleList" => offset,
+                OffsetMeaning::Rows => offset,
+                OffsetMeaning::PageFromOne => offset.max(1).saturating_sub(1) * limit,
+                OffsetMeaning::PageFromZero => offset * limit,
+            };
+            (start, limit)
         }
     };
     let page: Vec<Value> = items.into_iter().skip(start).take(size).collect();

@@ -108,6 +108,7 @@ pub fn snapshot(rules: usize, vpcs: u64, seed: u64) -> Snapshot {
             ServiceTemplate {
                 name: format!("service {t}"),
                 services,
+                skipped: Vec::new(),
             },
         );
     }
@@ -211,6 +212,7 @@ pub fn snapshot(rules: usize, vpcs: u64, seed: u64) -> Snapshot {
             port,
             service_template,
             description: format!("synthetic rule {i}"),
+            attributes: Default::default(),
         });
     }
     snapshot.taken_at = "2026-01-01T00:00:00Z".to_string();

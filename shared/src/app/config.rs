@@ -250,6 +250,14 @@ pub(crate) const OLD_ESG: Setting = Setting {
     description: "Also read the old ESG's rules (`DescribeSecurityGroupList`, both directions): `true` or `false`.",
 };
 
+/// `ESGFLOW_OLD_ESG_REGIONS`: the regions whose old-ESG rules are read.
+pub(crate) const OLD_ESG_REGIONS: Setting = Setting {
+    name: "ESGFLOW_OLD_ESG_REGIONS",
+    default: None,
+    functions: &[Function::Sync],
+    description: "Comma-separated regions whose old-ESG rules are read (`DescribeSecurityGroupList` takes one `Area` per call); rules carry their region. Empty: the function's own region (TENCENTCLOUD_REGION).",
+};
+
 /// `ESGFLOW_UNUSED_DAYS`: the window of the unused-rules report.
 pub(crate) const UNUSED_DAYS: Setting = Setting {
     name: "ESGFLOW_UNUSED_DAYS",
@@ -316,6 +324,7 @@ pub const SETTINGS: &[Setting] = &[
     API_ENDPOINT,
     TEMPLATE_REGION,
     OLD_ESG,
+    OLD_ESG_REGIONS,
     UNUSED_DAYS,
 ];
 
@@ -433,6 +442,15 @@ impl SnapshotSource {
             .expect("validated when the configuration was read");
         crate::app::snapshot_cache::SnapshotCache::with_store(store, ttl)
     }
+}
+
+/// Whether `text` reads as a Tencent Cloud region code (`ap-guangzhou`, `na-siliconvalley`).
+fn is_region_code(text: &str) -> bool {
+    text.len() <= 32
+        && text.contains('-')
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 fn list(setting: &Setting, lookup: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
@@ -781,8 +799,21 @@ impl SyncConfig {
                 })
             }
         };
+        let region = required(&REGION, lookup)?.trim().to_string();
+        let mut old_esg_regions = list(&OLD_ESG_REGIONS, lookup);
+        if let Some(bad) = old_esg_regions.iter().find(|r| !is_region_code(r)) {
+            return Err(ConfigError {
+                setting: OLD_ESG_REGIONS.name,
+                value: bad.clone(),
+                problem: "is not a region code such as `ap-guangzhou`".to_string(),
+            });
+        }
+        if old_esg_regions.is_empty() {
+            old_esg_regions.push(region.clone());
+        }
+        old_esg_regions.sort();
+        old_esg_regions.dedup();
         Ok(Self {
-            region: required(&REGION, lookup)?.trim().to_string(),
             api_endpoint: API_ENDPOINT.raw_from(lookup).map(|e| e.trim().to_string()),
             live: crate::adapters::tencent::rules::LiveOptions {
                 vpcs: list(&MONITORED_VPCS, lookup),
@@ -790,8 +821,9 @@ impl SyncConfig {
                     .raw_from(lookup)
                     .map(|r| r.trim().to_string())
                     .unwrap_or_else(|| "ap-guangzhou".to_string()),
-                old_esg,
+                old_esg_regions: if old_esg { old_esg_regions } else { Vec::new() },
             },
+            region,
             snapshot: SnapshotSource::from_lookup(lookup)?,
             sink: SinkConfig::from_lookup(lookup)?,
             unused_days: UNUSED_DAYS.parse_from(lookup)?.unwrap_or(30),
@@ -811,6 +843,31 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn old_esg_regions_default_to_the_functions_region_and_are_checked() {
+        let base = [
+            ("TENCENTCLOUD_REGION", "ap-shanghai"),
+            ("ESGFLOW_SNAPSHOT", "/tmp/snapshots"),
+        ];
+        let config = SyncConfig::from_lookup(&lookup(&base)).unwrap();
+        assert_eq!(config.live.old_esg_regions, ["ap-shanghai"]);
+        let mut pairs = base.to_vec();
+        pairs.push((
+            "ESGFLOW_OLD_ESG_REGIONS",
+            " ap-guangzhou,ap-beijing,ap-guangzhou ",
+        ));
+        let config = SyncConfig::from_lookup(&lookup(&pairs)).unwrap();
+        assert_eq!(config.live.old_esg_regions, ["ap-beijing", "ap-guangzhou"]);
+        pairs.push(("ESGFLOW_OLD_ESG", "false"));
+        let config = SyncConfig::from_lookup(&lookup(&pairs)).unwrap();
+        assert!(config.live.old_esg_regions.is_empty());
+        let mut bad = base.to_vec();
+        bad.push(("ESGFLOW_OLD_ESG_REGIONS", "ap-guangzhou,Guangzhou City"));
+        let err = SyncConfig::from_lookup(&lookup(&bad)).unwrap_err();
+        assert_eq!(err.setting, "ESGFLOW_OLD_ESG_REGIONS");
+        assert!(err.to_string().contains("Guangzhou City"), "{err}");
     }
 
     #[test]

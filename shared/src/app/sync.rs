@@ -90,6 +90,9 @@ pub struct SyncSummary {
     pub written: Written,
     /// Alerting.
     pub alerts: DispatchReport,
+    /// How many warnings the snapshot carries (items the importer could not read, references
+    /// it could not resolve).
+    pub warning_count: usize,
     /// Snapshot warnings.
     pub warnings: Vec<String>,
     /// Where snapshots are published.
@@ -168,6 +171,7 @@ impl SyncFunction {
             unused_error,
             written: Written::new(),
             alerts: DispatchReport::default(),
+            warning_count: snapshot.warnings.len(),
             warnings: snapshot.warnings.clone(),
             store: self.store.describe(),
             elapsed_ms: 0,
@@ -281,9 +285,16 @@ pub(crate) fn hygiene_records(
     let mut records: Vec<Record> = analyze(engine)
         .into_iter()
         .map(|f| {
+            let unreadable = || {
+                snapshot.rules.iter().any(|r| {
+                    r.uuid == f.uuid
+                        && (!r.attributes.unreadable.is_empty() || r.attributes.delayed)
+                })
+            };
             let name = match f.finding {
                 Finding::Shadowed => "shadowed",
                 Finding::Redundant => "redundant",
+                Finding::Unresolvable if unreadable() => "unreadable",
                 Finding::Unresolvable => "unresolvable",
                 Finding::Undecided => "undecided",
             };

@@ -72,6 +72,37 @@ pub enum Paging {
         /// Send them as JSON strings.
         strings: bool,
     },
+    /// `Offset` documented as "current page" (cfw `DescribeEnterpriseSecurityGroupRuleList`,
+    /// tccli `cfw/v20190904/api.json`), which may mean a row offset or a page number (from 1
+    /// or from 0): which one is detected ([`OffsetReading`]), and items are told apart by
+    /// their `key` member.
+    OffsetOrPage {
+        /// Items per page.
+        limit: u32,
+        /// The member that identifies an item (`RuleUuid`).
+        key: &'static str,
+    },
+}
+
+/// How an API reads a `Offset` documented as "current page".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetReading {
+    /// `Offset` counts rows: the n-th page starts at `n * Limit`.
+    Rows,
+    /// `Offset` is a page number from 1 (0 is read as 1, or refused).
+    PagesFromOne,
+    /// `Offset` is a page number from 0.
+    PagesFromZero,
+}
+
+impl OffsetReading {
+    /// The `Offset` of the page after the one at `offset`.
+    fn next(self, offset: usize, limit: usize) -> usize {
+        match self {
+            OffsetReading::Rows => offset + limit,
+            OffsetReading::PagesFromOne | OffsetReading::PagesFromZero => offset + 1,
+        }
+    }
 }
 
 /// Most pages one listing may take: a guard against an API that never stops paging.
@@ -157,6 +188,20 @@ impl ApiClient {
         list_key: &str,
         deadline: Instant,
     ) -> Result<Vec<Value>, ApiError> {
+        if let Paging::OffsetOrPage { limit, key } = paging {
+            let listing = Listing {
+                service,
+                version,
+                action,
+                body,
+                list_key,
+                limit: limit as usize,
+            };
+            return self
+                .pages_offset_or_page(&listing, key, deadline)
+                .await
+                .map(|(pages, _)| pages);
+        }
         let mut pages = Vec::new();
         let mut collected = 0usize;
         for page in 0..MAX_PAGES {
@@ -181,6 +226,7 @@ impl ApiClient {
                     }
                     limit
                 }
+                Paging::OffsetOrPage { .. } => unreachable!("paged above"),
             };
             let response = self
                 .call(service, version, action, &request, deadline)
@@ -189,14 +235,9 @@ impl ApiClient {
                 .get(list_key)
                 .and_then(Value::as_array)
                 .map_or(0, Vec::len);
-            let total = ["TotalCount", "Total"].iter().find_map(|key| {
-                let value = response.get(*key)?;
-                value
-                    .as_u64()
-                    .or_else(|| value.as_str().and_then(|t| t.trim().parse().ok()))
-            });
             collected += count;
             pages.push(response);
+            let total = total_of(pages.last().expect("just pushed"));
             let done = match total {
                 Some(total) => collected as u64 >= total || count == 0,
                 None => count < size as usize,
@@ -211,6 +252,140 @@ impl ApiClient {
             message: format!("still paging after {MAX_PAGES} pages"),
             request_id: String::new(),
         })
+    }
+
+    /// Every item of a listing whose `Offset` may be a row offset or a page number. The first
+    /// page is asked with `Offset` 0 (and, if that is refused or empty while items exist, with
+    /// 1: pages from one); when it does not hold every item, `Offset` 1 tells the readings
+    /// apart: a row offset answers from the first page's second item, pages from one answer
+    /// the first page again, pages from zero answer items the first page does not hold. Paging
+    /// then goes on by that reading until `Total` distinct items are held or a page comes back
+    /// short. Returns the pages (overlaps included: the importer keeps each item once) and
+    /// the reading.
+    pub(crate) async fn pages_offset_or_page(
+        &self,
+        listing: &Listing<'_>,
+        key: &str,
+        deadline: Instant,
+    ) -> Result<(Vec<Value>, OffsetReading), ApiError> {
+        let bad = |message: String| ApiError {
+            action: listing.action.to_string(),
+            code: "BadResponse".into(),
+            message,
+            request_id: String::new(),
+        };
+        let ids = |page: &Value| -> Vec<String> {
+            page.get(listing.list_key)
+                .and_then(Value::as_array)
+                .map(|items| {
+                    items
+                        .iter()
+                        .map(|item| match item.get(key) {
+                            Some(Value::String(s)) => s.clone(),
+                            Some(other) => other.to_string(),
+                            None => item.to_string(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut reading = None;
+        let first = match self.page_at(listing, 0, deadline).await {
+            Ok(page) if ids(&page).is_empty() && total_of(&page).is_some_and(|t| t > 0) => {
+                reading = Some(OffsetReading::PagesFromOne);
+                self.page_at(listing, 1, deadline).await?
+            }
+            Ok(page) => page,
+            Err(err) if err.code.starts_with("InvalidParameter") => {
+                reading = Some(OffsetReading::PagesFromOne);
+                self.page_at(listing, 1, deadline).await?
+            }
+            Err(err) => return Err(err),
+        };
+        let first_ids = ids(&first);
+        let total = total_of(&first);
+        let mut seen: std::collections::HashSet<String> = first_ids.iter().cloned().collect();
+        let mut pages = vec![first];
+        let complete = |seen: usize, count: usize| {
+            count < listing.limit || total.is_some_and(|t| seen as u64 >= t)
+        };
+        if complete(seen.len(), first_ids.len()) {
+            return Ok((pages, reading.unwrap_or(OffsetReading::Rows)));
+        }
+        let mut offset = match reading {
+            Some(known) => known.next(1, listing.limit),
+            None => {
+                let probe = self.page_at(listing, 1, deadline).await?;
+                let probe_ids = ids(&probe);
+                let known = match probe_ids.first() {
+                    Some(id) if first_ids.get(1) == Some(id) => OffsetReading::Rows,
+                    Some(id) if first_ids.first() == Some(id) => OffsetReading::PagesFromOne,
+                    Some(id) if !seen.contains(id) => OffsetReading::PagesFromZero,
+                    _ => {
+                        return Err(bad(format!(
+                            "cannot tell whether Offset is a row offset or a page number: Offset 0 \
+                             answered {} items starting {:?}, Offset 1 answered {} starting {:?}",
+                            first_ids.len(),
+                            first_ids.first(),
+                            probe_ids.len(),
+                            probe_ids.first()
+                        )))
+                    }
+                };
+                tracing::info!(action = listing.action, reading = ?known, "Offset reading detected");
+                reading = Some(known);
+                let count = probe_ids.len();
+                seen.extend(probe_ids);
+                pages.push(probe);
+                if complete(seen.len(), count) {
+                    return Ok((pages, known));
+                }
+                known.next(1, listing.limit)
+            }
+        };
+        let reading = reading.expect("set above");
+        for _ in 0..MAX_PAGES {
+            let page = self.page_at(listing, offset, deadline).await?;
+            let page_ids = ids(&page);
+            let count = page_ids.len();
+            seen.extend(page_ids);
+            pages.push(page);
+            if complete(seen.len(), count) {
+                if let Some(total) = total.filter(|&t| (seen.len() as u64) < t) {
+                    tracing::warn!(
+                        action = listing.action,
+                        held = seen.len(),
+                        total,
+                        "the listing ended with fewer distinct items than its Total (it changed while paging?)"
+                    );
+                }
+                return Ok((pages, reading));
+            }
+            offset = reading.next(offset, listing.limit);
+        }
+        Err(bad(format!("still paging after {MAX_PAGES} pages")))
+    }
+
+    async fn page_at(
+        &self,
+        listing: &Listing<'_>,
+        offset: usize,
+        deadline: Instant,
+    ) -> Result<Value, ApiError> {
+        let mut request = listing.body.clone();
+        let object = request
+            .as_object_mut()
+            .expect("list requests are JSON objects");
+        object.insert("Offset".into(), offset.into());
+        object.insert("Limit".into(), listing.limit.into());
+        self.call(
+            listing.service,
+            listing.version,
+            listing.action,
+            &request,
+            deadline,
+        )
+        .await
     }
 
     /// Calls `action` of `service` (version `version`) with a JSON body, returning the
@@ -307,6 +482,26 @@ impl ApiClient {
             }
         }
     }
+}
+
+/// One listing's request, for the paging helpers.
+pub(crate) struct Listing<'a> {
+    service: &'a str,
+    version: &'a str,
+    action: &'a str,
+    body: &'a Value,
+    list_key: &'a str,
+    limit: usize,
+}
+
+/// A page's `TotalCount`/`Total` (a number, or a number as a string).
+fn total_of(response: &Value) -> Option<u64> {
+    ["TotalCount", "Total"].iter().find_map(|key| {
+        let value = response.get(*key)?;
+        value
+            .as_u64()
+            .or_else(|| value.as_str().and_then(|t| t.trim().parse().ok()))
+    })
 }
 
 fn interpret(action: &str, status: u16, text: &str) -> Result<Value, ApiError> {

@@ -1,11 +1,12 @@
 //! Building a snapshot from the live Cloud Firewall and VPC APIs. The builder only fetches: every
 //! page of every action is handed, as the API returned it, to the same importer that builds
-//! snapshots from `tccli` exports ([`build_from_documents`]), so both paths give
+//! snapshots from `tccli` exports ([`import_documents`]), so both paths give
 //! the same snapshot from the same data.
 //!
 //! Calls (<https://www.tencentcloud.com/document/api/1160/51369>, tccli `vpc/v20170312/api.json`): cfw `DescribeEnterpriseSecurityGroupRule` (PageNo/
 //! PageSize ≤ 50, 20 req/s), `DescribeEnterpriseSecurityGroupRuleList` (resolved addresses),
-//! `DescribeSecurityGroupList` (old ESG, both directions, in the function's region); vpc `DescribeAddressTemplates`,
+//! `DescribeSecurityGroupList` (old ESG, both directions, in each region of
+//! `old_esg_regions`); vpc `DescribeAddressTemplates`,
 //! `DescribeAddressTemplateGroups`, `DescribeServiceTemplates`, `DescribeServiceTemplateGroups`
 //! (in the template region), `DescribeVpcs`, `DescribeSubnets`, `DescribeNetworkInterfaces`
 //! (only the monitored VPCs when a list is given).
@@ -16,7 +17,7 @@ use serde_json::{json, Value};
 
 use crate::adapters::tencent::api::{ApiClient, ApiError, Paging};
 use crate::core::snapshot::Snapshot;
-use crate::core::snapshot::{build_from_documents, ImportError};
+use crate::core::snapshot::{import_documents, ImportError};
 
 /// cfw API version.
 pub(crate) const CFW_VERSION: &str = "2019-09-04";
@@ -32,8 +33,8 @@ pub struct LiveOptions {
     pub vpcs: Vec<String>,
     /// Region of the address and service templates ESG rules refer to.
     pub template_region: String,
-    /// Also read the old ESG's rules.
-    pub old_esg: bool,
+    /// Regions whose old-ESG rules are read (empty: the old ESG is not read).
+    pub old_esg_regions: Vec<String>,
 }
 
 /// Building failed; nothing is published.
@@ -55,9 +56,12 @@ struct Listing {
     paging: Paging,
     list_key: &'static str,
     templates: bool,
+    /// Request members copied into every page, so the importer knows what the page is about
+    /// (the old ESG's `Area`: its answer does not name the region).
+    echo: &'static [&'static str],
 }
 
-fn listings(options: &LiveOptions, region: &str) -> Vec<Listing> {
+fn listings(options: &LiveOptions) -> Vec<Listing> {
     let cfw = |action, body, paging, list_key| Listing {
         service: "cfw",
         version: CFW_VERSION,
@@ -66,6 +70,7 @@ fn listings(options: &LiveOptions, region: &str) -> Vec<Listing> {
         paging,
         list_key,
         templates: false,
+        echo: &[],
     };
     let vpc = |action, body, paging, list_key, templates| Listing {
         service: "vpc",
@@ -75,6 +80,7 @@ fn listings(options: &LiveOptions, region: &str) -> Vec<Listing> {
         paging,
         list_key,
         templates,
+        echo: &[],
     };
     let filters = if options.vpcs.is_empty() {
         json!({})
@@ -99,21 +105,27 @@ fn listings(options: &LiveOptions, region: &str) -> Vec<Listing> {
         cfw(
             "DescribeEnterpriseSecurityGroupRuleList",
             json!({}),
-            numbers,
+            Paging::OffsetOrPage {
+                limit: 100,
+                key: "RuleUuid",
+            },
             "Data",
         ),
     ];
-    if options.old_esg {
+    for area in &options.old_esg_regions {
         for direction in [1, 0] {
-            all.push(cfw(
-                "DescribeSecurityGroupList",
-                // Both members are required, `Direction` a number (0 outbound, 1 inbound) and
-                // `Area` the region whose old-ESG rules are listed (tccli `cfw/v20190904/api.json`,
-                // `DescribeSecurityGroupListRequest`).
-                json!({"Direction": direction, "Area": region}),
-                numbers,
-                "Data",
-            ));
+            all.push(Listing {
+                echo: &["Area"],
+                ..cfw(
+                    "DescribeSecurityGroupList",
+                    // Both members are required, `Direction` a number (0 outbound, 1 inbound)
+                    // and `Area` the region whose old-ESG rules are listed (tccli
+                    // `cfw/v20190904/api.json`, `DescribeSecurityGroupListRequest`).
+                    json!({"Direction": direction, "Area": area}),
+                    numbers,
+                    "Data",
+                )
+            });
         }
     }
     all.extend([
@@ -175,7 +187,7 @@ pub(crate) async fn fetch_documents(
         .with_rate_limit("DescribeEnterpriseSecurityGroupRule", RULES_PER_SECOND);
     let templates = client.in_region(&options.template_region);
     let mut documents = Vec::new();
-    for listing in listings(options, client.region()) {
+    for listing in listings(options) {
         let client = if listing.templates {
             &templates
         } else {
@@ -192,7 +204,12 @@ pub(crate) async fn fetch_documents(
                 deadline,
             )
             .await?;
-        for (i, page) in pages.into_iter().enumerate() {
+        for (i, mut page) in pages.into_iter().enumerate() {
+            for key in listing.echo {
+                if let (Some(page), Some(value)) = (page.as_object_mut(), listing.body.get(key)) {
+                    page.insert((*key).to_string(), value.clone());
+                }
+            }
             documents.push((
                 format!("{}{}#{}", listing.action, listing.body, i + 1),
                 page,
@@ -210,6 +227,13 @@ pub(crate) async fn build_live(
     deadline: Instant,
 ) -> Result<Snapshot, LiveError> {
     let documents = fetch_documents(client, options, deadline).await?;
-    let snapshot = build_from_documents(&documents, taken_at)?;
-    Ok(snapshot)
+    let imported = import_documents(&documents, taken_at)?;
+    if imported.conflicting.is_empty() {
+        return Ok(imported.snapshot);
+    }
+    // Differing copies of a rule: the rules changed while they were paged. Read them once more;
+    // what still differs is kept by the importer's order-independent choice, with a warning.
+    tracing::warn!(rules = ?imported.conflicting, "rules changed while they were read; reading once more");
+    let documents = fetch_documents(client, options, deadline).await?;
+    Ok(import_documents(&documents, taken_at)?.snapshot)
 }

@@ -293,7 +293,7 @@ impl<'e> Analyzer<'e> {
     fn space(&self, i: usize) -> &Option<Vec<Region>> {
         self.spaces[i].get_or_init(|| {
             let rule = &self.engine.rules()[i];
-            if rule.rule.enabled {
+            if rule.rule.in_effect() && rule.is_determinate() {
                 space(rule, &self.reachable)
             } else {
                 None
@@ -304,10 +304,14 @@ impl<'e> Analyzer<'e> {
     fn rule(&self, i: usize) -> Option<RuleFinding> {
         let rules = self.engine.rules();
         let compiled = rules.get(i)?;
-        if !compiled.rule.enabled {
+        if !compiled.rule.in_effect() {
             return None;
         }
-        let terminal = |j: usize| rules[j].rule.enabled && rules[j].rule.action.is_terminal();
+        let terminal = |j: usize| {
+            rules[j].rule.in_effect()
+                && rules[j].is_determinate()
+                && rules[j].rule.action.is_terminal()
+        };
         let finding = |finding, covering: Vec<usize>, detail: String| {
             Some(RuleFinding {
                 finding,
@@ -321,12 +325,11 @@ impl<'e> Analyzer<'e> {
             })
         };
         let Some(own) = self.space(i).clone() else {
-            let why = [&compiled.source, &compiled.destination]
-                .iter()
-                .find_map(|r| r.as_ref().err().cloned())
-                .or_else(|| compiled.services.as_ref().err().cloned())
-                .unwrap_or_default();
-            return finding(Finding::Unresolvable, Vec::new(), why);
+            return finding(
+                Finding::Unresolvable,
+                Vec::new(),
+                compiled.indeterminate_reason(),
+            );
         };
         if own.is_empty() {
             return finding(
@@ -371,7 +374,7 @@ impl<'e> Analyzer<'e> {
         let mut left = effective;
         let mut used = Vec::new();
         for (j, later) in rules.iter().enumerate().skip(i + 1) {
-            if !later.rule.enabled {
+            if !later.rule.in_effect() {
                 continue;
             }
             let Some(cover) = self.space(j) else {

@@ -120,17 +120,34 @@ pub struct CompiledRule {
     pub services: Result<Vec<(u32, u32)>, String>,
     /// A human-readable form of the services (`TCP 80,443`, `service template ppm-1 (...)`).
     pub services_label: String,
+    /// Why the rule cannot be judged even where its parts resolve ([`Rule::doubt`]).
+    pub doubt: Option<String>,
 }
 
 impl CompiledRule {
-    /// Whether the rule is indexed: enabled and fully resolved.
+    /// Whether the rule can be judged: fully resolved and read.
     pub(crate) fn is_determinate(&self) -> bool {
-        self.source.is_ok() && self.destination.is_ok() && self.services.is_ok()
+        self.source.is_ok()
+            && self.destination.is_ok()
+            && self.services.is_ok()
+            && self.doubt.is_none()
+    }
+
+    /// Why the rule cannot be judged: every unresolvable part and the doubt, joined.
+    pub(crate) fn indeterminate_reason(&self) -> String {
+        [&self.source, &self.destination]
+            .iter()
+            .filter_map(|r| r.as_ref().err().cloned())
+            .chain(self.services.as_ref().err().cloned())
+            .chain(self.doubt.clone())
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 
     /// Whether the flow matches (an indeterminate rule never matches).
     pub fn matches(&self, flow: &FlowKey) -> bool {
-        matches!((&self.source, &self.destination, &self.services), (Ok(s), Ok(d), Ok(k))
+        self.doubt.is_none()
+            && matches!((&self.source, &self.destination, &self.services), (Ok(s), Ok(d), Ok(k))
             if s.contains(flow.src) && d.contains(flow.dst) && index_contains(k, flow.service_key()))
     }
 
@@ -232,6 +249,12 @@ fn resolve_services(snapshot: &Snapshot, rule: &Rule) -> Result<(Vec<(u32, u32)>
                     .service_templates
                     .get(member)
                     .ok_or_else(|| format!("service template {member} is not in the snapshot"))?;
+                if !template.skipped.is_empty() {
+                    return Err(format!(
+                        "service template {member} has entries esgflow cannot read: {}",
+                        template.skipped.join(", ")
+                    ));
+                }
                 for entry in &template.services {
                     services.push(
                         Service::parse(entry)
@@ -533,19 +556,19 @@ impl Engine {
     /// make a rule indeterminate instead.
     pub fn compile(snapshot: &Snapshot) -> Result<Self, CompileError> {
         let mut ordered: Vec<&Rule> = snapshot.rules.iter().collect();
-        ordered.sort_by(|a, b| {
-            (a.generation, a.order, &a.uuid).cmp(&(b.generation, b.order, &b.uuid))
-        });
+        ordered.sort_by(|a, b| a.priority().cmp(&b.priority()));
         let mut rules = Vec::with_capacity(ordered.len());
         for rule in ordered {
             let source = resolve_endpoint(snapshot, &rule.source);
             let destination = resolve_endpoint(snapshot, &rule.destination);
-            // A `net` endpoint that does not parse is a broken snapshot, not an unresolvable rule.
+            // A `net` endpoint that does not parse is a broken snapshot, not an unresolvable rule
+            // (unless the importer noted the rule as unreadable).
+            let noted = !rule.attributes.unreadable.is_empty();
             for (field, endpoint, resolved) in [
                 ("source", &rule.source, &source),
                 ("destination", &rule.destination, &destination),
             ] {
-                if let (EndpointKind::Net, Err(message)) = (endpoint.kind, resolved) {
+                if let (EndpointKind::Net, Err(message), false) = (endpoint.kind, resolved, noted) {
                     return Err(CompileError {
                         rule: rule.uuid.clone(),
                         field,
@@ -555,7 +578,7 @@ impl Engine {
             }
             let (services, services_label) = match resolve_services(snapshot, rule) {
                 Ok((keys, label)) => (Ok(keys), label),
-                Err(message) if rule.service_template.is_some() => (
+                Err(message) if rule.service_template.is_some() || noted => (
                     Err(message.clone()),
                     format!(
                         "service template {} (unresolved)",
@@ -581,6 +604,7 @@ impl Engine {
                 destination,
                 services,
                 services_label,
+                doubt: rule.doubt(),
             });
         }
         let words = rules.len().div_ceil(64).max(1);
@@ -591,16 +615,17 @@ impl Engine {
         let every_service = [(0, SERVICE_KEY_MAX)];
         let (mut resolved, mut unresolved, mut indeterminate) =
             (Vec::new(), Vec::new(), Vec::new());
-        for (position, compiled) in rules.iter().enumerate().filter(|(_, c)| c.rule.enabled) {
+        for (position, compiled) in rules.iter().enumerate().filter(|(_, c)| c.rule.in_effect()) {
             let position = position as u32;
             match (&compiled.source, &compiled.destination, &compiled.services) {
-                (Ok(source), Ok(destination), Ok(services)) => resolved.push(IndexEntry {
-                    position,
-                    terminal: compiled.rule.action.is_terminal(),
-                    source,
-                    destination,
-                    services,
-                }),
+                (Ok(source), Ok(destination), Ok(services)) if compiled.doubt.is_none() => resolved
+                    .push(IndexEntry {
+                        position,
+                        terminal: compiled.rule.action.is_terminal(),
+                        source,
+                        destination,
+                        services,
+                    }),
                 (source, destination, services) => {
                     indeterminate.push(position);
                     unresolved.push(IndexEntry {
@@ -679,7 +704,7 @@ impl Engine {
         let mut indeterminate = SmallVec::new();
         for (position, compiled) in self.rules.iter().enumerate() {
             let position = position as RuleId;
-            if !compiled.rule.enabled {
+            if !compiled.rule.in_effect() {
                 continue;
             }
             if !compiled.is_determinate() {
@@ -717,7 +742,7 @@ impl Engine {
         let mut steps = Vec::new();
         let mut not_matched = 0;
         for (position, compiled) in self.rules.iter().enumerate() {
-            if detail == Detail::Summary && compiled.rule.enabled {
+            if detail == Detail::Summary && compiled.rule.in_effect() {
                 let relevant = if compiled.is_determinate() {
                     compiled.matches(flow)
                 } else {
@@ -730,13 +755,16 @@ impl Engine {
             }
             let (outcome, text) = if !compiled.rule.enabled {
                 (StepOutcome::Disabled, "rule is disabled".to_string())
+            } else if !compiled.rule.in_effect() {
+                (
+                    StepOutcome::Disabled,
+                    format!(
+                        "rule applies to {} only, not to security groups (Scope)",
+                        compiled.rule.attributes.scope
+                    ),
+                )
             } else if !compiled.is_determinate() {
-                let reason = [&compiled.source, &compiled.destination]
-                    .iter()
-                    .filter_map(|r| r.as_ref().err().cloned())
-                    .chain(compiled.services.as_ref().err().cloned())
-                    .collect::<Vec<_>>()
-                    .join("; ");
+                let reason = compiled.indeterminate_reason();
                 match compiled.mismatch(flow) {
                     Some(mismatch) => (
                         StepOutcome::NotMatched,

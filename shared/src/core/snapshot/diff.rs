@@ -297,6 +297,7 @@ mod tests {
             port: port.into(),
             service_template: None,
             description: format!("rule {uuid}"),
+            attributes: Default::default(),
         }
     }
 

@@ -14,14 +14,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::de::{self, Deserializer};
+use serde::de::Deserializer;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::values::{AddressSet, PortSet, Protocol, Service};
+use super::values::{AddressSet, PortSet, Protocol, Service, DOCUMENTED_PORT_ITEMS};
 use super::{
-    AddressTemplate, Endpoint, EndpointKind, Eni, Generation, Rule, RuleAction, ServiceTemplate,
-    Snapshot, Subnet, TemplateGroup, Vpc,
+    AddressTemplate, Endpoint, EndpointKind, Eni, Generation, Rule, RuleAction, RuleAttributes,
+    ServiceTemplate, Snapshot, Subnet, TemplateGroup, Vpc,
 };
 
 /// Building a snapshot failed; nothing is written.
@@ -41,18 +41,6 @@ pub enum ImportError {
     Document {
         /// The file (or document name).
         document: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// A rule has a field that cannot be used.
-    #[error("{document}: rule {rule}: {field}: {message}")]
-    Rule {
-        /// The file.
-        document: String,
-        /// The rule id.
-        rule: String,
-        /// The API field.
-        field: &'static str,
         /// What is wrong.
         message: String,
     },
@@ -94,6 +82,27 @@ pub fn build_from_documents(
     documents: &[(String, Value)],
     taken_at: &str,
 ) -> Result<Snapshot, ImportError> {
+    import_documents(documents, taken_at).map(|imported| imported.snapshot)
+}
+
+/// A snapshot built from documents, with the rules whose copies disagreed.
+#[derive(Debug, Clone)]
+pub struct Imported {
+    /// The snapshot (its warnings name every item that could not be read).
+    pub snapshot: Snapshot,
+    /// Ids of rules that came in more than one differing copy (a listing that changed while
+    /// it was paged): a live build reads the APIs once more before keeping one of them.
+    pub conflicting: Vec<String>,
+}
+
+/// Builds a snapshot from named API response documents. Nothing inside a recognised document
+/// makes the build fail: a rule field that cannot be read makes that rule indeterminate, a
+/// template entry or topology item that cannot be read is skipped, each with a warning naming
+/// it. Only an unreadable or unrecognised document is an error.
+pub fn import_documents(
+    documents: &[(String, Value)],
+    taken_at: &str,
+) -> Result<Imported, ImportError> {
     let mut builder = Builder::default();
     for (name, value) in documents {
         let body = value.get("Response").unwrap_or(value);
@@ -118,9 +127,15 @@ const LIST_KEYS: &[&str] = &[
 /// Addresses the rule-list API resolved for a rule's source and destination.
 type Resolved = (Vec<String>, Vec<String>);
 
+/// A rule's identity: its ESG, its region (old ESG) and its id.
+type RuleKey = (Generation, Option<String>, String);
+
 #[derive(Default)]
 struct Builder {
-    rules: BTreeMap<(Generation, String), Rule>,
+    /// Copies from the rule API (`Rules[]`).
+    rules: BTreeMap<RuleKey, Vec<Rule>>,
+    /// Copies from the rule-list APIs (`Data[]`), with the addresses they resolved.
+    listed: BTreeMap<RuleKey, Vec<(Rule, Resolved)>>,
     snapshot: Snapshot,
 }
 
@@ -131,27 +146,32 @@ fn document_error(document: &str, message: impl Into<String>) -> ImportError {
     }
 }
 
-fn items<T: for<'de> Deserialize<'de>>(
+/// The items of `value[key]`, each read on its own: an item that does not read is skipped
+/// with a warning naming it, and the others are kept.
+fn items<'v, T: Deserialize<'v>>(
     document: &str,
-    value: &Value,
+    value: &'v Value,
     key: &str,
-) -> Result<Vec<T>, ImportError> {
-    let list = value.get(key).cloned().unwrap_or(Value::Array(Vec::new()));
-    let list = if list.is_null() {
-        Value::Array(Vec::new())
-    } else {
-        list
+    warnings: &mut Vec<String>,
+) -> Vec<(T, &'v Value)> {
+    let Some(list) = value.get(key).and_then(Value::as_array) else {
+        if value.get(key).is_some_and(|v| !v.is_null()) {
+            warnings.push(format!("{document}: {key} is not a list; skipped"));
+        }
+        return Vec::new();
     };
-    serde_path_to_error::deserialize(list).map_err(|err| {
-        document_error(
-            document,
-            format!(
-                "{key}{}: {}",
+    let mut read = Vec::with_capacity(list.len());
+    for (i, item) in list.iter().enumerate() {
+        match serde_path_to_error::deserialize::<_, T>(item) {
+            Ok(parsed) => read.push((parsed, item)),
+            Err(err) => warnings.push(format!(
+                "{document}: {key}[{i}]{}: {}; the item is skipped",
                 path_suffix(&err.path().to_string()),
                 err.inner()
-            ),
-        )
-    })
+            )),
+        }
+    }
+    read
 }
 
 fn path_suffix(path: &str) -> String {
@@ -172,13 +192,15 @@ impl Builder {
             .and_then(|d| d.as_array())
             .and_then(|a| a.first());
         let data_has = |key: &str| first_data.is_some_and(|item| item.get(key).is_some());
+        let warnings = &mut self.snapshot.warnings;
         if has("Rules") {
-            for raw in items::<NewRule>(name, body, "Rules")? {
-                let rule = raw.into_rule(name)?;
-                self.insert_rule(rule, None);
+            for (raw, item) in items::<NewRule>(name, body, "Rules", warnings) {
+                let rule = raw.into_rule(item);
+                let key = (rule.generation, None, rule.uuid.clone());
+                self.rules.entry(key).or_default().push(rule);
             }
         } else if has("Data") && data_has("IpString") {
-            for raw in items::<CfwTemplate>(name, body, "Data")? {
+            for (raw, _) in items::<CfwTemplate>(name, body, "Data", warnings) {
                 let addresses = raw
                     .ip_string
                     .split(',')
@@ -194,20 +216,32 @@ impl Builder {
                     },
                 );
             }
-        } else if has("Data") && data_has("Direction") {
-            for raw in items::<ListRule>(name, body, "Data")? {
-                let (rule, resolved) = raw.into_rule(name, Generation::Old)?;
-                self.insert_rule(rule, Some(resolved));
-            }
-        } else if has("Data") && (data_has("RuleUuid") || data_has("SourceId"))
-            || (has("Data") && has("AllTotal"))
+        } else if has("Data")
+            && (data_has("RuleUuid")
+                || data_has("SourceId")
+                || data_has("Direction")
+                || has("AllTotal"))
         {
-            for raw in items::<ListRule>(name, body, "Data")? {
-                let (rule, resolved) = raw.into_rule(name, Generation::New)?;
-                self.insert_rule(rule, Some(resolved));
+            let generation = if data_has("Direction") {
+                Generation::Old
+            } else {
+                Generation::New
+            };
+            // The old ESG's answer does not name its region; the live builder adds the `Area` it
+            // asked for.
+            let region = (generation == Generation::Old)
+                .then(|| body.get("Area").and_then(Value::as_str))
+                .flatten()
+                .map(str::to_string);
+            for (raw, item) in items::<ListRule>(name, body, "Data", warnings) {
+                let (mut rule, resolved) = raw.into_rule(item, generation);
+                rule.attributes.region = region.clone();
+                let key = (generation, region.clone(), rule.uuid.clone());
+                self.listed.entry(key).or_default().push((rule, resolved));
             }
         } else if has("AddressTemplateSet") {
-            for raw in items::<VpcAddressTemplate>(name, body, "AddressTemplateSet")? {
+            for (raw, _) in items::<VpcAddressTemplate>(name, body, "AddressTemplateSet", warnings)
+            {
                 let mut addresses = raw.address_set;
                 addresses.extend(raw.address_extra_set.into_iter().map(|e| e.address));
                 self.snapshot.address_templates.insert(
@@ -219,7 +253,9 @@ impl Builder {
                 );
             }
         } else if has("AddressTemplateGroupSet") {
-            for raw in items::<VpcAddressTemplateGroup>(name, body, "AddressTemplateGroupSet")? {
+            for (raw, _) in
+                items::<VpcAddressTemplateGroup>(name, body, "AddressTemplateGroupSet", warnings)
+            {
                 let mut members = raw.address_template_id_set;
                 members.extend(
                     raw.address_template_set
@@ -235,27 +271,33 @@ impl Builder {
                 );
             }
         } else if has("ServiceTemplateSet") {
-            for raw in items::<VpcServiceTemplate>(name, body, "ServiceTemplateSet")? {
-                let mut services = raw.service_set;
-                services.extend(raw.service_extra_set.into_iter().map(|e| e.service));
-                for service in &services {
-                    Service::parse(service).map_err(|message| {
-                        document_error(
-                            name,
-                            format!("service template {}: {message}", raw.service_template_id),
-                        )
-                    })?;
+            for (raw, _) in items::<VpcServiceTemplate>(name, body, "ServiceTemplateSet", warnings)
+            {
+                let mut entries = raw.service_set;
+                entries.extend(raw.service_extra_set.into_iter().map(|e| e.service));
+                let (services, skipped): (Vec<String>, Vec<String>) = entries
+                    .into_iter()
+                    .partition(|entry| Service::parse(entry).is_ok());
+                for entry in &skipped {
+                    let why = Service::parse(entry).err().unwrap_or_default();
+                    warnings.push(format!(
+                        "{name}: service template {}: entry {entry:?} skipped ({why}); rules using the template are indeterminate",
+                        raw.service_template_id
+                    ));
                 }
                 self.snapshot.service_templates.insert(
                     raw.service_template_id,
                     ServiceTemplate {
                         name: raw.service_template_name,
                         services,
+                        skipped,
                     },
                 );
             }
         } else if has("ServiceTemplateGroupSet") {
-            for raw in items::<VpcServiceTemplateGroup>(name, body, "ServiceTemplateGroupSet")? {
+            for (raw, _) in
+                items::<VpcServiceTemplateGroup>(name, body, "ServiceTemplateGroupSet", warnings)
+            {
                 let mut members = raw.service_template_id_set;
                 members.extend(
                     raw.service_template_set
@@ -271,7 +313,7 @@ impl Builder {
                 );
             }
         } else if has("VpcSet") {
-            for raw in items::<RawVpc>(name, body, "VpcSet")? {
+            for (raw, _) in items::<RawVpc>(name, body, "VpcSet", warnings) {
                 let mut cidrs = vec![raw.cidr_block];
                 cidrs.extend(raw.assistant_cidr_set.into_iter().map(|a| a.cidr_block));
                 cidrs.extend(raw.ipv6_cidr_block.filter(|c| !c.is_empty()));
@@ -283,7 +325,7 @@ impl Builder {
                 });
             }
         } else if has("SubnetSet") {
-            for raw in items::<RawSubnet>(name, body, "SubnetSet")? {
+            for (raw, _) in items::<RawSubnet>(name, body, "SubnetSet", warnings) {
                 let mut cidrs = vec![raw.cidr_block];
                 cidrs.extend(raw.ipv6_cidr_block.filter(|c| !c.is_empty()));
                 self.snapshot.subnets.retain(|s| s.id != raw.subnet_id);
@@ -295,7 +337,7 @@ impl Builder {
                 });
             }
         } else if has("NetworkInterfaceSet") {
-            for raw in items::<RawEni>(name, body, "NetworkInterfaceSet")? {
+            for (raw, _) in items::<RawEni>(name, body, "NetworkInterfaceSet", warnings) {
                 let mut ips: Vec<String> = raw
                     .private_ip_address_set
                     .into_iter()
@@ -337,37 +379,122 @@ impl Builder {
         Ok(())
     }
 
-    /// Merges a rule in; the rule-list API's resolved addresses are added to an existing rule of
-    /// the same id from the rule API.
-    fn insert_rule(&mut self, rule: Rule, resolved: Option<Resolved>) {
-        let key = (rule.generation, rule.uuid.clone());
-        let entry = self.rules.entry(key).or_insert(rule);
-        if let Some((source, destination)) = resolved {
-            entry.source.resolved.extend(source);
-            entry.destination.resolved.extend(destination);
+    /// One rule per identity. Identical copies (overlapping pages) are one; the rule API's copy
+    /// is the rule, the rule-list copies add the addresses they resolved and the attributes
+    /// only they carry. Differing copies of one source are reported, and the one whose JSON
+    /// sorts first is kept, so the choice does not depend on the order of the answers.
+    fn finish(self, taken_at: &str) -> Imported {
+        let Builder {
+            rules,
+            mut listed,
+            mut snapshot,
+        } = self;
+        let mut conflicting = Vec::new();
+        let mut merged = Vec::new();
+        let keys: std::collections::BTreeSet<RuleKey> =
+            rules.keys().chain(listed.keys()).cloned().collect();
+        let mut rules = rules;
+        for key in keys {
+            let listed_copies = listed.remove(&key).unwrap_or_default();
+            let mut resolved: Resolved = (Vec::new(), Vec::new());
+            let mut listed_rules = Vec::with_capacity(listed_copies.len());
+            for (rule, (source, destination)) in listed_copies {
+                resolved.0.extend(source);
+                resolved.1.extend(destination);
+                listed_rules.push(rule);
+            }
+            let listed_rule = one_copy(listed_rules, &mut conflicting);
+            let mut rule = match (
+                one_copy(rules.remove(&key).unwrap_or_default(), &mut conflicting),
+                listed_rule.as_ref(),
+            ) {
+                (Some(mut rule), Some(listed)) => {
+                    let (ours, theirs) = (&mut rule.attributes, &listed.attributes);
+                    ours.partition = ours.partition.or(theirs.partition);
+                    ours.delayed |= theirs.delayed;
+                    if ours.scope.is_empty() {
+                        ours.scope = theirs.scope.clone();
+                    }
+                    rule
+                }
+                (Some(rule), None) => rule,
+                (None, Some(listed)) => listed.clone(),
+                (None, None) => continue,
+            };
+            rule.source.resolved.extend(resolved.0);
+            rule.destination.resolved.extend(resolved.1);
+            merged.push(rule);
         }
-    }
-
-    fn finish(mut self, taken_at: &str) -> Snapshot {
-        self.snapshot.rules = self.rules.into_values().collect();
-        self.snapshot.taken_at = taken_at.to_string();
-        let warnings = unresolved_warnings(&self.snapshot);
-        self.snapshot.warnings.extend(warnings);
-        self.snapshot.seal();
-        self.snapshot
+        conflicting.sort();
+        conflicting.dedup();
+        for id in &conflicting {
+            snapshot.warnings.push(format!(
+                "rule {id}: the answers held differing copies of it (the rules changed while they were read); the copy whose JSON sorts first is kept"
+            ));
+        }
+        snapshot.rules = merged;
+        snapshot.taken_at = taken_at.to_string();
+        let warnings = rule_warnings(&snapshot);
+        snapshot.warnings.extend(warnings);
+        snapshot.seal();
+        Imported {
+            snapshot,
+            conflicting,
+        }
     }
 }
 
-/// Warnings for rules whose references are missing from the snapshot.
-fn unresolved_warnings(snapshot: &Snapshot) -> Vec<String> {
+/// One rule out of its copies: identical copies are one; of differing copies the one whose
+/// JSON sorts first is kept and the rule is listed in `conflicting`.
+fn one_copy(copies: Vec<Rule>, conflicting: &mut Vec<String>) -> Option<Rule> {
+    let mut keyed: Vec<(String, Rule)> = copies
+        .into_iter()
+        .map(|rule| (serde_json::to_string(&rule).unwrap_or_default(), rule))
+        .collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    keyed.dedup_by(|a, b| a.0 == b.0);
+    if keyed.len() > 1 {
+        conflicting.push(keyed[0].1.uuid.clone());
+    }
+    keyed.into_iter().next().map(|(_, rule)| rule)
+}
+
+/// Warnings about the rules as built: fields that could not be read, references missing from
+/// the snapshot, port lists past the documented length, two-way old-ESG rules.
+fn rule_warnings(snapshot: &Snapshot) -> Vec<String> {
     let mut warnings = Vec::new();
+    let mut both_ways = 0;
     for rule in &snapshot.rules {
+        let name = format!("rule {} ({})", rule.uuid, rule.description);
+        for (field, why) in &rule.attributes.unreadable {
+            warnings.push(format!(
+                "{name}: {field} cannot be read: {why}; the rule is indeterminate"
+            ));
+        }
+        if rule.attributes.delayed {
+            warnings.push(format!(
+                "{name}: dispatch is delayed (IsDelay 1); the rule is indeterminate until it is dispatched"
+            ));
+        }
+        both_ways += usize::from(rule.attributes.both_ways);
+        let items = rule.port.split(',').count();
+        if items > DOCUMENTED_PORT_ITEMS && !rule.attributes.unreadable.contains_key("Port") {
+            warnings.push(format!(
+                "{name}: port list has {items} items, more than the {DOCUMENTED_PORT_ITEMS} the API documents; read as given"
+            ));
+        }
         for (side, endpoint) in [("source", &rule.source), ("destination", &rule.destination)] {
+            if endpoint.kind == EndpointKind::Unknown
+                || rule
+                    .attributes
+                    .unreadable
+                    .keys()
+                    .any(|f| field_side(f) == Some(side))
+            {
+                continue;
+            }
             if let Err(reason) = super::resolve::resolve_endpoint(snapshot, endpoint) {
-                warnings.push(format!(
-                    "rule {} ({}): {side} cannot be resolved: {reason}",
-                    rule.uuid, rule.description
-                ));
+                warnings.push(format!("{name}: {side} cannot be resolved: {reason}"));
             }
         }
         if let Some(id) = &rule.service_template {
@@ -375,42 +502,59 @@ fn unresolved_warnings(snapshot: &Snapshot) -> Vec<String> {
                 && !snapshot.service_template_groups.contains_key(id)
             {
                 warnings.push(format!(
-                    "rule {} ({}): service template {id} is not in the snapshot",
-                    rule.uuid, rule.description
+                    "{name}: service template {id} is not in the snapshot"
                 ));
             }
         }
     }
+    if both_ways > 0 {
+        warnings.push(format!(
+            "{both_ways} old-ESG rules are dispatched both ways (BothWay 1); esgflow judges each from its source to its destination"
+        ));
+    }
     warnings
 }
 
-/// A string field that may arrive as a JSON string or number.
+/// Which side of a rule an API field describes.
+fn field_side(field: &str) -> Option<&'static str> {
+    match field {
+        "SourceType" | "SourceContent" | "SourceId" => Some("source"),
+        "DestType" | "DestContent" | "TargetType" | "TargetId" => Some("destination"),
+        _ => None,
+    }
+}
+
+/// A string field that may arrive as a JSON string, number or bool; anything else is kept as
+/// its JSON text, for the field's parser to refuse by name.
 fn text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
     Ok(match Option::<Value>::deserialize(deserializer)? {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s,
         Some(Value::Number(n)) => n.to_string(),
         Some(Value::Bool(b)) => b.to_string(),
-        Some(other) => {
-            return Err(de::Error::custom(format!(
-                "expected a string, found {other}"
-            )))
-        }
+        Some(other) => other.to_string(),
     })
 }
 
-fn check<T>(
-    result: Result<T, String>,
-    document: &str,
-    rule: &str,
-    field: &'static str,
-) -> Result<T, ImportError> {
-    result.map_err(|message| ImportError::Rule {
-        document: document.to_string(),
-        rule: rule.to_string(),
-        field,
-        message,
-    })
+/// What the importer notes while reading one rule: the fields it could not read.
+#[derive(Default)]
+struct Notes(BTreeMap<String, String>);
+
+impl Notes {
+    /// The parsed value, or `fallback` with the field noted as unreadable.
+    fn read<T>(&mut self, field: &str, parsed: Result<T, String>, fallback: T) -> T {
+        parsed.unwrap_or_else(|why| {
+            self.0.insert(field.to_string(), why);
+            fallback
+        })
+    }
+}
+
+/// An id for a rule the API gave none: stable over the item's content.
+fn anonymous_id(item: &Value) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(item.to_string().as_bytes());
+    format!("no-id-{}", hex::encode(&digest[..4]))
 }
 
 fn parse_order(text: &str) -> Result<u64, String> {
@@ -422,38 +566,81 @@ fn parse_order(text: &str) -> Result<u64, String> {
         .map_err(|_| format!("{text:?} is not a whole number"))
 }
 
-/// Checks protocol and port text (or the service template) the way the engine will read them.
-fn check_services(rule: &Rule, document: &str) -> Result<(), ImportError> {
+fn parse_flag(text: &str, field: &str) -> Result<bool, String> {
+    match text.trim() {
+        "" | "0" => Ok(false),
+        "1" => Ok(true),
+        other => Err(format!("{field} {other:?} is not 0 or 1")),
+    }
+}
+
+fn parse_partition(text: &str) -> Result<Option<u8>, String> {
+    match text.trim() {
+        "" | "0" => Ok(None),
+        "1" => Ok(Some(1)),
+        "2" => Ok(Some(2)),
+        "3" => Ok(Some(3)),
+        other => Err(format!(
+            "RulePartition {other:?} is not 1 (first), 2 (middle) or 3 (last)"
+        )),
+    }
+}
+
+/// `Scope`: `SG`, `LH`, `NONE` or a comma list of them.
+fn parse_scope(text: &str) -> Result<String, String> {
+    let scope = text.trim().to_ascii_uppercase();
+    match scope
+        .split(',')
+        .map(str::trim)
+        .find(|s| !s.is_empty() && !matches!(*s, "SG" | "LH" | "NONE"))
+    {
+        Some(other) => Err(format!("scope {other:?} is not SG, LH or NONE")),
+        None => Ok(scope),
+    }
+}
+
+/// Reads protocol and port text (or the service template) the way the engine will.
+fn note_services(rule: &Rule, notes: &mut Notes) {
     if rule.service_template.is_some()
         && matches!(
             rule.protocol.trim().to_ascii_uppercase().as_str(),
             "" | "ANY"
         )
     {
-        return Ok(());
+        return;
     }
-    let protocol = check(
-        Protocol::parse(&rule.protocol),
-        document,
-        &rule.uuid,
-        "Protocol",
-    )?;
-    if protocol.has_ports() {
-        check(PortSet::parse(&rule.port), document, &rule.uuid, "Port")?;
+    match Protocol::parse(&rule.protocol) {
+        Err(why) => {
+            notes.0.insert("Protocol".into(), why);
+        }
+        Ok(protocol) if protocol.has_ports() => {
+            if let Err(why) = PortSet::parse(&rule.port) {
+                notes.0.insert("Port".into(), why);
+            }
+        }
+        Ok(_) => {}
     }
-    Ok(())
 }
 
-fn check_endpoint(
-    endpoint: &Endpoint,
-    document: &str,
-    rule: &str,
-    field: &'static str,
-) -> Result<(), ImportError> {
-    if endpoint.kind == EndpointKind::Net {
-        check(AddressSet::parse(&endpoint.content), document, rule, field)?;
+/// An endpoint whose kind did not read is `Unknown`; a `net` content that does not parse is
+/// noted.
+fn endpoint(
+    kind: Result<EndpointKind, String>,
+    content: &str,
+    fields: (&str, &str),
+    notes: &mut Notes,
+) -> Endpoint {
+    let kind = notes.read(fields.0, kind, EndpointKind::Unknown);
+    if kind == EndpointKind::Net {
+        if let Err(why) = AddressSet::parse(content) {
+            notes.0.insert(fields.1.to_string(), why);
+        }
     }
-    Ok(())
+    Endpoint {
+        kind,
+        content: content.trim().to_string(),
+        resolved: Vec::new(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -483,63 +670,47 @@ struct NewRule {
     description: String,
     #[serde(default, deserialize_with = "text")]
     enable: String,
+    #[serde(default, deserialize_with = "text")]
+    scope: String,
 }
 
 impl NewRule {
-    fn into_rule(self, document: &str) -> Result<Rule, ImportError> {
-        let id = self.id.trim().to_string();
+    fn into_rule(self, item: &Value) -> Rule {
+        let mut notes = Notes::default();
+        let mut id = self.id.trim().to_string();
         if id.is_empty() {
-            return Err(document_error(
-                document,
-                format!(
-                    "a rule has no Id (OrderIndex {:?}, description {:?})",
-                    self.order_index, self.description
-                ),
-            ));
+            id = anonymous_id(item);
+            notes.0.insert("Id".into(), "the rule has no id".into());
         }
-        let source = Endpoint {
-            kind: check(
-                EndpointKind::parse(&self.source_type),
-                document,
-                &id,
-                "SourceType",
-            )?,
-            content: self.source_content.trim().to_string(),
-            resolved: Vec::new(),
-        };
-        let destination = Endpoint {
-            kind: check(
-                EndpointKind::parse(&self.dest_type),
-                document,
-                &id,
-                "DestType",
-            )?,
-            content: self.dest_content.trim().to_string(),
-            resolved: Vec::new(),
-        };
-        check_endpoint(&source, document, &id, "SourceContent")?;
-        check_endpoint(&destination, document, &id, "DestContent")?;
+        let source = endpoint(
+            EndpointKind::parse(&self.source_type),
+            &self.source_content,
+            ("SourceType", "SourceContent"),
+            &mut notes,
+        );
+        let destination = endpoint(
+            EndpointKind::parse(&self.dest_type),
+            &self.dest_content,
+            ("DestType", "DestContent"),
+            &mut notes,
+        );
         let enabled = match self.enable.trim().to_ascii_lowercase().as_str() {
-            "" | "true" | "1" => true,
-            "false" | "0" => false,
-            other => {
-                return Err(ImportError::Rule {
-                    document: document.to_string(),
-                    rule: id,
-                    field: "Enable",
-                    message: format!("{other:?} is not true or false"),
-                })
-            }
+            "" | "true" | "1" => Ok(true),
+            "false" | "0" => Ok(false),
+            other => Err(format!("{other:?} is not true or false")),
         };
-        let rule = Rule {
-            order: check(parse_order(&self.order_index), document, &id, "OrderIndex")?,
+        let enabled = notes.read("Enable", enabled, true);
+        let order = notes.read("OrderIndex", parse_order(&self.order_index), u64::MAX);
+        let action = notes.read(
+            "RuleAction",
+            RuleAction::parse(&self.rule_action),
+            RuleAction::Unknown,
+        );
+        let scope = notes.read("Scope", parse_scope(&self.scope), String::new());
+        let mut rule = Rule {
+            order,
             generation: Generation::New,
-            action: check(
-                RuleAction::parse(&self.rule_action),
-                document,
-                &id,
-                "RuleAction",
-            )?,
+            action,
             enabled,
             source,
             destination,
@@ -549,9 +720,14 @@ impl NewRule {
                 .filter(|s| !s.is_empty()),
             description: self.description,
             uuid: id,
+            attributes: RuleAttributes {
+                scope,
+                ..RuleAttributes::default()
+            },
         };
-        check_services(&rule, document)?;
-        Ok(rule)
+        note_services(&rule, &mut notes);
+        rule.attributes.unreadable = notes.0;
+        rule
     }
 }
 
@@ -594,6 +770,14 @@ struct ListRule {
     private_ip: String,
     #[serde(default, deserialize_with = "text")]
     cidr: String,
+    #[serde(default, deserialize_with = "text")]
+    scope: String,
+    #[serde(default, deserialize_with = "text")]
+    is_delay: String,
+    #[serde(default, deserialize_with = "text")]
+    rule_partition: String,
+    #[serde(default, deserialize_with = "text")]
+    both_way: String,
 }
 
 fn split_list(lists: &[&str]) -> Vec<String> {
@@ -606,80 +790,61 @@ fn split_list(lists: &[&str]) -> Vec<String> {
         .collect()
 }
 
+fn parse_code(text: &str) -> Result<i64, String> {
+    text.trim()
+        .parse::<i64>()
+        .map_err(|_| format!("{text:?} is not an integer code"))
+}
+
 impl ListRule {
-    fn into_rule(
-        self,
-        document: &str,
-        generation: Generation,
-    ) -> Result<(Rule, Resolved), ImportError> {
+    fn into_rule(self, item: &Value, generation: Generation) -> (Rule, Resolved) {
+        let mut notes = Notes::default();
         let id = [&self.rule_uuid, &self.id, &self.uuid]
             .into_iter()
             .map(|s| s.trim())
             .find(|s| !s.is_empty() && *s != "0")
-            .unwrap_or_default()
-            .to_string();
-        if id.is_empty() {
-            return Err(document_error(
-                document,
-                format!(
-                    "a rule has no RuleUuid (OrderIndex {:?}, description {:?})",
-                    self.order_index, self.detail
-                ),
-            ));
-        }
-        let code = |text: &str, field: &'static str| -> Result<i64, ImportError> {
-            check(
-                text.trim()
-                    .parse::<i64>()
-                    .map_err(|_| format!("{text:?} is not an integer code")),
-                document,
-                &id,
-                field,
-            )
-        };
-        let source = Endpoint {
-            kind: check(
-                EndpointKind::from_code(code(&self.source_type, "SourceType")?),
-                document,
-                &id,
-                "SourceType",
-            )?,
-            content: self.source_id.trim().to_string(),
-            resolved: Vec::new(),
-        };
-        let destination = Endpoint {
-            kind: check(
-                EndpointKind::from_code(code(&self.target_type, "TargetType")?),
-                document,
-                &id,
-                "TargetType",
-            )?,
-            content: self.target_id.trim().to_string(),
-            resolved: Vec::new(),
-        };
-        check_endpoint(&source, document, &id, "SourceId")?;
-        check_endpoint(&destination, document, &id, "TargetId")?;
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                notes
+                    .0
+                    .insert("RuleUuid".into(), "the rule has no id".into());
+                anonymous_id(item)
+            });
+        let source = endpoint(
+            parse_code(&self.source_type).and_then(EndpointKind::from_code),
+            &self.source_id,
+            ("SourceType", "SourceId"),
+            &mut notes,
+        );
+        let destination = endpoint(
+            parse_code(&self.target_type).and_then(EndpointKind::from_code),
+            &self.target_id,
+            ("TargetType", "TargetId"),
+            &mut notes,
+        );
         let enabled = match self.status.trim() {
-            "" | "1" => true,
-            "0" => false,
-            other => {
-                return Err(ImportError::Rule {
-                    document: document.to_string(),
-                    rule: id,
-                    field: "Status",
-                    message: format!("{other:?} is not 0 or 1"),
-                })
-            }
+            "" | "1" => Ok(true),
+            "0" => Ok(false),
+            other => Err(format!("{other:?} is not 0 or 1")),
         };
-        let rule = Rule {
-            order: check(parse_order(&self.order_index), document, &id, "OrderIndex")?,
+        let enabled = notes.read("Status", enabled, true);
+        let order = notes.read("OrderIndex", parse_order(&self.order_index), u64::MAX);
+        let action = notes.read(
+            "Strategy",
+            parse_code(&self.strategy).and_then(RuleAction::from_strategy),
+            RuleAction::Unknown,
+        );
+        let attributes = RuleAttributes {
+            scope: notes.read("Scope", parse_scope(&self.scope), String::new()),
+            partition: notes.read("RulePartition", parse_partition(&self.rule_partition), None),
+            delayed: notes.read("IsDelay", parse_flag(&self.is_delay, "IsDelay"), false),
+            both_ways: notes.read("BothWay", parse_flag(&self.both_way, "BothWay"), false),
+            ..RuleAttributes::default()
+        };
+        let mut rule = Rule {
+            order,
             generation,
-            action: check(
-                RuleAction::from_strategy(code(&self.strategy, "Strategy")?),
-                document,
-                &id,
-                "Strategy",
-            )?,
+            action,
             enabled,
             source,
             destination,
@@ -689,13 +854,15 @@ impl ListRule {
                 .filter(|s| !s.is_empty()),
             description: self.detail,
             uuid: id,
+            attributes,
         };
-        check_services(&rule, document)?;
+        note_services(&rule, &mut notes);
+        rule.attributes.unreadable = notes.0;
         let resolved = (
             split_list(&[&self.sou_private_ip, &self.sou_cidr]),
             split_list(&[&self.private_ip, &self.cidr]),
         );
-        Ok((rule, resolved))
+        (rule, resolved)
     }
 }
 
@@ -919,27 +1086,78 @@ mod tests {
         assert_eq!(snapshot.rules[0].action, RuleAction::Accept);
     }
 
+    fn key(src: &str, dst: &str, protocol: u8, port: u16) -> crate::core::engine::FlowKey {
+        crate::core::engine::FlowKey {
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            protocol,
+            dst_port: Some(port),
+        }
+    }
+
+    fn warnings_about(snapshot: &Snapshot, needle: &str) -> Vec<String> {
+        snapshot
+            .warnings
+            .iter()
+            .filter(|w| w.contains(needle))
+            .cloned()
+            .collect()
+    }
+
     #[test]
-    fn bad_rules_name_the_rule_and_the_field() {
+    fn an_unreadable_rule_field_makes_the_rule_indeterminate_and_names_it() {
         let mut bad_port = new_rule("9", "1", "accept");
         bad_port["Port"] = json!("99999");
-        let err = build_from_documents(&docs(&[("f.json", json!({"Rules": [bad_port]}))]), "t")
-            .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "f.json: rule 9: Port: port \"99999\" in \"99999\" is not a number from 0 to 65535"
-        );
-        let err = build_from_documents(
-            &docs(&[("f.json", json!({"Rules": [new_rule("4", "1", "reject")]}))]),
+        let mut bad_net = new_rule("5", "3", "drop");
+        bad_net["SourceContent"] = json!("10.0.0.0/99");
+        let mut bad_enable = new_rule("6", "4", "drop");
+        bad_enable["Enable"] = json!({"nested": true});
+        let mut no_id = new_rule("", "5", "drop");
+        no_id.as_object_mut().unwrap().remove("Id");
+        let snapshot = build_from_documents(
+            &docs(&[(
+                "f.json",
+                json!({"Rules": [bad_port, new_rule("4", "2", "reject"), bad_net, bad_enable, no_id, new_rule("7", "6", "drop")]}),
+            )]),
             "t",
         )
-        .unwrap_err();
-        assert!(err.to_string().contains("rule 4: RuleAction"), "{err}");
-        let mut bad_net = new_rule("5", "1", "drop");
-        bad_net["SourceContent"] = json!("10.0.0.0/99");
-        let err = build_from_documents(&docs(&[("f.json", json!({"Rules": [bad_net]}))]), "t")
-            .unwrap_err();
-        assert!(err.to_string().contains("rule 5: SourceContent"), "{err}");
+        .expect("unreadable fields do not stop the build");
+        assert_eq!(snapshot.rules.len(), 6);
+        let rule = |id: &str| snapshot.rules.iter().find(|r| r.uuid == id).unwrap();
+        assert_eq!(
+            rule("9").attributes.unreadable["Port"],
+            "port \"99999\" in \"99999\" is not a number from 0 to 65535"
+        );
+        assert_eq!(rule("4").action, RuleAction::Unknown);
+        assert!(rule("4").attributes.unreadable["RuleAction"].contains("reject"));
+        assert!(rule("5")
+            .attributes
+            .unreadable
+            .contains_key("SourceContent"));
+        assert!(rule("6").attributes.unreadable["Enable"].contains("nested"));
+        let anonymous = snapshot
+            .rules
+            .iter()
+            .find(|r| r.uuid.starts_with("no-id-"))
+            .expect("a rule without an id is kept under a stable made-up id");
+        assert_eq!(anonymous.attributes.unreadable["Id"], "the rule has no id");
+        assert!(rule("7").attributes.unreadable.is_empty());
+        assert_eq!(warnings_about(&snapshot, "cannot be read").len(), 5);
+        assert_eq!(
+            warnings_about(&snapshot, "rule 9 (d): Port cannot be read")[0],
+            "rule 9 (d): Port cannot be read: port \"99999\" in \"99999\" is not a number from 0 to 65535; the rule is indeterminate"
+        );
+        // The engine compiles it; none of the unreadable rules decides a flow, each is listed.
+        let engine = crate::core::engine::Engine::compile(&snapshot).unwrap();
+        let flow = key("10.0.0.1", "10.1.0.1", 6, 80);
+        let evaluation = engine.evaluate(&flow);
+        assert_eq!(evaluation, engine.evaluate_linear(&flow));
+        assert_eq!(
+            engine.rule(evaluation.decision.rule().unwrap()).rule.uuid,
+            "7"
+        );
+        assert_eq!(evaluation.indeterminate.len(), 5, "{evaluation:?}");
+
         let empty_page = json!({"Data": [], "Total": 0, "RequestId": "r"});
         assert!(
             build_from_documents(&docs(&[("old.json", empty_page)]), "t").is_ok(),
@@ -951,6 +1169,200 @@ mod tests {
             err.to_string().contains("not a recognised API response"),
             "{err}"
         );
+    }
+
+    /// The cases that used to abort every build: a GRE service entry (a documented protocol, now
+    /// read), an entry no protocol matches, an unknown type code, an unknown `Strategy` and a
+    /// 16-item port list: the snapshot builds, with one warning for each of the last four.
+    #[test]
+    fn the_import_is_never_all_or_nothing() {
+        let mut sixteen = new_rule("16", "3", "accept");
+        sixteen["Port"] = json!((1..=16)
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(","));
+        let mut templated = new_rule("20", "4", "accept");
+        templated["Protocol"] = json!("");
+        templated["Port"] = json!("");
+        templated["ServiceTemplateId"] = json!("ppm-gre");
+        let mut weird = new_rule("21", "5", "drop");
+        weird["Protocol"] = json!("");
+        weird["Port"] = json!("");
+        weird["ServiceTemplateId"] = json!("ppm-weird");
+        let listed = |uuid: u64, source_type: i64, strategy: i64| {
+            json!({"RuleUuid": uuid, "OrderIndex": uuid, "SourceId": "10.0.0.0/8", "SourceType": source_type,
+                   "TargetId": "10.1.0.0/16", "TargetType": 0, "Protocol": "TCP", "Port": "22", "Strategy": strategy, "Status": 1})
+        };
+        let snapshot = build_from_documents(
+            &docs(&[
+                ("rules", json!({"Rules": [sixteen, templated, weird]})),
+                (
+                    "list",
+                    json!({"Data": [listed(30, 42, 1), listed(31, 0, 7)], "Total": 2}),
+                ),
+                (
+                    "services",
+                    json!({"ServiceTemplateSet": [
+                    {"ServiceTemplateId": "ppm-gre", "ServiceSet": ["gre", "tcp:443"]},
+                    {"ServiceTemplateId": "ppm-weird", "ServiceSet": ["sctp:900", "tcp:900"]}]}),
+                ),
+            ]),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(snapshot.warnings.len(), 4, "{:#?}", snapshot.warnings);
+        assert_eq!(
+            warnings_about(&snapshot, "entry \"sctp:900\" skipped").len(),
+            1
+        );
+        assert_eq!(warnings_about(&snapshot, "rule 30 ()").len(), 1);
+        assert_eq!(warnings_about(&snapshot, "rule 31 ()").len(), 1);
+        assert_eq!(warnings_about(&snapshot, "port list has 16 items").len(), 1);
+        assert_eq!(
+            snapshot.service_templates["ppm-weird"].skipped,
+            ["sctp:900"]
+        );
+        let rule = |id: &str| snapshot.rules.iter().find(|r| r.uuid == id).unwrap();
+        assert_eq!(rule("30").source.kind, EndpointKind::Unknown);
+        assert_eq!(rule("31").action, RuleAction::Unknown);
+
+        let engine = crate::core::engine::Engine::compile(&snapshot).unwrap();
+        let flow = |protocol, port| key("10.0.0.1", "10.1.0.1", protocol, port);
+        let decided_by = |protocol, port| {
+            let evaluation = engine.evaluate(&flow(protocol, port));
+            assert_eq!(evaluation, engine.evaluate_linear(&flow(protocol, port)));
+            evaluation
+                .decision
+                .rule()
+                .map(|id| engine.rule(id).rule.uuid.clone())
+        };
+        assert_eq!(
+            decided_by(6, 16).as_deref(),
+            Some("16"),
+            "all 16 ports are read"
+        );
+        assert_eq!(decided_by(47, 0).as_deref(), Some("20"), "GRE is matched");
+        assert_eq!(
+            decided_by(6, 900),
+            None,
+            "the template with a skipped entry is indeterminate"
+        );
+        let indeterminate: Vec<String> = engine
+            .evaluate(&flow(6, 22))
+            .indeterminate
+            .iter()
+            .map(|&id| engine.rule(id).rule.uuid.clone())
+            .collect();
+        assert_eq!(
+            indeterminate,
+            ["21", "30", "31"],
+            "the skipped entry could be any service"
+        );
+    }
+
+    /// Identical copies are one rule; differing copies are reported and the same copy is kept
+    /// whatever order the answers came in.
+    #[test]
+    fn duplicate_rule_ids_are_merged_or_reported_order_independently() {
+        let a = new_rule("1", "1", "accept");
+        let mut b = new_rule("1", "1", "drop");
+        b["Description"] = json!("changed");
+        let forward = import_documents(
+            &docs(&[
+                ("p1", json!({"Rules": [a.clone(), a.clone()]})),
+                ("p2", json!({"Rules": [b.clone()]})),
+            ]),
+            "t",
+        )
+        .unwrap();
+        let backward = import_documents(
+            &docs(&[
+                ("p2", json!({"Rules": [b]})),
+                ("p1", json!({"Rules": [a.clone()]})),
+            ]),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(forward.conflicting, ["1"]);
+        assert_eq!(forward.snapshot.version, backward.snapshot.version);
+        assert_eq!(forward.snapshot.rules.len(), 1);
+        assert_eq!(
+            warnings_about(&forward.snapshot, "differing copies").len(),
+            1
+        );
+        let same =
+            import_documents(&docs(&[("p1", json!({"Rules": [a.clone(), a]}))]), "t").unwrap();
+        assert!(same.conflicting.is_empty() && same.snapshot.warnings.is_empty());
+    }
+
+    /// `Scope`, `IsDelay`, `RulePartition` and the old ESG's `BothWay` and region are read: a
+    /// Lighthouse-only rule does not govern security groups, a delayed rule is indeterminate,
+    /// partitions order the rules, two-way rules are reported.
+    #[test]
+    fn rule_attributes_are_read_and_honoured() {
+        let listed = |uuid: u64, order: u64, extra: Value| {
+            let mut rule = json!({"RuleUuid": uuid, "OrderIndex": order, "SourceId": "10.0.0.0/8", "SourceType": 0,
+                   "TargetId": "10.1.0.0/16", "TargetType": 0, "Protocol": "ANY", "Port": "-1/-1", "Strategy": 1, "Status": 1});
+            rule.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            rule
+        };
+        let snapshot = build_from_documents(
+            &docs(&[
+                ("list", json!({"Data": [
+                    listed(1, 1, json!({"Scope": "LH"})),
+                    listed(2, 2, json!({"IsDelay": 1})),
+                    listed(3, 1, json!({"RulePartition": 3, "Strategy": 2})),
+                    listed(4, 9, json!({"RulePartition": 1, "Strategy": 2, "Scope": "SG,LH"})),
+                ], "Total": 4})),
+                ("old", json!({"Area": "ap-beijing", "Data": [{"Id": 5, "OrderIndex": 1, "SourceId": "0.0.0.0/0", "SourceType": 0,
+                    "TargetId": "10.0.0.1", "TargetType": 0, "Protocol": "ANY", "Port": "-1/-1", "Strategy": 2, "Direction": 1, "BothWay": 1}]})),
+            ]),
+            "t",
+        )
+        .unwrap();
+        let order: Vec<&str> = snapshot.rules.iter().map(|r| r.uuid.as_str()).collect();
+        assert_eq!(
+            order,
+            ["4", "1", "2", "3", "5"],
+            "partition first, then OrderIndex"
+        );
+        let old = &snapshot.rules[4];
+        assert_eq!(old.attributes.region.as_deref(), Some("ap-beijing"));
+        assert!(old.attributes.both_ways);
+        assert_eq!(warnings_about(&snapshot, "BothWay").len(), 1);
+        assert_eq!(warnings_about(&snapshot, "IsDelay").len(), 1);
+        let engine = crate::core::engine::Engine::compile(&snapshot).unwrap();
+        let flow = key("10.0.0.1", "10.1.0.1", 6, 80);
+        let evaluation = engine.evaluate(&flow);
+        assert_eq!(evaluation, engine.evaluate_linear(&flow));
+        assert_eq!(
+            engine.rule(evaluation.decision.rule().unwrap()).rule.uuid,
+            "4"
+        );
+        // Without the first-partition rule, the Lighthouse-only rule 1 is skipped, the delayed
+        // rule 2 is listed as indeterminate and rule 3 decides.
+        let mut without = snapshot.clone();
+        without.rules.retain(|r| r.uuid != "4");
+        let engine = crate::core::engine::Engine::compile(&without).unwrap();
+        let evaluation = engine.evaluate(&flow);
+        assert_eq!(evaluation, engine.evaluate_linear(&flow));
+        assert_eq!(
+            engine.rule(evaluation.decision.rule().unwrap()).rule.uuid,
+            "3"
+        );
+        assert_eq!(
+            evaluation
+                .indeterminate
+                .iter()
+                .map(|&id| engine.rule(id).rule.uuid.as_str())
+                .collect::<Vec<_>>(),
+            ["2"]
+        );
+        let explanation = engine.explain(&flow);
+        assert!(explanation.steps.iter().any(|s| s.uuid == "1"
+            && s.detail == "rule applies to LH only, not to security groups (Scope)"));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use import::{build_from_dir, build_from_documents, ImportError};
+pub use import::{build_from_dir, build_from_documents, import_documents, ImportError, Imported};
 
 /// The normalised rule snapshot.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,10 +93,81 @@ pub struct Rule {
     /// The rule's description.
     #[serde(default)]
     pub description: String,
+    /// Attributes beyond the match: region, scope, partition, dispatch state, and what the
+    /// importer could not read.
+    #[serde(flatten)]
+    pub attributes: RuleAttributes,
 }
 
 fn yes() -> bool {
     true
+}
+
+/// A rule's attributes beyond source, destination, service and action (each absent from the
+/// serialised snapshot when it has its default, so older snapshots keep their version).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleAttributes {
+    /// Region of an old-ESG rule: the `Area` it was listed in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// `Scope`: where the rule applies (`SG` security groups, `LH` Lighthouse, `NONE`, or a
+    /// comma list); empty when the API did not say, read as `SG`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub scope: String,
+    /// `RulePartition` (1 first, 2 middle, 3 last), when the API gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<u8>,
+    /// `IsDelay` 1: dispatch is delayed, so the rule may not be in effect yet.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delayed: bool,
+    /// Old ESG `BothWay` 1: the rule is dispatched to both ends.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub both_ways: bool,
+    /// API fields the importer could not read, with why; such a rule is indeterminate.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unreadable: BTreeMap<String, String>,
+}
+
+impl Rule {
+    /// Whether the rule governs security-group traffic: enabled, and its `Scope` (if any)
+    /// includes `SG` (or is `NONE`, "not set").
+    pub fn in_effect(&self) -> bool {
+        self.enabled && self.scope_includes_security_groups()
+    }
+
+    fn scope_includes_security_groups(&self) -> bool {
+        let scope = self.attributes.scope.trim();
+        scope.is_empty()
+            || scope
+                .split(',')
+                .any(|s| !s.trim().eq_ignore_ascii_case("LH"))
+    }
+
+    /// Why the rule cannot be judged even where its addresses and services resolve: fields
+    /// the importer could not read, or a delayed dispatch. `None` for an ordinary rule.
+    pub fn doubt(&self) -> Option<String> {
+        let mut reasons: Vec<String> = self
+            .attributes
+            .unreadable
+            .iter()
+            .map(|(field, why)| format!("{field} unreadable: {why}"))
+            .collect();
+        if self.attributes.delayed {
+            reasons.push("dispatch delayed (IsDelay 1): may not be in effect yet".to_string());
+        }
+        (!reasons.is_empty()).then(|| reasons.join("; "))
+    }
+
+    /// The evaluation order: new ESG before old, then partition (first, middle, last; a rule
+    /// without one counts as middle), then `OrderIndex`, then id.
+    pub fn priority(&self) -> (Generation, u8, u64, &str) {
+        (
+            self.generation,
+            self.attributes.partition.unwrap_or(2),
+            self.order,
+            &self.uuid,
+        )
+    }
 }
 
 /// Which ESG a rule belongs to; new-ESG rules are evaluated first.
@@ -122,6 +193,8 @@ pub enum RuleAction {
     Drop,
     /// Observe (`log`, code 0): records a hit, evaluation continues.
     Observe,
+    /// An action the importer could not read (the rule is indeterminate).
+    Unknown,
 }
 
 impl RuleAction {
@@ -150,7 +223,7 @@ impl RuleAction {
 
     /// Whether the first match of such a rule ends evaluation.
     pub fn is_terminal(self) -> bool {
-        !matches!(self, RuleAction::Observe)
+        matches!(self, RuleAction::Accept | RuleAction::Drop)
     }
 
     /// `accept`, `drop` or `observe`.
@@ -159,6 +232,7 @@ impl RuleAction {
             RuleAction::Accept => "accept",
             RuleAction::Drop => "drop",
             RuleAction::Observe => "observe",
+            RuleAction::Unknown => "unknown",
         }
     }
 }
@@ -193,6 +267,8 @@ pub enum EndpointKind {
     Region,
     /// A domain name (destination only).
     Domain,
+    /// A type the importer could not read (the endpoint cannot be resolved).
+    Unknown,
 }
 
 impl EndpointKind {
@@ -234,6 +310,7 @@ impl EndpointKind {
             EndpointKind::Tag => "tag",
             EndpointKind::Region => "region",
             EndpointKind::Domain => "domain",
+            EndpointKind::Unknown => "unknown",
         }
     }
 }
@@ -254,8 +331,11 @@ pub struct ServiceTemplate {
     /// Its name.
     #[serde(default)]
     pub name: String,
-    /// Entries such as `tcp:80`, `udp:53-60`, `icmp`.
+    /// Entries such as `tcp:80`, `udp:53-60`, `icmp`, `gre`.
     pub services: Vec<String>,
+    /// Entries the importer could not read: rules using the template are indeterminate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
 }
 
 /// A template group: a name and member template ids.
@@ -335,9 +415,7 @@ pub enum SnapshotError {
 impl Snapshot {
     /// Sorts everything into canonical order and recomputes `version`.
     pub fn seal(&mut self) {
-        self.rules.sort_by(|a, b| {
-            (a.generation, a.order, &a.uuid).cmp(&(b.generation, b.order, &b.uuid))
-        });
+        self.rules.sort_by(|a, b| a.priority().cmp(&b.priority()));
         for template in self.address_templates.values_mut() {
             template.addresses.sort();
             template.addresses.dedup();
@@ -345,6 +423,8 @@ impl Snapshot {
         for template in self.service_templates.values_mut() {
             template.services.sort();
             template.services.dedup();
+            template.skipped.sort();
+            template.skipped.dedup();
         }
         for group in self
             .address_template_groups

@@ -66,7 +66,8 @@ pub(crate) fn resolve_endpoint(
         EndpointKind::ResourceGroup
         | EndpointKind::Tag
         | EndpointKind::Region
-        | EndpointKind::Domain => {}
+        | EndpointKind::Domain
+        | EndpointKind::Unknown => {}
     }
     if let Some(members) = snapshot
         .members

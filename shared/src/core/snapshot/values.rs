@@ -8,8 +8,12 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-/// Most items a comma-separated port list may hold (the ESG API's limit).
-pub(crate) const MAX_PORT_ITEMS: usize = 15;
+/// Most items a comma-separated port list holds in rules the ESG API creates (its documented
+/// limit, `SecurityGroupRule.Port` in tccli `cfw/v20190904/api.json`); the importer warns past it.
+pub(crate) const DOCUMENTED_PORT_ITEMS: usize = 15;
+
+/// Most items a port list may hold at all: a bound on work, far past anything the API makes.
+const MAX_PORT_ITEMS: usize = 1_024;
 
 /// A rule's protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -25,10 +29,13 @@ pub enum Protocol {
     Icmp,
     /// ICMPv6 (58).
     Icmpv6,
+    /// GRE (47), which VPC service templates may hold (tccli `vpc/v20170312/api.json`,
+    /// `CreateServiceTemplateRequest.Services`).
+    Gre,
 }
 
 impl Protocol {
-    /// Parses `ANY`/`ALL`, `TCP`, `UDP`, `ICMP`, `ICMPv6` (any case).
+    /// Parses `ANY`/`ALL`, `TCP`, `UDP`, `ICMP`, `ICMPv6`, `GRE` (any case).
     pub fn parse(text: &str) -> Result<Self, String> {
         match text.trim().to_ascii_uppercase().as_str() {
             "ANY" | "ALL" | "-1" => Ok(Protocol::Any),
@@ -36,8 +43,9 @@ impl Protocol {
             "UDP" | "17" => Ok(Protocol::Udp),
             "ICMP" | "1" => Ok(Protocol::Icmp),
             "ICMPV6" | "58" => Ok(Protocol::Icmpv6),
+            "GRE" | "47" => Ok(Protocol::Gre),
             other => Err(format!(
-                "protocol {other:?} is not ANY, TCP, UDP, ICMP or ICMPv6"
+                "protocol {other:?} is not ANY, TCP, UDP, ICMP, ICMPv6 or GRE"
             )),
         }
     }
@@ -50,6 +58,7 @@ impl Protocol {
             Protocol::Udp => Some(17),
             Protocol::Icmp => Some(1),
             Protocol::Icmpv6 => Some(58),
+            Protocol::Gre => Some(47),
         }
     }
 
@@ -66,6 +75,7 @@ impl Protocol {
             Protocol::Udp => "UDP",
             Protocol::Icmp => "ICMP",
             Protocol::Icmpv6 => "ICMPv6",
+            Protocol::Gre => "GRE",
         }
     }
 }
@@ -370,7 +380,9 @@ mod tests {
             .map(|p| p.to_string())
             .collect::<Vec<_>>()
             .join(",");
-        assert!(PortSet::parse(&sixteen).unwrap_err().contains("16 items"));
+        assert_eq!(PortSet::parse(&sixteen).unwrap().0, vec![(1, 16)]);
+        let huge = vec!["80"; MAX_PORT_ITEMS + 1].join(",");
+        assert!(PortSet::parse(&huge).unwrap_err().contains("1025 items"));
     }
 
     #[test]
@@ -378,7 +390,8 @@ mod tests {
         assert_eq!(Protocol::parse("any").unwrap(), Protocol::Any);
         assert_eq!(Protocol::parse("TCP").unwrap().number(), Some(6));
         assert_eq!(Protocol::parse("ICMPv6").unwrap(), Protocol::Icmpv6);
-        assert!(Protocol::parse("GRE").is_err());
+        assert_eq!(Protocol::parse("gre").unwrap().number(), Some(47));
+        assert!(Protocol::parse("SCTP").is_err());
     }
 
     #[test]
