@@ -105,6 +105,7 @@ fn pipeline(c: &mut Criterion) {
             let (_, flows) = parse_batch(&event, &limits).unwrap();
             let (records, _) = judge(&engine, flows, &Monitored::All);
             encode_bodies(&records.iter().collect::<Vec<_>>())
+                .bodies
                 .into_iter()
                 .map(|(_, b)| b.len())
                 .sum::<usize>()
@@ -114,7 +115,7 @@ fn pipeline(c: &mut Criterion) {
     let (_, parsed) = parse_batch(&event, &limits).unwrap();
     let (judged, _) = judge(&engine, parsed.clone(), &Monitored::All);
     let judged: Vec<_> = judged.iter().collect();
-    let bodies = encode_bodies(&judged);
+    let bodies = encode_bodies(&judged).bodies;
     eprintln!(
         "{records} flow records -> {} ESG flow-log records; {} lz4 bodies, {} bytes",
         judged.len(),
@@ -127,7 +128,9 @@ fn pipeline(c: &mut Criterion) {
     group.bench_function("stage_judge", |b| {
         b.iter(|| judge(&engine, parsed.clone(), &Monitored::All).0.len())
     });
-    group.bench_function("stage_encode", |b| b.iter(|| encode_bodies(&judged).len()));
+    group.bench_function("stage_encode", |b| {
+        b.iter(|| encode_bodies(&judged).bodies.len())
+    });
     group.finish();
 }
 

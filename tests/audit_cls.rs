@@ -197,3 +197,52 @@ async fn without_credentials_the_invocation_fails_clearly() {
         "{err}"
     );
 }
+
+/// A blocked port scan: 11,000 distinct rejected flows from the known scanner to one database
+/// host, in one CLS event within SCF's 128 KB. Every record lands, in requests the CLS stand-in
+/// checks against CLS's write limits (10,000 logs a group, 1 MB a value, 5 MB of values a group,
+/// 6 MB of body before compression).
+#[tokio::test]
+async fn a_blocked_port_scan_is_uploaded_within_cls_limits() {
+    let lines: Vec<String> = (0..11_000u32)
+        .map(|i| {
+            format!(
+                "2 1251762227 eni-db000000 203.0.113.66 10.0.3.10 {} {} 6 1 44 1763942400 1763942460 REJECT OK",
+                40000 + i % 20000,
+                1 + i % 65535
+            )
+        })
+        .collect();
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let event = common::cls_event("fl-topic", &lines);
+    assert!(event.len() <= 128 * 1024, "{} bytes", event.len());
+    let stub = ClsStub::start(vec![]).await;
+    let mut emulator =
+        common::emulator_with("audit", stub.env("topic-hits", "topic-traffic")).await;
+    let invocation = emulator.invoke(event).await.unwrap();
+    let summary = invocation.result.json();
+    assert!(invocation.result.is_response(), "{summary}");
+    assert!(stub.problems().is_empty(), "{:?}", stub.problems());
+    assert_eq!(summary["records"]["block_hit"], 11_000, "{summary}");
+    let landed = stub.accepted();
+    let written: u64 = summary["written"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(landed.len() as u64, written);
+    assert_eq!(
+        landed
+            .iter()
+            .filter(|l| l.fields["record_type"] == "block_hit")
+            .count(),
+        11_000
+    );
+    assert!(
+        stub.requests() >= 3,
+        "over 11,000 hits need at least two requests to the hits topic, plus traffic: {}",
+        stub.requests()
+    );
+    assert_eq!(summary["truncated_values"], 0);
+}

@@ -158,7 +158,55 @@ fn verify(headers: &HeaderMap, body: &[u8]) -> Result<(String, LogGroupList), St
         .map_err(|e| format!("not an LZ4 block: {e}"))?;
     let list =
         LogGroupList::decode(raw.as_slice()).map_err(|e| format!("not a LogGroupList: {e}"))?;
+    check_limits(raw.len(), &list)?;
     Ok((topic, list))
+}
+
+/// CLS's write limits (https://www.tencentcloud.com/document/product/614/78959), with "MB"
+/// read as 10^6 bytes, the stricter reading: at most 10 groups a request and 1 to 10,000 logs a
+/// group, 1 MB a value, 5 MB of values a group, 6 MB of body before compression, no key
+/// starting with `_`.
+fn check_limits(raw_bytes: usize, list: &LogGroupList) -> Result<(), String> {
+    const MB: usize = 1_000_000;
+    if raw_bytes > 6 * MB {
+        return Err(format!(
+            "limit: the body is {raw_bytes} bytes before compression, over 6 MB"
+        ));
+    }
+    if list.log_group_list.len() > 10 {
+        return Err(format!(
+            "limit: {} log groups, over 10",
+            list.log_group_list.len()
+        ));
+    }
+    for group in &list.log_group_list {
+        if group.logs.is_empty() || group.logs.len() > 10_000 {
+            return Err(format!(
+                "limit: a group of {} logs, not 1 to 10,000",
+                group.logs.len()
+            ));
+        }
+        let mut values = 0;
+        for content in group.logs.iter().flat_map(|l| &l.contents) {
+            if content.value.len() > MB {
+                return Err(format!(
+                    "limit: value of {} is {} bytes, over 1 MB",
+                    content.key,
+                    content.value.len()
+                ));
+            }
+            if content.key.starts_with('_') {
+                return Err(format!("limit: key {:?} starts with _", content.key));
+            }
+            values += content.value.len();
+        }
+        if values > 5 * MB {
+            return Err(format!(
+                "limit: {values} bytes of values in one group, over 5 MB"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `SearchLog`: checks the signature over the JSON body and the body against the action's
@@ -327,7 +375,12 @@ async fn upload(
         Ok(decoded) => decoded,
         Err(problem) => {
             state.problems.push(problem.clone());
-            return (StatusCode::OK, serde_json::json!({"Response": {"Error": {"Code": "AuthFailure.SignatureFailure", "Message": problem}, "RequestId": "stub"}}).to_string());
+            let code = if problem.starts_with("limit:") {
+                "InvalidParameter"
+            } else {
+                "AuthFailure.SignatureFailure"
+            };
+            return (StatusCode::OK, serde_json::json!({"Response": {"Error": {"Code": code, "Message": problem}, "RequestId": "stub"}}).to_string());
         }
     };
     match &scripted {

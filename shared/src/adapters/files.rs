@@ -179,7 +179,7 @@ impl RecordSink for JsonlSink {
                 .open(&self.path)
                 .map_err(io)?;
             file.write_all(&json_lines(records)).map_err(io)?;
-            Ok(Written::from([(self.describe(), records.len())]))
+            Ok(Written::to(self.describe(), records.len()))
         })
     }
 }
@@ -207,7 +207,7 @@ impl RecordSink for StdoutSink {
                     path: "stdout".to_string(),
                     source,
                 })?;
-            Ok(Written::from([("stdout".to_string(), records.len())]))
+            Ok(Written::to("stdout", records.len()))
         })
     }
 }

@@ -107,7 +107,10 @@ pub struct InvocationSummary {
     /// Where records went.
     pub sink: String,
     /// Records written per destination (topic).
-    pub written: Written,
+    pub written: BTreeMap<String, usize>,
+    /// Field values cut to the sink's limit (CLS: 1 MB a value), each marked in its record's
+    /// `truncated_fields`.
+    pub truncated_values: usize,
     /// Alert messages sent (all channels).
     pub alerts_sent: usize,
     /// Alerting in detail: alerts formed, held back by cooldown, sent, rate-limited and failed
@@ -192,7 +195,7 @@ impl AuditFunction {
         let engine = self.engine(load_by).await?;
         let (records, judged) = judge(&engine, flows, &self.config.monitored);
         let written = if records.is_empty() {
-            Written::new()
+            Written::default()
         } else {
             self.sink.write(&records, deadline).await?
         };
@@ -208,7 +211,8 @@ impl AuditFunction {
             batch,
             judged,
             sink: self.sink.describe(),
-            written,
+            written: written.records,
+            truncated_values: written.truncated_values,
             alerts_sent: alerts.sent_total(),
             alerts,
             snapshot_version: engine.version().to_string(),

@@ -30,7 +30,7 @@ use crate::core::alert::MemoryState;
 use crate::core::engine::hygiene::{analyze, Finding};
 use crate::core::engine::Engine;
 use crate::core::ports::{Latest, SnapshotStore, StoreError};
-use crate::core::ports::{RecordSink, SinkError, Written};
+use crate::core::ports::{RecordSink, SinkError};
 use crate::core::records::{Record, RecordId, RecordType, RuleHygieneRecord};
 use crate::core::snapshot::diff::change_records;
 use crate::core::snapshot::Snapshot;
@@ -87,7 +87,10 @@ pub struct SyncSummary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unused_error: Option<String>,
     /// Records written per destination.
-    pub written: Written,
+    pub written: BTreeMap<String, usize>,
+    /// Field values cut to the sink's limit (CLS: 1 MB a value), each marked in its record's
+    /// `truncated_fields`.
+    pub truncated_values: usize,
     /// Alerting.
     pub alerts: DispatchReport,
     /// How many warnings the snapshot carries (items the importer could not read, references
@@ -169,7 +172,8 @@ impl SyncFunction {
             hygiene: BTreeMap::new(),
             unused: unused.clone(),
             unused_error,
-            written: Written::new(),
+            written: BTreeMap::new(),
+            truncated_values: 0,
             alerts: DispatchReport::default(),
             warning_count: snapshot.warnings.len(),
             warnings: snapshot.warnings.clone(),
@@ -205,7 +209,9 @@ impl SyncFunction {
         }
         records.extend(hygiene);
         if !records.is_empty() {
-            summary.written = self.sink.write(&records, deadline).await?;
+            let written = self.sink.write(&records, deadline).await?;
+            summary.written = written.records;
+            summary.truncated_values = written.truncated_values;
         }
         self.store.publish(&snapshot, deadline).await?;
         summary.published = true;

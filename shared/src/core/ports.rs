@@ -22,8 +22,25 @@ use serde::{Deserialize, Serialize};
 use crate::core::records::Record;
 use crate::core::snapshot::Snapshot;
 
-/// Records written, per destination (CLS topic id, file path, `stdout`).
-pub(crate) type Written = BTreeMap<String, usize>;
+/// What a sink wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Written {
+    /// Records the destination accepted, per destination (CLS topic id, file path, `stdout`).
+    pub records: BTreeMap<String, usize>,
+    /// Field values cut to the destination's limit (CLS: 1 MB a value); each cut record names
+    /// its cut fields in `truncated_fields`.
+    pub truncated_values: usize,
+}
+
+impl Written {
+    /// `count` records accepted by `destination`.
+    pub(crate) fn to(destination: impl Into<String>, count: usize) -> Self {
+        Self {
+            records: BTreeMap::from([(destination.into(), count)]),
+            truncated_values: 0,
+        }
+    }
+}
 
 /// A boxed future, so sinks can sit behind `dyn RecordSink`.
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -77,10 +94,11 @@ pub enum SinkError {
 impl SinkError {
     /// This error, noting what `written` already holds (when it holds anything).
     pub fn after(self, written: &Written, total: usize) -> Self {
-        if written.values().all(|&n| n == 0) {
+        if written.records.values().all(|&n| n == 0) {
             return self;
         }
         let completed = written
+            .records
             .iter()
             .map(|(topic, n)| format!("{n} to {topic}"))
             .collect::<Vec<_>>()

@@ -80,10 +80,19 @@ pub struct LogGroupList {
     pub log_group_list: Vec<LogGroup>,
 }
 
+// CLS's write limits (https://www.tencentcloud.com/document/product/614/78959): at most 10,000
+// logs in a LogGroup, 1 MB a value, 5 MB of values in a LogGroup, 6 MB of request body before
+// compression. "MB" is read as the smaller 10^6 bytes, so either reading holds.
 /// Most logs in one group.
 pub(crate) const MAX_LOGS_PER_GROUP: usize = 10_000;
-/// Most value bytes in one group.
-pub(crate) const MAX_GROUP_BYTES: usize = 5 * 1024 * 1024;
+/// Most key and value bytes in one group.
+pub(crate) const MAX_GROUP_BYTES: usize = 5_000_000;
+/// Most bytes of one request body before compression (the encoded `LogGroupList`).
+pub(crate) const MAX_BODY_BYTES: usize = 6_000_000;
+/// Longest value; a longer one is cut here and the log names it in [`TRUNCATED_FIELDS`].
+pub(crate) const MAX_VALUE_BYTES: usize = 1_000_000;
+/// The field that names a log's cut values (comma-separated keys).
+pub const TRUNCATED_FIELDS: &str = "truncated_fields";
 /// Longest single attempt.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time kept back from the deadline to report an error to SCF.
@@ -407,15 +416,37 @@ impl FieldText {
     }
 }
 
-/// Encodes records straight into LZ4-compressed `LogGroupList` bodies (one group each), at most
-/// [`MAX_LOGS_PER_GROUP`] logs and [`MAX_GROUP_BYTES`] of keys and values per group, without
-/// building intermediate key/value strings. Returns each body with its log count. The bytes are
+/// Bodies ready to upload, and how many values were cut to fit.
+#[derive(Debug, Default)]
+pub struct Bodies {
+    /// Each LZ4-compressed `LogGroupList` body with its log count.
+    pub bodies: Vec<(usize, Vec<u8>)>,
+    /// Values cut to [`MAX_VALUE_BYTES`].
+    pub truncated_values: usize,
+}
+
+/// The longest prefix of `value` within `limit` bytes that does not split a UTF-8 character.
+fn cut(value: &[u8], limit: usize) -> &[u8] {
+    let mut end = limit.min(value.len());
+    while end > 0 && end < value.len() && value[end] & 0xC0 == 0x80 {
+        end -= 1;
+    }
+    &value[..end]
+}
+
+/// Encodes records straight into LZ4-compressed `LogGroupList` bodies (one group each), within
+/// CLS's limits: at most [`MAX_LOGS_PER_GROUP`] logs, [`MAX_GROUP_BYTES`] of keys and values and
+/// [`MAX_BODY_BYTES`] of encoded body per request, no value over [`MAX_VALUE_BYTES`] (cut, and
+/// named in [`TRUNCATED_FIELDS`]). No intermediate key/value strings are built. The bytes are
 /// what prost produces for the same [`LogGroupList`] (a test checks this).
-pub fn encode_bodies(records: &[&Record]) -> Vec<(usize, Vec<u8>)> {
-    let mut bodies = Vec::new();
+pub fn encode_bodies(records: &[&Record]) -> Bodies {
+    let mut out = Bodies::default();
     // The group is built after HEADER bytes kept free for the LogGroupList field header (tag and
     // length varint), written in place when the group is done: no copy of the whole group.
     const HEADER: usize = 11;
+    // What the group's end adds: the `source` field, and room for a log's length prefix to
+    // grow past the two bytes reserved for it.
+    const TRAILER: usize = 16;
     let mut group: Vec<u8> = Vec::with_capacity(256 * 1024);
     group.resize(HEADER, 0);
     let (mut count, mut value_bytes) = (0usize, 0usize);
@@ -429,6 +460,7 @@ pub fn encode_bodies(records: &[&Record]) -> Vec<(usize, Vec<u8>)> {
         bodies.push((count, lz4_flex::block::compress(&group[start..])));
         group.truncate(HEADER);
     };
+    let mut cut_keys: Vec<&str> = Vec::new();
     for record in records {
         // Each log is written straight into the group behind a two-byte length, the size of
         // nearly every log (128 B to 16 KB), patched when the log is done.
@@ -438,15 +470,30 @@ pub fn encode_bodies(records: &[&Record]) -> Vec<(usize, Vec<u8>)> {
         wire::varint(&mut group, (record.time() as i64 * 1000) as u64);
         let mut size = 0;
         let mut scratch = FieldText::new();
+        cut_keys.clear();
         record.visit(|key, value| {
-            let value = scratch.of(value);
+            let mut value = scratch.of(value);
+            if value.len() > MAX_VALUE_BYTES {
+                value = cut(value, MAX_VALUE_BYTES);
+                cut_keys.push(key);
+            }
             wire::content(&mut group, key.as_bytes(), value);
             size += key.len() + value.len();
         });
-        if count > 0 && (count == MAX_LOGS_PER_GROUP || value_bytes + size > MAX_GROUP_BYTES) {
+        if !cut_keys.is_empty() {
+            let keys = cut_keys.join(",");
+            wire::content(&mut group, TRUNCATED_FIELDS.as_bytes(), keys.as_bytes());
+            size += TRUNCATED_FIELDS.len() + keys.len();
+            out.truncated_values += cut_keys.len();
+        }
+        if count > 0
+            && (count == MAX_LOGS_PER_GROUP
+                || value_bytes + size > MAX_GROUP_BYTES
+                || group.len() + TRAILER > MAX_BODY_BYTES)
+        {
             // The log goes to the next group.
             let log = group.split_off(start);
-            finish(&mut group, count, &mut bodies);
+            finish(&mut group, count, &mut out.bodies);
             count = 0;
             value_bytes = 0;
             start = group.len();
@@ -467,9 +514,9 @@ pub fn encode_bodies(records: &[&Record]) -> Vec<(usize, Vec<u8>)> {
         value_bytes += size;
     }
     if count > 0 {
-        finish(&mut group, count, &mut bodies);
+        finish(&mut group, count, &mut out.bodies);
     }
-    bodies
+    out
 }
 
 /// A group as prost builds it (the reference [`encode_bodies`] is tested against).
@@ -521,14 +568,23 @@ impl RecordSink for ClsSink {
                     .push(record);
             }
             let records_total = records.len();
-            let mut written = Written::new();
+            let mut written = Written::default();
             for (topic, records) in by_topic {
-                for (count, body) in encode_bodies(&records) {
+                let encoded = encode_bodies(&records);
+                if encoded.truncated_values > 0 {
+                    tracing::warn!(
+                        topic,
+                        values = encoded.truncated_values,
+                        "values over 1 MB cut to fit CLS (named in truncated_fields)"
+                    );
+                }
+                for (count, body) in encoded.bodies {
                     if let Err(err) = self.upload(topic, body, deadline).await {
                         return Err(err.after(&written, records_total));
                     }
-                    *written.entry(topic.to_string()).or_default() += count;
+                    *written.records.entry(topic.to_string()).or_default() += count;
                 }
+                written.truncated_values += encoded.truncated_values;
             }
             Ok(written)
         })
@@ -594,7 +650,7 @@ mod tests {
     #[test]
     fn body_is_a_raw_lz4_block_of_the_protobuf() {
         let record = traffic(1000);
-        let bodies = encode_bodies(&[&record]);
+        let bodies = encode_bodies(&[&record]).bodies;
         let raw = LogGroupList {
             log_group_list: vec![group(vec![log_of(&record)])],
         }
@@ -612,15 +668,15 @@ mod tests {
     #[test]
     fn groups_respect_count_and_size_limits() {
         let many: Vec<Record> = (0..25_001).map(|_| traffic(10)).collect();
-        let bodies = encode_bodies(&many.iter().collect::<Vec<_>>());
+        let bodies = encode_bodies(&many.iter().collect::<Vec<_>>()).bodies;
         assert_eq!(
             bodies.iter().map(|(count, _)| *count).collect::<Vec<_>>(),
             vec![10_000, 10_000, 5_001]
         );
         assert_eq!(decode(&bodies[2].1).logs.len(), 5_001);
-        let big: Vec<Record> = (0..12).map(|_| traffic(1024 * 1024)).collect();
-        let bodies = encode_bodies(&big.iter().collect::<Vec<_>>());
-        assert!(bodies.len() > 1, "12 MB of values need several groups");
+        let big: Vec<Record> = (0..12).map(|_| traffic(900_000)).collect();
+        let bodies = encode_bodies(&big.iter().collect::<Vec<_>>()).bodies;
+        assert!(bodies.len() > 1, "10.8 MB of values need several groups");
         for (count, body) in &bodies {
             let group = decode(body);
             assert_eq!(group.logs.len(), *count);
@@ -633,6 +689,45 @@ mod tests {
             assert!(value_bytes <= MAX_GROUP_BYTES, "{value_bytes}");
         }
         assert_eq!(bodies.iter().map(|(count, _)| count).sum::<usize>(), 12);
+    }
+
+    /// Many small logs: the group is closed at the 6 MB body limit before the 10,000-log limit.
+    #[test]
+    fn bodies_stay_within_six_megabytes_before_compression() {
+        let many: Vec<Record> = (0..10_000).map(|_| traffic(700)).collect();
+        let bodies = encode_bodies(&many.iter().collect::<Vec<_>>()).bodies;
+        assert!(bodies.len() > 1, "10,000 logs of ~1 KB do not fit one body");
+        for (_, body) in &bodies {
+            let raw = lz4_flex::block::decompress(body, MAX_BODY_BYTES * 2).unwrap();
+            assert!(raw.len() <= MAX_BODY_BYTES, "{}", raw.len());
+        }
+        assert_eq!(bodies.iter().map(|(count, _)| count).sum::<usize>(), 10_000);
+    }
+
+    /// A value over 1 MB is cut at a character boundary, the log names it, and it is counted.
+    #[test]
+    fn values_over_one_megabyte_are_cut_and_named() {
+        let mut record = traffic(10);
+        if let Record::Traffic(t) = &mut record {
+            t.snapshot_version = "版".repeat(400_000).into();
+        }
+        let encoded = encode_bodies(&[&record]);
+        assert_eq!(encoded.truncated_values, 1);
+        let log = &decode(&encoded.bodies[0].1).logs[0];
+        let value = &log
+            .contents
+            .iter()
+            .find(|c| c.key == "snapshot_version")
+            .unwrap()
+            .value;
+        assert!(value.len() <= MAX_VALUE_BYTES && value.len() > MAX_VALUE_BYTES - 3);
+        assert!(value.chars().all(|c| c == '版'));
+        let marker = log.contents.last().unwrap();
+        assert_eq!(
+            (marker.key.as_str(), marker.value.as_str()),
+            (TRUNCATED_FIELDS, "snapshot_version")
+        );
+        assert_eq!(encode_bodies(&[&traffic(10)]).truncated_values, 0);
     }
 
     /// The hand-written encoder produces exactly what prost produces from `Record::contents`.
@@ -706,7 +801,7 @@ mod tests {
         long.snapshot_version = "v".repeat(20_000).into();
         let long = Record::Traffic(long);
         let records = vec![&hit, &long, &traffic];
-        let bodies = encode_bodies(&records);
+        let bodies = encode_bodies(&records).bodies;
         assert_eq!(bodies.len(), 1);
         let expected = LogGroupList {
             log_group_list: vec![group(records.iter().map(|r| log_of(r)).collect())],
