@@ -249,7 +249,11 @@ async fn hits_come_from_cls_searchlog_with_a_safe_query() {
             .any(|h| h["record_type"] == "block_hit" && h["rule_uuid"] == "7010"),
         "{answer}"
     );
-    assert_eq!(answer["cursor"], "next-page-ctx");
+    assert!(
+        answer["cursor"].is_null() && answer["next"].is_null(),
+        "{answer}"
+    );
+    assert_eq!(answer["complete"], true);
     let search = &stub.searches()[0];
     assert_eq!(search["TopicId"], "topic-hits");
     assert_eq!(
@@ -279,6 +283,118 @@ async fn hits_come_from_cls_searchlog_with_a_safe_query() {
         stub.searches().len(),
         1,
         "a rejected query never reaches CLS"
+    );
+}
+
+/// CLS accepts a `Context` passed back only with every other parameter unchanged, for an
+/// hour: a search over the default (relative) window pages through every hit with the answer's
+/// `next` parameters, against a stand-in that enforces that rule; a cursor without its window, or
+/// with another search's parameters, is a 400; an expired one a 410.
+#[tokio::test]
+async fn hits_page_with_the_first_pages_parameters() {
+    let stub = common::cls_stub::ClsStub::start(vec![]).await;
+    let lines: Vec<String> = (0..5)
+        .map(|i| format!("2 1251762227 eni-web00001 10.0.1.11 10.0.3.10 4000{i} 3306 6 3 180 1763942400 1763942460 REJECT OK"))
+        .collect();
+    common::audit_into(&stub, &lines.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let mut env = stub.env("topic-hits", "topic-traffic");
+    env.push(("ESGFLOW_LOOKUP_TOKEN".into(), TOKEN.into()));
+    env.push(("ESGFLOW_SNAPSHOT".into(), common::sample_snapshot()));
+    let mut lookup = common::emulator_with("lookup", env).await;
+    let ask = |query: Value| {
+        let mut request: Value =
+            serde_json::from_slice(&event("GET", "/v1/hits", Some(TOKEN), None)).unwrap();
+        request["queryString"] = query;
+        request.to_string().into_bytes()
+    };
+    // The stand-in does not evaluate queries: every non-traffic record it holds is a result.
+    let expected: std::collections::BTreeSet<String> = stub
+        .accepted()
+        .iter()
+        .filter(|l| l.fields["record_type"] != "traffic")
+        .map(|l| l.fields["record_id"].clone())
+        .collect();
+    assert!(expected.len() >= 5);
+    let mut seen = Vec::new();
+    let mut query = json!({"type": "block_hit", "limit": "2"});
+    let mut pages = 0;
+    loop {
+        pages += 1;
+        assert!(pages <= 20, "paging ends");
+        let (status, answer) = response(&lookup.invoke(ask(query.clone())).await.unwrap().result);
+        assert_eq!(status, 200, "page {pages}: {answer}");
+        seen.extend(
+            answer["hits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h["record_id"].as_str().unwrap().to_string()),
+        );
+        if answer["complete"] == true {
+            assert!(answer["next"].is_null(), "{answer}");
+            break;
+        }
+        query = answer["next"].clone();
+        assert_eq!(query["since"], answer["since"].to_string());
+        assert_eq!(query["until"], answer["until"].to_string());
+    }
+    assert_eq!(pages, expected.len().div_ceil(2));
+    assert_eq!(seen.len(), expected.len(), "no hit twice: {seen:?}");
+    assert_eq!(
+        seen.into_iter().collect::<std::collections::BTreeSet<_>>(),
+        expected,
+        "every hit"
+    );
+    assert!(stub.problems().is_empty(), "{:?}", stub.problems());
+
+    // Start again to get a cursor, then misuse it.
+    let (_, first) = response(
+        &lookup
+            .invoke(ask(json!({"type": "block_hit", "limit": "2"})))
+            .await
+            .unwrap()
+            .result,
+    );
+    let next = first["next"].clone();
+    let cursor = next["cursor"].as_str().unwrap().to_string();
+    let searches = stub.searches().len();
+    let (status, answer) = response(
+        &lookup
+            .invoke(ask(
+                json!({"type": "block_hit", "limit": "2", "cursor": cursor}),
+            ))
+            .await
+            .unwrap()
+            .result,
+    );
+    assert_eq!(status, 400, "a cursor without its window: {answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("next"),
+        "{answer}"
+    );
+    let mut other = next.clone();
+    other["ip"] = json!("10.9.9.9");
+    let (status, answer) = response(&lookup.invoke(ask(other)).await.unwrap().result);
+    assert_eq!(status, 400, "another search's cursor: {answer}");
+    assert_eq!(stub.searches().len(), searches, "neither reached CLS");
+    let mut old = next.clone();
+    let (_, rest) = cursor.split_once('_').unwrap();
+    old["cursor"] = json!(format!("{}_{rest}", chrono::Utc::now().timestamp() - 3700));
+    let (status, answer) = response(&lookup.invoke(ask(old)).await.unwrap().result);
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (410, Some("cursor_expired")),
+        "{answer}"
+    );
+    stub.expire_contexts();
+    let (status, answer) = response(&lookup.invoke(ask(next)).await.unwrap().result);
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (410, Some("cursor_expired")),
+        "CLS's refusal of an expired context: {answer}"
     );
 }
 

@@ -50,6 +50,9 @@ pub struct StubState {
     pub redirected: usize,
     /// Requests that followed a redirect to `/redirected`.
     pub followed: usize,
+    /// Search contexts handed out (`Context` → offset of the next page); each belongs to the
+    /// parameters it was issued for.
+    pub contexts: std::collections::HashMap<String, usize>,
 }
 
 /// The running stand-in.
@@ -87,6 +90,11 @@ impl ClsStub {
             url: server.url(),
             _server: server,
         }
+    }
+
+    /// Forgets every search context, as CLS does after an hour.
+    pub fn expire_contexts(&self) {
+        self.state.lock().unwrap().contexts.clear();
     }
 
     /// The logs accepted so far.
@@ -235,13 +243,39 @@ fn search(state: &mut StubState, headers: &HeaderMap, body: &[u8]) -> (StatusCod
         let rows = analysis(&state.accepted, search, sql);
         return (StatusCode::OK, serde_json::json!({"Response": {"Analysis": true, "AnalysisRecords": rows, "ListOver": true, "RequestId": "stub"}}).to_string());
     }
+    // Paging as CLS documents it (`SearchLogRequest.Context`): a context passed back is valid
+    // only with every other parameter unchanged, and only while CLS keeps it.
+    let mut unchanged = state.searches.last().cloned().unwrap_or_default();
+    if let Some(object) = unchanged.as_object_mut() {
+        object.remove("Context");
+    }
+    let binding = {
+        use sha2::Digest;
+        hex::encode(&sha2::Sha256::digest(unchanged.to_string().as_bytes())[..8])
+    };
+    let offset = match state.searches.last().and_then(|r| r["Context"].as_str()) {
+        None => 0,
+        Some(context) => match state.contexts.get(context) {
+            Some(&offset) if context.starts_with(&binding) => offset,
+            _ => {
+                return (StatusCode::OK, serde_json::json!({"Response": {"Error": {"Code": "FailedOperation.InvalidContext", "Message": "the context does not belong to this search or has expired"}, "RequestId": "stub"}}).to_string());
+            }
+        },
+    };
+    let limit = unchanged["Limit"].as_u64().unwrap_or(100) as usize;
     let results: Vec<serde_json::Value> = state
         .accepted
         .iter()
         .filter(|l| l.fields.get("record_type").is_some_and(|t| t != "traffic"))
+        .skip(offset)
+        .take(limit + 1)
         .map(|l| serde_json::json!({"Time": l.time, "TopicId": l.topic, "LogJson": serde_json::to_string(&l.fields).unwrap()}))
         .collect();
-    (StatusCode::OK, serde_json::json!({"Response": {"Results": results, "Context": "next-page-ctx", "ListOver": false, "RequestId": "stub"}}).to_string())
+    let list_over = results.len() <= limit;
+    let results: Vec<_> = results.into_iter().take(limit).collect();
+    let context = format!("{binding}-{}", offset + limit);
+    state.contexts.insert(context.clone(), offset + limit);
+    (StatusCode::OK, serde_json::json!({"Response": {"Results": results, "Context": context, "ListOver": list_over, "RequestId": "stub"}}).to_string())
 }
 
 /// A small evaluator for the SQL queries esgflow sends: the search part's `record_type:"…"` and

@@ -225,20 +225,31 @@ impl Lookup {
         if request.http_method != "GET" {
             return Err(fail(405, "method_not_allowed", "/v1/hits accepts GET"));
         }
-        let query = HitsQuery::parse(request, chrono::Utc::now().timestamp())?;
+        let now = chrono::Utc::now().timestamp();
+        let query = HitsQuery::parse(request, now)?;
         let source = self.hits_source()?;
         let mut body = json!({
             "TopicId": source.topic, "From": query.since * 1000, "To": query.until * 1000, "QueryString": query.cql(),
             "QuerySyntax": 1, "Limit": query.limit, "Sort": "desc", "UseNewAnalysis": true,
         });
         if let Some(cursor) = &query.cursor {
-            body["Context"] = json!(cursor);
+            body["Context"] = json!(cursor.context);
         }
         let response = source
             .client
             .call("cls", "2020-10-16", "SearchLog", &body, deadline)
             .await
-            .map_err(search_failed)?;
+            .map_err(|err| {
+                if err.code.starts_with("FailedOperation.InvalidContext") {
+                    fail(
+                        410,
+                        "cursor_expired",
+                        "CLS no longer accepts this cursor (it lives one hour): search again from the first page",
+                    )
+                } else {
+                    search_failed(err)
+                }
+            })?;
         let hits: Vec<Value> = response
             .get("Results")
             .and_then(Value::as_array)
@@ -254,13 +265,25 @@ impl Lookup {
         let cursor = response
             .get("Context")
             .and_then(Value::as_str)
-            .filter(|c| !c.is_empty() && !complete);
-        Ok(
-            json!({"hits": hits, "count": hits.len(), "cursor": cursor, "complete": complete, "query": query.cql(), "since": query.since, "until": query.until}),
-        )
+            .filter(|c| !c.is_empty() && !complete)
+            .map(|context| {
+                // A cursor from an earlier page keeps its first page's time: CLS counts the hour
+                // from there.
+                let issued = query.cursor.as_ref().map_or(now, |c| c.issued);
+                HitsCursor {
+                    issued,
+                    binding: query.binding(),
+                    context: context.to_string(),
+                }
+                .to_string()
+            });
+        let next = cursor.as_ref().map(|cursor| query.next_page(cursor));
+        Ok(json!({
+            "hits": hits, "count": hits.len(), "cursor": cursor, "next": next, "complete": complete,
+            "query": query.cql(), "since": query.since, "until": query.until,
+        }))
     }
 
-    /// The rule's hit counters over [`HIT_WINDOW_DAYS`], summed from the audit function's
     /// `rule_hits` records. Never fails the request: an unavailable count says why.
     async fn rule_hits(&self, uuid: &str, deadline: Instant) -> Value {
         let Some(source) = &self.hits else {
@@ -406,8 +429,45 @@ pub(crate) struct HitsQuery {
     pub until: i64,
     /// Page size (1–1000).
     pub limit: u32,
-    /// CLS paging context from the previous page.
-    pub cursor: Option<String>,
+    /// The cursor of the previous page.
+    pub cursor: Option<HitsCursor>,
+}
+
+/// A `/v1/hits` cursor: when its first page was asked (CLS keeps a search context for an hour),
+/// a digest of the search it belongs to (CLS needs every other parameter unchanged), and CLS's
+/// `Context`. Written `<issued>_<binding>_<context>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HitsCursor {
+    issued: i64,
+    binding: String,
+    context: String,
+}
+
+/// How long CLS keeps a search context (tccli `cls/v20201016/api.json`,
+/// `SearchLogRequest.Context`).
+pub(crate) const CURSOR_LIFETIME_SECONDS: i64 = 3600;
+
+impl std::fmt::Display for HitsCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}_{}_{}", self.issued, self.binding, self.context)
+    }
+}
+
+impl HitsCursor {
+    fn parse(text: &str) -> Option<Self> {
+        let mut parts = text.splitn(3, '_');
+        let issued = parts.next()?.parse().ok()?;
+        let binding = parts.next()?;
+        let context = parts.next()?;
+        (binding.len() == 8
+            && binding.bytes().all(|b| b.is_ascii_hexdigit())
+            && !context.is_empty())
+        .then(|| HitsCursor {
+            issued,
+            binding: binding.to_string(),
+            context: context.to_string(),
+        })
+    }
 }
 
 /// The longest span one search may cover.
@@ -507,25 +567,27 @@ impl HitsQuery {
                 .ok_or_else(|| field_error("limit", format!("{text:?} is not 1-1000")))?,
             None => 100,
         };
-        let cursor = match request.query("cursor") {
-            Some(text)
-                if !text.is_empty()
-                    && text.len() <= 2048
-                    && text
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"+/=_-".contains(&b)) =>
-            {
-                Some(text.to_string())
-            }
-            Some(_) => {
-                return Err(field_error(
-                    "cursor",
-                    "is not a cursor returned by /v1/hits",
-                ))
-            }
-            None => None,
-        };
-        Ok(Self {
+        let cursor =
+            match request.query("cursor") {
+                Some(text)
+                    if text.len() <= 2048
+                        && text
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"+/=_-".contains(&b)) =>
+                {
+                    Some(HitsCursor::parse(text).ok_or_else(|| {
+                        field_error("cursor", "is not a cursor returned by /v1/hits")
+                    })?)
+                }
+                Some(_) => {
+                    return Err(field_error(
+                        "cursor",
+                        "is not a cursor returned by /v1/hits",
+                    ))
+                }
+                None => None,
+            };
+        let query = Self {
             ip,
             rule,
             types,
@@ -533,7 +595,66 @@ impl HitsQuery {
             until,
             limit,
             cursor,
-        })
+        };
+        if let Some(cursor) = &query.cursor {
+            // CLS refuses a context passed back with any other parameter changed: a relative
+            // window recomputed on this request would shift, so the first page's must be given.
+            if request.query("since").is_none() || request.query("until").is_none() {
+                return Err(field_error(
+                    "cursor",
+                    "continues the search it came from: pass that answer's `next` parameters (they include since and until)",
+                ));
+            }
+            if cursor.binding != query.binding() {
+                return Err(field_error(
+                    "cursor",
+                    "belongs to a different search: pass that answer's `next` parameters unchanged",
+                ));
+            }
+            if now - cursor.issued > CURSOR_LIFETIME_SECONDS {
+                return Err(fail(
+                    410,
+                    "cursor_expired",
+                    "the cursor is over an hour old and CLS no longer keeps its search: search again from the first page",
+                ));
+            }
+        }
+        Ok(query)
+    }
+
+    /// A digest of everything but the cursor: a cursor only continues the search it came from.
+    fn binding(&self) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(
+            format!(
+                "{}|{}|{}|{}",
+                self.cql(),
+                self.since,
+                self.until,
+                self.limit
+            )
+            .as_bytes(),
+        );
+        hex::encode(&digest[..4])
+    }
+
+    /// The query parameters of the next page: every parameter of this search made explicit
+    /// (the window as absolute times), and the cursor.
+    fn next_page(&self, cursor: &str) -> Value {
+        let mut next = json!({
+            "type": self.types.join(","),
+            "since": self.since.to_string(),
+            "until": self.until.to_string(),
+            "limit": self.limit.to_string(),
+            "cursor": cursor,
+        });
+        if let Some(ip) = self.ip {
+            next["ip"] = json!(ip.to_string());
+        }
+        if let Some(rule) = &self.rule {
+            next["rule"] = json!(rule);
+        }
+        next
     }
 
     /// The CLS query (CQL), built only from validated values.
@@ -907,6 +1028,8 @@ mod tests {
             ("limit", "0"),
             ("limit", "5000"),
             ("cursor", "a b"),
+            ("cursor", "opaque-context-without-our-prefix"),
+            ("cursor", "17_nothex00_ctx"),
             ("since", "yesterday"),
         ] {
             let err = HitsQuery::parse(&hits_request(&[(field, value)]), 1_000_000).unwrap_err();
@@ -916,6 +1039,38 @@ mod tests {
         let err =
             HitsQuery::parse(&hits_request(&[("since", "10"), ("until", "5")]), 100).unwrap_err();
         assert!(err.message.contains("before until"));
+    }
+
+    /// A cursor carries when its search started and which search it continues; CLS's context
+    /// (which may hold `_`) comes back whole.
+    #[test]
+    fn cursors_bind_to_their_search_and_expire() {
+        let first = HitsQuery::parse(
+            &hits_request(&[("since", "1000"), ("until", "2000"), ("limit", "5")]),
+            2_000,
+        )
+        .unwrap();
+        let cursor = HitsCursor {
+            issued: 2_000,
+            binding: first.binding(),
+            context: "ctx_with_under_scores==".into(),
+        }
+        .to_string();
+        let next = first.next_page(&cursor);
+        let pairs: Vec<(&str, &str)> = next
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str().unwrap()))
+            .collect();
+        let second = HitsQuery::parse(&hits_request(&pairs), 2_100).unwrap();
+        assert_eq!(second.cursor.unwrap().context, "ctx_with_under_scores==");
+        let late = HitsQuery::parse(&hits_request(&pairs), 2_000 + 3_601).unwrap_err();
+        assert_eq!((late.status, late.code), (410, "cursor_expired"));
+        let mut changed = pairs.clone();
+        changed.push(("rule", "7010"));
+        let err = HitsQuery::parse(&hits_request(&changed), 2_100).unwrap_err();
+        assert!(err.message.contains("different search"), "{}", err.message);
     }
 
     #[test]
