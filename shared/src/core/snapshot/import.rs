@@ -193,9 +193,10 @@ impl Builder {
             .and_then(|a| a.first());
         let data_has = |key: &str| first_data.is_some_and(|item| item.get(key).is_some());
         let warnings = &mut self.snapshot.warnings;
+        let mut cut = Vec::new();
         if has("Rules") {
             for (raw, item) in items::<NewRule>(name, body, "Rules", warnings) {
-                let rule = raw.into_rule(item);
+                let rule = raw.into_rule(item, &mut cut);
                 let key = (rule.generation, None, rule.uuid.clone());
                 self.rules.entry(key).or_default().push(rule);
             }
@@ -211,7 +212,7 @@ impl Builder {
                 self.snapshot.address_templates.insert(
                     raw.uuid,
                     AddressTemplate {
-                        name: raw.name,
+                        name: short_name(raw.name),
                         addresses,
                     },
                 );
@@ -234,7 +235,7 @@ impl Builder {
                 .flatten()
                 .map(str::to_string);
             for (raw, item) in items::<ListRule>(name, body, "Data", warnings) {
-                let (mut rule, resolved) = raw.into_rule(item, generation);
+                let (mut rule, resolved) = raw.into_rule(item, generation, &mut cut);
                 rule.attributes.region = region.clone();
                 let key = (generation, region.clone(), rule.uuid.clone());
                 self.listed.entry(key).or_default().push((rule, resolved));
@@ -247,7 +248,7 @@ impl Builder {
                 self.snapshot.address_templates.insert(
                     raw.address_template_id,
                     AddressTemplate {
-                        name: raw.address_template_name,
+                        name: short_name(raw.address_template_name),
                         addresses,
                     },
                 );
@@ -265,7 +266,7 @@ impl Builder {
                 self.snapshot.address_template_groups.insert(
                     raw.address_template_group_id,
                     TemplateGroup {
-                        name: raw.address_template_group_name,
+                        name: short_name(raw.address_template_group_name),
                         members,
                     },
                 );
@@ -288,7 +289,7 @@ impl Builder {
                 self.snapshot.service_templates.insert(
                     raw.service_template_id,
                     ServiceTemplate {
-                        name: raw.service_template_name,
+                        name: short_name(raw.service_template_name),
                         services,
                         skipped,
                     },
@@ -307,7 +308,7 @@ impl Builder {
                 self.snapshot.service_template_groups.insert(
                     raw.service_template_group_id,
                     TemplateGroup {
-                        name: raw.service_template_group_name,
+                        name: short_name(raw.service_template_group_name),
                         members,
                     },
                 );
@@ -320,7 +321,7 @@ impl Builder {
                 self.snapshot.vpcs.retain(|v| v.id != raw.vpc_id);
                 self.snapshot.vpcs.push(Vpc {
                     id: raw.vpc_id,
-                    name: raw.vpc_name,
+                    name: short_name(raw.vpc_name),
                     cidrs,
                 });
             }
@@ -332,7 +333,7 @@ impl Builder {
                 self.snapshot.subnets.push(Subnet {
                     id: raw.subnet_id,
                     vpc_id: raw.vpc_id,
-                    name: raw.subnet_name,
+                    name: short_name(raw.subnet_name),
                     cidrs,
                 });
             }
@@ -376,6 +377,7 @@ impl Builder {
                 format!("not a recognised API response (top-level keys: {keys:?})"),
             ));
         }
+        self.snapshot.warnings.extend(cut);
         Ok(())
     }
 
@@ -536,11 +538,77 @@ fn text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> 
     })
 }
 
+/// Longest rule description kept (the API documents at most 100 Unicode characters); a longer
+/// one is cut, with a warning.
+pub(crate) const MAX_DESCRIPTION_BYTES: usize = 1024;
+/// Longest rule field read (ids, contents, ports, protocols, template ids: the API documents at
+/// most 512 bytes); a longer one is unreadable and kept only as its first bytes.
+pub(crate) const MAX_FIELD_BYTES: usize = 4096;
+
+/// The longest prefix of `text` within `limit` bytes, on a character boundary.
+fn prefix(text: &str, limit: usize) -> &str {
+    let mut end = limit.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Longest template, VPC or subnet name kept (the APIs allow 60 characters); longer ones are cut.
+const MAX_NAME_BYTES: usize = 256;
+
+fn short_name(name: String) -> String {
+    if name.len() <= MAX_NAME_BYTES {
+        name
+    } else {
+        format!("{}…", prefix(&name, MAX_NAME_BYTES))
+    }
+}
+
+/// A description within [`MAX_DESCRIPTION_BYTES`], and whether it was cut.
+fn cap_description(text: String) -> (String, Option<usize>) {
+    if text.len() <= MAX_DESCRIPTION_BYTES {
+        return (text, None);
+    }
+    let length = text.len();
+    (
+        format!("{}…", prefix(&text, MAX_DESCRIPTION_BYTES)),
+        Some(length),
+    )
+}
+
 /// What the importer notes while reading one rule: the fields it could not read.
 #[derive(Default)]
 struct Notes(BTreeMap<String, String>);
 
 impl Notes {
+    /// `text` trimmed, or, past [`MAX_FIELD_BYTES`], its first bytes with the field noted.
+    fn field(&mut self, field: &str, text: &str) -> String {
+        let text = text.trim();
+        if text.len() <= MAX_FIELD_BYTES {
+            return text.to_string();
+        }
+        self.0.insert(
+            field.to_string(),
+            format!(
+                "{} bytes, longer than the {MAX_FIELD_BYTES} esgflow reads",
+                text.len()
+            ),
+        );
+        format!("{}…", prefix(text, 64))
+    }
+
+    /// The description within [`MAX_DESCRIPTION_BYTES`]; a cut one is reported in `warnings`.
+    fn description(&mut self, id: &str, text: String, warnings: &mut Vec<String>) -> String {
+        let (text, cut) = cap_description(text);
+        if let Some(length) = cut {
+            warnings.push(format!(
+                "rule {id}: description of {length} bytes cut to {MAX_DESCRIPTION_BYTES}"
+            ));
+        }
+        text
+    }
+
     /// The parsed value, or `fallback` with the field noted as unreadable.
     fn read<T>(&mut self, field: &str, parsed: Result<T, String>, fallback: T) -> T {
         parsed.unwrap_or_else(|why| {
@@ -631,14 +699,15 @@ fn endpoint(
     notes: &mut Notes,
 ) -> Endpoint {
     let kind = notes.read(fields.0, kind, EndpointKind::Unknown);
-    if kind == EndpointKind::Net {
-        if let Err(why) = AddressSet::parse(content) {
+    let content = notes.field(fields.1, content);
+    if kind == EndpointKind::Net && !notes.0.contains_key(fields.1) {
+        if let Err(why) = AddressSet::parse(&content) {
             notes.0.insert(fields.1.to_string(), why);
         }
     }
     Endpoint {
         kind,
-        content: content.trim().to_string(),
+        content,
         resolved: Vec::new(),
     }
 }
@@ -675,12 +744,15 @@ struct NewRule {
 }
 
 impl NewRule {
-    fn into_rule(self, item: &Value) -> Rule {
+    fn into_rule(self, item: &Value, warnings: &mut Vec<String>) -> Rule {
         let mut notes = Notes::default();
-        let mut id = self.id.trim().to_string();
-        if id.is_empty() {
+        let mut id = notes.field("Id", &self.id);
+        if id.is_empty() || notes.0.contains_key("Id") {
             id = anonymous_id(item);
-            notes.0.insert("Id".into(), "the rule has no id".into());
+            notes
+                .0
+                .entry("Id".into())
+                .or_insert("the rule has no id".into());
         }
         let source = endpoint(
             EndpointKind::parse(&self.source_type),
@@ -714,17 +786,18 @@ impl NewRule {
             enabled,
             source,
             destination,
-            protocol: self.protocol.trim().to_string(),
-            port: self.port.trim().to_string(),
-            service_template: Some(self.service_template_id.trim().to_string())
+            protocol: notes.field("Protocol", &self.protocol),
+            port: notes.field("Port", &self.port),
+            service_template: Some(notes.field("ServiceTemplateId", &self.service_template_id))
                 .filter(|s| !s.is_empty()),
-            description: self.description,
+            description: String::new(),
             uuid: id,
             attributes: RuleAttributes {
                 scope,
                 ..RuleAttributes::default()
             },
         };
+        rule.description = notes.description(&rule.uuid, self.description, warnings);
         note_services(&rule, &mut notes);
         rule.attributes.unreadable = notes.0;
         rule
@@ -797,7 +870,12 @@ fn parse_code(text: &str) -> Result<i64, String> {
 }
 
 impl ListRule {
-    fn into_rule(self, item: &Value, generation: Generation) -> (Rule, Resolved) {
+    fn into_rule(
+        self,
+        item: &Value,
+        generation: Generation,
+        warnings: &mut Vec<String>,
+    ) -> (Rule, Resolved) {
         let mut notes = Notes::default();
         let id = [&self.rule_uuid, &self.id, &self.uuid]
             .into_iter()
@@ -848,14 +926,15 @@ impl ListRule {
             enabled,
             source,
             destination,
-            protocol: self.protocol.trim().to_string(),
-            port: self.port.trim().to_string(),
-            service_template: Some(self.service_template_id.trim().to_string())
+            protocol: notes.field("Protocol", &self.protocol),
+            port: notes.field("Port", &self.port),
+            service_template: Some(notes.field("ServiceTemplateId", &self.service_template_id))
                 .filter(|s| !s.is_empty()),
-            description: self.detail,
+            description: String::new(),
             uuid: id,
             attributes,
         };
+        rule.description = notes.description(&rule.uuid, self.detail, warnings);
         note_services(&rule, &mut notes);
         rule.attributes.unreadable = notes.0;
         let resolved = (
@@ -1258,6 +1337,33 @@ mod tests {
             ["21", "30", "31"],
             "the skipped entry could be any service"
         );
+    }
+
+    /// Rule text is bounded when the snapshot is built: a long description is cut with a
+    /// warning, an over-long field makes the rule unreadable and is kept only as its start.
+    #[test]
+    fn rule_text_is_capped() {
+        let mut long = new_rule("1", "1", "accept");
+        long["Description"] = json!("描".repeat(1_000_000));
+        long["SourceContent"] = json!("10.0.0.1,".repeat(100_000));
+        let snapshot = build_from_documents(
+            &docs(&[
+                ("r", json!({"Rules": [long]})),
+                ("v", json!({"VpcSet": [{"VpcId": "vpc-1", "VpcName": "n".repeat(10_000), "CidrBlock": "10.0.0.0/16"}]})),
+            ]),
+            "t",
+        )
+        .unwrap();
+        let rule = &snapshot.rules[0];
+        assert!(rule.description.len() <= MAX_DESCRIPTION_BYTES + 3);
+        assert!(rule.source.content.len() < 100);
+        assert!(rule.attributes.unreadable["SourceContent"].contains("900000 bytes"));
+        assert_eq!(
+            warnings_about(&snapshot, "description of 3000000 bytes cut").len(),
+            1
+        );
+        assert!(snapshot.vpcs[0].name.len() <= MAX_NAME_BYTES + 3);
+        assert!(serde_json::to_string(&snapshot).unwrap().len() < 20_000);
     }
 
     /// Identical copies are one rule; differing copies are reported and the same copy is kept
