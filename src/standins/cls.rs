@@ -50,6 +50,9 @@ pub struct StubState {
     pub redirected: usize,
     /// Requests that followed a redirect to `/redirected`.
     pub followed: usize,
+    /// An answer every `SearchLog` gets, once its request passed the checks (an official
+    /// example response, say).
+    pub search_answer: Option<String>,
     /// Search contexts handed out (`Context` → offset of the next page); each belongs to the
     /// parameters it was issued for.
     pub contexts: std::collections::HashMap<String, usize>,
@@ -90,6 +93,11 @@ impl ClsStub {
             url: server.url(),
             _server: server,
         }
+    }
+
+    /// Answers every later `SearchLog` that passes the checks with `body`.
+    pub fn answer_searches_with(&self, body: String) {
+        self.state.lock().unwrap().search_answer = Some(body);
     }
 
     /// Forgets every search context, as CLS does after an hour.
@@ -239,6 +247,9 @@ fn search(state: &mut StubState, headers: &HeaderMap, body: &[u8]) -> (StatusCod
     }
     let query = request["QueryString"].as_str().unwrap_or("").to_string();
     state.searches.push(request);
+    if let Some(answer) = &state.search_answer {
+        return (StatusCode::OK, answer.clone());
+    }
     if let Some((search, sql)) = query.split_once(" | ") {
         let rows = analysis(&state.accepted, search, sql);
         return (StatusCode::OK, serde_json::json!({"Response": {"Analysis": true, "AnalysisRecords": rows, "ListOver": true, "RequestId": "stub"}}).to_string());
