@@ -429,6 +429,46 @@ async fn paging_follows_the_totals() {
     assert!(stub.problems().is_empty(), "{:?}", stub.problems());
 }
 
+/// Two differing copies of one rule in the answers (the rules changed while they were paged):
+/// sync reads every listing once more, then keeps one copy by the importer's order-independent
+/// choice and says so in a warning; the snapshot is still published.
+#[tokio::test]
+async fn differing_copies_of_a_rule_are_read_once_more_then_reported() {
+    let stub = common::cloud_stub().await;
+    {
+        let mut state = stub.state.lock().unwrap();
+        let rules = state
+            .items
+            .get_mut("DescribeEnterpriseSecurityGroupRule")
+            .unwrap();
+        let mut changed = rules[0].clone();
+        changed["Description"] = json!("edited while sync was paging");
+        rules.push(changed);
+    }
+    let mut sync = sync_with(&stub, Vec::new()).await;
+    let outcome = sync.invoke(common::timer_event()).await.unwrap();
+    let summary = outcome.result.json();
+    assert_eq!(summary["published"], true, "{summary}");
+    let warnings: Vec<&str> = summary["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|w| w.contains("differing copies"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{summary}");
+    let first_pages = stub
+        .state
+        .lock()
+        .unwrap()
+        .requests
+        .iter()
+        .filter(|r| r.action == "DescribeEnterpriseSecurityGroupRule" && r.body["PageNo"] == "1")
+        .count();
+    assert_eq!(first_pages, 2, "the listing was read once more");
+    assert!(stub.problems().is_empty(), "{:?}", stub.problems());
+}
+
 /// Old-ESG rules are per region: every region of `ESGFLOW_OLD_ESG_REGIONS` is listed (one
 /// `Area` per call), and each rule carries the region it came from.
 #[tokio::test]
