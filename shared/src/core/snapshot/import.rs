@@ -1174,6 +1174,24 @@ mod tests {
         }
     }
 
+    /// The deciding rule's id and the indeterminate rules' ids for a TCP/UDP/other flow from
+    /// 10.0.0.1 to 10.1.0.1, the index checked against the linear evaluation.
+    fn judged(snapshot: &Snapshot, protocol: u8, port: u16) -> (Option<String>, Vec<String>) {
+        let engine = crate::core::engine::Engine::compile(snapshot).unwrap();
+        let flow = key("10.0.0.1", "10.1.0.1", protocol, port);
+        let evaluation = engine.evaluate(&flow);
+        assert_eq!(evaluation, engine.evaluate_linear(&flow));
+        let uuid = |id| engine.rule(id).rule.uuid.clone();
+        (
+            evaluation.decision.rule().map(uuid),
+            evaluation
+                .indeterminate
+                .iter()
+                .map(|&id| uuid(id))
+                .collect(),
+        )
+    }
+
     fn warnings_about(snapshot: &Snapshot, needle: &str) -> Vec<String> {
         snapshot
             .warnings
@@ -1227,15 +1245,9 @@ mod tests {
             "rule 9 (d): Port cannot be read: port \"99999\" in \"99999\" is not a number from 0 to 65535; the rule is indeterminate"
         );
         // The engine compiles it; none of the unreadable rules decides a flow, each is listed.
-        let engine = crate::core::engine::Engine::compile(&snapshot).unwrap();
-        let flow = key("10.0.0.1", "10.1.0.1", 6, 80);
-        let evaluation = engine.evaluate(&flow);
-        assert_eq!(evaluation, engine.evaluate_linear(&flow));
-        assert_eq!(
-            engine.rule(evaluation.decision.rule().unwrap()).rule.uuid,
-            "7"
-        );
-        assert_eq!(evaluation.indeterminate.len(), 5, "{evaluation:?}");
+        let (decided, indeterminate) = judged(&snapshot, 6, 80);
+        assert_eq!(decided.as_deref(), Some("7"));
+        assert_eq!(indeterminate.len(), 5, "{indeterminate:?}");
 
         let empty_page = json!({"Data": [], "Total": 0, "RequestId": "r"});
         assert!(
@@ -1305,16 +1317,7 @@ mod tests {
         assert_eq!(rule("30").source.kind, EndpointKind::Unknown);
         assert_eq!(rule("31").action, RuleAction::Unknown);
 
-        let engine = crate::core::engine::Engine::compile(&snapshot).unwrap();
-        let flow = |protocol, port| key("10.0.0.1", "10.1.0.1", protocol, port);
-        let decided_by = |protocol, port| {
-            let evaluation = engine.evaluate(&flow(protocol, port));
-            assert_eq!(evaluation, engine.evaluate_linear(&flow(protocol, port)));
-            evaluation
-                .decision
-                .rule()
-                .map(|id| engine.rule(id).rule.uuid.clone())
-        };
+        let decided_by = |protocol, port| judged(&snapshot, protocol, port).0;
         assert_eq!(
             decided_by(6, 16).as_deref(),
             Some("16"),
@@ -1326,14 +1329,8 @@ mod tests {
             None,
             "the template with a skipped entry is indeterminate"
         );
-        let indeterminate: Vec<String> = engine
-            .evaluate(&flow(6, 22))
-            .indeterminate
-            .iter()
-            .map(|&id| engine.rule(id).rule.uuid.clone())
-            .collect();
         assert_eq!(
-            indeterminate,
+            judged(&snapshot, 6, 22).1,
             ["21", "30", "31"],
             "the skipped entry could be any service"
         );
@@ -1439,33 +1436,17 @@ mod tests {
         assert!(old.attributes.both_ways);
         assert_eq!(warnings_about(&snapshot, "BothWay").len(), 1);
         assert_eq!(warnings_about(&snapshot, "IsDelay").len(), 1);
-        let engine = crate::core::engine::Engine::compile(&snapshot).unwrap();
-        let flow = key("10.0.0.1", "10.1.0.1", 6, 80);
-        let evaluation = engine.evaluate(&flow);
-        assert_eq!(evaluation, engine.evaluate_linear(&flow));
-        assert_eq!(
-            engine.rule(evaluation.decision.rule().unwrap()).rule.uuid,
-            "4"
-        );
+        assert_eq!(judged(&snapshot, 6, 80).0.as_deref(), Some("4"));
         // Without the first-partition rule, the Lighthouse-only rule 1 is skipped, the delayed
         // rule 2 is listed as indeterminate and rule 3 decides.
         let mut without = snapshot.clone();
         without.rules.retain(|r| r.uuid != "4");
+        assert_eq!(
+            judged(&without, 6, 80),
+            (Some("3".to_string()), vec!["2".to_string()])
+        );
         let engine = crate::core::engine::Engine::compile(&without).unwrap();
-        let evaluation = engine.evaluate(&flow);
-        assert_eq!(evaluation, engine.evaluate_linear(&flow));
-        assert_eq!(
-            engine.rule(evaluation.decision.rule().unwrap()).rule.uuid,
-            "3"
-        );
-        assert_eq!(
-            evaluation
-                .indeterminate
-                .iter()
-                .map(|&id| engine.rule(id).rule.uuid.as_str())
-                .collect::<Vec<_>>(),
-            ["2"]
-        );
+        let flow = key("10.0.0.1", "10.1.0.1", 6, 80);
         let explanation = engine.explain(&flow);
         assert!(explanation.steps.iter().any(|s| s.uuid == "1"
             && s.detail == "rule applies to LH only, not to security groups (Scope)"));
