@@ -77,7 +77,11 @@ async fn records_reach_cls_signed_compressed_and_decodable() {
         .iter()
         .find(|l| l.fields["record_type"] == "unattributed_block")
         .unwrap();
-    assert_eq!(unattributed.fields["reason"], "no_esg_rule");
+    // No rule decides it, but the sample's domain rule (which no snapshot can resolve) would
+    // match: the record names it as what may explain the block.
+    assert_eq!(unattributed.fields["reason"], "indeterminate_rule");
+    assert_eq!(unattributed.fields["rule_uuid"], "7023");
+    assert_eq!(unattributed.fields["indeterminate_rules"], "7023");
     assert!(accepted
         .iter()
         .filter(|l| l.topic == "topic-traffic")

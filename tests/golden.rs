@@ -1,8 +1,9 @@
 //! Golden test: the bundled sample, cut into CLS events as `make run` cuts them and run through the
 //! real audit binary, produces exactly the checked-in summary (counts per record type and per
 //! scope). The numbers were reviewed by hand against samples/generate.py: blocks per rule follow
-//! the planted flows, the unattributed blocks are the dev → on-prem network-ACL rejects, the drift
-//! records are the app → postgres flows of the unpublished rule.
+//! the planted flows, the unattributed blocks are the dev → on-prem network-ACL rejects (each naming
+//! the unresolvable domain rule 7023 that would match it), the drift records are the app →
+//! postgres flows of the unpublished rule, and replies count in their connection's scope.
 
 mod common;
 

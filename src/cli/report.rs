@@ -102,9 +102,27 @@ pub fn render(records: &[Value]) -> String {
         let _ = writeln!(out, "  {count:>5} hits  rule {uuid} \"{description}\"");
     }
 
-    let mut unattributed: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut unattributed: BTreeMap<String, usize> = BTreeMap::new();
     for record in of_type("unattributed_block") {
-        *unattributed.entry(text(record, "reason")).or_default() += 1;
+        let why = match text(record, "reason") {
+            "indeterminate_rule" => format!(
+                "ESG rule {} \"{}\" cannot be resolved and may have blocked it",
+                text(record, "rule_uuid"),
+                text(record, "rule_description")
+            ),
+            "esg_allows" => format!(
+                "the ESG allows it (rule {}): the network ACL or another security group rejected it",
+                text(record, "rule_uuid")
+            ),
+            "no_esg_rule" => {
+                "no ESG rule decides: the network ACL or another security group rejected it"
+                    .to_string()
+            }
+            "reply" => "a reply (not judged): the network ACL or another security group rejected it"
+                .to_string(),
+            other => other.to_string(),
+        };
+        *unattributed.entry(why).or_default() += 1;
     }
     let mut drift: BTreeMap<String, usize> = BTreeMap::new();
     for record in of_type("snapshot_drift") {
@@ -116,10 +134,7 @@ pub fn render(records: &[Value]) -> String {
             ))
             .or_default() += 1;
     }
-    let _ = writeln!(
-        out,
-        "\n== Rejected without an ESG drop rule (network ACL, other security groups) =="
-    );
+    let _ = writeln!(out, "\n== Rejected without an ESG drop rule deciding it ==");
     for (reason, count) in &unattributed {
         let _ = writeln!(out, "  {count:>5}  {reason}");
     }

@@ -72,6 +72,10 @@ pub struct Alert {
     pub rule_order: Option<u64>,
     /// Rule description, or the reason for unattributed blocks.
     pub rule_description: String,
+    /// Why an unattributed block happened (`no_esg_rule`, `esg_allows`, `indeterminate_rule`,
+    /// `reply`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
     /// Records in the group.
     pub flows: u64,
     /// Distinct sources.
@@ -116,7 +120,16 @@ impl Alert {
         let what = match self.kind {
             RecordType::BlockHit => "ESG block",
             RecordType::ObserveHit => "ESG observe rule matched",
-            RecordType::UnattributedBlock => "Rejected without an ESG rule",
+            RecordType::UnattributedBlock => match self.reason {
+                Some("indeterminate_rule") => {
+                    "Rejected; an ESG rule that cannot be resolved may have blocked it"
+                }
+                Some("esg_allows") => {
+                    "Rejected although the ESG allows it (network ACL or another security group)"
+                }
+                Some("reply") => "Reply rejected (network ACL or another security group)",
+                _ => "Rejected without an ESG rule (network ACL or another security group)",
+            },
             RecordType::SnapshotDrift => "Snapshot drift",
             RecordType::Traffic => "Traffic",
             RecordType::RuleChange => "ESG rules changed",
@@ -272,6 +285,7 @@ pub fn group(records: &[Record], policy: &AlertPolicy) -> Vec<Alert> {
             rule_uuid: uuid,
             rule_order: order,
             rule_description: description,
+            reason: first.reason,
             flows: hits.len() as u64,
             sources: hits.iter().map(|h| h.src_ip).collect::<BTreeSet<_>>().len(),
             destinations: hits.iter().map(|h| h.dst_ip).collect::<BTreeSet<_>>().len(),
@@ -335,6 +349,7 @@ fn rule_change_alert(records: &[Record]) -> Option<Alert> {
         kind: RecordType::RuleChange,
         rule_uuid: String::new(),
         rule_order: None,
+        reason: None,
         rule_description: format!(
             "{summary} (snapshot {} → {})",
             first.from_version, first.snapshot_version

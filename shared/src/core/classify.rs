@@ -31,7 +31,7 @@ pub struct JudgeStats {
     pub unmonitored: usize,
     /// Records produced, by type.
     pub records: BTreeMap<RecordType, usize>,
-    /// Distinct flows by scope.
+    /// Distinct flows by the scope of their connection (a reply counts where its request does).
     pub scopes: BTreeMap<&'static str, usize>,
 }
 
@@ -57,9 +57,17 @@ impl Monitored {
     }
 }
 
-type FlowIdentity = (IpAddr, IpAddr, Option<u16>, Option<u16>, u8);
+type FlowIdentity = (
+    IpAddr,
+    IpAddr,
+    Option<u16>,
+    Option<u16>,
+    u8,
+    Option<(u8, u8)>,
+);
 
-/// Merges the records of one flow seen on more than one ENI: same 5-tuple, overlapping windows.
+/// Merges the records of one flow seen on more than one ENI: same 5-tuple (and ICMP type and
+/// code, when known), overlapping windows.
 /// REJECT wins (the ENI that rejected it is the interesting one), counters take the larger
 /// value, the window the union.
 fn merge_duplicates(flows: Vec<FlowRecord>) -> (Vec<FlowRecord>, usize) {
@@ -74,6 +82,7 @@ fn merge_duplicates(flows: Vec<FlowRecord>) -> (Vec<FlowRecord>, usize) {
             flow.src_port,
             flow.dst_port,
             flow.protocol,
+            flow.icmp.map(|i| (i.kind, i.code)),
         );
         let slots = seen.entry(identity).or_default();
         let existing = slots.iter().copied().find(|&i| {
@@ -103,6 +112,47 @@ fn merge_duplicates(flows: Vec<FlowRecord>) -> (Vec<FlowRecord>, usize) {
 }
 
 type SmallIndexes = smallvec::SmallVec<[usize; 2]>;
+
+/// Windows of ICMP records of unknown type, by (source, destination, protocol).
+type Exchanges = FastMap<(IpAddr, IpAddr, u8), Vec<(u64, u64)>>;
+
+/// ICMP records whose type is unknown (ports `0 0`), by (source, destination, protocol), with
+/// their windows: a reply is told from its request by the opposite record of the same exchange.
+fn unknown_icmp(flows: &[FlowRecord]) -> Exchanges {
+    let mut exchanges = Exchanges::default();
+    for flow in flows
+        .iter()
+        .filter(|f| is_icmp(f.protocol) && f.icmp.is_none())
+    {
+        exchanges
+            .entry((flow.src, flow.dst, flow.protocol))
+            .or_default()
+            .push((flow.start, flow.end));
+    }
+    exchanges
+}
+
+fn is_icmp(protocol: u8) -> bool {
+    protocol == crate::core::flowlog::protocol::ICMP || protocol == 58
+}
+
+/// Whether `flow` is a reply: by its ports or ICMP type ([`likely_reply`]), or, for an ICMP
+/// record of unknown type, because the batch holds the opposite record of the same exchange
+/// starting strictly earlier with overlapping windows (the documented ping example: request
+/// `203.0.113.12 → 172.31.16.139` from 1432917027, reply back from 1432917094). Otherwise it is
+/// judged like a request: never silently taken for a reply.
+fn is_reply(flow: &FlowRecord, exchanges: &Exchanges) -> bool {
+    if !(is_icmp(flow.protocol) && flow.icmp.is_none()) {
+        return likely_reply(flow);
+    }
+    exchanges
+        .get(&(flow.dst, flow.src, flow.protocol))
+        .is_some_and(|windows| {
+            windows
+                .iter()
+                .any(|&(start, end)| start < flow.start && flow.start <= end)
+        })
+}
 
 /// The batch's hash maps: keyed by what flow logs carry, hashed with foldhash (randomly seeded
 /// per process, so crafted traffic cannot aim for collisions) rather than SipHash.
@@ -157,6 +207,7 @@ pub fn judge(
     monitored: &Monitored,
 ) -> (Vec<Record>, JudgeStats) {
     let (flows, duplicates) = merge_duplicates(flows);
+    let exchanges = unknown_icmp(&flows);
     let version: Arc<str> = engine.version().into();
     let mut stats = JudgeStats {
         flows: flows.len(),
@@ -187,18 +238,24 @@ pub fn judge(
             stats.unmonitored += 1;
             continue;
         }
-        scope_counts[placement.scope as usize] += 1;
-        let reply = likely_reply(flow);
+        let reply = is_reply(flow, &exchanges);
         stats.replies += usize::from(reply);
-        // Traffic, with replies folded into their connection (initiator → service port).
+        // Traffic, with replies folded into their connection (initiator → service port), placed
+        // as the connection is: a reply to an inbound connection is inbound traffic.
         let (src, dst, port) = if reply {
             (flow.dst, flow.src, flow.src_port)
         } else {
             (flow.src, flow.dst, flow.dst_port)
         };
-        let vpc = placement.src.vpc.or(placement.dst.vpc);
+        let connection = if reply {
+            engine.topology().place(src, dst, Some(&flow.eni))
+        } else {
+            placement
+        };
+        scope_counts[connection.scope as usize] += 1;
+        let vpc = connection.src.vpc.or(connection.dst.vpc);
         let key = (
-            placement.scope,
+            connection.scope,
             vpc,
             src,
             dst,
@@ -258,6 +315,14 @@ pub fn judge(
                     .collect::<Vec<_>>()
                     .join(",")
             });
+        // The first indeterminate rule that could block: a drop rule, else any.
+        let maybe_blocking = evaluation.as_ref().and_then(|e| {
+            e.indeterminate
+                .iter()
+                .copied()
+                .find(|&r| engine.rule(r).rule.action == crate::core::snapshot::RuleAction::Drop)
+                .or_else(|| e.indeterminate.first().copied())
+        });
         let mut hit = |record_type: RecordType,
                        rule: Option<u32>,
                        reason: Option<&'static str>,
@@ -342,6 +407,20 @@ pub fn judge(
                 Some("reply"),
                 None,
             ))),
+            // An ESG rule that cannot be resolved would match before the decision: it may be what
+            // blocked the flow, and the record says so, naming it.
+            (FlowAction::Reject, Decision::Allow { .. } | Decision::None, _)
+                if maybe_blocking.is_some() =>
+            {
+                records.push(Record::hit(hit(
+                    RecordType::UnattributedBlock,
+                    maybe_blocking,
+                    Some("indeterminate_rule"),
+                    decision
+                        .rule()
+                        .map(|r| CompactString::from(engine.rule(r).rule.uuid.as_str())),
+                )))
+            }
             (FlowAction::Reject, Decision::Allow { rule }, _) => records.push(Record::hit(hit(
                 RecordType::UnattributedBlock,
                 Some(rule),
@@ -465,4 +544,220 @@ struct HitCounter {
     observe_hits: u64,
     first: u64,
     last: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::flowlog::{parse, Parsed};
+    use crate::core::snapshot::build_from_documents;
+    use serde_json::json;
+
+    /// A VPC like the flow-log documentation's examples: 172.31.0.0/16 with two subnets, the
+    /// ENI `eni-lq6mkcis` at 172.31.16.139; SSH allowed inside the VPC, RDP to 172.31.9.0/24
+    /// blocked, pings from 198.51.100.7 blocked, other pings allowed, and an unresolvable
+    /// domain rule for 192.0.2.0/24 traffic.
+    fn engine() -> Engine {
+        let rule = |id: &str,
+                    order: &str,
+                    action: &str,
+                    src: &str,
+                    dst: &str,
+                    protocol: &str,
+                    port: &str| {
+            json!({"Id": id, "OrderIndex": order, "RuleAction": action, "SourceType": "net", "SourceContent": src,
+                   "DestType": "net", "DestContent": dst, "Protocol": protocol, "Port": port, "Description": format!("rule {id}")})
+        };
+        let mut domain = rule("6", "6", "drop", "172.31.0.0/16", "", "ANY", "-1/-1");
+        domain["DestType"] = json!("domain");
+        domain["DestContent"] = json!("exfil.example.com");
+        let documents = vec![
+            (
+                "rules".to_string(),
+                json!({"Rules": [
+                    rule("1", "1", "accept", "172.31.0.0/16", "172.31.16.0/20", "TCP", "22"),
+                    rule("2", "2", "drop", "0.0.0.0/0", "172.31.9.0/24", "TCP", "3389"),
+                    rule("3", "3", "drop", "198.51.100.7", "172.31.16.139", "ICMP", "-1/-1"),
+                    rule("4", "4", "accept", "0.0.0.0/0", "172.31.16.139", "ICMP", "-1/-1"),
+                    rule("5", "5", "accept", "0.0.0.0/0", "172.31.16.139", "TCP", "443"),
+                    domain,
+                ]}),
+            ),
+            (
+                "vpcs".to_string(),
+                json!({"VpcSet": [{"VpcId": "vpc-doc", "CidrBlock": "172.31.0.0/16"}]}),
+            ),
+            (
+                "subnets".to_string(),
+                json!({"SubnetSet": [
+                {"VpcId": "vpc-doc", "SubnetId": "subnet-a", "CidrBlock": "172.31.0.0/20"},
+                {"VpcId": "vpc-doc", "SubnetId": "subnet-b", "CidrBlock": "172.31.16.0/20"}]}),
+            ),
+            (
+                "enis".to_string(),
+                json!({"NetworkInterfaceSet": [{"NetworkInterfaceId": "eni-lq6mkcis", "VpcId": "vpc-doc",
+                "SubnetId": "subnet-b", "PrivateIpAddressSet": [{"PrivateIpAddress": "172.31.16.139"}]}]}),
+            ),
+        ];
+        Engine::compile(&build_from_documents(&documents, "t").unwrap()).unwrap()
+    }
+
+    fn flows(lines: &[&str]) -> Vec<FlowRecord> {
+        lines
+            .iter()
+            .filter_map(|line| match parse(line).unwrap() {
+                Parsed::Flow(flow) => Some(flow),
+                Parsed::NoData | Parsed::SkipData => None,
+            })
+            .collect()
+    }
+
+    type Hits = Vec<(String, String, String)>;
+    type Traffic = Vec<(String, String, String, String)>;
+
+    /// The records as `(type, rule, reason)` for hits and `(scope, src, dst, action)` for
+    /// traffic, in order.
+    fn summary(records: &[Record]) -> (Hits, Traffic) {
+        let mut hits = Vec::new();
+        let mut traffic = Vec::new();
+        for record in records {
+            match record {
+                Record::Hit(hit) => hits.push((
+                    hit.record_type.as_str().to_string(),
+                    hit.rule
+                        .as_ref()
+                        .map(|r| r.rule_uuid.clone())
+                        .unwrap_or_default(),
+                    hit.reason.unwrap_or("").to_string(),
+                )),
+                Record::Traffic(t) => traffic.push((
+                    t.scope.to_string(),
+                    t.src_ip.to_string(),
+                    t.dst_ip.to_string(),
+                    t.fl_action.to_string(),
+                )),
+                _ => {}
+            }
+        }
+        (hits, traffic)
+    }
+
+    /// The six example lines Tencent publishes for ENI flow logs, each with what it must produce.
+    #[test]
+    fn the_documented_example_lines() {
+        let lines = [
+            "2 1251762227 eni-lq6mkcis 172.31.16.139 172.31.16.21 20641 22 6 20 4249 1418530010 1418530070 ACCEPT OK",
+            "2 1251762227 eni-lq6mkcis 172.31.9.69 172.31.9.12 49761 3389 6 20 4249 1418530010 1418530070 REJECT OK",
+            "V1 1251762227 eni-lq6mkcis - - - - - - - 1431280876 1431280934 - NODATA",
+            "V1 1251762227 eni-lq6mkcis - - - - - - - 1431280876 1431280934 - SKIPDATA",
+            "V1 1251762227 eni-lq6mkcis 203.0.113.12 172.31.16.139 0 0 1 4 336 1432917027 1432917142 ACCEPT OK",
+            "V1 1251762227 eni-lq6mkcis 172.31.16.139 203.0.113.12 0 0 1 4 336 1432917094 1432917142 REJECT OK",
+        ];
+        let flows = flows(&lines);
+        assert_eq!(flows.len(), 4, "NODATA and SKIPDATA carry no flow");
+        let (records, stats) = judge(&engine(), flows, &Monitored::All);
+        let (hits, traffic) = summary(&records);
+        assert_eq!(
+            hits,
+            [
+                // RDP into 172.31.9.0/24: blocked by rule 2.
+                ("block_hit".into(), "2".into(), "".into()),
+                // The ping's reply, rejected by the stateless network ACL: a reply, not judged.
+                ("unattributed_block".into(), "".into(), "reply".into()),
+            ]
+        );
+        assert_eq!(stats.replies, 1);
+        assert_eq!(
+            traffic,
+            [
+                (
+                    "intra_subnet".into(),
+                    "172.31.16.139".into(),
+                    "172.31.16.21".into(),
+                    "ACCEPT".into()
+                ),
+                (
+                    "intra_subnet".into(),
+                    "172.31.9.69".into(),
+                    "172.31.9.12".into(),
+                    "REJECT".into()
+                ),
+                // The ping (request and reply) is inbound traffic from 203.0.113.12.
+                (
+                    "vpc_inbound".into(),
+                    "203.0.113.12".into(),
+                    "172.31.16.139".into(),
+                    "ACCEPT".into()
+                ),
+                (
+                    "vpc_inbound".into(),
+                    "203.0.113.12".into(),
+                    "172.31.16.139".into(),
+                    "REJECT".into()
+                ),
+            ]
+        );
+    }
+
+    /// A ping request as the documentation shows it (ports `0 0`) is judged: a drop rule that
+    /// matches it is named in a block hit.
+    #[test]
+    fn an_icmp_echo_request_blocked_by_a_drop_rule_names_it() {
+        let flows = flows(&["V1 1251762227 eni-lq6mkcis 198.51.100.7 172.31.16.139 0 0 1 4 336 1432917027 1432917142 REJECT OK"]);
+        let (records, stats) = judge(&engine(), flows, &Monitored::All);
+        assert_eq!(stats.replies, 0);
+        assert_eq!(
+            summary(&records).0,
+            [("block_hit".into(), "3".into(), "".into())]
+        );
+    }
+
+    /// An inbound TCP connection whose reply is logged too is one inbound aggregate, not an
+    /// inbound and an outbound one.
+    #[test]
+    fn an_inbound_connection_with_its_reply_is_inbound_traffic_once() {
+        let flows = flows(&[
+            "2 1251762227 eni-lq6mkcis 203.0.113.9 172.31.16.139 51000 443 6 10 900 1432917027 1432917142 ACCEPT OK",
+            "2 1251762227 eni-lq6mkcis 172.31.16.139 203.0.113.9 443 51000 6 10 9000 1432917027 1432917142 ACCEPT OK",
+        ]);
+        let (records, _) = judge(&engine(), flows, &Monitored::All);
+        let traffic: Vec<&TrafficRecord> = records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Traffic(t) => Some(t),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(traffic.len(), 1, "{traffic:?}");
+        assert_eq!(traffic[0].scope, "vpc_inbound");
+        assert_eq!(traffic[0].dst_port, Some(443));
+        assert_eq!(traffic[0].bytes, 9900);
+    }
+
+    /// A rejected flow that no rule decides, but that an unresolvable rule would match, says so
+    /// and names the rule.
+    #[test]
+    fn an_unattributed_block_names_the_rule_that_may_explain_it() {
+        let flows = flows(&["2 1251762227 eni-lq6mkcis 172.31.16.139 192.0.2.10 40000 8443 6 1 60 1432917027 1432917142 REJECT OK"]);
+        let (records, _) = judge(&engine(), flows, &Monitored::All);
+        assert_eq!(
+            summary(&records).0,
+            [(
+                "unattributed_block".into(),
+                "6".into(),
+                "indeterminate_rule".into()
+            )]
+        );
+    }
+
+    /// Records of one ICMP exchange with different types are not merged into one.
+    #[test]
+    fn merging_respects_icmp_type() {
+        let (merged, duplicates) = merge_duplicates(flows(&[
+            "2 1 eni-a 10.0.0.1 10.0.0.2 7 8 1 1 84 100 160 ACCEPT OK",
+            "2 1 eni-b 10.0.0.1 10.0.0.2 7 3 1 1 84 100 160 ACCEPT OK",
+            "2 1 eni-b 10.0.0.1 10.0.0.2 7 8 1 1 84 100 160 ACCEPT OK",
+        ]));
+        assert_eq!((merged.len(), duplicates), (2, 1));
+    }
 }

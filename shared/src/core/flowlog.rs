@@ -6,9 +6,9 @@
 //! field; `NODATA`/`SKIPDATA` records carry no flow and come back as [`Parsed::NoData`] /
 //! [`Parsed::SkipData`] to be counted; unknown JSON keys are ignored; a malformed record is a
 //! [`ParseError`] with a [`SkipReason`] and a message naming the field. For ICMP (protocol 1 and
-//! 58) the ports are not ports: `dstport` packs the ICMP type in bits 0–7 and the code in bits
-//! 8–15 (as the doc says; UNCONFIRMED against live data) and `srcport` is the ICMP id, so they are
-//! kept apart in [`FlowRecord::icmp`].
+//! 58) the ports are not ports: `srcport` is the ICMP id and `dstport` packs the type and code,
+//! kept apart in [`FlowRecord::icmp`] ([`icmp_of`] says how both packings and the documented
+//! `0 0` request are read).
 //!
 //! This module knows nothing of rules or CLS envelopes.
 
@@ -32,6 +32,61 @@ pub mod protocol {
     pub(crate) const ICMPV6: u8 = 58;
 }
 
+/// Whether `(kind, code)` is an ICMP (or ICMPv6) type and code the RFCs define
+/// (RFC 792, 950, 1812 for ICMP; RFC 4443 and 4861 for ICMPv6's error and common messages).
+fn valid_icmp(v6: bool, kind: u8, code: u8) -> bool {
+    if v6 {
+        match kind {
+            1 => code <= 7,
+            2 | 128 | 129 | 130..=137 => code == 0,
+            3 => code <= 1,
+            4 => code <= 3,
+            _ => false,
+        }
+    } else {
+        match kind {
+            0 | 4 | 8 | 10 | 13..=18 => code == 0,
+            3 => code <= 15,
+            5 => code <= 3,
+            9 => code == 0 || code == 16,
+            11 => code <= 1,
+            12 => code <= 2,
+            _ => false,
+        }
+    }
+}
+
+/// ICMP type and code from the ports of an ICMP record, or `None` when they cannot be known.
+///
+/// The flow-log documentation says `dstport` packs the type in bits 0–7 and the code in bits
+/// 8–15, yet the same page's ping *request* example shows ports `0 0`; other flow logs pack
+/// `type × 256 + code`. So: ports `0 0`, `-` or `-1` carry no type (it may be a request); otherwise
+/// the packing that gives a defined type and code is taken, and when both or neither do (and
+/// they differ), the type is unknown.
+pub(crate) fn icmp_of(protocol: u8, src_port: Option<u16>, dst_port: Option<u16>) -> Option<Icmp> {
+    let packed = dst_port?;
+    if packed == 0 && src_port.unwrap_or(0) == 0 {
+        return None;
+    }
+    let v6 = protocol == protocol::ICMPV6;
+    let low_type = ((packed & 0xff) as u8, (packed >> 8) as u8);
+    let high_type = ((packed >> 8) as u8, (packed & 0xff) as u8);
+    let (kind, code) = match (
+        valid_icmp(v6, low_type.0, low_type.1),
+        valid_icmp(v6, high_type.0, high_type.1),
+    ) {
+        (true, false) => low_type,
+        (false, true) => high_type,
+        _ if low_type == high_type => low_type,
+        _ => return None,
+    };
+    Some(Icmp {
+        kind,
+        code,
+        id: src_port,
+    })
+}
+
 /// One flow as a flow log records it on one ENI, in one capture window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowRecord {
@@ -49,7 +104,7 @@ pub struct FlowRecord {
     pub src_port: Option<u16>,
     /// Destination port (`None` for ICMP or when absent).
     pub dst_port: Option<u16>,
-    /// ICMP type/code, for ICMP and ICMPv6 records.
+    /// ICMP type/code, for ICMP and ICMPv6 records whose ports tell them (`None`: unknown).
     pub icmp: Option<Icmp>,
     /// IANA protocol number.
     pub protocol: u8,
@@ -68,9 +123,9 @@ pub struct FlowRecord {
 /// ICMP type and code from the packed `dstport`, and the ICMP id from `srcport`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Icmp {
-    /// ICMP type (bits 0–7 of `dstport`).
+    /// ICMP type.
     pub kind: u8,
-    /// ICMP code (bits 8–15 of `dstport`).
+    /// ICMP code.
     pub code: u8,
     /// ICMP id (`srcport`), when present.
     pub id: Option<u16>,
@@ -659,12 +714,7 @@ impl RawFields<'_> {
         let bytes = number(&self.bytes, "bytes")?;
         let (src_port, dst_port, icmp) = match protocol {
             protocol::ICMP | protocol::ICMPV6 => {
-                let icmp = dst_port.map(|packed| Icmp {
-                    kind: (packed & 0xff) as u8,
-                    code: (packed >> 8) as u8,
-                    id: src_port,
-                });
-                (None, None, icmp)
+                (None, None, icmp_of(protocol, src_port, dst_port))
             }
             protocol::TCP | protocol::UDP => (src_port, Some(required(dst_port, "dstport")?), None),
             _ => (src_port, dst_port, None),
@@ -750,18 +800,54 @@ mod tests {
         );
     }
 
+    /// Both packings are read: the documented one (type in bits 0–7) and `type × 256 + code`;
+    /// the documented ping request `0 0` and a packing that fits both ways carry no type.
     #[test]
     fn icmp_ports_become_type_and_code() {
         let f = flow("V1 1 eni-a 203.0.113.12 172.31.16.139 7 2048 1 4 336 1 2 ACCEPT OK");
         assert_eq!(f.src_port, None);
         assert_eq!(f.dst_port, None);
+        let kind_code = |line: &str| flow(line).icmp.map(|i| (i.kind, i.code));
         assert_eq!(
             f.icmp,
             Some(Icmp {
-                kind: 0,
-                code: 8,
+                kind: 8,
+                code: 0,
                 id: Some(7)
-            })
+            }),
+            "2048 = 8 × 256: echo request (type 0 code 8 is not defined)"
+        );
+        assert_eq!(
+            kind_code("V1 1 eni-a 10.0.0.1 10.0.0.2 7 8 1 4 336 1 2 ACCEPT OK"),
+            Some((8, 0))
+        );
+        assert_eq!(
+            kind_code("V1 1 eni-a 10.0.0.1 10.0.0.2 7 0 1 4 336 1 2 ACCEPT OK"),
+            Some((0, 0)),
+            "an id with type 0: echo reply"
+        );
+        assert_eq!(
+            kind_code("V1 1 eni-a 10.0.0.1 10.0.0.2 0 0 1 4 336 1 2 ACCEPT OK"),
+            None,
+            "the documented request: ports 0 0"
+        );
+        assert_eq!(
+            kind_code("V1 1 eni-a 10.0.0.1 10.0.0.2 - -1 1 4 336 1 2 ACCEPT OK"),
+            None
+        );
+        assert_eq!(
+            kind_code("V1 1 eni-a 10.0.0.1 10.0.0.2 7 1283 1 4 336 1 2 ACCEPT OK"),
+            None,
+            "0x0503 reads as type 3 code 5 or type 5 code 3: unknown"
+        );
+        assert_eq!(
+            kind_code("V1 1 eni-a 2001:db8::1 2001:db8::2 7 128 58 4 336 1 2 ACCEPT OK"),
+            Some((128, 0))
+        );
+        assert_eq!(
+            kind_code("V1 1 eni-a 2001:db8::1 2001:db8::2 7 33024 58 4 336 1 2 ACCEPT OK"),
+            Some((129, 0)),
+            "129 × 256: ICMPv6 echo reply"
         );
     }
 
