@@ -31,8 +31,15 @@ pub struct JudgeStats {
     pub unmonitored: usize,
     /// Records produced, by type.
     pub records: BTreeMap<RecordType, usize>,
+    /// Traffic sums that reached `u64::MAX` and stopped there (packets or bytes).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub saturated: usize,
     /// Distinct flows by the scope of their connection (a reply counts where its request does).
     pub scopes: BTreeMap<&'static str, usize>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Which VPCs are monitored.
@@ -273,8 +280,13 @@ pub fn judge(
         });
         let aggregate = &mut traffic[slot].1;
         aggregate.flows += 1;
-        aggregate.packets += flow.packets.unwrap_or(0);
-        aggregate.bytes += flow.bytes.unwrap_or(0);
+        // Counters stop at u64::MAX rather than wrap (or panic): the batch is counted, and the
+        // summary says how many sums reached the ceiling.
+        let (packets, overflow_p) = aggregate.packets.overflowing_add(flow.packets.unwrap_or(0));
+        let (bytes, overflow_b) = aggregate.bytes.overflowing_add(flow.bytes.unwrap_or(0));
+        aggregate.packets = if overflow_p { u64::MAX } else { packets };
+        aggregate.bytes = if overflow_b { u64::MAX } else { bytes };
+        stats.saturated += usize::from(overflow_p) + usize::from(overflow_b);
         aggregate.first_seen = aggregate.first_seen.min(flow.start);
         aggregate.last_seen = aggregate.last_seen.max(flow.end);
 
@@ -747,6 +759,30 @@ mod tests {
                 "6".into(),
                 "indeterminate_rule".into()
             )]
+        );
+    }
+
+    /// Traffic sums past 2^64 stop at the ceiling, and the stats say so; before, they wrapped
+    /// in release builds and panicked in debug ones (the whole batch lost).
+    #[test]
+    fn counters_saturate_and_say_so() {
+        let big = u64::MAX - 10;
+        let lines: Vec<String> = (0..3)
+            .map(|i| format!("2 1251762227 eni-lq6mkcis 203.0.113.9 172.31.16.139 5100{i} 443 6 {big} {big} 1432917027 1432917142 ACCEPT OK"))
+            .collect();
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let (records, stats) = judge(&engine(), flows(&lines), &Monitored::All);
+        let traffic = records
+            .iter()
+            .find_map(|r| match r {
+                Record::Traffic(t) => Some(t),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!((traffic.packets, traffic.bytes), (u64::MAX, u64::MAX));
+        assert_eq!(
+            stats.saturated, 4,
+            "two sums each for the second and third record"
         );
     }
 

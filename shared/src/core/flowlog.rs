@@ -586,6 +586,26 @@ fn present<'f, 'a>(field: &'f Option<Field<'a>>) -> Option<&'f Field<'a>> {
     }
 }
 
+/// Longest identifier field read (ENI, account, version): real ones are 8 to 20 characters.
+pub(crate) const MAX_ID_BYTES: usize = 64;
+
+/// An identifier field, refused as `bad_record` past [`MAX_ID_BYTES`].
+fn id_of(
+    field: &Option<Field<'_>>,
+    name: &'static str,
+) -> Result<Option<CompactString>, ParseError> {
+    match text_of(field) {
+        Some(text) if text.len() > MAX_ID_BYTES => Err(ParseError::new(
+            SkipReason::BadRecord,
+            format!(
+                "{name} is {} bytes, longer than any real one ({MAX_ID_BYTES})",
+                text.len()
+            ),
+        )),
+        other => Ok(other),
+    }
+}
+
 fn text_of(field: &Option<Field<'_>>) -> Option<CompactString> {
     present(field).map(|f| match f {
         Field::Text(t) => trimmed(t).into(),
@@ -685,7 +705,9 @@ impl RawFields<'_> {
                 ));
             }
         }
-        let eni = required(text_of(&self.interface_id), "interface-id")?;
+        let eni = required(id_of(&self.interface_id, "interface-id")?, "interface-id")?;
+        let version = id_of(&self.version, "version")?.unwrap_or_default();
+        let account_id = id_of(&self.account_id, "account-id")?.unwrap_or_default();
         let src = address(&self.srcaddr, "srcaddr")?;
         let dst = address(&self.dstaddr, "dstaddr")?;
         let protocol: u8 = required(number(&self.protocol, "protocol")?, "protocol")?;
@@ -720,8 +742,8 @@ impl RawFields<'_> {
             _ => (src_port, dst_port, None),
         };
         Ok(Parsed::Flow(FlowRecord {
-            version: text_of(&self.version).unwrap_or_default(),
-            account_id: text_of(&self.account_id).unwrap_or_default(),
+            version,
+            account_id,
             eni,
             src,
             dst,
@@ -849,6 +871,41 @@ mod tests {
             Some((129, 0)),
             "129 × 256: ICMPv6 echo reply"
         );
+    }
+
+    /// An identifier longer than any real one is a bad record, named, not carried into records.
+    #[test]
+    fn over_long_identifiers_are_bad_records() {
+        let eni = "e".repeat(15 * 1024 * 1024);
+        let err = parse(&format!(
+            "2 1 eni-{eni} 10.0.0.1 10.0.0.2 1 80 6 1 1 1 2 ACCEPT OK"
+        ))
+        .unwrap_err();
+        assert_eq!(err.reason, SkipReason::BadRecord);
+        assert!(
+            err.message.starts_with("interface-id is 15728644 bytes"),
+            "{}",
+            err.message
+        );
+        let account = "9".repeat(65);
+        assert_eq!(
+            reason(&format!(
+                "2 {account} eni-a 10.0.0.1 10.0.0.2 1 80 6 1 1 1 2 ACCEPT OK"
+            )),
+            SkipReason::BadRecord
+        );
+        let version = "v".repeat(65);
+        assert_eq!(
+            reason(&format!(
+                "{version} 1 eni-a 10.0.0.1 10.0.0.2 1 80 6 1 1 1 2 ACCEPT OK"
+            )),
+            SkipReason::BadRecord
+        );
+        assert!(parse(&format!(
+            "2 1 eni-{} 10.0.0.1 10.0.0.2 1 80 6 1 1 1 2 ACCEPT OK",
+            "a".repeat(60)
+        ))
+        .is_ok());
     }
 
     #[test]

@@ -188,43 +188,70 @@ struct RawRecord<'a> {
 }
 
 impl<'a> DecodedBatch<'a> {
-    /// Parses the decompressed batch JSON.
+    /// Parses the decompressed batch JSON. A payload holding several JSON documents one after
+    /// another (several gzip members, say) is read whole: the records of every document, in
+    /// order, under the first document's topic.
     pub fn parse(decoded: &'a [u8], limits: &DecodeLimits) -> Result<Self, DecodeError> {
-        let mut deserializer = serde_json::Deserializer::from_slice(decoded);
-        let raw: RawBatch<'a> =
-            serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
-                DecodeError::Json {
-                    path: err.path().to_string(),
-                    message: err.inner().to_string(),
-                }
+        let mut documents = Vec::with_capacity(1);
+        for document in serde_json::Deserializer::from_slice(decoded).into_iter::<&'a RawValue>() {
+            let document = document.map_err(|err| DecodeError::Json {
+                path: format!("document {}", documents.len() + 1),
+                message: err.to_string(),
             })?;
-        if raw.records.len() > limits.max_records {
-            return Err(DecodeError::TooManyRecords {
-                count: raw.records.len(),
-                limit: limits.max_records,
+            documents.push(document);
+        }
+        if documents.is_empty() {
+            return Err(DecodeError::Json {
+                path: ".".to_string(),
+                message: "the payload holds no JSON document".to_string(),
             });
         }
-        let records = raw
-            .records
-            .iter()
-            .enumerate()
-            .map(|(index, value)| {
-                serde_json::from_str::<RawRecord<'a>>(value.get())
-                    .map(|r| ClsRecord {
-                        timestamp_us: r.timestamp.0,
-                        content: r.content,
-                    })
-                    .map_err(|err| RecordError {
-                        index,
-                        message: err.to_string(),
-                    })
-            })
-            .collect();
-        Ok(Self {
-            topic_id: raw.topic_id.unwrap_or_default(),
-            topic_name: raw.topic_name.unwrap_or_default(),
-            records,
-        })
+        let several = documents.len() > 1;
+        let mut batch = Self {
+            topic_id: Cow::Borrowed(""),
+            topic_name: Cow::Borrowed(""),
+            records: Vec::new(),
+        };
+        for (n, document) in documents.into_iter().enumerate() {
+            let mut deserializer = serde_json::Deserializer::from_str(document.get());
+            let raw: RawBatch<'a> =
+                serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+                    DecodeError::Json {
+                        path: if several {
+                            format!("document {}: {}", n + 1, err.path())
+                        } else {
+                            err.path().to_string()
+                        },
+                        message: err.inner().to_string(),
+                    }
+                })?;
+            let count = batch.records.len() + raw.records.len();
+            if count > limits.max_records {
+                return Err(DecodeError::TooManyRecords {
+                    count,
+                    limit: limits.max_records,
+                });
+            }
+            if n == 0 {
+                batch.topic_id = raw.topic_id.unwrap_or_default();
+                batch.topic_name = raw.topic_name.unwrap_or_default();
+            }
+            let offset = batch.records.len();
+            batch
+                .records
+                .extend(raw.records.iter().enumerate().map(|(i, value)| {
+                    serde_json::from_str::<RawRecord<'a>>(value.get())
+                        .map(|r| ClsRecord {
+                            timestamp_us: r.timestamp.0,
+                            content: r.content,
+                        })
+                        .map_err(|err| RecordError {
+                            index: offset + i,
+                            message: err.to_string(),
+                        })
+                }));
+        }
+        Ok(batch)
     }
 }
 
@@ -267,6 +294,55 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         gz.write_all(json).unwrap();
         base64::engine::general_purpose::STANDARD.encode(gz.finish().unwrap())
+    }
+
+    /// An event of two gzip members, each a whole batch, is read whole: every record of
+    /// both; so are two JSON documents in one member. Before, only the first was read and the
+    /// batch reported as a success.
+    #[test]
+    fn every_gzip_member_and_every_document_is_read() {
+        let batch = |n: u32| {
+            format!(
+                r#"{{"topic_id":"t{n}","records":[{{"timestamp":"1","content":"a{n}"}},{{"timestamp":"2","content":"b{n}"}}]}}"#
+            )
+        };
+        let gz = |text: &str| {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            gz.write_all(text.as_bytes()).unwrap();
+            gz.finish().unwrap()
+        };
+        let two_members = base64::engine::general_purpose::STANDARD
+            .encode([gz(&batch(1)), gz(&batch(2))].concat());
+        let two_documents = encode(format!("{}\n{}", batch(1), batch(2)).as_bytes());
+        for data in [two_members, two_documents] {
+            let decoded = decode(&data).unwrap();
+            let parsed = DecodedBatch::parse(&decoded, &DecodeLimits::default()).unwrap();
+            let contents: Vec<&str> = parsed
+                .records
+                .iter()
+                .map(|r| r.as_ref().unwrap().content.as_ref())
+                .collect();
+            assert_eq!(contents, ["a1", "b1", "a2", "b2"]);
+            assert_eq!(parsed.topic_id, "t1");
+        }
+        // A second document that is not a batch fails the whole batch, naming it.
+        let broken = encode(format!("{}{{\"records\":7}}", batch(1)).as_bytes());
+        let err =
+            DecodedBatch::parse(&decode(&broken).unwrap(), &DecodeLimits::default()).unwrap_err();
+        assert!(err.to_string().contains("document 2: records"), "{err}");
+        let limits = DecodeLimits {
+            max_records: 3,
+            ..DecodeLimits::default()
+        };
+        let err = DecodedBatch::parse(
+            &decode(&encode(format!("{}{}", batch(1), batch(2)).as_bytes())).unwrap(),
+            &limits,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, DecodeError::TooManyRecords { count: 4, .. }),
+            "{err}"
+        );
     }
 
     fn decode(data: &str) -> Result<Vec<u8>, DecodeError> {
