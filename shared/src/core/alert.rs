@@ -524,12 +524,7 @@ mod tests {
             packets: Some(1),
             bytes: Some(60),
             scope: "inter_subnet",
-            src_vpc: None,
-            src_subnet: None,
-            src_instance: None,
-            dst_vpc: None,
-            dst_subnet: None,
-            dst_instance: None,
+            ends: Default::default(),
             decision: "block",
             rule: (!rule.is_empty()).then(|| {
                 std::sync::Arc::new(RuleRef {

@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::core::engine::{likely_reply, Decision, Engine, FlowKey, Placement, Scope};
 use crate::core::flowlog::{FlowAction, FlowRecord};
 use crate::core::records::{
-    HitRecord, IdPrefix, Record, RecordId, RecordType, RuleHitsRecord, RuleRef, TrafficRecord,
+    Ends, HitRecord, IdPrefix, Record, RecordId, RecordType, RuleHitsRecord, RuleRef, TrafficRecord,
 };
 
 /// What [`judge`] did.
@@ -168,6 +168,9 @@ type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 #[derive(Default)]
 struct Aggregate {
     flows: u64,
+    requests: u64,
+    replies: u64,
+    connections: u64,
     packets: u64,
     bytes: u64,
     first_seen: u64,
@@ -183,6 +186,63 @@ type TrafficKey<'e> = (
     u8,
     FlowAction,
 );
+
+/// Both ends of a placement, with the names the snapshot has for their VPC and subnet.
+fn ends_of(engine: &Engine, placement: &Placement<'_>) -> Ends {
+    let topology = engine.topology();
+    let text = |value: Option<&str>| value.map(CompactString::from);
+    let name = |id: Option<&str>| id.and_then(|id| topology.name(id)).map(CompactString::from);
+    Ends {
+        src_vpc: text(placement.src.vpc),
+        src_vpc_name: name(placement.src.vpc),
+        src_subnet: text(placement.src.subnet),
+        src_subnet_name: name(placement.src.subnet),
+        src_instance: text(placement.src.instance),
+        src_eni: text(placement.src.eni),
+        dst_vpc: text(placement.dst.vpc),
+        dst_vpc_name: name(placement.dst.vpc),
+        dst_subnet: text(placement.dst.subnet),
+        dst_subnet_name: name(placement.dst.subnet),
+        dst_instance: text(placement.dst.instance),
+        dst_eni: text(placement.dst.eni),
+    }
+}
+
+/// What the other end of a connection is, seen from its VPC.
+fn peer_of(placement: &Placement<'_>, src: IpAddr, dst: IpAddr) -> &'static str {
+    let kind = |ip: IpAddr| {
+        if is_private(ip) {
+            "private"
+        } else {
+            "internet"
+        }
+    };
+    match (placement.src.vpc, placement.dst.vpc) {
+        (Some(a), Some(b)) if a == b => "same_vpc",
+        (Some(_), Some(_)) => "other_vpc",
+        (Some(_), None) => kind(dst),
+        (None, Some(_)) => kind(src),
+        (None, None) => "unknown",
+    }
+}
+
+/// Private, shared (100.64.0.0/10), link-local and loopback addresses (RFC 1918, 6598, 3927,
+/// 4193, 4291): traffic to them stays off the internet.
+fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_private()
+                || v4.is_link_local()
+                || v4.is_loopback()
+                || (a == 100 && (64..128).contains(&b))
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            v6.is_loopback() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+        }
+    }
+}
 
 /// The rule a record names, as the record shows it.
 fn describe_rule(engine: &Engine, id: u32) -> RuleRef {
@@ -227,7 +287,13 @@ pub fn judge(
     let mut scope_counts = [0usize; Scope::ALL.len()];
     // Traffic aggregates in the order their first flow came in the batch (deterministic for a
     // given batch, so a retry writes the same records in the same order), found by key.
-    let mut traffic: Vec<(TrafficKey<'_>, Aggregate)> = Vec::with_capacity(flows.len());
+    let mut traffic: Vec<(TrafficKey<'_>, Aggregate, Placement<'_>)> =
+        Vec::with_capacity(flows.len());
+    // (aggregate, client port or ICMP id): one entry per connection.
+    let mut connections: std::collections::HashSet<
+        (usize, Option<u16>),
+        foldhash::fast::RandomState,
+    > = std::collections::HashSet::with_capacity_and_hasher(flows.len(), Default::default());
     let mut traffic_slots: FastMap<TrafficKey<'_>, usize> =
         FastMap::with_capacity_and_hasher(flows.len(), Default::default());
     // Rules named by records are described once per batch, then cloned.
@@ -275,11 +341,20 @@ pub fn judge(
                 first_seen: u64::MAX,
                 ..Aggregate::default()
             };
-            traffic.push((key, aggregate));
+            traffic.push((key, aggregate, connection));
             traffic.len() - 1
         });
+        let client = match flow.icmp {
+            Some(icmp) => icmp.id,
+            None if reply => flow.dst_port,
+            None => flow.src_port,
+        };
+        let new_connection = connections.insert((slot, client));
         let aggregate = &mut traffic[slot].1;
         aggregate.flows += 1;
+        aggregate.replies += u64::from(reply);
+        aggregate.requests += u64::from(!reply);
+        aggregate.connections += u64::from(new_connection);
         // Counters stop at u64::MAX rather than wrap (or panic): the batch is counted, and the
         // summary says how many sums reached the ceiling.
         let (packets, overflow_p) = aggregate.packets.overflowing_add(flow.packets.unwrap_or(0));
@@ -375,12 +450,7 @@ pub fn judge(
                 packets: flow.packets,
                 bytes: flow.bytes,
                 scope: placement.scope.as_str(),
-                src_vpc: placement.src.vpc.map(CompactString::from),
-                src_subnet: placement.src.subnet.map(CompactString::from),
-                src_instance: placement.src.instance.map(CompactString::from),
-                dst_vpc: placement.dst.vpc.map(CompactString::from),
-                dst_subnet: placement.dst.subnet.map(CompactString::from),
-                dst_instance: placement.dst.instance.map(CompactString::from),
+                ends: ends_of(engine, &placement),
                 decision: match decision {
                     Decision::Allow { .. } => "allow",
                     Decision::Block { .. } => "block",
@@ -457,9 +527,9 @@ pub fn judge(
         }
     }
     records.reserve_exact(traffic.len() + counters.len());
-    for ((scope, vpc, src, dst, port, protocol, action), aggregate) in traffic {
+    for ((scope, vpc, src, dst, port, protocol, action), aggregate, connection) in traffic {
         let scope = scope.as_str();
-        records.push(Record::Traffic(TrafficRecord {
+        records.push(Record::Traffic(Box::new(TrafficRecord {
             record_type: RecordType::Traffic,
             record_id: RecordId::parts()
                 .text(scope)
@@ -481,13 +551,18 @@ pub fn judge(
             dst_port: port,
             protocol,
             fl_action: action.as_str(),
+            ends: ends_of(engine, &connection),
+            peer: peer_of(&connection, src, dst),
             flows: aggregate.flows,
+            requests: aggregate.requests,
+            replies: aggregate.replies,
+            connections: aggregate.connections,
             packets: aggregate.packets,
             bytes: aggregate.bytes,
             first_seen: aggregate.first_seen,
             last_seen: aggregate.last_seen,
             snapshot_version: version.clone(),
-        }));
+        })));
     }
     // Hit counters per rule. Their ids include a fingerprint of the batch (its traffic record
     // ids, which cover every judged flow), so equal counts from two batches stay two records while
@@ -597,13 +672,15 @@ mod tests {
             ),
             (
                 "vpcs".to_string(),
-                json!({"VpcSet": [{"VpcId": "vpc-doc", "CidrBlock": "172.31.0.0/16"}]}),
+                json!({"VpcSet": [
+                    {"VpcId": "vpc-doc", "VpcName": "docs", "CidrBlock": "172.31.0.0/16"},
+                    {"VpcId": "vpc-peer", "VpcName": "peer", "CidrBlock": "10.8.0.0/16"}]}),
             ),
             (
                 "subnets".to_string(),
                 json!({"SubnetSet": [
                 {"VpcId": "vpc-doc", "SubnetId": "subnet-a", "CidrBlock": "172.31.0.0/20"},
-                {"VpcId": "vpc-doc", "SubnetId": "subnet-b", "CidrBlock": "172.31.16.0/20"}]}),
+                {"VpcId": "vpc-doc", "SubnetId": "subnet-b", "SubnetName": "web", "CidrBlock": "172.31.16.0/20"}]}),
             ),
             (
                 "enis".to_string(),
@@ -612,6 +689,16 @@ mod tests {
             ),
         ];
         Engine::compile(&build_from_documents(&documents, "t").unwrap()).unwrap()
+    }
+
+    fn traffic_of(records: &[Record]) -> Vec<&TrafficRecord> {
+        records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Traffic(t) => Some(&**t),
+                _ => None,
+            })
+            .collect()
     }
 
     fn flows(lines: &[&str]) -> Vec<FlowRecord> {
@@ -733,17 +820,70 @@ mod tests {
             "2 1251762227 eni-lq6mkcis 172.31.16.139 203.0.113.9 443 51000 6 10 9000 1432917027 1432917142 ACCEPT OK",
         ]);
         let (records, _) = judge(&engine(), flows, &Monitored::All);
-        let traffic: Vec<&TrafficRecord> = records
-            .iter()
-            .filter_map(|r| match r {
-                Record::Traffic(t) => Some(t),
-                _ => None,
-            })
-            .collect();
+        let traffic = traffic_of(&records);
         assert_eq!(traffic.len(), 1, "{traffic:?}");
-        assert_eq!(traffic[0].scope, "vpc_inbound");
-        assert_eq!(traffic[0].dst_port, Some(443));
-        assert_eq!(traffic[0].bytes, 9900);
+        let inbound = traffic[0];
+        assert_eq!(inbound.scope, "vpc_inbound");
+        assert_eq!(inbound.dst_port, Some(443));
+        assert_eq!(inbound.bytes, 9900);
+        assert_eq!(
+            (
+                inbound.flows,
+                inbound.requests,
+                inbound.replies,
+                inbound.connections
+            ),
+            (2, 1, 1, 1),
+            "two records, one connection"
+        );
+        assert_eq!(inbound.peer, "internet");
+        let ends = &inbound.ends;
+        assert_eq!(
+            (
+                ends.dst_vpc.as_deref(),
+                ends.dst_vpc_name.as_deref(),
+                ends.dst_subnet_name.as_deref(),
+                ends.dst_eni.as_deref()
+            ),
+            (
+                Some("vpc-doc"),
+                Some("docs"),
+                Some("web"),
+                Some("eni-lq6mkcis")
+            )
+        );
+        assert_eq!(ends.src_vpc, None);
+    }
+
+    /// Cross-VPC traffic names both VPCs, so a filter on either finds it; a private address
+    /// outside the known VPCs is told apart from the internet.
+    #[test]
+    fn traffic_names_both_ends_and_the_kind_of_peer() {
+        let flows = flows(&[
+            "2 1251762227 eni-lq6mkcis 172.31.16.139 10.8.0.5 40000 5432 6 1 60 1432917027 1432917142 ACCEPT OK",
+            "2 1251762227 eni-lq6mkcis 172.31.16.139 10.8.0.5 40001 5432 6 1 60 1432917027 1432917142 ACCEPT OK",
+            "2 1251762227 eni-lq6mkcis 172.31.16.139 192.168.100.4 40002 443 6 1 60 1432917027 1432917142 ACCEPT OK",
+        ]);
+        let (records, _) = judge(&engine(), flows, &Monitored::All);
+        let traffic = traffic_of(&records);
+        let cross = traffic.iter().find(|t| t.scope == "cross_vpc").unwrap();
+        assert_eq!(
+            (cross.ends.src_vpc.as_deref(), cross.ends.dst_vpc.as_deref()),
+            (Some("vpc-doc"), Some("vpc-peer"))
+        );
+        assert_eq!(
+            (cross.peer, cross.connections, cross.flows),
+            ("other_vpc", 2, 2)
+        );
+        let outbound = traffic.iter().find(|t| t.scope == "vpc_outbound").unwrap();
+        assert_eq!(outbound.peer, "private");
+        // Found from both VPCs by the record's own fields (as a CLS filter on src_vpc or dst_vpc).
+        for vpc in ["vpc-doc", "vpc-peer"] {
+            assert!(traffic
+                .iter()
+                .any(|t| t.ends.src_vpc.as_deref() == Some(vpc)
+                    || t.ends.dst_vpc.as_deref() == Some(vpc)));
+        }
     }
 
     /// A rejected flow that no rule decides, but that an unresolvable rule would match, says so
@@ -772,13 +912,7 @@ mod tests {
             .collect();
         let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
         let (records, stats) = judge(&engine(), flows(&lines), &Monitored::All);
-        let traffic = records
-            .iter()
-            .find_map(|r| match r {
-                Record::Traffic(t) => Some(t),
-                _ => None,
-            })
-            .unwrap();
+        let traffic = traffic_of(&records)[0];
         assert_eq!((traffic.packets, traffic.bytes), (u64::MAX, u64::MAX));
         assert_eq!(
             stats.saturated, 4,

@@ -127,24 +127,9 @@ pub struct HitRecord {
     pub bytes: Option<u64>,
     /// Traffic scope.
     pub scope: &'static str,
-    /// Source VPC.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub src_vpc: Option<CompactString>,
-    /// Source subnet.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub src_subnet: Option<CompactString>,
-    /// Source instance.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub src_instance: Option<CompactString>,
-    /// Destination VPC.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dst_vpc: Option<CompactString>,
-    /// Destination subnet.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dst_subnet: Option<CompactString>,
-    /// Destination instance.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dst_instance: Option<CompactString>,
+    /// Where both ends are.
+    #[serde(flatten)]
+    pub ends: Ends,
     /// The snapshot's decision: `allow`, `block` or `none`.
     pub decision: &'static str,
     /// The rule the record is about: the deciding drop rule (block hit, drift), the observe rule
@@ -163,6 +148,69 @@ pub struct HitRecord {
     pub indeterminate_rules: Option<String>,
     /// The snapshot the flow was judged against.
     pub snapshot_version: Arc<str>,
+}
+
+/// Where both ends of a flow are: VPC and subnet (ids and names), instance and ENI, each when
+/// the snapshot knows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Ends {
+    /// Source VPC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src_vpc: Option<CompactString>,
+    /// Its name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src_vpc_name: Option<CompactString>,
+    /// Source subnet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src_subnet: Option<CompactString>,
+    /// Its name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src_subnet_name: Option<CompactString>,
+    /// Source instance.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src_instance: Option<CompactString>,
+    /// Source ENI (when the address is an ENI's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src_eni: Option<CompactString>,
+    /// Destination VPC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dst_vpc: Option<CompactString>,
+    /// Its name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dst_vpc_name: Option<CompactString>,
+    /// Destination subnet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dst_subnet: Option<CompactString>,
+    /// Its name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dst_subnet_name: Option<CompactString>,
+    /// Destination instance.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dst_instance: Option<CompactString>,
+    /// Destination ENI (when the address is an ENI's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dst_eni: Option<CompactString>,
+}
+
+impl Ends {
+    fn visit(&self, emit: &mut impl FnMut(&'static str, Option<FieldValue<'_>>)) {
+        for (key, value) in [
+            ("src_vpc", &self.src_vpc),
+            ("dst_vpc", &self.dst_vpc),
+            ("src_vpc_name", &self.src_vpc_name),
+            ("dst_vpc_name", &self.dst_vpc_name),
+            ("src_subnet", &self.src_subnet),
+            ("dst_subnet", &self.dst_subnet),
+            ("src_subnet_name", &self.src_subnet_name),
+            ("dst_subnet_name", &self.dst_subnet_name),
+            ("src_instance", &self.src_instance),
+            ("dst_instance", &self.dst_instance),
+            ("src_eni", &self.src_eni),
+            ("dst_eni", &self.dst_eni),
+        ] {
+            emit(key, value.as_deref().map(FieldValue::Text));
+        }
+    }
 }
 
 /// Traffic aggregated per batch per (scope, vpc, src, dst, dst_port, protocol, action).
@@ -190,8 +238,20 @@ pub struct TrafficRecord {
     pub protocol: u8,
     /// `ACCEPT` or `REJECT`.
     pub fl_action: &'static str,
-    /// Flow records counted.
+    /// Where both ends of the connection are.
+    #[serde(flatten)]
+    pub ends: Ends,
+    /// What the other end is, seen from the VPC: `same_vpc`, `other_vpc`, `private` (a private
+    /// address outside the known VPCs), `internet`, or `unknown` (neither end known).
+    pub peer: &'static str,
+    /// Flow records counted (requests and replies).
     pub flows: u64,
+    /// Records in the request direction.
+    pub requests: u64,
+    /// Reply records folded in.
+    pub replies: u64,
+    /// Distinct connections (client port, or ICMP id, per aggregate).
+    pub connections: u64,
     /// Packets.
     pub packets: u64,
     /// Bytes.
@@ -305,7 +365,7 @@ pub enum Record {
     /// A hit.
     Hit(Box<HitRecord>),
     /// Aggregated traffic.
-    Traffic(TrafficRecord),
+    Traffic(Box<TrafficRecord>),
     /// A rule change.
     RuleChange(Box<RuleChangeRecord>),
     /// A hygiene finding.
@@ -458,12 +518,7 @@ impl Record {
                     h.indeterminate_rules.as_deref().map(Text),
                 );
                 emit("protocol", Some(Number(h.protocol.into())));
-                emit("src_vpc", h.src_vpc.as_deref().map(Text));
-                emit("dst_vpc", h.dst_vpc.as_deref().map(Text));
-                emit("src_subnet", h.src_subnet.as_deref().map(Text));
-                emit("dst_subnet", h.dst_subnet.as_deref().map(Text));
-                emit("src_instance", h.src_instance.as_deref().map(Text));
-                emit("dst_instance", h.dst_instance.as_deref().map(Text));
+                h.ends.visit(&mut emit);
                 emit("eni", Some(Text(&h.eni)));
                 emit("dst_ip", Some(Ip(h.dst_ip)));
                 emit("dst_port", h.dst_port.map(|p| Number(p.into())));
@@ -483,7 +538,9 @@ impl Record {
                 emit("snapshot_version", Some(Text(&t.snapshot_version)));
                 emit("scope", Some(Text(t.scope)));
                 emit("vpc", t.vpc.as_deref().map(Text));
+                emit("peer", Some(Text(t.peer)));
                 emit("fl_action", Some(Text(t.fl_action)));
+                t.ends.visit(&mut emit);
                 emit("protocol", Some(Number(t.protocol.into())));
                 emit("dst_port", t.dst_port.map(|p| Number(p.into())));
                 emit("dst_ip", Some(Ip(t.dst_ip)));
@@ -492,6 +549,9 @@ impl Record {
                 emit("last_seen", Some(Number(t.last_seen)));
                 emit("time", Some(Number(t.time)));
                 emit("flows", Some(Number(t.flows)));
+                emit("requests", Some(Number(t.requests)));
+                emit("replies", Some(Number(t.replies)));
+                emit("connections", Some(Number(t.connections)));
                 emit("packets", Some(Number(t.packets)));
                 emit("bytes", Some(Number(t.bytes)));
                 emit("record_id", Some(Text(&t.record_id)));
@@ -668,12 +728,7 @@ mod tests {
             packets: full.then_some(3),
             bytes: full.then_some(180),
             scope: "inter_subnet",
-            src_vpc: some("vpc-a"),
-            src_subnet: some("subnet-a"),
-            src_instance: some("ins-a"),
-            dst_vpc: some("vpc-b"),
-            dst_subnet: some("subnet-b"),
-            dst_instance: some("ins-b"),
+            ends: ends(full),
             decision: "block",
             rule: full.then(|| {
                 Arc::new(RuleRef {
@@ -694,6 +749,24 @@ mod tests {
         }
     }
 
+    fn ends(full: bool) -> Ends {
+        let some = |s: &str| full.then(|| CompactString::from(s));
+        Ends {
+            src_vpc: some("vpc-a"),
+            src_vpc_name: some("prod"),
+            src_subnet: some("subnet-a"),
+            src_subnet_name: some("web"),
+            src_instance: some("ins-a"),
+            src_eni: some("eni-a"),
+            dst_vpc: some("vpc-b"),
+            dst_vpc_name: some("数据"),
+            dst_subnet: some("subnet-b"),
+            dst_subnet_name: some("db"),
+            dst_instance: some("ins-b"),
+            dst_eni: some("eni-b"),
+        }
+    }
+
     fn traffic(full: bool) -> TrafficRecord {
         TrafficRecord {
             record_type: RecordType::Traffic,
@@ -706,7 +779,12 @@ mod tests {
             dst_port: full.then_some(443),
             protocol: 6,
             fl_action: "ACCEPT",
+            ends: ends(full),
+            peer: "internet",
             flows: 2,
+            requests: 1,
+            replies: 1,
+            connections: 1,
             packets: 10,
             bytes: 1000,
             first_seen: 1,
@@ -720,8 +798,8 @@ mod tests {
         for record in [
             Record::hit(hit(true)),
             Record::hit(hit(false)),
-            Record::Traffic(traffic(true)),
-            Record::Traffic(traffic(false)),
+            Record::Traffic(Box::new(traffic(true))),
+            Record::Traffic(Box::new(traffic(false))),
             Record::RuleChange(Box::new(RuleChangeRecord {
                 record_type: RecordType::RuleChange,
                 record_id: "1".into(),

@@ -620,7 +620,7 @@ mod tests {
     }
 
     fn traffic(value_bytes: usize) -> Record {
-        Record::Traffic(crate::core::records::TrafficRecord {
+        Record::Traffic(Box::new(crate::core::records::TrafficRecord {
             record_type: crate::core::records::RecordType::Traffic,
             record_id: "0000000000000000".into(),
             time: 1,
@@ -631,13 +631,18 @@ mod tests {
             dst_port: None,
             protocol: 1,
             fl_action: "ACCEPT",
+            ends: Default::default(),
+            peer: "unknown",
             flows: 1,
+            requests: 1,
+            replies: 0,
+            connections: 1,
             packets: 1,
             bytes: 1,
             first_seen: 1,
             last_seen: 1,
             snapshot_version: "v".repeat(value_bytes).into(),
-        })
+        }))
     }
 
     fn decode(body: &[u8]) -> LogGroup {
@@ -754,12 +759,15 @@ mod tests {
             packets: Some(3),
             bytes: None,
             scope: "inter_subnet",
-            src_vpc: Some("vpc-prod0001".into()),
-            src_subnet: Some("subnet-web00001".into()),
-            src_instance: None,
-            dst_vpc: Some("vpc-prod0001".into()),
-            dst_subnet: None,
-            dst_instance: Some("ins-db000000".into()),
+            ends: crate::core::records::Ends {
+                src_vpc: Some("vpc-prod0001".into()),
+                src_vpc_name: Some("生产".into()),
+                src_subnet: Some("subnet-web00001".into()),
+                dst_vpc: Some("vpc-prod0001".into()),
+                dst_instance: Some("ins-db000000".into()),
+                dst_eni: Some("eni-db000000".into()),
+                ..Default::default()
+            },
             decision: "block",
             rule: Some(std::sync::Arc::new(RuleRef {
                 rule_uuid: "7010".into(),
@@ -776,7 +784,7 @@ mod tests {
             indeterminate_rules: Some("7017".into()),
             snapshot_version: "eab24ee18751aa20".into(),
         });
-        let traffic = Record::Traffic(TrafficRecord {
+        let traffic = Record::Traffic(Box::new(TrafficRecord {
             record_type: RecordType::Traffic,
             record_id: "fedcba9876543210".into(),
             time: 9,
@@ -787,13 +795,18 @@ mod tests {
             dst_port: None,
             protocol: 1,
             fl_action: "ACCEPT",
+            ends: Default::default(),
+            peer: "internet",
             flows: 2,
+            requests: 1,
+            replies: 1,
+            connections: 1,
             packets: 4,
             bytes: 336,
             first_seen: 1,
             last_seen: 9,
             snapshot_version: "v".into(),
-        });
+        }));
         // A log over 16 KB takes a three-byte length, not the two kept for it.
         let Record::Traffic(mut long) = traffic.clone() else {
             unreachable!()

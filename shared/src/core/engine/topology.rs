@@ -120,9 +120,16 @@ pub struct Topology {
     eni_by_ip: FastMap<IpAddr, Vec<usize>>,
     subnets: Vec<Area>,
     vpcs: Vec<Area>,
+    /// VPC and subnet names by id (only the non-empty ones).
+    names: FastMap<String, String>,
 }
 
 impl Topology {
+    /// The name of a VPC or subnet, when the snapshot has one.
+    pub fn name(&self, id: &str) -> Option<&str> {
+        self.names.get(id).map(String::as_str)
+    }
+
     /// Indexes the snapshot's VPCs, subnets and ENIs (entries with unreadable addresses are skipped).
     pub fn build(snapshot: &Snapshot) -> Self {
         let mut topology = Topology::default();
@@ -178,6 +185,14 @@ impl Topology {
                 + a.set.v6.iter().map(|(l, h)| h - l).sum::<u128>()
         };
         topology.subnets.sort_by_key(size);
+        topology.names = snapshot
+            .vpcs
+            .iter()
+            .map(|v| (&v.id, &v.name))
+            .chain(snapshot.subnets.iter().map(|s| (&s.id, &s.name)))
+            .filter(|(_, name)| !name.is_empty())
+            .map(|(id, name)| (id.clone(), name.clone()))
+            .collect();
         topology
     }
 
