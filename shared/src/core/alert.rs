@@ -72,6 +72,9 @@ pub struct Alert {
     pub rule_order: Option<u64>,
     /// Rule description, or the reason for unattributed blocks.
     pub rule_description: String,
+    /// The VPCs the flows touch, `vpc-… (name)`, most flows first (at most 3).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub vpcs: Vec<String>,
     /// Why an unattributed block happened (`no_esg_rule`, `esg_allows`, `indeterminate_rule`,
     /// `reply`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -168,6 +171,9 @@ impl Alert {
             "> {} flows from {} sources to {} destinations\n",
             self.flows, self.sources, self.destinations
         ));
+        if !self.vpcs.is_empty() {
+            text.push_str(&format!("> VPC {}\n", self.vpcs.join(", ")));
+        }
         text.push_str(&format!(
             "> window {} – {} (UTC)\n",
             utc(self.first_seen),
@@ -177,8 +183,12 @@ impl Alert {
         for flow in &self.top_flows {
             let port = flow.dst_port.map(|p| format!(":{p}")).unwrap_or_default();
             text.push_str(&format!(
-                "- {} → {}{port} proto {} ({}) ×{}\n",
-                flow.src, flow.dst, flow.protocol, flow.scope, flow.count
+                "- {} → {}{port} {} ({}) ×{}\n",
+                flow.src,
+                flow.dst,
+                crate::core::flowlog::protocol::name(flow.protocol),
+                flow.scope,
+                flow.count
             ));
         }
         text.push_str(&format!("\nsnapshot {}\n", self.snapshot_version));
@@ -192,6 +202,29 @@ impl Alert {
             .replace("> ", "")
             .replace("**", "")
     }
+}
+
+/// The VPCs a group of hits touches, `vpc-… (name)`, most hits first, at most three.
+fn vpcs_of(hits: &[&crate::core::records::HitRecord]) -> Vec<String> {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for hit in hits {
+        let ends = &hit.ends;
+        for (vpc, name) in [
+            (&ends.src_vpc, &ends.src_vpc_name),
+            (&ends.dst_vpc, &ends.dst_vpc_name),
+        ] {
+            if let Some(vpc) = vpc {
+                let label = match name {
+                    Some(name) => format!("{vpc} ({name})"),
+                    None => vpc.to_string(),
+                };
+                *counts.entry(label).or_default() += 1;
+            }
+        }
+    }
+    let mut vpcs: Vec<(String, usize)> = counts.into_iter().collect();
+    vpcs.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    vpcs.into_iter().take(3).map(|(label, _)| label).collect()
 }
 
 fn utc(seconds: u64) -> String {
@@ -285,6 +318,7 @@ pub fn group(records: &[Record], policy: &AlertPolicy) -> Vec<Alert> {
             rule_uuid: uuid,
             rule_order: order,
             rule_description: description,
+            vpcs: vpcs_of(&hits),
             reason: first.reason,
             flows: hits.len() as u64,
             sources: hits.iter().map(|h| h.src_ip).collect::<BTreeSet<_>>().len(),
@@ -349,6 +383,7 @@ fn rule_change_alert(records: &[Record]) -> Option<Alert> {
         kind: RecordType::RuleChange,
         rule_uuid: String::new(),
         rule_order: None,
+        vpcs: Vec::new(),
         reason: None,
         rule_description: format!(
             "{summary} (snapshot {} → {})",
@@ -524,7 +559,11 @@ mod tests {
             packets: Some(1),
             bytes: Some(60),
             scope: "inter_subnet",
-            ends: Default::default(),
+            ends: crate::core::records::Ends {
+                dst_vpc: Some("vpc-prod0001".into()),
+                dst_vpc_name: Some("prod".into()),
+                ..Default::default()
+            },
             decision: "block",
             rule: (!rule.is_empty()).then(|| {
                 std::sync::Arc::new(RuleRef {
@@ -581,9 +620,16 @@ mod tests {
         assert_eq!(alerts[0].sources, 3);
         assert_eq!(alerts[0].destinations, 1);
         assert_eq!(alerts[0].top_flows[0].count, 3);
-        assert!(alerts[0]
-            .markdown()
-            .contains("rule **7002** (order 3): block ssh"));
+        let markdown = alerts[0].markdown();
+        assert!(markdown.contains("rule **7002** (order 3): block ssh"));
+        assert!(
+            markdown.contains("> VPC vpc-prod0001 (prod)\n"),
+            "{markdown}"
+        );
+        assert!(
+            markdown.contains("→ 10.0.3.10:22 TCP (inter_subnet)"),
+            "protocols by name: {markdown}"
+        );
         let policy = AlertPolicy {
             kinds: BTreeSet::from([RecordType::BlockHit, RecordType::ObserveHit]),
             min_flows: 2,

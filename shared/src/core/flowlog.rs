@@ -30,6 +30,21 @@ pub mod protocol {
     pub const UDP: u8 = 17;
     /// ICMPv6.
     pub(crate) const ICMPV6: u8 = 58;
+
+    /// A protocol's name (`TCP`, `ICMPv6`, …), or `proto <n>` for one without a common name.
+    pub fn name(number: u8) -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed(match number {
+            ICMP => "ICMP",
+            TCP => "TCP",
+            UDP => "UDP",
+            ICMPV6 => "ICMPv6",
+            47 => "GRE",
+            50 => "ESP",
+            51 => "AH",
+            132 => "SCTP",
+            other => return std::borrow::Cow::Owned(format!("proto {other}")),
+        })
+    }
 }
 
 /// Whether `(kind, code)` is an ICMP (or ICMPv6) type and code the RFCs define
