@@ -188,23 +188,22 @@ type TrafficKey<'e> = (
 );
 
 /// Both ends of a placement, with the names the snapshot has for their VPC and subnet.
-fn ends_of(engine: &Engine, placement: &Placement<'_>) -> Ends {
-    let topology = engine.topology();
+fn ends_of(placement: &Placement<'_>) -> Ends {
     let text = |value: Option<&str>| value.map(CompactString::from);
-    let name = |id: Option<&str>| id.and_then(|id| topology.name(id)).map(CompactString::from);
+    let (src, dst) = (&placement.src, &placement.dst);
     Ends {
-        src_vpc: text(placement.src.vpc),
-        src_vpc_name: name(placement.src.vpc),
-        src_subnet: text(placement.src.subnet),
-        src_subnet_name: name(placement.src.subnet),
-        src_instance: text(placement.src.instance),
-        src_eni: text(placement.src.eni),
-        dst_vpc: text(placement.dst.vpc),
-        dst_vpc_name: name(placement.dst.vpc),
-        dst_subnet: text(placement.dst.subnet),
-        dst_subnet_name: name(placement.dst.subnet),
-        dst_instance: text(placement.dst.instance),
-        dst_eni: text(placement.dst.eni),
+        src_vpc: text(src.vpc),
+        src_vpc_name: text(src.vpc_name),
+        src_subnet: text(src.subnet),
+        src_subnet_name: text(src.subnet_name),
+        src_instance: text(src.instance),
+        src_eni: text(src.eni),
+        dst_vpc: text(dst.vpc),
+        dst_vpc_name: text(dst.vpc_name),
+        dst_subnet: text(dst.subnet),
+        dst_subnet_name: text(dst.subnet_name),
+        dst_instance: text(dst.instance),
+        dst_eni: text(dst.eni),
     }
 }
 
@@ -450,7 +449,7 @@ pub fn judge(
                 packets: flow.packets,
                 bytes: flow.bytes,
                 scope: placement.scope.as_str(),
-                ends: ends_of(engine, &placement),
+                ends: ends_of(&placement),
                 decision: match decision {
                     Decision::Allow { .. } => "allow",
                     Decision::Block { .. } => "block",
@@ -551,7 +550,7 @@ pub fn judge(
             dst_port: port,
             protocol,
             fl_action: action.as_str(),
-            ends: ends_of(engine, &connection),
+            ends: ends_of(&connection),
             peer: peer_of(&connection, src, dst),
             flows: aggregate.flows,
             requests: aggregate.requests,

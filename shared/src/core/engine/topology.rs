@@ -81,6 +81,10 @@ pub struct Location<'a> {
     pub instance: Option<&'a str>,
     /// ENI id (when the address is an ENI's).
     pub eni: Option<&'a str>,
+    /// The VPC's name, when the snapshot has one.
+    pub vpc_name: Option<&'a str>,
+    /// The subnet's name, when the snapshot has one.
+    pub subnet_name: Option<&'a str>,
 }
 
 /// Where both ends of a flow are, and what that makes the flow.
@@ -103,6 +107,8 @@ struct EniInfo {
     subnet: String,
     instance: Option<String>,
     ips: Vec<IpAddr>,
+    vpc_name: Option<String>,
+    subnet_name: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -110,6 +116,10 @@ struct Area {
     id: String,
     vpc: String,
     set: AddressSet,
+    /// The area's own name.
+    name: Option<String>,
+    /// Its VPC's name.
+    vpc_name: Option<String>,
 }
 
 /// The topology of a snapshot, indexed for lookups.
@@ -120,19 +130,26 @@ pub struct Topology {
     eni_by_ip: FastMap<IpAddr, Vec<usize>>,
     subnets: Vec<Area>,
     vpcs: Vec<Area>,
-    /// VPC and subnet names by id (only the non-empty ones).
-    names: FastMap<String, String>,
 }
 
 impl Topology {
-    /// The name of a VPC or subnet, when the snapshot has one.
-    pub fn name(&self, id: &str) -> Option<&str> {
-        self.names.get(id).map(String::as_str)
-    }
-
     /// Indexes the snapshot's VPCs, subnets and ENIs (entries with unreadable addresses are skipped).
     pub fn build(snapshot: &Snapshot) -> Self {
         let mut topology = Topology::default();
+        // VPC and subnet names by id (only the non-empty ones), copied next to what names them.
+        let names: FastMap<&str, &str> = snapshot
+            .vpcs
+            .iter()
+            .map(|v| (v.id.as_str(), v.name.as_str()))
+            .chain(
+                snapshot
+                    .subnets
+                    .iter()
+                    .map(|s| (s.id.as_str(), s.name.as_str())),
+            )
+            .filter(|(_, name)| !name.is_empty())
+            .collect();
+        let name = |id: &str| names.get(id).map(|n| n.to_string());
         for eni in &snapshot.enis {
             let ips: Vec<IpAddr> = eni
                 .ips
@@ -151,6 +168,8 @@ impl Topology {
                 subnet: eni.subnet_id.clone(),
                 instance: eni.instance_id.clone(),
                 ips,
+                vpc_name: name(&eni.vpc_id),
+                subnet_name: name(&eni.subnet_id),
             });
         }
         let area = |id: &str, vpc: &str, cidrs: &[String]| {
@@ -163,6 +182,8 @@ impl Topology {
                 id: id.to_string(),
                 vpc: vpc.to_string(),
                 set,
+                name: name(id),
+                vpc_name: name(vpc),
             }
         };
         topology.subnets = snapshot
@@ -185,14 +206,6 @@ impl Topology {
                 + a.set.v6.iter().map(|(l, h)| h - l).sum::<u128>()
         };
         topology.subnets.sort_by_key(size);
-        topology.names = snapshot
-            .vpcs
-            .iter()
-            .map(|v| (&v.id, &v.name))
-            .chain(snapshot.subnets.iter().map(|s| (&s.id, &s.name)))
-            .filter(|(_, name)| !name.is_empty())
-            .map(|(id, name)| (id.clone(), name.clone()))
-            .collect();
         topology
     }
 
@@ -209,6 +222,8 @@ impl Topology {
                 subnet: Some(&eni.subnet),
                 instance: eni.instance.as_deref(),
                 eni: Some(&eni.id),
+                vpc_name: eni.vpc_name.as_deref(),
+                subnet_name: eni.subnet_name.as_deref(),
             };
         }
         let pick = |areas: &'_ [Area]| -> Option<usize> {
@@ -228,12 +243,15 @@ impl Topology {
             return Location {
                 vpc: Some(&subnet.vpc),
                 subnet: Some(&subnet.id),
+                vpc_name: subnet.vpc_name.as_deref(),
+                subnet_name: subnet.name.as_deref(),
                 ..Location::default()
             };
         }
         match pick(&self.vpcs) {
             Some(i) => Location {
                 vpc: Some(&self.vpcs[i].id),
+                vpc_name: self.vpcs[i].name.as_deref(),
                 ..Location::default()
             },
             None => Location::default(),
