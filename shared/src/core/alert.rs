@@ -559,11 +559,11 @@ mod tests {
             packets: Some(1),
             bytes: Some(60),
             scope: "inter_subnet",
-            ends: crate::core::records::Ends {
+            ends: std::sync::Arc::new(crate::core::records::Ends {
                 dst_vpc: Some("vpc-prod0001".into()),
                 dst_vpc_name: Some("prod".into()),
                 ..Default::default()
-            },
+            }),
             decision: "block",
             rule: (!rule.is_empty()).then(|| {
                 std::sync::Arc::new(RuleRef {

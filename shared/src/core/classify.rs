@@ -187,6 +187,36 @@ type TrafficKey<'e> = (
     FlowAction,
 );
 
+/// A placement's identity: the addresses of the topology strings its ends point to (each id
+/// is one string in the topology, so equal pointers are equal ends).
+type PlacementKey = [usize; 8];
+
+fn placement_key(placement: &Placement<'_>) -> PlacementKey {
+    let at = |s: Option<&str>| s.map_or(0, |s| s.as_ptr() as usize);
+    let (src, dst) = (&placement.src, &placement.dst);
+    [
+        at(src.vpc),
+        at(src.subnet),
+        at(src.instance),
+        at(src.eni),
+        at(dst.vpc),
+        at(dst.subnet),
+        at(dst.instance),
+        at(dst.eni),
+    ]
+}
+
+/// Both ends of a placement, built once per batch and shared by every record placed alike.
+fn shared_ends(
+    cache: &mut FastMap<PlacementKey, Arc<Ends>>,
+    placement: &Placement<'_>,
+) -> Arc<Ends> {
+    cache
+        .entry(placement_key(placement))
+        .or_insert_with(|| Arc::new(ends_of(placement)))
+        .clone()
+}
+
 /// Both ends of a placement, with the names the snapshot has for their VPC and subnet.
 fn ends_of(placement: &Placement<'_>) -> Ends {
     let text = |value: Option<&str>| value.map(CompactString::from);
@@ -295,6 +325,8 @@ pub fn judge(
     > = std::collections::HashSet::with_capacity_and_hasher(flows.len(), Default::default());
     let mut traffic_slots: FastMap<TrafficKey<'_>, usize> =
         FastMap::with_capacity_and_hasher(flows.len(), Default::default());
+    // Ends are built once per placement per batch, then shared.
+    let mut ends_cache: FastMap<PlacementKey, Arc<Ends>> = FastMap::default();
     // Rules named by records are described once per batch, then cloned.
     let mut rule_refs: FastMap<u32, Arc<RuleRef>> = FastMap::default();
     let mut counters: FastMap<u32, HitCounter> = FastMap::default();
@@ -449,7 +481,7 @@ pub fn judge(
                 packets: flow.packets,
                 bytes: flow.bytes,
                 scope: placement.scope.as_str(),
-                ends: ends_of(&placement),
+                ends: shared_ends(&mut ends_cache, &placement),
                 decision: match decision {
                     Decision::Allow { .. } => "allow",
                     Decision::Block { .. } => "block",
@@ -550,7 +582,7 @@ pub fn judge(
             dst_port: port,
             protocol,
             fl_action: action.as_str(),
-            ends: ends_of(&connection),
+            ends: shared_ends(&mut ends_cache, &connection),
             peer: peer_of(&connection, src, dst),
             flows: aggregate.flows,
             requests: aggregate.requests,

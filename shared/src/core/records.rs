@@ -127,9 +127,9 @@ pub struct HitRecord {
     pub bytes: Option<u64>,
     /// Traffic scope.
     pub scope: &'static str,
-    /// Where both ends are.
+    /// Where both ends are (shared by the records of one placement).
     #[serde(flatten)]
-    pub ends: Ends,
+    pub ends: Arc<Ends>,
     /// The snapshot's decision: `allow`, `block` or `none`.
     pub decision: &'static str,
     /// The rule the record is about: the deciding drop rule (block hit, drift), the observe rule
@@ -240,7 +240,7 @@ pub struct TrafficRecord {
     pub fl_action: &'static str,
     /// Where both ends of the connection are.
     #[serde(flatten)]
-    pub ends: Ends,
+    pub ends: Arc<Ends>,
     /// What the other end is, seen from the VPC: `same_vpc`, `other_vpc`, `private` (a private
     /// address outside the known VPCs), `internet`, or `unknown` (neither end known).
     pub peer: &'static str,
@@ -728,7 +728,7 @@ mod tests {
             packets: full.then_some(3),
             bytes: full.then_some(180),
             scope: "inter_subnet",
-            ends: ends(full),
+            ends: Arc::new(ends(full)),
             decision: "block",
             rule: full.then(|| {
                 Arc::new(RuleRef {
@@ -779,7 +779,7 @@ mod tests {
             dst_port: full.then_some(443),
             protocol: 6,
             fl_action: "ACCEPT",
-            ends: ends(full),
+            ends: Arc::new(ends(full)),
             peer: "internet",
             flows: 2,
             requests: 1,

@@ -759,7 +759,7 @@ mod tests {
             packets: Some(3),
             bytes: None,
             scope: "inter_subnet",
-            ends: crate::core::records::Ends {
+            ends: std::sync::Arc::new(crate::core::records::Ends {
                 src_vpc: Some("vpc-prod0001".into()),
                 src_vpc_name: Some("生产".into()),
                 src_subnet: Some("subnet-web00001".into()),
@@ -767,7 +767,7 @@ mod tests {
                 dst_instance: Some("ins-db000000".into()),
                 dst_eni: Some("eni-db000000".into()),
                 ..Default::default()
-            },
+            }),
             decision: "block",
             rule: Some(std::sync::Arc::new(RuleRef {
                 rule_uuid: "7010".into(),
