@@ -16,6 +16,7 @@ use crate::adapters::bounded;
 use crate::adapters::retry::Retry;
 use crate::core::alert::{group, Alert, AlertPolicy, AlertState, RateCap, RateLimit};
 use crate::core::records::Record;
+use crate::core::text::truncate_utf8;
 
 /// Largest WeCom markdown message, bytes of UTF-8.
 pub(crate) const WECOM_MAX_BYTES: usize = 4096;
@@ -124,18 +125,6 @@ pub(crate) fn url_encode(text: &str) -> String {
         }
     }
     out
-}
-
-/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
-pub(crate) fn truncate_utf8(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
 
 /// One HTTP request a channel sends.

@@ -692,13 +692,7 @@ fn address(field: &Option<Field<'_>>, name: &'static str) -> Result<IpAddr, Pars
 fn show(field: &Field<'_>) -> String {
     const MAX: usize = 64;
     match field {
-        Field::Text(t) => {
-            let mut end = t.len().min(MAX);
-            while !t.is_char_boundary(end) {
-                end -= 1;
-            }
-            format!("{:?}", &t[..end])
-        }
+        Field::Text(t) => format!("{:?}", crate::core::text::truncate_utf8(t, MAX)),
         Field::Int(i) => i.to_string(),
         Field::Float(x) => x.to_string(),
         Field::Null => "null".to_string(),

@@ -11,3 +11,4 @@ pub mod flowlog;
 pub mod ports;
 pub mod records;
 pub mod snapshot;
+pub(crate) mod text;

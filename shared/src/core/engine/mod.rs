@@ -221,11 +221,7 @@ fn abbreviate(text: &str) -> String {
     if text.len() <= MAX {
         return text.to_string();
     }
-    let mut end = MAX;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}, …", &text[..end])
+    format!("{}, …", crate::core::text::truncate_utf8(text, MAX))
 }
 
 /// Resolves a rule's services to protocol+port key ranges.

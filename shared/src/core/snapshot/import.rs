@@ -18,6 +18,8 @@ use serde::de::Deserializer;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::core::text::truncate_utf8;
+
 use super::values::{AddressSet, PortSet, Protocol, Service, DOCUMENTED_PORT_ITEMS};
 use super::{
     AddressTemplate, Endpoint, EndpointKind, Eni, Generation, Rule, RuleAction, RuleAttributes,
@@ -545,36 +547,32 @@ pub(crate) const MAX_DESCRIPTION_BYTES: usize = 1024;
 /// most 512 bytes); a longer one is unreadable and kept only as its first bytes.
 pub(crate) const MAX_FIELD_BYTES: usize = 4096;
 
-/// The longest prefix of `text` within `limit` bytes, on a character boundary.
-fn prefix(text: &str, limit: usize) -> &str {
-    let mut end = limit.min(text.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
 /// Longest template, VPC or subnet name kept (the APIs allow 60 characters); longer ones are cut.
 const MAX_NAME_BYTES: usize = 256;
 
 fn short_name(name: String) -> String {
-    if name.len() <= MAX_NAME_BYTES {
-        name
-    } else {
-        format!("{}…", prefix(&name, MAX_NAME_BYTES))
-    }
+    capped(name, MAX_NAME_BYTES).0
 }
 
-/// A description within [`MAX_DESCRIPTION_BYTES`], and whether it was cut.
-fn cap_description(text: String) -> (String, Option<usize>) {
-    if text.len() <= MAX_DESCRIPTION_BYTES {
+/// `text` within `limit` bytes (cut on a character boundary, marked `…`), and its length when
+/// it was cut.
+fn capped(text: String, limit: usize) -> (String, Option<usize>) {
+    if text.len() <= limit {
         return (text, None);
     }
     let length = text.len();
-    (
-        format!("{}…", prefix(&text, MAX_DESCRIPTION_BYTES)),
-        Some(length),
-    )
+    (format!("{}…", truncate_utf8(&text, limit)), Some(length))
+}
+
+/// The description within [`MAX_DESCRIPTION_BYTES`]; a cut one is reported in `warnings`.
+fn description(id: &str, text: String, warnings: &mut Vec<String>) -> String {
+    let (text, cut) = capped(text, MAX_DESCRIPTION_BYTES);
+    if let Some(length) = cut {
+        warnings.push(format!(
+            "rule {id}: description of {length} bytes cut to {MAX_DESCRIPTION_BYTES}"
+        ));
+    }
+    text
 }
 
 /// What the importer notes while reading one rule: the fields it could not read.
@@ -595,18 +593,7 @@ impl Notes {
                 text.len()
             ),
         );
-        format!("{}…", prefix(text, 64))
-    }
-
-    /// The description within [`MAX_DESCRIPTION_BYTES`]; a cut one is reported in `warnings`.
-    fn description(&mut self, id: &str, text: String, warnings: &mut Vec<String>) -> String {
-        let (text, cut) = cap_description(text);
-        if let Some(length) = cut {
-            warnings.push(format!(
-                "rule {id}: description of {length} bytes cut to {MAX_DESCRIPTION_BYTES}"
-            ));
-        }
-        text
+        format!("{}…", truncate_utf8(text, 64))
     }
 
     /// The parsed value, or `fallback` with the field noted as unreadable.
@@ -797,7 +784,7 @@ impl NewRule {
                 ..RuleAttributes::default()
             },
         };
-        rule.description = notes.description(&rule.uuid, self.description, warnings);
+        rule.description = description(&rule.uuid, self.description, warnings);
         note_services(&rule, &mut notes);
         rule.attributes.unreadable = notes.0;
         rule
@@ -934,7 +921,7 @@ impl ListRule {
             uuid: id,
             attributes,
         };
-        rule.description = notes.description(&rule.uuid, self.detail, warnings);
+        rule.description = description(&rule.uuid, self.detail, warnings);
         note_services(&rule, &mut notes);
         rule.attributes.unreadable = notes.0;
         let resolved = (
