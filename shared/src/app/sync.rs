@@ -291,16 +291,11 @@ pub(crate) fn hygiene_records(
     let mut records: Vec<Record> = analyze(engine)
         .into_iter()
         .map(|f| {
-            let unreadable = || {
-                snapshot.rules.iter().any(|r| {
-                    r.uuid == f.uuid
-                        && (!r.attributes.unreadable.is_empty() || r.attributes.delayed)
-                })
-            };
             let name = match f.finding {
                 Finding::Shadowed => "shadowed",
                 Finding::Redundant => "redundant",
-                Finding::Unresolvable if unreadable() => "unreadable",
+                // Fields the importer could not read, or a delayed dispatch (`Rule::doubt`).
+                Finding::Unresolvable if engine.rule(f.rule).doubt.is_some() => "unreadable",
                 Finding::Unresolvable => "unresolvable",
                 Finding::Undecided => "undecided",
             };
@@ -316,4 +311,56 @@ pub(crate) fn hygiene_records(
         ));
     }
     records
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::snapshot::build_from_documents;
+    use serde_json::json;
+
+    /// A rule the importer could not read, or whose dispatch is delayed, is reported
+    /// `unreadable`; one whose reference does not resolve stays `unresolvable`.
+    #[test]
+    fn unreadable_rules_get_their_own_finding() {
+        let rule = |id: &str, action: &str, dest_type: &str, dest: &str| {
+            json!({"Id": id, "OrderIndex": id, "RuleAction": action, "SourceType": "net", "SourceContent": "10.0.0.0/8",
+                   "DestType": dest_type, "DestContent": dest, "Protocol": "TCP", "Port": "80"})
+        };
+        let snapshot = build_from_documents(
+            &[
+                (
+                    "rules".to_string(),
+                    json!({"Rules": [
+                        rule("1", "reject", "net", "10.1.0.0/16"),
+                        rule("2", "drop", "template", "ipm-missing"),
+                    ]}),
+                ),
+                (
+                    "list".to_string(),
+                    json!({"Data": [{"RuleUuid": 3, "OrderIndex": 3, "SourceId": "10.0.0.0/8", "SourceType": 0,
+                        "TargetId": "10.2.0.0/16", "TargetType": 0, "Protocol": "TCP", "Port": "80", "Strategy": 1, "IsDelay": 1}]}),
+                ),
+            ],
+            "t",
+        )
+        .unwrap();
+        let engine = Engine::compile(&snapshot).unwrap();
+        let mut findings: Vec<(String, &str)> = hygiene_records(&engine, &snapshot, None, 1)
+            .iter()
+            .filter_map(|r| match r {
+                Record::RuleHygiene(h) => Some((h.rule_uuid.clone(), h.finding)),
+                _ => None,
+            })
+            .collect();
+        findings.sort();
+        assert_eq!(
+            findings,
+            [
+                ("1".to_string(), "unreadable"),
+                ("2".to_string(), "unresolvable"),
+                ("3".to_string(), "unreadable"),
+            ]
+        );
+    }
 }

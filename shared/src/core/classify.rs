@@ -140,7 +140,8 @@ fn unknown_icmp(flows: &[FlowRecord]) -> Exchanges {
 }
 
 fn is_icmp(protocol: u8) -> bool {
-    protocol == crate::core::flowlog::protocol::ICMP || protocol == 58
+    use crate::core::flowlog::protocol::{ICMP, ICMPV6};
+    protocol == ICMP || protocol == ICMPV6
 }
 
 /// Whether `flow` is a reply: by its ports or ICMP type ([`likely_reply`]), or, for an ICMP
@@ -167,7 +168,6 @@ type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 #[derive(Default)]
 struct Aggregate {
-    flows: u64,
     requests: u64,
     replies: u64,
     connections: u64,
@@ -382,7 +382,6 @@ pub fn judge(
         };
         let new_connection = connections.insert((slot, client));
         let aggregate = &mut traffic[slot].1;
-        aggregate.flows += 1;
         aggregate.replies += u64::from(reply);
         aggregate.requests += u64::from(!reply);
         aggregate.connections += u64::from(new_connection);
@@ -572,7 +571,7 @@ pub fn judge(
                 .number(action_code(action))
                 .number(aggregate.first_seen)
                 .number(aggregate.last_seen)
-                .number(aggregate.flows)
+                .number(aggregate.requests + aggregate.replies)
                 .finish_after(&id_prefixes[RecordType::Traffic as usize]),
             time: aggregate.last_seen,
             scope,
@@ -584,7 +583,7 @@ pub fn judge(
             fl_action: action.as_str(),
             ends: shared_ends(&mut ends_cache, &connection),
             peer: peer_of(&connection, src, dst),
-            flows: aggregate.flows,
+            flows: aggregate.requests + aggregate.replies,
             requests: aggregate.requests,
             replies: aggregate.replies,
             connections: aggregate.connections,

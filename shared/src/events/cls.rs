@@ -312,13 +312,6 @@ impl<'a> DecodedBatch<'a> {
                     });
                 }
             };
-            let count = batch.records.len() + raw.records.len();
-            if count > limits.max_records {
-                return Err(DecodeError::TooManyRecords {
-                    count,
-                    limit: limits.max_records,
-                });
-            }
             if n == 0 {
                 batch.topic_id = raw.topic_id.unwrap_or_default();
                 batch.topic_name = raw.topic_name.unwrap_or_default();

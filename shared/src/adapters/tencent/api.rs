@@ -197,10 +197,7 @@ impl ApiClient {
                 list_key,
                 limit: limit as usize,
             };
-            return self
-                .pages_offset_or_page(&listing, key, deadline)
-                .await
-                .map(|(pages, _)| pages);
+            return self.pages_offset_or_page(&listing, key, deadline).await;
         }
         let mut pages = Vec::new();
         let mut collected = 0usize;
@@ -236,8 +233,8 @@ impl ApiClient {
                 .and_then(Value::as_array)
                 .map_or(0, Vec::len);
             collected += count;
+            let total = total_of(&response);
             pages.push(response);
-            let total = total_of(pages.last().expect("just pushed"));
             let done = match total {
                 Some(total) => collected as u64 >= total || count == 0,
                 None => count < size as usize,
@@ -260,14 +257,13 @@ impl ApiClient {
     /// apart: a row offset answers from the first page's second item, pages from one answer
     /// the first page again, pages from zero answer items the first page does not hold. Paging
     /// then goes on by that reading until `Total` distinct items are held or a page comes back
-    /// short. Returns the pages (overlaps included: the importer keeps each item once) and
-    /// the reading.
-    pub(crate) async fn pages_offset_or_page(
+    /// short. Returns the pages (overlaps included: the importer keeps each item once).
+    async fn pages_offset_or_page(
         &self,
         listing: &Listing<'_>,
         key: &str,
         deadline: Instant,
-    ) -> Result<(Vec<Value>, OffsetReading), ApiError> {
+    ) -> Result<Vec<Value>, ApiError> {
         let bad = |message: String| ApiError {
             action: listing.action.to_string(),
             code: "BadResponse".into(),
@@ -310,10 +306,10 @@ impl ApiClient {
             count < listing.limit || total.is_some_and(|t| seen as u64 >= t)
         };
         if complete(seen.len(), first_ids.len()) {
-            return Ok((pages, reading.unwrap_or(OffsetReading::Rows)));
+            return Ok(pages);
         }
-        let mut offset = match reading {
-            Some(known) => known.next(1, listing.limit),
+        let reading = match reading {
+            Some(known) => known,
             None => {
                 let probe = self.page_at(listing, 1, deadline).await?;
                 let probe_ids = ids(&probe);
@@ -333,17 +329,17 @@ impl ApiClient {
                     }
                 };
                 tracing::info!(action = listing.action, reading = ?known, "Offset reading detected");
-                reading = Some(known);
                 let count = probe_ids.len();
                 seen.extend(probe_ids);
                 pages.push(probe);
                 if complete(seen.len(), count) {
-                    return Ok((pages, known));
+                    return Ok(pages);
                 }
-                known.next(1, listing.limit)
+                known
             }
         };
-        let reading = reading.expect("set above");
+        // Offset 1 has been read under either reading's first or second page.
+        let mut offset = reading.next(1, listing.limit);
         for _ in 0..MAX_PAGES {
             let page = self.page_at(listing, offset, deadline).await?;
             let page_ids = ids(&page);
@@ -359,7 +355,7 @@ impl ApiClient {
                         "the listing ended with fewer distinct items than its Total (it changed while paging?)"
                     );
                 }
-                return Ok((pages, reading));
+                return Ok(pages);
             }
             offset = reading.next(offset, listing.limit);
         }
