@@ -103,7 +103,7 @@ fn pipeline(c: &mut Criterion) {
     group.bench_function("pipeline", |b| {
         b.iter(|| {
             let (_, flows) = parse_batch(&event, &limits).unwrap();
-            let (records, _) = judge(&engine, flows, &Monitored::All);
+            let records = judge(&engine, flows, &Monitored::All).records;
             encode_bodies(&records.iter().collect::<Vec<_>>())
                 .bodies
                 .into_iter()
@@ -113,7 +113,7 @@ fn pipeline(c: &mut Criterion) {
     });
     // The stages on their own, so the closing note can say where the time goes.
     let (_, parsed) = parse_batch(&event, &limits).unwrap();
-    let (judged, _) = judge(&engine, parsed.clone(), &Monitored::All);
+    let judged = judge(&engine, parsed.clone(), &Monitored::All).records;
     let judged: Vec<_> = judged.iter().collect();
     let bodies = encode_bodies(&judged).bodies;
     eprintln!(
@@ -126,7 +126,11 @@ fn pipeline(c: &mut Criterion) {
         b.iter(|| parse_batch(&event, &limits).unwrap().1.len())
     });
     group.bench_function("stage_judge", |b| {
-        b.iter(|| judge(&engine, parsed.clone(), &Monitored::All).0.len())
+        b.iter(|| {
+            judge(&engine, parsed.clone(), &Monitored::All)
+                .records
+                .len()
+        })
     });
     group.bench_function("stage_encode", |b| {
         b.iter(|| encode_bodies(&judged).bodies.len())

@@ -212,8 +212,9 @@ fn duplicated_records_are_one_flow_and_an_all_bad_batch_is_a_report() {
         GOOD.to_string(),
     ]));
     let (_, flows) = parse_batch(&event, &DecodeLimits::default()).unwrap();
-    let (_, stats) =
-        esgflow::core::classify::judge(&engine, flows, &esgflow::core::classify::Monitored::All);
+    let stats =
+        esgflow::core::classify::judge(&engine, flows, &esgflow::core::classify::Monitored::All)
+            .stats;
     assert_eq!((stats.flows, stats.duplicates), (1, 2));
 
     let bad: Vec<String> = ["", "x", "{", "1 2 3", "{\"a\":1}"]

@@ -38,7 +38,7 @@ pub fn render(
     if json {
         let value = serde_json::json!({
             "snapshot_version": engine.version(),
-            "decision": match explanation.evaluation.decision { Decision::Allow { .. } => "allow", Decision::Block { .. } => "block", Decision::None => "none" },
+            "decision": explanation.evaluation.decision.kind(),
             "rule": explanation.evaluation.decision.rule().map(rule_json),
             "observed": explanation.evaluation.observed.iter().map(|&r| rule_json(r)).collect::<Vec<_>>(),
             "indeterminate": explanation.evaluation.indeterminate.iter().map(|&r| rule_json(r)).collect::<Vec<_>>(),

@@ -193,11 +193,11 @@ impl AuditFunction {
             .unwrap_or(deadline)
             .max(Instant::now());
         let engine = self.engine(load_by).await?;
-        let (records, judged) = judge(&engine, flows, &self.config.monitored);
-        let written = if records.is_empty() {
+        let judged = judge(&engine, flows, &self.config.monitored);
+        let written = if judged.records.is_empty() {
             Written::default()
         } else {
-            self.sink.write(&records, deadline).await?
+            self.sink.write(&judged.records, deadline).await?
         };
         // Alerts go out only once the records are safely written; a failing channel is counted,
         // never fatal.
@@ -205,11 +205,11 @@ impl AuditFunction {
             .alerts
             .lock()
             .await
-            .dispatch(&records, SystemTime::now(), deadline)
+            .dispatch(&judged.records, SystemTime::now(), deadline)
             .await;
         Ok(InvocationSummary {
             batch,
-            judged,
+            judged: judged.stats,
             sink: self.sink.describe(),
             written: written.records,
             truncated_values: written.truncated_values,

@@ -215,6 +215,11 @@ audit_setting!(
     ALERT_STATE, "ESGFLOW_ALERT_STATE", Some("memory"),
     "Cooldown state: `memory` (per warm instance) or a Redis URL `redis://[:password@]host:port[/db]` (shared by all instances, survives cold starts)."
 );
+alert_setting!(
+    /// The console's address, linked from alerts.
+    CONSOLE_URL, "ESGFLOW_CONSOLE_URL", None,
+    "The console's public address (the lookup function's Function URL, or where `esgflow serve` is reachable). Alerts about flows then carry a link that explains their top flow there. Empty: no link."
+);
 audit_setting!(
     /// Muted rule ids.
     ALERT_MUTE_RULES, "ESGFLOW_ALERT_MUTE_RULES", None,
@@ -318,6 +323,7 @@ pub const SETTINGS: &[Setting] = &[
     ALERT_MUTE_RULES,
     ALERT_MUTE_DESCRIPTIONS,
     ALERT_STATE,
+    CONSOLE_URL,
     LOOKUP_TOKEN,
     LOOKUP_AUTH,
     LOOKUP_MAX_BODY_BYTES,
@@ -520,6 +526,22 @@ impl AlertConfig {
             regrow_factor,
             muted_rules: list(&ALERT_MUTE_RULES, lookup).into_iter().collect(),
             muted_descriptions: list(&ALERT_MUTE_DESCRIPTIONS, lookup),
+            region: REGION
+                .raw_from(lookup)
+                .map(|r| r.trim().to_string())
+                .filter(|r| !r.is_empty()),
+            console_url: match CONSOLE_URL.raw_from(lookup).map(|u| u.trim().to_string()) {
+                Some(url) if url.is_empty() => None,
+                Some(url) if url.starts_with("https://") || url.starts_with("http://") => Some(url),
+                Some(url) => {
+                    return Err(ConfigError {
+                        setting: CONSOLE_URL.name,
+                        value: url,
+                        problem: "must be an http(s) URL".to_string(),
+                    })
+                }
+                None => None,
+            },
         };
         let mut channels = Vec::new();
         for (kind, url, secret) in [

@@ -18,7 +18,7 @@ use subtle::ConstantTimeEq;
 
 use crate::adapters::tencent::search::{analysis_rows, number};
 use crate::app::snapshot_cache::SnapshotCache;
-use crate::core::engine::{Decision, Detail, Engine, FlowKey, Location, StepOutcome};
+use crate::core::engine::{Detail, Engine, FlowKey, Location, StepOutcome};
 use crate::events::{ApiGatewayRequest, ApiGatewayResponse};
 
 /// Most flows in one batch explain.
@@ -805,7 +805,7 @@ fn explain_one(engine: &Engine, flow: &FlowKey, eni: Option<&str>, verbose: bool
     let placement = engine.topology().place(flow.src, flow.dst, eni);
     let evaluation = &explanation.evaluation;
     json!({
-        "decision": match evaluation.decision { Decision::Allow { .. } => "allow", Decision::Block { .. } => "block", Decision::None => "none" },
+        "decision": evaluation.decision.kind(),
         "rule": evaluation.decision.rule().map(|r| rule_summary(engine, r)),
         "observed": evaluation.observed.iter().map(|&r| rule_summary(engine, r)).collect::<Vec<_>>(),
         "indeterminate": evaluation.indeterminate.iter().map(|&r| rule_summary(engine, r)).collect::<Vec<_>>(),

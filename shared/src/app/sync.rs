@@ -281,7 +281,7 @@ pub(crate) fn hygiene_records(
             finding,
             rule_uuid: uuid.to_string(),
             rule_order: rule.map_or(0, |r| r.order),
-            rule_action: rule.map_or("", |r| r.action.as_str()),
+            rule_action: rule.map_or(crate::core::snapshot::RuleAction::Unknown, |r| r.action),
             rule_description: rule.map(|r| r.description.clone()).unwrap_or_default(),
             covering_rules: (!covering.is_empty()).then(|| covering.join(",")),
             detail,

@@ -12,7 +12,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::core::records::{Record, RecordType};
+use crate::core::engine::Scope;
+use crate::core::records::{Reason, Record, RecordType};
 
 /// What is alerted and how often.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +30,10 @@ pub struct AlertPolicy {
     pub muted_rules: BTreeSet<String>,
     /// Rules whose description contains one of these (case-insensitive) are never alerted.
     pub muted_descriptions: Vec<String>,
+    /// The region the flows were audited in, named in every alert.
+    pub region: Option<String>,
+    /// The console's address: alerts about flows link to it, explaining their top flow.
+    pub console_url: Option<String>,
 }
 
 impl Default for AlertPolicy {
@@ -40,6 +45,8 @@ impl Default for AlertPolicy {
             regrow_factor: 2.0,
             muted_rules: BTreeSet::new(),
             muted_descriptions: Vec::new(),
+            region: None,
+            console_url: None,
         }
     }
 }
@@ -56,7 +63,7 @@ pub struct TopFlow {
     /// Protocol number.
     pub protocol: u8,
     /// Scope.
-    pub scope: String,
+    pub scope: Scope,
     /// Records of this flow in the batch.
     pub count: u64,
 }
@@ -75,10 +82,15 @@ pub struct Alert {
     /// The VPCs the flows touch, `vpc-… (name)`, most flows first (at most 3).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub vpcs: Vec<String>,
-    /// Why an unattributed block happened (`no_esg_rule`, `esg_allows`, `indeterminate_rule`,
-    /// `reply`).
+    /// The region the flows were audited in.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<&'static str>,
+    pub region: Option<String>,
+    /// The console, explaining the top flow (when its address is configured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    /// Why an unattributed block happened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
     /// Records in the group.
     pub flows: u64,
     /// Distinct sources.
@@ -124,14 +136,16 @@ impl Alert {
             RecordType::BlockHit => "ESG block",
             RecordType::ObserveHit => "ESG observe rule matched",
             RecordType::UnattributedBlock => match self.reason {
-                Some("indeterminate_rule") => {
+                Some(Reason::IndeterminateRule) => {
                     "Rejected; an ESG rule that cannot be resolved may have blocked it"
                 }
-                Some("esg_allows") => {
+                Some(Reason::EsgAllows) => {
                     "Rejected although the ESG allows it (network ACL or another security group)"
                 }
-                Some("reply") => "Reply rejected (network ACL or another security group)",
-                _ => "Rejected without an ESG rule (network ACL or another security group)",
+                Some(Reason::Reply) => "Reply rejected (network ACL or another security group)",
+                Some(Reason::NoEsgRule | Reason::EsgBlocks) | None => {
+                    "Rejected without an ESG rule (network ACL or another security group)"
+                }
             },
             RecordType::SnapshotDrift => "Snapshot drift",
             RecordType::Traffic => "Traffic",
@@ -171,8 +185,13 @@ impl Alert {
             "> {} flows from {} sources to {} destinations\n",
             self.flows, self.sources, self.destinations
         ));
-        if !self.vpcs.is_empty() {
-            text.push_str(&format!("> VPC {}\n", self.vpcs.join(", ")));
+        match (self.vpcs.is_empty(), &self.region) {
+            (false, Some(region)) => {
+                text.push_str(&format!("> VPC {} in {region}\n", self.vpcs.join(", ")))
+            }
+            (false, None) => text.push_str(&format!("> VPC {}\n", self.vpcs.join(", "))),
+            (true, Some(region)) => text.push_str(&format!("> region {region}\n")),
+            (true, None) => {}
         }
         text.push_str(&format!(
             "> window {} – {} (UTC)\n",
@@ -187,9 +206,12 @@ impl Alert {
                 flow.src,
                 flow.dst,
                 crate::core::flowlog::protocol::name(flow.protocol),
-                flow.scope,
+                flow.scope.as_str(),
                 flow.count
             ));
+        }
+        if let Some(link) = &self.link {
+            text.push_str(&format!("\n[Explain in the esgflow console]({link})\n"));
         }
         text.push_str(&format!("\nsnapshot {}\n", self.snapshot_version));
         text
@@ -197,10 +219,18 @@ impl Alert {
 
     /// The message as plain text (Feishu).
     pub fn text(&self) -> String {
-        self.markdown()
+        let mut text = self
+            .markdown()
             .replace("### ", "")
             .replace("> ", "")
-            .replace("**", "")
+            .replace("**", "");
+        if let Some(link) = &self.link {
+            text = text.replace(
+                &format!("[Explain in the esgflow console]({link})"),
+                &format!("Explain in the esgflow console: {link}"),
+            );
+        }
+        text
     }
 }
 
@@ -227,6 +257,27 @@ fn vpcs_of(hits: &[&crate::core::records::HitRecord]) -> Vec<String> {
     vpcs.into_iter().take(3).map(|(label, _)| label).collect()
 }
 
+/// The console's explanation of one flow: the page reads the flow from the fragment (which
+/// never reaches a server log) and explains it against the current snapshot.
+fn console_link(base: &str, flow: &TopFlow) -> String {
+    let protocol = match flow.protocol {
+        crate::core::flowlog::protocol::TCP => "tcp",
+        crate::core::flowlog::protocol::UDP => "udp",
+        crate::core::flowlog::protocol::ICMP => "icmp",
+        _ => "any",
+    };
+    let mut link = format!(
+        "{}/#src={}&dst={}&protocol={protocol}",
+        base.trim_end_matches('/'),
+        flow.src,
+        flow.dst
+    );
+    if let Some(port) = flow.dst_port.filter(|_| matches!(protocol, "tcp" | "udp")) {
+        link.push_str(&format!("&port={port}"));
+    }
+    link
+}
+
 fn utc(seconds: u64) -> String {
     chrono::DateTime::from_timestamp(seconds as i64, 0)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
@@ -248,7 +299,7 @@ pub fn group(records: &[Record], policy: &AlertPolicy) -> Vec<Alert> {
             None => String::new(),
         };
         let key = if key.is_empty() {
-            format!("reason:{}", hit.reason.unwrap_or(""))
+            format!("reason:{}", hit.reason.map_or("", Reason::as_str))
         } else {
             key
         };
@@ -256,7 +307,7 @@ pub fn group(records: &[Record], policy: &AlertPolicy) -> Vec<Alert> {
     }
     let mut alerts = Vec::new();
     if policy.kinds.contains(&RecordType::RuleChange) {
-        alerts.extend(rule_change_alert(records));
+        alerts.extend(rule_change_alert(records, policy));
     }
     for ((kind, _), hits) in groups {
         let first = hits[0];
@@ -269,7 +320,7 @@ pub fn group(records: &[Record], policy: &AlertPolicy) -> Vec<Alert> {
             None => (
                 String::new(),
                 None,
-                first.reason.unwrap_or("no rule").to_string(),
+                first.reason.map_or("no rule", Reason::as_str).to_string(),
             ),
         };
         let description_lower = description.to_lowercase();
@@ -284,7 +335,7 @@ pub fn group(records: &[Record], policy: &AlertPolicy) -> Vec<Alert> {
         if (hits.len() as u64) < policy.min_flows {
             continue;
         }
-        let mut flows: HashMap<(IpAddr, IpAddr, Option<u16>, u8, &str), u64> = HashMap::new();
+        let mut flows: HashMap<(IpAddr, IpAddr, Option<u16>, u8, Scope), u64> = HashMap::new();
         for hit in &hits {
             *flows
                 .entry((
@@ -303,7 +354,7 @@ pub fn group(records: &[Record], policy: &AlertPolicy) -> Vec<Alert> {
                 dst,
                 dst_port,
                 protocol,
-                scope: scope.to_string(),
+                scope,
                 count,
             })
             .collect();
@@ -313,12 +364,18 @@ pub fn group(records: &[Record], policy: &AlertPolicy) -> Vec<Alert> {
                 .then((a.src, a.dst, a.dst_port).cmp(&(b.src, b.dst, b.dst_port)))
         });
         top.truncate(5);
+        let link = match (&policy.console_url, top.first()) {
+            (Some(base), Some(flow)) => Some(console_link(base, flow)),
+            _ => None,
+        };
         alerts.push(Alert {
             kind,
             rule_uuid: uuid,
             rule_order: order,
             rule_description: description,
             vpcs: vpcs_of(&hits),
+            region: policy.region.clone(),
+            link,
             reason: first.reason,
             flows: hits.len() as u64,
             sources: hits.iter().map(|h| h.src_ip).collect::<BTreeSet<_>>().len(),
@@ -343,7 +400,7 @@ pub fn group(records: &[Record], policy: &AlertPolicy) -> Vec<Alert> {
 pub(crate) const MAX_CHANGE_LINES: usize = 20;
 
 /// One alert for all the rule changes of a snapshot update.
-fn rule_change_alert(records: &[Record]) -> Option<Alert> {
+fn rule_change_alert(records: &[Record], policy: &AlertPolicy) -> Option<Alert> {
     let changes: Vec<&crate::core::records::RuleChangeRecord> = records
         .iter()
         .filter_map(|r| match r {
@@ -372,7 +429,11 @@ fn rule_change_alert(records: &[Record]) -> Option<Alert> {
                 .unwrap_or_default();
             format!(
                 "{} rule {} (order {}, {}): {}{fields}",
-                c.change, c.rule_uuid, c.rule_order, c.rule_action, c.rule_description
+                c.change,
+                c.rule_uuid,
+                c.rule_order,
+                c.rule_action.as_str(),
+                c.rule_description
             )
         })
         .collect();
@@ -384,6 +445,8 @@ fn rule_change_alert(records: &[Record]) -> Option<Alert> {
         rule_uuid: String::new(),
         rule_order: None,
         vpcs: Vec::new(),
+        region: policy.region.clone(),
+        link: None,
         reason: None,
         rule_description: format!(
             "{summary} (snapshot {} → {})",
@@ -547,30 +610,31 @@ mod tests {
             end: 1763942460,
             account_id: "1".into(),
             eni: "eni-1".into(),
-            direction: "egress",
+            direction: crate::core::engine::Direction::Egress,
             src_ip: src.parse().unwrap(),
             src_port: Some(40000),
             dst_ip: dst.parse().unwrap(),
             dst_port: Some(port),
             protocol: 6,
+            protocol_name: crate::core::records::ProtocolName(6),
             icmp_type: None,
             icmp_code: None,
-            fl_action: "REJECT",
+            fl_action: crate::core::flowlog::FlowAction::Reject,
             packets: Some(1),
             bytes: Some(60),
-            scope: "inter_subnet",
+            scope: crate::core::engine::Scope::InterSubnet,
             ends: std::sync::Arc::new(crate::core::records::Ends {
                 dst_vpc: Some("vpc-prod0001".into()),
                 dst_vpc_name: Some("prod".into()),
                 ..Default::default()
             }),
-            decision: "block",
+            decision: crate::core::engine::DecisionKind::Block,
             rule: (!rule.is_empty()).then(|| {
                 std::sync::Arc::new(RuleRef {
                     rule_uuid: rule.into(),
                     rule_order: 3,
-                    rule_generation: "new",
-                    rule_action: "drop",
+                    rule_generation: crate::core::snapshot::Generation::New,
+                    rule_action: crate::core::snapshot::RuleAction::Drop,
                     rule_description: description.into(),
                     rule_source: "net 0.0.0.0/0".into(),
                     rule_destination: "net 10.0.0.0/16".into(),
@@ -578,7 +642,7 @@ mod tests {
                 })
             }),
             deciding_rule_uuid: None,
-            reason: rule.is_empty().then_some("no_esg_rule"),
+            reason: rule.is_empty().then_some(Reason::NoEsgRule),
             indeterminate_rules: None,
             snapshot_version: "v1".into(),
         })
@@ -637,6 +701,65 @@ mod tests {
         };
         let alerts = group(&records, &policy);
         assert_eq!(alerts.len(), 1, "min_flows drops the single-flow groups");
+    }
+
+    /// An alert names its region and, with the console's address configured, links to the
+    /// explanation of its top flow; rule-change alerts name the region too.
+    #[test]
+    fn alerts_name_the_region_and_link_to_the_console() {
+        let records = vec![
+            hit(
+                RecordType::BlockHit,
+                "7002",
+                "block ssh",
+                "10.0.1.1",
+                "10.0.3.10",
+                22,
+            ),
+            hit(
+                RecordType::BlockHit,
+                "7002",
+                "block ssh",
+                "10.0.1.1",
+                "10.0.3.10",
+                22,
+            ),
+        ];
+        let plain = group(&records, &AlertPolicy::default());
+        assert_eq!(
+            (plain[0].region.as_deref(), plain[0].link.as_deref()),
+            (None, None)
+        );
+        assert!(!plain[0].markdown().contains("console"));
+        let policy = AlertPolicy {
+            region: Some("ap-guangzhou".into()),
+            console_url: Some("https://esgflow.example.com/".into()),
+            ..AlertPolicy::default()
+        };
+        let alert = &group(&records, &policy)[0];
+        let link = "https://esgflow.example.com/#src=10.0.1.1&dst=10.0.3.10&protocol=tcp&port=22";
+        assert_eq!(alert.link.as_deref(), Some(link));
+        let markdown = alert.markdown();
+        assert!(
+            markdown.contains("> VPC vpc-prod0001 (prod) in ap-guangzhou\n"),
+            "{markdown}"
+        );
+        assert!(
+            markdown.contains(&format!("[Explain in the esgflow console]({link})")),
+            "{markdown}"
+        );
+        assert!(
+            alert
+                .text()
+                .contains(&format!("Explain in the esgflow console: {link}")),
+            "{}",
+            alert.text()
+        );
+        let json = serde_json::to_value(alert).unwrap();
+        assert_eq!(
+            (json["region"].as_str(), json["link"].as_str()),
+            (Some("ap-guangzhou"), Some(link))
+        );
     }
 
     #[test]

@@ -12,10 +12,15 @@ use std::sync::Arc;
 use compact_str::CompactString;
 use serde::Serialize;
 
-use crate::core::engine::{likely_reply, Decision, Engine, FlowKey, Placement, Scope};
+use strum::VariantArray;
+
+use crate::core::engine::{
+    likely_reply, Decision, Engine, Evaluation, FlowKey, Placement, RuleId, Scope,
+};
 use crate::core::flowlog::{FlowAction, FlowRecord};
 use crate::core::records::{
-    Ends, HitRecord, IdPrefix, Record, RecordId, RecordType, RuleHitsRecord, RuleRef, TrafficRecord,
+    Ends, HitRecord, IdPrefix, Peer, ProtocolName, Reason, Record, RecordId, RecordType,
+    RuleHitsRecord, RuleRef, TrafficRecord,
 };
 
 /// What [`judge`] did.
@@ -177,16 +182,6 @@ struct Aggregate {
     last_seen: u64,
 }
 
-type TrafficKey<'e> = (
-    Scope,
-    Option<&'e str>,
-    IpAddr,
-    IpAddr,
-    Option<u16>,
-    u8,
-    FlowAction,
-);
-
 /// A placement's identity: the addresses of the topology strings its ends point to (each id
 /// is one string in the topology, so equal pointers are equal ends).
 type PlacementKey = [usize; 8];
@@ -238,20 +233,20 @@ fn ends_of(placement: &Placement<'_>) -> Ends {
 }
 
 /// What the other end of a connection is, seen from its VPC.
-fn peer_of(placement: &Placement<'_>, src: IpAddr, dst: IpAddr) -> &'static str {
+fn peer_of(placement: &Placement<'_>, src: IpAddr, dst: IpAddr) -> Peer {
     let kind = |ip: IpAddr| {
         if is_private(ip) {
-            "private"
+            Peer::Private
         } else {
-            "internet"
+            Peer::Internet
         }
     };
     match (placement.src.vpc, placement.dst.vpc) {
-        (Some(a), Some(b)) if a == b => "same_vpc",
-        (Some(_), Some(_)) => "other_vpc",
+        (Some(a), Some(b)) if a == b => Peer::SameVpc,
+        (Some(_), Some(_)) => Peer::OtherVpc,
         (Some(_), None) => kind(dst),
         (None, Some(_)) => kind(src),
-        (None, None) => "unknown",
+        (None, None) => Peer::Unknown,
     }
 }
 
@@ -274,17 +269,14 @@ fn is_private(ip: IpAddr) -> bool {
 }
 
 /// The rule a record names, as the record shows it.
-fn describe_rule(engine: &Engine, id: u32) -> RuleRef {
+fn describe_rule(engine: &Engine, id: RuleId) -> RuleRef {
     let compiled = engine.rule(id);
     let rule = &compiled.rule;
     RuleRef {
         rule_uuid: rule.uuid.clone(),
         rule_order: rule.order,
-        rule_generation: match rule.generation {
-            crate::core::snapshot::Generation::New => "new",
-            crate::core::snapshot::Generation::Old => "old",
-        },
-        rule_action: rule.action.as_str(),
+        rule_generation: rule.generation,
+        rule_action: rule.action,
         rule_description: rule.description.clone(),
         rule_source: format!("{} {}", rule.source.kind.as_str(), rule.source.content),
         rule_destination: format!(
@@ -296,12 +288,119 @@ fn describe_rule(engine: &Engine, id: u32) -> RuleRef {
     }
 }
 
+/// What one flow is, beside its traffic: the observe rules it hit, and whether it is a block
+/// hit, an unattributed block or snapshot drift.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict<'a> {
+    /// Observe rules that matched before the decision, in priority order: one `observe_hit`
+    /// each.
+    pub observed: &'a [RuleId],
+    /// The record the flow's outcome makes, if any.
+    pub outcome: Option<Outcome>,
+}
+
+/// The outcome record of one flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Flow log REJECT, and an ESG drop rule decides the flow: that rule blocked it.
+    BlockHit {
+        /// The deciding drop rule.
+        rule: RuleId,
+    },
+    /// Flow log REJECT without an ESG drop rule deciding it.
+    Unattributed {
+        /// Why, in the record's words.
+        reason: Reason,
+        /// The rule the record names: the indeterminate rule that may have blocked it, or the
+        /// allowing rule.
+        rule: Option<RuleId>,
+        /// The rule that decided the flow, when the record names another one.
+        deciding: Option<RuleId>,
+    },
+    /// Flow log ACCEPT, yet the snapshot says an ESG drop rule decides the flow.
+    Drift {
+        /// The deciding drop rule.
+        rule: RuleId,
+    },
+}
+
+impl Outcome {
+    /// The record type it makes.
+    pub fn record_type(self) -> RecordType {
+        match self {
+            Outcome::BlockHit { .. } => RecordType::BlockHit,
+            Outcome::Unattributed { .. } => RecordType::UnattributedBlock,
+            Outcome::Drift { .. } => RecordType::SnapshotDrift,
+        }
+    }
+}
+
+/// The core rule of the audit: what a flow with flow-log action `action` and (for a new
+/// connection) the snapshot's `evaluation` is.
+///
+/// A reply (`reply`) is not judged: ESG rules govern connections and a reply passes by
+/// connection state, so its evaluation is ignored; a rejected reply is an unattributed block.
+/// A new connection without an evaluation is taken as one that no rule decides.
+pub fn classify(action: FlowAction, evaluation: Option<&Evaluation>, reply: bool) -> Verdict<'_> {
+    let evaluation = evaluation.filter(|_| !reply);
+    let decision = evaluation.map_or(Decision::None, |e| e.decision);
+    let suspect = evaluation.and_then(|e| e.suspect);
+    let outcome = match (action, decision) {
+        (FlowAction::Reject, _) if reply => Some(Outcome::Unattributed {
+            reason: Reason::Reply,
+            rule: None,
+            deciding: None,
+        }),
+        (FlowAction::Reject, Decision::Block { rule }) => Some(Outcome::BlockHit { rule }),
+        // An ESG rule that cannot be resolved would match before the decision: it may be what
+        // blocked the flow, and the record says so, naming it.
+        (FlowAction::Reject, Decision::Allow { .. } | Decision::None) if suspect.is_some() => {
+            Some(Outcome::Unattributed {
+                reason: Reason::IndeterminateRule,
+                rule: suspect,
+                deciding: decision.rule(),
+            })
+        }
+        (FlowAction::Reject, Decision::Allow { rule }) => Some(Outcome::Unattributed {
+            reason: Reason::EsgAllows,
+            rule: Some(rule),
+            deciding: None,
+        }),
+        (FlowAction::Reject, Decision::None) => Some(Outcome::Unattributed {
+            reason: Reason::NoEsgRule,
+            rule: None,
+            deciding: None,
+        }),
+        (FlowAction::Accept, Decision::Block { rule }) => Some(Outcome::Drift { rule }),
+        (FlowAction::Accept, Decision::Allow { .. } | Decision::None) => None,
+    };
+    Verdict {
+        observed: evaluation.map_or(&[], |e| &e.observed),
+        outcome,
+    }
+}
+
+/// A batch judged: its records (hits in flow order, then traffic, then per-rule hit counters),
+/// and what judging did. The sinks write the records; the alerts group the hits.
+#[derive(Debug, Clone)]
+pub struct Judged {
+    /// The records.
+    pub records: Vec<Record>,
+    /// What [`judge`] did.
+    pub stats: JudgeStats,
+}
+
+/// One hit record's flow-side fields, shared by the records one flow makes.
+struct FlowSide<'a> {
+    flow: &'a FlowRecord,
+    placement: &'a Placement<'a>,
+    ends: Arc<Ends>,
+    decision: Decision,
+    indeterminate: Option<&'a str>,
+}
+
 /// Judges parsed flows against the engine and produces the records.
-pub fn judge(
-    engine: &Engine,
-    flows: Vec<FlowRecord>,
-    monitored: &Monitored,
-) -> (Vec<Record>, JudgeStats) {
+pub fn judge(engine: &Engine, flows: Vec<FlowRecord>, monitored: &Monitored) -> Judged {
     let (flows, duplicates) = merge_duplicates(flows);
     let exchanges = unknown_icmp(&flows);
     let version: Arc<str> = engine.version().into();
@@ -312,30 +411,17 @@ pub fn judge(
     };
     let mut records = Vec::with_capacity(flows.len() / 2);
     // Record ids start from the record kind and the snapshot version, hashed once per batch.
-    let id_prefixes = RecordType::ALL.map(|kind| IdPrefix::new(kind.as_str(), &version));
-    let mut scope_counts = [0usize; Scope::ALL.len()];
-    // Traffic aggregates in the order their first flow came in the batch (deterministic for a
-    // given batch, so a retry writes the same records in the same order), found by key.
-    let mut traffic: Vec<(TrafficKey<'_>, Aggregate, Placement<'_>)> =
-        Vec::with_capacity(flows.len());
-    // (aggregate, client port or ICMP id): one entry per connection.
-    let mut connections: std::collections::HashSet<
-        (usize, Option<u16>),
-        foldhash::fast::RandomState,
-    > = std::collections::HashSet::with_capacity_and_hasher(flows.len(), Default::default());
-    let mut traffic_slots: FastMap<TrafficKey<'_>, usize> =
-        FastMap::with_capacity_and_hasher(flows.len(), Default::default());
+    let id_prefixes: Vec<IdPrefix> = RecordType::VARIANTS
+        .iter()
+        .map(|kind| IdPrefix::new(kind.as_str(), &version))
+        .collect();
+    let mut scope_counts = [0usize; Scope::VARIANTS.len()];
+    let mut traffic = TrafficTable::with_capacity(flows.len());
     // Ends are built once per placement per batch, then shared.
     let mut ends_cache: FastMap<PlacementKey, Arc<Ends>> = FastMap::default();
-    // Rules named by records are described once per batch, then cloned.
-    let mut rule_refs: FastMap<u32, Arc<RuleRef>> = FastMap::default();
-    let mut counters: FastMap<u32, HitCounter> = FastMap::default();
-    let mut rule_ref = |id: u32| {
-        rule_refs
-            .entry(id)
-            .or_insert_with(|| Arc::new(describe_rule(engine, id)))
-            .clone()
-    };
+    // Rules named by records are described once per batch, then shared.
+    let mut rule_refs: FastMap<RuleId, Arc<RuleRef>> = FastMap::default();
+    let mut counters: FastMap<RuleId, HitCounter> = FastMap::default();
     for flow in &flows {
         let placement = engine.topology().place(flow.src, flow.dst, Some(&flow.eni));
         if !monitored.covers(&placement) {
@@ -344,83 +430,29 @@ pub fn judge(
         }
         let reply = is_reply(flow, &exchanges);
         stats.replies += usize::from(reply);
-        // Traffic, with replies folded into their connection (initiator → service port), placed
-        // as the connection is: a reply to an inbound connection is inbound traffic.
-        let (src, dst, port) = if reply {
-            (flow.dst, flow.src, flow.src_port)
-        } else {
-            (flow.src, flow.dst, flow.dst_port)
-        };
+        // A reply is folded into its connection (initiator → service port), placed as the
+        // connection is: a reply to an inbound connection is inbound traffic.
         let connection = if reply {
-            engine.topology().place(src, dst, Some(&flow.eni))
+            engine.topology().place(flow.dst, flow.src, Some(&flow.eni))
         } else {
             placement
         };
         scope_counts[connection.scope as usize] += 1;
-        let vpc = connection.src.vpc.or(connection.dst.vpc);
-        let key = (
-            connection.scope,
-            vpc,
-            src,
-            dst,
-            port,
-            flow.protocol,
-            flow.action,
-        );
-        let slot = *traffic_slots.entry(key).or_insert_with(|| {
-            let aggregate = Aggregate {
-                first_seen: u64::MAX,
-                ..Aggregate::default()
-            };
-            traffic.push((key, aggregate, connection));
-            traffic.len() - 1
-        });
-        let client = match flow.icmp {
-            Some(icmp) => icmp.id,
-            None if reply => flow.dst_port,
-            None => flow.src_port,
-        };
-        let new_connection = connections.insert((slot, client));
-        let aggregate = &mut traffic[slot].1;
-        aggregate.replies += u64::from(reply);
-        aggregate.requests += u64::from(!reply);
-        aggregate.connections += u64::from(new_connection);
-        // Counters stop at u64::MAX rather than wrap (or panic): the batch is counted, and the
-        // summary says how many sums reached the ceiling.
-        let (packets, overflow_p) = aggregate.packets.overflowing_add(flow.packets.unwrap_or(0));
-        let (bytes, overflow_b) = aggregate.bytes.overflowing_add(flow.bytes.unwrap_or(0));
-        aggregate.packets = if overflow_p { u64::MAX } else { packets };
-        aggregate.bytes = if overflow_b { u64::MAX } else { bytes };
-        stats.saturated += usize::from(overflow_p) + usize::from(overflow_b);
-        aggregate.first_seen = aggregate.first_seen.min(flow.start);
-        aggregate.last_seen = aggregate.last_seen.max(flow.end);
+        stats.saturated += traffic.add(flow, reply, connection);
 
-        let evaluation = if reply {
-            None
-        } else {
-            Some(engine.evaluate(&FlowKey::of(flow)))
-        };
-        let decision = evaluation.as_ref().map_or(Decision::None, |e| e.decision);
+        let evaluation = (!reply).then(|| engine.evaluate(&FlowKey::of(flow)));
+        let verdict = classify(flow.action, evaluation.as_ref(), reply);
         if let Some(evaluation) = &evaluation {
-            let mut count = |rule: u32, block: bool, observe: bool| {
-                let counter = counters.entry(rule).or_insert_with(|| HitCounter {
-                    first: u64::MAX,
-                    ..HitCounter::default()
-                });
-                counter.hits += 1;
-                counter.block_hits += u64::from(block);
-                counter.observe_hits += u64::from(observe);
-                counter.first = counter.first.min(flow.start);
-                counter.last = counter.last.max(flow.end);
-            };
-            if let Some(rule) = decision.rule() {
-                let blocked =
-                    matches!(decision, Decision::Block { .. }) && flow.action == FlowAction::Reject;
-                count(rule, blocked, false);
+            let blocked = matches!(verdict.outcome, Some(Outcome::BlockHit { .. }));
+            if let Some(rule) = evaluation.decision.rule() {
+                count_hit(&mut counters, rule, flow, blocked, false);
             }
             for &observed in &evaluation.observed {
-                count(observed, false, true);
+                count_hit(&mut counters, observed, flow, false, true);
             }
+        }
+        if verdict.observed.is_empty() && verdict.outcome.is_none() {
+            continue;
         }
         let indeterminate = evaluation
             .as_ref()
@@ -432,171 +464,300 @@ pub fn judge(
                     .collect::<Vec<_>>()
                     .join(",")
             });
-        // The first indeterminate rule that could block: a drop rule, else any.
-        let maybe_blocking = evaluation.as_ref().and_then(|e| {
-            e.indeterminate
-                .iter()
-                .copied()
-                .find(|&r| engine.rule(r).rule.action == crate::core::snapshot::RuleAction::Drop)
-                .or_else(|| e.indeterminate.first().copied())
-        });
-        let mut hit = |record_type: RecordType,
-                       rule: Option<u32>,
-                       reason: Option<&'static str>,
-                       deciding: Option<CompactString>| {
-            let rule = rule.map(&mut rule_ref);
-            let uuid = rule.as_ref().map_or("", |r| r.rule_uuid.as_str());
-            HitRecord {
-                record_id: RecordId::parts()
-                    .text(&flow.eni)
-                    .ip(flow.src)
-                    .number(flow.src_port.map_or(0, u64::from))
-                    .ip(flow.dst)
-                    .number(flow.dst_port.map_or(0, u64::from))
-                    .number(u64::from(flow.protocol))
-                    .number(flow.start)
-                    .number(flow.end)
-                    .text(uuid)
-                    .finish_after(&id_prefixes[record_type as usize]),
-                record_type,
-                time: flow.end,
-                start: flow.start,
-                end: flow.end,
-                account_id: flow.account_id.clone(),
-                eni: flow.eni.clone(),
-                direction: match placement.direction {
-                    crate::core::engine::Direction::Ingress => "ingress",
-                    crate::core::engine::Direction::Egress => "egress",
-                    crate::core::engine::Direction::Unknown => "unknown",
-                },
-                src_ip: flow.src,
-                src_port: flow.src_port,
-                dst_ip: flow.dst,
-                dst_port: flow.dst_port,
-                protocol: flow.protocol,
-                icmp_type: flow.icmp.map(|i| i.kind),
-                icmp_code: flow.icmp.map(|i| i.code),
-                fl_action: flow.action.as_str(),
-                packets: flow.packets,
-                bytes: flow.bytes,
-                scope: placement.scope.as_str(),
-                ends: shared_ends(&mut ends_cache, &placement),
-                decision: match decision {
-                    Decision::Allow { .. } => "allow",
-                    Decision::Block { .. } => "block",
-                    Decision::None => "none",
-                },
-                rule,
-                deciding_rule_uuid: deciding,
-                reason,
-                indeterminate_rules: indeterminate.clone(),
-                snapshot_version: version.clone(),
-            }
+        let side = FlowSide {
+            flow,
+            placement: &placement,
+            ends: shared_ends(&mut ends_cache, &placement),
+            decision: evaluation.as_ref().map_or(Decision::None, |e| e.decision),
+            indeterminate: indeterminate.as_deref(),
         };
-        if let Some(evaluation) = &evaluation {
-            let deciding = decision
-                .rule()
-                .map(|r| CompactString::from(engine.rule(r).rule.uuid.as_str()));
-            for &observed in &evaluation.observed {
-                records.push(Record::hit(hit(
-                    RecordType::ObserveHit,
-                    Some(observed),
-                    None,
-                    deciding.clone(),
-                )));
-            }
+        let mut rule_ref = |id: RuleId| {
+            rule_refs
+                .entry(id)
+                .or_insert_with(|| Arc::new(describe_rule(engine, id)))
+                .clone()
+        };
+        let uuid = |id: RuleId| CompactString::from(engine.rule(id).rule.uuid.as_str());
+        let deciding = side.decision.rule().map(uuid);
+        for &observed in verdict.observed {
+            let rule = rule_ref(observed);
+            records.push(Record::hit(side.record(
+                RecordType::ObserveHit,
+                Some(rule),
+                None,
+                deciding.clone(),
+                &id_prefixes,
+                &version,
+            )));
         }
-        match (flow.action, decision, reply) {
-            (FlowAction::Reject, Decision::Block { rule }, _) => records.push(Record::hit(hit(
-                RecordType::BlockHit,
-                Some(rule),
-                None,
-                None,
-            ))),
-            (FlowAction::Reject, _, true) => records.push(Record::hit(hit(
-                RecordType::UnattributedBlock,
-                None,
-                Some("reply"),
-                None,
-            ))),
-            // An ESG rule that cannot be resolved would match before the decision: it may be what
-            // blocked the flow, and the record says so, naming it.
-            (FlowAction::Reject, Decision::Allow { .. } | Decision::None, _)
-                if maybe_blocking.is_some() =>
-            {
-                records.push(Record::hit(hit(
-                    RecordType::UnattributedBlock,
-                    maybe_blocking,
-                    Some("indeterminate_rule"),
-                    decision
-                        .rule()
-                        .map(|r| CompactString::from(engine.rule(r).rule.uuid.as_str())),
-                )))
-            }
-            (FlowAction::Reject, Decision::Allow { rule }, _) => records.push(Record::hit(hit(
-                RecordType::UnattributedBlock,
-                Some(rule),
-                Some("esg_allows"),
-                None,
-            ))),
-            (FlowAction::Reject, Decision::None, _) => records.push(Record::hit(hit(
-                RecordType::UnattributedBlock,
-                None,
-                Some("no_esg_rule"),
-                None,
-            ))),
-            (FlowAction::Accept, Decision::Block { rule }, false) => {
-                records.push(Record::hit(hit(
-                    RecordType::SnapshotDrift,
-                    Some(rule),
-                    Some("esg_blocks"),
-                    None,
-                )))
-            }
-            (FlowAction::Accept, _, _) => {}
+        if let Some(outcome) = verdict.outcome {
+            let (rule, reason, deciding) = match outcome {
+                Outcome::BlockHit { rule } => (Some(rule), None, None),
+                Outcome::Unattributed {
+                    reason,
+                    rule,
+                    deciding,
+                } => (rule, Some(reason), deciding.map(uuid)),
+                Outcome::Drift { rule } => (Some(rule), Some(Reason::EsgBlocks), None),
+            };
+            records.push(Record::hit(side.record(
+                outcome.record_type(),
+                rule.map(&mut rule_ref),
+                reason,
+                deciding,
+                &id_prefixes,
+                &version,
+            )));
         }
     }
     records.reserve_exact(traffic.len() + counters.len());
-    for ((scope, vpc, src, dst, port, protocol, action), aggregate, connection) in traffic {
-        let scope = scope.as_str();
-        records.push(Record::Traffic(Box::new(TrafficRecord {
-            record_type: RecordType::Traffic,
-            record_id: RecordId::parts()
-                .text(scope)
-                .text(vpc.unwrap_or(""))
-                .ip(src)
-                .ip(dst)
-                .number(port.map_or(0, u64::from))
-                .number(u64::from(protocol))
-                .number(action_code(action))
-                .number(aggregate.first_seen)
-                .number(aggregate.last_seen)
-                .number(aggregate.requests + aggregate.replies)
-                .finish_after(&id_prefixes[RecordType::Traffic as usize]),
-            time: aggregate.last_seen,
-            scope,
-            vpc: vpc.map(CompactString::from),
-            src_ip: src,
-            dst_ip: dst,
-            dst_port: port,
-            protocol,
-            fl_action: action.as_str(),
-            ends: shared_ends(&mut ends_cache, &connection),
-            peer: peer_of(&connection, src, dst),
-            flows: aggregate.requests + aggregate.replies,
-            requests: aggregate.requests,
-            replies: aggregate.replies,
-            connections: aggregate.connections,
-            packets: aggregate.packets,
-            bytes: aggregate.bytes,
-            first_seen: aggregate.first_seen,
-            last_seen: aggregate.last_seen,
-            snapshot_version: version.clone(),
-        })));
+    traffic.into_records(
+        &mut records,
+        &mut ends_cache,
+        &id_prefixes[RecordType::Traffic as usize],
+        &version,
+    );
+    rule_hits(engine, counters, &mut records, &id_prefixes, &version);
+    // Counted in arrays in the loops, kept as named maps in the report.
+    let mut type_counts = [0usize; RecordType::VARIANTS.len()];
+    for record in &records {
+        type_counts[record.record_type() as usize] += 1;
     }
-    // Hit counters per rule. Their ids include a fingerprint of the batch (its traffic record
-    // ids, which cover every judged flow), so equal counts from two batches stay two records while
-    // a retried batch writes the same ids.
+    stats.records = RecordType::VARIANTS
+        .iter()
+        .copied()
+        .zip(type_counts)
+        .filter(|&(_, n)| n > 0)
+        .collect();
+    stats.scopes = Scope::VARIANTS
+        .iter()
+        .zip(scope_counts)
+        .filter(|&(_, n)| n > 0)
+        .map(|(scope, n)| (scope.as_str(), n))
+        .collect();
+    Judged { records, stats }
+}
+
+impl FlowSide<'_> {
+    /// A hit record of this flow.
+    fn record(
+        &self,
+        record_type: RecordType,
+        rule: Option<Arc<RuleRef>>,
+        reason: Option<Reason>,
+        deciding: Option<CompactString>,
+        id_prefixes: &[IdPrefix],
+        version: &Arc<str>,
+    ) -> HitRecord {
+        let flow = self.flow;
+        let uuid = rule.as_ref().map_or("", |r| r.rule_uuid.as_str());
+        HitRecord {
+            record_id: RecordId::parts()
+                .text(&flow.eni)
+                .ip(flow.src)
+                .number(flow.src_port.map_or(0, u64::from))
+                .ip(flow.dst)
+                .number(flow.dst_port.map_or(0, u64::from))
+                .number(u64::from(flow.protocol))
+                .number(flow.start)
+                .number(flow.end)
+                .text(uuid)
+                .finish_after(&id_prefixes[record_type as usize]),
+            record_type,
+            time: flow.end,
+            start: flow.start,
+            end: flow.end,
+            account_id: flow.account_id.clone(),
+            eni: flow.eni.clone(),
+            direction: self.placement.direction,
+            src_ip: flow.src,
+            src_port: flow.src_port,
+            dst_ip: flow.dst,
+            dst_port: flow.dst_port,
+            protocol: flow.protocol,
+            protocol_name: ProtocolName(flow.protocol),
+            icmp_type: flow.icmp.map(|i| i.kind),
+            icmp_code: flow.icmp.map(|i| i.code),
+            fl_action: flow.action,
+            packets: flow.packets,
+            bytes: flow.bytes,
+            scope: self.placement.scope,
+            ends: self.ends.clone(),
+            decision: self.decision.kind(),
+            rule,
+            deciding_rule_uuid: deciding,
+            reason,
+            indeterminate_rules: self.indeterminate.map(str::to_string),
+            snapshot_version: version.clone(),
+        }
+    }
+}
+
+/// Counts one hit of `rule` by `flow`.
+fn count_hit(
+    counters: &mut FastMap<RuleId, HitCounter>,
+    rule: RuleId,
+    flow: &FlowRecord,
+    block: bool,
+    observe: bool,
+) {
+    let counter = counters.entry(rule).or_insert_with(|| HitCounter {
+        first: u64::MAX,
+        ..HitCounter::default()
+    });
+    counter.hits += 1;
+    counter.block_hits += u64::from(block);
+    counter.observe_hits += u64::from(observe);
+    counter.first = counter.first.min(flow.start);
+    counter.last = counter.last.max(flow.end);
+}
+
+/// What identifies a traffic aggregate: the connection's scope and VPC, initiator, responder,
+/// service port, protocol and flow-log action.
+type TrafficKey<'e> = (
+    Scope,
+    Option<&'e str>,
+    IpAddr,
+    IpAddr,
+    Option<u16>,
+    u8,
+    FlowAction,
+);
+
+/// The batch's traffic aggregates in the order their first flow came (deterministic for a
+/// given batch, so a retry writes the same records in the same order), found by key.
+struct TrafficTable<'e> {
+    aggregates: Vec<(TrafficKey<'e>, Aggregate, Placement<'e>)>,
+    slots: FastMap<TrafficKey<'e>, usize>,
+    /// (aggregate, client port or ICMP id): one entry per connection.
+    connections: std::collections::HashSet<(usize, Option<u16>), foldhash::fast::RandomState>,
+}
+
+impl<'e> TrafficTable<'e> {
+    fn with_capacity(flows: usize) -> Self {
+        Self {
+            aggregates: Vec::with_capacity(flows),
+            slots: FastMap::with_capacity_and_hasher(flows, Default::default()),
+            connections: std::collections::HashSet::with_capacity_and_hasher(
+                flows,
+                Default::default(),
+            ),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.aggregates.len()
+    }
+
+    /// Adds one flow record (a request, or a reply folded into its connection) to its
+    /// aggregate; answers how many sums reached `u64::MAX`.
+    fn add(&mut self, flow: &FlowRecord, reply: bool, connection: Placement<'e>) -> usize {
+        let (src, dst, port) = if reply {
+            (flow.dst, flow.src, flow.src_port)
+        } else {
+            (flow.src, flow.dst, flow.dst_port)
+        };
+        let vpc = connection.src.vpc.or(connection.dst.vpc);
+        let key = (
+            connection.scope,
+            vpc,
+            src,
+            dst,
+            port,
+            flow.protocol,
+            flow.action,
+        );
+        let aggregates = &mut self.aggregates;
+        let slot = *self.slots.entry(key).or_insert_with(|| {
+            let aggregate = Aggregate {
+                first_seen: u64::MAX,
+                ..Aggregate::default()
+            };
+            aggregates.push((key, aggregate, connection));
+            aggregates.len() - 1
+        });
+        let client = match flow.icmp {
+            Some(icmp) => icmp.id,
+            None if reply => flow.dst_port,
+            None => flow.src_port,
+        };
+        let new_connection = self.connections.insert((slot, client));
+        let aggregate = &mut self.aggregates[slot].1;
+        aggregate.replies += u64::from(reply);
+        aggregate.requests += u64::from(!reply);
+        aggregate.connections += u64::from(new_connection);
+        // Counters stop at u64::MAX rather than wrap (or panic): the batch is counted, and the
+        // summary says how many sums reached the ceiling.
+        let (packets, overflow_p) = aggregate.packets.overflowing_add(flow.packets.unwrap_or(0));
+        let (bytes, overflow_b) = aggregate.bytes.overflowing_add(flow.bytes.unwrap_or(0));
+        aggregate.packets = if overflow_p { u64::MAX } else { packets };
+        aggregate.bytes = if overflow_b { u64::MAX } else { bytes };
+        aggregate.first_seen = aggregate.first_seen.min(flow.start);
+        aggregate.last_seen = aggregate.last_seen.max(flow.end);
+        usize::from(overflow_p) + usize::from(overflow_b)
+    }
+
+    /// The aggregates as traffic records.
+    fn into_records(
+        self,
+        records: &mut Vec<Record>,
+        ends_cache: &mut FastMap<PlacementKey, Arc<Ends>>,
+        id_prefix: &IdPrefix,
+        version: &Arc<str>,
+    ) {
+        for ((scope, vpc, src, dst, port, protocol, action), aggregate, connection) in
+            self.aggregates
+        {
+            let flows = aggregate.requests + aggregate.replies;
+            records.push(Record::Traffic(Box::new(TrafficRecord {
+                record_type: RecordType::Traffic,
+                record_id: RecordId::parts()
+                    .text(scope.as_str())
+                    .text(vpc.unwrap_or(""))
+                    .ip(src)
+                    .ip(dst)
+                    .number(port.map_or(0, u64::from))
+                    .number(u64::from(protocol))
+                    .number(action_code(action))
+                    .number(aggregate.first_seen)
+                    .number(aggregate.last_seen)
+                    .number(flows)
+                    .finish_after(id_prefix),
+                time: aggregate.last_seen,
+                scope,
+                vpc: vpc.map(CompactString::from),
+                src_ip: src,
+                dst_ip: dst,
+                dst_port: port,
+                protocol,
+                protocol_name: ProtocolName(protocol),
+                fl_action: action,
+                ends: shared_ends(ends_cache, &connection),
+                peer: peer_of(&connection, src, dst),
+                flows,
+                requests: aggregate.requests,
+                replies: aggregate.replies,
+                connections: aggregate.connections,
+                packets: aggregate.packets,
+                bytes: aggregate.bytes,
+                first_seen: aggregate.first_seen,
+                last_seen: aggregate.last_seen,
+                snapshot_version: version.clone(),
+            })));
+        }
+    }
+}
+
+/// Hit counters per rule. Their ids include a fingerprint of the batch (its traffic record ids,
+/// which cover every judged flow), so equal counts from two batches stay two records while a
+/// retried batch writes the same ids.
+fn rule_hits(
+    engine: &Engine,
+    counters: FastMap<RuleId, HitCounter>,
+    records: &mut Vec<Record>,
+    id_prefixes: &[IdPrefix],
+    version: &Arc<str>,
+) {
     let mut fingerprint = RecordId::new("batch");
     for record in records
         .iter()
@@ -605,7 +766,7 @@ pub fn judge(
         fingerprint.text(record.record_id());
     }
     let fingerprint = fingerprint.finish();
-    let mut counters: Vec<(u32, HitCounter)> = counters.into_iter().collect();
+    let mut counters: Vec<(RuleId, HitCounter)> = counters.into_iter().collect();
     counters.sort_unstable_by_key(|(rule, _)| *rule);
     for (rule, counter) in counters {
         let compiled = engine.rule(rule);
@@ -617,7 +778,7 @@ pub fn judge(
                 .finish_after(&id_prefixes[RecordType::RuleHits as usize]),
             time: counter.last,
             rule_uuid: compiled.rule.uuid.clone(),
-            rule_action: compiled.rule.action.as_str(),
+            rule_action: compiled.rule.action,
             hits: counter.hits,
             block_hits: counter.block_hits,
             observe_hits: counter.observe_hits,
@@ -626,23 +787,6 @@ pub fn judge(
             snapshot_version: version.to_string(),
         })));
     }
-    // Counted in arrays in the loops, kept as named maps in the report.
-    let mut type_counts = [0usize; RecordType::ALL.len()];
-    for record in &records {
-        type_counts[record.record_type() as usize] += 1;
-    }
-    stats.records = RecordType::ALL
-        .into_iter()
-        .zip(type_counts)
-        .filter(|&(_, n)| n > 0)
-        .collect();
-    stats.scopes = Scope::ALL
-        .into_iter()
-        .zip(scope_counts)
-        .filter(|&(_, n)| n > 0)
-        .map(|(scope, n)| (scope.as_str(), n))
-        .collect();
-    (records, stats)
 }
 
 /// The flow-log action in a record id: one byte instead of the word.
@@ -757,7 +901,7 @@ mod tests {
                         .as_ref()
                         .map(|r| r.rule_uuid.clone())
                         .unwrap_or_default(),
-                    hit.reason.unwrap_or("").to_string(),
+                    hit.reason.map_or("", Reason::as_str).to_string(),
                 )),
                 Record::Traffic(t) => traffic.push((
                     t.scope.to_string(),
@@ -769,6 +913,87 @@ mod tests {
             }
         }
         (hits, traffic)
+    }
+
+    /// The core rule as a table: flow-log action × decision × reply × an indeterminate rule
+    /// that could match, each row checked with and without observe hits. Every combination
+    /// appears exactly once.
+    #[test]
+    fn classify_table() {
+        use FlowAction::{Accept, Reject};
+        const ALLOWING: RuleId = 1;
+        const BLOCKING: RuleId = 2;
+        const SUSPECT: RuleId = 9;
+        let allow = Decision::Allow { rule: ALLOWING };
+        let block = Decision::Block { rule: BLOCKING };
+        let none = Decision::None;
+        let unattributed = |reason, rule, deciding| {
+            Some(Outcome::Unattributed {
+                reason,
+                rule,
+                deciding,
+            })
+        };
+        let reply = unattributed(Reason::Reply, None, None);
+        #[rustfmt::skip]
+        let table: [(FlowAction, Decision, bool, bool, Option<Outcome>); 24] = [
+            // action  decision reply  suspect  outcome
+            (Accept, allow, false, false, None),
+            (Accept, allow, false, true,  None),
+            (Accept, block, false, false, Some(Outcome::Drift { rule: BLOCKING })),
+            (Accept, block, false, true,  Some(Outcome::Drift { rule: BLOCKING })),
+            (Accept, none,  false, false, None),
+            (Accept, none,  false, true,  None),
+            (Accept, allow, true,  false, None),
+            (Accept, allow, true,  true,  None),
+            (Accept, block, true,  false, None),
+            (Accept, block, true,  true,  None),
+            (Accept, none,  true,  false, None),
+            (Accept, none,  true,  true,  None),
+            (Reject, allow, false, false, unattributed(Reason::EsgAllows, Some(ALLOWING), None)),
+            (Reject, allow, false, true,  unattributed(Reason::IndeterminateRule, Some(SUSPECT), Some(ALLOWING))),
+            (Reject, block, false, false, Some(Outcome::BlockHit { rule: BLOCKING })),
+            (Reject, block, false, true,  Some(Outcome::BlockHit { rule: BLOCKING })),
+            (Reject, none,  false, false, unattributed(Reason::NoEsgRule, None, None)),
+            (Reject, none,  false, true,  unattributed(Reason::IndeterminateRule, Some(SUSPECT), None)),
+            (Reject, allow, true,  false, reply),
+            (Reject, allow, true,  true,  reply),
+            (Reject, block, true,  false, reply),
+            (Reject, block, true,  true,  reply),
+            (Reject, none,  true,  false, reply),
+            (Reject, none,  true,  true,  reply),
+        ];
+        let combinations: BTreeSet<_> = table
+            .iter()
+            .map(|&(action, decision, reply, suspect, _)| {
+                (action, decision.kind() as u8, reply, suspect)
+            })
+            .collect();
+        assert_eq!(combinations.len(), 2 * 3 * 2 * 2, "every combination once");
+        for (action, decision, reply, suspect, outcome) in table {
+            for observed in [&[][..], &[5, 6][..]] {
+                let evaluation = Evaluation {
+                    decision,
+                    observed: observed.iter().copied().collect(),
+                    indeterminate: suspect.then_some(SUSPECT).into_iter().collect(),
+                    suspect: suspect.then_some(SUSPECT),
+                };
+                let row = (action, decision, reply, suspect, observed);
+                let verdict = classify(action, Some(&evaluation), reply);
+                assert_eq!(verdict.outcome, outcome, "{row:?}");
+                let expected_observed: &[RuleId] = if reply { &[] } else { observed };
+                assert_eq!(verdict.observed, expected_observed, "{row:?}");
+                if reply {
+                    assert_eq!(classify(action, None, true), verdict, "{row:?}");
+                }
+            }
+        }
+        // A new connection without an evaluation is one no rule decides.
+        assert_eq!(
+            classify(Reject, None, false).outcome,
+            unattributed(Reason::NoEsgRule, None, None)
+        );
+        assert_eq!(classify(Accept, None, false).outcome, None);
     }
 
     /// The six example lines Tencent publishes for ENI flow logs, each with what it must produce.
@@ -784,7 +1009,7 @@ mod tests {
         ];
         let flows = flows(&lines);
         assert_eq!(flows.len(), 4, "NODATA and SKIPDATA carry no flow");
-        let (records, stats) = judge(&engine(), flows, &Monitored::All);
+        let Judged { records, stats } = judge(&engine(), flows, &Monitored::All);
         let (hits, traffic) = summary(&records);
         assert_eq!(
             hits,
@@ -833,7 +1058,7 @@ mod tests {
     #[test]
     fn an_icmp_echo_request_blocked_by_a_drop_rule_names_it() {
         let flows = flows(&["V1 1251762227 eni-lq6mkcis 198.51.100.7 172.31.16.139 0 0 1 4 336 1432917027 1432917142 REJECT OK"]);
-        let (records, stats) = judge(&engine(), flows, &Monitored::All);
+        let Judged { records, stats } = judge(&engine(), flows, &Monitored::All);
         assert_eq!(stats.replies, 0);
         assert_eq!(
             summary(&records).0,
@@ -849,11 +1074,11 @@ mod tests {
             "2 1251762227 eni-lq6mkcis 203.0.113.9 172.31.16.139 51000 443 6 10 900 1432917027 1432917142 ACCEPT OK",
             "2 1251762227 eni-lq6mkcis 172.31.16.139 203.0.113.9 443 51000 6 10 9000 1432917027 1432917142 ACCEPT OK",
         ]);
-        let (records, _) = judge(&engine(), flows, &Monitored::All);
+        let Judged { records, .. } = judge(&engine(), flows, &Monitored::All);
         let traffic = traffic_of(&records);
         assert_eq!(traffic.len(), 1, "{traffic:?}");
         let inbound = traffic[0];
-        assert_eq!(inbound.scope, "vpc_inbound");
+        assert_eq!(inbound.scope, Scope::VpcInbound);
         assert_eq!(inbound.dst_port, Some(443));
         assert_eq!(inbound.bytes, 9900);
         assert_eq!(
@@ -866,7 +1091,7 @@ mod tests {
             (2, 1, 1, 1),
             "two records, one connection"
         );
-        assert_eq!(inbound.peer, "internet");
+        assert_eq!(inbound.peer, Peer::Internet);
         let ends = &inbound.ends;
         assert_eq!(
             (
@@ -894,19 +1119,22 @@ mod tests {
             "2 1251762227 eni-lq6mkcis 172.31.16.139 10.8.0.5 40001 5432 6 1 60 1432917027 1432917142 ACCEPT OK",
             "2 1251762227 eni-lq6mkcis 172.31.16.139 192.168.100.4 40002 443 6 1 60 1432917027 1432917142 ACCEPT OK",
         ]);
-        let (records, _) = judge(&engine(), flows, &Monitored::All);
+        let Judged { records, .. } = judge(&engine(), flows, &Monitored::All);
         let traffic = traffic_of(&records);
-        let cross = traffic.iter().find(|t| t.scope == "cross_vpc").unwrap();
+        let cross = traffic.iter().find(|t| t.scope == Scope::CrossVpc).unwrap();
         assert_eq!(
             (cross.ends.src_vpc.as_deref(), cross.ends.dst_vpc.as_deref()),
             (Some("vpc-doc"), Some("vpc-peer"))
         );
         assert_eq!(
             (cross.peer, cross.connections, cross.flows),
-            ("other_vpc", 2, 2)
+            (Peer::OtherVpc, 2, 2)
         );
-        let outbound = traffic.iter().find(|t| t.scope == "vpc_outbound").unwrap();
-        assert_eq!(outbound.peer, "private");
+        let outbound = traffic
+            .iter()
+            .find(|t| t.scope == Scope::VpcOutbound)
+            .unwrap();
+        assert_eq!(outbound.peer, Peer::Private);
         // Found from both VPCs by the record's own fields (as a CLS filter on src_vpc or dst_vpc).
         for vpc in ["vpc-doc", "vpc-peer"] {
             assert!(traffic
@@ -921,7 +1149,7 @@ mod tests {
     #[test]
     fn an_unattributed_block_names_the_rule_that_may_explain_it() {
         let flows = flows(&["2 1251762227 eni-lq6mkcis 172.31.16.139 192.0.2.10 40000 8443 6 1 60 1432917027 1432917142 REJECT OK"]);
-        let (records, _) = judge(&engine(), flows, &Monitored::All);
+        let Judged { records, .. } = judge(&engine(), flows, &Monitored::All);
         assert_eq!(
             summary(&records).0,
             [(
@@ -941,7 +1169,7 @@ mod tests {
             .map(|i| format!("2 1251762227 eni-lq6mkcis 203.0.113.9 172.31.16.139 5100{i} 443 6 {big} {big} 1432917027 1432917142 ACCEPT OK"))
             .collect();
         let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
-        let (records, stats) = judge(&engine(), flows(&lines), &Monitored::All);
+        let Judged { records, stats } = judge(&engine(), flows(&lines), &Monitored::All);
         let traffic = traffic_of(&records)[0];
         assert_eq!((traffic.packets, traffic.bytes), (u64::MAX, u64::MAX));
         assert_eq!(

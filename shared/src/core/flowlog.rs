@@ -147,8 +147,23 @@ pub struct Icmp {
 }
 
 /// The FL `action` field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "UPPERCASE")]
+#[strum(serialize_all = "UPPERCASE")]
 pub enum FlowAction {
     /// Allowed by security group and network ACL.
     Accept,
@@ -159,10 +174,7 @@ pub enum FlowAction {
 impl FlowAction {
     /// `ACCEPT` or `REJECT`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            FlowAction::Accept => "ACCEPT",
-            FlowAction::Reject => "REJECT",
-        }
+        self.into()
     }
 }
 
@@ -178,8 +190,23 @@ pub enum Parsed {
 }
 
 /// Why a record was skipped; the names are the keys of the batch report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 #[non_exhaustive]
 pub enum SkipReason {
     /// The CLS record itself was malformed (no timestamp, content not a string, ...).
@@ -203,22 +230,7 @@ pub enum SkipReason {
 impl SkipReason {
     /// The snake_case name used in reports.
     pub fn as_str(self) -> &'static str {
-        match self {
-            SkipReason::BadRecord => "bad_record",
-            SkipReason::BadJson => "bad_json",
-            SkipReason::FieldCount => "field_count",
-            SkipReason::MissingField => "missing_field",
-            SkipReason::BadAddress => "bad_address",
-            SkipReason::BadNumber => "bad_number",
-            SkipReason::BadAction => "bad_action",
-            SkipReason::BadStatus => "bad_status",
-        }
-    }
-}
-
-impl fmt::Display for SkipReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 

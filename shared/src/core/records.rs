@@ -8,10 +8,29 @@ use std::sync::Arc;
 use compact_str::CompactString;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use strum::{IntoStaticStr, VariantArray};
+
+use crate::core::engine::{DecisionKind, Direction, Scope};
+use crate::core::flowlog::FlowAction;
+use crate::core::snapshot::{Generation, RuleAction};
 
 /// Kinds of records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    IntoStaticStr,
+    strum::Display,
+    VariantArray,
+)]
+#[serde(into = "&'static str")]
+#[strum(serialize_all = "snake_case")]
 pub enum RecordType {
     /// FL REJECT and the deciding ESG rule is a drop rule.
     BlockHit,
@@ -32,30 +51,103 @@ pub enum RecordType {
 }
 
 impl RecordType {
-    /// Every type.
-    pub const ALL: [RecordType; 8] = [
-        RecordType::BlockHit,
-        RecordType::ObserveHit,
-        RecordType::UnattributedBlock,
-        RecordType::SnapshotDrift,
-        RecordType::Traffic,
-        RecordType::RuleChange,
-        RecordType::RuleHygiene,
-        RecordType::RuleHits,
-    ];
+    /// The snake_case name (the same the records and reports carry).
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
 
+/// Why a flow-log REJECT has no ESG block rule behind it, or why an ACCEPT contradicts the
+/// snapshot.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    IntoStaticStr,
+    strum::Display,
+    VariantArray,
+)]
+#[serde(into = "&'static str")]
+#[strum(serialize_all = "snake_case")]
+pub enum Reason {
+    /// The record is a reply; replies are not judged (another security group or the network ACL
+    /// rejected it).
+    Reply,
+    /// An ESG rule that cannot be resolved from the snapshot would match before the decision: it
+    /// may be what blocked the flow.
+    IndeterminateRule,
+    /// The ESG allows the flow: another security group or the network ACL rejected it.
+    EsgAllows,
+    /// No ESG rule decides the flow: another security group or the network ACL rejected it.
+    NoEsgRule,
+    /// The snapshot says an ESG drop rule decides the flow, yet it was accepted.
+    EsgBlocks,
+}
+
+impl Reason {
     /// The snake_case name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            RecordType::BlockHit => "block_hit",
-            RecordType::ObserveHit => "observe_hit",
-            RecordType::UnattributedBlock => "unattributed_block",
-            RecordType::SnapshotDrift => "snapshot_drift",
-            RecordType::Traffic => "traffic",
-            RecordType::RuleChange => "rule_change",
-            RecordType::RuleHygiene => "rule_hygiene",
-            RecordType::RuleHits => "rule_hits",
-        }
+        self.into()
+    }
+}
+
+/// What the other end of a connection is, seen from its VPC.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    IntoStaticStr,
+    strum::Display,
+    VariantArray,
+)]
+#[serde(into = "&'static str")]
+#[strum(serialize_all = "snake_case")]
+pub enum Peer {
+    /// Both ends in one VPC.
+    SameVpc,
+    /// Another known VPC.
+    OtherVpc,
+    /// A private address outside the known VPCs (IDC over a VPN or Direct Connect, peering).
+    Private,
+    /// A public address.
+    Internet,
+    /// Neither end is in a known VPC.
+    Unknown,
+}
+
+impl Peer {
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// A protocol number that serialises as its name (`TCP`, `ICMPv6`, `proto 200`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProtocolName(pub u8);
+
+impl ProtocolName {
+    /// The name.
+    pub fn text(self) -> std::borrow::Cow<'static, str> {
+        crate::core::flowlog::protocol::name(self.0)
+    }
+}
+
+impl Serialize for ProtocolName {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.text())
     }
 }
 
@@ -67,9 +159,9 @@ pub struct RuleRef {
     /// `OrderIndex`.
     pub rule_order: u64,
     /// `new` or `old` ESG.
-    pub rule_generation: &'static str,
+    pub rule_generation: Generation,
     /// accept, drop or observe.
-    pub rule_action: &'static str,
+    pub rule_action: RuleAction,
     /// Description.
     pub rule_description: String,
     /// Source as the rule states it (`net 10.0.0.0/8`, `template ipm-…`).
@@ -98,7 +190,7 @@ pub struct HitRecord {
     /// The ENI that recorded the flow (the one that rejected it, when both ends did).
     pub eni: CompactString,
     /// `ingress`, `egress` or `unknown`, relative to `eni`.
-    pub direction: &'static str,
+    pub direction: Direction,
     /// Source address.
     pub src_ip: IpAddr,
     /// Source port.
@@ -111,6 +203,8 @@ pub struct HitRecord {
     pub dst_port: Option<u16>,
     /// IANA protocol number.
     pub protocol: u8,
+    /// Its name (`TCP`, `ICMPv6`, `proto 200`).
+    pub protocol_name: ProtocolName,
     /// ICMP type, for ICMP flows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub icmp_type: Option<u8>,
@@ -118,7 +212,7 @@ pub struct HitRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub icmp_code: Option<u8>,
     /// `ACCEPT` or `REJECT`.
-    pub fl_action: &'static str,
+    pub fl_action: FlowAction,
     /// Packets.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub packets: Option<u64>,
@@ -126,12 +220,12 @@ pub struct HitRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes: Option<u64>,
     /// Traffic scope.
-    pub scope: &'static str,
+    pub scope: Scope,
     /// Where both ends are (shared by the records of one placement).
     #[serde(flatten)]
     pub ends: Arc<Ends>,
     /// The snapshot's decision: `allow`, `block` or `none`.
-    pub decision: &'static str,
+    pub decision: DecisionKind,
     /// The rule the record is about: the deciding drop rule (block hit, drift), the observe rule
     /// (observe hit), the allowing rule (unattributed block of an allowed flow).
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
@@ -139,10 +233,9 @@ pub struct HitRecord {
     /// For observe hits: the rule that decided the flow, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deciding_rule_uuid: Option<CompactString>,
-    /// Why an unattributed block or drift happened: `no_esg_rule`, `esg_allows`, `reply`,
-    /// `esg_blocks`.
+    /// Why an unattributed block or drift happened.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<&'static str>,
+    pub reason: Option<Reason>,
     /// Rules before the decision that could not be judged from the snapshot (comma list).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub indeterminate_rules: Option<String>,
@@ -223,7 +316,7 @@ pub struct TrafficRecord {
     /// Last seen, Unix seconds (the record's time).
     pub time: u64,
     /// Traffic scope.
-    pub scope: &'static str,
+    pub scope: Scope,
     /// The monitored VPC the traffic belongs to (the source's, else the destination's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vpc: Option<CompactString>,
@@ -236,14 +329,15 @@ pub struct TrafficRecord {
     pub dst_port: Option<u16>,
     /// IANA protocol number.
     pub protocol: u8,
+    /// Its name.
+    pub protocol_name: ProtocolName,
     /// `ACCEPT` or `REJECT`.
-    pub fl_action: &'static str,
+    pub fl_action: FlowAction,
     /// Where both ends of the connection are.
     #[serde(flatten)]
     pub ends: Arc<Ends>,
-    /// What the other end is, seen from the VPC: `same_vpc`, `other_vpc`, `private` (a private
-    /// address outside the known VPCs), `internet`, or `unknown` (neither end known).
-    pub peer: &'static str,
+    /// What the other end is, seen from the VPC.
+    pub peer: Peer,
     /// Flow records counted (requests and replies).
     pub flows: u64,
     /// Records in the request direction.
@@ -278,14 +372,14 @@ pub struct RuleChangeRecord {
     /// Rule id.
     pub rule_uuid: String,
     /// `new` or `old` ESG.
-    pub rule_generation: &'static str,
+    pub rule_generation: Generation,
     /// The rule's position now (before, for a removed rule).
     pub rule_order: u64,
     /// Its position before, for a reordered or modified rule whose position changed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previous_order: Option<u64>,
     /// accept, drop or observe (now; before, for a removed rule).
-    pub rule_action: &'static str,
+    pub rule_action: RuleAction,
     /// Description.
     pub rule_description: String,
     /// The fields that changed (comma list), for a modified rule.
@@ -319,7 +413,7 @@ pub struct RuleHygieneRecord {
     /// Position.
     pub rule_order: u64,
     /// accept, drop or observe.
-    pub rule_action: &'static str,
+    pub rule_action: RuleAction,
     /// Description.
     pub rule_description: String,
     /// The rules that cover it (comma list of uuids).
@@ -343,7 +437,7 @@ pub struct RuleHitsRecord {
     /// Rule id.
     pub rule_uuid: String,
     /// accept, drop or observe.
-    pub rule_action: &'static str,
+    pub rule_action: RuleAction,
     /// Flows the rule decided or observed in the batch.
     pub hits: u64,
     /// Of which block hits.
@@ -496,15 +590,18 @@ impl Record {
                 emit("record_type", Some(Text(h.record_type.as_str())));
                 emit("snapshot_version", Some(Text(&h.snapshot_version)));
                 emit("account_id", Some(Text(&h.account_id)));
-                emit("scope", Some(Text(h.scope)));
-                emit("direction", Some(Text(h.direction)));
-                emit("decision", Some(Text(h.decision)));
-                emit("fl_action", Some(Text(h.fl_action)));
-                emit("reason", h.reason.map(Text));
+                emit("scope", Some(Text(h.scope.as_str())));
+                emit("direction", Some(Text(h.direction.as_str())));
+                emit("decision", Some(Text(h.decision.as_str())));
+                emit("fl_action", Some(Text(h.fl_action.as_str())));
+                emit("reason", h.reason.map(|r| Text(r.as_str())));
                 emit("rule_uuid", rule.map(|r| Text(&r.rule_uuid)));
                 emit("rule_order", rule.map(|r| Number(r.rule_order)));
-                emit("rule_action", rule.map(|r| Text(r.rule_action)));
-                emit("rule_generation", rule.map(|r| Text(r.rule_generation)));
+                emit("rule_action", rule.map(|r| Text(r.rule_action.as_str())));
+                emit(
+                    "rule_generation",
+                    rule.map(|r| Text(r.rule_generation.as_str())),
+                );
                 emit("rule_description", rule.map(|r| Text(&r.rule_description)));
                 emit("rule_source", rule.map(|r| Text(&r.rule_source)));
                 emit("rule_destination", rule.map(|r| Text(&r.rule_destination)));
@@ -518,6 +615,7 @@ impl Record {
                     h.indeterminate_rules.as_deref().map(Text),
                 );
                 emit("protocol", Some(Number(h.protocol.into())));
+                emit("protocol_name", Some(Text(&h.protocol_name.text())));
                 h.ends.visit(&mut emit);
                 emit("eni", Some(Text(&h.eni)));
                 emit("dst_ip", Some(Ip(h.dst_ip)));
@@ -536,12 +634,13 @@ impl Record {
             Record::Traffic(t) => {
                 emit("record_type", Some(Text(t.record_type.as_str())));
                 emit("snapshot_version", Some(Text(&t.snapshot_version)));
-                emit("scope", Some(Text(t.scope)));
+                emit("scope", Some(Text(t.scope.as_str())));
                 emit("vpc", t.vpc.as_deref().map(Text));
-                emit("peer", Some(Text(t.peer)));
-                emit("fl_action", Some(Text(t.fl_action)));
+                emit("peer", Some(Text(t.peer.as_str())));
+                emit("fl_action", Some(Text(t.fl_action.as_str())));
                 t.ends.visit(&mut emit);
                 emit("protocol", Some(Number(t.protocol.into())));
+                emit("protocol_name", Some(Text(&t.protocol_name.text())));
                 emit("dst_port", t.dst_port.map(|p| Number(p.into())));
                 emit("dst_ip", Some(Ip(t.dst_ip)));
                 emit("src_ip", Some(Ip(t.src_ip)));
@@ -565,9 +664,9 @@ impl Record {
                 emit("previous_order", c.previous_order.map(Number));
                 emit("record_id", Some(Text(&c.record_id)));
                 emit("record_type", Some(Text(c.record_type.as_str())));
-                emit("rule_action", Some(Text(c.rule_action)));
+                emit("rule_action", Some(Text(c.rule_action.as_str())));
                 emit("rule_description", Some(Text(&c.rule_description)));
-                emit("rule_generation", Some(Text(c.rule_generation)));
+                emit("rule_generation", Some(Text(c.rule_generation.as_str())));
                 emit("rule_order", Some(Number(c.rule_order)));
                 emit("rule_uuid", Some(Text(&c.rule_uuid)));
                 emit("snapshot_version", Some(Text(&c.snapshot_version)));
@@ -579,7 +678,7 @@ impl Record {
                 emit("finding", Some(Text(h.finding)));
                 emit("record_id", Some(Text(&h.record_id)));
                 emit("record_type", Some(Text(h.record_type.as_str())));
-                emit("rule_action", Some(Text(h.rule_action)));
+                emit("rule_action", Some(Text(h.rule_action.as_str())));
                 emit("rule_description", Some(Text(&h.rule_description)));
                 emit("rule_order", Some(Number(h.rule_order)));
                 emit("rule_uuid", Some(Text(&h.rule_uuid)));
@@ -594,7 +693,7 @@ impl Record {
                 emit("observe_hits", Some(Number(h.observe_hits)));
                 emit("record_id", Some(Text(&h.record_id)));
                 emit("record_type", Some(Text(h.record_type.as_str())));
-                emit("rule_action", Some(Text(h.rule_action)));
+                emit("rule_action", Some(Text(h.rule_action.as_str())));
                 emit("rule_uuid", Some(Text(&h.rule_uuid)));
                 emit("snapshot_version", Some(Text(&h.snapshot_version)));
                 emit("time", Some(Number(h.time)));
@@ -706,6 +805,48 @@ fn hex_id(digest: &[u8]) -> CompactString {
 mod tests {
     use super::*;
 
+    /// Each name has one source: serde, `as_str` and `Display` agree for every variant, and no
+    /// two variants share a name.
+    fn names_agree<T>()
+    where
+        T: VariantArray
+            + Serialize
+            + Copy
+            + Into<&'static str>
+            + std::fmt::Display
+            + std::fmt::Debug,
+    {
+        let mut seen = std::collections::BTreeSet::new();
+        for &variant in T::VARIANTS {
+            let name: &'static str = variant.into();
+            assert_eq!(serde_json::to_value(variant).unwrap(), name, "{variant:?}");
+            assert_eq!(variant.to_string(), name, "{variant:?}");
+            assert!(seen.insert(name), "{name} twice");
+        }
+    }
+
+    #[test]
+    fn every_enum_a_record_carries_has_one_name_per_variant() {
+        names_agree::<RecordType>();
+        names_agree::<Reason>();
+        names_agree::<Peer>();
+        names_agree::<Scope>();
+        names_agree::<Direction>();
+        names_agree::<DecisionKind>();
+        names_agree::<FlowAction>();
+        names_agree::<crate::core::flowlog::SkipReason>();
+        names_agree::<RuleAction>();
+        names_agree::<Generation>();
+        assert_eq!(Scope::VpcInbound.as_str(), "vpc_inbound");
+        assert_eq!(FlowAction::Reject.as_str(), "REJECT");
+        assert_eq!(Reason::IndeterminateRule.as_str(), "indeterminate_rule");
+        assert_eq!(serde_json::to_value(ProtocolName(58)).unwrap(), "ICMPv6");
+        assert_eq!(
+            serde_json::to_value(ProtocolName(200)).unwrap(),
+            "proto 200"
+        );
+    }
+
     fn hit(full: bool) -> HitRecord {
         let some = |s: &str| full.then(|| CompactString::from(s));
         HitRecord {
@@ -716,26 +857,27 @@ mod tests {
             end: 1_763_942_460,
             account_id: "1251762227".into(),
             eni: "eni-1".into(),
-            direction: "egress",
+            direction: crate::core::engine::Direction::Egress,
             src_ip: "10.0.1.5".parse().unwrap(),
             src_port: full.then_some(40000),
             dst_ip: "2001:db8::8".parse().unwrap(),
             dst_port: full.then_some(3306),
             protocol: 6,
+            protocol_name: crate::core::records::ProtocolName(6),
             icmp_type: full.then_some(8),
             icmp_code: full.then_some(0),
-            fl_action: "REJECT",
+            fl_action: crate::core::flowlog::FlowAction::Reject,
             packets: full.then_some(3),
             bytes: full.then_some(180),
-            scope: "inter_subnet",
+            scope: crate::core::engine::Scope::InterSubnet,
             ends: Arc::new(ends(full)),
-            decision: "block",
+            decision: crate::core::engine::DecisionKind::Block,
             rule: full.then(|| {
                 Arc::new(RuleRef {
                     rule_uuid: "r-1".into(),
                     rule_order: 7,
-                    rule_generation: "new",
-                    rule_action: "observe",
+                    rule_generation: crate::core::snapshot::Generation::New,
+                    rule_action: crate::core::snapshot::RuleAction::Observe,
                     rule_description: "watch \"db\"".into(),
                     rule_source: "net 10.0.0.0/8".into(),
                     rule_destination: "template ipm-1".into(),
@@ -743,7 +885,7 @@ mod tests {
                 })
             }),
             deciding_rule_uuid: some("r-2"),
-            reason: full.then_some("esg_allows"),
+            reason: full.then_some(crate::core::records::Reason::EsgAllows),
             indeterminate_rules: full.then(|| "r-0".to_string()),
             snapshot_version: "v1".into(),
         }
@@ -772,15 +914,16 @@ mod tests {
             record_type: RecordType::Traffic,
             record_id: "fedcba9876543210".into(),
             time: 9,
-            scope: "inbound",
+            scope: crate::core::engine::Scope::VpcInbound,
             vpc: full.then(|| "vpc-a".into()),
             src_ip: "203.0.113.9".parse().unwrap(),
             dst_ip: "10.0.1.5".parse().unwrap(),
             dst_port: full.then_some(443),
             protocol: 6,
-            fl_action: "ACCEPT",
+            protocol_name: crate::core::records::ProtocolName(6),
+            fl_action: crate::core::flowlog::FlowAction::Accept,
             ends: Arc::new(ends(full)),
-            peer: "internet",
+            peer: crate::core::records::Peer::Internet,
             flows: 2,
             requests: 1,
             replies: 1,
@@ -806,10 +949,10 @@ mod tests {
                 time: 5,
                 change: "modified",
                 rule_uuid: "r-1".into(),
-                rule_generation: "new",
+                rule_generation: crate::core::snapshot::Generation::New,
                 rule_order: 2,
                 previous_order: Some(3),
-                rule_action: "drop",
+                rule_action: crate::core::snapshot::RuleAction::Drop,
                 rule_description: "d".into(),
                 fields: Some("port".into()),
                 before: Some("{\"port\":\"80\"}".into()),
@@ -824,7 +967,7 @@ mod tests {
                 finding: "shadowed",
                 rule_uuid: "r-2".into(),
                 rule_order: 9,
-                rule_action: "accept",
+                rule_action: crate::core::snapshot::RuleAction::Accept,
                 rule_description: "x".into(),
                 covering_rules: Some("r-1".into()),
                 detail: "why".into(),
@@ -835,7 +978,7 @@ mod tests {
                 record_id: "3".into(),
                 time: 9,
                 rule_uuid: "r-1".into(),
-                rule_action: "drop",
+                rule_action: crate::core::snapshot::RuleAction::Drop,
                 hits: 4,
                 block_hits: 3,
                 observe_hits: 1,

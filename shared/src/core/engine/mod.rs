@@ -65,7 +65,7 @@ impl FlowKey {
 }
 
 /// Index of a rule in the engine: its priority position (0 is evaluated first).
-pub(crate) type RuleId = u32;
+pub type RuleId = u32;
 
 /// What decided a flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -85,7 +85,47 @@ pub enum Decision {
     None,
 }
 
+/// What kind of decision, as records and answers name it.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::VariantArray,
+)]
+#[serde(into = "&'static str")]
+#[strum(serialize_all = "lowercase")]
+pub enum DecisionKind {
+    /// An accept rule decided.
+    Allow,
+    /// A drop rule decided.
+    Block,
+    /// No ESG rule decided.
+    None,
+}
+
+impl DecisionKind {
+    /// `allow`, `block` or `none`.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
 impl Decision {
+    /// The kind of decision.
+    pub fn kind(self) -> DecisionKind {
+        match self {
+            Decision::Allow { .. } => DecisionKind::Allow,
+            Decision::Block { .. } => DecisionKind::Block,
+            Decision::None => DecisionKind::None,
+        }
+    }
+
     /// The deciding rule, if any.
     pub fn rule(self) -> Option<RuleId> {
         match self {
@@ -105,6 +145,9 @@ pub struct Evaluation {
     /// Rules before the decision that could not be judged (unresolvable addresses or services)
     /// and whose judgeable parts match.
     pub indeterminate: SmallVec<[RuleId; 2]>,
+    /// The indeterminate rule that may have decided the flow instead: the first that would drop
+    /// it, else the first.
+    pub suspect: Option<RuleId>,
 }
 
 /// A rule compiled for evaluation.
@@ -678,10 +721,25 @@ impl Engine {
             Some(unresolved) => unresolved.scan(flow, position).1.into_iter().collect(),
             None => SmallVec::new(),
         };
+        self.evaluation(self.decision_at(position), observed, indeterminate)
+    }
+
+    fn evaluation(
+        &self,
+        decision: Decision,
+        observed: SmallVec<[RuleId; 4]>,
+        indeterminate: SmallVec<[RuleId; 2]>,
+    ) -> Evaluation {
+        let suspect = indeterminate
+            .iter()
+            .copied()
+            .find(|&r| self.rules[r as usize].rule.action == RuleAction::Drop)
+            .or_else(|| indeterminate.first().copied());
         Evaluation {
-            decision: self.decision_at(position),
+            decision,
             observed,
             indeterminate,
+            suspect,
         }
     }
 
@@ -711,20 +769,12 @@ impl Engine {
             }
             if compiled.matches(flow) {
                 if compiled.rule.action.is_terminal() {
-                    return Evaluation {
-                        decision: self.decision_at(position),
-                        observed,
-                        indeterminate,
-                    };
+                    return self.evaluation(self.decision_at(position), observed, indeterminate);
                 }
                 observed.push(position);
             }
         }
-        Evaluation {
-            decision: Decision::None,
-            observed,
-            indeterminate,
-        }
+        self.evaluation(Decision::None, observed, indeterminate)
     }
 
     /// Walks the rules in order and says, for each one considered, why it matched or not.

@@ -17,8 +17,22 @@ use crate::core::snapshot::values::AddressSet;
 use crate::core::snapshot::Snapshot;
 
 /// Traffic scope.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::VariantArray,
+)]
+#[serde(into = "&'static str")]
+#[strum(serialize_all = "snake_case")]
 pub enum Scope {
     /// Both ends in one subnet.
     IntraSubnet,
@@ -35,32 +49,27 @@ pub enum Scope {
 }
 
 impl Scope {
-    /// Every scope, in declaration order (`scope as usize` indexes it).
-    pub const ALL: [Scope; 6] = [
-        Scope::IntraSubnet,
-        Scope::InterSubnet,
-        Scope::VpcInbound,
-        Scope::VpcOutbound,
-        Scope::CrossVpc,
-        Scope::Unknown,
-    ];
-
     /// The snake_case name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::IntraSubnet => "intra_subnet",
-            Scope::InterSubnet => "inter_subnet",
-            Scope::VpcInbound => "vpc_inbound",
-            Scope::VpcOutbound => "vpc_outbound",
-            Scope::CrossVpc => "cross_vpc",
-            Scope::Unknown => "unknown",
-        }
+        self.into()
     }
 }
 
 /// Direction of a flow relative to the ENI that recorded it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::VariantArray,
+)]
+#[serde(into = "&'static str")]
+#[strum(serialize_all = "snake_case")]
 pub enum Direction {
     /// Into the ENI (the destination is one of its addresses).
     Ingress,
@@ -68,6 +77,13 @@ pub enum Direction {
     Egress,
     /// The ENI is unknown or neither address is its own.
     Unknown,
+}
+
+impl Direction {
+    /// `ingress`, `egress` or `unknown`.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
 }
 
 /// Where one address is.

@@ -240,15 +240,12 @@ pub(crate) fn change_records(
                     )
                 }
             };
-            let generation = match c.rule.generation {
-                Generation::New => "new",
-                Generation::Old => "old",
-            };
+            let generation = c.rule.generation;
             RuleChangeRecord {
                 record_type: RecordType::RuleChange,
                 record_id: RecordId::new("rule_change")
                     .text(c.change.as_str())
-                    .text(generation)
+                    .text(generation.as_str())
                     .text(&c.rule.uuid)
                     .text(&before.version)
                     .text(&after.version)
@@ -259,7 +256,7 @@ pub(crate) fn change_records(
                 rule_generation: generation,
                 rule_order: c.rule.order,
                 previous_order: c.previous_order.filter(|&p| p != c.rule.order),
-                rule_action: c.rule.action.as_str(),
+                rule_action: c.rule.action,
                 rule_description: c.rule.description.clone(),
                 fields,
                 before: before_value,

@@ -172,9 +172,23 @@ impl Rule {
 
 /// Which ESG a rule belongs to; new-ESG rules are evaluated first.
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::VariantArray,
 )]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Generation {
     /// The new ESG (source → destination rules without direction).
     #[default]
@@ -183,9 +197,31 @@ pub enum Generation {
     Old,
 }
 
+impl Generation {
+    /// `new` or `old`.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
 /// What a rule does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum RuleAction {
     /// Allow (`accept`, Strategy 2): terminal.
     Accept,
@@ -228,12 +264,7 @@ impl RuleAction {
 
     /// `accept`, `drop` or `observe`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            RuleAction::Accept => "accept",
-            RuleAction::Drop => "drop",
-            RuleAction::Observe => "observe",
-            RuleAction::Unknown => "unknown",
-        }
+        self.into()
     }
 }
 
