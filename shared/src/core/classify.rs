@@ -82,12 +82,15 @@ type FlowIdentity = (
 /// code, when known), overlapping windows.
 /// REJECT wins (the ENI that rejected it is the interesting one), counters take the larger
 /// value, the window the union.
-fn merge_duplicates(flows: Vec<FlowRecord>) -> (Vec<FlowRecord>, usize) {
-    let mut merged: Vec<FlowRecord> = Vec::with_capacity(flows.len());
+fn merge_duplicates(mut flows: Vec<FlowRecord>) -> (Vec<FlowRecord>, usize) {
+    // Merged in place: a duplicate is folded into the first record of its flow and marked, and
+    // the marked ones are dropped at the end (no second vector of flows).
     let mut seen: FastMap<FlowIdentity, SmallIndexes> =
         FastMap::with_capacity_and_hasher(flows.len(), Default::default());
+    let mut merged_away = vec![false; flows.len()];
     let mut duplicates = 0;
-    for flow in flows {
+    for index in 0..flows.len() {
+        let flow = &flows[index];
         let identity = (
             flow.src,
             flow.dst,
@@ -98,29 +101,31 @@ fn merge_duplicates(flows: Vec<FlowRecord>) -> (Vec<FlowRecord>, usize) {
         );
         let slots = seen.entry(identity).or_default();
         let existing = slots.iter().copied().find(|&i| {
-            let other = &merged[i];
+            let other = &flows[i];
             flow.start <= other.end && other.start <= flow.end
         });
-        match existing {
-            Some(i) => {
-                duplicates += 1;
-                let kept = &mut merged[i];
-                if flow.action == FlowAction::Reject && kept.action == FlowAction::Accept {
-                    kept.action = FlowAction::Reject;
-                    kept.eni = flow.eni;
-                }
-                kept.packets = kept.packets.max(flow.packets);
-                kept.bytes = kept.bytes.max(flow.bytes);
-                kept.start = kept.start.min(flow.start);
-                kept.end = kept.end.max(flow.end);
-            }
-            None => {
-                slots.push(merged.len());
-                merged.push(flow);
-            }
+        let Some(kept) = existing else {
+            slots.push(index);
+            continue;
+        };
+        duplicates += 1;
+        merged_away[index] = true;
+        let (head, tail) = flows.split_at_mut(index);
+        let (kept, flow) = (&mut head[kept], &tail[0]);
+        if flow.action == FlowAction::Reject && kept.action == FlowAction::Accept {
+            kept.action = FlowAction::Reject;
+            kept.eni = flow.eni.clone();
         }
+        kept.packets = kept.packets.max(flow.packets);
+        kept.bytes = kept.bytes.max(flow.bytes);
+        kept.start = kept.start.min(flow.start);
+        kept.end = kept.end.max(flow.end);
     }
-    (merged, duplicates)
+    if duplicates > 0 {
+        let mut away = merged_away.into_iter();
+        flows.retain(|_| !away.next().unwrap_or(false));
+    }
+    (flows, duplicates)
 }
 
 type SmallIndexes = smallvec::SmallVec<[usize; 2]>;
@@ -176,6 +181,9 @@ struct Aggregate {
     requests: u64,
     replies: u64,
     connections: u64,
+    /// The first connection's client (port or ICMP id): a second record of the same
+    /// connection is told without the batch's connection set.
+    first_client: Option<u16>,
     packets: u64,
     bytes: u64,
     first_seen: u64,
@@ -202,14 +210,13 @@ fn placement_key(placement: &Placement<'_>) -> PlacementKey {
 }
 
 /// Both ends of a placement, built once per batch and shared by every record placed alike.
-fn shared_ends(
-    cache: &mut FastMap<PlacementKey, Arc<Ends>>,
+fn shared_ends<'c>(
+    cache: &'c mut FastMap<PlacementKey, Arc<Ends>>,
     placement: &Placement<'_>,
-) -> Arc<Ends> {
+) -> &'c Arc<Ends> {
     cache
         .entry(placement_key(placement))
         .or_insert_with(|| Arc::new(ends_of(placement)))
-        .clone()
 }
 
 /// Both ends of a placement, with the names the snapshot has for their VPC and subnet.
@@ -394,7 +401,7 @@ pub struct Judged {
 struct FlowSide<'a> {
     flow: &'a FlowRecord,
     placement: &'a Placement<'a>,
-    ends: Arc<Ends>,
+    ends: &'a Arc<Ends>,
     decision: Decision,
     indeterminate: Option<&'a str>,
 }
@@ -433,7 +440,7 @@ pub fn judge(engine: &Engine, flows: Vec<FlowRecord>, monitored: &Monitored) -> 
         // A reply is folded into its connection (initiator → service port), placed as the
         // connection is: a reply to an inbound connection is inbound traffic.
         let connection = if reply {
-            engine.topology().place(flow.dst, flow.src, Some(&flow.eni))
+            placement.reversed()
         } else {
             placement
         };
@@ -612,24 +619,18 @@ fn count_hit(
     counter.last = counter.last.max(flow.end);
 }
 
-/// What identifies a traffic aggregate: the connection's scope and VPC, initiator, responder,
-/// service port, protocol and flow-log action.
-type TrafficKey<'e> = (
-    Scope,
-    Option<&'e str>,
-    IpAddr,
-    IpAddr,
-    Option<u16>,
-    u8,
-    FlowAction,
-);
+/// What identifies a traffic aggregate: the connection's scope and VPC (by the address of its
+/// id in the topology, where each id is one string), initiator, responder, service port,
+/// protocol and flow-log action.
+type TrafficKey = (Scope, usize, IpAddr, IpAddr, Option<u16>, u8, FlowAction);
 
 /// The batch's traffic aggregates in the order their first flow came (deterministic for a
 /// given batch, so a retry writes the same records in the same order), found by key.
 struct TrafficTable<'e> {
-    aggregates: Vec<(TrafficKey<'e>, Aggregate, Placement<'e>)>,
-    slots: FastMap<TrafficKey<'e>, usize>,
-    /// (aggregate, client port or ICMP id): one entry per connection.
+    aggregates: Vec<(TrafficKey, Aggregate, Placement<'e>)>,
+    slots: FastMap<TrafficKey, usize>,
+    /// (aggregate, client port or ICMP id): one entry per connection of the aggregates with
+    /// more than one client.
     connections: std::collections::HashSet<(usize, Option<u16>), foldhash::fast::RandomState>,
 }
 
@@ -660,29 +661,43 @@ impl<'e> TrafficTable<'e> {
         let vpc = connection.src.vpc.or(connection.dst.vpc);
         let key = (
             connection.scope,
-            vpc,
+            vpc.map_or(0, |v| v.as_ptr() as usize),
             src,
             dst,
             port,
             flow.protocol,
             flow.action,
         );
-        let aggregates = &mut self.aggregates;
-        let slot = *self.slots.entry(key).or_insert_with(|| {
-            let aggregate = Aggregate {
-                first_seen: u64::MAX,
-                ..Aggregate::default()
-            };
-            aggregates.push((key, aggregate, connection));
-            aggregates.len() - 1
-        });
         let client = match flow.icmp {
             Some(icmp) => icmp.id,
             None if reply => flow.dst_port,
             None => flow.src_port,
         };
-        let new_connection = self.connections.insert((slot, client));
+        let aggregates = &mut self.aggregates;
+        let mut created = false;
+        let slot = *self.slots.entry(key).or_insert_with(|| {
+            created = true;
+            let aggregate = Aggregate {
+                first_seen: u64::MAX,
+                first_client: client,
+                ..Aggregate::default()
+            };
+            aggregates.push((key, aggregate, connection));
+            aggregates.len() - 1
+        });
         let aggregate = &mut self.aggregates[slot].1;
+        // Most aggregates hold one connection: its client is kept in the aggregate, and the set
+        // is consulted only once a second client turns up.
+        let new_connection = if created {
+            true
+        } else if aggregate.connections == 1 && aggregate.first_client == client {
+            false
+        } else {
+            if aggregate.connections == 1 {
+                self.connections.insert((slot, aggregate.first_client));
+            }
+            self.connections.insert((slot, client))
+        };
         aggregate.replies += u64::from(reply);
         aggregate.requests += u64::from(!reply);
         aggregate.connections += u64::from(new_connection);
@@ -705,9 +720,9 @@ impl<'e> TrafficTable<'e> {
         id_prefix: &IdPrefix,
         version: &Arc<str>,
     ) {
-        for ((scope, vpc, src, dst, port, protocol, action), aggregate, connection) in
-            self.aggregates
+        for ((scope, _, src, dst, port, protocol, action), aggregate, connection) in self.aggregates
         {
+            let vpc = connection.src.vpc.or(connection.dst.vpc);
             let flows = aggregate.requests + aggregate.replies;
             records.push(Record::Traffic(Box::new(TrafficRecord {
                 record_type: RecordType::Traffic,
@@ -732,7 +747,7 @@ impl<'e> TrafficTable<'e> {
                 protocol,
                 protocol_name: ProtocolName(protocol),
                 fl_action: action,
-                ends: shared_ends(ends_cache, &connection),
+                ends: shared_ends(ends_cache, &connection).clone(),
                 peer: peer_of(&connection, src, dst),
                 flows,
                 requests: aggregate.requests,
@@ -1176,6 +1191,65 @@ mod tests {
             stats.saturated, 4,
             "two sums each for the second and third record"
         );
+    }
+
+    /// A reply's connection is placed by reversing the reply's placement instead of locating
+    /// both addresses again: the same locations and scope as placing the swapped addresses.
+    #[test]
+    fn a_reversed_placement_is_the_swapped_flow_placed() {
+        let engine = engine();
+        let topology = engine.topology();
+        let addresses: Vec<IpAddr> = [
+            "172.31.16.139",
+            "172.31.16.21",
+            "172.31.9.69",
+            "10.8.0.5",
+            "192.168.100.4",
+            "203.0.113.9",
+        ]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+        let mut scopes = BTreeSet::new();
+        for &a in &addresses {
+            for &b in &addresses {
+                if a == b {
+                    continue;
+                }
+                for eni in [Some("eni-lq6mkcis"), None] {
+                    let forward = topology.place(a, b, eni);
+                    let swapped = topology.place(b, a, eni);
+                    assert_eq!(forward.reversed(), swapped, "{a} → {b} on {eni:?}");
+                    scopes.insert(forward.scope);
+                }
+            }
+        }
+        assert!(scopes.contains(&Scope::VpcInbound) && scopes.contains(&Scope::CrossVpc));
+    }
+
+    /// Connections are counted once each, whether a connection's records come together or
+    /// interleaved with another's.
+    #[test]
+    fn connections_are_counted_once_each() {
+        let line = |port: u16, start: u64| {
+            format!("2 1251762227 eni-lq6mkcis 203.0.113.9 172.31.16.139 {port} 443 6 1 60 {start} {} ACCEPT OK", start + 60)
+        };
+        let lines: Vec<String> = [
+            (51000, 0),
+            (51000, 100),
+            (51001, 200),
+            (51000, 300),
+            (51001, 400),
+            (51002, 500),
+        ]
+        .iter()
+        .map(|&(port, start)| line(port, 1432917027 + start))
+        .collect();
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let Judged { records, .. } = judge(&engine(), flows(&lines), &Monitored::All);
+        let traffic = traffic_of(&records);
+        assert_eq!(traffic.len(), 1);
+        assert_eq!((traffic[0].requests, traffic[0].connections), (6, 3));
     }
 
     /// Records of one ICMP exchange with different types are not merged into one.

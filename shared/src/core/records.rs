@@ -710,7 +710,7 @@ impl Record {
 /// the record kind and the snapshot version fill the first 64-byte block, which is hashed once
 /// per batch; the record's own parts then fit one more block for nearly every record.
 #[derive(Clone)]
-pub(crate) struct RecordId(Vec<u8>);
+pub(crate) struct RecordId(smallvec::SmallVec<[u8; 128]>);
 
 impl RecordId {
     /// Starts an id for a record of kind `kind`.
@@ -722,7 +722,7 @@ impl RecordId {
 
     /// Starts the parts of an id to be finished after an [`IdPrefix`].
     pub fn parts() -> Self {
-        RecordId(Vec::with_capacity(64))
+        RecordId(smallvec::SmallVec::new())
     }
 
     fn leb128(&mut self, mut value: u64) {
@@ -784,7 +784,7 @@ impl IdPrefix {
     pub fn new(kind: &str, version: &str) -> Self {
         let mut id = RecordId::new(kind);
         id.text(version);
-        let mut block = id.0;
+        let mut block = id.0.to_vec();
         block.resize(block.len().div_ceil(64) * 64, 0);
         IdPrefix(Sha256::new_with_prefix(&block))
     }

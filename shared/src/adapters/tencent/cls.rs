@@ -447,7 +447,10 @@ pub fn encode_bodies(records: &[&Record]) -> Bodies {
     // What the group's end adds: the `source` field, and room for a log's length prefix to
     // grow past the two bytes reserved for it.
     const TRAILER: usize = 16;
-    let mut group: Vec<u8> = Vec::with_capacity(256 * 1024);
+    // Room for the whole group at once (about 400 bytes a record; a group never passes
+    // MAX_BODY_BYTES): growing it by doubling copied up to its whole size again.
+    let mut group: Vec<u8> =
+        Vec::with_capacity((records.len() * 512).clamp(4096, MAX_BODY_BYTES + HEADER + TRAILER));
     group.resize(HEADER, 0);
     let (mut count, mut value_bytes) = (0usize, 0usize);
     let finish = |group: &mut Vec<u8>, count: usize, bodies: &mut Vec<(usize, Vec<u8>)>| {

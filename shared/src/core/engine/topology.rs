@@ -309,6 +309,29 @@ impl Topology {
     }
 }
 
+impl Placement<'_> {
+    /// The placement of the opposite flow (destination to source) recorded by the same ENI:
+    /// what [`Topology::place`] answers with the addresses swapped, without locating them
+    /// again. (For a flow between two addresses of the recording ENI itself, `place` calls both
+    /// directions egress; this says ingress for the reverse. Traffic never reads it.)
+    pub fn reversed(&self) -> Self {
+        Placement {
+            src: self.dst,
+            dst: self.src,
+            scope: match self.scope {
+                Scope::VpcInbound => Scope::VpcOutbound,
+                Scope::VpcOutbound => Scope::VpcInbound,
+                same => same,
+            },
+            direction: match self.direction {
+                Direction::Ingress => Direction::Egress,
+                Direction::Egress => Direction::Ingress,
+                Direction::Unknown => Direction::Unknown,
+            },
+        }
+    }
+}
+
 /// Service ports above 1023 that are still server ports (databases, caches, brokers, web
 /// alternates), for reply detection.
 pub(crate) const WELL_KNOWN_SERVICE_PORTS: &[u16] = &[
