@@ -145,13 +145,15 @@ impl JsonlSink {
     }
 }
 
-fn json_lines(records: &[Record]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(records.len() * 512);
+/// Writes records as JSON lines through a 64 KiB buffer: a batch of 100,000 records is not
+/// first gathered into one 100 MB text.
+fn write_json_lines(out: impl Write, records: &[Record]) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
     for record in records {
-        serde_json::to_writer(&mut out, record).expect("records are plain data");
-        out.push(b'\n');
+        serde_json::to_writer(&mut out, record).map_err(std::io::Error::other)?;
+        out.write_all(b"\n")?;
     }
-    out
+    out.flush()
 }
 
 impl RecordSink for JsonlSink {
@@ -178,7 +180,7 @@ impl RecordSink for JsonlSink {
                 .append(true)
                 .open(&self.path)
                 .map_err(io)?;
-            file.write_all(&json_lines(records)).map_err(io)?;
+            write_json_lines(&mut file, records).map_err(io)?;
             Ok(Written::to(self.describe(), records.len()))
         })
     }
@@ -199,14 +201,12 @@ impl RecordSink for StdoutSink {
         _deadline: Instant,
     ) -> BoxFuture<'a, Result<Written, SinkError>> {
         Box::pin(async move {
-            let mut stdout = std::io::stdout().lock();
-            stdout
-                .write_all(&json_lines(records))
-                .and_then(|()| stdout.flush())
-                .map_err(|source| SinkError::Io {
+            write_json_lines(std::io::stdout().lock(), records).map_err(|source| {
+                SinkError::Io {
                     path: "stdout".to_string(),
                     source,
-                })?;
+                }
+            })?;
             Ok(Written::to("stdout", records.len()))
         })
     }
@@ -217,6 +217,59 @@ mod tests {
     use super::*;
     use crate::core::snapshot::fixtures;
     use std::time::Duration;
+
+    /// JSON lines go out through a bounded buffer: before, the whole batch was first rendered
+    /// into one text (100 MB for the largest legal batch).
+    #[test]
+    fn json_lines_are_written_in_bounded_pieces() {
+        struct Recorder {
+            bytes: Vec<u8>,
+            largest_write: usize,
+        }
+        impl Write for Recorder {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.largest_write = self.largest_write.max(buf.len());
+                self.bytes.extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        use crate::core::records::RecordType;
+        let records: Vec<Record> = (0..2_000)
+            .map(|i| {
+                crate::core::alert::tests::hit(
+                    RecordType::BlockHit,
+                    "7002",
+                    "block ssh",
+                    "10.0.1.1",
+                    "10.0.3.10",
+                    i,
+                )
+            })
+            .collect();
+        let mut recorder = Recorder {
+            bytes: Vec::new(),
+            largest_write: 0,
+        };
+        write_json_lines(&mut recorder, &records).unwrap();
+        let lines: Vec<&str> = std::str::from_utf8(&recorder.bytes)
+            .unwrap()
+            .lines()
+            .collect();
+        assert_eq!(lines.len(), records.len());
+        assert_eq!(lines[7], serde_json::to_string(&records[7]).unwrap());
+        assert!(
+            recorder.bytes.len() > 4 * 64 * 1024,
+            "the batch is larger than the buffer"
+        );
+        assert!(
+            recorder.largest_write <= 64 * 1024,
+            "{}",
+            recorder.largest_write
+        );
+    }
 
     #[tokio::test]
     async fn dir_store_publishes_versions_and_revalidates_by_version() {

@@ -590,7 +590,7 @@ impl RateCap {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::core::records::{HitRecord, RuleRef};
 
