@@ -704,27 +704,18 @@ pub(crate) mod tests {
     }
 
     /// An alert names its region and, with the console's address configured, links to the
-    /// explanation of its top flow; rule-change alerts name the region too.
+    /// explanation of its top flow.
     #[test]
     fn alerts_name_the_region_and_link_to_the_console() {
-        let records = vec![
-            hit(
-                RecordType::BlockHit,
-                "7002",
-                "block ssh",
-                "10.0.1.1",
-                "10.0.3.10",
-                22,
-            ),
-            hit(
-                RecordType::BlockHit,
-                "7002",
-                "block ssh",
-                "10.0.1.1",
-                "10.0.3.10",
-                22,
-            ),
-        ];
+        let ssh = hit(
+            RecordType::BlockHit,
+            "7002",
+            "block ssh",
+            "10.0.1.1",
+            "10.0.3.10",
+            22,
+        );
+        let records = vec![ssh; 2];
         let plain = group(&records, &AlertPolicy::default());
         assert_eq!(
             (plain[0].region.as_deref(), plain[0].link.as_deref()),

@@ -146,35 +146,16 @@ pub struct Icmp {
     pub id: Option<u16>,
 }
 
-/// The FL `action` field.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    strum::IntoStaticStr,
-    strum::Display,
-    strum::VariantArray,
-)]
-#[serde(rename_all = "UPPERCASE")]
-#[strum(serialize_all = "UPPERCASE")]
-pub enum FlowAction {
-    /// Allowed by security group and network ACL.
-    Accept,
-    /// Rejected by a security group or the network ACL (the record does not say which).
-    Reject,
-}
-
-impl FlowAction {
-    /// `ACCEPT` or `REJECT`.
-    pub fn as_str(self) -> &'static str {
-        self.into()
+names! {
+    /// The FL `action` field.
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "UPPERCASE")]
+    #[strum(serialize_all = "UPPERCASE")]
+    pub enum FlowAction {
+        /// Allowed by security group and network ACL.
+        Accept,
+        /// Rejected by a security group or the network ACL (the record does not say which).
+        Reject,
     }
 }
 
@@ -189,48 +170,29 @@ pub enum Parsed {
     SkipData,
 }
 
-/// Why a record was skipped; the names are the keys of the batch report.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    strum::IntoStaticStr,
-    strum::Display,
-    strum::VariantArray,
-)]
-#[serde(rename_all = "snake_case")]
-#[strum(serialize_all = "snake_case")]
-#[non_exhaustive]
-pub enum SkipReason {
-    /// The CLS record itself was malformed (no timestamp, content not a string, ...).
-    BadRecord,
-    /// `content` looked like JSON but did not parse.
-    BadJson,
-    /// A text record with fewer than 14 fields.
-    FieldCount,
-    /// A field the record needs is absent.
-    MissingField,
-    /// An address field is not an IP address.
-    BadAddress,
-    /// A numeric field is not a number in range.
-    BadNumber,
-    /// `action` is neither ACCEPT nor REJECT.
-    BadAction,
-    /// `log-status` is not OK, NODATA or SKIPDATA.
-    BadStatus,
-}
-
-impl SkipReason {
-    /// The snake_case name used in reports.
-    pub fn as_str(self) -> &'static str {
-        self.into()
+names! {
+    /// Why a record was skipped; the names are the keys of the batch report.
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    #[strum(serialize_all = "snake_case")]
+    #[non_exhaustive]
+    pub enum SkipReason {
+        /// The CLS record itself was malformed (no timestamp, content not a string, ...).
+        BadRecord,
+        /// `content` looked like JSON but did not parse.
+        BadJson,
+        /// A text record with fewer than 14 fields.
+        FieldCount,
+        /// A field the record needs is absent.
+        MissingField,
+        /// An address field is not an IP address.
+        BadAddress,
+        /// A numeric field is not a number in range.
+        BadNumber,
+        /// `action` is neither ACCEPT nor REJECT.
+        BadAction,
+        /// `log-status` is not OK, NODATA or SKIPDATA.
+        BadStatus,
     }
 }
 

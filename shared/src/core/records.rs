@@ -8,129 +8,74 @@ use std::sync::Arc;
 use compact_str::CompactString;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use strum::{IntoStaticStr, VariantArray};
 
 use crate::core::engine::{DecisionKind, Direction, Scope};
 use crate::core::flowlog::FlowAction;
 use crate::core::snapshot::{Generation, RuleAction};
 
-/// Kinds of records.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    IntoStaticStr,
-    strum::Display,
-    VariantArray,
-)]
-#[serde(into = "&'static str")]
-#[strum(serialize_all = "snake_case")]
-pub enum RecordType {
-    /// FL REJECT and the deciding ESG rule is a drop rule.
-    BlockHit,
-    /// An observe rule matched (not for replies).
-    ObserveHit,
-    /// FL REJECT but no ESG drop rule decides it.
-    UnattributedBlock,
-    /// FL ACCEPT but the snapshot says an ESG drop rule decides it.
-    SnapshotDrift,
-    /// Aggregated traffic.
-    Traffic,
-    /// A rule added, removed, modified or reordered between two snapshots.
-    RuleChange,
-    /// A rule-hygiene finding (shadowed, redundant, unresolvable, unused).
-    RuleHygiene,
-    /// Per-rule hit counters of one batch.
-    RuleHits,
-}
-
-impl RecordType {
-    /// The snake_case name (the same the records and reports carry).
-    pub fn as_str(self) -> &'static str {
-        self.into()
+names! {
+    /// Kinds of records.
+    #[derive(Serialize)]
+    #[serde(into = "&'static str")]
+    #[strum(serialize_all = "snake_case")]
+    pub enum RecordType {
+        /// FL REJECT and the deciding ESG rule is a drop rule.
+        BlockHit,
+        /// An observe rule matched (not for replies).
+        ObserveHit,
+        /// FL REJECT but no ESG drop rule decides it.
+        UnattributedBlock,
+        /// FL ACCEPT but the snapshot says an ESG drop rule decides it.
+        SnapshotDrift,
+        /// Aggregated traffic.
+        Traffic,
+        /// A rule added, removed, modified or reordered between two snapshots.
+        RuleChange,
+        /// A rule-hygiene finding (shadowed, redundant, unresolvable, unused).
+        RuleHygiene,
+        /// Per-rule hit counters of one batch.
+        RuleHits,
     }
 }
 
-/// Why a flow-log REJECT has no ESG block rule behind it, or why an ACCEPT contradicts the
-/// snapshot.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    IntoStaticStr,
-    strum::Display,
-    VariantArray,
-)]
-#[serde(into = "&'static str")]
-#[strum(serialize_all = "snake_case")]
-pub enum Reason {
-    /// The record is a reply; replies are not judged (another security group or the network ACL
-    /// rejected it).
-    Reply,
-    /// An ESG rule that cannot be resolved from the snapshot would match before the decision: it
-    /// may be what blocked the flow.
-    IndeterminateRule,
-    /// The ESG allows the flow: another security group or the network ACL rejected it.
-    EsgAllows,
-    /// No ESG rule decides the flow: another security group or the network ACL rejected it.
-    NoEsgRule,
-    /// The snapshot says an ESG drop rule decides the flow, yet it was accepted.
-    EsgBlocks,
-}
-
-impl Reason {
-    /// The snake_case name.
-    pub fn as_str(self) -> &'static str {
-        self.into()
+names! {
+    /// Why a flow-log REJECT has no ESG block rule behind it, or why an ACCEPT contradicts the
+    /// snapshot.
+    #[derive(Serialize)]
+    #[serde(into = "&'static str")]
+    #[strum(serialize_all = "snake_case")]
+    pub enum Reason {
+        /// The record is a reply; replies are not judged (another security group or the network ACL
+        /// rejected it).
+        Reply,
+        /// An ESG rule that cannot be resolved from the snapshot would match before the decision: it
+        /// may be what blocked the flow.
+        IndeterminateRule,
+        /// The ESG allows the flow: another security group or the network ACL rejected it.
+        EsgAllows,
+        /// No ESG rule decides the flow: another security group or the network ACL rejected it.
+        NoEsgRule,
+        /// The snapshot says an ESG drop rule decides the flow, yet it was accepted.
+        EsgBlocks,
     }
 }
 
-/// What the other end of a connection is, seen from its VPC.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    IntoStaticStr,
-    strum::Display,
-    VariantArray,
-)]
-#[serde(into = "&'static str")]
-#[strum(serialize_all = "snake_case")]
-pub enum Peer {
-    /// Both ends in one VPC.
-    SameVpc,
-    /// Another known VPC.
-    OtherVpc,
-    /// A private address outside the known VPCs (IDC over a VPN or Direct Connect, peering).
-    Private,
-    /// A public address.
-    Internet,
-    /// Neither end is in a known VPC.
-    Unknown,
-}
-
-impl Peer {
-    /// The snake_case name.
-    pub fn as_str(self) -> &'static str {
-        self.into()
+names! {
+    /// What the other end of a connection is, seen from its VPC.
+    #[derive(Serialize)]
+    #[serde(into = "&'static str")]
+    #[strum(serialize_all = "snake_case")]
+    pub enum Peer {
+        /// Both ends in one VPC.
+        SameVpc,
+        /// Another known VPC.
+        OtherVpc,
+        /// A private address outside the known VPCs (IDC over a VPN or Direct Connect, peering).
+        Private,
+        /// A public address.
+        Internet,
+        /// Neither end is in a known VPC.
+        Unknown,
     }
 }
 
@@ -804,6 +749,7 @@ fn hex_id(digest: &[u8]) -> CompactString {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use strum::VariantArray;
 
     /// Each name has one source: serde, `as_str` and `Display` agree for every variant, and no
     /// two variants share a name.

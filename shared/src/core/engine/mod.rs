@@ -85,34 +85,18 @@ pub enum Decision {
     None,
 }
 
-/// What kind of decision, as records and answers name it.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    strum::IntoStaticStr,
-    strum::Display,
-    strum::VariantArray,
-)]
-#[serde(into = "&'static str")]
-#[strum(serialize_all = "lowercase")]
-pub enum DecisionKind {
-    /// An accept rule decided.
-    Allow,
-    /// A drop rule decided.
-    Block,
-    /// No ESG rule decided.
-    None,
-}
-
-impl DecisionKind {
-    /// `allow`, `block` or `none`.
-    pub fn as_str(self) -> &'static str {
-        self.into()
+names! {
+    /// What kind of decision, as records and answers name it.
+    #[derive(Serialize)]
+    #[serde(into = "&'static str")]
+    #[strum(serialize_all = "lowercase")]
+    pub enum DecisionKind {
+        /// An accept rule decided.
+        Allow,
+        /// A drop rule decided.
+        Block,
+        /// No ESG rule decided.
+        None,
     }
 }
 

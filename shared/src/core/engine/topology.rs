@@ -16,73 +16,39 @@ use crate::core::flowlog::{protocol, FlowRecord};
 use crate::core::snapshot::values::AddressSet;
 use crate::core::snapshot::Snapshot;
 
-/// Traffic scope.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    strum::IntoStaticStr,
-    strum::Display,
-    strum::VariantArray,
-)]
-#[serde(into = "&'static str")]
-#[strum(serialize_all = "snake_case")]
-pub enum Scope {
-    /// Both ends in one subnet.
-    IntraSubnet,
-    /// Both ends in one VPC, different subnets.
-    InterSubnet,
-    /// Into a VPC from outside every known VPC.
-    VpcInbound,
-    /// Out of a VPC to outside every known VPC.
-    VpcOutbound,
-    /// Between two known VPCs.
-    CrossVpc,
-    /// Neither end is in a known VPC.
-    Unknown,
-}
-
-impl Scope {
-    /// The snake_case name.
-    pub fn as_str(self) -> &'static str {
-        self.into()
+names! {
+    /// Traffic scope.
+    #[derive(Serialize)]
+    #[serde(into = "&'static str")]
+    #[strum(serialize_all = "snake_case")]
+    pub enum Scope {
+        /// Both ends in one subnet.
+        IntraSubnet,
+        /// Both ends in one VPC, different subnets.
+        InterSubnet,
+        /// Into a VPC from outside every known VPC.
+        VpcInbound,
+        /// Out of a VPC to outside every known VPC.
+        VpcOutbound,
+        /// Between two known VPCs.
+        CrossVpc,
+        /// Neither end is in a known VPC.
+        Unknown,
     }
 }
 
-/// Direction of a flow relative to the ENI that recorded it.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    strum::IntoStaticStr,
-    strum::Display,
-    strum::VariantArray,
-)]
-#[serde(into = "&'static str")]
-#[strum(serialize_all = "snake_case")]
-pub enum Direction {
-    /// Into the ENI (the destination is one of its addresses).
-    Ingress,
-    /// Out of the ENI (the source is one of its addresses).
-    Egress,
-    /// The ENI is unknown or neither address is its own.
-    Unknown,
-}
-
-impl Direction {
-    /// `ingress`, `egress` or `unknown`.
-    pub fn as_str(self) -> &'static str {
-        self.into()
+names! {
+    /// Direction of a flow relative to the ENI that recorded it.
+    #[derive(Serialize)]
+    #[serde(into = "&'static str")]
+    #[strum(serialize_all = "snake_case")]
+    pub enum Direction {
+        /// Into the ENI (the destination is one of its addresses).
+        Ingress,
+        /// Out of the ENI (the source is one of its addresses).
+        Egress,
+        /// The ENI is unknown or neither address is its own.
+        Unknown,
     }
 }
 

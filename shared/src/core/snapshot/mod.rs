@@ -170,67 +170,35 @@ impl Rule {
     }
 }
 
-/// Which ESG a rule belongs to; new-ESG rules are evaluated first.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    Default,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    strum::IntoStaticStr,
-    strum::Display,
-    strum::VariantArray,
-)]
-#[serde(rename_all = "lowercase")]
-#[strum(serialize_all = "lowercase")]
-pub enum Generation {
-    /// The new ESG (source → destination rules without direction).
-    #[default]
-    New,
-    /// The old ESG (per-direction lists).
-    Old,
-}
-
-impl Generation {
-    /// `new` or `old`.
-    pub fn as_str(self) -> &'static str {
-        self.into()
+names! {
+    /// Which ESG a rule belongs to; new-ESG rules are evaluated first.
+    #[derive(Default, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    #[strum(serialize_all = "lowercase")]
+    pub enum Generation {
+        /// The new ESG (source → destination rules without direction).
+        #[default]
+        New,
+        /// The old ESG (per-direction lists).
+        Old,
     }
 }
 
-/// What a rule does.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    strum::IntoStaticStr,
-    strum::Display,
-    strum::VariantArray,
-)]
-#[serde(rename_all = "lowercase")]
-#[strum(serialize_all = "lowercase")]
-pub enum RuleAction {
-    /// Allow (`accept`, Strategy 2): terminal.
-    Accept,
-    /// Block (`drop`, Strategy 1): terminal.
-    Drop,
-    /// Observe (`log`, code 0): records a hit, evaluation continues.
-    Observe,
-    /// An action the importer could not read (the rule is indeterminate).
-    Unknown,
+names! {
+    /// What a rule does.
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    #[strum(serialize_all = "lowercase")]
+    pub enum RuleAction {
+        /// Allow (`accept`, Strategy 2): terminal.
+        Accept,
+        /// Block (`drop`, Strategy 1): terminal.
+        Drop,
+        /// Observe (`log`, code 0): records a hit, evaluation continues.
+        Observe,
+        /// An action the importer could not read (the rule is indeterminate).
+        Unknown,
+    }
 }
 
 impl RuleAction {
@@ -260,11 +228,6 @@ impl RuleAction {
     /// Whether the first match of such a rule ends evaluation.
     pub fn is_terminal(self) -> bool {
         matches!(self, RuleAction::Accept | RuleAction::Drop)
-    }
-
-    /// `accept`, `drop` or `observe`.
-    pub fn as_str(self) -> &'static str {
-        self.into()
     }
 }
 
