@@ -33,7 +33,15 @@ pub mod protocol {
 
     /// A protocol's name (`TCP`, `ICMPv6`, …), or `proto <n>` for one without a common name.
     pub fn name(number: u8) -> std::borrow::Cow<'static, str> {
-        std::borrow::Cow::Borrowed(match number {
+        match known_name(number) {
+            Some(name) => std::borrow::Cow::Borrowed(name),
+            None => std::borrow::Cow::Owned(format!("proto {number}")),
+        }
+    }
+
+    /// The common name of a protocol, if it has one: the one list of protocol names.
+    pub fn known_name(number: u8) -> Option<&'static str> {
+        Some(match number {
             ICMP => "ICMP",
             TCP => "TCP",
             UDP => "UDP",
@@ -42,7 +50,7 @@ pub mod protocol {
             50 => "ESP",
             51 => "AH",
             132 => "SCTP",
-            other => return std::borrow::Cow::Owned(format!("proto {other}")),
+            _ => return None,
         })
     }
 }

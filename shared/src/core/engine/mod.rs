@@ -230,12 +230,9 @@ fn index_contains(ranges: &[(u32, u32)], key: u32) -> bool {
 }
 
 fn describe_service(flow: &FlowKey) -> String {
-    let name = match flow.protocol {
-        protocol::TCP => "TCP".to_string(),
-        protocol::UDP => "UDP".to_string(),
-        protocol::ICMP => "ICMP".to_string(),
-        protocol::ICMPV6 => "ICMPv6".to_string(),
-        other => format!("protocol {other}"),
+    let name = match protocol::known_name(flow.protocol) {
+        Some(name) => name.to_string(),
+        None => format!("protocol {}", flow.protocol),
     };
     match (flow.protocol, flow.dst_port) {
         (protocol::TCP | protocol::UDP, Some(port)) => format!("{name} port {port}"),

@@ -69,13 +69,10 @@ impl Protocol {
 
     /// Upper-case name as the API writes it.
     pub fn name(self) -> &'static str {
-        match self {
-            Protocol::Any => "ANY",
-            Protocol::Tcp => "TCP",
-            Protocol::Udp => "UDP",
-            Protocol::Icmp => "ICMP",
-            Protocol::Icmpv6 => "ICMPv6",
-            Protocol::Gre => "GRE",
+        match self.number() {
+            None => "ANY",
+            Some(number) => crate::core::flowlog::protocol::known_name(number)
+                .expect("every protocol a rule can name has a name"),
         }
     }
 }
