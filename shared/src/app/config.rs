@@ -450,6 +450,19 @@ impl SnapshotSource {
     }
 }
 
+/// `value` if it is an http(s) URL; else an error naming `setting`, and the value unless it is
+/// a secret.
+fn http_url(setting: &Setting, value: String, secret: bool) -> Result<String, ConfigError> {
+    if value.starts_with("https://") || value.starts_with("http://") {
+        return Ok(value);
+    }
+    Err(ConfigError {
+        setting: setting.name,
+        value: if secret { String::new() } else { value },
+        problem: "must be an http(s) URL".to_string(),
+    })
+}
+
 /// Whether `text` reads as a Tencent Cloud region code (`ap-guangzhou`, `na-siliconvalley`).
 fn is_region_code(text: &str) -> bool {
     text.len() <= 32
@@ -530,18 +543,12 @@ impl AlertConfig {
                 .raw_from(lookup)
                 .map(|r| r.trim().to_string())
                 .filter(|r| !r.is_empty()),
-            console_url: match CONSOLE_URL.raw_from(lookup).map(|u| u.trim().to_string()) {
-                Some(url) if url.is_empty() => None,
-                Some(url) if url.starts_with("https://") || url.starts_with("http://") => Some(url),
-                Some(url) => {
-                    return Err(ConfigError {
-                        setting: CONSOLE_URL.name,
-                        value: url,
-                        problem: "must be an http(s) URL".to_string(),
-                    })
-                }
-                None => None,
-            },
+            console_url: CONSOLE_URL
+                .raw_from(lookup)
+                .map(|u| u.trim().to_string())
+                .filter(|u| !u.is_empty())
+                .map(|u| http_url(&CONSOLE_URL, u, false))
+                .transpose()?,
         };
         let mut channels = Vec::new();
         for (kind, url, secret) in [
@@ -563,14 +570,8 @@ impl AlertConfig {
             ),
         ] {
             if let Some(address) = url.raw_from(lookup) {
-                if !(address.starts_with("https://") || address.starts_with("http://")) {
-                    // The value is a secret: name the setting, not the value.
-                    return Err(ConfigError {
-                        setting: url.name,
-                        value: String::new(),
-                        problem: "must be an http(s) URL".to_string(),
-                    });
-                }
+                // The value is a secret: an error names the setting, not the value.
+                let address = http_url(url, address, true)?;
                 channels.push(Channel {
                     kind,
                     url: address.trim().to_string(),
@@ -668,14 +669,11 @@ impl SinkConfig {
         Ok(match CLS_TOPIC_ID.raw_from(lookup) {
             Some(topic) => {
                 let topic = topic.trim().to_string();
-                let endpoint = CLS_ENDPOINT.raw_from(lookup).unwrap_or_default();
-                if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
-                    return Err(ConfigError {
-                        setting: CLS_ENDPOINT.name,
-                        value: endpoint,
-                        problem: "must be an http(s) URL".to_string(),
-                    });
-                }
+                let endpoint = http_url(
+                    &CLS_ENDPOINT,
+                    CLS_ENDPOINT.raw_from(lookup).unwrap_or_default(),
+                    false,
+                )?;
                 SinkConfig::Cls(crate::adapters::tencent::cls::ClsConfig {
                     endpoint,
                     region: required(&REGION, lookup)?,
@@ -989,6 +987,25 @@ mod tests {
         )]))
         .unwrap_err();
         assert!(!err.to_string().contains("SECRETKEY"), "{err}");
+        let err =
+            AlertConfig::from_lookup(&lookup(&[("ESGFLOW_CONSOLE_URL", "esgflow.example.com")]))
+                .unwrap_err();
+        assert_eq!(err.setting, "ESGFLOW_CONSOLE_URL");
+        assert!(err.to_string().contains("esgflow.example.com"), "{err}");
+        let config = AlertConfig::from_lookup(&lookup(&[
+            ("ESGFLOW_CONSOLE_URL", " https://esgflow.example.com "),
+            ("TENCENTCLOUD_REGION", "ap-guangzhou"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (
+                config.policy.console_url.as_deref(),
+                config.policy.region.as_deref()
+            ),
+            (Some("https://esgflow.example.com"), Some("ap-guangzhou"))
+        );
+        let unset = AlertConfig::from_lookup(&lookup(&[("ESGFLOW_CONSOLE_URL", "")])).unwrap();
+        assert_eq!(unset.policy.console_url, None);
     }
 
     #[test]
