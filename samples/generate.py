@@ -44,6 +44,13 @@ ENIS = (
     + [(f"eni-dev0000{i}", "subnet-dev00001", f"ins-dev0000{i}", f"172.16.1.{10 + i}") for i in range(4)]
 )
 VPC_OF_SUBNET = {s[0]: s[1] for s in SUBNETS}
+# What the console calls each instance (CVM's default name is 未命名, "unnamed").
+def instance_name(ins):
+    special = {"ins-cache01": "redis-主", "ins-bastion1": "bastion", "ins-monitor1": "prometheus", "ins-dev00003": "未命名"}
+    if ins in special:
+        return special[ins]
+    tier, n = ins[4:].rstrip("0123456789"), int(ins[-1]) + 1
+    return f"{tier}-{n:02d}"
 ADDRESS_TEMPLATES = {
     "ipm-web00001": ("web tier", ["10.0.1.0/24"]),
     "ipm-db000001": ("mysql hosts", ["10.0.3.10", "10.0.3.11", "10.0.3.12"]),
@@ -237,11 +244,21 @@ def export():
         {"VpcId": v, "SubnetId": s, "SubnetName": n, "CidrBlock": c, "Ipv6CidrBlock": "", "Zone": "ap-guangzhou-3", "IsDefault": False}
         for (s, v, n, c) in SUBNETS], "RequestId": "sample-0010"})
     write("DescribeNetworkInterfaces.json", {"TotalCount": len(ENIS), "NetworkInterfaceSet": [
-        {"NetworkInterfaceId": eni, "VpcId": VPC_OF_SUBNET[subnet], "SubnetId": subnet, "GroupSet": ["sg-esg00001"],
+        {"NetworkInterfaceId": eni, "NetworkInterfaceName": f"{instance_name(ins)}-eth0", "NetworkInterfaceDescription": "",
+         "VpcId": VPC_OF_SUBNET[subnet], "SubnetId": subnet, "GroupSet": ["sg-esg00001"],
          "PrivateIpAddressSet": [{"PrivateIpAddress": ip, "Primary": True, "PublicIpAddress": "", "State": "AVAILABLE"}],
          "Ipv6AddressSet": [], "Attachment": {"InstanceId": ins, "DeviceIndex": 0, "InstanceAccountId": ACCOUNT}, "Zone": "ap-guangzhou-3",
          "MacAddress": "20:90:6f:00:00:00", "State": "AVAILABLE", "Primary": True}
         for (eni, subnet, ins, ip) in ENIS], "RequestId": "sample-0011"})
+    # The members esgflow reads, in the shape of the official DescribeInstances example (tccli
+    # cvm/v20170312/examples.json), with a few of the others beside them.
+    write("DescribeInstances.json", {"TotalCount": len(ENIS), "InstanceSet": [
+        {"InstanceId": ins, "InstanceName": instance_name(ins), "InstanceState": "RUNNING", "InstanceType": "S5.MEDIUM4",
+         "Placement": {"Zone": "ap-guangzhou-3", "ProjectId": 0}, "PrivateIpAddresses": [ip], "PublicIpAddresses": [],
+         "VirtualPrivateCloud": {"VpcId": VPC_OF_SUBNET[subnet], "SubnetId": subnet, "AsVpcGateway": False,
+                                 "PrivateIpAddresses": [ip], "Ipv6AddressCount": 0},
+         "SecurityGroupIds": ["sg-esg00001"], "CreatedTime": "2025-11-01T02:00:00Z", "Tags": []}
+        for (eni, subnet, ins, ip) in ENIS], "RequestId": "sample-0012"})
 
 
 def flows(rng):

@@ -62,7 +62,7 @@ async fn every_channel_gets_each_rule_once_and_signatures_verify() {
         wecom[0]
     );
     assert!(
-        wecom[0].contains("10.0.1.11 → 10.0.3.10:3306"),
+        wecom[0].contains("10.0.1.11 (web-02) → 10.0.3.10 (db-01):3306"),
         "{}",
         wecom[0]
     );

@@ -30,6 +30,7 @@ fn no_call_escapes_the_list() {
     let services = [
         ("cfw", "2019-09-04"),
         ("vpc", "2017-03-12"),
+        ("cvm", "2017-03-12"),
         ("cls", "2020-10-16"),
     ];
     let definitions: Vec<_> = services

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 fn examples(service: &str, action: &str) -> Vec<Value> {
     let version = match service {
         "cfw" => "2019-09-04",
-        "vpc" => "2017-03-12",
+        "vpc" | "cvm" => "2017-03-12",
         _ => "2020-10-16",
     };
     let examples = contract::definitions(service, version)
@@ -192,6 +192,15 @@ fn describe_network_interfaces() {
     let snapshot = reads("vpc", "DescribeNetworkInterfaces");
     assert!(!snapshot.enis.is_empty());
     assert!(snapshot.enis.iter().all(|e| !e.ips.is_empty()));
+    assert!(snapshot.enis.iter().any(|e| !e.name.is_empty()));
+}
+
+#[test]
+fn describe_instances() {
+    let snapshot = reads("cvm", "DescribeInstances");
+    assert!(!snapshot.instances.is_empty());
+    // The examples name their instances (`myInstance`, `测试实例`).
+    assert!(snapshot.instances.iter().all(|i| !i.name.is_empty()));
 }
 
 /// The sync function end to end against strict stand-ins that serve the official example
@@ -219,6 +228,7 @@ async fn sync_publishes_from_the_official_examples() {
         ("vpc", "DescribeVpcs", "VpcSet"),
         ("vpc", "DescribeSubnets", "SubnetSet"),
         ("vpc", "DescribeNetworkInterfaces", "NetworkInterfaceSet"),
+        ("cvm", "DescribeInstances", "InstanceSet"),
     ] {
         let list: Vec<Value> = examples(service, action)
             .iter()
@@ -258,6 +268,7 @@ async fn sync_publishes_from_the_official_examples() {
     );
     assert!(!published.address_templates.is_empty());
     assert!(!published.vpcs.is_empty() && !published.enis.is_empty());
+    assert!(!published.instances.is_empty());
     assert_eq!(
         summary["warning_count"].as_u64().unwrap() as usize,
         published.warnings.len()

@@ -24,6 +24,24 @@ fn checked_in_snapshot_matches_the_export() {
     assert_eq!(built, checked_in);
 }
 
+/// Instance and ENI names came after snapshots were first published: a snapshot without them
+/// (an older file, or a sync role that may not read instances) keeps the version it had before
+/// they existed (`fc5db7495138cc7d` is the sample's version from before).
+#[test]
+fn a_snapshot_without_names_keeps_its_earlier_version() {
+    let mut snapshot = Snapshot::load(&root().join("samples/snapshot.json")).unwrap();
+    assert!(!snapshot.instances.is_empty());
+    snapshot.instances.clear();
+    for eni in &mut snapshot.enis {
+        assert!(!eni.name.is_empty());
+        eni.name.clear();
+    }
+    snapshot.seal();
+    assert_eq!(snapshot.version, "fc5db7495138cc7d");
+    let text = serde_json::to_string(&snapshot).unwrap();
+    assert!(!text.contains("\"instances\"") && !text.contains("\"name\":\"\""));
+}
+
 #[test]
 fn engine_agrees_with_the_generator_on_every_flow() {
     let engine =

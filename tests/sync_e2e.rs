@@ -193,6 +193,75 @@ async fn throttling_is_retried_and_a_failed_call_leaves_latest_untouched() {
     assert!(stub.problems().is_empty(), "{:?}", stub.problems());
 }
 
+/// Instance names come from cvm `DescribeInstances`. A sync role that may not call it (a
+/// deployment from before names were read) still publishes, without the names and with a
+/// warning saying what to allow; every reading of CAM's refusal is taken alike, so the version
+/// stays put. Any other failure of the call still fails the run.
+#[tokio::test]
+async fn instance_names_are_skipped_with_a_warning_when_the_role_may_not_read_them() {
+    let stub = common::cloud_stub().await;
+    let mut sync = sync_with(&stub, vec![]).await;
+    let published = |stub: &CloudStub, summary: &Value| -> Snapshot {
+        let version = summary["snapshot_version"].as_str().unwrap();
+        serde_json::from_slice(
+            &stub.state.lock().unwrap().objects[&format!("/esgflow/snapshots/{version}.json")].0,
+        )
+        .unwrap()
+    };
+    stub.fail_next("DescribeInstances", "UnauthorizedOperation");
+    let first = sync.invoke(common::timer_event()).await.unwrap();
+    let summary = first.result.json();
+    assert_eq!(summary["published"], true, "{summary}");
+    let unnamed = published(&stub, &summary);
+    assert!(unnamed.instances.is_empty());
+    assert!(!unnamed.enis.is_empty() && !unnamed.rules.is_empty());
+    assert_ne!(unnamed.version, sample_version());
+    assert!(
+        unnamed
+            .warnings
+            .iter()
+            .any(|w| w.contains("DescribeInstances") && w.contains("cvm:DescribeInstances")),
+        "{:?}",
+        unnamed.warnings
+    );
+
+    for code in [
+        "AuthFailure.UnauthorizedOperation",
+        "UnauthorizedOperation.CamNoAuth",
+    ] {
+        stub.fail_next("DescribeInstances", code);
+        let again = sync.invoke(common::timer_event()).await.unwrap();
+        let summary = again.result.json();
+        assert_eq!(summary["published"], false, "{code}: {summary}");
+        assert_eq!(summary["snapshot_version"], unnamed.version.as_str());
+    }
+
+    stub.fail_next("DescribeInstances", "InvalidParameterValue");
+    let failed = sync.invoke(common::timer_event()).await.unwrap();
+    let error = failed.result.json();
+    assert_eq!(error["errorType"], "SnapshotBuildFailed", "{error}");
+    assert!(error["errorMessage"]
+        .as_str()
+        .unwrap()
+        .contains("DescribeInstances"));
+
+    // Allowed again: the names come back.
+    let named = sync
+        .invoke(common::timer_event())
+        .await
+        .unwrap()
+        .result
+        .json();
+    assert_eq!(named["published"], true, "{named}");
+    let snapshot = published(&stub, &named);
+    assert_eq!(snapshot.version, sample_version());
+    assert!(snapshot
+        .instances
+        .iter()
+        .any(|i| i.id == "ins-cache01" && i.name == "redis-主"));
+    assert!(stub.problems().is_empty(), "{:?}", stub.problems());
+}
+
 #[tokio::test]
 async fn rule_changes_are_recorded_and_alerted_and_unused_rules_reported() {
     let stub = common::cloud_stub().await;

@@ -1,5 +1,5 @@
 //! A local stand-in for the Tencent Cloud endpoints the sync function calls, for tests and
-//! `esgflow sync --local`: API 3.0 actions of cfw and vpc (TC3-HMAC-SHA256 checked on every
+//! `esgflow sync --local`: API 3.0 actions of cfw, vpc and cvm (TC3-HMAC-SHA256 checked on every
 //! request) answered page by page from recorded-shape responses, and a COS bucket (`q-sign`
 //! checked) with ETags and conditional GETs. Every API request is checked against the action's
 //! official definition first ([`super::contract`]) and refused as the real service refuses it.
@@ -92,6 +92,12 @@ const ACTIONS: &[(&str, &str, &str, Paging)] = &[
     (
         "DescribeNetworkInterfaces",
         "NetworkInterfaceSet",
+        "TotalCount",
+        Paging::Offset { max: 100 },
+    ),
+    (
+        "DescribeInstances",
+        "InstanceSet",
         "TotalCount",
         Paging::Offset { max: 100 },
     ),
@@ -205,7 +211,11 @@ impl CloudStub {
         addr: &str,
         items: BTreeMap<String, Vec<Value>>,
     ) -> std::io::Result<Self> {
-        for (service, version) in [("cfw", "2019-09-04"), ("vpc", "2017-03-12")] {
+        for (service, version) in [
+            ("cfw", "2019-09-04"),
+            ("vpc", "2017-03-12"),
+            ("cvm", "2017-03-12"),
+        ] {
             contract::definitions(service, version).map_err(std::io::Error::other)?;
         }
         let state = Arc::new(Mutex::new(CloudState {
@@ -343,7 +353,7 @@ pub fn check_tc3(
 
 fn api(state: &mut CloudState, headers: &HeaderMap, body: &[u8]) -> (StatusCode, String) {
     let action = header(headers, "x-tc-action").to_string();
-    if let Err(problem) = check_tc3(headers, body, SECRET_ID, SECRET_KEY, &["cfw", "vpc"]) {
+    if let Err(problem) = check_tc3(headers, body, SECRET_ID, SECRET_KEY, &["cfw", "vpc", "cvm"]) {
         state.problems.push(format!("{action}: {problem}"));
         return api_error("AuthFailure.SignatureFailure", &problem);
     }
@@ -392,7 +402,12 @@ fn api(state: &mut CloudState, headers: &HeaderMap, body: &[u8]) -> (StatusCode,
         .and_then(Value::as_array)
     {
         items.retain(|i| {
-            let vpc = i.get("VpcId").and_then(Value::as_str).unwrap_or("");
+            // cvm nests the VPC in `VirtualPrivateCloud`.
+            let vpc = i
+                .get("VpcId")
+                .or_else(|| i.pointer("/VirtualPrivateCloud/VpcId"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
             vpcs.iter().any(|v| v.as_str() == Some(vpc))
         });
     }

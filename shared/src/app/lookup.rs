@@ -783,7 +783,8 @@ fn parse_flow(value: &Value, prefix: &str) -> Result<(FlowKey, Option<String>, b
 }
 
 fn location(l: &Location<'_>) -> Value {
-    json!({"vpc": l.vpc, "subnet": l.subnet, "instance": l.instance, "eni": l.eni})
+    json!({"vpc": l.vpc, "subnet": l.subnet, "instance": l.instance, "eni": l.eni,
+        "vpc_name": l.vpc_name, "subnet_name": l.subnet_name, "instance_name": l.instance_name, "eni_name": l.eni_name})
 }
 
 fn rule_summary(engine: &Engine, id: u32) -> Value {

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::core::engine::Scope;
-use crate::core::records::{Reason, Record, RecordType};
+use crate::core::records::{HitRecord, Reason, Record, RecordType};
 
 /// What is alerted and how often.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,6 +66,37 @@ pub struct TopFlow {
     pub scope: Scope,
     /// Records of this flow in the batch.
     pub count: u64,
+    /// What the snapshot calls the source: its instance's name, else its ENI's name, else its
+    /// instance id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src_name: Option<String>,
+    /// The same for the destination.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dst_name: Option<String>,
+}
+
+/// One top flow: source, destination, destination port, protocol and scope.
+type FlowKey = (IpAddr, IpAddr, Option<u16>, u8, Scope);
+
+/// An address with the name the snapshot has for it: `10.0.1.5 (web-01)`.
+fn named(ip: IpAddr, name: Option<&str>) -> String {
+    match name {
+        Some(name) => format!("{ip} ({name})"),
+        None => ip.to_string(),
+    }
+}
+
+/// The instance's name, else the ENI's name, else the instance id.
+fn end_name(
+    instance_name: &Option<compact_str::CompactString>,
+    eni_name: &Option<compact_str::CompactString>,
+    instance: &Option<compact_str::CompactString>,
+) -> Option<String> {
+    instance_name
+        .as_ref()
+        .or(eni_name.as_ref())
+        .or(instance.as_ref())
+        .map(|name| name.to_string())
 }
 
 /// One alert: one rule (or, for unattributed blocks, one reason) in one batch.
@@ -203,8 +234,8 @@ impl Alert {
             let port = flow.dst_port.map(|p| format!(":{p}")).unwrap_or_default();
             text.push_str(&format!(
                 "- {} → {}{port} {} ({}) ×{}\n",
-                flow.src,
-                flow.dst,
+                named(flow.src, flow.src_name.as_deref()),
+                named(flow.dst, flow.dst_name.as_deref()),
                 crate::core::flowlog::protocol::name(flow.protocol),
                 flow.scope.as_str(),
                 flow.count
@@ -235,7 +266,7 @@ impl Alert {
 }
 
 /// The VPCs a group of hits touches, `vpc-… (name)`, most hits first, at most three.
-fn vpcs_of(hits: &[&crate::core::records::HitRecord]) -> Vec<String> {
+fn vpcs_of(hits: &[&HitRecord]) -> Vec<String> {
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for hit in hits {
         let ends = &hit.ends;
@@ -287,8 +318,7 @@ fn utc(seconds: u64) -> String {
 /// Groups a batch's records into alerts (one per kind and rule), most flows first, applying the
 /// kinds, the mute lists and the minimum flow count.
 pub fn group(records: &[Record], policy: &AlertPolicy) -> Vec<Alert> {
-    let mut groups: BTreeMap<(RecordType, String), Vec<&crate::core::records::HitRecord>> =
-        BTreeMap::new();
+    let mut groups: BTreeMap<(RecordType, String), Vec<&HitRecord>> = BTreeMap::new();
     for record in records {
         let Record::Hit(hit) = record else { continue };
         if !policy.kinds.contains(&hit.record_type) {
@@ -335,9 +365,9 @@ pub fn group(records: &[Record], policy: &AlertPolicy) -> Vec<Alert> {
         if (hits.len() as u64) < policy.min_flows {
             continue;
         }
-        let mut flows: HashMap<(IpAddr, IpAddr, Option<u16>, u8, Scope), u64> = HashMap::new();
+        let mut flows: HashMap<FlowKey, (u64, &HitRecord)> = HashMap::new();
         for hit in &hits {
-            *flows
+            flows
                 .entry((
                     hit.src_ip,
                     hit.dst_ip,
@@ -345,18 +375,31 @@ pub fn group(records: &[Record], policy: &AlertPolicy) -> Vec<Alert> {
                     hit.protocol,
                     hit.scope,
                 ))
-                .or_default() += 1;
+                .or_insert((0, hit))
+                .0 += 1;
         }
         let mut top: Vec<TopFlow> = flows
             .into_iter()
-            .map(|((src, dst, dst_port, protocol, scope), count)| TopFlow {
-                src,
-                dst,
-                dst_port,
-                protocol,
-                scope,
-                count,
-            })
+            .map(
+                |((src, dst, dst_port, protocol, scope), (count, hit))| TopFlow {
+                    src,
+                    dst,
+                    dst_port,
+                    protocol,
+                    scope,
+                    count,
+                    src_name: end_name(
+                        &hit.ends.src_instance_name,
+                        &hit.ends.src_eni_name,
+                        &hit.ends.src_instance,
+                    ),
+                    dst_name: end_name(
+                        &hit.ends.dst_instance_name,
+                        &hit.ends.dst_eni_name,
+                        &hit.ends.dst_instance,
+                    ),
+                },
+            )
             .collect();
         top.sort_by(|a, b| {
             b.count
@@ -592,7 +635,7 @@ impl RateCap {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::core::records::{HitRecord, RuleRef};
+    use crate::core::records::RuleRef;
 
     pub(crate) fn hit(
         kind: RecordType,
@@ -750,6 +793,77 @@ pub(crate) mod tests {
         assert_eq!(
             (json["region"].as_str(), json["link"].as_str()),
             (Some("ap-guangzhou"), Some(link))
+        );
+    }
+
+    /// Each end of a top flow is named as the snapshot names it: its instance's name, else its
+    /// ENI's name, else its instance id; an end the snapshot does not know is the bare address.
+    #[test]
+    fn top_flows_name_their_ends() {
+        let with_ends = |src: &str, ends: crate::core::records::Ends| {
+            let mut record = hit(
+                RecordType::BlockHit,
+                "7002",
+                "block ssh",
+                src,
+                "10.0.3.10",
+                22,
+            );
+            if let Record::Hit(h) = &mut record {
+                h.ends = std::sync::Arc::new(ends);
+            }
+            record
+        };
+        let text = |s: &str| Some(compact_str::CompactString::from(s));
+        let records = vec![
+            with_ends(
+                "10.0.1.10",
+                crate::core::records::Ends {
+                    src_instance: text("ins-web00000"),
+                    src_instance_name: text("web-01"),
+                    src_eni_name: text("web-01-eth0"),
+                    dst_instance: text("ins-db000000"),
+                    dst_instance_name: text("db-主"),
+                    ..Default::default()
+                },
+            ),
+            with_ends(
+                "10.0.1.11",
+                crate::core::records::Ends {
+                    src_instance: text("ins-web00001"),
+                    src_eni_name: text("web-02-eth0"),
+                    ..Default::default()
+                },
+            ),
+            with_ends(
+                "10.0.1.12",
+                crate::core::records::Ends {
+                    src_instance: text("ins-web00002"),
+                    ..Default::default()
+                },
+            ),
+            with_ends("10.0.1.13", crate::core::records::Ends::default()),
+        ];
+        let alerts = group(&records, &AlertPolicy::default());
+        let markdown = alerts[0].markdown();
+        for line in [
+            "- 10.0.1.10 (web-01) → 10.0.3.10 (db-主):22 TCP",
+            "- 10.0.1.11 (web-02-eth0) → 10.0.3.10:22 TCP",
+            "- 10.0.1.12 (ins-web00002) → 10.0.3.10:22 TCP",
+            "- 10.0.1.13 → 10.0.3.10:22 TCP",
+        ] {
+            assert!(markdown.contains(line), "{line:?} not in\n{markdown}");
+        }
+        let json = serde_json::to_value(&alerts[0]).unwrap();
+        let first = json["top_flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["src"] == "10.0.1.10")
+            .unwrap();
+        assert_eq!(
+            (first["src_name"].as_str(), first["dst_name"].as_str()),
+            (Some("web-01"), Some("db-主"))
         );
     }
 

@@ -220,7 +220,8 @@ fn shared_ends<'c>(
         .or_insert_with(|| Arc::new(ends_of(placement)))
 }
 
-/// Both ends of a placement, with the names the snapshot has for their VPC and subnet.
+/// Both ends of a placement, with the names the snapshot has for their VPC, subnet, instance
+/// and ENI.
 fn ends_of(placement: &Placement<'_>) -> Ends {
     let text = |value: Option<&str>| value.map(CompactString::from);
     let (src, dst) = (&placement.src, &placement.dst);
@@ -230,13 +231,17 @@ fn ends_of(placement: &Placement<'_>) -> Ends {
         src_subnet: text(src.subnet),
         src_subnet_name: text(src.subnet_name),
         src_instance: text(src.instance),
+        src_instance_name: text(src.instance_name),
         src_eni: text(src.eni),
+        src_eni_name: text(src.eni_name),
         dst_vpc: text(dst.vpc),
         dst_vpc_name: text(dst.vpc_name),
         dst_subnet: text(dst.subnet),
         dst_subnet_name: text(dst.subnet_name),
         dst_instance: text(dst.instance),
+        dst_instance_name: text(dst.instance_name),
         dst_eni: text(dst.eni),
+        dst_eni_name: text(dst.eni_name),
     }
 }
 
@@ -898,8 +903,13 @@ mod tests {
             ),
             (
                 "enis".to_string(),
-                json!({"NetworkInterfaceSet": [{"NetworkInterfaceId": "eni-lq6mkcis", "VpcId": "vpc-doc",
-                "SubnetId": "subnet-b", "PrivateIpAddressSet": [{"PrivateIpAddress": "172.31.16.139"}]}]}),
+                json!({"NetworkInterfaceSet": [{"NetworkInterfaceId": "eni-lq6mkcis", "NetworkInterfaceName": "web-1 eth0",
+                "VpcId": "vpc-doc", "SubnetId": "subnet-b", "Attachment": {"InstanceId": "ins-doc"},
+                "PrivateIpAddressSet": [{"PrivateIpAddress": "172.31.16.139"}]}]}),
+            ),
+            (
+                "instances".to_string(),
+                json!({"InstanceSet": [{"InstanceId": "ins-doc", "InstanceName": "web-1"}]}),
             ),
         ];
         Engine::compile(&build_from_documents(&documents, "t").unwrap()).unwrap()
@@ -1170,6 +1180,39 @@ mod tests {
             (cross.peer, cross.connections, cross.flows),
             (Peer::OtherVpc, 2, 2)
         );
+        // Each end by id and by the name the snapshot gives it.
+        let ends = &cross.ends;
+        let text = |v: &Option<CompactString>| v.as_deref().map(str::to_string);
+        for (id, name, expected) in [
+            (&ends.src_vpc, &ends.src_vpc_name, Some(("vpc-doc", "docs"))),
+            (
+                &ends.src_subnet,
+                &ends.src_subnet_name,
+                Some(("subnet-b", "web")),
+            ),
+            (
+                &ends.src_instance,
+                &ends.src_instance_name,
+                Some(("ins-doc", "web-1")),
+            ),
+            (
+                &ends.src_eni,
+                &ends.src_eni_name,
+                Some(("eni-lq6mkcis", "web-1 eth0")),
+            ),
+            (
+                &ends.dst_vpc,
+                &ends.dst_vpc_name,
+                Some(("vpc-peer", "peer")),
+            ),
+            (&ends.dst_instance, &ends.dst_instance_name, None),
+        ] {
+            let expected = expected.map(|(i, n)| (i.to_string(), n.to_string()));
+            assert_eq!(
+                (text(id), text(name)),
+                expected.map_or((None, None), |(i, n)| (Some(i), Some(n)))
+            );
+        }
         let outbound = traffic
             .iter()
             .find(|t| t.scope == Scope::VpcOutbound)

@@ -207,9 +207,15 @@ pub struct Ends {
     /// Source instance.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub src_instance: Option<CompactString>,
+    /// Its name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src_instance_name: Option<CompactString>,
     /// Source ENI (when the address is an ENI's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub src_eni: Option<CompactString>,
+    /// Its name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src_eni_name: Option<CompactString>,
     /// Destination VPC.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dst_vpc: Option<CompactString>,
@@ -225,9 +231,15 @@ pub struct Ends {
     /// Destination instance.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dst_instance: Option<CompactString>,
+    /// Its name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dst_instance_name: Option<CompactString>,
     /// Destination ENI (when the address is an ENI's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dst_eni: Option<CompactString>,
+    /// Its name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dst_eni_name: Option<CompactString>,
 }
 
 impl Ends {
@@ -243,8 +255,12 @@ impl Ends {
             ("dst_subnet_name", &self.dst_subnet_name),
             ("src_instance", &self.src_instance),
             ("dst_instance", &self.dst_instance),
+            ("src_instance_name", &self.src_instance_name),
+            ("dst_instance_name", &self.dst_instance_name),
             ("src_eni", &self.src_eni),
             ("dst_eni", &self.dst_eni),
+            ("src_eni_name", &self.src_eni_name),
+            ("dst_eni_name", &self.dst_eni_name),
         ] {
             emit(key, value.as_deref().map(FieldValue::Text));
         }
@@ -845,13 +861,17 @@ mod tests {
             src_subnet: some("subnet-a"),
             src_subnet_name: some("web"),
             src_instance: some("ins-a"),
+            src_instance_name: some("web-01"),
             src_eni: some("eni-a"),
+            src_eni_name: some("web-01 primary"),
             dst_vpc: some("vpc-b"),
             dst_vpc_name: some("数据"),
             dst_subnet: some("subnet-b"),
             dst_subnet_name: some("db"),
             dst_instance: some("ins-b"),
+            dst_instance_name: some("db-主"),
             dst_eni: some("eni-b"),
+            dst_eni_name: some("db eni"),
         }
     }
 

@@ -33,6 +33,7 @@ pub const ACTIONS: &[(&str, &str, &str)] = &[
     ("vpc", "2017-03-12", "DescribeVpcs"),
     ("vpc", "2017-03-12", "DescribeSubnets"),
     ("vpc", "2017-03-12", "DescribeNetworkInterfaces"),
+    ("cvm", "2017-03-12", "DescribeInstances"),
     ("cls", "2020-10-16", "SearchLog"),
     ("cls", "2020-10-16", "UploadLog"),
 ];

@@ -9,7 +9,9 @@
 //! `old_esg_regions`); vpc `DescribeAddressTemplates`,
 //! `DescribeAddressTemplateGroups`, `DescribeServiceTemplates`, `DescribeServiceTemplateGroups`
 //! (in the template region), `DescribeVpcs`, `DescribeSubnets`, `DescribeNetworkInterfaces`
-//! (only the monitored VPCs when a list is given).
+//! (only the monitored VPCs when a list is given); cvm `DescribeInstances` for instance names
+//! (tccli `cvm/v20170312/api.json`), which a role without `cvm:DescribeInstances` skips with a
+//! warning.
 
 use std::time::Instant;
 
@@ -23,6 +25,8 @@ use crate::core::snapshot::{import_documents, ImportError};
 pub(crate) const CFW_VERSION: &str = "2019-09-04";
 /// vpc API version.
 pub(crate) const VPC_VERSION: &str = "2017-03-12";
+/// cvm API version.
+pub(crate) const CVM_VERSION: &str = "2017-03-12";
 /// `DescribeEnterpriseSecurityGroupRule`'s documented rate limit.
 pub(crate) const RULES_PER_SECOND: u32 = 20;
 
@@ -59,6 +63,17 @@ struct Listing {
     /// Request members copied into every page, so the importer knows what the page is about
     /// (the old ESG's `Area`: its answer does not name the region).
     echo: &'static [&'static str],
+    /// Only names come from it: when the role may not call it, the snapshot is built without
+    /// them, with a warning.
+    names_only: bool,
+}
+
+/// A refusal by CAM: the caller's role does not allow the action (API 3.0 common error
+/// `AuthFailure.UnauthorizedOperation`, or a service's own `UnauthorizedOperation…`).
+fn not_allowed(error: &ApiError) -> bool {
+    error.code == "AuthFailure.UnauthorizedOperation"
+        || error.code == "UnauthorizedOperation"
+        || error.code.starts_with("UnauthorizedOperation.")
 }
 
 fn listings(options: &LiveOptions) -> Vec<Listing> {
@@ -71,6 +86,7 @@ fn listings(options: &LiveOptions) -> Vec<Listing> {
         list_key,
         templates: false,
         echo: &[],
+        names_only: false,
     };
     let vpc = |action, body, paging, list_key, templates| Listing {
         service: "vpc",
@@ -81,6 +97,7 @@ fn listings(options: &LiveOptions) -> Vec<Listing> {
         list_key,
         templates,
         echo: &[],
+        names_only: false,
     };
     let filters = if options.vpcs.is_empty() {
         json!({})
@@ -167,33 +184,54 @@ fn listings(options: &LiveOptions) -> Vec<Listing> {
         ),
         vpc(
             "DescribeNetworkInterfaces",
-            filters,
+            filters.clone(),
             numbers,
             "NetworkInterfaceSet",
             false,
         ),
+        // `Offset`/`Limit` (≤ 100) as numbers; `vpc-id` is one of its documented filters.
+        Listing {
+            service: "cvm",
+            version: CVM_VERSION,
+            action: "DescribeInstances",
+            body: filters,
+            paging: numbers,
+            list_key: "InstanceSet",
+            templates: false,
+            echo: &[],
+            names_only: true,
+        },
     ]);
     all
 }
 
-/// Fetches every page of every listing, named `<Action>[<body>]#<page>`.
+/// What the listings answered: the pages, and what could not be read but was not needed.
+pub(crate) struct Fetched {
+    /// Every page, named `<Action>[<body>]#<page>`.
+    pub documents: Vec<(String, Value)>,
+    /// Listings skipped (names the role may not read).
+    pub warnings: Vec<String>,
+}
+
+/// Fetches every page of every listing.
 pub(crate) async fn fetch_documents(
     client: &ApiClient,
     options: &LiveOptions,
     deadline: Instant,
-) -> Result<Vec<(String, Value)>, ApiError> {
+) -> Result<Fetched, ApiError> {
     let client = client
         .clone()
         .with_rate_limit("DescribeEnterpriseSecurityGroupRule", RULES_PER_SECOND);
     let templates = client.in_region(&options.template_region);
     let mut documents = Vec::new();
+    let mut warnings = Vec::new();
     for listing in listings(options) {
         let client = if listing.templates {
             &templates
         } else {
             &client
         };
-        let pages = client
+        let pages = match client
             .pages(
                 listing.service,
                 listing.version,
@@ -203,7 +241,17 @@ pub(crate) async fn fetch_documents(
                 listing.list_key,
                 deadline,
             )
-            .await?;
+            .await
+        {
+            Err(error) if listing.names_only && not_allowed(&error) => {
+                warnings.push(format!(
+                    "{}: not allowed ({}), so records carry no instance names: allow {}:{} to the sync role",
+                    listing.action, error.code, listing.service, listing.action
+                ));
+                continue;
+            }
+            answer => answer?,
+        };
         for (i, mut page) in pages.into_iter().enumerate() {
             for key in listing.echo {
                 if let (Some(page), Some(value)) = (page.as_object_mut(), listing.body.get(key)) {
@@ -216,7 +264,10 @@ pub(crate) async fn fetch_documents(
             ));
         }
     }
-    Ok(documents)
+    Ok(Fetched {
+        documents,
+        warnings,
+    })
 }
 
 /// Builds the snapshot from the live APIs.
@@ -226,14 +277,23 @@ pub(crate) async fn build_live(
     taken_at: &str,
     deadline: Instant,
 ) -> Result<Snapshot, LiveError> {
-    let documents = fetch_documents(client, options, deadline).await?;
-    let imported = import_documents(&documents, taken_at)?;
+    let fetched = fetch_documents(client, options, deadline).await?;
+    let imported = import_documents(&fetched.documents, taken_at)?;
     if imported.conflicting.is_empty() {
-        return Ok(imported.snapshot);
+        return Ok(with_warnings(imported.snapshot, fetched.warnings));
     }
     // Differing copies of a rule: the rules changed while they were paged. Read them once more;
     // what still differs is kept by the importer's order-independent choice, with a warning.
     tracing::warn!(rules = ?imported.conflicting, "rules changed while they were read; reading once more");
-    let documents = fetch_documents(client, options, deadline).await?;
-    Ok(import_documents(&documents, taken_at)?.snapshot)
+    let fetched = fetch_documents(client, options, deadline).await?;
+    let snapshot = import_documents(&fetched.documents, taken_at)?.snapshot;
+    Ok(with_warnings(snapshot, fetched.warnings))
+}
+
+/// The snapshot with the listings' warnings added (warnings are not part of the version).
+fn with_warnings(mut snapshot: Snapshot, warnings: Vec<String>) -> Snapshot {
+    snapshot.warnings.extend(warnings);
+    snapshot.warnings.sort();
+    snapshot.warnings.dedup();
+    snapshot
 }

@@ -67,6 +67,10 @@ pub struct Location<'a> {
     pub vpc_name: Option<&'a str>,
     /// The subnet's name, when the snapshot has one.
     pub subnet_name: Option<&'a str>,
+    /// The instance's name, when the snapshot has one.
+    pub instance_name: Option<&'a str>,
+    /// The ENI's name, when the snapshot has one.
+    pub eni_name: Option<&'a str>,
 }
 
 /// Where both ends of a flow are, and what that makes the flow.
@@ -91,6 +95,8 @@ struct EniInfo {
     ips: Vec<IpAddr>,
     vpc_name: Option<String>,
     subnet_name: Option<String>,
+    instance_name: Option<String>,
+    name: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -118,7 +124,8 @@ impl Topology {
     /// Indexes the snapshot's VPCs, subnets and ENIs (entries with unreadable addresses are skipped).
     pub fn build(snapshot: &Snapshot) -> Self {
         let mut topology = Topology::default();
-        // VPC and subnet names by id (only the non-empty ones), copied next to what names them.
+        // VPC, subnet and instance names by id (only the non-empty ones), copied next to what
+        // names them.
         let names: FastMap<&str, &str> = snapshot
             .vpcs
             .iter()
@@ -128,6 +135,12 @@ impl Topology {
                     .subnets
                     .iter()
                     .map(|s| (s.id.as_str(), s.name.as_str())),
+            )
+            .chain(
+                snapshot
+                    .instances
+                    .iter()
+                    .map(|i| (i.id.as_str(), i.name.as_str())),
             )
             .filter(|(_, name)| !name.is_empty())
             .collect();
@@ -152,6 +165,8 @@ impl Topology {
                 ips,
                 vpc_name: name(&eni.vpc_id),
                 subnet_name: name(&eni.subnet_id),
+                instance_name: eni.instance_id.as_deref().and_then(name),
+                name: Some(eni.name.clone()).filter(|n| !n.is_empty()),
             });
         }
         let area = |id: &str, vpc: &str, cidrs: &[String]| {
@@ -206,6 +221,8 @@ impl Topology {
                 eni: Some(&eni.id),
                 vpc_name: eni.vpc_name.as_deref(),
                 subnet_name: eni.subnet_name.as_deref(),
+                instance_name: eni.instance_name.as_deref(),
+                eni_name: eni.name.as_deref(),
             };
         }
         let pick = |areas: &'_ [Area]| -> Option<usize> {

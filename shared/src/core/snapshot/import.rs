@@ -22,8 +22,8 @@ use crate::core::text::truncate_utf8;
 
 use super::values::{AddressSet, PortSet, Protocol, Service, DOCUMENTED_PORT_ITEMS};
 use super::{
-    AddressTemplate, Endpoint, EndpointKind, Eni, Generation, Rule, RuleAction, RuleAttributes,
-    ServiceTemplate, Snapshot, Subnet, TemplateGroup, Vpc,
+    AddressTemplate, Endpoint, EndpointKind, Eni, Generation, Instance, Rule, RuleAction,
+    RuleAttributes, ServiceTemplate, Snapshot, Subnet, TemplateGroup, Vpc,
 };
 
 /// Building a snapshot failed; nothing is written.
@@ -124,6 +124,7 @@ const LIST_KEYS: &[&str] = &[
     "VpcSet",
     "SubnetSet",
     "NetworkInterfaceSet",
+    "InstanceSet",
 ];
 
 /// Addresses the rule-list API resolved for a rule's source and destination.
@@ -356,10 +357,19 @@ impl Builder {
                     .retain(|e| e.id != raw.network_interface_id);
                 self.snapshot.enis.push(Eni {
                     id: raw.network_interface_id,
+                    name: short_name(raw.network_interface_name.unwrap_or_default()),
                     vpc_id: raw.vpc_id,
                     subnet_id: raw.subnet_id,
                     instance_id,
                     ips,
+                });
+            }
+        } else if has("InstanceSet") {
+            for (raw, _) in items::<RawInstance>(name, body, "InstanceSet", warnings) {
+                self.snapshot.instances.retain(|i| i.id != raw.instance_id);
+                self.snapshot.instances.push(Instance {
+                    id: raw.instance_id,
+                    name: short_name(raw.instance_name.unwrap_or_default()),
                 });
             }
         } else if LIST_KEYS.iter().any(|key| {
@@ -1050,6 +1060,9 @@ struct RawSubnet {
 #[serde(rename_all = "PascalCase")]
 struct RawEni {
     network_interface_id: String,
+    /// A `null` name costs only the name.
+    #[serde(default)]
+    network_interface_name: Option<String>,
     vpc_id: String,
     subnet_id: String,
     #[serde(default)]
@@ -1058,6 +1071,15 @@ struct RawEni {
     ipv6_address_set: Vec<Ipv6Address>,
     #[serde(default)]
     attachment: Option<Attachment>,
+}
+
+/// A CVM instance (cvm `DescribeInstances`, tccli `cvm/v20170312/api.json`, `Instance`).
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawInstance {
+    instance_id: String,
+    #[serde(default)]
+    instance_name: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -57,6 +57,10 @@ pub struct Snapshot {
     /// Elastic network interfaces.
     #[serde(default)]
     pub enis: Vec<Eni>,
+    /// CVM instances, for their names (absent from snapshots taken without them, which keep
+    /// their version).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<Instance>,
     /// Problems noticed while building (not part of the version).
     #[serde(default)]
     pub warnings: Vec<String>,
@@ -377,11 +381,25 @@ pub struct Eni {
     pub vpc_id: String,
     /// Its subnet.
     pub subnet_id: String,
+    /// Its name (`NetworkInterfaceName`; absent when empty, so older snapshots keep their
+    /// version).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
     /// The instance it is attached to, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
     /// Private addresses (IPv4 and IPv6).
     pub ips: Vec<String>,
+}
+
+/// A CVM instance (`DescribeInstances`): only what names it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    /// `ins-…`.
+    pub id: String,
+    /// Its name.
+    #[serde(default)]
+    pub name: String,
 }
 
 /// Loading or saving a snapshot file failed.
@@ -441,6 +459,7 @@ impl Snapshot {
         self.vpcs.sort_by(|a, b| a.id.cmp(&b.id));
         self.subnets.sort_by(|a, b| a.id.cmp(&b.id));
         self.enis.sort_by(|a, b| a.id.cmp(&b.id));
+        self.instances.sort_by(|a, b| a.id.cmp(&b.id));
         for vpc in &mut self.vpcs {
             vpc.cidrs.sort();
             vpc.cidrs.dedup();
@@ -470,6 +489,8 @@ impl Snapshot {
             vpcs: &'a [Vpc],
             subnets: &'a [Subnet],
             enis: &'a [Eni],
+            #[serde(skip_serializing_if = "<[Instance]>::is_empty")]
+            instances: &'a [Instance],
         }
         let content = Content {
             rules: &self.rules,
@@ -481,6 +502,7 @@ impl Snapshot {
             vpcs: &self.vpcs,
             subnets: &self.subnets,
             enis: &self.enis,
+            instances: &self.instances,
         };
         let bytes = serde_json::to_vec(&content).expect("plain data serializes");
         hex::encode(&Sha256::digest(&bytes)[..8])
