@@ -11,13 +11,15 @@ FUNCTIONS   := audit lookup sync
 CARGO       ?= cargo
 ESGFLOW     := target/debug/esgflow
 
-.PHONY: help setup build test lint unit package run bench sample clean deploy measure fuzz
+.PHONY: help setup setup-test setup-deploy build test lint unit package run bench sample clean deploy measure fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-setup: ## install what a fresh machine needs (musl target, rustfmt/clippy, curl, musl-tools, redis-server, chromium, the pinned serverless CLI, the pinned tccli API definitions)
+setup: ## what `make run` needs: Rust with cargo (nothing else is installed)
 	@command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup first" >&2; exit 1; }
+
+setup-test: setup ## what `make test` adds: the musl target, rustfmt/clippy, curl, musl-tools, redis-server, chromium, pip and the pinned tccli API definitions
 	rustup target list --installed | grep -qx $(MUSL_TARGET) || rustup target add $(MUSL_TARGET)
 	rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
 	rustup component list --installed | grep -q '^clippy' || rustup component add clippy
@@ -26,7 +28,6 @@ setup: ## install what a fresh machine needs (musl target, rustfmt/clippy, curl,
 	command -v musl-gcc >/dev/null || missing="$$missing musl-tools"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
-	command -v npm >/dev/null || missing="$$missing npm"; \
 	python3 -m pip --version >/dev/null 2>&1 || missing="$$missing python3-pip"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
@@ -35,29 +36,34 @@ setup: ## install what a fresh machine needs (musl target, rustfmt/clippy, curl,
 	fi
 	@# The official API definitions (tccli's api.json/examples.json), read from the wheel itself.
 	@[ -f $(TCCLI_WHEEL) ] || python3 -m pip download --quiet --no-deps --only-binary=:all: --dest .tools tccli==$(TCCLI_VERSION)
-	@# The serverless CLI for `make deploy`, at the version pinned in deploy/package-lock.json.
+
+setup-deploy: setup ## what `make deploy` adds: npm and the pinned serverless CLI (`npm ci` in deploy/)
+	@command -v npm >/dev/null || { \
+	  echo "installing: npm"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq npm; }
 	@[ -x deploy/node_modules/.bin/components ] || npm ci --prefix deploy --no-audit --no-fund --loglevel=error
 
 build: setup ## build the CLI and the function binaries (debug)
 	$(CARGO) build --workspace --bins
 
-lint: setup ## rustfmt check and clippy with warnings as errors
+lint: setup-test ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-unit: build ## all tests (unit, runtime protocol, end-to-end under the emulator, packaging)
+unit: setup-test build ## all tests (unit, runtime protocol, end-to-end under the emulator, packaging)
 	$(CARGO) test --workspace
 
 test: lint package unit ## everything CI runs: lint, packages, all tests
 
-package: setup ## one zip per function under dist/: static musl `bootstrap`, mode 0755, at the zip root
+package: setup-test ## one zip per function under dist/: static musl `bootstrap`, mode 0755, at the zip root
 	$(CARGO) build --release --target $(MUSL_TARGET) $(addprefix -p esgflow-,$(FUNCTIONS))
 	$(CARGO) run --quiet --bin esgflow -- package --bin-dir $(RELEASE_DIR) --out-dir dist
 
 run: build ## replay the bundled sample flow logs through the real audit function under the emulator
 	$(ESGFLOW) replay samples/flowlogs.txt --snapshot samples/snapshot.json --records out/records.jsonl --alerts
 
-deploy: package ## deploy the stack in template.yaml with the serverless CLI (DRY_RUN=1: print what would be deployed)
+deploy: package $(if $(DRY_RUN),,setup-deploy) ## deploy the stack in template.yaml with the serverless CLI (DRY_RUN=1: print what would be deployed)
 	$(CARGO) run --quiet --bin esgflow -- deploy --template template.yaml --out dist/deploy $(if $(DRY_RUN),--dry-run)
 
 measure: package ## release health check: zip and binary sizes, init time (median of 20, with and without a 10,000-rule snapshot), audit peak RSS

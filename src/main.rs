@@ -131,7 +131,7 @@ enum Command {
         /// Print exactly what would be deployed and stop
         #[arg(long)]
         dry_run: bool,
-        /// The serverless CLI (Tencent `components`, installed by `make setup`)
+        /// The serverless CLI (Tencent `components`, installed by `make setup-deploy`)
         #[arg(long, default_value = "deploy/node_modules/.bin/components")]
         cli: PathBuf,
     },
@@ -796,7 +796,7 @@ fn deploy_command(
     }
     if !cli.exists() {
         eprintln!(
-            "esgflow deploy: the serverless CLI is not installed at {} (run `make setup`)",
+            "esgflow deploy: the serverless CLI is not installed at {} (run `make setup-deploy`)",
             cli.display()
         );
         return Ok(ExitCode::from(2));

@@ -182,3 +182,39 @@ async fn an_unreadable_snapshot_fails_each_invocation_until_it_appears() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A monitored VPC id the snapshot does not have (here a typo beside a real one) is named in
+/// every summary and logged once per snapshot, never a silent zero; the real one is still judged.
+#[tokio::test]
+async fn an_unknown_monitored_vpc_is_reported() {
+    let mut emulator = common::emulator(
+        "audit",
+        &[("ESGFLOW_MONITORED_VPCS", "vpc-prod0001, vpc-prd00001")],
+    )
+    .await;
+    let line = "2 1251762227 eni-web00001 10.0.1.11 10.0.3.10 40001 3306 6 3 180 1763942400 1763942460 REJECT OK";
+    for _ in 0..2 {
+        let invocation = emulator
+            .invoke(common::cls_event("topic-1", &[line]))
+            .await
+            .unwrap();
+        let InvocationResult::Response(body) = &invocation.result else {
+            panic!("expected a response, got {:?}", invocation.result);
+        };
+        let summary: serde_json::Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(
+            summary["unknown_monitored_vpcs"],
+            serde_json::json!(["vpc-prd00001"]),
+            "{summary}"
+        );
+        assert_eq!(summary["records"]["block_hit"], 1, "{summary}");
+        assert_eq!(summary["unmonitored"], 0, "{summary}");
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let warnings = emulator
+        .logs()
+        .iter()
+        .filter(|l| l.contains("ESGFLOW_MONITORED_VPCS names VPCs") && l.contains("vpc-prd00001"))
+        .count();
+    assert_eq!(warnings, 1, "{:?}", emulator.logs());
+}

@@ -1,5 +1,5 @@
 //! The lookup page in a real browser: headless Chromium (Debian's `chromium`, installed by
-//! `make setup`) loads `/` from the local HTTP gateway in front of the real lookup binary, the
+//! `make setup-test`) loads `/` from the local HTTP gateway in front of the real lookup binary, the
 //! page's explain form is submitted by the page's own code (a `#src=…&dst=…` link fills the
 //! form and calls `requestSubmit()`), and the rendered DOM must show the blocking rule and the
 //! top-blocking-rules chart. A screenshot is saved to `target/test-artifacts/lookup-page.png`.
@@ -15,7 +15,7 @@ fn chromium(args: &[String]) -> std::process::Output {
     let binary = ["chromium", "chromium-browser", "google-chrome"]
         .into_iter()
         .find(|b| Command::new(b).arg("--version").output().is_ok())
-        .expect("Chromium is not installed: run `make setup` (Debian package `chromium`)");
+        .expect("Chromium is not installed: run `make setup-test` (Debian package `chromium`)");
     Command::new(binary)
         .args([
             "--headless=new",

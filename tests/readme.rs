@@ -68,3 +68,51 @@ fn the_configuration_table_matches_the_registry() {
         );
     }
 }
+
+/// What `make <target>` would run, as `make --dry-run` prints it (nothing is executed).
+fn planned(target: &str, vars: &[&str]) -> String {
+    let output = std::process::Command::new("make")
+        .args(["--dry-run", "--always-make", target])
+        .args(vars)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("make runs");
+    assert!(output.status.success(), "make -n {target}: {output:?}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The first of the README's two commands installs only what the demo needs: cargo builds the
+/// binaries and the sample replays. The test and deploy extras (system packages, the musl target,
+/// the tccli wheel, npm and the serverless CLI) come with the targets that use them.
+#[test]
+fn make_run_installs_nothing_the_demo_does_not_need() {
+    let installers = [
+        "apt-get",
+        "rustup target add",
+        "rustup component add",
+        "pip download",
+        "npm ci",
+    ];
+    let run = planned("run", &[]);
+    assert!(run.contains("esgflow replay samples/flowlogs.txt"), "{run}");
+    for installer in installers {
+        assert!(
+            !run.contains(installer),
+            "`make run` would run {installer}:\n{run}"
+        );
+    }
+    // The extras are still there, with the targets that need them.
+    let test = planned("test", &[]);
+    for installer in &installers[..4] {
+        assert!(
+            test.contains(installer),
+            "`make test` lost {installer}:\n{test}"
+        );
+    }
+    assert!(
+        !test.contains("npm ci"),
+        "`make test` needs no serverless CLI:\n{test}"
+    );
+    assert!(planned("deploy", &[]).contains("npm ci"));
+    assert!(!planned("deploy", &["DRY_RUN=1"]).contains("npm ci"));
+}

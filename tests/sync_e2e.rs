@@ -262,6 +262,52 @@ async fn instance_names_are_skipped_with_a_warning_when_the_role_may_not_read_th
     assert!(stub.problems().is_empty(), "{:?}", stub.problems());
 }
 
+/// A monitored VPC that `DescribeVpcs` does not return is a warning of the published snapshot,
+/// beside the VPC that is found.
+#[tokio::test]
+async fn an_unknown_monitored_vpc_is_a_snapshot_warning() {
+    let stub = common::cloud_stub().await;
+    let mut sync = sync_with(
+        &stub,
+        vec![(
+            "ESGFLOW_MONITORED_VPCS".into(),
+            "vpc-prod0001,vpc-gone0001".into(),
+        )],
+    )
+    .await;
+    let summary = sync
+        .invoke(common::timer_event())
+        .await
+        .unwrap()
+        .result
+        .json();
+    assert_eq!(summary["published"], true, "{summary}");
+    let version = summary["snapshot_version"].as_str().unwrap();
+    let published: Snapshot = serde_json::from_slice(
+        &stub.state.lock().unwrap().objects[&format!("/esgflow/snapshots/{version}.json")].0,
+    )
+    .unwrap();
+    assert_eq!(
+        published
+            .vpcs
+            .iter()
+            .map(|v| v.id.as_str())
+            .collect::<Vec<_>>(),
+        ["vpc-prod0001"]
+    );
+    let about: Vec<&String> = published
+        .warnings
+        .iter()
+        .filter(|w| w.contains("vpc-gone0001"))
+        .collect();
+    assert_eq!(about.len(), 1, "{:?}", published.warnings);
+    assert!(about[0].contains("ESGFLOW_MONITORED_VPCS"), "{}", about[0]);
+    assert!(!published
+        .warnings
+        .iter()
+        .any(|w| w.contains("vpc-prod0001 (")));
+}
+
 #[tokio::test]
 async fn rule_changes_are_recorded_and_alerted_and_unused_rules_reported() {
     let stub = common::cloud_stub().await;

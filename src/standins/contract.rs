@@ -2,7 +2,7 @@
 //! API definitions the official CLI ships (`tccli`, PyPI: `tccli/services/<service>/<version>/
 //! api.json` and `examples.json`), so a stand-in refuses what the real service refuses.
 //!
-//! The definitions are read straight from the pinned `tccli` wheel that `make setup` downloads
+//! The definitions are read straight from the pinned `tccli` wheel that `make setup-test` downloads
 //! into `.tools/` (never copied into the repository). [`Definitions::validate`] answers a request
 //! body the way API 3.0 does: an action the service does not have is `InvalidAction`, a missing
 //! required member `MissingParameter`, a member the definition does not name `UnknownParameter`,
@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-/// The `tccli` version the contracts are pinned to (`make setup` downloads this wheel).
+/// The `tccli` version the contracts are pinned to (`make setup-test` downloads this wheel).
 pub const TCCLI_VERSION: &str = "3.1.189.1";
 
 /// The largest definition file read from the wheel (cfw's `api.json` is about 1 MB).
@@ -104,7 +104,7 @@ impl Definitions {
     pub fn load(wheel: &Path, service: &str, version: &str) -> Result<Definitions, String> {
         let file = std::fs::File::open(wheel).map_err(|e| {
             format!(
-                "the official API definitions (tccli {TCCLI_VERSION}) are not at {}: {e}; run `make setup`",
+                "the official API definitions (tccli {TCCLI_VERSION}) are not at {}: {e}; run `make setup-test`",
                 wheel.display()
             )
         })?;

@@ -181,7 +181,7 @@ impl RedisServer {
             ])
             .stdout(std::process::Stdio::null())
             .spawn()
-            .expect("redis-server is installed (make setup installs it)");
+            .expect("redis-server is installed (make setup-test installs it)");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(

@@ -118,6 +118,10 @@ pub struct InvocationSummary {
     pub alerts: DispatchReport,
     /// The snapshot the batch was judged against.
     pub snapshot_version: String,
+    /// Ids in `ESGFLOW_MONITORED_VPCS` that the snapshot has no VPC for: their flows are never
+    /// judged.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unknown_monitored_vpcs: Vec<String>,
     /// Wall time, milliseconds.
     pub elapsed_ms: u64,
 }
@@ -128,6 +132,8 @@ pub struct AuditFunction {
     config: AuditConfig,
     snapshots: tokio::sync::Mutex<SnapshotCache>,
     sink: Box<dyn RecordSink>,
+    /// The snapshot version whose unknown monitored VPCs were last logged.
+    warned_version: std::sync::Mutex<String>,
     alerts: tokio::sync::Mutex<Dispatcher>,
 }
 
@@ -158,6 +164,7 @@ impl AuditFunction {
             config,
             snapshots,
             sink,
+            warned_version: std::sync::Mutex::new(String::new()),
             alerts: tokio::sync::Mutex::new(alerts),
         }
     }
@@ -193,6 +200,10 @@ impl AuditFunction {
             .unwrap_or(deadline)
             .max(Instant::now());
         let engine = self.engine(load_by).await?;
+        let unknown_monitored_vpcs = self.config.monitored.unknown(engine.topology());
+        if !unknown_monitored_vpcs.is_empty() {
+            self.warn_unknown_vpcs(&unknown_monitored_vpcs, engine.version());
+        }
         let judged = judge(&engine, flows, &self.config.monitored);
         let written = if judged.records.is_empty() {
             Written::default()
@@ -216,8 +227,25 @@ impl AuditFunction {
             alerts_sent: alerts.sent_total(),
             alerts,
             snapshot_version: engine.version().to_string(),
+            unknown_monitored_vpcs,
             elapsed_ms: started.elapsed().as_millis() as u64,
         })
+    }
+
+    /// Logs the unknown monitored VPCs once per snapshot version (every summary names them).
+    fn warn_unknown_vpcs(&self, vpcs: &[String], version: &str) {
+        let mut warned = self
+            .warned_version
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if *warned != version {
+            tracing::warn!(
+                vpcs = ?vpcs,
+                snapshot = version,
+                "ESGFLOW_MONITORED_VPCS names VPCs the snapshot does not have: their flows are never judged"
+            );
+            *warned = version.to_string();
+        }
     }
 }
 

@@ -98,7 +98,7 @@ pub(crate) const MONITORED_VPCS: Setting = Setting {
     name: "ESGFLOW_MONITORED_VPCS",
     default: None,
     functions: &[Function::Audit, Function::Sync],
-    description: "Comma-separated VPC ids to monitor; flows touching none of them are skipped. Empty: every VPC.",
+    description: "Comma-separated VPC ids to monitor; flows touching none of them are skipped. Empty: every VPC. An id the snapshot does not have is reported (audit summary and log, snapshot warning).",
 };
 
 /// `ESGFLOW_CLS_TOPIC_ID`: CLS topic for hit records.

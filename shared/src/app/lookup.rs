@@ -102,8 +102,26 @@ impl Lookup {
         self
     }
 
-    /// Routes one request, finishing before `deadline`.
+    /// Routes one request, finishing before `deadline`. Every answer carries the security
+    /// headers ([`security_headers`]).
     pub async fn handle(
+        &self,
+        request: &ApiGatewayRequest,
+        request_id: &str,
+        deadline: Instant,
+    ) -> ApiGatewayResponse {
+        let mut response = self.answer(request, request_id, deadline).await;
+        let html = response
+            .headers
+            .get("Content-Type")
+            .is_some_and(|t| t.starts_with("text/html"));
+        for (name, value) in security_headers(html) {
+            response.headers.insert(name.to_string(), value.clone());
+        }
+        response
+    }
+
+    async fn answer(
         &self,
         request: &ApiGatewayRequest,
         request_id: &str,
@@ -393,7 +411,7 @@ impl Lookup {
         };
         let presented = request
             .header("authorization")
-            .and_then(|h| h.strip_prefix("Bearer "))
+            .and_then(bearer_token)
             .unwrap_or("");
         let matches: bool = presented.as_bytes().ct_eq(token.as_bytes()).into();
         if matches && !token.is_empty() {
@@ -480,18 +498,81 @@ const HIT_TYPES: [&str; 4] = [
     "snapshot_drift",
 ];
 
+/// The latest time a search may name, Unix seconds: 9999-12-31T23:59:59Z (times from 1970 to
+/// then are accepted, so no arithmetic on them can overflow).
+pub(crate) const MAX_TIME_SECONDS: i64 = 253_402_300_799;
+
 fn parse_time(field: &str, text: &str) -> Result<i64, Failure> {
-    if let Ok(seconds) = text.trim().parse::<i64>() {
-        return Ok(seconds);
+    let seconds = match text.trim().parse::<i64>() {
+        Ok(seconds) => seconds,
+        Err(_) => chrono::DateTime::parse_from_rfc3339(text.trim())
+            .map(|t| t.timestamp())
+            .map_err(|_| {
+                field_error(
+                    field,
+                    format!("{text:?} is neither Unix seconds nor RFC 3339"),
+                )
+            })?,
+    };
+    if (0..=MAX_TIME_SECONDS).contains(&seconds) {
+        Ok(seconds)
+    } else {
+        Err(field_error(
+            field,
+            format!("{text:?} is outside 1970-01-01 to 9999-12-31"),
+        ))
     }
-    chrono::DateTime::parse_from_rfc3339(text.trim())
-        .map(|t| t.timestamp())
-        .map_err(|_| {
-            field_error(
-                field,
-                format!("{text:?} is neither Unix seconds nor RFC 3339"),
-            )
+}
+
+/// The token of an `Authorization: Bearer <token>` header; the scheme is case-insensitive
+/// (RFC 9110 §11.1).
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(char::is_whitespace)?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// Headers on every answer: nothing may frame the page or sniff a type, no referrer leaves it,
+/// and the page may run only its own script and style (by hash) and talk only to its origin.
+fn security_headers(html: bool) -> &'static [(&'static str, String)] {
+    static HTML: std::sync::OnceLock<Vec<(&'static str, String)>> = std::sync::OnceLock::new();
+    static DATA: std::sync::OnceLock<Vec<(&'static str, String)>> = std::sync::OnceLock::new();
+    let common = |policy: String| {
+        vec![
+            ("Content-Security-Policy", policy),
+            ("Referrer-Policy", "no-referrer".to_string()),
+            ("X-Content-Type-Options", "nosniff".to_string()),
+            ("X-Frame-Options", "DENY".to_string()),
+        ]
+    };
+    if html {
+        HTML.get_or_init(|| {
+            common(format!(
+                "default-src 'none'; script-src {}; style-src {}; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+                inline_hash(PAGE, "script"),
+                inline_hash(PAGE, "style")
+            ))
         })
+    } else {
+        DATA.get_or_init(|| common("default-src 'none'; frame-ancestors 'none'".to_string()))
+    }
+}
+
+/// The CSP source of the page's one inline `<tag>` element: `'sha256-<base64>'` of its text.
+fn inline_hash(page: &str, tag: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest;
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    let start = page.find(&open).map(|i| i + open.len()).unwrap_or(0);
+    let end = page[start..].find(&close).map_or(start, |i| start + i);
+    let digest = sha2::Sha256::digest(&page.as_bytes()[start..end]);
+    format!(
+        "'sha256-{}'",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    )
 }
 
 impl HitsQuery {
@@ -1040,6 +1121,104 @@ mod tests {
         let err =
             HitsQuery::parse(&hits_request(&[("since", "10"), ("until", "5")]), 100).unwrap_err();
         assert!(err.message.contains("before until"));
+    }
+
+    /// Times outside 1970..9999 are refused by name before any arithmetic on them (the
+    /// smallest i64 once overflowed the span check).
+    #[test]
+    fn search_times_are_bounded() {
+        for (field, value) in [
+            ("since", "-9223372036854775808"),
+            ("until", "-1"),
+            ("until", "9223372036854775807"),
+            ("since", "253402300800"),
+        ] {
+            let err = HitsQuery::parse(&hits_request(&[(field, value)]), 1_000_000).unwrap_err();
+            assert_eq!(err.status, 400, "{field}={value}");
+            assert!(
+                err.message.starts_with(field) && err.message.contains("1970"),
+                "{field}={value}: {}",
+                err.message
+            );
+        }
+        let q = HitsQuery::parse(&hits_request(&[("since", "0"), ("until", "3600")]), 9).unwrap();
+        assert_eq!((q.since, q.until), (0, 3600));
+    }
+
+    /// The bearer scheme is case-insensitive and may be followed by more than one space; any
+    /// other scheme, or the token alone, is refused.
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("Bearer t0ken"), Some("t0ken"));
+        assert_eq!(bearer_token("bearer t0ken"), Some("t0ken"));
+        assert_eq!(bearer_token("BEARER   t0ken "), Some("t0ken"));
+        for refused in ["Basic t0ken", "t0ken", "Bearert0ken", "Bearer ", ""] {
+            assert_eq!(bearer_token(refused), None, "{refused:?}");
+        }
+        let (lookup, dir) = lookup();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        for (header, status) in [
+            ("bearer t0ken", 200),
+            ("BEARER t0ken", 200),
+            ("Basic t0ken", 401),
+        ] {
+            let request: ApiGatewayRequest = serde_json::from_value(json!({
+                "httpMethod": "GET", "path": "/v1/snapshot", "headers": {"Authorization": header}
+            }))
+            .unwrap();
+            let deadline = Instant::now() + std::time::Duration::from_secs(5);
+            let response = runtime.block_on(lookup.handle(&request, "req-1", deadline));
+            assert_eq!(response.status_code, status, "{header}");
+        }
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    /// Every answer, page or JSON, success or error, carries the security headers; the page's
+    /// policy allows exactly its own inline script and style, by hash.
+    #[test]
+    fn every_answer_carries_the_security_headers() {
+        let (lookup, dir) = lookup();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        for (path, token, status) in [
+            ("/", None, 200),
+            ("/v1/healthz", None, 200),
+            ("/v1/snapshot", None, 401),
+            ("/nope", None, 404),
+        ] {
+            let deadline = Instant::now() + std::time::Duration::from_secs(5);
+            let response =
+                runtime.block_on(lookup.handle(&request("GET", path, token, None), "r", deadline));
+            assert_eq!(response.status_code, status, "{path}");
+            let header = |name: &str| response.headers.get(name).cloned().unwrap_or_default();
+            let policy = header("Content-Security-Policy");
+            assert!(
+                policy.contains("frame-ancestors 'none'"),
+                "{path}: {policy}"
+            );
+            assert!(policy.starts_with("default-src 'none'"), "{path}: {policy}");
+            assert_eq!(header("Referrer-Policy"), "no-referrer", "{path}");
+            assert_eq!(header("X-Content-Type-Options"), "nosniff", "{path}");
+            if path == "/" {
+                let script =
+                    &PAGE[PAGE.find("<script>").unwrap() + 8..PAGE.find("</script>").unwrap()];
+                use base64::Engine as _;
+                use sha2::Digest;
+                let hash = base64::engine::general_purpose::STANDARD
+                    .encode(sha2::Sha256::digest(script.as_bytes()));
+                assert!(
+                    policy.contains(&format!("script-src 'sha256-{hash}';")),
+                    "{policy}"
+                );
+                assert!(!policy.contains("unsafe-inline"), "{policy}");
+            }
+        }
+        std::fs::remove_dir_all(dir).ok();
     }
 
     /// A cursor carries when its search started and which search it continues; CLS's context

@@ -59,6 +59,20 @@ pub enum Monitored {
 }
 
 impl Monitored {
+    /// The monitored VPC ids the snapshot does not know (a typo, another region, a deleted
+    /// VPC): flows of theirs can never be judged, so they are reported rather than silently
+    /// giving zero records.
+    pub fn unknown(&self, topology: &crate::core::engine::Topology) -> Vec<String> {
+        match self {
+            Monitored::All => Vec::new(),
+            Monitored::Only(vpcs) => vpcs
+                .iter()
+                .filter(|v| !topology.has_vpc(v))
+                .cloned()
+                .collect(),
+        }
+    }
+
     fn covers(&self, placement: &Placement<'_>) -> bool {
         match self {
             Monitored::All => true,

@@ -280,18 +280,26 @@ pub(crate) async fn build_live(
     let fetched = fetch_documents(client, options, deadline).await?;
     let imported = import_documents(&fetched.documents, taken_at)?;
     if imported.conflicting.is_empty() {
-        return Ok(with_warnings(imported.snapshot, fetched.warnings));
+        return Ok(with_warnings(imported.snapshot, fetched.warnings, options));
     }
     // Differing copies of a rule: the rules changed while they were paged. Read them once more;
     // what still differs is kept by the importer's order-independent choice, with a warning.
     tracing::warn!(rules = ?imported.conflicting, "rules changed while they were read; reading once more");
     let fetched = fetch_documents(client, options, deadline).await?;
     let snapshot = import_documents(&fetched.documents, taken_at)?.snapshot;
-    Ok(with_warnings(snapshot, fetched.warnings))
+    Ok(with_warnings(snapshot, fetched.warnings, options))
 }
 
-/// The snapshot with the listings' warnings added (warnings are not part of the version).
-fn with_warnings(mut snapshot: Snapshot, warnings: Vec<String>) -> Snapshot {
+/// The snapshot with the listings' warnings added, and one for each monitored VPC that
+/// `DescribeVpcs` did not return (warnings are not part of the version).
+fn with_warnings(mut snapshot: Snapshot, warnings: Vec<String>, options: &LiveOptions) -> Snapshot {
+    for vpc in &options.vpcs {
+        if !snapshot.vpcs.iter().any(|v| &v.id == vpc) {
+            snapshot.warnings.push(format!(
+                "monitored VPC {vpc} (ESGFLOW_MONITORED_VPCS) was not found by DescribeVpcs in this region: its flows are never judged"
+            ));
+        }
+    }
     snapshot.warnings.extend(warnings);
     snapshot.warnings.sort();
     snapshot.warnings.dedup();

@@ -206,6 +206,11 @@ impl Topology {
         topology
     }
 
+    /// Whether the snapshot has a VPC with this id.
+    pub fn has_vpc(&self, id: &str) -> bool {
+        self.vpcs.iter().any(|v| v.id == id)
+    }
+
     /// Where `ip` is, preferring `vpc` when several VPCs hold it.
     pub(crate) fn locate(&self, ip: IpAddr, vpc: Option<&str>) -> Location<'_> {
         if let Some(indices) = self.eni_by_ip.get(&ip) {
