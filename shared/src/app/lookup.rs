@@ -197,6 +197,12 @@ impl Lookup {
             ));
         }
         self.authenticate(request)?;
+        let accepted: &[&str] = if path == "/v1/stats/top-rules" {
+            &["hours", "limit"]
+        } else {
+            &[]
+        };
+        only_parameters(request, path, accepted)?;
         match path {
             "/v1/explain" => {
                 allowed(&["POST"])?;
@@ -240,6 +246,7 @@ impl Lookup {
 
     async fn hits(&self, request: &ApiGatewayRequest, deadline: Instant) -> Result<Value, Failure> {
         self.authenticate(request)?;
+        only_parameters(request, "/v1/hits", &HITS_PARAMETERS)?;
         if request.http_method != "GET" {
             return Err(fail(405, "method_not_allowed", "/v1/hits accepts GET"));
         }
@@ -497,6 +504,56 @@ const HIT_TYPES: [&str; 4] = [
     "unattributed_block",
     "snapshot_drift",
 ];
+
+/// The parameters `/v1/hits` reads.
+const HITS_PARAMETERS: [&str; 7] = ["ip", "rule", "type", "since", "until", "limit", "cursor"];
+
+/// Refuses a request whose query names a parameter the route does not read, or names one
+/// twice: a filter the route would ignore must not silently widen an auditor's search.
+fn only_parameters(
+    request: &ApiGatewayRequest,
+    path: &str,
+    accepted: &[&str],
+) -> Result<(), Failure> {
+    let unknown: Vec<&str> = request
+        .query_string
+        .keys()
+        .map(String::as_str)
+        .filter(|name| !accepted.contains(name))
+        .collect();
+    if !unknown.is_empty() {
+        let reads = if accepted.is_empty() {
+            "no query parameters".to_string()
+        } else {
+            accepted.join(", ")
+        };
+        return Err(fail(
+            400,
+            "unknown_parameter",
+            format!(
+                "{path} does not read {}; it reads {reads}",
+                unknown.join(", ")
+            ),
+        ));
+    }
+    let repeated: Vec<&str> = request
+        .query_string
+        .iter()
+        .filter(
+            |(_, value)| matches!(value, crate::events::apigw::QueryValue::Many(v) if v.len() > 1),
+        )
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if repeated.is_empty() {
+        Ok(())
+    } else {
+        Err(fail(
+            400,
+            "repeated_parameter",
+            format!("{} given more than once", repeated.join(", ")),
+        ))
+    }
+}
 
 /// The latest time a search may name, Unix seconds: 9999-12-31T23:59:59Z (times from 1970 to
 /// then are accepted, so no arithmetic on them can overflow).
@@ -1121,6 +1178,59 @@ mod tests {
         let err =
             HitsQuery::parse(&hits_request(&[("since", "10"), ("until", "5")]), 100).unwrap_err();
         assert!(err.message.contains("before until"));
+    }
+
+    /// A parameter a route does not read is refused with 400 naming it (`?src=&dst=` once
+    /// returned unfiltered hits), and so is a parameter given twice.
+    #[test]
+    fn unknown_and_repeated_parameters_are_refused() {
+        let (lookup, dir) = lookup();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let ask = |path: &str, query: Value| {
+            let mut request = request("GET", path, Some("t0ken"), None);
+            request.query_string = serde_json::from_value(query).unwrap();
+            let deadline = Instant::now() + std::time::Duration::from_secs(5);
+            let response = runtime.block_on(lookup.handle(&request, "r", deadline));
+            let body: Value = serde_json::from_str(&response.body).unwrap();
+            (response.status_code, body)
+        };
+        let (status, body) = ask(
+            "/v1/hits",
+            json!({"src": "10.0.1.5", "dst": "10.0.3.10", "rule": "7010"}),
+        );
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some("unknown_parameter"))
+        );
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("does not read dst, src"), "{message}");
+        assert!(message.contains("it reads ip, rule, type"), "{message}");
+        let (status, body) = ask("/v1/snapshot", json!({"verbose": "1"}));
+        assert_eq!(status, 400, "{body}");
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no query parameters"));
+        let (status, body) = ask("/v1/stats/top-rules", json!({"hours": "1", "vpc": "vpc-1"}));
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some("unknown_parameter"))
+        );
+        let (status, body) = ask("/v1/hits", json!({"ip": ["10.0.0.1", "10.0.0.2"]}));
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some("repeated_parameter"))
+        );
+        // The parameters a route reads pass this check (here to the missing hits topic).
+        let (status, body) = ask("/v1/hits", json!({"ip": "10.0.0.1", "limit": "5"}));
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (503, Some("hits_unavailable"))
+        );
+        std::fs::remove_dir_all(dir).ok();
     }
 
     /// Times outside 1970..9999 are refused by name before any arithmetic on them (the
