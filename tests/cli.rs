@@ -152,7 +152,7 @@ fn explain_names_the_blocking_rule_and_why_others_did_not_match() {
         .unwrap();
     let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(value["decision"], "none");
-    assert_eq!(value["placement"]["scope"], "vpc_outbound");
+    assert_eq!(value["scope"], "vpc_outbound");
 
     let missing_port = esgflow()
         .args(["explain", "--snapshot"])
@@ -216,4 +216,74 @@ async fn tick_fires_timer_events_at_the_sync_function() {
     assert_eq!(text.matches("\"snapshot_version\"").count(), 2, "{text}");
     assert_eq!(text.matches("\"published\": true").count(), 1, "{text}");
     std::fs::remove_dir_all(&store).ok();
+}
+
+/// `esgflow explain --json` answers exactly what `POST /v1/explain` answers for the same flow
+/// and snapshot, with and without `--verbose`, for a decided flow, an undecided one and an ICMP
+/// flow.
+#[tokio::test]
+async fn explain_json_is_the_lookup_answer() {
+    use esgflow::app::lookup::{Auth, Lookup};
+    use esgflow::app::snapshot_cache::SnapshotCache;
+    let snapshot = sample("samples/snapshot.json");
+    let lookup = Lookup::new(
+        Auth::Bearer("t0ken".into()),
+        1 << 20,
+        SnapshotCache::new(&snapshot, std::time::Duration::from_secs(60)),
+    );
+    for (src, dst, protocol, port) in [
+        ("10.0.1.11", "10.0.3.10", "tcp", Some("3306")),
+        ("172.16.1.10", "192.168.100.4", "tcp", Some("443")),
+        ("198.51.100.7", "10.0.1.12", "icmp", None),
+    ] {
+        for verbose in [false, true] {
+            let mut args = vec![
+                "explain",
+                "--json",
+                "--src",
+                src,
+                "--dst",
+                dst,
+                "--protocol",
+                protocol,
+            ];
+            if let Some(port) = port {
+                args.extend(["--port", port]);
+            }
+            if verbose {
+                args.push("--verbose");
+            }
+            let output = esgflow()
+                .args(&args)
+                .arg("--snapshot")
+                .arg(&snapshot)
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let cli: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+
+            let mut body = serde_json::json!({"src": src, "dst": dst, "protocol": protocol, "verbose": verbose});
+            if let Some(port) = port {
+                body["port"] = serde_json::json!(port.parse::<u16>().unwrap());
+            }
+            let request: esgflow::events::ApiGatewayRequest =
+                serde_json::from_value(serde_json::json!({
+                    "httpMethod": "POST", "path": "/v1/explain",
+                    "headers": {"authorization": "Bearer t0ken"}, "body": body.to_string()
+                }))
+                .unwrap();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            let response = lookup.handle(&request, "r", deadline).await;
+            assert_eq!(response.status_code, 200, "{}", response.body);
+            let api: serde_json::Value = serde_json::from_str(&response.body).unwrap();
+            assert_eq!(cli, api, "{src} → {dst} {protocol} verbose={verbose}");
+            assert!(
+                cli["steps"].as_array().is_some_and(|s| !s.is_empty()) || cli["decision"] == "none"
+            );
+        }
+    }
 }

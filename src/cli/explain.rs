@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use esgflow::core::engine::{Decision, Engine, FlowKey, StepOutcome};
+use esgflow::app::views::ExplainView;
+use esgflow::core::engine::{Decision, Detail, Engine, FlowKey, StepOutcome};
 use esgflow::core::snapshot::Snapshot;
 
 /// Parses `tcp`, `udp`, `icmp`, `icmpv6` or a protocol number.
@@ -27,26 +28,18 @@ pub fn render(
     verbose: bool,
     json: bool,
 ) -> String {
+    if json {
+        // Exactly what `POST /v1/explain` answers for this flow.
+        let detail = if verbose {
+            Detail::Full
+        } else {
+            Detail::Summary
+        };
+        let view = ExplainView::of(engine, flow, eni, detail);
+        return serde_json::to_string_pretty(&view).expect("plain data") + "\n";
+    }
     let explanation = engine.explain(flow);
     let placement = engine.topology().place(flow.src, flow.dst, eni);
-    let rule_json = |id: u32| {
-        let r = &engine.rule(id).rule;
-        serde_json::json!({"uuid": r.uuid, "order": r.order, "action": r.action, "description": r.description,
-            "source": format!("{} {}", r.source.kind.as_str(), r.source.content), "destination": format!("{} {}", r.destination.kind.as_str(), r.destination.content),
-            "service": engine.rule(id).services_label})
-    };
-    if json {
-        let value = serde_json::json!({
-            "snapshot_version": engine.version(),
-            "decision": explanation.evaluation.decision.kind(),
-            "rule": explanation.evaluation.decision.rule().map(rule_json),
-            "observed": explanation.evaluation.observed.iter().map(|&r| rule_json(r)).collect::<Vec<_>>(),
-            "indeterminate": explanation.evaluation.indeterminate.iter().map(|&r| rule_json(r)).collect::<Vec<_>>(),
-            "placement": placement,
-            "steps": explanation.steps,
-        });
-        return serde_json::to_string_pretty(&value).expect("plain data") + "\n";
-    }
     let mut out = String::new();
     let describe = |id: u32| {
         let c = engine.rule(id);

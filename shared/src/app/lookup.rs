@@ -18,7 +18,8 @@ use subtle::ConstantTimeEq;
 
 use crate::adapters::tencent::search::{analysis_rows, number};
 use crate::app::snapshot_cache::SnapshotCache;
-use crate::core::engine::{Detail, Engine, FlowKey, Location, StepOutcome};
+use crate::app::views::{ExplainView, RuleView};
+use crate::core::engine::{Detail, Engine, FlowKey};
 use crate::events::{ApiGatewayRequest, ApiGatewayResponse};
 
 /// Most flows in one batch explain.
@@ -920,18 +921,8 @@ fn parse_flow(value: &Value, prefix: &str) -> Result<(FlowKey, Option<String>, b
     ))
 }
 
-fn location(l: &Location<'_>) -> Value {
-    json!({"vpc": l.vpc, "subnet": l.subnet, "instance": l.instance, "eni": l.eni,
-        "vpc_name": l.vpc_name, "subnet_name": l.subnet_name, "instance_name": l.instance_name, "eni_name": l.eni_name})
-}
-
 fn rule_summary(engine: &Engine, id: u32) -> Value {
-    let compiled = engine.rule(id);
-    let rule = &compiled.rule;
-    json!({"uuid": rule.uuid, "order": rule.order, "generation": rule.generation, "action": rule.action, "description": rule.description,
-        "source": format!("{} {}", rule.source.kind.as_str(), rule.source.content),
-        "destination": format!("{} {}", rule.destination.kind.as_str(), rule.destination.content),
-        "service": compiled.services_label})
+    json!(RuleView::of(engine, id))
 }
 
 fn explain_one(engine: &Engine, flow: &FlowKey, eni: Option<&str>, verbose: bool) -> Value {
@@ -940,23 +931,7 @@ fn explain_one(engine: &Engine, flow: &FlowKey, eni: Option<&str>, verbose: bool
     } else {
         Detail::Summary
     };
-    let explanation = engine.explain_with(flow, detail);
-    let placement = engine.topology().place(flow.src, flow.dst, eni);
-    let evaluation = &explanation.evaluation;
-    json!({
-        "decision": evaluation.decision.kind(),
-        "rule": evaluation.decision.rule().map(|r| rule_summary(engine, r)),
-        "observed": evaluation.observed.iter().map(|&r| rule_summary(engine, r)).collect::<Vec<_>>(),
-        "indeterminate": evaluation.indeterminate.iter().map(|&r| rule_summary(engine, r)).collect::<Vec<_>>(),
-        "scope": placement.scope.as_str(),
-        "source": location(&placement.src),
-        "destination": location(&placement.dst),
-        "steps": explanation.steps.iter().map(|s| json!({"uuid": s.uuid, "order": s.order, "action": s.action, "outcome": s.outcome, "detail": s.detail}))
-            .collect::<Vec<_>>(),
-        "rules_considered": explanation.steps.len() - explanation.steps.iter().filter(|s| s.outcome == StepOutcome::NotMatched).count() + explanation.not_matched,
-        "not_matched": explanation.not_matched,
-        "matched": explanation.steps.iter().filter(|s| s.outcome == StepOutcome::Matched).count(),
-    })
+    json!(ExplainView::of(engine, flow, eni, detail))
 }
 
 fn explain(engine: &Engine, body: &[u8]) -> Result<Value, Failure> {
@@ -973,15 +948,18 @@ fn explain(engine: &Engine, body: &[u8]) -> Result<Value, Failure> {
             let mut results = Vec::with_capacity(flows.len());
             for (i, value) in flows.iter().enumerate() {
                 let (flow, eni, verbose) = parse_flow(value, &format!("flows[{i}]."))?;
-                results.push(explain_one(engine, &flow, eni.as_deref(), verbose));
+                let mut result = explain_one(engine, &flow, eni.as_deref(), verbose);
+                // The batch names its snapshot once.
+                if let Some(item) = result.as_object_mut() {
+                    item.remove("snapshot_version");
+                }
+                results.push(result);
             }
             Ok(json!({"snapshot_version": engine.version(), "results": results}))
         }
         ExplainBody::One(value) => {
             let (flow, eni, verbose) = parse_flow(&value, "")?;
-            let mut result = explain_one(engine, &flow, eni.as_deref(), verbose);
-            result["snapshot_version"] = json!(engine.version());
-            Ok(result)
+            Ok(explain_one(engine, &flow, eni.as_deref(), verbose))
         }
     }
 }

@@ -296,7 +296,7 @@ fn is_private(ip: IpAddr) -> bool {
 }
 
 /// The rule a record names, as the record shows it.
-fn describe_rule(engine: &Engine, id: RuleId) -> RuleRef {
+pub(crate) fn describe_rule(engine: &Engine, id: RuleId) -> RuleRef {
     let compiled = engine.rule(id);
     let rule = &compiled.rule;
     RuleRef {

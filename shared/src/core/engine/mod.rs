@@ -958,7 +958,8 @@ pub enum StepOutcome {
 /// One rule considered by [`Engine::explain`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ExplanationStep {
-    /// Position in the engine.
+    /// Position in the engine (internal: answers name rules by `uuid`).
+    #[serde(skip)]
     pub rule: RuleId,
     /// Rule id.
     pub uuid: String,
