@@ -487,3 +487,75 @@ async fn rules_show_shadowing_and_hit_counters_and_top_rules_come_from_cls() {
         .unwrap()
         .contains("ESGFLOW_CLS_TOPIC_ID"));
 }
+
+/// A batch explain against 10,000 rules cannot outgrow the 6 MB SCF lets a synchronous
+/// invocation answer: each explanation is written out and dropped as it is made, and a batch
+/// that would not fit is refused with 413 saying how many flows do (a 1,000-flow batch once
+/// answered 22 MB). Asking for that many gets an answer within the limit.
+#[tokio::test]
+async fn batch_explain_answers_fit_the_scf_response_limit() {
+    use esgflow::app::lookup::{Auth, Lookup};
+    use esgflow::app::snapshot_cache::SnapshotCache;
+    const LIMIT: usize = 6_000_000;
+    let dir = std::env::temp_dir().join(format!("esgflow-explain-size-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("snapshot.json");
+    esgflow_local::testdata::synthetic::snapshot(10_000, 64, 42)
+        .save(&path)
+        .unwrap();
+    let lookup = Lookup::new(
+        Auth::Bearer("t0ken".into()),
+        4 << 20,
+        SnapshotCache::new(&path, std::time::Duration::from_secs(600)),
+    );
+    let ask = |flows: usize, verbose: bool| {
+        let flows: Vec<Value> = (0..flows)
+            .map(|i| {
+                json!({"src": format!("192.0.2.{}", i % 250 + 1), "dst": format!("198.51.100.{}", i % 200 + 1),
+                       "protocol": "tcp", "port": 1 + i % 60000, "verbose": verbose})
+            })
+            .collect();
+        let request: esgflow::events::ApiGatewayRequest = serde_json::from_value(json!({
+            "httpMethod": "POST", "path": "/v1/explain",
+            "headers": {"authorization": "Bearer t0ken"},
+            "body": json!({"flows": flows}).to_string()
+        }))
+        .unwrap();
+        let lookup = &lookup;
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            let response = lookup.handle(&request, "r", deadline).await;
+            // The body as the integration response carries it: a JSON string.
+            let carried = serde_json::to_string(&response.body).unwrap().len();
+            assert!(carried <= LIMIT, "{carried} bytes");
+            (response.status_code, serde_json::from_str::<Value>(&response.body).unwrap())
+        }
+    };
+    let (status, body) = ask(1000, true).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"]["code"], "answer_too_large");
+    let message = body["error"]["message"].as_str().unwrap().to_string();
+    let fit: usize = message
+        .split("the first ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{message}"));
+    assert!((1..1000).contains(&fit), "{message}");
+    let (status, body) = ask(fit, true).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"].as_array().unwrap().len(), fit);
+    assert!(body["results"][0]["steps"].as_array().unwrap().len() > 100);
+    // Without verbose the full batch is either answered within the limit or refused the same way.
+    let (status, body) = ask(1000, false).await;
+    eprintln!(
+        "verbose: {fit} of 1000 flows fit; without verbose: {status}, {} bytes",
+        body.to_string().len()
+    );
+    match status {
+        200 => assert_eq!(body["results"].as_array().unwrap().len(), 1000),
+        413 => assert_eq!(body["error"]["code"], "answer_too_large"),
+        other => panic!("{other}: {body}"),
+    }
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -13,6 +13,7 @@ use std::time::Instant;
 use tokio::sync::Mutex;
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
@@ -141,7 +142,7 @@ impl Lookup {
             };
         }
         let result = if path == "/v1/hits" {
-            self.hits(request, deadline).await
+            self.hits(request, deadline).await.map(raw)
         } else {
             self.route(request, deadline).await
         };
@@ -168,7 +169,7 @@ impl Lookup {
         &self,
         request: &ApiGatewayRequest,
         deadline: Instant,
-    ) -> Result<Value, Failure> {
+    ) -> Result<Box<RawValue>, Failure> {
         let path = request.path.trim_end_matches('/');
         let method = request.http_method.as_str();
         let allowed = |methods: &[&str]| {
@@ -184,7 +185,9 @@ impl Lookup {
         };
         if path == "/v1/healthz" {
             allowed(&["GET", "HEAD"])?;
-            return Ok(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}));
+            return Ok(raw(
+                json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}),
+            ));
         }
         let known = path == "/v1/explain"
             || path == "/v1/snapshot"
@@ -227,12 +230,12 @@ impl Lookup {
             "/v1/snapshot" => {
                 allowed(&["GET"])?;
                 let engine = self.engine(deadline).await?;
-                Ok(snapshot_status(&engine))
+                Ok(raw(snapshot_status(&engine)))
             }
             "/v1/stats/top-rules" => {
                 allowed(&["GET"])?;
                 let engine = self.engine(deadline).await?;
-                self.top_rules(&engine, request, deadline).await
+                self.top_rules(&engine, request, deadline).await.map(raw)
             }
             _ => {
                 allowed(&["GET"])?;
@@ -240,7 +243,7 @@ impl Lookup {
                 let engine = self.engine(deadline).await?;
                 let mut answer = rule(&engine, uuid)?;
                 answer["hits"] = self.rule_hits(uuid, deadline).await;
-                Ok(answer)
+                Ok(raw(answer))
             }
         }
     }
@@ -925,19 +928,44 @@ fn rule_summary(engine: &Engine, id: u32) -> Value {
     json!(RuleView::of(engine, id))
 }
 
-fn explain_one(engine: &Engine, flow: &FlowKey, eni: Option<&str>, verbose: bool) -> Value {
-    let detail = if verbose {
-        Detail::Full
-    } else {
-        Detail::Summary
-    };
-    json!(ExplainView::of(engine, flow, eni, detail))
+/// An answer's JSON text.
+fn raw(value: Value) -> Box<RawValue> {
+    serde_json::value::to_raw_value(&value).expect("plain data serializes")
 }
 
-fn explain(engine: &Engine, body: &[u8]) -> Result<Value, Failure> {
+/// The longest answer body: SCF returns at most 6 MB from a synchronous invocation ("Quota
+/// Limits", <https://www.tencentcloud.com/document/product/583/11637>), and the body travels
+/// inside the integration response as a JSON string, so it is counted escaped, with room left
+/// for the envelope and headers.
+pub(crate) const MAX_ANSWER_BYTES: usize = 6_000_000 - 64 * 1024;
+
+/// What `text` weighs inside the integration response: every `"` and `\` gains a backslash
+/// (serde_json writes control characters already escaped).
+fn escaped_len(text: &str) -> usize {
+    text.len() + text.bytes().filter(|b| matches!(b, b'"' | b'\\')).count()
+}
+
+/// Explains one flow or a batch. Each explanation is written out as soon as it is made and
+/// dropped, so memory holds one explanation and the answer; an answer that would pass
+/// [`MAX_ANSWER_BYTES`] is refused with 413, saying how many flows do fit.
+fn explain(engine: &Engine, body: &[u8]) -> Result<Box<RawValue>, Failure> {
+    let too_large = |fit: usize, total: usize| {
+        fail(
+            413,
+            "answer_too_large",
+            if fit == 0 {
+                "the explanation is over the 6 MB an answer may carry: ask without \"verbose\""
+                    .to_string()
+            } else {
+                format!(
+                    "the explanations of the first {fit} of {total} flows fill the 6 MB an answer may carry: send at most {fit} flows per request, or without \"verbose\""
+                )
+            },
+        )
+    };
     let parsed: ExplainBody = serde_json::from_slice(body)
         .map_err(|e| fail(400, "invalid_json", format!("the body is not JSON: {e}")))?;
-    match parsed {
+    let text = match parsed {
         ExplainBody::Batch { flows } => {
             if flows.len() > MAX_BATCH {
                 return Err(field_error(
@@ -945,22 +973,51 @@ fn explain(engine: &Engine, body: &[u8]) -> Result<Value, Failure> {
                     format!("{} flows, more than {MAX_BATCH}", flows.len()),
                 ));
             }
-            let mut results = Vec::with_capacity(flows.len());
-            for (i, value) in flows.iter().enumerate() {
-                let (flow, eni, verbose) = parse_flow(value, &format!("flows[{i}]."))?;
-                let mut result = explain_one(engine, &flow, eni.as_deref(), verbose);
+            let flows = flows
+                .iter()
+                .enumerate()
+                .map(|(i, value)| parse_flow(value, &format!("flows[{i}].")))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut text = format!(
+                "{{\"snapshot_version\":{},\"results\":[",
+                json!(engine.version())
+            );
+            let mut weight = escaped_len(&text);
+            for (i, (flow, eni, verbose)) in flows.iter().enumerate() {
+                let mut view = ExplainView::of(engine, flow, eni.as_deref(), detail(*verbose));
                 // The batch names its snapshot once.
-                if let Some(item) = result.as_object_mut() {
-                    item.remove("snapshot_version");
+                view.snapshot_version = None;
+                let item = serde_json::to_string(&view).expect("plain data serializes");
+                weight += escaped_len(&item) + 1;
+                if weight + 2 > MAX_ANSWER_BYTES {
+                    return Err(too_large(i, flows.len()));
                 }
-                results.push(result);
+                if i > 0 {
+                    text.push(',');
+                }
+                text.push_str(&item);
             }
-            Ok(json!({"snapshot_version": engine.version(), "results": results}))
+            text.push_str("]}");
+            text
         }
         ExplainBody::One(value) => {
             let (flow, eni, verbose) = parse_flow(&value, "")?;
-            Ok(explain_one(engine, &flow, eni.as_deref(), verbose))
+            let view = ExplainView::of(engine, &flow, eni.as_deref(), detail(verbose));
+            let text = serde_json::to_string(&view).expect("plain data serializes");
+            if escaped_len(&text) > MAX_ANSWER_BYTES {
+                return Err(too_large(0, 1));
+            }
+            text
         }
+    };
+    Ok(RawValue::from_string(text).expect("the answer is JSON"))
+}
+
+fn detail(verbose: bool) -> Detail {
+    if verbose {
+        Detail::Full
+    } else {
+        Detail::Summary
     }
 }
 
