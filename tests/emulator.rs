@@ -158,3 +158,32 @@ exit 3
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(emulator.logs().iter().any(|l| l == "stderr: starting"));
 }
+
+/// A result up to SCF's 6 MB comes back whole (the runtime API once refused anything over
+/// 2 MiB and handed the same event back until the time limit); a larger one fails that
+/// invocation with `ResponseSizeTooLarge`, and the instance serves the next.
+#[tokio::test]
+async fn results_up_to_six_megabytes_come_back_and_larger_ones_fail_the_invocation() {
+    let body = r#"
+curl -s -X POST -d " " "$API/init/ready"
+while true; do
+  HEADERS=$(mktemp)
+  N=$(curl -s -D "$HEADERS" "$API/invocation/next" | tr -dc '0-9')
+  OUT=$(mktemp)
+  { printf '"'; head -c "$N" /dev/zero | tr '\0' 'a'; printf '"'; } > "$OUT"
+  curl -s -X POST --data-binary @"$OUT" "$API/invocation/response"
+  rm -f "$OUT" "$HEADERS"
+done
+"#;
+    let mut emulator = emulator("big", body, Duration::from_secs(20), Duration::from_secs(5)).await;
+    let big = emulator.invoke(&b"5900000"[..]).await.unwrap();
+    let InvocationResult::Response(bytes) = &big.result else {
+        panic!("expected a response, got an error: {:?}", big.result.json());
+    };
+    assert_eq!(bytes.len(), 5_900_002);
+    let over = emulator.invoke(&b"6100000"[..]).await.unwrap();
+    assert!(!over.result.is_response());
+    assert_eq!(over.result.json()["errorType"], "ResponseSizeTooLarge");
+    let small = emulator.invoke(&b"3"[..]).await.unwrap();
+    assert_eq!(small.result.json(), "aaa");
+}

@@ -528,7 +528,10 @@ async fn batch_explain_answers_fit_the_scf_response_limit() {
             // The body as the integration response carries it: a JSON string.
             let carried = serde_json::to_string(&response.body).unwrap().len();
             assert!(carried <= LIMIT, "{carried} bytes");
-            (response.status_code, serde_json::from_str::<Value>(&response.body).unwrap())
+            (
+                response.status_code,
+                serde_json::from_str::<Value>(&response.body).unwrap(),
+            )
         }
     };
     let (status, body) = ask(1000, true).await;

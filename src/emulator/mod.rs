@@ -193,6 +193,7 @@ impl Emulator {
             .route("/runtime/invocation/next", get(next))
             .route("/runtime/invocation/response", post(respond))
             .route("/runtime/invocation/error", post(fail))
+            .layer(axum::extract::DefaultBodyLimit::max(MAX_POSTED_BYTES))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
@@ -446,7 +447,29 @@ async fn next(State(shared): State<Arc<Shared>>) -> Response {
     (StatusCode::OK, headers, pending.event.clone()).into_response()
 }
 
+/// The largest result SCF returns from an invocation: 6 MB ("Quota Limits",
+/// <https://www.tencentcloud.com/document/product/583/11637>). A larger one fails the
+/// invocation.
+pub const MAX_RESULT_BYTES: usize = 6 * 1000 * 1000;
+
+/// The largest body the runtime API reads from the function; past [`MAX_RESULT_BYTES`] it is
+/// read only to be refused, so the function hears a clear answer instead of a reset.
+const MAX_POSTED_BYTES: usize = 64 * 1024 * 1024;
+
 async fn respond(State(shared): State<Arc<Shared>>, body: Bytes) -> StatusCode {
+    if body.len() > MAX_RESULT_BYTES {
+        let error = serde_json::json!({
+            "errorType": "ResponseSizeTooLarge",
+            "errorMessage": format!(
+                "the function returned {} bytes, over the {MAX_RESULT_BYTES} SCF returns",
+                body.len()
+            ),
+        });
+        return finish(
+            &shared,
+            InvocationResult::Error(error.to_string().into_bytes()),
+        );
+    }
     finish(&shared, InvocationResult::Response(body.to_vec()))
 }
 
