@@ -465,9 +465,10 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         } => {
             let engine = load_engine(&snapshot)?;
             let protocol = explain::parse_protocol(&protocol)?;
+            // `::ffff:10.0.1.5` is the IPv4 address, as lookup and audit read it.
             let flow = esgflow::core::engine::FlowKey {
-                src,
-                dst,
+                src: src.to_canonical(),
+                dst: dst.to_canonical(),
                 protocol,
                 dst_port: port,
             };

@@ -14,6 +14,23 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// `esgflow explain <args>` against the bundled sample snapshot, which must succeed.
+fn explain_sample(args: &[&str]) -> std::process::Output {
+    let output = esgflow()
+        .arg("explain")
+        .args(args)
+        .arg("--snapshot")
+        .arg(sample("samples/snapshot.json"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
 fn sample(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
@@ -105,26 +122,17 @@ fn snapshot_build_keeps_unreadable_rules_and_refuses_unreadable_files() {
 
 #[test]
 fn explain_names_the_blocking_rule_and_why_others_did_not_match() {
-    let result = esgflow()
-        .args(["explain", "--verbose", "--snapshot"])
-        .arg(sample("samples/snapshot.json"))
-        .args([
-            "--src",
-            "10.0.1.11",
-            "--dst",
-            "10.0.3.10",
-            "--protocol",
-            "tcp",
-            "--port",
-            "3306",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        result.status.success(),
-        "{}",
-        String::from_utf8_lossy(&result.stderr)
-    );
+    let result = explain_sample(&[
+        "--verbose",
+        "--src",
+        "10.0.1.11",
+        "--dst",
+        "10.0.3.10",
+        "--protocol",
+        "tcp",
+        "--port",
+        "3306",
+    ]);
     let text = String::from_utf8_lossy(&result.stdout);
     assert!(
         text.contains("BLOCKED by rule 7010 (order 11, drop) \"block other data-tier access\""),
@@ -286,4 +294,27 @@ async fn explain_json_is_the_lookup_answer() {
             );
         }
     }
+}
+
+/// An IPv4-mapped IPv6 address (`::ffff:10.0.1.11`) is the IPv4 address, offline as in lookup
+/// and audit: the explanation is the same.
+#[test]
+fn explain_reads_ipv4_mapped_addresses_as_ipv4() {
+    let explain = |src: &str, dst: &str| {
+        let output = explain_sample(&[
+            "--json",
+            "--src",
+            src,
+            "--dst",
+            dst,
+            "--protocol",
+            "tcp",
+            "--port",
+            "3306",
+        ]);
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    let plain = explain("10.0.1.11", "10.0.3.10");
+    assert_eq!(plain["rule"]["uuid"], "7010");
+    assert_eq!(explain("::ffff:10.0.1.11", "::ffff:10.0.3.10"), plain);
 }

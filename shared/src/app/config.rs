@@ -66,8 +66,11 @@ pub(crate) const MAX_DECODED_BYTES: Setting = Setting {
     name: "ESGFLOW_MAX_DECODED_BYTES",
     default: Some("16777216"),
     functions: &[Function::Audit],
-    description: "Largest decompressed CLS batch accepted, in bytes; a larger one (a decompression bomb) fails the invocation with a clear error.",
+    description: "Largest decompressed CLS batch accepted, in bytes (1024 to 67108864); a larger one (a decompression bomb) fails the invocation with a clear error.",
 };
+
+/// The largest `ESGFLOW_MAX_DECODED_BYTES` accepted: 64 MiB.
+pub(crate) const MAX_DECODED_BYTES_CEILING: usize = 64 * 1024 * 1024;
 
 /// `ESGFLOW_SNAPSHOT`: where the rule snapshot is.
 pub(crate) const SNAPSHOT: Setting = Setting {
@@ -582,6 +585,18 @@ impl AlertConfig {
         let redis = match ALERT_STATE.raw_from(lookup).unwrap_or_default().trim() {
             "" | "memory" => None,
             url if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                // Parsed here, so a malformed URL stops the start instead of failing every
+                // batch's cooldown check later.
+                redis::IntoConnectionInfo::into_connection_info(url).map_err(|err| {
+                    ConfigError {
+                        setting: ALERT_STATE.name,
+                        value: String::new(),
+                        problem: format!(
+                            "is not a valid Redis URL `redis://[:password@]host:port[/db]` ({:?})",
+                            err.kind()
+                        ),
+                    }
+                })?;
                 Some(url.to_string())
             }
             _ => {
@@ -745,11 +760,13 @@ impl AuditConfig {
     ) -> Result<Self, ConfigError> {
         let mut decode_limits = crate::events::DecodeLimits::default();
         if let Some(max) = MAX_DECODED_BYTES.parse_from::<usize>(lookup)? {
-            if max < 1024 {
+            if !(1024..=MAX_DECODED_BYTES_CEILING).contains(&max) {
                 return Err(ConfigError {
                     setting: MAX_DECODED_BYTES.name,
                     value: max.to_string(),
-                    problem: "must be at least 1024".to_string(),
+                    problem: format!(
+                        "must be at least 1024 and at most {MAX_DECODED_BYTES_CEILING} (64 MiB: a larger batch cannot be held in the function's memory)"
+                    ),
                 });
             }
             decode_limits.max_decoded_bytes = max;
@@ -952,6 +969,16 @@ mod tests {
         let err =
             AuditConfig::from_lookup(&lookup(&[("ESGFLOW_MAX_DECODED_BYTES", "10")])).unwrap_err();
         assert!(err.problem.contains("at least"));
+        // 2^64 - 1 was once accepted.
+        for huge in ["18446744073709551615", "67108865"] {
+            let err = AuditConfig::from_lookup(&lookup(&[
+                ("ESGFLOW_SNAPSHOT", "s"),
+                ("ESGFLOW_MAX_DECODED_BYTES", huge),
+            ]))
+            .unwrap_err();
+            assert_eq!(err.setting, "ESGFLOW_MAX_DECODED_BYTES");
+            assert!(err.problem.contains("at most 67108864"), "{err}");
+        }
         let err = AuditConfig::from_lookup(&lookup(&[])).unwrap_err();
         assert_eq!(err.setting, "ESGFLOW_SNAPSHOT");
         let err = AuditConfig::from_lookup(&lookup(&[
@@ -960,6 +987,29 @@ mod tests {
         ]))
         .unwrap_err();
         assert_eq!(err.setting, "ESGFLOW_SNAPSHOT_TTL_SECONDS");
+    }
+
+    /// A Redis URL that does not parse stops the start, naming the setting and never the
+    /// value (it may hold a password); a valid one is kept.
+    #[test]
+    fn a_malformed_redis_url_stops_the_start() {
+        for bad in [
+            "redis://:s3cret@cache:notaport",
+            "redis://:s3cret@[::1/0",
+            "redis://cache:6379/db",
+        ] {
+            let err =
+                AlertConfig::from_lookup(&lookup(&[("ESGFLOW_ALERT_STATE", bad)])).expect_err(bad);
+            assert_eq!(err.setting, "ESGFLOW_ALERT_STATE");
+            assert!(err.problem.contains("not a valid Redis URL"), "{err}");
+            assert!(!err.to_string().contains("s3cret"), "{err}");
+        }
+        let ok = AlertConfig::from_lookup(&lookup(&[(
+            "ESGFLOW_ALERT_STATE",
+            "redis://:s3cret@10.0.0.5:6379/2",
+        )]))
+        .unwrap();
+        assert_eq!(ok.redis.as_deref(), Some("redis://:s3cret@10.0.0.5:6379/2"));
     }
 
     #[test]

@@ -1117,6 +1117,43 @@ mod tests {
                "DestType": "net", "DestContent": "10.1.0.0/16", "Protocol": "TCP", "Port": "80", "Description": "d", "Enable": "true"})
     }
 
+    /// Rules with the same `OrderIndex` are ordered by id as numbers (`9` before `100`, which
+    /// string order once reversed; `09` and `9` then as text), then other ids as text,
+    /// whatever order the pages came in; the engine decides by the first of them.
+    #[test]
+    fn equal_orders_are_tied_by_numeric_id() {
+        let rules = [
+            new_rule("100", "5", "drop"),
+            new_rule("abc", "5", "drop"),
+            new_rule("9", "5", "accept"),
+            new_rule("09", "5", "accept"),
+        ];
+        let mut versions = std::collections::BTreeSet::new();
+        for rotation in 0..rules.len() {
+            let mut listed = rules.to_vec();
+            listed.rotate_left(rotation);
+            let snapshot =
+                build_from_documents(&docs(&[("r", json!({ "Rules": listed }))]), "t").unwrap();
+            let order: Vec<&str> = snapshot.rules.iter().map(|r| r.uuid.as_str()).collect();
+            assert_eq!(order, ["09", "9", "100", "abc"]);
+            versions.insert(snapshot.version.clone());
+            let engine = crate::core::engine::Engine::compile(&snapshot).unwrap();
+            let flow = crate::core::engine::FlowKey {
+                src: "10.0.0.1".parse().unwrap(),
+                dst: "10.1.0.1".parse().unwrap(),
+                protocol: 6,
+                dst_port: Some(80),
+            };
+            let decided = engine.evaluate(&flow).decision.rule().unwrap();
+            assert_eq!(engine.rule(decided).rule.uuid, "09");
+        }
+        assert_eq!(
+            versions.len(),
+            1,
+            "the version does not depend on page order"
+        );
+    }
+
     #[test]
     fn pages_merge_and_the_response_wrapper_is_optional() {
         let snapshot = build_from_documents(

@@ -163,14 +163,37 @@ impl Rule {
     }
 
     /// The evaluation order: new ESG before old, then partition (first, middle, last; a rule
-    /// without one counts as middle), then `OrderIndex`, then id.
-    pub fn priority(&self) -> (Generation, u8, u64, &str) {
+    /// without one counts as middle), then `OrderIndex`, then id ([`IdOrder`]: numeric ids by
+    /// value, so `9` comes before `100`).
+    pub fn priority(&self) -> (Generation, u8, u64, IdOrder<'_>) {
         (
             self.generation,
             self.attributes.partition.unwrap_or(2),
             self.order,
-            &self.uuid,
+            IdOrder::of(&self.uuid),
         )
+    }
+}
+
+/// A rule id as it orders ties: ids of digits by their value (`9` before `100`; the API's ids
+/// are numbers), before any other id, which orders as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum IdOrder<'a> {
+    /// An id of at most 38 digits, by value (then as text: `09` after `9`).
+    Number(u128, &'a str),
+    /// Any other id, as text.
+    Text(&'a str),
+}
+
+impl<'a> IdOrder<'a> {
+    /// The order key of `id`.
+    pub fn of(id: &'a str) -> Self {
+        if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) {
+            if let Ok(n) = id.parse() {
+                return IdOrder::Number(n, id);
+            }
+        }
+        IdOrder::Text(id)
     }
 }
 
