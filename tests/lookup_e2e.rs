@@ -562,3 +562,34 @@ async fn batch_explain_answers_fit_the_scf_response_limit() {
     }
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// A request path holding line breaks cannot forge a log line (no token is needed to send
+/// one): the event stays on one line, the breaks written as `\n` and `\r`.
+#[tokio::test]
+async fn a_request_path_cannot_forge_a_log_line() {
+    let mut emulator = lookup().await;
+    let forged = "/v1/x\nERROR esgflow forged: token leaked\r\nINFO fake";
+    let invocation = emulator
+        .invoke(event("GET", forged, None, None))
+        .await
+        .unwrap();
+    assert_eq!(response(&invocation.result).0, 404);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let logs = emulator.logs();
+    let served: Vec<&String> = logs
+        .iter()
+        .filter(|l| l.contains("request served"))
+        .collect();
+    assert_eq!(served.len(), 1, "{logs:?}");
+    assert!(
+        served[0].contains(r"/v1/x\nERROR esgflow forged: token leaked\r\nINFO fake"),
+        "{}",
+        served[0]
+    );
+    assert!(
+        !logs
+            .iter()
+            .any(|l| l.starts_with("ERROR esgflow forged") || l.starts_with("INFO fake")),
+        "{logs:?}"
+    );
+}
