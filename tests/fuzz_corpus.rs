@@ -46,9 +46,20 @@ fn every_seed_passes_its_entry_point() {
     );
 }
 
+/// Inputs of bugs fixed before (two gzip members, ICMP with ports `0 0`, the smallest i64 as a
+/// time, a line break in a path, …), at least one per target: replaying none must fail.
 #[test]
 fn every_regression_input_passes_its_entry_point() {
-    replay("regressions");
+    let count = replay("regressions");
+    assert!(
+        count >= 2 * TARGETS.len(),
+        "the regression inputs are in the repository ({count} files found)"
+    );
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
+    for (target, _) in TARGETS {
+        let files = std::fs::read_dir(root.join(target)).map_or(0, |d| d.count());
+        assert!(files > 0, "no regression input for {target}");
+    }
 }
 
 #[test]

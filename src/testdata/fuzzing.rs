@@ -1,5 +1,5 @@
 //! Entry points shared by the `cargo fuzz` targets (`fuzz/fuzz_targets/`) and the stable test
-//! that replays every corpus file (`shared/tests/fuzz_corpus.rs`), so what fuzzing found is
+//! that replays every corpus file (`tests/fuzz_corpus.rs`), so what fuzzing found is
 //! guarded by `make test`. Each takes arbitrary bytes and checks the invariants that must hold
 //! for any input: no panic, bounded work (the decode caps), and for the HTTP entry points an
 //! answer with a documented status and a JSON error body, never a 500.
@@ -163,6 +163,61 @@ pub fn explain_body(data: &[u8]) {
     serve(&request);
 }
 
+/// The bundled sample's engine, compiled once.
+fn sample_engine() -> &'static esgflow::core::engine::Engine {
+    static ENGINE: OnceLock<esgflow::core::engine::Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let snapshot = esgflow::core::snapshot::Snapshot::from_json(
+            include_str!("../../samples/snapshot.json").as_bytes(),
+        )
+        .expect("the sample snapshot loads");
+        esgflow::core::engine::Engine::compile(&snapshot).expect("the sample compiles")
+    })
+}
+
+/// The audit step after parsing: flow-log lines (one per input line) judged against the
+/// sample snapshot. Whatever the flows, `judge` does not panic, every flow is accounted for
+/// once, and every record is consistent: a block hit names a drop rule, traffic counts its
+/// records as requests plus replies.
+pub fn judge(data: &[u8]) {
+    use esgflow::core::classify::{judge, Monitored};
+    use esgflow::core::flowlog::{parse, Parsed};
+    use esgflow::core::records::{Record, RecordType};
+    let text = String::from_utf8_lossy(data);
+    let flows: Vec<_> = text
+        .lines()
+        .filter_map(|line| match parse(line) {
+            Ok(Parsed::Flow(flow)) => Some(flow),
+            _ => None,
+        })
+        .collect();
+    let parsed = flows.len();
+    let judged = judge(sample_engine(), flows, &Monitored::All);
+    let stats = &judged.stats;
+    assert_eq!(stats.flows + stats.duplicates, parsed, "{stats:?}");
+    assert!(
+        stats.replies + stats.unmonitored <= stats.flows,
+        "{stats:?}"
+    );
+    for record in &judged.records {
+        match record {
+            Record::Hit(hit) if hit.record_type == RecordType::BlockHit => {
+                let rule = hit.rule.as_ref().expect("a block hit names its rule");
+                assert_eq!(rule.rule_action, RuleAction::Drop, "{hit:?}");
+            }
+            Record::Traffic(traffic) => {
+                assert_eq!(
+                    traffic.requests.saturating_add(traffic.replies),
+                    traffic.flows,
+                    "{traffic:?}"
+                );
+                assert!(traffic.connections <= traffic.flows, "{traffic:?}");
+            }
+            _ => {}
+        }
+    }
+}
+
 /// A fuzzing entry point.
 pub type Entry = fn(&[u8]);
 
@@ -173,4 +228,5 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("snapshot_values", snapshot_values),
     ("apigw_request", apigw_request),
     ("explain_body", explain_body),
+    ("judge", judge),
 ];
