@@ -248,3 +248,28 @@ async fn an_unreachable_redis_fails_open() {
         .json();
     assert_eq!(summary["alerts_sent"], 8, "alerts still go out: {summary}");
 }
+
+/// With the cooldown in Redis, an alert no channel delivered leaves no cooldown behind: another
+/// process tries it again instead of holding it back.
+#[tokio::test]
+async fn an_undelivered_alert_leaves_no_cooldown_in_redis() {
+    let redis = common::RedisServer::start();
+    let url = redis.url();
+    let receiver = AlertReceiver::start().await.unwrap();
+    for channel in ["wecom", "dingtalk", "feishu", "webhook"] {
+        receiver.fail(channel, 500);
+    }
+    let mut first = audit_with(&receiver, &[("ESGFLOW_ALERT_STATE", &url)]).await;
+    let mut second = audit_with(&receiver, &[("ESGFLOW_ALERT_STATE", &url)]).await;
+    for process in [&mut first, &mut second] {
+        let summary = process
+            .invoke(common::cls_event("t", LINES))
+            .await
+            .unwrap()
+            .result
+            .json();
+        assert_eq!(summary["alerts"]["undelivered"], 2, "{summary}");
+        assert_eq!(summary["alerts"]["suppressed"], 0, "{summary}");
+        assert_eq!(summary["alerts_sent"], 0, "{summary}");
+    }
+}

@@ -4,7 +4,7 @@
 //! <https://open.feishu.cn/document/client-docs/bot-v3/add-custom-bot>). Channel URLs carry credentials (keys,
 //! tokens), so a channel is only ever named by its kind in logs and summaries.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -14,7 +14,7 @@ use sha2::Sha256;
 
 use crate::adapters::bounded;
 use crate::adapters::retry::Retry;
-use crate::core::alert::{group, Alert, AlertPolicy, AlertState, RateCap, RateLimit};
+use crate::core::alert::{group, Admission, Alert, AlertPolicy, AlertState, RateCap, RateLimit};
 use crate::core::records::Record;
 use crate::core::text::truncate_utf8;
 
@@ -243,6 +243,17 @@ pub struct DispatchReport {
     pub rate_limited: BTreeMap<&'static str, usize>,
     /// Messages that failed after retries, per channel.
     pub failed: BTreeMap<&'static str, usize>,
+    /// Messages not tried because the channel timed out earlier in the batch, per channel.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub skipped: BTreeMap<&'static str, usize>,
+    /// Alerts no channel delivered: their cooldown was not started, so the next batch tries
+    /// again.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub undelivered: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl DispatchReport {
@@ -287,8 +298,10 @@ impl Dispatcher {
     }
 
     /// Groups the batch's records into alerts and sends those the cooldown admits to every
-    /// channel under its rate cap, finishing before `deadline`. A failing channel is logged and
-    /// counted; it never stops the others.
+    /// channel under its rate cap, finishing before `deadline`. The channels of one alert are
+    /// sent to concurrently, so a slow one never holds up another; a channel that timed out is
+    /// skipped for the rest of the batch (counted). A failing channel is logged and counted; it
+    /// never stops the others. An alert no channel delivered has its cooldown taken back.
     pub(crate) async fn dispatch(
         &mut self,
         records: &[Record],
@@ -304,43 +317,77 @@ impl Dispatcher {
         if self.channels.is_empty() {
             return report;
         }
+        let mut timed_out: BTreeSet<&'static str> = BTreeSet::new();
         for alert in &alerts {
-            if !self
-                .state
-                .admit(&alert.key(), alert.flows, now, &self.policy)
-                .await
-            {
+            let key = alert.key();
+            let Admission::Admitted { previous } =
+                self.state.admit(&key, alert.flows, now, &self.policy).await
+            else {
                 report.suppressed += 1;
                 continue;
-            }
+            };
+            let mut sends = Vec::new();
             for channel in &self.channels {
                 let name = channel.kind.name();
+                if timed_out.contains(name) {
+                    *report.skipped.entry(name).or_default() += 1;
+                    continue;
+                }
                 let limits = channel.kind.limits();
                 // A short wait (a per-second limit) is waited out when the deadline allows; a
                 // used-up minute drops the message, counted.
-                let wait = self.caps.wait(name, limits, now + started.elapsed());
-                if wait > MAX_RATE_WAIT || Instant::now() + wait + DEADLINE_MARGIN >= deadline {
+                let at = now + started.elapsed();
+                let wait = self.caps.wait(name, limits, at);
+                if wait > MAX_RATE_WAIT
+                    || Instant::now() + wait + DEADLINE_MARGIN >= deadline
+                    || !self.caps.take(name, limits, at + wait)
+                {
                     *report.rate_limited.entry(name).or_default() += 1;
                     continue;
                 }
-                if !wait.is_zero() {
-                    tokio::time::sleep(wait).await;
-                }
-                if !self.caps.take(name, limits, now + started.elapsed()) {
-                    *report.rate_limited.entry(name).or_default() += 1;
-                    continue;
-                }
-                match send(&self.http, channel, &channel.request(alert, now), deadline).await {
-                    Ok(()) => *report.sent.entry(name).or_default() += 1,
+                let request = channel.request(alert, now);
+                let http = &self.http;
+                sends.push(async move {
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
+                    }
+                    (name, send(http, channel, &request, deadline).await)
+                });
+            }
+            let mut delivered = false;
+            for (name, outcome) in futures_util::future::join_all(sends).await {
+                match outcome {
+                    Ok(()) => {
+                        delivered = true;
+                        *report.sent.entry(name).or_default() += 1;
+                    }
                     Err(error) => {
-                        tracing::warn!(channel = name, rule = %alert.rule_uuid, %error, "alert not delivered");
+                        tracing::warn!(channel = name, rule = %alert.rule_uuid, error = %error.message, "alert not delivered");
                         *report.failed.entry(name).or_default() += 1;
+                        if error.timed_out {
+                            timed_out.insert(name);
+                        }
                     }
                 }
+            }
+            if !delivered {
+                report.undelivered += 1;
+                self.state
+                    .release(&key, alert.flows, now, previous, &self.policy)
+                    .await;
             }
         }
         report
     }
+}
+
+/// A message not delivered.
+#[derive(Debug)]
+struct SendError {
+    /// What went wrong (never the URL: it carries the robot's key or token).
+    message: String,
+    /// The channel did not answer in time: it is skipped for the rest of the batch.
+    timed_out: bool,
 }
 
 async fn send(
@@ -348,7 +395,11 @@ async fn send(
     channel: &Channel,
     request: &Request,
     deadline: Instant,
-) -> Result<(), String> {
+) -> Result<(), SendError> {
+    let failed = |message: String| SendError {
+        message,
+        timed_out: false,
+    };
     let mut retry = Retry::new(
         deadline.checked_sub(DEADLINE_MARGIN).unwrap_or(deadline),
         Duration::from_millis(200),
@@ -359,7 +410,10 @@ async fn send(
         attempt += 1;
         let timeout = retry.remaining().min(SEND_TIMEOUT);
         if timeout.is_zero() {
-            return Err("no time left before the invocation deadline".to_string());
+            return Err(SendError {
+                message: "no time left before the invocation deadline".to_string(),
+                timed_out: true,
+            });
         }
         let mut builder = http
             .post(&request.url)
@@ -377,18 +431,26 @@ async fn send(
                     Err(error) => Err(error.to_string()),
                 }
             }
-            Err(err) if err.is_timeout() => Err("timed out".to_string()),
+            // A channel that does not answer in time is not tried again in this batch.
+            Err(err) if err.is_timeout() => {
+                return Err(SendError {
+                    message: format!("timed out after {} ms", timeout.as_millis()),
+                    timed_out: true,
+                })
+            }
             Err(err) if err.is_connect() => Err("connection failed".to_string()),
             Err(_) => Err("request failed".to_string()),
         };
         match outcome {
             Ok(()) => return Ok(()),
             Err(error) if attempt >= MAX_ATTEMPTS => {
-                return Err(format!("{error} (after {attempt} attempts)"))
+                return Err(failed(format!("{error} (after {attempt} attempts)")))
             }
             Err(error) => {
                 if !retry.wait(Duration::from_millis(100)).await {
-                    return Err(format!("{error} (after {attempt} attempts; deadline)"));
+                    return Err(failed(format!(
+                        "{error} (after {attempt} attempts; deadline)"
+                    )));
                 }
             }
         }
@@ -398,6 +460,149 @@ async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A robot on 127.0.0.1 that answers `answer` (status and body) to every message, or with
+    /// `None` takes the connection and never answers; counts the messages it answered.
+    async fn robot(
+        answer: Option<(u16, &'static str)>,
+    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let answered = std::sync::Arc::new(AtomicUsize::new(0));
+        let counter = answered.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    // Read the whole request: the head, then Content-Length bytes of body.
+                    let mut request = Vec::new();
+                    let mut chunk = [0u8; 8192];
+                    loop {
+                        let n = socket.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        request.extend_from_slice(&chunk[..n]);
+                        let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if request.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                    let Some((status, body)) = answer else {
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                        return;
+                    };
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let response = format!(
+                        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = socket.write_all(response.as_bytes()).await;
+                });
+            }
+        });
+        (url, answered)
+    }
+
+    /// Twelve rules blocking in one batch: twelve alerts.
+    fn twelve_alerts() -> Vec<Record> {
+        (0..12)
+            .map(|i| {
+                crate::core::alert::tests::hit(
+                    crate::core::records::RecordType::BlockHit,
+                    &format!("70{i:02}"),
+                    "block",
+                    "10.0.1.5",
+                    "10.0.3.10",
+                    3306,
+                )
+            })
+            .collect()
+    }
+
+    fn dispatcher(channels: Vec<(ChannelKind, String)>) -> Dispatcher {
+        Dispatcher::new(
+            AlertPolicy::default(),
+            channels
+                .into_iter()
+                .map(|(kind, url)| Channel {
+                    kind,
+                    url,
+                    secret: None,
+                })
+                .collect(),
+            Box::new(crate::core::alert::MemoryState::default()),
+        )
+    }
+
+    /// A hung robot beside a healthy webhook over twelve alerts: the webhook gets all twelve
+    /// well within the deadline (the hung robot once starved it: 3 of 12 in 59.8 s); the robot
+    /// costs one send timeout and is skipped for the rest of the batch, counted.
+    #[tokio::test]
+    async fn a_hung_channel_does_not_starve_a_healthy_one() {
+        let (hung, _) = robot(None).await;
+        let (healthy, answered) = robot(Some((200, "{}"))).await;
+        let mut dispatcher = dispatcher(vec![
+            (ChannelKind::WeCom, hung),
+            (ChannelKind::Webhook, healthy),
+        ]);
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(30);
+        let report = dispatcher
+            .dispatch(&twelve_alerts(), SystemTime::now(), deadline)
+            .await;
+        assert_eq!(report.alerts, 12);
+        assert_eq!(report.sent.get("webhook"), Some(&12), "{report:?}");
+        assert_eq!(
+            answered.load(std::sync::atomic::Ordering::SeqCst),
+            12,
+            "{report:?}"
+        );
+        assert_eq!(report.failed.get("wecom"), Some(&1), "{report:?}");
+        assert_eq!(report.skipped.get("wecom"), Some(&11), "{report:?}");
+        assert_eq!(report.undelivered, 0);
+        assert!(
+            started.elapsed() < SEND_TIMEOUT + Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    /// An alert that no channel delivered does not start the cooldown: the next batch tries
+    /// again. One that got through does.
+    #[tokio::test]
+    async fn the_cooldown_starts_only_once_a_channel_accepted() {
+        let (refusing, _) = robot(Some((500, "{}"))).await;
+        let mut failing = dispatcher(vec![(ChannelKind::Webhook, refusing)]);
+        let records = &twelve_alerts()[..1];
+        let t0 = SystemTime::now();
+        let deadline = || Instant::now() + Duration::from_secs(20);
+        let first = failing.dispatch(records, t0, deadline()).await;
+        assert_eq!((first.undelivered, first.suppressed), (1, 0), "{first:?}");
+        let again = failing
+            .dispatch(records, t0 + Duration::from_secs(60), deadline())
+            .await;
+        assert_eq!((again.undelivered, again.suppressed), (1, 0), "{again:?}");
+
+        let (healthy, _) = robot(Some((200, "{}"))).await;
+        let mut working = dispatcher(vec![(ChannelKind::Webhook, healthy)]);
+        let sent = working.dispatch(records, t0, deadline()).await;
+        assert_eq!(sent.sent.get("webhook"), Some(&1));
+        let held = working
+            .dispatch(records, t0 + Duration::from_secs(60), deadline())
+            .await;
+        assert_eq!((held.suppressed, held.undelivered), (1, 0), "{held:?}");
+    }
 
     /// The reference's self-computed DingTalk vector.
     #[test]

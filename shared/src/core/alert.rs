@@ -81,9 +81,30 @@ type FlowKey = (IpAddr, IpAddr, Option<u16>, u8, Scope);
 /// An address with the name the snapshot has for it: `10.0.1.5 (web-01)`.
 fn named(ip: IpAddr, name: Option<&str>) -> String {
     match name {
-        Some(name) => format!("{ip} ({name})"),
+        Some(name) => format!("{ip} ({})", inert(name)),
         None => ip.to_string(),
     }
+}
+
+/// `text` as it may appear inside a chat message: on one line (so it cannot start a heading, a
+/// quote or a list), with the characters that open links, images and HTML tags (`[ ] < >`)
+/// shown as their full-width forms. The platforms document no escape for their markdown, so the
+/// text is made inert under every reading rather than escaped; emphasis marks are left alone
+/// (at worst cosmetic, and common in names such as `web_01`).
+pub(crate) fn inert(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' | '\r' | '\t' => out.push(' '),
+            '[' => out.push('［'),
+            ']' => out.push('］'),
+            '<' => out.push('＜'),
+            '>' => out.push('＞'),
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The instance's name, else the ENI's name, else the instance id.
@@ -163,6 +184,11 @@ impl Alert {
 
     /// A short title.
     pub(crate) fn title(&self) -> String {
+        self.title_for(&self.rule_description)
+    }
+
+    /// The title with `description` in place of the rule's description.
+    fn title_for(&self, description: &str) -> String {
         let what = match self.kind {
             RecordType::BlockHit => "ESG block",
             RecordType::ObserveHit => "ESG observe rule matched",
@@ -185,42 +211,43 @@ impl Alert {
             RecordType::RuleHits => "Rule hits",
         };
         if !self.details.is_empty() {
-            format!("{what}: {}", self.rule_description)
+            format!("{what}: {description}")
         } else if self.rule_uuid.is_empty() {
-            format!("{what}: {} ({} flows)", self.rule_description, self.flows)
+            format!("{what}: {description} ({} flows)", self.flows)
         } else {
             format!(
-                "{what}: rule {} \"{}\" ({} flows)",
-                self.rule_uuid, self.rule_description, self.flows
+                "{what}: rule {} \"{description}\" ({} flows)",
+                self.rule_uuid, self.flows
             )
         }
     }
 
-    /// The message as Markdown (WeCom, DingTalk).
+    /// The message as Markdown (WeCom, DingTalk). Text that rule and resource owners write
+    /// (descriptions, names) is shown inert ([`inert`]).
     pub fn markdown(&self) -> String {
-        let mut text = format!("### {}\n", self.title());
+        let description = inert(&self.rule_description);
+        let mut text = format!("### {}\n", self.title_for(&description));
         if !self.details.is_empty() {
             for line in &self.details {
-                text.push_str(&format!("- {line}\n"));
+                text.push_str(&format!("- {}\n", inert(line)));
             }
             text.push_str(&format!("\nsnapshot {}\n", self.snapshot_version));
             return text;
         }
         if let Some(order) = self.rule_order {
             text.push_str(&format!(
-                "> rule **{}** (order {order}): {}\n",
-                self.rule_uuid, self.rule_description
+                "> rule **{}** (order {order}): {description}\n",
+                self.rule_uuid
             ));
         }
         text.push_str(&format!(
             "> {} flows from {} sources to {} destinations\n",
             self.flows, self.sources, self.destinations
         ));
+        let vpcs = inert(&self.vpcs.join(", "));
         match (self.vpcs.is_empty(), &self.region) {
-            (false, Some(region)) => {
-                text.push_str(&format!("> VPC {} in {region}\n", self.vpcs.join(", ")))
-            }
-            (false, None) => text.push_str(&format!("> VPC {}\n", self.vpcs.join(", "))),
+            (false, Some(region)) => text.push_str(&format!("> VPC {vpcs} in {region}\n")),
+            (false, None) => text.push_str(&format!("> VPC {vpcs}\n")),
             (true, Some(region)) => text.push_str(&format!("> region {region}\n")),
             (true, None) => {}
         }
@@ -522,14 +549,48 @@ pub(crate) trait AlertState: Send {
         flows: u64,
         now: SystemTime,
         policy: &'a AlertPolicy,
-    ) -> crate::core::ports::BoxFuture<'a, bool>;
+    ) -> crate::core::ports::BoxFuture<'a, Admission>;
+
+    /// Takes back an admission no channel delivered, so the cooldown starts only once a
+    /// message got through: the entry the admission wrote (at `now`, with `flows`) is replaced by
+    /// what was there before, if it is still the admission's own.
+    fn release<'a>(
+        &'a mut self,
+        key: &'a str,
+        flows: u64,
+        now: SystemTime,
+        previous: Option<Sent>,
+        policy: &'a AlertPolicy,
+    ) -> crate::core::ports::BoxFuture<'a, ()>;
+}
+
+/// The last alert sent for a key: when (Unix ms) and with how many flows.
+pub(crate) type Sent = (u64, u64);
+
+/// What [`AlertState::admit`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// Held back by the cooldown.
+    Held,
+    /// May go out; the entry it replaced, for [`AlertState::release`].
+    Admitted {
+        /// The key's previous entry.
+        previous: Option<Sent>,
+    },
+}
+
+/// Unix milliseconds of `time`.
+pub(crate) fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
 }
 
 /// Cooldown state kept in the warm instance (lost at a cold start, not shared between concurrent
 /// instances).
 #[derive(Debug, Default)]
 pub(crate) struct MemoryState {
-    last: HashMap<String, (SystemTime, u64)>,
+    last: HashMap<String, Sent>,
 }
 
 impl AlertState for MemoryState {
@@ -539,9 +600,31 @@ impl AlertState for MemoryState {
         flows: u64,
         now: SystemTime,
         policy: &'a AlertPolicy,
-    ) -> crate::core::ports::BoxFuture<'a, bool> {
-        let admitted = self.admit_now(key, flows, now, policy);
-        Box::pin(async move { admitted })
+    ) -> crate::core::ports::BoxFuture<'a, Admission> {
+        let previous = self.last.get(key).copied();
+        let admission = if self.admit_now(key, flows, now, policy) {
+            Admission::Admitted { previous }
+        } else {
+            Admission::Held
+        };
+        Box::pin(async move { admission })
+    }
+
+    fn release<'a>(
+        &'a mut self,
+        key: &'a str,
+        flows: u64,
+        now: SystemTime,
+        previous: Option<Sent>,
+        _policy: &'a AlertPolicy,
+    ) -> crate::core::ports::BoxFuture<'a, ()> {
+        if self.last.get(key) == Some(&(unix_ms(now), flows)) {
+            match previous {
+                Some(previous) => self.last.insert(key.to_string(), previous),
+                None => self.last.remove(key),
+            };
+        }
+        Box::pin(async {})
     }
 }
 
@@ -554,16 +637,15 @@ impl MemoryState {
         now: SystemTime,
         policy: &AlertPolicy,
     ) -> bool {
+        let now_ms = unix_ms(now);
         if let Some(&(sent, count)) = self.last.get(key) {
-            let within = now
-                .duration_since(sent)
-                .map(|d| d < policy.cooldown)
-                .unwrap_or(true);
+            let within =
+                now_ms.saturating_sub(sent) < policy.cooldown.as_millis() as u64 || now_ms < sent;
             if within && (flows as f64) < count as f64 * policy.regrow_factor {
                 return false;
             }
         }
-        self.last.insert(key.to_string(), (now, flows));
+        self.last.insert(key.to_string(), (now_ms, flows));
         true
     }
 }
@@ -796,6 +878,47 @@ pub(crate) mod tests {
         );
     }
 
+    /// Text rule and resource owners write cannot add links, headings, quotes or HTML to a
+    /// chat message: it stays on its line, and `[ ] < >` show as full-width characters.
+    #[test]
+    fn descriptions_and_names_are_inert_in_chat_markup() {
+        let description =
+            "db\n### Urgent: [log in here](http://evil.example) <font color=\"red\">now</font>\r\n> quoted";
+        let mut record = hit(
+            RecordType::BlockHit,
+            "7002",
+            description,
+            "10.0.1.5",
+            "10.0.3.10",
+            22,
+        );
+        if let Record::Hit(h) = &mut record {
+            let mut ends = (*h.ends).clone();
+            ends.src_instance_name = Some("web_01 [admin](http://x)".into());
+            ends.dst_vpc_name = Some("prod\n# big".into());
+            h.ends = std::sync::Arc::new(ends);
+        }
+        let alert = &group(&[record], &AlertPolicy::default())[0];
+        for text in [alert.markdown(), alert.text()] {
+            for forbidden in ["\n###", "[log in", "](", "<font", "\n> quoted", "\n# big"] {
+                assert!(!text.contains(forbidden), "{forbidden:?} in\n{text}");
+            }
+            assert!(
+                text.contains("Urgent: ［log in here］(http://evil.example) ＜font"),
+                "{text}"
+            );
+            assert!(
+                text.contains("10.0.1.5 (web_01 ［admin］(http://x))"),
+                "{text}"
+            );
+        }
+        // The webhook's JSON keeps the text as it is.
+        assert_eq!(
+            serde_json::to_value(alert).unwrap()["rule_description"],
+            description
+        );
+    }
+
     /// Each end of a top flow is named as the snapshot names it: its instance's name, else its
     /// ENI's name, else its instance id; an end the snapshot does not know is the bare address.
     #[test]
@@ -897,6 +1020,52 @@ pub(crate) mod tests {
             ..AlertPolicy::default()
         };
         assert!(group(&records, &policy).is_empty());
+    }
+
+    /// Releasing an undelivered admission puts back what was there (or nothing), and only if
+    /// the entry is still that admission's own.
+    #[test]
+    fn a_released_admission_restores_the_previous_entry() {
+        let policy = AlertPolicy::default();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut state = MemoryState::default();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let Admission::Admitted { previous } = runtime.block_on(state.admit("k", 5, t0, &policy))
+        else {
+            panic!("the first alert is admitted");
+        };
+        assert_eq!(previous, None);
+        runtime.block_on(state.release("k", 5, t0, previous, &policy));
+        // Nothing held: the next one goes out at once.
+        let later = t0 + Duration::from_secs(1);
+        let Admission::Admitted { previous } =
+            runtime.block_on(state.admit("k", 5, later, &policy))
+        else {
+            panic!("released, so admitted again");
+        };
+        assert_eq!(previous, None);
+        // A regrown count is admitted within the cooldown; releasing it restores the entry before.
+        let regrown = later + Duration::from_secs(60);
+        let Admission::Admitted { previous } =
+            runtime.block_on(state.admit("k", 50, regrown, &policy))
+        else {
+            panic!("regrown tenfold");
+        };
+        assert_eq!(previous, Some((unix_ms(later), 5)));
+        runtime.block_on(state.release("k", 50, regrown, previous, &policy));
+        assert_eq!(
+            runtime.block_on(state.admit("k", 6, regrown, &policy)),
+            Admission::Held,
+            "the earlier alert's cooldown holds again"
+        );
+        // A release that is not the entry's own changes nothing.
+        runtime.block_on(state.release("k", 99, regrown, None, &policy));
+        assert_eq!(
+            runtime.block_on(state.admit("k", 6, regrown, &policy)),
+            Admission::Held
+        );
     }
 
     #[test]
