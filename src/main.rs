@@ -450,7 +450,9 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 "lookup API on http://{} (Authorization: Bearer <token>); Ctrl-C to stop",
                 gateway.addr
             );
-            tokio::signal::ctrl_c().await?;
+            stopped().await?;
+            // Dropping the gateway drops the emulator, which kills the function process.
+            drop(gateway);
             Ok(ExitCode::SUCCESS)
         }
         Command::Explain {
@@ -830,5 +832,15 @@ fn print_result(result: &InvocationResult) {
     match result {
         InvocationResult::Response(_) => println!("{text}"),
         InvocationResult::Error(_) => eprintln!("invocation error: {text}"),
+    }
+}
+
+/// Waits for Ctrl-C (SIGINT) or SIGTERM (a service manager, `kill`), so the caller can stop its
+/// function processes instead of leaving them behind.
+async fn stopped() -> std::io::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result,
+        _ = terminate.recv() => Ok(()),
     }
 }

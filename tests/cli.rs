@@ -318,3 +318,88 @@ fn explain_reads_ipv4_mapped_addresses_as_ipv4() {
     assert_eq!(plain["rule"]["uuid"], "7010");
     assert_eq!(explain("::ffff:10.0.1.11", "::ffff:10.0.3.10"), plain);
 }
+
+/// `esgflow serve` stopped with SIGTERM (a service manager, `kill`) stops its lookup function
+/// process too; it once stayed behind for about a minute.
+#[test]
+fn serve_stops_its_function_process_on_sigterm() {
+    use std::io::BufRead;
+    use std::time::{Duration, Instant};
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_esgflow")).parent().unwrap();
+    if !bin_dir.join("esgflow-lookup").exists() {
+        let built = Command::new(env!("CARGO"))
+            .args(["build", "-p", "esgflow-lookup"])
+            .status()
+            .unwrap();
+        assert!(built.success());
+    }
+    let mut serve = esgflow()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--token",
+            "local-token-0123456789",
+        ])
+        .arg("--snapshot")
+        .arg(sample("samples/snapshot.json"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = serve.stderr.take().unwrap();
+    let (lines, listening) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let line = listening
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("esgflow serve starts listening");
+        if line.contains("lookup API on http://") {
+            break;
+        }
+    }
+    // Its children, whichever thread spawned them.
+    let pid = serve.id();
+    let children: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect();
+    assert_eq!(children.len(), 1, "one lookup process: {children:?}");
+    let child = children[0];
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while serve.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "esgflow serve did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Gone, or at most a zombie waiting for init to reap it.
+    let alive = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|stat| !stat.contains(") Z "))
+            .unwrap_or(false)
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(child) {
+        assert!(
+            Instant::now() < deadline,
+            "the lookup process {child} outlived esgflow serve"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

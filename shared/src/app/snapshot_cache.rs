@@ -187,6 +187,26 @@ mod tests {
             second.version,
             "a failed refresh keeps the last good one"
         );
+
+        // A snapshot whose content was changed under its genuine version (a drop rule made an
+        // accept rule) is refused the same way: the warm instance keeps judging with the last
+        // good one.
+        let mut tampered = fixtures::sample(3);
+        let rule = tampered
+            .rules
+            .iter_mut()
+            .find(|r| r.action == crate::core::snapshot::RuleAction::Drop)
+            .unwrap();
+        rule.action = crate::core::snapshot::RuleAction::Accept;
+        tampered.save(&path).unwrap();
+        assert_eq!(
+            cache.engine(at(300)).await.unwrap().version(),
+            second.version,
+            "a tampered snapshot is not loaded"
+        );
+        let mut cold = SnapshotCache::new(&path, Duration::from_secs(60));
+        let err = cold.engine(at(300)).await.unwrap_err().to_string();
+        assert!(err.contains("not the hash of its content"), "{err}");
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -547,11 +547,32 @@ impl Snapshot {
     pub fn from_json(bytes: &[u8]) -> Result<Self, String> {
         // The fast path parses without tracking paths (this is on every cold start); only a
         // document that fails is parsed again to say where.
-        serde_json::from_slice(bytes).or_else(|_| {
+        let snapshot: Self = serde_json::from_slice(bytes).or_else(|_| {
             let mut deserializer = serde_json::Deserializer::from_slice(bytes);
             serde_path_to_error::deserialize(&mut deserializer)
                 .map_err(|err| format!("at `{}`: {}", err.path(), err.inner()))
-        })
+        })?;
+        snapshot.verify()?;
+        Ok(snapshot)
+    }
+
+    /// Checks that `version` is the hash of the content: a snapshot whose content was changed
+    /// under a genuine version (a rule flipped from drop to accept) is refused, and so is one
+    /// without a version.
+    pub fn verify(&self) -> Result<(), String> {
+        let hash = self.content_hash();
+        if self.version == hash {
+            Ok(())
+        } else if self.version.is_empty() {
+            Err(format!(
+                "it has no version (its content hashes to {hash}): build snapshots with `esgflow snapshot build` or the sync function"
+            ))
+        } else {
+            Err(format!(
+                "its version {:?} is not the hash of its content ({hash}): it was altered or damaged after it was built",
+                self.version
+            ))
+        }
     }
 
     /// Writes the snapshot as pretty JSON, atomically (temporary file, then rename).
@@ -609,6 +630,31 @@ mod tests {
             EndpointKind::parse("dnsparse").unwrap(),
             EndpointKind::Domain
         );
+    }
+
+    /// The version is checked against the content on every load: a rule flipped from drop to
+    /// accept under the genuine version is refused, so is a snapshot without a version, and the
+    /// genuine one loads.
+    #[test]
+    fn a_snapshot_is_verified_against_its_version() {
+        let text = include_str!("../../../../samples/snapshot.json");
+        let genuine = Snapshot::from_json(text.as_bytes()).unwrap();
+        genuine.verify().unwrap();
+        let flipped = text.replacen("\"action\": \"drop\"", "\"action\": \"accept\"", 1);
+        assert_ne!(flipped, text);
+        let err = Snapshot::from_json(flipped.as_bytes()).unwrap_err();
+        assert!(
+            err.contains(&genuine.version) && err.contains("not the hash of its content"),
+            "{err}"
+        );
+        let mut value: serde_json::Value = serde_json::from_str(text).unwrap();
+        value.as_object_mut().unwrap().remove("version");
+        let err = Snapshot::from_json(value.to_string().as_bytes()).unwrap_err();
+        assert!(err.contains("no version"), "{err}");
+        // Warnings and the time taken are not content: changing them keeps the snapshot valid.
+        value["version"] = serde_json::json!(genuine.version);
+        value["warnings"] = serde_json::json!(["added later"]);
+        Snapshot::from_json(value.to_string().as_bytes()).unwrap();
     }
 
     #[test]
