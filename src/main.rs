@@ -467,13 +467,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         } => {
             let engine = load_engine(&snapshot)?;
             let protocol = explain::parse_protocol(&protocol)?;
-            // `::ffff:10.0.1.5` is the IPv4 address, as lookup and audit read it.
-            let flow = esgflow::core::engine::FlowKey {
-                src: src.to_canonical(),
-                dst: dst.to_canonical(),
-                protocol,
-                dst_port: port,
-            };
+            let flow = esgflow::core::engine::FlowKey::requested(src, dst, protocol, port);
             if matches!(protocol, 6 | 17) && port.is_none() {
                 return Err("--port is required for TCP and UDP".into());
             }

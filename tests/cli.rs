@@ -14,21 +14,27 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// `esgflow explain <args>` against the bundled sample snapshot, which must succeed.
-fn explain_sample(args: &[&str]) -> std::process::Output {
-    let output = esgflow()
-        .arg("explain")
-        .args(args)
-        .arg("--snapshot")
-        .arg(sample("samples/snapshot.json"))
-        .output()
-        .unwrap();
+/// `output`, which must be a success (its stderr shown if not).
+fn succeeded(output: std::process::Output) -> std::process::Output {
     assert!(
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
     output
+}
+
+/// `esgflow explain <args>` against the bundled sample snapshot, which must succeed.
+fn explain_sample(args: &[&str]) -> std::process::Output {
+    succeeded(
+        esgflow()
+            .arg("explain")
+            .args(args)
+            .arg("--snapshot")
+            .arg(sample("samples/snapshot.json"))
+            .output()
+            .unwrap(),
+    )
 }
 
 fn sample(path: &str) -> PathBuf {
@@ -39,18 +45,15 @@ fn sample(path: &str) -> PathBuf {
 fn snapshot_build_writes_a_snapshot_and_show_summarises_it() {
     let dir = temp_dir("build");
     let out = dir.join("snapshot.json");
-    let status = esgflow()
-        .args(["snapshot", "build", "--from"])
-        .arg(sample("samples/export"))
-        .arg("--out")
-        .arg(&out)
-        .args(["--taken-at", "2025-11-24T00:00:00Z"])
-        .output()
-        .unwrap();
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
+    succeeded(
+        esgflow()
+            .args(["snapshot", "build", "--from"])
+            .arg(sample("samples/export"))
+            .arg("--out")
+            .arg(&out)
+            .args(["--taken-at", "2025-11-24T00:00:00Z"])
+            .output()
+            .unwrap(),
     );
     let show = esgflow()
         .args(["snapshot", "show"])
@@ -212,13 +215,10 @@ async fn tick_fires_timer_events_at_the_sync_function() {
     for (key, value) in stub.env() {
         command.arg("--env").arg(format!("{key}={value}"));
     }
-    let result = tokio::task::spawn_blocking(move || command.output().unwrap())
-        .await
-        .unwrap();
-    assert!(
-        result.status.success(),
-        "{}",
-        String::from_utf8_lossy(&result.stderr)
+    let result = succeeded(
+        tokio::task::spawn_blocking(move || command.output().unwrap())
+            .await
+            .unwrap(),
     );
     let text = String::from_utf8_lossy(&result.stdout);
     assert_eq!(text.matches("\"snapshot_version\"").count(), 2, "{text}");
@@ -245,33 +245,14 @@ async fn explain_json_is_the_lookup_answer() {
         ("198.51.100.7", "10.0.1.12", "icmp", None),
     ] {
         for verbose in [false, true] {
-            let mut args = vec![
-                "explain",
-                "--json",
-                "--src",
-                src,
-                "--dst",
-                dst,
-                "--protocol",
-                protocol,
-            ];
+            let mut args = vec!["--json", "--src", src, "--dst", dst, "--protocol", protocol];
             if let Some(port) = port {
                 args.extend(["--port", port]);
             }
             if verbose {
                 args.push("--verbose");
             }
-            let output = esgflow()
-                .args(&args)
-                .arg("--snapshot")
-                .arg(&snapshot)
-                .output()
-                .unwrap();
-            assert!(
-                output.status.success(),
-                "{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
+            let output = explain_sample(&args);
             let cli: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
 
             let mut body = serde_json::json!({"src": src, "dst": dst, "protocol": protocol, "verbose": verbose});

@@ -7,17 +7,11 @@ use esgflow::app::views::ExplainView;
 use esgflow::core::engine::{Decision, Detail, Engine, FlowKey, StepOutcome};
 use esgflow::core::snapshot::Snapshot;
 
-/// Parses `tcp`, `udp`, `icmp`, `icmpv6` or a protocol number.
+/// Parses `tcp`, `udp`, `icmp`, `icmpv6` or a protocol number, as lookup does.
 pub fn parse_protocol(text: &str) -> Result<u8, String> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "tcp" => Ok(6),
-        "udp" => Ok(17),
-        "icmp" => Ok(1),
-        "icmpv6" => Ok(58),
-        other => other.parse().map_err(|_| {
-            format!("protocol {text:?} is not tcp, udp, icmp, icmpv6 or a number from 0 to 255")
-        }),
-    }
+    esgflow::core::flowlog::protocol::requested(text).ok_or_else(|| {
+        format!("protocol {text:?} is not tcp, udp, icmp, icmpv6 or a number from 0 to 255")
+    })
 }
 
 /// The explanation of one flow, as text or JSON.

@@ -848,31 +848,24 @@ fn parse_flow(value: &Value, prefix: &str) -> Result<(FlowKey, Option<String>, b
     let query: FlowQuery = serde_json::from_value(value.clone())
         .map_err(|e| fail(400, "invalid_body", format!("{prefix}{e}")))?;
     let address = |name: &str, text: &str| {
-        text.trim()
-            .parse::<IpAddr>()
-            .map(|ip| ip.to_canonical())
-            .map_err(|_| {
-                field_error(
-                    &format!("{prefix}{name}"),
-                    format!("{text:?} is not an IP address"),
-                )
-            })
+        text.trim().parse::<IpAddr>().map_err(|_| {
+            field_error(
+                &format!("{prefix}{name}"),
+                format!("{text:?} is not an IP address"),
+            )
+        })
     };
     let src = address("src", &query.src)?;
     let dst = address("dst", &query.dst)?;
     let protocol = match &query.protocol {
-        Value::String(text) => match text.trim().to_ascii_lowercase().as_str() {
-            "tcp" => 6,
-            "udp" => 17,
-            "icmp" => 1,
-            "icmpv6" => 58,
-            other => other.parse::<u8>().map_err(|_| {
+        Value::String(text) => {
+            crate::core::flowlog::protocol::requested(text).ok_or_else(|| {
                 field_error(
                     &format!("{prefix}protocol"),
                     format!("{text:?} is not tcp, udp, icmp, icmpv6 or 0-255"),
                 )
-            })?,
-        },
+            })?
+        }
         Value::Number(n) => n
             .as_u64()
             .and_then(|n| u8::try_from(n).ok())
@@ -913,12 +906,7 @@ fn parse_flow(value: &Value, prefix: &str) -> Result<(FlowKey, Option<String>, b
         ));
     }
     Ok((
-        FlowKey {
-            src,
-            dst,
-            protocol,
-            dst_port: port,
-        },
+        FlowKey::requested(src, dst, protocol, port),
         query.eni,
         query.verbose,
     ))

@@ -39,6 +39,18 @@ pub mod protocol {
         }
     }
 
+    /// The protocol a person asks about: `tcp`, `udp`, `icmp`, `icmpv6` (any case) or a
+    /// number from 0 to 255. The one reading shared by the lookup API and the CLI.
+    pub fn requested(text: &str) -> Option<u8> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "tcp" => Some(TCP),
+            "udp" => Some(UDP),
+            "icmp" => Some(ICMP),
+            "icmpv6" => Some(ICMPV6),
+            other => other.parse().ok(),
+        }
+    }
+
     /// The common name of a protocol, if it has one: the one list of protocol names.
     pub fn known_name(number: u8) -> Option<&'static str> {
         Some(match number {

@@ -43,6 +43,17 @@ pub struct FlowKey {
 }
 
 impl FlowKey {
+    /// The key of a flow a person asks about (lookup's explain, the CLI): an IPv4-mapped IPv6
+    /// address (`::ffff:10.0.1.5`) is read as the IPv4 address, as flow records are.
+    pub fn requested(src: IpAddr, dst: IpAddr, protocol: u8, dst_port: Option<u16>) -> Self {
+        Self {
+            src: src.to_canonical(),
+            dst: dst.to_canonical(),
+            protocol,
+            dst_port,
+        }
+    }
+
     /// The key of a parsed flow record.
     pub fn of(flow: &FlowRecord) -> Self {
         Self {
