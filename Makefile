@@ -61,7 +61,7 @@ package: setup-test ## one zip per function under dist/: static musl `bootstrap`
 	$(CARGO) run --quiet --bin esgflow -- package --bin-dir $(RELEASE_DIR) --out-dir dist
 
 run: build ## replay the bundled sample flow logs through the real audit function under the emulator
-	$(ESGFLOW) replay samples/flowlogs.txt --snapshot samples/snapshot.json --records out/records.jsonl --alerts
+	$(ESGFLOW) replay samples/flowlogs.txt --snapshot samples/snapshot.json --records out/records.jsonl --store out/esgflow.db --alerts
 
 deploy: package $(if $(DRY_RUN),,setup-deploy) ## deploy the stack in template.yaml with the serverless CLI (DRY_RUN=1: print what would be deployed)
 	$(CARGO) run --quiet --bin esgflow -- deploy --template template.yaml --out dist/deploy $(if $(DRY_RUN),--dry-run)

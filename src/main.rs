@@ -78,6 +78,9 @@ enum Command {
         /// Bearer token clients must send (sets ESGFLOW_LOOKUP_TOKEN)
         #[arg(long, env = "ESGFLOW_LOOKUP_TOKEN")]
         token: String,
+        /// Records database to search (filled by `esgflow replay --store`; sets ESGFLOW_RECORDS_DB)
+        #[arg(long)]
+        store: Option<PathBuf>,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -214,6 +217,10 @@ enum Command {
         /// Write records to this JSONL file (replaced; sets ESGFLOW_JSONL_PATH) and print a report of them
         #[arg(long)]
         records: Option<PathBuf>,
+        /// Also load the records into this SQLite database (replaced), which `esgflow serve
+        /// --store` searches
+        #[arg(long, requires = "records")]
+        store: Option<PathBuf>,
         /// Print each invocation's full JSON summary
         #[arg(long)]
         json: bool,
@@ -436,12 +443,19 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             listen,
             snapshot,
             token,
+            store,
             run,
         } => {
             let mut spec = run.spec("lookup");
             spec.env
                 .push(("ESGFLOW_SNAPSHOT".into(), absolute(&snapshot)?));
             spec.env.push(("ESGFLOW_LOOKUP_TOKEN".into(), token));
+            if let Some(store) = &store {
+                // Opened here first, so a missing or empty database is named before start-up.
+                esgflow::adapters::sqlite::LocalRecords::open(store)?;
+                spec.env
+                    .push(("ESGFLOW_RECORDS_DB".into(), absolute(store)?));
+            }
             let mut emulator = Emulator::new(spec).await?;
             emulator.start_instance().await?;
             let gateway =
@@ -520,6 +534,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             flowlog,
             snapshot,
             records,
+            store,
             json,
             rss,
             alerts,
@@ -592,6 +607,19 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     .collect();
                 println!("\nrecords written to {}\n", records.display());
                 print!("{}", esgflow_local::cli::report::render(&values));
+                if let Some(store) = &store {
+                    let imported = fill_store(store, records)?;
+                    println!(
+                        "\n{} records loaded into {}{}; search them with `esgflow serve --store {}`",
+                        imported.records,
+                        store.display(),
+                        match imported.skipped {
+                            0 => String::new(),
+                            n => format!(" ({n} lines skipped: not records)"),
+                        },
+                        store.display()
+                    );
+                }
             }
             if let Some(receiver) = &receiver {
                 println!();
@@ -655,6 +683,22 @@ fn cut_file(
     let text =
         std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
     Ok(clsfeed::cut_events(text.lines(), options)?)
+}
+
+/// Replaces the database at `store` with the records of the JSON-lines file `records`.
+fn fill_store(
+    store: &std::path::Path,
+    records: &std::path::Path,
+) -> Result<esgflow::adapters::sqlite::Imported, Box<dyn std::error::Error>> {
+    if let Some(parent) = store.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    if store.exists() {
+        std::fs::remove_file(store)?;
+    }
+    let database = esgflow::adapters::sqlite::LocalRecords::create(store)?;
+    let lines = std::io::BufReader::new(std::fs::File::open(records)?);
+    Ok(database.import(lines)?)
 }
 
 fn absolute(path: &std::path::Path) -> Result<String, Box<dyn std::error::Error>> {

@@ -35,8 +35,13 @@ fn chromium(args: &[String]) -> std::process::Output {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_explains_a_flow_and_charts_the_top_blocking_rules() {
     let stub = common::cls_stub::ClsStub::start(vec![]).await;
-    let line = "2 1251762227 eni-web00001 10.0.1.11 10.0.3.10 40001 3306 6 3 180 1763942400 1763942460 REJECT OK";
-    common::audit_into(&stub, &[line]).await;
+    // A flow of ten minutes ago: inside the chart's last 24 hours.
+    let end = chrono::Utc::now().timestamp() - 600;
+    let line = format!(
+        "2 1251762227 eni-web00001 10.0.1.11 10.0.3.10 40001 3306 6 3 180 {} {end} REJECT OK",
+        end - 60
+    );
+    common::audit_into(&stub, &[line.as_str()]).await;
     let mut env = stub.env("topic-hits", "topic-traffic");
     env.push(("ESGFLOW_LOOKUP_TOKEN".into(), TOKEN.into()));
     env.push(("ESGFLOW_SNAPSHOT".into(), common::sample_snapshot()));

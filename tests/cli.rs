@@ -302,8 +302,29 @@ fn explain_reads_ipv4_mapped_addresses_as_ipv4() {
 
 /// `esgflow serve` stopped with SIGTERM (a service manager, `kill`) stops its lookup function
 /// process too; it once stayed behind for about a minute.
-#[test]
-fn serve_stops_its_function_process_on_sigterm() {
+/// A running `esgflow serve`, stopped with SIGTERM (which stops its lookup process too) when
+/// dropped, so a failing test leaves nothing behind.
+struct Serving(std::process::Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.0.id().to_string()])
+                .status();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while matches!(self.0.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// `esgflow serve` on an ephemeral port with the sample snapshot and `args`, once it listens:
+/// the process and its address (`127.0.0.1:<port>`). The lookup binary is built if missing.
+fn start_serve(args: &[&std::ffi::OsStr]) -> (Serving, String) {
     use std::io::BufRead;
     use std::time::{Duration, Instant};
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_esgflow")).parent().unwrap();
@@ -314,20 +335,23 @@ fn serve_stops_its_function_process_on_sigterm() {
             .unwrap();
         assert!(built.success());
     }
-    let mut serve = esgflow()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--token",
-            "local-token-0123456789",
-        ])
-        .arg("--snapshot")
-        .arg(sample("samples/snapshot.json"))
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = serve.stderr.take().unwrap();
+    let mut serve = Serving(
+        esgflow()
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--token",
+                "local-token-0123456789",
+            ])
+            .arg("--snapshot")
+            .arg(sample("samples/snapshot.json"))
+            .args(args)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = serve.0.stderr.take().unwrap();
     let (lines, listening) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stderr)
@@ -342,10 +366,18 @@ fn serve_stops_its_function_process_on_sigterm() {
         let line = listening
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .expect("esgflow serve starts listening");
-        if line.contains("lookup API on http://") {
-            break;
+        if let Some(rest) = line.split("lookup API on http://").nth(1) {
+            let addr = rest.split_whitespace().next().unwrap().to_string();
+            return (serve, addr);
         }
     }
+}
+
+#[test]
+fn serve_stops_its_function_process_on_sigterm() {
+    use std::time::{Duration, Instant};
+    let (mut serving, _) = start_serve(&[]);
+    let serve = &mut serving.0;
     // Its children, whichever thread spawned them.
     let pid = serve.id();
     let children: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/task"))
@@ -383,4 +415,112 @@ fn serve_stops_its_function_process_on_sigterm() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// What `make run` and the README's next step do: the sample replayed into the local records
+/// store, then searched through `esgflow serve --store` with a real HTTP client — job 1 (the
+/// rule that blocked 10.0.1.11 → 10.0.3.10:3306/TCP), cursor paging over three pages, rule
+/// counters and the top-rules chart answering from the store.
+#[test]
+fn the_replayed_sample_is_searched_through_serve() {
+    let dir = temp_dir("store");
+    let (records, store) = (dir.join("records.jsonl"), dir.join("esgflow.db"));
+    let replay = succeeded(
+        esgflow()
+            .arg("replay")
+            .arg(sample("samples/flowlogs.txt"))
+            .arg("--snapshot")
+            .arg(sample("samples/snapshot.json"))
+            .arg("--records")
+            .arg(&records)
+            .arg("--store")
+            .arg(&store)
+            .output()
+            .unwrap(),
+    );
+    let written = std::fs::read_to_string(&records).unwrap().lines().count();
+    let stdout = String::from_utf8_lossy(&replay.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "{written} records loaded into {}",
+            store.display()
+        )),
+        "{stdout}"
+    );
+
+    // A store that is not there is named before anything starts.
+    let missing = esgflow()
+        .args(["serve", "--token", "local-token-0123456789", "--snapshot"])
+        .arg(sample("samples/snapshot.json"))
+        .arg("--store")
+        .arg(dir.join("absent.db"))
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("absent.db"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+
+    let (serve, addr) = start_serve(&[std::ffi::OsStr::new("--store"), store.as_os_str()]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let get = |path: &str, query: &serde_json::Value| {
+        let request = client
+            .get(format!("http://{addr}{path}"))
+            .bearer_auth("local-token-0123456789")
+            .query(query)
+            .timeout(std::time::Duration::from_secs(30));
+        runtime.block_on(async {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<serde_json::Value>().await.unwrap())
+        })
+    };
+    let day = serde_json::json!({"since": "2025-11-24T00:00:00Z", "until": "2025-11-25T00:00:00Z"});
+    let mut query = day.clone();
+    for (k, v) in [
+        ("src", "10.0.1.11"),
+        ("dst", "10.0.3.10"),
+        ("port", "3306"),
+        ("protocol", "tcp"),
+        ("type", "block_hit"),
+        ("limit", "1"),
+    ] {
+        query[k] = serde_json::json!(v);
+    }
+    let mut pages = 0;
+    let mut seen = std::collections::BTreeSet::new();
+    loop {
+        let (status, answer) = get("/v1/hits", &query);
+        assert_eq!(status, 200, "{answer}");
+        pages += 1;
+        for hit in answer["hits"].as_array().unwrap() {
+            assert_eq!(hit["rule_uuid"], "7010", "{hit}");
+            assert_eq!(hit["src_ip"], "10.0.1.11");
+            seen.insert(hit["record_id"].as_str().unwrap().to_string());
+        }
+        if answer["complete"] == true || pages == 3 {
+            break;
+        }
+        query = answer["next"].clone();
+    }
+    assert_eq!((pages, seen.len()), (3, 3), "three pages of one hit each");
+
+    let (status, answer) = get("/v1/hits", &serde_json::json!({"source": "10.0.1.11"}));
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (400, Some("unknown_parameter"))
+    );
+    let (status, rule) = get("/v1/rules/7010", &serde_json::json!({}));
+    assert_eq!(status, 200, "{rule}");
+    assert_eq!(rule["hits"]["available"], true, "{rule}");
+    let (status, top) = get("/v1/stats/top-rules", &serde_json::json!({}));
+    assert_eq!(status, 200, "{top}");
+    drop(serve);
+    std::fs::remove_dir_all(dir).ok();
 }

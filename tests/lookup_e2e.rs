@@ -293,8 +293,10 @@ async fn hits_come_from_cls_searchlog_with_a_safe_query() {
 #[tokio::test]
 async fn hits_page_with_the_first_pages_parameters() {
     let stub = common::cls_stub::ClsStub::start(vec![]).await;
+    // Flows of ten minutes ago: inside the default window of the last hour.
+    let end = chrono::Utc::now().timestamp() - 600;
     let lines: Vec<String> = (0..5)
-        .map(|i| format!("2 1251762227 eni-web00001 10.0.1.11 10.0.3.10 4000{i} 3306 6 3 180 1763942400 1763942460 REJECT OK"))
+        .map(|i| format!("2 1251762227 eni-web00001 10.0.1.11 10.0.3.10 4000{i} 3306 6 3 180 {} {end} REJECT OK", end - 60))
         .collect();
     common::audit_into(&stub, &lines.iter().map(String::as_str).collect::<Vec<_>>()).await;
     let mut env = stub.env("topic-hits", "topic-traffic");
@@ -307,11 +309,11 @@ async fn hits_page_with_the_first_pages_parameters() {
         request["queryString"] = query;
         request.to_string().into_bytes()
     };
-    // The stand-in does not evaluate queries: every non-traffic record it holds is a result.
+    // The stand-in evaluates the query as CLS does: every block hit it holds is a result.
     let expected: std::collections::BTreeSet<String> = stub
         .accepted()
         .iter()
-        .filter(|l| l.fields["record_type"] != "traffic")
+        .filter(|l| l.fields["record_type"] == "block_hit")
         .map(|l| l.fields["record_id"].clone())
         .collect();
     assert!(expected.len() >= 5);
@@ -401,11 +403,19 @@ async fn hits_page_with_the_first_pages_parameters() {
 #[tokio::test]
 async fn rules_show_shadowing_and_hit_counters_and_top_rules_come_from_cls() {
     let stub = common::cls_stub::ClsStub::start(vec![]).await;
+    // Flows of the last hour: inside the 30-day counters and the 24-hour top rules.
+    let start = chrono::Utc::now().timestamp() - 3000;
     let lines = [
-        "2 1251762227 eni-web00001 10.0.1.11 10.0.3.10 40001 3306 6 3 180 1763942400 1763942460 REJECT OK",
-        "2 1251762227 eni-web00001 10.0.1.12 10.0.3.10 40002 3306 6 3 180 1763942400 1763942520 REJECT OK",
+        format!(
+            "2 1251762227 eni-web00001 10.0.1.11 10.0.3.10 40001 3306 6 3 180 {start} {} REJECT OK",
+            start + 60
+        ),
+        format!(
+            "2 1251762227 eni-web00001 10.0.1.12 10.0.3.10 40002 3306 6 3 180 {start} {} REJECT OK",
+            start + 120
+        ),
     ];
-    common::audit_into(&stub, &lines).await;
+    common::audit_into(&stub, &lines.iter().map(String::as_str).collect::<Vec<_>>()).await;
     let mut env = stub.env("topic-hits", "topic-traffic");
     env.push(("ESGFLOW_LOOKUP_TOKEN".into(), TOKEN.into()));
     env.push(("ESGFLOW_SNAPSHOT".into(), common::sample_snapshot()));
@@ -417,8 +427,8 @@ async fn rules_show_shadowing_and_hit_counters_and_top_rules_come_from_cls() {
     assert_eq!(rule["hits"]["available"], true, "{rule}");
     assert_eq!(rule["hits"]["hits"], 2);
     assert_eq!(rule["hits"]["block_hits"], 2);
-    assert_eq!(rule["hits"]["first_hit"], 1763942400);
-    assert_eq!(rule["hits"]["last_hit"], 1763942520);
+    assert_eq!(rule["hits"]["first_hit"], start);
+    assert_eq!(rule["hits"]["last_hit"], start + 120);
     assert_eq!(rule["hits"]["window_days"], 30);
     let search = stub.searches().pop().unwrap();
     assert!(
@@ -485,7 +495,7 @@ async fn rules_show_shadowing_and_hit_counters_and_top_rules_come_from_cls() {
     assert!(rule["hits"]["reason"]
         .as_str()
         .unwrap()
-        .contains("ESGFLOW_CLS_TOPIC_ID"));
+        .contains("no records store"));
 }
 
 /// A batch explain against 10,000 rules cannot outgrow the 6 MB SCF lets a synchronous

@@ -8,7 +8,9 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use esgflow::adapters::tencent::api::ApiClient;
-use esgflow::app::lookup::{Auth, HitsSource, Lookup};
+use esgflow::adapters::tencent::cls_query::ClsRecords;
+use esgflow::app::lookup::{Auth, Lookup};
+use esgflow::app::records_store::RecordsStore;
 use esgflow::app::snapshot_cache::SnapshotCache;
 use esgflow::events::ApiGatewayRequest;
 use serde_json::{json, Value};
@@ -110,6 +112,32 @@ fn request(
     serde_json::from_value(json!({"httpMethod": method, "path": path, "headers": headers, "body": body.map(|b| b.to_string()), "queryString": query})).unwrap()
 }
 
+/// The query parameters each route documents are exactly those it reads (any other is
+/// refused with 400), in the same order.
+#[test]
+fn documented_query_parameters_are_the_ones_each_route_reads() {
+    use esgflow::app::lookup::{HITS_PARAMETERS, TOP_RULES_PARAMETERS};
+    let doc: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{}/openapi.json", env!("CARGO_MANIFEST_DIR"))).unwrap(),
+    )
+    .unwrap();
+    let documented = |path: &str| -> Vec<String> {
+        doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{path} documents no parameters"))
+            .iter()
+            .filter(|p| p["in"] == "query")
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let reads = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    assert_eq!(documented("/v1/hits"), reads(&HITS_PARAMETERS));
+    assert_eq!(
+        documented("/v1/stats/top-rules"),
+        reads(&TOP_RULES_PARAMETERS)
+    );
+}
+
 #[tokio::test]
 async fn every_answer_validates_against_the_document() {
     let doc: Value = serde_json::from_str(
@@ -127,10 +155,10 @@ async fn every_answer_validates_against_the_document() {
         4096,
         SnapshotCache::new(common::sample_snapshot(), Duration::from_secs(60)),
     )
-    .with_hits(HitsSource {
+    .with_store(RecordsStore::Cls(ClsRecords {
         client: ApiClient::new("ap-guangzhou", Some(stub.url.clone())),
         topic: "hits".into(),
-    });
+    }));
     let cases: Vec<Case> = vec![
         ("/v1/healthz", "GET", "/v1/healthz", None, None, json!({})),
         ("/v1/healthz", "post", "/v1/healthz", None, None, json!({})),

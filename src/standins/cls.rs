@@ -226,8 +226,10 @@ fn check_limits(raw_bytes: usize, list: &LogGroupList) -> Result<(), String> {
 }
 
 /// `SearchLog`: checks the signature over the JSON body and the body against the action's
-/// official definition, keeps the request, and answers with
-/// every hit log accepted so far (the stub does not evaluate queries; tests check the query).
+/// official definition, keeps the request, and answers as CLS does: the logs of `TopicId`
+/// between `From` and `To` (milliseconds, inclusive) that the query's search part matches
+/// ([`super::cql`]; a malformed one is `FailedOperation.QueryError`), newest first (`Sort`), a
+/// page of `Limit` at a time with a `Context` for the next; with a ` | ` SQL part, its rows.
 fn search(state: &mut StubState, headers: &HeaderMap, body: &[u8]) -> (StatusCode, String) {
     let checked =
         check_signature(headers, body).and_then(|()| match header(headers, "x-tc-token") {
@@ -246,12 +248,36 @@ fn search(state: &mut StubState, headers: &HeaderMap, body: &[u8]) -> (StatusCod
         return (StatusCode::OK, serde_json::json!({"Response": {"Error": {"Code": refusal.code, "Message": refusal.message}, "RequestId": "stub"}}).to_string());
     }
     let query = request["QueryString"].as_str().unwrap_or("").to_string();
+    let (topic, from, to) = (
+        request["TopicId"].as_str().unwrap_or("").to_string(),
+        request["From"].as_i64().unwrap_or(0),
+        request["To"].as_i64().unwrap_or(0),
+    );
+    let ascending = request["Sort"].as_str() == Some("asc");
     state.searches.push(request);
     if let Some(answer) = &state.search_answer {
         return (StatusCode::OK, answer.clone());
     }
-    if let Some((search, sql)) = query.split_once(" | ") {
-        let rows = analysis(&state.accepted, search, sql);
+    let (search_part, sql) = match query.split_once(" | ") {
+        Some((search, sql)) => (search, Some(sql)),
+        None => (query.as_str(), None),
+    };
+    let search_query = match super::cql::Query::parse(search_part) {
+        Ok(q) => q,
+        Err(problem) => {
+            return (StatusCode::OK, serde_json::json!({"Response": {"Error": {"Code": "FailedOperation.QueryError", "Message": format!("query syntax error: {problem}")}, "RequestId": "stub"}}).to_string());
+        }
+    };
+    let mut matched: Vec<&ReceivedLog> = state
+        .accepted
+        .iter()
+        .filter(|l| l.topic == topic && (from..=to).contains(&l.time))
+        .filter(|l| search_query.matches(&l.fields))
+        .collect();
+    // Newest first (stable: logs of one time keep their upload order).
+    matched.sort_by_key(|l| if ascending { l.time } else { -l.time });
+    if let Some(sql) = sql {
+        let rows = analysis(&matched, search_part, sql);
         return (StatusCode::OK, serde_json::json!({"Response": {"Analysis": true, "AnalysisRecords": rows, "ListOver": true, "RequestId": "stub"}}).to_string());
     }
     // Paging as CLS documents it (`SearchLogRequest.Context`): a context passed back is valid
@@ -274,10 +300,8 @@ fn search(state: &mut StubState, headers: &HeaderMap, body: &[u8]) -> (StatusCod
         },
     };
     let limit = unchanged["Limit"].as_u64().unwrap_or(100) as usize;
-    let results: Vec<serde_json::Value> = state
-        .accepted
+    let results: Vec<serde_json::Value> = matched
         .iter()
-        .filter(|l| l.fields.get("record_type").is_some_and(|t| t != "traffic"))
         .skip(offset)
         .take(limit + 1)
         .map(|l| serde_json::json!({"Time": l.time, "TopicId": l.topic, "LogJson": serde_json::to_string(&l.fields).unwrap()}))
@@ -289,50 +313,38 @@ fn search(state: &mut StubState, headers: &HeaderMap, body: &[u8]) -> (StatusCod
     (StatusCode::OK, serde_json::json!({"Response": {"Results": results, "Context": context, "ListOver": list_over, "RequestId": "stub"}}).to_string())
 }
 
-/// A small evaluator for the SQL queries esgflow sends: the search part's `record_type:"…"` and
-/// optional `rule_uuid:"…"` filter the accepted logs; a `group by rule_uuid` query answers one
-/// row per rule (`hits`: the sum of `hits` for `rule_hits` logs, else the count), most first; a
-/// query without grouping answers one row of sums (`hits`, `block_hits`, `observe_hits`) and
-/// `min(first_hit)`, `max(last_hit)`.
-fn analysis(logs: &[ReceivedLog], search: &str, sql: &str) -> Vec<String> {
-    let quoted = |key: &str| {
-        search
-            .split(&format!("{key}:\""))
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .map(str::to_string)
-    };
-    let record_type = quoted("record_type");
-    let rule = quoted("rule_uuid");
-    let selected: Vec<&ReceivedLog> = logs
-        .iter()
-        .filter(|l| {
-            record_type
-                .as_ref()
-                .is_none_or(|t| l.fields.get("record_type") == Some(t))
-        })
-        .filter(|l| {
-            rule.as_ref()
-                .is_none_or(|r| l.fields.get("rule_uuid") == Some(r))
-        })
-        .collect();
+/// A small evaluator for the SQL queries esgflow sends, over the logs the search part matched:
+/// a `group by rule_uuid` query answers one row per rule (`hits`: the sum of `hits` for
+/// `rule_hits` logs, else the count), most first, at most its `limit`; a query without grouping
+/// answers one row of sums (`hits`, `block_hits`, `observe_hits`) and `min(first_hit)`,
+/// `max(last_hit)`.
+fn analysis(selected: &[&ReceivedLog], search: &str, sql: &str) -> Vec<String> {
+    let record_type = search
+        .split("record_type:\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next());
     let value = |log: &ReceivedLog, key: &str| -> u64 {
         log.fields
             .get(key)
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
-    let counters = record_type.as_deref() == Some("rule_hits");
+    let counters = record_type == Some("rule_hits");
     if sql.contains("group by rule_uuid") {
         let mut sums: std::collections::BTreeMap<String, u64> = Default::default();
-        for log in &selected {
+        for log in selected {
             *sums.entry(log.fields["rule_uuid"].clone()).or_default() +=
                 if counters { value(log, "hits") } else { 1 };
         }
         let mut rows: Vec<(String, u64)> = sums.into_iter().collect();
         rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let limit = sql
+            .rsplit_once("limit ")
+            .and_then(|(_, n)| n.trim().parse().ok())
+            .unwrap_or(100);
         return rows
             .into_iter()
+            .take(limit)
             .map(|(uuid, hits)| serde_json::json!({"rule_uuid": uuid, "hits": hits}).to_string())
             .collect();
     }

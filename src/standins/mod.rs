@@ -1,6 +1,7 @@
 //! Local servers that stand in for the cloud services esgflow talks to, for the end-to-end tests
 //! and local runs: cfw/vpc API 3.0 and COS ([`cloud`]), CLS `UploadLog` and `SearchLog` ([`cls`]),
-//! and the chat robots and webhooks alerts go to ([`alerts`]). Each speaks the real wire format
+//! with the CQL its searches are evaluated by ([`cql`]), and the chat robots and webhooks alerts
+//! go to ([`alerts`]). Each speaks the real wire format
 //! and runs on a [`Server`]; the API 3.0 stand-ins check every request against the action's
 //! official definition ([`contract`]).
 
@@ -8,6 +9,7 @@ pub mod alerts;
 pub mod cloud;
 pub mod cls;
 pub mod contract;
+pub mod cql;
 
 use std::net::SocketAddr;
 

@@ -143,6 +143,19 @@ pub async fn emulator_timed(
     Emulator::new(spec).await.expect("the emulator starts")
 }
 
+/// A flow-log line of the bundled sample moved into the last two hours (the sample's day starts
+/// at 1763942400), for searches whose window ends now.
+pub fn recent(line: &str) -> String {
+    let shift = chrono::Utc::now().timestamp() - 7200 - 1_763_942_400;
+    let mut fields: Vec<String> = line.split(' ').map(str::to_string).collect();
+    for i in [10, 11] {
+        if let Some(Ok(t)) = fields.get(i).map(|f| f.parse::<i64>()) {
+            fields[i] = (t + shift).to_string();
+        }
+    }
+    fields.join(" ")
+}
+
 /// A CLS trigger event holding `records` (content strings), gzip+base64 as CLS ships them.
 pub fn cls_event(topic_id: &str, contents: &[&str]) -> Vec<u8> {
     let records: Vec<serde_json::Value> = contents

@@ -14,8 +14,11 @@ async fn main() {
         config.max_body_bytes,
         config.snapshot.cache(config.snapshot_ttl),
     );
-    if let Some(hits) = config.hits {
-        lookup = lookup.with_hits(hits);
+    if let Some(records) = config.records {
+        let store = records
+            .open()
+            .unwrap_or_else(|err| fail_start(&format!("ESGFLOW_RECORDS_DB: {err}")));
+        lookup = lookup.with_store(store);
     }
     lookup.warm_up().await;
     let lookup = &lookup;

@@ -6,6 +6,7 @@
 //! - [`chat`]: WeCom, DingTalk and Feishu robots and signed webhooks;
 //! - [`redis`]: alert cooldown state shared between instances;
 //! - [`files`]: the local file system and stdout (snapshot files and directories, JSON lines);
+//! - `sqlite` (feature `local-store`): the embedded records store a local lookup searches;
 //! - [`retry`]: the one retry driver they all use; `bounded`: every answer read within a limit.
 //!
 //! Adapters use the domain (`crate::core`) and never the use cases (`crate::app`).
@@ -15,4 +16,6 @@ pub mod chat;
 pub mod files;
 pub mod redis;
 pub mod retry;
+#[cfg(feature = "local-store")]
+pub mod sqlite;
 pub mod tencent;

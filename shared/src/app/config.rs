@@ -112,6 +112,14 @@ pub(crate) const CLS_TOPIC_ID: Setting = Setting {
     description: "CLS topic for hit records (block_hit, observe_hit, unattributed_block, snapshot_drift, rule_hits from audit; rule_change, rule_hygiene from sync). lookup's /v1/hits searches it, sync's unused-rule report sums its rule_hits.",
 };
 
+/// `ESGFLOW_RECORDS_DB`: the local records database lookup searches.
+pub(crate) const RECORDS_DB: Setting = Setting {
+    name: "ESGFLOW_RECORDS_DB",
+    default: None,
+    functions: &[Function::Lookup],
+    description: "An SQLite records database (filled by `esgflow replay --store`) that lookup searches instead of the CLS hits topic; `esgflow serve --store` sets it. For running on one machine; not with ESGFLOW_CLS_TOPIC_ID.",
+};
+
 /// `ESGFLOW_CLS_TRAFFIC_TOPIC_ID`: CLS topic for traffic records.
 pub(crate) const CLS_TRAFFIC_TOPIC_ID: Setting = Setting {
     name: "ESGFLOW_CLS_TRAFFIC_TOPIC_ID",
@@ -309,6 +317,7 @@ pub const SETTINGS: &[Setting] = &[
     MONITORED_VPCS,
     CLS_TOPIC_ID,
     CLS_TRAFFIC_TOPIC_ID,
+    RECORDS_DB,
     CLS_ENDPOINT,
     JSONL_PATH,
     REGION,
@@ -348,8 +357,8 @@ pub struct LookupConfig {
     pub snapshot: SnapshotSource,
     /// How long a loaded snapshot is trusted.
     pub snapshot_ttl: std::time::Duration,
-    /// Where `/v1/hits` searches, when a hits topic is configured.
-    pub hits: Option<crate::app::lookup::HitsSource>,
+    /// Where records are searched, when a hits topic or a local database is configured.
+    pub records: Option<crate::app::records_store::RecordsSource>,
 }
 
 impl LookupConfig {
@@ -371,18 +380,32 @@ impl LookupConfig {
             },
             other => return Err(ConfigError { setting: LOOKUP_AUTH.name, value: other.to_string(), problem: "must be `token` or `apigw`".to_string() }),
         };
-        let hits = match CLS_TOPIC_ID.raw_from(lookup) {
-            Some(topic) => Some(crate::app::lookup::HitsSource {
-                client: crate::adapters::tencent::api::ApiClient::new(
-                    &required(&REGION, lookup)?,
-                    CLS_ENDPOINT.raw_from(lookup),
-                ),
-                topic: topic.trim().to_string(),
-            }),
-            None => None,
+        use crate::app::records_store::RecordsSource;
+        let records = match (CLS_TOPIC_ID.raw_from(lookup), RECORDS_DB.raw_from(lookup)) {
+            (Some(_), Some(path)) => {
+                return Err(ConfigError {
+                    setting: RECORDS_DB.name,
+                    value: path,
+                    problem: format!(
+                        "cannot be used with {}: lookup searches one records store",
+                        CLS_TOPIC_ID.name
+                    ),
+                })
+            }
+            (Some(topic), None) => Some(RecordsSource::Cls(
+                crate::adapters::tencent::cls_query::ClsRecords {
+                    client: crate::adapters::tencent::api::ApiClient::new(
+                        &required(&REGION, lookup)?,
+                        CLS_ENDPOINT.raw_from(lookup),
+                    ),
+                    topic: topic.trim().to_string(),
+                },
+            )),
+            (None, Some(path)) => Some(RecordsSource::Local(path.trim().into())),
+            (None, None) => None,
         };
         Ok(Self {
-            hits,
+            records,
             auth,
             max_body_bytes: LOOKUP_MAX_BODY_BYTES.parse_from(lookup)?.unwrap_or(1 << 20),
             snapshot: SnapshotSource::from_lookup(lookup)?,

@@ -17,10 +17,12 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
-use crate::adapters::tencent::search::{analysis_rows, number};
+use crate::adapters::tencent::cls_query::hits_query;
+use crate::app::records_store::{RecordsStore, StoreFailure};
 use crate::app::snapshot_cache::SnapshotCache;
 use crate::app::views::{ExplainView, RuleView};
 use crate::core::engine::{Detail, Engine, FlowKey};
+use crate::core::search::{is_search_id, AddressMatch, HitFilter, HIT_TYPES};
 use crate::events::{ApiGatewayRequest, ApiGatewayResponse};
 
 /// Most flows in one batch explain.
@@ -44,21 +46,12 @@ impl std::fmt::Debug for Auth {
     }
 }
 
-/// Where `/v1/hits` searches.
-#[derive(Debug, Clone)]
-pub struct HitsSource {
-    /// The API client (CLS endpoint, region).
-    pub client: crate::adapters::tencent::api::ApiClient,
-    /// The hits topic.
-    pub topic: String,
-}
-
 /// The lookup function's state across a warm instance.
 pub struct Lookup {
     auth: Auth,
     max_body_bytes: usize,
     snapshots: Mutex<SnapshotCache>,
-    hits: Option<HitsSource>,
+    store: Option<RecordsStore>,
 }
 
 /// An error response.
@@ -84,7 +77,7 @@ impl Lookup {
             auth,
             max_body_bytes,
             snapshots: Mutex::new(snapshots),
-            hits: None,
+            store: None,
         }
     }
 
@@ -98,9 +91,9 @@ impl Lookup {
         }
     }
 
-    /// Serves `/v1/hits` from `source`.
-    pub fn with_hits(mut self, source: HitsSource) -> Self {
-        self.hits = Some(source);
+    /// Searches records (`/v1/hits`, hit counts, top rules) in `store`.
+    pub fn with_store(mut self, store: RecordsStore) -> Self {
+        self.store = Some(store);
         self
     }
 
@@ -202,7 +195,7 @@ impl Lookup {
         }
         self.authenticate(request)?;
         let accepted: &[&str] = if path == "/v1/stats/top-rules" {
-            &["hours", "limit"]
+            &TOP_RULES_PARAMETERS
         } else {
             &[]
         };
@@ -256,92 +249,72 @@ impl Lookup {
         }
         let now = chrono::Utc::now().timestamp();
         let query = HitsQuery::parse(request, now)?;
-        let source = self.hits_source()?;
-        let mut body = json!({
-            "TopicId": source.topic, "From": query.since * 1000, "To": query.until * 1000, "QueryString": query.cql(),
-            "QuerySyntax": 1, "Limit": query.limit, "Sort": "desc", "UseNewAnalysis": true,
-        });
-        if let Some(cursor) = &query.cursor {
-            body["Context"] = json!(cursor.context);
-        }
-        let response = source
-            .client
-            .call("cls", "2020-10-16", "SearchLog", &body, deadline)
+        let store = self.store()?;
+        let page = store
+            .search_hits(
+                &query.filter,
+                query.limit,
+                query.cursor.as_ref().map(|c| c.context.as_str()),
+                deadline,
+            )
             .await
-            .map_err(|err| {
-                if err.code.starts_with("FailedOperation.InvalidContext") {
-                    fail(
-                        410,
-                        "cursor_expired",
-                        "CLS no longer accepts this cursor (it lives one hour): search again from the first page",
-                    )
-                } else {
-                    search_failed(err)
-                }
+            .map_err(|failure| match failure {
+                StoreFailure::CursorExpired => fail(
+                    410,
+                    "cursor_expired",
+                    "the records store no longer keeps this search (CLS keeps it one hour): search again from the first page",
+                ),
+                failure => search_failed(failure),
             })?;
-        let hits: Vec<Value> = response
-            .get("Results")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|r| r.get("LogJson").and_then(Value::as_str))
-            .filter_map(|text| serde_json::from_str(text).ok())
-            .collect();
-        let complete = response
-            .get("ListOver")
-            .and_then(Value::as_bool)
-            .unwrap_or(true);
-        let cursor = response
-            .get("Context")
-            .and_then(Value::as_str)
-            .filter(|c| !c.is_empty() && !complete)
-            .map(|context| {
-                // A cursor from an earlier page keeps its first page's time: CLS counts the hour
-                // from there.
-                let issued = query.cursor.as_ref().map_or(now, |c| c.issued);
-                HitsCursor {
-                    issued,
-                    binding: query.binding(),
-                    context: context.to_string(),
-                }
-                .to_string()
-            });
+        let complete = page.context.is_none();
+        let cursor = page.context.map(|context| {
+            // A cursor from an earlier page keeps its first page's time: CLS counts the hour
+            // from there.
+            let issued = query.cursor.as_ref().map_or(now, |c| c.issued);
+            HitsCursor {
+                issued,
+                binding: query.binding(),
+                context,
+            }
+            .to_string()
+        });
+        let hits = page.hits;
         let next = cursor.as_ref().map(|cursor| query.next_page(cursor));
         Ok(json!({
             "hits": hits, "count": hits.len(), "cursor": cursor, "next": next, "complete": complete,
-            "query": query.cql(), "since": query.since, "until": query.until,
+            "query": hits_query(&query.filter), "since": query.filter.since, "until": query.filter.until,
         }))
     }
 
     /// `rule_hits` records. Never fails the request: an unavailable count says why.
     async fn rule_hits(&self, uuid: &str, deadline: Instant) -> Value {
-        let Some(source) = &self.hits else {
-            return json!({"available": false, "reason": "no hits topic configured (ESGFLOW_CLS_TOPIC_ID)"});
+        let Some(store) = &self.store else {
+            return json!({"available": false, "reason": NO_STORE});
         };
-        if !is_rule_id(uuid) {
+        if !is_search_id(uuid) {
             return json!({"available": false, "reason": "this rule id cannot be searched"});
         }
-        let until = chrono::Utc::now().timestamp_millis();
-        let from = until - HIT_WINDOW_DAYS * 86_400_000;
-        let query = format!(
-            "record_type:\"rule_hits\" AND rule_uuid:\"{uuid}\" | select sum(cast(hits as bigint)) as hits, sum(cast(block_hits as bigint)) as block_hits, sum(cast(observe_hits as bigint)) as observe_hits, min(cast(first_hit as bigint)) as first_hit, max(cast(last_hit as bigint)) as last_hit"
-        );
-        match analysis_rows(&source.client, &source.topic, &query, from, until, deadline).await {
-            Ok(rows) => {
-                let row = rows.first().cloned().unwrap_or_default();
-                json!({
-                    "available": true,
-                    "window_days": HIT_WINDOW_DAYS,
-                    "hits": number(&row, "hits").unwrap_or(0),
-                    "block_hits": number(&row, "block_hits").unwrap_or(0),
-                    "observe_hits": number(&row, "observe_hits").unwrap_or(0),
-                    "first_hit": number(&row, "first_hit"),
-                    "last_hit": number(&row, "last_hit"),
-                })
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "rule hit counters unavailable");
-                json!({"available": false, "reason": format!("CLS SearchLog failed: {}", err.code)})
+        let until = chrono::Utc::now().timestamp();
+        let since = until - HIT_WINDOW_DAYS * 86_400;
+        match store.rule_counters(uuid, since, until, deadline).await {
+            Ok(counters) => json!({
+                "available": true,
+                "window_days": HIT_WINDOW_DAYS,
+                "hits": counters.hits,
+                "block_hits": counters.block_hits,
+                "observe_hits": counters.observe_hits,
+                "first_hit": counters.first_hit,
+                "last_hit": counters.last_hit,
+            }),
+            Err(failure) => {
+                tracing::warn!(error = ?failure, "rule hit counters unavailable");
+                let reason = match failure {
+                    StoreFailure::Failed { code, .. } => {
+                        format!("the records search failed: {code}")
+                    }
+                    StoreFailure::CursorExpired => "the records search failed".to_string(),
+                };
+                json!({"available": false, "reason": reason})
             }
         }
     }
@@ -370,50 +343,35 @@ impl Lookup {
         };
         let hours = bounded("hours", 24, 720)?;
         let limit = bounded("limit", 10, 50)?;
-        let source = self.hits_source()?;
+        let store = self.store()?;
         let until = chrono::Utc::now().timestamp();
         let since = until - hours * 3600;
-        let query = format!(
-            "record_type:\"block_hit\" | select rule_uuid, count(*) as hits group by rule_uuid order by hits desc limit {limit}"
-        );
-        let rows = analysis_rows(
-            &source.client,
-            &source.topic,
-            &query,
-            since * 1000,
-            until * 1000,
-            deadline,
-        )
-        .await
-        .map_err(search_failed)?;
+        let rows = store
+            .top_block_rules(since, until, limit as u32, deadline)
+            .await
+            .map_err(search_failed)?;
         let rules: Vec<Value> = rows
-            .iter()
-            .filter_map(|row| {
-                let uuid = row.get("rule_uuid")?.as_str()?;
+            .into_iter()
+            .map(|(uuid, hits)| {
                 let known = engine.rules().iter().find(|r| r.rule.uuid == uuid);
-                Some(json!({
+                json!({
                     "rule_uuid": uuid,
-                    "hits": number(row, "hits").unwrap_or(0),
+                    "hits": hits,
                     "description": known.map(|r| r.rule.description.clone()),
                     "order": known.map(|r| r.rule.order),
-                }))
+                })
             })
-            .take(limit as usize)
             .collect();
         Ok(
             json!({"since": since, "until": until, "hours": hours, "rules": rules, "snapshot_version": engine.version()}),
         )
     }
 
-    /// Where hits are searched, or 503 when no hits topic is configured.
-    fn hits_source(&self) -> Result<&HitsSource, Failure> {
-        self.hits.as_ref().ok_or_else(|| {
-            fail(
-                503,
-                "hits_unavailable",
-                "no hits topic configured (ESGFLOW_CLS_TOPIC_ID)",
-            )
-        })
+    /// Where records are searched, or 503 when no store is configured.
+    fn store(&self) -> Result<&RecordsStore, Failure> {
+        self.store
+            .as_ref()
+            .ok_or_else(|| fail(503, "hits_unavailable", NO_STORE))
     }
 
     fn authenticate(&self, request: &ApiGatewayRequest) -> Result<(), Failure> {
@@ -446,16 +404,8 @@ impl Lookup {
 /// against a strict syntax and quoted, so no user text can change the query's structure.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct HitsQuery {
-    /// An address to match as source or destination.
-    pub ip: Option<IpAddr>,
-    /// A rule uuid.
-    pub rule: Option<String>,
-    /// Record types.
-    pub types: Vec<&'static str>,
-    /// From, Unix seconds.
-    pub since: i64,
-    /// To, Unix seconds.
-    pub until: i64,
+    /// What to search.
+    pub filter: HitFilter,
     /// Page size (1–1000).
     pub limit: u32,
     /// The cursor of the previous page.
@@ -502,15 +452,26 @@ impl HitsCursor {
 /// The longest span one search may cover.
 pub(crate) const MAX_HITS_SPAN_SECONDS: i64 = 30 * 24 * 3600;
 
-const HIT_TYPES: [&str; 4] = [
-    "block_hit",
-    "observe_hit",
-    "unattributed_block",
-    "snapshot_drift",
-];
+/// The parameters `/v1/stats/top-rules` reads.
+pub const TOP_RULES_PARAMETERS: [&str; 2] = ["hours", "limit"];
 
-/// The parameters `/v1/hits` reads.
-const HITS_PARAMETERS: [&str; 7] = ["ip", "rule", "type", "since", "until", "limit", "cursor"];
+/// The parameters `/v1/hits` reads, in the order `openapi.json` documents them.
+pub const HITS_PARAMETERS: [&str; 14] = [
+    "src",
+    "dst",
+    "ip",
+    "port",
+    "protocol",
+    "rule",
+    "vpc",
+    "subnet",
+    "fl_action",
+    "type",
+    "since",
+    "until",
+    "limit",
+    "cursor",
+];
 
 /// Refuses a request whose query names a parameter the route does not read, or names one
 /// twice: a filter the route would ignore must not silently widen an auditor's search.
@@ -639,34 +600,53 @@ fn inline_hash(page: &str, tag: &str) -> String {
 impl HitsQuery {
     /// Validates the query parameters of `request`; `now` is Unix seconds.
     fn parse(request: &ApiGatewayRequest, now: i64) -> Result<Self, Failure> {
-        let ip = match request.query("ip") {
-            Some(text) => Some(
-                text.trim()
-                    .parse::<IpAddr>()
-                    .map(|ip| ip.to_canonical())
-                    .map_err(|_| field_error("ip", format!("{text:?} is not an IP address")))?,
-            ),
-            None => None,
+        let given = |name: &str| request.query(name).filter(|t| !t.trim().is_empty());
+        let address = |name: &str| -> Result<Option<AddressMatch>, Failure> {
+            given(name)
+                .map(|text| AddressMatch::parse(text).map_err(|e| field_error(name, e)))
+                .transpose()
         };
-        let rule = match request.query("rule") {
-            Some(text)
-                if !text.is_empty()
-                    && text.len() <= 64
-                    && text
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
-            {
-                Some(text.to_string())
+        let id = |name: &str, what: &str| -> Result<Option<String>, Failure> {
+            match given(name).map(str::trim) {
+                Some(text) if is_search_id(text) => Ok(Some(text.to_string())),
+                Some(text) => Err(field_error(
+                    name,
+                    format!("{text:?} is not {what} (letters, digits, - and _)"),
+                )),
+                None => Ok(None),
             }
+        };
+        let port = given("port")
+            .map(|text| {
+                text.trim()
+                    .parse::<u16>()
+                    .map_err(|_| field_error("port", format!("{text:?} is not a port (0-65535)")))
+            })
+            .transpose()?;
+        let protocol = given("protocol")
+            .map(|text| {
+                crate::core::flowlog::protocol::requested(text).ok_or_else(|| {
+                    field_error(
+                        "protocol",
+                        format!(
+                            "{text:?} is not tcp, udp, icmp, icmpv6 or a protocol number (0-255)"
+                        ),
+                    )
+                })
+            })
+            .transpose()?;
+        let fl_action = match given("fl_action").map(str::trim) {
+            Some(text) if text.eq_ignore_ascii_case("accept") => Some("ACCEPT"),
+            Some(text) if text.eq_ignore_ascii_case("reject") => Some("REJECT"),
             Some(text) => {
                 return Err(field_error(
-                    "rule",
-                    format!("{text:?} is not a rule uuid (letters, digits, - and _)"),
+                    "fl_action",
+                    format!("{text:?} is not ACCEPT or REJECT"),
                 ))
             }
             None => None,
         };
-        let types = match request.query("type") {
+        let types = match given("type") {
             Some(text) => text
                 .split(',')
                 .map(|t| {
@@ -684,13 +664,11 @@ impl HitsQuery {
                 .collect::<Result<Vec<_>, _>>()?,
             None => vec!["block_hit", "observe_hit"],
         };
-        let until = request
-            .query("until")
+        let until = given("until")
             .map(|t| parse_time("until", t))
             .transpose()?
             .unwrap_or(now);
-        let since = request
-            .query("since")
+        let since = given("since")
             .map(|t| parse_time("since", t))
             .transpose()?
             .unwrap_or(until - 3600);
@@ -700,7 +678,7 @@ impl HitsQuery {
         if until - since > MAX_HITS_SPAN_SECONDS {
             return Err(field_error("since", "the span may be at most 30 days"));
         }
-        let limit = match request.query("limit") {
+        let limit = match given("limit") {
             Some(text) => text
                 .trim()
                 .parse::<u32>()
@@ -710,7 +688,7 @@ impl HitsQuery {
             None => 100,
         };
         let cursor =
-            match request.query("cursor") {
+            match given("cursor") {
                 Some(text)
                     if text.len() <= 2048
                         && text
@@ -730,18 +708,28 @@ impl HitsQuery {
                 None => None,
             };
         let query = Self {
-            ip,
-            rule,
-            types,
-            since,
-            until,
+            filter: HitFilter {
+                types,
+                src: address("src")?,
+                dst: address("dst")?,
+                either: address("ip")?,
+                port,
+                protocol,
+                rule: id("rule", "a rule uuid")?,
+                vpc: id("vpc", "a VPC id")?,
+                subnet: id("subnet", "a subnet id")?,
+                fl_action,
+                since,
+                until,
+            },
             limit,
             cursor,
         };
         if let Some(cursor) = &query.cursor {
-            // CLS refuses a context passed back with any other parameter changed: a relative
-            // window recomputed on this request would shift, so the first page's must be given.
-            if request.query("since").is_none() || request.query("until").is_none() {
+            // A cursor continues one search: a relative window recomputed on this request
+            // would shift (and CLS refuses a context with any other parameter changed), so the
+            // first page's window must be given.
+            if given("since").is_none() || given("until").is_none() {
                 return Err(field_error(
                     "cursor",
                     "continues the search it came from: pass that answer's `next` parameters (they include since and until)",
@@ -770,9 +758,9 @@ impl HitsQuery {
         let digest = sha2::Sha256::digest(
             format!(
                 "{}|{}|{}|{}",
-                self.cql(),
-                self.since,
-                self.until,
+                hits_query(&self.filter),
+                self.filter.since,
+                self.filter.until,
                 self.limit
             )
             .as_bytes(),
@@ -783,38 +771,29 @@ impl HitsQuery {
     /// The query parameters of the next page: every parameter of this search made explicit
     /// (the window as absolute times), and the cursor.
     fn next_page(&self, cursor: &str) -> Value {
+        let filter = &self.filter;
         let mut next = json!({
-            "type": self.types.join(","),
-            "since": self.since.to_string(),
-            "until": self.until.to_string(),
+            "type": filter.types.join(","),
+            "since": filter.since.to_string(),
+            "until": filter.until.to_string(),
             "limit": self.limit.to_string(),
             "cursor": cursor,
         });
-        if let Some(ip) = self.ip {
-            next["ip"] = json!(ip.to_string());
-        }
-        if let Some(rule) = &self.rule {
-            next["rule"] = json!(rule);
-        }
+        let mut set = |name: &str, value: Option<String>| {
+            if let Some(value) = value {
+                next[name] = json!(value);
+            }
+        };
+        set("src", filter.src.map(|a| a.to_string()));
+        set("dst", filter.dst.map(|a| a.to_string()));
+        set("ip", filter.either.map(|a| a.to_string()));
+        set("port", filter.port.map(|p| p.to_string()));
+        set("protocol", filter.protocol.map(|p| p.to_string()));
+        set("rule", filter.rule.clone());
+        set("vpc", filter.vpc.clone());
+        set("subnet", filter.subnet.clone());
+        set("fl_action", filter.fl_action.map(str::to_string));
         next
-    }
-
-    /// The CLS query (CQL), built only from validated values.
-    pub(crate) fn cql(&self) -> String {
-        let types = self
-            .types
-            .iter()
-            .map(|t| format!("record_type:\"{t}\""))
-            .collect::<Vec<_>>()
-            .join(" OR ");
-        let mut parts = vec![format!("({types})")];
-        if let Some(ip) = self.ip {
-            parts.push(format!("(src_ip:\"{ip}\" OR dst_ip:\"{ip}\")"));
-        }
-        if let Some(rule) = &self.rule {
-            parts.push(format!("rule_uuid:\"{rule}\""));
-        }
-        parts.join(" AND ")
     }
 }
 
@@ -1056,23 +1035,21 @@ fn rule(engine: &Engine, uuid: &str) -> Result<Value, Failure> {
 }
 
 /// A failed CLS search: logged with its details, answered 502 with the CLS error code only.
-fn search_failed(err: crate::adapters::tencent::api::ApiError) -> Failure {
-    tracing::error!(error = %err, "SearchLog failed");
+fn search_failed(failure: StoreFailure) -> Failure {
+    tracing::error!(error = ?failure, "records search failed");
+    let code = match &failure {
+        StoreFailure::Failed { code, .. } => code.as_str(),
+        StoreFailure::CursorExpired => "cursor_expired",
+    };
     fail(
         502,
         "search_failed",
-        format!("CLS SearchLog failed: {}", err.code),
+        format!("the records search failed: {code}"),
     )
 }
 
-/// Rule ids as the APIs give them: digits, letters, `-` and `_` (safe inside a quoted CQL value).
-fn is_rule_id(text: &str) -> bool {
-    !text.is_empty()
-        && text.len() <= 64
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
+/// Why records cannot be searched when no store is configured.
+const NO_STORE: &str = "no records store is configured for this lookup: deploy it with a hits topic, or run it locally with `esgflow serve --store <database>` after `esgflow replay --store <database>`";
 
 /// Days of hit counters shown by `/v1/rules/{uuid}`.
 pub(crate) const HIT_WINDOW_DAYS: i64 = 30;
@@ -1166,11 +1143,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            q.cql(),
+            hits_query(&q.filter),
             r#"(record_type:"block_hit") AND (src_ip:"10.0.1.5" OR dst_ip:"10.0.1.5") AND rule_uuid:"7010""#
         );
         assert_eq!(
-            (q.since, q.until, q.limit),
+            (q.filter.since, q.filter.until, q.limit),
             (1_000_000 - 3600, 1_000_000, 100)
         );
         let q = HitsQuery::parse(
@@ -1178,13 +1155,23 @@ mod tests {
             2_000_000_000,
         )
         .unwrap();
-        assert_eq!((q.since, q.until), (1763942400, 1763946000));
+        assert_eq!((q.filter.since, q.filter.until), (1763942400, 1763946000));
         assert_eq!(
-            q.cql(),
+            hits_query(&q.filter),
             r#"(record_type:"block_hit" OR record_type:"observe_hit")"#
         );
         for (field, value) in [
             ("ip", r#"10.0.0.1" OR *"#),
+            ("src", "10.0.0.1/8 OR dst_ip:*"),
+            ("dst", "2001:db8::/32"),
+            ("dst", "10.0.0.300"),
+            ("port", "abc"),
+            ("port", "70000"),
+            ("protocol", "sctp-ish"),
+            ("protocol", "256"),
+            ("vpc", r#"vpc-1" OR *"#),
+            ("subnet", "subnet 1"),
+            ("fl_action", "DROP"),
             ("rule", r#"7010" OR record_type:*"#),
             ("type", "traffic"),
             ("limit", "0"),
@@ -1222,15 +1209,15 @@ mod tests {
         };
         let (status, body) = ask(
             "/v1/hits",
-            json!({"src": "10.0.1.5", "dst": "10.0.3.10", "rule": "7010"}),
+            json!({"source": "10.0.1.5", "dest": "10.0.3.10", "rule": "7010"}),
         );
         assert_eq!(
             (status, body["error"]["code"].as_str()),
             (400, Some("unknown_parameter"))
         );
         let message = body["error"]["message"].as_str().unwrap();
-        assert!(message.contains("does not read dst, src"), "{message}");
-        assert!(message.contains("it reads ip, rule, type"), "{message}");
+        assert!(message.contains("does not read dest, source"), "{message}");
+        assert!(message.contains("it reads src, dst, ip, port"), "{message}");
         let (status, body) = ask("/v1/snapshot", json!({"verbose": "1"}));
         assert_eq!(status, 400, "{body}");
         assert!(body["error"]["message"]
@@ -1275,7 +1262,7 @@ mod tests {
             );
         }
         let q = HitsQuery::parse(&hits_request(&[("since", "0"), ("until", "3600")]), 9).unwrap();
-        assert_eq!((q.since, q.until), (0, 3600));
+        assert_eq!((q.filter.since, q.filter.until), (0, 3600));
     }
 
     /// The bearer scheme is case-insensitive and may be followed by more than one space; any

@@ -1,12 +1,13 @@
 //! The three use cases and their wiring: [`audit`] (a CLS batch in, ESG flow-log records and
 //! alerts out), [`lookup`] (the HTTP API and the console page), [`sync`] (the rule snapshot kept
-//! fresh, rule changes reported); the [`snapshot_cache`] audit and lookup read through; the
+//! fresh, rule changes reported); the [`records_store`] lookup searches; the [`snapshot_cache`] audit and lookup read through; the
 //! [`config`] every function reads once at start-up, the snapshot [`stores`] it names, and the
 //! typed answers ([`views`]) the API and the CLI share.
 
 pub mod audit;
 pub mod config;
 pub mod lookup;
+pub mod records_store;
 pub mod snapshot_cache;
 pub mod stores;
 pub mod sync;

@@ -23,6 +23,7 @@ use serde::Serialize;
 
 use crate::adapters::chat::{DispatchReport, Dispatcher};
 use crate::adapters::tencent::api::{ApiClient, ApiError};
+use crate::adapters::tencent::cls_query::USED_RULES_QUERY;
 use crate::adapters::tencent::rules::{build_live, LiveError};
 use crate::adapters::tencent::search::{analysis_rows, number};
 use crate::app::config::{SinkConfig, SyncConfig};
@@ -237,7 +238,7 @@ impl SyncFunction {
         };
         let until = chrono::Utc::now().timestamp_millis();
         let from = until - self.config.unused_days as i64 * 86_400_000;
-        let rows = analysis_rows(client, topic, UNUSED_QUERY, from, until, deadline).await?;
+        let rows = analysis_rows(client, topic, USED_RULES_QUERY, from, until, deadline).await?;
         let used: BTreeSet<String> = rows
             .iter()
             .filter(|row| number(row, "hits").unwrap_or(0) > 0)
@@ -253,9 +254,6 @@ impl SyncFunction {
         ))
     }
 }
-
-/// The SQL that sums hit counters per rule (CLS search syntax: `condition | SQL`).
-pub(crate) const UNUSED_QUERY: &str = "record_type:\"rule_hits\" | select rule_uuid, sum(cast(hits as bigint)) as hits, max(cast(last_hit as bigint)) as last_hit group by rule_uuid limit 10000";
 
 /// Hygiene findings as records.
 pub(crate) fn hygiene_records(

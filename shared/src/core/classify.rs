@@ -20,8 +20,8 @@ use crate::core::engine::{
 };
 use crate::core::flowlog::{FlowAction, FlowRecord};
 use crate::core::records::{
-    Ends, HitRecord, IdPrefix, Peer, ProtocolName, Reason, Record, RecordId, RecordType,
-    RuleHitsRecord, RuleRef, TrafficRecord,
+    ipv4_number, Ends, HitRecord, IdPrefix, Peer, ProtocolName, Reason, Record, RecordId,
+    RecordType, RuleHitsRecord, RuleRef, TrafficRecord,
 };
 
 /// What [`judge`] did.
@@ -600,8 +600,10 @@ impl FlowSide<'_> {
             eni: flow.eni.clone(),
             direction: self.placement.direction,
             src_ip: flow.src,
+            src_ip_num: ipv4_number(flow.src),
             src_port: flow.src_port,
             dst_ip: flow.dst,
+            dst_ip_num: ipv4_number(flow.dst),
             dst_port: flow.dst_port,
             protocol: flow.protocol,
             protocol_name: ProtocolName(flow.protocol),
@@ -786,7 +788,9 @@ impl<'e> TrafficTable<'e> {
                 scope,
                 vpc: vpc.map(CompactString::from),
                 src_ip: src,
+                src_ip_num: ipv4_number(src),
                 dst_ip: dst,
+                dst_ip_num: ipv4_number(dst),
                 dst_port: port,
                 protocol,
                 protocol_name: ProtocolName(protocol),

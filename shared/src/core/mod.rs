@@ -47,5 +47,6 @@ pub mod engine;
 pub mod flowlog;
 pub mod ports;
 pub mod records;
+pub mod search;
 pub mod snapshot;
 pub(crate) mod text;

@@ -96,6 +96,15 @@ impl Serialize for ProtocolName {
     }
 }
 
+/// An IPv4 address as the number CLS indexes as `long`, so that a CIDR search is a numeric
+/// range (`src_ip_num:>=… AND src_ip_num:<=…`); `None` for IPv6.
+pub fn ipv4_number(ip: IpAddr) -> Option<u32> {
+    match ip {
+        IpAddr::V4(v4) => Some(u32::from(v4)),
+        IpAddr::V6(_) => None,
+    }
+}
+
 /// The rule a record names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RuleRef {
@@ -138,11 +147,17 @@ pub struct HitRecord {
     pub direction: Direction,
     /// Source address.
     pub src_ip: IpAddr,
+    /// The source IPv4 address as a number, for CIDR searches ([`ipv4_number`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src_ip_num: Option<u32>,
     /// Source port.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub src_port: Option<u16>,
     /// Destination address.
     pub dst_ip: IpAddr,
+    /// The destination IPv4 address as a number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dst_ip_num: Option<u32>,
     /// Destination port.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dst_port: Option<u16>,
@@ -283,8 +298,14 @@ pub struct TrafficRecord {
     pub vpc: Option<CompactString>,
     /// Source (the initiator: replies are folded into their connection).
     pub src_ip: IpAddr,
+    /// The source IPv4 address as a number, for CIDR searches ([`ipv4_number`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src_ip_num: Option<u32>,
     /// Destination.
     pub dst_ip: IpAddr,
+    /// The destination IPv4 address as a number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dst_ip_num: Option<u32>,
     /// Destination (service) port.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dst_port: Option<u16>,
@@ -580,8 +601,10 @@ impl Record {
                 h.ends.visit(&mut emit);
                 emit("eni", Some(Text(&h.eni)));
                 emit("dst_ip", Some(Ip(h.dst_ip)));
+                emit("dst_ip_num", h.dst_ip_num.map(|n| Number(n.into())));
                 emit("dst_port", h.dst_port.map(|p| Number(p.into())));
                 emit("src_ip", Some(Ip(h.src_ip)));
+                emit("src_ip_num", h.src_ip_num.map(|n| Number(n.into())));
                 emit("src_port", h.src_port.map(|p| Number(p.into())));
                 emit("icmp_type", h.icmp_type.map(|t| Number(t.into())));
                 emit("icmp_code", h.icmp_code.map(|c| Number(c.into())));
@@ -604,7 +627,9 @@ impl Record {
                 emit("protocol_name", Some(Text(&t.protocol_name.text())));
                 emit("dst_port", t.dst_port.map(|p| Number(p.into())));
                 emit("dst_ip", Some(Ip(t.dst_ip)));
+                emit("dst_ip_num", t.dst_ip_num.map(|n| Number(n.into())));
                 emit("src_ip", Some(Ip(t.src_ip)));
+                emit("src_ip_num", t.src_ip_num.map(|n| Number(n.into())));
                 emit("first_seen", Some(Number(t.first_seen)));
                 emit("last_seen", Some(Number(t.last_seen)));
                 emit("time", Some(Number(t.time)));
@@ -821,8 +846,10 @@ mod tests {
             eni: "eni-1".into(),
             direction: crate::core::engine::Direction::Egress,
             src_ip: "10.0.1.5".parse().unwrap(),
+            src_ip_num: Some(0x0a00_0105),
             src_port: full.then_some(40000),
             dst_ip: "2001:db8::8".parse().unwrap(),
+            dst_ip_num: None,
             dst_port: full.then_some(3306),
             protocol: 6,
             protocol_name: crate::core::records::ProtocolName(6),
@@ -883,7 +910,9 @@ mod tests {
             scope: crate::core::engine::Scope::VpcInbound,
             vpc: full.then(|| "vpc-a".into()),
             src_ip: "203.0.113.9".parse().unwrap(),
+            src_ip_num: ipv4_number("203.0.113.9".parse().unwrap()),
             dst_ip: "10.0.1.5".parse().unwrap(),
+            dst_ip_num: Some(0x0a00_0105),
             dst_port: full.then_some(443),
             protocol: 6,
             protocol_name: crate::core::records::ProtocolName(6),

@@ -6,6 +6,11 @@
 //! `path` and `queryString`, so every other field is optional. Header names are lower-cased on
 //! the way in; `queryString` values may be a string, an array (repeated key) or a bool (key with
 //! no value).
+//!
+//! Whether the platform percent-decodes `queryString` is not documented, so names and values
+//! are decoded here: `%3A` is `:` either way. A literal `%` never belongs in a value esgflow
+//! reads (times, addresses, ids, cursors), so decoding an already decoded value changes nothing
+//! it accepts. `+` is kept as `+` (an RFC 3339 offset).
 
 use std::collections::BTreeMap;
 
@@ -25,8 +30,8 @@ pub struct ApiGatewayRequest {
     /// Headers, names lower-cased.
     #[serde(default, deserialize_with = "lower_keys")]
     pub headers: BTreeMap<String, String>,
-    /// Query parameters.
-    #[serde(default)]
+    /// Query parameters, names and values percent-decoded.
+    #[serde(default, deserialize_with = "decoded_query")]
     pub query_string: BTreeMap<String, QueryValue>,
     /// The body text (base64 when `is_base64_encoded`).
     #[serde(default)]
@@ -82,6 +87,44 @@ impl QueryValue {
             QueryValue::Flag(false) => None,
         }
     }
+}
+
+fn decoded_query<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, QueryValue>, D::Error> {
+    let decode = |text: String| -> String {
+        if text.contains('%') {
+            percent_encoding::percent_decode_str(&text)
+                .decode_utf8_lossy()
+                .into_owned()
+        } else {
+            text
+        }
+    };
+    let raw = Option::<BTreeMap<String, QueryValue>>::deserialize(deserializer)?;
+    let mut decoded: BTreeMap<String, QueryValue> = BTreeMap::new();
+    for (name, value) in raw.unwrap_or_default() {
+        let values: Vec<String> = match value {
+            QueryValue::One(v) => vec![decode(v)],
+            QueryValue::Many(vs) => vs.into_iter().map(decode).collect(),
+            flag => {
+                decoded.entry(decode(name)).or_insert(flag);
+                continue;
+            }
+        };
+        // Two spellings of one name (`ip` and `%69p`) are one name given twice.
+        let merged = match decoded.remove(&decode(name.clone())) {
+            Some(QueryValue::One(first)) => [vec![first], values].concat(),
+            Some(QueryValue::Many(earlier)) => [earlier, values].concat(),
+            _ => values,
+        };
+        let value = match <[String; 1]>::try_from(merged) {
+            Ok([one]) => QueryValue::One(one),
+            Err(many) => QueryValue::Many(many),
+        };
+        decoded.insert(decode(name), value);
+    }
+    Ok(decoded)
 }
 
 /// The body could not be decoded.
@@ -197,6 +240,42 @@ fn lenient_bool<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::E
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Decoded or not by the platform, a parameter reads the same; two spellings of one name
+    /// are one name given twice.
+    #[test]
+    fn query_names_and_values_are_percent_decoded_once() {
+        let request = |query: serde_json::Value| -> ApiGatewayRequest {
+            serde_json::from_value(
+                serde_json::json!({"httpMethod": "GET", "path": "/v1/hits", "queryString": query}),
+            )
+            .unwrap()
+        };
+        for query in [
+            serde_json::json!({"until": "2025-11-25T00:00:00+08:00"}),
+            serde_json::json!({"until": "2025-11-25T00%3A00%3A00+08:00"}),
+            serde_json::json!({"%75ntil": "2025-11-25T00%3a00%3a00+08:00"}),
+        ] {
+            assert_eq!(
+                request(query.clone()).query("until"),
+                Some("2025-11-25T00:00:00+08:00"),
+                "{query}"
+            );
+        }
+        let twice =
+            request(serde_json::json!({"ip": "10.0.0.1", "%69p": ["10.0.0.2", "10.0.0.3"]}));
+        assert_eq!(
+            twice.query_string["ip"],
+            QueryValue::Many(vec![
+                "10.0.0.2".into(),
+                "10.0.0.3".into(),
+                "10.0.0.1".into()
+            ])
+        );
+        assert!(request(serde_json::Value::Null).query_string.is_empty());
+        let flag = request(serde_json::json!({"verbose": true}));
+        assert_eq!(flag.query("verbose"), Some(""));
+    }
 
     /// The documented API Gateway sample (§3.2), with `isBase64Encoded` and mixed query values.
     const APIGW_SAMPLE: &str = r#"{

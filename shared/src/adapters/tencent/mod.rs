@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod cls;
+pub mod cls_query;
 pub mod cos;
 pub mod rules;
 pub mod search;

@@ -1,0 +1,446 @@
+//! The records store on one machine: an SQLite database (rusqlite, SQLite bundled) that
+//! `esgflow replay` fills from the records audit wrote and a local lookup reads. It answers the
+//! same searches as the hits topic in CLS (`crate::adapters::tencent::cls_query`), with the same
+//! meaning for every condition; `tests/records_store.rs` runs each against both.
+//!
+//! One table holds every record: the fields searches filter on as columns, the record itself as
+//! JSON text. Records are keyed by type and `record_id`, so importing a retried batch twice keeps
+//! one copy.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::types::Value as Sql;
+use rusqlite::{params_from_iter, Connection, OpenFlags};
+use serde_json::Value;
+
+use crate::core::search::{AddressMatch, HitFilter, HitsPage, RuleCounters};
+
+/// A failure of the local store, naming the database.
+#[derive(Debug, thiserror::Error)]
+#[error("records database {path}: {message}")]
+pub struct LocalStoreError {
+    path: String,
+    message: String,
+}
+
+/// What an import read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Imported {
+    /// Records stored.
+    pub records: u64,
+    /// Lines that were not a record (not JSON, or without `record_type`, `record_id` or
+    /// `time`), each skipped.
+    pub skipped: u64,
+}
+
+/// The columns, in insert order; `body` is the record as JSON text.
+const COLUMNS: [&str; 16] = [
+    "record_type",
+    "record_id",
+    "time",
+    "src_ip",
+    "dst_ip",
+    "src_ip_num",
+    "dst_ip_num",
+    "dst_port",
+    "protocol",
+    "rule_uuid",
+    "src_vpc",
+    "dst_vpc",
+    "src_subnet",
+    "dst_subnet",
+    "fl_action",
+    "body",
+];
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS records (
+    record_type TEXT NOT NULL,
+    record_id TEXT NOT NULL,
+    time INTEGER NOT NULL,
+    src_ip TEXT, dst_ip TEXT, src_ip_num INTEGER, dst_ip_num INTEGER,
+    dst_port INTEGER, protocol INTEGER, rule_uuid TEXT,
+    src_vpc TEXT, dst_vpc TEXT, src_subnet TEXT, dst_subnet TEXT, fl_action TEXT,
+    body TEXT NOT NULL,
+    PRIMARY KEY (record_type, record_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS records_by_time ON records (record_type, time DESC, record_id DESC);
+CREATE INDEX IF NOT EXISTS records_by_rule ON records (rule_uuid, record_type, time);
+CREATE INDEX IF NOT EXISTS records_by_src ON records (src_ip_num, time);
+CREATE INDEX IF NOT EXISTS records_by_dst ON records (dst_ip_num, time);
+";
+
+/// The embedded records store.
+pub struct LocalRecords {
+    path: PathBuf,
+    connection: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for LocalRecords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalRecords")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl LocalRecords {
+    fn error(path: &Path, message: impl std::fmt::Display) -> LocalStoreError {
+        LocalStoreError {
+            path: path.display().to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    /// Opens (creating it if needed) the database at `path` for writing.
+    pub fn create(path: &Path) -> Result<Self, LocalStoreError> {
+        let connection = Connection::open(path).map_err(|e| Self::error(path, e))?;
+        connection
+            .execute_batch(SCHEMA)
+            .map_err(|e| Self::error(path, e))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            connection: Mutex::new(connection),
+        })
+    }
+
+    /// Opens the database at `path` read-only; it must exist and hold the records table.
+    pub fn open(path: &Path) -> Result<Self, LocalStoreError> {
+        if !path.is_file() {
+            return Err(Self::error(
+                path,
+                format!(
+                    "no such file (fill it with `esgflow replay … --store {}`)",
+                    path.display()
+                ),
+            ));
+        }
+        let connection = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| Self::error(path, e))?;
+        connection
+            .query_row("SELECT count(*) FROM records LIMIT 1", [], |_| Ok(()))
+            .map_err(|e| {
+                Self::error(
+                    path,
+                    format!(
+                        "{e} (fill it with `esgflow replay … --store {}`)",
+                        path.display()
+                    ),
+                )
+            })?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            connection: Mutex::new(connection),
+        })
+    }
+
+    fn connection(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.connection
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Stores every record of a JSON-lines text (what audit writes with `ESGFLOW_JSONL_PATH`),
+    /// in one transaction; a line that is not a record is counted and skipped.
+    pub fn import(&self, lines: impl std::io::BufRead) -> Result<Imported, LocalStoreError> {
+        let path = &self.path;
+        let mut connection = self.connection();
+        let transaction = connection.transaction().map_err(|e| Self::error(path, e))?;
+        let mut imported = Imported::default();
+        {
+            let placeholders = vec!["?"; COLUMNS.len()].join(", ");
+            let mut insert = transaction
+                .prepare(&format!(
+                    "INSERT OR REPLACE INTO records ({}) VALUES ({placeholders})",
+                    COLUMNS.join(", ")
+                ))
+                .map_err(|e| Self::error(path, e))?;
+            for line in lines.lines() {
+                let line = line.map_err(|e| Self::error(path, e))?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                match row(&line) {
+                    Some(values) => {
+                        insert
+                            .execute(params_from_iter(values))
+                            .map_err(|e| Self::error(path, e))?;
+                        imported.records += 1;
+                    }
+                    None => imported.skipped += 1,
+                }
+            }
+        }
+        transaction.commit().map_err(|e| Self::error(path, e))?;
+        Ok(imported)
+    }
+
+    /// One page of `filter`, newest first (ties by `record_id`, descending); `context`
+    /// continues after the page that returned it.
+    pub fn search_hits(
+        &self,
+        filter: &HitFilter,
+        limit: u32,
+        context: Option<&str>,
+    ) -> Result<HitsPage, LocalStoreError> {
+        let (mut conditions, mut values) = hits_conditions(filter);
+        if let Some(context) = context {
+            let (time, id) = context
+                .split_once('-')
+                .and_then(|(t, id)| Some((t.parse::<i64>().ok()?, id)))
+                .ok_or_else(|| Self::error(&self.path, "the cursor is not this store's"))?;
+            conditions.push("(time < ? OR (time = ? AND record_id < ?))".to_string());
+            values.extend([
+                Sql::Integer(time),
+                Sql::Integer(time),
+                Sql::Text(id.to_string()),
+            ]);
+        }
+        values.push(Sql::Integer(i64::from(limit) + 1));
+        let sql = format!(
+            "SELECT time, record_id, body FROM records WHERE {} ORDER BY time DESC, record_id DESC LIMIT ?",
+            conditions.join(" AND ")
+        );
+        let mut rows: Vec<(i64, String, String)> = self.run(&sql, |statement| {
+            statement
+                .query_map(params_from_iter(values), |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .and_then(Iterator::collect)
+        })?;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let context = more
+            .then(|| rows.last().map(|(time, id, _)| format!("{time}-{id}")))
+            .flatten();
+        let hits = rows
+            .into_iter()
+            .map(|(_, _, body)| serde_json::from_str(&body))
+            .collect::<Result<_, _>>()
+            .map_err(|e| Self::error(&self.path, e))?;
+        Ok(HitsPage { hits, context })
+    }
+
+    /// The rules with the most block hits between `since` and `until` (Unix seconds), most first
+    /// (ties by uuid).
+    pub fn top_block_rules(
+        &self,
+        since: i64,
+        until: i64,
+        limit: u32,
+    ) -> Result<Vec<(String, u64)>, LocalStoreError> {
+        self.run(
+            "SELECT rule_uuid, count(*) AS hits FROM records WHERE record_type = 'block_hit' AND time BETWEEN ? AND ? AND rule_uuid IS NOT NULL GROUP BY rule_uuid ORDER BY hits DESC, rule_uuid ASC LIMIT ?",
+            |statement| {
+                statement
+                    .query_map((since, until, limit), |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+                    })
+                    .and_then(Iterator::collect)
+            },
+        )
+    }
+
+    /// Runs `sql` (prepared once per connection) through `query`, naming the database in an
+    /// error.
+    fn run<T>(
+        &self,
+        sql: &str,
+        query: impl FnOnce(&mut rusqlite::CachedStatement<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T, LocalStoreError> {
+        let connection = self.connection();
+        let mut statement = connection
+            .prepare_cached(sql)
+            .map_err(|e| Self::error(&self.path, e))?;
+        query(&mut statement).map_err(|e| Self::error(&self.path, e))
+    }
+
+    /// `uuid`'s `rule_hits` counters summed between `since` and `until` (Unix seconds).
+    pub fn rule_counters(
+        &self,
+        uuid: &str,
+        since: i64,
+        until: i64,
+    ) -> Result<RuleCounters, LocalStoreError> {
+        self.run(
+            "SELECT sum(json_extract(body, '$.hits')), sum(json_extract(body, '$.block_hits')), sum(json_extract(body, '$.observe_hits')), min(json_extract(body, '$.first_hit')), max(json_extract(body, '$.last_hit')) FROM records WHERE record_type = 'rule_hits' AND rule_uuid = ? AND time BETWEEN ? AND ?",
+            |statement| statement
+            .query_row((uuid, since, until), |r| {
+                let count = |i: usize| -> rusqlite::Result<Option<u64>> {
+                    Ok(r.get::<_, Option<i64>>(i)?.map(|n| n.max(0) as u64))
+                };
+                Ok(RuleCounters {
+                    hits: count(0)?.unwrap_or(0),
+                    block_hits: count(1)?.unwrap_or(0),
+                    observe_hits: count(2)?.unwrap_or(0),
+                    first_hit: count(3)?,
+                    last_hit: count(4)?,
+                })
+            }),
+        )
+    }
+}
+
+/// A JSON-lines record as column values, or `None` when it is not a record.
+fn row(line: &str) -> Option<Vec<Sql>> {
+    let record: Value = serde_json::from_str(line).ok()?;
+    let text = |key: &str| match record.get(key) {
+        Some(Value::String(s)) => Sql::Text(s.clone()),
+        _ => Sql::Null,
+    };
+    let number = |key: &str| match record.get(key).and_then(Value::as_i64) {
+        Some(n) => Sql::Integer(n),
+        None => Sql::Null,
+    };
+    let required = |value: Sql| (value != Sql::Null).then_some(value);
+    let mut values = vec![
+        required(text("record_type"))?,
+        required(text("record_id"))?,
+        required(number("time"))?,
+    ];
+    values.extend([text("src_ip"), text("dst_ip")]);
+    values.extend(["src_ip_num", "dst_ip_num", "dst_port", "protocol"].map(number));
+    values.extend(
+        [
+            "rule_uuid",
+            "src_vpc",
+            "dst_vpc",
+            "src_subnet",
+            "dst_subnet",
+            "fl_action",
+        ]
+        .map(text),
+    );
+    values.push(Sql::Text(line.to_string()));
+    Some(values)
+}
+
+/// `side` matching `address`, with its values.
+fn address(side: &str, address: &AddressMatch, values: &mut Vec<Sql>) -> String {
+    match address {
+        AddressMatch::Exact(ip) => {
+            values.push(Sql::Text(ip.to_string()));
+            format!("{side}_ip = ?")
+        }
+        AddressMatch::V4Range { first, last } => {
+            values.extend([
+                Sql::Integer(i64::from(*first)),
+                Sql::Integer(i64::from(*last)),
+            ]);
+            format!("{side}_ip_num BETWEEN ? AND ?")
+        }
+    }
+}
+
+/// The `WHERE` conditions of `filter` and their values, condition by condition as
+/// `cls_query::hits_query` writes them.
+fn hits_conditions(filter: &HitFilter) -> (Vec<String>, Vec<Sql>) {
+    let mut values: Vec<Sql> = filter
+        .types
+        .iter()
+        .map(|t| Sql::Text(t.to_string()))
+        .collect();
+    let mut conditions = vec![format!(
+        "record_type IN ({})",
+        vec!["?"; filter.types.len()].join(", ")
+    )];
+    conditions.push("time BETWEEN ? AND ?".to_string());
+    values.extend([Sql::Integer(filter.since), Sql::Integer(filter.until)]);
+    if let Some(src) = &filter.src {
+        conditions.push(address("src", src, &mut values));
+    }
+    if let Some(dst) = &filter.dst {
+        conditions.push(address("dst", dst, &mut values));
+    }
+    if let Some(either) = &filter.either {
+        let src = address("src", either, &mut values);
+        let dst = address("dst", either, &mut values);
+        conditions.push(format!("({src} OR {dst})"));
+    }
+    if let Some(port) = filter.port {
+        conditions.push("dst_port = ?".to_string());
+        values.push(Sql::Integer(i64::from(port)));
+    }
+    if let Some(protocol) = filter.protocol {
+        conditions.push("protocol = ?".to_string());
+        values.push(Sql::Integer(i64::from(protocol)));
+    }
+    let mut either_side = |column: &str, id: &Option<String>| {
+        if let Some(id) = id {
+            conditions.push(format!("(src_{column} = ? OR dst_{column} = ?)"));
+            values.extend([Sql::Text(id.clone()), Sql::Text(id.clone())]);
+        }
+    };
+    either_side("vpc", &filter.vpc);
+    either_side("subnet", &filter.subnet);
+    if let Some(rule) = &filter.rule {
+        conditions.push("rule_uuid = ?".to_string());
+        values.push(Sql::Text(rule.clone()));
+    }
+    if let Some(action) = filter.fl_action {
+        conditions.push("fl_action = ?".to_string());
+        values.push(Sql::Text(action.to_string()));
+    }
+    (conditions, values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(lines: &str) -> (LocalRecords, Imported) {
+        let dir = std::env::temp_dir().join(format!(
+            "esgflow-sqlite-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = LocalRecords::create(&dir.join("records.db")).unwrap();
+        let imported = store.import(lines.as_bytes()).unwrap();
+        (store, imported)
+    }
+
+    #[test]
+    fn lines_that_are_not_records_are_counted_and_the_rest_kept() {
+        let (store, imported) = store(concat!(
+            r#"{"record_type":"block_hit","record_id":"a1","time":100,"src_ip":"10.0.1.11","src_ip_num":167772427,"dst_ip":"10.0.3.10","dst_port":3306,"protocol":6,"rule_uuid":"7000","fl_action":"REJECT"}"#,
+            "\nnot json\n",
+            r#"{"record_type":"block_hit","time":100}"#,
+            "\n\n",
+            r#"{"record_type":"block_hit","record_id":"a1","time":100}"#,
+            "\n",
+        ));
+        assert_eq!(
+            imported,
+            Imported {
+                records: 2,
+                skipped: 2
+            }
+        );
+        // The same record id twice (a retried batch) is stored once.
+        let page = store
+            .search_hits(&HitFilter::new(0, 200), 10, None)
+            .unwrap();
+        assert_eq!(page.hits.len(), 1);
+        assert_eq!(page.context, None);
+    }
+
+    #[test]
+    fn a_cursor_from_elsewhere_is_refused_by_name() {
+        let (store, _) = store("");
+        let err = store
+            .search_hits(&HitFilter::new(0, 1), 10, Some("abc"))
+            .unwrap_err();
+        assert!(err.to_string().contains("cursor"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_database_is_named_with_how_to_fill_it() {
+        let err = LocalRecords::open(Path::new("/nonexistent/esgflow.db")).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/esgflow.db"), "{err}");
+    }
+}

@@ -1,0 +1,407 @@
+//! The records store in the cloud: the hits topic searched with CLS `SearchLog`. Every query
+//! text esgflow sends is built here, from validated values only ([`crate::core::search`]), and
+//! touches only the fields of [`HITS_INDEX`] — the key-value index the hits topic needs.
+//!
+//! Query syntax is CQL (`QuerySyntax: 1`): `field:"text"` for text fields, `field:>=n` for
+//! numeric (`long`) fields, `AND`/`OR` and parentheses; a `| select …` part is SQL over the
+//! matched logs and needs statistics on the fields it touches
+//! (<https://www.tencentcloud.com/document/product/614/37803>,
+//! <https://www.tencentcloud.com/document/product/614/38736>). A CIDR is a numeric range over
+//! `src_ip_num`/`dst_ip_num`, which audit writes for IPv4 addresses.
+
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use super::api::{ApiClient, ApiError};
+use super::search::{analysis_rows, number, CLS_VERSION};
+use crate::core::search::{AddressMatch, HitFilter, HitsPage, RuleCounters};
+
+/// How CLS indexes a field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldKind {
+    /// `text`: searched as `field:"value"`.
+    Text,
+    /// `long`: searched as `field:n`, `field:>=n`; summed in SQL.
+    Long,
+}
+
+/// One field of the hits topic's key-value index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexField {
+    /// The record field.
+    pub name: &'static str,
+    /// Its index type.
+    pub kind: FieldKind,
+    /// Whether SQL touches it (CLS "statistics", `SqlFlag`).
+    pub statistics: bool,
+}
+
+const fn field(name: &'static str, kind: FieldKind, statistics: bool) -> IndexField {
+    IndexField {
+        name,
+        kind,
+        statistics,
+    }
+}
+
+/// The key-value index the hits topic needs for every query esgflow sends: the one list the
+/// query builders use, the deploy creates and the README shows.
+pub const HITS_INDEX: &[IndexField] = &[
+    field("record_type", FieldKind::Text, true),
+    field("src_ip", FieldKind::Text, false),
+    field("dst_ip", FieldKind::Text, false),
+    field("src_ip_num", FieldKind::Long, false),
+    field("dst_ip_num", FieldKind::Long, false),
+    field("dst_port", FieldKind::Long, false),
+    field("protocol", FieldKind::Long, false),
+    field("rule_uuid", FieldKind::Text, true),
+    field("src_vpc", FieldKind::Text, false),
+    field("dst_vpc", FieldKind::Text, false),
+    field("src_subnet", FieldKind::Text, false),
+    field("dst_subnet", FieldKind::Text, false),
+    field("fl_action", FieldKind::Text, false),
+    field("hits", FieldKind::Long, true),
+    field("block_hits", FieldKind::Long, true),
+    field("observe_hits", FieldKind::Long, true),
+    field("first_hit", FieldKind::Long, true),
+    field("last_hit", FieldKind::Long, true),
+];
+
+/// `(field:"a" OR field:"b")` — a text field equal to one of `values`.
+fn any_text(field: &str, values: &[&str]) -> String {
+    let terms: Vec<String> = values.iter().map(|v| format!("{field}:\"{v}\"")).collect();
+    format!("({})", terms.join(" OR "))
+}
+
+/// `side` (`src` or `dst`) matching `address`.
+fn address(side: &str, address: &AddressMatch) -> String {
+    match address {
+        AddressMatch::Exact(ip) => format!("{side}_ip:\"{ip}\""),
+        AddressMatch::V4Range { first, last } => {
+            format!("({side}_ip_num:>={first} AND {side}_ip_num:<={last})")
+        }
+    }
+}
+
+/// The CQL of a hits search.
+pub fn hits_query(filter: &HitFilter) -> String {
+    let mut parts = vec![any_text("record_type", &filter.types)];
+    if let Some(src) = &filter.src {
+        parts.push(address("src", src));
+    }
+    if let Some(dst) = &filter.dst {
+        parts.push(address("dst", dst));
+    }
+    if let Some(either) = &filter.either {
+        parts.push(format!(
+            "({} OR {})",
+            address("src", either),
+            address("dst", either)
+        ));
+    }
+    if let Some(port) = filter.port {
+        parts.push(format!("dst_port:{port}"));
+    }
+    if let Some(protocol) = filter.protocol {
+        parts.push(format!("protocol:{protocol}"));
+    }
+    if let Some(rule) = &filter.rule {
+        parts.push(format!("rule_uuid:\"{rule}\""));
+    }
+    if let Some(vpc) = &filter.vpc {
+        parts.push(format!("(src_vpc:\"{vpc}\" OR dst_vpc:\"{vpc}\")"));
+    }
+    if let Some(subnet) = &filter.subnet {
+        parts.push(format!(
+            "(src_subnet:\"{subnet}\" OR dst_subnet:\"{subnet}\")"
+        ));
+    }
+    if let Some(action) = filter.fl_action {
+        parts.push(format!("fl_action:\"{action}\""));
+    }
+    parts.join(" AND ")
+}
+
+/// The numeric fields of hit records. CLS keeps every value as text; these are given back as
+/// numbers, so a record reads the same from CLS as from the local store.
+pub const NUMERIC_HIT_FIELDS: &[&str] = &[
+    "time",
+    "start",
+    "end",
+    "src_port",
+    "dst_port",
+    "protocol",
+    "icmp_type",
+    "icmp_code",
+    "packets",
+    "bytes",
+    "rule_order",
+    "src_ip_num",
+    "dst_ip_num",
+];
+
+/// `record` with its [`NUMERIC_HIT_FIELDS`] as numbers.
+fn typed(mut record: Value) -> Value {
+    if let Some(fields) = record.as_object_mut() {
+        for name in NUMERIC_HIT_FIELDS {
+            if let Some(value) = fields.get_mut(*name) {
+                if let Some(number) = value.as_str().and_then(|t| t.parse::<u64>().ok()) {
+                    *value = json!(number);
+                }
+            }
+        }
+    }
+    record
+}
+
+/// The rules with the most block hits, most first.
+pub fn top_block_rules_query(limit: u32) -> String {
+    format!(
+        "record_type:\"block_hit\" | select rule_uuid, count(*) as hits group by rule_uuid order by hits desc limit {limit}"
+    )
+}
+
+/// Every rule's `rule_hits` summed, for the sync function's unused-rule report.
+pub const USED_RULES_QUERY: &str = "record_type:\"rule_hits\" | select rule_uuid, sum(cast(hits as bigint)) as hits, max(cast(last_hit as bigint)) as last_hit group by rule_uuid limit 10000";
+
+/// One rule's `rule_hits` counters summed.
+pub fn rule_counters_query(uuid: &str) -> String {
+    format!(
+        "record_type:\"rule_hits\" AND rule_uuid:\"{uuid}\" | select sum(cast(hits as bigint)) as hits, sum(cast(block_hits as bigint)) as block_hits, sum(cast(observe_hits as bigint)) as observe_hits, min(cast(first_hit as bigint)) as first_hit, max(cast(last_hit as bigint)) as last_hit"
+    )
+}
+
+/// The hits topic, searched through `SearchLog`.
+#[derive(Debug, Clone)]
+pub struct ClsRecords {
+    /// The API client (CLS endpoint, region).
+    pub client: ApiClient,
+    /// The hits topic.
+    pub topic: String,
+}
+
+impl ClsRecords {
+    /// One page of `filter`, newest first; `context` continues an earlier page (CLS keeps it an
+    /// hour, and only for a request with every other parameter unchanged).
+    pub async fn search_hits(
+        &self,
+        filter: &HitFilter,
+        limit: u32,
+        context: Option<&str>,
+        deadline: Instant,
+    ) -> Result<HitsPage, ApiError> {
+        let mut body = json!({
+            "TopicId": self.topic, "From": filter.since * 1000, "To": filter.until * 1000,
+            "QueryString": hits_query(filter), "QuerySyntax": 1, "Limit": limit, "Sort": "desc",
+            "UseNewAnalysis": true,
+        });
+        if let Some(context) = context {
+            body["Context"] = json!(context);
+        }
+        let response = self
+            .client
+            .call("cls", CLS_VERSION, "SearchLog", &body, deadline)
+            .await?;
+        let hits = response
+            .get("Results")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.get("LogJson").and_then(Value::as_str))
+            .filter_map(|text| serde_json::from_str(text).ok())
+            .map(typed)
+            .collect();
+        let complete = response
+            .get("ListOver")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
+        let context = response
+            .get("Context")
+            .and_then(Value::as_str)
+            .filter(|c| !c.is_empty() && !complete)
+            .map(str::to_string);
+        Ok(HitsPage { hits, context })
+    }
+
+    /// The rules with the most block hits between `since` and `until` (Unix seconds).
+    pub async fn top_block_rules(
+        &self,
+        since: i64,
+        until: i64,
+        limit: u32,
+        deadline: Instant,
+    ) -> Result<Vec<(String, u64)>, ApiError> {
+        let rows = analysis_rows(
+            &self.client,
+            &self.topic,
+            &top_block_rules_query(limit),
+            since * 1000,
+            until * 1000,
+            deadline,
+        )
+        .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                let uuid = row.get("rule_uuid")?.as_str()?;
+                Some((uuid.to_string(), number(row, "hits").unwrap_or(0)))
+            })
+            .take(limit as usize)
+            .collect())
+    }
+
+    /// `uuid`'s counters between `since` and `until` (Unix seconds).
+    pub async fn rule_counters(
+        &self,
+        uuid: &str,
+        since: i64,
+        until: i64,
+        deadline: Instant,
+    ) -> Result<RuleCounters, ApiError> {
+        let rows = analysis_rows(
+            &self.client,
+            &self.topic,
+            &rule_counters_query(uuid),
+            since * 1000,
+            until * 1000,
+            deadline,
+        )
+        .await?;
+        let row = rows.first().cloned().unwrap_or_default();
+        Ok(RuleCounters {
+            hits: number(&row, "hits").unwrap_or(0),
+            block_hits: number(&row, "block_hits").unwrap_or(0),
+            observe_hits: number(&row, "observe_hits").unwrap_or(0),
+            first_hit: number(&row, "first_hit"),
+            last_hit: number(&row, "last_hit"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn every_shape() -> Vec<(HitFilter, &'static str)> {
+        let base = HitFilter::new(0, 1);
+        let with = |f: &dyn Fn(&mut HitFilter)| {
+            let mut filter = base.clone();
+            f(&mut filter);
+            filter
+        };
+        let at = |t: &str| AddressMatch::parse(t).unwrap();
+        vec![
+            (
+                base.clone(),
+                r#"(record_type:"block_hit" OR record_type:"observe_hit")"#,
+            ),
+            (
+                with(&|f| {
+                    f.types = vec!["block_hit"];
+                    f.src = Some(at("10.0.1.11"));
+                    f.dst = Some(at("10.0.3.10"));
+                    f.port = Some(3306);
+                    f.protocol = Some(6);
+                }),
+                r#"(record_type:"block_hit") AND src_ip:"10.0.1.11" AND dst_ip:"10.0.3.10" AND dst_port:3306 AND protocol:6"#,
+            ),
+            (
+                with(&|f| f.src = Some(at("10.0.1.0/24"))),
+                r#"(record_type:"block_hit" OR record_type:"observe_hit") AND (src_ip_num:>=167772416 AND src_ip_num:<=167772671)"#,
+            ),
+            (
+                with(&|f| f.either = Some(at("10.0.0.0/16"))),
+                r#"(record_type:"block_hit" OR record_type:"observe_hit") AND ((src_ip_num:>=167772160 AND src_ip_num:<=167837695) OR (dst_ip_num:>=167772160 AND dst_ip_num:<=167837695))"#,
+            ),
+            (
+                with(&|f| f.either = Some(at("2001:db8::1"))),
+                r#"(record_type:"block_hit" OR record_type:"observe_hit") AND (src_ip:"2001:db8::1" OR dst_ip:"2001:db8::1")"#,
+            ),
+            (
+                with(&|f| {
+                    f.types = crate::core::search::HIT_TYPES.to_vec();
+                    f.rule = Some("esg-rule-0001".into());
+                    f.vpc = Some("vpc-prod01".into());
+                    f.subnet = Some("subnet-db01".into());
+                    f.fl_action = Some("REJECT");
+                }),
+                r#"(record_type:"block_hit" OR record_type:"observe_hit" OR record_type:"unattributed_block" OR record_type:"snapshot_drift") AND rule_uuid:"esg-rule-0001" AND (src_vpc:"vpc-prod01" OR dst_vpc:"vpc-prod01") AND (src_subnet:"subnet-db01" OR dst_subnet:"subnet-db01") AND fl_action:"REJECT""#,
+            ),
+        ]
+    }
+
+    #[test]
+    fn every_query_shape_is_pinned() {
+        for (filter, expected) in every_shape() {
+            assert_eq!(hits_query(&filter), expected, "{filter:?}");
+        }
+        assert_eq!(
+            top_block_rules_query(10),
+            r#"record_type:"block_hit" | select rule_uuid, count(*) as hits group by rule_uuid order by hits desc limit 10"#
+        );
+        assert_eq!(
+            rule_counters_query("esg-1"),
+            r#"record_type:"rule_hits" AND rule_uuid:"esg-1" | select sum(cast(hits as bigint)) as hits, sum(cast(block_hits as bigint)) as block_hits, sum(cast(observe_hits as bigint)) as observe_hits, min(cast(first_hit as bigint)) as first_hit, max(cast(last_hit as bigint)) as last_hit"#
+        );
+        assert_eq!(
+            USED_RULES_QUERY,
+            r#"record_type:"rule_hits" | select rule_uuid, sum(cast(hits as bigint)) as hits, max(cast(last_hit as bigint)) as last_hit group by rule_uuid limit 10000"#
+        );
+    }
+
+    /// The fields a query's search part names (the words before `:`) and those its SQL part
+    /// names (every word but SQL's own and numbers).
+    fn fields_of(query: &str) -> (Vec<String>, Vec<String>) {
+        const SQL: [&str; 14] = [
+            "select", "sum", "cast", "as", "bigint", "min", "max", "count", "group", "by", "order",
+            "desc", "limit", "",
+        ];
+        let (search, sql) = query.split_once(" | ").unwrap_or((query, ""));
+        let searched = search
+            .split(['(', ' '])
+            .filter_map(|term| term.split_once(':').map(|(name, _)| name.to_string()))
+            .collect();
+        let analysed = sql
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| !SQL.contains(w) && !w.bytes().all(|b| b.is_ascii_digit()))
+            .map(str::to_string)
+            .collect();
+        (searched, analysed)
+    }
+
+    #[test]
+    fn queries_touch_only_indexed_fields_and_sql_only_statistics_fields() {
+        let indexed = |name: &str| HITS_INDEX.iter().find(|f| f.name == name);
+        let mut queries: Vec<String> = every_shape().iter().map(|(f, _)| hits_query(f)).collect();
+        queries.extend([
+            top_block_rules_query(5),
+            rule_counters_query("r"),
+            USED_RULES_QUERY.to_string(),
+        ]);
+        let mut seen = std::collections::BTreeSet::new();
+        for query in &queries {
+            let (searched, analysed) = fields_of(query);
+            for name in searched {
+                assert!(
+                    indexed(&name).is_some(),
+                    "{name} is not in HITS_INDEX: {query}"
+                );
+                seen.insert(name);
+            }
+            for name in analysed {
+                let field = indexed(&name).unwrap_or_else(|| panic!("{name} not indexed: {query}"));
+                assert!(field.statistics, "{name} is in SQL without statistics");
+                seen.insert(name);
+            }
+        }
+        // The index asks for nothing esgflow does not search.
+        for field in HITS_INDEX {
+            assert!(
+                seen.contains(field.name),
+                "{} is indexed but never searched",
+                field.name
+            );
+        }
+    }
+}

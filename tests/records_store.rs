@@ -1,0 +1,352 @@
+//! The two records stores answer every search the same way. The bundled sample is judged by the
+//! real audit function twice — once into the CLS stand-in (which evaluates the CQL esgflow sends
+//! as CLS documents it), once into JSON lines loaded into the SQLite store — and every query
+//! shape runs against both, page by page, and against a plain reading of the records.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::cls_stub::ClsStub;
+use esgflow::adapters::sqlite::LocalRecords;
+use esgflow::adapters::tencent::api::ApiClient;
+use esgflow::adapters::tencent::cls_query::ClsRecords;
+use esgflow::app::records_store::RecordsStore;
+use esgflow::core::search::{AddressMatch, HitFilter, HIT_TYPES};
+use serde_json::Value;
+
+/// The sample's day.
+const SINCE: i64 = 1_763_942_400;
+const UNTIL: i64 = SINCE + 86_400;
+
+fn sample_events() -> Vec<Vec<u8>> {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/flowlogs.txt"),
+    )
+    .unwrap();
+    esgflow_local::emulator::clsfeed::cut_events(text.lines(), &Default::default()).unwrap()
+}
+
+async fn audit(env: Vec<(String, String)>, events: &[Vec<u8>]) {
+    let mut audit = common::emulator_with("audit", env).await;
+    for event in events {
+        let invocation = audit.invoke(event.clone()).await.unwrap();
+        assert!(
+            invocation.result.is_response(),
+            "{}",
+            invocation.result.json()
+        );
+    }
+}
+
+/// Whether `record` answers `filter`, read plainly from the record's fields.
+fn truth(filter: &HitFilter, record: &Value) -> bool {
+    let text = |key: &str| record.get(key).and_then(Value::as_str);
+    let ip = |key: &str| text(key).and_then(|t| t.parse().ok());
+    let at = |m: &Option<AddressMatch>, key: &str| {
+        m.as_ref()
+            .is_none_or(|m| ip(key).is_some_and(|ip| m.contains(ip)))
+    };
+    let either_side = |id: &Option<String>, key: &str| {
+        id.as_ref().is_none_or(|id| {
+            text(&format!("src_{key}")) == Some(id) || text(&format!("dst_{key}")) == Some(id)
+        })
+    };
+    let time = record["time"].as_i64().unwrap();
+    filter.types.iter().any(|t| text("record_type") == Some(t))
+        && (filter.since..=filter.until).contains(&time)
+        && at(&filter.src, "src_ip")
+        && at(&filter.dst, "dst_ip")
+        && filter.either.as_ref().is_none_or(|m| {
+            [ip("src_ip"), ip("dst_ip")]
+                .into_iter()
+                .flatten()
+                .any(|ip| m.contains(ip))
+        })
+        && filter
+            .port
+            .is_none_or(|p| record["dst_port"].as_u64() == Some(u64::from(p)))
+        && filter
+            .protocol
+            .is_none_or(|p| record["protocol"].as_u64() == Some(u64::from(p)))
+        && filter
+            .rule
+            .as_ref()
+            .is_none_or(|r| text("rule_uuid") == Some(r))
+        && either_side(&filter.vpc, "vpc")
+        && either_side(&filter.subnet, "subnet")
+        && filter
+            .fl_action
+            .is_none_or(|a| text("fl_action") == Some(a))
+}
+
+/// Every page of `filter` from `store`, `limit` at a time: the records, and how many pages.
+async fn every_page(store: &RecordsStore, filter: &HitFilter, limit: u32) -> (Vec<Value>, usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut hits = Vec::new();
+    let mut context: Option<String> = None;
+    for page in 1.. {
+        let answer = store
+            .search_hits(filter, limit, context.as_deref(), deadline)
+            .await
+            .unwrap_or_else(|e| panic!("{filter:?}: {e:?}"));
+        assert!(answer.hits.len() <= limit as usize);
+        hits.extend(answer.hits);
+        match answer.context {
+            Some(next) => context = Some(next),
+            None => return (hits, page),
+        }
+        assert!(page < 1000, "paging does not end");
+    }
+    unreachable!()
+}
+
+fn ids(hits: &[Value]) -> BTreeSet<String> {
+    hits.iter()
+        .map(|h| h["record_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn times(hits: &[Value]) -> Vec<i64> {
+    hits.iter().map(|h| h["time"].as_i64().unwrap()).collect()
+}
+
+fn shapes() -> Vec<(&'static str, HitFilter)> {
+    let at = |t: &str| Some(AddressMatch::parse(t).unwrap());
+    let base = HitFilter::new(SINCE, UNTIL);
+    let every_type = HitFilter {
+        types: HIT_TYPES.to_vec(),
+        ..base.clone()
+    };
+    vec![
+        ("default: block and observe hits", base.clone()),
+        (
+            "job 1: who blocked 10.0.1.11 → 10.0.3.10:3306/TCP",
+            HitFilter {
+                types: vec!["block_hit"],
+                src: at("10.0.1.11"),
+                dst: at("10.0.3.10"),
+                port: Some(3306),
+                protocol: Some(6),
+                ..base.clone()
+            },
+        ),
+        (
+            "source network",
+            HitFilter {
+                src: at("10.0.1.0/24"),
+                ..every_type.clone()
+            },
+        ),
+        (
+            "destination network",
+            HitFilter {
+                dst: at("10.0.0.0/16"),
+                ..every_type.clone()
+            },
+        ),
+        (
+            "either side, one address",
+            HitFilter {
+                either: at("10.0.3.10"),
+                ..base.clone()
+            },
+        ),
+        (
+            "either side, a network",
+            HitFilter {
+                either: at("172.16.0.0/12"),
+                ..every_type.clone()
+            },
+        ),
+        (
+            "one rule",
+            HitFilter {
+                rule: Some("7010".into()),
+                ..base.clone()
+            },
+        ),
+        (
+            "one VPC, every type",
+            HitFilter {
+                vpc: Some("vpc-prod0001".into()),
+                ..every_type.clone()
+            },
+        ),
+        (
+            "one subnet",
+            HitFilter {
+                subnet: Some("subnet-db000001".into()),
+                ..base.clone()
+            },
+        ),
+        (
+            "accepted by the flow log",
+            HitFilter {
+                fl_action: Some("ACCEPT"),
+                ..every_type.clone()
+            },
+        ),
+        (
+            "ICMP",
+            HitFilter {
+                protocol: Some(1),
+                ..every_type.clone()
+            },
+        ),
+        (
+            "a ten-minute window",
+            HitFilter {
+                since: SINCE + 600,
+                until: SINCE + 1200,
+                ..every_type.clone()
+            },
+        ),
+        (
+            "nothing matches",
+            HitFilter {
+                src: at("192.0.2.1"),
+                ..every_type.clone()
+            },
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn both_stores_answer_every_search_alike() {
+    let events = sample_events();
+    let stub = ClsStub::start(vec![]).await;
+    audit(stub.env("topic-hits", "topic-traffic"), &events).await;
+    assert!(stub.problems().is_empty(), "{:?}", stub.problems());
+
+    let dir = std::env::temp_dir().join(format!("esgflow-stores-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let jsonl = dir.join("records.jsonl");
+    let _ = std::fs::remove_file(&jsonl);
+    audit(
+        vec![(
+            "ESGFLOW_JSONL_PATH".to_string(),
+            jsonl.display().to_string(),
+        )],
+        &events,
+    )
+    .await;
+    let db = dir.join("records.db");
+    let _ = std::fs::remove_file(&db);
+    let imported = LocalRecords::create(&db)
+        .unwrap()
+        .import(std::io::BufReader::new(
+            std::fs::File::open(&jsonl).unwrap(),
+        ))
+        .unwrap();
+    assert_eq!(imported.skipped, 0);
+    let records: Vec<Value> = std::fs::read_to_string(&jsonl)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(imported.records, records.len() as u64);
+
+    // The API client signs with the credentials the stand-in expects.
+    for (name, value) in stub.env("", "") {
+        if name.starts_with("TENCENTCLOUD_") {
+            std::env::set_var(name, value);
+        }
+    }
+    let cls = RecordsStore::Cls(ClsRecords {
+        client: ApiClient::new("ap-guangzhou", Some(stub.url.clone())),
+        topic: "topic-hits".to_string(),
+    });
+    let local = RecordsStore::Local(LocalRecords::open(&db).unwrap());
+
+    let mut paged = 0;
+    for (name, filter) in shapes() {
+        let expected: BTreeSet<String> = ids(&records
+            .iter()
+            .filter(|r| truth(&filter, r))
+            .cloned()
+            .collect::<Vec<_>>());
+        if name == "nothing matches" {
+            assert!(expected.is_empty());
+        } else {
+            assert!(
+                !expected.is_empty(),
+                "{name}: the sample has no such record"
+            );
+        }
+        let limit = 40;
+        let (from_cls, cls_pages) = every_page(&cls, &filter, limit).await;
+        let (from_local, local_pages) = every_page(&local, &filter, limit).await;
+        assert_eq!(ids(&from_cls), expected, "{name}: CLS");
+        assert_eq!(ids(&from_local), expected, "{name}: local");
+        assert_eq!(
+            from_cls.len(),
+            expected.len(),
+            "{name}: CLS repeats a record"
+        );
+        assert_eq!(
+            from_local.len(),
+            expected.len(),
+            "{name}: local repeats a record"
+        );
+        // Each record reads the same from both, numbers as numbers, as audit wrote it.
+        let written = |id: &str| records.iter().find(|r| r["record_id"] == id).unwrap();
+        for hit in from_cls.iter().chain(&from_local) {
+            assert_eq!(hit, written(hit["record_id"].as_str().unwrap()), "{name}");
+        }
+        // Newest first on both; records of one time may come in any order (CLS does not
+        // order them).
+        let (cls_times, local_times) = (times(&from_cls), times(&from_local));
+        assert!(cls_times.windows(2).all(|w| w[0] >= w[1]), "{name}");
+        assert_eq!(cls_times, local_times, "{name}");
+        assert_eq!(cls_pages, local_pages, "{name}");
+        if cls_pages >= 3 {
+            paged += 1;
+        }
+    }
+    assert!(paged >= 3, "too few searches span three pages: {paged}");
+
+    // The job-1 search names the rule that blocked the connection, on both stores.
+    let job1 = &shapes()[1].1;
+    for store in [&cls, &local] {
+        let (hits, _) = every_page(store, job1, 10).await;
+        assert!(hits.iter().all(|h| h["rule_uuid"] == "7010"), "{hits:?}");
+    }
+
+    // Top blocking rules and a rule's counters agree too.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let top_cls = cls
+        .top_block_rules(SINCE, UNTIL, 5, deadline)
+        .await
+        .unwrap();
+    let top_local = local
+        .top_block_rules(SINCE, UNTIL, 5, deadline)
+        .await
+        .unwrap();
+    assert_eq!(top_cls.len(), 5);
+    assert_eq!(top_cls, top_local);
+    for (uuid, _) in &top_cls {
+        let a = cls
+            .rule_counters(uuid, SINCE, UNTIL, deadline)
+            .await
+            .unwrap();
+        let b = local
+            .rule_counters(uuid, SINCE, UNTIL, deadline)
+            .await
+            .unwrap();
+        assert_eq!(a, b, "{uuid}");
+        assert!(a.block_hits > 0, "{uuid}: {a:?}");
+    }
+    let none = local
+        .rule_counters("no-such-rule", SINCE, UNTIL, deadline)
+        .await
+        .unwrap();
+    assert_eq!(
+        none,
+        cls.rule_counters("no-such-rule", SINCE, UNTIL, deadline)
+            .await
+            .unwrap()
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
