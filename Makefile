@@ -80,7 +80,7 @@ fuzz: ## run every cargo-fuzz target for FUZZ_SECONDS (default 60) each, on nigh
 	  $(CARGO) +nightly fuzz run $$t fuzz/corpus/$$t fuzz/seeds/$$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=1024 -max_len=262144 -timeout=10 || exit 1; \
 	done
 
-bench: ## benchmarks (criterion): engine (100/1k/10k rules vs the naive evaluator, compile), audit pipeline vs floor, /v1/explain
+bench: ## benchmarks: engine (100/1k/10k rules vs the naive evaluator, compile), audit pipeline vs floor, /v1/explain, the local records store at 1,000,000 records
 	$(CARGO) bench -p esgflow-local --benches
 
 sample: build ## regenerate samples/ (export, flow logs) and rebuild samples/snapshot.json from the export

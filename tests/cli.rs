@@ -511,6 +511,49 @@ fn the_replayed_sample_is_searched_through_serve() {
     }
     assert_eq!((pages, seen.len()), (3, 3), "three pages of one hit each");
 
+    // The same search exported as CSV: a header and one row per hit, as a download.
+    let mut job1 = day.clone();
+    for (k, v) in [
+        ("src", "10.0.1.11"),
+        ("dst", "10.0.3.10"),
+        ("port", "3306"),
+        ("type", "block_hit"),
+    ] {
+        job1[k] = serde_json::json!(v);
+    }
+    let (status, all) = get("/v1/hits", &job1);
+    assert_eq!(status, 200, "{all}");
+    job1["format"] = serde_json::json!("csv");
+    job1.as_object_mut().unwrap().remove("limit");
+    let export = runtime.block_on(async {
+        client
+            .get(format!("http://{addr}/v1/hits/export"))
+            .bearer_auth("local-token-0123456789")
+            .query(&job1)
+            .send()
+            .await
+            .unwrap()
+    });
+    assert_eq!(export.status().as_u16(), 200);
+    assert_eq!(export.headers()["x-esgflow-complete"], "true");
+    assert!(export.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("attachment; filename=\"esgflow-hits-"));
+    let csv = runtime.block_on(export.text()).unwrap();
+    let rows: Vec<&str> = csv.split_terminator("\r\n").collect();
+    assert!(
+        rows[0].starts_with("time_utc,time,record_type,src_ip,"),
+        "{}",
+        rows[0]
+    );
+    assert_eq!(
+        rows.len() - 1,
+        all["count"].as_u64().unwrap() as usize,
+        "{csv}"
+    );
+    assert!(rows[1..].iter().all(|r| r.contains(",7010,")), "{csv}");
+
     let (status, answer) = get("/v1/hits", &serde_json::json!({"source": "10.0.1.11"}));
     assert_eq!(
         (status, answer["error"]["code"].as_str()),

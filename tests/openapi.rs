@@ -116,7 +116,7 @@ fn request(
 /// refused with 400), in the same order.
 #[test]
 fn documented_query_parameters_are_the_ones_each_route_reads() {
-    use esgflow::app::lookup::{HITS_PARAMETERS, TOP_RULES_PARAMETERS};
+    use esgflow::app::lookup::{EXPORT_PARAMETERS, HITS_PARAMETERS, TOP_RULES_PARAMETERS};
     let doc: Value = serde_json::from_str(
         &std::fs::read_to_string(format!("{}/openapi.json", env!("CARGO_MANIFEST_DIR"))).unwrap(),
     )
@@ -132,6 +132,7 @@ fn documented_query_parameters_are_the_ones_each_route_reads() {
     };
     let reads = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
     assert_eq!(documented("/v1/hits"), reads(&HITS_PARAMETERS));
+    assert_eq!(documented("/v1/hits/export"), reads(&EXPORT_PARAMETERS));
     assert_eq!(
         documented("/v1/stats/top-rules"),
         reads(&TOP_RULES_PARAMETERS)
@@ -282,6 +283,30 @@ async fn every_answer_validates_against_the_document() {
             None,
             json!({"limit": "0"}),
         ),
+        (
+            "/v1/hits/export",
+            "get",
+            "/v1/hits/export",
+            Some(TOKEN),
+            None,
+            json!({"format": "csv", "src": "10.0.1.0/24"}),
+        ),
+        (
+            "/v1/hits/export",
+            "get",
+            "/v1/hits/export",
+            Some(TOKEN),
+            None,
+            json!({"format": "xlsx"}),
+        ),
+        (
+            "/v1/hits/export",
+            "get",
+            "/v1/hits/export",
+            None,
+            None,
+            json!({}),
+        ),
     ];
     let mut exercised = BTreeSet::new();
     for (template, method, path, token, body, query) in cases {
@@ -307,6 +332,24 @@ async fn every_answer_validates_against_the_document() {
                 Some("text/html; charset=utf-8")
             );
             assert!(response.body.starts_with("<!doctype html>"));
+            exercised.insert(template.to_string());
+            continue;
+        }
+        // An export answers text: its documented media type, never an undeclared one.
+        let content_type = response
+            .headers
+            .get("Content-Type")
+            .map_or("", |t| t.split(';').next().unwrap_or(""));
+        if matches!(content_type, "text/csv" | "application/x-ndjson") {
+            let declared = &doc["paths"][template][method.to_lowercase()]["responses"][&status];
+            assert!(
+                declared["content"][content_type].is_object(),
+                "{method} {path} answered {status} {content_type}, which the document does not declare"
+            );
+            for header in ["X-Esgflow-Count", "X-Esgflow-Complete"] {
+                assert!(response.headers.contains_key(header), "{header}");
+                assert!(declared["headers"][header].is_object(), "{header}");
+            }
             exercised.insert(template.to_string());
             continue;
         }

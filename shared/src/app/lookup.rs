@@ -52,6 +52,8 @@ pub struct Lookup {
     max_body_bytes: usize,
     snapshots: Mutex<SnapshotCache>,
     store: Option<RecordsStore>,
+    export_budget: usize,
+    export_page: u32,
 }
 
 /// An error response.
@@ -78,6 +80,8 @@ impl Lookup {
             max_body_bytes,
             snapshots: Mutex::new(snapshots),
             store: None,
+            export_budget: MAX_ANSWER_BYTES,
+            export_page: EXPORT_PAGE,
         }
     }
 
@@ -136,6 +140,11 @@ impl Lookup {
         }
         let result = if path == "/v1/hits" {
             self.hits(request, deadline).await.map(raw)
+        } else if path == "/v1/hits/export" {
+            match self.export(request, deadline).await {
+                Ok(response) => return response,
+                Err(failure) => Err(failure),
+            }
         } else {
             self.route(request, deadline).await
         };
@@ -284,6 +293,123 @@ impl Lookup {
             "hits": hits, "count": hits.len(), "cursor": cursor, "next": next, "complete": complete,
             "query": hits_query(&query.filter), "since": query.filter.since, "until": query.filter.until,
         }))
+    }
+
+    /// `GET /v1/hits/export?format=csv|jsonl&…`: the search's records as CSV or JSON lines, as
+    /// many pages as fit [`MAX_EXPORT_RECORDS`], the answer budget and the deadline; the rest is
+    /// one request away (`X-Esgflow-Next`).
+    async fn export(
+        &self,
+        request: &ApiGatewayRequest,
+        deadline: Instant,
+    ) -> Result<ApiGatewayResponse, Failure> {
+        self.authenticate(request)?;
+        only_parameters(request, "/v1/hits/export", &EXPORT_PARAMETERS)?;
+        if request.http_method != "GET" {
+            return Err(fail(
+                405,
+                "method_not_allowed",
+                "/v1/hits/export accepts GET",
+            ));
+        }
+        let csv = match request.query("format").map(str::trim) {
+            None | Some("") | Some("jsonl") => false,
+            Some("csv") => true,
+            Some(other) => {
+                return Err(field_error(
+                    "format",
+                    format!("{other:?} is not csv or jsonl"),
+                ))
+            }
+        };
+        let now = chrono::Utc::now().timestamp();
+        let query = HitsQuery::parse_paged(request, now, self.export_page)?;
+        let store = self.store()?;
+        let mut body = String::new();
+        if csv {
+            body.push_str(&EXPORT_COLUMNS.join(","));
+            body.push_str("\r\n");
+        }
+        let mut context = query.cursor.as_ref().map(|c| c.context.clone());
+        // Sizes as the answer's JSON will carry the body: escaped.
+        let (mut count, mut size, mut largest_page) = (0usize, escaped_len(&body), 0usize);
+        let complete = loop {
+            // Another page only while the largest one so far would fit twice, within the
+            // record cap, and with time left to answer.
+            let room = self.export_budget.saturating_sub(size);
+            if count > 0
+                && (room < 2 * largest_page.max(64 * 1024)
+                    || count + self.export_page as usize > MAX_EXPORT_RECORDS
+                    || Instant::now() + std::time::Duration::from_secs(2) > deadline)
+            {
+                break false;
+            }
+            let page = store
+                .search_hits(&query.filter, query.limit, context.as_deref(), deadline)
+                .await
+                .map_err(|failure| match failure {
+                    StoreFailure::CursorExpired => fail(
+                        410,
+                        "cursor_expired",
+                        "the records store no longer keeps this export (CLS keeps it one hour): export again from the start",
+                    ),
+                    failure => search_failed(failure),
+                })?;
+            let before = body.len();
+            for hit in &page.hits {
+                if csv {
+                    csv_row(&mut body, hit);
+                } else {
+                    body.push_str(&hit.to_string());
+                    body.push('\n');
+                }
+            }
+            let added = escaped_len(&body[before..]);
+            size += added;
+            largest_page = largest_page.max(added);
+            count += page.hits.len();
+            context = page.context;
+            if context.is_none() {
+                break true;
+            }
+        };
+        if size > MAX_ANSWER_BYTES {
+            return Err(fail(
+                413,
+                "answer_too_large",
+                "one page of this export does not fit an answer: narrow the search",
+            ));
+        }
+        let (content_type, extension) = if csv {
+            ("text/csv; charset=utf-8", "csv")
+        } else {
+            ("application/x-ndjson", "jsonl")
+        };
+        let mut response = ApiGatewayResponse::with_body(200, content_type, body);
+        let headers = &mut response.headers;
+        headers.insert(
+            "Content-Disposition".to_string(),
+            format!(
+                "attachment; filename=\"esgflow-hits-{}-{}.{extension}\"",
+                query.filter.since, query.filter.until
+            ),
+        );
+        headers.insert("X-Esgflow-Count".to_string(), count.to_string());
+        headers.insert("X-Esgflow-Complete".to_string(), complete.to_string());
+        if let Some(context) = context.filter(|_| !complete) {
+            let issued = query.cursor.as_ref().map_or(now, |c| c.issued);
+            let cursor = HitsCursor {
+                issued,
+                binding: query.binding(),
+                context,
+            }
+            .to_string();
+            let mut next = query.next_page(&cursor);
+            next.as_object_mut().map(|n| n.remove("limit"));
+            next["format"] = json!(if csv { "csv" } else { "jsonl" });
+            headers.insert("X-Esgflow-Next".to_string(), query_text(&next));
+        }
+        Ok(response)
     }
 
     /// `rule_hits` records. Never fails the request: an unavailable count says why.
@@ -520,6 +646,116 @@ fn only_parameters(
     }
 }
 
+/// The parameters `/v1/hits/export` reads: the search's, but the page size, and the format.
+pub const EXPORT_PARAMETERS: [&str; 14] = [
+    "src",
+    "dst",
+    "ip",
+    "port",
+    "protocol",
+    "rule",
+    "vpc",
+    "subnet",
+    "fl_action",
+    "type",
+    "since",
+    "until",
+    "format",
+    "cursor",
+];
+
+/// Records an export asks the store for at a time.
+const EXPORT_PAGE: u32 = 1000;
+
+/// Most records in one export answer.
+pub(crate) const MAX_EXPORT_RECORDS: usize = 100_000;
+
+/// The CSV columns of an export, in order: `time_utc` is `time` in RFC 3339, the rest are record
+/// fields (empty when a record has none).
+pub const EXPORT_COLUMNS: [&str; 29] = [
+    "time_utc",
+    "time",
+    "record_type",
+    "src_ip",
+    "src_port",
+    "dst_ip",
+    "dst_port",
+    "protocol_name",
+    "fl_action",
+    "decision",
+    "rule_uuid",
+    "rule_order",
+    "rule_action",
+    "rule_description",
+    "reason",
+    "scope",
+    "direction",
+    "src_vpc",
+    "src_subnet",
+    "src_instance",
+    "src_instance_name",
+    "dst_vpc",
+    "dst_subnet",
+    "dst_instance",
+    "dst_instance_name",
+    "eni",
+    "packets",
+    "bytes",
+    "record_id",
+];
+
+/// One CSV row (RFC 4180) of `record`. A cell that a spreadsheet would run as a formula (it
+/// starts with `=`, `+`, `-`, `@`, tab or carriage return — a rule description can) is
+/// prefixed with `'`.
+fn csv_row(out: &mut String, record: &Value) {
+    for (i, column) in EXPORT_COLUMNS.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let cell = match *column {
+            "time_utc" => record["time"]
+                .as_i64()
+                .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default(),
+            name => match record.get(name) {
+                Some(Value::String(text)) => text.clone(),
+                Some(Value::Null) | None => String::new(),
+                Some(other) => other.to_string(),
+            },
+        };
+        let cell = if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+            format!("'{cell}")
+        } else {
+            cell
+        };
+        if cell.contains([',', '"', '\n', '\r']) {
+            out.push('"');
+            out.push_str(&cell.replace('"', "\"\""));
+            out.push('"');
+        } else {
+            out.push_str(&cell);
+        }
+    }
+    out.push_str("\r\n");
+}
+
+/// `next` (name → text) as a URL query string.
+fn query_text(next: &Value) -> String {
+    next.as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, value)| Some((name, value.as_str()?)))
+        .map(|(name, value)| {
+            format!(
+                "{name}={}",
+                percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 /// The latest time a search may name, Unix seconds: 9999-12-31T23:59:59Z (times from 1970 to
 /// then are accepted, so no arithmetic on them can overflow).
 pub(crate) const MAX_TIME_SECONDS: i64 = 253_402_300_799;
@@ -600,6 +836,11 @@ fn inline_hash(page: &str, tag: &str) -> String {
 impl HitsQuery {
     /// Validates the query parameters of `request`; `now` is Unix seconds.
     fn parse(request: &ApiGatewayRequest, now: i64) -> Result<Self, Failure> {
+        Self::parse_paged(request, now, 100)
+    }
+
+    /// Like [`HitsQuery::parse`], with `page` records a page unless `limit` says otherwise.
+    fn parse_paged(request: &ApiGatewayRequest, now: i64, page: u32) -> Result<Self, Failure> {
         let given = |name: &str| request.query(name).filter(|t| !t.trim().is_empty());
         let address = |name: &str| -> Result<Option<AddressMatch>, Failure> {
             given(name)
@@ -685,7 +926,7 @@ impl HitsQuery {
                 .ok()
                 .filter(|l| (1..=1000).contains(l))
                 .ok_or_else(|| field_error("limit", format!("{text:?} is not 1-1000")))?,
-            None => 100,
+            None => page,
         };
         let cursor =
             match given("cursor") {
@@ -1133,6 +1374,151 @@ mod tests {
             json!({"httpMethod": "GET", "path": "/v1/hits", "queryString": query}),
         )
         .unwrap()
+    }
+
+    /// An export pages through the whole search within its answer budget: every record once,
+    /// in order, the rest always one `X-Esgflow-Next` away; CSV cells a spreadsheet would run
+    /// as formulas are defused, and quotes, commas and line breaks survive.
+    #[cfg(feature = "local-store")]
+    #[test]
+    fn exports_page_through_the_search_within_the_budget() {
+        let (mut lookup, dir) = lookup();
+        let lines: String = (0..250)
+            .map(|i| {
+                let description = match i % 3 {
+                    0 => "=HYPERLINK(\"http://x\")".to_string(),
+                    1 => "db, \"primary\"\nline two".to_string(),
+                    _ => format!("rule {i}"),
+                };
+                format!(
+                    "{}\n",
+                    json!({"record_type": "block_hit", "record_id": format!("{i:04}"), "time": 1000 + i,
+                           "src_ip": "10.0.1.11", "src_ip_num": 167772427, "dst_ip": "10.0.3.10",
+                           "dst_port": 3306, "protocol": 6, "rule_uuid": "7010", "rule_description": description})
+                )
+            })
+            .collect();
+        let db = dir.join("records.db");
+        crate::adapters::sqlite::LocalRecords::create(&db)
+            .unwrap()
+            .import(lines.as_bytes())
+            .unwrap();
+        lookup = lookup.with_store(RecordsStore::Local(
+            crate::adapters::sqlite::LocalRecords::open(&db).unwrap(),
+        ));
+        // Pages of 50 and room for a few: the export needs several answers.
+        lookup.export_budget = 40_000;
+        lookup.export_page = 50;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        for format in ["csv", "jsonl"] {
+            let mut query =
+                format!("format={format}&type=block_hit&since=0&until=5000&src=10.0.1.0%2F24");
+            let mut rows: Vec<String> = Vec::new();
+            let mut answers = 0;
+            loop {
+                answers += 1;
+                assert!(answers < 20, "the export ends");
+                let pairs: serde_json::Map<String, Value> = query
+                    .split('&')
+                    .map(|p| p.split_once('=').unwrap())
+                    .map(|(k, v)| (k.to_string(), json!(v)))
+                    .collect();
+                // Through deserialisation, as the platform delivers it (values percent-decoded).
+                let request: ApiGatewayRequest = serde_json::from_value(json!({
+                    "httpMethod": "GET", "path": "/v1/hits/export",
+                    "headers": {"authorization": "Bearer t0ken"}, "queryString": pairs,
+                }))
+                .unwrap();
+                let response = runtime.block_on(lookup.handle(
+                    &request,
+                    "r",
+                    Instant::now() + std::time::Duration::from_secs(10),
+                ));
+                assert_eq!(response.status_code, 200, "{}", response.body);
+                let count: usize = response.headers["X-Esgflow-Count"].parse().unwrap();
+                let body = response.body.clone();
+                if format == "csv" {
+                    assert_eq!(response.headers["Content-Type"], "text/csv; charset=utf-8");
+                    let (header, rest) = body.split_once("\r\n").unwrap();
+                    assert_eq!(header, EXPORT_COLUMNS.join(","));
+                    // Rows end with CRLF; a quoted cell may hold a bare LF.
+                    rows.extend(rest.split_terminator("\r\n").map(str::to_string));
+                    assert_eq!(rest.split_terminator("\r\n").count(), count);
+                } else {
+                    assert_eq!(response.headers["Content-Type"], "application/x-ndjson");
+                    rows.extend(body.lines().map(str::to_string));
+                    assert_eq!(body.lines().count(), count);
+                }
+                match response.headers.get("X-Esgflow-Next") {
+                    Some(next) => {
+                        assert_eq!(response.headers["X-Esgflow-Complete"], "false");
+                        query = next.clone();
+                    }
+                    None => {
+                        assert_eq!(response.headers["X-Esgflow-Complete"], "true");
+                        break;
+                    }
+                }
+            }
+            assert!(
+                answers >= 2,
+                "{format}: the budget split the export ({answers})"
+            );
+            assert_eq!(rows.len(), 250, "{format}: every record once");
+            if format == "csv" {
+                assert!(rows[0].ends_with(",0249"), "newest first: {}", rows[0]);
+                let formula = rows.iter().find(|r| r.contains("HYPERLINK")).unwrap();
+                assert!(
+                    formula.contains(r#""'=HYPERLINK(""http://x"")""#),
+                    "{formula}"
+                );
+                let quoted = rows.iter().find(|r| r.contains("primary")).unwrap();
+                assert!(
+                    quoted.contains("\"db, \"\"primary\"\"\nline two\""),
+                    "{quoted}"
+                );
+                assert!(
+                    rows[0].starts_with("1970-01-01T00:20:49Z,1249,block_hit,10.0.1.11,"),
+                    "{}",
+                    rows[0]
+                );
+            } else {
+                let ids: Vec<String> = rows
+                    .iter()
+                    .map(|r| {
+                        serde_json::from_str::<Value>(r).unwrap()["record_id"]
+                            .as_str()
+                            .unwrap()
+                            .to_string()
+                    })
+                    .collect();
+                let expected: Vec<String> = (0..250).rev().map(|i| format!("{i:04}")).collect();
+                assert_eq!(ids, expected);
+            }
+        }
+        // A format it cannot write, and the page size it sets itself, are refused by name.
+        for (name, value, code) in [
+            ("format", "xlsx", "invalid_field"),
+            ("limit", "5", "unknown_parameter"),
+        ] {
+            let mut request = request("GET", "/v1/hits/export", Some("t0ken"), None);
+            request.query_string = serde_json::from_value(json!({ name: value })).unwrap();
+            let response = runtime.block_on(lookup.handle(
+                &request,
+                "r",
+                Instant::now() + std::time::Duration::from_secs(5),
+            ));
+            let body: Value = serde_json::from_str(&response.body).unwrap();
+            assert_eq!(
+                (response.status_code, body["error"]["code"].as_str()),
+                (400, Some(code)),
+                "{body}"
+            );
+        }
+        std::fs::remove_dir_all(dir).ok();
     }
 
     #[test]

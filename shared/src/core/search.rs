@@ -77,6 +77,14 @@ impl AddressMatch {
         }
     }
 
+    /// Whether it matches IPv4 addresses only (through `src_ip_num`/`dst_ip_num`).
+    pub fn is_v4(&self) -> bool {
+        matches!(
+            self,
+            AddressMatch::V4Range { .. } | AddressMatch::Exact(IpAddr::V4(_))
+        )
+    }
+
     /// Whether `ip` matches.
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (*self, ip.to_canonical()) {

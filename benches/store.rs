@@ -1,0 +1,234 @@
+//! The local records store at 1,000,000 hit records: latency of one search page (100 records)
+//! for each search shape, p50 / p95 / max over 200 searches with varied parameters.
+//!
+//! The database is built once under `target/bench-store/` (about 1 GB; rebuilt when the
+//! generator's version changes) from synthetic records shaped like audit's: 30 days, 5 VPCs,
+//! 50 subnets, 60,000 private addresses and some public ones, 300 rules.
+//!
+//! `cargo bench --bench store` (also part of `make bench`).
+
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+use esgflow::adapters::sqlite::LocalRecords;
+use esgflow::core::search::{AddressMatch, HitFilter, HIT_TYPES};
+use serde_json::json;
+
+const RECORDS: u64 = 1_000_000;
+const GENERATOR: &str = "v2";
+const END: i64 = 1_764_000_000;
+const SPAN: i64 = 30 * 86_400;
+const SEARCHES: usize = 200;
+
+fn private(n: u64) -> String {
+    // 10.<vpc*10 + subnet>.x.y: 5 VPCs × 10 subnets, 1,200 hosts each.
+    let subnet = n % 50;
+    let host = (n / 50) % 1200;
+    format!("10.{}.{}.{}", subnet, host / 250, host % 250 + 2)
+}
+
+fn record(i: u64, rng: &mut fastrand::Rng) -> String {
+    let time = END - rng.i64(0..SPAN);
+    let inbound = rng.u8(0..10) == 0;
+    let src = if inbound {
+        format!("203.0.{}.{}", rng.u8(0..=255), rng.u8(1..=254))
+    } else {
+        private(rng.u64(0..60_000))
+    };
+    let dst = private(rng.u64(0..60_000));
+    let subnet_of = |ip: &str| ip.split('.').nth(1).unwrap().parse::<u64>().unwrap();
+    let number = |ip: &str| u32::from(ip.parse::<std::net::Ipv4Addr>().unwrap());
+    let port = [22, 80, 443, 3306, 5432, 6379, 8080, 9200][rng.usize(0..8)];
+    let block = rng.u8(0..10) < 6;
+    let rule = rng.u32(0..300);
+    let dst_subnet = subnet_of(&dst);
+    let mut record = json!({
+        "record_type": if block { "block_hit" } else { "observe_hit" },
+        "record_id": format!("{:016x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+        "time": time, "start": time - 60, "end": time,
+        "account_id": "1251762227", "eni": format!("eni-{:08}", rng.u32(0..60_000)),
+        "direction": "ingress",
+        "src_ip": src, "src_ip_num": number(&src), "src_port": rng.u16(1024..65535),
+        "dst_ip": dst, "dst_ip_num": number(&dst), "dst_port": port,
+        "protocol": 6, "protocol_name": "TCP", "fl_action": if block { "REJECT" } else { "ACCEPT" },
+        "packets": rng.u64(1..100), "bytes": rng.u64(60..100_000),
+        "scope": if inbound { "vpc_inbound" } else { "inter_subnet" },
+        "dst_vpc": format!("vpc-{:08}", dst_subnet / 10), "dst_subnet": format!("subnet-{dst_subnet:06}"),
+        "dst_instance": format!("ins-{:08}", number(&dst) % 100_000),
+        "decision": if block { "block" } else { "allow" },
+        "rule_uuid": rule.to_string(), "rule_order": rule, "rule_generation": "new",
+        "rule_action": if block { "drop" } else { "observe" },
+        "rule_description": format!("rule {rule}"), "rule_source": "net 0.0.0.0/0",
+        "rule_destination": "template ipm-data", "rule_service": format!("TCP {port}"),
+        "snapshot_version": "0123456789abcdef",
+    });
+    if !inbound {
+        let src_subnet = subnet_of(&src);
+        record["src_vpc"] = json!(format!("vpc-{:08}", src_subnet / 10));
+        record["src_subnet"] = json!(format!("subnet-{src_subnet:06}"));
+    }
+    record.to_string()
+}
+
+fn database() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-store");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("records-{GENERATOR}-{RECORDS}.db"));
+    if path.exists() {
+        return path;
+    }
+    let building = dir.join("building.db");
+    let _ = std::fs::remove_file(&building);
+    let store = LocalRecords::create(&building).unwrap();
+    let mut rng = fastrand::Rng::with_seed(7);
+    let started = Instant::now();
+    let chunk = 50_000;
+    for first in (0..RECORDS).step_by(chunk as usize) {
+        let mut lines = String::new();
+        for i in first..(first + chunk).min(RECORDS) {
+            lines.push_str(&record(i, &mut rng));
+            lines.push('\n');
+        }
+        let imported = store.import(lines.as_bytes()).unwrap();
+        assert_eq!(imported.skipped, 0);
+        eprint!("\rbuilding {} records: {}", RECORDS, first + chunk);
+        std::io::stderr().flush().ok();
+    }
+    drop(store);
+    std::fs::rename(&building, &path).unwrap();
+    eprintln!(
+        "\rbuilt {RECORDS} records in {:.0?} ({} MB)",
+        started.elapsed(),
+        std::fs::metadata(&path).unwrap().len() / 1_000_000
+    );
+    path
+}
+
+fn main() {
+    // `cargo test --benches` runs benches once as tests: build nothing that large there.
+    if std::env::args().any(|a| a == "--test") || !std::env::args().any(|a| a == "--bench") {
+        println!("store: run with `cargo bench --bench store`");
+        return;
+    }
+    let path = database();
+    let store = LocalRecords::open(&path).unwrap();
+    let mut rng = fastrand::Rng::with_seed(11);
+    let month = HitFilter::new(END - SPAN, END);
+    let at = |t: String| Some(AddressMatch::parse(&t).unwrap());
+    type Shape<'a> = Box<dyn Fn(&mut fastrand::Rng) -> HitFilter + 'a>;
+    let shapes: Vec<(&str, Shape<'_>)> = vec![
+        (
+            "job 1: src + dst + port + TCP, block hits, 30 days",
+            Box::new(|rng: &mut fastrand::Rng| HitFilter {
+                types: vec!["block_hit"],
+                src: at(private(rng.u64(0..60_000))),
+                dst: at(private(rng.u64(0..60_000))),
+                port: Some(3306),
+                protocol: Some(6),
+                ..month.clone()
+            }),
+        ),
+        (
+            "source /24, 30 days",
+            Box::new(|rng: &mut fastrand::Rng| HitFilter {
+                src: at(format!("10.{}.{}.0/24", rng.u8(0..50), rng.u8(0..5))),
+                ..month.clone()
+            }),
+        ),
+        (
+            "either end, one address, 30 days",
+            Box::new(|rng: &mut fastrand::Rng| HitFilter {
+                either: at(private(rng.u64(0..60_000))),
+                ..month.clone()
+            }),
+        ),
+        (
+            "one rule, 30 days",
+            Box::new(|rng: &mut fastrand::Rng| HitFilter {
+                rule: Some(rng.u32(0..300).to_string()),
+                ..month.clone()
+            }),
+        ),
+        (
+            "one subnet, every type, 1 day",
+            Box::new(|rng: &mut fastrand::Rng| {
+                let since = END - rng.i64(1..30) * 86_400;
+                HitFilter {
+                    types: HIT_TYPES.to_vec(),
+                    subnet: Some(format!("subnet-{:06}", rng.u8(0..50))),
+                    since,
+                    until: since + 86_400,
+                    ..month.clone()
+                }
+            }),
+        ),
+        (
+            "one VPC, REJECT, 30 days",
+            Box::new(|rng: &mut fastrand::Rng| HitFilter {
+                vpc: Some(format!("vpc-{:08}", rng.u8(0..5))),
+                fl_action: Some("REJECT"),
+                ..month.clone()
+            }),
+        ),
+        (
+            "everything, 1 hour",
+            Box::new(|rng: &mut fastrand::Rng| {
+                let until = END - rng.i64(0..SPAN - 3600);
+                HitFilter::new(until - 3600, until)
+            }),
+        ),
+        (
+            "a destination /16 with nothing to find (port 1), 30 days",
+            Box::new(|rng: &mut fastrand::Rng| HitFilter {
+                dst: at(format!("10.{}.0.0/16", rng.u8(0..50))),
+                port: Some(1),
+                ..month.clone()
+            }),
+        ),
+    ];
+    println!("local records store, {RECORDS} records: one page of 100, {SEARCHES} searches each");
+    println!(
+        "{:<58} {:>8} {:>8} {:>8} {:>6}",
+        "search", "p50 ms", "p95 ms", "max ms", "found"
+    );
+    for (name, shape) in &shapes {
+        let mut times: Vec<Duration> = Vec::with_capacity(SEARCHES);
+        let mut found = 0;
+        for _ in 0..SEARCHES {
+            let filter = shape(&mut rng);
+            let started = Instant::now();
+            let page = store.search_hits(&filter, 100, None).unwrap();
+            times.push(started.elapsed());
+            found += page.hits.len();
+        }
+        times.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!(
+            "{name:<58} {:>8.2} {:>8.2} {:>8.2} {:>6}",
+            ms(times[SEARCHES / 2]),
+            ms(times[SEARCHES * 95 / 100]),
+            ms(times[SEARCHES - 1]),
+            found / SEARCHES
+        );
+    }
+    // The next page of a broad search continues from the cursor.
+    let broad = HitFilter::new(END - SPAN, END);
+    let first = store.search_hits(&broad, 100, None).unwrap();
+    let mut times = Vec::new();
+    let mut context = first.context;
+    for _ in 0..SEARCHES {
+        let started = Instant::now();
+        let page = store.search_hits(&broad, 100, context.as_deref()).unwrap();
+        times.push(started.elapsed());
+        context = page.context;
+    }
+    times.sort();
+    println!(
+        "{:<58} {:>8.2} {:>8.2} {:>8.2} {:>6}",
+        "everything, 30 days, pages 2 to 201 by cursor",
+        times[SEARCHES / 2].as_secs_f64() * 1000.0,
+        times[SEARCHES * 95 / 100].as_secs_f64() * 1000.0,
+        times[SEARCHES - 1].as_secs_f64() * 1000.0,
+        100
+    );
+}
