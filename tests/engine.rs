@@ -383,6 +383,63 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// Hygiene findings hold together: removing every rule reported shadowed or redundant at
+    /// once changes no decision. Identical copies (right after a rule, or far after it) are the
+    /// hard case: each once reported the other, so removing both changed decisions.
+    #[test]
+    fn removing_every_flagged_rule_changes_no_decision(
+        rules in 2usize..60,
+        seed in any::<u64>(),
+        copy_every in 2usize..5,
+        far in any::<bool>(),
+    ) {
+        use esgflow::core::engine::hygiene::{analyze, Finding};
+        let mut snapshot = synthetic::snapshot(rules, 3, seed);
+        let original = std::mem::take(&mut snapshot.rules);
+        let mut copies = Vec::new();
+        for (i, rule) in original.iter().enumerate() {
+            snapshot.rules.push(rule.clone());
+            if i % copy_every == 0 {
+                let mut copy = rule.clone();
+                copy.uuid = format!("{}9{i}", rule.uuid);
+                if far { copies.push(copy) } else { snapshot.rules.push(copy) }
+            }
+        }
+        snapshot.rules.extend(copies);
+        for (i, rule) in snapshot.rules.iter_mut().enumerate() {
+            rule.order = i as u64 + 1;
+        }
+        let engine = Engine::compile(&snapshot).unwrap();
+        let flagged: std::collections::HashSet<String> = analyze(&engine)
+            .into_iter()
+            .filter(|f| matches!(f.finding, Finding::Shadowed | Finding::Redundant))
+            .map(|f| f.uuid)
+            .collect();
+        let mut pruned = snapshot.clone();
+        pruned.rules.retain(|r| !flagged.contains(&r.uuid));
+        let pruned_engine = Engine::compile(&pruned).unwrap();
+        let kind = |d: &Decision| match d {
+            Decision::Allow { .. } => "allow",
+            Decision::Block { .. } => "block",
+            Decision::None => "none",
+        };
+        for flow in synthetic::flows(400, 3, seed ^ 0xf10) {
+            let before = engine.evaluate(&flow);
+            let after = pruned_engine.evaluate(&flow);
+            prop_assert_eq!(
+                kind(&before.decision),
+                kind(&after.decision),
+                "flow {:?}; flagged {:?}",
+                flow,
+                flagged
+            );
+        }
+    }
+}
+
 #[test]
 fn synthetic_flows_exercise_every_outcome() {
     let engine = Engine::compile(&synthetic::snapshot(1000, 8, 1)).unwrap();

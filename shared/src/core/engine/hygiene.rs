@@ -230,6 +230,20 @@ fn touches(regions: &[Region], other: &[Region]) -> bool {
         .any(|r| other.iter().any(|o| r.intersects(o)))
 }
 
+/// A rule's match space after the earlier terminal rules.
+enum Shadow {
+    /// It cannot be resolved.
+    Unresolvable,
+    /// It matches no flow a flow log can carry.
+    Empty,
+    /// The analysis stopped at its work bound.
+    Undecided,
+    /// These earlier rules cover all of it.
+    Covered(Vec<usize>),
+    /// What they leave.
+    Left(Vec<Region>),
+}
+
 /// What the analysis found about one rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -277,6 +291,7 @@ struct Analyzer<'e> {
     engine: &'e Engine,
     reachable: Ranges,
     spaces: Vec<std::sync::OnceLock<Option<Vec<Region>>>>,
+    shadowed: Vec<std::sync::OnceLock<bool>>,
 }
 
 impl<'e> Analyzer<'e> {
@@ -287,6 +302,51 @@ impl<'e> Analyzer<'e> {
             spaces: (0..engine.rules().len())
                 .map(|_| std::sync::OnceLock::new())
                 .collect(),
+            shadowed: (0..engine.rules().len())
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
+        }
+    }
+
+    /// Whether rule `i` is reported shadowed (computed once).
+    fn is_shadowed(&self, i: usize) -> bool {
+        *self.shadowed[i]
+            .get_or_init(|| matches!(self.shadow(i), Shadow::Empty | Shadow::Covered(_)))
+    }
+
+    /// What the earlier terminal rules leave of rule `i`'s match space.
+    fn shadow(&self, i: usize) -> Shadow {
+        let rules = self.engine.rules();
+        let terminal = |j: usize| {
+            rules[j].rule.in_effect()
+                && rules[j].is_determinate()
+                && rules[j].rule.action.is_terminal()
+        };
+        let Some(own) = self.space(i).clone() else {
+            return Shadow::Unresolvable;
+        };
+        if own.is_empty() {
+            return Shadow::Empty;
+        }
+        // Subtract the earlier terminal rules that touch it.
+        let mut left = Some(own);
+        let mut used = Vec::new();
+        for j in (0..i).filter(|&j| terminal(j)) {
+            let (Some(current), Some(cover)) = (&left, self.space(j)) else {
+                continue;
+            };
+            if current.is_empty() {
+                break;
+            }
+            if touches(current, cover) {
+                used.push(j);
+                left = remove(current.clone(), cover);
+            }
+        }
+        match left {
+            None => Shadow::Undecided,
+            Some(effective) if effective.is_empty() => Shadow::Covered(used),
+            Some(effective) => Shadow::Left(effective),
         }
     }
 
@@ -307,11 +367,6 @@ impl<'e> Analyzer<'e> {
         if !compiled.rule.in_effect() {
             return None;
         }
-        let terminal = |j: usize| {
-            rules[j].rule.in_effect()
-                && rules[j].is_determinate()
-                && rules[j].rule.action.is_terminal()
-        };
         let finding = |finding, covering: Vec<usize>, detail: String| {
             Some(RuleFinding {
                 finding,
@@ -324,49 +379,37 @@ impl<'e> Analyzer<'e> {
                 detail,
             })
         };
-        let Some(own) = self.space(i).clone() else {
-            return finding(
-                Finding::Unresolvable,
-                Vec::new(),
-                compiled.indeterminate_reason(),
-            );
-        };
-        if own.is_empty() {
-            return finding(
-                Finding::Shadowed,
-                Vec::new(),
-                "it matches no flow a flow log can carry".into(),
-            );
-        }
-        // Shadowing: subtract the earlier terminal rules that touch it.
-        let mut left = Some(own);
-        let mut used = Vec::new();
-        for j in (0..i).filter(|&j| terminal(j)) {
-            let (Some(current), Some(cover)) = (&left, self.space(j)) else {
-                continue;
-            };
-            if current.is_empty() {
-                break;
+        let effective = match self.shadow(i) {
+            Shadow::Unresolvable => {
+                return finding(
+                    Finding::Unresolvable,
+                    Vec::new(),
+                    compiled.indeterminate_reason(),
+                )
             }
-            if touches(current, cover) {
-                used.push(j);
-                left = remove(current.clone(), cover);
+            Shadow::Empty => {
+                return finding(
+                    Finding::Shadowed,
+                    Vec::new(),
+                    "it matches no flow a flow log can carry".into(),
+                )
             }
-        }
-        let Some(effective) = left else {
-            return finding(
-                Finding::Undecided,
-                Vec::new(),
-                format!("more than {MAX_BOXES} regions"),
-            );
+            Shadow::Undecided => {
+                return finding(
+                    Finding::Undecided,
+                    Vec::new(),
+                    format!("more than {MAX_BOXES} regions"),
+                )
+            }
+            Shadow::Covered(used) => {
+                return finding(
+                    Finding::Shadowed,
+                    used,
+                    "earlier rules decide every flow it matches".into(),
+                )
+            }
+            Shadow::Left(effective) => effective,
         };
-        if effective.is_empty() {
-            return finding(
-                Finding::Shadowed,
-                used,
-                "earlier rules decide every flow it matches".into(),
-            );
-        }
         if !compiled.rule.action.is_terminal() {
             return None;
         }
@@ -389,6 +432,11 @@ impl<'e> Analyzer<'e> {
             }
             if later.rule.action != compiled.rule.action {
                 return None;
+            }
+            // A rule reported shadowed may be removed with this one (identical rules shadow
+            // each other's copies): it cannot be what decides this rule's flows instead.
+            if self.is_shadowed(j) {
+                continue;
             }
             used.push(j);
             left = remove(left, cover)?;
