@@ -60,6 +60,8 @@ async fn publishes_to_cos_once_and_is_idempotent() {
     assert_eq!(summary["snapshot_version"], sample_version());
     assert_eq!(summary["published"], true);
     assert_eq!(summary["previous_version"], "");
+    // With time to spare, the hygiene analysis reaches every rule.
+    assert_eq!(summary["hygiene_analysed"], summary["rules"], "{summary}");
     let version = sample_version();
     assert_eq!(
         cos_puts(&stub),

@@ -28,7 +28,7 @@ use crate::adapters::tencent::rules::{build_live, LiveError};
 use crate::adapters::tencent::search::{analysis_rows, number};
 use crate::app::config::{SinkConfig, SyncConfig};
 use crate::core::alert::MemoryState;
-use crate::core::engine::hygiene::{analyze, Finding};
+use crate::core::engine::hygiene::{analyze_until, Finding};
 use crate::core::engine::Engine;
 use crate::core::ports::{Latest, SnapshotStore, StoreError};
 use crate::core::ports::{RecordSink, SinkError};
@@ -81,6 +81,9 @@ pub struct SyncSummary {
     pub changes: BTreeMap<&'static str, usize>,
     /// Hygiene findings by kind.
     pub hygiene: BTreeMap<&'static str, usize>,
+    /// Rules the hygiene analysis reached, from the top; less than `rules` when it stopped to
+    /// leave time to publish (the findings it made are exact).
+    pub hygiene_analysed: usize,
     /// Unused rules (uuids), when the report ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unused: Option<Vec<String>>,
@@ -171,6 +174,7 @@ impl SyncFunction {
             rules: snapshot.rules.len(),
             changes: BTreeMap::new(),
             hygiene: BTreeMap::new(),
+            hygiene_analysed: 0,
             unused: unused.clone(),
             unused_error,
             written: BTreeMap::new(),
@@ -202,7 +206,20 @@ impl SyncFunction {
                 *summary.changes.entry(c.change).or_default() += 1;
             }
         }
-        let hygiene = hygiene_records(&engine, &snapshot, unused.as_deref(), time);
+        // Hygiene may use the time until the reserve the rest of the run needs; past it the
+        // snapshot is published with the findings so far rather than the run being killed.
+        let reserve = HYGIENE_RESERVE.min(deadline.saturating_duration_since(Instant::now()) / 4);
+        let stop = deadline.checked_sub(reserve).unwrap_or_else(Instant::now);
+        let (hygiene, analysed) =
+            hygiene_records(&engine, &snapshot, unused.as_deref(), time, Some(stop));
+        summary.hygiene_analysed = analysed;
+        if analysed < snapshot.rules.len() {
+            tracing::warn!(
+                analysed,
+                rules = snapshot.rules.len(),
+                "rule hygiene stopped to leave time to publish: findings cover the first rules only"
+            );
+        }
         for record in &hygiene {
             if let Record::RuleHygiene(h) = record {
                 *summary.hygiene.entry(h.finding).or_default() += 1;
@@ -255,13 +272,19 @@ impl SyncFunction {
     }
 }
 
-/// Hygiene findings as records.
+/// Time a run keeps for writing records, publishing and alerting after the hygiene analysis (at
+/// most a quarter of the time it has left).
+pub(crate) const HYGIENE_RESERVE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Hygiene findings as records, analysing until `stop`; and how many rules (from the top) the
+/// analysis reached.
 pub(crate) fn hygiene_records(
     engine: &Engine,
     snapshot: &Snapshot,
     unused: Option<&[String]>,
     time: u64,
-) -> Vec<Record> {
+    stop: Option<Instant>,
+) -> (Vec<Record>, usize) {
     let record = |finding: &'static str, uuid: &str, covering: Vec<String>, detail: String| {
         let rule = engine
             .rules()
@@ -286,7 +309,10 @@ pub(crate) fn hygiene_records(
             snapshot_version: snapshot.version.clone(),
         }))
     };
-    let mut records: Vec<Record> = analyze(engine)
+    let analysis = analyze_until(engine, stop);
+    let analysed = analysis.analysed;
+    let mut records: Vec<Record> = analysis
+        .findings
         .into_iter()
         .map(|f| {
             let name = match f.finding {
@@ -308,7 +334,7 @@ pub(crate) fn hygiene_records(
             "no hits recorded in the report window".to_string(),
         ));
     }
-    records
+    (records, analysed)
 }
 
 #[cfg(test)]
@@ -316,6 +342,20 @@ mod tests {
     use super::*;
     use crate::core::snapshot::build_from_documents;
     use serde_json::json;
+
+    /// Out of time, the analysis stops and says how far it got; the records are the findings
+    /// it made.
+    #[test]
+    fn hygiene_out_of_time_reports_how_far_it_got() {
+        let snapshot = crate::core::snapshot::fixtures::sample(0);
+        let engine = Engine::compile(&snapshot).unwrap();
+        let (records, analysed) =
+            hygiene_records(&engine, &snapshot, None, 1, Some(Instant::now()));
+        assert_eq!((records.len(), analysed), (0, 0));
+        let (records, analysed) = hygiene_records(&engine, &snapshot, None, 1, None);
+        assert_eq!(analysed, snapshot.rules.len());
+        assert!(!records.is_empty());
+    }
 
     /// A rule the importer could not read, or whose dispatch is delayed, is reported
     /// `unreadable`; one whose reference does not resolve stays `unresolvable`.
@@ -344,7 +384,8 @@ mod tests {
         )
         .unwrap();
         let engine = Engine::compile(&snapshot).unwrap();
-        let mut findings: Vec<(String, &str)> = hygiene_records(&engine, &snapshot, None, 1)
+        let mut findings: Vec<(String, &str)> = hygiene_records(&engine, &snapshot, None, 1, None)
+            .0
             .iter()
             .filter_map(|r| match r {
                 Record::RuleHygiene(h) => Some((h.rule_uuid.clone(), h.finding)),

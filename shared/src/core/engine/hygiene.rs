@@ -275,10 +275,48 @@ pub struct RuleFinding {
 
 /// Analyses every enabled rule of the engine.
 pub fn analyze(engine: &Engine) -> Vec<RuleFinding> {
+    analyze_until(engine, None).findings
+}
+
+/// What [`analyze_until`] found, and how far it got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Analysis {
+    /// Findings about the rules analysed.
+    pub findings: Vec<RuleFinding>,
+    /// Rules analysed, from the top of the evaluation order.
+    pub analysed: usize,
+    /// Rules in the engine.
+    pub rules: usize,
+}
+
+impl Analysis {
+    /// Whether every rule was analysed.
+    pub fn complete(&self) -> bool {
+        self.analysed == self.rules
+    }
+}
+
+/// Analyses the rules in evaluation order until `stop` (never, with `None`); the findings about
+/// the rules it reached are exact.
+pub fn analyze_until(engine: &Engine, stop: Option<std::time::Instant>) -> Analysis {
     let analyzer = Analyzer::new(engine);
-    (0..engine.rules().len())
-        .filter_map(|i| analyzer.rule(i))
-        .collect()
+    let rules = engine.rules().len();
+    let mut findings = Vec::new();
+    for i in 0..rules {
+        if stop.is_some_and(|stop| std::time::Instant::now() >= stop) {
+            return Analysis {
+                findings,
+                analysed: i,
+                rules,
+            };
+        }
+        findings.extend(analyzer.rule(i));
+    }
+    Analysis {
+        findings,
+        analysed: rules,
+        rules,
+    }
 }
 
 /// The finding about one rule (`None`: nothing to report), computing only the match spaces of the
@@ -455,6 +493,17 @@ impl<'e> Analyzer<'e> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_analysis_stops_at_its_time_and_says_how_far_it_got() {
+        let engine = Engine::compile(&crate::core::snapshot::fixtures::sample(0)).unwrap();
+        let stopped = analyze_until(&engine, Some(std::time::Instant::now()));
+        assert_eq!((stopped.analysed, stopped.complete()), (0, false));
+        assert!(stopped.findings.is_empty());
+        let whole = analyze_until(&engine, None);
+        assert!(whole.complete() && whole.rules > 0);
+        assert_eq!(whole.findings, analyze(&engine));
+    }
 
     #[test]
     fn range_subtraction() {
