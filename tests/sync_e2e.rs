@@ -87,10 +87,24 @@ async fn publishes_to_cos_once_and_is_idempotent() {
         .expect("the sample's shadowed rule is reported");
     assert_eq!(shadowed["covering_rules"], "7003");
 
+    let requests_before = stub.state.lock().unwrap().cos_requests.len();
     let second = sync.invoke(common::timer_event()).await.unwrap();
     let summary = second.result.json();
     assert_eq!(summary["published"], false, "{summary}");
     assert_eq!(summary["previous_version"], version);
+    // An unchanged account costs one small read: the pointer, not the snapshot.
+    let second_requests: Vec<(String, String)> = stub.state.lock().unwrap().cos_requests
+        [requests_before..]
+        .iter()
+        .map(|(m, k, _)| (m.clone(), k.clone()))
+        .collect();
+    assert_eq!(
+        second_requests,
+        vec![(
+            "GET".to_string(),
+            "/esgflow/snapshots/latest.json".to_string()
+        )]
+    );
     assert_eq!(
         cos_puts(&stub).len(),
         2,

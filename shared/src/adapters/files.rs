@@ -69,6 +69,16 @@ impl SnapshotStore for FileStore {
         })
     }
 
+    fn latest_version<'a>(&'a self, deadline: Instant) -> StoreFuture<'a, Option<String>> {
+        // One file is the snapshot: its version is inside it.
+        Box::pin(async move {
+            Ok(match self.latest(None, deadline).await? {
+                Latest::Found { snapshot, .. } => Some(snapshot.version),
+                Latest::Missing | Latest::Unchanged => None,
+            })
+        })
+    }
+
     fn publish<'a>(&'a self, snapshot: &'a Snapshot, _: Instant) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             write_atomically(&self.path, &to_json(snapshot)).map_err(|e| fail(self, e))
@@ -114,6 +124,19 @@ impl SnapshotStore for DirStore {
                 tag: pointer.version,
                 snapshot: Box::new(snapshot),
             })
+        })
+    }
+
+    fn latest_version<'a>(&'a self, _: Instant) -> StoreFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let bytes = match std::fs::read(self.dir.join("latest.json")) {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(fail(self, format!("latest.json: {e}"))),
+            };
+            let pointer: Pointer = serde_json::from_slice(&bytes)
+                .map_err(|e| fail(self, format!("latest.json: {e}")))?;
+            Ok(Some(pointer.version))
         })
     }
 

@@ -152,14 +152,19 @@ impl SyncFunction {
         let now = chrono::Utc::now();
         let taken_at = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let snapshot = build_live(&self.client, &self.config.live, &taken_at, deadline).await?;
-        let previous = match self.store.latest(None, deadline).await? {
-            Latest::Found { snapshot, .. } => Some(*snapshot),
-            Latest::Missing | Latest::Unchanged => None,
+        // The pointer alone says whether anything changed; the previous snapshot itself is read
+        // only when it did, for the diff.
+        let pointed = self.store.latest_version(deadline).await?;
+        let previous = match &pointed {
+            Some(version) if *version != snapshot.version => {
+                match self.store.latest(None, deadline).await? {
+                    Latest::Found { snapshot, .. } => Some(*snapshot),
+                    Latest::Missing | Latest::Unchanged => None,
+                }
+            }
+            _ => None,
         };
-        let previous_version = previous
-            .as_ref()
-            .map(|p| p.version.clone())
-            .unwrap_or_default();
+        let previous_version = pointed.unwrap_or_default();
         let (unused, unused_error) = match self.unused_rules(&snapshot, deadline).await {
             Ok(unused) => (unused, None),
             Err(err) => {

@@ -151,6 +151,10 @@ pub trait SnapshotStore: Send + Sync + std::fmt::Debug {
     /// The latest snapshot, or [`Latest::Unchanged`] when its tag is `known`.
     fn latest<'a>(&'a self, known: Option<&'a str>, deadline: Instant) -> StoreFuture<'a, Latest>;
 
+    /// The version `latest` points at, read without the snapshot itself (`None`: nothing
+    /// published): what an unchanged account costs the sync function.
+    fn latest_version<'a>(&'a self, deadline: Instant) -> StoreFuture<'a, Option<String>>;
+
     /// Writes `snapshot` under its version and makes it the latest.
     fn publish<'a>(&'a self, snapshot: &'a Snapshot, deadline: Instant) -> StoreFuture<'a, ()>;
 }

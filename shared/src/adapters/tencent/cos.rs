@@ -203,6 +203,26 @@ impl SnapshotStore for CosStore {
         })
     }
 
+    fn latest_version<'a>(&'a self, deadline: Instant) -> StoreFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let (status, _, body) = self
+                .send(reqwest::Method::GET, "latest.json", None, None, deadline)
+                .await?;
+            match status {
+                404 => Ok(None),
+                200..=299 => {
+                    let pointer: Pointer = serde_json::from_slice(&body)
+                        .map_err(|e| fail(self, format!("latest.json: {e}")))?;
+                    Ok(Some(pointer.version))
+                }
+                _ => Err(fail(
+                    self,
+                    format!("latest.json: HTTP {status} {}", cos_code(&body)),
+                )),
+            }
+        })
+    }
+
     fn publish<'a>(&'a self, snapshot: &'a Snapshot, deadline: Instant) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let pointer = Pointer::of(snapshot);
