@@ -231,6 +231,7 @@ fn touches(regions: &[Region], other: &[Region]) -> bool {
 }
 
 /// A rule's match space after the earlier terminal rules.
+#[derive(Clone)]
 enum Shadow {
     /// It cannot be resolved.
     Unresolvable,
@@ -329,7 +330,7 @@ struct Analyzer<'e> {
     engine: &'e Engine,
     reachable: Ranges,
     spaces: Vec<std::sync::OnceLock<Option<Vec<Region>>>>,
-    shadowed: Vec<std::sync::OnceLock<bool>>,
+    shadows: Vec<std::sync::OnceLock<Shadow>>,
 }
 
 impl<'e> Analyzer<'e> {
@@ -340,20 +341,24 @@ impl<'e> Analyzer<'e> {
             spaces: (0..engine.rules().len())
                 .map(|_| std::sync::OnceLock::new())
                 .collect(),
-            shadowed: (0..engine.rules().len())
+            shadows: (0..engine.rules().len())
                 .map(|_| std::sync::OnceLock::new())
                 .collect(),
         }
     }
 
-    /// Whether rule `i` is reported shadowed (computed once).
+    /// Whether rule `i` is reported shadowed.
     fn is_shadowed(&self, i: usize) -> bool {
-        *self.shadowed[i]
-            .get_or_init(|| matches!(self.shadow(i), Shadow::Empty | Shadow::Covered(_)))
+        matches!(self.shadow(i), Shadow::Empty | Shadow::Covered(_))
     }
 
-    /// What the earlier terminal rules leave of rule `i`'s match space.
-    fn shadow(&self, i: usize) -> Shadow {
+    /// What the earlier terminal rules leave of rule `i`'s match space (computed once: the
+    /// redundancy of earlier rules asks it too).
+    fn shadow(&self, i: usize) -> &Shadow {
+        self.shadows[i].get_or_init(|| self.compute_shadow(i))
+    }
+
+    fn compute_shadow(&self, i: usize) -> Shadow {
         let rules = self.engine.rules();
         let terminal = |j: usize| {
             rules[j].rule.in_effect()
@@ -417,7 +422,7 @@ impl<'e> Analyzer<'e> {
                 detail,
             })
         };
-        let effective = match self.shadow(i) {
+        let effective = match self.shadow(i).clone() {
             Shadow::Unresolvable => {
                 return finding(
                     Finding::Unresolvable,
