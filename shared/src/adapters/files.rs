@@ -17,6 +17,23 @@ use crate::core::ports::{
 use crate::core::records::Record;
 use crate::core::snapshot::Snapshot;
 
+/// Reads `path`, which must be a regular file: opening a FIFO, a device or a socket could block
+/// start-up until the platform kills it, so those are refused at once.
+fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+    let metadata = std::fs::metadata(path)?;
+    if !metadata.is_file() {
+        return Err(std::io::Error::other(format!(
+            "not a regular file ({})",
+            if metadata.is_dir() {
+                "a directory"
+            } else {
+                "a FIFO, socket or device"
+            }
+        )));
+    }
+    std::fs::read(path)
+}
+
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
@@ -60,7 +77,7 @@ impl SnapshotStore for FileStore {
             if known == Some(tag.as_str()) {
                 return Ok(Latest::Unchanged);
             }
-            let bytes = std::fs::read(&self.path).map_err(|e| fail(self, e))?;
+            let bytes = read_regular(&self.path).map_err(|e| fail(self, e))?;
             let snapshot = parse_snapshot(&bytes, "", &self.describe())?;
             Ok(Latest::Found {
                 snapshot: Box::new(snapshot),
@@ -106,7 +123,7 @@ impl SnapshotStore for DirStore {
 
     fn latest<'a>(&'a self, known: Option<&'a str>, _: Instant) -> StoreFuture<'a, Latest> {
         Box::pin(async move {
-            let bytes = match std::fs::read(self.dir.join("latest.json")) {
+            let bytes = match read_regular(&self.dir.join("latest.json")) {
                 Ok(b) => b,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Latest::Missing),
                 Err(e) => return Err(fail(self, format!("latest.json: {e}"))),
@@ -117,7 +134,7 @@ impl SnapshotStore for DirStore {
                 return Ok(Latest::Unchanged);
             }
             let object = object_name(&pointer.object).map_err(|e| fail(self, e))?;
-            let bytes = std::fs::read(self.dir.join(object))
+            let bytes = read_regular(&self.dir.join(object))
                 .map_err(|e| fail(self, format!("{object}: {e}")))?;
             let snapshot = parse_snapshot(&bytes, object, &self.describe())?;
             Ok(Latest::Found {
@@ -129,7 +146,7 @@ impl SnapshotStore for DirStore {
 
     fn latest_version<'a>(&'a self, _: Instant) -> StoreFuture<'a, Option<String>> {
         Box::pin(async move {
-            let bytes = match std::fs::read(self.dir.join("latest.json")) {
+            let bytes = match read_regular(&self.dir.join("latest.json")) {
                 Ok(b) => b,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(fail(self, format!("latest.json: {e}"))),
@@ -292,6 +309,51 @@ mod tests {
             "{}",
             recorder.largest_write
         );
+    }
+
+    /// A snapshot path that is a FIFO (or a `latest.json` that is one) is refused at once with
+    /// a clear error: reading it blocked start-up until the init timeout.
+    #[tokio::test]
+    async fn a_snapshot_path_that_would_block_is_refused_at_once() {
+        let dir = std::env::temp_dir().join(format!("esgflow-fifo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("latest.json");
+        let _ = std::fs::remove_file(&fifo);
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let started = Instant::now();
+        let file = FileStore::new(&fifo)
+            .latest(None, deadline)
+            .await
+            .unwrap_err();
+        assert!(file.to_string().contains("not a regular file"), "{file}");
+        let pointer = DirStore::new(&dir)
+            .latest(None, deadline)
+            .await
+            .unwrap_err();
+        assert!(
+            pointer.to_string().contains("not a regular file"),
+            "{pointer}"
+        );
+        let version = DirStore::new(&dir)
+            .latest_version(deadline)
+            .await
+            .unwrap_err();
+        assert!(
+            version.to_string().contains("not a regular file"),
+            "{version}"
+        );
+        let directory = FileStore::new(&dir)
+            .latest(None, deadline)
+            .await
+            .unwrap_err();
+        assert!(directory.to_string().contains("a directory"), "{directory}");
+        assert!(started.elapsed() < Duration::from_secs(1));
+        std::fs::remove_dir_all(dir).ok();
     }
 
     #[tokio::test]
