@@ -317,12 +317,6 @@ fn row(line: &str) -> Option<Vec<Sql>> {
         Some(n) => Sql::Integer(n),
         None => Sql::Null,
     };
-    let required = |value: Sql| (value != Sql::Null).then_some(value);
-    let mut values = vec![
-        required(text("record_type"))?,
-        required(text("record_id"))?,
-        required(number("time"))?,
-    ];
     // Records written before `src_ip_num`/`dst_ip_num` existed get them from the address.
     let ip_number = |key: &str, address: &str| match number(key) {
         Sql::Null => record
@@ -333,24 +327,21 @@ fn row(line: &str) -> Option<Vec<Sql>> {
             .map_or(Sql::Null, |n| Sql::Integer(i64::from(n))),
         known => known,
     };
-    values.extend([text("src_ip"), text("dst_ip")]);
-    values.extend([
-        ip_number("src_ip_num", "src_ip"),
-        ip_number("dst_ip_num", "dst_ip"),
-    ]);
-    values.extend(["dst_port", "protocol"].map(number));
-    values.extend(
-        [
-            "rule_uuid",
-            "src_vpc",
-            "dst_vpc",
-            "src_subnet",
-            "dst_subnet",
-            "fl_action",
-        ]
-        .map(text),
-    );
-    values.push(Sql::Text(line.to_string()));
+    let mut values = Vec::with_capacity(COLUMNS.len());
+    for column in COLUMNS {
+        let value = match column {
+            "time" | "dst_port" | "protocol" => number(column),
+            "src_ip_num" => ip_number(column, "src_ip"),
+            "dst_ip_num" => ip_number(column, "dst_ip"),
+            "body" => Sql::Text(line.to_string()),
+            _ => text(column),
+        };
+        // A record has its type, id and time.
+        if value == Sql::Null && matches!(column, "record_type" | "record_id" | "time") {
+            return None;
+        }
+        values.push(value);
+    }
     Some(values)
 }
 

@@ -267,13 +267,11 @@ impl Lookup {
                 deadline,
             )
             .await
-            .map_err(|failure| match failure {
-                StoreFailure::CursorExpired => fail(
-                    410,
-                    "cursor_expired",
+            .map_err(|failure| {
+                search_failed(
+                    failure,
                     "the records store no longer keeps this search (CLS keeps it one hour): search again from the first page",
-                ),
-                failure => search_failed(failure),
+                )
             })?;
         let complete = page.context.is_none();
         let cursor = page.context.map(|context| {
@@ -347,13 +345,11 @@ impl Lookup {
             let page = store
                 .search_hits(&query.filter, query.limit, context.as_deref(), deadline)
                 .await
-                .map_err(|failure| match failure {
-                    StoreFailure::CursorExpired => fail(
-                        410,
-                        "cursor_expired",
+                .map_err(|failure| {
+                    search_failed(
+                        failure,
                         "the records store no longer keeps this export (CLS keeps it one hour): export again from the start",
-                    ),
-                    failure => search_failed(failure),
+                    )
                 })?;
             let before = body.len();
             for hit in &page.hits {
@@ -475,7 +471,8 @@ impl Lookup {
         let rows = store
             .top_block_rules(since, until, limit as u32, deadline)
             .await
-            .map_err(search_failed)?;
+            // No cursor is passed here, so the store has no search to forget.
+            .map_err(|failure| search_failed(failure, "the records search expired: ask again"))?;
         let rules: Vec<Value> = rows
             .into_iter()
             .map(|(uuid, hits)| {
@@ -1276,17 +1273,20 @@ fn rule(engine: &Engine, uuid: &str) -> Result<Value, Failure> {
 }
 
 /// A failed CLS search: logged with its details, answered 502 with the CLS error code only.
-fn search_failed(failure: StoreFailure) -> Failure {
-    tracing::error!(error = ?failure, "records search failed");
-    let code = match &failure {
-        StoreFailure::Failed { code, .. } => code.as_str(),
-        StoreFailure::CursorExpired => "cursor_expired",
-    };
-    fail(
-        502,
-        "search_failed",
-        format!("the records search failed: {code}"),
-    )
+/// The answer to a failed search: 410 `cursor_expired` (saying `expired`) when the store no
+/// longer keeps the search a cursor continues, else 502 naming the store's error code.
+fn search_failed(failure: StoreFailure, expired: &str) -> Failure {
+    match failure {
+        StoreFailure::CursorExpired => fail(410, "cursor_expired", expired),
+        StoreFailure::Failed { code, message } => {
+            tracing::error!(%code, error = %message, "records search failed");
+            fail(
+                502,
+                "search_failed",
+                format!("the records search failed: {code}"),
+            )
+        }
+    }
 }
 
 /// Why records cannot be searched when no store is configured.
