@@ -4,7 +4,9 @@
 //!   block) rules cover its whole match space. Observe rules can be shadowed too.
 //! - **redundant**: the rule is reachable, but removing it would change nothing: every flow that
 //!   reaches it would be decided the same way by later rules of the same action, with no observe
-//!   rule and no rule of another action in between.
+//!   rule and no rule of another action in between. Later rules that are themselves reported
+//!   (shadowed or redundant) count as removed with it, so the findings hold together: removing
+//!   every reported rule at once changes no decision. Redundancy is thus decided bottom-up.
 //! - **unresolvable**: enabled rules the snapshot cannot resolve (unknown template, empty tag...).
 //!
 //! A rule's match space is a union of boxes `S × D × K` (source ranges, destination ranges,
@@ -300,18 +302,22 @@ impl Analysis {
 /// Analyses the rules in evaluation order until `stop` (never, with `None`); the findings about
 /// the rules it reached are exact.
 pub fn analyze_until(engine: &Engine, stop: Option<std::time::Instant>) -> Analysis {
-    let analyzer = Analyzer::new(engine);
+    let analyzer = Analyzer::new(engine, stop);
     let rules = engine.rules().len();
     let mut findings = Vec::new();
     for i in 0..rules {
+        let out_of_time = || Analysis {
+            findings: findings.clone(),
+            analysed: i,
+            rules,
+        };
         if stop.is_some_and(|stop| std::time::Instant::now() >= stop) {
-            return Analysis {
-                findings,
-                analysed: i,
-                rules,
-            };
+            return out_of_time();
         }
-        findings.extend(analyzer.rule(i));
+        match analyzer.rule(i) {
+            Ok(finding) => findings.extend(finding),
+            Err(OutOfTime) => return out_of_time(),
+        }
     }
     Analysis {
         findings,
@@ -323,7 +329,9 @@ pub fn analyze_until(engine: &Engine, stop: Option<std::time::Instant>) -> Analy
 /// The finding about one rule (`None`: nothing to report), computing only the match spaces of the
 /// rules it depends on: what the lookup API needs for one rule of a large snapshot.
 pub(crate) fn analyze_rule(engine: &Engine, rule: RuleId) -> Option<RuleFinding> {
-    Analyzer::new(engine).rule(rule as usize)
+    Analyzer::new(engine, None)
+        .rule(rule as usize)
+        .expect("no time limit")
 }
 
 struct Analyzer<'e> {
@@ -331,19 +339,24 @@ struct Analyzer<'e> {
     reachable: Ranges,
     spaces: Vec<std::sync::OnceLock<Option<Vec<Region>>>>,
     shadows: Vec<std::sync::OnceLock<Shadow>>,
+    /// Each terminal rule's redundancy, once known (see [`Analyzer::redundancy`]).
+    redundant: Vec<std::sync::OnceLock<Option<Vec<usize>>>>,
+    stop: Option<std::time::Instant>,
 }
 
 impl<'e> Analyzer<'e> {
-    fn new(engine: &'e Engine) -> Self {
+    fn new(engine: &'e Engine, stop: Option<std::time::Instant>) -> Self {
+        fn memo<T>(rules: usize) -> Vec<std::sync::OnceLock<T>> {
+            (0..rules).map(|_| std::sync::OnceLock::new()).collect()
+        }
+        let rules = engine.rules().len();
         Self {
             engine,
             reachable: reachable_keys(),
-            spaces: (0..engine.rules().len())
-                .map(|_| std::sync::OnceLock::new())
-                .collect(),
-            shadows: (0..engine.rules().len())
-                .map(|_| std::sync::OnceLock::new())
-                .collect(),
+            spaces: memo(rules),
+            shadows: memo(rules),
+            redundant: memo(rules),
+            stop,
         }
     }
 
@@ -404,11 +417,13 @@ impl<'e> Analyzer<'e> {
         })
     }
 
-    fn rule(&self, i: usize) -> Option<RuleFinding> {
+    fn rule(&self, i: usize) -> Result<Option<RuleFinding>, OutOfTime> {
         let rules = self.engine.rules();
-        let compiled = rules.get(i)?;
+        let Some(compiled) = rules.get(i) else {
+            return Ok(None);
+        };
         if !compiled.rule.in_effect() {
-            return None;
+            return Ok(None);
         }
         let finding = |finding, covering: Vec<usize>, detail: String| {
             Some(RuleFinding {
@@ -422,77 +437,169 @@ impl<'e> Analyzer<'e> {
                 detail,
             })
         };
-        let effective = match self.shadow(i).clone() {
+        match self.shadow(i) {
             Shadow::Unresolvable => {
-                return finding(
+                return Ok(finding(
                     Finding::Unresolvable,
                     Vec::new(),
                     compiled.indeterminate_reason(),
-                )
+                ))
             }
             Shadow::Empty => {
-                return finding(
+                return Ok(finding(
                     Finding::Shadowed,
                     Vec::new(),
                     "it matches no flow a flow log can carry".into(),
-                )
+                ))
             }
             Shadow::Undecided => {
-                return finding(
+                return Ok(finding(
                     Finding::Undecided,
                     Vec::new(),
                     format!("more than {MAX_BOXES} regions"),
-                )
+                ))
             }
             Shadow::Covered(used) => {
-                return finding(
+                return Ok(finding(
                     Finding::Shadowed,
-                    used,
+                    used.clone(),
                     "earlier rules decide every flow it matches".into(),
-                )
+                ))
             }
-            Shadow::Left(effective) => effective,
-        };
-        if !compiled.rule.action.is_terminal() {
-            return None;
+            Shadow::Left(_) => {}
         }
-        // Redundancy: later rules must decide what is left the same way, with nothing in between.
-        let mut left = effective;
-        let mut used = Vec::new();
-        for (j, later) in rules.iter().enumerate().skip(i + 1) {
+        Ok(match self.redundancy(i)? {
+            Some(used) => finding(
+                Finding::Redundant,
+                used.clone(),
+                "later rules of the same action decide every flow it decides".into(),
+            ),
+            None => None,
+        })
+    }
+
+    /// The later rules that make rule `i` redundant (`None`: it is not, or no claim). Later rules
+    /// reported shadowed or redundant count as removed together with it, so the answer for `i`
+    /// needs theirs first; the chain is walked with an explicit stack (it can be thousands of
+    /// rules long), each answer kept once found.
+    fn redundancy(&self, i: usize) -> Result<&Option<Vec<usize>>, OutOfTime> {
+        if let Some(known) = self.redundant[i].get() {
+            return Ok(known);
+        }
+        let mut stack = Vec::new();
+        match self.start(i) {
+            Ok(frame) => stack.push(frame),
+            Err(answer) => {
+                let _ = self.redundant[i].set(answer);
+            }
+        }
+        while let Some(frame) = stack.last_mut() {
+            if self
+                .stop
+                .is_some_and(|stop| std::time::Instant::now() >= stop)
+            {
+                return Err(OutOfTime);
+            }
+            match self.advance(frame) {
+                Step::Ask(j) => match self.start(j) {
+                    Ok(frame) => stack.push(frame),
+                    Err(answer) => {
+                        let _ = self.redundant[j].set(answer);
+                    }
+                },
+                Step::Answer(answer) => {
+                    let rule = frame.rule;
+                    stack.pop();
+                    let _ = self.redundant[rule].set(answer);
+                }
+            }
+        }
+        Ok(self.redundant[i].get().expect("answered above"))
+    }
+
+    /// The walk for rule `i`, or its answer at once when it cannot be redundant.
+    fn start(&self, i: usize) -> Result<Frame, Option<Vec<usize>>> {
+        let rule = &self.engine.rules()[i].rule;
+        if !rule.in_effect() || !rule.action.is_terminal() {
+            return Err(None);
+        }
+        match self.shadow(i) {
+            Shadow::Left(effective) => Ok(Frame {
+                rule: i,
+                next: i + 1,
+                left: effective.clone(),
+                used: Vec::new(),
+            }),
+            _ => Err(None),
+        }
+    }
+
+    /// Walks later rules until one whose own redundancy is not known yet, or the answer.
+    fn advance(&self, frame: &mut Frame) -> Step {
+        let rules = self.engine.rules();
+        let action = rules[frame.rule].rule.action;
+        while let Some(later) = rules.get(frame.next) {
+            let j = frame.next;
+            frame.next += 1;
             if !later.rule.in_effect() {
                 continue;
             }
             let Some(cover) = self.space(j) else {
                 // An unresolvable rule might match what is left: no claim.
-                if later.rule.action != compiled.rule.action {
-                    return None;
+                if later.rule.action != action {
+                    return Step::Answer(None);
                 }
                 continue;
             };
-            if !touches(&left, cover) {
+            if !touches(&frame.left, cover) || self.is_shadowed(j) {
                 continue;
             }
-            if later.rule.action != compiled.rule.action {
-                return None;
+            if later.rule.action.is_terminal() {
+                match self.redundant[j].get() {
+                    None => {
+                        frame.next = j;
+                        return Step::Ask(j);
+                    }
+                    // Removed with this one: it decides nothing.
+                    Some(Some(_)) => continue,
+                    Some(None) => {}
+                }
             }
-            // A rule reported shadowed may be removed with this one (identical rules shadow
-            // each other's copies): it cannot be what decides this rule's flows instead.
-            if self.is_shadowed(j) {
-                continue;
+            if later.rule.action != action {
+                return Step::Answer(None);
             }
-            used.push(j);
-            left = remove(left, cover)?;
-            if left.is_empty() {
-                return finding(
-                    Finding::Redundant,
-                    used,
-                    "later rules of the same action decide every flow it decides".into(),
-                );
+            frame.used.push(j);
+            match remove(std::mem::take(&mut frame.left), cover) {
+                None => return Step::Answer(None),
+                Some(left) if left.is_empty() => {
+                    return Step::Answer(Some(std::mem::take(&mut frame.used)))
+                }
+                Some(left) => frame.left = left,
             }
         }
-        None
+        Step::Answer(None)
     }
+}
+
+/// The analysis ran out of its time.
+#[derive(Debug)]
+struct OutOfTime;
+
+/// Where the redundancy walk of one rule stands.
+struct Frame {
+    rule: usize,
+    /// The next later rule to look at.
+    next: usize,
+    /// What no later rule has decided yet.
+    left: Vec<Region>,
+    /// The later rules that decided the rest.
+    used: Vec<usize>,
+}
+
+enum Step {
+    /// The answer needs this later rule's redundancy first.
+    Ask(usize),
+    Answer(Option<Vec<usize>>),
 }
 
 #[cfg(test)]
