@@ -1,7 +1,8 @@
-//! The local records store at 1,000,000 hit records: latency of one search page (100 records)
-//! for each search shape, p50 / p95 / max over 200 searches with varied parameters.
+//! The local records store at 1,000,000 hit records and 1,000,000 traffic records: latency of one
+//! search page (100 records) for each search shape, and of the traffic views (all four queries)
+//! for each view shape, p50 / p95 / max over 200 (views: 50) requests with varied parameters.
 //!
-//! The database is built once under `target/bench-store/` (about 1 GB; rebuilt when the
+//! The database is built once under `target/bench-store/` (about 1.6 GB; rebuilt when the
 //! generator's version changes) from synthetic records shaped like audit's: 30 days, 5 VPCs,
 //! 50 subnets, 60,000 private addresses and some public ones, 300 rules.
 //!
@@ -11,11 +12,12 @@ use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use esgflow::adapters::sqlite::LocalRecords;
-use esgflow::core::search::{AddressMatch, HitFilter, HIT_TYPES};
+use esgflow::core::engine::Scope;
+use esgflow::core::search::{AddressMatch, HitFilter, TrafficFilter, HIT_TYPES};
 use serde_json::json;
 
 const RECORDS: u64 = 1_000_000;
-const GENERATOR: &str = "v2";
+const GENERATOR: &str = "v3";
 const END: i64 = 1_764_000_000;
 const SPAN: i64 = 30 * 86_400;
 const SEARCHES: usize = 200;
@@ -70,6 +72,64 @@ fn record(i: u64, rng: &mut fastrand::Rng) -> String {
     record.to_string()
 }
 
+/// One traffic record: a conversation's counters in one batch.
+fn traffic(i: u64, rng: &mut fastrand::Rng) -> String {
+    let time = END - rng.i64(0..SPAN);
+    let dst = private(rng.u64(0..60_000));
+    let subnet_of = |ip: &str| ip.split('.').nth(1).unwrap().parse::<u64>().unwrap();
+    let (src, scope, peer) = match rng.u8(0..10) {
+        0 => (
+            format!("203.0.{}.{}", rng.u8(0..=255), rng.u8(1..=254)),
+            "vpc_inbound",
+            "internet",
+        ),
+        1 => (
+            format!("192.168.{}.{}", rng.u8(0..=255), rng.u8(1..=254)),
+            "vpc_inbound",
+            "private",
+        ),
+        _ => {
+            let src = private(rng.u64(0..60_000));
+            let (a, b) = (subnet_of(&src), subnet_of(&dst));
+            let scope = if a == b {
+                "intra_subnet"
+            } else if a / 10 == b / 10 {
+                "inter_subnet"
+            } else {
+                "cross_vpc"
+            };
+            let peer = if a / 10 == b / 10 {
+                "same_vpc"
+            } else {
+                "other_vpc"
+            };
+            (src, scope, peer)
+        }
+    };
+    let dst_subnet = subnet_of(&dst);
+    let reject = rng.u8(0..10) == 0;
+    let flows = rng.u64(1..20);
+    let port = [22, 80, 443, 3306, 5432, 6379, 8080, 9200][rng.usize(0..8)];
+    let mut record = json!({
+        "record_type": "traffic",
+        "record_id": format!("{:016x}", i.wrapping_mul(0x94d0_49bb_1331_11eb)),
+        "time": time, "scope": scope, "vpc": format!("vpc-{:08}", dst_subnet / 10),
+        "src_ip": src, "dst_ip": dst,
+        "dst_port": port,
+        "protocol": 6, "protocol_name": "TCP", "fl_action": if reject { "REJECT" } else { "ACCEPT" },
+        "dst_vpc": format!("vpc-{:08}", dst_subnet / 10), "dst_subnet": format!("subnet-{dst_subnet:06}"),
+        "peer": peer, "flows": flows, "requests": flows, "replies": 0, "connections": flows,
+        "packets": flows * rng.u64(1..50), "bytes": flows * rng.u64(60..100_000),
+        "first_seen": time - 60, "last_seen": time, "snapshot_version": "0123456789abcdef",
+    });
+    if src.starts_with("10.") {
+        let src_subnet = subnet_of(&src);
+        record["src_vpc"] = json!(format!("vpc-{:08}", src_subnet / 10));
+        record["src_subnet"] = json!(format!("subnet-{src_subnet:06}"));
+    }
+    record.to_string()
+}
+
 fn database() -> std::path::PathBuf {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-store");
     std::fs::create_dir_all(&dir).unwrap();
@@ -88,6 +148,8 @@ fn database() -> std::path::PathBuf {
         for i in first..(first + chunk).min(RECORDS) {
             lines.push_str(&record(i, &mut rng));
             lines.push('\n');
+            lines.push_str(&traffic(i, &mut rng));
+            lines.push('\n');
         }
         let imported = store.import(lines.as_bytes()).unwrap();
         assert_eq!(imported.skipped, 0);
@@ -97,7 +159,7 @@ fn database() -> std::path::PathBuf {
     drop(store);
     std::fs::rename(&building, &path).unwrap();
     eprintln!(
-        "\rbuilt {RECORDS} records in {:.0?} ({} MB)",
+        "\rbuilt {RECORDS} hit and {RECORDS} traffic records in {:.0?} ({} MB)",
         started.elapsed(),
         std::fs::metadata(&path).unwrap().len() / 1_000_000
     );
@@ -211,6 +273,7 @@ fn main() {
             found / SEARCHES
         );
     }
+    traffic_views(&store, &mut rng);
     // The next page of a broad search continues from the cursor.
     let broad = HitFilter::new(END - SPAN, END);
     let first = store.search_hits(&broad, 100, None).unwrap();
@@ -231,4 +294,97 @@ fn main() {
         times[SEARCHES - 1].as_secs_f64() * 1000.0,
         100
     );
+}
+
+/// The traffic views (`/v1/traffic`: totals, talkers, matrix, series) of typical requests.
+fn traffic_views(store: &LocalRecords, rng: &mut fastrand::Rng) {
+    const VIEWS: usize = 50;
+    let vpc = |rng: &mut fastrand::Rng| Some(format!("vpc-{:08}", rng.u8(0..5)));
+    let day = |rng: &mut fastrand::Rng| {
+        let until = END - rng.i64(0..29) * 86_400;
+        (until - 86_400, until)
+    };
+    type Shape = Box<dyn Fn(&mut fastrand::Rng) -> TrafficFilter>;
+    let shapes: Vec<(&str, Shape)> = vec![
+        (
+            "traffic: one VPC, 1 day",
+            Box::new(move |rng: &mut fastrand::Rng| {
+                let (since, until) = day(rng);
+                TrafficFilter {
+                    vpc: vpc(rng),
+                    ..TrafficFilter::new(since, until)
+                }
+            }),
+        ),
+        (
+            "traffic: one VPC, between subnets, 1 day",
+            Box::new(move |rng: &mut fastrand::Rng| {
+                let (since, until) = day(rng);
+                TrafficFilter {
+                    vpc: vpc(rng),
+                    scope: Some(Scope::InterSubnet),
+                    ..TrafficFilter::new(since, until)
+                }
+            }),
+        ),
+        (
+            "traffic: one VPC, inbound, 7 days",
+            Box::new(move |rng: &mut fastrand::Rng| {
+                let until = END - rng.i64(0..23) * 86_400;
+                TrafficFilter {
+                    vpc: vpc(rng),
+                    scope: Some(Scope::VpcInbound),
+                    ..TrafficFilter::new(until - 7 * 86_400, until)
+                }
+            }),
+        ),
+        (
+            "traffic: one subnet, 1 day",
+            Box::new(move |rng: &mut fastrand::Rng| {
+                let (since, until) = day(rng);
+                TrafficFilter {
+                    subnet: Some(format!("subnet-{:06}", rng.u8(0..50))),
+                    ..TrafficFilter::new(since, until)
+                }
+            }),
+        ),
+        (
+            "traffic: everything, 1 hour",
+            Box::new(|rng: &mut fastrand::Rng| {
+                let until = END - rng.i64(0..SPAN - 3600);
+                TrafficFilter::new(until - 3600, until)
+            }),
+        ),
+        (
+            "traffic: one VPC, 30 days",
+            Box::new(move |rng: &mut fastrand::Rng| TrafficFilter {
+                vpc: vpc(rng),
+                ..TrafficFilter::new(END - SPAN, END)
+            }),
+        ),
+    ];
+    println!(
+        "{:<58} {:>8} {:>8} {:>8} {:>6}",
+        "traffic views (4 queries)", "p50 ms", "p95 ms", "max ms", "talkers"
+    );
+    for (name, shape) in &shapes {
+        let mut times: Vec<Duration> = Vec::with_capacity(VIEWS);
+        let mut talkers = 0;
+        for _ in 0..VIEWS {
+            let filter = shape(rng);
+            let started = Instant::now();
+            let view = store.traffic(&filter).unwrap();
+            times.push(started.elapsed());
+            talkers += view.talkers.len();
+        }
+        times.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!(
+            "{name:<58} {:>8.2} {:>8.2} {:>8.2} {:>6}",
+            ms(times[VIEWS / 2]),
+            ms(times[VIEWS * 95 / 100]),
+            ms(times[VIEWS - 1]),
+            talkers / VIEWS
+        );
+    }
 }

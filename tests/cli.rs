@@ -564,6 +564,56 @@ fn the_replayed_sample_is_searched_through_serve() {
     assert_eq!(rule["hits"]["available"], true, "{rule}");
     let (status, top) = get("/v1/stats/top-rules", &serde_json::json!({}));
     assert_eq!(status, 200, "{top}");
+
+    // Jobs 2 and 3: the prod VPC's traffic, summed as the records say.
+    let mut prod = day.clone();
+    prod["vpc"] = serde_json::json!("vpc-prod0001");
+    let (status, traffic) = get("/v1/traffic", &prod);
+    assert_eq!(status, 200, "{traffic}");
+    let written: Vec<serde_json::Value> = std::fs::read_to_string(&records)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|r: &serde_json::Value| {
+            r["record_type"] == "traffic"
+                && (r["src_vpc"] == "vpc-prod0001" || r["dst_vpc"] == "vpc-prod0001")
+        })
+        .collect();
+    for scope in [
+        "vpc_inbound",
+        "vpc_outbound",
+        "inter_subnet",
+        "intra_subnet",
+    ] {
+        let flows: u64 = written
+            .iter()
+            .filter(|r| r["scope"] == scope)
+            .map(|r| r["flows"].as_u64().unwrap())
+            .sum();
+        let answered: u64 = traffic["totals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["scope"] == scope)
+            .map(|t| t["flows"].as_u64().unwrap())
+            .sum();
+        assert!(flows > 0, "the sample has {scope} traffic in prod");
+        assert_eq!(answered, flows, "{scope}: {traffic}");
+    }
+    let matrix = traffic["matrix"].as_array().unwrap();
+    assert!(
+        matrix.iter().any(|c| c["src_subnet"].is_string()
+            && c["dst_subnet"].is_string()
+            && c["src_subnet"] != c["dst_subnet"]),
+        "{traffic}"
+    );
+    prod["scope"] = serde_json::json!("sideways");
+    let (status, refused) = get("/v1/traffic", &prod);
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (400, Some("invalid_field")),
+        "{refused}"
+    );
     drop(serve);
     std::fs::remove_dir_all(dir).ok();
 }

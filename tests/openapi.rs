@@ -116,7 +116,9 @@ fn request(
 /// refused with 400), in the same order.
 #[test]
 fn documented_query_parameters_are_the_ones_each_route_reads() {
-    use esgflow::app::lookup::{EXPORT_PARAMETERS, HITS_PARAMETERS, TOP_RULES_PARAMETERS};
+    use esgflow::app::lookup::{
+        EXPORT_PARAMETERS, HITS_PARAMETERS, TOP_RULES_PARAMETERS, TRAFFIC_PARAMETERS,
+    };
     let doc: Value = serde_json::from_str(
         &std::fs::read_to_string(format!("{}/openapi.json", env!("CARGO_MANIFEST_DIR"))).unwrap(),
     )
@@ -133,6 +135,7 @@ fn documented_query_parameters_are_the_ones_each_route_reads() {
     let reads = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
     assert_eq!(documented("/v1/hits"), reads(&HITS_PARAMETERS));
     assert_eq!(documented("/v1/hits/export"), reads(&EXPORT_PARAMETERS));
+    assert_eq!(documented("/v1/traffic"), reads(&TRAFFIC_PARAMETERS));
     assert_eq!(
         documented("/v1/stats/top-rules"),
         reads(&TOP_RULES_PARAMETERS)
@@ -159,6 +162,7 @@ async fn every_answer_validates_against_the_document() {
     .with_store(RecordsStore::Cls(ClsRecords {
         client: ApiClient::new("ap-guangzhou", Some(stub.url.clone())),
         topic: "hits".into(),
+        traffic_topic: "hits".into(),
     }));
     let cases: Vec<Case> = vec![
         ("/v1/healthz", "GET", "/v1/healthz", None, None, json!({})),
@@ -304,6 +308,31 @@ async fn every_answer_validates_against_the_document() {
             "get",
             "/v1/hits/export",
             None,
+            None,
+            json!({}),
+        ),
+        (
+            "/v1/traffic",
+            "get",
+            "/v1/traffic",
+            Some(TOKEN),
+            None,
+            json!({"vpc": "vpc-prod0001", "scope": "inter_subnet", "talkers": "5"}),
+        ),
+        (
+            "/v1/traffic",
+            "get",
+            "/v1/traffic",
+            Some(TOKEN),
+            None,
+            json!({"scope": "sideways"}),
+        ),
+        ("/v1/traffic", "get", "/v1/traffic", None, None, json!({})),
+        (
+            "/v1/traffic",
+            "post",
+            "/v1/traffic",
+            Some(TOKEN),
             None,
             json!({}),
         ),

@@ -117,28 +117,31 @@ fn make_run_installs_nothing_the_demo_does_not_need() {
     assert!(!planned("deploy", &["DRY_RUN=1"]).contains("npm ci"));
 }
 
-/// The README's table of the hits topic's index is `cls_query::HITS_INDEX`, row for row.
+/// The README's tables of the hits and traffic topics' indexes are `cls_query::HITS_INDEX` and
+/// `cls_query::TRAFFIC_INDEX`, row for row.
 #[test]
-fn the_hits_index_table_is_the_one_the_queries_use() {
-    use esgflow::adapters::tencent::cls_query::{FieldKind, HITS_INDEX};
+fn the_index_tables_are_the_ones_the_queries_use() {
+    use esgflow::adapters::tencent::cls_query::{FieldKind, HITS_INDEX, TRAFFIC_INDEX};
     let readme =
         std::fs::read_to_string(format!("{}/README.md", env!("CARGO_MANIFEST_DIR"))).unwrap();
-    let table = readme
-        .split("<!-- hits-index:start -->")
-        .nth(1)
-        .and_then(|rest| rest.split("<!-- hits-index:end -->").next())
-        .expect("the README has the hits-index table");
-    let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| `")).collect();
-    let expected: Vec<String> = HITS_INDEX
-        .iter()
-        .map(|f| {
-            let kind = match f.kind {
-                FieldKind::Text => "text",
-                FieldKind::Long => "long",
-            };
-            let statistics = if f.statistics { "yes" } else { "no" };
-            format!("| `{}` | {kind} | {statistics} |", f.name)
-        })
-        .collect();
-    assert_eq!(rows, expected);
+    for (marker, index) in [("hits-index", HITS_INDEX), ("traffic-index", TRAFFIC_INDEX)] {
+        let table = readme
+            .split(&format!("<!-- {marker}:start -->"))
+            .nth(1)
+            .and_then(|rest| rest.split(&format!("<!-- {marker}:end -->")).next())
+            .unwrap_or_else(|| panic!("the README has no {marker} table"));
+        let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| `")).collect();
+        let expected: Vec<String> = index
+            .iter()
+            .map(|f| {
+                let kind = match f.kind {
+                    FieldKind::Text => "text",
+                    FieldKind::Long => "long",
+                };
+                let statistics = if f.statistics { "yes" } else { "no" };
+                format!("| `{}` | {kind} | {statistics} |", f.name)
+            })
+            .collect();
+        assert_eq!(rows, expected, "{marker}");
+    }
 }

@@ -13,7 +13,12 @@ use esgflow::adapters::sqlite::LocalRecords;
 use esgflow::adapters::tencent::api::ApiClient;
 use esgflow::adapters::tencent::cls_query::ClsRecords;
 use esgflow::app::records_store::RecordsStore;
-use esgflow::core::search::{AddressMatch, HitFilter, HIT_TYPES};
+use esgflow::core::engine::Scope;
+use esgflow::core::records::Peer;
+use esgflow::core::search::{
+    AddressMatch, HitFilter, MatrixCell, SeriesPoint, Talker, TrafficFilter, TrafficSums,
+    TrafficTotal, TrafficView, HIT_TYPES,
+};
 use serde_json::Value;
 
 /// The sample's day.
@@ -257,6 +262,7 @@ async fn both_stores_answer_every_search_alike() {
     let cls = RecordsStore::Cls(ClsRecords {
         client: ApiClient::new("ap-guangzhou", Some(stub.url.clone())),
         topic: "topic-hits".to_string(),
+        traffic_topic: "topic-traffic".to_string(),
     });
     let local = RecordsStore::Local(LocalRecords::open(&db).unwrap());
 
@@ -348,5 +354,162 @@ async fn both_stores_answer_every_search_alike() {
             .await
             .unwrap()
     );
+
+    // The traffic views agree with each other and with a plain reading of the records.
+    for (name, filter) in traffic_shapes() {
+        let expected = traffic_truth(&filter, &records);
+        assert!(
+            !expected.totals.is_empty(),
+            "{name}: the sample has no such traffic"
+        );
+        let from_cls = cls.traffic(&filter, deadline).await.unwrap();
+        let from_local = local.traffic(&filter, deadline).await.unwrap();
+        assert_eq!(from_cls, expected, "{name}: CLS");
+        assert_eq!(from_local, expected, "{name}: local");
+    }
     std::fs::remove_dir_all(dir).ok();
+}
+
+fn traffic_shapes() -> Vec<(&'static str, TrafficFilter)> {
+    let base = TrafficFilter::new(SINCE, UNTIL);
+    let vpc = TrafficFilter {
+        vpc: Some("vpc-prod0001".into()),
+        ..base.clone()
+    };
+    vec![
+        ("all traffic of the day", base.clone()),
+        ("job 2: within one VPC", vpc.clone()),
+        (
+            "job 2: between subnets, 5 talkers",
+            TrafficFilter {
+                scope: Some(Scope::InterSubnet),
+                talkers: 5,
+                ..vpc.clone()
+            },
+        ),
+        (
+            "job 3: inbound",
+            TrafficFilter {
+                scope: Some(Scope::VpcInbound),
+                ..vpc.clone()
+            },
+        ),
+        (
+            "job 3: outbound, private peers",
+            TrafficFilter {
+                scope: Some(Scope::VpcOutbound),
+                peer: Some(Peer::Private),
+                ..vpc.clone()
+            },
+        ),
+        (
+            "one subnet, rejected",
+            TrafficFilter {
+                subnet: Some("subnet-db000001".into()),
+                fl_action: Some("REJECT"),
+                ..base.clone()
+            },
+        ),
+        (
+            "an hour by the minute",
+            TrafficFilter {
+                since: SINCE,
+                until: SINCE + 3600,
+                bucket: 60,
+                ..base.clone()
+            },
+        ),
+    ]
+}
+
+/// The traffic views of `filter`, summed plainly from the records.
+fn traffic_truth(filter: &TrafficFilter, records: &[Value]) -> TrafficView {
+    use std::collections::BTreeMap;
+    let text = |r: &Value, key: &str| r.get(key).and_then(Value::as_str).map(str::to_string);
+    let count = |r: &Value, key: &str| r[key].as_u64().unwrap_or(0);
+    let either = |r: &Value, id: &Option<String>, key: &str| {
+        id.as_ref().is_none_or(|id| {
+            text(r, &format!("src_{key}")).as_ref() == Some(id)
+                || text(r, &format!("dst_{key}")).as_ref() == Some(id)
+        })
+    };
+    let add = |sums: &mut TrafficSums, r: &Value| {
+        sums.flows += count(r, "flows");
+        if r["fl_action"] == "REJECT" {
+            sums.rejected_flows += count(r, "flows");
+        }
+        sums.packets += count(r, "packets");
+        sums.bytes += count(r, "bytes");
+    };
+    let mut totals: BTreeMap<(String, String), TrafficSums> = BTreeMap::new();
+    type TalkerKey = (String, String, Option<u16>, String, String);
+    let mut talkers: BTreeMap<TalkerKey, TrafficSums> = BTreeMap::new();
+    let mut matrix: BTreeMap<(Option<String>, Option<String>), TrafficSums> = BTreeMap::new();
+    let mut series: BTreeMap<i64, TrafficSums> = BTreeMap::new();
+    for r in records.iter().filter(|r| {
+        r["record_type"] == "traffic"
+            && (filter.since..=filter.until).contains(&r["time"].as_i64().unwrap())
+            && either(r, &filter.vpc, "vpc")
+            && either(r, &filter.subnet, "subnet")
+            && filter.scope.is_none_or(|s| r["scope"] == s.as_str())
+            && filter.peer.is_none_or(|p| r["peer"] == p.as_str())
+            && filter.fl_action.is_none_or(|a| r["fl_action"] == a)
+    }) {
+        let t = |key: &str| text(r, key).unwrap_or_default();
+        add(totals.entry((t("scope"), t("fl_action"))).or_default(), r);
+        let port = r["dst_port"].as_u64().map(|p| p as u16);
+        let key = (
+            t("src_ip"),
+            t("dst_ip"),
+            port,
+            t("protocol_name"),
+            t("scope"),
+        );
+        add(talkers.entry(key).or_default(), r);
+        let cell = (text(r, "src_subnet"), text(r, "dst_subnet"));
+        add(matrix.entry(cell).or_default(), r);
+        let last_seen = r["last_seen"].as_i64().unwrap();
+        let step = i64::from(filter.bucket);
+        add(series.entry(last_seen - last_seen % step).or_default(), r);
+    }
+    let mut view = TrafficView {
+        totals: totals
+            .into_iter()
+            .map(|((scope, fl_action), sums)| TrafficTotal {
+                scope,
+                fl_action,
+                sums,
+            })
+            .collect(),
+        talkers: talkers
+            .into_iter()
+            .map(
+                |((src_ip, dst_ip, dst_port, protocol_name, scope), sums)| Talker {
+                    src_ip,
+                    dst_ip,
+                    dst_port,
+                    protocol_name,
+                    scope,
+                    sums,
+                },
+            )
+            .collect(),
+        matrix: matrix
+            .into_iter()
+            .map(|((src_subnet, dst_subnet), sums)| MatrixCell {
+                src_subnet,
+                dst_subnet,
+                sums,
+            })
+            .collect(),
+        series: series
+            .into_iter()
+            .map(|(time, sums)| SeriesPoint { time, sums })
+            .collect(),
+    };
+    view.sort();
+    view.talkers.truncate(filter.talkers as usize);
+    view.matrix
+        .truncate(esgflow::core::search::MAX_MATRIX_CELLS as usize);
+    view
 }

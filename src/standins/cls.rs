@@ -277,8 +277,10 @@ fn search(state: &mut StubState, headers: &HeaderMap, body: &[u8]) -> (StatusCod
     // Newest first (stable: logs of one time keep their upload order).
     matched.sort_by_key(|l| if ascending { l.time } else { -l.time });
     if let Some(sql) = sql {
-        let rows = analysis(&matched, search_part, sql);
-        return (StatusCode::OK, serde_json::json!({"Response": {"Analysis": true, "AnalysisRecords": rows, "ListOver": true, "RequestId": "stub"}}).to_string());
+        return match analysis(&matched, sql) {
+            Ok(rows) => (StatusCode::OK, serde_json::json!({"Response": {"Analysis": true, "AnalysisRecords": rows, "ListOver": true, "RequestId": "stub"}}).to_string()),
+            Err(problem) => (StatusCode::OK, serde_json::json!({"Response": {"Error": {"Code": "FailedOperation.QueryError", "Message": format!("SQL error: {problem}")}, "RequestId": "stub"}}).to_string()),
+        };
     }
     // Paging as CLS documents it (`SearchLogRequest.Context`): a context passed back is valid
     // only with every other parameter unchanged, and only while CLS keeps it.
@@ -313,53 +315,79 @@ fn search(state: &mut StubState, headers: &HeaderMap, body: &[u8]) -> (StatusCod
     (StatusCode::OK, serde_json::json!({"Response": {"Results": results, "Context": context, "ListOver": list_over, "RequestId": "stub"}}).to_string())
 }
 
-/// A small evaluator for the SQL queries esgflow sends, over the logs the search part matched:
-/// a `group by rule_uuid` query answers one row per rule (`hits`: the sum of `hits` for
-/// `rule_hits` logs, else the count), most first, at most its `limit`; a query without grouping
-/// answers one row of sums (`hits`, `block_hits`, `observe_hits`) and `min(first_hit)`,
-/// `max(last_hit)`.
-fn analysis(selected: &[&ReceivedLog], search: &str, sql: &str) -> Vec<String> {
-    let record_type = search
-        .split("record_type:\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next());
-    let value = |log: &ReceivedLog, key: &str| -> u64 {
-        log.fields
-            .get(key)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    let counters = record_type == Some("rule_hits");
-    if sql.contains("group by rule_uuid") {
-        let mut sums: std::collections::BTreeMap<String, u64> = Default::default();
-        for log in selected {
-            *sums.entry(log.fields["rule_uuid"].clone()).or_default() +=
-                if counters { value(log, "hits") } else { 1 };
+/// The SQL part of a query, run as CLS runs it over the logs the search part matched: here in an
+/// in-memory SQLite table with one column per field of the topic's index that has statistics
+/// (`long` fields as integers), so SQL naming any other field fails as CLS fails it, and every
+/// aggregate, `group by`, `order by` and `limit` means what SQL says. CLS SQL has no `FROM`: it
+/// is put before the first clause that follows the select list.
+fn analysis(selected: &[&ReceivedLog], sql: &str) -> Result<Vec<String>, String> {
+    use esgflow::adapters::tencent::cls_query::{FieldKind, HITS_INDEX, TRAFFIC_INDEX};
+    let mut columns: Vec<(&str, FieldKind)> = Vec::new();
+    for field in HITS_INDEX.iter().chain(TRAFFIC_INDEX) {
+        if field.statistics && !columns.iter().any(|(name, _)| *name == field.name) {
+            columns.push((field.name, field.kind));
         }
-        let mut rows: Vec<(String, u64)> = sums.into_iter().collect();
-        rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        let limit = sql
-            .rsplit_once("limit ")
-            .and_then(|(_, n)| n.trim().parse().ok())
-            .unwrap_or(100);
-        return rows
-            .into_iter()
-            .take(limit)
-            .map(|(uuid, hits)| serde_json::json!({"rule_uuid": uuid, "hits": hits}).to_string())
-            .collect();
     }
-    if selected.is_empty() {
-        return vec![serde_json::json!({"hits": null, "block_hits": null, "observe_hits": null, "first_hit": null, "last_hit": null}).to_string()];
+    let db = rusqlite::Connection::open_in_memory().map_err(|e| e.to_string())?;
+    let definitions: Vec<String> = columns
+        .iter()
+        .map(|(name, kind)| match kind {
+            FieldKind::Long => format!("{name} INTEGER"),
+            FieldKind::Text => format!("{name} TEXT"),
+        })
+        .collect();
+    db.execute_batch(&format!("CREATE TABLE log ({})", definitions.join(", ")))
+        .map_err(|e| e.to_string())?;
+    {
+        let mut insert = db
+            .prepare(&format!(
+                "INSERT INTO log VALUES ({})",
+                vec!["?"; columns.len()].join(", ")
+            ))
+            .map_err(|e| e.to_string())?;
+        for log in selected {
+            let values = columns.iter().map(|(name, kind)| {
+                use rusqlite::types::Value;
+                match (log.fields.get(*name), kind) {
+                    (None, _) => Value::Null,
+                    (Some(text), FieldKind::Long) => {
+                        text.parse::<i64>().map_or(Value::Null, Value::Integer)
+                    }
+                    (Some(text), FieldKind::Text) => Value::Text(text.clone()),
+                }
+            });
+            insert
+                .execute(rusqlite::params_from_iter(values))
+                .map_err(|e| e.to_string())?;
+        }
     }
-    let sum = |key: &str| selected.iter().map(|l| value(l, key)).sum::<u64>();
-    vec![serde_json::json!({
-        "hits": sum("hits"),
-        "block_hits": sum("block_hits"),
-        "observe_hits": sum("observe_hits"),
-        "first_hit": selected.iter().map(|l| value(l, "first_hit")).min(),
-        "last_hit": selected.iter().map(|l| value(l, "last_hit")).max(),
-    })
-    .to_string()]
+    let lower = sql.to_ascii_lowercase();
+    let from = [" where ", " group by ", " having ", " order by ", " limit "]
+        .iter()
+        .filter_map(|clause| lower.find(clause))
+        .min()
+        .unwrap_or(sql.len());
+    let statement = format!("{} FROM log{}", &sql[..from], &sql[from..]);
+    let mut query = db.prepare(&statement).map_err(|e| e.to_string())?;
+    let names: Vec<String> = query.column_names().iter().map(|n| n.to_string()).collect();
+    let rows = query
+        .query_map([], |row| {
+            let mut object = serde_json::Map::new();
+            for (i, name) in names.iter().enumerate() {
+                let value = match row.get_ref(i)? {
+                    rusqlite::types::ValueRef::Integer(n) => serde_json::json!(n),
+                    rusqlite::types::ValueRef::Real(f) => serde_json::json!(f),
+                    rusqlite::types::ValueRef::Text(t) => {
+                        serde_json::json!(String::from_utf8_lossy(t))
+                    }
+                    _ => serde_json::Value::Null,
+                };
+                object.insert(name.clone(), value);
+            }
+            Ok(serde_json::Value::Object(object).to_string())
+        })
+        .map_err(|e| e.to_string())?;
+    rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
 }
 
 // Pseudo-statuses a script can hold besides real HTTP statuses.
@@ -468,5 +496,47 @@ async fn upload(
             StatusCode::OK,
             serde_json::json!({"Response": {"RequestId": "stub"}}).to_string(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log(fields: &[(&str, &str)]) -> ReceivedLog {
+        ReceivedLog {
+            topic: "t".into(),
+            time: 0,
+            fields: fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    /// SQL runs over the matched logs as SQL means it, and only over fields with statistics.
+    #[test]
+    fn sql_is_evaluated_over_statistics_fields_only() {
+        let logs = [
+            log(&[("rule_uuid", "a"), ("hits", "2"), ("rule_description", "x")]),
+            log(&[("rule_uuid", "a"), ("hits", "3")]),
+            log(&[("rule_uuid", "b"), ("hits", "7")]),
+        ];
+        let selected: Vec<&ReceivedLog> = logs.iter().collect();
+        let rows = analysis(
+            &selected,
+            "select rule_uuid, sum(cast(hits as bigint)) as hits group by rule_uuid order by hits desc limit 1",
+        )
+        .unwrap();
+        assert_eq!(rows, [r#"{"hits":7,"rule_uuid":"b"}"#]);
+        let err = analysis(
+            &selected,
+            "select rule_description, count(*) as n group by rule_description",
+        )
+        .unwrap_err();
+        assert!(err.contains("rule_description"), "{err}");
+        // No logs: one row of nulls for an aggregate without grouping, as SQL says.
+        let rows = analysis(&[], "select sum(cast(hits as bigint)) as hits").unwrap();
+        assert_eq!(rows, [r#"{"hits":null}"#]);
     }
 }

@@ -3,9 +3,10 @@
 //! same searches as the hits topic in CLS (`crate::adapters::tencent::cls_query`), with the same
 //! meaning for every condition; `tests/records_store.rs` runs each against both.
 //!
-//! One table holds every record: the fields searches filter on as columns, the record itself as
-//! JSON text. Records are keyed by type and `record_id`, so importing a retried batch twice keeps
-//! one copy.
+//! Table `records` holds every record but traffic: the fields searches filter on as columns, the
+//! record itself as JSON text. Table `traffic` holds the traffic records' fields the traffic views
+//! group and sum. Records are keyed by type and `record_id`, so importing a retried batch twice
+//! keeps one copy.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -14,7 +15,9 @@ use rusqlite::types::Value as Sql;
 use rusqlite::{params_from_iter, Connection, OpenFlags};
 use serde_json::Value;
 
-use crate::core::search::{AddressMatch, HitFilter, HitsPage, RuleCounters};
+use crate::core::search::{
+    AddressMatch, HitFilter, HitsPage, RuleCounters, TrafficFilter, TrafficQuery, TrafficView,
+};
 
 /// A failure of the local store, naming the database.
 #[derive(Debug, thiserror::Error)]
@@ -71,12 +74,43 @@ CREATE INDEX IF NOT EXISTS records_by_src
     ON records (src_ip_num, time, record_type, dst_port, protocol, dst_ip_num);
 CREATE INDEX IF NOT EXISTS records_by_dst
     ON records (dst_ip_num, time, record_type, dst_port, protocol, src_ip_num);
-PRAGMA user_version = 2;
+CREATE TABLE IF NOT EXISTS traffic (
+    record_id TEXT PRIMARY KEY NOT NULL,
+    time INTEGER NOT NULL,
+    scope TEXT, peer TEXT, src_vpc TEXT, dst_vpc TEXT, src_subnet TEXT, dst_subnet TEXT,
+    src_ip TEXT, dst_ip TEXT, dst_port INTEGER, protocol_name TEXT, fl_action TEXT,
+    flows INTEGER, packets INTEGER, bytes INTEGER, last_seen INTEGER
+);
+CREATE INDEX IF NOT EXISTS traffic_by_time ON traffic (time);
+CREATE INDEX IF NOT EXISTS traffic_by_src_vpc ON traffic (src_vpc, time);
+CREATE INDEX IF NOT EXISTS traffic_by_dst_vpc ON traffic (dst_vpc, time);
+PRAGMA user_version = 3;
 ";
 
 /// The schema's version (`PRAGMA user_version`): a database made by another version is
 /// refused, with how to fill it again.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
+
+/// The columns of table `traffic`, in insert order.
+const TRAFFIC_COLUMNS: [&str; 17] = [
+    "record_id",
+    "time",
+    "scope",
+    "peer",
+    "src_vpc",
+    "dst_vpc",
+    "src_subnet",
+    "dst_subnet",
+    "src_ip",
+    "dst_ip",
+    "dst_port",
+    "protocol_name",
+    "fl_action",
+    "flows",
+    "packets",
+    "bytes",
+    "last_seen",
+];
 
 /// The embedded records store.
 pub struct LocalRecords {
@@ -158,27 +192,32 @@ impl LocalRecords {
         let transaction = connection.transaction().map_err(|e| Self::error(path, e))?;
         let mut imported = Imported::default();
         {
-            let placeholders = vec!["?"; COLUMNS.len()].join(", ");
-            let mut insert = transaction
-                .prepare(&format!(
-                    "INSERT OR REPLACE INTO records ({}) VALUES ({placeholders})",
-                    COLUMNS.join(", ")
-                ))
-                .map_err(|e| Self::error(path, e))?;
+            let insert = |table: &str, columns: &[&str]| {
+                transaction
+                    .prepare(&format!(
+                        "INSERT OR REPLACE INTO {table} ({}) VALUES ({})",
+                        columns.join(", "),
+                        vec!["?"; columns.len()].join(", ")
+                    ))
+                    .map_err(|e| Self::error(path, e))
+            };
+            let mut records = insert("records", &COLUMNS)?;
+            let mut traffic = insert("traffic", &TRAFFIC_COLUMNS)?;
             for line in lines.lines() {
                 let line = line.map_err(|e| Self::error(path, e))?;
                 if line.trim().is_empty() {
                     continue;
                 }
-                match row(&line) {
-                    Some(values) => {
-                        insert
-                            .execute(params_from_iter(values))
-                            .map_err(|e| Self::error(path, e))?;
-                        imported.records += 1;
+                let stored = match row(&line) {
+                    Some(Row::Record(values)) => records.execute(params_from_iter(values)),
+                    Some(Row::Traffic(values)) => traffic.execute(params_from_iter(values)),
+                    None => {
+                        imported.skipped += 1;
+                        continue;
                     }
-                    None => imported.skipped += 1,
-                }
+                };
+                stored.map_err(|e| Self::error(path, e))?;
+                imported.records += 1;
             }
         }
         transaction.commit().map_err(|e| Self::error(path, e))?;
@@ -280,6 +319,67 @@ impl LocalRecords {
         query(&mut statement).map_err(|e| Self::error(&self.path, e))
     }
 
+    /// The traffic views of `filter`: the same SQL as CLS runs ([`TrafficQuery::sql`]) over the
+    /// traffic records it covers.
+    pub fn traffic(&self, filter: &TrafficFilter) -> Result<TrafficView, LocalStoreError> {
+        let mut values = vec![Sql::Integer(filter.since), Sql::Integer(filter.until)];
+        let mut conditions = vec!["time BETWEEN ? AND ?".to_string()];
+        let mut either_side = |column: &str, id: &Option<String>| {
+            if let Some(id) = id {
+                conditions.push(format!("(src_{column} = ? OR dst_{column} = ?)"));
+                values.extend([Sql::Text(id.clone()), Sql::Text(id.clone())]);
+            }
+        };
+        either_side("vpc", &filter.vpc);
+        either_side("subnet", &filter.subnet);
+        let mut equal = |column: &str, value: Option<&'static str>| {
+            if let Some(value) = value {
+                conditions.push(format!("{column} = ?"));
+                values.push(Sql::Text(value.to_string()));
+            }
+        };
+        equal("scope", filter.scope.map(|s| s.as_str()));
+        equal("peer", filter.peer.map(|p| p.as_str()));
+        equal("fl_action", filter.fl_action);
+        let mut view = TrafficView::default();
+        for query in TrafficQuery::ALL {
+            let (select, rest) = query.sql(filter);
+            let sql = format!(
+                "SELECT {select} FROM traffic WHERE {} {rest}",
+                conditions.join(" AND ")
+            );
+            let rows: Vec<Value> = self.run(&sql, |statement| {
+                let names: Vec<String> = statement
+                    .column_names()
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect();
+                statement
+                    .query_map(params_from_iter(values.iter()), |r| {
+                        let mut row = serde_json::Map::new();
+                        for (i, name) in names.iter().enumerate() {
+                            let value = match r.get_ref(i)? {
+                                rusqlite::types::ValueRef::Integer(n) => Value::from(n),
+                                rusqlite::types::ValueRef::Real(f) => Value::from(f),
+                                rusqlite::types::ValueRef::Text(t) => {
+                                    Value::from(String::from_utf8_lossy(t).into_owned())
+                                }
+                                _ => Value::Null,
+                            };
+                            row.insert(name.clone(), value);
+                        }
+                        Ok(Value::Object(row))
+                    })
+                    .and_then(Iterator::collect)
+            })?;
+            for row in &rows {
+                query.add_row(&mut view, row);
+            }
+        }
+        view.sort();
+        Ok(view)
+    }
+
     /// `uuid`'s `rule_hits` counters summed between `since` and `until` (Unix seconds).
     pub fn rule_counters(
         &self,
@@ -306,8 +406,16 @@ impl LocalRecords {
     }
 }
 
+/// A record's column values, for its table.
+enum Row {
+    /// Table `records`.
+    Record(Vec<Sql>),
+    /// Table `traffic`.
+    Traffic(Vec<Sql>),
+}
+
 /// A JSON-lines record as column values, or `None` when it is not a record.
-fn row(line: &str) -> Option<Vec<Sql>> {
+fn row(line: &str) -> Option<Row> {
     let record: Value = serde_json::from_str(line).ok()?;
     let text = |key: &str| match record.get(key) {
         Some(Value::String(s)) => Sql::Text(s.clone()),
@@ -327,6 +435,20 @@ fn row(line: &str) -> Option<Vec<Sql>> {
             .map_or(Sql::Null, |n| Sql::Integer(i64::from(n))),
         known => known,
     };
+    if record.get("record_type").and_then(Value::as_str) == Some("traffic") {
+        let mut values = Vec::with_capacity(TRAFFIC_COLUMNS.len());
+        for column in TRAFFIC_COLUMNS {
+            let value = match column {
+                "time" | "dst_port" | "flows" | "packets" | "bytes" | "last_seen" => number(column),
+                _ => text(column),
+            };
+            if value == Sql::Null && matches!(column, "record_id" | "time") {
+                return None;
+            }
+            values.push(value);
+        }
+        return Some(Row::Traffic(values));
+    }
     let mut values = Vec::with_capacity(COLUMNS.len());
     for column in COLUMNS {
         let value = match column {
@@ -342,7 +464,7 @@ fn row(line: &str) -> Option<Vec<Sql>> {
         }
         values.push(value);
     }
-    Some(values)
+    Some(Row::Record(values))
 }
 
 /// `side` matching `address`, with its values.

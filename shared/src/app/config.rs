@@ -124,8 +124,8 @@ pub(crate) const RECORDS_DB: Setting = Setting {
 pub(crate) const CLS_TRAFFIC_TOPIC_ID: Setting = Setting {
     name: "ESGFLOW_CLS_TRAFFIC_TOPIC_ID",
     default: None,
-    functions: &[Function::Audit],
-    description: "CLS topic for traffic records. Empty: the ESGFLOW_CLS_TOPIC_ID topic.",
+    functions: &[Function::Audit, Function::Lookup],
+    description: "CLS topic for traffic records (audit writes them, lookup's /v1/traffic reads them). Empty: the ESGFLOW_CLS_TOPIC_ID topic.",
 };
 
 /// `ESGFLOW_CLS_ENDPOINT`: the CLS API endpoint.
@@ -398,6 +398,9 @@ impl LookupConfig {
                         &required(&REGION, lookup)?,
                         CLS_ENDPOINT.raw_from(lookup),
                     ),
+                    traffic_topic: CLS_TRAFFIC_TOPIC_ID
+                        .raw_from(lookup)
+                        .map_or_else(|| topic.trim().to_string(), |t| t.trim().to_string()),
                     topic: topic.trim().to_string(),
                 },
             )),

@@ -17,13 +17,18 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
-use crate::adapters::tencent::cls_query::hits_query;
+use crate::adapters::tencent::cls_query::{hits_query, traffic_search};
 use crate::app::records_store::{RecordsStore, StoreFailure};
 use crate::app::snapshot_cache::SnapshotCache;
 use crate::app::views::{ExplainView, RuleView};
-use crate::core::engine::{Detail, Engine, FlowKey};
-use crate::core::search::{is_search_id, AddressMatch, HitFilter, HIT_TYPES};
+use crate::core::engine::{Detail, Engine, FlowKey, Scope};
+use crate::core::records::Peer;
+use crate::core::search::{
+    is_search_id, series_step, AddressMatch, HitFilter, TrafficFilter, HIT_TYPES,
+    MAX_SERIES_POINTS, MAX_TALKERS,
+};
 use crate::events::{ApiGatewayRequest, ApiGatewayResponse};
+use strum::VariantArray;
 
 /// Most flows in one batch explain.
 pub(crate) const MAX_BATCH: usize = 1000;
@@ -140,6 +145,8 @@ impl Lookup {
         }
         let result = if path == "/v1/hits" {
             self.hits(request, deadline).await.map(raw)
+        } else if path == "/v1/traffic" {
+            self.traffic(request, deadline).await.map(raw)
         } else if path == "/v1/hits/export" {
             match self.export(request, deadline).await {
                 Ok(response) => return response,
@@ -290,6 +297,34 @@ impl Lookup {
         Ok(json!({
             "hits": hits, "count": hits.len(), "cursor": cursor, "next": next, "complete": complete,
             "query": hits_query(&query.filter), "since": query.filter.since, "until": query.filter.until,
+        }))
+    }
+
+    /// `GET /v1/traffic?vpc=…`: totals, top talkers, the subnet matrix and a time series of
+    /// the traffic records.
+    async fn traffic(
+        &self,
+        request: &ApiGatewayRequest,
+        deadline: Instant,
+    ) -> Result<Value, Failure> {
+        self.authenticate(request)?;
+        only_parameters(request, "/v1/traffic", &TRAFFIC_PARAMETERS)?;
+        if request.http_method != "GET" {
+            return Err(fail(405, "method_not_allowed", "/v1/traffic accepts GET"));
+        }
+        let filter = traffic_filter(request, chrono::Utc::now().timestamp())?;
+        let store = self.store()?;
+        let view = store
+            .traffic(&filter, deadline)
+            .await
+            .map_err(|failure| search_failed(failure, "the records search expired: ask again"))?;
+        Ok(json!({
+            "since": filter.since, "until": filter.until, "step": filter.bucket,
+            "vpc": filter.vpc, "subnet": filter.subnet,
+            "scope": filter.scope.map(|s| s.as_str()), "peer": filter.peer.map(|p| p.as_str()),
+            "fl_action": filter.fl_action,
+            "totals": view.totals, "talkers": view.talkers, "matrix": view.matrix,
+            "series": view.series, "query": traffic_search(&filter),
         }))
     }
 
@@ -757,6 +792,117 @@ fn query_text(next: &Value) -> String {
 /// then are accepted, so no arithmetic on them can overflow).
 pub(crate) const MAX_TIME_SECONDS: i64 = 253_402_300_799;
 
+/// An id parameter (`name`, as given), checked with [`is_search_id`]; `what` names the kind.
+fn search_id(name: &str, given: Option<&str>, what: &str) -> Result<Option<String>, Failure> {
+    match given.map(str::trim) {
+        Some(text) if is_search_id(text) => Ok(Some(text.to_string())),
+        Some(text) => Err(field_error(
+            name,
+            format!("{text:?} is not {what} (letters, digits, - and _)"),
+        )),
+        None => Ok(None),
+    }
+}
+
+/// The parameters `/v1/traffic` reads, in the order `openapi.json` documents them.
+pub const TRAFFIC_PARAMETERS: [&str; 9] = [
+    "vpc",
+    "subnet",
+    "scope",
+    "peer",
+    "fl_action",
+    "since",
+    "until",
+    "talkers",
+    "step",
+];
+
+/// The traffic views a `/v1/traffic` request asks for.
+fn traffic_filter(request: &ApiGatewayRequest, now: i64) -> Result<TrafficFilter, Failure> {
+    let given = |name: &str| request.query(name).filter(|t| !t.trim().is_empty());
+    let named = |name: &str, names: &[&'static str]| -> Result<Option<usize>, Failure> {
+        given(name)
+            .map(|text| {
+                names.iter().position(|n| *n == text.trim()).ok_or_else(|| {
+                    field_error(name, format!("{text:?} is not one of {}", names.join(", ")))
+                })
+            })
+            .transpose()
+    };
+    let scopes: Vec<&'static str> = Scope::VARIANTS.iter().map(|s| s.as_str()).collect();
+    let peers: Vec<&'static str> = Peer::VARIANTS.iter().map(|p| p.as_str()).collect();
+    let (since, until) = window(given("since"), given("until"), now)?;
+    let mut filter = TrafficFilter::new(since, until);
+    filter.vpc = search_id("vpc", given("vpc"), "a VPC id")?;
+    filter.subnet = search_id("subnet", given("subnet"), "a subnet id")?;
+    filter.scope = named("scope", &scopes)?.map(|i| Scope::VARIANTS[i]);
+    filter.peer = named("peer", &peers)?.map(|i| Peer::VARIANTS[i]);
+    filter.fl_action = fl_action(given("fl_action"))?;
+    if let Some(text) = given("talkers") {
+        filter.talkers = text
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_TALKERS).contains(n))
+            .ok_or_else(|| {
+                field_error(
+                    "talkers",
+                    format!("{text:?} is not a whole number from 1 to {MAX_TALKERS}"),
+                )
+            })?;
+    }
+    if let Some(text) = given("step") {
+        let smallest = series_step(since, until);
+        filter.bucket = text
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| n % 60 == 0 && (smallest..=86_400).contains(n))
+            .ok_or_else(|| {
+                field_error(
+                    "step",
+                    format!(
+                        "{text:?} is not a whole number of minutes, in seconds, from {smallest} (at most {MAX_SERIES_POINTS} points over this window) to 86400"
+                    ),
+                )
+            })?;
+    }
+    Ok(filter)
+}
+
+/// `fl_action` as given (any case), or none.
+fn fl_action(given: Option<&str>) -> Result<Option<&'static str>, Failure> {
+    match given.map(str::trim) {
+        Some(text) if text.eq_ignore_ascii_case("accept") => Ok(Some("ACCEPT")),
+        Some(text) if text.eq_ignore_ascii_case("reject") => Ok(Some("REJECT")),
+        Some(text) => Err(field_error(
+            "fl_action",
+            format!("{text:?} is not ACCEPT or REJECT"),
+        )),
+        None => Ok(None),
+    }
+}
+
+/// A search window from `since` and `until` as given: until defaults to `now`, since to an hour
+/// before until; since must come first, and the span be at most 30 days.
+fn window(since: Option<&str>, until: Option<&str>, now: i64) -> Result<(i64, i64), Failure> {
+    let until = until
+        .map(|t| parse_time("until", t))
+        .transpose()?
+        .unwrap_or(now);
+    let since = since
+        .map(|t| parse_time("since", t))
+        .transpose()?
+        .unwrap_or(until - 3600);
+    if since >= until {
+        return Err(field_error("since", "must be before until"));
+    }
+    if until - since > MAX_HITS_SPAN_SECONDS {
+        return Err(field_error("since", "the span may be at most 30 days"));
+    }
+    Ok((since, until))
+}
+
 fn parse_time(field: &str, text: &str) -> Result<i64, Failure> {
     let seconds = match text.trim().parse::<i64>() {
         Ok(seconds) => seconds,
@@ -844,16 +990,7 @@ impl HitsQuery {
                 .map(|text| AddressMatch::parse(text).map_err(|e| field_error(name, e)))
                 .transpose()
         };
-        let id = |name: &str, what: &str| -> Result<Option<String>, Failure> {
-            match given(name).map(str::trim) {
-                Some(text) if is_search_id(text) => Ok(Some(text.to_string())),
-                Some(text) => Err(field_error(
-                    name,
-                    format!("{text:?} is not {what} (letters, digits, - and _)"),
-                )),
-                None => Ok(None),
-            }
-        };
+        let id = |name: &str, what: &str| search_id(name, given(name), what);
         let port = given("port")
             .map(|text| {
                 text.trim()
@@ -873,17 +1010,7 @@ impl HitsQuery {
                 })
             })
             .transpose()?;
-        let fl_action = match given("fl_action").map(str::trim) {
-            Some(text) if text.eq_ignore_ascii_case("accept") => Some("ACCEPT"),
-            Some(text) if text.eq_ignore_ascii_case("reject") => Some("REJECT"),
-            Some(text) => {
-                return Err(field_error(
-                    "fl_action",
-                    format!("{text:?} is not ACCEPT or REJECT"),
-                ))
-            }
-            None => None,
-        };
+        let fl_action = fl_action(given("fl_action"))?;
         let types = match given("type") {
             Some(text) => text
                 .split(',')
@@ -902,20 +1029,7 @@ impl HitsQuery {
                 .collect::<Result<Vec<_>, _>>()?,
             None => vec!["block_hit", "observe_hit"],
         };
-        let until = given("until")
-            .map(|t| parse_time("until", t))
-            .transpose()?
-            .unwrap_or(now);
-        let since = given("since")
-            .map(|t| parse_time("since", t))
-            .transpose()?
-            .unwrap_or(until - 3600);
-        if since >= until {
-            return Err(field_error("since", "must be before until"));
-        }
-        if until - since > MAX_HITS_SPAN_SECONDS {
-            return Err(field_error("since", "the span may be at most 30 days"));
-        }
+        let (since, until) = window(given("since"), given("until"), now)?;
         let limit = match given("limit") {
             Some(text) => text
                 .trim()
@@ -1374,6 +1488,70 @@ mod tests {
             json!({"httpMethod": "GET", "path": "/v1/hits", "queryString": query}),
         )
         .unwrap()
+    }
+
+    /// Traffic view parameters are read strictly: each bad value is named, and the time series'
+    /// step keeps a window within its points.
+    #[test]
+    fn traffic_parameters_are_checked_by_name() {
+        let filter = |query: &[(&str, &str)]| {
+            let mut request = hits_request(query);
+            request.path = "/v1/traffic".into();
+            traffic_filter(&request, 1_000_000)
+        };
+        let day = [("since", "913600"), ("until", "1000000")];
+        let read = filter(&[
+            day[0],
+            day[1],
+            ("vpc", "vpc-1"),
+            ("scope", "vpc_inbound"),
+            ("peer", "private"),
+            ("fl_action", "reject"),
+            ("talkers", "5"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (
+                read.vpc.as_deref(),
+                read.scope,
+                read.peer,
+                read.fl_action,
+                read.talkers
+            ),
+            (
+                Some("vpc-1"),
+                Some(Scope::VpcInbound),
+                Some(Peer::Private),
+                Some("REJECT"),
+                5
+            )
+        );
+        // A day: 15-minute steps (96 points) unless asked for coarser ones.
+        assert_eq!(read.bucket, 900);
+        assert_eq!(
+            filter(&[day[0], day[1], ("step", "3600")]).unwrap().bucket,
+            3600
+        );
+        assert_eq!(filter(&[]).unwrap().bucket, 60);
+        for (name, value) in [
+            ("scope", "sideways"),
+            ("peer", "moon"),
+            ("vpc", "vpc 1"),
+            ("talkers", "0"),
+            ("talkers", "101"),
+            ("step", "300"),
+            ("step", "901"),
+            ("step", "90000"),
+            ("fl_action", "drop"),
+        ] {
+            let failure = filter(&[day[0], day[1], (name, value)]).unwrap_err();
+            assert_eq!(failure.status, 400, "{name}={value}");
+            assert!(
+                failure.message.starts_with(&format!("{name}: ")),
+                "{}",
+                failure.message
+            );
+        }
     }
 
     /// An export pages through the whole search within its answer budget: every record once,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::adapters::tencent::cls_query::ClsRecords;
-use crate::core::search::{HitFilter, HitsPage, RuleCounters};
+use crate::core::search::{HitFilter, HitsPage, RuleCounters, TrafficFilter, TrafficView};
 
 /// Where the records are, as configured.
 #[derive(Debug, Clone)]
@@ -129,6 +129,19 @@ impl RecordsStore {
             RecordsStore::Cls(cls) => Ok(cls.rule_counters(uuid, since, until, deadline).await?),
             #[cfg(feature = "local-store")]
             RecordsStore::Local(local) => Ok(local.rule_counters(uuid, since, until)?),
+        }
+    }
+
+    /// The traffic views of `filter` (totals, top talkers, subnet matrix, time series).
+    pub async fn traffic(
+        &self,
+        filter: &TrafficFilter,
+        deadline: Instant,
+    ) -> Result<TrafficView, StoreFailure> {
+        match self {
+            RecordsStore::Cls(cls) => Ok(cls.traffic(filter, deadline).await?),
+            #[cfg(feature = "local-store")]
+            RecordsStore::Local(local) => Ok(local.traffic(filter)?),
         }
     }
 }

@@ -193,6 +193,285 @@ pub struct RuleCounters {
     pub last_hit: Option<u64>,
 }
 
+/// A view of the traffic records: every condition given must hold. Times are Unix seconds,
+/// `since ≤ time ≤ until`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrafficFilter {
+    /// A VPC id, as either end's VPC.
+    pub vpc: Option<String>,
+    /// A subnet id, as either end's subnet.
+    pub subnet: Option<String>,
+    /// The traffic scope.
+    pub scope: Option<crate::core::engine::Scope>,
+    /// What the other end is, seen from its VPC.
+    pub peer: Option<crate::core::records::Peer>,
+    /// The flow log's verdict: `ACCEPT` or `REJECT`.
+    pub fl_action: Option<&'static str>,
+    /// From, Unix seconds.
+    pub since: i64,
+    /// To, Unix seconds.
+    pub until: i64,
+    /// Most rows of top talkers.
+    pub talkers: u32,
+    /// The time series' step, seconds.
+    pub bucket: u32,
+}
+
+impl TrafficFilter {
+    /// All traffic between `since` and `until`, 20 talkers, a step giving at most
+    /// [`MAX_SERIES_POINTS`] points.
+    pub fn new(since: i64, until: i64) -> Self {
+        Self {
+            vpc: None,
+            subnet: None,
+            scope: None,
+            peer: None,
+            fl_action: None,
+            since,
+            until,
+            talkers: 20,
+            bucket: series_step(since, until),
+        }
+    }
+}
+
+/// Most points of a traffic time series.
+pub const MAX_SERIES_POINTS: i64 = 120;
+
+/// Time series steps, seconds: the smallest that keeps a window within [`MAX_SERIES_POINTS`].
+const SERIES_STEPS: [u32; 8] = [60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 24 * 3600];
+
+/// The step of a time series over `since..=until`.
+pub fn series_step(since: i64, until: i64) -> u32 {
+    let span = (until - since).max(1);
+    SERIES_STEPS
+        .into_iter()
+        .find(|step| span / i64::from(*step) < MAX_SERIES_POINTS)
+        .unwrap_or(SERIES_STEPS[SERIES_STEPS.len() - 1])
+}
+
+/// Sums of traffic counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TrafficSums {
+    /// Flow log records.
+    pub flows: u64,
+    /// Of them, rejected.
+    pub rejected_flows: u64,
+    /// Packets.
+    pub packets: u64,
+    /// Bytes.
+    pub bytes: u64,
+}
+
+/// Totals of one scope and verdict.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TrafficTotal {
+    /// The traffic scope.
+    pub scope: String,
+    /// `ACCEPT` or `REJECT`.
+    pub fl_action: String,
+    /// Its sums.
+    #[serde(flatten)]
+    pub sums: TrafficSums,
+}
+
+/// One conversation (initiator → service) of the top talkers.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Talker {
+    /// The initiator.
+    pub src_ip: String,
+    /// The service end.
+    pub dst_ip: String,
+    /// The service port (none for ICMP and other portless protocols).
+    pub dst_port: Option<u16>,
+    /// `TCP`, `UDP`, `ICMP`, …
+    pub protocol_name: String,
+    /// The traffic scope.
+    pub scope: String,
+    /// Its sums.
+    #[serde(flatten)]
+    pub sums: TrafficSums,
+}
+
+/// Traffic from one subnet to another (`None`: outside every known subnet).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MatrixCell {
+    /// The initiator's subnet.
+    pub src_subnet: Option<String>,
+    /// The service end's subnet.
+    pub dst_subnet: Option<String>,
+    /// Its sums.
+    #[serde(flatten)]
+    pub sums: TrafficSums,
+}
+
+/// Traffic in one step of the time series.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SeriesPoint {
+    /// The step's start, Unix seconds (a multiple of the step).
+    pub time: i64,
+    /// Its sums.
+    #[serde(flatten)]
+    pub sums: TrafficSums,
+}
+
+/// Most subnet pairs in a traffic matrix.
+pub const MAX_MATRIX_CELLS: u32 = 400;
+
+/// Most rows of top talkers.
+pub const MAX_TALKERS: u32 = 100;
+
+/// The traffic views of one [`TrafficFilter`]: by bytes, most first; the series by time.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TrafficView {
+    /// Sums per scope and verdict.
+    pub totals: Vec<TrafficTotal>,
+    /// The conversations with the most bytes.
+    pub talkers: Vec<Talker>,
+    /// Subnet to subnet, at most [`MAX_MATRIX_CELLS`] pairs.
+    pub matrix: Vec<MatrixCell>,
+    /// The time series, one point per step with traffic.
+    pub series: Vec<SeriesPoint>,
+}
+
+/// The four traffic views as SQL over the matching traffic records, one text for both stores:
+/// CLS runs `{search} | select {select} {rest}`, the local database
+/// `SELECT {select} FROM traffic WHERE {conditions} {rest}`. Counters are cast to `bigint` so
+/// that the sums hold whether CLS hands SQL a `long` field as a number or as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrafficQuery {
+    /// [`TrafficView::totals`].
+    Totals,
+    /// [`TrafficView::talkers`].
+    Talkers,
+    /// [`TrafficView::matrix`].
+    Matrix,
+    /// [`TrafficView::series`].
+    Series,
+}
+
+/// The sums every traffic view selects, as `sum_flows`, `sum_rejected`, `sum_packets` and
+/// `sum_bytes` (names no record field has, so `order by` cannot mean a field).
+const TRAFFIC_SUMS: &str = "sum(cast(flows as bigint)) as sum_flows, sum(case when fl_action = 'REJECT' then cast(flows as bigint) else 0 end) as sum_rejected, sum(cast(packets as bigint)) as sum_packets, sum(cast(bytes as bigint)) as sum_bytes";
+
+impl TrafficQuery {
+    /// Every view, in [`TrafficView`] order.
+    pub const ALL: [TrafficQuery; 4] = [
+        TrafficQuery::Totals,
+        TrafficQuery::Talkers,
+        TrafficQuery::Matrix,
+        TrafficQuery::Series,
+    ];
+
+    /// `(select list, group/order/limit)` of this view of `filter`.
+    pub fn sql(self, filter: &TrafficFilter) -> (String, String) {
+        match self {
+            TrafficQuery::Totals => (
+                format!("scope, fl_action, {TRAFFIC_SUMS}"),
+                "group by scope, fl_action order by sum_bytes desc, scope, fl_action limit 100"
+                    .to_string(),
+            ),
+            TrafficQuery::Talkers => (
+                format!("src_ip, dst_ip, dst_port, protocol_name, scope, {TRAFFIC_SUMS}"),
+                format!(
+                    "group by src_ip, dst_ip, dst_port, protocol_name, scope order by sum_bytes desc, sum_flows desc, src_ip, dst_ip, protocol_name, scope limit {}",
+                    filter.talkers
+                ),
+            ),
+            TrafficQuery::Matrix => (
+                format!("src_subnet, dst_subnet, {TRAFFIC_SUMS}"),
+                format!(
+                    "group by src_subnet, dst_subnet order by sum_bytes desc, src_subnet, dst_subnet limit {MAX_MATRIX_CELLS}"
+                ),
+            ),
+            TrafficQuery::Series => (
+                format!(
+                    "cast(last_seen as bigint) - cast(last_seen as bigint) % {bucket} as bucket, {TRAFFIC_SUMS}",
+                    bucket = filter.bucket
+                ),
+                // One more point than a window holds: its first step can start before `since`.
+                format!("group by bucket order by bucket limit {}", MAX_SERIES_POINTS * 2),
+            ),
+        }
+    }
+
+    /// Adds one answer row (column name → number or text, as a store gives it) to `view`.
+    pub fn add_row(self, view: &mut TrafficView, row: &serde_json::Value) {
+        let text = |key: &str| match row.get(key) {
+            Some(serde_json::Value::String(s)) if !s.is_empty() && s != "null" => Some(s.clone()),
+            Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        };
+        let number = |key: &str| -> Option<i64> {
+            let value = row.get(key)?;
+            value
+                .as_i64()
+                .or_else(|| value.as_f64().map(|f| f as i64))
+                .or_else(|| value.as_str()?.trim().parse().ok())
+        };
+        let count = |key: &str| number(key).unwrap_or(0).max(0) as u64;
+        let sums = TrafficSums {
+            flows: count("sum_flows"),
+            rejected_flows: count("sum_rejected"),
+            packets: count("sum_packets"),
+            bytes: count("sum_bytes"),
+        };
+        match self {
+            TrafficQuery::Totals => view.totals.push(TrafficTotal {
+                scope: text("scope").unwrap_or_default(),
+                fl_action: text("fl_action").unwrap_or_default(),
+                sums,
+            }),
+            TrafficQuery::Talkers => view.talkers.push(Talker {
+                src_ip: text("src_ip").unwrap_or_default(),
+                dst_ip: text("dst_ip").unwrap_or_default(),
+                dst_port: number("dst_port").and_then(|p| u16::try_from(p).ok()),
+                protocol_name: text("protocol_name").unwrap_or_default(),
+                scope: text("scope").unwrap_or_default(),
+                sums,
+            }),
+            TrafficQuery::Matrix => view.matrix.push(MatrixCell {
+                src_subnet: text("src_subnet"),
+                dst_subnet: text("dst_subnet"),
+                sums,
+            }),
+            TrafficQuery::Series => {
+                if let Some(time) = number("bucket") {
+                    view.series.push(SeriesPoint { time, sums });
+                }
+            }
+        }
+    }
+}
+
+impl TrafficView {
+    /// Puts every view in its documented order, whatever order a store answered in: totals,
+    /// talkers and the matrix by bytes (most first, ties by their keys), the series by time.
+    pub fn sort(&mut self) {
+        let most =
+            |a: &TrafficSums, b: &TrafficSums| b.bytes.cmp(&a.bytes).then(b.flows.cmp(&a.flows));
+        self.totals.sort_by(|a, b| {
+            most(&a.sums, &b.sums)
+                .then_with(|| a.scope.cmp(&b.scope))
+                .then_with(|| a.fl_action.cmp(&b.fl_action))
+        });
+        self.talkers.sort_by(|a, b| {
+            most(&a.sums, &b.sums)
+                .then_with(|| a.src_ip.cmp(&b.src_ip))
+                .then_with(|| a.dst_ip.cmp(&b.dst_ip))
+                .then_with(|| a.dst_port.cmp(&b.dst_port))
+                .then_with(|| a.protocol_name.cmp(&b.protocol_name))
+                .then_with(|| a.scope.cmp(&b.scope))
+        });
+        self.matrix.sort_by(|a, b| {
+            most(&a.sums, &b.sums)
+                .then_with(|| a.src_subnet.cmp(&b.src_subnet))
+                .then_with(|| a.dst_subnet.cmp(&b.dst_subnet))
+        });
+        self.series.sort_by_key(|p| p.time);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,9 @@ use serde_json::{json, Value};
 
 use super::api::{ApiClient, ApiError};
 use super::search::{analysis_rows, number, CLS_VERSION};
-use crate::core::search::{AddressMatch, HitFilter, HitsPage, RuleCounters};
+use crate::core::search::{
+    AddressMatch, HitFilter, HitsPage, RuleCounters, TrafficFilter, TrafficQuery, TrafficView,
+};
 
 /// How CLS indexes a field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +68,27 @@ pub const HITS_INDEX: &[IndexField] = &[
     field("observe_hits", FieldKind::Long, true),
     field("first_hit", FieldKind::Long, true),
     field("last_hit", FieldKind::Long, true),
+];
+
+/// The key-value index the traffic topic needs for the traffic views (when traffic shares the
+/// hits topic, that topic needs both lists; a field in both needs statistics if either says so).
+pub const TRAFFIC_INDEX: &[IndexField] = &[
+    field("record_type", FieldKind::Text, false),
+    field("scope", FieldKind::Text, true),
+    field("peer", FieldKind::Text, false),
+    field("src_vpc", FieldKind::Text, false),
+    field("dst_vpc", FieldKind::Text, false),
+    field("src_subnet", FieldKind::Text, true),
+    field("dst_subnet", FieldKind::Text, true),
+    field("src_ip", FieldKind::Text, true),
+    field("dst_ip", FieldKind::Text, true),
+    field("dst_port", FieldKind::Long, true),
+    field("protocol_name", FieldKind::Text, true),
+    field("fl_action", FieldKind::Text, true),
+    field("flows", FieldKind::Long, true),
+    field("packets", FieldKind::Long, true),
+    field("bytes", FieldKind::Long, true),
+    field("last_seen", FieldKind::Long, true),
 ];
 
 /// `(field:"a" OR field:"b")` — a text field equal to one of `values`.
@@ -121,6 +144,35 @@ pub fn hits_query(filter: &HitFilter) -> String {
         parts.push(format!("fl_action:\"{action}\""));
     }
     parts.join(" AND ")
+}
+
+/// The CQL of the traffic records a traffic view covers.
+pub fn traffic_search(filter: &TrafficFilter) -> String {
+    let mut parts = vec!["record_type:\"traffic\"".to_string()];
+    if let Some(vpc) = &filter.vpc {
+        parts.push(format!("(src_vpc:\"{vpc}\" OR dst_vpc:\"{vpc}\")"));
+    }
+    if let Some(subnet) = &filter.subnet {
+        parts.push(format!(
+            "(src_subnet:\"{subnet}\" OR dst_subnet:\"{subnet}\")"
+        ));
+    }
+    if let Some(scope) = filter.scope {
+        parts.push(format!("scope:\"{scope}\""));
+    }
+    if let Some(peer) = filter.peer {
+        parts.push(format!("peer:\"{peer}\""));
+    }
+    if let Some(action) = filter.fl_action {
+        parts.push(format!("fl_action:\"{action}\""));
+    }
+    parts.join(" AND ")
+}
+
+/// The query text of one traffic view.
+pub fn traffic_query(filter: &TrafficFilter, view: TrafficQuery) -> String {
+    let (select, rest) = view.sql(filter);
+    format!("{} | select {select} {rest}", traffic_search(filter))
 }
 
 /// The numeric fields of hit records. CLS keeps every value as text; these are given back as
@@ -179,6 +231,8 @@ pub struct ClsRecords {
     pub client: ApiClient,
     /// The hits topic.
     pub topic: String,
+    /// The traffic topic (often the hits topic).
+    pub traffic_topic: String,
 }
 
 impl ClsRecords {
@@ -249,6 +303,37 @@ impl ClsRecords {
             })
             .take(limit as usize)
             .collect())
+    }
+
+    /// The traffic views of `filter`: its four queries, at once.
+    pub async fn traffic(
+        &self,
+        filter: &TrafficFilter,
+        deadline: Instant,
+    ) -> Result<TrafficView, ApiError> {
+        let answers =
+            futures_util::future::try_join_all(TrafficQuery::ALL.map(|view| async move {
+                let query = traffic_query(filter, view);
+                let rows = analysis_rows(
+                    &self.client,
+                    &self.traffic_topic,
+                    &query,
+                    filter.since * 1000,
+                    filter.until * 1000,
+                    deadline,
+                )
+                .await?;
+                Ok::<_, ApiError>((view, rows))
+            }))
+            .await?;
+        let mut traffic = TrafficView::default();
+        for (view, rows) in answers {
+            for row in &rows {
+                view.add_row(&mut traffic, row);
+            }
+        }
+        traffic.sort();
+        Ok(traffic)
     }
 
     /// `uuid`'s counters between `since` and `until` (Unix seconds).
@@ -350,21 +435,49 @@ mod tests {
         );
     }
 
+    #[test]
+    fn every_traffic_query_shape_is_pinned() {
+        use crate::core::engine::Scope;
+        let mut filter = TrafficFilter::new(0, 3600);
+        assert_eq!(traffic_search(&filter), r#"record_type:"traffic""#);
+        filter.vpc = Some("vpc-prod01".into());
+        filter.subnet = Some("subnet-db01".into());
+        filter.scope = Some(Scope::VpcInbound);
+        filter.peer = Some(crate::core::records::Peer::Private);
+        filter.fl_action = Some("REJECT");
+        filter.talkers = 5;
+        let search = r#"record_type:"traffic" AND (src_vpc:"vpc-prod01" OR dst_vpc:"vpc-prod01") AND (src_subnet:"subnet-db01" OR dst_subnet:"subnet-db01") AND scope:"vpc_inbound" AND peer:"private" AND fl_action:"REJECT""#;
+        assert_eq!(traffic_search(&filter), search);
+        let sums = "sum(cast(flows as bigint)) as sum_flows, sum(case when fl_action = 'REJECT' then cast(flows as bigint) else 0 end) as sum_rejected, sum(cast(packets as bigint)) as sum_packets, sum(cast(bytes as bigint)) as sum_bytes";
+        let expected = [
+            format!("{search} | select scope, fl_action, {sums} group by scope, fl_action order by sum_bytes desc, scope, fl_action limit 100"),
+            format!("{search} | select src_ip, dst_ip, dst_port, protocol_name, scope, {sums} group by src_ip, dst_ip, dst_port, protocol_name, scope order by sum_bytes desc, sum_flows desc, src_ip, dst_ip, protocol_name, scope limit 5"),
+            format!("{search} | select src_subnet, dst_subnet, {sums} group by src_subnet, dst_subnet order by sum_bytes desc, src_subnet, dst_subnet limit 400"),
+            format!("{search} | select cast(last_seen as bigint) - cast(last_seen as bigint) % 60 as bucket, {sums} group by bucket order by bucket limit 240"),
+        ];
+        for (view, expected) in TrafficQuery::ALL.into_iter().zip(expected) {
+            assert_eq!(traffic_query(&filter, view), expected, "{view:?}");
+        }
+    }
+
     /// The fields a query's search part names (the words before `:`) and those its SQL part
     /// names (every word but SQL's own and numbers).
     fn fields_of(query: &str) -> (Vec<String>, Vec<String>) {
-        const SQL: [&str; 14] = [
+        const SQL: [&str; 19] = [
             "select", "sum", "cast", "as", "bigint", "min", "max", "count", "group", "by", "order",
-            "desc", "limit", "",
+            "desc", "limit", "case", "when", "then", "else", "end", "",
         ];
         let (search, sql) = query.split_once(" | ").unwrap_or((query, ""));
         let searched = search
             .split(['(', ' '])
             .filter_map(|term| term.split_once(':').map(|(name, _)| name.to_string()))
             .collect();
+        // Quoted literals and the names the queries give their columns are not fields.
+        let sql: String = sql.split('\'').step_by(2).collect();
         let analysed = sql
             .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .filter(|w| !SQL.contains(w) && !w.bytes().all(|b| b.is_ascii_digit()))
+            .filter(|w| !w.starts_with("sum_") && *w != "bucket")
             .map(str::to_string)
             .collect();
         (searched, analysed)
@@ -400,6 +513,38 @@ mod tests {
             assert!(
                 seen.contains(field.name),
                 "{} is indexed but never searched",
+                field.name
+            );
+        }
+    }
+
+    #[test]
+    fn traffic_queries_touch_only_traffic_index_fields() {
+        let indexed = |name: &str| TRAFFIC_INDEX.iter().find(|f| f.name == name);
+        let mut filter = TrafficFilter::new(0, 3600);
+        filter.vpc = Some("v".into());
+        filter.subnet = Some("s".into());
+        filter.scope = Some(crate::core::engine::Scope::CrossVpc);
+        filter.peer = Some(crate::core::records::Peer::Internet);
+        filter.fl_action = Some("ACCEPT");
+        let mut seen = std::collections::BTreeSet::new();
+        for view in TrafficQuery::ALL {
+            let query = traffic_query(&filter, view);
+            let (searched, analysed) = fields_of(&query);
+            for name in searched {
+                assert!(indexed(&name).is_some(), "{name} not in TRAFFIC_INDEX");
+                seen.insert(name);
+            }
+            for name in analysed {
+                let field = indexed(&name).unwrap_or_else(|| panic!("{name} not indexed: {query}"));
+                assert!(field.statistics, "{name} is in SQL without statistics");
+                seen.insert(name);
+            }
+        }
+        for field in TRAFFIC_INDEX {
+            assert!(
+                seen.contains(field.name),
+                "{} is never searched",
                 field.name
             );
         }
