@@ -81,6 +81,10 @@ enum Command {
         /// Records database to search (filled by `esgflow replay --store`; sets ESGFLOW_RECORDS_DB)
         #[arg(long)]
         store: Option<PathBuf>,
+        /// Token that may change the per-VPC monitoring switches, kept beside the snapshot
+        /// (sets ESGFLOW_ADMIN_TOKEN)
+        #[arg(long, env = "ESGFLOW_ADMIN_TOKEN")]
+        admin_token: Option<String>,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -444,12 +448,16 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             snapshot,
             token,
             store,
+            admin_token,
             run,
         } => {
             let mut spec = run.spec("lookup");
             spec.env
                 .push(("ESGFLOW_SNAPSHOT".into(), absolute(&snapshot)?));
             spec.env.push(("ESGFLOW_LOOKUP_TOKEN".into(), token));
+            if let Some(admin) = admin_token {
+                spec.env.push(("ESGFLOW_ADMIN_TOKEN".into(), admin));
+            }
             if let Some(store) = &store {
                 // Opened here first, so a missing or empty database is named before start-up.
                 esgflow::adapters::sqlite::LocalRecords::open(store)?;

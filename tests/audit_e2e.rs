@@ -214,7 +214,10 @@ async fn an_unknown_monitored_vpc_is_reported() {
     let warnings = emulator
         .logs()
         .iter()
-        .filter(|l| l.contains("ESGFLOW_MONITORED_VPCS names VPCs") && l.contains("vpc-prd00001"))
+        .filter(|l| {
+            l.contains("ESGFLOW_MONITORED_VPCS or the monitoring switches name VPCs")
+                && l.contains("vpc-prd00001")
+        })
         .count();
     assert_eq!(warnings, 1, "{:?}", emulator.logs());
 }

@@ -1,5 +1,7 @@
 //! The `esgflow` CLI: snapshot build/show and offline explain, including bad input.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -335,17 +337,21 @@ fn start_serve(args: &[&std::ffi::OsStr]) -> (Serving, String) {
             .unwrap();
         assert!(built.success());
     }
-    let mut serve = Serving(
-        esgflow()
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--token",
-                "local-token-0123456789",
-            ])
+    let mut command = esgflow();
+    command.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--token",
+        "local-token-0123456789",
+    ]);
+    if !args.iter().any(|a| *a == "--snapshot") {
+        command
             .arg("--snapshot")
-            .arg(sample("samples/snapshot.json"))
+            .arg(sample("samples/snapshot.json"));
+    }
+    let mut serve = Serving(
+        command
             .args(args)
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -614,6 +620,89 @@ fn the_replayed_sample_is_searched_through_serve() {
         (400, Some("invalid_field")),
         "{refused}"
     );
+    drop(serve);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// "Switch monitoring off for this VPC" through `esgflow serve` with the admin token, and the
+/// audit function (reading the same snapshot) stops judging that VPC's flows after its snapshot
+/// TTL; dropping the switch brings them back.
+#[test]
+fn a_switch_changed_through_the_api_is_honoured_by_the_next_audit_batch() {
+    let dir = temp_dir("switches");
+    let snapshot = dir.join("snapshot.json");
+    std::fs::copy(sample("samples/snapshot.json"), &snapshot).unwrap();
+    let admin = "admin-token-0123456789";
+    let (serve, addr) = start_serve(&[
+        std::ffi::OsStr::new("--snapshot"),
+        snapshot.as_os_str(),
+        std::ffi::OsStr::new("--admin-token"),
+        std::ffi::OsStr::new(admin),
+    ]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let snapshot_env = snapshot.display().to_string();
+    let mut audit = runtime.block_on(common::emulator(
+        "audit",
+        &[
+            ("ESGFLOW_SNAPSHOT", snapshot_env.as_str()),
+            ("ESGFLOW_SNAPSHOT_TTL_SECONDS", "1"),
+        ],
+    ));
+    let line = "2 1251762227 eni-web00001 10.0.1.11 10.0.3.10 40001 3306 6 3 180 1763942400 1763942460 REJECT OK";
+    let mut judge = || {
+        let invocation = runtime
+            .block_on(audit.invoke(common::cls_event("topic-1", &[line])))
+            .unwrap();
+        let esgflow_local::emulator::InvocationResult::Response(body) = &invocation.result else {
+            panic!("expected a response, got {:?}", invocation.result);
+        };
+        serde_json::from_slice::<serde_json::Value>(body).unwrap()
+    };
+    let before = judge();
+    assert_eq!(
+        (&before["records"]["block_hit"], &before["unmonitored"]),
+        (&serde_json::json!(1), &serde_json::json!(0)),
+        "{before}"
+    );
+    let client = reqwest::Client::new();
+    let switch = |body: &str| {
+        let request = client
+            .put(format!("http://{addr}/v1/vpcs/vpc-prod0001/monitoring"))
+            .bearer_auth(admin)
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        runtime.block_on(async {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<serde_json::Value>().await.unwrap())
+        })
+    };
+    let (status, answer) = switch(r#"{"monitored": false}"#);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["vpc"]["monitored"], false, "{answer}");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let after = judge();
+    assert_eq!(
+        (
+            &after["records"]["block_hit"],
+            &after["unmonitored"],
+            &after["monitoring_switches"]
+        ),
+        (
+            &serde_json::Value::Null,
+            &serde_json::json!(1),
+            &serde_json::json!(1)
+        ),
+        "{after}"
+    );
+    let (status, answer) = switch(r#"{"monitored": null}"#);
+    assert_eq!(status, 200, "{answer}");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let again = judge();
+    assert_eq!(again["records"]["block_hit"], 1, "{again}");
     drop(serve);
     std::fs::remove_dir_all(dir).ok();
 }

@@ -16,6 +16,7 @@ use esgflow::events::ApiGatewayRequest;
 use serde_json::{json, Value};
 
 const TOKEN: &str = "openapi-test-token-0123";
+const ADMIN: &str = "openapi-admin-token-4567";
 
 /// Documented path, method, request path, token, body, query string.
 type Case<'a> = (
@@ -154,10 +155,20 @@ async fn every_answer_validates_against_the_document() {
             std::env::set_var(key, value);
         }
     }
+    // A copy of the sample: a monitoring switch is saved beside the snapshot file.
+    let dir = std::env::temp_dir().join(format!("esgflow-openapi-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let snapshot = dir.join("snapshot.json");
+    std::fs::copy(common::sample_snapshot(), &snapshot).unwrap();
     let lookup = Lookup::new(
         Auth::Bearer(TOKEN.into()),
         4096,
-        SnapshotCache::new(common::sample_snapshot(), Duration::from_secs(60)),
+        SnapshotCache::new(&snapshot, Duration::from_secs(60)),
+    )
+    .with_monitoring(
+        Default::default(),
+        Some(ADMIN.into()),
+        Duration::from_secs(300),
     )
     .with_store(RecordsStore::Cls(ClsRecords {
         client: ApiClient::new("ap-guangzhou", Some(stub.url.clone())),
@@ -328,6 +339,48 @@ async fn every_answer_validates_against_the_document() {
             json!({"scope": "sideways"}),
         ),
         ("/v1/traffic", "get", "/v1/traffic", None, None, json!({})),
+        ("/v1/vpcs", "get", "/v1/vpcs", Some(TOKEN), None, json!({})),
+        ("/v1/vpcs", "get", "/v1/vpcs", None, None, json!({})),
+        (
+            "/v1/vpcs/{id}/monitoring",
+            "put",
+            "/v1/vpcs/vpc-prod0001/monitoring",
+            Some(ADMIN),
+            Some(json!({"monitored": false})),
+            json!({}),
+        ),
+        (
+            "/v1/vpcs/{id}/monitoring",
+            "put",
+            "/v1/vpcs/vpc-prod0001/monitoring",
+            Some(TOKEN),
+            Some(json!({"monitored": true})),
+            json!({}),
+        ),
+        (
+            "/v1/vpcs/{id}/monitoring",
+            "put",
+            "/v1/vpcs/vpc-nope/monitoring",
+            Some(ADMIN),
+            Some(json!({"monitored": true})),
+            json!({}),
+        ),
+        (
+            "/v1/vpcs/{id}/monitoring",
+            "put",
+            "/v1/vpcs/vpc-prod0001/monitoring",
+            Some(ADMIN),
+            Some(json!({"on": true})),
+            json!({}),
+        ),
+        (
+            "/v1/vpcs/{id}/monitoring",
+            "get",
+            "/v1/vpcs/vpc-prod0001/monitoring",
+            Some(ADMIN),
+            None,
+            json!({}),
+        ),
         (
             "/v1/traffic",
             "post",
@@ -410,4 +463,5 @@ async fn every_answer_validates_against_the_document() {
         exercised, documented,
         "every documented path is exercised, and only those"
     );
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -13,7 +13,8 @@ async fn main() {
         config.auth,
         config.max_body_bytes,
         config.snapshot.cache(config.snapshot_ttl),
-    );
+    )
+    .with_monitoring(config.monitored, config.admin_token, config.snapshot_ttl);
     if let Some(records) = config.records {
         let store = records
             .open()

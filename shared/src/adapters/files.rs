@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use crate::core::monitoring::Switches;
 use crate::core::ports::{
     fail, object_name, parse_snapshot, to_json, BoxFuture, Latest, Pointer, RecordSink, SinkError,
-    SnapshotStore, StoreFuture, Written,
+    SnapshotStore, StoreFuture, Written, SWITCHES_OBJECT,
 };
 use crate::core::records::Record;
 use crate::core::snapshot::Snapshot;
@@ -34,6 +35,27 @@ fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
     std::fs::read(path)
 }
 
+/// The switches document at `path` (`None` when there is none), bounded and checked.
+fn read_switches(path: &Path) -> Result<Option<Switches>, String> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+        Ok(m) if m.len() > crate::core::monitoring::MAX_SWITCHES_BYTES as u64 => {
+            return Err(format!(
+                "{}: {} bytes, over the {}-byte cap",
+                path.display(),
+                m.len(),
+                crate::core::monitoring::MAX_SWITCHES_BYTES
+            ))
+        }
+        Ok(_) => {}
+    }
+    let bytes = read_regular(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Switches::parse(&bytes)
+        .map(Some)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
@@ -53,6 +75,16 @@ impl FileStore {
     /// The file at `path`.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self { path: path.into() }
+    }
+
+    /// The switches beside the file: `s.json` → `s.monitoring.json`.
+    fn switches_path(&self) -> PathBuf {
+        let stem = self
+            .path
+            .file_stem()
+            .map_or_else(|| "snapshot".into(), |s| s.to_string_lossy().into_owned());
+        self.path
+            .with_file_name(format!("{stem}.{SWITCHES_OBJECT}"))
     }
 }
 
@@ -99,6 +131,16 @@ impl SnapshotStore for FileStore {
     fn publish<'a>(&'a self, snapshot: &'a Snapshot, _: Instant) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             write_atomically(&self.path, &to_json(snapshot)).map_err(|e| fail(self, e))
+        })
+    }
+
+    fn switches<'a>(&'a self, _: Instant) -> StoreFuture<'a, Option<Switches>> {
+        Box::pin(async move { read_switches(&self.switches_path()).map_err(|e| fail(self, e)) })
+    }
+
+    fn save_switches<'a>(&'a self, switches: &'a Switches, _: Instant) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            write_atomically(&self.switches_path(), &switches.to_json()).map_err(|e| fail(self, e))
         })
     }
 }
@@ -164,6 +206,19 @@ impl SnapshotStore for DirStore {
                 .map_err(|e| fail(self, e))?;
             let bytes = serde_json::to_vec_pretty(&pointer).expect("pointers serialize");
             write_atomically(&self.dir.join("latest.json"), &bytes).map_err(|e| fail(self, e))
+        })
+    }
+
+    fn switches<'a>(&'a self, _: Instant) -> StoreFuture<'a, Option<Switches>> {
+        Box::pin(async move {
+            read_switches(&self.dir.join(SWITCHES_OBJECT)).map_err(|e| fail(self, e))
+        })
+    }
+
+    fn save_switches<'a>(&'a self, switches: &'a Switches, _: Instant) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            write_atomically(&self.dir.join(SWITCHES_OBJECT), &switches.to_json())
+                .map_err(|e| fail(self, e))
         })
     }
 }

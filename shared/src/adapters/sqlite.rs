@@ -5,7 +5,7 @@
 //!
 //! Table `records` holds every record but traffic: the fields searches filter on as columns, the
 //! record itself as JSON text. Table `traffic` holds the traffic records' fields the traffic views
-//! group and sum. Records are keyed by type and `record_id`, so importing a retried batch twice
+//! group and sum, in time order, with each end's VPC indexed together with those fields. Records are keyed by type and `record_id`, so importing a retried batch twice
 //! keeps one copy.
 
 use std::path::{Path, PathBuf};
@@ -16,7 +16,7 @@ use rusqlite::{params_from_iter, Connection, OpenFlags};
 use serde_json::Value;
 
 use crate::core::search::{
-    AddressMatch, HitFilter, HitsPage, RuleCounters, TrafficFilter, TrafficQuery, TrafficView,
+    AddressMatch, HitFilter, HitsPage, RuleCounters, TrafficFilter, TrafficRow, TrafficView,
 };
 
 /// A failure of the local store, naming the database.
@@ -75,21 +75,23 @@ CREATE INDEX IF NOT EXISTS records_by_src
 CREATE INDEX IF NOT EXISTS records_by_dst
     ON records (dst_ip_num, time, record_type, dst_port, protocol, src_ip_num);
 CREATE TABLE IF NOT EXISTS traffic (
-    record_id TEXT PRIMARY KEY NOT NULL,
+    record_id TEXT NOT NULL,
     time INTEGER NOT NULL,
     scope TEXT, peer TEXT, src_vpc TEXT, dst_vpc TEXT, src_subnet TEXT, dst_subnet TEXT,
     src_ip TEXT, dst_ip TEXT, dst_port INTEGER, protocol_name TEXT, fl_action TEXT,
-    flows INTEGER, packets INTEGER, bytes INTEGER, last_seen INTEGER
-);
-CREATE INDEX IF NOT EXISTS traffic_by_time ON traffic (time);
-CREATE INDEX IF NOT EXISTS traffic_by_src_vpc ON traffic (src_vpc, time);
-CREATE INDEX IF NOT EXISTS traffic_by_dst_vpc ON traffic (dst_vpc, time);
-PRAGMA user_version = 3;
+    flows INTEGER, packets INTEGER, bytes INTEGER, last_seen INTEGER,
+    PRIMARY KEY (time, record_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS traffic_by_src_vpc ON traffic (src_vpc, time, scope, peer, fl_action,
+    src_subnet, dst_subnet, src_ip, dst_ip, dst_port, protocol_name, flows, packets, bytes, last_seen);
+CREATE INDEX IF NOT EXISTS traffic_by_dst_vpc ON traffic (dst_vpc, time, scope, peer, fl_action,
+    src_subnet, dst_subnet, src_ip, dst_ip, dst_port, protocol_name, flows, packets, bytes, last_seen);
+PRAGMA user_version = 4;
 ";
 
 /// The schema's version (`PRAGMA user_version`): a database made by another version is
 /// refused, with how to fill it again.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// The columns of table `traffic`, in insert order.
 const TRAFFIC_COLUMNS: [&str; 17] = [
@@ -319,19 +321,35 @@ impl LocalRecords {
         query(&mut statement).map_err(|e| Self::error(&self.path, e))
     }
 
-    /// The traffic views of `filter`: the same SQL as CLS runs ([`TrafficQuery::sql`]) over the
-    /// traffic records it covers.
+    /// The traffic views of `filter`, summed in one pass over the traffic records it covers
+    /// ([`TrafficView::sum_rows`]: the same sums as the SQL CLS runs). Records are kept in time
+    /// order, and a VPC's are read from an index that holds every field a view reads, so a
+    /// window is one sequential read.
     pub fn traffic(&self, filter: &TrafficFilter) -> Result<TrafficView, LocalStoreError> {
-        let mut values = vec![Sql::Integer(filter.since), Sql::Integer(filter.until)];
-        let mut conditions = vec!["time BETWEEN ? AND ?".to_string()];
-        let mut either_side = |column: &str, id: &Option<String>| {
-            if let Some(id) = id {
-                conditions.push(format!("(src_{column} = ? OR dst_{column} = ?)"));
-                values.extend([Sql::Text(id.clone()), Sql::Text(id.clone())]);
+        let window = [Sql::Integer(filter.since), Sql::Integer(filter.until)];
+        let mut values = Vec::new();
+        let mut conditions = Vec::new();
+        match &filter.vpc {
+            // Each side through its own index, the window within it.
+            Some(vpc) => {
+                conditions.push(
+                    "((src_vpc = ? AND time BETWEEN ? AND ?) OR (dst_vpc = ? AND time BETWEEN ? AND ?))"
+                        .to_string(),
+                );
+                for _ in 0..2 {
+                    values.push(Sql::Text(vpc.clone()));
+                    values.extend(window.clone());
+                }
             }
-        };
-        either_side("vpc", &filter.vpc);
-        either_side("subnet", &filter.subnet);
+            None => {
+                conditions.push("time BETWEEN ? AND ?".to_string());
+                values.extend(window);
+            }
+        }
+        if let Some(subnet) = &filter.subnet {
+            conditions.push("(src_subnet = ? OR dst_subnet = ?)".to_string());
+            values.extend([Sql::Text(subnet.clone()), Sql::Text(subnet.clone())]);
+        }
         let mut equal = |column: &str, value: Option<&'static str>| {
             if let Some(value) = value {
                 conditions.push(format!("{column} = ?"));
@@ -341,43 +359,44 @@ impl LocalRecords {
         equal("scope", filter.scope.map(|s| s.as_str()));
         equal("peer", filter.peer.map(|p| p.as_str()));
         equal("fl_action", filter.fl_action);
-        let mut view = TrafficView::default();
-        for query in TrafficQuery::ALL {
-            let (select, rest) = query.sql(filter);
-            let sql = format!(
-                "SELECT {select} FROM traffic WHERE {} {rest}",
-                conditions.join(" AND ")
-            );
-            let rows: Vec<Value> = self.run(&sql, |statement| {
-                let names: Vec<String> = statement
-                    .column_names()
-                    .iter()
-                    .map(|n| n.to_string())
-                    .collect();
-                statement
-                    .query_map(params_from_iter(values.iter()), |r| {
-                        let mut row = serde_json::Map::new();
-                        for (i, name) in names.iter().enumerate() {
-                            let value = match r.get_ref(i)? {
-                                rusqlite::types::ValueRef::Integer(n) => Value::from(n),
-                                rusqlite::types::ValueRef::Real(f) => Value::from(f),
-                                rusqlite::types::ValueRef::Text(t) => {
-                                    Value::from(String::from_utf8_lossy(t).into_owned())
-                                }
-                                _ => Value::Null,
-                            };
-                            row.insert(name.clone(), value);
-                        }
-                        Ok(Value::Object(row))
-                    })
-                    .and_then(Iterator::collect)
+        let sql = format!(
+            "SELECT scope, fl_action, src_ip, dst_ip, dst_port, protocol_name, src_subnet, dst_subnet, flows, packets, bytes, last_seen FROM traffic WHERE {}",
+            conditions.join(" AND ")
+        );
+        let mut too_many = None;
+        let view = self.run(&sql, |statement| {
+            let rows = statement.query_map(params_from_iter(values.iter()), |r| {
+                let count = |i: usize| -> rusqlite::Result<u64> {
+                    Ok(r.get::<_, Option<i64>>(i)?.unwrap_or(0).max(0) as u64)
+                };
+                Ok(TrafficRow {
+                    scope: r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+                    fl_action: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                    src_ip: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                    dst_ip: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                    dst_port: r
+                        .get::<_, Option<i64>>(4)?
+                        .and_then(|p| u16::try_from(p).ok()),
+                    protocol_name: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
+                    src_subnet: r.get(6)?,
+                    dst_subnet: r.get(7)?,
+                    flows: count(8)?,
+                    packets: count(9)?,
+                    bytes: count(10)?,
+                    last_seen: r.get::<_, Option<i64>>(11)?.unwrap_or(0),
+                })
             })?;
-            for row in &rows {
-                query.add_row(&mut view, row);
+            let mut failed = None;
+            let summed = TrafficView::sum_rows(
+                filter,
+                rows.map_while(|row| row.map_err(|e| failed = Some(e)).ok()),
+            );
+            if let Some(e) = failed {
+                return Err(e);
             }
-        }
-        view.sort();
-        Ok(view)
+            Ok(summed.map_err(|e| too_many = Some(e)).ok())
+        })?;
+        view.ok_or_else(|| Self::error(&self.path, too_many.expect("set on failure")))
     }
 
     /// `uuid`'s `rule_hits` counters summed between `since` and `until` (Unix seconds).

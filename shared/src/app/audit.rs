@@ -118,10 +118,15 @@ pub struct InvocationSummary {
     pub alerts: DispatchReport,
     /// The snapshot the batch was judged against.
     pub snapshot_version: String,
-    /// Ids in `ESGFLOW_MONITORED_VPCS` that the snapshot has no VPC for: their flows are never
-    /// judged.
+    /// Ids in `ESGFLOW_MONITORED_VPCS` or the monitoring switches that the snapshot has no VPC
+    /// for: their flows are never judged.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unknown_monitored_vpcs: Vec<String>,
+    /// Monitoring switches in force (VPCs switched on or off over the list).
+    pub monitoring_switches: usize,
+    /// Why the monitoring switches could not be read (the list alone then applies).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monitoring_switches_error: Option<String>,
     /// Wall time, milliseconds.
     pub elapsed_ms: u64,
 }
@@ -200,11 +205,18 @@ impl AuditFunction {
             .unwrap_or(deadline)
             .max(Instant::now());
         let engine = self.engine(load_by).await?;
-        let unknown_monitored_vpcs = self.config.monitored.unknown(engine.topology());
+        let (switches, monitoring_switches_error) = self
+            .snapshots
+            .lock()
+            .await
+            .switches_by(Instant::now(), load_by)
+            .await;
+        let monitored = self.config.monitored.with_switches(&switches);
+        let unknown_monitored_vpcs = monitored.unknown(engine.topology());
         if !unknown_monitored_vpcs.is_empty() {
             self.warn_unknown_vpcs(&unknown_monitored_vpcs, engine.version());
         }
-        let judged = judge(&engine, flows, &self.config.monitored);
+        let judged = judge(&engine, flows, &monitored);
         let written = if judged.records.is_empty() {
             Written::default()
         } else {
@@ -228,23 +240,27 @@ impl AuditFunction {
             alerts,
             snapshot_version: engine.version().to_string(),
             unknown_monitored_vpcs,
+            monitoring_switches: switches.vpcs.len(),
+            monitoring_switches_error,
             elapsed_ms: started.elapsed().as_millis() as u64,
         })
     }
 
-    /// Logs the unknown monitored VPCs once per snapshot version (every summary names them).
+    /// Logs the unknown monitored VPCs once per snapshot version and list (every summary names
+    /// them).
     fn warn_unknown_vpcs(&self, vpcs: &[String], version: &str) {
+        let seen = format!("{version} {vpcs:?}");
         let mut warned = self
             .warned_version
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if *warned != version {
+        if *warned != seen {
             tracing::warn!(
                 vpcs = ?vpcs,
                 snapshot = version,
-                "ESGFLOW_MONITORED_VPCS names VPCs the snapshot does not have: their flows are never judged"
+                "ESGFLOW_MONITORED_VPCS or the monitoring switches name VPCs the snapshot does not have: their flows are never judged"
             );
-            *warned = version.to_string();
+            *warned = seen;
         }
     }
 }

@@ -100,8 +100,8 @@ pub(crate) const SNAPSHOT_TTL_SECONDS: Setting = Setting {
 pub(crate) const MONITORED_VPCS: Setting = Setting {
     name: "ESGFLOW_MONITORED_VPCS",
     default: None,
-    functions: &[Function::Audit, Function::Sync],
-    description: "Comma-separated VPC ids to monitor; flows touching none of them are skipped. Empty: every VPC. An id the snapshot does not have is reported (audit summary and log, snapshot warning).",
+    functions: &[Function::Audit, Function::Sync, Function::Lookup],
+    description: "Comma-separated VPC ids to monitor; flows touching none of them are skipped. Empty: every VPC. Per-VPC monitoring switches (changed through lookup's PUT /v1/vpcs/{id}/monitoring) override it. An id the snapshot does not have is reported (audit summary and log, lookup's /v1/vpcs, snapshot warning).",
 };
 
 /// `ESGFLOW_CLS_TOPIC_ID`: CLS topic for hit records.
@@ -282,6 +282,14 @@ pub(crate) const UNUSED_DAYS: Setting = Setting {
     description: "Rules with no `rule_hits` in the hits topic over this many days are reported unused (needs ESGFLOW_CLS_TOPIC_ID; 0 turns the report off).",
 };
 
+/// `ESGFLOW_ADMIN_TOKEN`: the token that may change the monitoring switches.
+pub const ADMIN_TOKEN: Setting = Setting {
+    name: "ESGFLOW_ADMIN_TOKEN",
+    default: None,
+    functions: &[Function::Lookup],
+    description: "Bearer token that may change the per-VPC monitoring switches (PUT /v1/vpcs/{id}/monitoring); a secret, at least 16 characters, not the lookup token. Empty: the switches can be read but not changed.",
+};
+
 /// `ESGFLOW_LOOKUP_TOKEN`: the bearer token of the lookup API.
 pub const LOOKUP_TOKEN: Setting = Setting {
     name: "ESGFLOW_LOOKUP_TOKEN",
@@ -338,6 +346,7 @@ pub const SETTINGS: &[Setting] = &[
     CONSOLE_URL,
     LOOKUP_TOKEN,
     LOOKUP_AUTH,
+    ADMIN_TOKEN,
     LOOKUP_MAX_BODY_BYTES,
     API_ENDPOINT,
     TEMPLATE_REGION,
@@ -359,6 +368,10 @@ pub struct LookupConfig {
     pub snapshot_ttl: std::time::Duration,
     /// Where records are searched, when a hits topic or a local database is configured.
     pub records: Option<crate::app::records_store::RecordsSource>,
+    /// `ESGFLOW_MONITORED_VPCS`, shown beside the switches.
+    pub monitored: crate::core::classify::Monitored,
+    /// `ESGFLOW_ADMIN_TOKEN`.
+    pub admin_token: Option<String>,
 }
 
 impl LookupConfig {
@@ -407,8 +420,28 @@ impl LookupConfig {
             (None, Some(path)) => Some(RecordsSource::Local(path.trim().into())),
             (None, None) => None,
         };
+        let admin_token = match ADMIN_TOKEN.raw_from(lookup).map(|t| t.trim().to_string()) {
+            None => None,
+            Some(token) if token.len() < 16 => {
+                return Err(ConfigError {
+                    setting: ADMIN_TOKEN.name,
+                    value: String::new(),
+                    problem: "must be at least 16 characters".to_string(),
+                })
+            }
+            Some(token) if matches!(&auth, crate::app::lookup::Auth::Bearer(t) if *t == token) => {
+                return Err(ConfigError {
+                    setting: ADMIN_TOKEN.name,
+                    value: String::new(),
+                    problem: format!("must differ from {}", LOOKUP_TOKEN.name),
+                })
+            }
+            Some(token) => Some(token),
+        };
         Ok(Self {
             records,
+            monitored: monitored_from(lookup),
+            admin_token,
             auth,
             max_body_bytes: LOOKUP_MAX_BODY_BYTES.parse_from(lookup)?.unwrap_or(1 << 20),
             snapshot: SnapshotSource::from_lookup(lookup)?,
@@ -416,6 +449,20 @@ impl LookupConfig {
                 SNAPSHOT_TTL_SECONDS.parse_from(lookup)?.unwrap_or(300),
             ),
         })
+    }
+}
+
+/// `ESGFLOW_MONITORED_VPCS`, read.
+fn monitored_from(lookup: &dyn Fn(&str) -> Option<String>) -> crate::core::classify::Monitored {
+    match MONITORED_VPCS.raw_from(lookup) {
+        Some(list) => crate::core::classify::Monitored::Only(
+            list.split(',')
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+                .collect(),
+        ),
+        None => crate::core::classify::Monitored::All,
     }
 }
 
@@ -799,16 +846,7 @@ impl AuditConfig {
         }
         let snapshot = SnapshotSource::from_lookup(lookup)?;
         let ttl: u64 = SNAPSHOT_TTL_SECONDS.parse_from(lookup)?.unwrap_or(300);
-        let monitored = match MONITORED_VPCS.raw_from(lookup) {
-            Some(list) => crate::core::classify::Monitored::Only(
-                list.split(',')
-                    .map(str::trim)
-                    .filter(|v| !v.is_empty())
-                    .map(str::to_string)
-                    .collect(),
-            ),
-            None => crate::core::classify::Monitored::All,
-        };
+        let monitored = monitored_from(lookup);
         let sink = SinkConfig::from_lookup(lookup)?;
         let alerts = AlertConfig::from_lookup(lookup)?;
         Ok(Self {

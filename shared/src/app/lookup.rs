@@ -21,6 +21,7 @@ use crate::adapters::tencent::cls_query::{hits_query, traffic_search};
 use crate::app::records_store::{RecordsStore, StoreFailure};
 use crate::app::snapshot_cache::SnapshotCache;
 use crate::app::views::{ExplainView, RuleView};
+use crate::core::classify::Monitored;
 use crate::core::engine::{Detail, Engine, FlowKey, Scope};
 use crate::core::records::Peer;
 use crate::core::search::{
@@ -59,6 +60,9 @@ pub struct Lookup {
     store: Option<RecordsStore>,
     export_budget: usize,
     export_page: u32,
+    monitored: Monitored,
+    admin_token: Option<String>,
+    snapshot_ttl: std::time::Duration,
 }
 
 /// An error response.
@@ -87,7 +91,25 @@ impl Lookup {
             store: None,
             export_budget: MAX_ANSWER_BYTES,
             export_page: EXPORT_PAGE,
+            monitored: Monitored::All,
+            admin_token: None,
+            snapshot_ttl: std::time::Duration::from_secs(300),
         }
+    }
+
+    /// The monitored VPC list (`ESGFLOW_MONITORED_VPCS`), the admin token that may change the
+    /// monitoring switches (none: they cannot be changed here), and the snapshot TTL the audit
+    /// function re-reads them after.
+    pub fn with_monitoring(
+        mut self,
+        monitored: Monitored,
+        admin_token: Option<String>,
+        snapshot_ttl: std::time::Duration,
+    ) -> Self {
+        self.monitored = monitored;
+        self.admin_token = admin_token;
+        self.snapshot_ttl = snapshot_ttl;
+        self
     }
 
     /// Loads the snapshot ahead of the first request (cold start), so that the first request
@@ -147,6 +169,13 @@ impl Lookup {
             self.hits(request, deadline).await.map(raw)
         } else if path == "/v1/traffic" {
             self.traffic(request, deadline).await.map(raw)
+        } else if path == "/v1/vpcs" {
+            self.vpcs(request, deadline).await.map(raw)
+        } else if let Some(vpc) = path
+            .strip_prefix("/v1/vpcs/")
+            .and_then(|rest| rest.strip_suffix("/monitoring"))
+        {
+            self.switch(request, vpc, deadline).await.map(raw)
         } else if path == "/v1/hits/export" {
             match self.export(request, deadline).await {
                 Ok(response) => return response,
@@ -325,6 +354,159 @@ impl Lookup {
             "fl_action": filter.fl_action,
             "totals": view.totals, "talkers": view.talkers, "matrix": view.matrix,
             "series": view.series, "query": traffic_search(&filter),
+        }))
+    }
+
+    /// Every VPC of the snapshot with its monitoring state, and the ids the list or the
+    /// switches name that the snapshot does not have.
+    async fn vpc_states(&self, deadline: Instant) -> Result<Value, Failure> {
+        let engine = self.engine(deadline).await?;
+        let (switches, problem) = self
+            .snapshots
+            .lock()
+            .await
+            .switches_by(Instant::now(), deadline)
+            .await;
+        let monitored = self.monitored.with_switches(&switches);
+        let listed = |id: &str| match &self.monitored {
+            Monitored::All => true,
+            Monitored::Only(vpcs) => vpcs.contains(id),
+            Monitored::Switched { listed, .. } => listed.as_ref().is_none_or(|l| l.contains(id)),
+        };
+        let vpcs: Vec<Value> = engine
+            .topology()
+            .vpc_list()
+            .into_iter()
+            .map(|vpc| {
+                json!({
+                    "id": vpc.id, "name": vpc.name, "subnets": vpc.subnets, "enis": vpc.enis.len(),
+                    "monitored": monitored.is_on(&vpc.id),
+                    "switch": switches.vpcs.get(&vpc.id),
+                    "listed": listed(&vpc.id),
+                })
+            })
+            .collect();
+        Ok(json!({
+            "vpcs": vpcs,
+            "unknown": monitored.unknown(engine.topology()),
+            "every_vpc_listed": matches!(self.monitored, Monitored::All),
+            "switches_updated_at": switches.updated_at,
+            "switches_error": problem,
+            "switches_writable": self.admin_token.is_some(),
+            "takes_effect_within_seconds": self.snapshot_ttl.as_secs(),
+            "snapshot_version": engine.version(),
+        }))
+    }
+
+    /// `GET /v1/vpcs`.
+    async fn vpcs(&self, request: &ApiGatewayRequest, deadline: Instant) -> Result<Value, Failure> {
+        self.authenticate(request)?;
+        only_parameters(request, "/v1/vpcs", &[])?;
+        if request.http_method != "GET" {
+            return Err(fail(405, "method_not_allowed", "/v1/vpcs accepts GET"));
+        }
+        self.vpc_states(deadline).await
+    }
+
+    /// `PUT /v1/vpcs/{id}/monitoring` with `{"monitored": true|false|null}` and the admin token:
+    /// switches the VPC's monitoring on or off (null: back to the list), in the snapshot store.
+    async fn switch(
+        &self,
+        request: &ApiGatewayRequest,
+        vpc: &str,
+        deadline: Instant,
+    ) -> Result<Value, Failure> {
+        only_parameters(request, "/v1/vpcs/{id}/monitoring", &[])?;
+        if request.http_method != "PUT" {
+            return Err(fail(
+                405,
+                "method_not_allowed",
+                "/v1/vpcs/{id}/monitoring accepts PUT",
+            ));
+        }
+        let Some(admin) = &self.admin_token else {
+            return Err(fail(
+                403,
+                "switches_read_only",
+                "monitoring switches cannot be changed here: this lookup has no admin token",
+            ));
+        };
+        let presented = request
+            .header("authorization")
+            .and_then(bearer_token)
+            .unwrap_or("");
+        if !bool::from(presented.as_bytes().ct_eq(admin.as_bytes())) {
+            return Err(fail(
+                401,
+                "unauthorized",
+                "changing a monitoring switch needs the admin bearer token",
+            ));
+        }
+        let body = request
+            .body_bytes()
+            .map_err(|e| fail(400, "bad_request", e.to_string()))?;
+        if body.len() > 1024 {
+            return Err(fail(
+                413,
+                "payload_too_large",
+                "the body is over 1024 bytes: send {\"monitored\": true|false|null}",
+            ));
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Change {
+            monitored: Option<bool>,
+        }
+        let change: Change = serde_json::from_slice(&body).map_err(|e| {
+            fail(
+                400,
+                "invalid_body",
+                format!("{e}: send {{\"monitored\": true|false|null}}"),
+            )
+        })?;
+        let engine = self.engine(deadline).await?;
+        if !is_search_id(vpc) || !engine.topology().has_vpc(vpc) {
+            return Err(fail(
+                404,
+                "unknown_vpc",
+                format!("the snapshot has no VPC {vpc:?}"),
+            ));
+        }
+        let mut cache = self.snapshots.lock().await;
+        // Start from what the store holds now, not from a copy up to a TTL old.
+        let mut switches = cache
+            .switches_now(deadline)
+            .await
+            .map_err(|e| fail(502, "switches_unavailable", e.to_string()))?;
+        match change.monitored {
+            Some(on) => switches.vpcs.insert(vpc.to_string(), on),
+            None => switches.vpcs.remove(vpc),
+        };
+        switches.updated_at = Some(chrono::Utc::now().timestamp());
+        if switches.to_json().len() > crate::core::monitoring::MAX_SWITCHES_BYTES {
+            return Err(fail(
+                413,
+                "too_many_switches",
+                "the switches document would exceed its size cap: clear switches first",
+            ));
+        }
+        cache
+            .save_switches(&switches, deadline)
+            .await
+            .map_err(|e| fail(502, "switches_unavailable", e.to_string()))?;
+        drop(cache);
+        tracing::info!(vpc, monitored = ?change.monitored, "monitoring switch changed");
+        let states = self.vpc_states(deadline).await?;
+        let state = states["vpcs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|v| v["id"] == vpc)
+            .cloned()
+            .unwrap_or(Value::Null);
+        Ok(json!({
+            "vpc": state,
+            "takes_effect_within_seconds": self.snapshot_ttl.as_secs(),
         }))
     }
 
@@ -1488,6 +1670,85 @@ mod tests {
             json!({"httpMethod": "GET", "path": "/v1/hits", "queryString": query}),
         )
         .unwrap()
+    }
+
+    /// Monitoring switches: read by anyone with the lookup token, changed only with the admin
+    /// token, saved beside the snapshot, and shown at once.
+    #[test]
+    fn switches_need_the_admin_token_and_show_at_once() {
+        let (lookup, dir) = lookup();
+        let put = |lookup: &Lookup, token: &str, vpc: &str, body: &str| {
+            call(
+                lookup,
+                "PUT",
+                &format!("/v1/vpcs/{vpc}/monitoring"),
+                Some(token),
+                Some(body),
+            )
+        };
+        let off = r#"{"monitored": false}"#;
+        // Without an admin token the switches are read-only.
+        let (status, body) = put(&lookup, "t0ken", "vpc-prod0001", off);
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (403, Some("switches_read_only"))
+        );
+        let lookup = lookup.with_monitoring(
+            Monitored::All,
+            Some("admin-token-0123456789".into()),
+            std::time::Duration::from_secs(60),
+        );
+        let admin = "admin-token-0123456789";
+        let (status, _) = put(&lookup, "t0ken", "vpc-prod0001", off);
+        assert_eq!(status, 401, "the lookup token cannot change a switch");
+        let (status, body) = put(&lookup, admin, "vpc-nope", off);
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (404, Some("unknown_vpc"))
+        );
+        let (status, body) = put(&lookup, admin, "vpc-prod0001", r#"{"on": 1}"#);
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some("invalid_body"))
+        );
+        let (status, body) = put(&lookup, admin, "vpc-prod0001", off);
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["vpc"]["monitored"], false);
+        assert_eq!(body["takes_effect_within_seconds"], 60);
+        assert!(dir.join("snapshot.monitoring.json").is_file());
+        let (status, vpcs) = call(&lookup, "GET", "/v1/vpcs", Some("t0ken"), None);
+        assert_eq!(status, 200, "{vpcs}");
+        let state = |vpcs: &Value, id: &str| {
+            vpcs["vpcs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|v| v["id"] == id)
+                .cloned()
+                .unwrap()
+        };
+        let prod = state(&vpcs, "vpc-prod0001");
+        assert_eq!(
+            (&prod["monitored"], &prod["switch"], &prod["listed"]),
+            (&json!(false), &json!(false), &json!(true))
+        );
+        assert_eq!(state(&vpcs, "vpc-dev00001")["monitored"], true);
+        // Null drops the switch: back to the list.
+        let (status, body) = put(&lookup, admin, "vpc-prod0001", r#"{"monitored": null}"#);
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            (&body["vpc"]["monitored"], &body["vpc"]["switch"]),
+            (&json!(true), &Value::Null)
+        );
+        let (status, _) = call(
+            &lookup,
+            "GET",
+            "/v1/vpcs/vpc-prod0001/monitoring",
+            Some(admin),
+            None,
+        );
+        assert_eq!(status, 405);
+        std::fs::remove_dir_all(dir).ok();
     }
 
     /// Traffic view parameters are read strictly: each bad value is named, and the time series'

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use crate::adapters::files::FileStore;
 use crate::core::engine::Engine;
-use crate::core::ports::{Latest, SnapshotStore};
+use crate::core::monitoring::Switches;
+use crate::core::ports::{Latest, SnapshotStore, StoreError};
 
 /// No usable snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,6 +30,8 @@ pub struct SnapshotCache {
     engine: Option<Arc<Engine>>,
     tag: Option<String>,
     checked_at: Option<Instant>,
+    switches: Option<Switches>,
+    switches_checked_at: Option<Instant>,
 }
 
 /// How long one load may take when the caller has no deadline of its own (cold start).
@@ -51,6 +54,8 @@ impl SnapshotCache {
             engine: None,
             tag: None,
             checked_at: None,
+            switches: None,
+            switches_checked_at: None,
         }
     }
 
@@ -140,6 +145,65 @@ impl SnapshotCache {
                 }
             }
         }
+    }
+
+    /// The monitoring switches, re-read after the TTL as the snapshot is; with no switches
+    /// saved, none. A failed read keeps the last good switches; with none read yet it gives
+    /// none and says why, so the caller can report it.
+    pub(crate) async fn switches_by(
+        &mut self,
+        now: Instant,
+        deadline: Instant,
+    ) -> (Switches, Option<String>) {
+        let due = self
+            .switches_checked_at
+            .is_none_or(|at| now.duration_since(at) >= self.ttl);
+        if !due {
+            return (self.switches.clone().unwrap_or_default(), None);
+        }
+        self.switches_checked_at = Some(now);
+        let budget = if self.switches.is_some() {
+            deadline.min(Instant::now() + REFRESH_BUDGET)
+        } else {
+            deadline
+        };
+        match self.store.switches(budget).await {
+            Ok(read) => {
+                let read = read.unwrap_or_default();
+                if self.switches.as_ref() != Some(&read) {
+                    tracing::info!(vpcs = read.vpcs.len(), "monitoring switches loaded");
+                }
+                self.switches = Some(read.clone());
+                (read, None)
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "monitoring switches not read; keeping the last good ones");
+                match &self.switches {
+                    Some(last) => (last.clone(), None),
+                    None => (Switches::default(), Some(err.to_string())),
+                }
+            }
+        }
+    }
+
+    /// The switches as the store holds them now (none saved: none), whatever the TTL.
+    pub(crate) async fn switches_now(&mut self, deadline: Instant) -> Result<Switches, StoreError> {
+        let read = self.store.switches(deadline).await?.unwrap_or_default();
+        self.switches = Some(read.clone());
+        self.switches_checked_at = Some(Instant::now());
+        Ok(read)
+    }
+
+    /// Saves `switches` to the store and holds them at once.
+    pub(crate) async fn save_switches(
+        &mut self,
+        switches: &Switches,
+        deadline: Instant,
+    ) -> Result<(), StoreError> {
+        self.store.save_switches(switches, deadline).await?;
+        self.switches = Some(switches.clone());
+        self.switches_checked_at = Some(Instant::now());
+        Ok(())
     }
 
     /// [`engine_by`](Self::engine_by) with the default load timeout.

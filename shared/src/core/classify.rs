@@ -56,31 +56,77 @@ pub enum Monitored {
     All,
     /// Only these VPC ids.
     Only(BTreeSet<String>),
+    /// The list (`None`: every VPC) with per-VPC switches over it
+    /// ([`crate::core::monitoring`]).
+    Switched {
+        /// `ESGFLOW_MONITORED_VPCS`, if given.
+        listed: Option<BTreeSet<String>>,
+        /// VPC id → monitored, overriding the list.
+        switches: std::collections::BTreeMap<String, bool>,
+    },
 }
 
 impl Monitored {
-    /// The monitored VPC ids the snapshot does not know (a typo, another region, a deleted
-    /// VPC): flows of theirs can never be judged, so they are reported rather than silently
-    /// giving zero records.
-    pub fn unknown(&self, topology: &crate::core::engine::Topology) -> Vec<String> {
-        match self {
-            Monitored::All => Vec::new(),
-            Monitored::Only(vpcs) => vpcs
-                .iter()
-                .filter(|v| !topology.has_vpc(v))
-                .cloned()
-                .collect(),
+    /// This list with `switches` over it.
+    pub fn with_switches(&self, switches: &crate::core::monitoring::Switches) -> Monitored {
+        if switches.vpcs.is_empty() {
+            return self.clone();
+        }
+        let listed = match self {
+            Monitored::All => None,
+            Monitored::Only(vpcs) => Some(vpcs.clone()),
+            Monitored::Switched { listed, .. } => listed.clone(),
+        };
+        Monitored::Switched {
+            listed,
+            switches: switches.vpcs.clone(),
         }
     }
 
-    fn covers(&self, placement: &Placement<'_>) -> bool {
+    /// Whether the VPC `vpc` is monitored.
+    pub fn is_on(&self, vpc: &str) -> bool {
         match self {
             Monitored::All => true,
-            Monitored::Only(vpcs) => [placement.src.vpc, placement.dst.vpc]
-                .into_iter()
-                .flatten()
-                .any(|v| vpcs.contains(v)),
+            Monitored::Only(vpcs) => vpcs.contains(vpc),
+            Monitored::Switched { listed, switches } => switches
+                .get(vpc)
+                .copied()
+                .unwrap_or_else(|| listed.as_ref().is_none_or(|l| l.contains(vpc))),
         }
+    }
+
+    /// The monitored VPC ids the snapshot does not know (a typo, another region, a deleted
+    /// VPC): flows of theirs can never be judged, so they are reported rather than silently
+    /// giving zero records. Switches count too, on or off.
+    pub fn unknown(&self, topology: &crate::core::engine::Topology) -> Vec<String> {
+        let named: BTreeSet<&String> = match self {
+            Monitored::All => BTreeSet::new(),
+            Monitored::Only(vpcs) => vpcs.iter().collect(),
+            Monitored::Switched { listed, switches } => {
+                listed.iter().flatten().chain(switches.keys()).collect()
+            }
+        };
+        named
+            .into_iter()
+            .filter(|v| !topology.has_vpc(v))
+            .cloned()
+            .collect()
+    }
+
+    fn covers(&self, placement: &Placement<'_>) -> bool {
+        let mut vpcs = [placement.src.vpc, placement.dst.vpc]
+            .into_iter()
+            .flatten()
+            .peekable();
+        if vpcs.peek().is_none() {
+            // Neither end in a known VPC: judged only when every VPC is.
+            return match self {
+                Monitored::All => true,
+                Monitored::Only(_) => false,
+                Monitored::Switched { listed, .. } => listed.is_none(),
+            };
+        }
+        vpcs.any(|v| self.is_on(v))
     }
 }
 
@@ -1276,6 +1322,46 @@ mod tests {
         assert_eq!(
             stats.saturated, 4,
             "two sums each for the second and third record"
+        );
+    }
+
+    /// A switch overrides the monitored list for its VPC, both ways; VPCs without a switch
+    /// follow the list; flows with no VPC at either end are judged only when every VPC is.
+    #[test]
+    fn switches_override_the_monitored_list() {
+        use crate::core::monitoring::Switches;
+        let lines = [
+            // vpc-doc → vpc-doc, vpc-peer → vpc-doc, internet → internet.
+            "2 1 eni-lq6mkcis 172.31.9.69 172.31.16.139 40000 22 6 1 60 100 160 ACCEPT OK",
+            "2 1 eni-lq6mkcis 10.8.0.5 172.31.16.139 40001 443 6 1 60 100 160 ACCEPT OK",
+            "2 1 eni-lq6mkcis 198.51.100.1 203.0.113.9 40002 80 6 1 60 100 160 ACCEPT OK",
+        ];
+        let unmonitored =
+            |monitored: &Monitored| judge(&engine(), flows(&lines), monitored).stats.unmonitored;
+        let switches = |pairs: &[(&str, bool)]| Switches {
+            vpcs: pairs.iter().map(|(v, on)| (v.to_string(), *on)).collect(),
+            updated_at: None,
+        };
+        let only_doc = Monitored::Only(["vpc-doc".to_string()].into());
+        assert_eq!(unmonitored(&Monitored::All), 0);
+        assert_eq!(unmonitored(&only_doc), 1, "the internet flow");
+        // Off over an empty list: vpc-doc's flows are skipped, vpc-peer's still judged.
+        let doc_off = Monitored::All.with_switches(&switches(&[("vpc-doc", false)]));
+        assert!(!doc_off.is_on("vpc-doc") && doc_off.is_on("vpc-peer"));
+        assert_eq!(unmonitored(&doc_off), 1, "vpc-doc → vpc-doc only");
+        // On over a list that leaves it out.
+        let peer_only = Monitored::Only(["vpc-peer".to_string()].into());
+        assert_eq!(unmonitored(&peer_only), 2);
+        let doc_on = peer_only.with_switches(&switches(&[("vpc-doc", true)]));
+        assert_eq!(unmonitored(&doc_on), 1, "the internet flow");
+        // No switches: the list as it was.
+        assert_eq!(peer_only.with_switches(&Switches::default()), peer_only);
+        // Unknown ids, from the list and the switches alike.
+        let unknown = Monitored::Only(["vpc-typo".to_string(), "vpc-doc".to_string()].into())
+            .with_switches(&switches(&[("vpc-gone", false), ("vpc-peer", true)]));
+        assert_eq!(
+            unknown.unknown(engine().topology()),
+            ["vpc-gone", "vpc-typo"]
         );
     }
 

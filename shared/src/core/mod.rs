@@ -45,6 +45,7 @@ pub mod alert;
 pub mod classify;
 pub mod engine;
 pub mod flowlog;
+pub mod monitoring;
 pub mod ports;
 pub mod records;
 pub mod search;

@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use crate::core::monitoring::Switches;
 use crate::core::records::Record;
 use crate::core::snapshot::Snapshot;
 
@@ -157,7 +158,20 @@ pub trait SnapshotStore: Send + Sync + std::fmt::Debug {
 
     /// Writes `snapshot` under its version and makes it the latest.
     fn publish<'a>(&'a self, snapshot: &'a Snapshot, deadline: Instant) -> StoreFuture<'a, ()>;
+
+    /// The monitoring switches kept beside the snapshots (`None`: none saved yet).
+    fn switches<'a>(&'a self, deadline: Instant) -> StoreFuture<'a, Option<Switches>>;
+
+    /// Saves the monitoring switches.
+    fn save_switches<'a>(
+        &'a self,
+        switches: &'a Switches,
+        deadline: Instant,
+    ) -> StoreFuture<'a, ()>;
 }
+
+/// The name of the monitoring switches document in a directory or COS store.
+pub(crate) const SWITCHES_OBJECT: &str = "monitoring.json";
 
 /// A store operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

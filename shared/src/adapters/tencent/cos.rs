@@ -8,9 +8,10 @@ use crate::adapters::bounded;
 use crate::adapters::retry::Retry;
 use crate::adapters::tencent::sign::qsign;
 use crate::adapters::tencent::Credentials;
+use crate::core::monitoring::Switches;
 use crate::core::ports::{
     fail, object_name, parse_snapshot, to_json, Latest, Pointer, SnapshotStore, StoreError,
-    StoreFuture,
+    StoreFuture, SWITCHES_OBJECT,
 };
 use crate::core::snapshot::Snapshot;
 
@@ -245,6 +246,50 @@ impl SnapshotStore for CosStore {
                 serde_json::to_vec_pretty(&pointer).expect("pointers serialize"),
             )
             .await
+        })
+    }
+
+    fn switches<'a>(&'a self, deadline: Instant) -> StoreFuture<'a, Option<Switches>> {
+        Box::pin(async move {
+            let (status, _, body) = self
+                .send(reqwest::Method::GET, SWITCHES_OBJECT, None, None, deadline)
+                .await?;
+            match status {
+                404 => Ok(None),
+                200..=299 => Switches::parse(&body)
+                    .map(Some)
+                    .map_err(|e| fail(self, format!("{SWITCHES_OBJECT}: {e}"))),
+                _ => Err(fail(
+                    self,
+                    format!("{SWITCHES_OBJECT}: HTTP {status} {}", cos_code(&body)),
+                )),
+            }
+        })
+    }
+
+    fn save_switches<'a>(
+        &'a self,
+        switches: &'a Switches,
+        deadline: Instant,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let (status, _, answer) = self
+                .send(
+                    reqwest::Method::PUT,
+                    SWITCHES_OBJECT,
+                    None,
+                    Some(switches.to_json()),
+                    deadline,
+                )
+                .await?;
+            if (200..300).contains(&status) {
+                Ok(())
+            } else {
+                Err(fail(
+                    self,
+                    format!("PUT {SWITCHES_OBJECT}: HTTP {status} {}", cos_code(&answer)),
+                ))
+            }
         })
     }
 }

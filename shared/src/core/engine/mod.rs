@@ -27,7 +27,7 @@ use crate::core::snapshot::resolve::{describe_endpoint, resolve_endpoint};
 use crate::core::snapshot::values::{AddressSet, PortSet, Protocol, Service};
 use crate::core::snapshot::{Endpoint, EndpointKind, Generation, Rule, RuleAction, Snapshot};
 use index::{gallop, sparse_get, Dimension, Word};
-pub use topology::{likely_reply, Direction, Location, Placement, Scope, Topology};
+pub use topology::{likely_reply, Direction, Location, Placement, Scope, Topology, VpcInfo};
 
 /// The part of a flow the rules look at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

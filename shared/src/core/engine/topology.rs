@@ -86,6 +86,19 @@ pub struct Placement<'a> {
     pub direction: Direction,
 }
 
+/// A VPC as the snapshot knows it ([`Topology::vpc_list`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VpcInfo {
+    /// `vpc-…`.
+    pub id: String,
+    /// Its name, when it has one.
+    pub name: Option<String>,
+    /// How many subnets it has.
+    pub subnets: usize,
+    /// Its ENIs.
+    pub enis: Vec<String>,
+}
+
 #[derive(Debug, Clone)]
 struct EniInfo {
     id: String,
@@ -209,6 +222,24 @@ impl Topology {
     /// Whether the snapshot has a VPC with this id.
     pub fn has_vpc(&self, id: &str) -> bool {
         self.vpcs.iter().any(|v| v.id == id)
+    }
+
+    /// Every VPC of the snapshot, in its order, with its name and what it holds.
+    pub fn vpc_list(&self) -> Vec<VpcInfo> {
+        self.vpcs
+            .iter()
+            .map(|v| VpcInfo {
+                id: v.id.clone(),
+                name: v.name.clone(),
+                subnets: self.subnets.iter().filter(|s| s.vpc == v.id).count(),
+                enis: self
+                    .enis
+                    .iter()
+                    .filter(|e| e.vpc == v.id)
+                    .map(|e| e.id.clone())
+                    .collect(),
+            })
+            .collect()
     }
 
     /// Where `ip` is, preferring `vpc` when several VPCs hold it.

@@ -1,0 +1,82 @@
+//! The per-VPC monitoring switches: a small JSON document (`monitoring.json`) beside the
+//! snapshots in the snapshot store, changed through the lookup API with the admin token and read
+//! by the audit function on its snapshot TTL.
+//!
+//! A switch overrides `ESGFLOW_MONITORED_VPCS` for its VPC: `true` monitors it even when the list
+//! leaves it out, `false` stops monitoring it even when the list (or its absence: every VPC)
+//! covers it. A VPC without a switch follows the list.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::search::is_search_id;
+
+/// The largest switches document read or written: room for 4,000 VPCs.
+pub const MAX_SWITCHES_BYTES: usize = 256 * 1024;
+
+/// The switches, as stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Switches {
+    /// VPC id → monitored.
+    pub vpcs: BTreeMap<String, bool>,
+    /// When they last changed, Unix seconds.
+    #[serde(default)]
+    pub updated_at: Option<i64>,
+}
+
+impl Switches {
+    /// Reads a stored document: bounded in size, every key a plain VPC id.
+    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
+        if bytes.len() > MAX_SWITCHES_BYTES {
+            return Err(format!(
+                "the monitoring switches are {} bytes, over the {MAX_SWITCHES_BYTES}-byte cap",
+                bytes.len()
+            ));
+        }
+        let switches: Switches = serde_json::from_slice(bytes)
+            .map_err(|e| format!("the monitoring switches are not valid: {e}"))?;
+        if let Some(bad) = switches.vpcs.keys().find(|id| !is_search_id(id)) {
+            return Err(format!(
+                "the monitoring switches name {bad:?}, which is not a VPC id"
+            ));
+        }
+        Ok(switches)
+    }
+
+    /// The document to store.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).expect("switches serialize")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_are_read_strictly_and_written_back_the_same() {
+        let read =
+            Switches::parse(br#"{"vpcs": {"vpc-a": true, "vpc-b": false}, "updated_at": 5}"#)
+                .unwrap();
+        assert!(!read.vpcs["vpc-b"]);
+        assert_eq!(Switches::parse(&read.to_json()).unwrap(), read);
+        for (bad, named) in [
+            (&br#"{"vpcs": {"vpc a": true}}"#[..], "not a VPC id"),
+            (br#"{"vpcs": {"vpc-a": "yes"}}"#, "not valid"),
+            (br#"{"vpcs": {}, "extra": 1}"#, "not valid"),
+            (b"[", "not valid"),
+        ] {
+            let err = Switches::parse(bad).unwrap_err();
+            assert!(err.contains(named), "{err}");
+        }
+        let huge = format!(
+            r#"{{"vpcs": {{"v": true}}, "pad": "{}"}}"#,
+            "x".repeat(MAX_SWITCHES_BYTES)
+        );
+        assert!(Switches::parse(huge.as_bytes())
+            .unwrap_err()
+            .contains("cap"));
+    }
+}
