@@ -17,7 +17,7 @@ use esgflow::core::search::{AddressMatch, HitFilter, TrafficFilter, HIT_TYPES};
 use serde_json::json;
 
 const RECORDS: u64 = 1_000_000;
-const GENERATOR: &str = "v4";
+const GENERATOR: &str = "v5";
 const END: i64 = 1_764_000_000;
 const SPAN: i64 = 30 * 86_400;
 const SEARCHES: usize = 200;

@@ -367,6 +367,19 @@ async fn both_stores_answer_every_search_alike() {
         assert_eq!(from_cls, expected, "{name}: CLS");
         assert_eq!(from_local, expected, "{name}: local");
     }
+
+    // Flow-log coverage: the ENIs that recorded traffic, the same from both and from the records.
+    let expected: BTreeSet<String> = records
+        .iter()
+        .filter(|r| r["record_type"] == "traffic")
+        .filter_map(|r| r["enis"].as_str())
+        .flat_map(|list| list.split(',').map(str::to_string))
+        .collect();
+    assert!(expected.len() >= 3, "{expected:?}");
+    for store in [&cls, &local] {
+        let seen = store.recording_enis(SINCE, UNTIL, deadline).await.unwrap();
+        assert_eq!(seen, expected);
+    }
     std::fs::remove_dir_all(dir).ok();
 }
 

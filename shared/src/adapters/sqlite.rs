@@ -79,22 +79,22 @@ CREATE TABLE IF NOT EXISTS traffic (
     time INTEGER NOT NULL,
     scope TEXT, peer TEXT, src_vpc TEXT, dst_vpc TEXT, src_subnet TEXT, dst_subnet TEXT,
     src_ip TEXT, dst_ip TEXT, dst_port INTEGER, protocol_name TEXT, fl_action TEXT,
-    flows INTEGER, packets INTEGER, bytes INTEGER, last_seen INTEGER,
+    flows INTEGER, packets INTEGER, bytes INTEGER, last_seen INTEGER, enis TEXT,
     PRIMARY KEY (time, record_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS traffic_by_src_vpc ON traffic (src_vpc, time, scope, peer, fl_action,
     src_subnet, dst_subnet, src_ip, dst_ip, dst_port, protocol_name, flows, packets, bytes, last_seen);
 CREATE INDEX IF NOT EXISTS traffic_by_dst_vpc ON traffic (dst_vpc, time, scope, peer, fl_action,
     src_subnet, dst_subnet, src_ip, dst_ip, dst_port, protocol_name, flows, packets, bytes, last_seen);
-PRAGMA user_version = 4;
+PRAGMA user_version = 5;
 ";
 
 /// The schema's version (`PRAGMA user_version`): a database made by another version is
 /// refused, with how to fill it again.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// The columns of table `traffic`, in insert order.
-const TRAFFIC_COLUMNS: [&str; 17] = [
+const TRAFFIC_COLUMNS: [&str; 18] = [
     "record_id",
     "time",
     "scope",
@@ -112,6 +112,7 @@ const TRAFFIC_COLUMNS: [&str; 17] = [
     "packets",
     "bytes",
     "last_seen",
+    "enis",
 ];
 
 /// The embedded records store.
@@ -397,6 +398,25 @@ impl LocalRecords {
             Ok(summed.map_err(|e| too_many = Some(e)).ok())
         })?;
         view.ok_or_else(|| Self::error(&self.path, too_many.expect("set on failure")))
+    }
+
+    /// The ENIs that recorded traffic between `since` and `until` (Unix seconds).
+    pub fn recording_enis(
+        &self,
+        since: i64,
+        until: i64,
+    ) -> Result<std::collections::BTreeSet<String>, LocalStoreError> {
+        let lists: Vec<String> = self.run(
+            "SELECT DISTINCT enis FROM traffic WHERE time BETWEEN ? AND ? AND enis IS NOT NULL",
+            |statement| {
+                statement
+                    .query_map((since, until), |r| r.get::<_, String>(0))
+                    .and_then(Iterator::collect)
+            },
+        )?;
+        Ok(crate::core::search::split_enis(
+            lists.iter().map(String::as_str),
+        ))
     }
 
     /// `uuid`'s `rule_hits` counters summed between `since` and `until` (Unix seconds).

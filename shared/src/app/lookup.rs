@@ -373,16 +373,38 @@ impl Lookup {
             Monitored::Only(vpcs) => vpcs.contains(id),
             Monitored::Switched { listed, .. } => listed.as_ref().is_none_or(|l| l.contains(id)),
         };
+        // Flow-log coverage: the snapshot's ENIs that recorded traffic in the last hour.
+        let now = chrono::Utc::now().timestamp();
+        let recording = match &self.store {
+            None => Err(NO_STORE.to_string()),
+            Some(store) => store
+                .recording_enis(now - COVERAGE_SECONDS, now, deadline)
+                .await
+                .map_err(|failure| match failure {
+                    StoreFailure::Failed { message, .. } => message,
+                    StoreFailure::CursorExpired => "the records search expired".to_string(),
+                }),
+        };
         let vpcs: Vec<Value> = engine
             .topology()
             .vpc_list()
             .into_iter()
             .map(|vpc| {
+                let coverage = match &recording {
+                    Ok(seen) => json!({
+                        "available": true,
+                        "enis_recording": vpc.enis.iter().filter(|e| seen.contains(*e)).count(),
+                        "enis": vpc.enis.len(),
+                        "window_seconds": COVERAGE_SECONDS,
+                    }),
+                    Err(reason) => json!({"available": false, "reason": reason}),
+                };
                 json!({
                     "id": vpc.id, "name": vpc.name, "subnets": vpc.subnets, "enis": vpc.enis.len(),
                     "monitored": monitored.is_on(&vpc.id),
                     "switch": switches.vpcs.get(&vpc.id),
                     "listed": listed(&vpc.id),
+                    "coverage": coverage,
                 })
             })
             .collect();
@@ -1588,6 +1610,9 @@ fn search_failed(failure: StoreFailure, expired: &str) -> Failure {
 /// Why records cannot be searched when no store is configured.
 const NO_STORE: &str = "no records store is configured for this lookup: deploy it with a hits topic, or run it locally with `esgflow serve --store <database>` after `esgflow replay --store <database>`";
 
+/// The window of flow-log coverage in `/v1/vpcs`: ENIs that recorded traffic in the last hour.
+const COVERAGE_SECONDS: i64 = 3600;
+
 /// Days of hit counters shown by `/v1/rules/{uuid}`.
 pub(crate) const HIT_WINDOW_DAYS: i64 = 30;
 
@@ -1748,6 +1773,60 @@ mod tests {
             None,
         );
         assert_eq!(status, 405);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    /// Flow-log coverage: of each VPC's ENIs, those that recorded traffic in the last hour;
+    /// without a records store, why it is unavailable.
+    #[cfg(feature = "local-store")]
+    #[test]
+    fn vpcs_show_flow_log_coverage_of_the_last_hour() {
+        let (lookup, dir) = lookup();
+        let (status, vpcs) = call(&lookup, "GET", "/v1/vpcs", Some("t0ken"), None);
+        assert_eq!(status, 200, "{vpcs}");
+        assert_eq!(vpcs["vpcs"][0]["coverage"]["available"], false, "{vpcs}");
+        let now = chrono::Utc::now().timestamp();
+        let lines: String = [
+            (now - 60, "eni-app00000,eni-app00001"),
+            (now - 120, "eni-app00001"),
+            // Older than an hour: not counted.
+            (now - 7200, "eni-app00002"),
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, (time, enis))| {
+            format!(
+                "{}\n",
+                json!({"record_type": "traffic", "record_id": format!("t{i}"), "time": time,
+                       "last_seen": time, "scope": "intra_subnet", "src_vpc": "vpc-prod0001",
+                       "dst_vpc": "vpc-prod0001", "flows": 1, "enis": enis})
+            )
+        })
+        .collect();
+        let db = dir.join("records.db");
+        crate::adapters::sqlite::LocalRecords::create(&db)
+            .unwrap()
+            .import(lines.as_bytes())
+            .unwrap();
+        let lookup = lookup.with_store(RecordsStore::Local(
+            crate::adapters::sqlite::LocalRecords::open(&db).unwrap(),
+        ));
+        let (status, vpcs) = call(&lookup, "GET", "/v1/vpcs", Some("t0ken"), None);
+        assert_eq!(status, 200, "{vpcs}");
+        let coverage = |id: &str| {
+            vpcs["vpcs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|v| v["id"] == id)
+                .map(|v| v["coverage"].clone())
+                .unwrap()
+        };
+        assert_eq!(
+            coverage("vpc-prod0001"),
+            json!({"available": true, "enis_recording": 2, "enis": 17, "window_seconds": 3600})
+        );
+        assert_eq!(coverage("vpc-dev00001")["enis_recording"], 0);
         std::fs::remove_dir_all(dir).ok();
     }
 

@@ -144,4 +144,18 @@ impl RecordsStore {
             RecordsStore::Local(local) => Ok(local.traffic(filter)?),
         }
     }
+
+    /// The ENIs that recorded traffic between `since` and `until` (flow-log coverage).
+    pub async fn recording_enis(
+        &self,
+        since: i64,
+        until: i64,
+        deadline: Instant,
+    ) -> Result<std::collections::BTreeSet<String>, StoreFailure> {
+        match self {
+            RecordsStore::Cls(cls) => Ok(cls.recording_enis(since, until, deadline).await?),
+            #[cfg(feature = "local-store")]
+            RecordsStore::Local(local) => Ok(local.recording_enis(since, until)?),
+        }
+    }
 }

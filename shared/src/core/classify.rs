@@ -143,13 +143,15 @@ type FlowIdentity = (
 /// code, when known), overlapping windows.
 /// REJECT wins (the ENI that rejected it is the interesting one), counters take the larger
 /// value, the window the union.
-fn merge_duplicates(mut flows: Vec<FlowRecord>) -> (Vec<FlowRecord>, usize) {
+fn merge_duplicates(mut flows: Vec<FlowRecord>) -> (Vec<FlowRecord>, usize, OtherEnis) {
     // Merged in place: a duplicate is folded into the first record of its flow and marked, and
     // the marked ones are dropped at the end (no second vector of flows).
     let mut seen: FastMap<FlowIdentity, SmallIndexes> =
         FastMap::with_capacity_and_hasher(flows.len(), Default::default());
     let mut merged_away = vec![false; flows.len()];
     let mut duplicates = 0;
+    // (kept flow's index before the merged ones go, the other ENI that recorded it)
+    let mut others: Vec<(usize, CompactString)> = Vec::new();
     for index in 0..flows.len() {
         let flow = &flows[index];
         let identity = (
@@ -165,29 +167,47 @@ fn merge_duplicates(mut flows: Vec<FlowRecord>) -> (Vec<FlowRecord>, usize) {
             let other = &flows[i];
             flow.start <= other.end && other.start <= flow.end
         });
-        let Some(kept) = existing else {
+        let Some(kept_index) = existing else {
             slots.push(index);
             continue;
         };
         duplicates += 1;
         merged_away[index] = true;
         let (head, tail) = flows.split_at_mut(index);
-        let (kept, flow) = (&mut head[kept], &tail[0]);
+        let (kept, flow) = (&mut head[kept_index], &tail[0]);
+        let mut other = flow.eni.clone();
         if flow.action == FlowAction::Reject && kept.action == FlowAction::Accept {
             kept.action = FlowAction::Reject;
-            kept.eni = flow.eni.clone();
+            other = std::mem::replace(&mut kept.eni, flow.eni.clone());
+        }
+        if other != kept.eni {
+            others.push((kept_index, other));
         }
         kept.packets = kept.packets.max(flow.packets);
         kept.bytes = kept.bytes.max(flow.bytes);
         kept.start = kept.start.min(flow.start);
         kept.end = kept.end.max(flow.end);
     }
+    let mut other_enis = OtherEnis::default();
     if duplicates > 0 {
+        // A kept flow moves down by the number of merged ones before it.
+        let mut before = Vec::with_capacity(merged_away.len());
+        let mut gone = 0;
+        for &away in &merged_away {
+            before.push(gone);
+            gone += usize::from(away);
+        }
+        for (kept, eni) in others {
+            other_enis.entry(kept - before[kept]).or_default().push(eni);
+        }
         let mut away = merged_away.into_iter();
         flows.retain(|_| !away.next().unwrap_or(false));
     }
-    (flows, duplicates)
+    (flows, duplicates, other_enis)
 }
+
+/// The other ENIs that recorded a merged flow, by the flow's index after merging.
+type OtherEnis = FastMap<usize, smallvec::SmallVec<[CompactString; 1]>>;
 
 type SmallIndexes = smallvec::SmallVec<[usize; 2]>;
 
@@ -249,7 +269,13 @@ struct Aggregate {
     bytes: u64,
     first_seen: u64,
     last_seen: u64,
+    /// The ENIs whose flow logs recorded it (at most [`MAX_RECORDING_ENIS`]).
+    enis: smallvec::SmallVec<[CompactString; 2]>,
 }
+
+/// Most recording ENIs one traffic record names: a conversation between two addresses is
+/// recorded by the ENIs holding them, usually one or two.
+const MAX_RECORDING_ENIS: usize = 8;
 
 /// A placement's identity: the addresses of the topology strings its ends point to (each id
 /// is one string in the topology, so equal pointers are equal ends).
@@ -474,7 +500,7 @@ struct FlowSide<'a> {
 
 /// Judges parsed flows against the engine and produces the records.
 pub fn judge(engine: &Engine, flows: Vec<FlowRecord>, monitored: &Monitored) -> Judged {
-    let (flows, duplicates) = merge_duplicates(flows);
+    let (flows, duplicates, other_enis) = merge_duplicates(flows);
     let exchanges = unknown_icmp(&flows);
     let version: Arc<str> = engine.version().into();
     let mut stats = JudgeStats {
@@ -495,7 +521,7 @@ pub fn judge(engine: &Engine, flows: Vec<FlowRecord>, monitored: &Monitored) -> 
     // Rules named by records are described once per batch, then shared.
     let mut rule_refs: FastMap<RuleId, Arc<RuleRef>> = FastMap::default();
     let mut counters: FastMap<RuleId, HitCounter> = FastMap::default();
-    for flow in &flows {
+    for (index, flow) in flows.iter().enumerate() {
         let placement = engine.topology().place(flow.src, flow.dst, Some(&flow.eni));
         if !monitored.covers(&placement) {
             stats.unmonitored += 1;
@@ -511,7 +537,11 @@ pub fn judge(engine: &Engine, flows: Vec<FlowRecord>, monitored: &Monitored) -> 
             placement
         };
         scope_counts[connection.scope as usize] += 1;
-        stats.saturated += traffic.add(flow, reply, &connection, &mut ends_cache);
+        let others = match other_enis.is_empty() {
+            true => &[][..],
+            false => other_enis.get(&index).map_or(&[][..], |o| o.as_slice()),
+        };
+        stats.saturated += traffic.add(flow, others, reply, &connection, &mut ends_cache);
 
         let evaluation = (!reply).then(|| engine.evaluate(&FlowKey::of(flow)));
         let verdict = classify(flow.action, evaluation.as_ref(), reply);
@@ -731,6 +761,7 @@ impl<'e> TrafficTable<'e> {
     fn add(
         &mut self,
         flow: &FlowRecord,
+        other_enis: &[CompactString],
         reply: bool,
         connection: &Placement<'e>,
         ends_cache: &mut FastMap<PlacementKey, Arc<Ends>>,
@@ -801,6 +832,14 @@ impl<'e> TrafficTable<'e> {
         aggregate.bytes = if overflow_b { u64::MAX } else { bytes };
         aggregate.first_seen = aggregate.first_seen.min(flow.start);
         aggregate.last_seen = aggregate.last_seen.max(flow.end);
+        for eni in std::iter::once(&flow.eni).chain(other_enis) {
+            if !eni.is_empty()
+                && aggregate.enis.len() < MAX_RECORDING_ENIS
+                && !aggregate.enis.contains(eni)
+            {
+                aggregate.enis.push(eni.clone());
+            }
+        }
         usize::from(overflow_p) + usize::from(overflow_b)
     }
 
@@ -813,9 +852,12 @@ impl<'e> TrafficTable<'e> {
             ..
         } = self;
         drop((slots, connections));
-        for ((scope, _, src, dst, port, protocol, action), aggregate, vpc, ends, peer) in aggregates
+        for ((scope, _, src, dst, port, protocol, action), mut aggregate, vpc, ends, peer) in
+            aggregates
         {
             let flows = aggregate.requests + aggregate.replies;
+            aggregate.enis.sort_unstable();
+            let enis = aggregate.enis.join(",");
             records.push(Record::Traffic(Box::new(TrafficRecord {
                 record_type: RecordType::Traffic,
                 record_id: RecordId::parts()
@@ -851,6 +893,7 @@ impl<'e> TrafficTable<'e> {
                 bytes: aggregate.bytes,
                 first_seen: aggregate.first_seen,
                 last_seen: aggregate.last_seen,
+                enis: enis.into(),
                 snapshot_version: version.clone(),
             })));
         }
@@ -1325,6 +1368,20 @@ mod tests {
         );
     }
 
+    /// A traffic record names the ENIs whose flow logs recorded it: both ends' when both did.
+    #[test]
+    fn traffic_names_the_enis_that_recorded_it() {
+        let lines = [
+            "2 1 eni-lq6mkcis 10.8.0.5 172.31.16.139 40001 443 6 1 60 100 160 ACCEPT OK",
+            "2 1 eni-peer0001 10.8.0.5 172.31.16.139 40001 443 6 1 60 100 160 ACCEPT OK",
+            "2 1 eni-lq6mkcis 172.31.16.139 10.8.0.5 443 40001 6 1 60 100 160 ACCEPT OK",
+        ];
+        let Judged { records, .. } = judge(&engine(), flows(&lines), &Monitored::All);
+        let traffic = traffic_of(&records);
+        assert_eq!(traffic.len(), 1, "{traffic:?}");
+        assert_eq!(traffic[0].enis, "eni-lq6mkcis,eni-peer0001");
+    }
+
     /// A switch overrides the monitored list for its VPC, both ways; VPCs without a switch
     /// follow the list; flows with no VPC at either end are judged only when every VPC is.
     #[test]
@@ -1427,7 +1484,7 @@ mod tests {
     /// Records of one ICMP exchange with different types are not merged into one.
     #[test]
     fn merging_respects_icmp_type() {
-        let (merged, duplicates) = merge_duplicates(flows(&[
+        let (merged, duplicates, _) = merge_duplicates(flows(&[
             "2 1 eni-a 10.0.0.1 10.0.0.2 7 8 1 1 84 100 160 ACCEPT OK",
             "2 1 eni-b 10.0.0.1 10.0.0.2 7 3 1 1 84 100 160 ACCEPT OK",
             "2 1 eni-b 10.0.0.1 10.0.0.2 7 8 1 1 84 100 160 ACCEPT OK",

@@ -336,6 +336,9 @@ pub struct TrafficRecord {
     pub first_seen: u64,
     /// Latest window end.
     pub last_seen: u64,
+    /// The ENIs whose flow logs recorded it, comma-separated and sorted (for flow-log coverage).
+    #[serde(skip_serializing_if = "CompactString::is_empty")]
+    pub enis: CompactString,
     /// The snapshot the batch was judged against.
     pub snapshot_version: Arc<str>,
 }
@@ -639,6 +642,10 @@ impl Record {
                 emit("connections", Some(Number(t.connections)));
                 emit("packets", Some(Number(t.packets)));
                 emit("bytes", Some(Number(t.bytes)));
+                emit(
+                    "enis",
+                    Some(&t.enis).filter(|e| !e.is_empty()).map(|e| Text(e)),
+                );
                 emit("record_id", Some(Text(&t.record_id)));
             }
             Record::RuleChange(c) => {
@@ -927,6 +934,11 @@ mod tests {
             bytes: 1000,
             first_seen: 1,
             last_seen: 9,
+            enis: if full {
+                "eni-a,eni-b".into()
+            } else {
+                "".into()
+            },
             snapshot_version: "v1".into(),
         }
     }

@@ -600,6 +600,22 @@ impl TrafficView {
     }
 }
 
+/// The ENI ids of traffic records' `enis` lists (comma-separated), each once.
+pub fn split_enis<'a>(
+    lists: impl IntoIterator<Item = &'a str>,
+) -> std::collections::BTreeSet<String> {
+    lists
+        .into_iter()
+        .flat_map(|list| list.split(','))
+        .map(str::trim)
+        .filter(|eni| !eni.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Most distinct `enis` lists one coverage query reads.
+pub const MAX_ENI_LISTS: u32 = 10_000;
+
 #[cfg(test)]
 mod tests {
     use super::*;

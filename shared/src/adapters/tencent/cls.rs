@@ -647,6 +647,7 @@ mod tests {
             bytes: 1,
             first_seen: 1,
             last_seen: 1,
+            enis: "".into(),
             snapshot_version: "v".repeat(value_bytes).into(),
         }))
     }
@@ -817,6 +818,7 @@ mod tests {
             bytes: 336,
             first_seen: 1,
             last_seen: 9,
+            enis: "eni-1".into(),
             snapshot_version: "v".into(),
         }));
         // A log over 16 KB takes a three-byte length, not the two kept for it.

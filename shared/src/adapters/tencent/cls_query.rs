@@ -89,6 +89,7 @@ pub const TRAFFIC_INDEX: &[IndexField] = &[
     field("packets", FieldKind::Long, true),
     field("bytes", FieldKind::Long, true),
     field("last_seen", FieldKind::Long, true),
+    field("enis", FieldKind::Text, true),
 ];
 
 /// `(field:"a" OR field:"b")` — a text field equal to one of `values`.
@@ -167,6 +168,14 @@ pub fn traffic_search(filter: &TrafficFilter) -> String {
         parts.push(format!("fl_action:\"{action}\""));
     }
     parts.join(" AND ")
+}
+
+/// The distinct lists of ENIs that recorded traffic (flow-log coverage).
+pub fn recording_enis_query() -> String {
+    format!(
+        "record_type:\"traffic\" | select enis group by enis limit {}",
+        crate::core::search::MAX_ENI_LISTS
+    )
 }
 
 /// The query text of one traffic view.
@@ -336,6 +345,27 @@ impl ClsRecords {
         Ok(traffic)
     }
 
+    /// The ENIs that recorded traffic between `since` and `until` (Unix seconds).
+    pub async fn recording_enis(
+        &self,
+        since: i64,
+        until: i64,
+        deadline: Instant,
+    ) -> Result<std::collections::BTreeSet<String>, ApiError> {
+        let rows = analysis_rows(
+            &self.client,
+            &self.traffic_topic,
+            &recording_enis_query(),
+            since * 1000,
+            until * 1000,
+            deadline,
+        )
+        .await?;
+        Ok(crate::core::search::split_enis(
+            rows.iter().filter_map(|r| r.get("enis")?.as_str()),
+        ))
+    }
+
     /// `uuid`'s counters between `since` and `until` (Unix seconds).
     pub async fn rule_counters(
         &self,
@@ -458,6 +488,10 @@ mod tests {
         for (view, expected) in TrafficQuery::ALL.into_iter().zip(expected) {
             assert_eq!(traffic_query(&filter, view), expected, "{view:?}");
         }
+        assert_eq!(
+            recording_enis_query(),
+            r#"record_type:"traffic" | select enis group by enis limit 10000"#
+        );
     }
 
     /// The fields a query's search part names (the words before `:`) and those its SQL part
@@ -528,8 +562,11 @@ mod tests {
         filter.peer = Some(crate::core::records::Peer::Internet);
         filter.fl_action = Some("ACCEPT");
         let mut seen = std::collections::BTreeSet::new();
-        for view in TrafficQuery::ALL {
-            let query = traffic_query(&filter, view);
+        let queries = TrafficQuery::ALL
+            .iter()
+            .map(|view| traffic_query(&filter, *view))
+            .chain([recording_enis_query()]);
+        for query in queries {
             let (searched, analysed) = fields_of(&query);
             for name in searched {
                 assert!(indexed(&name).is_some(), "{name} not in TRAFFIC_INDEX");
