@@ -340,6 +340,22 @@ async fn every_answer_validates_against_the_document() {
         ),
         ("/v1/traffic", "get", "/v1/traffic", None, None, json!({})),
         ("/v1/vpcs", "get", "/v1/vpcs", Some(TOKEN), None, json!({})),
+        (
+            "/v1/hits/{record_id}",
+            "get",
+            "/v1/hits/0123456789abcdef",
+            Some(TOKEN),
+            None,
+            json!({}),
+        ),
+        (
+            "/v1/hits/{record_id}",
+            "get",
+            "/v1/hits/0123456789abcdef",
+            Some(TOKEN),
+            None,
+            json!({"since": "yesterday"}),
+        ),
         ("/v1/vpcs", "get", "/v1/vpcs", None, None, json!({})),
         (
             "/v1/vpcs/{id}/monitoring",

@@ -368,6 +368,22 @@ async fn both_stores_answer_every_search_alike() {
         assert_eq!(from_local, expected, "{name}: local");
     }
 
+    // One record by id, from both, as written.
+    let some_hit = records
+        .iter()
+        .find(|r| r["record_type"] == "block_hit")
+        .unwrap();
+    let id = some_hit["record_id"].as_str().unwrap();
+    for store in [&cls, &local] {
+        let found = store.hit_by_id(id, SINCE, UNTIL, deadline).await.unwrap();
+        assert_eq!(found.as_ref(), Some(some_hit));
+        let none = store
+            .hit_by_id("00000000000000ff", SINCE, UNTIL, deadline)
+            .await
+            .unwrap();
+        assert_eq!(none, None);
+    }
+
     // Flow-log coverage: the ENIs that recorded traffic, the same from both and from the records.
     let expected: BTreeSet<String> = records
         .iter()

@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use crate::core::monitoring::Switches;
 use crate::core::ports::{
-    fail, object_name, parse_snapshot, to_json, BoxFuture, Latest, Pointer, RecordSink, SinkError,
-    SnapshotStore, StoreFuture, Written, SWITCHES_OBJECT,
+    fail, object_name, of_version, parse_snapshot, to_json, version_object, BoxFuture, Latest,
+    Pointer, RecordSink, SinkError, SnapshotStore, StoreFuture, Written, SWITCHES_OBJECT,
 };
 use crate::core::records::Record;
 use crate::core::snapshot::Snapshot;
@@ -134,6 +134,20 @@ impl SnapshotStore for FileStore {
         })
     }
 
+    fn version<'a>(
+        &'a self,
+        version: &'a str,
+        deadline: Instant,
+    ) -> StoreFuture<'a, Option<Snapshot>> {
+        // One file keeps one version: the one it holds.
+        Box::pin(async move {
+            Ok(match self.latest(None, deadline).await? {
+                Latest::Found { snapshot, .. } if snapshot.version == version => Some(*snapshot),
+                _ => None,
+            })
+        })
+    }
+
     fn switches<'a>(&'a self, _: Instant) -> StoreFuture<'a, Option<Switches>> {
         Box::pin(async move { read_switches(&self.switches_path()).map_err(|e| fail(self, e)) })
     }
@@ -206,6 +220,19 @@ impl SnapshotStore for DirStore {
                 .map_err(|e| fail(self, e))?;
             let bytes = serde_json::to_vec_pretty(&pointer).expect("pointers serialize");
             write_atomically(&self.dir.join("latest.json"), &bytes).map_err(|e| fail(self, e))
+        })
+    }
+
+    fn version<'a>(&'a self, version: &'a str, _: Instant) -> StoreFuture<'a, Option<Snapshot>> {
+        Box::pin(async move {
+            let object = version_object(version).map_err(|e| fail(self, e))?;
+            let bytes = match read_regular(&self.dir.join(&object)) {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(fail(self, format!("{object}: {e}"))),
+            };
+            let snapshot = parse_snapshot(&bytes, &object, &self.describe())?;
+            of_version(self, snapshot, version)
         })
     }
 

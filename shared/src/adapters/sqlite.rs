@@ -400,6 +400,28 @@ impl LocalRecords {
         view.ok_or_else(|| Self::error(&self.path, too_many.expect("set on failure")))
     }
 
+    /// The hit record `id` written between `since` and `until` (Unix seconds), if any.
+    pub fn hit_by_id(
+        &self,
+        id: &str,
+        since: i64,
+        until: i64,
+    ) -> Result<Option<Value>, LocalStoreError> {
+        let types = crate::core::search::HIT_TYPES;
+        let body: Option<String> = self.run(
+            "SELECT body FROM records WHERE record_type IN (?, ?, ?, ?) AND record_id = ? AND time BETWEEN ? AND ? LIMIT 1",
+            |statement| {
+                let mut rows = statement.query_map(
+                    (types[0], types[1], types[2], types[3], id, since, until),
+                    |r| r.get::<_, String>(0),
+                )?;
+                rows.next().transpose()
+            },
+        )?;
+        body.map(|b| serde_json::from_str(&b).map_err(|e| Self::error(&self.path, e)))
+            .transpose()
+    }
+
     /// The ENIs that recorded traffic between `since` and `until` (Unix seconds).
     pub fn recording_enis(
         &self,

@@ -167,6 +167,8 @@ impl Lookup {
         }
         let result = if path == "/v1/hits" {
             self.hits(request, deadline).await.map(raw)
+        } else if let Some(id) = path.strip_prefix("/v1/hits/").filter(|id| *id != "export") {
+            self.hit(request, id, deadline).await.map(raw)
         } else if path == "/v1/traffic" {
             self.traffic(request, deadline).await.map(raw)
         } else if path == "/v1/vpcs" {
@@ -354,6 +356,119 @@ impl Lookup {
             "fl_action": filter.fl_action,
             "totals": view.totals, "talkers": view.talkers, "matrix": view.matrix,
             "series": view.series, "query": traffic_search(&filter),
+        }))
+    }
+
+    /// `GET /v1/hits/{record_id}`: one hit record, explained against the snapshot it was judged
+    /// with while the snapshot store keeps that version (else against the current one, saying
+    /// so).
+    async fn hit(
+        &self,
+        request: &ApiGatewayRequest,
+        id: &str,
+        deadline: Instant,
+    ) -> Result<Value, Failure> {
+        self.authenticate(request)?;
+        only_parameters(request, "/v1/hits/{record_id}", &HIT_PARAMETERS)?;
+        if request.http_method != "GET" {
+            return Err(fail(
+                405,
+                "method_not_allowed",
+                "/v1/hits/{record_id} accepts GET",
+            ));
+        }
+        if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(fail(
+                404,
+                "not_found",
+                format!("{id:?} is not a record id (16 hex digits)"),
+            ));
+        }
+        // The record's own time narrows the search; without it, the last 30 days.
+        let given = |name: &str| request.query(name).filter(|t| !t.trim().is_empty());
+        let now = chrono::Utc::now().timestamp();
+        let until = given("until")
+            .map(|t| parse_time("until", t))
+            .transpose()?
+            .unwrap_or(now);
+        let since = match given("since") {
+            Some(text) => parse_time("since", text)?,
+            None => until.saturating_sub(MAX_HITS_SPAN_SECONDS).max(0),
+        };
+        if since > until || until - since > MAX_HITS_SPAN_SECONDS {
+            return Err(field_error(
+                "since",
+                "must be before until, at most 30 days before",
+            ));
+        }
+        let store = self.store()?;
+        let record = store
+            .hit_by_id(id, since, until, deadline)
+            .await
+            .map_err(|failure| search_failed(failure, "the records search expired: ask again"))?
+            .ok_or_else(|| {
+                fail(
+                    404,
+                    "not_found",
+                    format!("no hit record {id} between {since} and {until}"),
+                )
+            })?;
+        let judged_with = record["snapshot_version"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let judged = if judged_with.is_empty() {
+            None
+        } else {
+            self.snapshots
+                .lock()
+                .await
+                .engine_of_version(&judged_with, deadline)
+                .await
+                .map_err(|err| fail(503, "snapshot_unavailable", err.to_string()))?
+        };
+        let (engine, note) = match judged {
+            Some(engine) => (engine, None),
+            None => {
+                let current = self.engine(deadline).await?;
+                let note = format!(
+                    "the snapshot store no longer keeps version {judged_with:?}, which judged this record: explained against the current snapshot {}",
+                    current.version()
+                );
+                (current, Some(note))
+            }
+        };
+        let address = |key: &str| {
+            record[key]
+                .as_str()
+                .and_then(|t| t.parse::<IpAddr>().ok())
+                .map(|ip| ip.to_canonical())
+        };
+        let explanation = match (
+            address("src_ip"),
+            address("dst_ip"),
+            record["protocol"].as_u64(),
+        ) {
+            (Some(src), Some(dst), Some(protocol)) => {
+                let flow = FlowKey::requested(
+                    src,
+                    dst,
+                    u8::try_from(protocol).unwrap_or(0),
+                    record["dst_port"]
+                        .as_u64()
+                        .and_then(|p| u16::try_from(p).ok()),
+                );
+                let view = ExplainView::of(&engine, &flow, record["eni"].as_str(), Detail::Summary);
+                serde_json::to_value(&view).expect("plain data serializes")
+            }
+            _ => Value::Null,
+        };
+        Ok(json!({
+            "record": record,
+            "judged_with": judged_with,
+            "explained_with": engine.version(),
+            "explanation": explanation,
+            "note": note,
         }))
     }
 
@@ -1007,6 +1122,9 @@ fn search_id(name: &str, given: Option<&str>, what: &str) -> Result<Option<Strin
         None => Ok(None),
     }
 }
+
+/// The parameters `/v1/hits/{record_id}` reads.
+pub const HIT_PARAMETERS: [&str; 2] = ["since", "until"];
 
 /// The parameters `/v1/traffic` reads, in the order `openapi.json` documents them.
 pub const TRAFFIC_PARAMETERS: [&str; 9] = [
@@ -1773,6 +1891,87 @@ mod tests {
             None,
         );
         assert_eq!(status, 405);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    /// One record is explained against the snapshot version that judged it while the store
+    /// keeps that version; when it does not, against the current one, and the answer says so.
+    #[cfg(feature = "local-store")]
+    #[test]
+    fn a_record_is_explained_against_the_snapshot_that_judged_it() {
+        use crate::core::ports::SnapshotStore;
+        let dir = std::env::temp_dir().join(format!("esgflow-record-{}", rand_suffix()));
+        let snapshots = dir.join("snapshots");
+        let store = crate::adapters::files::DirStore::new(&snapshots);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        // The older version judged the record; a newer one is current.
+        let (older, current) = (fixtures::sample(0), fixtures::sample(7));
+        runtime.block_on(store.publish(&older, deadline)).unwrap();
+        runtime.block_on(store.publish(&current, deadline)).unwrap();
+        let now = chrono::Utc::now().timestamp();
+        let record = |id: &str, version: &str| {
+            json!({"record_type": "block_hit", "record_id": id, "time": now - 60,
+                   "src_ip": "10.0.1.11", "dst_ip": "10.0.3.10", "dst_port": 3306, "protocol": 6,
+                   "rule_uuid": "7010", "snapshot_version": version})
+            .to_string()
+        };
+        let lines = format!(
+            "{}\n{}\n",
+            record("00000000000000a1", &older.version),
+            record("00000000000000a2", "0000000000000000")
+        );
+        let db = dir.join("records.db");
+        crate::adapters::sqlite::LocalRecords::create(&db)
+            .unwrap()
+            .import(lines.as_bytes())
+            .unwrap();
+        let lookup = Lookup::new(
+            Auth::Bearer("t0ken".into()),
+            4096,
+            SnapshotCache::with_store(Box::new(store), std::time::Duration::from_secs(60)),
+        )
+        .with_store(RecordsStore::Local(
+            crate::adapters::sqlite::LocalRecords::open(&db).unwrap(),
+        ));
+        let (status, answer) = call(
+            &lookup,
+            "GET",
+            "/v1/hits/00000000000000a1",
+            Some("t0ken"),
+            None,
+        );
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["judged_with"], older.version.as_str());
+        assert_eq!(answer["explained_with"], older.version.as_str());
+        assert_eq!(answer["note"], Value::Null);
+        assert_eq!(answer["explanation"]["decision"], "block", "{answer}");
+        assert_eq!(answer["explanation"]["rule"]["uuid"], "7010", "{answer}");
+        assert_eq!(answer["record"]["record_id"], "00000000000000a1");
+        // A version the store no longer keeps: the current one explains it, and says so.
+        let (status, answer) = call(
+            &lookup,
+            "GET",
+            "/v1/hits/00000000000000a2",
+            Some("t0ken"),
+            None,
+        );
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["explained_with"], current.version.as_str());
+        assert!(
+            answer["note"].as_str().unwrap().contains("no longer keeps"),
+            "{answer}"
+        );
+        for (path, expected) in [
+            ("/v1/hits/00000000000000ff", 404),
+            ("/v1/hits/not-an-id", 404),
+        ] {
+            let (status, _) = call(&lookup, "GET", path, Some("t0ken"), None);
+            assert_eq!(status, expected, "{path}");
+        }
         std::fs::remove_dir_all(dir).ok();
     }
 

@@ -158,4 +158,19 @@ impl RecordsStore {
             RecordsStore::Local(local) => Ok(local.recording_enis(since, until)?),
         }
     }
+
+    /// The hit record `id` written between `since` and `until`, if any.
+    pub async fn hit_by_id(
+        &self,
+        id: &str,
+        since: i64,
+        until: i64,
+        deadline: Instant,
+    ) -> Result<Option<serde_json::Value>, StoreFailure> {
+        match self {
+            RecordsStore::Cls(cls) => Ok(cls.hit_by_id(id, since, until, deadline).await?),
+            #[cfg(feature = "local-store")]
+            RecordsStore::Local(local) => Ok(local.hit_by_id(id, since, until)?),
+        }
+    }
 }

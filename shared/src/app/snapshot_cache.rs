@@ -32,6 +32,8 @@ pub struct SnapshotCache {
     checked_at: Option<Instant>,
     switches: Option<Switches>,
     switches_checked_at: Option<Instant>,
+    /// An older version asked for by [`engine_of_version`](Self::engine_of_version).
+    judged_with: Option<(String, Arc<Engine>)>,
 }
 
 /// How long one load may take when the caller has no deadline of its own (cold start).
@@ -56,6 +58,7 @@ impl SnapshotCache {
             checked_at: None,
             switches: None,
             switches_checked_at: None,
+            judged_with: None,
         }
     }
 
@@ -184,6 +187,35 @@ impl SnapshotCache {
                 }
             }
         }
+    }
+
+    /// The engine of snapshot `version`: the current one when it is that version, else the
+    /// store's copy of it compiled (`None`: the store no longer keeps it).
+    pub(crate) async fn engine_of_version(
+        &mut self,
+        version: &str,
+        deadline: Instant,
+    ) -> Result<Option<Arc<Engine>>, SnapshotUnavailable> {
+        if let Some(engine) = self.engine.as_ref().filter(|e| e.version() == version) {
+            return Ok(Some(engine.clone()));
+        }
+        if let Some((kept, engine)) = &self.judged_with {
+            if kept == version {
+                return Ok(Some(engine.clone()));
+            }
+        }
+        let Some(snapshot) = self
+            .store
+            .version(version, deadline)
+            .await
+            .map_err(|e| self.unavailable(e.message))?
+        else {
+            return Ok(None);
+        };
+        let engine = Arc::new(Engine::compile(&snapshot).map_err(|e| self.unavailable(e))?);
+        // One older version kept: the records of one search are usually judged with one.
+        self.judged_with = Some((version.to_string(), engine.clone()));
+        Ok(Some(engine))
     }
 
     /// The switches as the store holds them now (none saved: none), whatever the TTL.

@@ -159,6 +159,14 @@ pub trait SnapshotStore: Send + Sync + std::fmt::Debug {
     /// Writes `snapshot` under its version and makes it the latest.
     fn publish<'a>(&'a self, snapshot: &'a Snapshot, deadline: Instant) -> StoreFuture<'a, ()>;
 
+    /// The snapshot of `version`, if the store still keeps it (`None`: it does not). Its
+    /// content is checked against the version as every load is.
+    fn version<'a>(
+        &'a self,
+        version: &'a str,
+        deadline: Instant,
+    ) -> StoreFuture<'a, Option<Snapshot>>;
+
     /// The monitoring switches kept beside the snapshots (`None`: none saved yet).
     fn switches<'a>(&'a self, deadline: Instant) -> StoreFuture<'a, Option<Switches>>;
 
@@ -215,6 +223,36 @@ pub(crate) fn object_name(object: &str) -> Result<&str, String> {
     } else {
         Err(format!(
             "latest.json names {object:?}, not a snapshot object"
+        ))
+    }
+}
+
+/// The object a version is kept under, for a version that is a plain name.
+pub(crate) fn version_object(version: &str) -> Result<String, String> {
+    let plain = !version.is_empty()
+        && version.len() <= 128
+        && version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
+    if plain {
+        Ok(format!("{version}.json"))
+    } else {
+        Err(format!("{version:?} is not a snapshot version"))
+    }
+}
+
+/// `snapshot` if it is `version` (a store may hold another under the name).
+pub(crate) fn of_version(
+    store: &dyn SnapshotStore,
+    snapshot: Snapshot,
+    version: &str,
+) -> Result<Option<Snapshot>, StoreError> {
+    if snapshot.version == version {
+        Ok(Some(snapshot))
+    } else {
+        Err(fail(
+            store,
+            format!("{version}.json holds version {}", snapshot.version),
         ))
     }
 }

@@ -473,8 +473,9 @@ pub struct TrafficRow {
     pub last_seen: i64,
 }
 
-/// Most distinct conversations one traffic view sums on one machine (about 60 MB of sums).
-pub const MAX_CONVERSATIONS: usize = 300_000;
+/// Most distinct conversations one traffic view sums on one machine: each takes about 150
+/// bytes, so the sums stay near 30 MB, within the lookup function's 64 MB.
+pub const MAX_CONVERSATIONS: usize = 200_000;
 
 /// A traffic view would hold more conversations than [`MAX_CONVERSATIONS`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -500,8 +501,10 @@ impl TrafficView {
         filter: &TrafficFilter,
         rows: impl IntoIterator<Item = TrafficRow>,
     ) -> Result<TrafficView, TooManyConversations> {
+        use compact_str::CompactString as Text;
         use std::collections::HashMap;
-        type Conversation = (String, String, Option<u16>, String, String);
+        // Inline strings: an address, a protocol or a scope fits without an allocation.
+        type Conversation = (Text, Text, Option<u16>, Text, Text);
         let mut totals: HashMap<(String, String), TrafficSums> = HashMap::new();
         let mut talkers: HashMap<Conversation, TrafficSums> = HashMap::new();
         let mut matrix: HashMap<(Option<String>, Option<String>), TrafficSums> = HashMap::new();
@@ -513,11 +516,11 @@ impl TrafficView {
                 .or_default()
                 .add(&row);
             let conversation = (
-                row.src_ip.clone(),
-                row.dst_ip.clone(),
+                Text::from(row.src_ip.as_str()),
+                Text::from(row.dst_ip.as_str()),
                 row.dst_port,
-                row.protocol_name.clone(),
-                row.scope.clone(),
+                Text::from(row.protocol_name.as_str()),
+                Text::from(row.scope.as_str()),
             );
             if !talkers.contains_key(&conversation) && talkers.len() >= MAX_CONVERSATIONS {
                 return Err(TooManyConversations);
@@ -545,11 +548,11 @@ impl TrafficView {
                 .into_iter()
                 .map(
                     |((src_ip, dst_ip, dst_port, protocol_name, scope), sums)| Talker {
-                        src_ip,
-                        dst_ip,
+                        src_ip: src_ip.into(),
+                        dst_ip: dst_ip.into(),
                         dst_port,
-                        protocol_name,
-                        scope,
+                        protocol_name: protocol_name.into(),
+                        scope: scope.into(),
                         sums,
                     },
                 )

@@ -68,6 +68,7 @@ pub const HITS_INDEX: &[IndexField] = &[
     field("observe_hits", FieldKind::Long, true),
     field("first_hit", FieldKind::Long, true),
     field("last_hit", FieldKind::Long, true),
+    field("record_id", FieldKind::Text, false),
 ];
 
 /// The key-value index the traffic topic needs for the traffic views (when traffic shares the
@@ -182,6 +183,14 @@ pub fn recording_enis_query() -> String {
 pub fn traffic_query(filter: &TrafficFilter, view: TrafficQuery) -> String {
     let (select, rest) = view.sql(filter);
     format!("{} | select {select} {rest}", traffic_search(filter))
+}
+
+/// The CQL finding one hit record by id (`id`: 16 hex digits, checked by the caller).
+pub fn hit_by_id_query(id: &str) -> String {
+    format!(
+        "{} AND record_id:\"{id}\"",
+        any_text("record_type", &crate::core::search::HIT_TYPES)
+    )
 }
 
 /// The numeric fields of hit records. CLS keeps every value as text; these are given back as
@@ -345,6 +354,34 @@ impl ClsRecords {
         Ok(traffic)
     }
 
+    /// The hit record `id` written between `since` and `until` (Unix seconds), if any.
+    pub async fn hit_by_id(
+        &self,
+        id: &str,
+        since: i64,
+        until: i64,
+        deadline: Instant,
+    ) -> Result<Option<Value>, ApiError> {
+        let body = json!({
+            "TopicId": self.topic, "From": since * 1000, "To": until * 1000,
+            "QueryString": hit_by_id_query(id), "QuerySyntax": 1, "Limit": 1, "Sort": "desc",
+            "UseNewAnalysis": true,
+        });
+        let response = self
+            .client
+            .call("cls", CLS_VERSION, "SearchLog", &body, deadline)
+            .await?;
+        Ok(response
+            .get("Results")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.get("LogJson").and_then(Value::as_str))
+            .filter_map(|text| serde_json::from_str(text).ok())
+            .map(typed)
+            .next())
+    }
+
     /// The ENIs that recorded traffic between `since` and `until` (Unix seconds).
     pub async fn recording_enis(
         &self,
@@ -489,6 +526,10 @@ mod tests {
             assert_eq!(traffic_query(&filter, view), expected, "{view:?}");
         }
         assert_eq!(
+            hit_by_id_query("0123456789abcdef"),
+            r#"(record_type:"block_hit" OR record_type:"observe_hit" OR record_type:"unattributed_block" OR record_type:"snapshot_drift") AND record_id:"0123456789abcdef""#
+        );
+        assert_eq!(
             recording_enis_query(),
             r#"record_type:"traffic" | select enis group by enis limit 10000"#
         );
@@ -522,6 +563,7 @@ mod tests {
         let indexed = |name: &str| HITS_INDEX.iter().find(|f| f.name == name);
         let mut queries: Vec<String> = every_shape().iter().map(|(f, _)| hits_query(f)).collect();
         queries.extend([
+            hit_by_id_query("0123456789abcdef"),
             top_block_rules_query(5),
             rule_counters_query("r"),
             USED_RULES_QUERY.to_string(),

@@ -10,8 +10,8 @@ use crate::adapters::tencent::sign::qsign;
 use crate::adapters::tencent::Credentials;
 use crate::core::monitoring::Switches;
 use crate::core::ports::{
-    fail, object_name, parse_snapshot, to_json, Latest, Pointer, SnapshotStore, StoreError,
-    StoreFuture, SWITCHES_OBJECT,
+    fail, object_name, of_version, parse_snapshot, to_json, version_object, Latest, Pointer,
+    SnapshotStore, StoreError, StoreFuture, SWITCHES_OBJECT,
 };
 use crate::core::snapshot::Snapshot;
 
@@ -246,6 +246,30 @@ impl SnapshotStore for CosStore {
                 serde_json::to_vec_pretty(&pointer).expect("pointers serialize"),
             )
             .await
+        })
+    }
+
+    fn version<'a>(
+        &'a self,
+        version: &'a str,
+        deadline: Instant,
+    ) -> StoreFuture<'a, Option<Snapshot>> {
+        Box::pin(async move {
+            let object = version_object(version).map_err(|e| fail(self, e))?;
+            let (status, _, body) = self
+                .send(reqwest::Method::GET, &object, None, None, deadline)
+                .await?;
+            match status {
+                404 => Ok(None),
+                200..=299 => {
+                    let snapshot = parse_snapshot(&body, &object, &self.describe())?;
+                    of_version(self, snapshot, version)
+                }
+                _ => Err(fail(
+                    self,
+                    format!("{object}: HTTP {status} {}", cos_code(&body)),
+                )),
+            }
         })
     }
 
