@@ -118,7 +118,8 @@ fn request(
 #[test]
 fn documented_query_parameters_are_the_ones_each_route_reads() {
     use esgflow::app::lookup::{
-        EXPORT_PARAMETERS, HITS_PARAMETERS, TOP_RULES_PARAMETERS, TRAFFIC_PARAMETERS,
+        EXPORT_PARAMETERS, HITS_PARAMETERS, HIT_PARAMETERS, RULES_PARAMETERS, TOP_RULES_PARAMETERS,
+        TRAFFIC_PARAMETERS,
     };
     let doc: Value = serde_json::from_str(
         &std::fs::read_to_string(format!("{}/openapi.json", env!("CARGO_MANIFEST_DIR"))).unwrap(),
@@ -137,6 +138,8 @@ fn documented_query_parameters_are_the_ones_each_route_reads() {
     assert_eq!(documented("/v1/hits"), reads(&HITS_PARAMETERS));
     assert_eq!(documented("/v1/hits/export"), reads(&EXPORT_PARAMETERS));
     assert_eq!(documented("/v1/traffic"), reads(&TRAFFIC_PARAMETERS));
+    assert_eq!(documented("/v1/rules"), reads(&RULES_PARAMETERS));
+    assert_eq!(documented("/v1/hits/{record_id}"), reads(&HIT_PARAMETERS));
     assert_eq!(
         documented("/v1/stats/top-rules"),
         reads(&TOP_RULES_PARAMETERS)
@@ -340,6 +343,22 @@ async fn every_answer_validates_against_the_document() {
         ),
         ("/v1/traffic", "get", "/v1/traffic", None, None, json!({})),
         ("/v1/vpcs", "get", "/v1/vpcs", Some(TOKEN), None, json!({})),
+        (
+            "/v1/rules",
+            "get",
+            "/v1/rules",
+            Some(TOKEN),
+            None,
+            json!({"limit": "5"}),
+        ),
+        (
+            "/v1/rules",
+            "get",
+            "/v1/rules",
+            Some(TOKEN),
+            None,
+            json!({"days": "90"}),
+        ),
         (
             "/v1/hits/{record_id}",
             "get",

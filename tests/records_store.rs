@@ -368,6 +368,21 @@ async fn both_stores_answer_every_search_alike() {
         assert_eq!(from_local, expected, "{name}: local");
     }
 
+    // Every rule's counters at once agree, with each other and rule by rule.
+    let totals = cls.rule_totals(SINCE, UNTIL, deadline).await.unwrap();
+    assert_eq!(
+        totals,
+        local.rule_totals(SINCE, UNTIL, deadline).await.unwrap()
+    );
+    assert!(totals.len() >= 5, "{totals:?}");
+    for (uuid, counters) in &totals {
+        let one = local
+            .rule_counters(uuid, SINCE, UNTIL, deadline)
+            .await
+            .unwrap();
+        assert_eq!(&one, counters, "{uuid}");
+    }
+
     // One record by id, from both, as written.
     let some_hit = records
         .iter()

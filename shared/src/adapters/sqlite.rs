@@ -448,22 +448,52 @@ impl LocalRecords {
         since: i64,
         until: i64,
     ) -> Result<RuleCounters, LocalStoreError> {
-        self.run(
-            "SELECT sum(json_extract(body, '$.hits')), sum(json_extract(body, '$.block_hits')), sum(json_extract(body, '$.observe_hits')), min(json_extract(body, '$.first_hit')), max(json_extract(body, '$.last_hit')) FROM records WHERE record_type = 'rule_hits' AND rule_uuid = ? AND time BETWEEN ? AND ?",
-            |statement| statement
-            .query_row((uuid, since, until), |r| {
-                let count = |i: usize| -> rusqlite::Result<Option<u64>> {
-                    Ok(r.get::<_, Option<i64>>(i)?.map(|n| n.max(0) as u64))
-                };
-                Ok(RuleCounters {
-                    hits: count(0)?.unwrap_or(0),
-                    block_hits: count(1)?.unwrap_or(0),
-                    observe_hits: count(2)?.unwrap_or(0),
-                    first_hit: count(3)?,
-                    last_hit: count(4)?,
+        Ok(self
+            .counters_by_rule(Some(uuid), since, until)?
+            .remove(uuid)
+            .unwrap_or_default())
+    }
+
+    /// Every rule's `rule_hits` counters summed between `since` and `until`, by uuid.
+    pub fn rule_totals(
+        &self,
+        since: i64,
+        until: i64,
+    ) -> Result<std::collections::BTreeMap<String, RuleCounters>, LocalStoreError> {
+        self.counters_by_rule(None, since, until)
+    }
+
+    fn counters_by_rule(
+        &self,
+        uuid: Option<&str>,
+        since: i64,
+        until: i64,
+    ) -> Result<std::collections::BTreeMap<String, RuleCounters>, LocalStoreError> {
+        let sql = format!(
+            "SELECT rule_uuid, sum(json_extract(body, '$.hits')), sum(json_extract(body, '$.block_hits')), sum(json_extract(body, '$.observe_hits')), min(json_extract(body, '$.first_hit')), max(json_extract(body, '$.last_hit')) FROM records WHERE record_type = 'rule_hits' AND time BETWEEN ? AND ? AND rule_uuid IS NOT NULL {} GROUP BY rule_uuid",
+            if uuid.is_some() { "AND rule_uuid = ?" } else { "" }
+        );
+        let mut values = vec![Sql::Integer(since), Sql::Integer(until)];
+        values.extend(uuid.map(|u| Sql::Text(u.to_string())));
+        self.run(&sql, |statement| {
+            statement
+                .query_map(params_from_iter(values), |r| {
+                    let count = |i: usize| -> rusqlite::Result<Option<u64>> {
+                        Ok(r.get::<_, Option<i64>>(i)?.map(|n| n.max(0) as u64))
+                    };
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        RuleCounters {
+                            hits: count(1)?.unwrap_or(0),
+                            block_hits: count(2)?.unwrap_or(0),
+                            observe_hits: count(3)?.unwrap_or(0),
+                            first_hit: count(4)?,
+                            last_hit: count(5)?,
+                        },
+                    ))
                 })
-            }),
-        )
+                .and_then(Iterator::collect)
+        })
     }
 }
 

@@ -173,6 +173,8 @@ impl Lookup {
             self.traffic(request, deadline).await.map(raw)
         } else if path == "/v1/vpcs" {
             self.vpcs(request, deadline).await.map(raw)
+        } else if path == "/v1/rules" {
+            self.rules(request, deadline).await.map(raw)
         } else if let Some(vpc) = path
             .strip_prefix("/v1/vpcs/")
             .and_then(|rest| rest.strip_suffix("/monitoring"))
@@ -469,6 +471,129 @@ impl Lookup {
             "explained_with": engine.version(),
             "explanation": explanation,
             "note": note,
+        }))
+    }
+
+    /// `GET /v1/rules?days=&offset=&limit=`: the rules in evaluation order with their hit
+    /// counters, unused flag and hygiene finding, and the recent rule changes.
+    async fn rules(
+        &self,
+        request: &ApiGatewayRequest,
+        deadline: Instant,
+    ) -> Result<Value, Failure> {
+        self.authenticate(request)?;
+        only_parameters(request, "/v1/rules", &RULES_PARAMETERS)?;
+        if request.http_method != "GET" {
+            return Err(fail(405, "method_not_allowed", "/v1/rules accepts GET"));
+        }
+        let bounded =
+            |name: &'static str, default: i64, min: i64, max: i64| -> Result<i64, Failure> {
+                match request.query(name).map(str::trim).filter(|t| !t.is_empty()) {
+                    None => Ok(default),
+                    Some(text) => text
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|n| (min..=max).contains(n))
+                        .ok_or_else(|| {
+                            field_error(
+                                name,
+                                format!("{text:?} is not a whole number from {min} to {max}"),
+                            )
+                        }),
+                }
+            };
+        let days = bounded("days", HIT_WINDOW_DAYS, 1, HIT_WINDOW_DAYS)?;
+        let offset = bounded("offset", 0, 0, i64::from(u32::MAX))? as usize;
+        let limit = bounded("limit", 500, 1, MAX_RULES_PAGE as i64)? as usize;
+        let engine = self.engine(deadline).await?;
+        let until = chrono::Utc::now().timestamp();
+        let since = until - days * 86_400;
+        // Hit counters and recent changes from the records store, when there is one.
+        let (totals, changes) = match &self.store {
+            None => (Err(NO_STORE.to_string()), Err(NO_STORE.to_string())),
+            Some(store) => {
+                let reason = |failure: StoreFailure| match failure {
+                    StoreFailure::Failed { message, .. } => message,
+                    StoreFailure::CursorExpired => "the records search expired".to_string(),
+                };
+                let changes = HitFilter {
+                    types: vec!["rule_change"],
+                    ..HitFilter::new(since, until)
+                };
+                let (totals, changes) = tokio::join!(
+                    store.rule_totals(since, until, deadline),
+                    store.search_hits(&changes, MAX_RULE_CHANGES, None, deadline)
+                );
+                (
+                    totals.map_err(reason),
+                    changes.map(|page| page.hits).map_err(reason),
+                )
+            }
+        };
+        // Hygiene as far as a short budget reaches (every rule of a small set; the sync function
+        // reports all of a large one as rule_hygiene records).
+        let analysis = crate::core::engine::hygiene::analyze_until(
+            &engine,
+            Some(
+                Instant::now()
+                    + RULES_HYGIENE_BUDGET
+                        .min(deadline.saturating_duration_since(Instant::now()) / 2),
+            ),
+        );
+        let findings: std::collections::HashMap<usize, &crate::core::engine::hygiene::RuleFinding> =
+            analysis
+                .findings
+                .iter()
+                .map(|f| (f.rule as usize, f))
+                .collect();
+        let rules: Vec<Value> = engine
+            .rules()
+            .iter()
+            .enumerate()
+            .skip(offset)
+            .take(limit)
+            .map(|(i, compiled)| {
+                let rule = &compiled.rule;
+                let hits = totals
+                    .as_ref()
+                    .ok()
+                    .map(|t| t.get(&rule.uuid).cloned().unwrap_or_default());
+                let hygiene = findings.get(&i).map(
+                    |f| json!({"finding": f.finding, "covering": f.covering, "detail": f.detail}),
+                );
+                json!({
+                    "position": i, "uuid": rule.uuid, "order": rule.order,
+                    "action": rule.action.as_str(),
+                    "enabled": rule.enabled, "generation": rule.generation,
+                    "description": rule.description,
+                    "hits": hits.as_ref().map(|h| json!({
+                        "hits": h.hits, "block_hits": h.block_hits, "observe_hits": h.observe_hits,
+                        "first_hit": h.first_hit, "last_hit": h.last_hit,
+                    })),
+                    "unused": hits.as_ref().map(|h| rule.enabled && h.hits == 0),
+                    "hygiene": hygiene,
+                    "hygiene_analysed": i < analysis.analysed,
+                })
+            })
+            .collect();
+        let total = engine.rules().len();
+        let next_offset = (offset + rules.len() < total).then_some(offset + rules.len());
+        let size: usize = rules.iter().map(|r| r.to_string().len()).sum();
+        if size > MAX_ANSWER_BYTES / 2 {
+            return Err(fail(
+                413,
+                "answer_too_large",
+                format!("{limit} rules do not fit one answer: ask with a smaller limit"),
+            ));
+        }
+        Ok(json!({
+            "rules": rules, "total": total, "offset": offset, "next_offset": next_offset,
+            "days": days,
+            "hits_error": totals.as_ref().err(),
+            "hygiene_analysed": analysis.analysed,
+            "changes": changes.as_ref().ok(),
+            "changes_error": changes.as_ref().err(),
+            "snapshot_version": engine.version(),
         }))
     }
 
@@ -1122,6 +1247,18 @@ fn search_id(name: &str, given: Option<&str>, what: &str) -> Result<Option<Strin
         None => Ok(None),
     }
 }
+
+/// The parameters `/v1/rules` reads.
+pub const RULES_PARAMETERS: [&str; 3] = ["days", "offset", "limit"];
+
+/// Most rules in one `/v1/rules` page.
+const MAX_RULES_PAGE: u32 = 2000;
+
+/// Most recent rule changes `/v1/rules` lists.
+const MAX_RULE_CHANGES: u32 = 100;
+
+/// The time `/v1/rules` gives the hygiene analysis.
+const RULES_HYGIENE_BUDGET: std::time::Duration = std::time::Duration::from_millis(1500);
 
 /// The parameters `/v1/hits/{record_id}` reads.
 pub const HIT_PARAMETERS: [&str; 2] = ["since", "until"];
@@ -1891,6 +2028,74 @@ mod tests {
             None,
         );
         assert_eq!(status, 405);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    /// The rules page: every rule in order with its counters, unused flag and hygiene, paged,
+    /// with the recent rule changes.
+    #[cfg(feature = "local-store")]
+    #[test]
+    fn rules_are_listed_with_hits_hygiene_and_changes() {
+        let (lookup, dir) = lookup();
+        let now = chrono::Utc::now().timestamp();
+        let lines = [
+            json!({"record_type": "rule_hits", "record_id": "h1", "time": now - 60, "rule_uuid": "7010",
+                   "hits": 3, "block_hits": 3, "observe_hits": 0, "first_hit": now - 100, "last_hit": now - 60}),
+            json!({"record_type": "rule_hits", "record_id": "h2", "time": now - 30, "rule_uuid": "7010",
+                   "hits": 2, "block_hits": 2, "observe_hits": 0, "first_hit": now - 50, "last_hit": now - 30}),
+            json!({"record_type": "rule_change", "record_id": "c1", "time": now - 10, "change": "added",
+                   "rule_uuid": "7010"}),
+        ]
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect::<String>();
+        let db = dir.join("records.db");
+        crate::adapters::sqlite::LocalRecords::create(&db)
+            .unwrap()
+            .import(lines.as_bytes())
+            .unwrap();
+        let lookup = lookup.with_store(RecordsStore::Local(
+            crate::adapters::sqlite::LocalRecords::open(&db).unwrap(),
+        ));
+        let (status, page) = call(&lookup, "GET", "/v1/rules", Some("t0ken"), None);
+        assert_eq!(status, 200, "{page}");
+        let rules = page["rules"].as_array().unwrap();
+        let total = page["total"].as_u64().unwrap() as usize;
+        assert_eq!(rules.len(), total.min(500));
+        assert_eq!(
+            page["hygiene_analysed"], total,
+            "a small set is analysed whole"
+        );
+        let rule = rules.iter().find(|r| r["uuid"] == "7010").unwrap();
+        assert_eq!(rule["hits"]["hits"], 5, "{rule}");
+        assert_eq!(rule["hits"]["first_hit"], now - 100);
+        assert_eq!(rule["unused"], false);
+        assert!(rules
+            .iter()
+            .any(|r| r["unused"] == true && r["enabled"] == true));
+        assert_eq!(page["changes"][0]["record_id"], "c1", "{page}");
+        // In evaluation order; a page continues at next_offset.
+        let positions: Vec<u64> = rules
+            .iter()
+            .map(|r| r["position"].as_u64().unwrap())
+            .collect();
+        assert_eq!(positions, (0..rules.len() as u64).collect::<Vec<_>>());
+        let mut request = request("GET", "/v1/rules", Some("t0ken"), None);
+        request.query_string =
+            serde_json::from_value(json!({"offset": "2", "limit": "3"})).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let response = runtime.block_on(lookup.handle(
+            &request,
+            "r",
+            Instant::now() + std::time::Duration::from_secs(5),
+        ));
+        let second: Value = serde_json::from_str(&response.body).unwrap();
+        assert_eq!(second["rules"][0]["uuid"], rules[2]["uuid"]);
+        assert_eq!(second["rules"].as_array().unwrap().len(), 3);
+        assert_eq!(second["next_offset"], 5);
         std::fs::remove_dir_all(dir).ok();
     }
 

@@ -173,4 +173,18 @@ impl RecordsStore {
             RecordsStore::Local(local) => Ok(local.hit_by_id(id, since, until)?),
         }
     }
+
+    /// Every rule's counters between `since` and `until`, by uuid.
+    pub async fn rule_totals(
+        &self,
+        since: i64,
+        until: i64,
+        deadline: Instant,
+    ) -> Result<std::collections::BTreeMap<String, RuleCounters>, StoreFailure> {
+        match self {
+            RecordsStore::Cls(cls) => Ok(cls.rule_totals(since, until, deadline).await?),
+            #[cfg(feature = "local-store")]
+            RecordsStore::Local(local) => Ok(local.rule_totals(since, until)?),
+        }
+    }
 }

@@ -235,11 +235,25 @@ pub fn top_block_rules_query(limit: u32) -> String {
 /// Every rule's `rule_hits` summed, for the sync function's unused-rule report.
 pub const USED_RULES_QUERY: &str = "record_type:\"rule_hits\" | select rule_uuid, sum(cast(hits as bigint)) as hits, max(cast(last_hit as bigint)) as last_hit group by rule_uuid limit 10000";
 
+/// Every rule's `rule_hits` counters summed, one row per rule.
+pub const RULE_TOTALS_QUERY: &str = "record_type:\"rule_hits\" | select rule_uuid, sum(cast(hits as bigint)) as hits, sum(cast(block_hits as bigint)) as block_hits, sum(cast(observe_hits as bigint)) as observe_hits, min(cast(first_hit as bigint)) as first_hit, max(cast(last_hit as bigint)) as last_hit group by rule_uuid limit 10000";
+
 /// One rule's `rule_hits` counters summed.
 pub fn rule_counters_query(uuid: &str) -> String {
     format!(
         "record_type:\"rule_hits\" AND rule_uuid:\"{uuid}\" | select sum(cast(hits as bigint)) as hits, sum(cast(block_hits as bigint)) as block_hits, sum(cast(observe_hits as bigint)) as observe_hits, min(cast(first_hit as bigint)) as first_hit, max(cast(last_hit as bigint)) as last_hit"
     )
+}
+
+/// A row of summed `rule_hits` counters.
+fn counters(row: &Value) -> RuleCounters {
+    RuleCounters {
+        hits: number(row, "hits").unwrap_or(0),
+        block_hits: number(row, "block_hits").unwrap_or(0),
+        observe_hits: number(row, "observe_hits").unwrap_or(0),
+        first_hit: number(row, "first_hit"),
+        last_hit: number(row, "last_hit"),
+    }
 }
 
 /// The hits topic, searched through `SearchLog`.
@@ -403,6 +417,31 @@ impl ClsRecords {
         ))
     }
 
+    /// Every rule's counters between `since` and `until` (Unix seconds), by uuid.
+    pub async fn rule_totals(
+        &self,
+        since: i64,
+        until: i64,
+        deadline: Instant,
+    ) -> Result<std::collections::BTreeMap<String, RuleCounters>, ApiError> {
+        let rows = analysis_rows(
+            &self.client,
+            &self.topic,
+            RULE_TOTALS_QUERY,
+            since * 1000,
+            until * 1000,
+            deadline,
+        )
+        .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                let uuid = row.get("rule_uuid")?.as_str()?.to_string();
+                Some((uuid, counters(row)))
+            })
+            .collect())
+    }
+
     /// `uuid`'s counters between `since` and `until` (Unix seconds).
     pub async fn rule_counters(
         &self,
@@ -420,14 +459,7 @@ impl ClsRecords {
             deadline,
         )
         .await?;
-        let row = rows.first().cloned().unwrap_or_default();
-        Ok(RuleCounters {
-            hits: number(&row, "hits").unwrap_or(0),
-            block_hits: number(&row, "block_hits").unwrap_or(0),
-            observe_hits: number(&row, "observe_hits").unwrap_or(0),
-            first_hit: number(&row, "first_hit"),
-            last_hit: number(&row, "last_hit"),
-        })
+        Ok(counters(&rows.first().cloned().unwrap_or_default()))
     }
 }
 
@@ -495,6 +527,10 @@ mod tests {
         assert_eq!(
             rule_counters_query("esg-1"),
             r#"record_type:"rule_hits" AND rule_uuid:"esg-1" | select sum(cast(hits as bigint)) as hits, sum(cast(block_hits as bigint)) as block_hits, sum(cast(observe_hits as bigint)) as observe_hits, min(cast(first_hit as bigint)) as first_hit, max(cast(last_hit as bigint)) as last_hit"#
+        );
+        assert_eq!(
+            RULE_TOTALS_QUERY,
+            r#"record_type:"rule_hits" | select rule_uuid, sum(cast(hits as bigint)) as hits, sum(cast(block_hits as bigint)) as block_hits, sum(cast(observe_hits as bigint)) as observe_hits, min(cast(first_hit as bigint)) as first_hit, max(cast(last_hit as bigint)) as last_hit group by rule_uuid limit 10000"#
         );
         assert_eq!(
             USED_RULES_QUERY,
@@ -567,6 +603,7 @@ mod tests {
             top_block_rules_query(5),
             rule_counters_query("r"),
             USED_RULES_QUERY.to_string(),
+            RULE_TOTALS_QUERY.to_string(),
         ]);
         let mut seen = std::collections::BTreeSet::new();
         for query in &queries {
