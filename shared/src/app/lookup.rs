@@ -291,11 +291,7 @@ impl Lookup {
     }
 
     async fn hits(&self, request: &ApiGatewayRequest, deadline: Instant) -> Result<Value, Failure> {
-        self.authenticate(request)?;
-        only_parameters(request, "/v1/hits", &HITS_PARAMETERS)?;
-        if request.http_method != "GET" {
-            return Err(fail(405, "method_not_allowed", "/v1/hits accepts GET"));
-        }
+        self.admit_get(request, "/v1/hits", &HITS_PARAMETERS)?;
         let now = chrono::Utc::now().timestamp();
         let query = HitsQuery::parse(request, now)?;
         let store = self.store()?;
@@ -340,11 +336,7 @@ impl Lookup {
         request: &ApiGatewayRequest,
         deadline: Instant,
     ) -> Result<Value, Failure> {
-        self.authenticate(request)?;
-        only_parameters(request, "/v1/traffic", &TRAFFIC_PARAMETERS)?;
-        if request.http_method != "GET" {
-            return Err(fail(405, "method_not_allowed", "/v1/traffic accepts GET"));
-        }
+        self.admit_get(request, "/v1/traffic", &TRAFFIC_PARAMETERS)?;
         let filter = traffic_filter(request, chrono::Utc::now().timestamp())?;
         let store = self.store()?;
         let view = store
@@ -370,15 +362,7 @@ impl Lookup {
         id: &str,
         deadline: Instant,
     ) -> Result<Value, Failure> {
-        self.authenticate(request)?;
-        only_parameters(request, "/v1/hits/{record_id}", &HIT_PARAMETERS)?;
-        if request.http_method != "GET" {
-            return Err(fail(
-                405,
-                "method_not_allowed",
-                "/v1/hits/{record_id} accepts GET",
-            ));
-        }
+        self.admit_get(request, "/v1/hits/{record_id}", &HIT_PARAMETERS)?;
         if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(fail(
                 404,
@@ -481,11 +465,7 @@ impl Lookup {
         request: &ApiGatewayRequest,
         deadline: Instant,
     ) -> Result<Value, Failure> {
-        self.authenticate(request)?;
-        only_parameters(request, "/v1/rules", &RULES_PARAMETERS)?;
-        if request.http_method != "GET" {
-            return Err(fail(405, "method_not_allowed", "/v1/rules accepts GET"));
-        }
+        self.admit_get(request, "/v1/rules", &RULES_PARAMETERS)?;
         let bounded =
             |name: &'static str, default: i64, min: i64, max: i64| -> Result<i64, Failure> {
                 match request.query(name).map(str::trim).filter(|t| !t.is_empty()) {
@@ -662,11 +642,7 @@ impl Lookup {
 
     /// `GET /v1/vpcs`.
     async fn vpcs(&self, request: &ApiGatewayRequest, deadline: Instant) -> Result<Value, Failure> {
-        self.authenticate(request)?;
-        only_parameters(request, "/v1/vpcs", &[])?;
-        if request.http_method != "GET" {
-            return Err(fail(405, "method_not_allowed", "/v1/vpcs accepts GET"));
-        }
+        self.admit_get(request, "/v1/vpcs", &[])?;
         self.vpc_states(deadline).await
     }
 
@@ -780,15 +756,7 @@ impl Lookup {
         request: &ApiGatewayRequest,
         deadline: Instant,
     ) -> Result<ApiGatewayResponse, Failure> {
-        self.authenticate(request)?;
-        only_parameters(request, "/v1/hits/export", &EXPORT_PARAMETERS)?;
-        if request.http_method != "GET" {
-            return Err(fail(
-                405,
-                "method_not_allowed",
-                "/v1/hits/export accepts GET",
-            ));
-        }
+        self.admit_get(request, "/v1/hits/export", &EXPORT_PARAMETERS)?;
         let csv = match request.query("format").map(str::trim) {
             None | Some("") | Some("jsonl") => false,
             Some("csv") => true,
@@ -974,6 +942,26 @@ impl Lookup {
         self.store
             .as_ref()
             .ok_or_else(|| fail(503, "hits_unavailable", NO_STORE))
+    }
+
+    /// Admits a GET request to `route`: authenticated, reading only `parameters`, and GET.
+    fn admit_get(
+        &self,
+        request: &ApiGatewayRequest,
+        route: &str,
+        parameters: &[&str],
+    ) -> Result<(), Failure> {
+        self.authenticate(request)?;
+        only_parameters(request, route, parameters)?;
+        if request.http_method == "GET" {
+            Ok(())
+        } else {
+            Err(fail(
+                405,
+                "method_not_allowed",
+                format!("{route} accepts GET"),
+            ))
+        }
     }
 
     fn authenticate(&self, request: &ApiGatewayRequest) -> Result<(), Failure> {

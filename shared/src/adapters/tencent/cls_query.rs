@@ -596,7 +596,6 @@ mod tests {
 
     #[test]
     fn queries_touch_only_indexed_fields_and_sql_only_statistics_fields() {
-        let indexed = |name: &str| HITS_INDEX.iter().find(|f| f.name == name);
         let mut queries: Vec<String> = every_shape().iter().map(|(f, _)| hits_query(f)).collect();
         queries.extend([
             hit_by_id_query("0123456789abcdef"),
@@ -605,27 +604,35 @@ mod tests {
             USED_RULES_QUERY.to_string(),
             RULE_TOTALS_QUERY.to_string(),
         ]);
+        uses_exactly(HITS_INDEX, "HITS_INDEX", &queries);
+    }
+
+    /// Every field `queries` search is in `index` (with statistics when SQL touches it), and
+    /// every field of `index` is searched.
+    fn uses_exactly(index: &[IndexField], name: &str, queries: &[String]) {
+        let indexed = |field: &str| index.iter().find(|f| f.name == field);
         let mut seen = std::collections::BTreeSet::new();
-        for query in &queries {
+        for query in queries {
             let (searched, analysed) = fields_of(query);
-            for name in searched {
+            for field in searched {
                 assert!(
-                    indexed(&name).is_some(),
-                    "{name} is not in HITS_INDEX: {query}"
+                    indexed(&field).is_some(),
+                    "{field} is not in {name}: {query}"
                 );
-                seen.insert(name);
+                seen.insert(field);
             }
-            for name in analysed {
-                let field = indexed(&name).unwrap_or_else(|| panic!("{name} not indexed: {query}"));
-                assert!(field.statistics, "{name} is in SQL without statistics");
-                seen.insert(name);
+            for field in analysed {
+                let found =
+                    indexed(&field).unwrap_or_else(|| panic!("{field} not indexed: {query}"));
+                assert!(found.statistics, "{field} is in SQL without statistics");
+                seen.insert(field);
             }
         }
         // The index asks for nothing esgflow does not search.
-        for field in HITS_INDEX {
+        for field in index {
             assert!(
                 seen.contains(field.name),
-                "{} is indexed but never searched",
+                "{} is in {name} but never searched",
                 field.name
             );
         }
@@ -633,36 +640,17 @@ mod tests {
 
     #[test]
     fn traffic_queries_touch_only_traffic_index_fields() {
-        let indexed = |name: &str| TRAFFIC_INDEX.iter().find(|f| f.name == name);
         let mut filter = TrafficFilter::new(0, 3600);
         filter.vpc = Some("v".into());
         filter.subnet = Some("s".into());
         filter.scope = Some(crate::core::engine::Scope::CrossVpc);
         filter.peer = Some(crate::core::records::Peer::Internet);
         filter.fl_action = Some("ACCEPT");
-        let mut seen = std::collections::BTreeSet::new();
-        let queries = TrafficQuery::ALL
+        let queries: Vec<String> = TrafficQuery::ALL
             .iter()
             .map(|view| traffic_query(&filter, *view))
-            .chain([recording_enis_query()]);
-        for query in queries {
-            let (searched, analysed) = fields_of(&query);
-            for name in searched {
-                assert!(indexed(&name).is_some(), "{name} not in TRAFFIC_INDEX");
-                seen.insert(name);
-            }
-            for name in analysed {
-                let field = indexed(&name).unwrap_or_else(|| panic!("{name} not indexed: {query}"));
-                assert!(field.statistics, "{name} is in SQL without statistics");
-                seen.insert(name);
-            }
-        }
-        for field in TRAFFIC_INDEX {
-            assert!(
-                seen.contains(field.name),
-                "{} is never searched",
-                field.name
-            );
-        }
+            .chain([recording_enis_query()])
+            .collect();
+        uses_exactly(TRAFFIC_INDEX, "TRAFFIC_INDEX", &queries);
     }
 }
