@@ -486,12 +486,19 @@ async fn audit_reads_the_published_snapshot_from_cos_and_revalidates_with_etags(
     assert!(latest[2..].iter().all(|&s| s == 304), "{gets:?}");
     let objects = gets
         .iter()
-        .filter(|(k, _)| !k.ends_with("latest.json"))
+        .filter(|(k, _)| !k.ends_with("latest.json") && !k.ends_with("monitoring.json"))
         .count();
     assert_eq!(
         objects, 1,
         "the snapshot itself is transferred once: {gets:?}"
     );
+    // The monitoring switches are read with it, each time the snapshot is checked (none saved).
+    let switches: Vec<u16> = gets
+        .iter()
+        .filter(|(k, _)| k.ends_with("monitoring.json"))
+        .map(|(_, s)| *s)
+        .collect();
+    assert_eq!(switches, [404, 404], "{gets:?}");
     assert!(stub.problems().is_empty(), "{:?}", stub.problems());
 }
 
