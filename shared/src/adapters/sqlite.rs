@@ -25,6 +25,8 @@ use crate::core::search::{
 pub struct LocalStoreError {
     path: String,
     message: String,
+    /// The answer would be too large to compute on one machine (narrow the request).
+    pub too_large: bool,
 }
 
 /// What an import read.
@@ -134,6 +136,7 @@ impl LocalRecords {
         LocalStoreError {
             path: path.display().to_string(),
             message: message.to_string(),
+            too_large: false,
         }
     }
 
@@ -397,7 +400,10 @@ impl LocalRecords {
             }
             Ok(summed.map_err(|e| too_many = Some(e)).ok())
         })?;
-        view.ok_or_else(|| Self::error(&self.path, too_many.expect("set on failure")))
+        view.ok_or_else(|| LocalStoreError {
+            too_large: true,
+            ..Self::error(&self.path, too_many.expect("set on failure"))
+        })
     }
 
     /// The hit record `id` written between `since` and `until` (Unix seconds), if any.

@@ -1839,6 +1839,12 @@ fn rule(engine: &Engine, uuid: &str) -> Result<Value, Failure> {
 fn search_failed(failure: StoreFailure, expired: &str) -> Failure {
     match failure {
         StoreFailure::CursorExpired => fail(410, "cursor_expired", expired),
+        StoreFailure::Failed { code, message } if code == crate::app::records_store::TOO_LARGE => {
+            let reason = message
+                .split_once(": ")
+                .map_or(message.as_str(), |(_, m)| m);
+            fail(413, "view_too_large", reason.to_string())
+        }
         StoreFailure::Failed { code, message } => {
             tracing::error!(%code, error = %message, "records search failed");
             fail(
@@ -1938,6 +1944,32 @@ mod tests {
             json!({"httpMethod": "GET", "path": "/v1/hits", "queryString": query}),
         )
         .unwrap()
+    }
+
+    /// A view too large for one machine is the caller's to narrow (413), not a store failure.
+    #[test]
+    fn a_view_too_large_is_413_with_how_to_narrow_it() {
+        let failure = search_failed(
+            StoreFailure::Failed {
+                code: crate::app::records_store::TOO_LARGE.to_string(),
+                message: "records database x.db: the window holds more than 100000 conversations: narrow it".into(),
+            },
+            "expired",
+        );
+        assert_eq!((failure.status, failure.code), (413, "view_too_large"));
+        assert!(
+            failure.message.starts_with("the window holds"),
+            "{}",
+            failure.message
+        );
+        let other = search_failed(
+            StoreFailure::Failed {
+                code: "local_store".into(),
+                message: "disk I/O error".into(),
+            },
+            "expired",
+        );
+        assert_eq!(other.status, 502);
     }
 
     /// Monitoring switches: read by anyone with the lookup token, changed only with the admin

@@ -59,11 +59,18 @@ impl From<crate::adapters::tencent::api::ApiError> for StoreFailure {
 impl From<crate::adapters::sqlite::LocalStoreError> for StoreFailure {
     fn from(err: crate::adapters::sqlite::LocalStoreError) -> Self {
         StoreFailure::Failed {
-            code: "local_store".to_string(),
+            code: if err.too_large {
+                TOO_LARGE.to_string()
+            } else {
+                "local_store".to_string()
+            },
             message: err.to_string(),
         }
     }
 }
+
+/// The code of a failure that a narrower request avoids (answered 413).
+pub(crate) const TOO_LARGE: &str = "view_too_large";
 
 impl RecordsSource {
     /// Opens the store: a local database must exist and hold records.
