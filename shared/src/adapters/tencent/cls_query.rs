@@ -99,6 +99,11 @@ fn any_text(field: &str, values: &[&str]) -> String {
     format!("({})", terms.join(" OR "))
 }
 
+/// `(src_<field>:"id" OR dst_<field>:"id")`: either end's VPC or subnet.
+fn either_end(field: &str, id: &str) -> String {
+    format!("(src_{field}:\"{id}\" OR dst_{field}:\"{id}\")")
+}
+
 /// `side` (`src` or `dst`) matching `address`.
 fn address(side: &str, address: &AddressMatch) -> String {
     match address {
@@ -134,14 +139,8 @@ pub fn hits_query(filter: &HitFilter) -> String {
     if let Some(rule) = &filter.rule {
         parts.push(format!("rule_uuid:\"{rule}\""));
     }
-    if let Some(vpc) = &filter.vpc {
-        parts.push(format!("(src_vpc:\"{vpc}\" OR dst_vpc:\"{vpc}\")"));
-    }
-    if let Some(subnet) = &filter.subnet {
-        parts.push(format!(
-            "(src_subnet:\"{subnet}\" OR dst_subnet:\"{subnet}\")"
-        ));
-    }
+    parts.extend(filter.vpc.as_deref().map(|id| either_end("vpc", id)));
+    parts.extend(filter.subnet.as_deref().map(|id| either_end("subnet", id)));
     if let Some(action) = filter.fl_action {
         parts.push(format!("fl_action:\"{action}\""));
     }
@@ -151,14 +150,8 @@ pub fn hits_query(filter: &HitFilter) -> String {
 /// The CQL of the traffic records a traffic view covers.
 pub fn traffic_search(filter: &TrafficFilter) -> String {
     let mut parts = vec!["record_type:\"traffic\"".to_string()];
-    if let Some(vpc) = &filter.vpc {
-        parts.push(format!("(src_vpc:\"{vpc}\" OR dst_vpc:\"{vpc}\")"));
-    }
-    if let Some(subnet) = &filter.subnet {
-        parts.push(format!(
-            "(src_subnet:\"{subnet}\" OR dst_subnet:\"{subnet}\")"
-        ));
-    }
+    parts.extend(filter.vpc.as_deref().map(|id| either_end("vpc", id)));
+    parts.extend(filter.subnet.as_deref().map(|id| either_end("subnet", id)));
     if let Some(scope) = filter.scope {
         parts.push(format!("scope:\"{scope}\""));
     }
