@@ -334,10 +334,11 @@ pub struct TrafficView {
     pub series: Vec<SeriesPoint>,
 }
 
-/// The four traffic views as SQL over the matching traffic records, one text for both stores:
-/// CLS runs `{search} | select {select} {rest}`, the local database
-/// `SELECT {select} FROM traffic WHERE {conditions} {rest}`. Counters are cast to `bigint` so
-/// that the sums hold whether CLS hands SQL a `long` field as a number or as text.
+/// The four traffic views as SQL over the matching traffic records, which CLS runs as
+/// `{search} | select {select} {rest}`. The local database sums the same views in one pass
+/// instead ([`TrafficView::sum_rows`]; `tests/records_store.rs` holds both to the same sums).
+/// Counters are cast to `bigint` so that the sums hold whether CLS hands SQL a `long` field as
+/// a number or as text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TrafficQuery {
     /// [`TrafficView::totals`].
