@@ -20,7 +20,8 @@ fn explain(c: &mut Criterion) {
         Auth::Bearer(token.into()),
         1 << 20,
         SnapshotCache::new(&path, Duration::from_secs(3600)),
-    );
+    )
+    .app();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

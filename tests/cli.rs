@@ -240,7 +240,8 @@ async fn explain_json_is_the_lookup_answer() {
         Auth::Bearer("t0ken".into()),
         1 << 20,
         SnapshotCache::new(&snapshot, std::time::Duration::from_secs(60)),
-    );
+    )
+    .app();
     for (src, dst, protocol, port) in [
         ("10.0.1.11", "10.0.3.10", "tcp", Some("3306")),
         ("172.16.1.10", "192.168.100.4", "tcp", Some("443")),

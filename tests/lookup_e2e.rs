@@ -517,7 +517,8 @@ async fn batch_explain_answers_fit_the_scf_response_limit() {
         Auth::Bearer("t0ken".into()),
         4 << 20,
         SnapshotCache::new(&path, std::time::Duration::from_secs(600)),
-    );
+    )
+    .app();
     let ask = |flows: usize, verbose: bool| {
         let flows: Vec<Value> = (0..flows)
             .map(|i| {

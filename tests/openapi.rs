@@ -177,7 +177,8 @@ async fn every_answer_validates_against_the_document() {
         client: ApiClient::new("ap-guangzhou", Some(stub.url.clone())),
         topic: "hits".into(),
         traffic_topic: "hits".into(),
-    }));
+    }))
+    .app();
     let cases: Vec<Case> = vec![
         ("/v1/healthz", "GET", "/v1/healthz", None, None, json!({})),
         ("/v1/healthz", "post", "/v1/healthz", None, None, json!({})),

@@ -95,7 +95,7 @@ pub fn snapshot_values(data: &[u8]) {
 
 struct Harness {
     runtime: tokio::runtime::Runtime,
-    lookup: Lookup,
+    lookup: esgflow::app::lookup::App,
 }
 
 /// Token the fuzzing harness's lookup accepts.
@@ -119,7 +119,8 @@ fn harness() -> &'static Harness {
                 Auth::Bearer(TOKEN.into()),
                 64 * 1024,
                 esgflow::app::snapshot_cache::SnapshotCache::new(&path, Duration::from_secs(3600)),
-            ),
+            )
+            .app(),
         }
     })
 }

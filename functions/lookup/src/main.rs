@@ -1,4 +1,5 @@
-//! The lookup function: API Gateway / Function URL request in, integration response out.
+//! The lookup function: API Gateway / Function URL request in, through the lookup application
+//! (`esgflow::app::lookup::router`), integration response out.
 
 use esgflow::app::config::LookupConfig;
 use esgflow::app::lookup::Lookup;
@@ -21,10 +22,11 @@ async fn main() {
             .unwrap_or_else(|err| fail_start(&format!("ESGFLOW_RECORDS_DB: {err}")));
         lookup = lookup.with_store(store);
     }
-    lookup.warm_up().await;
-    let lookup = &lookup;
+    let app = lookup.app();
+    app.warm_up().await;
+    let app = &app;
     let handler = service_fn(move |event: LambdaEvent<ApiGatewayRequest>| async move {
-        let response = lookup
+        let response = app
             .handle(
                 &event.payload,
                 &event.context.request_id,

@@ -1,17 +1,27 @@
-//! The lookup function's HTTP API: an API Gateway / Function URL request in, an integration
-//! response out. It answers from the same snapshot the audit function judges with.
+//! The lookup function's HTTP API for the three jobs: search the ESG flow log, explain a flow
+//! or a record, read traffic views, rules and VPCs, and switch a VPC's monitoring.
 //!
-//! Routes: `GET /v1/healthz` (open), and with `Authorization: Bearer <token>`:
-//! `POST /v1/explain` (one flow, or `{"flows": [...]}` with up to [`MAX_BATCH`]),
-//! `GET /v1/rules/{uuid}`, `GET /v1/snapshot`, and `GET /v1/hits` (recent records from the hits
-//! topic through CLS `SearchLog`, with a query built only from validated parameters). Errors are JSON
-//! `{"error": {"code", "message", "request_id"}}` with 400 (naming the bad field), 401, 404, 405,
-//! 413, 503 (no snapshot) or 500 (request id only, no internals).
+//! [`Lookup`] holds what the answers are made from (the snapshot cache, the records store, the
+//! settings) and makes them; [`router`] is the axum application that routes requests to it,
+//! with authentication, the body cap, JSON errors and the security headers as tower layers;
+//! [`scf`] turns an API Gateway / Function URL event into an `http::Request` for that router and
+//! its answer back into an integration response. The same router serves SCF, `esgflow serve`
+//! (through the runtime emulator) and the tests (`tower::ServiceExt::oneshot`).
+//!
+//! Errors are JSON `{"error": {"code", "message", "request_id"}}` with 400 (naming the bad
+//! field), 401, 403, 404, 405, 410, 413, 502, 503 (no snapshot) or 500 (request id only, no
+//! internals).
+
+pub mod router;
+pub mod scf;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::Mutex;
 
+use axum::http::header;
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
@@ -28,7 +38,8 @@ use crate::core::search::{
     is_search_id, series_step, AddressMatch, HitFilter, TrafficFilter, HIT_TYPES,
     MAX_SERIES_POINTS, MAX_TALKERS,
 };
-use crate::events::{ApiGatewayRequest, ApiGatewayResponse};
+pub use router::{router, Invocation, Params};
+pub use scf::App;
 use strum::VariantArray;
 
 /// Most flows in one batch explain.
@@ -52,8 +63,13 @@ impl std::fmt::Debug for Auth {
     }
 }
 
-/// The lookup function's state across a warm instance.
-pub struct Lookup {
+/// The lookup function's state across a warm instance. Cloning shares it: the router holds
+/// one clone per request.
+#[derive(Clone)]
+pub struct Lookup(Arc<Shared>);
+
+/// What a [`Lookup`] and its clones share.
+pub struct Shared {
     auth: Auth,
     max_body_bytes: usize,
     snapshots: Mutex<SnapshotCache>,
@@ -65,9 +81,17 @@ pub struct Lookup {
     snapshot_ttl: std::time::Duration,
 }
 
-/// An error response.
-#[derive(Debug)]
-struct Failure {
+impl std::ops::Deref for Lookup {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// An error answer: rendered as the JSON error body by the router's error layer.
+#[derive(Debug, Clone)]
+pub(crate) struct Failure {
     status: u16,
     code: &'static str,
     message: String,
@@ -84,7 +108,7 @@ fn fail(status: u16, code: &'static str, message: impl Into<String>) -> Failure 
 impl Lookup {
     /// A lookup over the snapshot cache, with the given authentication and body cap.
     pub fn new(auth: Auth, max_body_bytes: usize, snapshots: SnapshotCache) -> Self {
-        Self {
+        Self(Arc::new(Shared {
             auth,
             max_body_bytes,
             snapshots: Mutex::new(snapshots),
@@ -94,7 +118,18 @@ impl Lookup {
             monitored: Monitored::All,
             admin_token: None,
             snapshot_ttl: std::time::Duration::from_secs(300),
-        }
+        }))
+    }
+
+    /// The settings, while no router holds this lookup yet (the builders run before serving).
+    fn configure(&mut self) -> &mut Shared {
+        Arc::get_mut(&mut self.0).expect("a lookup is configured before it serves")
+    }
+
+    /// The axum application over this lookup, ready for SCF events ([`App::handle`]). Build it
+    /// once per instance: it shares this lookup, which can no longer be configured.
+    pub fn app(&self) -> App {
+        App::new(self.clone())
     }
 
     /// The monitored VPC list (`ESGFLOW_MONITORED_VPCS`), the admin token that may change the
@@ -106,9 +141,10 @@ impl Lookup {
         admin_token: Option<String>,
         snapshot_ttl: std::time::Duration,
     ) -> Self {
-        self.monitored = monitored;
-        self.admin_token = admin_token;
-        self.snapshot_ttl = snapshot_ttl;
+        let shared = self.configure();
+        shared.monitored = monitored;
+        shared.admin_token = admin_token;
+        shared.snapshot_ttl = snapshot_ttl;
         self
     }
 
@@ -124,176 +160,14 @@ impl Lookup {
 
     /// Searches records (`/v1/hits`, hit counts, top rules) in `store`.
     pub fn with_store(mut self, store: RecordsStore) -> Self {
-        self.store = Some(store);
+        self.configure().store = Some(store);
         self
     }
 
-    /// Routes one request, finishing before `deadline`. Every answer carries the security
-    /// headers ([`security_headers`]).
-    pub async fn handle(
-        &self,
-        request: &ApiGatewayRequest,
-        request_id: &str,
-        deadline: Instant,
-    ) -> ApiGatewayResponse {
-        let mut response = self.answer(request, request_id, deadline).await;
-        let html = response
-            .headers
-            .get("Content-Type")
-            .is_some_and(|t| t.starts_with("text/html"));
-        for (name, value) in security_headers(html) {
-            response.headers.insert(name.to_string(), value.clone());
-        }
-        response
-    }
-
-    async fn answer(
-        &self,
-        request: &ApiGatewayRequest,
-        request_id: &str,
-        deadline: Instant,
-    ) -> ApiGatewayResponse {
-        let path = request.path.trim_end_matches('/');
-        if path.is_empty() || path == "/index.html" {
-            // The page holds no data: it is served without a token and asks for one.
-            return if matches!(request.http_method.as_str(), "GET" | "HEAD") {
-                ApiGatewayResponse::with_body(200, "text/html; charset=utf-8", PAGE.to_string())
-            } else {
-                ApiGatewayResponse::json(
-                    405,
-                    &json!({"error": {"code": "method_not_allowed", "message": "/ accepts GET, HEAD", "request_id": request_id}}),
-                )
-            };
-        }
-        let result = if path == "/v1/hits" {
-            self.hits(request, deadline).await.map(raw)
-        } else if let Some(id) = path.strip_prefix("/v1/hits/").filter(|id| *id != "export") {
-            self.hit(request, id, deadline).await.map(raw)
-        } else if path == "/v1/traffic" {
-            self.traffic(request, deadline).await.map(raw)
-        } else if path == "/v1/vpcs" {
-            self.vpcs(request, deadline).await.map(raw)
-        } else if path == "/v1/rules" {
-            self.rules(request, deadline).await.map(raw)
-        } else if let Some(vpc) = path
-            .strip_prefix("/v1/vpcs/")
-            .and_then(|rest| rest.strip_suffix("/monitoring"))
-        {
-            self.switch(request, vpc, deadline).await.map(raw)
-        } else if path == "/v1/hits/export" {
-            match self.export(request, deadline).await {
-                Ok(response) => return response,
-                Err(failure) => Err(failure),
-            }
-        } else {
-            self.route(request, deadline).await
-        };
-        match result {
-            Ok(body) => ApiGatewayResponse::json(200, &body),
-            Err(failure) => {
-                if failure.status >= 500 {
-                    tracing::error!(code = failure.code, error = %failure.message, "request failed");
-                }
-                let message = if failure.status == 500 {
-                    "internal error".to_string()
-                } else {
-                    failure.message
-                };
-                ApiGatewayResponse::json(
-                    failure.status,
-                    &json!({"error": {"code": failure.code, "message": message, "request_id": request_id}}),
-                )
-            }
-        }
-    }
-
-    async fn route(
-        &self,
-        request: &ApiGatewayRequest,
-        deadline: Instant,
-    ) -> Result<Box<RawValue>, Failure> {
-        let path = request.path.trim_end_matches('/');
-        let method = request.http_method.as_str();
-        let allowed = |methods: &[&str]| {
-            if methods.contains(&method) {
-                Ok(())
-            } else {
-                Err(fail(
-                    405,
-                    "method_not_allowed",
-                    format!("{path} accepts {}", methods.join(", ")),
-                ))
-            }
-        };
-        if path == "/v1/healthz" {
-            allowed(&["GET", "HEAD"])?;
-            return Ok(raw(
-                json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}),
-            ));
-        }
-        let known = path == "/v1/explain"
-            || path == "/v1/snapshot"
-            || path == "/v1/stats/top-rules"
-            || path.starts_with("/v1/rules/");
-        if !known {
-            return Err(fail(
-                404,
-                "not_found",
-                format!("no route for {}", request.path),
-            ));
-        }
-        self.authenticate(request)?;
-        let accepted: &[&str] = if path == "/v1/stats/top-rules" {
-            &TOP_RULES_PARAMETERS
-        } else {
-            &[]
-        };
-        only_parameters(request, path, accepted)?;
-        match path {
-            "/v1/explain" => {
-                allowed(&["POST"])?;
-                let body = request
-                    .body_bytes()
-                    .map_err(|e| fail(400, "bad_request", e.to_string()))?;
-                if body.len() > self.max_body_bytes {
-                    return Err(fail(
-                        413,
-                        "payload_too_large",
-                        format!(
-                            "the body is {} bytes, over the {}-byte cap",
-                            body.len(),
-                            self.max_body_bytes
-                        ),
-                    ));
-                }
-                let engine = self.engine(deadline).await?;
-                explain(&engine, &body)
-            }
-            "/v1/snapshot" => {
-                allowed(&["GET"])?;
-                let engine = self.engine(deadline).await?;
-                Ok(raw(snapshot_status(&engine)))
-            }
-            "/v1/stats/top-rules" => {
-                allowed(&["GET"])?;
-                let engine = self.engine(deadline).await?;
-                self.top_rules(&engine, request, deadline).await.map(raw)
-            }
-            _ => {
-                allowed(&["GET"])?;
-                let uuid = &path["/v1/rules/".len()..];
-                let engine = self.engine(deadline).await?;
-                let mut answer = rule(&engine, uuid)?;
-                answer["hits"] = self.rule_hits(uuid, deadline).await;
-                Ok(raw(answer))
-            }
-        }
-    }
-
-    async fn hits(&self, request: &ApiGatewayRequest, deadline: Instant) -> Result<Value, Failure> {
-        self.admit_get(request, "/v1/hits", &HITS_PARAMETERS)?;
+    pub(crate) async fn hits(&self, params: &Params, deadline: Instant) -> Result<Value, Failure> {
+        only_parameters(params, "/v1/hits", &HITS_PARAMETERS)?;
         let now = chrono::Utc::now().timestamp();
-        let query = HitsQuery::parse(request, now)?;
+        let query = HitsQuery::parse(params, now)?;
         let store = self.store()?;
         let page = store
             .search_hits(
@@ -331,13 +205,13 @@ impl Lookup {
 
     /// `GET /v1/traffic?vpc=…`: totals, top talkers, the subnet matrix and a time series of
     /// the traffic records.
-    async fn traffic(
+    pub(crate) async fn traffic(
         &self,
-        request: &ApiGatewayRequest,
+        params: &Params,
         deadline: Instant,
     ) -> Result<Value, Failure> {
-        self.admit_get(request, "/v1/traffic", &TRAFFIC_PARAMETERS)?;
-        let filter = traffic_filter(request, chrono::Utc::now().timestamp())?;
+        only_parameters(params, "/v1/traffic", &TRAFFIC_PARAMETERS)?;
+        let filter = traffic_filter(params, chrono::Utc::now().timestamp())?;
         let store = self.store()?;
         let view = store
             .traffic(&filter, deadline)
@@ -356,13 +230,13 @@ impl Lookup {
     /// `GET /v1/hits/{record_id}`: one hit record, explained against the snapshot it was judged
     /// with while the snapshot store keeps that version (else against the current one, saying
     /// so).
-    async fn hit(
+    pub(crate) async fn hit(
         &self,
-        request: &ApiGatewayRequest,
+        params: &Params,
         id: &str,
         deadline: Instant,
     ) -> Result<Value, Failure> {
-        self.admit_get(request, "/v1/hits/{record_id}", &HIT_PARAMETERS)?;
+        only_parameters(params, "/v1/hits/{record_id}", &HIT_PARAMETERS)?;
         if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(fail(
                 404,
@@ -371,7 +245,7 @@ impl Lookup {
             ));
         }
         // The record's own time narrows the search; without it, the last 30 days.
-        let given = |name: &str| request.query(name).filter(|t| !t.trim().is_empty());
+        let given = |name: &str| params.query(name).filter(|t| !t.trim().is_empty());
         let now = chrono::Utc::now().timestamp();
         let until = given("until")
             .map(|t| parse_time("until", t))
@@ -460,15 +334,11 @@ impl Lookup {
 
     /// `GET /v1/rules?days=&offset=&limit=`: the rules in evaluation order with their hit
     /// counters, unused flag and hygiene finding, and the recent rule changes.
-    async fn rules(
-        &self,
-        request: &ApiGatewayRequest,
-        deadline: Instant,
-    ) -> Result<Value, Failure> {
-        self.admit_get(request, "/v1/rules", &RULES_PARAMETERS)?;
+    pub(crate) async fn rules(&self, params: &Params, deadline: Instant) -> Result<Value, Failure> {
+        only_parameters(params, "/v1/rules", &RULES_PARAMETERS)?;
         let bounded =
             |name: &'static str, default: i64, min: i64, max: i64| -> Result<i64, Failure> {
-                match request.query(name).map(str::trim).filter(|t| !t.is_empty()) {
+                match params.query(name).map(str::trim).filter(|t| !t.is_empty()) {
                     None => Ok(default),
                     Some(text) => text
                         .parse::<i64>()
@@ -641,48 +511,21 @@ impl Lookup {
     }
 
     /// `GET /v1/vpcs`.
-    async fn vpcs(&self, request: &ApiGatewayRequest, deadline: Instant) -> Result<Value, Failure> {
-        self.admit_get(request, "/v1/vpcs", &[])?;
+    pub(crate) async fn vpcs(&self, params: &Params, deadline: Instant) -> Result<Value, Failure> {
+        only_parameters(params, "/v1/vpcs", &[])?;
         self.vpc_states(deadline).await
     }
 
     /// `PUT /v1/vpcs/{id}/monitoring` with `{"monitored": true|false|null}` and the admin token:
     /// switches the VPC's monitoring on or off (null: back to the list), in the snapshot store.
-    async fn switch(
+    pub(crate) async fn switch(
         &self,
-        request: &ApiGatewayRequest,
+        params: &Params,
         vpc: &str,
+        body: &[u8],
         deadline: Instant,
     ) -> Result<Value, Failure> {
-        only_parameters(request, "/v1/vpcs/{id}/monitoring", &[])?;
-        if request.http_method != "PUT" {
-            return Err(fail(
-                405,
-                "method_not_allowed",
-                "/v1/vpcs/{id}/monitoring accepts PUT",
-            ));
-        }
-        let Some(admin) = &self.admin_token else {
-            return Err(fail(
-                403,
-                "switches_read_only",
-                "monitoring switches cannot be changed here: this lookup has no admin token",
-            ));
-        };
-        let presented = request
-            .header("authorization")
-            .and_then(bearer_token)
-            .unwrap_or("");
-        if !bool::from(presented.as_bytes().ct_eq(admin.as_bytes())) {
-            return Err(fail(
-                401,
-                "unauthorized",
-                "changing a monitoring switch needs the admin bearer token",
-            ));
-        }
-        let body = request
-            .body_bytes()
-            .map_err(|e| fail(400, "bad_request", e.to_string()))?;
+        only_parameters(params, "/v1/vpcs/{id}/monitoring", &[])?;
         if body.len() > 1024 {
             return Err(fail(
                 413,
@@ -695,7 +538,7 @@ impl Lookup {
         struct Change {
             monitored: Option<bool>,
         }
-        let change: Change = serde_json::from_slice(&body).map_err(|e| {
+        let change: Change = serde_json::from_slice(body).map_err(|e| {
             fail(
                 400,
                 "invalid_body",
@@ -751,13 +594,13 @@ impl Lookup {
     /// `GET /v1/hits/export?format=csv|jsonl&…`: the search's records as CSV or JSON lines, as
     /// many pages as fit [`MAX_EXPORT_RECORDS`], the answer budget and the deadline; the rest is
     /// one request away (`X-Esgflow-Next`).
-    async fn export(
+    pub(crate) async fn export(
         &self,
-        request: &ApiGatewayRequest,
+        params: &Params,
         deadline: Instant,
-    ) -> Result<ApiGatewayResponse, Failure> {
-        self.admit_get(request, "/v1/hits/export", &EXPORT_PARAMETERS)?;
-        let csv = match request.query("format").map(str::trim) {
+    ) -> Result<Response, Failure> {
+        only_parameters(params, "/v1/hits/export", &EXPORT_PARAMETERS)?;
+        let csv = match params.query("format").map(str::trim) {
             None | Some("") | Some("jsonl") => false,
             Some("csv") => true,
             Some(other) => {
@@ -768,7 +611,7 @@ impl Lookup {
             }
         };
         let now = chrono::Utc::now().timestamp();
-        let query = HitsQuery::parse_paged(request, now, self.export_page)?;
+        let query = HitsQuery::parse_paged(params, now, self.export_page)?;
         let store = self.store()?;
         let mut body = String::new();
         if csv {
@@ -828,17 +671,18 @@ impl Lookup {
         } else {
             ("application/x-ndjson", "jsonl")
         };
-        let mut response = ApiGatewayResponse::with_body(200, content_type, body);
-        let headers = &mut response.headers;
-        headers.insert(
-            "Content-Disposition".to_string(),
-            format!(
-                "attachment; filename=\"esgflow-hits-{}-{}.{extension}\"",
-                query.filter.since, query.filter.until
+        let mut headers = vec![
+            (header::CONTENT_TYPE.as_str(), content_type.to_string()),
+            (
+                header::CONTENT_DISPOSITION.as_str(),
+                format!(
+                    "attachment; filename=\"esgflow-hits-{}-{}.{extension}\"",
+                    query.filter.since, query.filter.until
+                ),
             ),
-        );
-        headers.insert("X-Esgflow-Count".to_string(), count.to_string());
-        headers.insert("X-Esgflow-Complete".to_string(), complete.to_string());
+            ("x-esgflow-count", count.to_string()),
+            ("x-esgflow-complete", complete.to_string()),
+        ];
         if let Some(context) = context.filter(|_| !complete) {
             let issued = query.cursor.as_ref().map_or(now, |c| c.issued);
             let cursor = HitsCursor {
@@ -850,13 +694,18 @@ impl Lookup {
             let mut next = query.next_page(&cursor);
             next.as_object_mut().map(|n| n.remove("limit"));
             next["format"] = json!(if csv { "csv" } else { "jsonl" });
-            headers.insert("X-Esgflow-Next".to_string(), query_text(&next));
+            headers.push(("x-esgflow-next", query_text(&next)));
+        }
+        let mut response = Response::new(axum::body::Body::from(body));
+        for (name, value) in headers {
+            let value = header::HeaderValue::try_from(value).expect("header values are ASCII");
+            response.headers_mut().insert(name, value);
         }
         Ok(response)
     }
 
     /// `rule_hits` records. Never fails the request: an unavailable count says why.
-    async fn rule_hits(&self, uuid: &str, deadline: Instant) -> Value {
+    pub(crate) async fn rule_hits(&self, uuid: &str, deadline: Instant) -> Value {
         let Some(store) = &self.store else {
             return json!({"available": false, "reason": NO_STORE});
         };
@@ -889,14 +738,14 @@ impl Lookup {
     }
 
     /// `GET /v1/stats/top-rules?hours=&limit=`: the rules with the most block hits.
-    async fn top_rules(
+    pub(crate) async fn top_rules(
         &self,
         engine: &Engine,
-        request: &ApiGatewayRequest,
+        params: &Params,
         deadline: Instant,
     ) -> Result<Value, Failure> {
         let bounded = |name: &'static str, default: i64, max: i64| -> Result<i64, Failure> {
-            match request.query(name) {
+            match params.query(name) {
                 None | Some("") => Ok(default),
                 Some(text) => text
                     .parse::<i64>()
@@ -944,43 +793,42 @@ impl Lookup {
             .ok_or_else(|| fail(503, "hits_unavailable", NO_STORE))
     }
 
-    /// Admits a GET request to `route`: authenticated, reading only `parameters`, and GET.
-    fn admit_get(
-        &self,
-        request: &ApiGatewayRequest,
-        route: &str,
-        parameters: &[&str],
-    ) -> Result<(), Failure> {
-        self.authenticate(request)?;
-        only_parameters(request, route, parameters)?;
-        if request.http_method == "GET" {
+    /// Whether `authorization` (the header's value) carries the lookup token; always when API
+    /// Gateway authenticates in front of the function.
+    pub(crate) fn admits(&self, authorization: Option<&str>) -> bool {
+        let Auth::Bearer(token) = &self.auth else {
+            return true;
+        };
+        let presented = authorization.and_then(bearer_token).unwrap_or("");
+        !token.is_empty() && bool::from(presented.as_bytes().ct_eq(token.as_bytes()))
+    }
+
+    /// Whether `authorization` may change a monitoring switch: `Err` says why not (403: no
+    /// admin token here, 401: not the admin token).
+    pub(crate) fn admits_admin(&self, authorization: Option<&str>) -> Result<(), Failure> {
+        let Some(admin) = &self.admin_token else {
+            return Err(fail(
+                403,
+                "switches_read_only",
+                "monitoring switches cannot be changed here: this lookup has no admin token",
+            ));
+        };
+        let presented = authorization.and_then(bearer_token).unwrap_or("");
+        if bool::from(presented.as_bytes().ct_eq(admin.as_bytes())) {
             Ok(())
         } else {
             Err(fail(
-                405,
-                "method_not_allowed",
-                format!("{route} accepts GET"),
+                401,
+                "unauthorized",
+                "changing a monitoring switch needs the admin bearer token",
             ))
         }
     }
 
-    fn authenticate(&self, request: &ApiGatewayRequest) -> Result<(), Failure> {
-        let Auth::Bearer(token) = &self.auth else {
-            return Ok(());
-        };
-        let presented = request
-            .header("authorization")
-            .and_then(bearer_token)
-            .unwrap_or("");
-        let matches: bool = presented.as_bytes().ct_eq(token.as_bytes()).into();
-        if matches && !token.is_empty() {
-            Ok(())
-        } else {
-            Err(fail(401, "unauthorized", "missing or invalid bearer token"))
-        }
-    }
-
-    async fn engine(&self, deadline: Instant) -> Result<std::sync::Arc<Engine>, Failure> {
+    pub(crate) async fn engine(
+        &self,
+        deadline: Instant,
+    ) -> Result<std::sync::Arc<Engine>, Failure> {
         self.snapshots
             .lock()
             .await
@@ -1065,12 +913,8 @@ pub const HITS_PARAMETERS: [&str; 14] = [
 
 /// Refuses a request whose query names a parameter the route does not read, or names one
 /// twice: a filter the route would ignore must not silently widen an auditor's search.
-fn only_parameters(
-    request: &ApiGatewayRequest,
-    path: &str,
-    accepted: &[&str],
-) -> Result<(), Failure> {
-    let unknown: Vec<&str> = request
+fn only_parameters(params: &Params, path: &str, accepted: &[&str]) -> Result<(), Failure> {
+    let unknown: Vec<&str> = params
         .query_string
         .keys()
         .map(String::as_str)
@@ -1091,7 +935,7 @@ fn only_parameters(
             ),
         ));
     }
-    let repeated: Vec<&str> = request
+    let repeated: Vec<&str> = params
         .query_string
         .iter()
         .filter(
@@ -1265,8 +1109,8 @@ pub const TRAFFIC_PARAMETERS: [&str; 9] = [
 ];
 
 /// The traffic views a `/v1/traffic` request asks for.
-fn traffic_filter(request: &ApiGatewayRequest, now: i64) -> Result<TrafficFilter, Failure> {
-    let given = |name: &str| request.query(name).filter(|t| !t.trim().is_empty());
+fn traffic_filter(params: &Params, now: i64) -> Result<TrafficFilter, Failure> {
+    let given = |name: &str| params.query(name).filter(|t| !t.trim().is_empty());
     let named = |name: &str, names: &[&'static str]| -> Result<Option<usize>, Failure> {
         given(name)
             .map(|text| {
@@ -1425,13 +1269,13 @@ fn inline_hash(page: &str, tag: &str) -> String {
 
 impl HitsQuery {
     /// Validates the query parameters of `request`; `now` is Unix seconds.
-    fn parse(request: &ApiGatewayRequest, now: i64) -> Result<Self, Failure> {
-        Self::parse_paged(request, now, 100)
+    fn parse(params: &Params, now: i64) -> Result<Self, Failure> {
+        Self::parse_paged(params, now, 100)
     }
 
     /// Like [`HitsQuery::parse`], with `page` records a page unless `limit` says otherwise.
-    fn parse_paged(request: &ApiGatewayRequest, now: i64, page: u32) -> Result<Self, Failure> {
-        let given = |name: &str| request.query(name).filter(|t| !t.trim().is_empty());
+    fn parse_paged(params: &Params, now: i64, page: u32) -> Result<Self, Failure> {
+        let given = |name: &str| params.query(name).filter(|t| !t.trim().is_empty());
         let address = |name: &str| -> Result<Option<AddressMatch>, Failure> {
             given(name)
                 .map(|text| AddressMatch::parse(text).map_err(|e| field_error(name, e)))
@@ -1694,11 +1538,6 @@ fn rule_summary(engine: &Engine, id: u32) -> Value {
     json!(RuleView::of(engine, id))
 }
 
-/// An answer's JSON text.
-fn raw(value: Value) -> Box<RawValue> {
-    serde_json::value::to_raw_value(&value).expect("plain data serializes")
-}
-
 /// The longest answer body: SCF returns at most 6 MB from a synchronous invocation ("Quota
 /// Limits", <https://www.tencentcloud.com/document/product/583/11637>), and the body travels
 /// inside the integration response as a JSON string, so it is counted escaped, with room left
@@ -1866,12 +1705,13 @@ const COVERAGE_SECONDS: i64 = 3600;
 pub(crate) const HIT_WINDOW_DAYS: i64 = 30;
 
 /// The page served at `/`: a form for `/v1/explain` and the day's top blocking rules.
-pub(crate) const PAGE: &str = include_str!("lookup_page.html");
+pub(crate) const PAGE: &str = include_str!("page.html");
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::core::snapshot::fixtures;
+    use crate::events::ApiGatewayRequest;
 
     fn lookup() -> (Lookup, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!(
@@ -1927,23 +1767,30 @@ mod tests {
             .build()
             .unwrap();
         let deadline = Instant::now() + std::time::Duration::from_secs(5);
-        let response =
-            runtime.block_on(lookup.handle(&request(method, path, token, body), "req-1", deadline));
+        let response = runtime.block_on(lookup.app().handle(
+            &request(method, path, token, body),
+            "req-1",
+            deadline,
+        ));
         (
             response.status_code,
             serde_json::from_str(&response.body).unwrap(),
         )
     }
 
-    fn hits_request(query: &[(&str, &str)]) -> ApiGatewayRequest {
+    /// The parameters of a query, as an SCF event delivers them.
+    fn hits_request(query: &[(&str, &str)]) -> Params {
         let query: serde_json::Map<String, Value> = query
             .iter()
             .map(|(k, v)| (k.to_string(), json!(v)))
             .collect();
-        serde_json::from_value(
+        let event: ApiGatewayRequest = serde_json::from_value(
             json!({"httpMethod": "GET", "path": "/v1/hits", "queryString": query}),
         )
-        .unwrap()
+        .unwrap();
+        Params {
+            query_string: event.query_string,
+        }
     }
 
     /// A view too large for one machine is the caller's to narrow (413), not a store failure.
@@ -2107,7 +1954,7 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let response = runtime.block_on(lookup.handle(
+        let response = runtime.block_on(lookup.app().handle(
             &request,
             "r",
             Instant::now() + std::time::Duration::from_secs(5),
@@ -2258,11 +2105,7 @@ mod tests {
     /// step keeps a window within its points.
     #[test]
     fn traffic_parameters_are_checked_by_name() {
-        let filter = |query: &[(&str, &str)]| {
-            let mut request = hits_request(query);
-            request.path = "/v1/traffic".into();
-            traffic_filter(&request, 1_000_000)
-        };
+        let filter = |query: &[(&str, &str)]| traffic_filter(&hits_request(query), 1_000_000);
         let day = [("since", "913600"), ("until", "1000000")];
         let read = filter(&[
             day[0],
@@ -2349,8 +2192,8 @@ mod tests {
             crate::adapters::sqlite::LocalRecords::open(&db).unwrap(),
         ));
         // Pages of 50 and room for a few: the export needs several answers.
-        lookup.export_budget = 40_000;
-        lookup.export_page = 50;
+        lookup.configure().export_budget = 40_000;
+        lookup.configure().export_page = 50;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -2374,7 +2217,7 @@ mod tests {
                     "headers": {"authorization": "Bearer t0ken"}, "queryString": pairs,
                 }))
                 .unwrap();
-                let response = runtime.block_on(lookup.handle(
+                let response = runtime.block_on(lookup.app().handle(
                     &request,
                     "r",
                     Instant::now() + std::time::Duration::from_secs(10),
@@ -2448,7 +2291,7 @@ mod tests {
         ] {
             let mut request = request("GET", "/v1/hits/export", Some("t0ken"), None);
             request.query_string = serde_json::from_value(json!({ name: value })).unwrap();
-            let response = runtime.block_on(lookup.handle(
+            let response = runtime.block_on(lookup.app().handle(
                 &request,
                 "r",
                 Instant::now() + std::time::Duration::from_secs(5),
@@ -2531,7 +2374,7 @@ mod tests {
             let mut request = request("GET", path, Some("t0ken"), None);
             request.query_string = serde_json::from_value(query).unwrap();
             let deadline = Instant::now() + std::time::Duration::from_secs(5);
-            let response = runtime.block_on(lookup.handle(&request, "r", deadline));
+            let response = runtime.block_on(lookup.app().handle(&request, "r", deadline));
             let body: Value = serde_json::from_str(&response.body).unwrap();
             (response.status_code, body)
         };
@@ -2618,7 +2461,7 @@ mod tests {
             }))
             .unwrap();
             let deadline = Instant::now() + std::time::Duration::from_secs(5);
-            let response = runtime.block_on(lookup.handle(&request, "req-1", deadline));
+            let response = runtime.block_on(lookup.app().handle(&request, "req-1", deadline));
             assert_eq!(response.status_code, status, "{header}");
         }
         std::fs::remove_dir_all(dir).ok();
@@ -2640,8 +2483,11 @@ mod tests {
             ("/nope", None, 404),
         ] {
             let deadline = Instant::now() + std::time::Duration::from_secs(5);
-            let response =
-                runtime.block_on(lookup.handle(&request("GET", path, token, None), "r", deadline));
+            let response = runtime.block_on(lookup.app().handle(
+                &request("GET", path, token, None),
+                "r",
+                deadline,
+            ));
             assert_eq!(response.status_code, status, "{path}");
             let header = |name: &str| response.headers.get(name).cloned().unwrap_or_default();
             let policy = header("Content-Security-Policy");
