@@ -11,7 +11,7 @@ FUNCTIONS   := audit lookup sync
 CARGO       ?= cargo
 ESGFLOW     := target/debug/esgflow
 
-.PHONY: help setup setup-test setup-deploy build test lint unit package run bench sample clean deploy measure fuzz
+.PHONY: help setup setup-test setup-deploy build test lint unit package run bench sample clean deploy measure fuzz openapi
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -82,6 +82,9 @@ fuzz: ## run every cargo-fuzz target for FUZZ_SECONDS (default 60) each, on nigh
 
 bench: ## benchmarks: engine (100/1k/10k rules vs the naive evaluator, compile), audit pipeline vs floor, /v1/explain, the local records store at 1,000,000 records
 	$(CARGO) bench -p esgflow-local --benches
+
+openapi: setup ## regenerate openapi.json from the code (routes, parameters, answer types)
+	UPDATE_OPENAPI=1 cargo test --test openapi the_committed_document_is_the_generated_one
 
 sample: build ## regenerate samples/ (export, flow logs) and rebuild samples/snapshot.json from the export
 	python3 samples/generate.py

@@ -37,15 +37,38 @@ fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
     }
 }
 
-/// A validator for the subset of JSON Schema the document uses.
-fn validate(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), String> {
+/// The property names a schema declares, through `allOf` and references.
+fn declared<'a>(doc: &'a Value, schema: &'a Value, names: &mut BTreeSet<&'a str>) -> bool {
     let schema = resolve(doc, schema);
-    if value.is_null() && schema.get("nullable") == Some(&Value::Bool(true)) {
-        return Ok(());
+    let mut closed = false;
+    if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
+        names.extend(properties.keys().map(String::as_str));
+        closed = true;
     }
+    for part in schema
+        .get("allOf")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        closed |= declared(doc, part, names);
+    }
+    closed && schema.get("additionalProperties").is_none()
+}
+
+/// A validator for the subset of JSON Schema (2020-12, as OpenAPI 3.1 uses it) the document
+/// uses. An object may carry only the properties its schema declares: an answer field the
+/// document does not know fails.
+fn validate(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), String> {
+    check(doc, schema, value, at, true)
+}
+
+/// [`validate`]; `whole` is false for a part of an `allOf`, which may not know every property.
+fn check(doc: &Value, schema: &Value, value: &Value, at: &str, whole: bool) -> Result<(), String> {
+    let schema = resolve(doc, schema);
     if let Some(all) = schema.get("allOf").and_then(Value::as_array) {
         for part in all {
-            validate(doc, part, value, at)?;
+            check(doc, part, value, at, false)?;
         }
     }
     if let Some(one) = schema.get("oneOf").and_then(Value::as_array) {
@@ -57,17 +80,33 @@ fn validate(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), 
             return Err(format!("{at}: matches {passing} of the oneOf schemas"));
         }
     }
-    let kind_ok = match schema.get("type").and_then(Value::as_str) {
-        None => true,
-        Some("object") => value.is_object(),
-        Some("array") => value.is_array(),
-        Some("string") => value.is_string(),
-        Some("integer") => value.is_i64() || value.is_u64(),
-        Some("boolean") => value.is_boolean(),
+    let kinds: Vec<&str> = match schema.get("type") {
+        None => vec![],
+        Some(Value::String(kind)) => vec![kind.as_str()],
+        Some(Value::Array(kinds)) => kinds.iter().filter_map(Value::as_str).collect(),
         Some(other) => return Err(format!("{at}: unsupported type {other}")),
     };
+    let kind_ok = kinds.is_empty()
+        || kinds.iter().any(|kind| match *kind {
+            "object" => value.is_object(),
+            "array" => value.is_array(),
+            "string" => value.is_string(),
+            "integer" => value.is_i64() || value.is_u64(),
+            "number" => value.is_number(),
+            "boolean" => value.is_boolean(),
+            "null" => value.is_null(),
+            _ => false,
+        });
     if !kind_ok {
         return Err(format!("{at}: {value} is not of type {}", schema["type"]));
+    }
+    if let (Some(minimum), Some(number)) = (
+        schema.get("minimum").and_then(Value::as_f64),
+        value.as_f64(),
+    ) {
+        if number < minimum {
+            return Err(format!("{at}: {value} is below the minimum {minimum}"));
+        }
     }
     if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
         if !allowed.contains(value) {
@@ -81,13 +120,23 @@ fn validate(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), 
             }
         }
     }
-    if let (Some(properties), Some(object)) = (
-        schema.get("properties").and_then(Value::as_object),
-        value.as_object(),
-    ) {
-        for (key, property) in properties {
-            if let Some(inner) = object.get(key) {
-                validate(doc, property, inner, &format!("{at}.{key}"))?;
+    if let Some(object) = value.as_object() {
+        if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
+            for (key, property) in properties {
+                if let Some(inner) = object.get(key) {
+                    validate(doc, property, inner, &format!("{at}.{key}"))?;
+                }
+            }
+        }
+        if let Some(extra) = schema.get("additionalProperties").filter(|e| e.is_object()) {
+            for (key, inner) in object {
+                validate(doc, extra, inner, &format!("{at}.{key}"))?;
+            }
+        }
+        let mut names = BTreeSet::new();
+        if whole && declared(doc, schema, &mut names) {
+            if let Some(key) = object.keys().find(|key| !names.contains(key.as_str())) {
+                return Err(format!("{at}: {key} is not in the document"));
             }
         }
     }
@@ -111,6 +160,23 @@ fn request(
         headers["authorization"] = json!(format!("Bearer {token}"));
     }
     serde_json::from_value(json!({"httpMethod": method, "path": path, "headers": headers, "body": body.map(|b| b.to_string()), "queryString": query})).unwrap()
+}
+
+/// `openapi.json` is the document the code generates (`esgflow::app::lookup::api`): a route,
+/// a parameter or an answer field changed in the code and not in the committed file fails here.
+/// `UPDATE_OPENAPI=1 cargo test --test openapi` (`make openapi`) rewrites the file.
+#[test]
+fn the_committed_document_is_the_generated_one() {
+    let generated = esgflow::app::lookup::api::document();
+    let path = format!("{}/openapi.json", env!("CARGO_MANIFEST_DIR"));
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        committed == generated,
+        "openapi.json is not the document the code generates: run `make openapi` and commit it"
+    );
 }
 
 /// The query parameters each route documents are exactly those it reads (any other is
@@ -487,7 +553,7 @@ async fn every_answer_validates_against_the_document() {
                     status, "405",
                     "{method} {path} is not documented but answered {status}"
                 );
-                json!({"$ref": "#/components/schemas/Error"})
+                json!({"$ref": "#/components/schemas/ErrorBody"})
             }
         };
         validate(&doc, &schema, &body, "$")

@@ -9,7 +9,7 @@ use crate::core::engine::{
 use crate::core::snapshot::{Generation, RuleAction};
 
 /// A rule as answers show it: identity, action and what it matches.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RuleView {
     /// Rule id.
     pub uuid: String,
@@ -47,7 +47,8 @@ impl RuleView {
 }
 
 /// The explanation of one flow against one snapshot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = Explanation)]
 pub struct ExplainView<'a> {
     /// `allow`, `block` or `none`.
     pub decision: DecisionKind,

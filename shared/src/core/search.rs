@@ -251,7 +251,7 @@ pub fn series_step(since: i64, until: i64) -> u32 {
 }
 
 /// Sums of traffic counters.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct TrafficSums {
     /// Flow log records.
     pub flows: u64,
@@ -264,9 +264,10 @@ pub struct TrafficSums {
 }
 
 /// Totals of one scope and verdict.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct TrafficTotal {
     /// The traffic scope.
+    #[schema(value_type = crate::core::engine::Scope)]
     pub scope: String,
     /// `ACCEPT` or `REJECT`.
     pub fl_action: String,
@@ -276,7 +277,7 @@ pub struct TrafficTotal {
 }
 
 /// One conversation (initiator → service) of the top talkers.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Talker {
     /// The initiator.
     pub src_ip: String,
@@ -287,6 +288,7 @@ pub struct Talker {
     /// `TCP`, `UDP`, `ICMP`, …
     pub protocol_name: String,
     /// The traffic scope.
+    #[schema(value_type = crate::core::engine::Scope)]
     pub scope: String,
     /// Its sums.
     #[serde(flatten)]
@@ -294,7 +296,7 @@ pub struct Talker {
 }
 
 /// Traffic from one subnet to another (`None`: outside every known subnet).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct MatrixCell {
     /// The initiator's subnet.
     pub src_subnet: Option<String>,
@@ -306,7 +308,7 @@ pub struct MatrixCell {
 }
 
 /// Traffic in one step of the time series.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct SeriesPoint {
     /// The step's start, Unix seconds (a multiple of the step).
     pub time: i64,
@@ -322,7 +324,7 @@ pub const MAX_MATRIX_CELLS: u32 = 400;
 pub const MAX_TALKERS: u32 = 100;
 
 /// The traffic views of one [`TrafficFilter`]: by bytes, most first; the series by time.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct TrafficView {
     /// Sums per scope and verdict.
     pub totals: Vec<TrafficTotal>,

@@ -12,8 +12,10 @@
 //! field), 401, 403, 404, 405, 410, 413, 502, 503 (no snapshot) or 500 (request id only, no
 //! internals).
 
+pub mod api;
 pub mod router;
 pub mod scf;
+pub mod wire;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -22,7 +24,6 @@ use tokio::sync::Mutex;
 
 use axum::http::header;
 use axum::response::Response;
-use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
@@ -41,6 +42,11 @@ use crate::core::search::{
 pub use router::{router, Invocation, Params};
 pub use scf::App;
 use strum::VariantArray;
+use wire::{
+    Coverage, ExplainAnswer, ExplainBody, FlowQuery, HitAnswer, HitCounts, HitsPage, ResolvedSet,
+    RowHygiene, RuleAnswer, RuleHits, RuleHygiene, RuleRow, RulesPage, SnapshotStatus,
+    SwitchAnswer, SwitchRequest, TopRule, TopRules, TrafficAnswer, VpcState, VpcsAnswer,
+};
 
 /// Most flows in one batch explain.
 pub(crate) const MAX_BATCH: usize = 1000;
@@ -164,7 +170,11 @@ impl Lookup {
         self
     }
 
-    pub(crate) async fn hits(&self, params: &Params, deadline: Instant) -> Result<Value, Failure> {
+    pub(crate) async fn hits(
+        &self,
+        params: &Params,
+        deadline: Instant,
+    ) -> Result<HitsPage, Failure> {
         only_parameters(params, "/v1/hits", &HITS_PARAMETERS)?;
         let now = chrono::Utc::now().timestamp();
         let query = HitsQuery::parse(params, now)?;
@@ -197,10 +207,16 @@ impl Lookup {
         });
         let hits = page.hits;
         let next = cursor.as_ref().map(|cursor| query.next_page(cursor));
-        Ok(json!({
-            "hits": hits, "count": hits.len(), "cursor": cursor, "next": next, "complete": complete,
-            "query": hits_query(&query.filter), "since": query.filter.since, "until": query.filter.until,
-        }))
+        Ok(HitsPage {
+            count: hits.len(),
+            hits,
+            cursor,
+            next,
+            complete,
+            query: hits_query(&query.filter),
+            since: query.filter.since,
+            until: query.filter.until,
+        })
     }
 
     /// `GET /v1/traffic?vpc=…`: totals, top talkers, the subnet matrix and a time series of
@@ -209,7 +225,7 @@ impl Lookup {
         &self,
         params: &Params,
         deadline: Instant,
-    ) -> Result<Value, Failure> {
+    ) -> Result<TrafficAnswer, Failure> {
         only_parameters(params, "/v1/traffic", &TRAFFIC_PARAMETERS)?;
         let filter = traffic_filter(params, chrono::Utc::now().timestamp())?;
         let store = self.store()?;
@@ -217,14 +233,18 @@ impl Lookup {
             .traffic(&filter, deadline)
             .await
             .map_err(|failure| search_failed(failure, "the records search expired: ask again"))?;
-        Ok(json!({
-            "since": filter.since, "until": filter.until, "step": filter.bucket,
-            "vpc": filter.vpc, "subnet": filter.subnet,
-            "scope": filter.scope.map(|s| s.as_str()), "peer": filter.peer.map(|p| p.as_str()),
-            "fl_action": filter.fl_action,
-            "totals": view.totals, "talkers": view.talkers, "matrix": view.matrix,
-            "series": view.series, "query": traffic_search(&filter),
-        }))
+        Ok(TrafficAnswer {
+            since: filter.since,
+            until: filter.until,
+            step: filter.bucket,
+            scope: filter.scope.map(|s| s.as_str()),
+            peer: filter.peer.map(|p| p.as_str()),
+            fl_action: filter.fl_action,
+            query: traffic_search(&filter),
+            vpc: filter.vpc,
+            subnet: filter.subnet,
+            view,
+        })
     }
 
     /// `GET /v1/hits/{record_id}`: one hit record, explained against the snapshot it was judged
@@ -235,7 +255,7 @@ impl Lookup {
         params: &Params,
         id: &str,
         deadline: Instant,
-    ) -> Result<Value, Failure> {
+    ) -> Result<Response, Failure> {
         only_parameters(params, "/v1/hits/{record_id}", &HIT_PARAMETERS)?;
         if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(fail(
@@ -318,23 +338,34 @@ impl Lookup {
                         .as_u64()
                         .and_then(|p| u16::try_from(p).ok()),
                 );
-                let view = ExplainView::of(&engine, &flow, record["eni"].as_str(), Detail::Summary);
-                serde_json::to_value(&view).expect("plain data serializes")
+                Some(ExplainView::of(
+                    &engine,
+                    &flow,
+                    record["eni"].as_str(),
+                    Detail::Summary,
+                ))
             }
-            _ => Value::Null,
+            _ => None,
         };
-        Ok(json!({
-            "record": record,
-            "judged_with": judged_with,
-            "explained_with": engine.version(),
-            "explanation": explanation,
-            "note": note,
-        }))
+        let answer = HitAnswer {
+            explanation,
+            judged_with,
+            explained_with: engine.version(),
+            note,
+            record,
+        };
+        Ok(axum::response::IntoResponse::into_response(axum::Json(
+            answer,
+        )))
     }
 
     /// `GET /v1/rules?days=&offset=&limit=`: the rules in evaluation order with their hit
     /// counters, unused flag and hygiene finding, and the recent rule changes.
-    pub(crate) async fn rules(&self, params: &Params, deadline: Instant) -> Result<Value, Failure> {
+    pub(crate) async fn rules(
+        &self,
+        params: &Params,
+        deadline: Instant,
+    ) -> Result<RulesPage, Failure> {
         only_parameters(params, "/v1/rules", &RULES_PARAMETERS)?;
         let bounded =
             |name: &'static str, default: i64, min: i64, max: i64| -> Result<i64, Failure> {
@@ -396,7 +427,7 @@ impl Lookup {
                 .iter()
                 .map(|f| (f.rule as usize, f))
                 .collect();
-        let rules: Vec<Value> = engine
+        let rules: Vec<RuleRow> = engine
             .rules()
             .iter()
             .enumerate()
@@ -408,27 +439,37 @@ impl Lookup {
                     .as_ref()
                     .ok()
                     .map(|t| t.get(&rule.uuid).cloned().unwrap_or_default());
-                let hygiene = findings.get(&i).map(
-                    |f| json!({"finding": f.finding, "covering": f.covering, "detail": f.detail}),
-                );
-                json!({
-                    "position": i, "uuid": rule.uuid, "order": rule.order,
-                    "action": rule.action.as_str(),
-                    "enabled": rule.enabled, "generation": rule.generation,
-                    "description": rule.description,
-                    "hits": hits.as_ref().map(|h| json!({
-                        "hits": h.hits, "block_hits": h.block_hits, "observe_hits": h.observe_hits,
-                        "first_hit": h.first_hit, "last_hit": h.last_hit,
-                    })),
-                    "unused": hits.as_ref().map(|h| rule.enabled && h.hits == 0),
-                    "hygiene": hygiene,
-                    "hygiene_analysed": i < analysis.analysed,
-                })
+                RuleRow {
+                    position: i,
+                    uuid: rule.uuid.clone(),
+                    order: rule.order,
+                    action: rule.action,
+                    enabled: rule.enabled,
+                    generation: rule.generation,
+                    description: rule.description.clone(),
+                    unused: hits.as_ref().map(|h| rule.enabled && h.hits == 0),
+                    hits: hits.map(|h| HitCounts {
+                        hits: h.hits,
+                        block_hits: h.block_hits,
+                        observe_hits: h.observe_hits,
+                        first_hit: h.first_hit,
+                        last_hit: h.last_hit,
+                    }),
+                    hygiene: findings.get(&i).map(|f| RowHygiene {
+                        finding: f.finding.clone(),
+                        covering: f.covering.clone(),
+                        detail: f.detail.clone(),
+                    }),
+                    hygiene_analysed: i < analysis.analysed,
+                }
             })
             .collect();
         let total = engine.rules().len();
         let next_offset = (offset + rules.len() < total).then_some(offset + rules.len());
-        let size: usize = rules.iter().map(|r| r.to_string().len()).sum();
+        let size: usize = rules
+            .iter()
+            .map(|r| serde_json::to_string(r).map_or(0, |t| t.len()))
+            .sum();
         if size > MAX_ANSWER_BYTES / 2 {
             return Err(fail(
                 413,
@@ -436,20 +477,27 @@ impl Lookup {
                 format!("{limit} rules do not fit one answer: ask with a smaller limit"),
             ));
         }
-        Ok(json!({
-            "rules": rules, "total": total, "offset": offset, "next_offset": next_offset,
-            "days": days,
-            "hits_error": totals.as_ref().err(),
-            "hygiene_analysed": analysis.analysed,
-            "changes": changes.as_ref().ok(),
-            "changes_error": changes.as_ref().err(),
-            "snapshot_version": engine.version(),
-        }))
+        let (changes, changes_error) = match changes {
+            Ok(changes) => (Some(changes), None),
+            Err(reason) => (None, Some(reason)),
+        };
+        Ok(RulesPage {
+            rules,
+            total,
+            offset,
+            next_offset,
+            days,
+            hits_error: totals.err(),
+            hygiene_analysed: analysis.analysed,
+            changes,
+            changes_error,
+            snapshot_version: engine.version().to_string(),
+        })
     }
 
     /// Every VPC of the snapshot with its monitoring state, and the ids the list or the
     /// switches name that the snapshot does not have.
-    async fn vpc_states(&self, deadline: Instant) -> Result<Value, Failure> {
+    async fn vpc_states(&self, deadline: Instant) -> Result<VpcsAnswer, Failure> {
         let engine = self.engine(deadline).await?;
         let (switches, problem) = self
             .snapshots
@@ -475,43 +523,57 @@ impl Lookup {
                     StoreFailure::CursorExpired => "the records search expired".to_string(),
                 }),
         };
-        let vpcs: Vec<Value> = engine
+        let vpcs: Vec<VpcState> = engine
             .topology()
             .vpc_list()
             .into_iter()
             .map(|vpc| {
                 let coverage = match &recording {
-                    Ok(seen) => json!({
-                        "available": true,
-                        "enis_recording": vpc.enis.iter().filter(|e| seen.contains(*e)).count(),
-                        "enis": vpc.enis.len(),
-                        "window_seconds": COVERAGE_SECONDS,
-                    }),
-                    Err(reason) => json!({"available": false, "reason": reason}),
+                    Ok(seen) => Coverage {
+                        available: true,
+                        enis_recording: Some(vpc.enis.iter().filter(|e| seen.contains(*e)).count()),
+                        enis: Some(vpc.enis.len()),
+                        window_seconds: Some(COVERAGE_SECONDS),
+                        reason: None,
+                    },
+                    Err(reason) => Coverage {
+                        available: false,
+                        enis_recording: None,
+                        enis: None,
+                        window_seconds: None,
+                        reason: Some(reason.clone()),
+                    },
                 };
-                json!({
-                    "id": vpc.id, "name": vpc.name, "subnets": vpc.subnets, "enis": vpc.enis.len(),
-                    "monitored": monitored.is_on(&vpc.id),
-                    "switch": switches.vpcs.get(&vpc.id),
-                    "listed": listed(&vpc.id),
-                    "coverage": coverage,
-                })
+                VpcState {
+                    monitored: monitored.is_on(&vpc.id),
+                    switch: switches.vpcs.get(&vpc.id).copied(),
+                    listed: listed(&vpc.id),
+                    id: vpc.id,
+                    name: vpc.name,
+                    subnets: vpc.subnets,
+                    enis: vpc.enis.len(),
+                    coverage,
+                }
             })
             .collect();
-        Ok(json!({
-            "vpcs": vpcs,
-            "unknown": monitored.unknown(engine.topology()),
-            "every_vpc_listed": matches!(self.monitored, Monitored::All),
-            "switches_updated_at": switches.updated_at,
-            "switches_error": problem,
-            "switches_writable": self.admin_token.is_some(),
-            "takes_effect_within_seconds": self.snapshot_ttl.as_secs(),
-            "snapshot_version": engine.version(),
-        }))
+        Ok(VpcsAnswer {
+            vpcs,
+            unknown: monitored.unknown(engine.topology()),
+            every_vpc_listed: matches!(self.monitored, Monitored::All),
+            switches_updated_at: switches.updated_at,
+            switches_error: problem,
+            switches_writable: self.admin_token.is_some(),
+            takes_effect_within_seconds: self.snapshot_ttl.as_secs(),
+            snapshot_version: engine.version().to_string(),
+        })
     }
 
     /// `GET /v1/vpcs`.
-    pub(crate) async fn vpcs(&self, params: &Params, deadline: Instant) -> Result<Value, Failure> {
+    pub(crate) async fn vpcs(
+        &self,
+        params: &Params,
+        deadline: Instant,
+    ) -> Result<VpcsAnswer, Failure> {
         only_parameters(params, "/v1/vpcs", &[])?;
         self.vpc_states(deadline).await
     }
@@ -524,7 +586,7 @@ impl Lookup {
         vpc: &str,
         body: &[u8],
         deadline: Instant,
-    ) -> Result<Value, Failure> {
+    ) -> Result<SwitchAnswer, Failure> {
         only_parameters(params, "/v1/vpcs/{id}/monitoring", &[])?;
         if body.len() > 1024 {
             return Err(fail(
@@ -533,12 +595,7 @@ impl Lookup {
                 "the body is over 1024 bytes: send {\"monitored\": true|false|null}",
             ));
         }
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Change {
-            monitored: Option<bool>,
-        }
-        let change: Change = serde_json::from_slice(body).map_err(|e| {
+        let change: SwitchRequest = serde_json::from_slice(body).map_err(|e| {
             fail(
                 400,
                 "invalid_body",
@@ -578,17 +635,21 @@ impl Lookup {
         drop(cache);
         tracing::info!(vpc, monitored = ?change.monitored, "monitoring switch changed");
         let states = self.vpc_states(deadline).await?;
-        let state = states["vpcs"]
-            .as_array()
+        let state = states
+            .vpcs
             .into_iter()
-            .flatten()
-            .find(|v| v["id"] == vpc)
-            .cloned()
-            .unwrap_or(Value::Null);
-        Ok(json!({
-            "vpc": state,
-            "takes_effect_within_seconds": self.snapshot_ttl.as_secs(),
-        }))
+            .find(|v| v.id == vpc)
+            .ok_or_else(|| {
+                fail(
+                    404,
+                    "unknown_vpc",
+                    format!("the snapshot has no VPC {vpc:?}"),
+                )
+            })?;
+        Ok(SwitchAnswer {
+            vpc: state,
+            takes_effect_within_seconds: self.snapshot_ttl.as_secs(),
+        })
     }
 
     /// `GET /v1/hits/export?format=csv|jsonl&…`: the search's records as CSV or JSON lines, as
@@ -705,34 +766,38 @@ impl Lookup {
     }
 
     /// `rule_hits` records. Never fails the request: an unavailable count says why.
-    pub(crate) async fn rule_hits(&self, uuid: &str, deadline: Instant) -> Value {
+    pub(crate) async fn rule_hits(&self, uuid: &str, deadline: Instant) -> RuleHits {
+        let unavailable = |reason: String| RuleHits {
+            reason: Some(reason),
+            ..RuleHits::default()
+        };
         let Some(store) = &self.store else {
-            return json!({"available": false, "reason": NO_STORE});
+            return unavailable(NO_STORE.to_string());
         };
         if !is_search_id(uuid) {
-            return json!({"available": false, "reason": "this rule id cannot be searched"});
+            return unavailable("this rule id cannot be searched".to_string());
         }
         let until = chrono::Utc::now().timestamp();
         let since = until - HIT_WINDOW_DAYS * 86_400;
         match store.rule_counters(uuid, since, until, deadline).await {
-            Ok(counters) => json!({
-                "available": true,
-                "window_days": HIT_WINDOW_DAYS,
-                "hits": counters.hits,
-                "block_hits": counters.block_hits,
-                "observe_hits": counters.observe_hits,
-                "first_hit": counters.first_hit,
-                "last_hit": counters.last_hit,
-            }),
+            Ok(counters) => RuleHits {
+                available: true,
+                reason: None,
+                window_days: Some(HIT_WINDOW_DAYS),
+                hits: Some(counters.hits),
+                block_hits: Some(counters.block_hits),
+                observe_hits: Some(counters.observe_hits),
+                first_hit: counters.first_hit,
+                last_hit: counters.last_hit,
+            },
             Err(failure) => {
                 tracing::warn!(error = ?failure, "rule hit counters unavailable");
-                let reason = match failure {
+                unavailable(match failure {
                     StoreFailure::Failed { code, .. } => {
                         format!("the records search failed: {code}")
                     }
                     StoreFailure::CursorExpired => "the records search failed".to_string(),
-                };
-                json!({"available": false, "reason": reason})
+                })
             }
         }
     }
@@ -743,7 +808,7 @@ impl Lookup {
         engine: &Engine,
         params: &Params,
         deadline: Instant,
-    ) -> Result<Value, Failure> {
+    ) -> Result<TopRules, Failure> {
         let bounded = |name: &'static str, default: i64, max: i64| -> Result<i64, Failure> {
             match params.query(name) {
                 None | Some("") => Ok(default),
@@ -769,21 +834,25 @@ impl Lookup {
             .await
             // No cursor is passed here, so the store has no search to forget.
             .map_err(|failure| search_failed(failure, "the records search expired: ask again"))?;
-        let rules: Vec<Value> = rows
+        let rules = rows
             .into_iter()
             .map(|(uuid, hits)| {
                 let known = engine.rules().iter().find(|r| r.rule.uuid == uuid);
-                json!({
-                    "rule_uuid": uuid,
-                    "hits": hits,
-                    "description": known.map(|r| r.rule.description.clone()),
-                    "order": known.map(|r| r.rule.order),
-                })
+                TopRule {
+                    description: known.map(|r| r.rule.description.clone()),
+                    order: known.map(|r| r.rule.order),
+                    rule_uuid: uuid,
+                    hits,
+                }
             })
             .collect();
-        Ok(
-            json!({"since": since, "until": until, "hours": hours, "rules": rules, "snapshot_version": engine.version()}),
-        )
+        Ok(TopRules {
+            since,
+            until,
+            hours,
+            rules,
+            snapshot_version: engine.version().to_string(),
+        })
     }
 
     /// Where records are searched, or 503 when no store is configured.
@@ -1440,28 +1509,6 @@ impl HitsQuery {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FlowQuery {
-    src: String,
-    dst: String,
-    protocol: Value,
-    #[serde(default)]
-    port: Option<Value>,
-    #[serde(default)]
-    eni: Option<String>,
-    /// Describe every rule considered, not only those that matched.
-    #[serde(default)]
-    verbose: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum ExplainBody {
-    Batch { flows: Vec<Value> },
-    One(Value),
-}
-
 fn field_error(field: &str, message: impl std::fmt::Display) -> Failure {
     fail(400, "invalid_field", format!("{field}: {message}"))
 }
@@ -1534,10 +1581,6 @@ fn parse_flow(value: &Value, prefix: &str) -> Result<(FlowKey, Option<String>, b
     ))
 }
 
-fn rule_summary(engine: &Engine, id: u32) -> Value {
-    json!(RuleView::of(engine, id))
-}
-
 /// The longest answer body: SCF returns at most 6 MB from a synchronous invocation ("Quota
 /// Limits", <https://www.tencentcloud.com/document/product/583/11637>), and the body travels
 /// inside the integration response as a JSON string, so it is counted escaped, with room left
@@ -1608,7 +1651,8 @@ fn explain(engine: &Engine, body: &[u8]) -> Result<Box<RawValue>, Failure> {
         ExplainBody::One(value) => {
             let (flow, eni, verbose) = parse_flow(&value, "")?;
             let view = ExplainView::of(engine, &flow, eni.as_deref(), detail(verbose));
-            let text = serde_json::to_string(&view).expect("plain data serializes");
+            let text = serde_json::to_string(&ExplainAnswer::One(Box::new(view)))
+                .expect("plain data serializes");
             if escaped_len(&text) > MAX_ANSWER_BYTES {
                 return Err(too_large(0, 1));
             }
@@ -1626,17 +1670,22 @@ fn detail(verbose: bool) -> Detail {
     }
 }
 
-fn snapshot_status(engine: &Engine) -> Value {
+fn snapshot_status(engine: &Engine) -> SnapshotStatus {
     let rules = engine.rules();
-    json!({
-        "version": engine.version(),
-        "rules": rules.len(),
-        "enabled_rules": rules.iter().filter(|r| r.rule.enabled).count(),
-        "unresolvable_rules": engine.indeterminate_rules().iter().map(|&r| engine.rule(r).rule.uuid.clone()).collect::<Vec<_>>(),
-    })
+    SnapshotStatus {
+        version: engine.version().to_string(),
+        rules: rules.len(),
+        enabled_rules: rules.iter().filter(|r| r.rule.enabled).count(),
+        unresolvable_rules: engine
+            .indeterminate_rules()
+            .iter()
+            .map(|&r| engine.rule(r).rule.uuid.clone())
+            .collect(),
+    }
 }
 
-fn rule(engine: &Engine, uuid: &str) -> Result<Value, Failure> {
+/// `GET /v1/rules/{uuid}` but the hit counters.
+fn rule(engine: &Engine, uuid: &str) -> Result<RuleAnswer, Failure> {
     let (id, compiled) = engine
         .rules()
         .iter()
@@ -1649,27 +1698,42 @@ fn rule(engine: &Engine, uuid: &str) -> Result<Value, Failure> {
                 format!("no rule {uuid:?} in snapshot {}", engine.version()),
             )
         })?;
-    let hygiene = crate::core::engine::hygiene::analyze_rule(engine, id as u32)
-        .map(|f| json!({"finding": f.finding, "covering_rules": f.covering, "detail": f.detail}));
-    let shadowed_by = match &hygiene {
-        Some(h) if h["finding"] == "shadowed" => h["covering_rules"].clone(),
-        _ => json!([]),
-    };
+    let hygiene =
+        crate::core::engine::hygiene::analyze_rule(engine, id as u32).map(|f| RuleHygiene {
+            finding: f.finding,
+            covering_rules: f.covering,
+            detail: f.detail,
+        });
+    let shadowed = hygiene
+        .as_ref()
+        .is_some_and(|h| h.finding == crate::core::engine::hygiene::Finding::Shadowed);
     let set = |r: &Result<crate::core::snapshot::values::AddressSet, String>| match r {
-        Ok(set) => json!({"resolved": true, "addresses": set.render()}),
-        Err(reason) => json!({"resolved": false, "reason": reason}),
+        Ok(set) => ResolvedSet {
+            resolved: true,
+            addresses: Some(set.render()),
+            reason: None,
+        },
+        Err(reason) => ResolvedSet {
+            resolved: false,
+            addresses: None,
+            reason: Some(reason.clone()),
+        },
     };
-    Ok(json!({
-        "snapshot_version": engine.version(),
-        "rule": compiled.rule,
-        "summary": rule_summary(engine, id as u32),
-        "source": set(&compiled.source),
-        "destination": set(&compiled.destination),
-        "service": compiled.services_label,
-        "shadowed": hygiene.as_ref().is_some_and(|h| h["finding"] == "shadowed"),
-        "shadowed_by": shadowed_by,
-        "hygiene": hygiene,
-    }))
+    Ok(RuleAnswer {
+        snapshot_version: engine.version().to_string(),
+        rule: serde_json::to_value(&compiled.rule).expect("plain data serializes"),
+        summary: RuleView::of(engine, id as u32),
+        source: set(&compiled.source),
+        destination: set(&compiled.destination),
+        service: compiled.services_label.clone(),
+        shadowed,
+        shadowed_by: match &hygiene {
+            Some(h) if shadowed => h.covering_rules.clone(),
+            _ => Vec::new(),
+        },
+        hygiene,
+        hits: RuleHits::default(),
+    })
 }
 
 /// A failed CLS search: logged with its details, answered 502 with the CLS error code only.

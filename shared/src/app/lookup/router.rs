@@ -17,13 +17,19 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use serde_json::{json, Value};
 use std::convert::Infallible;
 use tower::util::BoxCloneSyncService;
 use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::normalize_path::NormalizePathLayer;
 
+#[allow(unused_imports)]
+// ExplainBody, HitAnswer, the parameter structs: named in the documentation
+use super::wire::{
+    ErrorBody, ErrorDetail, ExplainAnswer, ExplainBody, ExportParams, Health, HitAnswer, HitParams,
+    HitsPage, HitsParams, RuleAnswer, RulesPage, RulesParams, SnapshotStatus, SwitchAnswer,
+    SwitchRequest, TopRules, TopRulesParams, TrafficAnswer, TrafficParams, VpcsAnswer,
+};
 use super::{
     explain, fail, only_parameters, rule, security_headers, snapshot_status, Failure, Lookup, PAGE,
     TOP_RULES_PARAMETERS,
@@ -282,8 +288,13 @@ pub(crate) fn failure_response(failure: Failure, request_id: &str) -> Response {
         failure.message
     };
     let status = StatusCode::from_u16(failure.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let body =
-        json!({"error": {"code": failure.code, "message": message, "request_id": request_id}});
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: failure.code.to_string(),
+            message,
+            request_id: request_id.to_string(),
+        },
+    };
     (status, Json(body)).into_response()
 }
 
@@ -306,12 +317,28 @@ pub(crate) async fn secured(mut response: Response) -> Response {
 }
 
 /// The page at `/`: it holds no data, so it is served without a token and asks for one.
-async fn page() -> Response {
+#[utoipa::path(get, path = "/", security(()), tag = "console",
+    summary = "The console page",
+    description = "A self-contained HTML page. Served without a token (it holds no data); the page asks for the token and sends it with its API calls.",
+    responses(
+        (status = 200, description = "the page", content_type = "text/html", body = String),
+        (status = 405, description = "wrong method", body = ErrorBody),
+    ))]
+pub(crate) async fn page() -> Response {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], PAGE).into_response()
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+#[utoipa::path(get, path = "/v1/healthz", security(()), tag = "lookup",
+    summary = "Liveness: answers without a token",
+    responses(
+        (status = 200, description = "alive", body = Health),
+        (status = 405, description = "wrong method", body = ErrorBody),
+    ))]
+pub(crate) async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+    })
 }
 
 /// A JSON answer already written out.
@@ -324,10 +351,20 @@ fn json_text(text: Box<serde_json::value::RawValue>) -> Response {
         .into_response()
 }
 
-type Answer = Result<Json<Value>, Failure>;
+type Answer<T> = Result<Json<T>, Failure>;
 
 /// `POST /v1/explain`: one flow, or `{"flows": [...]}`.
-async fn explain_flows(
+#[utoipa::path(post, path = "/v1/explain", tag = "lookup",
+    summary = "Which rule decides a flow, and why",
+    description = "One flow, or `{\"flows\": [...]}` with up to 1,000: each explained against the current snapshot.",
+    request_body = ExplainBody,
+    responses(
+        (status = 200, description = "the explanation, or one per flow for the batch form", body = ExplainAnswer),
+        (status = 400, description = "malformed JSON or an invalid field (named in the message)", body = ErrorBody), (status = 401, description = "missing or invalid token", body = ErrorBody), (status = 405, description = "wrong method", body = ErrorBody),
+        (status = 413, description = "body over the cap; or an answer that would not fit the 6 MB SCF lets a function return (`answer_too_large`, naming how many flows fit)", body = ErrorBody),
+        (status = 503, description = "no snapshot", body = ErrorBody),
+    ))]
+pub(crate) async fn explain_flows(
     State(lookup): State<Lookup>,
     call: Invocation,
     params: Params,
@@ -339,14 +376,36 @@ async fn explain_flows(
 }
 
 /// `GET /v1/snapshot`.
-async fn snapshot(State(lookup): State<Lookup>, call: Invocation, params: Params) -> Answer {
+#[utoipa::path(get, path = "/v1/snapshot", tag = "lookup",
+    summary = "The rule snapshot answers are made from",
+    responses(
+        (status = 200, description = "snapshot status", body = SnapshotStatus),
+        (status = 400, description = "a query parameter (this route reads none), or one given twice: `unknown_parameter`, `repeated_parameter`", body = ErrorBody), (status = 401, description = "missing or invalid token", body = ErrorBody), (status = 503, description = "no snapshot", body = ErrorBody),
+    ))]
+pub(crate) async fn snapshot(
+    State(lookup): State<Lookup>,
+    call: Invocation,
+    params: Params,
+) -> Answer<SnapshotStatus> {
     only_parameters(&params, "/v1/snapshot", &[])?;
     let engine = lookup.engine(call.deadline).await?;
     Ok(Json(snapshot_status(&engine)))
 }
 
 /// `GET /v1/stats/top-rules`.
-async fn top_rules(State(lookup): State<Lookup>, call: Invocation, params: Params) -> Answer {
+#[utoipa::path(get, path = "/v1/stats/top-rules", tag = "lookup",
+    summary = "The rules with the most block hits in the last `hours`",
+    params(TopRulesParams),
+    responses(
+        (status = 200, description = "top rules, most hits first", body = TopRules),
+        (status = 400, description = "a parameter is invalid (the message names it); a parameter the route does not read, or one given twice (`unknown_parameter`, `repeated_parameter`)", body = ErrorBody),
+        (status = 401, description = "missing or invalid token", body = ErrorBody), (status = 502, description = "the records search failed", body = ErrorBody), (status = 503, description = "no records store or no snapshot", body = ErrorBody),
+    ))]
+pub(crate) async fn top_rules(
+    State(lookup): State<Lookup>,
+    call: Invocation,
+    params: Params,
+) -> Answer<TopRules> {
     only_parameters(&params, "/v1/stats/top-rules", &TOP_RULES_PARAMETERS)?;
     let engine = lookup.engine(call.deadline).await?;
     lookup
@@ -356,31 +415,77 @@ async fn top_rules(State(lookup): State<Lookup>, call: Invocation, params: Param
 }
 
 /// `GET /v1/rules/{uuid}`.
-async fn one_rule(
+#[utoipa::path(get, path = "/v1/rules/{uuid}", tag = "rules",
+    summary = "One rule: as the API gave it, resolved, its hygiene finding and hit counters",
+    params(("uuid" = String, Path, description = "the rule id")),
+    responses(
+        (status = 200, description = "the rule", body = RuleAnswer),
+        (status = 400, description = "a query parameter (this route reads none), or one given twice", body = ErrorBody), (status = 401, description = "missing or invalid token", body = ErrorBody), (status = 404, description = "no such rule (`rule_not_found`)", body = ErrorBody), (status = 503, description = "no snapshot", body = ErrorBody),
+    ))]
+pub(crate) async fn one_rule(
     State(lookup): State<Lookup>,
     call: Invocation,
     params: Params,
     Path(uuid): Path<String>,
-) -> Answer {
+) -> Answer<RuleAnswer> {
     only_parameters(&params, "/v1/rules/{uuid}", &[])?;
     let engine = lookup.engine(call.deadline).await?;
     let mut answer = rule(&engine, &uuid)?;
-    answer["hits"] = lookup.rule_hits(&uuid, call.deadline).await;
+    answer.hits = lookup.rule_hits(&uuid, call.deadline).await;
     Ok(Json(answer))
 }
 
 /// `GET /v1/rules`.
-async fn rules(State(lookup): State<Lookup>, call: Invocation, params: Params) -> Answer {
+#[utoipa::path(get, path = "/v1/rules", tag = "rules",
+    summary = "The rules in evaluation order with hit counters, unused flag and hygiene finding, and the recent rule changes",
+    params(RulesParams),
+    responses(
+        (status = 200, description = "a page of rules", body = RulesPage),
+        (status = 400, description = "a bad parameter, or one the route does not read", body = ErrorBody), (status = 401, description = "missing or invalid token", body = ErrorBody), (status = 405, description = "not GET", body = ErrorBody), (status = 413, description = "the page does not fit one answer: ask with a smaller limit", body = ErrorBody), (status = 503, description = "no snapshot", body = ErrorBody),
+    ))]
+pub(crate) async fn rules(
+    State(lookup): State<Lookup>,
+    call: Invocation,
+    params: Params,
+) -> Answer<RulesPage> {
     lookup.rules(&params, call.deadline).await.map(Json)
 }
 
 /// `GET /v1/hits`.
-async fn hits(State(lookup): State<Lookup>, call: Invocation, params: Params) -> Answer {
+#[utoipa::path(get, path = "/v1/hits", tag = "flow log",
+    summary = "Search the ESG flow log (hit records), newest first",
+    description = "Searches the records store: the hits topic in CLS, or the local database `esgflow serve --store` names. Every condition given must hold. Answers the same records, with numbers as numbers, from either store.",
+    params(HitsParams),
+    responses(
+        (status = 200, description = "one page of hit records, newest first", body = HitsPage),
+        (status = 400, description = "an invalid parameter (named in the message); a parameter the route does not read, or one given twice (`unknown_parameter`, `repeated_parameter`)", body = ErrorBody),
+        (status = 401, description = "missing or invalid token", body = ErrorBody), (status = 405, description = "not GET", body = ErrorBody), (status = 410, description = "the cursor is over an hour old, or the store no longer keeps its search", body = ErrorBody), (status = 502, description = "the records search failed (CLS SearchLog, or the local database)", body = ErrorBody), (status = 503, description = "no records store configured", body = ErrorBody),
+    ))]
+pub(crate) async fn hits(
+    State(lookup): State<Lookup>,
+    call: Invocation,
+    params: Params,
+) -> Answer<HitsPage> {
     lookup.hits(&params, call.deadline).await.map(Json)
 }
 
 /// `GET /v1/hits/export`.
-async fn export(
+#[utoipa::path(get, path = "/v1/hits/export", tag = "flow log",
+    summary = "Export a search of the ESG flow log as CSV or JSON lines",
+    description = "The records /v1/hits would find for the same parameters, newest first, as many as fit one answer (at most 100,000 records and SCF's 6 MB); when more remain, X-Esgflow-Next holds the query of the next part.",
+    params(ExportParams),
+    responses(
+        (status = 200, description = "the records",
+            content((String = "text/csv"), (String = "application/x-ndjson")),
+            headers(
+                ("X-Esgflow-Count" = u64, description = "records in this answer"),
+                ("X-Esgflow-Complete" = String, description = "true when this answer ends the export"),
+                ("X-Esgflow-Next" = String, description = "the query string of the next part, when the export is not complete"),
+                ("Content-Disposition" = String, description = "attachment; filename=esgflow-hits-<since>-<until>.csv or .jsonl"),
+            )),
+        (status = 400, description = "an invalid parameter (named in the message); a parameter the route does not read, or one given twice", body = ErrorBody), (status = 401, description = "missing or invalid token", body = ErrorBody), (status = 405, description = "not GET", body = ErrorBody), (status = 410, description = "the cursor is over an hour old, or the store no longer keeps its search", body = ErrorBody), (status = 413, description = "one page of the export does not fit an answer", body = ErrorBody), (status = 502, description = "the records search failed", body = ErrorBody), (status = 503, description = "no records store configured", body = ErrorBody),
+    ))]
+pub(crate) async fn export(
     State(lookup): State<Lookup>,
     call: Invocation,
     params: Params,
@@ -389,33 +494,79 @@ async fn export(
 }
 
 /// `GET /v1/hits/{record_id}`.
-async fn one_hit(
+#[utoipa::path(get, path = "/v1/hits/{record_id}", tag = "flow log",
+    summary = "One hit record, explained against the snapshot version that judged it",
+    description = "While the snapshot store keeps that version; else against the current snapshot, with a note.",
+    params(("record_id" = String, Path, description = "the record id: 16 hex digits"), HitParams),
+    responses(
+        (status = 200, description = "the record and its explanation", body = HitAnswer),
+        (status = 400, description = "a bad time, or a parameter the route does not read", body = ErrorBody), (status = 401, description = "missing or invalid token", body = ErrorBody), (status = 404, description = "not a record id, or no such hit record in the window", body = ErrorBody), (status = 405, description = "not GET", body = ErrorBody), (status = 502, description = "the records store failed", body = ErrorBody), (status = 503, description = "no records store, or no snapshot", body = ErrorBody),
+    ))]
+pub(crate) async fn one_hit(
     State(lookup): State<Lookup>,
     call: Invocation,
     params: Params,
     Path(id): Path<String>,
-) -> Answer {
-    lookup.hit(&params, &id, call.deadline).await.map(Json)
+) -> Result<Response, Failure> {
+    lookup.hit(&params, &id, call.deadline).await
 }
 
 /// `GET /v1/traffic`.
-async fn traffic(State(lookup): State<Lookup>, call: Invocation, params: Params) -> Answer {
+#[utoipa::path(get, path = "/v1/traffic", tag = "traffic",
+    summary = "Traffic of a VPC: totals per scope and verdict, top talkers, a subnet-to-subnet matrix and a time series",
+    params(TrafficParams),
+    responses(
+        (status = 200, description = "the traffic views", body = TrafficAnswer),
+        (status = 400, description = "a parameter is invalid (the message names it); a parameter the route does not read, or one given twice (`unknown_parameter`, `repeated_parameter`)", body = ErrorBody),
+        (status = 401, description = "missing or invalid token", body = ErrorBody), (status = 405, description = "not GET", body = ErrorBody),
+        (status = 413, description = "the window holds more conversations than one machine sums (local store): narrow it (`view_too_large`)", body = ErrorBody),
+        (status = 502, description = "the records store failed", body = ErrorBody), (status = 503, description = "no records store", body = ErrorBody),
+    ))]
+pub(crate) async fn traffic(
+    State(lookup): State<Lookup>,
+    call: Invocation,
+    params: Params,
+) -> Answer<TrafficAnswer> {
     lookup.traffic(&params, call.deadline).await.map(Json)
 }
 
 /// `GET /v1/vpcs`.
-async fn vpcs(State(lookup): State<Lookup>, call: Invocation, params: Params) -> Answer {
+#[utoipa::path(get, path = "/v1/vpcs", tag = "vpcs",
+    summary = "Every VPC of the snapshot with its monitoring state and flow-log coverage",
+    responses(
+        (status = 200, description = "the VPCs", body = VpcsAnswer),
+        (status = 400, description = "a query parameter (the route reads none)", body = ErrorBody), (status = 401, description = "missing or invalid token", body = ErrorBody), (status = 405, description = "not GET", body = ErrorBody), (status = 503, description = "no snapshot", body = ErrorBody),
+    ))]
+pub(crate) async fn vpcs(
+    State(lookup): State<Lookup>,
+    call: Invocation,
+    params: Params,
+) -> Answer<VpcsAnswer> {
     lookup.vpcs(&params, call.deadline).await.map(Json)
 }
 
 /// `PUT /v1/vpcs/{id}/monitoring`.
-async fn switch(
+#[utoipa::path(put, path = "/v1/vpcs/{id}/monitoring", tag = "vpcs",
+    summary = "Switch monitoring of one VPC on or off (null: back to the monitored list)",
+    description = "Needs the admin token; audit applies it within its snapshot TTL.",
+    security(("admin" = [])),
+    params(("id" = String, Path, description = "the VPC id")),
+    request_body = SwitchRequest,
+    responses(
+        (status = 200, description = "the VPC's new state", body = SwitchAnswer),
+        (status = 400, description = "the body is not {\"monitored\": true|false|null}", body = ErrorBody), (status = 401, description = "missing or wrong admin token", body = ErrorBody),
+        (status = 403, description = "no admin token is configured: the switches are read-only (`switches_read_only`)", body = ErrorBody),
+        (status = 404, description = "the snapshot has no such VPC (`unknown_vpc`)", body = ErrorBody), (status = 405, description = "not PUT", body = ErrorBody),
+        (status = 413, description = "the body is over 1024 bytes, or the switches document would exceed its cap", body = ErrorBody),
+        (status = 502, description = "the snapshot store failed (`switches_unavailable`)", body = ErrorBody), (status = 503, description = "no snapshot", body = ErrorBody),
+    ))]
+pub(crate) async fn switch(
     State(lookup): State<Lookup>,
     call: Invocation,
     params: Params,
     Path(vpc): Path<String>,
     body: Bytes,
-) -> Answer {
+) -> Answer<SwitchAnswer> {
     lookup
         .switch(&params, &vpc, &body, call.deadline)
         .await
@@ -429,6 +580,7 @@ mod tests {
     use crate::app::snapshot_cache::SnapshotCache;
     use crate::core::snapshot::fixtures;
     use axum::body::Body;
+    use serde_json::Value;
     use tower::ServiceExt;
 
     const TOKEN: &str = "t0ken-0123456789abcdef";

@@ -248,7 +248,7 @@ enum Shadow {
 }
 
 /// What the analysis found about one rule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Finding {
     /// Never reached: earlier terminal rules cover it.

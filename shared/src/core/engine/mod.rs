@@ -98,8 +98,9 @@ pub enum Decision {
 
 names! {
     /// What kind of decision, as records and answers name it.
-    #[derive(Serialize)]
+    #[derive(Serialize, utoipa::ToSchema)]
     #[serde(into = "&'static str")]
+    #[schema(rename_all = "lowercase")]
     #[strum(serialize_all = "lowercase")]
     pub enum DecisionKind {
         /// An accept rule decided.
@@ -953,7 +954,7 @@ fn push_bits(out: &mut SmallVec<[RuleId; 4]>, word: u32, mut bits: u64) {
 }
 
 /// How one rule fared in an explanation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StepOutcome {
     /// It matched.
@@ -967,7 +968,7 @@ pub enum StepOutcome {
 }
 
 /// One rule considered by [`Engine::explain`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ExplanationStep {
     /// Position in the engine (internal: answers name rules by `uuid`).
     #[serde(skip)]

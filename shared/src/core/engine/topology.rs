@@ -18,8 +18,9 @@ use crate::core::snapshot::Snapshot;
 
 names! {
     /// Traffic scope.
-    #[derive(Serialize)]
+    #[derive(Serialize, utoipa::ToSchema)]
     #[serde(into = "&'static str")]
+    #[schema(rename_all = "snake_case")]
     #[strum(serialize_all = "snake_case")]
     pub enum Scope {
         /// Both ends in one subnet.
@@ -53,7 +54,7 @@ names! {
 }
 
 /// Where one address is.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Location<'a> {
     /// VPC id.
     pub vpc: Option<&'a str>,

@@ -199,7 +199,7 @@ impl<'a> IdOrder<'a> {
 
 names! {
     /// Which ESG a rule belongs to; new-ESG rules are evaluated first.
-    #[derive(Default, Serialize, Deserialize)]
+    #[derive(Default, Serialize, Deserialize, utoipa::ToSchema)]
     #[serde(rename_all = "lowercase")]
     #[strum(serialize_all = "lowercase")]
     pub enum Generation {
@@ -213,7 +213,7 @@ names! {
 
 names! {
     /// What a rule does.
-    #[derive(Serialize, Deserialize)]
+    #[derive(Serialize, Deserialize, utoipa::ToSchema)]
     #[serde(rename_all = "lowercase")]
     #[strum(serialize_all = "lowercase")]
     pub enum RuleAction {
