@@ -66,7 +66,7 @@ run: build ## replay the bundled sample flow logs through the real audit functio
 deploy: package $(if $(DRY_RUN),,setup-deploy) ## deploy the stack in template.yaml with the serverless CLI (DRY_RUN=1: print what would be deployed)
 	$(CARGO) run --quiet --bin esgflow -- deploy --template template.yaml --out dist/deploy $(if $(DRY_RUN),--dry-run)
 
-measure: package ## release health check: zip and binary sizes, init time (median of 20, with and without a 10,000-rule snapshot), audit peak RSS
+measure: package ## release health check: zip and binary sizes, init time (median of 20, with and without a 10,000-rule snapshot), audit peak RSS, lookup peak RSS under the heaviest requests
 	$(CARGO) build --quiet --bin esgflow
 	$(ESGFLOW) measure --bin-dir $(RELEASE_DIR) --dist dist
 

@@ -426,8 +426,9 @@ fn serve_stops_its_function_process_on_sigterm() {
 
 /// What `make run` and the README's next step do: the sample replayed into the local records
 /// store, then searched through `esgflow serve --store` with a real HTTP client — job 1 (the
-/// rule that blocked 10.0.1.11 → 10.0.3.10:3306/TCP), cursor paging over three pages, rule
-/// counters and the top-rules chart answering from the store.
+/// rule that blocked 10.0.1.11 → 10.0.3.10:3306/TCP), cursor paging over three pages, the export,
+/// rule counters and the top-rules chart answering from the store, jobs 2 and 3 (prod's traffic
+/// against the records), and every other route of the API.
 #[test]
 fn the_replayed_sample_is_searched_through_serve() {
     let dir = temp_dir("store");
@@ -621,6 +622,78 @@ fn the_replayed_sample_is_searched_through_serve() {
         (400, Some("invalid_field")),
         "{refused}"
     );
+
+    // The other routes through serve: one record explained against the snapshot that judged
+    // it, the rules page, the VPCs with coverage, the snapshot, explain, health and the page.
+    let first = seen.iter().next().unwrap();
+    let (status, hit) = get(&format!("/v1/hits/{first}"), &day);
+    assert_eq!(status, 200, "{hit}");
+    assert_eq!(hit["explanation"]["rule"]["uuid"], "7010", "{hit}");
+    assert_eq!(hit["judged_with"], hit["explained_with"], "{hit}");
+    assert!(hit["note"].is_null(), "{hit}");
+    let (status, rules) = get("/v1/rules", &serde_json::json!({"limit": "50"}));
+    assert_eq!(status, 200, "{rules}");
+    assert!(
+        rules["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["uuid"] == "7010"),
+        "{rules}"
+    );
+    let (status, vpcs) = get("/v1/vpcs", &serde_json::json!({}));
+    assert_eq!(status, 200, "{vpcs}");
+    let prod_state = vpcs["vpcs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["id"] == "vpc-prod0001")
+        .unwrap_or_else(|| panic!("{vpcs}"));
+    assert_eq!(
+        (
+            &prod_state["monitored"],
+            &prod_state["coverage"]["available"]
+        ),
+        (&serde_json::json!(true), &serde_json::json!(true)),
+        "{vpcs}"
+    );
+    let (status, snapshot) = get("/v1/snapshot", &serde_json::json!({}));
+    assert_eq!(status, 200, "{snapshot}");
+    assert!(snapshot["rules"].as_u64() > Some(0), "{snapshot}");
+    let (explained, health, page) = runtime.block_on(async {
+        let explained = client
+            .post(format!("http://{addr}/v1/explain"))
+            .bearer_auth("local-token-0123456789")
+            .json(&serde_json::json!({"src": "10.0.1.11", "dst": "10.0.3.10", "protocol": "tcp", "port": 3306}))
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap();
+        let health = client
+            .get(format!("http://{addr}/v1/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        let page = client.get(format!("http://{addr}/")).send().await.unwrap();
+        let html = page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html");
+        (explained, health, html)
+    });
+    assert_eq!(
+        (
+            explained["decision"].as_str(),
+            explained["rule"]["uuid"].as_str()
+        ),
+        (Some("block"), Some("7010")),
+        "{explained}"
+    );
+    assert_eq!((health, page), (200, true));
     drop(serve);
     std::fs::remove_dir_all(dir).ok();
 }

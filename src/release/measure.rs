@@ -1,6 +1,7 @@
 //! The release health check behind `make measure`: for each function, the zip and binary sizes,
 //! process start → `/runtime/init/ready` (median of 20 cold starts under the emulator, without
-//! and with a 10,000-rule snapshot), and the audit function's peak RSS on maximum-size events.
+//! and with a 10,000-rule snapshot), the audit function's peak RSS on maximum-size events, and
+//! the lookup function's peak RSS under the heaviest requests its API accepts.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,6 +21,10 @@ pub const MAX_AUDIT_RSS_KIB: u64 = 32 * 1024;
 /// Audit peak RSS on the largest legal batches (a 16 MiB-decoded one; a small event of
 /// maximally compressible records).
 pub const MAX_AUDIT_LARGE_RSS_KIB: u64 = 48 * 1024;
+/// Lookup peak RSS under any request the API accepts (the lookup issue).
+pub const MAX_LOOKUP_RSS_KIB: u64 = 64 * 1024;
+/// Hit records, and as many traffic records, in the store the lookup measurement reads.
+const LOOKUP_STORE_RECORDS: u64 = 150_000;
 
 /// One function's figures.
 #[derive(Debug, Clone)]
@@ -39,7 +44,14 @@ pub struct Row {
     /// Peak RSS on the largest batches, KiB, each in a fresh process (audit only):
     /// `(batch, KiB, whether SCF could deliver it)`; only deliverable ones have a target.
     pub large_rss_kib: Vec<(String, u64, bool)>,
+    /// Peak RSS, KiB, after the heavy requests (lookup only), and each request's name, status
+    /// and answer bytes.
+    pub heavy: Option<Heavy>,
 }
+
+/// The lookup function's peak RSS, KiB, after the heavy requests, and each request's name,
+/// answer status and answer bytes.
+pub type Heavy = (u64, Vec<(String, u16, usize)>);
 
 /// `count` synthetic flow-log lines over the synthetic address pool (30 % rejected).
 pub fn synthetic_lines(count: usize) -> Vec<String> {
@@ -167,7 +179,13 @@ pub async fn measure(
                 }
             }
         }
+        let heavy = if *function == "lookup" {
+            Some(lookup_heavy(bin_dir, work, &with).await?)
+        } else {
+            None
+        };
         rows.push(Row {
+            heavy,
             function: function.to_string(),
             zip_bytes,
             binary_bytes,
@@ -178,6 +196,123 @@ pub async fn measure(
         });
     }
     Ok(rows)
+}
+
+/// The lookup function, with the 10,000-rule snapshot and a local store of
+/// [`LOOKUP_STORE_RECORDS`] hit and traffic records, answering the heaviest requests its API
+/// accepts one after the other in one process: its peak RSS, and each answer's status and size.
+async fn lookup_heavy(bin_dir: &Path, work: &Path, snapshot: &str) -> std::io::Result<Heavy> {
+    use crate::testdata::records::{build, END, GENERATOR, SPAN};
+    let db = work.join(format!("records-{GENERATOR}-{LOOKUP_STORE_RECORDS}.db"));
+    if !db.exists() {
+        let building = work.join("records-building.db");
+        build(&building, LOOKUP_STORE_RECORDS, |_| {}).map_err(std::io::Error::other)?;
+        std::fs::rename(&building, &db)?;
+    }
+    let mut env = env_for("lookup", snapshot);
+    env.push(("ESGFLOW_RECORDS_DB", db.display().to_string()));
+    let mut emulator = Emulator::new(spec(bin_dir, "lookup", &env)).await?;
+    let flows = |verbose: bool| {
+        let flows: Vec<serde_json::Value> = (0..1000)
+            .map(|i| {
+                serde_json::json!({"src": format!("192.0.2.{}", i % 250 + 1), "dst": format!("198.51.100.{}", i % 200 + 1),
+                       "protocol": "tcp", "port": 1 + i % 60000, "verbose": verbose})
+            })
+            .collect();
+        serde_json::json!({"flows": flows}).to_string()
+    };
+    let month = serde_json::json!({"since": (END - SPAN).to_string(), "until": END.to_string()});
+    let with = |extra: serde_json::Value| {
+        let mut query = month.clone();
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            query[k] = v.clone();
+        }
+        query
+    };
+    let requests = [
+        (
+            "batch explain, 1,000 flows, verbose",
+            "POST",
+            "/v1/explain",
+            serde_json::json!({}),
+            Some(flows(true)),
+        ),
+        (
+            "batch explain, 1,000 flows",
+            "POST",
+            "/v1/explain",
+            serde_json::json!({}),
+            Some(flows(false)),
+        ),
+        (
+            "export, 30 days, JSON lines",
+            "GET",
+            "/v1/hits/export",
+            month.clone(),
+            None,
+        ),
+        (
+            "export, 30 days, CSV",
+            "GET",
+            "/v1/hits/export",
+            with(serde_json::json!({"format": "csv"})),
+            None,
+        ),
+        (
+            "hits, 30 days, a page of 1,000",
+            "GET",
+            "/v1/hits",
+            with(serde_json::json!({"limit": "1000"})),
+            None,
+        ),
+        (
+            "traffic, every VPC, 30 days",
+            "GET",
+            "/v1/traffic",
+            month.clone(),
+            None,
+        ),
+        (
+            "traffic, one VPC, 30 days",
+            "GET",
+            "/v1/traffic",
+            with(serde_json::json!({"vpc": "vpc-00000001"})),
+            None,
+        ),
+        (
+            "rules, a page of 2,000",
+            "GET",
+            "/v1/rules",
+            serde_json::json!({"limit": "2000"}),
+            None,
+        ),
+        ("VPCs", "GET", "/v1/vpcs", serde_json::json!({}), None),
+    ];
+    let mut answers = Vec::new();
+    for (name, method, path, query, body) in requests {
+        let event = serde_json::json!({
+            "httpMethod": method, "path": path, "queryString": query, "body": body,
+            "headers": {"authorization": "Bearer measure-token-0123456789"},
+        });
+        let invocation = emulator
+            .invoke(event.to_string().into_bytes())
+            .await
+            .map_err(std::io::Error::other)?;
+        let answer = invocation.result.json();
+        let status = answer["statusCode"].as_u64().unwrap_or(0) as u16;
+        if !invocation.result.is_response() || status >= 500 || status == 0 {
+            return Err(std::io::Error::other(format!(
+                "lookup failed on {name}: {}",
+                String::from_utf8_lossy(invocation.result.body())
+            )));
+        }
+        let size = answer["body"].as_str().map_or(0, str::len);
+        answers.push((name.to_string(), status, size));
+    }
+    let peak = emulator
+        .peak_rss_kib()
+        .ok_or_else(|| std::io::Error::other("no lookup process to measure"))?;
+    Ok((peak, answers))
 }
 
 /// The largest batches the decode limits let through: one whose decoded JSON is just under the
@@ -343,8 +478,24 @@ pub fn report(rows: &[Row]) -> (String, bool) {
             ));
         }
     }
+    for row in rows {
+        if let Some((kib, answers)) = &row.heavy {
+            let pass = check(*kib <= MAX_LOOKUP_RSS_KIB);
+            text.push_str(&format!(
+                "\n{} peak RSS after the heavy requests below: {:.1} MB ({pass})",
+                row.function,
+                *kib as f64 / 1024.0
+            ));
+            for (name, status, size) in answers {
+                text.push_str(&format!(
+                    "\n  {name}: {status}, {:.2} MB",
+                    *size as f64 / 1_048_576.0
+                ));
+            }
+        }
+    }
     text.push_str(&format!(
-        "\n\nTargets: zip ≤ 6 MB; init ≤ {MAX_INIT_MS} ms without a snapshot and ≤ {MAX_INIT_10K_MS} ms with 10,000 rules; audit peak RSS ≤ 32 MB on max-size events and ≤ 48 MB on the largest legal batches.\n"
+        "\n\nTargets: zip ≤ 6 MB; init ≤ {MAX_INIT_MS} ms without a snapshot and ≤ {MAX_INIT_10K_MS} ms with 10,000 rules; audit peak RSS ≤ 32 MB on max-size events and ≤ 48 MB on the largest legal batches; lookup peak RSS ≤ 64 MB under any request the API accepts.\n"
     ));
     (text, ok)
 }
