@@ -19,7 +19,7 @@ help: ## list the targets
 setup: ## what `make run` needs: Rust with cargo (nothing else is installed)
 	@command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup first" >&2; exit 1; }
 
-setup-test: setup ## what `make test` adds: the musl target, rustfmt/clippy, curl, musl-tools, redis-server, chromium, pip and the pinned tccli API definitions
+setup-test: setup ## what `make test` adds: the musl target, rustfmt/clippy, curl, musl-tools, redis-server, chromium and chromedriver, pip and the pinned tccli API definitions
 	rustup target list --installed | grep -qx $(MUSL_TARGET) || rustup target add $(MUSL_TARGET)
 	rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
 	rustup component list --installed | grep -q '^clippy' || rustup component add clippy
@@ -28,6 +28,7 @@ setup-test: setup ## what `make test` adds: the musl target, rustfmt/clippy, cur
 	command -v musl-gcc >/dev/null || missing="$$missing musl-tools"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
 	python3 -m pip --version >/dev/null 2>&1 || missing="$$missing python3-pip"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \

@@ -1,6 +1,7 @@
 //! The `esgflow` CLI: snapshot build/show and offline explain, including bad input.
 
 mod common;
+use common::serve::start_serve;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -305,81 +306,6 @@ fn explain_reads_ipv4_mapped_addresses_as_ipv4() {
 
 /// `esgflow serve` stopped with SIGTERM (a service manager, `kill`) stops its lookup function
 /// process too; it once stayed behind for about a minute.
-/// A running `esgflow serve`, stopped with SIGTERM (which stops its lookup process too) when
-/// dropped, so a failing test leaves nothing behind.
-struct Serving(std::process::Child);
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &self.0.id().to_string()])
-                .status();
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            while matches!(self.0.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-/// `esgflow serve` on an ephemeral port with the sample snapshot and `args`, once it listens:
-/// the process and its address (`127.0.0.1:<port>`). The lookup binary is built if missing.
-fn start_serve(args: &[&std::ffi::OsStr]) -> (Serving, String) {
-    use std::io::BufRead;
-    use std::time::{Duration, Instant};
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_esgflow")).parent().unwrap();
-    if !bin_dir.join("esgflow-lookup").exists() {
-        let built = Command::new(env!("CARGO"))
-            .args(["build", "-p", "esgflow-lookup"])
-            .status()
-            .unwrap();
-        assert!(built.success());
-    }
-    let mut command = esgflow();
-    command.args([
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--token",
-        "local-token-0123456789",
-    ]);
-    if !args.iter().any(|a| *a == "--snapshot") {
-        command
-            .arg("--snapshot")
-            .arg(sample("samples/snapshot.json"));
-    }
-    let mut serve = Serving(
-        command
-            .args(args)
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stderr = serve.0.stderr.take().unwrap();
-    let (lines, listening) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = lines.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let line = listening
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("esgflow serve starts listening");
-        if let Some(rest) = line.split("lookup API on http://").nth(1) {
-            let addr = rest.split_whitespace().next().unwrap().to_string();
-            return (serve, addr);
-        }
-    }
-}
-
 #[test]
 fn serve_stops_its_function_process_on_sigterm() {
     use std::time::{Duration, Instant};

@@ -4,6 +4,8 @@
 
 pub use esgflow_local::standins::cls as cls_stub;
 
+pub mod serve;
+
 use std::path::PathBuf;
 use std::sync::OnceLock;
 

@@ -1,0 +1,437 @@
+//! The console in a real browser: Chromium driven through chromedriver (WebDriver, with the
+//! fantoccini client), against `esgflow serve` over the bundled sample replayed into the local
+//! records store — as a user does it: the token typed into the page, job 1 (the rule that
+//! blocked 10.0.1.11 → 10.0.3.10:3306/TCP found through the log search), the export, a second
+//! deep link into the open tab, job 2 (prod's subnet matrix), job 3 (prod's inbound and outbound
+//! totals against the records), the rules, a monitoring switch with the admin token, explain of
+//! an ICMP flow, and the page at 420 px. Screenshots of every view go to
+//! `target/test-artifacts/console-*.png`.
+//!
+//! chromedriver and Chromium are Debian's `chromium-driver` and `chromium` (`make setup-test`).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+
+const TOKEN: &str = "local-token-0123456789";
+const ADMIN: &str = "console-admin-token-0123";
+const DAY: &str = "since=2025-11-24T00:00:00Z&until=2025-11-25T00:00:00Z";
+
+/// chromedriver on an ephemeral port, killed when dropped.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn browser() -> (Driver, Client) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let driver = Driver(
+        Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver is not installed: run `make setup-test` (Debian package `chromium-driver`)"),
+    );
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("Chromium is not installed: run `make setup-test`");
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        json!({"binary": chromium, "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000"]}),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        // chromedriver speaks plain HTTP on the loopback: no TLS.
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let connected = ClientBuilder::new(connector)
+            .capabilities(capabilities.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await;
+        match connected {
+            Ok(client) => return (driver, client),
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            Err(err) => panic!("no WebDriver session: {err}"),
+        }
+    }
+}
+
+/// The first element matching `css`, waiting up to 20 s for it.
+async fn find(client: &Client, css: &str) -> fantoccini::elements::Element {
+    client
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|err| panic!("{css}: {err}"))
+}
+
+/// Waits until the view has loaded (`body[data-ready=true]`).
+async fn ready(client: &Client) {
+    // The view that was ready before the last action must not count: let the route start.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    find(client, "body[data-ready='true']").await;
+}
+
+async fn screenshot(client: &Client, name: &str) {
+    let artifacts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let png = client.screenshot().await.unwrap();
+    assert!(png.len() > 10_000, "{name}: an empty screenshot");
+    std::fs::write(artifacts.join(format!("console-{name}.png")), png).unwrap();
+}
+
+async fn attribute(element: &fantoccini::elements::Element, name: &str) -> String {
+    element.attr(name).await.unwrap().unwrap_or_default()
+}
+
+async fn hash(client: &Client) -> String {
+    client
+        .current_url()
+        .await
+        .unwrap()
+        .fragment()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Types `text` into the token dialog's `field` and saves.
+async fn enter_token(client: &Client, field: &str, text: &str) {
+    let input = find(client, &format!("#token-dialog[open] input[name={field}]")).await;
+    input.clear().await.unwrap();
+    input.send_keys(text).await.unwrap();
+    find(client, "#token-form button[value=save]")
+        .await
+        .click()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_three_jobs_in_the_console() {
+    // The sample through the real audit function into the store, as `make run` does.
+    let dir = std::env::temp_dir().join(format!("esgflow-console-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (records, store, snapshot) = (
+        dir.join("records.jsonl"),
+        dir.join("esgflow.db"),
+        dir.join("snapshot.json"),
+    );
+    std::fs::copy(common::sample_snapshot(), &snapshot).unwrap();
+    let replay = Command::new(env!("CARGO_BIN_EXE_esgflow"))
+        .arg("replay")
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples/flowlogs.txt"))
+        .arg("--snapshot")
+        .arg(&snapshot)
+        .arg("--records")
+        .arg(&records)
+        .arg("--store")
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert!(replay.status.success(), "{replay:?}");
+    let written: Vec<Value> = std::fs::read_to_string(&records)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (_serve, addr) = common::serve::start_serve(&[
+        std::ffi::OsStr::new("--store"),
+        store.as_os_str(),
+        std::ffi::OsStr::new("--snapshot"),
+        snapshot.as_os_str(),
+        std::ffi::OsStr::new("--admin-token"),
+        std::ffi::OsStr::new(ADMIN),
+    ]);
+    let (_driver, client) = browser().await;
+    let base = format!("http://{addr}/");
+
+    // Job 1. The page asks for the token first; the search form is filled and sent.
+    client.goto(&format!("{base}#/hits?{DAY}")).await.unwrap();
+    enter_token(&client, "token", TOKEN).await;
+    ready(&client).await;
+    for (name, value) in [("src", "10.0.1.11"), ("dst", "10.0.3.10"), ("port", "3306")] {
+        find(&client, &format!("#search input[name={name}]"))
+            .await
+            .send_keys(value)
+            .await
+            .unwrap();
+    }
+    find(&client, "#search select[name=protocol] option[value=tcp]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    find(&client, "#search button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    ready(&client).await;
+    let rows = client
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#hits tbody tr"))
+        .await
+        .map(|_| ())
+        .ok();
+    assert!(rows.is_some(), "no hit rows for the job-1 search");
+    let rows = client
+        .find_all(Locator::Css("#hits tbody tr"))
+        .await
+        .unwrap();
+    let expected = written
+        .iter()
+        .filter(|r| {
+            matches!(r["record_type"].as_str(), Some("block_hit" | "observe_hit"))
+                && r["src_ip"] == "10.0.1.11"
+                && r["dst_ip"] == "10.0.3.10"
+                && r["dst_port"] == 3306
+        })
+        .count();
+    assert_eq!(rows.len(), expected, "one row per matching record");
+    let blocked: Vec<String> = {
+        let mut rules = Vec::new();
+        for row in &rows {
+            rules.push(attribute(row, "data-rule").await);
+        }
+        rules
+    };
+    assert!(blocked.iter().any(|r| r == "7010"), "{blocked:?}");
+    let fragment = hash(&client).await;
+    assert!(
+        fragment.contains("src=10.0.1.11") && fragment.contains("port=3306"),
+        "the filter lives in the address: {fragment}"
+    );
+    assert!(!fragment.contains("token"), "{fragment}");
+    find(&client, "#hits tbody tr[data-rule='7010']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let verdict = find(&client, "#detail #explanation #verdict").await;
+    assert_eq!(verdict.text().await.unwrap(), "Blocked");
+    let detail = find(&client, "#detail").await.text().await.unwrap();
+    assert!(
+        detail.contains("by rule 7010") && detail.contains("block other data-tier access"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("template ipmg-data0001"),
+        "the rule's destination: {detail}"
+    );
+    screenshot(&client, "flow-log").await;
+
+    // The export of the search: every record, as a download.
+    find(&client, "#export-csv").await.click().await.unwrap();
+    let exported = find(&client, "#export-status[data-exported]").await;
+    assert_eq!(
+        attribute(&exported, "data-exported").await,
+        expected.to_string()
+    );
+
+    // A second deep link pasted into the open tab: all block hits of rule 7010.
+    client
+        .goto(&format!("{base}#/hits?rule=7010&type=block_hit&{DAY}"))
+        .await
+        .unwrap();
+    ready(&client).await;
+    find(&client, "#hits tbody tr").await;
+    let rule_field = find(&client, "#search input[name=rule]").await;
+    assert_eq!(
+        rule_field.prop("value").await.unwrap().as_deref(),
+        Some("7010")
+    );
+    for row in client
+        .find_all(Locator::Css("#hits tbody tr"))
+        .await
+        .unwrap()
+    {
+        assert_eq!(attribute(&row, "data-rule").await, "7010");
+    }
+    let rule_hits = written
+        .iter()
+        .filter(|r| r["record_type"] == "block_hit" && r["rule_uuid"] == "7010")
+        .count();
+    let count = find(&client, "#hits-count").await.text().await.unwrap();
+    assert!(
+        count.starts_with(&format!("{rule_hits} record")),
+        "{count} (expected {rule_hits})"
+    );
+
+    // Job 2: prod's subnet matrix, reached through the navigation.
+    find(&client, "nav a[data-view=traffic]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    ready(&client).await;
+    find(&client, "#traffic-vpc option[value='vpc-prod0001']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    ready(&client).await;
+    find(&client, ".tabs button[data-scope='inter_subnet']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    ready(&client).await;
+    let cells = client
+        .find_all(Locator::Css("#matrix td[data-flows]"))
+        .await
+        .unwrap();
+    assert!(!cells.is_empty(), "the matrix has cells");
+    for cell in &cells {
+        assert_ne!(
+            attribute(cell, "data-src").await,
+            attribute(cell, "data-dst").await
+        );
+    }
+    find(&client, "#series rect").await;
+    screenshot(&client, "traffic-matrix").await;
+
+    // Job 3: prod's inbound and outbound totals, against the records.
+    find(&client, ".tabs button[data-scope='']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    ready(&client).await;
+    for scope in ["vpc_inbound", "vpc_outbound"] {
+        let flows: u64 = written
+            .iter()
+            .filter(|r| {
+                r["record_type"] == "traffic"
+                    && r["scope"] == scope
+                    && (r["src_vpc"] == "vpc-prod0001" || r["dst_vpc"] == "vpc-prod0001")
+            })
+            .map(|r| r["flows"].as_u64().unwrap())
+            .sum();
+        assert!(flows > 0, "the sample has {scope} traffic in prod");
+        let card = find(&client, &format!("#totals .card[data-scope='{scope}']")).await;
+        assert_eq!(
+            attribute(&card, "data-flows").await,
+            flows.to_string(),
+            "{scope}"
+        );
+    }
+    find(&client, "#talkers tr td").await;
+    screenshot(&client, "traffic").await;
+
+    // Rules, with the hits link.
+    find(&client, "nav a[data-view=rules]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    ready(&client).await;
+    find(&client, "#rules tr[data-rule='7010'] a").await;
+    screenshot(&client, "rules").await;
+
+    // VPCs: switch prod off with the admin token; the switch is saved beside the snapshot.
+    find(&client, "nav a[data-view=vpcs]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    ready(&client).await;
+    find(
+        &client,
+        "#vpcs tr[data-vpc='vpc-prod0001'][data-monitored='true']",
+    )
+    .await;
+    find(&client, "#token-button").await.click().await.unwrap();
+    enter_token(&client, "admin", ADMIN).await;
+    ready(&client).await;
+    find(&client, "#vpcs button[data-vpc='vpc-prod0001']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    find(
+        &client,
+        "#vpcs tr[data-vpc='vpc-prod0001'][data-monitored='false']",
+    )
+    .await;
+    let switches: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("snapshot.monitoring.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(switches["vpcs"]["vpc-prod0001"], false, "{switches}");
+    screenshot(&client, "vpcs").await;
+
+    // Explain an ICMP flow (the protocol list has ICMPv6 too; "any", which always failed, is
+    // gone: a flow has one protocol).
+    client
+        .goto(&format!(
+            "{base}#/explain?src=10.0.1.11&dst=10.0.3.10&protocol=icmp"
+        ))
+        .await
+        .unwrap();
+    ready(&client).await;
+    find(
+        &client,
+        "#explain select[name=protocol] option[value=icmpv6]",
+    )
+    .await;
+    assert!(client
+        .find_all(Locator::Css(
+            "#explain select[name=protocol] option[value='']"
+        ))
+        .await
+        .unwrap()
+        .is_empty());
+    let verdict = find(&client, "#result #verdict")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!verdict.is_empty());
+    assert!(client
+        .find_all(Locator::Css("#result .error"))
+        .await
+        .unwrap()
+        .is_empty());
+    find(&client, "body[data-chart='loaded']").await;
+    screenshot(&client, "explain").await;
+
+    // 420 px wide: nothing but the tables scrolls sideways.
+    client.set_window_size(420, 900).await.unwrap();
+    client
+        .goto(&format!("{base}#/hits?rule=7010&type=block_hit&{DAY}"))
+        .await
+        .unwrap();
+    ready(&client).await;
+    find(&client, "#hits tbody tr").await;
+    let width = client
+        .execute("return document.documentElement.scrollWidth", vec![])
+        .await
+        .unwrap();
+    assert!(
+        width.as_u64().unwrap() <= 420,
+        "the page is {width} px wide at 420 px"
+    );
+    screenshot(&client, "narrow").await;
+
+    client.close().await.unwrap();
+    std::fs::remove_dir_all(dir).ok();
+}
