@@ -1,6 +1,8 @@
-//! The OpenAPI document (openapi.json) and the lookup API stay in step: every answer the API
-//! gives to a set of real requests validates against the document's schema for its path, method
-//! and status, every status it answers with is declared, and every documented path is exercised.
+//! The OpenAPI document (openapi.json) and the lookup API stay in step: the committed document is
+//! the one the code generates; every answer the API gives to a set of real requests has the status
+//! the case expects and validates against the document's schema for its path, method and status
+//! (no field the document does not declare); every status it answers with is declared, and every
+//! documented path is exercised.
 
 mod common;
 
@@ -18,7 +20,7 @@ use serde_json::{json, Value};
 const TOKEN: &str = "openapi-test-token-0123";
 const ADMIN: &str = "openapi-admin-token-4567";
 
-/// Documented path, method, request path, token, body, query string.
+/// Documented path, method, request path, token, body, query string, the status expected.
 type Case<'a> = (
     &'a str,
     &'a str,
@@ -26,6 +28,7 @@ type Case<'a> = (
     Option<&'a str>,
     Option<Value>,
     Value,
+    u16,
 );
 
 fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
@@ -246,8 +249,24 @@ async fn every_answer_validates_against_the_document() {
     }))
     .app();
     let cases: Vec<Case> = vec![
-        ("/v1/healthz", "GET", "/v1/healthz", None, None, json!({})),
-        ("/v1/healthz", "post", "/v1/healthz", None, None, json!({})),
+        (
+            "/v1/healthz",
+            "GET",
+            "/v1/healthz",
+            None,
+            None,
+            json!({}),
+            200,
+        ),
+        (
+            "/v1/healthz",
+            "post",
+            "/v1/healthz",
+            None,
+            None,
+            json!({}),
+            405,
+        ),
         (
             "/v1/explain",
             "post",
@@ -255,6 +274,7 @@ async fn every_answer_validates_against_the_document() {
             Some(TOKEN),
             Some(json!({"src": "10.0.1.11", "dst": "10.0.3.10", "protocol": "tcp", "port": 3306})),
             json!({}),
+            200,
         ),
         (
             "/v1/explain",
@@ -265,6 +285,7 @@ async fn every_answer_validates_against_the_document() {
                 json!({"src": "172.16.1.10", "dst": "192.168.100.4", "protocol": "tcp", "port": 443, "verbose": true}),
             ),
             json!({}),
+            200,
         ),
         (
             "/v1/explain",
@@ -275,6 +296,7 @@ async fn every_answer_validates_against_the_document() {
                 json!({"flows": [{"src": "10.0.1.11", "dst": "10.0.3.10", "protocol": "udp", "port": 53}]}),
             ),
             json!({}),
+            200,
         ),
         (
             "/v1/explain",
@@ -283,8 +305,17 @@ async fn every_answer_validates_against_the_document() {
             Some(TOKEN),
             Some(json!({"src": "x"})),
             json!({}),
+            400,
         ),
-        ("/v1/explain", "post", "/v1/explain", None, None, json!({})),
+        (
+            "/v1/explain",
+            "post",
+            "/v1/explain",
+            None,
+            None,
+            json!({}),
+            401,
+        ),
         (
             "/v1/explain",
             "get",
@@ -292,6 +323,7 @@ async fn every_answer_validates_against_the_document() {
             Some(TOKEN),
             None,
             json!({}),
+            405,
         ),
         (
             "/v1/explain",
@@ -300,6 +332,7 @@ async fn every_answer_validates_against_the_document() {
             Some(TOKEN),
             Some(json!({"src": "1".repeat(5000)})),
             json!({}),
+            413,
         ),
         (
             "/v1/rules/{uuid}",
@@ -308,6 +341,7 @@ async fn every_answer_validates_against_the_document() {
             Some(TOKEN),
             None,
             json!({}),
+            200,
         ),
         (
             "/v1/rules/{uuid}",
@@ -316,6 +350,7 @@ async fn every_answer_validates_against_the_document() {
             Some(TOKEN),
             None,
             json!({}),
+            200,
         ),
         (
             "/v1/rules/{uuid}",
@@ -324,6 +359,7 @@ async fn every_answer_validates_against_the_document() {
             Some(TOKEN),
             None,
             json!({}),
+            404,
         ),
         (
             "/v1/snapshot",
@@ -332,9 +368,10 @@ async fn every_answer_validates_against_the_document() {
             Some(TOKEN),
             None,
             json!({}),
+            200,
         ),
-        ("/", "get", "/", None, None, json!({})),
-        ("/", "post", "/", None, None, json!({})),
+        ("/", "get", "/", None, None, json!({}), 200),
+        ("/", "post", "/", None, None, json!({}), 405),
         (
             "/v1/stats/top-rules",
             "get",
@@ -342,6 +379,7 @@ async fn every_answer_validates_against_the_document() {
             Some(TOKEN),
             None,
             json!({"hours": "24"}),
+            200,
         ),
         (
             "/v1/stats/top-rules",
@@ -350,8 +388,17 @@ async fn every_answer_validates_against_the_document() {
             Some(TOKEN),
             None,
             json!({"hours": "9999"}),
+            400,
         ),
-        ("/v1/snapshot", "get", "/v1/snapshot", None, None, json!({})),
+        (
+            "/v1/snapshot",
+            "get",
+            "/v1/snapshot",
+            None,
+            None,
+            json!({}),
+            401,
+        ),
         (
             "/v1/hits",
             "get",
@@ -359,6 +406,7 @@ async fn every_answer_validates_against_the_document() {
             Some(TOKEN),
             None,
             json!({"ip": "10.0.1.11"}),
+            200,
         ),
         (
             "/v1/hits",
@@ -367,6 +415,7 @@ async fn every_answer_validates_against_the_document() {
             Some(TOKEN),
             None,
             json!({"limit": "0"}),
+            400,
         ),
         (
             "/v1/hits/export",
@@ -375,6 +424,7 @@ async fn every_answer_validates_against_the_document() {
             Some(TOKEN),
             None,
             json!({"format": "csv", "src": "10.0.1.0/24"}),
+            200,
         ),
         (
             "/v1/hits/export",
@@ -383,6 +433,7 @@ async fn every_answer_validates_against_the_document() {
             Some(TOKEN),
             None,
             json!({"format": "xlsx"}),
+            400,
         ),
         (
             "/v1/hits/export",
@@ -391,6 +442,7 @@ async fn every_answer_validates_against_the_document() {
             None,
             None,
             json!({}),
+            401,
         ),
         (
             "/v1/traffic",
@@ -399,6 +451,7 @@ async fn every_answer_validates_against_the_document() {
             Some(TOKEN),
             None,
             json!({"vpc": "vpc-prod0001", "scope": "inter_subnet", "talkers": "5"}),
+            200,
         ),
         (
             "/v1/traffic",
@@ -407,9 +460,26 @@ async fn every_answer_validates_against_the_document() {
             Some(TOKEN),
             None,
             json!({"scope": "sideways"}),
+            400,
         ),
-        ("/v1/traffic", "get", "/v1/traffic", None, None, json!({})),
-        ("/v1/vpcs", "get", "/v1/vpcs", Some(TOKEN), None, json!({})),
+        (
+            "/v1/traffic",
+            "get",
+            "/v1/traffic",
+            None,
+            None,
+            json!({}),
+            401,
+        ),
+        (
+            "/v1/vpcs",
+            "get",
+            "/v1/vpcs",
+            Some(TOKEN),
+            None,
+            json!({}),
+            200,
+        ),
         (
             "/v1/rules",
             "get",
@@ -417,6 +487,7 @@ async fn every_answer_validates_against_the_document() {
             Some(TOKEN),
             None,
             json!({"limit": "5"}),
+            200,
         ),
         (
             "/v1/rules",
@@ -425,6 +496,7 @@ async fn every_answer_validates_against_the_document() {
             Some(TOKEN),
             None,
             json!({"days": "90"}),
+            400,
         ),
         (
             "/v1/hits/{record_id}",
@@ -433,6 +505,7 @@ async fn every_answer_validates_against_the_document() {
             Some(TOKEN),
             None,
             json!({}),
+            404,
         ),
         (
             "/v1/hits/{record_id}",
@@ -441,8 +514,9 @@ async fn every_answer_validates_against_the_document() {
             Some(TOKEN),
             None,
             json!({"since": "yesterday"}),
+            400,
         ),
-        ("/v1/vpcs", "get", "/v1/vpcs", None, None, json!({})),
+        ("/v1/vpcs", "get", "/v1/vpcs", None, None, json!({}), 401),
         (
             "/v1/vpcs/{id}/monitoring",
             "put",
@@ -450,6 +524,7 @@ async fn every_answer_validates_against_the_document() {
             Some(ADMIN),
             Some(json!({"monitored": false})),
             json!({}),
+            200,
         ),
         (
             "/v1/vpcs/{id}/monitoring",
@@ -458,6 +533,7 @@ async fn every_answer_validates_against_the_document() {
             Some(TOKEN),
             Some(json!({"monitored": true})),
             json!({}),
+            401,
         ),
         (
             "/v1/vpcs/{id}/monitoring",
@@ -466,6 +542,7 @@ async fn every_answer_validates_against_the_document() {
             Some(ADMIN),
             Some(json!({"monitored": true})),
             json!({}),
+            404,
         ),
         (
             "/v1/vpcs/{id}/monitoring",
@@ -474,6 +551,7 @@ async fn every_answer_validates_against_the_document() {
             Some(ADMIN),
             Some(json!({"on": true})),
             json!({}),
+            400,
         ),
         (
             "/v1/vpcs/{id}/monitoring",
@@ -482,6 +560,7 @@ async fn every_answer_validates_against_the_document() {
             Some(ADMIN),
             None,
             json!({}),
+            405,
         ),
         (
             "/v1/traffic",
@@ -490,10 +569,11 @@ async fn every_answer_validates_against_the_document() {
             Some(TOKEN),
             None,
             json!({}),
+            405,
         ),
     ];
     let mut exercised = BTreeSet::new();
-    for (template, method, path, token, body, query) in cases {
+    for (template, method, path, token, body, query, expected) in cases {
         let response = lookup
             .handle(
                 &request(&method.to_uppercase(), path, token, body, query),
@@ -502,6 +582,11 @@ async fn every_answer_validates_against_the_document() {
             )
             .await;
         let status = response.status_code.to_string();
+        assert_eq!(
+            response.status_code, expected,
+            "{method} {path}: {}",
+            response.body
+        );
         assert!(
             doc["paths"][template].is_object(),
             "{template} is not documented"
