@@ -44,7 +44,7 @@ pub use scf::App;
 use strum::VariantArray;
 use wire::{
     Coverage, ExplainAnswer, ExplainBody, FlowQuery, HitAnswer, HitCounts, HitsPage, ResolvedSet,
-    RowHygiene, RuleAnswer, RuleHits, RuleHygiene, RuleRow, RulesPage, SnapshotStatus,
+    RowHygiene, RuleAnswer, RuleHits, RuleHygiene, RuleRow, RulesPage, SnapshotStatus, SubnetName,
     SwitchAnswer, SwitchRequest, TopRule, TopRules, TrafficAnswer, VpcState, VpcsAnswer,
 };
 
@@ -551,6 +551,11 @@ impl Lookup {
                     id: vpc.id,
                     name: vpc.name,
                     subnets: vpc.subnets,
+                    subnet_names: vpc
+                        .subnet_names
+                        .into_iter()
+                        .map(|(id, name)| SubnetName { id, name })
+                        .collect(),
                     enis: vpc.enis.len(),
                     coverage,
                 }

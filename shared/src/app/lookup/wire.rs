@@ -357,6 +357,15 @@ pub struct Coverage {
     pub reason: Option<String>,
 }
 
+/// A subnet's id and name.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SubnetName {
+    /// `subnet-…`.
+    pub id: String,
+    /// Its name, when the snapshot has one.
+    pub name: Option<String>,
+}
+
 /// A VPC with its monitoring state.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct VpcState {
@@ -366,6 +375,8 @@ pub struct VpcState {
     pub name: Option<String>,
     /// Its subnets.
     pub subnets: usize,
+    /// Its subnets' ids and names, by id.
+    pub subnet_names: Vec<SubnetName>,
     /// Its ENIs.
     pub enis: usize,
     /// Whether audit judges flows touching it.

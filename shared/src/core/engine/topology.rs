@@ -96,6 +96,8 @@ pub struct VpcInfo {
     pub name: Option<String>,
     /// How many subnets it has.
     pub subnets: usize,
+    /// Its subnets: id and name (when it has one), by id.
+    pub subnet_names: Vec<(String, Option<String>)>,
     /// Its ENIs.
     pub enis: Vec<String>,
 }
@@ -233,6 +235,17 @@ impl Topology {
                 id: v.id.clone(),
                 name: v.name.clone(),
                 subnets: self.subnets.iter().filter(|s| s.vpc == v.id).count(),
+                subnet_names: {
+                    let mut names: Vec<(String, Option<String>)> = self
+                        .subnets
+                        .iter()
+                        .filter(|s| s.vpc == v.id)
+                        .map(|s| (s.id.clone(), s.name.clone()))
+                        .collect();
+                    names.sort();
+                    names.dedup_by(|a, b| a.0 == b.0);
+                    names
+                },
                 enis: self
                     .enis
                     .iter()
