@@ -4,7 +4,7 @@
 //! blocked 10.0.1.11 → 10.0.3.10:3306/TCP found through the log search), the export, a second
 //! deep link into the open tab, job 2 (prod's subnet matrix), job 3 (prod's inbound and outbound
 //! totals against the records), the rules, a monitoring switch with the admin token, explain of
-//! an ICMP flow, and the page at 420 px. Screenshots of every view go to
+//! an ICMP flow, the page at 420 px and in the system's dark theme. Screenshots of every view go to
 //! `target/test-artifacts/console-*.png`.
 //!
 //! chromedriver and Chromium are Debian's `chromium-driver` and `chromium` (`make setup-test`).
@@ -32,7 +32,8 @@ impl Drop for Driver {
     }
 }
 
-async fn browser() -> (Driver, Client) {
+/// A Chromium session through a new chromedriver, with `extra` Chromium arguments.
+async fn browser(extra: &[&str]) -> (Driver, Client) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -50,10 +51,22 @@ async fn browser() -> (Driver, Client) {
         .into_iter()
         .find(|p| Path::new(p).exists())
         .expect("Chromium is not installed: run `make setup-test`");
+    let args = [
+        [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--window-size=1280,1400",
+        ]
+        .as_slice(),
+        extra,
+    ]
+    .concat();
     let mut capabilities = serde_json::Map::new();
     capabilities.insert(
         "goog:chromeOptions".into(),
-        json!({"binary": chromium, "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1400"]}),
+        json!({"binary": chromium, "args": args}),
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -98,6 +111,11 @@ async fn screenshot(client: &Client, name: &str) {
     std::fs::write(artifacts.join(format!("console-{name}.png")), png).unwrap();
 }
 
+/// Clicks the first element matching `css`, waiting for it.
+async fn click(client: &Client, css: &str) {
+    find(client, css).await.click().await.unwrap();
+}
+
 async fn attribute(element: &fantoccini::elements::Element, name: &str) -> String {
     element.attr(name).await.unwrap().unwrap_or_default()
 }
@@ -117,11 +135,7 @@ async fn enter_token(client: &Client, field: &str, text: &str) {
     let input = find(client, &format!("#token-dialog[open] input[name={field}]")).await;
     input.clear().await.unwrap();
     input.send_keys(text).await.unwrap();
-    find(client, "#token-form button[value=save]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(client, "#token-form button[value=save]").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,13 +174,22 @@ async fn the_three_jobs_in_the_console() {
         std::ffi::OsStr::new("--admin-token"),
         std::ffi::OsStr::new(ADMIN),
     ]);
-    let (_driver, client) = browser().await;
+    let (_driver, client) = browser(&[]).await;
     let base = format!("http://{addr}/");
 
     // Job 1. The page asks for the token first; the search form is filled and sent.
     client.goto(&format!("{base}#/hits?{DAY}")).await.unwrap();
     enter_token(&client, "token", TOKEN).await;
     ready(&client).await;
+    // First paint, reported (a figure, not a timed assertion).
+    let paint = client
+        .execute(
+            "const p = performance.getEntriesByName('first-contentful-paint')[0]; return p ? p.startTime : null",
+            vec![],
+        )
+        .await
+        .unwrap();
+    eprintln!("console first contentful paint: {paint} ms");
     for (name, value) in [("src", "10.0.1.11"), ("dst", "10.0.3.10"), ("port", "3306")] {
         find(&client, &format!("#search input[name={name}]"))
             .await
@@ -174,16 +197,8 @@ async fn the_three_jobs_in_the_console() {
             .await
             .unwrap();
     }
-    find(&client, "#search select[name=protocol] option[value=tcp]")
-        .await
-        .click()
-        .await
-        .unwrap();
-    find(&client, "#search button[type=submit]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(&client, "#search select[name=protocol] option[value=tcp]").await;
+    click(&client, "#search button[type=submit]").await;
     ready(&client).await;
     let rows = client
         .wait()
@@ -221,11 +236,7 @@ async fn the_three_jobs_in_the_console() {
         "the filter lives in the address: {fragment}"
     );
     assert!(!fragment.contains("token"), "{fragment}");
-    find(&client, "#hits tbody tr[data-rule='7010']")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(&client, "#hits tbody tr[data-rule='7010']").await;
     let verdict = find(&client, "#detail #explanation #verdict").await;
     assert_eq!(verdict.text().await.unwrap(), "Blocked");
     let detail = find(&client, "#detail").await.text().await.unwrap();
@@ -240,7 +251,7 @@ async fn the_three_jobs_in_the_console() {
     screenshot(&client, "flow-log").await;
 
     // The export of the search: every record, as a download.
-    find(&client, "#export-csv").await.click().await.unwrap();
+    click(&client, "#export-csv").await;
     let exported = find(&client, "#export-status[data-exported]").await;
     assert_eq!(
         attribute(&exported, "data-exported").await,
@@ -277,23 +288,11 @@ async fn the_three_jobs_in_the_console() {
     );
 
     // Job 2: prod's subnet matrix, reached through the navigation.
-    find(&client, "nav a[data-view=traffic]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(&client, "nav a[data-view=traffic]").await;
     ready(&client).await;
-    find(&client, "#traffic-vpc option[value='vpc-prod0001']")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(&client, "#traffic-vpc option[value='vpc-prod0001']").await;
     ready(&client).await;
-    find(&client, ".tabs button[data-scope='inter_subnet']")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(&client, ".tabs button[data-scope='inter_subnet']").await;
     ready(&client).await;
     let cells = client
         .find_all(Locator::Css("#matrix td[data-flows]"))
@@ -310,11 +309,7 @@ async fn the_three_jobs_in_the_console() {
     screenshot(&client, "traffic-matrix").await;
 
     // Job 3: prod's inbound and outbound totals, against the records.
-    find(&client, ".tabs button[data-scope='']")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(&client, ".tabs button[data-scope='']").await;
     ready(&client).await;
     for scope in ["vpc_inbound", "vpc_outbound"] {
         let flows: u64 = written
@@ -338,35 +333,23 @@ async fn the_three_jobs_in_the_console() {
     screenshot(&client, "traffic").await;
 
     // Rules, with the hits link.
-    find(&client, "nav a[data-view=rules]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(&client, "nav a[data-view=rules]").await;
     ready(&client).await;
     find(&client, "#rules tr[data-rule='7010'] a").await;
     screenshot(&client, "rules").await;
 
     // VPCs: switch prod off with the admin token; the switch is saved beside the snapshot.
-    find(&client, "nav a[data-view=vpcs]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(&client, "nav a[data-view=vpcs]").await;
     ready(&client).await;
     find(
         &client,
         "#vpcs tr[data-vpc='vpc-prod0001'][data-monitored='true']",
     )
     .await;
-    find(&client, "#token-button").await.click().await.unwrap();
+    click(&client, "#token-button").await;
     enter_token(&client, "admin", ADMIN).await;
     ready(&client).await;
-    find(&client, "#vpcs button[data-vpc='vpc-prod0001']")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(&client, "#vpcs button[data-vpc='vpc-prod0001']").await;
     find(
         &client,
         "#vpcs tr[data-vpc='vpc-prod0001'][data-monitored='false']",
@@ -433,5 +416,24 @@ async fn the_three_jobs_in_the_console() {
     screenshot(&client, "narrow").await;
 
     client.close().await.unwrap();
+
+    // The system's dark theme is followed.
+    let (_dark_driver, dark) = browser(&["--force-dark-mode"]).await;
+    dark.goto(&format!("{base}#/hits?rule=7010&type=block_hit&{DAY}"))
+        .await
+        .unwrap();
+    enter_token(&dark, "token", TOKEN).await;
+    ready(&dark).await;
+    find(&dark, "#hits tbody tr").await;
+    let background = dark
+        .execute(
+            "return getComputedStyle(document.body).backgroundColor",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(background, json!("rgb(18, 22, 28)"), "the dark background");
+    screenshot(&dark, "dark").await;
+    dark.close().await.unwrap();
     std::fs::remove_dir_all(dir).ok();
 }

@@ -27,8 +27,9 @@ use tower_http::normalize_path::NormalizePathLayer;
 // ExplainBody, HitAnswer, the parameter structs: named in the documentation
 use super::wire::{
     ErrorBody, ErrorDetail, ExplainAnswer, ExplainBody, ExportParams, Health, HitAnswer, HitParams,
-    HitsPage, HitsParams, RuleAnswer, RulesPage, RulesParams, SnapshotStatus, SwitchAnswer,
-    SwitchRequest, TopRules, TopRulesParams, TrafficAnswer, TrafficParams, VpcsAnswer,
+    HitsPage, PageParams, RuleAnswer, RulesPage, RulesParams, SearchParams, SnapshotStatus,
+    SwitchAnswer, SwitchRequest, TopRules, TopRulesParams, TrafficAnswer, TrafficParams,
+    VpcsAnswer,
 };
 use super::{
     explain, fail, only_parameters, rule, security_headers, snapshot_status, Failure, Lookup, PAGE,
@@ -455,7 +456,7 @@ pub(crate) async fn rules(
 #[utoipa::path(get, path = "/v1/hits", tag = "flow log",
     summary = "Search the ESG flow log (hit records), newest first",
     description = "Searches the records store: the hits topic in CLS, or the local database `esgflow serve --store` names. Every condition given must hold. Answers the same records, with numbers as numbers, from either store.",
-    params(HitsParams),
+    params(SearchParams, PageParams),
     responses(
         (status = 200, description = "one page of hit records, newest first", body = HitsPage),
         (status = 400, description = "an invalid parameter (named in the message); a parameter the route does not read, or one given twice (`unknown_parameter`, `repeated_parameter`)", body = ErrorBody),
@@ -473,7 +474,7 @@ pub(crate) async fn hits(
 #[utoipa::path(get, path = "/v1/hits/export", tag = "flow log",
     summary = "Export a search of the ESG flow log as CSV or JSON lines",
     description = "The records /v1/hits would find for the same parameters, newest first, as many as fit one answer (at most 100,000 records and SCF's 6 MB); when more remain, X-Esgflow-Next holds the query of the next part.",
-    params(ExportParams),
+    params(SearchParams, ExportParams),
     responses(
         (status = 200, description = "the records",
             content((String = "text/csv"), (String = "application/x-ndjson")),

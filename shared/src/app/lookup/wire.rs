@@ -455,11 +455,11 @@ pub struct TopRules {
     pub snapshot_version: String,
 }
 
-/// The query parameters of `/v1/hits`.
+/// The search parameters `/v1/hits` and `/v1/hits/export` share.
 #[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]
-pub struct HitsParams {
+pub struct SearchParams {
     /// The source address: an IP address or a CIDR network (10.0.1.0/24); IPv6 one address at
     /// a time.
     src: Option<String>,
@@ -487,6 +487,13 @@ pub struct HitsParams {
     since: Option<String>,
     /// To: Unix seconds or RFC 3339 (default: now).
     until: Option<String>,
+}
+
+/// The paging parameters of `/v1/hits`.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct PageParams {
     /// Page size, 1-1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
@@ -495,35 +502,11 @@ pub struct HitsParams {
     cursor: Option<String>,
 }
 
-/// The query parameters of `/v1/hits/export`.
+/// The parameters `/v1/hits/export` adds to the search.
 #[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]
 pub struct ExportParams {
-    /// The source address: an IP address or a CIDR network.
-    src: Option<String>,
-    /// The destination address: an IP address or a CIDR network.
-    dst: Option<String>,
-    /// Either address: an IP address or a CIDR network.
-    ip: Option<String>,
-    /// The destination (service) port.
-    port: Option<u16>,
-    /// tcp, udp, icmp, icmpv6 or an IANA protocol number.
-    protocol: Option<String>,
-    /// The rule uuid the record names.
-    rule: Option<String>,
-    /// A VPC id, either end.
-    vpc: Option<String>,
-    /// A subnet id, either end.
-    subnet: Option<String>,
-    /// ACCEPT or REJECT.
-    fl_action: Option<String>,
-    /// Comma list of record types (default block_hit,observe_hit).
-    r#type: Option<String>,
-    /// From: Unix seconds or RFC 3339 (default: an hour before until).
-    since: Option<String>,
-    /// To: Unix seconds or RFC 3339 (default: now).
-    until: Option<String>,
     /// `csv` (RFC 4180, a header row of the columns; a cell a spreadsheet would run as a formula
     /// is prefixed with ') or `jsonl` (one record per line, as written; the default).
     format: Option<String>,
