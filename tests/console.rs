@@ -306,6 +306,16 @@ async fn the_three_jobs_in_the_console() {
         );
     }
     find(&client, "#series rect").await;
+    find(&client, "#connections rect.total").await;
+    client
+        .execute("document.getElementById('series').scrollIntoView()", vec![])
+        .await
+        .unwrap();
+    screenshot(&client, "traffic-charts").await;
+    client
+        .execute("window.scrollTo(0, 0)", vec![])
+        .await
+        .unwrap();
     screenshot(&client, "traffic-matrix").await;
 
     // Job 3: prod's inbound and outbound totals, against the records.
