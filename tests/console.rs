@@ -4,7 +4,7 @@
 //! blocked 10.0.1.11 → 10.0.3.10:3306/TCP found through the log search), the export, a second
 //! deep link into the open tab, job 2 (prod's subnet matrix), job 3 (prod's inbound and outbound
 //! totals against the records), the rules, a monitoring switch with the admin token, explain of
-//! an ICMP flow, the page at 420 px and in the system's dark theme. Screenshots of every view go to
+//! an ICMP flow and of a flow with "any" protocol, the page at 420 px and in the system's dark theme. Screenshots of every view go to
 //! `target/test-artifacts/console-*.png`.
 //!
 //! chromedriver and Chromium are Debian's `chromium-driver` and `chromium` (`make setup-test`).
@@ -372,8 +372,7 @@ async fn the_three_jobs_in_the_console() {
     assert_eq!(switches["vpcs"]["vpc-prod0001"], false, "{switches}");
     screenshot(&client, "vpcs").await;
 
-    // Explain an ICMP flow (the protocol list has ICMPv6 too; "any", which always failed, is
-    // gone: a flow has one protocol).
+    // Explain an ICMP flow (the protocol list has ICMPv6 too).
     client
         .goto(&format!(
             "{base}#/explain?src=10.0.1.11&dst=10.0.3.10&protocol=icmp"
@@ -386,13 +385,6 @@ async fn the_three_jobs_in_the_console() {
         "#explain select[name=protocol] option[value=icmpv6]",
     )
     .await;
-    assert!(client
-        .find_all(Locator::Css(
-            "#explain select[name=protocol] option[value='']"
-        ))
-        .await
-        .unwrap()
-        .is_empty());
     let verdict = find(&client, "#result #verdict")
         .await
         .text()
@@ -406,6 +398,27 @@ async fn the_three_jobs_in_the_console() {
         .is_empty());
     find(&client, "body[data-chart='loaded']").await;
     screenshot(&client, "explain").await;
+
+    // "Any" protocol: the flow explained once per protocol, side by side (TCP to 3306 is blocked
+    // by 7010).
+    client
+        .goto(&format!(
+            "{base}#/explain?src=10.0.1.11&dst=10.0.3.10&protocol=any&port=3306"
+        ))
+        .await
+        .unwrap();
+    ready(&client).await;
+    let tcp = find(&client, "#per-protocol tr[data-protocol='tcp']").await;
+    assert_eq!(attribute(&tcp, "data-decision").await, "block");
+    assert!(tcp.text().await.unwrap().contains("7010"));
+    for protocol in ["udp", "icmp", "icmpv6"] {
+        find(
+            &client,
+            &format!("#per-protocol tr[data-protocol='{protocol}']"),
+        )
+        .await;
+    }
+    screenshot(&client, "explain-any").await;
 
     // 420 px wide: nothing but the tables scrolls sideways.
     client.set_window_size(420, 900).await.unwrap();
