@@ -22,8 +22,8 @@ async fn main() {
             .unwrap_or_else(|err| fail_start(&format!("ESGFLOW_RECORDS_DB: {err}")));
         lookup = lookup.with_store(store);
     }
+    lookup.warm_up().await;
     let app = lookup.app();
-    app.warm_up().await;
     let app = &app;
     let handler = service_fn(move |event: LambdaEvent<ApiGatewayRequest>| async move {
         let response = app

@@ -175,7 +175,6 @@ impl Lookup {
         params: &Params,
         deadline: Instant,
     ) -> Result<HitsPage, Failure> {
-        only_parameters(params, "/v1/hits", &HITS_PARAMETERS)?;
         let now = chrono::Utc::now().timestamp();
         let query = HitsQuery::parse(params, now)?;
         let store = self.store()?;
@@ -226,7 +225,6 @@ impl Lookup {
         params: &Params,
         deadline: Instant,
     ) -> Result<TrafficAnswer, Failure> {
-        only_parameters(params, "/v1/traffic", &TRAFFIC_PARAMETERS)?;
         let filter = traffic_filter(params, chrono::Utc::now().timestamp())?;
         let store = self.store()?;
         let view = store
@@ -256,7 +254,6 @@ impl Lookup {
         id: &str,
         deadline: Instant,
     ) -> Result<Response, Failure> {
-        only_parameters(params, "/v1/hits/{record_id}", &HIT_PARAMETERS)?;
         if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(fail(
                 404,
@@ -366,7 +363,6 @@ impl Lookup {
         params: &Params,
         deadline: Instant,
     ) -> Result<RulesPage, Failure> {
-        only_parameters(params, "/v1/rules", &RULES_PARAMETERS)?;
         let bounded =
             |name: &'static str, default: i64, min: i64, max: i64| -> Result<i64, Failure> {
                 match params.query(name).map(str::trim).filter(|t| !t.is_empty()) {
@@ -497,7 +493,7 @@ impl Lookup {
 
     /// Every VPC of the snapshot with its monitoring state, and the ids the list or the
     /// switches name that the snapshot does not have.
-    async fn vpc_states(&self, deadline: Instant) -> Result<VpcsAnswer, Failure> {
+    pub(crate) async fn vpc_states(&self, deadline: Instant) -> Result<VpcsAnswer, Failure> {
         let engine = self.engine(deadline).await?;
         let (switches, problem) = self
             .snapshots
@@ -573,26 +569,14 @@ impl Lookup {
         })
     }
 
-    /// `GET /v1/vpcs`.
-    pub(crate) async fn vpcs(
-        &self,
-        params: &Params,
-        deadline: Instant,
-    ) -> Result<VpcsAnswer, Failure> {
-        only_parameters(params, "/v1/vpcs", &[])?;
-        self.vpc_states(deadline).await
-    }
-
     /// `PUT /v1/vpcs/{id}/monitoring` with `{"monitored": true|false|null}` and the admin token:
     /// switches the VPC's monitoring on or off (null: back to the list), in the snapshot store.
     pub(crate) async fn switch(
         &self,
-        params: &Params,
         vpc: &str,
         body: &[u8],
         deadline: Instant,
     ) -> Result<SwitchAnswer, Failure> {
-        only_parameters(params, "/v1/vpcs/{id}/monitoring", &[])?;
         if body.len() > 1024 {
             return Err(fail(
                 413,
@@ -665,7 +649,6 @@ impl Lookup {
         params: &Params,
         deadline: Instant,
     ) -> Result<Response, Failure> {
-        only_parameters(params, "/v1/hits/export", &EXPORT_PARAMETERS)?;
         let csv = match params.query("format").map(str::trim) {
             None | Some("") | Some("jsonl") => false,
             Some("csv") => true,

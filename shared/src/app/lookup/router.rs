@@ -32,8 +32,9 @@ use super::wire::{
     VpcsAnswer,
 };
 use super::{
-    explain, fail, only_parameters, rule, security_headers, snapshot_status, Failure, Lookup, PAGE,
-    TOP_RULES_PARAMETERS,
+    explain, fail, only_parameters, rule, security_headers, snapshot_status, Failure, Lookup,
+    EXPORT_PARAMETERS, HITS_PARAMETERS, HIT_PARAMETERS, PAGE, RULES_PARAMETERS,
+    TOP_RULES_PARAMETERS, TRAFFIC_PARAMETERS,
 };
 use crate::events::apigw::QueryValue;
 
@@ -449,6 +450,7 @@ pub(crate) async fn rules(
     call: Invocation,
     params: Params,
 ) -> Answer<RulesPage> {
+    only_parameters(&params, "/v1/rules", &RULES_PARAMETERS)?;
     lookup.rules(&params, call.deadline).await.map(Json)
 }
 
@@ -467,6 +469,7 @@ pub(crate) async fn hits(
     call: Invocation,
     params: Params,
 ) -> Answer<HitsPage> {
+    only_parameters(&params, "/v1/hits", &HITS_PARAMETERS)?;
     lookup.hits(&params, call.deadline).await.map(Json)
 }
 
@@ -491,6 +494,7 @@ pub(crate) async fn export(
     call: Invocation,
     params: Params,
 ) -> Result<Response, Failure> {
+    only_parameters(&params, "/v1/hits/export", &EXPORT_PARAMETERS)?;
     lookup.export(&params, call.deadline).await
 }
 
@@ -509,6 +513,7 @@ pub(crate) async fn one_hit(
     params: Params,
     Path(id): Path<String>,
 ) -> Result<Response, Failure> {
+    only_parameters(&params, "/v1/hits/{record_id}", &HIT_PARAMETERS)?;
     lookup.hit(&params, &id, call.deadline).await
 }
 
@@ -528,6 +533,7 @@ pub(crate) async fn traffic(
     call: Invocation,
     params: Params,
 ) -> Answer<TrafficAnswer> {
+    only_parameters(&params, "/v1/traffic", &TRAFFIC_PARAMETERS)?;
     lookup.traffic(&params, call.deadline).await.map(Json)
 }
 
@@ -543,7 +549,8 @@ pub(crate) async fn vpcs(
     call: Invocation,
     params: Params,
 ) -> Answer<VpcsAnswer> {
-    lookup.vpcs(&params, call.deadline).await.map(Json)
+    only_parameters(&params, "/v1/vpcs", &[])?;
+    lookup.vpc_states(call.deadline).await.map(Json)
 }
 
 /// `PUT /v1/vpcs/{id}/monitoring`.
@@ -568,10 +575,8 @@ pub(crate) async fn switch(
     Path(vpc): Path<String>,
     body: Bytes,
 ) -> Answer<SwitchAnswer> {
-    lookup
-        .switch(&params, &vpc, &body, call.deadline)
-        .await
-        .map(Json)
+    only_parameters(&params, "/v1/vpcs/{id}/monitoring", &[])?;
+    lookup.switch(&vpc, &body, call.deadline).await.map(Json)
 }
 
 #[cfg(test)]

@@ -47,31 +47,14 @@ const PATH: &AsciiSet = &CONTROLS
 /// The lookup application, built once per warm instance.
 #[derive(Clone)]
 pub struct App {
-    lookup: Lookup,
     service: Service,
 }
 
 impl App {
     pub(crate) fn new(lookup: Lookup) -> Self {
         Self {
-            service: service(lookup.clone()),
-            lookup,
+            service: service(lookup),
         }
-    }
-
-    /// The lookup the application answers from.
-    pub fn lookup(&self) -> &Lookup {
-        &self.lookup
-    }
-
-    /// The application as a tower service (`tower::ServiceExt::oneshot`, a server).
-    pub fn service(&self) -> Service {
-        self.service.clone()
-    }
-
-    /// Loads the snapshot ahead of the first request ([`Lookup::warm_up`]).
-    pub async fn warm_up(&self) {
-        self.lookup.warm_up().await;
     }
 
     /// Answers one SCF HTTP event by `deadline`.
