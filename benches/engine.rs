@@ -52,7 +52,7 @@ fn compile(c: &mut Criterion) {
 fn hygiene(c: &mut Criterion) {
     let mut group = c.benchmark_group("hygiene");
     group.sample_size(10);
-    for rules in [1_000usize, 10_000] {
+    for rules in [1_000usize, 10_000, 20_000] {
         let engine = Engine::compile(&synthetic::snapshot(rules, 64, 42)).unwrap();
         group.bench_with_input(BenchmarkId::from_parameter(rules), &engine, |b, engine| {
             b.iter(|| esgflow::core::engine::hygiene::analyze(engine).len())

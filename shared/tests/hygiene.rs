@@ -177,6 +177,25 @@ proptest! {
             let found = findings.iter().find(|f| f.rule as usize == i).map(|f| f.finding.clone());
             prop_assert_eq!(found, expected[i].clone(), "rule {} of {:?}", rule.rule.uuid, specs);
         }
+        // The rules named as covering a shadowed rule are earlier terminal rules that match every
+        // flow it matches, on their own.
+        for finding in findings.iter().filter(|f| f.finding == Finding::Shadowed) {
+            let named: Vec<_> = engine
+                .rules()
+                .iter()
+                .filter(|r| finding.covering.contains(&r.rule.uuid))
+                .collect();
+            prop_assert_eq!(named.len(), finding.covering.len());
+            prop_assert!(named
+                .iter()
+                .all(|r| r.rule.action.is_terminal() && r.rule.order < engine.rules()[finding.rule as usize].rule.order));
+            for flow in flows.iter().filter(|f| engine.rules()[finding.rule as usize].matches(f)) {
+                prop_assert!(
+                    named.iter().any(|r| r.matches(flow)),
+                    "flow {:?} of shadowed {} not matched by {:?} in {:?}", flow, finding.uuid, finding.covering, specs
+                );
+            }
+        }
     }
 
     /// Every flow of the universe keeps its outcome (action and observe hits) when every rule

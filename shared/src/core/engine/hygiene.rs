@@ -10,23 +10,32 @@
 //! - **unresolvable**: enabled rules the snapshot cannot resolve (unknown template, empty tag...).
 //!
 //! A rule's match space is a union of boxes `S × D × K` (source ranges, destination ranges,
-//! service keys `protocol << 16 | port`), one box per address-family pair. Covering is decided by
-//! subtracting boxes: `B \ T` splits into at most three disjoint boxes,
+//! service keys `protocol << 16 | port`), one box per address-family pair. A rule is compared
+//! only with the rules whose boxes can touch it ([`candidates`]). Shadowing does not depend on the
+//! order of the earlier rules, so a rule's boxes are split where their edges fall until each piece
+//! lies inside one of them or outside all ([`Analyzer::cover`]); redundancy walks the later rules
+//! in order, subtracting boxes: `B \ T` splits into at most three disjoint boxes,
 //! `(S∖S')×D×K ∪ (S∩S')×(D∖D')×K ∪ (S∩S')×(D∩D')×(K∖K')`. Only determinate rules cover; an
 //! unresolvable rule before a rule makes no claim either way. Service keys are first limited to
 //! the keys a flow can have (protocols other than TCP and UDP carry port 0), so a rule is never
 //! reported reachable through keys no flow can carry.
 //!
-//! The work is bounded by [`MAX_BOXES`]; a rule whose analysis would exceed it is reported as
-//! `undecided` rather than guessed.
+//! The work is bounded by [`MAX_BOXES`] and [`MAX_PIECES`]; a rule whose analysis would exceed
+//! them is reported as `undecided` rather than guessed.
+
+mod candidates;
 
 use serde::Serialize;
 
+use self::candidates::{Bits, Candidates};
 use super::{CompiledRule, Engine, RuleId};
 use crate::core::snapshot::values::AddressSet;
 
 /// Most boxes kept while analysing one rule.
 pub(crate) const MAX_BOXES: usize = 20_000;
+
+/// Most pieces examined while finding what earlier rules leave of one rule.
+const MAX_PIECES: usize = 200_000;
 
 type Ranges = Vec<(u128, u128)>;
 
@@ -80,6 +89,17 @@ fn overlaps(a: &[(u128, u128)], b: &[(u128, u128)]) -> bool {
     false
 }
 
+/// Whether every value of sorted ranges `a` is in sorted ranges `b`.
+fn within(a: &[(u128, u128)], b: &[(u128, u128)]) -> bool {
+    let mut j = 0;
+    a.iter().all(|&(lo, hi)| {
+        while j < b.len() && b[j].1 < lo {
+            j += 1;
+        }
+        j < b.len() && b[j].0 <= lo && hi <= b[j].1
+    })
+}
+
 fn subtract(a: &[(u128, u128)], b: &[(u128, u128)]) -> Ranges {
     let mut out = Vec::new();
     let mut j = 0;
@@ -113,6 +133,80 @@ impl Region {
             && overlaps(&self.src, &other.src)
             && overlaps(&self.dst, &other.dst)
             && overlaps(&self.keys, &other.keys)
+    }
+
+    /// Whether `other` lies inside this box.
+    fn contains(&self, other: &Region) -> bool {
+        self.families == other.families
+            && within(&other.src, &self.src)
+            && within(&other.dst, &self.dst)
+            && within(&other.keys, &self.keys)
+    }
+
+    /// Whether this box intersects `other` and holds it in two of the three dimensions, so
+    /// `other ∖ self` is one box.
+    fn spans_two(&self, other: &Region) -> bool {
+        self.intersects(other)
+            && [
+                within(&other.src, &self.src),
+                within(&other.dst, &self.dst),
+                within(&other.keys, &self.keys),
+            ]
+            .into_iter()
+            .filter(|&inside| inside)
+            .count()
+                >= 2
+    }
+
+    fn dimension(&self, dimension: usize) -> &Ranges {
+        [&self.src, &self.dst, &self.keys][dimension]
+    }
+
+    /// This box cut in two through the middle edge of `boxes` inside it, in the dimension where
+    /// most of their edges fall inside it (`None`: no edge falls inside).
+    fn cut<'r>(&self, boxes: impl Iterator<Item = &'r Region> + Clone) -> Option<(Region, Region)> {
+        let mut best: Option<(usize, Vec<u128>)> = None;
+        for dimension in 0..3 {
+            let own = self.dimension(dimension);
+            let (lo, hi) = (own[0].0, own[own.len() - 1].1);
+            // An edge at `v`: `v - 1` and `v` lie on different sides of it.
+            let mut edges: Vec<u128> = boxes
+                .clone()
+                .flat_map(|b| b.dimension(dimension).iter())
+                .flat_map(|&(a, b)| [Some(a), b.checked_add(1)])
+                .flatten()
+                .filter(|&v| lo < v && v <= hi)
+                .collect();
+            if best
+                .as_ref()
+                .is_none_or(|(_, most)| edges.len() > most.len())
+            {
+                edges.sort_unstable();
+                edges.dedup();
+                if !edges.is_empty() {
+                    best = Some((dimension, edges));
+                }
+            }
+        }
+        let (dimension, edges) = best?;
+        let at = edges[edges.len() / 2];
+        let own = self.dimension(dimension);
+        let below: Ranges = own
+            .iter()
+            .filter(|r| r.0 < at)
+            .map(|&(a, b)| (a, b.min(at - 1)))
+            .collect();
+        let above: Ranges = own
+            .iter()
+            .filter(|r| r.1 >= at)
+            .map(|&(a, b)| (a.max(at), b))
+            .collect();
+        let with = |ranges: Ranges| {
+            let mut region = self.clone();
+            *[&mut region.src, &mut region.dst, &mut region.keys][dimension] = ranges;
+            region
+        };
+        Some((with(below), with(above)))
     }
 
     /// `self ∖ other` as disjoint boxes.
@@ -149,6 +243,60 @@ impl Region {
             });
         }
         out
+    }
+}
+
+/// The same space in fewer boxes: boxes (disjoint) that agree in two dimensions are one box with
+/// the union of the third, repeated while that merges any (the splitting of
+/// [`Analyzer::cover`] leaves neighbours that differ in one dimension only).
+fn coalesce(mut boxes: Vec<Region>) -> Vec<Region> {
+    loop {
+        let before = boxes.len();
+        for dimension in 0..3 {
+            let mut groups: std::collections::BTreeMap<((u8, u8), Ranges, Ranges), Ranges> =
+                std::collections::BTreeMap::new();
+            for region in boxes {
+                let Region {
+                    families,
+                    src,
+                    dst,
+                    keys,
+                } = region;
+                let (merged, key) = match dimension {
+                    0 => (src, (families, dst, keys)),
+                    1 => (dst, (families, src, keys)),
+                    _ => (keys, (families, src, dst)),
+                };
+                groups.entry(key).or_default().extend(merged);
+            }
+            boxes = groups
+                .into_iter()
+                .map(|((families, a, b), mut ranges)| {
+                    ranges.sort_unstable();
+                    let mut union: Ranges = Vec::with_capacity(ranges.len());
+                    for (lo, hi) in ranges {
+                        match union.last_mut() {
+                            Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
+                            _ => union.push((lo, hi)),
+                        }
+                    }
+                    let (src, dst, keys) = match dimension {
+                        0 => (union, a, b),
+                        1 => (a, union, b),
+                        _ => (a, b, union),
+                    };
+                    Region {
+                        families,
+                        src,
+                        dst,
+                        keys,
+                    }
+                })
+                .collect();
+        }
+        if boxes.len() == before {
+            return boxes;
+        }
     }
 }
 
@@ -214,9 +362,16 @@ fn space(rule: &CompiledRule, reachable: &Ranges) -> Option<Vec<Region>> {
 fn remove(regions: Vec<Region>, cover: &[Region]) -> Option<Vec<Region>> {
     let mut current = regions;
     for c in cover {
-        let mut next = Vec::with_capacity(current.len());
-        for region in &current {
-            next.extend(region.minus(c));
+        if !current.iter().any(|region| region.intersects(c)) {
+            continue;
+        }
+        let mut next = Vec::with_capacity(current.len() + 2);
+        for region in current {
+            if region.intersects(c) {
+                next.extend(region.minus(c));
+            } else {
+                next.push(region);
+            }
             if next.len() > MAX_BOXES {
                 return None;
             }
@@ -233,7 +388,6 @@ fn touches(regions: &[Region], other: &[Region]) -> bool {
 }
 
 /// A rule's match space after the earlier terminal rules.
-#[derive(Clone)]
 enum Shadow {
     /// It cannot be resolved.
     Unresolvable,
@@ -241,10 +395,13 @@ enum Shadow {
     Empty,
     /// The analysis stopped at its work bound.
     Undecided,
+    /// The analysis ran out of its time (the analysis stops; nothing is reported).
+    OutOfTime,
     /// These earlier rules cover all of it.
     Covered(Vec<usize>),
-    /// What they leave.
-    Left(Vec<Region>),
+    /// What they leave (taken by the rule's redundancy walk, the one reader, so the regions of
+    /// every rule analysed are not all kept to the end).
+    Left(std::sync::Mutex<Vec<Region>>),
 }
 
 /// What the analysis found about one rule.
@@ -341,6 +498,8 @@ struct Analyzer<'e> {
     shadows: Vec<std::sync::OnceLock<Shadow>>,
     /// Each terminal rule's redundancy, once known (see [`Analyzer::redundancy`]).
     redundant: Vec<std::sync::OnceLock<Option<Vec<usize>>>>,
+    /// The rules each rule can touch (built on first use, from every rule's match space).
+    candidates: std::sync::OnceLock<Candidates>,
     stop: Option<std::time::Instant>,
 }
 
@@ -356,8 +515,29 @@ impl<'e> Analyzer<'e> {
             spaces: memo(rules),
             shadows: memo(rules),
             redundant: memo(rules),
+            candidates: std::sync::OnceLock::new(),
             stop,
         }
+    }
+
+    /// The rules whose match space can touch `regions`, and every unresolvable rule in effect (it
+    /// might match anything).
+    fn touching(&self, regions: &[Region]) -> Bits {
+        self.candidates
+            .get_or_init(|| {
+                let rules = self.engine.rules();
+                Candidates::new(
+                    (0..rules.len()).map(|i| self.space(i).as_deref()),
+                    (0..rules.len())
+                        .filter(|&i| rules[i].rule.in_effect() && !rules[i].is_determinate()),
+                )
+            })
+            .touching(regions)
+    }
+
+    fn out_of_time(&self) -> bool {
+        self.stop
+            .is_some_and(|stop| std::time::Instant::now() >= stop)
     }
 
     /// Whether rule `i` is reported shadowed.
@@ -385,25 +565,96 @@ impl<'e> Analyzer<'e> {
             return Shadow::Empty;
         }
         // Subtract the earlier terminal rules that touch it.
-        let mut left = Some(own);
-        let mut used = Vec::new();
-        for j in (0..i).filter(|&j| terminal(j)) {
-            let (Some(current), Some(cover)) = (&left, self.space(j)) else {
+        let mut covers = self.touching(&own);
+        covers.retain(|j| j < i && terminal(j));
+        match self.cover(own, &covers) {
+            Err(OutOfTime) => Shadow::OutOfTime,
+            Ok(None) => Shadow::Undecided,
+            Ok(Some((effective, used))) if effective.is_empty() => Shadow::Covered(used),
+            Ok(Some((effective, _))) => Shadow::Left(std::sync::Mutex::new(coalesce(effective))),
+        }
+    }
+
+    /// What `covers` (rule positions) leave of `regions`, and the covers that took part, in
+    /// evaluation order; `None` past [`MAX_BOXES`] boxes or [`MAX_PIECES`] pieces examined, an
+    /// error past the analysis's stop time.
+    ///
+    /// The union does not depend on the order of the covers, so each box is split where the
+    /// covers' edges fall until every piece lies inside one cover (the first such, in evaluation
+    /// order, is the one named) or outside them all (what is left). A cut goes through the middle
+    /// edge of the dimension with the most edges inside the piece, so pieces follow the covers'
+    /// shapes instead of being cut by every cover in turn, and each piece is compared only with
+    /// the covers its parent touched.
+    #[allow(clippy::type_complexity)]
+    fn cover(
+        &self,
+        regions: Vec<Region>,
+        covers: &Bits,
+    ) -> Result<Option<(Vec<Region>, Vec<usize>)>, OutOfTime> {
+        let boxes: Vec<(usize, &Region)> = covers
+            .iter()
+            .flat_map(|j| self.space(j).iter().flatten().map(move |c| (j, c)))
+            .collect();
+        let all: Vec<u32> = (0..boxes.len() as u32).collect();
+        let mut pending: Vec<(Region, Vec<u32>)> =
+            regions.into_iter().map(|r| (r, all.clone())).collect();
+        let mut left = Vec::new();
+        let mut used = std::collections::BTreeSet::new();
+        let mut examined = 0;
+        while let Some((region, candidates)) = pending.pop() {
+            examined += 1;
+            if examined > MAX_PIECES {
+                return Ok(None);
+            }
+            if examined % 1024 == 0 && self.out_of_time() {
+                return Err(OutOfTime);
+            }
+            let touching: Vec<u32> = candidates
+                .into_iter()
+                .filter(|&b| boxes[b as usize].1.intersects(&region))
+                .collect();
+            if touching.is_empty() {
+                left.push(region);
                 continue;
+            }
+            if let Some(&b) = touching
+                .iter()
+                .find(|&&b| boxes[b as usize].1.contains(&region))
+            {
+                used.insert(boxes[b as usize].0);
+                continue;
+            }
+            // A cover spanning the piece in two dimensions takes its share of the third without
+            // splitting it: the piece stays one box with one range list fewer values.
+            let (clean, touching): (Vec<u32>, Vec<u32>) = touching
+                .into_iter()
+                .partition(|&b| boxes[b as usize].1.spans_two(&region));
+            if !clean.is_empty() {
+                let mut rest = Some(region);
+                for b in clean {
+                    let (rule, cover) = boxes[b as usize];
+                    let Some(current) = rest.take_if(|current| cover.intersects(current)) else {
+                        continue;
+                    };
+                    used.insert(rule);
+                    rest = current.minus(cover).pop();
+                }
+                if let Some(rest) = rest {
+                    pending.push((rest, touching));
+                }
+                continue;
+            }
+            let Some((below, above)) = region.cut(touching.iter().map(|&b| boxes[b as usize].1))
+            else {
+                return Ok(None);
             };
-            if current.is_empty() {
-                break;
-            }
-            if touches(current, cover) {
-                used.push(j);
-                left = remove(current.clone(), cover);
+            pending.push((above, touching.clone()));
+            pending.push((below, touching));
+            if pending.len() + left.len() > MAX_BOXES {
+                return Ok(None);
             }
         }
-        match left {
-            None => Shadow::Undecided,
-            Some(effective) if effective.is_empty() => Shadow::Covered(used),
-            Some(effective) => Shadow::Left(effective),
-        }
+        Ok(Some((left, used.into_iter().collect())))
     }
 
     fn space(&self, i: usize) -> &Option<Vec<Region>> {
@@ -466,6 +717,7 @@ impl<'e> Analyzer<'e> {
                     "earlier rules decide every flow it matches".into(),
                 ))
             }
+            Shadow::OutOfTime => return Err(OutOfTime),
             Shadow::Left(_) => {}
         }
         Ok(match self.redundancy(i)? {
@@ -494,10 +746,7 @@ impl<'e> Analyzer<'e> {
             }
         }
         while let Some(frame) = stack.last_mut() {
-            if self
-                .stop
-                .is_some_and(|stop| std::time::Instant::now() >= stop)
-            {
+            if self.out_of_time() {
                 return Err(OutOfTime);
             }
             match self.advance(frame) {
@@ -514,6 +763,10 @@ impl<'e> Analyzer<'e> {
                 }
             }
         }
+        // A later rule's shadow cut short by the stop time may have led the walk astray.
+        if self.out_of_time() {
+            return Err(OutOfTime);
+        }
         Ok(self.redundant[i].get().expect("answered above"))
     }
 
@@ -524,12 +777,17 @@ impl<'e> Analyzer<'e> {
             return Err(None);
         }
         match self.shadow(i) {
-            Shadow::Left(effective) => Ok(Frame {
-                rule: i,
-                next: i + 1,
-                left: effective.clone(),
-                used: Vec::new(),
-            }),
+            Shadow::Left(effective) => {
+                // The walk starts once per rule (its answer is then kept).
+                let left = std::mem::take(&mut *effective.lock().expect("not poisoned"));
+                Ok(Frame {
+                    rule: i,
+                    next: i + 1,
+                    candidates: self.touching(&left),
+                    left,
+                    used: Vec::new(),
+                })
+            }
             _ => Err(None),
         }
     }
@@ -538,9 +796,9 @@ impl<'e> Analyzer<'e> {
     fn advance(&self, frame: &mut Frame) -> Step {
         let rules = self.engine.rules();
         let action = rules[frame.rule].rule.action;
-        while let Some(later) = rules.get(frame.next) {
-            let j = frame.next;
-            frame.next += 1;
+        while let Some(j) = frame.candidates.next_from(frame.next) {
+            let later = &rules[j];
+            frame.next = j + 1;
             if !later.rule.in_effect() {
                 continue;
             }
@@ -590,6 +848,8 @@ struct Frame {
     rule: usize,
     /// The next later rule to look at.
     next: usize,
+    /// The rules that can touch it (the others decide none of it).
+    candidates: Bits,
     /// What no later rule has decided yet.
     left: Vec<Region>,
     /// The later rules that decided the rest.
