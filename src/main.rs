@@ -763,13 +763,9 @@ async fn fire_timers(
         if i > 0 {
             tokio::time::sleep(Duration::from_millis(every_ms)).await;
         }
-        let event = serde_json::json!({
-            "Type": "Timer",
-            "TriggerName": trigger,
-            "Time": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-            "Message": message,
-        });
-        let invocation = emulator.invoke(event.to_string().into_bytes()).await?;
+        let invocation = emulator
+            .invoke(esgflow_local::emulator::timer_event(trigger, message))
+            .await?;
         print_result(&invocation.result);
         failed += usize::from(!invocation.result.is_response());
     }

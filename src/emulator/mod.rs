@@ -501,3 +501,15 @@ fn finish(shared: &Shared, result: InvocationResult) -> StatusCode {
         None => StatusCode::BAD_REQUEST,
     }
 }
+
+/// A Timer trigger event as SCF sends it, fired now.
+pub fn timer_event(trigger: &str, message: &str) -> Vec<u8> {
+    serde_json::json!({
+        "Type": "Timer",
+        "TriggerName": trigger,
+        "Time": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        "Message": message,
+    })
+    .to_string()
+    .into_bytes()
+}

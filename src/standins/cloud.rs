@@ -387,12 +387,14 @@ fn api(state: &mut CloudState, headers: &HeaderMap, body: &[u8]) -> (StatusCode,
         })
     };
     let area = request.get("Area").and_then(Value::as_str).unwrap_or("");
-    let mut items: Vec<Value> = if action == "DescribeSecurityGroupList" && !state.areas.is_empty()
-    {
-        state.areas.get(area).cloned().unwrap_or_default()
+    // Filtered by reference: only the page served is copied (a 20,000-rule account is read in
+    // 400 pages).
+    let all = if action == "DescribeSecurityGroupList" && !state.areas.is_empty() {
+        state.areas.get(area)
     } else {
-        state.items.get(&action).cloned().unwrap_or_default()
+        state.items.get(&action)
     };
+    let mut items: Vec<&Value> = all.map(|items| items.iter().collect()).unwrap_or_default();
     if action == "DescribeSecurityGroupList" {
         let direction = number("Direction");
         items.retain(|i| i.get("Direction").and_then(Value::as_u64) == direction);
@@ -442,7 +444,7 @@ fn api(state: &mut CloudState, headers: &HeaderMap, body: &[u8]) -> (StatusCode,
             (start, limit)
         }
     };
-    let page: Vec<Value> = items.into_iter().skip(start).take(size).collect();
+    let page: Vec<Value> = items.into_iter().skip(start).take(size).cloned().collect();
     let total = match paging {
         Paging::PageNo {
             total_as_string: true,

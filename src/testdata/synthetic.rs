@@ -13,6 +13,7 @@ use esgflow::core::snapshot::{
 };
 
 use esgflow::core::engine::FlowKey;
+use serde_json::{json, Value};
 
 /// A small, fast, seedable PRNG (SplitMix64).
 #[derive(Debug, Clone)]
@@ -269,4 +270,90 @@ pub fn flows(count: usize, vpcs: u64, seed: u64) -> Vec<FlowKey> {
             }
         })
         .collect()
+}
+
+/// The cfw and vpc API answers (list items per action, as [`crate::standins::cloud`] serves
+/// them) from which the sync function would build a snapshot like [`snapshot`]`(rules, vpcs,
+/// seed)`: every rule as a new-ESG rule (`DescribeEnterpriseSecurityGroupRule`), the address and
+/// service templates, and one VPC per address block.
+pub fn export(
+    rules: usize,
+    vpcs: u64,
+    seed: u64,
+) -> std::collections::BTreeMap<String, Vec<Value>> {
+    let snapshot = snapshot(rules, vpcs, seed);
+    let mut items = std::collections::BTreeMap::<String, Vec<Value>>::new();
+    let rules = snapshot
+        .rules
+        .iter()
+        .map(|rule| {
+            json!({
+                "Id": rule.uuid,
+                "OrderIndex": rule.order.to_string(),
+                "RuleAction": match rule.action {
+                    RuleAction::Accept => "accept",
+                    RuleAction::Drop => "drop",
+                    RuleAction::Observe => "log",
+                    RuleAction::Unknown => "unknown",
+                },
+                "SourceType": rule.source.kind.as_str(),
+                "SourceContent": rule.source.content,
+                "DestType": rule.destination.kind.as_str(),
+                "DestContent": rule.destination.content,
+                "Protocol": rule.protocol,
+                "Port": rule.port,
+                "ServiceTemplateId": rule.service_template.clone().unwrap_or_default(),
+                "Description": rule.description,
+                "Enable": if rule.enabled { "true" } else { "false" },
+                "Uid": "",
+                "Scope": "SG",
+            })
+        })
+        .collect();
+    items.insert("DescribeEnterpriseSecurityGroupRule".into(), rules);
+    let templates = snapshot
+        .address_templates
+        .iter()
+        .map(|(id, t)| {
+            json!({
+                "AddressTemplateId": id,
+                "AddressTemplateName": t.name,
+                "AddressSet": t.addresses,
+                "AddressExtraSet": t.addresses.iter()
+                    .map(|a| json!({"Address": a, "Description": ""}))
+                    .collect::<Vec<_>>(),
+                "CreatedTime": "2026-01-01 00:00:00",
+                "TagSet": [],
+            })
+        })
+        .collect();
+    items.insert("DescribeAddressTemplates".into(), templates);
+    let services = snapshot
+        .service_templates
+        .iter()
+        .map(|(id, t)| {
+            json!({
+                "ServiceTemplateId": id,
+                "ServiceTemplateName": t.name,
+                "ServiceSet": t.services,
+                "ServiceExtraSet": t.services.iter()
+                    .map(|s| json!({"Service": s, "Description": ""}))
+                    .collect::<Vec<_>>(),
+                "CreatedTime": "2026-01-01 00:00:00",
+            })
+        })
+        .collect();
+    items.insert("DescribeServiceTemplates".into(), services);
+    let vpcs = (0..vpcs)
+        .map(|v| {
+            json!({
+                "VpcId": format!("vpc-{v:08x}"),
+                "VpcName": format!("vpc {v}"),
+                "CidrBlock": format!("10.{v}.0.0/16"),
+                "AssistantCidrSet": [],
+            })
+        })
+        .collect();
+    items.insert("DescribeVpcs".into(), vpcs);
+    items
 }
