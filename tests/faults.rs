@@ -299,3 +299,73 @@ async fn a_redirect_is_not_followed() {
     assert_eq!((state.redirected, state.followed), (1, 0));
     assert!(state.accepted.is_empty());
 }
+
+/// A snapshot store that takes connections and never answers, at the lookup function's cold
+/// start: start-up gives up within its budget, and a request that needs the rules is answered
+/// 503 `snapshot_unavailable` before the function's time limit instead of being killed by it.
+#[tokio::test]
+async fn a_hanging_snapshot_store_at_cold_start_gets_lookup_a_503_inside_the_deadline() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    // Accepts every connection and holds it open without a byte of answer.
+    let hang = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let env = vec![
+        ("TENCENTCLOUD_REGION".to_string(), "ap-shanghai".to_string()),
+        (
+            "TENCENTCLOUD_SECRETID".to_string(),
+            esgflow_local::standins::cloud::SECRET_ID.to_string(),
+        ),
+        (
+            "TENCENTCLOUD_SECRETKEY".to_string(),
+            esgflow_local::standins::cloud::SECRET_KEY.to_string(),
+        ),
+        (
+            "ESGFLOW_COS_ENDPOINT".to_string(),
+            format!("http://{address}"),
+        ),
+        (
+            "ESGFLOW_SNAPSHOT".to_string(),
+            "cos://esg-1250000000/snapshots".to_string(),
+        ),
+        (
+            "ESGFLOW_LOOKUP_TOKEN".to_string(),
+            "lookup-test-token-0123".to_string(),
+        ),
+    ];
+    let limit = Duration::from_secs(4);
+    let mut lookup = common::emulator_timed("lookup", env, limit).await;
+    let request = serde_json::json!({
+        "requestContext": {"path": "/v1/snapshot", "httpMethod": "GET", "requestId": "r"},
+        "headers": {"authorization": "Bearer lookup-test-token-0123"},
+        "path": "/v1/snapshot", "queryString": {}, "httpMethod": "GET", "isBase64Encoded": false,
+    });
+    let invocation = lookup
+        .invoke(request.to_string().into_bytes())
+        .await
+        .expect("the function answers itself");
+    let wire = invocation.result.json();
+    assert_eq!(wire["statusCode"], 503, "{wire}");
+    let body: serde_json::Value = serde_json::from_str(wire["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "snapshot_unavailable", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("cos://esg-1250000000/snapshots")),
+        "{body}"
+    );
+    // Start-up gave up within its 5 s (under the 10 s init timeout), and the answer came
+    // before the time limit, its load having stopped a second short of it.
+    let init = invocation.init_duration.expect("a cold start");
+    assert!(init < Duration::from_secs(7), "init took {init:?}");
+    assert!(
+        invocation.duration < limit - Duration::from_millis(500),
+        "{:?}",
+        invocation.duration
+    );
+    hang.abort();
+}

@@ -29,9 +29,6 @@ use crate::core::flowlog::{self, FlowRecord, Parsed, SkipReason};
 use crate::events::{scan, ClsTriggerEvent, DecodeError, DecodeLimits, DecodedBatch};
 use crate::runtime::Diagnostic;
 
-/// Time kept back from the deadline while loading the snapshot.
-pub(crate) const SNAPSHOT_LOAD_MARGIN: Duration = Duration::from_millis(1000);
-
 /// How many sample records are kept per skip reason.
 pub(crate) const SAMPLES_PER_REASON: usize = 3;
 /// Longest excerpt of a bad record kept in a sample.
@@ -200,10 +197,7 @@ impl AuditFunction {
         let started = Instant::now();
         let (batch, flows) = parse_batch(event, &self.config.decode_limits)?;
         // Loading the snapshot leaves time to write and to report: it never runs to the deadline.
-        let load_by = deadline
-            .checked_sub(SNAPSHOT_LOAD_MARGIN)
-            .unwrap_or(deadline)
-            .max(Instant::now());
+        let load_by = crate::app::snapshot_cache::load_by(deadline);
         let engine = self.engine(load_by).await?;
         let (switches, monitoring_switches_error) = self
             .snapshots

@@ -22,6 +22,19 @@ pub struct SnapshotUnavailable {
     pub message: String,
 }
 
+/// Time a load for an invocation keeps back from its deadline, to answer or report with (a
+/// load that ran to the deadline would leave the platform to kill the function instead).
+pub(crate) const LOAD_MARGIN: Duration = Duration::from_millis(1000);
+
+/// When a load for an invocation ending at `deadline` gives up: [`LOAD_MARGIN`] before it, or
+/// now when less is left.
+pub(crate) fn load_by(deadline: Instant) -> Instant {
+    deadline
+        .checked_sub(LOAD_MARGIN)
+        .unwrap_or(deadline)
+        .max(Instant::now())
+}
+
 /// A cached, compiled snapshot read from a store.
 #[derive(Debug)]
 pub struct SnapshotCache {

@@ -499,7 +499,10 @@ impl Lookup {
             .snapshots
             .lock()
             .await
-            .switches_by(Instant::now(), deadline)
+            .switches_by(
+                Instant::now(),
+                crate::app::snapshot_cache::load_by(deadline),
+            )
             .await;
         let monitored = self.monitored.with_switches(&switches);
         let listed = |id: &str| match &self.monitored {
@@ -886,10 +889,11 @@ impl Lookup {
         &self,
         deadline: Instant,
     ) -> Result<std::sync::Arc<Engine>, Failure> {
+        let load_by = crate::app::snapshot_cache::load_by(deadline);
         self.snapshots
             .lock()
             .await
-            .engine_by(Instant::now(), deadline)
+            .engine_by(Instant::now(), load_by)
             .await
             .map_err(|err| fail(503, "snapshot_unavailable", err.to_string()))
     }
