@@ -72,7 +72,7 @@ measure: package ## release health check: zip and binary sizes, init time (media
 	$(ESGFLOW) measure --bin-dir $(RELEASE_DIR) --dist dist
 
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := cls_event flow_record snapshot_values apigw_request explain_body judge
+FUZZ_TARGETS := cls_event flow_record snapshot_values apigw_request explain_body judge audit
 
 fuzz: ## run every cargo-fuzz target for FUZZ_SECONDS (default 60) each, on nightly; new inputs join fuzz/corpus/
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked

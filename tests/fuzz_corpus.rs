@@ -62,14 +62,19 @@ fn every_regression_input_passes_its_entry_point() {
     }
 }
 
+/// Every target has its corpus, its hand-written seeds and its regression inputs, none empty
+/// (a missing or empty directory would replay nothing and pass).
 #[test]
 fn every_target_has_a_corpus() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     for (target, _) in TARGETS {
-        assert!(
-            root.join("corpus").join(target).is_dir(),
-            "no corpus for {target}"
-        );
+        for kind in ["corpus", "seeds", "regressions"] {
+            let files = std::fs::read_dir(root.join(kind).join(target)).map_or(0, |d| {
+                d.filter(|f| f.as_ref().is_ok_and(|f| f.path().is_file()))
+                    .count()
+            });
+            assert!(files > 0, "no {kind} inputs for {target}");
+        }
         assert!(
             root.join("fuzz_targets")
                 .join(format!("{target}.rs"))

@@ -125,13 +125,19 @@ fn harness() -> &'static Harness {
     })
 }
 
-fn serve(request: &ApiGatewayRequest) {
+/// The harness's answer to `request`: the lookup application over a 200-rule synthetic
+/// snapshot, no records store, token [`TOKEN`], 64 KB body cap.
+pub fn answer(request: &ApiGatewayRequest) -> esgflow::events::ApiGatewayResponse {
     let harness = harness();
-    let response = harness.runtime.block_on(harness.lookup.handle(
+    harness.runtime.block_on(harness.lookup.handle(
         request,
         "fuzz",
         Instant::now() + Duration::from_secs(5),
-    ));
+    ))
+}
+
+fn serve(request: &ApiGatewayRequest) {
+    let response = answer(request);
     assert!(
         [200, 400, 401, 404, 405, 413, 503].contains(&response.status_code),
         "status {} for {request:?}: {}",
@@ -219,6 +225,72 @@ pub fn judge(data: &[u8]) {
     }
 }
 
+/// The audit function's whole path on one batch, short of the network: decode → parse → judge
+/// → encode. The bytes are read as a CLS trigger event (decompressed and parsed), else as the
+/// decompressed batch, else as flow-log lines put into a batch; the flows are judged against the
+/// sample snapshot and the records encoded into CLS upload bodies. Every body must decode back
+/// (LZ4, then protobuf) into exactly the records judged, in order, field by field (a value cut
+/// at CLS's 1 MB limit is a prefix, and named in the truncated-fields field).
+pub fn audit(data: &[u8]) {
+    use esgflow::adapters::tencent::cls::{encode_bodies, LogGroupList};
+    use esgflow::app::audit::{parse_batch, parse_general, parse_scanned};
+    use esgflow::core::classify::{judge, Monitored};
+    use prost::Message;
+    let limits = limits();
+    let parsed = if let Ok(event) = serde_json::from_slice::<ClsTriggerEvent>(data) {
+        parse_batch(&event, &limits).ok()
+    } else if data.trim_ascii_start().starts_with(b"{") {
+        parse_scanned(data, &limits).or_else(|| parse_general(data, &limits).ok())
+    } else {
+        let records: Vec<serde_json::Value> = String::from_utf8_lossy(data)
+            .lines()
+            .map(|line| serde_json::json!({"timestamp": "1763942400", "content": line}))
+            .collect();
+        let batch = serde_json::json!({ "records": records }).to_string();
+        parse_general(batch.as_bytes(), &limits).ok()
+    };
+    let Some((report, flows)) = parsed else {
+        return;
+    };
+    assert_eq!(report.parsed, flows.len());
+    let judged = judge(sample_engine(), flows, &Monitored::All);
+    let records: Vec<_> = judged.records.iter().collect();
+    let bodies = encode_bodies(&records);
+    let mut logs = Vec::new();
+    for (count, body) in &bodies.bodies {
+        // LZ4 expands at most 255-fold: a small body needs no 6 MB buffer.
+        let bound = (body.len() * 255 + 64).min(6_100_000);
+        let raw = lz4_flex::block::decompress(body, bound).expect("a body decompresses");
+        let list = LogGroupList::decode(raw.as_slice()).expect("a body is a LogGroupList");
+        assert_eq!(list.log_group_list.len(), 1, "one group a body");
+        assert_eq!(list.log_group_list[0].logs.len(), *count);
+        logs.extend(list.log_group_list.into_iter().flat_map(|group| group.logs));
+    }
+    assert_eq!(logs.len(), records.len(), "every record is encoded once");
+    for (record, log) in records.iter().zip(&logs) {
+        assert_eq!(log.time, record.time() as i64 * 1000);
+        let mut expected = Vec::new();
+        record.visit(|key, value| expected.push((key, value.to_string())));
+        let (truncated, contents): (Vec<_>, Vec<_>) = log
+            .contents
+            .iter()
+            .partition(|c| c.key == esgflow::adapters::tencent::cls::TRUNCATED_FIELDS);
+        assert_eq!(contents.len(), expected.len(), "{record:?}");
+        for ((key, value), content) in expected.iter().zip(contents) {
+            assert_eq!(content.key, *key);
+            if content.value != *value {
+                assert!(value.starts_with(&content.value), "{key} changed");
+                assert!(
+                    truncated
+                        .iter()
+                        .any(|t| t.value.split(',').any(|k| k == *key)),
+                    "{key} cut without being named"
+                );
+            }
+        }
+    }
+}
+
 /// A fuzzing entry point.
 pub type Entry = fn(&[u8]);
 
@@ -230,4 +302,5 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("apigw_request", apigw_request),
     ("explain_body", explain_body),
     ("judge", judge),
+    ("audit", audit),
 ];

@@ -203,7 +203,7 @@ fn handler_failure<E: Into<Diagnostic> + Debug>(err: E) -> Diagnostic {
 }
 
 /// Deserializes an event, naming the path of the first field that does not fit.
-pub(crate) fn deserialize_event<A: DeserializeOwned>(body: &[u8]) -> Result<A, Diagnostic> {
+pub fn deserialize_event<A: DeserializeOwned>(body: &[u8]) -> Result<A, Diagnostic> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let path = err.path().to_string();

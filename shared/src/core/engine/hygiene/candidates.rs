@@ -152,6 +152,19 @@ fn span(ranges: &Ranges) -> (u128, u128) {
     (ranges[0].0, ranges[ranges.len() - 1].1)
 }
 
+/// A box's family pair (its index in [`PAIRS`]) and its spans in the three dimensions; `None` for
+/// a box with an empty dimension or a pair of other families.
+fn spans(region: &Region) -> Option<(usize, [(u128, u128); 3])> {
+    let pair = PAIRS.iter().position(|&p| p == region.families)?;
+    if region.src.is_empty() || region.dst.is_empty() || region.keys.is_empty() {
+        return None;
+    }
+    Some((
+        pair,
+        [span(&region.src), span(&region.dst), span(&region.keys)],
+    ))
+}
+
 /// Family pairs, in the order of [`Candidates::pairs`].
 const PAIRS: [(u8, u8); 4] = [(4, 4), (4, 6), (6, 4), (6, 6)];
 
@@ -178,18 +191,8 @@ impl Candidates {
         let words = rules.div_ceil(64);
         let mut boxes: [[Vec<(u128, u128, u32)>; 3]; 4] = Default::default();
         for (rule, space) in spaces.enumerate() {
-            for region in space.into_iter().flatten() {
-                let Some(pair) = PAIRS.iter().position(|&p| p == region.families) else {
-                    continue;
-                };
-                if region.src.is_empty() || region.dst.is_empty() || region.keys.is_empty() {
-                    continue;
-                }
-                for (dimension, ranges) in [&region.src, &region.dst, &region.keys]
-                    .into_iter()
-                    .enumerate()
-                {
-                    let (lo, hi) = span(ranges);
+            for (pair, spans) in space.into_iter().flatten().filter_map(spans) {
+                for (dimension, (lo, hi)) in spans.into_iter().enumerate() {
                     boxes[pair][dimension].push((lo, hi, rule as u32));
                 }
             }
@@ -218,22 +221,11 @@ impl Candidates {
         let words = out.0.len();
         let mut found = vec![0u64; words];
         let mut scratch = vec![0u64; words];
-        for region in regions {
-            let Some(Some(orders)) = PAIRS
-                .iter()
-                .position(|&p| p == region.families)
-                .map(|pair| &self.pairs[pair])
-            else {
+        for (pair, spans) in regions.iter().filter_map(spans) {
+            let Some(orders) = &self.pairs[pair] else {
                 continue;
             };
-            if region.src.is_empty() || region.dst.is_empty() || region.keys.is_empty() {
-                continue;
-            }
-            for (dimension, ranges) in [&region.src, &region.dst, &region.keys]
-                .into_iter()
-                .enumerate()
-            {
-                let (lo, hi) = span(ranges);
+            for (dimension, (lo, hi)) in spans.into_iter().enumerate() {
                 orders[dimension].select(lo, hi, &mut found, &mut scratch, dimension == 0);
             }
             for (a, b) in out.0.iter_mut().zip(&found) {
