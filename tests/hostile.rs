@@ -343,21 +343,23 @@ fn hostile_event(payload: &serde_json::Value) -> Result<ClsTriggerEvent, String>
         return esgflow::runtime::deserialize_event(text("event").as_bytes())
             .map_err(|diagnostic| diagnostic.error_message);
     }
-    let data = if payload["gzip"].is_string() {
-        base64::engine::general_purpose::STANDARD.encode(gzip(text("gzip").as_bytes()))
+    if let Some(data) = payload["base64"].as_str() {
+        return serde_json::from_value(json!({"clslogs": {"data": data}}))
+            .map_err(|err| err.to_string());
+    }
+    let compressed = if payload["gzip"].is_string() {
+        gzip(text("gzip").as_bytes())
     } else if payload["gzip_cut"].is_string() {
         let whole = gzip(text("gzip_cut").as_bytes());
-        base64::engine::general_purpose::STANDARD.encode(&whole[..whole.len() / 2])
+        whole[..whole.len() / 2].to_vec()
     } else if payload["zlib"].is_string() {
         let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
         z.write_all(text("zlib").as_bytes()).unwrap();
-        base64::engine::general_purpose::STANDARD.encode(z.finish().unwrap())
-    } else if payload["raw"].is_string() {
-        base64::engine::general_purpose::STANDARD.encode(text("raw"))
+        z.finish().unwrap()
     } else {
-        text("base64")
+        text("raw").into_bytes()
     };
-    serde_json::from_value(json!({"clslogs": {"data": data}})).map_err(|err| err.to_string())
+    Ok(event_of_payload(&compressed))
 }
 
 /// Each hostile event: refused as a whole with an error naming what was wrong (the platform

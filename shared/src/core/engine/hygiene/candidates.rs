@@ -171,7 +171,6 @@ const PAIRS: [(u8, u8); 4] = [(4, 4), (4, 6), (6, 4), (6, 6)];
 /// The index over every determinate rule's match space.
 #[derive(Debug)]
 pub(super) struct Candidates {
-    rules: usize,
     /// Per family pair: source, destination and service-key orders (`None`: no box of that pair).
     pairs: [Option<[Order; 3]>; 4],
     /// Rules that are always candidates (in effect but unresolvable: they might match anything).
@@ -207,11 +206,7 @@ impl Candidates {
         for rule in always {
             all.insert(rule);
         }
-        Candidates {
-            rules,
-            pairs,
-            always: all,
-        }
+        Candidates { pairs, always: all }
     }
 
     /// The rules with a box whose spans overlap those of a box of `regions`, and the rules that
@@ -232,7 +227,6 @@ impl Candidates {
                 *a |= b;
             }
         }
-        debug_assert_eq!(out.0.len(), self.rules.div_ceil(64));
         out
     }
 }
