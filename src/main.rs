@@ -451,6 +451,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             admin_token,
             mut run,
         } => {
+            let mut stop = Stop::catch()?;
             // The lookup function's deployed limit (template.yaml), unless one was asked for:
             // a traffic view over a week of a large store needs more than 3 s in a debug build.
             if run.timeout_ms == 3000 {
@@ -477,7 +478,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 "lookup API on http://{} (Authorization: Bearer <token>); Ctrl-C to stop",
                 gateway.addr
             );
-            stopped().await?;
+            stop.requested().await;
             // Dropping the gateway drops the emulator, which kills the function process.
             drop(gateway);
             Ok(ExitCode::SUCCESS)
@@ -882,12 +883,28 @@ fn print_result(result: &InvocationResult) {
     }
 }
 
-/// Waits for Ctrl-C (SIGINT) or SIGTERM (a service manager, `kill`), so the caller can stop its
-/// function processes instead of leaving them behind.
-async fn stopped() -> std::io::Result<()> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result,
-        _ = terminate.recv() => Ok(()),
+/// Ctrl-C (SIGINT) and SIGTERM (a service manager, `kill`), caught from the moment this is
+/// made, so the caller can stop its function processes instead of leaving them behind: a signal
+/// that arrives while they are still starting is kept and answered once start-up ends.
+struct Stop {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Stop {
+    fn catch() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Waits for either signal (at once if one already came).
+    async fn requested(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
     }
 }

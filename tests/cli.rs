@@ -308,12 +308,43 @@ fn explain_reads_ipv4_mapped_addresses_as_ipv4() {
 /// process too; it once stayed behind for about a minute.
 #[test]
 fn serve_stops_its_function_process_on_sigterm() {
-    use std::time::{Duration, Instant};
     let (mut serving, _) = start_serve(&[]);
-    let serve = &mut serving.0;
-    // Its children, whichever thread spawned them.
-    let pid = serve.id();
-    let children: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+    let child = serve_children(&serving.0)[0];
+    terminate_and_expect_gone(&mut serving.0, child);
+}
+
+/// A SIGTERM that arrives while serve is still starting its lookup process (or just as it
+/// announces its address) is honoured once start-up ends: serve stops and takes the process
+/// with it. The handler was once installed only after the announcement, so a signal before it
+/// killed serve outright and left the lookup process running.
+#[test]
+fn serve_signalled_while_starting_still_stops_its_function_process() {
+    use std::time::{Duration, Instant};
+    common::function_binary("lookup");
+    let mut serving = common::serve::Serving(
+        Command::new(env!("CARGO_BIN_EXE_esgflow"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["--token", "local-token-0123456789", "--snapshot"])
+            .arg(common::sample_snapshot())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // The moment the lookup process exists, before it has said it is ready.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let child = loop {
+        if let Some(&child) = serve_children(&serving.0).first() {
+            break child;
+        }
+        assert!(Instant::now() < deadline, "serve never started lookup");
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    terminate_and_expect_gone(&mut serving.0, child);
+}
+
+/// The processes `serve` has started, whichever of its threads spawned them.
+fn serve_children(serve: &std::process::Child) -> Vec<u32> {
+    let children: Vec<u32> = std::fs::read_dir(format!("/proc/{}/task", serve.id()))
         .unwrap()
         .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("children")).ok())
         .flat_map(|list| {
@@ -322,19 +353,33 @@ fn serve_stops_its_function_process_on_sigterm() {
                 .collect::<Vec<u32>>()
         })
         .collect();
-    assert_eq!(children.len(), 1, "one lookup process: {children:?}");
-    let child = children[0];
+    assert!(children.len() <= 1, "one lookup process: {children:?}");
+    children
+}
+
+/// Sends SIGTERM to `serve`; it must exit by itself and `child` must be gone (or at most a zombie
+/// waiting for init to reap it) soon after.
+fn terminate_and_expect_gone(serve: &mut std::process::Child, child: u32) {
+    use std::os::unix::process::ExitStatusExt;
+    use std::time::{Duration, Instant};
     let killed = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
+        .args(["-TERM", &serve.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
     let deadline = Instant::now() + Duration::from_secs(10);
-    while serve.try_wait().unwrap().is_none() {
+    let status = loop {
+        if let Some(status) = serve.try_wait().unwrap() {
+            break status;
+        }
         assert!(Instant::now() < deadline, "esgflow serve did not stop");
         std::thread::sleep(Duration::from_millis(50));
-    }
-    // Gone, or at most a zombie waiting for init to reap it.
+    };
+    assert_eq!(
+        status.signal(),
+        None,
+        "esgflow serve was killed by the signal instead of handling it"
+    );
     let alive = |pid: u32| {
         std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .map(|stat| !stat.contains(") Z "))
