@@ -568,6 +568,48 @@ async fn paging_follows_the_totals() {
     assert!(stub.problems().is_empty(), "{:?}", stub.problems());
 }
 
+/// The listings page side by side, each action at its own pace: with 500 rules the paced rule
+/// listing takes ten pages at 20 a second, and the VPC, template and instance listings are all
+/// asked before its last page instead of after it (at 20,000 rules this keeps a sync run near
+/// the 20 s the rule listing alone needs).
+#[tokio::test]
+async fn the_listings_page_side_by_side() {
+    let stub = CloudStub::start(esgflow_local::testdata::synthetic::export(500, 4, 7))
+        .await
+        .unwrap();
+    let mut sync = sync_with(&stub, vec![]).await;
+    let run = sync.invoke(common::timer_event()).await.unwrap();
+    let summary = run.result.json();
+    assert!(run.result.is_response(), "{summary}");
+    assert_eq!(summary["rules"], 500, "{summary}");
+    assert_eq!(summary["published"], true, "{summary}");
+    let actions: Vec<String> = stub
+        .state
+        .lock()
+        .unwrap()
+        .requests
+        .iter()
+        .map(|r| r.action.clone())
+        .collect();
+    let rule_pages: Vec<usize> = (0..actions.len())
+        .filter(|&i| actions[i] == "DescribeEnterpriseSecurityGroupRule")
+        .collect();
+    assert_eq!(rule_pages.len(), 10, "{actions:?}");
+    let last_rule_page = rule_pages[9];
+    for other in [
+        "DescribeVpcs",
+        "DescribeAddressTemplates",
+        "DescribeInstances",
+    ] {
+        let first = actions.iter().position(|a| a == other);
+        assert!(
+            first.is_some_and(|i| i < last_rule_page),
+            "{other} waited for the rule listing: {actions:?}"
+        );
+    }
+    assert!(stub.problems().is_empty(), "{:?}", stub.problems());
+}
+
 /// Two differing copies of one rule in the answers (the rules changed while they were paged):
 /// sync reads every listing once more, then keeps one copy by the importer's order-independent
 /// choice and says so in a warning; the snapshot is still published.
