@@ -4,3 +4,4 @@
 pub mod deploy;
 pub mod measure;
 pub mod package;
+pub mod provision;

@@ -5,6 +5,7 @@
 //! and runs on a [`Server`]; the API 3.0 stand-ins check every request against the action's
 //! official definition ([`contract`]).
 
+pub mod account;
 pub mod alerts;
 pub mod cloud;
 pub mod cls;

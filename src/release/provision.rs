@@ -1,0 +1,513 @@
+//! What `esgflow deploy` creates before the functions: the CLS logset and the hits and traffic
+//! topics, each with the key-value index esgflow's queries and the console's filters need
+//! ([`HITS_INDEX`], [`TRAFFIC_INDEX`]: the one list the query builders use), through the CLS API
+//! (`DescribeLogsets`/`CreateLogset`, `DescribeTopics`/`CreateTopic`, `DescribeIndex`/
+//! `CreateIndex`/`ModifyIndex`, tccli `cls/v20201016/api.json`).
+//!
+//! Every step reads first and changes only what differs, so a second run with nothing changed
+//! calls nothing that writes. An index that lacks a field, has it with another type, or has
+//! statistics off where a query needs them is modified (fields someone added by hand are kept),
+//! with a warning: CLS applies index changes only to logs written afterwards
+//! (<https://www.tencentcloud.com/document/product/614/39594>).
+//!
+//! Whether a topic has no index yet is read three ways, because the API documents none of them
+//! as the only one: the topic's `Index` flag in `DescribeTopics`, a `ResourceNotFound…` error from
+//! `DescribeIndex`, or an answer without a `Rule`. A `CreateIndex` refused because an index
+//! exists falls back to `ModifyIndex`.
+
+use std::time::Instant;
+
+use esgflow::adapters::tencent::api::{ApiClient, ApiError};
+use esgflow::adapters::tencent::cls_query::{FieldKind, IndexField, HITS_INDEX, TRAFFIC_INDEX};
+use serde_json::{json, Value};
+
+/// CLS API version.
+const CLS: (&str, &str) = ("cls", "2020-10-16");
+
+/// The full-text tokenizer CLS's console proposes (the official `DescribeIndex` example's).
+const FULL_TEXT_TOKENIZER: &str = "@&?|#()='\",;:<>[]{}/ \n\t\r\\";
+
+/// How a resource is left by a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Absent: created.
+    Create,
+    /// Present but different: changed in place.
+    Update,
+    /// Present as wanted: left alone.
+    Keep,
+}
+
+impl Change {
+    /// How the resources table names it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Change::Create => "create",
+            Change::Update => "update",
+            Change::Keep => "keep",
+        }
+    }
+}
+
+/// One row of the resources table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// `cls logset`, `cls topic`, `cls index`.
+    pub kind: &'static str,
+    /// Its name (and id once known).
+    pub name: String,
+    /// What the run does (or, in a dry run, would do).
+    pub change: Change,
+    /// Why, for an update; empty otherwise.
+    pub detail: String,
+}
+
+/// The names of what the deploy owns in CLS.
+#[derive(Debug, Clone)]
+pub struct ClsNames {
+    /// The logset.
+    pub logset: String,
+    /// The hits topic (hit, rule_hits, rule_change, rule_hygiene records).
+    pub hits_topic: String,
+    /// The traffic topic.
+    pub traffic_topic: String,
+    /// Days CLS keeps logs.
+    pub period_days: u32,
+}
+
+impl ClsNames {
+    /// The names for stack `stack`: `<stack>` logset, `<stack>-hits` and `<stack>-traffic` topics.
+    pub fn for_stack(stack: &str) -> Self {
+        Self {
+            logset: stack.to_string(),
+            hits_topic: format!("{stack}-hits"),
+            traffic_topic: format!("{stack}-traffic"),
+            period_days: 30,
+        }
+    }
+}
+
+/// What the CLS step did (or, in a dry run, would do).
+#[derive(Debug, Clone, Default)]
+pub struct ClsOutcome {
+    /// One row per resource, in the order they are handled.
+    pub steps: Vec<Step>,
+    /// The hits topic's id (`None` in a dry run that would create it).
+    pub hits_topic_id: Option<String>,
+    /// The traffic topic's id.
+    pub traffic_topic_id: Option<String>,
+    /// Things the operator must know (an index changed applies to new logs only).
+    pub warnings: Vec<String>,
+}
+
+/// The index rule a topic with `fields` needs: full text on (the CLS console's default), and a
+/// key-value index with each field's type and statistics flag. Text fields are not split (an
+/// address, an id or a verdict is searched whole).
+pub fn index_rule(fields: &[IndexField]) -> Value {
+    let key_values: Vec<Value> = fields.iter().map(key_value).collect();
+    json!({
+        "FullText": {"CaseSensitive": false, "Tokenizer": FULL_TEXT_TOKENIZER, "ContainZH": false},
+        "KeyValue": {"CaseSensitive": false, "KeyValues": key_values},
+    })
+}
+
+fn key_value(field: &IndexField) -> Value {
+    let kind = match field.kind {
+        FieldKind::Text => "text",
+        FieldKind::Long => "long",
+    };
+    json!({"Key": field.name, "Value": {
+        "Type": kind, "Tokenizer": "", "SqlFlag": field.statistics, "ContainZH": false}})
+}
+
+/// `actual` made to serve `fields`: the rule to send and what had to change (empty: nothing).
+/// Fields not in `fields` are kept as they are; the full-text part is left as found, or set
+/// when there is none.
+pub fn merged_rule(actual: Option<&Value>, fields: &[IndexField]) -> (Value, Vec<String>) {
+    let Some(actual) = actual.filter(|rule| rule.is_object()) else {
+        return (index_rule(fields), vec!["no index".into()]);
+    };
+    let mut rule = actual.clone();
+    let mut changes = Vec::new();
+    if rule.get("FullText").is_none_or(Value::is_null) {
+        rule["FullText"] = index_rule(&[])["FullText"].clone();
+    }
+    if rule.get("KeyValue").is_none_or(Value::is_null) {
+        rule["KeyValue"] = json!({"CaseSensitive": false, "KeyValues": []});
+    }
+    if !rule["KeyValue"]["KeyValues"].is_array() {
+        rule["KeyValue"]["KeyValues"] = json!([]);
+    }
+    let key_values = rule["KeyValue"]["KeyValues"]
+        .as_array_mut()
+        .expect("made an array above");
+    for field in fields {
+        let wanted = key_value(field);
+        let found = key_values
+            .iter_mut()
+            .find(|kv| kv.get("Key").and_then(Value::as_str) == Some(field.name));
+        match found {
+            None => {
+                changes.push(format!("add {}", field.name));
+                key_values.push(wanted);
+            }
+            Some(kv) => {
+                let kind = kv.pointer("/Value/Type").and_then(Value::as_str);
+                let statistics = kv.pointer("/Value/SqlFlag").and_then(Value::as_bool);
+                let wanted_kind = wanted["Value"]["Type"].as_str();
+                if kind != wanted_kind {
+                    changes.push(format!(
+                        "{}: type {} → {}",
+                        field.name,
+                        kind.unwrap_or("none"),
+                        wanted_kind.unwrap_or_default()
+                    ));
+                    *kv = wanted;
+                } else if field.statistics && statistics != Some(true) {
+                    changes.push(format!("{}: statistics on", field.name));
+                    kv["Value"]["SqlFlag"] = json!(true);
+                }
+            }
+        }
+    }
+    (rule, changes)
+}
+
+/// A topic as `DescribeTopics` lists it.
+#[derive(Debug, Clone)]
+struct Topic {
+    id: String,
+    /// The `Index` flag, when the answer carries it.
+    indexed: Option<bool>,
+}
+
+/// Makes sure the logset, both topics and their indexes exist as esgflow needs them. With
+/// `dry_run`, only reads. `existing` names topics the operator already has (by id): they are
+/// used instead of creating ours, and their indexes are checked all the same.
+pub async fn ensure_cls(
+    client: &ApiClient,
+    names: &ClsNames,
+    existing: (Option<&str>, Option<&str>),
+    dry_run: bool,
+    deadline: Instant,
+) -> Result<ClsOutcome, ApiError> {
+    let mut outcome = ClsOutcome::default();
+    let needs_logset = existing.0.is_none() || existing.1.is_none();
+    let mut logset_id = None;
+    if needs_logset {
+        logset_id = find_logset(client, &names.logset, deadline).await?;
+        let change = if logset_id.is_some() {
+            Change::Keep
+        } else {
+            Change::Create
+        };
+        if logset_id.is_none() && !dry_run {
+            let created = call(
+                client,
+                "CreateLogset",
+                json!({"LogsetName": names.logset}),
+                deadline,
+            )
+            .await?;
+            logset_id = Some(text(&created, "LogsetId", "CreateLogset")?);
+        }
+        outcome.steps.push(Step {
+            kind: "cls logset",
+            name: with_id(&names.logset, logset_id.as_deref()),
+            change,
+            detail: String::new(),
+        });
+    }
+    for (topic_name, given, fields, is_hits) in [
+        (&names.hits_topic, existing.0, HITS_INDEX, true),
+        (&names.traffic_topic, existing.1, TRAFFIC_INDEX, false),
+    ] {
+        let (topic, change) = match given {
+            Some(id) => (
+                Some(Topic {
+                    id: id.to_string(),
+                    indexed: None,
+                }),
+                Change::Keep,
+            ),
+            None => {
+                let found = match &logset_id {
+                    Some(logset) => find_topic(client, logset, topic_name, deadline).await?,
+                    None => None,
+                };
+                match found {
+                    Some(topic) => (Some(topic), Change::Keep),
+                    None if dry_run => (None, Change::Create),
+                    None => {
+                        let logset = logset_id.as_deref().expect("created above unless dry run");
+                        let created = call(
+                            client,
+                            "CreateTopic",
+                            json!({"LogsetId": logset, "TopicName": topic_name,
+                                "Period": names.period_days,
+                                "Describes": "esgflow ESG flow-log records"}),
+                            deadline,
+                        )
+                        .await?;
+                        let id = text(&created, "TopicId", "CreateTopic")?;
+                        (
+                            Some(Topic {
+                                id,
+                                indexed: Some(false),
+                            }),
+                            Change::Create,
+                        )
+                    }
+                }
+            }
+        };
+        let label = given.map_or_else(|| topic_name.to_string(), |id| id.to_string());
+        outcome.steps.push(Step {
+            kind: "cls topic",
+            name: with_id(&label, topic.as_ref().map(|t| t.id.as_str())),
+            change,
+            detail: String::new(),
+        });
+        let index = match &topic {
+            Some(topic) => ensure_index(client, topic, fields, dry_run, deadline).await?,
+            None => Step {
+                kind: "cls index",
+                name: String::new(),
+                change: Change::Create,
+                detail: format!("{} fields", fields.len()),
+            },
+        };
+        if index.change == Change::Update {
+            outcome.warnings.push(format!(
+                "the index of {label} changed ({}): CLS applies it only to logs written from now on; older records are not searchable by the new fields",
+                index.detail
+            ));
+        }
+        outcome.steps.push(Step {
+            name: label.clone(),
+            ..index
+        });
+        let id = topic.map(|t| t.id);
+        if is_hits {
+            outcome.hits_topic_id = id;
+        } else {
+            outcome.traffic_topic_id = id;
+        }
+    }
+    Ok(outcome)
+}
+
+async fn ensure_index(
+    client: &ApiClient,
+    topic: &Topic,
+    fields: &[IndexField],
+    dry_run: bool,
+    deadline: Instant,
+) -> Result<Step, ApiError> {
+    let actual = if topic.indexed == Some(false) {
+        None
+    } else {
+        match call(
+            client,
+            "DescribeIndex",
+            json!({"TopicId": topic.id}),
+            deadline,
+        )
+        .await
+        {
+            Ok(answer) => Some(answer),
+            Err(error) if error.code.starts_with("ResourceNotFound") => None,
+            Err(error) => return Err(error),
+        }
+    };
+    let rule = actual
+        .as_ref()
+        .and_then(|a| a.get("Rule"))
+        .filter(|r| !r.is_null());
+    let enabled = actual
+        .as_ref()
+        .and_then(|a| a.get("Status"))
+        .and_then(Value::as_bool);
+    let (wanted, mut changes) = merged_rule(rule, fields);
+    let change = match (rule.is_some(), changes.is_empty(), enabled) {
+        (false, ..) => Change::Create,
+        (true, true, Some(false)) => {
+            changes.push("switched on".into());
+            Change::Update
+        }
+        (true, true, _) => Change::Keep,
+        (true, false, _) => Change::Update,
+    };
+    if !dry_run {
+        match change {
+            Change::Keep => {}
+            Change::Create => {
+                let created = call(
+                    client,
+                    "CreateIndex",
+                    json!({"TopicId": topic.id, "Rule": wanted, "Status": true}),
+                    deadline,
+                )
+                .await;
+                match created {
+                    Ok(_) => {}
+                    // An index the reads did not see: change it instead.
+                    Err(error) if error.code.contains("Exist") => {
+                        modify_index(client, &topic.id, &wanted, deadline).await?;
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+            Change::Update => modify_index(client, &topic.id, &wanted, deadline).await?,
+        }
+    }
+    Ok(Step {
+        kind: "cls index",
+        name: topic.id.clone(),
+        change,
+        detail: if change == Change::Create {
+            format!("{} fields", fields.len())
+        } else {
+            changes.join(", ")
+        },
+    })
+}
+
+async fn modify_index(
+    client: &ApiClient,
+    topic: &str,
+    rule: &Value,
+    deadline: Instant,
+) -> Result<(), ApiError> {
+    call(
+        client,
+        "ModifyIndex",
+        json!({"TopicId": topic, "Rule": rule, "Status": true}),
+        deadline,
+    )
+    .await
+    .map(drop)
+}
+
+async fn find_logset(
+    client: &ApiClient,
+    name: &str,
+    deadline: Instant,
+) -> Result<Option<String>, ApiError> {
+    let filters =
+        json!({"Filters": [{"Key": "logsetName", "Values": [name]}], "Offset": 0, "Limit": 100});
+    let answer = call(client, "DescribeLogsets", filters, deadline).await?;
+    // The filter may match by part of the name: only an exact name counts.
+    let id = listed(&answer, "Logsets")
+        .find(|l| l.get("LogsetName").and_then(Value::as_str) == Some(name))
+        .and_then(|l| l.get("LogsetId").and_then(Value::as_str))
+        .map(str::to_string);
+    Ok(id)
+}
+
+async fn find_topic(
+    client: &ApiClient,
+    logset: &str,
+    name: &str,
+    deadline: Instant,
+) -> Result<Option<Topic>, ApiError> {
+    let filters = json!({"Filters": [
+            {"Key": "topicName", "Values": [name]},
+            {"Key": "logsetId", "Values": [logset]}],
+        "PreciseSearch": 1, "Offset": 0, "Limit": 100});
+    let answer = call(client, "DescribeTopics", filters, deadline).await?;
+    let topic = listed(&answer, "Topics")
+        .find(|t| {
+            t.get("TopicName").and_then(Value::as_str) == Some(name)
+                && t.get("LogsetId").and_then(Value::as_str) == Some(logset)
+        })
+        .and_then(|t| {
+            Some(Topic {
+                id: t.get("TopicId")?.as_str()?.to_string(),
+                indexed: t.get("Index").and_then(Value::as_bool),
+            })
+        });
+    Ok(topic)
+}
+
+fn listed<'a>(answer: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
+    answer
+        .get(key)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+}
+
+async fn call(
+    client: &ApiClient,
+    action: &str,
+    body: Value,
+    deadline: Instant,
+) -> Result<Value, ApiError> {
+    client.call(CLS.0, CLS.1, action, &body, deadline).await
+}
+
+fn text(answer: &Value, key: &str, action: &str) -> Result<String, ApiError> {
+    answer
+        .get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| ApiError {
+            action: action.to_string(),
+            code: "BadResponse".into(),
+            message: format!("the answer has no {key}"),
+            request_id: String::new(),
+        })
+}
+
+fn with_id(name: &str, id: Option<&str>) -> String {
+    match id {
+        Some(id) if id != name => format!("{name} ({id})"),
+        _ => name.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rule_serving_every_field_is_kept_and_a_missing_flag_is_set() {
+        let rule = index_rule(HITS_INDEX);
+        assert_eq!(merged_rule(Some(&rule), HITS_INDEX).1, Vec::<String>::new());
+        let mut lacking = rule.clone();
+        lacking["KeyValue"]["KeyValues"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|kv| kv["Key"] != "rule_uuid");
+        lacking["KeyValue"]["KeyValues"][0]["Value"]["SqlFlag"] = json!(false);
+        lacking["KeyValue"]["KeyValues"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"Key": "mine", "Value": {"Type": "text"}}));
+        let (merged, changes) = merged_rule(Some(&lacking), HITS_INDEX);
+        assert_eq!(changes, ["record_type: statistics on", "add rule_uuid"]);
+        let keys: Vec<&str> = merged["KeyValue"]["KeyValues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|kv| kv["Key"].as_str().unwrap())
+            .collect();
+        assert!(keys.contains(&"mine"), "a hand-added field is kept");
+        assert_eq!(
+            merged_rule(Some(&merged), HITS_INDEX).1,
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn a_field_of_the_wrong_type_is_replaced() {
+        let mut rule = index_rule(HITS_INDEX);
+        rule["KeyValue"]["KeyValues"][3]["Value"]["Type"] = json!("text");
+        let (_, changes) = merged_rule(Some(&rule), HITS_INDEX);
+        assert_eq!(changes, ["src_ip_num: type text → long"]);
+        assert_eq!(merged_rule(None, HITS_INDEX).1, ["no index"]);
+        assert_eq!(merged_rule(Some(&Value::Null), HITS_INDEX).1, ["no index"]);
+    }
+}

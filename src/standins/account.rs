@@ -1,0 +1,319 @@
+//! A local stand-in for the management side of an account that `esgflow deploy` builds in: CLS
+//! logsets, topics and indexes (`DescribeLogsets`, `CreateLogset`, `DescribeTopics`,
+//! `CreateTopic`, `DescribeIndex`, `CreateIndex`, `ModifyIndex`, and their deletes). Like the
+//! other API 3.0 stand-ins it checks the TC3 signature and refuses, before anything else, what
+//! the action's official definition refuses ([`super::contract`]); then it keeps state, so a
+//! second deploy sees what the first one created.
+//!
+//! Where the real service's answer for a topic without an index is unconfirmed, the stand-in
+//! can give each reading ([`NoIndex`]).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use serde_json::{json, Value};
+
+use super::cloud::{check_tc3, SECRET_ID, SECRET_KEY};
+use super::{contract, header};
+
+/// How `DescribeIndex` answers for a topic that has no index (the API does not document it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NoIndex {
+    /// An error, `ResourceNotFound.IndexNotExist`.
+    #[default]
+    NotFound,
+    /// A normal answer with `Status` false and no `Rule`.
+    EmptyRule,
+}
+
+/// One topic.
+#[derive(Debug, Clone)]
+pub struct Topic {
+    /// `TopicId`.
+    pub id: String,
+    /// `TopicName`.
+    pub name: String,
+    /// `LogsetId`.
+    pub logset: String,
+    /// `Period`, days.
+    pub period: i64,
+    /// The index rule and its status, once created.
+    pub index: Option<(Value, bool)>,
+}
+
+/// What the account holds and what it was asked.
+#[derive(Debug, Default)]
+pub struct AccountState {
+    /// Logsets: id → name.
+    pub logsets: BTreeMap<String, String>,
+    /// Topics by id.
+    pub topics: BTreeMap<String, Topic>,
+    /// How a missing index is answered.
+    pub no_index: NoIndex,
+    /// Every action asked, in order (refused ones too).
+    pub actions: Vec<String>,
+    /// Requests refused by signature or definition (a passing test expects none).
+    pub problems: Vec<String>,
+    next_id: u64,
+}
+
+impl AccountState {
+    /// The actions asked that change something.
+    pub fn writes(&self) -> Vec<String> {
+        self.actions
+            .iter()
+            .filter(|a| !a.starts_with("Describe"))
+            .cloned()
+            .collect()
+    }
+
+    fn id(&mut self, prefix: &str) -> String {
+        self.next_id += 1;
+        format!("{prefix}-{:08x}-stub", self.next_id)
+    }
+}
+
+/// A running stand-in; stopped on drop.
+pub struct AccountStub {
+    /// Shared state.
+    pub state: Arc<Mutex<AccountState>>,
+    /// `http://127.0.0.1:<port>`, the API endpoint.
+    pub url: String,
+    _server: super::Server,
+}
+
+impl AccountStub {
+    /// Starts an empty account on an ephemeral port.
+    pub async fn start() -> std::io::Result<Self> {
+        contract::definitions("cls", "2020-10-16").map_err(std::io::Error::other)?;
+        let state = Arc::new(Mutex::new(AccountState::default()));
+        let app = Router::new()
+            .route("/", post(handle))
+            .with_state(state.clone());
+        let server = super::Server::start("127.0.0.1:0", app).await?;
+        Ok(Self {
+            state,
+            url: server.url(),
+            _server: server,
+        })
+    }
+
+    /// Problems seen so far.
+    pub fn problems(&self) -> Vec<String> {
+        self.state.lock().expect("stub lock").problems.clone()
+    }
+}
+
+async fn handle(
+    State(state): State<Arc<Mutex<AccountState>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
+    let mut state = state.lock().expect("stub lock");
+    let action = header(&headers, "x-tc-action").to_string();
+    state.actions.push(action.clone());
+    if let Err(problem) = check_tc3(&headers, &body, SECRET_ID, SECRET_KEY, &["cls"]) {
+        state.problems.push(format!("{action}: {problem}"));
+        return error("AuthFailure.SignatureFailure", &problem);
+    }
+    let request: Value = serde_json::from_slice(&body).unwrap_or_default();
+    if let Err(refusal) = contract::check(&headers, &action, &request) {
+        state
+            .problems
+            .push(format!("{action}: {}: {}", refusal.code, refusal.message));
+        return error(refusal.code, &refusal.message);
+    }
+    let answer = match action.as_str() {
+        "DescribeLogsets" => describe_logsets(&state, &request),
+        "CreateLogset" => {
+            let name = request["LogsetName"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if state.logsets.values().any(|n| *n == name) {
+                return error(
+                    "InvalidParameter.LogsetConflict",
+                    "a logset of this name exists",
+                );
+            }
+            let id = state.id("logset");
+            state.logsets.insert(id.clone(), name);
+            json!({"LogsetId": id})
+        }
+        "DeleteLogset" => {
+            let id = request["LogsetId"].as_str().unwrap_or_default();
+            if state.topics.values().any(|t| t.logset == id) {
+                return error("OperationDenied", "the logset still has topics");
+            }
+            if state.logsets.remove(id).is_none() {
+                return error("ResourceNotFound.LogsetNotExist", "no such logset");
+            }
+            json!({})
+        }
+        "DescribeTopics" => describe_topics(&state, &request),
+        "CreateTopic" => {
+            let logset = request["LogsetId"].as_str().unwrap_or_default().to_string();
+            let name = request["TopicName"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if !state.logsets.contains_key(&logset) {
+                return error("ResourceNotFound.LogsetNotExist", "no such logset");
+            }
+            if state
+                .topics
+                .values()
+                .any(|t| t.logset == logset && t.name == name)
+            {
+                return error(
+                    "InvalidParameter.TopicConflict",
+                    "a topic of this name exists in the logset",
+                );
+            }
+            let id = state.id("topic");
+            let period = request["Period"].as_i64().unwrap_or(30);
+            state.topics.insert(
+                id.clone(),
+                Topic {
+                    id: id.clone(),
+                    name,
+                    logset,
+                    period,
+                    index: None,
+                },
+            );
+            json!({"TopicId": id})
+        }
+        "DeleteTopic" => {
+            let id = request["TopicId"].as_str().unwrap_or_default();
+            if state.topics.remove(id).is_none() {
+                return error("ResourceNotFound.TopicNotExist", "no such topic");
+            }
+            json!({})
+        }
+        "DescribeIndex" | "CreateIndex" | "ModifyIndex" | "DeleteIndex" => {
+            let no_index = state.no_index;
+            let id = request["TopicId"].as_str().unwrap_or_default();
+            let Some(topic) = state.topics.get_mut(id) else {
+                return error("ResourceNotFound.TopicNotExist", "no such topic");
+            };
+            match (action.as_str(), topic.index.as_mut()) {
+                ("DescribeIndex", Some((rule, status))) => {
+                    json!({"TopicId": id, "Status": status, "Rule": rule,
+                        "ModifyTime": "2026-11-28 12:00:00", "IncludeInternalFields": false, "MetadataFlag": 0})
+                }
+                ("DescribeIndex", None) if no_index == NoIndex::EmptyRule => {
+                    json!({"TopicId": id, "Status": false, "Rule": null})
+                }
+                ("CreateIndex", Some(_)) => {
+                    return error("FailedOperation.IndexExist", "the topic has an index")
+                }
+                ("ModifyIndex", Some((rule, status))) => {
+                    if let Some(new) = request.get("Rule") {
+                        *rule = new.clone();
+                    }
+                    if let Some(new) = request.get("Status").and_then(Value::as_bool) {
+                        *status = new;
+                    }
+                    json!({})
+                }
+                ("CreateIndex", None) => {
+                    topic.index = Some((
+                        request["Rule"].clone(),
+                        request["Status"].as_bool().unwrap_or(true),
+                    ));
+                    json!({})
+                }
+                ("DeleteIndex", Some(_)) => {
+                    topic.index = None;
+                    json!({})
+                }
+                _ => return error("ResourceNotFound.IndexNotExist", "the topic has no index"),
+            }
+        }
+        other => {
+            return error(
+                "InvalidAction",
+                &format!("the account stand-in does not serve {other}"),
+            )
+        }
+    };
+    let mut response = answer;
+    response["RequestId"] = json!(format!("stub-{}", state.actions.len()));
+    (StatusCode::OK, json!({ "Response": response }).to_string())
+}
+
+fn filter<'a>(request: &'a Value, key: &str) -> Option<Vec<&'a str>> {
+    request["Filters"].as_array()?.iter().find_map(|f| {
+        (f["Key"] == key).then(|| {
+            f["Values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect()
+        })
+    })
+}
+
+/// A name filter matches by part of the name, as the real one does unless `PreciseSearch` is 1.
+fn name_matches(name: &str, wanted: &Option<Vec<&str>>, precise: bool) -> bool {
+    wanted.as_ref().is_none_or(|values| {
+        values.iter().any(|v| {
+            if precise {
+                name == *v
+            } else {
+                name.contains(v)
+            }
+        })
+    })
+}
+
+fn describe_logsets(state: &AccountState, request: &Value) -> Value {
+    let wanted = filter(request, "logsetName");
+    let logsets: Vec<Value> = state
+        .logsets
+        .iter()
+        .filter(|(_, name)| name_matches(name, &wanted, false))
+        .map(|(id, name)| {
+            json!({"LogsetId": id, "LogsetName": name, "CreateTime": "2026-11-28 12:00:00",
+            "TopicCount": state.topics.values().filter(|t| &t.logset == id).count(), "Tags": []})
+        })
+        .collect();
+    json!({"TotalCount": logsets.len(), "Logsets": logsets})
+}
+
+fn describe_topics(state: &AccountState, request: &Value) -> Value {
+    let names = filter(request, "topicName");
+    let logsets = filter(request, "logsetId");
+    let precise = request["PreciseSearch"].as_u64() == Some(1);
+    let topics: Vec<Value> = state
+        .topics
+        .values()
+        .filter(|t| name_matches(&t.name, &names, precise))
+        .filter(|t| {
+            logsets
+                .as_ref()
+                .is_none_or(|l| l.contains(&t.logset.as_str()))
+        })
+        .map(|t| {
+            json!({"TopicId": t.id, "TopicName": t.name, "LogsetId": t.logset, "Period": t.period,
+            "Index": t.index.is_some(), "Status": true, "PartitionCount": 1, "StorageType": "hot",
+            "CreateTime": "2026-11-28 12:00:00", "BizType": 0})
+        })
+        .collect();
+    json!({"TotalCount": topics.len(), "Topics": topics})
+}
+
+fn error(code: &str, message: &str) -> (StatusCode, String) {
+    (
+        StatusCode::OK,
+        json!({"Response": {"Error": {"Code": code, "Message": message}, "RequestId": "stub"}})
+            .to_string(),
+    )
+}

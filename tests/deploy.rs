@@ -1,0 +1,247 @@
+//! `esgflow deploy`'s CLS step against the account stand-in, which refuses what the official
+//! definitions refuse: the first run creates the logset, both topics and their indexes; a second
+//! run with nothing changed writes nothing; an index that lost a statistics flag is modified once,
+//! with a warning; a topic without an index is read the same under every reading of "no index".
+
+use std::time::{Duration, Instant};
+
+use esgflow::adapters::tencent::api::ApiClient;
+use esgflow::adapters::tencent::cls_query::{HITS_INDEX, TRAFFIC_INDEX};
+use esgflow_local::release::provision::{ensure_cls, index_rule, Change, ClsNames, ClsOutcome};
+use esgflow_local::standins::account::{AccountStub, NoIndex, Topic};
+use serde_json::json;
+
+fn client(stub: &AccountStub) -> ApiClient {
+    ApiClient::new("ap-guangzhou", Some(stub.url.clone())).with_credentials(
+        esgflow::adapters::tencent::Credentials {
+            secret_id: esgflow_local::standins::cloud::SECRET_ID.into(),
+            secret_key: esgflow_local::standins::cloud::SECRET_KEY.into(),
+            token: None,
+        },
+    )
+}
+
+async fn run(
+    stub: &AccountStub,
+    existing: (Option<&str>, Option<&str>),
+    dry_run: bool,
+) -> ClsOutcome {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    ensure_cls(
+        &client(stub),
+        &ClsNames::for_stack("esgflow"),
+        existing,
+        dry_run,
+        deadline,
+    )
+    .await
+    .unwrap()
+}
+
+fn changes(outcome: &ClsOutcome) -> Vec<(&'static str, Change)> {
+    outcome.steps.iter().map(|s| (s.kind, s.change)).collect()
+}
+
+fn take_writes(stub: &AccountStub) -> Vec<String> {
+    let mut state = stub.state.lock().unwrap();
+    let writes = state.writes();
+    state.actions.clear();
+    writes
+}
+
+#[tokio::test]
+async fn a_second_run_changes_nothing_and_a_changed_index_is_modified_once() {
+    let stub = AccountStub::start().await.unwrap();
+    // A dry run on an empty account reads and would create everything.
+    let planned = run(&stub, (None, None), true).await;
+    assert_eq!(
+        changes(&planned),
+        [
+            ("cls logset", Change::Create),
+            ("cls topic", Change::Create),
+            ("cls index", Change::Create),
+            ("cls topic", Change::Create),
+            ("cls index", Change::Create),
+        ]
+    );
+    assert_eq!(
+        take_writes(&stub),
+        Vec::<String>::new(),
+        "a dry run writes nothing"
+    );
+
+    let first = run(&stub, (None, None), false).await;
+    assert_eq!(changes(&first), changes(&planned));
+    assert_eq!(
+        take_writes(&stub),
+        [
+            "CreateLogset",
+            "CreateTopic",
+            "CreateIndex",
+            "CreateTopic",
+            "CreateIndex"
+        ]
+    );
+    let (hits, traffic) = (
+        first.hits_topic_id.clone().unwrap(),
+        first.traffic_topic_id.clone().unwrap(),
+    );
+    {
+        let state = stub.state.lock().unwrap();
+        assert_eq!(state.topics[&hits].name, "esgflow-hits");
+        assert_eq!(
+            state.topics[&hits].index,
+            Some((index_rule(HITS_INDEX), true))
+        );
+        assert_eq!(state.topics[&traffic].name, "esgflow-traffic");
+        assert_eq!(
+            state.topics[&traffic].index,
+            Some((index_rule(TRAFFIC_INDEX), true))
+        );
+    }
+
+    let second = run(&stub, (None, None), false).await;
+    assert!(
+        second.steps.iter().all(|s| s.change == Change::Keep),
+        "{:?}",
+        second.steps
+    );
+    assert_eq!(take_writes(&stub), Vec::<String>::new());
+    assert_eq!(
+        (second.hits_topic_id, second.traffic_topic_id),
+        (Some(hits.clone()), Some(traffic.clone()))
+    );
+    assert!(second.warnings.is_empty());
+
+    // Someone switched statistics off for rule_uuid and added a field of their own.
+    {
+        let mut state = stub.state.lock().unwrap();
+        let rule = &mut state
+            .topics
+            .get_mut(&hits)
+            .unwrap()
+            .index
+            .as_mut()
+            .unwrap()
+            .0;
+        let key_values = rule["KeyValue"]["KeyValues"].as_array_mut().unwrap();
+        for kv in key_values.iter_mut() {
+            if kv["Key"] == "rule_uuid" {
+                kv["Value"]["SqlFlag"] = json!(false);
+            }
+        }
+        key_values.push(json!({"Key": "team", "Value": {"Type": "text", "SqlFlag": false}}));
+    }
+    let third = run(&stub, (None, None), false).await;
+    assert_eq!(take_writes(&stub), ["ModifyIndex"]);
+    let index = third
+        .steps
+        .iter()
+        .find(|s| s.change == Change::Update)
+        .unwrap();
+    assert_eq!(index.detail, "rule_uuid: statistics on");
+    assert!(
+        third.warnings[0].contains("only to logs written from now on"),
+        "{:?}",
+        third.warnings
+    );
+    {
+        let state = stub.state.lock().unwrap();
+        let rule = &state.topics[&hits].index.as_ref().unwrap().0;
+        assert!(
+            rule.to_string().contains("\"team\""),
+            "a hand-added field is kept"
+        );
+    }
+    assert_eq!(
+        run(&stub, (None, None), false).await.warnings,
+        Vec::<String>::new()
+    );
+    assert_eq!(take_writes(&stub), Vec::<String>::new());
+    assert!(stub.problems().is_empty(), "{:?}", stub.problems());
+}
+
+/// Topics the operator already has, without indexes: whether `DescribeIndex` answers "not
+/// found" or an empty rule, each gets the index created; no logset or topic is created.
+#[tokio::test]
+async fn existing_topics_without_an_index_get_one_under_every_reading() {
+    for reading in [NoIndex::NotFound, NoIndex::EmptyRule] {
+        let stub = AccountStub::start().await.unwrap();
+        {
+            let mut state = stub.state.lock().unwrap();
+            state.no_index = reading;
+            state.logsets.insert("theirs".into(), "their-logs".into());
+            for id in ["their-hits", "their-traffic"] {
+                state.topics.insert(
+                    id.into(),
+                    Topic {
+                        id: id.into(),
+                        name: id.into(),
+                        logset: "theirs".into(),
+                        period: 7,
+                        index: None,
+                    },
+                );
+            }
+        }
+        let outcome = run(&stub, (Some("their-hits"), Some("their-traffic")), false).await;
+        assert_eq!(
+            changes(&outcome),
+            [
+                ("cls topic", Change::Keep),
+                ("cls index", Change::Create),
+                ("cls topic", Change::Keep),
+                ("cls index", Change::Create),
+            ],
+            "{reading:?}"
+        );
+        assert_eq!(
+            take_writes(&stub),
+            ["CreateIndex", "CreateIndex"],
+            "{reading:?}"
+        );
+        assert_eq!(outcome.hits_topic_id.as_deref(), Some("their-hits"));
+        let again = run(&stub, (Some("their-hits"), Some("their-traffic")), false).await;
+        assert!(
+            again.steps.iter().all(|s| s.change == Change::Keep),
+            "{reading:?}"
+        );
+        assert!(
+            stub.problems().is_empty(),
+            "{reading:?}: {:?}",
+            stub.problems()
+        );
+    }
+}
+
+/// The stand-in is the judge: a request the official definition refuses is refused (here a
+/// `CreateTopic` without its required `LogsetId`), so the tests above passing means every call
+/// the deploy made was one the definitions accept.
+#[tokio::test]
+async fn the_stand_in_refuses_what_the_definition_refuses() {
+    let stub = AccountStub::start().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refused = client(&stub)
+        .call(
+            "cls",
+            "2020-10-16",
+            "CreateTopic",
+            &json!({"TopicName": "x"}),
+            deadline,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, "MissingParameter");
+    let refused = client(&stub)
+        .call(
+            "cls",
+            "2020-10-16",
+            "CreateLogset",
+            &json!({"LogsetName": "x", "Colour": 1}),
+            deadline,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, "UnknownParameter");
+    assert_eq!(stub.problems().len(), 2);
+}
