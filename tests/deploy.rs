@@ -245,3 +245,103 @@ async fn the_stand_in_refuses_what_the_definition_refuses() {
     assert_eq!(refused.code, "UnknownParameter");
     assert_eq!(stub.problems().len(), 2);
 }
+
+fn roles(hits_topic: &str) -> Vec<esgflow_local::release::provision::RoleSpec> {
+    use esgflow_local::release::deploy::{role_specs, Stack, Values};
+    let stack =
+        Stack::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("template.yaml"))
+            .unwrap();
+    let topic = hits_topic.to_string();
+    let values = Values::resolve(&stack, &move |name| match name {
+        "ESG_HITS_TOPIC_ID" => Some(topic.clone()),
+        "APPID" => Some("1250000000".into()),
+        "UIN" => Some("100000000001".into()),
+        _ => None,
+    })
+    .unwrap();
+    role_specs(&stack, &values).unwrap()
+}
+
+async fn ensure_roles(
+    stub: &AccountStub,
+    roles: &[esgflow_local::release::provision::RoleSpec],
+) -> Vec<(&'static str, Change)> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    esgflow_local::release::provision::ensure_roles(&client(stub), roles, false, deadline)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| (s.kind, s.change))
+        .collect()
+}
+
+/// The three execution roles: created trusting SCF with their policies attached; a second run
+/// writes nothing; a changed policy becomes a new default version (the oldest other version
+/// deleted first once CAM's five are used); a role that trusts something else is made to trust
+/// SCF.
+#[tokio::test]
+async fn roles_trust_scf_and_carry_the_template_policies() {
+    let stub = AccountStub::start().await.unwrap();
+    let specs = roles("topic-hits-1");
+    assert_eq!(
+        specs.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+        ["esgflow-audit", "esgflow-lookup", "esgflow-sync"]
+    );
+    let first = ensure_roles(&stub, &specs).await;
+    assert!(first.iter().all(|(_, c)| *c == Change::Create), "{first:?}");
+    assert_eq!(
+        take_writes(&stub),
+        ["CreateRole", "CreatePolicy", "AttachRolePolicy"].repeat(3)
+    );
+    {
+        let state = stub.state.lock().unwrap();
+        for spec in &specs {
+            assert!(state.roles[&spec.name].contains("scf.qcloud.com"));
+            let id = state.attached[&spec.name][0];
+            let document: serde_json::Value =
+                serde_json::from_str(state.policies[&id].document()).unwrap();
+            assert_eq!(document, spec.policy);
+        }
+        // The sync role may write the hits topic it was given, and nothing else in CLS.
+        let sync = state
+            .policies
+            .values()
+            .find(|p| p.name == "esgflow-sync-policy")
+            .unwrap();
+        assert!(sync.document().contains("topic/topic-hits-1"));
+    }
+    let second = ensure_roles(&stub, &specs).await;
+    assert!(second.iter().all(|(_, c)| *c == Change::Keep), "{second:?}");
+    assert_eq!(take_writes(&stub), Vec::<String>::new());
+
+    // The hits topic changed: every policy naming it gets a new version, five times over.
+    for round in 2..=6 {
+        let changed = roles(&format!("topic-hits-{round}"));
+        ensure_roles(&stub, &changed).await;
+        let writes = take_writes(&stub);
+        let expected: &[&str] = if round <= 5 {
+            &["CreatePolicyVersion"]
+        } else {
+            &["DeletePolicyVersion", "CreatePolicyVersion"]
+        };
+        assert_eq!(writes, expected.repeat(3), "round {round}");
+    }
+    {
+        let mut state = stub.state.lock().unwrap();
+        let audit = state
+            .policies
+            .values()
+            .find(|p| p.name == "esgflow-audit-policy")
+            .unwrap();
+        assert!(audit.document().contains("topic-hits-6"));
+        assert_eq!(audit.versions.len(), 5);
+        state.roles.insert(
+            "esgflow-lookup".into(),
+            r#"{"version":"2.0","statement":[]}"#.into(),
+        );
+    }
+    let mended = ensure_roles(&stub, &roles("topic-hits-6")).await;
+    assert_eq!(mended[3], ("cam role", Change::Update));
+    assert_eq!(take_writes(&stub), ["UpdateAssumeRolePolicy"]);
+    assert!(stub.problems().is_empty(), "{:?}", stub.problems());
+}

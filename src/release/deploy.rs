@@ -356,3 +356,24 @@ pub fn write_all(
     }
     Ok(dirs)
 }
+
+/// The execution roles the stack needs, one per function: `template.yaml`'s role name, a policy
+/// named `<role>-policy`, and the policy document with the parameters filled in.
+pub fn role_specs(
+    stack: &Stack,
+    values: &Values,
+) -> Result<Vec<super::provision::RoleSpec>, String> {
+    stack
+        .functions
+        .iter()
+        .map(|(name, function)| {
+            let generated = generate(stack, name, values, false)?;
+            Ok(super::provision::RoleSpec {
+                name: function.role.clone(),
+                policy_name: format!("{}-policy", function.role),
+                policy: serde_json::from_str(&generated.policy_json)
+                    .map_err(|e| format!("{name}'s policy: {e}"))?,
+            })
+        })
+        .collect()
+}

@@ -1,8 +1,14 @@
-//! What `esgflow deploy` creates before the functions: the CLS logset and the hits and traffic
-//! topics, each with the key-value index esgflow's queries and the console's filters need
-//! ([`HITS_INDEX`], [`TRAFFIC_INDEX`]: the one list the query builders use), through the CLS API
-//! (`DescribeLogsets`/`CreateLogset`, `DescribeTopics`/`CreateTopic`, `DescribeIndex`/
-//! `CreateIndex`/`ModifyIndex`, tccli `cls/v20201016/api.json`).
+//! What `esgflow deploy` creates before the functions:
+//! - the CLS logset and the hits and traffic topics, each with the key-value index esgflow's
+//!   queries and the console's filters need ([`HITS_INDEX`], [`TRAFFIC_INDEX`]: the one list the
+//!   query builders use), through the CLS API (`DescribeLogsets`/`CreateLogset`,
+//!   `DescribeTopics`/`CreateTopic`, `DescribeIndex`/`CreateIndex`/`ModifyIndex`, tccli
+//!   `cls/v20201016/api.json`);
+//! - each function's execution role, trusting SCF (`scf.qcloud.com`,
+//!   <https://cloud.tencent.com/document/product/583/32389>), with its least-privilege policy
+//!   from `template.yaml` attached, through the CAM API (`GetRole`/`CreateRole`/
+//!   `UpdateAssumeRolePolicy`, `ListPolicies`/`GetPolicy`/`CreatePolicy`/`CreatePolicyVersion`,
+//!   `ListAttachedRolePolicies`/`AttachRolePolicy`, tccli `cam/v20190116/api.json`).
 //!
 //! Every step reads first and changes only what differs, so a second run with nothing changed
 //! calls nothing that writes. An index that lacks a field, has it with another type, or has
@@ -23,6 +29,15 @@ use serde_json::{json, Value};
 
 /// CLS API version.
 const CLS: (&str, &str) = ("cls", "2020-10-16");
+/// CAM API version.
+const CAM: (&str, &str) = ("cam", "2019-01-16");
+
+/// The trust policy of an execution role: SCF may assume it.
+pub const SCF_TRUST: &str = r#"{"version":"2.0","statement":[{"action":"name/sts:AssumeRole","effect":"allow","principal":{"service":["scf.qcloud.com"]}}]}"#;
+
+/// CAM keeps at most five versions of a policy; the oldest other than the default one is deleted
+/// before a sixth is made.
+const MAX_POLICY_VERSIONS: usize = 5;
 
 /// The full-text tokenizer CLS's console proposes (the official `DescribeIndex` example's).
 const FULL_TEXT_TOKENIZER: &str = "@&?|#()='\",;:<>[]{}/ \n\t\r\\";
@@ -445,6 +460,234 @@ async fn call(
     deadline: Instant,
 ) -> Result<Value, ApiError> {
     client.call(CLS.0, CLS.1, action, &body, deadline).await
+}
+
+async fn cam(
+    client: &ApiClient,
+    action: &str,
+    body: Value,
+    deadline: Instant,
+) -> Result<Value, ApiError> {
+    client.call(CAM.0, CAM.1, action, &body, deadline).await
+}
+
+/// One execution role the stack needs.
+#[derive(Debug, Clone)]
+pub struct RoleSpec {
+    /// The role's name (`template.yaml`'s `role`).
+    pub name: String,
+    /// Its policy's name.
+    pub policy_name: String,
+    /// The policy document (JSON).
+    pub policy: Value,
+}
+
+/// Makes sure each role exists, trusts SCF, and has its policy, as written, attached. With
+/// `dry_run`, only reads. Three rows per role: the role, its policy, the attachment.
+pub async fn ensure_roles(
+    client: &ApiClient,
+    roles: &[RoleSpec],
+    dry_run: bool,
+    deadline: Instant,
+) -> Result<Vec<Step>, ApiError> {
+    let mut steps = Vec::new();
+    for role in roles {
+        steps.push(ensure_role(client, role, dry_run, deadline).await?);
+        let (policy_id, step) = ensure_policy(client, role, dry_run, deadline).await?;
+        steps.push(step);
+        let attached = match (policy_id, steps[steps.len() - 2].change) {
+            (Some(id), Change::Keep | Change::Update) => {
+                let answer = cam(
+                    client,
+                    "ListAttachedRolePolicies",
+                    json!({"Page": 1, "Rp": 200, "RoleName": role.name}),
+                    deadline,
+                )
+                .await?;
+                let attached = listed(&answer, "List")
+                    .any(|p| p.get("PolicyId").and_then(Value::as_u64) == Some(id));
+                attached
+            }
+            _ => false,
+        };
+        let change = if attached {
+            Change::Keep
+        } else {
+            Change::Create
+        };
+        if !attached && !dry_run {
+            let id = policy_id.expect("a policy exists unless this is a dry run");
+            cam(
+                client,
+                "AttachRolePolicy",
+                json!({"PolicyId": id, "AttachRoleName": role.name}),
+                deadline,
+            )
+            .await?;
+        }
+        steps.push(Step {
+            kind: "cam attachment",
+            name: format!("{} → {}", role.policy_name, role.name),
+            change,
+            detail: String::new(),
+        });
+    }
+    Ok(steps)
+}
+
+async fn ensure_role(
+    client: &ApiClient,
+    role: &RoleSpec,
+    dry_run: bool,
+    deadline: Instant,
+) -> Result<Step, ApiError> {
+    let found = match cam(client, "GetRole", json!({"RoleName": role.name}), deadline).await {
+        Ok(answer) => answer.get("RoleInfo").filter(|r| r.is_object()).cloned(),
+        Err(error)
+            if error.code.starts_with("ResourceNotFound")
+                || error.code.contains("RoleNotExist") =>
+        {
+            None
+        }
+        Err(error) => return Err(error),
+    };
+    let trusts_scf = |info: &Value| {
+        info.get("PolicyDocument")
+            .and_then(Value::as_str)
+            .and_then(|doc| serde_json::from_str::<Value>(doc).ok())
+            .is_some_and(|doc| doc.to_string().contains("scf.qcloud.com"))
+    };
+    let (change, detail) = match &found {
+        None => (Change::Create, String::new()),
+        Some(info) if trusts_scf(info) => (Change::Keep, String::new()),
+        Some(_) => (Change::Update, "trust SCF".to_string()),
+    };
+    if !dry_run {
+        match change {
+            Change::Create => {
+                cam(
+                    client,
+                    "CreateRole",
+                    json!({"RoleName": role.name, "PolicyDocument": SCF_TRUST,
+                        "Description": "esgflow function execution role"}),
+                    deadline,
+                )
+                .await?;
+            }
+            Change::Update => {
+                cam(
+                    client,
+                    "UpdateAssumeRolePolicy",
+                    json!({"RoleName": role.name, "PolicyDocument": SCF_TRUST}),
+                    deadline,
+                )
+                .await?;
+            }
+            Change::Keep => {}
+        }
+    }
+    Ok(Step {
+        kind: "cam role",
+        name: role.name.clone(),
+        change,
+        detail,
+    })
+}
+
+/// The policy's id (none in a dry run that would create it) and its row.
+async fn ensure_policy(
+    client: &ApiClient,
+    role: &RoleSpec,
+    dry_run: bool,
+    deadline: Instant,
+) -> Result<(Option<u64>, Step), ApiError> {
+    let answer = cam(
+        client,
+        "ListPolicies",
+        json!({"Rp": 200, "Page": 1, "Scope": "Local", "Keyword": role.policy_name}),
+        deadline,
+    )
+    .await?;
+    // The keyword matches by part of the name: only the exact name counts.
+    let found = listed(&answer, "List")
+        .find(|p| p.get("PolicyName").and_then(Value::as_str) == Some(&role.policy_name))
+        .and_then(|p| p.get("PolicyId").and_then(Value::as_u64));
+    let document = role.policy.to_string();
+    let step = |change, detail: &str| Step {
+        kind: "cam policy",
+        name: role.policy_name.clone(),
+        change,
+        detail: detail.to_string(),
+    };
+    let Some(id) = found else {
+        if dry_run {
+            return Ok((None, step(Change::Create, "")));
+        }
+        let created = cam(
+            client,
+            "CreatePolicy",
+            json!({"PolicyName": role.policy_name, "PolicyDocument": document,
+                "Description": format!("esgflow: what {} may do", role.name)}),
+            deadline,
+        )
+        .await?;
+        let id = created
+            .get("PolicyId")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| ApiError {
+                action: "CreatePolicy".into(),
+                code: "BadResponse".into(),
+                message: "the answer has no PolicyId".into(),
+                request_id: String::new(),
+            })?;
+        return Ok((Some(id), step(Change::Create, "")));
+    };
+    let current = cam(client, "GetPolicy", json!({"PolicyId": id}), deadline).await?;
+    let same = current
+        .get("PolicyDocument")
+        .and_then(Value::as_str)
+        .and_then(|doc| serde_json::from_str::<Value>(doc).ok())
+        .is_some_and(|doc| doc == role.policy);
+    if same {
+        return Ok((Some(id), step(Change::Keep, "")));
+    }
+    if !dry_run {
+        let versions = cam(
+            client,
+            "ListPolicyVersions",
+            json!({"PolicyId": id}),
+            deadline,
+        )
+        .await?;
+        let versions: Vec<&Value> = listed(&versions, "Versions").collect();
+        if versions.len() >= MAX_POLICY_VERSIONS {
+            let oldest = versions
+                .iter()
+                .filter(|v| v.get("IsDefaultVersion").and_then(Value::as_i64) != Some(1))
+                .filter_map(|v| v.get("VersionId").and_then(Value::as_u64))
+                .min();
+            if let Some(oldest) = oldest {
+                cam(
+                    client,
+                    "DeletePolicyVersion",
+                    json!({"PolicyId": id, "VersionId": [oldest]}),
+                    deadline,
+                )
+                .await?;
+            }
+        }
+        cam(
+            client,
+            "CreatePolicyVersion",
+            json!({"PolicyId": id, "PolicyDocument": document, "SetAsDefault": true}),
+            deadline,
+        )
+        .await?;
+    }
+    Ok((
+        Some(id),
+        step(Change::Update, "statements differ from template.yaml"),
+    ))
 }
 
 fn text(answer: &Value, key: &str, action: &str) -> Result<String, ApiError> {

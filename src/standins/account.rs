@@ -1,6 +1,9 @@
 //! A local stand-in for the management side of an account that `esgflow deploy` builds in: CLS
 //! logsets, topics and indexes (`DescribeLogsets`, `CreateLogset`, `DescribeTopics`,
-//! `CreateTopic`, `DescribeIndex`, `CreateIndex`, `ModifyIndex`, and their deletes). Like the
+//! `CreateTopic`, `DescribeIndex`, `CreateIndex`, `ModifyIndex`, and their deletes) and CAM
+//! roles and policies (`GetRole`, `CreateRole`, `UpdateAssumeRolePolicy`, `ListPolicies`,
+//! `GetPolicy`, `CreatePolicy`, `ListPolicyVersions`, `CreatePolicyVersion`,
+//! `DeletePolicyVersion`, `ListAttachedRolePolicies`, `AttachRolePolicy`, and their deletes). Like the
 //! other API 3.0 stand-ins it checks the TC3 signature and refuses, before anything else, what
 //! the action's official definition refuses ([`super::contract`]); then it keeps state, so a
 //! second deploy sees what the first one created.
@@ -46,9 +49,33 @@ pub struct Topic {
     pub index: Option<(Value, bool)>,
 }
 
+/// One custom CAM policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// `PolicyName`.
+    pub name: String,
+    /// Its versions' documents, by version id; the default one is in force.
+    pub versions: BTreeMap<u64, String>,
+    /// The version in force.
+    pub default: u64,
+}
+
+impl Policy {
+    /// The document in force.
+    pub fn document(&self) -> &str {
+        &self.versions[&self.default]
+    }
+}
+
 /// What the account holds and what it was asked.
 #[derive(Debug, Default)]
 pub struct AccountState {
+    /// CAM roles: name → trust policy document.
+    pub roles: BTreeMap<String, String>,
+    /// CAM policies by id.
+    pub policies: BTreeMap<u64, Policy>,
+    /// Attached policies: role name → policy ids.
+    pub attached: BTreeMap<String, Vec<u64>>,
     /// Logsets: id → name.
     pub logsets: BTreeMap<String, String>,
     /// Topics by id.
@@ -67,7 +94,11 @@ impl AccountState {
     pub fn writes(&self) -> Vec<String> {
         self.actions
             .iter()
-            .filter(|a| !a.starts_with("Describe"))
+            .filter(|a| {
+                !["Describe", "Get", "List"]
+                    .iter()
+                    .any(|read| a.starts_with(read))
+            })
             .cloned()
             .collect()
     }
@@ -91,6 +122,7 @@ impl AccountStub {
     /// Starts an empty account on an ephemeral port.
     pub async fn start() -> std::io::Result<Self> {
         contract::definitions("cls", "2020-10-16").map_err(std::io::Error::other)?;
+        contract::definitions("cam", "2019-01-16").map_err(std::io::Error::other)?;
         let state = Arc::new(Mutex::new(AccountState::default()));
         let app = Router::new()
             .route("/", post(handle))
@@ -117,7 +149,7 @@ async fn handle(
     let mut state = state.lock().expect("stub lock");
     let action = header(&headers, "x-tc-action").to_string();
     state.actions.push(action.clone());
-    if let Err(problem) = check_tc3(&headers, &body, SECRET_ID, SECRET_KEY, &["cls"]) {
+    if let Err(problem) = check_tc3(&headers, &body, SECRET_ID, SECRET_KEY, &["cls", "cam"]) {
         state.problems.push(format!("{action}: {problem}"));
         return error("AuthFailure.SignatureFailure", &problem);
     }
@@ -236,6 +268,23 @@ async fn handle(
                 _ => return error("ResourceNotFound.IndexNotExist", "the topic has no index"),
             }
         }
+        "GetRole"
+        | "CreateRole"
+        | "UpdateAssumeRolePolicy"
+        | "DeleteRole"
+        | "ListPolicies"
+        | "GetPolicy"
+        | "CreatePolicy"
+        | "ListPolicyVersions"
+        | "CreatePolicyVersion"
+        | "DeletePolicyVersion"
+        | "DeletePolicy"
+        | "ListAttachedRolePolicies"
+        | "AttachRolePolicy"
+        | "DetachRolePolicy" => match cam(&mut state, &action, &request) {
+            Ok(answer) => answer,
+            Err((code, message)) => return error(code, &message),
+        },
         other => {
             return error(
                 "InvalidAction",
@@ -246,6 +295,181 @@ async fn handle(
     let mut response = answer;
     response["RequestId"] = json!(format!("stub-{}", state.actions.len()));
     (StatusCode::OK, json!({ "Response": response }).to_string())
+}
+
+/// The CAM actions. A role is named by `RoleName` here (the deploy never uses ids).
+fn cam(
+    state: &mut AccountState,
+    action: &str,
+    request: &Value,
+) -> Result<Value, (&'static str, String)> {
+    let role = |key: &str| request[key].as_str().unwrap_or_default().to_string();
+    let policy_id = request["PolicyId"].as_u64().unwrap_or_default();
+    let no_role = || ("ResourceNotFound.RoleNotExist", "no such role".to_string());
+    let no_policy = || {
+        (
+            "ResourceNotFound.PolicyIdNotExist",
+            "no such policy".to_string(),
+        )
+    };
+    Ok(match action {
+        "GetRole" => {
+            let name = role("RoleName");
+            let trust = state.roles.get(&name).ok_or_else(no_role)?;
+            json!({"RoleInfo": {"RoleId": format!("4611686018{:09}", name.len()), "RoleName": name,
+                "PolicyDocument": trust, "Description": "", "AddTime": "2026-11-28 12:00:00",
+                "UpdateTime": "2026-11-28 12:00:00", "ConsoleLogin": 0, "RoleType": "user"}})
+        }
+        "CreateRole" => {
+            let name = role("RoleName");
+            if state.roles.contains_key(&name) {
+                return Err(("InvalidParameter.RoleNameInUse", "the role exists".into()));
+            }
+            serde_json::from_str::<Value>(request["PolicyDocument"].as_str().unwrap_or(""))
+                .map_err(|e| ("InvalidParameter.PolicyDocumentError", e.to_string()))?;
+            state.roles.insert(name, role("PolicyDocument"));
+            json!({"RoleId": "4611686018000000001"})
+        }
+        "UpdateAssumeRolePolicy" => {
+            let trust = state.roles.get_mut(&role("RoleName")).ok_or_else(no_role)?;
+            *trust = role("PolicyDocument");
+            json!({})
+        }
+        "DeleteRole" => {
+            let name = role("RoleName");
+            state.roles.remove(&name).ok_or_else(no_role)?;
+            state.attached.remove(&name);
+            json!({})
+        }
+        "ListPolicies" => {
+            let keyword = role("Keyword");
+            let list: Vec<Value> = state
+                .policies
+                .iter()
+                .filter(|(_, p)| p.name.contains(&keyword))
+                .map(|(id, p)| {
+                    json!({"PolicyId": id, "PolicyName": p.name, "Type": 1,
+                    "AddTime": "2026-11-28 12:00:00", "CreateMode": 2, "Attachments": 0})
+                })
+                .collect();
+            json!({"TotalNum": list.len(), "List": list})
+        }
+        "GetPolicy" => {
+            let policy = state.policies.get(&policy_id).ok_or_else(no_policy)?;
+            json!({"PolicyName": policy.name, "Type": 1, "PolicyDocument": policy.document(),
+                "AddTime": "2026-11-28 12:00:00", "UpdateTime": "2026-11-28 12:00:00"})
+        }
+        "CreatePolicy" => {
+            let name = role("PolicyName");
+            if state.policies.values().any(|p| p.name == name) {
+                return Err((
+                    "FailedOperation.PolicyNameInUse",
+                    "the policy exists".into(),
+                ));
+            }
+            serde_json::from_str::<Value>(request["PolicyDocument"].as_str().unwrap_or(""))
+                .map_err(|e| ("InvalidParameter.PolicyDocumentError", e.to_string()))?;
+            let id = 200_000_000 + state.policies.len() as u64;
+            state.policies.insert(
+                id,
+                Policy {
+                    name,
+                    versions: BTreeMap::from([(1, role("PolicyDocument"))]),
+                    default: 1,
+                },
+            );
+            json!({"PolicyId": id})
+        }
+        "ListPolicyVersions" => {
+            let policy = state.policies.get(&policy_id).ok_or_else(no_policy)?;
+            let versions: Vec<Value> = policy
+                .versions
+                .keys()
+                .map(|v| {
+                    json!({"VersionId": v, "CreateDate": "2026-11-28 12:00:00",
+                    "IsDefaultVersion": i64::from(*v == policy.default)})
+                })
+                .collect();
+            json!({"Versions": versions})
+        }
+        "CreatePolicyVersion" => {
+            let policy = state.policies.get_mut(&policy_id).ok_or_else(no_policy)?;
+            if policy.versions.len() >= 5 {
+                return Err((
+                    "LimitExceeded.PolicyVersionFull",
+                    "a policy has at most 5 versions".into(),
+                ));
+            }
+            let version = policy.versions.keys().max().copied().unwrap_or(0) + 1;
+            policy.versions.insert(version, role("PolicyDocument"));
+            if request["SetAsDefault"].as_bool() == Some(true) {
+                policy.default = version;
+            }
+            json!({"VersionId": version})
+        }
+        "DeletePolicyVersion" => {
+            let policy = state.policies.get_mut(&policy_id).ok_or_else(no_policy)?;
+            for version in request["VersionId"].as_array().into_iter().flatten() {
+                let version = version.as_u64().unwrap_or_default();
+                if version == policy.default {
+                    return Err((
+                        "OperationDenied",
+                        "the default version cannot be deleted".into(),
+                    ));
+                }
+                policy.versions.remove(&version);
+            }
+            json!({})
+        }
+        "DeletePolicy" => {
+            for id in request["PolicyId"].as_array().into_iter().flatten() {
+                let id = id.as_u64().unwrap_or_default();
+                state.policies.remove(&id).ok_or_else(no_policy)?;
+                for attached in state.attached.values_mut() {
+                    attached.retain(|a| *a != id);
+                }
+            }
+            json!({})
+        }
+        "ListAttachedRolePolicies" => {
+            let name = role("RoleName");
+            if !state.roles.contains_key(&name) {
+                return Err(no_role());
+            }
+            let list: Vec<Value> = state
+                .attached
+                .get(&name)
+                .into_iter()
+                .flatten()
+                .map(|id| {
+                    json!({"PolicyId": id, "PolicyName": state.policies[id].name,
+                    "AddTime": "2026-11-28 12:00:00", "PolicyType": "User", "CreateMode": 2})
+                })
+                .collect();
+            json!({"TotalNum": list.len(), "List": list})
+        }
+        "AttachRolePolicy" | "DetachRolePolicy" => {
+            let key = if action == "AttachRolePolicy" {
+                "AttachRoleName"
+            } else {
+                "DetachRoleName"
+            };
+            let name = role(key);
+            if !state.roles.contains_key(&name) {
+                return Err(no_role());
+            }
+            if !state.policies.contains_key(&policy_id) {
+                return Err(no_policy());
+            }
+            let attached = state.attached.entry(name).or_default();
+            attached.retain(|a| *a != policy_id);
+            if action == "AttachRolePolicy" {
+                attached.push(policy_id);
+            }
+            json!({})
+        }
+        other => unreachable!("routed here only for CAM actions, not {other}"),
+    })
 }
 
 fn filter<'a>(request: &'a Value, key: &str) -> Option<Vec<&'a str>> {
