@@ -345,3 +345,60 @@ async fn roles_trust_scf_and_carry_the_template_policies() {
     assert_eq!(take_writes(&stub), ["UpdateAssumeRolePolicy"]);
     assert!(stub.problems().is_empty(), "{:?}", stub.problems());
 }
+
+/// The snapshot bucket: created private when absent, left alone when present, and a name that is
+/// another account's is named as such (nothing else written).
+#[tokio::test]
+async fn the_bucket_is_created_private_once() {
+    use esgflow_local::release::provision::{ensure_bucket, BucketSpec};
+    let stub = AccountStub::start().await.unwrap();
+    let spec = BucketSpec {
+        bucket: "esg-1250000000".into(),
+        region: "ap-guangzhou".into(),
+        endpoint: Some(stub.url.clone()),
+    };
+    let credentials = esgflow::adapters::tencent::Credentials {
+        secret_id: esgflow_local::standins::cloud::SECRET_ID.into(),
+        secret_key: esgflow_local::standins::cloud::SECRET_KEY.into(),
+        token: None,
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let planned = ensure_bucket(&spec, &credentials, true, deadline)
+        .await
+        .unwrap();
+    assert_eq!(planned.change, Change::Create);
+    assert_eq!(take_writes(&stub), Vec::<String>::new());
+    let created = ensure_bucket(&spec, &credentials, false, deadline)
+        .await
+        .unwrap();
+    assert_eq!(
+        (created.change, created.detail.as_str()),
+        (Change::Create, "private")
+    );
+    assert_eq!(take_writes(&stub), ["PUT Bucket"]);
+    assert_eq!(
+        stub.state.lock().unwrap().bucket.as_deref(),
+        Some("private")
+    );
+    let again = ensure_bucket(&spec, &credentials, false, deadline)
+        .await
+        .unwrap();
+    assert_eq!(again.change, Change::Keep);
+    assert_eq!(take_writes(&stub), Vec::<String>::new());
+
+    let taken = AccountStub::start().await.unwrap();
+    taken.state.lock().unwrap().bucket_taken = true;
+    let spec = BucketSpec {
+        endpoint: Some(taken.url.clone()),
+        ..spec
+    };
+    let refused = ensure_bucket(&spec, &credentials, false, deadline)
+        .await
+        .unwrap_err();
+    assert!(
+        refused.contains("esg-1250000000") && refused.contains("403"),
+        "{refused}"
+    );
+    assert_eq!(take_writes(&taken), Vec::<String>::new());
+    assert!(stub.problems().is_empty() && taken.problems().is_empty());
+}

@@ -8,7 +8,10 @@
 //!   <https://cloud.tencent.com/document/product/583/32389>), with its least-privilege policy
 //!   from `template.yaml` attached, through the CAM API (`GetRole`/`CreateRole`/
 //!   `UpdateAssumeRolePolicy`, `ListPolicies`/`GetPolicy`/`CreatePolicy`/`CreatePolicyVersion`,
-//!   `ListAttachedRolePolicies`/`AttachRolePolicy`, tccli `cam/v20190116/api.json`).
+//!   `ListAttachedRolePolicies`/`AttachRolePolicy`, tccli `cam/v20190116/api.json`);
+//! - the snapshot bucket, private, through the COS XML API (`HEAD Bucket`,
+//!   <https://www.tencentcloud.com/document/product/436/7735>; `PUT Bucket` with
+//!   `x-cos-acl: private`, <https://www.tencentcloud.com/document/product/436/7738>).
 //!
 //! Every step reads first and changes only what differs, so a second run with nothing changed
 //! calls nothing that writes. An index that lacks a field, has it with another type, or has
@@ -709,6 +712,155 @@ fn with_id(name: &str, id: Option<&str>) -> String {
         Some(id) if id != name => format!("{name} ({id})"),
         _ => name.to_string(),
     }
+}
+
+/// The snapshot bucket: `<name>-<appid>` in `region`, reached at `endpoint` (the stand-in's
+/// address), else at `https://<bucket>.cos.<region>.myqcloud.com`.
+#[derive(Debug, Clone)]
+pub struct BucketSpec {
+    /// `<name>-<appid>`.
+    pub bucket: String,
+    /// Its region.
+    pub region: String,
+    /// Where to reach it instead of COS (tests).
+    pub endpoint: Option<String>,
+}
+
+/// The largest answer read from a bucket request (an error document).
+const MAX_BUCKET_ANSWER_BYTES: usize = 64 * 1024;
+
+/// Makes sure the bucket exists (created private when absent). With `dry_run`, only asks.
+pub async fn ensure_bucket(
+    spec: &BucketSpec,
+    credentials: &esgflow::adapters::tencent::Credentials,
+    dry_run: bool,
+    deadline: Instant,
+) -> Result<Step, String> {
+    let (status, _) = bucket_request(spec, credentials, "HEAD", deadline).await?;
+    let change = match status {
+        200 => Change::Keep,
+        404 => Change::Create,
+        403 => return Err(format!(
+            "COS bucket {}: access denied (403) — it belongs to another account, or the deploy key may not read it (allow cos:HeadBucket and cos:PutBucket)",
+            spec.bucket
+        )),
+        other => return Err(format!("COS bucket {}: HEAD answered {other}", spec.bucket)),
+    };
+    if change == Change::Create && !dry_run {
+        let (status, body) = bucket_request(spec, credentials, "PUT", deadline).await?;
+        match status {
+            200 => {}
+            409 => {
+                return Err(format!(
+                    "COS bucket {}: the name is taken (409 {}); choose another SNAPSHOT_BUCKET",
+                    spec.bucket,
+                    error_code(&body)
+                ))
+            }
+            other => {
+                return Err(format!(
+                    "COS bucket {}: PUT answered {other} {}",
+                    spec.bucket,
+                    error_code(&body)
+                ))
+            }
+        }
+    }
+    Ok(Step {
+        kind: "cos bucket",
+        name: spec.bucket.clone(),
+        change,
+        detail: if change == Change::Create {
+            "private".into()
+        } else {
+            String::new()
+        },
+    })
+}
+
+/// The `<Code>` of a COS error document, or nothing.
+fn error_code(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    text.split("<Code>")
+        .nth(1)
+        .and_then(|rest| rest.split("</Code>").next())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// One signed request on the bucket itself (`/`): its status and body.
+async fn bucket_request(
+    spec: &BucketSpec,
+    credentials: &esgflow::adapters::tencent::Credentials,
+    method: &str,
+    deadline: Instant,
+) -> Result<(u16, Vec<u8>), String> {
+    use esgflow::adapters::tencent::sign::qsign;
+    let base = spec
+        .endpoint
+        .clone()
+        .unwrap_or_else(|| format!("https://{}.cos.{}.myqcloud.com", spec.bucket, spec.region));
+    let url = reqwest::Url::parse(&base).map_err(|e| format!("COS endpoint {base:?}: {e}"))?;
+    let host = match (url.host_str(), url.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        (None, _) => return Err(format!("COS endpoint {base:?} has no host")),
+    };
+    let mut signed: Vec<(&str, &str)> = vec![("host", &host)];
+    if method == "PUT" {
+        signed.push(("x-cos-acl", "private"));
+    }
+    let now = chrono::Utc::now().timestamp();
+    let authorization = qsign::authorization(
+        credentials,
+        &qsign::Request {
+            method,
+            path: "/",
+            params: &[],
+            headers: &signed,
+            start: now - 60,
+            end: now + 600,
+        },
+    );
+    let timeout = deadline
+        .saturating_duration_since(Instant::now())
+        .min(std::time::Duration::from_secs(20));
+    if timeout.is_zero() {
+        return Err(format!("COS bucket {}: no time left", spec.bucket));
+    }
+    let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+    let mut request = reqwest::Client::new()
+        .request(method.clone(), url)
+        .timeout(timeout)
+        .header("Host", &host)
+        .header("Authorization", authorization);
+    for (name, value) in signed.iter().skip(1) {
+        request = request.header(*name, *value);
+    }
+    if let Some(token) = &credentials.token {
+        request = request.header("x-cos-security-token", token);
+    }
+    let response = request
+        .send()
+        .await
+        .map_err(|e| format!("COS bucket {} {method}: {e}", spec.bucket))?;
+    let status = response.status().as_u16();
+    let mut body = Vec::new();
+    let mut response = response;
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| format!("COS bucket {} {method}: {e}", spec.bucket))?
+    {
+        if body.len() + chunk.len() > MAX_BUCKET_ANSWER_BYTES {
+            return Err(format!(
+                "COS bucket {} {method}: the answer is over {MAX_BUCKET_ANSWER_BYTES} bytes",
+                spec.bucket
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((status, body))
 }
 
 #[cfg(test)]

@@ -76,6 +76,10 @@ pub struct AccountState {
     pub policies: BTreeMap<u64, Policy>,
     /// Attached policies: role name → policy ids.
     pub attached: BTreeMap<String, Vec<u64>>,
+    /// The bucket at this address, once created: its ACL (`x-cos-acl`).
+    pub bucket: Option<String>,
+    /// The bucket's name is another account's: `PUT` answers 409.
+    pub bucket_taken: bool,
     /// Logsets: id → name.
     pub logsets: BTreeMap<String, String>,
     /// Topics by id.
@@ -95,7 +99,7 @@ impl AccountState {
         self.actions
             .iter()
             .filter(|a| {
-                !["Describe", "Get", "List"]
+                !["Describe", "Get", "List", "HEAD "]
                     .iter()
                     .any(|read| a.starts_with(read))
             })
@@ -125,7 +129,7 @@ impl AccountStub {
         contract::definitions("cam", "2019-01-16").map_err(std::io::Error::other)?;
         let state = Arc::new(Mutex::new(AccountState::default()));
         let app = Router::new()
-            .route("/", post(handle))
+            .route("/", post(handle).head(bucket).put(bucket).delete(bucket))
             .with_state(state.clone());
         let server = super::Server::start("127.0.0.1:0", app).await?;
         Ok(Self {
@@ -295,6 +299,54 @@ async fn handle(
     let mut response = answer;
     response["RequestId"] = json!(format!("stub-{}", state.actions.len()));
     (StatusCode::OK, json!({ "Response": response }).to_string())
+}
+
+/// The COS bucket served at this address (`HEAD`, `PUT`, `DELETE` on `/`), signed with
+/// `q-sign` over `host` (and `x-cos-acl` when sent).
+async fn bucket(
+    State(state): State<Arc<Mutex<AccountState>>>,
+    method: axum::http::Method,
+    headers: HeaderMap,
+) -> (StatusCode, String) {
+    let mut state = state.lock().expect("stub lock");
+    state.actions.push(format!("{method} Bucket"));
+    let mut signed = vec![("host", header(&headers, "host"))];
+    if !header(&headers, "x-cos-acl").is_empty() {
+        signed.push(("x-cos-acl", header(&headers, "x-cos-acl")));
+    }
+    if let Err(problem) = esgflow::adapters::tencent::sign::qsign::verify(
+        header(&headers, "authorization"),
+        SECRET_KEY,
+        method.as_str(),
+        "/",
+        &[],
+        &signed,
+    ) {
+        state.problems.push(format!("{method} Bucket: {problem}"));
+        return cos_error(403, "SignatureDoesNotMatch");
+    }
+    match method.as_str() {
+        "HEAD" if state.bucket_taken => (StatusCode::FORBIDDEN, String::new()),
+        "HEAD" if state.bucket.is_some() => (StatusCode::OK, String::new()),
+        "HEAD" => (StatusCode::NOT_FOUND, String::new()),
+        "PUT" if state.bucket_taken || state.bucket.is_some() => {
+            cos_error(409, "BucketAlreadyExists")
+        }
+        "PUT" => {
+            let acl = header(&headers, "x-cos-acl");
+            state.bucket = Some(if acl.is_empty() { "private" } else { acl }.to_string());
+            (StatusCode::OK, String::new())
+        }
+        _ if state.bucket.take().is_some() => (StatusCode::NO_CONTENT, String::new()),
+        _ => cos_error(404, "NoSuchBucket"),
+    }
+}
+
+fn cos_error(status: u16, code: &str) -> (StatusCode, String) {
+    (
+        StatusCode::from_u16(status).expect("a valid status"),
+        format!("<?xml version='1.0' encoding='utf-8' ?><Error><Code>{code}</Code></Error>"),
+    )
 }
 
 /// The CAM actions. A role is named by `RoleName` here (the deploy never uses ids).
