@@ -38,12 +38,12 @@ setup-test: setup ## what `make test` adds: the musl target, rustfmt/clippy, cur
 	@# The official API definitions (tccli's api.json/examples.json), read from the wheel itself.
 	@[ -f $(TCCLI_WHEEL) ] || python3 -m pip download --quiet --no-deps --only-binary=:all: --dest .tools tccli==$(TCCLI_VERSION)
 
-setup-deploy: setup ## what `make deploy` adds: npm and the pinned serverless CLI (`npm ci` in deploy/)
+setup-deploy: setup ## what `make deploy` adds: npm and the serverless CLI (serverless-cloud-framework, `npm install` in deploy/)
 	@command -v npm >/dev/null || { \
 	  echo "installing: npm"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq npm; }
-	@[ -x deploy/node_modules/.bin/components ] || npm ci --prefix deploy --no-audit --no-fund --loglevel=error
+	@[ -x deploy/node_modules/.bin/scf ] || npm install --prefix deploy --no-audit --no-fund --loglevel=error
 
 build: setup ## build the CLI and the function binaries (debug)
 	$(CARGO) build --workspace --bins
@@ -64,7 +64,7 @@ package: setup-test ## one zip per function under dist/: static musl `bootstrap`
 run: build ## replay the bundled sample flow logs through the real audit function under the emulator
 	$(ESGFLOW) replay samples/flowlogs.txt --snapshot samples/snapshot.json --records out/records.jsonl --store out/esgflow.db --alerts
 
-deploy: package $(if $(DRY_RUN),,setup-deploy) ## deploy the stack in template.yaml with the serverless CLI (DRY_RUN=1: print what would be deployed)
+deploy: package $(if $(DRY_RUN),,setup-deploy) ## deploy the whole stack in template.yaml: bucket, CLS topics and indexes, CAM roles, the functions (DRY_RUN=1: read only, print what would be done)
 	$(CARGO) run --quiet --bin esgflow -- deploy --template template.yaml --out dist/deploy $(if $(DRY_RUN),--dry-run)
 
 measure: package ## release health check: zip and binary sizes, init time (median of 20, with and without a 10,000-rule snapshot), audit peak RSS, lookup peak RSS under the heaviest requests

@@ -126,8 +126,9 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
-    /// Generate one serverless.yml and CAM policy per function from template.yaml and deploy
-    /// them with the serverless CLI (--dry-run: print what would be deployed)
+    /// Deploy the stack in template.yaml: check the parameters, make the snapshot bucket, the CLS
+    /// topics and indexes and the CAM roles, then deploy each function with the serverless CLI
+    /// (--dry-run: read only, and print what would be done)
     Deploy {
         /// The stack description
         #[arg(long, default_value = "template.yaml")]
@@ -138,8 +139,8 @@ enum Command {
         /// Print exactly what would be deployed and stop
         #[arg(long)]
         dry_run: bool,
-        /// The serverless CLI (Tencent `components`, installed by `make setup-deploy`)
-        #[arg(long, default_value = "deploy/node_modules/.bin/components")]
+        /// The serverless CLI (`scf` of serverless-cloud-framework, installed by `make setup-deploy`)
+        #[arg(long, default_value = "deploy/node_modules/.bin/scf")]
         cli: PathBuf,
     },
     /// Release health check: zip/binary sizes, init time (median of --runs cold starts, without
@@ -381,7 +382,29 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             out,
             dry_run,
             cli,
-        } => deploy_command(&template, &out, dry_run, &cli),
+        } => {
+            let options = esgflow_local::release::apply::Options {
+                template,
+                out,
+                dry_run,
+                cli,
+                endpoint: std::env::var("ESGFLOW_DEPLOY_ENDPOINT")
+                    .ok()
+                    .filter(|e| !e.is_empty()),
+            };
+            match esgflow_local::release::apply::deploy(&options, &|name| std::env::var(name).ok())
+                .await
+            {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(stopped) => {
+                    eprint!("{stopped}");
+                    Ok(match stopped {
+                        esgflow_local::release::apply::Stopped::Refused(_) => ExitCode::from(2),
+                        esgflow_local::release::apply::Stopped::Failed(_) => ExitCode::FAILURE,
+                    })
+                }
+            }
+        }
         Command::Sync {
             local,
             exports,
@@ -771,105 +794,6 @@ async fn fire_timers(
         failed += usize::from(!invocation.result.is_response());
     }
     Ok(failed)
-}
-
-fn deploy_command(
-    template: &Path,
-    out: &Path,
-    dry_run: bool,
-    cli: &Path,
-) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    use esgflow_local::release::deploy::{generate, write_all, Stack, Values};
-    let stack = Stack::load(template)?;
-    let values = Values::resolve(&stack, &|name| std::env::var(name).ok())?;
-    let root = template
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if dry_run {
-        println!(
-            "# esgflow deploy --dry-run: stack {} from {}",
-            stack.stack,
-            template.display()
-        );
-        for function in stack.functions.keys() {
-            let generated = generate(&stack, function, &values, true)?;
-            let package = root.join(&stack.functions[function].package);
-            println!("\n## {function} → {}", generated.name);
-            println!(
-                "# package: {} ({})",
-                package.display(),
-                if package.exists() {
-                    "built"
-                } else {
-                    "not built yet: make package"
-                }
-            );
-            println!("# {}/serverless.yml", out.join(function).display());
-            print!("{}", generated.serverless_yml);
-            println!(
-                "# {}/policy.json (attach to role {})",
-                out.join(function).display(),
-                stack.functions[function].role
-            );
-            println!("{}", generated.policy_json);
-            let cli = std::env::current_dir()?.join(cli);
-            println!(
-                "# would run: (cd {} && SERVERLESS_PLATFORM_VENDOR=tencent {} deploy)",
-                out.join(function).display(),
-                cli.display()
-            );
-        }
-        if !values.missing.is_empty() {
-            println!("\n# unset parameters (set them in the environment before deploying):");
-            for name in &values.missing {
-                println!("#   {name}: {}", stack.parameters[name].description);
-            }
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    if !values.missing.is_empty() {
-        eprintln!(
-            "esgflow deploy: these parameters of {} are not set:",
-            template.display()
-        );
-        for name in &values.missing {
-            eprintln!("  {name}: {}", stack.parameters[name].description);
-        }
-        return Ok(ExitCode::from(2));
-    }
-    let credentials = ["TENCENT_SECRET_ID", "TENCENT_SECRET_KEY"]
-        .iter()
-        .all(|name| std::env::var(name).is_ok_and(|v| !v.trim().is_empty()));
-    if !credentials {
-        eprintln!("esgflow deploy: no Tencent Cloud credentials. Set TENCENT_SECRET_ID and TENCENT_SECRET_KEY (an API key allowed to manage SCF, API Gateway and triggers), or run `make deploy DRY_RUN=1` to see what would be deployed.");
-        return Ok(ExitCode::from(2));
-    }
-    if !cli.exists() {
-        eprintln!(
-            "esgflow deploy: the serverless CLI is not installed at {} (run `make setup-deploy`)",
-            cli.display()
-        );
-        return Ok(ExitCode::from(2));
-    }
-    let cli = std::fs::canonicalize(cli)?;
-    for dir in write_all(&stack, &values, root, out)? {
-        eprintln!("deploying {}", dir.display());
-        let status = std::process::Command::new(&cli)
-            .arg("deploy")
-            .current_dir(&dir)
-            .env("SERVERLESS_PLATFORM_VENDOR", "tencent")
-            .status()?;
-        if !status.success() {
-            eprintln!("esgflow deploy: {} failed ({status})", dir.display());
-            return Ok(ExitCode::FAILURE);
-        }
-    }
-    eprintln!(
-        "deployed. The CAM policies for the roles are in {}/<function>/policy.json.",
-        out.display()
-    );
-    Ok(ExitCode::SUCCESS)
 }
 
 fn print_result(result: &InvocationResult) {

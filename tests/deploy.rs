@@ -402,3 +402,188 @@ async fn the_bucket_is_created_private_once() {
     assert_eq!(take_writes(&taken), Vec::<String>::new());
     assert!(stub.problems().is_empty() && taken.problems().is_empty());
 }
+
+/// `esgflow deploy` itself, as `make deploy` runs it, against the account stand-in, with a
+/// serverless CLI that records where it was run (the real one needs Tencent's platform): the
+/// first run creates the bucket, logset, topics, indexes, roles and policies, deploys the three
+/// functions with the created topic ids in their settings and policies, and sets audit's retry;
+/// a second run writes nothing; after an index lost a field, a third run modifies that index
+/// once and says that CLS applies it to new logs only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_deploy_then_a_no_op_then_one_index_change() {
+    let stub = AccountStub::start().await.unwrap();
+    {
+        let mut state = stub.state.lock().unwrap();
+        for name in ["esgflow-audit", "esgflow-lookup", "esgflow-sync"] {
+            state.functions.insert(
+                name.into(),
+                json!({"RetryConfig": [{"RetryNum": 2}], "MsgTTL": 86400}),
+            );
+        }
+    }
+    let work = std::env::temp_dir().join(format!("esgflow-deploy-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(work.join("dist")).unwrap();
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("template.yaml"),
+        work.join("template.yaml"),
+    )
+    .unwrap();
+    for function in ["audit", "lookup", "sync"] {
+        let file = std::fs::File::create(work.join(format!("dist/{function}.zip"))).unwrap();
+        let mut zip = zip::ZipWriter::new(file);
+        zip.start_file(
+            "bootstrap",
+            zip::write::SimpleFileOptions::default().unix_permissions(0o755),
+        )
+        .unwrap();
+        std::io::Write::write_all(&mut zip, b"#!/bin/sh\n").unwrap();
+        zip.finish().unwrap();
+    }
+    let cli = work.join("scf");
+    let calls = work.join("cli-calls.log");
+    std::fs::write(
+        &cli,
+        format!("#!/bin/sh\necho \"$PWD $*\" >> {}\n", calls.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&cli, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+
+    let deploy = |stub_url: String| {
+        let work = work.clone();
+        let cli = cli.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_esgflow"));
+                command
+                    .arg("deploy")
+                    .arg("--template")
+                    .arg(work.join("template.yaml"))
+                    .arg("--out")
+                    .arg(work.join("out"))
+                    .arg("--cli")
+                    .arg(&cli)
+                    .env("ESGFLOW_DEPLOY_ENDPOINT", stub_url)
+                    .env(
+                        "TENCENT_SECRET_ID",
+                        esgflow_local::standins::cloud::SECRET_ID,
+                    )
+                    .env(
+                        "TENCENT_SECRET_KEY",
+                        esgflow_local::standins::cloud::SECRET_KEY,
+                    )
+                    .env_remove("TENCENT_TOKEN")
+                    .env_remove("ESG_HITS_TOPIC_ID")
+                    .env_remove("ESG_TRAFFIC_TOPIC_ID");
+                for (name, value) in [
+                    ("APPID", "1250000000"),
+                    ("UIN", "100000000001"),
+                    ("FLOWLOG_TOPIC_ID", "0f8e1b42-8c6a-4b56-9b3e-2d5c1a7e9f00"),
+                    ("SNAPSHOT_BUCKET", "esg-1250000000"),
+                    ("LOOKUP_TOKEN", "very-secret-token-0123456789abcdef"),
+                ] {
+                    command.env(name, value);
+                }
+                let output = command.output().unwrap();
+                let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+                assert!(
+                    output.status.success(),
+                    "{stdout}{}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+                stdout
+            })
+            .await
+            .unwrap()
+        }
+    };
+
+    let first = deploy(stub.url.clone()).await;
+    assert_eq!(
+        take_writes(&stub),
+        [
+            vec![
+                "PUT Bucket",
+                "CreateLogset",
+                "CreateTopic",
+                "CreateIndex",
+                "CreateTopic",
+                "CreateIndex"
+            ],
+            ["CreateRole", "CreatePolicy", "AttachRolePolicy"].repeat(3),
+            vec!["UpdateFunctionEventInvokeConfig"],
+        ]
+        .concat()
+    );
+    assert!(first.contains("cls topic"), "{first}");
+    let (hits, traffic) = {
+        let state = stub.state.lock().unwrap();
+        let id = |name: &str| {
+            state
+                .topics
+                .values()
+                .find(|t| t.name == name)
+                .unwrap()
+                .id
+                .clone()
+        };
+        assert_eq!(
+            state.functions["esgflow-audit"],
+            json!({"RetryConfig": [{"RetryNum": 2}], "MsgTTL": 21600})
+        );
+        (id("esgflow-hits"), id("esgflow-traffic"))
+    };
+    let ran: Vec<String> = std::fs::read_to_string(&calls)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(ran.len(), 3, "{ran:?}");
+    for function in ["audit", "lookup", "sync"] {
+        let dir = work.join("out").join(function);
+        assert!(
+            ran.contains(&format!("{} deploy", dir.display())),
+            "{ran:?}"
+        );
+        let serverless = std::fs::read_to_string(dir.join("serverless.yml")).unwrap();
+        assert!(
+            serverless.contains(&format!("ESGFLOW_CLS_TOPIC_ID: {hits}")),
+            "{serverless}"
+        );
+        let policy = std::fs::read_to_string(dir.join("policy.json")).unwrap();
+        assert!(!policy.contains("created by deploy"), "{policy}");
+        assert!(dir.join("code/bootstrap").exists());
+        if function != "sync" {
+            assert!(serverless.contains(&format!("ESGFLOW_CLS_TRAFFIC_TOPIC_ID: {traffic}")));
+        }
+    }
+
+    let second = deploy(stub.url.clone()).await;
+    assert_eq!(take_writes(&stub), Vec::<String>::new(), "{second}");
+    assert!(!second.contains(" create "), "{second}");
+
+    {
+        let mut state = stub.state.lock().unwrap();
+        let rule = &mut state
+            .topics
+            .get_mut(&hits)
+            .unwrap()
+            .index
+            .as_mut()
+            .unwrap()
+            .0;
+        rule["KeyValue"]["KeyValues"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|kv| kv["Key"] != "dst_port");
+    }
+    let third = deploy(stub.url.clone()).await;
+    assert_eq!(take_writes(&stub), ["ModifyIndex"]);
+    assert!(third.contains("add dst_port"), "{third}");
+    assert!(
+        third.contains("only to logs written from now on"),
+        "{third}"
+    );
+    assert!(stub.problems().is_empty(), "{:?}", stub.problems());
+    std::fs::remove_dir_all(&work).ok();
+}

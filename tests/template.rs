@@ -219,7 +219,10 @@ fn generated_serverless_yml_carries_the_template() {
             .serverless_yml,
     )
     .unwrap();
-    assert_eq!(audit["inputs"]["retryNum"], 2);
+    // Applied through the SCF API after the deploy: the component ignores them without
+    // asyncRunEnable.
+    assert!(audit["inputs"].get("retryNum").is_none());
+    assert!(audit["inputs"].get("msgTTL").is_none());
     assert_eq!(
         audit["inputs"]["events"][0]["cls"]["parameters"]["enable"],
         true
@@ -239,7 +242,12 @@ fn generated_serverless_yml_carries_the_template() {
 fn esgflow(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_esgflow"));
     command.args(args).current_dir(root());
-    for name in ["TENCENT_SECRET_ID", "TENCENT_SECRET_KEY"] {
+    for name in [
+        "TENCENT_SECRET_ID",
+        "TENCENT_SECRET_KEY",
+        "TENCENT_TOKEN",
+        "ESGFLOW_DEPLOY_ENDPOINT",
+    ] {
         command.env_remove(name);
     }
     for (k, v) in env {
@@ -248,16 +256,31 @@ fn esgflow(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     command.output().unwrap()
 }
 
+/// Values for every required parameter, each of the right form.
+const GOOD: &[(&str, &str)] = &[
+    ("APPID", "1250000000"),
+    ("UIN", "100000000001"),
+    ("FLOWLOG_TOPIC_ID", "0f8e1b42-8c6a-4b56-9b3e-2d5c1a7e9f00"),
+    ("SNAPSHOT_BUCKET", "esg-1250000000"),
+    ("LOOKUP_TOKEN", "very-secret-token-0123456789abcdef"),
+];
+
+fn with(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+    let mut env: Vec<_> = GOOD
+        .iter()
+        .filter(|(k, _)| !extra.iter().any(|(e, _)| e == k))
+        .copied()
+        .collect();
+    env.extend_from_slice(extra);
+    env
+}
+
 #[test]
-fn dry_run_prints_what_would_be_deployed_and_no_secret() {
+fn dry_run_prints_the_resources_table_then_what_would_be_deployed_and_no_secret() {
     let out = std::env::temp_dir().join(format!("esgflow-deploy-{}", std::process::id()));
     let output = esgflow(
         &["deploy", "--dry-run", "--out", out.to_str().unwrap()],
-        &[
-            ("ESG_HITS_TOPIC_ID", "topic-hits-1"),
-            ("LOOKUP_TOKEN", "very-secret-token-0123"),
-            ("SNAPSHOT_BUCKET", "esg-1250000000"),
-        ],
+        &with(&[("WEBHOOK_SECRET", "hmac-secret-never-shown")]),
     );
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -265,6 +288,18 @@ fn dry_run_prints_what_would_be_deployed_and_no_secret() {
         "{text}{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    // The table first: without credentials nothing is read, so every prerequisite is `create`.
+    let table = text.split("\n## ").next().unwrap();
+    for row in [
+        "cos bucket      esg-1250000000",
+        "cls logset      esgflow",
+        "cls topic       esgflow-hits",
+        "cls index       esgflow-traffic",
+        "cam role        esgflow-sync",
+        "scf function    esgflow-lookup",
+    ] {
+        assert!(table.contains(row), "{row:?} not in\n{table}");
+    }
     for name in ["audit", "lookup", "sync"] {
         assert!(
             text.contains(&format!("## {name} → esgflow-{name}")),
@@ -273,40 +308,124 @@ fn dry_run_prints_what_would_be_deployed_and_no_secret() {
     }
     assert!(text.contains("component: scf"));
     assert!(text.contains("ESGFLOW_SNAPSHOT: cos://esg-1250000000/esgflow/snapshots"));
-    assert!(text.contains("ESGFLOW_LOOKUP_TOKEN: <secret LOOKUP_TOKEN>"));
+    // Secrets show as set or unset, never their values.
     assert!(
-        !text.contains("very-secret-token-0123"),
-        "a secret was printed"
+        text.contains("ESGFLOW_LOOKUP_TOKEN: '<secret LOOKUP_TOKEN: set>'"),
+        "{text}"
     );
+    assert!(text.contains("ESGFLOW_ALERT_WEBHOOK_SECRET: '<secret WEBHOOK_SECRET: set>'"));
+    assert!(text.contains("ESGFLOW_ALERT_WECOM_URL: '<secret WECOM_ROBOT_URL: unset>'"));
+    assert!(text.contains("ESGFLOW_CLS_TOPIC_ID: '<created by deploy: ESG_HITS_TOPIC_ID>'"));
+    for secret in [
+        "very-secret-token-0123456789abcdef",
+        "hmac-secret-never-shown",
+    ] {
+        assert!(!text.contains(secret), "a secret was printed");
+    }
+    // lookup is a Function URL, reachable from VPCs only by default; no API Gateway.
+    assert!(text.contains("enableExtranet: false"), "{text}");
+    assert!(!text.contains("apigw"), "{text}");
     assert!(text.contains("cronExpression: 0 */5 * * * * *"));
-    assert!(text.contains("FLOWLOG_TOPIC_ID: CLS topic the VPC flow logs are shipped to"));
-    assert!(text.contains("SERVERLESS_PLATFORM_VENDOR=tencent"));
     assert!(!out.exists(), "a dry run writes nothing");
+}
+
+/// Every bad or missing value is named, with exit code 2, before anything is built or called —
+/// the dry run included; a secret's value is never echoed.
+#[test]
+fn bad_parameters_are_named_before_anything_happens() {
+    let out = std::env::temp_dir().join(format!("esgflow-deploy-bad-{}", std::process::id()));
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[("LOOKUP_TOKEN", "short")],
+            "LOOKUP_TOKEN (secret) must be at least 24 characters",
+        ),
+        (
+            &[("SNAPSHOT_BUCKET", "My_Bucket")],
+            "SNAPSHOT_BUCKET \"My_Bucket\" is not a COS bucket name",
+        ),
+        (
+            &[("SNAPSHOT_BUCKET", "esg-1300000000")],
+            "SNAPSHOT_BUCKET ends in 1300000000, not APPID 1250000000",
+        ),
+        (
+            &[("FLOWLOG_TOPIC_ID", "topic one")],
+            "FLOWLOG_TOPIC_ID \"topic one\" is not a CLS topic id",
+        ),
+        (
+            &[("REGION", "Guangzhou")],
+            "REGION \"Guangzhou\" is not a region id",
+        ),
+        (
+            &[("MONITORED_VPCS", "vpc-abcd1234,vpc-xyz")],
+            "MONITORED_VPCS \"vpc-abcd1234,vpc-xyz\" must be VPC ids",
+        ),
+        (
+            &[("VPC_ID", "vpc-abcd1234")],
+            "VPC_ID and SUBNET_ID go together",
+        ),
+        (
+            &[("WECOM_ROBOT_URL", "http://qyapi.weixin.qq.com/x")],
+            "WECOM_ROBOT_URL (secret) must be an https:// URL",
+        ),
+        (
+            &[("LOOKUP_EXTRANET", "yes")],
+            "LOOKUP_EXTRANET \"yes\" must be true or false",
+        ),
+        (
+            &[("ADMIN_TOKEN", "very-secret-token-0123456789abcdef")],
+            "ADMIN_TOKEN equals LOOKUP_TOKEN",
+        ),
+    ];
+    assert!(cases.len() >= 10);
+    for (env, expected) in cases {
+        for dry in [true, false] {
+            let mut args = vec!["deploy", "--out", out.to_str().unwrap()];
+            if dry {
+                args.push("--dry-run");
+            }
+            let output = esgflow(&args, &with(env));
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(2), "{env:?}: {stderr}");
+            assert!(
+                stderr.contains(expected),
+                "{env:?} (dry run {dry}): {stderr}"
+            );
+            assert!(
+                !stderr.contains("very-secret-token-0123456789abcdef")
+                    || !expected.contains("secret")
+            );
+            assert!(
+                output.stdout.is_empty(),
+                "nothing is printed before the problems are fixed"
+            );
+        }
+    }
+    // Required parameters unset are each named, dry run or not.
+    let output = esgflow(
+        &["deploy", "--dry-run", "--out", out.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for name in [
+        "APPID",
+        "UIN",
+        "FLOWLOG_TOPIC_ID",
+        "SNAPSHOT_BUCKET",
+        "LOOKUP_TOKEN",
+    ] {
+        assert!(stderr.contains(&format!("{name} is not set")), "{stderr}");
+    }
+    assert!(!out.exists());
 }
 
 #[test]
 fn deploying_without_credentials_stops_with_a_clear_message() {
-    let params: Vec<(&str, &str)> = [
-        "APPID",
-        "UIN",
-        "FLOWLOG_TOPIC_ID",
-        "ESG_HITS_TOPIC_ID",
-        "ESG_TRAFFIC_TOPIC_ID",
-        "SNAPSHOT_BUCKET",
-        "LOOKUP_TOKEN",
-    ]
-    .iter()
-    .map(|n| (*n, "x"))
-    .collect();
     let out = std::env::temp_dir().join(format!("esgflow-deploy-nocred-{}", std::process::id()));
-    let output = esgflow(&["deploy", "--out", out.to_str().unwrap()], &params);
+    let output = esgflow(&["deploy", "--out", out.to_str().unwrap()], GOOD);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("no Tencent Cloud credentials"), "{stderr}");
     assert!(stderr.contains("TENCENT_SECRET_ID"), "{stderr}");
     assert!(!out.exists());
-    // Missing parameters are named before anything else happens.
-    let output = esgflow(&["deploy", "--out", out.to_str().unwrap()], &[]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("FLOWLOG_TOPIC_ID"));
 }

@@ -38,6 +38,130 @@ pub struct Parameter {
     /// Never printed.
     #[serde(default)]
     pub secret: bool,
+    /// What a value must look like.
+    pub check: Check,
+}
+
+/// The forms a parameter's value is checked against before anything is built or called. An
+/// empty value passes every check; whether it may be empty is the parameter's `default`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Check {
+    /// A region id: `ap-guangzhou`, `na-siliconvalley`, `ap-shanghai-fsi`.
+    Region,
+    /// Digits only (AppID, UIN).
+    Digits,
+    /// A CLS topic id: a UUID, or a custom `<lowercase-name>-<APPID>`.
+    TopicId,
+    /// A COS bucket, `<name>-<APPID>`: lowercase letters, digits and `-`, at most 50 characters.
+    Bucket,
+    /// A bearer token: at least 24 characters, no whitespace.
+    Token,
+    /// `true` or `false`.
+    Bool,
+    /// Comma-separated VPC ids.
+    VpcList,
+    /// An `https://` URL.
+    Url,
+    /// `vpc-` and 8 lowercase letters or digits.
+    VpcId,
+    /// `subnet-` and 8 lowercase letters or digits.
+    SubnetId,
+    /// A CMQ queue name: a letter, then letters, digits, `-` and `_`, at most 64.
+    Name,
+    /// Any text without line breaks.
+    Text,
+}
+
+impl Check {
+    /// What is wrong with `value`, if anything.
+    fn problem(self, value: &str) -> Option<String> {
+        let lower_alnum = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        };
+        let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+        let id = |s: &str, prefix: &str| {
+            s.strip_prefix(prefix)
+                .is_some_and(|rest| rest.len() == 8 && lower_alnum(rest))
+        };
+        let hyphenated = |s: &str| {
+            !s.is_empty()
+                && !s.starts_with('-')
+                && !s.ends_with('-')
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        };
+        let ok = match self {
+            Check::Region => {
+                let parts: Vec<&str> = value.split('-').collect();
+                parts.len() >= 2 && parts.iter().all(|p| lower_alnum(p)) && parts[0].len() == 2
+            }
+            Check::Digits => digits(value),
+            Check::TopicId => {
+                let uuid = value.len() == 36
+                    && value.split('-').map(str::len).eq([8, 4, 4, 4, 12])
+                    && value
+                        .chars()
+                        .all(|c| c == '-' || c.is_ascii_hexdigit() && !c.is_ascii_uppercase());
+                let custom = hyphenated(value)
+                    && value.rsplit_once('-').is_some_and(|(name, appid)| {
+                        !name.is_empty() && digits(appid)
+                    });
+                uuid || custom
+            }
+            Check::Bucket => {
+                value.len() <= 50
+                    && hyphenated(value)
+                    && value
+                        .rsplit_once('-')
+                        .is_some_and(|(name, appid)| !name.is_empty() && digits(appid))
+            }
+            Check::Token => {
+                return (value.chars().count() < 24 || value.chars().any(char::is_whitespace))
+                    .then(|| {
+                        format!(
+                            "must be at least 24 characters without spaces (it has {}); make one with `openssl rand -hex 24`",
+                            value.chars().count()
+                        )
+                    })
+            }
+            Check::Bool => matches!(value, "true" | "false"),
+            Check::VpcList => value.split(',').all(|v| id(v.trim(), "vpc-")),
+            Check::Url => value
+                .strip_prefix("https://")
+                .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+                && !value.chars().any(char::is_whitespace),
+            Check::VpcId => id(value, "vpc-"),
+            Check::SubnetId => id(value, "subnet-"),
+            Check::Name => {
+                value.len() <= 64
+                    && value.starts_with(|c: char| c.is_ascii_alphabetic())
+                    && value
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            }
+            Check::Text => !value.contains(['\n', '\r']),
+        };
+        (!ok).then(|| {
+            match self {
+                Check::Region => "is not a region id (like ap-guangzhou)",
+                Check::Digits => "must be digits only",
+                Check::TopicId => "is not a CLS topic id (a UUID like 0f8e1b42-8c6a-4b56-9b3e-2d5c1a7e9f00)",
+                Check::Bucket => "is not a COS bucket name: <name>-<APPID>, lowercase letters, digits and -, at most 50 characters",
+                Check::Token => unreachable!("answered above"),
+                Check::Bool => "must be true or false",
+                Check::VpcList => "must be VPC ids (vpc-xxxxxxxx), separated by commas",
+                Check::Url => "must be an https:// URL",
+                Check::VpcId => "is not a VPC id (vpc-xxxxxxxx)",
+                Check::SubnetId => "is not a subnet id (subnet-xxxxxxxx)",
+                Check::Name => "is not a queue name (a letter, then letters, digits, - and _; at most 64)",
+                Check::Text => "must be one line",
+            }
+            .to_string()
+        })
+    }
 }
 
 /// One function.
@@ -190,7 +314,7 @@ impl Values {
     }
 
     /// `text` with every placeholder replaced; a missing one becomes `<unset NAME>`, a secret
-    /// one `<secret NAME>` when `redact` is set.
+    /// one `<secret NAME: set>` (or `: unset` when empty) when `redact` is set.
     pub fn substitute(&self, text: &str, redact: bool) -> String {
         let mut out = String::with_capacity(text.len());
         let mut rest = text;
@@ -203,8 +327,9 @@ impl Values {
             };
             let name = &after[..end];
             match self.values.get(name) {
-                Some(_) if redact && self.secrets.iter().any(|s| s == name) => {
-                    out.push_str(&format!("<secret {name}>"))
+                Some(value) if redact && self.secrets.iter().any(|s| s == name) => {
+                    let state = if value.is_empty() { "unset" } else { "set" };
+                    out.push_str(&format!("<secret {name}: {state}>"))
                 }
                 Some(value) => out.push_str(value),
                 None => out.push_str(&format!("<unset {name}>")),
@@ -217,6 +342,60 @@ impl Values {
 
     fn value(&self, text: &str, redact: bool) -> Value {
         Value::String(self.substitute(text, redact))
+    }
+
+    /// A parameter's value, if it has one.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
+    /// Sets a parameter's value (the id of a topic the deploy created).
+    pub fn set(&mut self, name: &str, value: String) {
+        self.missing.retain(|m| m != name);
+        self.values.insert(name.to_string(), value);
+    }
+
+    /// Everything wrong with the values of `stack`'s parameters, one line each naming the
+    /// parameter (a secret's value is never shown): required ones unset, values of the wrong form,
+    /// and the pairs that must agree. Empty when the stack may be deployed.
+    pub fn problems(&self, stack: &Stack) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (name, parameter) in &stack.parameters {
+            match self.values.get(name) {
+                None => problems.push(format!("{name} is not set: {}", parameter.description)),
+                Some(value) if value.is_empty() => {}
+                Some(value) => {
+                    if let Some(problem) = parameter.check.problem(value) {
+                        let shown = if parameter.secret {
+                            "(secret)".to_string()
+                        } else {
+                            format!("{value:?}")
+                        };
+                        problems.push(format!("{name} {shown} {problem}"));
+                    }
+                }
+            }
+        }
+        let value = |name: &str| self.get(name).unwrap_or("");
+        if let (Some((_, appid)), true) = (
+            value("SNAPSHOT_BUCKET").rsplit_once('-'),
+            !value("APPID").is_empty(),
+        ) {
+            if appid != value("APPID") {
+                problems.push(format!(
+                    "SNAPSHOT_BUCKET ends in {appid}, not APPID {}: a bucket name ends in the account's AppID",
+                    value("APPID")
+                ));
+            }
+        }
+        if !value("ADMIN_TOKEN").is_empty() && value("ADMIN_TOKEN") == value("LOOKUP_TOKEN") {
+            problems
+                .push("ADMIN_TOKEN equals LOOKUP_TOKEN: the admin token must be another".into());
+        }
+        if value("VPC_ID").is_empty() != value("SUBNET_ID").is_empty() {
+            problems.push("VPC_ID and SUBNET_ID go together: set both or neither".into());
+        }
+        problems
     }
 }
 
@@ -231,9 +410,15 @@ fn trigger(kind: &str, settings: &Value, values: &Values, redact: bool) -> Resul
             "protocols": ["https"], "environment": "release",
             "endpoints": [{"path": text("path"), "method": text("method"),
                 "function": {"isIntegratedResponse": get("integratedResponse")}}]}}}),
-        "http" => json!({"http": {"parameters": {
-            "authType": text("authType"), "qualifier": "$DEFAULT",
-            "netConfig": {"enableExtranet": get("extranet"), "enableIntranet": true}}}}),
+        "http" => {
+            let extranet = match get("extranet") {
+                Value::String(s) => values.substitute(&s, false) == "true",
+                other => other.as_bool().unwrap_or(false),
+            };
+            json!({"http": {"parameters": {
+                "authType": text("authType"), "qualifier": "$DEFAULT",
+                "netConfig": {"enableExtranet": extranet, "enableIntranet": true}}}})
+        }
         "timer" => json!({"timer": {"parameters": {
             "cronExpression": text("cronExpression"), "enable": get("enable"), "qualifier": "$DEFAULT"}}}),
         other => return Err(format!("unknown trigger type {other:?}")),
@@ -291,9 +476,9 @@ pub fn generate(
                 json!({"vpcId": vpc_id, "subnetId": values.substitute(&vpc.subnet_id, false)});
         }
     }
+    // retryNum and msgTTL are applied through the SCF API after the deploy
+    // (`provision::ensure_async_retry`): the component sends them only with `asyncRunEnable`.
     if let Some(config) = &f.async_config {
-        inputs["retryNum"] = json!(config.retry_num);
-        inputs["msgTTL"] = json!(config.msg_ttl);
         if let Some(dead) = &config.dead_letter {
             let queue = values.substitute(&dead.name, false);
             if !queue.is_empty() && !queue.starts_with("<unset") {

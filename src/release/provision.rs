@@ -9,6 +9,11 @@
 //!   from `template.yaml` attached, through the CAM API (`GetRole`/`CreateRole`/
 //!   `UpdateAssumeRolePolicy`, `ListPolicies`/`GetPolicy`/`CreatePolicy`/`CreatePolicyVersion`,
 //!   `ListAttachedRolePolicies`/`AttachRolePolicy`, tccli `cam/v20190116/api.json`);
+//! - audit's retry of failed batches, through SCF's `UpdateFunctionEventInvokeConfig` (tccli
+//!   `scf/v20180416/api.json`) once the function exists: the serverless component sends it only
+//!   with `asyncRunEnable`, which turns a function into a long-running async one
+//!   (serverless-tencent/tencent-component-toolkit `src/modules/scf/index.ts`), so `retryNum` and
+//!   `msgTTL` in a serverless.yml are otherwise ignored;
 //! - the snapshot bucket, private, through the COS XML API (`HEAD Bucket`,
 //!   <https://www.tencentcloud.com/document/product/436/7735>; `PUT Bucket` with
 //!   `x-cos-acl: private`, <https://www.tencentcloud.com/document/product/436/7738>).
@@ -32,6 +37,8 @@ use serde_json::{json, Value};
 
 /// CLS API version.
 const CLS: (&str, &str) = ("cls", "2020-10-16");
+/// SCF API version.
+const SCF: (&str, &str) = ("scf", "2018-04-16");
 /// CAM API version.
 const CAM: (&str, &str) = ("cam", "2019-01-16");
 
@@ -712,6 +719,64 @@ fn with_id(name: &str, id: Option<&str>) -> String {
         Some(id) if id != name => format!("{name} ({id})"),
         _ => name.to_string(),
     }
+}
+
+/// Makes sure `function`'s failed asynchronous invocations (a CLS trigger's batches) are retried
+/// `retries` times and kept `msg_ttl` seconds. A function the serverless CLI has not created yet
+/// (a dry run) is a `create` row.
+pub async fn ensure_async_retry(
+    client: &ApiClient,
+    function: &str,
+    namespace: &str,
+    retries: u32,
+    msg_ttl: u32,
+    dry_run: bool,
+    deadline: Instant,
+) -> Result<Step, ApiError> {
+    let wanted = json!({"RetryConfig": [{"RetryNum": retries}], "MsgTTL": msg_ttl});
+    let current = client
+        .call(
+            SCF.0,
+            SCF.1,
+            "GetFunctionEventInvokeConfig",
+            &json!({"FunctionName": function, "Namespace": namespace}),
+            deadline,
+        )
+        .await;
+    let change = match current {
+        Ok(answer) => {
+            let config = &answer["AsyncTriggerConfig"];
+            let same = config["MsgTTL"].as_u64() == Some(u64::from(msg_ttl))
+                && config
+                    .pointer("/RetryConfig/0/RetryNum")
+                    .and_then(Value::as_u64)
+                    == Some(u64::from(retries));
+            if same {
+                Change::Keep
+            } else {
+                Change::Update
+            }
+        }
+        Err(error) if dry_run && error.code.starts_with("ResourceNotFound") => Change::Create,
+        Err(error) => return Err(error),
+    };
+    if change == Change::Update && !dry_run {
+        client
+            .call(
+                SCF.0,
+                SCF.1,
+                "UpdateFunctionEventInvokeConfig",
+                &json!({"FunctionName": function, "Namespace": namespace, "AsyncTriggerConfig": wanted}),
+                deadline,
+            )
+            .await?;
+    }
+    Ok(Step {
+        kind: "scf async retry",
+        name: function.to_string(),
+        change,
+        detail: format!("{retries} retries, events kept {msg_ttl} s"),
+    })
 }
 
 /// The snapshot bucket: `<name>-<appid>` in `region`, reached at `endpoint` (the stand-in's

@@ -3,7 +3,9 @@
 //! `CreateTopic`, `DescribeIndex`, `CreateIndex`, `ModifyIndex`, and their deletes) and CAM
 //! roles and policies (`GetRole`, `CreateRole`, `UpdateAssumeRolePolicy`, `ListPolicies`,
 //! `GetPolicy`, `CreatePolicy`, `ListPolicyVersions`, `CreatePolicyVersion`,
-//! `DeletePolicyVersion`, `ListAttachedRolePolicies`, `AttachRolePolicy`, and their deletes). Like the
+//! `DeletePolicyVersion`, `ListAttachedRolePolicies`, `AttachRolePolicy`, and their deletes),
+//! SCF's async retry settings (`GetFunctionEventInvokeConfig`,
+//! `UpdateFunctionEventInvokeConfig`) and the snapshot bucket. Like the
 //! other API 3.0 stand-ins it checks the TC3 signature and refuses, before anything else, what
 //! the action's official definition refuses ([`super::contract`]); then it keeps state, so a
 //! second deploy sees what the first one created.
@@ -76,6 +78,9 @@ pub struct AccountState {
     pub policies: BTreeMap<u64, Policy>,
     /// Attached policies: role name → policy ids.
     pub attached: BTreeMap<String, Vec<u64>>,
+    /// SCF functions (as the serverless CLI would have created them): name → their
+    /// `AsyncTriggerConfig`.
+    pub functions: BTreeMap<String, Value>,
     /// The bucket at this address, once created: its ACL (`x-cos-acl`).
     pub bucket: Option<String>,
     /// The bucket's name is another account's: `PUT` answers 409.
@@ -127,6 +132,7 @@ impl AccountStub {
     pub async fn start() -> std::io::Result<Self> {
         contract::definitions("cls", "2020-10-16").map_err(std::io::Error::other)?;
         contract::definitions("cam", "2019-01-16").map_err(std::io::Error::other)?;
+        contract::definitions("scf", "2018-04-16").map_err(std::io::Error::other)?;
         let state = Arc::new(Mutex::new(AccountState::default()));
         let app = Router::new()
             .route("/", post(handle).head(bucket).put(bucket).delete(bucket))
@@ -153,7 +159,13 @@ async fn handle(
     let mut state = state.lock().expect("stub lock");
     let action = header(&headers, "x-tc-action").to_string();
     state.actions.push(action.clone());
-    if let Err(problem) = check_tc3(&headers, &body, SECRET_ID, SECRET_KEY, &["cls", "cam"]) {
+    if let Err(problem) = check_tc3(
+        &headers,
+        &body,
+        SECRET_ID,
+        SECRET_KEY,
+        &["cls", "cam", "scf"],
+    ) {
         state.problems.push(format!("{action}: {problem}"));
         return error("AuthFailure.SignatureFailure", &problem);
     }
@@ -289,6 +301,16 @@ async fn handle(
             Ok(answer) => answer,
             Err((code, message)) => return error(code, &message),
         },
+        "GetFunctionEventInvokeConfig" | "UpdateFunctionEventInvokeConfig" => {
+            let name = request["FunctionName"].as_str().unwrap_or_default();
+            let Some(config) = state.functions.get_mut(name) else {
+                return error("ResourceNotFound.Function", "no such function");
+            };
+            if action == "UpdateFunctionEventInvokeConfig" {
+                *config = request["AsyncTriggerConfig"].clone();
+            }
+            json!({"AsyncTriggerConfig": config})
+        }
         other => {
             return error(
                 "InvalidAction",

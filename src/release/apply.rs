@@ -1,0 +1,338 @@
+//! `esgflow deploy`, in order:
+//! 1. the parameters are checked ([`Values::problems`]); any problem stops it before anything is
+//!    built or called, naming the parameter;
+//! 2. what the functions need is read and, unless this is a dry run, made: the snapshot bucket,
+//!    the CLS logset, topics and indexes, the execution roles and their policies
+//!    ([`super::provision`]);
+//! 3. the resources table is printed (what is created, updated, left alone), then the details;
+//! 4. one `serverless.yml` per function is written and deployed with the serverless CLI;
+//! 5. audit's retry of failed batches is set through the SCF API.
+//!
+//! A second run with nothing changed writes nothing in steps 2 and 5.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use esgflow::adapters::tencent::api::ApiClient;
+use esgflow::adapters::tencent::Credentials;
+
+use super::deploy::{generate, role_specs, write_all, Stack, Values};
+use super::provision::{
+    ensure_async_retry, ensure_bucket, ensure_cls, ensure_roles, BucketSpec, Change, ClsNames, Step,
+};
+
+/// The whole deploy may take this long for its API calls (the serverless CLI has its own).
+const API_BUDGET: Duration = Duration::from_secs(300);
+
+/// What `esgflow deploy` was asked.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `template.yaml`.
+    pub template: PathBuf,
+    /// Where the generated files go.
+    pub out: PathBuf,
+    /// Read and print only.
+    pub dry_run: bool,
+    /// The serverless CLI (`scf` of serverless-cloud-framework).
+    pub cli: PathBuf,
+    /// Where API 3.0 and COS requests go instead of Tencent Cloud (`ESGFLOW_DEPLOY_ENDPOINT`,
+    /// the stand-ins in tests).
+    pub endpoint: Option<String>,
+}
+
+/// Why a deploy stopped.
+#[derive(Debug)]
+pub enum Stopped {
+    /// Bad input or a missing prerequisite, named; nothing was changed. Exit code 2.
+    Refused(Vec<String>),
+    /// A step failed part way. Exit code 1.
+    Failed(String),
+}
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stopped::Refused(problems) => {
+                writeln!(f, "esgflow deploy: nothing was built or called:")?;
+                for problem in problems {
+                    writeln!(f, "  {problem}")?;
+                }
+                Ok(())
+            }
+            Stopped::Failed(why) => writeln!(f, "esgflow deploy: {why}"),
+        }
+    }
+}
+
+/// The deploy key, from the serverless CLI's own settings (`TENCENT_SECRET_ID`,
+/// `TENCENT_SECRET_KEY`, and `TENCENT_TOKEN` for temporary keys).
+pub fn deploy_credentials(lookup: &dyn Fn(&str) -> Option<String>) -> Option<Credentials> {
+    let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+    Some(Credentials {
+        secret_id: get("TENCENT_SECRET_ID")?,
+        secret_key: get("TENCENT_SECRET_KEY")?,
+        token: get("TENCENT_TOKEN"),
+    })
+}
+
+/// Runs the deploy (or the dry run), printing the resources table and details to stdout and
+/// progress to stderr.
+pub async fn deploy(
+    options: &Options,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), Stopped> {
+    let stack = Stack::load(&options.template).map_err(|e| Stopped::Refused(vec![e]))?;
+    let mut values = Values::resolve(&stack, lookup).map_err(|e| Stopped::Refused(vec![e]))?;
+    let mut problems = values.problems(&stack);
+    let credentials = deploy_credentials(lookup);
+    if credentials.is_none() && !options.dry_run {
+        problems.push("no Tencent Cloud credentials: set TENCENT_SECRET_ID and TENCENT_SECRET_KEY (a key allowed to manage SCF, CLS, CAM and COS), or run `make deploy DRY_RUN=1` to see what would be deployed".into());
+    }
+    if !options.dry_run && !options.cli.exists() {
+        problems.push(format!(
+            "the serverless CLI is not installed at {} (run `make setup-deploy`)",
+            options.cli.display()
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(Stopped::Refused(problems));
+    }
+    let root = options
+        .template
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let region = values.substitute(&stack.region, false);
+    let deadline = Instant::now() + API_BUDGET;
+    let failed = |e: String| Stopped::Failed(e);
+    let mut steps = Vec::new();
+    let mut notes = Vec::new();
+    match &credentials {
+        Some(credentials) => {
+            let client = ApiClient::new(&region, options.endpoint.clone())
+                .with_credentials(credentials.clone());
+            let bucket = BucketSpec {
+                bucket: values
+                    .get("SNAPSHOT_BUCKET")
+                    .unwrap_or_default()
+                    .to_string(),
+                region: region.clone(),
+                endpoint: options.endpoint.clone(),
+            };
+            steps.push(
+                ensure_bucket(&bucket, credentials, options.dry_run, deadline)
+                    .await
+                    .map_err(failed)?,
+            );
+            let given = |name: &str| values.get(name).filter(|v| !v.is_empty());
+            let cls = ensure_cls(
+                &client,
+                &ClsNames::for_stack(&stack.stack),
+                (given("ESG_HITS_TOPIC_ID"), given("ESG_TRAFFIC_TOPIC_ID")),
+                options.dry_run,
+                deadline,
+            )
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+            steps.extend(cls.steps);
+            notes.extend(cls.warnings);
+            for (name, id) in [
+                ("ESG_HITS_TOPIC_ID", cls.hits_topic_id),
+                ("ESG_TRAFFIC_TOPIC_ID", cls.traffic_topic_id),
+            ] {
+                values.set(
+                    name,
+                    id.unwrap_or_else(|| format!("<created by deploy: {name}>")),
+                );
+            }
+            let roles = role_specs(&stack, &values).map_err(failed)?;
+            steps.extend(
+                ensure_roles(&client, &roles, options.dry_run, deadline)
+                    .await
+                    .map_err(|e| failed(e.to_string()))?,
+            );
+        }
+        None => {
+            notes.push(
+                "no credentials: the account was not read, so every prerequisite shows as `create`; what exists would be kept"
+                    .into(),
+            );
+            for (kind, name) in prerequisites(&stack, &values) {
+                steps.push(Step {
+                    kind,
+                    name,
+                    change: Change::Create,
+                    detail: "not checked".into(),
+                });
+            }
+            for name in ["ESG_HITS_TOPIC_ID", "ESG_TRAFFIC_TOPIC_ID"] {
+                if values.get(name).is_none_or(str::is_empty) {
+                    values.set(name, format!("<created by deploy: {name}>"));
+                }
+            }
+        }
+    }
+    for function in stack.functions.keys() {
+        steps.push(Step {
+            kind: "scf function",
+            name: format!("{}-{function}", stack.stack),
+            change: Change::Update,
+            detail: "created or updated by the serverless CLI".into(),
+        });
+    }
+    println!(
+        "# esgflow deploy{}: stack {} in {region}, from {}\n",
+        if options.dry_run { " --dry-run" } else { "" },
+        stack.stack,
+        options.template.display()
+    );
+    print!("{}", table(&steps));
+    for note in &notes {
+        println!("note: {note}");
+    }
+    if options.dry_run {
+        print_details(&stack, &values, root, options)?;
+        return Ok(());
+    }
+    let cli = std::fs::canonicalize(&options.cli).map_err(|e| failed(e.to_string()))?;
+    for dir in write_all(&stack, &values, root, &options.out).map_err(failed)? {
+        eprintln!("deploying {}", dir.display());
+        let status = std::process::Command::new(&cli)
+            .arg("deploy")
+            .current_dir(&dir)
+            .status()
+            .map_err(|e| failed(format!("{}: {e}", cli.display())))?;
+        if !status.success() {
+            return Err(failed(format!(
+                "the serverless CLI failed in {} ({status})",
+                dir.display()
+            )));
+        }
+    }
+    let credentials = credentials.expect("checked above");
+    let client =
+        ApiClient::new(&region, options.endpoint.clone()).with_credentials(credentials.clone());
+    let mut after = Vec::new();
+    for (name, function) in &stack.functions {
+        if let Some(config) = &function.async_config {
+            after.push(
+                ensure_async_retry(
+                    &client,
+                    &format!("{}-{name}", stack.stack),
+                    &stack.namespace,
+                    config.retry_num,
+                    config.msg_ttl,
+                    false,
+                    deadline,
+                )
+                .await
+                .map_err(|e| failed(e.to_string()))?,
+            );
+        }
+    }
+    print!("{}", table(&after));
+    eprintln!("deployed. Verify with the console: README \"Deploy to Tencent Cloud\", Verify.");
+    Ok(())
+}
+
+/// What would be made, named, when the account cannot be read.
+fn prerequisites(stack: &Stack, values: &Values) -> Vec<(&'static str, String)> {
+    let names = ClsNames::for_stack(&stack.stack);
+    let mut rows = vec![(
+        "cos bucket",
+        values
+            .get("SNAPSHOT_BUCKET")
+            .unwrap_or_default()
+            .to_string(),
+    )];
+    if values.get("ESG_HITS_TOPIC_ID").is_none_or(str::is_empty)
+        || values.get("ESG_TRAFFIC_TOPIC_ID").is_none_or(str::is_empty)
+    {
+        rows.push(("cls logset", names.logset.clone()));
+    }
+    for (parameter, name) in [
+        ("ESG_HITS_TOPIC_ID", names.hits_topic),
+        ("ESG_TRAFFIC_TOPIC_ID", names.traffic_topic),
+    ] {
+        let given = values.get(parameter).filter(|v| !v.is_empty());
+        if given.is_none() {
+            rows.push(("cls topic", name.clone()));
+        }
+        rows.push(("cls index", given.map_or(name, str::to_string)));
+    }
+    for function in stack.functions.values() {
+        rows.push(("cam role", function.role.clone()));
+        rows.push(("cam policy", format!("{}-policy", function.role)));
+        rows.push((
+            "cam attachment",
+            format!("{}-policy → {}", function.role, function.role),
+        ));
+    }
+    rows
+}
+
+/// The resources table: one row per resource.
+pub fn table(steps: &[Step]) -> String {
+    let kind_width = steps.iter().map(|s| s.kind.len()).max().unwrap_or(0).max(8);
+    let name_width = steps
+        .iter()
+        .map(|s| s.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(4);
+    let mut out = format!(
+        "{:<kind_width$}  {:<name_width$}  {:<6}  detail\n",
+        "resource", "name", "action"
+    );
+    for step in steps {
+        out.push_str(
+            format!(
+                "{:<kind_width$}  {:<name_width$}  {:<6}  {}",
+                step.kind,
+                step.name,
+                step.change.label(),
+                step.detail
+            )
+            .trim_end(),
+        );
+        out.push('\n');
+    }
+    out
+}
+
+fn print_details(
+    stack: &Stack,
+    values: &Values,
+    root: &Path,
+    options: &Options,
+) -> Result<(), Stopped> {
+    for function in stack.functions.keys() {
+        let generated =
+            generate(stack, function, values, true).map_err(|e| Stopped::Failed(e.to_string()))?;
+        let package = root.join(&stack.functions[function].package);
+        println!("\n## {function} → {}", generated.name);
+        println!(
+            "# package: {} ({})",
+            package.display(),
+            if package.exists() {
+                "built"
+            } else {
+                "not built yet: make package"
+            }
+        );
+        println!("# {}/serverless.yml", options.out.join(function).display());
+        print!("{}", generated.serverless_yml);
+        println!(
+            "# {}/policy.json (role {})",
+            options.out.join(function).display(),
+            stack.functions[function].role
+        );
+        println!("{}", generated.policy_json);
+        println!(
+            "# would run: (cd {} && {} deploy)",
+            options.out.join(function).display(),
+            options.cli.display()
+        );
+    }
+    Ok(())
+}
