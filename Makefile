@@ -11,7 +11,7 @@ FUNCTIONS   := audit lookup sync
 CARGO       ?= cargo
 ESGFLOW     := target/debug/esgflow
 
-.PHONY: help setup setup-test setup-deploy build test lint unit package run bench sample clean deploy measure fuzz openapi
+.PHONY: help setup setup-test setup-deploy build test lint unit package run bench sample clean deploy destroy measure fuzz openapi
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -66,6 +66,9 @@ run: build ## replay the bundled sample flow logs through the real audit functio
 
 deploy: package $(if $(DRY_RUN),,setup-deploy) ## deploy the whole stack in template.yaml: bucket, CLS topics and indexes, CAM roles, the functions (DRY_RUN=1: read only, print what would be done)
 	$(CARGO) run --quiet --bin esgflow -- deploy --template template.yaml --out dist/deploy $(if $(DRY_RUN),--dry-run)
+
+destroy: $(if $(DRY_RUN),,setup-deploy) ## remove the deployed functions, roles and policies (DELETE_LOGS=1: also the topics and their logs; DELETE_SNAPSHOTS=1: also the bucket and its snapshots; DRY_RUN=1: read only)
+	$(CARGO) run --quiet --bin esgflow -- destroy --template template.yaml --out dist/deploy $(if $(DRY_RUN),--dry-run) $(if $(DELETE_LOGS),--delete-logs) $(if $(DELETE_SNAPSHOTS),--delete-snapshots)
 
 measure: package ## release health check: zip and binary sizes, init time (median of 20, with and without a 10,000-rule snapshot), audit peak RSS, lookup peak RSS under the heaviest requests
 	$(CARGO) build --quiet --bin esgflow

@@ -143,6 +143,28 @@ enum Command {
         #[arg(long, default_value = "deploy/node_modules/.bin/scf")]
         cli: PathBuf,
     },
+    /// Remove what `deploy` made: the functions, the execution roles and their policies; the
+    /// topics (with their logs) and the snapshot bucket (with its snapshots) only when asked
+    Destroy {
+        /// The stack description
+        #[arg(long, default_value = "template.yaml")]
+        template: PathBuf,
+        /// Where the generated serverless.yml files go
+        #[arg(long, default_value = "dist/deploy")]
+        out: PathBuf,
+        /// Read only, and print what would be removed
+        #[arg(long)]
+        dry_run: bool,
+        /// Also delete the hits and traffic topics deploy created, and their logs
+        #[arg(long)]
+        delete_logs: bool,
+        /// Also empty and delete the snapshot bucket
+        #[arg(long)]
+        delete_snapshots: bool,
+        /// The serverless CLI
+        #[arg(long, default_value = "deploy/node_modules/.bin/scf")]
+        cli: PathBuf,
+    },
     /// Release health check: zip/binary sizes, init time (median of --runs cold starts, without
     /// and with a 10,000-rule snapshot), audit peak RSS on max-size events
     Measure {
@@ -383,27 +405,25 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             dry_run,
             cli,
         } => {
-            let options = esgflow_local::release::apply::Options {
-                template,
-                out,
-                dry_run,
-                cli,
-                endpoint: std::env::var("ESGFLOW_DEPLOY_ENDPOINT")
-                    .ok()
-                    .filter(|e| !e.is_empty()),
+            let options = deploy_options(template, out, dry_run, cli);
+            let env = |name: &str| std::env::var(name).ok();
+            stopped_code(esgflow_local::release::apply::deploy(&options, &env).await)
+        }
+        Command::Destroy {
+            template,
+            out,
+            dry_run,
+            delete_logs,
+            delete_snapshots,
+            cli,
+        } => {
+            let options = deploy_options(template, out, dry_run, cli);
+            let removal = esgflow_local::release::apply::Removal {
+                delete_logs,
+                delete_snapshots,
             };
-            match esgflow_local::release::apply::deploy(&options, &|name| std::env::var(name).ok())
-                .await
-            {
-                Ok(()) => Ok(ExitCode::SUCCESS),
-                Err(stopped) => {
-                    eprint!("{stopped}");
-                    Ok(match stopped {
-                        esgflow_local::release::apply::Stopped::Refused(_) => ExitCode::from(2),
-                        esgflow_local::release::apply::Stopped::Failed(_) => ExitCode::FAILURE,
-                    })
-                }
-            }
+            let env = |name: &str| std::env::var(name).ok();
+            stopped_code(esgflow_local::release::apply::destroy(&options, removal, &env).await)
         }
         Command::Sync {
             local,
@@ -794,6 +814,42 @@ async fn fire_timers(
         failed += usize::from(!invocation.result.is_response());
     }
     Ok(failed)
+}
+
+/// `deploy` and `destroy`'s options; `ESGFLOW_DEPLOY_ENDPOINT` sends their API and COS requests
+/// to a stand-in.
+fn deploy_options(
+    template: PathBuf,
+    out: PathBuf,
+    dry_run: bool,
+    cli: PathBuf,
+) -> esgflow_local::release::apply::Options {
+    esgflow_local::release::apply::Options {
+        template,
+        out,
+        dry_run,
+        cli,
+        endpoint: std::env::var("ESGFLOW_DEPLOY_ENDPOINT")
+            .ok()
+            .filter(|e| !e.is_empty()),
+    }
+}
+
+/// Exit 0, or the stop's message and 2 (nothing changed) or 1 (failed part way).
+fn stopped_code(
+    outcome: Result<(), esgflow_local::release::apply::Stopped>,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    use esgflow_local::release::apply::Stopped;
+    match outcome {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(stopped) => {
+            eprint!("{stopped}");
+            Ok(match stopped {
+                Stopped::Refused(_) => ExitCode::from(2),
+                Stopped::Failed(_) => ExitCode::FAILURE,
+            })
+        }
+    }
 }
 
 fn print_result(result: &InvocationResult) {

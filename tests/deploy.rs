@@ -449,14 +449,14 @@ async fn a_full_deploy_then_a_no_op_then_one_index_change() {
     .unwrap();
     std::fs::set_permissions(&cli, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
 
-    let deploy = |stub_url: String| {
+    let esgflow = |stub_url: String, args: &'static [&'static str]| {
         let work = work.clone();
         let cli = cli.clone();
         async move {
             tokio::task::spawn_blocking(move || {
                 let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_esgflow"));
                 command
-                    .arg("deploy")
+                    .args(args)
                     .arg("--template")
                     .arg(work.join("template.yaml"))
                     .arg("--out")
@@ -498,6 +498,7 @@ async fn a_full_deploy_then_a_no_op_then_one_index_change() {
         }
     };
 
+    let deploy = |url: String| esgflow(url, &["deploy"]);
     let first = deploy(stub.url.clone()).await;
     assert_eq!(
         take_writes(&stub),
@@ -584,6 +585,62 @@ async fn a_full_deploy_then_a_no_op_then_one_index_change() {
         third.contains("only to logs written from now on"),
         "{third}"
     );
+
+    // destroy: the functions, roles and policies go; the topics and the bucket stay unless asked.
+    stub.state.lock().unwrap().objects.extend([
+        "esgflow/snapshots/latest.json".to_string(),
+        "esgflow/snapshots/0e0a7fe890b3dfe9.json".to_string(),
+    ]);
+    let kept = esgflow(stub.url.clone(), &["destroy"]).await;
+    assert_eq!(
+        take_writes(&stub),
+        ["DetachRolePolicy", "DeletePolicy", "DeleteRole"].repeat(3),
+        "{kept}"
+    );
+    assert!(kept.contains("--delete-logs removes it"), "{kept}");
+    assert!(kept.contains("--delete-snapshots removes it"), "{kept}");
+    let removes = std::fs::read_to_string(&calls)
+        .unwrap()
+        .matches(" remove")
+        .count();
+    assert_eq!(removes, 3);
+    // What the real CLI's `remove` does.
+    stub.state.lock().unwrap().functions.clear();
+    let gone = esgflow(
+        stub.url.clone(),
+        &["destroy", "--delete-logs", "--delete-snapshots"],
+    )
+    .await;
+    assert_eq!(
+        take_writes(&stub),
+        [
+            "DeleteTopic",
+            "DeleteTopic",
+            "DeleteLogset",
+            "DELETE Object",
+            "DELETE Object",
+            "DELETE Bucket"
+        ],
+        "{gone}"
+    );
+    {
+        let state = stub.state.lock().unwrap();
+        assert!(state.topics.is_empty() && state.logsets.is_empty() && state.roles.is_empty());
+        assert!(state.policies.is_empty() && state.bucket.is_none() && state.objects.is_empty());
+    }
+    assert!(gone.contains("2 object(s) with it"), "{gone}");
+    let again = esgflow(
+        stub.url.clone(),
+        &["destroy", "--delete-logs", "--delete-snapshots"],
+    )
+    .await;
+    assert_eq!(take_writes(&stub), Vec::<String>::new(), "{again}");
+    assert!(!again.contains(" delete "), "{again}");
+    let removes = std::fs::read_to_string(&calls)
+        .unwrap()
+        .matches(" remove")
+        .count();
+    assert_eq!(removes, 3, "nothing left to remove");
     assert!(stub.problems().is_empty(), "{:?}", stub.problems());
     std::fs::remove_dir_all(&work).ok();
 }

@@ -336,3 +336,143 @@ fn print_details(
     }
     Ok(())
 }
+
+/// What `esgflow destroy` was asked besides [`Options`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Removal {
+    /// Delete the topics the deploy created, and their logs.
+    pub delete_logs: bool,
+    /// Empty and delete the snapshot bucket.
+    pub delete_snapshots: bool,
+}
+
+/// `esgflow destroy`: removes the functions (serverless CLI `remove`), the execution roles and
+/// their policies; the topics (with their logs) and the bucket (with its snapshots) only when
+/// asked. Prints the resources table; with a dry run, only reads.
+pub async fn destroy(
+    options: &Options,
+    removal: Removal,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), Stopped> {
+    use super::provision::{remove_bucket, remove_cls, remove_roles};
+    let stack = Stack::load(&options.template).map_err(|e| Stopped::Refused(vec![e]))?;
+    let values = Values::resolve(&stack, lookup).map_err(|e| Stopped::Refused(vec![e]))?;
+    // Only what naming the resources needs must be right.
+    let mut problems: Vec<String> = values
+        .problems(&stack)
+        .into_iter()
+        .filter(|p| p.starts_with("REGION") || p.starts_with("SNAPSHOT_BUCKET"))
+        .collect();
+    let Some(credentials) = deploy_credentials(lookup) else {
+        problems.push(
+            "no Tencent Cloud credentials: set TENCENT_SECRET_ID and TENCENT_SECRET_KEY".into(),
+        );
+        return Err(Stopped::Refused(problems));
+    };
+    if !options.dry_run && !options.cli.exists() {
+        problems.push(format!(
+            "the serverless CLI is not installed at {} (run `make setup-deploy`)",
+            options.cli.display()
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(Stopped::Refused(problems));
+    }
+    let region = values.substitute(&stack.region, false);
+    let deadline = Instant::now() + API_BUDGET;
+    let failed = |e: String| Stopped::Failed(e);
+    let client =
+        ApiClient::new(&region, options.endpoint.clone()).with_credentials(credentials.clone());
+    let mut steps = Vec::new();
+    for function in stack.functions.keys() {
+        let generated = generate(&stack, function, &values, false).map_err(failed)?;
+        let found = client
+            .call(
+                "scf",
+                "2018-04-16",
+                "GetFunction",
+                &serde_json::json!({"FunctionName": generated.name, "Namespace": stack.namespace}),
+                deadline,
+            )
+            .await;
+        match found {
+            Ok(_) => {}
+            Err(error) if error.code.starts_with("ResourceNotFound") => {
+                steps.push(Step {
+                    kind: "scf function",
+                    name: generated.name,
+                    change: Change::Absent,
+                    detail: String::new(),
+                });
+                continue;
+            }
+            Err(error) => return Err(failed(error.to_string())),
+        }
+        if !options.dry_run {
+            let dir = options.out.join(function);
+            std::fs::create_dir_all(&dir).map_err(|e| failed(e.to_string()))?;
+            std::fs::write(dir.join("serverless.yml"), &generated.serverless_yml)
+                .map_err(|e| failed(e.to_string()))?;
+            eprintln!("removing {}", generated.name);
+            let status = std::process::Command::new(&options.cli)
+                .arg("remove")
+                .current_dir(&dir)
+                .status()
+                .map_err(|e| failed(format!("{}: {e}", options.cli.display())))?;
+            if !status.success() {
+                return Err(failed(format!(
+                    "the serverless CLI failed to remove {} ({status})",
+                    generated.name
+                )));
+            }
+        }
+        steps.push(Step {
+            kind: "scf function",
+            name: generated.name,
+            change: Change::Delete,
+            detail: "removed by the serverless CLI, with its triggers".into(),
+        });
+    }
+    let roles = role_specs(&stack, &values).map_err(failed)?;
+    steps.extend(
+        remove_roles(&client, &roles, options.dry_run, deadline)
+            .await
+            .map_err(|e| failed(e.to_string()))?,
+    );
+    steps.extend(
+        remove_cls(
+            &client,
+            &ClsNames::for_stack(&stack.stack),
+            removal.delete_logs,
+            options.dry_run,
+            deadline,
+        )
+        .await
+        .map_err(|e| failed(e.to_string()))?,
+    );
+    if let Some(bucket) = values.get("SNAPSHOT_BUCKET").filter(|b| !b.is_empty()) {
+        let spec = BucketSpec {
+            bucket: bucket.to_string(),
+            region: region.clone(),
+            endpoint: options.endpoint.clone(),
+        };
+        steps.push(
+            remove_bucket(
+                &spec,
+                &credentials,
+                removal.delete_snapshots,
+                options.dry_run,
+                deadline,
+            )
+            .await
+            .map_err(failed)?,
+        );
+    }
+    println!(
+        "# esgflow destroy{}: stack {} in {region}\n",
+        if options.dry_run { " --dry-run" } else { "" },
+        stack.stack
+    );
+    print!("{}", table(&steps));
+    Ok(())
+}

@@ -61,6 +61,10 @@ pub enum Change {
     Update,
     /// Present as wanted: left alone.
     Keep,
+    /// Present: removed (`esgflow destroy`).
+    Delete,
+    /// Not there: nothing to do.
+    Absent,
 }
 
 impl Change {
@@ -70,6 +74,8 @@ impl Change {
             Change::Create => "create",
             Change::Update => "update",
             Change::Keep => "keep",
+            Change::Delete => "delete",
+            Change::Absent => "absent",
         }
     }
 }
@@ -365,7 +371,7 @@ async fn ensure_index(
     };
     if !dry_run {
         match change {
-            Change::Keep => {}
+            Change::Keep | Change::Delete | Change::Absent => {}
             Change::Create => {
                 let created = call(
                     client,
@@ -593,7 +599,7 @@ async fn ensure_role(
                 )
                 .await?;
             }
-            Change::Keep => {}
+            Change::Keep | Change::Delete | Change::Absent => {}
         }
     }
     Ok(Step {
@@ -779,6 +785,170 @@ pub async fn ensure_async_retry(
     })
 }
 
+/// Removes what [`ensure_roles`] made: each role's policy is detached and deleted, then the role.
+/// With `dry_run`, only reads. Roles or policies already gone are `absent`.
+pub async fn remove_roles(
+    client: &ApiClient,
+    roles: &[RoleSpec],
+    dry_run: bool,
+    deadline: Instant,
+) -> Result<Vec<Step>, ApiError> {
+    let mut steps = Vec::new();
+    for role in roles {
+        let answer = cam(
+            client,
+            "ListPolicies",
+            json!({"Rp": 200, "Page": 1, "Scope": "Local", "Keyword": role.policy_name}),
+            deadline,
+        )
+        .await?;
+        let policy = listed(&answer, "List")
+            .find(|p| p.get("PolicyName").and_then(Value::as_str) == Some(&role.policy_name))
+            .and_then(|p| p.get("PolicyId").and_then(Value::as_u64));
+        let exists = match cam(client, "GetRole", json!({"RoleName": role.name}), deadline).await {
+            Ok(_) => true,
+            Err(error)
+                if error.code.starts_with("ResourceNotFound")
+                    || error.code.contains("RoleNotExist") =>
+            {
+                false
+            }
+            Err(error) => return Err(error),
+        };
+        if let (Some(id), true, false) = (policy, exists, dry_run) {
+            cam(
+                client,
+                "DetachRolePolicy",
+                json!({"PolicyId": id, "DetachRoleName": role.name}),
+                deadline,
+            )
+            .await?;
+        }
+        if let (Some(id), false) = (policy, dry_run) {
+            cam(client, "DeletePolicy", json!({"PolicyId": [id]}), deadline).await?;
+        }
+        if exists && !dry_run {
+            cam(
+                client,
+                "DeleteRole",
+                json!({"RoleName": role.name}),
+                deadline,
+            )
+            .await?;
+        }
+        let gone = |present: bool| {
+            if present {
+                Change::Delete
+            } else {
+                Change::Absent
+            }
+        };
+        steps.push(Step {
+            kind: "cam policy",
+            name: role.policy_name.clone(),
+            change: gone(policy.is_some()),
+            detail: String::new(),
+        });
+        steps.push(Step {
+            kind: "cam role",
+            name: role.name.clone(),
+            change: gone(exists),
+            detail: String::new(),
+        });
+    }
+    Ok(steps)
+}
+
+/// Removes the topics [`ensure_cls`] created (their logs with them) and then the logset, when
+/// `delete_logs`; otherwise says they are kept. Topics the operator gave by id are never touched.
+pub async fn remove_cls(
+    client: &ApiClient,
+    names: &ClsNames,
+    delete_logs: bool,
+    dry_run: bool,
+    deadline: Instant,
+) -> Result<Vec<Step>, ApiError> {
+    let Some(logset) = find_logset(client, &names.logset, deadline).await? else {
+        return Ok(vec![Step {
+            kind: "cls logset",
+            name: names.logset.clone(),
+            change: Change::Absent,
+            detail: String::new(),
+        }]);
+    };
+    let mut steps = Vec::new();
+    for name in [&names.hits_topic, &names.traffic_topic] {
+        let topic = find_topic(client, &logset, name, deadline).await?;
+        let change = match (&topic, delete_logs) {
+            (None, _) => Change::Absent,
+            (Some(_), false) => Change::Keep,
+            (Some(_), true) => Change::Delete,
+        };
+        if let (Some(topic), Change::Delete, false) = (&topic, change, dry_run) {
+            call(
+                client,
+                "DeleteTopic",
+                json!({"TopicId": topic.id}),
+                deadline,
+            )
+            .await?;
+        }
+        steps.push(Step {
+            kind: "cls topic",
+            name: with_id(name, topic.as_ref().map(|t| t.id.as_str())),
+            change,
+            detail: if change == Change::Keep {
+                "its logs are kept: --delete-logs removes it".into()
+            } else {
+                String::new()
+            },
+        });
+    }
+    let change = if delete_logs {
+        Change::Delete
+    } else {
+        Change::Keep
+    };
+    // A logset that holds topics of someone else's stays.
+    let listed_topics = call(
+        client,
+        "DescribeTopics",
+        json!({"Filters": [{"Key": "logsetId", "Values": [logset]}], "Offset": 0, "Limit": 100}),
+        deadline,
+    )
+    .await?;
+    let others = listed(&listed_topics, "Topics")
+        .filter(|t| {
+            let name = t
+                .get("TopicName")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            name != names.hits_topic && name != names.traffic_topic
+        })
+        .count();
+    let (change, detail) = match (change, others) {
+        (Change::Delete, 0) => (Change::Delete, String::new()),
+        (_, 0) => (change, String::new()),
+        (_, n) => (Change::Keep, format!("it holds {n} other topic(s)")),
+    };
+    if change == Change::Delete && !dry_run {
+        call(
+            client,
+            "DeleteLogset",
+            json!({"LogsetId": logset}),
+            deadline,
+        )
+        .await?;
+    }
+    steps.push(Step {
+        kind: "cls logset",
+        name: with_id(&names.logset, Some(&logset)),
+        change,
+        detail,
+    });
+    Ok(steps)
+}
+
 /// The snapshot bucket: `<name>-<appid>` in `region`, reached at `endpoint` (the stand-in's
 /// address), else at `https://<bucket>.cos.<region>.myqcloud.com`.
 #[derive(Debug, Clone)]
@@ -843,6 +1013,126 @@ pub async fn ensure_bucket(
     })
 }
 
+/// Most objects listed per page (COS's `max-keys` limit).
+const LIST_PAGE: &str = "1000";
+
+/// Removes the bucket when `delete_snapshots` (every object in it first), else says it is kept.
+pub async fn remove_bucket(
+    spec: &BucketSpec,
+    credentials: &esgflow::adapters::tencent::Credentials,
+    delete_snapshots: bool,
+    dry_run: bool,
+    deadline: Instant,
+) -> Result<Step, String> {
+    let (status, _) = bucket_request(spec, credentials, "HEAD", deadline).await?;
+    let step = |change, detail: String| Step {
+        kind: "cos bucket",
+        name: spec.bucket.clone(),
+        change,
+        detail,
+    };
+    match status {
+        404 => return Ok(step(Change::Absent, String::new())),
+        200 => {}
+        other => return Err(format!("COS bucket {}: HEAD answered {other}", spec.bucket)),
+    }
+    if !delete_snapshots {
+        return Ok(step(
+            Change::Keep,
+            "its snapshots are kept: --delete-snapshots removes it".into(),
+        ));
+    }
+    let mut deleted = 0usize;
+    let mut marker = String::new();
+    loop {
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "COS bucket {}: no time left emptying it",
+                spec.bucket
+            ));
+        }
+        let (status, body) = cos_request(
+            spec,
+            credentials,
+            "GET",
+            "/",
+            &[("marker", &marker), ("max-keys", LIST_PAGE)],
+            deadline,
+        )
+        .await?;
+        if status != 200 {
+            return Err(format!(
+                "COS bucket {}: listing answered {status} {}",
+                spec.bucket,
+                error_code(&body)
+            ));
+        }
+        let text = String::from_utf8_lossy(&body);
+        let keys = elements(&text, "Key");
+        for key in &keys {
+            if !dry_run {
+                let (status, body) = cos_request(
+                    spec,
+                    credentials,
+                    "DELETE",
+                    &format!("/{key}"),
+                    &[],
+                    deadline,
+                )
+                .await?;
+                if !matches!(status, 200 | 204 | 404) {
+                    return Err(format!(
+                        "COS bucket {}: deleting {key} answered {status} {}",
+                        spec.bucket,
+                        error_code(&body)
+                    ));
+                }
+            }
+            deleted += 1;
+        }
+        let truncated = elements(&text, "IsTruncated").first().map(String::as_str) == Some("true");
+        match (truncated, keys.last()) {
+            (true, Some(last)) => {
+                marker = elements(&text, "NextMarker")
+                    .into_iter()
+                    .next()
+                    .unwrap_or_else(|| last.clone())
+            }
+            _ => break,
+        }
+        if dry_run {
+            break;
+        }
+    }
+    if !dry_run {
+        let (status, body) = bucket_request(spec, credentials, "DELETE", deadline).await?;
+        if !matches!(status, 200 | 204) {
+            return Err(format!(
+                "COS bucket {}: DELETE answered {status} {}",
+                spec.bucket,
+                error_code(&body)
+            ));
+        }
+    }
+    Ok(step(Change::Delete, format!("{deleted} object(s) with it")))
+}
+
+/// The text of every `<name>…</name>` element of a COS XML answer, in order.
+fn elements(xml: &str, name: &str) -> Vec<String> {
+    let (open, close) = (format!("<{name}>"), format!("</{name}>"));
+    xml.split(&open)
+        .skip(1)
+        .filter_map(|rest| rest.split(&close).next())
+        .map(|text| {
+            text.replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&apos;", "'")
+                .replace("&amp;", "&")
+        })
+        .collect()
+}
+
 /// The `<Code>` of a COS error document, or nothing.
 fn error_code(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
@@ -860,12 +1150,28 @@ async fn bucket_request(
     method: &str,
     deadline: Instant,
 ) -> Result<(u16, Vec<u8>), String> {
+    cos_request(spec, credentials, method, "/", &[], deadline).await
+}
+
+/// One signed request on `path` of the bucket with query `params`: its status and body.
+async fn cos_request(
+    spec: &BucketSpec,
+    credentials: &esgflow::adapters::tencent::Credentials,
+    method: &str,
+    path: &str,
+    params: &[(&str, &str)],
+    deadline: Instant,
+) -> Result<(u16, Vec<u8>), String> {
     use esgflow::adapters::tencent::sign::qsign;
     let base = spec
         .endpoint
         .clone()
         .unwrap_or_else(|| format!("https://{}.cos.{}.myqcloud.com", spec.bucket, spec.region));
-    let url = reqwest::Url::parse(&base).map_err(|e| format!("COS endpoint {base:?}: {e}"))?;
+    let mut url = reqwest::Url::parse(&base).map_err(|e| format!("COS endpoint {base:?}: {e}"))?;
+    url.set_path(path);
+    if !params.is_empty() {
+        url.query_pairs_mut().extend_pairs(params);
+    }
     let host = match (url.host_str(), url.port()) {
         (Some(h), Some(p)) => format!("{h}:{p}"),
         (Some(h), None) => h.to_string(),
@@ -880,8 +1186,8 @@ async fn bucket_request(
         credentials,
         &qsign::Request {
             method,
-            path: "/",
-            params: &[],
+            path,
+            params,
             headers: &signed,
             start: now - 60,
             end: now + 600,

@@ -85,6 +85,8 @@ pub struct AccountState {
     pub bucket: Option<String>,
     /// The bucket's name is another account's: `PUT` answers 409.
     pub bucket_taken: bool,
+    /// The keys of the objects in the bucket.
+    pub objects: std::collections::BTreeSet<String>,
     /// Logsets: id → name.
     pub logsets: BTreeMap<String, String>,
     /// Topics by id.
@@ -104,7 +106,7 @@ impl AccountState {
         self.actions
             .iter()
             .filter(|a| {
-                !["Describe", "Get", "List", "HEAD "]
+                !["Describe", "Get", "List", "HEAD ", "GET "]
                     .iter()
                     .any(|read| a.starts_with(read))
             })
@@ -135,7 +137,15 @@ impl AccountStub {
         contract::definitions("scf", "2018-04-16").map_err(std::io::Error::other)?;
         let state = Arc::new(Mutex::new(AccountState::default()));
         let app = Router::new()
-            .route("/", post(handle).head(bucket).put(bucket).delete(bucket))
+            .route(
+                "/",
+                post(handle)
+                    .head(bucket)
+                    .put(bucket)
+                    .delete(bucket)
+                    .get(list_objects),
+            )
+            .route("/{*key}", axum::routing::delete(delete_object))
             .with_state(state.clone());
         let server = super::Server::start("127.0.0.1:0", app).await?;
         Ok(Self {
@@ -301,6 +311,14 @@ async fn handle(
             Ok(answer) => answer,
             Err((code, message)) => return error(code, &message),
         },
+        "GetFunction" => {
+            let name = request["FunctionName"].as_str().unwrap_or_default();
+            if !state.functions.contains_key(name) {
+                return error("ResourceNotFound.Function", "no such function");
+            }
+            json!({"FunctionName": name, "Namespace": request["Namespace"].as_str().unwrap_or("default"),
+                "Status": "Active", "Runtime": "CustomRuntime", "Handler": "bootstrap"})
+        }
         "GetFunctionEventInvokeConfig" | "UpdateFunctionEventInvokeConfig" => {
             let name = request["FunctionName"].as_str().unwrap_or_default();
             let Some(config) = state.functions.get_mut(name) else {
@@ -359,9 +377,85 @@ async fn bucket(
             state.bucket = Some(if acl.is_empty() { "private" } else { acl }.to_string());
             (StatusCode::OK, String::new())
         }
+        _ if state.bucket.is_some() && !state.objects.is_empty() => {
+            cos_error(409, "BucketNotEmpty")
+        }
         _ if state.bucket.take().is_some() => (StatusCode::NO_CONTENT, String::new()),
         _ => cos_error(404, "NoSuchBucket"),
     }
+}
+
+/// `GET Bucket`: the keys after `marker`, at most `max-keys` of them.
+async fn list_objects(
+    State(state): State<Arc<Mutex<AccountState>>>,
+    axum::extract::Query(query): axum::extract::Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+) -> (StatusCode, String) {
+    let mut state = state.lock().expect("stub lock");
+    state.actions.push("GET Bucket".into());
+    let params: Vec<(&str, &str)> = query
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    if let Err(problem) = esgflow::adapters::tencent::sign::qsign::verify(
+        header(&headers, "authorization"),
+        SECRET_KEY,
+        "GET",
+        "/",
+        &params,
+        &[("host", header(&headers, "host"))],
+    ) {
+        state.problems.push(format!("GET Bucket: {problem}"));
+        return cos_error(403, "SignatureDoesNotMatch");
+    }
+    if state.bucket.is_none() {
+        return cos_error(404, "NoSuchBucket");
+    }
+    let marker = query.get("marker").cloned().unwrap_or_default();
+    let max: usize = query
+        .get("max-keys")
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(1000)
+        .min(1000);
+    let after: Vec<&String> = state.objects.iter().filter(|k| **k > marker).collect();
+    let page = &after[..after.len().min(max)];
+    let truncated = after.len() > page.len();
+    let contents: String = page
+        .iter()
+        .map(|k| format!("<Contents><Key>{k}</Key><Size>1</Size></Contents>"))
+        .collect();
+    let next = match (truncated, page.last()) {
+        (true, Some(last)) => format!("<NextMarker>{last}</NextMarker>"),
+        _ => String::new(),
+    };
+    (
+        StatusCode::OK,
+        format!("<?xml version='1.0' encoding='utf-8' ?><ListBucketResult><Name>stub</Name><Marker>{marker}</Marker><MaxKeys>{max}</MaxKeys><IsTruncated>{truncated}</IsTruncated>{next}{contents}</ListBucketResult>"),
+    )
+}
+
+/// `DELETE Object`.
+async fn delete_object(
+    State(state): State<Arc<Mutex<AccountState>>>,
+    axum::extract::Path(key): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> (StatusCode, String) {
+    let mut state = state.lock().expect("stub lock");
+    state.actions.push("DELETE Object".into());
+    let path = format!("/{key}");
+    if let Err(problem) = esgflow::adapters::tencent::sign::qsign::verify(
+        header(&headers, "authorization"),
+        SECRET_KEY,
+        "DELETE",
+        &path,
+        &[],
+        &[("host", header(&headers, "host"))],
+    ) {
+        state.problems.push(format!("DELETE {path}: {problem}"));
+        return cos_error(403, "SignatureDoesNotMatch");
+    }
+    state.objects.remove(&key);
+    (StatusCode::NO_CONTENT, String::new())
 }
 
 fn cos_error(status: u16, code: &str) -> (StatusCode, String) {
