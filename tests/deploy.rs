@@ -509,7 +509,8 @@ async fn a_full_deploy_then_a_no_op_then_one_index_change() {
                 "CreateTopic",
                 "CreateIndex",
                 "CreateTopic",
-                "CreateIndex"
+                "CreateIndex",
+                "CreateDashboard",
             ],
             ["CreateRole", "CreatePolicy", "AttachRolePolicy"].repeat(3),
             vec!["UpdateFunctionEventInvokeConfig"],
@@ -594,7 +595,11 @@ async fn a_full_deploy_then_a_no_op_then_one_index_change() {
     let kept = esgflow(stub.url.clone(), &["destroy"]).await;
     assert_eq!(
         take_writes(&stub),
-        ["DetachRolePolicy", "DeletePolicy", "DeleteRole"].repeat(3),
+        [
+            ["DetachRolePolicy", "DeletePolicy", "DeleteRole"].repeat(3),
+            vec!["DeleteDashboard"]
+        ]
+        .concat(),
         "{kept}"
     );
     assert!(kept.contains("--delete-logs removes it"), "{kept}");
@@ -643,4 +648,57 @@ async fn a_full_deploy_then_a_no_op_then_one_index_change() {
     assert_eq!(removes, 3, "nothing left to remove");
     assert!(stub.problems().is_empty(), "{:?}", stub.problems());
     std::fs::remove_dir_all(&work).ok();
+}
+
+/// Every dashboard panel's query is one CLS runs: sent as `SearchLog` to the CLS stand-in (whose
+/// SQL sees only the index fields with statistics), none is refused. The panels are built by the
+/// lookup API's own query builders, one per view of the console.
+#[tokio::test]
+async fn every_dashboard_query_is_one_cls_runs() {
+    use esgflow_local::release::provision::{dashboard_data, dashboard_panels};
+    let cls = esgflow_local::standins::cls::ClsStub::start(vec![]).await;
+    let client = ApiClient::new("ap-guangzhou", Some(cls.url.clone())).with_credentials(
+        esgflow::adapters::tencent::Credentials {
+            secret_id: esgflow_local::standins::cloud::SECRET_ID.into(),
+            secret_key: esgflow_local::standins::cloud::SECRET_KEY.into(),
+            token: Some(esgflow_local::standins::cls::TOKEN.into()),
+        },
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let panels = dashboard_panels();
+    assert!(panels.len() >= 8);
+    for panel in &panels {
+        let body = json!({"TopicId": "t", "From": 0, "To": 1, "QueryString": panel.query,
+            "QuerySyntax": 1, "UseNewAnalysis": true, "Limit": 100});
+        let answer = client
+            .call("cls", "2020-10-16", "SearchLog", &body, deadline)
+            .await;
+        assert!(answer.is_ok(), "{}: {answer:?}", panel.title);
+    }
+    // The check can fail: SQL over a field without statistics is refused.
+    let refused = json!({"TopicId": "t", "From": 0, "To": 1, "QuerySyntax": 1, "Limit": 100,
+        "QueryString": "record_type:\"block_hit\" | select src_ip_num, count(*) as n group by src_ip_num"});
+    assert!(client
+        .call("cls", "2020-10-16", "SearchLog", &refused, deadline)
+        .await
+        .is_err());
+    assert!(cls.problems().is_empty(), "{:?}", cls.problems());
+    // Laid out two a row, each reading its own topic, with the region's number.
+    let data = dashboard_data("ap-guangzhou", "logset-1", "hits-1", "traffic-1");
+    let laid_out = data["panels"].as_array().unwrap();
+    assert_eq!(laid_out.len(), panels.len());
+    for (panel, written) in panels.iter().zip(laid_out) {
+        assert_eq!(written["target"]["Query"], panel.query);
+        let topic = if panel.hits_topic {
+            "hits-1"
+        } else {
+            "traffic-1"
+        };
+        assert_eq!(written["target"]["TopicId"], topic);
+        assert_eq!(written["target"]["RegionId"], 1);
+    }
+    assert_eq!(
+        laid_out[3]["gridPos"],
+        json!({"x": 12, "y": 8, "w": 12, "h": 8})
+    );
 }

@@ -2,7 +2,7 @@
 //! 1. the parameters are checked ([`Values::problems`]); any problem stops it before anything is
 //!    built or called, naming the parameter;
 //! 2. what the functions need is read and, unless this is a dry run, made: the snapshot bucket,
-//!    the CLS logset, topics and indexes, the execution roles and their policies
+//!    the CLS logset, topics and indexes, the dashboard, the execution roles and their policies
 //!    ([`super::provision`]);
 //! 3. the resources table is printed (what is created, updated, left alone), then the details;
 //! 4. one `serverless.yml` per function is written and deployed with the serverless CLI;
@@ -18,7 +18,8 @@ use esgflow::adapters::tencent::Credentials;
 
 use super::deploy::{generate, role_specs, write_all, Stack, Values};
 use super::provision::{
-    ensure_async_retry, ensure_bucket, ensure_cls, ensure_roles, BucketSpec, Change, ClsNames, Step,
+    dashboard_data, ensure_async_retry, ensure_bucket, ensure_cls, ensure_dashboard, ensure_roles,
+    BucketSpec, Change, ClsNames, Step,
 };
 
 /// The whole deploy may take this long for its API calls (the serverless CLI has its own).
@@ -136,6 +137,21 @@ pub async fn deploy(
             .map_err(|e| failed(e.to_string()))?;
             steps.extend(cls.steps);
             notes.extend(cls.warnings);
+            let data = dashboard_data(
+                &region,
+                cls.logset_id.as_deref().unwrap_or_default(),
+                cls.hits_topic_id
+                    .as_deref()
+                    .unwrap_or("<created by deploy>"),
+                cls.traffic_topic_id
+                    .as_deref()
+                    .unwrap_or("<created by deploy>"),
+            );
+            steps.push(
+                ensure_dashboard(&client, &stack.stack, &data, options.dry_run, deadline)
+                    .await
+                    .map_err(|e| failed(e.to_string()))?,
+            );
             for (name, id) in [
                 ("ESG_HITS_TOPIC_ID", cls.hits_topic_id),
                 ("ESG_TRAFFIC_TOPIC_ID", cls.traffic_topic_id),
@@ -260,6 +276,7 @@ fn prerequisites(stack: &Stack, values: &Values) -> Vec<(&'static str, String)> 
         }
         rows.push(("cls index", given.map_or(name, str::to_string)));
     }
+    rows.push(("cls dashboard", stack.stack.clone()));
     for function in stack.functions.values() {
         rows.push(("cam role", function.role.clone()));
         rows.push(("cam policy", format!("{}-policy", function.role)));
@@ -354,7 +371,7 @@ pub async fn destroy(
     removal: Removal,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(), Stopped> {
-    use super::provision::{remove_bucket, remove_cls, remove_roles};
+    use super::provision::{remove_bucket, remove_cls, remove_dashboard, remove_roles};
     let stack = Stack::load(&options.template).map_err(|e| Stopped::Refused(vec![e]))?;
     let values = Values::resolve(&stack, lookup).map_err(|e| Stopped::Refused(vec![e]))?;
     // Only what naming the resources needs must be right.
@@ -436,6 +453,11 @@ pub async fn destroy(
     let roles = role_specs(&stack, &values).map_err(failed)?;
     steps.extend(
         remove_roles(&client, &roles, options.dry_run, deadline)
+            .await
+            .map_err(|e| failed(e.to_string()))?,
+    );
+    steps.push(
+        remove_dashboard(&client, &stack.stack, options.dry_run, deadline)
             .await
             .map_err(|e| failed(e.to_string()))?,
     );

@@ -4,6 +4,11 @@
 //!   query builders use), through the CLS API (`DescribeLogsets`/`CreateLogset`,
 //!   `DescribeTopics`/`CreateTopic`, `DescribeIndex`/`CreateIndex`/`ModifyIndex`, tccli
 //!   `cls/v20201016/api.json`);
+//! - a CLS dashboard with the console's main views, for users who live in the CLS console
+//!   (`DescribeDashboards`/`CreateDashboard`/`ModifyDashboard`); its `Data` is laid out as
+//!   Tencent's own toolkit writes it (serverless-tencent/tencent-component-toolkit
+//!   `src/modules/cls/dashboard.ts`: `panels[]` of `{id, title, gridPos, type, target{RegionId,
+//!   LogsetId, TopicId, Query, ChartAxis}}`), since the API documents `Data` only as a string;
 //! - each function's execution role, trusting SCF (`scf.qcloud.com`,
 //!   <https://cloud.tencent.com/document/product/583/32389>), with its least-privilege policy
 //!   from `template.yaml` attached, through the CAM API (`GetRole`/`CreateRole`/
@@ -121,6 +126,8 @@ impl ClsNames {
 /// What the CLS step did (or, in a dry run, would do).
 #[derive(Debug, Clone, Default)]
 pub struct ClsOutcome {
+    /// The logset's id (`None` in a dry run that would create it, or when topics were given).
+    pub logset_id: Option<String>,
     /// One row per resource, in the order they are handled.
     pub steps: Vec<Step>,
     /// The hits topic's id (`None` in a dry run that would create it).
@@ -249,6 +256,7 @@ pub async fn ensure_cls(
             detail: String::new(),
         });
     }
+    outcome.logset_id = logset_id.clone();
     for (topic_name, given, fields, is_hits) in [
         (&names.hits_topic, existing.0, HITS_INDEX, true),
         (&names.traffic_topic, existing.1, TRAFFIC_INDEX, false),
@@ -725,6 +733,267 @@ fn with_id(name: &str, id: Option<&str>) -> String {
         Some(id) if id != name => format!("{name} ({id})"),
         _ => name.to_string(),
     }
+}
+
+/// One panel of the dashboard.
+#[derive(Debug, Clone)]
+pub struct Panel {
+    /// Its title.
+    pub title: &'static str,
+    /// The chart: `bar`, `pie`, `table`, `graph`.
+    pub chart: &'static str,
+    /// The query, built by the same functions the lookup API uses.
+    pub query: String,
+    /// Hits (`true`) or traffic topic.
+    pub hits_topic: bool,
+    /// The x and y columns, for charts.
+    pub axes: Option<(&'static str, &'static str)>,
+}
+
+/// The console's main views as dashboard panels: job 1's blocks (the rules that blocked most,
+/// the block hits to filter), observe hits and rule counters; jobs 2 and 3's traffic by scope,
+/// top talkers and the subnet matrix.
+pub fn dashboard_panels() -> Vec<Panel> {
+    use esgflow::adapters::tencent::cls_query::{
+        hits_query, top_block_rules_query, traffic_query, RULE_TOTALS_QUERY,
+    };
+    use esgflow::core::search::{HitFilter, TrafficFilter, TrafficQuery};
+    let hits = |types: Vec<&'static str>| {
+        hits_query(&HitFilter {
+            types,
+            ..HitFilter::new(0, 0)
+        })
+    };
+    let traffic = TrafficFilter {
+        talkers: 20,
+        bucket: 300,
+        ..TrafficFilter::new(0, 0)
+    };
+    vec![
+        Panel {
+            title: "Rules that blocked most",
+            chart: "bar",
+            query: top_block_rules_query(20),
+            hits_topic: true,
+            axes: Some(("rule_uuid", "hits")),
+        },
+        Panel {
+            title: "Blocked flows (filter by src_ip, dst_ip, dst_port, rule_uuid)",
+            chart: "table",
+            query: hits(vec!["block_hit"]),
+            hits_topic: true,
+            axes: None,
+        },
+        Panel {
+            title: "Observed flows",
+            chart: "table",
+            query: hits(vec!["observe_hit"]),
+            hits_topic: true,
+            axes: None,
+        },
+        Panel {
+            title: "Rule hit counters",
+            chart: "table",
+            query: RULE_TOTALS_QUERY.to_string(),
+            hits_topic: true,
+            axes: None,
+        },
+        Panel {
+            title: "Traffic by scope (bytes)",
+            chart: "pie",
+            query: traffic_query(&traffic, TrafficQuery::Totals),
+            hits_topic: false,
+            axes: Some(("scope", "sum_bytes")),
+        },
+        Panel {
+            title: "Top talkers",
+            chart: "table",
+            query: traffic_query(&traffic, TrafficQuery::Talkers),
+            hits_topic: false,
+            axes: None,
+        },
+        Panel {
+            title: "Between subnets",
+            chart: "table",
+            query: traffic_query(&traffic, TrafficQuery::Matrix),
+            hits_topic: false,
+            axes: None,
+        },
+        Panel {
+            title: "Traffic over time (bytes per 5 minutes)",
+            chart: "graph",
+            query: traffic_query(&traffic, TrafficQuery::Series),
+            hits_topic: false,
+            axes: Some(("bucket", "sum_bytes")),
+        },
+    ]
+}
+
+/// CLS's region numbers (`RegionId` in a dashboard panel's target), from the toolkit's
+/// `Raw.regionName2Id`.
+const REGION_IDS: &[(&str, u32)] = &[
+    ("ap-guangzhou", 1),
+    ("ap-shanghai", 4),
+    ("ap-hongkong", 5),
+    ("na-toronto", 6),
+    ("ap-shanghai-fsi", 7),
+    ("ap-beijing", 8),
+    ("ap-singapore", 9),
+    ("ap-shenzhen-fsi", 11),
+    ("ap-guangzhou-open", 12),
+    ("na-siliconvalley", 15),
+    ("ap-chengdu", 16),
+    ("eu-frankfurt", 17),
+    ("ap-seoul", 18),
+    ("ap-chongqing", 19),
+    ("ap-mumbai", 21),
+    ("na-ashburn", 22),
+    ("ap-bangkok", 23),
+    ("eu-moscow", 24),
+    ("ap-tokyo", 25),
+    ("ap-nanjing", 33),
+    ("ap-tianjin", 36),
+    ("ap-shenzhen", 37),
+    ("ap-taipei", 39),
+    ("ap-beijing-fsi", 46),
+    ("ap-qingyuan", 54),
+    ("ap-jakarta", 72),
+    ("sa-saopaulo", 74),
+];
+
+/// The dashboard's `Data`: two panels a row, each reading its topic.
+pub fn dashboard_data(region: &str, logset: &str, hits_topic: &str, traffic_topic: &str) -> Value {
+    let region_id = REGION_IDS
+        .iter()
+        .find(|(name, _)| *name == region)
+        .map(|(_, id)| *id);
+    let panels: Vec<Value> = dashboard_panels()
+        .iter()
+        .enumerate()
+        .map(|(i, panel)| {
+            let (x, y) = match panel.axes {
+                Some((x, y)) => (json!(x), json!(y)),
+                None => (Value::Null, Value::Null),
+            };
+            json!({
+                "id": format!("chart-esgflow-{}", i + 1),
+                "title": panel.title,
+                "gridPos": {"x": (i % 2) * 12, "y": (i / 2) * 8, "w": 12, "h": 8},
+                "type": panel.chart,
+                "target": {
+                    "RegionId": region_id,
+                    "LogsetId": logset,
+                    "TopicId": if panel.hits_topic { hits_topic } else { traffic_topic },
+                    "Query": panel.query,
+                    "ChartAxis": {"xAxisKey": x, "yAxisKey": y, "aggregateKey": null},
+                },
+            })
+        })
+        .collect();
+    json!({ "panels": panels })
+}
+
+/// Makes sure the dashboard `name` exists with `data` (created, or modified when its panels
+/// differ). With `dry_run`, only reads.
+pub async fn ensure_dashboard(
+    client: &ApiClient,
+    name: &str,
+    data: &Value,
+    dry_run: bool,
+    deadline: Instant,
+) -> Result<Step, ApiError> {
+    let found = find_dashboard(client, name, deadline).await?;
+    let change = match &found {
+        None => Change::Create,
+        Some((_, current)) if current == data => Change::Keep,
+        Some(_) => Change::Update,
+    };
+    if !dry_run {
+        match (&found, change) {
+            (None, _) => {
+                call(
+                    client,
+                    "CreateDashboard",
+                    json!({"DashboardName": name, "Data": data.to_string()}),
+                    deadline,
+                )
+                .await?;
+            }
+            (Some((id, _)), Change::Update) => {
+                call(
+                    client,
+                    "ModifyDashboard",
+                    json!({"DashboardId": id, "DashboardName": name, "Data": data.to_string()}),
+                    deadline,
+                )
+                .await?;
+            }
+            _ => {}
+        }
+    }
+    Ok(Step {
+        kind: "cls dashboard",
+        name: name.to_string(),
+        change,
+        detail: format!("{} panels", dashboard_panels().len()),
+    })
+}
+
+/// Deletes the dashboard `name` (it holds no data). With `dry_run`, only reads.
+pub async fn remove_dashboard(
+    client: &ApiClient,
+    name: &str,
+    dry_run: bool,
+    deadline: Instant,
+) -> Result<Step, ApiError> {
+    let found = find_dashboard(client, name, deadline).await?;
+    if let (Some((id, _)), false) = (&found, dry_run) {
+        call(
+            client,
+            "DeleteDashboard",
+            json!({"DashboardId": id}),
+            deadline,
+        )
+        .await?;
+    }
+    Ok(Step {
+        kind: "cls dashboard",
+        name: name.to_string(),
+        change: if found.is_some() {
+            Change::Delete
+        } else {
+            Change::Absent
+        },
+        detail: String::new(),
+    })
+}
+
+/// The dashboard named exactly `name`: its id and parsed `Data`.
+async fn find_dashboard(
+    client: &ApiClient,
+    name: &str,
+    deadline: Instant,
+) -> Result<Option<(String, Value)>, ApiError> {
+    let answer = call(
+        client,
+        "DescribeDashboards",
+        json!({"Filters": [{"Key": "dashboardName", "Values": [name]}], "Offset": 0, "Limit": 100}),
+        deadline,
+    )
+    .await?;
+    // The name filter is fuzzy: only the exact name counts.
+    let found = listed(&answer, "DashboardInfos")
+        .find(|d| d.get("DashboardName").and_then(Value::as_str) == Some(name))
+        .and_then(|d| {
+            let id = d.get("DashboardId")?.as_str()?.to_string();
+            let data = d
+                .get("Data")
+                .and_then(Value::as_str)
+                .and_then(|text| serde_json::from_str(text).ok())
+                .unwrap_or(Value::Null);
+            Some((id, data))
+        });
+    Ok(found)
 }
 
 /// Makes sure `function`'s failed asynchronous invocations (a CLS trigger's batches) are retried

@@ -91,6 +91,8 @@ pub struct AccountState {
     pub logsets: BTreeMap<String, String>,
     /// Topics by id.
     pub topics: BTreeMap<String, Topic>,
+    /// Dashboards: id → (name, `Data`).
+    pub dashboards: BTreeMap<String, (String, String)>,
     /// How a missing index is answered.
     pub no_index: NoIndex,
     /// Every action asked, in order (refused ones too).
@@ -311,6 +313,63 @@ async fn handle(
             Ok(answer) => answer,
             Err((code, message)) => return error(code, &message),
         },
+        "DescribeDashboards" => {
+            let names = filter(&request, "dashboardName");
+            let infos: Vec<Value> = state
+                .dashboards
+                .iter()
+                .filter(|(_, (name, _))| name_matches(name, &names, false))
+                .map(|(id, (name, data))| {
+                    json!({"DashboardId": id, "DashboardName": name, "Data": data,
+                    "CreateTime": "2026-11-28 12:00:00", "UpdateTime": "2026-11-28 12:00:00",
+                    "DashboardRegion": "", "DashboardTopicInfos": [], "Tags": []})
+                })
+                .collect();
+            json!({"TotalCount": infos.len(), "DashboardInfos": infos})
+        }
+        "CreateDashboard" => {
+            let name = request["DashboardName"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if state.dashboards.values().any(|(n, _)| *n == name) {
+                return error(
+                    "InvalidParameter.DashboardNameConflict",
+                    "a dashboard of this name exists",
+                );
+            }
+            let data = request["Data"].as_str().unwrap_or_default().to_string();
+            if serde_json::from_str::<Value>(&data).is_err() {
+                return error("InvalidParameterValue", "Data is not JSON");
+            }
+            let id = state.id("dashboard");
+            state.dashboards.insert(id.clone(), (name, data));
+            json!({"DashboardId": id})
+        }
+        "ModifyDashboard" | "DeleteDashboard" => {
+            let id = request["DashboardId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if !state.dashboards.contains_key(&id) {
+                return error(
+                    "ResourceNotFound.DashboardRecordNotExist",
+                    "no such dashboard",
+                );
+            }
+            if action == "DeleteDashboard" {
+                state.dashboards.remove(&id);
+            } else {
+                let entry = state.dashboards.get_mut(&id).expect("checked above");
+                if let Some(name) = request["DashboardName"].as_str() {
+                    entry.0 = name.to_string();
+                }
+                if let Some(data) = request["Data"].as_str() {
+                    entry.1 = data.to_string();
+                }
+            }
+            json!({})
+        }
         "GetFunction" => {
             let name = request["FunctionName"].as_str().unwrap_or_default();
             if !state.functions.contains_key(name) {
