@@ -429,3 +429,124 @@ fn deploying_without_credentials_stops_with_a_clear_message() {
     assert!(stderr.contains("TENCENT_SECRET_ID"), "{stderr}");
     assert!(!out.exists());
 }
+
+/// The generated serverless.yml files say only what the `scf` component reads, in its documented
+/// ranges: the inputs of serverless-components/tencent-scf `docs/configure.md`
+/// (<https://github.com/serverless-components/tencent-scf/blob/master/docs/configure.md>) and,
+/// per trigger, the parameters serverless-tencent/tencent-component-toolkit reads
+/// (`src/modules/triggers/{cls,timer,http}.ts`; `http` is the Function URL).
+#[test]
+fn generated_serverless_yml_says_only_what_the_component_reads() {
+    const INPUTS: &[&str] = &[
+        "name",
+        "namespace",
+        "role",
+        "src",
+        "type",
+        "handler",
+        "entryFile",
+        "runtime",
+        "region",
+        "description",
+        "memorySize",
+        "timeout",
+        "initTimeout",
+        "environment",
+        "publicAccess",
+        "eip",
+        "vpcConfig",
+        "cfs",
+        "deadLetter",
+        "asyncRunEnable",
+        "traceEnable",
+        "msgTTL",
+        "retryNum",
+        "layers",
+        "cls",
+        "installDependency",
+        "tags",
+        "ignoreTriggers",
+        "image",
+        "protocolType",
+        "protocolParams",
+        "provisionedNum",
+        "qualifier",
+        "events",
+    ];
+    let triggers: BTreeMap<&str, &[&str]> = BTreeMap::from([
+        (
+            "cls",
+            &["qualifier", "topicId", "maxWait", "maxSize", "enable"][..],
+        ),
+        (
+            "timer",
+            &["name", "qualifier", "cronExpression", "enable", "argument"][..],
+        ),
+        (
+            "http",
+            &[
+                "name",
+                "qualifier",
+                "authType",
+                "netConfig",
+                "corsConfig",
+                "enable",
+            ][..],
+        ),
+    ]);
+    let stack = stack();
+    let values = Values::resolve(&stack, &|name| match name {
+        "ESG_HITS_TOPIC_ID" | "ESG_TRAFFIC_TOPIC_ID" | "FLOWLOG_TOPIC_ID" => {
+            Some("0f8e1b42-8c6a-4b56-9b3e-2d5c1a7e9f00".into())
+        }
+        "VPC_ID" => Some("vpc-abcd1234".into()),
+        "SUBNET_ID" => Some("subnet-abcd1234".into()),
+        "DEAD_LETTER_QUEUE" => Some("esgflow-dead".into()),
+        _ => None,
+    })
+    .unwrap();
+    for name in stack.functions.keys() {
+        let document: Value = serde_yaml_ng::from_str(
+            &generate(&stack, name, &values, false)
+                .unwrap()
+                .serverless_yml,
+        )
+        .unwrap();
+        assert_eq!(
+            document.as_object().unwrap().keys().collect::<Vec<_>>(),
+            ["app", "component", "inputs", "name"]
+        );
+        let inputs = document["inputs"].as_object().unwrap();
+        for key in inputs.keys() {
+            assert!(
+                INPUTS.contains(&key.as_str()),
+                "{name}: input {key} is not the component's"
+            );
+        }
+        let memory = inputs["memorySize"].as_u64().unwrap();
+        assert!(memory == 64 || (128..=3072).contains(&memory) && memory % 128 == 0);
+        assert!((1..=900).contains(&inputs["timeout"].as_u64().unwrap()));
+        assert!((3..=300).contains(&inputs["initTimeout"].as_u64().unwrap()));
+        assert_eq!(
+            inputs["vpcConfig"],
+            json!({"vpcId": "vpc-abcd1234", "subnetId": "subnet-abcd1234"})
+        );
+        for event in inputs["events"].as_array().unwrap() {
+            let (kind, settings) = event.as_object().unwrap().iter().next().unwrap();
+            let allowed = triggers
+                .get(kind.as_str())
+                .unwrap_or_else(|| panic!("{name}: trigger {kind} is not one esgflow may use"));
+            for key in settings["parameters"].as_object().unwrap().keys() {
+                assert!(allowed.contains(&key.as_str()), "{name}: {kind}.{key}");
+            }
+            if kind == "cls" {
+                let wait = settings["parameters"]["maxWait"].as_u64().unwrap();
+                assert!((3..=300).contains(&wait), "maxWait {wait}");
+            }
+            if kind == "http" {
+                assert_eq!(settings["parameters"]["authType"], "NONE");
+                assert!(settings["parameters"]["netConfig"]["enableExtranet"].is_boolean());
+            }
+        }
+    }
+}
