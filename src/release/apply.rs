@@ -65,6 +65,16 @@ impl std::fmt::Display for Stopped {
     }
 }
 
+/// The serverless CLI is needed unless this is a dry run.
+fn missing_cli(options: &Options) -> Option<String> {
+    (!options.dry_run && !options.cli.exists()).then(|| {
+        format!(
+            "the serverless CLI is not installed at {} (run `make setup-deploy`)",
+            options.cli.display()
+        )
+    })
+}
+
 /// The deploy key, from the serverless CLI's own settings (`TENCENT_SECRET_ID`,
 /// `TENCENT_SECRET_KEY`, and `TENCENT_TOKEN` for temporary keys).
 pub fn deploy_credentials(lookup: &dyn Fn(&str) -> Option<String>) -> Option<Credentials> {
@@ -89,12 +99,7 @@ pub async fn deploy(
     if credentials.is_none() && !options.dry_run {
         problems.push("no Tencent Cloud credentials: set TENCENT_SECRET_ID and TENCENT_SECRET_KEY (a key allowed to manage SCF, CLS, CAM and COS), or run `make deploy DRY_RUN=1` to see what would be deployed".into());
     }
-    if !options.dry_run && !options.cli.exists() {
-        problems.push(format!(
-            "the serverless CLI is not installed at {} (run `make setup-deploy`)",
-            options.cli.display()
-        ));
-    }
+    problems.extend(missing_cli(options));
     if !problems.is_empty() {
         return Err(Stopped::Refused(problems));
     }
@@ -386,12 +391,7 @@ pub async fn destroy(
         );
         return Err(Stopped::Refused(problems));
     };
-    if !options.dry_run && !options.cli.exists() {
-        problems.push(format!(
-            "the serverless CLI is not installed at {} (run `make setup-deploy`)",
-            options.cli.display()
-        ));
-    }
+    problems.extend(missing_cli(options));
     if !problems.is_empty() {
         return Err(Stopped::Refused(problems));
     }

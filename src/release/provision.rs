@@ -565,16 +565,7 @@ async fn ensure_role(
     dry_run: bool,
     deadline: Instant,
 ) -> Result<Step, ApiError> {
-    let found = match cam(client, "GetRole", json!({"RoleName": role.name}), deadline).await {
-        Ok(answer) => answer.get("RoleInfo").filter(|r| r.is_object()).cloned(),
-        Err(error)
-            if error.code.starts_with("ResourceNotFound")
-                || error.code.contains("RoleNotExist") =>
-        {
-            None
-        }
-        Err(error) => return Err(error),
-    };
+    let found = find_role(client, &role.name, deadline).await?;
     let trusts_scf = |info: &Value| {
         info.get("PolicyDocument")
             .and_then(Value::as_str)
@@ -618,6 +609,44 @@ async fn ensure_role(
     })
 }
 
+/// The role named `name`, as `GetRole`'s `RoleInfo`, if it exists.
+async fn find_role(
+    client: &ApiClient,
+    name: &str,
+    deadline: Instant,
+) -> Result<Option<Value>, ApiError> {
+    match cam(client, "GetRole", json!({"RoleName": name}), deadline).await {
+        Ok(answer) => Ok(answer.get("RoleInfo").filter(|r| r.is_object()).cloned()),
+        Err(error)
+            if error.code.starts_with("ResourceNotFound")
+                || error.code.contains("RoleNotExist") =>
+        {
+            Ok(None)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// The id of the custom policy named exactly `name`, if it exists.
+async fn find_policy(
+    client: &ApiClient,
+    name: &str,
+    deadline: Instant,
+) -> Result<Option<u64>, ApiError> {
+    let answer = cam(
+        client,
+        "ListPolicies",
+        json!({"Rp": 200, "Page": 1, "Scope": "Local", "Keyword": name}),
+        deadline,
+    )
+    .await?;
+    // The keyword matches by part of the name: only the exact name counts.
+    let id = listed(&answer, "List")
+        .find(|p| p.get("PolicyName").and_then(Value::as_str) == Some(name))
+        .and_then(|p| p.get("PolicyId").and_then(Value::as_u64));
+    Ok(id)
+}
+
 /// The policy's id (none in a dry run that would create it) and its row.
 async fn ensure_policy(
     client: &ApiClient,
@@ -625,17 +654,7 @@ async fn ensure_policy(
     dry_run: bool,
     deadline: Instant,
 ) -> Result<(Option<u64>, Step), ApiError> {
-    let answer = cam(
-        client,
-        "ListPolicies",
-        json!({"Rp": 200, "Page": 1, "Scope": "Local", "Keyword": role.policy_name}),
-        deadline,
-    )
-    .await?;
-    // The keyword matches by part of the name: only the exact name counts.
-    let found = listed(&answer, "List")
-        .find(|p| p.get("PolicyName").and_then(Value::as_str) == Some(&role.policy_name))
-        .and_then(|p| p.get("PolicyId").and_then(Value::as_u64));
+    let found = find_policy(client, &role.policy_name, deadline).await?;
     let document = role.policy.to_string();
     let step = |change, detail: &str| Step {
         kind: "cam policy",
@@ -1064,26 +1083,8 @@ pub async fn remove_roles(
 ) -> Result<Vec<Step>, ApiError> {
     let mut steps = Vec::new();
     for role in roles {
-        let answer = cam(
-            client,
-            "ListPolicies",
-            json!({"Rp": 200, "Page": 1, "Scope": "Local", "Keyword": role.policy_name}),
-            deadline,
-        )
-        .await?;
-        let policy = listed(&answer, "List")
-            .find(|p| p.get("PolicyName").and_then(Value::as_str) == Some(&role.policy_name))
-            .and_then(|p| p.get("PolicyId").and_then(Value::as_u64));
-        let exists = match cam(client, "GetRole", json!({"RoleName": role.name}), deadline).await {
-            Ok(_) => true,
-            Err(error)
-                if error.code.starts_with("ResourceNotFound")
-                    || error.code.contains("RoleNotExist") =>
-            {
-                false
-            }
-            Err(error) => return Err(error),
-        };
+        let policy = find_policy(client, &role.policy_name, deadline).await?;
+        let exists = find_role(client, &role.name, deadline).await?.is_some();
         if let (Some(id), true, false) = (policy, exists, dry_run) {
             cam(
                 client,
