@@ -518,6 +518,15 @@ async fn a_full_deploy_then_a_no_op_then_one_index_change() {
         .concat()
     );
     assert!(first.contains("cls topic"), "{first}");
+    // A clean account has no SCF service role yet: the deploy says what to do.
+    assert!(
+        first.contains("note: SCF_QcsRole: open the SCF console once"),
+        "{first}"
+    );
+    stub.state.lock().unwrap().roles.insert(
+        "SCF_QcsRole".into(),
+        esgflow_local::release::provision::SCF_TRUST.into(),
+    );
     let (hits, traffic) = {
         let state = stub.state.lock().unwrap();
         let id = |name: &str| {
@@ -563,6 +572,7 @@ async fn a_full_deploy_then_a_no_op_then_one_index_change() {
     let second = deploy(stub.url.clone()).await;
     assert_eq!(take_writes(&stub), Vec::<String>::new(), "{second}");
     assert!(!second.contains(" create "), "{second}");
+    assert!(!second.contains("note: SCF_QcsRole"), "{second}");
 
     {
         let mut state = stub.state.lock().unwrap();
@@ -630,7 +640,9 @@ async fn a_full_deploy_then_a_no_op_then_one_index_change() {
     );
     {
         let state = stub.state.lock().unwrap();
-        assert!(state.topics.is_empty() && state.logsets.is_empty() && state.roles.is_empty());
+        assert!(state.topics.is_empty() && state.logsets.is_empty());
+        // SCF's own service role is not the deploy's to remove.
+        assert_eq!(state.roles.keys().collect::<Vec<_>>(), ["SCF_QcsRole"]);
         assert!(state.policies.is_empty() && state.bucket.is_none() && state.objects.is_empty());
     }
     assert!(gone.contains("2 object(s) with it"), "{gone}");

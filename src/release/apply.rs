@@ -18,8 +18,8 @@ use esgflow::adapters::tencent::Credentials;
 
 use super::deploy::{generate, role_specs, write_all, Stack, Values};
 use super::provision::{
-    dashboard_data, ensure_async_retry, ensure_bucket, ensure_cls, ensure_dashboard, ensure_roles,
-    BucketSpec, Change, ClsNames, Step,
+    check_service_role, dashboard_data, ensure_async_retry, ensure_bucket, ensure_cls,
+    ensure_dashboard, ensure_roles, BucketSpec, Change, ClsNames, Step,
 };
 
 /// The whole deploy may take this long for its API calls (the serverless CLI has its own).
@@ -172,6 +172,13 @@ pub async fn deploy(
                     .await
                     .map_err(|e| failed(e.to_string()))?,
             );
+            let service = check_service_role(&client, deadline)
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            if service.change == Change::Absent {
+                notes.push(format!("{}: {}", service.name, service.detail));
+            }
+            steps.push(service);
         }
         None => {
             notes.push(

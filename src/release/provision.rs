@@ -609,6 +609,31 @@ async fn ensure_role(
     })
 }
 
+/// SCF's own service role, which lets SCF create triggers (the CLS trigger) and read code: it
+/// is made once per account when the SCF console's authorisation prompt is accepted
+/// (<https://cloud.tencent.com/document/product/583/32389>). Only read: the row says whether it
+/// is there.
+pub const SCF_SERVICE_ROLE: &str = "SCF_QcsRole";
+
+/// Whether SCF's service role exists (`keep`) or not (`absent`, with what to do).
+pub async fn check_service_role(client: &ApiClient, deadline: Instant) -> Result<Step, ApiError> {
+    let found = find_role(client, SCF_SERVICE_ROLE, deadline).await?;
+    Ok(Step {
+        kind: "cam service role",
+        name: SCF_SERVICE_ROLE.to_string(),
+        change: if found.is_some() {
+            Change::Keep
+        } else {
+            Change::Absent
+        },
+        detail: if found.is_some() {
+            String::new()
+        } else {
+            "open the SCF console once and accept its authorisation prompt, or the CLS trigger cannot be created".into()
+        },
+    })
+}
+
 /// The role named `name`, as `GetRole`'s `RoleInfo`, if it exists.
 async fn find_role(
     client: &ApiClient,
