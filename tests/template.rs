@@ -173,6 +173,15 @@ async fn memory_sizes_are_above_the_measured_peaks() {
     }
 }
 
+/// `make measure` checks the sync run against the sync function's deployed memory.
+#[test]
+fn the_sync_measurement_checks_against_the_deployed_memory() {
+    assert_eq!(
+        u64::from(stack().functions["sync"].memory_size) * 1024,
+        esgflow_local::release::measure::MAX_SYNC_RSS_KIB
+    );
+}
+
 #[test]
 fn generated_serverless_yml_carries_the_template() {
     let stack = stack();

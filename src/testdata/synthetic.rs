@@ -274,8 +274,9 @@ pub fn flows(count: usize, vpcs: u64, seed: u64) -> Vec<FlowKey> {
 
 /// The cfw and vpc API answers (list items per action, as [`crate::standins::cloud`] serves
 /// them) from which the sync function would build a snapshot like [`snapshot`]`(rules, vpcs,
-/// seed)`: every rule as a new-ESG rule (`DescribeEnterpriseSecurityGroupRule`), the address and
-/// service templates, and one VPC per address block.
+/// seed)`: every rule as a new-ESG rule (`DescribeEnterpriseSecurityGroupRule`) and again in the
+/// rule-list API (`DescribeEnterpriseSecurityGroupRuleList`), the address and service templates,
+/// and one VPC per address block.
 pub fn export(
     rules: usize,
     vpcs: u64,
@@ -311,6 +312,36 @@ pub fn export(
         })
         .collect();
     items.insert("DescribeEnterpriseSecurityGroupRule".into(), rules);
+    // The rule-list API lists the same rules again (with the addresses it resolved; none here, so
+    // the snapshot is the same): a real account pages both, 20,000 rules being another 200 pages
+    // at 20 a second.
+    let listed = snapshot
+        .rules
+        .iter()
+        .map(|rule| {
+            json!({
+                "RuleUuid": rule.uuid.parse::<u64>().unwrap_or_default(),
+                "OrderIndex": rule.order,
+                "SourceId": "0.0.0.0/0",
+                "SourceType": 0,
+                "TargetId": "0.0.0.0/0",
+                "TargetType": 0,
+                "Protocol": rule.protocol,
+                "Port": rule.port,
+                "Strategy": match rule.action {
+                    RuleAction::Drop => 1,
+                    _ => 2,
+                },
+                "Status": 1,
+                "Detail": rule.description,
+                "IsNew": 1,
+                "SouPrivateIp": "",
+                "PrivateIp": "",
+                "Cidr": "",
+            })
+        })
+        .collect();
+    items.insert("DescribeEnterpriseSecurityGroupRuleList".into(), listed);
     let templates = snapshot
         .address_templates
         .iter()
