@@ -130,40 +130,20 @@ enum Command {
     /// topics and indexes and the CAM roles, then deploy each function with the serverless CLI
     /// (--dry-run: read only, and print what would be done)
     Deploy {
-        /// The stack description
-        #[arg(long, default_value = "template.yaml")]
-        template: PathBuf,
-        /// Where the generated files go
-        #[arg(long, default_value = "dist/deploy")]
-        out: PathBuf,
-        /// Print exactly what would be deployed and stop
-        #[arg(long)]
-        dry_run: bool,
-        /// The serverless CLI (`scf` of serverless-cloud-framework, installed by `make setup-deploy`)
-        #[arg(long, default_value = "deploy/node_modules/.bin/scf")]
-        cli: PathBuf,
+        #[command(flatten)]
+        stack: StackArgs,
     },
     /// Remove what `deploy` made: the functions, the execution roles and their policies; the
     /// topics (with their logs) and the snapshot bucket (with its snapshots) only when asked
     Destroy {
-        /// The stack description
-        #[arg(long, default_value = "template.yaml")]
-        template: PathBuf,
-        /// Where the generated serverless.yml files go
-        #[arg(long, default_value = "dist/deploy")]
-        out: PathBuf,
-        /// Read only, and print what would be removed
-        #[arg(long)]
-        dry_run: bool,
+        #[command(flatten)]
+        stack: StackArgs,
         /// Also delete the hits and traffic topics deploy created, and their logs
         #[arg(long)]
         delete_logs: bool,
         /// Also empty and delete the snapshot bucket
         #[arg(long)]
         delete_snapshots: bool,
-        /// The serverless CLI
-        #[arg(long, default_value = "deploy/node_modules/.bin/scf")]
-        cli: PathBuf,
     },
     /// Release health check: zip/binary sizes, init time (median of --runs cold starts, without
     /// and with a 10,000-rule snapshot), audit peak RSS on max-size events
@@ -399,25 +379,17 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 ExitCode::FAILURE
             })
         }
-        Command::Deploy {
-            template,
-            out,
-            dry_run,
-            cli,
-        } => {
-            let options = deploy_options(template, out, dry_run, cli);
+        Command::Deploy { stack } => {
+            let options = stack.options();
             let env = |name: &str| std::env::var(name).ok();
             stopped_code(esgflow_local::release::apply::deploy(&options, &env).await)
         }
         Command::Destroy {
-            template,
-            out,
-            dry_run,
+            stack,
             delete_logs,
             delete_snapshots,
-            cli,
         } => {
-            let options = deploy_options(template, out, dry_run, cli);
+            let options = stack.options();
             let removal = esgflow_local::release::apply::Removal {
                 delete_logs,
                 delete_snapshots,
@@ -816,22 +788,35 @@ async fn fire_timers(
     Ok(failed)
 }
 
-/// `deploy` and `destroy`'s options; `ESGFLOW_DEPLOY_ENDPOINT` sends their API and COS requests
-/// to a stand-in.
-fn deploy_options(
+/// What `deploy` and `destroy` share.
+#[derive(clap::Args)]
+struct StackArgs {
+    /// The stack description
+    #[arg(long, default_value = "template.yaml")]
     template: PathBuf,
+    /// Where the generated serverless.yml files go
+    #[arg(long, default_value = "dist/deploy")]
     out: PathBuf,
+    /// Read only, and print what would be done
+    #[arg(long)]
     dry_run: bool,
+    /// The serverless CLI (`scf` of serverless-cloud-framework, installed by `make setup-deploy`)
+    #[arg(long, default_value = "deploy/node_modules/.bin/scf")]
     cli: PathBuf,
-) -> esgflow_local::release::apply::Options {
-    esgflow_local::release::apply::Options {
-        template,
-        out,
-        dry_run,
-        cli,
-        endpoint: std::env::var("ESGFLOW_DEPLOY_ENDPOINT")
-            .ok()
-            .filter(|e| !e.is_empty()),
+}
+
+impl StackArgs {
+    /// The options; `ESGFLOW_DEPLOY_ENDPOINT` sends the API and COS requests to a stand-in.
+    fn options(self) -> esgflow_local::release::apply::Options {
+        esgflow_local::release::apply::Options {
+            template: self.template,
+            out: self.out,
+            dry_run: self.dry_run,
+            cli: self.cli,
+            endpoint: std::env::var("ESGFLOW_DEPLOY_ENDPOINT")
+                .ok()
+                .filter(|e| !e.is_empty()),
+        }
     }
 }
 

@@ -42,6 +42,18 @@ fn changes(outcome: &ClsOutcome) -> Vec<(&'static str, Change)> {
     outcome.steps.iter().map(|s| (s.kind, s.change)).collect()
 }
 
+/// Changes the key-value fields of `topic`'s index in the stand-in, as someone in the CLS console
+/// would.
+fn edit_index_fields(
+    stub: &AccountStub,
+    topic: &str,
+    edit: impl FnOnce(&mut Vec<serde_json::Value>),
+) {
+    let mut state = stub.state.lock().unwrap();
+    let (rule, _) = state.topics.get_mut(topic).unwrap().index.as_mut().unwrap();
+    edit(rule["KeyValue"]["KeyValues"].as_array_mut().unwrap());
+}
+
 fn take_writes(stub: &AccountStub) -> Vec<String> {
     let mut state = stub.state.lock().unwrap();
     let writes = state.writes();
@@ -114,24 +126,14 @@ async fn a_second_run_changes_nothing_and_a_changed_index_is_modified_once() {
     assert!(second.warnings.is_empty());
 
     // Someone switched statistics off for rule_uuid and added a field of their own.
-    {
-        let mut state = stub.state.lock().unwrap();
-        let rule = &mut state
-            .topics
-            .get_mut(&hits)
-            .unwrap()
-            .index
-            .as_mut()
-            .unwrap()
-            .0;
-        let key_values = rule["KeyValue"]["KeyValues"].as_array_mut().unwrap();
+    edit_index_fields(&stub, &hits, |key_values| {
         for kv in key_values.iter_mut() {
             if kv["Key"] == "rule_uuid" {
                 kv["Value"]["SqlFlag"] = json!(false);
             }
         }
         key_values.push(json!({"Key": "team", "Value": {"Type": "text", "SqlFlag": false}}));
-    }
+    });
     let third = run(&stub, (None, None), false).await;
     assert_eq!(take_writes(&stub), ["ModifyIndex"]);
     let index = third
@@ -574,21 +576,9 @@ async fn a_full_deploy_then_a_no_op_then_one_index_change() {
     assert!(!second.contains(" create "), "{second}");
     assert!(!second.contains("note: SCF_QcsRole"), "{second}");
 
-    {
-        let mut state = stub.state.lock().unwrap();
-        let rule = &mut state
-            .topics
-            .get_mut(&hits)
-            .unwrap()
-            .index
-            .as_mut()
-            .unwrap()
-            .0;
-        rule["KeyValue"]["KeyValues"]
-            .as_array_mut()
-            .unwrap()
-            .retain(|kv| kv["Key"] != "dst_port");
-    }
+    edit_index_fields(&stub, &hits, |key_values| {
+        key_values.retain(|kv| kv["Key"] != "dst_port")
+    });
     let third = deploy(stub.url.clone()).await;
     assert_eq!(take_writes(&stub), ["ModifyIndex"]);
     assert!(third.contains("add dst_port"), "{third}");

@@ -65,6 +65,11 @@ impl std::fmt::Display for Stopped {
     }
 }
 
+/// The API client of a deploy: the key given, in `region`, at the stand-in's address if any.
+fn client_for(region: &str, options: &Options, credentials: &Credentials) -> ApiClient {
+    ApiClient::new(region, options.endpoint.clone()).with_credentials(credentials.clone())
+}
+
 /// The serverless CLI is needed unless this is a dry run.
 fn missing_cli(options: &Options) -> Option<String> {
     (!options.dry_run && !options.cli.exists()).then(|| {
@@ -113,10 +118,11 @@ pub async fn deploy(
     let failed = |e: String| Stopped::Failed(e);
     let mut steps = Vec::new();
     let mut notes = Vec::new();
-    match &credentials {
-        Some(credentials) => {
-            let client = ApiClient::new(&region, options.endpoint.clone())
-                .with_credentials(credentials.clone());
+    let client = credentials
+        .as_ref()
+        .map(|c| client_for(&region, options, c));
+    match (&credentials, &client) {
+        (Some(credentials), Some(client)) => {
             let bucket = BucketSpec {
                 bucket: values
                     .get("SNAPSHOT_BUCKET")
@@ -132,7 +138,7 @@ pub async fn deploy(
             );
             let given = |name: &str| values.get(name).filter(|v| !v.is_empty());
             let cls = ensure_cls(
-                &client,
+                client,
                 &ClsNames::for_stack(&stack.stack),
                 (given("ESG_HITS_TOPIC_ID"), given("ESG_TRAFFIC_TOPIC_ID")),
                 options.dry_run,
@@ -153,7 +159,7 @@ pub async fn deploy(
                     .unwrap_or("<created by deploy>"),
             );
             steps.push(
-                ensure_dashboard(&client, &stack.stack, &data, options.dry_run, deadline)
+                ensure_dashboard(client, &stack.stack, &data, options.dry_run, deadline)
                     .await
                     .map_err(|e| failed(e.to_string()))?,
             );
@@ -168,11 +174,11 @@ pub async fn deploy(
             }
             let roles = role_specs(&stack, &values).map_err(failed)?;
             steps.extend(
-                ensure_roles(&client, &roles, options.dry_run, deadline)
+                ensure_roles(client, &roles, options.dry_run, deadline)
                     .await
                     .map_err(|e| failed(e.to_string()))?,
             );
-            let service = check_service_role(&client, deadline)
+            let service = check_service_role(client, deadline)
                 .await
                 .map_err(|e| failed(e.to_string()))?;
             if service.change == Change::Absent {
@@ -180,7 +186,7 @@ pub async fn deploy(
             }
             steps.push(service);
         }
-        None => {
+        _ => {
             notes.push(
                 "no credentials: the account was not read, so every prerequisite shows as `create`; what exists would be kept"
                     .into(),
@@ -237,9 +243,7 @@ pub async fn deploy(
             )));
         }
     }
-    let credentials = credentials.expect("checked above");
-    let client =
-        ApiClient::new(&region, options.endpoint.clone()).with_credentials(credentials.clone());
+    let client = client.expect("credentials were checked above");
     let mut after = Vec::new();
     for (name, function) in &stack.functions {
         if let Some(config) = &function.async_config {
@@ -405,8 +409,7 @@ pub async fn destroy(
     let region = values.substitute(&stack.region, false);
     let deadline = Instant::now() + API_BUDGET;
     let failed = |e: String| Stopped::Failed(e);
-    let client =
-        ApiClient::new(&region, options.endpoint.clone()).with_credentials(credentials.clone());
+    let client = client_for(&region, options, &credentials);
     let mut steps = Vec::new();
     for function in stack.functions.keys() {
         let generated = generate(&stack, function, &values, false).map_err(failed)?;

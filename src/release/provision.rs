@@ -435,13 +435,35 @@ async fn find_logset(
 ) -> Result<Option<String>, ApiError> {
     let filters =
         json!({"Filters": [{"Key": "logsetName", "Values": [name]}], "Offset": 0, "Limit": 100});
-    let answer = call(client, "DescribeLogsets", filters, deadline).await?;
-    // The filter may match by part of the name: only an exact name counts.
-    let id = listed(&answer, "Logsets")
-        .find(|l| l.get("LogsetName").and_then(Value::as_str) == Some(name))
-        .and_then(|l| l.get("LogsetId").and_then(Value::as_str))
-        .map(str::to_string);
-    Ok(id)
+    let found = find_named(
+        client,
+        CLS,
+        "DescribeLogsets",
+        filters,
+        "Logsets",
+        deadline,
+        |l| l.get("LogsetName").and_then(Value::as_str) == Some(name),
+    )
+    .await?;
+    Ok(found.and_then(|l| Some(l.get("LogsetId")?.as_str()?.to_string())))
+}
+
+/// The first item of `action`'s `list_key` that `wanted` accepts: the name filters of these
+/// listings match by part of the name (or fuzzily), so only an exact match counts.
+async fn find_named(
+    client: &ApiClient,
+    (service, version): (&str, &str),
+    action: &str,
+    body: Value,
+    list_key: &str,
+    deadline: Instant,
+    wanted: impl Fn(&Value) -> bool,
+) -> Result<Option<Value>, ApiError> {
+    let answer = client
+        .call(service, version, action, &body, deadline)
+        .await?;
+    let found = listed(&answer, list_key).find(|item| wanted(item)).cloned();
+    Ok(found)
 }
 
 async fn find_topic(
@@ -454,18 +476,25 @@ async fn find_topic(
             {"Key": "topicName", "Values": [name]},
             {"Key": "logsetId", "Values": [logset]}],
         "PreciseSearch": 1, "Offset": 0, "Limit": 100});
-    let answer = call(client, "DescribeTopics", filters, deadline).await?;
-    let topic = listed(&answer, "Topics")
-        .find(|t| {
+    let found = find_named(
+        client,
+        CLS,
+        "DescribeTopics",
+        filters,
+        "Topics",
+        deadline,
+        |t| {
             t.get("TopicName").and_then(Value::as_str) == Some(name)
                 && t.get("LogsetId").and_then(Value::as_str) == Some(logset)
+        },
+    )
+    .await?;
+    let topic = found.and_then(|t| {
+        Some(Topic {
+            id: t.get("TopicId")?.as_str()?.to_string(),
+            indexed: t.get("Index").and_then(Value::as_bool),
         })
-        .and_then(|t| {
-            Some(Topic {
-                id: t.get("TopicId")?.as_str()?.to_string(),
-                indexed: t.get("Index").and_then(Value::as_bool),
-            })
-        });
+    });
     Ok(topic)
 }
 
@@ -658,17 +687,12 @@ async fn find_policy(
     name: &str,
     deadline: Instant,
 ) -> Result<Option<u64>, ApiError> {
-    let answer = cam(
-        client,
-        "ListPolicies",
-        json!({"Rp": 200, "Page": 1, "Scope": "Local", "Keyword": name}),
-        deadline,
-    )
+    let body = json!({"Rp": 200, "Page": 1, "Scope": "Local", "Keyword": name});
+    let found = find_named(client, CAM, "ListPolicies", body, "List", deadline, |p| {
+        p.get("PolicyName").and_then(Value::as_str) == Some(name)
+    })
     .await?;
-    // The keyword matches by part of the name: only the exact name counts.
-    let id = listed(&answer, "List")
-        .find(|p| p.get("PolicyName").and_then(Value::as_str) == Some(name))
-        .and_then(|p| p.get("PolicyId").and_then(Value::as_u64));
+    let id = found.and_then(|p| p.get("PolicyId").and_then(Value::as_u64));
     Ok(id)
 }
 
@@ -702,12 +726,7 @@ async fn ensure_policy(
         let id = created
             .get("PolicyId")
             .and_then(Value::as_u64)
-            .ok_or_else(|| ApiError {
-                action: "CreatePolicy".into(),
-                code: "BadResponse".into(),
-                message: "the answer has no PolicyId".into(),
-                request_id: String::new(),
-            })?;
+            .ok_or_else(|| lacks("CreatePolicy", "PolicyId"))?;
         return Ok((Some(id), step(Change::Create, "")));
     };
     let current = cam(client, "GetPolicy", json!({"PolicyId": id}), deadline).await?;
@@ -764,12 +783,17 @@ fn text(answer: &Value, key: &str, action: &str) -> Result<String, ApiError> {
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .map(str::to_string)
-        .ok_or_else(|| ApiError {
-            action: action.to_string(),
-            code: "BadResponse".into(),
-            message: format!("the answer has no {key}"),
-            request_id: String::new(),
-        })
+        .ok_or_else(|| lacks(action, key))
+}
+
+/// An answer of `action` without its `key`.
+fn lacks(action: &str, key: &str) -> ApiError {
+    ApiError {
+        action: action.to_string(),
+        code: "BadResponse".into(),
+        message: format!("the answer has no {key}"),
+        request_id: String::new(),
+    }
 }
 
 fn with_id(name: &str, id: Option<&str>) -> String {
@@ -1018,25 +1042,27 @@ async fn find_dashboard(
     name: &str,
     deadline: Instant,
 ) -> Result<Option<(String, Value)>, ApiError> {
-    let answer = call(
+    let filters =
+        json!({"Filters": [{"Key": "dashboardName", "Values": [name]}], "Offset": 0, "Limit": 100});
+    let found = find_named(
         client,
+        CLS,
         "DescribeDashboards",
-        json!({"Filters": [{"Key": "dashboardName", "Values": [name]}], "Offset": 0, "Limit": 100}),
+        filters,
+        "DashboardInfos",
         deadline,
+        |d| d.get("DashboardName").and_then(Value::as_str) == Some(name),
     )
-    .await?;
-    // The name filter is fuzzy: only the exact name counts.
-    let found = listed(&answer, "DashboardInfos")
-        .find(|d| d.get("DashboardName").and_then(Value::as_str) == Some(name))
-        .and_then(|d| {
-            let id = d.get("DashboardId")?.as_str()?.to_string();
-            let data = d
-                .get("Data")
-                .and_then(Value::as_str)
-                .and_then(|text| serde_json::from_str(text).ok())
-                .unwrap_or(Value::Null);
-            Some((id, data))
-        });
+    .await?
+    .and_then(|d| {
+        let id = d.get("DashboardId")?.as_str()?.to_string();
+        let data = d
+            .get("Data")
+            .and_then(Value::as_str)
+            .and_then(|text| serde_json::from_str(text).ok())
+            .unwrap_or(Value::Null);
+        Some((id, data))
+    });
     Ok(found)
 }
 
@@ -1221,10 +1247,9 @@ pub async fn remove_cls(
             name != names.hits_topic && name != names.traffic_topic
         })
         .count();
-    let (change, detail) = match (change, others) {
-        (Change::Delete, 0) => (Change::Delete, String::new()),
-        (_, 0) => (change, String::new()),
-        (_, n) => (Change::Keep, format!("it holds {n} other topic(s)")),
+    let (change, detail) = match others {
+        0 => (change, String::new()),
+        n => (Change::Keep, format!("it holds {n} other topic(s)")),
     };
     if change == Change::Delete && !dry_run {
         call(
@@ -1467,11 +1492,8 @@ async fn cos_request(
     if !params.is_empty() {
         url.query_pairs_mut().extend_pairs(params);
     }
-    let host = match (url.host_str(), url.port()) {
-        (Some(h), Some(p)) => format!("{h}:{p}"),
-        (Some(h), None) => h.to_string(),
-        (None, _) => return Err(format!("COS endpoint {base:?} has no host")),
-    };
+    let host = esgflow::adapters::tencent::cos::host_header(&url)
+        .ok_or_else(|| format!("COS endpoint {base:?} has no host"))?;
     let mut signed: Vec<(&str, &str)> = vec![("host", &host)];
     if method == "PUT" {
         signed.push(("x-cos-acl", "private"));

@@ -23,7 +23,7 @@ use axum::routing::post;
 use axum::Router;
 use serde_json::{json, Value};
 
-use super::cloud::{check_tc3, SECRET_ID, SECRET_KEY};
+use super::cloud::{api_error as error, check_tc3, SECRET_ID, SECRET_KEY};
 use super::{contract, header};
 
 /// How `DescribeIndex` answers for a topic that has no index (the API does not document it).
@@ -759,12 +759,4 @@ fn describe_topics(state: &AccountState, request: &Value) -> Value {
         })
         .collect();
     json!({"TotalCount": topics.len(), "Topics": topics})
-}
-
-fn error(code: &str, message: &str) -> (StatusCode, String) {
-    (
-        StatusCode::OK,
-        json!({"Response": {"Error": {"Code": code, "Message": message}, "RequestId": "stub"}})
-            .to_string(),
-    )
 }

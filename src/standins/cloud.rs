@@ -301,7 +301,8 @@ async fn handle(State(state): State<Arc<Mutex<CloudState>>>, request: Request) -
     }
 }
 
-fn api_error(code: &str, message: &str) -> (StatusCode, String) {
+/// An API 3.0 error answer, as the services give it (HTTP 200, `Response.Error`).
+pub(crate) fn api_error(code: &str, message: &str) -> (StatusCode, String) {
     (
         StatusCode::OK,
         json!({"Response": {"Error": {"Code": code, "Message": message}, "RequestId": "stub"}})
