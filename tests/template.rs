@@ -559,3 +559,37 @@ fn generated_serverless_yml_says_only_what_the_component_reads() {
         }
     }
 }
+
+/// A deploy with credentials but without the serverless CLI stops before anything is called,
+/// saying where the CLI was looked for and how to install it.
+#[test]
+fn deploying_without_the_serverless_cli_stops_with_a_clear_message() {
+    let out = std::env::temp_dir().join(format!("esgflow-deploy-nocli-{}", std::process::id()));
+    let mut env = GOOD.to_vec();
+    env.extend([
+        ("TENCENT_SECRET_ID", "AKIDexample"),
+        ("TENCENT_SECRET_KEY", "example-key"),
+        // Nothing listens here: a call would fail, not succeed, if one were made.
+        ("ESGFLOW_DEPLOY_ENDPOINT", "http://127.0.0.1:9"),
+    ]);
+    let output = esgflow(
+        &[
+            "deploy",
+            "--out",
+            out.to_str().unwrap(),
+            "--cli",
+            "/nonexistent/scf",
+        ],
+        &env,
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "the serverless CLI is not installed at /nonexistent/scf (run `make setup-deploy`)"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nothing was built or called"), "{stderr}");
+    assert!(!out.exists());
+}
