@@ -58,6 +58,15 @@ pub struct Refusal {
     pub message: String,
 }
 
+/// A request sent as form fields, read by [`Definitions::from_form`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Form {
+    /// The JSON body the fields the definition names stand for.
+    pub body: Value,
+    /// The fields it does not name, as sent (`ShowTriggers`, `Options.Extra`).
+    pub undocumented: Vec<String>,
+}
+
 /// One member of a request object.
 #[derive(Debug, Clone)]
 struct Member {
@@ -197,16 +206,119 @@ impl Definitions {
 
     /// Checks a request body of `action` against its definition.
     pub fn validate(&self, action: &str, body: &Value) -> Result<(), Refusal> {
-        let Some(input) = self.inputs.get(action) else {
-            return Err(Refusal {
+        let input = self.input(action)?;
+        self.check_object(input, body, "")
+    }
+
+    /// The body of `action` sent the API 2.0 way (signature v1: form fields, members of lists and
+    /// objects flattened as `Filters.0.Name`), typed by the definition so it can be validated as
+    /// a JSON body is: a value that does not read as its type is `InvalidParameter`. Fields the
+    /// definition does not name are left out of the body and listed, for the caller to refuse
+    /// or not. Common fields (`Action`, `Nonce`…) are the caller's to remove first.
+    pub fn from_form(&self, action: &str, fields: &[(String, String)]) -> Result<Form, Refusal> {
+        let input = self.input(action)?;
+        let mut form = Form {
+            body: Value::Object(Default::default()),
+            undocumented: vec![],
+        };
+        for (name, text) in fields {
+            let path: Vec<&str> = name.split('.').collect();
+            if !self.place(input, &mut form.body, &path, text, name)? {
+                form.undocumented.push(name.clone());
+            }
+        }
+        Ok(form)
+    }
+
+    fn input(&self, action: &str) -> Result<&str, Refusal> {
+        self.inputs
+            .get(action)
+            .map(String::as_str)
+            .ok_or_else(|| Refusal {
                 code: "InvalidAction",
                 message: format!(
                     "The action `{action}` is not found in service `{}`.",
                     self.service
                 ),
-            });
+            })
+    }
+
+    /// Puts one flattened field (`path`, relative to an `object`) into `target`; false if the
+    /// definition does not name it.
+    fn place(
+        &self,
+        object: &str,
+        target: &mut Value,
+        path: &[&str],
+        text: &str,
+        full: &str,
+    ) -> Result<bool, Refusal> {
+        let Some(member) = self
+            .objects
+            .get(object)
+            .and_then(|members| members.iter().find(|m| m.name == path[0]))
+        else {
+            return Ok(false);
         };
-        self.check_object(input, body, "")
+        let Some(fields) = target.as_object_mut() else {
+            return Err(invalid(full, "a member of an object"));
+        };
+        if member.kind == "list" {
+            let index: usize = path
+                .get(1)
+                .and_then(|i| i.parse().ok())
+                .filter(|i| *i < 1000)
+                .ok_or_else(|| invalid(full, "a list member `Name.N`"))?;
+            let list = fields
+                .entry(member.name.clone())
+                .or_insert_with(|| Value::Array(vec![]));
+            let Some(items) = list.as_array_mut() else {
+                return Err(invalid(full, "a member of a list"));
+            };
+            if items.len() <= index {
+                items.resize(index + 1, Value::Null);
+            }
+            return self.place_value(&member.member, &mut items[index], &path[2..], text, full);
+        }
+        let slot = fields.entry(member.name.clone()).or_insert(Value::Null);
+        self.place_value(&member.member, slot, &path[1..], text, full)
+    }
+
+    /// Puts a value of type `kind` into `slot`: a scalar read from `text`, or, for an object,
+    /// the field `rest` names inside it; false if the definition does not name that.
+    fn place_value(
+        &self,
+        kind: &str,
+        slot: &mut Value,
+        rest: &[&str],
+        text: &str,
+        full: &str,
+    ) -> Result<bool, Refusal> {
+        if self.objects.contains_key(kind) {
+            if rest.is_empty() {
+                return Err(invalid(full, "an object"));
+            }
+            if slot.is_null() {
+                *slot = Value::Object(Default::default());
+            }
+            return self.place(kind, slot, rest, text, full);
+        }
+        if !rest.is_empty() {
+            return Ok(false);
+        }
+        let value = match kind {
+            "uint64" | "uint32" => text.parse::<u64>().ok().map(Value::from),
+            "int64" | "int32" | "int" => text.parse::<i64>().ok().map(Value::from),
+            "float" | "double" => text.parse::<f64>().ok().map(Value::from),
+            "bool" => match text {
+                "true" => Some(Value::Bool(true)),
+                "false" => Some(Value::Bool(false)),
+                _ => None,
+            },
+            _ => Some(Value::String(text.to_string())),
+        };
+        *slot = value.ok_or_else(|| invalid(full, &format!("of type {kind}")))?;
+        Ok(true)
     }
 
     fn check_object(&self, object: &str, value: &Value, path: &str) -> Result<(), Refusal> {
@@ -389,6 +501,76 @@ mod tests {
         assert_eq!(
             d.examples("DescribeThings"),
             [json!({"Total": 1, "RequestId": "x"})]
+        );
+    }
+
+    /// A request sent the API 2.0 way reads back as the JSON body it stands for, typed by the
+    /// definition; a value not of its type is refused; what the definition does not name is
+    /// listed apart.
+    #[test]
+    fn form_fields_read_as_the_body_they_flatten() {
+        let d = definitions();
+        let fields = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let form = d
+            .from_form(
+                "DescribeThings",
+                &fields(&[
+                    ("Direction", "1"),
+                    ("Area", "ap-guangzhou"),
+                    ("Filters.0.Name", "vpc-id"),
+                    ("Filters.0.Values.1", "vpc-2"),
+                    ("Filters.0.Values.0", "vpc-1"),
+                    ("Options.Deep", "true"),
+                    ("Options.Shallow", "true"),
+                    ("Extra", "1"),
+                ]),
+            )
+            .unwrap();
+        let body = form.body;
+        assert_eq!(form.undocumented, ["Options.Shallow", "Extra"]);
+        assert_eq!(
+            body,
+            json!({"Direction": 1, "Area": "ap-guangzhou",
+                "Filters": [{"Name": "vpc-id", "Values": ["vpc-1", "vpc-2"]}], "Options": {"Deep": true}})
+        );
+        assert_eq!(d.validate("DescribeThings", &body), Ok(()));
+        let code = |pairs: &[(&str, &str)]| {
+            d.from_form("DescribeThings", &fields(pairs))
+                .and_then(|form| d.validate("DescribeThings", &form.body))
+                .unwrap_err()
+                .code
+        };
+        assert_eq!(
+            code(&[("Direction", "north"), ("Area", "a")]),
+            "InvalidParameter"
+        );
+        assert_eq!(
+            code(&[("Direction", "1"), ("Area", "a"), ("Options.Deep", "yes")]),
+            "InvalidParameter"
+        );
+        assert_eq!(
+            code(&[("Direction", "1"), ("Area", "a"), ("Filters.x.Name", "n")]),
+            "InvalidParameter"
+        );
+        // A list with a gap: item 0 was never sent.
+        assert_eq!(
+            code(&[
+                ("Direction", "1"),
+                ("Area", "a"),
+                ("Filters.1.Name", "n"),
+                ("Filters.1.Values.0", "v")
+            ]),
+            "InvalidParameter"
+        );
+        assert_eq!(code(&[("Area", "a")]), "MissingParameter");
+        assert_eq!(
+            d.from_form("DescribeOther", &[]).unwrap_err().code,
+            "InvalidAction"
         );
     }
 }
