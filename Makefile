@@ -19,7 +19,7 @@ help: ## list the targets
 setup: ## what `make run` needs: Rust with cargo (nothing else is installed)
 	@command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup first" >&2; exit 1; }
 
-setup-test: setup ## what `make test` adds: the musl target, rustfmt/clippy, curl, musl-tools, redis-server, chromium and chromedriver, pip and the pinned tccli API definitions
+setup-test: setup ## what `make test` adds: the musl target, rustfmt/clippy, curl, musl-tools, redis-server, chromium and chromedriver, pip and the pinned tccli API definitions, npm and Tencent's component toolkit (tests/toolkit)
 	rustup target list --installed | grep -qx $(MUSL_TARGET) || rustup target add $(MUSL_TARGET)
 	rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
 	rustup component list --installed | grep -q '^clippy' || rustup component add clippy
@@ -30,6 +30,7 @@ setup-test: setup ## what `make test` adds: the musl target, rustfmt/clippy, cur
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
 	python3 -m pip --version >/dev/null 2>&1 || missing="$$missing python3-pip"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -37,6 +38,8 @@ setup-test: setup ## what `make test` adds: the musl target, rustfmt/clippy, cur
 	fi
 	@# The official API definitions (tccli's api.json/examples.json), read from the wheel itself.
 	@[ -f $(TCCLI_WHEEL) ] || python3 -m pip download --quiet --no-deps --only-binary=:all: --dest .tools tccli==$(TCCLI_VERSION)
+	@# The code Tencent's scf component runs, pinned by tests/toolkit/package-lock.json.
+	@[ -d tests/toolkit/node_modules/tencent-component-toolkit ] || npm ci --prefix tests/toolkit --no-audit --no-fund --loglevel=error
 
 setup-deploy: setup ## what `make deploy` adds: npm and the serverless CLI (serverless-cloud-framework, `npm install` in deploy/)
 	@command -v npm >/dev/null || { \

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use esgflow::adapters::tencent::api::ApiClient;
 use esgflow::adapters::tencent::cls_query::{HITS_INDEX, TRAFFIC_INDEX};
 use esgflow_local::release::provision::{ensure_cls, index_rule, Change, ClsNames, ClsOutcome};
-use esgflow_local::standins::account::{AccountStub, NoIndex, Topic};
+use esgflow_local::standins::account::{AccountStub, Function, NoIndex, Topic};
 use serde_json::json;
 
 fn client(stub: &AccountStub) -> ApiClient {
@@ -419,29 +419,14 @@ async fn a_full_deploy_then_a_no_op_then_one_index_change() {
         for name in ["esgflow-audit", "esgflow-lookup", "esgflow-sync"] {
             state.functions.insert(
                 name.into(),
-                json!({"RetryConfig": [{"RetryNum": 2}], "MsgTTL": 86400}),
+                Function {
+                    async_config: json!({"RetryConfig": [{"RetryNum": 2}], "MsgTTL": 86400}),
+                    ..Function::default()
+                },
             );
         }
     }
-    let work = std::env::temp_dir().join(format!("esgflow-deploy-e2e-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(work.join("dist")).unwrap();
-    std::fs::copy(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("template.yaml"),
-        work.join("template.yaml"),
-    )
-    .unwrap();
-    for function in ["audit", "lookup", "sync"] {
-        let file = std::fs::File::create(work.join(format!("dist/{function}.zip"))).unwrap();
-        let mut zip = zip::ZipWriter::new(file);
-        zip.start_file(
-            "bootstrap",
-            zip::write::SimpleFileOptions::default().unix_permissions(0o755),
-        )
-        .unwrap();
-        std::io::Write::write_all(&mut zip, b"#!/bin/sh\n").unwrap();
-        zip.finish().unwrap();
-    }
+    let work = stack_dir("e2e");
     let cli = work.join("scf");
     let calls = work.join("cli-calls.log");
     std::fs::write(
@@ -450,55 +435,7 @@ async fn a_full_deploy_then_a_no_op_then_one_index_change() {
     )
     .unwrap();
     std::fs::set_permissions(&cli, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-
-    let esgflow = |stub_url: String, args: &'static [&'static str]| {
-        let work = work.clone();
-        let cli = cli.clone();
-        async move {
-            tokio::task::spawn_blocking(move || {
-                let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_esgflow"));
-                command
-                    .args(args)
-                    .arg("--template")
-                    .arg(work.join("template.yaml"))
-                    .arg("--out")
-                    .arg(work.join("out"))
-                    .arg("--cli")
-                    .arg(&cli)
-                    .env("ESGFLOW_DEPLOY_ENDPOINT", stub_url)
-                    .env(
-                        "TENCENT_SECRET_ID",
-                        esgflow_local::standins::cloud::SECRET_ID,
-                    )
-                    .env(
-                        "TENCENT_SECRET_KEY",
-                        esgflow_local::standins::cloud::SECRET_KEY,
-                    )
-                    .env_remove("TENCENT_TOKEN")
-                    .env_remove("ESG_HITS_TOPIC_ID")
-                    .env_remove("ESG_TRAFFIC_TOPIC_ID");
-                for (name, value) in [
-                    ("APPID", "1250000000"),
-                    ("UIN", "100000000001"),
-                    ("FLOWLOG_TOPIC_ID", "0f8e1b42-8c6a-4b56-9b3e-2d5c1a7e9f00"),
-                    ("SNAPSHOT_BUCKET", "esg-1250000000"),
-                    ("LOOKUP_TOKEN", "very-secret-token-0123456789abcdef"),
-                ] {
-                    command.env(name, value);
-                }
-                let output = command.output().unwrap();
-                let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-                assert!(
-                    output.status.success(),
-                    "{stdout}{}",
-                    String::from_utf8_lossy(&output.stderr)
-                );
-                stdout
-            })
-            .await
-            .unwrap()
-        }
-    };
+    let esgflow = |url: String, args: &'static [&'static str]| run_esgflow(&work, &cli, url, args);
 
     let deploy = |url: String| esgflow(url, &["deploy"]);
     let first = deploy(stub.url.clone()).await;
@@ -541,7 +478,7 @@ async fn a_full_deploy_then_a_no_op_then_one_index_change() {
                 .clone()
         };
         assert_eq!(
-            state.functions["esgflow-audit"],
+            state.functions["esgflow-audit"].async_config,
             json!({"RetryConfig": [{"RetryNum": 2}], "MsgTTL": 21600})
         );
         (id("esgflow-hits"), id("esgflow-traffic"))
@@ -703,4 +640,307 @@ async fn every_dashboard_query_is_one_cls_runs() {
         laid_out[3]["gridPos"],
         json!({"x": 12, "y": 8, "w": 12, "h": 8})
     );
+}
+
+/// A working directory for one `esgflow deploy` test: the repository's template.yaml and a
+/// one-file package per function in `dist/`.
+fn stack_dir(tag: &str) -> std::path::PathBuf {
+    let work = std::env::temp_dir().join(format!("esgflow-deploy-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(work.join("dist")).unwrap();
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("template.yaml"),
+        work.join("template.yaml"),
+    )
+    .unwrap();
+    for function in ["audit", "lookup", "sync"] {
+        let file = std::fs::File::create(work.join(format!("dist/{function}.zip"))).unwrap();
+        let mut zip = zip::ZipWriter::new(file);
+        zip.start_file(
+            "bootstrap",
+            zip::write::SimpleFileOptions::default().unix_permissions(0o755),
+        )
+        .unwrap();
+        std::io::Write::write_all(&mut zip, b"#!/bin/sh\n").unwrap();
+        zip.finish().unwrap();
+    }
+    work
+}
+
+/// The flow-log topic the stack reads (the user's, not the deploy's).
+const FLOWLOG_TOPIC: &str = "0f8e1b42-8c6a-4b56-9b3e-2d5c1a7e9f00";
+
+/// Runs the `esgflow` binary with `args` in `work`, against the stand-in at `url`, with `cli` as
+/// the serverless CLI; its standard output, after asserting it succeeded.
+async fn run_esgflow(
+    work: &std::path::Path,
+    cli: &std::path::Path,
+    url: String,
+    args: &'static [&'static str],
+) -> String {
+    let (work, cli) = (work.to_path_buf(), cli.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_esgflow"));
+        command
+            .args(args)
+            .arg("--template")
+            .arg(work.join("template.yaml"))
+            .arg("--out")
+            .arg(work.join("out"))
+            .arg("--cli")
+            .arg(&cli)
+            .env("ESGFLOW_DEPLOY_ENDPOINT", url)
+            .env(
+                "TENCENT_SECRET_ID",
+                esgflow_local::standins::cloud::SECRET_ID,
+            )
+            .env(
+                "TENCENT_SECRET_KEY",
+                esgflow_local::standins::cloud::SECRET_KEY,
+            )
+            .env_remove("TENCENT_TOKEN")
+            .env_remove("ESG_HITS_TOPIC_ID")
+            .env_remove("ESG_TRAFFIC_TOPIC_ID");
+        for (name, value) in [
+            ("APPID", "1250000000"),
+            ("UIN", "100000000001"),
+            ("FLOWLOG_TOPIC_ID", FLOWLOG_TOPIC),
+            ("SNAPSHOT_BUCKET", "esg-1250000000"),
+            ("LOOKUP_TOKEN", "very-secret-token-0123456789abcdef"),
+        ] {
+            command.env(name, value);
+        }
+        let output = command.output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    })
+    .await
+    .unwrap()
+}
+
+/// The serverless files `esgflow deploy` writes, turned into API calls by the code Tencent's scf
+/// component runs (`tencent-component-toolkit`, driven by `tests/toolkit/scf`), against the
+/// account stand-in, which refuses what the official definitions refuse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_component_toolkit_deploys_the_generated_functions() {
+    let toolkit = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/toolkit");
+    assert!(
+        toolkit
+            .join("node_modules/tencent-component-toolkit")
+            .exists(),
+        "the toolkit is not installed: run `make setup-test` (npm ci --prefix tests/toolkit)"
+    );
+    let stub = AccountStub::start().await.unwrap();
+    stub.state.lock().unwrap().topics.insert(
+        FLOWLOG_TOPIC.into(),
+        Topic {
+            id: FLOWLOG_TOPIC.into(),
+            name: "vpc-flow-logs".into(),
+            logset: "the-users-logset".into(),
+            period: 30,
+            index: None,
+        },
+    );
+    let work = stack_dir("toolkit");
+    let cli = toolkit.join("scf");
+    let deploy = || run_esgflow(&work, &cli, stub.url.clone(), &["deploy"]);
+    let first = deploy().await;
+    let (hits, traffic) = {
+        let state = stub.state.lock().unwrap();
+        assert!(state.problems.is_empty(), "{:?}\n{first}", state.problems);
+        let id = |name: &str| {
+            let topic = state.topics.values().find(|t| t.name == name);
+            topic.unwrap().id.clone()
+        };
+        (id("esgflow-hits"), id("esgflow-traffic"))
+    };
+    let trigger = |function: &str| {
+        let state = stub.state.lock().unwrap();
+        let triggers = &state.functions[function].triggers;
+        assert_eq!(triggers.len(), 1, "{function}: {triggers:?}");
+        triggers[0].clone()
+    };
+    {
+        let state = stub.state.lock().unwrap();
+        for (name, memory, timeout) in [
+            ("esgflow-audit", 64, 60),
+            ("esgflow-lookup", 64, 15),
+            ("esgflow-sync", 256, 120),
+        ] {
+            let config = &state.functions[name].config;
+            for (key, value) in [
+                ("Runtime", json!("CustomRuntime")),
+                ("Handler", json!("bootstrap")),
+                ("Type", json!("Event")),
+                ("Role", json!(name)),
+                ("MemorySize", json!(memory)),
+                ("Timeout", json!(timeout)),
+                ("InitTimeout", json!(10)),
+            ] {
+                assert_eq!(config[key], value, "{name}.{key}: {config}");
+            }
+            let env = |key: &str| {
+                config["Environment"]["Variables"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|v| v["Key"] == key)
+                    .map(|v| v["Value"].clone())
+            };
+            assert_eq!(env("ESGFLOW_CLS_TOPIC_ID"), Some(json!(hits)), "{name}");
+            assert_eq!(
+                env("ESGFLOW_SNAPSHOT"),
+                Some(json!("cos://esg-1250000000/esgflow/snapshots"))
+            );
+            assert!(config["Code"]["CosObjectName"].is_string(), "{config}");
+        }
+        let lookup = &state.functions["esgflow-lookup"].config;
+        assert!(
+            lookup["Environment"]["Variables"].as_array().unwrap().iter().any(
+                |v| v["Key"] == "ESGFLOW_CLS_TRAFFIC_TOPIC_ID" && v["Value"] == json!(traffic)
+            ),
+            "{lookup}"
+        );
+        // audit's retry: 2 retries, events kept 6 h, set after the CLI by the deploy.
+        assert_eq!(
+            state.functions["esgflow-audit"].async_config,
+            json!({"RetryConfig": [{"RetryNum": 2}], "MsgTTL": 21600})
+        );
+        // The CLS trigger is CLS shipping the flow-log topic to audit.
+        assert_eq!(
+            state.deliveries[FLOWLOG_TOPIC],
+            json!({"topic_id": FLOWLOG_TOPIC, "name_space": "default",
+                "function_name": "esgflow-audit", "qualifier": "$DEFAULT", "max_wait": 60,
+                "effective": true})
+        );
+        assert!(state.functions["esgflow-audit"].triggers.is_empty());
+        // What the toolkit sends beyond tccli's definitions: listed, so a change shows.
+        assert_eq!(
+            state.undocumented.iter().collect::<Vec<_>>(),
+            [
+                "CreateFunction.DeployMode",
+                "CreateFunction.DiskSize",
+                "CreateFunction.L5Enable",
+                "GetFunction.ShowTriggers"
+            ]
+        );
+    }
+    // lookup: a Function URL reachable from VPCs only, no authentication of its own.
+    let url = trigger("esgflow-lookup");
+    assert_eq!(
+        (url["Type"].clone(), url["Qualifier"].clone()),
+        (json!("http"), json!("$DEFAULT"))
+    );
+    let desc: serde_json::Value =
+        serde_json::from_str(url["TriggerDesc"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        desc,
+        json!({"AuthType": "NONE", "NetConfig": {"EnableIntranet": true, "EnableExtranet": false}})
+    );
+    let timer = trigger("esgflow-sync");
+    assert_eq!(
+        (
+            timer["Type"].clone(),
+            timer["TriggerDesc"].clone(),
+            timer["Enable"].clone()
+        ),
+        (json!("timer"), json!("0 */5 * * * * *"), json!("OPEN"))
+    );
+    let scf_writes: Vec<String> = take_writes(&stub)
+        .into_iter()
+        .filter(|w| w.contains("Function") || w.contains("Trigger") || w.contains("deliver"))
+        .collect();
+    assert_eq!(
+        scf_writes,
+        [
+            "CreateFunction",
+            "POST /deliverfunction",
+            "CreateFunction",
+            "CreateTrigger",
+            "CreateFunction",
+            "CreateTrigger",
+            "UpdateFunctionEventInvokeConfig"
+        ]
+    );
+
+    // Again with nothing changed: the deploy's own resources are left alone; the toolkit
+    // updates each function's code and configuration (as it always does) and keeps one
+    // trigger each.
+    // Whether or not SCF lists the CLS shipping among the function's triggers (undocumented),
+    // the toolkit updates it in place.
+    for listed in [false, true] {
+        stub.state.lock().unwrap().list_deliveries = listed;
+        let again = deploy().await;
+        assert_eq!(
+            take_writes(&stub),
+            [
+                "UpdateFunctionCode",
+                "UpdateFunctionConfiguration",
+                "PUT /deliverfunction",
+                "UpdateFunctionCode",
+                "UpdateFunctionConfiguration",
+                "UpdateTrigger",
+                "UpdateFunctionCode",
+                "UpdateFunctionConfiguration",
+            ],
+            "listed {listed}: {again}"
+        );
+        assert_eq!(trigger("esgflow-lookup")["TriggerDesc"], url["TriggerDesc"]);
+        assert_eq!(trigger("esgflow-sync"), timer);
+        assert_eq!(stub.state.lock().unwrap().deliveries.len(), 1);
+    }
+    stub.state.lock().unwrap().list_deliveries = false;
+
+    // destroy: the toolkit removes each function.
+    let gone = run_esgflow(&work, &cli, stub.url.clone(), &["destroy"]).await;
+    let writes = take_writes(&stub);
+    assert_eq!(
+        writes
+            .iter()
+            .filter(|w| w.contains("Function"))
+            .collect::<Vec<_>>(),
+        ["DeleteFunction"; 3],
+        "{gone}"
+    );
+    {
+        let state = stub.state.lock().unwrap();
+        assert!(state.functions.is_empty(), "{gone}");
+        assert!(state.problems.is_empty(), "{:?}", state.problems);
+    }
+
+    // The check can fail: a timer the API would refuse (5 cron fields) stops the CLI.
+    let bad = work.join("out/sync/serverless.yml");
+    let yml = std::fs::read_to_string(&bad).unwrap();
+    std::fs::write(&bad, yml.replace("0 */5 * * * * *", "0 */5 * * *")).unwrap();
+    let url = stub.url.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(&cli)
+            .arg("deploy")
+            .current_dir(bad.parent().unwrap())
+            .env("ESGFLOW_DEPLOY_ENDPOINT", url)
+            .env(
+                "TENCENT_SECRET_ID",
+                esgflow_local::standins::cloud::SECRET_ID,
+            )
+            .env(
+                "TENCENT_SECRET_KEY",
+                esgflow_local::standins::cloud::SECRET_KEY,
+            )
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("is not a 7-field cron expression"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&work).ok();
 }
