@@ -688,16 +688,8 @@ async fn run_esgflow(
             .arg("--out")
             .arg(work.join("out"))
             .arg("--cli")
-            .arg(&cli)
-            .env("ESGFLOW_DEPLOY_ENDPOINT", url)
-            .env(
-                "TENCENT_SECRET_ID",
-                esgflow_local::standins::cloud::SECRET_ID,
-            )
-            .env(
-                "TENCENT_SECRET_KEY",
-                esgflow_local::standins::cloud::SECRET_KEY,
-            )
+            .arg(&cli);
+        against(&mut command, url)
             .env_remove("TENCENT_TOKEN")
             .env_remove("ESG_HITS_TOPIC_ID")
             .env_remove("ESG_TRAFFIC_TOPIC_ID");
@@ -919,20 +911,9 @@ async fn the_component_toolkit_deploys_the_generated_functions() {
     std::fs::write(&bad, yml.replace("0 */5 * * * * *", "0 */5 * * *")).unwrap();
     let url = stub.url.clone();
     let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(&cli)
-            .arg("deploy")
-            .current_dir(bad.parent().unwrap())
-            .env("ESGFLOW_DEPLOY_ENDPOINT", url)
-            .env(
-                "TENCENT_SECRET_ID",
-                esgflow_local::standins::cloud::SECRET_ID,
-            )
-            .env(
-                "TENCENT_SECRET_KEY",
-                esgflow_local::standins::cloud::SECRET_KEY,
-            )
-            .output()
-            .unwrap()
+        let mut command = std::process::Command::new(&cli);
+        command.arg("deploy").current_dir(bad.parent().unwrap());
+        against(&mut command, url).output().unwrap()
     })
     .await
     .unwrap();
@@ -943,4 +924,18 @@ async fn the_component_toolkit_deploys_the_generated_functions() {
         "{stderr}"
     );
     std::fs::remove_dir_all(&work).ok();
+}
+
+/// `command` pointed at the stand-in at `url`, with its credentials.
+fn against(command: &mut std::process::Command, url: String) -> &mut std::process::Command {
+    command
+        .env("ESGFLOW_DEPLOY_ENDPOINT", url)
+        .env(
+            "TENCENT_SECRET_ID",
+            esgflow_local::standins::cloud::SECRET_ID,
+        )
+        .env(
+            "TENCENT_SECRET_KEY",
+            esgflow_local::standins::cloud::SECRET_KEY,
+        )
 }
