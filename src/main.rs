@@ -803,6 +803,9 @@ struct StackArgs {
     /// The serverless CLI (`scf` of serverless-cloud-framework, installed by `make setup-deploy`)
     #[arg(long, default_value = "deploy/node_modules/.bin/scf")]
     cli: PathBuf,
+    /// Seconds one run of the serverless CLI (one function) may take before it is stopped
+    #[arg(long, default_value_t = 1800)]
+    cli_timeout: u64,
 }
 
 impl StackArgs {
@@ -813,6 +816,7 @@ impl StackArgs {
             out: self.out,
             dry_run: self.dry_run,
             cli: self.cli,
+            cli_timeout: std::time::Duration::from_secs(self.cli_timeout),
             endpoint: std::env::var("ESGFLOW_DEPLOY_ENDPOINT")
                 .ok()
                 .filter(|e| !e.is_empty()),

@@ -939,3 +939,58 @@ fn against(command: &mut std::process::Command, url: String) -> &mut std::proces
             esgflow_local::standins::cloud::SECRET_KEY,
         )
 }
+
+/// A serverless CLI that hangs is stopped at `--cli-timeout`, and the deploy fails saying so
+/// instead of waiting forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_serverless_cli_is_stopped_at_its_timeout() {
+    let stub = AccountStub::start().await.unwrap();
+    let work = stack_dir("hang");
+    let cli = work.join("scf");
+    let pid = work.join("cli.pid");
+    std::fs::write(
+        &cli,
+        format!("#!/bin/sh\necho $$ > {}\nexec sleep 120\n", pid.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&cli, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let url = stub.url.clone();
+    let started = Instant::now();
+    let output = tokio::task::spawn_blocking(move || {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_esgflow"));
+        command
+            .args(["deploy", "--cli-timeout", "1", "--cli"])
+            .arg(&cli)
+            .arg("--template")
+            .arg(work.join("template.yaml"))
+            .arg("--out")
+            .arg(work.join("out"));
+        for (name, value) in [
+            ("APPID", "1250000000"),
+            ("UIN", "100000000001"),
+            ("FLOWLOG_TOPIC_ID", FLOWLOG_TOPIC),
+            ("SNAPSHOT_BUCKET", "esg-1250000000"),
+            ("LOOKUP_TOKEN", "very-secret-token-0123456789abcdef"),
+        ] {
+            command.env(name, value);
+        }
+        let output = against(&mut command, url).output().unwrap();
+        // The CLI was stopped, not left running.
+        let pid = std::fs::read_to_string(&pid).unwrap();
+        assert!(
+            !std::path::Path::new(&format!("/proc/{}", pid.trim())).exists(),
+            "the CLI {pid} still runs"
+        );
+        std::fs::remove_dir_all(&work).ok();
+        output
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("`deploy` did not finish within 1 s and was stopped"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+}

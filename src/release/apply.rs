@@ -39,6 +39,34 @@ pub struct Options {
     /// Where API 3.0 and COS requests go instead of Tencent Cloud (`ESGFLOW_DEPLOY_ENDPOINT`,
     /// the stand-ins in tests).
     pub endpoint: Option<String>,
+    /// How long one run of the serverless CLI may take before it is stopped.
+    pub cli_timeout: Duration,
+}
+
+/// Runs `cli <command>` in `dir`, stopping it (and reporting so) if it has not finished within
+/// `timeout`.
+fn run_cli(cli: &Path, command: &str, dir: &Path, timeout: Duration) -> Result<(), String> {
+    let mut child = std::process::Command::new(cli)
+        .arg(command)
+        .current_dir(dir)
+        .spawn()
+        .map_err(|e| format!("{}: {e}", cli.display()))?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait().map_err(|e| e.to_string())? {
+            Some(status) if status.success() => return Ok(()),
+            Some(status) => return Err(format!("`{command}` failed ({status})")),
+            None if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "`{command}` did not finish within {} s and was stopped (--cli-timeout)",
+                    timeout.as_secs()
+                ));
+            }
+            None => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
 }
 
 /// Why a deploy stopped.
@@ -231,17 +259,8 @@ pub async fn deploy(
     let cli = std::fs::canonicalize(&options.cli).map_err(|e| failed(e.to_string()))?;
     for dir in write_all(&stack, &values, root, &options.out).map_err(failed)? {
         eprintln!("deploying {}", dir.display());
-        let status = std::process::Command::new(&cli)
-            .arg("deploy")
-            .current_dir(&dir)
-            .status()
-            .map_err(|e| failed(format!("{}: {e}", cli.display())))?;
-        if !status.success() {
-            return Err(failed(format!(
-                "the serverless CLI failed in {} ({status})",
-                dir.display()
-            )));
-        }
+        run_cli(&cli, "deploy", &dir, options.cli_timeout)
+            .map_err(|e| failed(format!("the serverless CLI in {}: {e}", dir.display())))?;
     }
     let client = client.expect("credentials were checked above");
     let mut after = Vec::new();
@@ -441,17 +460,12 @@ pub async fn destroy(
             std::fs::write(dir.join("serverless.yml"), &generated.serverless_yml)
                 .map_err(|e| failed(e.to_string()))?;
             eprintln!("removing {}", generated.name);
-            let status = std::process::Command::new(&options.cli)
-                .arg("remove")
-                .current_dir(&dir)
-                .status()
-                .map_err(|e| failed(format!("{}: {e}", options.cli.display())))?;
-            if !status.success() {
-                return Err(failed(format!(
-                    "the serverless CLI failed to remove {} ({status})",
+            run_cli(&options.cli, "remove", &dir, options.cli_timeout).map_err(|e| {
+                failed(format!(
+                    "the serverless CLI, removing {}: {e}",
                     generated.name
-                )));
-            }
+                ))
+            })?;
         }
         steps.push(Step {
             kind: "scf function",
