@@ -429,12 +429,10 @@ async fn a_full_deploy_then_a_no_op_then_one_index_change() {
     let work = stack_dir("e2e");
     let cli = work.join("scf");
     let calls = work.join("cli-calls.log");
-    std::fs::write(
+    script(
         &cli,
-        format!("#!/bin/sh\necho \"$PWD $*\" >> {}\n", calls.display()),
-    )
-    .unwrap();
-    std::fs::set_permissions(&cli, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        &format!("#!/bin/sh\necho \"$PWD $*\" >> {}\n", calls.display()),
+    );
     let esgflow = |url: String, args: &'static [&'static str]| run_esgflow(&work, &cli, url, args);
 
     let deploy = |url: String| esgflow(url, &["deploy"]);
@@ -670,6 +668,21 @@ fn stack_dir(tag: &str) -> std::path::PathBuf {
 /// The flow-log topic the stack reads (the user's, not the deploy's).
 const FLOWLOG_TOPIC: &str = "0f8e1b42-8c6a-4b56-9b3e-2d5c1a7e9f00";
 
+/// The stack's required parameters, each of the right form.
+const PARAMETERS: &[(&str, &str)] = &[
+    ("APPID", "1250000000"),
+    ("UIN", "100000000001"),
+    ("FLOWLOG_TOPIC_ID", FLOWLOG_TOPIC),
+    ("SNAPSHOT_BUCKET", "esg-1250000000"),
+    ("LOOKUP_TOKEN", "very-secret-token-0123456789abcdef"),
+];
+
+/// Writes an executable shell script (a stand-in serverless CLI).
+fn script(path: &std::path::Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
 /// Runs the `esgflow` binary with `args` in `work`, against the stand-in at `url`, with `cli` as
 /// the serverless CLI; its standard output, after asserting it succeeded.
 async fn run_esgflow(
@@ -693,15 +706,7 @@ async fn run_esgflow(
             .env_remove("TENCENT_TOKEN")
             .env_remove("ESG_HITS_TOPIC_ID")
             .env_remove("ESG_TRAFFIC_TOPIC_ID");
-        for (name, value) in [
-            ("APPID", "1250000000"),
-            ("UIN", "100000000001"),
-            ("FLOWLOG_TOPIC_ID", FLOWLOG_TOPIC),
-            ("SNAPSHOT_BUCKET", "esg-1250000000"),
-            ("LOOKUP_TOKEN", "very-secret-token-0123456789abcdef"),
-        ] {
-            command.env(name, value);
-        }
+        command.envs(PARAMETERS.iter().copied());
         let output = command.output().unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         assert!(
@@ -843,43 +848,82 @@ async fn the_component_toolkit_deploys_the_generated_functions() {
         ),
         (json!("timer"), json!("0 */5 * * * * *"), json!("OPEN"))
     );
-    let scf_writes: Vec<String> = take_writes(&stub)
-        .into_iter()
-        .filter(|w| w.contains("Function") || w.contains("Trigger") || w.contains("deliver"))
-        .collect();
-    assert_eq!(
-        scf_writes,
+    // The component's writes: per function, the code bucket (made once, then found made), its
+    // lifecycle and the zip, then the function and its trigger; last, audit's retry by the deploy.
+    let code = |then: &[&'static str]| {
         [
-            "CreateFunction",
-            "POST /deliverfunction",
-            "CreateFunction",
-            "CreateTrigger",
-            "CreateFunction",
-            "CreateTrigger",
-            "UpdateFunctionEventInvokeConfig"
+            vec![
+                "PUT Bucket sls-cloudfunction-ap-guangzhou-code-1250000000",
+                "PUT Bucket?lifecycle=",
+                "PUT Object",
+            ],
+            then.to_vec(),
         ]
+        .concat()
+    };
+    let component_writes = || -> Vec<String> {
+        take_writes(&stub)
+            .into_iter()
+            .filter(|w| {
+                [
+                    "Function",
+                    "Trigger",
+                    "deliver",
+                    "sls-",
+                    "lifecycle",
+                    "Object",
+                ]
+                .iter()
+                .any(|part| w.contains(part))
+            })
+            .collect()
+    };
+    assert_eq!(
+        component_writes(),
+        [
+            code(&["CreateFunction", "POST /deliverfunction"]),
+            code(&["CreateFunction", "CreateTrigger"]),
+            code(&["CreateFunction", "CreateTrigger"]),
+            vec!["UpdateFunctionEventInvokeConfig"],
+        ]
+        .concat()
     );
+    {
+        // Each function's Code names a zip in the code bucket with an executable bootstrap
+        // at its root (the stand-in refuses any other), and the bucket expires them.
+        let state = stub.state.lock().unwrap();
+        let bucket = &state.named_buckets["sls-cloudfunction-ap-guangzhou-code-1250000000"];
+        assert_eq!(bucket.objects.len(), 3);
+        let lifecycle = bucket.lifecycle.as_deref().unwrap();
+        assert!(lifecycle.contains("<Days>10</Days>"), "{lifecycle}");
+        for function in state.functions.values() {
+            let object = function.config["Code"]["CosObjectName"].as_str().unwrap();
+            // SCF's CosObjectName is the object's path: `/` and its key.
+            let key = object.strip_prefix('/').unwrap();
+            assert!(
+                bucket.objects.contains_key(key),
+                "{object} {:?}",
+                bucket.objects.keys()
+            );
+        }
+    }
 
-    // Again with nothing changed: the deploy's own resources are left alone; the toolkit
-    // updates each function's code and configuration (as it always does) and keeps one
-    // trigger each.
     // Whether or not SCF lists the CLS shipping among the function's triggers (undocumented),
     // the toolkit updates it in place.
     for listed in [false, true] {
         stub.state.lock().unwrap().list_deliveries = listed;
         let again = deploy().await;
+        let update = |then: &[&'static str]| {
+            code(&[&["UpdateFunctionCode", "UpdateFunctionConfiguration"], then].concat())
+        };
         assert_eq!(
             take_writes(&stub),
             [
-                "UpdateFunctionCode",
-                "UpdateFunctionConfiguration",
-                "PUT /deliverfunction",
-                "UpdateFunctionCode",
-                "UpdateFunctionConfiguration",
-                "UpdateTrigger",
-                "UpdateFunctionCode",
-                "UpdateFunctionConfiguration",
-            ],
+                update(&["PUT /deliverfunction"]),
+                update(&["UpdateTrigger"]),
+                update(&[]),
+            ]
+            .concat(),
             "listed {listed}: {again}"
         );
         assert_eq!(trigger("esgflow-lookup")["TriggerDesc"], url["TriggerDesc"]);
@@ -905,24 +949,38 @@ async fn the_component_toolkit_deploys_the_generated_functions() {
         assert!(state.problems.is_empty(), "{:?}", state.problems);
     }
 
-    // The check can fail: a timer the API would refuse (5 cron fields) stops the CLI.
-    let bad = work.join("out/sync/serverless.yml");
-    let yml = std::fs::read_to_string(&bad).unwrap();
-    std::fs::write(&bad, yml.replace("0 */5 * * * * *", "0 */5 * * *")).unwrap();
-    let url = stub.url.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        let mut command = std::process::Command::new(&cli);
-        command.arg("deploy").current_dir(bad.parent().unwrap());
-        against(&mut command, url).output().unwrap()
-    })
-    .await
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
+    // The check can fail: a timer the API would refuse (5 cron fields) stops the CLI, and so
+    // does a package whose bootstrap is not executable (the Custom Runtime could not start it).
+    let sync = work.join("out/sync");
+    let run_cli = || {
+        let (cli, dir, url) = (cli.clone(), sync.clone(), stub.url.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut command = std::process::Command::new(&cli);
+            command
+                .arg("deploy")
+                .current_dir(dir)
+                .env("APPID", "1250000000");
+            let output = against(&mut command, url).output().unwrap();
+            assert!(!output.status.success());
+            String::from_utf8_lossy(&output.stderr).into_owned()
+        })
+    };
+    let yml = std::fs::read_to_string(sync.join("serverless.yml")).unwrap();
+    let five_fields = yml.replace("0 */5 * * * * *", "0 */5 * * *");
+    std::fs::write(sync.join("serverless.yml"), five_fields).unwrap();
+    let stderr = run_cli().await.unwrap();
     assert!(
         stderr.contains("is not a 7-field cron expression"),
         "{stderr}"
     );
+    std::fs::write(sync.join("serverless.yml"), yml).unwrap();
+    std::fs::set_permissions(
+        sync.join("code/bootstrap"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let stderr = run_cli().await.unwrap();
+    assert!(stderr.contains("has no executable bootstrap"), "{stderr}");
     std::fs::remove_dir_all(&work).ok();
 }
 
@@ -948,12 +1006,10 @@ async fn a_hanging_serverless_cli_is_stopped_at_its_timeout() {
     let work = stack_dir("hang");
     let cli = work.join("scf");
     let pid = work.join("cli.pid");
-    std::fs::write(
+    script(
         &cli,
-        format!("#!/bin/sh\necho $$ > {}\nexec sleep 120\n", pid.display()),
-    )
-    .unwrap();
-    std::fs::set_permissions(&cli, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        &format!("#!/bin/sh\necho $$ > {}\nexec sleep 120\n", pid.display()),
+    );
     let url = stub.url.clone();
     let started = Instant::now();
     let output = tokio::task::spawn_blocking(move || {
@@ -965,15 +1021,7 @@ async fn a_hanging_serverless_cli_is_stopped_at_its_timeout() {
             .arg(work.join("template.yaml"))
             .arg("--out")
             .arg(work.join("out"));
-        for (name, value) in [
-            ("APPID", "1250000000"),
-            ("UIN", "100000000001"),
-            ("FLOWLOG_TOPIC_ID", FLOWLOG_TOPIC),
-            ("SNAPSHOT_BUCKET", "esg-1250000000"),
-            ("LOOKUP_TOKEN", "very-secret-token-0123456789abcdef"),
-        ] {
-            command.env(name, value);
-        }
+        command.envs(PARAMETERS.iter().copied());
         let output = against(&mut command, url).output().unwrap();
         // The CLI was stopped, not left running.
         let pid = std::fs::read_to_string(&pid).unwrap();

@@ -62,6 +62,15 @@ pub struct Function {
     pub triggers: Vec<Value>,
 }
 
+/// A bucket addressed by name.
+#[derive(Debug, Clone, Default)]
+pub struct NamedBucket {
+    /// Its lifecycle configuration (`PUT ?lifecycle`), as sent.
+    pub lifecycle: Option<String>,
+    /// Its objects: key → content.
+    pub objects: BTreeMap<String, Vec<u8>>,
+}
+
 /// One custom CAM policy.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -95,6 +104,9 @@ pub struct AccountState {
     pub bucket: Option<String>,
     /// The bucket's name is another account's: `PUT` answers 409.
     pub bucket_taken: bool,
+    /// Buckets addressed by name in `Host` (`<bucket>.cos.<region>.myqcloud.com`), as COS's SDKs
+    /// address them (the serverless component's code bucket): name → bucket.
+    pub named_buckets: BTreeMap<String, NamedBucket>,
     /// The keys of the objects in the bucket.
     pub objects: std::collections::BTreeSet<String>,
     /// Logsets: id → name.
@@ -175,6 +187,10 @@ impl AccountStub {
                     .delete(deliver_function),
             )
             .route("/{*key}", axum::routing::delete(delete_object))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                by_bucket_name,
+            ))
             .with_state(state.clone());
         let server = super::Server::start("127.0.0.1:0", app).await?;
         Ok(Self {
@@ -529,6 +545,122 @@ async fn bucket(
     }
 }
 
+/// Requests whose `Host` names a bucket (`<bucket>.cos.<region>.myqcloud.com`, or the
+/// `tencentcos.cn` domain COS's SDK falls back to) go to that bucket; the rest (the API, and the deploy's bucket at the stand-in's own address) pass on.
+async fn by_bucket_name(
+    State(state): State<Arc<Mutex<AccountState>>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let host = header(request.headers(), "host").to_string();
+    let Some(bucket) = host
+        .strip_suffix(".myqcloud.com")
+        .or_else(|| host.strip_suffix(".tencentcos.cn"))
+        .and_then(|rest| rest.split_once(".cos."))
+        .map(|(bucket, _region)| bucket.to_string())
+    else {
+        return next.run(request).await;
+    };
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 64 * 1024 * 1024)
+        .await
+        .unwrap_or_default();
+    let mut state = state.lock().expect("stub lock");
+    let request_id = format!("stub-{}", state.actions.len() + 1);
+    let (status, body) = named_bucket(&mut state, &bucket, &parts, &body);
+    // COS answers every request with its id; the SDK takes an answer without one for a
+    // network error and retries on its other domain.
+    (status, [("x-cos-request-id", request_id)], body).into_response()
+}
+
+/// `HEAD`/`PUT` of a bucket, `PUT ?lifecycle`, `PUT` of an object, each checked for its
+/// `q-sign` signature over the headers it names
+/// (<https://cloud.tencent.com/document/product/436/7778>).
+fn named_bucket(
+    state: &mut AccountState,
+    bucket: &str,
+    parts: &axum::http::request::Parts,
+    body: &[u8],
+) -> (StatusCode, String) {
+    let method = parts.method.as_str();
+    // COS signs the path decoded.
+    let path = percent_encoding::percent_decode_str(parts.uri.path())
+        .decode_utf8_lossy()
+        .into_owned();
+    let call = match (method, path.as_str(), parts.uri.query()) {
+        (_, "/", Some(query)) => format!("{method} Bucket?{query}"),
+        (_, "/", None) => format!("{method} Bucket {bucket}"),
+        _ => format!("{method} Object"),
+    };
+    state.actions.push(call.clone());
+    let query: Vec<(String, String)> = parts
+        .uri
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let params: Vec<(&str, &str)> = query
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let headers: Vec<(&str, &str)> = parts
+        .headers
+        .iter()
+        .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
+        .collect();
+    if let Err(problem) = esgflow::adapters::tencent::sign::qsign::verify(
+        header(&parts.headers, "authorization"),
+        SECRET_KEY,
+        method,
+        &path,
+        &params,
+        &headers,
+    ) {
+        state.problems.push(format!("{call}: {problem}"));
+        return cos_error(403, "SignatureDoesNotMatch");
+    }
+    let exists = state.named_buckets.contains_key(bucket);
+    match (method, path.as_str(), params.as_slice()) {
+        ("HEAD", "/", []) if exists => (StatusCode::OK, String::new()),
+        ("HEAD", "/", []) => (StatusCode::NOT_FOUND, String::new()),
+        ("PUT", "/", []) if exists => cos_error(409, "BucketAlreadyOwnedByYou"),
+        ("PUT", "/", []) => {
+            state
+                .named_buckets
+                .insert(bucket.into(), NamedBucket::default());
+            (StatusCode::OK, String::new())
+        }
+        (_, _, _) if !exists => cos_error(404, "NoSuchBucket"),
+        ("PUT", "/", [("lifecycle", "")]) => {
+            let text = String::from_utf8_lossy(body);
+            if !text.contains("<LifecycleConfiguration>") || !text.contains("<Rule>") {
+                state
+                    .problems
+                    .push(format!("{call}: not a lifecycle configuration: {text}"));
+                return cos_error(400, "MalformedXML");
+            }
+            state
+                .named_buckets
+                .get_mut(bucket)
+                .expect("exists")
+                .lifecycle = Some(text.into());
+            (StatusCode::OK, String::new())
+        }
+        ("PUT", key, []) if key != "/" => {
+            let key = key[1..].to_string();
+            let objects = &mut state.named_buckets.get_mut(bucket).expect("exists").objects;
+            objects.insert(key, body.to_vec());
+            (StatusCode::OK, String::new())
+        }
+        _ => {
+            state
+                .problems
+                .push(format!("{call}: not served by the stand-in"));
+            cos_error(405, "MethodNotAllowed")
+        }
+    }
+}
+
 /// `GET Bucket`: the keys after `marker`, at most `max-keys` of them.
 async fn list_objects(
     State(state): State<Arc<Mutex<AccountState>>>,
@@ -738,13 +870,11 @@ fn scf(
         if state.functions.contains_key(&name) {
             return Err(("ResourceInUse.Function", format!("{name:?} exists")));
         }
-        let code = &request["Code"];
-        if code["CosBucketName"].as_str().is_none() && code["ZipFile"].as_str().is_none() {
-            return Err((
-                "InvalidParameterValue.Code",
-                "Code names neither a COS object nor a zip file".into(),
-            ));
-        }
+        check_code(
+            &state.named_buckets,
+            &request["Code"],
+            request["Runtime"] == "CustomRuntime",
+        )?;
         state.functions.insert(
             name,
             Function {
@@ -767,6 +897,13 @@ fn scf(
                 "ResourceId": format!("qcs::cls:ap-guangzhou:uin/100000000001:topic/{}", d["topic_id"].as_str().unwrap_or_default())})
         })
         .collect();
+    if action == "UpdateFunctionCode" {
+        let custom = state
+            .functions
+            .get(&name)
+            .is_some_and(|f| f.config["Runtime"] == "CustomRuntime");
+        check_code(&state.named_buckets, &request["Code"], custom)?;
+    }
     let function = state.functions.get_mut(&name).ok_or_else(no_function)?;
     let trigger_at = |function: &Function| {
         function.triggers.iter().position(|t| {
@@ -866,6 +1003,56 @@ fn scf(
             "RoutingConfig": {"AdditionalVersionWeights": [], "AddtionVersionMatchs": []}}),
         other => unreachable!("scf() is called for SCF actions only, not {other}"),
     })
+}
+
+/// Whether SCF could fetch and run a function's code: the object `Code` names must be in the
+/// code bucket (`<CosBucketName>-<APPID>`; the key with or without the leading `/` SCF's
+/// `CosObjectName` carries), be a zip, and, for a Custom Runtime, hold an executable
+/// `bootstrap` at its root (<https://cloud.tencent.com/document/product/583/47274>).
+fn check_code(
+    buckets: &BTreeMap<String, NamedBucket>,
+    code: &Value,
+    custom_runtime: bool,
+) -> Result<(), (&'static str, String)> {
+    let bad = |why: String| Err(("InvalidParameterValue.Code", why));
+    let (Some(bucket), Some(object)) = (
+        code["CosBucketName"].as_str(),
+        code["CosObjectName"].as_str(),
+    ) else {
+        return bad(format!("Code {code} names no COS object"));
+    };
+    let content = buckets
+        .iter()
+        .filter(|(name, _)| {
+            name.strip_prefix(bucket)
+                .and_then(|appid| appid.strip_prefix('-'))
+                .is_some_and(|appid| !appid.is_empty() && appid.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .find_map(|(_, b)| {
+            b.objects
+                .get(object)
+                .or_else(|| b.objects.get(object.trim_start_matches('/')))
+        });
+    let Some(content) = content else {
+        return bad(format!("no object {object} in a bucket {bucket}-<APPID>"));
+    };
+    let mut zip = match zip::ZipArchive::new(std::io::Cursor::new(content)) {
+        Ok(zip) => zip,
+        Err(e) => return bad(format!("{object} is not a zip: {e}")),
+    };
+    if custom_runtime {
+        let executable = zip
+            .by_name("bootstrap")
+            .ok()
+            .and_then(|entry| entry.unix_mode())
+            .is_some_and(|mode| mode & 0o111 != 0);
+        if !executable {
+            return bad(format!(
+                "{object} has no executable bootstrap at its root (Custom Runtime)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A trigger as `CreateTrigger` makes it, refused where SCF documents a form for its

@@ -13,7 +13,7 @@ if (!endpoint || !/^http:\/\/127\.0\.0\.1:\d+\/?$/.test(endpoint)) {
   );
 }
 const target = new URL(endpoint);
-const TENCENT = /(^|\.)(tencentcloudapi\.com|tencentcs\.com|myqcloud\.com)$/;
+const TENCENT = /(^|\.)(tencentcloudapi\.com|tencentcs\.com|myqcloud\.com|tencentcos\.cn)$/;
 
 // One options object from the three ways Node's request() is called.
 function normalize(args) {
