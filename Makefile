@@ -39,7 +39,7 @@ setup-test: setup ## what `make test` adds: the musl target, rustfmt/clippy, cur
 	@# The official API definitions (tccli's api.json/examples.json), read from the wheel itself.
 	@[ -f $(TCCLI_WHEEL) ] || python3 -m pip download --quiet --no-deps --only-binary=:all: --dest .tools tccli==$(TCCLI_VERSION)
 	@# The code Tencent's scf component runs, pinned by tests/toolkit/package-lock.json.
-	@[ -d tests/toolkit/node_modules/tencent-component-toolkit ] || npm ci --prefix tests/toolkit --no-audit --no-fund --loglevel=error
+	@[ tests/toolkit/node_modules/.package-lock.json -nt tests/toolkit/package-lock.json ] || npm ci --prefix tests/toolkit --no-audit --no-fund --loglevel=error
 
 setup-deploy: setup ## what `make deploy` adds: npm and the serverless CLI (serverless-cloud-framework, `npm install` in deploy/)
 	@command -v npm >/dev/null || { \
