@@ -4,11 +4,15 @@
 //! roles and policies (`GetRole`, `CreateRole`, `UpdateAssumeRolePolicy`, `ListPolicies`,
 //! `GetPolicy`, `CreatePolicy`, `ListPolicyVersions`, `CreatePolicyVersion`,
 //! `DeletePolicyVersion`, `ListAttachedRolePolicies`, `AttachRolePolicy`, and their deletes),
-//! SCF's async retry settings (`GetFunctionEventInvokeConfig`,
-//! `UpdateFunctionEventInvokeConfig`) and the snapshot bucket. Like the
+//! SCF functions, their triggers and async retry settings, and the snapshot bucket. Like the
 //! other API 3.0 stand-ins it checks the TC3 signature and refuses, before anything else, what
 //! the action's official definition refuses ([`super::contract`]); then it keeps state, so a
 //! second deploy sees what the first one created.
+//!
+//! It also serves what Tencent's `tencent-component-toolkit` (the code the serverless `scf`
+//! component runs) asks when it deploys a function: SCF calls signed with signature v1 as form
+//! fields, read against the same definitions; CLS's `/deliverfunction` (the CLS trigger); and the
+//! component's code bucket, addressed by `Host`, whose zip `CreateFunction` must find.
 //!
 //! Where the real service's answer for a topic without an index is unconfirmed, the stand-in
 //! can give each reading ([`NoIndex`]).
