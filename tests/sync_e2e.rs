@@ -529,7 +529,7 @@ async fn paging_follows_the_totals() {
     assert_eq!(
         pages
             .iter()
-            .map(|p| p["Rules"].as_array().unwrap().len())
+            .map(|p| read(p)["Rules"].as_array().unwrap().len())
             .sum::<usize>(),
         36
     );
@@ -768,7 +768,8 @@ async fn the_rule_list_is_read_whole_under_every_reading_of_offset() {
             .unwrap();
         let ids: Vec<String> = pages
             .iter()
-            .flat_map(|p| p["Data"].as_array().unwrap().iter())
+            .map(read)
+            .flat_map(|p| p["Data"].as_array().unwrap().clone())
             .map(|r| r["RuleUuid"].to_string())
             .collect();
         let distinct: std::collections::BTreeSet<String> = ids.iter().cloned().collect();
@@ -823,4 +824,9 @@ fn sync_local_runs_against_the_stand_in() {
             .unwrap();
     assert_eq!(latest["version"], sample_version());
     std::fs::remove_dir_all(&out).ok();
+}
+
+/// A page as `ApiClient::pages` keeps it (JSON text), parsed.
+fn read(page: &esgflow::adapters::tencent::api::Page) -> Value {
+    serde_json::from_str(page.get()).unwrap()
 }

@@ -17,9 +17,9 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use crate::adapters::tencent::api::{ApiClient, ApiError, Paging};
+use crate::adapters::tencent::api::{ApiClient, ApiError, Page, Paging};
 use crate::core::snapshot::Snapshot;
-use crate::core::snapshot::{import_documents, ImportError};
+use crate::core::snapshot::{import_each, ImportError, Imported};
 
 /// cfw API version.
 pub(crate) const CFW_VERSION: &str = "2019-09-04";
@@ -207,10 +207,14 @@ fn listings(options: &LiveOptions) -> Vec<Listing> {
     all
 }
 
+/// Request members copied into a page before it is imported, so the importer knows what the
+/// page is about (the old ESG's `Area`: its answer does not name the region).
+type Echo = Vec<(&'static str, Value)>;
+
 /// What the listings answered: the pages, and what could not be read but was not needed.
 pub(crate) struct Fetched {
-    /// Every page, named `<Action>[<body>]#<page>`.
-    pub documents: Vec<(String, Value)>,
+    /// Every page, named `<Action>[<body>]#<page>`, with the request members to copy into it.
+    pub documents: Vec<(String, Page, Echo)>,
     /// Listings skipped (names the role may not read).
     pub warnings: Vec<String>,
 }
@@ -270,15 +274,16 @@ pub(crate) async fn fetch_documents(
                 continue;
             }
         };
-        for (i, mut page) in pages.into_iter().enumerate() {
-            for key in listing.echo {
-                if let (Some(page), Some(value)) = (page.as_object_mut(), listing.body.get(key)) {
-                    page.insert((*key).to_string(), value.clone());
-                }
-            }
+        let echo: Echo = listing
+            .echo
+            .iter()
+            .filter_map(|key| Some((*key, listing.body.get(*key)?.clone())))
+            .collect();
+        for (i, page) in pages.into_iter().enumerate() {
             documents.push((
                 format!("{}{}#{}", listing.action, listing.body, i + 1),
                 page,
+                echo.clone(),
             ));
         }
     }
@@ -296,7 +301,7 @@ pub(crate) async fn build_live(
     deadline: Instant,
 ) -> Result<Snapshot, LiveError> {
     let fetched = fetch_documents(client, options, deadline).await?;
-    let imported = import_documents(&fetched.documents, taken_at)?;
+    let imported = import(&fetched, taken_at)?;
     if imported.conflicting.is_empty() {
         return Ok(with_warnings(imported.snapshot, fetched.warnings, options));
     }
@@ -304,8 +309,23 @@ pub(crate) async fn build_live(
     // what still differs is kept by the importer's order-independent choice, with a warning.
     tracing::warn!(rules = ?imported.conflicting, "rules changed while they were read; reading once more");
     let fetched = fetch_documents(client, options, deadline).await?;
-    let snapshot = import_documents(&fetched.documents, taken_at)?.snapshot;
+    let snapshot = import(&fetched, taken_at)?.snapshot;
     Ok(with_warnings(snapshot, fetched.warnings, options))
+}
+
+/// The snapshot in the fetched pages, parsed one page at a time, each with its echoed members.
+fn import(fetched: &Fetched, taken_at: &str) -> Result<Imported, ImportError> {
+    let pages = fetched.documents.iter().map(|(name, page, echo)| {
+        let mut page: Value =
+            serde_json::from_str(page.get()).expect("a page kept as JSON text reads back");
+        if let Some(fields) = page.as_object_mut() {
+            for (key, value) in echo {
+                fields.insert((*key).to_string(), value.clone());
+            }
+        }
+        (name, page)
+    });
+    import_each(pages, taken_at)
 }
 
 /// The snapshot with the listings' warnings added, and one for each monitored VPC that

@@ -105,10 +105,23 @@ pub fn import_documents(
     documents: &[(String, Value)],
     taken_at: &str,
 ) -> Result<Imported, ImportError> {
+    import_each(
+        documents.iter().map(|(name, value)| (name, value)),
+        taken_at,
+    )
+}
+
+/// [`import_documents`] over documents handed over one at a time, each dropped once read, so
+/// a large account is never held parsed all at once (the live sync).
+pub fn import_each<N: AsRef<str>, V: std::borrow::Borrow<Value>>(
+    documents: impl IntoIterator<Item = (N, V)>,
+    taken_at: &str,
+) -> Result<Imported, ImportError> {
     let mut builder = Builder::default();
     for (name, value) in documents {
+        let value = value.borrow();
         let body = value.get("Response").unwrap_or(value);
-        builder.add(name, body)?;
+        builder.add(name.as_ref(), body)?;
     }
     Ok(builder.finish(taken_at))
 }

@@ -19,7 +19,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use import::{build_from_dir, build_from_documents, import_documents, ImportError, Imported};
+pub use import::{
+    build_from_dir, build_from_documents, import_documents, import_each, ImportError, Imported,
+};
 
 /// The normalised rule snapshot.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
