@@ -1492,7 +1492,7 @@ async fn cos_request(
     if !params.is_empty() {
         url.query_pairs_mut().extend_pairs(params);
     }
-    let host = esgflow::adapters::tencent::cos::host_header(&url)
+    let host = esgflow::adapters::tencent::host_header(&url)
         .ok_or_else(|| format!("COS endpoint {base:?} has no host"))?;
     let mut signed: Vec<(&str, &str)> = vec![("host", &host)];
     if method == "PUT" {

@@ -417,11 +417,8 @@ impl ApiClient {
             .unwrap_or_else(|| format!("https://{service}.tencentcloudapi.com"));
         let parsed =
             reqwest::Url::parse(&url).map_err(|e| error("BadEndpoint", format!("{url:?}: {e}")))?;
-        let host = match (parsed.host_str(), parsed.port()) {
-            (Some(h), Some(p)) => format!("{h}:{p}"),
-            (Some(h), None) => h.to_string(),
-            (None, _) => return Err(error("BadEndpoint", format!("{url:?} has no host"))),
-        };
+        let host = super::host_header(&parsed)
+            .ok_or_else(|| error("BadEndpoint", format!("{url:?} has no host")))?;
         let payload = serde_json::to_vec(body).expect("JSON values serialize");
         let mut retry = Retry::new(deadline, Duration::from_millis(200), Duration::from_secs(2));
         loop {

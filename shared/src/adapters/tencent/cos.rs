@@ -19,16 +19,6 @@ use crate::core::snapshot::Snapshot;
 /// some tens of MB.
 pub(crate) const MAX_OBJECT_BYTES: usize = 128 * 1024 * 1024;
 
-/// The `Host` a request to `url` carries and signs (`host:port` when a port is given), or
-/// `None` for a URL without a host.
-pub fn host_header(url: &reqwest::Url) -> Option<String> {
-    match (url.host_str(), url.port()) {
-        (Some(h), Some(p)) => Some(format!("{h}:{p}")),
-        (Some(h), None) => Some(h.to_string()),
-        (None, _) => None,
-    }
-}
-
 /// A COS bucket and key prefix, through the COS XML API with `q-sign` signatures.
 #[derive(Debug, Clone)]
 pub(crate) struct CosStore {
@@ -45,7 +35,7 @@ impl CosStore {
         let url =
             reqwest::Url::parse(endpoint).map_err(|e| format!("COS endpoint {endpoint:?}: {e}"))?;
         let host =
-            host_header(&url).ok_or_else(|| format!("COS endpoint {endpoint:?} has no host"))?;
+            super::host_header(&url).ok_or_else(|| format!("COS endpoint {endpoint:?} has no host"))?;
         Ok(Self {
             http: reqwest::Client::new(),
             endpoint: url,

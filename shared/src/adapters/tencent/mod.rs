@@ -60,6 +60,16 @@ impl fmt::Debug for Credentials {
     }
 }
 
+/// The `Host` a request to `url` carries and signs (`host:port` when a port is given), or
+/// `None` for a URL without a host.
+pub fn host_header(url: &reqwest::Url) -> Option<String> {
+    match (url.host_str(), url.port()) {
+        (Some(h), Some(p)) => Some(format!("{h}:{p}")),
+        (Some(h), None) => Some(h.to_string()),
+        (None, _) => None,
+    }
+}
+
 /// The first 4 characters of an id, the rest masked.
 pub fn redact(id: &str) -> String {
     let shown: String = id.chars().take(4).collect();
