@@ -45,26 +45,23 @@ pub struct Options {
 
 /// Runs `cli <command>` in `dir`, stopping it (and reporting so) if it has not finished within
 /// `timeout`.
-fn run_cli(cli: &Path, command: &str, dir: &Path, timeout: Duration) -> Result<(), String> {
-    let mut child = std::process::Command::new(cli)
+async fn run_cli(cli: &Path, command: &str, dir: &Path, timeout: Duration) -> Result<(), String> {
+    let mut child = tokio::process::Command::new(cli)
         .arg(command)
         .current_dir(dir)
+        .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("{}: {e}", cli.display()))?;
-    let deadline = Instant::now() + timeout;
-    loop {
-        match child.try_wait().map_err(|e| e.to_string())? {
-            Some(status) if status.success() => return Ok(()),
-            Some(status) => return Err(format!("`{command}` failed ({status})")),
-            None if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "`{command}` did not finish within {} s and was stopped (--cli-timeout)",
-                    timeout.as_secs()
-                ));
-            }
-            None => std::thread::sleep(Duration::from_millis(100)),
+    match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(Ok(status)) if status.success() => Ok(()),
+        Ok(Ok(status)) => Err(format!("`{command}` failed ({status})")),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => {
+            let _ = child.kill().await;
+            Err(format!(
+                "`{command}` did not finish within {} s and was stopped (--cli-timeout)",
+                timeout.as_secs()
+            ))
         }
     }
 }
@@ -260,6 +257,7 @@ pub async fn deploy(
     for dir in write_all(&stack, &values, root, &options.out).map_err(failed)? {
         eprintln!("deploying {}", dir.display());
         run_cli(&cli, "deploy", &dir, options.cli_timeout)
+            .await
             .map_err(|e| failed(format!("the serverless CLI in {}: {e}", dir.display())))?;
     }
     let client = client.expect("credentials were checked above");
@@ -460,12 +458,14 @@ pub async fn destroy(
             std::fs::write(dir.join("serverless.yml"), &generated.serverless_yml)
                 .map_err(|e| failed(e.to_string()))?;
             eprintln!("removing {}", generated.name);
-            run_cli(&options.cli, "remove", &dir, options.cli_timeout).map_err(|e| {
-                failed(format!(
-                    "the serverless CLI, removing {}: {e}",
-                    generated.name
-                ))
-            })?;
+            run_cli(&options.cli, "remove", &dir, options.cli_timeout)
+                .await
+                .map_err(|e| {
+                    failed(format!(
+                        "the serverless CLI, removing {}: {e}",
+                        generated.name
+                    ))
+                })?;
         }
         steps.push(Step {
             kind: "scf function",

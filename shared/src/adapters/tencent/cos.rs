@@ -34,8 +34,8 @@ impl CosStore {
     pub fn new(endpoint: &str, bucket: &str, prefix: &str) -> Result<Self, String> {
         let url =
             reqwest::Url::parse(endpoint).map_err(|e| format!("COS endpoint {endpoint:?}: {e}"))?;
-        let host =
-            super::host_header(&url).ok_or_else(|| format!("COS endpoint {endpoint:?} has no host"))?;
+        let host = super::host_header(&url)
+            .ok_or_else(|| format!("COS endpoint {endpoint:?} has no host"))?;
         Ok(Self {
             http: reqwest::Client::new(),
             endpoint: url,
