@@ -433,19 +433,52 @@ async fn find_logset(
     name: &str,
     deadline: Instant,
 ) -> Result<Option<String>, ApiError> {
-    let filters =
-        json!({"Filters": [{"Key": "logsetName", "Values": [name]}], "Offset": 0, "Limit": 100});
-    let found = find_named(
+    let found = find_cls_named(client, &LOGSETS, name, deadline).await?;
+    Ok(found.and_then(|l| Some(l.get("LogsetId")?.as_str()?.to_string())))
+}
+
+/// A CLS listing searched by one name filter.
+struct ClsListing {
+    action: &'static str,
+    /// The filter's `Key`.
+    filter: &'static str,
+    list_key: &'static str,
+    /// The field each item's name is in.
+    name_field: &'static str,
+}
+
+const LOGSETS: ClsListing = ClsListing {
+    action: "DescribeLogsets",
+    filter: "logsetName",
+    list_key: "Logsets",
+    name_field: "LogsetName",
+};
+const DASHBOARDS: ClsListing = ClsListing {
+    action: "DescribeDashboards",
+    filter: "dashboardName",
+    list_key: "DashboardInfos",
+    name_field: "DashboardName",
+};
+
+/// The item of a CLS `listing` named exactly `name`.
+async fn find_cls_named(
+    client: &ApiClient,
+    listing: &ClsListing,
+    name: &str,
+    deadline: Instant,
+) -> Result<Option<Value>, ApiError> {
+    let filters = json!({"Filters": [{"Key": listing.filter, "Values": [name]}],
+        "Offset": 0, "Limit": 100});
+    find_named(
         client,
         CLS,
-        "DescribeLogsets",
+        listing.action,
         filters,
-        "Logsets",
+        listing.list_key,
         deadline,
-        |l| l.get("LogsetName").and_then(Value::as_str) == Some(name),
+        |item| item.get(listing.name_field).and_then(Value::as_str) == Some(name),
     )
-    .await?;
-    Ok(found.and_then(|l| Some(l.get("LogsetId")?.as_str()?.to_string())))
+    .await
 }
 
 /// The first item of `action`'s `list_key` that `wanted` accepts: the name filters of these
@@ -1042,27 +1075,17 @@ async fn find_dashboard(
     name: &str,
     deadline: Instant,
 ) -> Result<Option<(String, Value)>, ApiError> {
-    let filters =
-        json!({"Filters": [{"Key": "dashboardName", "Values": [name]}], "Offset": 0, "Limit": 100});
-    let found = find_named(
-        client,
-        CLS,
-        "DescribeDashboards",
-        filters,
-        "DashboardInfos",
-        deadline,
-        |d| d.get("DashboardName").and_then(Value::as_str) == Some(name),
-    )
-    .await?
-    .and_then(|d| {
-        let id = d.get("DashboardId")?.as_str()?.to_string();
-        let data = d
-            .get("Data")
-            .and_then(Value::as_str)
-            .and_then(|text| serde_json::from_str(text).ok())
-            .unwrap_or(Value::Null);
-        Some((id, data))
-    });
+    let found = find_cls_named(client, &DASHBOARDS, name, deadline)
+        .await?
+        .and_then(|d| {
+            let id = d.get("DashboardId")?.as_str()?.to_string();
+            let data = d
+                .get("Data")
+                .and_then(Value::as_str)
+                .and_then(|text| serde_json::from_str(text).ok())
+                .unwrap_or(Value::Null);
+            Some((id, data))
+        });
     Ok(found)
 }
 
