@@ -161,11 +161,13 @@ pub async fn deploy(
                     .await
                     .map_err(failed)?,
             );
-            let given = |name: &str| values.get(name).filter(|v| !v.is_empty());
             let cls = ensure_cls(
                 client,
                 &ClsNames::for_stack(&stack.stack),
-                (given("ESG_HITS_TOPIC_ID"), given("ESG_TRAFFIC_TOPIC_ID")),
+                (
+                    values.given("ESG_HITS_TOPIC_ID"),
+                    values.given("ESG_TRAFFIC_TOPIC_ID"),
+                ),
                 options.dry_run,
                 deadline,
             )
@@ -225,7 +227,7 @@ pub async fn deploy(
                 });
             }
             for name in ["ESG_HITS_TOPIC_ID", "ESG_TRAFFIC_TOPIC_ID"] {
-                if values.get(name).is_none_or(str::is_empty) {
+                if values.given(name).is_none() {
                     values.set(name, format!("<created by deploy: {name}>"));
                 }
             }
@@ -294,8 +296,7 @@ fn prerequisites(stack: &Stack, values: &Values) -> Vec<(&'static str, String)> 
             .unwrap_or_default()
             .to_string(),
     )];
-    if values.get("ESG_HITS_TOPIC_ID").is_none_or(str::is_empty)
-        || values.get("ESG_TRAFFIC_TOPIC_ID").is_none_or(str::is_empty)
+    if values.given("ESG_HITS_TOPIC_ID").is_none() || values.given("ESG_TRAFFIC_TOPIC_ID").is_none()
     {
         rows.push(("cls logset", names.logset.clone()));
     }
@@ -303,7 +304,7 @@ fn prerequisites(stack: &Stack, values: &Values) -> Vec<(&'static str, String)> 
         ("ESG_HITS_TOPIC_ID", names.hits_topic),
         ("ESG_TRAFFIC_TOPIC_ID", names.traffic_topic),
     ] {
-        let given = values.get(parameter).filter(|v| !v.is_empty());
+        let given = values.given(parameter);
         if given.is_none() {
             rows.push(("cls topic", name.clone()));
         }

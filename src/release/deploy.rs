@@ -349,6 +349,11 @@ impl Values {
         self.values.get(name).map(String::as_str)
     }
 
+    /// A parameter's value when it is set and not empty (an optional id left blank is unset).
+    pub fn given(&self, name: &str) -> Option<&str> {
+        self.get(name).filter(|v| !v.is_empty())
+    }
+
     /// Sets a parameter's value (the id of a topic the deploy created).
     pub fn set(&mut self, name: &str, value: String) {
         self.missing.retain(|m| m != name);
