@@ -11,7 +11,7 @@ FUNCTIONS   := audit lookup sync
 CARGO       ?= cargo
 ESGFLOW     := target/debug/esgflow
 
-.PHONY: help setup setup-test setup-deploy build test lint unit package run bench sample clean deploy destroy measure fuzz openapi
+.PHONY: help setup setup-test setup-deploy build test test-long lint unit package package-check run bench sample clean deploy destroy measure fuzz openapi
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -55,10 +55,16 @@ lint: setup-test ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-unit: setup-test build ## all tests (unit, runtime protocol, end-to-end under the emulator, packaging)
+unit: setup-test build package-check ## all tests (unit, runtime protocol, end-to-end under the emulator, packaging)
 	$(CARGO) test --workspace
 
-test: lint package unit ## everything CI runs: lint, packages, all tests
+test: lint unit ## everything CI runs: lint, the packages (package-check profile), all tests
+
+test-long: setup-test build ## before a release: the soak run and the full fuzz-corpus replay (FUZZ_CORPUS=dir: a corpus kept outside the repository)
+	ESGFLOW_FUZZ_CORPUS="$(FUZZ_CORPUS)" $(CARGO) test --test integration -- --ignored
+
+package-check: setup-test ## the packages `make test` checks: the release profile without fat LTO (quick to link)
+	$(CARGO) build --profile package-check --target $(MUSL_TARGET) $(addprefix -p esgflow-,$(FUNCTIONS))
 
 package: setup-test ## one zip per function under dist/: static musl `bootstrap`, mode 0755, at the zip root
 	$(CARGO) build --release --target $(MUSL_TARGET) $(addprefix -p esgflow-,$(FUNCTIONS))
@@ -91,7 +97,7 @@ bench: ## benchmarks: engine (100/1k/10k rules vs the naive evaluator, compile),
 	$(CARGO) bench -p esgflow-local --benches
 
 openapi: setup ## regenerate openapi.json from the code (routes, parameters, answer types)
-	UPDATE_OPENAPI=1 cargo test --test openapi the_committed_document_is_the_generated_one
+	UPDATE_OPENAPI=1 $(CARGO) test --test integration openapi::the_committed_document_is_the_generated_one
 
 sample: build ## regenerate samples/ (export, flow logs) and rebuild samples/snapshot.json from the export
 	python3 samples/generate.py

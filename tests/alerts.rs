@@ -2,7 +2,7 @@
 //! platform checks (robot key/token, DingTalk and Feishu signatures and timestamps, the webhook
 //! HMAC).
 
-mod common;
+use crate::common;
 
 use esgflow_local::standins::alerts::{self, AlertReceiver};
 
@@ -78,7 +78,8 @@ async fn every_channel_gets_each_rule_once_and_signatures_verify() {
 async fn a_failing_channel_is_counted_and_does_not_stop_the_others_or_the_records() {
     let receiver = AlertReceiver::start().await.unwrap();
     receiver.fail("wecom", 500);
-    let records = std::env::temp_dir().join(format!("esgflow-alerts-{}.jsonl", std::process::id()));
+    let scratch = common::scratch("alerts");
+    let records = scratch.path().join("records.jsonl");
     let _ = std::fs::remove_file(&records);
     let mut emulator = audit_with(
         &receiver,
@@ -181,8 +182,12 @@ async fn secrets_never_reach_logs_or_summaries() {
         .result
         .json()
         .to_string();
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    let logs = emulator.logs().join("\n");
+    let logs = emulator
+        .logs_once(std::time::Duration::from_secs(5), |l| {
+            l.contains("alert not delivered")
+        })
+        .await
+        .join("\n");
     assert!(
         logs.contains("alert not delivered"),
         "the failing channel is logged"

@@ -1,8 +1,8 @@
 //! The audit binary under the emulator writing to a local CLS stand-in that verifies the TC3
 //! signature and decodes LZ4 + protobuf: records land once, with stable ids, and failures are
-//! retried or reported as the README says.
+//! retried or reported as docs/records.md says.
 
-mod common;
+use crate::common;
 
 use common::cls_stub::ClsStub;
 use esgflow_local::emulator::InvocationResult;

@@ -1,6 +1,6 @@
 //! The real audit binary under the SCF emulator.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -42,8 +42,9 @@ async fn a_real_shaped_cls_event_is_decoded_and_counted() {
     assert_eq!(report["samples"][0]["index"], 3);
 
     // Every log line of the invocation carries its request id.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let logs = emulator.logs();
+    let logs = emulator
+        .logs_once(Duration::from_secs(5), |l| l.contains("batch done"))
+        .await;
     let batch_line = logs
         .iter()
         .find(|l| l.contains("batch done"))
@@ -114,8 +115,12 @@ async fn a_bad_setting_fails_the_start_with_its_name() {
         .unwrap_err();
     assert!(matches!(err, InvokeError::ProcessExited { .. }), "{err}");
     assert_eq!(err.scf_status(), 439);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let logs = emulator.logs().join("\n");
+    let logs = emulator
+        .logs_once(Duration::from_secs(5), |l| {
+            l.contains("ESGFLOW_MAX_DECODED_BYTES")
+        })
+        .await
+        .join("\n");
     assert!(logs.contains("ESGFLOW_MAX_DECODED_BYTES"), "{logs}");
 }
 
@@ -152,7 +157,8 @@ async fn a_missing_snapshot_setting_stops_the_start_with_its_name() {
 
 #[tokio::test]
 async fn an_unreadable_snapshot_fails_each_invocation_until_it_appears() {
-    let dir = std::env::temp_dir().join(format!("esgflow-late-snapshot-{}", std::process::id()));
+    let scratch = common::scratch("late-snapshot");
+    let dir = scratch.path().to_path_buf();
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("snapshot.json");
     let path_text = path.display().to_string();
@@ -210,14 +216,11 @@ async fn an_unknown_monitored_vpc_is_reported() {
         assert_eq!(summary["records"]["block_hit"], 1, "{summary}");
         assert_eq!(summary["unmonitored"], 0, "{summary}");
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let warnings = emulator
-        .logs()
-        .iter()
-        .filter(|l| {
-            l.contains("ESGFLOW_MONITORED_VPCS or the monitoring switches name VPCs")
-                && l.contains("vpc-prd00001")
-        })
-        .count();
-    assert_eq!(warnings, 1, "{:?}", emulator.logs());
+    let is_warning = |l: &str| {
+        l.contains("ESGFLOW_MONITORED_VPCS or the monitoring switches name VPCs")
+            && l.contains("vpc-prd00001")
+    };
+    let logs = emulator.logs_once(Duration::from_secs(5), is_warning).await;
+    let warnings = logs.iter().filter(|l| is_warning(l)).count();
+    assert_eq!(warnings, 1, "{logs:?}");
 }

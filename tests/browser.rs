@@ -4,7 +4,7 @@
 //! form and calls `requestSubmit()`), and the rendered DOM must show the blocking rule and the
 //! top-blocking-rules chart. A screenshot is saved to `target/test-artifacts/lookup-page.png`.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Command;

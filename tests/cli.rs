@@ -1,6 +1,6 @@
 //! The `esgflow` CLI: snapshot build/show and offline explain, including bad input.
 
-mod common;
+use crate::common;
 use common::serve::start_serve;
 
 use std::path::{Path, PathBuf};
@@ -11,10 +11,8 @@ fn esgflow() -> Command {
 }
 
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("esgflow-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    // Kept after the test: a failing test's files are there to look at.
+    common::scratch(&format!("cli-{name}")).keep()
 }
 
 /// `output`, which must be a success (its stderr shown if not).
@@ -198,7 +196,8 @@ async fn tick_fires_timer_events_at_the_sync_function() {
     )
     .await
     .unwrap();
-    let store = std::env::temp_dir().join(format!("esgflow-tick-{}", std::process::id()));
+    let scratch = common::scratch("tick");
+    let store = scratch.path().to_path_buf();
     let mut command = esgflow();
     command
         .args([
@@ -725,11 +724,23 @@ fn a_switch_changed_through_the_api_is_honoured_by_the_next_audit_batch() {
             (status, response.json::<serde_json::Value>().await.unwrap())
         })
     };
+    // The audit instance re-reads the switches once its snapshot TTL (1 s) has passed: judge
+    // until it has, within a deadline well past the TTL.
+    let ttl = std::time::Duration::from_secs(1);
+    let mut judge_until = |honoured: &dyn Fn(&serde_json::Value) -> bool| {
+        let deadline = std::time::Instant::now() + 10 * ttl;
+        loop {
+            let summary = judge();
+            if honoured(&summary) || std::time::Instant::now() >= deadline {
+                return summary;
+            }
+            std::thread::sleep(ttl / 10);
+        }
+    };
     let (status, answer) = switch(r#"{"monitored": false}"#);
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["vpc"]["monitored"], false, "{answer}");
-    std::thread::sleep(std::time::Duration::from_millis(1100));
-    let after = judge();
+    let after = judge_until(&|s| s["unmonitored"] == 1);
     assert_eq!(
         (
             &after["records"]["block_hit"],
@@ -745,8 +756,7 @@ fn a_switch_changed_through_the_api_is_honoured_by_the_next_audit_batch() {
     );
     let (status, answer) = switch(r#"{"monitored": null}"#);
     assert_eq!(status, 200, "{answer}");
-    std::thread::sleep(std::time::Duration::from_millis(1100));
-    let again = judge();
+    let again = judge_until(&|s| s["records"]["block_hit"] == 1);
     assert_eq!(again["records"]["block_hit"], 1, "{again}");
     drop(serve);
     std::fs::remove_dir_all(dir).ok();

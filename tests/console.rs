@@ -9,7 +9,7 @@
 //!
 //! chromedriver and Chromium are Debian's `chromium-driver` and `chromium` (`make setup-test`).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -32,8 +32,9 @@ impl Drop for Driver {
     }
 }
 
-/// A Chromium session through a new chromedriver, with `extra` Chromium arguments.
-async fn browser(extra: &[&str]) -> (Driver, Client) {
+/// chromedriver on a port that was free a moment ago (it exits if another process took the port
+/// in between: the caller starts another).
+fn driver_on_free_port() -> (Driver, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -47,6 +48,11 @@ async fn browser(extra: &[&str]) -> (Driver, Client) {
             .spawn()
             .expect("chromedriver is not installed: run `make setup-test` (Debian package `chromium-driver`)"),
     );
+    (driver, port)
+}
+
+/// A Chromium session through a new chromedriver, with `extra` Chromium arguments.
+async fn browser(extra: &[&str]) -> (Driver, Client) {
     let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
         .into_iter()
         .find(|p| Path::new(p).exists())
@@ -68,6 +74,8 @@ async fn browser(extra: &[&str]) -> (Driver, Client) {
         "goog:chromeOptions".into(),
         json!({"binary": chromium, "args": args}),
     );
+    let (mut driver, mut port) = driver_on_free_port();
+    let mut restarts = 0;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         // chromedriver speaks plain HTTP on the loopback: no TLS.
@@ -78,6 +86,11 @@ async fn browser(extra: &[&str]) -> (Driver, Client) {
             .await;
         match connected {
             Ok(client) => return (driver, client),
+            // chromedriver exited: its port was taken before it bound it.
+            Err(_) if restarts < 3 && driver.0.try_wait().unwrap().is_some() => {
+                (driver, port) = driver_on_free_port();
+                restarts += 1;
+            }
             Err(_) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(200)).await
             }
@@ -96,11 +109,23 @@ async fn find(client: &Client, css: &str) -> fantoccini::elements::Element {
         .unwrap_or_else(|err| panic!("{css}: {err}"))
 }
 
-/// Waits until the view has loaded (`body[data-ready=true]`).
+/// Waits until the view the last action started has loaded: the page counts the views it starts
+/// (`body[data-generation]`) and marks the latest one done (`data-ready=true`); a view marked
+/// `data-seen` (by a previous `ready`, or by `click` before it acts) does not count, and a page
+/// loaded anew has none.
 async fn ready(client: &Client) {
-    // The view that was ready before the last action must not count: let the route start.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    find(client, "body[data-ready='true']").await;
+    let script = "const b = document.body; \
+        if (b.dataset.ready === 'true' && b.dataset.generation !== b.dataset.seen) { \
+            b.dataset.seen = b.dataset.generation; return true; } \
+        return false;";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client.execute(script, vec![]).await.unwrap() != json!(true) {
+        assert!(
+            Instant::now() < deadline,
+            "the view did not load within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn screenshot(client: &Client, name: &str) {
@@ -111,9 +136,18 @@ async fn screenshot(client: &Client, name: &str) {
     std::fs::write(artifacts.join(format!("console-{name}.png")), png).unwrap();
 }
 
-/// Clicks the first element matching `css`, waiting for it.
+/// Clicks the first element matching `css`, waiting for it. The view shown before the click is
+/// marked seen first, so a `ready` after it waits for the view the click starts.
 async fn click(client: &Client, css: &str) {
-    find(client, css).await.click().await.unwrap();
+    let element = find(client, css).await;
+    client
+        .execute(
+            "document.body.dataset.seen = document.body.dataset.generation;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    element.click().await.unwrap();
 }
 
 async fn attribute(element: &fantoccini::elements::Element, name: &str) -> String {
@@ -141,7 +175,8 @@ async fn enter_token(client: &Client, field: &str, text: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_three_jobs_in_the_console() {
     // The sample through the real audit function into the store, as `make run` does.
-    let dir = std::env::temp_dir().join(format!("esgflow-console-{}", std::process::id()));
+    let scratch = common::scratch("console");
+    let dir = scratch.path().to_path_buf();
     std::fs::create_dir_all(&dir).unwrap();
     let (records, store, snapshot) = (
         dir.join("records.jsonl"),

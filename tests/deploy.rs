@@ -3,6 +3,8 @@
 //! run with nothing changed writes nothing; an index that lost a statistics flag is modified once,
 //! with a warning; a topic without an index is read the same under every reading of "no index".
 
+use crate::common;
+
 use std::time::{Duration, Instant};
 
 use esgflow::adapters::tencent::api::ApiClient;
@@ -643,8 +645,7 @@ async fn every_dashboard_query_is_one_cls_runs() {
 /// A working directory for one `esgflow deploy` test: the repository's template.yaml and a
 /// one-file package per function in `dist/`.
 fn stack_dir(tag: &str) -> std::path::PathBuf {
-    let work = std::env::temp_dir().join(format!("esgflow-deploy-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
+    let work = common::scratch(&format!("deploy-{tag}")).keep();
     std::fs::create_dir_all(work.join("dist")).unwrap();
     std::fs::copy(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("template.yaml"),

@@ -1,6 +1,8 @@
 //! The emulator enforces SCF's rules against misbehaving functions, written here as Bash Custom
 //! Runtime functions in the style of SCF's own Bash sample (curl against the runtime API).
 
+use crate::common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,8 +10,7 @@ use std::time::Duration;
 use esgflow_local::emulator::{Emulator, FunctionSpec, InvocationResult, InvokeError, Output};
 
 fn script(name: &str, body: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("esgflow-emulator-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("emulator").keep();
     let path = dir.join(name);
     let api = "http://$SCF_RUNTIME_API:$SCF_RUNTIME_API_PORT/runtime";
     std::fs::write(&path, format!("#!/bin/bash\nAPI={api}\n{body}\n")).unwrap();
@@ -155,8 +156,10 @@ exit 3
         "{err}"
     );
     assert_eq!(err.scf_status(), 439);
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(emulator.logs().iter().any(|l| l == "stderr: starting"));
+    let logs = emulator
+        .logs_once(Duration::from_secs(5), |l| l == "stderr: starting")
+        .await;
+    assert!(logs.iter().any(|l| l == "stderr: starting"), "{logs:?}");
 }
 
 /// A result up to SCF's 6 MB comes back whole (the runtime API once refused anything over

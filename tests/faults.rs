@@ -4,7 +4,7 @@
 //! function answers before the platform's hard timeout, and across retries every record lands
 //! exactly once by `record_id`.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

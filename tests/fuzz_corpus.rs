@@ -1,16 +1,23 @@
-//! Every file of every fuzzing corpus (`fuzz/corpus/<target>/`, grown and minimised by the
-//! fuzzer), every hand-written seed (`fuzz/seeds/<target>/`) and every input a fuzzer once
-//! crashed on (`fuzz/regressions/<target>/`), replayed through the same entry points the
-//! `cargo fuzz` targets call, on stable Rust: what fuzzing found stays fixed.
+//! Every hand-written seed (`fuzz/seeds/<target>/`) and every input a fuzzer once crashed on
+//! (`fuzz/regressions/<target>/`), replayed through the same entry points the `cargo fuzz`
+//! targets call, on stable Rust, in `make test`: what fuzzing found stays fixed. Every file of
+//! every fuzzing corpus (`fuzz/corpus/<target>/`, minimised with `cargo fuzz cmin`, or a larger
+//! corpus kept outside the repository named by `ESGFLOW_FUZZ_CORPUS`) is replayed by
+//! `make test-long`.
 
 use std::path::Path;
 
 use esgflow_local::testdata::fuzzing::TARGETS;
 
 fn replay(kind: &str) -> usize {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz")
-        .join(kind);
+    replay_from(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz")
+            .join(kind),
+    )
+}
+
+fn replay_from(root: &Path) -> usize {
     let mut count = 0;
     for (target, entry) in TARGETS {
         let dir = root.join(target);
@@ -30,8 +37,12 @@ fn replay(kind: &str) -> usize {
 }
 
 #[test]
+#[ignore = "long: run by `make test-long`"]
 fn every_corpus_file_passes_its_entry_point() {
-    let count = replay("corpus");
+    let count = match std::env::var_os("ESGFLOW_FUZZ_CORPUS").filter(|dir| !dir.is_empty()) {
+        Some(dir) => replay_from(Path::new(&dir)),
+        None => replay("corpus"),
+    };
     assert!(
         count >= 5 * 3,
         "the corpora are in the repository ({count} files found)"

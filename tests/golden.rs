@@ -5,7 +5,7 @@
 //! the unresolvable domain rule 7023 that would match it), the drift records are the app →
 //! postgres flows of the unpublished rule, and replies count in their connection's scope.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 
@@ -23,7 +23,8 @@ async fn the_sample_produces_the_expected_summary() {
     let root = env!("CARGO_MANIFEST_DIR");
     let text = std::fs::read_to_string(format!("{root}/samples/flowlogs.txt")).unwrap();
     let events = cut_events(text.lines(), &FeedOptions::default()).unwrap();
-    let records = std::env::temp_dir().join(format!("esgflow-golden-{}.jsonl", std::process::id()));
+    let scratch = common::scratch("golden");
+    let records = scratch.path().join("records.jsonl");
     let _ = std::fs::remove_file(&records);
     let mut emulator = common::emulator(
         "audit",

@@ -1,7 +1,7 @@
 //! The real lookup binary under the emulator, invoked with API Gateway events as SCF delivers
 //! them; answers are integration responses.
 
-mod common;
+use crate::common;
 
 use serde_json::{json, Value};
 
@@ -507,7 +507,8 @@ async fn batch_explain_answers_fit_the_scf_response_limit() {
     use esgflow::app::lookup::{Auth, Lookup};
     use esgflow::app::snapshot_cache::SnapshotCache;
     const LIMIT: usize = 6_000_000;
-    let dir = std::env::temp_dir().join(format!("esgflow-explain-size-{}", std::process::id()));
+    let scratch = common::scratch("explain-size");
+    let dir = scratch.path().to_path_buf();
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("snapshot.json");
     esgflow_local::testdata::synthetic::snapshot(10_000, 64, 42)
@@ -585,8 +586,11 @@ async fn a_request_path_cannot_forge_a_log_line() {
         .await
         .unwrap();
     assert_eq!(response(&invocation.result).0, 404);
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    let logs = emulator.logs();
+    let logs = emulator
+        .logs_once(std::time::Duration::from_secs(5), |l| {
+            l.contains("request served")
+        })
+        .await;
     let served: Vec<&String> = logs
         .iter()
         .filter(|l| l.contains("request served"))

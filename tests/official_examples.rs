@@ -3,7 +3,7 @@
 //! every member removed; and the sync function runs end to end against strict stand-ins that
 //! serve those examples.
 
-mod common;
+use crate::common;
 
 use esgflow::core::snapshot::{build_from_documents, Generation, Snapshot};
 use esgflow_local::standins::cloud::CloudStub;

@@ -4,7 +4,7 @@
 //! (no field the document does not declare); every status it answers with is declared, and every
 //! documented path is exercised.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -167,7 +167,7 @@ fn request(
 
 /// `openapi.json` is the document the code generates (`esgflow::app::lookup::api`): a route,
 /// a parameter or an answer field changed in the code and not in the committed file fails here.
-/// `UPDATE_OPENAPI=1 cargo test --test openapi` (`make openapi`) rewrites the file.
+/// `UPDATE_OPENAPI=1 cargo test --test integration openapi::` (`make openapi`) rewrites the file.
 #[test]
 fn the_committed_document_is_the_generated_one() {
     let generated = esgflow::app::lookup::api::document();
@@ -228,7 +228,8 @@ async fn every_answer_validates_against_the_document() {
         }
     }
     // A copy of the sample: a monitoring switch is saved beside the snapshot file.
-    let dir = std::env::temp_dir().join(format!("esgflow-openapi-{}", std::process::id()));
+    let scratch = common::scratch("openapi");
+    let dir = scratch.path().to_path_buf();
     std::fs::create_dir_all(&dir).unwrap();
     let snapshot = dir.join("snapshot.json");
     std::fs::copy(common::sample_snapshot(), &snapshot).unwrap();

@@ -1,7 +1,9 @@
-//! The deployment packages SCF receives: built for x86_64-unknown-linux-musl in release mode,
-//! zipped, read back, and the unpacked `bootstrap` run under the emulator.
+//! The deployment packages SCF receives: built for x86_64-unknown-linux-musl, zipped, read back,
+//! and the unpacked `bootstrap` run under the emulator. Built with the `package-check` profile
+//! (the release profile without fat LTO, `make package-check`): what is checked here — a static
+//! `bootstrap` at the zip root that runs — does not depend on LTO, and the link is minutes shorter.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -14,8 +16,10 @@ const MUSL: &str = "x86_64-unknown-linux-musl";
 /// Packages above this size must go through COS; far below SCF's limits, and our budget.
 const MAX_ZIP_BYTES: u64 = 6 * 1024 * 1024;
 
+const PROFILE: &str = "package-check";
+
 fn release_bin_dir() -> PathBuf {
-    let mut args = vec!["build", "--quiet", "--release", "--target", MUSL];
+    let mut args = vec!["build", "--quiet", "--profile", PROFILE, "--target", MUSL];
     for function in functions::FUNCTIONS {
         args.extend([
             "-p",
@@ -30,13 +34,14 @@ fn release_bin_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("target")
         .join(MUSL)
-        .join("release")
+        .join(PROFILE)
 }
 
 #[tokio::test]
 async fn each_package_is_a_static_bootstrap_at_the_zip_root_that_runs() {
     let bin_dir = release_bin_dir();
-    let out = std::env::temp_dir().join(format!("esgflow-package-{}", std::process::id()));
+    let scratch = common::scratch("package");
+    let out = scratch.path().to_path_buf();
     for function in functions::FUNCTIONS {
         let zip =
             package::package(&functions::binary_path(&bin_dir, function), function, &out).unwrap();

@@ -3,7 +3,7 @@
 //! as CLS documents it), once into JSON lines loaded into the SQLite store — and every query
 //! shape runs against both, page by page, and against a plain reading of the records.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -225,7 +225,9 @@ async fn both_stores_answer_every_search_alike() {
     audit(stub.env("topic-hits", "topic-traffic"), &events).await;
     assert!(stub.problems().is_empty(), "{:?}", stub.problems());
 
-    let dir = std::env::temp_dir().join(format!("esgflow-stores-{}", std::process::id()));
+    let scratch = common::scratch("stores");
+
+    let dir = scratch.path().to_path_buf();
     std::fs::create_dir_all(&dir).unwrap();
     let jsonl = dir.join("records.jsonl");
     let _ = std::fs::remove_file(&jsonl);

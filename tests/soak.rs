@@ -2,15 +2,17 @@
 //! one warm audit process. Every record is accounted for (parsed or counted as skipped, and every
 //! ESG flow-log record the summaries report is in the output), and memory stays flat: the peak
 //! RSS after the last event is within a few MB of the peak after the first hundred. The RSS curve
-//! is printed (`cargo test --test soak -- --nocapture`).
+//! is printed (`make test-long`, or `cargo test --test integration soak:: -- --ignored --nocapture`).
 
-mod common;
+use crate::common;
 
 const EVENTS: usize = 1_000;
 
 #[tokio::test]
+#[ignore = "long: run by `make test-long`"]
 async fn a_thousand_events_through_one_warm_instance() {
-    let out = std::env::temp_dir().join(format!("esgflow-soak-{}.jsonl", std::process::id()));
+    let scratch = common::scratch("soak");
+    let out = scratch.path().join("records.jsonl");
     let _ = std::fs::remove_file(&out);
     let mut audit =
         common::emulator("audit", &[("ESGFLOW_JSONL_PATH", out.to_str().unwrap())]).await;

@@ -2,7 +2,7 @@
 //! the cfw/vpc APIs and COS (every request's TC3 or q-sign signature checked), and the CLS stub
 //! for the records and the unused-rule search.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
@@ -46,7 +46,8 @@ fn cos_puts(stub: &CloudStub) -> Vec<String> {
 #[tokio::test]
 async fn publishes_to_cos_once_and_is_idempotent() {
     let stub = common::cloud_stub().await;
-    let records = std::env::temp_dir().join(format!("esgflow-sync-{}.jsonl", std::process::id()));
+    let scratch = common::scratch("sync");
+    let records = scratch.path().join("records.jsonl");
     let _ = std::fs::remove_file(&records);
     let mut sync = sync_with(
         &stub,
@@ -800,7 +801,8 @@ async fn the_rule_list_is_read_whole_under_every_reading_of_offset() {
 
 #[test]
 fn sync_local_runs_against_the_stand_in() {
-    let out = std::env::temp_dir().join(format!("esgflow-sync-local-{}", std::process::id()));
+    let scratch = common::scratch("sync-local");
+    let out = scratch.path().to_path_buf();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_esgflow"))
         .args(["sync", "--local", "--runs", "2", "--exports"])
         .arg(common::sample_exports())

@@ -3,7 +3,7 @@
 //! event type the function's handler deserializes, and each memory size is above the peak the
 //! function reaches here. Plus the `make deploy DRY_RUN=1` output.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -144,7 +144,8 @@ async fn memory_sizes_are_above_the_measured_peaks() {
     // sync: a full run against the local stand-in.
     let stub = common::cloud_stub().await;
     let mut env = stub.env();
-    let store = std::env::temp_dir().join(format!("esgflow-template-{}", std::process::id()));
+    let scratch = common::scratch("template");
+    let store = scratch.path().to_path_buf();
     env.push((
         "ESGFLOW_SNAPSHOT".into(),
         format!("dir://{}", store.display()),
@@ -286,7 +287,8 @@ fn with(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static s
 
 #[test]
 fn dry_run_prints_the_resources_table_then_what_would_be_deployed_and_no_secret() {
-    let out = std::env::temp_dir().join(format!("esgflow-deploy-{}", std::process::id()));
+    let scratch = common::scratch("deploy");
+    let out = scratch.path().join("out");
     let output = esgflow(
         &["deploy", "--dry-run", "--out", out.to_str().unwrap()],
         &with(&[("WEBHOOK_SECRET", "hmac-secret-never-shown")]),
@@ -342,7 +344,8 @@ fn dry_run_prints_the_resources_table_then_what_would_be_deployed_and_no_secret(
 /// the dry run included; a secret's value is never echoed.
 #[test]
 fn bad_parameters_are_named_before_anything_happens() {
-    let out = std::env::temp_dir().join(format!("esgflow-deploy-bad-{}", std::process::id()));
+    let scratch = common::scratch("deploy-bad");
+    let out = scratch.path().join("out");
     let cases: &[(&[(&str, &str)], &str)] = &[
         (
             &[("LOOKUP_TOKEN", "short")],
@@ -430,7 +433,8 @@ fn bad_parameters_are_named_before_anything_happens() {
 
 #[test]
 fn deploying_without_credentials_stops_with_a_clear_message() {
-    let out = std::env::temp_dir().join(format!("esgflow-deploy-nocred-{}", std::process::id()));
+    let scratch = common::scratch("deploy-nocred");
+    let out = scratch.path().join("out");
     let output = esgflow(&["deploy", "--out", out.to_str().unwrap()], GOOD);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -564,7 +568,8 @@ fn generated_serverless_yml_says_only_what_the_component_reads() {
 /// saying where the CLI was looked for and how to install it.
 #[test]
 fn deploying_without_the_serverless_cli_stops_with_a_clear_message() {
-    let out = std::env::temp_dir().join(format!("esgflow-deploy-nocli-{}", std::process::id()));
+    let scratch = common::scratch("deploy-nocli");
+    let out = scratch.path().join("out");
     let mut env = GOOD.to_vec();
     env.extend([
         ("TENCENT_SECRET_ID", "AKIDexample"),

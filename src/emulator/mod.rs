@@ -220,6 +220,20 @@ impl Emulator {
         self.shared.logs.lock().unwrap().clone()
     }
 
+    /// The log lines so far, once one of them satisfies `wanted` or `within` has passed (the
+    /// process writes its lines after it answers, so a test that reads them polls): the caller
+    /// asserts on what came.
+    pub async fn logs_once(&self, within: Duration, wanted: impl Fn(&str) -> bool) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let logs = self.logs();
+            if logs.iter().any(|line| wanted(line)) || tokio::time::Instant::now() >= deadline {
+                return logs;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Peak resident memory of the running instance so far (`VmHWM`), in KiB (Linux only).
     pub fn peak_rss_kib(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;

@@ -59,6 +59,14 @@ pub fn cargo() -> std::process::Command {
     command
 }
 
+/// A new empty directory of the test's own, removed when the guard is dropped.
+pub fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("esgflow-{name}-"))
+        .tempdir()
+        .expect("a temporary directory")
+}
+
 /// The bundled sample snapshot.
 pub fn sample_snapshot() -> String {
     format!("{}/samples/snapshot.json", env!("CARGO_MANIFEST_DIR"))
@@ -177,13 +185,24 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
+    /// Starts redis on a port that was free a moment ago; if another process took the port in
+    /// between (redis then exits), it tries again on another one.
     pub fn start() -> Self {
+        for _ in 0..5 {
+            if let Some(server) = Self::try_start() {
+                return server;
+            }
+        }
+        panic!("redis-server did not start on any of 5 free ports");
+    }
+
+    fn try_start() -> Option<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let child = std::process::Command::new("redis-server")
+        let mut child = std::process::Command::new("redis-server")
             .args([
                 "--port",
                 &port.to_string(),
@@ -199,13 +218,16 @@ impl RedisServer {
             .expect("redis-server is installed (make setup-test installs it)");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if child.try_wait().unwrap().is_some() {
+                return None;
+            }
             assert!(
                 std::time::Instant::now() < deadline,
                 "redis-server did not start"
             );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        Self { port, child }
+        Some(Self { port, child })
     }
 
     pub fn url(&self) -> String {
