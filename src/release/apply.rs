@@ -282,7 +282,7 @@ pub async fn deploy(
         }
     }
     print!("{}", table(&after));
-    eprintln!("deployed. Verify with the console: README \"Deploy to Tencent Cloud\", Verify.");
+    eprintln!("deployed. Verify with the console: docs/deploy.md, \"Verify, with the console\".");
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! Every answer from outside is read within a size limit: an upstream that answers far more than
 //! its API ever does (a misconfigured endpoint, a proxy, an attack) costs an error naming the
 //! limit, not the function's memory. The limits are per kind of answer, set where each adapter
-//! reads (CLS, COS, API 3.0, chat robots) and listed in the README.
+//! reads (CLS, COS, API 3.0, chat robots) and listed in docs/security.md.
 
 use std::fmt;
 

@@ -1,7 +1,7 @@
 //! Every setting esgflow reads, in one registry, and typed readers that validate them.
 //!
 //! Settings come from the environment (SCF passes them as function environment variables). The
-//! registry [`SETTINGS`] is the single list the README's configuration table and `template.yaml`
+//! registry [`SETTINGS`] is the single list docs/configuration.md's table and `template.yaml`
 //! are checked against; code reads a setting only through its [`Setting`] constant, so nothing
 //! can be read that is not registered.
 
@@ -41,7 +41,7 @@ pub struct Setting {
     pub default: Option<&'static str>,
     /// The functions that read it.
     pub functions: &'static [Function],
-    /// One line for the README.
+    /// One line for docs/configuration.md.
     pub description: &'static str,
 }
 

@@ -1018,7 +1018,7 @@ mod tests {
             .ip("::ffff:10.0.0.1".parse().unwrap())
             .finish();
         assert_ne!(v4, v6);
-        // Pinned: the encoding is part of the record format (README, "Record ids"); a change to
+        // Pinned: the encoding is part of the record format (docs/records.md, `record_id`); a change to
         // it must be deliberate and noted there.
         assert_eq!(
             a,

@@ -48,7 +48,7 @@ const fn field(name: &'static str, kind: FieldKind, statistics: bool) -> IndexFi
 }
 
 /// The key-value index the hits topic needs for every query esgflow sends: the one list the
-/// query builders use, the deploy creates and the README shows.
+/// query builders use, the deploy creates and docs/records.md shows.
 pub const HITS_INDEX: &[IndexField] = &[
     field("record_type", FieldKind::Text, true),
     field("src_ip", FieldKind::Text, false),

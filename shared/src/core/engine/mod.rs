@@ -1,7 +1,7 @@
 //! The evaluation engine: a snapshot compiled once into an index, then asked for every flow which
 //! ESG rule decides it.
 //!
-//! Semantics (README.md, "Evaluation semantics"): rules in ascending priority (new ESG
+//! Semantics (docs/semantics.md): rules in ascending priority (new ESG
 //! before old, then `OrderIndex`); disabled rules skipped; a rule matches when the source is in
 //! its source set, the destination in its destination set and the protocol/port in its service
 //! set; the first matching accept or drop decides; observe rules record a hit and evaluation goes
