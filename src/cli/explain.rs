@@ -1,11 +1,64 @@
-//! Human-readable renderings for the CLI: a flow's explanation and a snapshot's summary.
+//! `esgflow explain`: which ESG rule decides a flow, and why, offline against a snapshot file;
+//! and the human-readable renderings it and `esgflow snapshot show` print.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use esgflow::app::views::ExplainView;
 use esgflow::core::engine::{Decision, Detail, Engine, FlowKey, StepOutcome};
 use esgflow::core::snapshot::Snapshot;
+
+/// `esgflow explain` arguments.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Snapshot file
+    #[arg(long)]
+    pub snapshot: PathBuf,
+    /// Source address
+    #[arg(long)]
+    pub src: std::net::IpAddr,
+    /// Destination address
+    #[arg(long)]
+    pub dst: std::net::IpAddr,
+    /// Protocol: tcp, udp, icmp, icmpv6 or a number
+    #[arg(long, default_value = "tcp")]
+    pub protocol: String,
+    /// Destination port (TCP and UDP)
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// The ENI that recorded the flow (for direction)
+    #[arg(long)]
+    pub eni: Option<String>,
+    /// Print every rule considered, not only the ones that matched
+    #[arg(long)]
+    pub verbose: bool,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Explains the flow and prints it.
+pub fn run(args: Args) -> super::Outcome {
+    let engine = load_engine(&args.snapshot)?;
+    let protocol = parse_protocol(&args.protocol)?;
+    let flow = FlowKey::requested(args.src, args.dst, protocol, args.port);
+    if matches!(protocol, 6 | 17) && args.port.is_none() {
+        return Err("--port is required for TCP and UDP".into());
+    }
+    print!(
+        "{}",
+        render(&engine, &flow, args.eni.as_deref(), args.verbose, args.json)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The snapshot file at `path`, loaded and compiled.
+pub fn load_engine(path: &Path) -> Result<Engine, Box<dyn std::error::Error>> {
+    let snapshot = Snapshot::load(path)?;
+    Ok(Engine::compile(&snapshot).map_err(|e| format!("{}: {e}", path.display()))?)
+}
 
 /// Parses `tcp`, `udp`, `icmp`, `icmpv6` or a protocol number, as lookup does.
 pub fn parse_protocol(text: &str) -> Result<u8, String> {

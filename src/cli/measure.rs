@@ -1,0 +1,39 @@
+//! `esgflow measure`: the release health check (sizes, init time, peak memory).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use super::Outcome;
+
+/// `esgflow measure` arguments.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Directory holding the release esgflow-<function> binaries
+    #[arg(long)]
+    pub bin_dir: PathBuf,
+    /// Directory holding <function>.zip
+    #[arg(long, default_value = "dist")]
+    pub dist: PathBuf,
+    /// Cold starts per median
+    #[arg(long, default_value_t = 20)]
+    pub runs: usize,
+}
+
+/// Measures, prints the table, and fails when a target is missed.
+pub async fn run(args: Args) -> Outcome {
+    use crate::release::measure;
+    let rows = measure::measure(
+        &args.bin_dir,
+        &args.dist,
+        Path::new("out/measure"),
+        args.runs,
+    )
+    .await?;
+    let (table, ok) = measure::report(&rows);
+    print!("{table}");
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
