@@ -1,12 +1,12 @@
 //! The OpenAPI document of the lookup API, generated from the routes' annotations
-//! ([`super::router`]) and the request and answer types ([`super::wire`]) with utoipa.
+//! (each resource module's) and the request and answer types ([`super::wire`]) with utoipa.
 //! `openapi.json` in the repository is this document; `tests/openapi.rs` fails when they differ
-//! (`UPDATE_OPENAPI=1 cargo test --test openapi` rewrites it).
+//! (`UPDATE_OPENAPI=1 cargo test --test integration openapi::` rewrites it).
 
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::router;
+use super::{explain, health, hits, rules, snapshot, traffic, vpcs};
 
 /// The document.
 #[derive(OpenApi)]
@@ -16,19 +16,19 @@ use super::router;
         description = "ESG flow logs and on-demand answers from the ESG rule snapshot: search the hit records by source and destination, explain a flow or a record, traffic views per VPC, rules with hit counters and hygiene, VPCs with their monitoring switches. Every route but `/` and `/v1/healthz` needs `Authorization: Bearer <token>`; changing a monitoring switch needs the admin token."
     ),
     paths(
-        router::page,
-        router::healthz,
-        router::explain_flows,
-        router::snapshot,
-        router::top_rules,
-        router::rules,
-        router::one_rule,
-        router::hits,
-        router::export,
-        router::one_hit,
-        router::traffic,
-        router::vpcs,
-        router::switch,
+        health::page,
+        health::healthz,
+        explain::explain_flows,
+        snapshot::snapshot,
+        rules::top_rules,
+        rules::rules,
+        rules::one_rule,
+        hits::hits,
+        hits::export,
+        hits::one_hit,
+        traffic::traffic,
+        vpcs::vpcs,
+        vpcs::switch,
     ),
     security(("bearer" = [])),
     modifiers(&Schemes)

@@ -7,12 +7,8 @@
 //! (the lookup token for reads and explain, the admin token for switches). Only the page and
 //! `/v1/healthz` are open.
 
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
-
-use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Path, Request, State};
-use axum::http::{header, request::Parts, HeaderName, HeaderValue, StatusCode};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -23,118 +19,16 @@ use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::normalize_path::NormalizePathLayer;
 
-#[allow(unused_imports)]
-// ExplainBody, HitAnswer, the parameter structs: named in the documentation
-use super::wire::{
-    ErrorBody, ErrorDetail, ExplainAnswer, ExplainBody, ExportParams, Health, HitAnswer, HitParams,
-    HitsPage, PageParams, RuleAnswer, RulesPage, RulesParams, SearchParams, SnapshotStatus,
-    SwitchAnswer, SwitchRequest, TopRules, TopRulesParams, TrafficAnswer, TrafficParams,
-    VpcsAnswer,
-};
-use super::{
-    explain, fail, only_parameters, rule, security_headers, snapshot_status, Failure, Lookup,
-    EXPORT_PARAMETERS, HITS_PARAMETERS, HIT_PARAMETERS, PAGE, RULES_PARAMETERS,
-    TOP_RULES_PARAMETERS, TRAFFIC_PARAMETERS,
-};
-use crate::events::apigw::QueryValue;
-
-/// Who asked and by when the answer is due: the SCF invocation's request id and deadline, put
-/// in the request's extensions by whoever hands the request to the router. Without one a
-/// request gets a fresh id and [`DEFAULT_TIMEOUT`].
-#[derive(Debug, Clone)]
-pub struct Invocation {
-    /// The id error answers carry (SCF's request id).
-    pub request_id: String,
-    /// When the answer must be made by.
-    pub deadline: Instant,
-}
-
-/// How long a request without an [`Invocation`] may take: the lookup function's deployed limit
-/// (`template.yaml`).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
-
-impl Invocation {
-    fn fresh() -> Self {
-        Self {
-            request_id: format!("{:016x}", fastrand::u64(..)),
-            deadline: Instant::now() + DEFAULT_TIMEOUT,
-        }
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Invocation {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(parts
-            .extensions
-            .get::<Invocation>()
-            .cloned()
-            .unwrap_or_else(Invocation::fresh))
-    }
-}
-
-/// A request's query parameters: names and values percent-decoded once, `+` kept as `+` (an
-/// RFC 3339 offset, as the SCF event carries it), a name given twice kept with every value (the
-/// routes refuse it, naming it), a bare name (`?verbose`) read as the empty string.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Params {
-    pub(crate) query_string: BTreeMap<String, QueryValue>,
-}
-
-impl Params {
-    /// The parameters of a URI's query text.
-    pub fn parse(query: &str) -> Self {
-        let decode = |text: &str| {
-            percent_encoding::percent_decode_str(text)
-                .decode_utf8_lossy()
-                .into_owned()
-        };
-        let mut query_string: BTreeMap<String, QueryValue> = BTreeMap::new();
-        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-            let (name, value) = match pair.split_once('=') {
-                Some((name, value)) => (decode(name), decode(value)),
-                None => (decode(pair), String::new()),
-            };
-            let merged = match query_string.remove(&name) {
-                None => QueryValue::One(value),
-                Some(QueryValue::Many(mut values)) => {
-                    values.push(value);
-                    QueryValue::Many(values)
-                }
-                Some(earlier) => {
-                    let first = earlier.first().unwrap_or_default().to_string();
-                    QueryValue::Many(vec![first, value])
-                }
-            };
-            query_string.insert(name, merged);
-        }
-        Self { query_string }
-    }
-
-    /// A parameter's first value.
-    pub fn query(&self, name: &str) -> Option<&str> {
-        self.query_string.get(name).and_then(QueryValue::first)
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Params {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Params::parse(parts.uri.query().unwrap_or("")))
-    }
-}
-
-impl IntoResponse for Failure {
-    /// The status alone; the error layer writes the body, with the request id.
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut response = status.into_response();
-        response.extensions_mut().insert(self);
-        response
-    }
-}
+use super::explain::explain_flows;
+use super::health::{healthz, page};
+use super::hits::{export, hits, one_hit};
+use super::request::Invocation;
+use super::rules::{one_rule, rules, top_rules};
+use super::snapshot::snapshot;
+use super::traffic::traffic;
+use super::vpcs::{switch, vpcs};
+use super::wire::{ErrorBody, ErrorDetail};
+use super::{fail, security_headers, Failure, Lookup};
 
 /// The lookup application as one tower service: [`router`] inside the layers that need the
 /// whole answer (the JSON error body sees axum's `Allow` header, the security headers every
@@ -318,267 +212,6 @@ pub(crate) async fn secured(mut response: Response) -> Response {
     response
 }
 
-/// The page at `/`: it holds no data, so it is served without a token and asks for one.
-#[utoipa::path(get, path = "/", security(()), tag = "console",
-    summary = "The console page",
-    description = "A self-contained HTML page. Served without a token (it holds no data); the page asks for the token and sends it with its API calls.",
-    responses(
-        (status = 200, description = "the page", content_type = "text/html", body = String),
-        (status = 405, description = "wrong method", body = ErrorBody),
-    ))]
-pub(crate) async fn page() -> Response {
-    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], PAGE).into_response()
-}
-
-#[utoipa::path(get, path = "/v1/healthz", security(()), tag = "lookup",
-    summary = "Liveness: answers without a token",
-    responses(
-        (status = 200, description = "alive", body = Health),
-        (status = 405, description = "wrong method", body = ErrorBody),
-    ))]
-pub(crate) async fn healthz() -> Json<Health> {
-    Json(Health {
-        status: "ok",
-        version: env!("CARGO_PKG_VERSION"),
-    })
-}
-
-/// A JSON answer already written out.
-fn json_text(text: Box<serde_json::value::RawValue>) -> Response {
-    let text: Box<str> = text.into();
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        String::from(text),
-    )
-        .into_response()
-}
-
-type Answer<T> = Result<Json<T>, Failure>;
-
-/// `POST /v1/explain`: one flow, or `{"flows": [...]}`.
-#[utoipa::path(post, path = "/v1/explain", tag = "lookup",
-    summary = "Which rule decides a flow, and why",
-    description = "One flow, or `{\"flows\": [...]}` with up to 1,000: each explained against the current snapshot.",
-    request_body = ExplainBody,
-    responses(
-        (status = 200, description = "the explanation, or one per flow for the batch form", body = ExplainAnswer),
-        (status = 400, description = "malformed JSON or an invalid field (named in the message)", body = ErrorBody), (status = 401, description = "missing or invalid token", body = ErrorBody), (status = 405, description = "wrong method", body = ErrorBody),
-        (status = 413, description = "body over the cap; or an answer that would not fit the 6 MB SCF lets a function return (`answer_too_large`, naming how many flows fit)", body = ErrorBody),
-        (status = 503, description = "no snapshot", body = ErrorBody),
-    ))]
-pub(crate) async fn explain_flows(
-    State(lookup): State<Lookup>,
-    call: Invocation,
-    params: Params,
-    body: Bytes,
-) -> Result<Response, Failure> {
-    only_parameters(&params, "/v1/explain", &[])?;
-    let engine = lookup.engine(call.deadline).await?;
-    explain(&engine, &body).map(json_text)
-}
-
-/// `GET /v1/snapshot`.
-#[utoipa::path(get, path = "/v1/snapshot", tag = "lookup",
-    summary = "The rule snapshot answers are made from",
-    responses(
-        (status = 200, description = "snapshot status", body = SnapshotStatus),
-        (status = 400, description = "a query parameter (this route reads none), or one given twice: `unknown_parameter`, `repeated_parameter`", body = ErrorBody), (status = 401, description = "missing or invalid token", body = ErrorBody), (status = 503, description = "no snapshot", body = ErrorBody),
-    ))]
-pub(crate) async fn snapshot(
-    State(lookup): State<Lookup>,
-    call: Invocation,
-    params: Params,
-) -> Answer<SnapshotStatus> {
-    only_parameters(&params, "/v1/snapshot", &[])?;
-    let engine = lookup.engine(call.deadline).await?;
-    Ok(Json(snapshot_status(&engine)))
-}
-
-/// `GET /v1/stats/top-rules`.
-#[utoipa::path(get, path = "/v1/stats/top-rules", tag = "lookup",
-    summary = "The rules with the most block hits in the last `hours`",
-    params(TopRulesParams),
-    responses(
-        (status = 200, description = "top rules, most hits first", body = TopRules),
-        (status = 400, description = "a parameter is invalid (the message names it); a parameter the route does not read, or one given twice (`unknown_parameter`, `repeated_parameter`)", body = ErrorBody),
-        (status = 401, description = "missing or invalid token", body = ErrorBody), (status = 502, description = "the records search failed", body = ErrorBody), (status = 503, description = "no records store or no snapshot", body = ErrorBody),
-    ))]
-pub(crate) async fn top_rules(
-    State(lookup): State<Lookup>,
-    call: Invocation,
-    params: Params,
-) -> Answer<TopRules> {
-    only_parameters(&params, "/v1/stats/top-rules", &TOP_RULES_PARAMETERS)?;
-    let engine = lookup.engine(call.deadline).await?;
-    lookup
-        .top_rules(&engine, &params, call.deadline)
-        .await
-        .map(Json)
-}
-
-/// `GET /v1/rules/{uuid}`.
-#[utoipa::path(get, path = "/v1/rules/{uuid}", tag = "rules",
-    summary = "One rule: as the API gave it, resolved, its hygiene finding and hit counters",
-    params(("uuid" = String, Path, description = "the rule id")),
-    responses(
-        (status = 200, description = "the rule", body = RuleAnswer),
-        (status = 400, description = "a query parameter (this route reads none), or one given twice", body = ErrorBody), (status = 401, description = "missing or invalid token", body = ErrorBody), (status = 404, description = "no such rule (`rule_not_found`)", body = ErrorBody), (status = 503, description = "no snapshot", body = ErrorBody),
-    ))]
-pub(crate) async fn one_rule(
-    State(lookup): State<Lookup>,
-    call: Invocation,
-    params: Params,
-    Path(uuid): Path<String>,
-) -> Answer<RuleAnswer> {
-    only_parameters(&params, "/v1/rules/{uuid}", &[])?;
-    let engine = lookup.engine(call.deadline).await?;
-    let mut answer = rule(&engine, &uuid)?;
-    answer.hits = lookup.rule_hits(&uuid, call.deadline).await;
-    Ok(Json(answer))
-}
-
-/// `GET /v1/rules`.
-#[utoipa::path(get, path = "/v1/rules", tag = "rules",
-    summary = "The rules in evaluation order with hit counters, unused flag and hygiene finding, and the recent rule changes",
-    params(RulesParams),
-    responses(
-        (status = 200, description = "a page of rules", body = RulesPage),
-        (status = 400, description = "a bad parameter, or one the route does not read", body = ErrorBody), (status = 401, description = "missing or invalid token", body = ErrorBody), (status = 405, description = "not GET", body = ErrorBody), (status = 413, description = "the page does not fit one answer: ask with a smaller limit", body = ErrorBody), (status = 503, description = "no snapshot", body = ErrorBody),
-    ))]
-pub(crate) async fn rules(
-    State(lookup): State<Lookup>,
-    call: Invocation,
-    params: Params,
-) -> Answer<RulesPage> {
-    only_parameters(&params, "/v1/rules", &RULES_PARAMETERS)?;
-    lookup.rules(&params, call.deadline).await.map(Json)
-}
-
-/// `GET /v1/hits`.
-#[utoipa::path(get, path = "/v1/hits", tag = "flow log",
-    summary = "Search the ESG flow log (hit records), newest first",
-    description = "Searches the records store: the hits topic in CLS, or the local database `esgflow serve --store` names. Every condition given must hold. Answers the same records, with numbers as numbers, from either store.",
-    params(SearchParams, PageParams),
-    responses(
-        (status = 200, description = "one page of hit records, newest first", body = HitsPage),
-        (status = 400, description = "an invalid parameter (named in the message); a parameter the route does not read, or one given twice (`unknown_parameter`, `repeated_parameter`)", body = ErrorBody),
-        (status = 401, description = "missing or invalid token", body = ErrorBody), (status = 405, description = "not GET", body = ErrorBody), (status = 410, description = "the cursor is over an hour old, or the store no longer keeps its search", body = ErrorBody), (status = 502, description = "the records search failed (CLS SearchLog, or the local database)", body = ErrorBody), (status = 503, description = "no records store configured", body = ErrorBody),
-    ))]
-pub(crate) async fn hits(
-    State(lookup): State<Lookup>,
-    call: Invocation,
-    params: Params,
-) -> Answer<HitsPage> {
-    only_parameters(&params, "/v1/hits", &HITS_PARAMETERS)?;
-    lookup.hits(&params, call.deadline).await.map(Json)
-}
-
-/// `GET /v1/hits/export`.
-#[utoipa::path(get, path = "/v1/hits/export", tag = "flow log",
-    summary = "Export a search of the ESG flow log as CSV or JSON lines",
-    description = "The records /v1/hits would find for the same parameters, newest first, as many as fit one answer (at most 100,000 records and SCF's 6 MB); when more remain, X-Esgflow-Next holds the query of the next part.",
-    params(SearchParams, ExportParams),
-    responses(
-        (status = 200, description = "the records",
-            content((String = "text/csv"), (String = "application/x-ndjson")),
-            headers(
-                ("X-Esgflow-Count" = u64, description = "records in this answer"),
-                ("X-Esgflow-Complete" = String, description = "true when this answer ends the export"),
-                ("X-Esgflow-Next" = String, description = "the query string of the next part, when the export is not complete"),
-                ("Content-Disposition" = String, description = "attachment; filename=esgflow-hits-<since>-<until>.csv or .jsonl"),
-            )),
-        (status = 400, description = "an invalid parameter (named in the message); a parameter the route does not read, or one given twice", body = ErrorBody), (status = 401, description = "missing or invalid token", body = ErrorBody), (status = 405, description = "not GET", body = ErrorBody), (status = 410, description = "the cursor is over an hour old, or the store no longer keeps its search", body = ErrorBody), (status = 413, description = "one page of the export does not fit an answer", body = ErrorBody), (status = 502, description = "the records search failed", body = ErrorBody), (status = 503, description = "no records store configured", body = ErrorBody),
-    ))]
-pub(crate) async fn export(
-    State(lookup): State<Lookup>,
-    call: Invocation,
-    params: Params,
-) -> Result<Response, Failure> {
-    only_parameters(&params, "/v1/hits/export", &EXPORT_PARAMETERS)?;
-    lookup.export(&params, call.deadline).await
-}
-
-/// `GET /v1/hits/{record_id}`.
-#[utoipa::path(get, path = "/v1/hits/{record_id}", tag = "flow log",
-    summary = "One hit record, explained against the snapshot version that judged it",
-    description = "While the snapshot store keeps that version; else against the current snapshot, with a note.",
-    params(("record_id" = String, Path, description = "the record id: 16 hex digits"), HitParams),
-    responses(
-        (status = 200, description = "the record and its explanation", body = HitAnswer),
-        (status = 400, description = "a bad time, or a parameter the route does not read", body = ErrorBody), (status = 401, description = "missing or invalid token", body = ErrorBody), (status = 404, description = "not a record id, or no such hit record in the window", body = ErrorBody), (status = 405, description = "not GET", body = ErrorBody), (status = 502, description = "the records store failed", body = ErrorBody), (status = 503, description = "no records store, or no snapshot", body = ErrorBody),
-    ))]
-pub(crate) async fn one_hit(
-    State(lookup): State<Lookup>,
-    call: Invocation,
-    params: Params,
-    Path(id): Path<String>,
-) -> Result<Response, Failure> {
-    only_parameters(&params, "/v1/hits/{record_id}", &HIT_PARAMETERS)?;
-    lookup.hit(&params, &id, call.deadline).await
-}
-
-/// `GET /v1/traffic`.
-#[utoipa::path(get, path = "/v1/traffic", tag = "traffic",
-    summary = "Traffic of a VPC: totals per scope and verdict, top talkers, a subnet-to-subnet matrix and a time series",
-    params(TrafficParams),
-    responses(
-        (status = 200, description = "the traffic views", body = TrafficAnswer),
-        (status = 400, description = "a parameter is invalid (the message names it); a parameter the route does not read, or one given twice (`unknown_parameter`, `repeated_parameter`)", body = ErrorBody),
-        (status = 401, description = "missing or invalid token", body = ErrorBody), (status = 405, description = "not GET", body = ErrorBody),
-        (status = 413, description = "the window holds more conversations than one machine sums (local store): narrow it (`view_too_large`)", body = ErrorBody),
-        (status = 502, description = "the records store failed", body = ErrorBody), (status = 503, description = "no records store", body = ErrorBody),
-    ))]
-pub(crate) async fn traffic(
-    State(lookup): State<Lookup>,
-    call: Invocation,
-    params: Params,
-) -> Answer<TrafficAnswer> {
-    only_parameters(&params, "/v1/traffic", &TRAFFIC_PARAMETERS)?;
-    lookup.traffic(&params, call.deadline).await.map(Json)
-}
-
-/// `GET /v1/vpcs`.
-#[utoipa::path(get, path = "/v1/vpcs", tag = "vpcs",
-    summary = "Every VPC of the snapshot with its monitoring state and flow-log coverage",
-    responses(
-        (status = 200, description = "the VPCs", body = VpcsAnswer),
-        (status = 400, description = "a query parameter (the route reads none)", body = ErrorBody), (status = 401, description = "missing or invalid token", body = ErrorBody), (status = 405, description = "not GET", body = ErrorBody), (status = 503, description = "no snapshot", body = ErrorBody),
-    ))]
-pub(crate) async fn vpcs(
-    State(lookup): State<Lookup>,
-    call: Invocation,
-    params: Params,
-) -> Answer<VpcsAnswer> {
-    only_parameters(&params, "/v1/vpcs", &[])?;
-    lookup.vpc_states(call.deadline).await.map(Json)
-}
-
-/// `PUT /v1/vpcs/{id}/monitoring`.
-#[utoipa::path(put, path = "/v1/vpcs/{id}/monitoring", tag = "vpcs",
-    summary = "Switch monitoring of one VPC on or off (null: back to the monitored list)",
-    description = "Needs the admin token; audit applies it within its snapshot TTL.",
-    security(("admin" = [])),
-    params(("id" = String, Path, description = "the VPC id")),
-    request_body = SwitchRequest,
-    responses(
-        (status = 200, description = "the VPC's new state", body = SwitchAnswer),
-        (status = 400, description = "the body is not {\"monitored\": true|false|null}", body = ErrorBody), (status = 401, description = "missing or wrong admin token", body = ErrorBody),
-        (status = 403, description = "no admin token is configured: the switches are read-only (`switches_read_only`)", body = ErrorBody),
-        (status = 404, description = "the snapshot has no such VPC (`unknown_vpc`)", body = ErrorBody), (status = 405, description = "not PUT", body = ErrorBody),
-        (status = 413, description = "the body is over 1024 bytes, or the switches document would exceed its cap", body = ErrorBody),
-        (status = 502, description = "the snapshot store failed (`switches_unavailable`)", body = ErrorBody), (status = 503, description = "no snapshot", body = ErrorBody),
-    ))]
-pub(crate) async fn switch(
-    State(lookup): State<Lookup>,
-    call: Invocation,
-    params: Params,
-    Path(vpc): Path<String>,
-    body: Bytes,
-) -> Answer<SwitchAnswer> {
-    only_parameters(&params, "/v1/vpcs/{id}/monitoring", &[])?;
-    lookup.switch(&vpc, &body, call.deadline).await.map(Json)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -587,6 +220,7 @@ mod tests {
     use crate::core::snapshot::fixtures;
     use axum::body::Body;
     use serde_json::Value;
+    use std::time::{Duration, Instant};
     use tower::ServiceExt;
 
     const TOKEN: &str = "t0ken-0123456789abcdef";
@@ -900,20 +534,5 @@ mod tests {
             "the body is over the 4096-byte cap"
         );
         std::fs::remove_dir_all(dir).ok();
-    }
-
-    /// Query text is read as the SCF event carries it: decoded once, `+` kept (an RFC 3339
-    /// offset), a repeated name kept with every value, a bare name as the empty string.
-    #[test]
-    fn query_text_is_decoded_once_and_keeps_plus() {
-        let params = Params::parse("until=2025-11-25T00%3A00%3A00+08:00&%69p=1&ip=2&verbose&&=x");
-        assert_eq!(params.query("until"), Some("2025-11-25T00:00:00+08:00"));
-        assert_eq!(
-            params.query_string["ip"],
-            QueryValue::Many(vec!["1".into(), "2".into()])
-        );
-        assert_eq!(params.query("verbose"), Some(""));
-        assert_eq!(params.query(""), Some("x"));
-        assert_eq!(Params::parse(""), Params::default());
     }
 }

@@ -16,7 +16,8 @@ use base64::Engine as _;
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS, NON_ALPHANUMERIC};
 use tower::ServiceExt;
 
-use super::router::{failure_response, secured, service, Invocation, Service};
+use super::request::Invocation;
+use super::router::{failure_response, secured, service, Service};
 use super::{fail, Lookup, MAX_ANSWER_BYTES};
 use crate::events::apigw::QueryValue;
 use crate::events::{ApiGatewayRequest, ApiGatewayResponse};
@@ -201,7 +202,7 @@ fn capitalized(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::lookup::router::Params;
+    use crate::app::lookup::request::Params;
     use proptest::prelude::*;
 
     fn event(value: serde_json::Value) -> ApiGatewayRequest {

@@ -1,0 +1,776 @@
+//! `GET /v1/hits` (the ESG flow log: hit records, searched and paged), `GET /v1/hits/export`
+//! (the same search as CSV or JSON lines) and `GET /v1/hits/{record_id}` (one record, explained
+//! against the snapshot that judged it): their routes, parameters, cursors and the CSV form.
+
+use axum::extract::{Path, State};
+use axum::Json;
+
+use super::request::Answer;
+use super::wire::*;
+use super::*;
+use utoipa::IntoParams;
+
+/// `GET /v1/hits`.
+#[utoipa::path(get, path = "/v1/hits", tag = "flow log",
+    summary = "Search the ESG flow log (hit records), newest first",
+    description = "Searches the records store: the hits topic in CLS, or the local database `esgflow serve --store` names. Every condition given must hold. Answers the same records, with numbers as numbers, from either store.",
+    params(SearchParams, PageParams),
+    responses(
+        (status = 200, description = "one page of hit records, newest first", body = HitsPage),
+        (status = 400, description = "an invalid parameter (named in the message); a parameter the route does not read, or one given twice (`unknown_parameter`, `repeated_parameter`)", body = ErrorBody),
+        (status = 401, description = "missing or invalid token", body = ErrorBody), (status = 405, description = "not GET", body = ErrorBody), (status = 410, description = "the cursor is over an hour old, or the store no longer keeps its search", body = ErrorBody), (status = 502, description = "the records search failed (CLS SearchLog, or the local database)", body = ErrorBody), (status = 503, description = "no records store configured", body = ErrorBody),
+    ))]
+pub(crate) async fn hits(
+    State(lookup): State<Lookup>,
+    call: Invocation,
+    params: Params,
+) -> Answer<HitsPage> {
+    only_parameters(&params, "/v1/hits", &HITS_PARAMETERS)?;
+    lookup.hits(&params, call.deadline).await.map(Json)
+}
+
+/// `GET /v1/hits/export`.
+#[utoipa::path(get, path = "/v1/hits/export", tag = "flow log",
+    summary = "Export a search of the ESG flow log as CSV or JSON lines",
+    description = "The records /v1/hits would find for the same parameters, newest first, as many as fit one answer (at most 100,000 records and SCF's 6 MB); when more remain, X-Esgflow-Next holds the query of the next part.",
+    params(SearchParams, ExportParams),
+    responses(
+        (status = 200, description = "the records",
+            content((String = "text/csv"), (String = "application/x-ndjson")),
+            headers(
+                ("X-Esgflow-Count" = u64, description = "records in this answer"),
+                ("X-Esgflow-Complete" = String, description = "true when this answer ends the export"),
+                ("X-Esgflow-Next" = String, description = "the query string of the next part, when the export is not complete"),
+                ("Content-Disposition" = String, description = "attachment; filename=esgflow-hits-<since>-<until>.csv or .jsonl"),
+            )),
+        (status = 400, description = "an invalid parameter (named in the message); a parameter the route does not read, or one given twice", body = ErrorBody), (status = 401, description = "missing or invalid token", body = ErrorBody), (status = 405, description = "not GET", body = ErrorBody), (status = 410, description = "the cursor is over an hour old, or the store no longer keeps its search", body = ErrorBody), (status = 413, description = "one page of the export does not fit an answer", body = ErrorBody), (status = 502, description = "the records search failed", body = ErrorBody), (status = 503, description = "no records store configured", body = ErrorBody),
+    ))]
+pub(crate) async fn export(
+    State(lookup): State<Lookup>,
+    call: Invocation,
+    params: Params,
+) -> Result<Response, Failure> {
+    only_parameters(&params, "/v1/hits/export", &EXPORT_PARAMETERS)?;
+    lookup.export(&params, call.deadline).await
+}
+
+/// `GET /v1/hits/{record_id}`.
+#[utoipa::path(get, path = "/v1/hits/{record_id}", tag = "flow log",
+    summary = "One hit record, explained against the snapshot version that judged it",
+    description = "While the snapshot store keeps that version; else against the current snapshot, with a note.",
+    params(("record_id" = String, Path, description = "the record id: 16 hex digits"), HitParams),
+    responses(
+        (status = 200, description = "the record and its explanation", body = HitAnswer),
+        (status = 400, description = "a bad time, or a parameter the route does not read", body = ErrorBody), (status = 401, description = "missing or invalid token", body = ErrorBody), (status = 404, description = "not a record id, or no such hit record in the window", body = ErrorBody), (status = 405, description = "not GET", body = ErrorBody), (status = 502, description = "the records store failed", body = ErrorBody), (status = 503, description = "no records store, or no snapshot", body = ErrorBody),
+    ))]
+pub(crate) async fn one_hit(
+    State(lookup): State<Lookup>,
+    call: Invocation,
+    params: Params,
+    Path(id): Path<String>,
+) -> Result<Response, Failure> {
+    only_parameters(&params, "/v1/hits/{record_id}", &HIT_PARAMETERS)?;
+    lookup.hit(&params, &id, call.deadline).await
+}
+
+impl Lookup {
+    pub(crate) async fn hits(
+        &self,
+        params: &Params,
+        deadline: Instant,
+    ) -> Result<HitsPage, Failure> {
+        let now = chrono::Utc::now().timestamp();
+        let query = HitsQuery::parse(params, now)?;
+        let store = self.store()?;
+        let page = store
+            .search_hits(
+                &query.filter,
+                query.limit,
+                query.cursor.as_ref().map(|c| c.context.as_str()),
+                deadline,
+            )
+            .await
+            .map_err(|failure| {
+                search_failed(
+                    failure,
+                    "the records store no longer keeps this search (CLS keeps it one hour): search again from the first page",
+                )
+            })?;
+        let complete = page.context.is_none();
+        let cursor = page.context.map(|context| {
+            // A cursor from an earlier page keeps its first page's time: CLS counts the hour
+            // from there.
+            let issued = query.cursor.as_ref().map_or(now, |c| c.issued);
+            HitsCursor {
+                issued,
+                binding: query.binding(),
+                context,
+            }
+            .to_string()
+        });
+        let hits = page.hits;
+        let next = cursor.as_ref().map(|cursor| query.next_page(cursor));
+        Ok(HitsPage {
+            count: hits.len(),
+            hits,
+            cursor,
+            next,
+            complete,
+            query: hits_query(&query.filter),
+            since: query.filter.since,
+            until: query.filter.until,
+        })
+    }
+
+    /// `GET /v1/hits/{record_id}`: one hit record, explained against the snapshot it was judged
+    /// with while the snapshot store keeps that version (else against the current one, saying
+    /// so).
+    pub(crate) async fn hit(
+        &self,
+        params: &Params,
+        id: &str,
+        deadline: Instant,
+    ) -> Result<Response, Failure> {
+        if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(fail(
+                404,
+                "not_found",
+                format!("{id:?} is not a record id (16 hex digits)"),
+            ));
+        }
+        // The record's own time narrows the search; without it, the last 30 days.
+        let given = |name: &str| params.query(name).filter(|t| !t.trim().is_empty());
+        let now = chrono::Utc::now().timestamp();
+        let until = given("until")
+            .map(|t| parse_time("until", t))
+            .transpose()?
+            .unwrap_or(now);
+        let since = match given("since") {
+            Some(text) => parse_time("since", text)?,
+            None => until.saturating_sub(MAX_HITS_SPAN_SECONDS).max(0),
+        };
+        if since > until || until - since > MAX_HITS_SPAN_SECONDS {
+            return Err(field_error(
+                "since",
+                "must be before until, at most 30 days before",
+            ));
+        }
+        let store = self.store()?;
+        let record = store
+            .hit_by_id(id, since, until, deadline)
+            .await
+            .map_err(|failure| search_failed(failure, "the records search expired: ask again"))?
+            .ok_or_else(|| {
+                fail(
+                    404,
+                    "not_found",
+                    format!("no hit record {id} between {since} and {until}"),
+                )
+            })?;
+        let judged_with = record["snapshot_version"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let judged = if judged_with.is_empty() {
+            None
+        } else {
+            self.snapshots
+                .lock()
+                .await
+                .engine_of_version(&judged_with, deadline)
+                .await
+                .map_err(|err| fail(503, "snapshot_unavailable", err.to_string()))?
+        };
+        let (engine, note) = match judged {
+            Some(engine) => (engine, None),
+            None => {
+                let current = self.engine(deadline).await?;
+                let note = format!(
+                    "the snapshot store no longer keeps version {judged_with:?}, which judged this record: explained against the current snapshot {}",
+                    current.version()
+                );
+                (current, Some(note))
+            }
+        };
+        let address = |key: &str| {
+            record[key]
+                .as_str()
+                .and_then(|t| t.parse::<IpAddr>().ok())
+                .map(|ip| ip.to_canonical())
+        };
+        let explanation = match (
+            address("src_ip"),
+            address("dst_ip"),
+            record["protocol"].as_u64(),
+        ) {
+            (Some(src), Some(dst), Some(protocol)) => {
+                let flow = FlowKey::requested(
+                    src,
+                    dst,
+                    u8::try_from(protocol).unwrap_or(0),
+                    record["dst_port"]
+                        .as_u64()
+                        .and_then(|p| u16::try_from(p).ok()),
+                );
+                Some(ExplainView::of(
+                    &engine,
+                    &flow,
+                    record["eni"].as_str(),
+                    Detail::Summary,
+                ))
+            }
+            _ => None,
+        };
+        let answer = HitAnswer {
+            explanation,
+            judged_with,
+            explained_with: engine.version(),
+            note,
+            record,
+        };
+        Ok(axum::response::IntoResponse::into_response(axum::Json(
+            answer,
+        )))
+    }
+
+    /// `GET /v1/hits/export?format=csv|jsonl&…`: the search's records as CSV or JSON lines, as
+    /// many pages as fit [`MAX_EXPORT_RECORDS`], the answer budget and the deadline; the rest is
+    /// one request away (`X-Esgflow-Next`).
+    pub(crate) async fn export(
+        &self,
+        params: &Params,
+        deadline: Instant,
+    ) -> Result<Response, Failure> {
+        let csv = match params.query("format").map(str::trim) {
+            None | Some("") | Some("jsonl") => false,
+            Some("csv") => true,
+            Some(other) => {
+                return Err(field_error(
+                    "format",
+                    format!("{other:?} is not csv or jsonl"),
+                ))
+            }
+        };
+        let now = chrono::Utc::now().timestamp();
+        let query = HitsQuery::parse_paged(params, now, self.export_page)?;
+        let store = self.store()?;
+        let mut body = String::new();
+        if csv {
+            body.push_str(&EXPORT_COLUMNS.join(","));
+            body.push_str("\r\n");
+        }
+        let mut context = query.cursor.as_ref().map(|c| c.context.clone());
+        // Sizes as the answer's JSON will carry the body: escaped.
+        let (mut count, mut size, mut largest_page) = (0usize, escaped_len(&body), 0usize);
+        let complete = loop {
+            // Another page only while the largest one so far would fit twice, within the
+            // record cap, and with time left to answer.
+            let room = self.export_budget.saturating_sub(size);
+            if count > 0
+                && (room < 2 * largest_page.max(64 * 1024)
+                    || count + self.export_page as usize > MAX_EXPORT_RECORDS
+                    || Instant::now() + std::time::Duration::from_secs(2) > deadline)
+            {
+                break false;
+            }
+            let page = store
+                .search_hits(&query.filter, query.limit, context.as_deref(), deadline)
+                .await
+                .map_err(|failure| {
+                    search_failed(
+                        failure,
+                        "the records store no longer keeps this export (CLS keeps it one hour): export again from the start",
+                    )
+                })?;
+            let before = body.len();
+            for hit in &page.hits {
+                if csv {
+                    csv_row(&mut body, hit);
+                } else {
+                    body.push_str(&hit.to_string());
+                    body.push('\n');
+                }
+            }
+            let added = escaped_len(&body[before..]);
+            size += added;
+            largest_page = largest_page.max(added);
+            count += page.hits.len();
+            context = page.context;
+            if context.is_none() {
+                break true;
+            }
+        };
+        if size > MAX_ANSWER_BYTES {
+            return Err(fail(
+                413,
+                "answer_too_large",
+                "one page of this export does not fit an answer: narrow the search",
+            ));
+        }
+        let (content_type, extension) = if csv {
+            ("text/csv; charset=utf-8", "csv")
+        } else {
+            ("application/x-ndjson", "jsonl")
+        };
+        let mut headers = vec![
+            (header::CONTENT_TYPE.as_str(), content_type.to_string()),
+            (
+                header::CONTENT_DISPOSITION.as_str(),
+                format!(
+                    "attachment; filename=\"esgflow-hits-{}-{}.{extension}\"",
+                    query.filter.since, query.filter.until
+                ),
+            ),
+            ("x-esgflow-count", count.to_string()),
+            ("x-esgflow-complete", complete.to_string()),
+        ];
+        if let Some(context) = context.filter(|_| !complete) {
+            let issued = query.cursor.as_ref().map_or(now, |c| c.issued);
+            let cursor = HitsCursor {
+                issued,
+                binding: query.binding(),
+                context,
+            }
+            .to_string();
+            let mut next = query.next_page(&cursor);
+            next.as_object_mut().map(|n| n.remove("limit"));
+            next["format"] = json!(if csv { "csv" } else { "jsonl" });
+            headers.push(("x-esgflow-next", query_text(&next)));
+        }
+        let mut response = Response::new(axum::body::Body::from(body));
+        for (name, value) in headers {
+            let value = header::HeaderValue::try_from(value).expect("header values are ASCII");
+            response.headers_mut().insert(name, value);
+        }
+        Ok(response)
+    }
+}
+
+/// Validated `/v1/hits` parameters. Only these values reach the CLS query, each checked
+/// against a strict syntax and quoted, so no user text can change the query's structure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HitsQuery {
+    /// What to search.
+    pub filter: HitFilter,
+    /// Page size (1–1000).
+    pub limit: u32,
+    /// The cursor of the previous page.
+    pub cursor: Option<HitsCursor>,
+}
+
+/// A `/v1/hits` cursor: when its first page was asked (CLS keeps a search context for an hour),
+/// a digest of the search it belongs to (CLS needs every other parameter unchanged), and CLS's
+/// `Context`. Written `<issued>_<binding>_<context>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HitsCursor {
+    /// When the search's first page was asked, Unix seconds.
+    pub(crate) issued: i64,
+    /// A digest of the search's other parameters.
+    pub(crate) binding: String,
+    /// CLS's `Context`.
+    pub(crate) context: String,
+}
+
+/// How long CLS keeps a search context (tccli `cls/v20201016/api.json`,
+/// `SearchLogRequest.Context`).
+pub(crate) const CURSOR_LIFETIME_SECONDS: i64 = 3600;
+
+impl std::fmt::Display for HitsCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}_{}_{}", self.issued, self.binding, self.context)
+    }
+}
+
+impl HitsCursor {
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        let mut parts = text.splitn(3, '_');
+        let issued = parts.next()?.parse().ok()?;
+        let binding = parts.next()?;
+        let context = parts.next()?;
+        (binding.len() == 8
+            && binding.bytes().all(|b| b.is_ascii_hexdigit())
+            && !context.is_empty())
+        .then(|| HitsCursor {
+            issued,
+            binding: binding.to_string(),
+            context: context.to_string(),
+        })
+    }
+}
+
+/// The longest span one search may cover.
+pub(crate) const MAX_HITS_SPAN_SECONDS: i64 = 30 * 24 * 3600;
+
+/// The parameters `/v1/hits` reads, in the order `openapi.json` documents them.
+pub const HITS_PARAMETERS: [&str; 14] = [
+    "src",
+    "dst",
+    "ip",
+    "port",
+    "protocol",
+    "rule",
+    "vpc",
+    "subnet",
+    "fl_action",
+    "type",
+    "since",
+    "until",
+    "limit",
+    "cursor",
+];
+
+/// The parameters `/v1/hits/export` reads: the search's, but the page size, and the format.
+pub const EXPORT_PARAMETERS: [&str; 14] = [
+    "src",
+    "dst",
+    "ip",
+    "port",
+    "protocol",
+    "rule",
+    "vpc",
+    "subnet",
+    "fl_action",
+    "type",
+    "since",
+    "until",
+    "format",
+    "cursor",
+];
+
+/// Records an export asks the store for at a time.
+pub(crate) const EXPORT_PAGE: u32 = 1000;
+
+/// Most records in one export answer.
+pub(crate) const MAX_EXPORT_RECORDS: usize = 100_000;
+
+/// The CSV columns of an export, in order: `time_utc` is `time` in RFC 3339, the rest are record
+/// fields (empty when a record has none).
+pub const EXPORT_COLUMNS: [&str; 29] = [
+    "time_utc",
+    "time",
+    "record_type",
+    "src_ip",
+    "src_port",
+    "dst_ip",
+    "dst_port",
+    "protocol_name",
+    "fl_action",
+    "decision",
+    "rule_uuid",
+    "rule_order",
+    "rule_action",
+    "rule_description",
+    "reason",
+    "scope",
+    "direction",
+    "src_vpc",
+    "src_subnet",
+    "src_instance",
+    "src_instance_name",
+    "dst_vpc",
+    "dst_subnet",
+    "dst_instance",
+    "dst_instance_name",
+    "eni",
+    "packets",
+    "bytes",
+    "record_id",
+];
+
+/// One CSV row (RFC 4180) of `record`. A cell that a spreadsheet would run as a formula (it
+/// starts with `=`, `+`, `-`, `@`, tab or carriage return — a rule description can) is
+/// prefixed with `'`.
+pub(crate) fn csv_row(out: &mut String, record: &Value) {
+    for (i, column) in EXPORT_COLUMNS.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let cell = match *column {
+            "time_utc" => record["time"]
+                .as_i64()
+                .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default(),
+            name => match record.get(name) {
+                Some(Value::String(text)) => text.clone(),
+                Some(Value::Null) | None => String::new(),
+                Some(other) => other.to_string(),
+            },
+        };
+        let cell = if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+            format!("'{cell}")
+        } else {
+            cell
+        };
+        if cell.contains([',', '"', '\n', '\r']) {
+            out.push('"');
+            out.push_str(&cell.replace('"', "\"\""));
+            out.push('"');
+        } else {
+            out.push_str(&cell);
+        }
+    }
+    out.push_str("\r\n");
+}
+
+/// `next` (name → text) as a URL query string.
+pub(crate) fn query_text(next: &Value) -> String {
+    next.as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, value)| Some((name, value.as_str()?)))
+        .map(|(name, value)| {
+            format!(
+                "{name}={}",
+                percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The parameters `/v1/hits/{record_id}` reads.
+pub const HIT_PARAMETERS: [&str; 2] = ["since", "until"];
+
+impl HitsQuery {
+    /// Validates the query parameters of `request`; `now` is Unix seconds.
+    pub(crate) fn parse(params: &Params, now: i64) -> Result<Self, Failure> {
+        Self::parse_paged(params, now, 100)
+    }
+
+    /// Like [`HitsQuery::parse`], with `page` records a page unless `limit` says otherwise.
+    pub(crate) fn parse_paged(params: &Params, now: i64, page: u32) -> Result<Self, Failure> {
+        let given = |name: &str| params.query(name).filter(|t| !t.trim().is_empty());
+        let address = |name: &str| -> Result<Option<AddressMatch>, Failure> {
+            given(name)
+                .map(|text| AddressMatch::parse(text).map_err(|e| field_error(name, e)))
+                .transpose()
+        };
+        let id = |name: &str, what: &str| search_id(name, given(name), what);
+        let port = given("port")
+            .map(|text| {
+                text.trim()
+                    .parse::<u16>()
+                    .map_err(|_| field_error("port", format!("{text:?} is not a port (0-65535)")))
+            })
+            .transpose()?;
+        let protocol = given("protocol")
+            .map(|text| {
+                crate::core::flowlog::protocol::requested(text).ok_or_else(|| {
+                    field_error(
+                        "protocol",
+                        format!(
+                            "{text:?} is not tcp, udp, icmp, icmpv6 or a protocol number (0-255)"
+                        ),
+                    )
+                })
+            })
+            .transpose()?;
+        let fl_action = fl_action(given("fl_action"))?;
+        let types = match given("type") {
+            Some(text) => text
+                .split(',')
+                .map(|t| {
+                    HIT_TYPES
+                        .iter()
+                        .copied()
+                        .find(|known| *known == t.trim())
+                        .ok_or_else(|| {
+                            field_error(
+                                "type",
+                                format!("{t:?} is not one of {}", HIT_TYPES.join(", ")),
+                            )
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            None => vec!["block_hit", "observe_hit"],
+        };
+        let (since, until) = window(given("since"), given("until"), now)?;
+        let limit = match given("limit") {
+            Some(text) => text
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|l| (1..=1000).contains(l))
+                .ok_or_else(|| field_error("limit", format!("{text:?} is not 1-1000")))?,
+            None => page,
+        };
+        let cursor =
+            match given("cursor") {
+                Some(text)
+                    if text.len() <= 2048
+                        && text
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"+/=_-".contains(&b)) =>
+                {
+                    Some(HitsCursor::parse(text).ok_or_else(|| {
+                        field_error("cursor", "is not a cursor returned by /v1/hits")
+                    })?)
+                }
+                Some(_) => {
+                    return Err(field_error(
+                        "cursor",
+                        "is not a cursor returned by /v1/hits",
+                    ))
+                }
+                None => None,
+            };
+        let query = Self {
+            filter: HitFilter {
+                types,
+                src: address("src")?,
+                dst: address("dst")?,
+                either: address("ip")?,
+                port,
+                protocol,
+                rule: id("rule", "a rule uuid")?,
+                vpc: id("vpc", "a VPC id")?,
+                subnet: id("subnet", "a subnet id")?,
+                fl_action,
+                since,
+                until,
+            },
+            limit,
+            cursor,
+        };
+        if let Some(cursor) = &query.cursor {
+            // A cursor continues one search: a relative window recomputed on this request
+            // would shift (and CLS refuses a context with any other parameter changed), so the
+            // first page's window must be given.
+            if given("since").is_none() || given("until").is_none() {
+                return Err(field_error(
+                    "cursor",
+                    "continues the search it came from: pass that answer's `next` parameters (they include since and until)",
+                ));
+            }
+            if cursor.binding != query.binding() {
+                return Err(field_error(
+                    "cursor",
+                    "belongs to a different search: pass that answer's `next` parameters unchanged",
+                ));
+            }
+            if now - cursor.issued > CURSOR_LIFETIME_SECONDS {
+                return Err(fail(
+                    410,
+                    "cursor_expired",
+                    "the cursor is over an hour old and CLS no longer keeps its search: search again from the first page",
+                ));
+            }
+        }
+        Ok(query)
+    }
+
+    /// A digest of everything but the cursor: a cursor only continues the search it came from.
+    pub(crate) fn binding(&self) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(
+            format!(
+                "{}|{}|{}|{}",
+                hits_query(&self.filter),
+                self.filter.since,
+                self.filter.until,
+                self.limit
+            )
+            .as_bytes(),
+        );
+        hex::encode(&digest[..4])
+    }
+
+    /// The query parameters of the next page: every parameter of this search made explicit
+    /// (the window as absolute times), and the cursor.
+    pub(crate) fn next_page(&self, cursor: &str) -> Value {
+        let filter = &self.filter;
+        let mut next = json!({
+            "type": filter.types.join(","),
+            "since": filter.since.to_string(),
+            "until": filter.until.to_string(),
+            "limit": self.limit.to_string(),
+            "cursor": cursor,
+        });
+        let mut set = |name: &str, value: Option<String>| {
+            if let Some(value) = value {
+                next[name] = json!(value);
+            }
+        };
+        set("src", filter.src.map(|a| a.to_string()));
+        set("dst", filter.dst.map(|a| a.to_string()));
+        set("ip", filter.either.map(|a| a.to_string()));
+        set("port", filter.port.map(|p| p.to_string()));
+        set("protocol", filter.protocol.map(|p| p.to_string()));
+        set("rule", filter.rule.clone());
+        set("vpc", filter.vpc.clone());
+        set("subnet", filter.subnet.clone());
+        set("fl_action", filter.fl_action.map(str::to_string));
+        next
+    }
+}
+
+/// The search parameters `/v1/hits` and `/v1/hits/export` share.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct SearchParams {
+    /// The source address: an IP address or a CIDR network (10.0.1.0/24); IPv6 one address at
+    /// a time.
+    src: Option<String>,
+    /// The destination address: an IP address or a CIDR network.
+    dst: Option<String>,
+    /// Either address (source or destination): an IP address or a CIDR network.
+    ip: Option<String>,
+    /// The destination (service) port.
+    port: Option<u16>,
+    /// tcp, udp, icmp, icmpv6 or an IANA protocol number.
+    protocol: Option<String>,
+    /// The rule uuid the record names (`rule_uuid`).
+    rule: Option<String>,
+    /// A VPC id, as the source's or the destination's VPC.
+    vpc: Option<String>,
+    /// A subnet id, as the source's or the destination's subnet.
+    subnet: Option<String>,
+    /// The flow log's verdict: ACCEPT or REJECT.
+    fl_action: Option<String>,
+    /// Comma list of block_hit, observe_hit, unattributed_block, snapshot_drift (default
+    /// block_hit,observe_hit).
+    r#type: Option<String>,
+    /// From: Unix seconds or RFC 3339 (default: an hour before until); at most 30 days before
+    /// until.
+    since: Option<String>,
+    /// To: Unix seconds or RFC 3339 (default: now).
+    until: Option<String>,
+}
+
+/// The paging parameters of `/v1/hits`.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct PageParams {
+    /// Page size, 1-1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+    /// A cursor from a previous answer; pass that answer's `next` parameters unchanged (a
+    /// cursor continues only the search it came from).
+    cursor: Option<String>,
+}
+
+/// The parameters `/v1/hits/export` adds to the search.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct ExportParams {
+    /// `csv` (RFC 4180, a header row of the columns; a cell a spreadsheet would run as a formula
+    /// is prefixed with ') or `jsonl` (one record per line, as written; the default).
+    format: Option<String>,
+    /// Continues an export: pass the previous answer's X-Esgflow-Next query unchanged.
+    cursor: Option<String>,
+}
+
+/// The query parameters of `/v1/hits/{record_id}`.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct HitParams {
+    /// From (Unix seconds or RFC 3339); default: 30 days before `until`.
+    since: Option<String>,
+    /// To; default: now. At most 30 days after `since`.
+    until: Option<String>,
+}

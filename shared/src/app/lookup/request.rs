@@ -1,0 +1,144 @@
+//! What every route takes and gives: who asked and by when ([`Invocation`]), the query
+//! parameters as sent ([`Params`]), and the answer forms (a typed JSON answer, a JSON text
+//! already written, a [`Failure`] as a status the error layer turns into the JSON error body).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use axum::extract::FromRequestParts;
+use axum::http::{header, request::Parts, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::Failure;
+use crate::events::apigw::QueryValue;
+
+/// Who asked and by when the answer is due: the SCF invocation's request id and deadline, put
+/// in the request's extensions by whoever hands the request to the router. Without one a
+/// request gets a fresh id and [`DEFAULT_TIMEOUT`].
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// The id error answers carry (SCF's request id).
+    pub request_id: String,
+    /// When the answer must be made by.
+    pub deadline: Instant,
+}
+
+/// How long a request without an [`Invocation`] may take: the lookup function's deployed limit
+/// (`template.yaml`).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+
+impl Invocation {
+    pub(crate) fn fresh() -> Self {
+        Self {
+            request_id: format!("{:016x}", fastrand::u64(..)),
+            deadline: Instant::now() + DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Invocation {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<Invocation>()
+            .cloned()
+            .unwrap_or_else(Invocation::fresh))
+    }
+}
+
+/// A request's query parameters: names and values percent-decoded once, `+` kept as `+` (an
+/// RFC 3339 offset, as the SCF event carries it), a name given twice kept with every value (the
+/// routes refuse it, naming it), a bare name (`?verbose`) read as the empty string.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Params {
+    pub(crate) query_string: BTreeMap<String, QueryValue>,
+}
+
+impl Params {
+    /// The parameters of a URI's query text.
+    pub fn parse(query: &str) -> Self {
+        let decode = |text: &str| {
+            percent_encoding::percent_decode_str(text)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let mut query_string: BTreeMap<String, QueryValue> = BTreeMap::new();
+        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+            let (name, value) = match pair.split_once('=') {
+                Some((name, value)) => (decode(name), decode(value)),
+                None => (decode(pair), String::new()),
+            };
+            let merged = match query_string.remove(&name) {
+                None => QueryValue::One(value),
+                Some(QueryValue::Many(mut values)) => {
+                    values.push(value);
+                    QueryValue::Many(values)
+                }
+                Some(earlier) => {
+                    let first = earlier.first().unwrap_or_default().to_string();
+                    QueryValue::Many(vec![first, value])
+                }
+            };
+            query_string.insert(name, merged);
+        }
+        Self { query_string }
+    }
+
+    /// A parameter's first value.
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query_string.get(name).and_then(QueryValue::first)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Params::parse(parts.uri.query().unwrap_or("")))
+    }
+}
+
+impl IntoResponse for Failure {
+    /// The status alone; the error layer writes the body, with the request id.
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = status.into_response();
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+/// A JSON answer already written out.
+pub(crate) fn json_text(text: Box<serde_json::value::RawValue>) -> Response {
+    let text: Box<str> = text.into();
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        String::from(text),
+    )
+        .into_response()
+}
+
+pub(crate) type Answer<T> = Result<Json<T>, Failure>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Query text is read as the SCF event carries it: decoded once, `+` kept (an RFC 3339
+    /// offset), a repeated name kept with every value, a bare name as the empty string.
+    #[test]
+    fn query_text_is_decoded_once_and_keeps_plus() {
+        let params = Params::parse("until=2025-11-25T00%3A00%3A00+08:00&%69p=1&ip=2&verbose&&=x");
+        assert_eq!(params.query("until"), Some("2025-11-25T00:00:00+08:00"));
+        assert_eq!(
+            params.query_string["ip"],
+            QueryValue::Many(vec!["1".into(), "2".into()])
+        );
+        assert_eq!(params.query("verbose"), Some(""));
+        assert_eq!(params.query(""), Some("x"));
+        assert_eq!(Params::parse(""), Params::default());
+    }
+}

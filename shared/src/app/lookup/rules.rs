@@ -1,0 +1,396 @@
+//! `GET /v1/rules` (the rules page), `GET /v1/rules/{uuid}` (one rule) and
+//! `GET /v1/stats/top-rules`: their routes, parameters and hit counters.
+
+use axum::extract::{Path, State};
+use axum::Json;
+
+use super::request::Answer;
+use super::wire::*;
+use super::*;
+use utoipa::IntoParams;
+
+/// `GET /v1/stats/top-rules`.
+#[utoipa::path(get, path = "/v1/stats/top-rules", tag = "lookup",
+    summary = "The rules with the most block hits in the last `hours`",
+    params(TopRulesParams),
+    responses(
+        (status = 200, description = "top rules, most hits first", body = TopRules),
+        (status = 400, description = "a parameter is invalid (the message names it); a parameter the route does not read, or one given twice (`unknown_parameter`, `repeated_parameter`)", body = ErrorBody),
+        (status = 401, description = "missing or invalid token", body = ErrorBody), (status = 502, description = "the records search failed", body = ErrorBody), (status = 503, description = "no records store or no snapshot", body = ErrorBody),
+    ))]
+pub(crate) async fn top_rules(
+    State(lookup): State<Lookup>,
+    call: Invocation,
+    params: Params,
+) -> Answer<TopRules> {
+    only_parameters(&params, "/v1/stats/top-rules", &TOP_RULES_PARAMETERS)?;
+    let engine = lookup.engine(call.deadline).await?;
+    lookup
+        .top_rules(&engine, &params, call.deadline)
+        .await
+        .map(Json)
+}
+
+/// `GET /v1/rules/{uuid}`.
+#[utoipa::path(get, path = "/v1/rules/{uuid}", tag = "rules",
+    summary = "One rule: as the API gave it, resolved, its hygiene finding and hit counters",
+    params(("uuid" = String, Path, description = "the rule id")),
+    responses(
+        (status = 200, description = "the rule", body = RuleAnswer),
+        (status = 400, description = "a query parameter (this route reads none), or one given twice", body = ErrorBody), (status = 401, description = "missing or invalid token", body = ErrorBody), (status = 404, description = "no such rule (`rule_not_found`)", body = ErrorBody), (status = 503, description = "no snapshot", body = ErrorBody),
+    ))]
+pub(crate) async fn one_rule(
+    State(lookup): State<Lookup>,
+    call: Invocation,
+    params: Params,
+    Path(uuid): Path<String>,
+) -> Answer<RuleAnswer> {
+    only_parameters(&params, "/v1/rules/{uuid}", &[])?;
+    let engine = lookup.engine(call.deadline).await?;
+    let mut answer = rule(&engine, &uuid)?;
+    answer.hits = lookup.rule_hits(&uuid, call.deadline).await;
+    Ok(Json(answer))
+}
+
+/// `GET /v1/rules`.
+#[utoipa::path(get, path = "/v1/rules", tag = "rules",
+    summary = "The rules in evaluation order with hit counters, unused flag and hygiene finding, and the recent rule changes",
+    params(RulesParams),
+    responses(
+        (status = 200, description = "a page of rules", body = RulesPage),
+        (status = 400, description = "a bad parameter, or one the route does not read", body = ErrorBody), (status = 401, description = "missing or invalid token", body = ErrorBody), (status = 405, description = "not GET", body = ErrorBody), (status = 413, description = "the page does not fit one answer: ask with a smaller limit", body = ErrorBody), (status = 503, description = "no snapshot", body = ErrorBody),
+    ))]
+pub(crate) async fn rules(
+    State(lookup): State<Lookup>,
+    call: Invocation,
+    params: Params,
+) -> Answer<RulesPage> {
+    only_parameters(&params, "/v1/rules", &RULES_PARAMETERS)?;
+    lookup.rules(&params, call.deadline).await.map(Json)
+}
+
+impl Lookup {
+    /// `GET /v1/rules?days=&offset=&limit=`: the rules in evaluation order with their hit
+    /// counters, unused flag and hygiene finding, and the recent rule changes.
+    pub(crate) async fn rules(
+        &self,
+        params: &Params,
+        deadline: Instant,
+    ) -> Result<RulesPage, Failure> {
+        let bounded =
+            |name: &'static str, default: i64, min: i64, max: i64| -> Result<i64, Failure> {
+                match params.query(name).map(str::trim).filter(|t| !t.is_empty()) {
+                    None => Ok(default),
+                    Some(text) => text
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|n| (min..=max).contains(n))
+                        .ok_or_else(|| {
+                            field_error(
+                                name,
+                                format!("{text:?} is not a whole number from {min} to {max}"),
+                            )
+                        }),
+                }
+            };
+        let days = bounded("days", HIT_WINDOW_DAYS, 1, HIT_WINDOW_DAYS)?;
+        let offset = bounded("offset", 0, 0, i64::from(u32::MAX))? as usize;
+        let limit = bounded("limit", 500, 1, MAX_RULES_PAGE as i64)? as usize;
+        let engine = self.engine(deadline).await?;
+        let until = chrono::Utc::now().timestamp();
+        let since = until - days * 86_400;
+        // Hit counters and recent changes from the records store, when there is one.
+        let (totals, changes) = match &self.store {
+            None => (Err(NO_STORE.to_string()), Err(NO_STORE.to_string())),
+            Some(store) => {
+                let reason = |failure: StoreFailure| match failure {
+                    StoreFailure::Failed { message, .. } => message,
+                    StoreFailure::CursorExpired => "the records search expired".to_string(),
+                };
+                let changes = HitFilter {
+                    types: vec!["rule_change"],
+                    ..HitFilter::new(since, until)
+                };
+                let (totals, changes) = tokio::join!(
+                    store.rule_totals(since, until, deadline),
+                    store.search_hits(&changes, MAX_RULE_CHANGES, None, deadline)
+                );
+                (
+                    totals.map_err(reason),
+                    changes.map(|page| page.hits).map_err(reason),
+                )
+            }
+        };
+        // Hygiene as far as a short budget reaches (every rule of a small set; the sync function
+        // reports all of a large one as rule_hygiene records).
+        let analysis = crate::core::engine::hygiene::analyze_until(
+            &engine,
+            Some(
+                Instant::now()
+                    + RULES_HYGIENE_BUDGET
+                        .min(deadline.saturating_duration_since(Instant::now()) / 2),
+            ),
+        );
+        let findings: std::collections::HashMap<usize, &crate::core::engine::hygiene::RuleFinding> =
+            analysis
+                .findings
+                .iter()
+                .map(|f| (f.rule as usize, f))
+                .collect();
+        let rules: Vec<RuleRow> = engine
+            .rules()
+            .iter()
+            .enumerate()
+            .skip(offset)
+            .take(limit)
+            .map(|(i, compiled)| {
+                let rule = &compiled.rule;
+                let hits = totals
+                    .as_ref()
+                    .ok()
+                    .map(|t| t.get(&rule.uuid).cloned().unwrap_or_default());
+                RuleRow {
+                    position: i,
+                    uuid: rule.uuid.clone(),
+                    order: rule.order,
+                    action: rule.action,
+                    enabled: rule.enabled,
+                    generation: rule.generation,
+                    description: rule.description.clone(),
+                    unused: hits.as_ref().map(|h| rule.enabled && h.hits == 0),
+                    hits: hits.map(|h| HitCounts {
+                        hits: h.hits,
+                        block_hits: h.block_hits,
+                        observe_hits: h.observe_hits,
+                        first_hit: h.first_hit,
+                        last_hit: h.last_hit,
+                    }),
+                    hygiene: findings.get(&i).map(|f| RowHygiene {
+                        finding: f.finding.clone(),
+                        covering: f.covering.clone(),
+                        detail: f.detail.clone(),
+                    }),
+                    hygiene_analysed: i < analysis.analysed,
+                }
+            })
+            .collect();
+        let total = engine.rules().len();
+        let next_offset = (offset + rules.len() < total).then_some(offset + rules.len());
+        let size: usize = rules
+            .iter()
+            .map(|r| serde_json::to_string(r).map_or(0, |t| t.len()))
+            .sum();
+        if size > MAX_ANSWER_BYTES / 2 {
+            return Err(fail(
+                413,
+                "answer_too_large",
+                format!("{limit} rules do not fit one answer: ask with a smaller limit"),
+            ));
+        }
+        let (changes, changes_error) = match changes {
+            Ok(changes) => (Some(changes), None),
+            Err(reason) => (None, Some(reason)),
+        };
+        Ok(RulesPage {
+            rules,
+            total,
+            offset,
+            next_offset,
+            days,
+            hits_error: totals.err(),
+            hygiene_analysed: analysis.analysed,
+            changes,
+            changes_error,
+            snapshot_version: engine.version().to_string(),
+        })
+    }
+
+    /// `rule_hits` records. Never fails the request: an unavailable count says why.
+    pub(crate) async fn rule_hits(&self, uuid: &str, deadline: Instant) -> RuleHits {
+        let unavailable = |reason: String| RuleHits {
+            reason: Some(reason),
+            ..RuleHits::default()
+        };
+        let Some(store) = &self.store else {
+            return unavailable(NO_STORE.to_string());
+        };
+        if !is_search_id(uuid) {
+            return unavailable("this rule id cannot be searched".to_string());
+        }
+        let until = chrono::Utc::now().timestamp();
+        let since = until - HIT_WINDOW_DAYS * 86_400;
+        match store.rule_counters(uuid, since, until, deadline).await {
+            Ok(counters) => RuleHits {
+                available: true,
+                reason: None,
+                window_days: Some(HIT_WINDOW_DAYS),
+                hits: Some(counters.hits),
+                block_hits: Some(counters.block_hits),
+                observe_hits: Some(counters.observe_hits),
+                first_hit: counters.first_hit,
+                last_hit: counters.last_hit,
+            },
+            Err(failure) => {
+                tracing::warn!(error = ?failure, "rule hit counters unavailable");
+                unavailable(match failure {
+                    StoreFailure::Failed { code, .. } => {
+                        format!("the records search failed: {code}")
+                    }
+                    StoreFailure::CursorExpired => "the records search failed".to_string(),
+                })
+            }
+        }
+    }
+
+    /// `GET /v1/stats/top-rules?hours=&limit=`: the rules with the most block hits.
+    pub(crate) async fn top_rules(
+        &self,
+        engine: &Engine,
+        params: &Params,
+        deadline: Instant,
+    ) -> Result<TopRules, Failure> {
+        let bounded = |name: &'static str, default: i64, max: i64| -> Result<i64, Failure> {
+            match params.query(name) {
+                None | Some("") => Ok(default),
+                Some(text) => text
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| (1..=max).contains(n))
+                    .ok_or_else(|| {
+                        field_error(
+                            name,
+                            format!("{text:?} is not a whole number from 1 to {max}"),
+                        )
+                    }),
+            }
+        };
+        let hours = bounded("hours", 24, 720)?;
+        let limit = bounded("limit", 10, 50)?;
+        let store = self.store()?;
+        let until = chrono::Utc::now().timestamp();
+        let since = until - hours * 3600;
+        let rows = store
+            .top_block_rules(since, until, limit as u32, deadline)
+            .await
+            // No cursor is passed here, so the store has no search to forget.
+            .map_err(|failure| search_failed(failure, "the records search expired: ask again"))?;
+        let rules = rows
+            .into_iter()
+            .map(|(uuid, hits)| {
+                let known = engine.rules().iter().find(|r| r.rule.uuid == uuid);
+                TopRule {
+                    description: known.map(|r| r.rule.description.clone()),
+                    order: known.map(|r| r.rule.order),
+                    rule_uuid: uuid,
+                    hits,
+                }
+            })
+            .collect();
+        Ok(TopRules {
+            since,
+            until,
+            hours,
+            rules,
+            snapshot_version: engine.version().to_string(),
+        })
+    }
+}
+
+/// The parameters `/v1/stats/top-rules` reads.
+pub const TOP_RULES_PARAMETERS: [&str; 2] = ["hours", "limit"];
+
+/// The parameters `/v1/rules` reads.
+pub const RULES_PARAMETERS: [&str; 3] = ["days", "offset", "limit"];
+
+/// Most rules in one `/v1/rules` page.
+pub(crate) const MAX_RULES_PAGE: u32 = 2000;
+
+/// Most recent rule changes `/v1/rules` lists.
+pub(crate) const MAX_RULE_CHANGES: u32 = 100;
+
+/// The time `/v1/rules` gives the hygiene analysis.
+pub(crate) const RULES_HYGIENE_BUDGET: std::time::Duration = std::time::Duration::from_millis(1500);
+
+/// `GET /v1/rules/{uuid}` but the hit counters.
+pub(crate) fn rule(engine: &Engine, uuid: &str) -> Result<RuleAnswer, Failure> {
+    let (id, compiled) = engine
+        .rules()
+        .iter()
+        .enumerate()
+        .find(|(_, r)| r.rule.uuid == uuid)
+        .ok_or_else(|| {
+            fail(
+                404,
+                "rule_not_found",
+                format!("no rule {uuid:?} in snapshot {}", engine.version()),
+            )
+        })?;
+    let hygiene =
+        crate::core::engine::hygiene::analyze_rule(engine, id as u32).map(|f| RuleHygiene {
+            finding: f.finding,
+            covering_rules: f.covering,
+            detail: f.detail,
+        });
+    let shadowed = hygiene
+        .as_ref()
+        .is_some_and(|h| h.finding == crate::core::engine::hygiene::Finding::Shadowed);
+    let set = |r: &Result<crate::core::snapshot::values::AddressSet, String>| match r {
+        Ok(set) => ResolvedSet {
+            resolved: true,
+            addresses: Some(set.render()),
+            reason: None,
+        },
+        Err(reason) => ResolvedSet {
+            resolved: false,
+            addresses: None,
+            reason: Some(reason.clone()),
+        },
+    };
+    Ok(RuleAnswer {
+        snapshot_version: engine.version().to_string(),
+        rule: serde_json::to_value(&compiled.rule).expect("plain data serializes"),
+        summary: RuleView::of(engine, id as u32),
+        source: set(&compiled.source),
+        destination: set(&compiled.destination),
+        service: compiled.services_label.clone(),
+        shadowed,
+        shadowed_by: match &hygiene {
+            Some(h) if shadowed => h.covering_rules.clone(),
+            _ => Vec::new(),
+        },
+        hygiene,
+        hits: RuleHits::default(),
+    })
+}
+
+/// Days of hit counters shown by `/v1/rules/{uuid}`.
+pub(crate) const HIT_WINDOW_DAYS: i64 = 30;
+
+/// The query parameters of `/v1/rules`.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct RulesParams {
+    /// The hit counters' window, days (1-30, default 30).
+    #[param(minimum = 1, maximum = 30)]
+    days: Option<u32>,
+    /// The first rule's position (default 0).
+    #[param(minimum = 0)]
+    offset: Option<u32>,
+    /// Rules per page (1-2000, default 500).
+    #[param(minimum = 1, maximum = 2000)]
+    limit: Option<u32>,
+}
+
+/// The query parameters of `/v1/stats/top-rules`.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct TopRulesParams {
+    /// The window, hours (1-720, default 24).
+    #[param(minimum = 1, maximum = 720)]
+    hours: Option<u32>,
+    /// Rules (1-50, default 10).
+    #[param(minimum = 1, maximum = 50)]
+    limit: Option<u32>,
+}

@@ -1,0 +1,169 @@
+//! `GET /v1/traffic`: a VPC's traffic summed four ways (totals, talkers, the subnet matrix, a
+//! time series): its route and parameters.
+
+use axum::extract::State;
+use axum::Json;
+
+use super::request::Answer;
+use super::wire::*;
+use super::*;
+use utoipa::IntoParams;
+
+/// `GET /v1/traffic`.
+#[utoipa::path(get, path = "/v1/traffic", tag = "traffic",
+    summary = "Traffic of a VPC: totals per scope and verdict, top talkers, a subnet-to-subnet matrix and a time series",
+    params(TrafficParams),
+    responses(
+        (status = 200, description = "the traffic views", body = TrafficAnswer),
+        (status = 400, description = "a parameter is invalid (the message names it); a parameter the route does not read, or one given twice (`unknown_parameter`, `repeated_parameter`)", body = ErrorBody),
+        (status = 401, description = "missing or invalid token", body = ErrorBody), (status = 405, description = "not GET", body = ErrorBody),
+        (status = 413, description = "the window holds more conversations than one machine sums (local store): narrow it (`view_too_large`)", body = ErrorBody),
+        (status = 502, description = "the records store failed", body = ErrorBody), (status = 503, description = "no records store", body = ErrorBody),
+    ))]
+pub(crate) async fn traffic(
+    State(lookup): State<Lookup>,
+    call: Invocation,
+    params: Params,
+) -> Answer<TrafficAnswer> {
+    only_parameters(&params, "/v1/traffic", &TRAFFIC_PARAMETERS)?;
+    lookup.traffic(&params, call.deadline).await.map(Json)
+}
+
+impl Lookup {
+    /// `GET /v1/traffic?vpc=…`: totals, top talkers, the subnet matrix and a time series of
+    /// the traffic records.
+    pub(crate) async fn traffic(
+        &self,
+        params: &Params,
+        deadline: Instant,
+    ) -> Result<TrafficAnswer, Failure> {
+        let filter = traffic_filter(params, chrono::Utc::now().timestamp())?;
+        let store = self.store()?;
+        let view = store
+            .traffic(&filter, deadline)
+            .await
+            .map_err(|failure| search_failed(failure, "the records search expired: ask again"))?;
+        Ok(TrafficAnswer {
+            since: filter.since,
+            until: filter.until,
+            step: filter.bucket,
+            scope: filter.scope.map(|s| s.as_str()),
+            peer: filter.peer.map(|p| p.as_str()),
+            fl_action: filter.fl_action,
+            query: traffic_search(&filter),
+            vpc: filter.vpc,
+            subnet: filter.subnet,
+            view,
+        })
+    }
+}
+
+/// The parameters `/v1/traffic` reads, in the order `openapi.json` documents them.
+pub const TRAFFIC_PARAMETERS: [&str; 9] = [
+    "vpc",
+    "subnet",
+    "scope",
+    "peer",
+    "fl_action",
+    "since",
+    "until",
+    "talkers",
+    "step",
+];
+
+/// The traffic views a `/v1/traffic` request asks for.
+pub(crate) fn traffic_filter(params: &Params, now: i64) -> Result<TrafficFilter, Failure> {
+    let given = |name: &str| params.query(name).filter(|t| !t.trim().is_empty());
+    let named = |name: &str, names: &[&'static str]| -> Result<Option<usize>, Failure> {
+        given(name)
+            .map(|text| {
+                names.iter().position(|n| *n == text.trim()).ok_or_else(|| {
+                    field_error(name, format!("{text:?} is not one of {}", names.join(", ")))
+                })
+            })
+            .transpose()
+    };
+    let scopes: Vec<&'static str> = Scope::VARIANTS.iter().map(|s| s.as_str()).collect();
+    let peers: Vec<&'static str> = Peer::VARIANTS.iter().map(|p| p.as_str()).collect();
+    let (since, until) = window(given("since"), given("until"), now)?;
+    let mut filter = TrafficFilter::new(since, until);
+    filter.vpc = search_id("vpc", given("vpc"), "a VPC id")?;
+    filter.subnet = search_id("subnet", given("subnet"), "a subnet id")?;
+    filter.scope = named("scope", &scopes)?.map(|i| Scope::VARIANTS[i]);
+    filter.peer = named("peer", &peers)?.map(|i| Peer::VARIANTS[i]);
+    filter.fl_action = fl_action(given("fl_action"))?;
+    if let Some(text) = given("talkers") {
+        filter.talkers = text
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_TALKERS).contains(n))
+            .ok_or_else(|| {
+                field_error(
+                    "talkers",
+                    format!("{text:?} is not a whole number from 1 to {MAX_TALKERS}"),
+                )
+            })?;
+    }
+    if let Some(text) = given("step") {
+        let smallest = series_step(since, until);
+        filter.bucket = text
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| n % 60 == 0 && (smallest..=86_400).contains(n))
+            .ok_or_else(|| {
+                field_error(
+                    "step",
+                    format!(
+                        "{text:?} is not a whole number of minutes, in seconds, from {smallest} (at most {MAX_SERIES_POINTS} points over this window) to 86400"
+                    ),
+                )
+            })?;
+    }
+    Ok(filter)
+}
+
+/// `fl_action` as given (any case), or none.
+pub(crate) fn fl_action(given: Option<&str>) -> Result<Option<&'static str>, Failure> {
+    match given.map(str::trim) {
+        Some(text) if text.eq_ignore_ascii_case("accept") => Ok(Some("ACCEPT")),
+        Some(text) if text.eq_ignore_ascii_case("reject") => Ok(Some("REJECT")),
+        Some(text) => Err(field_error(
+            "fl_action",
+            format!("{text:?} is not ACCEPT or REJECT"),
+        )),
+        None => Ok(None),
+    }
+}
+
+/// The query parameters of `/v1/traffic`.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct TrafficParams {
+    /// A VPC id: traffic with either end in it.
+    vpc: Option<String>,
+    /// A subnet id: traffic with either end in it.
+    subnet: Option<String>,
+    /// The traffic scope.
+    #[param(value_type = Option<crate::core::engine::Scope>)]
+    scope: Option<String>,
+    /// What the other end is, seen from its VPC: same_vpc, other_vpc, private (an RFC 1918,
+    /// 100.64.0.0/10, link-local or ULA address outside the known VPCs), internet, unknown.
+    peer: Option<String>,
+    /// The flow log's verdict: ACCEPT or REJECT (any case).
+    fl_action: Option<String>,
+    /// From (Unix seconds or RFC 3339); default: an hour before `until`.
+    since: Option<String>,
+    /// To (Unix seconds or RFC 3339); default: now. The span may be at most 30 days.
+    until: Option<String>,
+    /// Rows of top talkers, 1-100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    talkers: Option<u32>,
+    /// The time series' step, seconds: a whole number of minutes, at most a day, and at most
+    /// 120 points over the window (default: the smallest such of 1, 5, 15, 30 minutes, 1, 3,
+    /// 6 hours, a day).
+    #[param(minimum = 60, maximum = 86400)]
+    step: Option<u32>,
+}

@@ -1,0 +1,210 @@
+//! `GET /v1/vpcs` (every VPC with its monitoring state and flow-log coverage) and
+//! `PUT /v1/vpcs/{id}/monitoring` (one switch, with the admin token).
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::Json;
+
+use super::request::Answer;
+use super::wire::*;
+use super::*;
+
+/// `GET /v1/vpcs`.
+#[utoipa::path(get, path = "/v1/vpcs", tag = "vpcs",
+    summary = "Every VPC of the snapshot with its monitoring state and flow-log coverage",
+    responses(
+        (status = 200, description = "the VPCs", body = VpcsAnswer),
+        (status = 400, description = "a query parameter (the route reads none)", body = ErrorBody), (status = 401, description = "missing or invalid token", body = ErrorBody), (status = 405, description = "not GET", body = ErrorBody), (status = 503, description = "no snapshot", body = ErrorBody),
+    ))]
+pub(crate) async fn vpcs(
+    State(lookup): State<Lookup>,
+    call: Invocation,
+    params: Params,
+) -> Answer<VpcsAnswer> {
+    only_parameters(&params, "/v1/vpcs", &[])?;
+    lookup.vpc_states(call.deadline).await.map(Json)
+}
+
+/// `PUT /v1/vpcs/{id}/monitoring`.
+#[utoipa::path(put, path = "/v1/vpcs/{id}/monitoring", tag = "vpcs",
+    summary = "Switch monitoring of one VPC on or off (null: back to the monitored list)",
+    description = "Needs the admin token; audit applies it within its snapshot TTL.",
+    security(("admin" = [])),
+    params(("id" = String, Path, description = "the VPC id")),
+    request_body = SwitchRequest,
+    responses(
+        (status = 200, description = "the VPC's new state", body = SwitchAnswer),
+        (status = 400, description = "the body is not {\"monitored\": true|false|null}", body = ErrorBody), (status = 401, description = "missing or wrong admin token", body = ErrorBody),
+        (status = 403, description = "no admin token is configured: the switches are read-only (`switches_read_only`)", body = ErrorBody),
+        (status = 404, description = "the snapshot has no such VPC (`unknown_vpc`)", body = ErrorBody), (status = 405, description = "not PUT", body = ErrorBody),
+        (status = 413, description = "the body is over 1024 bytes, or the switches document would exceed its cap", body = ErrorBody),
+        (status = 502, description = "the snapshot store failed (`switches_unavailable`)", body = ErrorBody), (status = 503, description = "no snapshot", body = ErrorBody),
+    ))]
+pub(crate) async fn switch(
+    State(lookup): State<Lookup>,
+    call: Invocation,
+    params: Params,
+    Path(vpc): Path<String>,
+    body: Bytes,
+) -> Answer<SwitchAnswer> {
+    only_parameters(&params, "/v1/vpcs/{id}/monitoring", &[])?;
+    lookup.switch(&vpc, &body, call.deadline).await.map(Json)
+}
+
+impl Lookup {
+    /// Every VPC of the snapshot with its monitoring state, and the ids the list or the
+    /// switches name that the snapshot does not have.
+    pub(crate) async fn vpc_states(&self, deadline: Instant) -> Result<VpcsAnswer, Failure> {
+        let engine = self.engine(deadline).await?;
+        let (switches, problem) = self
+            .snapshots
+            .lock()
+            .await
+            .switches_by(
+                Instant::now(),
+                crate::app::snapshot_cache::load_by(deadline),
+            )
+            .await;
+        let monitored = self.monitored.with_switches(&switches);
+        let listed = |id: &str| match &self.monitored {
+            Monitored::All => true,
+            Monitored::Only(vpcs) => vpcs.contains(id),
+            Monitored::Switched { listed, .. } => listed.as_ref().is_none_or(|l| l.contains(id)),
+        };
+        // Flow-log coverage: the snapshot's ENIs that recorded traffic in the last hour.
+        let now = chrono::Utc::now().timestamp();
+        let recording = match &self.store {
+            None => Err(NO_STORE.to_string()),
+            Some(store) => store
+                .recording_enis(now - COVERAGE_SECONDS, now, deadline)
+                .await
+                .map_err(|failure| match failure {
+                    StoreFailure::Failed { message, .. } => message,
+                    StoreFailure::CursorExpired => "the records search expired".to_string(),
+                }),
+        };
+        let vpcs: Vec<VpcState> = engine
+            .topology()
+            .vpc_list()
+            .into_iter()
+            .map(|vpc| {
+                let coverage = match &recording {
+                    Ok(seen) => Coverage {
+                        available: true,
+                        enis_recording: Some(vpc.enis.iter().filter(|e| seen.contains(*e)).count()),
+                        enis: Some(vpc.enis.len()),
+                        window_seconds: Some(COVERAGE_SECONDS),
+                        reason: None,
+                    },
+                    Err(reason) => Coverage {
+                        available: false,
+                        enis_recording: None,
+                        enis: None,
+                        window_seconds: None,
+                        reason: Some(reason.clone()),
+                    },
+                };
+                VpcState {
+                    monitored: monitored.is_on(&vpc.id),
+                    switch: switches.vpcs.get(&vpc.id).copied(),
+                    listed: listed(&vpc.id),
+                    id: vpc.id,
+                    name: vpc.name,
+                    subnets: vpc.subnets,
+                    subnet_names: vpc
+                        .subnet_names
+                        .into_iter()
+                        .map(|(id, name)| SubnetName { id, name })
+                        .collect(),
+                    enis: vpc.enis.len(),
+                    coverage,
+                }
+            })
+            .collect();
+        Ok(VpcsAnswer {
+            vpcs,
+            unknown: monitored.unknown(engine.topology()),
+            every_vpc_listed: matches!(self.monitored, Monitored::All),
+            switches_updated_at: switches.updated_at,
+            switches_error: problem,
+            switches_writable: self.admin_token.is_some(),
+            takes_effect_within_seconds: self.snapshot_ttl.as_secs(),
+            snapshot_version: engine.version().to_string(),
+        })
+    }
+
+    /// `PUT /v1/vpcs/{id}/monitoring` with `{"monitored": true|false|null}` and the admin token:
+    /// switches the VPC's monitoring on or off (null: back to the list), in the snapshot store.
+    pub(crate) async fn switch(
+        &self,
+        vpc: &str,
+        body: &[u8],
+        deadline: Instant,
+    ) -> Result<SwitchAnswer, Failure> {
+        if body.len() > 1024 {
+            return Err(fail(
+                413,
+                "payload_too_large",
+                "the body is over 1024 bytes: send {\"monitored\": true|false|null}",
+            ));
+        }
+        let change: SwitchRequest = serde_json::from_slice(body).map_err(|e| {
+            fail(
+                400,
+                "invalid_body",
+                format!("{e}: send {{\"monitored\": true|false|null}}"),
+            )
+        })?;
+        let engine = self.engine(deadline).await?;
+        if !is_search_id(vpc) || !engine.topology().has_vpc(vpc) {
+            return Err(fail(
+                404,
+                "unknown_vpc",
+                format!("the snapshot has no VPC {vpc:?}"),
+            ));
+        }
+        let mut cache = self.snapshots.lock().await;
+        // Start from what the store holds now, not from a copy up to a TTL old.
+        let mut switches = cache
+            .switches_now(deadline)
+            .await
+            .map_err(|e| fail(502, "switches_unavailable", e.to_string()))?;
+        match change.monitored {
+            Some(on) => switches.vpcs.insert(vpc.to_string(), on),
+            None => switches.vpcs.remove(vpc),
+        };
+        switches.updated_at = Some(chrono::Utc::now().timestamp());
+        if switches.to_json().len() > crate::core::monitoring::MAX_SWITCHES_BYTES {
+            return Err(fail(
+                413,
+                "too_many_switches",
+                "the switches document would exceed its size cap: clear switches first",
+            ));
+        }
+        cache
+            .save_switches(&switches, deadline)
+            .await
+            .map_err(|e| fail(502, "switches_unavailable", e.to_string()))?;
+        drop(cache);
+        tracing::info!(vpc, monitored = ?change.monitored, "monitoring switch changed");
+        let states = self.vpc_states(deadline).await?;
+        let state = states
+            .vpcs
+            .into_iter()
+            .find(|v| v.id == vpc)
+            .ok_or_else(|| {
+                fail(
+                    404,
+                    "unknown_vpc",
+                    format!("the snapshot has no VPC {vpc:?}"),
+                )
+            })?;
+        Ok(SwitchAnswer {
+            vpc: state,
+            takes_effect_within_seconds: self.snapshot_ttl.as_secs(),
+        })
+    }
+}
+
+/// The window of flow-log coverage in `/v1/vpcs`: ENIs that recorded traffic in the last hour.
+pub(crate) const COVERAGE_SECONDS: i64 = 3600;
