@@ -22,10 +22,9 @@ use super::*;
 pub(crate) async fn explain_flows(
     State(lookup): State<Lookup>,
     call: Invocation,
-    params: Params,
+    _: Query<NoParameters>,
     body: Bytes,
 ) -> Result<Response, Failure> {
-    only_parameters(&params, "/v1/explain", &[])?;
     let engine = lookup.engine(call.deadline).await?;
     explain(&engine, &body).map(json_text)
 }

@@ -23,9 +23,8 @@ use utoipa::IntoParams;
 pub(crate) async fn hits(
     State(lookup): State<Lookup>,
     call: Invocation,
-    params: Params,
+    Query(params): Query<(SearchParams, PageParams)>,
 ) -> Answer<HitsPage> {
-    only_parameters(&params, "/v1/hits", &HITS_PARAMETERS)?;
     lookup.hits(&params, call.deadline).await.map(Json)
 }
 
@@ -48,9 +47,8 @@ pub(crate) async fn hits(
 pub(crate) async fn export(
     State(lookup): State<Lookup>,
     call: Invocation,
-    params: Params,
+    Query(params): Query<(SearchParams, ExportParams)>,
 ) -> Result<Response, Failure> {
-    only_parameters(&params, "/v1/hits/export", &EXPORT_PARAMETERS)?;
     lookup.export(&params, call.deadline).await
 }
 
@@ -66,17 +64,16 @@ pub(crate) async fn export(
 pub(crate) async fn one_hit(
     State(lookup): State<Lookup>,
     call: Invocation,
-    params: Params,
     Path(id): Path<String>,
+    Query(params): Query<HitParams>,
 ) -> Result<Response, Failure> {
-    only_parameters(&params, "/v1/hits/{record_id}", &HIT_PARAMETERS)?;
     lookup.hit(&params, &id, call.deadline).await
 }
 
 impl Lookup {
     pub(crate) async fn hits(
         &self,
-        params: &Params,
+        params: &(SearchParams, PageParams),
         deadline: Instant,
     ) -> Result<HitsPage, Failure> {
         let now = chrono::Utc::now().timestamp();
@@ -127,7 +124,7 @@ impl Lookup {
     /// so).
     pub(crate) async fn hit(
         &self,
-        params: &Params,
+        params: &HitParams,
         id: &str,
         deadline: Instant,
     ) -> Result<Response, Failure> {
@@ -139,13 +136,14 @@ impl Lookup {
             ));
         }
         // The record's own time narrows the search; without it, the last 30 days.
-        let given = |name: &str| params.query(name).filter(|t| !t.trim().is_empty());
         let now = chrono::Utc::now().timestamp();
-        let until = given("until")
+        let until = params
+            .until
+            .as_deref()
             .map(|t| parse_time("until", t))
             .transpose()?
             .unwrap_or(now);
-        let since = match given("since") {
+        let since = match params.since.as_deref() {
             Some(text) => parse_time("since", text)?,
             None => until.saturating_sub(MAX_HITS_SPAN_SECONDS).max(0),
         };
@@ -238,10 +236,10 @@ impl Lookup {
     /// one request away (`X-Esgflow-Next`).
     pub(crate) async fn export(
         &self,
-        params: &Params,
+        (search, params): &(SearchParams, ExportParams),
         deadline: Instant,
     ) -> Result<Response, Failure> {
-        let csv = match params.query("format").map(str::trim) {
+        let csv = match params.format.as_deref().map(str::trim) {
             None | Some("") | Some("jsonl") => false,
             Some("csv") => true,
             Some(other) => {
@@ -252,7 +250,13 @@ impl Lookup {
             }
         };
         let now = chrono::Utc::now().timestamp();
-        let query = HitsQuery::parse_paged(params, now, self.export_page)?;
+        let query = HitsQuery::parse_paged(
+            search,
+            None,
+            params.cursor.as_deref(),
+            now,
+            self.export_page,
+        )?;
         let store = self.store()?;
         let mut body = String::new();
         if csv {
@@ -401,42 +405,6 @@ impl HitsCursor {
 /// The longest span one search may cover.
 pub(crate) const MAX_HITS_SPAN_SECONDS: i64 = 30 * 24 * 3600;
 
-/// The parameters `/v1/hits` reads, in the order `openapi.json` documents them.
-pub const HITS_PARAMETERS: [&str; 14] = [
-    "src",
-    "dst",
-    "ip",
-    "port",
-    "protocol",
-    "rule",
-    "vpc",
-    "subnet",
-    "fl_action",
-    "type",
-    "since",
-    "until",
-    "limit",
-    "cursor",
-];
-
-/// The parameters `/v1/hits/export` reads: the search's, but the page size, and the format.
-pub const EXPORT_PARAMETERS: [&str; 14] = [
-    "src",
-    "dst",
-    "ip",
-    "port",
-    "protocol",
-    "rule",
-    "vpc",
-    "subnet",
-    "fl_action",
-    "type",
-    "since",
-    "until",
-    "format",
-    "cursor",
-];
-
 /// Records an export asks the store for at a time.
 pub(crate) const EXPORT_PAGE: u32 = 1000;
 
@@ -529,32 +497,51 @@ pub(crate) fn query_text(next: &Value) -> String {
         .join("&")
 }
 
-/// The parameters `/v1/hits/{record_id}` reads.
-pub const HIT_PARAMETERS: [&str; 2] = ["since", "until"];
-
 impl HitsQuery {
     /// Validates the query parameters of `request`; `now` is Unix seconds.
-    pub(crate) fn parse(params: &Params, now: i64) -> Result<Self, Failure> {
-        Self::parse_paged(params, now, 100)
+    pub(crate) fn parse(
+        (search, page): &(SearchParams, PageParams),
+        now: i64,
+    ) -> Result<Self, Failure> {
+        Self::parse_paged(
+            search,
+            page.limit.as_deref(),
+            page.cursor.as_deref(),
+            now,
+            100,
+        )
     }
 
     /// Like [`HitsQuery::parse`], with `page` records a page unless `limit` says otherwise.
-    pub(crate) fn parse_paged(params: &Params, now: i64, page: u32) -> Result<Self, Failure> {
-        let given = |name: &str| params.query(name).filter(|t| !t.trim().is_empty());
-        let address = |name: &str| -> Result<Option<AddressMatch>, Failure> {
-            given(name)
-                .map(|text| AddressMatch::parse(text).map_err(|e| field_error(name, e)))
-                .transpose()
+    pub(crate) fn parse_paged(
+        search: &SearchParams,
+        limit: Option<&str>,
+        cursor: Option<&str>,
+        now: i64,
+        page: u32,
+    ) -> Result<Self, Failure> {
+        let address =
+            |name: &str, given: &Option<String>| -> Result<Option<AddressMatch>, Failure> {
+                given
+                    .as_deref()
+                    .map(|text| AddressMatch::parse(text).map_err(|e| field_error(name, e)))
+                    .transpose()
+            };
+        let id = |name: &str, given: &Option<String>, what: &str| {
+            search_id(name, given.as_deref(), what)
         };
-        let id = |name: &str, what: &str| search_id(name, given(name), what);
-        let port = given("port")
+        let port = search
+            .port
+            .as_deref()
             .map(|text| {
                 text.trim()
                     .parse::<u16>()
                     .map_err(|_| field_error("port", format!("{text:?} is not a port (0-65535)")))
             })
             .transpose()?;
-        let protocol = given("protocol")
+        let protocol = search
+            .protocol
+            .as_deref()
             .map(|text| {
                 crate::core::flowlog::protocol::requested(text).ok_or_else(|| {
                     field_error(
@@ -566,8 +553,8 @@ impl HitsQuery {
                 })
             })
             .transpose()?;
-        let fl_action = fl_action(given("fl_action"))?;
-        let types = match given("type") {
+        let fl_action = fl_action(search.fl_action.as_deref())?;
+        let types = match search.r#type.as_deref() {
             Some(text) => text
                 .split(',')
                 .map(|t| {
@@ -585,8 +572,8 @@ impl HitsQuery {
                 .collect::<Result<Vec<_>, _>>()?,
             None => vec!["block_hit", "observe_hit"],
         };
-        let (since, until) = window(given("since"), given("until"), now)?;
-        let limit = match given("limit") {
+        let (since, until) = window(search.since.as_deref(), search.until.as_deref(), now)?;
+        let limit = match limit {
             Some(text) => text
                 .trim()
                 .parse::<u32>()
@@ -596,7 +583,7 @@ impl HitsQuery {
             None => page,
         };
         let cursor =
-            match given("cursor") {
+            match cursor {
                 Some(text)
                     if text.len() <= 2048
                         && text
@@ -618,14 +605,14 @@ impl HitsQuery {
         let query = Self {
             filter: HitFilter {
                 types,
-                src: address("src")?,
-                dst: address("dst")?,
-                either: address("ip")?,
+                src: address("src", &search.src)?,
+                dst: address("dst", &search.dst)?,
+                either: address("ip", &search.ip)?,
                 port,
                 protocol,
-                rule: id("rule", "a rule uuid")?,
-                vpc: id("vpc", "a VPC id")?,
-                subnet: id("subnet", "a subnet id")?,
+                rule: id("rule", &search.rule, "a rule uuid")?,
+                vpc: id("vpc", &search.vpc, "a VPC id")?,
+                subnet: id("subnet", &search.subnet, "a subnet id")?,
                 fl_action,
                 since,
                 until,
@@ -637,7 +624,7 @@ impl HitsQuery {
             // A cursor continues one search: a relative window recomputed on this request
             // would shift (and CLS refuses a context with any other parameter changed), so the
             // first page's window must be given.
-            if given("since").is_none() || given("until").is_none() {
+            if search.since.is_none() || search.until.is_none() {
                 return Err(field_error(
                     "cursor",
                     "continues the search it came from: pass that answer's `next` parameters (they include since and until)",
@@ -706,71 +693,70 @@ impl HitsQuery {
 }
 
 /// The search parameters `/v1/hits` and `/v1/hits/export` share.
-#[derive(Debug, IntoParams)]
+#[derive(Debug, Default, serde::Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
 pub struct SearchParams {
     /// The source address: an IP address or a CIDR network (10.0.1.0/24); IPv6 one address at
     /// a time.
-    src: Option<String>,
+    pub(crate) src: Option<String>,
     /// The destination address: an IP address or a CIDR network.
-    dst: Option<String>,
+    pub(crate) dst: Option<String>,
     /// Either address (source or destination): an IP address or a CIDR network.
-    ip: Option<String>,
+    pub(crate) ip: Option<String>,
     /// The destination (service) port.
-    port: Option<u16>,
+    #[param(value_type = Option<u16>)]
+    pub(crate) port: Option<String>,
     /// tcp, udp, icmp, icmpv6 or an IANA protocol number.
-    protocol: Option<String>,
+    pub(crate) protocol: Option<String>,
     /// The rule uuid the record names (`rule_uuid`).
-    rule: Option<String>,
+    pub(crate) rule: Option<String>,
     /// A VPC id, as the source's or the destination's VPC.
-    vpc: Option<String>,
+    pub(crate) vpc: Option<String>,
     /// A subnet id, as the source's or the destination's subnet.
-    subnet: Option<String>,
+    pub(crate) subnet: Option<String>,
     /// The flow log's verdict: ACCEPT or REJECT.
-    fl_action: Option<String>,
+    pub(crate) fl_action: Option<String>,
     /// Comma list of block_hit, observe_hit, unattributed_block, snapshot_drift (default
     /// block_hit,observe_hit).
-    r#type: Option<String>,
+    pub(crate) r#type: Option<String>,
     /// From: Unix seconds or RFC 3339 (default: an hour before until); at most 30 days before
     /// until.
-    since: Option<String>,
+    pub(crate) since: Option<String>,
     /// To: Unix seconds or RFC 3339 (default: now).
-    until: Option<String>,
+    pub(crate) until: Option<String>,
 }
 
 /// The paging parameters of `/v1/hits`.
-#[derive(Debug, IntoParams)]
+#[derive(Debug, Default, serde::Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
 pub struct PageParams {
     /// Page size, 1-1000 (default 100).
-    #[param(minimum = 1, maximum = 1000)]
-    limit: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    pub(crate) limit: Option<String>,
     /// A cursor from a previous answer; pass that answer's `next` parameters unchanged (a
     /// cursor continues only the search it came from).
-    cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
 }
 
 /// The parameters `/v1/hits/export` adds to the search.
-#[derive(Debug, IntoParams)]
+#[derive(Debug, Default, serde::Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
 pub struct ExportParams {
     /// `csv` (RFC 4180, a header row of the columns; a cell a spreadsheet would run as a formula
     /// is prefixed with ') or `jsonl` (one record per line, as written; the default).
-    format: Option<String>,
+    pub(crate) format: Option<String>,
     /// Continues an export: pass the previous answer's X-Esgflow-Next query unchanged.
-    cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
 }
 
 /// The query parameters of `/v1/hits/{record_id}`.
-#[derive(Debug, IntoParams)]
+#[derive(Debug, Default, serde::Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
 pub struct HitParams {
     /// From (Unix seconds or RFC 3339); default: 30 days before `until`.
-    since: Option<String>,
+    pub(crate) since: Option<String>,
     /// To; default: now. At most 30 days after `since`.
-    until: Option<String>,
+    pub(crate) until: Option<String>,
 }
+
+super::request::query_params!(SearchParams, PageParams, ExportParams, HitParams);

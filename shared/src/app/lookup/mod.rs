@@ -59,6 +59,7 @@ use crate::core::search::{
     MAX_SERIES_POINTS, MAX_TALKERS,
 };
 pub use request::{Invocation, Params};
+pub(crate) use request::{NoParameters, Query};
 pub use router::router;
 pub use scf::App;
 use strum::VariantArray;
@@ -232,49 +233,6 @@ impl Lookup {
             .engine_by(Instant::now(), load_by)
             .await
             .map_err(|err| fail(503, "snapshot_unavailable", err.to_string()))
-    }
-}
-
-/// Refuses a request whose query names a parameter the route does not read, or names one
-/// twice: a filter the route would ignore must not silently widen an auditor's search.
-fn only_parameters(params: &Params, path: &str, accepted: &[&str]) -> Result<(), Failure> {
-    let unknown: Vec<&str> = params
-        .query_string
-        .keys()
-        .map(String::as_str)
-        .filter(|name| !accepted.contains(name))
-        .collect();
-    if !unknown.is_empty() {
-        let reads = if accepted.is_empty() {
-            "no query parameters".to_string()
-        } else {
-            accepted.join(", ")
-        };
-        return Err(fail(
-            400,
-            "unknown_parameter",
-            format!(
-                "{path} does not read {}; it reads {reads}",
-                unknown.join(", ")
-            ),
-        ));
-    }
-    let repeated: Vec<&str> = params
-        .query_string
-        .iter()
-        .filter(
-            |(_, value)| matches!(value, crate::events::apigw::QueryValue::Many(v) if v.len() > 1),
-        )
-        .map(|(name, _)| name.as_str())
-        .collect();
-    if repeated.is_empty() {
-        Ok(())
-    } else {
-        Err(fail(
-            400,
-            "repeated_parameter",
-            format!("{} given more than once", repeated.join(", ")),
-        ))
     }
 }
 
@@ -501,7 +459,8 @@ mod tests {
     }
 
     /// The parameters of a query, as an SCF event delivers them.
-    fn hits_request(query: &[(&str, &str)]) -> Params {
+    /// The query parameters of a request, as the route's typed struct `T` reads them.
+    fn typed<T: super::request::QueryParams>(query: &[(&str, &str)]) -> T {
         let query: serde_json::Map<String, Value> = query
             .iter()
             .map(|(k, v)| (k.to_string(), json!(v)))
@@ -510,9 +469,15 @@ mod tests {
             json!({"httpMethod": "GET", "path": "/v1/hits", "queryString": query}),
         )
         .unwrap();
-        Params {
+        let params = Params {
             query_string: event.query_string,
-        }
+        };
+        T::read(&params.values()).unwrap()
+    }
+
+    /// A `/v1/hits` request's parameters.
+    fn hits_request(query: &[(&str, &str)]) -> (SearchParams, PageParams) {
+        typed(query)
     }
 
     /// A view too large for one machine is the caller's to narrow (413), not a store failure.
@@ -827,7 +792,7 @@ mod tests {
     /// step keeps a window within its points.
     #[test]
     fn traffic_parameters_are_checked_by_name() {
-        let filter = |query: &[(&str, &str)]| traffic_filter(&hits_request(query), 1_000_000);
+        let filter = |query: &[(&str, &str)]| traffic_filter(&typed(query), 1_000_000);
         let day = [("since", "913600"), ("until", "1000000")];
         let read = filter(&[
             day[0],

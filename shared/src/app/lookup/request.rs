@@ -1,16 +1,20 @@
 //! What every route takes and gives: who asked and by when ([`Invocation`]), the query
-//! parameters as sent ([`Params`]), and the answer forms (a typed JSON answer, a JSON text
-//! already written, a [`Failure`] as a status the error layer turns into the JSON error body).
+//! parameters as sent ([`Params`]) and as the route's typed struct ([`Query`]), and the answer
+//! forms (a typed JSON answer, a JSON text already written, a [`Failure`] as a status the error
+//! layer turns into the JSON error body).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, MatchedPath};
 use axum::http::{header, request::Parts, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::Failure;
+use serde::de::DeserializeOwned;
+use utoipa::IntoParams;
+
+use super::{fail, Failure};
 use crate::events::apigw::QueryValue;
 
 /// Who asked and by when the answer is due: the SCF invocation's request id and deadline, put
@@ -122,6 +126,148 @@ pub(crate) fn json_text(text: Box<serde_json::value::RawValue>) -> Response {
 }
 
 pub(crate) type Answer<T> = Result<Json<T>, Failure>;
+
+/// A route's query parameters as its typed struct: the same struct that describes them in
+/// `openapi.json` (utoipa's `IntoParams`) names what the route reads, so nothing is described
+/// that is not read. A name the route does not read, or a name given twice, is refused before
+/// anything is parsed (`unknown_parameter`, `repeated_parameter`): a filter the route would
+/// ignore must not silently widen an auditor's search. An empty value counts as not given.
+#[derive(Debug)]
+pub(crate) struct Query<T>(pub T);
+
+/// What [`Query`] can read: a parameter struct, or two side by side.
+pub(crate) trait QueryParams: Sized {
+    /// The names the struct documents, in the document's order.
+    fn names() -> Vec<String>;
+    /// The struct, from the given (single, non-empty) values.
+    fn read(values: &serde_json::Map<String, serde_json::Value>) -> Result<Self, Failure>;
+}
+
+/// The names an `IntoParams` struct documents.
+pub(crate) fn documented<T: IntoParams>() -> Vec<String> {
+    T::into_params(|| None)
+        .into_iter()
+        .map(|parameter| parameter.name)
+        .collect()
+}
+
+/// `T` from the values (its fields are text; the route validates each, naming it).
+pub(crate) fn deserialize<T: DeserializeOwned>(
+    values: &serde_json::Map<String, serde_json::Value>,
+) -> Result<T, Failure> {
+    serde_json::from_value(serde_json::Value::Object(values.clone()))
+        .map_err(|error| fail(400, "bad_request", error.to_string()))
+}
+
+/// Makes each named `IntoParams` struct a [`QueryParams`]: the resource modules name their
+/// parameter structs with it.
+macro_rules! query_params {
+    ($($params:ty),* $(,)?) => {$(
+        impl $crate::app::lookup::request::QueryParams for $params {
+            fn names() -> Vec<String> {
+                $crate::app::lookup::request::documented::<$params>()
+            }
+            fn read(
+                values: &serde_json::Map<String, serde_json::Value>,
+            ) -> Result<Self, $crate::app::lookup::Failure> {
+                $crate::app::lookup::request::deserialize(values)
+            }
+        }
+    )*};
+}
+pub(crate) use query_params;
+
+query_params!(NoParameters);
+
+impl<A: QueryParams, B: QueryParams> QueryParams for (A, B) {
+    fn names() -> Vec<String> {
+        let mut names = A::names();
+        for name in B::names() {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names
+    }
+
+    fn read(values: &serde_json::Map<String, serde_json::Value>) -> Result<Self, Failure> {
+        Ok((A::read(values)?, B::read(values)?))
+    }
+}
+
+/// A route that reads no query parameter.
+#[derive(Debug, Default, serde::Deserialize, IntoParams)]
+pub(crate) struct NoParameters {}
+
+impl Params {
+    /// The values given once and not empty, for [`QueryParams::read`].
+    pub(crate) fn values(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.query_string
+            .iter()
+            .filter_map(|(name, value)| match value {
+                QueryValue::One(text) if !text.trim().is_empty() => {
+                    Some((name.clone(), serde_json::Value::String(text.clone())))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The parameters as `T`, after refusing a name `T` does not document or a name given
+    /// twice; `path` is the route, for the message.
+    pub(crate) fn typed<T: QueryParams>(&self, path: &str) -> Result<T, Failure> {
+        let accepted = T::names();
+        let unknown: Vec<&str> = self
+            .query_string
+            .keys()
+            .map(String::as_str)
+            .filter(|name| !accepted.iter().any(|a| a == name))
+            .collect();
+        if !unknown.is_empty() {
+            let reads = if accepted.is_empty() {
+                "no query parameters".to_string()
+            } else {
+                accepted.join(", ")
+            };
+            return Err(fail(
+                400,
+                "unknown_parameter",
+                format!(
+                    "{path} does not read {}; it reads {reads}",
+                    unknown.join(", ")
+                ),
+            ));
+        }
+        let repeated: Vec<&str> = self
+            .query_string
+            .iter()
+            .filter(|(_, value)| matches!(value, QueryValue::Many(v) if v.len() > 1))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        if !repeated.is_empty() {
+            return Err(fail(
+                400,
+                "repeated_parameter",
+                format!("{} given more than once", repeated.join(", ")),
+            ));
+        }
+        T::read(&self.values())
+    }
+}
+
+impl<S: Send + Sync, T: QueryParams> FromRequestParts<S> for Query<T> {
+    type Rejection = Failure;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let path = parts
+            .extensions
+            .get::<MatchedPath>()
+            .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string());
+        Params::parse(parts.uri.query().unwrap_or(""))
+            .typed(&path)
+            .map(Query)
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -21,9 +21,8 @@ use utoipa::IntoParams;
 pub(crate) async fn top_rules(
     State(lookup): State<Lookup>,
     call: Invocation,
-    params: Params,
+    Query(params): Query<TopRulesParams>,
 ) -> Answer<TopRules> {
-    only_parameters(&params, "/v1/stats/top-rules", &TOP_RULES_PARAMETERS)?;
     let engine = lookup.engine(call.deadline).await?;
     lookup
         .top_rules(&engine, &params, call.deadline)
@@ -42,10 +41,9 @@ pub(crate) async fn top_rules(
 pub(crate) async fn one_rule(
     State(lookup): State<Lookup>,
     call: Invocation,
-    params: Params,
     Path(uuid): Path<String>,
+    _: Query<NoParameters>,
 ) -> Answer<RuleAnswer> {
-    only_parameters(&params, "/v1/rules/{uuid}", &[])?;
     let engine = lookup.engine(call.deadline).await?;
     let mut answer = rule(&engine, &uuid)?;
     answer.hits = lookup.rule_hits(&uuid, call.deadline).await;
@@ -63,9 +61,8 @@ pub(crate) async fn one_rule(
 pub(crate) async fn rules(
     State(lookup): State<Lookup>,
     call: Invocation,
-    params: Params,
+    Query(params): Query<RulesParams>,
 ) -> Answer<RulesPage> {
-    only_parameters(&params, "/v1/rules", &RULES_PARAMETERS)?;
     lookup.rules(&params, call.deadline).await.map(Json)
 }
 
@@ -74,28 +71,32 @@ impl Lookup {
     /// counters, unused flag and hygiene finding, and the recent rule changes.
     pub(crate) async fn rules(
         &self,
-        params: &Params,
+        params: &RulesParams,
         deadline: Instant,
     ) -> Result<RulesPage, Failure> {
-        let bounded =
-            |name: &'static str, default: i64, min: i64, max: i64| -> Result<i64, Failure> {
-                match params.query(name).map(str::trim).filter(|t| !t.is_empty()) {
-                    None => Ok(default),
-                    Some(text) => text
-                        .parse::<i64>()
-                        .ok()
-                        .filter(|n| (min..=max).contains(n))
-                        .ok_or_else(|| {
-                            field_error(
-                                name,
-                                format!("{text:?} is not a whole number from {min} to {max}"),
-                            )
-                        }),
-                }
-            };
-        let days = bounded("days", HIT_WINDOW_DAYS, 1, HIT_WINDOW_DAYS)?;
-        let offset = bounded("offset", 0, 0, i64::from(u32::MAX))? as usize;
-        let limit = bounded("limit", 500, 1, MAX_RULES_PAGE as i64)? as usize;
+        let bounded = |name: &'static str,
+                       given: &Option<String>,
+                       default: i64,
+                       min: i64,
+                       max: i64|
+         -> Result<i64, Failure> {
+            match given.as_deref().map(str::trim) {
+                None => Ok(default),
+                Some(text) => text
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| (min..=max).contains(n))
+                    .ok_or_else(|| {
+                        field_error(
+                            name,
+                            format!("{text:?} is not a whole number from {min} to {max}"),
+                        )
+                    }),
+            }
+        };
+        let days = bounded("days", &params.days, HIT_WINDOW_DAYS, 1, HIT_WINDOW_DAYS)?;
+        let offset = bounded("offset", &params.offset, 0, 0, i64::from(u32::MAX))? as usize;
+        let limit = bounded("limit", &params.limit, 500, 1, MAX_RULES_PAGE as i64)? as usize;
         let engine = self.engine(deadline).await?;
         let until = chrono::Utc::now().timestamp();
         let since = until - days * 86_400;
@@ -246,12 +247,16 @@ impl Lookup {
     pub(crate) async fn top_rules(
         &self,
         engine: &Engine,
-        params: &Params,
+        params: &TopRulesParams,
         deadline: Instant,
     ) -> Result<TopRules, Failure> {
-        let bounded = |name: &'static str, default: i64, max: i64| -> Result<i64, Failure> {
-            match params.query(name) {
-                None | Some("") => Ok(default),
+        let bounded = |name: &'static str,
+                       given: &Option<String>,
+                       default: i64,
+                       max: i64|
+         -> Result<i64, Failure> {
+            match given.as_deref() {
+                None => Ok(default),
                 Some(text) => text
                     .parse::<i64>()
                     .ok()
@@ -264,8 +269,8 @@ impl Lookup {
                     }),
             }
         };
-        let hours = bounded("hours", 24, 720)?;
-        let limit = bounded("limit", 10, 50)?;
+        let hours = bounded("hours", &params.hours, 24, 720)?;
+        let limit = bounded("limit", &params.limit, 10, 50)?;
         let store = self.store()?;
         let until = chrono::Utc::now().timestamp();
         let since = until - hours * 3600;
@@ -295,12 +300,6 @@ impl Lookup {
         })
     }
 }
-
-/// The parameters `/v1/stats/top-rules` reads.
-pub const TOP_RULES_PARAMETERS: [&str; 2] = ["hours", "limit"];
-
-/// The parameters `/v1/rules` reads.
-pub const RULES_PARAMETERS: [&str; 3] = ["days", "offset", "limit"];
 
 /// Most rules in one `/v1/rules` page.
 pub(crate) const MAX_RULES_PAGE: u32 = 2000;
@@ -367,30 +366,30 @@ pub(crate) fn rule(engine: &Engine, uuid: &str) -> Result<RuleAnswer, Failure> {
 pub(crate) const HIT_WINDOW_DAYS: i64 = 30;
 
 /// The query parameters of `/v1/rules`.
-#[derive(Debug, IntoParams)]
+#[derive(Debug, Default, serde::Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
 pub struct RulesParams {
     /// The hit counters' window, days (1-30, default 30).
-    #[param(minimum = 1, maximum = 30)]
-    days: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 30)]
+    pub(crate) days: Option<String>,
     /// The first rule's position (default 0).
-    #[param(minimum = 0)]
-    offset: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 0)]
+    pub(crate) offset: Option<String>,
     /// Rules per page (1-2000, default 500).
-    #[param(minimum = 1, maximum = 2000)]
-    limit: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 2000)]
+    pub(crate) limit: Option<String>,
 }
 
 /// The query parameters of `/v1/stats/top-rules`.
-#[derive(Debug, IntoParams)]
+#[derive(Debug, Default, serde::Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
 pub struct TopRulesParams {
     /// The window, hours (1-720, default 24).
-    #[param(minimum = 1, maximum = 720)]
-    hours: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 720)]
+    pub(crate) hours: Option<String>,
     /// Rules (1-50, default 10).
-    #[param(minimum = 1, maximum = 50)]
-    limit: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 50)]
+    pub(crate) limit: Option<String>,
 }
+
+super::request::query_params!(RulesParams, TopRulesParams);

@@ -17,9 +17,8 @@ use super::*;
 pub(crate) async fn snapshot(
     State(lookup): State<Lookup>,
     call: Invocation,
-    params: Params,
+    _: Query<NoParameters>,
 ) -> Answer<SnapshotStatus> {
-    only_parameters(&params, "/v1/snapshot", &[])?;
     let engine = lookup.engine(call.deadline).await?;
     Ok(Json(snapshot_status(&engine)))
 }

@@ -23,9 +23,8 @@ use utoipa::IntoParams;
 pub(crate) async fn traffic(
     State(lookup): State<Lookup>,
     call: Invocation,
-    params: Params,
+    Query(params): Query<TrafficParams>,
 ) -> Answer<TrafficAnswer> {
-    only_parameters(&params, "/v1/traffic", &TRAFFIC_PARAMETERS)?;
     lookup.traffic(&params, call.deadline).await.map(Json)
 }
 
@@ -34,7 +33,7 @@ impl Lookup {
     /// the traffic records.
     pub(crate) async fn traffic(
         &self,
-        params: &Params,
+        params: &TrafficParams,
         deadline: Instant,
     ) -> Result<TrafficAnswer, Failure> {
         let filter = traffic_filter(params, chrono::Utc::now().timestamp())?;
@@ -58,24 +57,14 @@ impl Lookup {
     }
 }
 
-/// The parameters `/v1/traffic` reads, in the order `openapi.json` documents them.
-pub const TRAFFIC_PARAMETERS: [&str; 9] = [
-    "vpc",
-    "subnet",
-    "scope",
-    "peer",
-    "fl_action",
-    "since",
-    "until",
-    "talkers",
-    "step",
-];
-
 /// The traffic views a `/v1/traffic` request asks for.
-pub(crate) fn traffic_filter(params: &Params, now: i64) -> Result<TrafficFilter, Failure> {
-    let given = |name: &str| params.query(name).filter(|t| !t.trim().is_empty());
-    let named = |name: &str, names: &[&'static str]| -> Result<Option<usize>, Failure> {
-        given(name)
+pub(crate) fn traffic_filter(params: &TrafficParams, now: i64) -> Result<TrafficFilter, Failure> {
+    let named = |name: &str,
+                 given: &Option<String>,
+                 names: &[&'static str]|
+     -> Result<Option<usize>, Failure> {
+        given
+            .as_deref()
             .map(|text| {
                 names.iter().position(|n| *n == text.trim()).ok_or_else(|| {
                     field_error(name, format!("{text:?} is not one of {}", names.join(", ")))
@@ -85,14 +74,14 @@ pub(crate) fn traffic_filter(params: &Params, now: i64) -> Result<TrafficFilter,
     };
     let scopes: Vec<&'static str> = Scope::VARIANTS.iter().map(|s| s.as_str()).collect();
     let peers: Vec<&'static str> = Peer::VARIANTS.iter().map(|p| p.as_str()).collect();
-    let (since, until) = window(given("since"), given("until"), now)?;
+    let (since, until) = window(params.since.as_deref(), params.until.as_deref(), now)?;
     let mut filter = TrafficFilter::new(since, until);
-    filter.vpc = search_id("vpc", given("vpc"), "a VPC id")?;
-    filter.subnet = search_id("subnet", given("subnet"), "a subnet id")?;
-    filter.scope = named("scope", &scopes)?.map(|i| Scope::VARIANTS[i]);
-    filter.peer = named("peer", &peers)?.map(|i| Peer::VARIANTS[i]);
-    filter.fl_action = fl_action(given("fl_action"))?;
-    if let Some(text) = given("talkers") {
+    filter.vpc = search_id("vpc", params.vpc.as_deref(), "a VPC id")?;
+    filter.subnet = search_id("subnet", params.subnet.as_deref(), "a subnet id")?;
+    filter.scope = named("scope", &params.scope, &scopes)?.map(|i| Scope::VARIANTS[i]);
+    filter.peer = named("peer", &params.peer, &peers)?.map(|i| Peer::VARIANTS[i]);
+    filter.fl_action = fl_action(params.fl_action.as_deref())?;
+    if let Some(text) = params.talkers.as_deref() {
         filter.talkers = text
             .trim()
             .parse::<u32>()
@@ -105,7 +94,7 @@ pub(crate) fn traffic_filter(params: &Params, now: i64) -> Result<TrafficFilter,
                 )
             })?;
     }
-    if let Some(text) = given("step") {
+    if let Some(text) = params.step.as_deref() {
         let smallest = series_step(since, until);
         filter.bucket = text
             .trim()
@@ -138,32 +127,33 @@ pub(crate) fn fl_action(given: Option<&str>) -> Result<Option<&'static str>, Fai
 }
 
 /// The query parameters of `/v1/traffic`.
-#[derive(Debug, IntoParams)]
+#[derive(Debug, Default, serde::Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
 pub struct TrafficParams {
     /// A VPC id: traffic with either end in it.
-    vpc: Option<String>,
+    pub(crate) vpc: Option<String>,
     /// A subnet id: traffic with either end in it.
-    subnet: Option<String>,
+    pub(crate) subnet: Option<String>,
     /// The traffic scope.
     #[param(value_type = Option<crate::core::engine::Scope>)]
-    scope: Option<String>,
+    pub(crate) scope: Option<String>,
     /// What the other end is, seen from its VPC: same_vpc, other_vpc, private (an RFC 1918,
     /// 100.64.0.0/10, link-local or ULA address outside the known VPCs), internet, unknown.
-    peer: Option<String>,
+    pub(crate) peer: Option<String>,
     /// The flow log's verdict: ACCEPT or REJECT (any case).
-    fl_action: Option<String>,
+    pub(crate) fl_action: Option<String>,
     /// From (Unix seconds or RFC 3339); default: an hour before `until`.
-    since: Option<String>,
+    pub(crate) since: Option<String>,
     /// To (Unix seconds or RFC 3339); default: now. The span may be at most 30 days.
-    until: Option<String>,
+    pub(crate) until: Option<String>,
     /// Rows of top talkers, 1-100 (default 20).
-    #[param(minimum = 1, maximum = 100)]
-    talkers: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    pub(crate) talkers: Option<String>,
     /// The time series' step, seconds: a whole number of minutes, at most a day, and at most
     /// 120 points over the window (default: the smallest such of 1, 5, 15, 30 minutes, 1, 3,
     /// 6 hours, a day).
-    #[param(minimum = 60, maximum = 86400)]
-    step: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 60, maximum = 86400)]
+    pub(crate) step: Option<String>,
 }
+
+super::request::query_params!(TrafficParams);

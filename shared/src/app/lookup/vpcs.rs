@@ -19,9 +19,8 @@ use super::*;
 pub(crate) async fn vpcs(
     State(lookup): State<Lookup>,
     call: Invocation,
-    params: Params,
+    _: Query<NoParameters>,
 ) -> Answer<VpcsAnswer> {
-    only_parameters(&params, "/v1/vpcs", &[])?;
     lookup.vpc_states(call.deadline).await.map(Json)
 }
 
@@ -43,11 +42,10 @@ pub(crate) async fn vpcs(
 pub(crate) async fn switch(
     State(lookup): State<Lookup>,
     call: Invocation,
-    params: Params,
     Path(vpc): Path<String>,
+    _: Query<NoParameters>,
     body: Bytes,
 ) -> Answer<SwitchAnswer> {
-    only_parameters(&params, "/v1/vpcs/{id}/monitoring", &[])?;
     lookup.switch(&vpc, &body, call.deadline).await.map(Json)
 }
 
