@@ -1,10 +1,11 @@
 //! Alert channels: WeCom group robot, DingTalk robot (signed), Feishu/Lark bot (signed), and a
 //! generic HMAC-signed webhook (<https://developer.work.weixin.qq.com/document/path/91770>,
 //! <https://open.dingtalk.com/document/robots/customize-robot-security-settings>,
-//! <https://open.feishu.cn/document/client-docs/bot-v3/add-custom-bot>). Channel URLs carry credentials (keys,
-//! tokens), so a channel is only ever named by its kind in logs and summaries.
+//! <https://open.feishu.cn/document/client-docs/bot-v3/add-custom-bot>): each message's form and
+//! signature, what counts as accepted, and the send with its timeout and retries ([`Robot`], the
+//! [`AlertChannel`] the alert use case sends to). Channel URLs carry credentials (keys, tokens),
+//! so a channel is only ever named by its kind in logs and summaries.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -14,7 +15,8 @@ use sha2::Sha256;
 
 use crate::adapters::bounded;
 use crate::adapters::retry::Retry;
-use crate::core::alert::{group, Admission, Alert, AlertPolicy, AlertState, RateCap, RateLimit};
+use crate::core::alert::{Alert, AlertChannel, RateLimit, Undelivered};
+use crate::core::ports::BoxFuture;
 use crate::core::records::Record;
 use crate::core::text::truncate_utf8;
 
@@ -230,173 +232,68 @@ impl Channel {
     }
 }
 
-/// What dispatching did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct DispatchReport {
-    /// Alerts formed from the batch (after kinds, mutes and the minimum count).
-    pub alerts: usize,
-    /// Alerts held back by the cooldown.
-    pub suppressed: usize,
-    /// Messages sent, per channel.
-    pub sent: BTreeMap<&'static str, usize>,
-    /// Messages not sent because the channel's rate cap was reached, per channel.
-    pub rate_limited: BTreeMap<&'static str, usize>,
-    /// Messages that failed after retries, per channel.
-    pub failed: BTreeMap<&'static str, usize>,
-    /// Messages not tried because the channel timed out earlier in the batch, per channel.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub skipped: BTreeMap<&'static str, usize>,
-    /// Alerts no channel delivered: their cooldown was not started, so the next batch tries
-    /// again.
-    #[serde(skip_serializing_if = "is_zero")]
-    pub undelivered: usize,
-}
-
-fn is_zero(n: &usize) -> bool {
-    *n == 0
-}
-
-impl DispatchReport {
-    /// Messages sent on all channels.
-    pub(crate) fn sent_total(&self) -> usize {
-        self.sent.values().sum()
-    }
-}
-
-/// Sends alerts: policy, cooldown state, rate caps and channels, kept across a warm instance's
-/// invocations.
-pub(crate) struct Dispatcher {
-    /// What to alert.
-    pub policy: AlertPolicy,
-    channels: Vec<Channel>,
-    state: Box<dyn AlertState>,
-    caps: RateCap,
-    http: reqwest::Client,
-}
-
 /// Time kept back from the deadline for the rest of the invocation.
 const DEADLINE_MARGIN: Duration = Duration::from_millis(300);
 /// Longest single send.
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest answer read from a robot or webhook (they answer a few dozen bytes).
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
-/// The longest wait for a rate limit's window to open before a message is dropped instead.
-const MAX_RATE_WAIT: Duration = Duration::from_secs(1);
 /// Most attempts per message.
 const MAX_ATTEMPTS: u32 = 3;
 
-impl Dispatcher {
-    /// A dispatcher for `channels` with cooldown state in `state`.
-    pub fn new(policy: AlertPolicy, channels: Vec<Channel>, state: Box<dyn AlertState>) -> Self {
-        Self {
-            policy,
-            channels,
-            state,
-            caps: RateCap::default(),
-            http: reqwest::Client::new(),
-        }
+/// A configured channel with the HTTP client it sends through.
+pub(crate) struct Robot {
+    channel: Channel,
+    http: reqwest::Client,
+}
+
+impl Robot {
+    /// Every configured channel, sending through one HTTP client.
+    pub(crate) fn all(channels: &[Channel]) -> Vec<Box<dyn AlertChannel>> {
+        let http = reqwest::Client::new();
+        channels
+            .iter()
+            .map(|channel| {
+                Box::new(Robot {
+                    channel: channel.clone(),
+                    http: http.clone(),
+                }) as Box<dyn AlertChannel>
+            })
+            .collect()
+    }
+}
+
+impl AlertChannel for Robot {
+    fn name(&self) -> &'static str {
+        self.channel.kind.name()
     }
 
-    /// Groups the batch's records into alerts and sends those the cooldown admits to every
-    /// channel under its rate cap, finishing before `deadline`. The channels of one alert are
-    /// sent to concurrently, so a slow one never holds up another; a channel that timed out is
-    /// skipped for the rest of the batch (counted). A failing channel is logged and counted; it
-    /// never stops the others. An alert no channel delivered has its cooldown taken back.
-    pub(crate) async fn dispatch(
-        &mut self,
-        records: &[Record],
+    fn limits(&self) -> &'static [RateLimit] {
+        self.channel.kind.limits()
+    }
+
+    fn deliver<'a>(
+        &'a self,
+        alert: &'a Alert,
         now: SystemTime,
         deadline: Instant,
-    ) -> DispatchReport {
-        let started = Instant::now();
-        let alerts = group(records, &self.policy);
-        let mut report = DispatchReport {
-            alerts: alerts.len(),
-            ..DispatchReport::default()
-        };
-        if self.channels.is_empty() {
-            return report;
-        }
-        let mut timed_out: BTreeSet<&'static str> = BTreeSet::new();
-        for alert in &alerts {
-            let key = alert.key();
-            let Admission::Admitted { previous } =
-                self.state.admit(&key, alert.flows, now, &self.policy).await
-            else {
-                report.suppressed += 1;
-                continue;
-            };
-            let mut sends = Vec::new();
-            for channel in &self.channels {
-                let name = channel.kind.name();
-                if timed_out.contains(name) {
-                    *report.skipped.entry(name).or_default() += 1;
-                    continue;
-                }
-                let limits = channel.kind.limits();
-                // A short wait (a per-second limit) is waited out when the deadline allows; a
-                // used-up minute drops the message, counted.
-                let at = now + started.elapsed();
-                let wait = self.caps.wait(name, limits, at);
-                if wait > MAX_RATE_WAIT
-                    || Instant::now() + wait + DEADLINE_MARGIN >= deadline
-                    || !self.caps.take(name, limits, at + wait)
-                {
-                    *report.rate_limited.entry(name).or_default() += 1;
-                    continue;
-                }
-                let request = channel.request(alert, now);
-                let http = &self.http;
-                sends.push(async move {
-                    if !wait.is_zero() {
-                        tokio::time::sleep(wait).await;
-                    }
-                    (name, send(http, channel, &request, deadline).await)
-                });
-            }
-            let mut delivered = false;
-            for (name, outcome) in futures_util::future::join_all(sends).await {
-                match outcome {
-                    Ok(()) => {
-                        delivered = true;
-                        *report.sent.entry(name).or_default() += 1;
-                    }
-                    Err(error) => {
-                        tracing::warn!(channel = name, rule = %alert.rule_uuid, error = %error.message, "alert not delivered");
-                        *report.failed.entry(name).or_default() += 1;
-                        if error.timed_out {
-                            timed_out.insert(name);
-                        }
-                    }
-                }
-            }
-            if !delivered {
-                report.undelivered += 1;
-                self.state
-                    .release(&key, alert.flows, now, previous, &self.policy)
-                    .await;
-            }
-        }
-        report
+    ) -> BoxFuture<'a, Result<(), Undelivered>> {
+        Box::pin(async move {
+            let request = self.channel.request(alert, now);
+            send(&self.http, &self.channel, &request, deadline).await
+        })
     }
 }
 
-/// A message not delivered.
-#[derive(Debug)]
-struct SendError {
-    /// What went wrong (never the URL: it carries the robot's key or token).
-    message: String,
-    /// The channel did not answer in time: it is skipped for the rest of the batch.
-    timed_out: bool,
-}
-
+/// Sends one message, each attempt within [`SEND_TIMEOUT`], up to [`MAX_ATTEMPTS`] with
+/// backoff, within `deadline`; a timeout ends it at once.
 async fn send(
     http: &reqwest::Client,
     channel: &Channel,
     request: &Request,
     deadline: Instant,
-) -> Result<(), SendError> {
-    let failed = |message: String| SendError {
+) -> Result<(), Undelivered> {
+    let failed = |message: String| Undelivered {
         message,
         timed_out: false,
     };
@@ -410,7 +307,7 @@ async fn send(
         attempt += 1;
         let timeout = retry.remaining().min(SEND_TIMEOUT);
         if timeout.is_zero() {
-            return Err(SendError {
+            return Err(Undelivered {
                 message: "no time left before the invocation deadline".to_string(),
                 timed_out: true,
             });
@@ -433,7 +330,7 @@ async fn send(
             }
             // A channel that does not answer in time is not tried again in this batch.
             Err(err) if err.is_timeout() => {
-                return Err(SendError {
+                return Err(Undelivered {
                     message: format!("timed out after {} ms", timeout.as_millis()),
                     timed_out: true,
                 })
@@ -514,94 +411,39 @@ mod tests {
         (url, answered)
     }
 
-    /// Twelve rules blocking in one batch: twelve alerts.
-    fn twelve_alerts() -> Vec<Record> {
-        (0..12)
-            .map(|i| {
-                crate::core::alert::tests::hit(
-                    crate::core::records::RecordType::BlockHit,
-                    &format!("70{i:02}"),
-                    "block",
-                    "10.0.1.5",
-                    "10.0.3.10",
-                    3306,
-                )
-            })
-            .collect()
-    }
-
-    fn dispatcher(channels: Vec<(ChannelKind, String)>) -> Dispatcher {
-        Dispatcher::new(
-            AlertPolicy::default(),
-            channels
-                .into_iter()
-                .map(|(kind, url)| Channel {
-                    kind,
-                    url,
-                    secret: None,
-                })
-                .collect(),
-            Box::new(crate::core::alert::MemoryState::default()),
-        )
-    }
-
-    /// A hung robot beside a healthy webhook over twelve alerts: the webhook gets all twelve
-    /// well within the deadline (the hung robot once starved it: 3 of 12 in 59.8 s); the robot
-    /// costs one send timeout and is skipped for the rest of the batch, counted.
+    /// A robot that takes the connection and never answers costs one send timeout, reported
+    /// as a timeout (the alert use case then skips it for the rest of the batch).
     #[tokio::test]
-    async fn a_hung_channel_does_not_starve_a_healthy_one() {
+    async fn a_robot_that_never_answers_times_out_once() {
         let (hung, _) = robot(None).await;
-        let (healthy, answered) = robot(Some((200, "{}"))).await;
-        let mut dispatcher = dispatcher(vec![
-            (ChannelKind::WeCom, hung),
-            (ChannelKind::Webhook, healthy),
-        ]);
+        let channels = Robot::all(&[Channel {
+            kind: ChannelKind::WeCom,
+            url: hung,
+            secret: None,
+        }]);
+        let alert = crate::core::alert::group(
+            &[crate::core::alert::tests::hit(
+                crate::core::records::RecordType::BlockHit,
+                "7001",
+                "block",
+                "10.0.1.5",
+                "10.0.3.10",
+                3306,
+            )],
+            &crate::core::alert::AlertPolicy::default(),
+        )
+        .remove(0);
         let started = Instant::now();
-        let deadline = started + Duration::from_secs(30);
-        let report = dispatcher
-            .dispatch(&twelve_alerts(), SystemTime::now(), deadline)
+        let outcome = channels[0]
+            .deliver(&alert, SystemTime::now(), started + Duration::from_secs(30))
             .await;
-        assert_eq!(report.alerts, 12);
-        assert_eq!(report.sent.get("webhook"), Some(&12), "{report:?}");
-        assert_eq!(
-            answered.load(std::sync::atomic::Ordering::SeqCst),
-            12,
-            "{report:?}"
-        );
-        assert_eq!(report.failed.get("wecom"), Some(&1), "{report:?}");
-        assert_eq!(report.skipped.get("wecom"), Some(&11), "{report:?}");
-        assert_eq!(report.undelivered, 0);
+        let error = outcome.unwrap_err();
+        assert!(error.timed_out, "{error:?}");
+        let took = started.elapsed();
         assert!(
-            started.elapsed() < SEND_TIMEOUT + Duration::from_secs(5),
-            "{:?}",
-            started.elapsed()
+            took >= SEND_TIMEOUT && took < SEND_TIMEOUT + Duration::from_secs(2),
+            "{took:?}"
         );
-    }
-
-    /// An alert that no channel delivered does not start the cooldown: the next batch tries
-    /// again. One that got through does.
-    #[tokio::test]
-    async fn the_cooldown_starts_only_once_a_channel_accepted() {
-        let (refusing, _) = robot(Some((500, "{}"))).await;
-        let mut failing = dispatcher(vec![(ChannelKind::Webhook, refusing)]);
-        let records = &twelve_alerts()[..1];
-        let t0 = SystemTime::now();
-        let deadline = || Instant::now() + Duration::from_secs(20);
-        let first = failing.dispatch(records, t0, deadline()).await;
-        assert_eq!((first.undelivered, first.suppressed), (1, 0), "{first:?}");
-        let again = failing
-            .dispatch(records, t0 + Duration::from_secs(60), deadline())
-            .await;
-        assert_eq!((again.undelivered, again.suppressed), (1, 0), "{again:?}");
-
-        let (healthy, _) = robot(Some((200, "{}"))).await;
-        let mut working = dispatcher(vec![(ChannelKind::Webhook, healthy)]);
-        let sent = working.dispatch(records, t0, deadline()).await;
-        assert_eq!(sent.sent.get("webhook"), Some(&1));
-        let held = working
-            .dispatch(records, t0 + Duration::from_secs(60), deadline())
-            .await;
-        assert_eq!((held.suppressed, held.undelivered), (1, 0), "{held:?}");
     }
 
     /// The reference's self-computed DingTalk vector.

@@ -16,8 +16,9 @@ use std::sync::Arc;
 
 use std::time::SystemTime;
 
-use crate::adapters::chat::{DispatchReport, Dispatcher};
+use crate::adapters::chat::Robot;
 use crate::adapters::redis::RedisState;
+use crate::app::alerts::{DispatchReport, Dispatcher};
 use crate::app::config::AuditConfig;
 use crate::app::snapshot_cache::{SnapshotCache, SnapshotUnavailable};
 use crate::core::alert::{AlertState, MemoryState};
@@ -159,7 +160,7 @@ impl AuditFunction {
         };
         let alerts = Dispatcher::new(
             config.alerts.policy.clone(),
-            config.alerts.channels.clone(),
+            Robot::all(&config.alerts.channels),
             state,
         );
         Self {

@@ -21,11 +21,12 @@ use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
 
-use crate::adapters::chat::{DispatchReport, Dispatcher};
+use crate::adapters::chat::Robot;
 use crate::adapters::tencent::api::{ApiClient, ApiError};
 use crate::adapters::tencent::cls_query::USED_RULES_QUERY;
 use crate::adapters::tencent::rules::{build_live, LiveError};
 use crate::adapters::tencent::search::{analysis_rows, number};
+use crate::app::alerts::{DispatchReport, Dispatcher};
 use crate::app::config::{SinkConfig, SyncConfig};
 use crate::core::alert::MemoryState;
 use crate::core::engine::hygiene::{analyze_until, Finding};
@@ -133,7 +134,7 @@ impl SyncFunction {
         };
         let alerts = Dispatcher::new(
             config.alerts.policy.clone(),
-            config.alerts.channels.clone(),
+            Robot::all(&config.alerts.channels),
             Box::new(MemoryState::default()),
         );
         Ok(Self {

@@ -538,6 +538,31 @@ fn rule_change_alert(records: &[Record], policy: &AlertPolicy) -> Option<Alert> 
     })
 }
 
+/// An alert a channel did not deliver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undelivered {
+    /// What went wrong (never the channel's URL: it carries the robot's key or token).
+    pub message: String,
+    /// The channel did not answer in time: it is skipped for the rest of the batch.
+    pub timed_out: bool,
+}
+
+/// Where alerts go: a chat robot or a webhook.
+pub(crate) trait AlertChannel: Send + Sync {
+    /// The channel's name in logs and summaries (its kind, never its URL).
+    fn name(&self) -> &'static str;
+    /// The platform's published rate limits.
+    fn limits(&self) -> &'static [RateLimit];
+    /// Sends `alert`, as of `now`, retrying within `deadline`; done only when the platform
+    /// accepted it.
+    fn deliver<'a>(
+        &'a self,
+        alert: &'a Alert,
+        now: SystemTime,
+        deadline: std::time::Instant,
+    ) -> crate::core::ports::BoxFuture<'a, Result<(), Undelivered>>;
+}
+
 /// Cooldown state: when each alert key was last sent and with how many flows.
 pub(crate) trait AlertState: Send {
     /// Decides whether an alert with `flows` flows for `key` may go out at `now`, and if so

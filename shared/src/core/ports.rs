@@ -10,7 +10,10 @@
 //!   after the version object, so a reader never sees a pointer to an object that is not there
 //!   yet. Adapters: one file, a directory, COS.
 //!
-//! The alert cooldown port, `AlertState`, sits with the alert policy in [`crate::core::alert`].
+//! The alert ports sit with the alert policy in [`crate::core::alert`]: `AlertState` (the
+//! cooldown) and `AlertChannel` (where alerts go: a chat robot or a webhook, whose adapter
+//! speaks to its platform while the alert use case, `crate::app::alerts`, decides what to send,
+//! when and to whom).
 
 use std::collections::BTreeMap;
 use std::future::Future;
