@@ -24,7 +24,7 @@ pub fn bin_dir() -> PathBuf {
 pub fn function_binary(function: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let status = std::process::Command::new(env!("CARGO"))
+        let status = cargo()
             .args([
                 "build",
                 "--quiet",
@@ -35,7 +35,6 @@ pub fn function_binary(function: &str) -> PathBuf {
                 "-p",
                 "esgflow-sync",
             ])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .expect("cargo runs");
         assert!(status.success(), "building the function binaries failed");
