@@ -141,6 +141,15 @@ impl ClsStub {
     }
 }
 
+/// The credentials the stand-in accepts, for a client made in the test process.
+pub fn credentials() -> esgflow::adapters::tencent::Credentials {
+    esgflow::adapters::tencent::Credentials {
+        secret_id: SECRET_ID.to_string(),
+        secret_key: SECRET_KEY.to_string(),
+        token: Some(TOKEN.to_string()),
+    }
+}
+
 /// Checks the TC3 signature for the `cls` service, as the API does for every action.
 fn check_signature(headers: &HeaderMap, body: &[u8]) -> Result<(), String> {
     super::cloud::check_tc3(headers, body, SECRET_ID, SECRET_KEY, &["cls"])

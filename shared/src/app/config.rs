@@ -784,9 +784,10 @@ impl SinkConfig {
         &self,
     ) -> Result<Box<dyn crate::core::ports::RecordSink>, crate::core::ports::SinkError> {
         Ok(match self {
-            SinkConfig::Cls(cls) => {
-                Box::new(crate::adapters::tencent::cls::ClsSink::new(cls.clone())?)
-            }
+            SinkConfig::Cls(cls) => Box::new(crate::adapters::tencent::cls::ClsSink::new(
+                cls.clone(),
+                crate::adapters::tencent::transport::CredentialSource::environment(),
+            )?),
             SinkConfig::Jsonl(path) => Box::new(crate::adapters::files::JsonlSink::new(path)),
             SinkConfig::Stdout => Box::new(crate::adapters::files::StdoutSink),
         })

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use crate::adapters::files::{DirStore, FileStore};
 use crate::adapters::tencent::cos::CosStore;
+use crate::adapters::tencent::transport::CredentialSource;
 use crate::core::ports::SnapshotStore;
 
 /// A parsed `ESGFLOW_SNAPSHOT`.
@@ -95,7 +96,12 @@ impl SnapshotLocation {
                 let endpoint = cos_endpoint
                     .map(str::to_string)
                     .unwrap_or_else(|| format!("https://{bucket}.cos.{region}.myqcloud.com"));
-                Box::new(CosStore::new(&endpoint, bucket, prefix)?)
+                Box::new(CosStore::new(
+                    &endpoint,
+                    bucket,
+                    prefix,
+                    CredentialSource::environment(),
+                )?)
             }
         })
     }

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::adapters::bounded;
 use crate::adapters::retry::Retry;
-use crate::adapters::tencent::sign::tc3;
+use crate::adapters::tencent::transport::{self, Action, CredentialSource};
 use crate::adapters::tencent::Credentials;
 
 /// The longest API 3.0 answer read: a page of 100 rules or a `SearchLog` page is well under
@@ -31,13 +31,8 @@ pub struct ApiError {
     pub request_id: String,
 }
 
-/// Error codes worth retrying.
-pub(crate) fn retryable(code: &str) -> bool {
-    code.starts_with("RequestLimitExceeded")
-        || code.starts_with("InternalError")
-        || code == "Network"
-        || code.starts_with("ServiceUnavailable")
-}
+/// Error codes worth retrying: the transport's one list.
+pub(crate) use transport::retryable;
 
 /// The client.
 #[derive(Debug, Clone)]
@@ -46,7 +41,7 @@ pub struct ApiClient {
     region: String,
     endpoint: Option<String>,
     limits: std::sync::Arc<Vec<RateLimit>>,
-    credentials: Option<Credentials>,
+    credentials: CredentialSource,
 }
 
 /// A client-side rate limit for one action: calls are spaced `interval` apart.
@@ -125,17 +120,17 @@ impl ApiClient {
     /// `https://<service>.tencentcloudapi.com` for every service.
     pub fn new(region: &str, endpoint: Option<String>) -> Self {
         Self {
-            http: reqwest::Client::new(),
+            http: transport::client(),
             region: region.to_string(),
             endpoint,
             limits: std::sync::Arc::new(Vec::new()),
-            credentials: None,
+            credentials: CredentialSource::environment(),
         }
     }
 
-    /// Signs with these credentials instead of reading the environment on every call.
+    /// Signs with these credentials instead of the execution role's from the environment.
     pub fn with_credentials(mut self, credentials: Credentials) -> Self {
-        self.credentials = Some(credentials);
+        self.credentials = CredentialSource::given(credentials);
         self
     }
 
@@ -423,22 +418,10 @@ impl ApiClient {
         let mut retry = Retry::new(deadline, Duration::from_millis(200), Duration::from_secs(2));
         loop {
             self.pace(action).await;
-            let credentials = match &self.credentials {
-                Some(credentials) => credentials.clone(),
-                None => {
-                    Credentials::from_env().map_err(|e| error("NoCredentials", e.to_string()))?
-                }
-            };
-            let timestamp = chrono::Utc::now().timestamp();
-            let signed = tc3::SignedRequest {
-                method: "POST",
-                host: &host,
-                query: "",
-                content_type: CONTENT_TYPE,
-                body: &payload,
-                service,
-                timestamp,
-            };
+            let credentials = self
+                .credentials
+                .get()
+                .map_err(|e| error("NoCredentials", e.to_string()))?;
             let timeout = retry.remaining().min(Duration::from_secs(10));
             if timeout.is_zero() {
                 return Err(error(
@@ -446,21 +429,22 @@ impl ApiClient {
                     "no time left before the invocation deadline".to_string(),
                 ));
             }
-            let mut request = self
-                .http
-                .post(parsed.clone())
-                .timeout(timeout)
-                .header("Content-Type", CONTENT_TYPE)
-                .header("Host", &host)
-                .header("X-TC-Action", action)
-                .header("X-TC-Version", version)
-                .header("X-TC-Region", &self.region)
-                .header("X-TC-Timestamp", timestamp.to_string())
-                .header("Authorization", tc3::authorization(&credentials, &signed));
-            if let Some(token) = &credentials.token {
-                request = request.header("X-TC-Token", token);
-            }
-            let outcome = match request.body(payload.clone()).send().await {
+            let request = transport::tc3_request(
+                &self.http,
+                parsed.clone(),
+                &host,
+                &Action {
+                    service,
+                    version,
+                    action,
+                    region: &self.region,
+                },
+                CONTENT_TYPE,
+                payload.clone(),
+                &credentials,
+                timeout,
+            );
+            let outcome = match request.send().await {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     match bounded::read_text(response, MAX_ANSWER_BYTES).await {
@@ -474,6 +458,9 @@ impl ApiClient {
                 }
                 Err(err) => Err(error("Network", err.to_string())),
             };
+            if let Err(err) = &outcome {
+                self.credentials.answered(&err.code);
+            }
             match outcome {
                 Ok(value) => return Ok(value),
                 Err(err) if retryable(&err.code) => {

@@ -14,8 +14,7 @@ use prost::Message;
 
 use crate::adapters::bounded;
 use crate::adapters::retry::Retry;
-use crate::adapters::tencent::sign::tc3;
-use crate::adapters::tencent::Credentials;
+use crate::adapters::tencent::transport::{self, Action, CredentialSource};
 use crate::core::ports::{BoxFuture, RecordSink, SinkError, Written};
 use crate::core::records::{Record, RecordType};
 
@@ -119,38 +118,31 @@ pub(crate) struct ClsSink {
     url: reqwest::Url,
     host: String,
     http: reqwest::Client,
+    credentials: CredentialSource,
 }
 
 impl ClsSink {
-    /// A sink for `config`; fails on an endpoint that is not an http(s) URL.
-    pub fn new(config: ClsConfig) -> Result<Self, SinkError> {
+    /// A sink for `config`, signing with `credentials`; fails on an endpoint that is not an
+    /// http(s) URL.
+    pub fn new(config: ClsConfig, credentials: CredentialSource) -> Result<Self, SinkError> {
         let url = reqwest::Url::parse(&config.endpoint).map_err(|e| {
             SinkError::Unusable(format!(
                 "CLS endpoint {:?} is not a URL: {e}",
                 config.endpoint
             ))
         })?;
-        let host = match (url.host_str(), url.port()) {
-            (Some(host), Some(port)) => format!("{host}:{port}"),
-            (Some(host), None) => host.to_string(),
-            (None, _) => {
-                return Err(SinkError::Unusable(format!(
-                    "CLS endpoint {:?} has no host",
-                    config.endpoint
-                )))
-            }
-        };
-        // A redirect is never followed: reqwest would repeat a POST as a bodiless GET (or re-send
-        // the records somewhere else), and whatever answered that would be taken for CLS's answer.
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| SinkError::Unusable(format!("HTTP client: {e}")))?;
+        let host = super::host_header(&url).ok_or_else(|| {
+            SinkError::Unusable(format!("CLS endpoint {:?} has no host", config.endpoint))
+        })?;
+        // A redirect is never followed (the transport's client): reqwest would repeat a POST as
+        // a bodiless GET (or re-send the records somewhere else), and whatever answered that
+        // would be taken for CLS's answer.
         Ok(Self {
             config,
             url,
             host,
-            http,
+            http: transport::client(),
+            credentials,
         })
     }
 
@@ -196,39 +188,31 @@ impl ClsSink {
         if timeout.is_zero() {
             return Err(Failure::Retryable("no time left".to_string()));
         }
-        let credentials = Credentials::from_env().map_err(|e| Failure::Permanent(e.to_string()))?;
-        let timestamp = chrono::Utc::now().timestamp();
-        let content_type = "application/octet-stream";
-        let signed = tc3::SignedRequest {
-            method: "POST",
-            host: &self.host,
-            query: "",
-            content_type,
-            body,
+        let credentials = self
+            .credentials
+            .get()
+            .map_err(|e| Failure::Permanent(e.to_string()))?;
+        let action = Action {
             service: "cls",
-            timestamp,
+            version: "2020-10-16",
+            action: "UploadLog",
+            region: &self.config.region,
         };
-        let mut request = self
-            .http
-            .post(self.url.clone())
-            .timeout(timeout)
-            .header("Content-Type", content_type)
-            .header("Host", &self.host)
-            .header("X-TC-Action", "UploadLog")
-            .header("X-TC-Version", "2020-10-16")
-            .header("X-TC-Region", &self.config.region)
-            .header("X-TC-Timestamp", timestamp.to_string())
-            .header("X-CLS-TopicId", topic)
-            .header("X-CLS-CompressType", "lz4")
-            .header("Authorization", tc3::authorization(&credentials, &signed));
-        if let Some(token) = &credentials.token {
-            request = request.header("X-TC-Token", token);
-        }
-        let response = request
-            .body(body.to_vec())
-            .send()
-            .await
-            .map_err(|e| Failure::Retryable(format!("network: {e}")))?;
+        let response = transport::tc3_request(
+            &self.http,
+            self.url.clone(),
+            &self.host,
+            &action,
+            "application/octet-stream",
+            body.to_vec(),
+            &credentials,
+            timeout,
+        )
+        .header("X-CLS-TopicId", topic)
+        .header("X-CLS-CompressType", "lz4")
+        .send()
+        .await
+        .map_err(|e| Failure::Retryable(format!("network: {e}")))?;
         let status = response.status().as_u16();
         if (300..400).contains(&status) {
             let location = response
@@ -242,6 +226,9 @@ impl ClsSink {
             )));
         }
         let text = read_answer(response).await?;
+        if let Some((code, _)) = error_of(&text) {
+            self.credentials.answered(&code);
+        }
         classify(status, &text)
     }
 }
@@ -260,19 +247,6 @@ async fn read_answer(response: reqwest::Response) -> Result<String, Failure> {
 enum Failure {
     Retryable(String),
     Permanent(String),
-}
-
-/// Error codes worth retrying: throttling and transient server trouble.
-fn retryable_code(code: &str) -> bool {
-    code.starts_with("RequestLimitExceeded")
-        || code.starts_with("InternalError")
-        || code.starts_with("ServiceUnavailable")
-        || matches!(
-            code,
-            "FailedOperation.WriteQpsLimit"
-                | "FailedOperation.WriteTrafficLimit"
-                | "ResourceUnavailable"
-        )
 }
 
 /// Reads the error code and message out of an API 3.0 (`Response.Error`) or CLS
@@ -326,11 +300,13 @@ fn classify(status: u16, body: &str) -> Result<(), Failure> {
             "HTTP {status} with an unreadable answer: {}",
             body.chars().take(200).collect::<String>()
         ))),
-        (200..=299, Some((code, _))) if retryable_code(code) => {
+        (200..=299, Some((code, _))) if transport::retryable(code) => {
             Err(Failure::Retryable(detail(&error)))
         }
         (429 | 500..=599, _) => Err(Failure::Retryable(detail(&error))),
-        (_, Some((code, _))) if retryable_code(code) => Err(Failure::Retryable(detail(&error))),
+        (_, Some((code, _))) if transport::retryable(code) => {
+            Err(Failure::Retryable(detail(&error)))
+        }
         _ => Err(Failure::Permanent(detail(&error))),
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::adapters::bounded;
 use crate::adapters::retry::Retry;
 use crate::adapters::tencent::sign::qsign;
-use crate::adapters::tencent::Credentials;
+use crate::adapters::tencent::transport::{self, CredentialSource};
 use crate::core::monitoring::Switches;
 use crate::core::ports::{
     fail, object_name, of_version, parse_snapshot, to_json, version_object, Latest, Pointer,
@@ -23,6 +23,7 @@ pub(crate) const MAX_OBJECT_BYTES: usize = 128 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub(crate) struct CosStore {
     http: reqwest::Client,
+    credentials: CredentialSource,
     endpoint: reqwest::Url,
     host: String,
     bucket: String,
@@ -30,14 +31,20 @@ pub(crate) struct CosStore {
 }
 
 impl CosStore {
-    /// The bucket served at `endpoint`, objects under `prefix`.
-    pub fn new(endpoint: &str, bucket: &str, prefix: &str) -> Result<Self, String> {
+    /// The bucket served at `endpoint`, objects under `prefix`, signed with `credentials`.
+    pub fn new(
+        endpoint: &str,
+        bucket: &str,
+        prefix: &str,
+        credentials: CredentialSource,
+    ) -> Result<Self, String> {
         let url =
             reqwest::Url::parse(endpoint).map_err(|e| format!("COS endpoint {endpoint:?}: {e}"))?;
         let host = super::host_header(&url)
             .ok_or_else(|| format!("COS endpoint {endpoint:?} has no host"))?;
         Ok(Self {
-            http: reqwest::Client::new(),
+            http: transport::client(),
+            credentials,
             endpoint: url,
             host,
             bucket: bucket.to_string(),
@@ -68,7 +75,7 @@ impl CosStore {
         url.set_path(&path);
         let mut retry = Retry::new(deadline, Duration::from_millis(200), Duration::from_secs(2));
         loop {
-            let credentials = Credentials::from_env().map_err(|e| fail(self, e))?;
+            let credentials = self.credentials.get().map_err(|e| fail(self, e))?;
             let now = chrono::Utc::now().timestamp();
             let mut headers: Vec<(&str, &str)> = vec![("host", &self.host)];
             if let Some(tag) = if_none_match {
@@ -128,6 +135,9 @@ impl CosStore {
                 }
                 Err(e) => Err(format!("{path}: {e}")),
             };
+            if let Ok((_, _, body)) = &outcome {
+                self.credentials.answered(&cos_code(body));
+            }
             let retryable = match &outcome {
                 Ok((status, _, _)) => *status == 429 || *status >= 500,
                 Err(_) => true,

@@ -1,10 +1,13 @@
 //! Adapters to Tencent Cloud: credentials, the two signers ([`sign`]: TC3-HMAC-SHA256 for API
-//! 3.0, `q-sign` for COS), the API 3.0 client with typed errors ([`api`]), the CLS sink and its
-//! encoder ([`cls`]), the COS snapshot store ([`cos`]), the cfw/vpc rule source that builds the
-//! snapshot ([`rules`]) and CLS `SearchLog` ([`search`]).
+//! 3.0, `q-sign` for COS), the one transport every call goes through ([`transport`]: the
+//! credential source, the client, the TC3-signed request, the retryable codes), the API 3.0
+//! client with typed errors ([`api`]), the CLS sink and its encoder ([`cls`]), the COS snapshot
+//! store ([`cos`]), the cfw/vpc rule source that builds the snapshot ([`rules`]) and CLS
+//! `SearchLog` ([`search`]).
 //!
-//! Credentials are read from the environment on every call (SCF's role credentials are
-//! temporary) and never logged: [`Credentials`]'s `Debug` hides the secrets.
+//! Credentials come from a [`transport::CredentialSource`] (SCF's role credentials from the
+//! environment, read once and again when a service says they went stale) and are never logged:
+//! [`Credentials`]'s `Debug` hides the secrets.
 
 pub mod api;
 pub mod cls;
@@ -13,6 +16,7 @@ pub mod cos;
 pub mod rules;
 pub mod search;
 pub mod sign;
+pub mod transport;
 
 use std::fmt;
 
