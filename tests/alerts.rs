@@ -14,6 +14,16 @@ const LINES: &[&str] = &[
     "2 1251762227 eni-app00001 10.0.2.11 10.0.3.10 40004 3306 6 9 900 1763942400 1763942460 ACCEPT OK",
 ];
 
+/// One invocation of `emulator` with the test's flow-log lines; its summary.
+async fn judge(emulator: &mut esgflow_local::emulator::Emulator) -> serde_json::Value {
+    emulator
+        .invoke(common::cls_event("t", LINES))
+        .await
+        .unwrap()
+        .result
+        .json()
+}
+
 async fn audit_with(
     receiver: &AlertReceiver,
     extra: &[(&str, &str)],
@@ -27,12 +37,7 @@ async fn audit_with(
 async fn every_channel_gets_each_rule_once_and_signatures_verify() {
     let receiver = AlertReceiver::start().await.unwrap();
     let mut emulator = audit_with(&receiver, &[]).await;
-    let summary = emulator
-        .invoke(common::cls_event("t", LINES))
-        .await
-        .unwrap()
-        .result
-        .json();
+    let summary = judge(&mut emulator).await;
     assert_eq!(summary["alerts"]["alerts"], 2, "{summary}");
     assert_eq!(summary["alerts_sent"], 8);
     for channel in ["wecom", "dingtalk", "feishu", "webhook"] {
@@ -123,12 +128,7 @@ async fn a_wrong_signing_secret_is_refused_by_the_platform_and_reported() {
         ],
     )
     .await;
-    let summary = emulator
-        .invoke(common::cls_event("t", LINES))
-        .await
-        .unwrap()
-        .result
-        .json();
+    let summary = judge(&mut emulator).await;
     assert_eq!(summary["alerts"]["failed"]["dingtalk"], 2, "{summary}");
     assert_eq!(summary["alerts"]["failed"]["feishu"], 2, "{summary}");
     assert_eq!(summary["alerts"]["sent"]["wecom"], 2);
@@ -155,12 +155,7 @@ async fn the_cooldown_holds_back_repeats_in_a_warm_instance() {
         .invoke(common::cls_event("t", LINES))
         .await
         .unwrap();
-    let second = emulator
-        .invoke(common::cls_event("t", LINES))
-        .await
-        .unwrap()
-        .result
-        .json();
+    let second = judge(&mut emulator).await;
     assert_eq!(second["alerts"]["suppressed"], 2, "{second}");
     assert_eq!(second["alerts_sent"], 0);
     assert_eq!(receiver.received().len(), 8, "nothing new was sent");
@@ -175,13 +170,7 @@ async fn secrets_never_reach_logs_or_summaries() {
     env.extend(stub.env("hits", "traffic"));
     env.push(("RUST_LOG".into(), "debug".into()));
     let mut emulator = common::emulator_with("audit", env).await;
-    let summary = emulator
-        .invoke(common::cls_event("t", LINES))
-        .await
-        .unwrap()
-        .result
-        .json()
-        .to_string();
+    let summary = judge(&mut emulator).await.to_string();
     let logs = emulator
         .logs_once(std::time::Duration::from_secs(5), |l| {
             l.contains("alert not delivered")
@@ -214,19 +203,9 @@ async fn a_redis_cooldown_is_shared_by_two_function_processes() {
     let receiver = AlertReceiver::start().await.unwrap();
     let mut first = audit_with(&receiver, &[("ESGFLOW_ALERT_STATE", &url)]).await;
     let mut second = audit_with(&receiver, &[("ESGFLOW_ALERT_STATE", &url)]).await;
-    let one = first
-        .invoke(common::cls_event("t", LINES))
-        .await
-        .unwrap()
-        .result
-        .json();
+    let one = judge(&mut first).await;
     assert_eq!(one["alerts_sent"], 8, "{one}");
-    let two = second
-        .invoke(common::cls_event("t", LINES))
-        .await
-        .unwrap()
-        .result
-        .json();
+    let two = judge(&mut second).await;
     assert_ne!(first.pid(), second.pid());
     assert_eq!(
         two["alerts"]["suppressed"], 2,
@@ -245,12 +224,7 @@ async fn an_unreachable_redis_fails_open() {
     let receiver = AlertReceiver::start().await.unwrap();
     let url = format!("redis://127.0.0.1:{closed}");
     let mut emulator = audit_with(&receiver, &[("ESGFLOW_ALERT_STATE", &url)]).await;
-    let summary = emulator
-        .invoke(common::cls_event("t", LINES))
-        .await
-        .unwrap()
-        .result
-        .json();
+    let summary = judge(&mut emulator).await;
     assert_eq!(summary["alerts_sent"], 8, "alerts still go out: {summary}");
 }
 
@@ -267,12 +241,7 @@ async fn an_undelivered_alert_leaves_no_cooldown_in_redis() {
     let mut first = audit_with(&receiver, &[("ESGFLOW_ALERT_STATE", &url)]).await;
     let mut second = audit_with(&receiver, &[("ESGFLOW_ALERT_STATE", &url)]).await;
     for process in [&mut first, &mut second] {
-        let summary = process
-            .invoke(common::cls_event("t", LINES))
-            .await
-            .unwrap()
-            .result
-            .json();
+        let summary = judge(process).await;
         assert_eq!(summary["alerts"]["undelivered"], 2, "{summary}");
         assert_eq!(summary["alerts"]["suppressed"], 0, "{summary}");
         assert_eq!(summary["alerts_sent"], 0, "{summary}");

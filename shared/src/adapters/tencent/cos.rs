@@ -158,6 +158,24 @@ impl CosStore {
 }
 
 /// The `<Code>` of a COS XML error body, for messages.
+impl CosStore {
+    /// Writes object `name`; anything but a 2xx is an error naming the object, the status and
+    /// COS's error code.
+    async fn put(&self, name: &str, body: Vec<u8>, deadline: Instant) -> Result<(), StoreError> {
+        let (status, _, answer) = self
+            .send(reqwest::Method::PUT, name, None, Some(body), deadline)
+            .await?;
+        if (200..300).contains(&status) {
+            Ok(())
+        } else {
+            Err(fail(
+                self,
+                format!("PUT {name}: HTTP {status} {}", cos_code(&answer)),
+            ))
+        }
+    }
+}
+
 fn cos_code(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     text.split_once("<Code>")
@@ -234,23 +252,12 @@ impl SnapshotStore for CosStore {
     fn publish<'a>(&'a self, snapshot: &'a Snapshot, deadline: Instant) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let pointer = Pointer::of(snapshot);
-            let put = |name: String, body: Vec<u8>| async move {
-                let (status, _, answer) = self
-                    .send(reqwest::Method::PUT, &name, None, Some(body), deadline)
-                    .await?;
-                if (200..300).contains(&status) {
-                    Ok(())
-                } else {
-                    Err(fail(
-                        self,
-                        format!("PUT {name}: HTTP {status} {}", cos_code(&answer)),
-                    ))
-                }
-            };
-            put(pointer.object.clone(), to_json(snapshot)).await?;
-            put(
-                "latest.json".to_string(),
+            self.put(&pointer.object, to_json(snapshot), deadline)
+                .await?;
+            self.put(
+                "latest.json",
                 serde_json::to_vec_pretty(&pointer).expect("pointers serialize"),
+                deadline,
             )
             .await
         })
@@ -304,23 +311,8 @@ impl SnapshotStore for CosStore {
         deadline: Instant,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let (status, _, answer) = self
-                .send(
-                    reqwest::Method::PUT,
-                    SWITCHES_OBJECT,
-                    None,
-                    Some(switches.to_json()),
-                    deadline,
-                )
-                .await?;
-            if (200..300).contains(&status) {
-                Ok(())
-            } else {
-                Err(fail(
-                    self,
-                    format!("PUT {SWITCHES_OBJECT}: HTTP {status} {}", cos_code(&answer)),
-                ))
-            }
+            self.put(SWITCHES_OBJECT, switches.to_json(), deadline)
+                .await
         })
     }
 }
