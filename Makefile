@@ -11,7 +11,7 @@ FUNCTIONS   := audit lookup sync
 CARGO       ?= cargo
 ESGFLOW     := target/debug/esgflow
 
-.PHONY: help setup setup-test setup-deploy build test test-long lint unit package package-check run bench sample clean deploy destroy measure fuzz openapi
+.PHONY: help setup setup-test setup-deploy build test test-long lint unit package package-check run fuzz-cmin bench sample clean deploy destroy measure fuzz openapi
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -60,7 +60,7 @@ unit: setup-test build package-check ## all tests (unit, runtime protocol, end-t
 
 test: lint unit ## everything CI runs: lint, the packages (package-check profile), all tests
 
-test-long: setup-test build ## before a release: the soak run and the full fuzz-corpus replay (FUZZ_CORPUS=dir: a corpus kept outside the repository)
+test-long: setup-test build ## before a release: the soak run and the replay of every fuzz corpus file (the repository's and FUZZ_CORPUS, what `make fuzz` found)
 	ESGFLOW_FUZZ_CORPUS="$(FUZZ_CORPUS)" $(CARGO) test --test integration -- --ignored
 
 package-check: setup-test ## the packages `make test` checks: the release profile without fat LTO (quick to link)
@@ -85,12 +85,23 @@ measure: package ## release health check: zip and binary sizes, init time (media
 
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := cls_event flow_record snapshot_values apigw_request explain_body judge audit
+# Where `make fuzz` keeps what it finds: outside the repository, which holds only the minimised set.
+FUZZ_CORPUS ?= target/fuzz-corpus
 
-fuzz: ## run every cargo-fuzz target for FUZZ_SECONDS (default 60) each, on nightly; new inputs join fuzz/corpus/
+fuzz: ## run every cargo-fuzz target for FUZZ_SECONDS (default 60) each, on nightly; new inputs go to FUZZ_CORPUS (outside the repository)
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	@for t in $(FUZZ_TARGETS); do \
 	  echo "== fuzzing $$t for $(FUZZ_SECONDS) s"; \
-	  $(CARGO) +nightly fuzz run $$t fuzz/corpus/$$t fuzz/seeds/$$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=1024 -max_len=262144 -timeout=10 || exit 1; \
+	  mkdir -p $(FUZZ_CORPUS)/$$t; \
+	  $(CARGO) +nightly fuzz run $$t $(FUZZ_CORPUS)/$$t fuzz/corpus/$$t fuzz/seeds/$$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=1024 -max_len=262144 -timeout=10 || exit 1; \
+	done
+
+fuzz-cmin: ## minimise fuzz/corpus to the inputs that cover the same edges, taking in what `make fuzz` found that adds coverage (cargo fuzz cmin, edges only)
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_CORPUS)/$$t; \
+	  $(CARGO) +nightly fuzz run $$t fuzz/corpus/$$t $(FUZZ_CORPUS)/$$t -- -merge=1 -use_counters=0 -rss_limit_mb=2048 -max_len=262144 -timeout=10 || exit 1; \
+	  $(CARGO) +nightly fuzz cmin $$t fuzz/corpus/$$t -- -use_counters=0 -rss_limit_mb=2048 -max_len=262144 -timeout=10 || exit 1; \
 	done
 
 bench: ## benchmarks: engine (100/1k/10k rules vs the naive evaluator, compile), audit pipeline vs floor, /v1/explain, the local records store at 1,000,000 records
