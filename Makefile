@@ -59,7 +59,10 @@ lint: setup-test ## rustfmt check and clippy with warnings as errors
 # time on the 2-core machine (the integration binary: 67 s with two, 30 s with four).
 TEST_THREADS ?= 4
 
-unit: setup-test build package-check ## all tests (unit, runtime protocol, end-to-end under the emulator, packaging)
+# The binaries the tests run are built with the tests (`--bins --tests`): one feature resolution
+# for both, so nothing is compiled twice.
+unit: setup-test package-check ## all tests (unit, runtime protocol, end-to-end under the emulator, packaging)
+	$(CARGO) build --workspace --bins --tests
 	$(CARGO) test --workspace -- --test-threads=$(TEST_THREADS)
 
 test: lint unit ## everything CI runs: lint, the packages (package-check profile), all tests

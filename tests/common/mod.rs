@@ -24,17 +24,11 @@ pub fn bin_dir() -> PathBuf {
 pub fn function_binary(function: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
+        // The same selection `make test` builds with: the three packages alone (or the binaries
+        // without the tests) would unify features differently and compile the shared crate and
+        // its dependencies a second time.
         let status = cargo()
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "esgflow-audit",
-                "-p",
-                "esgflow-lookup",
-                "-p",
-                "esgflow-sync",
-            ])
+            .args(["build", "--quiet", "--workspace", "--bins", "--tests"])
             .status()
             .expect("cargo runs");
         assert!(status.success(), "building the function binaries failed");
