@@ -69,13 +69,14 @@ async fn a_slow_cls_within_the_deadline_is_waited_for() {
 async fn a_hanging_cls_fails_the_invocation_before_the_hard_timeout_and_the_retry_lands_once() {
     let expected = expected_ids().await;
     let stub = ClsStub::start(vec![(HANG, "")]).await;
-    let mut audit = common::emulator_timed("audit", env(&stub), Duration::from_secs(3)).await;
+    let limit = Duration::from_secs(3);
+    let mut audit = common::emulator_timed("audit", env(&stub), limit).await;
     let started = Instant::now();
     let invocation = audit
         .invoke(event())
         .await
         .expect("the function answers itself, before SCF's timeout");
-    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(started.elapsed() < limit);
     assert!(!invocation.result.is_response());
     let error = invocation.result.json();
     assert_eq!(error["errorType"], "SinkError", "{error}");
@@ -157,10 +158,11 @@ async fn a_hanging_webhook_costs_an_alert_not_the_batch() {
     receiver.hang("webhook");
     let mut env = env(&stub);
     env.extend(receiver.settings());
-    let mut audit = common::emulator_timed("audit", env, Duration::from_secs(6)).await;
+    let limit = Duration::from_secs(6);
+    let mut audit = common::emulator_timed("audit", env, limit).await;
     let started = Instant::now();
     let invocation = audit.invoke(event()).await.unwrap();
-    assert!(started.elapsed() < Duration::from_secs(6));
+    assert!(started.elapsed() < limit);
     let summary = invocation.result.json();
     assert!(invocation.result.is_response(), "{summary}");
     assert_eq!(summary["alerts"]["failed"]["webhook"], 1, "{summary}");
@@ -190,7 +192,8 @@ async fn the_snapshot_store_failing_at_cold_start_and_on_refresh() {
     // Cold start: COS refuses (403) the start-up read and the first invocation's read.
     store.fail_next_cos("GET", 403);
     store.fail_next_cos("GET", 403);
-    let mut audit = common::emulator_timed("audit", audit_env, Duration::from_secs(8)).await;
+    let limit = Duration::from_secs(8);
+    let mut audit = common::emulator_timed("audit", audit_env, limit).await;
     let first = audit.invoke(event()).await.unwrap();
     let error = first.result.json();
     assert_eq!(error["errorType"], "SnapshotUnavailable", "{error}");
@@ -212,11 +215,8 @@ async fn the_snapshot_store_failing_at_cold_start_and_on_refresh() {
     let third = audit.invoke(event()).await.unwrap();
     assert!(third.result.is_response(), "{}", third.result.json());
     assert_eq!(third.result.json()["snapshot_version"], version);
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "{:?}",
-        started.elapsed()
-    );
+    // Well inside the time limit: the refresh's budget is short, not the invocation's.
+    assert!(started.elapsed() < limit / 2, "{:?}", started.elapsed());
     assert!(store.problems().is_empty(), "{:?}", store.problems());
 }
 
@@ -244,7 +244,8 @@ async fn an_unreachable_snapshot_store_at_cold_start_then_back() {
     ]);
     // Nothing listens: the start-up load gives up within its budget, the invocation's own load
     // stops a second before the deadline, and the function reports it (SCF retries the batch).
-    let mut audit = common::emulator_timed("audit", env.clone(), Duration::from_secs(4)).await;
+    let limit = Duration::from_secs(4);
+    let mut audit = common::emulator_timed("audit", env.clone(), limit).await;
     let started = Instant::now();
     let first = audit
         .invoke(event())
@@ -256,11 +257,8 @@ async fn an_unreachable_snapshot_store_at_cold_start_then_back() {
         .as_str()
         .unwrap()
         .contains("cos://esg-1250000000/snapshots"));
-    assert!(
-        started.elapsed() < Duration::from_secs(12),
-        "{:?}",
-        started.elapsed()
-    );
+    // The cold start's own load (its budget) and the invocation's, each bounded by the limit.
+    assert!(started.elapsed() < 3 * limit, "{:?}", started.elapsed());
     // The store comes back where it was, and the sync function publishes into it.
     let store = CloudStub::start_at(&address, load_exports(&common::sample_exports()).unwrap())
         .await
