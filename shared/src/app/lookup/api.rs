@@ -1,5 +1,5 @@
 //! The OpenAPI document of the lookup API, generated from the routes' annotations
-//! (each resource module's) and the request and answer types ([`super::wire`]) with utoipa.
+//! (each resource module's) and the request and answer types each resource module owns, with utoipa.
 //! `openapi.json` in the repository is this document; `tests/openapi.rs` fails when they differ
 //! (`UPDATE_OPENAPI=1 cargo test --test integration openapi::` rewrites it).
 

@@ -5,8 +5,10 @@ use axum::body::Bytes;
 use axum::extract::State;
 
 use super::request::json_text;
-use super::wire::*;
 use super::*;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 
 /// `POST /v1/explain`: one flow, or `{"flows": [...]}`.
 #[utoipa::path(post, path = "/v1/explain", tag = "lookup",
@@ -179,3 +181,61 @@ pub(crate) fn detail(verbose: bool) -> Detail {
 
 /// Most flows in one batch explain.
 pub(crate) const MAX_BATCH: usize = 1000;
+
+/// A flow to explain (`POST /v1/explain`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FlowQuery {
+    /// The source address.
+    pub src: String,
+    /// The destination address.
+    pub dst: String,
+    /// `tcp`, `udp`, `icmp`, `icmpv6`, `any`, or a protocol number 0-255 (a string or a number).
+    #[schema(value_type = String)]
+    pub protocol: Value,
+    /// The destination port (a number or a string); required for TCP and UDP.
+    #[serde(default)]
+    #[schema(value_type = Option<u16>)]
+    pub port: Option<Value>,
+    /// The ENI that recorded the flow, when known.
+    #[serde(default)]
+    pub eni: Option<String>,
+    /// Describe every rule considered, not only those that matched.
+    #[serde(default)]
+    pub verbose: bool,
+}
+
+/// The body of `POST /v1/explain`: a batch of up to 1,000 flows, or one flow.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum ExplainBody {
+    /// Up to 1,000 flows, each read as one flow is (a bad one is named by its index).
+    Batch {
+        /// The flows.
+        #[schema(value_type = Vec<FlowQuery>, max_items = 1000)]
+        flows: Vec<Value>,
+    },
+    /// One flow.
+    #[schema(value_type = FlowQuery)]
+    One(Value),
+}
+
+/// The answer of `POST /v1/explain`: one explanation, or one per flow of a batch (a batch's
+/// answer is written out one explanation at a time, in this shape, to hold one in memory).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ExplainAnswer<'a> {
+    /// One flow's explanation.
+    One(Box<ExplainView<'a>>),
+    /// A batch's explanations, in the order of its flows.
+    Batch(ExplainBatch<'a>),
+}
+
+/// A batch's explanations.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExplainBatch<'a> {
+    /// The snapshot every flow was judged against.
+    pub snapshot_version: &'a str,
+    /// One explanation per flow (without `snapshot_version`).
+    pub results: Vec<ExplainView<'a>>,
+}

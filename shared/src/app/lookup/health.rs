@@ -2,9 +2,10 @@
 
 use axum::Json;
 
-use super::wire::*;
 use super::*;
 use axum::response::IntoResponse;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 /// The page at `/`: it holds no data, so it is served without a token and asks for one.
 #[utoipa::path(get, path = "/", security(()), tag = "console",
@@ -33,3 +34,13 @@ pub(crate) async fn healthz() -> Json<Health> {
 
 /// The page served at `/`: a form for `/v1/explain` and the day's top blocking rules.
 pub(crate) const PAGE: &str = include_str!("page.html");
+
+/// `GET /v1/healthz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    #[schema(example = "ok")]
+    pub status: &'static str,
+    /// The esgflow version.
+    pub version: &'static str,
+}

@@ -6,9 +6,11 @@ use axum::extract::{Path, State};
 use axum::Json;
 
 use super::request::Answer;
-use super::wire::*;
 use super::*;
+use serde::Serialize;
+use serde_json::Value;
 use utoipa::IntoParams;
+use utoipa::ToSchema;
 
 /// `GET /v1/hits`.
 #[utoipa::path(get, path = "/v1/hits", tag = "flow log",
@@ -760,3 +762,44 @@ pub struct HitParams {
 }
 
 super::request::query_params!(SearchParams, PageParams, ExportParams, HitParams);
+
+/// `GET /v1/hits`: one page of hit records, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HitsPage {
+    /// The records, as written.
+    #[schema(value_type = Vec<Object>)]
+    pub hits: Vec<Value>,
+    /// Records on this page.
+    pub count: usize,
+    /// The cursor of the next page (null on the last page); it continues only this search, for
+    /// an hour from the first page.
+    pub cursor: Option<String>,
+    /// The query parameters of the next page: every parameter of this search made explicit
+    /// (since and until as Unix seconds) and the cursor; null on the last page.
+    #[schema(value_type = Option<std::collections::BTreeMap<String, String>>)]
+    pub next: Option<Value>,
+    /// Whether this is the last page.
+    pub complete: bool,
+    /// The CLS query (CQL) of this search, to paste into the CLS console.
+    pub query: String,
+    /// From, Unix seconds.
+    pub since: i64,
+    /// To, Unix seconds.
+    pub until: i64,
+}
+
+/// `GET /v1/hits/{record_id}`: one hit record, explained.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HitAnswer<'a> {
+    /// The record, as written.
+    #[schema(value_type = Object)]
+    pub record: Value,
+    /// The snapshot version that judged it.
+    pub judged_with: String,
+    /// The snapshot version the explanation uses.
+    pub explained_with: &'a str,
+    /// The record's flow explained (null when the record names no flow).
+    pub explanation: Option<ExplainView<'a>>,
+    /// Why the explanation uses another version.
+    pub note: Option<String>,
+}

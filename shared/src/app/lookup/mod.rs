@@ -26,7 +26,6 @@ pub mod scf;
 mod snapshot;
 mod traffic;
 mod vpcs;
-pub mod wire;
 
 pub use explain::*;
 pub use health::*;
@@ -43,8 +42,8 @@ use tokio::sync::Mutex;
 
 use axum::http::header;
 use axum::response::Response;
+use serde_json::json;
 use serde_json::value::RawValue;
-use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
 use crate::adapters::tencent::cls_query::{hits_query, traffic_search};
@@ -58,7 +57,7 @@ use crate::core::search::{
     is_search_id, series_step, AddressMatch, HitFilter, TrafficFilter, HIT_TYPES,
     MAX_SERIES_POINTS, MAX_TALKERS,
 };
-pub use request::{Invocation, Params};
+pub use request::{ErrorBody, ErrorDetail, Invocation, Params};
 pub(crate) use request::{NoParameters, Query};
 pub use router::router;
 pub use scf::App;
@@ -392,6 +391,7 @@ mod tests {
     use super::*;
     use crate::core::snapshot::fixtures;
     use crate::events::ApiGatewayRequest;
+    use serde_json::Value;
 
     fn lookup() -> (Lookup, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!(

@@ -16,6 +16,8 @@ use utoipa::IntoParams;
 
 use super::{fail, Failure};
 use crate::events::apigw::QueryValue;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 /// Who asked and by when the answer is due: the SCF invocation's request id and deadline, put
 /// in the request's extensions by whoever hands the request to the router. Without one a
@@ -287,4 +289,22 @@ mod tests {
         assert_eq!(params.query(""), Some("x"));
         assert_eq!(Params::parse(""), Params::default());
     }
+}
+
+/// Every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable code (`unknown_parameter`, `unauthorized`, …).
+    pub code: String,
+    /// In words, naming the field or parameter at fault (500: only "internal error").
+    pub message: String,
+    /// The invocation's request id, for the function's logs.
+    pub request_id: String,
 }

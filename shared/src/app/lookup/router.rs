@@ -23,11 +23,11 @@ use super::explain::explain_flows;
 use super::health::{healthz, page};
 use super::hits::{export, hits, one_hit};
 use super::request::Invocation;
+use super::request::{ErrorBody, ErrorDetail};
 use super::rules::{one_rule, rules, top_rules};
 use super::snapshot::snapshot;
 use super::traffic::traffic;
 use super::vpcs::{switch, vpcs};
-use super::wire::{ErrorBody, ErrorDetail};
 use super::{fail, security_headers, Failure, Lookup};
 
 /// The lookup application as one tower service: [`router`] inside the layers that need the

@@ -5,9 +5,12 @@ use axum::extract::{Path, State};
 use axum::Json;
 
 use super::request::Answer;
-use super::wire::*;
 use super::*;
+use crate::core::engine::hygiene::Finding;
+use serde::Serialize;
+use serde_json::Value;
 use utoipa::IntoParams;
+use utoipa::ToSchema;
 
 /// `GET /v1/stats/top-rules`.
 #[utoipa::path(get, path = "/v1/stats/top-rules", tag = "lookup",
@@ -393,3 +396,190 @@ pub struct TopRulesParams {
 }
 
 super::request::query_params!(RulesParams, TopRulesParams);
+
+/// A rule's resolved source or destination.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResolvedSet {
+    /// Whether the snapshot resolves it.
+    pub resolved: bool,
+    /// The addresses (when resolved).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub addresses: Option<String>,
+    /// Why not (when not resolved).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A rule-hygiene finding.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RuleHygiene {
+    /// What was found.
+    pub finding: Finding,
+    /// The rules that cover it (shadowed: earlier; redundant: later), as uuids.
+    pub covering_rules: Vec<String>,
+    /// Why (unresolvable: the resolution error).
+    pub detail: String,
+}
+
+/// Hit counters of a rule over a window, summed from the audit function's `rule_hits` records;
+/// `available` false with a `reason` when there is no records store or it failed.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct RuleHits {
+    /// Whether the counters could be read.
+    pub available: bool,
+    /// Why not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The window, days.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_days: Option<i64>,
+    /// Every hit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hits: Option<u64>,
+    /// Hits as the deciding drop rule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block_hits: Option<u64>,
+    /// Hits as an observe rule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observe_hits: Option<u64>,
+    /// The first hit, Unix seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_hit: Option<u64>,
+    /// The last hit, Unix seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_hit: Option<u64>,
+}
+
+/// `GET /v1/rules/{uuid}`: one rule as the API gave it, resolved, with its hygiene finding and
+/// hit counters.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RuleAnswer {
+    /// The snapshot it is read from.
+    pub snapshot_version: String,
+    /// The rule as the cloud API gave it.
+    #[schema(value_type = Object)]
+    pub rule: Value,
+    /// The rule as answers and records show it.
+    pub summary: RuleView,
+    /// Its source, resolved.
+    pub source: ResolvedSet,
+    /// Its destination, resolved.
+    pub destination: ResolvedSet,
+    /// Its services (`TCP 3306,6379`).
+    pub service: String,
+    /// No flow can reach the rule: earlier allow/block rules cover its whole match space.
+    pub shadowed: bool,
+    /// The earlier rules that cover it.
+    pub shadowed_by: Vec<String>,
+    /// Its rule-hygiene finding (null: nothing to report).
+    pub hygiene: Option<RuleHygiene>,
+    /// Its hit counters over the last 30 days.
+    pub hits: RuleHits,
+}
+
+/// Hit counters in the rules page.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HitCounts {
+    /// Every hit.
+    pub hits: u64,
+    /// Hits as the deciding drop rule.
+    pub block_hits: u64,
+    /// Hits as an observe rule.
+    pub observe_hits: u64,
+    /// The first hit, Unix seconds.
+    pub first_hit: Option<u64>,
+    /// The last hit, Unix seconds.
+    pub last_hit: Option<u64>,
+}
+
+/// A rule's hygiene finding in the rules page.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RowHygiene {
+    /// What was found.
+    pub finding: Finding,
+    /// The covering rules, as uuids.
+    pub covering: Vec<String>,
+    /// Why.
+    pub detail: String,
+}
+
+/// One rule of the rules page.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RuleRow {
+    /// Place in evaluation order, from 0.
+    pub position: usize,
+    /// Rule id.
+    pub uuid: String,
+    /// `OrderIndex`.
+    pub order: u64,
+    /// accept, drop or observe.
+    pub action: crate::core::snapshot::RuleAction,
+    /// Whether it is enabled.
+    pub enabled: bool,
+    /// New or old ESG.
+    pub generation: crate::core::snapshot::Generation,
+    /// Its description.
+    pub description: String,
+    /// Its hit counters in the window (null: no records store, or it failed).
+    pub hits: Option<HitCounts>,
+    /// Enabled with no hits in the window (null: no records store).
+    pub unused: Option<bool>,
+    /// Its hygiene finding (null: none, or not analysed).
+    pub hygiene: Option<RowHygiene>,
+    /// Whether the analysis reached it.
+    pub hygiene_analysed: bool,
+}
+
+/// `GET /v1/rules`: a page of the rules in evaluation order, and the recent rule changes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RulesPage {
+    /// The rules of this page.
+    pub rules: Vec<RuleRow>,
+    /// Rules in the snapshot.
+    pub total: usize,
+    /// The first rule's position.
+    pub offset: usize,
+    /// The next page's offset (null: last page).
+    pub next_offset: Option<usize>,
+    /// The hit counters' window, days.
+    pub days: i64,
+    /// Why the hit counters are missing.
+    pub hits_error: Option<String>,
+    /// Rules analysed, from the top.
+    pub hygiene_analysed: usize,
+    /// `rule_change` records of the window, newest first (at most 100).
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub changes: Option<Vec<Value>>,
+    /// Why the changes are missing.
+    pub changes_error: Option<String>,
+    /// The snapshot the rules are read from.
+    pub snapshot_version: String,
+}
+
+/// A rule of the top-rules answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TopRule {
+    /// The rule id the records name.
+    pub rule_uuid: String,
+    /// Its block hits.
+    pub hits: u64,
+    /// Its description (null: not in the current snapshot).
+    pub description: Option<String>,
+    /// Its `OrderIndex` (null: not in the current snapshot).
+    pub order: Option<u64>,
+}
+
+/// `GET /v1/stats/top-rules`: the rules with the most block hits, most first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TopRules {
+    /// From, Unix seconds.
+    pub since: i64,
+    /// To, Unix seconds.
+    pub until: i64,
+    /// The window, hours.
+    pub hours: i64,
+    /// The rules.
+    pub rules: Vec<TopRule>,
+    /// The snapshot descriptions are read from.
+    pub snapshot_version: String,
+}

@@ -4,8 +4,9 @@ use axum::extract::State;
 use axum::Json;
 
 use super::request::Answer;
-use super::wire::*;
 use super::*;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 /// `GET /v1/snapshot`.
 #[utoipa::path(get, path = "/v1/snapshot", tag = "lookup",
@@ -35,4 +36,17 @@ pub(crate) fn snapshot_status(engine: &Engine) -> SnapshotStatus {
             .map(|&r| engine.rule(r).rule.uuid.clone())
             .collect(),
     }
+}
+
+/// `GET /v1/snapshot`: the rule snapshot answers are made from.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SnapshotStatus {
+    /// The snapshot version (a digest of its content).
+    pub version: String,
+    /// Rules.
+    pub rules: usize,
+    /// Of them, enabled.
+    pub enabled_rules: usize,
+    /// Uuids of rules whose addresses or services cannot be resolved from the snapshot.
+    pub unresolvable_rules: Vec<String>,
 }

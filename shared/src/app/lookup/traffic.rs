@@ -5,9 +5,11 @@ use axum::extract::State;
 use axum::Json;
 
 use super::request::Answer;
-use super::wire::*;
 use super::*;
+use crate::core::search::TrafficView;
+use serde::Serialize;
 use utoipa::IntoParams;
+use utoipa::ToSchema;
 
 /// `GET /v1/traffic`.
 #[utoipa::path(get, path = "/v1/traffic", tag = "traffic",
@@ -157,3 +159,29 @@ pub struct TrafficParams {
 }
 
 super::request::query_params!(TrafficParams);
+
+/// `GET /v1/traffic`: the traffic views of a VPC, a subnet or every VPC.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TrafficAnswer {
+    /// From, Unix seconds.
+    pub since: i64,
+    /// To, Unix seconds.
+    pub until: i64,
+    /// The time series' step, seconds.
+    pub step: u32,
+    /// The VPC asked for.
+    pub vpc: Option<String>,
+    /// The subnet asked for.
+    pub subnet: Option<String>,
+    /// The scope asked for.
+    pub scope: Option<&'static str>,
+    /// The peer kind asked for.
+    pub peer: Option<&'static str>,
+    /// The verdict asked for.
+    pub fl_action: Option<&'static str>,
+    /// The views.
+    #[serde(flatten)]
+    pub view: TrafficView,
+    /// The CLS search of these traffic records (CQL), to paste into the CLS console.
+    pub query: String,
+}

@@ -6,8 +6,9 @@ use axum::extract::{Path, State};
 use axum::Json;
 
 use super::request::Answer;
-use super::wire::*;
 use super::*;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// `GET /v1/vpcs`.
 #[utoipa::path(get, path = "/v1/vpcs", tag = "vpcs",
@@ -206,3 +207,93 @@ impl Lookup {
 
 /// The window of flow-log coverage in `/v1/vpcs`: ENIs that recorded traffic in the last hour.
 pub(crate) const COVERAGE_SECONDS: i64 = 3600;
+
+/// A VPC's flow-log coverage: of its ENIs in the snapshot, how many recorded traffic in the last
+/// hour (`available` false with a `reason` when there is no records store or it failed).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Coverage {
+    /// Whether coverage could be read.
+    pub available: bool,
+    /// ENIs with traffic records in the window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enis_recording: Option<usize>,
+    /// ENIs of the VPC in the snapshot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enis: Option<usize>,
+    /// The window, seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_seconds: Option<i64>,
+    /// Why not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A subnet's id and name.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SubnetName {
+    /// `subnet-…`.
+    pub id: String,
+    /// Its name, when the snapshot has one.
+    pub name: Option<String>,
+}
+
+/// A VPC with its monitoring state.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct VpcState {
+    /// VPC id.
+    pub id: String,
+    /// Its name, when the snapshot has one.
+    pub name: Option<String>,
+    /// Its subnets.
+    pub subnets: usize,
+    /// Its subnets' ids and names, by id.
+    pub subnet_names: Vec<SubnetName>,
+    /// Its ENIs.
+    pub enis: usize,
+    /// Whether audit judges flows touching it.
+    pub monitored: bool,
+    /// Its monitoring switch (null: none; the list applies).
+    pub switch: Option<bool>,
+    /// Whether the monitored VPC list covers it (every VPC when the list is empty).
+    pub listed: bool,
+    /// Its flow-log coverage.
+    pub coverage: Coverage,
+}
+
+/// `GET /v1/vpcs`: every VPC of the snapshot with its monitoring state.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VpcsAnswer {
+    /// The VPCs.
+    pub vpcs: Vec<VpcState>,
+    /// Ids the monitored list or a switch names that the snapshot has no VPC for.
+    pub unknown: Vec<String>,
+    /// Whether no monitored list is set (every VPC is listed).
+    pub every_vpc_listed: bool,
+    /// When a switch last changed, Unix seconds.
+    pub switches_updated_at: Option<i64>,
+    /// Why the switches could not be read.
+    pub switches_error: Option<String>,
+    /// Whether an admin token is configured.
+    pub switches_writable: bool,
+    /// How soon audit applies a change (its snapshot TTL).
+    pub takes_effect_within_seconds: u64,
+    /// The snapshot the VPCs are read from.
+    pub snapshot_version: String,
+}
+
+/// The body of `PUT /v1/vpcs/{id}/monitoring`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SwitchRequest {
+    /// On, off, or null: back to the monitored list.
+    pub monitored: Option<bool>,
+}
+
+/// `PUT /v1/vpcs/{id}/monitoring`: the VPC's new state.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SwitchAnswer {
+    /// The VPC.
+    pub vpc: VpcState,
+    /// How soon audit applies the change.
+    pub takes_effect_within_seconds: u64,
+}
