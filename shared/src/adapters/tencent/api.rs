@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::adapters::bounded;
-use crate::adapters::retry::Retry;
 use crate::adapters::tencent::transport::{self, Action, CredentialSource};
 use crate::adapters::tencent::Credentials;
 
@@ -415,14 +414,14 @@ impl ApiClient {
         let host = super::host_header(&parsed)
             .ok_or_else(|| error("BadEndpoint", format!("{url:?} has no host")))?;
         let payload = serde_json::to_vec(body).expect("JSON values serialize");
-        let mut retry = Retry::new(deadline, Duration::from_millis(200), Duration::from_secs(2));
+        let mut retry = transport::retry(deadline);
         loop {
             self.pace(action).await;
             let credentials = self
                 .credentials
                 .get()
                 .map_err(|e| error("NoCredentials", e.to_string()))?;
-            let timeout = retry.remaining().min(Duration::from_secs(10));
+            let timeout = retry.remaining().min(transport::ATTEMPT_TIMEOUT);
             if timeout.is_zero() {
                 return Err(error(
                     "Deadline",

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use prost::Message;
 
 use crate::adapters::bounded;
-use crate::adapters::retry::Retry;
 use crate::adapters::tencent::transport::{self, Action, CredentialSource};
 use crate::core::ports::{BoxFuture, RecordSink, SinkError, Written};
 use crate::core::records::{Record, RecordType};
@@ -92,8 +91,6 @@ pub(crate) const MAX_BODY_BYTES: usize = 6_000_000;
 pub(crate) const MAX_VALUE_BYTES: usize = 1_000_000;
 /// The field that names a log's cut values (comma-separated keys).
 pub const TRUNCATED_FIELDS: &str = "truncated_fields";
-/// Longest single attempt.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time kept back from the deadline to report an error to SCF.
 const DEADLINE_MARGIN: Duration = Duration::from_millis(300);
 
@@ -154,15 +151,11 @@ impl ClsSink {
     }
 
     async fn upload(&self, topic: &str, body: Vec<u8>, deadline: Instant) -> Result<(), SinkError> {
-        let mut retry = Retry::new(
-            deadline.checked_sub(DEADLINE_MARGIN).unwrap_or(deadline),
-            Duration::from_millis(200),
-            Duration::from_secs(2),
-        );
+        let mut retry = transport::retry(deadline.checked_sub(DEADLINE_MARGIN).unwrap_or(deadline));
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let attempt_timeout = retry.remaining().min(ATTEMPT_TIMEOUT);
+            let attempt_timeout = retry.remaining().min(transport::ATTEMPT_TIMEOUT);
             let failure = match self.attempt(topic, &body, attempt_timeout).await {
                 Ok(()) => return Ok(()),
                 Err(Failure::Permanent(detail)) => {

@@ -5,8 +5,6 @@
 use std::time::{Duration, Instant};
 
 use crate::adapters::bounded;
-use crate::adapters::retry::Retry;
-use crate::adapters::tencent::sign::qsign;
 use crate::adapters::tencent::transport::{self, CredentialSource};
 use crate::core::monitoring::Switches;
 use crate::core::ports::{
@@ -73,43 +71,32 @@ impl CosStore {
         let path = self.key(name);
         let mut url = self.endpoint.clone();
         url.set_path(&path);
-        let mut retry = Retry::new(deadline, Duration::from_millis(200), Duration::from_secs(2));
+        let mut retry = transport::retry(deadline);
         loop {
             let credentials = self.credentials.get().map_err(|e| fail(self, e))?;
-            let now = chrono::Utc::now().timestamp();
             let mut headers: Vec<(&str, &str)> = vec![("host", &self.host)];
             if let Some(tag) = if_none_match {
                 headers.push(("if-none-match", tag));
             }
-            let request = qsign::Request {
-                method: method.as_str(),
-                path: &path,
-                params: &[],
-                headers: &headers,
-                start: now - 60,
-                end: now + 600,
-            };
-            let timeout = retry.remaining().min(Duration::from_secs(10));
+            let timeout = retry.remaining().min(transport::ATTEMPT_TIMEOUT);
             if timeout.is_zero() {
                 return Err(fail(
                     self,
                     format!("{path}: no time left before the deadline"),
                 ));
             }
-            let mut builder = self
-                .http
-                .request(method.clone(), url.clone())
-                .timeout(timeout)
-                .header("Host", &self.host)
-                .header(
-                    "Authorization",
-                    qsign::authorization(&credentials, &request),
-                );
+            let mut builder = transport::cos_request(
+                &self.http,
+                method.clone(),
+                url.clone(),
+                &self.host,
+                &path,
+                &headers,
+                &credentials,
+                timeout,
+            );
             if let Some(tag) = if_none_match {
                 builder = builder.header("If-None-Match", tag);
-            }
-            if let Some(token) = &credentials.token {
-                builder = builder.header("x-cos-security-token", token);
             }
             if let Some(body) = &body {
                 builder = builder

@@ -1,15 +1,24 @@
 //! The one way esgflow speaks to Tencent Cloud: where the credentials come from
 //! ([`CredentialSource`]), the HTTP client every call goes through ([`client`]: redirects are
-//! never followed, so a signed request is never repeated somewhere else), the one TC3-signed
-//! request the API 3.0 client and the CLS sink both send ([`tc3_request`]), and the one list of
-//! error codes worth retrying ([`retryable`]). COS signs with `q-sign` (its own signer) over
-//! the same client and credentials.
+//! never followed, so a signed request is never repeated somewhere else), the two signed
+//! requests — TC3 for API 3.0 and CLS ([`tc3_request`]), `q-sign` for COS ([`cos_request`]) —,
+//! and one retry policy: how long an attempt may take ([`ATTEMPT_TIMEOUT`]), the backoff
+//! ([`retry`]) and the one list of error codes worth retrying ([`retryable`]).
 
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::sign::tc3;
+use super::sign::{qsign, tc3};
 use super::{Credentials, NoCredentials};
+use crate::adapters::retry::Retry;
+
+/// The longest single attempt of any call.
+pub(crate) const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The backoff between attempts until `deadline`: jittered, from 200 ms doubling to 2 s.
+pub(crate) fn retry(deadline: Instant) -> Retry {
+    Retry::new(deadline, Duration::from_millis(200), Duration::from_secs(2))
+}
 
 /// API 3.0 and CLS error codes worth retrying: throttling and transient server trouble (the
 /// `Network` code is esgflow's own, for a call that got no answer).
@@ -144,6 +153,42 @@ pub(crate) fn tc3_request(
         request = request.header("X-TC-Token", token);
     }
     request.body(body)
+}
+
+/// The `q-sign` signed COS request `method path` to `url` (whose `Host` is `host`), with the
+/// signed `headers` (lower-case names, `host` among them), within `timeout`: `Host`,
+/// `Authorization` valid from a minute ago for ten minutes and, for temporary credentials,
+/// `x-cos-security-token`. The caller adds the body and sends it.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn cos_request(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: reqwest::Url,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    credentials: &Credentials,
+    timeout: Duration,
+) -> reqwest::RequestBuilder {
+    let now = chrono::Utc::now().timestamp();
+    let verb = method.as_str().to_string();
+    let signed = qsign::Request {
+        method: &verb,
+        path,
+        params: &[],
+        headers,
+        start: now - 60,
+        end: now + 600,
+    };
+    let mut request = http
+        .request(method, url)
+        .timeout(timeout)
+        .header("Host", host)
+        .header("Authorization", qsign::authorization(credentials, &signed));
+    if let Some(token) = &credentials.token {
+        request = request.header("x-cos-security-token", token);
+    }
+    request
 }
 
 #[cfg(test)]
