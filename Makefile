@@ -14,7 +14,7 @@ ESGFLOW     := target/debug/esgflow
 .PHONY: help setup setup-test setup-deploy build test test-long lint unit package package-check run fuzz-cmin bench sample clean deploy destroy measure fuzz openapi
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 setup: ## what `make run` needs: Rust with cargo (nothing else is installed)
 	@command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup first" >&2; exit 1; }
@@ -70,7 +70,7 @@ test: lint unit ## everything CI runs: lint, the packages (package-check profile
 test-long: setup-test build ## before a release: the soak run and the replay of every fuzz corpus file (the repository's and FUZZ_CORPUS, what `make fuzz` found)
 	ESGFLOW_FUZZ_CORPUS="$(FUZZ_CORPUS)" $(CARGO) test --test integration -- --ignored
 
-package-check: setup-test ## the packages `make test` checks: the release profile without fat LTO (quick to link)
+package-check: setup-test ## the packages `make test` checks: the release profile unoptimised, no LTO (quick to build)
 	$(CARGO) build --profile package-check --target $(MUSL_TARGET) $(addprefix -p esgflow-,$(FUNCTIONS))
 
 package: setup-test ## one zip per function under dist/: static musl `bootstrap`, mode 0755, at the zip root
