@@ -47,6 +47,31 @@ pub struct SnapshotCache {
     switches_checked_at: Option<Instant>,
     /// An older version asked for by [`engine_of_version`](Self::engine_of_version).
     judged_with: Option<(String, Arc<Engine>)>,
+    /// When the snapshot in use was taken (its `taken_at`).
+    taken_at: Option<Taken>,
+    /// The last published version refused for being older than the one in use (warned once).
+    refused: Option<String>,
+}
+
+/// A snapshot's `taken_at`, as a time (RFC 3339); `None` when it cannot be read.
+type Taken = chrono::DateTime<chrono::FixedOffset>;
+
+fn taken(snapshot: &crate::core::snapshot::Snapshot) -> Option<Taken> {
+    chrono::DateTime::parse_from_rfc3339(&snapshot.taken_at).ok()
+}
+
+/// What a read of the store found.
+enum Loaded {
+    /// The snapshot already held.
+    Unchanged,
+    /// Another snapshot, compiled.
+    New(Arc<Engine>, String, Option<Taken>),
+    /// A snapshot taken before the one in use (a rolled-back pointer): not loaded.
+    Older {
+        tag: String,
+        version: String,
+        taken: Taken,
+    },
 }
 
 /// How long one load may take when the caller has no deadline of its own (cold start).
@@ -72,6 +97,8 @@ impl SnapshotCache {
             switches: None,
             switches_checked_at: None,
             judged_with: None,
+            taken_at: None,
+            refused: None,
         }
     }
 
@@ -87,23 +114,31 @@ impl SnapshotCache {
         }
     }
 
-    /// Reads the store: `Ok(None)` when the snapshot is the one already held.
-    async fn load(
-        &self,
-        deadline: Instant,
-    ) -> Result<Option<(Arc<Engine>, String)>, SnapshotUnavailable> {
+    /// Reads the store. A snapshot taken before the one in use is not compiled: a pointer moved
+    /// back (by mistake, or by someone who may write the bucket) must not roll the rules back.
+    async fn load(&self, deadline: Instant) -> Result<Loaded, SnapshotUnavailable> {
         let known = self.engine.as_ref().and(self.tag.as_deref());
         match self.store.latest(known, deadline).await {
-            Ok(Latest::Unchanged) => Ok(None),
+            Ok(Latest::Unchanged) => Ok(Loaded::Unchanged),
             Ok(Latest::Missing) => Err(self.unavailable("no snapshot has been published there")),
             Ok(Latest::Found { snapshot, tag }) => {
+                let taken_at = taken(&snapshot);
                 if let Some(current) = &self.engine {
                     if !snapshot.version.is_empty() && snapshot.version == current.version() {
-                        return Ok(Some((current.clone(), tag)));
+                        return Ok(Loaded::New(current.clone(), tag, self.taken_at));
+                    }
+                    if let (Some(published), Some(held)) = (taken_at, self.taken_at) {
+                        if published < held {
+                            return Ok(Loaded::Older {
+                                tag,
+                                version: snapshot.version.clone(),
+                                taken: published,
+                            });
+                        }
                     }
                 }
                 let engine = Engine::compile(&snapshot).map_err(|e| self.unavailable(e))?;
-                Ok(Some((Arc::new(engine), tag)))
+                Ok(Loaded::New(Arc::new(engine), tag, taken_at))
             }
             Err(err) => Err(self.unavailable(err.message)),
         }
@@ -121,9 +156,10 @@ impl SnapshotCache {
         match (self.engine.clone(), due) {
             (Some(engine), false) => Ok(engine),
             (None, _) => {
-                let (engine, tag) = self.load(deadline).await?.ok_or_else(|| {
-                    self.unavailable("the store answered 'unchanged' to a first read")
-                })?;
+                let Loaded::New(engine, tag, taken_at) = self.load(deadline).await? else {
+                    return Err(self.unavailable("the store answered 'unchanged' to a first read"));
+                };
+                self.taken_at = taken_at;
                 tracing::info!(
                     version = engine.version(),
                     rules = engine.rules().len(),
@@ -141,7 +177,7 @@ impl SnapshotCache {
                 // store that hangs or keeps failing never eats the invocation.
                 let budget = deadline.min(Instant::now() + REFRESH_BUDGET);
                 match self.load(budget).await {
-                    Ok(Some((engine, tag))) => {
+                    Ok(Loaded::New(engine, tag, taken_at)) => {
                         if engine.version() != current.version() {
                             tracing::info!(
                                 from = current.version(),
@@ -151,9 +187,29 @@ impl SnapshotCache {
                         }
                         self.engine = Some(engine.clone());
                         self.tag = Some(tag);
+                        self.taken_at = taken_at;
                         Ok(engine)
                     }
-                    Ok(None) => Ok(current),
+                    Ok(Loaded::Older {
+                        tag,
+                        version,
+                        taken,
+                    }) => {
+                        if self.refused.as_deref() != Some(version.as_str()) {
+                            tracing::warn!(
+                                published = %version,
+                                published_taken_at = %taken,
+                                in_use = current.version(),
+                                in_use_taken_at = ?self.taken_at.map(|t| t.to_rfc3339()),
+                                "the published snapshot was taken before the one in use (a rolled-back pointer?); keeping the newer one"
+                            );
+                            self.refused = Some(version);
+                        }
+                        // Its tag is kept, so the next refresh reads only whether it moved on.
+                        self.tag = Some(tag);
+                        Ok(current)
+                    }
+                    Ok(Loaded::Unchanged) => Ok(current),
                     Err(err) => {
                         tracing::warn!(error = %err, version = current.version(), "snapshot refresh failed; keeping the last good snapshot");
                         Ok(current)
@@ -316,6 +372,46 @@ mod tests {
         let mut cold = SnapshotCache::new(&path, Duration::from_secs(60));
         let err = cold.engine(at(300)).await.unwrap_err().to_string();
         assert!(err.contains("not the hash of its content"), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// A published snapshot taken before the one a warm instance holds (a pointer moved back)
+    /// is not loaded; the instance keeps the newer one and notes the refused version once. A
+    /// newer one after it is loaded as usual.
+    #[tokio::test]
+    async fn an_older_snapshot_is_not_rolled_back_to() {
+        let dir = std::env::temp_dir().join(format!("esgflow-rollback-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("snapshot.json");
+        let taken_at = |variant: u32, at: &str| {
+            let mut snapshot = fixtures::sample(variant);
+            snapshot.taken_at = at.to_string();
+            snapshot
+        };
+        let mut cache = SnapshotCache::new(&path, Duration::from_secs(60));
+        let t0 = Instant::now();
+        let at = |s| t0 + Duration::from_secs(s);
+        let newer = taken_at(2, "2025-11-24T12:00:00Z");
+        newer.save(&path).unwrap();
+        assert_eq!(cache.engine(t0).await.unwrap().version(), newer.version);
+
+        let older = taken_at(1, "2025-11-24T06:00:00+00:00");
+        older.save(&path).unwrap();
+        assert_eq!(cache.engine(at(61)).await.unwrap().version(), newer.version);
+        assert_eq!(cache.refused.as_deref(), Some(older.version.as_str()));
+        // Asked again after the TTL, still refused (the warning is not repeated).
+        std::fs::write(&path, std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(
+            cache.engine(at(122)).await.unwrap().version(),
+            newer.version
+        );
+
+        let later = taken_at(3, "2025-11-25T00:00:00Z");
+        later.save(&path).unwrap();
+        assert_eq!(
+            cache.engine(at(183)).await.unwrap().version(),
+            later.version
+        );
         std::fs::remove_dir_all(&dir).ok();
     }
 }
