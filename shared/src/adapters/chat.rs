@@ -15,7 +15,7 @@ use sha2::Sha256;
 
 use crate::adapters::bounded;
 use crate::adapters::retry::Retry;
-use crate::core::alert::{Alert, AlertChannel, RateLimit, Undelivered};
+use crate::core::alert::{Alert, AlertChannel, RateLimit, Undelivered, DEADLINE_MARGIN};
 use crate::core::ports::BoxFuture;
 use crate::core::records::Record;
 use crate::core::text::truncate_utf8;
@@ -232,8 +232,6 @@ impl Channel {
     }
 }
 
-/// Time kept back from the deadline for the rest of the invocation.
-const DEADLINE_MARGIN: Duration = Duration::from_millis(300);
 /// Longest single send.
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest answer read from a robot or webhook (they answer a few dozen bytes).

@@ -6,7 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::core::alert::{group, Admission, AlertChannel, AlertPolicy, AlertState, RateCap};
+use crate::core::alert::{
+    group, Admission, AlertChannel, AlertPolicy, AlertState, RateCap, DEADLINE_MARGIN,
+};
 use crate::core::records::Record;
 
 /// What dispatching did.
@@ -52,8 +54,6 @@ pub(crate) struct Dispatcher {
     caps: RateCap,
 }
 
-/// Time kept back from the deadline for the rest of the invocation.
-const DEADLINE_MARGIN: Duration = Duration::from_millis(300);
 /// The longest wait for a rate limit's window to open before a message is dropped instead.
 const MAX_RATE_WAIT: Duration = Duration::from_secs(1);
 

@@ -53,9 +53,11 @@ pub struct SnapshotCache {
     refused: Option<String>,
 }
 
-/// A snapshot's `taken_at`, as a time (RFC 3339); `None` when it cannot be read.
+/// When a snapshot was taken.
 type Taken = chrono::DateTime<chrono::FixedOffset>;
 
+/// A snapshot's `taken_at` (RFC 3339) as a time; `None` when it cannot be read, and then it is
+/// compared with nothing.
 fn taken(snapshot: &crate::core::snapshot::Snapshot) -> Option<Taken> {
     chrono::DateTime::parse_from_rfc3339(&snapshot.taken_at).ok()
 }
@@ -64,7 +66,8 @@ fn taken(snapshot: &crate::core::snapshot::Snapshot) -> Option<Taken> {
 enum Loaded {
     /// The snapshot already held.
     Unchanged,
-    /// Another snapshot, compiled.
+    /// The snapshot to use (the engine held, when the version is the same), with its tag and
+    /// taken-at time.
     New(Arc<Engine>, String, Option<Taken>),
     /// A snapshot taken before the one in use (a rolled-back pointer): not loaded.
     Older {

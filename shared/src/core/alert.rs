@@ -538,6 +538,10 @@ fn rule_change_alert(records: &[Record], policy: &AlertPolicy) -> Option<Alert> 
     })
 }
 
+/// Time an alert's delivery leaves before the invocation's deadline, for the rest of the
+/// invocation: the dispatcher starts no send, and a channel no retry, that would end later.
+pub(crate) const DEADLINE_MARGIN: Duration = Duration::from_millis(300);
+
 /// An alert a channel did not deliver.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Undelivered {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::adapters::bounded;
-use crate::adapters::tencent::transport::{self, Action, CredentialSource};
+use crate::adapters::tencent::transport::{self, retryable, Action, CredentialSource};
 use crate::adapters::tencent::Credentials;
 
 /// The longest API 3.0 answer read: a page of 100 rules or a `SearchLog` page is well under
@@ -29,9 +29,6 @@ pub struct ApiError {
     /// The API's request id, when it answered.
     pub request_id: String,
 }
-
-/// Error codes worth retrying: the transport's one list.
-pub(crate) use transport::retryable;
 
 /// The client.
 #[derive(Debug, Clone)]

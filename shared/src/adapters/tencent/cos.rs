@@ -50,6 +50,22 @@ impl CosStore {
         })
     }
 
+    /// Writes object `name`; anything but a 2xx is an error naming the object, the status and
+    /// COS's error code.
+    async fn put(&self, name: &str, body: Vec<u8>, deadline: Instant) -> Result<(), StoreError> {
+        let (status, _, answer) = self
+            .send(reqwest::Method::PUT, name, None, Some(body), deadline)
+            .await?;
+        if (200..300).contains(&status) {
+            Ok(())
+        } else {
+            Err(fail(
+                self,
+                format!("PUT {name}: HTTP {status} {}", cos_code(&answer)),
+            ))
+        }
+    }
+
     fn key(&self, name: &str) -> String {
         if self.prefix.is_empty() {
             format!("/{name}")
@@ -145,24 +161,6 @@ impl CosStore {
 }
 
 /// The `<Code>` of a COS XML error body, for messages.
-impl CosStore {
-    /// Writes object `name`; anything but a 2xx is an error naming the object, the status and
-    /// COS's error code.
-    async fn put(&self, name: &str, body: Vec<u8>, deadline: Instant) -> Result<(), StoreError> {
-        let (status, _, answer) = self
-            .send(reqwest::Method::PUT, name, None, Some(body), deadline)
-            .await?;
-        if (200..300).contains(&status) {
-            Ok(())
-        } else {
-            Err(fail(
-                self,
-                format!("PUT {name}: HTTP {status} {}", cos_code(&answer)),
-            ))
-        }
-    }
-}
-
 fn cos_code(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     text.split_once("<Code>")

@@ -167,7 +167,11 @@ macro_rules! query_params {
     ($($params:ty),* $(,)?) => {$(
         impl $crate::app::lookup::request::QueryParams for $params {
             fn names() -> Vec<String> {
-                $crate::app::lookup::request::documented::<$params>()
+                // Read from the document once, not on every request.
+                static NAMES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+                NAMES
+                    .get_or_init($crate::app::lookup::request::documented::<$params>)
+                    .clone()
             }
             fn read(
                 values: &serde_json::Map<String, serde_json::Value>,
