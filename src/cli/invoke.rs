@@ -1,9 +1,8 @@
 //! `esgflow invoke`: one invocation of a function with an event file, as SCF's Invoke API would.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
-use super::{print_result, Outcome, RunArgs};
+use super::{exit_code, print_result, Outcome, RunArgs};
 use crate::emulator::{functions, Emulator};
 
 /// `esgflow invoke` arguments.
@@ -26,9 +25,5 @@ pub async fn run(args: Args) -> Outcome {
     let mut emulator = Emulator::new(args.run.spec(&args.function)).await?;
     let invocation = emulator.invoke(body).await?;
     print_result(&invocation.result);
-    Ok(if invocation.result.is_response() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(exit_code(usize::from(!invocation.result.is_response())))
 }

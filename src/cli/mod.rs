@@ -27,6 +27,9 @@ use crate::emulator::{Emulator, FunctionSpec, InvocationResult, Output};
 /// What a command answers: an exit code, or an error the command line prints.
 pub type Outcome = Result<ExitCode, Box<dyn std::error::Error>>;
 
+/// The emulator's time limit when none is asked for (SCF's default, 3 s).
+const DEFAULT_TIMEOUT_MS: u64 = 3000;
+
 /// How a function is run under the emulator (the flags every running command takes).
 #[derive(clap::Args, Clone)]
 pub struct RunArgs {
@@ -34,7 +37,7 @@ pub struct RunArgs {
     #[arg(long, env = "ESGFLOW_BIN_DIR")]
     pub bin_dir: Option<PathBuf>,
     /// Function time limit (ms), sent as time_limit_in_ms and enforced
-    #[arg(long, default_value_t = 3000)]
+    #[arg(long, default_value_t = DEFAULT_TIMEOUT_MS)]
     pub timeout_ms: u64,
     /// Init timeout (ms): process start to /runtime/init/ready
     #[arg(long, default_value_t = 10_000)]
@@ -73,7 +76,7 @@ impl RunArgs {
     /// The time limit: the one asked for, else `deployed` (the function's limit in
     /// template.yaml) in place of the emulator's 3 s default.
     pub fn with_default_timeout(mut self, deployed: Duration) -> Self {
-        if self.timeout_ms == 3000 {
+        if self.timeout_ms == DEFAULT_TIMEOUT_MS {
             self.timeout_ms = deployed.as_millis() as u64;
         }
         self
