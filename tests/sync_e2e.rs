@@ -7,7 +7,7 @@ use crate::common;
 use std::time::{Duration, Instant};
 
 use common::cls_stub::ClsStub;
-use esgflow::adapters::tencent::api::{ApiClient, Paging};
+use esgflow::adapters::tencent::api::{ApiClient, Listing, PageBudget, Paging};
 use esgflow::core::snapshot::Snapshot;
 use esgflow_local::standins::alerts::AlertReceiver;
 use esgflow_local::standins::cloud::CloudStub;
@@ -506,22 +506,13 @@ async fn audit_reads_the_published_snapshot_from_cos_and_revalidates_with_etags(
 #[tokio::test]
 async fn paging_follows_the_totals() {
     let stub = common::cloud_stub().await;
-    let client = ApiClient::new("ap-shanghai", Some(stub.url.clone())).with_credentials(
-        esgflow::adapters::tencent::Credentials {
-            secret_id: esgflow_local::standins::cloud::SECRET_ID.into(),
-            secret_key: esgflow_local::standins::cloud::SECRET_KEY.into(),
-            token: None,
-        },
-    );
+    let client = stub_client(&stub);
     let deadline = Instant::now() + Duration::from_secs(10);
+    let budget = PageBudget::new(64 << 20);
     let pages = client
         .pages(
-            "cfw",
-            "2019-09-04",
-            "DescribeEnterpriseSecurityGroupRule",
-            &json!({}),
-            Paging::PageNo { size: 10 },
-            "Rules",
+            &rule_listing(Paging::PageNo { size: 10 }),
+            &budget,
             deadline,
         )
         .await
@@ -536,15 +527,19 @@ async fn paging_follows_the_totals() {
     );
     let pages = client
         .pages(
-            "vpc",
-            "2017-03-12",
-            "DescribeNetworkInterfaces",
-            &json!({}),
-            Paging::Offset {
-                limit: 7,
-                strings: false,
+            &Listing {
+                service: "vpc",
+                version: "2017-03-12",
+                action: "DescribeNetworkInterfaces",
+                body: &json!({}),
+                paging: Paging::Offset {
+                    limit: 7,
+                    strings: false,
+                },
+                list_key: "NetworkInterfaceSet",
+                id_key: "NetworkInterfaceId",
             },
-            "NetworkInterfaceSet",
+            &budget,
             deadline,
         )
         .await
@@ -614,45 +609,105 @@ async fn the_listings_page_side_by_side() {
 /// Two differing copies of one rule in the answers (the rules changed while they were paged):
 /// sync reads every listing once more, then keeps one copy by the importer's order-independent
 /// choice and says so in a warning; the snapshot is still published.
+/// A listing that answers part of itself — here the rule list stops short of its Total, then a
+/// rule is listed twice (an insert shifted the pages) — is read once more and then fails the run:
+/// nothing is published, the last good snapshot stays, and both the error and the rule-change
+/// alert say which listing, how short, and which snapshot stays in force.
 #[tokio::test]
-async fn differing_copies_of_a_rule_are_read_once_more_then_reported() {
+async fn an_incomplete_listing_fails_the_run_and_keeps_the_last_snapshot() {
+    use esgflow_local::standins::cloud::Misbehaviour;
     let stub = common::cloud_stub().await;
+    let receiver = AlertReceiver::start().await.unwrap();
+    let mut env = receiver.settings();
+    env.push(("ESGFLOW_ALERT_KINDS".into(), "rule_change".into()));
+    let mut sync = sync_with(&stub, env).await;
+    let first = sync.invoke(common::timer_event()).await.unwrap();
+    assert_eq!(first.result.json()["published"], true);
+    let published = first.result.json()["snapshot_version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let total = stub.state.lock().unwrap().items["DescribeEnterpriseSecurityGroupRuleList"].len();
+
+    stub.misbehave(
+        "DescribeEnterpriseSecurityGroupRuleList",
+        Misbehaviour::StopsAfter(20),
+    );
+    let short = sync.invoke(common::timer_event()).await.unwrap();
+    let error = short.result.json();
+    assert_eq!(error["errorType"], "SnapshotBuildFailed", "{error}");
+    let message = error["errorMessage"].as_str().unwrap();
+    for expected in [
+        "DescribeEnterpriseSecurityGroupRuleList".to_string(),
+        format!(
+            "20 distinct items of its Total {total} ({} short)",
+            total - 20
+        ),
+        format!("snapshot {published} stays in force"),
+    ] {
+        assert!(message.contains(&expected), "{expected:?} in {message}");
+    }
+    let first_pages = |stub: &CloudStub| {
+        stub.state
+            .lock()
+            .unwrap()
+            .requests
+            .iter()
+            .filter(|r| {
+                r.action == "DescribeEnterpriseSecurityGroupRuleList" && r.body["Offset"] == 0
+            })
+            .count()
+    };
+    assert_eq!(
+        first_pages(&stub),
+        3,
+        "read once more after the first run's read"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while receiver.received().len() < 4 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let webhook = receiver
+        .received()
+        .into_iter()
+        .find(|r| r.channel == "webhook")
+        .expect("a rule-change alert");
+    let alert = &webhook.body["alert"];
+    assert_eq!(alert["kind"], "rule_change");
+    let details = alert["details"].to_string();
+    assert!(
+        details.contains("20 distinct items")
+            && details.contains(&format!("snapshot {published} stays in force")),
+        "{alert}"
+    );
+
+    // A rule listed twice on the new-ESG listing fails the same way.
     {
         let mut state = stub.state.lock().unwrap();
+        state.misbehaving.clear();
         let rules = state
             .items
             .get_mut("DescribeEnterpriseSecurityGroupRule")
             .unwrap();
-        let mut changed = rules[0].clone();
-        changed["Description"] = json!("edited while sync was paging");
-        rules.push(changed);
+        let copy = rules[0].clone();
+        rules.insert(12, copy);
     }
-    let mut sync = sync_with(&stub, Vec::new()).await;
-    let outcome = sync.invoke(common::timer_event()).await.unwrap();
-    let summary = outcome.result.json();
-    assert_eq!(summary["published"], true, "{summary}");
-    let warnings: Vec<&str> = summary["warnings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_str)
-        .filter(|w| w.contains("differing copies"))
-        .collect();
-    assert_eq!(warnings.len(), 1, "{summary}");
-    let first_pages = stub
-        .state
-        .lock()
-        .unwrap()
-        .requests
-        .iter()
-        .filter(|r| r.action == "DescribeEnterpriseSecurityGroupRule" && r.body["PageNo"] == "1")
-        .count();
-    assert_eq!(first_pages, 2, "the listing was read once more");
+    let repeated = sync.invoke(common::timer_event()).await.unwrap();
+    let message = repeated.result.json()["errorMessage"].to_string();
+    assert!(
+        message
+            .contains("DescribeEnterpriseSecurityGroupRule: IncompleteListing: page 1 repeats 1"),
+        "{message}"
+    );
+    let latest: Value = serde_json::from_slice(
+        &stub.state.lock().unwrap().objects["/esgflow/snapshots/latest.json"].0,
+    )
+    .unwrap();
+    assert_eq!(latest["version"], published.as_str(), "latest untouched");
+    assert_eq!(cos_puts(&stub).len(), 2, "published once, by the first run");
     assert!(stub.problems().is_empty(), "{:?}", stub.problems());
 }
 
-/// Old-ESG rules are per region: every region of `ESGFLOW_OLD_ESG_REGIONS` is listed (one
-/// `Area` per call), and each rule carries the region it came from.
 #[tokio::test]
 async fn old_esg_rules_are_read_in_every_configured_region() {
     let stub = common::cloud_stub().await;
@@ -745,24 +800,11 @@ async fn the_rule_list_is_read_whole_under_every_reading_of_offset() {
                 .collect()
         };
         assert!(expected.len() > 25, "the sample spans several pages of 10");
-        let client = ApiClient::new("ap-shanghai", Some(stub.url.clone())).with_credentials(
-            esgflow::adapters::tencent::Credentials {
-                secret_id: esgflow_local::standins::cloud::SECRET_ID.into(),
-                secret_key: esgflow_local::standins::cloud::SECRET_KEY.into(),
-                token: None,
-            },
-        );
+        let client = stub_client(&stub);
         let pages = client
             .pages(
-                "cfw",
-                "2019-09-04",
-                "DescribeEnterpriseSecurityGroupRuleList",
-                &json!({}),
-                Paging::OffsetOrPage {
-                    limit: 10,
-                    key: "RuleUuid",
-                },
-                "Data",
+                &rule_list_listing(),
+                &PageBudget::new(64 << 20),
                 Instant::now() + Duration::from_secs(10),
             )
             .await
@@ -829,6 +871,134 @@ fn sync_local_runs_against_the_stand_in() {
 }
 
 /// A page as `ApiClient::pages` keeps it (JSON text), parsed.
+/// The new-ESG rule listing, paged as asked.
+fn rule_listing(paging: Paging) -> Listing<'static> {
+    static BODY: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    Listing {
+        service: "cfw",
+        version: "2019-09-04",
+        action: "DescribeEnterpriseSecurityGroupRule",
+        body: BODY.get_or_init(|| json!({})),
+        paging,
+        list_key: "Rules",
+        id_key: "Id",
+    }
+}
+
+/// The rule-list listing, in pages of 10 (its `Offset` read either way).
+fn rule_list_listing() -> Listing<'static> {
+    Listing {
+        action: "DescribeEnterpriseSecurityGroupRuleList",
+        paging: Paging::OffsetOrPage { limit: 10 },
+        list_key: "Data",
+        id_key: "RuleUuid",
+        ..rule_listing(Paging::OffsetOrPage { limit: 10 })
+    }
+}
+
+/// A client of the stand-in.
+fn stub_client(stub: &CloudStub) -> ApiClient {
+    ApiClient::new("ap-shanghai", Some(stub.url.clone())).with_credentials(
+        esgflow::adapters::tencent::Credentials {
+            secret_id: esgflow_local::standins::cloud::SECRET_ID.into(),
+            secret_key: esgflow_local::standins::cloud::SECRET_KEY.into(),
+            token: None,
+        },
+    )
+}
+
+/// A listing is complete or it fails: each way a paged API can answer part of a listing — pages
+/// that stop short of the Total, a first page answered again for every page, a `null` list, a
+/// Total that changes while paging — is an `IncompleteListing` error naming the listing and how
+/// it fell short, under both paging styles (and every reading of the rule list's `Offset`).
+#[tokio::test]
+async fn a_listing_that_answers_part_of_itself_fails() {
+    use esgflow_local::standins::cloud::{Misbehaviour, OffsetMeaning};
+    let cases = [
+        (
+            Misbehaviour::StopsAfter(20),
+            "20 distinct items of its Total 3",
+        ),
+        (Misbehaviour::RepeatsFirstPage, "repeats 10 of its 10 items"),
+        (Misbehaviour::NullList, "answered null for"),
+        (Misbehaviour::TotalGrows, "its Total changed from 3"),
+    ];
+    for (how, expected) in cases {
+        for (listing, meaning) in [
+            (rule_listing(Paging::PageNo { size: 10 }), None),
+            (rule_list_listing(), Some(OffsetMeaning::Rows)),
+            (rule_list_listing(), Some(OffsetMeaning::PageFromOne)),
+            (rule_list_listing(), Some(OffsetMeaning::PageFromZero)),
+        ] {
+            let stub = common::cloud_stub().await;
+            if let Some(meaning) = meaning {
+                stub.state.lock().unwrap().rule_list_offset = meaning;
+            }
+            let whole = stub.state.lock().unwrap().items[listing.action].len();
+            assert!(whole > 30, "the sample spans several pages of 10");
+            stub.misbehave(listing.action, how);
+            let error = stub_client(&stub)
+                .pages(
+                    &listing,
+                    &PageBudget::new(64 << 20),
+                    Instant::now() + Duration::from_secs(10),
+                )
+                .await
+                .expect_err(&format!("{how:?} {meaning:?}"));
+            assert_eq!(
+                error.code, "IncompleteListing",
+                "{how:?} {meaning:?}: {error}"
+            );
+            assert_eq!(error.action, listing.action);
+            let expected = expected.replace("Total 3", &format!("Total {whole}"));
+            assert!(
+                error.message.contains(&expected),
+                "{how:?} {meaning:?}: {error}"
+            );
+            assert!(stub.problems().is_empty(), "{:?}", stub.problems());
+        }
+    }
+    // An empty listing may answer its list as null when its Total says 0.
+    let stub = common::cloud_stub().await;
+    stub.state
+        .lock()
+        .unwrap()
+        .items
+        .insert("DescribeEnterpriseSecurityGroupRule".into(), Vec::new());
+    stub.misbehave(
+        "DescribeEnterpriseSecurityGroupRule",
+        Misbehaviour::NullList,
+    );
+    let pages = stub_client(&stub)
+        .pages(
+            &rule_listing(Paging::PageNo { size: 10 }),
+            &PageBudget::new(64 << 20),
+            Instant::now() + Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(pages.len(), 1);
+}
+
+/// The pages a run holds are bounded together, not only one by one: past the budget the listing
+/// fails naming the limit.
+#[tokio::test]
+async fn the_pages_held_are_bounded_together() {
+    let stub = common::cloud_stub().await;
+    let budget = PageBudget::new(6_000);
+    let error = stub_client(&stub)
+        .pages(
+            &rule_listing(Paging::PageNo { size: 10 }),
+            &budget,
+            Instant::now() + Duration::from_secs(10),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.code, "PagesTooLarge", "{error}");
+    assert!(error.message.contains("5 KiB held at once"), "{error}");
+    assert!(budget.held() > 6_000);
+}
+
 fn read(page: &esgflow::adapters::tencent::api::Page) -> Value {
     serde_json::from_str(page.get()).unwrap()
 }

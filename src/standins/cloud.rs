@@ -123,6 +123,20 @@ pub enum OffsetMeaning {
     PageFromZero,
 }
 
+/// A listing that misbehaves the ways a paged API can, for the tests that a snapshot is never
+/// built from part of a listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Misbehaviour {
+    /// Pages stop after this many items (empty pages after them) while Total stays whole.
+    StopsAfter(usize),
+    /// Every page answers the first page again.
+    RepeatsFirstPage,
+    /// The list member is `null` (Total stays whole).
+    NullList,
+    /// Total grows by one with every request after the first.
+    TotalGrows,
+}
+
 /// One API request as the stub saw it.
 #[derive(Debug, Clone)]
 pub struct ApiRequest {
@@ -148,6 +162,8 @@ pub struct CloudState {
     /// Actions whose next answer is scripted to be `bytes` long (a well-formed page whose first
     /// item carries a huge description), consumed one per request.
     pub oversized: HashMap<String, usize>,
+    /// Listings that misbehave, per action, for every request until removed.
+    pub misbehaving: HashMap<String, Misbehaviour>,
     /// Scripted COS statuses per method (`GET`/`PUT`), consumed one per request.
     pub cos_faults: HashMap<String, VecDeque<u16>>,
     /// API requests received.
@@ -249,6 +265,15 @@ impl CloudStub {
             .expect("stub lock")
             .oversized
             .insert(action.to_string(), bytes);
+    }
+
+    /// Makes `action`'s listing misbehave until the state's entry is removed.
+    pub fn misbehave(&self, action: &str, how: Misbehaviour) {
+        self.state
+            .lock()
+            .expect("stub lock")
+            .misbehaving
+            .insert(action.to_string(), how);
     }
 
     /// Scripts a COS status for the next request with `method`.
@@ -523,7 +548,23 @@ fn api(state: &mut CloudState, headers: &HeaderMap, body: &[u8]) -> (StatusCode,
             (start, limit)
         }
     };
+    let misbehaviour = state.misbehaving.get(&action).copied();
+    let start = match misbehaviour {
+        Some(Misbehaviour::RepeatsFirstPage) => 0,
+        _ => start,
+    };
+    let size = match misbehaviour {
+        Some(Misbehaviour::StopsAfter(items)) => size.min(items.saturating_sub(start)),
+        _ => size,
+    };
     let page: Vec<Value> = items.into_iter().skip(start).take(size).cloned().collect();
+    let total = match misbehaviour {
+        Some(Misbehaviour::TotalGrows) => {
+            let asked = state.requests.iter().filter(|r| r.action == action).count();
+            total + asked - 1
+        }
+        _ => total,
+    };
     let total = match paging {
         Paging::PageNo {
             total_as_string: true,
@@ -541,7 +582,10 @@ fn api(state: &mut CloudState, headers: &HeaderMap, body: &[u8]) -> (StatusCode,
         }
     }
     let mut response = json!({"RequestId": format!("stub-{}", state.requests.len())});
-    response[list_key] = json!(page);
+    response[list_key] = match misbehaviour {
+        Some(Misbehaviour::NullList) => Value::Null,
+        _ => json!(page),
+    };
     response[total_key] = total;
     (StatusCode::OK, json!({ "Response": response }).to_string())
 }

@@ -16,7 +16,9 @@ async fn main() {
     let function = &function;
     let handler = service_fn(move |event: LambdaEvent<TimerEvent>| async move {
         tracing::info!(trigger = %event.payload.trigger_name, time = %event.payload.time, "timer fired");
-        let summary = function.run(event.context.deadline()).await?;
+        let summary = function
+            .run(event.context.deadline(), event.context.memory_limit_mb)
+            .await?;
         tracing::info!(
             version = %summary.snapshot_version,
             previous = %summary.previous_version,

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::core::alert::{
-    group, Admission, AlertChannel, AlertPolicy, AlertState, RateCap, DEADLINE_MARGIN,
+    group, Admission, Alert, AlertChannel, AlertPolicy, AlertState, RateCap, DEADLINE_MARGIN,
 };
 use crate::core::records::Record;
 
@@ -83,8 +83,19 @@ impl Dispatcher {
         now: SystemTime,
         deadline: Instant,
     ) -> DispatchReport {
-        let started = Instant::now();
         let alerts = group(records, &self.policy);
+        self.send(&alerts, now, deadline).await
+    }
+
+    /// Sends `alerts` (already grouped and filtered by the policy) as [`Dispatcher::dispatch`]
+    /// does.
+    pub(crate) async fn send(
+        &mut self,
+        alerts: &[Alert],
+        now: SystemTime,
+        deadline: Instant,
+    ) -> DispatchReport {
+        let started = Instant::now();
         let mut report = DispatchReport {
             alerts: alerts.len(),
             ..DispatchReport::default()
@@ -93,7 +104,7 @@ impl Dispatcher {
             return report;
         }
         let mut timed_out: BTreeSet<&'static str> = BTreeSet::new();
-        for alert in &alerts {
+        for alert in alerts {
             let key = alert.key();
             let Admission::Admitted { previous } =
                 self.state.admit(&key, alert.flows, now, &self.policy).await
@@ -157,7 +168,7 @@ impl Dispatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::alert::{Alert, MemoryState, RateLimit, Undelivered};
+    use crate::core::alert::{MemoryState, RateLimit, Undelivered};
     use crate::core::ports::BoxFuture;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;

@@ -28,7 +28,7 @@ use crate::adapters::tencent::rules::{build_live, LiveError};
 use crate::adapters::tencent::search::{analysis_rows, number};
 use crate::app::alerts::{DispatchReport, Dispatcher};
 use crate::app::config::{SinkConfig, SyncConfig};
-use crate::core::alert::MemoryState;
+use crate::core::alert::{rules_not_read, MemoryState};
 use crate::core::engine::hygiene::{analyze_until, Finding};
 use crate::core::engine::Engine;
 use crate::core::ports::{Latest, SnapshotStore, StoreError};
@@ -41,9 +41,15 @@ use crate::runtime::Diagnostic;
 /// Why a run failed; `latest` is untouched unless the error says the records were written.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
-    /// Building the snapshot failed.
-    #[error("building the snapshot failed: {0}")]
-    Build(#[from] LiveError),
+    /// Building the snapshot failed: nothing was published.
+    #[error("building the snapshot failed: {error}; {}", kept_in_force(.kept.as_deref()))]
+    Build {
+        /// Why.
+        error: LiveError,
+        /// The published snapshot that stays in force (`None`: none, or its pointer could not
+        /// be read).
+        kept: Option<String>,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -58,7 +64,7 @@ pub enum SyncError {
 impl From<SyncError> for Diagnostic {
     fn from(err: SyncError) -> Self {
         let kind = match err {
-            SyncError::Build(_) => "SnapshotBuildFailed",
+            SyncError::Build { .. } => "SnapshotBuildFailed",
             SyncError::Store(_) => "SnapshotStoreFailed",
             SyncError::Sink(_) => "SinkError",
             SyncError::Compile(_) => "SnapshotInvalid",
@@ -66,6 +72,21 @@ impl From<SyncError> for Diagnostic {
         Diagnostic::new(kind, err.to_string())
     }
 }
+
+/// What a failed run leaves in force.
+fn kept_in_force(kept: Option<&str>) -> String {
+    match kept {
+        Some(version) => format!("nothing was published: snapshot {version} stays in force"),
+        None => "nothing was published, and no published snapshot was found: flows are not judged until one is".to_string(),
+    }
+}
+
+/// The share of the function's memory the listings' answers may hold at once (the rest is the
+/// snapshot built from them, its engine and the hygiene analysis).
+const PAGES_SHARE_OF_MEMORY: usize = 4;
+
+/// The sync function's memory when the platform does not say (template.yaml's `MemorySize`).
+pub const DEPLOYED_MEMORY_MB: u32 = 256;
 
 /// What a run did.
 #[derive(Debug, Clone, Serialize)]
@@ -147,12 +168,30 @@ impl SyncFunction {
         })
     }
 
-    /// One run, finishing before `deadline`.
-    pub async fn run(&self, deadline: Instant) -> Result<SyncSummary, SyncError> {
+    /// One run, finishing before `deadline`, in `memory_mb` of memory (0: not known, the
+    /// deployed [`DEPLOYED_MEMORY_MB`]).
+    pub async fn run(&self, deadline: Instant, memory_mb: u32) -> Result<SyncSummary, SyncError> {
         let started = Instant::now();
         let now = chrono::Utc::now();
         let taken_at = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let snapshot = build_live(&self.client, &self.config.live, &taken_at, deadline).await?;
+        let memory = if memory_mb == 0 {
+            DEPLOYED_MEMORY_MB
+        } else {
+            memory_mb
+        };
+        let page_bytes = ((memory as usize) << 20) / PAGES_SHARE_OF_MEMORY;
+        let built = build_live(
+            &self.client,
+            &self.config.live,
+            &taken_at,
+            page_bytes,
+            deadline,
+        )
+        .await;
+        let snapshot = match built {
+            Ok(snapshot) => snapshot,
+            Err(error) => return Err(self.not_built(error, deadline).await),
+        };
         // The pointer alone says whether anything changed; the previous snapshot itself is read
         // only when it did, for the diff.
         let pointed = self.store.latest_version(deadline).await?;
@@ -248,6 +287,37 @@ impl SyncFunction {
             .await;
         summary.elapsed_ms = started.elapsed().as_millis() as u64;
         Ok(summary)
+    }
+
+    /// The error of a run whose snapshot could not be built, naming the snapshot that stays in
+    /// force, after the rule-change alert saying so (when rule changes are alerted).
+    async fn not_built(&self, error: LiveError, deadline: Instant) -> SyncError {
+        tracing::error!(%error, "the snapshot could not be built; nothing is published");
+        let kept = self
+            .store
+            .latest_version(deadline)
+            .await
+            .unwrap_or_else(|err| {
+                tracing::warn!(error = %err, "the snapshot pointer could not be read either");
+                None
+            });
+        let what = match &error {
+            LiveError::Api(api) => format!("{} could not be read ({})", api.action, api.code),
+            LiveError::Import(_) => "the rule listings could not be imported".to_string(),
+        };
+        let time = chrono::Utc::now().timestamp().max(0) as u64;
+        let mut alerts = self.alerts.lock().await;
+        if let Some(alert) = rules_not_read(
+            &what,
+            vec![error.to_string()],
+            kept.as_deref(),
+            time,
+            &alerts.policy,
+        ) {
+            let report = alerts.send(&[alert], SystemTime::now(), deadline).await;
+            tracing::info!(sent = report.sent_total(), "rules-not-read alert");
+        }
+        SyncError::Build { error, kept }
     }
 
     /// Rules with no `rule_hits` in the window; `None` when no hits topic is configured.

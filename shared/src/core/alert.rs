@@ -206,6 +206,8 @@ impl Alert {
             },
             RecordType::SnapshotDrift => "Snapshot drift",
             RecordType::Traffic => "Traffic",
+            // A change alert without changes: the run could not read the rules.
+            RecordType::RuleChange if self.flows == 0 => "ESG rules not read",
             RecordType::RuleChange => "ESG rules changed",
             RecordType::RuleHygiene => "Rule hygiene",
             RecordType::RuleHits => "Rule hits",
@@ -231,7 +233,9 @@ impl Alert {
             for line in &self.details {
                 text.push_str(&format!("- {}\n", inert(line)));
             }
-            text.push_str(&format!("\nsnapshot {}\n", self.snapshot_version));
+            if !self.snapshot_version.is_empty() {
+                text.push_str(&format!("\nsnapshot {}\n", self.snapshot_version));
+            }
             return text;
         }
         if let Some(order) = self.rule_order {
@@ -535,6 +539,45 @@ fn rule_change_alert(records: &[Record], policy: &AlertPolicy) -> Option<Alert> 
             .take(MAX_RECORDS_PER_ALERT)
             .map(|c| Record::RuleChange(Box::new((*c).clone())))
             .collect(),
+    })
+}
+
+/// The rule-change alert of a run that could not read the rules (`None` when rule changes are
+/// not alerted): `what` failed (a stable line, the cooldown's key), `details` say how, and the
+/// last line says which snapshot stays in force.
+pub fn rules_not_read(
+    what: &str,
+    details: Vec<String>,
+    kept: Option<&str>,
+    time: u64,
+    policy: &AlertPolicy,
+) -> Option<Alert> {
+    if !policy.kinds.contains(&RecordType::RuleChange) {
+        return None;
+    }
+    let mut details = details;
+    details.push(match kept {
+        Some(version) => format!("nothing was published: snapshot {version} stays in force"),
+        None => "nothing was published, and no snapshot has been published yet: flows are not judged until one is".to_string(),
+    });
+    Some(Alert {
+        kind: RecordType::RuleChange,
+        rule_uuid: String::new(),
+        rule_order: None,
+        vpcs: Vec::new(),
+        region: policy.region.clone(),
+        link: None,
+        reason: None,
+        rule_description: what.to_string(),
+        flows: 0,
+        sources: 0,
+        destinations: 0,
+        top_flows: Vec::new(),
+        first_seen: time,
+        last_seen: time,
+        snapshot_version: kept.unwrap_or_default().to_string(),
+        details,
+        records: Vec::new(),
     })
 }
 

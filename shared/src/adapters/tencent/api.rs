@@ -65,13 +65,10 @@ pub enum Paging {
     },
     /// `Offset` documented as "current page" (cfw `DescribeEnterpriseSecurityGroupRuleList`,
     /// tccli `cfw/v20190904/api.json`), which may mean a row offset or a page number (from 1
-    /// or from 0): which one is detected ([`OffsetReading`]), and items are told apart by
-    /// their `key` member.
+    /// or from 0): which one is detected ([`OffsetReading`]) from the items' ids.
     OffsetOrPage {
         /// Items per page.
         limit: u32,
-        /// The member that identifies an item (`RuleUuid`).
-        key: &'static str,
     },
 }
 
@@ -176,43 +173,38 @@ impl ApiClient {
         tokio::time::sleep_until(start.into()).await;
     }
 
-    /// Every item of a paged list action: calls page after page until `TotalCount`/`Total` items
-    /// are collected or a page comes back short. Returns each page's `Response` object, as JSON
-    /// text.
-    #[allow(clippy::too_many_arguments)]
+    /// Every item of a paged listing: calls page after page until its `TotalCount`/`Total`
+    /// distinct items are held or a page comes back short, checking every answer ([`Tally`]): a
+    /// listing that ends short of its Total, repeats items, changes its Total or answers no list
+    /// fails with `IncompleteListing`, so a snapshot is never built from part of a listing. The
+    /// pages' bytes are taken from `budget` (the total the run may hold). Returns each page's
+    /// `Response` object, as JSON text.
     pub async fn pages(
         &self,
-        service: &str,
-        version: &str,
-        action: &str,
-        body: &Value,
-        paging: Paging,
-        list_key: &str,
+        listing: &Listing<'_>,
+        budget: &PageBudget,
         deadline: Instant,
     ) -> Result<Vec<Page>, ApiError> {
-        if let Paging::OffsetOrPage { limit, key } = paging {
-            let listing = Listing {
-                service,
-                version,
-                action,
-                body,
-                list_key,
-                limit: limit as usize,
-            };
-            return self.pages_offset_or_page(&listing, key, deadline).await;
-        }
+        let mut tally = Tally::new(listing);
         let mut pages = Vec::new();
-        let mut collected = 0usize;
+        let size = match listing.paging {
+            Paging::OffsetOrPage { limit } => {
+                return self
+                    .pages_offset_or_page(listing, limit as usize, budget, deadline)
+                    .await
+            }
+            Paging::PageNo { size } => size,
+            Paging::Offset { limit, .. } => limit,
+        } as usize;
         for page in 0..MAX_PAGES {
-            let mut request = body.clone();
+            let mut request = listing.body.clone();
             let object = request
                 .as_object_mut()
                 .expect("list requests are JSON objects");
-            let size = match paging {
+            match listing.paging {
                 Paging::PageNo { size } => {
                     object.insert("PageNo".into(), (page + 1).to_string().into());
                     object.insert("PageSize".into(), size.to_string().into());
-                    size
                 }
                 Paging::Offset { limit, strings } => {
                     let offset = page * limit as usize;
@@ -223,34 +215,26 @@ impl ApiClient {
                         object.insert("Offset".into(), offset.into());
                         object.insert("Limit".into(), limit.into());
                     }
-                    limit
                 }
                 Paging::OffsetOrPage { .. } => unreachable!("paged above"),
-            };
+            }
             let response = self
-                .call(service, version, action, &request, deadline)
+                .call(
+                    listing.service,
+                    listing.version,
+                    listing.action,
+                    &request,
+                    deadline,
+                )
                 .await?;
-            let count = response
-                .get(list_key)
-                .and_then(Value::as_array)
-                .map_or(0, Vec::len);
-            collected += count;
-            let total = total_of(&response);
-            pages.push(keep(&response));
-            let done = match total {
-                Some(total) => collected as u64 >= total || count == 0,
-                None => count < size as usize,
-            };
-            if done {
+            let count = tally.count(&response, false)?;
+            pages.push(budget.keep(listing.action, &response)?);
+            if tally.done(count, size) {
+                tally.finish()?;
                 return Ok(pages);
             }
         }
-        Err(ApiError {
-            action: action.to_string(),
-            code: "BadResponse".into(),
-            message: format!("still paging after {MAX_PAGES} pages"),
-            request_id: String::new(),
-        })
+        Err(tally.fail(format!("still paging after {MAX_PAGES} pages")))
     }
 
     /// Every item of a listing whose `Offset` may be a row offset or a page number. The first
@@ -259,68 +243,47 @@ impl ApiClient {
     /// apart: a row offset answers from the first page's second item, pages from one answer
     /// the first page again, pages from zero answer items the first page does not hold. Paging
     /// then goes on by that reading until `Total` distinct items are held or a page comes back
-    /// short. Returns the pages (overlaps included: the importer keeps each item once).
+    /// short. Returns the pages (the probe's overlap included: the importer keeps each item
+    /// once); past the probe, the answers are checked as [`ApiClient::pages`] checks them.
     async fn pages_offset_or_page(
         &self,
         listing: &Listing<'_>,
-        key: &str,
+        limit: usize,
+        budget: &PageBudget,
         deadline: Instant,
     ) -> Result<Vec<Page>, ApiError> {
-        let bad = |message: String| ApiError {
-            action: listing.action.to_string(),
-            code: "BadResponse".into(),
-            message,
-            request_id: String::new(),
-        };
-        let ids = |page: &Value| -> Vec<String> {
-            page.get(listing.list_key)
-                .and_then(Value::as_array)
-                .map(|items| {
-                    items
-                        .iter()
-                        .map(|item| match item.get(key) {
-                            Some(Value::String(s)) => s.clone(),
-                            Some(other) => other.to_string(),
-                            None => item.to_string(),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
+        let mut tally = Tally::new(listing);
         let mut reading = None;
-        let first = match self.page_at(listing, 0, deadline).await {
-            Ok(page) if ids(&page).is_empty() && total_of(&page).is_some_and(|t| t > 0) => {
+        let first = match self.page_at(listing, 0, limit, deadline).await {
+            Ok(page) if tally.ids(&page).is_empty() && total_of(&page).is_some_and(|t| t > 0) => {
                 reading = Some(OffsetReading::PagesFromOne);
-                self.page_at(listing, 1, deadline).await?
+                self.page_at(listing, 1, limit, deadline).await?
             }
             Ok(page) => page,
             Err(err) if err.code.starts_with("InvalidParameter") => {
                 reading = Some(OffsetReading::PagesFromOne);
-                self.page_at(listing, 1, deadline).await?
+                self.page_at(listing, 1, limit, deadline).await?
             }
             Err(err) => return Err(err),
         };
-        let first_ids = ids(&first);
-        let total = total_of(&first);
-        let mut seen: std::collections::HashSet<String> = first_ids.iter().cloned().collect();
-        let mut pages = vec![keep(&first)];
-        let complete = |seen: usize, count: usize| {
-            count < listing.limit || total.is_some_and(|t| seen as u64 >= t)
-        };
-        if complete(seen.len(), first_ids.len()) {
+        let first_ids = tally.ids(&first);
+        let count = tally.count(&first, false)?;
+        let mut pages = vec![budget.keep(listing.action, &first)?];
+        if tally.done(count, limit) {
+            tally.finish()?;
             return Ok(pages);
         }
         let reading = match reading {
             Some(known) => known,
             None => {
-                let probe = self.page_at(listing, 1, deadline).await?;
-                let probe_ids = ids(&probe);
+                let probe = self.page_at(listing, 1, limit, deadline).await?;
+                let probe_ids = tally.ids(&probe);
                 let known = match probe_ids.first() {
                     Some(id) if first_ids.get(1) == Some(id) => OffsetReading::Rows,
                     Some(id) if first_ids.first() == Some(id) => OffsetReading::PagesFromOne,
-                    Some(id) if !seen.contains(id) => OffsetReading::PagesFromZero,
+                    Some(id) if !first_ids.contains(id) => OffsetReading::PagesFromZero,
                     _ => {
-                        return Err(bad(format!(
+                        return Err(tally.fail(format!(
                             "cannot tell whether Offset is a row offset or a page number: Offset 0 \
                              answered {} items starting {:?}, Offset 1 answered {} starting {:?}",
                             first_ids.len(),
@@ -331,43 +294,36 @@ impl ApiClient {
                     }
                 };
                 tracing::info!(action = listing.action, reading = ?known, "Offset reading detected");
-                let count = probe_ids.len();
-                seen.extend(probe_ids);
-                pages.push(keep(&probe));
-                if complete(seen.len(), count) {
+                // The probe overlaps the first page by design under two of the readings.
+                let count = tally.count(&probe, true)?;
+                pages.push(budget.keep(listing.action, &probe)?);
+                if tally.done(count, limit) {
+                    tally.finish()?;
                     return Ok(pages);
                 }
                 known
             }
         };
         // Offset 1 has been read under either reading's first or second page.
-        let mut offset = reading.next(1, listing.limit);
+        let mut offset = reading.next(1, limit);
         for _ in 0..MAX_PAGES {
-            let page = self.page_at(listing, offset, deadline).await?;
-            let page_ids = ids(&page);
-            let count = page_ids.len();
-            seen.extend(page_ids);
-            pages.push(keep(&page));
-            if complete(seen.len(), count) {
-                if let Some(total) = total.filter(|&t| (seen.len() as u64) < t) {
-                    tracing::warn!(
-                        action = listing.action,
-                        held = seen.len(),
-                        total,
-                        "the listing ended with fewer distinct items than its Total (it changed while paging?)"
-                    );
-                }
+            let page = self.page_at(listing, offset, limit, deadline).await?;
+            let count = tally.count(&page, false)?;
+            pages.push(budget.keep(listing.action, &page)?);
+            if tally.done(count, limit) {
+                tally.finish()?;
                 return Ok(pages);
             }
-            offset = reading.next(offset, listing.limit);
+            offset = reading.next(offset, limit);
         }
-        Err(bad(format!("still paging after {MAX_PAGES} pages")))
+        Err(tally.fail(format!("still paging after {MAX_PAGES} pages")))
     }
 
     async fn page_at(
         &self,
         listing: &Listing<'_>,
         offset: usize,
+        limit: usize,
         deadline: Instant,
     ) -> Result<Value, ApiError> {
         let mut request = listing.body.clone();
@@ -375,7 +331,7 @@ impl ApiClient {
             .as_object_mut()
             .expect("list requests are JSON objects");
         object.insert("Offset".into(), offset.into());
-        object.insert("Limit".into(), listing.limit.into());
+        object.insert("Limit".into(), limit.into());
         self.call(
             listing.service,
             listing.version,
@@ -471,14 +427,203 @@ impl ApiClient {
     }
 }
 
-/// One listing's request, for the paging helpers.
-pub(crate) struct Listing<'a> {
-    service: &'a str,
-    version: &'a str,
-    action: &'a str,
-    body: &'a Value,
-    list_key: &'a str,
+/// One paged listing: the request, how it pages, and how its answers are read.
+#[derive(Debug, Clone, Copy)]
+pub struct Listing<'a> {
+    /// The service (`cfw`, `vpc`, `cvm`).
+    pub service: &'a str,
+    /// Its API version.
+    pub version: &'a str,
+    /// The action.
+    pub action: &'a str,
+    /// The request's own members (paging members are added).
+    pub body: &'a Value,
+    /// How it pages.
+    pub paging: Paging,
+    /// The member holding the list (`Rules`, `VpcSet`, ...).
+    pub list_key: &'a str,
+    /// The member that identifies an item (`Id`, `VpcId`, ...): items are counted by it.
+    pub id_key: &'a str,
+}
+
+/// The error code of a listing that answered part of itself ([`ApiClient::pages`]).
+pub const INCOMPLETE: &str = "IncompleteListing";
+
+/// What a listing has answered so far: its distinct items and its Total, checked answer by
+/// answer.
+struct Tally<'a> {
+    listing: &'a Listing<'a>,
+    seen: std::collections::HashSet<String>,
+    total: Option<u64>,
+    pages: usize,
+}
+
+impl<'a> Tally<'a> {
+    fn new(listing: &'a Listing<'a>) -> Self {
+        Self {
+            listing,
+            seen: std::collections::HashSet::new(),
+            total: None,
+            pages: 0,
+        }
+    }
+
+    /// An `IncompleteListing` error about this listing.
+    fn fail(&self, what: String) -> ApiError {
+        ApiError {
+            action: self.listing.action.to_string(),
+            code: INCOMPLETE.into(),
+            message: what,
+            request_id: String::new(),
+        }
+    }
+
+    /// The ids of an answer's items (an item without the id member counts as its whole text).
+    fn ids(&self, response: &Value) -> Vec<String> {
+        let Some(Value::Array(items)) = response.get(self.listing.list_key) else {
+            return Vec::new();
+        };
+        items
+            .iter()
+            .map(|item| match item.get(self.listing.id_key) {
+                Some(Value::String(id)) => id.clone(),
+                Some(Value::Null) | None => item.to_string(),
+                Some(other) => other.to_string(),
+            })
+            .collect()
+    }
+
+    /// Counts one answer's items, returning how many it held. Fails when it holds no list (a
+    /// missing or `null` list is read as empty only when the answer's Total is 0), when its
+    /// Total differs from the first answer's, or when it repeats items already held (unless
+    /// `overlap` is expected).
+    fn count(&mut self, response: &Value, overlap: bool) -> Result<usize, ApiError> {
+        self.pages += 1;
+        let page = self.pages;
+        let total = total_of(response);
+        if page == 1 {
+            self.total = total;
+        } else if let (Some(before), Some(now)) = (self.total, total) {
+            if before != now {
+                return Err(self.fail(format!(
+                    "its Total changed from {before} to {now} at page {page}: the listing changed \
+                     while it was read"
+                )));
+            }
+        }
+        match response.get(self.listing.list_key) {
+            Some(Value::Array(_)) => {}
+            None | Some(Value::Null) if total == Some(0) => return Ok(0),
+            other => {
+                return Err(self.fail(format!(
+                    "page {page} answered {} for {}, which its definition says is a list{}",
+                    match other {
+                        None => "nothing".to_string(),
+                        Some(value) => bounded_text(value),
+                    },
+                    self.listing.list_key,
+                    total.map(|t| format!(" (Total {t})")).unwrap_or_default()
+                )))
+            }
+        }
+        let ids = self.ids(response);
+        let count = ids.len();
+        let mut repeated = 0;
+        let mut example = None;
+        for id in ids {
+            if let Some(id) = self.seen.replace(id) {
+                repeated += 1;
+                example.get_or_insert(id);
+            }
+        }
+        if repeated > 0 && !overlap {
+            return Err(self.fail(format!(
+                "page {page} repeats {repeated} of its {count} items already listed ({} {}): \
+                 the listing is not paging",
+                self.listing.id_key,
+                example.unwrap_or_default()
+            )));
+        }
+        Ok(count)
+    }
+
+    /// Whether the listing has ended: its Total held, or a page of `count` short of `size`.
+    fn done(&self, count: usize, size: usize) -> bool {
+        count < size || self.total.is_some_and(|t| self.seen.len() as u64 >= t)
+    }
+
+    /// Fails when the listing ended short of its Total.
+    fn finish(&self) -> Result<(), ApiError> {
+        match self.total {
+            Some(total) if (self.seen.len() as u64) < total => Err(self.fail(format!(
+                "it ended after {} pages with {} distinct items of its Total {total} ({} short)",
+                self.pages,
+                self.seen.len(),
+                total - self.seen.len() as u64
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A value as at most 100 characters of JSON, for an error message.
+fn bounded_text(value: &Value) -> String {
+    let text = value.to_string();
+    match text.char_indices().nth(100) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+/// The bytes the pages of a run's listings may hold together (each page is bounded by
+/// [`MAX_ANSWER_BYTES`] on its own): past it, the listing fails with `PagesTooLarge`, naming the
+/// limit, instead of the function being killed for its memory.
+#[derive(Debug)]
+pub struct PageBudget {
     limit: usize,
+    held: std::sync::atomic::AtomicUsize,
+}
+
+impl PageBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            held: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// Bytes held so far.
+    pub fn held(&self) -> usize {
+        self.held.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// `page` as kept, its bytes taken from the budget.
+    fn keep(&self, action: &str, page: &Value) -> Result<Page, ApiError> {
+        let kept = keep(page);
+        let bytes = kept.get().len();
+        let held = self
+            .held
+            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed)
+            + bytes;
+        if held > self.limit {
+            return Err(ApiError {
+                action: action.to_string(),
+                code: "PagesTooLarge".into(),
+                message: format!(
+                    "the listings' answers exceed {} held at once, the limit for the function's \
+                     memory: give the sync function more memory (template.yaml MemorySize)",
+                    if self.limit >= 1 << 20 {
+                        format!("{} MiB", self.limit >> 20)
+                    } else {
+                        format!("{} KiB", self.limit >> 10)
+                    }
+                ),
+                request_id: String::new(),
+            });
+        }
+        Ok(kept)
+    }
 }
 
 /// A page's `TotalCount`/`Total` (a number, or a number as a string).

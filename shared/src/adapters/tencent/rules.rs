@@ -17,7 +17,9 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use crate::adapters::tencent::api::{ApiClient, ApiError, Page, Paging};
+use crate::adapters::tencent::api::{
+    self, ApiClient, ApiError, Page, PageBudget, Paging, INCOMPLETE,
+};
 use crate::core::snapshot::Snapshot;
 use crate::core::snapshot::{import_each, ImportError, Imported};
 
@@ -61,6 +63,8 @@ struct Listing {
     body: Value,
     paging: Paging,
     list_key: &'static str,
+    /// The member that identifies an item (tccli definitions of each action's item).
+    id_key: &'static str,
     templates: bool,
     /// Request members copied into every page, so the importer knows what the page is about
     /// (the old ESG's `Area`: its answer does not name the region).
@@ -79,24 +83,26 @@ fn not_allowed(error: &ApiError) -> bool {
 }
 
 fn listings(options: &LiveOptions) -> Vec<Listing> {
-    let cfw = |action, body, paging, list_key| Listing {
+    let cfw = |action, body, paging, list_key, id_key| Listing {
         service: "cfw",
         version: CFW_VERSION,
         action,
         body,
         paging,
         list_key,
+        id_key,
         templates: false,
         echo: &[],
         names_only: false,
     };
-    let vpc = |action, body, paging, list_key, templates| Listing {
+    let vpc = |action, body, paging, (list_key, id_key), templates| Listing {
         service: "vpc",
         version: VPC_VERSION,
         action,
         body,
         paging,
         list_key,
+        id_key,
         templates,
         echo: &[],
         names_only: false,
@@ -120,15 +126,14 @@ fn listings(options: &LiveOptions) -> Vec<Listing> {
             json!({}),
             Paging::PageNo { size: 50 },
             "Rules",
+            "Id",
         ),
         cfw(
             "DescribeEnterpriseSecurityGroupRuleList",
             json!({}),
-            Paging::OffsetOrPage {
-                limit: 100,
-                key: "RuleUuid",
-            },
+            Paging::OffsetOrPage { limit: 100 },
             "Data",
+            "RuleUuid",
         ),
     ];
     for area in &options.old_esg_regions {
@@ -143,6 +148,7 @@ fn listings(options: &LiveOptions) -> Vec<Listing> {
                     json!({"Direction": direction, "Area": area}),
                     numbers,
                     "Data",
+                    "Id",
                 )
             });
         }
@@ -152,43 +158,49 @@ fn listings(options: &LiveOptions) -> Vec<Listing> {
             "DescribeAddressTemplates",
             json!({}),
             strings,
-            "AddressTemplateSet",
+            ("AddressTemplateSet", "AddressTemplateId"),
             true,
         ),
         vpc(
             "DescribeAddressTemplateGroups",
             json!({}),
             strings,
-            "AddressTemplateGroupSet",
+            ("AddressTemplateGroupSet", "AddressTemplateGroupId"),
             true,
         ),
         vpc(
             "DescribeServiceTemplates",
             json!({}),
             strings,
-            "ServiceTemplateSet",
+            ("ServiceTemplateSet", "ServiceTemplateId"),
             true,
         ),
         vpc(
             "DescribeServiceTemplateGroups",
             json!({}),
             strings,
-            "ServiceTemplateGroupSet",
+            ("ServiceTemplateGroupSet", "ServiceTemplateGroupId"),
             true,
         ),
-        vpc("DescribeVpcs", filters.clone(), strings, "VpcSet", false),
+        vpc(
+            "DescribeVpcs",
+            filters.clone(),
+            strings,
+            ("VpcSet", "VpcId"),
+            false,
+        ),
         vpc(
             "DescribeSubnets",
             filters.clone(),
             strings,
-            "SubnetSet",
+            ("SubnetSet", "SubnetId"),
             false,
         ),
         vpc(
             "DescribeNetworkInterfaces",
             filters.clone(),
             numbers,
-            "NetworkInterfaceSet",
+            ("NetworkInterfaceSet", "NetworkInterfaceId"),
             false,
         ),
         // `Offset`/`Limit` (≤ 100) as numbers; `vpc-id` is one of its documented filters.
@@ -199,6 +211,7 @@ fn listings(options: &LiveOptions) -> Vec<Listing> {
             body: filters,
             paging: numbers,
             list_key: "InstanceSet",
+            id_key: "InstanceId",
             templates: false,
             echo: &[],
             names_only: true,
@@ -226,8 +239,10 @@ pub(crate) struct Fetched {
 pub(crate) async fn fetch_documents(
     client: &ApiClient,
     options: &LiveOptions,
+    budget: PageBudget,
     deadline: Instant,
 ) -> Result<Fetched, ApiError> {
+    let budget = &budget;
     let client = client
         .clone()
         .with_rate_limit("DescribeEnterpriseSecurityGroupRule", RULES_PER_SECOND)
@@ -245,12 +260,16 @@ pub(crate) async fn fetch_documents(
         async move {
             let answer = client
                 .pages(
-                    listing.service,
-                    listing.version,
-                    listing.action,
-                    &listing.body,
-                    listing.paging,
-                    listing.list_key,
+                    &api::Listing {
+                        service: listing.service,
+                        version: listing.version,
+                        action: listing.action,
+                        body: &listing.body,
+                        paging: listing.paging,
+                        list_key: listing.list_key,
+                        id_key: listing.id_key,
+                    },
+                    budget,
                     deadline,
                 )
                 .await;
@@ -293,22 +312,33 @@ pub(crate) async fn fetch_documents(
     })
 }
 
-/// Builds the snapshot from the live APIs.
+/// Builds the snapshot from the live APIs, holding at most `page_bytes` of answers at once.
+/// When the rules changed while they were read (a listing answered part of itself, or two
+/// answers hold differing copies of a rule), everything is read once more; a listing still
+/// incomplete then fails the build, and differing copies still there are kept by the
+/// importer's order-independent choice, with a warning.
 pub(crate) async fn build_live(
     client: &ApiClient,
     options: &LiveOptions,
     taken_at: &str,
+    page_bytes: usize,
     deadline: Instant,
 ) -> Result<Snapshot, LiveError> {
-    let fetched = fetch_documents(client, options, deadline).await?;
-    let imported = import(&fetched, taken_at)?;
-    if imported.conflicting.is_empty() {
-        return Ok(with_warnings(imported.snapshot, fetched.warnings, options));
+    let fetch = || fetch_documents(client, options, PageBudget::new(page_bytes), deadline);
+    match fetch().await {
+        Ok(fetched) => {
+            let imported = import(&fetched, taken_at)?;
+            if imported.conflicting.is_empty() {
+                return Ok(with_warnings(imported.snapshot, fetched.warnings, options));
+            }
+            tracing::warn!(rules = ?imported.conflicting, "rules changed while they were read; reading once more");
+        }
+        Err(error) if error.code == INCOMPLETE => {
+            tracing::warn!(%error, "a listing answered part of itself; reading once more");
+        }
+        Err(error) => return Err(error.into()),
     }
-    // Differing copies of a rule: the rules changed while they were paged. Read them once more;
-    // what still differs is kept by the importer's order-independent choice, with a warning.
-    tracing::warn!(rules = ?imported.conflicting, "rules changed while they were read; reading once more");
-    let fetched = fetch_documents(client, options, deadline).await?;
+    let fetched = fetch().await?;
     let snapshot = import(&fetched, taken_at)?.snapshot;
     Ok(with_warnings(snapshot, fetched.warnings, options))
 }
