@@ -1,16 +1,30 @@
-//! `esgflow synthetic`: a synthetic rule snapshot and matching flow-log lines.
+//! `esgflow synthetic`: a generated account — its rule snapshot, flow-log lines, and for the
+//! reference account its listings as the cloud answers them.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::Outcome;
 
+/// Which account to generate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Profile {
+    /// The reference account (`testdata::reference`): 60 VPCs, 600 subnets, 6,000 named
+    /// instances, 20,000 overlapping rules of every kind
+    Enterprise,
+    /// The older synthetic rule set: 64 address blocks, rules that barely overlap
+    Basic,
+}
+
 /// `esgflow synthetic` arguments.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Number of rules
-    #[arg(long, default_value_t = 1000)]
-    pub rules: usize,
+    /// Account shape
+    #[arg(long, value_enum, default_value = "enterprise")]
+    pub profile: Profile,
+    /// Number of rules [default: 20,000 enterprise, 1,000 basic]
+    #[arg(long)]
+    pub rules: Option<usize>,
     /// Number of flow-log lines
     #[arg(long, default_value_t = 5000)]
     pub flows: usize,
@@ -20,19 +34,58 @@ pub struct Args {
     /// Flow-log file to write
     #[arg(long)]
     pub flowlog: PathBuf,
+    /// Directory to write the account's listings into, one file per action (what `esgflow
+    /// snapshot build` and `esgflow sync --local --exports` read); enterprise only
+    #[arg(long)]
+    pub export: Option<PathBuf>,
 }
 
-/// Writes both files.
+/// The first second of the reference account's day of flow logs (2026-01-01 UTC).
+pub const REFERENCE_DAY: u64 = 1_767_225_600;
+
+/// Writes the files.
 pub fn run(args: Args) -> Outcome {
-    crate::testdata::synthetic::snapshot(args.rules, 64, 42).save(&args.snapshot)?;
-    let lines = crate::release::measure::synthetic_lines(args.flows);
+    use crate::testdata::{reference, synthetic};
+    let (rules, lines) = match args.profile {
+        Profile::Enterprise => {
+            let rules = args.rules.unwrap_or(reference::RULES);
+            let items = reference::account(rules, 42);
+            if let Some(dir) = &args.export {
+                write_export(dir, &items)?;
+            }
+            reference::snapshot(&items)?.save(&args.snapshot)?;
+            (rules, reference::flow_lines(args.flows, 7, REFERENCE_DAY))
+        }
+        Profile::Basic => {
+            if args.export.is_some() {
+                return Err("--export is for the enterprise profile".into());
+            }
+            let rules = args.rules.unwrap_or(1_000);
+            synthetic::snapshot(rules, 64, 42).save(&args.snapshot)?;
+            (rules, crate::release::measure::synthetic_lines(args.flows))
+        }
+    };
     std::fs::write(&args.flowlog, lines.join("\n") + "\n")?;
     eprintln!(
-        "wrote {} ({} rules) and {} ({} lines)",
+        "wrote {} ({rules} rules) and {} ({} lines)",
         args.snapshot.display(),
-        args.rules,
         args.flowlog.display(),
-        args.flows
+        lines.len()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// One `<Action>.json` per listing, each a `tccli` answer holding the whole list.
+fn write_export(
+    dir: &std::path::Path,
+    items: &std::collections::BTreeMap<String, Vec<serde_json::Value>>,
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for (action, list) in items {
+        let key = crate::standins::cloud::list_key(action)
+            .ok_or_else(|| std::io::Error::other(format!("{action} is not a served listing")))?;
+        let body = serde_json::json!({"Response": {key: list, "TotalCount": list.len(), "RequestId": "reference"}});
+        std::fs::write(dir.join(format!("{action}.json")), body.to_string())?;
+    }
+    Ok(())
 }

@@ -185,6 +185,14 @@ pub struct CloudStub {
     _server: super::Server,
 }
 
+/// The member holding `action`'s list, for the actions the stand-in serves.
+pub fn list_key(action: &str) -> Option<&'static str> {
+    ACTIONS
+        .iter()
+        .find(|(a, ..)| *a == action)
+        .map(|&(_, key, ..)| key)
+}
+
 /// Reads every `*.json` export of `dir` and merges their lists per action.
 pub fn load_exports(dir: &Path) -> std::io::Result<BTreeMap<String, Vec<Value>>> {
     let mut items: BTreeMap<String, Vec<Value>> = BTreeMap::new();
