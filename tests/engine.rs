@@ -376,9 +376,13 @@ proptest! {
     #[test]
     fn index_agrees_with_the_linear_evaluator(rules in 0usize..2000, vpcs in 1u64..12, seed in any::<u64>()) {
         let snapshot = synthetic::snapshot(rules, vpcs, seed);
+        // Both layouts of the index: flat lists, and the tree a large account's index becomes.
         let engine = Engine::compile(&snapshot).unwrap();
+        let tree = Engine::compile_within(&snapshot, 0).unwrap();
         for flow in synthetic::flows(300, vpcs, seed ^ 0x5eed) {
-            prop_assert_eq!(engine.evaluate(&flow), engine.evaluate_linear(&flow), "flow {:?}", flow);
+            let linear = engine.evaluate_linear(&flow);
+            prop_assert_eq!(&engine.evaluate(&flow), &linear, "flow {:?}", flow);
+            prop_assert_eq!(&tree.evaluate(&flow), &linear, "tree, flow {:?}", flow);
         }
     }
 }

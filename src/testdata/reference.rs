@@ -402,6 +402,23 @@ pub fn flow_lines(count: usize, seed: u64, day_start: u64) -> Vec<String> {
         .collect()
 }
 
+/// The flows of [`flow_lines`], as the engine judges them.
+pub fn flows(count: usize, seed: u64) -> Vec<esgflow::core::engine::FlowKey> {
+    flow_lines(count, seed, 1_767_225_600)
+        .iter()
+        .map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let protocol: u8 = fields[7].parse().expect("generated");
+            esgflow::core::engine::FlowKey {
+                src: fields[3].parse().expect("generated"),
+                dst: fields[4].parse().expect("generated"),
+                protocol,
+                dst_port: matches!(protocol, 6 | 17).then(|| fields[6].parse().expect("generated")),
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -473,6 +490,10 @@ mod tests {
             })
             .max();
         assert!(wide.is_some_and(|w| w > 4_000), "{wide:?}");
+        // At this size the index is a tree of lists: it agrees with the naive evaluator.
+        for flow in flows(300, 3) {
+            assert_eq!(engine.evaluate(&flow), engine.evaluate_linear(&flow), "{flow:?}");
+        }
         let lines = flow_lines(1_000, 7, 1_764_547_200);
         assert_eq!(lines.len(), 1_000);
         assert!(lines.iter().filter(|l| l.contains("2402:")).count() >= 80);
