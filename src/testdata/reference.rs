@@ -492,7 +492,11 @@ mod tests {
         assert!(wide.is_some_and(|w| w > 4_000), "{wide:?}");
         // At this size the index is a tree of lists: it agrees with the naive evaluator.
         for flow in flows(300, 3) {
-            assert_eq!(engine.evaluate(&flow), engine.evaluate_linear(&flow), "{flow:?}");
+            assert_eq!(
+                engine.evaluate(&flow),
+                engine.evaluate_linear(&flow),
+                "{flow:?}"
+            );
         }
         let lines = flow_lines(1_000, 7, 1_764_547_200);
         assert_eq!(lines.len(), 1_000);

@@ -29,7 +29,7 @@ use crate::adapters::tencent::search::{analysis_rows, number};
 use crate::app::alerts::{DispatchReport, Dispatcher};
 use crate::app::config::{SinkConfig, SyncConfig};
 use crate::core::alert::{rules_not_read, MemoryState};
-use crate::core::engine::hygiene::{analyze_until, Finding};
+use crate::core::engine::hygiene::{analyze_until, Budget, Finding, Stopped};
 use crate::core::engine::Engine;
 use crate::core::ports::{Latest, SnapshotStore, StoreError};
 use crate::core::ports::{RecordSink, SinkError};
@@ -85,6 +85,9 @@ fn kept_in_force(kept: Option<&str>) -> String {
 /// snapshot built from them, its engine and the hygiene analysis).
 const PAGES_SHARE_OF_MEMORY: usize = 4;
 
+/// The share of the function's memory the hygiene analysis may hold.
+const HYGIENE_SHARE_OF_MEMORY: usize = 4;
+
 /// The sync function's memory when the platform does not say (template.yaml's `MemorySize`).
 pub const DEPLOYED_MEMORY_MB: u32 = 256;
 
@@ -103,9 +106,13 @@ pub struct SyncSummary {
     pub changes: BTreeMap<&'static str, usize>,
     /// Hygiene findings by kind.
     pub hygiene: BTreeMap<&'static str, usize>,
-    /// Rules the hygiene analysis reached, from the top; less than `rules` when it stopped to
-    /// leave time to publish (the findings it made are exact).
+    /// Rules the hygiene analysis reached, from the top; less than `rules` when it stopped at
+    /// its budget (the findings it made are exact; the rules after are reported undecided).
     pub hygiene_analysed: usize,
+    /// Why the analysis stopped before the last rule: `time` (to leave time to publish) or
+    /// `memory` (a quarter of the function's memory); absent when it did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hygiene_stopped: Option<Stopped>,
     /// Unused rules (uuids), when the report ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unused: Option<Vec<String>>,
@@ -220,6 +227,7 @@ impl SyncFunction {
             changes: BTreeMap::new(),
             hygiene: BTreeMap::new(),
             hygiene_analysed: 0,
+            hygiene_stopped: None,
             unused: unused.clone(),
             unused_error,
             written: BTreeMap::new(),
@@ -255,14 +263,20 @@ impl SyncFunction {
         // snapshot is published with the findings so far rather than the run being killed.
         let reserve = HYGIENE_RESERVE.min(deadline.saturating_duration_since(Instant::now()) / 4);
         let stop = deadline.checked_sub(reserve).unwrap_or_else(Instant::now);
-        let (hygiene, analysed) =
-            hygiene_records(&engine, &snapshot, unused.as_deref(), time, Some(stop));
+        let budget = Budget {
+            until: Some(stop),
+            bytes: ((memory as usize) << 20) / HYGIENE_SHARE_OF_MEMORY,
+        };
+        let (hygiene, analysed, stopped) =
+            hygiene_records(&engine, &snapshot, unused.as_deref(), time, budget);
         summary.hygiene_analysed = analysed;
-        if analysed < snapshot.rules.len() {
+        summary.hygiene_stopped = stopped;
+        if let Some(stopped) = stopped {
             tracing::warn!(
                 analysed,
                 rules = snapshot.rules.len(),
-                "rule hygiene stopped to leave time to publish: findings cover the first rules only"
+                ?stopped,
+                "rule hygiene stopped at its budget: the rules after are reported undecided"
             );
         }
         for record in &hygiene {
@@ -359,8 +373,8 @@ pub(crate) fn hygiene_records(
     snapshot: &Snapshot,
     unused: Option<&[String]>,
     time: u64,
-    stop: Option<Instant>,
-) -> (Vec<Record>, usize) {
+    budget: Budget,
+) -> (Vec<Record>, usize, Option<Stopped>) {
     let record = |finding: &'static str, uuid: &str, covering: Vec<String>, detail: String| {
         let rule = engine
             .rules()
@@ -385,8 +399,8 @@ pub(crate) fn hygiene_records(
             snapshot_version: snapshot.version.clone(),
         }))
     };
-    let analysis = analyze_until(engine, stop);
-    let analysed = analysis.analysed;
+    let analysis = analyze_until(engine, budget);
+    let (analysed, stopped) = (analysis.analysed, analysis.stopped);
     let mut records: Vec<Record> = analysis
         .findings
         .into_iter()
@@ -402,6 +416,26 @@ pub(crate) fn hygiene_records(
             record(name, &f.uuid, f.covering, f.detail)
         })
         .collect();
+    // The rules the analysis did not reach are undecided, saying why and what would help.
+    if let Some(stopped) = stopped {
+        let detail = match stopped {
+            Stopped::Memory => format!(
+                "the analysis stopped at its memory budget ({} MiB) before this rule: give the sync function more memory (template.yaml MemorySize)",
+                budget.bytes >> 20
+            ),
+            Stopped::Time => "the analysis stopped to leave time to publish before this rule: give the sync function a longer timeout".to_string(),
+        };
+        for compiled in &engine.rules()[analysed..] {
+            if compiled.rule.in_effect() {
+                records.push(record(
+                    "undecided",
+                    &compiled.rule.uuid,
+                    Vec::new(),
+                    detail.clone(),
+                ));
+            }
+        }
+    }
     for uuid in unused.unwrap_or_default() {
         records.push(record(
             "unused",
@@ -410,7 +444,7 @@ pub(crate) fn hygiene_records(
             "no hits recorded in the report window".to_string(),
         ));
     }
-    (records, analysed)
+    (records, analysed, stopped)
 }
 
 #[cfg(test)]
@@ -419,18 +453,49 @@ mod tests {
     use crate::core::snapshot::build_from_documents;
     use serde_json::json;
 
-    /// Out of time, the analysis stops and says how far it got; the records are the findings
-    /// it made.
+    /// Out of time or memory, the analysis stops and says how far it got and why; the records
+    /// are the findings it made, and every rule it did not reach is `undecided`, saying why.
     #[test]
-    fn hygiene_out_of_time_reports_how_far_it_got() {
+    fn hygiene_out_of_budget_reports_the_rest_undecided() {
         let snapshot = crate::core::snapshot::fixtures::sample(0);
         let engine = Engine::compile(&snapshot).unwrap();
-        let (records, analysed) =
-            hygiene_records(&engine, &snapshot, None, 1, Some(Instant::now()));
-        assert_eq!((records.len(), analysed), (0, 0));
-        let (records, analysed) = hygiene_records(&engine, &snapshot, None, 1, None);
-        assert_eq!(analysed, snapshot.rules.len());
-        assert!(!records.is_empty());
+        let in_effect = engine.rules().iter().filter(|r| r.rule.in_effect()).count();
+        let undecided = |records: &[Record]| {
+            records
+                .iter()
+                .filter_map(|r| match r {
+                    Record::RuleHygiene(h) if h.finding == "undecided" => Some(h.detail.clone()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        let out_of_time = Budget {
+            until: Some(Instant::now()),
+            bytes: usize::MAX,
+        };
+        let (records, analysed, stopped) =
+            hygiene_records(&engine, &snapshot, None, 1, out_of_time);
+        assert_eq!((analysed, stopped), (0, Some(Stopped::Time)));
+        assert_eq!(undecided(&records).len(), in_effect);
+        assert_eq!(records.len(), in_effect);
+        let out_of_memory = Budget {
+            until: None,
+            bytes: 1,
+        };
+        let (records, analysed, stopped) =
+            hygiene_records(&engine, &snapshot, None, 1, out_of_memory);
+        assert_eq!(stopped, Some(Stopped::Memory));
+        assert!(analysed < snapshot.rules.len());
+        let details = undecided(&records);
+        assert!(!details.is_empty());
+        assert!(
+            details.iter().all(|d| d.contains("memory budget")),
+            "{details:?}"
+        );
+        let (records, analysed, stopped) =
+            hygiene_records(&engine, &snapshot, None, 1, Budget::unlimited());
+        assert_eq!((analysed, stopped), (snapshot.rules.len(), None));
+        assert!(!records.is_empty() && undecided(&records).is_empty());
     }
 
     /// A rule the importer could not read, or whose dispatch is delayed, is reported
@@ -460,14 +525,15 @@ mod tests {
         )
         .unwrap();
         let engine = Engine::compile(&snapshot).unwrap();
-        let mut findings: Vec<(String, &str)> = hygiene_records(&engine, &snapshot, None, 1, None)
-            .0
-            .iter()
-            .filter_map(|r| match r {
-                Record::RuleHygiene(h) => Some((h.rule_uuid.clone(), h.finding)),
-                _ => None,
-            })
-            .collect();
+        let mut findings: Vec<(String, &str)> =
+            hygiene_records(&engine, &snapshot, None, 1, Budget::unlimited())
+                .0
+                .iter()
+                .filter_map(|r| match r {
+                    Record::RuleHygiene(h) => Some((h.rule_uuid.clone(), h.finding)),
+                    _ => None,
+                })
+                .collect();
         findings.sort();
         assert_eq!(
             findings,

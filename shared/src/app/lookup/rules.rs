@@ -129,11 +129,14 @@ impl Lookup {
         // reports all of a large one as rule_hygiene records).
         let analysis = crate::core::engine::hygiene::analyze_until(
             &engine,
-            Some(
-                Instant::now()
-                    + RULES_HYGIENE_BUDGET
-                        .min(deadline.saturating_duration_since(Instant::now()) / 2),
-            ),
+            crate::core::engine::hygiene::Budget {
+                until: Some(
+                    Instant::now()
+                        + RULES_HYGIENE_BUDGET
+                            .min(deadline.saturating_duration_since(Instant::now()) / 2),
+                ),
+                bytes: RULES_HYGIENE_BYTES,
+            },
         );
         let findings: std::collections::HashMap<usize, &crate::core::engine::hygiene::RuleFinding> =
             analysis
@@ -203,6 +206,7 @@ impl Lookup {
             days,
             hits_error: totals.err(),
             hygiene_analysed: analysis.analysed,
+            hygiene_stopped: analysis.stopped,
             changes,
             changes_error,
             snapshot_version: engine.version().to_string(),
@@ -313,6 +317,9 @@ pub(crate) const MAX_RULE_CHANGES: u32 = 100;
 /// The time `/v1/rules` gives the hygiene analysis.
 pub(crate) const RULES_HYGIENE_BUDGET: std::time::Duration = std::time::Duration::from_millis(1500);
 
+/// Memory the hygiene analysis may hold in a lookup: an eighth of the function's 64 MB.
+pub(crate) const RULES_HYGIENE_BYTES: usize = 8 << 20;
+
 /// `GET /v1/rules/{uuid}` but the hit counters.
 pub(crate) fn rule(engine: &Engine, uuid: &str) -> Result<RuleAnswer, Failure> {
     let (id, compiled) = engine
@@ -328,11 +335,13 @@ pub(crate) fn rule(engine: &Engine, uuid: &str) -> Result<RuleAnswer, Failure> {
             )
         })?;
     let hygiene =
-        crate::core::engine::hygiene::analyze_rule(engine, id as u32).map(|f| RuleHygiene {
-            finding: f.finding,
-            covering_rules: f.covering,
-            detail: f.detail,
-        });
+        crate::core::engine::hygiene::analyze_rule(engine, id as u32, RULES_HYGIENE_BYTES).map(
+            |f| RuleHygiene {
+                finding: f.finding,
+                covering_rules: f.covering,
+                detail: f.detail,
+            },
+        );
     let shadowed = hygiene
         .as_ref()
         .is_some_and(|h| h.finding == crate::core::engine::hygiene::Finding::Shadowed);
@@ -547,6 +556,10 @@ pub struct RulesPage {
     pub hits_error: Option<String>,
     /// Rules analysed, from the top.
     pub hygiene_analysed: usize,
+    /// Why the analysis stopped before the last rule (absent: it did not): its time, or its
+    /// memory budget; the sync function's `rule_hygiene` records cover the rest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hygiene_stopped: Option<crate::core::engine::hygiene::Stopped>,
     /// `rule_change` records of the window, newest first (at most 100).
     #[schema(value_type = Option<Vec<Object>>)]
     pub changes: Option<Vec<Value>>,

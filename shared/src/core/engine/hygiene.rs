@@ -300,15 +300,34 @@ fn coalesce(mut boxes: Vec<Region>) -> Vec<Region> {
     }
 }
 
-/// The service keys a flow can carry: every port for TCP and UDP, port 0 for the rest.
-fn reachable_keys() -> Ranges {
-    let mut keys = Vec::new();
-    for protocol in 0u128..=255 {
-        let base = protocol << 16;
-        if protocol == 6 || protocol == 17 {
-            keys.push((base, base | 0xffff));
-        } else {
-            keys.push((base, base));
+/// Where protocol `protocol`'s keys start in the dense key space of [`flow_keys`].
+fn protocol_base(protocol: u32) -> u128 {
+    let wide_before = [6, 17].iter().filter(|&&p| p < protocol).count() as u128;
+    u128::from(protocol) + wide_before * 0xffff
+}
+
+/// The service keys (`protocol << 16 | port` ranges) a flow can carry, renumbered densely: every
+/// port of TCP and UDP, port 0 of the other protocols (the only one a flow log gives them), one
+/// after the other in protocol order. "Any service" is then one range, where it was 256: the
+/// match spaces of the third of a large account's rules that allow any protocol took 8 KB a box.
+fn flow_keys(services: &[(u32, u32)]) -> Ranges {
+    let mut keys: Ranges = Vec::new();
+    for &(lo, hi) in services {
+        for protocol in lo >> 16..=hi >> 16 {
+            let (first, last) = (
+                lo.max(protocol << 16) & 0xffff,
+                hi.min(protocol << 16 | 0xffff) & 0xffff,
+            );
+            let base = protocol_base(protocol);
+            let range = match protocol {
+                6 | 17 => (base + u128::from(first), base + u128::from(last)),
+                _ if first == 0 => (base, base),
+                _ => continue,
+            };
+            match keys.last_mut() {
+                Some(last) if range.0 <= last.1 + 1 => last.1 = last.1.max(range.1),
+                _ => keys.push(range),
+            }
         }
     }
     keys
@@ -332,15 +351,11 @@ fn families(set: &AddressSet) -> Vec<(u8, Ranges)> {
 }
 
 /// A determinate rule's match space; `None` for rules that cannot be resolved.
-fn space(rule: &CompiledRule, reachable: &Ranges) -> Option<Vec<Region>> {
+fn space(rule: &CompiledRule) -> Option<Vec<Region>> {
     let (Ok(src), Ok(dst), Ok(services)) = (&rule.source, &rule.destination, &rule.services) else {
         return None;
     };
-    let services: Ranges = services
-        .iter()
-        .map(|&(a, b)| (u128::from(a), u128::from(b)))
-        .collect();
-    let keys = intersect(&services, reachable);
+    let keys = flow_keys(services);
     let mut regions = Vec::new();
     if keys.is_empty() {
         return Some(regions);
@@ -395,8 +410,8 @@ enum Shadow {
     Empty,
     /// The analysis stopped at its work bound.
     Undecided,
-    /// The analysis ran out of its time (the analysis stops; nothing is reported).
-    OutOfTime,
+    /// The analysis ran out of its time or memory (it stops; nothing is reported).
+    OutOfBudget,
     /// These earlier rules cover all of it.
     Covered(Vec<usize>),
     /// What they leave (taken by the rule's redundancy walk, the one reader, so the regions of
@@ -435,7 +450,37 @@ pub struct RuleFinding {
 
 /// Analyses every enabled rule of the engine.
 pub fn analyze(engine: &Engine) -> Vec<RuleFinding> {
-    analyze_until(engine, None).findings
+    analyze_until(engine, Budget::unlimited()).findings
+}
+
+/// What an analysis may use: a time to stop at, and bytes of match-space boxes (and the walks
+/// over them) it may hold at once. Past either, it stops; the findings it made are exact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// When to stop (`None`: never).
+    pub until: Option<std::time::Instant>,
+    /// Bytes it may hold.
+    pub bytes: usize,
+}
+
+impl Budget {
+    /// No limit.
+    pub fn unlimited() -> Self {
+        Self {
+            until: None,
+            bytes: usize::MAX,
+        }
+    }
+}
+
+/// What stopped an analysis before its last rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Stopped {
+    /// Its time ran out.
+    Time,
+    /// It held as much as its memory budget allows.
+    Memory,
 }
 
 /// What [`analyze_until`] found, and how far it got.
@@ -447,6 +492,8 @@ pub struct Analysis {
     pub analysed: usize,
     /// Rules in the engine.
     pub rules: usize,
+    /// Why it stopped before the last rule (`None`: it did not).
+    pub stopped: Option<Stopped>,
 }
 
 impl Analysis {
@@ -456,67 +503,98 @@ impl Analysis {
     }
 }
 
-/// Analyses the rules in evaluation order until `stop` (never, with `None`); the findings about
-/// the rules it reached are exact.
-pub fn analyze_until(engine: &Engine, stop: Option<std::time::Instant>) -> Analysis {
-    let analyzer = Analyzer::new(engine, stop);
+/// Analyses the rules in evaluation order within `budget`; the findings about the rules it
+/// reached are exact, and it says why it stopped before the last one.
+pub fn analyze_until(engine: &Engine, budget: Budget) -> Analysis {
+    let analyzer = Analyzer::new(engine, budget);
     let rules = engine.rules().len();
     let mut findings = Vec::new();
     for i in 0..rules {
-        let out_of_time = || Analysis {
-            findings: findings.clone(),
-            analysed: i,
-            rules,
+        let stopped = match analyzer.stopped() {
+            Some(why) => Some(why),
+            None => match analyzer.rule(i) {
+                Ok(finding) => {
+                    findings.extend(finding);
+                    None
+                }
+                Err(OutOfBudget) => Some(analyzer.stopped().unwrap_or(Stopped::Time)),
+            },
         };
-        if stop.is_some_and(|stop| std::time::Instant::now() >= stop) {
-            return out_of_time();
-        }
-        match analyzer.rule(i) {
-            Ok(finding) => findings.extend(finding),
-            Err(OutOfTime) => return out_of_time(),
+        if stopped.is_some() {
+            return Analysis {
+                findings,
+                analysed: i,
+                rules,
+                stopped,
+            };
         }
     }
     Analysis {
         findings,
         analysed: rules,
         rules,
+        stopped: None,
     }
 }
 
 /// The finding about one rule (`None`: nothing to report), computing only the match spaces of the
-/// rules it depends on: what the lookup API needs for one rule of a large snapshot.
-pub(crate) fn analyze_rule(engine: &Engine, rule: RuleId) -> Option<RuleFinding> {
-    Analyzer::new(engine, None)
-        .rule(rule as usize)
-        .expect("no time limit")
+/// rules it depends on: what the lookup API needs for one rule of a large snapshot. Past
+/// `bytes` held, the rule is reported undecided.
+pub(crate) fn analyze_rule(engine: &Engine, rule: RuleId, bytes: usize) -> Option<RuleFinding> {
+    let analyzer = Analyzer::new(engine, Budget { until: None, bytes });
+    match analyzer.rule(rule as usize) {
+        Ok(finding) => finding,
+        Err(OutOfBudget) => Some(RuleFinding {
+            finding: Finding::Undecided,
+            rule,
+            uuid: engine.rule(rule).rule.uuid.clone(),
+            covering: Vec::new(),
+            detail: format!(
+                "the analysis needed more than its {} MiB of memory",
+                bytes >> 20
+            ),
+        }),
+    }
+}
+
+/// Bytes a list of boxes holds.
+fn bytes_of(regions: &[Region]) -> usize {
+    regions
+        .iter()
+        .map(|r| {
+            std::mem::size_of::<Region>()
+                + (r.src.len() + r.dst.len() + r.keys.len()) * std::mem::size_of::<(u128, u128)>()
+        })
+        .sum()
 }
 
 struct Analyzer<'e> {
     engine: &'e Engine,
-    reachable: Ranges,
     spaces: Vec<std::sync::OnceLock<Option<Vec<Region>>>>,
     shadows: Vec<std::sync::OnceLock<Shadow>>,
     /// Each terminal rule's redundancy, once known (see [`Analyzer::redundancy`]).
     redundant: Vec<std::sync::OnceLock<Option<Vec<usize>>>>,
     /// The rules each rule can touch (built on first use, from every rule's match space).
     candidates: std::sync::OnceLock<Candidates>,
-    stop: Option<std::time::Instant>,
+    budget: Budget,
+    /// Bytes of boxes (and walks) held now.
+    held: std::sync::atomic::AtomicUsize,
 }
 
 impl<'e> Analyzer<'e> {
-    fn new(engine: &'e Engine, stop: Option<std::time::Instant>) -> Self {
+    fn new(engine: &'e Engine, budget: Budget) -> Self {
         fn memo<T>(rules: usize) -> Vec<std::sync::OnceLock<T>> {
             (0..rules).map(|_| std::sync::OnceLock::new()).collect()
         }
         let rules = engine.rules().len();
         Self {
             engine,
-            reachable: reachable_keys(),
             spaces: memo(rules),
             shadows: memo(rules),
             redundant: memo(rules),
             candidates: std::sync::OnceLock::new(),
-            stop,
+            budget,
+            held: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -535,9 +613,33 @@ impl<'e> Analyzer<'e> {
             .touching(regions)
     }
 
-    fn out_of_time(&self) -> bool {
-        self.stop
+    fn hold(&self, bytes: usize) {
+        self.held
+            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn release(&self, bytes: usize) {
+        self.held
+            .fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// What the analysis has run out of, if anything.
+    fn stopped(&self) -> Option<Stopped> {
+        if self.held.load(std::sync::atomic::Ordering::Relaxed) > self.budget.bytes {
+            Some(Stopped::Memory)
+        } else if self
+            .budget
+            .until
             .is_some_and(|stop| std::time::Instant::now() >= stop)
+        {
+            Some(Stopped::Time)
+        } else {
+            None
+        }
+    }
+
+    fn out_of_budget(&self) -> bool {
+        self.stopped().is_some()
     }
 
     /// Whether rule `i` is reported shadowed.
@@ -568,10 +670,14 @@ impl<'e> Analyzer<'e> {
         let mut covers = self.touching(&own);
         covers.retain(|j| j < i && terminal(j));
         match self.cover(own, &covers) {
-            Err(OutOfTime) => Shadow::OutOfTime,
+            Err(OutOfBudget) => Shadow::OutOfBudget,
             Ok(None) => Shadow::Undecided,
             Ok(Some((effective, used))) if effective.is_empty() => Shadow::Covered(used),
-            Ok(Some((effective, _))) => Shadow::Left(std::sync::Mutex::new(coalesce(effective))),
+            Ok(Some((effective, _))) => {
+                let left = coalesce(effective);
+                self.hold(bytes_of(&left));
+                Shadow::Left(std::sync::Mutex::new(left))
+            }
         }
     }
 
@@ -590,7 +696,7 @@ impl<'e> Analyzer<'e> {
         &self,
         regions: Vec<Region>,
         covers: &Bits,
-    ) -> Result<Option<(Vec<Region>, Vec<usize>)>, OutOfTime> {
+    ) -> Result<Option<(Vec<Region>, Vec<usize>)>, OutOfBudget> {
         let boxes: Vec<(usize, &Region)> = covers
             .iter()
             .flat_map(|j| self.space(j).iter().flatten().map(move |c| (j, c)))
@@ -606,8 +712,8 @@ impl<'e> Analyzer<'e> {
             if examined > MAX_PIECES {
                 return Ok(None);
             }
-            if examined % 1024 == 0 && self.out_of_time() {
-                return Err(OutOfTime);
+            if examined % 1024 == 0 && self.out_of_budget() {
+                return Err(OutOfBudget);
             }
             let touching: Vec<u32> = candidates
                 .into_iter()
@@ -660,15 +766,17 @@ impl<'e> Analyzer<'e> {
     fn space(&self, i: usize) -> &Option<Vec<Region>> {
         self.spaces[i].get_or_init(|| {
             let rule = &self.engine.rules()[i];
-            if rule.rule.in_effect() && rule.is_determinate() {
-                space(rule, &self.reachable)
+            let space = if rule.rule.in_effect() && rule.is_determinate() {
+                space(rule)
             } else {
                 None
-            }
+            };
+            self.hold(space.as_deref().map_or(0, bytes_of));
+            space
         })
     }
 
-    fn rule(&self, i: usize) -> Result<Option<RuleFinding>, OutOfTime> {
+    fn rule(&self, i: usize) -> Result<Option<RuleFinding>, OutOfBudget> {
         let rules = self.engine.rules();
         let Some(compiled) = rules.get(i) else {
             return Ok(None);
@@ -717,7 +825,7 @@ impl<'e> Analyzer<'e> {
                     "earlier rules decide every flow it matches".into(),
                 ))
             }
-            Shadow::OutOfTime => return Err(OutOfTime),
+            Shadow::OutOfBudget => return Err(OutOfBudget),
             Shadow::Left(_) => {}
         }
         Ok(match self.redundancy(i)? {
@@ -734,7 +842,7 @@ impl<'e> Analyzer<'e> {
     /// reported shadowed or redundant count as removed together with it, so the answer for `i`
     /// needs theirs first; the chain is walked with an explicit stack (it can be thousands of
     /// rules long), each answer kept once found.
-    fn redundancy(&self, i: usize) -> Result<&Option<Vec<usize>>, OutOfTime> {
+    fn redundancy(&self, i: usize) -> Result<&Option<Vec<usize>>, OutOfBudget> {
         if let Some(known) = self.redundant[i].get() {
             return Ok(known);
         }
@@ -746,8 +854,8 @@ impl<'e> Analyzer<'e> {
             }
         }
         while let Some(frame) = stack.last_mut() {
-            if self.out_of_time() {
-                return Err(OutOfTime);
+            if self.out_of_budget() {
+                return Err(OutOfBudget);
             }
             match self.advance(frame) {
                 Step::Ask(j) => match self.start(j) {
@@ -758,14 +866,15 @@ impl<'e> Analyzer<'e> {
                 },
                 Step::Answer(answer) => {
                     let rule = frame.rule;
+                    self.release(frame.held);
                     stack.pop();
                     let _ = self.redundant[rule].set(answer);
                 }
             }
         }
         // A later rule's shadow cut short by the stop time may have led the walk astray.
-        if self.out_of_time() {
-            return Err(OutOfTime);
+        if self.out_of_budget() {
+            return Err(OutOfBudget);
         }
         Ok(self.redundant[i].get().expect("answered above"))
     }
@@ -779,13 +888,18 @@ impl<'e> Analyzer<'e> {
         match self.shadow(i) {
             Shadow::Left(effective) => {
                 // The walk starts once per rule (its answer is then kept).
+                // Its boxes were held as what is left of it; the walk holds them now.
                 let left = std::mem::take(&mut *effective.lock().expect("not poisoned"));
+                let candidates = self.touching(&left);
+                let held = bytes_of(&left) + candidates.bytes();
+                self.hold(candidates.bytes());
                 Ok(Frame {
                     rule: i,
                     next: i + 1,
-                    candidates: self.touching(&left),
+                    candidates,
                     left,
                     used: Vec::new(),
+                    held,
                 })
             }
             _ => Err(None),
@@ -832,16 +946,22 @@ impl<'e> Analyzer<'e> {
                 Some(left) if left.is_empty() => {
                     return Step::Answer(Some(std::mem::take(&mut frame.used)))
                 }
-                Some(left) => frame.left = left,
+                Some(left) => {
+                    let held = bytes_of(&left) + frame.candidates.bytes();
+                    self.hold(held);
+                    self.release(frame.held);
+                    frame.held = held;
+                    frame.left = left;
+                }
             }
         }
         Step::Answer(None)
     }
 }
 
-/// The analysis ran out of its time.
+/// The analysis ran out of its time or its memory.
 #[derive(Debug)]
-struct OutOfTime;
+struct OutOfBudget;
 
 /// Where the redundancy walk of one rule stands.
 struct Frame {
@@ -854,6 +974,8 @@ struct Frame {
     left: Vec<Region>,
     /// The later rules that decided the rest.
     used: Vec<usize>,
+    /// Bytes it holds (its boxes and candidates), counted in the analysis's budget.
+    held: usize,
 }
 
 enum Step {
@@ -867,14 +989,55 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_analysis_stops_at_its_time_and_says_how_far_it_got() {
+    fn an_analysis_stops_at_its_budget_and_says_how_far_it_got() {
         let engine = Engine::compile(&crate::core::snapshot::fixtures::sample(0)).unwrap();
-        let stopped = analyze_until(&engine, Some(std::time::Instant::now()));
+        let timed = Budget {
+            until: Some(std::time::Instant::now()),
+            bytes: usize::MAX,
+        };
+        let stopped = analyze_until(&engine, timed);
         assert_eq!((stopped.analysed, stopped.complete()), (0, false));
+        assert_eq!(stopped.stopped, Some(Stopped::Time));
         assert!(stopped.findings.is_empty());
-        let whole = analyze_until(&engine, None);
-        assert!(whole.complete() && whole.rules > 0);
+        let whole = analyze_until(&engine, Budget::unlimited());
+        assert!(whole.complete() && whole.rules > 0 && whole.stopped.is_none());
         assert_eq!(whole.findings, analyze(&engine));
+        // Within a memory budget, the findings it made are today's, and it stopped for memory.
+        let small = Budget {
+            until: None,
+            bytes: 4 * 1024,
+        };
+        let bounded = analyze_until(&engine, small);
+        assert_eq!(bounded.stopped, Some(Stopped::Memory));
+        assert!(bounded.analysed < whole.rules);
+        let reached: Vec<&RuleFinding> = whole
+            .findings
+            .iter()
+            .filter(|f| (f.rule as usize) < bounded.analysed)
+            .collect();
+        assert_eq!(bounded.findings.iter().collect::<Vec<_>>(), reached);
+        // One rule asked alone past its budget is undecided, saying so.
+        let last = engine.rules().len() as RuleId - 1;
+        let alone = analyze_rule(&engine, last, 1).expect("a finding");
+        assert_eq!(alone.finding, Finding::Undecided);
+        assert!(alone.detail.contains("memory"), "{}", alone.detail);
+    }
+
+    /// Flow keys are dense: any service is one range; a TCP or UDP range keeps its ports; another
+    /// protocol keeps only port 0; and the order of protocols is kept.
+    #[test]
+    fn flow_keys_are_dense() {
+        let any = flow_keys(&[(0, 0xff_ffff)]);
+        assert_eq!(any.len(), 1);
+        assert_eq!(any[0], (0, 253 + 2 * 65_536));
+        let tcp = |lo: u32, hi: u32| (6 << 16 | lo, 6 << 16 | hi);
+        assert_eq!(flow_keys(&[tcp(80, 80)]), vec![(86, 86)]);
+        assert_eq!(flow_keys(&[(1 << 16, 1 << 16 | 0xffff)]), vec![(1, 1)]);
+        assert_eq!(flow_keys(&[(1 << 16 | 5, 1 << 16 | 9)]), vec![]);
+        let udp = flow_keys(&[(17 << 16, 17 << 16 | 0xffff)]);
+        let after = flow_keys(&[(18 << 16, 18 << 16)]);
+        assert!(udp[0].1 + 1 == after[0].0);
+        assert_eq!(flow_keys(&[tcp(0, 0xffff), (7 << 16, 7 << 16)]).len(), 1);
     }
 
     #[test]

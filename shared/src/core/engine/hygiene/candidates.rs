@@ -33,6 +33,11 @@ impl Bits {
         self.0[position / 64] |= 1 << (position % 64);
     }
 
+    /// Bytes it holds.
+    pub(super) fn bytes(&self) -> usize {
+        self.0.len() * 8
+    }
+
     /// Keeps the positions `keep` accepts.
     pub(super) fn retain(&mut self, mut keep: impl FnMut(usize) -> bool) {
         for (w, word) in self.0.iter_mut().enumerate() {
