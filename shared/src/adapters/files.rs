@@ -13,14 +13,16 @@ use std::time::Instant;
 use crate::core::monitoring::Switches;
 use crate::core::ports::{
     fail, object_name, of_version, parse_snapshot, to_json, version_object, BoxFuture, Latest,
-    Pointer, RecordSink, SinkError, SnapshotStore, StoreFuture, Written, SWITCHES_OBJECT,
+    Pointer, RecordSink, SinkError, SnapshotStore, StoreFuture, Written, MAX_POINTER_BYTES,
+    SWITCHES_OBJECT,
 };
 use crate::core::records::Record;
 use crate::core::snapshot::Snapshot;
 
-/// Reads `path`, which must be a regular file: opening a FIFO, a device or a socket could block
-/// start-up until the platform kills it, so those are refused at once.
-fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+/// Reads `path`, which must be a regular file of at most `max_bytes`: opening a FIFO, a device or
+/// a socket could block start-up until the platform kills it, so those are refused at once, and
+/// so is a file the function's memory could not hold.
+fn read_regular(path: &Path, max_bytes: usize) -> std::io::Result<Vec<u8>> {
     let metadata = std::fs::metadata(path)?;
     if !metadata.is_file() {
         return Err(std::io::Error::other(format!(
@@ -32,7 +34,33 @@ fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
             }
         )));
     }
-    std::fs::read(path)
+    if metadata.len() > max_bytes as u64 {
+        return Err(std::io::Error::other(format!(
+            "{} bytes, {}",
+            metadata.len(),
+            too_large(max_bytes)
+        )));
+    }
+    use std::io::Read;
+    let mut bytes = Vec::with_capacity(metadata.len() as usize);
+    std::fs::File::open(path)?
+        .take((max_bytes as u64).saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    if bytes.len() > max_bytes {
+        return Err(std::io::Error::other(format!(
+            "more bytes than its size said, {}",
+            too_large(max_bytes)
+        )));
+    }
+    Ok(bytes)
+}
+
+/// Why an object is not read: it is over the function's limit, and what to do.
+pub(crate) fn too_large(max_bytes: usize) -> String {
+    format!(
+        "over the {} this function reads (a quarter of its memory): give it more memory (template.yaml MemorySize)",
+        crate::core::text::mib(max_bytes)
+    )
 }
 
 /// The switches document at `path` (`None` when there is none), bounded and checked.
@@ -50,7 +78,8 @@ fn read_switches(path: &Path) -> Result<Option<Switches>, String> {
         }
         Ok(_) => {}
     }
-    let bytes = read_regular(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bytes = read_regular(path, crate::core::monitoring::MAX_SWITCHES_BYTES)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     Switches::parse(&bytes)
         .map(Some)
         .map_err(|e| format!("{}: {e}", path.display()))
@@ -69,12 +98,21 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[derive(Debug, Clone)]
 pub(crate) struct FileStore {
     path: PathBuf,
+    max_bytes: usize,
 }
 
 impl FileStore {
     /// The file at `path`.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into() }
+        Self {
+            path: path.into(),
+            max_bytes: usize::MAX,
+        }
+    }
+
+    /// The same store, reading snapshots of at most `max_bytes`.
+    pub fn within(self, max_bytes: usize) -> Self {
+        Self { max_bytes, ..self }
     }
 
     /// The switches beside the file: `s.json` → `s.monitoring.json`.
@@ -109,7 +147,7 @@ impl SnapshotStore for FileStore {
             if known == Some(tag.as_str()) {
                 return Ok(Latest::Unchanged);
             }
-            let bytes = read_regular(&self.path).map_err(|e| fail(self, e))?;
+            let bytes = read_regular(&self.path, self.max_bytes).map_err(|e| fail(self, e))?;
             let snapshot = parse_snapshot(&bytes, "", &self.describe())?;
             Ok(Latest::Found {
                 snapshot: Box::new(snapshot),
@@ -163,12 +201,21 @@ impl SnapshotStore for FileStore {
 #[derive(Debug, Clone)]
 pub(crate) struct DirStore {
     dir: PathBuf,
+    max_bytes: usize,
 }
 
 impl DirStore {
     /// The directory `dir` (created on the first publish).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        Self {
+            dir: dir.into(),
+            max_bytes: usize::MAX,
+        }
+    }
+
+    /// The same store, reading snapshots of at most `max_bytes`.
+    pub fn within(self, max_bytes: usize) -> Self {
+        Self { max_bytes, ..self }
     }
 }
 
@@ -179,7 +226,7 @@ impl SnapshotStore for DirStore {
 
     fn latest<'a>(&'a self, known: Option<&'a str>, _: Instant) -> StoreFuture<'a, Latest> {
         Box::pin(async move {
-            let bytes = match read_regular(&self.dir.join("latest.json")) {
+            let bytes = match read_regular(&self.dir.join("latest.json"), MAX_POINTER_BYTES) {
                 Ok(b) => b,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Latest::Missing),
                 Err(e) => return Err(fail(self, format!("latest.json: {e}"))),
@@ -190,7 +237,7 @@ impl SnapshotStore for DirStore {
                 return Ok(Latest::Unchanged);
             }
             let object = object_name(&pointer.object).map_err(|e| fail(self, e))?;
-            let bytes = read_regular(&self.dir.join(object))
+            let bytes = read_regular(&self.dir.join(object), self.max_bytes)
                 .map_err(|e| fail(self, format!("{object}: {e}")))?;
             let snapshot = parse_snapshot(&bytes, object, &self.describe())?;
             Ok(Latest::Found {
@@ -202,7 +249,7 @@ impl SnapshotStore for DirStore {
 
     fn latest_version<'a>(&'a self, _: Instant) -> StoreFuture<'a, Option<String>> {
         Box::pin(async move {
-            let bytes = match read_regular(&self.dir.join("latest.json")) {
+            let bytes = match read_regular(&self.dir.join("latest.json"), MAX_POINTER_BYTES) {
                 Ok(b) => b,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(fail(self, format!("latest.json: {e}"))),
@@ -226,7 +273,7 @@ impl SnapshotStore for DirStore {
     fn version<'a>(&'a self, version: &'a str, _: Instant) -> StoreFuture<'a, Option<Snapshot>> {
         Box::pin(async move {
             let object = version_object(version).map_err(|e| fail(self, e))?;
-            let bytes = match read_regular(&self.dir.join(&object)) {
+            let bytes = match read_regular(&self.dir.join(&object), self.max_bytes) {
                 Ok(b) => b,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(fail(self, format!("{object}: {e}"))),
@@ -391,6 +438,46 @@ mod tests {
             "{}",
             recorder.largest_write
         );
+    }
+
+    /// Snapshot reads fit the function's memory: a published snapshot over the store's limit,
+    /// a pointer over 64 KiB, and a single snapshot file over the limit are refused with an
+    /// error naming the limit and what to do; within it, the same snapshot loads.
+    #[tokio::test]
+    async fn snapshot_reads_are_bounded_by_the_functions_memory() {
+        let dir = std::env::temp_dir().join(format!("esgflow-limits-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let snapshot = fixtures::sample(0);
+        let size = to_json(&snapshot).len();
+        DirStore::new(&dir)
+            .publish(&snapshot, deadline)
+            .await
+            .unwrap();
+        let small = DirStore::new(&dir).within(size - 1);
+        let refused = small.latest(None, deadline).await.unwrap_err().to_string();
+        assert!(
+            refused.contains(&format!("{size} bytes, over the")) && refused.contains("MemorySize"),
+            "{refused}"
+        );
+        assert!(small.version(&snapshot.version, deadline).await.is_err());
+        let fits = DirStore::new(&dir).within(size);
+        assert!(matches!(
+            fits.latest(None, deadline).await.unwrap(),
+            Latest::Found { .. }
+        ));
+        std::fs::write(dir.join("latest.json"), vec![b' '; MAX_POINTER_BYTES + 1]).unwrap();
+        let pointer = fits.latest_version(deadline).await.unwrap_err().to_string();
+        assert!(pointer.contains("over the 64 KiB"), "{pointer}");
+        let file = dir.join("one.json");
+        FileStore::new(&file)
+            .publish(&snapshot, deadline)
+            .await
+            .unwrap();
+        let one = FileStore::new(&file).within(1 << 10);
+        let refused = one.latest(None, deadline).await.unwrap_err().to_string();
+        assert!(refused.contains("over the 1 KiB"), "{refused}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// A snapshot path that is a FIFO (or a `latest.json` that is one) is refused at once with

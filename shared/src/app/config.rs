@@ -22,6 +22,20 @@ impl Function {
     /// Every function.
     pub const ALL: &'static [Function] = &[Function::Audit, Function::Lookup, Function::Sync];
 
+    /// Its memory as deployed (template.yaml `MemorySize`), MB.
+    pub const fn deployed_memory_mb(self) -> u32 {
+        match self {
+            Function::Audit | Function::Lookup => 64,
+            Function::Sync => 256,
+        }
+    }
+
+    /// The largest snapshot object it reads: a quarter of its deployed memory (the parsed
+    /// snapshot and its engine take a multiple of the text).
+    pub const fn max_snapshot_bytes(self) -> usize {
+        (self.deployed_memory_mb() as usize) << 20 >> 2
+    }
+
     /// The function's name as in `template.yaml` and `functions/`.
     pub fn name(self) -> &'static str {
         match self {
@@ -444,7 +458,7 @@ impl LookupConfig {
             admin_token,
             auth,
             max_body_bytes: LOOKUP_MAX_BODY_BYTES.parse_from(lookup)?.unwrap_or(1 << 20),
-            snapshot: SnapshotSource::from_lookup(lookup)?,
+            snapshot: SnapshotSource::from_lookup(lookup, Function::Lookup)?,
             snapshot_ttl: std::time::Duration::from_secs(
                 SNAPSHOT_TTL_SECONDS.parse_from(lookup)?.unwrap_or(300),
             ),
@@ -475,12 +489,15 @@ pub struct SnapshotSource {
     pub region: Option<String>,
     /// `ESGFLOW_COS_ENDPOINT`.
     pub cos_endpoint: Option<String>,
+    /// The largest snapshot object read ([`Function::max_snapshot_bytes`]).
+    pub max_bytes: usize,
 }
 
 impl SnapshotSource {
-    /// Reads and validates `ESGFLOW_SNAPSHOT` (and what a COS location needs).
+    /// Reads and validates `ESGFLOW_SNAPSHOT` (and what a COS location needs) for `function`.
     pub(crate) fn from_lookup(
         lookup: &dyn Fn(&str) -> Option<String>,
+        function: Function,
     ) -> Result<Self, ConfigError> {
         let text = required(&SNAPSHOT, lookup)?;
         let location =
@@ -493,6 +510,7 @@ impl SnapshotSource {
             location,
             region: REGION.raw_from(lookup).map(|r| r.trim().to_string()),
             cos_endpoint: COS_ENDPOINT.raw_from(lookup).map(|e| e.trim().to_string()),
+            max_bytes: function.max_snapshot_bytes(),
         };
         source.store().map_err(|problem| ConfigError {
             setting: SNAPSHOT.name,
@@ -502,19 +520,23 @@ impl SnapshotSource {
         Ok(source)
     }
 
-    /// A local file (tests, the CLI).
-    pub fn file(path: impl Into<std::path::PathBuf>) -> Self {
+    /// A local file (tests, the CLI), read within `function`'s limit.
+    pub fn file(path: impl Into<std::path::PathBuf>, function: Function) -> Self {
         Self {
             location: crate::app::stores::SnapshotLocation::File(path.into()),
             region: None,
             cos_endpoint: None,
+            max_bytes: function.max_snapshot_bytes(),
         }
     }
 
     /// Opens the store.
     pub fn store(&self) -> Result<Box<dyn crate::core::ports::SnapshotStore>, String> {
-        self.location
-            .open(self.region.as_deref(), self.cos_endpoint.as_deref())
+        self.location.open(
+            self.region.as_deref(),
+            self.cos_endpoint.as_deref(),
+            self.max_bytes,
+        )
     }
 
     /// A snapshot cache over the store.
@@ -845,7 +867,7 @@ impl AuditConfig {
             }
             decode_limits.max_decoded_bytes = max;
         }
-        let snapshot = SnapshotSource::from_lookup(lookup)?;
+        let snapshot = SnapshotSource::from_lookup(lookup, Function::Audit)?;
         let ttl: u64 = SNAPSHOT_TTL_SECONDS.parse_from(lookup)?.unwrap_or(300);
         let monitored = monitored_from(lookup);
         let sink = SinkConfig::from_lookup(lookup)?;
@@ -926,7 +948,7 @@ impl SyncConfig {
                 old_esg_regions: if old_esg { old_esg_regions } else { Vec::new() },
             },
             region,
-            snapshot: SnapshotSource::from_lookup(lookup)?,
+            snapshot: SnapshotSource::from_lookup(lookup, Function::Sync)?,
             sink: SinkConfig::from_lookup(lookup)?,
             unused_days: UNUSED_DAYS.parse_from(lookup)?.unwrap_or(30),
             alerts: AlertConfig::from_lookup(lookup)?,

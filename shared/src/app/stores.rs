@@ -81,10 +81,11 @@ impl SnapshotLocation {
         &self,
         region: Option<&str>,
         cos_endpoint: Option<&str>,
+        max_bytes: usize,
     ) -> Result<Box<dyn SnapshotStore>, String> {
         Ok(match self {
-            Self::File(path) => Box::new(FileStore::new(path)),
-            Self::Dir(path) => Box::new(DirStore::new(path)),
+            Self::File(path) => Box::new(FileStore::new(path).within(max_bytes)),
+            Self::Dir(path) => Box::new(DirStore::new(path).within(max_bytes)),
             Self::Cos {
                 bucket,
                 prefix,
@@ -96,12 +97,10 @@ impl SnapshotLocation {
                 let endpoint = cos_endpoint
                     .map(str::to_string)
                     .unwrap_or_else(|| format!("https://{bucket}.cos.{region}.myqcloud.com"));
-                Box::new(CosStore::new(
-                    &endpoint,
-                    bucket,
-                    prefix,
-                    CredentialSource::environment(),
-                )?)
+                Box::new(
+                    CosStore::new(&endpoint, bucket, prefix, CredentialSource::environment())?
+                        .within(max_bytes),
+                )
             }
         })
     }
@@ -151,9 +150,14 @@ mod tests {
             assert!(SnapshotLocation::parse(bad).is_err(), "{bad}");
         }
         let cos = SnapshotLocation::parse("cos://esg-1250000000/p").unwrap();
-        assert!(cos.open(None, None).is_err(), "a region is needed");
+        assert!(
+            cos.open(None, None, usize::MAX).is_err(),
+            "a region is needed"
+        );
         assert_eq!(
-            cos.open(Some("ap-shanghai"), None).unwrap().describe(),
+            cos.open(Some("ap-shanghai"), None, usize::MAX)
+                .unwrap()
+                .describe(),
             "cos://esg-1250000000/p"
         );
     }

@@ -194,6 +194,9 @@ pub struct StoreError {
     pub message: String,
 }
 
+/// The most a snapshot pointer (`latest.json`) read may be: it names a version and an object.
+pub(crate) const MAX_POINTER_BYTES: usize = 64 * 1024;
+
 /// The pointer object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Pointer {

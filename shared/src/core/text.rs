@@ -24,3 +24,12 @@ mod tests {
         assert_eq!(truncate_utf8("版本", 2), "");
     }
 }
+
+/// `bytes` in MiB (or KiB below one MiB), for messages about limits.
+pub(crate) fn mib(bytes: usize) -> String {
+    if bytes >= 1 << 20 {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{} KiB", bytes >> 10)
+    }
+}

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use crate::adapters::bounded;
 use crate::adapters::tencent::transport::{self, CredentialSource};
 use crate::core::monitoring::Switches;
+use crate::core::ports::MAX_POINTER_BYTES;
 use crate::core::ports::{
     fail, object_name, of_version, parse_snapshot, to_json, version_object, Latest, Pointer,
     SnapshotStore, StoreError, StoreFuture, SWITCHES_OBJECT,
@@ -17,6 +18,9 @@ use crate::core::snapshot::Snapshot;
 /// some tens of MB.
 pub(crate) const MAX_OBJECT_BYTES: usize = 128 * 1024 * 1024;
 
+/// The most of an answer to a PUT read (COS answers an empty body or a short XML error).
+const MAX_PUT_ANSWER_BYTES: usize = 64 * 1024;
+
 /// A COS bucket and key prefix, through the COS XML API with `q-sign` signatures.
 #[derive(Debug, Clone)]
 pub(crate) struct CosStore {
@@ -26,6 +30,8 @@ pub(crate) struct CosStore {
     host: String,
     bucket: String,
     prefix: String,
+    /// The largest snapshot object read.
+    max_bytes: usize,
 }
 
 impl CosStore {
@@ -47,6 +53,7 @@ impl CosStore {
             host,
             bucket: bucket.to_string(),
             prefix: prefix.trim_matches('/').to_string(),
+            max_bytes: MAX_OBJECT_BYTES,
         })
     }
 
@@ -54,7 +61,14 @@ impl CosStore {
     /// COS's error code.
     async fn put(&self, name: &str, body: Vec<u8>, deadline: Instant) -> Result<(), StoreError> {
         let (status, _, answer) = self
-            .send(reqwest::Method::PUT, name, None, Some(body), deadline)
+            .send(
+                reqwest::Method::PUT,
+                name,
+                None,
+                Some(body),
+                MAX_PUT_ANSWER_BYTES,
+                deadline,
+            )
             .await?;
         if (200..300).contains(&status) {
             Ok(())
@@ -76,12 +90,22 @@ impl CosStore {
 
     /// One signed request, retried on network errors, 429 and 5xx while the deadline allows.
     /// Returns the status, the `ETag` and the body.
+    /// The same store, reading snapshot objects of at most `max_bytes`.
+    pub fn within(self, max_bytes: usize) -> Self {
+        Self {
+            max_bytes: max_bytes.min(MAX_OBJECT_BYTES),
+            ..self
+        }
+    }
+
+    /// The answer's body is read up to `max_bytes`: past it, the request fails naming the limit.
     async fn send(
         &self,
         method: reqwest::Method,
         name: &str,
         if_none_match: Option<&str>,
         body: Option<Vec<u8>>,
+        max_bytes: usize,
         deadline: Instant,
     ) -> Result<(u16, Option<String>, Vec<u8>), StoreError> {
         let path = self.key(name);
@@ -127,11 +151,14 @@ impl CosStore {
                         .get("etag")
                         .and_then(|v| v.to_str().ok())
                         .map(str::to_string);
-                    match bounded::read(response, MAX_OBJECT_BYTES).await {
+                    match bounded::read(response, max_bytes).await {
                         Ok(bytes) => Ok((status, etag, bytes)),
-                        // Larger than any snapshot esgflow writes: asking again will not help.
-                        Err(too_large @ bounded::ReadError::TooLarge { .. }) => {
-                            return Err(fail(self, format!("{path}: {too_large}")))
+                        // More than this function can hold: asking again will not help.
+                        Err(bounded::ReadError::TooLarge { .. }) => {
+                            return Err(fail(
+                                self,
+                                format!("{path}: {}", crate::adapters::files::too_large(max_bytes)),
+                            ))
                         }
                         Err(cut) => Err(format!("{path}: {cut}")),
                     }
@@ -181,7 +208,14 @@ impl SnapshotStore for CosStore {
     fn latest<'a>(&'a self, known: Option<&'a str>, deadline: Instant) -> StoreFuture<'a, Latest> {
         Box::pin(async move {
             let (status, etag, body) = self
-                .send(reqwest::Method::GET, "latest.json", known, None, deadline)
+                .send(
+                    reqwest::Method::GET,
+                    "latest.json",
+                    known,
+                    None,
+                    MAX_POINTER_BYTES,
+                    deadline,
+                )
                 .await?;
             match status {
                 304 => return Ok(Latest::Unchanged),
@@ -198,7 +232,14 @@ impl SnapshotStore for CosStore {
                 .map_err(|e| fail(self, format!("latest.json: {e}")))?;
             let object = object_name(&pointer.object).map_err(|e| fail(self, e))?;
             let (status, _, body) = self
-                .send(reqwest::Method::GET, object, None, None, deadline)
+                .send(
+                    reqwest::Method::GET,
+                    object,
+                    None,
+                    None,
+                    self.max_bytes,
+                    deadline,
+                )
                 .await?;
             if !(200..300).contains(&status) {
                 return Err(fail(
@@ -217,7 +258,14 @@ impl SnapshotStore for CosStore {
     fn latest_version<'a>(&'a self, deadline: Instant) -> StoreFuture<'a, Option<String>> {
         Box::pin(async move {
             let (status, _, body) = self
-                .send(reqwest::Method::GET, "latest.json", None, None, deadline)
+                .send(
+                    reqwest::Method::GET,
+                    "latest.json",
+                    None,
+                    None,
+                    MAX_POINTER_BYTES,
+                    deadline,
+                )
                 .await?;
             match status {
                 404 => Ok(None),
@@ -256,7 +304,14 @@ impl SnapshotStore for CosStore {
         Box::pin(async move {
             let object = version_object(version).map_err(|e| fail(self, e))?;
             let (status, _, body) = self
-                .send(reqwest::Method::GET, &object, None, None, deadline)
+                .send(
+                    reqwest::Method::GET,
+                    &object,
+                    None,
+                    None,
+                    self.max_bytes,
+                    deadline,
+                )
                 .await?;
             match status {
                 404 => Ok(None),
@@ -275,7 +330,14 @@ impl SnapshotStore for CosStore {
     fn switches<'a>(&'a self, deadline: Instant) -> StoreFuture<'a, Option<Switches>> {
         Box::pin(async move {
             let (status, _, body) = self
-                .send(reqwest::Method::GET, SWITCHES_OBJECT, None, None, deadline)
+                .send(
+                    reqwest::Method::GET,
+                    SWITCHES_OBJECT,
+                    None,
+                    None,
+                    crate::core::monitoring::MAX_SWITCHES_BYTES,
+                    deadline,
+                )
                 .await?;
             match status {
                 404 => Ok(None),
@@ -299,5 +361,80 @@ impl SnapshotStore for CosStore {
             self.put(SWITCHES_OBJECT, switches.to_json(), deadline)
                 .await
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::ports::SnapshotStore;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A bucket that answers every request 200 with `body`.
+    async fn bucket(body: Vec<u8>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let body = body.clone();
+                tokio::spawn(async move {
+                    let mut request = vec![0u8; 16 * 1024];
+                    let _ = stream.read(&mut request).await;
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = stream.write_all(head.as_bytes()).await;
+                    let _ = stream.write_all(&body).await;
+                });
+            }
+        });
+        url
+    }
+
+    fn store(url: &str) -> CosStore {
+        CosStore::new(
+            url,
+            "esg-1250000000",
+            "snapshots",
+            CredentialSource::given(crate::adapters::tencent::Credentials {
+                secret_id: "AKIDtest".into(),
+                secret_key: "key".into(),
+                token: None,
+            }),
+        )
+        .unwrap()
+    }
+
+    /// A pointer over 64 KiB, and a snapshot object over the function's limit, are refused with
+    /// an error naming the limit, not read into memory.
+    #[tokio::test]
+    async fn reads_are_bounded_by_the_functions_memory() {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let pointer = bucket(vec![b' '; MAX_POINTER_BYTES + 1]).await;
+        let error = store(&pointer)
+            .latest_version(deadline)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("over the 64 KiB"), "{error}");
+        // A pointer naming an object, answered (by this bucket) with a 4 KiB body for every key.
+        let mut body =
+            br#"{"version":"v1","object":"v1.json","taken_at":"2026-01-01T00:00:00Z","rules":1}"#
+                .to_vec();
+        body.resize(4096, b' ');
+        let object = bucket(body).await;
+        let error = store(&object)
+            .within(2048)
+            .latest(None, deadline)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("v1.json")
+                && error.contains("over the 2 KiB")
+                && error.contains("MemorySize"),
+            "{error}"
+        );
     }
 }
