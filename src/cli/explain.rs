@@ -57,7 +57,7 @@ pub fn run(args: Args) -> super::Outcome {
 /// The snapshot file at `path`, loaded and compiled.
 pub fn load_engine(path: &Path) -> Result<Engine, Box<dyn std::error::Error>> {
     let snapshot = Snapshot::load(path)?;
-    Ok(Engine::compile(&snapshot).map_err(|e| format!("{}: {e}", path.display()))?)
+    Ok(Engine::compile_owned(snapshot).map_err(|e| format!("{}: {e}", path.display()))?)
 }
 
 /// Parses `tcp`, `udp`, `icmp`, `icmpv6` or a protocol number, as lookup does.

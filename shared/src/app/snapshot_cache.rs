@@ -140,7 +140,7 @@ impl SnapshotCache {
                         }
                     }
                 }
-                let engine = Engine::compile(&snapshot).map_err(|e| self.unavailable(e))?;
+                let engine = Engine::compile_owned(*snapshot).map_err(|e| self.unavailable(e))?;
                 Ok(Loaded::New(Arc::new(engine), tag, taken_at))
             }
             Err(err) => Err(self.unavailable(err.message)),
@@ -284,7 +284,7 @@ impl SnapshotCache {
         else {
             return Ok(None);
         };
-        let engine = Arc::new(Engine::compile(&snapshot).map_err(|e| self.unavailable(e))?);
+        let engine = Arc::new(Engine::compile_owned(snapshot).map_err(|e| self.unavailable(e))?);
         // One older version kept: the records of one search are usually judged with one.
         self.judged_with = Some((version.to_string(), engine.clone()));
         Ok(Some(engine))

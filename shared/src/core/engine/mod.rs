@@ -701,7 +701,24 @@ impl Engine {
     /// wide range in the tree's covering nodes), so tests can check both index layouts.
     #[doc(hidden)]
     pub fn compile_within(snapshot: &Snapshot, max_entries: usize) -> Result<Self, CompileError> {
-        let mut ordered: Vec<&Rule> = snapshot.rules.iter().collect();
+        Self::compile_rules(snapshot, snapshot.rules.clone(), max_entries)
+    }
+
+    /// [`Engine::compile`] taking the snapshot: its rules move into the engine instead of being
+    /// copied, so a function loading a snapshot never holds two copies of its rules (10 MB each
+    /// at the reference account's 20,000).
+    pub fn compile_owned(mut snapshot: Snapshot) -> Result<Self, CompileError> {
+        let rules = std::mem::take(&mut snapshot.rules);
+        Self::compile_rules(&snapshot, rules, index::MAX_ENTRIES)
+    }
+
+    /// Compiles `rules` with the templates and topology of `snapshot` (whose own rules are not
+    /// read).
+    fn compile_rules(
+        snapshot: &Snapshot,
+        mut ordered: Vec<Rule>,
+        max_entries: usize,
+    ) -> Result<Self, CompileError> {
         ordered.sort_by(|a, b| a.priority().cmp(&b.priority()));
         let mut rules = Vec::with_capacity(ordered.len());
         for rule in ordered {
@@ -722,7 +739,7 @@ impl Engine {
                     });
                 }
             }
-            let (services, services_label) = match resolve_services(snapshot, rule) {
+            let (services, services_label) = match resolve_services(snapshot, &rule) {
                 Ok((keys, label)) => (Ok(keys), label),
                 Err(message) if rule.service_template.is_some() || noted => (
                     Err(message.clone()),
@@ -744,13 +761,14 @@ impl Engine {
                     });
                 }
             };
+            let doubt = rule.doubt();
             rules.push(CompiledRule {
-                rule: rule.clone(),
+                rule,
                 source,
                 destination,
                 services,
                 services_label,
-                doubt: rule.doubt(),
+                doubt,
             });
         }
         let words = rules.len().div_ceil(64).max(1);
