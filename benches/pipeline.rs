@@ -72,26 +72,10 @@ fn max_event() -> (ClsTriggerEvent, usize) {
 
 /// The largest event of the reference account's flow-log lines that fits in 128 KB.
 fn reference_max_event() -> (ClsTriggerEvent, usize) {
-    const KEYS: [&str; 14] = [
-        "version",
-        "account-id",
-        "interface-id",
-        "srcaddr",
-        "dstaddr",
-        "srcport",
-        "dstport",
-        "protocol",
-        "packets",
-        "bytes",
-        "start",
-        "end",
-        "action",
-        "log-status",
-    ];
     let contents: Vec<String> = reference::flow_lines(40_000, 7, 1_767_225_600)
         .iter()
         .map(|line| {
-            let fields: serde_json::Map<String, serde_json::Value> = KEYS
+            let fields: serde_json::Map<String, serde_json::Value> = esgflow::core::flowlog::FIELDS
                 .iter()
                 .zip(line.split(' '))
                 .map(|(k, v)| (k.to_string(), v.into()))

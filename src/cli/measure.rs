@@ -17,6 +17,9 @@ pub struct Args {
     /// Cold starts per median
     #[arg(long, default_value_t = 20)]
     pub runs: usize,
+    /// Measure one function only (audit, lookup or sync)
+    #[arg(long)]
+    pub only: Option<String>,
 }
 
 /// Measures, prints the table, and fails when a target is missed.
@@ -27,6 +30,7 @@ pub async fn run(args: Args) -> Outcome {
         &args.dist,
         Path::new("out/measure"),
         args.runs,
+        args.only.as_deref(),
     )
     .await?;
     let (table, ok) = measure::report(&rows);

@@ -92,8 +92,9 @@ pub struct SyncRuns {
 }
 
 /// The lookup function's peak RSS, KiB, after the heavy requests, and each request's name,
-/// answer status and answer bytes.
-pub type Heavy = (u64, Vec<(String, u16, usize)>);
+/// answer status, answer bytes and the peak RSS after it, KiB (so the request that raised it
+/// shows).
+pub type Heavy = (u64, Vec<(String, u16, usize, u64)>);
 
 /// `count` synthetic flow-log lines over the synthetic address pool (30 % rejected).
 pub fn synthetic_lines(count: usize) -> Vec<String> {
@@ -204,12 +205,16 @@ pub async fn measure(
     dist: &Path,
     work: &Path,
     runs: usize,
+    only: Option<&str>,
 ) -> std::io::Result<Vec<Row>> {
     std::fs::create_dir_all(work)?;
     let accounts = accounts(work)?;
     let missing = format!("file://{}", work.join("no-snapshot.json").display());
     let mut rows = Vec::new();
-    for function in crate::emulator::functions::FUNCTIONS {
+    for function in crate::emulator::functions::FUNCTIONS
+        .iter()
+        .filter(|f| only.is_none_or(|only| only == **f))
+    {
         let binary: PathBuf = binary_path(bin_dir, function);
         let zip_bytes = std::fs::metadata(dist.join(format!("{function}.zip")))?.len();
         let binary_bytes = std::fs::metadata(&binary)?.len();
@@ -458,7 +463,12 @@ async fn lookup_heavy(bin_dir: &Path, work: &Path, snapshot: &str) -> std::io::R
             )));
         }
         let size = answer["body"].as_str().map_or(0, str::len);
-        answers.push((name.to_string(), status, size));
+        answers.push((
+            name.to_string(),
+            status,
+            size,
+            emulator.peak_rss_kib().unwrap_or(0),
+        ));
     }
     let peak = emulator
         .peak_rss_kib()
@@ -652,10 +662,11 @@ pub fn report(rows: &[Row]) -> (String, bool) {
                     mb(*kib),
                     check(*kib <= MAX_LOOKUP_RSS_KIB)
                 ));
-                for (name, status, size) in answers {
+                for (name, status, size, peak) in answers {
                     text.push_str(&format!(
-                        "\n  {name}: {status}, {:.2} MB",
-                        *size as f64 / 1_048_576.0
+                        "\n  {name}: {status}, {:.2} MB (peak so far {:.1} MB)",
+                        *size as f64 / 1_048_576.0,
+                        mb(*peak)
                     ));
                 }
             }

@@ -530,31 +530,14 @@ impl RuleIndex {
                 matched |= pair.1;
                 pair = next_common(src_pair, dst_pair, &mut pa, &mut pb, bound_word);
             }
+            let services = sparse_get(service_words, &mut cursor, word);
             let masks = &family.masks[word as usize];
-            matched &= masks.service_wild | sparse_get(service_words, &mut cursor, word);
-            if word == bound_word {
-                matched &= (1u64 << (bound % 64)).wrapping_sub(1);
-            }
-            if matched == 0 {
-                continue;
-            }
-            let terminal = matched & masks.terminal;
-            let below = if terminal != 0 {
-                (1u64 << terminal.trailing_zeros()) - 1
-            } else {
-                u64::MAX
-            };
-            push_bits(&mut observed, word, matched & masks.observe & below);
-            if terminal != 0 {
-                decision = word * 64 + terminal.trailing_zeros();
+            if let Some(terminal) = decide(word, matched, services, masks, bound, &mut observed) {
+                decision = terminal;
                 break;
             }
         }
-        if !wild.observed.is_empty() {
-            observed.extend(wild.observed.iter().copied().filter(|&p| p < decision));
-            observed.sort_unstable();
-        }
-        (decision, observed)
+        with_wild_observed(wild, decision, observed)
     }
 
     /// The scan over a tree of lists: the lists on each lookup's path are ORed into dense masks,
@@ -585,37 +568,21 @@ impl RuleIndex {
                 self.services.fill_solo(service, last, services);
                 for word in 0..=last {
                     let w = word as usize;
-                    let mut matched = solo[w] | (src_pair[w] & dst_pair[w]);
+                    let matched = solo[w] | (src_pair[w] & dst_pair[w]);
                     if matched == 0 {
                         continue;
                     }
                     let masks = &family.masks[w];
-                    matched &= masks.service_wild | services[w];
-                    if word == bound / 64 {
-                        matched &= (1u64 << (bound % 64)).wrapping_sub(1);
-                    }
-                    if matched == 0 {
-                        continue;
-                    }
-                    let terminal = matched & masks.terminal;
-                    let below = if terminal != 0 {
-                        (1u64 << terminal.trailing_zeros()) - 1
-                    } else {
-                        u64::MAX
-                    };
-                    push_bits(&mut observed, word, matched & masks.observe & below);
-                    if terminal != 0 {
-                        decision = word * 64 + terminal.trailing_zeros();
+                    if let Some(terminal) =
+                        decide(word, matched, services[w], masks, bound, &mut observed)
+                    {
+                        decision = terminal;
                         break;
                     }
                 }
             });
         }
-        if !wild.observed.is_empty() {
-            observed.extend(wild.observed.iter().copied().filter(|&p| p < decision));
-            observed.sort_unstable();
-        }
-        (decision, observed)
+        with_wild_observed(wild, decision, observed)
     }
 }
 
@@ -1079,6 +1046,49 @@ impl<K: index::Key> Family<K> {
             by_service,
         }
     }
+}
+
+/// One word of a scan: the rules `matched` by address in word `word`, kept where the service
+/// matches too and before `bound`; the observe rules before the first terminal one go to
+/// `observed`, and the terminal one's position is returned.
+#[inline]
+fn decide(
+    word: u32,
+    matched: u64,
+    services: u64,
+    masks: &WordMasks,
+    bound: u32,
+    observed: &mut SmallVec<[RuleId; 4]>,
+) -> Option<u32> {
+    let mut matched = matched & (masks.service_wild | services);
+    if word == bound / 64 {
+        matched &= (1u64 << (bound % 64)).wrapping_sub(1);
+    }
+    if matched == 0 {
+        return None;
+    }
+    let terminal = matched & masks.terminal;
+    let below = if terminal != 0 {
+        (1u64 << terminal.trailing_zeros()) - 1
+    } else {
+        u64::MAX
+    };
+    push_bits(observed, word, matched & masks.observe & below);
+    (terminal != 0).then(|| word * 64 + terminal.trailing_zeros())
+}
+
+/// A scan's answer: its decision, and its observe rules with the address-wild ones before the
+/// decision added in order.
+fn with_wild_observed(
+    wild: &AddressWild,
+    decision: u32,
+    mut observed: SmallVec<[RuleId; 4]>,
+) -> (u32, SmallVec<[RuleId; 4]>) {
+    if !wild.observed.is_empty() {
+        observed.extend(wild.observed.iter().copied().filter(|&p| p < decision));
+        observed.sort_unstable();
+    }
+    (decision, observed)
 }
 
 #[inline]
