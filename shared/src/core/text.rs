@@ -12,6 +12,15 @@ pub(crate) fn truncate_utf8(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
+/// `bytes` in MiB (or KiB below one MiB), for messages about limits.
+pub(crate) fn mib(bytes: usize) -> String {
+    if bytes >= 1 << 20 {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{} KiB", bytes >> 10)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -22,14 +31,5 @@ mod tests {
         assert_eq!(truncate_utf8("版本", 4), "版");
         assert_eq!(truncate_utf8("版本", 6), "版本");
         assert_eq!(truncate_utf8("版本", 2), "");
-    }
-}
-
-/// `bytes` in MiB (or KiB below one MiB), for messages about limits.
-pub(crate) fn mib(bytes: usize) -> String {
-    if bytes >= 1 << 20 {
-        format!("{} MiB", bytes >> 20)
-    } else {
-        format!("{} KiB", bytes >> 10)
     }
 }
