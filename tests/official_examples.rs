@@ -209,30 +209,57 @@ fn describe_instances() {
 #[tokio::test]
 async fn sync_publishes_from_the_official_examples() {
     let mut items = std::collections::BTreeMap::new();
-    for (service, action, list_key) in [
-        ("cfw", "DescribeEnterpriseSecurityGroupRule", "Rules"),
-        ("cfw", "DescribeEnterpriseSecurityGroupRuleList", "Data"),
-        ("cfw", "DescribeSecurityGroupList", "Data"),
-        ("vpc", "DescribeAddressTemplates", "AddressTemplateSet"),
+    for (service, action, list_key, id_key) in [
+        ("cfw", "DescribeEnterpriseSecurityGroupRule", "Rules", "Id"),
+        (
+            "cfw",
+            "DescribeEnterpriseSecurityGroupRuleList",
+            "Data",
+            "RuleUuid",
+        ),
+        ("cfw", "DescribeSecurityGroupList", "Data", "Id"),
+        (
+            "vpc",
+            "DescribeAddressTemplates",
+            "AddressTemplateSet",
+            "AddressTemplateId",
+        ),
         (
             "vpc",
             "DescribeAddressTemplateGroups",
             "AddressTemplateGroupSet",
+            "AddressTemplateGroupId",
         ),
-        ("vpc", "DescribeServiceTemplates", "ServiceTemplateSet"),
+        (
+            "vpc",
+            "DescribeServiceTemplates",
+            "ServiceTemplateSet",
+            "ServiceTemplateId",
+        ),
         (
             "vpc",
             "DescribeServiceTemplateGroups",
             "ServiceTemplateGroupSet",
+            "ServiceTemplateGroupId",
         ),
-        ("vpc", "DescribeVpcs", "VpcSet"),
-        ("vpc", "DescribeSubnets", "SubnetSet"),
-        ("vpc", "DescribeNetworkInterfaces", "NetworkInterfaceSet"),
-        ("cvm", "DescribeInstances", "InstanceSet"),
+        ("vpc", "DescribeVpcs", "VpcSet", "VpcId"),
+        ("vpc", "DescribeSubnets", "SubnetSet", "SubnetId"),
+        (
+            "vpc",
+            "DescribeNetworkInterfaces",
+            "NetworkInterfaceSet",
+            "NetworkInterfaceId",
+        ),
+        ("cvm", "DescribeInstances", "InstanceSet", "InstanceId"),
     ] {
+        // Several examples of one action may describe the same item (two `DescribeVpcs`
+        // examples show one VPC): one listing holds each item once, as a real one does (a
+        // listing that repeats an item fails the run).
+        let mut seen = std::collections::BTreeSet::new();
         let list: Vec<Value> = examples(service, action)
             .iter()
             .flat_map(|e| e[list_key].as_array().cloned().unwrap_or_default())
+            .filter(|item| seen.insert(item[id_key].to_string()))
             .collect();
         items.insert(action.to_string(), list);
     }

@@ -174,13 +174,25 @@ async fn memory_sizes_are_above_the_measured_peaks() {
     }
 }
 
-/// `make measure` checks the sync run against the sync function's deployed memory.
+/// `make measure` holds the sync run to 200 MB of the sync function's deployed memory, and the
+/// sync function reckons with that memory when the platform does not say it.
 #[test]
 fn the_sync_measurement_checks_against_the_deployed_memory() {
+    let deployed = stack().functions["sync"].memory_size;
     assert_eq!(
-        u64::from(stack().functions["sync"].memory_size) * 1024,
-        esgflow_local::release::measure::MAX_SYNC_RSS_KIB
+        esgflow_local::release::measure::MAX_SYNC_RSS_KIB,
+        200 * 1024
     );
+    assert!(u64::from(deployed) * 1024 > esgflow_local::release::measure::MAX_SYNC_RSS_KIB);
+    assert_eq!(deployed, esgflow::app::sync::DEPLOYED_MEMORY_MB);
+    for function in Function::ALL {
+        assert_eq!(
+            stack().functions[function.name()].memory_size,
+            function.deployed_memory_mb(),
+            "{}",
+            function.name()
+        );
+    }
 }
 
 #[test]
