@@ -124,7 +124,8 @@ fn spec(bin_dir: &Path, function: &str, env: &[(&str, String)]) -> FunctionSpec 
     spec.output = Output::Discard;
     spec.timeout = Duration::from_secs(30);
     // Each function's deployed memory (template.yaml), as the platform says it.
-    spec.memory_mb = if function == "sync" { 256 } else { 64 };
+    spec.memory_mb = esgflow::app::config::Function::named(function)
+        .map_or(spec.memory_mb, |f| f.deployed_memory_mb());
     spec.env = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.clone()))

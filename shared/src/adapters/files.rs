@@ -12,9 +12,9 @@ use std::time::Instant;
 
 use crate::core::monitoring::Switches;
 use crate::core::ports::{
-    fail, object_name, of_version, parse_snapshot, to_json, version_object, BoxFuture, Latest,
-    Pointer, RecordSink, SinkError, SnapshotStore, StoreFuture, Written, MAX_POINTER_BYTES,
-    SWITCHES_OBJECT,
+    fail, object_name, of_version, over_memory_limit, parse_snapshot, to_json, version_object,
+    BoxFuture, Latest, Pointer, RecordSink, SinkError, SnapshotStore, StoreFuture, Written,
+    MAX_POINTER_BYTES, SWITCHES_OBJECT,
 };
 use crate::core::records::Record;
 use crate::core::snapshot::Snapshot;
@@ -38,7 +38,7 @@ fn read_regular(path: &Path, max_bytes: usize) -> std::io::Result<Vec<u8>> {
         return Err(std::io::Error::other(format!(
             "{} bytes, {}",
             metadata.len(),
-            too_large(max_bytes)
+            over_memory_limit(max_bytes)
         )));
     }
     use std::io::Read;
@@ -49,18 +49,10 @@ fn read_regular(path: &Path, max_bytes: usize) -> std::io::Result<Vec<u8>> {
     if bytes.len() > max_bytes {
         return Err(std::io::Error::other(format!(
             "more bytes than its size said, {}",
-            too_large(max_bytes)
+            over_memory_limit(max_bytes)
         )));
     }
     Ok(bytes)
-}
-
-/// Why an object is not read: it is over the function's limit, and what to do.
-pub(crate) fn too_large(max_bytes: usize) -> String {
-    format!(
-        "over the {} this function reads (a quarter of its memory): give it more memory (template.yaml MemorySize)",
-        crate::core::text::mib(max_bytes)
-    )
 }
 
 /// The switches document at `path` (`None` when there is none), bounded and checked.

@@ -33,7 +33,12 @@ impl Function {
     /// The largest snapshot object it reads: a quarter of its deployed memory (the parsed
     /// snapshot and its engine take a multiple of the text).
     pub const fn max_snapshot_bytes(self) -> usize {
-        (self.deployed_memory_mb() as usize) << 20 >> 2
+        quarter_of(self.deployed_memory_mb())
+    }
+
+    /// The function named `name` (as [`Function::name`] gives it).
+    pub fn named(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|f| f.name() == name)
     }
 
     /// The function's name as in `template.yaml` and `functions/`.
@@ -44,6 +49,12 @@ impl Function {
             Function::Sync => "sync",
         }
     }
+}
+
+/// A quarter of `memory_mb` MB, in bytes: what one of a function's large holdings (a snapshot
+/// read, a sync run's listing pages, its hygiene analysis) may take.
+pub const fn quarter_of(memory_mb: u32) -> usize {
+    (memory_mb as usize) << 20 >> 2
 }
 
 /// One setting: its environment variable, default, readers and meaning.
@@ -518,16 +529,6 @@ impl SnapshotSource {
             problem,
         })?;
         Ok(source)
-    }
-
-    /// A local file (tests, the CLI), read within `function`'s limit.
-    pub fn file(path: impl Into<std::path::PathBuf>, function: Function) -> Self {
-        Self {
-            location: crate::app::stores::SnapshotLocation::File(path.into()),
-            region: None,
-            cos_endpoint: None,
-            max_bytes: function.max_snapshot_bytes(),
-        }
     }
 
     /// Opens the store.

@@ -27,7 +27,7 @@ use crate::adapters::tencent::cls_query::USED_RULES_QUERY;
 use crate::adapters::tencent::rules::{build_live, LiveError};
 use crate::adapters::tencent::search::{analysis_rows, number};
 use crate::app::alerts::{DispatchReport, Dispatcher};
-use crate::app::config::{SinkConfig, SyncConfig};
+use crate::app::config::{quarter_of, Function, SinkConfig, SyncConfig};
 use crate::core::alert::{rules_not_read, MemoryState};
 use crate::core::engine::hygiene::{analyze_until, Budget, Finding, Stopped};
 use crate::core::engine::Engine;
@@ -80,16 +80,6 @@ fn kept_in_force(kept: Option<&str>) -> String {
         None => "nothing was published, and no published snapshot was found: flows are not judged until one is".to_string(),
     }
 }
-
-/// The share of the function's memory the listings' answers may hold at once (the rest is the
-/// snapshot built from them, its engine and the hygiene analysis).
-const PAGES_SHARE_OF_MEMORY: usize = 4;
-
-/// The share of the function's memory the hygiene analysis may hold.
-const HYGIENE_SHARE_OF_MEMORY: usize = 4;
-
-/// The sync function's memory when the platform does not say (template.yaml's `MemorySize`).
-pub const DEPLOYED_MEMORY_MB: u32 = 256;
 
 /// What a run did.
 #[derive(Debug, Clone, Serialize)]
@@ -176,17 +166,18 @@ impl SyncFunction {
     }
 
     /// One run, finishing before `deadline`, in `memory_mb` of memory (0: not known, the
-    /// deployed [`DEPLOYED_MEMORY_MB`]).
+    /// deployed memory). The listings' pages may hold a quarter of it, and so may the hygiene
+    /// analysis.
     pub async fn run(&self, deadline: Instant, memory_mb: u32) -> Result<SyncSummary, SyncError> {
         let started = Instant::now();
         let now = chrono::Utc::now();
         let taken_at = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let memory = if memory_mb == 0 {
-            DEPLOYED_MEMORY_MB
+            Function::Sync.deployed_memory_mb()
         } else {
             memory_mb
         };
-        let page_bytes = ((memory as usize) << 20) / PAGES_SHARE_OF_MEMORY;
+        let page_bytes = quarter_of(memory);
         let built = build_live(
             &self.client,
             &self.config.live,
@@ -265,7 +256,7 @@ impl SyncFunction {
         let stop = deadline.checked_sub(reserve).unwrap_or_else(Instant::now);
         let budget = Budget {
             until: Some(stop),
-            bytes: ((memory as usize) << 20) / HYGIENE_SHARE_OF_MEMORY,
+            bytes: quarter_of(memory),
         };
         let (hygiene, analysed, stopped) =
             hygiene_records(&engine, &snapshot, unused.as_deref(), time, budget);
@@ -321,13 +312,8 @@ impl SyncFunction {
         };
         let time = chrono::Utc::now().timestamp().max(0) as u64;
         let mut alerts = self.alerts.lock().await;
-        if let Some(alert) = rules_not_read(
-            &what,
-            vec![error.to_string()],
-            kept.as_deref(),
-            time,
-            &alerts.policy,
-        ) {
+        let details = vec![error.to_string(), kept_in_force(kept.as_deref())];
+        if let Some(alert) = rules_not_read(&what, details, kept.as_deref(), time, &alerts.policy) {
             let report = alerts.send(&[alert], SystemTime::now(), deadline).await;
             tracing::info!(sent = report.sent_total(), "rules-not-read alert");
         }

@@ -515,6 +515,34 @@ fn rule_change_alert(records: &[Record], policy: &AlertPolicy) -> Option<Alert> 
         details.push(format!("… and {} more", changes.len() - MAX_CHANGE_LINES));
     }
     Some(Alert {
+        flows: changes.len() as u64,
+        records: changes
+            .iter()
+            .take(MAX_RECORDS_PER_ALERT)
+            .map(|c| Record::RuleChange(Box::new((*c).clone())))
+            .collect(),
+        ..change_alert(
+            policy,
+            format!(
+                "{summary} (snapshot {} → {})",
+                first.from_version, first.snapshot_version
+            ),
+            first.time,
+            &first.snapshot_version,
+            details,
+        )
+    })
+}
+
+/// A rule-change alert: a description, one line per item, no flows.
+fn change_alert(
+    policy: &AlertPolicy,
+    description: String,
+    time: u64,
+    snapshot_version: &str,
+    details: Vec<String>,
+) -> Alert {
+    Alert {
         kind: RecordType::RuleChange,
         rule_uuid: String::new(),
         rule_order: None,
@@ -522,29 +550,22 @@ fn rule_change_alert(records: &[Record], policy: &AlertPolicy) -> Option<Alert> 
         region: policy.region.clone(),
         link: None,
         reason: None,
-        rule_description: format!(
-            "{summary} (snapshot {} → {})",
-            first.from_version, first.snapshot_version
-        ),
-        flows: changes.len() as u64,
+        rule_description: description,
+        flows: 0,
         sources: 0,
         destinations: 0,
         top_flows: Vec::new(),
-        first_seen: first.time,
-        last_seen: first.time,
-        snapshot_version: first.snapshot_version.clone(),
+        first_seen: time,
+        last_seen: time,
+        snapshot_version: snapshot_version.to_string(),
         details,
-        records: changes
-            .iter()
-            .take(MAX_RECORDS_PER_ALERT)
-            .map(|c| Record::RuleChange(Box::new((*c).clone())))
-            .collect(),
-    })
+        records: Vec::new(),
+    }
 }
 
 /// The rule-change alert of a run that could not read the rules (`None` when rule changes are
-/// not alerted): `what` failed (a stable line, the cooldown's key), `details` say how, and the
-/// last line says which snapshot stays in force.
+/// not alerted): `what` failed (a stable line, the cooldown's key), `details` say how and which
+/// snapshot, `kept`, stays in force.
 pub fn rules_not_read(
     what: &str,
     details: Vec<String>,
@@ -552,32 +573,14 @@ pub fn rules_not_read(
     time: u64,
     policy: &AlertPolicy,
 ) -> Option<Alert> {
-    if !policy.kinds.contains(&RecordType::RuleChange) {
-        return None;
-    }
-    let mut details = details;
-    details.push(match kept {
-        Some(version) => format!("nothing was published: snapshot {version} stays in force"),
-        None => "nothing was published, and no snapshot has been published yet: flows are not judged until one is".to_string(),
-    });
-    Some(Alert {
-        kind: RecordType::RuleChange,
-        rule_uuid: String::new(),
-        rule_order: None,
-        vpcs: Vec::new(),
-        region: policy.region.clone(),
-        link: None,
-        reason: None,
-        rule_description: what.to_string(),
-        flows: 0,
-        sources: 0,
-        destinations: 0,
-        top_flows: Vec::new(),
-        first_seen: time,
-        last_seen: time,
-        snapshot_version: kept.unwrap_or_default().to_string(),
-        details,
-        records: Vec::new(),
+    policy.kinds.contains(&RecordType::RuleChange).then(|| {
+        change_alert(
+            policy,
+            what.to_string(),
+            time,
+            kept.unwrap_or_default(),
+            details,
+        )
     })
 }
 

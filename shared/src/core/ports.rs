@@ -197,6 +197,14 @@ pub struct StoreError {
 /// The most a snapshot pointer (`latest.json`) read may be: it names a version and an object.
 pub(crate) const MAX_POINTER_BYTES: usize = 64 * 1024;
 
+/// Why a snapshot object is not read: it is over the function's limit, and what to do.
+pub(crate) fn over_memory_limit(max_bytes: usize) -> String {
+    format!(
+        "over the {} this function reads (a quarter of its memory): give it more memory (template.yaml MemorySize)",
+        crate::core::text::mib(max_bytes)
+    )
+}
+
 /// The pointer object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Pointer {

@@ -613,11 +613,7 @@ impl PageBudget {
                 message: format!(
                     "the listings' answers exceed {} held at once, the limit for the function's \
                      memory: give the sync function more memory (template.yaml MemorySize)",
-                    if self.limit >= 1 << 20 {
-                        format!("{} MiB", self.limit >> 20)
-                    } else {
-                        format!("{} KiB", self.limit >> 10)
-                    }
+                    crate::core::text::mib(self.limit)
                 ),
                 request_id: String::new(),
             });

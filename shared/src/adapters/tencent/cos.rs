@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 use crate::adapters::bounded;
 use crate::adapters::tencent::transport::{self, CredentialSource};
 use crate::core::monitoring::Switches;
-use crate::core::ports::MAX_POINTER_BYTES;
 use crate::core::ports::{
     fail, object_name, of_version, parse_snapshot, to_json, version_object, Latest, Pointer,
     SnapshotStore, StoreError, StoreFuture, SWITCHES_OBJECT,
 };
+use crate::core::ports::{over_memory_limit, MAX_POINTER_BYTES};
 use crate::core::snapshot::Snapshot;
 
 /// The largest object read from the bucket: a snapshot of 20,000 rules with their topology is
@@ -157,7 +157,7 @@ impl CosStore {
                         Err(bounded::ReadError::TooLarge { .. }) => {
                             return Err(fail(
                                 self,
-                                format!("{path}: {}", crate::adapters::files::too_large(max_bytes)),
+                                format!("{path}: {}", over_memory_limit(max_bytes)),
                             ))
                         }
                         Err(cut) => Err(format!("{path}: {cut}")),
