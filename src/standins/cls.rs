@@ -27,7 +27,7 @@ pub const TOKEN: &str = "stub-session-token";
 pub struct ReceivedLog {
     /// The topic it was uploaded to.
     pub topic: String,
-    /// Its log time, seconds.
+    /// Its log time, milliseconds.
     pub time: i64,
     /// Its contents.
     pub fields: std::collections::BTreeMap<String, String>,
@@ -103,6 +103,23 @@ impl ClsStub {
     /// Forgets every search context, as CLS does after an hour.
     pub fn expire_contexts(&self) {
         self.state.lock().unwrap().contexts.clear();
+    }
+
+    /// Keeps `logs` (time in milliseconds, contents) in `topic` as if uploaded: a topic far
+    /// larger than a test would upload.
+    pub fn keep(
+        &self,
+        topic: &str,
+        logs: impl IntoIterator<Item = (i64, std::collections::BTreeMap<String, String>)>,
+    ) {
+        let mut state = self.state.lock().unwrap();
+        state
+            .accepted
+            .extend(logs.into_iter().map(|(time, fields)| ReceivedLog {
+                topic: topic.to_string(),
+                time,
+                fields,
+            }));
     }
 
     /// The logs accepted so far.
@@ -236,9 +253,11 @@ fn check_limits(raw_bytes: usize, list: &LogGroupList) -> Result<(), String> {
 
 /// `SearchLog`: checks the signature over the JSON body and the body against the action's
 /// official definition, keeps the request, and answers as CLS does: the logs of `TopicId`
-/// between `From` and `To` (milliseconds, inclusive) that the query's search part matches
+/// from `From` up to but not including `To` (milliseconds) that the query's search part matches
 /// ([`super::cql`]; a malformed one is `FailedOperation.QueryError`), newest first (`Sort`), a
-/// page of `Limit` at a time with a `Context` for the next; with a ` | ` SQL part, its rows.
+/// page of `Limit` at a time from `Offset`, or with a `Context` for the next — a chain that ends
+/// after 10,000 logs, saying it is over, as CLS documents (tccli `cls/v20201016/api.json`,
+/// `SearchLogRequest.Context`); with a ` | ` SQL part, its rows.
 fn search(state: &mut StubState, headers: &HeaderMap, body: &[u8]) -> (StatusCode, String) {
     let checked =
         check_signature(headers, body).and_then(|()| match header(headers, "x-tc-token") {
@@ -280,7 +299,7 @@ fn search(state: &mut StubState, headers: &HeaderMap, body: &[u8]) -> (StatusCod
     let mut matched: Vec<&ReceivedLog> = state
         .accepted
         .iter()
-        .filter(|l| l.topic == topic && (from..=to).contains(&l.time))
+        .filter(|l| l.topic == topic && (from..to).contains(&l.time))
         .filter(|l| search_query.matches(&l.fields))
         .collect();
     // Newest first (stable: logs of one time keep their upload order).
@@ -291,9 +310,15 @@ fn search(state: &mut StubState, headers: &HeaderMap, body: &[u8]) -> (StatusCod
             Err(problem) => (StatusCode::OK, serde_json::json!({"Response": {"Error": {"Code": "FailedOperation.QueryError", "Message": format!("SQL error: {problem}")}, "RequestId": "stub"}}).to_string()),
         };
     }
-    // Paging as CLS documents it (`SearchLogRequest.Context`): a context passed back is valid
-    // only with every other parameter unchanged, and only while CLS keeps it.
-    let mut unchanged = state.searches.last().cloned().unwrap_or_default();
+    // Paging as CLS documents it (`SearchLogRequest.Context`, `.Offset`): a context passed back
+    // is valid only with every other parameter unchanged, and only while CLS keeps it; an
+    // offset cannot go with a context, and has no cap.
+    let request = state.searches.last().cloned().unwrap_or_default();
+    let start = request["Offset"].as_u64().unwrap_or(0) as usize;
+    if start > 0 && request.get("Context").is_some() {
+        return (StatusCode::OK, serde_json::json!({"Response": {"Error": {"Code": "InvalidParameter", "Message": "Offset cannot be used with Context"}, "RequestId": "stub"}}).to_string());
+    }
+    let mut unchanged = request;
     if let Some(object) = unchanged.as_object_mut() {
         object.remove("Context");
     }
@@ -311,8 +336,14 @@ fn search(state: &mut StubState, headers: &HeaderMap, body: &[u8]) -> (StatusCod
         },
     };
     let limit = unchanged["Limit"].as_u64().unwrap_or(100) as usize;
+    // A context chain gives 10,000 logs at most, then says it is over.
+    let (offset, cap) = match unchanged.get("Offset") {
+        Some(_) => (start, usize::MAX),
+        None => (offset, CONTEXT_CHAIN_LOGS),
+    };
     let results: Vec<serde_json::Value> = matched
         .iter()
+        .take(cap)
         .skip(offset)
         .take(limit + 1)
         .map(|l| serde_json::json!({"Time": l.time, "TopicId": l.topic, "LogJson": serde_json::to_string(&l.fields).unwrap()}))
@@ -323,6 +354,14 @@ fn search(state: &mut StubState, headers: &HeaderMap, body: &[u8]) -> (StatusCod
     state.contexts.insert(context.clone(), offset + limit);
     (StatusCode::OK, serde_json::json!({"Response": {"Results": results, "Context": context, "ListOver": list_over, "RequestId": "stub"}}).to_string())
 }
+
+/// The most logs one `Context` chain gives (tccli `cls/v20201016/api.json`,
+/// `SearchLogRequest.Context`).
+pub const CONTEXT_CHAIN_LOGS: usize = 10_000;
+
+/// The most rows one SQL answer holds, whatever its `limit` says; without a `limit`, 100
+/// (<https://www.tencentcloud.com/document/product/614/38733>).
+pub const SQL_MAX_ROWS: usize = 10_000;
 
 /// The SQL part of a query, run as CLS runs it over the logs the search part matched: here in an
 /// in-memory SQLite table with one column per field of the topic's index that has statistics
@@ -370,13 +409,19 @@ fn analysis(selected: &[&ReceivedLog], sql: &str) -> Result<Vec<String>, String>
                 .map_err(|e| e.to_string())?;
         }
     }
+    let (sql, offset, limit) = rows_asked(sql)?;
     let lower = sql.to_ascii_lowercase();
-    let from = [" where ", " group by ", " having ", " order by ", " limit "]
+    let from = [" where ", " group by ", " having ", " order by "]
         .iter()
         .filter_map(|clause| lower.find(clause))
         .min()
         .unwrap_or(sql.len());
-    let statement = format!("{} FROM log{}", &sql[..from], &sql[from..]);
+    let statement = format!(
+        "{} FROM log{} LIMIT {} OFFSET {offset}",
+        &sql[..from],
+        &sql[from..],
+        limit.min(SQL_MAX_ROWS)
+    );
     let mut query = db.prepare(&statement).map_err(|e| e.to_string())?;
     let names: Vec<String> = query.column_names().iter().map(|n| n.to_string()).collect();
     let rows = query
@@ -397,6 +442,26 @@ fn analysis(selected: &[&ReceivedLog], sql: &str) -> Result<Vec<String>, String>
         })
         .map_err(|e| e.to_string())?;
     rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
+}
+
+/// A query's SQL without its trailing `[offset S] limit N`, with S and N (N is 100 when the SQL
+/// gives none).
+fn rows_asked(sql: &str) -> Result<(&str, usize, usize), String> {
+    let lower = sql.to_ascii_lowercase();
+    let number = |text: &str| {
+        text.trim()
+            .parse::<usize>()
+            .map_err(|_| format!("{text:?} is not a row count"))
+    };
+    let Some(at) = lower.rfind(" limit ") else {
+        return Ok((sql, 0, 100));
+    };
+    let limit = number(&sql[at + " limit ".len()..])?;
+    let rest = &sql[..at];
+    match lower[..at].rfind(" offset ") {
+        Some(o) => Ok((&sql[..o], number(&rest[o + " offset ".len()..])?, limit)),
+        None => Ok((rest, 0, limit)),
+    }
 }
 
 // Pseudo-statuses a script can hold besides real HTTP statuses.

@@ -25,7 +25,7 @@ use crate::adapters::chat::Robot;
 use crate::adapters::tencent::api::{ApiClient, ApiError};
 use crate::adapters::tencent::cls_query::USED_RULES_QUERY;
 use crate::adapters::tencent::rules::{build_live, LiveError};
-use crate::adapters::tencent::search::{analysis_rows, number};
+use crate::adapters::tencent::search::{all_rows, number};
 use crate::app::alerts::{DispatchReport, Dispatcher};
 use crate::app::config::{quarter_of, Function, SinkConfig, SyncConfig};
 use crate::core::alert::{rules_not_read, MemoryState};
@@ -331,7 +331,7 @@ impl SyncFunction {
         };
         let until = chrono::Utc::now().timestamp_millis();
         let from = until - self.config.unused_days as i64 * 86_400_000;
-        let rows = analysis_rows(client, topic, USED_RULES_QUERY, from, until, deadline).await?;
+        let rows = all_rows(client, topic, USED_RULES_QUERY, from, until, deadline).await?;
         let used: BTreeSet<String> = rows
             .iter()
             .filter(|row| number(row, "hits").unwrap_or(0) > 0)

@@ -649,9 +649,6 @@ pub fn split_enis<'a>(
         .collect()
 }
 
-/// Most distinct `enis` lists one coverage query reads.
-pub const MAX_ENI_LISTS: u32 = 10_000;
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use super::api::{ApiClient, ApiError};
-use super::search::{analysis_rows, number, CLS_VERSION};
+use super::search::{all_rows, analysis_rows, number, window_ms, CLS_VERSION};
 use crate::core::search::{
     AddressMatch, HitFilter, HitsPage, RuleCounters, TrafficFilter, TrafficQuery, TrafficView,
 };
@@ -164,13 +164,9 @@ pub fn traffic_search(filter: &TrafficFilter) -> String {
     parts.join(" AND ")
 }
 
-/// The distinct lists of ENIs that recorded traffic (flow-log coverage).
-pub fn recording_enis_query() -> String {
-    format!(
-        "record_type:\"traffic\" | select enis group by enis limit {}",
-        crate::core::search::MAX_ENI_LISTS
-    )
-}
+/// The distinct lists of ENIs that recorded traffic (flow-log coverage), read page by page.
+pub const RECORDING_ENIS_QUERY: &str =
+    "record_type:\"traffic\" | select enis group by enis order by enis";
 
 /// The query text of one traffic view.
 pub fn traffic_query(filter: &TrafficFilter, view: TrafficQuery) -> String {
@@ -225,11 +221,12 @@ pub fn top_block_rules_query(limit: u32) -> String {
     )
 }
 
-/// Every rule's `rule_hits` summed, for the sync function's unused-rule report.
-pub const USED_RULES_QUERY: &str = "record_type:\"rule_hits\" | select rule_uuid, sum(cast(hits as bigint)) as hits, max(cast(last_hit as bigint)) as last_hit group by rule_uuid limit 10000";
+/// Every rule's `rule_hits` summed, for the sync function's unused-rule report; read page by
+/// page (an account has more rules than one SQL answer holds).
+pub const USED_RULES_QUERY: &str = "record_type:\"rule_hits\" | select rule_uuid, sum(cast(hits as bigint)) as hits, max(cast(last_hit as bigint)) as last_hit group by rule_uuid order by rule_uuid";
 
-/// Every rule's `rule_hits` counters summed, one row per rule.
-pub const RULE_TOTALS_QUERY: &str = "record_type:\"rule_hits\" | select rule_uuid, sum(cast(hits as bigint)) as hits, sum(cast(block_hits as bigint)) as block_hits, sum(cast(observe_hits as bigint)) as observe_hits, min(cast(first_hit as bigint)) as first_hit, max(cast(last_hit as bigint)) as last_hit group by rule_uuid limit 10000";
+/// Every rule's `rule_hits` counters summed, one row per rule; read page by page.
+pub const RULE_TOTALS_QUERY: &str = "record_type:\"rule_hits\" | select rule_uuid, sum(cast(hits as bigint)) as hits, sum(cast(block_hits as bigint)) as block_hits, sum(cast(observe_hits as bigint)) as observe_hits, min(cast(first_hit as bigint)) as first_hit, max(cast(last_hit as bigint)) as last_hit group by rule_uuid order by rule_uuid";
 
 /// One rule's `rule_hits` counters summed.
 pub fn rule_counters_query(uuid: &str) -> String {
@@ -261,8 +258,12 @@ pub struct ClsRecords {
 }
 
 impl ClsRecords {
-    /// One page of `filter`, newest first; `context` continues an earlier page (CLS keeps it an
-    /// hour, and only for a request with every other parameter unchanged).
+    /// One page of `filter`, newest first; `context` is where an earlier page ended (the row
+    /// offset, in decimal). Pages go by `Offset`, not by SearchLog's `Context`: a `Context`
+    /// chain ends at 10,000 logs and then reads as complete (tccli `cls/v20201016/api.json`,
+    /// `SearchLogRequest.Context` and `.Offset`), so a search or an export past 10,000 records
+    /// would stop silently. The search is complete only when CLS gives no logs, or fewer than
+    /// asked without `ListOver: false`; a full page always asks for the next.
     pub async fn search_hits(
         &self,
         filter: &HitFilter,
@@ -270,36 +271,42 @@ impl ClsRecords {
         context: Option<&str>,
         deadline: Instant,
     ) -> Result<HitsPage, ApiError> {
+        let offset = match context {
+            None => 0,
+            Some(text) => text.parse::<u64>().map_err(|_| ApiError {
+                action: "SearchLog".to_string(),
+                code: "FailedOperation.InvalidContext".to_string(),
+                message: format!("{text:?} is not a position this store gave"),
+                request_id: String::new(),
+            })?,
+        };
+        let (from, to) = window_ms(filter.since, filter.until);
         let mut body = json!({
-            "TopicId": self.topic, "From": filter.since * 1000, "To": filter.until * 1000,
+            "TopicId": self.topic, "From": from, "To": to,
             "QueryString": hits_query(filter), "QuerySyntax": 1, "Limit": limit, "Sort": "desc",
             "UseNewAnalysis": true,
         });
-        if let Some(context) = context {
-            body["Context"] = json!(context);
+        if offset > 0 {
+            body["Offset"] = json!(offset);
         }
         let response = self
             .client
             .call("cls", CLS_VERSION, "SearchLog", &body, deadline)
             .await?;
-        let hits = response
+        let results = response
             .get("Results")
             .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
+            .map_or(&[][..], Vec::as_slice);
+        let hits: Vec<Value> = results
+            .iter()
             .filter_map(|r| r.get("LogJson").and_then(Value::as_str))
             .filter_map(|text| serde_json::from_str(text).ok())
             .map(typed)
             .collect();
-        let complete = response
-            .get("ListOver")
-            .and_then(Value::as_bool)
-            .unwrap_or(true);
-        let context = response
-            .get("Context")
-            .and_then(Value::as_str)
-            .filter(|c| !c.is_empty() && !complete)
-            .map(str::to_string);
+        // Over when CLS gives nothing, or fewer logs than asked without saying there are more.
+        let more = response.get("ListOver").and_then(Value::as_bool) == Some(false);
+        let complete = results.is_empty() || (results.len() < limit as usize && !more);
+        let context = (!complete).then(|| (offset + results.len() as u64).to_string());
         Ok(HitsPage { hits, context })
     }
 
@@ -311,12 +318,13 @@ impl ClsRecords {
         limit: u32,
         deadline: Instant,
     ) -> Result<Vec<(String, u64)>, ApiError> {
+        let (from, to) = window_ms(since, until);
         let rows = analysis_rows(
             &self.client,
             &self.topic,
             &top_block_rules_query(limit),
-            since * 1000,
-            until * 1000,
+            from,
+            to,
             deadline,
         )
         .await?;
@@ -336,6 +344,7 @@ impl ClsRecords {
         filter: &TrafficFilter,
         deadline: Instant,
     ) -> Result<TrafficView, ApiError> {
+        let (from, to) = window_ms(filter.since, filter.until);
         let answers =
             futures_util::future::try_join_all(TrafficQuery::ALL.map(|view| async move {
                 let query = traffic_query(filter, view);
@@ -343,8 +352,8 @@ impl ClsRecords {
                     &self.client,
                     &self.traffic_topic,
                     &query,
-                    filter.since * 1000,
-                    filter.until * 1000,
+                    from,
+                    to,
                     deadline,
                 )
                 .await?;
@@ -369,8 +378,9 @@ impl ClsRecords {
         until: i64,
         deadline: Instant,
     ) -> Result<Option<Value>, ApiError> {
+        let (from, to) = window_ms(since, until);
         let body = json!({
-            "TopicId": self.topic, "From": since * 1000, "To": until * 1000,
+            "TopicId": self.topic, "From": from, "To": to,
             "QueryString": hit_by_id_query(id), "QuerySyntax": 1, "Limit": 1, "Sort": "desc",
             "UseNewAnalysis": true,
         });
@@ -396,12 +406,13 @@ impl ClsRecords {
         until: i64,
         deadline: Instant,
     ) -> Result<std::collections::BTreeSet<String>, ApiError> {
-        let rows = analysis_rows(
+        let (from, to) = window_ms(since, until);
+        let rows = all_rows(
             &self.client,
             &self.traffic_topic,
-            &recording_enis_query(),
-            since * 1000,
-            until * 1000,
+            RECORDING_ENIS_QUERY,
+            from,
+            to,
             deadline,
         )
         .await?;
@@ -417,12 +428,13 @@ impl ClsRecords {
         until: i64,
         deadline: Instant,
     ) -> Result<std::collections::BTreeMap<String, RuleCounters>, ApiError> {
-        let rows = analysis_rows(
+        let (from, to) = window_ms(since, until);
+        let rows = all_rows(
             &self.client,
             &self.topic,
             RULE_TOTALS_QUERY,
-            since * 1000,
-            until * 1000,
+            from,
+            to,
             deadline,
         )
         .await?;
@@ -443,12 +455,13 @@ impl ClsRecords {
         until: i64,
         deadline: Instant,
     ) -> Result<RuleCounters, ApiError> {
+        let (from, to) = window_ms(since, until);
         let rows = analysis_rows(
             &self.client,
             &self.topic,
             &rule_counters_query(uuid),
-            since * 1000,
-            until * 1000,
+            from,
+            to,
             deadline,
         )
         .await?;
@@ -523,11 +536,11 @@ mod tests {
         );
         assert_eq!(
             RULE_TOTALS_QUERY,
-            r#"record_type:"rule_hits" | select rule_uuid, sum(cast(hits as bigint)) as hits, sum(cast(block_hits as bigint)) as block_hits, sum(cast(observe_hits as bigint)) as observe_hits, min(cast(first_hit as bigint)) as first_hit, max(cast(last_hit as bigint)) as last_hit group by rule_uuid limit 10000"#
+            r#"record_type:"rule_hits" | select rule_uuid, sum(cast(hits as bigint)) as hits, sum(cast(block_hits as bigint)) as block_hits, sum(cast(observe_hits as bigint)) as observe_hits, min(cast(first_hit as bigint)) as first_hit, max(cast(last_hit as bigint)) as last_hit group by rule_uuid order by rule_uuid"#
         );
         assert_eq!(
             USED_RULES_QUERY,
-            r#"record_type:"rule_hits" | select rule_uuid, sum(cast(hits as bigint)) as hits, max(cast(last_hit as bigint)) as last_hit group by rule_uuid limit 10000"#
+            r#"record_type:"rule_hits" | select rule_uuid, sum(cast(hits as bigint)) as hits, max(cast(last_hit as bigint)) as last_hit group by rule_uuid order by rule_uuid"#
         );
     }
 
@@ -559,8 +572,8 @@ mod tests {
             r#"(record_type:"block_hit" OR record_type:"observe_hit" OR record_type:"unattributed_block" OR record_type:"snapshot_drift") AND record_id:"0123456789abcdef""#
         );
         assert_eq!(
-            recording_enis_query(),
-            r#"record_type:"traffic" | select enis group by enis limit 10000"#
+            RECORDING_ENIS_QUERY,
+            r#"record_type:"traffic" | select enis group by enis order by enis"#
         );
     }
 
@@ -642,7 +655,7 @@ mod tests {
         let queries: Vec<String> = TrafficQuery::ALL
             .iter()
             .map(|view| traffic_query(&filter, *view))
-            .chain([recording_enis_query()])
+            .chain([RECORDING_ENIS_QUERY.to_string()])
             .collect();
         uses_exactly(TRAFFIC_INDEX, "TRAFFIC_INDEX", &queries);
     }

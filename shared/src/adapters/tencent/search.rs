@@ -13,7 +13,7 @@ pub(crate) const CLS_VERSION: &str = "2020-10-16";
 
 /// Runs `query` (CQL search, then SQL) over `topic` between `from_ms` and `to_ms` and returns
 /// the result rows as JSON objects.
-pub(crate) async fn analysis_rows(
+pub async fn analysis_rows(
     client: &ApiClient,
     topic: &str,
     query: &str,
@@ -41,6 +41,62 @@ pub(crate) async fn analysis_rows(
         .filter_map(Value::as_str)
         .filter_map(|row| serde_json::from_str::<Value>(row).ok())
         .collect())
+}
+
+/// The most rows one SQL answer holds: CLS answers at most 10,000, whatever the query's `limit`
+/// says (<https://www.tencentcloud.com/document/product/614/38733>).
+pub const SQL_PAGE_ROWS: usize = 10_000;
+
+/// The most answers [`all_rows`] reads of one query (100,000 rows).
+const MAX_SQL_PAGES: usize = 10;
+
+/// Every row of `query` — a search and a select whose `order by` ends on a unique key, with no
+/// `limit` — read [`SQL_PAGE_ROWS`] at a time (`offset S limit N`, the LIMIT syntax of
+/// <https://www.tencentcloud.com/document/product/614/38733>) until an answer is short. More
+/// than [`MAX_SQL_PAGES`] answers fail, naming the query, instead of stopping silently.
+pub(crate) async fn all_rows(
+    client: &ApiClient,
+    topic: &str,
+    query: &str,
+    from_ms: i64,
+    to_ms: i64,
+    deadline: Instant,
+) -> Result<Vec<Value>, ApiError> {
+    let mut rows = Vec::new();
+    for page in 0..MAX_SQL_PAGES {
+        let paged = match page {
+            0 => format!("{query} limit {SQL_PAGE_ROWS}"),
+            _ => format!(
+                "{query} offset {} limit {SQL_PAGE_ROWS}",
+                page * SQL_PAGE_ROWS
+            ),
+        };
+        let answer = analysis_rows(client, topic, &paged, from_ms, to_ms, deadline).await?;
+        let full = answer.len() >= SQL_PAGE_ROWS;
+        rows.extend(answer);
+        if !full {
+            return Ok(rows);
+        }
+    }
+    Err(ApiError {
+        action: "SearchLog".to_string(),
+        code: "TooManyRows".to_string(),
+        message: format!(
+            "more than {} rows answer {query:?}: narrow the window",
+            MAX_SQL_PAGES * SQL_PAGE_ROWS
+        ),
+        request_id: String::new(),
+    })
+}
+
+/// `[since, until]` (Unix seconds, both in) as SearchLog's `From` and `To`: milliseconds, `To`
+/// itself left out (tccli `cls/v20201016/api.json`, `SearchLogRequest.To`), so the whole last
+/// second is in, as in the local store.
+pub(crate) fn window_ms(since: i64, until: i64) -> (i64, i64) {
+    (
+        since.saturating_mul(1000),
+        until.saturating_add(1).saturating_mul(1000),
+    )
 }
 
 /// A row's number, whether CLS sent it as a number or as text; `None` for null or absent.
