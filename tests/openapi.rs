@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use esgflow::adapters::tencent::api::ApiClient;
 use esgflow::adapters::tencent::cls_query::ClsRecords;
 use esgflow::app::lookup::{Auth, Lookup};
-use esgflow::app::records_store::RecordsStore;
 use esgflow::app::snapshot_cache::SnapshotCache;
 use esgflow::events::ApiGatewayRequest;
 use serde_json::{json, Value};
@@ -274,7 +273,7 @@ async fn every_answer_validates_against_the_document() {
         Some(ADMIN.into()),
         Duration::from_secs(300),
     )
-    .with_store(RecordsStore::Cls(ClsRecords {
+    .with_store(std::sync::Arc::new(ClsRecords {
         client: ApiClient::new("ap-guangzhou", Some(stub.url.clone()))
             .with_credentials(common::cls_stub::credentials()),
         topic: "hits".into(),

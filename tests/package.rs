@@ -20,6 +20,9 @@ const MAX_ZIP_BYTES: u64 = 6 * 1024 * 1024;
 
 const PROFILE: &str = "package-check";
 
+/// Text every SQLite library holds (its database file header).
+const SQLITE_HEADER: &[u8] = b"SQLite format 3";
+
 fn release_bin_dir() -> PathBuf {
     let mut args = vec!["build", "--quiet", "--profile", PROFILE, "--target", MUSL];
     for function in functions::FUNCTIONS {
@@ -59,6 +62,15 @@ async fn each_package_is_a_static_bootstrap_at_the_zip_root_that_runs() {
             info.zip_size <= MAX_ZIP_BYTES,
             "{function}: {} bytes",
             info.zip_size
+        );
+        // The functions read records from CLS: none links the embedded store (bundled SQLite,
+        // whose library carries its file header's text).
+        let binary = std::fs::read(functions::binary_path(&bin_dir, function)).unwrap();
+        assert!(
+            !binary
+                .windows(SQLITE_HEADER.len())
+                .any(|w| w == SQLITE_HEADER),
+            "{function} links SQLite"
         );
     }
 

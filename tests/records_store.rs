@@ -12,8 +12,8 @@ use common::cls_stub::ClsStub;
 use esgflow::adapters::sqlite::LocalRecords;
 use esgflow::adapters::tencent::api::ApiClient;
 use esgflow::adapters::tencent::cls_query::ClsRecords;
-use esgflow::app::records_store::RecordsStore;
 use esgflow::core::engine::Scope;
+use esgflow::core::ports::RecordsStore;
 use esgflow::core::records::Peer;
 use esgflow::core::search::{
     AddressMatch, HitFilter, MatrixCell, SeriesPoint, Talker, TrafficFilter, TrafficSums,
@@ -87,7 +87,11 @@ fn truth(filter: &HitFilter, record: &Value) -> bool {
 }
 
 /// Every page of `filter` from `store`, `limit` at a time: the records, and how many pages.
-async fn every_page(store: &RecordsStore, filter: &HitFilter, limit: u32) -> (Vec<Value>, usize) {
+async fn every_page(
+    store: &dyn RecordsStore,
+    filter: &HitFilter,
+    limit: u32,
+) -> (Vec<Value>, usize) {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut hits = Vec::new();
     let mut context: Option<String> = None;
@@ -255,14 +259,16 @@ async fn both_stores_answer_every_search_alike() {
         .collect();
     assert_eq!(imported.records, records.len() as u64);
 
-    let cls = RecordsStore::Cls(ClsRecords {
+    let cls = ClsRecords {
         // The API client signs with the credentials the stand-in expects.
         client: ApiClient::new("ap-guangzhou", Some(stub.url.clone()))
             .with_credentials(common::cls_stub::credentials()),
         topic: "topic-hits".to_string(),
         traffic_topic: "topic-traffic".to_string(),
-    });
-    let local = RecordsStore::Local(LocalRecords::open(&db).unwrap());
+    };
+    let local = LocalRecords::open(&db).unwrap();
+    // Both through the port, as lookup holds them.
+    let (cls, local): (&dyn RecordsStore, &dyn RecordsStore) = (&cls, &local);
 
     let mut paged = 0;
     for (name, filter) in shapes() {
@@ -280,8 +286,8 @@ async fn both_stores_answer_every_search_alike() {
             );
         }
         let limit = 40;
-        let (from_cls, cls_pages) = every_page(&cls, &filter, limit).await;
-        let (from_local, local_pages) = every_page(&local, &filter, limit).await;
+        let (from_cls, cls_pages) = every_page(cls, &filter, limit).await;
+        let (from_local, local_pages) = every_page(local, &filter, limit).await;
         assert_eq!(ids(&from_cls), expected, "{name}: CLS");
         assert_eq!(ids(&from_local), expected, "{name}: local");
         assert_eq!(
@@ -313,7 +319,7 @@ async fn both_stores_answer_every_search_alike() {
 
     // The job-1 search names the rule that blocked the connection, on both stores.
     let job1 = &shapes()[1].1;
-    for store in [&cls, &local] {
+    for store in [cls, local] {
         let (hits, _) = every_page(store, job1, 10).await;
         assert!(hits.iter().all(|h| h["rule_uuid"] == "7010"), "{hits:?}");
     }
@@ -387,7 +393,7 @@ async fn both_stores_answer_every_search_alike() {
         .find(|r| r["record_type"] == "block_hit")
         .unwrap();
     let id = some_hit["record_id"].as_str().unwrap();
-    for store in [&cls, &local] {
+    for store in [cls, local] {
         let found = store.hit_by_id(id, SINCE, UNTIL, deadline).await.unwrap();
         assert_eq!(found.as_ref(), Some(some_hit));
         let none = store
@@ -405,7 +411,7 @@ async fn both_stores_answer_every_search_alike() {
         .flat_map(|list| list.split(',').map(str::to_string))
         .collect();
     assert!(expected.len() >= 3, "{expected:?}");
-    for store in [&cls, &local] {
+    for store in [cls, local] {
         let seen = store.recording_enis(SINCE, UNTIL, deadline).await.unwrap();
         assert_eq!(seen, expected);
     }

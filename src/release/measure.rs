@@ -236,7 +236,7 @@ pub async fn measure(
                     _ => None,
                 },
                 heavy: match *function {
-                    "lookup" => Some(lookup_heavy(bin_dir, work, &with).await?),
+                    "lookup" => Some(lookup_heavy(bin_dir, &with).await?),
                     _ => None,
                 },
                 sync_runs: match *function {
@@ -355,20 +355,19 @@ async fn sync_once(emulator: &mut Emulator) -> std::io::Result<(f64, serde_json:
     Ok((seconds, invocation.result.json()))
 }
 
-/// The lookup function, with the 10,000-rule snapshot and a local store of
-/// [`LOOKUP_STORE_RECORDS`] hit and traffic records, answering the heaviest requests its API
-/// accepts one after the other in one process: its peak RSS, and each answer's status and size.
-async fn lookup_heavy(bin_dir: &Path, work: &Path, snapshot: &str) -> std::io::Result<Heavy> {
-    use crate::testdata::records::{build, END, GENERATOR, SPAN};
-    let db = work.join(format!("records-{GENERATOR}-{LOOKUP_STORE_RECORDS}.db"));
-    if !db.exists() {
-        let building = work.join("records-building.db");
-        build(&building, LOOKUP_STORE_RECORDS, |_| {}).map_err(std::io::Error::other)?;
-        std::fs::rename(&building, &db)?;
+/// The lookup function as shipped (it reads records from CLS only), with the snapshot and the
+/// CLS stand-in holding [`LOOKUP_STORE_RECORDS`] hit and traffic records, answering the heaviest
+/// requests its API accepts one after the other in one process: its peak RSS, and each answer's
+/// status and size.
+async fn lookup_heavy(bin_dir: &Path, snapshot: &str) -> std::io::Result<Heavy> {
+    use crate::testdata::records::{END, SPAN};
+    let cls = crate::standins::cls::ClsStub::start(vec![]).await;
+    for (topic, log) in crate::testdata::records::as_logs(LOOKUP_STORE_RECORDS) {
+        cls.keep(topic, [log]);
     }
-    let mut env = env_for("lookup", snapshot);
-    env.push(("ESGFLOW_RECORDS_DB", db.display().to_string()));
-    let mut emulator = Emulator::new(spec(bin_dir, "lookup", &env)).await?;
+    let mut spec = spec(bin_dir, "lookup", &env_for("lookup", snapshot));
+    spec.env.extend(cls.env("topic-hits", "topic-traffic"));
+    let mut emulator = Emulator::new(spec).await?;
     let flows = |verbose: bool| {
         let flows: Vec<serde_json::Value> = (0..1000)
             .map(|i| {

@@ -123,6 +123,40 @@ pub fn traffic(i: u64, rng: &mut fastrand::Rng) -> String {
     record.to_string()
 }
 
+/// `count` hit and `count` traffic records as CLS keeps them: the topic (`topic-hits` or
+/// `topic-traffic`), the log time in milliseconds, and every field as text.
+pub fn as_logs(
+    count: u64,
+) -> impl Iterator<
+    Item = (
+        &'static str,
+        (i64, std::collections::BTreeMap<String, String>),
+    ),
+> {
+    let mut rng = fastrand::Rng::with_seed(7);
+    (0..count).flat_map(move |i| {
+        let hit = record(i, &mut rng);
+        let traffic = traffic(i, &mut rng);
+        [("topic-hits", hit), ("topic-traffic", traffic)].map(|(topic, line)| {
+            let value: serde_json::Value = serde_json::from_str(&line).expect("a record");
+            let time = value["time"].as_i64().unwrap_or(0) * 1000;
+            let fields = value
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(key, value)| {
+                    let text = match value {
+                        serde_json::Value::String(text) => text.clone(),
+                        other => other.to_string(),
+                    };
+                    (key.clone(), text)
+                })
+                .collect();
+            (topic, (time, fields))
+        })
+    })
+}
+
 /// Builds a records database of `count` hit and `count` traffic records at `path` (replaced),
 /// calling `progress` with the records written so far.
 pub fn build(path: &Path, count: u64, mut progress: impl FnMut(u64)) -> Result<(), String> {

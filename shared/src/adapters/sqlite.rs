@@ -15,6 +15,7 @@ use rusqlite::types::Value as Sql;
 use rusqlite::{params_from_iter, Connection, OpenFlags};
 use serde_json::Value;
 
+use crate::core::ports::{RecordsStore, SearchFuture, StoreFailure, TOO_LARGE};
 use crate::core::search::{
     AddressMatch, HitFilter, HitsPage, RuleCounters, TrafficFilter, TrafficRow, TrafficView,
 };
@@ -637,6 +638,89 @@ fn hits_conditions(filter: &HitFilter, until: Option<i64>) -> (Vec<String>, Vec<
         values.push(Sql::Text(action.to_string()));
     }
     (conditions, values)
+}
+
+impl From<LocalStoreError> for StoreFailure {
+    fn from(err: LocalStoreError) -> Self {
+        StoreFailure::Failed {
+            code: if err.too_large {
+                TOO_LARGE.to_string()
+            } else {
+                "local_store".to_string()
+            },
+            message: err.to_string(),
+        }
+    }
+}
+
+/// The port over the embedded database: SQLite answers at once, so each future is ready when
+/// first polled (the deadline is not consulted).
+impl RecordsStore for LocalRecords {
+    fn search_hits<'a>(
+        &'a self,
+        filter: &'a HitFilter,
+        limit: u32,
+        context: Option<&'a str>,
+        _deadline: std::time::Instant,
+    ) -> SearchFuture<'a, HitsPage> {
+        Box::pin(async move { Ok(self.search_hits(filter, limit, context)?) })
+    }
+
+    fn top_block_rules(
+        &self,
+        since: i64,
+        until: i64,
+        limit: u32,
+        _deadline: std::time::Instant,
+    ) -> SearchFuture<'_, Vec<(String, u64)>> {
+        Box::pin(async move { Ok(self.top_block_rules(since, until, limit)?) })
+    }
+
+    fn rule_counters<'a>(
+        &'a self,
+        uuid: &'a str,
+        since: i64,
+        until: i64,
+        _deadline: std::time::Instant,
+    ) -> SearchFuture<'a, RuleCounters> {
+        Box::pin(async move { Ok(self.rule_counters(uuid, since, until)?) })
+    }
+
+    fn rule_totals(
+        &self,
+        since: i64,
+        until: i64,
+        _deadline: std::time::Instant,
+    ) -> SearchFuture<'_, std::collections::BTreeMap<String, RuleCounters>> {
+        Box::pin(async move { Ok(self.rule_totals(since, until)?) })
+    }
+
+    fn traffic<'a>(
+        &'a self,
+        filter: &'a TrafficFilter,
+        _deadline: std::time::Instant,
+    ) -> SearchFuture<'a, TrafficView> {
+        Box::pin(async move { Ok(self.traffic(filter)?) })
+    }
+
+    fn recording_enis(
+        &self,
+        since: i64,
+        until: i64,
+        _deadline: std::time::Instant,
+    ) -> SearchFuture<'_, std::collections::BTreeSet<String>> {
+        Box::pin(async move { Ok(self.recording_enis(since, until)?) })
+    }
+
+    fn hit_by_id<'a>(
+        &'a self,
+        id: &'a str,
+        since: i64,
+        until: i64,
+        _deadline: std::time::Instant,
+    ) -> SearchFuture<'a, Option<Value>> {
+        Box::pin(async move { Ok(self.hit_by_id(id, since, until)?) })
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,11 @@
 //!   after the version object, so a reader never sees a pointer to an object that is not there
 //!   yet. Adapters: one file, a directory, COS.
 //!
+//! - [`RecordsStore`]: where lookup searches the records audit wrote. Adapters: the hits topic
+//!   in CLS (`adapters::tencent::cls_query`) and, on one machine, the embedded database
+//!   (`adapters::sqlite`, feature `local-store`, which the shipped lookup does not link). Both
+//!   answer every search alike; `tests/records_store.rs` runs one query suite against both.
+//!
 //! The alert ports sit with the alert policy in [`crate::core::alert`]: `AlertState` (the
 //! cooldown) and `AlertChannel` (where alerts go: a chat robot or a webhook, whose adapter
 //! speaks to its platform while the alert use case, `crate::app::alerts`, decides what to send,
@@ -24,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::monitoring::Switches;
 use crate::core::records::Record;
+use crate::core::search::{HitFilter, HitsPage, RuleCounters, TrafficFilter, TrafficView};
 use crate::core::snapshot::Snapshot;
 
 /// What a sink wrote.
@@ -126,6 +132,89 @@ pub trait RecordSink: Send + Sync {
         records: &'a [Record],
         deadline: Instant,
     ) -> BoxFuture<'a, Result<Written, SinkError>>;
+}
+
+/// Why a records search failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreFailure {
+    /// The store no longer keeps the search a cursor continues.
+    CursorExpired,
+    /// The store failed; the text says how (for the log and a 502 answer).
+    Failed {
+        /// A short code (`FailedOperation.…`, `local_store`, [`TOO_LARGE`]).
+        code: String,
+        /// What happened.
+        message: String,
+    },
+}
+
+/// The code of a failure that a narrower request avoids (answered 413).
+pub const TOO_LARGE: &str = "view_too_large";
+
+/// A records search's answer.
+pub type SearchFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreFailure>> + Send + 'a>>;
+
+/// The records lookup searches. Times are Unix seconds, both ends in.
+pub trait RecordsStore: Send + Sync + std::fmt::Debug {
+    /// One page of `filter`, newest first; `context` is the store's position after an earlier
+    /// page of the same search.
+    fn search_hits<'a>(
+        &'a self,
+        filter: &'a HitFilter,
+        limit: u32,
+        context: Option<&'a str>,
+        deadline: Instant,
+    ) -> SearchFuture<'a, HitsPage>;
+
+    /// The rules with the most block hits between `since` and `until`, most first.
+    fn top_block_rules(
+        &self,
+        since: i64,
+        until: i64,
+        limit: u32,
+        deadline: Instant,
+    ) -> SearchFuture<'_, Vec<(String, u64)>>;
+
+    /// A rule's counters between `since` and `until`.
+    fn rule_counters<'a>(
+        &'a self,
+        uuid: &'a str,
+        since: i64,
+        until: i64,
+        deadline: Instant,
+    ) -> SearchFuture<'a, RuleCounters>;
+
+    /// Every rule's counters between `since` and `until`, by uuid.
+    fn rule_totals(
+        &self,
+        since: i64,
+        until: i64,
+        deadline: Instant,
+    ) -> SearchFuture<'_, BTreeMap<String, RuleCounters>>;
+
+    /// The traffic views of `filter` (totals, top talkers, subnet matrix, time series).
+    fn traffic<'a>(
+        &'a self,
+        filter: &'a TrafficFilter,
+        deadline: Instant,
+    ) -> SearchFuture<'a, TrafficView>;
+
+    /// The ENIs that recorded traffic between `since` and `until` (flow-log coverage).
+    fn recording_enis(
+        &self,
+        since: i64,
+        until: i64,
+        deadline: Instant,
+    ) -> SearchFuture<'_, std::collections::BTreeSet<String>>;
+
+    /// The hit record `id` written between `since` and `until`, if any.
+    fn hit_by_id<'a>(
+        &'a self,
+        id: &'a str,
+        since: i64,
+        until: i64,
+        deadline: Instant,
+    ) -> SearchFuture<'a, Option<serde_json::Value>>;
 }
 
 /// A boxed future, so stores can be used as trait objects.

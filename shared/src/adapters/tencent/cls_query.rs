@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use super::api::{ApiClient, ApiError};
 use super::search::{all_rows, analysis_rows, number, window_ms, CLS_VERSION};
+use crate::core::ports::{RecordsStore, SearchFuture, StoreFailure};
 use crate::core::search::{
     AddressMatch, HitFilter, HitsPage, RuleCounters, TrafficFilter, TrafficQuery, TrafficView,
 };
@@ -466,6 +467,87 @@ impl ClsRecords {
         )
         .await?;
         Ok(counters(&rows.first().cloned().unwrap_or_default()))
+    }
+}
+
+impl From<ApiError> for StoreFailure {
+    fn from(err: ApiError) -> Self {
+        if err.code.starts_with("FailedOperation.InvalidContext") {
+            StoreFailure::CursorExpired
+        } else {
+            StoreFailure::Failed {
+                message: err.to_string(),
+                code: err.code,
+            }
+        }
+    }
+}
+
+impl RecordsStore for ClsRecords {
+    fn search_hits<'a>(
+        &'a self,
+        filter: &'a HitFilter,
+        limit: u32,
+        context: Option<&'a str>,
+        deadline: Instant,
+    ) -> SearchFuture<'a, HitsPage> {
+        Box::pin(async move { Ok(self.search_hits(filter, limit, context, deadline).await?) })
+    }
+
+    fn top_block_rules(
+        &self,
+        since: i64,
+        until: i64,
+        limit: u32,
+        deadline: Instant,
+    ) -> SearchFuture<'_, Vec<(String, u64)>> {
+        Box::pin(async move { Ok(self.top_block_rules(since, until, limit, deadline).await?) })
+    }
+
+    fn rule_counters<'a>(
+        &'a self,
+        uuid: &'a str,
+        since: i64,
+        until: i64,
+        deadline: Instant,
+    ) -> SearchFuture<'a, RuleCounters> {
+        Box::pin(async move { Ok(self.rule_counters(uuid, since, until, deadline).await?) })
+    }
+
+    fn rule_totals(
+        &self,
+        since: i64,
+        until: i64,
+        deadline: Instant,
+    ) -> SearchFuture<'_, std::collections::BTreeMap<String, RuleCounters>> {
+        Box::pin(async move { Ok(self.rule_totals(since, until, deadline).await?) })
+    }
+
+    fn traffic<'a>(
+        &'a self,
+        filter: &'a TrafficFilter,
+        deadline: Instant,
+    ) -> SearchFuture<'a, TrafficView> {
+        Box::pin(async move { Ok(self.traffic(filter, deadline).await?) })
+    }
+
+    fn recording_enis(
+        &self,
+        since: i64,
+        until: i64,
+        deadline: Instant,
+    ) -> SearchFuture<'_, std::collections::BTreeSet<String>> {
+        Box::pin(async move { Ok(self.recording_enis(since, until, deadline).await?) })
+    }
+
+    fn hit_by_id<'a>(
+        &'a self,
+        id: &'a str,
+        since: i64,
+        until: i64,
+        deadline: Instant,
+    ) -> SearchFuture<'a, Option<Value>> {
+        Box::pin(async move { Ok(self.hit_by_id(id, since, until, deadline).await?) })
     }
 }
 

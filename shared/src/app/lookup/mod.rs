@@ -47,11 +47,11 @@ use serde_json::value::RawValue;
 use subtle::ConstantTimeEq;
 
 use crate::adapters::tencent::cls_query::{hits_query, traffic_search};
-use crate::app::records_store::{RecordsStore, StoreFailure};
 use crate::app::snapshot_cache::SnapshotCache;
 use crate::app::views::{ExplainView, RuleView};
 use crate::core::classify::Monitored;
 use crate::core::engine::{Detail, Engine, FlowKey, Scope};
+use crate::core::ports::{RecordsStore, StoreFailure, TOO_LARGE};
 use crate::core::records::Peer;
 use crate::core::search::{
     is_search_id, series_step, AddressMatch, HitFilter, TrafficFilter, HIT_TYPES,
@@ -91,7 +91,7 @@ pub struct Shared {
     auth: Auth,
     max_body_bytes: usize,
     snapshots: Mutex<SnapshotCache>,
-    store: Option<RecordsStore>,
+    store: Option<std::sync::Arc<dyn RecordsStore>>,
     export_budget: usize,
     export_page: u32,
     monitored: Monitored,
@@ -177,15 +177,15 @@ impl Lookup {
     }
 
     /// Searches records (`/v1/hits`, hit counts, top rules) in `store`.
-    pub fn with_store(mut self, store: RecordsStore) -> Self {
+    pub fn with_store(mut self, store: std::sync::Arc<dyn RecordsStore>) -> Self {
         self.configure().store = Some(store);
         self
     }
 
     /// Where records are searched, or 503 when no store is configured.
-    fn store(&self) -> Result<&RecordsStore, Failure> {
+    fn store(&self) -> Result<&dyn RecordsStore, Failure> {
         self.store
-            .as_ref()
+            .as_deref()
             .ok_or_else(|| fail(503, "hits_unavailable", NO_STORE))
     }
 
@@ -366,7 +366,7 @@ fn escaped_len(text: &str) -> usize {
 fn search_failed(failure: StoreFailure, expired: &str) -> Failure {
     match failure {
         StoreFailure::CursorExpired => fail(410, "cursor_expired", expired),
-        StoreFailure::Failed { code, message } if code == crate::app::records_store::TOO_LARGE => {
+        StoreFailure::Failed { code, message } if code == TOO_LARGE => {
             let reason = message
                 .split_once(": ")
                 .map_or(message.as_str(), |(_, m)| m);
@@ -485,7 +485,7 @@ mod tests {
     fn a_view_too_large_is_413_with_how_to_narrow_it() {
         let failure = search_failed(
             StoreFailure::Failed {
-                code: crate::app::records_store::TOO_LARGE.to_string(),
+                code: TOO_LARGE.to_string(),
                 message: "records database x.db: the window holds more than 100000 conversations: narrow it".into(),
             },
             "expired",
@@ -608,7 +608,7 @@ mod tests {
             .unwrap()
             .import(lines.as_bytes())
             .unwrap();
-        let lookup = lookup.with_store(RecordsStore::Local(
+        let lookup = lookup.with_store(std::sync::Arc::new(
             crate::adapters::sqlite::LocalRecords::open(&db).unwrap(),
         ));
         let (status, page) = call(&lookup, "GET", "/v1/rules", Some("t0ken"), None);
@@ -693,7 +693,7 @@ mod tests {
             4096,
             SnapshotCache::with_store(Box::new(store), std::time::Duration::from_secs(60)),
         )
-        .with_store(RecordsStore::Local(
+        .with_store(std::sync::Arc::new(
             crate::adapters::sqlite::LocalRecords::open(&db).unwrap(),
         ));
         let (status, answer) = call(
@@ -766,7 +766,7 @@ mod tests {
             .unwrap()
             .import(lines.as_bytes())
             .unwrap();
-        let lookup = lookup.with_store(RecordsStore::Local(
+        let lookup = lookup.with_store(std::sync::Arc::new(
             crate::adapters::sqlite::LocalRecords::open(&db).unwrap(),
         ));
         let (status, vpcs) = call(&lookup, "GET", "/v1/vpcs", Some("t0ken"), None);
@@ -875,7 +875,7 @@ mod tests {
             .unwrap()
             .import(lines.as_bytes())
             .unwrap();
-        lookup = lookup.with_store(RecordsStore::Local(
+        lookup = lookup.with_store(std::sync::Arc::new(
             crate::adapters::sqlite::LocalRecords::open(&db).unwrap(),
         ));
         // Pages of 50 and room for a few: the export needs several answers.
