@@ -803,3 +803,96 @@ async fn every_rules_counters_are_read_past_one_sql_answer() {
     assert_eq!(totals["esg-010499"].hits, RULES as u64);
     assert!(stub.problems().is_empty(), "{:?}", stub.problems());
 }
+
+#[tokio::test]
+async fn the_rules_page_analyses_the_same_rules_in_any_build() {
+    use esgflow::core::engine::hygiene::{analyze_until, Budget};
+    let listings = esgflow_local::testdata::reference::account(1_200, 5);
+    let snapshot = esgflow_local::testdata::reference::snapshot(&listings).unwrap();
+    let scratch = common::scratch("rules-any-build");
+    let file = scratch.path().join("snapshot.json");
+    std::fs::write(&file, serde_json::to_vec(&snapshot).unwrap()).unwrap();
+    let expected = analyze_until(
+        &esgflow::core::engine::Engine::compile_owned(snapshot).unwrap(),
+        Budget {
+            until: None,
+            bytes: esgflow::app::lookup::RULES_HYGIENE_BYTES,
+        },
+    );
+    // A short time limit: a page waits half of it at most, far less than a debug build needs
+    // to analyse 1,200 rules (a budget in time would cut the analysis short).
+    let mut lookup = common::emulator_timed(
+        "lookup",
+        vec![
+            ("ESGFLOW_SNAPSHOT".into(), file.display().to_string()),
+            ("ESGFLOW_LOOKUP_TOKEN".into(), TOKEN.into()),
+        ],
+        std::time::Duration::from_secs(1),
+    )
+    .await;
+    let mut request: Value =
+        serde_json::from_slice(&event("GET", "/v1/rules", Some(TOKEN), None)).unwrap();
+    request["queryString"] = json!({"limit": "2000"});
+    let started = std::time::Instant::now();
+    let page = loop {
+        let (status, page) = response(
+            &lookup
+                .invoke(request.to_string().into_bytes())
+                .await
+                .unwrap()
+                .result,
+        );
+        assert_eq!(status, 200, "{page}");
+        if page["hygiene_pending"] == false {
+            break page;
+        }
+        assert_eq!(
+            page["hygiene_analysed"], 0,
+            "a pending analysis shows nothing"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "the analysis ends"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    // What the page says is what the analysis finds without a clock: the same in a debug
+    // build as in a release one.
+    assert_eq!(page["total"], 1_200);
+    assert_eq!(
+        page["hygiene_analysed"], expected.analysed,
+        "{}",
+        page["hygiene_stopped"]
+    );
+    let found: std::collections::BTreeMap<u64, String> = page["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| !r["hygiene"].is_null())
+        .map(|r| {
+            (
+                r["position"].as_u64().unwrap(),
+                r["hygiene"]["finding"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let wanted: std::collections::BTreeMap<u64, String> = expected
+        .findings
+        .iter()
+        .map(|f| {
+            (
+                u64::from(f.rule),
+                serde_json::to_value(&f.finding)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        !wanted.is_empty(),
+        "the account has shadowed or redundant rules"
+    );
+    assert_eq!(found, wanted);
+}

@@ -22,6 +22,7 @@ mod hits;
 mod request;
 pub mod router;
 mod rules;
+pub use rules::RULES_HYGIENE_BYTES;
 pub mod scf;
 mod snapshot;
 mod traffic;
@@ -97,6 +98,7 @@ pub struct Shared {
     monitored: Monitored,
     admin_token: Option<String>,
     snapshot_ttl: std::time::Duration,
+    hygiene: std::sync::Mutex<Option<Arc<rules::HygieneRun>>>,
 }
 
 impl std::ops::Deref for Lookup {
@@ -136,6 +138,7 @@ impl Lookup {
             monitored: Monitored::All,
             admin_token: None,
             snapshot_ttl: std::time::Duration::from_secs(300),
+            hygiene: std::sync::Mutex::new(None),
         }))
     }
 

@@ -6,7 +6,7 @@ use axum::Json;
 
 use super::request::Answer;
 use super::*;
-use crate::core::engine::hygiene::Finding;
+use crate::core::engine::hygiene::{Analysis, Finding};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::IntoParams;
@@ -125,19 +125,12 @@ impl Lookup {
                 )
             }
         };
-        // Hygiene as far as a short budget reaches (every rule of a small set; the sync function
-        // reports all of a large one as rule_hygiene records).
-        let analysis = crate::core::engine::hygiene::analyze_until(
-            &engine,
-            crate::core::engine::hygiene::Budget {
-                until: Some(
-                    Instant::now()
-                        + RULES_HYGIENE_BUDGET
-                            .min(deadline.saturating_duration_since(Instant::now()) / 2),
-                ),
-                bytes: RULES_HYGIENE_BYTES,
-            },
-        );
+        // The snapshot's hygiene, analysed once per snapshot in the background within a memory
+        // budget only, so every build finds the same; a page asked before it ends says so.
+        let wait = RULES_HYGIENE_WAIT.min(deadline.saturating_duration_since(Instant::now()) / 2);
+        let pending = self.hygiene_of(&engine, wait).await;
+        let analysis = pending.as_deref().cloned().unwrap_or_default();
+        let hygiene_pending = pending.is_none();
         let findings: std::collections::HashMap<usize, &crate::core::engine::hygiene::RuleFinding> =
             analysis
                 .findings
@@ -207,6 +200,7 @@ impl Lookup {
             hits_error: totals.err(),
             hygiene_analysed: analysis.analysed,
             hygiene_stopped: analysis.stopped,
+            hygiene_pending,
             changes,
             changes_error,
             snapshot_version: engine.version().to_string(),
@@ -314,12 +308,64 @@ pub(crate) const MAX_RULES_PAGE: u32 = 2000;
 /// Most recent rule changes `/v1/rules` lists.
 pub(crate) const MAX_RULE_CHANGES: u32 = 100;
 
-/// The time `/v1/rules` gives the hygiene analysis.
-pub(crate) const RULES_HYGIENE_BUDGET: std::time::Duration = std::time::Duration::from_millis(1500);
+/// The longest `/v1/rules` waits for the snapshot's hygiene analysis to end.
+pub(crate) const RULES_HYGIENE_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
+
+/// One snapshot's hygiene analysis, run once in the background: its result when it has ended.
+pub(crate) struct HygieneRun {
+    version: String,
+    result: std::sync::OnceLock<std::sync::Arc<Analysis>>,
+    ended: tokio::sync::Notify,
+}
+
+impl Lookup {
+    /// The hygiene analysis of `engine`'s snapshot, waiting at most `wait` for it; `None` while
+    /// it runs. The first request for a snapshot starts it (on the blocking pool), within
+    /// [`RULES_HYGIENE_BYTES`] and no time limit, so the debug and release builds find the same.
+    pub(crate) async fn hygiene_of(
+        &self,
+        engine: &std::sync::Arc<crate::core::engine::Engine>,
+        wait: std::time::Duration,
+    ) -> Option<std::sync::Arc<Analysis>> {
+        let run = {
+            let mut current = self.hygiene.lock().unwrap_or_else(|p| p.into_inner());
+            match current.as_ref() {
+                Some(run) if run.version == engine.version() => run.clone(),
+                _ => {
+                    let run = std::sync::Arc::new(HygieneRun {
+                        version: engine.version().to_string(),
+                        result: std::sync::OnceLock::new(),
+                        ended: tokio::sync::Notify::new(),
+                    });
+                    let (running, engine) = (run.clone(), engine.clone());
+                    tokio::task::spawn_blocking(move || {
+                        let analysis = crate::core::engine::hygiene::analyze_until(
+                            &engine,
+                            crate::core::engine::hygiene::Budget {
+                                until: None,
+                                bytes: RULES_HYGIENE_BYTES,
+                            },
+                        );
+                        let _ = running.result.set(std::sync::Arc::new(analysis));
+                        running.ended.notify_waiters();
+                    });
+                    *current = Some(run.clone());
+                    run
+                }
+            }
+        };
+        let ended = run.ended.notified();
+        if let Some(analysis) = run.result.get() {
+            return Some(analysis.clone());
+        }
+        let _ = tokio::time::timeout(wait, ended).await;
+        run.result.get().cloned()
+    }
+}
 
 /// Memory the hygiene analysis may hold in a lookup: a sixteenth of the function's 64 MB (with 8 MiB, the
 /// rules page of the reference account took the function to 66 MB after the heaviest views).
-pub(crate) const RULES_HYGIENE_BYTES: usize = 4 << 20;
+pub const RULES_HYGIENE_BYTES: usize = 4 << 20;
 
 /// `GET /v1/rules/{uuid}` but the hit counters.
 pub(crate) fn rule(engine: &Engine, uuid: &str) -> Result<RuleAnswer, Failure> {
@@ -561,6 +607,9 @@ pub struct RulesPage {
     /// memory budget; the sync function's `rule_hygiene` records cover the rest.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hygiene_stopped: Option<crate::core::engine::hygiene::Stopped>,
+    /// The analysis of this snapshot has not ended yet (it runs once per snapshot, in the
+    /// background): no rule is analysed in this answer; ask again.
+    pub hygiene_pending: bool,
     /// `rule_change` records of the window, newest first (at most 100).
     #[schema(value_type = Option<Vec<Object>>)]
     pub changes: Option<Vec<Value>>,

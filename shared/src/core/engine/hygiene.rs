@@ -484,7 +484,7 @@ pub enum Stopped {
 }
 
 /// What [`analyze_until`] found, and how far it got.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Analysis {
     /// Findings about the rules analysed.
     pub findings: Vec<RuleFinding>,
