@@ -24,6 +24,53 @@ use crate::emulator::clsfeed::{self, ContentForm, FeedOptions};
 use crate::emulator::functions;
 use crate::emulator::{Emulator, FunctionSpec, InvocationResult, Output};
 
+/// A progress bar on standard error, with throughput and time left, for work that runs longer
+/// than [`Progress::QUIET`]: shorter work (and output that is not a terminal) shows none.
+pub struct Progress {
+    bar: indicatif::ProgressBar,
+    started: std::time::Instant,
+    shown: std::cell::Cell<bool>,
+}
+
+impl Progress {
+    /// How long work runs before its bar shows.
+    pub const QUIET: Duration = Duration::from_secs(2);
+
+    /// A bar for `total` units of `what` ("lines replayed").
+    pub fn new(what: &str, total: u64) -> Self {
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(total),
+            indicatif::ProgressDrawTarget::hidden(),
+        );
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(&format!(
+                "{{bar:30}} {{human_pos}}/{{human_len}} {what}, {{per_sec}}, {{eta}} left"
+            ))
+            .expect("a valid template"),
+        );
+        Self {
+            bar,
+            started: std::time::Instant::now(),
+            shown: std::cell::Cell::new(false),
+        }
+    }
+
+    /// `done` units so far.
+    pub fn set(&self, done: u64) {
+        if !self.shown.get() && self.started.elapsed() >= Self::QUIET {
+            self.shown.set(true);
+            self.bar
+                .set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        }
+        self.bar.set_position(done);
+    }
+
+    /// Clears the bar.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
 /// What a command answers: an exit code, or an error the command line prints.
 pub type Outcome = Result<ExitCode, Box<dyn std::error::Error>>;
 

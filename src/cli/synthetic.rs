@@ -25,7 +25,8 @@ pub struct Args {
     /// Number of rules [default: 20,000 enterprise, 1,000 basic]
     #[arg(long)]
     pub rules: Option<usize>,
-    /// Number of flow-log lines
+    /// Number of flow-log lines (enterprise: a day, in time order; ten million is a large
+    /// account's day)
     #[arg(long, default_value_t = 5000)]
     pub flows: usize,
     /// Snapshot file to write
@@ -46,7 +47,9 @@ pub const REFERENCE_DAY: u64 = 1_767_225_600;
 /// Writes the files.
 pub fn run(args: Args) -> Outcome {
     use crate::testdata::{reference, synthetic};
-    let (rules, lines) = match args.profile {
+    use std::io::Write as _;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&args.flowlog)?);
+    let rules = match args.profile {
         Profile::Enterprise => {
             let rules = args.rules.unwrap_or(reference::RULES);
             let items = reference::account(rules, 42);
@@ -54,7 +57,14 @@ pub fn run(args: Args) -> Outcome {
                 write_export(dir, &items)?;
             }
             reference::snapshot(&items)?.save(&args.snapshot)?;
-            (rules, reference::flow_lines(args.flows, 7, REFERENCE_DAY))
+            // A day of flow logs, streamed: ten million lines take no memory to write.
+            let progress = super::Progress::new("lines written", args.flows as u64);
+            for (i, line) in reference::day_lines(args.flows, 7, REFERENCE_DAY).enumerate() {
+                writeln!(out, "{line}")?;
+                progress.set(i as u64 + 1);
+            }
+            progress.finish();
+            rules
         }
         Profile::Basic => {
             if args.export.is_some() {
@@ -62,15 +72,18 @@ pub fn run(args: Args) -> Outcome {
             }
             let rules = args.rules.unwrap_or(1_000);
             synthetic::snapshot(rules, 64, 42).save(&args.snapshot)?;
-            (rules, crate::release::measure::synthetic_lines(args.flows))
+            for line in crate::release::measure::synthetic_lines(args.flows) {
+                writeln!(out, "{line}")?;
+            }
+            rules
         }
     };
-    std::fs::write(&args.flowlog, lines.join("\n") + "\n")?;
+    out.flush()?;
     eprintln!(
         "wrote {} ({rules} rules) and {} ({} lines)",
         args.snapshot.display(),
         args.flowlog.display(),
-        lines.len()
+        args.flows
     );
     Ok(ExitCode::SUCCESS)
 }

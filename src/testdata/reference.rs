@@ -402,6 +402,151 @@ pub fn flow_lines(count: usize, seed: u64, day_start: u64) -> Vec<String> {
         .collect()
 }
 
+/// How busy each hour of the day is, relative to the busiest (UTC+8 office hours, shifted to
+/// UTC): a quiet night at a fifth of the peak.
+const RHYTHM: [u64; 24] = [
+    90, 100, 100, 95, 90, 100, 100, 95, 80, 70, 60, 45, 35, 25, 20, 20, 20, 20, 25, 35, 50, 65, 80,
+    90,
+];
+
+/// A day of the reference account's flow logs, `lines` lines (v2) in time order, as the ENIs'
+/// flow logs record it: conversations between the account's ENIs (in one subnet, between
+/// subnets, between VPCs) and with the internet (both ways); 12 % over IPv6; services on common
+/// ports, gRPC 50051, Kubernetes NodePorts (30000–32767), kubelet 10250, DNS, ICMP echo (ports
+/// `0 0`) and any high port; a quarter rejected. Each accepted conversation has its replies, and
+/// a conversation between two of the account's ENIs is recorded on both (the same flow twice,
+/// on two ENIs). The busiest hour holds five times the quietest's lines. Streams: ten million
+/// lines need no more memory than ten.
+pub fn day_lines(lines: usize, seed: u64, day_start: u64) -> impl Iterator<Item = String> {
+    let total: u64 = RHYTHM.iter().sum();
+    let mut rng = Rng::new(seed);
+    let mut pending: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+    let mut made = 0usize;
+    std::iter::from_fn(move || {
+        if made == lines {
+            return None;
+        }
+        while pending.is_empty() {
+            // Time from the rhythm: the conversation's share of the day, read on the cumulative
+            // hourly weights.
+            let share = made as u64 * total * 3600 / lines.max(1) as u64;
+            let (mut hour, mut before) = (0usize, 0u64);
+            while hour < 23 && (before + RHYTHM[hour]) * 3600 <= share {
+                before += RHYTHM[hour];
+                hour += 1;
+            }
+            let within = (share - before * 3600) / RHYTHM[hour];
+            let start = day_start + hour as u64 * 3600 + within.min(3599);
+            pending.extend(conversation(&mut rng, start));
+        }
+        made += 1;
+        pending.pop_front()
+    })
+}
+
+/// One ENI of the account: (vpc, subnet, eni).
+type Eni = (u32, u32, u32);
+
+/// The flow-log lines of one conversation starting at `start`.
+fn conversation(rng: &mut Rng, start: u64) -> Vec<String> {
+    // IPv6 between ENIs that have an address (every third); IPv4 between any.
+    let v6 = rng.chance(12);
+    let host = |rng: &mut Rng| {
+        if v6 {
+            3 * rng.below(4) as u32
+        } else {
+            rng.below(ENIS_PER_SUBNET as u64) as u32
+        }
+    };
+    let eni = |rng: &mut Rng| -> Eni {
+        (
+            rng.below(VPCS as u64) as u32,
+            rng.below(SUBNETS_PER_VPC as u64) as u32,
+            host(rng),
+        )
+    };
+    let local = eni(rng);
+    // The other end: an ENI of the same subnet, of the same VPC, of another VPC, or the
+    // internet (a client of ours, or one of our servers' clients).
+    let (peer, inbound): (Option<Eni>, bool) = match rng.below(100) {
+        0..=14 => (Some((local.0, local.1, host(rng))), false),
+        15..=49 => (
+            Some((
+                local.0,
+                rng.below(SUBNETS_PER_VPC as u64) as u32,
+                eni(rng).2,
+            )),
+            false,
+        ),
+        50..=64 => (Some(eni(rng)), false),
+        65..=84 => (None, true),
+        _ => (None, false),
+    };
+    let address = |e: Eni| {
+        if v6 {
+            eni_v6(e.0, e.1, e.2).expect("an IPv6 ENI")
+        } else {
+            eni_v4(e.0, e.1, e.2)
+        }
+    };
+    let internet = if v6 {
+        format!("2001:db8:{:x}::{:x}", rng.below(64), 1 + rng.below(4096))
+    } else {
+        format!("203.0.{}.{}", 113 + rng.below(3), 1 + rng.below(254))
+    };
+    let (icmp, udp) = (if v6 { 58 } else { 1 }, 17);
+    let (protocol, port) = match rng.below(100) {
+        0..=51 => (6, *rng.pick(COMMON_PORTS)),
+        52..=59 => (6, 50051),
+        60..=67 => (6, 30_000 + rng.below(2_768) as u16),
+        68..=72 => (6, 10250),
+        73..=77 => (udp, 53),
+        78..=81 => (icmp, 0),
+        _ => (
+            if rng.chance(80) { 6 } else { udp },
+            1024 + rng.below(64_512) as u16,
+        ),
+    };
+    let client_port = if protocol == icmp {
+        0
+    } else {
+        32_768 + rng.below(28_000) as u16
+    };
+    // Client and server: the local ENI is the server of an inbound conversation, else the client.
+    let (client, server, client_eni, server_eni) = match (peer, inbound) {
+        (Some(p), _) => (address(local), address(p), Some(local), Some(p)),
+        (None, true) => (internet, address(local), None, Some(local)),
+        (None, false) => (address(local), internet, Some(local), None),
+    };
+    let rejected = rng.chance(if inbound { 40 } else { 15 });
+    let action = if rejected { "REJECT" } else { "ACCEPT" };
+    let packets = 1 + rng.below(if rejected { 3 } else { 200 });
+    let bytes = packets * (60 + rng.below(1_400));
+    let end = start + 60;
+    let line = |e: Eni, src: &str, dst: &str, sport: u16, dport: u16, packets: u64, bytes: u64| {
+        let n = (e.0 * SUBNETS_PER_VPC + e.1) * ENIS_PER_SUBNET + e.2;
+        format!("2 1251762227 eni-{n:08x} {src} {dst} {sport} {dport} {protocol} {packets} {bytes} {start} {end} {action} OK")
+    };
+    let mut lines = Vec::with_capacity(4);
+    for e in [client_eni, server_eni].into_iter().flatten() {
+        lines.push(line(e, &client, &server, client_port, port, packets, bytes));
+        if !rejected {
+            // The reply, recorded by the same ENI.
+            let reply_bytes = packets * (60 + rng.below(8_000));
+            lines.push(line(
+                e,
+                &server,
+                &client,
+                port,
+                client_port,
+                packets,
+                reply_bytes,
+            ));
+        }
+    }
+    lines
+}
+
 /// The flows of [`flow_lines`], as the engine judges them.
 pub fn flows(count: usize, seed: u64) -> Vec<esgflow::core::engine::FlowKey> {
     flow_lines(count, seed, 1_767_225_600)
@@ -422,6 +567,99 @@ pub fn flows(count: usize, seed: u64) -> Vec<esgflow::core::engine::FlowKey> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A generated day has what a large account's day has, line for line.
+    #[test]
+    fn a_day_of_flow_logs_has_the_shape_of_a_real_day() {
+        use esgflow::core::flowlog::{parse, Parsed};
+        use std::collections::{HashMap, HashSet};
+        const LINES: usize = 100_000;
+        let day = 1_767_225_600;
+        let mut flows = Vec::with_capacity(LINES);
+        let mut enis_of: HashMap<(String, String, u16, u16, u8), HashSet<String>> = HashMap::new();
+        let mut hourly = [0usize; 24];
+        let mut last_start = 0;
+        for line in day_lines(LINES, 7, day) {
+            let Ok(Parsed::Flow(flow)) = parse(&line) else {
+                panic!("not a flow: {line}");
+            };
+            assert!(flow.start >= last_start, "in time order: {line}");
+            assert!((day..day + 86_400).contains(&flow.start), "{line}");
+            last_start = flow.start;
+            hourly[((flow.start - day) / 3600) as usize] += 1;
+            let key = (
+                flow.src.to_string(),
+                flow.dst.to_string(),
+                flow.src_port.unwrap_or(0),
+                flow.dst_port.unwrap_or(0),
+                flow.protocol,
+            );
+            enis_of.entry(key).or_default().insert(flow.eni.to_string());
+            flows.push(flow);
+        }
+        assert_eq!(flows.len(), LINES);
+        let share = |what: &dyn Fn(&esgflow::core::flowlog::FlowRecord) -> bool| {
+            flows.iter().filter(|f| what(f)).count() * 100 / LINES
+        };
+        assert!(share(&|f| f.src.is_ipv6()) >= 8, "IPv6");
+        assert!(share(&|f| matches!(f.protocol, 1 | 58)) >= 2, "ICMP");
+        assert!(flows.iter().filter(|f| f.protocol == 58).count() >= 100, "ICMPv6");
+        assert!(share(&|f| f.action == esgflow::core::flowlog::FlowAction::Reject) >= 5);
+        for (name, port) in [("gRPC", 50051), ("kubelet", 10250), ("DNS", 53)] {
+            assert!(share(&|f| f.dst_port == Some(port)) >= 2, "{name}");
+        }
+        assert!(
+            share(&|f| f.dst_port.is_some_and(|p| (30_000..=32_767).contains(&p))) >= 4,
+            "NodePorts"
+        );
+        assert!(
+            share(&|f| f
+                .dst_port
+                .is_some_and(|p| p > 1024 && !COMMON_PORTS.contains(&p)))
+                >= 20,
+            "services on ports outside any fixed list"
+        );
+        let internet = |ip: &std::net::IpAddr| {
+            let text = ip.to_string();
+            text.starts_with("203.0.") || text.starts_with("2001:db8:")
+        };
+        assert!(share(&|f| internet(&f.src)) >= 5, "internet clients");
+        assert!(share(&|f| internet(&f.dst)) >= 5, "internet servers");
+        let vpc = |ip: &std::net::IpAddr| ip.to_string().split('.').nth(1).map(str::to_string);
+        assert!(
+            share(&|f| !internet(&f.src)
+                && !internet(&f.dst)
+                && !f.src.is_ipv6()
+                && vpc(&f.src) != vpc(&f.dst))
+                >= 5,
+            "cross-VPC"
+        );
+        // Replies: the reverse of an accepted flow, on the same ENI.
+        let replies = flows
+            .iter()
+            .filter(|f| {
+                enis_of
+                    .get(&(
+                        f.dst.to_string(),
+                        f.src.to_string(),
+                        f.dst_port.unwrap_or(0),
+                        f.src_port.unwrap_or(0),
+                        f.protocol,
+                    ))
+                    .is_some_and(|enis| enis.contains(f.eni.as_str()))
+            })
+            .count();
+        assert!(replies * 100 / LINES >= 40, "replies: {replies}");
+        // The same flow seen on two ENIs.
+        let twice = enis_of.values().filter(|enis| enis.len() == 2).count();
+        assert!(
+            twice * 100 / enis_of.len() >= 20,
+            "duplicates on two ENIs: {twice}"
+        );
+        // A daily rhythm.
+        let (busiest, quietest) = (hourly.iter().max().unwrap(), hourly.iter().min().unwrap());
+        assert!(*busiest >= 4 * quietest, "{hourly:?}");
+    }
 
     /// The reference account is as large as a real enterprise account, in every dimension the
     /// issue names, and builds into a snapshot through the same importer as a live account.
