@@ -36,18 +36,28 @@ impl Progress {
     /// How long work runs before its bar shows.
     pub const QUIET: Duration = Duration::from_secs(2);
 
-    /// A bar for `total` units of `what` ("lines replayed").
+    /// A bar for `total` units of `what` ("lines written").
     pub fn new(what: &str, total: u64) -> Self {
+        Self::styled(
+            total,
+            &format!("{{bar:30}} {{human_pos}}/{{human_len}} {what}, {{per_sec}}, {{eta}} left"),
+        )
+    }
+
+    /// A bar for `total` bytes `what` ("read"), with a message beside it.
+    pub fn bytes(what: &str, total: u64) -> Self {
+        Self::styled(
+            total,
+            &format!("{{bar:30}} {{bytes}}/{{total_bytes}} {what} ({{msg}}), {{bytes_per_sec}}, {{eta}} left"),
+        )
+    }
+
+    fn styled(total: u64, template: &str) -> Self {
         let bar = indicatif::ProgressBar::with_draw_target(
             Some(total),
             indicatif::ProgressDrawTarget::hidden(),
         );
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(&format!(
-                "{{bar:30}} {{human_pos}}/{{human_len}} {what}, {{per_sec}}, {{eta}} left"
-            ))
-            .expect("a valid template"),
-        );
+        bar.set_style(indicatif::ProgressStyle::with_template(template).expect("a valid template"));
         Self {
             bar,
             started: std::time::Instant::now(),
@@ -55,14 +65,20 @@ impl Progress {
         }
     }
 
-    /// `done` units so far.
-    pub fn set(&self, done: u64) {
+    /// `done` units so far, and what the bar says beside them.
+    pub fn set(&self, done: u64, message: &str) {
         if !self.shown.get() && self.started.elapsed() >= Self::QUIET {
             self.shown.set(true);
             self.bar
                 .set_draw_target(indicatif::ProgressDrawTarget::stderr());
         }
+        self.bar.set_message(message.to_string());
         self.bar.set_position(done);
+    }
+
+    /// Runs `print` with the bar out of the way.
+    pub fn suspend<R>(&self, print: impl FnOnce() -> R) -> R {
+        self.bar.suspend(print)
     }
 
     /// Clears the bar.

@@ -4,8 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{absolute, cut_file, exit_code, print_result, FeedArgs, Outcome, RunArgs};
-use crate::emulator::Emulator;
+use std::cell::{Cell, RefCell};
+
+use super::{absolute, exit_code, print_result, FeedArgs, Outcome, RunArgs};
+use crate::emulator::{clsfeed, Emulator};
 use crate::standins::alerts::AlertReceiver;
 
 /// `esgflow replay` arguments.
@@ -39,9 +41,33 @@ pub struct Args {
     run: RunArgs,
 }
 
-/// Replays every event; fails when any invocation did.
+/// Events whose one-line summary a replay prints before it shows only failures (and a progress
+/// bar, when it runs long).
+const EVENTS_SHOWN: usize = 10;
+
+/// Replays every event; fails when any invocation did. The file is read, cut and replayed as a
+/// stream, and the records are summed as they are read back: a day of flow logs takes no more
+/// memory than an event.
 pub async fn run(args: Args) -> Outcome {
-    let events = cut_file(&args.flowlog, &args.feed.options())?;
+    let file = std::fs::File::open(&args.flowlog)
+        .map_err(|e| format!("reading {}: {e}", args.flowlog.display()))?;
+    let size = file.metadata()?.len();
+    let (read, read_error) = (Cell::new(0u64), RefCell::new(None));
+    let (lines_read, progress) = (Cell::new(0u64), super::Progress::bytes("read", size));
+    let lines = std::io::BufRead::lines(std::io::BufReader::with_capacity(1 << 20, file))
+        .map_while(|line| match line {
+            Ok(line) => {
+                read.set(read.get() + line.len() as u64 + 1);
+                lines_read.set(lines_read.get() + 1);
+                Some(line)
+            }
+            Err(err) => {
+                *read_error.borrow_mut() = Some(err);
+                None
+            }
+        });
+    let options = args.feed.options();
+    let events = clsfeed::events(lines, &options);
     let mut spec = args.run.spec("audit");
     if let Some(snapshot) = &args.snapshot {
         spec.env
@@ -62,15 +88,21 @@ pub async fn run(args: Args) -> Outcome {
         spec.env.extend(receiver.settings());
     }
     let mut emulator = Emulator::new(spec).await?;
-    let mut failed = 0;
-    let count = events.len();
+    let (mut failed, mut count) = (0, 0);
     println!(
-        "replaying {} as {count} CLS events through the audit function",
+        "replaying {} as CLS events through the audit function",
         args.flowlog.display()
     );
-    for (i, event) in events.into_iter().enumerate() {
+    let started = std::time::Instant::now();
+    for event in events {
+        let event = event?;
+        count += 1;
         let size = event.len();
         let invocation = emulator.invoke(event).await?;
+        progress.set(
+            read.get(),
+            &format!("{} lines, {count} events", lines_read.get()),
+        );
         let timing = format!(
             "{:?}{}",
             invocation.duration,
@@ -79,15 +111,21 @@ pub async fn run(args: Args) -> Outcome {
                 .map(|d| format!(", cold start {d:?}"))
                 .unwrap_or_default()
         );
+        let shown = count <= EVENTS_SHOWN || args.json || args.rss;
         if args.json || !invocation.result.is_response() {
-            println!("event {}/{count} ({size} bytes, {timing}):", i + 1);
-            print_result(&invocation.result);
-        } else {
-            println!(
-                "event {}/{count} ({size} bytes, {timing}): {}",
-                i + 1,
-                one_line(&invocation.result.json())
-            );
+            progress.suspend(|| {
+                println!("event {count} ({size} bytes, {timing}):");
+                print_result(&invocation.result);
+            });
+        } else if shown {
+            progress.suspend(|| {
+                println!(
+                    "event {count} ({size} bytes, {timing}): {}",
+                    one_line(&invocation.result.json())
+                )
+            });
+        } else if count == EVENTS_SHOWN + 1 {
+            progress.suspend(|| println!("… (failures only from here)"));
         }
         if args.rss {
             println!(
@@ -99,14 +137,28 @@ pub async fn run(args: Args) -> Outcome {
         }
         failed += usize::from(!invocation.result.is_response());
     }
+    progress.finish();
+    if let Some(err) = read_error.take() {
+        return Err(format!("reading {}: {err}", args.flowlog.display()).into());
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "replayed {} lines as {count} events in {seconds:.1} s ({:.0} lines/s)",
+        lines_read.get(),
+        lines_read.get() as f64 / seconds.max(1e-9)
+    );
     if let Some(records) = &args.records {
-        let text = std::fs::read_to_string(records).unwrap_or_default();
-        let values: Vec<serde_json::Value> = text
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
+        let mut report = super::report::Report::default();
+        if records.exists() {
+            let file = std::io::BufReader::new(std::fs::File::open(records)?);
+            for line in std::io::BufRead::lines(file) {
+                if let Ok(value) = serde_json::from_str::<serde_json::Value>(&line?) {
+                    report.add(&value);
+                }
+            }
+        }
         println!("\nrecords written to {}\n", records.display());
-        print!("{}", super::report::render(&values));
+        print!("{}", report.render());
         if let Some(store) = &args.store {
             let imported = fill_store(store, records)?;
             println!(

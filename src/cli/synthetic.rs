@@ -61,7 +61,7 @@ pub fn run(args: Args) -> Outcome {
             let progress = super::Progress::new("lines written", args.flows as u64);
             for (i, line) in reference::day_lines(args.flows, 7, REFERENCE_DAY).enumerate() {
                 writeln!(out, "{line}")?;
-                progress.set(i as u64 + 1);
+                progress.set(i as u64 + 1, "");
             }
             progress.finish();
             rules

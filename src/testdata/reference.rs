@@ -603,7 +603,10 @@ mod tests {
         };
         assert!(share(&|f| f.src.is_ipv6()) >= 8, "IPv6");
         assert!(share(&|f| matches!(f.protocol, 1 | 58)) >= 2, "ICMP");
-        assert!(flows.iter().filter(|f| f.protocol == 58).count() >= 100, "ICMPv6");
+        assert!(
+            flows.iter().filter(|f| f.protocol == 58).count() >= 100,
+            "ICMPv6"
+        );
         assert!(share(&|f| f.action == esgflow::core::flowlog::FlowAction::Reject) >= 5);
         for (name, port) in [("gRPC", 50051), ("kubelet", 10250), ("DNS", 53)] {
             assert!(share(&|f| f.dst_port == Some(port)) >= 2, "{name}");
