@@ -561,3 +561,117 @@ fn traffic_truth(filter: &TrafficFilter, records: &[Value]) -> TrafficView {
         .truncate(esgflow::core::search::MAX_MATRIX_CELLS as usize);
     view
 }
+
+/// The traffic views over CLS at the reference account's scale (60 VPCs, 600 subnets, 12,000
+/// lines of its day): every query stays within CLS's SQL limits (the stand-in answers at most
+/// 10,000 rows, as CLS does), and the views equal a plain reading of the records.
+#[tokio::test(flavor = "multi_thread")]
+async fn traffic_views_over_cls_hold_at_the_reference_scale() {
+    use esgflow_local::testdata::reference;
+    const DAY: u64 = esgflow_local::cli::synthetic::REFERENCE_DAY;
+    let scratch = common::scratch("reference-traffic");
+    let dir = scratch.path().to_path_buf();
+    let snapshot = dir.join("snapshot.json");
+    reference::snapshot(&reference::account(2_000, 42))
+        .unwrap()
+        .save(&snapshot)
+        .unwrap();
+    let lines: Vec<String> = reference::day_lines(12_000, 11, DAY).collect();
+    let events = esgflow_local::emulator::clsfeed::cut_events(
+        lines.iter().map(String::as_str),
+        &Default::default(),
+    )
+    .unwrap();
+    let with_snapshot = |mut env: Vec<(String, String)>| {
+        env.push(("ESGFLOW_SNAPSHOT".into(), snapshot.display().to_string()));
+        env
+    };
+    let stub = ClsStub::start(vec![]).await;
+    audit(
+        with_snapshot(stub.env("topic-hits", "topic-traffic")),
+        &events,
+    )
+    .await;
+    let jsonl = dir.join("records.jsonl");
+    audit(
+        with_snapshot(vec![(
+            "ESGFLOW_JSONL_PATH".to_string(),
+            jsonl.display().to_string(),
+        )]),
+        &events,
+    )
+    .await;
+    let records: Vec<Value> = std::fs::read_to_string(&jsonl)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let traffic = records
+        .iter()
+        .filter(|r| r["record_type"] == "traffic")
+        .count();
+    assert!(traffic >= 5_000, "{traffic} traffic records");
+    let cls = ClsRecords {
+        client: ApiClient::new("ap-guangzhou", Some(stub.url.clone()))
+            .with_credentials(common::cls_stub::credentials()),
+        topic: "topic-hits".to_string(),
+        traffic_topic: "topic-traffic".to_string(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (since, until) = (DAY as i64, DAY as i64 + 86_400);
+    let vpc = records
+        .iter()
+        .find_map(|r| {
+            r["dst_vpc"]
+                .as_str()
+                .filter(|_| r["record_type"] == "traffic")
+        })
+        .unwrap()
+        .to_string();
+    let shapes = [
+        ("every VPC, the day", TrafficFilter::new(since, until)),
+        (
+            "one VPC, the day",
+            TrafficFilter {
+                vpc: Some(vpc.clone()),
+                ..TrafficFilter::new(since, until)
+            },
+        ),
+        (
+            "one VPC, inbound",
+            TrafficFilter {
+                vpc: Some(vpc),
+                scope: Some(Scope::VpcInbound),
+                ..TrafficFilter::new(since, until)
+            },
+        ),
+    ];
+    for (name, filter) in shapes {
+        let searches = stub.searches().len();
+        let from_cls = cls.traffic(&filter, deadline).await.unwrap();
+        let truth = traffic_truth(&filter, &records);
+        // The local store keeps one of two traffic records that share an id (issue #35: one
+        // conversation seen on two ENIs in two events gets one id), so it is held to the sample's
+        // suite above, not to this one.
+        assert_eq!(from_cls.totals, truth.totals, "{name}: totals");
+        assert_eq!(from_cls.talkers, truth.talkers, "{name}: talkers");
+        assert_eq!(from_cls.matrix, truth.matrix, "{name}: matrix");
+        assert_eq!(from_cls.series, truth.series, "{name}: series");
+        assert!(!from_cls.talkers.is_empty(), "{name}");
+        for search in &stub.searches()[searches..] {
+            let query = search["QueryString"].as_str().unwrap();
+            let limit: usize = query.rsplit(" limit ").next().unwrap().parse().unwrap();
+            assert!(limit <= 10_000, "{name}: {query}");
+        }
+    }
+    // Every VPC's day crosses more subnet pairs than the matrix keeps: the busiest pairs.
+    let every = cls
+        .traffic(&TrafficFilter::new(since, until), deadline)
+        .await
+        .unwrap();
+    assert_eq!(
+        every.matrix.len(),
+        esgflow::core::search::MAX_MATRIX_CELLS as usize
+    );
+    assert!(stub.problems().is_empty(), "{:?}", stub.problems());
+}
