@@ -69,9 +69,9 @@ CREATE TABLE IF NOT EXISTS records (
     dst_port INTEGER, protocol INTEGER, rule_uuid TEXT,
     src_vpc TEXT, dst_vpc TEXT, src_subnet TEXT, dst_subnet TEXT, fl_action TEXT,
     body TEXT NOT NULL,
-    PRIMARY KEY (record_type, record_id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS records_by_time ON records (time, record_id);
+    UNIQUE (record_type, record_id)
+);
+CREATE INDEX IF NOT EXISTS records_by_time ON records (time);
 CREATE INDEX IF NOT EXISTS records_by_rule ON records (rule_uuid, time);
 CREATE INDEX IF NOT EXISTS records_by_src
     ON records (src_ip_num, time, record_type, dst_port, protocol, dst_ip_num);
@@ -89,12 +89,12 @@ CREATE INDEX IF NOT EXISTS traffic_by_src_vpc ON traffic (src_vpc, time, scope, 
     src_subnet, dst_subnet, src_ip, dst_ip, dst_port, protocol_name, flows, packets, bytes, last_seen);
 CREATE INDEX IF NOT EXISTS traffic_by_dst_vpc ON traffic (dst_vpc, time, scope, peer, fl_action,
     src_subnet, dst_subnet, src_ip, dst_ip, dst_port, protocol_name, flows, packets, bytes, last_seen);
-PRAGMA user_version = 5;
+PRAGMA user_version = 6;
 ";
 
 /// The schema's version (`PRAGMA user_version`): a database made by another version is
 /// refused, with how to fill it again.
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 /// The columns of table `traffic`, in insert order.
 const TRAFFIC_COLUMNS: [&str; 18] = [
@@ -235,8 +235,8 @@ impl LocalRecords {
         Ok(imported)
     }
 
-    /// One page of `filter`, newest first (ties by `record_id`, descending); `context`
-    /// continues after the page that returned it.
+    /// One page of `filter`, newest first (ties by the order they were stored, last first);
+    /// `context` continues after the page that returned it.
     pub fn search_hits(
         &self,
         filter: &HitFilter,
@@ -247,15 +247,15 @@ impl LocalRecords {
             .map(|context| {
                 context
                     .split_once('-')
-                    .and_then(|(t, id)| Some((t.parse::<i64>().ok()?, id)))
+                    .and_then(|(t, id)| Some((t.parse::<i64>().ok()?, id.parse::<i64>().ok()?)))
                     .ok_or_else(|| Self::error(&self.path, "the cursor is not this store's"))
             })
             .transpose()?;
         let (mut conditions, mut values) = hits_conditions(filter, after.map(|(time, _)| time));
         if let Some((time, id)) = after {
             // The window's end is already the cursor's time: only its ties need the id.
-            conditions.push("(time < ? OR record_id < ?)".to_string());
-            values.extend([Sql::Integer(time), Sql::Text(id.to_string())]);
+            conditions.push("(time < ? OR rowid < ?)".to_string());
+            values.extend([Sql::Integer(time), Sql::Integer(id)]);
         }
         values.push(Sql::Integer(i64::from(limit) + 1));
         // Two steps: the page's keys from an index (an address index holds every column an
@@ -269,10 +269,10 @@ impl LocalRecords {
             _ => "",
         };
         let sql = format!(
-            "SELECT r.time, r.record_id, r.body FROM (SELECT record_type, record_id FROM records {index} WHERE {} ORDER BY time DESC, record_id DESC LIMIT ?) AS page JOIN records AS r USING (record_type, record_id) ORDER BY r.time DESC, r.record_id DESC",
+            "SELECT r.time, r.rowid, r.body FROM (SELECT rowid AS id FROM records {index} WHERE {} ORDER BY time DESC, rowid DESC LIMIT ?) AS page JOIN records AS r ON r.rowid = page.id ORDER BY r.time DESC, r.rowid DESC",
             conditions.join(" AND ")
         );
-        let mut rows: Vec<(i64, String, String)> = self.run(&sql, |statement| {
+        let mut rows: Vec<(i64, i64, String)> = self.run(&sql, |statement| {
             statement
                 .query_map(params_from_iter(values), |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?))
