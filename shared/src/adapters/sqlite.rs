@@ -73,6 +73,7 @@ CREATE TABLE IF NOT EXISTS records (
 );
 CREATE INDEX IF NOT EXISTS records_by_time ON records (time);
 CREATE INDEX IF NOT EXISTS records_by_rule ON records (rule_uuid, time);
+CREATE INDEX IF NOT EXISTS records_by_port ON records (dst_port, time);
 CREATE INDEX IF NOT EXISTS records_by_src
     ON records (src_ip_num, time, record_type, dst_port, protocol, dst_ip_num);
 CREATE INDEX IF NOT EXISTS records_by_dst
@@ -839,6 +840,43 @@ mod tests {
         assert!(
             plan.iter()
                 .any(|step| step.contains("records_by_src (src_ip_num=?")),
+            "{plan:?}"
+        );
+    }
+
+    /// A rare port is found through the port index (before, its search read the whole window:
+    /// 4.1 s at 591,000 records).
+    #[test]
+    fn a_rare_port_is_searched_through_its_index() {
+        let lines: Vec<String> = (0..3_000)
+            .map(|i| {
+                let port = if i == 1_234 { 9_999 } else { 443 };
+                format!(r#"{{"record_type":"block_hit","record_id":"r{i}","time":{},"src_ip":"10.0.1.11","dst_ip":"10.0.3.10","dst_port":{port},"protocol":6}}"#, 100 + i)
+            })
+            .collect();
+        let (store, _) = store(&lines.join("\n"));
+        let filter = HitFilter {
+            port: Some(9_999),
+            ..HitFilter::new(0, 10_000)
+        };
+        let page = store.search_hits(&filter, 10, None).unwrap();
+        assert_eq!(page.hits.len(), 1);
+        let (conditions, values) = hits_conditions(&filter, None);
+        let plan: Vec<String> = store
+            .run(
+                &format!(
+                    "EXPLAIN QUERY PLAN SELECT rowid FROM records WHERE {} ORDER BY time DESC, rowid DESC LIMIT 11",
+                    conditions.join(" AND ")
+                ),
+                |statement| {
+                    statement
+                        .query_map(params_from_iter(values), |r| r.get::<_, String>(3))
+                        .and_then(Iterator::collect)
+                },
+            )
+            .unwrap();
+        assert!(
+            plan.iter().any(|step| step.contains("records_by_port")),
             "{plan:?}"
         );
     }
