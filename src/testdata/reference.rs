@@ -573,7 +573,7 @@ mod tests {
     fn a_day_of_flow_logs_has_the_shape_of_a_real_day() {
         use esgflow::core::flowlog::{parse, Parsed};
         use std::collections::{HashMap, HashSet};
-        const LINES: usize = 100_000;
+        const LINES: usize = 40_000;
         let day = 1_767_225_600;
         let mut flows = Vec::with_capacity(LINES);
         let mut enis_of: HashMap<(String, String, u16, u16, u8), HashSet<String>> = HashMap::new();
