@@ -425,6 +425,20 @@ fn the_replayed_sample_is_searched_through_serve() {
         )),
         "{stdout}"
     );
+    // The report, summed while the store took the records in, counts every record.
+    let mut kinds = std::collections::BTreeMap::<String, usize>::new();
+    for line in std::fs::read_to_string(&records).unwrap().lines() {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        *kinds
+            .entry(record["record_type"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    for (kind, count) in &kinds {
+        assert!(
+            stdout.contains(&format!("  {kind:<20} {count}\n")),
+            "{kind} {count}: {stdout}"
+        );
+    }
 
     // A store that is not there is named before anything starts.
     let missing = esgflow()

@@ -148,19 +148,24 @@ pub async fn run(args: Args) -> Outcome {
         lines_read.get() as f64 / seconds.max(1e-9)
     );
     if let Some(records) = &args.records {
+        // One read of the records: the report summed as the store takes them in.
         let mut report = super::report::Report::default();
-        if records.exists() {
-            let file = std::io::BufReader::new(std::fs::File::open(records)?);
-            for line in std::io::BufRead::lines(file) {
-                if let Ok(value) = serde_json::from_str::<serde_json::Value>(&line?) {
-                    report.add(&value);
+        let imported = match &args.store {
+            Some(store) => Some(fill_store(store, records, |record| report.add(record))?),
+            None if records.exists() => {
+                let file = std::io::BufReader::new(std::fs::File::open(records)?);
+                for line in std::io::BufRead::lines(file) {
+                    if let Ok(value) = serde_json::from_str::<serde_json::Value>(&line?) {
+                        report.add(&value);
+                    }
                 }
+                None
             }
-        }
+            None => None,
+        };
         println!("\nrecords written to {}\n", records.display());
         print!("{}", report.render());
-        if let Some(store) = &args.store {
-            let imported = fill_store(store, records)?;
+        if let (Some(store), Some(imported)) = (&args.store, imported) {
             println!(
                 "\n{} records loaded into {}{}; search them with `esgflow serve --store {}`",
                 imported.records,
@@ -180,10 +185,12 @@ pub async fn run(args: Args) -> Outcome {
     Ok(exit_code(failed))
 }
 
-/// Replaces the database at `store` with the records of the JSON-lines file `records`.
+/// Replaces the database at `store` with the records of the JSON-lines file `records`, handing
+/// each to `each` as it is stored.
 fn fill_store(
     store: &Path,
     records: &Path,
+    each: impl FnMut(&serde_json::Value),
 ) -> Result<esgflow::adapters::sqlite::Imported, Box<dyn std::error::Error>> {
     if let Some(parent) = store.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
@@ -193,7 +200,7 @@ fn fill_store(
     }
     let database = esgflow::adapters::sqlite::LocalRecords::create(store)?;
     let lines = std::io::BufReader::new(std::fs::File::open(records)?);
-    Ok(database.import(lines)?)
+    Ok(database.import_with(lines, each)?)
 }
 
 /// One line out of an audit summary.

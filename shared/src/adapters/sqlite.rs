@@ -195,6 +195,16 @@ impl LocalRecords {
     /// Stores every record of a JSON-lines text (what audit writes with `ESGFLOW_JSONL_PATH`),
     /// in one transaction; a line that is not a record is counted and skipped.
     pub fn import(&self, lines: impl std::io::BufRead) -> Result<Imported, LocalStoreError> {
+        self.import_with(lines, |_| {})
+    }
+
+    /// [`Self::import`], handing each record stored to `each` as it is read (`esgflow replay`
+    /// sums its report in the same pass).
+    pub fn import_with(
+        &self,
+        lines: impl std::io::BufRead,
+        mut each: impl FnMut(&Value),
+    ) -> Result<Imported, LocalStoreError> {
         let path = &self.path;
         let mut connection = self.connection();
         let transaction = connection.transaction().map_err(|e| Self::error(path, e))?;
@@ -216,7 +226,8 @@ impl LocalRecords {
                 if line.trim().is_empty() {
                     continue;
                 }
-                let stored = match row(&line) {
+                let record: Option<Value> = serde_json::from_str(&line).ok();
+                let stored = match record.as_ref().and_then(|record| row(record, &line)) {
                     Some(Row::Record(values)) => records.execute(params_from_iter(values)),
                     Some(Row::Traffic(values)) => traffic.execute(params_from_iter(values)),
                     None => {
@@ -225,6 +236,7 @@ impl LocalRecords {
                     }
                 };
                 stored.map_err(|e| Self::error(path, e))?;
+                each(record.as_ref().expect("a stored record was read"));
                 imported.records += 1;
             }
         }
@@ -515,8 +527,7 @@ enum Row {
 }
 
 /// A JSON-lines record as column values, or `None` when it is not a record.
-fn row(line: &str) -> Option<Row> {
-    let record: Value = serde_json::from_str(line).ok()?;
+fn row(record: &Value, line: &str) -> Option<Row> {
     let text = |key: &str| match record.get(key) {
         Some(Value::String(s)) => Sql::Text(s.clone()),
         _ => Sql::Null,
