@@ -30,6 +30,18 @@ pub struct ApiError {
     pub request_id: String,
 }
 
+impl ApiError {
+    /// A failure of `action` found before or without the API's answer (no request id).
+    pub(crate) fn local(action: &str, code: &str, message: String) -> Self {
+        Self {
+            action: action.to_string(),
+            code: code.to_string(),
+            message,
+            request_id: String::new(),
+        }
+    }
+}
+
 /// The client.
 #[derive(Debug, Clone)]
 pub struct ApiClient {
@@ -352,12 +364,7 @@ impl ApiClient {
         body: &Value,
         deadline: Instant,
     ) -> Result<Value, ApiError> {
-        let error = |code: &str, message: String| ApiError {
-            action: action.to_string(),
-            code: code.to_string(),
-            message,
-            request_id: String::new(),
-        };
+        let error = |code: &str, message: String| ApiError::local(action, code, message);
         let url = self
             .endpoint
             .clone()
@@ -470,12 +477,7 @@ impl<'a> Tally<'a> {
 
     /// An `IncompleteListing` error about this listing.
     fn fail(&self, what: String) -> ApiError {
-        ApiError {
-            action: self.listing.action.to_string(),
-            code: INCOMPLETE.into(),
-            message: what,
-            request_id: String::new(),
-        }
+        ApiError::local(self.listing.action, INCOMPLETE, what)
     }
 
     /// The ids of an answer's items (an item without the id member counts as its whole text).
@@ -607,16 +609,15 @@ impl PageBudget {
             .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed)
             + bytes;
         if held > self.limit {
-            return Err(ApiError {
-                action: action.to_string(),
-                code: "PagesTooLarge".into(),
-                message: format!(
+            return Err(ApiError::local(
+                action,
+                "PagesTooLarge",
+                format!(
                     "the listings' answers exceed {} held at once, the limit for the function's \
                      memory: give the sync function more memory (template.yaml MemorySize)",
                     crate::core::text::mib(self.limit)
                 ),
-                request_id: String::new(),
-            });
+            ));
         }
         Ok(kept)
     }
@@ -633,15 +634,13 @@ fn total_of(response: &Value) -> Option<u64> {
 }
 
 fn interpret(action: &str, status: u16, text: &str) -> Result<Value, ApiError> {
-    let bad = |message: String| ApiError {
-        action: action.to_string(),
-        code: if status >= 500 || status == 429 {
-            "InternalError".into()
+    let bad = |message: String| {
+        let code = if status >= 500 || status == 429 {
+            "InternalError"
         } else {
-            "BadResponse".into()
-        },
-        message,
-        request_id: String::new(),
+            "BadResponse"
+        };
+        ApiError::local(action, code, message)
     };
     let value: Value = serde_json::from_str(text).map_err(|_| {
         bad(format!(

@@ -78,15 +78,14 @@ pub(crate) async fn all_rows(
             return Ok(rows);
         }
     }
-    Err(ApiError {
-        action: "SearchLog".to_string(),
-        code: "TooManyRows".to_string(),
-        message: format!(
+    Err(ApiError::local(
+        "SearchLog",
+        "TooManyRows",
+        format!(
             "more than {} rows answer {query:?}: narrow the window",
             MAX_SQL_PAGES * SQL_PAGE_ROWS
         ),
-        request_id: String::new(),
-    })
+    ))
 }
 
 /// `[since, until]` (Unix seconds, both in) as SearchLog's `From` and `To`: milliseconds, `To`
