@@ -215,6 +215,23 @@ fn typed(mut record: Value) -> Value {
     record
 }
 
+/// A raw-log search's `Results`.
+fn results(response: &Value) -> &[Value] {
+    response
+        .get("Results")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice)
+}
+
+/// The records of `results` (each log's `LogJson`), numbers as numbers.
+fn logs(results: &[Value]) -> impl Iterator<Item = Value> + '_ {
+    results
+        .iter()
+        .filter_map(|r| r.get("LogJson").and_then(Value::as_str))
+        .filter_map(|text| serde_json::from_str(text).ok())
+        .map(typed)
+}
+
 /// The rules with the most block hits, most first.
 pub fn top_block_rules_query(limit: u32) -> String {
     format!(
@@ -274,11 +291,12 @@ impl ClsRecords {
     ) -> Result<HitsPage, ApiError> {
         let offset = match context {
             None => 0,
-            Some(text) => text.parse::<u64>().map_err(|_| ApiError {
-                action: "SearchLog".to_string(),
-                code: "FailedOperation.InvalidContext".to_string(),
-                message: format!("{text:?} is not a position this store gave"),
-                request_id: String::new(),
+            Some(text) => text.parse::<u64>().map_err(|_| {
+                ApiError::local(
+                    "SearchLog",
+                    "FailedOperation.InvalidContext",
+                    format!("{text:?} is not a position this store gave"),
+                )
             })?,
         };
         let (from, to) = window_ms(filter.since, filter.until);
@@ -294,16 +312,8 @@ impl ClsRecords {
             .client
             .call("cls", CLS_VERSION, "SearchLog", &body, deadline)
             .await?;
-        let results = response
-            .get("Results")
-            .and_then(Value::as_array)
-            .map_or(&[][..], Vec::as_slice);
-        let hits: Vec<Value> = results
-            .iter()
-            .filter_map(|r| r.get("LogJson").and_then(Value::as_str))
-            .filter_map(|text| serde_json::from_str(text).ok())
-            .map(typed)
-            .collect();
+        let results = results(&response);
+        let hits: Vec<Value> = logs(results).collect();
         // Over when CLS gives nothing, or fewer logs than asked without saying there are more.
         let more = response.get("ListOver").and_then(Value::as_bool) == Some(false);
         let complete = results.is_empty() || (results.len() < limit as usize && !more);
@@ -389,15 +399,8 @@ impl ClsRecords {
             .client
             .call("cls", CLS_VERSION, "SearchLog", &body, deadline)
             .await?;
-        Ok(response
-            .get("Results")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|r| r.get("LogJson").and_then(Value::as_str))
-            .filter_map(|text| serde_json::from_str(text).ok())
-            .map(typed)
-            .next())
+        let record = logs(results(&response)).next();
+        Ok(record)
     }
 
     /// The ENIs that recorded traffic between `since` and `until` (Unix seconds).
