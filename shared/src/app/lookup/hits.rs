@@ -92,7 +92,7 @@ impl Lookup {
             .map_err(|failure| {
                 search_failed(
                     failure,
-                    "the records store no longer keeps this search (CLS keeps it one hour): search again from the first page",
+                    "the records store no longer has this search's position: search again from the first page",
                 )
             })?;
         let complete = page.context.is_none();
@@ -285,7 +285,7 @@ impl Lookup {
                 .map_err(|failure| {
                     search_failed(
                         failure,
-                        "the records store no longer keeps this export (CLS keeps it one hour): export again from the start",
+                        "the records store no longer has this export's position: export again from the start",
                     )
                 })?;
             let before = body.len();
@@ -364,21 +364,21 @@ pub(crate) struct HitsQuery {
     pub cursor: Option<HitsCursor>,
 }
 
-/// A `/v1/hits` cursor: when its first page was asked (CLS keeps a search context for an hour),
-/// a digest of the search it belongs to (CLS needs every other parameter unchanged), and CLS's
-/// `Context`. Written `<issued>_<binding>_<context>`.
+/// A `/v1/hits` cursor: when its first page was asked (a cursor lives an hour: positions in a
+/// window shift as late records arrive), a digest of the search it belongs to (a position means
+/// something only in its own search), and the store's position after the previous page. Written
+/// `<issued>_<binding>_<context>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct HitsCursor {
     /// When the search's first page was asked, Unix seconds.
     pub(crate) issued: i64,
     /// A digest of the search's other parameters.
     pub(crate) binding: String,
-    /// CLS's `Context`.
+    /// The store's position (CLS: the row offset; the local store: time and row).
     pub(crate) context: String,
 }
 
-/// How long CLS keeps a search context (tccli `cls/v20201016/api.json`,
-/// `SearchLogRequest.Context`).
+/// How long a cursor lives.
 pub(crate) const CURSOR_LIFETIME_SECONDS: i64 = 3600;
 
 impl std::fmt::Display for HitsCursor {
@@ -624,7 +624,7 @@ impl HitsQuery {
         };
         if let Some(cursor) = &query.cursor {
             // A cursor continues one search: a relative window recomputed on this request
-            // would shift (and CLS refuses a context with any other parameter changed), so the
+            // would shift (and a position means something only in its own search), so the
             // first page's window must be given.
             if search.since.is_none() || search.until.is_none() {
                 return Err(field_error(
@@ -642,7 +642,7 @@ impl HitsQuery {
                 return Err(fail(
                     410,
                     "cursor_expired",
-                    "the cursor is over an hour old and CLS no longer keeps its search: search again from the first page",
+                    "the cursor is over an hour old: search again from the first page",
                 ));
             }
         }
