@@ -95,8 +95,7 @@ where
         serde_json::Value::from(options.topic_name.as_str())
     );
     // The event's bytes besides its base64 body, and the largest gzip body that fits.
-    let envelope = encode_batch_json(b"").len() - base64_len(gzip(b"").len());
-    let max_gzip = options.max_event_bytes.saturating_sub(envelope) / 4 * 3;
+    let (envelope, max_gzip) = gzip_budget(options.max_event_bytes);
     let mut pending: std::collections::VecDeque<(usize, String)> = Default::default();
     // Compressed bytes per raw byte, as the last event measured.
     let mut ratio = 0.2_f64;
@@ -263,6 +262,13 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     gz.finish().expect("in memory")
 }
 
+/// The bytes of an event besides its base64 body, and the largest gzip body an event of at
+/// most `max_event_bytes` holds.
+fn gzip_budget(max_event_bytes: usize) -> (usize, usize) {
+    let envelope = envelope_of(&[]).len();
+    (envelope, max_event_bytes.saturating_sub(envelope) / 4 * 3)
+}
+
 /// The length of `n` bytes in padded base64.
 fn base64_len(n: usize) -> usize {
     n.div_ceil(3) * 4
@@ -330,8 +336,7 @@ mod tests {
 
     /// The size of an event whose gzip body is [`FILL_PERCENT`] of the most `limit` allows.
     fn least_full(limit: usize) -> usize {
-        let envelope = encode_batch_json(b"").len() - base64_len(gzip(b"").len());
-        let max_gzip = (limit - envelope) / 4 * 3;
+        let (envelope, max_gzip) = gzip_budget(limit);
         envelope + base64_len(max_gzip * FILL_PERCENT / 100)
     }
 
