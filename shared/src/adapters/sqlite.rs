@@ -769,6 +769,17 @@ mod tests {
         (store, imported)
     }
 
+    /// The steps of SQLite's plan for `sql` with `values`.
+    fn plan(store: &LocalRecords, sql: &str, values: Vec<Sql>) -> Vec<String> {
+        store
+            .run(&format!("EXPLAIN QUERY PLAN {sql}"), |statement| {
+                statement
+                    .query_map(params_from_iter(values), |r| r.get::<_, String>(3))
+                    .and_then(Iterator::collect)
+            })
+            .unwrap()
+    }
+
     /// An IPv6 address is found through the address index, as an IPv4 one is (before, the
     /// search read every record of its window), and never matches an IPv4 range.
     #[test]
@@ -835,19 +846,14 @@ mod tests {
             },
             None,
         );
-        let plan: Vec<String> = store
-            .run(
-                &format!(
-                    "EXPLAIN QUERY PLAN SELECT rowid FROM records INDEXED BY records_by_src WHERE {}",
-                    conditions.join(" AND ")
-                ),
-                |statement| {
-                    statement
-                        .query_map(params_from_iter(values), |r| r.get::<_, String>(3))
-                        .and_then(Iterator::collect)
-                },
-            )
-            .unwrap();
+        let plan = plan(
+            &store,
+            &format!(
+                "SELECT rowid FROM records INDEXED BY records_by_src WHERE {}",
+                conditions.join(" AND ")
+            ),
+            values,
+        );
         assert!(
             plan.iter()
                 .any(|step| step.contains("records_by_src (src_ip_num=?")),
@@ -873,19 +879,14 @@ mod tests {
         let page = store.search_hits(&filter, 10, None).unwrap();
         assert_eq!(page.hits.len(), 1);
         let (conditions, values) = hits_conditions(&filter, None);
-        let plan: Vec<String> = store
-            .run(
-                &format!(
-                    "EXPLAIN QUERY PLAN SELECT rowid FROM records WHERE {} ORDER BY time DESC, rowid DESC LIMIT 11",
-                    conditions.join(" AND ")
-                ),
-                |statement| {
-                    statement
-                        .query_map(params_from_iter(values), |r| r.get::<_, String>(3))
-                        .and_then(Iterator::collect)
-                },
-            )
-            .unwrap();
+        let plan = plan(
+            &store,
+            &format!(
+                "SELECT rowid FROM records WHERE {} ORDER BY time DESC, rowid DESC LIMIT 11",
+                conditions.join(" AND ")
+            ),
+            values,
+        );
         assert!(
             plan.iter().any(|step| step.contains("records_by_port")),
             "{plan:?}"

@@ -52,8 +52,8 @@ impl Written {
     }
 }
 
-/// A boxed future, so sinks can sit behind `dyn RecordSink`.
-pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// A boxed future, so sinks and stores can sit behind `dyn` traits.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Writing failed; the records were not (all) written.
 #[derive(Debug, thiserror::Error)]
@@ -152,7 +152,7 @@ pub enum StoreFailure {
 pub const TOO_LARGE: &str = "view_too_large";
 
 /// A records search's answer.
-pub type SearchFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreFailure>> + Send + 'a>>;
+pub type SearchFuture<'a, T> = BoxFuture<'a, Result<T, StoreFailure>>;
 
 /// The records lookup searches. Times are Unix seconds, both ends in.
 pub trait RecordsStore: Send + Sync + std::fmt::Debug {
@@ -218,7 +218,7 @@ pub trait RecordsStore: Send + Sync + std::fmt::Debug {
 }
 
 /// A boxed future, so stores can be used as trait objects.
-pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+pub type StoreFuture<'a, T> = BoxFuture<'a, Result<T, StoreError>>;
 
 /// The latest snapshot, as a reader sees it.
 #[derive(Debug)]
