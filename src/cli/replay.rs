@@ -111,13 +111,12 @@ pub async fn run(args: Args) -> Outcome {
                 .map(|d| format!(", cold start {d:?}"))
                 .unwrap_or_default()
         );
-        let shown = count <= EVENTS_SHOWN || args.json || args.rss;
         if args.json || !invocation.result.is_response() {
             progress.suspend(|| {
                 println!("event {count} ({size} bytes, {timing}):");
                 print_result(&invocation.result);
             });
-        } else if shown {
+        } else if count <= EVENTS_SHOWN || args.rss {
             progress.suspend(|| {
                 println!(
                     "event {count} ({size} bytes, {timing}): {}",
@@ -128,12 +127,10 @@ pub async fn run(args: Args) -> Outcome {
             progress.suspend(|| println!("… (failures only from here)"));
         }
         if args.rss {
-            println!(
-                "  peak RSS {} KiB",
-                emulator
-                    .peak_rss_kib()
-                    .map_or("?".to_string(), |k| k.to_string())
-            );
+            let peak = emulator
+                .peak_rss_kib()
+                .map_or("?".to_string(), |k| k.to_string());
+            progress.suspend(|| println!("  peak RSS {peak} KiB"));
         }
         failed += usize::from(!invocation.result.is_response());
     }
