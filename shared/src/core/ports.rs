@@ -141,15 +141,12 @@ pub enum StoreFailure {
     CursorExpired,
     /// The store failed; the text says how (for the log and a 502 answer).
     Failed {
-        /// A short code (`FailedOperation.…`, `local_store`, [`TOO_LARGE`]).
+        /// A short code (`FailedOperation.…`, `local_store`).
         code: String,
         /// What happened.
         message: String,
     },
 }
-
-/// The code of a failure that a narrower request avoids (answered 413).
-pub const TOO_LARGE: &str = "view_too_large";
 
 /// A records search's answer.
 pub type SearchFuture<'a, T> = BoxFuture<'a, Result<T, StoreFailure>>;

@@ -447,168 +447,17 @@ impl TrafficQuery {
     }
 }
 
-/// One traffic record as the views read it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TrafficRow {
-    /// The traffic scope.
-    pub scope: String,
-    /// `ACCEPT` or `REJECT`.
-    pub fl_action: String,
-    /// The initiator.
-    pub src_ip: String,
-    /// The service end.
-    pub dst_ip: String,
-    /// The service port.
-    pub dst_port: Option<u16>,
-    /// `TCP`, `UDP`, …
-    pub protocol_name: String,
-    /// The initiator's subnet.
-    pub src_subnet: Option<String>,
-    /// The service end's subnet.
-    pub dst_subnet: Option<String>,
-    /// Flow log records.
-    pub flows: u64,
-    /// Packets.
-    pub packets: u64,
-    /// Bytes.
-    pub bytes: u64,
-    /// Last seen, Unix seconds.
-    pub last_seen: i64,
-}
-
-/// Most distinct conversations one traffic view sums on one machine: each costs about 275 bytes
-/// at its peak (measured: 200,000 took the lookup process from 18 to 73 MB), so 100,000 keeps
-/// it under the lookup function's 64 MB.
-pub const MAX_CONVERSATIONS: usize = 100_000;
-
-/// What identifies a conversation among the top talkers: initiator, service end, service
-/// port, protocol, scope (inline strings: each fits without an allocation).
-type Conversation = (
-    compact_str::CompactString,
-    compact_str::CompactString,
-    Option<u16>,
-    compact_str::CompactString,
-    compact_str::CompactString,
-);
-
-/// The `n` conversations with the most bytes (then flows, then by key), as talkers: chosen
-/// through references, so only `n` of them are ever copied out of `sums`.
-fn top_talkers(
-    sums: &std::collections::HashMap<Conversation, TrafficSums>,
-    n: usize,
-) -> Vec<Talker> {
-    let mut ranked: Vec<(&Conversation, &TrafficSums)> = sums.iter().collect();
-    let order = |a: &(&Conversation, &TrafficSums), b: &(&Conversation, &TrafficSums)| {
-        b.1.bytes
-            .cmp(&a.1.bytes)
-            .then(b.1.flows.cmp(&a.1.flows))
-            .then_with(|| a.0.cmp(b.0))
-    };
-    if ranked.len() > n && n > 0 {
-        ranked.select_nth_unstable_by(n - 1, order);
-    }
-    ranked.truncate(n);
-    ranked.sort_by(order);
-    ranked
-        .into_iter()
-        .map(
-            |((src_ip, dst_ip, dst_port, protocol_name, scope), sums)| Talker {
-                src_ip: src_ip.to_string(),
-                dst_ip: dst_ip.to_string(),
-                dst_port: *dst_port,
-                protocol_name: protocol_name.to_string(),
-                scope: scope.to_string(),
-                sums: sums.clone(),
-            },
-        )
-        .collect()
-}
-
-/// A traffic view would hold more conversations than [`MAX_CONVERSATIONS`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the window holds more than {MAX_CONVERSATIONS} conversations: narrow it (a shorter window, a VPC, a subnet or a scope)")]
-pub struct TooManyConversations;
-
 impl TrafficSums {
-    fn add(&mut self, row: &TrafficRow) {
-        self.flows = self.flows.saturating_add(row.flows);
-        if row.fl_action == "REJECT" {
-            self.rejected_flows = self.rejected_flows.saturating_add(row.flows);
-        }
-        self.packets = self.packets.saturating_add(row.packets);
-        self.bytes = self.bytes.saturating_add(row.bytes);
+    /// Adds `other`'s counters to these.
+    pub fn add(&mut self, other: &TrafficSums) {
+        self.flows = self.flows.saturating_add(other.flows);
+        self.rejected_flows = self.rejected_flows.saturating_add(other.rejected_flows);
+        self.packets = self.packets.saturating_add(other.packets);
+        self.bytes = self.bytes.saturating_add(other.bytes);
     }
 }
 
 impl TrafficView {
-    /// The four views of `filter` summed in one pass over its rows — what
-    /// [`TrafficQuery::sql`] asks of CLS, for a store that hands over the rows instead
-    /// (the local database: one scan rather than four grouped queries).
-    pub fn sum_rows(
-        filter: &TrafficFilter,
-        rows: impl IntoIterator<Item = TrafficRow>,
-    ) -> Result<TrafficView, TooManyConversations> {
-        use compact_str::CompactString as Text;
-        use std::collections::HashMap;
-        let mut totals: HashMap<(String, String), TrafficSums> = HashMap::new();
-        let mut talkers: HashMap<Conversation, TrafficSums> = HashMap::new();
-        let mut matrix: HashMap<(Option<String>, Option<String>), TrafficSums> = HashMap::new();
-        let mut series: HashMap<i64, TrafficSums> = HashMap::new();
-        let step = i64::from(filter.bucket.max(1));
-        for row in rows {
-            totals
-                .entry((row.scope.clone(), row.fl_action.clone()))
-                .or_default()
-                .add(&row);
-            let conversation = (
-                Text::from(row.src_ip.as_str()),
-                Text::from(row.dst_ip.as_str()),
-                row.dst_port,
-                Text::from(row.protocol_name.as_str()),
-                Text::from(row.scope.as_str()),
-            );
-            if !talkers.contains_key(&conversation) && talkers.len() >= MAX_CONVERSATIONS {
-                return Err(TooManyConversations);
-            }
-            talkers.entry(conversation).or_default().add(&row);
-            matrix
-                .entry((row.src_subnet.clone(), row.dst_subnet.clone()))
-                .or_default()
-                .add(&row);
-            series
-                .entry(row.last_seen - row.last_seen.rem_euclid(step))
-                .or_default()
-                .add(&row);
-        }
-        let mut view = TrafficView {
-            totals: totals
-                .into_iter()
-                .map(|((scope, fl_action), sums)| TrafficTotal {
-                    scope,
-                    fl_action,
-                    sums,
-                })
-                .collect(),
-            talkers: top_talkers(&talkers, filter.talkers as usize),
-            matrix: matrix
-                .into_iter()
-                .map(|((src_subnet, dst_subnet), sums)| MatrixCell {
-                    src_subnet,
-                    dst_subnet,
-                    sums,
-                })
-                .collect(),
-            series: series
-                .into_iter()
-                .map(|(time, sums)| SeriesPoint { time, sums })
-                .collect(),
-        };
-        view.sort();
-        view.talkers.truncate(filter.talkers as usize);
-        view.matrix.truncate(MAX_MATRIX_CELLS as usize);
-        Ok(view)
-    }
-
     /// Puts every view in its documented order, whatever order a store answered in: totals,
     /// talkers and the matrix by bytes (most first, ties by their keys), the series by time.
     pub fn sort(&mut self) {
@@ -709,26 +558,6 @@ mod tests {
             AddressMatch::parse("10.0.1.x"),
             Err(AddressError::Syntax(_))
         ));
-    }
-
-    /// Summing stops, with a clear error, past the conversations one machine may hold.
-    #[test]
-    fn a_view_over_too_many_conversations_is_refused() {
-        let rows = |n: usize| {
-            (0..n).map(|i| TrafficRow {
-                scope: "intra_subnet".into(),
-                fl_action: "ACCEPT".into(),
-                src_ip: format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255),
-                dst_ip: "10.0.0.1".into(),
-                flows: 1,
-                ..TrafficRow::default()
-            })
-        };
-        let filter = TrafficFilter::new(0, 3600);
-        let view = TrafficView::sum_rows(&filter, rows(MAX_CONVERSATIONS)).unwrap();
-        assert_eq!(view.totals[0].sums.flows, MAX_CONVERSATIONS as u64);
-        let err = TrafficView::sum_rows(&filter, rows(MAX_CONVERSATIONS + 1)).unwrap_err();
-        assert!(err.to_string().contains("narrow it"), "{err}");
     }
 
     #[test]

@@ -52,7 +52,7 @@ use crate::app::snapshot_cache::SnapshotCache;
 use crate::app::views::{ExplainView, RuleView};
 use crate::core::classify::Monitored;
 use crate::core::engine::{Detail, Engine, FlowKey, Scope};
-use crate::core::ports::{RecordsStore, StoreFailure, TOO_LARGE};
+use crate::core::ports::{RecordsStore, StoreFailure};
 use crate::core::records::Peer;
 use crate::core::search::{
     is_search_id, series_step, AddressMatch, HitFilter, TrafficFilter, HIT_TYPES,
@@ -369,12 +369,6 @@ fn escaped_len(text: &str) -> usize {
 fn search_failed(failure: StoreFailure, expired: &str) -> Failure {
     match failure {
         StoreFailure::CursorExpired => fail(410, "cursor_expired", expired),
-        StoreFailure::Failed { code, message } if code == TOO_LARGE => {
-            let reason = message
-                .split_once(": ")
-                .map_or(message.as_str(), |(_, m)| m);
-            fail(413, "view_too_large", reason.to_string())
-        }
         StoreFailure::Failed { code, message } => {
             tracing::error!(%code, error = %message, "records search failed");
             fail(
@@ -483,34 +477,6 @@ mod tests {
         typed(query)
     }
 
-    /// A view too large for one machine is the caller's to narrow (413), not a store failure.
-    #[test]
-    fn a_view_too_large_is_413_with_how_to_narrow_it() {
-        let failure = search_failed(
-            StoreFailure::Failed {
-                code: TOO_LARGE.to_string(),
-                message: "records database x.db: the window holds more than 100000 conversations: narrow it".into(),
-            },
-            "expired",
-        );
-        assert_eq!((failure.status, failure.code), (413, "view_too_large"));
-        assert!(
-            failure.message.starts_with("the window holds"),
-            "{}",
-            failure.message
-        );
-        let other = search_failed(
-            StoreFailure::Failed {
-                code: "local_store".into(),
-                message: "disk I/O error".into(),
-            },
-            "expired",
-        );
-        assert_eq!(other.status, 502);
-    }
-
-    /// Monitoring switches: read by anyone with the lookup token, changed only with the admin
-    /// token, saved beside the snapshot, and shown at once.
     #[test]
     fn switches_need_the_admin_token_and_show_at_once() {
         let (lookup, dir) = lookup();

@@ -19,7 +19,6 @@ use utoipa::ToSchema;
         (status = 200, description = "the traffic views", body = TrafficAnswer),
         (status = 400, description = "a parameter is invalid (the message names it); a parameter the route does not read, or one given twice (`unknown_parameter`, `repeated_parameter`)", body = ErrorBody),
         (status = 401, description = "missing or invalid token", body = ErrorBody), (status = 405, description = "not GET", body = ErrorBody),
-        (status = 413, description = "the window holds more conversations than one machine sums (local store): narrow it (`view_too_large`)", body = ErrorBody),
         (status = 502, description = "the records store failed", body = ErrorBody), (status = 503, description = "no records store", body = ErrorBody),
     ))]
 pub(crate) async fn traffic(

@@ -1,0 +1,1663 @@
+//! The records store on one machine: an SQLite database (rusqlite, SQLite bundled) that
+//! `esgflow replay` fills from the records audit wrote and a local lookup reads. It answers the
+//! same searches as the hits topic in CLS (`crate::adapters::tencent::cls_query`), with the same
+//! meaning for every condition; `tests/records_store.rs` runs each against both.
+//!
+//! Compact by design (docs/records.md, "The records store"): every id, name and IPv6 address
+//! is kept once in table `names` and referred to by number; table `records` holds every record
+//! but traffic as the numbers searches filter on, its body deflated with up to 127 others in
+//! table `bodies` ([`blocks`]); table `traffic` holds the numbers the traffic views group and
+//! sum. Records are keyed by type and `record_id`, so importing a retried batch twice keeps
+//! one copy (the first).
+
+mod blocks;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::types::Value as Sql;
+use rusqlite::{params_from_iter, Connection, OpenFlags, OptionalExtension};
+use serde_json::{Map, Value};
+
+use crate::core::ports::{RecordsStore, SearchFuture, StoreFailure};
+use crate::core::search::{
+    AddressMatch, HitFilter, HitsPage, MatrixCell, RuleCounters, SeriesPoint, Talker,
+    TrafficFilter, TrafficSums, TrafficTotal, TrafficView, MAX_MATRIX_CELLS,
+};
+
+/// A failure of the local store, naming the database.
+#[derive(Debug, thiserror::Error)]
+#[error("records database {path}: {message}")]
+pub struct LocalStoreError {
+    path: String,
+    message: String,
+}
+
+/// What an import read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Imported {
+    /// Records stored.
+    pub records: u64,
+    /// Lines that were not a record (not JSON, or without `record_type`, `record_id` or
+    /// `time`), each skipped.
+    pub skipped: u64,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS names (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS records (
+    type INTEGER NOT NULL, rid NOT NULL, time INTEGER NOT NULL,
+    src INTEGER, dst INTEGER, dst_port INTEGER, protocol INTEGER, rule INTEGER,
+    src_vpc INTEGER, dst_vpc INTEGER, src_subnet INTEGER, dst_subnet INTEGER, fl_action INTEGER,
+    moved INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS records_by_id ON records (rid, type);
+CREATE INDEX IF NOT EXISTS records_by_time ON records (time);
+CREATE INDEX IF NOT EXISTS records_by_rule ON records (rule, time);
+CREATE INDEX IF NOT EXISTS records_by_port ON records (dst_port, time);
+CREATE INDEX IF NOT EXISTS records_by_src ON records (src, time, type, dst_port, protocol, dst);
+CREATE INDEX IF NOT EXISTS records_by_dst ON records (dst, time, type, dst_port, protocol, src);
+CREATE TABLE IF NOT EXISTS bodies (first INTEGER PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS counters (
+    id INTEGER PRIMARY KEY,
+    hits INTEGER, block_hits INTEGER, observe_hits INTEGER, first_hit INTEGER, last_hit INTEGER
+);
+CREATE TABLE IF NOT EXISTS traffic (
+    rid NOT NULL, time INTEGER NOT NULL, last_seen INTEGER,
+    scope INTEGER, peer INTEGER, src_vpc INTEGER, dst_vpc INTEGER,
+    src_subnet INTEGER, dst_subnet INTEGER, src INTEGER, dst INTEGER, dst_port INTEGER,
+    protocol_name INTEGER, fl_action INTEGER, flows INTEGER, packets INTEGER, bytes INTEGER,
+    enis TEXT,
+    PRIMARY KEY (time, rid)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS traffic_by_src_vpc ON traffic (src_vpc, time);
+CREATE INDEX IF NOT EXISTS traffic_by_dst_vpc ON traffic (dst_vpc, time);
+PRAGMA user_version = 7;
+";
+
+/// The schema's version (`PRAGMA user_version`): a database made by another version is
+/// refused, with how to fill it again.
+const SCHEMA_VERSION: i64 = 7;
+
+/// The columns of table `records` an import writes, in order.
+const RECORD_COLUMNS: [&str; 14] = [
+    "type",
+    "rid",
+    "time",
+    "src",
+    "dst",
+    "dst_port",
+    "protocol",
+    "rule",
+    "src_vpc",
+    "dst_vpc",
+    "src_subnet",
+    "dst_subnet",
+    "fl_action",
+    "moved",
+];
+
+/// The fields a record keeps only in a column of table `records` when the column gives them
+/// back as they were (a bit of column `moved` for each): with them out of the body, a
+/// reference-account hit record's block share falls from 79 to 52 bytes.
+const MOVED: [&str; 12] = [
+    "src_ip",
+    "dst_ip",
+    "src_ip_num",
+    "dst_ip_num",
+    "dst_port",
+    "protocol",
+    "rule_uuid",
+    "src_vpc",
+    "dst_vpc",
+    "src_subnet",
+    "dst_subnet",
+    "fl_action",
+];
+
+/// The columns of table `records` that give back [`MOVED`]'s fields, in its order (an
+/// address's number is its address column's).
+const MOVED_FROM: [usize; 12] = [0, 1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+
+/// What a search reads of a record's row to give the record back: [`Stored`].
+const STORED: &str = "rowid, type, rid, time, moved, src, dst, dst_port, protocol, rule, src_vpc, dst_vpc, src_subnet, dst_subnet, fl_action";
+
+/// A record's row, as [`STORED`] reads it.
+struct Stored {
+    rowid: i64,
+    kind: i64,
+    rid: Sql,
+    time: i64,
+    moved: i64,
+    /// src, dst, dst_port, protocol, rule, src_vpc, dst_vpc, src_subnet, dst_subnet, fl_action.
+    columns: [Option<i64>; 10],
+}
+
+impl Stored {
+    /// Reads [`STORED`]'s columns from `at` on.
+    fn read(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Self> {
+        let mut columns = [None; 10];
+        for (i, column) in columns.iter_mut().enumerate() {
+            *column = row.get(at + 5 + i)?;
+        }
+        Ok(Self {
+            rowid: row.get(at)?,
+            kind: row.get(at + 1)?,
+            rid: row.get(at + 2)?,
+            time: row.get(at + 3)?,
+            moved: row.get(at + 4)?,
+            columns,
+        })
+    }
+}
+
+/// A search's `WHERE` conditions and their values.
+type Conditions = (Vec<String>, Vec<Sql>);
+
+/// A conversation among the top talkers, as numbers: initiator, service end, service port,
+/// protocol, scope.
+type Conversation = (
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
+/// Most conversations a traffic view sums in memory (about 130 bytes each at their peak, so
+/// 64 MB); a window with more has SQLite group them, on disk.
+const TALKERS_IN_MEMORY: usize = 500_000;
+
+/// Most names a store keeps once read (about 60 bytes each).
+const NAMES_KEPT: usize = 100_000;
+
+/// The columns of table `traffic` an import writes, in order.
+const TRAFFIC_COLUMNS: [&str; 18] = [
+    "rid",
+    "time",
+    "last_seen",
+    "scope",
+    "peer",
+    "src_vpc",
+    "dst_vpc",
+    "src_subnet",
+    "dst_subnet",
+    "src",
+    "dst",
+    "dst_port",
+    "protocol_name",
+    "fl_action",
+    "flows",
+    "packets",
+    "bytes",
+    "enis",
+];
+
+/// The embedded records store.
+pub struct LocalRecords {
+    path: PathBuf,
+    connection: Mutex<Connection>,
+    /// Names read, by id.
+    names: Mutex<HashMap<i64, String>>,
+}
+
+impl std::fmt::Debug for LocalRecords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalRecords")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// A `record_id` as stored: the 16 hex digits audit writes as the 64-bit number they spell
+/// (8 bytes instead of 17), anything else as its text.
+fn record_id(id: &str) -> Sql {
+    match u64::from_str_radix(id, 16) {
+        Ok(n) if id.len() == 16 && !id.bytes().any(|b| b.is_ascii_uppercase()) => {
+            Sql::Integer(n as i64)
+        }
+        _ => Sql::Text(id.to_string()),
+    }
+}
+
+/// A stored `record_id` as the record had it.
+fn record_id_text(id: Sql) -> Option<String> {
+    match id {
+        Sql::Integer(n) => Some(format!("{:016x}", n as u64)),
+        Sql::Text(text) => Some(text),
+        _ => None,
+    }
+}
+
+/// The number an address is stored as: an IPv4 address (or an IPv4-mapped one) as itself, 0
+/// to 2^32 - 1, so a network is a range; anything else (an IPv6 address, as Rust writes it)
+/// as minus its id in `names`, so an IPv4 range never reaches it.
+enum AddressKey<'a> {
+    V4(u32),
+    Named(std::borrow::Cow<'a, str>),
+}
+
+fn address_key(text: &str) -> Option<AddressKey<'_>> {
+    if text.is_empty() {
+        return None;
+    }
+    Some(
+        match text.parse::<std::net::IpAddr>().map(|ip| ip.to_canonical()) {
+            Ok(std::net::IpAddr::V4(v4)) => AddressKey::V4(u32::from(v4)),
+            Ok(ip) => AddressKey::Named(ip.to_string().into()),
+            Err(_) => AddressKey::Named(text.into()),
+        },
+    )
+}
+
+/// Names while an import runs: every one read once, new ones added.
+struct Names {
+    ids: HashMap<String, i64>,
+}
+
+impl Names {
+    fn load(connection: &Connection) -> rusqlite::Result<Self> {
+        let mut statement = connection.prepare("SELECT name, id FROM names")?;
+        let ids = statement
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(Self { ids })
+    }
+
+    fn id(&mut self, insert: &mut rusqlite::Statement<'_>, name: &str) -> rusqlite::Result<i64> {
+        if let Some(id) = self.ids.get(name) {
+            return Ok(*id);
+        }
+        let id = insert.insert([name])?;
+        self.ids.insert(name.to_string(), id);
+        Ok(id)
+    }
+}
+
+/// One import's statements, names and the body block being filled.
+struct Import<'t> {
+    names: Names,
+    name: rusqlite::Statement<'t>,
+    records: rusqlite::Statement<'t>,
+    traffic: rusqlite::Statement<'t>,
+    counters: rusqlite::Statement<'t>,
+    bodies: rusqlite::Statement<'t>,
+    /// The block being filled: the rowid of its first record, and its records.
+    block: (i64, Vec<Map<String, Value>>),
+}
+
+impl<'t> Import<'t> {
+    fn new(transaction: &'t rusqlite::Transaction<'_>) -> rusqlite::Result<Self> {
+        let insert = |table: &str, columns: &[&str]| {
+            transaction.prepare(&format!(
+                "INSERT OR IGNORE INTO {table} ({}) VALUES ({})",
+                columns.join(", "),
+                vec!["?"; columns.len()].join(", ")
+            ))
+        };
+        Ok(Self {
+            names: Names::load(transaction)?,
+            name: transaction.prepare("INSERT INTO names (name) VALUES (?)")?,
+            records: insert("records", &RECORD_COLUMNS)?,
+            traffic: insert("traffic", &TRAFFIC_COLUMNS)?,
+            counters: insert(
+                "counters",
+                &[
+                    "id",
+                    "hits",
+                    "block_hits",
+                    "observe_hits",
+                    "first_hit",
+                    "last_hit",
+                ],
+            )?,
+            bodies: transaction.prepare("INSERT INTO bodies (first, data) VALUES (?, ?)")?,
+            block: (0, Vec::new()),
+        })
+    }
+
+    /// A text field as its id in `names`.
+    fn named(&mut self, record: &Map<String, Value>, key: &str) -> rusqlite::Result<Sql> {
+        Ok(match record.get(key).and_then(Value::as_str) {
+            Some(text) => Sql::Integer(self.names.id(&mut self.name, text)?),
+            None => Sql::Null,
+        })
+    }
+
+    /// An address field as its number ([`address_key`]), and whether that number gives the
+    /// field back as it was.
+    fn address(&mut self, record: &Map<String, Value>, key: &str) -> rusqlite::Result<(Sql, bool)> {
+        let text = record.get(key).and_then(Value::as_str).unwrap_or("");
+        Ok(match address_key(text) {
+            Some(AddressKey::V4(n)) => (
+                Sql::Integer(i64::from(n)),
+                std::net::Ipv4Addr::from(n).to_string() == text,
+            ),
+            Some(AddressKey::Named(name)) => (
+                Sql::Integer(-self.names.id(&mut self.name, &name)?),
+                name == text,
+            ),
+            None => (Sql::Null, false),
+        })
+    }
+
+    /// Stores `record`; false when it is not a record (no type, id or time) or is already
+    /// stored.
+    fn store(&mut self, record: Map<String, Value>) -> rusqlite::Result<Option<bool>> {
+        let number = |key: &str| {
+            record
+                .get(key)
+                .and_then(Value::as_i64)
+                .map_or(Sql::Null, Sql::Integer)
+        };
+        let (Some(kind), Some(id), Some(time)) = (
+            record.get("record_type").and_then(Value::as_str),
+            record.get("record_id").and_then(Value::as_str),
+            record.get("time").and_then(Value::as_i64),
+        ) else {
+            return Ok(None);
+        };
+        let (rid, kind) = (record_id(id), kind.to_string());
+        let kind_id = Sql::Integer(self.names.id(&mut self.name, &kind)?);
+        if kind == "traffic" {
+            let mut values = vec![rid, Sql::Integer(time), number("last_seen")];
+            for key in [
+                "scope",
+                "peer",
+                "src_vpc",
+                "dst_vpc",
+                "src_subnet",
+                "dst_subnet",
+            ] {
+                values.push(self.named(&record, key)?);
+            }
+            values.push(self.address(&record, "src_ip")?.0);
+            values.push(self.address(&record, "dst_ip")?.0);
+            values.push(number("dst_port"));
+            values.push(self.named(&record, "protocol_name")?);
+            values.push(self.named(&record, "fl_action")?);
+            values.extend(["flows", "packets", "bytes"].map(number));
+            values.push(match record.get("enis") {
+                Some(Value::String(enis)) => Sql::Text(enis.clone()),
+                _ => Sql::Null,
+            });
+            return Ok(Some(self.traffic.execute(params_from_iter(values))? == 1));
+        }
+        let (src, src_back) = self.address(&record, "src_ip")?;
+        let (dst, dst_back) = self.address(&record, "dst_ip")?;
+        let mut values = vec![kind_id, rid, Sql::Integer(time), src.clone(), dst.clone()];
+        values.extend(["dst_port", "protocol"].map(number));
+        for key in &MOVED[6..] {
+            values.push(self.named(&record, key)?);
+        }
+        // Which fields the columns give back as they were.
+        let same_number = |key: &str, column: &Sql| matches!(column, Sql::Integer(n) if *n >= 0 && record.get(key).and_then(Value::as_i64) == Some(*n));
+        let back = [
+            src_back,
+            dst_back,
+            same_number("src_ip_num", &src),
+            same_number("dst_ip_num", &dst),
+        ]
+        .into_iter()
+        .chain(values[5..].iter().map(|column| *column != Sql::Null));
+        let mut moved = 0_i64;
+        for (bit, back) in back.enumerate() {
+            if back {
+                moved |= 1 << bit;
+            }
+        }
+        values.push(Sql::Integer(moved));
+        let rowid = match self.records.insert(params_from_iter(values)) {
+            Ok(rowid) => rowid,
+            // Already stored (INSERT OR IGNORE changed nothing).
+            Err(rusqlite::Error::StatementChangedRows(0)) => return Ok(Some(false)),
+            Err(e) => return Err(e),
+        };
+        if kind == "rule_hits" {
+            let mut values = vec![Sql::Integer(rowid)];
+            values.extend(
+                [
+                    "hits",
+                    "block_hits",
+                    "observe_hits",
+                    "first_hit",
+                    "last_hit",
+                ]
+                .map(number),
+            );
+            self.counters.execute(params_from_iter(values))?;
+        }
+        // A block covers consecutive rowids.
+        if !self.block.1.is_empty() && rowid != self.block.0 + self.block.1.len() as i64 {
+            self.flush()?;
+        }
+        if self.block.1.is_empty() {
+            self.block.0 = rowid;
+        }
+        let mut record = record;
+        for (bit, key) in MOVED.iter().enumerate() {
+            if moved & (1 << bit) != 0 {
+                record.remove(*key);
+            }
+        }
+        self.block.1.push(record);
+        if self.block.1.len() == blocks::BLOCK {
+            self.flush()?;
+        }
+        Ok(Some(true))
+    }
+
+    /// Writes the block being filled.
+    fn flush(&mut self) -> rusqlite::Result<()> {
+        if !self.block.1.is_empty() {
+            let data = blocks::encode(&self.block.1);
+            self.bodies.execute((self.block.0, data))?;
+            self.block.1.clear();
+        }
+        Ok(())
+    }
+}
+
+impl LocalRecords {
+    fn error(path: &Path, message: impl std::fmt::Display) -> LocalStoreError {
+        LocalStoreError {
+            path: path.display().to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    /// Opens (creating it if needed) the database at `path` for writing.
+    pub fn create(path: &Path) -> Result<Self, LocalStoreError> {
+        let connection = Connection::open(path).map_err(|e| Self::error(path, e))?;
+        let version: i64 = connection
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| Self::error(path, e))?;
+        if version != 0 && version != SCHEMA_VERSION {
+            return Err(Self::error(
+                path,
+                format!("made by another version of esgflow (schema {version}, not {SCHEMA_VERSION}): remove it, or store into another file"),
+            ));
+        }
+        connection
+            .execute_batch(SCHEMA)
+            .map_err(|e| Self::error(path, e))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            connection: Mutex::new(connection),
+            names: Mutex::default(),
+        })
+    }
+
+    /// Opens the database at `path` read-only; it must exist, hold the records table and be of
+    /// this version's schema.
+    pub fn open(path: &Path) -> Result<Self, LocalStoreError> {
+        let fill = format!("fill it with `esgflow replay … --store {}`", path.display());
+        if !path.is_file() {
+            return Err(Self::error(path, format!("no such file ({fill})")));
+        }
+        let connection = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| Self::error(path, e))?;
+        connection
+            .query_row("SELECT count(*) FROM records LIMIT 1", [], |_| Ok(()))
+            .map_err(|e| Self::error(path, format!("{e} ({fill})")))?;
+        let version: i64 = connection
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| Self::error(path, e))?;
+        if version != SCHEMA_VERSION {
+            return Err(Self::error(
+                path,
+                format!(
+                    "made by another version of esgflow (schema {version}, not {SCHEMA_VERSION}): {fill}"
+                ),
+            ));
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            connection: Mutex::new(connection),
+            names: Mutex::default(),
+        })
+    }
+
+    fn connection(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.connection
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Stores every record of a JSON-lines text (what audit writes with `ESGFLOW_JSONL_PATH`),
+    /// in one transaction; a line that is not a record is counted and skipped.
+    pub fn import(&self, lines: impl std::io::BufRead) -> Result<Imported, LocalStoreError> {
+        self.import_with(lines, |_| {})
+    }
+
+    /// [`Self::import`], handing each record stored to `each` as it is read (`esgflow replay`
+    /// sums its report in the same pass).
+    pub fn import_with(
+        &self,
+        lines: impl std::io::BufRead,
+        mut each: impl FnMut(&Value),
+    ) -> Result<Imported, LocalStoreError> {
+        let path = &self.path;
+        let failed = |e: rusqlite::Error| Self::error(path, e);
+        let mut connection = self.connection();
+        // A larger page cache while the indexes grow (64 MiB): the import's own memory.
+        connection
+            .execute_batch("PRAGMA cache_size = -65536")
+            .map_err(failed)?;
+        let transaction = connection.transaction().map_err(failed)?;
+        let mut imported = Imported::default();
+        {
+            let mut import = Import::new(&transaction).map_err(failed)?;
+            for line in lines.lines() {
+                let line = line.map_err(|e| Self::error(path, e))?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let record = match serde_json::from_str::<Value>(&line) {
+                    Ok(record @ Value::Object(_)) => record,
+                    _ => {
+                        imported.skipped += 1;
+                        continue;
+                    }
+                };
+                each(&record);
+                let Value::Object(record) = record else {
+                    unreachable!("matched above")
+                };
+                match import.store(record).map_err(failed)? {
+                    Some(_) => imported.records += 1,
+                    None => imported.skipped += 1,
+                }
+            }
+            import.flush().map_err(failed)?;
+        }
+        transaction.commit().map_err(failed)?;
+        // Statistics for the query planner (which index narrows a search most), from a sample
+        // of each index so they take a moment at any size.
+        connection
+            .execute_batch("PRAGMA analysis_limit = 1000; ANALYZE")
+            .map_err(failed)?;
+        Ok(imported)
+    }
+
+    /// The id of `name` in `names`, if any record has it.
+    fn id_of(&self, name: &str) -> Result<Option<i64>, LocalStoreError> {
+        self.run("SELECT id FROM names WHERE name = ?", |statement| {
+            statement.query_row([name], |r| r.get(0)).optional()
+        })
+    }
+
+    /// The names of `ids` (kept once read: an id never changes its name).
+    fn names_of(
+        &self,
+        ids: impl IntoIterator<Item = i64>,
+    ) -> Result<HashMap<i64, String>, LocalStoreError> {
+        let mut names = HashMap::new();
+        for id in ids {
+            if names.contains_key(&id) {
+                continue;
+            }
+            let known = self
+                .names
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&id)
+                .cloned();
+            let name = match known {
+                Some(name) => name,
+                None => {
+                    let name: String = self
+                        .run("SELECT name FROM names WHERE id = ?", |statement| {
+                            statement.query_row([id], |r| r.get(0)).optional()
+                        })?
+                        .ok_or_else(|| {
+                            Self::error(
+                                &self.path,
+                                format!("name {id} is missing: the database is damaged"),
+                            )
+                        })?;
+                    let mut kept = self
+                        .names
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if kept.len() >= NAMES_KEPT {
+                        kept.clear();
+                    }
+                    kept.insert(id, name.clone());
+                    name
+                }
+            };
+            names.insert(id, name);
+        }
+        Ok(names)
+    }
+
+    /// The records of `rows`, their bodies read from their blocks (each block once) and their
+    /// moved fields from their columns.
+    fn bodies(&self, rows: &[Stored]) -> Result<Vec<Value>, LocalStoreError> {
+        let damaged = |what: String| Self::error(&self.path, what);
+        let names = self.names_of(rows.iter().flat_map(|row| {
+            let named = row.columns[4..].iter().flatten().copied();
+            let addresses = row.columns[..2]
+                .iter()
+                .flatten()
+                .filter(|n| **n < 0)
+                .map(|n| -n);
+            std::iter::once(row.kind).chain(named).chain(addresses)
+        }))?;
+        let mut read: BTreeMap<i64, blocks::Block> = BTreeMap::new();
+        let mut records = Vec::with_capacity(rows.len());
+        for row in rows {
+            let rowid = row.rowid;
+            let first = match read.range(..=rowid).next_back() {
+                Some((first, block)) if block.holds((rowid - first) as usize) => *first,
+                _ => {
+                    let (first, data): (i64, Vec<u8>) = self
+                        .run(
+                            "SELECT first, data FROM bodies WHERE first <= ? ORDER BY first DESC LIMIT 1",
+                            |statement| statement.query_row([rowid], |r| Ok((r.get(0)?, r.get(1)?))).optional(),
+                        )?
+                        .ok_or_else(|| damaged(format!("record {rowid} has no body")))?;
+                    read.insert(first, blocks::Block::decode(&data).map_err(damaged)?);
+                    first
+                }
+            };
+            let mut record = read[&first]
+                .record((rowid - first) as usize)
+                .map_err(damaged)?;
+            record.insert(
+                "record_type".into(),
+                Value::String(names[&row.kind].clone()),
+            );
+            let id = record_id_text(row.rid.clone())
+                .ok_or_else(|| damaged(format!("record {rowid} has no id")))?;
+            record.insert("record_id".into(), Value::String(id));
+            record.insert("time".into(), Value::from(row.time));
+            for (bit, key) in MOVED.iter().enumerate() {
+                if row.moved & (1 << bit) == 0 {
+                    continue;
+                }
+                let column = row.columns[MOVED_FROM[bit]]
+                    .ok_or_else(|| damaged(format!("record {rowid} lost its {key}")))?;
+                let value = match bit {
+                    0 | 1 if column >= 0 => {
+                        Value::String(std::net::Ipv4Addr::from(column as u32).to_string())
+                    }
+                    0 | 1 => Value::String(names[&-column].clone()),
+                    2..=5 => Value::from(column),
+                    _ => Value::String(names[&column].clone()),
+                };
+                record.insert((*key).to_string(), value);
+            }
+            records.push(Value::Object(record));
+        }
+        Ok(records)
+    }
+
+    /// One page of `filter`, newest first (ties by the order they were stored, last first);
+    /// `context` continues after the page that returned it.
+    pub fn search_hits(
+        &self,
+        filter: &HitFilter,
+        limit: u32,
+        context: Option<&str>,
+    ) -> Result<HitsPage, LocalStoreError> {
+        let after = context
+            .map(|context| {
+                context
+                    .split_once('-')
+                    .and_then(|(t, id)| Some((t.parse::<i64>().ok()?, id.parse::<i64>().ok()?)))
+                    .ok_or_else(|| Self::error(&self.path, "the cursor is not this store's"))
+            })
+            .transpose()?;
+        let Some((mut conditions, mut values)) =
+            self.hits_conditions(filter, after.map(|(time, _)| time))?
+        else {
+            // A name no record has: nothing to find.
+            return Ok(HitsPage {
+                hits: Vec::new(),
+                context: None,
+            });
+        };
+        if let Some((time, id)) = after {
+            // The window's end is already the cursor's time: only its ties need the id.
+            conditions.push("(time < ? OR rowid < ?)".to_string());
+            values.extend([Sql::Integer(time), Sql::Integer(id)]);
+        }
+        values.push(Sql::Integer(i64::from(limit) + 1));
+        // Two steps: the page's keys from an index (an address index holds every column an
+        // address search filters on, so it reads no record it will not return), then those
+        // records. A search by address (IPv4 or IPv6) or IPv4 network is led by its address
+        // index; the planner would otherwise walk the time index and read every record of the
+        // window (measured at 1,000,000 records: 0.4-15 s instead of 5-20 ms; benches/store.rs).
+        let index = match (&filter.src, &filter.dst) {
+            (Some(_), _) => "INDEXED BY records_by_src",
+            (_, Some(_)) => "INDEXED BY records_by_dst",
+            _ => "",
+        };
+        let sql = format!(
+            "SELECT {STORED} FROM records WHERE rowid IN (SELECT rowid FROM records {index} WHERE {} ORDER BY time DESC, rowid DESC LIMIT ?) ORDER BY time DESC, rowid DESC",
+            conditions.join(" AND ")
+        );
+        let mut rows: Vec<Stored> = self.run(&sql, |statement| {
+            statement
+                .query_map(params_from_iter(values), |r| Stored::read(r, 0))
+                .and_then(Iterator::collect)
+        })?;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let context = more
+            .then(|| rows.last().map(|row| format!("{}-{}", row.time, row.rowid)))
+            .flatten();
+        Ok(HitsPage {
+            hits: self.bodies(&rows)?,
+            context,
+        })
+    }
+
+    /// The rules with the most block hits between `since` and `until` (Unix seconds), most first
+    /// (ties by uuid).
+    pub fn top_block_rules(
+        &self,
+        since: i64,
+        until: i64,
+        limit: u32,
+    ) -> Result<Vec<(String, u64)>, LocalStoreError> {
+        let Some(block_hit) = self.id_of("block_hit")? else {
+            return Ok(Vec::new());
+        };
+        self.run(
+            "SELECT n.name, h.hits FROM (SELECT rule, count(*) AS hits FROM records WHERE type = ? AND time BETWEEN ? AND ? AND rule IS NOT NULL GROUP BY rule) AS h JOIN names AS n ON n.id = h.rule ORDER BY h.hits DESC, n.name ASC LIMIT ?",
+            |statement| {
+                statement
+                    .query_map((block_hit, since, until, limit), |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+                    })
+                    .and_then(Iterator::collect)
+            },
+        )
+    }
+
+    /// Runs `sql` (prepared once per connection) through `query`, naming the database in an
+    /// error.
+    fn run<T>(
+        &self,
+        sql: &str,
+        query: impl FnOnce(&mut rusqlite::CachedStatement<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T, LocalStoreError> {
+        let connection = self.connection();
+        let mut statement = connection
+            .prepare_cached(sql)
+            .map_err(|e| Self::error(&self.path, e))?;
+        query(&mut statement).map_err(|e| Self::error(&self.path, e))
+    }
+
+    /// The traffic views of `filter`, summed in one pass over the traffic records the filter
+    /// covers (a VPC's read through its two indexes). The top talkers are summed in that pass
+    /// too, up to [`TALKERS_IN_MEMORY`] conversations; past that, SQLite groups them in a
+    /// second pass, sorting on disk, so no window is too large.
+    pub fn traffic(&self, filter: &TrafficFilter) -> Result<TrafficView, LocalStoreError> {
+        self.traffic_within(filter, TALKERS_IN_MEMORY)
+    }
+
+    /// [`Self::traffic`], summing at most `in_memory` conversations in memory.
+    fn traffic_within(
+        &self,
+        filter: &TrafficFilter,
+        in_memory: usize,
+    ) -> Result<TrafficView, LocalStoreError> {
+        let Some((conditions, values)) = self.traffic_conditions(filter)? else {
+            return Ok(TrafficView::default());
+        };
+        let reject = self.id_of("REJECT")?.unwrap_or(0);
+        let step = i64::from(filter.bucket.max(1));
+        let mut totals: HashMap<(Option<i64>, Option<i64>), TrafficSums> = HashMap::new();
+        let mut matrix: HashMap<(Option<i64>, Option<i64>), TrafficSums> = HashMap::new();
+        let mut series: HashMap<i64, TrafficSums> = HashMap::new();
+        let mut conversations: Option<HashMap<Conversation, TrafficSums>> =
+            (filter.talkers > 0).then(HashMap::new);
+        let count = |n: Option<i64>| n.unwrap_or(0).max(0) as u64;
+        let sql = format!(
+            "SELECT scope, fl_action, src_subnet, dst_subnet, flows, packets, bytes, last_seen, src, dst, dst_port, protocol_name FROM traffic WHERE {conditions}"
+        );
+        self.run(&sql, |statement| {
+            let mut rows = statement.query(params_from_iter(values.iter()))?;
+            while let Some(r) = rows.next()? {
+                let fl_action: Option<i64> = r.get(1)?;
+                let flows = count(r.get(4)?);
+                let sums = TrafficSums {
+                    flows,
+                    rejected_flows: if fl_action == Some(reject) { flows } else { 0 },
+                    packets: count(r.get(5)?),
+                    bytes: count(r.get(6)?),
+                };
+                let last_seen = r.get::<_, Option<i64>>(7)?.unwrap_or(0);
+                for (sum, into) in [
+                    (&mut totals, (r.get(0)?, fl_action)),
+                    (&mut matrix, (r.get(2)?, r.get(3)?)),
+                ] {
+                    sum.entry(into).or_default().add(&sums);
+                }
+                series
+                    .entry(last_seen - last_seen.rem_euclid(step))
+                    .or_default()
+                    .add(&sums);
+                if let Some(sums_of) = conversations.as_mut() {
+                    let key = (r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?, r.get(0)?);
+                    let full = sums_of.len() >= in_memory;
+                    match sums_of.entry(key) {
+                        std::collections::hash_map::Entry::Occupied(mut sum) => {
+                            sum.get_mut().add(&sums)
+                        }
+                        std::collections::hash_map::Entry::Vacant(new) if !full => {
+                            new.insert(sums);
+                        }
+                        // Too many to hold: SQLite groups them after this pass.
+                        std::collections::hash_map::Entry::Vacant(_) => conversations = None,
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        let n = filter.talkers as usize;
+        let ranked = match conversations {
+            Some(sums_of) => {
+                let mut ranked: Vec<(Conversation, TrafficSums)> = sums_of.into_iter().collect();
+                let most = |a: &(Conversation, TrafficSums), b: &(Conversation, TrafficSums)| {
+                    (b.1.bytes, b.1.flows).cmp(&(a.1.bytes, a.1.flows))
+                };
+                if ranked.len() > n && n > 0 {
+                    let (_, last, _) = ranked.select_nth_unstable_by(n - 1, most);
+                    let last = (last.1.bytes, last.1.flows);
+                    ranked.retain(|(_, sums)| (sums.bytes, sums.flows) >= last);
+                }
+                ranked
+            }
+            None if n == 0 => Vec::new(),
+            None => self.ranked_by_sqlite(n, &conditions, &values, reject)?,
+        };
+        let talkers = self.talkers(ranked, n)?;
+        let names = self.names_of(
+            totals
+                .keys()
+                .chain(matrix.keys())
+                .flat_map(|(a, b)| [*a, *b])
+                .flatten(),
+        )?;
+        let name = |id: &Option<i64>| id.map(|id| names[&id].clone());
+        let mut view = TrafficView {
+            totals: totals
+                .into_iter()
+                .map(|((scope, fl_action), sums)| TrafficTotal {
+                    scope: name(&scope).unwrap_or_default(),
+                    fl_action: name(&fl_action).unwrap_or_default(),
+                    sums,
+                })
+                .collect(),
+            talkers,
+            matrix: matrix
+                .into_iter()
+                .map(|((src, dst), sums)| MatrixCell {
+                    src_subnet: name(&src),
+                    dst_subnet: name(&dst),
+                    sums,
+                })
+                .collect(),
+            series: series
+                .into_iter()
+                .map(|(time, sums)| SeriesPoint { time, sums })
+                .collect(),
+        };
+        view.sort();
+        view.matrix.truncate(MAX_MATRIX_CELLS as usize);
+        Ok(view)
+    }
+
+    /// The conversations with the `n` most bytes (then flows), with every tie of the last
+    /// place: SQLite sums each conversation and hands them over most first.
+    fn ranked_by_sqlite(
+        &self,
+        n: usize,
+        conditions: &str,
+        values: &[Sql],
+        reject: i64,
+    ) -> Result<Vec<(Conversation, TrafficSums)>, LocalStoreError> {
+        let sql = format!(
+            "SELECT src, dst, dst_port, protocol_name, scope, sum(max(ifnull(flows, 0), 0)) AS f, sum(CASE WHEN fl_action = ? THEN max(ifnull(flows, 0), 0) ELSE 0 END), sum(max(ifnull(packets, 0), 0)), sum(max(ifnull(bytes, 0), 0)) AS b FROM traffic WHERE {conditions} GROUP BY src, dst, dst_port, protocol_name, scope ORDER BY b DESC, f DESC"
+        );
+        let mut all = vec![Sql::Integer(reject)];
+        all.extend(values.iter().cloned());
+        let mut ranked: Vec<(Conversation, TrafficSums)> = Vec::new();
+        self.run(&sql, |statement| {
+            let mut rows = statement.query(params_from_iter(all))?;
+            while let Some(r) = rows.next()? {
+                let sums = TrafficSums {
+                    flows: r.get::<_, i64>(5)? as u64,
+                    rejected_flows: r.get::<_, i64>(6)? as u64,
+                    packets: r.get::<_, i64>(7)? as u64,
+                    bytes: r.get::<_, i64>(8)? as u64,
+                };
+                if ranked.len() >= n {
+                    let last = &ranked[n - 1].1;
+                    if (last.bytes, last.flows) != (sums.bytes, sums.flows) {
+                        break;
+                    }
+                }
+                ranked.push((
+                    (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?),
+                    sums,
+                ));
+            }
+            Ok(())
+        })?;
+        Ok(ranked)
+    }
+
+    /// `ranked` conversations as the `n` top talkers, ordered as [`TrafficView::sort`] orders
+    /// them (ties by their addresses, port, protocol and scope).
+    fn talkers(
+        &self,
+        ranked: Vec<(Conversation, TrafficSums)>,
+        n: usize,
+    ) -> Result<Vec<Talker>, LocalStoreError> {
+        let names = self.names_of(ranked.iter().flat_map(
+            |((src, dst, _, protocol, scope), _)| {
+                let named = |key: &Option<i64>| key.filter(|n| *n < 0).map(|n| -n);
+                [named(src), named(dst), *protocol, *scope]
+                    .into_iter()
+                    .flatten()
+            },
+        ))?;
+        let address = |key: &Option<i64>| match key {
+            Some(n) if *n >= 0 => std::net::Ipv4Addr::from(*n as u32).to_string(),
+            Some(n) => names[&-n].clone(),
+            None => String::new(),
+        };
+        let name = |id: &Option<i64>| id.map(|id| names[&id].clone()).unwrap_or_default();
+        let mut talkers: Vec<Talker> = ranked
+            .into_iter()
+            .map(|((src, dst, port, protocol, scope), sums)| Talker {
+                src_ip: address(&src),
+                dst_ip: address(&dst),
+                dst_port: port.and_then(|p| u16::try_from(p).ok()),
+                protocol_name: name(&protocol),
+                scope: name(&scope),
+                sums,
+            })
+            .collect();
+        let mut view = TrafficView {
+            talkers,
+            ..TrafficView::default()
+        };
+        view.sort();
+        talkers = view.talkers;
+        talkers.truncate(n);
+        Ok(talkers)
+    }
+
+    /// The `WHERE` conditions of a traffic view and their values, or `None` when a name it
+    /// asks for is in no record.
+    fn traffic_conditions(
+        &self,
+        filter: &TrafficFilter,
+    ) -> Result<Option<(String, Vec<Sql>)>, LocalStoreError> {
+        let window = [Sql::Integer(filter.since), Sql::Integer(filter.until)];
+        let mut values = Vec::new();
+        let mut conditions = Vec::new();
+        match &filter.vpc {
+            // Each side through its own index, the window within it.
+            Some(vpc) => {
+                let Some(vpc) = self.id_of(vpc)? else {
+                    return Ok(None);
+                };
+                conditions.push(
+                    "((src_vpc = ? AND time BETWEEN ? AND ?) OR (dst_vpc = ? AND time BETWEEN ? AND ?))"
+                        .to_string(),
+                );
+                for _ in 0..2 {
+                    values.push(Sql::Integer(vpc));
+                    values.extend(window.clone());
+                }
+            }
+            None => {
+                conditions.push("time BETWEEN ? AND ?".to_string());
+                values.extend(window);
+            }
+        }
+        if let Some(subnet) = &filter.subnet {
+            let Some(subnet) = self.id_of(subnet)? else {
+                return Ok(None);
+            };
+            conditions.push("(src_subnet = ? OR dst_subnet = ?)".to_string());
+            values.extend([Sql::Integer(subnet), Sql::Integer(subnet)]);
+        }
+        for (column, value) in [
+            ("scope", filter.scope.map(|s| s.as_str())),
+            ("peer", filter.peer.map(|p| p.as_str())),
+            ("fl_action", filter.fl_action),
+        ] {
+            if let Some(value) = value {
+                let Some(id) = self.id_of(value)? else {
+                    return Ok(None);
+                };
+                conditions.push(format!("{column} = ?"));
+                values.push(Sql::Integer(id));
+            }
+        }
+        Ok(Some((conditions.join(" AND "), values)))
+    }
+
+    /// The hit record `id` written between `since` and `until` (Unix seconds), if any.
+    pub fn hit_by_id(
+        &self,
+        id: &str,
+        since: i64,
+        until: i64,
+    ) -> Result<Option<Value>, LocalStoreError> {
+        let mut types = Vec::new();
+        for kind in crate::core::search::HIT_TYPES {
+            types.extend(self.id_of(kind)?);
+        }
+        if types.is_empty() {
+            return Ok(None);
+        }
+        let sql = format!(
+            "SELECT {STORED} FROM records WHERE rid = ? AND type IN ({}) AND time BETWEEN ? AND ? LIMIT 1",
+            vec!["?"; types.len()].join(", ")
+        );
+        let mut values = vec![record_id(id)];
+        values.extend(types.into_iter().map(Sql::Integer));
+        values.extend([Sql::Integer(since), Sql::Integer(until)]);
+        let row = self.run(&sql, |statement| {
+            statement
+                .query_row(params_from_iter(values), |r| Stored::read(r, 0))
+                .optional()
+        })?;
+        Ok(match row {
+            Some(row) => self.bodies(&[row])?.pop(),
+            None => None,
+        })
+    }
+
+    /// The ENIs that recorded traffic between `since` and `until` (Unix seconds).
+    pub fn recording_enis(
+        &self,
+        since: i64,
+        until: i64,
+    ) -> Result<BTreeSet<String>, LocalStoreError> {
+        let lists: Vec<String> = self.run(
+            "SELECT DISTINCT enis FROM traffic WHERE time BETWEEN ? AND ? AND enis IS NOT NULL",
+            |statement| {
+                statement
+                    .query_map((since, until), |r| r.get(0))
+                    .and_then(Iterator::collect)
+            },
+        )?;
+        Ok(crate::core::search::split_enis(
+            lists.iter().map(String::as_str),
+        ))
+    }
+
+    /// `uuid`'s `rule_hits` counters summed between `since` and `until` (Unix seconds).
+    pub fn rule_counters(
+        &self,
+        uuid: &str,
+        since: i64,
+        until: i64,
+    ) -> Result<RuleCounters, LocalStoreError> {
+        Ok(self
+            .counters_by_rule(Some(uuid), since, until)?
+            .remove(uuid)
+            .unwrap_or_default())
+    }
+
+    /// Every rule's `rule_hits` counters summed between `since` and `until`, by uuid.
+    pub fn rule_totals(
+        &self,
+        since: i64,
+        until: i64,
+    ) -> Result<BTreeMap<String, RuleCounters>, LocalStoreError> {
+        self.counters_by_rule(None, since, until)
+    }
+
+    fn counters_by_rule(
+        &self,
+        uuid: Option<&str>,
+        since: i64,
+        until: i64,
+    ) -> Result<BTreeMap<String, RuleCounters>, LocalStoreError> {
+        let Some(rule_hits) = self.id_of("rule_hits")? else {
+            return Ok(BTreeMap::new());
+        };
+        let mut values = vec![
+            Sql::Integer(rule_hits),
+            Sql::Integer(since),
+            Sql::Integer(until),
+        ];
+        if let Some(uuid) = uuid {
+            let Some(rule) = self.id_of(uuid)? else {
+                return Ok(BTreeMap::new());
+            };
+            values.push(Sql::Integer(rule));
+        }
+        let sql = format!(
+            "SELECT n.name, s.* FROM (SELECT r.rule, sum(c.hits), sum(c.block_hits), sum(c.observe_hits), min(c.first_hit), max(c.last_hit) FROM records AS r JOIN counters AS c ON c.id = r.rowid WHERE r.type = ? AND r.time BETWEEN ? AND ? AND r.rule IS NOT NULL {} GROUP BY r.rule) AS s JOIN names AS n ON n.id = s.rule",
+            if uuid.is_some() { "AND r.rule = ?" } else { "" }
+        );
+        self.run(&sql, |statement| {
+            statement
+                .query_map(params_from_iter(values), |r| {
+                    let count = |i: usize| -> rusqlite::Result<Option<u64>> {
+                        Ok(r.get::<_, Option<i64>>(i)?.map(|n| n.max(0) as u64))
+                    };
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        RuleCounters {
+                            hits: count(2)?.unwrap_or(0),
+                            block_hits: count(3)?.unwrap_or(0),
+                            observe_hits: count(4)?.unwrap_or(0),
+                            first_hit: count(5)?,
+                            last_hit: count(6)?,
+                        },
+                    ))
+                })
+                .and_then(Iterator::collect)
+        })
+    }
+
+    /// `side` matching `address`, with its values; `None` when it is an address no record
+    /// has.
+    fn address(
+        &self,
+        side: &str,
+        address: &AddressMatch,
+        values: &mut Vec<Sql>,
+    ) -> Result<Option<String>, LocalStoreError> {
+        Ok(Some(match address {
+            AddressMatch::Exact(ip) => {
+                let key = match address_key(&ip.to_string()) {
+                    Some(AddressKey::V4(n)) => i64::from(n),
+                    Some(AddressKey::Named(name)) => match self.id_of(&name)? {
+                        Some(id) => -id,
+                        None => return Ok(None),
+                    },
+                    None => return Ok(None),
+                };
+                values.push(Sql::Integer(key));
+                format!("{side} = ?")
+            }
+            AddressMatch::V4Range { first, last } => {
+                values.extend([
+                    Sql::Integer(i64::from(*first)),
+                    Sql::Integer(i64::from(*last)),
+                ]);
+                format!("{side} BETWEEN ? AND ?")
+            }
+        }))
+    }
+
+    /// The `WHERE` conditions of `filter` and their values, condition by condition as
+    /// `cls_query::hits_query` writes them, or `None` when a name or address it asks for is in
+    /// no record; `until` (a cursor's time) narrows the window's end.
+    fn hits_conditions(
+        &self,
+        filter: &HitFilter,
+        until: Option<i64>,
+    ) -> Result<Option<Conditions>, LocalStoreError> {
+        let mut values = Vec::new();
+        for kind in &filter.types {
+            values.extend(self.id_of(kind)?.map(Sql::Integer));
+        }
+        if values.is_empty() {
+            return Ok(None);
+        }
+        let mut conditions = vec![format!("type IN ({})", vec!["?"; values.len()].join(", "))];
+        conditions.push("time BETWEEN ? AND ?".to_string());
+        let until = until.map_or(filter.until, |t| t.min(filter.until));
+        values.extend([Sql::Integer(filter.since), Sql::Integer(until)]);
+        for (side, address) in [("src", &filter.src), ("dst", &filter.dst)] {
+            if let Some(address) = address {
+                let Some(condition) = self.address(side, address, &mut values)? else {
+                    return Ok(None);
+                };
+                conditions.push(condition);
+            }
+        }
+        if let Some(either) = &filter.either {
+            let (Some(src), Some(dst)) = (
+                self.address("src", either, &mut values)?,
+                self.address("dst", either, &mut values)?,
+            ) else {
+                return Ok(None);
+            };
+            conditions.push(format!("({src} OR {dst})"));
+        }
+        if let Some(port) = filter.port {
+            conditions.push("dst_port = ?".to_string());
+            values.push(Sql::Integer(i64::from(port)));
+        }
+        if let Some(protocol) = filter.protocol {
+            conditions.push("protocol = ?".to_string());
+            values.push(Sql::Integer(i64::from(protocol)));
+        }
+        for (column, name) in [("vpc", &filter.vpc), ("subnet", &filter.subnet)] {
+            if let Some(name) = name {
+                let Some(id) = self.id_of(name)? else {
+                    return Ok(None);
+                };
+                conditions.push(format!("(src_{column} = ? OR dst_{column} = ?)"));
+                values.extend([Sql::Integer(id), Sql::Integer(id)]);
+            }
+        }
+        for (column, name) in [
+            ("rule", filter.rule.as_deref()),
+            ("fl_action", filter.fl_action),
+        ] {
+            if let Some(name) = name {
+                let Some(id) = self.id_of(name)? else {
+                    return Ok(None);
+                };
+                conditions.push(format!("{column} = ?"));
+                values.push(Sql::Integer(id));
+            }
+        }
+        Ok(Some((conditions, values)))
+    }
+}
+
+impl From<LocalStoreError> for StoreFailure {
+    fn from(err: LocalStoreError) -> Self {
+        StoreFailure::Failed {
+            code: "local_store".to_string(),
+            message: err.to_string(),
+        }
+    }
+}
+
+/// The port over the embedded database: SQLite answers at once, so each future is ready when
+/// first polled (the deadline is not consulted).
+impl RecordsStore for LocalRecords {
+    fn search_hits<'a>(
+        &'a self,
+        filter: &'a HitFilter,
+        limit: u32,
+        context: Option<&'a str>,
+        _deadline: std::time::Instant,
+    ) -> SearchFuture<'a, HitsPage> {
+        Box::pin(async move { Ok(self.search_hits(filter, limit, context)?) })
+    }
+
+    fn top_block_rules(
+        &self,
+        since: i64,
+        until: i64,
+        limit: u32,
+        _deadline: std::time::Instant,
+    ) -> SearchFuture<'_, Vec<(String, u64)>> {
+        Box::pin(async move { Ok(self.top_block_rules(since, until, limit)?) })
+    }
+
+    fn rule_counters<'a>(
+        &'a self,
+        uuid: &'a str,
+        since: i64,
+        until: i64,
+        _deadline: std::time::Instant,
+    ) -> SearchFuture<'a, RuleCounters> {
+        Box::pin(async move { Ok(self.rule_counters(uuid, since, until)?) })
+    }
+
+    fn rule_totals(
+        &self,
+        since: i64,
+        until: i64,
+        _deadline: std::time::Instant,
+    ) -> SearchFuture<'_, std::collections::BTreeMap<String, RuleCounters>> {
+        Box::pin(async move { Ok(self.rule_totals(since, until)?) })
+    }
+
+    fn traffic<'a>(
+        &'a self,
+        filter: &'a TrafficFilter,
+        _deadline: std::time::Instant,
+    ) -> SearchFuture<'a, TrafficView> {
+        Box::pin(async move { Ok(self.traffic(filter)?) })
+    }
+
+    fn recording_enis(
+        &self,
+        since: i64,
+        until: i64,
+        _deadline: std::time::Instant,
+    ) -> SearchFuture<'_, std::collections::BTreeSet<String>> {
+        Box::pin(async move { Ok(self.recording_enis(since, until)?) })
+    }
+
+    fn hit_by_id<'a>(
+        &'a self,
+        id: &'a str,
+        since: i64,
+        until: i64,
+        _deadline: std::time::Instant,
+    ) -> SearchFuture<'a, Option<Value>> {
+        Box::pin(async move { Ok(self.hit_by_id(id, since, until)?) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(lines: &str) -> (LocalRecords, Imported) {
+        let dir = std::env::temp_dir().join(format!(
+            "esgflow-sqlite-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = LocalRecords::create(&dir.join("records.db")).unwrap();
+        let imported = store.import(lines.as_bytes()).unwrap();
+        (store, imported)
+    }
+
+    /// The steps of SQLite's plan for `sql` with `values`.
+    fn plan(store: &LocalRecords, sql: &str, values: Vec<Sql>) -> Vec<String> {
+        store
+            .run(&format!("EXPLAIN QUERY PLAN {sql}"), |statement| {
+                statement
+                    .query_map(params_from_iter(values), |r| r.get::<_, String>(3))
+                    .and_then(Iterator::collect)
+            })
+            .unwrap()
+    }
+
+    /// An IPv6 address is found through the address index, as an IPv4 one is (before, the
+    /// search read every record of its window), and never matches an IPv4 range.
+    #[test]
+    fn an_ipv6_address_is_searched_through_its_index() {
+        let line = |id: &str, src: &str, dst: &str| {
+            format!(
+                r#"{{"record_type":"block_hit","record_id":"{id}","time":100,"src_ip":"{src}","dst_ip":"{dst}","dst_port":443,"protocol":6}}"#
+            )
+        };
+        let lines = [
+            line("v6a", "2402:4e00:1013:101::a", "2402:4e00:1013:202::b"),
+            line("v6b", "2402:4e00:1013:202::b", "2402:4e00:1013:101::a"),
+            line("v4", "10.0.1.11", "10.0.3.10"),
+        ]
+        .join("\n");
+        let (store, imported) = store(&lines);
+        assert_eq!(imported.records, 3);
+        let ids = |filter: HitFilter| -> Vec<String> {
+            let mut ids: Vec<String> = store
+                .search_hits(&filter, 10, None)
+                .unwrap()
+                .hits
+                .iter()
+                .map(|h| h["record_id"].as_str().unwrap().to_string())
+                .collect();
+            ids.sort();
+            ids
+        };
+        let at = |t: &str| Some(AddressMatch::parse(t).unwrap());
+        let window = HitFilter::new(0, 200);
+        assert_eq!(
+            ids(HitFilter {
+                src: at("2402:4e00:1013:101::a"),
+                ..window.clone()
+            }),
+            ["v6a"]
+        );
+        assert_eq!(
+            ids(HitFilter {
+                dst: at("2402:4e00:1013:101::a"),
+                ..window.clone()
+            }),
+            ["v6b"]
+        );
+        assert_eq!(
+            ids(HitFilter {
+                either: at("2402:4e00:1013:202::b"),
+                ..window.clone()
+            }),
+            ["v6a", "v6b"]
+        );
+        assert_eq!(
+            ids(HitFilter {
+                src: at("0.0.0.0/0"),
+                ..window.clone()
+            }),
+            ["v4"]
+        );
+        // The plan reads the address index, not the table.
+        let (conditions, values) = store
+            .hits_conditions(
+                &HitFilter {
+                    src: at("2402:4e00:1013:101::a"),
+                    ..window
+                },
+                None,
+            )
+            .unwrap()
+            .unwrap();
+        let plan = plan(
+            &store,
+            &format!(
+                "SELECT rowid FROM records INDEXED BY records_by_src WHERE {}",
+                conditions.join(" AND ")
+            ),
+            values,
+        );
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("records_by_src (src=?")),
+            "{plan:?}"
+        );
+    }
+
+    /// A rare port is found through the port index (before, its search read the whole window:
+    /// 4.1 s at 591,000 records).
+    #[test]
+    fn a_rare_port_is_searched_through_its_index() {
+        let lines: Vec<String> = (0..3_000)
+            .map(|i| {
+                let port = if i == 1_234 { 9_999 } else { 443 };
+                format!(r#"{{"record_type":"block_hit","record_id":"r{i}","time":{},"src_ip":"10.0.1.11","dst_ip":"10.0.3.10","dst_port":{port},"protocol":6}}"#, 100 + i)
+            })
+            .collect();
+        let (store, _) = store(&lines.join("\n"));
+        let filter = HitFilter {
+            port: Some(9_999),
+            ..HitFilter::new(0, 10_000)
+        };
+        let page = store.search_hits(&filter, 10, None).unwrap();
+        assert_eq!(page.hits.len(), 1);
+        let (conditions, values) = store.hits_conditions(&filter, None).unwrap().unwrap();
+        let plan = plan(
+            &store,
+            &format!(
+                "SELECT rowid FROM records WHERE {} ORDER BY time DESC, rowid DESC LIMIT 11",
+                conditions.join(" AND ")
+            ),
+            values,
+        );
+        assert!(
+            plan.iter().any(|step| step.contains("records_by_port")),
+            "{plan:?}"
+        );
+    }
+
+    /// A record comes back exactly as written, whichever of its fields the columns could give
+    /// back and whichever the body had to keep.
+    #[test]
+    fn every_record_reads_back_as_it_was_written() {
+        let lines = [
+            r#"{"record_type":"block_hit","record_id":"43ba8e708353e496","time":100,"src_ip":"10.0.1.11","src_ip_num":167772427,"dst_ip":"2402:4e00:1013:101::a","dst_port":443,"protocol":6,"rule_uuid":"7000","src_vpc":"vpc-1","dst_vpc":"vpc-2","src_subnet":"subnet-1","dst_subnet":"subnet-2","fl_action":"REJECT","bytes":1204}"#,
+            r#"{"record_type":"observe_hit","record_id":"43BA8E708353E496","time":101,"src_ip":"::ffff:10.0.1.11","src_ip_num":5,"dst_ip":"2402:4E00:1013:101::A","dst_port":"443","protocol":6.0,"rule_uuid":7000,"fl_action":null}"#,
+            r#"{"record_type":"observe_hit","record_id":"0000000000000001","time":102,"src_ip":"unknown","src_ip_num":167772427,"dst_ip_num":-1,"dst_port":-3,"nested":{"a":[1,"x"]}}"#,
+            r#"{"record_type":"unattributed_block","record_id":"id with spaces","time":103}"#,
+            r#"{"record_type":"snapshot_drift","record_id":"0x","time":104,"src_ip":"","dst_ip":"10.0.3.010"}"#,
+        ];
+        let (store, imported) = store(&lines.join("\n"));
+        assert_eq!(imported.records, lines.len() as u64);
+        let filter = HitFilter {
+            types: crate::core::search::HIT_TYPES.to_vec(),
+            ..HitFilter::new(0, 200)
+        };
+        let mut hits = store.search_hits(&filter, 10, None).unwrap().hits;
+        hits.reverse();
+        let written: Vec<Value> = lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(hits, written);
+        for record in &written {
+            let id = record["record_id"].as_str().unwrap();
+            assert_eq!(store.hit_by_id(id, 0, 200).unwrap().as_ref(), Some(record));
+        }
+    }
+
+    /// The top talkers are summed per conversation and cut at the last place with its ties
+    /// ordered by their keys, as the CLS views order them, whether summed in memory or by
+    /// SQLite; an IPv6 talker keeps its address.
+    #[test]
+    fn top_talkers_are_cut_after_their_ties_are_ordered() {
+        let traffic = |id: u32, src: &str, bytes: u64| {
+            format!(
+                r#"{{"record_type":"traffic","record_id":"t{id}","time":{},"last_seen":{},"scope":"inter_subnet","src_vpc":"vpc-1","dst_vpc":"vpc-1","src_ip":"{src}","dst_ip":"10.0.3.10","dst_port":443,"protocol_name":"TCP","fl_action":"ACCEPT","flows":1,"packets":2,"bytes":{bytes}}}"#,
+                100 + id,
+                100 + id
+            )
+        };
+        // 10.0.1.9 sums to 300 over two records; four addresses tie at 100 for second place.
+        let lines = [
+            traffic(1, "10.0.1.9", 150),
+            traffic(2, "10.0.1.9", 150),
+            traffic(3, "10.0.1.4", 100),
+            traffic(4, "2402:4e00::1", 100),
+            traffic(5, "10.0.1.2", 100),
+            traffic(6, "10.0.1.3", 100),
+            traffic(7, "10.0.1.1", 50),
+        ];
+        let (store, _) = store(&lines.join("\n"));
+        let filter = TrafficFilter {
+            vpc: Some("vpc-1".into()),
+            talkers: 3,
+            ..TrafficFilter::new(0, 1_000)
+        };
+        let view = store.traffic(&filter).unwrap();
+        // Past the conversations summed in memory, SQLite's grouping gives the same views.
+        assert_eq!(store.traffic_within(&filter, 2).unwrap(), view);
+        let talkers: Vec<(&str, u64, u64)> = view
+            .talkers
+            .iter()
+            .map(|t| (t.src_ip.as_str(), t.sums.bytes, t.sums.flows))
+            .collect();
+        assert_eq!(
+            talkers,
+            [
+                ("10.0.1.9", 300, 2),
+                ("10.0.1.2", 100, 1),
+                ("10.0.1.3", 100, 1)
+            ]
+        );
+        assert_eq!(view.totals[0].sums.bytes, 750);
+        let all = store
+            .traffic(&TrafficFilter {
+                talkers: 10,
+                ..TrafficFilter::new(0, 1_000)
+            })
+            .unwrap();
+        assert!(all.talkers.iter().any(|t| t.src_ip == "2402:4e00::1"));
+        assert_eq!(all.talkers.len(), 6);
+    }
+
+    #[test]
+    fn lines_that_are_not_records_are_counted_and_the_rest_kept() {
+        let (store, imported) = store(concat!(
+            r#"{"record_type":"block_hit","record_id":"a1","time":100,"src_ip":"10.0.1.11","src_ip_num":167772427,"dst_ip":"10.0.3.10","dst_port":3306,"protocol":6,"rule_uuid":"7000","fl_action":"REJECT"}"#,
+            "\nnot json\n",
+            r#"{"record_type":"block_hit","time":100}"#,
+            "\n\n",
+            r#"{"record_type":"block_hit","record_id":"a1","time":100}"#,
+            "\n",
+        ));
+        assert_eq!(
+            imported,
+            Imported {
+                records: 2,
+                skipped: 2
+            }
+        );
+        // The same record id twice (a retried batch) is stored once.
+        let page = store
+            .search_hits(&HitFilter::new(0, 200), 10, None)
+            .unwrap();
+        assert_eq!(page.hits.len(), 1);
+        assert_eq!(page.context, None);
+    }
+
+    /// Records written before the numeric address fields existed are found by address and
+    /// network all the same.
+    #[test]
+    fn older_records_get_their_address_numbers() {
+        let (store, imported) = store(concat!(
+            r#"{"record_type":"block_hit","record_id":"b1","time":100,"src_ip":"10.0.1.11","dst_ip":"10.0.3.10"}"#,
+            "\n",
+            r#"{"record_type":"block_hit","record_id":"b2","time":100,"src_ip":"2001:db8::1","dst_ip":"10.0.3.10"}"#,
+            "\n",
+        ));
+        assert_eq!(imported.records, 2);
+        let found = |src: &str| {
+            let filter = HitFilter {
+                src: Some(AddressMatch::parse(src).unwrap()),
+                ..HitFilter::new(0, 200)
+            };
+            let page = store.search_hits(&filter, 10, None).unwrap();
+            page.hits
+                .iter()
+                .map(|h| h["record_id"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(found("10.0.1.11"), ["b1"]);
+        assert_eq!(found("10.0.1.0/24"), ["b1"]);
+        assert_eq!(found("2001:db8::1"), ["b2"]);
+        assert!(found("10.0.3.10").is_empty());
+    }
+
+    #[test]
+    fn a_cursor_from_elsewhere_is_refused_by_name() {
+        let (store, _) = store("");
+        let err = store
+            .search_hits(&HitFilter::new(0, 1), 10, Some("abc"))
+            .unwrap_err();
+        assert!(err.to_string().contains("cursor"), "{err}");
+    }
+
+    #[test]
+    fn a_database_of_another_schema_is_refused_with_how_to_fill_it() {
+        let (store, _) = store("");
+        let path = store.path.clone();
+        drop(store);
+        assert!(LocalRecords::open(&path).is_ok());
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("PRAGMA user_version = 1")
+            .unwrap();
+        let err = LocalRecords::open(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("another version") && err.contains("esgflow replay"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_missing_database_is_named_with_how_to_fill_it() {
+        let err = LocalRecords::open(Path::new("/nonexistent/esgflow.db")).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/esgflow.db"), "{err}");
+    }
+}
