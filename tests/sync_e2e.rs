@@ -841,6 +841,8 @@ async fn the_rule_list_is_read_whole_under_every_reading_of_offset() {
     }
 }
 
+/// `esgflow sync --local` publishes the sample's snapshot into a `dir://` store, which
+/// `esgflow replay --snapshot dir://…` then judges the sample's flow logs with.
 #[test]
 fn sync_local_runs_against_the_stand_in() {
     let scratch = common::scratch("sync-local");
@@ -867,6 +869,27 @@ fn sync_local_runs_against_the_stand_in() {
         serde_json::from_str(&std::fs::read_to_string(out.join("snapshots/latest.json")).unwrap())
             .unwrap();
     assert_eq!(latest["version"], sample_version());
+    // The published store judges a replay as it does in the cloud: `--snapshot` takes the
+    // location the functions read (issue #35: it was made a path under the working directory).
+    let replay = std::process::Command::new(env!("CARGO_BIN_EXE_esgflow"))
+        .arg("replay")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/flowlogs.txt"))
+        .arg("--snapshot")
+        .arg(format!("dir://{}/snapshots", out.display()))
+        .arg("--records")
+        .arg(out.join("audit.jsonl"))
+        .arg("--bin-dir")
+        .arg(common::function_binary("audit").parent().unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        replay.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    let audited = std::fs::read_to_string(out.join("audit.jsonl")).unwrap();
+    let first: Value = serde_json::from_str(audited.lines().next().unwrap()).unwrap();
+    assert_eq!(first["snapshot_version"], sample_version());
     std::fs::remove_dir_all(&out).ok();
 }
 

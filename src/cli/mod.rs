@@ -198,6 +198,15 @@ pub fn absolute(path: &Path) -> Result<String, Box<dyn std::error::Error>> {
     Ok(path.display().to_string())
 }
 
+/// A `--snapshot` as `ESGFLOW_SNAPSHOT`: a location the functions read (`file://`, `dir://`,
+/// `cos://`, …) as given, a path made absolute (the functions run in another directory).
+pub fn snapshot_location(snapshot: &str) -> Result<String, Box<dyn std::error::Error>> {
+    if snapshot.contains("://") {
+        return Ok(snapshot.to_string());
+    }
+    absolute(Path::new(snapshot))
+}
+
 /// An invocation's result, pretty-printed: a response on stdout, an error on stderr.
 pub fn print_result(result: &InvocationResult) {
     let text = match serde_json::from_slice::<serde_json::Value>(result.body()) {

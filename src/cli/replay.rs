@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use std::cell::{Cell, RefCell};
 
-use super::{absolute, exit_code, print_result, FeedArgs, Outcome, RunArgs};
+use super::{absolute, exit_code, print_result, snapshot_location, FeedArgs, Outcome, RunArgs};
 use crate::emulator::{clsfeed, Emulator};
 use crate::standins::alerts::AlertReceiver;
 
@@ -15,9 +15,10 @@ use crate::standins::alerts::AlertReceiver;
 pub struct Args {
     /// Flow-log file, one 14-field record per line
     pub flowlog: PathBuf,
-    /// Rule snapshot for the audit function (sets ESGFLOW_SNAPSHOT)
+    /// Rule snapshot for the audit function: a file, or any location the functions read
+    /// (`dir:///path`, `cos://<bucket>-<appid>/<prefix>?region=<region>`; sets ESGFLOW_SNAPSHOT)
     #[arg(long)]
-    pub snapshot: Option<PathBuf>,
+    pub snapshot: Option<String>,
     /// Write records to this JSONL file (replaced; sets ESGFLOW_JSONL_PATH) and print a report of them
     #[arg(long)]
     pub records: Option<PathBuf>,
@@ -71,7 +72,7 @@ pub async fn run(args: Args) -> Outcome {
     let mut spec = args.run.spec("audit");
     if let Some(snapshot) = &args.snapshot {
         spec.env
-            .push(("ESGFLOW_SNAPSHOT".into(), absolute(snapshot)?));
+            .push(("ESGFLOW_SNAPSHOT".into(), snapshot_location(snapshot)?));
     }
     if let Some(records) = &args.records {
         if records.exists() {

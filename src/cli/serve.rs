@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::{absolute, Outcome, RunArgs};
+use super::{absolute, snapshot_location, Outcome, RunArgs};
 use crate::emulator::gateway::Gateway;
 use crate::emulator::Emulator;
 
@@ -15,9 +15,10 @@ pub struct Args {
     /// Address to listen on
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: std::net::SocketAddr,
-    /// Rule snapshot (sets ESGFLOW_SNAPSHOT)
+    /// Rule snapshot: a file, or any location the functions read (`dir:///path`,
+    /// `cos://<bucket>-<appid>/<prefix>?region=<region>`; sets ESGFLOW_SNAPSHOT)
     #[arg(long)]
-    pub snapshot: PathBuf,
+    pub snapshot: String,
     /// Bearer token clients must send (sets ESGFLOW_LOOKUP_TOKEN)
     #[arg(long, env = "ESGFLOW_LOOKUP_TOKEN")]
     pub token: String,
@@ -41,8 +42,10 @@ pub async fn run(args: Args) -> Outcome {
         .run
         .with_default_timeout(Duration::from_secs(15))
         .spec("lookup");
-    spec.env
-        .push(("ESGFLOW_SNAPSHOT".into(), absolute(&args.snapshot)?));
+    spec.env.push((
+        "ESGFLOW_SNAPSHOT".into(),
+        snapshot_location(&args.snapshot)?,
+    ));
     spec.env.push(("ESGFLOW_LOOKUP_TOKEN".into(), args.token));
     if let Some(admin) = args.admin_token {
         spec.env.push(("ESGFLOW_ADMIN_TOKEN".into(), admin));

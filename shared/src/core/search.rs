@@ -338,7 +338,7 @@ pub struct TrafficView {
 
 /// The four traffic views as SQL over the matching traffic records, which CLS runs as
 /// `{search} | select {select} {rest}`. The local database sums the same views in one pass
-/// instead ([`TrafficView::sum_rows`]; `tests/records_store.rs` holds both to the same sums).
+/// instead (`adapters::sqlite`; `tests/records_store.rs` holds both to the same sums).
 /// Counters are cast to `bigint` so that the sums hold whether CLS hands SQL a `long` field as
 /// a number or as text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

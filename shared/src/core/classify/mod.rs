@@ -783,6 +783,39 @@ mod tests {
         assert_eq!(ends.src_vpc, None);
     }
 
+    /// A connection's request and reply cut into two CLS events are two traffic records of one
+    /// key and window: their ids differ, so a store or a CLS consumer that keeps one record per
+    /// id keeps both (they shared one id when only the flows counted: issue #35, item 6).
+    #[test]
+    fn a_request_and_its_reply_in_two_batches_are_two_records() {
+        let [request_line, reply_line] = [
+            "2 1251762227 eni-lq6mkcis 203.0.113.9 172.31.16.139 51000 443 6 10 900 1432917027 1432917142 ACCEPT OK",
+            "2 1251762227 eni-lq6mkcis 172.31.16.139 203.0.113.9 443 51000 6 10 9000 1432917027 1432917142 ACCEPT OK",
+        ];
+        let engine = engine();
+        let record = |line: &str| {
+            let Judged { records, .. } = judge(&engine, flows(&[line]), &Monitored::All);
+            let traffic = traffic_of(&records);
+            assert_eq!(traffic.len(), 1, "{traffic:?}");
+            traffic[0].clone()
+        };
+        let (request, reply) = (record(request_line), record(reply_line));
+        assert_eq!(
+            (
+                request.scope,
+                request.dst_port,
+                request.first_seen,
+                request.flows
+            ),
+            (reply.scope, reply.dst_port, reply.first_seen, reply.flows),
+            "one key, one window, one flow each"
+        );
+        assert_eq!((request.requests, reply.replies), (1, 1));
+        assert_ne!(request.record_id, reply.record_id);
+        // A retried batch writes the same ids.
+        assert_eq!(record(reply_line).record_id, reply.record_id);
+    }
+
     /// Cross-VPC traffic names both VPCs, so a filter on either finds it; a private address
     /// outside the known VPCs is told apart from the internet.
     #[test]

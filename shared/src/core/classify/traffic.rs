@@ -270,6 +270,13 @@ impl<'e> TrafficTable<'e> {
                     .number(aggregate.first_seen)
                     .number(aggregate.last_seen)
                     .number(flows)
+                    // Every counter: two aggregates of one key and window (a request and its
+                    // reply cut into two events) never share an id.
+                    .number(aggregate.requests)
+                    .number(aggregate.replies)
+                    .number(aggregate.connections)
+                    .number(aggregate.packets)
+                    .number(aggregate.bytes)
                     .finish_after(id_prefix),
                 time: aggregate.last_seen,
                 scope,
