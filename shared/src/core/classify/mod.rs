@@ -899,6 +899,62 @@ mod tests {
         );
     }
 
+    /// Only a drop rule can have blocked a flow: unresolvable observe and accept rules before
+    /// the decision are listed, not blamed (issue #35's example: the flow was written as
+    /// `indeterminate_rule` naming the observe rule 1, instead of `esg_allows` naming rule 3).
+    #[test]
+    fn an_unattributed_block_blames_only_a_drop_rule() {
+        let rule = |id: &str, action: &str, source_type: &str, source: &str| {
+            json!({"Id": id, "OrderIndex": id, "RuleAction": action, "SourceType": source_type,
+                   "SourceContent": source, "DestType": "net", "DestContent": "10.0.1.0/24",
+                   "Protocol": "TCP", "Port": "80"})
+        };
+        let engine_of = |rules: Vec<serde_json::Value>| {
+            let documents = vec![("rules".to_string(), json!({ "Rules": rules }))];
+            Engine::compile(&build_from_documents(&documents, "t").unwrap()).unwrap()
+        };
+        let judged = |engine: &Engine| {
+            let flows = flows(&["2 1251762227 eni-x 198.51.100.7 10.0.1.5 40000 80 6 1 60 1432917027 1432917142 REJECT OK"]);
+            let Judged { records, .. } = judge(engine, flows, &Monitored::All);
+            let hit = records
+                .iter()
+                .find_map(|r| match r {
+                    Record::Hit(hit) => Some(hit.clone()),
+                    _ => None,
+                })
+                .unwrap();
+            (
+                hit.reason.map_or("", Reason::as_str).to_string(),
+                hit.rule
+                    .as_ref()
+                    .map(|r| r.rule_uuid.clone())
+                    .unwrap_or_default(),
+                hit.indeterminate_rules.unwrap_or_default(),
+            )
+        };
+        let observe = rule("1", "observe", "domain", "no-members.example.com");
+        let accept_tag = rule("2", "accept", "tag", "env=none");
+        let accept = rule("3", "accept", "net", "0.0.0.0/0");
+        let engine = engine_of(vec![observe.clone(), accept_tag, accept.clone()]);
+        assert_eq!(
+            judged(&engine),
+            ("esg_allows".into(), "3".into(), "1,2".into())
+        );
+        // With nothing allowing it either: no ESG rule, the unresolvable rules still listed.
+        let engine = engine_of(vec![observe.clone()]);
+        assert_eq!(
+            judged(&engine),
+            ("no_esg_rule".into(), "".into(), "1".into())
+        );
+        // An unresolvable drop rule before the decision may be what blocked it: blamed.
+        let drop = rule("2", "drop", "domain", "no-members.example.com");
+        let engine = engine_of(vec![observe, drop, accept]);
+        assert_eq!(
+            judged(&engine),
+            ("indeterminate_rule".into(), "2".into(), "1,2".into())
+        );
+    }
+
     /// Traffic sums past 2^64 stop at the ceiling, and the stats say so; before, they wrapped
     /// in release builds and panicked in debug ones (the whole batch lost).
     #[test]

@@ -141,8 +141,8 @@ pub struct Evaluation {
     /// Rules before the decision that could not be judged (unresolvable addresses or services)
     /// and whose judgeable parts match.
     pub indeterminate: SmallVec<[RuleId; 2]>,
-    /// The indeterminate rule that may have decided the flow instead: the first that would drop
-    /// it, else the first.
+    /// The indeterminate rule that may have blocked the flow instead: the first drop rule among
+    /// them (an observe or accept rule cannot block, so it is listed, never blamed).
     pub suspect: Option<RuleId>,
 }
 
@@ -826,8 +826,7 @@ impl Engine {
         let suspect = indeterminate
             .iter()
             .copied()
-            .find(|&r| self.rules[r as usize].rule.action == RuleAction::Drop)
-            .or_else(|| indeterminate.first().copied());
+            .find(|&r| self.rules[r as usize].rule.action == RuleAction::Drop);
         Evaluation {
             decision,
             observed,
