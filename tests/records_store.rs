@@ -580,7 +580,7 @@ async fn traffic_views_over_cls_hold_at_the_reference_scale() {
         .unwrap()
         .save(&snapshot)
         .unwrap();
-    let lines: Vec<String> = reference::day_lines(8_000, 11, DAY).collect();
+    let lines: Vec<String> = reference::day_lines(9_500, 11, DAY).collect();
     let events = esgflow_local::emulator::clsfeed::cut_events(
         lines.iter().map(String::as_str),
         &Default::default(),

@@ -846,6 +846,7 @@ pub(crate) mod tests {
             deciding_rule_uuid: None,
             reason: rule.is_empty().then_some(Reason::NoEsgRule),
             indeterminate_rules: None,
+            reply_by: None,
             snapshot_version: "v1".into(),
         })
     }

@@ -61,6 +61,26 @@ names! {
 }
 
 names! {
+    /// How the audit knew a record was a reply (the record `reply_by`), so a user can see how
+    /// sure it is.
+    #[derive(Serialize)]
+    #[serde(into = "&'static str")]
+    #[strum(serialize_all = "snake_case")]
+    pub enum ReplyBy {
+        /// The batch holds the reversed record (the same 5-tuple, or the same ICMP exchange) and
+        /// it started earlier, or, starting in the same second, this record's source port is the
+        /// service end.
+        Pair,
+        /// Its source port is one a rule of the snapshot names as a service (and its
+        /// destination port is not).
+        ServicePort,
+        /// Its source port is privileged or on the fixed list of service ports, or its ICMP type
+        /// is a reply's: the last resort.
+        PortList,
+    }
+}
+
+names! {
     /// What the other end of a connection is, seen from its VPC.
     #[derive(Serialize)]
     #[serde(into = "&'static str")]
@@ -199,6 +219,9 @@ pub struct HitRecord {
     /// Rules before the decision that could not be judged from the snapshot (comma list).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub indeterminate_rules: Option<String>,
+    /// For a reply (reason `reply`): how the audit knew it was one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_by: Option<ReplyBy>,
     /// The snapshot the flow was judged against.
     pub snapshot_version: Arc<str>,
 }
@@ -599,6 +622,7 @@ impl Record {
                     "indeterminate_rules",
                     h.indeterminate_rules.as_deref().map(Text),
                 );
+                emit("reply_by", h.reply_by.map(|r| Text(r.as_str())));
                 emit("protocol", Some(Number(h.protocol.into())));
                 emit("protocol_name", Some(Text(&h.protocol_name.text())));
                 h.ends.visit(&mut emit);
@@ -883,6 +907,7 @@ mod tests {
             deciding_rule_uuid: some("r-2"),
             reason: full.then_some(crate::core::records::Reason::EsgAllows),
             indeterminate_rules: full.then(|| "r-0".to_string()),
+            reply_by: full.then_some(crate::core::records::ReplyBy::Pair),
             snapshot_version: "v1".into(),
         }
     }

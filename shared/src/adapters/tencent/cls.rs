@@ -761,6 +761,7 @@ mod tests {
             deciding_rule_uuid: None,
             reason: None,
             indeterminate_rules: Some("7017".into()),
+            reply_by: None,
             snapshot_version: "eab24ee18751aa20".into(),
         });
         let traffic = Record::Traffic(Box::new(TrafficRecord {

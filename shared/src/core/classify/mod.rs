@@ -16,12 +16,13 @@ use serde::Serialize;
 use strum::VariantArray;
 
 use crate::core::engine::{
-    likely_reply, Decision, Engine, Evaluation, FlowKey, Placement, RuleId, Scope,
+    likely_reply, Decision, Engine, Evaluation, FlowKey, Placement, RuleId, Scope, ServicePorts,
+    WELL_KNOWN_SERVICE_PORTS,
 };
-use crate::core::flowlog::{FlowAction, FlowRecord};
+use crate::core::flowlog::{protocol, FlowAction, FlowRecord};
 use crate::core::records::{
     ipv4_number, Ends, HitRecord, IdPrefix, Peer, ProtocolName, Reason, Record, RecordId,
-    RecordType, RuleHitsRecord, RuleRef, TrafficRecord,
+    RecordType, ReplyBy, RuleHitsRecord, RuleRef, TrafficRecord,
 };
 
 mod counters;
@@ -271,12 +272,13 @@ struct FlowSide<'a> {
     ends: &'a Arc<Ends>,
     decision: Decision,
     indeterminate: Option<&'a str>,
+    reply_by: Option<ReplyBy>,
 }
 
 /// Judges parsed flows against the engine and produces the records.
 pub fn judge(engine: &Engine, flows: Vec<FlowRecord>, monitored: &Monitored) -> Judged {
     let (flows, duplicates, other_enis) = merge_duplicates(flows);
-    let exchanges = unknown_icmp(&flows);
+    let replies = Replies::of(&flows, engine.service_ports());
     let version: Arc<str> = engine.version().into();
     let mut stats = JudgeStats {
         flows: flows.len(),
@@ -302,7 +304,8 @@ pub fn judge(engine: &Engine, flows: Vec<FlowRecord>, monitored: &Monitored) -> 
             stats.unmonitored += 1;
             continue;
         }
-        let reply = is_reply(flow, &exchanges);
+        let reply_by = replies.reply(flow);
+        let reply = reply_by.is_some();
         stats.replies += usize::from(reply);
         // A reply is folded into its connection (initiator → service port), placed as the
         // connection is: a reply to an inbound connection is inbound traffic.
@@ -348,6 +351,7 @@ pub fn judge(engine: &Engine, flows: Vec<FlowRecord>, monitored: &Monitored) -> 
             ends: shared_ends(&mut ends_cache, &placement),
             decision: evaluation.as_ref().map_or(Decision::None, |e| e.decision),
             indeterminate: indeterminate.as_deref(),
+            reply_by,
         };
         let mut rule_ref = |id: RuleId| {
             rule_refs
@@ -470,6 +474,7 @@ impl FlowSide<'_> {
             deciding_rule_uuid: deciding,
             reason,
             indeterminate_rules: self.indeterminate.map(str::to_string),
+            reply_by: self.reply_by,
             snapshot_version: version.clone(),
         }
     }
@@ -487,6 +492,11 @@ mod tests {
     /// blocked, pings from 198.51.100.7 blocked, other pings allowed, and an unresolvable
     /// domain rule for 192.0.2.0/24 traffic.
     fn engine() -> Engine {
+        engine_with(Vec::new())
+    }
+
+    /// [`engine`] with `extra` rules after its own.
+    fn engine_with(extra: Vec<serde_json::Value>) -> Engine {
         let rule = |id: &str,
                     order: &str,
                     action: &str,
@@ -500,18 +510,57 @@ mod tests {
         let mut domain = rule("6", "6", "drop", "172.31.0.0/16", "", "ANY", "-1/-1");
         domain["DestType"] = json!("domain");
         domain["DestContent"] = json!("exfil.example.com");
-        let documents = vec![
-            (
-                "rules".to_string(),
-                json!({"Rules": [
-                    rule("1", "1", "accept", "172.31.0.0/16", "172.31.16.0/20", "TCP", "22"),
-                    rule("2", "2", "drop", "0.0.0.0/0", "172.31.9.0/24", "TCP", "3389"),
-                    rule("3", "3", "drop", "198.51.100.7", "172.31.16.139", "ICMP", "-1/-1"),
-                    rule("4", "4", "accept", "0.0.0.0/0", "172.31.16.139", "ICMP", "-1/-1"),
-                    rule("5", "5", "accept", "0.0.0.0/0", "172.31.16.139", "TCP", "443"),
-                    domain,
-                ]}),
+        let mut rules = vec![
+            rule(
+                "1",
+                "1",
+                "accept",
+                "172.31.0.0/16",
+                "172.31.16.0/20",
+                "TCP",
+                "22",
             ),
+            rule(
+                "2",
+                "2",
+                "drop",
+                "0.0.0.0/0",
+                "172.31.9.0/24",
+                "TCP",
+                "3389",
+            ),
+            rule(
+                "3",
+                "3",
+                "drop",
+                "198.51.100.7",
+                "172.31.16.139",
+                "ICMP",
+                "-1/-1",
+            ),
+            rule(
+                "4",
+                "4",
+                "accept",
+                "0.0.0.0/0",
+                "172.31.16.139",
+                "ICMP",
+                "-1/-1",
+            ),
+            rule(
+                "5",
+                "5",
+                "accept",
+                "0.0.0.0/0",
+                "172.31.16.139",
+                "TCP",
+                "443",
+            ),
+            domain,
+        ];
+        rules.extend(extra);
+        let documents = vec![
+            ("rules".to_string(), json!({ "Rules": rules })),
             (
                 "vpcs".to_string(),
                 json!({"VpcSet": [
@@ -897,6 +946,195 @@ mod tests {
                 "indeterminate_rule".into()
             )]
         );
+    }
+
+    /// The traffic records of `lines` as `(scope, src, dst, dst_port, requests, replies)`.
+    fn conversations(
+        engine: &Engine,
+        lines: &[&str],
+    ) -> Vec<(Scope, String, String, Option<u16>, u64, u64)> {
+        let Judged { records, .. } = judge(engine, flows(lines), &Monitored::All);
+        let mut found: Vec<_> = traffic_of(&records)
+            .into_iter()
+            .map(|t| {
+                (
+                    t.scope,
+                    t.src_ip.to_string(),
+                    t.dst_ip.to_string(),
+                    t.dst_port,
+                    t.requests,
+                    t.replies,
+                )
+            })
+            .collect();
+        found.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        found
+    }
+
+    /// Replies of services outside the fixed port list are found by pairing and by the ports
+    /// the rules name (issue #35, item 2: each reply was judged as a request, a reversed
+    /// connection to the client's port).
+    #[test]
+    fn replies_are_found_by_pairing_then_by_the_rules_ports() {
+        let line = |src: &str, sport: u16, dst: &str, dport: u16| {
+            format!("2 1251762227 eni-lq6mkcis {src} {dst} {sport} {dport} 6 10 900 1432917027 1432917142 ACCEPT OK")
+        };
+        let (client, server) = ("203.0.113.9", "172.31.16.139");
+        let inbound = |port: u16| {
+            (
+                Scope::VpcInbound,
+                client.to_string(),
+                server.to_string(),
+                Some(port),
+                1,
+                1,
+            )
+        };
+        // Paired in the batch: kubelet 10250, a NodePort, 8081, 9443, each with a client port.
+        for (service, client_port) in [
+            (10250, 45_000),
+            (31_000, 45_000),
+            (8081, 33_000),
+            (9443, 60_000),
+        ] {
+            let lines = [
+                line(client, client_port, server, service),
+                line(server, service, client, client_port),
+            ];
+            assert_eq!(
+                conversations(&engine(), &[&lines[0], &lines[1]]),
+                [inbound(service)],
+                "{service}"
+            );
+        }
+        // An NFS client on a privileged port: 2049 (listed) is the service, not port 800.
+        let nfs = [
+            line(client, 800, server, 2049),
+            line(server, 2049, client, 800),
+        ];
+        assert_eq!(
+            conversations(&engine(), &[&nfs[0], &nfs[1]]),
+            [inbound(2049)]
+        );
+        // A reply alone in its batch: a service when a rule names its port (a NodePort range),
+        // judged as a request when nothing does.
+        let reply = line(server, 31_000, client, 45_000);
+        let nodeports = json!({"Id": "9", "OrderIndex": "9", "RuleAction": "accept", "SourceType": "net",
+            "SourceContent": "0.0.0.0/0", "DestType": "net", "DestContent": "172.31.16.0/20",
+            "Protocol": "TCP", "Port": "30000-32767"});
+        assert_eq!(
+            conversations(&engine_with(vec![nodeports]), &[&reply]),
+            [(
+                Scope::VpcInbound,
+                client.to_string(),
+                server.to_string(),
+                Some(31_000),
+                0,
+                1
+            )]
+        );
+        assert_eq!(
+            conversations(&engine(), &[&reply]),
+            [(
+                Scope::VpcOutbound,
+                server.to_string(),
+                client.to_string(),
+                Some(45_000),
+                1,
+                0
+            )]
+        );
+        // The record that started later is the reply, whatever its ports.
+        let later = line(server, 40_000, client, 50_000).replace("1432917027", "1432917090");
+        let earlier = line(client, 50_000, server, 40_000);
+        assert_eq!(
+            conversations(&engine(), &[&later, &earlier]),
+            [(
+                Scope::VpcInbound,
+                client.to_string(),
+                server.to_string(),
+                Some(40_000),
+                1,
+                1
+            )]
+        );
+    }
+
+    /// A rejected reply says how the audit knew it was one.
+    #[test]
+    fn a_rejected_reply_says_how_it_was_known() {
+        let reply_by = |lines: &[&str]| {
+            let Judged { records, .. } = judge(&engine(), flows(lines), &Monitored::All);
+            records.iter().find_map(|r| match r {
+                Record::Hit(hit) if hit.reason == Some(Reason::Reply) => hit.reply_by,
+                _ => None,
+            })
+        };
+        let reject = "2 1251762227 eni-lq6mkcis 172.31.16.139 203.0.113.9 443 51000 6 10 900 1432917027 1432917142 REJECT OK";
+        let request = "2 1251762227 eni-lq6mkcis 203.0.113.9 172.31.16.139 51000 443 6 10 900 1432917027 1432917142 ACCEPT OK";
+        // Rule 5 names TCP 443; 8443 is only on the fixed list.
+        assert_eq!(reply_by(&[reject]), Some(ReplyBy::ServicePort));
+        let listed = reject.replace(" 443 51000 ", " 8443 51000 ");
+        assert_eq!(reply_by(&[&listed]), Some(ReplyBy::PortList));
+        assert_eq!(reply_by(&[request, reject]), Some(ReplyBy::Pair));
+    }
+
+    /// ICMP: a ping and its reply in the same second on one ENI are one exchange, judged once;
+    /// two pings of one pair with different ids are two flows, not merged (issue #35, items 3
+    /// and 4).
+    #[test]
+    fn pings_pair_by_exchange_and_keep_their_ids() {
+        let ping = |src: &str, dst: &str, ports: &str, start: u64| {
+            format!(
+                "2 1251762227 eni-lq6mkcis {src} {dst} {ports} 1 4 336 {start} {} ACCEPT OK",
+                start + 60
+            )
+        };
+        let (a, b) = ("203.0.113.12", "172.31.16.139");
+        // Ports `0 0`: the type is unknown; both start in the same second.
+        let same_second = [
+            ping(a, b, "0 0", 1_432_917_027),
+            ping(b, a, "0 0", 1_432_917_027),
+        ];
+        let Judged { stats, records } = judge(
+            &engine(),
+            flows(&[&same_second[0], &same_second[1]]),
+            &Monitored::All,
+        );
+        assert_eq!(stats.replies, 1, "{records:?}");
+        // Echo requests (type 8) with ids 7 and 9, overlapping windows, one ENI.
+        let (one, two) = (
+            ping(a, b, "7 8", 1_432_917_027),
+            ping(a, b, "9 8", 1_432_917_030),
+        );
+        let Judged { stats, records } = judge(&engine(), flows(&[&one, &two]), &Monitored::All);
+        assert_eq!(stats.duplicates, 0);
+        let traffic = traffic_of(&records);
+        assert_eq!(traffic.len(), 1);
+        assert_eq!((traffic[0].flows, traffic[0].bytes), (2, 672));
+    }
+
+    /// One ENI's consecutive windows of a flow, bounds touching, are parts of it and summed;
+    /// the same flow on another ENI is a duplicate (issue #35, item 5: they were merged and
+    /// their counters max'ed, 6,000 bytes reported for 12,000).
+    #[test]
+    fn only_another_eni_makes_a_duplicate() {
+        let part = |eni: &str, start: u64| {
+            format!("2 1251762227 {eni} 203.0.113.9 172.31.16.139 51000 443 6 10 6000 {start} {} ACCEPT OK", start + 60)
+        };
+        let (first, second) = (
+            part("eni-lq6mkcis", 1_432_917_000),
+            part("eni-lq6mkcis", 1_432_917_060),
+        );
+        let Judged { stats, records } =
+            judge(&engine(), flows(&[&first, &second]), &Monitored::All);
+        assert_eq!(stats.duplicates, 0);
+        assert_eq!(traffic_of(&records)[0].bytes, 12_000);
+        let elsewhere = part("eni-other", 1_432_917_000);
+        let Judged { stats, records } =
+            judge(&engine(), flows(&[&first, &elsewhere]), &Monitored::All);
+        assert_eq!(stats.duplicates, 1);
+        assert_eq!(traffic_of(&records)[0].bytes, 6_000);
     }
 
     /// Only a drop rule can have blocked a flow: unresolvable observe and accept rules before

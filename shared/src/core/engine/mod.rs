@@ -27,6 +27,7 @@ use crate::core::snapshot::resolve::{describe_endpoint, resolve_endpoint};
 use crate::core::snapshot::values::{AddressSet, PortSet, Protocol, Service};
 use crate::core::snapshot::{Endpoint, EndpointKind, Generation, Rule, RuleAction, Snapshot};
 use index::{gallop, sparse_get, Dimension, Word};
+pub(crate) use topology::WELL_KNOWN_SERVICE_PORTS;
 pub use topology::{likely_reply, Direction, Location, Placement, Scope, Topology, VpcInfo};
 
 /// The part of a flow the rules look at.
@@ -654,6 +655,62 @@ pub struct Engine {
     unresolved: Option<RuleIndex>,
     indeterminate: Vec<RuleId>,
     topology: Topology,
+    service_ports: ServicePorts,
+}
+
+/// The TCP and UDP ports the snapshot's rules name as services: a port or a range of fewer
+/// than [`ServicePorts::WIDEST`] ports in a rule in effect (accept, drop or observe), so a rule
+/// for "any port" or "1024-65535" names none. The audit tells a reply from its request by them
+/// before its fixed port list (gRPC 50051, NodePorts, kubelet 10250 are services once a rule
+/// names them).
+#[derive(Debug, Clone)]
+pub struct ServicePorts {
+    /// One bit per port: TCP's 65,536, then UDP's.
+    bits: Vec<u64>,
+}
+
+impl Default for ServicePorts {
+    fn default() -> Self {
+        Self {
+            bits: vec![0; 2 * 1024],
+        }
+    }
+}
+
+impl ServicePorts {
+    /// Ranges this wide or wider name no service.
+    pub const WIDEST: u32 = 4096;
+
+    fn offset(protocol: u8) -> Option<usize> {
+        match protocol {
+            crate::core::flowlog::protocol::TCP => Some(0),
+            crate::core::flowlog::protocol::UDP => Some(65_536),
+            _ => None,
+        }
+    }
+
+    /// Adds a service key range (`protocol << 16 | port`).
+    fn add(&mut self, lo: u32, hi: u32) {
+        let protocol = lo >> 16;
+        let Some(offset) = u8::try_from(protocol).ok().and_then(Self::offset) else {
+            return;
+        };
+        if hi >> 16 != protocol || hi < lo || hi - lo >= Self::WIDEST {
+            return;
+        }
+        for port in (lo & 0xffff)..=(hi & 0xffff) {
+            let bit = offset + port as usize;
+            self.bits[bit / 64] |= 1 << (bit % 64);
+        }
+    }
+
+    /// Whether a rule names `port` of `protocol` as a service.
+    pub fn names(&self, protocol: u8, port: u16) -> bool {
+        Self::offset(protocol).is_some_and(|offset| {
+            let bit = offset + usize::from(port);
+            self.bits[bit / 64] & (1 << (bit % 64)) != 0
+        })
+    }
 }
 
 impl Engine {
@@ -769,6 +826,12 @@ impl Engine {
                 }
             }
         }
+        let mut service_ports = ServicePorts::default();
+        for compiled in rules.iter().filter(|c| c.rule.in_effect()) {
+            for &(lo, hi) in compiled.services.as_deref().unwrap_or(&[]) {
+                service_ports.add(lo, hi);
+            }
+        }
         let index = RuleIndex::build(words, &resolved, max_entries);
         let unresolved =
             (!unresolved.is_empty()).then(|| RuleIndex::build(words, &unresolved, max_entries));
@@ -779,6 +842,7 @@ impl Engine {
             unresolved,
             indeterminate,
             topology: Topology::build(snapshot),
+            service_ports,
         })
     }
 
@@ -800,6 +864,11 @@ impl Engine {
     /// The topology.
     pub fn topology(&self) -> &Topology {
         &self.topology
+    }
+
+    /// The ports the rules name as services.
+    pub fn service_ports(&self) -> &ServicePorts {
+        &self.service_ports
     }
 
     /// Enabled rules that cannot be resolved.

@@ -366,10 +366,12 @@ impl Placement<'_> {
 }
 
 /// Service ports above 1023 that are still server ports (databases, caches, brokers, web
-/// alternates), for reply detection.
+/// alternates, kubelet 10250), for reply detection: the last resort, after pairing and the
+/// ports the snapshot's rules name. None is in the ephemeral range (32,768 and up), where a
+/// client's port may be any (gRPC's 50051 is a service once a rule names it).
 pub(crate) const WELL_KNOWN_SERVICE_PORTS: &[u16] = &[
     1433, 1521, 2049, 2181, 2379, 3000, 3306, 3389, 5000, 5432, 5601, 5672, 6379, 6443, 8000, 8080,
-    8443, 8888, 9000, 9090, 9092, 9100, 9200, 9300, 11211, 15672, 27017,
+    8443, 8888, 9000, 9090, 9092, 9100, 9200, 9300, 10250, 11211, 15672, 27017,
 ];
 
 fn is_service_port(port: u16) -> bool {
