@@ -248,7 +248,12 @@ pub(crate) struct Robot {
 impl Robot {
     /// Every configured channel, sending through one HTTP client.
     pub(crate) fn all(channels: &[Channel]) -> Vec<Box<dyn AlertChannel>> {
-        let http = reqwest::Client::new();
+        // A redirect is not followed: reqwest would turn the POST into a body-less GET, which a
+        // webhook answers 200, and the alert would count as delivered.
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("an HTTP client without TLS settings builds");
         channels
             .iter()
             .map(|channel| {
@@ -319,6 +324,12 @@ async fn send(
         }
         // Errors are reported without the URL: it carries the robot's key or token.
         let outcome = match builder.body(request.body.clone()).send().await {
+            Ok(response) if response.status().is_redirection() => {
+                return Err(failed(format!(
+                    "HTTP {}: the channel's URL redirects, and a redirect is not followed (set the URL it redirects to)",
+                    response.status().as_u16()
+                )))
+            }
             Ok(response) => {
                 let status = response.status().as_u16();
                 match bounded::read_text(response, MAX_ANSWER_BYTES).await {
@@ -361,6 +372,14 @@ mod tests {
     async fn robot(
         answer: Option<(u16, &'static str)>,
     ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        robot_with(answer, String::new()).await
+    }
+
+    /// [`robot`], adding `headers` (each line ending in CRLF) to its answers.
+    async fn robot_with(
+        answer: Option<(u16, &'static str)>,
+        headers: String,
+    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
         use std::sync::atomic::{AtomicUsize, Ordering};
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -369,7 +388,7 @@ mod tests {
         let counter = answered.clone();
         tokio::spawn(async move {
             while let Ok((mut socket, _)) = listener.accept().await {
-                let counter = counter.clone();
+                let (counter, headers) = (counter.clone(), headers.clone());
                 tokio::spawn(async move {
                     // Read the whole request: the head, then Content-Length bytes of body.
                     let mut request = Vec::new();
@@ -399,7 +418,7 @@ mod tests {
                     };
                     counter.fetch_add(1, Ordering::SeqCst);
                     let response = format!(
-                        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
                         body.len()
                     );
                     let _ = socket.write_all(response.as_bytes()).await;
@@ -442,6 +461,53 @@ mod tests {
             took >= SEND_TIMEOUT && took < SEND_TIMEOUT + Duration::from_secs(2),
             "{took:?}"
         );
+    }
+
+    /// A channel whose URL redirects (an http → https move, a 302) is a failed delivery naming
+    /// the redirect, tried once: the redirect is not followed, so the alert does not reach a
+    /// body-less GET there that would answer 200 and count as sent (issue #36).
+    #[tokio::test]
+    async fn a_redirect_is_a_failed_delivery_not_followed() {
+        let (target, reached) = robot(Some((200, r#"{"errcode":0}"#))).await;
+        for kind in [ChannelKind::Webhook, ChannelKind::WeCom] {
+            let (moved, asked) =
+                robot_with(Some((302, "")), format!("Location: {target}\r\n")).await;
+            let channels = Robot::all(&[Channel {
+                kind,
+                url: moved,
+                secret: None,
+            }]);
+            let alert = crate::core::alert::group(
+                &[crate::core::alert::tests::hit(
+                    crate::core::records::RecordType::BlockHit,
+                    "7001",
+                    "block",
+                    "10.0.1.5",
+                    "10.0.3.10",
+                    3306,
+                )],
+                &crate::core::alert::AlertPolicy::default(),
+            )
+            .remove(0);
+            let error = channels[0]
+                .deliver(
+                    &alert,
+                    SystemTime::now(),
+                    Instant::now() + Duration::from_secs(30),
+                )
+                .await
+                .unwrap_err();
+            assert!(
+                error.message.contains("HTTP 302") && error.message.contains("redirect"),
+                "{error:?}"
+            );
+            assert_eq!(
+                asked.load(std::sync::atomic::Ordering::SeqCst),
+                1,
+                "tried once"
+            );
+        }
+        assert_eq!(reached.load(std::sync::atomic::Ordering::SeqCst), 0);
     }
 
     /// The reference's self-computed DingTalk vector.
