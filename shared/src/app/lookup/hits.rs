@@ -447,9 +447,11 @@ pub const EXPORT_COLUMNS: [&str; 29] = [
     "record_id",
 ];
 
-/// One CSV row (RFC 4180) of `record`. A cell that a spreadsheet would run as a formula (it
-/// starts with `=`, `+`, `-`, `@`, tab or carriage return — a rule description can) is
-/// prefixed with `'`.
+/// One CSV row (RFC 4180) of `record`. Text that a spreadsheet would run as a formula (`=`,
+/// `+`, `-`, `@`, tab or carriage return — a rule description can start so) is defused with a
+/// `'` before it, at the start of a cell and after every separator a spreadsheet may split on
+/// (`,`, `;`, `|`, tab, a line break): a cell `;=cmd…` read by a spreadsheet that splits on `;`
+/// would otherwise start a cell with `=cmd…`.
 pub(crate) fn csv_row(out: &mut String, record: &Value) {
     for (i, column) in EXPORT_COLUMNS.iter().enumerate() {
         if i > 0 {
@@ -467,11 +469,7 @@ pub(crate) fn csv_row(out: &mut String, record: &Value) {
                 Some(other) => other.to_string(),
             },
         };
-        let cell = if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-            format!("'{cell}")
-        } else {
-            cell
-        };
+        let cell = defuse_formulas(cell);
         if cell.contains([',', '"', '\n', '\r']) {
             out.push('"');
             out.push_str(&cell.replace('"', "\"\""));
@@ -481,6 +479,22 @@ pub(crate) fn csv_row(out: &mut String, record: &Value) {
         }
     }
     out.push_str("\r\n");
+}
+
+/// `cell` with a `'` before every formula character at its start or after a separator.
+fn defuse_formulas(cell: String) -> String {
+    const FORMULA: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+    const SEPARATORS: [char; 6] = [',', ';', '|', '\t', '\n', '\r'];
+    let mut defused = String::with_capacity(cell.len() + 1);
+    let mut at_start = true;
+    for c in cell.chars() {
+        if at_start && FORMULA.contains(&c) {
+            defused.push('\'');
+        }
+        at_start = SEPARATORS.contains(&c);
+        defused.push(c);
+    }
+    defused
 }
 
 /// `next` (name → text) as a URL query string.
@@ -744,8 +758,9 @@ pub struct PageParams {
 #[derive(Debug, Default, serde::Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ExportParams {
-    /// `csv` (RFC 4180, a header row of the columns; a cell a spreadsheet would run as a formula
-    /// is prefixed with ') or `jsonl` (one record per line, as written; the default).
+    /// `csv` (RFC 4180, a header row of the columns; text a spreadsheet would run as a formula,
+    /// at a cell's start or after a separator in it, gets a ' before it) or `jsonl` (one record
+    /// per line, as written; the default).
     pub(crate) format: Option<String>,
     /// Continues an export: pass the previous answer's X-Esgflow-Next query unchanged.
     pub(crate) cursor: Option<String>,

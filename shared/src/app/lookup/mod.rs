@@ -817,6 +817,27 @@ mod tests {
         }
     }
 
+    /// A formula after any separator a spreadsheet may split on is defused too (issue #36: a
+    /// description `;=cmd…;` passed the guard in spreadsheets that split on `;`).
+    #[test]
+    fn csv_defuses_formulas_after_any_separator() {
+        let mut row = String::new();
+        hits::csv_row(
+            &mut row,
+            &serde_json::json!({"rule_description": ";=cmd|' /C calc'!A0;|+1;@x\n-2"}),
+        );
+        assert!(
+            row.contains(r#"";'=cmd|' /C calc'!A0;|'+1;'@x"#) && row.contains("\n'-2\""),
+            "{row}"
+        );
+        let mut plain = String::new();
+        hits::csv_row(
+            &mut plain,
+            &serde_json::json!({"rule_description": "a-b, c=d"}),
+        );
+        assert!(plain.contains(r#""a-b, c=d""#), "{plain}");
+    }
+
     /// An export pages through the whole search within its answer budget: every record once,
     /// in order, the rest always one `X-Esgflow-Next` away; CSV cells a spreadsheet would run
     /// as formulas are defused, and quotes, commas and line breaks survive.
