@@ -569,12 +569,11 @@ impl Snapshot {
         if self.version == hash {
             Ok(())
         } else if self.version.is_empty() {
-            Err(format!(
-                "it has no version (its content hashes to {hash}): build snapshots with `esgflow snapshot build` or the sync function"
-            ))
+            // The hash its content has is not told: it is what a hand edit would need to pass.
+            Err("it has no version: build snapshots with `esgflow snapshot build` or the sync function".to_string())
         } else {
             Err(format!(
-                "its version {:?} is not the hash of its content ({hash}): it was altered or damaged after it was built",
+                "its version {:?} is not the hash of its content: it was altered or damaged after it was built",
                 self.version
             ))
         }
@@ -652,10 +651,15 @@ mod tests {
             err.contains(&genuine.version) && err.contains("not the hash of its content"),
             "{err}"
         );
+        // Neither error tells the hash the altered content has (issue #36): what a hand edit
+        // would need to pass.
+        let altered: Snapshot = serde_json::from_str(&flipped).unwrap();
+        assert!(!err.contains(&altered.content_hash()), "{err}");
         let mut value: serde_json::Value = serde_json::from_str(text).unwrap();
         value.as_object_mut().unwrap().remove("version");
         let err = Snapshot::from_json(value.to_string().as_bytes()).unwrap_err();
         assert!(err.contains("no version"), "{err}");
+        assert!(!err.contains(&genuine.version), "{err}");
         // Warnings and the time taken are not content: changing them keeps the snapshot valid.
         value["version"] = serde_json::json!(genuine.version);
         value["warnings"] = serde_json::json!(["added later"]);
