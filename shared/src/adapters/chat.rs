@@ -428,17 +428,9 @@ mod tests {
         (url, answered)
     }
 
-    /// A robot that takes the connection and never answers costs one send timeout, reported
-    /// as a timeout (the alert use case then skips it for the rest of the batch).
-    #[tokio::test]
-    async fn a_robot_that_never_answers_times_out_once() {
-        let (hung, _) = robot(None).await;
-        let channels = Robot::all(&[Channel {
-            kind: ChannelKind::WeCom,
-            url: hung,
-            secret: None,
-        }]);
-        let alert = crate::core::alert::group(
+    /// One alert: a block hit of rule 7001.
+    fn block_alert() -> Alert {
+        crate::core::alert::group(
             &[crate::core::alert::tests::hit(
                 crate::core::records::RecordType::BlockHit,
                 "7001",
@@ -449,7 +441,20 @@ mod tests {
             )],
             &crate::core::alert::AlertPolicy::default(),
         )
-        .remove(0);
+        .remove(0)
+    }
+
+    /// A robot that takes the connection and never answers costs one send timeout, reported
+    /// as a timeout (the alert use case then skips it for the rest of the batch).
+    #[tokio::test]
+    async fn a_robot_that_never_answers_times_out_once() {
+        let (hung, _) = robot(None).await;
+        let channels = Robot::all(&[Channel {
+            kind: ChannelKind::WeCom,
+            url: hung,
+            secret: None,
+        }]);
+        let alert = block_alert();
         let started = Instant::now();
         let outcome = channels[0]
             .deliver(&alert, SystemTime::now(), started + Duration::from_secs(30))
@@ -477,18 +482,7 @@ mod tests {
                 url: moved,
                 secret: None,
             }]);
-            let alert = crate::core::alert::group(
-                &[crate::core::alert::tests::hit(
-                    crate::core::records::RecordType::BlockHit,
-                    "7001",
-                    "block",
-                    "10.0.1.5",
-                    "10.0.3.10",
-                    3306,
-                )],
-                &crate::core::alert::AlertPolicy::default(),
-            )
-            .remove(0);
+            let alert = block_alert();
             let error = channels[0]
                 .deliver(
                     &alert,
