@@ -357,10 +357,11 @@ fn dry_run_prints_the_resources_table_then_what_would_be_deployed_and_no_secret(
 fn bad_parameters_are_named_before_anything_happens() {
     let scratch = common::scratch("deploy-bad");
     let out = scratch.path().join("out");
+    let long: &'static str = "q".repeat(1025).leak();
     let cases: &[(&[(&str, &str)], &str)] = &[
         (
             &[("LOOKUP_TOKEN", "short")],
-            "LOOKUP_TOKEN (secret) must be at least 24 characters",
+            "LOOKUP_TOKEN (secret) must be at least 24 characters of visible ASCII",
         ),
         (
             &[("SNAPSHOT_BUCKET", "My_Bucket")],
@@ -393,6 +394,20 @@ fn bad_parameters_are_named_before_anything_happens() {
         (
             &[("LOOKUP_EXTRANET", "yes")],
             "LOOKUP_EXTRANET \"yes\" must be true or false",
+        ),
+        // Issue #36: what the serverless files would interpret, over-long values, and a token
+        // a client cannot send in a header.
+        (
+            &[("DINGTALK_SECRET", "${env:HOME}")],
+            "DINGTALK_SECRET (secret) holds `${`",
+        ),
+        (
+            &[("DEAD_LETTER_QUEUE", long)],
+            "is 1025 characters long, over the 1024",
+        ),
+        (
+            &[("LOOKUP_TOKEN", "токен-0123456789abcdef-0123456789")],
+            "LOOKUP_TOKEN (secret) must be at least 24 characters of visible ASCII",
         ),
         (
             &[("ADMIN_TOKEN", "very-secret-token-0123456789abcdef")],

@@ -73,6 +73,10 @@ pub enum Check {
     Text,
 }
 
+/// Most characters a parameter's value may have: a function's whole environment is limited to
+/// 4 KB, and no setting needs more.
+const MAX_VALUE_CHARS: usize = 1024;
+
 impl Check {
     /// What is wrong with `value`, if anything.
     fn problem(self, value: &str) -> Option<String> {
@@ -106,9 +110,9 @@ impl Check {
                         .chars()
                         .all(|c| c == '-' || c.is_ascii_hexdigit() && !c.is_ascii_uppercase());
                 let custom = hyphenated(value)
-                    && value.rsplit_once('-').is_some_and(|(name, appid)| {
-                        !name.is_empty() && digits(appid)
-                    });
+                    && value
+                        .rsplit_once('-')
+                        .is_some_and(|(name, appid)| !name.is_empty() && digits(appid));
                 uuid || custom
             }
             Check::Bucket => {
@@ -119,20 +123,23 @@ impl Check {
                         .is_some_and(|(name, appid)| !name.is_empty() && digits(appid))
             }
             Check::Token => {
-                return (value.chars().count() < 24 || value.chars().any(char::is_whitespace))
+                // A client sends it in an Authorization header: visible ASCII only.
+                return (value.chars().count() < 24 || !value.bytes().all(|b| b.is_ascii_graphic()))
                     .then(|| {
                         format!(
-                            "must be at least 24 characters without spaces (it has {}); make one with `openssl rand -hex 24`",
+                            "must be at least 24 characters of visible ASCII, no spaces (it has {}); make one with `openssl rand -hex 24`",
                             value.chars().count()
                         )
-                    })
+                    });
             }
             Check::Bool => matches!(value, "true" | "false"),
             Check::VpcList => value.split(',').all(|v| id(v.trim(), "vpc-")),
-            Check::Url => value
-                .strip_prefix("https://")
-                .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
-                && !value.chars().any(char::is_whitespace),
+            Check::Url => {
+                value
+                    .strip_prefix("https://")
+                    .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+                    && !value.chars().any(char::is_whitespace)
+            }
             Check::VpcId => id(value, "vpc-"),
             Check::SubnetId => id(value, "subnet-"),
             Check::Name => {
@@ -370,7 +377,17 @@ impl Values {
                 None => problems.push(format!("{name} is not set: {}", parameter.description)),
                 Some(value) if value.is_empty() => {}
                 Some(value) => {
-                    if let Some(problem) = parameter.check.problem(value) {
+                    let problem = if value.contains("${") {
+                        Some("holds `${`, which the serverless framework would read as a variable: remove it".to_string())
+                    } else if value.chars().count() > MAX_VALUE_CHARS {
+                        Some(format!(
+                            "is {} characters long, over the {MAX_VALUE_CHARS} a setting may have",
+                            value.chars().count()
+                        ))
+                    } else {
+                        parameter.check.problem(value)
+                    };
+                    if let Some(problem) = problem {
                         let shown = if parameter.secret {
                             "(secret)".to_string()
                         } else {
