@@ -34,7 +34,7 @@ pub enum AddressMatch {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AddressError {
     /// Neither an address nor a CIDR network.
-    #[error("{0:?} is neither an IP address nor a CIDR network (10.0.1.0/24)")]
+    #[error("{} is neither an IP address nor a CIDR network (10.0.1.0/24)", crate::core::text::shown(.0))]
     Syntax(String),
     /// An IPv6 network wider than one address: records carry IPv4 addresses as numbers only.
     #[error("{0} is an IPv6 network; IPv6 addresses can be searched one at a time")]

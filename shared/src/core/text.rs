@@ -12,6 +12,18 @@ pub(crate) fn truncate_utf8(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
+/// Most characters of an input an error message shows back.
+const SHOWN_CHARS: usize = 64;
+
+/// `text` as an error message shows it: quoted, cut to its first [`SHOWN_CHARS`] characters
+/// and saying how long it was (a 200 KB parameter is not echoed back whole).
+pub(crate) fn shown(text: &str) -> String {
+    match text.char_indices().nth(SHOWN_CHARS) {
+        Some((cut, _)) => format!("{:?}… ({} characters)", &text[..cut], text.chars().count()),
+        None => format!("{text:?}"),
+    }
+}
+
 /// `bytes` in MiB (or KiB below one MiB), for messages about limits.
 pub(crate) fn mib(bytes: usize) -> String {
     if bytes >= 1 << 20 {

@@ -41,7 +41,7 @@ pub(crate) fn parse_flow(
         text.trim().parse::<IpAddr>().map_err(|_| {
             field_error(
                 &format!("{prefix}{name}"),
-                format!("{text:?} is not an IP address"),
+                format!("{} is not an IP address", shown(text)),
             )
         })
     };
@@ -52,7 +52,7 @@ pub(crate) fn parse_flow(
             crate::core::flowlog::protocol::requested(text).ok_or_else(|| {
                 field_error(
                     &format!("{prefix}protocol"),
-                    format!("{text:?} is not tcp, udp, icmp, icmpv6 or 0-255"),
+                    format!("{} is not tcp, udp, icmp, icmpv6 or 0-255", shown(text)),
                 )
             })?
         }

@@ -550,9 +550,9 @@ impl HitsQuery {
             .port
             .as_deref()
             .map(|text| {
-                text.trim()
-                    .parse::<u16>()
-                    .map_err(|_| field_error("port", format!("{text:?} is not a port (0-65535)")))
+                text.trim().parse::<u16>().map_err(|_| {
+                    field_error("port", format!("{} is not a port (0-65535)", shown(text)))
+                })
             })
             .transpose()?;
         let protocol = search
@@ -563,7 +563,8 @@ impl HitsQuery {
                     field_error(
                         "protocol",
                         format!(
-                            "{text:?} is not tcp, udp, icmp, icmpv6 or a protocol number (0-255)"
+                            "{} is not tcp, udp, icmp, icmpv6 or a protocol number (0-255)",
+                            shown(text)
                         ),
                     )
                 })
@@ -595,7 +596,7 @@ impl HitsQuery {
                 .parse::<u32>()
                 .ok()
                 .filter(|l| (1..=1000).contains(l))
-                .ok_or_else(|| field_error("limit", format!("{text:?} is not 1-1000")))?,
+                .ok_or_else(|| field_error("limit", format!("{} is not 1-1000", shown(text))))?,
             None => page,
         };
         let cursor =

@@ -117,6 +117,8 @@ pub(crate) struct Failure {
     message: String,
 }
 
+pub(crate) use crate::core::text::shown;
+
 fn fail(status: u16, code: &'static str, message: impl Into<String>) -> Failure {
     Failure {
         status,
@@ -248,7 +250,7 @@ fn search_id(name: &str, given: Option<&str>, what: &str) -> Result<Option<Strin
         Some(text) if is_search_id(text) => Ok(Some(text.to_string())),
         Some(text) => Err(field_error(
             name,
-            format!("{text:?} is not {what} (letters, digits, - and _)"),
+            format!("{} is not {what} (letters, digits, - and _)", shown(text)),
         )),
         None => Ok(None),
     }
@@ -282,7 +284,7 @@ fn parse_time(field: &str, text: &str) -> Result<i64, Failure> {
             .map_err(|_| {
                 field_error(
                     field,
-                    format!("{text:?} is neither Unix seconds nor RFC 3339"),
+                    format!("{} is neither Unix seconds nor RFC 3339", shown(text)),
                 )
             })?,
     };
@@ -291,7 +293,7 @@ fn parse_time(field: &str, text: &str) -> Result<i64, Failure> {
     } else {
         Err(field_error(
             field,
-            format!("{text:?} is outside 1970-01-01 to 9999-12-31"),
+            format!("{} is outside 1970-01-01 to 9999-12-31", shown(text)),
         ))
     }
 }

@@ -138,6 +138,15 @@ async fn json_errors(State(cap): State<usize>, mut request: Request, next: Next)
     answer
 }
 
+/// `text` (a path, or axum's error naming the input) cut to its first `max` characters, saying
+/// how long it was.
+fn cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}… ({} characters)", &text[..at], text.chars().count()),
+        None => text.to_string(),
+    }
+}
+
 /// axum's refusal of a request, in the API's words.
 fn refusal(
     status: StatusCode,
@@ -147,7 +156,8 @@ fn refusal(
     text: &[u8],
 ) -> Failure {
     match status {
-        StatusCode::NOT_FOUND => fail(404, "not_found", format!("no route for {path}")),
+        // Before any token is checked: the path is shown cut short.
+        StatusCode::NOT_FOUND => fail(404, "not_found", format!("no route for {}", cut(path, 64))),
         StatusCode::METHOD_NOT_ALLOWED => {
             let methods = allow
                 .and_then(|a| a.to_str().ok())
@@ -156,7 +166,7 @@ fn refusal(
             fail(
                 405,
                 "method_not_allowed",
-                format!("{path} accepts {methods}"),
+                format!("{} accepts {methods}", cut(path, 64)),
             )
         }
         StatusCode::PAYLOAD_TOO_LARGE => fail(
@@ -167,7 +177,7 @@ fn refusal(
         status if status.is_client_error() => fail(
             status.as_u16(),
             "bad_request",
-            String::from_utf8_lossy(text).trim().to_string(),
+            cut(String::from_utf8_lossy(text).trim(), 200),
         ),
         _ => fail(500, "internal_error", String::from_utf8_lossy(text)),
     }
@@ -259,6 +269,35 @@ mod tests {
         let value = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
         (parts.status.as_u16(), parts.headers, value)
+    }
+
+    /// An error shows a short prefix of the input it names, never the whole of it — before
+    /// the token is checked (an unknown route) or after (a bad parameter) (issue #36: a 200 KB
+    /// input came back whole).
+    #[tokio::test]
+    async fn errors_echo_only_a_prefix_of_the_input() {
+        let dir = std::env::temp_dir().join(format!("esgflow-echo-{}", std::process::id()));
+        let app = service(lookup(&dir));
+        let long = "x".repeat(10_000);
+        for (uri, token, status) in [
+            (format!("/{long}"), None, 404),
+            (format!("/v1/hits?src={long}"), Some(TOKEN), 400),
+            (format!("/v1/traffic?scope={long}"), Some(TOKEN), 400),
+        ] {
+            let (got, _, answer) = ask(app.clone(), "GET", &uri, token, "").await;
+            assert_eq!(got, status, "{answer}");
+            let message = answer["error"]["message"].as_str().unwrap();
+            assert!(
+                message.len() < 300,
+                "{} characters: {message}",
+                message.len()
+            );
+            assert!(
+                message.contains("(10001 characters)") || message.contains("(10000 characters)"),
+                "{message}"
+            );
+            assert_eq!(answer["error"]["request_id"], "req-7");
+        }
     }
 
     /// Every route, in-process through the tower service: its status for a good request and

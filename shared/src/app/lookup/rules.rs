@@ -92,7 +92,7 @@ impl Lookup {
                     .ok_or_else(|| {
                         field_error(
                             name,
-                            format!("{text:?} is not a whole number from {min} to {max}"),
+                            format!("{} is not a whole number from {min} to {max}", shown(text)),
                         )
                     }),
             }
@@ -265,7 +265,7 @@ impl Lookup {
                     .ok_or_else(|| {
                         field_error(
                             name,
-                            format!("{text:?} is not a whole number from 1 to {max}"),
+                            format!("{} is not a whole number from 1 to {max}", shown(text)),
                         )
                     }),
             }

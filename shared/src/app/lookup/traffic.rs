@@ -68,7 +68,10 @@ pub(crate) fn traffic_filter(params: &TrafficParams, now: i64) -> Result<Traffic
             .as_deref()
             .map(|text| {
                 names.iter().position(|n| *n == text.trim()).ok_or_else(|| {
-                    field_error(name, format!("{text:?} is not one of {}", names.join(", ")))
+                    field_error(
+                        name,
+                        format!("{} is not one of {}", shown(text), names.join(", ")),
+                    )
                 })
             })
             .transpose()
@@ -91,7 +94,10 @@ pub(crate) fn traffic_filter(params: &TrafficParams, now: i64) -> Result<Traffic
             .ok_or_else(|| {
                 field_error(
                     "talkers",
-                    format!("{text:?} is not a whole number from 1 to {MAX_TALKERS}"),
+                    format!(
+                        "{} is not a whole number from 1 to {MAX_TALKERS}",
+                        shown(text)
+                    ),
                 )
             })?;
     }
@@ -105,9 +111,7 @@ pub(crate) fn traffic_filter(params: &TrafficParams, now: i64) -> Result<Traffic
             .ok_or_else(|| {
                 field_error(
                     "step",
-                    format!(
-                        "{text:?} is not a whole number of minutes, in seconds, from {smallest} (at most {MAX_SERIES_POINTS} points over this window) to 86400"
-                    ),
+                    format!("{} is not a whole number of minutes, in seconds, from {smallest} (at most {MAX_SERIES_POINTS} points over this window) to 86400", shown(text)),
                 )
             })?;
     }
@@ -121,7 +125,7 @@ pub(crate) fn fl_action(given: Option<&str>) -> Result<Option<&'static str>, Fai
         Some(text) if text.eq_ignore_ascii_case("reject") => Ok(Some("REJECT")),
         Some(text) => Err(field_error(
             "fl_action",
-            format!("{text:?} is not ACCEPT or REJECT"),
+            format!("{} is not ACCEPT or REJECT", shown(text)),
         )),
         None => Ok(None),
     }
