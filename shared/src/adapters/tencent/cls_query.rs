@@ -215,21 +215,44 @@ fn typed(mut record: Value) -> Value {
     record
 }
 
-/// A raw-log search's `Results`.
-fn results(response: &Value) -> &[Value] {
-    response
+/// A raw-log search's `Results`, and the records they hold (each log's `LogJson`, numbers as
+/// numbers). An answer without a `Results` list, or with a log that is not a record, is a
+/// failed search, not "no hits" (SearchLog's raw results always carry both: tccli
+/// `SearchLogResponse.Results`, `LogInfo.LogJson`).
+fn results(response: &Value) -> Result<(&[Value], Vec<Value>), ApiError> {
+    let failed = |message: String| ApiError {
+        action: "SearchLog".into(),
+        code: "BadResponse".into(),
+        message,
+        request_id: response
+            .get("RequestId")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+    };
+    let results = response
         .get("Results")
         .and_then(Value::as_array)
-        .map_or(&[][..], Vec::as_slice)
-}
-
-/// The records of `results` (each log's `LogJson`), numbers as numbers.
-fn logs(results: &[Value]) -> impl Iterator<Item = Value> + '_ {
-    results
+        .ok_or_else(|| failed("the answer has no Results list".to_string()))?;
+    let read: Vec<Option<Value>> = results
         .iter()
-        .filter_map(|r| r.get("LogJson").and_then(Value::as_str))
-        .filter_map(|text| serde_json::from_str(text).ok())
-        .map(typed)
+        .map(|log| {
+            log.get("LogJson")
+                .and_then(Value::as_str)
+                .and_then(|text| serde_json::from_str::<Value>(text).ok())
+                .filter(Value::is_object)
+                .map(typed)
+        })
+        .collect();
+    let unreadable = read.iter().filter(|r| r.is_none()).count();
+    if unreadable > 0 {
+        return Err(failed(format!(
+            "{unreadable} of its {} logs have no LogJson record",
+            results.len()
+        )));
+    }
+    let records = read.into_iter().flatten().collect();
+    Ok((results.as_slice(), records))
 }
 
 /// The rules with the most block hits, most first.
@@ -312,8 +335,7 @@ impl ClsRecords {
             .client
             .call("cls", CLS_VERSION, "SearchLog", &body, deadline)
             .await?;
-        let results = results(&response);
-        let hits: Vec<Value> = logs(results).collect();
+        let (results, hits) = results(&response)?;
         // Over when CLS gives nothing, or fewer logs than asked without saying there are more.
         let more = response.get("ListOver").and_then(Value::as_bool) == Some(false);
         let complete = results.is_empty() || (results.len() < limit as usize && !more);
@@ -399,8 +421,7 @@ impl ClsRecords {
             .client
             .call("cls", CLS_VERSION, "SearchLog", &body, deadline)
             .await?;
-        let record = logs(results(&response)).next();
-        Ok(record)
+        Ok(results(&response)?.1.into_iter().next())
     }
 
     /// The ENIs that recorded traffic between `since` and `until` (Unix seconds).
@@ -557,6 +578,44 @@ impl RecordsStore for ClsRecords {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A SearchLog answer without its `Results` list, or with a log that is not a record, is a
+    /// failed search, never "no hits" (issue #36: a hostile answer showed as 0 hits).
+    #[test]
+    fn an_unreadable_search_answer_is_a_failure_not_no_hits() {
+        let good = json!({"Results": [{"LogJson": "{\"record_id\":\"a\",\"dst_port\":\"443\"}"}], "RequestId": "r-1"});
+        let (logs, records) = results(&good).unwrap();
+        assert_eq!(
+            (logs.len(), records[0]["dst_port"].clone()),
+            (1, json!(443))
+        );
+        assert!(results(&json!({"Results": [], "RequestId": "r"}))
+            .unwrap()
+            .1
+            .is_empty());
+        for (answer, says) in [
+            (json!({"RequestId": "r-2"}), "no Results list"),
+            (
+                json!({"Results": "x", "RequestId": "r-2"}),
+                "no Results list",
+            ),
+            (
+                json!({"Results": [{"LogJson": "{}"}, {"LogJson": "not json"}], "RequestId": "r-2"}),
+                "1 of its 2 logs",
+            ),
+            (
+                json!({"Results": [{"Log": "x"}], "RequestId": "r-2"}),
+                "1 of its 1 logs",
+            ),
+        ] {
+            let err = results(&answer).unwrap_err();
+            assert!(err.message.contains(says), "{err:?}");
+            assert_eq!(
+                (err.code.as_str(), err.request_id.as_str()),
+                ("BadResponse", "r-2")
+            );
+        }
+    }
 
     fn every_shape() -> Vec<(HitFilter, &'static str)> {
         let base = HitFilter::new(0, 1);
