@@ -18,9 +18,16 @@ pub const BLOCK: usize = 128;
 /// back from those columns.
 pub const COLUMN_KEYS: [&str; 3] = ["record_type", "record_id", "time"];
 
-/// Most bytes a block inflates to: [`BLOCK`] records of up to 64 KiB each (CLS's limit for a
-/// log is 1 MB, audit's records are about 1 KB); a block past it is refused as damaged.
-const MAX_INFLATED: u64 = BLOCK as u64 * 64 * 1024;
+/// A block is written once its records' JSON reaches this many bytes, whatever their number.
+pub const BLOCK_BYTES: usize = 1 << 20;
+
+/// The longest record a store keeps (a JSON line; audit's are about 1 KB): longer lines are
+/// counted as skipped.
+pub const MAX_RECORD_BYTES: usize = 8 << 20;
+
+/// Most bytes a block inflates to: [`BLOCK_BYTES`] and one more record of
+/// [`MAX_RECORD_BYTES`], with room for escaping; a block past it is refused as damaged.
+const MAX_INFLATED: u64 = 4 * (BLOCK_BYTES + MAX_RECORD_BYTES) as u64;
 
 /// `records` as one block.
 pub fn encode(records: &[Map<String, Value>]) -> Vec<u8> {

@@ -285,6 +285,8 @@ struct Import<'t> {
     bodies: rusqlite::Statement<'t>,
     /// The block being filled: the rowid of its first record, and its records.
     block: (i64, Vec<Map<String, Value>>),
+    /// The JSON bytes of the block's records so far.
+    block_bytes: usize,
 }
 
 impl<'t> Import<'t> {
@@ -314,6 +316,7 @@ impl<'t> Import<'t> {
             )?,
             bodies: transaction.prepare("INSERT INTO bodies (first, data) VALUES (?, ?)")?,
             block: (0, Vec::new()),
+            block_bytes: 0,
         })
     }
 
@@ -344,7 +347,11 @@ impl<'t> Import<'t> {
 
     /// Stores `record`; false when it is not a record (no type, id or time) or is already
     /// stored.
-    fn store(&mut self, record: Map<String, Value>) -> rusqlite::Result<Option<bool>> {
+    fn store(
+        &mut self,
+        record: Map<String, Value>,
+        bytes: usize,
+    ) -> rusqlite::Result<Option<bool>> {
         let number = |key: &str| {
             record
                 .get(key)
@@ -428,10 +435,14 @@ impl<'t> Import<'t> {
             );
             self.counters.execute(params_from_iter(values))?;
         }
-        // A block covers consecutive rowids.
-        if !self.block.1.is_empty() && rowid != self.block.0 + self.block.1.len() as i64 {
+        // A block covers consecutive rowids, and about a MiB of records at most.
+        if !self.block.1.is_empty()
+            && (rowid != self.block.0 + self.block.1.len() as i64
+                || self.block_bytes + bytes > blocks::BLOCK_BYTES)
+        {
             self.flush()?;
         }
+        self.block_bytes += bytes;
         if self.block.1.is_empty() {
             self.block.0 = rowid;
         }
@@ -454,6 +465,7 @@ impl<'t> Import<'t> {
             let data = blocks::encode(&self.block.1);
             self.bodies.execute((self.block.0, data))?;
             self.block.1.clear();
+            self.block_bytes = 0;
         }
         Ok(())
     }
@@ -557,6 +569,11 @@ impl LocalRecords {
                 if line.trim().is_empty() {
                     continue;
                 }
+                // A record no block could hold (audit's are about a KB) is not one.
+                if line.len() > blocks::MAX_RECORD_BYTES {
+                    imported.skipped += 1;
+                    continue;
+                }
                 let record = match serde_json::from_str::<Value>(&line) {
                     Ok(record @ Value::Object(_)) => record,
                     _ => {
@@ -568,7 +585,7 @@ impl LocalRecords {
                 let Value::Object(record) = record else {
                     unreachable!("matched above")
                 };
-                match import.store(record).map_err(failed)? {
+                match import.store(record, line.len()).map_err(failed)? {
                     Some(_) => imported.records += 1,
                     None => imported.skipped += 1,
                 }

@@ -20,7 +20,7 @@ use utoipa::ToSchema;
     responses(
         (status = 200, description = "one page of hit records, newest first", body = HitsPage),
         (status = 400, description = "an invalid parameter (named in the message); a parameter the route does not read, or one given twice (`unknown_parameter`, `repeated_parameter`)", body = ErrorBody),
-        (status = 401, description = "missing or invalid token", body = ErrorBody), (status = 405, description = "not GET", body = ErrorBody), (status = 410, description = "the cursor is over an hour old, or the store no longer keeps its search", body = ErrorBody), (status = 502, description = "the records search failed (CLS SearchLog, or the local database)", body = ErrorBody), (status = 503, description = "no records store configured", body = ErrorBody),
+        (status = 401, description = "missing or invalid token", body = ErrorBody), (status = 405, description = "not GET", body = ErrorBody), (status = 410, description = "the cursor is over an hour old, or the store no longer keeps its search", body = ErrorBody), (status = 413, description = "the page does not fit one answer (long records): the message says which limit does (`answer_too_large`)", body = ErrorBody), (status = 502, description = "the records search failed (CLS SearchLog, or the local database)", body = ErrorBody), (status = 503, description = "no records store configured", body = ErrorBody),
     ))]
 pub(crate) async fn hits(
     State(lookup): State<Lookup>,
@@ -44,7 +44,7 @@ pub(crate) async fn hits(
                 ("X-Esgflow-Next" = String, description = "the query string of the next part, when the export is not complete"),
                 ("Content-Disposition" = String, description = "attachment; filename=esgflow-hits-<since>-<until>.csv or .jsonl"),
             )),
-        (status = 400, description = "an invalid parameter (named in the message); a parameter the route does not read, or one given twice", body = ErrorBody), (status = 401, description = "missing or invalid token", body = ErrorBody), (status = 405, description = "not GET", body = ErrorBody), (status = 410, description = "the cursor is over an hour old, or the store no longer keeps its search", body = ErrorBody), (status = 413, description = "one page of the export does not fit an answer", body = ErrorBody), (status = 502, description = "the records search failed", body = ErrorBody), (status = 503, description = "no records store configured", body = ErrorBody),
+        (status = 400, description = "an invalid parameter (named in the message); a parameter the route does not read, or one given twice", body = ErrorBody), (status = 401, description = "missing or invalid token", body = ErrorBody), (status = 405, description = "not GET", body = ErrorBody), (status = 410, description = "the cursor is over an hour old, or the store no longer keeps its search", body = ErrorBody), (status = 413, description = "one record of the export does not fit an answer", body = ErrorBody), (status = 502, description = "the records search failed", body = ErrorBody), (status = 503, description = "no records store configured", body = ErrorBody),
     ))]
 pub(crate) async fn export(
     State(lookup): State<Lookup>,
@@ -108,6 +108,23 @@ impl Lookup {
             .to_string()
         });
         let hits = page.hits;
+        // The page as the answer carries it, escaped, within the budget; else 413 with how
+        // many records of it do fit (a rule description can be long).
+        let mut size = 4096;
+        for (i, hit) in hits.iter().enumerate() {
+            size += escaped_len(&hit.to_string()) + 1;
+            if size > self.export_budget {
+                return Err(fail(
+                    413,
+                    "answer_too_large",
+                    format!(
+                        "this page of {} records does not fit one answer (SCF returns at most 6 MB): the first {i} do; ask for limit={} or fewer",
+                        hits.len(),
+                        i.max(1)
+                    ),
+                ));
+            }
+        }
         let next = cursor.as_ref().map(|cursor| query.next_page(cursor));
         Ok(HitsPage {
             count: hits.len(),
@@ -268,6 +285,7 @@ impl Lookup {
         let mut context = query.cursor.as_ref().map(|c| c.context.clone());
         // Sizes as the answer's JSON will carry the body: escaped.
         let (mut count, mut size, mut largest_page) = (0usize, escaped_len(&body), 0usize);
+        let mut limit = query.limit;
         let complete = loop {
             // Another page only while the largest one so far would fit twice, within the
             // record cap, and with time left to answer.
@@ -280,7 +298,7 @@ impl Lookup {
                 break false;
             }
             let page = store
-                .search_hits(&query.filter, query.limit, context.as_deref(), deadline)
+                .search_hits(&query.filter, limit, context.as_deref(), deadline)
                 .await
                 .map_err(|failure| {
                     search_failed(
@@ -289,15 +307,36 @@ impl Lookup {
                     )
                 })?;
             let before = body.len();
+            // How many of the page's records fit what is left of the budget.
+            let (mut fit, mut added) = (0, 0);
             for hit in &page.hits {
+                let row = body.len();
                 if csv {
                     csv_row(&mut body, hit);
                 } else {
                     body.push_str(&hit.to_string());
                     body.push('\n');
                 }
+                added += escaped_len(&body[row..]);
+                fit += usize::from(size + added <= self.export_budget);
             }
-            let added = escaped_len(&body[before..]);
+            if fit < page.hits.len() {
+                body.truncate(before);
+                if count > 0 {
+                    // The rest goes in the next part, from this page's start.
+                    break false;
+                }
+                if fit == 0 && limit == 1 {
+                    return Err(fail(
+                        413,
+                        "answer_too_large",
+                        "one record of this export does not fit an answer: narrow the search",
+                    ));
+                }
+                // The first page is too long for one answer: ask again for what fits.
+                limit = fit.max(1) as u32;
+                continue;
+            }
             size += added;
             largest_page = largest_page.max(added);
             count += page.hits.len();
@@ -306,13 +345,6 @@ impl Lookup {
                 break true;
             }
         };
-        if size > MAX_ANSWER_BYTES {
-            return Err(fail(
-                413,
-                "answer_too_large",
-                "one page of this export does not fit an answer: narrow the search",
-            ));
-        }
         let (content_type, extension) = if csv {
             ("text/csv; charset=utf-8", "csv")
         } else {

@@ -359,10 +359,17 @@ fn field_error(field: &str, message: impl std::fmt::Display) -> Failure {
 /// for the envelope and headers.
 pub(crate) const MAX_ANSWER_BYTES: usize = 6_000_000 - 64 * 1024;
 
-/// What `text` weighs inside the integration response: every `"` and `\` gains a backslash
-/// (serde_json writes control characters already escaped).
+/// What `text` weighs inside the integration response, a JSON string: `"`, `\`, and the
+/// control characters JSON writes in two bytes (`\n`, `\r`, `\t`, `\b`, `\f`) gain a byte;
+/// any other control character becomes six (`\u0001`) — a CSV export carries them raw.
 fn escaped_len(text: &str) -> usize {
-    text.len() + text.bytes().filter(|b| matches!(b, b'"' | b'\\')).count()
+    text.bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0x00..=0x1f => 6,
+            _ => 1,
+        })
+        .sum()
 }
 
 /// A failed CLS search: logged with its details, answered 502 with the CLS error code only.
@@ -838,6 +845,99 @@ mod tests {
             &serde_json::json!({"rule_description": "a-b, c=d"}),
         );
         assert!(plain.contains(r#""a-b, c=d""#), "{plain}");
+    }
+
+    /// Long records (a rule description of 40,000 control characters, six bytes each once
+    /// escaped) are weighed as the answer carries them: a page of them that does not fit is 413
+    /// naming a limit that does (issue #36: 500 or 502), and an export splits into answers
+    /// that each fit.
+    #[cfg(feature = "local-store")]
+    #[test]
+    fn long_records_are_weighed_escaped() {
+        let (mut lookup, dir) = lookup();
+        let description = "\u{1}".repeat(40_000);
+        let lines: String = (0..30)
+            .map(|i| {
+                format!(
+                    "{}\n",
+                    json!({"record_type": "block_hit", "record_id": format!("{i:04}"), "time": 1000 + i,
+                           "src_ip": "10.0.1.11", "dst_ip": "10.0.3.10", "dst_port": 3306,
+                           "protocol": 6, "rule_uuid": "7010", "rule_description": description})
+                )
+            })
+            .collect();
+        let db = dir.join("records.db");
+        crate::adapters::sqlite::LocalRecords::create(&db)
+            .unwrap()
+            .import(lines.as_bytes())
+            .unwrap();
+        lookup = lookup.with_store(std::sync::Arc::new(
+            crate::adapters::sqlite::LocalRecords::open(&db).unwrap(),
+        ));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let get = |path: &str, query: Value| {
+            let request: ApiGatewayRequest = serde_json::from_value(json!({
+                "httpMethod": "GET", "path": path,
+                "headers": {"authorization": "Bearer t0ken"}, "queryString": query,
+            }))
+            .unwrap();
+            runtime.block_on(lookup.app().handle(
+                &request,
+                "r",
+                Instant::now() + std::time::Duration::from_secs(30),
+            ))
+        };
+        let search = |limit: &str| json!({"type": "block_hit", "since": "0", "until": "5000", "limit": limit});
+        let refused = get("/v1/hits", search("30"));
+        assert_eq!(
+            refused.status_code,
+            413,
+            "{}",
+            &refused.body[..200.min(refused.body.len())]
+        );
+        let error: Value = serde_json::from_str(&refused.body).unwrap();
+        let message = error["error"]["message"].as_str().unwrap();
+        let fits = message
+            .split("limit=")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap();
+        let answer = get("/v1/hits", search(fits));
+        assert_eq!(answer.status_code, 200, "{message}");
+        // What the answer weighs inside the integration response: the body as a JSON string.
+        let weight = |body: &str| serde_json::to_string(body).unwrap().len();
+        assert!(weight(&answer.body) <= MAX_ANSWER_BYTES, "{message}");
+        let mut query =
+            json!({"format": "csv", "type": "block_hit", "since": "0", "until": "5000"});
+        let mut exported = 0;
+        for _ in 0..10 {
+            let part = get("/v1/hits/export", query.clone());
+            assert_eq!(part.status_code, 200);
+            assert!(
+                weight(&part.body) <= MAX_ANSWER_BYTES,
+                "{}",
+                weight(&part.body)
+            );
+            exported += part.headers["X-Esgflow-Count"].parse::<usize>().unwrap();
+            match part.headers.get("X-Esgflow-Next") {
+                Some(next) => {
+                    query = Value::Object(
+                        next.split('&')
+                            .map(|p| p.split_once('=').unwrap())
+                            .map(|(k, v)| (k.to_string(), json!(v)))
+                            .collect(),
+                    )
+                }
+                None => break,
+            }
+        }
+        assert_eq!(exported, 30);
+        std::fs::remove_dir_all(dir).ok();
     }
 
     /// An export pages through the whole search within its answer budget: every record once,
