@@ -1593,6 +1593,34 @@ mod tests {
         assert_eq!(all.talkers.len(), 6);
     }
 
+    /// Long records share a block only up to about a MiB, so any block reads back; a line longer
+    /// than a store keeps is counted as skipped, not stored.
+    #[test]
+    fn long_records_fill_smaller_blocks_and_a_huge_line_is_skipped() {
+        let long = "d".repeat(300_000);
+        let mut lines: Vec<String> = (0..12)
+            .map(|i| format!(r#"{{"record_type":"block_hit","record_id":"l{i}","time":{},"rule_description":"{long}"}}"#, 100 + i))
+            .collect();
+        lines.push(format!(
+            r#"{{"record_type":"block_hit","record_id":"huge","time":1,"x":"{}"}}"#,
+            "h".repeat(blocks::MAX_RECORD_BYTES)
+        ));
+        let (store, imported) = store(&lines.join("\n"));
+        assert_eq!((imported.records, imported.skipped), (12, 1));
+        let blocks: i64 = store
+            .run("SELECT count(*) FROM bodies", |s| {
+                s.query_row([], |r| r.get(0))
+            })
+            .unwrap();
+        assert!(blocks >= 4, "{blocks} blocks");
+        let hits = store
+            .search_hits(&HitFilter::new(0, 1_000), 20, None)
+            .unwrap()
+            .hits;
+        assert_eq!(hits.len(), 12);
+        assert!(hits.iter().all(|h| h["rule_description"] == long.as_str()));
+    }
+
     #[test]
     fn lines_that_are_not_records_are_counted_and_the_rest_kept() {
         let (store, imported) = store(concat!(
