@@ -18,10 +18,23 @@ const SHOWN_CHARS: usize = 64;
 /// `text` as an error message shows it: quoted, cut to its first [`SHOWN_CHARS`] characters
 /// and saying how long it was (a 200 KB parameter is not echoed back whole).
 pub(crate) fn shown(text: &str) -> String {
-    match text.char_indices().nth(SHOWN_CHARS) {
-        Some((cut, _)) => format!("{:?}… ({} characters)", &text[..cut], text.chars().count()),
+    match first_chars(text, SHOWN_CHARS) {
+        Some(start) => format!("{start:?}… ({} characters)", text.chars().count()),
         None => format!("{text:?}"),
     }
+}
+
+/// `text` cut to its first `max` characters, saying how long it was; whole when it fits.
+pub(crate) fn cut(text: &str, max: usize) -> String {
+    match first_chars(text, max) {
+        Some(start) => format!("{start}… ({} characters)", text.chars().count()),
+        None => text.to_string(),
+    }
+}
+
+/// The first `max` characters of `text`, when it has more.
+fn first_chars(text: &str, max: usize) -> Option<&str> {
+    text.char_indices().nth(max).map(|(at, _)| &text[..at])
 }
 
 /// `bytes` in MiB (or KiB below one MiB), for messages about limits.

@@ -251,6 +251,20 @@ fn address_key(text: &str) -> Option<AddressKey<'_>> {
     )
 }
 
+/// The `names` id an address column's number refers to: an IPv6 address (or other text) is
+/// stored as minus its id; an IPv4 address, as itself, refers to none.
+fn address_name(key: i64) -> Option<i64> {
+    (key < 0).then_some(-key)
+}
+
+/// An address column's number as text, its name (if any) from `names`.
+fn address_text(key: i64, names: &HashMap<i64, String>) -> String {
+    match address_name(key) {
+        Some(id) => names[&id].clone(),
+        None => std::net::Ipv4Addr::from(key as u32).to_string(),
+    }
+}
+
 /// Names while an import runs: every one read once, new ones added.
 struct Names {
     ids: HashMap<String, i64>,
@@ -365,8 +379,7 @@ impl<'t> Import<'t> {
         ) else {
             return Ok(None);
         };
-        let (rid, kind) = (record_id(id), kind.to_string());
-        let kind_id = Sql::Integer(self.names.id(&mut self.name, &kind)?);
+        let rid = record_id(id);
         if kind == "traffic" {
             let mut values = vec![rid, Sql::Integer(time), number("last_seen")];
             for key in [
@@ -391,6 +404,8 @@ impl<'t> Import<'t> {
             });
             return Ok(Some(self.traffic.execute(params_from_iter(values))? == 1));
         }
+        let kind_id = Sql::Integer(self.names.id(&mut self.name, kind)?);
+        let rule_hits = kind == "rule_hits";
         let (src, src_back) = self.address(&record, "src_ip")?;
         let (dst, dst_back) = self.address(&record, "dst_ip")?;
         let mut values = vec![kind_id, rid, Sql::Integer(time), src.clone(), dst.clone()];
@@ -421,7 +436,7 @@ impl<'t> Import<'t> {
             Err(rusqlite::Error::StatementChangedRows(0)) => return Ok(Some(false)),
             Err(e) => return Err(e),
         };
-        if kind == "rule_hits" {
+        if rule_hits {
             let mut values = vec![Sql::Integer(rowid)];
             values.extend(
                 [
@@ -662,8 +677,7 @@ impl LocalRecords {
             let addresses = row.columns[..2]
                 .iter()
                 .flatten()
-                .filter(|n| **n < 0)
-                .map(|n| -n);
+                .filter_map(|n| address_name(*n));
             std::iter::once(row.kind).chain(named).chain(addresses)
         }))?;
         let mut read: BTreeMap<i64, blocks::Block> = BTreeMap::new();
@@ -701,10 +715,7 @@ impl LocalRecords {
                 let column = row.columns[MOVED_FROM[bit]]
                     .ok_or_else(|| damaged(format!("record {rowid} lost its {key}")))?;
                 let value = match bit {
-                    0 | 1 if column >= 0 => {
-                        Value::String(std::net::Ipv4Addr::from(column as u32).to_string())
-                    }
-                    0 | 1 => Value::String(names[&-column].clone()),
+                    0 | 1 => Value::String(address_text(column, &names)),
                     2..=5 => Value::from(column),
                     _ => Value::String(names[&column].clone()),
                 };
@@ -983,17 +994,13 @@ impl LocalRecords {
     ) -> Result<Vec<Talker>, LocalStoreError> {
         let names = self.names_of(ranked.iter().flat_map(
             |((src, dst, _, protocol, scope), _)| {
-                let named = |key: &Option<i64>| key.filter(|n| *n < 0).map(|n| -n);
+                let named = |key: &Option<i64>| key.and_then(address_name);
                 [named(src), named(dst), *protocol, *scope]
                     .into_iter()
                     .flatten()
             },
         ))?;
-        let address = |key: &Option<i64>| match key {
-            Some(n) if *n >= 0 => std::net::Ipv4Addr::from(*n as u32).to_string(),
-            Some(n) => names[&-n].clone(),
-            None => String::new(),
-        };
+        let address = |key: &Option<i64>| key.map_or_else(String::new, |n| address_text(n, &names));
         let name = |id: &Option<i64>| id.map(|id| names[&id].clone()).unwrap_or_default();
         let mut talkers: Vec<Talker> = ranked
             .into_iter()

@@ -418,6 +418,19 @@ mod tests {
         )
     }
 
+    /// `lookup` over a local records store (`dir`/records.db) holding `lines`.
+    #[cfg(feature = "local-store")]
+    fn with_records(lookup: Lookup, dir: &std::path::Path, lines: &str) -> Lookup {
+        let db = dir.join("records.db");
+        crate::adapters::sqlite::LocalRecords::create(&db)
+            .unwrap()
+            .import(lines.as_bytes())
+            .unwrap();
+        lookup.with_store(std::sync::Arc::new(
+            crate::adapters::sqlite::LocalRecords::open(&db).unwrap(),
+        ))
+    }
+
     fn rand_suffix() -> u64 {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -581,14 +594,7 @@ mod tests {
         .iter()
         .map(|l| format!("{l}\n"))
         .collect::<String>();
-        let db = dir.join("records.db");
-        crate::adapters::sqlite::LocalRecords::create(&db)
-            .unwrap()
-            .import(lines.as_bytes())
-            .unwrap();
-        let lookup = lookup.with_store(std::sync::Arc::new(
-            crate::adapters::sqlite::LocalRecords::open(&db).unwrap(),
-        ));
+        let lookup = with_records(lookup, &dir, &lines);
         let (status, page) = call(&lookup, "GET", "/v1/rules", Some("t0ken"), None);
         assert_eq!(status, 200, "{page}");
         let rules = page["rules"].as_array().unwrap();
@@ -661,19 +667,15 @@ mod tests {
             record("00000000000000a1", &older.version),
             record("00000000000000a2", "0000000000000000")
         );
-        let db = dir.join("records.db");
-        crate::adapters::sqlite::LocalRecords::create(&db)
-            .unwrap()
-            .import(lines.as_bytes())
-            .unwrap();
-        let lookup = Lookup::new(
-            Auth::Bearer("t0ken".into()),
-            4096,
-            SnapshotCache::with_store(Box::new(store), std::time::Duration::from_secs(60)),
-        )
-        .with_store(std::sync::Arc::new(
-            crate::adapters::sqlite::LocalRecords::open(&db).unwrap(),
-        ));
+        let lookup = with_records(
+            Lookup::new(
+                Auth::Bearer("t0ken".into()),
+                4096,
+                SnapshotCache::with_store(Box::new(store), std::time::Duration::from_secs(60)),
+            ),
+            &dir,
+            &lines,
+        );
         let (status, answer) = call(
             &lookup,
             "GET",
@@ -739,14 +741,7 @@ mod tests {
             )
         })
         .collect();
-        let db = dir.join("records.db");
-        crate::adapters::sqlite::LocalRecords::create(&db)
-            .unwrap()
-            .import(lines.as_bytes())
-            .unwrap();
-        let lookup = lookup.with_store(std::sync::Arc::new(
-            crate::adapters::sqlite::LocalRecords::open(&db).unwrap(),
-        ));
+        let lookup = with_records(lookup, &dir, &lines);
         let (status, vpcs) = call(&lookup, "GET", "/v1/vpcs", Some("t0ken"), None);
         assert_eq!(status, 200, "{vpcs}");
         let coverage = |id: &str| {
@@ -866,14 +861,7 @@ mod tests {
                 )
             })
             .collect();
-        let db = dir.join("records.db");
-        crate::adapters::sqlite::LocalRecords::create(&db)
-            .unwrap()
-            .import(lines.as_bytes())
-            .unwrap();
-        lookup = lookup.with_store(std::sync::Arc::new(
-            crate::adapters::sqlite::LocalRecords::open(&db).unwrap(),
-        ));
+        lookup = with_records(lookup, &dir, &lines);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -962,14 +950,7 @@ mod tests {
                 )
             })
             .collect();
-        let db = dir.join("records.db");
-        crate::adapters::sqlite::LocalRecords::create(&db)
-            .unwrap()
-            .import(lines.as_bytes())
-            .unwrap();
-        lookup = lookup.with_store(std::sync::Arc::new(
-            crate::adapters::sqlite::LocalRecords::open(&db).unwrap(),
-        ));
+        lookup = with_records(lookup, &dir, &lines);
         // Pages of 50 and room for a few: the export needs several answers.
         lookup.configure().export_budget = 40_000;
         lookup.configure().export_page = 50;

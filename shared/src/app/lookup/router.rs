@@ -29,6 +29,7 @@ use super::snapshot::snapshot;
 use super::traffic::traffic;
 use super::vpcs::{switch, vpcs};
 use super::{fail, security_headers, Failure, Lookup};
+use crate::core::text::cut;
 
 /// The lookup application as one tower service: [`router`] inside the layers that need the
 /// whole answer (the JSON error body sees axum's `Allow` header, the security headers every
@@ -136,15 +137,6 @@ async fn json_errors(State(cap): State<usize>, mut request: Request, next: Next)
         answer.headers_mut().insert(header::ALLOW, allow);
     }
     answer
-}
-
-/// `text` (a path, or axum's error naming the input) cut to its first `max` characters, saying
-/// how long it was.
-fn cut(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((at, _)) => format!("{}… ({} characters)", &text[..at], text.chars().count()),
-        None => text.to_string(),
-    }
 }
 
 /// axum's refusal of a request, in the API's words.

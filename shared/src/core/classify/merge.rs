@@ -93,11 +93,14 @@ pub(super) type OtherEnis = FastMap<usize, smallvec::SmallVec<[CompactString; 1]
 
 pub(super) type SmallIndexes = smallvec::SmallVec<[usize; 2]>;
 
+/// A TCP or UDP record's source, destination, source port, destination port and protocol.
+type FiveTuple = (IpAddr, IpAddr, u16, u16, u8);
+
 /// Which records of a batch are replies, and how that is known ([`ReplyBy`]): by pairing
 /// first, then by the ports the snapshot's rules name as services, then by the fixed port list.
 pub(super) struct Replies<'e> {
     /// TCP and UDP records by 5-tuple: the earliest start of each.
-    starts: FastMap<(IpAddr, IpAddr, u16, u16, u8), u64>,
+    starts: FastMap<FiveTuple, u64>,
     /// ICMP records of unknown type by (source, destination, protocol): their windows.
     exchanges: FastMap<(IpAddr, IpAddr, u8), Vec<(u64, u64)>>,
     services: &'e ServicePorts,
@@ -106,7 +109,8 @@ pub(super) struct Replies<'e> {
 impl<'e> Replies<'e> {
     /// What `flows` (one batch, duplicates merged) tell of each other.
     pub(super) fn of(flows: &[FlowRecord], services: &'e ServicePorts) -> Self {
-        let mut starts: FastMap<(IpAddr, IpAddr, u16, u16, u8), u64> = FastMap::default();
+        let mut starts: FastMap<FiveTuple, u64> =
+            FastMap::with_capacity_and_hasher(flows.len(), Default::default());
         let mut exchanges: FastMap<(IpAddr, IpAddr, u8), Vec<(u64, u64)>> = FastMap::default();
         for flow in flows {
             if let Some(key) = five_tuple(flow) {
@@ -198,7 +202,7 @@ impl<'e> Replies<'e> {
 }
 
 /// A TCP or UDP record's 5-tuple, when it has both ports.
-fn five_tuple(flow: &FlowRecord) -> Option<(IpAddr, IpAddr, u16, u16, u8)> {
+fn five_tuple(flow: &FlowRecord) -> Option<FiveTuple> {
     match (flow.protocol, flow.src_port, flow.dst_port) {
         (protocol::TCP | protocol::UDP, Some(sport), Some(dport)) => {
             Some((flow.src, flow.dst, sport, dport, flow.protocol))
