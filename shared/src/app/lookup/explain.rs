@@ -4,7 +4,7 @@
 use axum::body::Bytes;
 use axum::extract::State;
 
-use super::request::json_text;
+use super::request::{body_json, json_text};
 use super::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -120,8 +120,7 @@ pub(crate) fn explain(engine: &Engine, body: &[u8]) -> Result<Box<RawValue>, Fai
             },
         )
     };
-    let parsed: ExplainBody = serde_json::from_slice(body)
-        .map_err(|e| fail(400, "invalid_json", format!("the body is not JSON: {e}")))?;
+    let parsed: ExplainBody = body_json(body, "invalid_json", "")?;
     let text = match parsed {
         ExplainBody::Batch { flows } => {
             if flows.len() > MAX_BATCH {

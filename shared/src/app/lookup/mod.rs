@@ -531,11 +531,14 @@ mod tests {
             (status, body["error"]["code"].as_str()),
             (404, Some("unknown_vpc"))
         );
-        let (status, body) = put(&lookup, admin, "vpc-prod0001", r#"{"on": 1}"#);
-        assert_eq!(
-            (status, body["error"]["code"].as_str()),
-            (400, Some("invalid_body"))
-        );
+        for body in [r#"{"on": 1}"#, r#"{"monitored": true, "monitored": false}"#] {
+            let (status, body) = put(&lookup, admin, "vpc-prod0001", body);
+            assert_eq!(
+                (status, body["error"]["code"].as_str()),
+                (400, Some("invalid_body")),
+                "{body}"
+            );
+        }
         let (status, body) = put(&lookup, admin, "vpc-prod0001", off);
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["vpc"]["monitored"], false);
@@ -1416,6 +1419,16 @@ mod tests {
                 .starts_with("flows[0].dst"),
             "{body}"
         );
+        // A key given twice is refused by name, at any depth (issue #36: the last one won).
+        for text in [
+            r#"{"src":"10.0.0.1","src":"10.0.1.11","dst":"10.0.3.10","protocol":"tcp","port":3306}"#,
+            r#"{"flows":[{"src":"10.0.1.11","dst":"10.0.3.10","protocol":"tcp","port":1,"port":3306}]}"#,
+        ] {
+            let (status, body) = call(&lookup, "POST", "/v1/explain", Some("t0ken"), Some(text));
+            assert_eq!(status, 400, "{body}");
+            let message = body["error"]["message"].as_str().unwrap();
+            assert!(message.contains("is given twice"), "{message}");
+        }
         std::fs::remove_dir_all(dir).ok();
     }
 }

@@ -117,6 +117,71 @@ impl IntoResponse for Failure {
     }
 }
 
+/// A request body as `T`, with `code` and the `hint` on any refusal. A key given twice in any
+/// object is refused by name: JSON leaves duplicates undefined and serde_json would keep the
+/// last one silently.
+pub(crate) fn body_json<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    code: &'static str,
+    hint: &str,
+) -> Result<T, Failure> {
+    let refuse = |e: serde_json::Error| fail(400, code, format!("the body: {e}{hint}"));
+    serde_json::from_slice::<UniqueKeys>(body).map_err(refuse)?;
+    serde_json::from_slice(body).map_err(refuse)
+}
+
+/// Walks a JSON value, refusing an object that names a key twice.
+struct UniqueKeys;
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(UniqueKeys)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeys {
+    type Value = UniqueKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_unit<E>(self) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<UniqueKeys>()?.is_some() {}
+        Ok(self)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                return Err(serde::de::Error::custom(format!(
+                    "the key {} is given twice",
+                    crate::core::text::shown(&key)
+                )));
+            }
+            map.next_value::<UniqueKeys>()?;
+        }
+        Ok(self)
+    }
+}
+
 /// A JSON answer already written out.
 pub(crate) fn json_text(text: Box<serde_json::value::RawValue>) -> Response {
     let text: Box<str> = text.into();

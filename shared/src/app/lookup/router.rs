@@ -16,6 +16,7 @@ use axum::{Json, Router};
 use std::convert::Infallible;
 use tower::util::BoxCloneSyncService;
 use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::normalize_path::NormalizePathLayer;
 
@@ -39,14 +40,35 @@ pub type Service = BoxCloneSyncService<Request, Response, Infallible>;
 
 /// The lookup application over `lookup`: what SCF, `esgflow serve` and the tests call.
 pub fn service(lookup: Lookup) -> Service {
-    let cap = lookup.max_body_bytes;
+    layered(router(lookup.clone()), lookup)
+}
+
+/// `routes` inside the application's layers; a panic in a route is answered as a 500 with the
+/// request id, like any other failure.
+fn layered(routes: Router, lookup: Lookup) -> Service {
     BoxCloneSyncService::new(
         ServiceBuilder::new()
             .layer(NormalizePathLayer::trim_trailing_slash())
             .layer(middleware::map_response(secured))
-            .layer(middleware::from_fn_with_state(cap, json_errors))
-            .service(router(lookup)),
+            .layer(middleware::from_fn_with_state(lookup, json_errors))
+            .layer(CatchPanicLayer::custom(panicked))
+            .service(routes),
     )
+}
+
+/// A route's panic as a bare 500 (`json_errors` gives it the error body and request id).
+fn panicked(panic: Box<dyn std::any::Any + Send>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into());
+    fail(
+        500,
+        "internal_error",
+        format!("the route panicked: {message}"),
+    )
+    .into_response()
 }
 
 /// The routes, each behind its token, under the body cap.
@@ -108,14 +130,18 @@ fn authorization(request: &Request) -> Option<&str> {
 
 /// Gives every error answer the JSON error body with the request id: a [`Failure`] as the
 /// handler or layer made it, axum's own refusals (no route, wrong method, a body over the cap,
-/// an unreadable path) in the same words. A 500 says only "internal error".
-async fn json_errors(State(cap): State<usize>, mut request: Request, next: Next) -> Response {
+/// an unreadable path) in the same words. A 500 says only "internal error". An unknown route
+/// names its path only to a caller holding the lookup token: nothing is echoed before
+/// authentication.
+async fn json_errors(State(lookup): State<Lookup>, mut request: Request, next: Next) -> Response {
     let invocation = request
         .extensions()
         .get::<Invocation>()
         .cloned()
         .unwrap_or_else(Invocation::fresh);
-    let path = request.uri().path().to_string();
+    let path = lookup
+        .admits(authorization(&request))
+        .then(|| request.uri().path().to_string());
     request.extensions_mut().insert(invocation.clone());
     let mut response = next.run(request).await;
     let status = response.status();
@@ -129,7 +155,13 @@ async fn json_errors(State(cap): State<usize>, mut request: Request, next: Next)
             let text = axum::body::to_bytes(response.into_body(), 4096)
                 .await
                 .unwrap_or_default();
-            refusal(status, &path, allow.as_ref(), cap, &text)
+            refusal(
+                status,
+                path.as_deref(),
+                allow.as_ref(),
+                lookup.max_body_bytes,
+                &text,
+            )
         }
     };
     let mut answer = failure_response(failure, &invocation.request_id);
@@ -142,14 +174,14 @@ async fn json_errors(State(cap): State<usize>, mut request: Request, next: Next)
 /// axum's refusal of a request, in the API's words.
 fn refusal(
     status: StatusCode,
-    path: &str,
+    path: Option<&str>,
     allow: Option<&HeaderValue>,
     cap: usize,
     text: &[u8],
 ) -> Failure {
+    let path = path.map_or_else(|| "this path".to_string(), |path| cut(path, 64));
     match status {
-        // Before any token is checked: the path is shown cut short.
-        StatusCode::NOT_FOUND => fail(404, "not_found", format!("no route for {}", cut(path, 64))),
+        StatusCode::NOT_FOUND => fail(404, "not_found", format!("no route for {path}")),
         StatusCode::METHOD_NOT_ALLOWED => {
             let methods = allow
                 .and_then(|a| a.to_str().ok())
@@ -158,7 +190,7 @@ fn refusal(
             fail(
                 405,
                 "method_not_allowed",
-                format!("{} accepts {methods}", cut(path, 64)),
+                format!("{path} accepts {methods}"),
             )
         }
         StatusCode::PAYLOAD_TOO_LARGE => fail(
@@ -272,7 +304,7 @@ mod tests {
         let app = service(lookup(&dir));
         let long = "x".repeat(10_000);
         for (uri, token, status) in [
-            (format!("/{long}"), None, 404),
+            (format!("/{long}"), Some(TOKEN), 404),
             (format!("/v1/hits?src={long}"), Some(TOKEN), 400),
             (format!("/v1/traffic?scope={long}"), Some(TOKEN), 400),
         ] {
@@ -290,6 +322,35 @@ mod tests {
             );
             assert_eq!(answer["error"]["request_id"], "req-7");
         }
+        // Before authentication nothing of the input comes back.
+        for (method, uri) in [
+            ("GET", format!("/{long}")),
+            ("DELETE", "/v1/healthz".into()),
+        ] {
+            let (got, _, answer) = ask(app.clone(), method, &uri, Some("wrong"), "").await;
+            assert!(got == 404 || got == 405, "{answer}");
+            let message = answer["error"]["message"].as_str().unwrap();
+            assert!(message.contains("this path"), "{message}");
+            assert!(
+                !message.contains("xxx") && !message.contains("healthz"),
+                "{message}"
+            );
+        }
+    }
+
+    /// A route that panics is answered as any failure: a 500 error body with the request id
+    /// and the security headers (issue #36: the platform answered a bare 5xx).
+    #[tokio::test]
+    async fn a_panicking_route_answers_500_with_the_request_id() {
+        let dir = std::env::temp_dir().join(format!("esgflow-panic-{}", std::process::id()));
+        let routes = Router::new().route("/boom", get(|| async { panic!("boom") as &str }));
+        let app = layered(routes, lookup(&dir));
+        let (status, headers, answer) = ask(app, "GET", "/boom", None, "").await;
+        assert_eq!(status, 500);
+        assert_eq!(answer["error"]["request_id"], "req-7");
+        assert_eq!(answer["error"]["message"], "internal error");
+        assert!(headers.contains_key("x-frame-options"));
+        std::fs::remove_dir_all(dir).ok();
     }
 
     /// Every route, in-process through the tower service: its status for a good request and

@@ -76,7 +76,7 @@ impl App {
             },
             Err(failure) => secured(failure_response(failure, request_id)).await,
         };
-        integration_response(response).await
+        integration_response(response, request_id).await
     }
 }
 
@@ -142,17 +142,19 @@ fn request_of(
 
 /// The integration response for an answer: headers named in their usual capitals (one value
 /// per name; repeated ones joined by `, `), a text body as text, anything else in base64.
-async fn integration_response(response: Response) -> ApiGatewayResponse {
+async fn integration_response(response: Response, request_id: &str) -> ApiGatewayResponse {
     let (parts, body) = response.into_parts();
     // Answers are capped below MAX_ANSWER_BYTES by the routes; this bound only stops a slip.
     let bytes = match axum::body::to_bytes(body, MAX_ANSWER_BYTES + 64 * 1024).await {
         Ok(bytes) => bytes,
         Err(err) => {
             tracing::error!(error = %err, "answer body unreadable or over the cap");
-            return ApiGatewayResponse::json(
-                500,
-                &serde_json::json!({"error": {"code": "internal_error", "message": "internal error", "request_id": ""}}),
-            );
+            let failure = fail(500, "internal_error", "the answer is over the cap");
+            return Box::pin(integration_response(
+                secured(failure_response(failure, request_id)).await,
+                request_id,
+            ))
+            .await;
         }
     };
     let mut headers = std::collections::BTreeMap::<String, String>::new();
@@ -309,6 +311,19 @@ mod tests {
             .unwrap()
             .contains("base64"));
         std::fs::remove_dir_all(dir).ok();
+    }
+
+    /// An answer over the cap (a slip past the routes' budgets) is a 500 error body that carries
+    /// the request id (issue #36: it came back with an empty one).
+    #[tokio::test]
+    async fn an_answer_over_the_cap_fails_with_its_request_id() {
+        let huge = Response::new(Body::from(vec![b'x'; MAX_ANSWER_BYTES + 128 * 1024]));
+        let answer = integration_response(huge, "r9").await;
+        assert_eq!(answer.status_code, 500);
+        assert!(answer.headers.contains_key("X-Frame-Options"));
+        let error: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+        assert_eq!(error["error"]["request_id"], "r9");
+        assert_eq!(error["error"]["code"], "internal_error");
     }
 
     #[test]

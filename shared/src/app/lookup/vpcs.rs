@@ -5,7 +5,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::Json;
 
-use super::request::Answer;
+use super::request::{body_json, Answer};
 use super::*;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -147,13 +147,11 @@ impl Lookup {
                 "the body is over 1024 bytes: send {\"monitored\": true|false|null}",
             ));
         }
-        let change: SwitchRequest = serde_json::from_slice(body).map_err(|e| {
-            fail(
-                400,
-                "invalid_body",
-                format!("{e}: send {{\"monitored\": true|false|null}}"),
-            )
-        })?;
+        let change: SwitchRequest = body_json(
+            body,
+            "invalid_body",
+            ": send {\"monitored\": true|false|null}",
+        )?;
         let engine = self.engine(deadline).await?;
         if !is_search_id(vpc) || !engine.topology().has_vpc(vpc) {
             return Err(fail(
