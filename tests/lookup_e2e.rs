@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 const TOKEN: &str = "lookup-test-token-0123";
 
-fn event(method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Vec<u8> {
+pub(crate) fn event(method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Vec<u8> {
     let mut headers = json!({"host": "service-x.apigateway.myqloud.com", "user-agent": "curl/8"});
     if let Some(token) = token {
         headers["authorization"] = json!(format!("Bearer {token}"));

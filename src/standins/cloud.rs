@@ -606,8 +606,10 @@ fn cos(
     body: Bytes,
 ) -> Response {
     let mut signed: Vec<(&str, &str)> = vec![("host", header(headers, "host"))];
-    if !header(headers, "if-none-match").is_empty() {
-        signed.push(("if-none-match", header(headers, "if-none-match")));
+    for name in ["if-none-match", "x-cos-forbid-overwrite"] {
+        if !header(headers, name).is_empty() {
+            signed.push((name, header(headers, name)));
+        }
     }
     let key = path.to_string();
     let mut respond = |status: u16, etag: Option<String>, body: Vec<u8>| {
@@ -651,6 +653,18 @@ fn cos(
         );
     }
     match *method {
+        // PUT Object: with `x-cos-forbid-overwrite: true` an existing name is refused, 409
+        // FileAlreadyExists (https://cloud.tencent.com/document/product/436/7749).
+        Method::PUT
+            if header(headers, "x-cos-forbid-overwrite").eq_ignore_ascii_case("true")
+                && state.objects.contains_key(&key) =>
+        {
+            respond(
+                409,
+                None,
+                b"<Error><Code>FileAlreadyExists</Code></Error>".to_vec(),
+            )
+        }
         Method::PUT => {
             use sha2::Digest;
             let etag = format!("\"{}\"", hex::encode(&sha2::Sha256::digest(&body)[..16]));

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::core::monitoring::Switches;
+use crate::core::monitoring::{Switches, MAX_CHANGES_AHEAD};
 use crate::core::ports::{
     fail, object_name, of_version, over_memory_limit, parse_snapshot, to_json, version_object,
     BoxFuture, Latest, Pointer, RecordSink, SinkError, SnapshotStore, StoreFuture, Written,
@@ -75,6 +75,60 @@ fn read_switches(path: &Path) -> Result<Option<Switches>, String> {
     Switches::parse(&bytes)
         .map(Some)
         .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The latest change of the switches: the copy at `copy` (`…monitoring.json`), then every
+/// change after it in the directory beside it (`…monitoring/<n>.json`).
+fn read_changes(copy: &Path) -> Result<Option<Switches>, String> {
+    let mut latest = read_switches(copy)?;
+    let first = latest.as_ref().map_or(0, |s| s.generation);
+    for generation in first + 1..=first + MAX_CHANGES_AHEAD {
+        match read_switches(&change_path(copy, generation))? {
+            Some(next) => latest = Some(next),
+            None => return Ok(latest),
+        }
+    }
+    Err(format!(
+        "{}: over {MAX_CHANGES_AHEAD} changes past it",
+        copy.display()
+    ))
+}
+
+/// Writes change `switches.generation` beside `copy` unless it exists (`false`), then the copy.
+fn write_change(copy: &Path, switches: &Switches) -> Result<bool, String> {
+    let path = change_path(copy, switches.generation);
+    let shown = |e: std::io::Error| format!("{}: {e}", path.display());
+    let parent = path.parent().expect("a change has a directory");
+    std::fs::create_dir_all(parent).map_err(shown)?;
+    // Written whole aside, then linked in: a link to an existing name fails, so exactly one
+    // writer takes a number and no reader sees half a change.
+    let aside = parent.join(format!(
+        ".{}-{}-{:x}",
+        switches.generation,
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::write(&aside, switches.to_json()).map_err(shown)?;
+    let linked = std::fs::hard_link(&aside, &path);
+    std::fs::remove_file(&aside).ok();
+    match linked {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+        Err(e) => return Err(shown(e)),
+    }
+    if let Err(e) = write_atomically(copy, &switches.to_json()) {
+        // The change stands; readers walk past the stale copy.
+        tracing::warn!(copy = %copy.display(), error = %e, "the switches copy was not rewritten");
+    }
+    Ok(true)
+}
+
+/// `…/monitoring.json`, change `n` → `…/monitoring/<n>.json`.
+fn change_path(copy: &Path, generation: u64) -> PathBuf {
+    let stem = copy.with_extension("");
+    let name = crate::core::monitoring::change_object(generation);
+    let file = name.rsplit('/').next().expect("a name");
+    stem.join(file)
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -179,13 +233,13 @@ impl SnapshotStore for FileStore {
     }
 
     fn switches<'a>(&'a self, _: Instant) -> StoreFuture<'a, Option<Switches>> {
-        Box::pin(async move { read_switches(&self.switches_path()).map_err(|e| fail(self, e)) })
+        Box::pin(async move { read_changes(&self.switches_path()).map_err(|e| fail(self, e)) })
     }
 
-    fn save_switches<'a>(&'a self, switches: &'a Switches, _: Instant) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            write_atomically(&self.switches_path(), &switches.to_json()).map_err(|e| fail(self, e))
-        })
+    fn save_switches<'a>(&'a self, switches: &'a Switches, _: Instant) -> StoreFuture<'a, bool> {
+        Box::pin(
+            async move { write_change(&self.switches_path(), switches).map_err(|e| fail(self, e)) },
+        )
     }
 }
 
@@ -276,15 +330,14 @@ impl SnapshotStore for DirStore {
     }
 
     fn switches<'a>(&'a self, _: Instant) -> StoreFuture<'a, Option<Switches>> {
-        Box::pin(async move {
-            read_switches(&self.dir.join(SWITCHES_OBJECT)).map_err(|e| fail(self, e))
-        })
+        Box::pin(
+            async move { read_changes(&self.dir.join(SWITCHES_OBJECT)).map_err(|e| fail(self, e)) },
+        )
     }
 
-    fn save_switches<'a>(&'a self, switches: &'a Switches, _: Instant) -> StoreFuture<'a, ()> {
+    fn save_switches<'a>(&'a self, switches: &'a Switches, _: Instant) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            write_atomically(&self.dir.join(SWITCHES_OBJECT), &switches.to_json())
-                .map_err(|e| fail(self, e))
+            write_change(&self.dir.join(SWITCHES_OBJECT), switches).map_err(|e| fail(self, e))
         })
     }
 }
@@ -514,6 +567,74 @@ mod tests {
             .unwrap_err();
         assert!(directory.to_string().contains("a directory"), "{directory}");
         assert!(started.elapsed() < Duration::from_secs(1));
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    /// Two writers that read the same switches cannot both save the next change: the second is
+    /// told it lost, and the first one's change is what every reader sees — also when the copy
+    /// beside the changes is stale (issue #36: a change was lost while both answered 200).
+    #[tokio::test]
+    async fn switch_changes_are_compare_and_swap() {
+        let dir = std::env::temp_dir().join(format!("esgflow-cas-{}", std::process::id()));
+        std::fs::remove_dir_all(&dir).ok();
+        let stores: [Box<dyn SnapshotStore>; 2] = [
+            Box::new(DirStore::new(dir.join("versions"))),
+            Box::new(FileStore::new(dir.join("file/snapshot.json"))),
+        ];
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for store in &stores {
+            assert_eq!(store.switches(deadline).await.unwrap(), None);
+            let change = |vpc: &str, base: &Option<Switches>| {
+                let mut next = base.clone().unwrap_or_default();
+                next.vpcs.insert(vpc.to_string(), false);
+                next.generation += 1;
+                next
+            };
+            let (a, b) = (
+                store.switches(deadline).await.unwrap(),
+                store.switches(deadline).await.unwrap(),
+            );
+            assert!(store
+                .save_switches(&change("vpc-a", &a), deadline)
+                .await
+                .unwrap());
+            assert!(!store
+                .save_switches(&change("vpc-b", &b), deadline)
+                .await
+                .unwrap());
+            let read = store.switches(deadline).await.unwrap();
+            assert_eq!(read.as_ref().map(|s| s.generation), Some(1));
+            assert!(read.as_ref().unwrap().vpcs.contains_key("vpc-a"));
+            // The loser reads again and applies its change after the winner's.
+            assert!(store
+                .save_switches(&change("vpc-b", &read), deadline)
+                .await
+                .unwrap());
+            let after = store.switches(deadline).await.unwrap().unwrap();
+            assert_eq!(after.generation, 2);
+            assert_eq!(after.vpcs.keys().collect::<Vec<_>>(), ["vpc-a", "vpc-b"]);
+        }
+        // A copy left behind (its rewrite failed) is walked past to the latest change.
+        let copy = dir.join("versions").join(SWITCHES_OBJECT);
+        let stale = Switches {
+            generation: 1,
+            ..Switches::default()
+        };
+        std::fs::write(&copy, stale.to_json()).unwrap();
+        assert_eq!(
+            stores[0]
+                .switches(deadline)
+                .await
+                .unwrap()
+                .unwrap()
+                .generation,
+            2
+        );
+        // A document written before changes were numbered is change 0.
+        std::fs::remove_dir_all(dir.join("versions/monitoring")).unwrap();
+        std::fs::write(&copy, br#"{"vpcs": {"vpc-old": true}, "updated_at": 5}"#).unwrap();
+        let old = stores[0].switches(deadline).await.unwrap().unwrap();
+        assert_eq!((old.generation, old.vpcs.len()), (0, 1));
         std::fs::remove_dir_all(dir).ok();
     }
 

@@ -298,16 +298,19 @@ impl SnapshotCache {
         Ok(read)
     }
 
-    /// Saves `switches` to the store and holds them at once.
+    /// Saves `switches` as their next change and holds them at once; `false` when another
+    /// change took that number first (nothing saved).
     pub(crate) async fn save_switches(
         &mut self,
         switches: &Switches,
         deadline: Instant,
-    ) -> Result<(), StoreError> {
-        self.store.save_switches(switches, deadline).await?;
-        self.switches = Some(switches.clone());
-        self.switches_checked_at = Some(Instant::now());
-        Ok(())
+    ) -> Result<bool, StoreError> {
+        let saved = self.store.save_switches(switches, deadline).await?;
+        if saved {
+            self.switches = Some(switches.clone());
+            self.switches_checked_at = Some(Instant::now());
+        }
+        Ok(saved)
     }
 
     /// [`engine_by`](Self::engine_by) with the default load timeout.

@@ -2,6 +2,12 @@
 //! snapshots in the snapshot store, changed through the lookup API with the admin token and read
 //! by the audit function on its snapshot TTL.
 //!
+//! Changes are compare-and-swap: each is written once, create-only, as change number
+//! `generation` (`monitoring/<generation>.json`), so two lookups switching at once cannot both
+//! take the same number; the loser reads the winner's change and tries the next number.
+//! `monitoring.json` is a copy of the latest change that saves readers a walk; a reader starts
+//! there and reads forward while a next change exists, so a stale copy is never believed.
+//!
 //! A switch overrides `ESGFLOW_MONITORED_VPCS` for its VPC: `true` monitors it even when the list
 //! leaves it out, `false` stops monitoring it even when the list (or its absence: every VPC)
 //! covers it. A VPC without a switch follows the list.
@@ -24,6 +30,18 @@ pub struct Switches {
     /// When they last changed, Unix seconds.
     #[serde(default)]
     pub updated_at: Option<i64>,
+    /// The change number: 0 for none yet, one more with each change.
+    #[serde(default)]
+    pub generation: u64,
+}
+
+/// The most changes a reader walks past `monitoring.json` before giving up: the copy is rewritten
+/// after every change, so more means the copy has not been written for that long.
+pub const MAX_CHANGES_AHEAD: u64 = 256;
+
+/// The create-only object of change `generation`, beside `monitoring.json`.
+pub fn change_object(generation: u64) -> String {
+    format!("monitoring/{generation}.json")
 }
 
 impl Switches {

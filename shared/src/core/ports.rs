@@ -256,15 +256,17 @@ pub trait SnapshotStore: Send + Sync + std::fmt::Debug {
         deadline: Instant,
     ) -> StoreFuture<'a, Option<Snapshot>>;
 
-    /// The monitoring switches kept beside the snapshots (`None`: none saved yet).
+    /// The monitoring switches kept beside the snapshots, their latest change (`None`: none
+    /// saved yet).
     fn switches<'a>(&'a self, deadline: Instant) -> StoreFuture<'a, Option<Switches>>;
 
-    /// Saves the monitoring switches.
+    /// Saves the monitoring switches as change number `switches.generation`, create-only:
+    /// `Ok(false)` when another change took that number first (read them again and retry).
     fn save_switches<'a>(
         &'a self,
         switches: &'a Switches,
         deadline: Instant,
-    ) -> StoreFuture<'a, ()>;
+    ) -> StoreFuture<'a, bool>;
 }
 
 /// The name of the monitoring switches document in a directory or COS store.

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::adapters::bounded;
 use crate::adapters::tencent::transport::{self, CredentialSource};
-use crate::core::monitoring::Switches;
+use crate::core::monitoring::{change_object, Switches, MAX_CHANGES_AHEAD};
 use crate::core::ports::{
     fail, object_name, of_version, parse_snapshot, to_json, version_object, Latest, Pointer,
     SnapshotStore, StoreError, StoreFuture, SWITCHES_OBJECT,
@@ -103,7 +103,7 @@ impl CosStore {
         &self,
         method: reqwest::Method,
         name: &str,
-        if_none_match: Option<&str>,
+        condition: Option<(&str, &str)>,
         body: Option<Vec<u8>>,
         max_bytes: usize,
         deadline: Instant,
@@ -115,8 +115,8 @@ impl CosStore {
         loop {
             let credentials = self.credentials.get().map_err(|e| fail(self, e))?;
             let mut headers: Vec<(&str, &str)> = vec![("host", &self.host)];
-            if let Some(tag) = if_none_match {
-                headers.push(("if-none-match", tag));
+            if let Some(condition) = condition {
+                headers.push(condition);
             }
             let timeout = retry.remaining().min(transport::ATTEMPT_TIMEOUT);
             if timeout.is_zero() {
@@ -135,8 +135,8 @@ impl CosStore {
                 &credentials,
                 timeout,
             );
-            if let Some(tag) = if_none_match {
-                builder = builder.header("If-None-Match", tag);
+            if let Some((name, value)) = condition {
+                builder = builder.header(name, value);
             }
             if let Some(body) = &body {
                 builder = builder
@@ -211,7 +211,7 @@ impl SnapshotStore for CosStore {
                 .send(
                     reqwest::Method::GET,
                     "latest.json",
-                    known,
+                    known.map(|tag| ("if-none-match", tag)),
                     None,
                     MAX_POINTER_BYTES,
                     deadline,
@@ -329,26 +329,21 @@ impl SnapshotStore for CosStore {
 
     fn switches<'a>(&'a self, deadline: Instant) -> StoreFuture<'a, Option<Switches>> {
         Box::pin(async move {
-            let (status, _, body) = self
-                .send(
-                    reqwest::Method::GET,
-                    SWITCHES_OBJECT,
-                    None,
-                    None,
-                    crate::core::monitoring::MAX_SWITCHES_BYTES,
-                    deadline,
-                )
-                .await?;
-            match status {
-                404 => Ok(None),
-                200..=299 => Switches::parse(&body)
-                    .map(Some)
-                    .map_err(|e| fail(self, format!("{SWITCHES_OBJECT}: {e}"))),
-                _ => Err(fail(
-                    self,
-                    format!("{SWITCHES_OBJECT}: HTTP {status} {}", cos_code(&body)),
-                )),
+            let mut latest = self.read_switches(SWITCHES_OBJECT, deadline).await?;
+            let first = latest.as_ref().map_or(0, |s| s.generation);
+            for generation in first + 1..=first + MAX_CHANGES_AHEAD {
+                match self
+                    .read_switches(&change_object(generation), deadline)
+                    .await?
+                {
+                    Some(next) => latest = Some(next),
+                    None => return Ok(latest),
+                }
             }
+            Err(fail(
+                self,
+                format!("{SWITCHES_OBJECT}: over {MAX_CHANGES_AHEAD} changes past it"),
+            ))
         })
     }
 
@@ -356,11 +351,83 @@ impl SnapshotStore for CosStore {
         &'a self,
         switches: &'a Switches,
         deadline: Instant,
-    ) -> StoreFuture<'a, ()> {
+    ) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            self.put(SWITCHES_OBJECT, switches.to_json(), deadline)
-                .await
+            let name = change_object(switches.generation);
+            let body = switches.to_json();
+            // Create-only: COS answers 409 FileAlreadyExists when the name is taken (PUT Object,
+            // https://cloud.tencent.com/document/product/436/7749).
+            let (status, _, answer) = self
+                .send(
+                    reqwest::Method::PUT,
+                    &name,
+                    Some(("x-cos-forbid-overwrite", "true")),
+                    Some(body.clone()),
+                    MAX_PUT_ANSWER_BYTES,
+                    deadline,
+                )
+                .await?;
+            match status {
+                409 => return Ok(false),
+                200..=299 => {}
+                _ => {
+                    return Err(fail(
+                        self,
+                        format!("PUT {name}: HTTP {status} {}", cos_code(&answer)),
+                    ))
+                }
+            }
+            // A bucket that ever had versioning on ignores the header: read the change back, so
+            // a writer whose change was replaced before it looked knows it lost.
+            let (status, _, stored) = self
+                .send(
+                    reqwest::Method::GET,
+                    &name,
+                    None,
+                    None,
+                    crate::core::monitoring::MAX_SWITCHES_BYTES,
+                    deadline,
+                )
+                .await?;
+            if !(200..300).contains(&status) || stored != body {
+                return Ok(false);
+            }
+            if let Err(e) = self.put(SWITCHES_OBJECT, body, deadline).await {
+                // The change stands; readers walk past the stale copy.
+                tracing::warn!(error = %e, "the switches copy was not rewritten");
+            }
+            Ok(true)
         })
+    }
+}
+
+impl CosStore {
+    /// The switches document `name` (`None`: there is none).
+    async fn read_switches(
+        &self,
+        name: &str,
+        deadline: Instant,
+    ) -> Result<Option<Switches>, StoreError> {
+        let (status, _, body) = self
+            .send(
+                reqwest::Method::GET,
+                name,
+                None,
+                None,
+                crate::core::monitoring::MAX_SWITCHES_BYTES,
+                deadline,
+            )
+            .await?;
+        match status {
+            404 => Ok(None),
+            200..=299 => Switches::parse(&body)
+                .map(Some)
+                .map_err(|e| fail(self, format!("{name}: {e}"))),
+            _ => Err(fail(
+                self,
+                format!("{name}: HTTP {status} {}", cos_code(&body)),
+            )),
+        }
     }
 }
 

@@ -161,27 +161,44 @@ impl Lookup {
             ));
         }
         let mut cache = self.snapshots.lock().await;
-        // Start from what the store holds now, not from a copy up to a TTL old.
-        let mut switches = cache
-            .switches_now(deadline)
-            .await
-            .map_err(|e| fail(502, "switches_unavailable", e.to_string()))?;
-        match change.monitored {
-            Some(on) => switches.vpcs.insert(vpc.to_string(), on),
-            None => switches.vpcs.remove(vpc),
-        };
-        switches.updated_at = Some(chrono::Utc::now().timestamp());
-        if switches.to_json().len() > crate::core::monitoring::MAX_SWITCHES_BYTES {
+        let unavailable =
+            |e: crate::core::ports::StoreError| fail(502, "switches_unavailable", e.to_string());
+        let mut saved = false;
+        for _ in 0..SWITCH_ATTEMPTS {
+            // Start from what the store holds now, not from a copy up to a TTL old.
+            let mut switches = cache.switches_now(deadline).await.map_err(unavailable)?;
+            match change.monitored {
+                Some(on) => switches.vpcs.insert(vpc.to_string(), on),
+                None => switches.vpcs.remove(vpc),
+            };
+            switches.updated_at = Some(chrono::Utc::now().timestamp());
+            switches.generation += 1;
+            if switches.to_json().len() > crate::core::monitoring::MAX_SWITCHES_BYTES {
+                return Err(fail(
+                    413,
+                    "too_many_switches",
+                    "the switches document would exceed its size cap: clear switches first",
+                ));
+            }
+            saved = cache
+                .save_switches(&switches, deadline)
+                .await
+                .map_err(unavailable)?;
+            if saved {
+                break;
+            }
+            tracing::info!(
+                vpc,
+                "another switch change came first; applying this one after it"
+            );
+        }
+        if !saved {
             return Err(fail(
-                413,
-                "too_many_switches",
-                "the switches document would exceed its size cap: clear switches first",
+                409,
+                "switch_conflict",
+                format!("other switch changes came first {SWITCH_ATTEMPTS} times in a row: nothing was changed, try again"),
             ));
         }
-        cache
-            .save_switches(&switches, deadline)
-            .await
-            .map_err(|e| fail(502, "switches_unavailable", e.to_string()))?;
         drop(cache);
         tracing::info!(vpc, monitored = ?change.monitored, "monitoring switch changed");
         let states = self.vpc_states(deadline).await?;
@@ -202,6 +219,9 @@ impl Lookup {
         })
     }
 }
+
+/// How many times a switch change is tried when other changes keep coming first.
+const SWITCH_ATTEMPTS: usize = 5;
 
 /// The window of flow-log coverage in `/v1/vpcs`: ENIs that recorded traffic in the last hour.
 pub(crate) const COVERAGE_SECONDS: i64 = 3600;

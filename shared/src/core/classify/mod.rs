@@ -1240,7 +1240,7 @@ mod tests {
             |monitored: &Monitored| judge(&engine(), flows(&lines), monitored).stats.unmonitored;
         let switches = |pairs: &[(&str, bool)]| Switches {
             vpcs: pairs.iter().map(|(v, on)| (v.to_string(), *on)).collect(),
-            updated_at: None,
+            ..Switches::default()
         };
         let only_doc = Monitored::Only(["vpc-doc".to_string()].into());
         assert_eq!(unmonitored(&Monitored::All), 0);
