@@ -709,6 +709,36 @@ async fn an_incomplete_listing_fails_the_run_and_keeps_the_last_snapshot() {
             .contains("DescribeEnterpriseSecurityGroupRule: IncompleteListing: page 1 repeats 1"),
         "{message}"
     );
+
+    // Listings whose every rule field but the id is null fail it too, naming why (issue #36: a
+    // snapshot of unreadable rules replaced the good one).
+    {
+        let mut state = stub.state.lock().unwrap();
+        state
+            .items
+            .get_mut("DescribeEnterpriseSecurityGroupRule")
+            .unwrap()
+            .remove(12);
+        for action in [
+            "DescribeEnterpriseSecurityGroupRule",
+            "DescribeEnterpriseSecurityGroupRuleList",
+        ] {
+            for rule in state.items.get_mut(action).unwrap() {
+                for (name, value) in rule.as_object_mut().unwrap() {
+                    if !matches!(name.as_str(), "Id" | "Uuid" | "RuleUuid") {
+                        *value = Value::Null;
+                    }
+                }
+            }
+        }
+    }
+    let nulls = sync.invoke(common::timer_event()).await.unwrap();
+    let message = nulls.result.json()["errorMessage"].to_string();
+    assert!(
+        message.contains("rules cannot be read")
+            && message.contains(&format!("snapshot {published} stays in force")),
+        "{message}"
+    );
     let latest: Value = serde_json::from_slice(
         &stub.state.lock().unwrap().objects["/esgflow/snapshots/latest.json"].0,
     )

@@ -21,7 +21,7 @@ use crate::adapters::tencent::api::{
     self, ApiClient, ApiError, Page, PageBudget, Paging, INCOMPLETE,
 };
 use crate::core::snapshot::Snapshot;
-use crate::core::snapshot::{import_each, ImportError, Imported};
+use crate::core::snapshot::{import_each, refuse_mostly_unreadable, ImportError, Imported};
 
 /// cfw API version.
 pub(crate) const CFW_VERSION: &str = "2019-09-04";
@@ -355,7 +355,9 @@ fn import(fetched: &Fetched, taken_at: &str) -> Result<Imported, ImportError> {
         }
         (name, page)
     });
-    import_each(pages, taken_at)
+    let imported = import_each(pages, taken_at)?;
+    refuse_mostly_unreadable(&imported.snapshot)?;
+    Ok(imported)
 }
 
 /// The snapshot with the listings' warnings added, and one for each monitored VPC that

@@ -20,7 +20,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use import::{
-    build_from_dir, build_from_documents, import_documents, import_each, ImportError, Imported,
+    build_from_dir, build_from_documents, import_documents, import_each, refuse_mostly_unreadable,
+    ImportError, Imported,
 };
 
 /// The normalised rule snapshot.

@@ -55,6 +55,17 @@ pub enum ImportError {
     /// No document held any rule.
     #[error("no ESG rules found in {0}")]
     NoRules(String),
+    /// Most rules could not be read: the listings are not what the API defines, and a snapshot
+    /// of indeterminate rules would judge nothing.
+    #[error("{unreadable} of {rules} rules cannot be read (the first: {first}): the rule listing is not what the API defines")]
+    Unreadable {
+        /// Rules with a field that cannot be read.
+        unreadable: usize,
+        /// Rules in the listings.
+        rules: usize,
+        /// The first of them, with why.
+        first: String,
+    },
 }
 
 /// Reads every `*.json` file of `dir` (sorted by name) and builds the snapshot.
@@ -130,6 +141,26 @@ pub fn import_each<N: AsRef<str>, V: std::borrow::Borrow<Value>>(
         builder.add(name.as_ref(), body)?;
     }
     Ok(builder.finish(taken_at))
+}
+
+/// Refuses a snapshot whose rules are mostly unreadable: the listings were not what the API
+/// defines (every field null, say), and publishing it would replace a good snapshot with one
+/// that judges nothing. A few unreadable rules among readable ones stay, indeterminate.
+pub fn refuse_mostly_unreadable(snapshot: &Snapshot) -> Result<(), ImportError> {
+    let rules = &snapshot.rules;
+    let mut unreadable = rules.iter().filter(|r| !r.attributes.unreadable.is_empty());
+    let Some(first) = unreadable.clone().next() else {
+        return Ok(());
+    };
+    let count = unreadable.by_ref().count();
+    if count * 2 <= rules.len() {
+        return Ok(());
+    }
+    Err(ImportError::Unreadable {
+        unreadable: count,
+        rules: rules.len(),
+        first: format!("{} {}", first.uuid, first.doubt().unwrap_or_default()),
+    })
 }
 
 /// The list keys of the recognised documents.
@@ -599,6 +630,49 @@ mod tests {
             1,
             "the version does not depend on page order"
         );
+    }
+
+    /// A listing whose rules are mostly unreadable (every field null) is refused by name, not
+    /// made into a snapshot of indeterminate rules (issue #36: it replaced a good snapshot);
+    /// one unreadable rule among readable ones is kept, indeterminate.
+    #[test]
+    fn mostly_unreadable_rules_are_refused() {
+        let null_rule: serde_json::Map<String, Value> = [
+            "Id",
+            "OrderIndex",
+            "RuleAction",
+            "SourceType",
+            "SourceContent",
+            "DestType",
+            "DestContent",
+            "Protocol",
+            "Port",
+            "Enable",
+        ]
+        .iter()
+        .map(|f| (f.to_string(), Value::Null))
+        .collect();
+        let mut odd = new_rule("7", "7", "drop");
+        odd["Protocol"] = json!("SCTP");
+        for (rules, refused) in [
+            (json!([null_rule, null_rule]), true),
+            (json!([odd.clone()]), true),
+            (json!([odd, new_rule("1", "1", "accept")]), false),
+        ] {
+            let snapshot =
+                build_from_documents(&docs(&[("r", json!({ "Rules": rules }))]), "t").unwrap();
+            match refuse_mostly_unreadable(&snapshot).map(|()| snapshot) {
+                Err(e) if refused => {
+                    let text = e.to_string();
+                    assert!(text.contains("rules cannot be read (the first:"), "{text}");
+                }
+                Ok(snapshot) if !refused => {
+                    assert_eq!(snapshot.rules.len(), 2);
+                    assert!(snapshot.rules.iter().any(|r| r.doubt().is_some()));
+                }
+                other => panic!("{rules}: {other:?}"),
+            }
+        }
     }
 
     #[test]
