@@ -155,6 +155,7 @@ async fn an_oversized_answer_is_refused_at_the_limit() {
         "{answer}"
     );
     assert!(cos_puts(&stub).is_empty(), "nothing published");
+    eprintln!("{message}");
 }
 
 #[tokio::test]
@@ -1150,4 +1151,55 @@ async fn two_lookups_switching_at_once_lose_no_change() {
         .count();
     eprintln!("{conflicts} changes came second and were applied again");
     assert!(stub.problems().is_empty(), "{:?}", stub.problems());
+}
+
+/// A run whose listings answer too slowly stops before the function's deadline with an error
+/// that says which listing was slow and how slow, and publishes nothing (issue #36: pages of 12 s
+/// each ended in the platform's timeout with no summary).
+#[tokio::test]
+async fn slow_listings_stop_before_the_deadline_and_say_what_was_slow() {
+    let stub = common::cloud_stub().await;
+    {
+        // Four pages of 50 rules, each answered after 1.5 s: 6 s, in a function of 4 s.
+        let mut state = stub.state.lock().unwrap();
+        let rules = state
+            .items
+            .get_mut("DescribeEnterpriseSecurityGroupRule")
+            .unwrap();
+        let model = rules[0].clone();
+        for i in 0..160 - rules.len() {
+            let mut rule = model.clone();
+            rule["Id"] = json!(format!("{}", 90_000 + i));
+            rules.push(rule);
+        }
+        state.slow.insert(
+            "DescribeEnterpriseSecurityGroupRule".into(),
+            Duration::from_millis(1500),
+        );
+    }
+    let mut env = stub.env();
+    env.push((
+        "ESGFLOW_SNAPSHOT".into(),
+        "cos://esg-1250000000/esgflow/snapshots?region=ap-shanghai".into(),
+    ));
+    let mut sync = common::emulator_timed("sync", env, Duration::from_secs(4)).await;
+    let started = Instant::now();
+    let run = sync.invoke(common::timer_event()).await.unwrap();
+    let error = run.result.json();
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "answered before the platform's limit: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(error["errorType"], "SnapshotBuildFailed", "{error}");
+    let message = error["errorMessage"].as_str().unwrap();
+    for expected in [
+        "stopped before the function's deadline",
+        "DescribeEnterpriseSecurityGroupRule: 2 answers, the slowest 1.",
+        "nothing was published",
+    ] {
+        assert!(message.contains(expected), "{expected:?} in {message}");
+    }
+    assert!(cos_puts(&stub).is_empty(), "nothing published");
+    eprintln!("{message}");
 }

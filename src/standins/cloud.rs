@@ -164,6 +164,8 @@ pub struct CloudState {
     pub oversized: HashMap<String, usize>,
     /// Listings that misbehave, per action, for every request until removed.
     pub misbehaving: HashMap<String, Misbehaviour>,
+    /// Actions answered only after this long, every request until removed.
+    pub slow: HashMap<String, std::time::Duration>,
     /// Scripted COS statuses per method (`GET`/`PUT`), consumed one per request.
     pub cos_faults: HashMap<String, VecDeque<u16>>,
     /// API requests received.
@@ -320,6 +322,11 @@ async fn handle(State(state): State<Arc<Mutex<CloudState>>>, request: Request) -
     let body = axum::body::to_bytes(body, 64 * 1024 * 1024)
         .await
         .unwrap_or_default();
+    let action = header(&parts.headers, "x-tc-action").to_string();
+    let delay = state.lock().expect("stub lock").slow.get(&action).copied();
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
     let mut state = state.lock().expect("stub lock");
     if parts.method == Method::POST && parts.uri.path() == "/" {
         api(&mut state, &parts.headers, &body).into_response()

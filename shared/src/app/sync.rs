@@ -17,7 +17,7 @@
 //! CLS `SearchLog` SQL query; the rules that never appear are unused.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
@@ -42,10 +42,12 @@ use crate::runtime::Diagnostic;
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
     /// Building the snapshot failed: nothing was published.
-    #[error("building the snapshot failed: {error}; {}", kept_in_force(.kept.as_deref()))]
+    #[error("building the snapshot failed: {error}{}; {}", stopped_early(.stopped.as_deref()), kept_in_force(.kept.as_deref()))]
     Build {
         /// Why.
         error: LiveError,
+        /// When the run stopped at its own deadline, before the function's: the slowest calls.
+        stopped: Option<String>,
         /// The published snapshot that stays in force (`None`: none, or its pointer could not
         /// be read).
         kept: Option<String>,
@@ -71,6 +73,27 @@ impl From<SyncError> for Diagnostic {
         };
         Diagnostic::new(kind, err.to_string())
     }
+}
+
+/// How the run stopped short of the function's deadline, and what was slow.
+fn stopped_early(slowest: Option<&str>) -> String {
+    match slowest {
+        Some(slowest) => format!(
+            " (stopped before the function's deadline to report; the slowest calls: {})",
+            if slowest.is_empty() {
+                "none answered"
+            } else {
+                slowest
+            }
+        ),
+        None => String::new(),
+    }
+}
+
+/// The time a run keeps back from the function's deadline to report how it ended: an eighth of
+/// what it was given, at most 10 s.
+fn reserve(deadline: Instant) -> Duration {
+    (deadline.saturating_duration_since(Instant::now()) / 8).min(Duration::from_secs(10))
 }
 
 /// What a failed run leaves in force.
@@ -178,17 +201,24 @@ impl SyncFunction {
             memory_mb
         };
         let page_bytes = quarter_of(memory);
+        // The listings stop early enough to report which of them were slow; the rest of the
+        // run (store, records, alerts) has the time kept back.
+        let listings_until = deadline - reserve(deadline);
         let built = build_live(
             &self.client,
             &self.config.live,
             &taken_at,
             page_bytes,
-            deadline,
+            listings_until,
         )
         .await;
         let snapshot = match built {
             Ok(snapshot) => snapshot,
-            Err(error) => return Err(self.not_built(error, deadline).await),
+            Err(error) => {
+                let stopped = (Instant::now() + Duration::from_millis(100) >= listings_until)
+                    .then(|| self.client.slowest());
+                return Err(self.not_built(error, stopped, deadline).await);
+            }
         };
         // The pointer alone says whether anything changed; the previous snapshot itself is read
         // only when it did, for the diff.
@@ -296,7 +326,12 @@ impl SyncFunction {
 
     /// The error of a run whose snapshot could not be built, naming the snapshot that stays in
     /// force, after the rule-change alert saying so (when rule changes are alerted).
-    async fn not_built(&self, error: LiveError, deadline: Instant) -> SyncError {
+    async fn not_built(
+        &self,
+        error: LiveError,
+        stopped: Option<String>,
+        deadline: Instant,
+    ) -> SyncError {
         tracing::error!(%error, "the snapshot could not be built; nothing is published");
         let kept = self
             .store
@@ -312,12 +347,19 @@ impl SyncFunction {
         };
         let time = chrono::Utc::now().timestamp().max(0) as u64;
         let mut alerts = self.alerts.lock().await;
-        let details = vec![error.to_string(), kept_in_force(kept.as_deref())];
+        let details = vec![
+            format!("{error}{}", stopped_early(stopped.as_deref())),
+            kept_in_force(kept.as_deref()),
+        ];
         if let Some(alert) = rules_not_read(&what, details, kept.as_deref(), time, &alerts.policy) {
             let report = alerts.send(&[alert], SystemTime::now(), deadline).await;
             tracing::info!(sent = report.sent_total(), "rules-not-read alert");
         }
-        SyncError::Build { error, kept }
+        SyncError::Build {
+            error,
+            stopped,
+            kept,
+        }
     }
 
     /// Rules with no `rule_hits` in the window; `None` when no hits topic is configured.

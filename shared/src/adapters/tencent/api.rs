@@ -3,6 +3,7 @@
 //! envelope mapped to [`ApiError`], and retries on throttling, internal errors and network
 //! errors while the deadline allows.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -17,7 +18,7 @@ pub(crate) const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 
 /// A failed call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{action}: {code}: {message} (request id {request_id})")]
+#[error("{action}: {code}: {message}{}", request_id_of(.request_id))]
 pub struct ApiError {
     /// The action called.
     pub action: String,
@@ -28,6 +29,15 @@ pub struct ApiError {
     pub message: String,
     /// The API's request id, when it answered.
     pub request_id: String,
+}
+
+/// ` (request id …)` when the API answered with one.
+fn request_id_of(request_id: &str) -> String {
+    if request_id.is_empty() {
+        String::new()
+    } else {
+        format!(" (request id {request_id})")
+    }
 }
 
 impl ApiError {
@@ -50,6 +60,15 @@ pub struct ApiClient {
     endpoint: Option<String>,
     limits: std::sync::Arc<Vec<RateLimit>>,
     credentials: CredentialSource,
+    timings: std::sync::Arc<std::sync::Mutex<BTreeMap<String, Timing>>>,
+}
+
+/// How one action's calls went: what a run that ran out of time reports.
+#[derive(Debug, Default, Clone, Copy)]
+struct Timing {
+    answers: u32,
+    slowest: Duration,
+    cut: u32,
 }
 
 /// A client-side rate limit for one action: calls are spaced `interval` apart.
@@ -130,6 +149,47 @@ impl ApiClient {
             endpoint,
             limits: std::sync::Arc::new(Vec::new()),
             credentials: CredentialSource::environment(),
+            timings: Default::default(),
+        }
+    }
+
+    /// The slowest actions so far, slowest first (at most three): each with its answers, its
+    /// slowest answer and the attempts cut short by their timeout or the deadline.
+    pub fn slowest(&self) -> String {
+        let timings = self.timings.lock().expect("not poisoned");
+        let mut actions: Vec<(&String, &Timing)> = timings.iter().collect();
+        actions.sort_by(|a, b| (b.1.cut, b.1.slowest).cmp(&(a.1.cut, a.1.slowest)));
+        actions
+            .iter()
+            .take(3)
+            .map(|(action, t)| {
+                let mut text = format!(
+                    "{action}: {} answer{}, the slowest {:.1} s",
+                    t.answers,
+                    if t.answers == 1 { "" } else { "s" },
+                    t.slowest.as_secs_f64()
+                );
+                if t.cut > 0 {
+                    text.push_str(&format!(
+                        ", {} attempt{} cut short without an answer",
+                        t.cut,
+                        if t.cut == 1 { "" } else { "s" }
+                    ));
+                }
+                text
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn timed(&self, action: &str, took: Duration, answered: bool) {
+        let mut timings = self.timings.lock().expect("not poisoned");
+        let timing = timings.entry(action.to_string()).or_default();
+        if answered {
+            timing.answers += 1;
+            timing.slowest = timing.slowest.max(took);
+        } else {
+            timing.cut += 1;
         }
     }
 
@@ -403,11 +463,15 @@ impl ApiClient {
                 &credentials,
                 timeout,
             );
+            let started = Instant::now();
             let outcome = match request.send().await {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     match bounded::read_text(response, MAX_ANSWER_BYTES).await {
-                        Ok(text) => interpret(action, status, &text),
+                        Ok(text) => {
+                            self.timed(action, started.elapsed(), true);
+                            interpret(action, status, &text)
+                        }
                         // Far more than any page of any listing: not worth asking again.
                         Err(too_large @ bounded::ReadError::TooLarge { .. }) => {
                             Err(error("ResponseTooLarge", too_large.to_string()))
@@ -415,7 +479,12 @@ impl ApiClient {
                         Err(cut) => Err(error("Network", cut.to_string())),
                     }
                 }
-                Err(err) => Err(error("Network", err.to_string())),
+                Err(err) => {
+                    if err.is_timeout() {
+                        self.timed(action, started.elapsed(), false);
+                    }
+                    Err(error("Network", err.to_string()))
+                }
             };
             if let Err(err) = &outcome {
                 self.credentials.answered(&err.code);
