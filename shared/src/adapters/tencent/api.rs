@@ -158,7 +158,7 @@ impl ApiClient {
     pub fn slowest(&self) -> String {
         let timings = self.timings.lock().expect("not poisoned");
         let mut actions: Vec<(&String, &Timing)> = timings.iter().collect();
-        actions.sort_by(|a, b| (b.1.cut, b.1.slowest).cmp(&(a.1.cut, a.1.slowest)));
+        actions.sort_by_key(|(_, t)| std::cmp::Reverse((t.cut, t.slowest)));
         actions
             .iter()
             .take(3)
