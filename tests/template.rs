@@ -260,6 +260,69 @@ fn generated_serverless_yml_carries_the_template() {
     assert_eq!(cron.split_whitespace().count(), 7, "SCF cron has 7 fields");
 }
 
+/// The CLS endpoint and API domain follow the placement and the site (issue #36: every function
+/// used the internal CLS domain, documented for access from inside the region's network, even
+/// outside a VPC): public outside a VPC, internal in one on the China site, the international
+/// domain for SITE=intl; the environment cannot set them.
+#[test]
+fn endpoints_follow_the_vpc_placement_and_the_site() {
+    let stack = stack();
+    let variables = |given: &[(&str, &str)]| {
+        let given: Vec<(String, String)> = given
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let values = Values::resolve(&stack, &|name| {
+            given
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        })
+        .unwrap();
+        ["audit", "lookup", "sync"].map(|function| {
+            let yml = generate(&stack, function, &values, false)
+                .unwrap()
+                .serverless_yml;
+            let document: Value = serde_yaml_ng::from_str(&yml).unwrap();
+            document["inputs"]["environment"]["variables"].clone()
+        })
+    };
+    let vpc = [("VPC_ID", "vpc-abcd1234"), ("SUBNET_ID", "subnet-abcd1234")];
+    for (given, cls, domain) in [
+        (
+            &[][..],
+            "https://cls.tencentcloudapi.com",
+            "tencentcloudapi.com",
+        ),
+        (
+            &[("CLS_ENDPOINT", "https://elsewhere.example")][..],
+            "https://cls.tencentcloudapi.com",
+            "tencentcloudapi.com",
+        ),
+        (
+            &vpc[..],
+            "https://cls.internal.tencentcloudapi.com",
+            "tencentcloudapi.com",
+        ),
+        (
+            &[("SITE", "intl")][..],
+            "https://cls.intl.tencentcloudapi.com",
+            "intl.tencentcloudapi.com",
+        ),
+        (
+            &[("SITE", "intl"), vpc[0], vpc[1]][..],
+            "https://cls.intl.tencentcloudapi.com",
+            "intl.tencentcloudapi.com",
+        ),
+    ] {
+        let [audit, lookup, sync] = variables(given);
+        for env in [&audit, &lookup, &sync] {
+            assert_eq!(env["ESGFLOW_CLS_ENDPOINT"], cls, "{given:?}");
+        }
+        assert_eq!(sync["ESGFLOW_API_DOMAIN"], domain, "{given:?}");
+    }
+}
+
 fn esgflow(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_esgflow"));
     command.args(args).current_dir(root());
@@ -358,6 +421,12 @@ fn bad_parameters_are_named_before_anything_happens() {
     let scratch = common::scratch("deploy-bad");
     let out = scratch.path().join("out");
     let long: &'static str = "q".repeat(1025).leak();
+    let vpcs: &'static str = (0..78)
+        .map(|i| format!("vpc-{i:08}"))
+        .collect::<Vec<_>>()
+        .join(",")
+        .leak();
+    let url: &'static str = format!("https://example.com/{}", "u".repeat(980)).leak();
     let cases: &[(&[(&str, &str)], &str)] = &[
         (
             &[("LOOKUP_TOKEN", "short")],
@@ -412,6 +481,25 @@ fn bad_parameters_are_named_before_anything_happens() {
         (
             &[("ADMIN_TOKEN", "very-secret-token-0123456789abcdef")],
             "ADMIN_TOKEN equals LOOKUP_TOKEN",
+        ),
+        // Each value within its limit, together over the 4 KB of a function's environment.
+        (
+            &[
+                ("MONITORED_VPCS", vpcs),
+                ("WEBHOOK_URL", url),
+                ("WECOM_ROBOT_URL", url),
+                ("FEISHU_ROBOT_URL", url),
+            ],
+            "the audit function's environment would be",
+        ),
+        (
+            &[
+                ("MONITORED_VPCS", vpcs),
+                ("WEBHOOK_URL", url),
+                ("WECOM_ROBOT_URL", url),
+                ("FEISHU_ROBOT_URL", url),
+            ],
+            "over the 4096 SCF allows a function: shorten MONITORED_VPCS (1013 bytes), FEISHU_ROBOT_URL (1000 bytes), WEBHOOK_URL (1000 bytes)",
         ),
     ];
     assert!(cases.len() >= 10);

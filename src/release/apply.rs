@@ -91,8 +91,15 @@ impl std::fmt::Display for Stopped {
 }
 
 /// The API client of a deploy: the key given, in `region`, at the stand-in's address if any.
-fn client_for(region: &str, options: &Options, credentials: &Credentials) -> ApiClient {
-    ApiClient::new(region, options.endpoint.clone()).with_credentials(credentials.clone())
+fn client_for(
+    region: &str,
+    domain: &str,
+    options: &Options,
+    credentials: &Credentials,
+) -> ApiClient {
+    ApiClient::new(region, options.endpoint.clone())
+        .with_domain(domain)
+        .with_credentials(credentials.clone())
 }
 
 /// The serverless CLI is needed unless this is a dry run.
@@ -145,7 +152,7 @@ pub async fn deploy(
     let mut notes = Vec::new();
     let client = credentials
         .as_ref()
-        .map(|c| client_for(&region, options, c));
+        .map(|c| client_for(&region, values.get("API_DOMAIN").unwrap_or(""), options, c));
     match (&credentials, &client) {
         (Some(credentials), Some(client)) => {
             let bucket = BucketSpec {
@@ -427,7 +434,12 @@ pub async fn destroy(
     let region = values.substitute(&stack.region, false);
     let deadline = Instant::now() + API_BUDGET;
     let failed = |e: String| Stopped::Failed(e);
-    let client = client_for(&region, options, &credentials);
+    let client = client_for(
+        &region,
+        values.get("API_DOMAIN").unwrap_or(""),
+        options,
+        &credentials,
+    );
     let mut steps = Vec::new();
     for function in stack.functions.keys() {
         let generated = generate(&stack, function, &values, false).map_err(failed)?;

@@ -38,6 +38,10 @@ pub struct Parameter {
     /// Never printed.
     #[serde(default)]
     pub secret: bool,
+    /// Set by the deploy from the other parameters ([`Values::derive`]), never from the
+    /// environment.
+    #[serde(default)]
+    pub derived: bool,
     /// What a value must look like.
     pub check: Check,
 }
@@ -71,11 +75,23 @@ pub enum Check {
     Name,
     /// Any text without line breaks.
     Text,
+    /// `china` or `intl`.
+    Site,
 }
 
 /// Most characters a parameter's value may have: a function's whole environment is limited to
 /// 4 KB, and no setting needs more.
 const MAX_VALUE_CHARS: usize = 1024;
+
+/// Most bytes of a function's environment, names and values together.
+const MAX_ENVIRONMENT_BYTES: usize = 4096;
+
+/// The `${NAME}` placeholders of `text`.
+fn placeholders(text: &str) -> impl Iterator<Item = &str> {
+    text.split("${")
+        .skip(1)
+        .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
+}
 
 impl Check {
     /// What is wrong with `value`, if anything.
@@ -133,6 +149,7 @@ impl Check {
                     });
             }
             Check::Bool => matches!(value, "true" | "false"),
+            Check::Site => matches!(value, "china" | "intl"),
             Check::VpcList => value.split(',').all(|v| id(v.trim(), "vpc-")),
             Check::Url => {
                 value
@@ -165,6 +182,7 @@ impl Check {
                 Check::SubnetId => "is not a subnet id (subnet-xxxxxxxx)",
                 Check::Name => "is not a queue name (a letter, then letters, digits, - and _; at most 64)",
                 Check::Text => "must be one line",
+                Check::Site => "must be china or intl",
             }
             .to_string()
         })
@@ -262,11 +280,7 @@ impl Stack {
     /// Every `${NAME}` used anywhere in the stack.
     pub fn placeholders(&self) -> Vec<String> {
         let text = serde_json::to_string(&self.raw()).expect("the stack serializes");
-        let mut names: Vec<String> = text
-            .split("${")
-            .skip(1)
-            .filter_map(|rest| rest.split_once('}').map(|(name, _)| name.to_string()))
-            .collect();
+        let mut names: Vec<String> = placeholders(&text).map(str::to_string).collect();
         names.sort();
         names.dedup();
         names
@@ -299,12 +313,22 @@ impl Values {
         let mut values = BTreeMap::new();
         let mut missing = Vec::new();
         let mut secrets = Vec::new();
-        for name in stack.placeholders() {
-            let parameter = stack.parameters.get(&name).ok_or_else(|| {
-                format!("template.yaml uses ${{{name}}}, which `parameters` does not declare")
-            })?;
+        if let Some(name) = stack
+            .placeholders()
+            .into_iter()
+            .find(|name| !stack.parameters.contains_key(name))
+        {
+            return Err(format!(
+                "template.yaml uses ${{{name}}}, which `parameters` does not declare"
+            ));
+        }
+        for (name, parameter) in &stack.parameters {
+            let name = name.clone();
             if parameter.secret {
                 secrets.push(name.clone());
+            }
+            if parameter.derived {
+                continue;
             }
             match lookup(&name).or_else(|| parameter.default.clone()) {
                 Some(value) => {
@@ -313,11 +337,38 @@ impl Values {
                 None => missing.push(name),
             }
         }
-        Ok(Self {
+        let mut resolved = Self {
             values,
             missing,
             secrets,
-        })
+        };
+        resolved.derive(stack);
+        Ok(resolved)
+    }
+
+    /// Sets the derived parameters the stack uses: the API domain of the account's site, and
+    /// the CLS endpoint — the internal one only for functions placed in a VPC on the China site
+    /// (the internal domain is documented for access from inside the region's network; nothing
+    /// says a function outside a VPC reaches it, nor names an internal domain for the
+    /// international site).
+    fn derive(&mut self, stack: &Stack) {
+        let intl = self.get("SITE") == Some("intl");
+        let domain = if intl {
+            "intl.tencentcloudapi.com"
+        } else {
+            "tencentcloudapi.com"
+        };
+        let in_vpc = self.given("VPC_ID").is_some();
+        let cls = if in_vpc && !intl {
+            "https://cls.internal.tencentcloudapi.com".to_string()
+        } else {
+            format!("https://cls.{domain}")
+        };
+        for (name, value) in [("API_DOMAIN", domain.to_string()), ("CLS_ENDPOINT", cls)] {
+            if stack.parameters.get(name).is_some_and(|p| p.derived) {
+                self.values.insert(name.to_string(), value);
+            }
+        }
     }
 
     /// `text` with every placeholder replaced; a missing one becomes `<unset NAME>`, a secret
@@ -416,6 +467,43 @@ impl Values {
         }
         if value("VPC_ID").is_empty() != value("SUBNET_ID").is_empty() {
             problems.push("VPC_ID and SUBNET_ID go together: set both or neither".into());
+        }
+        problems.extend(self.environment_problems(stack));
+        problems
+    }
+
+    /// Each function whose environment would pass the 4 KB SCF allows a function (Quota
+    /// Limits, https://www.tencentcloud.com/document/product/583/11637), counted as the bytes
+    /// of every name and value, naming the settings that take the most of it.
+    fn environment_problems(&self, stack: &Stack) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (function, f) in &stack.functions {
+            let bytes: usize = f
+                .environment
+                .iter()
+                .map(|(name, text)| name.len() + self.substitute(text, false).len())
+                .sum();
+            if bytes <= MAX_ENVIRONMENT_BYTES {
+                continue;
+            }
+            let mut settings: Vec<(usize, &str)> = f
+                .environment
+                .values()
+                .flat_map(|text| placeholders(text))
+                .filter_map(|name| Some((self.values.get(name)?.len(), name)))
+                .filter(|(len, _)| *len > 0)
+                .collect();
+            settings.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+            settings.dedup_by_key(|(_, name)| *name);
+            let largest: Vec<String> = settings
+                .iter()
+                .take(3)
+                .map(|(len, name)| format!("{name} ({len} bytes)"))
+                .collect();
+            problems.push(format!(
+                "the {function} function's environment would be {bytes} bytes, over the {MAX_ENVIRONMENT_BYTES} SCF allows a function: shorten {}",
+                largest.join(", ")
+            ));
         }
         problems
     }

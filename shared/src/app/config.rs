@@ -275,6 +275,14 @@ pub(crate) const API_ENDPOINT: Setting = Setting {
     description: "Replaces `https://<service>.tencentcloudapi.com` for the cfw and vpc API calls (a test server). Empty: the public endpoints.",
 };
 
+/// `ESGFLOW_API_DOMAIN`: the API 3.0 domain of the account's site.
+pub(crate) const API_DOMAIN: Setting = Setting {
+    name: "ESGFLOW_API_DOMAIN",
+    default: Some("tencentcloudapi.com"),
+    functions: &[Function::Sync],
+    description: "The API 3.0 domain the cfw, vpc and cvm calls go to (`https://<service>.<domain>`): `intl.tencentcloudapi.com` for an account of the international site (deploy parameter SITE).",
+};
+
 /// `ESGFLOW_TEMPLATE_REGION`: where ESG address/service templates live.
 pub(crate) const TEMPLATE_REGION: Setting = Setting {
     name: "ESGFLOW_TEMPLATE_REGION",
@@ -374,6 +382,7 @@ pub const SETTINGS: &[Setting] = &[
     ADMIN_TOKEN,
     LOOKUP_MAX_BODY_BYTES,
     API_ENDPOINT,
+    API_DOMAIN,
     TEMPLATE_REGION,
     OLD_ESG,
     OLD_ESG_REGIONS,
@@ -891,6 +900,8 @@ pub struct SyncConfig {
     pub region: String,
     /// cfw/vpc endpoint override.
     pub api_endpoint: Option<String>,
+    /// `ESGFLOW_API_DOMAIN` (empty: `tencentcloudapi.com`).
+    pub api_domain: String,
     /// What to fetch.
     pub live: crate::adapters::tencent::rules::LiveOptions,
     /// Where snapshots are published.
@@ -940,6 +951,10 @@ impl SyncConfig {
         old_esg_regions.dedup();
         Ok(Self {
             api_endpoint: API_ENDPOINT.raw_from(lookup).map(|e| e.trim().to_string()),
+            api_domain: API_DOMAIN
+                .raw_from(lookup)
+                .map(|d| d.trim().to_string())
+                .unwrap_or_default(),
             live: crate::adapters::tencent::rules::LiveOptions {
                 vpcs: list(&MONITORED_VPCS, lookup),
                 template_region: TEMPLATE_REGION

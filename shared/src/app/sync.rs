@@ -163,7 +163,8 @@ pub struct SyncFunction {
 impl SyncFunction {
     /// Builds the function from its configuration.
     pub fn new(config: SyncConfig) -> Result<Self, String> {
-        let client = ApiClient::new(&config.region, config.api_endpoint.clone());
+        let client = ApiClient::new(&config.region, config.api_endpoint.clone())
+            .with_domain(&config.api_domain);
         let store = config.snapshot.store()?;
         let sink = config.sink.open().map_err(|e| e.to_string())?;
         let hits = match &config.sink {

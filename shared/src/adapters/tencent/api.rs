@@ -58,6 +58,8 @@ pub struct ApiClient {
     http: reqwest::Client,
     region: String,
     endpoint: Option<String>,
+    /// `https://<service>.<domain>` when no endpoint replaces it.
+    domain: String,
     limits: std::sync::Arc<Vec<RateLimit>>,
     credentials: CredentialSource,
     timings: std::sync::Arc<std::sync::Mutex<BTreeMap<String, Timing>>>,
@@ -139,6 +141,9 @@ fn keep(page: &Value) -> Page {
 
 const CONTENT_TYPE: &str = "application/json; charset=utf-8";
 
+/// The API 3.0 domain of the China site (https://cloud.tencent.com/document/api/213/30654).
+pub const DOMAIN: &str = "tencentcloudapi.com";
+
 impl ApiClient {
     /// A client for `region`; `endpoint` (e.g. `http://127.0.0.1:9000`) replaces
     /// `https://<service>.tencentcloudapi.com` for every service.
@@ -147,6 +152,7 @@ impl ApiClient {
             http: transport::client(),
             region: region.to_string(),
             endpoint,
+            domain: DOMAIN.to_string(),
             limits: std::sync::Arc::new(Vec::new()),
             credentials: CredentialSource::environment(),
             timings: Default::default(),
@@ -191,6 +197,23 @@ impl ApiClient {
         } else {
             timing.cut += 1;
         }
+    }
+
+    /// Calls `https://<service>.<domain>`: `intl.tencentcloudapi.com` for an account of the
+    /// international site. An empty domain keeps the default.
+    pub fn with_domain(mut self, domain: &str) -> Self {
+        let domain = domain.trim().trim_matches('.');
+        if !domain.is_empty() {
+            self.domain = domain.to_string();
+        }
+        self
+    }
+
+    /// Where `service`'s calls go.
+    fn url(&self, service: &str) -> String {
+        self.endpoint
+            .clone()
+            .unwrap_or_else(|| format!("https://{service}.{}", self.domain))
     }
 
     /// Signs with these credentials instead of the execution role's from the environment.
@@ -425,10 +448,7 @@ impl ApiClient {
         deadline: Instant,
     ) -> Result<Value, ApiError> {
         let error = |code: &str, message: String| ApiError::local(action, code, message);
-        let url = self
-            .endpoint
-            .clone()
-            .unwrap_or_else(|| format!("https://{service}.tencentcloudapi.com"));
+        let url = self.url(service);
         let parsed =
             reqwest::Url::parse(&url).map_err(|e| error("BadEndpoint", format!("{url:?}: {e}")))?;
         let host = super::host_header(&parsed)
@@ -750,6 +770,29 @@ fn interpret(action: &str, status: u16, text: &str) -> Result<Value, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The international site's accounts call `*.intl.tencentcloudapi.com` (issue #36); an
+    /// endpoint replaces every service's.
+    #[test]
+    fn calls_go_to_the_sites_domain() {
+        let china = ApiClient::new("ap-guangzhou", None);
+        assert_eq!(china.url("cfw"), "https://cfw.tencentcloudapi.com");
+        let intl = china.clone().with_domain("intl.tencentcloudapi.com");
+        assert_eq!(intl.url("vpc"), "https://vpc.intl.tencentcloudapi.com");
+        assert_eq!(
+            intl.in_region("ap-singapore").url("cls"),
+            "https://cls.intl.tencentcloudapi.com"
+        );
+        assert_eq!(
+            china.clone().with_domain(" ").url("cfw"),
+            "https://cfw.tencentcloudapi.com"
+        );
+        let stub = ApiClient::new("ap-guangzhou", Some("http://127.0.0.1:9".into()));
+        assert_eq!(
+            stub.with_domain("intl.tencentcloudapi.com").url("cfw"),
+            "http://127.0.0.1:9"
+        );
+    }
 
     #[test]
     fn the_error_envelope_becomes_a_typed_error() {
