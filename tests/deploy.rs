@@ -510,6 +510,12 @@ async fn a_full_deploy_then_a_no_op_then_one_index_change() {
 
     let second = deploy(stub.url.clone()).await;
     assert_eq!(take_writes(&stub), Vec::<String>::new(), "{second}");
+    // The official DescribeDashboards example answers `Data: ""`: a deploy then compares the
+    // fingerprint it tagged the dashboard with, and still writes nothing (issue #36).
+    stub.state.lock().unwrap().dashboards_without_data = true;
+    let again = deploy(stub.url.clone()).await;
+    assert_eq!(take_writes(&stub), Vec::<String>::new(), "{again}");
+    stub.state.lock().unwrap().dashboards_without_data = false;
     assert!(!second.contains(" create "), "{second}");
     assert!(!second.contains("note: SCF_QcsRole"), "{second}");
 

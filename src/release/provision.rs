@@ -1004,27 +1004,35 @@ pub async fn ensure_dashboard(
     deadline: Instant,
 ) -> Result<Step, ApiError> {
     let found = find_dashboard(client, name, deadline).await?;
+    let fingerprint = dashboard_fingerprint(data);
     let change = match &found {
         None => Change::Create,
-        Some((_, current)) if current == data => Change::Keep,
+        // The listing's `Data` when it carries the panels; when it does not (the official
+        // DescribeDashboards example answers `Data: ""`), the fingerprint esgflow tagged the
+        // dashboard with when it wrote them.
+        Some(found) if found.data == *data => Change::Keep,
+        Some(found) if found.data.is_null() && found.fingerprint == Some(fingerprint.clone()) => {
+            Change::Keep
+        }
         Some(_) => Change::Update,
     };
+    let tags = json!([{"Key": FINGERPRINT_TAG, "Value": fingerprint}]);
     if !dry_run {
         match (&found, change) {
             (None, _) => {
                 call(
                     client,
                     "CreateDashboard",
-                    json!({"DashboardName": name, "Data": data.to_string()}),
+                    json!({"DashboardName": name, "Data": data.to_string(), "Tags": tags}),
                     deadline,
                 )
                 .await?;
             }
-            (Some((id, _)), Change::Update) => {
+            (Some(found), Change::Update) => {
                 call(
                     client,
                     "ModifyDashboard",
-                    json!({"DashboardId": id, "DashboardName": name, "Data": data.to_string()}),
+                    json!({"DashboardId": found.id, "DashboardName": name, "Data": data.to_string(), "Tags": tags}),
                     deadline,
                 )
                 .await?;
@@ -1048,11 +1056,11 @@ pub async fn remove_dashboard(
     deadline: Instant,
 ) -> Result<Step, ApiError> {
     let found = find_dashboard(client, name, deadline).await?;
-    if let (Some((id, _)), false) = (&found, dry_run) {
+    if let (Some(found), false) = (&found, dry_run) {
         call(
             client,
             "DeleteDashboard",
-            json!({"DashboardId": id}),
+            json!({"DashboardId": found.id}),
             deadline,
         )
         .await?;
@@ -1069,12 +1077,30 @@ pub async fn remove_dashboard(
     })
 }
 
-/// The dashboard named exactly `name`: its id and parsed `Data`.
+/// The tag holding the fingerprint of the panels esgflow last wrote to its dashboard.
+const FINGERPRINT_TAG: &str = "esgflow-dashboard-fingerprint";
+
+/// A dashboard as listed.
+struct FoundDashboard {
+    id: String,
+    /// Its parsed `Data`; null when the listing leaves it out or empty.
+    data: Value,
+    /// The [`FINGERPRINT_TAG`] it carries.
+    fingerprint: Option<String>,
+}
+
+/// The fingerprint of dashboard `data`: its SHA-256, 32 hex digits.
+fn dashboard_fingerprint(data: &Value) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(data.to_string().as_bytes())[..16])
+}
+
+/// The dashboard named exactly `name`.
 async fn find_dashboard(
     client: &ApiClient,
     name: &str,
     deadline: Instant,
-) -> Result<Option<(String, Value)>, ApiError> {
+) -> Result<Option<FoundDashboard>, ApiError> {
     let found = find_cls_named(client, &DASHBOARDS, name, deadline)
         .await?
         .and_then(|d| {
@@ -1084,7 +1110,15 @@ async fn find_dashboard(
                 .and_then(Value::as_str)
                 .and_then(|text| serde_json::from_str(text).ok())
                 .unwrap_or(Value::Null);
-            Some((id, data))
+            let fingerprint = listed(&d, "Tags")
+                .find(|tag| tag["Key"] == FINGERPRINT_TAG)
+                .and_then(|tag| tag["Value"].as_str())
+                .map(str::to_string);
+            Some(FoundDashboard {
+                id,
+                data,
+                fingerprint,
+            })
         });
     Ok(found)
 }

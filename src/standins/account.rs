@@ -119,8 +119,10 @@ pub struct AccountState {
     pub topics: BTreeMap<String, Topic>,
     /// CLS shipping to functions (CLS triggers), by topic id, as `/deliverfunction` keeps them.
     pub deliveries: BTreeMap<String, Value>,
-    /// Dashboards: id → (name, `Data`).
-    pub dashboards: BTreeMap<String, (String, String)>,
+    /// Dashboards: id → (name, `Data`, `Tags`).
+    pub dashboards: BTreeMap<String, (String, String, Value)>,
+    /// `DescribeDashboards` answers `Data: ""`, as the official example does.
+    pub dashboards_without_data: bool,
     /// Whether `ListTriggers` lists CLS shipping to a function as a `cls` trigger (undocumented
     /// for shipping made through `/deliverfunction`; both readings are tested).
     pub list_deliveries: bool,
@@ -426,11 +428,16 @@ async fn handle(
             let infos: Vec<Value> = state
                 .dashboards
                 .iter()
-                .filter(|(_, (name, _))| name_matches(name, &names, false))
-                .map(|(id, (name, data))| {
+                .filter(|(_, (name, _, _))| name_matches(name, &names, false))
+                .map(|(id, (name, data, tags))| {
+                    let data = if state.dashboards_without_data {
+                        ""
+                    } else {
+                        data.as_str()
+                    };
                     json!({"DashboardId": id, "DashboardName": name, "Data": data,
                     "CreateTime": "2026-11-28 12:00:00", "UpdateTime": "2026-11-28 12:00:00",
-                    "DashboardRegion": "", "DashboardTopicInfos": [], "Tags": []})
+                    "DashboardRegion": "", "DashboardTopicInfos": [], "Tags": tags})
                 })
                 .collect();
             json!({"TotalCount": infos.len(), "DashboardInfos": infos})
@@ -440,7 +447,7 @@ async fn handle(
                 .as_str()
                 .unwrap_or_default()
                 .to_string();
-            if state.dashboards.values().any(|(n, _)| *n == name) {
+            if state.dashboards.values().any(|(n, _, _)| *n == name) {
                 return error(
                     "InvalidParameter.DashboardNameConflict",
                     "a dashboard of this name exists",
@@ -451,7 +458,8 @@ async fn handle(
                 return error("InvalidParameterValue", "Data is not JSON");
             }
             let id = state.id("dashboard");
-            state.dashboards.insert(id.clone(), (name, data));
+            let tags = request.get("Tags").cloned().unwrap_or_else(|| json!([]));
+            state.dashboards.insert(id.clone(), (name, data, tags));
             json!({"DashboardId": id})
         }
         "ModifyDashboard" | "DeleteDashboard" => {
@@ -474,6 +482,9 @@ async fn handle(
                 }
                 if let Some(data) = request["Data"].as_str() {
                     entry.1 = data.to_string();
+                }
+                if let Some(tags) = request.get("Tags") {
+                    entry.2 = tags.clone();
                 }
             }
             json!({})
