@@ -1,4 +1,4 @@
-//! The CLS sink: API 3.0 `UploadLog` (<https://cloud.tencent.com/document/product/614/16873>).
+//! The CLS sink: API 3.0 `UploadLog` (<https://www.tencentcloud.com/document/api/614/42787>).
 //!
 //! Records become a protobuf `LogGroupList` (field numbers of CLS's `cls.proto`), compressed as a
 //! raw LZ4 block (`X-CLS-CompressType: lz4`), posted to `https://cls.tencentcloudapi.com/` (or the
