@@ -418,6 +418,19 @@ async fn a_full_deploy_then_a_no_op_then_one_index_change() {
     let stub = AccountStub::start().await.unwrap();
     {
         let mut state = stub.state.lock().unwrap();
+        state.topics.insert(
+            FLOWLOG_TOPIC.into(),
+            Topic {
+                id: FLOWLOG_TOPIC.into(),
+                name: "vpc-flow-logs".into(),
+                logset: "the-users-logset".into(),
+                period: 30,
+                index: None,
+            },
+        );
+        // SCF lists CLS shipping among the function's triggers (the other reading is the
+        // toolkit test's).
+        state.list_deliveries = true;
         for name in ["esgflow-audit", "esgflow-lookup", "esgflow-sync"] {
             state.functions.insert(
                 name.into(),
@@ -452,7 +465,11 @@ async fn a_full_deploy_then_a_no_op_then_one_index_change() {
                 "CreateDashboard",
             ],
             ["CreateRole", "CreatePolicy", "AttachRolePolicy"].repeat(3),
-            vec!["UpdateFunctionEventInvokeConfig"],
+            // This serverless CLI made nothing: the deploy creates the CLS shipping.
+            vec![
+                "UpdateFunctionEventInvokeConfig",
+                "CreateDeliverCloudFunction",
+            ],
         ]
         .concat()
     );
@@ -573,7 +590,9 @@ async fn a_full_deploy_then_a_no_op_then_one_index_change() {
     );
     {
         let state = stub.state.lock().unwrap();
-        assert!(state.topics.is_empty() && state.logsets.is_empty());
+        // The user's flow-log topic stays; esgflow's are gone.
+        assert_eq!(state.topics.keys().collect::<Vec<_>>(), [FLOWLOG_TOPIC]);
+        assert!(state.logsets.is_empty());
         // SCF's own service role is not the deploy's to remove.
         assert_eq!(state.roles.keys().collect::<Vec<_>>(), ["SCF_QcsRole"]);
         assert!(state.policies.is_empty() && state.bucket.is_none() && state.objects.is_empty());
@@ -891,7 +910,12 @@ async fn the_component_toolkit_deploys_the_generated_functions() {
             code(&["CreateFunction", "POST /deliverfunction"]),
             code(&["CreateFunction", "CreateTrigger"]),
             code(&["CreateFunction", "CreateTrigger"]),
-            vec!["UpdateFunctionEventInvokeConfig"],
+            // Not listed by SCF here: the deploy cannot read the shipping's settings, and
+            // creating it through API 3.0 is refused because it exists.
+            vec![
+                "UpdateFunctionEventInvokeConfig",
+                "CreateDeliverCloudFunction",
+            ],
         ]
         .concat()
     );
@@ -916,12 +940,19 @@ async fn the_component_toolkit_deploys_the_generated_functions() {
     }
 
     // Whether or not SCF lists the CLS shipping among the function's triggers (undocumented),
-    // the toolkit updates it in place.
+    // the component updates it in place (which only switches it on); listed, the deploy reads
+    // its settings and keeps it; not listed, creating it through API 3.0 is refused and it is
+    // kept, with a note that its settings could not be compared.
+    let update = |then: &[&'static str]| {
+        code(&[&["UpdateFunctionCode", "UpdateFunctionConfiguration"], then].concat())
+    };
     for listed in [false, true] {
         stub.state.lock().unwrap().list_deliveries = listed;
         let again = deploy().await;
-        let update = |then: &[&'static str]| {
-            code(&[&["UpdateFunctionCode", "UpdateFunctionConfiguration"], then].concat())
+        let shipping: &[&str] = if listed {
+            &[]
+        } else {
+            &["CreateDeliverCloudFunction"]
         };
         assert_eq!(
             take_writes(&stub),
@@ -929,14 +960,42 @@ async fn the_component_toolkit_deploys_the_generated_functions() {
                 update(&["PUT /deliverfunction"]),
                 update(&["UpdateTrigger"]),
                 update(&[]),
+                shipping.to_vec(),
             ]
             .concat(),
             "listed {listed}: {again}"
+        );
+        assert_eq!(
+            again.contains("settings could not be compared"),
+            !listed,
+            "{again}"
         );
         assert_eq!(trigger("esgflow-lookup")["TriggerDesc"], url["TriggerDesc"]);
         assert_eq!(trigger("esgflow-sync"), timer);
         assert_eq!(stub.state.lock().unwrap().deliveries.len(), 1);
     }
+    // A changed maximum wait reaches the shipping (issue #36: the component's update never
+    // applied it): listed, it is removed and made again through API 3.0.
+    let template = work.join("template.yaml");
+    let text = std::fs::read_to_string(&template).unwrap();
+    std::fs::write(&template, text.replace("maxWait: 60", "maxWait: 30")).unwrap();
+    let changed = deploy().await;
+    assert_eq!(
+        take_writes(&stub),
+        [
+            update(&["PUT /deliverfunction"]),
+            update(&["UpdateTrigger"]),
+            update(&[]),
+            vec!["DeleteTrigger", "CreateDeliverCloudFunction"],
+        ]
+        .concat(),
+        "{changed}"
+    );
+    assert_eq!(
+        stub.state.lock().unwrap().deliveries[FLOWLOG_TOPIC]["max_wait"],
+        30
+    );
+    std::fs::write(&template, text).unwrap();
     stub.state.lock().unwrap().list_deliveries = false;
 
     // destroy: the toolkit removes each function.

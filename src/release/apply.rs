@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use esgflow::adapters::tencent::api::ApiClient;
 use esgflow::adapters::tencent::Credentials;
 
-use super::deploy::{generate, role_specs, write_all, Stack, Values};
+use super::deploy::{generate, role_specs, shipping_of, write_all, Stack, Values};
 use super::provision::{
     check_service_role, dashboard_data, ensure_async_retry, ensure_bucket, ensure_cls,
-    ensure_dashboard, ensure_roles, BucketSpec, Change, ClsNames, Step,
+    ensure_dashboard, ensure_roles, ensure_shipping, BucketSpec, Change, ClsNames, Step,
 };
 
 /// The whole deploy may take this long for its API calls (the serverless CLI has its own).
@@ -248,6 +248,29 @@ pub async fn deploy(
             detail: "created or updated by the serverless CLI".into(),
         });
     }
+    if options.dry_run {
+        // Made after the functions (it ships to one); a dry run shows what it would do.
+        for function in stack.functions.keys() {
+            let Some(shipping) = shipping_of(&stack, function, &values) else {
+                continue;
+            };
+            match &client {
+                Some(client) => {
+                    let (step, note) = ensure_shipping(client, &shipping, true, deadline)
+                        .await
+                        .map_err(|e| failed(e.to_string()))?;
+                    steps.push(step);
+                    notes.extend(note);
+                }
+                None => steps.push(Step {
+                    kind: "cls shipping",
+                    name: format!("{} → {}", shipping.topic, shipping.function),
+                    change: Change::Create,
+                    detail: "not checked".into(),
+                }),
+            }
+        }
+    }
     println!(
         "# esgflow deploy{}: stack {} in {region}, from {}\n",
         if options.dry_run { " --dry-run" } else { "" },
@@ -288,7 +311,20 @@ pub async fn deploy(
             );
         }
     }
+    let mut shipping_notes = Vec::new();
+    for function in stack.functions.keys() {
+        if let Some(shipping) = shipping_of(&stack, function, &values) {
+            let (step, note) = ensure_shipping(&client, &shipping, false, deadline)
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            after.push(step);
+            shipping_notes.extend(note);
+        }
+    }
     print!("{}", table(&after));
+    for note in &shipping_notes {
+        println!("note: {note}");
+    }
     eprintln!("deployed. Verify with the console: docs/deploy.md, \"Verify, with the console\".");
     Ok(())
 }

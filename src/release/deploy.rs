@@ -509,6 +509,24 @@ impl Values {
     }
 }
 
+/// The CLS shipping `function` declares (its `cls` event), with its parameters filled in.
+pub fn shipping_of(
+    stack: &Stack,
+    function: &str,
+    values: &Values,
+) -> Option<crate::release::provision::Shipping> {
+    let f = stack.functions.get(function)?;
+    let settings = f.events.iter().find_map(|e| e.get("cls"))?;
+    let number = |key: &str| settings.get(key).and_then(Value::as_u64);
+    Some(crate::release::provision::Shipping {
+        topic: values.substitute(settings.get("topicId")?.as_str()?, false),
+        function: format!("{}-{function}", stack.stack),
+        namespace: stack.namespace.clone(),
+        max_wait: number("maxWait").unwrap_or(60),
+        max_messages: number("maxMsgNum"),
+    })
+}
+
 /// The `scf` component's trigger for one of ours.
 fn trigger(kind: &str, settings: &Value, values: &Values, redact: bool) -> Result<Value, String> {
     let get = |key: &str| settings.get(key).cloned().unwrap_or(Value::Null);
@@ -598,6 +616,9 @@ pub fn generate(
     }
     let mut events = Vec::new();
     for event in &f.events {
+        // The CLS trigger stays declared to the component (it deletes a trigger it lists but
+        // was not told of); its settings are applied after it by `provision::ensure_shipping`,
+        // as the component's legacy `/deliverfunction` update only switches it on or off.
         for (kind, settings) in event {
             events.push(trigger(kind, settings, values, redact)?);
         }

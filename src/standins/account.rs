@@ -442,6 +442,28 @@ async fn handle(
                 .collect();
             json!({"TotalCount": infos.len(), "DashboardInfos": infos})
         }
+        // API 3.0 CLS shipping to a function: one shipping a topic, as `/deliverfunction` keeps
+        // it (the same CLS rule under either API).
+        "CreateDeliverCloudFunction" => {
+            let topic = request["TopicId"].as_str().unwrap_or_default().to_string();
+            let function = request["FunctionName"].as_str().unwrap_or_default();
+            if !state.topics.contains_key(&topic) {
+                return error("ResourceNotFound.TopicNotExist", "topic not exist");
+            }
+            if !state.functions.contains_key(function) {
+                return error("InvalidParameter", "the function does not exist");
+            }
+            if state.deliveries.contains_key(&topic) {
+                return error("FailedOperation", "the topic ships to a function already");
+            }
+            let delivery = json!({"topic_id": topic, "name_space": request["Namespace"],
+                "function_name": function, "qualifier": request["Qualifier"],
+                "max_wait": request.get("Timeout").cloned().unwrap_or(json!(60)),
+                "max_size": request.get("MaxMsgNum").cloned().unwrap_or(json!(100)),
+                "effective": true});
+            state.deliveries.insert(topic, delivery);
+            json!({})
+        }
         "CreateDashboard" => {
             let name = request["DashboardName"]
                 .as_str()
@@ -808,8 +830,16 @@ async fn deliver_function(
         ("POST", Some(_)) if exists => {
             refuse(&mut state, 409, "DeliverFunctionExist", format!("topic {topic} ships already"))
         }
-        ("POST", Some(delivery)) | ("PUT", Some(delivery)) if method == "POST" || exists => {
+        ("POST", Some(delivery)) => {
             state.deliveries.insert(topic, delivery);
+            (StatusCode::OK, String::new())
+        }
+        // An update only switches the shipping on or off; the other fields are not applied.
+        ("PUT", Some(delivery)) if exists => {
+            if let Some(effective) = delivery.get("effective") {
+                let kept = state.deliveries.get_mut(&topic).expect("exists");
+                kept["effective"] = effective.clone();
+            }
             (StatusCode::OK, String::new())
         }
         ("DELETE", _) if exists => {
@@ -918,6 +948,23 @@ fn scf(
             .get(&name)
             .is_some_and(|f| f.config["Runtime"] == "CustomRuntime");
         check_code(&state.named_buckets, &request["Code"], custom)?;
+    }
+    // A CLS trigger is CLS shipping: deleting it deletes the shipping of its topic.
+    if action == "DeleteTrigger" && request["Type"] == "cls" {
+        state.functions.get(&name).ok_or_else(no_function)?;
+        let topic = request["TriggerName"].as_str().unwrap_or_default();
+        if state
+            .deliveries
+            .get(topic)
+            .is_some_and(|d| d["function_name"] == name.as_str())
+        {
+            state.deliveries.remove(topic);
+            return Ok(json!({}));
+        }
+        return Err((
+            "ResourceNotFound.Trigger",
+            format!("no cls trigger {topic}"),
+        ));
     }
     let function = state.functions.get_mut(&name).ok_or_else(no_function)?;
     let trigger_at = |function: &Function| {
