@@ -144,19 +144,36 @@ fn request_of(
 /// per name; repeated ones joined by `, `), a text body as text, anything else in base64.
 async fn integration_response(response: Response, request_id: &str) -> ApiGatewayResponse {
     let (parts, body) = response.into_parts();
-    // Answers are capped below MAX_ANSWER_BYTES by the routes; this bound only stops a slip.
-    let bytes = match axum::body::to_bytes(body, MAX_ANSWER_BYTES + 64 * 1024).await {
+    // The routes that can answer much budget their answers and say what fits; any other answer
+    // past what SCF lets a function return is refused here, as 413 and never as a failure of
+    // the platform.
+    let too_large = |weight: String| {
+        fail(
+            413,
+            "answer_too_large",
+            format!("the answer is {weight} bytes, over the {MAX_ANSWER_BYTES} an SCF function may answer: ask for less (a shorter window, a filter or a smaller limit)"),
+        )
+    };
+    let refused = |failure| async move {
+        Box::pin(integration_response(
+            secured(failure_response(failure, request_id)).await,
+            request_id,
+        ))
+        .await
+    };
+    let bytes = match axum::body::to_bytes(body, MAX_ANSWER_BYTES).await {
         Ok(bytes) => bytes,
         Err(err) => {
-            tracing::error!(error = %err, "answer body unreadable or over the cap");
-            let failure = fail(500, "internal_error", "the answer is over the cap");
-            return Box::pin(integration_response(
-                secured(failure_response(failure, request_id)).await,
-                request_id,
-            ))
-            .await;
+            tracing::warn!(error = %err, "answer body unreadable or over the cap");
+            return refused(too_large(format!("more than {MAX_ANSWER_BYTES}"))).await;
         }
     };
+    let weight = String::from_utf8(bytes.to_vec()).map_or(bytes.len().div_ceil(3) * 4, |text| {
+        super::escaped_len(&text)
+    });
+    if weight > MAX_ANSWER_BYTES && parts.status.is_success() {
+        return refused(too_large(weight.to_string())).await;
+    }
     let mut headers = std::collections::BTreeMap::<String, String>::new();
     for (name, value) in &parts.headers {
         let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
@@ -313,17 +330,24 @@ mod tests {
         std::fs::remove_dir_all(dir).ok();
     }
 
-    /// An answer over the cap (a slip past the routes' budgets) is a 500 error body that carries
-    /// the request id (issue #36: it came back with an empty one).
+    /// An answer past what SCF lets a function return — by its bytes, or by its weight once
+    /// escaped into the integration response — is refused with 413 and the request id, never a
+    /// 5xx (issue #36: a 500 with an empty request id).
     #[tokio::test]
-    async fn an_answer_over_the_cap_fails_with_its_request_id() {
-        let huge = Response::new(Body::from(vec![b'x'; MAX_ANSWER_BYTES + 128 * 1024]));
-        let answer = integration_response(huge, "r9").await;
-        assert_eq!(answer.status_code, 500);
-        assert!(answer.headers.contains_key("X-Frame-Options"));
-        let error: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
-        assert_eq!(error["error"]["request_id"], "r9");
-        assert_eq!(error["error"]["code"], "internal_error");
+    async fn an_answer_over_the_cap_is_refused_with_its_request_id() {
+        for body in [
+            vec![b'x'; MAX_ANSWER_BYTES + 128 * 1024],
+            vec![b'"'; MAX_ANSWER_BYTES / 2 + 1],
+        ] {
+            let answer = integration_response(Response::new(Body::from(body)), "r9").await;
+            assert_eq!(answer.status_code, 413);
+            assert!(answer.headers.contains_key("X-Frame-Options"));
+            let error: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+            assert_eq!(error["error"]["request_id"], "r9");
+            assert_eq!(error["error"]["code"], "answer_too_large");
+        }
+        let fits = Response::new(Body::from(vec![b'x'; MAX_ANSWER_BYTES - 10]));
+        assert_eq!(integration_response(fits, "r9").await.status_code, 200);
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub(crate) async fn vpcs(
         (status = 400, description = "the body is not {\"monitored\": true|false|null}", body = ErrorBody), (status = 401, description = "missing or wrong admin token", body = ErrorBody),
         (status = 403, description = "no admin token is configured: the switches are read-only (`switches_read_only`)", body = ErrorBody),
         (status = 404, description = "the snapshot has no such VPC (`unknown_vpc`)", body = ErrorBody), (status = 405, description = "not PUT", body = ErrorBody),
+        (status = 409, description = "other switch changes came first five times in a row; nothing was changed (`switch_conflict`)", body = ErrorBody),
         (status = 413, description = "the body is over 1024 bytes, or the switches document would exceed its cap", body = ErrorBody),
         (status = 502, description = "the snapshot store failed (`switches_unavailable`)", body = ErrorBody), (status = 503, description = "no snapshot", body = ErrorBody),
     ))]
