@@ -418,16 +418,7 @@ async fn a_full_deploy_then_a_no_op_then_one_index_change() {
     let stub = AccountStub::start().await.unwrap();
     {
         let mut state = stub.state.lock().unwrap();
-        state.topics.insert(
-            FLOWLOG_TOPIC.into(),
-            Topic {
-                id: FLOWLOG_TOPIC.into(),
-                name: "vpc-flow-logs".into(),
-                logset: "the-users-logset".into(),
-                period: 30,
-                index: None,
-            },
-        );
+        state.topics.insert(FLOWLOG_TOPIC.into(), flowlog_topic());
         // SCF lists CLS shipping among the function's triggers (the other reading is the
         // toolkit test's).
         state.list_deliveries = true;
@@ -694,6 +685,17 @@ fn stack_dir(tag: &str) -> std::path::PathBuf {
 /// The flow-log topic the stack reads (the user's, not the deploy's).
 const FLOWLOG_TOPIC: &str = "0f8e1b42-8c6a-4b56-9b3e-2d5c1a7e9f00";
 
+/// The user's flow-log topic, in a logset of theirs.
+fn flowlog_topic() -> Topic {
+    Topic {
+        id: FLOWLOG_TOPIC.into(),
+        name: "vpc-flow-logs".into(),
+        logset: "the-users-logset".into(),
+        period: 30,
+        index: None,
+    }
+}
+
 /// The stack's required parameters, each of the right form.
 const PARAMETERS: &[(&str, &str)] = &[
     ("APPID", "1250000000"),
@@ -759,16 +761,11 @@ async fn the_component_toolkit_deploys_the_generated_functions() {
         "the toolkit is not installed: run `make setup-test` (npm ci --prefix tests/toolkit)"
     );
     let stub = AccountStub::start().await.unwrap();
-    stub.state.lock().unwrap().topics.insert(
-        FLOWLOG_TOPIC.into(),
-        Topic {
-            id: FLOWLOG_TOPIC.into(),
-            name: "vpc-flow-logs".into(),
-            logset: "the-users-logset".into(),
-            period: 30,
-            index: None,
-        },
-    );
+    stub.state
+        .lock()
+        .unwrap()
+        .topics
+        .insert(FLOWLOG_TOPIC.into(), flowlog_topic());
     let work = stack_dir("toolkit");
     let cli = toolkit.join("scf");
     let deploy = || run_esgflow(&work, &cli, stub.url.clone(), &["deploy"]);

@@ -32,6 +32,19 @@ async fn sync_with(
     common::emulator_with("sync", env).await
 }
 
+/// A cloud stand-in whose COS holds the snapshot a sync run published.
+async fn published() -> CloudStub {
+    let stub = common::cloud_stub().await;
+    let mut sync = sync_with(&stub, vec![]).await;
+    assert!(sync
+        .invoke(common::timer_event())
+        .await
+        .unwrap()
+        .result
+        .is_response());
+    stub
+}
+
 fn cos_puts(stub: &CloudStub) -> Vec<String> {
     stub.state
         .lock()
@@ -442,14 +455,7 @@ async fn rule_changes_are_recorded_and_alerted_and_unused_rules_reported() {
 
 #[tokio::test]
 async fn audit_reads_the_published_snapshot_from_cos_and_revalidates_with_etags() {
-    let stub = common::cloud_stub().await;
-    let mut sync = sync_with(&stub, vec![]).await;
-    assert!(sync
-        .invoke(common::timer_event())
-        .await
-        .unwrap()
-        .result
-        .is_response());
+    let stub = published().await;
     let mut env = stub.env();
     env.push((
         "ESGFLOW_SNAPSHOT".into(),
@@ -1074,14 +1080,7 @@ fn read(page: &esgflow::adapters::tencent::api::Page) -> Value {
 #[tokio::test]
 async fn two_lookups_switching_at_once_lose_no_change() {
     use crate::lookup_e2e::event;
-    let stub = common::cloud_stub().await;
-    let mut sync = sync_with(&stub, vec![]).await;
-    assert!(sync
-        .invoke(common::timer_event())
-        .await
-        .unwrap()
-        .result
-        .is_response());
+    let stub = published().await;
     let admin = "admin-token-0123456789abcdef";
     let mut env = stub.env();
     for (name, value) in [
