@@ -51,3 +51,4 @@ pub mod records;
 pub mod search;
 pub mod snapshot;
 pub(crate) mod text;
+pub mod whatif;
