@@ -29,7 +29,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::monitoring::Switches;
 use crate::core::records::Record;
-use crate::core::search::{HitFilter, HitsPage, RuleCounters, TrafficFilter, TrafficView};
+use crate::core::search::{
+    Conversations, HitFilter, HitsPage, RuleCounters, TrafficFilter, TrafficView,
+};
 use crate::core::snapshot::Snapshot;
 
 /// What a sink wrote.
@@ -195,6 +197,15 @@ pub trait RecordsStore: Send + Sync + std::fmt::Debug {
         filter: &'a TrafficFilter,
         deadline: Instant,
     ) -> SearchFuture<'a, TrafficView>;
+
+    /// The conversations `filter` covers (traffic summed by initiator, service end, port,
+    /// protocol and scope), most bytes first, at most `limit`: what a what-if judges.
+    fn conversations<'a>(
+        &'a self,
+        filter: &'a TrafficFilter,
+        limit: usize,
+        deadline: Instant,
+    ) -> SearchFuture<'a, Conversations>;
 
     /// The ENIs that recorded traffic between `since` and `until` (flow-log coverage).
     fn recording_enis(

@@ -295,6 +295,33 @@ pub struct Talker {
     pub sums: TrafficSums,
 }
 
+/// The conversations of a window, most bytes first ([`crate::core::ports::RecordsStore::conversations`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Conversations {
+    /// Each conversation and its sums.
+    pub rows: Vec<Talker>,
+    /// Whether they are all of the window's (false: the largest only, up to the limit).
+    pub complete: bool,
+}
+
+impl Conversations {
+    /// `rows` read with a limit of `limit` and asked for one more: complete when that one more
+    /// did not come.
+    pub fn of(mut rows: Vec<Talker>, limit: usize) -> Self {
+        let complete = rows.len() <= limit;
+        rows.truncate(limit);
+        Self { rows, complete }
+    }
+}
+
+/// The SQL (after the search's `|`) of every conversation of a window, most bytes first, ending
+/// its order on the whole group key so pages of it never overlap.
+pub fn conversations_sql() -> String {
+    format!(
+        "select src_ip, dst_ip, dst_port, protocol_name, scope, {TRAFFIC_SUMS} group by src_ip, dst_ip, dst_port, protocol_name, scope order by sum_bytes desc, sum_flows desc, src_ip, dst_ip, dst_port, protocol_name, scope"
+    )
+}
+
 /// Traffic from one subnet to another (`None`: outside every known subnet).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct MatrixCell {

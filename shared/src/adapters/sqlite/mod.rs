@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 
 use crate::core::ports::{RecordsStore, SearchFuture, StoreFailure};
 use crate::core::search::{
-    AddressMatch, HitFilter, HitsPage, MatrixCell, RuleCounters, SeriesPoint, Talker,
+    AddressMatch, Conversations, HitFilter, HitsPage, MatrixCell, RuleCounters, SeriesPoint, Talker,
     TrafficFilter, TrafficSums, TrafficTotal, TrafficView, MAX_MATRIX_CELLS,
 };
 
@@ -832,6 +832,19 @@ impl LocalRecords {
         self.traffic_within(filter, TALKERS_IN_MEMORY)
     }
 
+    /// The conversations `filter` covers, most bytes first, at most `limit`: the top talkers
+    /// of the traffic view, asked for one more than `limit` to know whether there are more.
+    pub fn conversations(
+        &self,
+        filter: &TrafficFilter,
+        limit: usize,
+    ) -> Result<Conversations, LocalStoreError> {
+        let mut all = filter.clone();
+        all.talkers = u32::try_from(limit.saturating_add(1)).unwrap_or(u32::MAX);
+        let view = self.traffic_within(&all, TALKERS_IN_MEMORY)?;
+        Ok(Conversations::of(view.talkers, limit))
+    }
+
     /// [`Self::traffic`], summing at most `in_memory` conversations in memory.
     fn traffic_within(
         &self,
@@ -1350,6 +1363,15 @@ impl RecordsStore for LocalRecords {
         _deadline: std::time::Instant,
     ) -> SearchFuture<'a, TrafficView> {
         Box::pin(async move { Ok(self.traffic(filter)?) })
+    }
+
+    fn conversations<'a>(
+        &'a self,
+        filter: &'a TrafficFilter,
+        limit: usize,
+        _deadline: std::time::Instant,
+    ) -> SearchFuture<'a, Conversations> {
+        Box::pin(async move { Ok(self.conversations(filter, limit)?) })
     }
 
     fn recording_enis(

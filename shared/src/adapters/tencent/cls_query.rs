@@ -14,10 +14,11 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use super::api::{ApiClient, ApiError};
-use super::search::{all_rows, analysis_rows, number, window_ms, CLS_VERSION};
+use super::search::{all_rows, analysis_rows, number, rows_up_to, window_ms, CLS_VERSION};
 use crate::core::ports::{RecordsStore, SearchFuture, StoreFailure};
 use crate::core::search::{
-    AddressMatch, HitFilter, HitsPage, RuleCounters, TrafficFilter, TrafficQuery, TrafficView,
+    AddressMatch, Conversations, HitFilter, HitsPage, RuleCounters, TrafficFilter, TrafficQuery,
+    TrafficView,
 };
 
 /// How CLS indexes a field.
@@ -403,6 +404,36 @@ impl ClsRecords {
         Ok(traffic)
     }
 
+    /// The conversations `filter` covers, most bytes first, at most `limit` (read
+    /// [`SQL_PAGE_ROWS`] at a time).
+    pub async fn conversations(
+        &self,
+        filter: &TrafficFilter,
+        limit: usize,
+        deadline: Instant,
+    ) -> Result<Conversations, ApiError> {
+        let query = format!(
+            "{} | {}",
+            traffic_search(filter),
+            crate::core::search::conversations_sql()
+        );
+        let window = window_ms(filter.since, filter.until);
+        let rows = rows_up_to(
+            &self.client,
+            &self.traffic_topic,
+            &query,
+            window,
+            limit.saturating_add(1),
+            deadline,
+        )
+        .await?;
+        let mut view = TrafficView::default();
+        for row in &rows {
+            TrafficQuery::Talkers.add_row(&mut view, row);
+        }
+        Ok(Conversations::of(view.talkers, limit))
+    }
+
     /// The hit record `id` written between `since` and `until` (Unix seconds), if any.
     pub async fn hit_by_id(
         &self,
@@ -553,6 +584,15 @@ impl RecordsStore for ClsRecords {
         deadline: Instant,
     ) -> SearchFuture<'a, TrafficView> {
         Box::pin(async move { Ok(self.traffic(filter, deadline).await?) })
+    }
+
+    fn conversations<'a>(
+        &'a self,
+        filter: &'a TrafficFilter,
+        limit: usize,
+        deadline: Instant,
+    ) -> SearchFuture<'a, Conversations> {
+        Box::pin(async move { Ok(self.conversations(filter, limit, deadline).await?) })
     }
 
     fn recording_enis(

@@ -48,7 +48,7 @@ pub async fn analysis_rows(
 pub const SQL_PAGE_ROWS: usize = 10_000;
 
 /// The most answers [`all_rows`] reads of one query (100,000 rows).
-const MAX_SQL_PAGES: usize = 10;
+pub(crate) const MAX_SQL_PAGES: usize = 10;
 
 /// Every row of `query` — a search and a select whose `order by` ends on a unique key, with no
 /// `limit` — read [`SQL_PAGE_ROWS`] at a time (`offset S limit N`, the LIMIT syntax of
@@ -62,30 +62,44 @@ pub(crate) async fn all_rows(
     to_ms: i64,
     deadline: Instant,
 ) -> Result<Vec<Value>, ApiError> {
+    let most = MAX_SQL_PAGES * SQL_PAGE_ROWS;
+    let rows = rows_up_to(client, topic, query, (from_ms, to_ms), most + 1, deadline).await?;
+    if rows.len() > most {
+        return Err(ApiError::local(
+            "SearchLog",
+            "TooManyRows",
+            format!("more than {most} rows answer {query:?}: narrow the window"),
+        ));
+    }
+    Ok(rows)
+}
+
+/// The first `most` rows of `query` (as [`all_rows`] reads them), fewer when the query has
+/// fewer; `window` is SearchLog's `(From, To)`.
+pub(crate) async fn rows_up_to(
+    client: &ApiClient,
+    topic: &str,
+    query: &str,
+    window: (i64, i64),
+    most: usize,
+    deadline: Instant,
+) -> Result<Vec<Value>, ApiError> {
     let mut rows = Vec::new();
-    for page in 0..MAX_SQL_PAGES {
-        let paged = match page {
-            0 => format!("{query} limit {SQL_PAGE_ROWS}"),
-            _ => format!(
-                "{query} offset {} limit {SQL_PAGE_ROWS}",
-                page * SQL_PAGE_ROWS
-            ),
+    while rows.len() < most {
+        let wanted = (most - rows.len()).min(SQL_PAGE_ROWS);
+        let paged = match rows.len() {
+            0 => format!("{query} limit {wanted}"),
+            read => format!("{query} offset {read} limit {wanted}"),
         };
-        let answer = analysis_rows(client, topic, &paged, from_ms, to_ms, deadline).await?;
-        let full = answer.len() >= SQL_PAGE_ROWS;
+        let answer = analysis_rows(client, topic, &paged, window.0, window.1, deadline).await?;
+        let short = answer.len() < wanted;
         rows.extend(answer);
-        if !full {
-            return Ok(rows);
+        if short {
+            break;
         }
     }
-    Err(ApiError::local(
-        "SearchLog",
-        "TooManyRows",
-        format!(
-            "more than {} rows answer {query:?}: narrow the window",
-            MAX_SQL_PAGES * SQL_PAGE_ROWS
-        ),
-    ))
+    rows.truncate(most);
+    Ok(rows)
 }
 
 /// `[since, until]` (Unix seconds, both in) as SearchLog's `From` and `To`: milliseconds, `To`
