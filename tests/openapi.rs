@@ -603,6 +603,42 @@ async fn every_answer_validates_against_the_document() {
             json!({}),
             405,
         ),
+        (
+            "/v1/whatif",
+            "post",
+            "/v1/whatif",
+            Some(TOKEN),
+            Some(json!({"edits": [{"op": "set", "rule": "7008", "action": "drop"}, {"op": "move", "rule": "7010", "to": 1}]})),
+            json!({"vpc": "vpc-prod0001", "limit": "10"}),
+            200,
+        ),
+        (
+            "/v1/whatif",
+            "post",
+            "/v1/whatif",
+            Some(TOKEN),
+            Some(json!({"edits": [{"op": "remove", "rule": "no-such-rule"}]})),
+            json!({}),
+            400,
+        ),
+        (
+            "/v1/whatif",
+            "post",
+            "/v1/whatif",
+            None,
+            Some(json!({"edits": []})),
+            json!({}),
+            401,
+        ),
+        (
+            "/v1/whatif",
+            "get",
+            "/v1/whatif",
+            Some(TOKEN),
+            None,
+            json!({}),
+            405,
+        ),
     ];
     let mut exercised = BTreeSet::new();
     for (template, method, path, token, body, query, expected) in cases {

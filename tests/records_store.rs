@@ -384,7 +384,10 @@ async fn both_stores_answer_every_search_alike() {
         every.talkers = u32::MAX;
         let expected = traffic_truth(&every, &records).talkers;
         for (store, which) in [(cls, "CLS"), (local, "local")] {
-            let all = store.conversations(&filter, 100_000, deadline).await.unwrap();
+            let all = store
+                .conversations(&filter, 100_000, deadline)
+                .await
+                .unwrap();
             assert_eq!(all.rows, expected, "{name}: {which}");
             assert!(all.complete, "{name}: {which}");
             if expected.len() > 3 {

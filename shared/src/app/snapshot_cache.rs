@@ -290,6 +290,19 @@ impl SnapshotCache {
         Ok(Some(engine))
     }
 
+    /// Snapshot `version` itself, read from the store (`None`: the store no longer keeps it):
+    /// what a proposal edits. Not kept: the engine is what serves requests.
+    pub(crate) async fn snapshot_of_version(
+        &self,
+        version: &str,
+        deadline: Instant,
+    ) -> Result<Option<crate::core::snapshot::Snapshot>, SnapshotUnavailable> {
+        self.store
+            .version(version, deadline)
+            .await
+            .map_err(|e| self.unavailable(e.message))
+    }
+
     /// The switches as the store holds them now (none saved: none), whatever the TTL.
     pub(crate) async fn switches_now(&mut self, deadline: Instant) -> Result<Switches, StoreError> {
         let read = self.store.switches(deadline).await?.unwrap_or_default();

@@ -653,7 +653,12 @@ mod tests {
         assert_ne!(moved.version, snapshot.version);
         // 10.0.2.11 → 10.0.3.10:3306 was allowed by 7008; with 7010 first it is blocked.
         let flow = conversation("10.0.2.11", "10.0.3.10", Some(3306), "TCP", 1);
-        let report = compare(&engine(&snapshot), &engine(&moved), std::slice::from_ref(&flow), 10);
+        let report = compare(
+            &engine(&snapshot),
+            &engine(&moved),
+            std::slice::from_ref(&flow),
+            10,
+        );
         assert_eq!(report.classes[0].outcome, Outcome::NewlyBlocked);
         let added = apply(
             &snapshot,

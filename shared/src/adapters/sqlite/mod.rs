@@ -22,8 +22,8 @@ use serde_json::{Map, Value};
 
 use crate::core::ports::{RecordsStore, SearchFuture, StoreFailure};
 use crate::core::search::{
-    AddressMatch, Conversations, HitFilter, HitsPage, MatrixCell, RuleCounters, SeriesPoint, Talker,
-    TrafficFilter, TrafficSums, TrafficTotal, TrafficView, MAX_MATRIX_CELLS,
+    AddressMatch, Conversations, HitFilter, HitsPage, MatrixCell, RuleCounters, SeriesPoint,
+    Talker, TrafficFilter, TrafficSums, TrafficTotal, TrafficView, MAX_MATRIX_CELLS,
 };
 
 /// A failure of the local store, naming the database.

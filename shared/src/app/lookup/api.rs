@@ -6,14 +6,14 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{explain, health, hits, rules, snapshot, traffic, vpcs};
+use super::{explain, health, hits, rules, snapshot, traffic, vpcs, whatif};
 
 /// The document.
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "esgflow lookup API",
-        description = "ESG flow logs and on-demand answers from the ESG rule snapshot: search the hit records by source and destination, explain a flow or a record, traffic views per VPC, rules with hit counters and hygiene, VPCs with their monitoring switches. Every route but `/` and `/v1/healthz` needs `Authorization: Bearer <token>`; changing a monitoring switch needs the admin token."
+        description = "ESG flow logs and on-demand answers from the ESG rule snapshot: search the hit records by source and destination, explain a flow or a record, traffic views per VPC, what proposed rule edits would do to the recorded traffic, rules with hit counters and hygiene, VPCs with their monitoring switches. Every route but `/` and `/v1/healthz` needs `Authorization: Bearer <token>`; changing a monitoring switch needs the admin token."
     ),
     paths(
         health::page,
@@ -29,6 +29,7 @@ use super::{explain, health, hits, rules, snapshot, traffic, vpcs};
         traffic::traffic,
         vpcs::vpcs,
         vpcs::switch,
+        whatif::what_if,
     ),
     security(("bearer" = [])),
     modifiers(&Schemes)

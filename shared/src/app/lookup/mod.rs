@@ -27,6 +27,7 @@ pub mod scf;
 mod snapshot;
 mod traffic;
 mod vpcs;
+mod whatif;
 
 pub use explain::*;
 pub use health::*;
@@ -581,6 +582,81 @@ mod tests {
 
     /// The rules page: every rule in order with its counters, unused flag and hygiene, paged,
     /// with the recent rule changes.
+    /// `POST /v1/whatif` over the local store: turning 7008 (app → db 3306, accept) into a drop
+    /// blocks the app host's conversation and leaves the web one; a bad edit is refused by its
+    /// position, before anything is searched.
+    #[cfg(feature = "local-store")]
+    #[test]
+    fn what_if_reports_the_conversations_a_change_would_block() {
+        let (lookup, dir) = lookup();
+        let now = chrono::Utc::now().timestamp();
+        let traffic = |id: &str, src: &str, dst: &str, port: u16, bytes: u64| {
+            json!({"record_type": "traffic", "record_id": id, "time": now - 60, "scope": "inter_subnet",
+                   "src_ip": src, "dst_ip": dst, "dst_port": port, "protocol": 6, "protocol_name": "TCP",
+                   "fl_action": "ACCEPT", "flows": 2, "packets": 10, "bytes": bytes, "last_seen": now - 60,
+                   "src_vpc": "vpc-prod0001", "dst_vpc": "vpc-prod0001"})
+        };
+        let lines = [
+            traffic("t1", "10.0.2.11", "10.0.3.10", 3306, 5000),
+            traffic("t2", "10.0.1.11", "10.0.2.11", 8080, 9000),
+        ]
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect::<String>();
+        let lookup = with_records(lookup, &dir, &lines);
+        let ask = |body: &str| {
+            let mut request = request("POST", "/v1/whatif", Some("t0ken"), Some(body));
+            request.query_string = serde_json::from_value(
+                json!({"since": (now - 3600).to_string(), "until": now.to_string()}),
+            )
+            .unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let response = runtime.block_on(lookup.app().handle(
+                &request,
+                "r",
+                Instant::now() + std::time::Duration::from_secs(5),
+            ));
+            let answer: Value = serde_json::from_str(&response.body).unwrap();
+            (response.status_code, answer)
+        };
+        let (status, answer) =
+            ask(r#"{"edits": [{"op": "set", "rule": "7008", "action": "drop"}]}"#);
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(
+            (answer["judged"].as_u64(), answer["unchanged"].as_u64()),
+            (Some(2), Some(1))
+        );
+        assert_eq!(answer["complete"], true);
+        assert_eq!(answer["classes"][0]["outcome"], "newly_blocked", "{answer}");
+        assert_eq!(answer["classes"][0]["bytes"], 5000);
+        let changed = &answer["changed"][0];
+        assert_eq!(
+            (changed["src_ip"].as_str(), changed["dst_port"].as_u64()),
+            (Some("10.0.2.11"), Some(3306))
+        );
+        assert_eq!(changed["before"]["rule"], "7008");
+        assert_eq!(changed["after"]["decision"], "block");
+        assert_ne!(answer["proposed_version"], answer["snapshot_version"]);
+        // No edits: the current rules, nothing changes.
+        let (status, same) = ask(r#"{"edits": []}"#);
+        assert_eq!((status, same["changed_total"].as_u64()), (200, Some(0)));
+        let (status, refused) = ask(r#"{"edits": [{"op": "move", "rule": "nope", "to": 1}]}"#);
+        assert_eq!(status, 400, "{refused}");
+        assert!(
+            refused["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("edits[0]: no rule"),
+            "{refused}"
+        );
+        let (status, refused) = ask(r#"{"edits": [{"op": "rename", "rule": "7008"}]}"#);
+        assert_eq!(status, 400, "{refused}");
+        std::fs::remove_dir_all(dir).ok();
+    }
+
     #[cfg(feature = "local-store")]
     #[test]
     fn rules_are_listed_with_hits_hygiene_and_changes() {

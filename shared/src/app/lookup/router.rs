@@ -29,6 +29,7 @@ use super::rules::{one_rule, rules, top_rules};
 use super::snapshot::snapshot;
 use super::traffic::traffic;
 use super::vpcs::{switch, vpcs};
+use super::whatif::what_if;
 use super::{fail, security_headers, Failure, Lookup};
 use crate::core::text::cut;
 
@@ -84,6 +85,7 @@ pub fn router(lookup: Lookup) -> Router {
         .route("/v1/hits/{record_id}", get(one_hit))
         .route("/v1/traffic", get(traffic))
         .route("/v1/vpcs", get(vpcs))
+        .route("/v1/whatif", post(what_if))
         .route_layer(middleware::from_fn_with_state(lookup.clone(), lookup_token));
     let switches = Router::new()
         .route("/v1/vpcs/{id}/monitoring", put(switch))

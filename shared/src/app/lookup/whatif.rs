@@ -1,0 +1,195 @@
+//! `POST /v1/whatif`: proposed edits to the rules judged against the conversations the records
+//! store holds for a window.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::Json;
+
+use super::request::{body_json, Answer};
+use super::*;
+use crate::core::search::TrafficFilter;
+use crate::core::whatif::{self, Edit, Report};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+/// Most conversations one what-if judges: the records store gives the largest first.
+pub(crate) const MAX_CONVERSATIONS: usize = 200_000;
+
+/// Most changed conversations an answer lists (each class is summed whole).
+pub(crate) const MAX_LISTED: u32 = 1000;
+
+/// Most edits one proposal holds.
+pub(crate) const MAX_EDITS: usize = 200;
+
+/// `POST /v1/whatif`.
+#[utoipa::path(post, path = "/v1/whatif", tag = "lookup",
+    summary = "What proposed rule edits would do to the traffic the records hold",
+    description = "The conversations of the window (traffic records summed by initiator, service end, port, protocol and scope; the largest first, at most 200,000) judged with the current rules and with the edits applied: every conversation whose outcome changes, in classes, and the unchanged ones counted.",
+    params(WhatIfParams),
+    request_body = WhatIfBody,
+    responses(
+        (status = 200, description = "the report", body = WhatIfAnswer),
+        (status = 400, description = "a parameter, the body or an edit is invalid (the message names it, an edit by its position)", body = ErrorBody),
+        (status = 401, description = "missing or invalid token", body = ErrorBody), (status = 405, description = "not POST", body = ErrorBody),
+        (status = 413, description = "the body is over the cap, or the answer would not fit (`answer_too_large`)", body = ErrorBody),
+        (status = 502, description = "the records store failed", body = ErrorBody),
+        (status = 503, description = "no snapshot, or no records store", body = ErrorBody),
+    ))]
+pub(crate) async fn what_if(
+    State(lookup): State<Lookup>,
+    call: Invocation,
+    Query(params): Query<WhatIfParams>,
+    body: Bytes,
+) -> Answer<WhatIfAnswer> {
+    lookup
+        .what_if(&params, &body, call.deadline)
+        .await
+        .map(Json)
+}
+
+impl Lookup {
+    /// Judges the window's conversations with the current rules and with the body's edits.
+    pub(crate) async fn what_if(
+        &self,
+        params: &WhatIfParams,
+        body: &[u8],
+        deadline: Instant,
+    ) -> Result<WhatIfAnswer, Failure> {
+        let (since, until) = window(
+            params.since.as_deref(),
+            params.until.as_deref(),
+            chrono::Utc::now().timestamp(),
+        )?;
+        let mut filter = TrafficFilter::new(since, until);
+        filter.vpc = search_id("vpc", params.vpc.as_deref(), "a VPC id")?;
+        let listed = match params.limit.as_deref() {
+            None => 100,
+            Some(text) => text
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=MAX_LISTED).contains(n))
+                .ok_or_else(|| {
+                    field_error(
+                        "limit",
+                        format!(
+                            "{} is not a whole number from 1 to {MAX_LISTED}",
+                            shown(text)
+                        ),
+                    )
+                })?,
+        };
+        let proposal: WhatIfBody = body_json(
+            body,
+            "invalid_body",
+            ": send {\"edits\": [{\"op\": \"remove\", \"rule\": \"…\"}, …]}",
+        )?;
+        if proposal.edits.len() > MAX_EDITS {
+            return Err(field_error(
+                "edits",
+                format!("{} edits, more than {MAX_EDITS}", proposal.edits.len()),
+            ));
+        }
+        let store = self.store()?;
+        let current = self.engine(deadline).await?;
+        let snapshot = self
+            .snapshots
+            .lock()
+            .await
+            .snapshot_of_version(current.version(), deadline)
+            .await
+            .map_err(|err| fail(503, "snapshot_unavailable", err.to_string()))?
+            .ok_or_else(|| {
+                fail(
+                    503,
+                    "snapshot_unavailable",
+                    format!(
+                        "the store no longer keeps snapshot {}: ask again",
+                        current.version()
+                    ),
+                )
+            })?;
+        let proposed = whatif::apply(&snapshot, &proposal.edits)
+            .map_err(|message| fail(400, "invalid_edit", message))?;
+        drop(snapshot);
+        let proposed_engine = Engine::compile_owned(proposed).map_err(|e| {
+            fail(
+                400,
+                "invalid_edit",
+                format!("the edited rules do not compile: {e}"),
+            )
+        })?;
+        let conversations = store
+            .conversations(&filter, MAX_CONVERSATIONS, deadline)
+            .await
+            .map_err(|failure| search_failed(failure, "the records search expired: ask again"))?;
+        let mut report = whatif::compare(
+            &current,
+            &proposed_engine,
+            &conversations.rows,
+            listed as usize,
+        );
+        if !conversations.complete {
+            report.complete = false;
+            report.cut = Some(format!(
+                "the window holds more than {MAX_CONVERSATIONS} conversations: the {MAX_CONVERSATIONS} with the most bytes were judged; narrow the window or name a VPC"
+            ));
+        }
+        Ok(WhatIfAnswer {
+            since,
+            until,
+            vpc: filter.vpc,
+            snapshot_version: current.version().to_string(),
+            proposed_version: proposed_engine.version().to_string(),
+            edits: proposal.edits,
+            report,
+        })
+    }
+}
+
+/// The query parameters of `/v1/whatif`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WhatIfParams {
+    /// A VPC id: conversations with either end in it.
+    pub(crate) vpc: Option<String>,
+    /// From (Unix seconds or RFC 3339); default: an hour before `until`.
+    pub(crate) since: Option<String>,
+    /// To (Unix seconds or RFC 3339); default: now. The span may be at most 30 days.
+    pub(crate) until: Option<String>,
+    /// Changed conversations listed, 1-1000 (default 100); every class is summed whole.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    pub(crate) limit: Option<String>,
+}
+
+super::request::query_params!(WhatIfParams);
+
+/// The body of `POST /v1/whatif`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WhatIfBody {
+    /// The edits, applied in order to the current rules (at most 200; none: the current rules
+    /// themselves, which change nothing).
+    #[serde(default)]
+    pub edits: Vec<Edit>,
+}
+
+/// `POST /v1/whatif`: the report.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WhatIfAnswer {
+    /// From, Unix seconds.
+    pub since: i64,
+    /// To, Unix seconds.
+    pub until: i64,
+    /// The VPC asked for.
+    pub vpc: Option<String>,
+    /// The current snapshot.
+    pub snapshot_version: String,
+    /// The version the edited rules would have.
+    pub proposed_version: String,
+    /// The edits, as applied.
+    pub edits: Vec<Edit>,
+    /// What changes.
+    #[serde(flatten)]
+    pub report: Report,
+}
