@@ -47,6 +47,8 @@ enum Command {
     },
     /// Explain offline which ESG rule decides a flow, and why
     Explain(cli::explain::Args),
+    /// What a proposed rule change would do to the traffic the local records store holds
+    Whatif(cli::whatif::Args),
     /// Write a synthetic rule snapshot and matching flow-log lines (benchmarks, measurements)
     Synthetic(cli::synthetic::Args),
     /// Write one deployment zip per function (bootstrap, mode 0755, at the zip root)
@@ -68,6 +70,7 @@ async fn main() -> ExitCode {
         Command::Measure(args) => cli::measure::run(args).await,
         Command::Snapshot { command } => cli::snapshot::run(command),
         Command::Explain(args) => cli::explain::run(args),
+        Command::Whatif(args) => cli::whatif::run(args),
         Command::Synthetic(args) => cli::synthetic::run(args),
         Command::Package(args) => cli::package::run(args),
         Command::Replay(args) => cli::replay::run(args).await,

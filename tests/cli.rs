@@ -678,6 +678,93 @@ fn the_replayed_sample_is_searched_through_serve() {
         "{explained}"
     );
     assert_eq!((health, page), (200, true));
+
+    // What-if (#38): turning 7008 (app → db 3306, accept) into a drop, offline with `esgflow
+    // whatif` and through `POST /v1/whatif`: the same report from both, each change what
+    // explain says of the flow before.
+    let cli = succeeded(
+        esgflow()
+            .arg("whatif")
+            .arg("--snapshot")
+            .arg(sample("samples/snapshot.json"))
+            .arg("--store")
+            .arg(&store)
+            .args(["--set", "7008=drop", "--since", "2025-11-24T00:00:00Z"])
+            .args([
+                "--until",
+                "2025-11-25T00:00:00Z",
+                "--limit",
+                "1000",
+                "--json",
+            ])
+            .output()
+            .unwrap(),
+    );
+    let offline: serde_json::Value = serde_json::from_slice(&cli.stdout).unwrap();
+    let mut query = day.clone();
+    query["limit"] = serde_json::json!("1000");
+    let (status, online) = runtime.block_on(async {
+        let response = client
+            .post(format!("http://{addr}/v1/whatif"))
+            .bearer_auth("local-token-0123456789")
+            .query(&query)
+            .json(&serde_json::json!({"edits": [{"op": "set", "rule": "7008", "action": "drop"}]}))
+            .send()
+            .await
+            .unwrap();
+        (
+            response.status().as_u16(),
+            response.json::<serde_json::Value>().await.unwrap(),
+        )
+    });
+    assert_eq!(status, 200, "{online}");
+    let report = &offline["report"];
+    for key in ["judged", "unchanged", "changed_total", "classes", "changed"] {
+        assert_eq!(report[key], online[key], "{key}");
+    }
+    assert_eq!(offline["proposed_version"], online["proposed_version"]);
+    let blocked = &report["classes"][0];
+    assert_eq!(blocked["outcome"], "newly_blocked", "{report}");
+    assert!(blocked["conversations"].as_u64() > Some(5), "{blocked}");
+    for changed in report["changed"].as_array().unwrap().iter().take(3) {
+        let explained = runtime.block_on(async {
+            client
+                .post(format!("http://{addr}/v1/explain"))
+                .bearer_auth("local-token-0123456789")
+                .json(&serde_json::json!({"src": changed["src_ip"], "dst": changed["dst_ip"], "protocol": "tcp", "port": changed["dst_port"]}))
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        });
+        assert_eq!(
+            explained["decision"], changed["before"]["decision"],
+            "{changed}"
+        );
+        assert_eq!(
+            explained["rule"]["uuid"], changed["before"]["rule"],
+            "{changed}"
+        );
+    }
+    let text = String::from_utf8_lossy(
+        &succeeded(
+            esgflow()
+                .arg("whatif")
+                .arg("--snapshot")
+                .arg(sample("samples/snapshot.json"))
+                .arg("--store")
+                .arg(&store)
+                .args(["--set", "7008=drop"])
+                .output()
+                .unwrap(),
+        )
+        .stdout,
+    )
+    .into_owned();
+    assert!(text.contains("newly_blocked:"), "{text}");
+    assert!(text.contains("app-"), "names beside addresses: {text}");
     drop(serve);
     std::fs::remove_dir_all(dir).ok();
 }

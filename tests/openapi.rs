@@ -608,7 +608,9 @@ async fn every_answer_validates_against_the_document() {
             "post",
             "/v1/whatif",
             Some(TOKEN),
-            Some(json!({"edits": [{"op": "set", "rule": "7008", "action": "drop"}, {"op": "move", "rule": "7010", "to": 1}]})),
+            Some(
+                json!({"edits": [{"op": "set", "rule": "7008", "action": "drop"}, {"op": "move", "rule": "7010", "to": 1}]}),
+            ),
             json!({"vpc": "vpc-prod0001", "limit": "10"}),
             200,
         ),

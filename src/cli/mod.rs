@@ -15,6 +15,7 @@ pub mod stack;
 pub mod sync;
 pub mod synthetic;
 pub mod tick;
+pub mod whatif;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
