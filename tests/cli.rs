@@ -765,6 +765,36 @@ fn the_replayed_sample_is_searched_through_serve() {
     .into_owned();
     assert!(text.contains("newly_blocked:"), "{text}");
     assert!(text.contains("app-"), "names beside addresses: {text}");
+    // Each observe rule promoted in thought: the same from the command line and the API.
+    let promoted: serde_json::Value = serde_json::from_slice(
+        &succeeded(
+            esgflow()
+                .arg("whatif")
+                .arg("--snapshot")
+                .arg(sample("samples/snapshot.json"))
+                .arg("--store")
+                .arg(&store)
+                .args([
+                    "--observe-as-drop",
+                    "--json",
+                    "--since",
+                    "2025-11-24T00:00:00Z",
+                ])
+                .args(["--until", "2025-11-25T00:00:00Z"])
+                .output()
+                .unwrap(),
+        )
+        .stdout,
+    )
+    .unwrap();
+    let (status, online) = get("/v1/whatif/observe", &day);
+    assert_eq!(status, 200, "{online}");
+    assert_eq!(promoted["rules"], online["rules"]);
+    let rules = online["rules"].as_array().unwrap();
+    assert!(
+        rules.iter().any(|r| r["newly_blocked"].as_u64() > Some(0)),
+        "{online}"
+    );
     drop(serve);
     std::fs::remove_dir_all(dir).ok();
 }

@@ -641,6 +641,24 @@ async fn every_answer_validates_against_the_document() {
             json!({}),
             405,
         ),
+        (
+            "/v1/whatif/observe",
+            "get",
+            "/v1/whatif/observe",
+            Some(TOKEN),
+            None,
+            json!({"vpc": "vpc-prod0001"}),
+            200,
+        ),
+        (
+            "/v1/whatif/observe",
+            "get",
+            "/v1/whatif/observe",
+            Some(TOKEN),
+            None,
+            json!({"since": "yesterday"}),
+            400,
+        ),
     ];
     let mut exercised = BTreeSet::new();
     for (template, method, path, token, body, query, expected) in cases {

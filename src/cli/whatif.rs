@@ -51,6 +51,9 @@ pub struct Args {
     /// Changed conversations listed (every class is summed whole)
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
+    /// Instead of a proposal: what each observe rule would block if it were a drop rule
+    #[arg(long, conflicts_with_all = ["proposed", "edits", "remove", "set", "move_to"])]
+    pub observe_as_drop: bool,
     /// Print the report as JSON
     #[arg(long)]
     pub json: bool,
@@ -60,10 +63,8 @@ pub struct Args {
 /// report.
 pub fn run(args: Args) -> super::Outcome {
     let current = Snapshot::load(&args.snapshot)?;
-    let (proposed, edits) = proposal(&args, &current)?;
     let before =
         Engine::compile(&current).map_err(|e| format!("{}: {e}", args.snapshot.display()))?;
-    let after = Engine::compile_owned(proposed).map_err(|e| format!("the proposed rules: {e}"))?;
     let time = |name: &str, given: &Option<String>, default: i64| -> Result<i64, String> {
         match given {
             None => Ok(default),
@@ -83,6 +84,12 @@ pub fn run(args: Args) -> super::Outcome {
     filter.vpc = args.vpc.clone();
     let store = LocalRecords::open(&args.store)?;
     let conversations = store.conversations(&filter, MAX_CONVERSATIONS)?;
+    if args.observe_as_drop {
+        print_promotions(&before, &conversations, &filter, args.json)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (proposed, edits) = proposal(&args, &current)?;
+    let after = Engine::compile_owned(proposed).map_err(|e| format!("the proposed rules: {e}"))?;
     let mut report = whatif::compare(&before, &after, &conversations.rows, args.limit);
     if !conversations.complete {
         report.complete = false;
@@ -101,6 +108,49 @@ pub fn run(args: Args) -> super::Outcome {
         print!("{}", render(&report, before.version(), after.version()));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What each observe rule would block as a drop rule, as text or as `GET /v1/whatif/observe`
+/// answers.
+fn print_promotions(
+    engine: &Engine,
+    conversations: &esgflow::core::search::Conversations,
+    filter: &TrafficFilter,
+    json: bool,
+) -> Result<(), serde_json::Error> {
+    let promoted = whatif::promotions(engine, &conversations.rows);
+    if json {
+        let answer = serde_json::json!({
+            "since": filter.since, "until": filter.until, "vpc": filter.vpc,
+            "snapshot_version": engine.version(), "judged": conversations.rows.len(),
+            "complete": conversations.complete, "rules": promoted,
+        });
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(());
+    }
+    for p in &promoted {
+        let sources: Vec<String> = p
+            .top_sources
+            .iter()
+            .take(3)
+            .map(|s| s.name.clone().unwrap_or_else(|| s.ip.clone()))
+            .collect();
+        println!(
+            "observe rule {} ({}): matches {} conversations; as a drop rule it would block {} of them, {} flows, {} bytes{}",
+            p.rule,
+            p.description,
+            p.matched,
+            p.newly_blocked,
+            p.sums.flows,
+            p.sums.bytes,
+            if sources.is_empty() {
+                String::new()
+            } else {
+                format!(" (from {})", sources.join(", "))
+            }
+        );
+    }
+    Ok(())
 }
 
 /// The proposed snapshot, and the edits it came from (none for a whole proposed rule set).

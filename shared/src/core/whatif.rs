@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::core::engine::{DecisionKind, Engine, Evaluation, FlowKey};
+use crate::core::engine::{DecisionKind, Engine, Evaluation, FlowKey, RuleId};
 use crate::core::search::{Talker, TrafficSums};
 use crate::core::snapshot::{Rule, RuleAction, Snapshot};
 
@@ -369,36 +369,16 @@ pub fn compare(
         };
         report.changed_total += 1;
         let placement = proposed.topology().place(flow.src, flow.dst, None);
-        let name = |location: &crate::core::engine::Location| {
-            location
-                .instance_name
-                .or(location.subnet_name)
-                .map(str::to_string)
-        };
         let class = classes.entry(outcome).or_default();
         class.add(conversation, &before, &after);
-        for (ip, location, into) in [
-            (&conversation.src_ip, &placement.src, &mut class.sources),
-            (
-                &conversation.dst_ip,
-                &placement.dst,
-                &mut class.destinations,
-            ),
-        ] {
-            let party = into.entry(ip.clone()).or_insert_with(|| Party {
-                ip: ip.clone(),
-                name: name(location),
-                conversations: 0,
-                bytes: 0,
-            });
-            party.conversations += 1;
-            party.bytes = party.bytes.saturating_add(conversation.sums.bytes);
-        }
+        let bytes = conversation.sums.bytes;
+        class.party(&conversation.src_ip, &placement.src, true, bytes);
+        class.party(&conversation.dst_ip, &placement.dst, false, bytes);
         changed.push(Changed {
             outcome,
             conversation: conversation.clone(),
-            src_name: name(&placement.src),
-            dst_name: name(&placement.dst),
+            src_name: name_of(&placement.src),
+            dst_name: name_of(&placement.dst),
             before,
             after,
         });
@@ -422,6 +402,87 @@ pub fn compare(
         .map(|(outcome, summing)| summing.class(outcome))
         .collect();
     report
+}
+
+/// What an observe rule would block if it were a drop rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Promotion {
+    /// The observe rule's uuid.
+    pub rule: String,
+    /// Its position in the evaluation order (from 0).
+    pub position: usize,
+    /// Its description.
+    pub description: String,
+    /// Conversations it matches before their decision.
+    pub matched: u64,
+    /// Of those, the ones it would newly block (no drop rule decides them now).
+    pub newly_blocked: u64,
+    /// Their flows and bytes.
+    #[serde(flatten)]
+    pub sums: TrafficSums,
+    /// The initiators of the newly blocked with the most bytes (at most [`TOP`]).
+    pub top_sources: Vec<Party>,
+    /// Their service ends with the most bytes (at most [`TOP`]).
+    pub top_destinations: Vec<Party>,
+}
+
+/// For every enabled observe rule, what it would block as a drop rule over `conversations`: one
+/// evaluation of each conversation with the current rules, since an observe rule that matches
+/// before the decision would, as a drop rule, decide there (what [`compare`] reports for the
+/// proposal "set it to drop", as the tests check rule by rule).
+pub fn promotions(engine: &Engine, conversations: &[Talker]) -> Vec<Promotion> {
+    let mut by_rule: BTreeMap<RuleId, (u64, Summing)> = BTreeMap::new();
+    for (id, compiled) in engine.rules().iter().enumerate() {
+        if compiled.rule.action == RuleAction::Observe && compiled.rule.in_effect() {
+            by_rule.insert(id as RuleId, (0, Summing::default()));
+        }
+    }
+    let mut judged: HashMap<FlowKey, Evaluation> = HashMap::new();
+    for conversation in conversations {
+        let Some(flow) = flow_of(conversation) else {
+            continue;
+        };
+        let evaluation = judged.entry(flow).or_insert_with(|| engine.evaluate(&flow));
+        for id in &evaluation.observed {
+            let Some((matched, summing)) = by_rule.get_mut(id) else {
+                continue;
+            };
+            *matched += 1;
+            if evaluation.decision.kind() != DecisionKind::Block {
+                summing.conversations += 1;
+                summing.sums.add(&conversation.sums);
+                let placement = engine.topology().place(flow.src, flow.dst, None);
+                let bytes = conversation.sums.bytes;
+                summing.party(&conversation.src_ip, &placement.src, true, bytes);
+                summing.party(&conversation.dst_ip, &placement.dst, false, bytes);
+            }
+        }
+    }
+    by_rule
+        .into_iter()
+        .map(|(id, (matched, summing))| {
+            let rule = &engine.rule(id).rule;
+            let class = summing.class(Outcome::NewlyBlocked);
+            Promotion {
+                rule: rule.uuid.clone(),
+                position: id as usize,
+                description: rule.description.clone(),
+                matched,
+                newly_blocked: class.conversations,
+                sums: class.sums,
+                top_sources: class.top_sources,
+                top_destinations: class.top_destinations,
+            }
+        })
+        .collect()
+}
+
+/// A location's name: its instance's, else its subnet's.
+fn name_of(location: &crate::core::engine::Location) -> Option<String> {
+    location
+        .instance_name
+        .or(location.subnet_name)
+        .map(str::to_string)
 }
 
 /// The flow a conversation stands for; `None` when its addresses or protocol cannot be read.
@@ -468,6 +529,29 @@ impl Summing {
                 *into.entry(rule.clone()).or_default() += 1;
             }
         }
+    }
+
+    /// Counts a conversation of `bytes` for `ip` (at `location`), as a source or a destination.
+    fn party(
+        &mut self,
+        ip: &str,
+        location: &crate::core::engine::Location,
+        source: bool,
+        bytes: u64,
+    ) {
+        let into = if source {
+            &mut self.sources
+        } else {
+            &mut self.destinations
+        };
+        let party = into.entry(ip.to_string()).or_insert_with(|| Party {
+            ip: ip.to_string(),
+            name: name_of(location),
+            conversations: 0,
+            bytes: 0,
+        });
+        party.conversations += 1;
+        party.bytes = party.bytes.saturating_add(bytes);
     }
 
     fn class(self, outcome: Outcome) -> Class {
@@ -542,6 +626,9 @@ mod tests {
     }
 
     proptest! {
+        // Each case compiles the sample once or twice: 64 cases keep the suite light.
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
         /// A proposal equal to the current rules changes nothing.
         #[test]
         fn the_same_rules_change_nothing(conversations in conversations()) {
@@ -579,6 +666,28 @@ mod tests {
                 prop_assert_eq!(&changed.after, &after);
                 prop_assert_eq!(Some(changed.outcome), outcome(&before, &after));
                 prop_assert_eq!(changed.before.rule.as_deref(), Some(removed.as_str()));
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        /// What `promotions` says an observe rule would block is what `compare` reports as
+        /// newly blocked for the proposal "set it to drop", rule by rule.
+        #[test]
+        fn promotions_agree_with_the_what_if_of_each_observe_rule(conversations in conversations()) {
+            let snapshot = fixtures::sample(0);
+            let current = engine(&snapshot);
+            let promoted = promotions(&current, &conversations);
+            prop_assert!(!promoted.is_empty());
+            for promotion in promoted {
+                let edit = Edit::Set { rule: promotion.rule.clone(), action: Some("drop".into()), enabled: None };
+                let proposed = apply(&snapshot, &[edit]).unwrap();
+                let report = compare(&current, &engine(&proposed), &conversations, 0);
+                let blocked = report.classes.iter().find(|c| c.outcome == Outcome::NewlyBlocked);
+                prop_assert_eq!(promotion.newly_blocked, blocked.map_or(0, |c| c.conversations), "{}", promotion.rule);
+                prop_assert_eq!(promotion.sums.bytes, blocked.map_or(0, |c| c.sums.bytes));
             }
         }
     }

@@ -30,6 +30,7 @@ use super::{explain, health, hits, rules, snapshot, traffic, vpcs, whatif};
         vpcs::vpcs,
         vpcs::switch,
         whatif::what_if,
+        whatif::observe_as_drop,
     ),
     security(("bearer" = [])),
     modifiers(&Schemes)

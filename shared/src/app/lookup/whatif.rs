@@ -47,6 +47,81 @@ pub(crate) async fn what_if(
         .map(Json)
 }
 
+/// `GET /v1/whatif/observe`.
+#[utoipa::path(get, path = "/v1/whatif/observe", tag = "lookup",
+    summary = "What each observe rule would block if it were a drop rule",
+    description = "For every enabled observe rule, the window's conversations it matches before their decision, and of those the ones it would newly block as a drop rule (no drop rule decides them now), with their flows, bytes and top parties: the what-if of setting it to drop, for every observe rule at once.",
+    params(ObserveParams),
+    responses(
+        (status = 200, description = "one entry per observe rule, in evaluation order", body = ObserveAnswer),
+        (status = 400, description = "a parameter is invalid (the message names it)", body = ErrorBody),
+        (status = 401, description = "missing or invalid token", body = ErrorBody), (status = 405, description = "not GET", body = ErrorBody),
+        (status = 502, description = "the records store failed", body = ErrorBody),
+        (status = 503, description = "no snapshot, or no records store", body = ErrorBody),
+    ))]
+pub(crate) async fn observe_as_drop(
+    State(lookup): State<Lookup>,
+    call: Invocation,
+    Query(params): Query<ObserveParams>,
+) -> Answer<ObserveAnswer> {
+    let (since, until) = window(
+        params.since.as_deref(),
+        params.until.as_deref(),
+        chrono::Utc::now().timestamp(),
+    )?;
+    let mut filter = TrafficFilter::new(since, until);
+    filter.vpc = search_id("vpc", params.vpc.as_deref(), "a VPC id")?;
+    let store = lookup.store()?;
+    let engine = lookup.engine(call.deadline).await?;
+    let conversations = store
+        .conversations(&filter, MAX_CONVERSATIONS, call.deadline)
+        .await
+        .map_err(|failure| search_failed(failure, "the records search expired: ask again"))?;
+    Ok(Json(ObserveAnswer {
+        since,
+        until,
+        vpc: filter.vpc,
+        snapshot_version: engine.version().to_string(),
+        judged: conversations.rows.len() as u64,
+        complete: conversations.complete,
+        rules: whatif::promotions(&engine, &conversations.rows),
+    }))
+}
+
+/// The query parameters of `/v1/whatif/observe`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ObserveParams {
+    /// A VPC id: conversations with either end in it.
+    pub(crate) vpc: Option<String>,
+    /// From (Unix seconds or RFC 3339); default: an hour before `until`.
+    pub(crate) since: Option<String>,
+    /// To (Unix seconds or RFC 3339); default: now. The span may be at most 30 days.
+    pub(crate) until: Option<String>,
+}
+
+super::request::query_params!(ObserveParams);
+
+/// `GET /v1/whatif/observe`: each observe rule promoted in thought.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ObserveAnswer {
+    /// From, Unix seconds.
+    pub since: i64,
+    /// To, Unix seconds.
+    pub until: i64,
+    /// The VPC asked for.
+    pub vpc: Option<String>,
+    /// The snapshot judged with.
+    pub snapshot_version: String,
+    /// Conversations judged.
+    pub judged: u64,
+    /// Whether they were every conversation of the window (false: the 200,000 with the most
+    /// bytes).
+    pub complete: bool,
+    /// Each enabled observe rule, in evaluation order.
+    pub rules: Vec<whatif::Promotion>,
+}
+
 impl Lookup {
     /// Judges the window's conversations with the current rules and with the body's edits.
     pub(crate) async fn what_if(
