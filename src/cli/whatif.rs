@@ -83,13 +83,15 @@ pub fn run(args: Args) -> super::Outcome {
     );
     filter.vpc = args.vpc.clone();
     let store = LocalRecords::open(&args.store)?;
-    let conversations = store.conversations(&filter, MAX_CONVERSATIONS)?;
     if args.observe_as_drop {
+        let conversations = store.conversations(&filter, MAX_CONVERSATIONS)?;
         print_promotions(&before, &conversations, &filter, args.json)?;
         return Ok(ExitCode::SUCCESS);
     }
+    // The proposal is checked before the records are read.
     let (proposed, edits) = proposal(&args, &current)?;
     let after = Engine::compile_owned(proposed).map_err(|e| format!("the proposed rules: {e}"))?;
+    let conversations = store.conversations(&filter, MAX_CONVERSATIONS)?;
     let mut report = whatif::compare(&before, &after, &conversations.rows, args.limit);
     if !conversations.complete {
         report.complete = false;

@@ -833,16 +833,20 @@ impl LocalRecords {
     }
 
     /// The conversations `filter` covers, most bytes first, at most `limit`: the top talkers
-    /// of the traffic view, asked for one more than `limit` to know whether there are more.
+    /// ranked by SQLite, asked for one more than `limit` to know whether there are more.
     pub fn conversations(
         &self,
         filter: &TrafficFilter,
         limit: usize,
     ) -> Result<Conversations, LocalStoreError> {
-        let mut all = filter.clone();
-        all.talkers = u32::try_from(limit.saturating_add(1)).unwrap_or(u32::MAX);
-        let view = self.traffic_within(&all, TALKERS_IN_MEMORY)?;
-        Ok(Conversations::of(view.talkers, limit))
+        let Some((conditions, values)) = self.traffic_conditions(filter)? else {
+            return Ok(Conversations::of(Vec::new(), limit));
+        };
+        let reject = self.id_of("REJECT")?.unwrap_or(0);
+        let wanted = limit.saturating_add(1);
+        // SQLite groups and orders them: nothing else of the traffic views is summed.
+        let ranked = self.ranked_by_sqlite(wanted, &conditions, &values, reject)?;
+        Ok(Conversations::of(self.talkers(ranked, wanted)?, limit))
     }
 
     /// [`Self::traffic`], summing at most `in_memory` conversations in memory.
