@@ -383,6 +383,28 @@ async fn the_three_jobs_in_the_console() {
     find(&client, "#rules tr[data-rule='7010'] a").await;
     screenshot(&client, "rules").await;
 
+    // What-if from a rule (#38): without 7008 (app → db 3306, accept), the app hosts' database
+    // conversations of the range would be blocked (by 7010), named; each observe rule as a drop
+    // rule beside it.
+    click(&client, "#rules tr[data-rule='7008'] a.whatif").await;
+    ready(&client).await;
+    let blocked = find(&client, "#whatif-classes tr[data-outcome='newly_blocked']").await;
+    let text = blocked.text().await.unwrap();
+    assert!(text.contains("app-"), "{text}");
+    let first = find(&client, "#whatif-changed tr[data-outcome='newly_blocked']").await;
+    let text = first.text().await.unwrap();
+    assert!(
+        text.contains("allow (7008)") && text.contains("block (7010)"),
+        "{text}"
+    );
+    let address = hash(&client).await;
+    assert!(
+        address.contains("rule=7008") && address.contains("op=remove"),
+        "the change is in the address: {address}"
+    );
+    find(&client, "#observe-rules tr[data-rule='7007']").await;
+    screenshot(&client, "whatif").await;
+
     // VPCs: switch prod off with the admin token; the switch is saved beside the snapshot.
     click(&client, "nav a[data-view=vpcs]").await;
     ready(&client).await;
