@@ -682,25 +682,34 @@ fn the_replayed_sample_is_searched_through_serve() {
     // What-if (#38): turning 7008 (app → db 3306, accept) into a drop, offline with `esgflow
     // whatif` and through `POST /v1/whatif`: the same report from both, each change what
     // explain says of the flow before.
-    let cli = succeeded(
-        esgflow()
-            .arg("whatif")
-            .arg("--snapshot")
-            .arg(sample("samples/snapshot.json"))
-            .arg("--store")
-            .arg(&store)
-            .args(["--set", "7008=drop", "--since", "2025-11-24T00:00:00Z"])
-            .args([
-                "--until",
-                "2025-11-25T00:00:00Z",
-                "--limit",
-                "1000",
-                "--json",
-            ])
-            .output()
-            .unwrap(),
-    );
-    let offline: serde_json::Value = serde_json::from_slice(&cli.stdout).unwrap();
+    let whatif = |args: &[&str]| {
+        succeeded(
+            esgflow()
+                .arg("whatif")
+                .arg("--snapshot")
+                .arg(sample("samples/snapshot.json"))
+                .arg("--store")
+                .arg(&store)
+                .args(args)
+                .output()
+                .unwrap(),
+        )
+        .stdout
+    };
+    let the_day = [
+        "--since",
+        "2025-11-24T00:00:00Z",
+        "--until",
+        "2025-11-25T00:00:00Z",
+    ];
+    let offline: serde_json::Value = serde_json::from_slice(&whatif(
+        &[
+            &["--set", "7008=drop", "--limit", "1000", "--json"][..],
+            &the_day,
+        ]
+        .concat(),
+    ))
+    .unwrap();
     let mut query = day.clone();
     query["limit"] = serde_json::json!("1000");
     let (status, online) = runtime.block_on(async {
@@ -748,44 +757,13 @@ fn the_replayed_sample_is_searched_through_serve() {
             "{changed}"
         );
     }
-    let text = String::from_utf8_lossy(
-        &succeeded(
-            esgflow()
-                .arg("whatif")
-                .arg("--snapshot")
-                .arg(sample("samples/snapshot.json"))
-                .arg("--store")
-                .arg(&store)
-                .args(["--set", "7008=drop"])
-                .output()
-                .unwrap(),
-        )
-        .stdout,
-    )
-    .into_owned();
+    let text = String::from_utf8_lossy(&whatif(&["--set", "7008=drop"])).into_owned();
     assert!(text.contains("newly_blocked:"), "{text}");
     assert!(text.contains("app-"), "names beside addresses: {text}");
     // Each observe rule promoted in thought: the same from the command line and the API.
-    let promoted: serde_json::Value = serde_json::from_slice(
-        &succeeded(
-            esgflow()
-                .arg("whatif")
-                .arg("--snapshot")
-                .arg(sample("samples/snapshot.json"))
-                .arg("--store")
-                .arg(&store)
-                .args([
-                    "--observe-as-drop",
-                    "--json",
-                    "--since",
-                    "2025-11-24T00:00:00Z",
-                ])
-                .args(["--until", "2025-11-25T00:00:00Z"])
-                .output()
-                .unwrap(),
-        )
-        .stdout,
-    )
+    let promoted: serde_json::Value = serde_json::from_slice(&whatif(
+        &[&["--observe-as-drop", "--json"][..], &the_day].concat(),
+    ))
     .unwrap();
     let (status, online) = get("/v1/whatif/observe", &day);
     assert_eq!(status, 200, "{online}");

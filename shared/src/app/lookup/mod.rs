@@ -455,6 +455,31 @@ mod tests {
         .unwrap()
     }
 
+    /// [`call`] with the query parameters `query` and the lookup token.
+    fn call_query(
+        lookup: &Lookup,
+        method: &str,
+        path: &str,
+        query: &Value,
+        body: Option<&str>,
+    ) -> (u16, Value) {
+        let mut request = request(method, path, Some("t0ken"), body);
+        request.query_string = serde_json::from_value(query.clone()).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let response = runtime.block_on(lookup.app().handle(
+            &request,
+            "r",
+            Instant::now() + std::time::Duration::from_secs(5),
+        ));
+        (
+            response.status_code,
+            serde_json::from_str(&response.body).unwrap(),
+        )
+    }
+
     fn call(
         lookup: &Lookup,
         method: &str,
@@ -604,24 +629,8 @@ mod tests {
         .map(|l| format!("{l}\n"))
         .collect::<String>();
         let lookup = with_records(lookup, &dir, &lines);
-        let ask = |body: &str| {
-            let mut request = request("POST", "/v1/whatif", Some("t0ken"), Some(body));
-            request.query_string = serde_json::from_value(
-                json!({"since": (now - 3600).to_string(), "until": now.to_string()}),
-            )
-            .unwrap();
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            let response = runtime.block_on(lookup.app().handle(
-                &request,
-                "r",
-                Instant::now() + std::time::Duration::from_secs(5),
-            ));
-            let answer: Value = serde_json::from_str(&response.body).unwrap();
-            (response.status_code, answer)
-        };
+        let window = json!({"since": (now - 3600).to_string(), "until": now.to_string()});
+        let ask = |body: &str| call_query(&lookup, "POST", "/v1/whatif", &window, Some(body));
         let (status, answer) =
             ask(r#"{"edits": [{"op": "set", "rule": "7008", "action": "drop"}]}"#);
         assert_eq!(status, 200, "{answer}");
@@ -697,19 +706,13 @@ mod tests {
             .map(|r| r["position"].as_u64().unwrap())
             .collect();
         assert_eq!(positions, (0..rules.len() as u64).collect::<Vec<_>>());
-        let mut request = request("GET", "/v1/rules", Some("t0ken"), None);
-        request.query_string =
-            serde_json::from_value(json!({"offset": "2", "limit": "3"})).unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let response = runtime.block_on(lookup.app().handle(
-            &request,
-            "r",
-            Instant::now() + std::time::Duration::from_secs(5),
-        ));
-        let second: Value = serde_json::from_str(&response.body).unwrap();
+        let (_, second) = call_query(
+            &lookup,
+            "GET",
+            "/v1/rules",
+            &json!({"offset": "2", "limit": "3"}),
+            None,
+        );
         assert_eq!(second["rules"][0]["uuid"], rules[2]["uuid"]);
         assert_eq!(second["rules"].as_array().unwrap().len(), 3);
         assert_eq!(second["next_offset"], 5);

@@ -64,13 +64,8 @@ pub(crate) async fn observe_as_drop(
     call: Invocation,
     Query(params): Query<ObserveParams>,
 ) -> Answer<ObserveAnswer> {
-    let (since, until) = window(
-        params.since.as_deref(),
-        params.until.as_deref(),
-        chrono::Utc::now().timestamp(),
-    )?;
-    let mut filter = TrafficFilter::new(since, until);
-    filter.vpc = search_id("vpc", params.vpc.as_deref(), "a VPC id")?;
+    let filter = conversations_of(&params.since, &params.until, &params.vpc)?;
+    let (since, until) = (filter.since, filter.until);
     let store = lookup.store()?;
     let engine = lookup.engine(call.deadline).await?;
     let conversations = store
@@ -86,6 +81,22 @@ pub(crate) async fn observe_as_drop(
         complete: conversations.complete,
         rules: whatif::promotions(&engine, &conversations.rows),
     }))
+}
+
+/// The conversations a what-if reads: the window (`since`, `until`) and the VPC asked for.
+fn conversations_of(
+    since: &Option<String>,
+    until: &Option<String>,
+    vpc: &Option<String>,
+) -> Result<TrafficFilter, Failure> {
+    let (since, until) = window(
+        since.as_deref(),
+        until.as_deref(),
+        chrono::Utc::now().timestamp(),
+    )?;
+    let mut filter = TrafficFilter::new(since, until);
+    filter.vpc = search_id("vpc", vpc.as_deref(), "a VPC id")?;
+    Ok(filter)
 }
 
 /// The query parameters of `/v1/whatif/observe`.
@@ -130,13 +141,8 @@ impl Lookup {
         body: &[u8],
         deadline: Instant,
     ) -> Result<WhatIfAnswer, Failure> {
-        let (since, until) = window(
-            params.since.as_deref(),
-            params.until.as_deref(),
-            chrono::Utc::now().timestamp(),
-        )?;
-        let mut filter = TrafficFilter::new(since, until);
-        filter.vpc = search_id("vpc", params.vpc.as_deref(), "a VPC id")?;
+        let filter = conversations_of(&params.since, &params.until, &params.vpc)?;
+        let (since, until) = (filter.since, filter.until);
         let listed = match params.limit.as_deref() {
             None => 100,
             Some(text) => text
