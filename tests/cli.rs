@@ -765,6 +765,18 @@ fn the_replayed_sample_is_searched_through_serve() {
         &[&["--observe-as-drop", "--json"][..], &the_day].concat(),
     ))
     .unwrap();
+    // A narrower 7008, from the command line and the API alike, changing nothing of the day.
+    let narrower: serde_json::Value = serde_json::from_slice(&whatif(
+        &[&["--tighten", "7008", "--json"][..], &the_day].concat(),
+    ))
+    .unwrap();
+    assert_eq!(narrower["changes"], 0, "{narrower}");
+    assert_eq!(narrower["seen"]["sources"], 6, "{narrower}");
+    let mut query = day.clone();
+    query["rule"] = serde_json::json!("7008");
+    let (status, online) = get("/v1/whatif/tighten", &query);
+    assert_eq!(status, 200, "{online}");
+    assert_eq!(online["proposed"], narrower["proposed"]);
     let (status, online) = get("/v1/whatif/observe", &day);
     assert_eq!(status, 200, "{online}");
     assert_eq!(promoted["rules"], online["rules"]);

@@ -404,6 +404,14 @@ async fn the_three_jobs_in_the_console() {
     );
     find(&client, "#observe-rules tr[data-rule='7007']").await;
     screenshot(&client, "whatif").await;
+    // The narrower form of 7008, tried: nothing of the range changes.
+    click(&client, "#try-narrower").await;
+    ready(&client).await;
+    let summary = find(&client, "#whatif-summary").await;
+    let text = summary.text().await.unwrap();
+    assert!(text.contains("none would change"), "{text}");
+    assert!(hash(&client).await.contains("op=match"));
+    screenshot(&client, "whatif-narrower").await;
 
     // VPCs: switch prod off with the admin token; the switch is saved beside the snapshot.
     click(&client, "nav a[data-view=vpcs]").await;

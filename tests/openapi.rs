@@ -659,6 +659,33 @@ async fn every_answer_validates_against_the_document() {
             json!({"since": "yesterday"}),
             400,
         ),
+        (
+            "/v1/whatif/tighten",
+            "get",
+            "/v1/whatif/tighten",
+            Some(TOKEN),
+            None,
+            json!({"rule": "7008"}),
+            200,
+        ),
+        (
+            "/v1/whatif/tighten",
+            "get",
+            "/v1/whatif/tighten",
+            Some(TOKEN),
+            None,
+            json!({"rule": "7007"}),
+            400,
+        ),
+        (
+            "/v1/whatif/tighten",
+            "get",
+            "/v1/whatif/tighten",
+            Some(TOKEN),
+            None,
+            json!({"rule": "nope"}),
+            404,
+        ),
     ];
     let mut exercised = BTreeSet::new();
     for (template, method, path, token, body, query, expected) in cases {

@@ -697,3 +697,44 @@ async fn traffic_views_over_cls_hold_at_the_reference_scale() {
     );
     assert!(stub.problems().is_empty(), "{:?}", stub.problems());
 }
+
+/// A what-if's conversations over CLS stop at their deadline with the largest ones read so far,
+/// marked cut by the deadline, rather than failing or running past it: pages come 10,000 rows at
+/// a time, and every page after the first is answered slower than the deadline allows.
+#[tokio::test]
+async fn conversations_over_cls_stop_at_the_deadline_with_the_largest_so_far() {
+    use esgflow_local::testdata::records::{as_logs, END, SPAN};
+    let stub = ClsStub::start(vec![]).await;
+    for (topic, log) in as_logs(12_000) {
+        stub.keep(topic, [log]);
+    }
+    let cls = ClsRecords {
+        client: ApiClient::new("ap-guangzhou", Some(stub.url.clone()))
+            .with_credentials(common::cls_stub::credentials()),
+        topic: "topic-hits".to_string(),
+        traffic_topic: "topic-traffic".to_string(),
+    };
+    let filter = TrafficFilter::new(END - SPAN, END);
+    let all = cls
+        .conversations(&filter, 100_000, Instant::now() + Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(
+        all.rows.len() > 10_000 && all.complete,
+        "{}",
+        all.rows.len()
+    );
+    stub.slow_searches_after(stub.searches().len() + 1, Duration::from_secs(5));
+    let started = Instant::now();
+    let cut = cls
+        .conversations(&filter, 100_000, Instant::now() + Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(cut.rows, all.rows[..10_000]);
+    assert!(cut.cut_by_deadline && !cut.complete);
+}

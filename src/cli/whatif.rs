@@ -54,6 +54,10 @@ pub struct Args {
     /// Instead of a proposal: what each observe rule would block if it were a drop rule
     #[arg(long, conflicts_with_all = ["proposed", "edits", "remove", "set", "move_to"])]
     pub observe_as_drop: bool,
+    /// Instead of a proposal: a narrower form of this accept or drop rule that keeps every
+    /// conversation it decided, checked to change nothing
+    #[arg(long, value_name = "UUID", conflicts_with_all = ["proposed", "edits", "remove", "set", "move_to", "observe_as_drop"])]
+    pub tighten: Option<String>,
     /// Print the report as JSON
     #[arg(long)]
     pub json: bool,
@@ -86,6 +90,16 @@ pub fn run(args: Args) -> super::Outcome {
     if args.observe_as_drop {
         let conversations = store.conversations(&filter, MAX_CONVERSATIONS)?;
         print_promotions(&before, &conversations, &filter, args.json)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(uuid) = &args.tighten {
+        let conversations = store.conversations(&filter, MAX_CONVERSATIONS)?;
+        let tightening = whatif::tighten(&current, &before, uuid, &conversations.rows)?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&tightening)?);
+        } else {
+            print!("{}", render_tightening(&tightening));
+        }
         return Ok(ExitCode::SUCCESS);
     }
     // The proposal is checked before the records are read.
@@ -229,6 +243,45 @@ fn proposal(args: &Args, current: &Snapshot) -> Result<(Snapshot, Vec<Edit>), St
         return Err("nothing proposed: give --proposed, --edits, --remove, --set or --move".into());
     }
     Ok((whatif::apply(current, &edits)?, edits))
+}
+
+/// A tightening as a person reads it.
+fn render_tightening(t: &whatif::Tightening) -> String {
+    let mut out = format!(
+        "rule {} ({}) decided {} conversations ({} flows, {} bytes) in the window\n  now:  source {}, destination {}, {}\n  seen: {} sources, {} destinations, {}\n",
+        t.rule,
+        t.action,
+        t.decided,
+        t.sums.flows,
+        t.sums.bytes,
+        t.now.source,
+        t.now.destination,
+        t.now.services,
+        t.seen.sources,
+        t.seen.destinations,
+        t.seen.services.join(", ")
+    );
+    match &t.proposed {
+        Some(Edit::Match {
+            source,
+            destination,
+            protocol,
+            port,
+            ..
+        }) => {
+            let keep = |v: &Option<String>| v.clone().unwrap_or_else(|| "(as now)".into());
+            out.push_str(&format!(
+                "  narrower: source {}, destination {}, protocol {}, port {}\n  checked: {} conversations of the window would change\n",
+                keep(source),
+                keep(destination),
+                keep(protocol),
+                keep(port),
+                t.changes
+            ));
+        }
+        _ => out.push_str("  nothing narrower to suggest\n"),
+    }
+    out
 }
 
 /// The report as a person reads it: the classes, then the changed conversations.

@@ -443,6 +443,23 @@ async fn lookup_heavy(bin_dir: &Path, snapshot: &str) -> std::io::Result<Heavy> 
             None,
         ),
         ("VPCs", "GET", "/v1/vpcs", serde_json::json!({}), None),
+        (
+            "what-if, one rule to drop, 30 days",
+            "POST",
+            "/v1/whatif",
+            with(serde_json::json!({"limit": "1000"})),
+            Some(
+                serde_json::json!({"edits": [{"op": "set", "rule": first_rule(snapshot)?, "action": "drop"}]})
+                    .to_string(),
+            ),
+        ),
+        (
+            "observe rules as drop rules, 30 days",
+            "GET",
+            "/v1/whatif/observe",
+            month.clone(),
+            None,
+        ),
     ];
     let mut answers = Vec::new();
     for (name, method, path, query, body) in requests {
@@ -474,6 +491,17 @@ async fn lookup_heavy(bin_dir: &Path, snapshot: &str) -> std::io::Result<Heavy> 
         .peak_rss_kib()
         .ok_or_else(|| std::io::Error::other("no lookup process to measure"))?;
     Ok((peak, answers))
+}
+
+/// The uuid of the first rule of the snapshot file `path`.
+fn first_rule(path: &str) -> std::io::Result<String> {
+    let snapshot = esgflow::core::snapshot::Snapshot::load(Path::new(path))
+        .map_err(|e| std::io::Error::other(format!("{path}: {e}")))?;
+    snapshot
+        .rules
+        .first()
+        .map(|rule| rule.uuid.clone())
+        .ok_or_else(|| std::io::Error::other(format!("{path}: no rules")))
 }
 
 /// The largest batches the decode limits let through: one whose decoded JSON is just under the

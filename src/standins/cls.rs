@@ -56,6 +56,8 @@ pub struct StubState {
     /// Search contexts handed out (`Context` → offset of the next page); each belongs to the
     /// parameters it was issued for.
     pub contexts: std::collections::HashMap<String, usize>,
+    /// Searches after the first this many are answered only after this long.
+    pub slow_searches: Option<(usize, std::time::Duration)>,
 }
 
 /// The running stand-in.
@@ -98,6 +100,11 @@ impl ClsStub {
     /// Answers every later `SearchLog` that passes the checks with `body`.
     pub fn answer_searches_with(&self, body: String) {
         self.state.lock().unwrap().search_answer = Some(body);
+    }
+
+    /// Answers every `SearchLog` after the first `fast` ones only after `delay`.
+    pub fn slow_searches_after(&self, fast: usize, delay: std::time::Duration) {
+        self.state.lock().unwrap().slow_searches = Some((fast, delay));
     }
 
     /// Forgets every search context, as CLS does after an hour.
@@ -509,12 +516,24 @@ async fn upload(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, String) {
+    if header(&headers, "x-tc-action") == "SearchLog" {
+        let delay = {
+            let state = shared.lock().unwrap();
+            state
+                .slow_searches
+                .filter(|(fast, _)| state.searches.len() >= *fast)
+                .map(|(_, delay)| delay)
+        };
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+        let mut state = shared.lock().unwrap();
+        state.requests += 1;
+        return search(&mut state, &headers, &body);
+    }
     let scripted = {
         let mut state = shared.lock().unwrap();
         state.requests += 1;
-        if header(&headers, "x-tc-action") == "SearchLog" {
-            return search(&mut state, &headers, &body);
-        }
         state.script.pop_front()
     };
     match &scripted {

@@ -300,8 +300,11 @@ pub struct Talker {
 pub struct Conversations {
     /// Each conversation and its sums.
     pub rows: Vec<Talker>,
-    /// Whether they are all of the window's (false: the largest only, up to the limit).
+    /// Whether they are all of the window's (false: the largest only, up to the limit or as
+    /// many as the deadline let the store give).
     pub complete: bool,
+    /// Whether the deadline cut the reading short.
+    pub cut_by_deadline: bool,
 }
 
 impl Conversations {
@@ -310,7 +313,11 @@ impl Conversations {
     pub fn of(mut rows: Vec<Talker>, limit: usize) -> Self {
         let complete = rows.len() <= limit;
         rows.truncate(limit);
-        Self { rows, complete }
+        Self {
+            rows,
+            complete,
+            cut_by_deadline: false,
+        }
     }
 }
 

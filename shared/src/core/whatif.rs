@@ -39,6 +39,25 @@ pub enum Edit {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         enabled: Option<bool>,
     },
+    /// Change what rule `rule` matches: its source or destination (an address, a CIDR or a
+    /// comma list of them), its protocol (`TCP`, `UDP`, `ICMP`, `ANY`, …) or its port text
+    /// (`80,443`, `8080/8090`); what is not given stays.
+    Match {
+        /// The rule's uuid.
+        rule: String,
+        /// The new source addresses.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
+        /// The new destination addresses.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        destination: Option<String>,
+        /// The new protocol.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        protocol: Option<String>,
+        /// The new port text.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        port: Option<String>,
+    },
     /// Move rule `rule` to position `to` (1: first) among the rules of its kind (new or old
     /// ESG); the rules from there on move down one.
     Move {
@@ -99,6 +118,45 @@ pub fn apply(snapshot: &Snapshot, edits: &[Edit]) -> Result<Snapshot, String> {
                 }
                 if let Some(enabled) = enabled {
                     proposed.rules[at].enabled = *enabled;
+                }
+            }
+            Edit::Match {
+                rule,
+                source,
+                destination,
+                protocol,
+                port,
+            } => {
+                let at = at(&proposed.rules, rule)?;
+                let target = &mut proposed.rules[at];
+                for (given, endpoint) in [
+                    (source, &mut target.source),
+                    (destination, &mut target.destination),
+                ] {
+                    if let Some(addresses) = given {
+                        let mut set = crate::core::snapshot::values::AddressSet::default();
+                        for item in addresses
+                            .split(',')
+                            .map(str::trim)
+                            .filter(|i| !i.is_empty())
+                        {
+                            set.add(item).map_err(&refuse)?;
+                        }
+                        *endpoint = crate::core::snapshot::Endpoint {
+                            kind: crate::core::snapshot::EndpointKind::Net,
+                            content: addresses.clone(),
+                            resolved: Vec::new(),
+                        };
+                    }
+                }
+                if protocol.is_some() || port.is_some() {
+                    target.service_template = None;
+                }
+                if let Some(protocol) = protocol {
+                    target.protocol = protocol.trim().to_ascii_uppercase();
+                }
+                if let Some(port) = port {
+                    target.port = port.trim().to_string();
                 }
             }
             Edit::Move { rule, to } => {
@@ -404,6 +462,204 @@ pub fn compare(
     report
 }
 
+/// A narrower rule that keeps every conversation a rule decided in the window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Tightening {
+    /// The rule's uuid.
+    pub rule: String,
+    /// Its action.
+    pub action: String,
+    /// Conversations it decided in the window.
+    pub decided: u64,
+    /// Their flows and bytes.
+    #[serde(flatten)]
+    pub sums: TrafficSums,
+    /// Its terms now: source, destination, services.
+    pub now: Terms,
+    /// The distinct sources, destinations and services it decided.
+    pub seen: Seen,
+    /// The narrower terms, as a `match` edit; none when the rule decided nothing, or is as
+    /// narrow as what it decided already.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proposed: Option<Edit>,
+    /// Conversations of the window the proposed terms change (0: the suggestion keeps every
+    /// conversation as it is, checked by the what-if).
+    pub changes: u64,
+}
+
+/// A rule's match terms, as text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Terms {
+    /// Its source.
+    pub source: String,
+    /// Its destination.
+    pub destination: String,
+    /// Its services.
+    pub services: String,
+}
+
+/// What a rule decided, distinct.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Seen {
+    /// Distinct sources.
+    pub sources: u64,
+    /// Distinct destinations.
+    pub destinations: u64,
+    /// The services (`TCP 3306`, `ICMP`), at most [`MAX_LISTED_TERMS`].
+    pub services: Vec<String>,
+}
+
+/// Most addresses or ports a suggestion lists before it widens them (addresses to their /24 or
+/// /64) or keeps the rule's own.
+pub const MAX_LISTED_TERMS: usize = 32;
+
+/// A narrower rule for `uuid` (an accept or drop rule) that keeps every conversation it decided
+/// over `conversations`: the addresses it decided, listed (or their /24 and /64 networks when
+/// there are many), the one protocol and its ports when it decided one; checked by [`compare`]
+/// over the same conversations to change nothing.
+pub fn tighten(
+    snapshot: &Snapshot,
+    engine: &Engine,
+    uuid: &str,
+    conversations: &[Talker],
+) -> Result<Tightening, String> {
+    let (id, compiled) = engine
+        .rules()
+        .iter()
+        .enumerate()
+        .find(|(_, r)| r.rule.uuid == uuid)
+        .ok_or_else(|| format!("no rule {}", crate::core::text::shown(uuid)))?;
+    let rule = &compiled.rule;
+    if !matches!(rule.action, RuleAction::Accept | RuleAction::Drop) {
+        return Err(format!(
+            "rule {uuid} is an {} rule: only accept and drop rules decide",
+            rule.action.as_str()
+        ));
+    }
+    let mut sums = TrafficSums::default();
+    let (mut sources, mut destinations) = (
+        std::collections::BTreeSet::new(),
+        std::collections::BTreeSet::new(),
+    );
+    let mut services: std::collections::BTreeSet<(u8, Option<u16>)> =
+        std::collections::BTreeSet::new();
+    let mut decided = 0;
+    let mut judged: HashMap<FlowKey, bool> = HashMap::new();
+    for conversation in conversations {
+        let Some(flow) = flow_of(conversation) else {
+            continue;
+        };
+        let mine = *judged
+            .entry(flow)
+            .or_insert_with(|| engine.evaluate(&flow).decision.rule() == Some(id as RuleId));
+        if mine {
+            decided += 1;
+            sums.add(&conversation.sums);
+            sources.insert(flow.src);
+            destinations.insert(flow.dst);
+            services.insert((flow.protocol, flow.dst_port));
+        }
+    }
+    let label = |endpoint: &crate::core::snapshot::Endpoint| {
+        crate::core::snapshot::resolve::describe_endpoint(endpoint)
+    };
+    let mut tightening = Tightening {
+        rule: uuid.to_string(),
+        action: rule.action.as_str().to_string(),
+        decided,
+        sums,
+        now: Terms {
+            source: label(&rule.source),
+            destination: label(&rule.destination),
+            services: compiled.services_label.clone(),
+        },
+        seen: Seen {
+            sources: sources.len() as u64,
+            destinations: destinations.len() as u64,
+            services: services
+                .iter()
+                .take(MAX_LISTED_TERMS)
+                .map(|(protocol, port)| {
+                    let name = crate::core::flowlog::protocol::name(*protocol);
+                    port.map_or(name.to_string(), |p| format!("{name} {p}"))
+                })
+                .collect(),
+        },
+        proposed: None,
+        changes: 0,
+    };
+    if decided == 0 {
+        return Ok(tightening);
+    }
+    let protocols: std::collections::BTreeSet<u8> = services.iter().map(|(p, _)| *p).collect();
+    let ports: std::collections::BTreeSet<u16> = services.iter().filter_map(|(_, p)| *p).collect();
+    let (protocol, port) = match protocols.iter().next() {
+        Some(&only)
+            if protocols.len() == 1
+                && matches!(only, 6 | 17)
+                && ports.len() <= MAX_LISTED_TERMS =>
+        {
+            (
+                Some(crate::core::flowlog::protocol::name(only).to_string()),
+                Some(
+                    ports
+                        .iter()
+                        .map(u16::to_string)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ),
+            )
+        }
+        Some(&only) if protocols.len() == 1 && !matches!(only, 6 | 17) => (
+            Some(crate::core::flowlog::protocol::name(only).to_string()),
+            Some("-1/-1".to_string()),
+        ),
+        _ => (None, None),
+    };
+    let edit = Edit::Match {
+        rule: uuid.to_string(),
+        source: narrowed(&sources),
+        destination: narrowed(&destinations),
+        protocol,
+        port,
+    };
+    let proposed = apply(snapshot, std::slice::from_ref(&edit))?;
+    let proposed = Engine::compile_owned(proposed).map_err(|e| e.to_string())?;
+    tightening.changes = compare(engine, &proposed, conversations, 0).changed_total;
+    if proposed.version() != engine.version() {
+        tightening.proposed = Some(edit);
+    }
+    Ok(tightening)
+}
+
+/// `addresses` as a rule's net content: each address when there are few, else their /24 (IPv4)
+/// and /64 (IPv6) networks when those are few; `None` (keep the rule's own) past that.
+fn narrowed(addresses: &std::collections::BTreeSet<IpAddr>) -> Option<String> {
+    if addresses.len() <= MAX_LISTED_TERMS {
+        return Some(
+            addresses
+                .iter()
+                .map(IpAddr::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+    }
+    let networks: std::collections::BTreeSet<String> = addresses
+        .iter()
+        .map(|address| match address {
+            IpAddr::V4(v4) => {
+                let [a, b, c, _] = v4.octets();
+                format!("{a}.{b}.{c}.0/24")
+            }
+            IpAddr::V6(v6) => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        })
+        .collect();
+    (networks.len() <= MAX_LISTED_TERMS).then(|| networks.into_iter().collect::<Vec<_>>().join(","))
+}
+
 /// What an observe rule would block if it were a drop rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Promotion {
@@ -690,6 +946,68 @@ mod tests {
                 prop_assert_eq!(promotion.sums.bytes, blocked.map_or(0, |c| c.sums.bytes));
             }
         }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        /// A suggested narrower rule keeps every conversation of the window as it was, and
+        /// counts exactly the conversations the rule decided.
+        #[test]
+        fn a_tightened_rule_changes_nothing_observed(conversations in conversations(), pick in 0usize..100) {
+            let snapshot = fixtures::sample(0);
+            let current = engine(&snapshot);
+            let terminal: Vec<&Rule> = snapshot.rules.iter()
+                .filter(|r| matches!(r.action, RuleAction::Accept | RuleAction::Drop) && r.in_effect())
+                .collect();
+            let uuid = terminal[pick % terminal.len()].uuid.clone();
+            let tightening = tighten(&snapshot, &current, &uuid, &conversations).unwrap();
+            let decided = conversations.iter().filter(|c| {
+                let flow = flow_of(c).unwrap();
+                Judgement::of(&current, &current.evaluate(&flow)).rule.as_deref() == Some(uuid.as_str())
+            }).count() as u64;
+            prop_assert_eq!(tightening.decided, decided);
+            prop_assert_eq!(tightening.changes, 0, "{:?}", tightening.proposed);
+        }
+    }
+
+    /// 7008 (accept 10.0.2.0/24 → the db template, TCP 3306) decided only app-01 and app-02 to
+    /// db-01: the suggestion names those two sources, that one destination and port 3306, and
+    /// an observe rule cannot be tightened.
+    #[test]
+    fn the_suggestion_names_what_the_rule_decided() {
+        let snapshot = fixtures::sample(0);
+        let current = engine(&snapshot);
+        let conversations = [
+            conversation("10.0.2.10", "10.0.3.10", Some(3306), "TCP", 10),
+            conversation("10.0.2.11", "10.0.3.10", Some(3306), "TCP", 20),
+            conversation("10.0.1.11", "10.0.2.11", Some(8080), "TCP", 30),
+        ];
+        let tightening = tighten(&snapshot, &current, "7008", &conversations).unwrap();
+        assert_eq!(
+            (
+                tightening.decided,
+                tightening.sums.bytes,
+                tightening.changes
+            ),
+            (2, 30, 0)
+        );
+        assert_eq!(tightening.seen.services, ["TCP 3306"]);
+        assert_eq!(
+            tightening.proposed,
+            Some(Edit::Match {
+                rule: "7008".into(),
+                source: Some("10.0.2.10,10.0.2.11".into()),
+                destination: Some("10.0.3.10".into()),
+                protocol: Some("TCP".into()),
+                port: Some("3306".into()),
+            })
+        );
+        assert!(tighten(&snapshot, &current, "7007", &conversations)
+            .unwrap_err()
+            .contains("observe"));
+        let nothing = tighten(&snapshot, &current, "7001", &conversations).unwrap();
+        assert_eq!((nothing.decided, nothing.proposed), (0, None));
     }
 
     /// The sample's db subnet is reached on 3306 from app hosts (rule 7008 accepts); turning

@@ -405,7 +405,7 @@ impl ClsRecords {
     }
 
     /// The conversations `filter` covers, most bytes first, at most `limit` (read
-    /// [`SQL_PAGE_ROWS`] at a time).
+    /// 10,000 rows at a time; the largest ones so far when `deadline` cuts the reading).
     pub async fn conversations(
         &self,
         filter: &TrafficFilter,
@@ -418,7 +418,7 @@ impl ClsRecords {
             crate::core::search::conversations_sql()
         );
         let window = window_ms(filter.since, filter.until);
-        let rows = rows_up_to(
+        let (rows, cut) = rows_up_to(
             &self.client,
             &self.traffic_topic,
             &query,
@@ -431,7 +431,12 @@ impl ClsRecords {
         for row in &rows {
             TrafficQuery::Talkers.add_row(&mut view, row);
         }
-        Ok(Conversations::of(view.talkers, limit))
+        let mut conversations = Conversations::of(view.talkers, limit);
+        if cut {
+            conversations.complete = false;
+            conversations.cut_by_deadline = true;
+        }
+        Ok(conversations)
     }
 
     /// The hit record `id` written between `since` and `until` (Unix seconds), if any.

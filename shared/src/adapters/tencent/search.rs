@@ -63,7 +63,7 @@ pub(crate) async fn all_rows(
     deadline: Instant,
 ) -> Result<Vec<Value>, ApiError> {
     let most = MAX_SQL_PAGES * SQL_PAGE_ROWS;
-    let rows = rows_up_to(client, topic, query, (from_ms, to_ms), most + 1, deadline).await?;
+    let (rows, _) = rows_up_to(client, topic, query, (from_ms, to_ms), most + 1, deadline).await?;
     if rows.len() > most {
         return Err(ApiError::local(
             "SearchLog",
@@ -75,7 +75,9 @@ pub(crate) async fn all_rows(
 }
 
 /// The first `most` rows of `query` (as [`all_rows`] reads them), fewer when the query has
-/// fewer; `window` is SearchLog's `(From, To)`.
+/// fewer; `window` is SearchLog's `(From, To)`. A page after the first that `deadline` cuts
+/// ends the reading with the rows so far and `true` (cut short); the first page's failure is
+/// the error.
 pub(crate) async fn rows_up_to(
     client: &ApiClient,
     topic: &str,
@@ -83,7 +85,7 @@ pub(crate) async fn rows_up_to(
     window: (i64, i64),
     most: usize,
     deadline: Instant,
-) -> Result<Vec<Value>, ApiError> {
+) -> Result<(Vec<Value>, bool), ApiError> {
     let mut rows = Vec::new();
     while rows.len() < most {
         let wanted = (most - rows.len()).min(SQL_PAGE_ROWS);
@@ -91,7 +93,12 @@ pub(crate) async fn rows_up_to(
             0 => format!("{query} limit {wanted}"),
             read => format!("{query} offset {read} limit {wanted}"),
         };
-        let answer = analysis_rows(client, topic, &paged, window.0, window.1, deadline).await?;
+        let answer = match analysis_rows(client, topic, &paged, window.0, window.1, deadline).await
+        {
+            Ok(answer) => answer,
+            Err(_) if !rows.is_empty() && Instant::now() >= deadline => return Ok((rows, true)),
+            Err(error) => return Err(error),
+        };
         let short = answer.len() < wanted;
         rows.extend(answer);
         if short {
@@ -99,7 +106,7 @@ pub(crate) async fn rows_up_to(
         }
     }
     rows.truncate(most);
-    Ok(rows)
+    Ok((rows, false))
 }
 
 /// `[since, until]` (Unix seconds, both in) as SearchLog's `From` and `To`: milliseconds, `To`

@@ -31,6 +31,7 @@ use super::{explain, health, hits, rules, snapshot, traffic, vpcs, whatif};
         vpcs::switch,
         whatif::what_if,
         whatif::observe_as_drop,
+        whatif::tighten,
     ),
     security(("bearer" = [])),
     modifiers(&Schemes)

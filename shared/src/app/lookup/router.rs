@@ -29,7 +29,7 @@ use super::rules::{one_rule, rules, top_rules};
 use super::snapshot::snapshot;
 use super::traffic::traffic;
 use super::vpcs::{switch, vpcs};
-use super::whatif::{observe_as_drop, what_if};
+use super::whatif::{observe_as_drop, tighten, what_if};
 use super::{fail, security_headers, Failure, Lookup};
 use crate::core::text::cut;
 
@@ -87,6 +87,7 @@ pub fn router(lookup: Lookup) -> Router {
         .route("/v1/vpcs", get(vpcs))
         .route("/v1/whatif", post(what_if))
         .route("/v1/whatif/observe", get(observe_as_drop))
+        .route("/v1/whatif/tighten", get(tighten))
         .route_layer(middleware::from_fn_with_state(lookup.clone(), lookup_token));
     let switches = Router::new()
         .route("/v1/vpcs/{id}/monitoring", put(switch))

@@ -68,10 +68,7 @@ pub(crate) async fn observe_as_drop(
     let (since, until) = (filter.since, filter.until);
     let store = lookup.store()?;
     let engine = lookup.engine(call.deadline).await?;
-    let conversations = store
-        .conversations(&filter, MAX_CONVERSATIONS, call.deadline)
-        .await
-        .map_err(|failure| search_failed(failure, "the records search expired: ask again"))?;
+    let conversations = read_conversations(store, &filter, call.deadline).await?;
     Ok(Json(ObserveAnswer {
         since,
         until,
@@ -79,8 +76,121 @@ pub(crate) async fn observe_as_drop(
         snapshot_version: engine.version().to_string(),
         judged: conversations.rows.len() as u64,
         complete: conversations.complete,
+        cut: (!conversations.complete).then(|| cut(&conversations)),
         rules: whatif::promotions(&engine, &conversations.rows),
     }))
+}
+
+/// `GET /v1/whatif/tighten`.
+#[utoipa::path(get, path = "/v1/whatif/tighten", tag = "lookup",
+    summary = "A narrower rule that keeps every conversation an accept or drop rule decided",
+    description = "The conversations of the window the rule decided, their distinct sources, destinations and services against the rule's own terms, and a `match` edit listing them (or their /24 and /64 networks when there are many), checked by the what-if over the same conversations to change nothing (`changes`: 0).",
+    params(TightenParams),
+    responses(
+        (status = 200, description = "the suggestion", body = TightenAnswer),
+        (status = 400, description = "a parameter is invalid, or the rule is not an accept or drop rule (the message names it)", body = ErrorBody),
+        (status = 401, description = "missing or invalid token", body = ErrorBody), (status = 404, description = "no such rule", body = ErrorBody), (status = 405, description = "not GET", body = ErrorBody),
+        (status = 502, description = "the records store failed", body = ErrorBody),
+        (status = 503, description = "no snapshot, or no records store", body = ErrorBody),
+    ))]
+pub(crate) async fn tighten(
+    State(lookup): State<Lookup>,
+    call: Invocation,
+    Query(params): Query<TightenParams>,
+) -> Answer<TightenAnswer> {
+    let filter = conversations_of(&params.since, &params.until, &params.vpc)?;
+    let uuid = params
+        .rule
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| field_error("rule", "a rule uuid is required"))?;
+    let store = lookup.store()?;
+    let (engine, snapshot) = lookup.served_snapshot(call.deadline).await?;
+    if !engine.rules().iter().any(|r| r.rule.uuid == uuid) {
+        return Err(fail(
+            404,
+            "unknown_rule",
+            format!("the snapshot has no rule {}", shown(uuid)),
+        ));
+    }
+    let conversations = read_conversations(store, &filter, call.deadline).await?;
+    let tightening = whatif::tighten(&snapshot, &engine, uuid, &conversations.rows)
+        .map_err(|message| field_error("rule", message))?;
+    Ok(Json(TightenAnswer {
+        since: filter.since,
+        until: filter.until,
+        vpc: filter.vpc,
+        snapshot_version: engine.version().to_string(),
+        judged: conversations.rows.len() as u64,
+        complete: conversations.complete,
+        cut: (!conversations.complete).then(|| cut(&conversations)),
+        tightening,
+    }))
+}
+
+/// The query parameters of `/v1/whatif/tighten`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TightenParams {
+    /// The rule's uuid (an accept or drop rule).
+    pub(crate) rule: Option<String>,
+    /// A VPC id: conversations with either end in it.
+    pub(crate) vpc: Option<String>,
+    /// From (Unix seconds or RFC 3339); default: an hour before `until`.
+    pub(crate) since: Option<String>,
+    /// To (Unix seconds or RFC 3339); default: now. The span may be at most 30 days.
+    pub(crate) until: Option<String>,
+}
+
+super::request::query_params!(TightenParams);
+
+/// `GET /v1/whatif/tighten`: the suggestion for one rule.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TightenAnswer {
+    /// From, Unix seconds.
+    pub since: i64,
+    /// To, Unix seconds.
+    pub until: i64,
+    /// The VPC asked for.
+    pub vpc: Option<String>,
+    /// The snapshot judged with.
+    pub snapshot_version: String,
+    /// Conversations judged.
+    pub judged: u64,
+    /// Whether they were every conversation of the window.
+    pub complete: bool,
+    /// Why not, when not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cut: Option<String>,
+    /// The suggestion.
+    #[serde(flatten)]
+    pub tightening: whatif::Tightening,
+}
+
+/// The window's conversations, read within two thirds of the time left (the judging takes the
+/// rest): the largest ones so far when the store is slower than that.
+async fn read_conversations(
+    store: &dyn RecordsStore,
+    filter: &TrafficFilter,
+    deadline: Instant,
+) -> Result<crate::core::search::Conversations, Failure> {
+    let now = Instant::now();
+    let read_by = now + deadline.saturating_duration_since(now) * 2 / 3;
+    store
+        .conversations(filter, MAX_CONVERSATIONS, read_by)
+        .await
+        .map_err(|failure| search_failed(failure, "the records search expired: ask again"))
+}
+
+/// Why `conversations` are not every conversation of the window.
+fn cut(conversations: &crate::core::search::Conversations) -> String {
+    let n = conversations.rows.len();
+    if conversations.cut_by_deadline {
+        format!("the records store gave the {n} conversations with the most bytes before the deadline: narrow the window or name a VPC to judge them all")
+    } else {
+        format!("the window holds more than {n} conversations: the {n} with the most bytes were judged; narrow the window or name a VPC")
+    }
 }
 
 /// The conversations a what-if reads: the window (`since`, `until`) and the VPC asked for.
@@ -129,11 +239,41 @@ pub struct ObserveAnswer {
     /// Whether they were every conversation of the window (false: the 200,000 with the most
     /// bytes).
     pub complete: bool,
+    /// Why not, when not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cut: Option<String>,
     /// Each enabled observe rule, in evaluation order.
     pub rules: Vec<whatif::Promotion>,
 }
 
 impl Lookup {
+    /// The engine the lookup serves and its snapshot, read again from the store: what an edit
+    /// changes.
+    async fn served_snapshot(
+        &self,
+        deadline: Instant,
+    ) -> Result<(std::sync::Arc<Engine>, crate::core::snapshot::Snapshot), Failure> {
+        let current = self.engine(deadline).await?;
+        let snapshot = self
+            .snapshots
+            .lock()
+            .await
+            .snapshot_of_version(current.version(), deadline)
+            .await
+            .map_err(|err| fail(503, "snapshot_unavailable", err.to_string()))?
+            .ok_or_else(|| {
+                fail(
+                    503,
+                    "snapshot_unavailable",
+                    format!(
+                        "the store no longer keeps snapshot {}: ask again",
+                        current.version()
+                    ),
+                )
+            })?;
+        Ok((current, snapshot))
+    }
+
     /// Judges the window's conversations with the current rules and with the body's edits.
     pub(crate) async fn what_if(
         &self,
@@ -172,24 +312,7 @@ impl Lookup {
             ));
         }
         let store = self.store()?;
-        let current = self.engine(deadline).await?;
-        let snapshot = self
-            .snapshots
-            .lock()
-            .await
-            .snapshot_of_version(current.version(), deadline)
-            .await
-            .map_err(|err| fail(503, "snapshot_unavailable", err.to_string()))?
-            .ok_or_else(|| {
-                fail(
-                    503,
-                    "snapshot_unavailable",
-                    format!(
-                        "the store no longer keeps snapshot {}: ask again",
-                        current.version()
-                    ),
-                )
-            })?;
+        let (current, snapshot) = self.served_snapshot(deadline).await?;
         let proposed = whatif::apply(&snapshot, &proposal.edits)
             .map_err(|message| fail(400, "invalid_edit", message))?;
         drop(snapshot);
@@ -200,10 +323,7 @@ impl Lookup {
                 format!("the edited rules do not compile: {e}"),
             )
         })?;
-        let conversations = store
-            .conversations(&filter, MAX_CONVERSATIONS, deadline)
-            .await
-            .map_err(|failure| search_failed(failure, "the records search expired: ask again"))?;
+        let conversations = read_conversations(store, &filter, deadline).await?;
         let mut report = whatif::compare(
             &current,
             &proposed_engine,
@@ -212,9 +332,7 @@ impl Lookup {
         );
         if !conversations.complete {
             report.complete = false;
-            report.cut = Some(format!(
-                "the window holds more than {MAX_CONVERSATIONS} conversations: the {MAX_CONVERSATIONS} with the most bytes were judged; narrow the window or name a VPC"
-            ));
+            report.cut = Some(cut(&conversations));
         }
         Ok(WhatIfAnswer {
             since,

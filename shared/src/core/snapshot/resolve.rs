@@ -6,7 +6,7 @@ use super::values::AddressSet;
 use super::{Endpoint, EndpointKind, Snapshot};
 
 /// An endpoint as messages name it: `net 10.0.0.0/8`, `template ipm-1`.
-pub(crate) fn describe_endpoint(endpoint: &Endpoint) -> String {
+pub fn describe_endpoint(endpoint: &Endpoint) -> String {
     match endpoint.kind {
         EndpointKind::Net => format!("net {}", endpoint.content),
         kind => format!("{} {}", kind.as_str(), endpoint.content),
