@@ -82,7 +82,11 @@ pub enum Edit {
 /// `snapshot` with `edits` applied in order, re-numbered and re-versioned; an edit naming a rule
 /// the rules do not have, or an added rule that cannot be read, is refused by its position.
 pub fn apply(snapshot: &Snapshot, edits: &[Edit]) -> Result<Snapshot, String> {
-    let mut proposed = snapshot.clone();
+    apply_to(snapshot.clone(), edits)
+}
+
+/// [`apply`] to a snapshot given away: a rule set of 20,000 rules is not held twice.
+pub fn apply_to(mut proposed: Snapshot, edits: &[Edit]) -> Result<Snapshot, String> {
     for (i, edit) in edits.iter().enumerate() {
         let refuse = |why: String| format!("edits[{i}]: {why}");
         let at = |rules: &[Rule], uuid: &str| {
@@ -403,45 +407,16 @@ pub fn compare(
     };
     let mut classes: BTreeMap<Outcome, Summing> = BTreeMap::new();
     let mut changed: Vec<Changed> = Vec::new();
-    // The same ends and service judge alike in every scope: judged once.
-    let mut judged: HashMap<FlowKey, (Judgement, Judgement)> = HashMap::new();
-    for conversation in conversations {
-        let Some(flow) = flow_of(conversation) else {
-            report.unreadable += 1;
-            continue;
-        };
-        report.judged += 1;
-        let (before, after) = judged
-            .entry(flow)
-            .or_insert_with(|| {
-                (
-                    Judgement::of(current, &current.evaluate(&flow)),
-                    Judgement::of(proposed, &proposed.evaluate(&flow)),
-                )
-            })
-            .clone();
-        let Some(outcome) = outcome(&before, &after) else {
-            report.unchanged += 1;
-            report.unchanged_sums.add(&conversation.sums);
-            continue;
-        };
-        report.changed_total += 1;
-        let placement = proposed.topology().place(flow.src, flow.dst, None);
-        let class = classes.entry(outcome).or_default();
-        class.add(conversation, &before, &after);
-        let bytes = conversation.sums.bytes;
-        class.party(&conversation.src_ip, &placement.src, true, bytes);
-        class.party(&conversation.dst_ip, &placement.dst, false, bytes);
-        changed.push(Changed {
-            outcome,
-            conversation: conversation.clone(),
-            src_name: name_of(&placement.src),
-            dst_name: name_of(&placement.dst),
-            before,
-            after,
-        });
-    }
-    changed.sort_by(|a, b| {
+    let judge = |flow: &FlowKey| {
+        (
+            Judgement::of(current, &current.evaluate(flow)),
+            Judgement::of(proposed, &proposed.evaluate(flow)),
+        )
+    };
+    // The same ends and service judge alike in every scope: judged once, and only the outcome
+    // kept (the judgements of a changed conversation are made again: changes are the few).
+    let mut judged: HashMap<FlowKey, Option<Outcome>> = HashMap::new();
+    let by_bytes = |a: &Changed, b: &Changed| {
         b.conversation
             .sums
             .bytes
@@ -452,7 +427,48 @@ pub fn compare(
             .then_with(|| a.conversation.dst_ip.cmp(&b.conversation.dst_ip))
             .then_with(|| a.conversation.dst_port.cmp(&b.conversation.dst_port))
             .then_with(|| a.conversation.scope.cmp(&b.conversation.scope))
-    });
+    };
+    for conversation in conversations {
+        let Some(flow) = flow_of(conversation) else {
+            report.unreadable += 1;
+            continue;
+        };
+        report.judged += 1;
+        let changes = *judged.entry(flow).or_insert_with(|| {
+            let (before, after) = judge(&flow);
+            outcome(&before, &after)
+        });
+        let Some(outcome) = changes else {
+            report.unchanged += 1;
+            report.unchanged_sums.add(&conversation.sums);
+            continue;
+        };
+        let (before, after) = judge(&flow);
+        report.changed_total += 1;
+        let placement = proposed.topology().place(flow.src, flow.dst, None);
+        let class = classes.entry(outcome).or_default();
+        class.add(conversation, &before, &after);
+        let bytes = conversation.sums.bytes;
+        class.party(&conversation.src_ip, &placement.src, true, bytes);
+        class.party(&conversation.dst_ip, &placement.dst, false, bytes);
+        if listed == 0 {
+            continue;
+        }
+        changed.push(Changed {
+            outcome,
+            conversation: conversation.clone(),
+            src_name: name_of(&placement.src),
+            dst_name: name_of(&placement.dst),
+            before,
+            after,
+        });
+        // Only the `listed` largest are kept: memory stays bounded whatever changes.
+        if changed.len() >= listed.saturating_mul(2).max(1024) {
+            changed.sort_by(by_bytes);
+            changed.truncate(listed);
+        }
+    }
+    changed.sort_by(by_bytes);
     changed.truncate(listed);
     report.changed = changed;
     report.classes = classes

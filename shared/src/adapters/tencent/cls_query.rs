@@ -418,19 +418,17 @@ impl ClsRecords {
             crate::core::search::conversations_sql()
         );
         let window = window_ms(filter.since, filter.until);
-        let (rows, cut) = rows_up_to(
+        let mut view = TrafficView::default();
+        let (_, cut) = rows_up_to(
             &self.client,
             &self.traffic_topic,
             &query,
             window,
             limit.saturating_add(1),
             deadline,
+            |row| TrafficQuery::Talkers.add_row(&mut view, &row),
         )
         .await?;
-        let mut view = TrafficView::default();
-        for row in &rows {
-            TrafficQuery::Talkers.add_row(&mut view, row);
-        }
         let mut conversations = Conversations::of(view.talkers, limit);
         if cut {
             conversations.complete = false;

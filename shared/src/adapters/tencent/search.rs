@@ -63,7 +63,17 @@ pub(crate) async fn all_rows(
     deadline: Instant,
 ) -> Result<Vec<Value>, ApiError> {
     let most = MAX_SQL_PAGES * SQL_PAGE_ROWS;
-    let (rows, _) = rows_up_to(client, topic, query, (from_ms, to_ms), most + 1, deadline).await?;
+    let mut rows = Vec::new();
+    rows_up_to(
+        client,
+        topic,
+        query,
+        (from_ms, to_ms),
+        most + 1,
+        deadline,
+        |row| rows.push(row),
+    )
+    .await?;
     if rows.len() > most {
         return Err(ApiError::local(
             "SearchLog",
@@ -75,9 +85,10 @@ pub(crate) async fn all_rows(
 }
 
 /// The first `most` rows of `query` (as [`all_rows`] reads them), fewer when the query has
-/// fewer; `window` is SearchLog's `(From, To)`. A page after the first that `deadline` cuts
-/// ends the reading with the rows so far and `true` (cut short); the first page's failure is
-/// the error.
+/// fewer, each handed to `each` as its page comes (a page is dropped before the next is asked
+/// for); `window` is SearchLog's `(From, To)`. Answers how many rows it handed over, and whether
+/// `deadline` cut the reading short: a page after the first that the deadline cuts ends it; the
+/// first page's failure is the error.
 pub(crate) async fn rows_up_to(
     client: &ApiClient,
     topic: &str,
@@ -85,28 +96,31 @@ pub(crate) async fn rows_up_to(
     window: (i64, i64),
     most: usize,
     deadline: Instant,
-) -> Result<(Vec<Value>, bool), ApiError> {
-    let mut rows = Vec::new();
-    while rows.len() < most {
-        let wanted = (most - rows.len()).min(SQL_PAGE_ROWS);
-        let paged = match rows.len() {
+    mut each: impl FnMut(Value),
+) -> Result<(usize, bool), ApiError> {
+    let mut read = 0;
+    while read < most {
+        let wanted = (most - read).min(SQL_PAGE_ROWS);
+        let paged = match read {
             0 => format!("{query} limit {wanted}"),
             read => format!("{query} offset {read} limit {wanted}"),
         };
         let answer = match analysis_rows(client, topic, &paged, window.0, window.1, deadline).await
         {
             Ok(answer) => answer,
-            Err(_) if !rows.is_empty() && Instant::now() >= deadline => return Ok((rows, true)),
+            Err(_) if read > 0 && Instant::now() >= deadline => return Ok((read, true)),
             Err(error) => return Err(error),
         };
         let short = answer.len() < wanted;
-        rows.extend(answer);
+        for row in answer.into_iter().take(most - read) {
+            read += 1;
+            each(row);
+        }
         if short {
             break;
         }
     }
-    rows.truncate(most);
-    Ok((rows, false))
+    Ok((read, false))
 }
 
 /// `[since, until]` (Unix seconds, both in) as SearchLog's `From` and `To`: milliseconds, `To`

@@ -65,18 +65,11 @@ pub(crate) async fn observe_as_drop(
     Query(params): Query<ObserveParams>,
 ) -> Answer<ObserveAnswer> {
     let filter = conversations_of(&params.since, &params.until, &params.vpc)?;
-    let (since, until) = (filter.since, filter.until);
     let store = lookup.store()?;
     let engine = lookup.engine(call.deadline).await?;
     let conversations = read_conversations(store, &filter, call.deadline).await?;
     Ok(Json(ObserveAnswer {
-        since,
-        until,
-        vpc: filter.vpc,
-        snapshot_version: engine.version().to_string(),
-        judged: conversations.rows.len() as u64,
-        complete: conversations.complete,
-        cut: (!conversations.complete).then(|| cut(&conversations)),
+        judged: Judged::of(&filter, &engine, &conversations),
         rules: whatif::promotions(&engine, &conversations.rows),
     }))
 }
@@ -118,13 +111,7 @@ pub(crate) async fn tighten(
     let tightening = whatif::tighten(&snapshot, &engine, uuid, &conversations.rows)
         .map_err(|message| field_error("rule", message))?;
     Ok(Json(TightenAnswer {
-        since: filter.since,
-        until: filter.until,
-        vpc: filter.vpc,
-        snapshot_version: engine.version().to_string(),
-        judged: conversations.rows.len() as u64,
-        complete: conversations.complete,
-        cut: (!conversations.complete).then(|| cut(&conversations)),
+        judged: Judged::of(&filter, &engine, &conversations),
         tightening,
     }))
 }
@@ -148,6 +135,17 @@ super::request::query_params!(TightenParams);
 /// `GET /v1/whatif/tighten`: the suggestion for one rule.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TightenAnswer {
+    /// What was judged.
+    #[serde(flatten)]
+    pub judged: Judged,
+    /// The suggestion.
+    #[serde(flatten)]
+    pub tightening: whatif::Tightening,
+}
+
+/// The window, the snapshot and the conversations a what-if view judged.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Judged {
     /// From, Unix seconds.
     pub since: i64,
     /// To, Unix seconds.
@@ -158,14 +156,30 @@ pub struct TightenAnswer {
     pub snapshot_version: String,
     /// Conversations judged.
     pub judged: u64,
-    /// Whether they were every conversation of the window.
+    /// Whether they were every conversation of the window (false: the 200,000 with the most
+    /// bytes, or as many as the store gave before the deadline).
     pub complete: bool,
     /// Why not, when not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cut: Option<String>,
-    /// The suggestion.
-    #[serde(flatten)]
-    pub tightening: whatif::Tightening,
+}
+
+impl Judged {
+    fn of(
+        filter: &TrafficFilter,
+        engine: &Engine,
+        conversations: &crate::core::search::Conversations,
+    ) -> Self {
+        Judged {
+            since: filter.since,
+            until: filter.until,
+            vpc: filter.vpc.clone(),
+            snapshot_version: engine.version().to_string(),
+            judged: conversations.rows.len() as u64,
+            complete: conversations.complete,
+            cut: (!conversations.complete).then(|| cut(conversations)),
+        }
+    }
 }
 
 /// The window's conversations, read within two thirds of the time left (the judging takes the
@@ -226,22 +240,9 @@ super::request::query_params!(ObserveParams);
 /// `GET /v1/whatif/observe`: each observe rule promoted in thought.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ObserveAnswer {
-    /// From, Unix seconds.
-    pub since: i64,
-    /// To, Unix seconds.
-    pub until: i64,
-    /// The VPC asked for.
-    pub vpc: Option<String>,
-    /// The snapshot judged with.
-    pub snapshot_version: String,
-    /// Conversations judged.
-    pub judged: u64,
-    /// Whether they were every conversation of the window (false: the 200,000 with the most
-    /// bytes).
-    pub complete: bool,
-    /// Why not, when not.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cut: Option<String>,
+    /// What was judged.
+    #[serde(flatten)]
+    pub judged: Judged,
     /// Each enabled observe rule, in evaluation order.
     pub rules: Vec<whatif::Promotion>,
 }
@@ -313,9 +314,8 @@ impl Lookup {
         }
         let store = self.store()?;
         let (current, snapshot) = self.served_snapshot(deadline).await?;
-        let proposed = whatif::apply(&snapshot, &proposal.edits)
+        let proposed = whatif::apply_to(snapshot, &proposal.edits)
             .map_err(|message| fail(400, "invalid_edit", message))?;
-        drop(snapshot);
         let proposed_engine = Engine::compile_owned(proposed).map_err(|e| {
             fail(
                 400,
