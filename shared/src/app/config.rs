@@ -25,7 +25,8 @@ impl Function {
     /// Its memory as deployed (template.yaml `MemorySize`), MB.
     pub const fn deployed_memory_mb(self) -> u32 {
         match self {
-            Function::Audit | Function::Lookup => 64,
+            Function::Audit => 64,
+            Function::Lookup => 128,
             Function::Sync => 256,
         }
     }
