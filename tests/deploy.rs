@@ -789,7 +789,7 @@ async fn the_component_toolkit_deploys_the_generated_functions() {
         let state = stub.state.lock().unwrap();
         for (name, memory, timeout) in [
             ("esgflow-audit", 64, 60),
-            ("esgflow-lookup", 64, 15),
+            ("esgflow-lookup", 128, 15),
             ("esgflow-sync", 256, 120),
         ] {
             let config = &state.functions[name].config;
