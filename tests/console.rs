@@ -293,6 +293,22 @@ async fn the_three_jobs_in_the_console() {
         expected.to_string()
     );
 
+    // A record where the flow log and the rules disagree says both (#37): the snapshot blocks
+    // the flow, the flow log says ACCEPT.
+    client
+        .goto(&format!("{base}#/hits?type=snapshot_drift&{DAY}"))
+        .await
+        .unwrap();
+    ready(&client).await;
+    click(&client, "#hits tbody tr").await;
+    let verdict = find(&client, "#detail #explanation #verdict.warn").await;
+    let text = verdict.text().await.unwrap();
+    assert!(
+        text.contains("block this flow") && text.contains("yet the flow log says ACCEPT"),
+        "{text}"
+    );
+    screenshot(&client, "drift").await;
+
     // A second deep link pasted into the open tab: all block hits of rule 7010.
     client
         .goto(&format!("{base}#/hits?rule=7010&type=block_hit&{DAY}"))
