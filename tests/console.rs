@@ -308,6 +308,16 @@ async fn the_three_jobs_in_the_console() {
         "{text}"
     );
     screenshot(&client, "drift").await;
+    // An ICMP record shows its type and code, not ports.
+    client
+        .goto(&format!("{base}#/hits?protocol=icmp&type=block_hit&{DAY}"))
+        .await
+        .unwrap();
+    ready(&client).await;
+    click(&client, "#hits tbody tr").await;
+    find(&client, "#detail #explanation").await;
+    let detail = find(&client, "#detail").await.text().await.unwrap();
+    assert!(detail.contains("ICMP type "), "{detail}");
 
     // A second deep link pasted into the open tab: all block hits of rule 7010.
     client
