@@ -308,6 +308,16 @@ async fn the_three_jobs_in_the_console() {
         "{text}"
     );
     screenshot(&client, "drift").await;
+    // A search that finds nothing of its ticked types says which unticked type would (#37).
+    client
+        .goto(&format!(
+            "{base}#/hits?protocol=icmp&type=observe_hit&{DAY}"
+        ))
+        .await
+        .unwrap();
+    ready(&client).await;
+    let hint = find(&client, "#unticked-hint").await.text().await.unwrap();
+    assert!(hint.contains("\"Blocked\""), "{hint}");
     // An ICMP record shows its type and code, not ports.
     client
         .goto(&format!("{base}#/hits?protocol=icmp&type=block_hit&{DAY}"))
