@@ -253,8 +253,7 @@ names! {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Judgement {
     /// `allow`, `block` or `none` (no ESG rule decides).
-    #[schema(value_type = DecisionKind)]
-    pub decision: &'static str,
+    pub decision: DecisionKind,
     /// The deciding rule's uuid.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
@@ -270,7 +269,7 @@ impl Judgement {
     fn of(engine: &Engine, evaluation: &Evaluation) -> Self {
         let uuid = |id| engine.rule(id).rule.uuid.clone();
         Judgement {
-            decision: evaluation.decision.kind().as_str(),
+            decision: evaluation.decision.kind(),
             rule: evaluation.decision.rule().map(uuid),
             observed: evaluation.observed.iter().map(|&id| uuid(id)).collect(),
             suspect: evaluation.suspect.map(uuid),
@@ -278,7 +277,7 @@ impl Judgement {
     }
 
     fn blocks(&self) -> bool {
-        self.decision == DecisionKind::Block.as_str()
+        self.decision == DecisionKind::Block
     }
 }
 
@@ -1057,8 +1056,8 @@ mod tests {
         assert_eq!(class.rules_after.get("7008"), Some(&2));
         assert_eq!(class.top_sources[0].ip, "10.0.2.12");
         assert_eq!(report.changed[0].conversation.sums.bytes, 700);
-        assert_eq!(report.changed[0].before.decision, "allow");
-        assert_eq!(report.changed[0].after.decision, "block");
+        assert_eq!(report.changed[0].before.decision, DecisionKind::Allow);
+        assert_eq!(report.changed[0].after.decision, DecisionKind::Block);
         assert!(
             report.changed[0].dst_name.is_some(),
             "{:?}",
