@@ -6,13 +6,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use esgflow::adapters::sqlite::LocalRecords;
+use esgflow::app::lookup::whatif::{
+    cut, Judged, ObserveAnswer, TightenAnswer, WhatIfAnswer, MAX_CONVERSATIONS,
+};
 use esgflow::core::engine::Engine;
 use esgflow::core::search::TrafficFilter;
 use esgflow::core::snapshot::Snapshot;
 use esgflow::core::whatif::{self, Edit, Report};
-
-/// Most conversations judged (the store gives the largest first), as the lookup judges.
-const MAX_CONVERSATIONS: usize = 200_000;
 
 /// `esgflow whatif` arguments.
 #[derive(clap::Args)]
@@ -96,7 +96,11 @@ pub fn run(args: Args) -> super::Outcome {
         let conversations = store.conversations(&filter, MAX_CONVERSATIONS)?;
         let tightening = whatif::tighten(&current, &before, uuid, &conversations.rows)?;
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&tightening)?);
+            let answer = TightenAnswer {
+                judged: Judged::of(&filter, &before, &conversations),
+                tightening,
+            };
+            println!("{}", serde_json::to_string_pretty(&answer)?);
         } else {
             print!("{}", render_tightening(&tightening));
         }
@@ -109,16 +113,18 @@ pub fn run(args: Args) -> super::Outcome {
     let mut report = whatif::compare(&before, &after, &conversations.rows, args.limit);
     if !conversations.complete {
         report.complete = false;
-        report.cut = Some(format!(
-            "more than {MAX_CONVERSATIONS} conversations: the largest were judged; narrow the window or name a VPC"
-        ));
+        report.cut = Some(cut(&conversations));
     }
     if args.json {
-        let answer = serde_json::json!({
-            "since": filter.since, "until": filter.until, "vpc": filter.vpc,
-            "snapshot_version": before.version(), "proposed_version": after.version(),
-            "edits": edits, "report": report,
-        });
+        let answer = WhatIfAnswer {
+            since: filter.since,
+            until: filter.until,
+            vpc: filter.vpc,
+            snapshot_version: before.version().to_string(),
+            proposed_version: after.version().to_string(),
+            edits,
+            report,
+        };
         println!("{}", serde_json::to_string_pretty(&answer)?);
     } else {
         print!("{}", render(&report, before.version(), after.version()));
@@ -136,11 +142,10 @@ fn print_promotions(
 ) -> Result<(), serde_json::Error> {
     let promoted = whatif::promotions(engine, &conversations.rows);
     if json {
-        let answer = serde_json::json!({
-            "since": filter.since, "until": filter.until, "vpc": filter.vpc,
-            "snapshot_version": engine.version(), "judged": conversations.rows.len(),
-            "complete": conversations.complete, "rules": promoted,
-        });
+        let answer = ObserveAnswer {
+            judged: Judged::of(filter, engine, conversations),
+            rules: promoted,
+        };
         println!("{}", serde_json::to_string_pretty(&answer)?);
         return Ok(());
     }

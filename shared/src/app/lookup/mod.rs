@@ -27,7 +27,7 @@ pub mod scf;
 mod snapshot;
 mod traffic;
 mod vpcs;
-mod whatif;
+pub mod whatif;
 
 pub use explain::*;
 pub use health::*;

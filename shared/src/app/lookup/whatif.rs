@@ -1,5 +1,6 @@
-//! `POST /v1/whatif`: proposed edits to the rules judged against the conversations the records
-//! store holds for a window.
+//! `POST /v1/whatif`, `GET /v1/whatif/observe` and `GET /v1/whatif/tighten`: proposed edits to
+//! the rules judged against the conversations the records store holds for a window. The answer
+//! types are public: `esgflow whatif --json` prints the same.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -13,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 /// Most conversations one what-if judges: the records store gives the largest first.
-pub(crate) const MAX_CONVERSATIONS: usize = 200_000;
+pub const MAX_CONVERSATIONS: usize = 200_000;
 
 /// Most changed conversations an answer lists (each class is summed whole).
 pub(crate) const MAX_LISTED: u32 = 1000;
@@ -165,7 +166,8 @@ pub struct Judged {
 }
 
 impl Judged {
-    fn of(
+    /// What `conversations` of `filter`, judged with `engine`, were.
+    pub fn of(
         filter: &TrafficFilter,
         engine: &Engine,
         conversations: &crate::core::search::Conversations,
@@ -198,7 +200,7 @@ async fn read_conversations(
 }
 
 /// Why `conversations` are not every conversation of the window.
-fn cut(conversations: &crate::core::search::Conversations) -> String {
+pub fn cut(conversations: &crate::core::search::Conversations) -> String {
     let n = conversations.rows.len();
     if conversations.cut_by_deadline {
         format!("the records store gave the {n} conversations with the most bytes before the deadline: narrow the window or name a VPC to judge them all")
