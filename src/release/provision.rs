@@ -1226,7 +1226,7 @@ pub async fn ensure_shipping(
         Err(error) => return Err(error),
     };
     let wanted = (shipping.max_wait, shipping.max_messages);
-    let (change, note) = match &listed {
+    let (mut change, mut note) = match &listed {
         None => (Change::Create, None),
         Some(trigger) => match trigger_settings(trigger) {
             Some((wait, messages)) if wait == wanted.0 && (wanted.1.is_none() || messages == wanted.1) => {
@@ -1242,7 +1242,13 @@ pub async fn ensure_shipping(
             ),
         },
     };
-    let mut note = note;
+    let mut detail = format!(
+        "maxWait {} s{}",
+        shipping.max_wait,
+        shipping
+            .max_messages
+            .map_or(String::new(), |m| format!(", at most {m} logs"))
+    );
     if !dry_run && change != Change::Keep {
         if let Some(trigger) = &listed {
             client
@@ -1271,15 +1277,8 @@ pub async fn ensure_shipping(
                     "CLS shipping from {} to {}: not listed by SCF, and creating it answered {}: {} — if it ships already, its settings could not be compared; remove it in the CLS console and deploy again to apply a changed maxWait",
                     shipping.topic, shipping.function, error.code, error.message
                 ));
-                return Ok((
-                    Step {
-                        kind: "cls shipping",
-                        name: format!("{} → {}", shipping.topic, shipping.function),
-                        change: Change::Keep,
-                        detail: "settings not readable".into(),
-                    },
-                    note,
-                ));
+                change = Change::Keep;
+                detail = "settings not readable".into();
             }
             Err(error) => return Err(error),
         }
@@ -1289,13 +1288,7 @@ pub async fn ensure_shipping(
             kind: "cls shipping",
             name: format!("{} → {}", shipping.topic, shipping.function),
             change,
-            detail: format!(
-                "maxWait {} s{}",
-                shipping.max_wait,
-                shipping
-                    .max_messages
-                    .map_or(String::new(), |m| format!(", at most {m} logs"))
-            ),
+            detail,
         },
         note,
     ))

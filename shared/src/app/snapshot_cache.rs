@@ -276,12 +276,7 @@ impl SnapshotCache {
                 return Ok(Some(engine.clone()));
             }
         }
-        let Some(snapshot) = self
-            .store
-            .version(version, deadline)
-            .await
-            .map_err(|e| self.unavailable(e.message))?
-        else {
+        let Some(snapshot) = self.snapshot_of_version(version, deadline).await? else {
             return Ok(None);
         };
         let engine = Arc::new(Engine::compile_owned(snapshot).map_err(|e| self.unavailable(e))?);
