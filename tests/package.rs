@@ -1,9 +1,9 @@
 //! The deployment packages SCF receives: built for x86_64-unknown-linux-musl, zipped, read back,
-//! and the unpacked `bootstrap` run under the emulator. Built with the `package-check` profile
-//! (`make package-check`: the release profile unoptimised): what is checked here — a static
-//! `bootstrap` at the zip root that runs — does not depend on optimisation, and the build is
-//! minutes shorter. The size bound is conservative: an unoptimised binary is twice the size of
-//! the release one (`make measure` reports the shipped sizes).
+//! and the unpacked `bootstrap` run under the emulator. Built as `make package-check` builds them:
+//! the dev profile, each function's binary stripped. What is checked here — a static `bootstrap`
+//! at the zip root that runs — does not depend on optimisation, and the build is minutes shorter
+//! than the release one. The size bound is conservative: an unoptimised binary is about twice the
+//! size of the release one (`make measure` checks the shipped sizes).
 
 use crate::common;
 
@@ -18,20 +18,20 @@ const MUSL: &str = "x86_64-unknown-linux-musl";
 /// Packages above this size must go through COS; far below SCF's limits, and our budget.
 const MAX_ZIP_BYTES: u64 = 6 * 1024 * 1024;
 
-const PROFILE: &str = "package-check";
-
 /// Text every SQLite library holds (its database file header).
 const SQLITE_HEADER: &[u8] = b"SQLite format 3";
 
 fn release_bin_dir() -> PathBuf {
-    let mut args = vec!["build", "--quiet", "--profile", PROFILE, "--target", MUSL];
+    // The Makefile's PACKAGE_CHECK_ARGS: the same build is then nothing to do.
+    let mut command = common::cargo();
+    command.args(["build", "--quiet", "--target", MUSL]);
     for function in functions::FUNCTIONS {
-        args.extend([
-            "-p",
-            Box::leak(format!("esgflow-{function}").into_boxed_str()),
-        ]);
+        command.arg("-p").arg(format!("esgflow-{function}"));
+        command.arg("--config").arg(format!(
+            "profile.dev.package.esgflow-{function}.strip=\"symbols\""
+        ));
     }
-    let status = common::cargo().args(&args).status().expect("cargo runs");
+    let status = command.status().expect("cargo runs");
     assert!(
         status.success(),
         "release build for {MUSL} failed: run `make setup` (rustup target add {MUSL})"
@@ -39,7 +39,7 @@ fn release_bin_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("target")
         .join(MUSL)
-        .join(PROFILE)
+        .join("debug")
 }
 
 #[tokio::test]

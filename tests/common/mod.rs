@@ -43,7 +43,10 @@ pub fn cargo() -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO"));
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy();
-        let keep = matches!(key.as_ref(), "CARGO_HOME" | "CARGO_TARGET_DIR");
+        let keep = matches!(
+            key.as_ref(),
+            "CARGO_HOME" | "CARGO_TARGET_DIR" | "CARGO_INCREMENTAL"
+        );
         if (key.starts_with("CARGO_") && !keep) || key == "OUT_DIR" || key.starts_with("RUSTC") {
             command.env_remove(key.as_ref());
         }
