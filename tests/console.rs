@@ -235,6 +235,12 @@ async fn the_three_jobs_in_the_console() {
     click(&client, "#search select[name=protocol] option[value=tcp]").await;
     click(&client, "#search button[type=submit]").await;
     ready(&client).await;
+    // Focus stays on the search button after the search (#37).
+    let focused = client
+        .execute("return document.activeElement.closest('#search') !== null && document.activeElement.type", vec![])
+        .await
+        .unwrap();
+    assert_eq!(focused, json!("submit"), "focus after a search");
     let rows = client
         .wait()
         .at_most(Duration::from_secs(20))
@@ -271,9 +277,41 @@ async fn the_three_jobs_in_the_console() {
         "the filter lives in the address: {fragment}"
     );
     assert!(!fragment.contains("token"), "{fragment}");
+    // The table is one tab stop; the arrow keys move between its rows (#37).
+    let stops = client
+        .execute("return [...document.querySelectorAll('#hits tbody tr')].filter((r) => r.tabIndex === 0).length", vec![])
+        .await
+        .unwrap();
+    assert_eq!(stops, json!(1), "one tab stop per table");
+    if rows.len() > 1 {
+        let moved = client
+            .execute("const rows = document.querySelectorAll('#hits tbody tr'); rows[0].focus(); \
+                rows[0].dispatchEvent(new KeyboardEvent('keydown', {key: 'ArrowDown', bubbles: true})); \
+                return document.activeElement === rows[1] && rows[1].tabIndex === 0 && rows[0].tabIndex === -1", vec![])
+            .await
+            .unwrap();
+        assert_eq!(moved, json!(true), "ArrowDown moves to the next row");
+    }
     click(&client, "#hits tbody tr[data-rule='7010']").await;
     let verdict = find(&client, "#detail #explanation #verdict").await;
     assert_eq!(verdict.text().await.unwrap(), "Blocked");
+    // The opened record is in the address: the link, opened anew, shows it (#37).
+    let opened = hash(&client).await;
+    assert!(
+        opened.contains("record=") && opened.contains("at="),
+        "{opened}"
+    );
+    client.goto(&format!("{base}#/explain")).await.unwrap();
+    ready(&client).await;
+    client.goto(&format!("{base}#{opened}")).await.unwrap();
+    ready(&client).await;
+    let verdict = find(&client, "#detail #explanation #verdict").await;
+    assert_eq!(
+        verdict.text().await.unwrap(),
+        "Blocked",
+        "the record from the link"
+    );
+    find(&client, "#hits tbody tr.selected[data-rule='7010']").await;
     let detail = find(&client, "#detail").await.text().await.unwrap();
     assert!(
         detail.contains("by rule 7010") && detail.contains("block other data-tier access"),
@@ -328,6 +366,19 @@ async fn the_three_jobs_in_the_console() {
     find(&client, "#detail #explanation").await;
     let detail = find(&client, "#detail").await.text().await.unwrap();
     assert!(detail.contains("ICMP type "), "{detail}");
+
+    // The default range (the last 24 hours) holds nothing of the sample: the page says where
+    // its records are and goes there (#37).
+    client
+        .goto(&format!("{base}#/hits?rule=7010&type=block_hit"))
+        .await
+        .unwrap();
+    ready(&client).await;
+    let hint = find(&client, "#elsewhere-hint").await.text().await.unwrap();
+    assert!(hint.contains("the newest is from"), "{hint}");
+    click(&client, "#go-elsewhere").await;
+    ready(&client).await;
+    find(&client, "#hits tbody tr[data-rule='7010']").await;
 
     // A second deep link pasted into the open tab: all block hits of rule 7010.
     client
@@ -413,11 +464,68 @@ async fn the_three_jobs_in_the_console() {
     find(&client, "#talkers tr td").await;
     screenshot(&client, "traffic").await;
 
-    // Rules, with the hits link.
+    // Rules, counted over the range in the header (the sample's day), with the hits link.
     click(&client, "nav a[data-view=rules]").await;
     ready(&client).await;
     find(&client, "#rules tr[data-rule='7010'] a").await;
     screenshot(&client, "rules").await;
+    // Sorted by hits, the rule that blocked job 1 is among the first; unused ones are filtered.
+    click(
+        &client,
+        "#rule-filters select[name=sort] option[value=hits]",
+    )
+    .await;
+    ready(&client).await;
+    let first = find(&client, "#rules tbody tr").await;
+    let most: u64 = first
+        .find(Locator::Css("td:nth-child(5)"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .replace(',', "")
+        .parse()
+        .unwrap();
+    assert!(most > 0, "the rule with the most hits in the day has hits");
+    click(&client, ".tabs button[data-only='unused']").await;
+    ready(&client).await;
+    for row in client
+        .find_all(Locator::Css("#rules tbody tr"))
+        .await
+        .unwrap()
+    {
+        assert_ne!(
+            attribute(&row, "data-rule").await,
+            "7010",
+            "7010 blocked flows in the day"
+        );
+    }
+    // A rule opened in full: its templates with their names and members.
+    client
+        .goto(&format!("{base}#/rules?rule=7010&{DAY}"))
+        .await
+        .unwrap();
+    ready(&client).await;
+    let template = find(
+        &client,
+        "#rule-detail #rule-templates tr[data-template='ipmg-data0001']",
+    )
+    .await;
+    let text = template.text().await.unwrap();
+    assert!(
+        text.contains("data tier") && text.contains("ipm-db000001"),
+        "{text}"
+    );
+    let detail = find(&client, "#rule-detail").await.text().await.unwrap();
+    assert!(
+        detail.contains("mysql hosts") && detail.contains("10.0.3.10"),
+        "{detail}"
+    );
+    screenshot(&client, "rule").await;
+    click(&client, "nav a[data-view=rules]").await;
+    ready(&client).await;
+    find(&client, "#rules tr[data-rule='7008'] a.whatif").await;
 
     // What-if from a rule (#38): without 7008 (app → db 3306, accept), the app hosts' database
     // conversations of the range would be blocked (by 7010), named; each observe rule as a drop
@@ -461,11 +569,45 @@ async fn the_three_jobs_in_the_console() {
     enter_token(&client, "admin", ADMIN).await;
     ready(&client).await;
     click(&client, "#vpcs button[data-vpc='vpc-prod0001']").await;
+    // Nothing changes before it is confirmed: what the audit will do, from when, who (#37).
+    let effect = find(&client, "#switch-confirm #switch-effect")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        effect.contains("writes no records") && effect.starts_with("By "),
+        "{effect}"
+    );
     find(
+        &client,
+        "#vpcs tr[data-vpc='vpc-prod0001'][data-monitored='true']",
+    )
+    .await;
+    find(&client, "#switch-confirm input[name=by]")
+        .await
+        .send_keys("Li Wei")
+        .await
+        .unwrap();
+    click(&client, "#switch-yes").await;
+    let row = find(
         &client,
         "#vpcs tr[data-vpc='vpc-prod0001'][data-monitored='false']",
     )
     .await;
+    let text = row.text().await.unwrap();
+    assert!(text.contains("by Li Wei"), "who changed it: {text}");
+    let saved = find(&client, "#vpcs tr[data-vpc='vpc-prod0001'] .switch-status").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !saved
+        .text()
+        .await
+        .unwrap()
+        .starts_with("saved: in effect by")
+    {
+        assert!(Instant::now() < deadline, "no saved note");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let switches: Value = serde_json::from_str(
         &std::fs::read_to_string(dir.join("snapshot.monitoring.json")).unwrap(),
     )
@@ -499,6 +641,28 @@ async fn the_three_jobs_in_the_console() {
         .is_empty());
     find(&client, "body[data-chart='loaded']").await;
     screenshot(&client, "explain").await;
+
+    // A flow no rule decides walks every rule: the disabled ones are folded, counted (#37).
+    client
+        .goto(&format!(
+            "{base}#/explain?src=192.0.2.1&dst=198.51.100.1&protocol=udp&port=9"
+        ))
+        .await
+        .unwrap();
+    ready(&client).await;
+    let folded = find(&client, "#result #folded-steps")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(folded, "2 disabled rules skipped");
+    assert!(client
+        .find_all(Locator::Css(
+            "#explanation > .scroll tr[data-outcome='disabled']"
+        ))
+        .await
+        .unwrap()
+        .is_empty());
 
     // "Any" protocol: the flow explained once per protocol, side by side (TCP to 3306 is blocked
     // by 7010).

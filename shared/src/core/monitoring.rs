@@ -33,6 +33,33 @@ pub struct Switches {
     /// The change number: 0 for none yet, one more with each change.
     #[serde(default)]
     pub generation: u64,
+    /// VPC id → its switch's last change: when, and who (a name the caller gave).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub changed: BTreeMap<String, SwitchChange>,
+}
+
+/// When a VPC's switch last changed, and who changed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchChange {
+    /// Unix seconds.
+    pub at: i64,
+    /// The name the caller gave (the admin token is shared), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+}
+
+/// The longest name a switch change keeps.
+pub const MAX_CHANGED_BY_CHARS: usize = 64;
+
+/// Whether `name` may be kept as who changed a switch: 1 to 64 letters, digits, spaces and
+/// `.-_@()`, nothing a page or a log could read as markup or a control.
+pub fn is_changer_name(name: &str) -> bool {
+    let chars = name.chars().count();
+    (1..=MAX_CHANGED_BY_CHARS).contains(&chars)
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || " .-_@()".contains(c))
 }
 
 /// The most changes a reader walks past `monitoring.json` before giving up: the copy is rewritten
@@ -55,9 +82,24 @@ impl Switches {
         }
         let switches: Switches = serde_json::from_slice(bytes)
             .map_err(|e| format!("the monitoring switches are not valid: {e}"))?;
-        if let Some(bad) = switches.vpcs.keys().find(|id| !is_search_id(id)) {
+        if let Some(bad) = switches
+            .vpcs
+            .keys()
+            .chain(switches.changed.keys())
+            .find(|id| !is_search_id(id))
+        {
             return Err(format!(
                 "the monitoring switches name {bad:?}, which is not a VPC id"
+            ));
+        }
+        if let Some(bad) = switches
+            .changed
+            .values()
+            .filter_map(|c| c.by.as_deref())
+            .find(|by| !is_changer_name(by))
+        {
+            return Err(format!(
+                "the monitoring switches name {bad:?} as who changed one, which is not a plain name"
             ));
         }
         Ok(switches)
@@ -84,6 +126,14 @@ mod tests {
             (&br#"{"vpcs": {"vpc a": true}}"#[..], "not a VPC id"),
             (br#"{"vpcs": {"vpc-a": "yes"}}"#, "not valid"),
             (br#"{"vpcs": {}, "extra": 1}"#, "not valid"),
+            (
+                br#"{"vpcs": {}, "changed": {"vpc-a": {"at": 1, "by": "<b>"}}}"#,
+                "not a plain name",
+            ),
+            (
+                br#"{"vpcs": {}, "changed": {"vpc a": {"at": 1}}}"#,
+                "not a VPC id",
+            ),
             (b"[", "not valid"),
         ] {
             let err = Switches::parse(bad).unwrap_err();

@@ -126,7 +126,27 @@ impl Lookup {
             }
         }
         let next = cursor.as_ref().map(|cursor| query.next_page(cursor));
+        // Nothing in the window: where the same search finds records at all, so the page can
+        // offer to go there (a courtesy: a failed look is no failure of the search).
+        let newest_elsewhere = if hits.is_empty() && query.cursor.is_none() {
+            let anywhere = crate::core::search::HitFilter {
+                since: 0,
+                until: now.max(query.filter.until),
+                ..query.filter.clone()
+            };
+            let look = deadline.min(Instant::now() + ELSEWHERE_LOOK);
+            match store.search_hits(&anywhere, 1, None, look).await {
+                Ok(page) => page.hits.first().and_then(|h| h["time"].as_i64()),
+                Err(failure) => {
+                    tracing::info!(error = ?failure, "no look outside the window");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         Ok(HitsPage {
+            newest_elsewhere,
             count: hits.len(),
             hits,
             cursor,
@@ -834,7 +854,13 @@ pub struct HitsPage {
     pub since: i64,
     /// To, Unix seconds.
     pub until: i64,
+    /// On an empty first page: the time of the newest record the same search finds at any time
+    /// (null: none, or the look failed).
+    pub newest_elsewhere: Option<i64>,
 }
+
+/// The longest an empty first page looks for the search's records outside its window.
+const ELSEWHERE_LOOK: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// `GET /v1/hits/{record_id}`: one hit record, explained.
 #[derive(Debug, Serialize, ToSchema)]

@@ -277,6 +277,29 @@ fn window(since: Option<&str>, until: Option<&str>, now: i64) -> Result<(i64, i6
     Ok((since, until))
 }
 
+/// The window of `since` and `until` when `since` is given (as [`window`] reads them), else the
+/// `span` seconds before `until` (default `now`). `last` is the parameter that gives the span:
+/// its name, whether it was given (refused beside `since`), and the span.
+fn window_or_last(
+    since: Option<&str>,
+    until: Option<&str>,
+    last: (&str, bool, i64),
+    now: i64,
+) -> Result<(i64, i64), Failure> {
+    let (name, given, span) = last;
+    match since {
+        Some(_) if given => Err(field_error(name, format!("give since or {name}, not both"))),
+        Some(_) => window(since, until, now),
+        None => {
+            let until = until
+                .map(|t| parse_time("until", t))
+                .transpose()?
+                .unwrap_or(now);
+            Ok((until - span, until))
+        }
+    }
+}
+
 fn parse_time(field: &str, text: &str) -> Result<i64, Failure> {
     let seconds = match text.trim().parse::<i64>() {
         Ok(seconds) => seconds,
@@ -565,10 +588,36 @@ mod tests {
                 "{body}"
             );
         }
-        let (status, body) = put(&lookup, admin, "vpc-prod0001", off);
+        // Who changes it is a name the caller gives (the admin token is shared): plain text only.
+        let (status, body) = put(
+            &lookup,
+            admin,
+            "vpc-prod0001",
+            r#"{"monitored": false, "by": "<script>"}"#,
+        );
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some("invalid_field")),
+            "{body}"
+        );
+        let before = chrono::Utc::now().timestamp();
+        let (status, body) = put(
+            &lookup,
+            admin,
+            "vpc-prod0001",
+            r#"{"monitored": false, "by": "Li Wei (ops)"}"#,
+        );
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["vpc"]["monitored"], false);
         assert_eq!(body["takes_effect_within_seconds"], 60);
+        assert_eq!(body["vpc"]["changed_by"], "Li Wei (ops)", "{body}");
+        assert!(body["vpc"]["changed_at"].as_i64() >= Some(before), "{body}");
+        let (_, body) = put(&lookup, admin, "vpc-prod0001", off);
+        assert!(
+            body["vpc"]["changed_by"].is_null(),
+            "a change without a name names nobody: {body}"
+        );
+        assert!(body["vpc"]["changed_at"].as_i64() >= Some(before), "{body}");
         assert!(dir.join("snapshot.monitoring.json").is_file());
         let (status, vpcs) = call(&lookup, "GET", "/v1/vpcs", Some("t0ken"), None);
         assert_eq!(status, 200, "{vpcs}");
@@ -716,6 +765,232 @@ mod tests {
         assert_eq!(second["rules"][0]["uuid"], rules[2]["uuid"]);
         assert_eq!(second["rules"].as_array().unwrap().len(), 3);
         assert_eq!(second["next_offset"], 5);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    /// The rules page counts hits over the window it is asked for (not the last days from now),
+    /// and filters, sorts and pages the rules before it answers.
+    #[test]
+    fn rules_count_hits_over_the_asked_window_and_filter_sort_and_page() {
+        let (lookup, dir) = lookup();
+        // Hits three days ago and an hour ago: a window around the older one sees only it.
+        let now = chrono::Utc::now().timestamp();
+        let old = now - 3 * 86_400;
+        let hits = |id: &str, time: i64, rule: &str, n: u64| {
+            json!({"record_type": "rule_hits", "record_id": id, "time": time, "rule_uuid": rule,
+                   "hits": n, "block_hits": n, "observe_hits": 0, "first_hit": time - 10, "last_hit": time})
+        };
+        let lines = [
+            hits("h1", old, "7010", 4),
+            hits("h2", now - 3600, "7010", 1),
+            hits("h3", old, "7012", 9),
+        ]
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect::<String>();
+        let lookup = with_records(lookup, &dir, &lines);
+        let window = |extra: Value| {
+            let mut query =
+                json!({"since": (old - 600).to_string(), "until": (old + 600).to_string()});
+            query
+                .as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            call_query(&lookup, "GET", "/v1/rules", &query, None)
+        };
+        let (status, page) = window(json!({}));
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(
+            (page["since"].as_i64(), page["until"].as_i64()),
+            (Some(old - 600), Some(old + 600))
+        );
+        let find = |page: &Value, uuid: &str| {
+            page["rules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["uuid"] == uuid)
+                .cloned()
+        };
+        assert_eq!(find(&page, "7010").unwrap()["hits"]["hits"], 4, "{page}");
+        assert_eq!(find(&page, "7012").unwrap()["hits"]["last_hit"], old);
+        // Sorted by hits: the most first, then the rest in evaluation order.
+        let (_, by_hits) = window(json!({"sort": "hits"}));
+        let uuids: Vec<&str> = by_hits["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["uuid"].as_str().unwrap())
+            .collect();
+        assert_eq!(&uuids[..2], ["7012", "7010"], "{by_hits}");
+        // Filters: action, used, and a text search; matched counts what the filters keep.
+        let (_, drops) = window(json!({"action": "drop"}));
+        let rules = drops["rules"].as_array().unwrap();
+        assert!(
+            !rules.is_empty() && rules.iter().all(|r| r["action"] == "drop"),
+            "{drops}"
+        );
+        assert_eq!(drops["matched"].as_u64(), Some(rules.len() as u64));
+        assert!(drops["matched"].as_u64() < drops["total"].as_u64());
+        let (_, used) = window(json!({"only": "hit"}));
+        let used: Vec<&str> = used["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["uuid"].as_str().unwrap())
+            .collect();
+        assert_eq!(used, ["7010", "7012"]);
+        let (_, unused) = window(json!({"only": "unused"}));
+        assert!(
+            unused["rules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r["unused"] == true),
+            "{unused}"
+        );
+        let (_, found) = window(json!({"q": "7012"}));
+        assert_eq!(found["matched"], 1, "{found}");
+        // Paging continues within what the filters keep.
+        let (_, first) = window(json!({"sort": "hits", "limit": "1"}));
+        assert_eq!(
+            (
+                first["rules"][0]["uuid"].as_str(),
+                first["next_offset"].as_u64()
+            ),
+            (Some("7012"), Some(1))
+        );
+        let (_, second) = window(json!({"sort": "hits", "limit": "1", "offset": "1"}));
+        assert_eq!(second["rules"][0]["uuid"], "7010");
+        // A bad value is named.
+        let (status, bad) = window(json!({"sort": "size"}));
+        assert_eq!(
+            (status, bad["error"]["code"].as_str()),
+            (400, Some("invalid_field")),
+            "{bad}"
+        );
+        assert!(
+            bad["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("sort:"),
+            "{bad}"
+        );
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    /// An empty first page says when the same search finds its newest record at any time, so
+    /// the page can offer to go there (a sample a year old, a range on the wrong day).
+    #[test]
+    fn an_empty_search_says_where_its_records_are() {
+        let (lookup, dir) = lookup();
+        let then = 1_764_000_000; // 2025-11-24
+        let record = |id: &str, time: i64, src: &str| {
+            json!({"record_type": "block_hit", "record_id": id, "time": time, "src_ip": src,
+                   "dst_ip": "10.0.3.10", "dst_port": 3306, "protocol": 6, "rule_uuid": "7010"})
+        };
+        let lines = format!(
+            "{}\n{}\n",
+            record("00000000000000b1", then, "10.0.1.11"),
+            record("00000000000000b2", then - 600, "10.0.1.12")
+        );
+        let lookup = with_records(lookup, &dir, &lines);
+        let (status, page) = call_query(
+            &lookup,
+            "GET",
+            "/v1/hits",
+            &json!({"src": "10.0.1.12"}),
+            None,
+        );
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(
+            (page["count"].as_u64(), page["newest_elsewhere"].as_i64()),
+            (Some(0), Some(then - 600)),
+            "{page}"
+        );
+        let (_, none) = call_query(
+            &lookup,
+            "GET",
+            "/v1/hits",
+            &json!({"src": "10.0.1.99"}),
+            None,
+        );
+        assert!(none["newest_elsewhere"].is_null(), "{none}");
+        let window =
+            json!({"since": (then - 3600).to_string(), "until": (then + 3600).to_string()});
+        let (_, found) = call_query(&lookup, "GET", "/v1/hits", &window, None);
+        assert_eq!(found["count"], 2);
+        assert!(
+            found["newest_elsewhere"].is_null(),
+            "only an empty page looks elsewhere: {found}"
+        );
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    /// A rule that names templates lists them with their names and members, a group followed
+    /// by its members; a rule that names none has no templates.
+    #[test]
+    fn one_rule_expands_its_templates_with_names_and_members() {
+        let (lookup, dir) = lookup();
+        let (status, rule) = call(&lookup, "GET", "/v1/rules/7010", Some("t0ken"), None);
+        assert_eq!(status, 200, "{rule}");
+        let templates: Vec<(String, String, String)> = rule["templates"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{rule}"))
+            .iter()
+            .map(|t| {
+                let members: Vec<&str> = t["members"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|m| m.as_str().unwrap())
+                    .collect();
+                (
+                    t["id"].as_str().unwrap().to_string(),
+                    t["name"].as_str().unwrap().to_string(),
+                    members.join(" "),
+                )
+            })
+            .collect();
+        assert_eq!(
+            templates,
+            [
+                (
+                    "ipmg-data0001".into(),
+                    "data tier".into(),
+                    "ipm-cache001 ipm-db000001".into()
+                ),
+                (
+                    "ipm-cache001".into(),
+                    "redis hosts".into(),
+                    "10.0.3.20".into()
+                ),
+                (
+                    "ipm-db000001".into(),
+                    "mysql hosts".into(),
+                    "10.0.3.10 10.0.3.11 10.0.3.12".into()
+                ),
+            ]
+        );
+        assert!(rule["templates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["side"] == "destination"));
+        let (_, services) = call(&lookup, "GET", "/v1/rules/7013", Some("t0ken"), None);
+        let service = services["templates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["side"] == "service")
+            .unwrap();
+        assert_eq!(
+            (service["name"].as_str(), service["members"][0].as_str()),
+            (Some("exporters"), Some("tcp:9100")),
+            "{services}"
+        );
+        let (_, plain) = call(&lookup, "GET", "/v1/rules/7000", Some("t0ken"), None);
+        assert!(plain.get("templates").is_none(), "{plain}");
         std::fs::remove_dir_all(dir).ok();
     }
 

@@ -36,20 +36,39 @@ pub(crate) async fn top_rules(
 /// `GET /v1/rules/{uuid}`.
 #[utoipa::path(get, path = "/v1/rules/{uuid}", tag = "rules",
     summary = "One rule: as the API gave it, resolved, its hygiene finding and hit counters",
-    params(("uuid" = String, Path, description = "the rule id")),
+    params(("uuid" = String, Path, description = "the rule id"), OneRuleParams),
     responses(
         (status = 200, description = "the rule", body = RuleAnswer),
-        (status = 400, description = "a query parameter (this route reads none), or one given twice", body = ErrorBody), (status = 401, description = "missing or invalid token", body = ErrorBody), (status = 404, description = "no such rule (`rule_not_found`)", body = ErrorBody), (status = 503, description = "no snapshot", body = ErrorBody),
+        (status = 400, description = "a bad window, a parameter the route does not read, or one given twice", body = ErrorBody), (status = 401, description = "missing or invalid token", body = ErrorBody), (status = 404, description = "no such rule (`rule_not_found`)", body = ErrorBody), (status = 503, description = "no snapshot", body = ErrorBody),
     ))]
 pub(crate) async fn one_rule(
     State(lookup): State<Lookup>,
     call: Invocation,
     Path(uuid): Path<String>,
-    _: Query<NoParameters>,
+    Query(params): Query<OneRuleParams>,
 ) -> Answer<RuleAnswer> {
+    let now = chrono::Utc::now().timestamp();
+    let window = window_or_last(
+        params.since.as_deref(),
+        params.until.as_deref(),
+        ("days", false, HIT_WINDOW_DAYS * 86_400),
+        now,
+    )?;
     let engine = lookup.engine(call.deadline).await?;
     let mut answer = rule(&engine, &uuid)?;
-    answer.hits = lookup.rule_hits(&uuid, call.deadline).await;
+    answer.hits = lookup.rule_hits(&uuid, window, call.deadline).await;
+    let compiled = engine.rules().iter().find(|r| r.rule.uuid == uuid);
+    if compiled.is_some_and(|r| names_templates(&r.rule)) {
+        // Template names and members are in the snapshot, not the engine: read only for a rule
+        // that names one; without them the rule still answers, saying why.
+        answer.templates = match lookup.served_snapshot(call.deadline).await {
+            Ok((_, snapshot)) => Some(templates_of(&snapshot, &compiled.expect("checked").rule)),
+            Err(failure) => {
+                answer.templates_error = Some(failure.message);
+                None
+            }
+        };
+    }
     Ok(Json(answer))
 }
 
@@ -100,9 +119,15 @@ impl Lookup {
         let days = bounded("days", &params.days, HIT_WINDOW_DAYS, 1, HIT_WINDOW_DAYS)?;
         let offset = bounded("offset", &params.offset, 0, 0, i64::from(u32::MAX))? as usize;
         let limit = bounded("limit", &params.limit, 500, 1, MAX_RULES_PAGE as i64)? as usize;
+        let now = chrono::Utc::now().timestamp();
+        let (since, until) = window_or_last(
+            params.since.as_deref(),
+            params.until.as_deref(),
+            ("days", params.days.is_some(), days * 86_400),
+            now,
+        )?;
+        let filter = RuleFilter::of(params)?;
         let engine = self.engine(deadline).await?;
-        let until = chrono::Utc::now().timestamp();
-        let since = until - days * 86_400;
         // Hit counters and recent changes from the records store, when there is one.
         let (totals, changes) = match &self.store {
             None => (Err(NO_STORE.to_string()), Err(NO_STORE.to_string())),
@@ -137,18 +162,38 @@ impl Lookup {
                 .iter()
                 .map(|f| (f.rule as usize, f))
                 .collect();
-        let rules: Vec<RuleRow> = engine
+        let hits_of = |uuid: &str| {
+            totals
+                .as_ref()
+                .ok()
+                .map(|t| t.get(uuid).cloned().unwrap_or_default())
+        };
+        // The filters, then the order, then the page: only the page's rows are built.
+        let mut kept: Vec<(usize, u64)> = engine
             .rules()
             .iter()
             .enumerate()
+            .filter(|(i, compiled)| {
+                filter.keeps(
+                    &compiled.rule,
+                    hits_of(&compiled.rule.uuid).as_ref(),
+                    findings.contains_key(i),
+                )
+            })
+            .map(|(i, compiled)| (i, hits_of(&compiled.rule.uuid).map_or(0, |h| h.hits)))
+            .collect();
+        if filter.by_hits {
+            kept.sort_by_key(|&(i, hits)| (std::cmp::Reverse(hits), i));
+        }
+        let matched = kept.len();
+        let rules: Vec<RuleRow> = kept
+            .into_iter()
             .skip(offset)
             .take(limit)
-            .map(|(i, compiled)| {
+            .map(|(i, _)| {
+                let compiled = &engine.rules()[i];
                 let rule = &compiled.rule;
-                let hits = totals
-                    .as_ref()
-                    .ok()
-                    .map(|t| t.get(&rule.uuid).cloned().unwrap_or_default());
+                let hits = hits_of(&rule.uuid);
                 RuleRow {
                     position: i,
                     uuid: rule.uuid.clone(),
@@ -175,7 +220,7 @@ impl Lookup {
             })
             .collect();
         let total = engine.rules().len();
-        let next_offset = (offset + rules.len() < total).then_some(offset + rules.len());
+        let next_offset = (offset + rules.len() < matched).then_some(offset + rules.len());
         let size: usize = rules
             .iter()
             .map(|r| serde_json::to_string(r).map_or(0, |t| t.len()))
@@ -195,8 +240,11 @@ impl Lookup {
             rules,
             total,
             offset,
+            matched,
             next_offset,
-            days,
+            days: (until - since + 86_399) / 86_400,
+            since,
+            until,
             hits_error: totals.err(),
             hygiene_analysed: analysis.analysed,
             hygiene_stopped: analysis.stopped,
@@ -208,7 +256,12 @@ impl Lookup {
     }
 
     /// `rule_hits` records. Never fails the request: an unavailable count says why.
-    pub(crate) async fn rule_hits(&self, uuid: &str, deadline: Instant) -> RuleHits {
+    pub(crate) async fn rule_hits(
+        &self,
+        uuid: &str,
+        (since, until): (i64, i64),
+        deadline: Instant,
+    ) -> RuleHits {
         let unavailable = |reason: String| RuleHits {
             reason: Some(reason),
             ..RuleHits::default()
@@ -219,13 +272,13 @@ impl Lookup {
         if !is_search_id(uuid) {
             return unavailable("this rule id cannot be searched".to_string());
         }
-        let until = chrono::Utc::now().timestamp();
-        let since = until - HIT_WINDOW_DAYS * 86_400;
         match store.rule_counters(uuid, since, until, deadline).await {
             Ok(counters) => RuleHits {
                 available: true,
                 reason: None,
-                window_days: Some(HIT_WINDOW_DAYS),
+                window_days: Some((until - since + 86_399) / 86_400),
+                since: Some(since),
+                until: Some(until),
                 hits: Some(counters.hits),
                 block_hits: Some(counters.block_hits),
                 observe_hits: Some(counters.observe_hits),
@@ -272,9 +325,15 @@ impl Lookup {
         };
         let hours = bounded("hours", &params.hours, 24, 720)?;
         let limit = bounded("limit", &params.limit, 10, 50)?;
+        let now = chrono::Utc::now().timestamp();
+        let (since, until) = window_or_last(
+            params.since.as_deref(),
+            params.until.as_deref(),
+            ("hours", params.hours.is_some(), hours * 3600),
+            now,
+        )?;
+        let hours = (until - since + 3599) / 3600;
         let store = self.store()?;
-        let until = chrono::Utc::now().timestamp();
-        let since = until - hours * 3600;
         let rows = store
             .top_block_rules(since, until, limit as u32, deadline)
             .await
@@ -299,6 +358,101 @@ impl Lookup {
             rules,
             snapshot_version: engine.version().to_string(),
         })
+    }
+}
+
+/// What `/v1/rules` keeps and how it orders them.
+struct RuleFilter {
+    action: Option<crate::core::snapshot::RuleAction>,
+    generation: Option<crate::core::snapshot::Generation>,
+    only: Option<Only>,
+    text: Option<String>,
+    by_hits: bool,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Only {
+    Unused,
+    Hit,
+    Findings,
+}
+
+impl RuleFilter {
+    fn of(params: &RulesParams) -> Result<Self, Failure> {
+        fn one_of<T: Copy>(
+            name: &str,
+            given: &Option<String>,
+            choices: &[(&str, T)],
+        ) -> Result<Option<T>, Failure> {
+            let Some(text) = given.as_deref().map(str::trim) else {
+                return Ok(None);
+            };
+            choices
+                .iter()
+                .find(|(word, _)| word.eq_ignore_ascii_case(text))
+                .map(|&(_, value)| Some(value))
+                .ok_or_else(|| {
+                    let words: Vec<&str> = choices.iter().map(|(w, _)| *w).collect();
+                    field_error(
+                        name,
+                        format!("{} is not one of {}", shown(text), words.join(", ")),
+                    )
+                })
+        }
+        use crate::core::snapshot::{Generation, RuleAction};
+        Ok(RuleFilter {
+            action: one_of(
+                "action",
+                &params.action,
+                &[
+                    ("accept", RuleAction::Accept),
+                    ("drop", RuleAction::Drop),
+                    ("observe", RuleAction::Observe),
+                ],
+            )?,
+            generation: one_of(
+                "generation",
+                &params.generation,
+                &[("new", Generation::New), ("old", Generation::Old)],
+            )?,
+            only: one_of(
+                "only",
+                &params.only,
+                &[
+                    ("unused", Only::Unused),
+                    ("hit", Only::Hit),
+                    ("findings", Only::Findings),
+                ],
+            )?,
+            text: params
+                .q
+                .as_deref()
+                .map(|q| q.trim().to_lowercase())
+                .filter(|q| !q.is_empty()),
+            by_hits: one_of("sort", &params.sort, &[("order", false), ("hits", true)])?
+                .unwrap_or(false),
+        })
+    }
+
+    /// Whether `rule` is kept, with its hit counters (None: unknown) and whether it has a
+    /// hygiene finding. Without counters, neither `unused` nor `hit` keeps a rule.
+    fn keeps(
+        &self,
+        rule: &crate::core::snapshot::Rule,
+        hits: Option<&crate::core::search::RuleCounters>,
+        finding: bool,
+    ) -> bool {
+        self.action.is_none_or(|a| a == rule.action)
+            && self.generation.is_none_or(|g| g == rule.generation)
+            && match self.only {
+                None => true,
+                Some(Only::Unused) => hits.is_some_and(|h| rule.enabled && h.hits == 0),
+                Some(Only::Hit) => hits.is_some_and(|h| h.hits > 0),
+                Some(Only::Findings) => finding,
+            }
+            && self.text.as_ref().is_none_or(|q| {
+                rule.uuid.to_lowercase().contains(q) || rule.description.to_lowercase().contains(q)
+            })
     }
 }
 
@@ -418,6 +572,8 @@ pub(crate) fn rule(engine: &Engine, uuid: &str) -> Result<RuleAnswer, Failure> {
         },
         hygiene,
         hits: RuleHits::default(),
+        templates: None,
+        templates_error: None,
     })
 }
 
@@ -428,9 +584,33 @@ pub(crate) const HIT_WINDOW_DAYS: i64 = 30;
 #[derive(Debug, Default, serde::Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct RulesParams {
-    /// The hit counters' window, days (1-30, default 30).
+    /// The hit counters' window: its start, Unix seconds or RFC 3339 (with `until`; the span at
+    /// most 30 days). Without it, the last `days`.
+    #[param(value_type = Option<String>)]
+    pub(crate) since: Option<String>,
+    /// The window's end (default: now).
+    #[param(value_type = Option<String>)]
+    pub(crate) until: Option<String>,
+    /// The hit counters' window, days before now (1-30, default 30), when `since` is not given.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 30)]
     pub(crate) days: Option<String>,
+    /// Only rules of this action: `accept`, `drop` or `observe`.
+    #[param(value_type = Option<String>)]
+    pub(crate) action: Option<String>,
+    /// Only rules of this ESG: `new` or `old`.
+    #[param(value_type = Option<String>)]
+    pub(crate) generation: Option<String>,
+    /// Only `unused` rules (enabled, no hit in the window), rules with a `hit`, or rules with a
+    /// hygiene finding (`findings`: shadowed, redundant, unresolvable).
+    #[param(value_type = Option<String>)]
+    pub(crate) only: Option<String>,
+    /// Only rules whose id or description holds this text (any case).
+    #[param(value_type = Option<String>)]
+    pub(crate) q: Option<String>,
+    /// `order` (evaluation order, the default) or `hits` (most hits in the window first, ties in
+    /// evaluation order).
+    #[param(value_type = Option<String>)]
+    pub(crate) sort: Option<String>,
     /// The first rule's position (default 0).
     #[param(value_type = Option<u32>, minimum = 0)]
     pub(crate) offset: Option<String>,
@@ -439,11 +619,31 @@ pub struct RulesParams {
     pub(crate) limit: Option<String>,
 }
 
+/// The query parameters of `/v1/rules/{uuid}`.
+#[derive(Debug, Default, serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OneRuleParams {
+    /// The hit counters' window: its start, Unix seconds or RFC 3339 (the span at most 30 days;
+    /// default: the last 30 days).
+    #[param(value_type = Option<String>)]
+    pub(crate) since: Option<String>,
+    /// The window's end (default: now).
+    #[param(value_type = Option<String>)]
+    pub(crate) until: Option<String>,
+}
+
 /// The query parameters of `/v1/stats/top-rules`.
 #[derive(Debug, Default, serde::Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct TopRulesParams {
-    /// The window, hours (1-720, default 24).
+    /// The window's start, Unix seconds or RFC 3339 (with `until`; the span at most 30 days).
+    /// Without it, the last `hours`.
+    #[param(value_type = Option<String>)]
+    pub(crate) since: Option<String>,
+    /// The window's end (default: now).
+    #[param(value_type = Option<String>)]
+    pub(crate) until: Option<String>,
+    /// The window, hours before now (1-720, default 24), when `since` is not given.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 720)]
     pub(crate) hours: Option<String>,
     /// Rules (1-50, default 10).
@@ -451,7 +651,7 @@ pub struct TopRulesParams {
     pub(crate) limit: Option<String>,
 }
 
-super::request::query_params!(RulesParams, TopRulesParams);
+super::request::query_params!(RulesParams, TopRulesParams, OneRuleParams);
 
 /// A rule's resolved source or destination.
 #[derive(Debug, Serialize, ToSchema)]
@@ -486,9 +686,15 @@ pub struct RuleHits {
     /// Why not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// The window, days.
+    /// The window, days (rounded up).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub window_days: Option<i64>,
+    /// The window's start, Unix seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<i64>,
+    /// The window's end, Unix seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<i64>,
     /// Every hit.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hits: Option<u64>,
@@ -529,8 +735,105 @@ pub struct RuleAnswer {
     pub shadowed_by: Vec<String>,
     /// Its rule-hygiene finding (null: nothing to report).
     pub hygiene: Option<RuleHygiene>,
-    /// Its hit counters over the last 30 days.
+    /// Its hit counters over the window asked for (default: the last 30 days).
     pub hits: RuleHits,
+    /// The address and service templates it names, groups with their members (absent: it
+    /// names none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub templates: Option<Vec<TemplateView>>,
+    /// Why its templates could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub templates_error: Option<String>,
+}
+
+/// An address or service template a rule names, with its name and members.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TemplateView {
+    /// Where the rule names it: `source`, `destination` or `service`.
+    pub side: &'static str,
+    /// Its id (`ipm-…`, `ipmg-…`, `ppm-…`, `ppmg-…`).
+    pub id: String,
+    /// `address_template`, `address_template_group`, `service_template` or
+    /// `service_template_group`.
+    pub kind: &'static str,
+    /// Its name (null: not in the snapshot).
+    pub name: Option<String>,
+    /// Its addresses or services; a group's member template ids (each listed after it).
+    pub members: Vec<String>,
+}
+
+/// Whether `rule` names an address or service template.
+fn names_templates(rule: &crate::core::snapshot::Rule) -> bool {
+    use crate::core::snapshot::EndpointKind;
+    rule.source.kind == EndpointKind::Template
+        || rule.destination.kind == EndpointKind::Template
+        || rule.service_template.is_some()
+}
+
+/// The templates `rule` names, read from `snapshot`: each group followed by its members.
+fn templates_of(
+    snapshot: &crate::core::snapshot::Snapshot,
+    rule: &crate::core::snapshot::Rule,
+) -> Vec<TemplateView> {
+    use crate::core::snapshot::EndpointKind;
+    let mut views = Vec::new();
+    let mut add = |side: &'static str, id: &str, address: bool| {
+        let (groups, kinds) = if address {
+            (
+                &snapshot.address_template_groups,
+                ("address_template_group", "address_template"),
+            )
+        } else {
+            (
+                &snapshot.service_template_groups,
+                ("service_template_group", "service_template"),
+            )
+        };
+        let members: Vec<String> = match groups.get(id) {
+            Some(group) => {
+                views.push(TemplateView {
+                    side,
+                    id: id.to_string(),
+                    kind: kinds.0,
+                    name: Some(group.name.clone()),
+                    members: group.members.clone(),
+                });
+                group.members.clone()
+            }
+            None => vec![id.to_string()],
+        };
+        for member in members {
+            let (name, items) = if address {
+                snapshot
+                    .address_templates
+                    .get(&member)
+                    .map(|t| (t.name.clone(), t.addresses.clone()))
+                    .unzip()
+            } else {
+                snapshot
+                    .service_templates
+                    .get(&member)
+                    .map(|t| (t.name.clone(), t.services.clone()))
+                    .unzip()
+            };
+            views.push(TemplateView {
+                side,
+                id: member,
+                kind: kinds.1,
+                name,
+                members: items.unwrap_or_default(),
+            });
+        }
+    };
+    for (side, endpoint) in [("source", &rule.source), ("destination", &rule.destination)] {
+        if endpoint.kind == EndpointKind::Template {
+            add(side, &endpoint.content, true);
+        }
+    }
+    if let Some(id) = &rule.service_template {
+        add("service", id, false);
+    }
+    views
 }
 
 /// Hit counters in the rules page.
@@ -595,10 +898,17 @@ pub struct RulesPage {
     pub total: usize,
     /// The first rule's position.
     pub offset: usize,
+    /// Rules the filters keep (all of them without filters); `offset` and `next_offset` count
+    /// within these.
+    pub matched: usize,
     /// The next page's offset (null: last page).
     pub next_offset: Option<usize>,
-    /// The hit counters' window, days.
+    /// The hit counters' window, days (rounded up).
     pub days: i64,
+    /// The window's start, Unix seconds.
+    pub since: i64,
+    /// The window's end, Unix seconds.
+    pub until: i64,
     /// Why the hit counters are missing.
     pub hits_error: Option<String>,
     /// Rules analysed, from the top.

@@ -108,6 +108,8 @@ impl Lookup {
                     monitored: monitored.is_on(&vpc.id),
                     switch: switches.vpcs.get(&vpc.id).copied(),
                     listed: listed(&vpc.id),
+                    changed_at: switches.changed.get(&vpc.id).map(|c| c.at),
+                    changed_by: switches.changed.get(&vpc.id).and_then(|c| c.by.clone()),
                     id: vpc.id,
                     name: vpc.name,
                     subnets: vpc.subnets,
@@ -153,6 +155,17 @@ impl Lookup {
             "invalid_body",
             ": send {\"monitored\": true|false|null}",
         )?;
+        if let Some(by) = change.by.as_deref() {
+            if !crate::core::monitoring::is_changer_name(by) {
+                return Err(field_error(
+                    "by",
+                    format!(
+                        "{} is not a plain name (1-64 letters, digits, spaces and .-_@())",
+                        shown(by)
+                    ),
+                ));
+            }
+        }
         let engine = self.engine(deadline).await?;
         if !is_search_id(vpc) || !engine.topology().has_vpc(vpc) {
             return Err(fail(
@@ -172,7 +185,15 @@ impl Lookup {
                 Some(on) => switches.vpcs.insert(vpc.to_string(), on),
                 None => switches.vpcs.remove(vpc),
             };
-            switches.updated_at = Some(chrono::Utc::now().timestamp());
+            let now = chrono::Utc::now().timestamp();
+            switches.updated_at = Some(now);
+            switches.changed.insert(
+                vpc.to_string(),
+                crate::core::monitoring::SwitchChange {
+                    at: now,
+                    by: change.by.clone(),
+                },
+            );
             switches.generation += 1;
             if switches.to_json().len() > crate::core::monitoring::MAX_SWITCHES_BYTES {
                 return Err(fail(
@@ -275,6 +296,10 @@ pub struct VpcState {
     pub switch: Option<bool>,
     /// Whether the monitored VPC list covers it (every VPC when the list is empty).
     pub listed: bool,
+    /// When its switch last changed, Unix seconds (null: never through the API).
+    pub changed_at: Option<i64>,
+    /// Who changed it last, as they named themselves (null: no name given).
+    pub changed_by: Option<String>,
     /// Its flow-log coverage.
     pub coverage: Coverage,
 }
@@ -306,6 +331,10 @@ pub struct VpcsAnswer {
 pub(crate) struct SwitchRequest {
     /// On, off, or null: back to the monitored list.
     pub monitored: Option<bool>,
+    /// Who makes the change, kept with it (the admin token is shared): 1-64 letters, digits,
+    /// spaces and `.-_@()`.
+    #[serde(default)]
+    pub by: Option<String>,
 }
 
 /// `PUT /v1/vpcs/{id}/monitoring`: the VPC's new state.

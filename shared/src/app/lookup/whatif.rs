@@ -252,7 +252,7 @@ pub struct ObserveAnswer {
 impl Lookup {
     /// The engine the lookup serves and its snapshot, read again from the store: what an edit
     /// changes.
-    async fn served_snapshot(
+    pub(crate) async fn served_snapshot(
         &self,
         deadline: Instant,
     ) -> Result<(std::sync::Arc<Engine>, crate::core::snapshot::Snapshot), Failure> {
