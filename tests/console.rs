@@ -427,6 +427,52 @@ async fn the_three_jobs_in_the_console() {
             attribute(cell, "data-dst").await
         );
     }
+    // Rows and columns in one order: by name, the outside last (#37).
+    let headers = |css: &'static str| {
+        let client = client.clone();
+        async move {
+            let mut names = Vec::new();
+            for th in client.find_all(Locator::Css(css)).await.unwrap() {
+                names.push(th.text().await.unwrap());
+            }
+            names
+        }
+    };
+    let columns = headers("#matrix tr:first-child th.num").await;
+    let rows = headers("#matrix tr + tr > th").await;
+    let order = |names: &[String]| {
+        let mut sorted = names.to_vec();
+        sorted.sort_by_key(|n| (n.starts_with("outside"), n.to_lowercase()));
+        sorted
+    };
+    assert_eq!(columns, order(&columns), "columns in order");
+    assert_eq!(rows, order(&rows), "rows in order");
+    // A cell drills down to its host pairs, with the hosts' names (#37).
+    click(&client, "#matrix td[data-src^='app'][data-dst^='db'] a").await;
+    ready(&client).await;
+    let cell = find(&client, "#cell h2").await.text().await.unwrap();
+    assert!(cell.starts_with("app") && cell.contains("→ db"), "{cell}");
+    let pairs = client
+        .find_all(Locator::Css("#talkers tbody tr"))
+        .await
+        .unwrap();
+    assert!(!pairs.is_empty());
+    for pair in &pairs {
+        let text = pair.text().await.unwrap();
+        assert!(
+            text.contains("(app-") && text.matches(" (").count() >= 2,
+            "a host pair with names: {text}"
+        );
+    }
+    let address = hash(&client).await;
+    assert!(
+        address.contains("src_subnet=subnet-app00001")
+            && address.contains("dst_subnet=subnet-db000001"),
+        "{address}"
+    );
+    screenshot(&client, "traffic-cell").await;
+    client.back().await.unwrap();
+    ready(&client).await;
     find(&client, "#series rect").await;
     find(&client, "#connections rect.total").await;
     client

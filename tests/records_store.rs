@@ -485,6 +485,15 @@ fn traffic_shapes() -> Vec<(&'static str, TrafficFilter)> {
             },
         ),
         (
+            "job 2: one matrix cell, app to db, its host pairs",
+            TrafficFilter {
+                src_subnet: Some("subnet-app00001".into()),
+                dst_subnet: Some("subnet-db000001".into()),
+                talkers: 100,
+                ..vpc.clone()
+            },
+        ),
+        (
             "an hour by the minute",
             TrafficFilter {
                 since: SINCE,
@@ -525,6 +534,14 @@ fn traffic_truth(filter: &TrafficFilter, records: &[Value]) -> TrafficView {
             && (filter.since..=filter.until).contains(&r["time"].as_i64().unwrap())
             && either(r, &filter.vpc, "vpc")
             && either(r, &filter.subnet, "subnet")
+            && filter
+                .src_subnet
+                .as_ref()
+                .is_none_or(|id| text(r, "src_subnet").as_ref() == Some(id))
+            && filter
+                .dst_subnet
+                .as_ref()
+                .is_none_or(|id| text(r, "dst_subnet").as_ref() == Some(id))
             && filter.scope.is_none_or(|s| r["scope"] == s.as_str())
             && filter.peer.is_none_or(|p| r["peer"] == p.as_str())
             && filter.fl_action.is_none_or(|a| r["fl_action"] == a)

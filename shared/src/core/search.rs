@@ -201,6 +201,10 @@ pub struct TrafficFilter {
     pub vpc: Option<String>,
     /// A subnet id, as either end's subnet.
     pub subnet: Option<String>,
+    /// A subnet id, as the source's subnet (a matrix cell's row).
+    pub src_subnet: Option<String>,
+    /// A subnet id, as the destination's subnet (a matrix cell's column).
+    pub dst_subnet: Option<String>,
     /// The traffic scope.
     pub scope: Option<crate::core::engine::Scope>,
     /// What the other end is, seen from its VPC.
@@ -224,6 +228,8 @@ impl TrafficFilter {
         Self {
             vpc: None,
             subnet: None,
+            src_subnet: None,
+            dst_subnet: None,
             scope: None,
             peer: None,
             fl_action: None,

@@ -1076,6 +1076,18 @@ impl LocalRecords {
             conditions.push("(src_subnet = ? OR dst_subnet = ?)".to_string());
             values.extend([Sql::Integer(subnet), Sql::Integer(subnet)]);
         }
+        for (column, subnet) in [
+            ("src_subnet", &filter.src_subnet),
+            ("dst_subnet", &filter.dst_subnet),
+        ] {
+            if let Some(subnet) = subnet {
+                let Some(id) = self.id_of(subnet)? else {
+                    return Ok(None);
+                };
+                conditions.push(format!("{column} = ?"));
+                values.push(Sql::Integer(id));
+            }
+        }
         for (column, value) in [
             ("scope", filter.scope.map(|s| s.as_str())),
             ("peer", filter.peer.map(|p| p.as_str())),

@@ -154,6 +154,18 @@ pub fn traffic_search(filter: &TrafficFilter) -> String {
     let mut parts = vec!["record_type:\"traffic\"".to_string()];
     parts.extend(filter.vpc.as_deref().map(|id| either_end("vpc", id)));
     parts.extend(filter.subnet.as_deref().map(|id| either_end("subnet", id)));
+    parts.extend(
+        filter
+            .src_subnet
+            .as_deref()
+            .map(|id| format!("src_subnet:\"{id}\"")),
+    );
+    parts.extend(
+        filter
+            .dst_subnet
+            .as_deref()
+            .map(|id| format!("dst_subnet:\"{id}\"")),
+    );
     if let Some(scope) = filter.scope {
         parts.push(format!("scope:\"{scope}\""));
     }

@@ -43,7 +43,29 @@ impl Lookup {
             .traffic(&filter, deadline)
             .await
             .map_err(|failure| search_failed(failure, "the records search expired: ask again"))?;
+        // The talkers' names from the snapshot (a courtesy: none without one).
+        let mut names = std::collections::BTreeMap::new();
+        if let Ok(engine) = self.engine(deadline).await {
+            for talker in &view.talkers {
+                let (Ok(src), Ok(dst)) = (
+                    talker.src_ip.parse::<std::net::IpAddr>(),
+                    talker.dst_ip.parse::<std::net::IpAddr>(),
+                ) else {
+                    continue;
+                };
+                let placed = engine.topology().place(src, dst, None);
+                for (ip, location) in [(&talker.src_ip, &placed.src), (&talker.dst_ip, &placed.dst)]
+                {
+                    if let Some(name) = location.instance_name.or(location.subnet_name) {
+                        names.insert(ip.clone(), name.to_string());
+                    }
+                }
+            }
+        }
         Ok(TrafficAnswer {
+            names,
+            src_subnet: filter.src_subnet.clone(),
+            dst_subnet: filter.dst_subnet.clone(),
             since: filter.since,
             until: filter.until,
             step: filter.bucket,
@@ -82,6 +104,8 @@ pub(crate) fn traffic_filter(params: &TrafficParams, now: i64) -> Result<Traffic
     let mut filter = TrafficFilter::new(since, until);
     filter.vpc = search_id("vpc", params.vpc.as_deref(), "a VPC id")?;
     filter.subnet = search_id("subnet", params.subnet.as_deref(), "a subnet id")?;
+    filter.src_subnet = search_id("src_subnet", params.src_subnet.as_deref(), "a subnet id")?;
+    filter.dst_subnet = search_id("dst_subnet", params.dst_subnet.as_deref(), "a subnet id")?;
     filter.scope = named("scope", &params.scope, &scopes)?.map(|i| Scope::VARIANTS[i]);
     filter.peer = named("peer", &params.peer, &peers)?.map(|i| Peer::VARIANTS[i]);
     filter.fl_action = fl_action(params.fl_action.as_deref())?;
@@ -139,6 +163,10 @@ pub struct TrafficParams {
     pub(crate) vpc: Option<String>,
     /// A subnet id: traffic with either end in it.
     pub(crate) subnet: Option<String>,
+    /// A subnet id: traffic from it (with `dst_subnet`: one cell of the subnet matrix).
+    pub(crate) src_subnet: Option<String>,
+    /// A subnet id: traffic to it.
+    pub(crate) dst_subnet: Option<String>,
     /// The traffic scope.
     #[param(value_type = Option<crate::core::engine::Scope>)]
     pub(crate) scope: Option<String>,
@@ -176,6 +204,13 @@ pub struct TrafficAnswer {
     pub vpc: Option<String>,
     /// The subnet asked for.
     pub subnet: Option<String>,
+    /// The source subnet asked for.
+    pub src_subnet: Option<String>,
+    /// The destination subnet asked for.
+    pub dst_subnet: Option<String>,
+    /// The talkers' addresses that have a name in the snapshot: the instance's, else the
+    /// subnet's.
+    pub names: std::collections::BTreeMap<String, String>,
     /// The scope asked for.
     pub scope: Option<&'static str>,
     /// The peer kind asked for.
