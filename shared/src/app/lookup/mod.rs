@@ -770,6 +770,7 @@ mod tests {
 
     /// The rules page counts hits over the window it is asked for (not the last days from now),
     /// and filters, sorts and pages the rules before it answers.
+    #[cfg(feature = "local-store")]
     #[test]
     fn rules_count_hits_over_the_asked_window_and_filter_sort_and_page() {
         let (lookup, dir) = lookup();
@@ -881,6 +882,7 @@ mod tests {
 
     /// An empty first page says when the same search finds its newest record at any time, so
     /// the page can offer to go there (a sample a year old, a range on the wrong day).
+    #[cfg(feature = "local-store")]
     #[test]
     fn an_empty_search_says_where_its_records_are() {
         let (lookup, dir) = lookup();
