@@ -26,7 +26,7 @@ const NOT_IN_CORE: &[&str] = &[
 
 /// The modules allowed `unsafe` code: libdeflate's C API, and the musl binaries' `memcpy` and
 /// `memmove` (docs/performance.md has why).
-const UNSAFE_MODULES: [&str; 2] = ["events::inflate", "runtime::memcopy"];
+const UNSAFE_MODULES: [&str; 2] = ["events::inflate", "runtime::musl"];
 
 fn source_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
@@ -404,7 +404,7 @@ fn the_domain_does_no_io() {
 }
 
 #[test]
-fn unsafe_code_only_in_the_libdeflate_and_memcopy_modules() {
+fn unsafe_code_only_in_the_libdeflate_and_musl_modules() {
     let root = source_root();
     let lib = std::fs::read_to_string(root.join("lib.rs")).unwrap();
     assert!(lib.contains("#![deny(unsafe_code)]"));

@@ -20,7 +20,7 @@ mod diagnostic;
 mod logging;
 // The musl binaries' memcpy and memmove (tested on any x86_64 build).
 #[cfg(all(target_arch = "x86_64", any(target_env = "musl", test)))]
-mod memcopy;
+mod musl;
 
 use std::fmt::Debug;
 use std::panic::AssertUnwindSafe;
