@@ -409,7 +409,18 @@ async fn the_three_jobs_in_the_console() {
         "{count} (expected {rule_hits})"
     );
 
-    // Job 2: prod's subnet matrix, reached through the navigation.
+    // Job 2: prod's subnet matrix, reached through the navigation. On the default range (the
+    // last 24 hours) the page says where the VPC's records are and goes there (#37).
+    client.goto(&format!("{base}#/traffic")).await.unwrap();
+    ready(&client).await;
+    let hint = find(&client, "#traffic-empty #elsewhere-hint")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(hint.contains("the newest is from"), "{hint}");
+    client.goto(&format!("{base}#/hits?{DAY}")).await.unwrap();
+    ready(&client).await;
     click(&client, "nav a[data-view=traffic]").await;
     ready(&client).await;
     click(&client, "#traffic-vpc option[value='vpc-prod0001']").await;
