@@ -782,3 +782,145 @@ async fn the_three_jobs_in_the_console() {
     dark.close().await.unwrap();
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// Milliseconds from a view's start (`location.hash` set) to its first result drawn.
+async fn time_view(client: &Client, base: &str, fragment: &str, result: &str) -> f64 {
+    // From another view first (an address of its own each time, so the page draws it).
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    client
+        .goto(&format!("{base}#/explain?n={nonce}"))
+        .await
+        .unwrap();
+    ready(client).await;
+    let started = Instant::now();
+    client.goto(&format!("{base}#{fragment}")).await.unwrap();
+    ready(client).await;
+    find(client, result).await;
+    started.elapsed().as_secs_f64() * 1000.0
+}
+
+/// The three jobs on the reference account's data (60 VPCs, 20,000 rules, 100,000 lines of its
+/// day replayed into the local store), as a user does them, with the time each view takes to
+/// its first result printed (`make test-long`; screenshots `console-reference-*.png`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long: run by `make test-long`"]
+async fn the_three_jobs_on_the_reference_account() {
+    let scratch = common::scratch("console-reference");
+    let dir = scratch.path().to_path_buf();
+    std::fs::create_dir_all(&dir).unwrap();
+    let (snapshot, flowlog, records, store) = (
+        dir.join("snapshot.json"),
+        dir.join("day.txt"),
+        dir.join("records.jsonl"),
+        dir.join("esgflow.db"),
+    );
+    let esgflow = |args: &[&std::ffi::OsStr]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_esgflow"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    };
+    esgflow(&[
+        "synthetic".as_ref(),
+        "--flows".as_ref(),
+        "100000".as_ref(),
+        "--snapshot".as_ref(),
+        snapshot.as_os_str(),
+        "--flowlog".as_ref(),
+        flowlog.as_os_str(),
+    ]);
+    esgflow(&[
+        "replay".as_ref(),
+        flowlog.as_os_str(),
+        "--snapshot".as_ref(),
+        snapshot.as_os_str(),
+        "--records".as_ref(),
+        records.as_os_str(),
+        "--store".as_ref(),
+        store.as_os_str(),
+    ]);
+    let written: Vec<Value> = std::fs::read_to_string(&records)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let blocked = written
+        .iter()
+        .find(|r| r["record_type"] == "block_hit" && r["src_vpc"].is_string())
+        .expect("the reference day has blocked flows");
+    let time = blocked["time"].as_i64().unwrap();
+    let range = format!("since={}&until={}", time - 43_200, time + 43_200);
+    let (_serve, addr) = common::serve::start_serve(&[
+        std::ffi::OsStr::new("--store"),
+        store.as_os_str(),
+        std::ffi::OsStr::new("--snapshot"),
+        snapshot.as_os_str(),
+    ]);
+    let (_driver, client) = browser(&[]).await;
+    let base = format!("http://{addr}/");
+    client.goto(&format!("{base}#/explain")).await.unwrap();
+    enter_token(&client, "token", TOKEN).await;
+    ready(&client).await;
+
+    // Job 1: the blocked connection, by source and destination; the record names its rule.
+    let (src, dst, rule) = (
+        blocked["src_ip"].as_str().unwrap(),
+        blocked["dst_ip"].as_str().unwrap(),
+        blocked["rule_uuid"].as_str().unwrap(),
+    );
+    let job1 = time_view(
+        &client,
+        &base,
+        &format!("/hits?src={src}&dst={dst}&type=block_hit&{range}"),
+        "#hits tbody tr",
+    )
+    .await;
+    let row = find(&client, &format!("#hits tbody tr[data-rule='{rule}']")).await;
+    row.click().await.unwrap();
+    let verdict = find(&client, "#detail #explanation #verdict").await;
+    assert!(!verdict.text().await.unwrap().is_empty());
+    screenshot(&client, "reference-flow-log").await;
+
+    // Job 2: the VPC's traffic between its subnets, the matrix, a cell's host pairs.
+    let vpc = blocked["src_vpc"].as_str().unwrap();
+    let job2 = time_view(
+        &client,
+        &base,
+        &format!("/traffic?vpc={vpc}&scope=inter_subnet&{range}"),
+        "#matrix td[data-flows]",
+    )
+    .await;
+    click(&client, "#matrix td[data-flows] a").await;
+    ready(&client).await;
+    find(&client, "#cell").await;
+    find(&client, "#talkers tbody tr").await;
+    screenshot(&client, "reference-traffic").await;
+
+    // Job 3: its inbound private traffic.
+    let job3 = time_view(
+        &client,
+        &base,
+        &format!("/traffic?vpc={vpc}&scope=vpc_inbound&{range}"),
+        "#totals .card[data-scope='vpc_inbound']",
+    )
+    .await;
+    // The rules over the range, most hits first.
+    let rules = time_view(
+        &client,
+        &base,
+        &format!("/rules?sort=hits&{range}"),
+        "#rules tbody tr",
+    )
+    .await;
+    screenshot(&client, "reference-rules").await;
+    eprintln!(
+        "reference account, {} records: time to first result — job 1 {job1:.0} ms, job 2 {job2:.0} ms, job 3 {job3:.0} ms, rules by hits {rules:.0} ms",
+        written.len()
+    );
+    client.close().await.unwrap();
+    std::fs::remove_dir_all(dir).ok();
+}
