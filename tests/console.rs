@@ -520,6 +520,43 @@ async fn the_three_jobs_in_the_console() {
     }
     find(&client, "#talkers tr td").await;
     screenshot(&client, "traffic").await;
+    // Where prod's inbound traffic comes from, grouped by network, against the records (#37).
+    click(&client, ".tabs button[data-scope='vpc_inbound']").await;
+    ready(&client).await;
+    let groups = client
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#peer-groups tbody tr"))
+        .await;
+    assert!(groups.is_ok(), "no peer groups");
+    let mut grouped = 0u64;
+    for row in client
+        .find_all(Locator::Css("#peer-groups tbody tr"))
+        .await
+        .unwrap()
+    {
+        grouped += row
+            .find(Locator::Css("td:nth-child(5)"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+            .replace(',', "")
+            .parse::<u64>()
+            .unwrap();
+    }
+    let inbound: u64 = written
+        .iter()
+        .filter(|r| {
+            r["record_type"] == "traffic"
+                && r["scope"] == "vpc_inbound"
+                && r["dst_vpc"] == "vpc-prod0001"
+        })
+        .map(|r| r["flows"].as_u64().unwrap())
+        .sum();
+    assert_eq!(grouped, inbound, "every inbound flow is in one group");
+    screenshot(&client, "traffic-peers").await;
 
     // Rules, counted over the range in the header (the sample's day), with the hits link.
     click(&client, "nav a[data-view=rules]").await;

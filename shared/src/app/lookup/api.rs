@@ -27,6 +27,7 @@ use super::{explain, health, hits, rules, snapshot, traffic, vpcs, whatif};
         hits::export,
         hits::one_hit,
         traffic::traffic,
+        traffic::peers,
         vpcs::vpcs,
         vpcs::switch,
         whatif::what_if,

@@ -929,6 +929,91 @@ mod tests {
         std::fs::remove_dir_all(dir).ok();
     }
 
+    /// A VPC's inbound traffic grouped by where it comes from: the internet /24 of two clients
+    /// is one group, most bytes first; the VPC is required.
+    #[cfg(feature = "local-store")]
+    #[test]
+    fn inbound_traffic_is_grouped_by_where_it_comes_from() {
+        let (lookup, dir) = lookup();
+        let now = chrono::Utc::now().timestamp();
+        let traffic = |id: &str, src: &str, peer: &str, bytes: u64| {
+            json!({"record_type": "traffic", "record_id": id, "time": now - 60, "last_seen": now - 60,
+                   "src_ip": src, "dst_ip": "10.0.1.11", "dst_port": 443, "protocol_name": "TCP",
+                   "scope": "vpc_inbound", "peer": peer, "dst_vpc": "vpc-prod0001", "fl_action": "ACCEPT",
+                   "flows": 1, "packets": 2, "bytes": bytes})
+        };
+        let lines = [
+            traffic("00000000000000c1", "203.0.113.5", "internet", 100),
+            traffic("00000000000000c2", "203.0.113.77", "internet", 50),
+            traffic("00000000000000c3", "192.168.9.9", "private", 400),
+        ]
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect::<String>();
+        let lookup = with_records(lookup, &dir, &lines);
+        let ask = |extra: Value| {
+            let mut query = json!({"vpc": "vpc-prod0001", "scope": "vpc_inbound", "since": (now - 3600).to_string()});
+            query
+                .as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            call_query(&lookup, "GET", "/v1/traffic/peers", &query, None)
+        };
+        let (status, answer) = ask(json!({}));
+        assert_eq!(status, 200, "{answer}");
+        let groups: Vec<(&str, &str, u64, u64)> = answer["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| {
+                (
+                    g["peer"].as_str().unwrap(),
+                    g["network"].as_str().unwrap(),
+                    g["conversations"].as_u64().unwrap(),
+                    g["bytes"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            groups,
+            [
+                ("private", "192.168.9.0/24", 1, 400),
+                ("internet", "203.0.113.0/24", 2, 150)
+            ]
+        );
+        assert_eq!(
+            (
+                answer["complete"].as_bool(),
+                answer["conversations"].as_u64()
+            ),
+            (Some(true), Some(3))
+        );
+        let (_, one) = ask(json!({"limit": "1", "prefix": "8"}));
+        assert_eq!(
+            (
+                one["groups"][0]["network"].as_str(),
+                one["total_groups"].as_u64()
+            ),
+            (Some("192.0.0.0/8"), Some(2)),
+            "{one}"
+        );
+        let (status, refused) = call_query(
+            &lookup,
+            "GET",
+            "/v1/traffic/peers",
+            &json!({"scope": "vpc_inbound"}),
+            None,
+        );
+        assert_eq!(
+            (status, refused["error"]["code"].as_str()),
+            (400, Some("invalid_field")),
+            "{refused}"
+        );
+        let (status, _) = ask(json!({"prefix": "33"}));
+        assert_eq!(status, 400);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
     /// A rule that names templates lists them with their names and members, a group followed
     /// by its members; a rule that names none has no templates.
     #[test]

@@ -29,7 +29,109 @@ pub(crate) async fn traffic(
     lookup.traffic(&params, call.deadline).await.map(Json)
 }
 
+/// `GET /v1/traffic/peers`.
+#[utoipa::path(get, path = "/v1/traffic/peers", tag = "traffic",
+    summary = "A VPC's traffic grouped by where the other end is: its kind, its VPC, its network",
+    description = "The window's conversations of the VPC (traffic records summed by initiator, service end, port, protocol and scope; the largest first, at most 200,000), each placed with the snapshot and grouped by its other end — the end outside the VPC, or for traffic within it the initiator — by what that end is (same or other VPC, private, internet), its VPC, and its network at `prefix` bits (IPv4) or `prefix6` (IPv6). Most bytes first.",
+    params(PeersParams),
+    responses(
+        (status = 200, description = "the groups", body = PeersAnswer),
+        (status = 400, description = "a parameter is invalid (the message names it); `vpc` is missing; a parameter the route does not read, or one given twice", body = ErrorBody),
+        (status = 401, description = "missing or invalid token", body = ErrorBody), (status = 405, description = "not GET", body = ErrorBody),
+        (status = 502, description = "the records store failed", body = ErrorBody), (status = 503, description = "no snapshot, or no records store", body = ErrorBody),
+    ))]
+pub(crate) async fn peers(
+    State(lookup): State<Lookup>,
+    call: Invocation,
+    Query(params): Query<PeersParams>,
+) -> Answer<PeersAnswer> {
+    lookup.peers(&params, call.deadline).await.map(Json)
+}
+
 impl Lookup {
+    /// `GET /v1/traffic/peers`: the VPC's conversations grouped by the other end.
+    pub(crate) async fn peers(
+        &self,
+        params: &PeersParams,
+        deadline: Instant,
+    ) -> Result<PeersAnswer, Failure> {
+        let bits = |name: &str, given: &Option<String>, default: u8, max: u8| {
+            given.as_deref().map_or(Ok(default), |text| {
+                text.trim()
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|n| (1..=max).contains(n))
+                    .ok_or_else(|| {
+                        field_error(
+                            name,
+                            format!("{} is not a whole number from 1 to {max}", shown(text)),
+                        )
+                    })
+            })
+        };
+        let prefix = bits("prefix", &params.prefix, 24, 32)?;
+        let prefix6 = bits("prefix6", &params.prefix6, 64, 128)?;
+        let limit = match params.limit.as_deref() {
+            None => 100,
+            Some(text) => text
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_PEER_GROUPS).contains(n))
+                .ok_or_else(|| {
+                    field_error(
+                        "limit",
+                        format!(
+                            "{} is not a whole number from 1 to {MAX_PEER_GROUPS}",
+                            shown(text)
+                        ),
+                    )
+                })?,
+        };
+        let filter = traffic_filter(
+            &TrafficParams {
+                vpc: params.vpc.clone(),
+                scope: params.scope.clone(),
+                peer: params.peer.clone(),
+                fl_action: params.fl_action.clone(),
+                since: params.since.clone(),
+                until: params.until.clone(),
+                ..TrafficParams::default()
+            },
+            chrono::Utc::now().timestamp(),
+        )?;
+        let Some(vpc) = filter.vpc.clone() else {
+            return Err(field_error(
+                "vpc",
+                "is required: the VPC whose peers to group",
+            ));
+        };
+        let store = self.store()?;
+        let engine = self.engine(deadline).await?;
+        let conversations = super::whatif::read_conversations(store, &filter, deadline).await?;
+        let mut groups = crate::core::classify::peers::peer_groups(
+            engine.topology(),
+            &vpc,
+            &conversations.rows,
+            prefix,
+            prefix6,
+        );
+        let total_groups = groups.len();
+        groups.truncate(limit);
+        Ok(PeersAnswer {
+            since: filter.since,
+            until: filter.until,
+            vpc,
+            prefix,
+            prefix6,
+            conversations: conversations.rows.len(),
+            complete: conversations.complete,
+            cut: (!conversations.complete).then(|| super::whatif::cut(&conversations)),
+            total_groups,
+            groups,
+        })
+    }
+
     /// `GET /v1/traffic?vpc=…`: totals, top talkers, the subnet matrix and a time series of
     /// the traffic records.
     pub(crate) async fn traffic(
@@ -189,7 +291,64 @@ pub struct TrafficParams {
     pub(crate) step: Option<String>,
 }
 
-super::request::query_params!(TrafficParams);
+/// Most groups one `/v1/traffic/peers` answer lists.
+pub(crate) const MAX_PEER_GROUPS: usize = 1000;
+
+/// The query parameters of `/v1/traffic/peers`.
+#[derive(Debug, Default, serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PeersParams {
+    /// The VPC id (required).
+    pub(crate) vpc: Option<String>,
+    /// The traffic scope (`vpc_inbound`: where it comes from; `vpc_outbound`: where it goes).
+    #[param(value_type = Option<crate::core::engine::Scope>)]
+    pub(crate) scope: Option<String>,
+    /// What the other end is: same_vpc, other_vpc, private, internet, unknown.
+    pub(crate) peer: Option<String>,
+    /// The flow log's verdict: ACCEPT or REJECT (any case).
+    pub(crate) fl_action: Option<String>,
+    /// From (Unix seconds or RFC 3339); default: an hour before `until`.
+    pub(crate) since: Option<String>,
+    /// To (Unix seconds or RFC 3339); default: now. The span may be at most 30 days.
+    pub(crate) until: Option<String>,
+    /// IPv4 networks at this many bits (1-32, default 24).
+    #[param(value_type = Option<u8>, minimum = 1, maximum = 32)]
+    pub(crate) prefix: Option<String>,
+    /// IPv6 networks at this many bits (1-128, default 64).
+    #[param(value_type = Option<u8>, minimum = 1, maximum = 128)]
+    pub(crate) prefix6: Option<String>,
+    /// Groups listed, most bytes first (1-1000, default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    pub(crate) limit: Option<String>,
+}
+
+/// `GET /v1/traffic/peers`: the VPC's traffic grouped by the other end.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PeersAnswer {
+    /// From, Unix seconds.
+    pub since: i64,
+    /// To, Unix seconds.
+    pub until: i64,
+    /// The VPC.
+    pub vpc: String,
+    /// IPv4 prefix bits.
+    pub prefix: u8,
+    /// IPv6 prefix bits.
+    pub prefix6: u8,
+    /// Conversations grouped.
+    pub conversations: usize,
+    /// Whether they are every conversation of the window.
+    pub complete: bool,
+    /// Why not (absent when complete).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cut: Option<String>,
+    /// Groups in all (`groups` lists the first `limit`).
+    pub total_groups: usize,
+    /// The groups, most bytes first.
+    pub groups: Vec<crate::core::classify::peers::PeerGroup>,
+}
+
+super::request::query_params!(TrafficParams, PeersParams);
 
 /// `GET /v1/traffic`: the traffic views of a VPC, a subnet or every VPC.
 #[derive(Debug, Serialize, ToSchema)]

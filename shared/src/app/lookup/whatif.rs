@@ -186,7 +186,7 @@ impl Judged {
 
 /// The window's conversations, read within two thirds of the time left (the judging takes the
 /// rest): the largest ones so far when the store is slower than that.
-async fn read_conversations(
+pub(crate) async fn read_conversations(
     store: &dyn RecordsStore,
     filter: &TrafficFilter,
     deadline: Instant,

@@ -1335,3 +1335,158 @@ mod tests {
         assert_eq!((merged.len(), duplicates), (2, 1));
     }
 }
+
+/// A VPC's traffic grouped by where the other end is: its kind, its VPC (if it is in one) and
+/// its network at a chosen prefix length. "The other end" is the end outside the VPC; for
+/// traffic within the VPC, the initiator.
+pub mod peers {
+    use std::collections::HashMap;
+    use std::net::IpAddr;
+
+    use crate::core::engine::Topology;
+    use crate::core::records::Peer;
+    use crate::core::search::{Talker, TrafficSums};
+
+    /// One group.
+    #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+    pub struct PeerGroup {
+        /// What the other end is, seen from the VPC: `same_vpc`, `other_vpc`, `private`,
+        /// `internet`, `unknown`.
+        #[schema(value_type = String)]
+        pub peer: Peer,
+        /// The other end's VPC (null: outside the known VPCs).
+        pub vpc: Option<String>,
+        /// Its VPC's name, when the snapshot has one.
+        pub vpc_name: Option<String>,
+        /// The other end's network at the prefix length asked (`203.0.113.0/24`).
+        pub network: String,
+        /// Conversations (initiator, service end, port, protocol) in the group.
+        pub conversations: u64,
+        /// Their sums.
+        #[serde(flatten)]
+        pub sums: TrafficSums,
+    }
+
+    /// `conversations` of `vpc`'s traffic grouped by the other end, IPv4 networks at `v4` bits
+    /// and IPv6 at `v6`, most bytes first (then by network). Conversations whose addresses do
+    /// not parse are left out.
+    pub fn peer_groups(
+        topology: &Topology,
+        vpc: &str,
+        conversations: &[Talker],
+        v4: u8,
+        v6: u8,
+    ) -> Vec<PeerGroup> {
+        let mut groups: HashMap<(Peer, Option<&str>, ipnet::IpNet), PeerGroup> = HashMap::new();
+        for talker in conversations {
+            let (Ok(src), Ok(dst)) = (
+                talker.src_ip.parse::<IpAddr>(),
+                talker.dst_ip.parse::<IpAddr>(),
+            ) else {
+                continue;
+            };
+            let placed = topology.place(src, dst, None);
+            let inside = |vpc_of: Option<&str>| vpc_of == Some(vpc);
+            let (ip, location) = if inside(placed.dst.vpc) && !inside(placed.src.vpc) {
+                (src, &placed.src)
+            } else if inside(placed.src.vpc) && !inside(placed.dst.vpc) {
+                (dst, &placed.dst)
+            } else {
+                (src, &placed.src)
+            };
+            let bits = if ip.is_ipv4() {
+                v4.min(32)
+            } else {
+                v6.min(128)
+            };
+            let network = ipnet::IpNet::new(ip, bits)
+                .expect("bits are bounded")
+                .trunc();
+            let peer = super::traffic::peer_of(&placed, src, dst);
+            let group = groups
+                .entry((peer, location.vpc, network))
+                .or_insert_with(|| PeerGroup {
+                    peer,
+                    vpc: location.vpc.map(str::to_string),
+                    vpc_name: location.vpc_name.map(str::to_string),
+                    network: network.to_string(),
+                    conversations: 0,
+                    sums: TrafficSums::default(),
+                });
+            group.conversations += 1;
+            group.sums.add(&talker.sums);
+        }
+        let mut groups: Vec<PeerGroup> = groups.into_values().collect();
+        groups.sort_by(|a, b| {
+            (b.sums.bytes, b.sums.flows)
+                .cmp(&(a.sums.bytes, a.sums.flows))
+                .then_with(|| a.network.cmp(&b.network))
+                .then_with(|| a.vpc.cmp(&b.vpc))
+        });
+        groups
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use crate::core::engine::Engine;
+
+        fn talker(src: &str, dst: &str, bytes: u64) -> Talker {
+            Talker {
+                src_ip: src.into(),
+                dst_ip: dst.into(),
+                dst_port: Some(443),
+                protocol_name: "TCP".into(),
+                scope: "vpc_inbound".into(),
+                sums: TrafficSums {
+                    flows: 1,
+                    rejected_flows: 0,
+                    packets: 1,
+                    bytes,
+                },
+            }
+        }
+
+        /// The other end is the one outside the VPC, grouped by its network: two internet
+        /// clients of one /24 are one group, a private client another, the other VPC's host
+        /// a third; within the VPC, the initiator.
+        #[test]
+        fn conversations_are_grouped_by_the_other_ends_network() {
+            let engine = Engine::compile(&crate::core::snapshot::fixtures::sample(0)).unwrap();
+            let topology = engine.topology();
+            // prod: 10.0.0.0/16; dev: 172.16.0.0/16 (the sample VPCs).
+            let conversations = [
+                talker("203.0.113.5", "10.0.1.11", 100),
+                talker("203.0.113.77", "10.0.1.12", 50),
+                talker("192.168.9.9", "10.0.1.11", 30),
+                talker("10.0.1.11", "172.16.0.5", 20),
+                talker("10.0.2.10", "10.0.3.10", 10),
+                talker("not an address", "10.0.1.11", 999),
+            ];
+            let groups = peer_groups(topology, "vpc-prod0001", &conversations, 24, 64);
+            let seen: Vec<(Peer, Option<&str>, &str, u64, u64)> = groups
+                .iter()
+                .map(|g| {
+                    (
+                        g.peer,
+                        g.vpc.as_deref(),
+                        g.network.as_str(),
+                        g.conversations,
+                        g.sums.bytes,
+                    )
+                })
+                .collect();
+            assert_eq!(
+                seen,
+                [
+                    (Peer::Internet, None, "203.0.113.0/24", 2, 150),
+                    (Peer::Private, None, "192.168.9.0/24", 1, 30),
+                    (Peer::OtherVpc, Some("vpc-dev00001"), "172.16.0.0/24", 1, 20),
+                    (Peer::SameVpc, Some("vpc-prod0001"), "10.0.2.0/24", 1, 10),
+                ]
+            );
+            let wide = peer_groups(topology, "vpc-prod0001", &conversations[..2], 8, 64);
+            assert_eq!(wide[0].network, "203.0.0.0/8");
+        }
+    }
+}
