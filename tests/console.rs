@@ -557,6 +557,35 @@ async fn the_three_jobs_in_the_console() {
         .sum();
     assert_eq!(grouped, inbound, "every inbound flow is in one group");
     screenshot(&client, "traffic-peers").await;
+    // The same traffic by instance pair: the pairs' flows add up to the inbound total too.
+    find(&client, "#instance-pairs tbody tr").await;
+    let mut paired = 0u64;
+    for row in client
+        .find_all(Locator::Css("#instance-pairs tbody tr"))
+        .await
+        .unwrap()
+    {
+        paired += row
+            .find(Locator::Css("td:nth-child(4)"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+            .replace(',', "")
+            .parse::<u64>()
+            .unwrap();
+    }
+    let note = find(&client, "#instances p.muted")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !note.contains("are listed"),
+        "the sample's pairs fit one page: {note}"
+    );
+    assert_eq!(paired, inbound, "every inbound flow is in one pair: {note}");
 
     // Rules, counted over the range in the header (the sample's day), with the hits link.
     click(&client, "nav a[data-view=rules]").await;

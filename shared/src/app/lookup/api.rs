@@ -28,6 +28,7 @@ use super::{explain, health, hits, rules, snapshot, traffic, vpcs, whatif};
         hits::one_hit,
         traffic::traffic,
         traffic::peers,
+        traffic::instances,
         vpcs::vpcs,
         vpcs::switch,
         whatif::what_if,

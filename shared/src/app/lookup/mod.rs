@@ -1011,6 +1011,35 @@ mod tests {
         );
         let (status, _) = ask(json!({"prefix": "33"}));
         assert_eq!(status, 400);
+        // The same conversations by instance pair: each client's /24 to web-02 (10.0.1.11).
+        let (status, pairs) = call_query(
+            &lookup,
+            "GET",
+            "/v1/traffic/instances",
+            &json!({"vpc": "vpc-prod0001", "since": (now - 3600).to_string()}),
+            None,
+        );
+        assert_eq!(status, 200, "{pairs}");
+        let seen: Vec<(&str, &str, u64)> = pairs["pairs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["src"]["id"].as_str().unwrap(),
+                    p["dst"]["name"].as_str().unwrap(),
+                    p["bytes"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("192.168.9.0/24", "web-02", 400),
+                ("203.0.113.0/24", "web-02", 150)
+            ]
+        );
+        assert_eq!(pairs["total_pairs"], 2);
         std::fs::remove_dir_all(dir).ok();
     }
 

@@ -85,6 +85,7 @@ pub fn router(lookup: Lookup) -> Router {
         .route("/v1/hits/{record_id}", get(one_hit))
         .route("/v1/traffic", get(traffic))
         .route("/v1/traffic/peers", get(super::traffic::peers))
+        .route("/v1/traffic/instances", get(super::traffic::instances))
         .route("/v1/vpcs", get(vpcs))
         .route("/v1/whatif", post(what_if))
         .route("/v1/whatif/observe", get(observe_as_drop))

@@ -48,13 +48,71 @@ pub(crate) async fn peers(
     lookup.peers(&params, call.deadline).await.map(Json)
 }
 
+/// `GET /v1/traffic/instances`.
+#[utoipa::path(get, path = "/v1/traffic/instances", tag = "traffic",
+    summary = "Traffic grouped by instance pair: initiator and service end",
+    description = "The window's conversations (as /v1/traffic/peers reads them), grouped by the instance at each end — or, for an address that is no instance's, its network at `prefix` (IPv4) or `prefix6` (IPv6) bits. Most bytes first.",
+    params(PeersParams),
+    responses(
+        (status = 200, description = "the instance pairs", body = InstancesAnswer),
+        (status = 400, description = "a parameter is invalid (the message names it); a parameter the route does not read, or one given twice", body = ErrorBody),
+        (status = 401, description = "missing or invalid token", body = ErrorBody), (status = 405, description = "not GET", body = ErrorBody),
+        (status = 502, description = "the records store failed", body = ErrorBody), (status = 503, description = "no snapshot, or no records store", body = ErrorBody),
+    ))]
+pub(crate) async fn instances(
+    State(lookup): State<Lookup>,
+    call: Invocation,
+    Query(params): Query<PeersParams>,
+) -> Answer<InstancesAnswer> {
+    let grouped = lookup.grouped(&params, call.deadline).await?;
+    let mut pairs = crate::core::classify::peers::instance_pairs(
+        grouped.engine.topology(),
+        &grouped.conversations.rows,
+        grouped.prefix,
+        grouped.prefix6,
+    );
+    let total = pairs.len();
+    pairs.truncate(grouped.limit);
+    Ok(Json(InstancesAnswer {
+        window: grouped.window(),
+        total_pairs: total,
+        pairs,
+    }))
+}
+
+/// What a grouping of the window's conversations reads: its parameters, the engine that places
+/// the addresses, and the conversations.
+pub(crate) struct Grouped {
+    filter: crate::core::search::TrafficFilter,
+    prefix: u8,
+    prefix6: u8,
+    limit: usize,
+    engine: std::sync::Arc<crate::core::engine::Engine>,
+    conversations: crate::core::search::Conversations,
+}
+
+impl Grouped {
+    fn window(&self) -> GroupedWindow {
+        GroupedWindow {
+            since: self.filter.since,
+            until: self.filter.until,
+            vpc: self.filter.vpc.clone(),
+            prefix: self.prefix,
+            prefix6: self.prefix6,
+            conversations: self.conversations.rows.len(),
+            complete: self.conversations.complete,
+            cut: (!self.conversations.complete).then(|| super::whatif::cut(&self.conversations)),
+        }
+    }
+}
+
 impl Lookup {
-    /// `GET /v1/traffic/peers`: the VPC's conversations grouped by the other end.
-    pub(crate) async fn peers(
+    /// The parameters of a grouping checked, and the window's conversations read.
+    pub(crate) async fn grouped(
         &self,
         params: &PeersParams,
         deadline: Instant,
-    ) -> Result<PeersAnswer, Failure> {
+    ) -> Result<Grouped, Failure> {
         let bits = |name: &str, given: &Option<String>, default: u8, max: u8| {
             given.as_deref().map_or(Ok(default), |text| {
                 text.trim()
@@ -100,33 +158,44 @@ impl Lookup {
             },
             chrono::Utc::now().timestamp(),
         )?;
-        let Some(vpc) = filter.vpc.clone() else {
+        let store = self.store()?;
+        let engine = self.engine(deadline).await?;
+        let conversations = super::whatif::read_conversations(store, &filter, deadline).await?;
+        Ok(Grouped {
+            filter,
+            prefix,
+            prefix6,
+            limit,
+            engine,
+            conversations,
+        })
+    }
+
+    /// `GET /v1/traffic/peers`: the VPC's conversations grouped by the other end.
+    pub(crate) async fn peers(
+        &self,
+        params: &PeersParams,
+        deadline: Instant,
+    ) -> Result<PeersAnswer, Failure> {
+        if params.vpc.is_none() {
             return Err(field_error(
                 "vpc",
                 "is required: the VPC whose peers to group",
             ));
-        };
-        let store = self.store()?;
-        let engine = self.engine(deadline).await?;
-        let conversations = super::whatif::read_conversations(store, &filter, deadline).await?;
+        }
+        let grouped = self.grouped(params, deadline).await?;
+        let vpc = grouped.filter.vpc.clone().unwrap_or_default();
         let mut groups = crate::core::classify::peers::peer_groups(
-            engine.topology(),
+            grouped.engine.topology(),
             &vpc,
-            &conversations.rows,
-            prefix,
-            prefix6,
+            &grouped.conversations.rows,
+            grouped.prefix,
+            grouped.prefix6,
         );
         let total_groups = groups.len();
-        groups.truncate(limit);
+        groups.truncate(grouped.limit);
         Ok(PeersAnswer {
-            since: filter.since,
-            until: filter.until,
-            vpc,
-            prefix,
-            prefix6,
-            conversations: conversations.rows.len(),
-            complete: conversations.complete,
-            cut: (!conversations.complete).then(|| super::whatif::cut(&conversations)),
+            window: grouped.window(),
             total_groups,
             groups,
         })
@@ -294,11 +363,11 @@ pub struct TrafficParams {
 /// Most groups one `/v1/traffic/peers` answer lists.
 pub(crate) const MAX_PEER_GROUPS: usize = 1000;
 
-/// The query parameters of `/v1/traffic/peers`.
+/// The query parameters of `/v1/traffic/peers` and `/v1/traffic/instances`.
 #[derive(Debug, Default, serde::Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PeersParams {
-    /// The VPC id (required).
+    /// The VPC id (required by /v1/traffic/peers): traffic with either end in it.
     pub(crate) vpc: Option<String>,
     /// The traffic scope (`vpc_inbound`: where it comes from; `vpc_outbound`: where it goes).
     #[param(value_type = Option<crate::core::engine::Scope>)]
@@ -322,15 +391,15 @@ pub struct PeersParams {
     pub(crate) limit: Option<String>,
 }
 
-/// `GET /v1/traffic/peers`: the VPC's traffic grouped by the other end.
+/// The window a grouping covers and the conversations it grouped.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct PeersAnswer {
+pub struct GroupedWindow {
     /// From, Unix seconds.
     pub since: i64,
     /// To, Unix seconds.
     pub until: i64,
-    /// The VPC.
-    pub vpc: String,
+    /// The VPC asked for.
+    pub vpc: Option<String>,
     /// IPv4 prefix bits.
     pub prefix: u8,
     /// IPv6 prefix bits.
@@ -342,10 +411,30 @@ pub struct PeersAnswer {
     /// Why not (absent when complete).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cut: Option<String>,
+}
+
+/// `GET /v1/traffic/peers`: the VPC's traffic grouped by the other end.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PeersAnswer {
+    /// The window and the conversations grouped.
+    #[serde(flatten)]
+    pub window: GroupedWindow,
     /// Groups in all (`groups` lists the first `limit`).
     pub total_groups: usize,
     /// The groups, most bytes first.
     pub groups: Vec<crate::core::classify::peers::PeerGroup>,
+}
+
+/// `GET /v1/traffic/instances`: traffic grouped by instance pair.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InstancesAnswer {
+    /// The window and the conversations grouped.
+    #[serde(flatten)]
+    pub window: GroupedWindow,
+    /// Pairs in all (`pairs` lists the first `limit`).
+    pub total_pairs: usize,
+    /// The pairs, most bytes first.
+    pub pairs: Vec<crate::core::classify::peers::InstancePair>,
 }
 
 super::request::query_params!(TrafficParams, PeersParams);

@@ -1426,10 +1426,133 @@ pub mod peers {
         groups
     }
 
+    /// One end of an instance pair: an instance, or (an address of none) its network.
+    #[derive(
+        Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, utoipa::ToSchema,
+    )]
+    pub struct End {
+        /// The instance id (`ins-…`), or the network (`203.0.113.0/24`) of an address that is
+        /// no instance's.
+        pub id: String,
+        /// The instance's name (null: a network, or an instance without one).
+        pub name: Option<String>,
+        /// Its VPC (null: outside the known VPCs).
+        pub vpc: Option<String>,
+    }
+
+    /// One instance pair: initiator and service end.
+    #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+    pub struct InstancePair {
+        /// The initiator.
+        pub src: End,
+        /// The service end.
+        pub dst: End,
+        /// Conversations (initiator, service end, port, protocol) between them.
+        pub conversations: u64,
+        /// Their sums.
+        #[serde(flatten)]
+        pub sums: TrafficSums,
+    }
+
+    /// `conversations` grouped by instance pair: each end its instance, or for an address that
+    /// is no instance's, its network at `v4` or `v6` bits; most bytes first (then by ends).
+    pub fn instance_pairs(
+        topology: &Topology,
+        conversations: &[Talker],
+        v4: u8,
+        v6: u8,
+    ) -> Vec<InstancePair> {
+        let end = |ip: IpAddr, location: &crate::core::engine::Location<'_>| match location.instance
+        {
+            Some(instance) => End {
+                id: instance.to_string(),
+                name: location.instance_name.map(str::to_string),
+                vpc: location.vpc.map(str::to_string),
+            },
+            None => {
+                let bits = if ip.is_ipv4() {
+                    v4.min(32)
+                } else {
+                    v6.min(128)
+                };
+                End {
+                    id: ipnet::IpNet::new(ip, bits)
+                        .expect("bits are bounded")
+                        .trunc()
+                        .to_string(),
+                    name: None,
+                    vpc: location.vpc.map(str::to_string),
+                }
+            }
+        };
+        let mut pairs: HashMap<(End, End), InstancePair> = HashMap::new();
+        for talker in conversations {
+            let (Ok(src), Ok(dst)) = (
+                talker.src_ip.parse::<IpAddr>(),
+                talker.dst_ip.parse::<IpAddr>(),
+            ) else {
+                continue;
+            };
+            let placed = topology.place(src, dst, None);
+            let key = (end(src, &placed.src), end(dst, &placed.dst));
+            let pair = pairs.entry(key.clone()).or_insert_with(|| InstancePair {
+                src: key.0,
+                dst: key.1,
+                conversations: 0,
+                sums: TrafficSums::default(),
+            });
+            pair.conversations += 1;
+            pair.sums.add(&talker.sums);
+        }
+        let mut pairs: Vec<InstancePair> = pairs.into_values().collect();
+        pairs.sort_by(|a, b| {
+            (b.sums.bytes, b.sums.flows)
+                .cmp(&(a.sums.bytes, a.sums.flows))
+                .then_with(|| (&a.src, &a.dst).cmp(&(&b.src, &b.dst)))
+        });
+        pairs
+    }
+
     #[cfg(test)]
     mod tests {
         use super::*;
         use crate::core::engine::Engine;
+
+        /// Conversations between the same two instances are one pair, whatever the ports;
+        /// an address of no instance is its network.
+        #[test]
+        fn conversations_are_grouped_by_instance_pair() {
+            let engine = Engine::compile(&crate::core::snapshot::fixtures::sample(0)).unwrap();
+            let mut other_port = talker("10.0.2.10", "10.0.3.10", 5);
+            other_port.dst_port = Some(22);
+            let conversations = [
+                talker("10.0.2.10", "10.0.3.10", 10),
+                other_port,
+                talker("203.0.113.5", "10.0.1.11", 7),
+            ];
+            let pairs = instance_pairs(engine.topology(), &conversations, 24, 64);
+            let first = &pairs[0];
+            assert_eq!(
+                (
+                    first.src.name.as_deref(),
+                    first.dst.name.as_deref(),
+                    first.conversations,
+                    first.sums.bytes
+                ),
+                (Some("app-01"), Some("db-01"), 2, 15),
+                "{pairs:?}"
+            );
+            assert_eq!(
+                (
+                    pairs[1].src.id.as_str(),
+                    pairs[1].src.name.as_deref(),
+                    pairs[1].dst.name.as_deref()
+                ),
+                ("203.0.113.0/24", None, Some("web-02")),
+                "{pairs:?}"
+            );
+            assert!(pairs[0].src.id.starts_with("ins-"), "{:?}", pairs[0]);
+        }
 
         fn talker(src: &str, dst: &str, bytes: u64) -> Talker {
             Talker {
