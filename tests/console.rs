@@ -586,6 +586,18 @@ async fn the_three_jobs_in_the_console() {
         "the sample's pairs fit one page: {note}"
     );
     assert_eq!(paired, inbound, "every inbound flow is in one pair: {note}");
+    // Every row listed is exported.
+    click(&client, "#export-instances").await;
+    let rows = client
+        .find_all(Locator::Css("#instance-pairs tbody tr"))
+        .await
+        .unwrap()
+        .len();
+    let exported = find(&client, "#instance-pairs[data-exported]").await;
+    assert_eq!(
+        attribute(&exported, "data-exported").await,
+        rows.to_string()
+    );
 
     // Rules, counted over the range in the header (the sample's day), with the hits link.
     click(&client, "nav a[data-view=rules]").await;

@@ -361,7 +361,7 @@ pub struct SeriesPoint {
 pub const MAX_MATRIX_CELLS: u32 = 400;
 
 /// Most rows of top talkers.
-pub const MAX_TALKERS: u32 = 100;
+pub const MAX_TALKERS: u32 = 1000;
 
 /// The traffic views of one [`TrafficFilter`]: by bytes, most first; the series by time.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]

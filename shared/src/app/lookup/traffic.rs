@@ -350,8 +350,8 @@ pub struct TrafficParams {
     pub(crate) since: Option<String>,
     /// To (Unix seconds or RFC 3339); default: now. The span may be at most 30 days.
     pub(crate) until: Option<String>,
-    /// Rows of top talkers, 1-100 (default 20).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    /// Rows of top talkers, 1-1000 (default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub(crate) talkers: Option<String>,
     /// The time series' step, seconds: a whole number of minutes, at most a day, and at most
     /// 120 points over the window (default: the smallest such of 1, 5, 15, 30 minutes, 1, 3,
