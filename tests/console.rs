@@ -581,8 +581,10 @@ async fn the_three_jobs_in_the_console() {
         .text()
         .await
         .unwrap();
-    assert!(
-        !note.contains("are listed"),
+    let next = find(&client, "#instances-next").await;
+    assert_eq!(
+        next.attr("disabled").await.unwrap().as_deref(),
+        Some("true"),
         "the sample's pairs fit one page: {note}"
     );
     assert_eq!(paired, inbound, "every inbound flow is in one pair: {note}");

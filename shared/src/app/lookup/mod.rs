@@ -1040,6 +1040,23 @@ mod tests {
             ]
         );
         assert_eq!(pairs["total_pairs"], 2);
+        // Paged: the second pair on a page of its own.
+        let (_, second) = call_query(
+            &lookup,
+            "GET",
+            "/v1/traffic/instances",
+            &json!({"vpc": "vpc-prod0001", "since": (now - 3600).to_string(), "limit": "1", "offset": "1"}),
+            None,
+        );
+        assert_eq!(
+            (
+                second["pairs"][0]["src"]["id"].as_str(),
+                second["offset"].as_u64()
+            ),
+            (Some("203.0.113.0/24"), Some(1)),
+            "{second}"
+        );
+        assert_eq!(second["pairs"].as_array().unwrap().len(), 1);
         std::fs::remove_dir_all(dir).ok();
     }
 

@@ -65,18 +65,17 @@ pub(crate) async fn instances(
     Query(params): Query<PeersParams>,
 ) -> Answer<InstancesAnswer> {
     let grouped = lookup.grouped(&params, call.deadline).await?;
-    let mut pairs = crate::core::classify::peers::instance_pairs(
+    let pairs = crate::core::classify::peers::instance_pairs(
         grouped.engine.topology(),
         &grouped.conversations.rows,
         grouped.prefix,
         grouped.prefix6,
     );
     let total = pairs.len();
-    pairs.truncate(grouped.limit);
     Ok(Json(InstancesAnswer {
         window: grouped.window(),
         total_pairs: total,
-        pairs,
+        pairs: grouped.page(pairs),
     }))
 }
 
@@ -87,11 +86,20 @@ pub(crate) struct Grouped {
     prefix: u8,
     prefix6: u8,
     limit: usize,
+    offset: usize,
     engine: std::sync::Arc<crate::core::engine::Engine>,
     conversations: crate::core::search::Conversations,
 }
 
 impl Grouped {
+    /// The page of `rows` asked for.
+    fn page<T>(&self, rows: Vec<T>) -> Vec<T> {
+        rows.into_iter()
+            .skip(self.offset)
+            .take(self.limit)
+            .collect()
+    }
+
     fn window(&self) -> GroupedWindow {
         GroupedWindow {
             since: self.filter.since,
@@ -102,6 +110,7 @@ impl Grouped {
             conversations: self.conversations.rows.len(),
             complete: self.conversations.complete,
             cut: (!self.conversations.complete).then(|| super::whatif::cut(&self.conversations)),
+            offset: self.offset,
         }
     }
 }
@@ -146,6 +155,12 @@ impl Lookup {
                     )
                 })?,
         };
+        let offset = match params.offset.as_deref() {
+            None => 0,
+            Some(text) => text.trim().parse::<usize>().map_err(|_| {
+                field_error("offset", format!("{} is not a whole number", shown(text)))
+            })?,
+        };
         let filter = traffic_filter(
             &TrafficParams {
                 vpc: params.vpc.clone(),
@@ -166,6 +181,7 @@ impl Lookup {
             prefix,
             prefix6,
             limit,
+            offset,
             engine,
             conversations,
         })
@@ -185,7 +201,7 @@ impl Lookup {
         }
         let grouped = self.grouped(params, deadline).await?;
         let vpc = grouped.filter.vpc.clone().unwrap_or_default();
-        let mut groups = crate::core::classify::peers::peer_groups(
+        let groups = crate::core::classify::peers::peer_groups(
             grouped.engine.topology(),
             &vpc,
             &grouped.conversations.rows,
@@ -193,11 +209,10 @@ impl Lookup {
             grouped.prefix6,
         );
         let total_groups = groups.len();
-        groups.truncate(grouped.limit);
         Ok(PeersAnswer {
             window: grouped.window(),
             total_groups,
-            groups,
+            groups: grouped.page(groups),
         })
     }
 
@@ -389,6 +404,9 @@ pub struct PeersParams {
     /// Groups listed, most bytes first (1-1000, default 100).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub(crate) limit: Option<String>,
+    /// Groups skipped first (default 0): the next page starts at `offset` + `limit`.
+    #[param(value_type = Option<u32>, minimum = 0)]
+    pub(crate) offset: Option<String>,
 }
 
 /// The window a grouping covers and the conversations it grouped.
@@ -411,6 +429,8 @@ pub struct GroupedWindow {
     /// Why not (absent when complete).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cut: Option<String>,
+    /// The first row's place among all, from 0.
+    pub offset: usize,
 }
 
 /// `GET /v1/traffic/peers`: the VPC's traffic grouped by the other end.
@@ -419,7 +439,7 @@ pub struct PeersAnswer {
     /// The window and the conversations grouped.
     #[serde(flatten)]
     pub window: GroupedWindow,
-    /// Groups in all (`groups` lists the first `limit`).
+    /// Groups in all (`groups` lists `limit` of them from `offset`).
     pub total_groups: usize,
     /// The groups, most bytes first.
     pub groups: Vec<crate::core::classify::peers::PeerGroup>,
@@ -431,7 +451,7 @@ pub struct InstancesAnswer {
     /// The window and the conversations grouped.
     #[serde(flatten)]
     pub window: GroupedWindow,
-    /// Pairs in all (`pairs` lists the first `limit`).
+    /// Pairs in all (`pairs` lists `limit` of them from `offset`).
     pub total_pairs: usize,
     /// The pairs, most bytes first.
     pub pairs: Vec<crate::core::classify::peers::InstancePair>,
