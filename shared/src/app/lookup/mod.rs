@@ -1295,7 +1295,7 @@ mod tests {
             ("peer", "moon"),
             ("vpc", "vpc 1"),
             ("talkers", "0"),
-            ("talkers", "101"),
+            ("talkers", "1001"),
             ("step", "300"),
             ("step", "901"),
             ("step", "90000"),
