@@ -164,6 +164,25 @@ async fn hash(client: &Client) -> String {
         .to_string()
 }
 
+/// The sum of column `nth` (from 1) over the rows `rows` matches, as the page writes numbers.
+async fn column_sum(client: &Client, rows: &str, nth: usize) -> u64 {
+    let mut sum = 0;
+    for row in client.find_all(Locator::Css(rows)).await.unwrap() {
+        let cell = row
+            .find(Locator::Css(&format!("td:nth-child({nth})")))
+            .await
+            .unwrap();
+        sum += cell
+            .text()
+            .await
+            .unwrap()
+            .replace(',', "")
+            .parse::<u64>()
+            .unwrap();
+    }
+    sum
+}
+
 /// Types `text` into the token dialog's `field` and saves.
 async fn enter_token(client: &Client, field: &str, text: &str) {
     let input = find(client, &format!("#token-dialog[open] input[name={field}]")).await;
@@ -529,23 +548,7 @@ async fn the_three_jobs_in_the_console() {
         .for_element(Locator::Css("#peer-groups tbody tr"))
         .await;
     assert!(groups.is_ok(), "no peer groups");
-    let mut grouped = 0u64;
-    for row in client
-        .find_all(Locator::Css("#peer-groups tbody tr"))
-        .await
-        .unwrap()
-    {
-        grouped += row
-            .find(Locator::Css("td:nth-child(5)"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-            .replace(',', "")
-            .parse::<u64>()
-            .unwrap();
-    }
+    let grouped = column_sum(&client, "#peer-groups tbody tr", 5).await;
     let inbound: u64 = written
         .iter()
         .filter(|r| {
@@ -559,23 +562,7 @@ async fn the_three_jobs_in_the_console() {
     screenshot(&client, "traffic-peers").await;
     // The same traffic by instance pair: the pairs' flows add up to the inbound total too.
     find(&client, "#instance-pairs tbody tr").await;
-    let mut paired = 0u64;
-    for row in client
-        .find_all(Locator::Css("#instance-pairs tbody tr"))
-        .await
-        .unwrap()
-    {
-        paired += row
-            .find(Locator::Css("td:nth-child(4)"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-            .replace(',', "")
-            .parse::<u64>()
-            .unwrap();
-    }
+    let paired = column_sum(&client, "#instance-pairs tbody tr", 4).await;
     let note = find(&client, "#instances p.muted")
         .await
         .text()

@@ -277,6 +277,32 @@ fn window(since: Option<&str>, until: Option<&str>, now: i64) -> Result<(i64, i6
     Ok((since, until))
 }
 
+/// A whole-number parameter `name` as given, within `range`, or `default` when not given.
+fn whole_number(
+    name: &str,
+    given: Option<&str>,
+    default: i64,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<i64, Failure> {
+    let Some(text) = given.map(str::trim) else {
+        return Ok(default);
+    };
+    text.parse::<i64>()
+        .ok()
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| {
+            field_error(
+                name,
+                format!(
+                    "{} is not a whole number from {} to {}",
+                    shown(text),
+                    range.start(),
+                    range.end()
+                ),
+            )
+        })
+}
+
 /// The window of `since` and `until` when `since` is given (as [`window`] reads them), else the
 /// `span` seconds before `until` (default `now`). `last` is the parameter that gives the span:
 /// its name, whether it was given (refused beside `since`), and the span.

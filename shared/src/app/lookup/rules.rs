@@ -96,29 +96,12 @@ impl Lookup {
         params: &RulesParams,
         deadline: Instant,
     ) -> Result<RulesPage, Failure> {
-        let bounded = |name: &'static str,
-                       given: &Option<String>,
-                       default: i64,
-                       min: i64,
-                       max: i64|
-         -> Result<i64, Failure> {
-            match given.as_deref().map(str::trim) {
-                None => Ok(default),
-                Some(text) => text
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|n| (min..=max).contains(n))
-                    .ok_or_else(|| {
-                        field_error(
-                            name,
-                            format!("{} is not a whole number from {min} to {max}", shown(text)),
-                        )
-                    }),
-            }
+        let number = |name, given: &Option<String>, default, range| {
+            whole_number(name, given.as_deref(), default, range)
         };
-        let days = bounded("days", &params.days, HIT_WINDOW_DAYS, 1, HIT_WINDOW_DAYS)?;
-        let offset = bounded("offset", &params.offset, 0, 0, i64::from(u32::MAX))? as usize;
-        let limit = bounded("limit", &params.limit, 500, 1, MAX_RULES_PAGE as i64)? as usize;
+        let days = number("days", &params.days, HIT_WINDOW_DAYS, 1..=HIT_WINDOW_DAYS)?;
+        let offset = number("offset", &params.offset, 0, 0..=i64::from(u32::MAX))? as usize;
+        let limit = number("limit", &params.limit, 500, 1..=i64::from(MAX_RULES_PAGE))? as usize;
         let now = chrono::Utc::now().timestamp();
         let (since, until) = window_or_last(
             params.since.as_deref(),
@@ -304,27 +287,8 @@ impl Lookup {
         params: &TopRulesParams,
         deadline: Instant,
     ) -> Result<TopRules, Failure> {
-        let bounded = |name: &'static str,
-                       given: &Option<String>,
-                       default: i64,
-                       max: i64|
-         -> Result<i64, Failure> {
-            match given.as_deref() {
-                None => Ok(default),
-                Some(text) => text
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|n| (1..=max).contains(n))
-                    .ok_or_else(|| {
-                        field_error(
-                            name,
-                            format!("{} is not a whole number from 1 to {max}", shown(text)),
-                        )
-                    }),
-            }
-        };
-        let hours = bounded("hours", &params.hours, 24, 720)?;
-        let limit = bounded("limit", &params.limit, 10, 50)?;
+        let hours = whole_number("hours", params.hours.as_deref(), 24, 1..=720)?;
+        let limit = whole_number("limit", params.limit.as_deref(), 10, 1..=50)?;
         let now = chrono::Utc::now().timestamp();
         let (since, until) = window_or_last(
             params.since.as_deref(),

@@ -122,45 +122,20 @@ impl Lookup {
         params: &PeersParams,
         deadline: Instant,
     ) -> Result<Grouped, Failure> {
-        let bits = |name: &str, given: &Option<String>, default: u8, max: u8| {
-            given.as_deref().map_or(Ok(default), |text| {
-                text.trim()
-                    .parse::<u8>()
-                    .ok()
-                    .filter(|n| (1..=max).contains(n))
-                    .ok_or_else(|| {
-                        field_error(
-                            name,
-                            format!("{} is not a whole number from 1 to {max}", shown(text)),
-                        )
-                    })
-            })
-        };
-        let prefix = bits("prefix", &params.prefix, 24, 32)?;
-        let prefix6 = bits("prefix6", &params.prefix6, 64, 128)?;
-        let limit = match params.limit.as_deref() {
-            None => 100,
-            Some(text) => text
-                .trim()
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=MAX_PEER_GROUPS).contains(n))
-                .ok_or_else(|| {
-                    field_error(
-                        "limit",
-                        format!(
-                            "{} is not a whole number from 1 to {MAX_PEER_GROUPS}",
-                            shown(text)
-                        ),
-                    )
-                })?,
-        };
-        let offset = match params.offset.as_deref() {
-            None => 0,
-            Some(text) => text.trim().parse::<usize>().map_err(|_| {
-                field_error("offset", format!("{} is not a whole number", shown(text)))
-            })?,
-        };
+        let prefix = whole_number("prefix", params.prefix.as_deref(), 24, 1..=32)? as u8;
+        let prefix6 = whole_number("prefix6", params.prefix6.as_deref(), 64, 1..=128)? as u8;
+        let limit = whole_number(
+            "limit",
+            params.limit.as_deref(),
+            100,
+            1..=MAX_PEER_GROUPS as i64,
+        )? as usize;
+        let offset = whole_number(
+            "offset",
+            params.offset.as_deref(),
+            0,
+            0..=i64::from(u32::MAX),
+        )? as usize;
         let filter = traffic_filter(
             &TrafficParams {
                 vpc: params.vpc.clone(),
