@@ -539,6 +539,31 @@ async fn the_three_jobs_in_the_console() {
     }
     find(&client, "#talkers tr td").await;
     screenshot(&client, "traffic").await;
+    // The talkers page on: the next page starts with the 21st (#37).
+    let first = find(&client, "#talkers tbody tr")
+        .await
+        .text()
+        .await
+        .unwrap();
+    click(&client, "#talkers-next").await;
+    ready(&client).await;
+    assert!(hash(&client).await.contains("talkers_offset=20"));
+    let next = find(&client, "#talkers tbody tr")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_ne!(first, next, "another page");
+    click(&client, "#talkers-previous").await;
+    ready(&client).await;
+    assert_eq!(
+        find(&client, "#talkers tbody tr")
+            .await
+            .text()
+            .await
+            .unwrap(),
+        first
+    );
     // Where prod's inbound traffic comes from, grouped by network, against the records (#37).
     click(&client, ".tabs button[data-scope='vpc_inbound']").await;
     ready(&client).await;

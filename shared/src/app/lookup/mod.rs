@@ -1086,6 +1086,54 @@ mod tests {
         std::fs::remove_dir_all(dir).ok();
     }
 
+    /// Talkers page: the second page starts where the first ended, most bytes first.
+    #[cfg(feature = "local-store")]
+    #[test]
+    fn talkers_page_past_the_first() {
+        let (lookup, dir) = lookup();
+        let now = chrono::Utc::now().timestamp();
+        let lines: String = (1..=5u64)
+            .map(|i| {
+                json!({"record_type": "traffic", "record_id": format!("{i:016x}"), "time": now - 60,
+                       "last_seen": now - 60, "src_ip": format!("10.0.2.{i}"), "dst_ip": "10.0.3.10",
+                       "dst_port": 3306, "protocol_name": "TCP", "scope": "inter_subnet",
+                       "src_vpc": "vpc-prod0001", "dst_vpc": "vpc-prod0001", "fl_action": "ACCEPT",
+                       "flows": 1, "packets": 1, "bytes": 100 * i})
+                .to_string()
+                    + "\n"
+            })
+            .collect();
+        let lookup = with_records(lookup, &dir, &lines);
+        let page = |offset: &str| {
+            let query = json!({"vpc": "vpc-prod0001", "since": (now - 3600).to_string(), "talkers": "2", "talkers_offset": offset});
+            call_query(&lookup, "GET", "/v1/traffic", &query, None)
+        };
+        let sources = |answer: &Value| -> Vec<String> {
+            answer["talkers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["src_ip"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let (status, first) = page("0");
+        assert_eq!(status, 200, "{first}");
+        assert_eq!(sources(&first), ["10.0.2.5", "10.0.2.4"]);
+        let (_, second) = page("2");
+        assert_eq!(
+            (sources(&second), second["talkers_offset"].as_u64()),
+            (
+                vec!["10.0.2.3".to_string(), "10.0.2.2".to_string()],
+                Some(2)
+            )
+        );
+        let (_, last) = page("4");
+        assert_eq!(sources(&last), ["10.0.2.1"]);
+        let (status, _) = page("9001");
+        assert_eq!(status, 400);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
     /// A rule that names templates lists them with their names and members, a group followed
     /// by its members; a rule that names none has no templates.
     #[test]

@@ -198,12 +198,23 @@ impl Lookup {
         params: &TrafficParams,
         deadline: Instant,
     ) -> Result<TrafficAnswer, Failure> {
-        let filter = traffic_filter(params, chrono::Utc::now().timestamp())?;
+        let mut filter = traffic_filter(params, chrono::Utc::now().timestamp())?;
+        // A later page of talkers: the stores rank the first `offset + talkers`, the page skips
+        // `offset` (at most 10,000 in all, what a CLS SQL answer holds).
+        let offset = whole_number(
+            "talkers_offset",
+            params.talkers_offset.as_deref(),
+            0,
+            0..=i64::from(MAX_TALKERS_RANKED - MAX_TALKERS),
+        )? as u32;
+        filter.talkers += offset;
         let store = self.store()?;
-        let view = store
+        let mut view = store
             .traffic(&filter, deadline)
             .await
             .map_err(|failure| search_failed(failure, "the records search expired: ask again"))?;
+        view.talkers
+            .drain(..(offset as usize).min(view.talkers.len()));
         // The talkers' names from the snapshot (a courtesy: none without one).
         let mut names = std::collections::BTreeMap::new();
         if let Ok(engine) = self.engine(deadline).await {
@@ -224,6 +235,7 @@ impl Lookup {
             }
         }
         Ok(TrafficAnswer {
+            talkers_offset: offset,
             names,
             src_subnet: filter.src_subnet.clone(),
             dst_subnet: filter.dst_subnet.clone(),
@@ -343,12 +355,18 @@ pub struct TrafficParams {
     /// Rows of top talkers, 1-1000 (default 20).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub(crate) talkers: Option<String>,
+    /// Talkers skipped first, most bytes first (0-9000, default 0): the next page of talkers.
+    #[param(value_type = Option<u32>, minimum = 0, maximum = 9000)]
+    pub(crate) talkers_offset: Option<String>,
     /// The time series' step, seconds: a whole number of minutes, at most a day, and at most
     /// 120 points over the window (default: the smallest such of 1, 5, 15, 30 minutes, 1, 3,
     /// 6 hours, a day).
     #[param(value_type = Option<u32>, minimum = 60, maximum = 86400)]
     pub(crate) step: Option<String>,
 }
+
+/// Most talkers ranked for one `/v1/traffic` page: its offset and its talkers together.
+pub(crate) const MAX_TALKERS_RANKED: u32 = 10_000;
 
 /// Most groups one `/v1/traffic/peers` answer lists.
 pub(crate) const MAX_PEER_GROUPS: usize = 1000;
@@ -451,6 +469,8 @@ pub struct TrafficAnswer {
     pub src_subnet: Option<String>,
     /// The destination subnet asked for.
     pub dst_subnet: Option<String>,
+    /// The first talker's place among all, from 0.
+    pub talkers_offset: u32,
     /// The talkers' addresses that have a name in the snapshot: the instance's, else the
     /// subnet's.
     pub names: std::collections::BTreeMap<String, String>,
