@@ -156,14 +156,12 @@ impl Lookup {
             .rules()
             .iter()
             .enumerate()
-            .filter(|(i, compiled)| {
-                filter.keeps(
-                    &compiled.rule,
-                    hits_of(&compiled.rule.uuid).as_ref(),
-                    findings.contains_key(i),
-                )
+            .filter_map(|(i, compiled)| {
+                let hits = hits_of(&compiled.rule.uuid);
+                filter
+                    .keeps(&compiled.rule, hits.as_ref(), findings.contains_key(&i))
+                    .then(|| (i, hits.map_or(0, |h| h.hits)))
             })
-            .map(|(i, compiled)| (i, hits_of(&compiled.rule.uuid).map_or(0, |h| h.hits)))
             .collect();
         if filter.by_hits {
             kept.sort_by_key(|&(i, hits)| (std::cmp::Reverse(hits), i));

@@ -282,22 +282,12 @@ pub(crate) fn traffic_filter(params: &TrafficParams, now: i64) -> Result<Traffic
     filter.scope = named("scope", &params.scope, &scopes)?.map(|i| Scope::VARIANTS[i]);
     filter.peer = named("peer", &params.peer, &peers)?.map(|i| Peer::VARIANTS[i]);
     filter.fl_action = fl_action(params.fl_action.as_deref())?;
-    if let Some(text) = params.talkers.as_deref() {
-        filter.talkers = text
-            .trim()
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=MAX_TALKERS).contains(n))
-            .ok_or_else(|| {
-                field_error(
-                    "talkers",
-                    format!(
-                        "{} is not a whole number from 1 to {MAX_TALKERS}",
-                        shown(text)
-                    ),
-                )
-            })?;
-    }
+    filter.talkers = whole_number(
+        "talkers",
+        params.talkers.as_deref(),
+        i64::from(filter.talkers),
+        1..=i64::from(MAX_TALKERS),
+    )? as u32;
     if let Some(text) = params.step.as_deref() {
         let smallest = series_step(since, until);
         filter.bucket = text

@@ -286,23 +286,12 @@ impl Lookup {
     ) -> Result<WhatIfAnswer, Failure> {
         let filter = conversations_of(&params.since, &params.until, &params.vpc)?;
         let (since, until) = (filter.since, filter.until);
-        let listed = match params.limit.as_deref() {
-            None => 100,
-            Some(text) => text
-                .trim()
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=MAX_LISTED).contains(n))
-                .ok_or_else(|| {
-                    field_error(
-                        "limit",
-                        format!(
-                            "{} is not a whole number from 1 to {MAX_LISTED}",
-                            shown(text)
-                        ),
-                    )
-                })?,
-        };
+        let listed = whole_number(
+            "limit",
+            params.limit.as_deref(),
+            100,
+            1..=i64::from(MAX_LISTED),
+        )? as u32;
         let proposal: WhatIfBody = body_json(
             body,
             "invalid_body",

@@ -1378,30 +1378,15 @@ pub mod peers {
         v6: u8,
     ) -> Vec<PeerGroup> {
         let mut groups: HashMap<(Peer, Option<&str>, ipnet::IpNet), PeerGroup> = HashMap::new();
-        for talker in conversations {
-            let (Ok(src), Ok(dst)) = (
-                talker.src_ip.parse::<IpAddr>(),
-                talker.dst_ip.parse::<IpAddr>(),
-            ) else {
-                continue;
-            };
-            let placed = topology.place(src, dst, None);
-            let inside = |vpc_of: Option<&str>| vpc_of == Some(vpc);
-            let (ip, location) = if inside(placed.dst.vpc) && !inside(placed.src.vpc) {
-                (src, &placed.src)
-            } else if inside(placed.src.vpc) && !inside(placed.dst.vpc) {
+        for (talker, src, dst, placed) in placed(topology, conversations) {
+            // The end outside the VPC; within it (or for both outside), the initiator.
+            let outside_dst = placed.src.vpc == Some(vpc) && placed.dst.vpc != Some(vpc);
+            let (ip, location) = if outside_dst {
                 (dst, &placed.dst)
             } else {
                 (src, &placed.src)
             };
-            let bits = if ip.is_ipv4() {
-                v4.min(32)
-            } else {
-                v6.min(128)
-            };
-            let network = ipnet::IpNet::new(ip, bits)
-                .expect("bits are bounded")
-                .trunc();
+            let network = network(ip, v4, v6);
             let peer = super::traffic::peer_of(&placed, src, dst);
             let group = groups
                 .entry((peer, location.vpc, network))
@@ -1424,6 +1409,37 @@ pub mod peers {
                 .then_with(|| a.vpc.cmp(&b.vpc))
         });
         groups
+    }
+
+    /// Each conversation whose addresses parse, with them and where the topology places them.
+    fn placed<'a, 't>(
+        topology: &'t Topology,
+        conversations: &'a [Talker],
+    ) -> impl Iterator<
+        Item = (
+            &'a Talker,
+            IpAddr,
+            IpAddr,
+            crate::core::engine::Placement<'t>,
+        ),
+    > {
+        conversations.iter().filter_map(move |talker| {
+            let src = talker.src_ip.parse::<IpAddr>().ok()?;
+            let dst = talker.dst_ip.parse::<IpAddr>().ok()?;
+            Some((talker, src, dst, topology.place(src, dst, None)))
+        })
+    }
+
+    /// `ip`'s network: IPv4 at `v4` bits, IPv6 at `v6` (each at most the address's length).
+    fn network(ip: IpAddr, v4: u8, v6: u8) -> ipnet::IpNet {
+        let bits = if ip.is_ipv4() {
+            v4.min(32)
+        } else {
+            v6.min(128)
+        };
+        ipnet::IpNet::new(ip, bits)
+            .expect("bits are bounded")
+            .trunc()
     }
 
     /// One end of an instance pair: an instance, or (an address of none) its network.
@@ -1469,31 +1485,14 @@ pub mod peers {
                 name: location.instance_name.map(str::to_string),
                 vpc: location.vpc.map(str::to_string),
             },
-            None => {
-                let bits = if ip.is_ipv4() {
-                    v4.min(32)
-                } else {
-                    v6.min(128)
-                };
-                End {
-                    id: ipnet::IpNet::new(ip, bits)
-                        .expect("bits are bounded")
-                        .trunc()
-                        .to_string(),
-                    name: None,
-                    vpc: location.vpc.map(str::to_string),
-                }
-            }
+            None => End {
+                id: network(ip, v4, v6).to_string(),
+                name: None,
+                vpc: location.vpc.map(str::to_string),
+            },
         };
         let mut pairs: HashMap<(End, End), InstancePair> = HashMap::new();
-        for talker in conversations {
-            let (Ok(src), Ok(dst)) = (
-                talker.src_ip.parse::<IpAddr>(),
-                talker.dst_ip.parse::<IpAddr>(),
-            ) else {
-                continue;
-            };
-            let placed = topology.place(src, dst, None);
+        for (talker, src, dst, placed) in placed(topology, conversations) {
             let key = (end(src, &placed.src), end(dst, &placed.dst));
             let pair = pairs.entry(key.clone()).or_insert_with(|| InstancePair {
                 src: key.0,
