@@ -11,6 +11,9 @@
 //! one copy (the first).
 
 mod blocks;
+mod line;
+
+pub use line::RecordLine;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -18,7 +21,7 @@ use std::sync::Mutex;
 
 use rusqlite::types::Value as Sql;
 use rusqlite::{params_from_iter, Connection, OpenFlags, OptionalExtension};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::core::ports::{RecordsStore, SearchFuture, StoreFailure};
 use crate::core::search::{
@@ -267,7 +270,8 @@ fn address_text(key: i64, names: &HashMap<i64, String>) -> String {
 
 /// Names while an import runs: every one read once, new ones added.
 struct Names {
-    ids: HashMap<String, i64>,
+    /// Looked up for most fields of every record imported: foldhash, not SipHash.
+    ids: foldhash::HashMap<String, i64>,
 }
 
 impl Names {
@@ -298,9 +302,19 @@ struct Import<'t> {
     counters: rusqlite::Statement<'t>,
     bodies: rusqlite::Statement<'t>,
     /// The block being filled: the rowid of its first record, and its records.
-    block: (i64, Vec<Map<String, Value>>),
+    block: (i64, Vec<blocks::Body>),
     /// The JSON bytes of the block's records so far.
     block_bytes: usize,
+}
+
+/// What [`Import::store`] made of a line.
+enum Written {
+    /// Not a record: no type, id or time.
+    NotARecord,
+    /// Stored whole in its row (a traffic record), or already stored.
+    Done,
+    /// A new row whose body is to join the block: its rowid and the fields the body keeps.
+    Body { rowid: i64, spans: Vec<line::Span> },
 }
 
 impl<'t> Import<'t> {
@@ -335,18 +349,18 @@ impl<'t> Import<'t> {
     }
 
     /// A text field as its id in `names`.
-    fn named(&mut self, record: &Map<String, Value>, key: &str) -> rusqlite::Result<Sql> {
-        Ok(match record.get(key).and_then(Value::as_str) {
-            Some(text) => Sql::Integer(self.names.id(&mut self.name, text)?),
+    fn named(&mut self, record: &RecordLine<'_>, key: &str) -> rusqlite::Result<Sql> {
+        Ok(match record.str(key) {
+            Some(text) => Sql::Integer(self.names.id(&mut self.name, &text)?),
             None => Sql::Null,
         })
     }
 
     /// An address field as its number ([`address_key`]), and whether that number gives the
     /// field back as it was.
-    fn address(&mut self, record: &Map<String, Value>, key: &str) -> rusqlite::Result<(Sql, bool)> {
-        let text = record.get(key).and_then(Value::as_str).unwrap_or("");
-        Ok(match address_key(text) {
+    fn address(&mut self, record: &RecordLine<'_>, key: &str) -> rusqlite::Result<(Sql, bool)> {
+        let text = record.str(key).unwrap_or_default();
+        Ok(match address_key(&text) {
             Some(AddressKey::V4(n)) => (
                 Sql::Integer(i64::from(n)),
                 std::net::Ipv4Addr::from(n).to_string() == text,
@@ -359,27 +373,18 @@ impl<'t> Import<'t> {
         })
     }
 
-    /// Stores `record`; false when it is not a record (no type, id or time) or is already
-    /// stored.
-    fn store(
-        &mut self,
-        record: Map<String, Value>,
-        bytes: usize,
-    ) -> rusqlite::Result<Option<bool>> {
-        let number = |key: &str| {
-            record
-                .get(key)
-                .and_then(Value::as_i64)
-                .map_or(Sql::Null, Sql::Integer)
-        };
+    /// Stores `record`'s row: a traffic record whole, any other as the numbers searches filter
+    /// on, its body left for [`Self::keep`].
+    fn store(&mut self, record: &RecordLine<'_>) -> rusqlite::Result<Written> {
+        let number = |key: &str| record.i64(key).map_or(Sql::Null, Sql::Integer);
         let (Some(kind), Some(id), Some(time)) = (
-            record.get("record_type").and_then(Value::as_str),
-            record.get("record_id").and_then(Value::as_str),
-            record.get("time").and_then(Value::as_i64),
+            record.str("record_type"),
+            record.str("record_id"),
+            record.i64("time"),
         ) else {
-            return Ok(None);
+            return Ok(Written::NotARecord);
         };
-        let rid = record_id(id);
+        let rid = record_id(&id);
         if kind == "traffic" {
             let mut values = vec![rid, Sql::Integer(time), number("last_seen")];
             for key in [
@@ -390,31 +395,32 @@ impl<'t> Import<'t> {
                 "src_subnet",
                 "dst_subnet",
             ] {
-                values.push(self.named(&record, key)?);
+                values.push(self.named(record, key)?);
             }
-            values.push(self.address(&record, "src_ip")?.0);
-            values.push(self.address(&record, "dst_ip")?.0);
+            values.push(self.address(record, "src_ip")?.0);
+            values.push(self.address(record, "dst_ip")?.0);
             values.push(number("dst_port"));
-            values.push(self.named(&record, "protocol_name")?);
-            values.push(self.named(&record, "fl_action")?);
+            values.push(self.named(record, "protocol_name")?);
+            values.push(self.named(record, "fl_action")?);
             values.extend(["flows", "packets", "bytes"].map(number));
-            values.push(match record.get("enis") {
-                Some(Value::String(enis)) => Sql::Text(enis.clone()),
-                _ => Sql::Null,
-            });
-            return Ok(Some(self.traffic.execute(params_from_iter(values))? == 1));
+            values.push(
+                record
+                    .str("enis")
+                    .map_or(Sql::Null, |enis| Sql::Text(enis.into_owned())),
+            );
+            self.traffic.execute(params_from_iter(values))?;
+            return Ok(Written::Done);
         }
-        let kind_id = Sql::Integer(self.names.id(&mut self.name, kind)?);
-        let rule_hits = kind == "rule_hits";
-        let (src, src_back) = self.address(&record, "src_ip")?;
-        let (dst, dst_back) = self.address(&record, "dst_ip")?;
+        let kind_id = Sql::Integer(self.names.id(&mut self.name, &kind)?);
+        let (src, src_back) = self.address(record, "src_ip")?;
+        let (dst, dst_back) = self.address(record, "dst_ip")?;
         let mut values = vec![kind_id, rid, Sql::Integer(time), src.clone(), dst.clone()];
         values.extend(["dst_port", "protocol"].map(number));
         for key in &MOVED[6..] {
-            values.push(self.named(&record, key)?);
+            values.push(self.named(record, key)?);
         }
         // Which fields the columns give back as they were.
-        let same_number = |key: &str, column: &Sql| matches!(column, Sql::Integer(n) if *n >= 0 && record.get(key).and_then(Value::as_i64) == Some(*n));
+        let same_number = |key: &str, column: &Sql| matches!(column, Sql::Integer(n) if *n >= 0 && record.i64(key) == Some(*n));
         let back = [
             src_back,
             dst_back,
@@ -433,10 +439,10 @@ impl<'t> Import<'t> {
         let rowid = match self.records.insert(params_from_iter(values)) {
             Ok(rowid) => rowid,
             // Already stored (INSERT OR IGNORE changed nothing).
-            Err(rusqlite::Error::StatementChangedRows(0)) => return Ok(Some(false)),
+            Err(rusqlite::Error::StatementChangedRows(0)) => return Ok(Written::Done),
             Err(e) => return Err(e),
         };
-        if rule_hits {
+        if kind == "rule_hits" {
             let mut values = vec![Sql::Integer(rowid)];
             values.extend(
                 [
@@ -450,6 +456,19 @@ impl<'t> Import<'t> {
             );
             self.counters.execute(params_from_iter(values))?;
         }
+        let spans = record.spans(|key| {
+            blocks::COLUMN_KEYS.contains(&key)
+                || MOVED
+                    .iter()
+                    .position(|moved_key| *moved_key == key)
+                    .is_some_and(|bit| moved & (1 << bit) != 0)
+        });
+        Ok(Written::Body { rowid, spans })
+    }
+
+    /// Adds the body of the record stored at `rowid` to the block being filled.
+    fn keep(&mut self, rowid: i64, body: blocks::Body) -> rusqlite::Result<()> {
+        let bytes = body.line.len();
         // A block covers consecutive rowids, and about a MiB of records at most.
         if !self.block.1.is_empty()
             && (rowid != self.block.0 + self.block.1.len() as i64
@@ -461,17 +480,11 @@ impl<'t> Import<'t> {
         if self.block.1.is_empty() {
             self.block.0 = rowid;
         }
-        let mut record = record;
-        for (bit, key) in MOVED.iter().enumerate() {
-            if moved & (1 << bit) != 0 {
-                record.remove(*key);
-            }
-        }
-        self.block.1.push(record);
+        self.block.1.push(body);
         if self.block.1.len() == blocks::BLOCK {
             self.flush()?;
         }
-        Ok(Some(true))
+        Ok(())
     }
 
     /// Writes the block being filled.
@@ -566,7 +579,7 @@ impl LocalRecords {
     pub fn import_with(
         &self,
         lines: impl std::io::BufRead,
-        mut each: impl FnMut(&Value),
+        mut each: impl FnMut(&RecordLine<'_>),
     ) -> Result<Imported, LocalStoreError> {
         let path = &self.path;
         let failed = |e: rusqlite::Error| Self::error(path, e);
@@ -589,20 +602,21 @@ impl LocalRecords {
                     imported.skipped += 1;
                     continue;
                 }
-                let record = match serde_json::from_str::<Value>(&line) {
-                    Ok(record @ Value::Object(_)) => record,
-                    _ => {
-                        imported.skipped += 1;
-                        continue;
-                    }
+                let Some(record) = RecordLine::parse(&line) else {
+                    imported.skipped += 1;
+                    continue;
                 };
                 each(&record);
-                let Value::Object(record) = record else {
-                    unreachable!("matched above")
-                };
-                match import.store(record, line.len()).map_err(failed)? {
-                    Some(_) => imported.records += 1,
-                    None => imported.skipped += 1,
+                match import.store(&record).map_err(failed)? {
+                    Written::NotARecord => imported.skipped += 1,
+                    Written::Done => imported.records += 1,
+                    Written::Body { rowid, spans } => {
+                        imported.records += 1;
+                        drop(record);
+                        import
+                            .keep(rowid, blocks::Body { line, spans })
+                            .map_err(failed)?;
+                    }
                 }
             }
             import.flush().map_err(failed)?;
