@@ -4,11 +4,14 @@
 
 use std::path::{Path, PathBuf};
 
-use std::cell::{Cell, RefCell};
+use std::io::BufRead as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use super::{absolute, exit_code, print_result, snapshot_location, FeedArgs, Outcome, RunArgs};
 use crate::emulator::{clsfeed, Emulator};
 use crate::standins::alerts::AlertReceiver;
+use esgflow::adapters::sqlite::RecordLine;
 
 /// `esgflow replay` arguments.
 #[derive(clap::Args)]
@@ -53,22 +56,16 @@ pub async fn run(args: Args) -> Outcome {
     let file = std::fs::File::open(&args.flowlog)
         .map_err(|e| format!("reading {}: {e}", args.flowlog.display()))?;
     let size = file.metadata()?.len();
-    let (read, read_error) = (Cell::new(0u64), RefCell::new(None));
-    let (lines_read, progress) = (Cell::new(0u64), super::Progress::bytes("read", size));
-    let lines = std::io::BufRead::lines(std::io::BufReader::with_capacity(1 << 20, file))
-        .map_while(|line| match line {
-            Ok(line) => {
-                read.set(read.get() + line.len() as u64 + 1);
-                lines_read.set(lines_read.get() + 1);
-                Some(line)
-            }
-            Err(err) => {
-                *read_error.borrow_mut() = Some(err);
-                None
-            }
-        });
-    let options = args.feed.options();
-    let events = clsfeed::events(lines, &options);
+    let progress = super::Progress::bytes("read", size);
+    // The file is cut into events on a thread of its own while the function runs, and the
+    // store takes the records in on another as each invocation writes them: the three share
+    // the machine's cores instead of taking turns (docs/performance.md, "Replaying a day").
+    let cut = Arc::new(Cut::default());
+    let (events_to_run, mut events) = tokio::sync::mpsc::channel(2);
+    let cutter = std::thread::spawn({
+        let (cut, options) = (cut.clone(), args.feed.options());
+        move || cut.run(file, &options, events_to_run)
+    });
     let mut spec = args.run.spec("audit");
     if let Some(snapshot) = &args.snapshot {
         spec.env
@@ -81,6 +78,22 @@ pub async fn run(args: Args) -> Outcome {
         spec.env
             .push(("ESGFLOW_JSONL_PATH".into(), absolute(records)?));
     }
+    // The store's import, and the report summed as it reads, beside the function.
+    let (written, importer) = match (&args.store, &args.records) {
+        (Some(store), Some(records)) => {
+            let (written, sizes) = std::sync::mpsc::channel();
+            let (store, records) = (store.clone(), records.clone());
+            let importer = std::thread::spawn(move || {
+                let mut report = super::report::Report::default();
+                let lines = std::io::BufReader::with_capacity(1 << 20, Tail::new(records, sizes));
+                fill_store(&store, lines, |record| report.add(record))
+                    .map(|imported| (imported, report))
+                    .map_err(|e| e.to_string())
+            });
+            (Some(written), Some(importer))
+        }
+        _ => (None, None),
+    };
     let receiver = match args.alerts {
         true => Some(AlertReceiver::start().await?),
         false => None,
@@ -95,14 +108,21 @@ pub async fn run(args: Args) -> Outcome {
         args.flowlog.display()
     );
     let started = std::time::Instant::now();
-    for event in events {
+    while let Some(event) = events.recv().await {
         let event = event?;
         count += 1;
         let size = event.len();
         let invocation = emulator.invoke(event).await?;
+        if let (Some(written), Some(records)) = (&written, &args.records) {
+            // What this invocation wrote is whole in the file now: the store may read it.
+            let _ = written.send(std::fs::metadata(records).map_or(0, |m| m.len()));
+        }
         progress.set(
-            read.get(),
-            &format!("{} lines, {count} events", lines_read.get()),
+            cut.bytes.load(Ordering::Relaxed),
+            &format!(
+                "{} lines, {count} events",
+                cut.lines.load(Ordering::Relaxed)
+            ),
         );
         let timing = format!(
             "{:?}{}",
@@ -136,25 +156,43 @@ pub async fn run(args: Args) -> Outcome {
         failed += usize::from(!invocation.result.is_response());
     }
     progress.finish();
-    if let Some(err) = read_error.take() {
-        return Err(format!("reading {}: {err}", args.flowlog.display()).into());
-    }
+    cutter
+        .join()
+        .map_err(|_| "the thread cutting events failed")?
+        .map_err(|err| format!("reading {}: {err}", args.flowlog.display()))?;
+    let lines = cut.lines.load(Ordering::Relaxed);
     let seconds = started.elapsed().as_secs_f64();
     println!(
-        "replayed {} lines as {count} events in {seconds:.1} s ({:.0} lines/s)",
-        lines_read.get(),
-        lines_read.get() as f64 / seconds.max(1e-9)
+        "replayed {lines} lines as {count} events in {seconds:.1} s ({:.0} lines/s)",
+        lines as f64 / seconds.max(1e-9)
     );
+    drop(written);
+    let stored = match importer {
+        Some(importer) => Some(
+            importer
+                .join()
+                .map_err(|_| "the thread filling the store failed")??,
+        ),
+        None => None,
+    };
     if let Some(records) = &args.records {
-        // One read of the records: the report summed as the store takes them in.
         let mut report = super::report::Report::default();
-        let imported = match &args.store {
-            Some(store) => Some(fill_store(store, records, |record| report.add(record))?),
+        let imported = match stored {
+            Some((imported, summed)) => {
+                report = summed;
+                let seconds = started.elapsed().as_secs_f64();
+                println!(
+                    "stored {} records as they were written: {lines} lines in {seconds:.1} s end to end ({:.0} lines/s)",
+                    imported.records,
+                    lines as f64 / seconds.max(1e-9)
+                );
+                Some(imported)
+            }
             None if records.exists() => {
                 let file = std::io::BufReader::new(std::fs::File::open(records)?);
                 for line in std::io::BufRead::lines(file) {
-                    if let Ok(value) = serde_json::from_str::<serde_json::Value>(&line?) {
-                        report.add(&value);
+                    if let Some(record) = RecordLine::parse(&line?) {
+                        report.add(&record);
                     }
                 }
                 None
@@ -187,8 +225,8 @@ pub async fn run(args: Args) -> Outcome {
 /// each to `each` as it is stored.
 fn fill_store(
     store: &Path,
-    records: &Path,
-    each: impl FnMut(&serde_json::Value),
+    lines: impl std::io::BufRead,
+    each: impl FnMut(&RecordLine<'_>),
 ) -> Result<esgflow::adapters::sqlite::Imported, Box<dyn std::error::Error>> {
     if let Some(parent) = store.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
@@ -197,8 +235,98 @@ fn fill_store(
         std::fs::remove_file(store)?;
     }
     let database = esgflow::adapters::sqlite::LocalRecords::create(store)?;
-    let lines = std::io::BufReader::new(std::fs::File::open(records)?);
     Ok(database.import_with(lines, each)?)
+}
+
+/// The cutting of the flow-log file into events, and how far it has read.
+#[derive(Default)]
+struct Cut {
+    bytes: AtomicU64,
+    lines: AtomicU64,
+}
+
+impl Cut {
+    /// Cuts `file` into events, sending each to `events`; stops early when nobody receives.
+    fn run(
+        &self,
+        file: std::fs::File,
+        options: &clsfeed::FeedOptions,
+        events: tokio::sync::mpsc::Sender<Result<Vec<u8>, clsfeed::FeedError>>,
+    ) -> std::io::Result<()> {
+        let mut error = None;
+        let lines = std::io::BufReader::with_capacity(1 << 20, file)
+            .lines()
+            .map_while(|line| match line {
+                Ok(line) => {
+                    self.bytes
+                        .fetch_add(line.len() as u64 + 1, Ordering::Relaxed);
+                    self.lines.fetch_add(1, Ordering::Relaxed);
+                    Some(line)
+                }
+                Err(err) => {
+                    error = Some(err);
+                    None
+                }
+            });
+        for event in clsfeed::events(lines, options) {
+            if events.blocking_send(event).is_err() {
+                break;
+            }
+        }
+        error.map_or(Ok(()), Err)
+    }
+}
+
+/// The records file as the function writes it: read up to the length last sent, then waiting
+/// for the next; it ends when the sender is dropped.
+struct Tail {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+    /// Bytes read, and bytes known to be whole in the file.
+    read: u64,
+    written: u64,
+    sizes: std::sync::mpsc::Receiver<u64>,
+}
+
+impl Tail {
+    fn new(path: PathBuf, sizes: std::sync::mpsc::Receiver<u64>) -> Self {
+        Self {
+            path,
+            file: None,
+            read: 0,
+            written: 0,
+            sizes,
+        }
+    }
+}
+
+impl std::io::Read for Tail {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.read == self.written {
+            match self.sizes.recv() {
+                Ok(size) => self.written = self.written.max(size),
+                Err(_) => return Ok(0),
+            }
+        }
+        let file = match &mut self.file {
+            Some(file) => file,
+            None => self.file.insert(std::fs::File::open(&self.path)?),
+        };
+        let want = buf.len().min((self.written - self.read) as usize);
+        let n = file.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "{} ended before its {} bytes",
+                    self.path.display(),
+                    self.written
+                ),
+            ));
+        }
+        self.read += n as u64;
+        Ok(n)
+    }
 }
 
 /// One line out of an audit summary.
@@ -226,4 +354,56 @@ fn one_line(summary: &serde_json::Value) -> String {
         n("replies"),
         map("records")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The store reads what each invocation wrote as soon as it is said to be whole, waits
+    /// for more, and ends when the replay does.
+    #[test]
+    fn the_tail_reads_each_invocation_as_it_is_written() {
+        let dir = std::env::temp_dir().join(format!("esgflow-tail-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("records.jsonl");
+        std::fs::write(&path, "").unwrap();
+        let (written, sizes) = std::sync::mpsc::channel();
+        let (got, lines) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn({
+            let path = path.clone();
+            move || {
+                for line in std::io::BufReader::new(Tail::new(path, sizes)).lines() {
+                    got.send(line.unwrap()).unwrap();
+                }
+            }
+        });
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        for batch in [["a", "b"], ["c", "d"]] {
+            for line in batch {
+                std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes()).unwrap();
+            }
+            written
+                .send(std::fs::metadata(&path).unwrap().len())
+                .unwrap();
+            for line in batch {
+                let read = lines.recv_timeout(std::time::Duration::from_secs(10));
+                assert_eq!(read.unwrap(), line);
+            }
+        }
+        std::io::Write::write_all(&mut file, b"e").unwrap();
+        assert!(lines
+            .recv_timeout(std::time::Duration::from_millis(100))
+            .is_err());
+        drop(written);
+        reader.join().unwrap();
+        assert!(
+            lines.try_recv().is_err(),
+            "the unsaid half line is not read"
+        );
+        std::fs::remove_dir_all(dir).ok();
+    }
 }

@@ -1,19 +1,20 @@
 //! The readable summary `make run` prints: what a batch of ESG flow-log records says.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
-use serde_json::Value;
+use esgflow::adapters::sqlite::RecordLine;
 
-fn text<'a>(record: &'a Value, key: &str) -> &'a str {
-    record.get(key).and_then(Value::as_str).unwrap_or("")
+fn text<'a>(record: &RecordLine<'a>, key: &str) -> Cow<'a, str> {
+    record.str(key).unwrap_or_default()
 }
 
-fn number(record: &Value, key: &str) -> u64 {
-    record.get(key).and_then(Value::as_u64).unwrap_or(0)
+fn number(record: &RecordLine<'_>, key: &str) -> u64 {
+    record.u64(key).unwrap_or(0)
 }
 
-fn protocol(record: &Value) -> String {
+fn protocol(record: &RecordLine<'_>) -> String {
     match number(record, "protocol") {
         6 => "TCP".into(),
         17 => "UDP".into(),
@@ -23,10 +24,9 @@ fn protocol(record: &Value) -> String {
     }
 }
 
-fn flow(record: &Value) -> String {
+fn flow(record: &RecordLine<'_>) -> String {
     let port = record
-        .get("dst_port")
-        .and_then(Value::as_u64)
+        .u64("dst_port")
         .map(|p| format!(":{p}"))
         .unwrap_or_default();
     format!(
@@ -53,7 +53,7 @@ pub struct Report {
 
 impl Report {
     /// Counts one record (a JSON object as the sinks write it).
-    pub fn add(&mut self, record: &Value) {
+    pub fn add(&mut self, record: &RecordLine<'_>) {
         let kind = text(record, "record_type");
         *self.counts.entry(kind.to_string()).or_default() += 1;
         let rule = || {
@@ -63,7 +63,7 @@ impl Report {
                 text(record, "rule_description")
             )
         };
-        match kind {
+        match kind.as_ref() {
             "block_hit" => {
                 let entry = self
                     .rules
@@ -95,7 +95,7 @@ impl Report {
                     .or_default() += 1;
             }
             "unattributed_block" => {
-                let why = match text(record, "reason") {
+                let why = match text(record, "reason").as_ref() {
                     "indeterminate_rule" => format!(
                         "ESG rule {} \"{}\" cannot be resolved and may have blocked it",
                         text(record, "rule_uuid"),
