@@ -9,7 +9,8 @@ TCCLI_WHEEL := .tools/tccli-$(TCCLI_VERSION)-py2.py3-none-any.whl
 RELEASE_DIR := target/$(MUSL_TARGET)/release
 FUNCTIONS   := audit lookup sync
 CARGO       ?= cargo
-ESGFLOW     := target/debug/esgflow
+# `make run`'s build: the `local` profile (Cargo.toml), the code a replay runs optimised.
+ESGFLOW     := target/local/esgflow
 
 # CI builds once from a fresh clone: incremental compilation only writes caches nobody reads
 # (the test build of the workspace crates: 35 s instead of 43 s).
@@ -54,8 +55,8 @@ setup-deploy: setup ## what `make deploy` adds: npm and the serverless CLI (serv
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq npm; }
 	@[ -x deploy/node_modules/.bin/scf ] || npm install --prefix deploy --no-audit --no-fund --loglevel=error
 
-build: setup ## build the CLI and the function binaries (debug)
-	$(CARGO) build --workspace --bins
+build: setup ## build the CLI and the function binaries (the `local` profile: what a replay runs optimised, no debug information)
+	$(CARGO) build --profile local --workspace --bins
 
 lint: setup-test ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
@@ -73,7 +74,8 @@ unit: setup-test package-check ## all tests (unit, runtime protocol, end-to-end 
 
 test: lint unit ## everything CI runs: lint, the packages (package-check), all tests
 
-test-long: setup-test build ## before a release: the soak run and the replay of every fuzz corpus file (the repository's and FUZZ_CORPUS, what `make fuzz` found)
+test-long: setup-test ## before a release: the soak run and the replay of every fuzz corpus file (the repository's and FUZZ_CORPUS, what `make fuzz` found)
+	$(CARGO) build --workspace --bins
 	ESGFLOW_FUZZ_CORPUS="$(FUZZ_CORPUS)" $(CARGO) test --test integration -- --ignored
 
 # The packages `make test` checks (tests/package.rs runs the same build): the dev profile for musl,
@@ -98,7 +100,7 @@ destroy: $(if $(DRY_RUN),,setup-deploy) ## remove the deployed functions, roles 
 	$(CARGO) run --quiet --bin esgflow -- destroy --template template.yaml --out dist/deploy $(if $(DRY_RUN),--dry-run) $(if $(DELETE_LOGS),--delete-logs) $(if $(DELETE_SNAPSHOTS),--delete-snapshots)
 
 measure: package ## release health check: zip and binary sizes, init time (median of 20, with and without a 10,000-rule snapshot), audit peak RSS, lookup peak RSS under the heaviest requests
-	$(CARGO) build --quiet --bin esgflow
+	$(CARGO) build --quiet --profile local --bin esgflow
 	$(ESGFLOW) measure --bin-dir $(RELEASE_DIR) --dist dist
 
 FUZZ_SECONDS ?= 60
