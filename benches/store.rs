@@ -7,6 +7,11 @@
 //! generator's version changes) from synthetic records shaped like audit's: 30 days, 5 VPCs,
 //! 50 subnets, 60,000 private addresses and some public ones, 300 rules.
 //!
+//! First, the import: the records audit writes for the reference account's day (its first
+//! 100,000 flow-log lines, or `ESGFLOW_BENCH_IMPORT_LINES`, cut into CLS events as `esgflow
+//! replay` cuts them and judged in process as the audit function judges them) stored into a new
+//! database, three times: records a second and bytes a record.
+//!
 //! `cargo bench --bench store` (also part of `make bench`).
 
 use std::io::Write as _;
@@ -61,6 +66,7 @@ fn main() {
         println!("store: run with `cargo bench --bench store`");
         return;
     }
+    import_rate();
     let path = database();
     let store = LocalRecords::open(&path).unwrap();
     let mut rng = fastrand::Rng::with_seed(11);
@@ -221,6 +227,58 @@ fn main() {
         times[SEARCHES - 1].as_secs_f64() * 1000.0,
         100
     );
+}
+
+/// The import of the reference day's records (see the top of the file).
+fn import_rate() {
+    use esgflow::app::audit::parse_batch;
+    use esgflow::core::classify::{judge, Monitored};
+    use esgflow::events::{ClsTriggerEvent, DecodeLimits};
+    use esgflow_local::emulator::clsfeed;
+    use esgflow_local::testdata::reference;
+
+    let lines: usize = std::env::var("ESGFLOW_BENCH_IMPORT_LINES")
+        .map(|n| n.replace('_', "").parse().expect("a number of lines"))
+        .unwrap_or(100_000);
+    let engine = esgflow::core::engine::Engine::compile(
+        &reference::snapshot(&reference::account(reference::RULES, 42)).unwrap(),
+    )
+    .unwrap();
+    let day = reference::day_lines(lines, 7, esgflow_local::cli::synthetic::REFERENCE_DAY);
+    let options = clsfeed::FeedOptions::default();
+    let mut records = String::new();
+    for event in clsfeed::events(day, &options) {
+        let event: ClsTriggerEvent = serde_json::from_slice(&event.unwrap()).unwrap();
+        let (_, flows) = parse_batch(&event, &DecodeLimits::default()).unwrap();
+        for record in judge(&engine, flows, &Monitored::All).records {
+            records.push_str(&serde_json::to_string(&record).unwrap());
+            records.push('\n');
+        }
+    }
+    let count = records.lines().count();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-store");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("import.db");
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        std::fs::remove_file(&path).ok();
+        let store = LocalRecords::create(&path).unwrap();
+        let started = Instant::now();
+        let imported = store.import(records.as_bytes()).unwrap();
+        times.push(started.elapsed().as_secs_f64());
+        assert_eq!(imported.records as usize, count, "every record is stored");
+    }
+    times.sort_by(f64::total_cmp);
+    let size = std::fs::metadata(&path).unwrap().len();
+    println!(
+        "import: {count} records of the reference day's first {lines} lines in {:.3} / {:.3} / {:.3} s (min / median / max): {:.0} records/s at the median, {} bytes a record",
+        times[0],
+        times[1],
+        times[2],
+        count as f64 / times[1],
+        size / count as u64
+    );
+    std::fs::remove_file(&path).ok();
 }
 
 /// The traffic views (`/v1/traffic`: totals, talkers, matrix, series) of typical requests.

@@ -62,10 +62,10 @@ pub async fn run(args: Args) -> Outcome {
     // the machine's cores instead of taking turns (docs/performance.md, "Replaying a day").
     let cut = Arc::new(Cut::default());
     let (events_to_run, mut events) = tokio::sync::mpsc::channel(2);
-    let cutter = std::thread::spawn({
+    let cutter = std::thread::Builder::new().name("cut".into()).spawn({
         let (cut, options) = (cut.clone(), args.feed.options());
         move || cut.run(file, &options, events_to_run)
-    });
+    })?;
     let mut spec = args.run.spec("audit");
     if let Some(snapshot) = &args.snapshot {
         spec.env
@@ -83,13 +83,13 @@ pub async fn run(args: Args) -> Outcome {
         (Some(store), Some(records)) => {
             let (written, sizes) = std::sync::mpsc::channel();
             let (store, records) = (store.clone(), records.clone());
-            let importer = std::thread::spawn(move || {
+            let importer = std::thread::Builder::new().name("store".into()).spawn(move || {
                 let mut report = super::report::Report::default();
                 let lines = std::io::BufReader::with_capacity(1 << 20, Tail::new(records, sizes));
                 fill_store(&store, lines, |record| report.add(record))
                     .map(|imported| (imported, report))
                     .map_err(|e| e.to_string())
-            });
+            })?;
             (Some(written), Some(importer))
         }
         _ => (None, None),
