@@ -83,13 +83,16 @@ pub async fn run(args: Args) -> Outcome {
         (Some(store), Some(records)) => {
             let (written, sizes) = std::sync::mpsc::channel();
             let (store, records) = (store.clone(), records.clone());
-            let importer = std::thread::Builder::new().name("store".into()).spawn(move || {
-                let mut report = super::report::Report::default();
-                let lines = std::io::BufReader::with_capacity(1 << 20, Tail::new(records, sizes));
-                fill_store(&store, lines, |record| report.add(record))
-                    .map(|imported| (imported, report))
-                    .map_err(|e| e.to_string())
-            })?;
+            let importer = std::thread::Builder::new()
+                .name("store".into())
+                .spawn(move || {
+                    let mut report = super::report::Report::default();
+                    let lines =
+                        std::io::BufReader::with_capacity(1 << 20, Tail::new(records, sizes));
+                    fill_store(&store, lines, |record| report.add(record))
+                        .map(|imported| (imported, report))
+                        .map_err(|e| e.to_string())
+                })?;
             (Some(written), Some(importer))
         }
         _ => (None, None),
@@ -163,7 +166,8 @@ pub async fn run(args: Args) -> Outcome {
     let lines = cut.lines.load(Ordering::Relaxed);
     let seconds = started.elapsed().as_secs_f64();
     println!(
-        "replayed {lines} lines as {count} events in {seconds:.1} s ({:.0} lines/s)",
+        "replayed {lines} lines as {count} event{} in {seconds:.1} s ({:.0} lines/s)",
+        if count == 1 { "" } else { "s" },
         lines as f64 / seconds.max(1e-9)
     );
     drop(written);
