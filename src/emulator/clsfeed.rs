@@ -188,25 +188,28 @@ fn record(line: &str, form: ContentForm) -> String {
         ContentForm::Json if fields.iter().all(|field| plain(field)) => {
             plain_json_record(&timestamp, &fields)
         }
-        ContentForm::Json => {
-            let mut object = String::from("{");
-            for (i, (key, value)) in esgflow::core::flowlog::FIELDS
-                .iter()
-                .zip(&fields)
-                .enumerate()
-            {
-                if i > 0 {
-                    object.push(',');
-                }
-                json_string(&mut object, key);
-                object.push(':');
-                json_string(&mut object, value);
-            }
-            object.push('}');
-            record_of(&timestamp, &object)
-        }
+        ContentForm::Json => record_of(&timestamp, &json_object(&fields)),
         ContentForm::Text => record_of(&timestamp, line),
     }
+}
+
+/// The content object of a line's fields, keyed by the hyphenated FL keys.
+fn json_object(fields: &[&str]) -> String {
+    let mut object = String::from("{");
+    for (i, (key, value)) in esgflow::core::flowlog::FIELDS
+        .iter()
+        .zip(fields)
+        .enumerate()
+    {
+        if i > 0 {
+            object.push(',');
+        }
+        json_string(&mut object, key);
+        object.push(':');
+        json_string(&mut object, value);
+    }
+    object.push('}');
+    object
 }
 
 /// `{"timestamp":"…","content":"…"}` of `content`.
@@ -479,21 +482,7 @@ mod tests {
     fn a_plain_line_is_written_as_the_general_path_writes_it() {
         for line in lines(3) {
             let fields: Vec<&str> = line.split_ascii_whitespace().collect();
-            let mut object = String::from("{");
-            for (i, (key, value)) in esgflow::core::flowlog::FIELDS
-                .iter()
-                .zip(&fields)
-                .enumerate()
-            {
-                if i > 0 {
-                    object.push(',');
-                }
-                json_string(&mut object, key);
-                object.push(':');
-                json_string(&mut object, value);
-            }
-            object.push('}');
-            let general = record_of(&format!("{}000000", fields[11]), &object);
+            let general = record_of(&format!("{}000000", fields[11]), &json_object(&fields));
             assert_eq!(record(&line, ContentForm::Json), general);
         }
         let odd = lines(1)[0].replace(" OK", " O\"K\\");
