@@ -171,6 +171,12 @@ pub async fn run(args: Args) -> Outcome {
         lines as f64 / seconds.max(1e-9)
     );
     drop(written);
+    if importer
+        .as_ref()
+        .is_some_and(|importer| !importer.is_finished())
+    {
+        println!("the store is taking in the last records and sorting its indexes…");
+    }
     let stored = match importer {
         Some(importer) => Some(
             importer

@@ -82,8 +82,8 @@ pub fn encode(records: &[Body]) -> Vec<u8> {
         text.push(b'\n');
         text.extend_from_slice(cell.unwrap_or_default().as_bytes());
     }
-    // libdeflate at zlib's default level: the same size as zlib's in half the time (the
-    // import's largest cost after SQLite's inserts; docs/records.md).
+    // libdeflate at zlib's default level, the whole block at once (as the cut compresses its
+    // events; docs/performance.md, "Replaying a day").
     let mut compressor = libdeflater::Compressor::new(libdeflater::CompressionLvl::default());
     let mut data = vec![0; compressor.deflate_compress_bound(text.len())];
     let n = compressor
