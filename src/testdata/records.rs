@@ -7,8 +7,8 @@ use std::path::Path;
 use esgflow::adapters::sqlite::LocalRecords;
 use serde_json::json;
 
-/// The generator's version: a database built by another version is rebuilt.
-pub const GENERATOR: &str = "v7";
+/// The generator's version (the store's schema): a database built by another version is rebuilt.
+pub const GENERATOR: &str = "v8";
 /// The newest record's time, Unix seconds.
 pub const END: i64 = 1_764_000_000;
 /// The records' span, seconds.
