@@ -79,23 +79,23 @@ pub async fn run(args: Args) -> Outcome {
             .push(("ESGFLOW_JSONL_PATH".into(), absolute(records)?));
     }
     // The store's import, and the report summed as it reads, beside the function.
-    let (written, importer) = match (&args.store, &args.records) {
+    // Its channel says how far the records file is whole.
+    let filling = match (&args.store, &args.records) {
         (Some(store), Some(records)) => {
             let (written, sizes) = std::sync::mpsc::channel();
-            let (store, records) = (store.clone(), records.clone());
+            let (store, path) = (store.clone(), records.clone());
             let importer = std::thread::Builder::new()
                 .name("store".into())
                 .spawn(move || {
                     let mut report = super::report::Report::default();
-                    let lines =
-                        std::io::BufReader::with_capacity(1 << 20, Tail::new(records, sizes));
+                    let lines = std::io::BufReader::with_capacity(1 << 20, Tail::new(path, sizes));
                     fill_store(&store, lines, |record| report.add(record))
                         .map(|imported| (imported, report))
                         .map_err(|e| e.to_string())
                 })?;
-            (Some(written), Some(importer))
+            Some((written, importer))
         }
-        _ => (None, None),
+        _ => None,
     };
     let receiver = match args.alerts {
         true => Some(AlertReceiver::start().await?),
@@ -116,7 +116,7 @@ pub async fn run(args: Args) -> Outcome {
         count += 1;
         let size = event.len();
         let invocation = emulator.invoke(event).await?;
-        if let (Some(written), Some(records)) = (&written, &args.records) {
+        if let (Some((written, _)), Some(records)) = (&filling, &args.records) {
             // What this invocation wrote is whole in the file now: the store may read it.
             let _ = written.send(std::fs::metadata(records).map_or(0, |m| m.len()));
         }
@@ -170,44 +170,45 @@ pub async fn run(args: Args) -> Outcome {
         if count == 1 { "" } else { "s" },
         lines as f64 / seconds.max(1e-9)
     );
-    drop(written);
-    if importer
-        .as_ref()
-        .is_some_and(|importer| !importer.is_finished())
-    {
-        println!("the store is taking in the last records and sorting its indexes…");
-    }
-    let stored = match importer {
-        Some(importer) => Some(
-            importer
-                .join()
-                .map_err(|_| "the thread filling the store failed")??,
-        ),
+    let stored = match filling {
+        Some((written, importer)) => {
+            // The end of the records: the store reads what is left and sorts its indexes.
+            drop(written);
+            if !importer.is_finished() {
+                println!("the store is taking in the last records and sorting its indexes…");
+            }
+            Some(
+                importer
+                    .join()
+                    .map_err(|_| "the thread filling the store failed")??,
+            )
+        }
         None => None,
     };
     if let Some(records) = &args.records {
-        let mut report = super::report::Report::default();
-        let imported = match stored {
-            Some((imported, summed)) => {
-                report = summed;
+        let (report, imported) = match stored {
+            Some((imported, report)) => {
                 let seconds = started.elapsed().as_secs_f64();
                 println!(
                     "stored {} records as they were written: {lines} lines in {seconds:.1} s end to end ({:.0} lines/s)",
                     imported.records,
                     lines as f64 / seconds.max(1e-9)
                 );
-                Some(imported)
+                (report, Some(imported))
             }
-            None if records.exists() => {
-                let file = std::io::BufReader::new(std::fs::File::open(records)?);
-                for line in std::io::BufRead::lines(file) {
-                    if let Some(record) = RecordLine::parse(&line?) {
-                        report.add(&record);
+            // No store: the report from one read of the records.
+            None => {
+                let mut report = super::report::Report::default();
+                if records.exists() {
+                    let file = std::io::BufReader::new(std::fs::File::open(records)?);
+                    for line in std::io::BufRead::lines(file) {
+                        if let Some(record) = RecordLine::parse(&line?) {
+                            report.add(&record);
+                        }
                     }
                 }
-                None
+                (report, None)
             }
-            None => None,
         };
         println!("\nrecords written to {}\n", records.display());
         print!("{}", report.render());
