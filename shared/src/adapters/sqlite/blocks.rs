@@ -46,35 +46,14 @@ pub fn encode(records: &[Body]) -> Vec<u8> {
         .filter(|key| !COLUMN_KEYS.contains(key))
         .collect();
     let keys: Vec<&str> = keys.into_iter().collect();
-    // Each record's value of each key, key by key (records of one kind share their keys' order:
-    // a key's place is looked up once for a run of them).
+    // Each record's value of each key, key by key.
     let mut cells: Vec<Option<&str>> = vec![None; keys.len() * records.len()];
-    let mut places: Vec<usize> = Vec::new();
-    let mut previous: Option<&Body> = None;
     for (r, body) in records.iter().enumerate() {
-        let same = previous.is_some_and(|p| {
-            p.spans.len() == body.spans.len()
-                && p.spans
-                    .iter()
-                    .zip(&body.spans)
-                    .all(|(a, b)| a.key(&p.line) == b.key(&body.line))
-        });
-        if !same {
-            places = body
-                .spans
-                .iter()
-                .map(|span| {
-                    keys.binary_search(&span.key(&body.line))
-                        .unwrap_or(usize::MAX)
-                })
-                .collect();
-        }
-        for (span, &k) in body.spans.iter().zip(&places) {
-            if k != usize::MAX {
+        for span in &body.spans {
+            if let Ok(k) = keys.binary_search(&span.key(&body.line)) {
                 cells[k * records.len() + r] = Some(&body.line[span.value.clone()]);
             }
         }
-        previous = Some(body);
     }
     let mut text = serde_json::to_vec(&(records.len(), &keys)).expect("strings serialize");
     text.reserve(records.iter().map(|body| body.line.len()).sum());
