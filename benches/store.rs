@@ -10,7 +10,12 @@
 //! First, the import: the records audit writes for the reference account's day (its first
 //! 100,000 flow-log lines, or `ESGFLOW_BENCH_IMPORT_LINES`, cut into CLS events as `esgflow
 //! replay` cuts them and judged in process as the audit function judges them) stored into a new
-//! database, three times: records a second and bytes a record.
+//! database, three times: records a second and bytes a record. Then the days after it are added
+//! (30 in all, or `ESGFLOW_BENCH_DAYS`), each its own flows of the same conversations, and the
+//! traffic views of the ten VPCs with the most traffic are timed over the last 24 hours and
+//! over the whole span, each window starting mid-hour as a console's "last 24 hours" does.
+//! `ESGFLOW_BENCH_DAY_STORE=<database>` times those views over a store `esgflow replay` made
+//! instead (its `ESGFLOW_BENCH_DAYS` days from the reference day), and nothing else.
 //!
 //! `cargo bench --bench store` (also part of `make bench`).
 
@@ -66,7 +71,20 @@ fn main() {
         println!("store: run with `cargo bench --bench store`");
         return;
     }
-    import_rate();
+    let days: i64 = std::env::var("ESGFLOW_BENCH_DAYS")
+        .map(|n| n.parse().expect("a number of days"))
+        .unwrap_or(30);
+    match std::env::var_os("ESGFLOW_BENCH_DAY_STORE") {
+        Some(path) => {
+            reference_views(&LocalRecords::open(path.as_ref()).unwrap(), days);
+            return;
+        }
+        None => {
+            let path = import_rate(days);
+            reference_views(&LocalRecords::open(&path).unwrap(), days);
+            std::fs::remove_file(&path).ok();
+        }
+    }
     let path = database();
     let store = LocalRecords::open(&path).unwrap();
     let mut rng = fastrand::Rng::with_seed(11);
@@ -229,32 +247,42 @@ fn main() {
     );
 }
 
-/// The import of the reference day's records (see the top of the file).
-fn import_rate() {
+/// The records audit writes for `lines` lines of the reference account's day `day` (0: the
+/// reference day), as JSON lines.
+fn reference_records(lines: usize, day: i64) -> String {
     use esgflow::app::audit::parse_batch;
     use esgflow::core::classify::{judge, Monitored};
     use esgflow::events::{ClsTriggerEvent, DecodeLimits};
     use esgflow_local::emulator::clsfeed;
     use esgflow_local::testdata::reference;
-
-    let lines: usize = std::env::var("ESGFLOW_BENCH_IMPORT_LINES")
-        .map(|n| n.replace('_', "").parse().expect("a number of lines"))
-        .unwrap_or(100_000);
-    let engine = esgflow::core::engine::Engine::compile(
-        &reference::snapshot(&reference::account(reference::RULES, 42)).unwrap(),
-    )
-    .unwrap();
-    let day = reference::day_lines(lines, 7, esgflow_local::cli::synthetic::REFERENCE_DAY);
+    static ENGINE: std::sync::OnceLock<esgflow::core::engine::Engine> = std::sync::OnceLock::new();
+    let engine = ENGINE.get_or_init(|| {
+        esgflow::core::engine::Engine::compile(
+            &reference::snapshot(&reference::account(reference::RULES, 42)).unwrap(),
+        )
+        .unwrap()
+    });
+    let start = esgflow_local::cli::synthetic::REFERENCE_DAY + day as u64 * 86_400;
     let options = clsfeed::FeedOptions::default();
     let mut records = String::new();
-    for event in clsfeed::events(day, &options) {
+    for event in clsfeed::events(reference::day_lines(lines, 7, start), &options) {
         let event: ClsTriggerEvent = serde_json::from_slice(&event.unwrap()).unwrap();
         let (_, flows) = parse_batch(&event, &DecodeLimits::default()).unwrap();
-        for record in judge(&engine, flows, &Monitored::All).records {
+        for record in judge(engine, flows, &Monitored::All).records {
             records.push_str(&serde_json::to_string(&record).unwrap());
             records.push('\n');
         }
     }
+    records
+}
+
+/// The import of the reference day's records, then its `days - 1` next days' (see the top of
+/// the file): the database.
+fn import_rate(days: i64) -> std::path::PathBuf {
+    let lines: usize = std::env::var("ESGFLOW_BENCH_IMPORT_LINES")
+        .map(|n| n.replace('_', "").parse().expect("a number of lines"))
+        .unwrap_or(100_000);
+    let records = reference_records(lines, 0);
     let count = records.lines().count();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-store");
     std::fs::create_dir_all(&dir).unwrap();
@@ -278,7 +306,93 @@ fn import_rate() {
         count as f64 / times[1],
         size / count as u64
     );
-    std::fs::remove_file(&path).ok();
+    drop(records);
+    let store = LocalRecords::create(&path).unwrap();
+    let (started, mut all) = (Instant::now(), count);
+    for day in 1..days {
+        let records = reference_records(lines, day);
+        let imported = store.import(records.as_bytes()).unwrap();
+        assert_eq!(imported.records as usize, records.lines().count());
+        all += imported.records as usize;
+        eprint!("\rjudged and stored day {}", day + 1);
+    }
+    if days > 1 {
+        println!(
+            "\r{days} days of {lines} lines judged and stored in {:.0?}: {all} records, {} bytes a record",
+            started.elapsed(),
+            std::fs::metadata(&path).unwrap().len() / all as u64
+        );
+    }
+    path
+}
+
+/// The traffic views of the ten VPCs with the most traffic in `store` over the last 24 hours of
+/// its `days` days from the reference day and over all of them (see the top of the file),
+/// each view asserted to find traffic.
+fn reference_views(store: &LocalRecords, days: i64) {
+    let first = esgflow_local::cli::synthetic::REFERENCE_DAY as i64;
+    // "The last 24 hours" as a console asks, a while after the last record.
+    let until = first + days * 86_400 + 1_234;
+    let vpcs: Vec<String> = (0..esgflow_local::testdata::reference::VPCS)
+        .map(|v| format!("vpc-{v:08x}"))
+        .collect();
+    let flows = |vpc: &str| {
+        let view = store
+            .traffic(&TrafficFilter {
+                vpc: Some(vpc.to_string()),
+                talkers: 0,
+                ..TrafficFilter::new(first, until)
+            })
+            .unwrap();
+        view.totals.iter().map(|t| t.sums.flows).sum::<u64>()
+    };
+    let mut largest: Vec<(u64, &String)> = vpcs.iter().map(|vpc| (flows(vpc), vpc)).collect();
+    largest.sort_unstable_by(|a, b| b.cmp(a));
+    largest.truncate(10);
+    assert!(largest.iter().all(|(flows, _)| *flows > 0), "{largest:?}");
+    let scopes = [
+        ("all scopes", None),
+        ("between subnets", Some(Scope::InterSubnet)),
+        ("inbound", Some(Scope::VpcInbound)),
+        ("outbound", Some(Scope::VpcOutbound)),
+        ("cross-VPC", Some(Scope::CrossVpc)),
+    ];
+    for (span, since) in [
+        ("24 h", until - 86_400),
+        ("all days", until - days * 86_400),
+    ] {
+        if span == "all days" && days == 1 {
+            continue;
+        }
+        for (name, scope) in scopes {
+            let mut times = Vec::new();
+            for (_, vpc) in &largest {
+                for _ in 0..2 {
+                    let filter = TrafficFilter {
+                        vpc: Some(vpc.to_string()),
+                        scope,
+                        ..TrafficFilter::new(since, until)
+                    };
+                    let started = Instant::now();
+                    let view = store.traffic(&filter).unwrap();
+                    times.push(started.elapsed());
+                    assert!(!view.totals.is_empty(), "{name}, {vpc}: traffic");
+                    assert!(!view.talkers.is_empty(), "{name}, {vpc}: talkers");
+                }
+            }
+            times.sort();
+            println!(
+                "reference views, ten largest VPCs, {span} ({days} days), {name}: p50 {:.1} / p95 {:.1} / max {:.1} ms",
+                ms(times[times.len() / 2]),
+                ms(times[times.len() * 95 / 100]),
+                ms(times[times.len() - 1])
+            );
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }
 
 /// The traffic views (`/v1/traffic`: totals, talkers, matrix, series) of typical requests.

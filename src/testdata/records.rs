@@ -8,7 +8,7 @@ use esgflow::adapters::sqlite::LocalRecords;
 use serde_json::json;
 
 /// The generator's version (the store's schema): a database built by another version is rebuilt.
-pub const GENERATOR: &str = "v8";
+pub const GENERATOR: &str = "v9";
 /// The newest record's time, Unix seconds.
 pub const END: i64 = 1_764_000_000;
 /// The records' span, seconds.

@@ -409,17 +409,22 @@ const RHYTHM: [u64; 24] = [
     90,
 ];
 
-/// A day of the reference account's flow logs, `lines` lines (v2) in time order, as the ENIs'
+/// A day of the reference account's flow logs, `lines` lines (v2) in time order from
+/// `day_start` (another day of the same `seed`: the same conversations, other flows), as the ENIs'
 /// flow logs record it: conversations between the account's ENIs (in one subnet, between
 /// subnets, between VPCs) and with the internet (both ways); 12 % over IPv6; services on common
 /// ports, gRPC 50051, Kubernetes NodePorts (30000–32767), kubelet 10250, DNS, ICMP echo (ports
 /// `0 0`) and any high port; a quarter rejected. Each accepted conversation has its replies, and
 /// a conversation between two of the account's ENIs is recorded on both (the same flow twice,
-/// on two ENIs). The busiest hour holds five times the quietest's lines. Streams: ten million
-/// lines need no more memory than ten.
+/// on two ENIs). Conversations repeat as a real account's do: all but one in twenty are one of
+/// [`CONVERSATIONS`] (who talks to whom, on which port, and whether it is let through), the
+/// busiest few far more often than the rest; the rest are one-offs (scans, new clients). The
+/// busiest hour holds five times the quietest's lines. Streams: ten million lines need no more
+/// memory than ten.
 pub fn day_lines(lines: usize, seed: u64, day_start: u64) -> impl Iterator<Item = String> {
     let total: u64 = RHYTHM.iter().sum();
-    let mut rng = Rng::new(seed);
+    // Each day its own flows; the conversations they repeat are the account's (of `seed`).
+    let mut rng = Rng::new(seed ^ day_start.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let mut pending: std::collections::VecDeque<String> = std::collections::VecDeque::new();
     let mut made = 0usize;
     std::iter::from_fn(move || {
@@ -437,7 +442,7 @@ pub fn day_lines(lines: usize, seed: u64, day_start: u64) -> impl Iterator<Item 
             }
             let within = (share - before * 3600) / RHYTHM[hour];
             let start = day_start + hour as u64 * 3600 + within.min(3599);
-            pending.extend(conversation(&mut rng, start));
+            pending.extend(conversation(&mut rng, seed, start));
         }
         made += 1;
         pending.pop_front()
@@ -447,8 +452,22 @@ pub fn day_lines(lines: usize, seed: u64, day_start: u64) -> impl Iterator<Item 
 /// One ENI of the account: (vpc, subnet, eni).
 type Eni = (u32, u32, u32);
 
-/// The flow-log lines of one conversation starting at `start`.
-fn conversation(rng: &mut Rng, start: u64) -> Vec<String> {
+/// The conversations the reference account's day repeats (a thousand a VPC).
+pub const CONVERSATIONS: u64 = 60_000;
+
+/// The flow-log lines of one conversation starting at `start`: its shape (ends, port, verdict)
+/// one of the account's [`CONVERSATIONS`] — the `i`-th about as often as `1/√i` — or, one time
+/// in twenty, a one-off; its client port and counters its own.
+fn conversation(instance: &mut Rng, seed: u64, start: u64) -> Vec<String> {
+    let mut shape = if instance.chance(5) {
+        Rng::new(instance.next_u64())
+    } else {
+        // u² for u uniform in [0, 1): the i-th conversation's chance falls as 1/√i.
+        let u = (instance.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        let i = (u * u * CONVERSATIONS as f64) as u64;
+        Rng::new(seed ^ (i + 1).wrapping_mul(0xd6e8_feb8_6659_fd93))
+    };
+    let rng = &mut shape;
     // IPv6 between ENIs that have an address (every third); IPv4 between any.
     let v6 = rng.chance(12);
     let host = |rng: &mut Rng| {
@@ -507,6 +526,8 @@ fn conversation(rng: &mut Rng, start: u64) -> Vec<String> {
             1024 + rng.below(64_512) as u16,
         ),
     };
+    let rejected = rng.chance(if inbound { 40 } else { 15 });
+    let rng = instance;
     let client_port = if protocol == icmp {
         0
     } else {
@@ -518,7 +539,6 @@ fn conversation(rng: &mut Rng, start: u64) -> Vec<String> {
         (None, true) => (internet, address(local), None, Some(local)),
         (None, false) => (address(local), internet, Some(local), None),
     };
-    let rejected = rng.chance(if inbound { 40 } else { 15 });
     let action = if rejected { "REJECT" } else { "ACCEPT" };
     let packets = 1 + rng.below(if rejected { 3 } else { 200 });
     let bytes = packets * (60 + rng.below(1_400));
@@ -658,6 +678,33 @@ mod tests {
         assert!(
             twice * 100 / enis_of.len() >= 20,
             "duplicates on two ENIs: {twice}"
+        );
+        // Conversations repeat: of the lines from a client port (requests, and the replies of
+        // services on high ports), one in seven is an ENI's to an end and port it recorded
+        // before, and the busiest is seen a hundred times (of one-off conversations only: one in
+        // seventy, and none more than 4 times).
+        let mut seen: HashMap<(String, String, String, u16, u8), usize> = HashMap::new();
+        let requests = flows
+            .iter()
+            .filter(|f| f.src_port.is_none_or(|p| (32_768..60_768).contains(&p)));
+        let mut conversations = 0;
+        for f in requests {
+            conversations += 1;
+            *seen
+                .entry((
+                    f.eni.to_string(),
+                    f.src.to_string(),
+                    f.dst.to_string(),
+                    f.dst_port.unwrap_or(0),
+                    f.protocol,
+                ))
+                .or_default() += 1;
+        }
+        let busiest = seen.values().max().copied().unwrap_or(0);
+        assert!(
+            seen.len() * 100 <= conversations * 90 && busiest >= 30,
+            "{} distinct of {conversations}, the busiest {busiest} times",
+            seen.len()
         );
         // A daily rhythm.
         let (busiest, quietest) = (hourly.iter().max().unwrap(), hourly.iter().min().unwrap());

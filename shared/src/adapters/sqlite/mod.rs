@@ -64,19 +64,20 @@ CREATE TABLE IF NOT EXISTS counters (
 CREATE TABLE IF NOT EXISTS traffic (
     vpc INTEGER NOT NULL, copy INTEGER NOT NULL,
     rid NOT NULL, time INTEGER NOT NULL, last_seen INTEGER,
-    scope INTEGER, peer INTEGER, src_vpc INTEGER, dst_vpc INTEGER,
-    src_subnet INTEGER, dst_subnet INTEGER, src INTEGER, dst INTEGER, dst_port INTEGER,
-    protocol_name INTEGER, fl_action INTEGER, flows INTEGER, packets INTEGER, bytes INTEGER,
-    enis TEXT,
+    scope INTEGER, peer INTEGER, src_subnet INTEGER, dst_subnet INTEGER, src INTEGER,
+    dst INTEGER, dst_port INTEGER, protocol_name INTEGER, fl_action INTEGER, flows INTEGER,
+    packets INTEGER, bytes INTEGER, enis INTEGER,
     PRIMARY KEY (vpc, time, rid, copy)
 ) WITHOUT ROWID;
-PRAGMA user_version = 8;
+PRAGMA user_version = 9;
 ";
 
-/// The VPCs table `traffic` files records under, found by seeking from one to the next (one
+/// The VPCs a traffic table (`traffic` or a rollup) files records under, found by seeking from one to the next (one
 /// index step each): read VPC by VPC, a window over every VPC is a range of each (3.3 million
 /// records in 0.6 s, against 2.9 s through an index on time; docs/records.md).
-const EVERY_VPC: &str = "WITH RECURSIVE v(vpc) AS (SELECT min(vpc) FROM traffic UNION ALL SELECT (SELECT min(vpc) FROM traffic WHERE vpc > v.vpc) FROM v WHERE v.vpc IS NOT NULL) SELECT vpc FROM v WHERE vpc IS NOT NULL";
+fn every_vpc(table: &str) -> String {
+    format!("WITH RECURSIVE v(vpc) AS (SELECT min(vpc) FROM {table} UNION ALL SELECT (SELECT min(vpc) FROM {table} WHERE vpc > v.vpc) FROM v WHERE v.vpc IS NOT NULL) SELECT vpc FROM v WHERE vpc IS NOT NULL")
+}
 
 /// The indexes searches read, made at the end of an import that finds them missing (a new
 /// database): SQLite sorts each once instead of inserting every record into each (the import
@@ -92,7 +93,7 @@ CREATE INDEX IF NOT EXISTS records_by_dst ON records (dst, time, type, dst_port,
 
 /// The schema's version (`PRAGMA user_version`): a database made by another version is
 /// refused, with how to fill it again.
-const SCHEMA_VERSION: i64 = 8;
+const SCHEMA_VERSION: i64 = 9;
 
 /// The columns of table `records` an import writes, in order.
 const RECORD_COLUMNS: [&str; 14] = [
@@ -187,7 +188,7 @@ const TALKERS_IN_MEMORY: usize = 500_000;
 const NAMES_KEPT: usize = 100_000;
 
 /// The columns of table `traffic` an import writes, in order.
-const TRAFFIC_COLUMNS: [&str; 20] = [
+const TRAFFIC_COLUMNS: [&str; 18] = [
     "vpc",
     "copy",
     "rid",
@@ -195,8 +196,6 @@ const TRAFFIC_COLUMNS: [&str; 20] = [
     "last_seen",
     "scope",
     "peer",
-    "src_vpc",
-    "dst_vpc",
     "src_subnet",
     "dst_subnet",
     "src",
@@ -209,6 +208,430 @@ const TRAFFIC_COLUMNS: [&str; 20] = [
     "bytes",
     "enis",
 ];
+
+const QUARTER: i64 = 900;
+const HOUR: i64 = 3_600;
+const DAY: i64 = 86_400;
+
+/// A rollup of table `traffic`, summed as records are imported, so that a view reads a
+/// window's whole days, hours and quarter hours from the rollups and only its ragged edges
+/// from the records. Each is clustered as `traffic` is (VPC filing, then time).
+struct Rollup {
+    /// Its table.
+    table: &'static str,
+    /// The time it sums over, seconds.
+    step: i64,
+    /// Per conversation (both ends, port, protocol, scope, verdict, peer, subnets: the top
+    /// talkers), or else per scope, peer, verdict, subnet pair and step of `last_seen` (the
+    /// totals, the matrix and the series).
+    conversations: bool,
+}
+
+/// The rollups, coarsest first of each kind.
+const ROLLUPS: [Rollup; 5] = [
+    Rollup {
+        table: "sums_day",
+        step: DAY,
+        conversations: false,
+    },
+    Rollup {
+        table: "sums_hour",
+        step: HOUR,
+        conversations: false,
+    },
+    Rollup {
+        table: "sums_quarter",
+        step: QUARTER,
+        conversations: false,
+    },
+    Rollup {
+        table: "conversations_day",
+        step: DAY,
+        conversations: true,
+    },
+    Rollup {
+        table: "conversations_hour",
+        step: HOUR,
+        conversations: true,
+    },
+];
+
+/// The key columns of a rollup of sums, in order (`series`: the step of `last_seen`, less the
+/// row's time — 0 but for a record last seen in a later step than its time).
+const SUMS_KEY: [&str; 9] = [
+    "vpc",
+    "time",
+    "copy",
+    "series",
+    "scope",
+    "peer",
+    "fl_action",
+    "src_subnet",
+    "dst_subnet",
+];
+
+/// The key columns of a rollup of conversations, in order.
+const CONVERSATIONS_KEY: [&str; 12] = [
+    "vpc",
+    "time",
+    "copy",
+    "scope",
+    "src",
+    "dst",
+    "dst_port",
+    "protocol_name",
+    "fl_action",
+    "peer",
+    "src_subnet",
+    "dst_subnet",
+];
+
+impl Rollup {
+    fn key(&self) -> &'static [&'static str] {
+        if self.conversations {
+            &CONVERSATIONS_KEY
+        } else {
+            &SUMS_KEY
+        }
+    }
+}
+
+/// The rollups' tables (their key is NOT NULL, as a `WITHOUT ROWID` table's must be: a missing
+/// value is [`NONE`]).
+fn rollup_tables() -> String {
+    ROLLUPS
+        .iter()
+        .map(|rollup| {
+            let key = rollup.key();
+            format!(
+                "CREATE TABLE IF NOT EXISTS {} ({}, flows INTEGER NOT NULL, packets INTEGER NOT NULL, bytes INTEGER NOT NULL, PRIMARY KEY ({})) WITHOUT ROWID;\n",
+                rollup.table,
+                key.iter()
+                    .map(|column| format!("{column} INTEGER NOT NULL"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                key.join(", ")
+            )
+        })
+        .collect()
+}
+
+/// A rollup's key column without a value: no name id, address or port is this.
+const NONE: i64 = -(1 << 62);
+
+/// Most rows of one rollup an import sums in memory before adding them to its table (about
+/// 150 bytes each).
+const ROLLUP_ROWS_IN_MEMORY: usize = 300_000;
+
+/// The rollup rows an import has summed and not yet written, per [`ROLLUPS`]: flows, packets
+/// and bytes, each record's counted as the views count it (missing or negative as 0).
+struct Rollups {
+    rows: Vec<foldhash::HashMap<[i64; 12], [i64; 3]>>,
+}
+
+impl Rollups {
+    fn new() -> Self {
+        Self {
+            rows: ROLLUPS.iter().map(|_| Default::default()).collect(),
+        }
+    }
+
+    /// The finest rollup of each kind, which records are added to: the coarser ones are summed
+    /// from it as they are written (two sums a record instead of five).
+    fn finest(conversations: bool) -> usize {
+        ROLLUPS
+            .iter()
+            .rposition(|rollup| rollup.conversations == conversations)
+            .expect("a rollup of each kind")
+    }
+
+    /// Adds a traffic row newly stored under `vpc` (`copy`), its columns as
+    /// [`TRAFFIC_COLUMNS`] from `rid` on.
+    fn add(&mut self, vpc: i64, copy: i64, row: &[Sql]) {
+        let n = |at: usize| match row[at] {
+            Sql::Integer(n) => Some(n),
+            _ => None,
+        };
+        let key = |at: usize| n(at).unwrap_or(NONE);
+        let sums = [12, 13, 14].map(|at| n(at).unwrap_or(0).max(0));
+        let time = n(1).unwrap_or(0);
+        let last_seen = n(2).unwrap_or(time);
+        for conversations in [false, true] {
+            let at = Self::finest(conversations);
+            let start = floor(time, ROLLUPS[at].step);
+            let row = if conversations {
+                [
+                    vpc,
+                    start,
+                    copy,
+                    key(3),
+                    key(7),
+                    key(8),
+                    key(9),
+                    key(10),
+                    key(11),
+                    key(4),
+                    key(5),
+                    key(6),
+                ]
+            } else {
+                [
+                    vpc,
+                    start,
+                    copy,
+                    floor(last_seen, ROLLUPS[at].step) - start,
+                    key(3),
+                    key(4),
+                    key(11),
+                    key(5),
+                    key(6),
+                    0,
+                    0,
+                    0,
+                ]
+            };
+            add_sums(self.rows[at].entry(row).or_default(), &sums);
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.rows
+            .iter()
+            .any(|rows| rows.len() >= ROLLUP_ROWS_IN_MEMORY)
+    }
+
+    /// Adds the rows summed so far to the tables (in key order, so each lands next to the
+    /// last), and forgets them; `upserts` as [`ROLLUPS`].
+    fn write(&mut self, upserts: &mut [rusqlite::Statement<'_>]) -> rusqlite::Result<()> {
+        for (at, rollup) in ROLLUPS.iter().enumerate() {
+            let finest = Self::finest(rollup.conversations);
+            if at == finest {
+                continue;
+            }
+            let mut coarser: foldhash::HashMap<[i64; 12], [i64; 3]> = Default::default();
+            for (row, sums) in &self.rows[finest] {
+                let mut row = *row;
+                let start = floor(row[1], rollup.step);
+                if !rollup.conversations {
+                    // The step of `last_seen` (a multiple of the finer one's), less the start.
+                    row[3] = floor(row[1] + row[3], rollup.step) - start;
+                }
+                row[1] = start;
+                add_sums(coarser.entry(row).or_default(), sums);
+            }
+            self.rows[at] = coarser;
+        }
+        for ((rollup, rows), statement) in ROLLUPS.iter().zip(&mut self.rows).zip(upserts) {
+            let mut sorted: Vec<([i64; 12], [i64; 3])> = rows.drain().collect();
+            sorted.sort_unstable_by_key(|row| row.0);
+            let key = rollup.key().len();
+            for (row, sums) in sorted {
+                statement.execute(params_from_iter(row[..key].iter().chain(&sums)))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The start of the step of `time`.
+fn floor(time: i64, step: i64) -> i64 {
+    time - time.rem_euclid(step)
+}
+
+/// Adds `more` to `sums`.
+fn add_sums(sums: &mut [i64; 3], more: &[i64; 3]) {
+    for (sum, more) in sums.iter_mut().zip(more) {
+        *sum = sum.saturating_add(*more);
+    }
+}
+
+/// The statement that adds a row to `rollup`, or its sums to the row of the same key.
+fn rollup_upsert(rollup: &Rollup) -> String {
+    let key = rollup.key();
+    format!(
+        "INSERT INTO {} ({}, flows, packets, bytes) VALUES ({}) ON CONFLICT DO UPDATE SET flows = flows + excluded.flows, packets = packets + excluded.packets, bytes = bytes + excluded.bytes",
+        rollup.table,
+        key.join(", "),
+        vec!["?"; key.len() + 3].join(", ")
+    )
+}
+
+/// Where a traffic view reads a window from: the rollups' rows of its whole days, hours and
+/// quarter hours (each rollup the part of the window the coarser ones leave), the records for
+/// the rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Plan {
+    /// The rollups read: an index into [`ROLLUPS`] and a window of it.
+    reads: Vec<(usize, (i64, i64))>,
+    /// The part of the window whose sums (totals, matrix, series) the rollups give.
+    sums: Option<(i64, i64)>,
+    /// The part whose conversations they give.
+    conversations: Option<(i64, i64)>,
+}
+
+impl Plan {
+    /// The plan of `filter`'s views, from the rollups unless `rollups` is false; `sums` false:
+    /// of its conversations alone.
+    fn of(filter: &TrafficFilter, rollups: bool, sums: bool) -> Self {
+        let whole = |step: i64| {
+            let first = filter
+                .since
+                .saturating_add((step - filter.since.rem_euclid(step)) % step);
+            let end = filter.until.saturating_add(1);
+            let end = end - end.rem_euclid(step);
+            (first < end).then_some((first, end - 1))
+        };
+        let mut plan = Plan {
+            reads: Vec::new(),
+            sums: None,
+            conversations: None,
+        };
+        if !rollups {
+            return plan;
+        }
+        // Coarsest first: each rollup reads the part of its whole steps the coarser ones left.
+        let mut levels = |conversations: bool| {
+            let mut covered = None;
+            for (at, rollup) in ROLLUPS.iter().enumerate() {
+                // A series' step must be whole steps of a rollup of sums.
+                if rollup.conversations != conversations
+                    || (!conversations && i64::from(filter.bucket) % rollup.step != 0)
+                {
+                    continue;
+                }
+                if let Some(span) = whole(rollup.step) {
+                    plan.reads
+                        .extend(minus(span, covered).into_iter().map(|part| (at, part)));
+                    covered = Some(span);
+                }
+            }
+            covered
+        };
+        if sums {
+            let covered = levels(false);
+            // With the sums, the conversations' rollups save reading only where theirs do.
+            if covered.is_none() {
+                return plan;
+            }
+            plan.sums = covered;
+        }
+        if filter.talkers > 0 || !sums {
+            plan.conversations = levels(true);
+        }
+        plan
+    }
+
+    /// The windows of table `traffic` a view reads: the part of `filter`'s window the rollups
+    /// give whole is left out, and so, when the view has no talkers, is the part of the sums.
+    fn records(&self, filter: &TrafficFilter) -> Vec<(i64, i64)> {
+        let covered = match (self.sums, self.conversations) {
+            (Some(sums), _) if filter.talkers == 0 => Some(sums),
+            (Some(sums), Some(conversations)) => {
+                Some((sums.0.max(conversations.0), sums.1.min(conversations.1)))
+            }
+            (None, conversations) => conversations,
+            (Some(_), None) => None,
+        };
+        minus((filter.since, filter.until), covered)
+    }
+}
+
+/// Whether `time` is in `span`.
+fn within(span: Option<(i64, i64)>, time: i64) -> bool {
+    span.is_some_and(|(first, last)| (first..=last).contains(&time))
+}
+
+/// `window` but `covered` (which it holds): up to two windows.
+fn minus(window: (i64, i64), covered: Option<(i64, i64)>) -> Vec<(i64, i64)> {
+    match covered {
+        None => vec![window],
+        Some((first, last)) => [(window.0, first - 1), (last + 1, window.1)]
+            .into_iter()
+            .filter(|(since, until)| since <= until)
+            .collect(),
+    }
+}
+
+/// The traffic views being summed, from records and rollup rows alike.
+struct Summed {
+    reject: i64,
+    step: i64,
+    in_memory: usize,
+    // Summed per row read: foldhash, not SipHash.
+    totals: foldhash::HashMap<(Option<i64>, Option<i64>), TrafficSums>,
+    matrix: foldhash::HashMap<(Option<i64>, Option<i64>), TrafficSums>,
+    series: foldhash::HashMap<i64, TrafficSums>,
+    /// The conversations' sums: none when no talkers are asked for, or when there are more
+    /// than `in_memory` (then SQLite groups them).
+    conversations: Option<foldhash::HashMap<Conversation, TrafficSums>>,
+}
+
+impl Summed {
+    fn new(filter: &TrafficFilter, in_memory: usize, reject: i64) -> Self {
+        Self {
+            reject,
+            step: i64::from(filter.bucket.max(1)),
+            in_memory,
+            totals: Default::default(),
+            matrix: Default::default(),
+            series: Default::default(),
+            conversations: (filter.talkers > 0).then(Default::default),
+        }
+    }
+
+    /// The sums of a row of verdict `fl_action` and counters flows, packets and bytes (missing
+    /// or negative counted as 0).
+    fn counted(
+        &self,
+        fl_action: Option<i64>,
+        [flows, packets, bytes]: [Option<i64>; 3],
+    ) -> TrafficSums {
+        let count = |n: Option<i64>| n.unwrap_or(0).max(0) as u64;
+        let flows = count(flows);
+        TrafficSums {
+            flows,
+            rejected_flows: if fl_action == Some(self.reject) {
+                flows
+            } else {
+                0
+            },
+            packets: count(packets),
+            bytes: count(bytes),
+        }
+    }
+
+    /// Adds `sums` of scope, verdict, source and destination subnet `[..]` at `time` (its
+    /// series' time) to the totals, the matrix and the series.
+    fn aggregate(
+        &mut self,
+        [scope, fl_action, src, dst]: [Option<i64>; 4],
+        time: i64,
+        sums: &TrafficSums,
+    ) {
+        self.totals.entry((scope, fl_action)).or_default().add(sums);
+        self.matrix.entry((src, dst)).or_default().add(sums);
+        self.series
+            .entry(time - time.rem_euclid(self.step))
+            .or_default()
+            .add(sums);
+    }
+
+    /// Adds `sums` to conversation `key`'s.
+    fn talk(&mut self, key: Conversation, sums: &TrafficSums) {
+        let Some(sums_of) = self.conversations.as_mut() else {
+            return;
+        };
+        let full = sums_of.len() >= self.in_memory;
+        match sums_of.entry(key) {
+            std::collections::hash_map::Entry::Occupied(mut sum) => sum.get_mut().add(sums),
+            std::collections::hash_map::Entry::Vacant(new) if !full => {
+                new.insert(sums.clone());
+            }
+            // Too many to hold: SQLite groups them after this pass.
+            std::collections::hash_map::Entry::Vacant(_) => self.conversations = None,
+        }
+    }
+}
 
 /// The embedded records store.
 pub struct LocalRecords {
@@ -314,6 +737,10 @@ struct Import<'t> {
     traffic: rusqlite::Statement<'t>,
     counters: rusqlite::Statement<'t>,
     bodies: rusqlite::Statement<'t>,
+    /// Adds to each of [`ROLLUPS`].
+    upserts: Vec<rusqlite::Statement<'t>>,
+    /// The rollup rows summed and not yet written.
+    rollups: Rollups,
     /// The block being filled: the rowid of its first record, and its records.
     block: (i64, Vec<blocks::Body>),
     /// The JSON bytes of the block's records so far.
@@ -356,6 +783,11 @@ impl<'t> Import<'t> {
                 ],
             )?,
             bodies: transaction.prepare("INSERT INTO bodies (first, data) VALUES (?, ?)")?,
+            upserts: ROLLUPS
+                .iter()
+                .map(|rollup| transaction.prepare(&rollup_upsert(rollup)))
+                .collect::<rusqlite::Result<_>>()?,
+            rollups: Rollups::new(),
             block: (0, Vec::new()),
             block_bytes: 0,
         })
@@ -399,15 +831,13 @@ impl<'t> Import<'t> {
         };
         let rid = record_id(&id);
         if kind == "traffic" {
-            let mut values = vec![rid, Sql::Integer(time), number("last_seen")];
-            for key in [
-                "scope",
-                "peer",
-                "src_vpc",
-                "dst_vpc",
-                "src_subnet",
-                "dst_subnet",
-            ] {
+            // `last_seen` kept only when it is not the record's time (audit writes them equal).
+            let last_seen = match record.i64("last_seen") {
+                Some(seen) if seen != time => Sql::Integer(seen),
+                _ => Sql::Null,
+            };
+            let mut values = vec![rid, Sql::Integer(time), last_seen];
+            for key in ["scope", "peer", "src_subnet", "dst_subnet"] {
                 values.push(self.named(record, key)?);
             }
             values.push(self.address(record, "src_ip")?.0);
@@ -416,22 +846,31 @@ impl<'t> Import<'t> {
             values.push(self.named(record, "protocol_name")?);
             values.push(self.named(record, "fl_action")?);
             values.extend(["flows", "packets", "bytes"].map(number));
-            values.push(
-                record
-                    .str("enis")
-                    .map_or(Sql::Null, |enis| Sql::Text(enis.into_owned())),
-            );
+            // An ENI list as a name: a batch's conversations share a few.
+            values.push(self.named(record, "enis")?);
             // Filed under each end's VPC (0: neither has one), a record between two VPCs twice
             // (copy 1 its second filing): a VPC's traffic is one range of the table.
-            let vpcs = match (&values[5], &values[6]) {
-                (Sql::Integer(src), Sql::Integer(dst)) if src != dst => vec![*src, *dst],
-                (Sql::Integer(vpc), _) | (_, Sql::Integer(vpc)) => vec![*vpc],
+            let vpcs = match (
+                self.named(record, "src_vpc")?,
+                self.named(record, "dst_vpc")?,
+            ) {
+                (Sql::Integer(src), Sql::Integer(dst)) if src != dst => vec![src, dst],
+                (Sql::Integer(vpc), _) | (_, Sql::Integer(vpc)) => vec![vpc],
                 _ => vec![0],
             };
             for (copy, vpc) in vpcs.into_iter().enumerate() {
                 let filed = [Sql::Integer(vpc), Sql::Integer(copy as i64)];
-                self.traffic
-                    .execute(params_from_iter(filed.iter().chain(&values)))?;
+                // Summed into the rollups only when new (INSERT OR IGNORE changed a row).
+                if self
+                    .traffic
+                    .execute(params_from_iter(filed.iter().chain(&values)))?
+                    == 1
+                {
+                    self.rollups.add(vpc, copy as i64, &values);
+                }
+            }
+            if self.rollups.full() {
+                self.rollups.write(&mut self.upserts)?;
             }
             return Ok(Written::Done);
         }
@@ -511,6 +950,12 @@ impl<'t> Import<'t> {
         Ok(())
     }
 
+    /// Writes the block being filled and the rollup rows summed: the import's end.
+    fn finish(&mut self) -> rusqlite::Result<()> {
+        self.rollups.write(&mut self.upserts)?;
+        self.flush()
+    }
+
     /// Writes the block being filled.
     fn flush(&mut self) -> rusqlite::Result<()> {
         if !self.block.1.is_empty() {
@@ -544,7 +989,7 @@ impl LocalRecords {
             ));
         }
         connection
-            .execute_batch(SCHEMA)
+            .execute_batch(&format!("{SCHEMA}{}", rollup_tables()))
             .map_err(|e| Self::error(path, e))?;
         Ok(Self {
             path: path.to_path_buf(),
@@ -643,7 +1088,7 @@ impl LocalRecords {
                     }
                 }
             }
-            import.flush().map_err(failed)?;
+            import.finish().map_err(failed)?;
         }
         transaction.execute_batch(SEARCH_INDEXES).map_err(failed)?;
         transaction.commit().map_err(failed)?;
@@ -863,100 +1308,115 @@ impl LocalRecords {
         query(&mut statement).map_err(|e| Self::error(&self.path, e))
     }
 
-    /// The traffic views of `filter`, summed in one pass over the traffic records the filter
-    /// covers (a VPC's read through its two indexes). The top talkers are summed in that pass
-    /// too, up to [`TALKERS_IN_MEMORY`] conversations; past that, SQLite groups them in a
-    /// second pass, sorting on disk, so no window is too large.
+    /// The traffic views of `filter`: a window's whole quarter hours and hours summed from the
+    /// rollups, its edges from the traffic records (a VPC's, one range of the table). The top
+    /// talkers are summed in the same pass, up to [`TALKERS_IN_MEMORY`] conversations; past
+    /// that, SQLite groups them in a second pass, sorting on disk, so no window is too large.
     pub fn traffic(&self, filter: &TrafficFilter) -> Result<TrafficView, LocalStoreError> {
-        self.traffic_within(filter, TALKERS_IN_MEMORY)
+        self.traffic_within(filter, TALKERS_IN_MEMORY, true)
     }
 
     /// The conversations `filter` covers, most bytes first, at most `limit`: the top talkers
-    /// ranked by SQLite, asked for one more than `limit` to know whether there are more.
+    /// ranked by SQLite (from the hour rollups and the window's edges), asked for one more than
+    /// `limit` to know whether there are more.
     pub fn conversations(
         &self,
         filter: &TrafficFilter,
         limit: usize,
     ) -> Result<Conversations, LocalStoreError> {
-        let Some((conditions, values)) = self.traffic_conditions(filter)? else {
-            return Ok(Conversations::of(Vec::new(), limit));
-        };
+        let plan = Plan::of(filter, true, false);
         let reject = self.id_of("REJECT")?.unwrap_or(0);
         let wanted = limit.saturating_add(1);
         // SQLite groups and orders them: nothing else of the traffic views is summed.
-        let ranked = self.ranked_by_sqlite(wanted, &conditions, &values, reject)?;
+        let Some(ranked) = self.ranked_by_sqlite(filter, &plan, wanted, reject)? else {
+            return Ok(Conversations::of(Vec::new(), limit));
+        };
         Ok(Conversations::of(self.talkers(ranked, wanted)?, limit))
     }
 
-    /// [`Self::traffic`], summing at most `in_memory` conversations in memory.
+    /// [`Self::traffic`], summing at most `in_memory` conversations in memory, from the rollups
+    /// or (`rollups` false) from the traffic records alone.
     fn traffic_within(
         &self,
         filter: &TrafficFilter,
         in_memory: usize,
+        rollups: bool,
     ) -> Result<TrafficView, LocalStoreError> {
-        let Some((conditions, values)) = self.traffic_conditions(filter)? else {
-            return Ok(TrafficView::default());
-        };
+        let plan = Plan::of(filter, rollups, true);
         let reject = self.id_of("REJECT")?.unwrap_or(0);
-        let step = i64::from(filter.bucket.max(1));
-        // Summed per record read: foldhash, not SipHash.
-        let mut totals: foldhash::HashMap<(Option<i64>, Option<i64>), TrafficSums> =
-            Default::default();
-        let mut matrix: foldhash::HashMap<(Option<i64>, Option<i64>), TrafficSums> =
-            Default::default();
-        let mut series: foldhash::HashMap<i64, TrafficSums> = Default::default();
-        let mut conversations: Option<foldhash::HashMap<Conversation, TrafficSums>> =
-            (filter.talkers > 0).then(Default::default);
-        let count = |n: Option<i64>| n.unwrap_or(0).max(0) as u64;
-        let sql = format!(
-            "SELECT scope, fl_action, src_subnet, dst_subnet, flows, packets, bytes, last_seen, src, dst, dst_port, protocol_name FROM traffic WHERE {conditions}"
-        );
-        self.run(&sql, |statement| {
-            let mut rows = statement.query(params_from_iter(values.iter()))?;
-            while let Some(r) = rows.next()? {
-                // Every column is a number or null (the import writes no other): read once each,
-                // without a conversion per read (the largest cost after SQLite's own).
-                let c: [Option<i64>; 12] = std::array::from_fn(|i| match r.get_ref_unwrap(i) {
-                    rusqlite::types::ValueRef::Integer(n) => Some(n),
-                    _ => None,
-                });
-                let fl_action = c[1];
-                let flows = count(c[4]);
-                let sums = TrafficSums {
-                    flows,
-                    rejected_flows: if fl_action == Some(reject) { flows } else { 0 },
-                    packets: count(c[5]),
-                    bytes: count(c[6]),
-                };
-                let last_seen = c[7].unwrap_or(0);
-                for (sum, into) in [
-                    (&mut totals, (c[0], fl_action)),
-                    (&mut matrix, (c[2], c[3])),
-                ] {
-                    sum.entry(into).or_default().add(&sums);
-                }
-                series
-                    .entry(last_seen - last_seen.rem_euclid(step))
-                    .or_default()
-                    .add(&sums);
-                if let Some(sums_of) = conversations.as_mut() {
-                    let key = (c[8], c[9], c[10], c[11], c[0]);
-                    let full = sums_of.len() >= in_memory;
-                    match sums_of.entry(key) {
-                        std::collections::hash_map::Entry::Occupied(mut sum) => {
-                            sum.get_mut().add(&sums)
-                        }
-                        std::collections::hash_map::Entry::Vacant(new) if !full => {
-                            new.insert(sums);
-                        }
-                        // Too many to hold: SQLite groups them after this pass.
-                        std::collections::hash_map::Entry::Vacant(_) => conversations = None,
+        let mut sums = Summed::new(filter, in_memory, reject);
+        // The records the rollups do not give whole: each summed into the views the rollups
+        // leave to them.
+        for window in plan.records(filter) {
+            let Some((conditions, values)) = self.traffic_conditions(filter, "traffic", window)?
+            else {
+                return Ok(TrafficView::default());
+            };
+            let sql = format!(
+                "SELECT scope, fl_action, src_subnet, dst_subnet, flows, packets, bytes, last_seen, src, dst, dst_port, protocol_name, time FROM traffic WHERE {conditions}"
+            );
+            self.run(&sql, |statement| {
+                let mut rows = statement.query(params_from_iter(values.iter()))?;
+                while let Some(r) = rows.next()? {
+                    // Every column is a number or null (the import writes no other): read once
+                    // each, without a conversion per read (the largest cost after SQLite's own).
+                    let c: [Option<i64>; 13] = std::array::from_fn(|i| match r.get_ref_unwrap(i) {
+                        rusqlite::types::ValueRef::Integer(n) => Some(n),
+                        _ => None,
+                    });
+                    let time = c[12].unwrap_or(0);
+                    let counted = sums.counted(c[1], [c[4], c[5], c[6]]);
+                    if !within(plan.sums, time) {
+                        sums.aggregate([c[0], c[1], c[2], c[3]], c[7].unwrap_or(time), &counted);
+                    }
+                    if !within(plan.conversations, time) {
+                        sums.talk((c[8], c[9], c[10], c[11], c[0]), &counted);
                     }
                 }
-            }
-            Ok(())
-        })?;
+                Ok(())
+            })?;
+        }
+        for (at, window) in &plan.reads {
+            let rollup = &ROLLUPS[*at];
+            let Some((conditions, values)) =
+                self.traffic_conditions(filter, rollup.table, *window)?
+            else {
+                return Ok(TrafficView::default());
+            };
+            let columns = if rollup.conversations {
+                "src, dst, dst_port, protocol_name, scope, fl_action, flows, packets, bytes"
+            } else {
+                "scope, fl_action, src_subnet, dst_subnet, flows, packets, bytes, time + series"
+            };
+            let sql = format!("SELECT {columns} FROM {} WHERE {conditions}", rollup.table);
+            self.run(&sql, |statement| {
+                let mut rows = statement.query(params_from_iter(values.iter()))?;
+                let key = |n: i64| (n != NONE).then_some(n);
+                while let Some(r) = rows.next()? {
+                    if rollup.conversations {
+                        let c: [i64; 9] = std::array::from_fn(|i| r.get_unwrap(i));
+                        let counted = sums.counted(key(c[5]), [c[6], c[7], c[8]].map(Some));
+                        sums.talk(
+                            (key(c[0]), key(c[1]), key(c[2]), key(c[3]), key(c[4])),
+                            &counted,
+                        );
+                    } else {
+                        let c: [i64; 8] = std::array::from_fn(|i| r.get_unwrap(i));
+                        let counted = sums.counted(key(c[1]), [c[4], c[5], c[6]].map(Some));
+                        sums.aggregate([c[0], c[1], c[2], c[3]].map(key), c[7], &counted);
+                    }
+                }
+                Ok(())
+            })?;
+        }
         let n = filter.talkers as usize;
+        let Summed {
+            totals,
+            matrix,
+            series,
+            conversations,
+            ..
+        } = sums;
         let ranked = match conversations {
             Some(sums_of) => {
                 let mut ranked: Vec<(Conversation, TrafficSums)> = sums_of.into_iter().collect();
@@ -971,7 +1431,9 @@ impl LocalRecords {
                 ranked
             }
             None if n == 0 => Vec::new(),
-            None => self.ranked_by_sqlite(n, &conditions, &values, reject)?,
+            None => self
+                .ranked_by_sqlite(filter, &plan, n, reject)?
+                .unwrap_or_default(),
         };
         let talkers = self.talkers(ranked, n)?;
         let names = self.names_of(
@@ -1010,20 +1472,55 @@ impl LocalRecords {
         Ok(view)
     }
 
-    /// The conversations with the `n` most bytes (then flows), with every tie of the last
-    /// place: SQLite sums each conversation and hands them over most first.
+    /// The conversations of `filter` with the `n` most bytes (then flows), with every tie of
+    /// the last place: SQLite sums each conversation over the hour rollups `plan` reads and the
+    /// records outside them, and hands them over most first. `None` when a name the filter
+    /// asks for is in no record.
     fn ranked_by_sqlite(
         &self,
+        filter: &TrafficFilter,
+        plan: &Plan,
         n: usize,
-        conditions: &str,
-        values: &[Sql],
         reject: i64,
-    ) -> Result<Vec<(Conversation, TrafficSums)>, LocalStoreError> {
-        let sql = format!(
-            "SELECT src, dst, dst_port, protocol_name, scope, sum(max(ifnull(flows, 0), 0)) AS f, sum(CASE WHEN fl_action = ? THEN max(ifnull(flows, 0), 0) ELSE 0 END), sum(max(ifnull(packets, 0), 0)), sum(max(ifnull(bytes, 0), 0)) AS b FROM traffic WHERE {conditions} GROUP BY src, dst, dst_port, protocol_name, scope ORDER BY b DESC, f DESC"
-        );
+    ) -> Result<Option<Vec<(Conversation, TrafficSums)>>, LocalStoreError> {
+        let mut parts = Vec::new();
         let mut all = vec![Sql::Integer(reject)];
-        all.extend(values.iter().cloned());
+        let sources = minus((filter.since, filter.until), plan.conversations)
+            .into_iter()
+            .map(|window| ("traffic", window))
+            .chain(
+                plan.reads
+                    .iter()
+                    .filter(|(at, _)| ROLLUPS[*at].conversations)
+                    .map(|(at, window)| (ROLLUPS[*at].table, *window)),
+            );
+        for (table, window) in sources {
+            let Some((conditions, values)) = self.traffic_conditions(filter, table, window)? else {
+                return Ok(None);
+            };
+            let column = |name: &str| match table {
+                "traffic" => name.to_string(),
+                _ => format!("nullif({name}, {NONE}) AS {name}"),
+            };
+            parts.push(format!(
+                "SELECT {}, flows, packets, bytes FROM {table} WHERE {conditions}",
+                [
+                    "src",
+                    "dst",
+                    "dst_port",
+                    "protocol_name",
+                    "scope",
+                    "fl_action"
+                ]
+                .map(column)
+                .join(", ")
+            ));
+            all.extend(values);
+        }
+        let sql = format!(
+            "SELECT src, dst, dst_port, protocol_name, scope, sum(max(ifnull(flows, 0), 0)) AS f, sum(CASE WHEN fl_action = ? THEN max(ifnull(flows, 0), 0) ELSE 0 END), sum(max(ifnull(packets, 0), 0)), sum(max(ifnull(bytes, 0), 0)) AS b FROM ({}) GROUP BY src, dst, dst_port, protocol_name, scope ORDER BY b DESC, f DESC",
+            parts.join(" UNION ALL ")
+        );
         let mut ranked: Vec<(Conversation, TrafficSums)> = Vec::new();
         self.run(&sql, |statement| {
             let mut rows = statement.query(params_from_iter(all))?;
@@ -1047,7 +1544,7 @@ impl LocalRecords {
             }
             Ok(())
         })?;
-        Ok(ranked)
+        Ok(Some(ranked))
     }
 
     /// `ranked` conversations as the `n` top talkers, ordered as [`TrafficView::sort`] orders
@@ -1093,8 +1590,10 @@ impl LocalRecords {
     fn traffic_conditions(
         &self,
         filter: &TrafficFilter,
+        table: &str,
+        (since, until): (i64, i64),
     ) -> Result<Option<(String, Vec<Sql>)>, LocalStoreError> {
-        let window = [Sql::Integer(filter.since), Sql::Integer(filter.until)];
+        let window = [Sql::Integer(since), Sql::Integer(until)];
         let mut values = Vec::new();
         let mut conditions = Vec::new();
         match &filter.vpc {
@@ -1110,7 +1609,8 @@ impl LocalRecords {
             // Every record once (its first filing), VPC by VPC.
             None => {
                 conditions.push(format!(
-                    "vpc IN ({EVERY_VPC}) AND time BETWEEN ? AND ? AND copy = 0"
+                    "vpc IN ({}) AND time BETWEEN ? AND ? AND copy = 0",
+                    every_vpc(table)
                 ));
                 values.extend(window);
             }
@@ -1188,16 +1688,17 @@ impl LocalRecords {
         since: i64,
         until: i64,
     ) -> Result<BTreeSet<String>, LocalStoreError> {
-        let lists: Vec<String> = self.run(
-            &format!("SELECT DISTINCT enis FROM traffic WHERE vpc IN ({EVERY_VPC}) AND time BETWEEN ? AND ? AND copy = 0 AND enis IS NOT NULL"),
+        let lists: Vec<i64> = self.run(
+            &format!("SELECT DISTINCT enis FROM traffic WHERE vpc IN ({}) AND time BETWEEN ? AND ? AND copy = 0 AND enis IS NOT NULL", every_vpc("traffic")),
             |statement| {
                 statement
                     .query_map((since, until), |r| r.get(0))
                     .and_then(Iterator::collect)
             },
         )?;
+        let names = self.names_of(lists)?;
         Ok(crate::core::search::split_enis(
-            lists.iter().map(String::as_str),
+            names.values().map(String::as_str),
         ))
     }
 
@@ -1659,7 +2160,7 @@ mod tests {
         };
         let view = store.traffic(&filter).unwrap();
         // Past the conversations summed in memory, SQLite's grouping gives the same views.
-        assert_eq!(store.traffic_within(&filter, 2).unwrap(), view);
+        assert_eq!(store.traffic_within(&filter, 2, true).unwrap(), view);
         let talkers: Vec<(&str, u64, u64)> = view
             .talkers
             .iter()
@@ -1682,6 +2183,170 @@ mod tests {
             .unwrap();
         assert!(all.talkers.iter().any(|t| t.src_ip == "2402:4e00::1"));
         assert_eq!(all.talkers.len(), 6);
+    }
+
+    /// The views summed from the rollups are the views summed from the records: over windows
+    /// whole, ragged, shorter than a quarter hour and of days, every filter and series step, with
+    /// records imported in parts (a rollup row summed across imports) and imported twice,
+    /// counters missing or negative, a `last_seen` apart from `time`, records of no VPC and of
+    /// two; whether the talkers are summed in memory or by SQLite.
+    #[test]
+    fn rollups_give_the_views_the_records_give() {
+        use crate::core::engine::Scope;
+        use crate::core::records::Peer;
+        const START: i64 = 1_767_225_600;
+        let mut rng = fastrand::Rng::with_seed(33);
+        let lines: Vec<String> = (0..4_000)
+            .map(|i| {
+                // Most in five hours, the rest over three days.
+                let time = START
+                    + match rng.u8(..3) {
+                        0 => rng.i64(0..3 * 86_400),
+                        _ => rng.i64(0..5 * 3_600),
+                    };
+                let vpc = |rng: &mut fastrand::Rng| ["vpc-a", "vpc-b", ""][rng.usize(..3)];
+                let (src_vpc, dst_vpc) = (vpc(&mut rng), vpc(&mut rng));
+                let subnet = |rng: &mut fastrand::Rng, vpc: &str| {
+                    (!vpc.is_empty()).then(|| format!("subnet-{vpc}-{}", rng.u8(..3)))
+                };
+                let address = |rng: &mut fastrand::Rng| match rng.u8(..5) {
+                    0 => format!("2402:4e00::{}", rng.u8(1..4)),
+                    _ => format!("10.0.{}.{}", rng.u8(..3), rng.u8(1..5)),
+                };
+                let scope = [
+                    Scope::IntraSubnet,
+                    Scope::InterSubnet,
+                    Scope::VpcInbound,
+                    Scope::VpcOutbound,
+                    Scope::CrossVpc,
+                ][rng.usize(..5)];
+                let peer = [Peer::SameVpc, Peer::OtherVpc, Peer::Internet][rng.usize(..3)];
+                let last_seen = if rng.u8(..10) == 0 {
+                    time - rng.i64(0..1_200)
+                } else {
+                    time
+                };
+                let protocol = ["TCP", "UDP", "ICMP"][rng.usize(..3)];
+                let fl_action = if rng.u8(..4) == 0 { "REJECT" } else { "ACCEPT" };
+                let mut record = serde_json::json!({
+                    "record_type": "traffic",
+                    "record_id": format!("{i:016x}"),
+                    "time": time,
+                    "last_seen": last_seen,
+                    "scope": scope.as_str(),
+                    "peer": peer.as_str(),
+                    "src_ip": address(&mut rng),
+                    "dst_ip": address(&mut rng),
+                    "protocol_name": protocol,
+                    "fl_action": fl_action,
+                    "packets": rng.i64(1..50),
+                    "bytes": rng.i64(40..90_000),
+                });
+                let fields = record.as_object_mut().unwrap();
+                for (key, vpc) in [("src", src_vpc), ("dst", dst_vpc)] {
+                    if let Some(subnet) = subnet(&mut rng, vpc) {
+                        fields.insert(format!("{key}_vpc"), vpc.into());
+                        fields.insert(format!("{key}_subnet"), subnet.into());
+                    }
+                }
+                match rng.u8(..12) {
+                    0 => {}
+                    1 => {
+                        fields.insert("flows".into(), (-1).into());
+                    }
+                    _ => {
+                        fields.insert("flows".into(), rng.i64(1..6).into());
+                    }
+                }
+                if rng.u8(..4) != 0 {
+                    fields.insert("dst_port".into(), [443, 80, 53][rng.usize(..3)].into());
+                }
+                record.to_string()
+            })
+            .collect();
+        let (store, _) = store(&lines[..1_000].join("\n"));
+        for part in [&lines[1_000..2_500], &lines[500..1_000], &lines[2_500..]] {
+            store.import(part.join("\n").as_bytes()).unwrap();
+        }
+        let windows = [
+            (START, START + 5 * 3_600 - 1),
+            (START + 123, START + 4 * 3_600 + 77),
+            (START + 901, START + 1_700),
+            (START + 1_800, START + 2 * 3_600 + 899),
+            (START - 86_400, START + 86_400),
+            (START + 3_700, START + 2 * 86_400 + 5_000),
+            (START - 2 * 86_400 + 5_000, START + 4 * 86_400 - 77),
+        ];
+        let filters = [
+            TrafficFilter::new(0, 0),
+            TrafficFilter {
+                vpc: Some("vpc-a".into()),
+                ..TrafficFilter::new(0, 0)
+            },
+            TrafficFilter {
+                vpc: Some("vpc-b".into()),
+                scope: Some(Scope::CrossVpc),
+                ..TrafficFilter::new(0, 0)
+            },
+            TrafficFilter {
+                subnet: Some("subnet-vpc-a-1".into()),
+                fl_action: Some("REJECT"),
+                ..TrafficFilter::new(0, 0)
+            },
+            TrafficFilter {
+                vpc: Some("vpc-a".into()),
+                src_subnet: Some("subnet-vpc-a-0".into()),
+                dst_subnet: Some("subnet-vpc-a-2".into()),
+                peer: Some(Peer::SameVpc),
+                ..TrafficFilter::new(0, 0)
+            },
+        ];
+        let (mut quarters, mut hours, mut days, mut found) = (0, 0, 0, 0);
+        for (since, until) in windows {
+            for filter in &filters {
+                let step = crate::core::search::series_step(since, until);
+                for (bucket, talkers) in
+                    [(step, 20), (900, 0), (3_600, 1_000), (300, 5), (86_400, 3)]
+                {
+                    let filter = TrafficFilter {
+                        since,
+                        until,
+                        bucket,
+                        talkers,
+                        ..filter.clone()
+                    };
+                    let plan = Plan::of(&filter, true, true);
+                    quarters += usize::from(plan.sums.is_some());
+                    hours += usize::from(plan.conversations.is_some());
+                    days += usize::from(plan.reads.iter().any(|(at, _)| ROLLUPS[*at].step == DAY));
+                    let records = store.traffic_within(&filter, 100_000, false).unwrap();
+                    found += usize::from(!records.totals.is_empty());
+                    let rolled = store.traffic_within(&filter, 100_000, true).unwrap();
+                    assert_eq!(rolled, records, "{filter:?}");
+                    let by_sqlite = store.traffic_within(&filter, 2, true).unwrap();
+                    assert_eq!(by_sqlite, records, "{filter:?}");
+                    let every = TrafficFilter {
+                        talkers: 100_000,
+                        ..filter.clone()
+                    };
+                    let conversations = store.conversations(&filter, 100_000).unwrap();
+                    assert!(conversations.complete);
+                    assert_eq!(
+                        conversations.rows,
+                        store
+                            .traffic_within(&every, 100_000, false)
+                            .unwrap()
+                            .talkers,
+                        "{filter:?}"
+                    );
+                }
+            }
+        }
+        // Most views find traffic and read the rollups.
+        assert!(
+            found >= 150 && quarters >= 80 && hours >= 60 && days >= 30,
+            "{found} {quarters} {hours} {days}"
+        );
     }
 
     /// Long records share a block only up to about a MiB, so any block reads back; a line longer
