@@ -576,11 +576,11 @@ fn traffic_truth(filter: &TrafficFilter, records: &[Value]) -> TrafficView {
             .into_iter()
             .map(
                 |((src_ip, dst_ip, dst_port, protocol_name, scope), sums)| Talker {
-                    src_ip,
-                    dst_ip,
+                    src_ip: src_ip.into(),
+                    dst_ip: dst_ip.into(),
                     dst_port,
-                    protocol_name,
-                    scope,
+                    protocol_name: protocol_name.into(),
+                    scope: scope.into(),
                     sums,
                 },
             )

@@ -2,6 +2,7 @@
 //! through `SearchLog` (`crate::adapters::tencent::cls_query`) and the embedded local database
 //! (`crate::adapters::sqlite`). Every value here has been checked, so a store can put it into its
 //! query language without further escaping decisions.
+use compact_str::CompactString;
 
 use std::net::IpAddr;
 
@@ -286,16 +287,19 @@ pub struct TrafficTotal {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Talker {
     /// The initiator.
-    pub src_ip: String,
+    #[schema(value_type = String)]
+    pub src_ip: CompactString,
     /// The service end.
-    pub dst_ip: String,
+    #[schema(value_type = String)]
+    pub dst_ip: CompactString,
     /// The service port (none for ICMP and other portless protocols).
     pub dst_port: Option<u16>,
     /// `TCP`, `UDP`, `ICMP`, …
-    pub protocol_name: String,
+    #[schema(value_type = String)]
+    pub protocol_name: CompactString,
     /// The traffic scope.
     #[schema(value_type = crate::core::engine::Scope)]
-    pub scope: String,
+    pub scope: CompactString,
     /// Its sums.
     #[serde(flatten)]
     pub sums: TrafficSums,
@@ -466,11 +470,11 @@ impl TrafficQuery {
                 sums,
             }),
             TrafficQuery::Talkers => view.talkers.push(Talker {
-                src_ip: text("src_ip").unwrap_or_default(),
-                dst_ip: text("dst_ip").unwrap_or_default(),
+                src_ip: CompactString::new(text("src_ip").unwrap_or_default()),
+                dst_ip: CompactString::new(text("dst_ip").unwrap_or_default()),
                 dst_port: number("dst_port").and_then(|p| u16::try_from(p).ok()),
-                protocol_name: text("protocol_name").unwrap_or_default(),
-                scope: text("scope").unwrap_or_default(),
+                protocol_name: CompactString::new(text("protocol_name").unwrap_or_default()),
+                scope: CompactString::new(text("scope").unwrap_or_default()),
                 sums,
             }),
             TrafficQuery::Matrix => view.matrix.push(MatrixCell {

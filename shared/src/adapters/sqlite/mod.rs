@@ -15,6 +15,7 @@ mod line;
 
 pub use line::RecordLine;
 
+use compact_str::CompactString;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -1567,11 +1568,11 @@ impl LocalRecords {
         let mut talkers: Vec<Talker> = ranked
             .into_iter()
             .map(|((src, dst, port, protocol, scope), sums)| Talker {
-                src_ip: address(&src),
-                dst_ip: address(&dst),
+                src_ip: CompactString::new(address(&src)),
+                dst_ip: CompactString::new(address(&dst)),
                 dst_port: port.and_then(|p| u16::try_from(p).ok()),
-                protocol_name: name(&protocol),
-                scope: name(&scope),
+                protocol_name: CompactString::new(name(&protocol)),
+                scope: CompactString::new(name(&scope)),
                 sums,
             })
             .collect();

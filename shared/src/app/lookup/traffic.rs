@@ -229,7 +229,7 @@ impl Lookup {
                 for (ip, location) in [(&talker.src_ip, &placed.src), (&talker.dst_ip, &placed.dst)]
                 {
                     if let Some(name) = location.instance_name.or(location.subnet_name) {
-                        names.insert(ip.clone(), name.to_string());
+                        names.insert(ip.to_string(), name.to_string());
                     }
                 }
             }
