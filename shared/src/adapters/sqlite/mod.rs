@@ -634,6 +634,61 @@ impl Summed {
     }
 }
 
+/// The `names` ids a conversation refers to: an IPv6 (or other named) address at either end,
+/// its protocol and its scope.
+fn names_in((src, dst, _, protocol, scope): &Conversation) -> impl Iterator<Item = i64> + use<> {
+    let named = |key: &Option<i64>| key.and_then(address_name);
+    [named(src), named(dst), *protocol, *scope]
+        .into_iter()
+        .flatten()
+}
+
+/// A conversation as a top talker, its names from `names` (which holds [`names_in`] it).
+fn talker(
+    (src, dst, port, protocol, scope): Conversation,
+    sums: TrafficSums,
+    names: &HashMap<i64, String>,
+) -> Talker {
+    let address = |key: Option<i64>| {
+        key.map_or_else(CompactString::default, |n| {
+            CompactString::new(address_text(n, names))
+        })
+    };
+    let name = |id: Option<i64>| {
+        id.map(|id| CompactString::new(&names[&id]))
+            .unwrap_or_default()
+    };
+    Talker {
+        src_ip: address(src),
+        dst_ip: address(dst),
+        dst_port: port.and_then(|p| u16::try_from(p).ok()),
+        protocol_name: name(protocol),
+        scope: name(scope),
+        sums,
+    }
+}
+
+/// `talkers` as the `n` top talkers, ordered as [`TrafficView::sort`] orders them (ties by
+/// their addresses, port, protocol and scope).
+fn ordered(talkers: Vec<Talker>, n: usize) -> Vec<Talker> {
+    let mut view = TrafficView {
+        talkers,
+        ..TrafficView::default()
+    };
+    view.sort();
+    let mut talkers = view.talkers;
+    talkers.truncate(n);
+    talkers
+}
+
+/// The failure of a name id no row of `names` has.
+fn damaged(path: &Path, id: i64) -> LocalStoreError {
+    LocalRecords::error(
+        path,
+        format!("name {id} is missing: the database is damaged"),
+    )
+}
+
 /// The embedded records store.
 pub struct LocalRecords {
     path: PathBuf,
@@ -1131,12 +1186,7 @@ impl LocalRecords {
                         .run("SELECT name FROM names WHERE id = ?", |statement| {
                             statement.query_row([id], |r| r.get(0)).optional()
                         })?
-                        .ok_or_else(|| {
-                            Self::error(
-                                &self.path,
-                                format!("name {id} is missing: the database is damaged"),
-                            )
-                        })?;
+                        .ok_or_else(|| damaged(&self.path, id))?;
                     let mut kept = self
                         .names
                         .lock()
@@ -1332,7 +1382,7 @@ impl LocalRecords {
         let Some(ranked) = self.ranked_by_sqlite(filter, &plan, wanted, reject)? else {
             return Ok(Conversations::of(Vec::new(), limit));
         };
-        Ok(Conversations::of(self.talkers(ranked, wanted)?, limit))
+        Ok(Conversations::of(ordered(ranked, wanted), limit))
     }
 
     /// [`Self::traffic`], summing at most `in_memory` conversations in memory, from the rollups
@@ -1418,7 +1468,7 @@ impl LocalRecords {
             conversations,
             ..
         } = sums;
-        let ranked = match conversations {
+        let talkers = match conversations {
             Some(sums_of) => {
                 let mut ranked: Vec<(Conversation, TrafficSums)> = sums_of.into_iter().collect();
                 let most = |a: &(Conversation, TrafficSums), b: &(Conversation, TrafficSums)| {
@@ -1429,14 +1479,15 @@ impl LocalRecords {
                     let last = (last.1.bytes, last.1.flows);
                     ranked.retain(|(_, sums)| (sums.bytes, sums.flows) >= last);
                 }
-                ranked
+                self.talkers(ranked, n)?
             }
             None if n == 0 => Vec::new(),
-            None => self
-                .ranked_by_sqlite(filter, &plan, n, reject)?
-                .unwrap_or_default(),
+            None => ordered(
+                self.ranked_by_sqlite(filter, &plan, n, reject)?
+                    .unwrap_or_default(),
+                n,
+            ),
         };
-        let talkers = self.talkers(ranked, n)?;
         let names = self.names_of(
             totals
                 .keys()
@@ -1474,16 +1525,17 @@ impl LocalRecords {
     }
 
     /// The conversations of `filter` with the `n` most bytes (then flows), with every tie of
-    /// the last place: SQLite sums each conversation over the hour rollups `plan` reads and the
-    /// records outside them, and hands them over most first. `None` when a name the filter
-    /// asks for is in no record.
+    /// the last place, named, in no order: SQLite sums each conversation over the rollups `plan`
+    /// reads and the records outside them, and hands them over most first; each is named as it
+    /// comes (200,000 conversations as numbers and then as names would both be whole in memory
+    /// at once). `None` when a name the filter asks for is in no record.
     fn ranked_by_sqlite(
         &self,
         filter: &TrafficFilter,
         plan: &Plan,
         n: usize,
         reject: i64,
-    ) -> Result<Option<Vec<(Conversation, TrafficSums)>>, LocalStoreError> {
+    ) -> Result<Option<Vec<Talker>>, LocalStoreError> {
         let mut parts = Vec::new();
         let mut all = vec![Sql::Integer(reject)];
         let sources = minus((filter.since, filter.until), plan.conversations)
@@ -1522,29 +1574,49 @@ impl LocalRecords {
             "SELECT src, dst, dst_port, protocol_name, scope, sum(max(ifnull(flows, 0), 0)) AS f, sum(CASE WHEN fl_action = ? THEN max(ifnull(flows, 0), 0) ELSE 0 END), sum(max(ifnull(packets, 0), 0)), sum(max(ifnull(bytes, 0), 0)) AS b FROM ({}) GROUP BY src, dst, dst_port, protocol_name, scope ORDER BY b DESC, f DESC",
             parts.join(" UNION ALL ")
         );
-        let mut ranked: Vec<(Conversation, TrafficSums)> = Vec::new();
-        self.run(&sql, |statement| {
-            let mut rows = statement.query(params_from_iter(all))?;
-            while let Some(r) = rows.next()? {
-                let sums = TrafficSums {
-                    flows: r.get::<_, i64>(5)? as u64,
-                    rejected_flows: r.get::<_, i64>(6)? as u64,
-                    packets: r.get::<_, i64>(7)? as u64,
-                    bytes: r.get::<_, i64>(8)? as u64,
-                };
-                if ranked.len() >= n {
-                    let last = &ranked[n - 1].1;
-                    if (last.bytes, last.flows) != (sums.bytes, sums.flows) {
-                        break;
-                    }
+        let failed = |e: rusqlite::Error| Self::error(&self.path, e);
+        let connection = self.connection();
+        let mut statement = connection.prepare_cached(&sql).map_err(failed)?;
+        let mut name_of = connection
+            .prepare_cached("SELECT name FROM names WHERE id = ?")
+            .map_err(failed)?;
+        let mut names: HashMap<i64, String> = HashMap::new();
+        // Room for the `n` asked for at once (up to 2^18): grown by doubling, the last copy would
+        // hold a list and a half beside the new one.
+        let mut ranked: Vec<Talker> = Vec::with_capacity(n.min(1 << 18));
+        let mut rows = statement.query(params_from_iter(all)).map_err(failed)?;
+        while let Some(r) = rows.next().map_err(failed)? {
+            let sums = TrafficSums {
+                flows: r.get::<_, i64>(5).map_err(failed)? as u64,
+                rejected_flows: r.get::<_, i64>(6).map_err(failed)? as u64,
+                packets: r.get::<_, i64>(7).map_err(failed)? as u64,
+                bytes: r.get::<_, i64>(8).map_err(failed)? as u64,
+            };
+            if ranked.len() >= n {
+                let last = &ranked[n - 1].sums;
+                if (last.bytes, last.flows) != (sums.bytes, sums.flows) {
+                    break;
                 }
-                ranked.push((
-                    (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?),
-                    sums,
-                ));
             }
-            Ok(())
-        })?;
+            let key: Conversation = (
+                r.get(0).map_err(failed)?,
+                r.get(1).map_err(failed)?,
+                r.get(2).map_err(failed)?,
+                r.get(3).map_err(failed)?,
+                r.get(4).map_err(failed)?,
+            );
+            for id in names_in(&key) {
+                if let std::collections::hash_map::Entry::Vacant(entry) = names.entry(id) {
+                    let name: String = name_of
+                        .query_row([id], |r| r.get(0))
+                        .optional()
+                        .map_err(failed)?
+                        .ok_or_else(|| damaged(&self.path, id))?;
+                    entry.insert(name);
+                }
+            }
+            ranked.push(talker(key, sums, &names));
+        }
         Ok(Some(ranked))
     }
 
@@ -1555,35 +1627,12 @@ impl LocalRecords {
         ranked: Vec<(Conversation, TrafficSums)>,
         n: usize,
     ) -> Result<Vec<Talker>, LocalStoreError> {
-        let names = self.names_of(ranked.iter().flat_map(
-            |((src, dst, _, protocol, scope), _)| {
-                let named = |key: &Option<i64>| key.and_then(address_name);
-                [named(src), named(dst), *protocol, *scope]
-                    .into_iter()
-                    .flatten()
-            },
-        ))?;
-        let address = |key: &Option<i64>| key.map_or_else(String::new, |n| address_text(n, &names));
-        let name = |id: &Option<i64>| id.map(|id| names[&id].clone()).unwrap_or_default();
-        let mut talkers: Vec<Talker> = ranked
+        let names = self.names_of(ranked.iter().flat_map(|(key, _)| names_in(key)))?;
+        let talkers = ranked
             .into_iter()
-            .map(|((src, dst, port, protocol, scope), sums)| Talker {
-                src_ip: CompactString::new(address(&src)),
-                dst_ip: CompactString::new(address(&dst)),
-                dst_port: port.and_then(|p| u16::try_from(p).ok()),
-                protocol_name: CompactString::new(name(&protocol)),
-                scope: CompactString::new(name(&scope)),
-                sums,
-            })
+            .map(|(key, sums)| talker(key, sums, &names))
             .collect();
-        let mut view = TrafficView {
-            talkers,
-            ..TrafficView::default()
-        };
-        view.sort();
-        talkers = view.talkers;
-        talkers.truncate(n);
-        Ok(talkers)
+        Ok(ordered(talkers, n))
     }
 
     /// The `WHERE` conditions of a traffic view and their values, or `None` when a name it
