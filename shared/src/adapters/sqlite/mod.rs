@@ -324,25 +324,27 @@ const NONE: i64 = -(1 << 62);
 /// 150 bytes each).
 const ROLLUP_ROWS_IN_MEMORY: usize = 300_000;
 
-/// The rollup rows an import has summed and not yet written, per [`ROLLUPS`]: flows, packets
-/// and bytes, each record's counted as the views count it (missing or negative as 0).
+/// The rollup rows an import has summed and not yet written, of the finest rollup of each kind
+/// (`rows[0]` sums, `rows[1]` conversations; the coarser ones are summed from them as they are
+/// written: two sums a record instead of five): flows, packets and bytes, each record's counted
+/// as the views count it (missing or negative as 0).
 struct Rollups {
-    rows: Vec<foldhash::HashMap<[i64; 12], [i64; 3]>>,
+    rows: [foldhash::HashMap<[i64; 12], [i64; 3]>; 2],
 }
 
 impl Rollups {
     fn new() -> Self {
         Self {
-            rows: ROLLUPS.iter().map(|_| Default::default()).collect(),
+            rows: Default::default(),
         }
     }
 
-    /// The finest rollup of each kind, which records are added to: the coarser ones are summed
-    /// from it as they are written (two sums a record instead of five).
-    fn finest(conversations: bool) -> usize {
+    /// The finest rollup of each kind: the one records are added to.
+    fn finest(conversations: bool) -> &'static Rollup {
         ROLLUPS
             .iter()
-            .rposition(|rollup| rollup.conversations == conversations)
+            .rev()
+            .find(|rollup| rollup.conversations == conversations)
             .expect("a rollup of each kind")
     }
 
@@ -358,8 +360,8 @@ impl Rollups {
         let time = n(1).unwrap_or(0);
         let last_seen = n(2).unwrap_or(time);
         for conversations in [false, true] {
-            let at = Self::finest(conversations);
-            let start = floor(time, ROLLUPS[at].step);
+            let step = Self::finest(conversations).step;
+            let start = floor(time, step);
             let row = if conversations {
                 [
                     vpc,
@@ -380,7 +382,7 @@ impl Rollups {
                     vpc,
                     start,
                     copy,
-                    floor(last_seen, ROLLUPS[at].step) - start,
+                    floor(last_seen, step) - start,
                     key(3),
                     key(4),
                     key(11),
@@ -391,7 +393,12 @@ impl Rollups {
                     0,
                 ]
             };
-            add_sums(self.rows[at].entry(row).or_default(), &sums);
+            add_sums(
+                self.rows[usize::from(conversations)]
+                    .entry(row)
+                    .or_default(),
+                &sums,
+            );
         }
     }
 
@@ -401,35 +408,36 @@ impl Rollups {
             .any(|rows| rows.len() >= ROLLUP_ROWS_IN_MEMORY)
     }
 
-    /// Adds the rows summed so far to the tables (in key order, so each lands next to the
-    /// last), and forgets them; `upserts` as [`ROLLUPS`].
+    /// Adds the rows summed so far to each of [`ROLLUPS`] (in key order, so each lands next to
+    /// the last), and forgets them; `upserts` as [`ROLLUPS`].
     fn write(&mut self, upserts: &mut [rusqlite::Statement<'_>]) -> rusqlite::Result<()> {
-        for (at, rollup) in ROLLUPS.iter().enumerate() {
-            let finest = Self::finest(rollup.conversations);
-            if at == finest {
-                continue;
-            }
-            let mut coarser: foldhash::HashMap<[i64; 12], [i64; 3]> = Default::default();
-            for (row, sums) in &self.rows[finest] {
-                let mut row = *row;
-                let start = floor(row[1], rollup.step);
-                if !rollup.conversations {
-                    // The step of `last_seen` (a multiple of the finer one's), less the start.
-                    row[3] = floor(row[1] + row[3], rollup.step) - start;
-                }
-                row[1] = start;
-                add_sums(coarser.entry(row).or_default(), sums);
-            }
-            self.rows[at] = coarser;
-        }
-        for ((rollup, rows), statement) in ROLLUPS.iter().zip(&mut self.rows).zip(upserts) {
-            let mut sorted: Vec<([i64; 12], [i64; 3])> = rows.drain().collect();
+        for (rollup, statement) in ROLLUPS.iter().zip(upserts) {
+            let finest = &self.rows[usize::from(rollup.conversations)];
+            let mut sorted: Vec<([i64; 12], [i64; 3])> =
+                if rollup.step == Self::finest(rollup.conversations).step {
+                    finest.iter().map(|(row, sums)| (*row, *sums)).collect()
+                } else {
+                    let mut coarser: foldhash::HashMap<[i64; 12], [i64; 3]> = Default::default();
+                    for (row, sums) in finest {
+                        let mut row = *row;
+                        let start = floor(row[1], rollup.step);
+                        if !rollup.conversations {
+                            // The step of `last_seen` (a multiple of the finer one's), less the
+                            // start.
+                            row[3] = floor(row[1] + row[3], rollup.step) - start;
+                        }
+                        row[1] = start;
+                        add_sums(coarser.entry(row).or_default(), sums);
+                    }
+                    coarser.into_iter().collect()
+                };
             sorted.sort_unstable_by_key(|row| row.0);
             let key = rollup.key().len();
             for (row, sums) in sorted {
                 statement.execute(params_from_iter(row[..key].iter().chain(&sums)))?;
             }
         }
+        self.rows.iter_mut().for_each(|rows| rows.clear());
         Ok(())
     }
 }
@@ -478,8 +486,7 @@ impl Plan {
             let first = filter
                 .since
                 .saturating_add((step - filter.since.rem_euclid(step)) % step);
-            let end = filter.until.saturating_add(1);
-            let end = end - end.rem_euclid(step);
+            let end = floor(filter.until.saturating_add(1), step);
             (first < end).then_some((first, end - 1))
         };
         let mut plan = Plan {
@@ -612,7 +619,7 @@ impl Summed {
         self.totals.entry((scope, fl_action)).or_default().add(sums);
         self.matrix.entry((src, dst)).or_default().add(sums);
         self.series
-            .entry(time - time.rem_euclid(self.step))
+            .entry(floor(time, self.step))
             .or_default()
             .add(sums);
     }
@@ -680,6 +687,9 @@ fn ordered(talkers: Vec<Talker>, n: usize) -> Vec<Talker> {
     talkers.truncate(n);
     talkers
 }
+
+/// The name of an id of `names`.
+const NAME_OF_ID: &str = "SELECT name FROM names WHERE id = ?";
 
 /// The failure of a name id no row of `names` has.
 fn damaged(path: &Path, id: i64) -> LocalStoreError {
@@ -1183,7 +1193,7 @@ impl LocalRecords {
                 Some(name) => name,
                 None => {
                     let name: String = self
-                        .run("SELECT name FROM names WHERE id = ?", |statement| {
+                        .run(NAME_OF_ID, |statement| {
                             statement.query_row([id], |r| r.get(0)).optional()
                         })?
                         .ok_or_else(|| damaged(&self.path, id))?;
@@ -1359,8 +1369,8 @@ impl LocalRecords {
         query(&mut statement).map_err(|e| Self::error(&self.path, e))
     }
 
-    /// The traffic views of `filter`: a window's whole quarter hours and hours summed from the
-    /// rollups, its edges from the traffic records (a VPC's, one range of the table). The top
+    /// The traffic views of `filter`: a window's whole days, hours and quarter hours summed from
+    /// the rollups, its edges from the traffic records (a VPC's, one range of the table). The top
     /// talkers are summed in the same pass, up to [`TALKERS_IN_MEMORY`] conversations; past
     /// that, SQLite groups them in a second pass, sorting on disk, so no window is too large.
     pub fn traffic(&self, filter: &TrafficFilter) -> Result<TrafficView, LocalStoreError> {
@@ -1368,8 +1378,8 @@ impl LocalRecords {
     }
 
     /// The conversations `filter` covers, most bytes first, at most `limit`: the top talkers
-    /// ranked by SQLite (from the hour rollups and the window's edges), asked for one more than
-    /// `limit` to know whether there are more.
+    /// ranked by SQLite (from the day and hour rollups and the window's edges), asked for one
+    /// more than `limit` to know whether there are more.
     pub fn conversations(
         &self,
         filter: &TrafficFilter,
@@ -1577,9 +1587,7 @@ impl LocalRecords {
         let failed = |e: rusqlite::Error| Self::error(&self.path, e);
         let connection = self.connection();
         let mut statement = connection.prepare_cached(&sql).map_err(failed)?;
-        let mut name_of = connection
-            .prepare_cached("SELECT name FROM names WHERE id = ?")
-            .map_err(failed)?;
+        let mut name_of = connection.prepare_cached(NAME_OF_ID).map_err(failed)?;
         let mut names: HashMap<i64, String> = HashMap::new();
         // Room for the `n` asked for at once (up to 2^18): grown by doubling, the last copy would
         // hold a list and a half beside the new one.
