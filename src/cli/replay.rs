@@ -236,8 +236,8 @@ pub async fn run(args: Args) -> Outcome {
 /// each to `each` as it is stored.
 fn fill_store(
     store: &Path,
-    lines: impl std::io::BufRead,
-    each: impl FnMut(&RecordLine<'_>),
+    lines: impl std::io::BufRead + Send,
+    each: impl FnMut(&RecordLine<'_>) + Send,
 ) -> Result<esgflow::adapters::sqlite::Imported, Box<dyn std::error::Error>> {
     if let Some(parent) = store.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;

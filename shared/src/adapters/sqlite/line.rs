@@ -53,9 +53,10 @@ impl<'a> RecordLine<'a> {
         let start = self.line.as_ptr() as usize;
         let at = |text: &str| text.as_ptr() as usize - start;
         let mut spans = Vec::with_capacity(self.fields.len());
-        for (i, (key, value)) in self.fields.iter().enumerate() {
-            let later = self.fields[i + 1..].iter().any(|(k, _)| k == key);
-            if later || skip(key) {
+        // From the last field back, each key's last value only (a set of those seen).
+        let mut seen = foldhash::HashSet::default();
+        for (key, value) in self.fields.iter().rev() {
+            if !seen.insert(key.as_ref()) || skip(key) {
                 continue;
             }
             let value = at(value.get())..at(value.get()) + value.get().len();
@@ -65,6 +66,7 @@ impl<'a> RecordLine<'a> {
             };
             spans.push(Span { key, value });
         }
+        spans.reverse();
         spans
     }
 }

@@ -11,6 +11,7 @@
 //! one copy (the first).
 
 mod blocks;
+mod import;
 mod line;
 
 pub use line::RecordLine;
@@ -770,270 +771,6 @@ fn address_text(key: i64, names: &HashMap<i64, String>) -> String {
     }
 }
 
-/// Names while an import runs: every one read once, new ones added.
-struct Names {
-    /// Looked up for most fields of every record imported: foldhash, not SipHash.
-    ids: foldhash::HashMap<String, i64>,
-}
-
-impl Names {
-    fn load(connection: &Connection) -> rusqlite::Result<Self> {
-        let mut statement = connection.prepare("SELECT name, id FROM names")?;
-        let ids = statement
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(Self { ids })
-    }
-
-    fn id(&mut self, insert: &mut rusqlite::Statement<'_>, name: &str) -> rusqlite::Result<i64> {
-        if let Some(id) = self.ids.get(name) {
-            return Ok(*id);
-        }
-        let id = insert.insert([name])?;
-        self.ids.insert(name.to_string(), id);
-        Ok(id)
-    }
-}
-
-/// One import's statements, names and the body block being filled.
-struct Import<'t> {
-    names: Names,
-    name: rusqlite::Statement<'t>,
-    records: rusqlite::Statement<'t>,
-    traffic: rusqlite::Statement<'t>,
-    counters: rusqlite::Statement<'t>,
-    bodies: rusqlite::Statement<'t>,
-    /// Adds to each of [`ROLLUPS`].
-    upserts: Vec<rusqlite::Statement<'t>>,
-    /// The rollup rows summed and not yet written.
-    rollups: Rollups,
-    /// The block being filled: the rowid of its first record, and its records.
-    block: (i64, Vec<blocks::Body>),
-    /// The JSON bytes of the block's records so far.
-    block_bytes: usize,
-}
-
-/// What [`Import::store`] made of a line.
-enum Written {
-    /// Not a record: no type, id or time.
-    NotARecord,
-    /// Stored whole in its row (a traffic record), or already stored.
-    Done,
-    /// A new row whose body is to join the block: its rowid and the fields the body keeps.
-    Body { rowid: i64, spans: Vec<line::Span> },
-}
-
-impl<'t> Import<'t> {
-    fn new(transaction: &'t rusqlite::Transaction<'_>) -> rusqlite::Result<Self> {
-        let insert = |table: &str, columns: &[&str]| {
-            transaction.prepare(&format!(
-                "INSERT OR IGNORE INTO {table} ({}) VALUES ({})",
-                columns.join(", "),
-                vec!["?"; columns.len()].join(", ")
-            ))
-        };
-        Ok(Self {
-            names: Names::load(transaction)?,
-            name: transaction.prepare("INSERT INTO names (name) VALUES (?)")?,
-            records: insert("records", &RECORD_COLUMNS)?,
-            traffic: insert("traffic", &TRAFFIC_COLUMNS)?,
-            counters: insert(
-                "counters",
-                &[
-                    "id",
-                    "hits",
-                    "block_hits",
-                    "observe_hits",
-                    "first_hit",
-                    "last_hit",
-                ],
-            )?,
-            bodies: transaction.prepare("INSERT INTO bodies (first, data) VALUES (?, ?)")?,
-            upserts: ROLLUPS
-                .iter()
-                .map(|rollup| transaction.prepare(&rollup_upsert(rollup)))
-                .collect::<rusqlite::Result<_>>()?,
-            rollups: Rollups::new(),
-            block: (0, Vec::new()),
-            block_bytes: 0,
-        })
-    }
-
-    /// A text field as its id in `names`.
-    fn named(&mut self, record: &RecordLine<'_>, key: &str) -> rusqlite::Result<Sql> {
-        Ok(match record.str(key) {
-            Some(text) => Sql::Integer(self.names.id(&mut self.name, &text)?),
-            None => Sql::Null,
-        })
-    }
-
-    /// An address field as its number ([`address_key`]), and whether that number gives the
-    /// field back as it was.
-    fn address(&mut self, record: &RecordLine<'_>, key: &str) -> rusqlite::Result<(Sql, bool)> {
-        let text = record.str(key).unwrap_or_default();
-        Ok(match address_key(&text) {
-            Some(AddressKey::V4(n)) => (
-                Sql::Integer(i64::from(n)),
-                std::net::Ipv4Addr::from(n).to_string() == text,
-            ),
-            Some(AddressKey::Named(name)) => (
-                Sql::Integer(-self.names.id(&mut self.name, &name)?),
-                name == text,
-            ),
-            None => (Sql::Null, false),
-        })
-    }
-
-    /// Stores `record`'s row: a traffic record whole, any other as the numbers searches filter
-    /// on, its body left for [`Self::keep`].
-    fn store(&mut self, record: &RecordLine<'_>) -> rusqlite::Result<Written> {
-        let number = |key: &str| record.i64(key).map_or(Sql::Null, Sql::Integer);
-        let (Some(kind), Some(id), Some(time)) = (
-            record.str("record_type"),
-            record.str("record_id"),
-            record.i64("time"),
-        ) else {
-            return Ok(Written::NotARecord);
-        };
-        let rid = record_id(&id);
-        if kind == "traffic" {
-            // `last_seen` kept only when it is not the record's time (audit writes them equal).
-            let last_seen = match record.i64("last_seen") {
-                Some(seen) if seen != time => Sql::Integer(seen),
-                _ => Sql::Null,
-            };
-            let mut values = vec![rid, Sql::Integer(time), last_seen];
-            for key in ["scope", "peer", "src_subnet", "dst_subnet"] {
-                values.push(self.named(record, key)?);
-            }
-            values.push(self.address(record, "src_ip")?.0);
-            values.push(self.address(record, "dst_ip")?.0);
-            values.push(number("dst_port"));
-            values.push(self.named(record, "protocol_name")?);
-            values.push(self.named(record, "fl_action")?);
-            values.extend(["flows", "packets", "bytes"].map(number));
-            // An ENI list as a name: a batch's conversations share a few.
-            values.push(self.named(record, "enis")?);
-            // Filed under each end's VPC (0: neither has one), a record between two VPCs twice
-            // (copy 1 its second filing): a VPC's traffic is one range of the table.
-            let vpcs = match (
-                self.named(record, "src_vpc")?,
-                self.named(record, "dst_vpc")?,
-            ) {
-                (Sql::Integer(src), Sql::Integer(dst)) if src != dst => vec![src, dst],
-                (Sql::Integer(vpc), _) | (_, Sql::Integer(vpc)) => vec![vpc],
-                _ => vec![0],
-            };
-            for (copy, vpc) in vpcs.into_iter().enumerate() {
-                let filed = [Sql::Integer(vpc), Sql::Integer(copy as i64)];
-                // Summed into the rollups only when new (INSERT OR IGNORE changed a row).
-                if self
-                    .traffic
-                    .execute(params_from_iter(filed.iter().chain(&values)))?
-                    == 1
-                {
-                    self.rollups.add(vpc, copy as i64, &values);
-                }
-            }
-            if self.rollups.full() {
-                self.rollups.write(&mut self.upserts)?;
-            }
-            return Ok(Written::Done);
-        }
-        let kind_id = Sql::Integer(self.names.id(&mut self.name, &kind)?);
-        let (src, src_back) = self.address(record, "src_ip")?;
-        let (dst, dst_back) = self.address(record, "dst_ip")?;
-        let mut values = vec![kind_id, rid, Sql::Integer(time), src.clone(), dst.clone()];
-        values.extend(["dst_port", "protocol"].map(number));
-        for key in &MOVED[6..] {
-            values.push(self.named(record, key)?);
-        }
-        // Which fields the columns give back as they were.
-        let same_number = |key: &str, column: &Sql| matches!(column, Sql::Integer(n) if *n >= 0 && record.i64(key) == Some(*n));
-        let back = [
-            src_back,
-            dst_back,
-            same_number("src_ip_num", &src),
-            same_number("dst_ip_num", &dst),
-        ]
-        .into_iter()
-        .chain(values[5..].iter().map(|column| *column != Sql::Null));
-        let mut moved = 0_i64;
-        for (bit, back) in back.enumerate() {
-            if back {
-                moved |= 1 << bit;
-            }
-        }
-        values.push(Sql::Integer(moved));
-        let rowid = match self.records.insert(params_from_iter(values)) {
-            Ok(rowid) => rowid,
-            // Already stored (INSERT OR IGNORE changed nothing).
-            Err(rusqlite::Error::StatementChangedRows(0)) => return Ok(Written::Done),
-            Err(e) => return Err(e),
-        };
-        if kind == "rule_hits" {
-            let mut values = vec![Sql::Integer(rowid)];
-            values.extend(
-                [
-                    "hits",
-                    "block_hits",
-                    "observe_hits",
-                    "first_hit",
-                    "last_hit",
-                ]
-                .map(number),
-            );
-            self.counters.execute(params_from_iter(values))?;
-        }
-        let spans = record.spans(|key| {
-            blocks::COLUMN_KEYS.contains(&key)
-                || MOVED
-                    .iter()
-                    .position(|moved_key| *moved_key == key)
-                    .is_some_and(|bit| moved & (1 << bit) != 0)
-        });
-        Ok(Written::Body { rowid, spans })
-    }
-
-    /// Adds the body of the record stored at `rowid` to the block being filled.
-    fn keep(&mut self, rowid: i64, body: blocks::Body) -> rusqlite::Result<()> {
-        let bytes = body.line.len();
-        // A block covers consecutive rowids, and about a MiB of records at most.
-        if !self.block.1.is_empty()
-            && (rowid != self.block.0 + self.block.1.len() as i64
-                || self.block_bytes + bytes > blocks::BLOCK_BYTES)
-        {
-            self.flush()?;
-        }
-        self.block_bytes += bytes;
-        if self.block.1.is_empty() {
-            self.block.0 = rowid;
-        }
-        self.block.1.push(body);
-        if self.block.1.len() == blocks::BLOCK {
-            self.flush()?;
-        }
-        Ok(())
-    }
-
-    /// Writes the block being filled and the rollup rows summed: the import's end.
-    fn finish(&mut self) -> rusqlite::Result<()> {
-        self.rollups.write(&mut self.upserts)?;
-        self.flush()
-    }
-
-    /// Writes the block being filled.
-    fn flush(&mut self) -> rusqlite::Result<()> {
-        if !self.block.1.is_empty() {
-            let data = blocks::encode(&self.block.1);
-            self.bodies.execute((self.block.0, data))?;
-            self.block.1.clear();
-            self.block_bytes = 0;
-        }
-        Ok(())
-    }
-}
-
 impl LocalRecords {
     fn error(path: &Path, message: impl std::fmt::Display) -> LocalStoreError {
         LocalStoreError {
@@ -1105,7 +842,7 @@ impl LocalRecords {
 
     /// Stores every record of a JSON-lines text (what audit writes with `ESGFLOW_JSONL_PATH`),
     /// in one transaction; a line that is not a record is counted and skipped.
-    pub fn import(&self, lines: impl std::io::BufRead) -> Result<Imported, LocalStoreError> {
+    pub fn import(&self, lines: impl std::io::BufRead + Send) -> Result<Imported, LocalStoreError> {
         self.import_with(lines, |_| {})
     }
 
@@ -1113,8 +850,8 @@ impl LocalRecords {
     /// sums its report in the same pass).
     pub fn import_with(
         &self,
-        lines: impl std::io::BufRead,
-        mut each: impl FnMut(&RecordLine<'_>),
+        lines: impl std::io::BufRead + Send,
+        each: impl FnMut(&RecordLine<'_>) + Send,
     ) -> Result<Imported, LocalStoreError> {
         let path = &self.path;
         let failed = |e: rusqlite::Error| Self::error(path, e);
@@ -1124,38 +861,10 @@ impl LocalRecords {
             .execute_batch("PRAGMA cache_size = -65536")
             .map_err(failed)?;
         let transaction = connection.transaction().map_err(failed)?;
-        let mut imported = Imported::default();
-        {
-            let mut import = Import::new(&transaction).map_err(failed)?;
-            for line in lines.lines() {
-                let line = line.map_err(|e| Self::error(path, e))?;
-                if line.trim().is_empty() {
-                    continue;
-                }
-                // A record no block could hold (audit's are about a KB) is not one.
-                if line.len() > blocks::MAX_RECORD_BYTES {
-                    imported.skipped += 1;
-                    continue;
-                }
-                let Some(record) = RecordLine::parse(&line) else {
-                    imported.skipped += 1;
-                    continue;
-                };
-                each(&record);
-                match import.store(&record).map_err(failed)? {
-                    Written::NotARecord => imported.skipped += 1,
-                    Written::Done => imported.records += 1,
-                    Written::Body { rowid, spans } => {
-                        imported.records += 1;
-                        drop(record);
-                        import
-                            .keep(rowid, blocks::Body { line, spans })
-                            .map_err(failed)?;
-                    }
-                }
-            }
-            import.finish().map_err(failed)?;
-        }
+        let imported = import::import(&transaction, lines, each).map_err(|e| match e {
+            import::Failure::Read(e) => Self::error(path, e),
+            import::Failure::Sql(e) => failed(e),
+        })?;
         transaction.execute_batch(SEARCH_INDEXES).map_err(failed)?;
         transaction.commit().map_err(failed)?;
         // Statistics for the query planner (which index narrows a search most), from a sample
@@ -2486,6 +2195,55 @@ mod tests {
         assert_eq!(found("10.0.1.0/24"), ["b1"]);
         assert_eq!(found("2001:db8::1"), ["b2"]);
         assert!(found("10.0.3.10").is_empty());
+    }
+
+    /// A read that fails part way (after whole batches were written) stops the import with
+    /// its failure, and the store keeps none of that import's records or names; the next
+    /// import gives its new names ids after the store's.
+    #[test]
+    fn a_failed_read_keeps_nothing_of_its_import() {
+        let line = |n: usize| {
+            format!(
+                r#"{{"record_type":"block_hit","record_id":"f{n}","time":{n},"src_ip":"2001:db8::{n:x}","dst_ip":"10.0.3.10","rule_uuid":"rule-{n}"}}"#
+            )
+        };
+        let (store, _) = store(&line(0));
+        /// Lines, then a failure.
+        struct Failing(std::io::Cursor<Vec<u8>>);
+        impl std::io::Read for Failing {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                match self.0.read(buf)? {
+                    0 => Err(std::io::Error::other("the disk went away")),
+                    n => Ok(n),
+                }
+            }
+        }
+        let lines: String = (1..3_000).map(|n| line(n) + "\n").collect();
+        let failing = std::io::BufReader::new(Failing(std::io::Cursor::new(lines.into_bytes())));
+        let err = store.import(failing).unwrap_err().to_string();
+        assert!(err.contains("the disk went away"), "{err}");
+        let count =
+            |sql: &str| -> i64 { store.run(sql, |s| s.query_row([], |r| r.get(0))).unwrap() };
+        assert_eq!(count("SELECT count(*) FROM records"), 1);
+        let names = count("SELECT count(*) FROM names");
+        assert_eq!(count("SELECT max(id) FROM names"), names);
+        let imported = store
+            .import(format!("{}\n{}", line(1), line(2)).as_bytes())
+            .unwrap();
+        assert_eq!(imported.records, 2);
+        assert_eq!(count("SELECT count(*) FROM names"), names + 4);
+        let filter = |src: &str| HitFilter {
+            src: Some(AddressMatch::parse(src).unwrap()),
+            ..HitFilter::new(0, 200)
+        };
+        for (n, src) in ["2001:db8::0", "2001:db8::1", "2001:db8::2"]
+            .iter()
+            .enumerate()
+        {
+            let page = store.search_hits(&filter(src), 10, None).unwrap();
+            assert_eq!(page.hits.len(), 1, "{src}");
+            assert_eq!(page.hits[0]["rule_uuid"], format!("rule-{n}"), "{src}");
+        }
     }
 
     #[test]
