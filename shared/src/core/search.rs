@@ -305,6 +305,20 @@ pub struct Talker {
     pub sums: TrafficSums,
 }
 
+impl Talker {
+    /// The top talkers' order: most bytes, then most flows, ties by their addresses, port,
+    /// protocol and scope.
+    pub fn order(a: &Self, b: &Self) -> std::cmp::Ordering {
+        (b.sums.bytes, b.sums.flows)
+            .cmp(&(a.sums.bytes, a.sums.flows))
+            .then_with(|| a.src_ip.cmp(&b.src_ip))
+            .then_with(|| a.dst_ip.cmp(&b.dst_ip))
+            .then_with(|| a.dst_port.cmp(&b.dst_port))
+            .then_with(|| a.protocol_name.cmp(&b.protocol_name))
+            .then_with(|| a.scope.cmp(&b.scope))
+    }
+}
+
 /// The conversations of a window, most bytes first ([`crate::core::ports::RecordsStore::conversations`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Conversations {
@@ -512,14 +526,7 @@ impl TrafficView {
                 .then_with(|| a.scope.cmp(&b.scope))
                 .then_with(|| a.fl_action.cmp(&b.fl_action))
         });
-        self.talkers.sort_by(|a, b| {
-            most(&a.sums, &b.sums)
-                .then_with(|| a.src_ip.cmp(&b.src_ip))
-                .then_with(|| a.dst_ip.cmp(&b.dst_ip))
-                .then_with(|| a.dst_port.cmp(&b.dst_port))
-                .then_with(|| a.protocol_name.cmp(&b.protocol_name))
-                .then_with(|| a.scope.cmp(&b.scope))
-        });
+        self.talkers.sort_by(Talker::order);
         self.matrix.sort_by(|a, b| {
             most(&a.sums, &b.sums)
                 .then_with(|| a.src_subnet.cmp(&b.src_subnet))

@@ -689,6 +689,29 @@ fn ordered(talkers: Vec<Talker>, n: usize) -> Vec<Talker> {
     talkers
 }
 
+/// A talker ordered by [`Talker::order`] (a heap's greatest: the last placed).
+struct Placed(Talker);
+
+impl PartialEq for Placed {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for Placed {}
+
+impl PartialOrd for Placed {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Placed {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        Talker::order(&self.0, &other.0)
+    }
+}
+
 /// The name of an id of `names`.
 const NAME_OF_ID: &str = "SELECT name FROM names WHERE id = ?";
 
@@ -1255,6 +1278,9 @@ impl LocalRecords {
         n: usize,
         reject: i64,
     ) -> Result<Option<Vec<Talker>>, LocalStoreError> {
+        if n == 0 {
+            return Ok(Some(Vec::new()));
+        }
         let mut parts = Vec::new();
         let mut all = vec![Sql::Integer(reject)];
         let sources = minus((filter.since, filter.until), plan.conversations)
@@ -1301,6 +1327,11 @@ impl LocalRecords {
         // Room for the `n` asked for at once (up to 2^18): grown by doubling, the last copy would
         // hold a list and a half beside the new one.
         let mut ranked: Vec<Talker> = Vec::with_capacity(n.min(1 << 18));
+        // Past the `n`-th, the rows tied with it (SQLite orders by bytes and flows only): the best
+        // of them by the talkers' order, as many as the `n`-th's ties fill, the worst on top — so
+        // never more than `n` in all, however many tie (a day's smallest conversations do by the
+        // hundred thousand).
+        let mut ties: std::collections::BinaryHeap<Placed> = Default::default();
         let mut rows = statement.query(params_from_iter(all)).map_err(failed)?;
         while let Some(r) = rows.next().map_err(failed)? {
             let sums = TrafficSums {
@@ -1309,8 +1340,13 @@ impl LocalRecords {
                 packets: r.get::<_, i64>(7).map_err(failed)? as u64,
                 bytes: r.get::<_, i64>(8).map_err(failed)? as u64,
             };
-            if ranked.len() >= n {
-                let last = &ranked[n - 1].sums;
+            if ranked.len() + ties.len() >= n {
+                if ties.is_empty() {
+                    let last = (ranked[n - 1].sums.bytes, ranked[n - 1].sums.flows);
+                    let tied = ranked.partition_point(|t| (t.sums.bytes, t.sums.flows) != last);
+                    ties.extend(ranked.drain(tied..).map(Placed));
+                }
+                let last = &ties.peek().expect("the n-th is tied with itself").0.sums;
                 if (last.bytes, last.flows) != (sums.bytes, sums.flows) {
                     break;
                 }
@@ -1332,8 +1368,17 @@ impl LocalRecords {
                     entry.insert(name);
                 }
             }
-            ranked.push(talker(key, sums, &names));
+            let talker = talker(key, sums, &names);
+            match ties.peek_mut() {
+                None => ranked.push(talker),
+                Some(mut worst) => {
+                    if Talker::order(&talker, &worst.0).is_lt() {
+                        *worst = Placed(talker);
+                    }
+                }
+            }
         }
+        ranked.extend(ties.into_vec().into_iter().map(|placed| placed.0));
         Ok(Some(ranked))
     }
 
@@ -1942,6 +1987,14 @@ mod tests {
             ]
         );
         assert_eq!(view.totals[0].sums.bytes, 750);
+        // However many tie at the cut, SQLite's ranking keeps no more than the places (before,
+        // every tied row: here 5 for 3 places, on a day hundreds of thousands).
+        let ranked = store
+            .ranked_by_sqlite(&filter, &Plan::of(&filter, true, false), 3, 0)
+            .unwrap()
+            .unwrap();
+        assert_eq!(ranked.len(), 3);
+        assert_eq!(ordered(ranked, 3), view.talkers);
         let all = store
             .traffic(&TrafficFilter {
                 talkers: 10,
