@@ -1329,8 +1329,8 @@ impl LocalRecords {
         let mut ranked: Vec<Talker> = Vec::with_capacity(n.min(1 << 18));
         // Past the `n`-th, the rows tied with it (SQLite orders by bytes and flows only): the best
         // of them by the talkers' order, as many as the `n`-th's ties fill, the worst on top — so
-        // never more than `n` in all, however many tie (a day's smallest conversations do by the
-        // hundred thousand).
+        // never more than `n` in all, however many tie (one more row was enough to double the
+        // list's room; small conversations can tie by the thousand).
         let mut ties: std::collections::BinaryHeap<Placed> = Default::default();
         let mut rows = statement.query(params_from_iter(all)).map_err(failed)?;
         while let Some(r) = rows.next().map_err(failed)? {
