@@ -67,13 +67,8 @@ pub(super) fn import(
                 writer.name.execute((id, name))?;
             }
             for row in batch.rows {
-                match row {
-                    Row::NotARecord => imported.skipped += 1,
-                    row => {
-                        writer.write(row)?;
-                        imported.records += 1;
-                    }
-                }
+                writer.write(row)?;
+                imported.records += 1;
             }
             writer.write_deflated(false)?;
         }
@@ -86,14 +81,13 @@ pub(super) fn import(
 struct Batch {
     names: Vec<(i64, String)>,
     rows: Vec<Row>,
-    /// Lines that were not a JSON object, or too long to be a record.
+    /// Lines that were not a record: not a JSON object, too long, or without a type, id or
+    /// time.
     skipped: u64,
 }
 
-/// A line made ready for the writer.
+/// A record made ready for the writer.
 enum Row {
-    /// Not a record: no type, id or time.
-    NotARecord,
     /// A traffic record, its columns as [`TRAFFIC_COLUMNS`] from `rid` on, to be filed under
     /// each of its VPCs.
     Traffic {
@@ -139,7 +133,10 @@ fn read(
             continue;
         };
         each(&record);
-        let row = names.row(&record);
+        let Some(row) = names.row(&record) else {
+            batch.skipped += 1;
+            continue;
+        };
         drop(record);
         batch.rows.push(match row {
             Made::Row(row) => row,
@@ -177,8 +174,8 @@ impl Batch {
     }
 }
 
-/// What [`Names::row`] made of a record: a row, or a record's columns and where the fields
-/// its body keeps are in its line.
+/// What [`Names::row`] made of a record: a traffic record's row, or another record's columns
+/// and where the fields its body keeps are in its line.
 enum Made {
     Row(Row),
     Record {
@@ -244,15 +241,15 @@ impl Names {
     }
 
     /// `record`'s row: a traffic record whole, any other as the numbers searches filter on and
-    /// the fields its body keeps.
-    fn row(&mut self, record: &RecordLine<'_>) -> Made {
+    /// the fields its body keeps; `None` for a line without a type, id or time.
+    fn row(&mut self, record: &RecordLine<'_>) -> Option<Made> {
         let number = |key: &str| record.i64(key).map_or(Sql::Null, Sql::Integer);
         let (Some(kind), Some(id), Some(time)) = (
             record.str("record_type"),
             record.str("record_id"),
             record.i64("time"),
         ) else {
-            return Made::Row(Row::NotARecord);
+            return None;
         };
         let rid = record_id(&id);
         if kind == "traffic" {
@@ -287,7 +284,7 @@ impl Names {
                 (Sql::Integer(vpc), _) | (_, Sql::Integer(vpc)) => (vpc, None),
                 _ => (0, None),
             };
-            return Made::Row(Row::Traffic { values, vpcs });
+            return Some(Made::Row(Row::Traffic { values, vpcs }));
         }
         let kind_id = Sql::Integer(self.id(&kind));
         let (src, src_back) = self.address(record, "src_ip");
@@ -342,11 +339,11 @@ impl Names {
                     .position(|moved_key| *moved_key == key)
                     .is_some_and(|bit| moved & (1 << bit) != 0)
         });
-        Made::Record {
+        Some(Made::Record {
             values,
             counters,
             spans,
-        }
+        })
     }
 }
 
@@ -414,7 +411,6 @@ impl<'t> Writer<'t> {
     /// Writes a record's row unless the store holds the record already (a retried batch).
     fn write(&mut self, row: Row) -> rusqlite::Result<()> {
         match row {
-            Row::NotARecord => {}
             Row::Traffic { values, vpcs } => {
                 for (copy, vpc) in std::iter::once(vpcs.0).chain(vpcs.1).enumerate() {
                     let filed = [Sql::Integer(vpc), Sql::Integer(copy as i64)];

@@ -676,15 +676,10 @@ fn talker(
     }
 }
 
-/// `talkers` as the `n` top talkers, ordered as [`TrafficView::sort`] orders them (ties by
-/// their addresses, port, protocol and scope).
-fn ordered(talkers: Vec<Talker>, n: usize) -> Vec<Talker> {
-    let mut view = TrafficView {
-        talkers,
-        ..TrafficView::default()
-    };
-    view.sort();
-    let mut talkers = view.talkers;
+/// `talkers` as the `n` top talkers, in [`Talker::order`] (as [`TrafficView::sort`] orders
+/// them).
+fn ordered(mut talkers: Vec<Talker>, n: usize) -> Vec<Talker> {
+    talkers.sort_by(Talker::order);
     talkers.truncate(n);
     talkers
 }
@@ -1988,7 +1983,7 @@ mod tests {
         );
         assert_eq!(view.totals[0].sums.bytes, 750);
         // However many tie at the cut, SQLite's ranking keeps no more than the places (before,
-        // every tied row: here 5 for 3 places, on a day hundreds of thousands).
+        // every tied row: here 5 for 3 places).
         let ranked = store
             .ranked_by_sqlite(&filter, &Plan::of(&filter, true, false), 3, 0)
             .unwrap()
