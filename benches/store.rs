@@ -214,13 +214,9 @@ fn main() {
                 "{name}: {empty} of {SEARCHES} found nothing"
             );
         }
-        times.sort();
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let [p50, p95, max] = quantiles(&mut times);
         println!(
-            "{name:<58} {:>8.2} {:>8.2} {:>8.2} {:>6}",
-            ms(times[SEARCHES / 2]),
-            ms(times[SEARCHES * 95 / 100]),
-            ms(times[SEARCHES - 1]),
+            "{name:<58} {p50:>8.2} {p95:>8.2} {max:>8.2} {:>6}",
             found / SEARCHES
         );
     }
@@ -236,14 +232,10 @@ fn main() {
         times.push(started.elapsed());
         context = page.context;
     }
-    times.sort();
+    let [p50, p95, max] = quantiles(&mut times);
     println!(
-        "{:<58} {:>8.2} {:>8.2} {:>8.2} {:>6}",
-        "everything, 30 days, pages 2 to 201 by cursor",
-        times[SEARCHES / 2].as_secs_f64() * 1000.0,
-        times[SEARCHES * 95 / 100].as_secs_f64() * 1000.0,
-        times[SEARCHES - 1].as_secs_f64() * 1000.0,
-        100
+        "{:<58} {p50:>8.2} {p95:>8.2} {max:>8.2} {:>6}",
+        "everything, 30 days, pages 2 to 201 by cursor", 100
     );
 }
 
@@ -380,19 +372,19 @@ fn reference_views(store: &LocalRecords, days: i64) {
                     assert!(!view.talkers.is_empty(), "{name}, {vpc}: talkers");
                 }
             }
-            times.sort();
+            let [p50, p95, max] = quantiles(&mut times);
             println!(
-                "reference views, ten largest VPCs, {span} ({days} days), {name}: p50 {:.1} / p95 {:.1} / max {:.1} ms",
-                ms(times[times.len() / 2]),
-                ms(times[times.len() * 95 / 100]),
-                ms(times[times.len() - 1])
+                "reference views, ten largest VPCs, {span} ({days} days), {name}: p50 {p50:.1} / p95 {p95:.1} / max {max:.1} ms"
             );
         }
     }
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
+/// The median, 95th percentile and largest of `times`, in milliseconds.
+fn quantiles(times: &mut [Duration]) -> [f64; 3] {
+    times.sort();
+    let n = times.len();
+    [times[n / 2], times[n * 95 / 100], times[n - 1]].map(|d| d.as_secs_f64() * 1000.0)
 }
 
 /// The traffic views (`/v1/traffic`: totals, talkers, matrix, series) of typical requests.
@@ -480,13 +472,9 @@ fn traffic_views(store: &LocalRecords, rng: &mut fastrand::Rng) {
             );
             talkers += view.talkers.len();
         }
-        times.sort();
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let [p50, p95, max] = quantiles(&mut times);
         println!(
-            "{name:<58} {:>8.2} {:>8.2} {:>8.2} {:>6}",
-            ms(times[VIEWS / 2]),
-            ms(times[VIEWS * 95 / 100]),
-            ms(times[VIEWS - 1]),
+            "{name:<58} {p50:>8.2} {p95:>8.2} {max:>8.2} {:>6}",
             talkers / VIEWS
         );
     }
