@@ -99,9 +99,10 @@ deploy: package $(if $(DRY_RUN),,setup-deploy) ## deploy the whole stack in temp
 destroy: $(if $(DRY_RUN),,setup-deploy) ## remove the deployed functions, roles and policies (DELETE_LOGS=1: also the topics and their logs; DELETE_SNAPSHOTS=1: also the bucket and its snapshots; DRY_RUN=1: read only)
 	$(CARGO) run --quiet --bin esgflow -- destroy --template template.yaml --out dist/deploy $(if $(DRY_RUN),--dry-run) $(if $(DELETE_LOGS),--delete-logs) $(if $(DELETE_SNAPSHOTS),--delete-snapshots)
 
-measure: package ## release health check: zip and binary sizes, init time (median of 20, with and without a 10,000-rule snapshot), audit peak RSS, lookup peak RSS under the heaviest requests
+measure: package ## release health check: zip and binary sizes, init time (median of 20, with and without each account's snapshot), audit peak RSS, lookup peak RSS under the heaviest requests, the shipped musl build against a glibc build
 	$(CARGO) build --quiet --profile local --bin esgflow
-	$(ESGFLOW) measure --bin-dir $(RELEASE_DIR) --dist dist
+	$(CARGO) build --quiet --release -p esgflow-audit -p esgflow-lookup
+	$(ESGFLOW) measure --bin-dir $(RELEASE_DIR) --glibc-dir target/release --dist dist
 
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := cls_event flow_record snapshot_values apigw_request explain_body judge audit

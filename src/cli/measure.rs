@@ -11,6 +11,10 @@ pub struct Args {
     /// Directory holding the release esgflow-<function> binaries
     #[arg(long)]
     pub bin_dir: PathBuf,
+    /// Directory holding glibc builds of esgflow-audit and esgflow-lookup, measured beside the
+    /// shipped ones (`make measure` builds them)
+    #[arg(long)]
+    pub glibc_dir: Option<PathBuf>,
     /// Directory holding <function>.zip
     #[arg(long, default_value = "dist")]
     pub dist: PathBuf,
@@ -27,6 +31,7 @@ pub async fn run(args: Args) -> Outcome {
     use crate::release::measure;
     let rows = measure::measure(
         &args.bin_dir,
+        args.glibc_dir.as_deref(),
         &args.dist,
         Path::new("out/measure"),
         args.runs,
