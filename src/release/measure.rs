@@ -327,24 +327,45 @@ async fn audit_peak(
     env: &[(&str, String)],
     lines: &[String],
 ) -> std::io::Result<u64> {
-    let events = cut_events(lines.iter().map(String::as_str), &FeedOptions::default())
+    let events = max_size_events(lines, 6)?;
+    let (emulator, _) = audit_run(bin_dir, env, &events).await?;
+    emulator
+        .peak_rss_kib()
+        .ok_or_else(|| std::io::Error::other("no audit process to measure"))
+}
+
+/// The first `count` max-size events cut from `lines`.
+fn max_size_events(lines: &[String], count: usize) -> std::io::Result<Vec<Vec<u8>>> {
+    let mut events = cut_events(lines.iter().map(String::as_str), &FeedOptions::default())
         .map_err(std::io::Error::other)?;
+    events.truncate(count);
+    Ok(events)
+}
+
+/// One audit process (from `bin_dir`) handling `events` in turn, each required to succeed: the
+/// emulator, and each event's time, ms.
+async fn audit_run(
+    bin_dir: &Path,
+    env: &[(&str, String)],
+    events: &[Vec<u8>],
+) -> std::io::Result<(Emulator, Vec<f64>)> {
     let mut emulator = Emulator::new(spec(bin_dir, "audit", env)).await?;
-    for event in events.iter().take(6) {
+    let mut times = Vec::new();
+    for event in events {
         let invocation = emulator
             .invoke(event.clone())
             .await
             .map_err(std::io::Error::other)?;
         if !invocation.result.is_response() {
             return Err(std::io::Error::other(format!(
-                "audit failed on a max-size event: {}",
+                "audit ({}) failed on a max-size event: {}",
+                bin_dir.display(),
                 invocation.result.json()
             )));
         }
+        times.push(invocation.duration.as_secs_f64() * 1000.0);
     }
-    emulator
-        .peak_rss_kib()
-        .ok_or_else(|| std::io::Error::other("no audit process to measure"))
+    Ok((emulator, times))
 }
 
 /// The audit function's time per max-size event cut from `lines`, musl (`bin_dir`) and glibc
@@ -357,31 +378,12 @@ async fn audit_event_pair(
     env: &[(&str, String)],
     lines: &[String],
 ) -> std::io::Result<(f64, f64)> {
-    let events = cut_events(lines.iter().map(String::as_str), &FeedOptions::default())
-        .map_err(std::io::Error::other)?;
-    let events = &events[..events.len().min(7)];
+    let events = max_size_events(lines, 7)?;
     let mut rounds = [Vec::new(), Vec::new()];
     for _ in 0..PAIR_ROUNDS {
         for (dir, times) in [bin_dir, glibc_dir].into_iter().zip(&mut rounds) {
-            let mut emulator = Emulator::new(spec(dir, "audit", env)).await?;
-            let mut warm = Vec::new();
-            for (n, event) in events.iter().enumerate() {
-                let invocation = emulator
-                    .invoke(event.clone())
-                    .await
-                    .map_err(std::io::Error::other)?;
-                if !invocation.result.is_response() {
-                    return Err(std::io::Error::other(format!(
-                        "audit ({}) failed on a max-size event: {}",
-                        dir.display(),
-                        invocation.result.json()
-                    )));
-                }
-                if n > 0 {
-                    warm.push(invocation.duration.as_secs_f64() * 1000.0);
-                }
-            }
-            times.push(median(&mut warm));
+            let (_, mut each) = audit_run(dir, env, &events).await?;
+            times.push(median(&mut each[1..]));
         }
     }
     let [mut musl, mut glibc] = rounds;
