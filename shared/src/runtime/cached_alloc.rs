@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub(crate) const LARGEST: usize = 4096;
 
 /// The most the lists hold in all, bytes.
-pub(crate) const KEPT_BYTES: usize = 1024 * 1024;
+pub(crate) const KEPT_BYTES: usize = 4 * 1024 * 1024;
 
 /// Size classes: 16-byte steps up to 256 bytes, then four a doubling up to [`LARGEST`].
 const CLASSES: usize = 16 + 4 * 4;
