@@ -248,15 +248,15 @@ pub async fn measure(
         for account in &accounts {
             let with = account.snapshot.display().to_string();
             let env = env_for(function, &with);
-            if let (Some(glibc_dir), "audit" | "lookup") = (glibc_dir, *function) {
-                let (musl_ms, glibc_ms) = (
-                    init_median(spec(bin_dir, function, &env), runs).await?,
-                    init_median(spec(glibc_dir, function, &env), runs).await?,
-                );
+            let account_init_ms = match *function {
+                "sync" => None,
+                _ => Some(init_median(spec(bin_dir, function, &env), runs).await?),
+            };
+            if let (Some(glibc_dir), Some(musl_ms)) = (glibc_dir, account_init_ms) {
                 pairs.push(Pair {
                     what: format!("{function} init, {}", account.name),
                     musl_ms,
-                    glibc_ms,
+                    glibc_ms: init_median(spec(glibc_dir, function, &env), runs).await?,
                     max_ratio: None,
                 });
                 if *function == "audit" {
@@ -272,10 +272,7 @@ pub async fn measure(
             }
             figures.push(AccountFigures {
                 account: account.name,
-                init_ms: match *function {
-                    "sync" => None,
-                    _ => Some(init_median(spec(bin_dir, function, &env), runs).await?),
-                },
+                init_ms: account_init_ms,
                 peak_rss_kib: match *function {
                     "audit" => Some(audit_peak(bin_dir, &env, &account.lines).await?),
                     _ => None,
