@@ -309,8 +309,7 @@ impl Talker {
     /// The top talkers' order: most bytes, then most flows, ties by their addresses, port,
     /// protocol and scope.
     pub fn order(a: &Self, b: &Self) -> std::cmp::Ordering {
-        (b.sums.bytes, b.sums.flows)
-            .cmp(&(a.sums.bytes, a.sums.flows))
+        TrafficSums::most_first(&a.sums, &b.sums)
             .then_with(|| a.src_ip.cmp(&b.src_ip))
             .then_with(|| a.dst_ip.cmp(&b.dst_ip))
             .then_with(|| a.dst_port.cmp(&b.dst_port))
@@ -506,6 +505,11 @@ impl TrafficQuery {
 }
 
 impl TrafficSums {
+    /// The views' order of sums: most bytes first, then most flows.
+    pub fn most_first(a: &Self, b: &Self) -> std::cmp::Ordering {
+        b.bytes.cmp(&a.bytes).then(b.flows.cmp(&a.flows))
+    }
+
     /// Adds `other`'s counters to these.
     pub fn add(&mut self, other: &TrafficSums) {
         self.flows = self.flows.saturating_add(other.flows);
@@ -519,8 +523,7 @@ impl TrafficView {
     /// Puts every view in its documented order, whatever order a store answered in: totals,
     /// talkers and the matrix by bytes (most first, ties by their keys), the series by time.
     pub fn sort(&mut self) {
-        let most =
-            |a: &TrafficSums, b: &TrafficSums| b.bytes.cmp(&a.bytes).then(b.flows.cmp(&a.flows));
+        let most = TrafficSums::most_first;
         self.totals.sort_by(|a, b| {
             most(&a.sums, &b.sums)
                 .then_with(|| a.scope.cmp(&b.scope))
