@@ -203,8 +203,8 @@ mod tests {
     use super::*;
 
     /// Every length up to 300 and about the 2 KiB switch to `rep movsb`, at every pair of small
-    /// offsets, within one buffer (so both
-    /// overlaps are tried) and between two: each byte lands where `copy_within` puts it.
+    /// offsets, within one buffer (so both overlaps are tried) and between two: each byte lands
+    /// where `copy_within` puts it.
     #[test]
     fn copies_and_moves_agree_with_the_standard_library() {
         let original: Vec<u8> = (0..5000u32).map(|i| (i * 7 + 3) as u8).collect();
