@@ -66,12 +66,24 @@ impl Key for u128 {
 const BUCKETS: usize = 1 << 16;
 /// Below this many intervals a plain binary search is as fast as the table.
 const BUCKET_TABLE_MIN_INTERVALS: usize = 64;
+/// Sub-buckets of a crowded bucket (the next 8 bits of the key).
+const FINE: usize = 1 << 8;
+/// A bucket holding more intervals than this gets a table of its own over its sub-buckets: the
+/// networks of an account share few top-16-bit buckets (10.0.0.0/16 … 10.63.0.0/16 on the
+/// synthetic sets, a few hundred intervals each), where the binary search of a bucket was a
+/// quarter of an evaluation.
+const FINE_MIN_INTERVALS: u32 = 16;
 
-/// A sparse bitset word: rule positions `64 * word .. 64 * word + 63`.
-pub(crate) type Word = (u32, u64);
-
-/// A rule in a node: `(node, position)`.
-type Entry = (u32, u32);
+/// A sparse bitset word: rule positions `64 * word .. 64 * word + 63`. Packed into 12 bytes (a
+/// `(u32, u64)` takes 16 with its padding): the flat lists of 10,000 synthetic rules hold 400,000.
+#[derive(Debug, Clone, Copy)]
+#[repr(C, packed(4))]
+pub(crate) struct Word {
+    /// The word's number.
+    pub word: u32,
+    /// Its rules' bits.
+    pub bits: u64,
+}
 
 /// Per-node sparse lists, stored back to back.
 #[derive(Debug, Clone)]
@@ -81,27 +93,47 @@ struct Pool {
 }
 
 impl Pool {
-    /// The lists of `nodes` nodes from `(node, position)` pairs sorted by node, then position.
-    fn new(nodes: usize, items: &[Entry]) -> Self {
+    /// The lists of `nodes` nodes from `visit`, which yields every `(node, position)` pair, the
+    /// positions ascending, the same each time it is called: once to count each node's rules,
+    /// once to place them (a counting sort: a comparison sort of the pairs was a fifth of the
+    /// compile, and they took twice the memory).
+    fn new(nodes: usize, visit: impl Fn(&mut dyn FnMut(usize, u32))) -> Self {
+        let mut starts = vec![0u32; nodes + 1];
+        visit(&mut |node, _| starts[node + 1] += 1);
+        for node in 0..nodes {
+            starts[node + 1] += starts[node];
+        }
+        let mut positions = vec![0u32; starts[nodes] as usize];
+        let mut next = starts.clone();
+        visit(&mut |node, position| {
+            positions[next[node] as usize] = position;
+            next[node] += 1;
+        });
+        let list = |node: usize| &positions[starts[node] as usize..starts[node + 1] as usize];
+        // The words counted first, so the lists are allocated once at their size.
+        let count = (0..nodes)
+            .map(|node| {
+                let list = list(node);
+                list.first().map_or(0, |_| 1)
+                    + list.windows(2).filter(|p| p[0] / 64 != p[1] / 64).count()
+            })
+            .sum();
         let mut offsets = Vec::with_capacity(nodes + 1);
-        let mut words: Vec<Word> = Vec::new();
-        let mut next = 0;
-        for node in 0..nodes as u32 {
+        let mut words: Vec<Word> = Vec::with_capacity(count);
+        for node in 0..nodes {
             offsets.push(words.len() as u32);
             let first = words.len();
-            while next < items.len() && items[next].0 == node {
-                let position = items[next].1;
+            for &position in list(node) {
                 let (word, bit) = (position / 64, 1u64 << (position % 64));
                 let held = words.len() > first;
                 match words.last_mut() {
-                    Some(last) if held && last.0 == word => last.1 |= bit,
-                    _ => words.push((word, bit)),
+                    Some(last) if held && last.word == word => last.bits |= bit,
+                    _ => words.push(Word { word, bits: bit }),
                 }
-                next += 1;
             }
         }
         offsets.push(words.len() as u32);
-        words.shrink_to_fit();
+        debug_assert_eq!(words.len(), count);
         Pool { offsets, words }
     }
 
@@ -112,7 +144,7 @@ impl Pool {
     /// ORs node `node`'s words up to `last` into `into`.
     #[inline]
     fn or_into(&self, node: usize, last: u32, into: &mut [u64]) {
-        for &(word, bits) in self.list(node) {
+        for &Word { word, bits } in self.list(node) {
             if word > last {
                 break;
             }
@@ -137,28 +169,36 @@ pub(crate) struct Dimension<K> {
     /// `up[n]`: node `n`'s nearest ancestor holding any rule (0: none), so a lookup visits only
     /// the nodes that hold rules.
     up: Vec<u32>,
+    /// `entry[i]`: the first node holding rules on interval `i`'s path (its leaf or `up` of
+    /// it; 0: none), one read where a lookup tested the leaf's two lists first.
+    entry: Vec<u32>,
     /// `buckets[b]`: the interval holding the first key of bucket `b` (one extra at the end).
     buckets: Vec<u32>,
+    /// `crowded[b]`: for a bucket of more than [`FINE_MIN_INTERVALS`] intervals, 1 + its number
+    /// among those; 0 for the others (empty when there are none).
+    crowded: Vec<u16>,
+    /// Per crowded bucket, [`FINE`] + 1 entries: the interval holding the first key of each
+    /// sub-bucket, then the bucket's entry in `buckets` after it.
+    fine: Vec<u32>,
     shift: u32,
 }
 
-/// Entries (a rule in a node) one dimension may hold before its ranges move up the tree: 2 MiB
+/// Entries (a rule in a node) one dimension may hold before its ranges move up the tree: 3 MiB
 /// of lists at most. Below it every range is held by the leaves of its intervals, so a lookup
 /// reads one list per kind (the engine's sparse scan); past it, ranges over more than a span of
 /// intervals are held by the nodes covering them, the widest span that fits (the dense scan).
-/// Measured on the reference account (20,000 overlapping rules): one list per interval took
-/// 37 MB and evaluated 4,096 flows in 5.4 ms; this limit, 6.1 ms, with the whole `esgflow
-/// explain` process at 52 MB (87 MB before); 512 Ki entries was no faster.
-pub(crate) const MAX_ENTRIES: usize = 128 * 1024;
+/// 10,000 synthetic rules need 188 Ki and 229 Ki entries in their two address dimensions: flat,
+/// they evaluate twice as fast as under the 128 Ki entries (2 MiB of 16-byte words) held before.
+/// Measured on the reference account (20,000 overlapping rules; 3 Mi entries in one dimension):
+/// one list per interval took 37 MB and evaluated 4,096 flows in 5.4 ms; this limit, 6.1 ms,
+/// with the whole `esgflow explain` process at 52 MB (87 MB before); 512 Ki entries was no
+/// faster.
+pub(crate) const MAX_ENTRIES: usize = 256 * 1024;
 
 /// The spans tried, widest first (`usize::MAX`: every range in its leaves).
 const LEAF_SPANS: [usize; 8] = [usize::MAX, 4096, 1024, 256, 64, 16, 4, 1];
 
 impl<K: Key> Dimension<K> {
-    /// Builds the dimension. `rules` yields each indexed rule's position, its sorted, merged
-    /// inclusive ranges, and whether it is *solo* ("any" in the partner dimension); `space` is
-    /// the key range that counts as "any" for this dimension, and `key_bits` the width of the
-    /// keys used (for the bucket table of 32-bit keys).
     /// Builds the dimension. `rules` yields each indexed rule's position, its sorted, merged
     /// inclusive ranges, and whether it is *solo* ("any" in the partner dimension); `space` is
     /// the key range that counts as "any" for this dimension, and `key_bits` the width of the
@@ -199,15 +239,19 @@ impl<K: Key> Dimension<K> {
         } else {
             Vec::new()
         };
+        let (crowded, fine) = fine_tables(&starts, &buckets, shift);
         let mut dimension = Self {
             wild,
             leaves: starts.len().next_power_of_two(),
             starts,
-            solo: Pool::new(0, &[]),
-            pair: Pool::new(0, &[]),
+            solo: Pool::new(0, |_| {}),
+            pair: Pool::new(0, |_| {}),
             up: Vec::new(),
+            entry: Vec::new(),
             flat: true,
             buckets,
+            crowded,
+            fine,
             shift,
         };
         // Each range's leaves, or past the span its covering nodes, found bottom-up.
@@ -259,20 +303,21 @@ impl<K: Key> Dimension<K> {
             .find(|&span| entries(span) <= max_entries)
             .unwrap_or(1);
         dimension.flat = span == usize::MAX;
-        let (mut solo, mut pair): (Vec<Entry>, Vec<Entry>) = (Vec::new(), Vec::new());
-        for (position, left, right, is_solo) in spans {
-            let items = if is_solo { &mut solo } else { &mut pair };
-            if right - left <= span {
-                items.extend((left..right).map(|leaf| (leaf as u32, position)));
-            } else {
-                covering(left, right, &mut |node| items.push((node as u32, position)));
+        let place = |kind: bool, out: &mut dyn FnMut(usize, u32)| {
+            for &(position, left, right, is_solo) in &spans {
+                if is_solo != kind {
+                    continue;
+                }
+                if right - left <= span {
+                    (left..right).for_each(|leaf| out(leaf, position));
+                } else {
+                    covering(left, right, &mut |node| out(node, position));
+                }
             }
-        }
-        solo.sort_unstable();
-        pair.sort_unstable();
+        };
         let nodes = 2 * dimension.leaves;
-        dimension.solo = Pool::new(nodes, &solo);
-        dimension.pair = Pool::new(nodes, &pair);
+        dimension.solo = Pool::new(nodes, |out| place(true, out));
+        dimension.pair = Pool::new(nodes, |out| place(false, out));
         let mut up = vec![0u32; nodes];
         for node in 2..nodes {
             let parent = node / 2;
@@ -282,6 +327,15 @@ impl<K: Key> Dimension<K> {
                 up[parent]
             };
         }
+        dimension.entry = (dimension.leaves..dimension.leaves + dimension.starts.len())
+            .map(|leaf| {
+                if dimension.holds(leaf) {
+                    leaf as u32
+                } else {
+                    up[leaf]
+                }
+            })
+            .collect();
         dimension.up = up;
         dimension
     }
@@ -294,12 +348,7 @@ impl<K: Key> Dimension<K> {
     /// The nodes holding rules on the path from interval `index`'s leaf to the root.
     #[inline]
     fn path(&self, index: usize) -> impl Iterator<Item = usize> + '_ {
-        let leaf = self.leaves + index;
-        let first = if self.holds(leaf) {
-            leaf
-        } else {
-            self.up[leaf] as usize
-        };
+        let first = self.entry[index] as usize;
         std::iter::successors(Some(first).filter(|&n| n != 0), |&node| {
             Some(self.up[node] as usize).filter(|&n| n != 0)
         })
@@ -312,10 +361,16 @@ impl<K: Key> Dimension<K> {
             return self.starts.partition_point(|&start| start <= key) - 1;
         }
         let bucket = key.bucket(self.shift);
-        let (lo, hi) = (
-            self.buckets[bucket] as usize,
-            self.buckets[bucket + 1] as usize,
-        );
+        let (lo, hi) = match self.crowded.get(bucket) {
+            Some(&n) if n != 0 => {
+                let at = (n as usize - 1) * (FINE + 1) + (key.bucket(self.shift - 8) % FINE);
+                (self.fine[at] as usize, self.fine[at + 1] as usize)
+            }
+            _ => (
+                self.buckets[bucket] as usize,
+                self.buckets[bucket + 1] as usize,
+            ),
+        };
         lo + self.starts[lo + 1..=hi].partition_point(|&start| start <= key)
     }
 
@@ -374,10 +429,22 @@ impl<K: Key> Dimension<K> {
 /// buckets' first keys ascending: a binary search per bucket (65,536 of them in each dimension
 /// of each index) was most of an index's build.
 fn bucket_table<K: Key>(starts: &[K], shift: u32) -> Vec<u32> {
-    let mut interval = 0;
-    (0..=BUCKETS)
-        .map(|bucket| match K::bucket_start(bucket, shift) {
-            Some(first) if bucket < BUCKETS => {
+    let mut table = first_intervals(starts, 0, (0..BUCKETS).map(|b| K::bucket_start(b, shift)));
+    table.push((starts.len() - 1) as u32);
+    table
+}
+
+/// The intervals holding ascending keys (`None`: past the key space, the last interval), walking
+/// the sorted starts from interval `from`.
+fn first_intervals<K: Key>(
+    starts: &[K],
+    from: usize,
+    firsts: impl Iterator<Item = Option<K>>,
+) -> Vec<u32> {
+    let mut interval = from;
+    firsts
+        .map(|first| match first {
+            Some(first) => {
                 while starts
                     .get(interval + 1)
                     .is_some_and(|&start| start <= first)
@@ -386,9 +453,34 @@ fn bucket_table<K: Key>(starts: &[K], shift: u32) -> Vec<u32> {
                 }
                 interval as u32
             }
-            _ => (starts.len() - 1) as u32,
+            None => (starts.len() - 1) as u32,
         })
         .collect()
+}
+
+/// The crowded buckets' numbers and their sub-bucket tables ([`Dimension::crowded`] and
+/// [`Dimension::fine`]); empty without a bucket table.
+fn fine_tables<K: Key>(starts: &[K], buckets: &[u32], shift: u32) -> (Vec<u16>, Vec<u32>) {
+    let mut crowded = Vec::new();
+    let mut fine = Vec::new();
+    if shift < 8 {
+        return (crowded, fine);
+    }
+    for bucket in 0..buckets.len().saturating_sub(1) {
+        let (lo, hi) = (buckets[bucket], buckets[bucket + 1]);
+        let number = fine.len() / (FINE + 1) + 1;
+        if hi - lo <= FINE_MIN_INTERVALS || number > usize::from(u16::MAX) {
+            continue;
+        }
+        if crowded.is_empty() {
+            crowded = vec![0u16; BUCKETS];
+        }
+        crowded[bucket] = number as u16;
+        let firsts = (0..FINE).map(|sub| K::bucket_start(bucket * FINE + sub, shift - 8));
+        fine.extend(first_intervals(starts, lo as usize, firsts));
+        fine.push(hi);
+    }
+    (crowded, fine)
 }
 
 /// Sets bit `position` in a dense mask.
@@ -404,7 +496,7 @@ pub fn set(mask: &mut [u64], position: u32) {
 pub(crate) fn sparse_get(words: &[Word], cursor: &mut usize, word: u32) -> u64 {
     gallop(words, cursor, word);
     match words.get(*cursor) {
-        Some(&(w, bits)) if w == word => bits,
+        Some(&w) if { w.word } == word => w.bits,
         _ => 0,
     }
 }
@@ -414,18 +506,18 @@ pub(crate) fn sparse_get(words: &[Word], cursor: &mut usize, word: u32) -> u64 {
 #[inline]
 pub(crate) fn gallop(words: &[Word], cursor: &mut usize, word: u32) {
     let mut lo = *cursor;
-    if lo >= words.len() || words[lo].0 >= word {
+    if lo >= words.len() || words[lo].word >= word {
         return;
     }
     let mut step = 1;
     let mut hi = lo + 1;
-    while hi < words.len() && words[hi].0 < word {
+    while hi < words.len() && words[hi].word < word {
         lo = hi;
         step *= 2;
         hi = lo + step;
     }
     let hi = hi.min(words.len());
-    *cursor = lo + words[lo..hi].partition_point(|&(w, _)| w < word);
+    *cursor = lo + words[lo..hi].partition_point(|w| { w.word } < word);
 }
 
 #[cfg(test)]
@@ -641,6 +733,48 @@ mod bucket_tests {
                     dim.interval(key),
                     dim.starts.partition_point(|&s| s <= key) - 1
                 );
+            }
+        }
+    }
+
+    /// Keys in crowded buckets (networks of a few /16s, and services of a few protocols) are
+    /// found through the sub-bucket tables exactly as the plain binary search finds them,
+    /// at every sub-bucket's edges as well as at random.
+    #[test]
+    fn crowded_buckets_agree_with_binary_search() {
+        let mut rng = fastrand::Rng::with_seed(5);
+        for (key_bits, base) in [(32u32, 0x0a00_0000u32), (24, 6 << 16)] {
+            let bucket = key_bits - 16;
+            let ranges: Vec<Vec<(u32, u32)>> = (0..2_000)
+                .map(|_| {
+                    let (lo, width) = (base + rng.u32(0..4 << bucket), rng.u32(0..bucket - 4));
+                    vec![(lo, lo + rng.u32(0..1 << width))]
+                })
+                .collect();
+            let top = if key_bits == 32 {
+                u32::MAX
+            } else {
+                (1 << 24) - 1
+            };
+            let dim = Dimension::build(
+                32,
+                (0, top),
+                key_bits,
+                ranges
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| (i as u32, r.as_slice(), true)),
+                MAX_ENTRIES,
+            );
+            assert!(dim.fine.len() >= 4 * (FINE + 1), "{key_bits}-bit keys");
+            let searched = |key: u32| dim.starts.partition_point(|&s| s <= key) - 1;
+            let edges = (0..8u32 << 8).flat_map(|sub| {
+                let first = base + (sub << (key_bits - 24));
+                [first.wrapping_sub(1), first, first + 1]
+            });
+            let random = (0..20_000).map(|_| base + rng.u32(0..5 << bucket));
+            for key in edges.chain(random).chain([0, top]) {
+                assert_eq!(dim.interval(key), searched(key), "key {key:#x}");
             }
         }
     }

@@ -512,19 +512,19 @@ impl RuleIndex {
         let mut observed: SmallVec<[RuleId; 4]> = SmallVec::new();
         let mut decision = bound;
         loop {
-            let wa = src_solo.get(a).map_or(u32::MAX, |w| w.0);
-            let wb = dst_solo.get(b).map_or(u32::MAX, |w| w.0);
+            let wa = src_solo.get(a).map_or(u32::MAX, |w| w.word);
+            let wb = dst_solo.get(b).map_or(u32::MAX, |w| w.word);
             let word = wa.min(wb).min(pair.0);
             if word == u32::MAX || word > bound_word {
                 break;
             }
             let mut matched = 0;
             if wa == word {
-                matched |= src_solo[a].1;
+                matched |= src_solo[a].bits;
                 a += 1;
             }
             if wb == word {
-                matched |= dst_solo[b].1;
+                matched |= dst_solo[b].bits;
                 b += 1;
             }
             if pair.0 == word {
@@ -533,7 +533,8 @@ impl RuleIndex {
             }
             let services = sparse_get(service_words, &mut cursor, word);
             let masks = &family.masks[word as usize];
-            if let Some(terminal) = decide(word, matched, services, masks, bound, &mut observed) {
+            let matched = matched & (masks.service_wild | services);
+            if let Some(terminal) = decide(word, matched, masks, bound, &mut observed) {
                 decision = terminal;
                 break;
             }
@@ -559,7 +560,8 @@ impl RuleIndex {
             // Words past `bound` cannot hold the decision: only those up to it are read.
             let last = (bound / 64).min(family.masks.len() as u32 - 1);
             SCRATCH.with_borrow_mut(|scratch| {
-                let [solo, src_pair, dst_pair, services] = scratch.take(last as usize + 1);
+                let [solo, src_pair, dst_pair, services] =
+                    scratch.take(&self.services.wild[..=last as usize]);
                 family
                     .source
                     .fill(family.source.interval(src), last, solo, src_pair);
@@ -569,14 +571,12 @@ impl RuleIndex {
                 self.services.fill_solo(service, last, services);
                 for word in 0..=last {
                     let w = word as usize;
-                    let matched = solo[w] | (src_pair[w] & dst_pair[w]);
+                    let matched = (solo[w] | (src_pair[w] & dst_pair[w])) & services[w];
                     if matched == 0 {
                         continue;
                     }
                     let masks = &family.masks[w];
-                    if let Some(terminal) =
-                        decide(word, matched, services[w], masks, bound, &mut observed)
-                    {
+                    if let Some(terminal) = decide(word, matched, masks, bound, &mut observed) {
                         decision = terminal;
                         break;
                     }
@@ -599,7 +599,9 @@ fn next_common(
     last: u32,
 ) -> (u32, u64) {
     loop {
-        let (Some(&(lw, lb)), Some(&(rw, rb))) = (left.get(*l), right.get(*r)) else {
+        let (Some(&Word { word: lw, bits: lb }), Some(&Word { word: rw, bits: rb })) =
+            (left.get(*l), right.get(*r))
+        else {
             return (u32::MAX, 0);
         };
         if lw > last || rw > last {
@@ -626,16 +628,21 @@ struct Scratch {
 }
 
 impl Scratch {
-    /// Four zeroed masks of `words` words.
-    fn take(&mut self, words: usize) -> [&mut [u64]; 4] {
-        self.masks.each_mut().map(|mask| {
+    /// Four masks of as many words as `services`: three zeroed, the last a copy of `services`
+    /// (the rules matching every service, so one AND applies the service).
+    fn take(&mut self, services: &[u64]) -> [&mut [u64]; 4] {
+        let words = services.len();
+        let [a, b, c, d] = self.masks.each_mut().map(|mask| {
             if mask.len() < words {
                 mask.resize(words, 0);
             }
-            let mask = &mut mask[..words];
+            &mut mask[..words]
+        });
+        for mask in [&mut *a, &mut *b, &mut *c] {
             mask.fill(0);
-            mask
-        })
+        }
+        d.copy_from_slice(services);
+        [a, b, c, d]
     }
 }
 
@@ -1132,19 +1139,17 @@ impl<K: index::Key> Family<K> {
     }
 }
 
-/// One word of a scan: the rules `matched` by address in word `word`, kept where the service
-/// matches too and before `bound`; the observe rules before the first terminal one go to
+/// One word of a scan: the rules `matched` by address and service in word `word`, kept before
+/// `bound`; the observe rules before the first terminal one go to
 /// `observed`, and the terminal one's position is returned.
 #[inline]
 fn decide(
     word: u32,
-    matched: u64,
-    services: u64,
+    mut matched: u64,
     masks: &WordMasks,
     bound: u32,
     observed: &mut SmallVec<[RuleId; 4]>,
 ) -> Option<u32> {
-    let mut matched = matched & (masks.service_wild | services);
     if word == bound / 64 {
         matched &= (1u64 << (bound % 64)).wrapping_sub(1);
     }
