@@ -1082,7 +1082,7 @@ impl<K: index::Key> Family<K> {
             .zip(&destination.wild)
             .map(|(s, d)| s & d)
             .collect();
-        let masks = (0..words)
+        let masks: Vec<WordMasks> = (0..words)
             .map(|w| WordMasks {
                 service_wild: services.wild[w],
                 terminal: terminal[w],
@@ -1095,38 +1095,25 @@ impl<K: index::Key> Family<K> {
         let mut specific = vec![0u64; words];
         let by_service = (0..services.intervals())
             .map(|interval| {
-                let mut observed = Vec::new();
-                if live.is_empty() {
-                    return AddressWild {
-                        first_terminal: u32::MAX,
-                        observed,
-                    };
-                }
-                specific.fill(0);
-                services.fill_solo(interval, u32::MAX, &mut specific);
-                for &w in &live {
-                    let matched = both_wild[w] & (services.wild[w] | specific[w]);
-                    let first = matched & terminal[w];
-                    let below = if first != 0 {
-                        (1u64 << first.trailing_zeros()) - 1
-                    } else {
-                        u64::MAX
-                    };
-                    let mut bits = matched & observe[w] & below;
-                    while bits != 0 {
-                        observed.push(w as u32 * 64 + bits.trailing_zeros());
-                        bits &= bits - 1;
-                    }
-                    if first != 0 {
-                        return AddressWild {
-                            first_terminal: w as u32 * 64 + first.trailing_zeros(),
-                            observed,
-                        };
+                let mut observed = SmallVec::new();
+                let mut first_terminal = u32::MAX;
+                if !live.is_empty() {
+                    specific.fill(0);
+                    services.fill_solo(interval, u32::MAX, &mut specific);
+                    for &w in &live {
+                        let matched = both_wild[w] & (services.wild[w] | specific[w]);
+                        let word = w as u32;
+                        if let Some(terminal) =
+                            decide(word, matched, &masks[w], u32::MAX, &mut observed)
+                        {
+                            first_terminal = terminal;
+                            break;
+                        }
                     }
                 }
                 AddressWild {
-                    first_terminal: u32::MAX,
-                    observed,
+                    first_terminal,
+                    observed: observed.into_vec(),
                 }
             })
             .collect();
