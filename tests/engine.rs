@@ -315,37 +315,40 @@ fn explanation_names_the_first_failing_part() {
 #[test]
 fn scope_and_direction_from_the_topology() {
     let engine = Engine::compile(&snapshot()).unwrap();
-    let topology = engine.topology();
-    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-    let p = topology.place(ip("10.0.2.8"), ip("10.0.3.8"), Some("eni-app1"));
-    assert_eq!(p.scope, Scope::InterSubnet);
-    assert_eq!(p.direction, Direction::Egress);
-    assert_eq!(p.src.instance, Some("ins-app1"));
-    assert_eq!(p.dst.subnet, Some("subnet-db"));
-    let p = topology.place(ip("10.0.2.8"), ip("10.0.2.99"), Some("eni-app1"));
-    assert_eq!(p.scope, Scope::IntraSubnet);
-    let p = topology.place(ip("203.0.113.5"), ip("10.0.3.8"), Some("eni-db1"));
-    assert_eq!(
-        (p.scope, p.direction),
-        (Scope::VpcInbound, Direction::Ingress)
-    );
-    let p = topology.place(ip("10.0.3.8"), ip("192.168.100.1"), Some("eni-db1"));
-    assert_eq!(p.scope, Scope::VpcOutbound);
-    let p = topology.place(ip("10.0.3.8"), ip("172.16.1.4"), None);
-    assert_eq!(
-        (p.scope, p.direction),
-        (Scope::CrossVpc, Direction::Unknown)
-    );
-    let p = topology.place(ip("10.10.7.1"), ip("10.0.1.1"), None);
-    assert_eq!(
-        p.scope,
-        Scope::InterSubnet,
-        "secondary CIDRs belong to the VPC"
-    );
-    assert_eq!(
-        topology.place(ip("8.8.8.8"), ip("1.1.1.1"), None).scope,
-        Scope::Unknown
-    );
+    // The same read back from the engine's image (its ENI maps are made again).
+    let loaded = Engine::from_image(&engine.to_image(), engine.version()).unwrap();
+    for topology in [engine.topology(), loaded.topology()] {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let p = topology.place(ip("10.0.2.8"), ip("10.0.3.8"), Some("eni-app1"));
+        assert_eq!(p.scope, Scope::InterSubnet);
+        assert_eq!(p.direction, Direction::Egress);
+        assert_eq!(p.src.instance, Some("ins-app1"));
+        assert_eq!(p.dst.subnet, Some("subnet-db"));
+        let p = topology.place(ip("10.0.2.8"), ip("10.0.2.99"), Some("eni-app1"));
+        assert_eq!(p.scope, Scope::IntraSubnet);
+        let p = topology.place(ip("203.0.113.5"), ip("10.0.3.8"), Some("eni-db1"));
+        assert_eq!(
+            (p.scope, p.direction),
+            (Scope::VpcInbound, Direction::Ingress)
+        );
+        let p = topology.place(ip("10.0.3.8"), ip("192.168.100.1"), Some("eni-db1"));
+        assert_eq!(p.scope, Scope::VpcOutbound);
+        let p = topology.place(ip("10.0.3.8"), ip("172.16.1.4"), None);
+        assert_eq!(
+            (p.scope, p.direction),
+            (Scope::CrossVpc, Direction::Unknown)
+        );
+        let p = topology.place(ip("10.10.7.1"), ip("10.0.1.1"), None);
+        assert_eq!(
+            p.scope,
+            Scope::InterSubnet,
+            "secondary CIDRs belong to the VPC"
+        );
+        assert_eq!(
+            topology.place(ip("8.8.8.8"), ip("1.1.1.1"), None).scope,
+            Scope::Unknown
+        );
+    }
 }
 
 #[test]
@@ -372,17 +375,28 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     /// The index and the naive evaluator agree on every flow: decision, observe hits, and
-    /// indeterminate rules.
+    /// indeterminate rules; so do both read back from their images.
     #[test]
     fn index_agrees_with_the_linear_evaluator(rules in 0usize..2000, vpcs in 1u64..12, seed in any::<u64>()) {
         let snapshot = synthetic::snapshot(rules, vpcs, seed);
         // Both layouts of the index: flat lists, and the tree a large account's index becomes.
         let engine = Engine::compile(&snapshot).unwrap();
         let tree = Engine::compile_within(&snapshot, 0).unwrap();
+        // And each read back from its image (what a cold start loads): the same bytes again,
+        // the same answers.
+        let image = engine.to_image();
+        let loaded = Engine::from_image(&image, &snapshot.version).unwrap();
+        prop_assert!(loaded.to_image() == image, "the image of an image's engine is the image");
+        let tree_image = tree.to_image();
+        let loaded_tree = Engine::from_image(&tree_image, &snapshot.version).unwrap();
+        prop_assert!(loaded_tree.to_image() == tree_image);
         for flow in synthetic::flows(300, vpcs, seed ^ 0x5eed) {
             let linear = engine.evaluate_linear(&flow);
             prop_assert_eq!(&engine.evaluate(&flow), &linear, "flow {:?}", flow);
             prop_assert_eq!(&tree.evaluate(&flow), &linear, "tree, flow {:?}", flow);
+            prop_assert_eq!(&loaded.evaluate(&flow), &linear, "from the image, flow {:?}", flow);
+            prop_assert_eq!(&loaded_tree.evaluate(&flow), &linear, "tree from its image, flow {:?}", flow);
+            prop_assert_eq!(loaded.topology().place(flow.src, flow.dst, None), engine.topology().place(flow.src, flow.dst, None));
         }
     }
 }

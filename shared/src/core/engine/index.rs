@@ -87,8 +87,22 @@ pub(crate) struct Word {
     pub bits: u64,
 }
 
+impl serde::Serialize for Word {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Word { word, bits } = *self;
+        (word, bits).serialize(serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Word {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (word, bits) = <(u32, u64)>::deserialize(deserializer)?;
+        Ok(Word { word, bits })
+    }
+}
+
 /// Per-node sparse lists, stored back to back.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Pool {
     offsets: Vec<u32>,
     words: Vec<Word>,
@@ -156,7 +170,7 @@ impl Pool {
 }
 
 /// One dimension of the index.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Dimension<K> {
     /// Rules that match every key, dense, one bit per position.
     pub wild: Vec<u64>,

@@ -14,12 +14,13 @@
 //! rules the same way, saying why each did or did not match.
 
 pub mod hygiene;
+mod image;
 pub mod index;
 mod topology;
 
 use std::net::IpAddr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
 use crate::core::flowlog::{protocol, FlowRecord};
@@ -148,9 +149,10 @@ pub struct Evaluation {
 }
 
 /// A rule compiled for evaluation.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CompiledRule {
     /// The rule as the snapshot holds it.
+    #[serde(with = "image::plain_rule")]
     pub rule: Rule,
     /// The resolved source set, or why it cannot be resolved.
     pub source: Result<AddressSet, String>,
@@ -352,14 +354,14 @@ pub struct CompileError {
     pub message: String,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct AddressWild {
     first_terminal: u32,
     observed: Vec<u32>,
 }
 
 /// Everything the scan loop reads for one word of rule positions, side by side.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 struct WordMasks {
     /// Rules matching every protocol and port.
     service_wild: u64,
@@ -369,7 +371,7 @@ struct WordMasks {
     observe: u64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Family<K> {
     source: Dimension<K>,
     destination: Dimension<K>,
@@ -390,7 +392,7 @@ struct IndexEntry<'a> {
 
 /// The index over a set of rules: for a flow, the first matching terminal rule and every
 /// matching non-terminal rule before it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct RuleIndex {
     services: Dimension<u32>,
     v4: Family<u32>,
@@ -651,7 +653,7 @@ thread_local! {
 }
 
 /// A compiled, indexed rule set with its topology.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Engine {
     rules: Vec<CompiledRule>,
     version: String,
@@ -670,7 +672,7 @@ pub struct Engine {
 /// for "any port" or "1024-65535" names none. The audit tells a reply from its request by them
 /// before its fixed port list (gRPC 50051, NodePorts, kubelet 10250 are services once a rule
 /// names them).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServicePorts {
     /// One bit per port: TCP's 65,536, then UDP's.
     bits: Vec<u64>,
@@ -849,13 +851,14 @@ impl Engine {
         let index = RuleIndex::build(words, &resolved, max_entries);
         let unresolved =
             (!unresolved.is_empty()).then(|| RuleIndex::build(words, &unresolved, max_entries));
+        let topology = Topology::build(snapshot);
         Ok(Self {
             rules,
             version: snapshot.version.clone(),
             index,
             unresolved,
             indeterminate,
-            topology: Topology::build(snapshot),
+            topology,
             service_ports,
         })
     }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::net::IpAddr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::core::flowlog::{protocol, FlowRecord};
 use crate::core::snapshot::values::AddressSet;
@@ -102,7 +102,7 @@ pub struct VpcInfo {
     pub enis: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct EniInfo {
     id: String,
     vpc: String,
@@ -115,7 +115,7 @@ struct EniInfo {
     name: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Area {
     id: String,
     vpc: String,
@@ -127,13 +127,38 @@ struct Area {
 }
 
 /// The topology of a snapshot, indexed for lookups.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(from = "Parts")]
 pub struct Topology {
     enis: Vec<EniInfo>,
+    #[serde(skip)]
     eni_by_id: FastMap<String, usize>,
+    #[serde(skip)]
     eni_by_ip: FastMap<IpAddr, Vec<usize>>,
     subnets: Vec<Area>,
     vpcs: Vec<Area>,
+}
+
+/// A topology as an engine image holds it: its lists, the maps over them made again when read
+/// (an image is the same bytes for the same engine, whatever order a map iterates in).
+#[derive(Deserialize)]
+struct Parts {
+    enis: Vec<EniInfo>,
+    subnets: Vec<Area>,
+    vpcs: Vec<Area>,
+}
+
+impl From<Parts> for Topology {
+    fn from(parts: Parts) -> Self {
+        let mut topology = Topology {
+            enis: parts.enis,
+            subnets: parts.subnets,
+            vpcs: parts.vpcs,
+            ..Topology::default()
+        };
+        topology.index_enis();
+        topology
+    }
 }
 
 impl Topology {
@@ -168,11 +193,6 @@ impl Topology {
                 .filter_map(|ip| ip.parse::<IpAddr>().ok())
                 .map(|ip| ip.to_canonical())
                 .collect();
-            let index = topology.enis.len();
-            for ip in &ips {
-                topology.eni_by_ip.entry(*ip).or_default().push(index);
-            }
-            topology.eni_by_id.insert(eni.id.clone(), index);
             topology.enis.push(EniInfo {
                 id: eni.id.clone(),
                 vpc: eni.vpc_id.clone(),
@@ -219,7 +239,18 @@ impl Topology {
                 + a.set.v6.iter().map(|(l, h)| h - l).sum::<u128>()
         };
         topology.subnets.sort_by_key(size);
+        topology.index_enis();
         topology
+    }
+
+    /// The ENIs by id (the last of an id) and by address.
+    fn index_enis(&mut self) {
+        for (index, eni) in self.enis.iter().enumerate() {
+            for ip in &eni.ips {
+                self.eni_by_ip.entry(*ip).or_default().push(index);
+            }
+            self.eni_by_id.insert(eni.id.clone(), index);
+        }
     }
 
     /// Whether the snapshot has a VPC with this id.
