@@ -206,6 +206,22 @@ async fn the_snapshot_store_failing_at_cold_start_and_on_refresh() {
     let second = audit.invoke(event()).await.unwrap();
     assert!(second.result.is_response(), "{}", second.result.json());
     let version = second.result.json()["snapshot_version"].clone();
+    // It loaded the engine's image published beside the snapshot, not the snapshot.
+    let read: Vec<String> = store
+        .state
+        .lock()
+        .unwrap()
+        .cos_requests
+        .iter()
+        .filter(|(method, _, status)| method == "GET" && *status == 200)
+        .map(|(_, key, _)| key.clone())
+        .collect();
+    assert!(read.iter().any(|key| key.ends_with(".engine")), "{read:?}");
+    assert!(
+        read.iter()
+            .all(|key| !key.ends_with(".json") || key.ends_with("latest.json")),
+        "{read:?}"
+    );
     // On refresh the store fails for good (every read answers 503): the last good snapshot is
     // kept, and the refresh gives up within its short budget.
     for _ in 0..100 {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::cls_stub::ClsStub;
 use esgflow::adapters::tencent::api::{ApiClient, Listing, PageBudget, Paging};
+use esgflow::core::engine::Engine;
 use esgflow::core::snapshot::Snapshot;
 use esgflow_local::standins::alerts::AlertReceiver;
 use esgflow_local::standins::cloud::CloudStub;
@@ -77,18 +78,25 @@ async fn publishes_to_cos_once_and_is_idempotent() {
     // With time to spare, the hygiene analysis reaches every rule.
     assert_eq!(summary["hygiene_analysed"], summary["rules"], "{summary}");
     let version = sample_version();
-    assert_eq!(
-        cos_puts(&stub),
-        vec![
-            format!("/esgflow/snapshots/{version}.json"),
-            "/esgflow/snapshots/latest.json".to_string()
-        ]
+    // The snapshot, its engine's image (named with this build's format), then the pointer.
+    let puts = cos_puts(&stub);
+    assert_eq!(puts.len(), 3, "{puts:?}");
+    assert_eq!(puts[0], format!("/esgflow/snapshots/{version}.json"));
+    assert_eq!(puts[2], "/esgflow/snapshots/latest.json");
+    let image = puts[1].clone();
+    assert!(
+        image.starts_with(&format!("/esgflow/snapshots/{version}.")) && image.ends_with(".engine"),
+        "{image}"
     );
-    let published: Snapshot = serde_json::from_slice(
-        &stub.state.lock().unwrap().objects[&format!("/esgflow/snapshots/{version}.json")].0,
-    )
-    .unwrap();
+    let objects = stub.state.lock().unwrap().objects.clone();
+    let published: Snapshot =
+        serde_json::from_slice(&objects[&format!("/esgflow/snapshots/{version}.json")].0).unwrap();
     assert_eq!(published.version, version);
+    let engine = Engine::from_image(&objects[&image].0, &version).unwrap();
+    assert_eq!(engine.rules().len(), published.rules.len());
+    let pointer: Value =
+        serde_json::from_slice(&objects["/esgflow/snapshots/latest.json"].0).unwrap();
+    assert_eq!(pointer["engine"], image.rsplit('/').next().unwrap());
     let hygiene: Vec<Value> = std::fs::read_to_string(&records)
         .unwrap()
         .lines()
@@ -121,9 +129,30 @@ async fn publishes_to_cos_once_and_is_idempotent() {
     );
     assert_eq!(
         cos_puts(&stub).len(),
-        2,
+        3,
         "an unchanged account writes nothing"
     );
+    // A pointer another build wrote (no image this build reads): the unchanged snapshot is
+    // published again with this build's image, so cold starts need not compile it.
+    {
+        let mut state = stub.state.lock().unwrap();
+        let latest = state
+            .objects
+            .get_mut("/esgflow/snapshots/latest.json")
+            .unwrap();
+        let mut pointer: Value = serde_json::from_slice(&latest.0).unwrap();
+        pointer["engine"] = json!(format!("{version}.0123456789abcdef.engine"));
+        latest.0 = serde_json::to_vec(&pointer).unwrap();
+        state.objects.remove(&image);
+    }
+    let third = sync.invoke(common::timer_event()).await.unwrap();
+    assert_eq!(third.result.json()["published"], false);
+    assert_eq!(
+        cos_puts(&stub)[3..],
+        puts[..],
+        "the same three objects again"
+    );
+    assert!(stub.state.lock().unwrap().objects.contains_key(&image));
     assert_eq!(
         std::fs::read_to_string(&records).unwrap().lines().count(),
         hygiene.len(),
@@ -205,7 +234,7 @@ async fn throttling_is_retried_and_a_failed_call_leaves_latest_untouched() {
         message.contains("DescribeSubnets") && message.contains("UnauthorizedOperation"),
         "{message}"
     );
-    assert_eq!(cos_puts(&stub).len(), 2, "latest untouched");
+    assert_eq!(cos_puts(&stub).len(), 3, "latest untouched");
 
     // COS refusing the write fails the run too, and a later run publishes.
     stub.fail_next_cos("PUT", 403);
@@ -751,7 +780,7 @@ async fn an_incomplete_listing_fails_the_run_and_keeps_the_last_snapshot() {
     )
     .unwrap();
     assert_eq!(latest["version"], published.as_str(), "latest untouched");
-    assert_eq!(cos_puts(&stub).len(), 2, "published once, by the first run");
+    assert_eq!(cos_puts(&stub).len(), 3, "published once, by the first run");
     assert!(stub.problems().is_empty(), "{:?}", stub.problems());
 }
 

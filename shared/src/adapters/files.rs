@@ -10,11 +10,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use crate::core::engine::Engine;
 use crate::core::monitoring::{Switches, MAX_CHANGES_AHEAD};
 use crate::core::ports::{
-    fail, object_name, of_version, over_memory_limit, parse_snapshot, to_json, version_object,
-    BoxFuture, Latest, Pointer, RecordSink, SinkError, SnapshotStore, StoreFuture, Written,
-    MAX_POINTER_BYTES, SWITCHES_OBJECT,
+    fail, image_passed_over, object_name, of_version, over_memory_limit, parse_snapshot, to_json,
+    version_object, BoxFuture, Latest, Pointer, Published, RecordSink, SinkError, SnapshotStore,
+    StoreError, StoreFuture, Written, MAX_POINTER_BYTES, SWITCHES_OBJECT,
 };
 use crate::core::records::Record;
 use crate::core::snapshot::Snapshot;
@@ -202,17 +203,25 @@ impl SnapshotStore for FileStore {
         })
     }
 
-    fn latest_version<'a>(&'a self, deadline: Instant) -> StoreFuture<'a, Option<String>> {
-        // One file is the snapshot: its version is inside it.
+    fn latest_version<'a>(&'a self, deadline: Instant) -> StoreFuture<'a, Option<Published>> {
+        // One file is the snapshot: its version is inside it (and it keeps no image).
         Box::pin(async move {
             Ok(match self.latest(None, deadline).await? {
-                Latest::Found { snapshot, .. } => Some(snapshot.version),
-                Latest::Missing | Latest::Unchanged => None,
+                Latest::Found { snapshot, .. } => Some(Published {
+                    version: snapshot.version,
+                    image_missing: false,
+                }),
+                Latest::Missing | Latest::Unchanged | Latest::Compiled { .. } => None,
             })
         })
     }
 
-    fn publish<'a>(&'a self, snapshot: &'a Snapshot, _: Instant) -> StoreFuture<'a, ()> {
+    fn publish<'a>(
+        &'a self,
+        snapshot: &'a Snapshot,
+        _: &'a Engine,
+        _: Instant,
+    ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             write_atomically(&self.path, &to_json(snapshot)).map_err(|e| fail(self, e))
         })
@@ -265,6 +274,20 @@ impl DirStore {
     }
 }
 
+impl DirStore {
+    /// The pointer (`None`: nothing published).
+    fn pointer(&self) -> Result<Option<Pointer>, StoreError> {
+        let bytes = match read_regular(&self.dir.join("latest.json"), MAX_POINTER_BYTES) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(fail(self, format!("latest.json: {e}"))),
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| fail(self, format!("latest.json: {e}")))
+    }
+}
+
 impl SnapshotStore for DirStore {
     fn describe(&self) -> String {
         format!("dir://{}", self.dir.display())
@@ -272,13 +295,9 @@ impl SnapshotStore for DirStore {
 
     fn latest<'a>(&'a self, known: Option<&'a str>, _: Instant) -> StoreFuture<'a, Latest> {
         Box::pin(async move {
-            let bytes = match read_regular(&self.dir.join("latest.json"), MAX_POINTER_BYTES) {
-                Ok(b) => b,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Latest::Missing),
-                Err(e) => return Err(fail(self, format!("latest.json: {e}"))),
+            let Some(pointer) = self.pointer()? else {
+                return Ok(Latest::Missing);
             };
-            let pointer: Pointer = serde_json::from_slice(&bytes)
-                .map_err(|e| fail(self, format!("latest.json: {e}")))?;
             if known == Some(pointer.version.as_str()) {
                 return Ok(Latest::Unchanged);
             }
@@ -293,24 +312,54 @@ impl SnapshotStore for DirStore {
         })
     }
 
-    fn latest_version<'a>(&'a self, _: Instant) -> StoreFuture<'a, Option<String>> {
+    fn latest_engine<'a>(
+        &'a self,
+        known: Option<&'a str>,
+        deadline: Instant,
+    ) -> StoreFuture<'a, Latest> {
         Box::pin(async move {
-            let bytes = match read_regular(&self.dir.join("latest.json"), MAX_POINTER_BYTES) {
-                Ok(b) => b,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(fail(self, format!("latest.json: {e}"))),
+            let Some(pointer) = self.pointer()? else {
+                return Ok(Latest::Missing);
             };
-            let pointer: Pointer = serde_json::from_slice(&bytes)
-                .map_err(|e| fail(self, format!("latest.json: {e}")))?;
-            Ok(Some(pointer.version))
+            if known == Some(pointer.version.as_str()) {
+                return Ok(Latest::Unchanged);
+            }
+            if let Some(image) = pointer.image() {
+                let read = read_regular(&self.dir.join(image), self.max_bytes)
+                    .map_err(|e| e.to_string())
+                    .and_then(|bytes| Engine::from_image(&bytes, &pointer.version));
+                match read {
+                    Ok(engine) => {
+                        return Ok(Latest::Compiled {
+                            engine: Box::new(engine),
+                            tag: pointer.version,
+                        })
+                    }
+                    Err(error) => image_passed_over(self, image, &error),
+                }
+            }
+            self.latest(known, deadline).await
         })
     }
 
-    fn publish<'a>(&'a self, snapshot: &'a Snapshot, _: Instant) -> StoreFuture<'a, ()> {
+    fn latest_version<'a>(&'a self, _: Instant) -> StoreFuture<'a, Option<Published>> {
+        Box::pin(async move { Ok(self.pointer()?.as_ref().map(Pointer::published)) })
+    }
+
+    fn publish<'a>(
+        &'a self,
+        snapshot: &'a Snapshot,
+        engine: &'a Engine,
+        _: Instant,
+    ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let pointer = Pointer::of(snapshot);
             write_atomically(&self.dir.join(&pointer.object), &to_json(snapshot))
                 .map_err(|e| fail(self, e))?;
+            if let Some(image) = pointer.image() {
+                write_atomically(&self.dir.join(image), &engine.to_image())
+                    .map_err(|e| fail(self, e))?;
+            }
             let bytes = serde_json::to_vec_pretty(&pointer).expect("pointers serialize");
             write_atomically(&self.dir.join("latest.json"), &bytes).map_err(|e| fail(self, e))
         })
@@ -495,8 +544,9 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(5);
         let snapshot = fixtures::sample(0);
         let size = to_json(&snapshot).len();
+        let engine = Engine::compile(&snapshot).unwrap();
         DirStore::new(&dir)
-            .publish(&snapshot, deadline)
+            .publish(&snapshot, &engine, deadline)
             .await
             .unwrap();
         let small = DirStore::new(&dir).within(size - 1);
@@ -516,7 +566,7 @@ mod tests {
         assert!(pointer.contains("over the 64 KiB"), "{pointer}");
         let file = dir.join("one.json");
         FileStore::new(&file)
-            .publish(&snapshot, deadline)
+            .publish(&snapshot, &engine, deadline)
             .await
             .unwrap();
         let one = FileStore::new(&file).within(1 << 10);
@@ -648,7 +698,10 @@ mod tests {
             Latest::Missing
         ));
         let first = fixtures::sample(1);
-        store.publish(&first, deadline).await.unwrap();
+        store
+            .publish(&first, &Engine::compile(&first).unwrap(), deadline)
+            .await
+            .unwrap();
         let Latest::Found { snapshot, tag } = store.latest(None, deadline).await.unwrap() else {
             panic!("published")
         };
@@ -661,7 +714,8 @@ mod tests {
             Latest::Unchanged
         ));
         let second = fixtures::sample(2);
-        store.publish(&second, deadline).await.unwrap();
+        let engine = Engine::compile(&second).unwrap();
+        store.publish(&second, &engine, deadline).await.unwrap();
         assert!(
             dir.join(format!("{}.json", first.version)).exists(),
             "old versions are kept"
@@ -671,6 +725,72 @@ mod tests {
             panic!("moved")
         };
         assert_eq!(snapshot.version, second.version);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// A function's cold start reads the engine's image published with the snapshot; an image
+    /// it cannot use (damaged, another build's, none) is passed over for the snapshot, and the
+    /// pointer tells the sync function to publish one.
+    #[tokio::test]
+    async fn dir_store_serves_the_engine_image_and_falls_back_to_the_snapshot() {
+        let dir = std::env::temp_dir().join(format!("esgflow-images-{}", std::process::id()));
+        std::fs::remove_dir_all(&dir).ok();
+        let store = DirStore::new(&dir);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let snapshot = fixtures::sample(3);
+        let engine = Engine::compile(&snapshot).unwrap();
+        store.publish(&snapshot, &engine, deadline).await.unwrap();
+        let image = dir.join(crate::core::engine::image_object(&snapshot.version));
+        assert_eq!(std::fs::read(&image).unwrap(), engine.to_image());
+        let published = store.latest_version(deadline).await.unwrap().unwrap();
+        assert!(!published.image_missing);
+        let Latest::Compiled { engine: read, tag } =
+            store.latest_engine(None, deadline).await.unwrap()
+        else {
+            panic!("the image is read")
+        };
+        assert_eq!(
+            (read.version(), tag.as_str()),
+            (engine.version(), engine.version())
+        );
+        assert!(matches!(
+            store.latest_engine(Some(&tag), deadline).await.unwrap(),
+            Latest::Unchanged
+        ));
+        let falls_back = || async {
+            match store.latest_engine(None, deadline).await.unwrap() {
+                Latest::Found {
+                    snapshot: found, ..
+                } => assert_eq!(found.version, snapshot.version),
+                other => panic!("the snapshot, not {other:?}"),
+            }
+        };
+        // Damaged: one byte of the payload changed.
+        let mut bytes = std::fs::read(&image).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&image, &bytes).unwrap();
+        falls_back().await;
+        // Missing.
+        std::fs::remove_file(&image).unwrap();
+        falls_back().await;
+        // Named by another build, or by none (a pointer written before images).
+        let pointer_path = dir.join("latest.json");
+        let pointer: Pointer =
+            serde_json::from_slice(&std::fs::read(&pointer_path).unwrap()).unwrap();
+        for engine in [
+            Some(format!("{}.0123456789abcdef.engine", snapshot.version)),
+            None,
+        ] {
+            let other = Pointer {
+                engine,
+                ..pointer.clone()
+            };
+            std::fs::write(&pointer_path, serde_json::to_vec(&other).unwrap()).unwrap();
+            falls_back().await;
+            let published = store.latest_version(deadline).await.unwrap().unwrap();
+            assert!(published.image_missing);
+        }
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -58,8 +58,8 @@ type Taken = chrono::DateTime<chrono::FixedOffset>;
 
 /// A snapshot's `taken_at` (RFC 3339) as a time; `None` when it cannot be read, and then it is
 /// compared with nothing.
-fn taken(snapshot: &crate::core::snapshot::Snapshot) -> Option<Taken> {
-    chrono::DateTime::parse_from_rfc3339(&snapshot.taken_at).ok()
+fn taken(taken_at: &str) -> Option<Taken> {
+    chrono::DateTime::parse_from_rfc3339(taken_at).ok()
 }
 
 /// What a read of the store found.
@@ -117,34 +117,44 @@ impl SnapshotCache {
         }
     }
 
-    /// Reads the store. A snapshot taken before the one in use is not compiled: a pointer moved
-    /// back (by mistake, or by someone who may write the bucket) must not roll the rules back.
+    /// Reads the store: the engine's image published with the snapshot, or the snapshot to
+    /// compile. A snapshot taken before the one in use is not used: a pointer moved back (by
+    /// mistake, or by someone who may write the bucket) must not roll the rules back.
     async fn load(&self, deadline: Instant) -> Result<Loaded, SnapshotUnavailable> {
         let known = self.engine.as_ref().and(self.tag.as_deref());
-        match self.store.latest(known, deadline).await {
-            Ok(Latest::Unchanged) => Ok(Loaded::Unchanged),
-            Ok(Latest::Missing) => Err(self.unavailable("no snapshot has been published there")),
-            Ok(Latest::Found { snapshot, tag }) => {
-                let taken_at = taken(&snapshot);
-                if let Some(current) = &self.engine {
-                    if !snapshot.version.is_empty() && snapshot.version == current.version() {
-                        return Ok(Loaded::New(current.clone(), tag, self.taken_at));
-                    }
-                    if let (Some(published), Some(held)) = (taken_at, self.taken_at) {
-                        if published < held {
-                            return Ok(Loaded::Older {
-                                tag,
-                                version: snapshot.version.clone(),
-                                taken: published,
-                            });
-                        }
-                    }
-                }
-                let engine = Engine::compile_owned(*snapshot).map_err(|e| self.unavailable(e))?;
-                Ok(Loaded::New(Arc::new(engine), tag, taken_at))
+        let (read, tag) = match self.store.latest_engine(known, deadline).await {
+            Ok(Latest::Unchanged) => return Ok(Loaded::Unchanged),
+            Ok(Latest::Missing) => {
+                return Err(self.unavailable("no snapshot has been published there"))
             }
-            Err(err) => Err(self.unavailable(err.message)),
+            Ok(Latest::Found { snapshot, tag }) => (Ok(snapshot), tag),
+            Ok(Latest::Compiled { engine, tag }) => (Err(engine), tag),
+            Err(err) => return Err(self.unavailable(err.message)),
+        };
+        // A snapshot to compile, or its engine read from the image published with it.
+        let (version, taken_at) = match &read {
+            Ok(snapshot) => (snapshot.version.clone(), taken(&snapshot.taken_at)),
+            Err(engine) => (engine.version().to_string(), taken(engine.taken_at())),
+        };
+        if let Some(current) = &self.engine {
+            if !version.is_empty() && version == current.version() {
+                return Ok(Loaded::New(current.clone(), tag, self.taken_at));
+            }
+            if let (Some(published), Some(held)) = (taken_at, self.taken_at) {
+                if published < held {
+                    return Ok(Loaded::Older {
+                        tag,
+                        version,
+                        taken: published,
+                    });
+                }
+            }
         }
+        let engine = match read {
+            Ok(snapshot) => Engine::compile_owned(*snapshot).map_err(|e| self.unavailable(e))?,
+            Err(engine) => *engine,
+        };
+        Ok(Loaded::New(Arc::new(engine), tag, taken_at))
     }
 
     /// The current engine, loading or refreshing as needed; store reads end by `deadline`.
@@ -391,41 +401,68 @@ mod tests {
 
     /// A published snapshot taken before the one a warm instance holds (a pointer moved back)
     /// is not loaded; the instance keeps the newer one and notes the refused version once. A
-    /// newer one after it is loaded as usual.
+    /// newer one after it is loaded as usual. The same from a snapshot file (compiled) and from
+    /// a directory of versions (their engines' images).
     #[tokio::test]
     async fn an_older_snapshot_is_not_rolled_back_to() {
-        let dir = std::env::temp_dir().join(format!("esgflow-rollback-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("snapshot.json");
-        let taken_at = |variant: u32, at: &str| {
-            let mut snapshot = fixtures::sample(variant);
-            snapshot.taken_at = at.to_string();
-            snapshot
-        };
-        let mut cache = SnapshotCache::new(&path, Duration::from_secs(60));
-        let t0 = Instant::now();
-        let at = |s| t0 + Duration::from_secs(s);
-        let newer = taken_at(2, "2025-11-24T12:00:00Z");
-        newer.save(&path).unwrap();
-        assert_eq!(cache.engine(t0).await.unwrap().version(), newer.version);
+        use crate::adapters::files::DirStore;
+        for images in [false, true] {
+            let dir = std::env::temp_dir()
+                .join(format!("esgflow-rollback-{}-{images}", std::process::id()));
+            std::fs::remove_dir_all(&dir).ok();
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("snapshot.json");
+            let taken_at = |variant: u32, at: &str| {
+                let mut snapshot = fixtures::sample(variant);
+                snapshot.taken_at = at.to_string();
+                snapshot
+            };
+            let publish = |snapshot: crate::core::snapshot::Snapshot| {
+                let (path, dir) = (path.clone(), dir.clone());
+                async move {
+                    if images {
+                        let engine = Engine::compile(&snapshot).unwrap();
+                        let deadline = Instant::now() + Duration::from_secs(5);
+                        DirStore::new(&dir)
+                            .publish(&snapshot, &engine, deadline)
+                            .await
+                            .unwrap();
+                    } else {
+                        snapshot.save(&path).unwrap();
+                    }
+                }
+            };
+            let ttl = Duration::from_secs(60);
+            let mut cache = match images {
+                true => SnapshotCache::with_store(Box::new(DirStore::new(&dir)), ttl),
+                false => SnapshotCache::new(&path, ttl),
+            };
+            let t0 = Instant::now();
+            let at = |s| t0 + Duration::from_secs(s);
+            let newer = taken_at(2, "2025-11-24T12:00:00Z");
+            publish(newer.clone()).await;
+            assert_eq!(cache.engine(t0).await.unwrap().version(), newer.version);
 
-        let older = taken_at(1, "2025-11-24T06:00:00+00:00");
-        older.save(&path).unwrap();
-        assert_eq!(cache.engine(at(61)).await.unwrap().version(), newer.version);
-        assert_eq!(cache.refused.as_deref(), Some(older.version.as_str()));
-        // Asked again after the TTL, still refused (the warning is not repeated).
-        std::fs::write(&path, std::fs::read(&path).unwrap()).unwrap();
-        assert_eq!(
-            cache.engine(at(122)).await.unwrap().version(),
-            newer.version
-        );
+            let older = taken_at(1, "2025-11-24T06:00:00+00:00");
+            publish(older.clone()).await;
+            assert_eq!(cache.engine(at(61)).await.unwrap().version(), newer.version);
+            assert_eq!(cache.refused.as_deref(), Some(older.version.as_str()));
+            // Asked again after the TTL, still refused (the warning is not repeated).
+            if !images {
+                std::fs::write(&path, std::fs::read(&path).unwrap()).unwrap();
+            }
+            assert_eq!(
+                cache.engine(at(122)).await.unwrap().version(),
+                newer.version
+            );
 
-        let later = taken_at(3, "2025-11-25T00:00:00Z");
-        later.save(&path).unwrap();
-        assert_eq!(
-            cache.engine(at(183)).await.unwrap().version(),
-            later.version
-        );
-        std::fs::remove_dir_all(&dir).ok();
+            let later = taken_at(3, "2025-11-25T00:00:00Z");
+            publish(later.clone()).await;
+            assert_eq!(
+                cache.engine(at(183)).await.unwrap().version(),
+                later.version
+            );
+            std::fs::remove_dir_all(&dir).ok();
+        }
     }
 }

@@ -225,15 +225,18 @@ impl SyncFunction {
         // only when it did, for the diff.
         let pointed = self.store.latest_version(deadline).await?;
         let previous = match &pointed {
-            Some(version) if *version != snapshot.version => {
+            Some(published) if published.version != snapshot.version => {
                 match self.store.latest(None, deadline).await? {
                     Latest::Found { snapshot, .. } => Some(*snapshot),
-                    Latest::Missing | Latest::Unchanged => None,
+                    Latest::Missing | Latest::Unchanged | Latest::Compiled { .. } => None,
                 }
             }
             _ => None,
         };
-        let previous_version = pointed.unwrap_or_default();
+        let previous_version = pointed
+            .as_ref()
+            .map(|published| published.version.clone())
+            .unwrap_or_default();
         let (unused, unused_error) = match self.unused_rules(&snapshot, deadline).await {
             Ok(unused) => (unused, None),
             Err(err) => {
@@ -261,6 +264,14 @@ impl SyncFunction {
             elapsed_ms: 0,
         };
         if previous_version == snapshot.version {
+            if pointed.is_some_and(|published| published.image_missing) {
+                // Published by another build (or before images): this build's functions would
+                // compile it at every cold start until the rules change.
+                let engine =
+                    Engine::compile(&snapshot).map_err(|e| SyncError::Compile(e.to_string()))?;
+                self.store.publish(&snapshot, &engine, deadline).await?;
+                tracing::info!(version = %snapshot.version, "rules unchanged; the engine image published for this build");
+            }
             tracing::info!(version = %snapshot.version, "rules unchanged; nothing written");
             summary.elapsed_ms = started.elapsed().as_millis() as u64;
             return Ok(summary);
@@ -312,7 +323,7 @@ impl SyncFunction {
             summary.written = written.records;
             summary.truncated_values = written.truncated_values;
         }
-        self.store.publish(&snapshot, deadline).await?;
+        self.store.publish(&snapshot, &engine, deadline).await?;
         summary.published = true;
         tracing::info!(from = %previous_version, to = %snapshot.version, rules = snapshot.rules.len(), "snapshot published");
         summary.alerts = self
@@ -341,7 +352,8 @@ impl SyncFunction {
             .unwrap_or_else(|err| {
                 tracing::warn!(error = %err, "the snapshot pointer could not be read either");
                 None
-            });
+            })
+            .map(|published| published.version);
         let what = match &error {
             LiveError::Api(api) => format!("{} could not be read ({})", api.action, api.code),
             LiveError::Import(_) => "the rule listings could not be imported".to_string(),

@@ -27,6 +27,8 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use crate::core::engine::image_object;
+use crate::core::engine::Engine;
 use crate::core::monitoring::Switches;
 use crate::core::records::Record;
 use crate::core::search::{
@@ -242,6 +244,24 @@ pub enum Latest {
         /// Its tag.
         tag: String,
     },
+    /// The latest snapshot's engine, read from the image published with it
+    /// ([`SnapshotStore::latest_engine`] only).
+    Compiled {
+        /// The engine.
+        engine: Box<Engine>,
+        /// Its tag.
+        tag: String,
+    },
+}
+
+/// What the pointer of a store says is published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// The latest snapshot's version.
+    pub version: String,
+    /// Whether the store should have an image of its engine that this build can read and has
+    /// none (another build's, or none at all): the sync function publishes one.
+    pub image_missing: bool,
 }
 
 /// A store of snapshots.
@@ -252,12 +272,29 @@ pub trait SnapshotStore: Send + Sync + std::fmt::Debug {
     /// The latest snapshot, or [`Latest::Unchanged`] when its tag is `known`.
     fn latest<'a>(&'a self, known: Option<&'a str>, deadline: Instant) -> StoreFuture<'a, Latest>;
 
-    /// The version `latest` points at, read without the snapshot itself (`None`: nothing
-    /// published): what an unchanged account costs the sync function.
-    fn latest_version<'a>(&'a self, deadline: Instant) -> StoreFuture<'a, Option<String>>;
+    /// The latest snapshot's engine when the store has an image of it this build reads
+    /// ([`Latest::Compiled`]), else what [`latest`](Self::latest) gives, to compile: what a
+    /// function's cold start reads. An image that cannot be used is logged and passed over.
+    fn latest_engine<'a>(
+        &'a self,
+        known: Option<&'a str>,
+        deadline: Instant,
+    ) -> StoreFuture<'a, Latest> {
+        self.latest(known, deadline)
+    }
 
-    /// Writes `snapshot` under its version and makes it the latest.
-    fn publish<'a>(&'a self, snapshot: &'a Snapshot, deadline: Instant) -> StoreFuture<'a, ()>;
+    /// What `latest` points at, read without the snapshot itself (`None`: nothing published):
+    /// what an unchanged account costs the sync function.
+    fn latest_version<'a>(&'a self, deadline: Instant) -> StoreFuture<'a, Option<Published>>;
+
+    /// Writes `snapshot` under its version, with the image of `engine` (compiled from it) where
+    /// the store keeps images, and makes it the latest.
+    fn publish<'a>(
+        &'a self,
+        snapshot: &'a Snapshot,
+        engine: &'a Engine,
+        deadline: Instant,
+    ) -> StoreFuture<'a, ()>;
 
     /// The snapshot of `version`, if the store still keeps it (`None`: it does not). Its
     /// content is checked against the version as every load is.
@@ -315,15 +352,37 @@ pub(crate) struct Pointer {
     pub taken_at: String,
     /// How many rules it has.
     pub rules: usize,
+    /// The object of its engine's image, when one was published with it (the name holds the
+    /// format of the build that wrote it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
 }
 
 impl Pointer {
+    /// The pointer to `snapshot`, published with the image of its engine.
     pub(crate) fn of(snapshot: &Snapshot) -> Self {
         Self {
             version: snapshot.version.clone(),
             object: format!("{}.json", snapshot.version),
             taken_at: snapshot.taken_at.clone(),
             rules: snapshot.rules.len(),
+            engine: Some(image_object(&snapshot.version)),
+        }
+    }
+
+    /// The image this build can read, when the pointer names one: only the name this build
+    /// gives the image of its version (never a path out of the store).
+    pub(crate) fn image(&self) -> Option<&str> {
+        self.engine
+            .as_deref()
+            .filter(|name| *name == image_object(&self.version))
+    }
+
+    /// What the pointer says is published.
+    pub(crate) fn published(&self) -> Published {
+        Published {
+            version: self.version.clone(),
+            image_missing: self.image().is_none(),
         }
     }
 }
@@ -376,6 +435,16 @@ pub(crate) fn fail(store: &dyn SnapshotStore, message: impl std::fmt::Display) -
         store: store.describe(),
         message: message.to_string(),
     }
+}
+
+/// Logs an image of a store that cannot be used (the snapshot is compiled instead).
+pub(crate) fn image_passed_over(store: &dyn SnapshotStore, image: &str, error: &str) {
+    tracing::warn!(
+        store = %store.describe(),
+        image,
+        error,
+        "engine image not used; compiling the snapshot instead"
+    );
 }
 
 pub(crate) fn parse_snapshot(

@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 
 use crate::adapters::bounded;
 use crate::adapters::tencent::transport::{self, CredentialSource};
+use crate::core::engine::Engine;
 use crate::core::monitoring::{change_object, Switches, MAX_CHANGES_AHEAD};
 use crate::core::ports::{
-    fail, object_name, of_version, parse_snapshot, to_json, version_object, Latest, Pointer,
-    SnapshotStore, StoreError, StoreFuture, SWITCHES_OBJECT,
+    fail, image_passed_over, object_name, of_version, parse_snapshot, to_json, version_object,
+    Latest, Pointer, Published, SnapshotStore, StoreError, StoreFuture, SWITCHES_OBJECT,
 };
 use crate::core::ports::{over_memory_limit, MAX_POINTER_BYTES};
 use crate::core::snapshot::Snapshot;
@@ -196,6 +197,76 @@ fn cos_code(body: &[u8]) -> String {
         .unwrap_or_default()
 }
 
+/// What the pointer of a COS store says.
+enum Pointed {
+    /// Nothing published, or the version the reader holds.
+    Not(Latest),
+    /// The pointer, and the tag to re-validate with (its ETag).
+    At(Pointer, String),
+}
+
+impl CosStore {
+    /// Reads `latest.json` (unless its ETag is `known`).
+    async fn pointer(&self, known: Option<&str>, deadline: Instant) -> Result<Pointed, StoreError> {
+        let (status, etag, body) = self
+            .send(
+                reqwest::Method::GET,
+                "latest.json",
+                known.map(|tag| ("if-none-match", tag)),
+                None,
+                MAX_POINTER_BYTES,
+                deadline,
+            )
+            .await?;
+        match status {
+            304 => return Ok(Pointed::Not(Latest::Unchanged)),
+            404 => return Ok(Pointed::Not(Latest::Missing)),
+            200..=299 => {}
+            _ => {
+                return Err(fail(
+                    self,
+                    format!("latest.json: HTTP {status} {}", cos_code(&body)),
+                ))
+            }
+        }
+        let pointer: Pointer =
+            serde_json::from_slice(&body).map_err(|e| fail(self, format!("latest.json: {e}")))?;
+        let tag = etag.unwrap_or_else(|| pointer.version.clone());
+        Ok(Pointed::At(pointer, tag))
+    }
+
+    /// The snapshot `pointer` names.
+    async fn snapshot(
+        &self,
+        pointer: &Pointer,
+        tag: String,
+        deadline: Instant,
+    ) -> Result<Latest, StoreError> {
+        let object = object_name(&pointer.object).map_err(|e| fail(self, e))?;
+        let (status, _, body) = self
+            .send(
+                reqwest::Method::GET,
+                object,
+                None,
+                None,
+                self.max_bytes,
+                deadline,
+            )
+            .await?;
+        if !(200..300).contains(&status) {
+            return Err(fail(
+                self,
+                format!("{object}: HTTP {status} {}", cos_code(&body)),
+            ));
+        }
+        let snapshot = parse_snapshot(&body, object, &self.describe())?;
+        Ok(Latest::Found {
+            snapshot: Box::new(snapshot),
+            tag,
+        })
+    }
+}
+
 impl SnapshotStore for CosStore {
     fn describe(&self) -> String {
         if self.prefix.is_empty() {
@@ -207,55 +278,54 @@ impl SnapshotStore for CosStore {
 
     fn latest<'a>(&'a self, known: Option<&'a str>, deadline: Instant) -> StoreFuture<'a, Latest> {
         Box::pin(async move {
-            let (status, etag, body) = self
-                .send(
-                    reqwest::Method::GET,
-                    "latest.json",
-                    known.map(|tag| ("if-none-match", tag)),
-                    None,
-                    MAX_POINTER_BYTES,
-                    deadline,
-                )
-                .await?;
-            match status {
-                304 => return Ok(Latest::Unchanged),
-                404 => return Ok(Latest::Missing),
-                200..=299 => {}
-                _ => {
-                    return Err(fail(
-                        self,
-                        format!("latest.json: HTTP {status} {}", cos_code(&body)),
-                    ))
-                }
+            match self.pointer(known, deadline).await? {
+                Pointed::Not(latest) => Ok(latest),
+                Pointed::At(pointer, tag) => self.snapshot(&pointer, tag, deadline).await,
             }
-            let pointer: Pointer = serde_json::from_slice(&body)
-                .map_err(|e| fail(self, format!("latest.json: {e}")))?;
-            let object = object_name(&pointer.object).map_err(|e| fail(self, e))?;
-            let (status, _, body) = self
-                .send(
-                    reqwest::Method::GET,
-                    object,
-                    None,
-                    None,
-                    self.max_bytes,
-                    deadline,
-                )
-                .await?;
-            if !(200..300).contains(&status) {
-                return Err(fail(
-                    self,
-                    format!("{object}: HTTP {status} {}", cos_code(&body)),
-                ));
-            }
-            let snapshot = parse_snapshot(&body, object, &self.describe())?;
-            Ok(Latest::Found {
-                snapshot: Box::new(snapshot),
-                tag: etag.unwrap_or(pointer.version),
-            })
         })
     }
 
-    fn latest_version<'a>(&'a self, deadline: Instant) -> StoreFuture<'a, Option<String>> {
+    fn latest_engine<'a>(
+        &'a self,
+        known: Option<&'a str>,
+        deadline: Instant,
+    ) -> StoreFuture<'a, Latest> {
+        Box::pin(async move {
+            let (pointer, tag) = match self.pointer(known, deadline).await? {
+                Pointed::Not(latest) => return Ok(latest),
+                Pointed::At(pointer, tag) => (pointer, tag),
+            };
+            if let Some(image) = pointer.image() {
+                let read = match self
+                    .send(
+                        reqwest::Method::GET,
+                        image,
+                        None,
+                        None,
+                        self.max_bytes,
+                        deadline,
+                    )
+                    .await
+                {
+                    Ok((200..=299, _, body)) => Engine::from_image(&body, &pointer.version),
+                    Ok((status, _, body)) => Err(format!("HTTP {status} {}", cos_code(&body))),
+                    Err(e) => Err(e.message),
+                };
+                match read {
+                    Ok(engine) => {
+                        return Ok(Latest::Compiled {
+                            engine: Box::new(engine),
+                            tag,
+                        })
+                    }
+                    Err(error) => image_passed_over(self, image, &error),
+                }
+            }
+            self.snapshot(&pointer, tag, deadline).await
+        })
+    }
+
+    fn latest_version<'a>(&'a self, deadline: Instant) -> StoreFuture<'a, Option<Published>> {
         Box::pin(async move {
             let (status, _, body) = self
                 .send(
@@ -272,7 +342,7 @@ impl SnapshotStore for CosStore {
                 200..=299 => {
                     let pointer: Pointer = serde_json::from_slice(&body)
                         .map_err(|e| fail(self, format!("latest.json: {e}")))?;
-                    Ok(Some(pointer.version))
+                    Ok(Some(pointer.published()))
                 }
                 _ => Err(fail(
                     self,
@@ -282,11 +352,19 @@ impl SnapshotStore for CosStore {
         })
     }
 
-    fn publish<'a>(&'a self, snapshot: &'a Snapshot, deadline: Instant) -> StoreFuture<'a, ()> {
+    fn publish<'a>(
+        &'a self,
+        snapshot: &'a Snapshot,
+        engine: &'a Engine,
+        deadline: Instant,
+    ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let pointer = Pointer::of(snapshot);
             self.put(&pointer.object, to_json(snapshot), deadline)
                 .await?;
+            if let Some(image) = pointer.image() {
+                self.put(image, engine.to_image(), deadline).await?;
+            }
             self.put(
                 "latest.json",
                 serde_json::to_vec_pretty(&pointer).expect("pointers serialize"),

@@ -1217,8 +1217,12 @@ mod tests {
         let deadline = Instant::now() + std::time::Duration::from_secs(5);
         // The older version judged the record; a newer one is current.
         let (older, current) = (fixtures::sample(0), fixtures::sample(7));
-        runtime.block_on(store.publish(&older, deadline)).unwrap();
-        runtime.block_on(store.publish(&current, deadline)).unwrap();
+        for snapshot in [&older, &current] {
+            let engine = Engine::compile(snapshot).unwrap();
+            runtime
+                .block_on(store.publish(snapshot, &engine, deadline))
+                .unwrap();
+        }
         let now = chrono::Utc::now().timestamp();
         let record = |id: &str, version: &str| {
             json!({"record_type": "block_hit", "record_id": id, "time": now - 60,

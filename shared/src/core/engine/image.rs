@@ -229,7 +229,10 @@ mod tests {
         for at in [HEADER, HEADER + (image.len() - HEADER) / 2, image.len() - 1] {
             let mut damaged = image.clone();
             damaged[at] ^= 0x20;
-            assert!(refused(&damaged, &snapshot.version).contains("checksum"), "{at}");
+            assert!(
+                refused(&damaged, &snapshot.version).contains("checksum"),
+                "{at}"
+            );
         }
         assert!(refused(&image[..image.len() - 1], &snapshot.version).contains("checksum"));
         assert!(refused(&image, "0123456789abcdef").contains("holds version"));
@@ -244,7 +247,9 @@ mod tests {
         rule.attributes.partition = Some(2);
         rule.attributes.delayed = true;
         rule.attributes.both_ways = true;
-        rule.attributes.unreadable.insert("Port".into(), "not a port".into());
+        rule.attributes
+            .unreadable
+            .insert("Port".into(), "not a port".into());
         rule.source.resolved = vec!["10.0.0.1".into()];
         rule.service_template = Some("ppm-1".into());
         snapshot.seal();
@@ -253,8 +258,20 @@ mod tests {
         for (a, b) in engine.rules().iter().zip(loaded.rules()) {
             assert_eq!(a.rule, b.rule);
             assert_eq!(
-                (&a.source, &a.destination, &a.services, &a.services_label, &a.doubt),
-                (&b.source, &b.destination, &b.services, &b.services_label, &b.doubt)
+                (
+                    &a.source,
+                    &a.destination,
+                    &a.services,
+                    &a.services_label,
+                    &a.doubt
+                ),
+                (
+                    &b.source,
+                    &b.destination,
+                    &b.services,
+                    &b.services_label,
+                    &b.doubt
+                )
             );
         }
     }

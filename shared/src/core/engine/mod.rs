@@ -15,6 +15,7 @@
 
 pub mod hygiene;
 mod image;
+pub(crate) use image::image_object;
 pub mod index;
 mod topology;
 
@@ -657,6 +658,8 @@ thread_local! {
 pub struct Engine {
     rules: Vec<CompiledRule>,
     version: String,
+    /// When the snapshot was taken (its `taken_at`).
+    taken_at: String,
     /// Enabled, resolved rules.
     index: RuleIndex,
     /// Enabled rules that cannot be resolved, indexed by their judgeable parts (the rest counts
@@ -855,6 +858,7 @@ impl Engine {
         Ok(Self {
             rules,
             version: snapshot.version.clone(),
+            taken_at: snapshot.taken_at.clone(),
             index,
             unresolved,
             indeterminate,
@@ -866,6 +870,11 @@ impl Engine {
     /// The snapshot version the engine was compiled from.
     pub fn version(&self) -> &str {
         &self.version
+    }
+
+    /// When the snapshot the engine was compiled from was taken (RFC 3339, as it says).
+    pub fn taken_at(&self) -> &str {
+        &self.taken_at
     }
 
     /// Every rule, in priority order (`RuleId` is the index).
