@@ -85,8 +85,12 @@ pub struct Pair {
 pub struct AccountFigures {
     /// Which account.
     pub account: &'static str,
-    /// Median init, ms, with its snapshot (`None`: the function loads none at init).
+    /// Median init, ms, with its snapshot published as the sync function publishes it (the
+    /// engine's image read) (`None`: the function loads none at init).
     pub init_ms: Option<f64>,
+    /// Median init, ms, from the snapshot file alone (parsed, checked and compiled: a store
+    /// without this build's image).
+    pub init_compiled_ms: Option<f64>,
     /// Peak RSS on max-size events of its flows, KiB (audit only).
     pub peak_rss_kib: Option<u64>,
     /// Peak RSS, KiB, after the heavy requests (lookup only), and each request's name, status
@@ -181,16 +185,19 @@ async fn init_median(spec: FunctionSpec, runs: usize) -> std::io::Result<f64> {
     Ok(median(&mut times))
 }
 
-/// The accounts measured: name, snapshot file, flow-log lines for its events, and its listings.
+/// The accounts measured: name, snapshot file, the store it is published into (`dir://`, with
+/// its engine's image, as the sync function publishes), flow-log lines for its events, and its
+/// listings.
 struct Account {
     name: &'static str,
     snapshot: PathBuf,
+    store: String,
     lines: Vec<String>,
     listings: std::collections::BTreeMap<String, Vec<serde_json::Value>>,
 }
 
 /// The reference account and the older synthetic one, their snapshots written under `work`.
-fn accounts(work: &Path) -> std::io::Result<Vec<Account>> {
+async fn accounts(work: &Path) -> std::io::Result<Vec<Account>> {
     use crate::testdata::{reference, synthetic};
     let listings = reference::account(reference::RULES, 42);
     let snapshot = work.join(format!("snapshot-reference-{}.json", reference::RULES));
@@ -202,6 +209,7 @@ fn accounts(work: &Path) -> std::io::Result<Vec<Account>> {
     }
     let reference = Account {
         name: "reference account, 20,000 rules",
+        store: published(&snapshot).await?,
         snapshot,
         lines: reference::flow_lines(20_000, 7, crate::cli::synthetic::REFERENCE_DAY),
         listings,
@@ -214,11 +222,32 @@ fn accounts(work: &Path) -> std::io::Result<Vec<Account>> {
     }
     let synthetic = Account {
         name: "synthetic, 10,000 rules (sync: 20,000)",
+        store: published(&snapshot).await?,
         snapshot,
         lines: synthetic_lines(20_000),
         listings: synthetic::export(SYNC_RULES, 64, 42),
     };
     Ok(vec![reference, synthetic])
+}
+
+/// The snapshot file `path` published with its engine's image into a directory store beside
+/// it (made again each time: the image's format is this build's): the store's location.
+async fn published(path: &Path) -> std::io::Result<String> {
+    let snapshot = esgflow::core::snapshot::Snapshot::load(path).map_err(std::io::Error::other)?;
+    let engine =
+        esgflow::core::engine::Engine::compile(&snapshot).map_err(std::io::Error::other)?;
+    let dir = path.with_extension("store");
+    let _ = std::fs::remove_dir_all(&dir);
+    let location = format!("dir://{}", dir.display());
+    let store = esgflow::app::stores::SnapshotLocation::parse(&location)
+        .and_then(|l| l.open(None, None, usize::MAX))
+        .map_err(std::io::Error::other)?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    store
+        .publish(&snapshot, &engine, deadline)
+        .await
+        .map_err(std::io::Error::other)?;
+    Ok(location)
 }
 
 /// Measures every function. `work` holds the generated snapshots and events.
@@ -231,7 +260,7 @@ pub async fn measure(
     only: Option<&str>,
 ) -> std::io::Result<Vec<Row>> {
     std::fs::create_dir_all(work)?;
-    let accounts = accounts(work)?;
+    let accounts = accounts(work).await?;
     let missing = format!("file://{}", work.join("no-snapshot.json").display());
     let mut rows = Vec::new();
     for function in crate::emulator::functions::FUNCTIONS
@@ -246,11 +275,18 @@ pub async fn measure(
         let mut figures = Vec::new();
         let mut pairs = Vec::new();
         for account in &accounts {
-            let with = account.snapshot.display().to_string();
+            let with = account.store.clone();
             let env = env_for(function, &with);
             let account_init_ms = match *function {
                 "sync" => None,
                 _ => Some(init_median(spec(bin_dir, function, &env), runs).await?),
+            };
+            let file = account.snapshot.display().to_string();
+            let init_compiled_ms = match *function {
+                "sync" => None,
+                _ => Some(
+                    init_median(spec(bin_dir, function, &env_for(function, &file)), runs).await?,
+                ),
             };
             if let (Some(glibc_dir), Some(musl_ms)) = (glibc_dir, account_init_ms) {
                 pairs.push(Pair {
@@ -273,12 +309,13 @@ pub async fn measure(
             figures.push(AccountFigures {
                 account: account.name,
                 init_ms: account_init_ms,
+                init_compiled_ms,
                 peak_rss_kib: match *function {
                     "audit" => Some(audit_peak(bin_dir, &env, &account.lines).await?),
                     _ => None,
                 },
                 heavy: match *function {
-                    "lookup" => Some(lookup_heavy(bin_dir, &with).await?),
+                    "lookup" => Some(lookup_heavy(bin_dir, &with, &file).await?),
                     _ => None,
                 },
                 sync_runs: match *function {
@@ -290,7 +327,7 @@ pub async fn measure(
         let mut large_rss_kib = Vec::new();
         if *function == "audit" {
             for (n, account) in accounts.iter().enumerate() {
-                let with = account.snapshot.display().to_string();
+                let with = account.store.clone();
                 for (name, event) in largest_batches() {
                     let deliverable = event.len() <= MAX_ASYNC_EVENT_BYTES;
                     let mut emulator =
@@ -447,17 +484,17 @@ async fn sync_once(emulator: &mut Emulator) -> std::io::Result<(f64, serde_json:
     Ok((seconds, invocation.result.json()))
 }
 
-/// The lookup function as shipped (it reads records from CLS only), with the snapshot and the
+/// The lookup function as shipped (it reads records from CLS only), with the snapshot `store` (its file `snapshot`) and the
 /// CLS stand-in holding [`LOOKUP_STORE_RECORDS`] hit and traffic records, answering the heaviest
 /// requests its API accepts one after the other in one process: its peak RSS, and each answer's
 /// status and size.
-async fn lookup_heavy(bin_dir: &Path, snapshot: &str) -> std::io::Result<Heavy> {
+async fn lookup_heavy(bin_dir: &Path, store: &str, snapshot: &str) -> std::io::Result<Heavy> {
     use crate::testdata::records::{END, SPAN};
     let cls = crate::standins::cls::ClsStub::start(vec![]).await;
     for (topic, log) in crate::testdata::records::as_logs(LOOKUP_STORE_RECORDS) {
         cls.keep(topic, [log]);
     }
-    let mut spec = spec(bin_dir, "lookup", &env_for("lookup", snapshot));
+    let mut spec = spec(bin_dir, "lookup", &env_for("lookup", store));
     spec.env.extend(cls.env("topic-hits", "topic-traffic"));
     let mut emulator = Emulator::new(spec).await?;
     let flows = |verbose: bool| {
@@ -760,9 +797,14 @@ pub fn report(rows: &[Row]) -> (String, bool) {
                     },
                 );
                 text.push_str(&format!(
-                    "\n{} init with the snapshot: {ms:.1} ms ({pass})",
+                    "\n{} init with the snapshot: {ms:.1} ms ({pass}), its engine's image read",
                     row.function
                 ));
+                if let Some(compiled) = figures.init_compiled_ms {
+                    text.push_str(&format!(
+                        "; {compiled:.1} ms from the snapshot file alone (compiled)"
+                    ));
+                }
             }
             if let Some(kib) = figures.peak_rss_kib {
                 let target = if reference {
@@ -875,6 +917,7 @@ mod tests {
             accounts: vec![AccountFigures {
                 account: "reference account, 20,000 rules",
                 init_ms: Some(reference_init_ms),
+                init_compiled_ms: Some(90.0),
                 peak_rss_kib: Some(30 * 1024),
                 heavy: None,
                 sync_runs: None,

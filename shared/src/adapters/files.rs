@@ -13,7 +13,7 @@ use std::time::Instant;
 use crate::core::engine::Engine;
 use crate::core::monitoring::{Switches, MAX_CHANGES_AHEAD};
 use crate::core::ports::{
-    fail, image_passed_over, object_name, of_version, over_memory_limit, parse_snapshot, to_json,
+    fail, image_engine, object_name, of_version, over_memory_limit, parse_snapshot, to_json,
     version_object, BoxFuture, Latest, Pointer, Published, RecordSink, SinkError, SnapshotStore,
     StoreError, StoreFuture, Written, MAX_POINTER_BYTES, SWITCHES_OBJECT,
 };
@@ -325,17 +325,11 @@ impl SnapshotStore for DirStore {
                 return Ok(Latest::Unchanged);
             }
             if let Some(image) = pointer.image() {
-                let read = read_regular(&self.dir.join(image), self.max_bytes)
-                    .map_err(|e| e.to_string())
-                    .and_then(|bytes| Engine::from_image(&bytes, &pointer.version));
-                match read {
-                    Ok(engine) => {
-                        return Ok(Latest::Compiled {
-                            engine: Box::new(engine),
-                            tag: pointer.version,
-                        })
-                    }
-                    Err(error) => image_passed_over(self, image, &error),
+                let read = read_regular(&self.dir.join(image), self.max_bytes);
+                let read = read.map_err(|e| e.to_string());
+                if let Some(engine) = image_engine(self, image, read, &pointer.version) {
+                    let tag = pointer.version;
+                    return Ok(Latest::Compiled { engine, tag });
                 }
             }
             self.latest(known, deadline).await

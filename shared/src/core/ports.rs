@@ -437,14 +437,26 @@ pub(crate) fn fail(store: &dyn SnapshotStore, message: impl std::fmt::Display) -
     }
 }
 
-/// Logs an image of a store that cannot be used (the snapshot is compiled instead).
-pub(crate) fn image_passed_over(store: &dyn SnapshotStore, image: &str, error: &str) {
-    tracing::warn!(
-        store = %store.describe(),
-        image,
-        error,
-        "engine image not used; compiling the snapshot instead"
-    );
+/// The engine in `image` of version `version`, as `read` from a store; `None` (logged) when the
+/// image cannot be used, and the snapshot is to be compiled instead.
+pub(crate) fn image_engine(
+    store: &dyn SnapshotStore,
+    image: &str,
+    read: Result<Vec<u8>, String>,
+    version: &str,
+) -> Option<Box<Engine>> {
+    match read.and_then(|bytes| Engine::from_image(&bytes, version)) {
+        Ok(engine) => Some(Box::new(engine)),
+        Err(error) => {
+            tracing::warn!(
+                store = %store.describe(),
+                image,
+                error,
+                "engine image not used; compiling the snapshot instead"
+            );
+            None
+        }
+    }
 }
 
 pub(crate) fn parse_snapshot(

@@ -9,8 +9,8 @@ use crate::adapters::tencent::transport::{self, CredentialSource};
 use crate::core::engine::Engine;
 use crate::core::monitoring::{change_object, Switches, MAX_CHANGES_AHEAD};
 use crate::core::ports::{
-    fail, image_passed_over, object_name, of_version, parse_snapshot, to_json, version_object,
-    Latest, Pointer, Published, SnapshotStore, StoreError, StoreFuture, SWITCHES_OBJECT,
+    fail, image_engine, object_name, of_version, parse_snapshot, to_json, version_object, Latest,
+    Pointer, Published, SnapshotStore, StoreError, StoreFuture, SWITCHES_OBJECT,
 };
 use crate::core::ports::{over_memory_limit, MAX_POINTER_BYTES};
 use crate::core::snapshot::Snapshot;
@@ -307,18 +307,12 @@ impl SnapshotStore for CosStore {
                     )
                     .await
                 {
-                    Ok((200..=299, _, body)) => Engine::from_image(&body, &pointer.version),
+                    Ok((200..=299, _, body)) => Ok(body),
                     Ok((status, _, body)) => Err(format!("HTTP {status} {}", cos_code(&body))),
                     Err(e) => Err(e.message),
                 };
-                match read {
-                    Ok(engine) => {
-                        return Ok(Latest::Compiled {
-                            engine: Box::new(engine),
-                            tag,
-                        })
-                    }
-                    Err(error) => image_passed_over(self, image, &error),
+                if let Some(engine) = image_engine(self, image, read, &pointer.version) {
+                    return Ok(Latest::Compiled { engine, tag });
                 }
             }
             self.snapshot(&pointer, tag, deadline).await
