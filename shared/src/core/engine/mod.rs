@@ -359,6 +359,7 @@ pub struct CompileError {
 struct AddressWild {
     first_terminal: u32,
     observed: Vec<u32>,
+    indeterminate: Vec<u32>,
 }
 
 /// Everything the scan loop reads for one word of rule positions, side by side.
@@ -370,6 +371,8 @@ struct WordMasks {
     terminal: u64,
     /// Observe rules.
     observe: u64,
+    /// Rules that cannot be judged (indexed by their judgeable parts).
+    indeterminate: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -378,21 +381,34 @@ struct Family<K> {
     destination: Dimension<K>,
     /// Per word, the masks the scan needs.
     masks: Vec<WordMasks>,
-    /// Per service interval: the first terminal address-wild rule and observe rules before it.
+    /// Per service interval: the first terminal address-wild rule, and the observe and
+    /// indeterminate rules before it.
     by_service: Vec<AddressWild>,
+}
+
+/// What a rule in an index is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Accept or drop: the first that matches decides.
+    Terminal,
+    /// Observe: listed when it matches before the decision.
+    Observe,
+    /// Cannot be judged (its unresolvable parts count as "any"): listed when its judgeable
+    /// parts match before the decision.
+    Indeterminate,
 }
 
 /// What one rule contributes to an index.
 struct IndexEntry<'a> {
     position: u32,
-    terminal: bool,
+    kind: Kind,
     source: &'a AddressSet,
     destination: &'a AddressSet,
     services: &'a [(u32, u32)],
 }
 
-/// The index over a set of rules: for a flow, the first matching terminal rule and every
-/// matching non-terminal rule before it.
+/// The index over the rules in effect: for a flow, the first matching terminal rule and every
+/// matching observe and indeterminate rule before it, in one scan.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct RuleIndex {
     services: Dimension<u32>,
@@ -402,18 +418,18 @@ struct RuleIndex {
 
 impl RuleIndex {
     fn build(words: usize, entries: &[IndexEntry<'_>], max_entries: usize) -> Self {
-        let mut terminal = vec![0u64; words];
-        let mut observe = vec![0u64; words];
+        let mut kinds = [vec![0u64; words], vec![0u64; words], vec![0u64; words]];
         for entry in entries {
-            index::set(
-                if entry.terminal {
-                    &mut terminal
-                } else {
-                    &mut observe
-                },
-                entry.position,
-            );
+            index::set(&mut kinds[entry.kind as usize], entry.position);
         }
+        let masks: Vec<WordMasks> = (0..words)
+            .map(|w| WordMasks {
+                service_wild: 0,
+                terminal: kinds[Kind::Terminal as usize][w],
+                observe: kinds[Kind::Observe as usize][w],
+                indeterminate: kinds[Kind::Indeterminate as usize][w],
+            })
+            .collect();
         let services = Dimension::build(
             words,
             (0, SERVICE_KEY_MAX),
@@ -425,8 +441,7 @@ impl RuleIndex {
             words,
             max_entries,
             &services,
-            &terminal,
-            &observe,
+            &masks,
             entries.iter().map(|e| {
                 (
                     e.position,
@@ -439,8 +454,7 @@ impl RuleIndex {
             words,
             max_entries,
             &services,
-            &terminal,
-            &observe,
+            &masks,
             entries.iter().map(|e| {
                 (
                     e.position,
@@ -452,18 +466,18 @@ impl RuleIndex {
         Self { services, v4, v6 }
     }
 
-    /// The position of the first matching terminal rule below `limit` (`u32::MAX` if none) and
-    /// the matching non-terminal rules before it.
-    fn scan(&self, flow: &FlowKey, limit: u32) -> (u32, SmallVec<[RuleId; 4]>) {
+    /// The position of the first matching terminal rule (`u32::MAX` if none) and the matching
+    /// observe and indeterminate rules before it.
+    fn scan(&self, flow: &FlowKey) -> (u32, Listed) {
         let service = self.services.interval(flow.service_key());
         match (flow.src, flow.dst) {
             (IpAddr::V4(src), IpAddr::V4(dst)) => {
-                self.scan_family(&self.v4, u32::from(src), u32::from(dst), service, limit)
+                self.scan_family(&self.v4, u32::from(src), u32::from(dst), service)
             }
             (IpAddr::V6(src), IpAddr::V6(dst)) => {
-                self.scan_family(&self.v6, u128::from(src), u128::from(dst), service, limit)
+                self.scan_family(&self.v6, u128::from(src), u128::from(dst), service)
             }
-            _ => (u32::MAX, SmallVec::new()),
+            _ => (u32::MAX, Listed::default()),
         }
     }
 
@@ -473,12 +487,11 @@ impl RuleIndex {
         src: K,
         dst: K,
         service: usize,
-        limit: u32,
-    ) -> (u32, SmallVec<[RuleId; 4]>) {
+    ) -> (u32, Listed) {
         if family.source.is_flat() && family.destination.is_flat() && self.services.is_flat() {
-            self.scan_flat(family, src, dst, service, limit)
+            self.scan_flat(family, src, dst, service)
         } else {
-            self.scan_dense(family, src, dst, service, limit)
+            self.scan_dense(family, src, dst, service)
         }
     }
 
@@ -492,11 +505,10 @@ impl RuleIndex {
         src: K,
         dst: K,
         service: usize,
-        limit: u32,
-    ) -> (u32, SmallVec<[RuleId; 4]>) {
+    ) -> (u32, Listed) {
         let service_words = self.services.leaf_solo(service);
         let wild = &family.by_service[service];
-        let bound = wild.first_terminal.min(limit);
+        let bound = wild.first_terminal;
         let bound_word = bound / 64;
         let (src_interval, dst_interval) = (
             family.source.interval(src),
@@ -512,7 +524,7 @@ impl RuleIndex {
         );
         let (mut a, mut b, mut pa, mut pb, mut cursor) = (0usize, 0usize, 0usize, 0usize, 0usize);
         let mut pair = next_common(src_pair, dst_pair, &mut pa, &mut pb, bound_word);
-        let mut observed: SmallVec<[RuleId; 4]> = SmallVec::new();
+        let mut listed = Listed::default();
         let mut decision = bound;
         loop {
             let wa = src_solo.get(a).map_or(u32::MAX, |w| w.word);
@@ -537,12 +549,12 @@ impl RuleIndex {
             let services = sparse_get(service_words, &mut cursor, word);
             let masks = &family.masks[word as usize];
             let matched = matched & (masks.service_wild | services);
-            if let Some(terminal) = decide(word, matched, masks, bound, &mut observed) {
+            if let Some(terminal) = decide(word, matched, masks, bound, &mut listed) {
                 decision = terminal;
                 break;
             }
         }
-        with_wild_observed(wild, decision, observed)
+        with_wild(wild, decision, listed)
     }
 
     /// The scan over a tree of lists: the lists on each lookup's path are ORed into dense masks,
@@ -553,11 +565,10 @@ impl RuleIndex {
         src: K,
         dst: K,
         service: usize,
-        limit: u32,
-    ) -> (u32, SmallVec<[RuleId; 4]>) {
+    ) -> (u32, Listed) {
         let wild = &family.by_service[service];
-        let bound = wild.first_terminal.min(limit);
-        let mut observed: SmallVec<[RuleId; 4]> = SmallVec::new();
+        let bound = wild.first_terminal;
+        let mut listed = Listed::default();
         let mut decision = bound;
         if !family.masks.is_empty() {
             // Words past `bound` cannot hold the decision: only those up to it are read.
@@ -579,14 +590,14 @@ impl RuleIndex {
                         continue;
                     }
                     let masks = &family.masks[w];
-                    if let Some(terminal) = decide(word, matched, masks, bound, &mut observed) {
+                    if let Some(terminal) = decide(word, matched, masks, bound, &mut listed) {
                         decision = terminal;
                         break;
                     }
                 }
             });
         }
-        with_wild_observed(wild, decision, observed)
+        with_wild(wild, decision, listed)
     }
 }
 
@@ -660,11 +671,9 @@ pub struct Engine {
     version: String,
     /// When the snapshot was taken (its `taken_at`).
     taken_at: String,
-    /// Enabled, resolved rules.
+    /// The rules in effect; those that cannot be resolved indexed by their judgeable parts (the
+    /// rest counts as "any"), so a scan lists those that could match.
     index: RuleIndex,
-    /// Enabled rules that cannot be resolved, indexed by their judgeable parts (the rest counts
-    /// as "any"), all as non-terminal, so a scan lists those that could match.
-    unresolved: Option<RuleIndex>,
     indeterminate: Vec<RuleId>,
     topology: Topology,
     service_ports: ServicePorts,
@@ -820,24 +829,26 @@ impl Engine {
             v6: vec![(0, u128::MAX)],
         };
         let every_service = [(0, SERVICE_KEY_MAX)];
-        let (mut resolved, mut unresolved, mut indeterminate) =
-            (Vec::new(), Vec::new(), Vec::new());
+        let (mut entries, mut indeterminate) = (Vec::new(), Vec::new());
         for (position, compiled) in rules.iter().enumerate().filter(|(_, c)| c.rule.in_effect()) {
             let position = position as u32;
             match (&compiled.source, &compiled.destination, &compiled.services) {
-                (Ok(source), Ok(destination), Ok(services)) if compiled.doubt.is_none() => resolved
+                (Ok(source), Ok(destination), Ok(services)) if compiled.doubt.is_none() => entries
                     .push(IndexEntry {
                         position,
-                        terminal: compiled.rule.action.is_terminal(),
+                        kind: match compiled.rule.action.is_terminal() {
+                            true => Kind::Terminal,
+                            false => Kind::Observe,
+                        },
                         source,
                         destination,
                         services,
                     }),
                 (source, destination, services) => {
                     indeterminate.push(position);
-                    unresolved.push(IndexEntry {
+                    entries.push(IndexEntry {
                         position,
-                        terminal: false,
+                        kind: Kind::Indeterminate,
                         source: source.as_ref().unwrap_or(&everywhere),
                         destination: destination.as_ref().unwrap_or(&everywhere),
                         services: services.as_deref().unwrap_or(&every_service),
@@ -851,16 +862,13 @@ impl Engine {
                 service_ports.add(lo, hi);
             }
         }
-        let index = RuleIndex::build(words, &resolved, max_entries);
-        let unresolved =
-            (!unresolved.is_empty()).then(|| RuleIndex::build(words, &unresolved, max_entries));
+        let index = RuleIndex::build(words, &entries, max_entries);
         let topology = Topology::build(snapshot);
         Ok(Self {
             rules,
             version: snapshot.version.clone(),
             taken_at: snapshot.taken_at.clone(),
             index,
-            unresolved,
             indeterminate,
             topology,
             service_ports,
@@ -904,12 +912,12 @@ impl Engine {
 
     /// Evaluates a flow with the index.
     pub fn evaluate(&self, flow: &FlowKey) -> Evaluation {
-        let (position, observed) = self.index.scan(flow, u32::MAX);
-        let indeterminate = match &self.unresolved {
-            Some(unresolved) => unresolved.scan(flow, position).1.into_iter().collect(),
-            None => SmallVec::new(),
-        };
-        self.evaluation(self.decision_at(position), observed, indeterminate)
+        let (position, listed) = self.index.scan(flow);
+        self.evaluation(
+            self.decision_at(position),
+            listed.observed,
+            listed.indeterminate,
+        )
     }
 
     fn evaluation(
@@ -1057,8 +1065,7 @@ impl<K: index::Key> Family<K> {
         words: usize,
         max_entries: usize,
         services: &Dimension<u32>,
-        terminal: &[u64],
-        observe: &[u64],
+        kinds: &[WordMasks],
         rules: impl Iterator<Item = (u32, &'a [(K, K)], &'a [(K, K)])>,
     ) -> Self
     where
@@ -1097,8 +1104,7 @@ impl<K: index::Key> Family<K> {
         let masks: Vec<WordMasks> = (0..words)
             .map(|w| WordMasks {
                 service_wild: services.wild[w],
-                terminal: terminal[w],
-                observe: observe[w],
+                ..kinds[w]
             })
             .collect();
         // Only the words holding such a rule can match: on the reference account a few of
@@ -1107,7 +1113,7 @@ impl<K: index::Key> Family<K> {
         let mut specific = vec![0u64; words];
         let by_service = (0..services.intervals())
             .map(|interval| {
-                let mut observed = SmallVec::new();
+                let mut listed = Listed::default();
                 let mut first_terminal = u32::MAX;
                 if !live.is_empty() {
                     specific.fill(0);
@@ -1116,7 +1122,7 @@ impl<K: index::Key> Family<K> {
                         let matched = both_wild[w] & (services.wild[w] | specific[w]);
                         let word = w as u32;
                         if let Some(terminal) =
-                            decide(word, matched, &masks[w], u32::MAX, &mut observed)
+                            decide(word, matched, &masks[w], u32::MAX, &mut listed)
                         {
                             first_terminal = terminal;
                             break;
@@ -1125,7 +1131,8 @@ impl<K: index::Key> Family<K> {
                 }
                 AddressWild {
                     first_terminal,
-                    observed: observed.into_vec(),
+                    observed: listed.observed.into_vec(),
+                    indeterminate: listed.indeterminate.into_vec(),
                 }
             })
             .collect();
@@ -1138,16 +1145,23 @@ impl<K: index::Key> Family<K> {
     }
 }
 
+/// The rules a scan lists: observe and indeterminate rules matched before the decision.
+#[derive(Debug, Default)]
+struct Listed {
+    observed: SmallVec<[RuleId; 4]>,
+    indeterminate: SmallVec<[RuleId; 2]>,
+}
+
 /// One word of a scan: the rules `matched` by address and service in word `word`, kept before
-/// `bound`; the observe rules before the first terminal one go to
-/// `observed`, and the terminal one's position is returned.
+/// `bound`; the observe and indeterminate rules before the first terminal one are `listed`,
+/// and the terminal one's position is returned.
 #[inline]
 fn decide(
     word: u32,
     mut matched: u64,
     masks: &WordMasks,
     bound: u32,
-    observed: &mut SmallVec<[RuleId; 4]>,
+    listed: &mut Listed,
 ) -> Option<u32> {
     if word == bound / 64 {
         matched &= (1u64 << (bound % 64)).wrapping_sub(1);
@@ -1161,26 +1175,35 @@ fn decide(
     } else {
         u64::MAX
     };
-    push_bits(observed, word, matched & masks.observe & below);
+    push_bits(&mut listed.observed, word, matched & masks.observe & below);
+    let doubtful = matched & masks.indeterminate & below;
+    if doubtful != 0 {
+        push_bits(&mut listed.indeterminate, word, doubtful);
+    }
     (terminal != 0).then(|| word * 64 + terminal.trailing_zeros())
 }
 
-/// A scan's answer: its decision, and its observe rules with the address-wild ones before the
+/// A scan's answer: its decision, and its listed rules with the address-wild ones before the
 /// decision added in order.
-fn with_wild_observed(
-    wild: &AddressWild,
-    decision: u32,
-    mut observed: SmallVec<[RuleId; 4]>,
-) -> (u32, SmallVec<[RuleId; 4]>) {
+fn with_wild(wild: &AddressWild, decision: u32, mut listed: Listed) -> (u32, Listed) {
     if !wild.observed.is_empty() {
-        observed.extend(wild.observed.iter().copied().filter(|&p| p < decision));
-        observed.sort_unstable();
+        let before = wild.observed.iter().copied().filter(|&p| p < decision);
+        listed.observed.extend(before);
+        listed.observed.sort_unstable();
     }
-    (decision, observed)
+    if !wild.indeterminate.is_empty() {
+        let before = wild.indeterminate.iter().copied().filter(|&p| p < decision);
+        listed.indeterminate.extend(before);
+        listed.indeterminate.sort_unstable();
+    }
+    (decision, listed)
 }
 
 #[inline]
-fn push_bits(out: &mut SmallVec<[RuleId; 4]>, word: u32, mut bits: u64) {
+fn push_bits<const N: usize>(out: &mut SmallVec<[RuleId; N]>, word: u32, mut bits: u64)
+where
+    [RuleId; N]: smallvec::Array<Item = RuleId>,
+{
     while bits != 0 {
         out.push(word * 64 + bits.trailing_zeros());
         bits &= bits - 1;
