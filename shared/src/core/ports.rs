@@ -27,8 +27,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::engine::image_object;
-use crate::core::engine::Engine;
+use crate::core::engine::{image_object, Engine};
 use crate::core::monitoring::Switches;
 use crate::core::records::Record;
 use crate::core::search::{
