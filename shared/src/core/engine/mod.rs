@@ -379,8 +379,6 @@ struct WordMasks {
 struct Family<K> {
     source: Dimension<K>,
     destination: Dimension<K>,
-    /// Per word, the masks the scan needs.
-    masks: Vec<WordMasks>,
     /// Per service interval: the first terminal address-wild rule, and the observe and
     /// indeterminate rules before it.
     by_service: Vec<AddressWild>,
@@ -412,6 +410,8 @@ struct IndexEntry<'a> {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct RuleIndex {
     services: Dimension<u32>,
+    /// Per word, the masks the scan needs (the same for both families).
+    masks: Vec<WordMasks>,
     v4: Family<u32>,
     v6: Family<u128>,
 }
@@ -422,14 +422,6 @@ impl RuleIndex {
         for entry in entries {
             index::set(&mut kinds[entry.kind as usize], entry.position);
         }
-        let masks: Vec<WordMasks> = (0..words)
-            .map(|w| WordMasks {
-                service_wild: 0,
-                terminal: kinds[Kind::Terminal as usize][w],
-                observe: kinds[Kind::Observe as usize][w],
-                indeterminate: kinds[Kind::Indeterminate as usize][w],
-            })
-            .collect();
         let services = Dimension::build(
             words,
             (0, SERVICE_KEY_MAX),
@@ -437,6 +429,14 @@ impl RuleIndex {
             entries.iter().map(|e| (e.position, e.services, true)),
             max_entries,
         );
+        let masks: Vec<WordMasks> = (0..words)
+            .map(|w| WordMasks {
+                service_wild: services.wild[w],
+                terminal: kinds[Kind::Terminal as usize][w],
+                observe: kinds[Kind::Observe as usize][w],
+                indeterminate: kinds[Kind::Indeterminate as usize][w],
+            })
+            .collect();
         let v4 = Family::build(
             words,
             max_entries,
@@ -463,7 +463,12 @@ impl RuleIndex {
                 )
             }),
         );
-        Self { services, v4, v6 }
+        Self {
+            services,
+            masks,
+            v4,
+            v6,
+        }
     }
 
     /// The position of the first matching terminal rule (`u32::MAX` if none) and the matching
@@ -547,7 +552,7 @@ impl RuleIndex {
                 pair = next_common(src_pair, dst_pair, &mut pa, &mut pb, bound_word);
             }
             let services = sparse_get(service_words, &mut cursor, word);
-            let masks = &family.masks[word as usize];
+            let masks = &self.masks[word as usize];
             let matched = matched & (masks.service_wild | services);
             if let Some(terminal) = decide(word, matched, masks, bound, &mut listed) {
                 decision = terminal;
@@ -570,9 +575,9 @@ impl RuleIndex {
         let bound = wild.first_terminal;
         let mut listed = Listed::default();
         let mut decision = bound;
-        if !family.masks.is_empty() {
+        if !self.masks.is_empty() {
             // Words past `bound` cannot hold the decision: only those up to it are read.
-            let last = (bound / 64).min(family.masks.len() as u32 - 1);
+            let last = (bound / 64).min(self.masks.len() as u32 - 1);
             SCRATCH.with_borrow_mut(|scratch| {
                 let [solo, src_pair, dst_pair, services] =
                     scratch.take(&self.services.wild[..=last as usize]);
@@ -589,7 +594,7 @@ impl RuleIndex {
                     if matched == 0 {
                         continue;
                     }
-                    let masks = &family.masks[w];
+                    let masks = &self.masks[w];
                     if let Some(terminal) = decide(word, matched, masks, bound, &mut listed) {
                         decision = terminal;
                         break;
@@ -1065,7 +1070,7 @@ impl<K: index::Key> Family<K> {
         words: usize,
         max_entries: usize,
         services: &Dimension<u32>,
-        kinds: &[WordMasks],
+        masks: &[WordMasks],
         rules: impl Iterator<Item = (u32, &'a [(K, K)], &'a [(K, K)])>,
     ) -> Self
     where
@@ -1101,12 +1106,6 @@ impl<K: index::Key> Family<K> {
             .zip(&destination.wild)
             .map(|(s, d)| s & d)
             .collect();
-        let masks: Vec<WordMasks> = (0..words)
-            .map(|w| WordMasks {
-                service_wild: services.wild[w],
-                ..kinds[w]
-            })
-            .collect();
         // Only the words holding such a rule can match: on the reference account a few of
         // 313, read for each of thousands of service intervals.
         let live: Vec<usize> = (0..words).filter(|&w| both_wild[w] != 0).collect();
@@ -1139,7 +1138,6 @@ impl<K: index::Key> Family<K> {
         Self {
             source,
             destination,
-            masks,
             by_service,
         }
     }
@@ -1176,27 +1174,31 @@ fn decide(
         u64::MAX
     };
     push_bits(&mut listed.observed, word, matched & masks.observe & below);
-    let doubtful = matched & masks.indeterminate & below;
-    if doubtful != 0 {
-        push_bits(&mut listed.indeterminate, word, doubtful);
-    }
+    push_bits(
+        &mut listed.indeterminate,
+        word,
+        matched & masks.indeterminate & below,
+    );
     (terminal != 0).then(|| word * 64 + terminal.trailing_zeros())
 }
 
 /// A scan's answer: its decision, and its listed rules with the address-wild ones before the
 /// decision added in order.
 fn with_wild(wild: &AddressWild, decision: u32, mut listed: Listed) -> (u32, Listed) {
-    if !wild.observed.is_empty() {
-        let before = wild.observed.iter().copied().filter(|&p| p < decision);
-        listed.observed.extend(before);
-        listed.observed.sort_unstable();
-    }
-    if !wild.indeterminate.is_empty() {
-        let before = wild.indeterminate.iter().copied().filter(|&p| p < decision);
-        listed.indeterminate.extend(before);
-        listed.indeterminate.sort_unstable();
-    }
+    add_before(&mut listed.observed, &wild.observed, decision);
+    add_before(&mut listed.indeterminate, &wild.indeterminate, decision);
     (decision, listed)
+}
+
+/// Adds the positions of `wild` before `decision` to `list`, in order.
+fn add_before<const N: usize>(list: &mut SmallVec<[RuleId; N]>, wild: &[u32], decision: u32)
+where
+    [RuleId; N]: smallvec::Array<Item = RuleId>,
+{
+    if !wild.is_empty() {
+        list.extend(wild.iter().copied().filter(|&p| p < decision));
+        list.sort_unstable();
+    }
 }
 
 #[inline]
