@@ -321,28 +321,10 @@ impl SnapshotStore for CosStore {
 
     fn latest_version<'a>(&'a self, deadline: Instant) -> StoreFuture<'a, Option<Published>> {
         Box::pin(async move {
-            let (status, _, body) = self
-                .send(
-                    reqwest::Method::GET,
-                    "latest.json",
-                    None,
-                    None,
-                    MAX_POINTER_BYTES,
-                    deadline,
-                )
-                .await?;
-            match status {
-                404 => Ok(None),
-                200..=299 => {
-                    let pointer: Pointer = serde_json::from_slice(&body)
-                        .map_err(|e| fail(self, format!("latest.json: {e}")))?;
-                    Ok(Some(pointer.published()))
-                }
-                _ => Err(fail(
-                    self,
-                    format!("latest.json: HTTP {status} {}", cos_code(&body)),
-                )),
-            }
+            Ok(match self.pointer(None, deadline).await? {
+                Pointed::At(pointer, _) => Some(pointer.published()),
+                Pointed::Not(_) => None,
+            })
         })
     }
 
