@@ -272,9 +272,7 @@ impl DirStore {
     pub fn within(self, max_bytes: usize) -> Self {
         Self { max_bytes, ..self }
     }
-}
 
-impl DirStore {
     /// The pointer (`None`: nothing published).
     fn pointer(&self) -> Result<Option<Pointer>, StoreError> {
         let bytes = match read_regular(&self.dir.join("latest.json"), MAX_POINTER_BYTES) {
@@ -285,6 +283,18 @@ impl DirStore {
         serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|e| fail(self, format!("latest.json: {e}")))
+    }
+
+    /// The snapshot `pointer` names.
+    fn snapshot(&self, pointer: Pointer) -> Result<Latest, StoreError> {
+        let object = object_name(&pointer.object).map_err(|e| fail(self, e))?;
+        let bytes = read_regular(&self.dir.join(object), self.max_bytes)
+            .map_err(|e| fail(self, format!("{object}: {e}")))?;
+        let snapshot = parse_snapshot(&bytes, object, &self.describe())?;
+        Ok(Latest::Found {
+            tag: pointer.version,
+            snapshot: Box::new(snapshot),
+        })
     }
 }
 
@@ -301,22 +311,11 @@ impl SnapshotStore for DirStore {
             if known == Some(pointer.version.as_str()) {
                 return Ok(Latest::Unchanged);
             }
-            let object = object_name(&pointer.object).map_err(|e| fail(self, e))?;
-            let bytes = read_regular(&self.dir.join(object), self.max_bytes)
-                .map_err(|e| fail(self, format!("{object}: {e}")))?;
-            let snapshot = parse_snapshot(&bytes, object, &self.describe())?;
-            Ok(Latest::Found {
-                tag: pointer.version,
-                snapshot: Box::new(snapshot),
-            })
+            self.snapshot(pointer)
         })
     }
 
-    fn latest_engine<'a>(
-        &'a self,
-        known: Option<&'a str>,
-        deadline: Instant,
-    ) -> StoreFuture<'a, Latest> {
+    fn latest_engine<'a>(&'a self, known: Option<&'a str>, _: Instant) -> StoreFuture<'a, Latest> {
         Box::pin(async move {
             let Some(pointer) = self.pointer()? else {
                 return Ok(Latest::Missing);
@@ -332,7 +331,8 @@ impl SnapshotStore for DirStore {
                     return Ok(Latest::Compiled { engine, tag });
                 }
             }
-            self.latest(known, deadline).await
+            // The snapshot of the same pointer: the pointer is not read twice.
+            self.snapshot(pointer)
         })
     }
 
