@@ -672,6 +672,7 @@ thread_local! {
 /// A compiled, indexed rule set with its topology.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Engine {
+    #[serde(with = "image::exact_vec")]
     rules: Vec<CompiledRule>,
     version: String,
     /// When the snapshot was taken (its `taken_at`).
