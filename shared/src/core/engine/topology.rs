@@ -10,7 +10,9 @@ use std::collections::HashMap;
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::net::IpAddr;
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::core::flowlog::{protocol, FlowRecord};
 use crate::core::snapshot::values::AddressSet;
@@ -104,26 +106,26 @@ pub struct VpcInfo {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct EniInfo {
-    id: String,
-    vpc: String,
-    subnet: String,
-    instance: Option<String>,
-    ips: Vec<IpAddr>,
-    vpc_name: Option<String>,
-    subnet_name: Option<String>,
-    instance_name: Option<String>,
-    name: Option<String>,
+    id: CompactString,
+    vpc: CompactString,
+    subnet: CompactString,
+    instance: Option<CompactString>,
+    ips: SmallVec<[IpAddr; 2]>,
+    vpc_name: Option<CompactString>,
+    subnet_name: Option<CompactString>,
+    instance_name: Option<CompactString>,
+    name: Option<CompactString>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Area {
-    id: String,
-    vpc: String,
+    id: CompactString,
+    vpc: CompactString,
     set: AddressSet,
     /// The area's own name.
-    name: Option<String>,
+    name: Option<CompactString>,
     /// Its VPC's name.
-    vpc_name: Option<String>,
+    vpc_name: Option<CompactString>,
 }
 
 /// The topology of a snapshot, indexed for lookups.
@@ -132,9 +134,9 @@ struct Area {
 pub struct Topology {
     enis: Vec<EniInfo>,
     #[serde(skip)]
-    eni_by_id: FastMap<String, usize>,
+    eni_by_id: FastMap<CompactString, usize>,
     #[serde(skip)]
-    eni_by_ip: FastMap<IpAddr, Vec<usize>>,
+    eni_by_ip: FastMap<IpAddr, SmallVec<[usize; 1]>>,
     subnets: Vec<Area>,
     vpcs: Vec<Area>,
 }
@@ -185,24 +187,24 @@ impl Topology {
             )
             .filter(|(_, name)| !name.is_empty())
             .collect();
-        let name = |id: &str| names.get(id).map(|n| n.to_string());
+        let name = |id: &str| names.get(id).map(|n| CompactString::from(*n));
         for eni in &snapshot.enis {
-            let ips: Vec<IpAddr> = eni
+            let ips: SmallVec<[IpAddr; 2]> = eni
                 .ips
                 .iter()
                 .filter_map(|ip| ip.parse::<IpAddr>().ok())
                 .map(|ip| ip.to_canonical())
                 .collect();
             topology.enis.push(EniInfo {
-                id: eni.id.clone(),
-                vpc: eni.vpc_id.clone(),
-                subnet: eni.subnet_id.clone(),
-                instance: eni.instance_id.clone(),
+                id: eni.id.as_str().into(),
+                vpc: eni.vpc_id.as_str().into(),
+                subnet: eni.subnet_id.as_str().into(),
+                instance: eni.instance_id.as_deref().map(CompactString::from),
                 ips,
                 vpc_name: name(&eni.vpc_id),
                 subnet_name: name(&eni.subnet_id),
                 instance_name: eni.instance_id.as_deref().and_then(name),
-                name: Some(eni.name.clone()).filter(|n| !n.is_empty()),
+                name: Some(eni.name.as_str().into()).filter(|n: &CompactString| !n.is_empty()),
             });
         }
         let area = |id: &str, vpc: &str, cidrs: &[String]| {
@@ -212,8 +214,8 @@ impl Topology {
             }
             set.normalize();
             Area {
-                id: id.to_string(),
-                vpc: vpc.to_string(),
+                id: id.into(),
+                vpc: vpc.into(),
                 set,
                 name: name(id),
                 vpc_name: name(vpc),
@@ -263,15 +265,15 @@ impl Topology {
         self.vpcs
             .iter()
             .map(|v| VpcInfo {
-                id: v.id.clone(),
-                name: v.name.clone(),
+                id: v.id.to_string(),
+                name: v.name.as_ref().map(|n| n.to_string()),
                 subnets: self.subnets.iter().filter(|s| s.vpc == v.id).count(),
                 subnet_names: {
                     let mut names: Vec<(String, Option<String>)> = self
                         .subnets
                         .iter()
                         .filter(|s| s.vpc == v.id)
-                        .map(|s| (s.id.clone(), s.name.clone()))
+                        .map(|s| (s.id.to_string(), s.name.as_ref().map(|n| n.to_string())))
                         .collect();
                     names.sort();
                     names.dedup_by(|a, b| a.0 == b.0);
@@ -281,7 +283,7 @@ impl Topology {
                     .enis
                     .iter()
                     .filter(|e| e.vpc == v.id)
-                    .map(|e| e.id.clone())
+                    .map(|e| e.id.to_string())
                     .collect(),
             })
             .collect()
