@@ -9,20 +9,37 @@
 //! held in all. The peaks grow by more than the lists hold (3 to 15 MB as measured: blocks kept
 //! keep mallocng's groups from going back), inside every function's target (docs/performance.md,
 //! "The musl build against the glibc build").
+//!
+//! Large blocks, which musl maps on their own and unmaps when freed (an event's decoded batch,
+//! its records, hash tables: about 3 MB in blocks of 128 KiB to 1 MiB, every event), are kept
+//! too, from 128 KiB to 8 MiB by size class, up to [`KEPT_LARGE_BYTES`]: the next event takes
+//! them back instead of faulting fresh pages in. Blocks between 4 KiB and 128 KiB, which share
+//! mallocng's groups, are not.
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ptr::null_mut;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// The largest block the lists keep, bytes.
+/// The largest small block the lists keep, bytes.
 const LARGEST: usize = 4096;
 
-/// The most the lists hold in all, bytes.
+/// The most the small blocks' lists hold in all, bytes.
 const KEPT_BYTES: usize = 4 * 1024 * 1024;
 
-/// Size classes: 16-byte steps up to 256 bytes, then four a doubling up to [`LARGEST`].
-const CLASSES: usize = 16 + 4 * 4;
+/// Large blocks kept: from musl's threshold for mapping a block on its own (below it, blocks
+/// share mallocng's groups, and keeping them keeps groups from going back) up to this.
+const LARGE: std::ops::RangeInclusive<usize> = 128 * 1024..=8 * 1024 * 1024;
+
+/// The most the large blocks' lists hold in all, bytes.
+const KEPT_LARGE_BYTES: usize = 6 * 1024 * 1024;
+
+/// Size classes: 16-byte steps up to 256 bytes, then four a doubling up to the largest large
+/// block (those between [`LARGEST`] and the large ones unused).
+const CLASSES: usize = 16 + 4 * 15;
+
+/// The first large class: the one whose blocks are 128 KiB (the last quarter of 64–128 KiB).
+const FIRST_LARGE: usize = 16 + 4 * 8 + 3;
 
 /// Every block the lists hand out is aligned to this (musl's `malloc` gives 16).
 const ALIGN: usize = 16;
@@ -50,6 +67,12 @@ fn class_size(class: usize) -> usize {
     base + (quarter + 1) * (base / 4)
 }
 
+/// Which budget a class counts against: 0 small, 1 large.
+#[inline]
+fn budget(class: usize) -> usize {
+    usize::from(class >= FIRST_LARGE)
+}
+
 /// A freed block on its list: the next one.
 struct Free {
     next: *mut Free,
@@ -57,7 +80,8 @@ struct Free {
 
 struct Lists {
     heads: [*mut Free; CLASSES],
-    bytes: usize,
+    /// Bytes held: small blocks, large blocks.
+    bytes: [usize; 2],
 }
 
 /// musl's `malloc` with the lists in front.
@@ -76,7 +100,7 @@ impl Cached {
             lock: AtomicBool::new(false),
             lists: std::cell::UnsafeCell::new(Lists {
                 heads: [null_mut(); CLASSES],
-                bytes: 0,
+                bytes: [0; 2],
             }),
         }
     }
@@ -101,7 +125,9 @@ impl Cached {
     /// The class of `layout`, when the lists serve it.
     #[inline]
     fn small(layout: Layout) -> Option<usize> {
-        (layout.size() <= LARGEST && layout.align() <= ALIGN).then(|| class_of(layout.size()))
+        let size = layout.size();
+        ((size <= LARGEST || LARGE.contains(&size)) && layout.align() <= ALIGN)
+            .then(|| class_of(size))
     }
 }
 
@@ -127,7 +153,7 @@ unsafe impl GlobalAlloc for Cached {
             if !head.is_null() {
                 // SAFETY: a block on a list holds a `Free` written when it was freed.
                 lists.heads[class] = unsafe { (*head).next };
-                lists.bytes -= size;
+                lists.bytes[budget(class)] -= size;
             }
             head
         });
@@ -146,7 +172,8 @@ unsafe impl GlobalAlloc for Cached {
         };
         let size = class_size(class);
         let kept = self.with(|lists| {
-            if lists.bytes + size > KEPT_BYTES {
+            let kind = budget(class);
+            if lists.bytes[kind] + size > [KEPT_BYTES, KEPT_LARGE_BYTES][kind] {
                 return false;
             }
             let block = ptr.cast::<Free>();
@@ -157,7 +184,7 @@ unsafe impl GlobalAlloc for Cached {
                 })
             };
             lists.heads[class] = block;
-            lists.bytes += size;
+            lists.bytes[kind] += size;
             true
         });
         if !kept {
@@ -201,7 +228,8 @@ mod tests {
     #[test]
     fn size_classes_hold_their_sizes() {
         let mut last = 0;
-        for size in 1..=LARGEST {
+        let sizes = (1..=LARGEST).chain((*LARGE.start()..=*LARGE.end()).step_by(4093));
+        for size in sizes.chain([*LARGE.end()]) {
             let class = class_of(size);
             assert!(class < CLASSES, "{size}");
             assert!(class >= last, "{size}");
@@ -214,7 +242,9 @@ mod tests {
             );
             assert!(held % ALIGN == 0);
         }
-        assert_eq!(class_of(LARGEST), CLASSES - 1);
+        assert_eq!(class_of(*LARGE.end()), CLASSES - 1);
+        assert_eq!(class_of(*LARGE.start()), FIRST_LARGE);
+        assert_eq!(budget(class_of(LARGEST)), 0);
     }
 
     /// Blocks of every class and beyond come back whole through alloc, realloc and dealloc,
@@ -227,7 +257,9 @@ mod tests {
         for step in 0..20_000u32 {
             match rng.u8(..4) {
                 0 | 1 => {
-                    let size = if rng.u8(..8) == 0 {
+                    let size = if rng.u8(..16) == 0 {
+                        rng.usize(100_000..2_000_000)
+                    } else if rng.u8(..8) == 0 {
                         rng.usize(1..200_000)
                     } else {
                         rng.usize(1..3_000)
@@ -255,7 +287,7 @@ mod tests {
                 _ if !live.is_empty() => {
                     let at = rng.usize(..live.len());
                     let (ptr, layout, fill) = live[at];
-                    let new_size = rng.usize(1..100_000);
+                    let new_size = rng.usize(1..300_000);
                     // SAFETY: allocated above with `layout`; then the new block holds
                     // `new_size` bytes, the old ones copied.
                     unsafe {
@@ -275,7 +307,8 @@ mod tests {
                 }
                 _ => {}
             }
-            assert!(cached.with(|lists| lists.bytes) <= KEPT_BYTES);
+            let [small, large] = cached.with(|lists| lists.bytes);
+            assert!(small <= KEPT_BYTES && large <= KEPT_LARGE_BYTES);
         }
         for (ptr, layout, _) in live {
             // SAFETY: allocated above with `layout`.
@@ -289,6 +322,18 @@ mod tests {
             cached.dealloc(a, layout);
             assert_eq!(cached.alloc(layout), a);
             cached.dealloc(a, layout);
+        }
+        // And so are large ones, of a size within their class.
+        let (big, near) = (
+            Layout::from_size_align(1_000_000, 8).unwrap(),
+            Layout::from_size_align(1_000_100, 16).unwrap(),
+        );
+        // SAFETY: non-zero sizes; each freed with its layout.
+        unsafe {
+            let a = cached.alloc(big);
+            cached.dealloc(a, big);
+            assert_eq!(cached.alloc(near), a);
+            cached.dealloc(a, near);
         }
     }
 }
