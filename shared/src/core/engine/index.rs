@@ -197,6 +197,12 @@ pub(crate) struct Dimension<K> {
     /// sub-bucket, then the bucket's entry in `buckets` after it.
     fine: Vec<u32>,
     shift: u32,
+    /// In a flat dimension, per interval, [`Dimension::chunks`] words of bits: bit `w` set when
+    /// its pair list holds word `w`. Two intervals' pair lists meet only on the words where both
+    /// are set, so a scan finds them by ANDing these instead of merging the two lists.
+    presence: Vec<u64>,
+    /// Words of `presence` per interval (0 when the dimension is not flat).
+    chunks: usize,
 }
 
 /// Entries (a rule in a node) one dimension may hold before its ranges move up the tree: 3 MiB
@@ -269,6 +275,8 @@ impl<K: Key> Dimension<K> {
             crowded,
             fine,
             shift,
+            presence: Vec::new(),
+            chunks: 0,
         };
         // Each range's leaves, or past the span its covering nodes, found bottom-up.
         let spans: Vec<(u32, usize, usize, bool)> = specific
@@ -353,6 +361,17 @@ impl<K: Key> Dimension<K> {
             })
             .collect();
         dimension.up = up;
+        if dimension.flat {
+            let chunks = words.div_ceil(64);
+            let mut presence = vec![0u64; dimension.starts.len() * chunks];
+            for (interval, bits) in presence.chunks_exact_mut(chunks.max(1)).enumerate() {
+                for w in dimension.leaf_pair(interval) {
+                    set(bits, w.word);
+                }
+            }
+            dimension.presence = presence;
+            dimension.chunks = chunks;
+        }
         dimension
     }
 
@@ -424,6 +443,12 @@ impl<K: Key> Dimension<K> {
     #[inline]
     pub(crate) fn leaf_pair(&self, index: usize) -> &[Word] {
         self.pair.list(self.leaves + index)
+    }
+
+    /// The words interval `index`'s pair list holds, one bit each, in a flat dimension.
+    #[inline]
+    pub(crate) fn leaf_presence(&self, index: usize) -> &[u64] {
+        &self.presence[index * self.chunks..(index + 1) * self.chunks]
     }
 
     /// The specific rules of interval `index`, solo and pair, as a dense mask of `words` words.

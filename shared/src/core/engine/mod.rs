@@ -28,7 +28,7 @@ use crate::core::flowlog::{protocol, FlowRecord};
 use crate::core::snapshot::resolve::{describe_endpoint, resolve_endpoint};
 use crate::core::snapshot::values::{AddressSet, PortSet, Protocol, Service};
 use crate::core::snapshot::{Endpoint, EndpointKind, Generation, Rule, RuleAction, Snapshot};
-use index::{gallop, sparse_get, Dimension, Word};
+use index::{sparse_get, Dimension, Word};
 pub(crate) use topology::WELL_KNOWN_SERVICE_PORTS;
 pub use topology::{likely_reply, Direction, Location, Placement, Scope, Topology, VpcInfo};
 
@@ -527,8 +527,13 @@ impl RuleIndex {
             family.destination.leaf_solo(dst_interval),
             family.destination.leaf_pair(dst_interval),
         );
-        let (mut a, mut b, mut pa, mut pb, mut cursor) = (0usize, 0usize, 0usize, 0usize, 0usize);
-        let mut pair = next_common(src_pair, dst_pair, &mut pa, &mut pb, bound_word);
+        let mut common = Common::new(
+            (src_pair, family.source.leaf_presence(src_interval)),
+            (dst_pair, family.destination.leaf_presence(dst_interval)),
+            bound_word,
+        );
+        let (mut a, mut b, mut cursor) = (0usize, 0usize, 0usize);
+        let mut pair = common.next();
         let mut listed = Listed::default();
         let mut decision = bound;
         loop {
@@ -549,7 +554,7 @@ impl RuleIndex {
             }
             if pair.0 == word {
                 matched |= pair.1;
-                pair = next_common(src_pair, dst_pair, &mut pa, &mut pb, bound_word);
+                pair = common.next();
             }
             let services = sparse_get(service_words, &mut cursor, word);
             let masks = &self.masks[word as usize];
@@ -606,36 +611,74 @@ impl RuleIndex {
     }
 }
 
-/// The next word up to `last` present in both sorted lists (from the cursors on) whose bits
-/// intersect, with the AND of its bits; `(u32::MAX, 0)` when there is none. The list that is
-/// behind gallops to catch up, so long lists cost O(log gap) per step.
-#[inline]
-fn next_common(
-    left: &[Word],
-    right: &[Word],
-    l: &mut usize,
-    r: &mut usize,
+/// The words two flat pair lists share, up to a last word, found from their presence bits
+/// ([`index::Dimension::leaf_presence`]): only the shared words' entries are read, where a merge
+/// of the two lists read every entry of both up to the decision (two fifths of an evaluation at
+/// 10,000 rules, waiting on memory).
+struct Common<'a> {
+    lists: [&'a [Word]; 2],
+    presence: [&'a [u64]; 2],
     last: u32,
-) -> (u32, u64) {
-    loop {
-        let (Some(&Word { word: lw, bits: lb }), Some(&Word { word: rw, bits: rb })) =
-            (left.get(*l), right.get(*r))
-        else {
-            return (u32::MAX, 0);
+    /// The chunk of presence bits being read, its shared bits not yet returned, and each list's
+    /// entries before the chunk.
+    chunk: usize,
+    bits: u64,
+    before: [usize; 2],
+}
+
+impl<'a> Common<'a> {
+    fn new(left: (&'a [Word], &'a [u64]), right: (&'a [Word], &'a [u64]), last: u32) -> Self {
+        let bits = match (left.1.first(), right.1.first()) {
+            (Some(l), Some(r)) => l & r,
+            _ => 0,
         };
-        if lw > last || rw > last {
-            return (u32::MAX, 0);
+        Self {
+            lists: [left.0, right.0],
+            presence: [left.1, right.1],
+            last,
+            chunk: 0,
+            bits,
+            before: [0; 2],
         }
-        if lw == rw {
-            *l += 1;
-            *r += 1;
-            if lb & rb != 0 {
-                return (lw, lb & rb);
+    }
+
+    /// The next shared word whose bits intersect, with the AND of its bits; `(u32::MAX, 0)`
+    /// when there is none up to the last word.
+    #[inline]
+    fn next(&mut self) -> (u32, u64) {
+        loop {
+            while self.bits == 0 {
+                let [l, r] = self.presence;
+                let Some((&pl, &pr)) = l.get(self.chunk).zip(r.get(self.chunk)) else {
+                    return (u32::MAX, 0);
+                };
+                self.before[0] += pl.count_ones() as usize;
+                self.before[1] += pr.count_ones() as usize;
+                self.chunk += 1;
+                if self.chunk * 64 > self.last as usize {
+                    return (u32::MAX, 0);
+                }
+                self.bits = match (l.get(self.chunk), r.get(self.chunk)) {
+                    (Some(l), Some(r)) => l & r,
+                    _ => return (u32::MAX, 0),
+                };
             }
-        } else if lw < rw {
-            gallop(left, l, rw);
-        } else {
-            gallop(right, r, lw);
+            let bit = self.bits.trailing_zeros();
+            self.bits &= self.bits - 1;
+            let word = self.chunk as u32 * 64 + bit;
+            if word > self.last {
+                return (u32::MAX, 0);
+            }
+            let below = (1u64 << bit) - 1;
+            let entry = |side: usize| {
+                let at = self.before[side]
+                    + (self.presence[side][self.chunk] & below).count_ones() as usize;
+                self.lists[side][at].bits
+            };
+            let bits = entry(0) & entry(1);
+            if bits != 0 {
+                return (word, bits);
+            }
         }
     }
 }
@@ -1288,6 +1331,44 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    proptest! {
+        /// Two pair lists' shared words found from their presence bits are those a merge of
+        /// the lists finds, in order, up to the last word, across several chunks of bits.
+        #[test]
+        fn shared_words_from_presence_bits_are_the_merges(
+            left in prop::collection::btree_map(0u32..300, 1u64..4, 0..120),
+            right in prop::collection::btree_map(0u32..300, 1u64..4, 0..120),
+            last in 0u32..320,
+        ) {
+            use super::{index::Word, Common};
+            let chunks = 300usize.div_ceil(64);
+            let list = |m: &std::collections::BTreeMap<u32, u64>| -> (Vec<Word>, Vec<u64>) {
+                let mut presence = vec![0u64; chunks];
+                for &w in m.keys() {
+                    super::index::set(&mut presence, w);
+                }
+                (m.iter().map(|(&word, &bits)| Word { word, bits }).collect(), presence)
+            };
+            let ((lw, lp), (rw, rp)) = (list(&left), list(&right));
+            let merged: Vec<(u32, u64)> = left
+                .iter()
+                .filter(|&(&w, _)| w <= last)
+                .filter_map(|(&w, &b)| right.get(&w).map(|&r| (w, b & r)))
+                .filter(|&(_, b)| b != 0)
+                .collect();
+            let mut common = Common::new((&lw, &lp), (&rw, &rp), last);
+            let mut found = Vec::new();
+            loop {
+                let (word, bits) = common.next();
+                if word == u32::MAX {
+                    break;
+                }
+                found.push((word, bits));
+            }
+            prop_assert_eq!(found, merged);
         }
     }
 }
