@@ -257,8 +257,8 @@ mod tests {
         for step in 0..20_000u32 {
             match rng.u8(..4) {
                 0 | 1 => {
-                    let size = if rng.u8(..16) == 0 {
-                        rng.usize(100_000..2_000_000)
+                    let size = if rng.u8(..64) == 0 {
+                        rng.usize(128 * 1024..1_000_000)
                     } else if rng.u8(..8) == 0 {
                         rng.usize(1..200_000)
                     } else {
