@@ -36,17 +36,17 @@ const KEPT_LARGE_BYTES: usize = 6 * 1024 * 1024;
 
 /// Size classes: 16-byte steps up to 256 bytes, then four a doubling up to the largest large
 /// block (those between [`LARGEST`] and the large ones unused).
-const CLASSES: usize = 16 + 4 * 15;
+const CLASSES: usize = class_of(*LARGE.end()) + 1;
 
 /// The first large class: the one whose blocks are 128 KiB (the last quarter of 64–128 KiB).
-const FIRST_LARGE: usize = 16 + 4 * 8 + 3;
+const FIRST_LARGE: usize = class_of(*LARGE.start());
 
 /// Every block the lists hand out is aligned to this (musl's `malloc` gives 16).
 const ALIGN: usize = 16;
 
-/// The size class of a request of `size` bytes (`size` ≤ [`LARGEST`]).
+/// The size class of a request of `size` bytes (`size` ≤ the largest large block).
 #[inline]
-fn class_of(size: usize) -> usize {
+const fn class_of(size: usize) -> usize {
     if size <= 256 {
         return size.saturating_sub(1) / 16;
     }
@@ -122,9 +122,9 @@ impl Cached {
         out
     }
 
-    /// The class of `layout`, when the lists serve it.
+    /// The class of `layout`, when the lists serve it (small and large blocks).
     #[inline]
-    fn small(layout: Layout) -> Option<usize> {
+    fn class_for(layout: Layout) -> Option<usize> {
         let size = layout.size();
         ((size <= LARGEST || LARGE.contains(&size)) && layout.align() <= ALIGN)
             .then(|| class_of(size))
@@ -143,7 +143,7 @@ impl Default for Cached {
 unsafe impl GlobalAlloc for Cached {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let Some(class) = Self::small(layout) else {
+        let Some(class) = Self::class_for(layout) else {
             // SAFETY: the caller's contract.
             return unsafe { System.alloc(layout) };
         };
@@ -166,7 +166,7 @@ unsafe impl GlobalAlloc for Cached {
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        let Some(class) = Self::small(layout) else {
+        let Some(class) = Self::class_for(layout) else {
             // SAFETY: the caller's contract.
             return unsafe { System.dealloc(ptr, layout) };
         };
@@ -196,10 +196,11 @@ unsafe impl GlobalAlloc for Cached {
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let new = Layout::from_size_align(new_size, layout.align());
-        match (Self::small(layout), new.ok().and_then(Self::small)) {
+        match (Self::class_for(layout), new.ok().and_then(Self::class_for)) {
             // Still the same class: the block already holds it.
             (Some(class), Some(new_class)) if class == new_class => ptr,
-            // Both large: musl moves or grows it in place (`mremap` for mapped blocks).
+            // Neither served by the lists: musl moves or grows it in place (`mremap` for mapped
+            // blocks).
             // SAFETY: the caller's contract.
             (None, None) => unsafe { System.realloc(ptr, layout, new_size) },
             _ => {

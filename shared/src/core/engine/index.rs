@@ -545,7 +545,7 @@ pub(crate) fn sparse_get(words: &[Word], cursor: &mut usize, word: u32) -> u64 {
 /// Advances `cursor` to the first entry whose word is `>= word`, galloping (1, 2, 4, … ahead)
 /// and then bisecting, so the cost is O(log gap).
 #[inline]
-pub(crate) fn gallop(words: &[Word], cursor: &mut usize, word: u32) {
+fn gallop(words: &[Word], cursor: &mut usize, word: u32) {
     let mut lo = *cursor;
     if lo >= words.len() || words[lo].word >= word {
         return;

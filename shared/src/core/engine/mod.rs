@@ -500,9 +500,10 @@ impl RuleIndex {
         }
     }
 
-    /// The scan over flat lists (every rule in the leaves of its intervals): one sorted list per
-    /// kind, merged word by word from the first, galloping over gaps, so only words holding
-    /// rules are read. Measured on the engine bench: twice as fast as the dense scan below on
+    /// The scan over flat lists (every rule in the leaves of its intervals): the source's and
+    /// destination's solo lists and the service's list merged word by word from the first, the
+    /// pair lists met on the words both hold ([`Common`]), so only words holding rules are
+    /// read. Measured on the engine bench: twice as fast as the dense scan below on
     /// the 100- to 10,000-rule sets.
     fn scan_flat<K: index::Key>(
         &self,
@@ -628,17 +629,24 @@ struct Common<'a> {
 
 impl<'a> Common<'a> {
     fn new(left: (&'a [Word], &'a [u64]), right: (&'a [Word], &'a [u64]), last: u32) -> Self {
-        let bits = match (left.1.first(), right.1.first()) {
-            (Some(l), Some(r)) => l & r,
-            _ => 0,
-        };
-        Self {
+        let mut common = Self {
             lists: [left.0, right.0],
             presence: [left.1, right.1],
             last,
             chunk: 0,
-            bits,
+            bits: 0,
             before: [0; 2],
+        };
+        common.bits = common.shared(0);
+        common
+    }
+
+    /// The words both lists hold in chunk `chunk` (none past their end).
+    #[inline]
+    fn shared(&self, chunk: usize) -> u64 {
+        match (self.presence[0].get(chunk), self.presence[1].get(chunk)) {
+            (Some(l), Some(r)) => l & r,
+            _ => 0,
         }
     }
 
@@ -658,10 +666,7 @@ impl<'a> Common<'a> {
                 if self.chunk * 64 > self.last as usize {
                     return (u32::MAX, 0);
                 }
-                self.bits = match (l.get(self.chunk), r.get(self.chunk)) {
-                    (Some(l), Some(r)) => l & r,
-                    _ => return (u32::MAX, 0),
-                };
+                self.bits = self.shared(self.chunk);
             }
             let bit = self.bits.trailing_zeros();
             self.bits &= self.bits - 1;

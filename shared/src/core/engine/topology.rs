@@ -204,7 +204,7 @@ impl Topology {
                 vpc_name: name(&eni.vpc_id),
                 subnet_name: name(&eni.subnet_id),
                 instance_name: eni.instance_id.as_deref().and_then(name),
-                name: Some(eni.name.as_str().into()).filter(|n: &CompactString| !n.is_empty()),
+                name: (!eni.name.is_empty()).then(|| eni.name.as_str().into()),
             });
         }
         let area = |id: &str, vpc: &str, cidrs: &[String]| {
