@@ -139,6 +139,82 @@ pub struct Topology {
     eni_by_ip: FastMap<IpAddr, SmallVec<[usize; 1]>>,
     subnets: Vec<Area>,
     vpcs: Vec<Area>,
+    /// The subnets and the VPCs holding each address.
+    #[serde(skip)]
+    covers: [Covers; 2],
+}
+
+/// The areas of a list holding each address, by elementary interval of the areas' ranges:
+/// what [`Topology::locate`] reads for an address no ENI has, instead of asking every area
+/// (the reference account's 600 subnets, for every internet peer).
+#[derive(Debug, Clone, Default)]
+struct Covers {
+    v4: Stab<u32>,
+    v6: Stab<u128>,
+}
+
+/// Sorted interval starts, and for each interval the areas covering it, in the list's order.
+#[derive(Debug, Clone, Default)]
+struct Stab<K> {
+    starts: Vec<K>,
+    areas: Vec<SmallVec<[u32; 2]>>,
+}
+
+impl<K: super::index::Key> Stab<K> {
+    /// The stab of `ranges` (each an area's inclusive ranges, in the list's order).
+    fn build<'r>(ranges: impl Iterator<Item = &'r [(K, K)]> + Clone) -> Self
+    where
+        K: 'r,
+    {
+        let mut starts: Vec<K> = std::iter::once(K::MIN)
+            .chain(
+                ranges
+                    .clone()
+                    .flatten()
+                    .flat_map(|&(lo, hi)| [Some(lo), hi.next()])
+                    .flatten(),
+            )
+            .collect();
+        starts.sort_unstable();
+        starts.dedup();
+        let mut areas = vec![SmallVec::new(); starts.len()];
+        for (area, list) in ranges.enumerate() {
+            for &(lo, hi) in list {
+                let first = starts.partition_point(|&s| s < lo);
+                let end = hi
+                    .next()
+                    .map_or(starts.len(), |after| starts.partition_point(|&s| s < after));
+                for covered in &mut areas[first..end] {
+                    covered.push(area as u32);
+                }
+            }
+        }
+        Self { starts, areas }
+    }
+
+    /// The areas holding `key`, in the list's order.
+    fn at(&self, key: K) -> &[u32] {
+        match self.starts.partition_point(|&s| s <= key) {
+            0 => &[],
+            n => &self.areas[n - 1],
+        }
+    }
+}
+
+impl Covers {
+    fn of(areas: &[Area]) -> Self {
+        Self {
+            v4: Stab::build(areas.iter().map(|a| a.set.v4.as_slice())),
+            v6: Stab::build(areas.iter().map(|a| a.set.v6.as_slice())),
+        }
+    }
+
+    fn at(&self, ip: IpAddr) -> &[u32] {
+        match ip {
+            IpAddr::V4(ip) => self.v4.at(u32::from(ip)),
+            IpAddr::V6(ip) => self.v6.at(u128::from(ip)),
+        }
+    }
 }
 
 /// A topology as an engine image holds it: its lists, the maps over them made again when read
@@ -158,7 +234,7 @@ impl From<Parts> for Topology {
             vpcs: parts.vpcs,
             ..Topology::default()
         };
-        topology.index_enis();
+        topology.index();
         topology
     }
 }
@@ -241,12 +317,13 @@ impl Topology {
                 + a.set.v6.iter().map(|(l, h)| h - l).sum::<u128>()
         };
         topology.subnets.sort_by_key(size);
-        topology.index_enis();
+        topology.index();
         topology
     }
 
-    /// The ENIs by id (the last of an id) and by address.
-    fn index_enis(&mut self) {
+    /// The ENIs by id (the last of an id) and by address, the areas by address.
+    fn index(&mut self) {
+        self.covers = [Covers::of(&self.subnets), Covers::of(&self.vpcs)];
         for (index, eni) in self.enis.iter().enumerate() {
             for ip in &eni.ips {
                 self.eni_by_ip.entry(*ip).or_default().push(index);
@@ -308,19 +385,16 @@ impl Topology {
                 eni_name: eni.name.as_deref(),
             };
         }
-        let pick = |areas: &'_ [Area]| -> Option<usize> {
-            let mut first = None;
-            for (i, area) in areas.iter().enumerate() {
-                if area.set.contains(ip) {
-                    if vpc.is_none_or(|v| area.vpc == v) {
-                        return Some(i);
-                    }
-                    first.get_or_insert(i);
-                }
-            }
-            first
+        // The first area holding `ip` in `vpc`, else the first holding it.
+        let pick = |list: usize, areas: &[Area]| -> Option<usize> {
+            let holding = self.covers[list].at(ip);
+            holding
+                .iter()
+                .find(|&&i| vpc.is_none_or(|v| areas[i as usize].vpc == v))
+                .or(holding.first())
+                .map(|&i| i as usize)
         };
-        if let Some(i) = pick(&self.subnets) {
+        if let Some(i) = pick(0, &self.subnets) {
             let subnet = &self.subnets[i];
             return Location {
                 vpc: Some(&subnet.vpc),
@@ -330,7 +404,7 @@ impl Topology {
                 ..Location::default()
             };
         }
-        match pick(&self.vpcs) {
+        match pick(1, &self.vpcs) {
             Some(i) => Location {
                 vpc: Some(&self.vpcs[i].id),
                 vpc_name: self.vpcs[i].name.as_deref(),
@@ -425,5 +499,103 @@ pub fn likely_reply(flow: &FlowRecord) -> bool {
         protocol::ICMP => flow.icmp.is_some_and(|i| matches!(i.kind, 0 | 14 | 16)),
         protocol::ICMPV6 => flow.icmp.is_some_and(|i| i.kind == 129),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The first area holding `ip` in `vpc`, else the first holding it, asking each area: what
+    /// [`Covers`] must answer.
+    fn pick_linear(areas: &[Area], ip: IpAddr, vpc: Option<&str>) -> Option<usize> {
+        let mut first = None;
+        for (i, area) in areas.iter().enumerate() {
+            if area.set.contains(ip) {
+                if vpc.is_none_or(|v| area.vpc == v) {
+                    return Some(i);
+                }
+                first.get_or_insert(i);
+            }
+        }
+        first
+    }
+
+    fn area(vpc: u8, cidrs: &[(u32, u8, u16)]) -> Area {
+        let mut set = AddressSet::default();
+        for &(base, len, v6) in cidrs {
+            // IPv4 blocks in 10.0.0.0/16 and IPv6 blocks in fd00::/112: overlapping, nested,
+            // shared across VPCs.
+            let v4 = 0x0a00_0000 | (base & 0xffff);
+            set.add(&format!(
+                "{}/{}",
+                std::net::Ipv4Addr::from(v4),
+                16 + len % 17
+            ))
+            .unwrap();
+            set.add(&format!("fd00::{v6:x}/{}", 112 + len % 17))
+                .unwrap();
+        }
+        set.normalize();
+        Area {
+            id: format!("a-{vpc}-{cidrs:?}").into(),
+            vpc: format!("vpc-{vpc}").into(),
+            set,
+            name: None,
+            vpc_name: None,
+        }
+    }
+
+    proptest! {
+        /// Any address, with or without a preferred VPC, finds the areas asking each one finds.
+        #[test]
+        fn covers_find_what_asking_every_area_finds(
+            subnets in prop::collection::vec((0u8..3, prop::collection::vec((any::<u32>(), any::<u8>(), any::<u16>()), 1..3)), 0..24),
+            vpcs in prop::collection::vec((0u8..3, prop::collection::vec((any::<u32>(), any::<u8>(), any::<u16>()), 1..3)), 0..4),
+            probes in prop::collection::vec((any::<u16>(), any::<u16>(), 0u8..4), 64),
+        ) {
+            let mut topology = Topology {
+                subnets: subnets.iter().map(|(vpc, cidrs)| area(*vpc, cidrs)).collect(),
+                vpcs: vpcs.iter().map(|(vpc, cidrs)| area(*vpc, cidrs)).collect(),
+                ..Topology::default()
+            };
+            topology.index();
+            // Random addresses, and every range's ends and their neighbours.
+            let mut ips: Vec<IpAddr> = Vec::new();
+            for (v4, v6, _) in &probes {
+                ips.push(std::net::Ipv4Addr::from(0x0a00_0000 | u32::from(*v4)).into());
+                ips.push(std::net::Ipv6Addr::from(0xfd00_u128 << 112 | u128::from(*v6)).into());
+            }
+            for area in topology.subnets.iter().chain(&topology.vpcs) {
+                for &(lo, hi) in &area.set.v4 {
+                    for ip in [lo.wrapping_sub(1), lo, hi, hi.wrapping_add(1)] {
+                        ips.push(std::net::Ipv4Addr::from(ip).into());
+                    }
+                }
+                for &(lo, hi) in &area.set.v6 {
+                    for ip in [lo.wrapping_sub(1), lo, hi, hi.wrapping_add(1)] {
+                        ips.push(std::net::Ipv6Addr::from(ip).into());
+                    }
+                }
+            }
+            for (i, ip) in ips.into_iter().enumerate() {
+                let vpc = match probes[i % probes.len()].2 {
+                    3 => None,
+                    n => Some(format!("vpc-{n}")),
+                };
+                let vpc = vpc.as_deref();
+                let expected = match pick_linear(&topology.subnets, ip, vpc) {
+                    Some(i) => (Some(&topology.subnets[i].vpc), Some(&topology.subnets[i].id)),
+                    None => (pick_linear(&topology.vpcs, ip, vpc).map(|i| &topology.vpcs[i].id), None),
+                };
+                let found = topology.locate(ip, vpc);
+                prop_assert_eq!(
+                    (found.vpc, found.subnet),
+                    (expected.0.map(|v| v.as_str()), expected.1.map(|s| s.as_str())),
+                    "{} in {:?}", ip, vpc
+                );
+            }
+        }
     }
 }
