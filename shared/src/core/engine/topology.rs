@@ -139,9 +139,12 @@ pub struct Topology {
     eni_by_ip: FastMap<IpAddr, SmallVec<[usize; 1]>>,
     subnets: Vec<Area>,
     vpcs: Vec<Area>,
-    /// The subnets and the VPCs holding each address.
+    /// The subnets holding each address.
     #[serde(skip)]
-    covers: [Covers; 2],
+    subnet_covers: Covers,
+    /// The VPCs holding each address.
+    #[serde(skip)]
+    vpc_covers: Covers,
 }
 
 /// The areas of a list holding each address, by elementary interval of the areas' ranges:
@@ -323,7 +326,8 @@ impl Topology {
 
     /// The ENIs by id (the last of an id) and by address, the areas by address.
     fn index(&mut self) {
-        self.covers = [Covers::of(&self.subnets), Covers::of(&self.vpcs)];
+        self.subnet_covers = Covers::of(&self.subnets);
+        self.vpc_covers = Covers::of(&self.vpcs);
         for (index, eni) in self.enis.iter().enumerate() {
             for ip in &eni.ips {
                 self.eni_by_ip.entry(*ip).or_default().push(index);
@@ -386,15 +390,15 @@ impl Topology {
             };
         }
         // The first area holding `ip` in `vpc`, else the first holding it.
-        let pick = |list: usize, areas: &[Area]| -> Option<usize> {
-            let holding = self.covers[list].at(ip);
+        let pick = |covers: &Covers, areas: &[Area]| -> Option<usize> {
+            let holding = covers.at(ip);
             holding
                 .iter()
                 .find(|&&i| vpc.is_none_or(|v| areas[i as usize].vpc == v))
                 .or(holding.first())
                 .map(|&i| i as usize)
         };
-        if let Some(i) = pick(0, &self.subnets) {
+        if let Some(i) = pick(&self.subnet_covers, &self.subnets) {
             let subnet = &self.subnets[i];
             return Location {
                 vpc: Some(&subnet.vpc),
@@ -404,7 +408,7 @@ impl Topology {
                 ..Location::default()
             };
         }
-        match pick(1, &self.vpcs) {
+        match pick(&self.vpc_covers, &self.vpcs) {
             Some(i) => Location {
                 vpc: Some(&self.vpcs[i].id),
                 vpc_name: self.vpcs[i].name.as_deref(),
