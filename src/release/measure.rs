@@ -171,18 +171,34 @@ fn env_for(function: &str, snapshot: &str) -> Vec<(&'static str, String)> {
 
 /// Median of `runs` cold starts, ms.
 async fn init_median(spec: FunctionSpec, runs: usize) -> std::io::Result<f64> {
-    let mut times = Vec::with_capacity(runs);
+    let [ms] = init_medians([spec], runs).await?;
+    Ok(ms)
+}
+
+/// Median of `runs` cold starts of each build, ms, the builds taking turns start by start.
+async fn init_medians<const N: usize>(
+    specs: [FunctionSpec; N],
+    runs: usize,
+) -> std::io::Result<[f64; N]> {
+    let mut times: [Vec<f64>; N] = std::array::from_fn(|_| Vec::with_capacity(runs));
     for _ in 0..runs {
-        let mut emulator = Emulator::new(spec.clone()).await?;
-        let started = emulator
-            .start_instance()
-            .await
-            .map_err(std::io::Error::other)?
-            .ok_or_else(|| std::io::Error::other("no cold start"))?;
-        times.push(started.as_secs_f64() * 1000.0);
-        emulator.stop_instance().await;
+        for (spec, times) in specs.iter().zip(&mut times) {
+            times.push(cold_start_ms(spec.clone()).await?);
+        }
     }
-    Ok(median(&mut times))
+    Ok(times.map(|mut t| median(&mut t)))
+}
+
+/// One cold start, process start to `/runtime/init/ready`, ms.
+async fn cold_start_ms(spec: FunctionSpec) -> std::io::Result<f64> {
+    let mut emulator = Emulator::new(spec).await?;
+    let started = emulator
+        .start_instance()
+        .await
+        .map_err(std::io::Error::other)?
+        .ok_or_else(|| std::io::Error::other("no cold start"))?;
+    emulator.stop_instance().await;
+    Ok(started.as_secs_f64() * 1000.0)
 }
 
 /// The accounts measured: name, snapshot file, the store it is published into (`dir://`, with
@@ -277,9 +293,22 @@ pub async fn measure(
         for account in &accounts {
             let with = account.store.clone();
             let env = env_for(function, &with);
-            let account_init_ms = match *function {
-                "sync" => None,
-                _ => Some(init_median(spec(bin_dir, function, &env), runs).await?),
+            // With a glibc build, its cold starts alternate with the shipped build's, so a
+            // change in the machine's state during the run weighs on both alike.
+            let (account_init_ms, glibc_init_ms) = match (*function, glibc_dir) {
+                ("sync", _) => (None, None),
+                (_, Some(glibc_dir)) => {
+                    let builds = [
+                        spec(bin_dir, function, &env),
+                        spec(glibc_dir, function, &env),
+                    ];
+                    let [musl, glibc] = init_medians(builds, runs).await?;
+                    (Some(musl), Some(glibc))
+                }
+                (_, None) => (
+                    Some(init_median(spec(bin_dir, function, &env), runs).await?),
+                    None,
+                ),
             };
             let file = account.snapshot.display().to_string();
             let init_compiled_ms = match *function {
@@ -288,11 +317,13 @@ pub async fn measure(
                     init_median(spec(bin_dir, function, &env_for(function, &file)), runs).await?,
                 ),
             };
-            if let (Some(glibc_dir), Some(musl_ms)) = (glibc_dir, account_init_ms) {
+            if let (Some(glibc_dir), Some(musl_ms), Some(glibc_ms)) =
+                (glibc_dir, account_init_ms, glibc_init_ms)
+            {
                 pairs.push(Pair {
                     what: format!("{function} init, {}", account.name),
                     musl_ms,
-                    glibc_ms: init_median(spec(glibc_dir, function, &env), runs).await?,
+                    glibc_ms,
                     max_ratio: None,
                 });
                 if *function == "audit" {
