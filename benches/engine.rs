@@ -16,6 +16,7 @@ const VPCS: u64 = 64;
 const FLOWS: usize = 4096;
 
 fn evaluate(c: &mut Criterion) {
+    esgflow_local::release::measure::Machine::announce("engine bench");
     let flows = synthetic::flows(FLOWS, VPCS, 7);
     let mut group = c.benchmark_group("evaluate");
     group.throughput(Throughput::Elements(FLOWS as u64));

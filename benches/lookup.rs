@@ -12,6 +12,7 @@ use esgflow::events::ApiGatewayRequest;
 use esgflow_local::testdata::{reference, synthetic};
 
 fn explain(c: &mut Criterion) {
+    esgflow_local::release::measure::Machine::announce("lookup bench");
     let dir = std::env::temp_dir().join(format!("esgflow-bench-lookup-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("reference.json");

@@ -104,6 +104,7 @@ fn largest_event(contents: &[String]) -> (ClsTriggerEvent, usize) {
 }
 
 fn pipeline(c: &mut Criterion) {
+    esgflow_local::release::measure::Machine::announce("pipeline bench");
     let reference_engine =
         Engine::compile(&reference::snapshot(&reference::account(reference::RULES, 42)).unwrap())
             .unwrap();

@@ -71,6 +71,7 @@ fn main() {
         println!("store: run with `cargo bench --bench store`");
         return;
     }
+    esgflow_local::release::measure::Machine::announce("store bench");
     let days: i64 = std::env::var("ESGFLOW_BENCH_DAYS")
         .map(|n| n.parse().expect("a number of days"))
         .unwrap_or(30);

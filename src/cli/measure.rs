@@ -29,6 +29,7 @@ pub struct Args {
 /// Measures, prints the table, and fails when a target is missed.
 pub async fn run(args: Args) -> Outcome {
     use crate::release::measure;
+    let before = measure::Machine::now();
     let rows = measure::measure(
         &args.bin_dir,
         args.glibc_dir.as_deref(),
@@ -38,8 +39,10 @@ pub async fn run(args: Args) -> Outcome {
         args.only.as_deref(),
     )
     .await?;
+    let after = measure::Machine::now();
     let (table, ok) = measure::report(&rows);
     print!("{table}");
+    println!("\n{}", measure::Machine::describe(&before, &after));
     Ok(if ok {
         ExitCode::SUCCESS
     } else {

@@ -122,6 +122,62 @@ pub struct SyncRuns {
 /// shows).
 pub type Heavy = (u64, Vec<(String, u16, usize, u64)>);
 
+/// What the machine was doing when a measurement started or ended, for the report: figures
+/// from the same code differ by up to 2.7× between a quiet and a busy hour on a shared machine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Machine {
+    /// UTC, to the second.
+    pub at: String,
+    /// The load averages over 1, 5 and 15 minutes (`/proc/loadavg`; `None` where there is none).
+    pub load: Option<[f64; 3]>,
+    /// CPUs this process may use.
+    pub cpus: usize,
+}
+
+impl Machine {
+    /// The machine now.
+    pub fn now() -> Self {
+        Self {
+            at: chrono::Utc::now()
+                .format("%Y-%m-%d %H:%M:%S UTC")
+                .to_string(),
+            load: std::fs::read_to_string("/proc/loadavg")
+                .ok()
+                .and_then(|text| Self::load_of(&text)),
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+
+    /// The three load averages at the start of `/proc/loadavg`'s text.
+    fn load_of(text: &str) -> Option<[f64; 3]> {
+        let mut fields = text.split_ascii_whitespace().map(str::parse::<f64>);
+        let mut next = || fields.next()?.ok();
+        Some([next()?, next()?, next()?])
+    }
+
+    /// Prints to stderr what the machine is doing as `what` starts: the benches' first line,
+    /// so every figure they give carries its hour and load.
+    pub fn announce(what: &str) {
+        let now = Self::now();
+        eprintln!("{what}: on {} CPUs, {now}", now.cpus);
+    }
+
+    /// One line for the report: when, on how many CPUs, under what load at the start and end.
+    pub fn describe(start: &Self, end: &Self) -> String {
+        format!("Measured on {} CPUs from {start} to {end}.", start.cpus)
+    }
+}
+
+impl std::fmt::Display for Machine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (load average over 1 / 5 / 15 min ", self.at)?;
+        match self.load {
+            Some([a, b, c]) => write!(f, "{a:.2} / {b:.2} / {c:.2})"),
+            None => write!(f, "unknown)"),
+        }
+    }
+}
+
 /// `count` synthetic flow-log lines over the synthetic address pool (30 % rejected).
 pub fn synthetic_lines(count: usize) -> Vec<String> {
     let mut rng = crate::testdata::synthetic::Rng::new(9);
@@ -969,6 +1025,31 @@ mod tests {
                 },
             ],
         }
+    }
+
+    /// The report's last line: when, on how many CPUs, and the load at both ends (a text that
+    /// is not `/proc/loadavg`'s gives "unknown", not a wrong load).
+    #[test]
+    fn the_machine_line_gives_the_load_at_both_ends() {
+        assert_eq!(
+            Machine::load_of("1.75 1.96 1.88 3/412 31778\n"),
+            Some([1.75, 1.96, 1.88])
+        );
+        assert_eq!(Machine::load_of("1.75 oops 1.88"), None);
+        let at = |at: &str, load| Machine {
+            at: at.into(),
+            load,
+            cpus: 2,
+        };
+        assert_eq!(
+            Machine::describe(
+                &at("2026-12-07 13:30:02 UTC", Some([1.75, 1.96, 1.88])),
+                &at("2026-12-07 13:40:56 UTC", None)
+            ),
+            "Measured on 2 CPUs from 2026-12-07 13:30:02 UTC (load average over 1 / 5 / 15 min \
+             1.75 / 1.96 / 1.88) to 2026-12-07 13:40:56 UTC (load average over 1 / 5 / 15 min \
+             unknown)."
+        );
     }
 
     /// The musl/glibc pair is printed and held to its ratio; the init with 20,000 rules to its
