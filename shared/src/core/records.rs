@@ -1095,6 +1095,32 @@ mod tests {
         assert_eq!(id.finish(), hex::encode(&Sha256::digest(&bytes)[..8]));
     }
 
+    /// Numbers of every LEB128 length and both address families are written as their bytes:
+    /// the id's encoding, pinned (a faster writer must give the same bytes).
+    #[test]
+    fn numbers_and_addresses_are_their_bytes() {
+        let v4: IpAddr = "10.1.2.3".parse().unwrap();
+        let v6: IpAddr = "2402:4e00::1".parse().unwrap();
+        let mut id = RecordId::parts();
+        id.number(0)
+            .ip(v4)
+            .number(127)
+            .number(128)
+            .ip(v6)
+            .number(u64::MAX)
+            .text("z");
+        let mut bytes = vec![0, 4, 10, 1, 2, 3, 0x7f, 0x80, 0x01, 6];
+        bytes.extend_from_slice(
+            &"2402:4e00::1"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+        );
+        bytes.extend_from_slice(&[0xff; 9]);
+        bytes.extend_from_slice(&[0x01, 1, b'z']);
+        assert_eq!(id.0.as_slice(), bytes.as_slice());
+    }
+
     #[test]
     fn a_prefixed_id_is_the_hash_of_the_padded_prefix_and_the_parts() {
         let prefix = IdPrefix::new("traffic", "eab24ee18751aa20");
