@@ -132,6 +132,10 @@ pub struct Machine {
     pub load: Option<[f64; 3]>,
     /// CPUs this process may use.
     pub cpus: usize,
+    /// The CPU's model, and whether it has AVX-512 (glibc's `memcpy` and `memset` take their
+    /// AVX-512 forms there, musl's do not): the shared machine has moved between hosts, and the
+    /// musl/glibc pair with it (`/proc/cpuinfo`; `None` where there is none).
+    pub cpu: Option<String>,
 }
 
 impl Machine {
@@ -145,6 +149,30 @@ impl Machine {
                 .ok()
                 .and_then(|text| Self::load_of(&text)),
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cpu: std::fs::read_to_string("/proc/cpuinfo")
+                .ok()
+                .and_then(|text| Self::cpu_of(&text)),
+        }
+    }
+
+    /// The first CPU's model in `/proc/cpuinfo`'s text, and ", AVX-512" when its flags have it.
+    fn cpu_of(text: &str) -> Option<String> {
+        let field = |name: &str| {
+            text.lines().find_map(|line| {
+                let (key, value) = line.split_once(':')?;
+                (key.trim() == name).then(|| value.trim())
+            })
+        };
+        let model = field("model name")?;
+        let avx512 = field("flags").is_some_and(|flags| flags.split(' ').any(|f| f == "avx512f"));
+        Some(format!("{model}{}", if avx512 { ", AVX-512" } else { "" }))
+    }
+
+    /// "N CPUs" and, when known, their model.
+    fn cpus(&self) -> String {
+        match &self.cpu {
+            Some(cpu) => format!("{} CPUs ({cpu})", self.cpus),
+            None => format!("{} CPUs", self.cpus),
         }
     }
 
@@ -159,12 +187,12 @@ impl Machine {
     /// so every figure they give carries its hour and load.
     pub fn announce(what: &str) {
         let now = Self::now();
-        eprintln!("{what}: on {} CPUs, {now}", now.cpus);
+        eprintln!("{what}: on {}, {now}", now.cpus());
     }
 
     /// One line for the report: when, on how many CPUs, under what load at the start and end.
     pub fn describe(start: &Self, end: &Self) -> String {
-        format!("Measured on {} CPUs from {start} to {end}.", start.cpus)
+        format!("Measured on {} from {start} to {end}.", start.cpus())
     }
 }
 
@@ -1036,20 +1064,31 @@ mod tests {
             Some([1.75, 1.96, 1.88])
         );
         assert_eq!(Machine::load_of("1.75 oops 1.88"), None);
-        let at = |at: &str, load| Machine {
+        let at = |at: &str, load| {
+            Machine {
             at: at.into(),
             load,
             cpus: 2,
+            cpu: Machine::cpu_of(
+                "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 avx512f avx512dq\n",
+            ),
+        }
         };
         assert_eq!(
             Machine::describe(
                 &at("2026-12-07 13:30:02 UTC", Some([1.75, 1.96, 1.88])),
                 &at("2026-12-07 13:40:56 UTC", None)
             ),
-            "Measured on 2 CPUs from 2026-12-07 13:30:02 UTC (load average over 1 / 5 / 15 min \
+            "Measured on 2 CPUs (AMD EPYC, AVX-512) from 2026-12-07 13:30:02 UTC (load average over 1 / 5 / 15 min \
              1.75 / 1.96 / 1.88) to 2026-12-07 13:40:56 UTC (load average over 1 / 5 / 15 min \
              unknown)."
         );
+        assert_eq!(
+            Machine::cpu_of("model name\t: Intel(R) Xeon(R)\nflags\t\t: fpu avx2 avx512_vnni\n")
+                .as_deref(),
+            Some("Intel(R) Xeon(R)")
+        );
+        assert_eq!(Machine::cpu_of("flags\t: avx512f\n"), None);
     }
 
     /// The musl/glibc pair is printed and held to its ratio; the init with 20,000 rules to its
