@@ -25,8 +25,8 @@ const NOT_IN_CORE: &[&str] = &[
 ];
 
 /// The modules allowed `unsafe` code: libdeflate's C API, and the musl binaries' `memcpy` and
-/// `memmove` and their allocator (docs/performance.md has why).
-const UNSAFE_MODULES: [&str; 3] = ["events::inflate", "runtime::cached_alloc", "runtime::musl"];
+/// `memmove` (docs/performance.md has why).
+const UNSAFE_MODULES: [&str; 2] = ["events::inflate", "runtime::musl"];
 
 fn source_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")

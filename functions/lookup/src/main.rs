@@ -6,6 +6,11 @@ use esgflow::app::lookup::Lookup;
 use esgflow::events::{ApiGatewayRequest, ApiGatewayResponse};
 use esgflow::runtime::{self, service_fn, Diagnostic, LambdaEvent};
 
+// The musl build's allocator, as the audit function's (its `main.rs` has why).
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     runtime::init_tracing();

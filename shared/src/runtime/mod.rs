@@ -21,13 +21,6 @@ mod logging;
 // The musl binaries' memcpy and memmove (tested on any x86_64 build).
 #[cfg(all(target_arch = "x86_64", any(target_env = "musl", test)))]
 mod musl;
-// The musl binaries' allocator: musl's malloc behind lists of freed small blocks (tested on
-// any build).
-#[cfg(any(target_env = "musl", test))]
-mod cached_alloc;
-#[cfg(target_env = "musl")]
-#[global_allocator]
-static ALLOCATOR: cached_alloc::Cached = cached_alloc::Cached::new();
 
 use std::fmt::Debug;
 use std::panic::AssertUnwindSafe;
