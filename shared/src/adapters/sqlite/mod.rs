@@ -883,6 +883,13 @@ impl LocalRecords {
             import::Failure::Read(e) => Self::error(path, e),
             import::Failure::Sql(e) => failed(e),
         })?;
+        // The indexes sort in a smaller cache than the import's (SQLite's sorter works in
+        // chunks of the cache's size): over the reference day's 5.9 million records the five
+        // sorts took 13.5-15.9 s with 16 MiB against 15.6-20.0 s with 64 MiB and 20.3-21.6 s
+        // with 256; no different at 591,000 (docs/performance.md, "The store's import").
+        transaction
+            .execute_batch("PRAGMA cache_size = -16384")
+            .map_err(failed)?;
         transaction.execute_batch(SEARCH_INDEXES).map_err(failed)?;
         transaction.commit().map_err(failed)?;
         // Statistics for the query planner (which index narrows a search most), from a sample
