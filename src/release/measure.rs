@@ -1102,24 +1102,21 @@ mod tests {
             Some([1.75, 1.96, 1.88])
         );
         assert_eq!(Machine::load_of("1.75 oops 1.88"), None);
-        let at = |at: &str, load| {
-            Machine {
+        let cpuinfo = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512f\n";
+        let at = |at: &str, load| Machine {
             at: at.into(),
             load,
             cpus: 2,
-            cpu: Machine::cpu_of(
-                "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 avx512f avx512dq\n",
-            ),
-        }
+            cpu: Machine::cpu_of(cpuinfo),
         };
         assert_eq!(
             Machine::describe(
                 &at("2026-12-07 13:30:02 UTC", Some([1.75, 1.96, 1.88])),
                 &at("2026-12-07 13:40:56 UTC", None)
             ),
-            "Measured on 2 CPUs (AMD EPYC, AVX-512) from 2026-12-07 13:30:02 UTC (load average over 1 / 5 / 15 min \
-             1.75 / 1.96 / 1.88) to 2026-12-07 13:40:56 UTC (load average over 1 / 5 / 15 min \
-             unknown)."
+            "Measured on 2 CPUs (AMD EPYC, AVX-512) from 2026-12-07 13:30:02 UTC \
+             (load average over 1 / 5 / 15 min 1.75 / 1.96 / 1.88) to 2026-12-07 13:40:56 UTC \
+             (load average over 1 / 5 / 15 min unknown)."
         );
         assert_eq!(
             Machine::cpu_of("model name\t: Intel(R) Xeon(R)\nflags\t\t: fpu avx2 avx512_vnni\n")

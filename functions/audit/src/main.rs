@@ -10,7 +10,7 @@ use esgflow::runtime::{self, service_fn, Diagnostic, LambdaEvent};
 // builds and drops a batch's records every event faulted its pages in again each time: on
 // 40,000 synthetic lines against 10,000 rules, 8,900 page faults against 24,100 and 1.08× the
 // glibc build's time an event against 1.26×, every peak lower. The sync function keeps musl's
-// malloc: it runs once a timer tick, and dlmalloc's kept memory raised its peak by 40–55 MB
+// malloc: it runs once a timer tick, and dlmalloc's kept memory raised its peak by 38–54 MB
 // (docs/performance.md, "The musl build on the AVX-512 host").
 #[cfg(target_env = "musl")]
 #[global_allocator]
