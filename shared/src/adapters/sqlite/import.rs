@@ -11,7 +11,7 @@ use rusqlite::{params_from_iter, Transaction};
 use super::line::{RecordLine, Span};
 use super::{
     address_key, blocks, record_id, rollup_upsert, AddressKey, Imported, Rollups, MOVED,
-    RECORD_COLUMNS, ROLLUPS, TRAFFIC_COLUMNS,
+    RECORD_COLUMNS, ROLLUPS, TRAFFIC_COLUMNS, UPSERT_ROWS,
 };
 
 /// Lines the reading thread hands over at a time.
@@ -355,7 +355,7 @@ struct Writer<'t> {
     counters: rusqlite::Statement<'t>,
     bodies: rusqlite::Statement<'t>,
     /// Adds to each of [`ROLLUPS`].
-    upserts: Vec<rusqlite::Statement<'t>>,
+    upserts: Vec<(rusqlite::Statement<'t>, rusqlite::Statement<'t>)>,
     /// The rollup rows summed and not yet written.
     rollups: Rollups,
     /// The block being filled: the rowid of its first record, and its records.
@@ -398,7 +398,12 @@ impl<'t> Writer<'t> {
             bodies: transaction.prepare("INSERT INTO bodies (first, data) VALUES (?, ?)")?,
             upserts: ROLLUPS
                 .iter()
-                .map(|rollup| transaction.prepare(&rollup_upsert(rollup)))
+                .map(|rollup| {
+                    Ok((
+                        transaction.prepare(&rollup_upsert(rollup, 1))?,
+                        transaction.prepare(&rollup_upsert(rollup, UPSERT_ROWS))?,
+                    ))
+                })
                 .collect::<rusqlite::Result<_>>()?,
             rollups: Rollups::new(),
             block: (0, Vec::new()),
