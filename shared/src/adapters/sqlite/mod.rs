@@ -81,6 +81,17 @@ fn every_vpc(table: &str) -> String {
     format!("WITH RECURSIVE v(vpc) AS (SELECT min(vpc) FROM {table} UNION ALL SELECT (SELECT min(vpc) FROM {table} WHERE vpc > v.vpc) FROM v WHERE v.vpc IS NOT NULL) SELECT vpc FROM v WHERE vpc IS NOT NULL")
 }
 
+/// The worker threads SQLite's sorter gets to build the search indexes of a table of `rows`
+/// records on a machine of `cores`: one, when the table's index entries outgrow the sort's
+/// 16 MiB cache and are sorted in runs on disk and merged — over the reference day's 2.66
+/// million (its records but traffic) the five sorts took 10.0-12.1 s with one or two workers
+/// against 13.2-15.0 s without, on 2 cores — and none when they are sorted in memory, where a
+/// worker only costs (267,000: 1.41-1.70 s against 1.35-1.47 s; docs/performance.md).
+fn sort_workers(rows: i64, cores: usize) -> usize {
+    const SORTED_IN_MEMORY: i64 = 1_000_000;
+    usize::from(rows > SORTED_IN_MEMORY && cores > 1)
+}
+
 /// The indexes searches read, made at the end of an import that finds them missing (a new
 /// database): SQLite sorts each once instead of inserting every record into each (the import
 /// about a fifth faster, the store 4 % smaller; docs/performance.md). `records_by_id` is made
@@ -907,10 +918,22 @@ impl LocalRecords {
         // chunks of the cache's size): over the reference day's 5.9 million records the five
         // sorts took 13.5-15.9 s with 16 MiB against 15.6-20.0 s with 64 MiB and 20.3-21.6 s
         // with 256; no different at 591,000 (docs/performance.md, "The store's import").
+        let rows: i64 = transaction
+            .query_row("SELECT coalesce(max(rowid), 0) FROM records", [], |r| {
+                r.get(0)
+            })
+            .map_err(failed)?;
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
         transaction
-            .execute_batch("PRAGMA cache_size = -16384")
+            .execute_batch(&format!(
+                "PRAGMA cache_size = -16384; PRAGMA threads = {}",
+                sort_workers(rows, cores)
+            ))
             .map_err(failed)?;
         transaction.execute_batch(SEARCH_INDEXES).map_err(failed)?;
+        transaction
+            .execute_batch("PRAGMA threads = 0")
+            .map_err(failed)?;
         transaction.commit().map_err(failed)?;
         // Statistics for the query planner (which index narrows a search most), from a sample
         // of each index so they take a moment at any size.
@@ -2025,6 +2048,15 @@ mod tests {
             .unwrap();
         assert!(all.talkers.iter().any(|t| t.src_ip == "2402:4e00::1"));
         assert_eq!(all.talkers.len(), 6);
+    }
+
+    #[test]
+    fn the_index_sort_gets_a_worker_for_a_large_table_on_more_than_one_core() {
+        assert_eq!(sort_workers(2_600_000, 2), 1);
+        assert_eq!(sort_workers(2_600_000, 8), 1);
+        assert_eq!(sort_workers(2_600_000, 1), 0);
+        assert_eq!(sort_workers(267_000, 2), 0);
+        assert_eq!(sort_workers(0, 2), 0);
     }
 
     /// The views summed from the rollups are the views summed from the records: over windows
