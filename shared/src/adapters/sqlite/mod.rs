@@ -914,16 +914,17 @@ impl LocalRecords {
             import::Failure::Read(e) => Self::error(path, e),
             import::Failure::Sql(e) => failed(e),
         })?;
-        // The indexes sort in a smaller cache than the import's (SQLite's sorter works in
-        // chunks of the cache's size): over the reference day's 5.9 million records the five
-        // sorts took 13.5-15.9 s with 16 MiB against 15.6-20.0 s with 64 MiB and 20.3-21.6 s
-        // with 256; no different at 591,000 (docs/performance.md, "The store's import").
         let rows: i64 = transaction
             .query_row("SELECT coalesce(max(rowid), 0) FROM records", [], |r| {
                 r.get(0)
             })
             .map_err(failed)?;
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        // The indexes sort in a smaller cache than the import's (SQLite's sorter works in
+        // chunks of the cache's size): over the reference day's 5.9 million records the five
+        // sorts took 13.5-15.9 s with 16 MiB against 15.6-20.0 s with 64 MiB and 20.3-21.6 s
+        // with 256; no different at 591,000 (docs/performance.md, "The store's import"). A
+        // large table's sort gets a worker thread ([`sort_workers`]), given back after.
         transaction
             .execute_batch(&format!(
                 "PRAGMA cache_size = -16384; PRAGMA threads = {}",
