@@ -230,6 +230,11 @@ impl Names {
     /// field back as it was.
     fn address(&mut self, record: &RecordLine<'_>, key: &str) -> (Sql, bool) {
         let text = record.str(key).unwrap_or_default();
+        // Most are IPv4 as Rust writes them, which is all its parser reads (no leading zeros,
+        // four decimal bytes), so they give themselves back without being written out.
+        if let Ok(v4) = text.parse::<std::net::Ipv4Addr>() {
+            return (Sql::Integer(i64::from(u32::from(v4))), true);
+        }
         match address_key(&text) {
             Some(AddressKey::V4(n)) => (
                 Sql::Integer(i64::from(n)),
@@ -520,5 +525,21 @@ impl<'t> Writer<'t> {
         self.flush()?;
         self.to_deflate = None;
         self.write_deflated(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        /// What Rust's parser reads as an IPv4 address it writes back as it was, which
+        /// [`super::Names::address`] relies on to skip writing it out.
+        #[test]
+        fn an_ipv4_address_that_parses_is_written_as_it_was(text in "[0-9.+ ]{0,4}[0-9]{1,3}[.][0-9]{1,4}[.][0-9]{1,3}[.][0-9]{1,4}[0-9. ]{0,2}") {
+            if let Ok(ip) = text.parse::<std::net::Ipv4Addr>() {
+                prop_assert_eq!(ip.to_string(), text);
+            }
+        }
     }
 }

@@ -53,10 +53,20 @@ impl<'a> RecordLine<'a> {
         let start = self.line.as_ptr() as usize;
         let at = |text: &str| text.as_ptr() as usize - start;
         let mut spans = Vec::with_capacity(self.fields.len());
-        // From the last field back, each key's last value only (a set of those seen).
-        let mut seen = foldhash::HashSet::default();
-        for (key, value) in self.fields.iter().rev() {
-            if !seen.insert(key.as_ref()) || skip(key) {
+        // From the last field back, each key's last value only: a key is looked for among
+        // those after it only when a bit of its length and ends says one may be the same.
+        let mut seen = 0_u64;
+        for (i, (key, value)) in self.fields.iter().enumerate().rev() {
+            let bit = 1
+                << (key.len() * 7
+                    + key.bytes().next().map_or(0, usize::from) * 3
+                    + key.bytes().last().map_or(0, usize::from))
+                    % 64;
+            if seen & bit != 0 && self.fields[i + 1..].iter().any(|(later, _)| later == key) {
+                continue;
+            }
+            seen |= bit;
+            if skip(key) {
                 continue;
             }
             let value = at(value.get())..at(value.get()) + value.get().len();
@@ -195,6 +205,37 @@ mod tests {
             assert_eq!(Some(&read), value.get(span.key(line)), "{}", span.key(line));
         }
         assert!(matches!(record.str("a"), Some(Cow::Borrowed("again"))));
+        // Many keys, so that some share a bit of the set of those seen, and some given twice:
+        // each key once, at its last value, in the order of the last.
+        let keys: Vec<String> = (0..150).map(|i| format!("k{}", i * 7 % 101)).collect();
+        let line = format!(
+            "{{{}}}",
+            keys.iter()
+                .enumerate()
+                .map(|(i, key)| format!("\"{key}\":{i}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let record = RecordLine::parse(&line).unwrap();
+        let spans = record.spans(|_| false);
+        let read: Vec<(&str, &str)> = spans
+            .iter()
+            .map(|span| (span.key(&line), &line[span.value.clone()]))
+            .collect();
+        let mut expected: Vec<(usize, &str)> = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            expected.retain(|(_, k)| *k != key.as_str());
+            expected.push((i, key.as_str()));
+        }
+        let expected: Vec<(&str, String)> =
+            expected.into_iter().map(|(i, key)| (key, i.to_string())).collect();
+        assert_eq!(
+            read,
+            expected
+                .iter()
+                .map(|(key, value)| (*key, value.as_str()))
+                .collect::<Vec<_>>()
+        );
         for not_an_object in [
             "",
             "[1]",
