@@ -81,10 +81,9 @@ where
     let mut lines = lines
         .into_iter()
         .enumerate()
-        .filter_map(move |(i, line)| {
+        .filter(|(_, line)| {
             let line = line.as_ref().trim();
-            (!line.is_empty() && !line.starts_with('#'))
-                .then(|| (i + 1, record(line, options.content)))
+            !line.is_empty() && !line.starts_with('#')
         })
         .peekable();
     let head = format!(
@@ -94,11 +93,11 @@ where
     );
     // The event's bytes besides its base64 body, and the largest gzip body that fits.
     let (envelope, max_gzip) = gzip_budget(options.max_event_bytes);
-    let mut pending: std::collections::VecDeque<(usize, String)> = Default::default();
+    let mut pending = Pending::default();
     // Compressed bytes per raw byte, as the last event measured.
     let mut ratio = 0.2_f64;
     std::iter::from_fn(move || {
-        if pending.is_empty() && lines.peek().is_none() {
+        if pending.ends.is_empty() && lines.peek().is_none() {
             return None;
         }
         // Aim between the fill floor and the limit.
@@ -113,30 +112,31 @@ where
             let goal = (target / ratio) as usize;
             // Records up to the goal (more than the most known to fit, fewer than too many).
             while want + 1 < over && (want <= fits || raw < goal) {
-                if want == pending.len() {
+                if want == pending.ends.len() {
                     match lines.next() {
-                        Some(next) => pending.push_back(next),
+                        Some((i, line)) => {
+                            pending.push(i + 1, line.as_ref().trim(), options.content)
+                        }
                         None => break,
                     }
                 }
-                raw += pending[want].1.len() + 1;
+                raw += pending.bytes(want);
                 want += 1;
             }
             while want > fits + 1 && raw > goal {
                 want -= 1;
-                raw -= pending[want].1.len() + 1;
+                raw -= pending.bytes(want);
             }
             if want == fits {
                 // The input ended at a count known to fit.
                 break;
             }
-            let batch = batch_json(&head, pending.iter().take(want).map(|(_, r)| r.as_str()));
-            let body = gzip(batch.as_bytes());
-            ratio = body.len() as f64 / batch.len() as f64;
+            let body = gzip(pending.batch(&head, want).as_bytes());
+            ratio = body.len() as f64 / (head.len() + 2 + pending.end(want)) as f64;
             if body.len() > max_gzip {
                 if want == 1 {
                     return Some(Err(FeedError {
-                        line: pending[0].0,
+                        line: pending.ends[0].0,
                         size: envelope + base64_len(body.len()),
                         limit: options.max_event_bytes,
                     }));
@@ -145,16 +145,15 @@ where
                 continue;
             }
             fits = want;
-            let ended = want == pending.len() && lines.peek().is_none();
+            let ended = want == pending.ends.len() && lines.peek().is_none();
             if ended || body.len() * 100 >= max_gzip * FILL_PERCENT || want + 1 == over {
-                pending.drain(..want);
+                pending.drain(want);
                 return Some(Ok(envelope_of(&body)));
             }
         }
         // Records of very different sizes kept the estimate off: the most known to fit.
-        let batch = batch_json(&head, pending.iter().take(fits).map(|(_, r)| r.as_str()));
-        let body = gzip(batch.as_bytes());
-        pending.drain(..fits);
+        let body = gzip(pending.batch(&head, fits).as_bytes());
+        pending.drain(fits);
         Some(Ok(envelope_of(&body)))
     })
 }
@@ -162,34 +161,88 @@ where
 /// Compressions one event may take before it settles for the most records known to fit.
 const MAX_TRIES: usize = 12;
 
-/// The batch JSON of serialized `records` after `head`.
-fn batch_json<'r>(head: &str, records: impl Iterator<Item = &'r str>) -> String {
-    let mut batch = String::from(head);
-    for (i, record) in records.enumerate() {
-        if i > 0 {
-            batch.push(',');
-        }
-        batch.push_str(record);
-    }
-    batch.push_str("]}");
-    batch
+/// The records read ahead of the event being cut: their JSON in one string, each followed by
+/// a comma (so the first records of an event are one slice of it), and each one's line number
+/// and where its comma ends.
+#[derive(Default)]
+struct Pending {
+    text: String,
+    ends: std::collections::VecDeque<(usize, usize)>,
 }
 
-/// One record of a batch as JSON: `{"timestamp":"…","content":"…"}`.
-fn record(line: &str, form: ContentForm) -> String {
-    let fields = fields(line);
-    // CLS stamps a record with its production time; the window end is the closest we have.
-    let timestamp = fields
-        .get(11)
-        .and_then(|end| end.parse::<u64>().ok())
-        .map(|s| (s * 1_000_000).to_string())
-        .unwrap_or_else(|| "0".to_string());
-    match form {
-        ContentForm::Json if fields.iter().all(|field| plain(field)) => {
-            plain_json_record(&timestamp, &fields)
+impl Pending {
+    /// Adds the record of `line`, the file's line `number`.
+    fn push(&mut self, number: usize, line: &str, form: ContentForm) {
+        write_record(&mut self.text, line, form);
+        self.text.push(',');
+        self.ends.push_back((number, self.text.len()));
+    }
+
+    /// The bytes of the first `n` records with their commas.
+    fn end(&self, n: usize) -> usize {
+        n.checked_sub(1).map_or(0, |last| self.ends[last].1)
+    }
+
+    /// The bytes record `at` adds to a batch, its comma included.
+    fn bytes(&self, at: usize) -> usize {
+        self.end(at + 1) - self.end(at)
+    }
+
+    /// The batch JSON of the first `n` records after `head`.
+    fn batch(&self, head: &str, n: usize) -> String {
+        let records = &self.text[..self.end(n).saturating_sub(1)];
+        let mut batch = String::with_capacity(head.len() + records.len() + 2);
+        batch.push_str(head);
+        batch.push_str(records);
+        batch.push_str("]}");
+        batch
+    }
+
+    /// Forgets the first `n` records.
+    fn drain(&mut self, n: usize) {
+        let cut = self.end(n);
+        self.text.drain(..cut);
+        self.ends.drain(..n);
+        for (_, end) in &mut self.ends {
+            *end -= cut;
         }
-        ContentForm::Json => record_of(&timestamp, &json_object(&fields)),
-        ContentForm::Text => record_of(&timestamp, line),
+    }
+}
+
+/// One record of a batch as JSON, `{"timestamp":"…","content":"…"}`, appended to `out`.
+fn write_record(out: &mut String, line: &str, form: ContentForm) {
+    let fields = fields(line);
+    out.push_str("{\"timestamp\":\"");
+    write_timestamp(out, fields.get(11).copied());
+    out.push_str("\",\"content\":");
+    match form {
+        ContentForm::Json if plain(line) => write_plain_content(out, &fields),
+        ContentForm::Json => json_string(out, &json_object(&fields)),
+        ContentForm::Text => json_string(out, line),
+    }
+    out.push('}');
+}
+
+/// CLS stamps a record with its production time in microseconds; the window end (seconds) is
+/// the closest we have: its digits and six zeros when it is a number written plainly, else
+/// the number worked out, 0 when it is none (or too large).
+fn write_timestamp(out: &mut String, end: Option<&str>) {
+    match end {
+        Some(end)
+            if (1..=13).contains(&end.len())
+                && !end.starts_with('0')
+                && end.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            out.push_str(end);
+            out.push_str("000000");
+        }
+        _ => {
+            let micros = end
+                .and_then(|end| end.parse::<u64>().ok())
+                .and_then(|s| s.checked_mul(1_000_000))
+                .unwrap_or(0);
+            out.push_str(&micros.to_string());
+        }
     }
 }
 
@@ -233,46 +286,43 @@ fn json_object(fields: &[&str]) -> String {
     object
 }
 
-/// `{"timestamp":"…","content":"…"}` of `content`.
-fn record_of(timestamp: &str, content: &str) -> String {
-    let mut out = String::with_capacity(content.len() + 48);
-    out.push_str("{\"timestamp\":\"");
-    out.push_str(timestamp);
-    out.push_str("\",\"content\":");
-    json_string(&mut out, content);
-    out.push('}');
-    out
-}
-
-/// [`record`] of fields with nothing to escape (every flow-log line's): the content object
-/// written straight as its escaped text, in one pass instead of writing it and escaping it
-/// again (the cut's largest cost after compression, docs/performance.md).
-fn plain_json_record(timestamp: &str, fields: &[&str]) -> String {
-    let mut out = String::with_capacity(fields.iter().map(|f| f.len() + 24).sum::<usize>() + 64);
-    out.push_str("{\"timestamp\":\"");
-    out.push_str(timestamp);
-    out.push_str("\",\"content\":\"{");
-    for (i, (key, value)) in esgflow::core::flowlog::FIELDS
-        .iter()
-        .zip(fields)
-        .enumerate()
-    {
-        if i > 0 {
-            out.push(',');
-        }
-        for text in ["\\\"", key, "\\\":\\\"", value, "\\\""] {
-            out.push_str(text);
-        }
+/// The content of a line whose fields need no escape (every flow-log line's): the JSON object
+/// of its fields written straight as a JSON string's text, each key's part of it made once, in
+/// one pass instead of writing the object and escaping it again (the cut's largest cost after
+/// compression, docs/performance.md).
+fn write_plain_content(out: &mut String, fields: &[&str]) {
+    static KEYS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        esgflow::core::flowlog::FIELDS
+            .iter()
+            .enumerate()
+            .map(|(i, key)| format!("{}\\\"{key}\\\":\\\"", if i > 0 { "\\\"," } else { "" }))
+            .collect()
+    });
+    out.push_str("\"{");
+    for (key, value) in KEYS.iter().zip(fields) {
+        out.push_str(key);
+        out.push_str(value);
     }
-    out.push_str("}\"}");
-    out
+    if !fields.is_empty() {
+        out.push_str("\\\"");
+    }
+    out.push_str("}\"");
 }
 
 /// Whether `text` is the same inside a JSON string.
 fn plain(text: &str) -> bool {
-    !text
-        .bytes()
-        .any(|byte| byte == b'"' || byte == b'\\' || byte < 0x20)
+    // An indexed loop: the toolkit's opt-level 1 leaves an iterator's calls in (a line is
+    // checked once, on the cut's hottest path).
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let byte = bytes[i];
+        if byte == b'"' || byte == b'\\' || byte < 0x20 {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 /// `text` as a JSON string, appended to `out` (RFC 8259: `"`, `\\` and control characters
@@ -518,14 +568,26 @@ mod tests {
         assert_eq!(content["dstport"], "443");
     }
 
+    fn record(line: &str, form: ContentForm) -> String {
+        let mut out = String::new();
+        write_record(&mut out, line, form);
+        out
+    }
+
     /// The one-pass record of plain fields is the record the general path writes, byte for
-    /// byte; a field with a quote or a backslash takes the general path and reads back.
+    /// byte (a tab between fields sends a line the general way); a field with a quote or a
+    /// backslash takes the general path and reads back.
     #[test]
     fn a_plain_line_is_written_as_the_general_path_writes_it() {
         for line in lines(3) {
             let fields: Vec<&str> = line.split_ascii_whitespace().collect();
-            let general = record_of(&format!("{}000000", fields[11]), &json_object(&fields));
+            let general = format!(
+                "{{\"timestamp\":\"{}000000\",\"content\":{}}}",
+                fields[11],
+                serde_json::Value::from(json_object(&fields))
+            );
             assert_eq!(record(&line, ContentForm::Json), general);
+            assert_eq!(record(&line.replace(' ', "\t"), ContentForm::Json), general);
         }
         let odd = lines(1)[0].replace(" OK", " O\"K\\");
         let written: serde_json::Value =
@@ -533,6 +595,59 @@ mod tests {
         let content: serde_json::Value =
             serde_json::from_str(written["content"].as_str().unwrap()).unwrap();
         assert_eq!(content["log-status"], "O\"K\\");
+    }
+
+    /// A record's timestamp is its window end in microseconds, however the end is written; 0
+    /// when it is not a number or too large for one.
+    #[test]
+    fn a_timestamp_is_the_window_end_in_microseconds() {
+        for (end, micros) in [
+            ("1700000060", "1700000060000000"),
+            ("0", "0"),
+            ("007", "7000000"),
+            ("+5", "5000000"),
+            ("9999999999999", "9999999999999000000"),
+            ("18446744073709", "18446744073709000000"),
+            ("18446744073710", "0"),
+            ("soon", "0"),
+            ("-1", "0"),
+        ] {
+            let mut out = String::new();
+            write_timestamp(&mut out, Some(end));
+            assert_eq!(out, micros, "{end}");
+        }
+        let mut out = String::new();
+        write_timestamp(&mut out, None);
+        assert_eq!(out, "0");
+    }
+
+    /// The records read ahead make each batch as one slice, whatever was cut before.
+    #[test]
+    fn pending_records_make_the_batch_of_the_first_n() {
+        let mut pending = Pending::default();
+        let input = lines(5);
+        for (i, line) in input.iter().enumerate() {
+            pending.push(i + 1, line, ContentForm::Text);
+        }
+        let batch = |pending: &Pending, n: usize| -> Vec<String> {
+            let batch: serde_json::Value =
+                serde_json::from_str(&pending.batch("{\"records\":[", n)).unwrap();
+            batch["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["content"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(batch(&pending, 0), Vec::<String>::new());
+        assert_eq!(batch(&pending, 3), input[..3]);
+        assert_eq!(
+            (0..5).map(|at| pending.bytes(at)).sum::<usize>(),
+            pending.end(5)
+        );
+        pending.drain(2);
+        assert_eq!(pending.ends[0].0, 3);
+        assert_eq!(batch(&pending, 3), input[2..]);
     }
 
     #[test]
