@@ -37,6 +37,15 @@ fn flow(record: &RecordLine<'_>) -> String {
     )
 }
 
+/// `map`'s value for `key`, a new one made when it has none (the key copied only then: most
+/// records add to a count that exists).
+fn counter<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
+    }
+    map.get_mut(key).expect("just made")
+}
+
 /// What the report sums, record by record: a day of records is read once and never held.
 #[derive(Default)]
 pub struct Report {
@@ -55,7 +64,7 @@ impl Report {
     /// Counts one record (a JSON object as the sinks write it).
     pub fn add(&mut self, record: &RecordLine<'_>) {
         let kind = text(record, "record_type");
-        *self.counts.entry(kind.to_string()).or_default() += 1;
+        *counter(&mut self.counts, &kind) += 1;
         let rule = || {
             format!(
                 "rule {} \"{}\"",
@@ -117,10 +126,7 @@ impl Report {
             }
             "snapshot_drift" => *self.drift.entry(rule()).or_default() += 1,
             "traffic" => {
-                let entry = self
-                    .scopes
-                    .entry(text(record, "scope").to_string())
-                    .or_default();
+                let entry = counter(&mut self.scopes, &text(record, "scope"));
                 entry.0 += number(record, "flows");
                 entry.1 += number(record, "packets");
                 entry.2 += number(record, "bytes");
@@ -180,5 +186,34 @@ impl Report {
             let _ = writeln!(out, "  {scope:<14} {flows:>8} {packets:>10} {bytes:>12}");
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each record type is counted, and traffic summed by scope, however many records add to
+    /// one count.
+    #[test]
+    fn records_are_counted_by_type_and_traffic_summed_by_scope() {
+        let mut report = Report::default();
+        for line in [
+            r#"{"record_type":"traffic","scope":"inter_subnet","flows":1,"packets":2,"bytes":300}"#,
+            r#"{"record_type":"traffic","scope":"inter_subnet","flows":2,"packets":3,"bytes":400}"#,
+            r#"{"record_type":"traffic","scope":"inbound","flows":5,"packets":6,"bytes":7}"#,
+            r#"{"record_type":"observe_hit","rule_uuid":"9","rule_description":"watch"}"#,
+        ] {
+            report.add(&RecordLine::parse(line).unwrap());
+        }
+        let out = report.render();
+        for expected in [
+            "  observe_hit          1\n",
+            "  traffic              3\n",
+            "  inbound               5          6            7\n",
+            "  inter_subnet          3          5          700\n",
+        ] {
+            assert!(out.contains(expected), "{expected:?} in\n{out}");
+        }
     }
 }
