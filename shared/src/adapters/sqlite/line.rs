@@ -227,8 +227,10 @@ mod tests {
             expected.retain(|(_, k)| *k != key.as_str());
             expected.push((i, key.as_str()));
         }
-        let expected: Vec<(&str, String)> =
-            expected.into_iter().map(|(i, key)| (key, i.to_string())).collect();
+        let expected: Vec<(&str, String)> = expected
+            .into_iter()
+            .map(|(i, key)| (key, i.to_string()))
+            .collect();
         assert_eq!(
             read,
             expected
