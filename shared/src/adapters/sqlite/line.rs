@@ -57,11 +57,9 @@ impl<'a> RecordLine<'a> {
         // those after it only when a bit of its length and ends says one may be the same.
         let mut seen = 0_u64;
         for (i, (key, value)) in self.fields.iter().enumerate().rev() {
-            let bit = 1
-                << (key.len() * 7
-                    + key.bytes().next().map_or(0, usize::from) * 3
-                    + key.bytes().last().map_or(0, usize::from))
-                    % 64;
+            let ends = key.bytes().next().map_or(0, usize::from) * 3
+                + key.bytes().last().map_or(0, usize::from);
+            let bit = 1_u64 << ((key.len() * 7 + ends) % 64);
             if seen & bit != 0 && self.fields[i + 1..].iter().any(|(later, _)| later == key) {
                 continue;
             }
