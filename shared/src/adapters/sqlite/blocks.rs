@@ -49,23 +49,53 @@ const LEVEL: libdeflater::CompressionLvl = match libdeflater::CompressionLvl::ne
 
 /// `records` as one block: each value's JSON text as its line holds it.
 pub fn encode(records: &[Body]) -> Vec<u8> {
-    // The block's keys in order, found through a hash (a block's records mostly share theirs).
-    let mut keys: Vec<&str> = records
-        .iter()
-        .flat_map(|body| body.spans.iter().map(|span| span.key(&body.line)))
-        .filter(|key| !COLUMN_KEYS.contains(key))
-        .collect::<foldhash::HashSet<&str>>()
-        .into_iter()
-        .collect();
-    keys.sort_unstable();
-    let place: foldhash::HashMap<&str, usize> =
-        keys.iter().enumerate().map(|(k, key)| (*key, k)).collect();
+    // Each span's column: the same as the last record's span in its place when the key is the
+    // same (a block's records mostly share their keys, in one order), else through a hash; the
+    // columns numbered as first met, then put in the keys' order.
+    const LEFT_OUT: usize = usize::MAX;
+    let mut numbers: foldhash::HashMap<&str, usize> = Default::default();
+    let mut met: Vec<&str> = Vec::new();
+    let mut last: Vec<(&str, usize)> = Vec::new();
+    let mut columns: Vec<usize> = Vec::with_capacity(records.iter().map(|b| b.spans.len()).sum());
+    for body in records {
+        for (at, span) in body.spans.iter().enumerate() {
+            let key = span.key(&body.line);
+            let column = match last.get(at) {
+                Some(&(same, column)) if same == key => column,
+                _ => {
+                    let column = *numbers.entry(key).or_insert_with(|| {
+                        if COLUMN_KEYS.contains(&key) {
+                            LEFT_OUT
+                        } else {
+                            met.push(key);
+                            met.len() - 1
+                        }
+                    });
+                    match last.get_mut(at) {
+                        Some(place) => *place = (key, column),
+                        None => last.push((key, column)),
+                    }
+                    column
+                }
+            };
+            columns.push(column);
+        }
+    }
+    let mut order: Vec<usize> = (0..met.len()).collect();
+    order.sort_unstable_by_key(|&column| met[column]);
+    let keys: Vec<&str> = order.iter().map(|&column| met[column]).collect();
+    let mut place = vec![0; met.len()];
+    for (k, &column) in order.iter().enumerate() {
+        place[column] = k;
+    }
     // Each record's value of each key, key by key.
     let mut cells: Vec<Option<&str>> = vec![None; keys.len() * records.len()];
+    let mut columns = columns.into_iter();
     for (r, body) in records.iter().enumerate() {
         for span in &body.spans {
-            if let Some(k) = place.get(span.key(&body.line)) {
-                cells[k * records.len() + r] = Some(&body.line[span.value.clone()]);
+            let column = columns.next().expect("a column a span");
+            if column != LEFT_OUT {
+                cells[place[column] * records.len() + r] = Some(&body.line[span.value.clone()]);
             }
         }
     }
@@ -75,14 +105,20 @@ pub fn encode(records: &[Body]) -> Vec<u8> {
         text.push(b'\n');
         text.extend_from_slice(cell.unwrap_or_default().as_bytes());
     }
-    // The whole block at once.
-    let mut compressor = libdeflater::Compressor::new(LEVEL);
-    let mut data = vec![0; compressor.deflate_compress_bound(text.len())];
-    let n = compressor
-        .deflate_compress(&text, &mut data)
-        .expect("the bound holds the compressed bytes");
-    data.truncate(n);
-    data
+    // The whole block at once, by the thread's compressor (made once: its state is zeroed
+    // memory a block need not pay for again).
+    thread_local! {
+        static COMPRESSOR: std::cell::RefCell<libdeflater::Compressor> =
+            std::cell::RefCell::new(libdeflater::Compressor::new(LEVEL));
+    }
+    COMPRESSOR.with_borrow_mut(|compressor| {
+        let mut data = vec![0; compressor.deflate_compress_bound(text.len())];
+        let n = compressor
+            .deflate_compress(&text, &mut data)
+            .expect("the bound holds the compressed bytes");
+        data.truncate(n);
+        data
+    })
 }
 
 /// A block read back: its records' values, line by line.
@@ -195,6 +231,36 @@ mod tests {
             assert_eq!(block.record(slot).unwrap(), expected, "slot {slot}");
         }
         assert!(block.record(4).unwrap_err().contains("holds 4 records"));
+    }
+
+    /// Records whose keys come in other orders, or other keys in the same places, each read
+    /// back as they were, and the block's keys are in order.
+    #[test]
+    fn records_of_keys_in_any_order_read_back_as_they_were() {
+        let lines = [
+            r#"{"b":1,"a":2,"c":3}"#,
+            r#"{"a":4,"b":5,"c":6}"#,
+            r#"{"b":7,"d":8}"#,
+            r#"{"d":9,"b":10,"a":11,"c":12}"#,
+            r#"{"time":5,"b":13}"#,
+            r#"{"b":14,"time":6,"a":15}"#,
+            r#"{"b":16,"a":17}"#,
+        ];
+        // Each line as written (serde_json would put its keys in order).
+        let bodies: Vec<Body> = lines
+            .iter()
+            .map(|line| Body {
+                line: line.to_string(),
+                spans: RecordLine::parse(line).unwrap().spans(|_| false),
+            })
+            .collect();
+        let block = Block::decode(&encode(&bodies)).unwrap();
+        assert_eq!(block.keys, ["a", "b", "c", "d"]);
+        for (slot, line) in lines.iter().enumerate() {
+            let mut expected: Map<String, Value> = serde_json::from_str(line).unwrap();
+            expected.remove("time");
+            assert_eq!(block.record(slot).unwrap(), expected, "slot {slot}");
+        }
     }
 
     /// A block is deflated, not stored: a hundred records alike take a tenth of their text.

@@ -453,19 +453,24 @@ impl Rollups {
                 };
             sorted.sort_unstable_by_key(|row| row.0);
             let key = rollup.key().len();
-            let values = |rows: &[([i64; 12], [i64; 3])]| {
-                params_from_iter(
-                    rows.iter()
-                        .flat_map(|(row, sums)| row[..key].iter().chain(sums).copied())
-                        .collect::<Vec<i64>>(),
-                )
+            // Each value bound where it goes (no list of them made for each run).
+            let run = |statement: &mut rusqlite::Statement<'_>,
+                       rows: &[([i64; 12], [i64; 3])]|
+             -> rusqlite::Result<usize> {
+                let values = rows
+                    .iter()
+                    .flat_map(|(row, sums)| row[..key].iter().chain(sums));
+                for (at, value) in values.enumerate() {
+                    statement.raw_bind_parameter(at + 1, *value)?;
+                }
+                statement.raw_execute()
             };
             let mut chunks = sorted.chunks_exact(UPSERT_ROWS);
             for chunk in &mut chunks {
-                many.execute(values(chunk))?;
+                run(many, chunk)?;
             }
             for row in chunks.remainder() {
-                one.execute(values(std::slice::from_ref(row)))?;
+                run(one, std::slice::from_ref(row))?;
             }
         }
         self.rows.iter_mut().for_each(|rows| rows.clear());
