@@ -1,7 +1,8 @@
-//! An import on three threads: one reads the lines and makes each record's row (the JSON
+//! An import on four threads: one reads the lines and makes each record's row (the JSON
 //! parse, the names' ids, the fields its body keeps), the caller's writes the rows into the
-//! database in line order, and one deflates the body blocks. SQLite's work is the one that
-//! cannot be shared; the rest is done beside it (docs/performance.md, "The store's import").
+//! database in line order, one deflates the body blocks and one sums and sorts the rollups'
+//! rows. SQLite's work is the one that cannot be shared; the rest is done beside it
+//! (docs/performance.md, "The store's import").
 
 use std::sync::mpsc;
 
@@ -10,7 +11,7 @@ use rusqlite::{params_from_iter, Transaction};
 
 use super::line::{RecordLine, Span};
 use super::{
-    address_key, blocks, record_id, rollup_upsert, AddressKey, Imported, Rollups, MOVED,
+    address_key, blocks, record_id, rollup_upsert, AddressKey, Imported, RollupRow, Rollups, MOVED,
     RECORD_COLUMNS, ROLLUPS, TRAFFIC_COLUMNS, UPSERT_ROWS,
 };
 
@@ -58,7 +59,15 @@ pub(super) fn import(
                 }
             }
         });
-        let mut writer = Writer::new(transaction, blocks_to_deflate, deflated)?;
+        // The writer's rollup rows wait while those before are summed.
+        let (rows_to_sum, rows) = mpsc::sync_channel::<[Vec<RollupRow>; 2]>(0);
+        let (summed_to_write, summed) = mpsc::channel();
+        scope.spawn(move || Rollups::sum(rows, &summed_to_write));
+        let mut writer = Writer::new(
+            transaction,
+            (blocks_to_deflate, deflated),
+            (rows_to_sum, summed),
+        )?;
         let mut imported = Imported::default();
         for batch in batches {
             let batch = batch.map_err(Failure::Read)?;
@@ -71,6 +80,7 @@ pub(super) fn import(
                 imported.records += 1;
             }
             writer.write_deflated(false)?;
+            writer.write_summed(false)?;
         }
         writer.finish()?;
         Ok(imported)
@@ -352,7 +362,10 @@ impl Names {
     }
 }
 
-/// The writing side: its statements, the rollup rows summed, and the body block being filled.
+/// A thread the writer hands work to (`In`), and its results (`Out`).
+type Helper<In, Out> = (mpsc::SyncSender<In>, mpsc::Receiver<Out>);
+
+/// The writing side: its statements, the rollup rows collected, and the body block being filled.
 struct Writer<'t> {
     name: rusqlite::Statement<'t>,
     records: rusqlite::Statement<'t>,
@@ -361,8 +374,11 @@ struct Writer<'t> {
     bodies: rusqlite::Statement<'t>,
     /// Adds to each of [`ROLLUPS`].
     upserts: Vec<(rusqlite::Statement<'t>, rusqlite::Statement<'t>)>,
-    /// The rollup rows summed and not yet written.
+    /// The rollup rows not yet handed to be summed.
     rollups: Rollups,
+    /// Rollup rows to the summing thread (`None` once the last are sent), and back.
+    to_sum: Option<mpsc::SyncSender<[Vec<RollupRow>; 2]>>,
+    summed: mpsc::Receiver<Vec<Vec<RollupRow>>>,
     /// The block being filled: the rowid of its first record, and its records.
     block: (i64, Vec<blocks::Body>),
     /// The JSON bytes of the block's records so far.
@@ -375,8 +391,8 @@ struct Writer<'t> {
 impl<'t> Writer<'t> {
     fn new(
         transaction: &'t Transaction<'_>,
-        to_deflate: mpsc::SyncSender<(i64, Vec<blocks::Body>)>,
-        deflated: mpsc::Receiver<(i64, Vec<u8>)>,
+        (to_deflate, deflated): Helper<(i64, Vec<blocks::Body>), (i64, Vec<u8>)>,
+        (to_sum, summed): Helper<[Vec<RollupRow>; 2], Vec<Vec<RollupRow>>>,
     ) -> rusqlite::Result<Self> {
         let insert = |table: &str, columns: &[&str]| {
             transaction.prepare(&format!(
@@ -411,6 +427,8 @@ impl<'t> Writer<'t> {
                 })
                 .collect::<rusqlite::Result<_>>()?,
             rollups: Rollups::new(),
+            to_sum: Some(to_sum),
+            summed,
             block: (0, Vec::new()),
             block_bytes: 0,
             to_deflate: Some(to_deflate),
@@ -434,7 +452,7 @@ impl<'t> Writer<'t> {
                     }
                 }
                 if self.rollups.full() {
-                    self.rollups.write(&mut self.upserts)?;
+                    self.sum()?;
                 }
             }
             Row::Record {
@@ -503,28 +521,59 @@ impl<'t> Writer<'t> {
 
     /// Writes the blocks deflated so far; with `all`, every block still to come.
     fn write_deflated(&mut self, all: bool) -> rusqlite::Result<()> {
-        loop {
-            let (first, data) = match all {
-                true => match self.deflated.recv() {
-                    Ok(block) => block,
-                    Err(_) => return Ok(()),
-                },
-                false => match self.deflated.try_recv() {
-                    Ok(block) => block,
-                    Err(_) => return Ok(()),
-                },
-            };
-            self.bodies.execute((first, data))?;
-        }
+        let bodies = &mut self.bodies;
+        drain(&self.deflated, all, |(first, data)| {
+            bodies.execute((first, data)).map(drop)
+        })
     }
 
-    /// Writes the rollup rows summed, the block being filled and every block deflated: the
-    /// import's end.
+    /// Hands the rollup rows collected to the summing thread (or sums and writes them here
+    /// when that thread is gone).
+    fn sum(&mut self) -> rusqlite::Result<()> {
+        let rows = self.rollups.take();
+        let unsent = match &self.to_sum {
+            Some(to) => to.send(rows).err().map(|mpsc::SendError(rows)| rows),
+            None => Some(rows),
+        };
+        if let Some(rows) = unsent {
+            Rollups::write(&Rollups::summed(rows), &mut self.upserts)?;
+        }
+        Ok(())
+    }
+
+    /// Adds the rollup rows summed so far to the rollups; with `all`, every one still to come.
+    fn write_summed(&mut self, all: bool) -> rusqlite::Result<()> {
+        let upserts = &mut self.upserts;
+        drain(&self.summed, all, |summed| Rollups::write(&summed, upserts))
+    }
+
+    /// Writes the rollup rows, the block being filled and every block deflated: the import's
+    /// end.
     fn finish(&mut self) -> rusqlite::Result<()> {
-        self.rollups.write(&mut self.upserts)?;
+        self.sum()?;
+        self.to_sum = None;
         self.flush()?;
         self.to_deflate = None;
-        self.write_deflated(true)
+        self.write_deflated(true)?;
+        self.write_summed(true)
+    }
+}
+
+/// Hands `each` what `from` has ready; with `all`, everything until its sender is gone.
+fn drain<T>(
+    from: &mpsc::Receiver<T>,
+    all: bool,
+    mut each: impl FnMut(T) -> rusqlite::Result<()>,
+) -> rusqlite::Result<()> {
+    loop {
+        let next = match all {
+            true => from.recv().ok(),
+            false => from.try_recv().ok(),
+        };
+        match next {
+            Some(next) => each(next)?,
+            None => return Ok(()),
+        }
     }
 }
 

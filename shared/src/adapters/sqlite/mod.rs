@@ -332,21 +332,30 @@ fn rollup_tables() -> String {
 /// A rollup's key column without a value: no name id, address or port is this.
 const NONE: i64 = -(1 << 62);
 
+/// Rollup rows of each kind the writer collects before handing them to be summed (120 bytes
+/// each).
+const ROLLUP_ROWS_A_SET: usize = if cfg!(test) { 16 } else { 1 << 16 };
+
 /// Most rows of one rollup an import sums in memory before adding them to its table (about
-/// 150 bytes each).
-const ROLLUP_ROWS_IN_MEMORY: usize = 300_000;
+/// 150 bytes each). The unit tests add them every 64, so that their imports write many sets.
+const ROLLUP_ROWS_IN_MEMORY: usize = if cfg!(test) { 64 } else { 300_000 };
 
 /// Rollup rows added by one statement: SQLite's cost of a statement's run (bind, step, reset)
 /// paid once for 64 rows instead of for each (a day of a million lines' import 5-11 % faster;
 /// docs/performance.md, "The store's import").
 const UPSERT_ROWS: usize = 64;
 
-/// The rollup rows an import has summed and not yet written, of the finest rollup of each kind
-/// (`rows[0]` sums, `rows[1]` conversations; the coarser ones are summed from them as they are
-/// written: two sums a record instead of five): flows, packets and bytes, each record's counted
-/// as the views count it (missing or negative as 0).
+/// A rollup row: its key columns (as [`Rollup::key`], the unused ones 0), and flows, packets and
+/// bytes.
+type RollupRow = ([i64; 12], [i64; 3]);
+
+/// The rollup rows of the traffic an import has stored, not yet summed: a row of the finest
+/// rollup of each kind per record (`rows[0]` sums, `rows[1]` conversations; the coarser ones are
+/// summed from them), each record's flows, packets and bytes counted as the views count them
+/// (missing or negative as 0). The writer only appends them; [`Rollups::sum`], on another
+/// thread, sums and sorts them.
 struct Rollups {
-    rows: [foldhash::HashMap<[i64; 12], [i64; 3]>; 2],
+    rows: [Vec<RollupRow>; 2],
 }
 
 impl Rollups {
@@ -410,95 +419,155 @@ impl Rollups {
                     0,
                 ]
             };
-            add_sums(
-                self.rows[usize::from(conversations)]
-                    .entry(row)
-                    .or_default(),
-                &sums,
-            );
+            self.rows[usize::from(conversations)].push((row, sums));
         }
     }
 
     fn full(&self) -> bool {
-        self.rows
-            .iter()
-            .any(|rows| rows.len() >= ROLLUP_ROWS_IN_MEMORY)
+        self.rows[0].len() >= ROLLUP_ROWS_A_SET
     }
 
-    /// Adds the rows summed so far to each of [`ROLLUPS`] (in key order, so each lands next to
-    /// the last), and forgets them; `upserts` as [`ROLLUPS`]. A thread beside the writer sums
-    /// and sorts each rollup's rows while the one before is written (a third of the time the
-    /// rollups took on the writer's thread; docs/performance.md, "The store's import").
+    /// The rows collected so far, forgotten here.
+    fn take(&mut self) -> [Vec<RollupRow>; 2] {
+        std::mem::take(&mut self.rows)
+    }
+
+    /// Sums each set of rows `sets` gives (as [`Rollups::take`] gives them) into those before
+    /// it, and hands them to `write` as [`Rollups::summed`] whenever [`ROLLUP_ROWS_IN_MEMORY`]
+    /// of one kind are summed, and at the end: SQLite adds to the rollups the rows of a
+    /// quarter of a million records or more at a time, however many each record repeats (a
+    /// day of ten million lines repeats most conversations within the hour). Runs until
+    /// `sets` ends or `write` is gone.
+    fn sum(
+        sets: impl IntoIterator<Item = [Vec<RollupRow>; 2]>,
+        write: &std::sync::mpsc::Sender<Vec<Vec<RollupRow>>>,
+    ) {
+        let mut summed: [Vec<RollupRow>; 2] = Default::default();
+        for set in sets {
+            for (summed, mut rows) in summed.iter_mut().zip(set) {
+                sum_sorted(&mut rows);
+                *summed = merge_sorted(std::mem::take(summed), rows);
+            }
+            if summed
+                .iter()
+                .any(|rows| rows.len() >= ROLLUP_ROWS_IN_MEMORY)
+                && write
+                    .send(Self::summed(std::mem::take(&mut summed)))
+                    .is_err()
+            {
+                return;
+            }
+        }
+        if summed.iter().any(|rows| !rows.is_empty()) {
+            let _ = write.send(Self::summed(summed));
+        }
+    }
+
+    /// Each of [`ROLLUPS`]'s rows of `rows` (as [`Rollups::take`] gives them), summed and in key
+    /// order, so each lands next to the last.
+    fn summed(rows: [Vec<RollupRow>; 2]) -> Vec<Vec<RollupRow>> {
+        let mut finest = rows.map(|mut rows| {
+            sum_sorted(&mut rows);
+            Some(rows)
+        });
+        // Each kind's finest comes last of its kind: the coarser are summed from it first.
+        ROLLUPS
+            .iter()
+            .map(|rollup| {
+                let kind = &mut finest[usize::from(rollup.conversations)];
+                if rollup.step == Self::finest(rollup.conversations).step {
+                    return kind.take().expect("one finest rollup of each kind");
+                }
+                let mut coarser: Vec<RollupRow> = kind
+                    .as_ref()
+                    .expect("the finest rollup last of its kind")
+                    .iter()
+                    .map(|(row, sums)| {
+                        let mut row = *row;
+                        let start = floor(row[1], rollup.step);
+                        if !rollup.conversations {
+                            // The step of `last_seen` (a multiple of the finer one's), less the
+                            // start.
+                            row[3] = floor(row[1] + row[3], rollup.step) - start;
+                        }
+                        row[1] = start;
+                        (row, *sums)
+                    })
+                    .collect();
+                sum_sorted(&mut coarser);
+                coarser
+            })
+            .collect()
+    }
+
+    /// Adds [`Rollups::summed`]'s rows to each of [`ROLLUPS`]; `upserts` as [`ROLLUPS`].
     fn write(
-        &mut self,
+        summed: &[Vec<RollupRow>],
         upserts: &mut [(rusqlite::Statement<'_>, rusqlite::Statement<'_>)],
     ) -> rusqlite::Result<()> {
-        let rows = &self.rows;
-        std::thread::scope(|scope| {
-            // One rollup made ahead at most: two of them in memory at a time.
-            let (to_write, made) = std::sync::mpsc::sync_channel(0);
-            scope.spawn(move || {
-                for rollup in &ROLLUPS {
-                    if to_write.send(Self::sorted(rows, rollup)).is_err() {
-                        return;
-                    }
+        for ((rollup, (one, many)), rows) in ROLLUPS.iter().zip(upserts).zip(summed) {
+            let key = rollup.key().len();
+            // Each value bound where it goes (no list of them made for each run).
+            let run = |statement: &mut rusqlite::Statement<'_>,
+                       rows: &[RollupRow]|
+             -> rusqlite::Result<usize> {
+                let values = rows
+                    .iter()
+                    .flat_map(|(row, sums)| row[..key].iter().chain(sums));
+                for (at, value) in values.enumerate() {
+                    statement.raw_bind_parameter(at + 1, *value)?;
                 }
-            });
-            for ((rollup, (one, many)), sorted) in ROLLUPS.iter().zip(upserts).zip(made) {
-                let key = rollup.key().len();
-                // Each value bound where it goes (no list of them made for each run).
-                let run = |statement: &mut rusqlite::Statement<'_>,
-                           rows: &[([i64; 12], [i64; 3])]|
-                 -> rusqlite::Result<usize> {
-                    let values = rows
-                        .iter()
-                        .flat_map(|(row, sums)| row[..key].iter().chain(sums));
-                    for (at, value) in values.enumerate() {
-                        statement.raw_bind_parameter(at + 1, *value)?;
-                    }
-                    statement.raw_execute()
-                };
-                let mut chunks = sorted.chunks_exact(UPSERT_ROWS);
-                for chunk in &mut chunks {
-                    run(many, chunk)?;
-                }
-                for row in chunks.remainder() {
-                    run(one, std::slice::from_ref(row))?;
-                }
+                statement.raw_execute()
+            };
+            let mut chunks = rows.chunks_exact(UPSERT_ROWS);
+            for chunk in &mut chunks {
+                run(many, chunk)?;
             }
-            Ok::<_, rusqlite::Error>(())
-        })?;
-        self.rows.iter_mut().for_each(|rows| rows.clear());
+            for row in chunks.remainder() {
+                run(one, std::slice::from_ref(row))?;
+            }
+        }
         Ok(())
     }
+}
 
-    /// `rollup`'s rows of the finest `rows` (summed again over its longer step when it is a
-    /// coarser one), in key order.
-    fn sorted(
-        rows: &[foldhash::HashMap<[i64; 12], [i64; 3]>; 2],
-        rollup: &Rollup,
-    ) -> Vec<([i64; 12], [i64; 3])> {
-        let finest = &rows[usize::from(rollup.conversations)];
-        let mut sorted: Vec<([i64; 12], [i64; 3])> =
-            if rollup.step == Self::finest(rollup.conversations).step {
-                finest.iter().map(|(row, sums)| (*row, *sums)).collect()
-            } else {
-                let mut coarser: foldhash::HashMap<[i64; 12], [i64; 3]> = Default::default();
-                for (row, sums) in finest {
-                    let mut row = *row;
-                    let start = floor(row[1], rollup.step);
-                    if !rollup.conversations {
-                        // The step of `last_seen` (a multiple of the finer one's), less the
-                        // start.
-                        row[3] = floor(row[1] + row[3], rollup.step) - start;
-                    }
-                    row[1] = start;
-                    add_sums(coarser.entry(row).or_default(), sums);
+/// Sorts `rows` by key, each key's sums added into one row.
+fn sum_sorted(rows: &mut Vec<RollupRow>) {
+    rows.sort_unstable_by_key(|row| row.0);
+    rows.dedup_by(|later, kept| {
+        let same = later.0 == kept.0;
+        if same {
+            add_sums(&mut kept.1, &later.1);
+        }
+        same
+    });
+}
+
+/// Two lists of rows in key order as one, each key's sums added into one row.
+fn merge_sorted(a: Vec<RollupRow>, b: Vec<RollupRow>) -> Vec<RollupRow> {
+    if a.is_empty() {
+        return b;
+    }
+    let mut merged = Vec::with_capacity(a.len() + b.len());
+    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => match x.0.cmp(&y.0) {
+                std::cmp::Ordering::Less => a.next(),
+                std::cmp::Ordering::Greater => b.next(),
+                std::cmp::Ordering::Equal => {
+                    let (mut x, y) = (a.next().expect("peeked"), b.next().expect("peeked"));
+                    add_sums(&mut x.1, &y.1);
+                    Some(x)
                 }
-                coarser.into_iter().collect()
-            };
-        sorted.sort_unstable_by_key(|row| row.0);
-        sorted
+            },
+            (Some(_), None) => a.next(),
+            (None, _) => b.next(),
+        };
+        match next {
+            Some(row) => merged.push(row),
+            None => return merged,
+        }
     }
 }
 
