@@ -336,8 +336,8 @@ const NONE: i64 = -(1 << 62);
 /// each).
 const ROLLUP_ROWS_A_SET: usize = if cfg!(test) { 16 } else { 1 << 16 };
 
-/// Most rows of one rollup an import sums in memory before adding them to its table (about
-/// 150 bytes each). The unit tests add them every 64, so that their imports write many sets.
+/// Most rows of one kind an import sums in memory before adding them to the rollups (120
+/// bytes each). The unit tests add them every 64, so that their imports write many sets.
 const ROLLUP_ROWS_IN_MEMORY: usize = if cfg!(test) { 64 } else { 300_000 };
 
 /// Rollup rows added by one statement: SQLite's cost of a statement's run (bind, step, reset)
