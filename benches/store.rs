@@ -140,6 +140,13 @@ fn main() {
             }),
         ),
         (
+            "either end, a /24, 30 days",
+            Box::new(|rng: &mut fastrand::Rng| HitFilter {
+                either: at(format!("10.{}.{}.0/24", rng.u8(0..50), rng.u8(0..5))),
+                ..month.clone()
+            }),
+        ),
+        (
             "one rule, 30 days",
             Box::new(|rng: &mut fastrand::Rng| HitFilter {
                 rule: Some(rng.u32(0..300).to_string()),
@@ -178,6 +185,14 @@ fn main() {
             "a destination /16 with nothing to find (port 1), 30 days",
             Box::new(|rng: &mut fastrand::Rng| HitFilter {
                 dst: at(format!("10.{}.0.0/16", rng.u8(0..50))),
+                port: Some(1),
+                ..month.clone()
+            }),
+        ),
+        (
+            "either end, a /16 with nothing to find (port 1), 30 days",
+            Box::new(|rng: &mut fastrand::Rng| HitFilter {
+                either: at(format!("10.{}.0.0/16", rng.u8(0..50))),
                 port: Some(1),
                 ..month.clone()
             }),
@@ -378,6 +393,46 @@ fn reference_views(store: &LocalRecords, days: i64) {
                 "reference views, ten largest VPCs, {span} ({days} days), {name}: p50 {p50:.1} / p95 {p95:.1} / max {max:.1} ms"
             );
         }
+    }
+    reference_networks(store, first, until);
+}
+
+/// Searches by a /24 at either end over the replayed store: the networks of the sources of 100
+/// hits spread over it (each finds records), and 100 networks no record has.
+fn reference_networks(store: &LocalRecords, since: i64, until: i64) {
+    let networks: Vec<String> = (0..100)
+        .filter_map(|i| {
+            let at = since + (until - since) * i / 100;
+            let page = store
+                .search_hits(&HitFilter::new(at, at + 600), 1, None)
+                .unwrap();
+            let src: std::net::Ipv4Addr = page.hits.first()?["src_ip"].as_str()?.parse().ok()?;
+            let [a, b, c, _] = src.octets();
+            Some(format!("{a}.{b}.{c}.0/24"))
+        })
+        .collect();
+    assert!(networks.len() >= 50, "{} networks", networks.len());
+    let empty: Vec<String> = (0..100).map(|i| format!("10.250.{i}.0/24")).collect();
+    for (name, networks, finds) in [
+        ("with records", &networks, true),
+        ("no record has", &empty, false),
+    ] {
+        let mut times = Vec::new();
+        for network in networks {
+            let filter = HitFilter {
+                either: Some(AddressMatch::parse(network).unwrap()),
+                ..HitFilter::new(since, until)
+            };
+            let started = Instant::now();
+            let page = store.search_hits(&filter, 100, None).unwrap();
+            times.push(started.elapsed());
+            assert_eq!(!page.hits.is_empty(), finds, "{network}");
+        }
+        let [p50, p95, max] = quantiles(&mut times);
+        println!(
+            "reference searches, either end, {} /24s {name}: p50 {p50:.1} / p95 {p95:.1} / max {max:.1} ms",
+            networks.len()
+        );
     }
 }
 
