@@ -190,6 +190,13 @@ fn main() {
             }),
         ),
         (
+            "a protocol with nothing to find (GRE), 30 days",
+            Box::new(|_: &mut fastrand::Rng| HitFilter {
+                protocol: Some(47),
+                ..month.clone()
+            }),
+        ),
+        (
             "either end, a /16 with nothing to find (port 1), 30 days",
             Box::new(|rng: &mut fastrand::Rng| HitFilter {
                 either: at(format!("10.{}.0.0/16", rng.u8(0..50))),
@@ -395,6 +402,26 @@ fn reference_views(store: &LocalRecords, days: i64) {
         }
     }
     reference_networks(store, first, until);
+    for (name, protocol, finds) in [
+        ("ICMPv6", 58, true),
+        ("GRE, which no record has", 47, false),
+    ] {
+        let filter = HitFilter {
+            protocol: Some(protocol),
+            ..HitFilter::new(first, until)
+        };
+        let mut times = Vec::new();
+        for _ in 0..20 {
+            let started = Instant::now();
+            let page = store.search_hits(&filter, 100, None).unwrap();
+            times.push(started.elapsed());
+            assert_eq!(!page.hits.is_empty(), finds, "{name}");
+        }
+        let [p50, p95, max] = quantiles(&mut times);
+        println!(
+            "reference searches, protocol {name}: p50 {p50:.1} / p95 {p95:.1} / max {max:.1} ms"
+        );
+    }
 }
 
 /// Searches by a /24 at either end over the replayed store: the networks of the sources of 100
