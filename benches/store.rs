@@ -403,24 +403,14 @@ fn reference_views(store: &LocalRecords, days: i64) {
     }
     reference_networks(store, first, until);
     for (name, protocol, finds) in [
-        ("ICMPv6", 58, true),
-        ("GRE, which no record has", 47, false),
+        ("protocol ICMPv6", 58, true),
+        ("protocol GRE, which no record has", 47, false),
     ] {
         let filter = HitFilter {
             protocol: Some(protocol),
             ..HitFilter::new(first, until)
         };
-        let mut times = Vec::new();
-        for _ in 0..20 {
-            let started = Instant::now();
-            let page = store.search_hits(&filter, 100, None).unwrap();
-            times.push(started.elapsed());
-            assert_eq!(!page.hits.is_empty(), finds, "{name}");
-        }
-        let [p50, p95, max] = quantiles(&mut times);
-        println!(
-            "reference searches, protocol {name}: p50 {p50:.1} / p95 {p95:.1} / max {max:.1} ms"
-        );
+        reference_searches(store, name, &vec![filter; 20], finds);
     }
 }
 
@@ -444,23 +434,29 @@ fn reference_networks(store: &LocalRecords, since: i64, until: i64) {
         ("with records", &networks, true),
         ("no record has", &empty, false),
     ] {
-        let mut times = Vec::new();
-        for network in networks {
-            let filter = HitFilter {
+        let filters: Vec<HitFilter> = networks
+            .iter()
+            .map(|network| HitFilter {
                 either: Some(AddressMatch::parse(network).unwrap()),
                 ..HitFilter::new(since, until)
-            };
-            let started = Instant::now();
-            let page = store.search_hits(&filter, 100, None).unwrap();
-            times.push(started.elapsed());
-            assert_eq!(!page.hits.is_empty(), finds, "{network}");
-        }
-        let [p50, p95, max] = quantiles(&mut times);
-        println!(
-            "reference searches, either end, {} /24s {name}: p50 {p50:.1} / p95 {p95:.1} / max {max:.1} ms",
-            networks.len()
-        );
+            })
+            .collect();
+        let name = format!("either end, {} /24s {name}", networks.len());
+        reference_searches(store, &name, &filters, finds);
     }
+}
+
+/// Times a page of 100 of each of `filters`, each finding records or, unless `finds`, none.
+fn reference_searches(store: &LocalRecords, name: &str, filters: &[HitFilter], finds: bool) {
+    let mut times = Vec::new();
+    for filter in filters {
+        let started = Instant::now();
+        let page = store.search_hits(filter, 100, None).unwrap();
+        times.push(started.elapsed());
+        assert_eq!(!page.hits.is_empty(), finds, "{name}: {filter:?}");
+    }
+    let [p50, p95, max] = quantiles(&mut times);
+    println!("reference searches, {name}: p50 {p50:.1} / p95 {p95:.1} / max {max:.1} ms");
 }
 
 /// The median, 95th percentile and largest of `times`, in milliseconds.
