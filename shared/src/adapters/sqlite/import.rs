@@ -535,7 +535,8 @@ impl<'t> Writer<'t> {
             Some(to) => to.send(rows).err().map(|mpsc::SendError(rows)| rows),
             None => Some(rows),
         };
-        if let Some(rows) = unsent {
+        if let Some(mut rows) = unsent {
+            rows.iter_mut().for_each(super::sum_sorted);
             Rollups::write(&Rollups::summed(rows), &mut self.upserts)?;
         }
         Ok(())

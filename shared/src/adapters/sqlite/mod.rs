@@ -466,13 +466,11 @@ impl Rollups {
         }
     }
 
-    /// Each of [`ROLLUPS`]'s rows of `rows` (as [`Rollups::take`] gives them), summed and in key
-    /// order, so each lands next to the last.
-    fn summed(rows: [Vec<RollupRow>; 2]) -> Vec<Vec<RollupRow>> {
-        let mut finest = rows.map(|mut rows| {
-            sum_sorted(&mut rows);
-            Some(rows)
-        });
+    /// Each of [`ROLLUPS`]'s rows of `finest` (the finest rollup's of each kind, summed and in
+    /// key order as [`Rollups::sum`] keeps them), summed and in key order, so each lands next to
+    /// the last.
+    fn summed(finest: [Vec<RollupRow>; 2]) -> Vec<Vec<RollupRow>> {
+        let mut finest = finest.map(Some);
         // Each kind's finest comes last of its kind: the coarser are summed from it first.
         ROLLUPS
             .iter()
@@ -1206,6 +1204,8 @@ impl LocalRecords {
         limit: u32,
         after: Option<(i64, i64)>,
     ) -> Result<Option<(String, Vec<Sql>)>, LocalStoreError> {
+        // The end an address at either end is looked for at, one query each (no such address:
+        // one query, the end unused).
         let ends: &[&str] = match filter.either {
             Some(_) => &["src", "dst"],
             None => &["src"],
@@ -1225,15 +1225,13 @@ impl LocalRecords {
                 values.extend([Sql::Integer(time), Sql::Integer(id)]);
             }
             values.push(limit.clone());
-            let led_by = match (&filter.src, &filter.dst, &filter.either) {
-                (Some(_), _, _) => "INDEXED BY records_by_src",
-                (_, Some(_), _) => "INDEXED BY records_by_dst",
-                (_, _, Some(_)) => match *either_end {
-                    "src" => "INDEXED BY records_by_src",
-                    _ => "INDEXED BY records_by_dst",
-                },
-                _ => "",
+            let lead = match (&filter.src, &filter.dst, &filter.either) {
+                (Some(_), _, _) => Some("src"),
+                (_, Some(_), _) => Some("dst"),
+                (_, _, Some(_)) => Some(*either_end),
+                _ => None,
             };
+            let led_by = lead.map_or(String::new(), |end| format!("INDEXED BY records_by_{end}"));
             keys.push(format!(
                 "SELECT rowid, time FROM records {led_by} WHERE {} ORDER BY time DESC, rowid DESC LIMIT ?",
                 conditions.join(" AND ")
